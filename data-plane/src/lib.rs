@@ -1,0 +1,1 @@
+//! Rotor data plane.

@@ -1,0 +1,1 @@
+//! The configuration a Rotor data plane accepts.

@@ -1,0 +1,1 @@
+//! Shared harness for Rotor's end-to-end tests.
