@@ -1,1 +1,21 @@
-//! The configuration a Rotor data plane accepts.
+//! The configuration a Rotor data plane accepts: the contract between the two planes.
+//!
+//! Option names are Centrifugo v6's (`client.token.hmac_secret_key`, `channel.namespaces`, …) so
+//! an existing Centrifugo config file works unchanged for everything Rotor supports. The data
+//! plane owns this crate; the control plane renders the same [`TenantConfig`] from Postgres.
+//! Loading is: defaults → file (JSON, TOML or YAML) → environment (`ROTOR_…`), then one
+//! validation pass that names the path of the first bad field.
+
+mod channel;
+mod duration;
+mod load;
+mod sections;
+mod validate;
+
+pub use channel::{
+    ChannelOptions, Namespace, PublicationDataFormat, RecoveryMode, CHANNEL_OPTION_NAMES,
+};
+pub use duration::{format_go_duration, parse_go_duration, ConfigDuration};
+pub use load::{ConfigError, Format, Loaded};
+pub use sections::*;
+pub use validate::{validate_namespace_name, NAMESPACE_NAME_PATTERN};

@@ -1,0 +1,360 @@
+//! Reading a config: parse JSON, TOML or YAML, overlay `ROTOR_…` environment variables, warn
+//! about options Rotor does not know, and refuse a bad config with the path of the bad field.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::sections::TenantConfig;
+use crate::validate;
+
+/// Why a config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not valid JSON, TOML or YAML.
+    #[error("config is not valid {format}: {message}")]
+    Syntax {
+        format: &'static str,
+        message: String,
+    },
+    /// A field has the wrong type or a bad value.
+    #[error("invalid config at `{path}`: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The dotted path of the bad field, when the error is about one.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Self::Invalid { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+}
+
+/// Config file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Toml,
+    Yaml,
+}
+
+impl Format {
+    /// The format a file name suggests (JSON when unsure).
+    pub fn from_path(path: &Path) -> Self {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("toml") => Format::Toml,
+            Some("yaml") | Some("yml") => Format::Yaml,
+            _ => Format::Json,
+        }
+    }
+}
+
+/// A validated config and the warnings met while reading it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: TenantConfig,
+    /// Human-readable notes, e.g. options Rotor ignores.
+    pub warnings: Vec<String>,
+}
+
+impl TenantConfig {
+    /// Reads, overlays the process environment (`ROTOR_…`) and validates a config file.
+    pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut value = parse_text(&text, Format::from_path(path))?;
+        overlay_env(&mut value, std::env::vars())?;
+        Self::from_value(value)
+    }
+
+    /// Parses and validates config text in the given format (no environment overlay).
+    pub fn parse(text: &str, format: Format) -> Result<Loaded, ConfigError> {
+        Self::from_value(parse_text(text, format)?)
+    }
+
+    /// Deserialises and validates an already parsed JSON value.
+    pub fn from_value(value: Value) -> Result<Loaded, ConfigError> {
+        let mut warnings = Vec::new();
+        // serde_path_to_error tracks the path; serde_ignored reports keys no field took.
+        let mut track = serde_path_to_error::Track::new();
+        let inner = serde_path_to_error::Deserializer::new(&value, &mut track);
+        let result: Result<TenantConfig, _> = serde_ignored::deserialize(inner, |ignored| {
+            warnings.push(format!(
+                "unknown option `{ignored}` is not supported by Rotor and is ignored"
+            ));
+        });
+        let config = result.map_err(|err| {
+            ConfigError::invalid(track.path().to_string(), strip_position(&err.to_string()))
+        })?;
+        validate::validate(&config)?;
+        Ok(Loaded { config, warnings })
+    }
+
+    /// The config as pretty JSON (what the control plane pushes).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+fn strip_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn parse_text(text: &str, format: Format) -> Result<Value, ConfigError> {
+    match format {
+        Format::Json => serde_json::from_str(text).map_err(|e| ConfigError::Syntax {
+            format: "JSON",
+            message: e.to_string(),
+        }),
+        Format::Toml => toml::from_str::<toml::Value>(text)
+            .map_err(|e| ConfigError::Syntax {
+                format: "TOML",
+                message: e.to_string(),
+            })
+            .and_then(|v| {
+                serde_json::to_value(v).map_err(|e| ConfigError::Syntax {
+                    format: "TOML",
+                    message: e.to_string(),
+                })
+            }),
+        Format::Yaml => serde_yaml::from_str::<Value>(text).map_err(|e| ConfigError::Syntax {
+            format: "YAML",
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// Applies `ROTOR_<PATH>` variables, where PATH is an option's dotted path upper-cased with
+/// `_` for `.` (e.g. `ROTOR_CLIENT_TOKEN_HMAC_SECRET_KEY`, `ROTOR_HTTP_SERVER_PORT`). Values
+/// that parse as JSON are taken as JSON (numbers, booleans, lists), anything else as a string.
+/// Only paths the schema knows are considered, so underscores inside names are unambiguous.
+pub(crate) fn overlay_env(
+    value: &mut Value,
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    let known = known_paths();
+    for (name, raw) in vars {
+        let Some(rest) = name.strip_prefix("ROTOR_") else {
+            continue;
+        };
+        let Some(path) = known.iter().find(|p| env_name(p) == rest) else {
+            continue;
+        };
+        let parsed = serde_json::from_str::<Value>(&raw).unwrap_or(Value::String(raw));
+        let parsed = match parsed {
+            // A bare word that happens to be JSON-ish but the option wants a string.
+            Value::Number(_) | Value::Bool(_) | Value::Array(_) | Value::Object(_) => parsed,
+            other => other,
+        };
+        set_path(value, path, parsed).map_err(|m| ConfigError::invalid(path.clone(), m))?;
+    }
+    Ok(())
+}
+
+fn env_name(path: &str) -> String {
+    path.replace('.', "_").to_ascii_uppercase()
+}
+
+/// Every leaf (and list) path of the default config.
+fn known_paths() -> Vec<String> {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&p, child, out);
+                }
+            }
+            _ => out.push(prefix.to_owned()),
+        }
+    }
+    let mut defaults = serde_json::to_value(TenantConfig::default()).unwrap_or(Value::Null);
+    // Options that are skipped when empty still deserve an env name.
+    for extra in [
+        "client.token.hmac_secret_key",
+        "client.token.rsa_public_key",
+        "client.token.ecdsa_public_key",
+        "client.token.jwks_public_endpoint",
+        "client.token.audience",
+        "client.token.issuer",
+        "client.token.user_id_claim",
+        "http_api.key",
+        "http_api.error_mode",
+    ] {
+        let _ = set_path(&mut defaults, extra, Value::String(String::new()));
+    }
+    let mut out = Vec::new();
+    walk("", &defaults, &mut out);
+    // Longest first, so `client.token.hmac_secret_key` wins over a shorter accidental match.
+    out.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    out
+}
+
+fn set_path(root: &mut Value, path: &str, new: Value) -> Result<(), String> {
+    let mut cur = root;
+    let parts: Vec<&str> = path.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = Value::Object(Map::new());
+        }
+        let map = cur.as_object_mut().ok_or("not an object")?;
+        if i == parts.len() - 1 {
+            map.insert((*part).to_owned(), new);
+            return Ok(());
+        }
+        cur = map
+            .entry((*part).to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_centrifugo_v6_config_loads_with_its_option_names() {
+        let text = r#"{
+            "http_server": {"port": 9000},
+            "client": {"token": {"hmac_secret_key": "s3cret"}, "allowed_origins": ["*"]},
+            "http_api": {"key": "api"},
+            "channel": {
+                "without_namespace": {"allow_subscribe_for_client": true},
+                "namespaces": [{"name": "chat", "history_size": 10, "history_ttl": "300s",
+                                "force_recovery": true, "presence": true, "join_leave": true}]
+            }
+        }"#;
+        let loaded = TenantConfig::parse(text, Format::Json).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let c = loaded.config;
+        assert_eq!(c.http_server.port, 9000);
+        assert_eq!(c.client.token.hmac_secret_key, "s3cret");
+        let chat = c.namespace("chat").unwrap();
+        assert_eq!(chat.history_ttl.get().as_secs(), 300);
+        assert!(chat.options().history_enabled());
+        assert_eq!(c.client.ping_interval.get().as_secs(), 25);
+    }
+
+    #[test]
+    fn unknown_options_are_warned_about_with_their_path() {
+        let text = r#"{"client": {"insecure": true, "frobnicate": 1},
+                       "channel": {"namespaces": [{"name": "ns", "bogus": true}]}}"#;
+        let loaded = TenantConfig::parse(text, Format::Json).unwrap();
+        assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
+        let all = loaded.warnings.join("\n");
+        assert!(all.contains("`client.frobnicate`"), "{all}");
+        assert!(all.contains("`channel.namespaces.0.bogus`"), "{all}");
+    }
+
+    #[test]
+    fn a_bad_field_is_refused_with_its_path() {
+        let err = TenantConfig::parse(
+            r#"{"channel": {"namespaces": [{"name": "ok"}, {"name": "x", "history_ttl": "5d"}]}}"#,
+            Format::Json,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.path(),
+            Some("channel.namespaces[1].history_ttl"),
+            "{err}"
+        );
+        let err =
+            TenantConfig::parse(r#"{"http_server": {"port": "high"}}"#, Format::Json).unwrap_err();
+        assert_eq!(err.path(), Some("http_server.port"), "{err}");
+    }
+
+    #[test]
+    fn toml_and_yaml_give_the_same_config_as_json() {
+        let json = TenantConfig::parse(
+            r#"{"client": {"insecure": true}, "channel": {"namespaces": [{"name": "chat", "presence": true}]}}"#,
+            Format::Json,
+        )
+        .unwrap()
+        .config;
+        let toml = TenantConfig::parse(
+            "[client]\ninsecure = true\n[[channel.namespaces]]\nname = \"chat\"\npresence = true\n",
+            Format::Toml,
+        )
+        .unwrap()
+        .config;
+        let yaml = TenantConfig::parse(
+            "client:\n  insecure: true\nchannel:\n  namespaces:\n    - name: chat\n      presence: true\n",
+            Format::Yaml,
+        )
+        .unwrap()
+        .config;
+        assert_eq!(json, toml);
+        assert_eq!(json, yaml);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut value = serde_json::json!({"client": {"token": {"hmac_secret_key": "file"}}});
+        overlay_env(
+            &mut value,
+            vec![
+                (
+                    "ROTOR_CLIENT_TOKEN_HMAC_SECRET_KEY".to_owned(),
+                    "env".to_owned(),
+                ),
+                ("ROTOR_HTTP_SERVER_PORT".to_owned(), "9100".to_owned()),
+                ("ROTOR_CLIENT_INSECURE".to_owned(), "true".to_owned()),
+                ("UNRELATED".to_owned(), "x".to_owned()),
+            ]
+            .into_iter(),
+        )
+        .unwrap();
+        let c = TenantConfig::from_value(value).unwrap().config;
+        assert_eq!(c.client.token.hmac_secret_key, "env");
+        assert_eq!(c.http_server.port, 9100);
+        assert!(c.client.insecure);
+    }
+
+    #[test]
+    fn rendering_and_reloading_gives_the_same_config() {
+        let mut c = TenantConfig::default();
+        c.channel.namespaces.push(crate::Namespace::new(
+            "chat",
+            crate::ChannelOptions {
+                presence: true,
+                history_size: 5,
+                history_ttl: crate::ConfigDuration::from_secs(60),
+                ..Default::default()
+            },
+        ));
+        let back = TenantConfig::parse(&c.to_json(), Format::Json).unwrap();
+        assert!(back.warnings.is_empty(), "{:?}", back.warnings);
+        assert_eq!(back.config, c);
+    }
+}

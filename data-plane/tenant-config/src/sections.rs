@@ -1,0 +1,328 @@
+//! The sections of a tenant config, each with Centrifugo v6's option names and defaults.
+
+use serde::{Deserialize, Serialize};
+
+use crate::channel::{ChannelOptions, Namespace};
+use crate::duration::ConfigDuration;
+
+/// The whole configuration of one tenant's data plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TenantConfig {
+    /// Rotor's own settings (tenant identity, config version, plan limits).
+    pub rotor: RotorSection,
+    /// `debug`, `info`, `warn` or `error`.
+    pub log_level: String,
+    pub node: NodeSection,
+    pub http_server: HttpServer,
+    pub client: ClientSection,
+    pub channel: ChannelSection,
+    pub http_api: HttpApi,
+    pub websocket: WebSocketSection,
+    pub engine: EngineSection,
+}
+
+/// Settings Centrifugo has no name for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct RotorSection {
+    /// The project this process serves (`prj_…`); empty when standalone.
+    pub tenant_id: String,
+    /// Monotonic version set by the control plane; a push with a lower version is refused.
+    pub config_version: u64,
+}
+
+/// Node identity shown in `info`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct NodeSection {
+    /// Human-readable node name; defaults to the host name and port.
+    pub name: String,
+}
+
+/// Where the HTTP server listens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpServer {
+    /// Host to bind; empty means all interfaces.
+    pub address: String,
+    /// Port to bind (0 picks a free one).
+    pub port: u16,
+}
+
+impl Default for HttpServer {
+    fn default() -> Self {
+        Self {
+            address: String::new(),
+            port: 8000,
+        }
+    }
+}
+
+/// Connection tokens: how JWTs are verified.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TokenSection {
+    /// Secret for HS256/HS384/HS512 tokens.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub hmac_secret_key: String,
+    /// Previous secret, accepted until `hmac_previous_secret_key_valid_until` (rotation).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub hmac_previous_secret_key: String,
+    /// Unix seconds after which the previous secret stops working (0 = never accepted).
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub hmac_previous_secret_key_valid_until: i64,
+    /// PEM public key for RS256/384/512.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub rsa_public_key: String,
+    /// PEM public key for ES256/384/512.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ecdsa_public_key: String,
+    /// JWKS endpoint URL (keys chosen by `kid`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub jwks_public_endpoint: String,
+    /// Required `aud` value.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub audience: String,
+    /// Regular expression `aud` must match.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub audience_regex: String,
+    /// Required `iss` value.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub issuer: String,
+    /// Regular expression `iss` must match.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub issuer_regex: String,
+    /// Claim holding the user id (default `sub`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub user_id_claim: String,
+}
+
+fn is_zero_i64(v: &i64) -> bool {
+    *v == 0
+}
+
+/// Subscription tokens verified with their own keys (when `enabled`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct SubscriptionTokenSection {
+    pub enabled: bool,
+    #[serde(flatten)]
+    pub token: TokenSection,
+}
+
+/// Client connection behaviour (`client.*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientSection {
+    pub token: TokenSection,
+    pub subscription_token: SubscriptionTokenSection,
+    /// Origins allowed to open browser connections; `*` allows all. Empty refuses any request
+    /// that carries an `Origin` header.
+    pub allowed_origins: Vec<String>,
+    /// Development mode: no authentication, every permission granted.
+    pub insecure: bool,
+    /// Clients without a token connect as anonymous users.
+    pub allow_anonymous_connect_without_token: bool,
+    /// Refuse connection tokens whose user id is empty.
+    pub disallow_anonymous_connection_tokens: bool,
+    /// Server ping interval.
+    pub ping_interval: ConfigDuration,
+    /// How long to wait for a pong after a ping.
+    pub pong_timeout: ConfigDuration,
+    /// Grace period after a connection's expiry before it is closed.
+    pub expired_close_delay: ConfigDuration,
+    /// Grace period after a subscription's expiry before it is ended.
+    pub expired_sub_close_delay: ConfigDuration,
+    /// How long a connection may stay unauthenticated.
+    pub stale_close_delay: ConfigDuration,
+    /// Maximum channels one connection may subscribe to.
+    pub channel_limit: u32,
+    /// Maximum bytes queued for one connection before it is disconnected as slow.
+    pub queue_max_size: u32,
+    /// How often presence entries are refreshed.
+    pub presence_update_interval: ConfigDuration,
+    /// How often positioned subscriptions are compared with the stream top.
+    pub channel_position_check_delay: ConfigDuration,
+    /// Maximum concurrent connections on this node (0 = unlimited).
+    pub connection_limit: u32,
+    /// Maximum concurrent connections of one user (0 = unlimited).
+    pub user_connection_limit: u32,
+    /// Cap on publications one client history call returns.
+    pub history_max_publication_limit: u32,
+    /// Cap on publications one recovery returns.
+    pub recovery_max_publication_limit: u32,
+}
+
+impl Default for ClientSection {
+    fn default() -> Self {
+        Self {
+            token: TokenSection::default(),
+            subscription_token: SubscriptionTokenSection::default(),
+            allowed_origins: Vec::new(),
+            insecure: false,
+            allow_anonymous_connect_without_token: false,
+            disallow_anonymous_connection_tokens: false,
+            ping_interval: ConfigDuration::from_secs(25),
+            pong_timeout: ConfigDuration::from_secs(8),
+            expired_close_delay: ConfigDuration::from_secs(25),
+            expired_sub_close_delay: ConfigDuration::from_secs(25),
+            stale_close_delay: ConfigDuration::from_secs(10),
+            channel_limit: 128,
+            queue_max_size: 1_048_576,
+            presence_update_interval: ConfigDuration::from_secs(27),
+            channel_position_check_delay: ConfigDuration::from_secs(40),
+            connection_limit: 0,
+            user_connection_limit: 0,
+            history_max_publication_limit: 300,
+            recovery_max_publication_limit: 300,
+        }
+    }
+}
+
+/// Channels (`channel.*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChannelSection {
+    /// Options of channels that have no namespace.
+    pub without_namespace: ChannelOptions,
+    /// Named namespaces.
+    pub namespaces: Vec<Namespace>,
+    /// Longest channel name a client may subscribe to.
+    pub max_length: u32,
+    /// Channels starting with this need a subscription token.
+    pub private_prefix: String,
+    /// Separates the namespace from the rest of a channel name.
+    pub namespace_boundary: String,
+    /// Starts the user list of a user-limited channel.
+    pub user_boundary: String,
+    /// Separates users in a user-limited channel.
+    pub user_separator: String,
+    /// Default stream meta retention.
+    pub history_meta_ttl: ConfigDuration,
+}
+
+impl Default for ChannelSection {
+    fn default() -> Self {
+        Self {
+            without_namespace: ChannelOptions::default(),
+            namespaces: Vec::new(),
+            max_length: 255,
+            private_prefix: "$".into(),
+            namespace_boundary: ":".into(),
+            user_boundary: "#".into(),
+            user_separator: ",".into(),
+            history_meta_ttl: ConfigDuration::from_secs(720 * 3600),
+        }
+    }
+}
+
+/// The server HTTP API (`http_api.*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct HttpApi {
+    /// The API key (`X-API-Key` / `Authorization: apikey …`). Empty refuses every call unless
+    /// `insecure`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub key: String,
+    /// Additional valid keys (Rotor: the control plane's per-key list, stored here as SHA-256
+    /// hex digests so the process never holds plain keys it did not need).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key_hashes: Vec<String>,
+    /// No API authentication (development only).
+    pub insecure: bool,
+    /// `transport` maps errors to HTTP statuses; empty keeps 200 with an error body.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub error_mode: String,
+}
+
+/// WebSocket transport (`websocket.*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebSocketSection {
+    /// Largest incoming message in bytes.
+    pub message_size_limit: u32,
+    /// How long one write may take before the connection is dropped.
+    pub write_timeout: ConfigDuration,
+    /// Read buffer per connection in bytes (0 = Rotor's small default).
+    pub read_buffer_size: u32,
+    /// Write buffer per connection in bytes (0 = Rotor's small default).
+    pub write_buffer_size: u32,
+}
+
+impl Default for WebSocketSection {
+    fn default() -> Self {
+        Self {
+            message_size_limit: 65536,
+            write_timeout: ConfigDuration::from_secs(1),
+            read_buffer_size: 0,
+            write_buffer_size: 0,
+        }
+    }
+}
+
+/// Which engine keeps history and presence and spreads publications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineType {
+    #[default]
+    Memory,
+    Redis,
+}
+
+/// `engine.*`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct EngineSection {
+    #[serde(rename = "type")]
+    pub kind: EngineType,
+    pub redis: RedisEngine,
+}
+
+/// `engine.redis.*`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisEngine {
+    /// One address or several (shards), e.g. `redis://127.0.0.1:6379`.
+    pub address: AddressList,
+    /// Prefix of every key this tenant writes.
+    pub prefix: String,
+    /// How long a presence entry lives without a refresh.
+    pub presence_ttl: ConfigDuration,
+}
+
+impl Default for RedisEngine {
+    fn default() -> Self {
+        Self {
+            address: AddressList(vec!["redis://127.0.0.1:6379".into()]),
+            prefix: "centrifugo".into(),
+            presence_ttl: ConfigDuration::from_secs(60),
+        }
+    }
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct AddressList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for AddressList {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match OneOrMany::deserialize(deserializer)? {
+            OneOrMany::One(s) => AddressList(vec![s]),
+            OneOrMany::Many(v) => AddressList(v),
+        })
+    }
+}
+
+impl TenantConfig {
+    /// Options for channels in namespace `name` (`None` = unknown namespace).
+    pub fn namespace(&self, name: &str) -> Option<&Namespace> {
+        self.channel.namespaces.iter().find(|ns| ns.name == name)
+    }
+}

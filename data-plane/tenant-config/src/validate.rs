@@ -1,0 +1,217 @@
+//! Whole-config validation: the rules a field's type cannot express, each reported with the
+//! dotted path of the field that breaks it.
+
+use std::collections::HashSet;
+
+use regex::Regex;
+
+use crate::channel::ChannelOptions;
+use crate::load::ConfigError;
+use crate::sections::TenantConfig;
+
+/// Namespace names Centrifugo accepts.
+pub const NAMESPACE_NAME_PATTERN: &str = "^[-a-zA-Z0-9_]{2,}$";
+
+/// Checks a namespace name; the error says what is wrong.
+pub fn validate_namespace_name(name: &str) -> Result<(), String> {
+    let ok = name.len() >= 2
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "namespace name {name:?} must match {NAMESPACE_NAME_PATTERN}"
+        ))
+    }
+}
+
+pub(crate) fn validate(config: &TenantConfig) -> Result<(), ConfigError> {
+    let client = &config.client;
+    if !client.ping_interval.is_zero()
+        && !client.pong_timeout.is_zero()
+        && client.pong_timeout >= client.ping_interval
+    {
+        return Err(ConfigError::invalid(
+            "client.pong_timeout",
+            "must be shorter than client.ping_interval",
+        ));
+    }
+    if client.queue_max_size == 0 {
+        return Err(ConfigError::invalid(
+            "client.queue_max_size",
+            "must be greater than 0",
+        ));
+    }
+    if config.websocket.message_size_limit < 1024 {
+        return Err(ConfigError::invalid(
+            "websocket.message_size_limit",
+            "must be at least 1024 bytes",
+        ));
+    }
+    for (path, pattern) in [
+        ("client.token.audience_regex", &client.token.audience_regex),
+        ("client.token.issuer_regex", &client.token.issuer_regex),
+    ] {
+        if !pattern.is_empty() {
+            Regex::new(pattern).map_err(|e| ConfigError::invalid(path, e.to_string()))?;
+        }
+    }
+    for (i, origin) in client.allowed_origins.iter().enumerate() {
+        if origin.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                format!("client.allowed_origins[{i}]"),
+                "must not be empty",
+            ));
+        }
+    }
+    let ch = &config.channel;
+    for (path, value) in [
+        ("channel.namespace_boundary", &ch.namespace_boundary),
+        ("channel.user_boundary", &ch.user_boundary),
+        ("channel.user_separator", &ch.user_separator),
+    ] {
+        if value.is_empty() {
+            return Err(ConfigError::invalid(path, "must not be empty"));
+        }
+    }
+    if ch.max_length == 0 {
+        return Err(ConfigError::invalid(
+            "channel.max_length",
+            "must be greater than 0",
+        ));
+    }
+    validate_options("channel.without_namespace", &ch.without_namespace)?;
+    let mut seen = HashSet::new();
+    for (i, ns) in ch.namespaces.iter().enumerate() {
+        let path = format!("channel.namespaces[{i}]");
+        if ns.name.is_empty() {
+            return Err(ConfigError::invalid(format!("{path}.name"), "is required"));
+        }
+        validate_namespace_name(&ns.name)
+            .map_err(|m| ConfigError::invalid(format!("{path}.name"), m))?;
+        if !seen.insert(ns.name.as_str()) {
+            return Err(ConfigError::invalid(
+                format!("{path}.name"),
+                format!("namespace {:?} is defined twice", ns.name),
+            ));
+        }
+        validate_options(&path, &ns.options())?;
+    }
+    if config
+        .engine
+        .redis
+        .address
+        .0
+        .iter()
+        .any(|a| a.trim().is_empty())
+    {
+        return Err(ConfigError::invalid(
+            "engine.redis.address",
+            "must not be empty",
+        ));
+    }
+    Ok(())
+}
+
+/// Validates one set of channel options found at `path`.
+pub(crate) fn validate_options(path: &str, o: &ChannelOptions) -> Result<(), ConfigError> {
+    let at = |field: &str| format!("{path}.{field}");
+    if (o.history_size > 0) != !o.history_ttl.is_zero() {
+        let field = if o.history_size > 0 {
+            "history_ttl"
+        } else {
+            "history_size"
+        };
+        return Err(ConfigError::invalid(
+            at(field),
+            "history_size and history_ttl must be set together",
+        ));
+    }
+    if !o.history_meta_ttl.is_zero() && o.history_meta_ttl < o.history_ttl {
+        return Err(ConfigError::invalid(
+            at("history_meta_ttl"),
+            "must be at least history_ttl",
+        ));
+    }
+    if o.force_recovery && !o.history_enabled() {
+        return Err(ConfigError::invalid(
+            at("force_recovery"),
+            "needs history (history_size and history_ttl)",
+        ));
+    }
+    if o.join_leave && !o.presence && !o.force_push_join_leave {
+        // Centrifugo allows join_leave without presence; nothing to refuse.
+    }
+    if !o.channel_regex.is_empty() {
+        Regex::new(&o.channel_regex)
+            .map_err(|e| ConfigError::invalid(at("channel_regex"), e.to_string()))?;
+    }
+    for (i, t) in o.allowed_delta_types.iter().enumerate() {
+        if t != "fossil" {
+            return Err(ConfigError::invalid(
+                format!("{}[{i}]", at("allowed_delta_types")),
+                format!("unknown delta type {t:?} (only \"fossil\")"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Format, TenantConfig};
+
+    fn refused(json: &str) -> (String, String) {
+        let err = TenantConfig::parse(json, Format::Json).unwrap_err();
+        (err.path().unwrap_or_default().to_owned(), err.to_string())
+    }
+
+    #[test]
+    fn history_needs_both_size_and_ttl() {
+        let (path, _) =
+            refused(r#"{"channel": {"namespaces": [{"name": "ab", "history_size": 3}]}}"#);
+        assert_eq!(path, "channel.namespaces[0].history_ttl");
+    }
+
+    #[test]
+    fn force_recovery_without_history_is_refused() {
+        let (path, msg) =
+            refused(r#"{"channel": {"without_namespace": {"force_recovery": true}}}"#);
+        assert_eq!(path, "channel.without_namespace.force_recovery");
+        assert!(msg.contains("needs history"));
+    }
+
+    #[test]
+    fn bad_namespace_names_and_duplicates_are_refused() {
+        assert_eq!(
+            refused(r#"{"channel": {"namespaces": [{"name": "a"}]}}"#).0,
+            "channel.namespaces[0].name"
+        );
+        assert_eq!(
+            refused(r#"{"channel": {"namespaces": [{"name": "a b"}]}}"#).0,
+            "channel.namespaces[0].name"
+        );
+        assert_eq!(
+            refused(r#"{"channel": {"namespaces": [{"name": "ab"}, {"name": "ab"}]}}"#).0,
+            "channel.namespaces[1].name"
+        );
+        assert_eq!(
+            refused(r#"{"channel": {"namespaces": [{"presence": true}]}}"#).0,
+            "channel.namespaces[0].name"
+        );
+    }
+
+    #[test]
+    fn pong_timeout_must_be_shorter_than_ping_interval() {
+        let (path, _) = refused(r#"{"client": {"ping_interval": "5s", "pong_timeout": "5s"}}"#);
+        assert_eq!(path, "client.pong_timeout");
+    }
+
+    #[test]
+    fn invalid_regexes_are_refused() {
+        let (path, _) = refused(r#"{"channel": {"without_namespace": {"channel_regex": "("}}}"#);
+        assert_eq!(path, "channel.without_namespace.channel_regex");
+    }
+}
