@@ -1,1 +1,15 @@
-//! Rotor data plane.
+//! Rotor's data plane: one process per tenant, a Centrifugo-compatible real-time server. It
+//! speaks the client protocol v2 over WebSocket (JSON and Protobuf) and the server HTTP API, with
+//! channels, namespaces, history with recovery, presence and join/leave.
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod engine;
+pub mod hub;
+pub mod metrics;
+pub mod node;
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod transport;

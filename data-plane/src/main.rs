@@ -1,1 +1,112 @@
-fn main() {}
+//! `rotor-data-plane --config FILE [--port N]`: runs one tenant's real-time server standalone,
+//! from a Centrifugo-style config file (JSON, TOML or YAML). SIGHUP reloads the file without
+//! dropping connections; SIGTERM disconnects clients with "shutdown" (3001) and exits.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use rotor_data_plane::config::RuntimeConfig;
+use rotor_data_plane::node::Node;
+use rotor_tenant_config::TenantConfig;
+use tokio::signal::unix::{signal, SignalKind};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rotor-data-plane",
+    version,
+    about = "Rotor's Centrifugo-compatible real-time server"
+)]
+struct Args {
+    /// Config file (JSON, TOML or YAML, Centrifugo v6 option names).
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Port to listen on (overrides http_server.port; 0 picks a free port).
+    #[arg(long, short = 'p')]
+    port: Option<u16>,
+    /// Address to bind (overrides http_server.address).
+    #[arg(long)]
+    address: Option<String>,
+}
+
+fn load(path: Option<&PathBuf>) -> anyhow::Result<TenantConfig> {
+    let loaded = match path {
+        Some(p) => TenantConfig::load_file(p).with_context(|| format!("config {}", p.display()))?,
+        None => TenantConfig::from_value(serde_json::json!({}))?,
+    };
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(loaded.config)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+
+    let mut tenant = load(args.config.as_ref())?;
+    if let Some(port) = args.port {
+        tenant.http_server.port = port;
+    }
+    if let Some(address) = args.address.clone() {
+        tenant.http_server.address = address;
+    }
+    let host = if tenant.http_server.address.is_empty() {
+        "0.0.0.0".to_owned()
+    } else {
+        tenant.http_server.address.clone()
+    };
+    let listener = tokio::net::TcpListener::bind((host.as_str(), tenant.http_server.port))
+        .await
+        .with_context(|| format!("bind {host}:{}", tenant.http_server.port))?;
+    let addr = listener.local_addr()?;
+    let name = if tenant.node.name.is_empty() {
+        format!("rotor-{}", addr.port())
+    } else {
+        tenant.node.name.clone()
+    };
+    let runtime = RuntimeConfig::compile(tenant).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let node = Node::new_memory(runtime, name);
+
+    // SIGHUP: reload the config file in place.
+    if let Some(path) = args.config.clone() {
+        let node = node.clone();
+        let port = addr.port();
+        tokio::spawn(async move {
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                match load(Some(&path)) {
+                    Ok(mut cfg) => {
+                        cfg.http_server.port = port;
+                        match node.config.apply(cfg) {
+                            Ok(_) => tracing::info!("config reloaded"),
+                            Err(e) => tracing::error!(error = %e, "config reload refused"),
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "config reload refused"),
+                }
+            }
+        });
+    }
+
+    println!("rotor-data-plane listening on {addr}");
+    tracing::info!(%addr, node = %node.name, "rotor-data-plane started");
+    let shutdown = async {
+        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+        tracing::info!("shutting down");
+    };
+    rotor_data_plane::server::serve(listener, node, shutdown, Duration::from_secs(5)).await?;
+    Ok(())
+}

@@ -1,0 +1,529 @@
+//! JWT verification for connection and subscription tokens: HMAC (current and, during
+//! rotation, previous secret), RSA and ECDSA public keys; optional `aud`/`iss` checks. The
+//! algorithm must belong to a configured key family, so `alg: none` and HMAC-with-public-key
+//! confusion are refused by construction. `exp`/`nbf` failures are "expired" (the SDK
+//! refreshes its token), everything else is "invalid".
+
+use std::collections::{HashMap, HashSet};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use jsonwebtoken::{decode, decode_header, errors::ErrorKind, Algorithm, DecodingKey, Validation};
+use regex::Regex;
+use rotor_tenant_config::TokenSection;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token expired")]
+    Expired,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+/// Verifies tokens against one key configuration.
+pub struct TokenVerifier {
+    hmac: Option<DecodingKey>,
+    hmac_previous: Option<(DecodingKey, i64)>,
+    rsa: Option<DecodingKey>,
+    ecdsa: Option<DecodingKey>,
+    audience: Option<String>,
+    audience_regex: Option<Regex>,
+    issuer: Option<String>,
+    issuer_regex: Option<Regex>,
+    user_id_claim: String,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier")
+            .field("hmac", &self.hmac.is_some())
+            .field("rsa", &self.rsa.is_some())
+            .field("ecdsa", &self.ecdsa.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenVerifier {
+    /// Builds a verifier; fails on unparsable keys or regexes.
+    pub fn new(cfg: &TokenSection) -> Result<Self, String> {
+        let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.to_owned());
+        if !cfg.jwks_public_endpoint.is_empty() {
+            return Err(
+                "jwks_public_endpoint is not supported by this Rotor version; \
+                        configure rsa_public_key or ecdsa_public_key"
+                    .into(),
+            );
+        }
+        let rsa = non_empty(&cfg.rsa_public_key)
+            .map(|pem| {
+                DecodingKey::from_rsa_pem(pem.as_bytes())
+                    .map_err(|e| format!("rsa_public_key: {e}"))
+            })
+            .transpose()?;
+        let ecdsa = non_empty(&cfg.ecdsa_public_key)
+            .map(|pem| {
+                DecodingKey::from_ec_pem(pem.as_bytes())
+                    .map_err(|e| format!("ecdsa_public_key: {e}"))
+            })
+            .transpose()?;
+        let regex = |s: &str, name: &str| {
+            non_empty(s)
+                .map(|r| Regex::new(&r).map_err(|e| format!("{name}: {e}")))
+                .transpose()
+        };
+        Ok(Self {
+            hmac: non_empty(&cfg.hmac_secret_key).map(|k| DecodingKey::from_secret(k.as_bytes())),
+            hmac_previous: non_empty(&cfg.hmac_previous_secret_key).map(|k| {
+                (
+                    DecodingKey::from_secret(k.as_bytes()),
+                    cfg.hmac_previous_secret_key_valid_until,
+                )
+            }),
+            rsa,
+            ecdsa,
+            audience: non_empty(&cfg.audience),
+            audience_regex: regex(&cfg.audience_regex, "audience_regex")?,
+            issuer: non_empty(&cfg.issuer),
+            issuer_regex: regex(&cfg.issuer_regex, "issuer_regex")?,
+            user_id_claim: non_empty(&cfg.user_id_claim).unwrap_or_else(|| "sub".into()),
+        })
+    }
+
+    /// Whether any key is configured.
+    pub fn has_keys(&self) -> bool {
+        self.hmac.is_some() || self.rsa.is_some() || self.ecdsa.is_some()
+    }
+
+    /// Verifies the signature and standard claims; returns the claims object.
+    fn verify_raw(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
+        let header = decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let alg = header.alg;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let keys: Vec<&DecodingKey> = match alg {
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+                let mut keys: Vec<&DecodingKey> = self.hmac.iter().collect();
+                if let Some((k, until)) = &self.hmac_previous {
+                    if *until == 0 || now < *until {
+                        keys.push(k);
+                    }
+                }
+                keys
+            }
+            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => self.rsa.iter().collect(),
+            Algorithm::ES256 | Algorithm::ES384 => self.ecdsa.iter().collect(),
+            other => {
+                return Err(TokenError::Invalid(format!(
+                    "unsupported algorithm {other:?}"
+                )))
+            }
+        };
+        if keys.is_empty() {
+            return Err(TokenError::Invalid(format!(
+                "no key configured for {alg:?}"
+            )));
+        }
+        let mut validation = Validation::new(alg);
+        validation.leeway = 0;
+        validation.required_spec_claims = HashSet::new();
+        validation.validate_nbf = true;
+        match &self.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        if let Some(iss) = &self.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        let mut last = TokenError::Invalid("no key".into());
+        for key in keys {
+            match decode::<Map<String, Value>>(token, key, &validation) {
+                Ok(data) => {
+                    self.check_regex_claims(&data.claims)?;
+                    return Ok(data.claims);
+                }
+                Err(e) => {
+                    last = match e.kind() {
+                        ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => {
+                            return Err(TokenError::Expired)
+                        }
+                        _ => TokenError::Invalid(e.to_string()),
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    fn check_regex_claims(&self, claims: &Map<String, Value>) -> Result<(), TokenError> {
+        if let Some(re) = &self.audience_regex {
+            let ok = match claims.get("aud") {
+                Some(Value::String(s)) => re.is_match(s),
+                Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).any(|s| re.is_match(s)),
+                _ => false,
+            };
+            if !ok {
+                return Err(TokenError::Invalid("audience does not match".into()));
+            }
+        }
+        if let Some(re) = &self.issuer_regex {
+            if !claims
+                .get("iss")
+                .and_then(Value::as_str)
+                .is_some_and(|s| re.is_match(s))
+            {
+                return Err(TokenError::Invalid("issuer does not match".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Verifies a connection token.
+    pub fn verify_connect(&self, token: &str) -> Result<ConnectToken, TokenError> {
+        let mut claims = self.verify_raw(token)?;
+        if claims.contains_key("channel") {
+            return Err(TokenError::Invalid(
+                "connection token must not have a channel claim".into(),
+            ));
+        }
+        let user = take_user(&mut claims, &self.user_id_claim)?;
+        let raw: RawConnectClaims = serde_json::from_value(Value::Object(claims))
+            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        Ok(ConnectToken {
+            user,
+            exp: raw.exp,
+            expire_at: raw.expire_at,
+            info: payload(raw.info, &raw.b64info)?,
+            channels: raw.channels,
+            subs: raw
+                .subs
+                .into_iter()
+                .map(|(ch, o)| {
+                    Ok((
+                        ch,
+                        SubOptions {
+                            info: payload(o.info, &o.b64info)?,
+                            data: payload(o.data, &o.b64data)?,
+                        },
+                    ))
+                })
+                .collect::<Result<_, TokenError>>()?,
+            meta: raw.meta.map(|m| Bytes::from(m.get().to_owned())),
+        })
+    }
+
+    /// Verifies a subscription token.
+    pub fn verify_subscribe(&self, token: &str) -> Result<SubscribeToken, TokenError> {
+        let mut claims = self.verify_raw(token)?;
+        let user = take_user(&mut claims, &self.user_id_claim)?;
+        let raw: RawSubscribeClaims = serde_json::from_value(Value::Object(claims))
+            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let channel = raw
+            .channel
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| TokenError::Invalid("subscription token has no channel claim".into()))?;
+        Ok(SubscribeToken {
+            user,
+            channel,
+            client: raw.client,
+            exp: raw.exp,
+            expire_at: raw.expire_at,
+            info: payload(raw.info, &raw.b64info)?,
+            data: payload(raw.data, &raw.b64data)?,
+        })
+    }
+}
+
+fn take_user(claims: &mut Map<String, Value>, claim: &str) -> Result<String, TokenError> {
+    match claims.remove(claim) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(_) => Err(TokenError::Invalid(format!(
+            "claim {claim} must be a string"
+        ))),
+    }
+}
+
+/// JSON payload from `info`, or binary from `b64info` (which wins).
+fn payload(json: Option<Box<RawValue>>, b64: &str) -> Result<Bytes, TokenError> {
+    if !b64.is_empty() {
+        return base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map(Bytes::from)
+            .map_err(|_| TokenError::Invalid("malformed base64 payload".into()));
+    }
+    Ok(json
+        .filter(|v| v.get() != "null")
+        .map(|v| Bytes::from(String::from(Box::<str>::from(v))))
+        .unwrap_or_default())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawSubOptions {
+    info: Option<Box<RawValue>>,
+    b64info: String,
+    data: Option<Box<RawValue>>,
+    b64data: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawConnectClaims {
+    exp: Option<i64>,
+    expire_at: Option<i64>,
+    info: Option<Box<RawValue>>,
+    b64info: String,
+    channels: Vec<String>,
+    subs: HashMap<String, RawSubOptions>,
+    meta: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawSubscribeClaims {
+    channel: Option<String>,
+    client: String,
+    exp: Option<i64>,
+    expire_at: Option<i64>,
+    info: Option<Box<RawValue>>,
+    b64info: String,
+    data: Option<Box<RawValue>>,
+    b64data: String,
+}
+
+/// Server-side subscription options from a token's `subs` claim.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubOptions {
+    pub info: Bytes,
+    pub data: Bytes,
+}
+
+/// A verified connection token.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConnectToken {
+    pub user: String,
+    pub exp: Option<i64>,
+    /// Overrides the connection expiry (`0` = never).
+    pub expire_at: Option<i64>,
+    pub info: Bytes,
+    pub channels: Vec<String>,
+    pub subs: HashMap<String, SubOptions>,
+    pub meta: Option<Bytes>,
+}
+
+impl ConnectToken {
+    /// When the connection expires (unix seconds), if it does.
+    pub fn expires_at(&self) -> Option<i64> {
+        match self.expire_at {
+            Some(0) => None,
+            Some(at) => Some(at),
+            None => self.exp.filter(|e| *e > 0),
+        }
+    }
+}
+
+/// A verified subscription token.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubscribeToken {
+    pub user: String,
+    pub channel: String,
+    pub client: String,
+    pub exp: Option<i64>,
+    pub expire_at: Option<i64>,
+    pub info: Bytes,
+    pub data: Bytes,
+}
+
+impl SubscribeToken {
+    /// When the subscription expires (unix seconds), if it does.
+    pub fn expires_at(&self) -> Option<i64> {
+        match self.expire_at {
+            Some(0) => None,
+            Some(at) => Some(at),
+            None => self.exp.filter(|e| *e > 0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    fn verifier(secret: &str) -> TokenVerifier {
+        TokenVerifier::new(&TokenSection {
+            hmac_secret_key: secret.into(),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn sign(alg: Algorithm, secret: &str, claims: Value) -> String {
+        encode(
+            &Header::new(alg),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    #[test]
+    fn hmac_tokens_of_every_size_verify_and_carry_their_claims() {
+        let v = verifier("secret");
+        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            let t = sign(
+                alg,
+                "secret",
+                json!({"sub": "42", "exp": now() + 60, "info": {"name": "Ann"}, "channels": ["news"]}),
+            );
+            let c = v.verify_connect(&t).unwrap();
+            assert_eq!(c.user, "42");
+            assert_eq!(&c.info[..], br#"{"name":"Ann"}"#);
+            assert_eq!(c.channels, vec!["news"]);
+            assert!(c.expires_at().is_some());
+        }
+    }
+
+    #[test]
+    fn expired_and_not_yet_valid_tokens_are_expired_others_invalid() {
+        let v = verifier("secret");
+        let expired = sign(
+            Algorithm::HS256,
+            "secret",
+            json!({"sub": "1", "exp": now() - 10}),
+        );
+        assert_eq!(v.verify_connect(&expired), Err(TokenError::Expired));
+        let early = sign(
+            Algorithm::HS256,
+            "secret",
+            json!({"sub": "1", "nbf": now() + 100}),
+        );
+        assert_eq!(v.verify_connect(&early), Err(TokenError::Expired));
+        let wrong = sign(Algorithm::HS256, "other", json!({"sub": "1"}));
+        assert!(matches!(
+            v.verify_connect(&wrong),
+            Err(TokenError::Invalid(_))
+        ));
+        assert!(matches!(
+            v.verify_connect("not.a.token"),
+            Err(TokenError::Invalid(_))
+        ));
+        let with_channel = sign(
+            Algorithm::HS256,
+            "secret",
+            json!({"sub": "1", "channel": "x"}),
+        );
+        assert!(matches!(
+            v.verify_connect(&with_channel),
+            Err(TokenError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        let v = verifier("secret");
+        // {"alg":"none","typ":"JWT"} . {"sub":"1"} . (empty signature)
+        let token = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiIxIn0.";
+        assert!(matches!(
+            v.verify_connect(token),
+            Err(TokenError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn an_rsa_algorithm_is_refused_when_only_hmac_is_configured() {
+        let v = verifier("secret");
+        // A token claiming RS256 must not be checked against the HMAC secret.
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"alg":"RS256","typ":"JWT"}"#);
+        let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"sub":"1"}"#);
+        let token = format!("{header}.{body}.c2ln");
+        assert!(
+            matches!(v.verify_connect(&token), Err(TokenError::Invalid(m)) if m.contains("no key"))
+        );
+    }
+
+    #[test]
+    fn audience_and_issuer_are_checked_when_configured() {
+        let v = TokenVerifier::new(&TokenSection {
+            hmac_secret_key: "s".into(),
+            audience: "rotor".into(),
+            issuer_regex: "^https://auth\\.".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let good = sign(
+            Algorithm::HS256,
+            "s",
+            json!({"sub": "1", "aud": "rotor", "iss": "https://auth.example"}),
+        );
+        assert!(v.verify_connect(&good).is_ok());
+        let bad_aud = sign(
+            Algorithm::HS256,
+            "s",
+            json!({"sub": "1", "aud": "other", "iss": "https://auth.example"}),
+        );
+        assert!(matches!(
+            v.verify_connect(&bad_aud),
+            Err(TokenError::Invalid(_))
+        ));
+        let bad_iss = sign(
+            Algorithm::HS256,
+            "s",
+            json!({"sub": "1", "aud": "rotor", "iss": "https://evil"}),
+        );
+        assert!(matches!(
+            v.verify_connect(&bad_iss),
+            Err(TokenError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn the_previous_secret_works_only_until_its_deadline() {
+        let mk = |until| {
+            TokenVerifier::new(&TokenSection {
+                hmac_secret_key: "new".into(),
+                hmac_previous_secret_key: "old".into(),
+                hmac_previous_secret_key_valid_until: until,
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let old = sign(Algorithm::HS256, "old", json!({"sub": "1"}));
+        assert!(mk(now() + 60).verify_connect(&old).is_ok());
+        assert!(mk(now() - 60).verify_connect(&old).is_err());
+    }
+
+    #[test]
+    fn subscription_tokens_need_a_channel() {
+        let v = verifier("s");
+        let t = sign(
+            Algorithm::HS256,
+            "s",
+            json!({"sub": "1", "channel": "$room", "info": {"r": 1}}),
+        );
+        let s = v.verify_subscribe(&t).unwrap();
+        assert_eq!(s.channel, "$room");
+        assert_eq!(&s.info[..], br#"{"r":1}"#);
+        let none = sign(Algorithm::HS256, "s", json!({"sub": "1"}));
+        assert!(matches!(
+            v.verify_subscribe(&none),
+            Err(TokenError::Invalid(_))
+        ));
+    }
+}

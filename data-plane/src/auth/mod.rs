@@ -1,0 +1,3 @@
+//! Authentication: connection and subscription JWTs, and server API keys.
+pub mod apikey;
+pub mod jwt;

@@ -1,0 +1,175 @@
+//! A connected client as the rest of the node sees it: identity plus a bounded outbox. The hub
+//! and the server API push into the outbox without locks held across awaits; the connection's
+//! own task drains it and coalesces everything queued into one write.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::protocol::{Disconnect, ProtocolKind};
+
+/// Something the server (not the client) asks a connection to do.
+#[derive(Debug, Clone)]
+pub enum Control {
+    /// Close the connection.
+    Disconnect(Disconnect),
+    /// End one subscription with an Unsubscribe push (server API: 2000).
+    Unsubscribe {
+        channel: String,
+        code: u32,
+        reason: String,
+    },
+    /// The subscription missed publications (2500: the SDK resubscribes and recovers).
+    InsufficientState { channel: String },
+    /// Subscribe the connection server-side (server API `subscribe`).
+    Subscribe(Box<crate::session::ServerSubscribe>),
+    /// Update the connection's expiry and info (server API `refresh`).
+    Refresh(Box<crate::session::ServerRefresh>),
+}
+
+/// One outbox entry.
+#[derive(Debug)]
+pub enum OutItem {
+    /// An encoded frame element (JSON without newline, Protobuf with length prefix).
+    Frame(Bytes),
+    /// A request for the connection task.
+    Control(Control),
+}
+
+#[derive(Debug, Default)]
+struct OutboxState {
+    items: VecDeque<OutItem>,
+    bytes: usize,
+    closed: Option<Disconnect>,
+}
+
+/// A bounded queue of outgoing frames. Pushing never blocks: a client whose queue would exceed
+/// its byte limit is marked slow and disconnected (3008) instead of growing memory.
+#[derive(Debug)]
+pub struct Outbox {
+    state: Mutex<OutboxState>,
+    notify: Notify,
+    max_bytes: usize,
+}
+
+impl Outbox {
+    /// An empty outbox that holds at most `max_bytes` of frames.
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            state: Mutex::new(OutboxState::default()),
+            notify: Notify::new(),
+            max_bytes,
+        }
+    }
+
+    /// Queues a frame. Returns false when the connection is closing (or has just been found
+    /// slow).
+    pub fn push_frame(&self, frame: Bytes) -> bool {
+        let mut st = self.state.lock();
+        if st.closed.is_some() {
+            return false;
+        }
+        if st.bytes + frame.len() > self.max_bytes {
+            st.items.clear();
+            st.bytes = 0;
+            st.closed = Some(Disconnect::SLOW);
+            drop(st);
+            self.notify.notify_one();
+            return false;
+        }
+        st.bytes += frame.len();
+        st.items.push_back(OutItem::Frame(frame));
+        drop(st);
+        self.notify.notify_one();
+        true
+    }
+
+    /// Queues a control request behind the frames already queued.
+    pub fn push_control(&self, control: Control) {
+        let mut st = self.state.lock();
+        if st.closed.is_some() {
+            return;
+        }
+        st.items.push_back(OutItem::Control(control));
+        drop(st);
+        self.notify.notify_one();
+    }
+
+    /// Marks the connection for closing with `reason`; queued frames still go out first unless
+    /// the reason is a slow client.
+    pub fn close(&self, reason: Disconnect) {
+        let mut st = self.state.lock();
+        if st.closed.is_none() {
+            st.closed = Some(reason);
+        }
+        drop(st);
+        self.notify.notify_one();
+    }
+
+    /// Takes everything queued. Returns the items and, if the connection must close, why.
+    pub fn drain(&self) -> (VecDeque<OutItem>, Option<Disconnect>) {
+        let mut st = self.state.lock();
+        st.bytes = 0;
+        (std::mem::take(&mut st.items), st.closed.clone())
+    }
+
+    /// Resolves when something was pushed since the last call.
+    pub async fn notified(&self) {
+        self.notify.notified().await
+    }
+}
+
+/// A client connection as the hub and the server API reach it.
+#[derive(Debug)]
+pub struct ClientHandle {
+    /// Client id (UUID v4), unique per connection.
+    pub id: Arc<str>,
+    /// The connection's wire format.
+    pub protocol: ProtocolKind,
+    /// The outgoing queue.
+    pub outbox: Outbox,
+}
+
+impl ClientHandle {
+    /// A handle for a new connection.
+    pub fn new(id: Arc<str>, protocol: ProtocolKind, max_queue: usize) -> Self {
+        Self {
+            id,
+            protocol,
+            outbox: Outbox::new(max_queue),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_outbox_marks_the_client_slow_and_drops_its_queue() {
+        let outbox = Outbox::new(10);
+        assert!(outbox.push_frame(Bytes::from_static(b"12345")));
+        assert!(outbox.push_frame(Bytes::from_static(b"12345")));
+        assert!(!outbox.push_frame(Bytes::from_static(b"1")));
+        let (items, closed) = outbox.drain();
+        assert!(items.is_empty());
+        assert_eq!(closed, Some(Disconnect::SLOW));
+        assert!(
+            !outbox.push_frame(Bytes::from_static(b"1")),
+            "closed outbox takes nothing"
+        );
+    }
+
+    #[test]
+    fn draining_frees_the_byte_budget() {
+        let outbox = Outbox::new(10);
+        assert!(outbox.push_frame(Bytes::from_static(b"1234567890")));
+        let (items, closed) = outbox.drain();
+        assert_eq!(items.len(), 1);
+        assert!(closed.is_none());
+        assert!(outbox.push_frame(Bytes::from_static(b"1234567890")));
+    }
+}

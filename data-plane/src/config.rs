@@ -1,0 +1,155 @@
+//! The live config: a validated [`TenantConfig`] compiled into what the hot path needs
+//! (namespace lookup, regexes, token keys), swapped atomically so a new config applies to the
+//! very next command without touching existing connections.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use regex::Regex;
+use rotor_tenant_config::{ChannelOptions, TenantConfig};
+
+use crate::auth::jwt::TokenVerifier;
+use crate::protocol::ClientError;
+
+/// A namespace's options with its regex compiled.
+#[derive(Debug)]
+pub struct ChannelRules {
+    pub options: ChannelOptions,
+    pub regex: Option<Regex>,
+}
+
+/// A config ready for use.
+pub struct RuntimeConfig {
+    pub tenant: TenantConfig,
+    namespaces: HashMap<String, Arc<ChannelRules>>,
+    without_namespace: Arc<ChannelRules>,
+    pub token_verifier: TokenVerifier,
+    pub subscription_token_verifier: Option<TokenVerifier>,
+}
+
+/// Why a config could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("config version {offered} is older than the running version {running}")]
+    Stale { offered: u64, running: u64 },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl RuntimeConfig {
+    /// Compiles a validated config.
+    pub fn compile(tenant: TenantConfig) -> Result<Self, ApplyError> {
+        let compile_rules = |path: &str, options: ChannelOptions| {
+            let regex = if options.channel_regex.is_empty() {
+                None
+            } else {
+                Some(
+                    Regex::new(&options.channel_regex)
+                        .map_err(|e| ApplyError::Invalid(format!("{path}.channel_regex: {e}")))?,
+                )
+            };
+            Ok::<_, ApplyError>(Arc::new(ChannelRules { options, regex }))
+        };
+        let without_namespace = compile_rules(
+            "channel.without_namespace",
+            tenant.channel.without_namespace.clone(),
+        )?;
+        let mut namespaces = HashMap::new();
+        for (i, ns) in tenant.channel.namespaces.iter().enumerate() {
+            namespaces.insert(
+                ns.name.clone(),
+                compile_rules(&format!("channel.namespaces[{i}]"), ns.options())?,
+            );
+        }
+        let token_verifier = TokenVerifier::new(&tenant.client.token)
+            .map_err(|e| ApplyError::Invalid(format!("client.token: {e}")))?;
+        let subscription_token_verifier = if tenant.client.subscription_token.enabled {
+            Some(
+                TokenVerifier::new(&tenant.client.subscription_token.token)
+                    .map_err(|e| ApplyError::Invalid(format!("client.subscription_token: {e}")))?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            tenant,
+            namespaces,
+            without_namespace,
+            token_verifier,
+            subscription_token_verifier,
+        })
+    }
+
+    /// The rules for a channel: strips the private prefix, takes the text before the first
+    /// namespace boundary as the namespace. Unknown namespace → 102.
+    pub fn channel_rules(&self, channel: &str) -> Result<Arc<ChannelRules>, ClientError> {
+        let ch = &self.tenant.channel;
+        let name = channel
+            .strip_prefix(ch.private_prefix.as_str())
+            .unwrap_or(channel);
+        match name.split_once(ch.namespace_boundary.as_str()) {
+            Some((ns, _)) => self
+                .namespaces
+                .get(ns)
+                .cloned()
+                .ok_or(ClientError::UNKNOWN_CHANNEL),
+            None => Ok(self.without_namespace.clone()),
+        }
+    }
+
+    /// The part of the channel name after its namespace (what `channel_regex` matches).
+    pub fn channel_rest<'a>(&self, channel: &'a str) -> &'a str {
+        let ch = &self.tenant.channel;
+        let name = channel
+            .strip_prefix(ch.private_prefix.as_str())
+            .unwrap_or(channel);
+        name.split_once(ch.namespace_boundary.as_str())
+            .map_or(name, |(_, rest)| rest)
+    }
+
+    /// Whether the channel starts with the private prefix (`$`).
+    pub fn is_private(&self, channel: &str) -> bool {
+        let prefix = &self.tenant.channel.private_prefix;
+        !prefix.is_empty() && channel.starts_with(prefix.as_str())
+    }
+
+    /// For user-limited channels (`…#u1,u2`): whether `user` is listed.
+    pub fn user_allowed(&self, channel: &str, user: &str) -> Option<bool> {
+        let ch = &self.tenant.channel;
+        let (_, users) = channel.rsplit_once(ch.user_boundary.as_str())?;
+        Some(!user.is_empty() && users.split(ch.user_separator.as_str()).any(|u| u == user))
+    }
+}
+
+/// The config in force, replaced atomically.
+pub struct ConfigHandle {
+    current: ArcSwap<RuntimeConfig>,
+}
+
+impl ConfigHandle {
+    /// A handle holding `config`.
+    pub fn new(config: RuntimeConfig) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(config),
+        }
+    }
+
+    /// The config in force now (cheap; hold it for one operation, not across a session).
+    pub fn load(&self) -> Arc<RuntimeConfig> {
+        self.current.load_full()
+    }
+
+    /// Validates, compiles and swaps in a new config; a version lower than the running one is
+    /// refused (a late, reordered push must not roll back a newer config).
+    pub fn apply(&self, tenant: TenantConfig) -> Result<u64, ApplyError> {
+        let running = self.current.load().tenant.rotor.config_version;
+        let offered = tenant.rotor.config_version;
+        if offered < running {
+            return Err(ApplyError::Stale { offered, running });
+        }
+        let compiled = RuntimeConfig::compile(tenant)?;
+        self.current.store(Arc::new(compiled));
+        Ok(offered)
+    }
+}

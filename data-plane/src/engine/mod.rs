@@ -1,0 +1,132 @@
+//! The engine: where publications get their stream position and history lives (`Broker`), and
+//! where presence is kept (`Presence`). The memory engine serves one process; the Redis engine
+//! (its own module) spreads one tenant over many. Both deliver what they publish to the local
+//! [`crate::hub::Hub`] through [`BrokerEvents`].
+
+pub mod memory;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::hub::PubMsg;
+use crate::protocol::{ClientInfo, Publication, StreamPosition};
+
+/// Engine failures. Callers answer them as internal errors (temporary, so SDKs retry).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The backing store is unreachable or answered with an error.
+    #[error("engine unavailable: {0}")]
+    Unavailable(String),
+    /// The requested stream position belongs to another epoch or is out of range.
+    #[error("unrecoverable position")]
+    UnrecoverablePosition,
+}
+
+/// History settings that apply to one publish.
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    /// Publications kept (0 = no history for this publish).
+    pub history_size: u32,
+    /// How long publications are kept.
+    pub history_ttl: Duration,
+    /// How long stream meta (epoch, top) is kept.
+    pub history_meta_ttl: Duration,
+    /// Repeated publishes with the same key (within 5 minutes) return the first result.
+    pub idempotency_key: Option<String>,
+}
+
+impl PublishOptions {
+    /// Whether this publish goes into history.
+    pub fn uses_history(&self) -> bool {
+        self.history_size > 0 && !self.history_ttl.is_zero()
+    }
+}
+
+/// Which part of a stream to read.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    /// Start after (forward) or before (reverse) this position.
+    pub since: Option<StreamPosition>,
+    /// 0 = none (only the top), negative = all, else at most this many.
+    pub limit: i32,
+    /// Newest first.
+    pub reverse: bool,
+    /// Stream meta retention, refreshed by reads.
+    pub meta_ttl: Duration,
+}
+
+/// A history read: publications and the current stream top.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryPage {
+    pub publications: Vec<Publication>,
+    pub top: StreamPosition,
+}
+
+/// Where engine events go (the local hub).
+pub trait BrokerEvents: Send + Sync + 'static {
+    /// A publication for `channel` (with its offset and epoch set) to deliver locally.
+    fn publication(&self, channel: &str, msg: Arc<PubMsg>);
+    /// A join to deliver to subscribers that asked for join/leave.
+    fn join(&self, channel: &str, info: ClientInfo);
+    /// A leave to deliver to subscribers that asked for join/leave.
+    fn leave(&self, channel: &str, info: ClientInfo);
+}
+
+/// Publications, history and stream positions.
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// Publishes into a channel: assigns the next offset when history is on, stores it, and
+    /// delivers it to every node's subscribers in stream order.
+    async fn publish(
+        &self,
+        channel: &str,
+        publication: Publication,
+        opts: &PublishOptions,
+    ) -> Result<StreamPosition, EngineError>;
+    /// Announces a join to every node.
+    async fn publish_join(&self, channel: &str, info: ClientInfo) -> Result<(), EngineError>;
+    /// Announces a leave to every node.
+    async fn publish_leave(&self, channel: &str, info: ClientInfo) -> Result<(), EngineError>;
+    /// Reads history. An epoch in `since` that differs from the stream's is
+    /// [`EngineError::UnrecoverablePosition`].
+    async fn history(
+        &self,
+        channel: &str,
+        filter: HistoryFilter,
+    ) -> Result<HistoryPage, EngineError>;
+    /// Drops a channel's publications (keeps its epoch and top offset).
+    async fn remove_history(&self, channel: &str) -> Result<(), EngineError>;
+    /// This node gained its first subscriber of `channel` (Redis subscribes to its topic).
+    async fn subscribe(&self, channel: &str) -> Result<(), EngineError>;
+    /// This node lost its last subscriber of `channel`.
+    async fn unsubscribe(&self, channel: &str) -> Result<(), EngineError>;
+}
+
+/// Presence: who is in a channel right now.
+#[async_trait]
+pub trait Presence: Send + Sync + 'static {
+    /// Adds or refreshes one connection's entry.
+    async fn add_presence(&self, channel: &str, info: ClientInfo) -> Result<(), EngineError>;
+    /// Removes one connection's entry.
+    async fn remove_presence(
+        &self,
+        channel: &str,
+        client_id: &str,
+        user: &str,
+    ) -> Result<(), EngineError>;
+    /// Every entry, keyed by client id.
+    async fn presence(&self, channel: &str) -> Result<HashMap<String, ClientInfo>, EngineError>;
+    /// Number of connections and of distinct users.
+    async fn presence_stats(&self, channel: &str) -> Result<(u32, u32), EngineError>;
+}
+
+/// Eight random letters: a new stream identity.
+pub fn new_epoch() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    (0..8)
+        .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+        .collect()
+}

@@ -1,0 +1,343 @@
+//! The hub: which local connections are subscribed to which channel, and fan-out. Each
+//! publication is encoded at most once per protocol and the same `Bytes` go to every
+//! subscriber's outbox. The index is sharded by channel; no lock is held across an await.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::client::{ClientHandle, Control};
+use crate::engine::BrokerEvents;
+use crate::metrics::Metrics;
+use crate::protocol::{
+    encode_reply, ClientInfo, Disconnect, Join, Leave, ProtocolKind, Publication, Push, Reply,
+    StreamPosition,
+};
+
+const SHARDS: usize = 64;
+
+/// A publication on its way to subscribers, with its encodings cached.
+#[derive(Debug)]
+pub struct PubMsg {
+    pub channel: String,
+    pub publication: Publication,
+    /// The stream epoch the offset belongs to ("" without history).
+    pub epoch: String,
+    json: OnceLock<Option<Bytes>>,
+    protobuf: OnceLock<Bytes>,
+}
+
+impl PubMsg {
+    /// Wraps a publication (offset already assigned) for fan-out.
+    pub fn new(channel: impl Into<String>, publication: Publication, epoch: String) -> Arc<Self> {
+        Arc::new(Self {
+            channel: channel.into(),
+            publication,
+            epoch,
+            json: OnceLock::new(),
+            protobuf: OnceLock::new(),
+        })
+    }
+
+    /// The stream offset (0 without history).
+    pub fn offset(&self) -> u64 {
+        self.publication.offset
+    }
+
+    /// The push frame for `kind`, encoded on first use. `None`: the payload is binary and
+    /// cannot go to a JSON connection.
+    pub fn frame(&self, kind: ProtocolKind) -> Option<Bytes> {
+        match kind {
+            ProtocolKind::Json => self.json.get_or_init(|| encode_push(kind, self)).clone(),
+            ProtocolKind::Protobuf => Some(
+                self.protobuf
+                    .get_or_init(|| encode_push(kind, self).unwrap_or_default())
+                    .clone(),
+            ),
+        }
+    }
+}
+
+fn encode_push(kind: ProtocolKind, msg: &PubMsg) -> Option<Bytes> {
+    let reply = Reply {
+        push: Some(Push {
+            channel: msg.channel.clone(),
+            r#pub: Some(msg.publication.clone()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    encode_reply(kind, &reply).ok()
+}
+
+/// How a subscription receives publications.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SubFlags {
+    /// Deliver join/leave pushes.
+    pub push_join_leave: bool,
+    /// Check stream continuity and ask the client to recover on a gap.
+    pub positioned: bool,
+}
+
+#[derive(Debug)]
+struct SubEntry {
+    client: Arc<ClientHandle>,
+    flags: SubFlags,
+    last_offset: u64,
+    epoch: String,
+    /// Publications that arrived while the subscribe reply was being prepared.
+    pending: Option<Vec<Arc<PubMsg>>>,
+}
+
+#[derive(Debug, Default)]
+struct ChannelSubs {
+    subs: HashMap<Arc<str>, SubEntry>,
+}
+
+/// Channel → local subscribers.
+pub struct Hub {
+    shards: Box<[Mutex<HashMap<String, ChannelSubs>>]>,
+    hasher: std::collections::hash_map::RandomState,
+    metrics: Arc<Metrics>,
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: Default::default(),
+            metrics,
+        }
+    }
+
+    fn shard(&self, channel: &str) -> &Mutex<HashMap<String, ChannelSubs>> {
+        let mut h = self.hasher.build_hasher();
+        channel.hash(&mut h);
+        &self.shards[(h.finish() as usize) % SHARDS]
+    }
+
+    /// Adds a subscriber in the pending state: publications are held back until
+    /// [`Hub::activate`]. Returns true when it is the first local subscriber of the channel.
+    pub fn add_pending(&self, channel: &str, client: &Arc<ClientHandle>, flags: SubFlags) -> bool {
+        let mut shard = self.shard(channel).lock();
+        let first = !shard.contains_key(channel);
+        let subs = shard.entry(channel.to_owned()).or_default();
+        subs.subs.insert(
+            client.id.clone(),
+            SubEntry {
+                client: client.clone(),
+                flags,
+                last_offset: 0,
+                epoch: String::new(),
+                pending: Some(Vec::new()),
+            },
+        );
+        first
+    }
+
+    /// Ends the pending state: queues `reply` (the subscribe reply or push, already encoded for
+    /// this client; `None` when it went out earlier), then the held-back publications newer than `position`, atomically with respect
+    /// to fan-out, so the reply precedes every publication and none is lost or repeated.
+    /// Returns false if the subscriber is gone (the connection closed meanwhile).
+    pub fn activate(
+        &self,
+        channel: &str,
+        client_id: &str,
+        position: Option<&StreamPosition>,
+        reply: Option<Bytes>,
+    ) -> bool {
+        let mut shard = self.shard(channel).lock();
+        let Some(entry) = shard
+            .get_mut(channel)
+            .and_then(|c| c.subs.get_mut(client_id))
+        else {
+            return false;
+        };
+        if let Some(reply) = reply {
+            if !entry.client.outbox.push_frame(reply) {
+                return false;
+            }
+        }
+        if let Some(pos) = position {
+            entry.last_offset = pos.offset;
+            entry.epoch = pos.epoch.clone();
+        }
+        let pending = entry.pending.take().unwrap_or_default();
+        for msg in pending {
+            deliver(entry, &msg, &self.metrics);
+        }
+        true
+    }
+
+    /// Removes a subscriber. Returns true when the channel has no local subscribers left.
+    pub fn remove(&self, channel: &str, client_id: &str) -> bool {
+        let mut shard = self.shard(channel).lock();
+        let Some(subs) = shard.get_mut(channel) else {
+            return false;
+        };
+        if subs.subs.remove(client_id).is_none() {
+            return false;
+        }
+        if subs.subs.is_empty() {
+            shard.remove(channel);
+            return true;
+        }
+        false
+    }
+
+    /// Local subscribers of one channel.
+    pub fn num_subscribers(&self, channel: &str) -> usize {
+        self.shard(channel)
+            .lock()
+            .get(channel)
+            .map_or(0, |c| c.subs.len())
+    }
+
+    /// Every channel with at least one local subscriber, with its subscriber count.
+    pub fn channels(&self) -> Vec<(String, usize)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            out.extend(
+                shard
+                    .iter()
+                    .map(|(name, subs)| (name.clone(), subs.subs.len())),
+            );
+        }
+        out
+    }
+
+    /// Number of channels and of subscriptions on this node.
+    pub fn counts(&self) -> (usize, usize) {
+        let mut channels = 0;
+        let mut subs = 0;
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            channels += shard.len();
+            subs += shard.values().map(|c| c.subs.len()).sum::<usize>();
+        }
+        (channels, subs)
+    }
+
+    fn broadcast_join_leave(&self, channel: &str, push: Push) {
+        let shard = self.shard(channel).lock();
+        let Some(subs) = shard.get(channel) else {
+            return;
+        };
+        let reply = Reply {
+            push: Some(push),
+            ..Default::default()
+        };
+        let mut json: Option<Option<Bytes>> = None;
+        let mut protobuf: Option<Option<Bytes>> = None;
+        for entry in subs.subs.values() {
+            if !entry.flags.push_join_leave || entry.pending.is_some() {
+                continue;
+            }
+            let kind = entry.client.protocol;
+            let slot = match kind {
+                ProtocolKind::Json => &mut json,
+                ProtocolKind::Protobuf => &mut protobuf,
+            };
+            let frame = slot.get_or_insert_with(|| encode_reply(kind, &reply).ok());
+            match frame {
+                Some(frame) => {
+                    if entry.client.outbox.push_frame(frame.clone()) {
+                        self.metrics.messages_delivered.inc();
+                    }
+                }
+                None => entry
+                    .client
+                    .outbox
+                    .close(Disconnect::INAPPROPRIATE_PROTOCOL),
+            }
+        }
+    }
+}
+
+/// Delivers one publication to one active subscriber, enforcing stream continuity for
+/// positioned subscriptions.
+fn deliver(entry: &mut SubEntry, msg: &Arc<PubMsg>, metrics: &Metrics) {
+    let offset = msg.offset();
+    if entry.flags.positioned && offset > 0 {
+        if !entry.epoch.is_empty() && entry.epoch != msg.epoch {
+            entry
+                .client
+                .outbox
+                .push_control(Control::InsufficientState {
+                    channel: msg.channel.clone(),
+                });
+            return;
+        }
+        if offset <= entry.last_offset {
+            return; // already delivered (recovery overlap)
+        }
+        if offset > entry.last_offset + 1 {
+            entry
+                .client
+                .outbox
+                .push_control(Control::InsufficientState {
+                    channel: msg.channel.clone(),
+                });
+            return;
+        }
+        entry.last_offset = offset;
+        if entry.epoch.is_empty() {
+            entry.epoch = msg.epoch.clone();
+        }
+    } else if offset > 0 && offset <= entry.last_offset && entry.epoch == msg.epoch {
+        return; // part of what the subscribe reply already carried
+    }
+    match msg.frame(entry.client.protocol) {
+        Some(frame) => {
+            if entry.client.outbox.push_frame(frame) {
+                metrics.messages_delivered.inc();
+            }
+        }
+        None => entry
+            .client
+            .outbox
+            .close(Disconnect::INAPPROPRIATE_PROTOCOL),
+    }
+}
+
+impl BrokerEvents for Hub {
+    fn publication(&self, channel: &str, msg: Arc<PubMsg>) {
+        let mut shard = self.shard(channel).lock();
+        let Some(subs) = shard.get_mut(channel) else {
+            return;
+        };
+        for entry in subs.subs.values_mut() {
+            match &mut entry.pending {
+                Some(pending) => pending.push(msg.clone()),
+                None => deliver(entry, &msg, &self.metrics),
+            }
+        }
+    }
+
+    fn join(&self, channel: &str, info: ClientInfo) {
+        self.broadcast_join_leave(
+            channel,
+            Push {
+                channel: channel.to_owned(),
+                join: Some(Join { info: Some(info) }),
+                ..Default::default()
+            },
+        );
+    }
+
+    fn leave(&self, channel: &str, info: ClientInfo) {
+        self.broadcast_join_leave(
+            channel,
+            Push {
+                channel: channel.to_owned(),
+                leave: Some(Leave { info: Some(info) }),
+                ..Default::default()
+            },
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! The node: everything one data-plane process shares — live config, hub, engine, metrics, the
+//! registry of connected clients — plus the operations the client protocol and the server API
+//! have in common (publishing with a channel's history settings).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::ClientHandle;
+use crate::config::{ChannelRules, ConfigHandle, RuntimeConfig};
+use crate::engine::memory::{MemoryBroker, MemoryPresence};
+use crate::engine::{Broker, EngineError, Presence, PublishOptions};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::protocol::{Publication, StreamPosition};
+
+/// Server version reported to clients and in `info`.
+pub const VERSION: &str = concat!("rotor ", env!("CARGO_PKG_VERSION"));
+
+/// Connected clients by id and by user, for the server API's targeted operations.
+#[derive(Default)]
+pub struct Registry {
+    inner: Mutex<RegistryInner>,
+}
+
+#[derive(Default)]
+struct RegistryInner {
+    clients: HashMap<Arc<str>, (Arc<ClientHandle>, Arc<str>)>,
+    users: HashMap<Arc<str>, HashSet<Arc<str>>>,
+}
+
+impl Registry {
+    /// Adds a connected client. Returns the user's connection count after adding.
+    pub fn add(&self, client: Arc<ClientHandle>, user: Arc<str>) -> usize {
+        let mut inner = self.inner.lock();
+        inner
+            .clients
+            .insert(client.id.clone(), (client.clone(), user.clone()));
+        let set = inner.users.entry(user).or_default();
+        set.insert(client.id.clone());
+        set.len()
+    }
+
+    /// Removes a client.
+    pub fn remove(&self, client_id: &str) {
+        let mut inner = self.inner.lock();
+        if let Some((_, user)) = inner.clients.remove(client_id) {
+            if let Some(set) = inner.users.get_mut(&user) {
+                set.remove(client_id);
+                if set.is_empty() {
+                    inner.users.remove(&user);
+                }
+            }
+        }
+    }
+
+    /// Connections of one user.
+    pub fn user_connections(&self, user: &str) -> usize {
+        self.inner.lock().users.get(user).map_or(0, HashSet::len)
+    }
+
+    /// Number of connections and distinct users.
+    pub fn counts(&self) -> (usize, usize) {
+        let inner = self.inner.lock();
+        (inner.clients.len(), inner.users.len())
+    }
+
+    /// Clients matching a user and/or a client id (empty = any).
+    pub fn find(&self, user: &str, client: &str) -> Vec<Arc<ClientHandle>> {
+        let inner = self.inner.lock();
+        if !client.is_empty() {
+            return inner
+                .clients
+                .get(client)
+                .filter(|(_, u)| user.is_empty() || &**u == user)
+                .map(|(c, _)| vec![c.clone()])
+                .unwrap_or_default();
+        }
+        if user.is_empty() {
+            return Vec::new();
+        }
+        inner
+            .users
+            .get(user)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| inner.clients.get(id).map(|(c, _)| c.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every connected client.
+    pub fn all(&self) -> Vec<Arc<ClientHandle>> {
+        self.inner
+            .lock()
+            .clients
+            .values()
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
+}
+
+/// One data-plane process.
+pub struct Node {
+    pub id: String,
+    pub name: String,
+    pub started: Instant,
+    pub config: ConfigHandle,
+    pub hub: Arc<Hub>,
+    pub broker: Arc<dyn Broker>,
+    pub presence: Arc<dyn Presence>,
+    pub metrics: Arc<Metrics>,
+    pub registry: Registry,
+    pub shutdown: CancellationToken,
+}
+
+impl Node {
+    /// A node with the memory engine.
+    pub fn new_memory(config: RuntimeConfig, name: String) -> Arc<Self> {
+        let metrics = Arc::new(Metrics::default());
+        let hub = Arc::new(Hub::new(metrics.clone()));
+        let broker = Arc::new(MemoryBroker::new(hub.clone()));
+        let node = Arc::new(Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            name,
+            started: Instant::now(),
+            config: ConfigHandle::new(config),
+            hub,
+            broker: broker.clone(),
+            presence: Arc::new(MemoryPresence::default()),
+            metrics,
+            registry: Registry::default(),
+            shutdown: CancellationToken::new(),
+        });
+        // Expired streams are dropped once a minute so memory follows retention.
+        let token = node.shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tick.tick() => broker.sweep(),
+                }
+            }
+        });
+        node
+    }
+
+    /// Publishes with the channel's history settings (rules already resolved).
+    pub async fn publish(
+        &self,
+        config: &RuntimeConfig,
+        rules: &ChannelRules,
+        channel: &str,
+        publication: Publication,
+        idempotency_key: Option<String>,
+        skip_history: bool,
+    ) -> Result<StreamPosition, EngineError> {
+        let opts = publish_options(config, rules, idempotency_key, skip_history);
+        let pos = self.broker.publish(channel, publication, &opts).await?;
+        self.metrics.messages_published.inc();
+        Ok(pos)
+    }
+}
+
+/// History settings of a channel for one publish.
+pub fn publish_options(
+    config: &RuntimeConfig,
+    rules: &ChannelRules,
+    idempotency_key: Option<String>,
+    skip_history: bool,
+) -> PublishOptions {
+    let o = &rules.options;
+    if skip_history || !o.history_enabled() {
+        return PublishOptions {
+            idempotency_key,
+            ..Default::default()
+        };
+    }
+    PublishOptions {
+        history_size: o.history_size,
+        history_ttl: o.history_ttl.get(),
+        history_meta_ttl: meta_ttl(config, rules),
+        idempotency_key,
+    }
+}
+
+/// Stream meta retention for a channel.
+pub fn meta_ttl(config: &RuntimeConfig, rules: &ChannelRules) -> std::time::Duration {
+    let own = rules.options.history_meta_ttl.get();
+    if own.is_zero() {
+        config.tenant.channel.history_meta_ttl.get()
+    } else {
+        own
+    }
+}

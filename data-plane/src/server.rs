@@ -1,0 +1,71 @@
+//! The HTTP surface of a data-plane process: connection endpoints, the server API, health and
+//! metrics, served until shutdown; on shutdown every client is disconnected with 3001 so SDKs
+//! reconnect elsewhere.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+
+use crate::node::Node;
+use crate::transport;
+
+/// Every public route of a data-plane process.
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/connection/websocket", get(transport::websocket::handler))
+        .route(
+            "/connection/init",
+            get(|| async { Json(serde_json::json!({})) }),
+        )
+        .route("/health", get(|| async { Json(serde_json::json!({})) }))
+        .route("/metrics", get(metrics))
+        // API_ROUTER_MERGE
+        .with_state(node)
+}
+
+async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    let (channels, _) = node.hub.counts();
+    let mut body = node.metrics.render();
+    body.push_str(&format!(
+        "# HELP rotor_channels Channels with local subscribers.\n# TYPE rotor_channels gauge\nrotor_channels {channels}\n"
+    ));
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        body,
+    )
+}
+
+/// Serves `node` on `listener` until `shutdown` resolves, then disconnects every client
+/// (3001) and waits up to `drain` for connections to close.
+pub async fn serve(
+    listener: TcpListener,
+    node: Arc<Node>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let app = router(node.clone());
+    let token = node.shutdown.clone();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        token.cancel();
+    });
+    server.await?;
+    let deadline = tokio::time::Instant::now() + drain;
+    while node.metrics.connections.get() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

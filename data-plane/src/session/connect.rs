@@ -1,0 +1,246 @@
+//! `connect` and `refresh`: authentication, connection expiry, limits and the server-side
+//! subscriptions a connection starts with.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::subscribe::SubscribeSpec;
+use super::{unix_now, CommandError, CommandResult, Session, State};
+use crate::auth::jwt::TokenError;
+use crate::node::VERSION;
+use crate::protocol::{
+    ClientError, ConnectRequest, ConnectResult, Disconnect, RefreshRequest, RefreshResult, Reply,
+};
+
+impl Session {
+    pub(super) async fn handle_connect(
+        &mut self,
+        id: u32,
+        req: ConnectRequest,
+    ) -> Result<(), Disconnect> {
+        match self.connect(id, req).await {
+            Ok(()) => Ok(()),
+            Err(CommandError::Client(e)) => {
+                self.state = State::Failed;
+                self.node.metrics.client_errors.inc(e.code.to_string());
+                // The client gets the error and a few seconds to close by itself.
+                self.stale_deadline = Some(Instant::now() + Duration::from_secs(5));
+                self.send_reply(Reply {
+                    id,
+                    error: Some(e.to_proto()),
+                    ..Default::default()
+                })
+            }
+            Err(CommandError::Disconnect(d)) => Err(d),
+        }
+    }
+
+    async fn connect(&mut self, id: u32, req: ConnectRequest) -> CommandResult {
+        let config = self.node.config.load();
+        let client_cfg = &config.tenant.client;
+        let insecure = client_cfg.insecure;
+        let mut server_subs: Vec<SubscribeSpec> = Vec::new();
+        let (user, info, expires_at) = if !req.token.is_empty() {
+            let token = match config.token_verifier.verify_connect(&req.token) {
+                Ok(t) => t,
+                Err(TokenError::Expired) => return Err(ClientError::TOKEN_EXPIRED.into()),
+                Err(TokenError::Invalid(reason)) => {
+                    tracing::info!(client = %self.handle.id, %reason, "invalid connection token");
+                    return Err(Disconnect::INVALID_TOKEN.into());
+                }
+            };
+            if token.user.is_empty() && client_cfg.disallow_anonymous_connection_tokens {
+                return Err(Disconnect::PERMISSION_DENIED.into());
+            }
+            // `subs` wins over `channels` for the same channel.
+            for (channel, opts) in &token.subs {
+                server_subs.push(SubscribeSpec::server(
+                    channel.clone(),
+                    opts.info.clone(),
+                    opts.data.clone(),
+                ));
+            }
+            for channel in &token.channels {
+                if !token.subs.contains_key(channel) {
+                    server_subs.push(SubscribeSpec::server(
+                        channel.clone(),
+                        Bytes::new(),
+                        Bytes::new(),
+                    ));
+                }
+            }
+            let expires = if insecure { None } else { token.expires_at() };
+            (token.user, token.info, expires)
+        } else if insecure || client_cfg.allow_anonymous_connect_without_token {
+            (String::new(), Bytes::new(), None)
+        } else {
+            tracing::info!(client = %self.handle.id, "connect without token refused");
+            return Err(Disconnect::BAD_REQUEST.into());
+        };
+        if let Some(exp) = expires_at {
+            if exp <= unix_now() {
+                return Err(ClientError::TOKEN_EXPIRED.into());
+            }
+        }
+        // Channels the client lists in `subs` are subscribed too, when permitted.
+        let mut requested: Vec<(String, crate::protocol::SubscribeRequest)> =
+            req.subs.into_iter().collect();
+        requested.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut recovery: HashMap<String, crate::protocol::SubscribeRequest> = HashMap::new();
+        for (channel, sub_req) in requested {
+            if config.channel_rules(&channel).is_err() {
+                return Err(Disconnect::BAD_REQUEST.into());
+            }
+            if server_subs.iter().any(|s| s.channel == channel) {
+                recovery.insert(channel, sub_req);
+            } else {
+                let mut spec = SubscribeSpec::client_listed(channel.clone());
+                spec.request = sub_req;
+                server_subs.push(spec);
+            }
+        }
+        for spec in &mut server_subs {
+            if let Some(r) = recovery.remove(&spec.channel) {
+                spec.request = r;
+            }
+        }
+
+        let limit = client_cfg.connection_limit as usize;
+        let (connections, _) = self.node.registry.counts();
+        if limit > 0 && connections >= limit {
+            return Err(Disconnect::CONNECTION_LIMIT.into());
+        }
+        let user: Arc<str> = user.into();
+        let user_limit = client_cfg.user_connection_limit as usize;
+        if user_limit > 0
+            && !user.is_empty()
+            && self.node.registry.user_connections(&user) >= user_limit
+        {
+            return Err(Disconnect::CONNECTION_LIMIT.into());
+        }
+        if server_subs.len() > client_cfg.channel_limit as usize {
+            return Err(Disconnect::CHANNEL_LIMIT.into());
+        }
+
+        self.user = user.clone();
+        self.conn_info = info;
+        self.expires_at = expires_at;
+        self.state = State::Connected;
+        self.stale_deadline = None;
+        self.node.registry.add(self.handle.clone(), user);
+        self.node.metrics.connections.inc();
+        self.node.metrics.connections_accepted.inc();
+
+        let ping = client_cfg.ping_interval.get();
+        if !ping.is_zero() {
+            // The first ping is spread over [interval/2, interval) so reconnect waves do not
+            // ping in lockstep.
+            let half = ping / 2;
+            let jitter = Duration::from_millis(fastrand::u64(0..half.as_millis().max(1) as u64));
+            self.next_ping = Some(Instant::now() + half + jitter);
+        }
+        let presence_every = client_cfg.presence_update_interval.get();
+        if !presence_every.is_zero() {
+            self.next_presence_refresh = Some(Instant::now() + presence_every);
+        }
+
+        let mut result = ConnectResult {
+            client: self.handle.id.to_string(),
+            version: VERSION.to_owned(),
+            ping: ping.as_secs() as u32,
+            pong: !ping.is_zero(),
+            ..Default::default()
+        };
+        if let Some(exp) = expires_at {
+            result.expires = true;
+            result.ttl = (exp - unix_now()).max(1) as u32;
+        }
+        if self.transport.emulation {
+            result.session = self.handle.id.to_string();
+            result.node = self.node.id.clone();
+        }
+
+        // Server-side subscriptions are prepared (pending in the hub) before the reply and
+        // activated after it, so no publication can overtake the connect reply.
+        let mut prepared = Vec::new();
+        for spec in server_subs {
+            let channel = spec.channel.clone();
+            match self.prepare_subscription(&config, spec).await {
+                Ok(p) => {
+                    result.subs.insert(channel, p.result.clone());
+                    prepared.push(p);
+                }
+                Err(CommandError::Client(e)) if e.code == ClientError::PERMISSION_DENIED.code => {
+                    // A client-listed channel it may not join is skipped, as Centrifugo does.
+                    continue;
+                }
+                Err(e) => {
+                    for p in prepared {
+                        self.abort_subscription(&p.channel);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.send_reply(Reply {
+            id,
+            connect: Some(result),
+            ..Default::default()
+        })?;
+        for p in prepared {
+            self.activate_subscription(p, None).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn handle_refresh(&mut self, id: u32, req: RefreshRequest) -> CommandResult {
+        if req.token.is_empty() {
+            return Err(Disconnect::BAD_REQUEST.into());
+        }
+        let config = self.node.config.load();
+        let token = match config.token_verifier.verify_connect(&req.token) {
+            Ok(t) => t,
+            Err(TokenError::Expired) => return Err(Disconnect::EXPIRED.into()),
+            Err(TokenError::Invalid(reason)) => {
+                tracing::info!(client = %self.handle.id, %reason, "invalid refresh token");
+                return Err(Disconnect::INVALID_TOKEN.into());
+            }
+        };
+        if token.user != *self.user {
+            return Err(Disconnect::INVALID_TOKEN.into());
+        }
+        let expires_at = if config.tenant.client.insecure {
+            None
+        } else {
+            token.expires_at()
+        };
+        if let Some(exp) = expires_at {
+            if exp <= unix_now() {
+                return Err(Disconnect::EXPIRED.into());
+            }
+        }
+        self.expires_at = expires_at;
+        if !token.info.is_empty() {
+            self.conn_info = token.info;
+        }
+        let mut result = RefreshResult {
+            client: self.handle.id.to_string(),
+            version: VERSION.to_owned(),
+            ..Default::default()
+        };
+        if let Some(exp) = expires_at {
+            result.expires = true;
+            result.ttl = (exp - unix_now()).max(1) as u32;
+        }
+        self.send_reply(Reply {
+            id,
+            refresh: Some(result),
+            ..Default::default()
+        })?;
+        Ok(())
+    }
+}

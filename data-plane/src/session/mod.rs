@@ -1,0 +1,383 @@
+//! One client connection's protocol state machine, independent of the transport: it takes
+//! decoded frames and timer ticks, runs commands in arrival order, and answers through the
+//! connection's outbox. A transport only turns a socket into frames and drains the outbox.
+
+mod commands;
+mod connect;
+mod control;
+mod permissions;
+mod subscribe;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::client::{ClientHandle, Control};
+use crate::node::Node;
+use crate::protocol::{
+    decode_commands, encode_reply, ClientError, Command, Disconnect, ProtocolKind, Reply,
+};
+
+pub use control::{ServerRefresh, ServerSubscribe};
+
+/// How a transport carries the session.
+#[derive(Debug, Clone, Copy)]
+pub struct TransportInfo {
+    /// `websocket`, `http_stream`, `sse`, `uni_websocket`, …
+    pub name: &'static str,
+    pub protocol: ProtocolKind,
+    /// Emulation transports get `session` and `node` in the connect result.
+    pub emulation: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for `connect`.
+    New,
+    Connected,
+    /// `connect` failed; nothing more is accepted.
+    Failed,
+}
+
+/// What a session knows about one of its subscriptions.
+#[derive(Debug, Clone)]
+struct SubState {
+    chan_info: Bytes,
+    presence: bool,
+    join_leave: bool,
+    /// Set by the server (token `channels`/`subs` or server API), not by the client.
+    server_side: bool,
+    /// Unix seconds after which the subscription must be refreshed.
+    expires_at: Option<i64>,
+}
+
+/// One client connection.
+pub struct Session {
+    node: Arc<Node>,
+    handle: Arc<ClientHandle>,
+    transport: TransportInfo,
+    state: State,
+    user: Arc<str>,
+    conn_info: Bytes,
+    /// Unix seconds after which the connection must be refreshed.
+    expires_at: Option<i64>,
+    subs: HashMap<String, SubState>,
+    next_ping: Option<Instant>,
+    pong_deadline: Option<Instant>,
+    stale_deadline: Option<Instant>,
+    next_presence_refresh: Option<Instant>,
+}
+
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The monotonic instant of a unix time (seconds), clamped to now.
+fn instant_at(unix: i64) -> Instant {
+    let delta = unix - unix_now();
+    Instant::now() + Duration::from_secs(delta.max(0) as u64)
+}
+
+impl Session {
+    /// A new, not yet connected session.
+    pub fn new(node: Arc<Node>, transport: TransportInfo) -> Self {
+        let config = node.config.load();
+        let queue = config.tenant.client.queue_max_size as usize;
+        let stale = config.tenant.client.stale_close_delay.get();
+        let id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+        let handle = Arc::new(ClientHandle::new(id, transport.protocol, queue));
+        Self {
+            node,
+            handle,
+            transport,
+            state: State::New,
+            user: Arc::from(""),
+            conn_info: Bytes::new(),
+            expires_at: None,
+            subs: HashMap::new(),
+            next_ping: None,
+            pong_deadline: None,
+            stale_deadline: (!stale.is_zero()).then(|| Instant::now() + stale),
+            next_presence_refresh: None,
+        }
+    }
+
+    /// The connection's handle (outbox).
+    pub fn handle(&self) -> &Arc<ClientHandle> {
+        &self.handle
+    }
+
+    /// The node's metrics (for transports).
+    pub fn node_metrics(&self) -> &crate::metrics::Metrics {
+        &self.node.metrics
+    }
+
+    /// Whether `connect` succeeded.
+    pub fn is_connected(&self) -> bool {
+        self.state == State::Connected
+    }
+
+    /// Decodes a frame and runs its commands in order.
+    pub async fn handle_frame(&mut self, frame: &[u8]) -> Result<(), Disconnect> {
+        self.node.metrics.bytes_in.add(frame.len() as u64);
+        let commands = match decode_commands(self.transport.protocol, frame) {
+            Ok(c) => c,
+            Err(e) => {
+                self.node.metrics.malformed_frames.inc();
+                tracing::info!(client = %self.handle.id, error = %e, "malformed frame");
+                return Err(Disconnect::BAD_REQUEST);
+            }
+        };
+        for command in commands {
+            if self.state == State::Failed {
+                break;
+            }
+            self.handle_command(command).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one command (already decoded). Transports with their own framing call this.
+    pub async fn handle_command(&mut self, cmd: Command) -> Result<(), Disconnect> {
+        let id = cmd.id;
+        if id == 0 {
+            // An empty command with no id is a pong; `send` has no id either.
+            if let Some(send) = cmd.send {
+                return self.handle_send(send).await;
+            }
+            if has_request(&cmd) {
+                return Err(Disconnect::BAD_REQUEST);
+            }
+            self.pong_deadline = None;
+            return Ok(());
+        }
+        if self.state != State::Connected {
+            return match cmd.connect {
+                Some(req) if self.state == State::New => self.handle_connect(id, req).await,
+                _ => Err(Disconnect::BAD_REQUEST),
+            };
+        }
+        let method;
+        let result = if cmd.connect.is_some() {
+            return Err(Disconnect::BAD_REQUEST);
+        } else if let Some(req) = cmd.subscribe {
+            method = "subscribe";
+            self.handle_subscribe(id, req).await
+        } else if let Some(req) = cmd.unsubscribe {
+            method = "unsubscribe";
+            self.handle_unsubscribe(id, req).await
+        } else if let Some(req) = cmd.publish {
+            method = "publish";
+            self.handle_publish(id, req).await
+        } else if let Some(req) = cmd.presence {
+            method = "presence";
+            self.handle_presence(id, req).await
+        } else if let Some(req) = cmd.presence_stats {
+            method = "presence_stats";
+            self.handle_presence_stats(id, req).await
+        } else if let Some(req) = cmd.history {
+            method = "history";
+            self.handle_history(id, req).await
+        } else if let Some(req) = cmd.rpc {
+            method = "rpc";
+            self.handle_rpc(id, req).await
+        } else if let Some(send) = cmd.send {
+            return self.handle_send(send).await;
+        } else if let Some(req) = cmd.refresh {
+            method = "refresh";
+            self.handle_refresh(id, req).await
+        } else if let Some(req) = cmd.sub_refresh {
+            method = "sub_refresh";
+            self.handle_sub_refresh(id, req).await
+        } else {
+            return Err(Disconnect::BAD_REQUEST);
+        };
+        self.node.metrics.commands.inc(method);
+        match result {
+            Ok(()) => Ok(()),
+            Err(CommandError::Client(e)) => {
+                self.node.metrics.client_errors.inc(e.code.to_string());
+                self.send_reply(Reply {
+                    id,
+                    error: Some(e.to_proto()),
+                    ..Default::default()
+                })
+            }
+            Err(CommandError::Disconnect(d)) => Err(d),
+        }
+    }
+
+    /// Encodes and queues a reply.
+    fn send_reply(&self, reply: Reply) -> Result<(), Disconnect> {
+        let frame = self.encode(&reply)?;
+        if self.handle.outbox.push_frame(frame) {
+            Ok(())
+        } else {
+            Err(Disconnect::SLOW)
+        }
+    }
+
+    fn encode(&self, reply: &Reply) -> Result<Bytes, Disconnect> {
+        encode_reply(self.transport.protocol, reply).map_err(|e| {
+            tracing::info!(client = %self.handle.id, error = %e, "reply cannot be encoded");
+            Disconnect::INAPPROPRIATE_PROTOCOL
+        })
+    }
+
+    /// When [`Session::on_timer`] must run next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let config = self.node.config.load();
+        let client = &config.tenant.client;
+        let mut next = [
+            self.next_ping,
+            self.pong_deadline,
+            self.stale_deadline,
+            self.next_presence_refresh,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let mut consider = |at: Instant| next = Some(next.map_or(at, |n| n.min(at)));
+        if let Some(exp) = self.expires_at {
+            consider(instant_at(exp) + client.expired_close_delay.get());
+        }
+        for sub in self.subs.values() {
+            if let Some(exp) = sub.expires_at {
+                consider(instant_at(exp) + client.expired_sub_close_delay.get());
+            }
+        }
+        next
+    }
+
+    /// Runs what is due: pings, pong and stale checks, expiry, presence refresh.
+    pub async fn on_timer(&mut self) -> Result<(), Disconnect> {
+        let now = Instant::now();
+        let config = self.node.config.load();
+        let client = &config.tenant.client;
+        if self.stale_deadline.is_some_and(|d| now >= d) {
+            if self.state != State::Connected {
+                return Err(Disconnect::STALE);
+            }
+            self.stale_deadline = None;
+        }
+        if self.pong_deadline.is_some_and(|d| now >= d) {
+            return Err(Disconnect::NO_PONG);
+        }
+        if self.next_ping.is_some_and(|d| now >= d) {
+            let ping = Bytes::from_static(match self.transport.protocol {
+                ProtocolKind::Json => b"{}",
+                ProtocolKind::Protobuf => b"\x00",
+            });
+            if !self.handle.outbox.push_frame(ping) {
+                return Err(Disconnect::SLOW);
+            }
+            let interval = client.ping_interval.get();
+            self.next_ping = Some(now + interval);
+            let pong = client.pong_timeout.get();
+            if !pong.is_zero() && self.transport.name == "websocket" {
+                self.pong_deadline = Some(now + pong);
+            }
+        }
+        let unix = unix_now();
+        if let Some(exp) = self.expires_at {
+            if unix >= exp + client.expired_close_delay.get().as_secs() as i64 {
+                return Err(Disconnect::EXPIRED);
+            }
+        }
+        let sub_delay = client.expired_sub_close_delay.get().as_secs() as i64;
+        let expired: Vec<(String, bool)> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.expires_at.is_some_and(|e| unix >= e + sub_delay))
+            .map(|(ch, s)| (ch.clone(), s.server_side))
+            .collect();
+        for (channel, server_side) in expired {
+            if server_side {
+                return Err(Disconnect::SUBSCRIPTION_EXPIRED);
+            }
+            let (code, reason) = crate::protocol::unsubscribe::EXPIRED;
+            self.server_unsubscribe(&channel, code, reason).await?;
+        }
+        if self.next_presence_refresh.is_some_and(|d| now >= d) {
+            self.refresh_presence().await;
+            self.next_presence_refresh = Some(now + client.presence_update_interval.get());
+        }
+        Ok(())
+    }
+
+    /// Runs a control request from the server side (hub, server API).
+    pub async fn handle_control(&mut self, control: Control) -> Result<(), Disconnect> {
+        control::handle(self, control).await
+    }
+
+    /// Cleans up after the connection is gone: subscriptions, presence, leaves, registry.
+    pub async fn close(&mut self, reason: &Disconnect) {
+        self.node.metrics.disconnects.inc(reason.code.to_string());
+        if self.state != State::Connected {
+            return;
+        }
+        let channels: Vec<String> = self.subs.keys().cloned().collect();
+        for channel in channels {
+            self.leave_channel(&channel).await;
+        }
+        self.node.registry.remove(&self.handle.id);
+        self.node.metrics.connections.dec();
+        self.state = State::Failed;
+    }
+}
+
+/// Whether a command carries any request besides `send`.
+fn has_request(cmd: &Command) -> bool {
+    cmd.connect.is_some()
+        || cmd.subscribe.is_some()
+        || cmd.unsubscribe.is_some()
+        || cmd.publish.is_some()
+        || cmd.presence.is_some()
+        || cmd.presence_stats.is_some()
+        || cmd.history.is_some()
+        || cmd.ping.is_some()
+        || cmd.rpc.is_some()
+        || cmd.refresh.is_some()
+        || cmd.sub_refresh.is_some()
+}
+
+/// A command's failure: an error reply, or the end of the connection.
+#[derive(Debug)]
+pub(crate) enum CommandError {
+    Client(ClientError),
+    Disconnect(Disconnect),
+}
+
+impl From<ClientError> for CommandError {
+    fn from(e: ClientError) -> Self {
+        Self::Client(e)
+    }
+}
+
+impl From<Disconnect> for CommandError {
+    fn from(d: Disconnect) -> Self {
+        Self::Disconnect(d)
+    }
+}
+
+impl From<crate::engine::EngineError> for CommandError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        match e {
+            crate::engine::EngineError::UnrecoverablePosition => {
+                Self::Client(ClientError::UNRECOVERABLE_POSITION)
+            }
+            crate::engine::EngineError::Unavailable(m) => {
+                tracing::warn!(error = %m, "engine unavailable");
+                Self::Client(ClientError::INTERNAL)
+            }
+        }
+    }
+}
+
+pub(crate) type CommandResult = Result<(), CommandError>;

@@ -1,0 +1,592 @@
+//! `subscribe`, `unsubscribe` and `sub_refresh`, plus the subscription life cycle shared with
+//! server-side subscriptions: validate and authorise, hold publications back while history is
+//! read for recovery, answer, then release what the answer did not already carry.
+
+use bytes::Bytes;
+
+use super::permissions::{may_read_history, may_read_presence, may_subscribe, Caller};
+use super::{unix_now, CommandError, CommandResult, Session, SubState};
+use crate::auth::jwt::TokenError;
+use crate::config::RuntimeConfig;
+use crate::engine::{EngineError, HistoryFilter};
+use crate::hub::SubFlags;
+use crate::node::meta_ttl;
+use crate::protocol::{
+    ClientError, ClientInfo, Disconnect, Push, Reply, StreamPosition, SubRefreshRequest,
+    SubRefreshResult, SubscribeRequest, SubscribeResult, UnsubscribePush, UnsubscribeRequest,
+    UnsubscribeResult,
+};
+
+/// Who asked for a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SubscribeKind {
+    /// A `subscribe` command.
+    Client,
+    /// Listed in `ConnectRequest.subs` by the client: permissions apply.
+    ClientListed,
+    /// From the connection token or the server API: already authorised.
+    Server,
+}
+
+/// Everything needed to subscribe a connection to one channel.
+#[derive(Debug, Clone)]
+pub(crate) struct SubscribeSpec {
+    pub channel: String,
+    pub kind: SubscribeKind,
+    pub request: SubscribeRequest,
+    pub chan_info: Bytes,
+    pub data: Bytes,
+    pub expires_at: Option<i64>,
+}
+
+impl SubscribeSpec {
+    pub fn server(channel: String, chan_info: Bytes, data: Bytes) -> Self {
+        Self {
+            request: SubscribeRequest {
+                channel: channel.clone(),
+                ..Default::default()
+            },
+            channel,
+            kind: SubscribeKind::Server,
+            chan_info,
+            data,
+            expires_at: None,
+        }
+    }
+
+    pub fn client_listed(channel: String) -> Self {
+        Self {
+            kind: SubscribeKind::ClientListed,
+            ..Self::server(channel, Bytes::new(), Bytes::new())
+        }
+    }
+}
+
+/// A subscription that is pending in the hub, with its answer ready.
+pub(crate) struct Prepared {
+    pub channel: String,
+    pub result: SubscribeResult,
+    hub_position: Option<StreamPosition>,
+    state: SubState,
+    info: ClientInfo,
+}
+
+/// `flag` bit asking for error 112 instead of an unrecovered subscription.
+const FLAG_REJECT_UNRECOVERED: i64 = 2;
+
+impl Session {
+    pub(super) async fn handle_subscribe(
+        &mut self,
+        id: u32,
+        req: SubscribeRequest,
+    ) -> CommandResult {
+        let config = self.node.config.load();
+        let spec = SubscribeSpec {
+            channel: req.channel.clone(),
+            kind: SubscribeKind::Client,
+            chan_info: Bytes::new(),
+            data: Bytes::new(),
+            expires_at: None,
+            request: req,
+        };
+        let prepared = self.prepare_subscription(&config, spec).await?;
+        let reply = Reply {
+            id,
+            subscribe: Some(prepared.result.clone()),
+            ..Default::default()
+        };
+        self.activate_subscription(prepared, Some(reply)).await?;
+        Ok(())
+    }
+
+    /// Validates, authorises, registers the subscriber as pending and builds the answer.
+    pub(crate) async fn prepare_subscription(
+        &mut self,
+        config: &RuntimeConfig,
+        mut spec: SubscribeSpec,
+    ) -> Result<Prepared, CommandError> {
+        let channel = spec.channel.clone();
+        let req = &spec.request;
+        if channel.is_empty() {
+            return Err(Disconnect::BAD_REQUEST.into());
+        }
+        if !req.delta.is_empty() && req.delta != "fossil" {
+            return Err(Disconnect::BAD_REQUEST.into());
+        }
+        let client_cfg = &config.tenant.client;
+        if spec.kind == SubscribeKind::Client
+            && channel.len() > config.tenant.channel.max_length as usize
+        {
+            return Err(ClientError::BAD_REQUEST
+                .with_message("channel name is too long")
+                .into());
+        }
+        if self.subs.contains_key(&channel) {
+            return Err(ClientError::ALREADY_SUBSCRIBED.into());
+        }
+        if self.subs.len() >= client_cfg.channel_limit as usize {
+            return Err(ClientError::LIMIT_EXCEEDED.into());
+        }
+        let rules = config.channel_rules(&channel)?;
+        let o = &rules.options;
+        match &rules.regex {
+            Some(re) => {
+                if !re.is_match(config.channel_rest(&channel)) {
+                    return Err(ClientError::BAD_REQUEST
+                        .with_message("channel name does not match")
+                        .into());
+                }
+            }
+            None => {
+                if !channel.is_ascii() {
+                    return Err(ClientError::BAD_REQUEST
+                        .with_message("channel name must be ASCII")
+                        .into());
+                }
+            }
+        }
+        if req.r#type != 0 {
+            return Err(ClientError::NOT_AVAILABLE.into());
+        }
+        let caller = Caller {
+            user: &self.user,
+            insecure: client_cfg.insecure,
+        };
+        if spec.kind != SubscribeKind::Server {
+            self.authorise_subscribe(config, &mut spec)?;
+        }
+        let req = &spec.request;
+        let o = o.clone();
+        let history_on = o.history_enabled();
+        let history_access = may_read_history(&o, caller, true);
+        let recoverable = history_on
+            && (o.force_recovery || (req.recoverable && (o.allow_recovery || history_access)));
+        let positioned = history_on
+            && (recoverable
+                || o.force_positioning
+                || (req.positioned && (o.allow_positioning || history_access)));
+        let push_join_leave = o.force_push_join_leave
+            || (req.join_leave && o.join_leave && may_read_presence(&o, caller, true));
+
+        let first = self.node.hub.add_pending(
+            &channel,
+            &self.handle,
+            SubFlags {
+                push_join_leave,
+                positioned,
+            },
+        );
+        if first {
+            if let Err(e) = self.node.broker.subscribe(&channel).await {
+                self.abort_subscription(&channel);
+                return Err(e.into());
+            }
+        }
+
+        let mut result = SubscribeResult {
+            recoverable,
+            positioned,
+            data: spec.data.clone(),
+            ..Default::default()
+        };
+        if let Some(exp) = spec.expires_at {
+            if spec.kind != SubscribeKind::Server || exp > 0 {
+                result.expires = true;
+                result.ttl = (exp - unix_now()).max(1) as u32;
+            }
+        }
+        let mut hub_position = None;
+        if positioned {
+            let meta = meta_ttl(config, &rules);
+            let outcome = if recoverable && req.recover {
+                self.recover(
+                    &channel,
+                    req,
+                    client_cfg.recovery_max_publication_limit,
+                    meta,
+                )
+                .await
+            } else {
+                self.node
+                    .broker
+                    .history(
+                        &channel,
+                        HistoryFilter {
+                            limit: 0,
+                            meta_ttl: meta,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map(|page| (Vec::new(), page.top, false))
+            };
+            let (publications, top, recovered) = match outcome {
+                Ok(v) => v,
+                Err(e) => {
+                    self.abort_subscription(&channel);
+                    return Err(e.into());
+                }
+            };
+            if req.recover {
+                result.was_recovering = true;
+                result.recovered = recovered;
+                if !recovered && req.flag & FLAG_REJECT_UNRECOVERED != 0 {
+                    self.abort_subscription(&channel);
+                    return Err(ClientError::UNRECOVERABLE_POSITION.into());
+                }
+            }
+            if recovered {
+                result.publications = publications;
+                result.offset = req.offset;
+            } else {
+                result.offset = top.offset;
+            }
+            result.epoch = top.epoch.clone();
+            hub_position = Some(top);
+        }
+
+        let info = ClientInfo {
+            user: self.user.to_string(),
+            client: self.handle.id.to_string(),
+            conn_info: self.conn_info.clone(),
+            chan_info: spec.chan_info.clone(),
+        };
+        if o.presence {
+            if let Err(e) = self
+                .node
+                .presence
+                .add_presence(&channel, info.clone())
+                .await
+            {
+                self.abort_subscription(&channel);
+                return Err(e.into());
+            }
+        }
+        Ok(Prepared {
+            channel,
+            result,
+            hub_position,
+            state: SubState {
+                chan_info: spec.chan_info,
+                presence: o.presence,
+                join_leave: o.join_leave,
+                server_side: spec.kind != SubscribeKind::Client,
+                expires_at: spec.expires_at.filter(|e| *e > 0),
+            },
+            info,
+        })
+    }
+
+    /// Subscribe permission (spec §6.2): private channels need a token; a token decides; then
+    /// user-limited channels; then the namespace's permissions.
+    fn authorise_subscribe(
+        &self,
+        config: &RuntimeConfig,
+        spec: &mut SubscribeSpec,
+    ) -> Result<(), CommandError> {
+        let channel = &spec.channel;
+        let rules = config.channel_rules(channel)?;
+        let o = &rules.options;
+        let token = spec.request.token.clone();
+        if !token.is_empty() {
+            let verifier = config
+                .subscription_token_verifier
+                .as_ref()
+                .unwrap_or(&config.token_verifier);
+            let claims = match verifier.verify_subscribe(&token) {
+                Ok(c) => c,
+                Err(TokenError::Expired) => return Err(ClientError::TOKEN_EXPIRED.into()),
+                Err(TokenError::Invalid(reason)) => {
+                    tracing::info!(client = %self.handle.id, %reason, "invalid subscription token");
+                    return Err(ClientError::PERMISSION_DENIED.into());
+                }
+            };
+            if claims.channel != *channel
+                || claims.user != *self.user
+                || (!claims.client.is_empty() && claims.client != *self.handle.id)
+            {
+                return Err(Disconnect::INVALID_TOKEN.into());
+            }
+            if claims.expires_at().is_some_and(|e| e <= unix_now()) {
+                return Err(ClientError::TOKEN_EXPIRED.into());
+            }
+            spec.chan_info = claims.info.clone();
+            spec.data = claims.data.clone();
+            spec.expires_at = if config.tenant.client.insecure {
+                None
+            } else {
+                claims.expires_at()
+            };
+            return Ok(());
+        }
+        if config.is_private(channel) {
+            return Err(ClientError::PERMISSION_DENIED.into());
+        }
+        if o.allow_user_limited_channels {
+            if let Some(allowed) = config.user_allowed(channel, &self.user) {
+                return if allowed {
+                    Ok(())
+                } else {
+                    Err(ClientError::PERMISSION_DENIED.into())
+                };
+            }
+        }
+        if o.subscribe_proxy_enabled {
+            // Proxies to the app backend are not configured on this node.
+            return Err(ClientError::NOT_AVAILABLE.into());
+        }
+        let caller = Caller {
+            user: &self.user,
+            insecure: config.tenant.client.insecure,
+        };
+        if may_subscribe(o, caller) {
+            Ok(())
+        } else {
+            Err(ClientError::PERMISSION_DENIED.into())
+        }
+    }
+
+    /// Reads what the client missed (spec §7.2). Returns the publications, the stream top and
+    /// whether recovery succeeded.
+    async fn recover(
+        &self,
+        channel: &str,
+        req: &SubscribeRequest,
+        limit: u32,
+        meta: std::time::Duration,
+    ) -> Result<(Vec<crate::protocol::Publication>, StreamPosition, bool), EngineError> {
+        let since = StreamPosition {
+            offset: req.offset,
+            epoch: req.epoch.clone(),
+        };
+        let filter = HistoryFilter {
+            since: Some(since),
+            limit: limit as i32,
+            reverse: false,
+            meta_ttl: meta,
+        };
+        match self.node.broker.history(channel, filter).await {
+            Ok(page) => {
+                let recovered = match (page.publications.first(), page.publications.last()) {
+                    (Some(first), Some(last)) => {
+                        first.offset == req.offset + 1 && last.offset == page.top.offset
+                    }
+                    _ => req.offset == page.top.offset,
+                };
+                Ok((page.publications, page.top, recovered))
+            }
+            Err(EngineError::UnrecoverablePosition) => {
+                let page = self
+                    .node
+                    .broker
+                    .history(
+                        channel,
+                        HistoryFilter {
+                            limit: 0,
+                            meta_ttl: meta,
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                Ok((Vec::new(), page.top, false))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Queues the answer (if any) and releases held-back publications; then announces the join.
+    pub(crate) async fn activate_subscription(
+        &mut self,
+        p: Prepared,
+        reply: Option<Reply>,
+    ) -> Result<(), Disconnect> {
+        let frame = match reply {
+            Some(reply) => match self.encode(&reply) {
+                Ok(f) => Some(f),
+                Err(d) => {
+                    self.abort_subscription(&p.channel);
+                    return Err(d);
+                }
+            },
+            None => None,
+        };
+        let join_leave = p.state.join_leave;
+        self.subs.insert(p.channel.clone(), p.state);
+        self.node.metrics.subscriptions.inc();
+        if !self
+            .node
+            .hub
+            .activate(&p.channel, &self.handle.id, p.hub_position.as_ref(), frame)
+        {
+            return Err(Disconnect::SLOW);
+        }
+        if join_leave {
+            if let Err(e) = self.node.broker.publish_join(&p.channel, p.info).await {
+                tracing::warn!(channel = %p.channel, error = %e, "join not published");
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes [`Session::prepare_subscription`]'s hub registration.
+    pub(crate) fn abort_subscription(&self, channel: &str) {
+        if self.node.hub.remove(channel, &self.handle.id) {
+            let broker = self.node.broker.clone();
+            let channel = channel.to_owned();
+            tokio::spawn(async move {
+                let _ = broker.unsubscribe(&channel).await;
+            });
+        }
+    }
+
+    pub(super) async fn handle_unsubscribe(
+        &mut self,
+        id: u32,
+        req: UnsubscribeRequest,
+    ) -> CommandResult {
+        if self.subs.contains_key(&req.channel) {
+            self.leave_channel(&req.channel).await;
+        }
+        self.send_reply(Reply {
+            id,
+            unsubscribe: Some(UnsubscribeResult {}),
+            ..Default::default()
+        })?;
+        Ok(())
+    }
+
+    /// Ends a subscription locally: hub, presence, leave.
+    pub(crate) async fn leave_channel(&mut self, channel: &str) {
+        let Some(state) = self.subs.remove(channel) else {
+            return;
+        };
+        self.node.metrics.subscriptions.dec();
+        if self.node.hub.remove(channel, &self.handle.id) {
+            if let Err(e) = self.node.broker.unsubscribe(channel).await {
+                tracing::warn!(%channel, error = %e, "engine unsubscribe failed");
+            }
+        }
+        if state.presence {
+            if let Err(e) = self
+                .node
+                .presence
+                .remove_presence(channel, &self.handle.id, &self.user)
+                .await
+            {
+                tracing::warn!(%channel, error = %e, "presence not removed");
+            }
+        }
+        if state.join_leave {
+            let info = ClientInfo {
+                user: self.user.to_string(),
+                client: self.handle.id.to_string(),
+                conn_info: self.conn_info.clone(),
+                chan_info: state.chan_info,
+            };
+            if let Err(e) = self.node.broker.publish_leave(channel, info).await {
+                tracing::warn!(%channel, error = %e, "leave not published");
+            }
+        }
+    }
+
+    /// Ends a subscription from the server side and tells the client with an Unsubscribe push.
+    pub(crate) async fn server_unsubscribe(
+        &mut self,
+        channel: &str,
+        code: u32,
+        reason: &str,
+    ) -> Result<(), Disconnect> {
+        if !self.subs.contains_key(channel) {
+            return Ok(());
+        }
+        self.leave_channel(channel).await;
+        let push = Push {
+            channel: channel.to_owned(),
+            unsubscribe: Some(UnsubscribePush {
+                code,
+                reason: reason.to_owned(),
+            }),
+            ..Default::default()
+        };
+        self.send_reply(Reply {
+            push: Some(push),
+            ..Default::default()
+        })
+    }
+
+    /// Re-announces presence in every channel that keeps it (keeps TTL-based engines fresh).
+    pub(crate) async fn refresh_presence(&self) {
+        for (channel, state) in &self.subs {
+            if !state.presence {
+                continue;
+            }
+            let info = ClientInfo {
+                user: self.user.to_string(),
+                client: self.handle.id.to_string(),
+                conn_info: self.conn_info.clone(),
+                chan_info: state.chan_info.clone(),
+            };
+            if let Err(e) = self.node.presence.add_presence(channel, info).await {
+                tracing::warn!(%channel, error = %e, "presence refresh failed");
+            }
+        }
+    }
+
+    pub(super) async fn handle_sub_refresh(
+        &mut self,
+        id: u32,
+        req: SubRefreshRequest,
+    ) -> CommandResult {
+        if req.channel.is_empty() {
+            return Err(Disconnect::BAD_REQUEST.into());
+        }
+        if !self.subs.contains_key(&req.channel) {
+            return Err(ClientError::PERMISSION_DENIED.into());
+        }
+        if req.token.is_empty() {
+            return Err(ClientError::BAD_REQUEST.into());
+        }
+        let config = self.node.config.load();
+        let verifier = config
+            .subscription_token_verifier
+            .as_ref()
+            .unwrap_or(&config.token_verifier);
+        let claims = match verifier.verify_subscribe(&req.token) {
+            Ok(c) => c,
+            // Temporary, so the SDK asks its token endpoint again instead of giving up.
+            Err(TokenError::Expired) => {
+                return Err(ClientError {
+                    temporary: true,
+                    ..ClientError::TOKEN_EXPIRED
+                }
+                .into())
+            }
+            Err(TokenError::Invalid(_)) => return Err(Disconnect::INVALID_TOKEN.into()),
+        };
+        if claims.channel != req.channel
+            || claims.user != *self.user
+            || (!claims.client.is_empty() && claims.client != *self.handle.id)
+        {
+            return Err(Disconnect::INVALID_TOKEN.into());
+        }
+        let expires_at = if config.tenant.client.insecure {
+            None
+        } else {
+            claims.expires_at()
+        };
+        if let Some(state) = self.subs.get_mut(&req.channel) {
+            state.expires_at = expires_at;
+        }
+        let mut result = SubRefreshResult::default();
+        if let Some(exp) = expires_at {
+            result.expires = true;
+            result.ttl = (exp - unix_now()).max(1) as u32;
+        }
+        self.send_reply(Reply {
+            id,
+            sub_refresh: Some(result),
+            ..Default::default()
+        })?;
+        Ok(())
+    }
+}

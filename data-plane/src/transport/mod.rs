@@ -1,0 +1,5 @@
+//! Transports: each turns a socket into frames for a [`crate::session::Session`] and drains the
+//! session's outbox back onto the socket.
+
+pub mod origin;
+pub mod websocket;
