@@ -1,0 +1,297 @@
+//! Test harness for data-plane integration tests: an in-process server on a free port and a
+//! raw WebSocket client that speaks the JSON protocol and reads close codes.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use rotor_data_plane::config::RuntimeConfig;
+use rotor_data_plane::node::Node;
+use rotor_tenant_config::TenantConfig;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const SECRET: &str = "test-secret";
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A running data plane.
+pub struct TestServer {
+    pub addr: std::net::SocketAddr,
+    pub node: Arc<Node>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server with `overrides` merged over a base config (HMAC secret, one `chat`
+    /// namespace with history, recovery, presence and join/leave).
+    pub async fn start(overrides: Value) -> Self {
+        let mut base = json!({
+            "client": {"token": {"hmac_secret_key": SECRET}},
+            "http_api": {"key": "api-key"},
+            "channel": {
+                "without_namespace": {"allow_subscribe_for_client": true, "allow_publish_for_subscriber": true},
+                "namespaces": [{
+                    "name": "chat", "presence": true, "join_leave": true, "force_push_join_leave": true,
+                    "history_size": 10, "history_ttl": "60s", "force_recovery": true,
+                    "allow_subscribe_for_client": true, "allow_publish_for_subscriber": true,
+                    "allow_history_for_subscriber": true, "allow_presence_for_subscriber": true
+                }, {"name": "locked"}]
+            }
+        });
+        merge(&mut base, overrides);
+        let loaded = TenantConfig::from_value(base).expect("valid test config");
+        let node = Node::new_memory(
+            RuntimeConfig::compile(loaded.config).unwrap(),
+            "test".into(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let n = node.clone();
+        let task = tokio::spawn(async move {
+            let _ = rotor_data_plane::server::serve(
+                listener,
+                n,
+                async move {
+                    let _ = rx.await;
+                },
+                Duration::from_secs(2),
+            )
+            .await;
+        });
+        Self {
+            addr,
+            node,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/connection/websocket", self.addr)
+    }
+
+    /// Triggers graceful shutdown and waits for it.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(WAIT, task).await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// Signs an HS256 token with the test secret.
+pub fn token(claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A raw JSON-protocol client.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_id: u32,
+    /// Replies and pushes read but not yet consumed.
+    backlog: std::collections::VecDeque<Value>,
+    /// Later items of a frame that carried several.
+    split: std::collections::VecDeque<Value>,
+}
+
+/// How the server ended a connection.
+#[derive(Debug, PartialEq)]
+pub struct Closed {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl Client {
+    pub async fn open(url: &str) -> Self {
+        Self::open_with(url, &[]).await
+    }
+
+    pub async fn open_with(url: &str, headers: &[(&str, &str)]) -> Self {
+        let mut req = url.into_client_request().unwrap();
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+            .await
+            .expect("connect timeout")
+            .expect("connect");
+        Self {
+            ws,
+            next_id: 0,
+            backlog: Default::default(),
+            split: Default::default(),
+        }
+    }
+
+    /// Opens and connects with a token for `user`; returns the connect result.
+    pub async fn connected(url: &str, user: &str) -> (Self, Value) {
+        let mut c = Self::open(url).await;
+        let r = c
+            .call(json!({"connect": {"token": token(json!({"sub": user}))}}))
+            .await;
+        assert!(r.get("connect").is_some(), "connect failed: {r}");
+        (c, r["connect"].clone())
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.ws.send(Message::text(text.to_owned())).await.unwrap();
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::binary(bytes)).await.unwrap();
+    }
+
+    /// Sends a command with the next id; returns the id.
+    pub async fn send(&mut self, mut cmd: Value) -> u32 {
+        self.next_id += 1;
+        cmd["id"] = json!(self.next_id);
+        self.send_raw(&cmd.to_string()).await;
+        self.next_id
+    }
+
+    /// Sends a command and waits for its reply (pushes stay in the backlog).
+    pub async fn call(&mut self, cmd: Value) -> Value {
+        let id = self.send(cmd).await;
+        self.reply(id).await
+    }
+
+    /// Waits for the reply with `id`.
+    pub async fn reply(&mut self, id: u32) -> Value {
+        if let Some(pos) = self.backlog.iter().position(|v| v["id"] == json!(id)) {
+            return self.backlog.remove(pos).unwrap();
+        }
+        loop {
+            let v = self
+                .read()
+                .await
+                .unwrap_or_else(|c| panic!("closed waiting for reply {id}: {c:?}"));
+            if v["id"] == json!(id) {
+                return v;
+            }
+            self.backlog.push_back(v);
+        }
+    }
+
+    /// Waits for the next push (skipping pings).
+    pub async fn push(&mut self) -> Value {
+        if let Some(pos) = self.backlog.iter().position(|v| v.get("push").is_some()) {
+            return self.backlog.remove(pos).unwrap()["push"].clone();
+        }
+        loop {
+            let v = self
+                .read()
+                .await
+                .unwrap_or_else(|c| panic!("closed waiting for push: {c:?}"));
+            if v.get("push").is_some() {
+                return v["push"].clone();
+            }
+            self.backlog.push_back(v);
+        }
+    }
+
+    /// Reads one reply object (frames with several are split), skipping server pings.
+    pub async fn read(&mut self) -> Result<Value, Closed> {
+        if let Some(v) = self.split.pop_front() {
+            return Ok(v);
+        }
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for the server");
+            match msg {
+                Some(Ok(Message::Text(t))) => {
+                    let mut items: Vec<Value> = t
+                        .split('\n')
+                        .filter(|l| !l.is_empty())
+                        .map(|l| serde_json::from_str(l).expect("server sent valid JSON"))
+                        .filter(|v: &Value| v.as_object().is_some_and(|o| !o.is_empty()))
+                        .collect();
+                    if items.is_empty() {
+                        continue;
+                    }
+                    let first = items.remove(0);
+                    self.split.extend(items);
+                    return Ok(first);
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = frame
+                        .map(|f| (u16::from(f.code), f.reason.to_string()))
+                        .unwrap_or((1005, String::new()));
+                    return Err(Closed { code, reason });
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => {
+                    return Err(Closed {
+                        code: 1006,
+                        reason: String::new(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Waits until the server closes the connection; returns the close code.
+    pub async fn closed(&mut self) -> Closed {
+        if let Some(v) = self.backlog.pop_front() {
+            panic!("expected close, have unread {v}");
+        }
+        loop {
+            match self.read().await {
+                Ok(_) => continue,
+                Err(c) => return c,
+            }
+        }
+    }
+
+    /// Reads the next raw WebSocket message (for protobuf tests).
+    pub async fn next_message(&mut self) -> Message {
+        tokio::time::timeout(WAIT, self.ws.next())
+            .await
+            .expect("timeout")
+            .expect("open")
+            .expect("ok")
+    }
+}
