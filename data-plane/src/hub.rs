@@ -3,7 +3,7 @@
 //! subscriber's outbox. The index is sharded by channel; no lock is held across an await.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -115,9 +115,7 @@ impl Hub {
     }
 
     fn shard(&self, channel: &str) -> &Mutex<HashMap<String, ChannelSubs>> {
-        let mut h = self.hasher.build_hasher();
-        channel.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        &self.shards[(self.hasher.hash_one(channel) as usize) % SHARDS]
     }
 
     /// Adds a subscriber in the pending state: publications are held back until

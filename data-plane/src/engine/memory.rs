@@ -3,7 +3,7 @@
 //! every subscriber sees one order and offsets are contiguous.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,9 +83,7 @@ impl MemoryBroker {
     }
 
     fn shard(&self, channel: &str) -> &Mutex<StreamShard> {
-        let mut h = self.hasher.build_hasher();
-        channel.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        &self.shards[(self.hasher.hash_one(channel) as usize) % SHARDS]
     }
 
     /// Drops expired streams and idempotency records; run periodically to bound memory.

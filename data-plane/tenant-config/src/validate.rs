@@ -118,7 +118,7 @@ pub(crate) fn validate(config: &TenantConfig) -> Result<(), ConfigError> {
 /// Validates one set of channel options found at `path`.
 pub(crate) fn validate_options(path: &str, o: &ChannelOptions) -> Result<(), ConfigError> {
     let at = |field: &str| format!("{path}.{field}");
-    if (o.history_size > 0) != !o.history_ttl.is_zero() {
+    if (o.history_size > 0) == o.history_ttl.is_zero() {
         let field = if o.history_size > 0 {
             "history_ttl"
         } else {
@@ -140,9 +140,6 @@ pub(crate) fn validate_options(path: &str, o: &ChannelOptions) -> Result<(), Con
             at("force_recovery"),
             "needs history (history_size and history_ttl)",
         ));
-    }
-    if o.join_leave && !o.presence && !o.force_push_join_leave {
-        // Centrifugo allows join_leave without presence; nothing to refuse.
     }
     if !o.channel_regex.is_empty() {
         Regex::new(&o.channel_regex)
