@@ -1,3 +1,9 @@
 //! Rotor's control plane: owns accounts, projects, API keys and namespace configuration in
-//! Postgres, supervises one data-plane process per tenant and pushes each tenant its compiled
-//! [`rotor_tenant_config::TenantConfig`]. Built out by the control-plane issue.
+//! Postgres, supervises one data-plane process per tenant, pushes each tenant its compiled
+//! [`rotor_tenant_config::TenantConfig`], and routes one public endpoint to the tenants.
+
+pub mod db;
+pub mod ids;
+pub mod secrets;
+pub mod settings;
+pub mod state;
