@@ -2,6 +2,7 @@
 //! speaks the client protocol v2 over WebSocket (JSON and Protobuf) and the server HTTP API, with
 //! channels, namespaces, history with recovery, presence and join/leave.
 
+pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod config;

@@ -107,6 +107,14 @@ async fn main() -> anyhow::Result<()> {
         }
         tracing::info!("shutting down");
     };
-    rotor_data_plane::server::serve(listener, node, shutdown, Duration::from_secs(5)).await?;
+    let admin_token = std::env::var("ROTOR_ADMIN_TOKEN").ok();
+    rotor_data_plane::server::serve(
+        listener,
+        node,
+        shutdown,
+        Duration::from_secs(5),
+        admin_token,
+    )
+    .await?;
     Ok(())
 }

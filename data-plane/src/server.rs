@@ -17,18 +17,21 @@ use tokio::net::TcpListener;
 use crate::node::Node;
 use crate::transport;
 
-/// Every public route of a data-plane process.
-pub fn router(node: Arc<Node>) -> Router {
-    Router::new()
+/// Every route of a data-plane process; the admin routes only with an admin token.
+pub fn router(node: Arc<Node>, admin_token: Option<String>) -> Router {
+    let mut app = Router::new()
         .route("/connection/websocket", get(transport::websocket::handler))
         .route(
             "/connection/init",
             get(|| async { Json(serde_json::json!({})) }),
         )
         .route("/health", get(|| async { Json(serde_json::json!({})) }))
-        .route("/metrics", get(metrics))
-        // API_ROUTER_MERGE
-        .with_state(node)
+        .route("/metrics", get(metrics));
+    // API_ROUTER_MERGE
+    if let Some(token) = admin_token.filter(|t| !t.is_empty()) {
+        app = app.merge(crate::admin::router(token));
+    }
+    app.with_state(node)
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
@@ -51,8 +54,9 @@ pub async fn serve(
     node: Arc<Node>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
+    admin_token: Option<String>,
 ) -> std::io::Result<()> {
-    let app = router(node.clone());
+    let app = router(node.clone(), admin_token);
     let token = node.shutdown.clone();
     let server = axum::serve(
         listener,

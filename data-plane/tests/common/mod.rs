@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const SECRET: &str = "test-secret";
+pub const ADMIN_TOKEN: &str = "admin-test-token";
 pub const WAIT: Duration = Duration::from_secs(5);
 
 /// A running data plane.
@@ -62,6 +63,7 @@ impl TestServer {
                     let _ = rx.await;
                 },
                 Duration::from_secs(2),
+                Some(ADMIN_TOKEN.to_owned()),
             )
             .await;
         });

@@ -1,0 +1,90 @@
+//! The internal admin surface a control plane uses: push a whole config (validated, then
+//! swapped without touching connections) and read status. Enabled only when the process has
+//! an admin token (`ROTOR_ADMIN_TOKEN`), and every call must present it as a Bearer token.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use rotor_tenant_config::TenantConfig;
+use serde_json::{json, Value};
+
+use crate::config::ApplyError;
+use crate::node::Node;
+
+/// Admin routes, guarded by `token`.
+pub fn router(token: String) -> Router<Arc<Node>> {
+    let token = Arc::new(token);
+    Router::new()
+        .route("/admin/config", put(put_config))
+        .route("/admin/status", get(status))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            let token = token.clone();
+            async move {
+                let presented = req
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .unwrap_or_default();
+                if !constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+                    return StatusCode::UNAUTHORIZED.into_response();
+                }
+                next.run(req).await
+            }
+        }))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn error(status: StatusCode, code: &str, message: String) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+async fn put_config(State(node): State<Arc<Node>>, Json(body): Json<Value>) -> Response {
+    let loaded = match TenantConfig::from_value(body) {
+        Ok(l) => l,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_config", e.to_string()),
+    };
+    for w in &loaded.warnings {
+        tracing::warn!("pushed config: {w}");
+    }
+    match node.config.apply(loaded.config) {
+        Ok(version) => {
+            tracing::info!(version, "config applied");
+            Json(json!({"version": version})).into_response()
+        }
+        Err(e @ ApplyError::Stale { .. }) => {
+            error(StatusCode::CONFLICT, "stale_version", e.to_string())
+        }
+        Err(e @ ApplyError::Invalid(_)) => {
+            error(StatusCode::BAD_REQUEST, "invalid_config", e.to_string())
+        }
+    }
+}
+
+async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
+    let config = node.config.load();
+    let (clients, users) = node.registry.counts();
+    let (channels, subs) = node.hub.counts();
+    Json(json!({
+        "tenant_id": config.tenant.rotor.tenant_id,
+        "config_version": config.tenant.rotor.config_version,
+        "node": node.id,
+        "num_clients": clients,
+        "num_users": users,
+        "num_channels": channels,
+        "num_subs": subs,
+        "uptime": node.started.elapsed().as_secs(),
+    }))
+}

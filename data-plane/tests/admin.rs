@@ -1,0 +1,92 @@
+//! The internal admin surface: config pushes apply live to existing connections, stale and
+//! invalid pushes are refused, and nothing works without the admin token.
+
+mod common;
+
+use common::{Client, TestServer, ADMIN_TOKEN, SECRET};
+use serde_json::json;
+
+async fn push(s: &TestServer, token: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let resp = reqwest::Client::new()
+        .put(format!("http://{}/admin/config", s.addr))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+fn config(version: u64, namespaces: serde_json::Value) -> serde_json::Value {
+    json!({
+        "rotor": {"tenant_id": "prj_test", "config_version": version},
+        "client": {"token": {"hmac_secret_key": SECRET}},
+        "channel": {"namespaces": namespaces}
+    })
+}
+
+#[tokio::test]
+async fn a_pushed_namespace_works_on_an_existing_connection_without_reconnect() {
+    let s = TestServer::start(json!({})).await;
+    let (mut c, first) = Client::connected(&s.ws_url(), "1").await;
+    assert_eq!(
+        c.call(json!({"subscribe": {"channel": "live:x"}})).await["error"]["code"],
+        102
+    );
+    let (status, body) = push(&s, ADMIN_TOKEN, config(2, json!([{"name": "live", "allow_subscribe_for_client": true, "history_size": 5, "history_ttl": "60s"}]))).await;
+    assert_eq!((status, body), (200, json!({"version": 2})));
+    let r = c.call(json!({"subscribe": {"channel": "live:x"}})).await;
+    assert!(r["subscribe"].is_object(), "{r}");
+    // Same connection: the client id did not change and nothing was closed.
+    let h = c
+        .call(json!({"presence_stats": {"channel": "live:x"}}))
+        .await;
+    assert_eq!(h["error"]["code"], 108);
+    assert_eq!(
+        s.node
+            .registry
+            .find("", first["client"].as_str().unwrap())
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn stale_and_invalid_pushes_are_refused_and_the_running_config_stays() {
+    let s = TestServer::start(json!({})).await;
+    assert_eq!(push(&s, ADMIN_TOKEN, config(5, json!([]))).await.0, 200);
+    let (status, body) = push(&s, ADMIN_TOKEN, config(4, json!([{"name": "old"}]))).await;
+    assert_eq!(status, 409);
+    assert_eq!(body["error"]["code"], "stale_version");
+    let (status, body) = push(&s, ADMIN_TOKEN, config(6, json!([{"name": "x"}]))).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("channel.namespaces[0].name"),
+        "{body}"
+    );
+    assert_eq!(s.node.config.load().tenant.rotor.config_version, 5);
+}
+
+#[tokio::test]
+async fn admin_calls_need_the_admin_token() {
+    let s = TestServer::start(json!({})).await;
+    assert_eq!(push(&s, "wrong", config(9, json!([]))).await.0, 401);
+    let resp = reqwest::get(format!("http://{}/admin/status", s.addr))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let status: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{}/admin/status", s.addr))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["num_clients"], 0);
+}
