@@ -2,8 +2,13 @@
 //! Postgres, supervises one data-plane process per tenant, pushes each tenant its compiled
 //! [`rotor_tenant_config::TenantConfig`], and routes one public endpoint to the tenants.
 
+pub mod app;
 pub mod db;
+pub mod edge;
 pub mod ids;
+pub mod reconciler;
 pub mod secrets;
 pub mod settings;
 pub mod state;
+pub mod supervisor;
+pub mod tenant;

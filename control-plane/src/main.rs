@@ -1,0 +1,88 @@
+//! `rotor-control-plane serve`: runs the control plane — migrations, the public listener
+//! (edge + REST API + dashboard), and the reconciler that supervises tenant processes.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use rotor_control_plane::reconciler::Reconciler;
+use rotor_control_plane::settings::Settings;
+use rotor_control_plane::state::AppState;
+use rotor_control_plane::supervisor::{LocalDriver, RouteTable};
+use rotor_control_plane::{app, db, edge};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "rotor-control-plane", version, about = "Rotor's control plane")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane (edge, REST API, dashboard, tenant supervisor).
+    Serve,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+    match cli.command {
+        Command::Serve => serve().await,
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let settings = Arc::new(Settings::from_env());
+    let pool = db::connect_and_migrate(&settings.database_url)
+        .await
+        .context("database")?;
+    let state = AppState {
+        pool,
+        settings: settings.clone(),
+        reconcile: Arc::new(tokio::sync::Notify::new()),
+    };
+    let run_dir = std::env::var("ROTOR_RUN_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir().join("rotor-tenants"));
+    let driver =
+        Arc::new(LocalDriver::new(settings.data_plane_bin.clone(), run_dir).context("run dir")?);
+    let routes = Arc::new(RouteTable::default());
+    let stop = CancellationToken::new();
+
+    let reconciler = Reconciler::new(state.clone(), driver, routes.clone());
+    let reconcile_task = tokio::spawn(reconciler.run(stop.clone()));
+
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("bind {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    println!("rotor-control-plane listening on {addr}");
+    tracing::info!(%addr, public_url = %settings.public_url, "control plane started");
+    let edge_task = tokio::spawn(edge::serve(
+        listener,
+        routes,
+        app::public_app(state),
+        stop.clone(),
+    ));
+
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    // Tenants keep serving: they are independent processes and a restarted control plane
+    // adopts them.
+    tracing::info!("control plane stopping; tenant processes keep running");
+    stop.cancel();
+    let _ = edge_task.await;
+    let _ = reconcile_task.await;
+    Ok(())
+}

@@ -1,0 +1,268 @@
+//! The reconciler: level-triggered convergence of what runs to what Postgres says. Each pass
+//! starts missing tenants, stops deleted or suspended ones, restarts dead ones with backoff,
+//! pushes every config whose version is ahead of what the process applied, and refreshes the
+//! edge's route table. A pass runs on every change notification, on every tenant exit, and
+//! every two seconds regardless, so a restarted tenant or control plane converges by itself.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::ids::ProjectId;
+use crate::state::AppState;
+use crate::supervisor::{pid_alive, Driver, LocalDriver, ProcessRecord, Route, RouteTable};
+use crate::tenant;
+
+const PASS_INTERVAL: Duration = Duration::from_secs(2);
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+struct Running {
+    record: ProcessRecord,
+    applied: i64,
+    started: Instant,
+}
+
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+    next_attempt: Option<Instant>,
+}
+
+impl Backoff {
+    fn ready(&self) -> bool {
+        self.next_attempt.is_none_or(|at| Instant::now() >= at)
+    }
+    fn failed(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+        let delay = Duration::from_millis(250u64.saturating_mul(1 << self.failures.min(7)))
+            .min(Duration::from_secs(30));
+        self.next_attempt = Some(Instant::now() + delay);
+    }
+}
+
+/// Converges tenant processes to the desired state.
+pub struct Reconciler {
+    state: AppState,
+    driver: Arc<LocalDriver>,
+    routes: Arc<RouteTable>,
+    running: HashMap<ProjectId, Running>,
+    backoff: HashMap<ProjectId, Backoff>,
+    http: reqwest::Client,
+}
+
+impl Reconciler {
+    pub fn new(state: AppState, driver: Arc<LocalDriver>, routes: Arc<RouteTable>) -> Self {
+        Self {
+            state,
+            driver,
+            routes,
+            running: HashMap::new(),
+            backoff: HashMap::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(3))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Adopts tenants left running by an earlier control plane, then reconciles until `stop`.
+    pub async fn run(mut self, stop: CancellationToken) {
+        for (id, record) in self.driver.saved_records() {
+            if self.driver.alive(&record).await {
+                tracing::info!(tenant = %id, addr = %record.addr, "adopted running tenant");
+                // Applied version unknown: the next pass pushes the current config.
+                self.running.insert(
+                    id,
+                    Running {
+                        record,
+                        applied: 0,
+                        started: Instant::now(),
+                    },
+                );
+            } else {
+                self.driver.remove_files(&id);
+            }
+        }
+        loop {
+            self.pass().await;
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = self.state.reconcile.notified() => {}
+                _ = tokio::time::sleep(PASS_INTERVAL) => {}
+            }
+        }
+    }
+
+    /// One convergence pass.
+    pub async fn pass(&mut self) {
+        let tenants = match tenant::list(&self.state.pool).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "reconcile: cannot list projects; tenants keep running");
+                return;
+            }
+        };
+        let active: HashMap<ProjectId, &tenant::TenantRow> = tenants
+            .iter()
+            .filter(|t| t.is_active())
+            .map(|t| (t.id.clone(), t))
+            .collect();
+
+        // Stop what should not run.
+        let to_stop: Vec<ProjectId> = self
+            .running
+            .keys()
+            .filter(|id| !active.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in to_stop {
+            if let Some(r) = self.running.remove(&id) {
+                tracing::info!(tenant = %id, "stopping tenant");
+                self.driver.stop(&r.record, STOP_GRACE).await;
+                self.driver.remove_files(&id);
+            }
+        }
+        // Forget the dead.
+        let dead: Vec<ProjectId> = self
+            .running
+            .iter()
+            .filter(|(_, r)| !pid_alive(r.record.pid))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in dead {
+            if let Some(r) = self.running.remove(&id) {
+                let b = self.backoff.entry(id.clone()).or_default();
+                if r.started.elapsed() > Duration::from_secs(30) {
+                    b.failures = 0;
+                }
+                b.failed();
+                tracing::warn!(tenant = %id, failures = b.failures, "tenant process died; restarting with backoff");
+            }
+        }
+        // Start or update what should run.
+        for (id, row) in &active {
+            match self.running.get(id) {
+                None => self.start(id).await,
+                Some(r) if r.applied < row.config_version => self.push(id).await,
+                Some(_) => {}
+            }
+        }
+        let routes = tenants
+            .iter()
+            .map(|t| {
+                let route = if !t.is_active() {
+                    Route::Suspended
+                } else if let Some(r) = self.running.get(&t.id) {
+                    Route::Active(r.record.addr)
+                } else {
+                    Route::Starting
+                };
+                (t.slug.clone(), route)
+            })
+            .collect();
+        self.routes.replace(routes);
+    }
+
+    async fn start(&mut self, id: &ProjectId) {
+        if !self.backoff.get(id).is_none_or(Backoff::ready) {
+            return;
+        }
+        let (config, version) = match tenant::compile(
+            &self.state.pool,
+            id,
+            self.state.settings.redis_url.as_deref(),
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(tenant = %id, error = %e, "cannot compile tenant config");
+                self.backoff.entry(id.clone()).or_default().failed();
+                return;
+            }
+        };
+        let began = Instant::now();
+        match self
+            .driver
+            .start(id, &config.to_json(), self.state.reconcile.clone())
+            .await
+        {
+            Ok(record) => {
+                tracing::info!(tenant = %id, addr = %record.addr, version, took_ms = began.elapsed().as_millis() as u64, "tenant started");
+                self.running.insert(
+                    id.clone(),
+                    Running {
+                        record,
+                        applied: version,
+                        started: Instant::now(),
+                    },
+                );
+                if let Some(b) = self.backoff.get_mut(id) {
+                    b.next_attempt = None;
+                }
+                if let Err(e) = tenant::mark_applied(&self.state.pool, id, version).await {
+                    tracing::warn!(tenant = %id, error = %e, "cannot record applied version");
+                }
+            }
+            Err(e) => {
+                tracing::error!(tenant = %id, error = %e, "tenant failed to start");
+                self.backoff.entry(id.clone()).or_default().failed();
+            }
+        }
+    }
+
+    async fn push(&mut self, id: &ProjectId) {
+        let Some(running) = self.running.get(id) else {
+            return;
+        };
+        let (config, version) = match tenant::compile(
+            &self.state.pool,
+            id,
+            self.state.settings.redis_url.as_deref(),
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(tenant = %id, error = %e, "cannot compile tenant config");
+                return;
+            }
+        };
+        let url = format!("http://{}/admin/config", running.record.addr);
+        let began = Instant::now();
+        let result = self
+            .http
+            .put(url)
+            .bearer_auth(&running.record.admin_token)
+            .header("content-type", "application/json")
+            .body(config.to_json())
+            .send()
+            .await;
+        match result {
+            Ok(resp) if resp.status().is_success() => {
+                tracing::info!(tenant = %id, version, took_ms = began.elapsed().as_millis() as u64, "config applied");
+                if let Some(r) = self.running.get_mut(id) {
+                    r.applied = version;
+                }
+                if let Err(e) = tenant::mark_applied(&self.state.pool, id, version).await {
+                    tracing::warn!(tenant = %id, error = %e, "cannot record applied version");
+                }
+            }
+            Ok(resp) if resp.status().as_u16() == 409 => {
+                // The process already runs something newer (a concurrent push won): fine.
+                if let Some(r) = self.running.get_mut(id) {
+                    r.applied = version;
+                }
+            }
+            Ok(resp) => {
+                let status = resp.status();
+                let body = resp.text().await.unwrap_or_default();
+                tracing::error!(tenant = %id, %status, %body, "tenant refused config");
+            }
+            Err(e) => tracing::warn!(tenant = %id, error = %e, "config push failed; will retry"),
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Tenant processes: one `rotor-data-plane` per active project, started with its compiled
+//! config, watched, restarted with backoff when it dies, stopped on delete or suspend. A record
+//! of each process (pid, address, admin token) is kept on disk so a restarted control plane
+//! adopts running tenants instead of restarting them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::ids::ProjectId;
+
+/// How a supervised process can be reached.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProcessRecord {
+    pub pid: u32,
+    pub addr: SocketAddr,
+    pub admin_token: String,
+}
+
+/// Errors starting a tenant.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("cannot start {bin}: {source}")]
+    Exec { bin: String, source: std::io::Error },
+    #[error("tenant process exited before listening: {0}")]
+    Exited(String),
+    #[error("tenant process did not report its address in time")]
+    Timeout,
+    #[error("cannot write tenant files: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Starts and stops tenant processes (local child processes here; a Kubernetes driver would
+/// implement the same contract).
+#[async_trait::async_trait]
+pub trait Driver: Send + Sync + 'static {
+    /// Starts a tenant with `config_json`; resolves once it listens. `exited` is notified when
+    /// the process ends.
+    async fn start(
+        &self,
+        tenant: &ProjectId,
+        config_json: &str,
+        exited: Arc<Notify>,
+    ) -> Result<ProcessRecord, SpawnError>;
+    /// Stops a tenant gracefully (SIGTERM, then SIGKILL after `grace`).
+    async fn stop(&self, record: &ProcessRecord, grace: Duration);
+    /// Whether a process from an earlier control plane is still ours and alive.
+    async fn alive(&self, record: &ProcessRecord) -> bool;
+}
+
+/// Runs tenants as child processes of this machine.
+pub struct LocalDriver {
+    bin: PathBuf,
+    dir: PathBuf,
+}
+
+impl LocalDriver {
+    /// Spawns `bin`, keeping config and state files in `dir`.
+    pub fn new(bin: PathBuf, dir: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        set_private(&dir, 0o700)?;
+        Ok(Self { bin, dir })
+    }
+
+    /// Where the config of `tenant` is written.
+    pub fn config_path(&self, tenant: &ProjectId) -> PathBuf {
+        self.dir.join(format!("{tenant}.json"))
+    }
+}
+
+fn set_private(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[async_trait::async_trait]
+impl Driver for LocalDriver {
+    async fn start(
+        &self,
+        tenant: &ProjectId,
+        config_json: &str,
+        exited: Arc<Notify>,
+    ) -> Result<ProcessRecord, SpawnError> {
+        let path = self.config_path(tenant);
+        // Secrets live in this file: create it private before writing.
+        std::fs::write(&path, b"")?;
+        set_private(&path, 0o600)?;
+        std::fs::write(&path, config_json)?;
+        let admin_token = crate::secrets::random_token("adm_");
+        let mut child = Command::new(&self.bin)
+            .arg("--config")
+            .arg(&path)
+            .arg("--address")
+            .arg("127.0.0.1")
+            .arg("--port")
+            .arg("0")
+            .env("ROTOR_ADMIN_TOKEN", &admin_token)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|source| SpawnError::Exec {
+                bin: self.bin.display().to_string(),
+                source,
+            })?;
+        let pid = child.id().unwrap_or_default();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let label = tenant.to_string();
+        if let Some(stderr) = stderr {
+            let label = label.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::info!(tenant = %label, "{line}");
+                }
+            });
+        }
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<SocketAddr>();
+        if let Some(stdout) = stdout {
+            let label = label.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stdout).lines();
+                let mut tx = Some(addr_tx);
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(addr) = line.strip_prefix("rotor-data-plane listening on ") {
+                        if let (Some(tx), Ok(addr)) = (tx.take(), addr.trim().parse()) {
+                            let _ = tx.send(addr);
+                            continue;
+                        }
+                    }
+                    tracing::info!(tenant = %label, "{line}");
+                }
+            });
+        }
+        // The child is reaped by its own task, which reports the exit.
+        let (dead_tx, dead_rx) = tokio::sync::oneshot::channel::<String>();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let text = status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|e| e.to_string());
+            tracing::warn!(tenant = %label, status = %text, "tenant process exited");
+            let _ = dead_tx.send(text);
+            exited.notify_one();
+        });
+        let addr = tokio::select! {
+            addr = addr_rx => addr.map_err(|_| SpawnError::Timeout)?,
+            status = dead_rx => return Err(SpawnError::Exited(status.unwrap_or_default())),
+            _ = tokio::time::sleep(Duration::from_secs(15)) => {
+                let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status().await;
+                return Err(SpawnError::Timeout);
+            }
+        };
+        let record = ProcessRecord {
+            pid,
+            addr,
+            admin_token,
+        };
+        let state = serde_json::to_vec(&record).unwrap_or_default();
+        let state_path = self.dir.join(format!("{tenant}.state"));
+        std::fs::write(&state_path, b"")?;
+        set_private(&state_path, 0o600)?;
+        std::fs::write(&state_path, state)?;
+        Ok(record)
+    }
+
+    async fn stop(&self, record: &ProcessRecord, grace: Duration) {
+        let pid = record.pid.to_string();
+        let _ = Command::new("kill").arg("-TERM").arg(&pid).status().await;
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if !pid_alive(record.pid) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = Command::new("kill").arg("-KILL").arg(&pid).status().await;
+    }
+
+    async fn alive(&self, record: &ProcessRecord) -> bool {
+        if !pid_alive(record.pid) {
+            return false;
+        }
+        let url = format!("http://{}/admin/status", record.addr);
+        let client = reqwest::Client::new();
+        matches!(
+            client.get(url).bearer_auth(&record.admin_token).timeout(Duration::from_secs(2)).send().await,
+            Ok(r) if r.status().is_success()
+        )
+    }
+}
+
+impl LocalDriver {
+    /// Records left by an earlier control plane, keyed by tenant.
+    pub fn saved_records(&self) -> HashMap<ProjectId, ProcessRecord> {
+        let mut out = HashMap::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return out;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("state") {
+                continue;
+            }
+            let Some(id) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(ProjectId::parse)
+            else {
+                continue;
+            };
+            if let Ok(record) = std::fs::read(&path)
+                .map_err(|_| ())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|_| ()))
+            {
+                out.insert(id, record);
+            }
+        }
+        out
+    }
+
+    /// Forgets a tenant's files.
+    pub fn remove_files(&self, tenant: &ProjectId) {
+        let _ = std::fs::remove_file(self.dir.join(format!("{tenant}.state")));
+        let _ = std::fs::remove_file(self.config_path(tenant));
+    }
+}
+
+/// Whether a process with this pid exists (and is not a zombie).
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Where the edge sends a tenant's traffic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    /// Serving at this address.
+    Active(SocketAddr),
+    /// Suspended: refuse with 403.
+    Suspended,
+    /// Known but not (yet) running: 503.
+    Starting,
+}
+
+/// slug → route, read by the edge on every new connection.
+#[derive(Default)]
+pub struct RouteTable {
+    routes: RwLock<HashMap<String, Route>>,
+}
+
+impl RouteTable {
+    /// The route of a slug.
+    pub fn get(&self, slug: &str) -> Option<Route> {
+        self.routes.read().get(slug).cloned()
+    }
+
+    /// Replaces the whole table.
+    pub fn replace(&self, routes: HashMap<String, Route>) {
+        *self.routes.write() = routes;
+    }
+}

@@ -1,0 +1,173 @@
+//! From Postgres rows to a tenant's [`TenantConfig`]: the one place that knows how a project,
+//! its token secrets, API key hashes and namespaces become the config its data plane runs.
+
+use rotor_tenant_config::TenantConfig;
+use serde_json::{json, Map, Value};
+use sqlx::PgPool;
+
+use crate::ids::ProjectId;
+
+/// A project as the supervisor and reconciler see it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TenantRow {
+    pub id: ProjectId,
+    pub slug: String,
+    pub status: String,
+    pub engine: String,
+    pub redis_url: Option<String>,
+    pub redis_prefix: Option<String>,
+    pub settings: Value,
+    pub config_version: i64,
+    pub applied_version: i64,
+}
+
+impl TenantRow {
+    /// Whether the tenant should be serving.
+    pub fn is_active(&self) -> bool {
+        self.status == "active"
+    }
+}
+
+/// Errors while building a tenant config.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("project {0} has no token secret")]
+    MissingSecret(ProjectId),
+    #[error("stored config of project {project} is invalid: {message}")]
+    Invalid { project: ProjectId, message: String },
+}
+
+/// Every project, any status.
+pub async fn list(pool: &PgPool) -> Result<Vec<TenantRow>, sqlx::Error> {
+    sqlx::query_as::<_, TenantRow>(
+        "SELECT id, slug, status, engine, redis_url, redis_prefix, settings, config_version, applied_version \
+         FROM projects ORDER BY created_at",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Records the version a tenant process confirmed.
+pub async fn mark_applied(pool: &PgPool, id: &ProjectId, version: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE projects SET applied_version = $2 WHERE id = $1 AND applied_version < $2")
+        .bind(id)
+        .bind(version)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct SecretRow {
+    hmac_secret: String,
+    previous_hmac_secret: Option<String>,
+    previous_valid_until: Option<chrono::DateTime<chrono::Utc>>,
+    rsa_public_key: Option<String>,
+    ecdsa_public_key: Option<String>,
+}
+
+/// Builds and validates the full config of one tenant, read in one transaction so the version
+/// matches what is in it.
+pub async fn compile(
+    pool: &PgPool,
+    project: &ProjectId,
+    default_redis_url: Option<&str>,
+) -> Result<(TenantConfig, i64), CompileError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let row = sqlx::query_as::<_, TenantRow>(
+        "SELECT id, slug, status, engine, redis_url, redis_prefix, settings, config_version, applied_version \
+         FROM projects WHERE id = $1",
+    )
+    .bind(project)
+    .fetch_one(&mut *tx)
+    .await?;
+    let secret = sqlx::query_as::<_, SecretRow>(
+        "SELECT hmac_secret, previous_hmac_secret, previous_valid_until, rsa_public_key, ecdsa_public_key \
+         FROM token_secrets WHERE project_id = $1",
+    )
+    .bind(project)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| CompileError::MissingSecret(project.clone()))?;
+    let key_hashes: Vec<String> = sqlx::query_scalar(
+        "SELECT key_hash FROM api_keys WHERE project_id = $1 ORDER BY created_at",
+    )
+    .bind(project)
+    .fetch_all(&mut *tx)
+    .await?;
+    let namespaces: Vec<(String, Value)> =
+        sqlx::query_as("SELECT name, options FROM namespaces WHERE project_id = $1 ORDER BY name")
+            .bind(project)
+            .fetch_all(&mut *tx)
+            .await?;
+    tx.commit().await?;
+
+    let mut token = Map::new();
+    token.insert("hmac_secret_key".into(), json!(secret.hmac_secret));
+    if let (Some(prev), Some(until)) = (secret.previous_hmac_secret, secret.previous_valid_until) {
+        if until > chrono::Utc::now() {
+            token.insert("hmac_previous_secret_key".into(), json!(prev));
+            token.insert(
+                "hmac_previous_secret_key_valid_until".into(),
+                json!(until.timestamp()),
+            );
+        }
+    }
+    if let Some(k) = secret.rsa_public_key.filter(|k| !k.is_empty()) {
+        token.insert("rsa_public_key".into(), json!(k));
+    }
+    if let Some(k) = secret.ecdsa_public_key.filter(|k| !k.is_empty()) {
+        token.insert("ecdsa_public_key".into(), json!(k));
+    }
+    let settings = row.settings.as_object().cloned().unwrap_or_default();
+    let mut client = Map::new();
+    client.insert("token".into(), Value::Object(token));
+    for key in ["allowed_origins", "allow_anonymous_connect_without_token"] {
+        if let Some(v) = settings.get(key) {
+            client.insert(key.into(), v.clone());
+        }
+    }
+    let namespaces: Vec<Value> = namespaces
+        .into_iter()
+        .map(|(name, options)| {
+            let mut ns = options.as_object().cloned().unwrap_or_default();
+            ns.insert("name".into(), json!(name));
+            Value::Object(ns)
+        })
+        .collect();
+    let mut engine = json!({"type": row.engine});
+    if row.engine == "redis" {
+        let address = row
+            .redis_url
+            .clone()
+            .or(default_redis_url.map(str::to_owned))
+            .unwrap_or_default();
+        let prefix = row
+            .redis_prefix
+            .clone()
+            .unwrap_or_else(|| format!("rotor:{}:", row.id));
+        engine["redis"] = json!({"address": address, "prefix": prefix});
+    }
+    let config = json!({
+        "rotor": {"tenant_id": row.id, "config_version": row.config_version},
+        "node": {"name": row.slug},
+        "http_server": {"address": "127.0.0.1", "port": 0},
+        "client": client,
+        "http_api": {"key_hashes": key_hashes},
+        "channel": {
+            "without_namespace": settings.get("without_namespace").cloned().unwrap_or_else(|| json!({})),
+            "namespaces": namespaces,
+        },
+        "engine": engine,
+    });
+    let loaded = TenantConfig::from_value(config).map_err(|e| CompileError::Invalid {
+        project: project.clone(),
+        message: e.to_string(),
+    })?;
+    Ok((loaded.config, row.config_version))
+}
