@@ -51,6 +51,9 @@ async fn main() -> anyhow::Result<()> {
         .init();
 
     let mut tenant = load(args.config.as_ref())?;
+    if tenant.engine.kind == rotor_tenant_config::EngineType::Redis {
+        anyhow::bail!("engine.type \"redis\" is not available in this build; use \"memory\"");
+    }
     if let Some(port) = args.port {
         tenant.http_server.port = port;
     }
