@@ -1,0 +1,50 @@
+# Rotor's developer commands. `make test` is what CI runs (.ci/run); `make run` starts a data
+# plane from config/example.json. Both start local Postgres and Redis first when needed.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+
+export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+export REDIS_URL ?= redis://127.0.0.1:6379
+
+CARGO ?= cargo
+NEXTEST_PROFILE ?= default
+
+.PHONY: test run fmt fmt-check lint build build-release services test-deps nextest
+
+## test: start services, install test deps, then format check, clippy, build and all tests
+test: services test-deps fmt-check lint build nextest
+
+## run: build release binaries and start a data plane from config/example.json
+run: services build-release
+	target/release/rotor-data-plane --config config/example.json
+
+## services: make sure Postgres and Redis answer locally (see scripts/ensure-services.sh)
+services:
+	scripts/ensure-services.sh
+
+## test-deps: cargo-nextest, clippy, rustfmt, node and python interop clients
+test-deps:
+	scripts/install-test-deps.sh
+
+## fmt: format the workspace
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+## lint: clippy over every target, warnings are errors
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+build:
+	$(CARGO) build --workspace --bins
+
+build-release:
+	$(CARGO) build --release --workspace --bins
+
+# The end-to-end tests spawn the binaries built by `build`, so it runs first.
+nextest: build
+	$(CARGO) nextest run --workspace --no-fail-fast --profile $(NEXTEST_PROFILE)
