@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use regex::Regex;
-use rotor_tenant_config::{ChannelOptions, TenantConfig};
+use rotor_tenant_config::{ChannelOptions, PublicationDataFormat, TenantConfig};
 
 use crate::auth::jwt::TokenVerifier;
 use crate::protocol::ClientError;
@@ -17,6 +17,39 @@ use crate::protocol::ClientError;
 pub struct ChannelRules {
     pub options: ChannelOptions,
     pub regex: Option<Regex>,
+}
+
+impl ChannelRules {
+    /// Checks a publication payload against `publication_data_format`.
+    pub fn check_data(&self, data: &[u8]) -> Result<(), ClientError> {
+        check_data_format(self.options.publication_data_format, data)
+    }
+}
+
+/// Checks a payload against the namespace's `publication_data_format`.
+pub(crate) fn check_data_format(
+    format: PublicationDataFormat,
+    data: &[u8],
+) -> Result<(), ClientError> {
+    let bad = |m: &str| Err(ClientError::BAD_REQUEST.with_message(m.to_owned()));
+    match format {
+        PublicationDataFormat::Default | PublicationDataFormat::Binary => {
+            if data.is_empty() {
+                return bad("data is required");
+            }
+        }
+        PublicationDataFormat::Json => {
+            if serde_json::from_slice::<serde::de::IgnoredAny>(data).is_err() {
+                return bad("data must be JSON");
+            }
+        }
+        PublicationDataFormat::JsonObject => {
+            if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data).is_err() {
+                return bad("data must be a JSON object");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A config ready for use.
@@ -151,5 +184,24 @@ impl ConfigHandle {
         let compiled = RuntimeConfig::compile(tenant)?;
         self.current.store(Arc::new(compiled));
         Ok(offered)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn payload_formats_are_enforced() {
+        let json = Bytes::from_static(b"[1]");
+        let obj = Bytes::from_static(br#"{"a":1}"#);
+        let bin = Bytes::from_static(&[0, 159]);
+        assert!(check_data_format(PublicationDataFormat::Default, &Bytes::new()).is_err());
+        assert!(check_data_format(PublicationDataFormat::Default, &bin).is_ok());
+        assert!(check_data_format(PublicationDataFormat::Json, &json).is_ok());
+        assert!(check_data_format(PublicationDataFormat::Json, &bin).is_err());
+        assert!(check_data_format(PublicationDataFormat::JsonObject, &json).is_err());
+        assert!(check_data_format(PublicationDataFormat::JsonObject, &obj).is_ok());
     }
 }

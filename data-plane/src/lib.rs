@@ -3,6 +3,7 @@
 //! channels, namespaces, history with recovery, presence and join/leave.
 
 pub mod admin;
+pub mod api;
 pub mod auth;
 pub mod client;
 pub mod config;

@@ -26,8 +26,8 @@ pub fn router(node: Arc<Node>, admin_token: Option<String>) -> Router {
             get(|| async { Json(serde_json::json!({})) }),
         )
         .route("/health", get(|| async { Json(serde_json::json!({})) }))
-        .route("/metrics", get(metrics));
-    // API_ROUTER_MERGE
+        .route("/metrics", get(metrics))
+        .merge(crate::api::router());
     if let Some(token) = admin_token.filter(|t| !t.is_empty()) {
         app = app.merge(crate::admin::router(token));
     }

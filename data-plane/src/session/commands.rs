@@ -1,9 +1,6 @@
 //! Channel commands that do not change subscriptions: `publish`, `presence`,
 //! `presence_stats`, `history`, and the backend-bound `rpc` and `send`.
 
-use bytes::Bytes;
-use rotor_tenant_config::PublicationDataFormat;
-
 use super::permissions::{may_publish, may_read_history, may_read_presence, Caller};
 use super::{CommandResult, Session};
 use crate::config::ChannelRules;
@@ -14,32 +11,6 @@ use crate::protocol::{
     PresenceResult, PresenceStatsRequest, PresenceStatsResult, Publication, PublishRequest,
     PublishResult, Reply, RpcRequest, SendRequest,
 };
-
-/// Checks a payload against the namespace's `publication_data_format`.
-pub(crate) fn check_data_format(
-    format: PublicationDataFormat,
-    data: &Bytes,
-) -> Result<(), ClientError> {
-    let bad = |m: &str| Err(ClientError::BAD_REQUEST.with_message(m.to_owned()));
-    match format {
-        PublicationDataFormat::Default | PublicationDataFormat::Binary => {
-            if data.is_empty() {
-                return bad("data is required");
-            }
-        }
-        PublicationDataFormat::Json => {
-            if serde_json::from_slice::<serde::de::IgnoredAny>(data).is_err() {
-                return bad("data must be JSON");
-            }
-        }
-        PublicationDataFormat::JsonObject => {
-            if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data).is_err() {
-                return bad("data must be a JSON object");
-            }
-        }
-    }
-    Ok(())
-}
 
 impl Session {
     fn caller(&self, insecure: bool) -> Caller<'_> {
@@ -70,7 +41,7 @@ impl Session {
     pub(super) async fn handle_publish(&mut self, id: u32, req: PublishRequest) -> CommandResult {
         let (config, rules) = self.channel_rules(&req.channel)?;
         let o = &rules.options;
-        check_data_format(o.publication_data_format, &req.data)?;
+        rules.check_data(&req.data)?;
         if o.publish_proxy_enabled {
             return Err(ClientError::NOT_AVAILABLE.into());
         }
@@ -196,23 +167,5 @@ impl Session {
         }
         // Without a backend to hand `send` to, Centrifugo closes the connection (3508).
         Err(Disconnect::NOT_AVAILABLE)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn payload_formats_are_enforced() {
-        let json = Bytes::from_static(b"[1]");
-        let obj = Bytes::from_static(br#"{"a":1}"#);
-        let bin = Bytes::from_static(&[0, 159]);
-        assert!(check_data_format(PublicationDataFormat::Default, &Bytes::new()).is_err());
-        assert!(check_data_format(PublicationDataFormat::Default, &bin).is_ok());
-        assert!(check_data_format(PublicationDataFormat::Json, &json).is_ok());
-        assert!(check_data_format(PublicationDataFormat::Json, &bin).is_err());
-        assert!(check_data_format(PublicationDataFormat::JsonObject, &json).is_err());
-        assert!(check_data_format(PublicationDataFormat::JsonObject, &obj).is_ok());
     }
 }

@@ -1,0 +1,373 @@
+//! The server API methods, one function each, sharing the node's publish path with the client
+//! protocol. API calls are trusted: no channel permissions apply, but namespaces, payload
+//! formats and history/presence availability do.
+
+use std::collections::HashMap;
+
+use serde::de::DeserializeOwned;
+use serde_json::{json, Map, Value};
+
+use super::requests::{self, payload};
+use super::{error_json, ApiError};
+use crate::client::Control;
+use crate::engine::HistoryFilter;
+use crate::node::{meta_ttl, Node, VERSION};
+use crate::protocol::{ClientError, Disconnect, Publication};
+use crate::session::{ServerRefresh, ServerSubscribe};
+
+/// Every method `/api/{method}` answers.
+pub const METHODS: &[&str] = &[
+    "publish",
+    "broadcast",
+    "subscribe",
+    "unsubscribe",
+    "disconnect",
+    "refresh",
+    "presence",
+    "presence_stats",
+    "history",
+    "history_remove",
+    "channels",
+    "info",
+    "rpc",
+    "batch",
+];
+
+fn parse<T: DeserializeOwned>(params: &str) -> Result<T, ApiError> {
+    serde_json::from_str(params).map_err(|e| ApiError::BadRequest(format!("invalid request: {e}")))
+}
+
+fn require_channel(channel: &str) -> Result<(), ClientError> {
+    if channel.is_empty() {
+        Err(ClientError::BAD_REQUEST.with_message("channel is required"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Runs one method.
+pub(super) async fn execute(node: &Node, method: &str, params: &str) -> Result<Value, ApiError> {
+    match method {
+        "publish" => publish(node, parse(params)?).await,
+        "broadcast" => broadcast(node, parse(params)?).await,
+        "subscribe" => subscribe(node, parse(params)?),
+        "unsubscribe" => unsubscribe(node, parse(params)?),
+        "disconnect" => disconnect(node, parse(params)?),
+        "refresh" => refresh(node, parse(params)?),
+        "presence" => presence(node, parse(params)?).await,
+        "presence_stats" => presence_stats(node, parse(params)?).await,
+        "history" => history(node, parse(params)?).await,
+        "history_remove" => history_remove(node, parse(params)?).await,
+        "channels" => Ok(channels(node, parse(params)?)),
+        "info" => Ok(info(node)),
+        "rpc" => rpc(parse(params)?),
+        "batch" => Box::pin(batch(node, parse(params)?)).await,
+        _ => Err(ClientError::METHOD_NOT_FOUND.into()),
+    }
+}
+
+async fn publish_one(
+    node: &Node,
+    channel: &str,
+    fields: &requests::PublishFields<'_>,
+) -> Result<Value, ClientError> {
+    require_channel(channel)?;
+    let data = payload(fields.data, fields.b64data)?;
+    if data.is_empty() {
+        return Err(ClientError::BAD_REQUEST.with_message("data is required"));
+    }
+    let config = node.config.load();
+    let rules = config.channel_rules(channel)?;
+    rules.check_data(&data)?;
+    let publication = Publication {
+        data,
+        tags: fields.tags.clone(),
+        ..Default::default()
+    };
+    let key = (!fields.idempotency_key.is_empty()).then(|| fields.idempotency_key.to_owned());
+    let pos = node
+        .publish(
+            &config,
+            &rules,
+            channel,
+            publication,
+            key,
+            fields.skip_history,
+        )
+        .await
+        .map_err(|e| match ApiError::from(e) {
+            ApiError::Client(c) => c,
+            ApiError::BadRequest(m) => ClientError::BAD_REQUEST.with_message(m),
+        })?;
+    let mut out = Map::new();
+    if pos.offset > 0 {
+        out.insert("offset".into(), json!(pos.offset));
+    }
+    if !pos.epoch.is_empty() {
+        out.insert("epoch".into(), json!(pos.epoch));
+    }
+    Ok(Value::Object(out))
+}
+
+async fn publish(node: &Node, req: requests::Publish) -> Result<Value, ApiError> {
+    Ok(publish_one(node, &req.channel, &req.fields()).await?)
+}
+
+async fn broadcast(node: &Node, req: requests::Broadcast) -> Result<Value, ApiError> {
+    if req.channels.is_empty() {
+        return Err(ClientError::BAD_REQUEST
+            .with_message("channels are required")
+            .into());
+    }
+    let fields = req.fields();
+    let data = payload(fields.data, fields.b64data)?;
+    if data.is_empty() {
+        return Err(ClientError::BAD_REQUEST
+            .with_message("data is required")
+            .into());
+    }
+    let mut responses = Vec::with_capacity(req.channels.len());
+    for channel in &req.channels {
+        responses.push(match publish_one(node, channel, &fields).await {
+            Ok(r) => json!({"result": r}),
+            Err(e) => json!({"error": error_json(&e)}),
+        });
+    }
+    Ok(json!({"responses": responses}))
+}
+
+fn targets(
+    node: &Node,
+    user: &str,
+    client: &str,
+) -> Vec<std::sync::Arc<crate::client::ClientHandle>> {
+    node.registry.find(user, client)
+}
+
+fn subscribe(node: &Node, req: requests::Subscribe) -> Result<Value, ApiError> {
+    require_channel(&req.channel)?;
+    node.config.load().channel_rules(&req.channel)?;
+    let sub = ServerSubscribe {
+        channel: req.channel.clone(),
+        info: payload(&req.info, &req.b64info)?,
+        data: payload(&req.data, &req.b64data)?,
+        expire_at: req.expire_at,
+        recover_since: req.recover_since.clone(),
+    };
+    for client in targets(node, &req.user, &req.client) {
+        client
+            .outbox
+            .push_control(Control::Subscribe(Box::new(sub.clone())));
+    }
+    Ok(json!({}))
+}
+
+fn unsubscribe(node: &Node, req: requests::Unsubscribe) -> Result<Value, ApiError> {
+    let (code, reason) = crate::protocol::unsubscribe::SERVER;
+    for client in targets(node, &req.user, &req.client) {
+        client.outbox.push_control(Control::Unsubscribe {
+            channel: req.channel.clone(),
+            code,
+            reason: reason.to_owned(),
+        });
+    }
+    Ok(json!({}))
+}
+
+fn disconnect(node: &Node, req: requests::Disconnect) -> Result<Value, ApiError> {
+    let reason = match &req.disconnect {
+        Some(d) if d.code > 0 => {
+            if d.reason.len() > 123 {
+                return Err(ClientError::BAD_REQUEST
+                    .with_message("disconnect reason is too long")
+                    .into());
+            }
+            Disconnect::custom(d.code, d.reason.clone())
+        }
+        _ => Disconnect::FORCE_NO_RECONNECT,
+    };
+    for client in targets(node, &req.user, &req.client) {
+        if req.whitelist.iter().any(|w| **w == *client.id) {
+            continue;
+        }
+        client
+            .outbox
+            .push_control(Control::Disconnect(reason.clone()));
+    }
+    Ok(json!({}))
+}
+
+fn refresh(node: &Node, req: requests::Refresh) -> Result<Value, ApiError> {
+    let refresh = ServerRefresh {
+        expired: req.expired,
+        expire_at: req.expire_at,
+        info: payload(&req.info, &req.b64info)?,
+    };
+    for client in targets(node, &req.user, &req.client) {
+        client
+            .outbox
+            .push_control(Control::Refresh(Box::new(refresh.clone())));
+    }
+    Ok(json!({}))
+}
+
+async fn presence(node: &Node, req: requests::Channel) -> Result<Value, ApiError> {
+    require_channel(&req.channel)?;
+    let rules = node.config.load().channel_rules(&req.channel)?;
+    if !rules.options.presence {
+        return Err(ClientError::NOT_AVAILABLE.into());
+    }
+    let presence = node.presence.presence(&req.channel).await?;
+    let presence: HashMap<String, Value> = presence
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::to_value(&v).unwrap_or(Value::Null)))
+        .collect();
+    Ok(json!({"presence": presence}))
+}
+
+async fn presence_stats(node: &Node, req: requests::Channel) -> Result<Value, ApiError> {
+    require_channel(&req.channel)?;
+    let rules = node.config.load().channel_rules(&req.channel)?;
+    if !rules.options.presence {
+        return Err(ClientError::NOT_AVAILABLE.into());
+    }
+    let (num_clients, num_users) = node.presence.presence_stats(&req.channel).await?;
+    Ok(json!({"num_clients": num_clients, "num_users": num_users}))
+}
+
+/// A stored publication as API JSON: raw JSON `data`, or `b64data` for binary payloads.
+fn publication_json(p: &Publication) -> Value {
+    let mut v = serde_json::to_value(p).unwrap_or_else(|_| {
+        use base64::Engine as _;
+        let mut stripped = p.clone();
+        stripped.data = Default::default();
+        let mut v = serde_json::to_value(&stripped).unwrap_or_else(|_| json!({}));
+        v["b64data"] = json!(base64::engine::general_purpose::STANDARD.encode(&p.data));
+        v
+    });
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("channel");
+    }
+    v
+}
+
+async fn history(node: &Node, req: requests::History) -> Result<Value, ApiError> {
+    require_channel(&req.channel)?;
+    let config = node.config.load();
+    let rules = config.channel_rules(&req.channel)?;
+    if !rules.options.history_enabled() {
+        return Err(ClientError::NOT_AVAILABLE.into());
+    }
+    if req.reverse && req.since.as_ref().is_some_and(|s| s.offset == 0) {
+        return Err(ClientError::BAD_REQUEST
+            .with_message("reverse history needs since.offset")
+            .into());
+    }
+    let filter = HistoryFilter {
+        since: req.since.clone(),
+        limit: req.limit,
+        reverse: req.reverse,
+        meta_ttl: meta_ttl(&config, &rules),
+    };
+    let page = node.broker.history(&req.channel, filter).await?;
+    let publications: Vec<Value> = page.publications.iter().map(publication_json).collect();
+    Ok(json!({"publications": publications, "epoch": page.top.epoch, "offset": page.top.offset}))
+}
+
+async fn history_remove(node: &Node, req: requests::Channel) -> Result<Value, ApiError> {
+    require_channel(&req.channel)?;
+    let rules = node.config.load().channel_rules(&req.channel)?;
+    if !rules.options.history_enabled() {
+        return Err(ClientError::NOT_AVAILABLE.into());
+    }
+    node.broker.remove_history(&req.channel).await?;
+    Ok(json!({}))
+}
+
+/// `*` any run, `?` one character.
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    match (pattern.first(), text.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..]))
+        }
+        (Some(b'?'), Some(_)) => glob(&pattern[1..], &text[1..]),
+        (Some(p), Some(t)) if p == t => glob(&pattern[1..], &text[1..]),
+        _ => false,
+    }
+}
+
+fn channels(node: &Node, req: requests::Channels) -> Value {
+    let pattern = req.pattern.as_bytes();
+    let channels: Map<String, Value> = node
+        .hub
+        .channels()
+        .into_iter()
+        .filter(|(name, _)| pattern.is_empty() || glob(pattern, name.as_bytes()))
+        .map(|(name, n)| (name, json!({"num_clients": n})))
+        .collect();
+    json!({"channels": channels})
+}
+
+fn info(node: &Node) -> Value {
+    let (num_clients, num_users) = node.registry.counts();
+    let (num_channels, num_subs) = node.hub.counts();
+    json!({"nodes": [{
+        "uid": node.id,
+        "name": node.name,
+        "version": VERSION,
+        "num_clients": num_clients,
+        "num_users": num_users,
+        "num_subs": num_subs,
+        "num_channels": num_channels,
+        "uptime": node.started.elapsed().as_secs(),
+    }]})
+}
+
+fn rpc(req: requests::Rpc) -> Result<Value, ApiError> {
+    if req.method.is_empty() {
+        return Err(ClientError::BAD_REQUEST
+            .with_message("method is required")
+            .into());
+    }
+    // No RPC handler is configured on this node.
+    Err(ClientError::NOT_AVAILABLE.into())
+}
+
+async fn batch(node: &Node, req: requests::Batch) -> Result<Value, ApiError> {
+    let mut replies = Vec::with_capacity(req.commands.len());
+    for command in req.commands {
+        let mut entries = command.into_iter();
+        let reply = match (entries.next(), entries.next()) {
+            (Some((method, params)), None)
+                if method != "batch" && METHODS.contains(&method.as_str()) =>
+            {
+                node.metrics.api_calls.inc(method.as_str());
+                match execute(node, &method, params.get()).await {
+                    Ok(v) => json!({ method: v }),
+                    Err(ApiError::Client(e)) => json!({"error": error_json(&e)}),
+                    Err(ApiError::BadRequest(m)) => {
+                        json!({"error": error_json(&ClientError::BAD_REQUEST.with_message(m))})
+                    }
+                }
+            }
+            _ => json!({"error": error_json(&ClientError::METHOD_NOT_FOUND)}),
+        };
+        replies.push(reply);
+    }
+    Ok(json!({"replies": replies}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn channel_patterns_match_like_globs() {
+        assert!(glob(b"chat:*", b"chat:room"));
+        assert!(glob(b"*", b"anything"));
+        assert!(glob(b"ch?t", b"chat"));
+        assert!(!glob(b"chat:*", b"news"));
+        assert!(glob(b"a*b*c", b"axxbyyc"));
+    }
+}

@@ -1,0 +1,206 @@
+//! The server HTTP API (`POST /api/{method}` and the legacy `POST /api` line protocol),
+//! compatible with Centrifugo's: request and reply JSON as Centrifugo's, `X-API-Key` /
+//! `Authorization: apikey …` / `?api_key=` authentication, and the same error modes.
+
+mod methods;
+mod requests;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde_json::{json, Value};
+
+use crate::auth::apikey::{key_is_valid, presented_key};
+use crate::node::Node;
+use crate::protocol::ClientError;
+
+pub use methods::METHODS;
+
+/// Why an API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A Centrifugo error code, answered in the body (200 unless transport error mode).
+    #[error("{0}")]
+    Client(ClientError),
+    /// The request could not be read (400, plain text).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+impl From<ClientError> for ApiError {
+    fn from(e: ClientError) -> Self {
+        Self::Client(e)
+    }
+}
+
+impl From<crate::engine::EngineError> for ApiError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        match e {
+            crate::engine::EngineError::UnrecoverablePosition => {
+                Self::Client(ClientError::UNRECOVERABLE_POSITION)
+            }
+            crate::engine::EngineError::Unavailable(m) => {
+                tracing::warn!(error = %m, "engine unavailable during API call");
+                Self::Client(ClientError::INTERNAL)
+            }
+        }
+    }
+}
+
+/// The error object of a reply.
+pub(crate) fn error_json(e: &ClientError) -> Value {
+    json!({"code": e.code, "message": e.message})
+}
+
+/// HTTP status of an error code in transport error mode.
+fn transport_status(code: u32) -> StatusCode {
+    match code {
+        102 | 104 => StatusCode::NOT_FOUND,
+        107 | 108 => StatusCode::BAD_REQUEST,
+        112 => StatusCode::RANGE_NOT_SATISFIABLE,
+        113 => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// API routes.
+pub fn router() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/api", post(legacy))
+        .route("/api/{method}", post(call))
+}
+
+fn authorised(node: &Node, headers: &HeaderMap, query: Option<&str>) -> bool {
+    let config = node.config.load();
+    let api = &config.tenant.http_api;
+    if api.insecure {
+        return true;
+    }
+    presented_key(headers, query).is_some_and(|k| key_is_valid(api, &k))
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The body as JSON text, checked to be one JSON object.
+fn parse_body(body: &[u8]) -> Result<&str, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest("empty request body".into()));
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::BadRequest("request body is not UTF-8".into()))?;
+    let object: Result<std::collections::HashMap<String, serde::de::IgnoredAny>, _> =
+        serde_json::from_str(text);
+    object.map_err(|e| ApiError::BadRequest(format!("request body must be a JSON object: {e}")))?;
+    Ok(text)
+}
+
+async fn call(
+    State(node): State<Arc<Node>>,
+    Path(method): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !METHODS.contains(&method.as_str()) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    if !authorised(&node, &headers, query.as_deref()) {
+        tracing::info!(%method, "API call refused: missing or wrong key");
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    node.metrics.api_calls.inc(method.as_str());
+    let transport_mode = headers
+        .get("x-centrifugo-error-mode")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("transport"))
+        || node.config.load().tenant.http_api.error_mode == "transport";
+    let result = match parse_body(&body) {
+        Ok(params) => methods::execute(&node, &method, params).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(value) if method == "batch" => json_response(StatusCode::OK, &value),
+        Ok(value) => json_response(StatusCode::OK, &json!({"result": value})),
+        Err(ApiError::BadRequest(reason)) => {
+            tracing::info!(%method, %reason, "API call refused");
+            (StatusCode::BAD_REQUEST, reason).into_response()
+        }
+        Err(ApiError::Client(e)) => {
+            node.metrics.client_errors.inc(e.code.to_string());
+            if transport_mode {
+                json_response(transport_status(e.code), &error_json(&e))
+            } else {
+                json_response(StatusCode::OK, &json!({"error": error_json(&e)}))
+            }
+        }
+    }
+}
+
+/// Legacy form: newline-delimited `{"method": …, "params": {…}}`, one reply line each.
+async fn legacy(
+    State(node): State<Arc<Node>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !authorised(&node, &headers, query.as_deref()) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return (StatusCode::BAD_REQUEST, "empty request body").into_response();
+    }
+    let mut out = String::new();
+    for line in body.split(|b| *b == b'\n') {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let cmd: Value = match serde_json::from_slice(line) {
+            Ok(v) => v,
+            Err(e) => {
+                return (StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")).into_response()
+            }
+        };
+        let method = cmd
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let params = cmd
+            .get("params")
+            .cloned()
+            .unwrap_or_else(|| json!({}))
+            .to_string();
+        let reply = if !METHODS.contains(&method.as_str()) || method == "batch" {
+            json!({"error": error_json(&ClientError::METHOD_NOT_FOUND)})
+        } else {
+            node.metrics.api_calls.inc(method.as_str());
+            match methods::execute(&node, &method, &params).await {
+                Ok(v) => json!({"result": v}),
+                Err(ApiError::Client(e)) => json!({"error": error_json(&e)}),
+                Err(ApiError::BadRequest(m)) => {
+                    json!({"error": error_json(&ClientError::BAD_REQUEST.with_message(m))})
+                }
+            }
+        };
+        out.push_str(&reply.to_string());
+        out.push('\n');
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        out,
+    )
+        .into_response()
+}

@@ -1,0 +1,169 @@
+//! Request bodies of the server API methods (Centrifugo's field names). Payloads stay raw JSON
+//! (`data`, `info`) or base64 (`b64data`, `b64info`, which win when both are given).
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::protocol::{ClientError, StreamPosition};
+
+/// Raw JSON or base64 payload → bytes (empty when absent).
+pub(crate) fn payload(json: &Option<Box<RawValue>>, b64: &str) -> Result<Bytes, ClientError> {
+    if !b64.is_empty() {
+        return base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map(Bytes::from)
+            .map_err(|_| ClientError::BAD_REQUEST.with_message("malformed base64"));
+    }
+    Ok(json
+        .as_ref()
+        .filter(|v| v.get() != "null")
+        .map(|v| Bytes::from(v.get().to_owned()))
+        .unwrap_or_default())
+}
+
+/// What `publish` and `broadcast` share.
+#[derive(Debug)]
+pub(crate) struct PublishFields<'a> {
+    pub data: &'a Option<Box<RawValue>>,
+    pub b64data: &'a str,
+    pub skip_history: bool,
+    pub tags: &'a HashMap<String, String>,
+    pub idempotency_key: &'a str,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct Publish {
+    pub channel: String,
+    pub data: Option<Box<RawValue>>,
+    pub b64data: String,
+    pub skip_history: bool,
+    pub tags: HashMap<String, String>,
+    pub idempotency_key: String,
+}
+
+impl Publish {
+    pub fn fields(&self) -> PublishFields<'_> {
+        PublishFields {
+            data: &self.data,
+            b64data: &self.b64data,
+            skip_history: self.skip_history,
+            tags: &self.tags,
+            idempotency_key: &self.idempotency_key,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct Broadcast {
+    pub channels: Vec<String>,
+    pub data: Option<Box<RawValue>>,
+    pub b64data: String,
+    pub skip_history: bool,
+    pub tags: HashMap<String, String>,
+    pub idempotency_key: String,
+}
+
+impl Broadcast {
+    pub fn fields(&self) -> PublishFields<'_> {
+        PublishFields {
+            data: &self.data,
+            b64data: &self.b64data,
+            skip_history: self.skip_history,
+            tags: &self.tags,
+            idempotency_key: &self.idempotency_key,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct Subscribe {
+    pub user: String,
+    pub channel: String,
+    pub expire_at: i64,
+    pub info: Option<Box<RawValue>>,
+    pub b64info: String,
+    pub client: String,
+    pub session: String,
+    pub data: Option<Box<RawValue>>,
+    pub b64data: String,
+    pub recover_since: Option<StreamPosition>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct Unsubscribe {
+    pub user: String,
+    pub channel: String,
+    pub client: String,
+    pub session: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct DisconnectSpec {
+    pub code: u16,
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct Disconnect {
+    pub user: String,
+    pub client: String,
+    pub session: String,
+    pub whitelist: Vec<String>,
+    pub disconnect: Option<DisconnectSpec>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct Refresh {
+    pub user: String,
+    pub client: String,
+    pub session: String,
+    pub expired: bool,
+    pub expire_at: i64,
+    pub info: Option<Box<RawValue>>,
+    pub b64info: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct Channel {
+    pub channel: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct History {
+    pub channel: String,
+    pub limit: i32,
+    pub since: Option<StreamPosition>,
+    pub reverse: bool,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct Channels {
+    pub pattern: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct Rpc {
+    pub method: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct Batch {
+    pub commands: Vec<HashMap<String, Box<RawValue>>>,
+    pub parallel: bool,
+}
