@@ -87,6 +87,20 @@ export function dec(data) {
   return JSON.parse(new TextDecoder().decode(data));
 }
 
+/**
+ * A stream offset as a plain number. The Protobuf build decodes uint64 fields with protobufjs,
+ * which yields `Long` objects in Node; the JSON build gives numbers.
+ */
+export function num(value) {
+  if (value === undefined || value === null) {
+    return null;
+  }
+  if (typeof value === 'object' && typeof value.toNumber === 'function') {
+    return value.toNumber();
+  }
+  return value;
+}
+
 /** An ordered record of events that can be awaited without racing their emission. */
 export class Log {
   constructor(name) {
@@ -208,7 +222,7 @@ export function newSubscription(client, log, channel, options = {}) {
       wasRecovering: ctx.wasRecovering,
       recovered: ctx.recovered,
       hasRecoveredPublications: ctx.hasRecoveredPublications,
-      offset: ctx.streamPosition ? ctx.streamPosition.offset : null,
+      offset: ctx.streamPosition ? num(ctx.streamPosition.offset) : null,
       epoch: ctx.streamPosition ? ctx.streamPosition.epoch : null,
     }),
   );
@@ -236,7 +250,8 @@ export function newSubscription(client, log, channel, options = {}) {
       channel,
       data,
       raw: ctx.data instanceof Uint8Array ? Array.from(ctx.data) : null,
-      offset: ctx.offset === undefined ? null : ctx.offset,
+      // Absent (JSON) and 0 (Protobuf's default) both mean "no history".
+      offset: num(ctx.offset) || null,
       info: infoOf(ctx.info),
       tags: ctx.tags === undefined || Object.keys(ctx.tags).length === 0 ? null : ctx.tags,
     });

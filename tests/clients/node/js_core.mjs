@@ -12,6 +12,7 @@
 import {
   FORMAT,
   api,
+  num,
   connect,
   enc,
   dec,
@@ -91,21 +92,21 @@ run(async () => {
   // History: everything, then only the top.
   const history = await subA.history({ limit: -1 });
   out.history = {
-    offset: history.offset,
+    offset: num(history.offset),
     epoch_matches: history.epoch === epoch,
     publications: history.publications.map((p) => ({
       data: dec(p.data),
-      offset: p.offset,
+      offset: num(p.offset) || null,
       info: p.info ? { user: p.info.user, from_a: p.info.client === aClient } : null,
       tags: p.tags === undefined || Object.keys(p.tags).length === 0 ? null : p.tags,
     })),
   };
   const top = await A.client.history(CHANNEL, { limit: 0 });
-  out.history_top = { offset: top.offset, count: top.publications.length };
+  out.history_top = { offset: num(top.offset), count: top.publications.length };
   const since = await subA.history({ limit: 10, since: { offset: 1, epoch } });
-  out.history_since_1 = since.publications.map((p) => p.offset);
+  out.history_since_1 = since.publications.map((p) => num(p.offset));
   const reversed = await subA.history({ limit: 1, reverse: true });
-  out.history_reverse_1 = reversed.publications.map((p) => p.offset);
+  out.history_reverse_1 = reversed.publications.map((p) => num(p.offset));
 
   // Presence and presence stats with both subscribed.
   const presence = await subA.presence();

@@ -161,7 +161,15 @@ class ClientEvents(centrifuge.ClientEventHandler):
         self.log.push({"ev": "disconnected", "code": ctx.code, "reason": ctx.reason})
 
     async def on_error(self, ctx: centrifuge.ErrorContext) -> None:
-        self.log.push({"ev": "error", "code": ctx.code, "message": repr(ctx.error)})
+        reply = ctx.error if isinstance(ctx.error, centrifuge.ReplyError) else None
+        self.log.push(
+            {
+                "ev": "error",
+                "code": ctx.code,
+                "reply_code": reply.code if reply else None,
+                "message": repr(ctx.error),
+            }
+        )
 
 
 class SubscriptionEvents(centrifuge.SubscriptionEventHandler):

@@ -192,7 +192,10 @@ async def main() -> Dict[str, Any]:
         await connect(e, e_log)
         out["expired_token"] = {
             "get_token_calls": len(calls),
-            "errors": [ev["code"] for ev in e_log.since(0, lambda ev: ev["ev"] == "error")],
+            "errors": [
+                {"code": ev["code"], "reply_code": ev["reply_code"]}
+                for ev in e_log.since(0, lambda ev: ev["ev"] == "error")
+            ],
             "state": e.state.value,
         }
 

@@ -1,0 +1,150 @@
+//! Shared setup of the interop tests: a data plane spawned from a throwaway config (unique token
+//! secret and API key per test), and the scenario scripts in `tests/clients` run against it.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rotor_e2e::{ClientScript, TestProcess};
+use serde_json::{json, Value};
+
+/// Bound on one scenario script (each has its own, shorter, internal deadline).
+pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The channel layout every scenario expects (see the headers of the scripts):
+/// * `chat:*` — presence, join/leave pushed to everyone, history (100, 300 s), forced recovery,
+///   subscribe for clients, publish/history/presence for subscribers;
+/// * `locked:*` — no permissions at all;
+/// * no namespace — subscribe for clients, publish for subscribers, no history or presence.
+///
+/// `client.expired_close_delay` is 1 s so the connection-refresh scenario is quick.
+pub fn base_config(secret: &str, api_key: &str) -> Value {
+    json!({
+        "client": {
+            "token": {"hmac_secret_key": secret},
+            "expired_close_delay": "1s"
+        },
+        "http_api": {"key": api_key},
+        "channel": {
+            "without_namespace": {
+                "allow_subscribe_for_client": true,
+                "allow_publish_for_subscriber": true
+            },
+            "namespaces": [
+                {
+                    "name": "chat",
+                    "presence": true,
+                    "join_leave": true,
+                    "force_push_join_leave": true,
+                    "history_size": 100,
+                    "history_ttl": "300s",
+                    "force_recovery": true,
+                    "allow_subscribe_for_client": true,
+                    "allow_publish_for_subscriber": true,
+                    "allow_history_for_subscriber": true,
+                    "allow_presence_for_subscriber": true
+                },
+                {"name": "locked"}
+            ]
+        }
+    })
+}
+
+/// A config file removed on drop.
+struct ConfigFile(PathBuf);
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A running `rotor-data-plane` on 127.0.0.1 with its own secret and API key.
+pub struct Server {
+    pub process: TestProcess,
+    pub secret: String,
+    pub api_key: String,
+    _config: ConfigFile,
+}
+
+impl Server {
+    /// Spawns the data plane with [`base_config`].
+    pub async fn start() -> Result<Self> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let secret = format!("interop-secret-{id}");
+        let api_key = format!("interop-api-key-{id}");
+        let path = std::env::temp_dir().join(format!("rotor-interop-{id}.json"));
+        let config = ConfigFile(path.clone());
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&base_config(&secret, &api_key))?,
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+        let path_arg = path.to_string_lossy().into_owned();
+        let process = TestProcess::spawn(
+            "rotor-data-plane",
+            &[
+                "--config",
+                &path_arg,
+                "--address",
+                "127.0.0.1",
+                "--port",
+                "0",
+            ],
+            &[("RUST_LOG", "info")],
+        )
+        .await?;
+        Ok(Self {
+            process,
+            secret,
+            api_key,
+            _config: config,
+        })
+    }
+
+    /// The environment the scenario scripts read (see `tests/clients/*/…common*`).
+    pub fn env(&self, format: &str) -> Vec<(String, String)> {
+        let port = self.process.addr().port();
+        vec![
+            (
+                "ROTOR_WS_URL".into(),
+                format!("ws://127.0.0.1:{port}/connection/websocket"),
+            ),
+            (
+                "ROTOR_API_URL".into(),
+                format!("http://127.0.0.1:{port}/api"),
+            ),
+            ("ROTOR_TOKEN_SECRET".into(), self.secret.clone()),
+            ("ROTOR_API_KEY".into(), self.api_key.clone()),
+            ("ROTOR_FORMAT".into(), format.into()),
+        ]
+    }
+
+    /// Runs `script` against this server and returns the JSON object it printed. On failure
+    /// the error carries the script's output and the server's log.
+    pub async fn run(&self, script: ClientScript, format: &str) -> Result<Value> {
+        let outcome = async {
+            let output = script
+                .envs(self.env(format))
+                .timeout(SCRIPT_TIMEOUT)
+                .run()
+                .await?
+                .ensure_success()?;
+            output.stdout_json::<Value>()
+        }
+        .await;
+        outcome.with_context(|| format!("server log:\n{}", self.process.output()))
+    }
+}
+
+/// Asserts that `out[key]` equals `expected`, printing the whole observation on mismatch.
+#[track_caller]
+pub fn expect(out: &Value, key: &str, expected: Value) {
+    assert_eq!(
+        out[key],
+        expected,
+        "observation `{key}` differs; all observations:\n{}",
+        serde_json::to_string_pretty(out).unwrap_or_default()
+    );
+}

@@ -1,0 +1,218 @@
+//! Interop with the real centrifuge-js 5.x SDK (Node, `websocket: require('ws')`), over JSON and
+//! over Protobuf: each test spawns `rotor-data-plane` with its own secret and API key, runs one
+//! scenario script from `tests/clients/node`, and checks what the SDK observed.
+
+mod interop;
+
+use anyhow::Result;
+use interop::{expect, Server};
+use rotor_e2e::ClientScript;
+use serde_json::{json, Value};
+
+/// Connect, subscribe, publish from the client and the server API, history, presence,
+/// join/leave and recovery after a gap — the same expectations in both formats.
+async fn core_flow(format: &str) -> Result<Value> {
+    let server = Server::start().await?;
+    let out = server
+        .run(ClientScript::node("js_core.mjs"), format)
+        .await?;
+
+    expect(&out, "format", json!(format));
+    expect(
+        &out,
+        "a",
+        json!({"client_id_len": 36, "transport": "websocket"}),
+    );
+    expect(
+        &out,
+        "first_subscribe",
+        json!({
+            "recoverable": true, "positioned": true, "wasRecovering": false, "recovered": false,
+            "offset": 0, "epoch_nonempty": true
+        }),
+    );
+    expect(&out, "b", json!({"distinct_client_id": true}));
+    expect(
+        &out,
+        "join",
+        json!({"user": "bob", "channel": "chat:interop"}),
+    );
+
+    // Client publish, then API publish: both subscribers get both, in order, with offsets; only
+    // the client's carries publisher info, only the API's carries tags.
+    expect(&out, "client_publish", json!({}));
+    expect(
+        &out,
+        "api_publish",
+        json!({"offset": 2, "epoch_matches": true}),
+    );
+    let both = json!([
+        {"data": {"text": "from client", "n": 1}, "offset": 1,
+         "info": {"user": "alice", "from_a": true}, "tags": null},
+        {"data": {"text": "from api", "n": 2}, "offset": 2, "info": null,
+         "tags": {"source": "api"}}
+    ]);
+    expect(&out, "a_pubs", both.clone());
+    expect(&out, "b_pubs", both.clone());
+
+    expect(
+        &out,
+        "history",
+        json!({"offset": 2, "epoch_matches": true, "publications": both}),
+    );
+    expect(&out, "history_top", json!({"offset": 2, "count": 0}));
+    expect(&out, "history_since_1", json!([2]));
+    expect(&out, "history_reverse_1", json!([2]));
+
+    expect(
+        &out,
+        "presence",
+        json!([
+            {"user": "alice", "key_is_client": true, "who": "a"},
+            {"user": "bob", "key_is_client": true, "who": "b"}
+        ]),
+    );
+    expect(
+        &out,
+        "presence_stats",
+        json!({"numClients": 2, "numUsers": 2}),
+    );
+    expect(
+        &out,
+        "leave",
+        json!({"user": "bob", "channel": "chat:interop"}),
+    );
+    expect(
+        &out,
+        "presence_stats_after_leave",
+        json!({"numClients": 1, "numUsers": 1}),
+    );
+
+    // Recovery: exactly the two publications missed while offline, then the live one.
+    expect(&out, "offline_publishes", json!([3, 4]));
+    expect(
+        &out,
+        "resubscribe",
+        json!({
+            "ev": "subscribed", "wasRecovering": true, "recovered": true,
+            "hasRecoveredPublications": true, "epoch_matches": true
+        }),
+    );
+    expect(
+        &out,
+        "recovered_pubs",
+        json!([
+            {"data": {"text": "while offline", "n": 3}, "offset": 3, "info": null, "tags": null},
+            {"data": {"text": "while offline", "n": 4}, "offset": 4, "info": null, "tags": null},
+            {"data": {"text": "after recovery", "n": 5}, "offset": 5, "info": null, "tags": null}
+        ]),
+    );
+    expect(&out, "reconnect_events", json!(["connecting"]));
+    expect(&out, "a_unexpected", json!([]));
+    expect(&out, "b_unexpected", json!([]));
+    Ok(out)
+}
+
+#[tokio::test]
+async fn centrifuge_js_json_core_flow() -> Result<()> {
+    core_flow("json").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn centrifuge_js_protobuf_core_flow() -> Result<()> {
+    let out = core_flow("protobuf").await?;
+    // Binary payloads travel byte for byte: a client publish of non-JSON bytes, and an API
+    // publish with `b64data`. The channel has no history, so no offsets.
+    expect(&out, "binary_api_publish", json!({"result": {}}));
+    expect(
+        &out,
+        "binary_pubs",
+        json!([
+            {"raw": [0, 1, 2, 127, 128, 200, 254, 255], "offset": null, "from_a": true},
+            {"raw": [255, 0, 10, 13, 34], "offset": null, "from_a": false}
+        ]),
+    );
+    Ok(())
+}
+
+/// Unknown namespace 102, permission denied 103, unavailable 108, expired token 109 with
+/// getToken, connection refresh, invalid token 3500, no token 3501.
+async fn errors(format: &str) -> Result<()> {
+    let server = Server::start().await?;
+    let out = server
+        .run(ClientScript::node("js_errors.mjs"), format)
+        .await?;
+
+    expect(&out, "format", json!(format));
+    let refused = |code: u32, reason: &str| {
+        json!({"ev": "unsubscribed", "code": code, "reason": reason, "state": "unsubscribed",
+               "sub_errors": 0})
+    };
+    expect(&out, "unknown_namespace", refused(102, "unknown channel"));
+    expect(&out, "permission_denied", refused(103, "permission denied"));
+    expect(
+        &out,
+        "private_without_token",
+        refused(103, "permission denied"),
+    );
+    expect(
+        &out,
+        "publish_unknown_namespace",
+        json!({"code": 102, "message": "unknown channel"}),
+    );
+    expect(
+        &out,
+        "publish_denied",
+        json!({"code": 103, "message": "permission denied"}),
+    );
+    let unavailable = json!({"code": 108, "message": "not available"});
+    expect(&out, "history_unavailable", unavailable.clone());
+    expect(&out, "presence_unavailable", unavailable.clone());
+    expect(&out, "rpc_unavailable", unavailable);
+    expect(&out, "carol_state", json!("connected"));
+
+    expect(
+        &out,
+        "expired_token",
+        json!({
+            "get_token_calls": 1,
+            "connect_errors": [{"type": "connect", "code": 109, "message": "token expired"}],
+            "connecting_codes": [0],
+            "state": "connected"
+        }),
+    );
+    expect(
+        &out,
+        "refresh",
+        json!({
+            "henry_get_token_calls": 1,
+            "henry_state": "connected",
+            "henry_events_after_connect": [],
+            "ivan_get_token_calls": 1,
+            "ivan_close": {"code": 3005, "reason": "connection expired"}
+        }),
+    );
+    expect(
+        &out,
+        "invalid_token",
+        json!({"code": 3500, "reason": "invalid token", "state": "disconnected",
+               "connected_events": 0}),
+    );
+    expect(
+        &out,
+        "no_token",
+        json!({"code": 3501, "reason": "bad request", "state": "disconnected"}),
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn centrifuge_js_json_error_codes() -> Result<()> {
+    errors("json").await
+}
+
+#[tokio::test]
+async fn centrifuge_js_protobuf_error_codes() -> Result<()> {
+    errors("protobuf").await
+}
