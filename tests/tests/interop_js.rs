@@ -216,3 +216,100 @@ async fn centrifuge_js_json_error_codes() -> Result<()> {
 async fn centrifuge_js_protobuf_error_codes() -> Result<()> {
     errors("protobuf").await
 }
+
+/// Subscription tokens, server-side subscriptions (token `channels`, API subscribe/unsubscribe)
+/// with recovery through the connect command, client unsubscribe, history 112, wrong-channel
+/// subscription token 3500 and, over JSON, binary data closing with 3506.
+async fn subscriptions(format: &str) -> Result<Value> {
+    let server = Server::start().await?;
+    let out = server
+        .run(ClientScript::node("js_subs.mjs"), format)
+        .await?;
+
+    expect(&out, "format", json!(format));
+    expect(&out, "sub_token", json!({"asked": ["$room"]}));
+    expect(
+        &out,
+        "sub_token_expired",
+        json!({"asked": ["$expiring"], "errors": [{"type": "subscribe", "code": 109}]}),
+    );
+    expect(
+        &out,
+        "sub_token_forged",
+        json!({"ev": "unsubscribed", "code": 103, "state": "connected"}),
+    );
+    expect(
+        &out,
+        "history_stale_epoch",
+        json!({"code": 112, "message": "unrecoverable position"}),
+    );
+    expect(
+        &out,
+        "server_side",
+        json!({"recoverable": true, "positioned": true, "wasRecovering": false, "offset": 0}),
+    );
+    expect(
+        &out,
+        "server_side_pubs",
+        json!([{"channel": "chat:server", "data": {"n": 1}, "offset": 1, "info": null}]),
+    );
+    expect(
+        &out,
+        "server_side_recovery",
+        json!({
+            "wasRecovering": true, "recovered": true,
+            "pubs": [
+                {"channel": "chat:server", "data": {"n": 2}, "offset": 2, "info": null},
+                {"channel": "chat:server", "data": {"n": 3}, "offset": 3, "info": null}
+            ]
+        }),
+    );
+    expect(&out, "api_subscribe", json!({"result": {}}));
+    expect(
+        &out,
+        "api_subscribed",
+        json!({"recoverable": true, "positioned": true}),
+    );
+    expect(
+        &out,
+        "api_subscribed_pub",
+        json!({"channel": "chat:pushed", "data": {"n": 1}, "offset": 1, "info": null}),
+    );
+    expect(&out, "api_unsubscribe", json!({"result": {}}));
+    expect(&out, "server_side_unexpected", json!([]));
+    expect(
+        &out,
+        "client_unsubscribe",
+        json!({
+            "leave_user": "bob",
+            "before": {"numClients": 2, "numUsers": 2},
+            "after": {"numClients": 1, "numUsers": 1},
+            "bob_sub_state": "unsubscribed",
+            "bob_unsubscribed": [0]
+        }),
+    );
+    expect(
+        &out,
+        "sub_token_wrong_channel",
+        json!({"code": 3500, "reason": "invalid token", "state": "disconnected"}),
+    );
+    expect(&out, "alice_unexpected", json!([]));
+    Ok(out)
+}
+
+#[tokio::test]
+async fn centrifuge_js_json_subscriptions() -> Result<()> {
+    let out = subscriptions("json").await?;
+    expect(
+        &out,
+        "binary_to_json",
+        json!({"code": 3506, "reason": "inappropriate protocol", "state": "disconnected"}),
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn centrifuge_js_protobuf_subscriptions() -> Result<()> {
+    subscriptions("protobuf").await?;
+    Ok(())
+}

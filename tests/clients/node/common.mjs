@@ -201,7 +201,46 @@ export function newClient(name, options = {}) {
       message: ctx.error ? ctx.error.message : null,
     }),
   );
+  // Server-side subscriptions (token `channels`, API `subscribe`) report on the client.
+  client.on('subscribed', (ctx) =>
+    log.push({
+      ev: 'server_subscribed',
+      channel: ctx.channel,
+      recoverable: ctx.recoverable,
+      positioned: ctx.positioned,
+      wasRecovering: ctx.wasRecovering,
+      recovered: ctx.recovered,
+      offset: ctx.streamPosition ? num(ctx.streamPosition.offset) : null,
+      epoch: ctx.streamPosition ? ctx.streamPosition.epoch : null,
+    }),
+  );
+  client.on('subscribing', (ctx) => log.push({ ev: 'server_subscribing', channel: ctx.channel }));
+  client.on('unsubscribed', (ctx) => log.push({ ev: 'server_unsubscribed', channel: ctx.channel }));
+  client.on('publication', (ctx) => log.push({ ev: 'server_pub', ...publicationView(ctx) }));
+  client.on('join', (ctx) => log.push({ ev: 'server_join', channel: ctx.channel, info: infoOf(ctx.info) }));
+  client.on('leave', (ctx) =>
+    log.push({ ev: 'server_leave', channel: ctx.channel, info: infoOf(ctx.info) }),
+  );
   return { client, log };
+}
+
+/** A publication context as {channel, data (decoded), raw, offset, info, tags}. */
+function publicationView(ctx) {
+  let data;
+  try {
+    data = dec(ctx.data);
+  } catch (e) {
+    data = { undecodable: String(e) };
+  }
+  return {
+    channel: ctx.channel,
+    data,
+    raw: ctx.data instanceof Uint8Array ? Array.from(ctx.data) : null,
+    // Absent (JSON) and 0 (Protobuf's default) both mean "no history".
+    offset: num(ctx.offset) || null,
+    info: infoOf(ctx.info),
+    tags: ctx.tags === undefined || Object.keys(ctx.tags).length === 0 ? null : ctx.tags,
+  };
 }
 
 /**
@@ -238,24 +277,7 @@ export function newSubscription(client, log, channel, options = {}) {
       message: ctx.error ? ctx.error.message : null,
     }),
   );
-  sub.on('publication', (ctx) => {
-    let data;
-    try {
-      data = dec(ctx.data);
-    } catch (e) {
-      data = { undecodable: String(e) };
-    }
-    log.push({
-      ev: 'pub',
-      channel,
-      data,
-      raw: ctx.data instanceof Uint8Array ? Array.from(ctx.data) : null,
-      // Absent (JSON) and 0 (Protobuf's default) both mean "no history".
-      offset: num(ctx.offset) || null,
-      info: infoOf(ctx.info),
-      tags: ctx.tags === undefined || Object.keys(ctx.tags).length === 0 ? null : ctx.tags,
-    });
-  });
+  sub.on('publication', (ctx) => log.push({ ev: 'pub', ...publicationView({ ...ctx, channel }) }));
   sub.on('join', (ctx) => log.push({ ev: 'join', channel, info: infoOf(ctx.info) }));
   sub.on('leave', (ctx) => log.push({ ev: 'leave', channel, info: infoOf(ctx.info) }));
   return sub;
