@@ -15,7 +15,7 @@ pub fn public_app(state: AppState) -> Router {
             "/health",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
-        // REST_ROUTER_MERGE
+        .merge(crate::rest::router())
         .route(
             "/t/{*rest}",
             axum::routing::any(tenant_on_reused_connection),

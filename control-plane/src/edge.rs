@@ -223,7 +223,17 @@ async fn read_head(
 }
 
 async fn respond(stream: &mut TcpStream, status: &str, message: &str) -> io::Result<()> {
-    let body = serde_json::json!({"error": {"code": status.split(' ').next().unwrap_or("500"), "message": message}}).to_string();
+    let code = match status.split(' ').next().unwrap_or_default() {
+        "400" => "bad_request",
+        "403" => "project_suspended",
+        "404" => "unknown_project",
+        "408" => "request_timeout",
+        "431" => "request_head_too_large",
+        "502" => "project_unavailable",
+        "503" => "project_starting",
+        _ => "edge_error",
+    };
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
     let resp = format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()

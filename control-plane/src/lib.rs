@@ -7,6 +7,7 @@ pub mod db;
 pub mod edge;
 pub mod ids;
 pub mod reconciler;
+pub mod rest;
 pub mod secrets;
 pub mod settings;
 pub mod state;

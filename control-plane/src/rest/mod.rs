@@ -1,0 +1,128 @@
+//! The REST API (`/v1`, JSON, Bearer management tokens) used by scripts, the Terraform
+//! provider and the dashboard's JavaScript. One error type turns into one response shape:
+//! `{"error": {"code", "message", "field"?}}`.
+
+mod accounts;
+mod auth;
+mod namespaces;
+mod openapi;
+mod projects;
+mod util;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::state::AppState;
+
+pub use auth::Account;
+
+/// Everything a REST call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum RestError {
+    #[error("{message}")]
+    BadRequest {
+        field: Option<String>,
+        message: String,
+    },
+    #[error("missing or invalid credentials")]
+    Unauthorized(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl RestError {
+    /// A 400 naming the bad field.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for RestError {
+    fn from(e: sqlx::Error) -> Self {
+        if let Some(db) = e.as_database_error() {
+            if db.code().as_deref() == Some("23505") {
+                return Self::Conflict("already exists".into());
+            }
+        }
+        Self::Internal(e.into())
+    }
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            RestError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+            RestError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            RestError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            RestError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            RestError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        let message = match &self {
+            RestError::Internal(cause) => {
+                let request_id = crate::ids::random_suffix(12);
+                tracing::error!(%request_id, error = %cause, "request failed");
+                format!("internal error (request {request_id})")
+            }
+            RestError::Unauthorized(m) => (*m).to_owned(),
+            other => other.to_string(),
+        };
+        let mut error = json!({"code": code, "message": message});
+        if let RestError::BadRequest { field: Some(f), .. } = &self {
+            error["field"] = json!(f);
+        }
+        (status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+/// Result of a REST handler.
+pub type RestResult<T> = Result<T, RestError>;
+
+/// The `/v1` routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/signup", post(accounts::signup))
+        .route(
+            "/v1/tokens",
+            post(accounts::create_token).get(accounts::list_tokens),
+        )
+        .route("/v1/tokens/{id}", delete(accounts::delete_token))
+        .route("/v1/projects", get(projects::list).post(projects::create))
+        .route(
+            "/v1/projects/{id}",
+            get(projects::get)
+                .patch(projects::patch)
+                .delete(projects::delete),
+        )
+        .route("/v1/projects/{id}/secrets", get(projects::get_secrets))
+        .route(
+            "/v1/projects/{id}/secrets/rotate",
+            post(projects::rotate_secret),
+        )
+        .route(
+            "/v1/projects/{id}/api-keys",
+            get(projects::list_keys).post(projects::create_key),
+        )
+        .route(
+            "/v1/projects/{id}/api-keys/{key_id}",
+            delete(projects::delete_key),
+        )
+        .route("/v1/projects/{id}/audit", get(projects::audit_entries))
+        .route("/v1/projects/{id}/namespaces", get(namespaces::list))
+        .route(
+            "/v1/projects/{id}/namespaces/{name}",
+            put(namespaces::put)
+                .get(namespaces::get)
+                .delete(namespaces::delete),
+        )
+        .route("/v1/openapi.json", get(openapi::document))
+}

@@ -1,0 +1,224 @@
+//! Channel namespaces of a project: every Centrifugo channel option as a JSON field, validated
+//! by the same rules the data plane applies, so a bad value is refused here with its field.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use rotor_tenant_config::{validate_namespace_name, Namespace, TenantConfig, CHANNEL_OPTION_NAMES};
+use serde_json::{json, Map, Value};
+
+use super::util::{audit, bump_version, owned_project};
+use super::{Account, RestError, RestResult};
+use crate::ids::{AccountId, NamespaceId, ProjectId};
+use crate::state::AppState;
+
+/// Validates options for namespace `name`; returns them in canonical form (defaults omitted).
+pub fn validate_options(name: &str, options: &Value) -> RestResult<Value> {
+    validate_namespace_name(name).map_err(|m| RestError::field("name", m))?;
+    let obj = options
+        .as_object()
+        .ok_or_else(|| RestError::field("options", "must be a JSON object"))?;
+    for key in obj.keys() {
+        if key != "name" && !CHANNEL_OPTION_NAMES.contains(&key.as_str()) {
+            return Err(RestError::field(
+                key.clone(),
+                format!("unknown channel option {key:?}"),
+            ));
+        }
+    }
+    let mut ns = obj.clone();
+    ns.insert("name".into(), json!(name));
+    let loaded = TenantConfig::from_value(json!({"channel": {"namespaces": [Value::Object(ns)]}}))
+        .map_err(|e| {
+            let field = e
+                .path()
+                .map(|p| p.trim_start_matches("channel.namespaces[0].").to_owned())
+                .unwrap_or_else(|| "options".into());
+            let message = e.to_string();
+            RestError::field(field, message)
+        })?;
+    let namespace: &Namespace = &loaded.config.channel.namespaces[0];
+    let mut canonical =
+        serde_json::to_value(namespace).map_err(|e| RestError::Internal(e.into()))?;
+    if let Some(o) = canonical.as_object_mut() {
+        o.remove("name");
+    }
+    Ok(canonical)
+}
+
+fn namespace_json(
+    id: &NamespaceId,
+    name: &str,
+    options: &Value,
+    updated_at: DateTime<Utc>,
+) -> Value {
+    let mut out: Map<String, Value> = options.as_object().cloned().unwrap_or_default();
+    out.insert("id".into(), json!(id));
+    out.insert("name".into(), json!(name));
+    out.insert("updated_at".into(), json!(updated_at));
+    Value::Object(out)
+}
+
+/// Creates or replaces a namespace; returns (created?, namespace JSON). Shared with the
+/// dashboard.
+pub async fn put_namespace(
+    state: &AppState,
+    account: &AccountId,
+    project: &ProjectId,
+    name: &str,
+    options: &Value,
+) -> RestResult<(bool, Value)> {
+    let canonical = validate_options(name, options)?;
+    let mut tx = state.pool.begin().await?;
+    let before: Option<Value> = sqlx::query_scalar(
+        "SELECT options FROM namespaces WHERE project_id = $1 AND name = $2 FOR UPDATE",
+    )
+    .bind(project)
+    .bind(name)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (id, updated_at): (NamespaceId, DateTime<Utc>) = sqlx::query_as(
+        "INSERT INTO namespaces (id, project_id, name, options) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (project_id, name) DO UPDATE SET options = EXCLUDED.options, updated_at = now() \
+         RETURNING id, updated_at",
+    )
+    .bind(NamespaceId::generate())
+    .bind(project)
+    .bind(name)
+    .bind(&canonical)
+    .fetch_one(&mut *tx)
+    .await?;
+    bump_version(&mut tx, project).await?;
+    let created = before.is_none();
+    let action = if created {
+        "namespace.create"
+    } else {
+        "namespace.update"
+    };
+    audit(
+        &mut tx,
+        account,
+        Some(project),
+        action,
+        name,
+        before,
+        Some(canonical.clone()),
+    )
+    .await?;
+    tx.commit().await?;
+    state.config_changed();
+    Ok((created, namespace_json(&id, name, &canonical, updated_at)))
+}
+
+/// Deletes a namespace; shared with the dashboard.
+pub async fn delete_namespace(
+    state: &AppState,
+    account: &AccountId,
+    project: &ProjectId,
+    name: &str,
+) -> RestResult<()> {
+    let mut tx = state.pool.begin().await?;
+    let before: Option<Value> = sqlx::query_scalar(
+        "DELETE FROM namespaces WHERE project_id = $1 AND name = $2 RETURNING options",
+    )
+    .bind(project)
+    .bind(name)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(before) = before else {
+        return Err(RestError::NotFound);
+    };
+    bump_version(&mut tx, project).await?;
+    audit(
+        &mut tx,
+        account,
+        Some(project),
+        "namespace.delete",
+        name,
+        Some(before),
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    state.config_changed();
+    Ok(())
+}
+
+/// Namespaces of a project as JSON.
+pub async fn list_namespaces(state: &AppState, project: &ProjectId) -> RestResult<Vec<Value>> {
+    let rows: Vec<(NamespaceId, String, Value, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT id, name, options, updated_at FROM namespaces WHERE project_id = $1 ORDER BY name",
+    )
+    .bind(project)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|(id, name, options, at)| namespace_json(id, name, options, *at))
+        .collect())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Account(account): Account,
+    Path(id): Path<String>,
+) -> RestResult<Json<Value>> {
+    let id = owned_project(&state.pool, &account, &id).await?;
+    Ok(Json(
+        json!({"namespaces": list_namespaces(&state, &id).await?}),
+    ))
+}
+
+pub async fn put(
+    State(state): State<AppState>,
+    Account(account): Account,
+    Path((id, name)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> RestResult<(StatusCode, Json<Value>)> {
+    let id = owned_project(&state.pool, &account, &id).await?;
+    if let Some(n) = body.get("name").and_then(Value::as_str) {
+        if n != name {
+            return Err(RestError::field(
+                "name",
+                "the name in the body differs from the path",
+            ));
+        }
+    }
+    let (created, ns) = put_namespace(&state, &account, &id, &name, &body).await?;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(ns),
+    ))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Account(account): Account,
+    Path((id, name)): Path<(String, String)>,
+) -> RestResult<Json<Value>> {
+    let id = owned_project(&state.pool, &account, &id).await?;
+    let row: Option<(NamespaceId, Value, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT id, options, updated_at FROM namespaces WHERE project_id = $1 AND name = $2",
+    )
+    .bind(&id)
+    .bind(&name)
+    .fetch_optional(&state.pool)
+    .await?;
+    let (ns_id, options, at) = row.ok_or(RestError::NotFound)?;
+    Ok(Json(namespace_json(&ns_id, &name, &options, at)))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Account(account): Account,
+    Path((id, name)): Path<(String, String)>,
+) -> RestResult<StatusCode> {
+    let id = owned_project(&state.pool, &account, &id).await?;
+    delete_namespace(&state, &account, &id, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

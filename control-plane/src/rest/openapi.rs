@@ -1,0 +1,226 @@
+//! `GET /v1/openapi.json`: the OpenAPI 3.1 description of the REST API, built from the route
+//! table below and from the channel option schema in `rotor-tenant-config`, so it cannot drift
+//! from the namespace fields the API accepts.
+
+use axum::Json;
+use rotor_tenant_config::{ChannelOptions, CHANNEL_OPTION_NAMES};
+use serde_json::{json, Map, Value};
+
+/// (method, path, summary, request body schema, success status).
+pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
+    (
+        "post",
+        "/v1/signup",
+        "Create an account",
+        Some("Credentials"),
+        201,
+    ),
+    (
+        "post",
+        "/v1/tokens",
+        "Exchange email and password for a management token (shown once)",
+        Some("TokenRequest"),
+        201,
+    ),
+    ("get", "/v1/tokens", "List management tokens", None, 200),
+    (
+        "delete",
+        "/v1/tokens/{id}",
+        "Revoke a management token",
+        None,
+        204,
+    ),
+    ("get", "/v1/projects", "List projects", None, 200),
+    (
+        "post",
+        "/v1/projects",
+        "Create a project",
+        Some("ProjectCreate"),
+        201,
+    ),
+    (
+        "get",
+        "/v1/projects/{id}",
+        "Get a project with its endpoints",
+        None,
+        200,
+    ),
+    (
+        "patch",
+        "/v1/projects/{id}",
+        "Rename, suspend/resume, or change settings",
+        Some("ProjectPatch"),
+        200,
+    ),
+    (
+        "delete",
+        "/v1/projects/{id}",
+        "Delete a project and stop its tenant",
+        None,
+        204,
+    ),
+    (
+        "get",
+        "/v1/projects/{id}/secrets",
+        "Reveal the token HMAC secret",
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/v1/projects/{id}/secrets/rotate",
+        "Rotate the token HMAC secret",
+        Some("Rotate"),
+        200,
+    ),
+    (
+        "get",
+        "/v1/projects/{id}/api-keys",
+        "List API keys",
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/v1/projects/{id}/api-keys",
+        "Create an API key (shown once)",
+        Some("ApiKeyCreate"),
+        201,
+    ),
+    (
+        "delete",
+        "/v1/projects/{id}/api-keys/{key_id}",
+        "Revoke an API key",
+        None,
+        204,
+    ),
+    (
+        "get",
+        "/v1/projects/{id}/audit",
+        "Recent changes to the project",
+        None,
+        200,
+    ),
+    (
+        "get",
+        "/v1/projects/{id}/namespaces",
+        "List namespaces",
+        None,
+        200,
+    ),
+    (
+        "put",
+        "/v1/projects/{id}/namespaces/{name}",
+        "Create or replace a namespace",
+        Some("ChannelOptions"),
+        200,
+    ),
+    (
+        "get",
+        "/v1/projects/{id}/namespaces/{name}",
+        "Get a namespace",
+        None,
+        200,
+    ),
+    (
+        "delete",
+        "/v1/projects/{id}/namespaces/{name}",
+        "Delete a namespace",
+        None,
+        204,
+    ),
+];
+
+fn channel_options_schema() -> Value {
+    let defaults = serde_json::to_value(ChannelOptions::default()).unwrap_or_default();
+    let mut props = Map::new();
+    for name in CHANNEL_OPTION_NAMES {
+        let schema = match *name {
+            "history_size" => json!({"type": "integer", "minimum": 0, "default": 0}),
+            "history_ttl" | "history_meta_ttl" => {
+                json!({"type": "string", "description": "Go duration, e.g. \"300s\"", "default": "0s"})
+            }
+            "allowed_delta_types" => {
+                json!({"type": "array", "items": {"type": "string", "enum": ["fossil"]}})
+            }
+            "force_recovery_mode" => {
+                json!({"type": "string", "enum": ["stream", "cache"], "default": "stream"})
+            }
+            "publication_data_format" => {
+                json!({"type": "string", "enum": ["", "json", "json_object", "binary"], "default": ""})
+            }
+            "channel_regex" => json!({"type": "string", "default": ""}),
+            n if n.ends_with("_proxy_name") => {
+                json!({"type": "string", "default": defaults.get(n).cloned().unwrap_or(json!("default"))})
+            }
+            _ => json!({"type": "boolean", "default": false}),
+        };
+        props.insert((*name).to_owned(), schema);
+    }
+    json!({"type": "object", "additionalProperties": false, "properties": props})
+}
+
+/// The document.
+pub fn spec() -> Value {
+    let mut paths = Map::new();
+    for (method, path, summary, body, status) in ROUTES {
+        let mut op = json!({
+            "summary": summary,
+            "responses": {
+                status.to_string(): {"description": "success"},
+                "400": {"$ref": "#/components/responses/Error"},
+                "401": {"$ref": "#/components/responses/Error"},
+                "404": {"$ref": "#/components/responses/Error"},
+            },
+        });
+        let public = *path == "/v1/signup" || (*path == "/v1/tokens" && *method == "post");
+        if !public {
+            op["security"] = json!([{"bearer": []}]);
+        }
+        if let Some(schema) = body {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+        }
+        let params: Vec<Value> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
+        }
+        let entry = paths.entry((*path).to_owned()).or_insert_with(|| json!({}));
+        entry[*method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Rotor control plane API", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {"Error": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
+            "schemas": {
+                "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+                    "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}},
+                "Credentials": {"type": "object", "required": ["email", "password"], "properties": {
+                    "email": {"type": "string", "format": "email"}, "password": {"type": "string", "minLength": 10}}},
+                "TokenRequest": {"type": "object", "required": ["email", "password", "name"], "properties": {
+                    "email": {"type": "string"}, "password": {"type": "string"}, "name": {"type": "string"}}},
+                "ProjectCreate": {"type": "object", "required": ["name"], "properties": {
+                    "name": {"type": "string"}, "engine": {"type": "string", "enum": ["memory", "redis"]}}},
+                "ProjectPatch": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "status": {"type": "string", "enum": ["active", "suspended"]},
+                    "settings": {"type": "object", "properties": {
+                        "allowed_origins": {"type": "array", "items": {"type": "string"}},
+                        "allow_anonymous_connect_without_token": {"type": "boolean"},
+                        "without_namespace": {"$ref": "#/components/schemas/ChannelOptions"}}}}},
+                "Rotate": {"type": "object", "properties": {"grace_seconds": {"type": "integer", "minimum": 0, "maximum": 604800}}},
+                "ApiKeyCreate": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+                "ChannelOptions": channel_options_schema(),
+            }
+        }
+    })
+}
+
+pub async fn document() -> Json<Value> {
+    Json(spec())
+}

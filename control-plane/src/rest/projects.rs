@@ -1,0 +1,535 @@
+//! Projects and what hangs off them: token secrets (reveal, rotate), API keys (shown once,
+//! stored as SHA-256), settings, and the audit trail.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::util::{audit, bump_version, owned_project};
+use super::{Account, RestError, RestResult};
+use crate::ids::{random_suffix, AccountId, ApiKeyId, ProjectId};
+use crate::secrets::{new_hmac_secret, random_token, sha256_hex};
+use crate::state::AppState;
+
+#[derive(sqlx::FromRow)]
+struct ProjectRow {
+    id: ProjectId,
+    name: String,
+    slug: String,
+    engine: String,
+    plan: String,
+    status: String,
+    settings: Value,
+    config_version: i64,
+    applied_version: i64,
+    created_at: DateTime<Utc>,
+}
+
+const PROJECT_COLUMNS: &str =
+    "id, name, slug, engine, plan, status, settings, config_version, applied_version, created_at";
+
+fn project_json(state: &AppState, p: &ProjectRow) -> Value {
+    let http = &state.settings.public_url;
+    let ws = state.settings.public_ws_url();
+    let slug = &p.slug;
+    json!({
+        "id": p.id,
+        "name": p.name,
+        "slug": slug,
+        "engine": p.engine,
+        "plan": p.plan,
+        "status": p.status,
+        "settings": p.settings,
+        "config_version": p.config_version,
+        "applied_version": p.applied_version,
+        "endpoints": {
+            "websocket": format!("{ws}/t/{slug}/connection/websocket"),
+            "sse": format!("{http}/t/{slug}/connection/sse"),
+            "http_stream": format!("{http}/t/{slug}/connection/http_stream"),
+            "api": format!("{http}/t/{slug}/api"),
+        },
+        "created_at": p.created_at,
+    })
+}
+
+async fn load(state: &AppState, account: &AccountId, id: &ProjectId) -> RestResult<ProjectRow> {
+    sqlx::query_as::<_, ProjectRow>(&format!(
+        "SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1 AND account_id = $2"
+    ))
+    .bind(id)
+    .bind(account)
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or(RestError::NotFound)
+}
+
+/// A URL-safe slug from a project name.
+pub fn slugify(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.trim().to_ascii_lowercase().chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let slug = slug
+        .trim_end_matches('-')
+        .chars()
+        .take(40)
+        .collect::<String>();
+    if slug.is_empty() {
+        format!("project-{}", random_suffix(6))
+    } else {
+        slug
+    }
+}
+
+fn check_name(name: &str) -> RestResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(RestError::field(
+            "name",
+            "a name of 1 to 100 characters is required",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Validates project settings (`allowed_origins`, `allow_anonymous_connect_without_token`,
+/// `without_namespace`) with the data plane's own config rules.
+fn validate_settings(settings: &Value) -> RestResult<()> {
+    let obj = settings
+        .as_object()
+        .ok_or_else(|| RestError::field("settings", "must be an object"))?;
+    let mut client = Map::new();
+    let mut channel = Map::new();
+    for (k, v) in obj {
+        match k.as_str() {
+            "allowed_origins" | "allow_anonymous_connect_without_token" => {
+                client.insert(k.clone(), v.clone());
+            }
+            "without_namespace" => {
+                channel.insert(k.clone(), v.clone());
+            }
+            other => {
+                return Err(RestError::field(
+                    format!("settings.{other}"),
+                    "unknown setting",
+                ))
+            }
+        }
+    }
+    let loaded = rotor_tenant_config::TenantConfig::from_value(
+        json!({"client": client, "channel": channel}),
+    )
+    .map_err(|e| {
+        RestError::field(
+            e.path()
+                .map(|p| {
+                    format!(
+                        "settings.{}",
+                        p.trim_start_matches("client.")
+                            .trim_start_matches("channel.")
+                    )
+                })
+                .unwrap_or_else(|| "settings".into()),
+            e.to_string(),
+        )
+    })?;
+    if let Some(w) = loaded.warnings.first() {
+        return Err(RestError::field("settings", w.clone()));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct CreateProject {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    engine: Option<String>,
+}
+
+/// Creates a project (with its token secret); shared by the REST API and the dashboard.
+pub async fn create_project(
+    state: &AppState,
+    account: &AccountId,
+    name: &str,
+    engine: Option<&str>,
+) -> RestResult<Value> {
+    let name = check_name(name)?;
+    let engine = engine.unwrap_or("memory");
+    if engine != "memory" && engine != "redis" {
+        return Err(RestError::field(
+            "engine",
+            "engine must be \"memory\" or \"redis\"",
+        ));
+    }
+    if engine == "redis" {
+        return Err(RestError::field(
+            "engine",
+            "the redis engine is not available on this installation yet",
+        ));
+    }
+    let id = ProjectId::generate();
+    let base = slugify(&name);
+    let mut tx = state.pool.begin().await?;
+    let mut slug = base.clone();
+    for _ in 0..5 {
+        let taken: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM projects WHERE slug = $1)")
+                .bind(&slug)
+                .fetch_one(&mut *tx)
+                .await?;
+        if !taken {
+            break;
+        }
+        slug = format!("{base}-{}", random_suffix(5));
+    }
+    let redis_prefix = (engine == "redis").then(|| format!("rotor:{id}:"));
+    sqlx::query("INSERT INTO projects (id, account_id, name, slug, engine, redis_prefix) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(&id)
+        .bind(account)
+        .bind(&name)
+        .bind(&slug)
+        .bind(engine)
+        .bind(redis_prefix)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO token_secrets (project_id, hmac_secret) VALUES ($1, $2)")
+        .bind(&id)
+        .bind(new_hmac_secret())
+        .execute(&mut *tx)
+        .await?;
+    audit(
+        &mut tx,
+        account,
+        Some(&id),
+        "project.create",
+        id.as_str(),
+        None,
+        Some(json!({"name": name, "slug": slug, "engine": engine})),
+    )
+    .await?;
+    tx.commit().await?;
+    state.config_changed();
+    let row = load(state, account, &id).await?;
+    Ok(project_json(state, &row))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Account(account): Account,
+    Json(body): Json<CreateProject>,
+) -> RestResult<(StatusCode, Json<Value>)> {
+    let project = create_project(&state, &account, &body.name, body.engine.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(project)))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Account(account): Account,
+) -> RestResult<Json<Value>> {
+    let rows: Vec<ProjectRow> = sqlx::query_as(&format!(
+        "SELECT {PROJECT_COLUMNS} FROM projects WHERE account_id = $1 ORDER BY created_at"
+    ))
+    .bind(&account)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(
+        json!({"projects": rows.iter().map(|p| project_json(&state, p)).collect::<Vec<_>>()}),
+    ))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Account(account): Account,
+    Path(id): Path<String>,
+) -> RestResult<Json<Value>> {
+    let id = owned_project(&state.pool, &account, &id).await?;
+    Ok(Json(project_json(
+        &state,
+        &load(&state, &account, &id).await?,
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchProject {
+    name: Option<String>,
+    status: Option<String>,
+    settings: Option<Value>,
+}
+
+pub async fn patch(
+    State(state): State<AppState>,
+    Account(account): Account,
+    Path(id): Path<String>,
+    Json(body): Json<PatchProject>,
+) -> RestResult<Json<Value>> {
+    let id = owned_project(&state.pool, &account, &id).await?;
+    let before = load(&state, &account, &id).await?;
+    let name = body.name.as_deref().map(check_name).transpose()?;
+    if let Some(status) = &body.status {
+        if status != "active" && status != "suspended" {
+            return Err(RestError::field(
+                "status",
+                "status must be \"active\" or \"suspended\"",
+            ));
+        }
+    }
+    if let Some(settings) = &body.settings {
+        validate_settings(settings)?;
+    }
+    let mut tx = state.pool.begin().await?;
+    sqlx::query("UPDATE projects SET name = COALESCE($2, name), status = COALESCE($3, status), settings = COALESCE($4, settings) WHERE id = $1")
+        .bind(&id)
+        .bind(&name)
+        .bind(&body.status)
+        .bind(&body.settings)
+        .execute(&mut *tx)
+        .await?;
+    bump_version(&mut tx, &id).await?;
+    audit(
+        &mut tx,
+        &account,
+        Some(&id),
+        "project.update",
+        id.as_str(),
+        Some(json!({"name": before.name, "status": before.status, "settings": before.settings})),
+        Some(json!({"name": name, "status": body.status, "settings": body.settings})),
+    )
+    .await?;
+    tx.commit().await?;
+    state.config_changed();
+    Ok(Json(project_json(
+        &state,
+        &load(&state, &account, &id).await?,
+    )))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Account(account): Account,
+    Path(id): Path<String>,
+) -> RestResult<StatusCode> {
+    let id = owned_project(&state.pool, &account, &id).await?;
+    let mut tx = state.pool.begin().await?;
+    audit(
+        &mut tx,
+        &account,
+        Some(&id),
+        "project.delete",
+        id.as_str(),
+        None,
+        None,
+    )
+    .await?;
+    sqlx::query("DELETE FROM projects WHERE id = $1 AND account_id = $2")
+        .bind(&id)
+        .bind(&account)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    state.config_changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn get_secrets(
+    State(state): State<AppState>,
+    Account(account): Account,
+    Path(id): Path<String>,
+) -> RestResult<Json<Value>> {
+    let id = owned_project(&state.pool, &account, &id).await?;
+    let secret: String =
+        sqlx::query_scalar("SELECT hmac_secret FROM token_secrets WHERE project_id = $1")
+            .bind(&id)
+            .fetch_one(&state.pool)
+            .await?;
+    Ok(Json(json!({"token_hmac_secret": secret})))
+}
+
+#[derive(Deserialize, Default)]
+pub struct Rotate {
+    #[serde(default)]
+    grace_seconds: Option<u32>,
+}
+
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    Account(account): Account,
+    Path(id): Path<String>,
+    body: Option<Json<Rotate>>,
+) -> RestResult<Json<Value>> {
+    let id = owned_project(&state.pool, &account, &id).await?;
+    let grace = body.and_then(|b| b.0.grace_seconds).unwrap_or(0);
+    if grace > 7 * 24 * 3600 {
+        return Err(RestError::field("grace_seconds", "at most 604800 (7 days)"));
+    }
+    let secret = new_hmac_secret();
+    let mut tx = state.pool.begin().await?;
+    sqlx::query(
+        "UPDATE token_secrets SET \
+           previous_hmac_secret = CASE WHEN $3 > 0 THEN hmac_secret ELSE NULL END, \
+           previous_valid_until = CASE WHEN $3 > 0 THEN now() + make_interval(secs => $3) ELSE NULL END, \
+           hmac_secret = $2, rotated_at = now() \
+         WHERE project_id = $1",
+    )
+    .bind(&id)
+    .bind(&secret)
+    .bind(f64::from(grace))
+    .execute(&mut *tx)
+    .await?;
+    bump_version(&mut tx, &id).await?;
+    audit(
+        &mut tx,
+        &account,
+        Some(&id),
+        "secret.rotate",
+        id.as_str(),
+        None,
+        Some(json!({"grace_seconds": grace})),
+    )
+    .await?;
+    tx.commit().await?;
+    state.config_changed();
+    Ok(Json(json!({"token_hmac_secret": secret})))
+}
+
+#[derive(Deserialize)]
+pub struct CreateKey {
+    #[serde(default)]
+    name: String,
+}
+
+/// Creates an API key and returns it once; shared with the dashboard.
+pub async fn create_api_key(
+    state: &AppState,
+    account: &AccountId,
+    project: &ProjectId,
+    name: &str,
+) -> RestResult<Value> {
+    let name = check_name(name)?;
+    let id = ApiKeyId::generate();
+    let key = random_token("rk_");
+    let mut tx = state.pool.begin().await?;
+    let created_at: DateTime<Utc> = sqlx::query_scalar("INSERT INTO api_keys (id, project_id, name, key_hash) VALUES ($1, $2, $3, $4) RETURNING created_at")
+        .bind(&id)
+        .bind(project)
+        .bind(&name)
+        .bind(sha256_hex(&key))
+        .fetch_one(&mut *tx)
+        .await?;
+    bump_version(&mut tx, project).await?;
+    audit(
+        &mut tx,
+        account,
+        Some(project),
+        "api_key.create",
+        id.as_str(),
+        None,
+        Some(json!({"name": name})),
+    )
+    .await?;
+    tx.commit().await?;
+    state.config_changed();
+    Ok(json!({"id": id, "name": name, "key": key, "created_at": created_at}))
+}
+
+pub async fn create_key(
+    State(state): State<AppState>,
+    Account(account): Account,
+    Path(id): Path<String>,
+    Json(body): Json<CreateKey>,
+) -> RestResult<(StatusCode, Json<Value>)> {
+    let id = owned_project(&state.pool, &account, &id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(create_api_key(&state, &account, &id, &body.name).await?),
+    ))
+}
+
+pub async fn list_keys(
+    State(state): State<AppState>,
+    Account(account): Account,
+    Path(id): Path<String>,
+) -> RestResult<Json<Value>> {
+    let id = owned_project(&state.pool, &account, &id).await?;
+    type Row = (ApiKeyId, String, DateTime<Utc>, Option<DateTime<Utc>>);
+    let rows: Vec<Row> =
+        sqlx::query_as("SELECT id, name, created_at, last_used_at FROM api_keys WHERE project_id = $1 ORDER BY created_at")
+            .bind(&id)
+            .fetch_all(&state.pool)
+            .await?;
+    let keys: Vec<Value> = rows
+        .into_iter()
+        .map(|(id, name, created_at, last_used_at)| json!({"id": id, "name": name, "created_at": created_at, "last_used_at": last_used_at}))
+        .collect();
+    Ok(Json(json!({"api_keys": keys})))
+}
+
+pub async fn delete_key(
+    State(state): State<AppState>,
+    Account(account): Account,
+    Path((id, key_id)): Path<(String, String)>,
+) -> RestResult<StatusCode> {
+    let id = owned_project(&state.pool, &account, &id).await?;
+    let key_id = ApiKeyId::parse(&key_id).ok_or(RestError::NotFound)?;
+    let mut tx = state.pool.begin().await?;
+    let done = sqlx::query("DELETE FROM api_keys WHERE id = $1 AND project_id = $2")
+        .bind(&key_id)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(RestError::NotFound);
+    }
+    bump_version(&mut tx, &id).await?;
+    audit(
+        &mut tx,
+        &account,
+        Some(&id),
+        "api_key.delete",
+        key_id.as_str(),
+        None,
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    state.config_changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn audit_log(state: &AppState, project: &ProjectId) -> RestResult<Vec<Value>> {
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        Option<Value>,
+        Option<Value>,
+        DateTime<Utc>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT actor, action, target, before, after, created_at FROM audit_log WHERE project_id = $1 ORDER BY id DESC LIMIT 200",
+    )
+    .bind(project)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(actor, action, target, before, after, at)| json!({"actor": actor, "action": action, "target": target, "before": before, "after": after, "at": at}))
+        .collect())
+}
+
+pub async fn audit_entries(
+    State(state): State<AppState>,
+    Account(account): Account,
+    Path(id): Path<String>,
+) -> RestResult<Json<Value>> {
+    let id = owned_project(&state.pool, &account, &id).await?;
+    Ok(Json(json!({"entries": audit_log(&state, &id).await?})))
+}
