@@ -89,6 +89,7 @@ async fn core_flow(format: &str) -> Result<Value> {
     );
 
     // Recovery: exactly the two publications missed while offline, then the live one.
+    expect(&out, "b_saw_a_leave", json!("alice"));
     expect(&out, "offline_publishes", json!([3, 4]));
     expect(
         &out,
@@ -108,6 +109,13 @@ async fn core_flow(format: &str) -> Result<Value> {
         ]),
     );
     expect(&out, "reconnect_events", json!(["connecting"]));
+    expect(&out, "b_offsets", json!([1, 2, 3, 4, 5]));
+    expect(&out, "b_offsets_total", json!(5));
+    expect(
+        &out,
+        "presence_after_leave",
+        json!([{"user": "alice", "current_client": true}]),
+    );
     expect(&out, "a_unexpected", json!([]));
     expect(&out, "b_unexpected", json!([]));
     Ok(out)
@@ -198,6 +206,11 @@ async fn errors(format: &str) -> Result<()> {
         "invalid_token",
         json!({"code": 3500, "reason": "invalid token", "state": "disconnected",
                "connected_events": 0}),
+    );
+    expect(
+        &out,
+        "carol_after_pings",
+        json!({"state": "connected", "events": []}),
     );
     expect(
         &out,

@@ -74,7 +74,10 @@ async fn sdk_flow(format: &str) -> Result<()> {
         "presence_stats_after_leave",
         json!({"num_clients": 1, "num_users": 1}),
     );
+    expect(&out, "b_saw_a_leave", json!("py-alice"));
     expect(&out, "offline_offsets", json!([3, 4]));
+    expect(&out, "b_offsets", json!([3, 4, 5]));
+    expect(&out, "b_offsets_total", json!(3));
     expect(
         &out,
         "resubscribe",
@@ -115,6 +118,11 @@ async fn sdk_flow(format: &str) -> Result<()> {
         &out,
         "invalid_token",
         json!({"code": 3500, "reason": "invalid token", "state": "disconnected"}),
+    );
+    expect(
+        &out,
+        "after_pings",
+        json!({"state": "connected", "events": []}),
     );
     expect(&out, "a_unexpected", json!([]));
     Ok(())

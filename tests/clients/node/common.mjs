@@ -283,6 +283,19 @@ export function newSubscription(client, log, channel, options = {}) {
   return sub;
 }
 
+/**
+ * Records each server ping the SDK handles as {ev: 'ping'} (wraps the SDK's private ping handler,
+ * which answers with a pong; the SDK version is pinned). Seeing a second ping after a pong
+ * timeout shorter than the interval proves the server accepted the first pong.
+ */
+export function recordPings(client, log) {
+  const handle = client._handleServerPing.bind(client);
+  client._handleServerPing = (next) => {
+    log.push({ ev: 'ping' });
+    return handle(next);
+  };
+}
+
 /** Connects and waits for `connected`; returns the client id. */
 export async function connect(client, log) {
   const from = log.mark();

@@ -119,20 +119,17 @@ run(async () => {
     .sort((x, y) => x.user.localeCompare(y.user));
   out.presence_stats = await subA.presenceStats();
 
-  // B disconnects: A sees the leave and presence drops to one.
-  const leaveMark = A.log.mark();
-  B.client.disconnect();
-  const leave = await A.log.wait(
-    "bob's leave",
-    (e) => e.ev === 'leave' && e.info && e.info.client === bClient,
-    leaveMark,
-  );
-  out.leave = { user: leave.info.user, channel: leave.channel };
-  out.presence_stats_after_leave = await subA.presenceStats();
-
   // Recovery: A goes offline, two publications happen, A comes back and gets exactly those.
+  // Bob seeing Alice's leave shows the server has dropped her connection, so the two
+  // publications cannot reach her old socket and must come from recovery.
+  const bLeaveMark = B.log.mark();
   A.client.disconnect();
-  await A.log.wait('disconnected', (e) => e.ev === 'disconnected');
+  const aLeave = await B.log.wait(
+    "alice's leave",
+    (e) => e.ev === 'leave' && e.info && e.info.client === aClient,
+    bLeaveMark,
+  );
+  out.b_saw_a_leave = aLeave.info.user;
   out.offline_publishes = [];
   for (const n of [3, 4]) {
     const r = await api('publish', { channel: CHANNEL, data: { text: 'while offline', n } });
@@ -160,6 +157,26 @@ run(async () => {
   out.reconnect_events = A.log
     .since(reMark, (e) => e.ev === 'connecting' || e.ev === 'error' || e.ev === 'subscribing')
     .map((e) => e.ev);
+  // Bob stayed subscribed throughout and saw all five once.
+  out.b_offsets = (await B.log.waitCount("bob's publications", isPub, 5)).map((e) => e.offset);
+  out.b_offsets_total = B.log.since(0, isPub).length;
+
+  // B disconnects: A sees the leave and presence drops to one.
+  const aClientNow = A.log.since(reMark, (e) => e.ev === 'connected')[0].client;
+  const leaveMark = A.log.mark();
+  B.client.disconnect();
+  const leave = await A.log.wait(
+    "bob's leave",
+    (e) => e.ev === 'leave' && e.info && e.info.client === bClient,
+    leaveMark,
+  );
+  out.leave = { user: leave.info.user, channel: leave.channel };
+  out.presence_stats_after_leave = await subA.presenceStats();
+  const presenceAfter = await subA.presence();
+  out.presence_after_leave = Object.values(presenceAfter.clients).map((info) => ({
+    user: info.user,
+    current_client: info.client === aClientNow,
+  }));
 
   // Protobuf only: non-JSON binary payloads both ways, byte for byte.
   if (FORMAT === 'protobuf') {

@@ -17,6 +17,7 @@ import {
   newClient,
   newSubscription,
   nowSeconds,
+  recordPings,
   run,
   subscribe,
   token,
@@ -48,7 +49,9 @@ run(async () => {
   // A healthy connection for the per-command errors.
   const C = newClient('carol', { token: token({ sub: 'carol' }) });
   clients.push(C.client);
+  recordPings(C.client, C.log);
   await connect(C.client, C.log);
+  const cMark = C.log.mark();
 
   out.unknown_namespace = await subscribeRefused(C.client, C.log, 'nope:x');
   out.permission_denied = await subscribeRefused(C.client, C.log, 'locked:x');
@@ -153,6 +156,15 @@ run(async () => {
   G.client.connect();
   const anonymous = await G.log.wait('disconnected', (e) => e.ev === 'disconnected');
   out.no_token = { code: anonymous.code, reason: anonymous.reason, state: G.client.state };
+
+  // Pings (every 2 s, pong timeout 1 s) answered by the SDK's pongs keep Carol connected.
+  await C.log.waitCount('server pings', (e) => e.ev === 'ping', 2, cMark, 8000);
+  out.carol_after_pings = {
+    state: C.client.state,
+    events: C.log
+      .since(cMark, (e) => e.ev === 'connecting' || e.ev === 'disconnected' || e.ev === 'error')
+      .map((e) => ({ ev: e.ev, code: e.code })),
+  };
 
   finish(out, clients);
 });

@@ -87,9 +87,11 @@ run(async () => {
   );
 
   // --- Server-side subscriptions from the connection token ------------------------------------
+  // Alice watches the channel to see Sam's join and leave.
+  await subscribe(newSubscription(A.client, A.log, 'chat:server'), A.log);
   const S = newClient('sam', { token: token({ sub: 'sam', channels: ['chat:server'] }) });
   clients.push(S.client);
-  await connect(S.client, S.log);
+  const samClient = await connect(S.client, S.log);
   const serverSub = await S.log.wait(
     'server-side subscription',
     (e) => e.ev === 'server_subscribed' && e.channel === 'chat:server',
@@ -106,8 +108,15 @@ run(async () => {
     pubView(await S.log.wait('server-side publication', (e) => e.ev === 'server_pub', sMark)),
   ];
 
-  // Offline gap on a server-side subscription: recovered through the connect command.
+  // Offline gap on a server-side subscription: recovered through the connect command. Alice
+  // seeing Sam's leave shows the server has dropped his connection before the publications.
+  const samLeaveMark = A.log.mark();
   S.client.disconnect();
+  await A.log.wait(
+    "sam's leave",
+    (e) => e.ev === 'leave' && e.channel === 'chat:server' && e.info.client === samClient,
+    samLeaveMark,
+  );
   for (const n of [2, 3]) {
     await api('publish', { channel: 'chat:server', data: { n } });
   }

@@ -248,6 +248,19 @@ def new_subscription(
     return client.new_subscription(channel, events=SubscriptionEvents(log, channel), **options)
 
 
+def record_pings(client: centrifuge.Client, log: Log) -> None:
+    """Records each server ping the SDK handles as {ev: "ping"} (wraps the SDK's private ping
+    handler, which answers with a pong; the SDK version is pinned). A second ping after a pong
+    timeout shorter than the interval proves the server accepted the first pong."""
+    handle = client._handle_ping
+
+    async def wrapped() -> None:
+        log.push({"ev": "ping"})
+        await handle()
+
+    client._handle_ping = wrapped  # type: ignore[method-assign]
+
+
 async def connect(client: centrifuge.Client, log: Log) -> str:
     """Connects and waits for `connected`; returns the client id."""
     start = log.mark()

@@ -24,6 +24,7 @@ from interop_common import (
     dec,
     new_client,
     new_subscription,
+    record_pings,
     reply_error,
     run,
     subscribe,
@@ -54,6 +55,7 @@ async def main() -> Dict[str, Any]:
     try:
         a, a_log = new_client("py-alice", token=token({"sub": "py-alice"}))
         clients.append(a)
+        record_pings(a, a_log)
         a_client = await connect(a, a_log)
         out["a"] = {"client_id_len": len(a_client)}
 
@@ -116,23 +118,16 @@ async def main() -> Dict[str, Any]:
             ],
         }
 
-        # Bob leaves.
-        mark = a_log.mark()
-        await b.disconnect()
-        leave = await a_log.wait(
-            "bob's leave",
-            lambda e: e["ev"] == "leave" and e["info"]["client"] == b_client,
-            mark,
-        )
-        out["leave"] = {"user": leave["info"]["user"]}
-        stats = await sub_a.presence_stats()
-        out["presence_stats_after_leave"] = {
-            "num_clients": stats.num_clients,
-            "num_users": stats.num_users,
-        }
-
-        # Recovery: Alice goes offline, cent publishes twice, Alice comes back.
+        # Recovery: Alice goes offline, cent publishes twice, Alice comes back. Bob seeing
+        # Alice's leave shows the server has dropped her connection before the publications.
+        b_mark = b_log.mark()
         await a.disconnect()
+        a_leave = await b_log.wait(
+            "alice's leave",
+            lambda e: e["ev"] == "leave" and e["info"]["client"] == a_client,
+            b_mark,
+        )
+        out["b_saw_a_leave"] = a_leave["info"]["user"]
         out["offline_offsets"] = []
         for n in (3, 4):
             r = await api.publish(
@@ -159,6 +154,27 @@ async def main() -> Dict[str, Any]:
             pub_view(e, a_client)
             for e in await a_log.wait_count("recovered + live publications", is_pub, 3, mark)
         ]
+
+        # Bob (subscribed since after the first two) saw the other three once.
+        out["b_offsets"] = [
+            e["offset"] for e in await b_log.wait_count("bob's publications", is_pub, 3)
+        ]
+        out["b_offsets_total"] = len(b_log.since(0, is_pub))
+
+        # Bob leaves.
+        mark = a_log.mark()
+        await b.disconnect()
+        leave = await a_log.wait(
+            "bob's leave",
+            lambda e: e["ev"] == "leave" and e["info"]["client"] == b_client,
+            mark,
+        )
+        out["leave"] = {"user": leave["info"]["user"]}
+        stats = await sub_a.presence_stats()
+        out["presence_stats_after_leave"] = {
+            "num_clients": stats.num_clients,
+            "num_users": stats.num_users,
+        }
 
         # Refused subscriptions and calls.
         for key, channel in (("unknown_namespace", "nope:py"), ("permission_denied", "locked:py")):
@@ -207,6 +223,17 @@ async def main() -> Dict[str, Any]:
         await f.connect()
         ev = await f_log.wait("disconnected", lambda ev: ev["ev"] == "disconnected")
         out["invalid_token"] = {"code": ev["code"], "reason": ev["reason"], "state": f.state.value}
+
+        # Pings (every 2 s, pong timeout 1 s) answered by the SDK's pongs keep Alice connected.
+        mark = a_log.mark()
+        await a_log.wait_count("server pings", lambda ev: ev["ev"] == "ping", 2, mark, timeout=8.0)
+        out["after_pings"] = {
+            "state": a.state.value,
+            "events": [
+                {"ev": ev["ev"], "code": ev.get("code")}
+                for ev in a_log.since(mark, lambda ev: ev["ev"] in ("connecting", "disconnected"))
+            ],
+        }
 
         out["a_unexpected"] = [
             {"ev": ev["ev"], "code": ev.get("code")}

@@ -18,12 +18,15 @@ pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// * `locked:*` — no permissions at all;
 /// * no namespace — subscribe for clients, publish for subscribers, no history or presence.
 ///
-/// `client.expired_close_delay` is 1 s so the connection-refresh scenario is quick.
+/// `client.expired_close_delay` is 1 s so the connection-refresh scenario is quick, and pings go
+/// every 2 s with a 1 s pong timeout so the longer scenarios see the SDKs' pongs accepted.
 pub fn base_config(secret: &str, api_key: &str) -> Value {
     json!({
         "client": {
             "token": {"hmac_secret_key": secret},
-            "expired_close_delay": "1s"
+            "expired_close_delay": "1s",
+            "ping_interval": "2s",
+            "pong_timeout": "1s"
         },
         "http_api": {"key": api_key},
         "channel": {
