@@ -1,0 +1,586 @@
+//! The REST API against a real Postgres database per test: accounts and tokens, projects and
+//! their endpoints, API keys shown once, namespace validation, config versions, secret
+//! rotation, audit, isolation between accounts, and the OpenAPI document.
+
+use std::sync::Arc;
+
+use rotor_control_plane::settings::Settings;
+use rotor_control_plane::state::AppState;
+use rotor_e2e::TestDatabase;
+use serde_json::{json, Value};
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    pool: sqlx::PgPool,
+    _db: TestDatabase,
+}
+
+impl Api {
+    async fn start() -> Self {
+        let db = TestDatabase::create().await.unwrap();
+        let pool = rotor_control_plane::db::connect_and_migrate(db.url())
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut settings = Settings::from_env();
+        settings.public_url = "https://rotor.example".into();
+        let state = AppState {
+            pool: pool.clone(),
+            settings: Arc::new(settings),
+            reconcile: Arc::new(tokio::sync::Notify::new()),
+        };
+        let app = rotor_control_plane::app::public_app(state);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            pool,
+            _db: db,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Signs up and returns a management token.
+    async fn account(&self, email: &str) -> String {
+        let (s, _) = self
+            .call(
+                "POST",
+                "/v1/signup",
+                None,
+                Some(json!({"email": email, "password": "a long password"})),
+            )
+            .await;
+        assert_eq!(s, 201);
+        let (s, b) = self
+            .call(
+                "POST",
+                "/v1/tokens",
+                None,
+                Some(json!({"email": email, "password": "a long password", "name": "test"})),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        b["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn project(&self, token: &str, name: &str) -> Value {
+        let (s, b) = self
+            .call(
+                "POST",
+                "/v1/projects",
+                Some(token),
+                Some(json!({"name": name})),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        b
+    }
+
+    async fn version(&self, project: &str) -> i64 {
+        sqlx::query_scalar("SELECT config_version FROM projects WHERE id = $1")
+            .bind(project)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn signup_and_tokens_refuse_bad_input_and_do_not_reveal_which_part_was_wrong() {
+    let api = Api::start().await;
+    let (s, b) = api
+        .call(
+            "POST",
+            "/v1/signup",
+            None,
+            Some(json!({"email": "x", "password": "a long password"})),
+        )
+        .await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("email")));
+    let (s, b) = api
+        .call(
+            "POST",
+            "/v1/signup",
+            None,
+            Some(json!({"email": "a@b.co", "password": "short"})),
+        )
+        .await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("password")));
+    api.account("Ann@Example.com").await;
+    let (s, _) = api
+        .call(
+            "POST",
+            "/v1/signup",
+            None,
+            Some(json!({"email": "ann@example.com", "password": "a long password"})),
+        )
+        .await;
+    assert_eq!(s, 409);
+    let (s1, wrong_pw) = api
+        .call(
+            "POST",
+            "/v1/tokens",
+            None,
+            Some(json!({"email": "ann@example.com", "password": "not the password", "name": "x"})),
+        )
+        .await;
+    let (s2, no_user) = api
+        .call(
+            "POST",
+            "/v1/tokens",
+            None,
+            Some(json!({"email": "bob@example.com", "password": "not the password", "name": "x"})),
+        )
+        .await;
+    assert_eq!((s1, s2), (401, 401));
+    assert_eq!(wrong_pw, no_user);
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM accounts")
+        .fetch_one(&api.pool)
+        .await
+        .unwrap();
+    assert!(hash.starts_with("$argon2id$"));
+    let (s, _) = api
+        .call("GET", "/v1/projects", Some("rtr_nope"), None)
+        .await;
+    assert_eq!(s, 401);
+    let (s, _) = api.call("GET", "/v1/projects", None, None).await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test]
+async fn management_tokens_are_stored_hashed_and_can_be_revoked() {
+    let api = Api::start().await;
+    let token = api.account("a@example.com").await;
+    let stored: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM management_tokens")
+        .fetch_all(&api.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        vec![rotor_control_plane::secrets::sha256_hex(&token)]
+    );
+    let (_, list) = api.call("GET", "/v1/tokens", Some(&token), None).await;
+    let id = list["tokens"][0]["id"].as_str().unwrap().to_owned();
+    assert!(list["tokens"][0].get("token").is_none());
+    let (s, _) = api
+        .call("DELETE", &format!("/v1/tokens/{id}"), Some(&token), None)
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = api.call("GET", "/v1/projects", Some(&token), None).await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test]
+async fn a_project_has_a_slug_endpoints_and_a_token_secret() {
+    let api = Api::start().await;
+    let token = api.account("a@example.com").await;
+    let p = api.project(&token, "My Chat App").await;
+    assert!(p["id"].as_str().unwrap().starts_with("prj_"));
+    assert_eq!(p["slug"], "my-chat-app");
+    assert_eq!(
+        p["endpoints"]["websocket"],
+        "wss://rotor.example/t/my-chat-app/connection/websocket"
+    );
+    assert_eq!(
+        p["endpoints"]["api"],
+        "https://rotor.example/t/my-chat-app/api"
+    );
+    let again = api.project(&token, "My Chat App").await;
+    assert_ne!(again["slug"], p["slug"]);
+    let id = p["id"].as_str().unwrap();
+    let (_, s) = api
+        .call(
+            "GET",
+            &format!("/v1/projects/{id}/secrets"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(s["token_hmac_secret"].as_str().unwrap().len(), 64);
+    let (s, b) = api
+        .call(
+            "POST",
+            "/v1/projects",
+            Some(&token),
+            Some(json!({"name": ""})),
+        )
+        .await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("name")));
+    let (s, _) = api
+        .call("DELETE", &format!("/v1/projects/{id}"), Some(&token), None)
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = api
+        .call("GET", &format!("/v1/projects/{id}"), Some(&token), None)
+        .await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn another_accounts_project_is_a_404_everywhere() {
+    let api = Api::start().await;
+    let alice = api.account("alice@example.com").await;
+    let bob = api.account("bob@example.com").await;
+    let p = api.project(&alice, "alice app").await;
+    let id = p["id"].as_str().unwrap();
+    for (method, path, body) in [
+        ("GET", format!("/v1/projects/{id}"), None),
+        (
+            "PATCH",
+            format!("/v1/projects/{id}"),
+            Some(json!({"name": "stolen"})),
+        ),
+        ("DELETE", format!("/v1/projects/{id}"), None),
+        ("GET", format!("/v1/projects/{id}/secrets"), None),
+        (
+            "POST",
+            format!("/v1/projects/{id}/secrets/rotate"),
+            Some(json!({})),
+        ),
+        ("GET", format!("/v1/projects/{id}/api-keys"), None),
+        (
+            "POST",
+            format!("/v1/projects/{id}/api-keys"),
+            Some(json!({"name": "k"})),
+        ),
+        ("GET", format!("/v1/projects/{id}/namespaces"), None),
+        (
+            "PUT",
+            format!("/v1/projects/{id}/namespaces/chat"),
+            Some(json!({})),
+        ),
+        ("GET", format!("/v1/projects/{id}/audit"), None),
+        ("GET", "/v1/projects/prj_doesnotexist".to_owned(), None),
+        ("GET", "/v1/projects/key_wrongkind".to_owned(), None),
+    ] {
+        let (s, b) = api.call(method, &path, Some(&bob), body).await;
+        assert_eq!(s, 404, "{method} {path}: {b}");
+        assert_eq!(b["error"]["code"], "not_found");
+    }
+    let (_, list) = api.call("GET", "/v1/projects", Some(&bob), None).await;
+    assert_eq!(list["projects"], json!([]));
+    assert_eq!(api.version(id).await, 1, "nothing changed");
+}
+
+#[tokio::test]
+async fn api_keys_are_shown_once_and_stored_only_as_hashes() {
+    let api = Api::start().await;
+    let token = api.account("a@example.com").await;
+    let p = api.project(&token, "keys").await;
+    let id = p["id"].as_str().unwrap();
+    let (s, k) = api
+        .call(
+            "POST",
+            &format!("/v1/projects/{id}/api-keys"),
+            Some(&token),
+            Some(json!({"name": "backend"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let key = k["key"].as_str().unwrap();
+    assert!(key.starts_with("rk_"));
+    let stored: String = sqlx::query_scalar("SELECT key_hash FROM api_keys")
+        .fetch_one(&api.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, rotor_control_plane::secrets::sha256_hex(key));
+    let (_, list) = api
+        .call(
+            "GET",
+            &format!("/v1/projects/{id}/api-keys"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(list["api_keys"][0]["name"], "backend");
+    assert!(list["api_keys"][0].get("key").is_none());
+    let kid = k["id"].as_str().unwrap();
+    let (s, _) = api
+        .call(
+            "DELETE",
+            &format!("/v1/projects/{id}/api-keys/{kid}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = api
+        .call(
+            "DELETE",
+            &format!("/v1/projects/{id}/api-keys/{kid}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn namespaces_are_validated_field_by_field_and_each_change_bumps_the_version_once() {
+    let api = Api::start().await;
+    let token = api.account("a@example.com").await;
+    let p = api.project(&token, "ns").await;
+    let id = p["id"].as_str().unwrap();
+    let v0 = api.version(id).await;
+    let path = format!("/v1/projects/{id}/namespaces/chat");
+    let (s, b) = api
+        .call(
+            "PUT",
+            &path,
+            Some(&token),
+            Some(json!({"history_size": 10})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (400, Some("history_ttl")),
+        "{b}"
+    );
+    let (s, b) = api
+        .call("PUT", &path, Some(&token), Some(json!({"presense": true})))
+        .await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("presense")));
+    let (s, b) = api
+        .call(
+            "PUT",
+            &path,
+            Some(&token),
+            Some(json!({"history_ttl": "5 days"})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (400, Some("history_ttl"))
+    );
+    let (s, b) = api
+        .call(
+            "PUT",
+            &format!("/v1/projects/{id}/namespaces/x"),
+            Some(&token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("name")));
+    assert_eq!(api.version(id).await, v0, "refused changes do not bump");
+
+    let (s, b) = api
+        .call(
+            "PUT",
+            &path,
+            Some(&token),
+            Some(json!({"presence": true, "history_size": 10, "history_ttl": "300s"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["history_ttl"], "5m0s");
+    assert_eq!(api.version(id).await, v0 + 1);
+    let (s, b) = api
+        .call("PUT", &path, Some(&token), Some(json!({"presence": false})))
+        .await;
+    assert_eq!(s, 200);
+    assert!(b.get("presence").is_none(), "defaults are omitted");
+    assert_eq!(api.version(id).await, v0 + 2);
+    let (_, list) = api
+        .call(
+            "GET",
+            &format!("/v1/projects/{id}/namespaces"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(list["namespaces"].as_array().unwrap().len(), 1);
+    let (s, _) = api.call("DELETE", &path, Some(&token), None).await;
+    assert_eq!(s, 204);
+    assert_eq!(api.version(id).await, v0 + 3);
+    let (s, _) = api.call("GET", &path, Some(&token), None).await;
+    assert_eq!(s, 404);
+    let (_, audit) = api
+        .call(
+            "GET",
+            &format!("/v1/projects/{id}/audit"),
+            Some(&token),
+            None,
+        )
+        .await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            "namespace.delete",
+            "namespace.update",
+            "namespace.create",
+            "project.create"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn rotating_the_secret_keeps_the_old_one_only_with_a_grace_period() {
+    let api = Api::start().await;
+    let token = api.account("a@example.com").await;
+    let p = api.project(&token, "rot").await;
+    let id = p["id"].as_str().unwrap();
+    let (_, first) = api
+        .call(
+            "GET",
+            &format!("/v1/projects/{id}/secrets"),
+            Some(&token),
+            None,
+        )
+        .await;
+    let (_, second) = api
+        .call(
+            "POST",
+            &format!("/v1/projects/{id}/secrets/rotate"),
+            Some(&token),
+            Some(json!({"grace_seconds": 300})),
+        )
+        .await;
+    assert_ne!(first["token_hmac_secret"], second["token_hmac_secret"]);
+    let (config, _) = rotor_control_plane::tenant::compile(
+        &api.pool,
+        &rotor_control_plane::ids::ProjectId(id.to_owned()),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        config.client.token.hmac_secret_key,
+        second["token_hmac_secret"].as_str().unwrap()
+    );
+    assert_eq!(
+        config.client.token.hmac_previous_secret_key,
+        first["token_hmac_secret"].as_str().unwrap()
+    );
+    let (_, third) = api
+        .call(
+            "POST",
+            &format!("/v1/projects/{id}/secrets/rotate"),
+            Some(&token),
+            None,
+        )
+        .await;
+    let (config, version) = rotor_control_plane::tenant::compile(
+        &api.pool,
+        &rotor_control_plane::ids::ProjectId(id.to_owned()),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        config.client.token.hmac_secret_key,
+        third["token_hmac_secret"].as_str().unwrap()
+    );
+    assert!(
+        config.client.token.hmac_previous_secret_key.is_empty(),
+        "no grace: old tokens stop at once"
+    );
+    assert_eq!(config.rotor.config_version as i64, version);
+    let audit: Vec<Value> =
+        sqlx::query_scalar("SELECT after FROM audit_log WHERE action = 'secret.rotate'")
+            .fetch_all(&api.pool)
+            .await
+            .unwrap();
+    let text = serde_json::to_string(&audit).unwrap();
+    assert!(
+        !text.contains(third["token_hmac_secret"].as_str().unwrap()),
+        "no secrets in the audit log"
+    );
+}
+
+#[tokio::test]
+async fn settings_are_validated_and_compiled_into_the_tenant_config() {
+    let api = Api::start().await;
+    let token = api.account("a@example.com").await;
+    let p = api.project(&token, "settings").await;
+    let id = p["id"].as_str().unwrap();
+    let (s, b) = api
+        .call(
+            "PATCH",
+            &format!("/v1/projects/{id}"),
+            Some(&token),
+            Some(json!({"settings": {"colour": 1}})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (400, Some("settings.colour"))
+    );
+    let (s, b) = api
+        .call(
+            "PATCH",
+            &format!("/v1/projects/{id}"),
+            Some(&token),
+            Some(json!({"status": "paused"})),
+        )
+        .await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("status")));
+    let settings = json!({"allowed_origins": ["https://app.example.com"], "without_namespace": {"allow_subscribe_for_client": true}});
+    let (s, b) = api
+        .call(
+            "PATCH",
+            &format!("/v1/projects/{id}"),
+            Some(&token),
+            Some(json!({"settings": settings, "status": "suspended"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["status"], "suspended");
+    let (config, _) = rotor_control_plane::tenant::compile(
+        &api.pool,
+        &rotor_control_plane::ids::ProjectId(id.to_owned()),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        config.client.allowed_origins,
+        vec!["https://app.example.com"]
+    );
+    assert!(config.channel.without_namespace.allow_subscribe_for_client);
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_and_every_channel_option() {
+    let api = Api::start().await;
+    let (s, doc) = api.call("GET", "/v1/openapi.json", None, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/v1/projects/{id}/namespaces/{name}"]["put"].is_object());
+    let props = doc["components"]["schemas"]["ChannelOptions"]["properties"]
+        .as_object()
+        .unwrap();
+    for name in rotor_tenant_config::CHANNEL_OPTION_NAMES {
+        assert!(props.contains_key(*name), "{name} missing");
+    }
+}
