@@ -326,3 +326,59 @@ async fn centrifuge_js_protobuf_subscriptions() -> Result<()> {
     subscriptions("protobuf").await?;
     Ok(())
 }
+
+/// A JSON and a Protobuf client on one channel see every publication in their own encoding;
+/// `send` closes with 3508.
+#[tokio::test]
+async fn centrifuge_js_json_and_protobuf_clients_share_a_channel() -> Result<()> {
+    let server = Server::start().await?;
+    let out = server
+        .run(ClientScript::node("js_mixed.mjs"), "json")
+        .await?;
+
+    expect(&out, "api_status", json!(200));
+    expect(&out, "api_offset", json!(3));
+    let values = json!([
+        {"from": "json", "s": "é\u{2028}"},
+        {"from": "pb", "x": [1, 2]},
+        {"from": "api", "nl": "a\nb"}
+    ]);
+    expect(
+        &out,
+        "json_client",
+        json!([
+            {"data": values[0], "offset": 1, "user": "jay"},
+            {"data": values[1], "offset": 2, "user": "pat"},
+            {"data": values[2], "offset": 3, "user": null}
+        ]),
+    );
+    // The Protobuf client gets the payload bytes as published, newlines included.
+    let texts = [
+        "{\"from\":\"json\",\"s\":\"é\u{2028}\"}",
+        "{\"from\":\"pb\",\"x\":[1,2]}",
+        "{\n  \"from\": \"api\",\n  \"nl\": \"a\\nb\"\n}",
+    ];
+    expect(
+        &out,
+        "protobuf_client",
+        json!([
+            {"text": texts[0], "offset": 1, "user": "jay"},
+            {"text": texts[1], "offset": 2, "user": "pat"},
+            {"text": texts[2], "offset": 3, "user": null}
+        ]),
+    );
+    expect(&out, "api_bytes_unchanged_for_protobuf", json!(true));
+    expect(&out, "json_history", values);
+    expect(
+        &out,
+        "protobuf_history",
+        json!([[texts[0], 1], [texts[1], 2], [texts[2], 3]]),
+    );
+    expect(
+        &out,
+        "send",
+        json!({"code": 3508, "reason": "not available", "state": "disconnected"}),
+    );
+    expect(&out, "protobuf_client_state", json!("connected"));
+    Ok(())
+}

@@ -36,8 +36,10 @@ const TIMEOUT_MS = Number(process.env.ROTOR_TIMEOUT_MS || 15000);
 /** Longest single wait for an event or a reply. */
 export const WAIT_MS = 5000;
 
-const { Centrifuge } =
-  FORMAT === 'protobuf' ? await import('centrifuge/build/protobuf') : await import('centrifuge');
+const SDK = {
+  json: (await import('centrifuge')).Centrifuge,
+  protobuf: (await import('centrifuge/build/protobuf')).Centrifuge,
+};
 
 const deadline = setTimeout(() => fail(`scenario did not finish within ${TIMEOUT_MS} ms`), TIMEOUT_MS);
 
@@ -70,21 +72,21 @@ export function nowSeconds() {
   return Math.floor(Date.now() / 1000);
 }
 
-/** Encodes a JSON value as this format's publication payload. */
-export function enc(value) {
+/** Encodes a JSON value as the publication payload of `format` (ROTOR_FORMAT by default). */
+export function enc(value, format = FORMAT) {
   const text = JSON.stringify(value);
-  return FORMAT === 'protobuf' ? new TextEncoder().encode(text) : value;
+  return format === 'protobuf' ? new TextEncoder().encode(text) : value;
 }
 
-/** Decodes a publication payload back to a JSON value. */
+/**
+ * Decodes a publication payload back to a JSON value: the Protobuf build hands over bytes (JSON
+ * text here), the JSON build the value itself.
+ */
 export function dec(data) {
-  if (FORMAT !== 'protobuf') {
-    return data;
+  if (data instanceof Uint8Array) {
+    return JSON.parse(new TextDecoder().decode(data));
   }
-  if (!(data instanceof Uint8Array)) {
-    throw new Error(`protobuf payload is not a Uint8Array: ${typeof data} ${JSON.stringify(data)}`);
-  }
-  return JSON.parse(new TextDecoder().decode(data));
+  return data;
 }
 
 /**
@@ -173,12 +175,12 @@ function infoOf(info) {
 }
 
 /**
- * A centrifuge-js client whose client-level events go to `log` as
- * {ev: connecting|connected|disconnected|error, …}.
+ * A centrifuge-js client (the `format` build, ROTOR_FORMAT by default) whose client-level events
+ * go to `log` as {ev: connecting|connected|disconnected|error|server_*, …}.
  */
-export function newClient(name, options = {}) {
+export function newClient(name, options = {}, format = FORMAT) {
   const log = new Log(name);
-  const client = new Centrifuge(WS_URL, {
+  const client = new SDK[format](WS_URL, {
     websocket: WebSocket,
     name: 'rotor-interop',
     minReconnectDelay: 50,
