@@ -1,5 +1,5 @@
-# Rotor's developer commands. `make test` is what CI runs (.ci/run); `make run` starts a data
-# plane from config/example.json. Both start local Postgres and Redis first when needed.
+# Rotor's developer commands. `make test` is what CI runs (.ci/run); `make run` starts the
+# control plane with a demo project. Both start local Postgres and Redis first when needed.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -11,13 +11,19 @@ export REDIS_URL ?= redis://127.0.0.1:6379
 CARGO ?= cargo
 NEXTEST_PROFILE ?= default
 
-.PHONY: test run fmt fmt-check lint build build-release services test-deps nextest
+.PHONY: test run run-standalone fmt fmt-check lint build build-release services test-deps nextest
 
 ## test: start services, install test deps, then format check, clippy, build and all tests
 test: services test-deps fmt-check lint build nextest
 
-## run: build release binaries and start a data plane from config/example.json
+RUN_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/rotor
+
+## run: build release binaries and start Rotor (control plane, edge, dashboard) with a demo project
 run: services build-release
+	DATABASE_URL="$(RUN_DATABASE_URL)" target/release/rotor-control-plane serve --demo
+
+## run-standalone: one data plane from config/example.json, without the control plane
+run-standalone: services build-release
 	target/release/rotor-data-plane --config config/example.json
 
 ## services: make sure Postgres and Redis answer locally (see scripts/ensure-services.sh)

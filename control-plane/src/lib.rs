@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod db;
+pub mod demo;
 pub mod edge;
 pub mod ids;
 pub mod reconciler;

@@ -23,7 +23,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the control plane (edge, REST API, dashboard, tenant supervisor).
-    Serve,
+    Serve {
+        /// Also create (or reuse) a demo account and project and print how to use them.
+        #[arg(long)]
+        demo: bool,
+    },
 }
 
 #[tokio::main]
@@ -37,11 +41,11 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Serve => serve().await,
+        Command::Serve { demo } => serve(demo).await,
     }
 }
 
-async fn serve() -> anyhow::Result<()> {
+async fn serve(demo: bool) -> anyhow::Result<()> {
     let settings = Arc::new(Settings::from_env());
     let pool = db::connect_and_migrate(&settings.database_url)
         .await
@@ -59,6 +63,12 @@ async fn serve() -> anyhow::Result<()> {
     let routes = Arc::new(RouteTable::default());
     let stop = CancellationToken::new();
 
+    if demo {
+        let demo = rotor_control_plane::demo::ensure(&state)
+            .await
+            .context("demo project")?;
+        println!("{}", demo.describe(&settings.public_url));
+    }
     let reconciler = Reconciler::new(state.clone(), driver, routes.clone());
     let reconcile_task = tokio::spawn(reconciler.run(stop.clone()));
 

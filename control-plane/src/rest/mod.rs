@@ -2,11 +2,11 @@
 //! provider and the dashboard's JavaScript. One error type turns into one response shape:
 //! `{"error": {"code", "message", "field"?}}`.
 
-mod accounts;
+pub mod accounts;
 mod auth;
-mod namespaces;
+pub mod namespaces;
 mod openapi;
-mod projects;
+pub mod projects;
 mod util;
 
 use axum::http::StatusCode;

@@ -1,0 +1,137 @@
+//! The demo tenant `make run` starts with: an account, a project with a `chat` namespace, an API
+//! key and a connection token, printed so a newcomer can connect at once.
+
+use serde_json::json;
+
+use crate::ids::{AccountId, ProjectId};
+use crate::rest::{accounts, namespaces, projects, RestError};
+use crate::state::AppState;
+
+const EMAIL: &str = "demo@rotor.local";
+const PASSWORD: &str = "rotor-demo-password";
+const PROJECT: &str = "demo";
+
+/// What the demo consists of, for printing.
+pub struct Demo {
+    pub email: &'static str,
+    pub password: &'static str,
+    pub project_id: ProjectId,
+    pub slug: String,
+    pub websocket: String,
+    pub api: String,
+    pub api_key: String,
+    pub hmac_secret: String,
+    pub user_token: String,
+}
+
+/// Creates the demo account and project if missing; always mints a fresh API key (keys are
+/// shown only once) and a one-day connection token for user `demo-user`.
+pub async fn ensure(state: &AppState) -> anyhow::Result<Demo> {
+    let account = match accounts::create_account(state, EMAIL, PASSWORD).await {
+        Ok((id, _)) => id,
+        Err(RestError::Conflict(_)) => accounts::authenticate(state, EMAIL, PASSWORD)
+            .await
+            .map_err(|e| anyhow::anyhow!("demo account exists with another password: {e}"))?,
+        Err(e) => return Err(anyhow::anyhow!("creating demo account: {e}")),
+    };
+    let project = existing_project(state, &account).await?;
+    let project_id = match project {
+        Some(id) => id,
+        None => {
+            let p = projects::create_project(state, &account, PROJECT, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let id = ProjectId(p["id"].as_str().unwrap_or_default().to_owned());
+            let options = json!({
+                "presence": true, "join_leave": true, "force_push_join_leave": true,
+                "history_size": 100, "history_ttl": "300s", "force_recovery": true,
+                "allow_subscribe_for_client": true, "allow_publish_for_subscriber": true,
+                "allow_history_for_subscriber": true, "allow_presence_for_subscriber": true
+            });
+            namespaces::put_namespace(state, &account, &id, "chat", &options)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            id
+        }
+    };
+    let (slug,): (String,) = sqlx::query_as("SELECT slug FROM projects WHERE id = $1")
+        .bind(&project_id)
+        .fetch_one(&state.pool)
+        .await?;
+    let hmac_secret: String =
+        sqlx::query_scalar("SELECT hmac_secret FROM token_secrets WHERE project_id = $1")
+            .bind(&project_id)
+            .fetch_one(&state.pool)
+            .await?;
+    let key = projects::create_api_key(
+        state,
+        &account,
+        &project_id,
+        &format!(
+            "make run {}",
+            chrono::Utc::now().format("%Y-%m-%d %H:%M:%S")
+        ),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let exp = chrono::Utc::now().timestamp() + 24 * 3600;
+    let user_token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": "demo-user", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(hmac_secret.as_bytes()),
+    )?;
+    Ok(Demo {
+        email: EMAIL,
+        password: PASSWORD,
+        websocket: format!(
+            "{}/t/{slug}/connection/websocket",
+            state.settings.public_ws_url()
+        ),
+        api: format!("{}/t/{slug}/api", state.settings.public_url),
+        project_id,
+        slug,
+        api_key: key["key"].as_str().unwrap_or_default().to_owned(),
+        hmac_secret,
+        user_token,
+    })
+}
+
+async fn existing_project(
+    state: &AppState,
+    account: &AccountId,
+) -> anyhow::Result<Option<ProjectId>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM projects WHERE account_id = $1 AND name = $2 ORDER BY created_at LIMIT 1",
+    )
+    .bind(account)
+    .bind(PROJECT)
+    .fetch_optional(&state.pool)
+    .await?)
+}
+
+impl Demo {
+    /// A human-readable summary with copy-paste examples.
+    pub fn describe(&self, public_url: &str) -> String {
+        format!(
+            "\nRotor is running at {public_url}\n\n\
+             Demo account   {email} / {password}\n\
+             Demo project   {slug} ({id})\n\
+             WebSocket      {ws}\n\
+             Server API     {api}\n\
+             API key        {key}\n\
+             Token secret   {secret}\n\
+             User token     {token}   (user demo-user, valid 24 h)\n\n\
+             Publish:  curl -s -X POST {api}/publish -H 'X-API-Key: {key}' -d '{{\"channel\":\"chat:lobby\",\"data\":{{\"text\":\"hello\"}}}}'\n\
+             REST API: curl -s -X POST {public_url}/v1/tokens -H 'Content-Type: application/json' -d '{{\"email\":\"{email}\",\"password\":\"{password}\",\"name\":\"cli\"}}'\n",
+            email = self.email,
+            password = self.password,
+            slug = self.slug,
+            id = self.project_id,
+            ws = self.websocket,
+            api = self.api,
+            key = self.api_key,
+            secret = self.hmac_secret,
+            token = self.user_token,
+        )
+    }
+}
