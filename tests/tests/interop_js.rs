@@ -301,6 +301,22 @@ async fn subscriptions(format: &str) -> Result<Value> {
             "bob_unsubscribed": [0]
         }),
     );
+    // History removed during the gap: the SDK learns it was not recovered, and gets the top.
+    expect(&out, "history_remove", json!({"result": {}}));
+    expect(
+        &out,
+        "unrecovered",
+        json!({"wasRecovering": true, "recovered": false, "hasRecoveredPublications": false,
+               "offset": 2}),
+    );
+    expect(&out, "idempotent_publishes", json!([3, 3]));
+    expect(&out, "after_gap", json!([[3, 3], [4, 4]]));
+    expect(&out, "api_refresh", json!({"result": {}}));
+    expect(
+        &out,
+        "api_refresh_close",
+        json!({"ev": "connecting", "code": 3005, "reason": "connection expired"}),
+    );
     expect(
         &out,
         "sub_token_wrong_channel",

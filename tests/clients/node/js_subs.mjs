@@ -2,8 +2,10 @@
 // (getToken, expired → 109 → fresh token, wrong secret → 103, wrong channel → close 3500),
 // server-side subscriptions from the connection token's `channels` claim (publications and
 // recovery through the connect command), server-side subscribe/unsubscribe through the API,
-// client unsubscribe (leave, presence), history with a stale epoch (112), and — JSON only — a
-// binary publication reaching a JSON connection (close 3506).
+// client unsubscribe (leave, presence), history with a stale epoch (112), recovery after a gap
+// that history no longer covers (recovered: false), idempotent API publishes, an API refresh
+// expiring a connection (3005), and — JSON only — a binary publication reaching a JSON
+// connection (close 3506).
 //
 // Needs the same config as js_core.mjs (see tests/tests/interop/mod.rs).
 //
@@ -188,6 +190,56 @@ run(async () => {
     bob_sub_state: subB.state,
     bob_unsubscribed: B.log.since(0, (e) => e.ev === 'unsubscribed').map((e) => e.code),
   };
+
+  // --- A gap recovery cannot fill (history removed meanwhile), idempotent API publishes, and an
+  // API refresh that expires the connection ---------------------------------------------------
+  const GONE = 'chat:gone';
+  await subscribe(newSubscription(A.client, A.log, GONE), A.log);
+  const R = newClient('rita', { token: token({ sub: 'rita' }) });
+  clients.push(R.client);
+  const ritaClient = await connect(R.client, R.log);
+  await subscribe(newSubscription(R.client, R.log, GONE), R.log);
+  const isGonePub = (e) => e.ev === 'pub' && e.channel === GONE;
+  await api('publish', { channel: GONE, data: { n: 1 } });
+  await R.log.wait('first publication', isGonePub);
+  const ritaLeaveMark = A.log.mark();
+  R.client.disconnect();
+  await A.log.wait(
+    "rita's leave",
+    (e) => e.ev === 'leave' && e.channel === GONE && e.info.client === ritaClient,
+    ritaLeaveMark,
+  );
+  await api('publish', { channel: GONE, data: { n: 2 } });
+  out.history_remove = await api('history_remove', { channel: GONE });
+  const rMark = R.log.mark();
+  R.client.connect();
+  const unrecovered = await R.log.wait(
+    'resubscribe after the gap',
+    (e) => e.ev === 'subscribed' && e.channel === GONE,
+    rMark,
+  );
+  out.unrecovered = {
+    wasRecovering: unrecovered.wasRecovering,
+    recovered: unrecovered.recovered,
+    hasRecoveredPublications: unrecovered.hasRecoveredPublications,
+    offset: unrecovered.offset,
+  };
+  out.idempotent_publishes = [];
+  for (const n of [3, 3]) {
+    const r = await api('publish', { channel: GONE, data: { n }, idempotency_key: 'once' });
+    out.idempotent_publishes.push(r.result ? r.result.offset : r);
+  }
+  await api('publish', { channel: GONE, data: { n: 4 } });
+  await R.log.wait('last publication', (e) => isGonePub(e) && e.data.n === 4, rMark);
+  out.after_gap = R.log.since(rMark, isGonePub).map((e) => [e.data.n, e.offset]);
+  const expireMark = R.log.mark();
+  out.api_refresh = await api('refresh', { user: 'rita', expired: true });
+  const expired = await R.log.wait(
+    'close of the expired connection',
+    (e) => (e.ev === 'connecting' && e.code !== 0) || e.ev === 'disconnected',
+    expireMark,
+  );
+  out.api_refresh_close = { ev: expired.ev, code: expired.code, reason: expired.reason };
 
   // --- A wrong-channel subscription token closes the connection (3500) ------------------------
   const W = newClient('walt', { token: token({ sub: 'walt' }) });
