@@ -11,7 +11,8 @@ use rotor_e2e::ClientScript;
 use serde_json::json;
 
 /// centrifuge-python: connect, subscribe, receive from cent and from the client, join/leave,
-/// presence, history, recovery after a gap, 102/103/109/3500.
+/// presence, history, recovery after a gap, 102/103/109/3500, connection refresh (3005 without
+/// it) and pings answered with pongs.
 async fn sdk_flow(format: &str) -> Result<()> {
     let server = Server::start().await?;
     let out = server
@@ -118,6 +119,17 @@ async fn sdk_flow(format: &str) -> Result<()> {
         &out,
         "invalid_token",
         json!({"code": 3500, "reason": "invalid token", "state": "disconnected"}),
+    );
+    expect(
+        &out,
+        "refresh",
+        json!({
+            "henry_get_token_calls": 1,
+            "henry_state": "connected",
+            "henry_events_after_connect": [],
+            "ivan_get_token_calls": 1,
+            "ivan_close": {"code": 3005, "reason": "connection expired"}
+        }),
     );
     expect(
         &out,

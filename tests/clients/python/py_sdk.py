@@ -1,7 +1,8 @@
 """centrifuge-python (asyncio) flow, over JSON or Protobuf (ROTOR_FORMAT), with publications
 from the server API through `cent`: connect, subscribe, receive, publish from the client,
-join/leave, presence, presence_stats, history, recovery after a gap, and the error paths
-(102, 103, 109 with get_token, 3500).
+join/leave, presence, presence_stats, history, recovery after a gap, the error paths
+(102, 103, 109 with get_token, 3500), connection refresh through get_token (3005 without it),
+and server pings answered with pongs.
 
 Needs a `chat` namespace with presence, join_leave + force_push_join_leave, history and
 force_recovery, subscribe/publish/history/presence allowed for subscribers, a `locked`
@@ -10,10 +11,12 @@ namespace without permissions and no `nope` namespace.
 Prints one JSON object; see tests/tests/interop_python.rs for the exact expectations.
 """
 
+import asyncio
 import time
 from typing import Any, Dict
 
 import cent
+import centrifuge
 
 from interop_common import (
     API_KEY,
@@ -224,8 +227,56 @@ async def main() -> Dict[str, Any]:
         ev = await f_log.wait("disconnected", lambda ev: ev["ev"] == "disconnected")
         out["invalid_token"] = {"code": ev["code"], "reason": ev["reason"], "state": f.state.value}
 
+        # Connection refresh. Both tokens expire in 2 s (the server closes expired connections
+        # 1 s after expiry). Henry's get_token answers, so the SDK refreshes at `ttl` and stays
+        # connected; Ivan's never answers, so the server closes him with 3005. Ivan's close
+        # proves the expiry passed, so Henry surviving it proves the refresh was applied.
+        ping_mark = a_log.mark()
+        exp = int(time.time()) + 2
+        henry_calls = []
+
+        async def henry_token() -> str:
+            henry_calls.append(1)
+            return token({"sub": "py-henry", "exp": int(time.time()) + 3600})
+
+        ivan_calls = []
+
+        async def ivan_token() -> str:
+            ivan_calls.append(1)
+            await asyncio.Event().wait()
+            return ""
+
+        h, h_log = new_client(
+            "py-henry", token=token({"sub": "py-henry", "exp": exp}), get_token=henry_token
+        )
+        i, i_log = new_client(
+            "py-ivan", token=token({"sub": "py-ivan", "exp": exp}), get_token=ivan_token
+        )
+        clients.extend([h, i])
+        await asyncio.gather(connect(h, h_log), connect(i, i_log))
+        h_mark = h_log.mark()
+        closed = await i_log.wait(
+            "close of the unrefreshed connection",
+            lambda ev: ev["ev"] == "connecting" and ev["code"] != 0,
+            timeout=8.0,
+        )
+        # One round trip after Ivan's close: the server has processed Henry's refresh by now.
+        try:
+            await h.presence_stats("chat:probe")
+        except centrifuge.ReplyError:
+            pass
+        out["refresh"] = {
+            "henry_get_token_calls": len(henry_calls),
+            "henry_state": h.state.value,
+            "henry_events_after_connect": [
+                {"ev": ev["ev"], "code": ev.get("code")} for ev in h_log.since(h_mark)
+            ],
+            "ivan_get_token_calls": len(ivan_calls),
+            "ivan_close": {"code": closed["code"], "reason": closed["reason"]},
+        }
+
         # Pings (every 2 s, pong timeout 1 s) answered by the SDK's pongs keep Alice connected.
-        mark = a_log.mark()
+        mark = ping_mark
         await a_log.wait_count("server pings", lambda ev: ev["ev"] == "ping", 2, mark, timeout=8.0)
         out["after_pings"] = {
             "state": a.state.value,
