@@ -166,23 +166,25 @@ impl Reconciler {
         self.routes.replace(routes);
     }
 
+    /// The tenant's current config and its version; failures are logged.
+    async fn compile(&self, id: &ProjectId) -> Option<(rotor_tenant_config::TenantConfig, i64)> {
+        let redis = self.state.settings.redis_url.as_deref();
+        match tenant::compile(&self.state.pool, id, redis).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(tenant = %id, error = %e, "cannot compile tenant config");
+                None
+            }
+        }
+    }
+
     async fn start(&mut self, id: &ProjectId) {
         if !self.backoff.get(id).is_none_or(Backoff::ready) {
             return;
         }
-        let (config, version) = match tenant::compile(
-            &self.state.pool,
-            id,
-            self.state.settings.redis_url.as_deref(),
-        )
-        .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(tenant = %id, error = %e, "cannot compile tenant config");
-                self.backoff.entry(id.clone()).or_default().failed();
-                return;
-            }
+        let Some((config, version)) = self.compile(id).await else {
+            self.backoff.entry(id.clone()).or_default().failed();
+            return;
         };
         let began = Instant::now();
         match self
@@ -218,18 +220,8 @@ impl Reconciler {
         let Some(running) = self.running.get(id) else {
             return;
         };
-        let (config, version) = match tenant::compile(
-            &self.state.pool,
-            id,
-            self.state.settings.redis_url.as_deref(),
-        )
-        .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(tenant = %id, error = %e, "cannot compile tenant config");
-                return;
-            }
+        let Some((config, version)) = self.compile(id).await else {
+            return;
         };
         let url = format!("http://{}/admin/config", running.record.addr);
         let began = Instant::now();
