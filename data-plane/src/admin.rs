@@ -22,6 +22,7 @@ pub fn router(token: String) -> Router<Arc<Node>> {
     Router::new()
         .route("/admin/config", put(put_config))
         .route("/admin/status", get(status))
+        .route("/admin/usage", get(usage))
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             let token = token.clone();
             async move {
@@ -86,5 +87,25 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
         "num_channels": channels,
         "num_subs": subs,
         "uptime": node.started.elapsed().as_secs(),
+    }))
+}
+
+/// Counters since the process started; the control plane turns them into per-minute usage.
+async fn usage(State(node): State<Arc<Node>>) -> Json<Value> {
+    let (clients, users) = node.registry.counts();
+    let m = &node.metrics;
+    Json(json!({
+        "node": node.id,
+        "connections": clients,
+        "users": users,
+        "connections_accepted": m.connections_accepted.get(),
+        "messages_published": m.messages_published.get(),
+        "messages_delivered": m.messages_delivered.get(),
+        "bytes_in": m.bytes_in.get(),
+        "bytes_out": m.bytes_out.get(),
+        "api_calls": m.api_calls.snapshot().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+        "errors": m.client_errors.snapshot().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+        "disconnects": m.disconnects.snapshot().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+        "namespaces": m.namespaces.snapshot(),
     }))
 }

@@ -165,9 +165,13 @@ impl Hub {
             entry.epoch = pos.epoch.clone();
         }
         let pending = entry.pending.take().unwrap_or_default();
+        let mut delivered = 0;
         for msg in pending {
-            deliver(entry, &msg, &self.metrics);
+            delivered += u64::from(deliver(entry, &msg, &self.metrics));
         }
+        self.metrics
+            .namespaces
+            .delivered(crate::metrics::namespace_of(channel), delivered);
         true
     }
 
@@ -258,8 +262,8 @@ impl Hub {
 }
 
 /// Delivers one publication to one active subscriber, enforcing stream continuity for
-/// positioned subscriptions.
-fn deliver(entry: &mut SubEntry, msg: &Arc<PubMsg>, metrics: &Metrics) {
+/// positioned subscriptions. Returns whether it was queued.
+fn deliver(entry: &mut SubEntry, msg: &Arc<PubMsg>, metrics: &Metrics) -> bool {
     let offset = msg.offset();
     if entry.flags.positioned && offset > 0 {
         if !entry.epoch.is_empty() && entry.epoch != msg.epoch {
@@ -269,10 +273,10 @@ fn deliver(entry: &mut SubEntry, msg: &Arc<PubMsg>, metrics: &Metrics) {
                 .push_control(Control::InsufficientState {
                     channel: msg.channel.clone(),
                 });
-            return;
+            return false;
         }
         if offset <= entry.last_offset {
-            return; // already delivered (recovery overlap)
+            return false; // already delivered (recovery overlap)
         }
         if offset > entry.last_offset + 1 {
             entry
@@ -281,25 +285,30 @@ fn deliver(entry: &mut SubEntry, msg: &Arc<PubMsg>, metrics: &Metrics) {
                 .push_control(Control::InsufficientState {
                     channel: msg.channel.clone(),
                 });
-            return;
+            return false;
         }
         entry.last_offset = offset;
         if entry.epoch.is_empty() {
             entry.epoch = msg.epoch.clone();
         }
     } else if offset > 0 && offset <= entry.last_offset && entry.epoch == msg.epoch {
-        return; // part of what the subscribe reply already carried
+        return false; // part of what the subscribe reply already carried
     }
     match msg.frame(entry.client.protocol) {
         Some(frame) => {
-            if entry.client.outbox.push_frame(frame) {
+            let queued = entry.client.outbox.push_frame(frame);
+            if queued {
                 metrics.messages_delivered.inc();
             }
+            queued
         }
-        None => entry
-            .client
-            .outbox
-            .close(Disconnect::INAPPROPRIATE_PROTOCOL),
+        None => {
+            entry
+                .client
+                .outbox
+                .close(Disconnect::INAPPROPRIATE_PROTOCOL);
+            false
+        }
     }
 }
 
@@ -309,12 +318,16 @@ impl BrokerEvents for Hub {
         let Some(subs) = shard.get_mut(channel) else {
             return;
         };
+        let mut delivered = 0;
         for entry in subs.subs.values_mut() {
             match &mut entry.pending {
                 Some(pending) => pending.push(msg.clone()),
-                None => deliver(entry, &msg, &self.metrics),
+                None => delivered += u64::from(deliver(entry, &msg, &self.metrics)),
             }
         }
+        self.metrics
+            .namespaces
+            .delivered(crate::metrics::namespace_of(channel), delivered);
     }
 
     fn join(&self, channel: &str, info: ClientInfo) {

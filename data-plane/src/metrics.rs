@@ -50,9 +50,68 @@ impl LabeledCounter {
     pub fn get(&self, label: &str) -> u64 {
         self.0.lock().get(label).copied().unwrap_or(0)
     }
-    fn snapshot(&self) -> Vec<(String, u64)> {
+    /// Every label with its count.
+    pub fn snapshot(&self) -> Vec<(String, u64)> {
         self.0.lock().iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
+}
+
+/// Usage of one namespace ("" = channels without a namespace).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct NamespaceUsage {
+    /// Publications from clients.
+    pub published_client: u64,
+    /// Publications through the server API.
+    pub published_api: u64,
+    /// Publications queued to subscribers.
+    pub delivered: u64,
+    /// Current subscriptions.
+    pub subscriptions: i64,
+}
+
+/// Per-namespace counters; touched once per publish or fan-out, never per delivery.
+#[derive(Debug, Default)]
+pub struct NamespaceCounters(Mutex<std::collections::HashMap<String, NamespaceUsage>>);
+
+impl NamespaceCounters {
+    fn with(&self, namespace: &str, f: impl FnOnce(&mut NamespaceUsage)) {
+        let mut map = self.0.lock();
+        match map.get_mut(namespace) {
+            Some(u) => f(u),
+            None => f(map.entry(namespace.to_owned()).or_default()),
+        }
+    }
+    /// A publication accepted into `namespace`.
+    pub fn published(&self, namespace: &str, from_client: bool) {
+        self.with(namespace, |u| {
+            if from_client {
+                u.published_client += 1
+            } else {
+                u.published_api += 1
+            }
+        });
+    }
+    /// `n` deliveries of one publication.
+    pub fn delivered(&self, namespace: &str, n: u64) {
+        if n > 0 {
+            self.with(namespace, |u| u.delivered += n);
+        }
+    }
+    /// A subscription started (+1) or ended (-1).
+    pub fn subscriptions(&self, namespace: &str, delta: i64) {
+        self.with(namespace, |u| u.subscriptions += delta);
+    }
+    /// A copy of every namespace's counters.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, NamespaceUsage> {
+        self.0.lock().iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+}
+
+/// The namespace part of a channel name for usage accounting (`chat:room` → `chat`,
+/// `$chat:room` → `chat`, `news` → "").
+pub fn namespace_of(channel: &str) -> &str {
+    let name = channel.strip_prefix('$').unwrap_or(channel);
+    name.split_once(':').map_or("", |(ns, _)| ns)
 }
 
 /// Everything this process counts.
@@ -70,6 +129,7 @@ pub struct Metrics {
     pub client_errors: LabeledCounter,
     pub disconnects: LabeledCounter,
     pub malformed_frames: Counter,
+    pub namespaces: NamespaceCounters,
 }
 
 impl Metrics {
@@ -164,6 +224,50 @@ impl Metrics {
                 let _ = writeln!(out, "rotor_{name}{{{label}=\"{k}\"}} {v}");
             }
         }
+        for (ns, u) in self.namespaces.snapshot() {
+            let _ = writeln!(
+                out,
+                "rotor_namespace_published_total{{namespace=\"{ns}\",source=\"client\"}} {}\n\
+                 rotor_namespace_published_total{{namespace=\"{ns}\",source=\"api\"}} {}\n\
+                 rotor_namespace_delivered_total{{namespace=\"{ns}\"}} {}\n\
+                 rotor_namespace_subscriptions{{namespace=\"{ns}\"}} {}",
+                u.published_client, u.published_api, u.delivered, u.subscriptions
+            );
+        }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_are_taken_from_channel_names() {
+        assert_eq!(namespace_of("chat:room"), "chat");
+        assert_eq!(namespace_of("$chat:room"), "chat");
+        assert_eq!(namespace_of("news"), "");
+    }
+
+    #[test]
+    fn namespace_counters_add_up() {
+        let m = Metrics::default();
+        m.namespaces.published("chat", true);
+        m.namespaces.published("chat", false);
+        m.namespaces.delivered("chat", 10);
+        m.namespaces.subscriptions("chat", 1);
+        let snap = m.namespaces.snapshot();
+        assert_eq!(
+            snap["chat"],
+            NamespaceUsage {
+                published_client: 1,
+                published_api: 1,
+                delivered: 10,
+                subscriptions: 1
+            }
+        );
+        assert!(m
+            .render()
+            .contains("rotor_namespace_delivered_total{namespace=\"chat\"} 10"));
     }
 }

@@ -161,8 +161,12 @@ impl Node {
         skip_history: bool,
     ) -> Result<StreamPosition, EngineError> {
         let opts = publish_options(config, rules, idempotency_key, skip_history);
+        let from_client = publication.info.is_some();
         let pos = self.broker.publish(channel, publication, &opts).await?;
         self.metrics.messages_published.inc();
+        self.metrics
+            .namespaces
+            .published(crate::metrics::namespace_of(channel), from_client);
         Ok(pos)
     }
 }

@@ -90,3 +90,51 @@ async fn admin_calls_need_the_admin_token() {
         .unwrap();
     assert_eq!(status["num_clients"], 0);
 }
+
+#[tokio::test]
+async fn usage_counts_exactly_what_was_sent_per_namespace() {
+    let s = TestServer::start(json!({})).await;
+    let (mut a, _) = Client::connected(&s.ws_url(), "a").await;
+    let (mut b, _) = Client::connected(&s.ws_url(), "b").await;
+    for c in [&mut a, &mut b] {
+        c.call(json!({"subscribe": {"channel": "chat:u"}})).await;
+    }
+    for n in 0..3 {
+        a.call(json!({"publish": {"channel": "chat:u", "data": {"n": n}}}))
+            .await;
+    }
+    let http = reqwest::Client::new();
+    for n in 0..2 {
+        let r = http
+            .post(format!("http://{}/api/publish", s.addr))
+            .header("x-api-key", "api-key")
+            .body(json!({"channel": "chat:u", "data": {"api": n}}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    // Five publications, each to two subscribers; wait until b has seen all five.
+    let mut seen = 0;
+    while seen < 5 {
+        if b.push().await.get("pub").is_some() {
+            seen += 1;
+        }
+    }
+    let usage: serde_json::Value = http
+        .get(format!("http://{}/admin/usage", s.addr))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        usage["namespaces"]["chat"],
+        json!({"published_client": 3, "published_api": 2, "delivered": 10, "subscriptions": 2})
+    );
+    assert_eq!(usage["connections"], 2);
+    assert_eq!(usage["api_calls"]["publish"], 2);
+    assert_eq!(usage["messages_published"], 5);
+}

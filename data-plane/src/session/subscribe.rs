@@ -413,6 +413,10 @@ impl Session {
         let join_leave = p.state.join_leave;
         self.subs.insert(p.channel.clone(), p.state);
         self.node.metrics.subscriptions.inc();
+        self.node
+            .metrics
+            .namespaces
+            .subscriptions(crate::metrics::namespace_of(&p.channel), 1);
         if !self
             .node
             .hub
@@ -461,6 +465,10 @@ impl Session {
             return;
         };
         self.node.metrics.subscriptions.dec();
+        self.node
+            .metrics
+            .namespaces
+            .subscriptions(crate::metrics::namespace_of(channel), -1);
         if self.node.hub.remove(channel, &self.handle.id) {
             if let Err(e) = self.node.broker.unsubscribe(channel).await {
                 tracing::warn!(%channel, error = %e, "engine unsubscribe failed");
