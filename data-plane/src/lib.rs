@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod engine;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod protocol;

@@ -116,6 +116,8 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     pub registry: Registry,
     pub shutdown: CancellationToken,
+    /// The plan's publication rate limit.
+    pub publish_limiter: crate::limits::PublishLimiter,
 }
 
 impl Node {
@@ -135,6 +137,7 @@ impl Node {
             metrics,
             registry: Registry::default(),
             shutdown: CancellationToken::new(),
+            publish_limiter: Default::default(),
         });
         // Expired streams are dropped once a minute so memory follows retention.
         let token = node.shutdown.clone();
@@ -159,7 +162,16 @@ impl Node {
         publication: Publication,
         idempotency_key: Option<String>,
         skip_history: bool,
-    ) -> Result<StreamPosition, EngineError> {
+    ) -> Result<StreamPosition, PublishError> {
+        let limits = &config.tenant.rotor;
+        if limits.max_publication_size > 0
+            && publication.data.len() > limits.max_publication_size as usize
+        {
+            return Err(PublishError::TooLarge);
+        }
+        if !self.publish_limiter.try_acquire(limits.publish_rate_limit) {
+            return Err(PublishError::RateLimited);
+        }
         let opts = publish_options(config, rules, idempotency_key, skip_history);
         let from_client = publication.info.is_some();
         let pos = self.broker.publish(channel, publication, &opts).await?;
@@ -168,6 +180,39 @@ impl Node {
             .namespaces
             .published(crate::metrics::namespace_of(channel), from_client);
         Ok(pos)
+    }
+}
+
+/// Why a publish was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Over the plan's publications per second (error 111).
+    #[error("too many requests")]
+    RateLimited,
+    /// Payload over the plan's maximum size (error 107).
+    #[error("publication is too large")]
+    TooLarge,
+}
+
+impl PublishError {
+    /// The client-facing error.
+    pub fn to_client_error(&self) -> crate::protocol::ClientError {
+        use crate::protocol::ClientError;
+        match self {
+            PublishError::Engine(EngineError::UnrecoverablePosition) => {
+                ClientError::UNRECOVERABLE_POSITION
+            }
+            PublishError::Engine(EngineError::Unavailable(m)) => {
+                tracing::warn!(error = %m, "engine unavailable during publish");
+                ClientError::INTERNAL
+            }
+            PublishError::RateLimited => ClientError::TOO_MANY_REQUESTS,
+            PublishError::TooLarge => {
+                ClientError::BAD_REQUEST.with_message("publication is too large")
+            }
+        }
     }
 }
 

@@ -359,3 +359,50 @@ async fn api_calls_are_counted_by_method() {
     assert_eq!(s.node.metrics.api_calls.get("info"), 2);
     assert_eq!(s.node.metrics.api_calls.get("publish"), 1);
 }
+
+#[tokio::test]
+async fn plan_limits_refuse_exactly_past_the_threshold() {
+    let s =
+        TestServer::start(json!({"rotor": {"publish_rate_limit": 3, "max_publication_size": 16}}))
+            .await;
+    // One batch: the four publishes are microseconds apart, so no token refills between them.
+    let batch = api(
+        &s,
+        "batch",
+        json!({"commands": [
+            {"publish": {"channel": "plain", "data": 1}},
+            {"publish": {"channel": "plain", "data": 2}},
+            {"publish": {"channel": "plain", "data": 3}},
+            {"publish": {"channel": "plain", "data": 4}}
+        ]}),
+    )
+    .await;
+    let codes: Vec<Value> = batch["replies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error"]["code"].clone())
+        .collect();
+    assert_eq!(
+        codes,
+        vec![Value::Null, Value::Null, Value::Null, json!(111)]
+    );
+    let s = TestServer::start(json!({"rotor": {"max_publication_size": 16}})).await;
+    let ok = api(
+        &s,
+        "publish",
+        json!({"channel": "plain", "data": "0123456789abcd"}),
+    )
+    .await;
+    assert!(
+        ok.get("result").is_some(),
+        "16 bytes with quotes is at the limit: {ok}"
+    );
+    let big = api(
+        &s,
+        "publish",
+        json!({"channel": "plain", "data": "0123456789abcde"}),
+    )
+    .await;
+    assert_eq!(big["error"]["code"], 107);
+}

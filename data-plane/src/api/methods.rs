@@ -95,10 +95,7 @@ async fn publish_one(
             fields.skip_history,
         )
         .await
-        .map_err(|e| match ApiError::from(e) {
-            ApiError::Client(c) => c,
-            ApiError::BadRequest(m) => ClientError::BAD_REQUEST.with_message(m),
-        })?;
+        .map_err(|e| e.to_client_error())?;
     let mut out = Map::new();
     if pos.offset > 0 {
         out.insert("offset".into(), json!(pos.offset));

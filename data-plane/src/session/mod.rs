@@ -366,6 +366,12 @@ impl From<Disconnect> for CommandError {
     }
 }
 
+impl From<crate::node::PublishError> for CommandError {
+    fn from(e: crate::node::PublishError) -> Self {
+        Self::Client(e.to_client_error())
+    }
+}
+
 impl From<crate::engine::EngineError> for CommandError {
     fn from(e: crate::engine::EngineError) -> Self {
         match e {

@@ -30,6 +30,12 @@ pub struct RotorSection {
     pub tenant_id: String,
     /// Monotonic version set by the control plane; a push with a lower version is refused.
     pub config_version: u64,
+    /// Publications per second accepted for the whole tenant, from clients and the API
+    /// together (0 = unlimited); excess publishes get error 111.
+    pub publish_rate_limit: u32,
+    /// Largest publication payload in bytes accepted from clients and the API (0 = only the
+    /// transport's message limit applies).
+    pub max_publication_size: u32,
 }
 
 /// Node identity shown in `info`.

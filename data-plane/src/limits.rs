@@ -1,0 +1,56 @@
+//! Plan limits enforced inside the tenant: a token bucket on publications per second for the
+//! whole tenant (clients and the server API share it). Connection, channel and message-size
+//! limits map onto Centrifugo's own options and are enforced where those are.
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+/// A token bucket refilled at `rate` per second with a burst of `rate`.
+#[derive(Debug, Default)]
+pub struct PublishLimiter {
+    state: Mutex<Option<(f64, Instant)>>,
+}
+
+impl PublishLimiter {
+    /// Takes one token; false when the tenant is over `rate` publications per second.
+    /// `rate == 0` means unlimited.
+    pub fn try_acquire(&self, rate: u32) -> bool {
+        if rate == 0 {
+            return true;
+        }
+        let rate = f64::from(rate);
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        let (tokens, last) = state.get_or_insert((rate, now));
+        let refill = now.duration_since(*last).as_secs_f64() * rate;
+        *tokens = (*tokens + refill).min(rate);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_bucket_admits_exactly_the_rate_then_refills() {
+        let l = PublishLimiter::default();
+        for _ in 0..5 {
+            assert!(l.try_acquire(5));
+        }
+        assert!(
+            !l.try_acquire(5),
+            "the sixth within the same instant is refused"
+        );
+        tokio::time::advance(std::time::Duration::from_millis(200)).await;
+        assert!(l.try_acquire(5), "one token back after 1/5 s");
+        assert!(!l.try_acquire(5));
+        assert!(l.try_acquire(0), "0 = unlimited");
+    }
+}
