@@ -14,3 +14,4 @@ pub mod settings;
 pub mod state;
 pub mod supervisor;
 pub mod tenant;
+pub mod usage;

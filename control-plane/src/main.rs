@@ -71,6 +71,11 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
     }
     let reconciler = Reconciler::new(state.clone(), driver, routes.clone());
     let reconcile_task = tokio::spawn(reconciler.run(stop.clone()));
+    let usage_task = tokio::spawn(rotor_control_plane::usage::run(
+        state.pool.clone(),
+        routes.clone(),
+        stop.clone(),
+    ));
 
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
@@ -96,5 +101,6 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
     stop.cancel();
     let _ = edge_task.await;
     let _ = reconcile_task.await;
+    let _ = usage_task.await;
     Ok(())
 }

@@ -163,7 +163,12 @@ impl Reconciler {
                 (t.slug.clone(), route)
             })
             .collect();
-        self.routes.replace(routes);
+        let processes = self
+            .running
+            .iter()
+            .map(|(id, r)| (id.clone(), r.record.clone()))
+            .collect();
+        self.routes.replace(routes, processes);
     }
 
     /// The tenant's current config and its version; failures are logged.

@@ -259,10 +259,12 @@ pub enum Route {
     Starting,
 }
 
-/// slug → route, read by the edge on every new connection.
+/// slug → route, read by the edge on every new connection; and tenant → running process, read
+/// by the usage collector.
 #[derive(Default)]
 pub struct RouteTable {
     routes: RwLock<HashMap<String, Route>>,
+    processes: RwLock<HashMap<ProjectId, ProcessRecord>>,
 }
 
 impl RouteTable {
@@ -272,7 +274,21 @@ impl RouteTable {
     }
 
     /// Replaces the whole table.
-    pub fn replace(&self, routes: HashMap<String, Route>) {
+    pub fn replace(
+        &self,
+        routes: HashMap<String, Route>,
+        processes: HashMap<ProjectId, ProcessRecord>,
+    ) {
         *self.routes.write() = routes;
+        *self.processes.write() = processes;
+    }
+
+    /// Every running tenant process.
+    pub fn processes(&self) -> Vec<(ProjectId, ProcessRecord)> {
+        self.processes
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }

@@ -28,6 +28,65 @@ impl TenantRow {
     }
 }
 
+/// What a plan allows (0 = unlimited, where that makes sense).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct PlanLimits {
+    pub max_connections: u32,
+    pub max_channels_per_connection: u32,
+    pub publish_rate: u32,
+    pub max_message_size: u32,
+    pub max_history_size: u32,
+    pub max_history_ttl_seconds: u64,
+    pub max_namespaces: u32,
+    pub max_api_keys: u32,
+}
+
+impl PlanLimits {
+    /// Reads a plan's `limits` JSON (missing fields are 0).
+    pub fn from_json(v: &Value) -> Self {
+        serde_json::from_value(v.clone()).unwrap_or_default()
+    }
+
+    /// Lowers a namespace's history settings to the plan's maxima (after a downgrade).
+    fn clamp_history(&self, ns: &mut Map<String, Value>) {
+        if self.max_history_size > 0 {
+            if let Some(size) = ns.get("history_size").and_then(Value::as_u64) {
+                ns.insert(
+                    "history_size".into(),
+                    json!(size.min(u64::from(self.max_history_size))),
+                );
+            }
+        }
+        if self.max_history_ttl_seconds > 0 {
+            if let Some(ttl) = ns
+                .get("history_ttl")
+                .and_then(Value::as_str)
+                .and_then(|t| rotor_tenant_config::parse_go_duration(t).ok())
+            {
+                let max = std::time::Duration::from_secs(self.max_history_ttl_seconds);
+                if ttl > max {
+                    ns.insert(
+                        "history_ttl".into(),
+                        json!(rotor_tenant_config::format_go_duration(max)),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The limits of a project's plan.
+    pub async fn of_project(pool: &PgPool, project: &ProjectId) -> Result<Self, sqlx::Error> {
+        let v: Option<Value> = sqlx::query_scalar(
+            "SELECT limits FROM plans WHERE name = (SELECT plan FROM projects WHERE id = $1)",
+        )
+        .bind(project)
+        .fetch_optional(pool)
+        .await?;
+        Ok(v.map(|v| Self::from_json(&v)).unwrap_or_default())
+    }
+}
+
 /// Errors while building a tenant config.
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
@@ -100,6 +159,14 @@ pub async fn compile(
     .bind(project)
     .fetch_all(&mut *tx)
     .await?;
+    let limits: Value = sqlx::query_scalar(
+        "SELECT limits FROM plans WHERE name = (SELECT plan FROM projects WHERE id = $1)",
+    )
+    .bind(project)
+    .fetch_optional(&mut *tx)
+    .await?
+    .unwrap_or(Value::Null);
+    let limits = PlanLimits::from_json(&limits);
     let namespaces: Vec<(String, Value)> =
         sqlx::query_as("SELECT name, options FROM namespaces WHERE project_id = $1 ORDER BY name")
             .bind(project)
@@ -137,9 +204,19 @@ pub async fn compile(
         .map(|(name, options)| {
             let mut ns = options.as_object().cloned().unwrap_or_default();
             ns.insert("name".into(), json!(name));
+            limits.clamp_history(&mut ns);
             Value::Object(ns)
         })
         .collect();
+    if limits.max_connections > 0 {
+        client.insert("connection_limit".into(), json!(limits.max_connections));
+    }
+    if limits.max_channels_per_connection > 0 {
+        client.insert(
+            "channel_limit".into(),
+            json!(limits.max_channels_per_connection),
+        );
+    }
     let mut engine = json!({"type": row.engine});
     if row.engine == "redis" {
         let address = row
@@ -154,7 +231,13 @@ pub async fn compile(
         engine["redis"] = json!({"address": address, "prefix": prefix});
     }
     let config = json!({
-        "rotor": {"tenant_id": row.id, "config_version": row.config_version},
+        "rotor": {
+            "tenant_id": row.id,
+            "config_version": row.config_version,
+            "publish_rate_limit": limits.publish_rate,
+            "max_publication_size": limits.max_message_size,
+        },
+        "websocket": {"message_size_limit": limits.max_message_size.max(65536)},
         "node": {"name": row.slug},
         "http_server": {"address": "127.0.0.1", "port": 0},
         "client": client,

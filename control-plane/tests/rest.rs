@@ -584,3 +584,157 @@ async fn the_openapi_document_lists_every_route_and_every_channel_option() {
         assert!(props.contains_key(*name), "{name} missing");
     }
 }
+
+#[tokio::test]
+async fn usage_readings_become_exact_minute_rows_and_are_never_double_counted() {
+    use rotor_control_plane::usage::{record, NamespaceSnapshot, Snapshot};
+    let api = Api::start().await;
+    let token = api.account("a@example.com").await;
+    let p = api.project(&token, "usage").await;
+    let id = rotor_control_plane::ids::ProjectId(p["id"].as_str().unwrap().to_owned());
+    let at = chrono::Utc::now();
+    let mut s = Snapshot {
+        node: "n1".into(),
+        connections: 4,
+        messages_published: 10,
+        ..Default::default()
+    };
+    s.api_calls.insert("publish".into(), 6);
+    s.namespaces.insert(
+        "chat".into(),
+        NamespaceSnapshot {
+            published_client: 4,
+            published_api: 6,
+            delivered: 40,
+            subscriptions: 4,
+        },
+    );
+    record(&api.pool, &id, &s, at).await.unwrap();
+    // The same reading again (e.g. after a control-plane restart) adds nothing.
+    record(&api.pool, &id, &s, at).await.unwrap();
+    s.messages_published = 13;
+    s.namespaces.get_mut("chat").unwrap().published_api = 9;
+    s.namespaces.get_mut("chat").unwrap().delivered = 52;
+    record(&api.pool, &id, &s, at).await.unwrap();
+    let (_, u) = api
+        .call(
+            "GET",
+            &format!("/v1/projects/{id}/usage"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(u["step"], "minute");
+    let point = &u["points"][0];
+    assert_eq!(
+        (
+            point["published"].as_i64(),
+            point["api_calls"].as_i64(),
+            point["connections"].as_i64()
+        ),
+        (Some(13), Some(6), Some(4))
+    );
+    let (_, chat) = api
+        .call(
+            "GET",
+            &format!("/v1/projects/{id}/usage?namespace=chat"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(chat["points"][0]["delivered"], 52);
+    assert_eq!(chat["points"][0]["published"], 13);
+    assert_eq!(u["namespaces"], json!(["chat"]));
+    let (s, b) = api
+        .call(
+            "GET",
+            &format!("/v1/projects/{id}/usage?step=week"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("step")));
+}
+
+#[tokio::test]
+async fn plan_limits_are_checked_by_the_control_plane_and_compiled_for_the_tenant() {
+    let api = Api::start().await;
+    let token = api.account("a@example.com").await;
+    let p = api.project(&token, "limits").await;
+    let id = p["id"].as_str().unwrap();
+    let pid = rotor_control_plane::ids::ProjectId(id.to_owned());
+    for n in 0..5 {
+        let (s, _) = api
+            .call(
+                "POST",
+                &format!("/v1/projects/{id}/api-keys"),
+                Some(&token),
+                Some(json!({"name": format!("k{n}")})),
+            )
+            .await;
+        assert_eq!(s, 201);
+    }
+    let (s, b) = api
+        .call(
+            "POST",
+            &format!("/v1/projects/{id}/api-keys"),
+            Some(&token),
+            Some(json!({"name": "k6"})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (403, Some("plan_limit")),
+        "free allows 5 keys"
+    );
+    let ns = format!("/v1/projects/{id}/namespaces/big");
+    let (s, b) = api
+        .call(
+            "PUT",
+            &ns,
+            Some(&token),
+            Some(json!({"history_size": 101, "history_ttl": "60s"})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (400, Some("history_size"))
+    );
+    let (s, _) = api
+        .call(
+            "PUT",
+            &ns,
+            Some(&token),
+            Some(json!({"history_size": 100, "history_ttl": "60s"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (config, _) = rotor_control_plane::tenant::compile(&api.pool, &pid, None)
+        .await
+        .unwrap();
+    assert_eq!(config.client.connection_limit, 200);
+    assert_eq!(config.rotor.publish_rate_limit, 100);
+    let (s, _) = api
+        .call(
+            "PATCH",
+            &format!("/v1/projects/{id}"),
+            Some(&token),
+            Some(json!({"plan": "pro"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (config, _) = rotor_control_plane::tenant::compile(&api.pool, &pid, None)
+        .await
+        .unwrap();
+    assert_eq!(config.client.connection_limit, 10000);
+    assert_eq!(config.rotor.publish_rate_limit, 5000);
+    let (s, b) = api
+        .call(
+            "PATCH",
+            &format!("/v1/projects/{id}"),
+            Some(&token),
+            Some(json!({"plan": "platinum"})),
+        )
+        .await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("plan")));
+}

@@ -7,6 +7,7 @@ mod auth;
 pub mod namespaces;
 mod openapi;
 pub mod projects;
+mod usage;
 mod util;
 
 use axum::http::StatusCode;
@@ -33,6 +34,9 @@ pub enum RestError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// The project's plan does not allow this.
+    #[error("{0}")]
+    PlanLimit(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -65,6 +69,7 @@ impl IntoResponse for RestError {
             RestError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             RestError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             RestError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            RestError::PlanLimit(_) => (StatusCode::FORBIDDEN, "plan_limit"),
             RestError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let message = match &self {
@@ -124,5 +129,7 @@ pub fn router() -> Router<AppState> {
                 .get(namespaces::get)
                 .delete(namespaces::delete),
         )
+        .route("/v1/projects/{id}/usage", get(usage::query))
+        .route("/v1/projects/{id}/usage/live", get(usage::live))
         .route("/v1/openapi.json", get(openapi::document))
 }

@@ -70,6 +70,35 @@ pub async fn put_namespace(
     options: &Value,
 ) -> RestResult<(bool, Value)> {
     let canonical = validate_options(name, options)?;
+    let limits = crate::tenant::PlanLimits::of_project(&state.pool, project).await?;
+    if limits.max_history_size > 0
+        && canonical
+            .get("history_size")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            > u64::from(limits.max_history_size)
+    {
+        return Err(RestError::field(
+            "history_size",
+            format!("your plan allows at most {}", limits.max_history_size),
+        ));
+    }
+    if limits.max_history_ttl_seconds > 0 {
+        let ttl = canonical
+            .get("history_ttl")
+            .and_then(Value::as_str)
+            .and_then(|t| rotor_tenant_config::parse_go_duration(t).ok())
+            .unwrap_or_default();
+        if ttl.as_secs() > limits.max_history_ttl_seconds {
+            return Err(RestError::field(
+                "history_ttl",
+                format!(
+                    "your plan allows at most {}s",
+                    limits.max_history_ttl_seconds
+                ),
+            ));
+        }
+    }
     let mut tx = state.pool.begin().await?;
     let before: Option<Value> = sqlx::query_scalar(
         "SELECT options FROM namespaces WHERE project_id = $1 AND name = $2 FOR UPDATE",
@@ -89,8 +118,21 @@ pub async fn put_namespace(
     .bind(&canonical)
     .fetch_one(&mut *tx)
     .await?;
-    bump_version(&mut tx, project).await?;
     let created = before.is_none();
+    if created && limits.max_namespaces > 0 {
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM namespaces WHERE project_id = $1")
+                .bind(project)
+                .fetch_one(&mut *tx)
+                .await?;
+        if count > i64::from(limits.max_namespaces) {
+            return Err(RestError::PlanLimit(format!(
+                "your plan allows at most {} namespaces",
+                limits.max_namespaces
+            )));
+        }
+    }
+    bump_version(&mut tx, project).await?;
     let action = if created {
         "namespace.create"
     } else {

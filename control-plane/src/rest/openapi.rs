@@ -209,6 +209,7 @@ pub fn spec() -> Value {
                     "name": {"type": "string"}, "engine": {"type": "string", "enum": ["memory", "redis"]}}},
                 "ProjectPatch": {"type": "object", "properties": {
                     "name": {"type": "string"}, "status": {"type": "string", "enum": ["active", "suspended"]},
+                    "plan": {"type": "string", "enum": ["free", "pro", "custom"]},
                     "settings": {"type": "object", "properties": {
                         "allowed_origins": {"type": "array", "items": {"type": "string"}},
                         "allow_anonymous_connect_without_token": {"type": "boolean"},

@@ -263,6 +263,7 @@ pub struct PatchProject {
     name: Option<String>,
     status: Option<String>,
     settings: Option<Value>,
+    plan: Option<String>,
 }
 
 pub async fn patch(
@@ -285,12 +286,23 @@ pub async fn patch(
     if let Some(settings) = &body.settings {
         validate_settings(settings)?;
     }
+    if let Some(plan) = &body.plan {
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM plans WHERE name = $1)")
+                .bind(plan)
+                .fetch_one(&state.pool)
+                .await?;
+        if !exists {
+            return Err(RestError::field("plan", format!("unknown plan {plan:?}")));
+        }
+    }
     let mut tx = state.pool.begin().await?;
-    sqlx::query("UPDATE projects SET name = COALESCE($2, name), status = COALESCE($3, status), settings = COALESCE($4, settings) WHERE id = $1")
+    sqlx::query("UPDATE projects SET name = COALESCE($2, name), status = COALESCE($3, status), settings = COALESCE($4, settings), plan = COALESCE($5, plan) WHERE id = $1")
         .bind(&id)
         .bind(&name)
         .bind(&body.status)
         .bind(&body.settings)
+        .bind(&body.plan)
         .execute(&mut *tx)
         .await?;
     bump_version(&mut tx, &id).await?;
@@ -300,8 +312,8 @@ pub async fn patch(
         Some(&id),
         "project.update",
         id.as_str(),
-        Some(json!({"name": before.name, "status": before.status, "settings": before.settings})),
-        Some(json!({"name": name, "status": body.status, "settings": body.settings})),
+        Some(json!({"name": before.name, "status": before.status, "settings": before.settings, "plan": before.plan})),
+        Some(json!({"name": name, "status": body.status, "settings": body.settings, "plan": body.plan})),
     )
     .await?;
     tx.commit().await?;
@@ -414,6 +426,19 @@ pub async fn create_api_key(
     name: &str,
 ) -> RestResult<Value> {
     let name = check_name(name)?;
+    let limits = crate::tenant::PlanLimits::of_project(&state.pool, project).await?;
+    if limits.max_api_keys > 0 {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE project_id = $1")
+            .bind(project)
+            .fetch_one(&state.pool)
+            .await?;
+        if count >= i64::from(limits.max_api_keys) {
+            return Err(RestError::PlanLimit(format!(
+                "your plan allows at most {} API keys",
+                limits.max_api_keys
+            )));
+        }
+    }
     let id = ApiKeyId::generate();
     let key = random_token("rk_");
     let mut tx = state.pool.begin().await?;

@@ -1,0 +1,284 @@
+//! Usage metering: every few seconds each tenant's counters (`/admin/usage`) are read, turned
+//! into deltas against the last reading (kept in Postgres, so a restarted control plane
+//! neither loses nor double-counts), and added to per-minute rows per project and namespace.
+//! Minute rows older than 30 days are rolled up into hourly rows.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::ids::ProjectId;
+use crate::supervisor::{ProcessRecord, RouteTable};
+
+/// How often tenants are read.
+pub const SCRAPE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// One tenant reading (the fields of the data plane's `/admin/usage`).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
+#[serde(default)]
+pub struct Snapshot {
+    pub node: String,
+    pub connections: u64,
+    pub messages_published: u64,
+    pub messages_delivered: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub api_calls: BTreeMap<String, u64>,
+    pub errors: BTreeMap<String, u64>,
+    pub namespaces: BTreeMap<String, NamespaceSnapshot>,
+}
+
+/// One namespace of a reading.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
+#[serde(default)]
+pub struct NamespaceSnapshot {
+    pub published_client: u64,
+    pub published_api: u64,
+    pub delivered: u64,
+    pub subscriptions: i64,
+}
+
+/// What one reading adds to a minute row.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    pub connections: i64,
+    pub subscriptions: i64,
+    pub published: i64,
+    pub delivered: i64,
+    pub api_calls: i64,
+    pub errors: i64,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+}
+
+/// Counter growth since `prev`; a restarted process (other node id, or a counter that went
+/// down) starts from zero.
+fn grew(now: u64, prev: u64, restarted: bool) -> i64 {
+    if restarted || now < prev {
+        now as i64
+    } else {
+        (now - prev) as i64
+    }
+}
+
+/// Deltas per namespace (`*` = project totals) between two readings.
+pub fn deltas(prev: Option<&Snapshot>, now: &Snapshot) -> BTreeMap<String, Delta> {
+    let empty = Snapshot::default();
+    let restarted = prev.is_none_or(|p| p.node != now.node);
+    let prev = prev.unwrap_or(&empty);
+    let sum = |m: &BTreeMap<String, u64>| m.values().sum::<u64>();
+    let mut out = BTreeMap::new();
+    out.insert(
+        "*".to_owned(),
+        Delta {
+            connections: now.connections as i64,
+            subscriptions: now.namespaces.values().map(|n| n.subscriptions).sum(),
+            published: grew(now.messages_published, prev.messages_published, restarted),
+            delivered: grew(now.messages_delivered, prev.messages_delivered, restarted),
+            api_calls: grew(sum(&now.api_calls), sum(&prev.api_calls), restarted),
+            errors: grew(sum(&now.errors), sum(&prev.errors), restarted),
+            bytes_in: grew(now.bytes_in, prev.bytes_in, restarted),
+            bytes_out: grew(now.bytes_out, prev.bytes_out, restarted),
+        },
+    );
+    for (ns, n) in &now.namespaces {
+        let p = prev.namespaces.get(ns).cloned().unwrap_or_default();
+        let name = if ns.is_empty() {
+            "(none)".to_owned()
+        } else {
+            ns.clone()
+        };
+        out.insert(
+            name,
+            Delta {
+                subscriptions: n.subscriptions,
+                published: grew(
+                    n.published_client + n.published_api,
+                    p.published_client + p.published_api,
+                    restarted,
+                ),
+                delivered: grew(n.delivered, p.delivered, restarted),
+                ..Default::default()
+            },
+        );
+    }
+    out
+}
+
+/// Adds one reading to the minute rows and moves the cursor, in one transaction.
+pub async fn record(
+    pool: &PgPool,
+    project: &ProjectId,
+    now: &Snapshot,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let minute = at.duration_trunc(TimeDelta::minutes(1)).unwrap_or(at);
+    let mut tx = pool.begin().await?;
+    let prev: Option<Value> =
+        sqlx::query_scalar("SELECT snapshot FROM usage_cursor WHERE project_id = $1 FOR UPDATE")
+            .bind(project)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let prev: Option<Snapshot> = prev.and_then(|v| serde_json::from_value(v).ok());
+    for (ns, d) in deltas(prev.as_ref(), now) {
+        sqlx::query(
+            "INSERT INTO usage_minute (project_id, namespace, minute, connections, subscriptions, published, delivered, api_calls, errors, bytes_in, bytes_out) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (project_id, namespace, minute) DO UPDATE SET \
+               connections = GREATEST(usage_minute.connections, EXCLUDED.connections), \
+               subscriptions = GREATEST(usage_minute.subscriptions, EXCLUDED.subscriptions), \
+               published = usage_minute.published + EXCLUDED.published, \
+               delivered = usage_minute.delivered + EXCLUDED.delivered, \
+               api_calls = usage_minute.api_calls + EXCLUDED.api_calls, \
+               errors = usage_minute.errors + EXCLUDED.errors, \
+               bytes_in = usage_minute.bytes_in + EXCLUDED.bytes_in, \
+               bytes_out = usage_minute.bytes_out + EXCLUDED.bytes_out",
+        )
+        .bind(project)
+        .bind(&ns)
+        .bind(minute)
+        .bind(d.connections)
+        .bind(d.subscriptions)
+        .bind(d.published)
+        .bind(d.delivered)
+        .bind(d.api_calls)
+        .bind(d.errors)
+        .bind(d.bytes_in)
+        .bind(d.bytes_out)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO usage_cursor (project_id, node_id, snapshot) VALUES ($1, $2, $3) \
+         ON CONFLICT (project_id) DO UPDATE SET node_id = EXCLUDED.node_id, snapshot = EXCLUDED.snapshot",
+    )
+    .bind(project)
+    .bind(&now.node)
+    .bind(serde_json::to_value(now).unwrap_or(Value::Null))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// Rolls minute rows older than 30 days into hourly rows.
+pub async fn roll_up(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO usage_hour (project_id, namespace, hour, connections, subscriptions, published, delivered, api_calls, errors, bytes_in, bytes_out) \
+         SELECT project_id, namespace, date_trunc('hour', minute), MAX(connections), MAX(subscriptions), SUM(published), SUM(delivered), SUM(api_calls), SUM(errors), SUM(bytes_in), SUM(bytes_out) \
+         FROM usage_minute WHERE minute < now() - interval '30 days' GROUP BY 1, 2, 3 \
+         ON CONFLICT (project_id, namespace, hour) DO UPDATE SET \
+           connections = GREATEST(usage_hour.connections, EXCLUDED.connections), \
+           subscriptions = GREATEST(usage_hour.subscriptions, EXCLUDED.subscriptions), \
+           published = usage_hour.published + EXCLUDED.published, delivered = usage_hour.delivered + EXCLUDED.delivered, \
+           api_calls = usage_hour.api_calls + EXCLUDED.api_calls, errors = usage_hour.errors + EXCLUDED.errors, \
+           bytes_in = usage_hour.bytes_in + EXCLUDED.bytes_in, bytes_out = usage_hour.bytes_out + EXCLUDED.bytes_out",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let deleted = sqlx::query("DELETE FROM usage_minute WHERE minute < now() - interval '30 days'")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(deleted.rows_affected())
+}
+
+async fn read(http: &reqwest::Client, record: &ProcessRecord) -> Result<Snapshot, reqwest::Error> {
+    http.get(format!("http://{}/admin/usage", record.addr))
+        .bearer_auth(&record.admin_token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await
+}
+
+/// Reads every running tenant until `stop`.
+pub async fn run(pool: PgPool, routes: Arc<RouteTable>, stop: CancellationToken) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap_or_default();
+    let mut tick = tokio::time::interval(SCRAPE_INTERVAL);
+    let mut last_rollup = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for (project, process) in routes.processes() {
+            match read(&http, &process).await {
+                Ok(snapshot) => {
+                    if let Err(e) = record(&pool, &project, &snapshot, Utc::now()).await {
+                        tracing::warn!(tenant = %project, error = %e, "usage not recorded");
+                    }
+                }
+                Err(e) => tracing::debug!(tenant = %project, error = %e, "usage not read"),
+            }
+        }
+        if last_rollup.elapsed() > Duration::from_secs(3600) {
+            last_rollup = tokio::time::Instant::now();
+            match roll_up(&pool).await {
+                Ok(n) => tracing::info!(rows = n, "usage rolled up"),
+                Err(e) => tracing::warn!(error = %e, "usage roll-up failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(node: &str, published: u64, api: u64) -> Snapshot {
+        let mut s = Snapshot {
+            node: node.into(),
+            connections: 3,
+            messages_published: published,
+            ..Default::default()
+        };
+        s.api_calls.insert("publish".into(), api);
+        s.namespaces.insert(
+            "chat".into(),
+            NamespaceSnapshot {
+                published_client: published,
+                delivered: published * 2,
+                subscriptions: 2,
+                ..Default::default()
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn deltas_count_growth_and_survive_process_restarts() {
+        let first = deltas(None, &snap("a", 5, 2));
+        assert_eq!(first["*"].published, 5);
+        assert_eq!(first["*"].api_calls, 2);
+        assert_eq!(first["chat"].delivered, 10);
+        let next = deltas(Some(&snap("a", 5, 2)), &snap("a", 8, 3));
+        assert_eq!(
+            (
+                next["*"].published,
+                next["*"].api_calls,
+                next["chat"].published
+            ),
+            (3, 1, 3)
+        );
+        assert_eq!(
+            next["*"].connections, 3,
+            "connections are a level, not a delta"
+        );
+        let restarted = deltas(Some(&snap("a", 8, 3)), &snap("b", 1, 0));
+        assert_eq!(
+            restarted["*"].published, 1,
+            "a new process starts from zero"
+        );
+    }
+}
