@@ -497,3 +497,14 @@ async fn protobuf_is_chosen_by_subprotocol_and_frames_are_varint_delimited() {
     assert_eq!(reply.id, 1);
     assert_eq!(reply.connect.unwrap().client.len(), 36);
 }
+
+#[tokio::test]
+async fn connections_past_the_limit_are_refused_with_3504() {
+    let s = TestServer::start(json!({"client": {"connection_limit": 2}})).await;
+    let (_a, _) = Client::connected(&s.ws_url(), "a").await;
+    let (_b, _) = Client::connected(&s.ws_url(), "b").await;
+    let mut c = Client::open(&s.ws_url()).await;
+    c.send(json!({"connect": {"token": token(json!({"sub": "c"}))}}))
+        .await;
+    assert_eq!(c.closed().await.code, 3504);
+}
