@@ -39,6 +39,8 @@ async fn main() -> anyhow::Result<()> {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
+        // A closed stderr (e.g. a parent that went away) must never take a request down.
+        .log_internal_errors(false)
         .init();
     match cli.command {
         Command::Serve { demo } => serve(demo).await,
@@ -69,7 +71,8 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
             .context("demo project")?;
         println!("{}", demo.describe(&settings.public_url));
     }
-    let reconciler = Reconciler::new(state.clone(), driver, routes.clone());
+    let mut reconciler = Reconciler::new(state.clone(), driver, routes.clone());
+    reconciler.start_up().await;
     let reconcile_task = tokio::spawn(reconciler.run(stop.clone()));
     let usage_task = tokio::spawn(rotor_control_plane::usage::run(
         state.pool.clone(),

@@ -68,12 +68,13 @@ impl Reconciler {
         }
     }
 
-    /// Adopts tenants left running by an earlier control plane, then reconciles until `stop`.
-    pub async fn run(mut self, stop: CancellationToken) {
+    /// Adopts tenants left running by an earlier control plane and runs a first pass, so the
+    /// edge knows every route before it accepts traffic.
+    pub async fn start_up(&mut self) {
         for (id, record) in self.driver.saved_records() {
             if self.driver.alive(&record).await {
                 tracing::info!(tenant = %id, addr = %record.addr, "adopted running tenant");
-                // Applied version unknown: the next pass pushes the current config.
+                // Applied version unknown: the first pass pushes the current config.
                 self.running.insert(
                     id,
                     Running {
@@ -86,13 +87,18 @@ impl Reconciler {
                 self.driver.remove_files(&id);
             }
         }
+        self.pass().await;
+    }
+
+    /// Reconciles until `stop`.
+    pub async fn run(mut self, stop: CancellationToken) {
         loop {
-            self.pass().await;
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = self.state.reconcile.notified() => {}
                 _ = tokio::time::sleep(PASS_INTERVAL) => {}
             }
+            self.pass().await;
         }
     }
 

@@ -96,6 +96,12 @@ impl Driver for LocalDriver {
         set_private(&path, 0o600)?;
         std::fs::write(&path, config_json)?;
         let admin_token = crate::secrets::random_token("adm_");
+        // Logs go to a file, not a pipe: they must outlive this control plane, which a
+        // tenant is meant to survive.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{tenant}.log")))?;
         let mut child = Command::new(&self.bin)
             .arg("--config")
             .arg(&path)
@@ -106,7 +112,7 @@ impl Driver for LocalDriver {
             .env("ROTOR_ADMIN_TOKEN", &admin_token)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::from(log))
             .kill_on_drop(false)
             .spawn()
             .map_err(|source| SpawnError::Exec {
@@ -115,17 +121,7 @@ impl Driver for LocalDriver {
             })?;
         let pid = child.id().unwrap_or_default();
         let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
         let label = tenant.to_string();
-        if let Some(stderr) = stderr {
-            let label = label.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    tracing::info!(tenant = %label, "{line}");
-                }
-            });
-        }
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<SocketAddr>();
         if let Some(stdout) = stdout {
             let label = label.clone();
@@ -233,6 +229,7 @@ impl LocalDriver {
     /// Forgets a tenant's files.
     pub fn remove_files(&self, tenant: &ProjectId) {
         let _ = std::fs::remove_file(self.dir.join(format!("{tenant}.state")));
+        let _ = std::fs::remove_file(self.dir.join(format!("{tenant}.log")));
         let _ = std::fs::remove_file(self.config_path(tenant));
     }
 }

@@ -50,6 +50,8 @@ async fn main() -> anyhow::Result<()> {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
+        // A closed stderr (e.g. a parent that went away) must never take a request down.
+        .log_internal_errors(false)
         .init();
 
     let mut tenant = load(args.config.as_ref())?;

@@ -1,0 +1,363 @@
+//! The control plane over real processes: REST API → tenant process → public edge, driven by
+//! the real centrifuge-js SDK and `cent`; live config changes on an open connection, tenant
+//! crashes, control-plane restarts, suspension, secret rotation and tenant isolation.
+
+mod cp;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use cp::{kill9, raw_connect, token, ControlPlane};
+use rotor_e2e::{ClientScript, ProcessBuilder};
+use serde_json::{json, Value};
+
+fn open_chat() -> Value {
+    json!({"allow_subscribe_for_client": true, "presence": true, "allow_presence_for_subscriber": true})
+}
+
+#[tokio::test]
+async fn a_project_built_through_rest_serves_the_js_sdk_and_a_namespace_change_acts_on_the_same_connection(
+) -> Result<()> {
+    let cp = ControlPlane::start().await?;
+    let mgmt = cp.account("owner@example.com").await?;
+    let project = cp
+        .project(&mgmt, "Chat App", &[("chat", open_chat())])
+        .await?;
+    let out = ClientScript::node("cp_flow.mjs")
+        .envs([
+            ("ROTOR_BASE", cp.base.as_str()),
+            ("ROTOR_SLUG", project.slug.as_str()),
+            ("ROTOR_PROJECT", project.id.as_str()),
+            ("ROTOR_TOKEN", mgmt.as_str()),
+            ("ROTOR_API_KEY", project.key.as_str()),
+            ("ROTOR_TOKEN_SECRET", project.secret.as_str()),
+        ])
+        .timeout(Duration::from_secs(30))
+        .run()
+        .await?
+        .ensure_success()?;
+    let o: Value = out.stdout_json()?;
+    assert_eq!(
+        o["first_publication"],
+        json!({"data": {"n": 1}, "offset": 0}),
+        "{o}"
+    );
+    assert_eq!(o["history_before"], 108, "history is off at first");
+    assert_eq!(o["namespace_update"], 200);
+    assert_eq!(o["second_publish"], json!({"offset": 1, "has_epoch": true}));
+    assert_eq!(
+        o["second_publication"],
+        json!({"data": {"n": 2}, "offset": 1})
+    );
+    assert_eq!(o["history_after"], json!([{"data": {"n": 2}, "offset": 1}]));
+    assert_eq!(
+        o["connecting_total"], 1,
+        "the SDK connected once: no reconnect for the change"
+    );
+    assert_eq!(o["client_after"], o["client"]);
+
+    // The backend side with the real `cent` client through the same public endpoint.
+    let cent = ClientScript::python("cp_cent.py")
+        .envs([
+            ("ROTOR_API_URL", cp.api_url(&project.slug)),
+            ("ROTOR_API_KEY", project.key.clone()),
+        ])
+        .run()
+        .await?
+        .ensure_success()?;
+    let c: Value = cent.stdout_json()?;
+    assert_eq!(c["publish_offset"], 2);
+    assert_eq!(c["history_offsets"], json!([1, 2]));
+    assert_eq!(c["unknown_namespace_code"], 102);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_killed_tenant_process_comes_back_and_sdk_clients_reconnect() -> Result<()> {
+    let cp = ControlPlane::start().await?;
+    let mgmt = cp.account("owner@example.com").await?;
+    let project = cp
+        .project(&mgmt, "crashy", &[("chat", open_chat())])
+        .await?;
+    let follower = ProcessBuilder::node_script("cp_follow.mjs")?
+        .env("ROTOR_WS_URL", cp.ws_url(&project.slug))
+        .env("ROTOR_TOKEN_SECRET", &project.secret)
+        .ready_on(rotor_e2e::Readiness::Line("\"ev\":\"subscribed\"".into()))
+        .spawn()
+        .await?;
+    let before = cp.tenant_record(&project.id)?;
+    kill9(before["pid"].as_i64().unwrap());
+    // The SDK sees the drop, reconnects through the edge once the supervisor restarted the
+    // tenant, and subscribes again.
+    wait_for_count(
+        &follower,
+        "\"ev\":\"subscribed\"",
+        2,
+        Duration::from_secs(20),
+    )
+    .await?;
+    let after = cp.tenant_record(&project.id)?;
+    assert_ne!(before["pid"], after["pid"], "a new tenant process");
+    let (status, body) = cp
+        .publish(&project, "chat:live", json!({"after": "restart"}))
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    follower
+        .wait_for_output("{\"after\":\"restart\"}", Duration::from_secs(10))
+        .await?;
+    Ok(())
+}
+
+async fn wait_for_count(
+    p: &rotor_e2e::TestProcess,
+    needle: &str,
+    n: usize,
+    limit: Duration,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    while p.output().matches(needle).count() < n {
+        anyhow::ensure!(
+            started.elapsed() < limit,
+            "{needle} seen fewer than {n} times:\n{}",
+            p.output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_projects_keys_tokens_and_channels_are_useless_on_another() -> Result<()> {
+    let cp = ControlPlane::start().await?;
+    let alice = cp.account("alice@example.com").await?;
+    let bob = cp.account("bob@example.com").await?;
+    let history =
+        json!({"allow_subscribe_for_client": true, "history_size": 10, "history_ttl": "60s"});
+    let a = cp
+        .project(&alice, "alpha", &[("chat", history.clone())])
+        .await?;
+    let b = cp.project(&bob, "beta", &[("chat", history)]).await?;
+
+    // A's key on B's API: refused.
+    let resp = cp
+        .http
+        .post(format!("{}/publish", cp.api_url(&b.slug)))
+        .header("X-API-Key", &a.key)
+        .body(r#"{"channel":"chat:x","data":{}}"#)
+        .send()
+        .await?;
+    assert_eq!(resp.status().as_u16(), 401);
+    // A's token on B's endpoint: invalid token.
+    assert_eq!(
+        raw_connect(&cp.ws_url(&b.slug), &token(&a.secret, "u")).await?,
+        Err(3500)
+    );
+    assert!(raw_connect(&cp.ws_url(&b.slug), &token(&b.secret, "u"))
+        .await?
+        .is_ok());
+    // Same channel name, separate streams.
+    let (s, r) = cp.publish(&a, "chat:x", json!({"secret": "alpha"})).await?;
+    assert_eq!((s, r["result"]["offset"].as_u64()), (200, Some(1)));
+    let resp: Value = cp
+        .http
+        .post(format!("{}/history", cp.api_url(&b.slug)))
+        .header("X-API-Key", &b.key)
+        .body(r#"{"channel":"chat:x","limit":-1}"#)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(resp["result"]["publications"], json!([]));
+    assert_eq!(resp["result"]["offset"], 0);
+    // And Bob's management token cannot see Alice's project.
+    let (s, _) = cp
+        .call("GET", &format!("/v1/projects/{}", a.id), Some(&bob), None)
+        .await?;
+    assert_eq!(s, 404);
+    Ok(())
+}
+
+#[tokio::test]
+async fn tenants_keep_serving_while_the_control_plane_restarts_and_it_reconciles_after(
+) -> Result<()> {
+    let mut cp = ControlPlane::start().await?;
+    let mgmt = cp.account("owner@example.com").await?;
+    let project = cp
+        .project(&mgmt, "steady", &[("chat", open_chat())])
+        .await?;
+    let record = cp.tenant_record(&project.id)?;
+    let direct = format!("http://{}/api/publish", record["addr"].as_str().unwrap());
+    if let Some(mut p) = cp.process.take() {
+        p.terminate().await?;
+    }
+    // The tenant itself still answers while no control plane runs.
+    let resp = cp
+        .http
+        .post(&direct)
+        .header("X-API-Key", &project.key)
+        .body(r#"{"channel":"chat:a","data":1}"#)
+        .send()
+        .await?;
+    assert_eq!(resp.status().as_u16(), 200);
+    cp.spawn().await?;
+    let (s, _) = cp.publish(&project, "chat:a", json!(2)).await?;
+    assert_eq!(s, 200, "the new control plane routes to the adopted tenant");
+    assert_eq!(
+        cp.tenant_record(&project.id)?["pid"],
+        record["pid"],
+        "adopted, not restarted"
+    );
+    let (s, _) = cp
+        .call(
+            "PUT",
+            &format!("/v1/projects/{}/namespaces/news", project.id),
+            Some(&mgmt),
+            Some(json!({"allow_subscribe_for_client": true})),
+        )
+        .await?;
+    assert_eq!(s, 201);
+    cp.wait_applied(&mgmt, &project.id).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn suspended_projects_refuse_traffic_and_unknown_slugs_are_404() -> Result<()> {
+    let cp = ControlPlane::start().await?;
+    let mgmt = cp.account("owner@example.com").await?;
+    let project = cp
+        .project(&mgmt, "pausable", &[("chat", open_chat())])
+        .await?;
+    let (s, _) = cp
+        .call(
+            "PATCH",
+            &format!("/v1/projects/{}", project.id),
+            Some(&mgmt),
+            Some(json!({"status": "suspended"})),
+        )
+        .await?;
+    assert_eq!(s, 200);
+    let started = std::time::Instant::now();
+    loop {
+        let (s, body) = cp.publish(&project, "chat:a", json!(1)).await?;
+        if s == 403 {
+            assert_eq!(body["error"]["code"], "project_suspended");
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(10),
+            "still serving: {s} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (s, _) = cp
+        .call(
+            "PATCH",
+            &format!("/v1/projects/{}", project.id),
+            Some(&mgmt),
+            Some(json!({"status": "active"})),
+        )
+        .await?;
+    assert_eq!(s, 200);
+    cp.wait_applied(&mgmt, &project.id).await?;
+    let started = std::time::Instant::now();
+    loop {
+        let (s, _) = cp.publish(&project, "chat:a", json!(1)).await?;
+        if s == 200 {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(10),
+            "not resumed: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let resp = cp
+        .http
+        .post(format!("{}/t/no-such-project/api/publish", cp.base))
+        .body("{}")
+        .send()
+        .await?;
+    assert_eq!(resp.status().as_u16(), 404);
+    Ok(())
+}
+
+#[tokio::test]
+async fn rotating_the_secret_without_grace_invalidates_old_tokens_and_with_grace_keeps_them(
+) -> Result<()> {
+    let cp = ControlPlane::start().await?;
+    let mgmt = cp.account("owner@example.com").await?;
+    let project = cp.project(&mgmt, "rotating", &[]).await?;
+    let url = cp.ws_url(&project.slug);
+    let old = token(&project.secret, "u");
+    let (_, r) = cp
+        .call(
+            "POST",
+            &format!("/v1/projects/{}/secrets/rotate", project.id),
+            Some(&mgmt),
+            Some(json!({"grace_seconds": 600})),
+        )
+        .await?;
+    cp.wait_applied(&mgmt, &project.id).await?;
+    let fresh = r["token_hmac_secret"].as_str().unwrap().to_owned();
+    assert!(
+        raw_connect(&url, &old).await?.is_ok(),
+        "grace period keeps the old secret"
+    );
+    assert!(raw_connect(&url, &token(&fresh, "u")).await?.is_ok());
+    let (_, r) = cp
+        .call(
+            "POST",
+            &format!("/v1/projects/{}/secrets/rotate", project.id),
+            Some(&mgmt),
+            None,
+        )
+        .await?;
+    cp.wait_applied(&mgmt, &project.id).await?;
+    assert_eq!(
+        raw_connect(&url, &token(&fresh, "u")).await?,
+        Err(3500),
+        "no grace: the previous secret stops at once"
+    );
+    let newest = r["token_hmac_secret"].as_str().unwrap();
+    assert!(raw_connect(&url, &token(newest, "u")).await?.is_ok());
+    Ok(())
+}
+
+#[tokio::test]
+async fn config_changes_reach_the_tenant_quickly_measured_over_twenty_changes() -> Result<()> {
+    let cp = ControlPlane::start().await?;
+    let mgmt = cp.account("owner@example.com").await?;
+    let project = cp.project(&mgmt, "latency", &[]).await?;
+    let mut took = Vec::new();
+    for n in 0..20 {
+        let (s, _) = cp
+            .call(
+                "PUT",
+                &format!("/v1/projects/{}/namespaces/chat", project.id),
+                Some(&mgmt),
+                Some(json!({"presence": n % 2 == 0})),
+            )
+            .await?;
+        assert_eq!(s, if n == 0 { 201 } else { 200 });
+        took.push(cp.wait_applied(&mgmt, &project.id).await?);
+    }
+    took.sort();
+    eprintln!(
+        "config change → applied over {} changes: p50 {:?}, p99 {:?}, max {:?}",
+        took.len(),
+        took[took.len() / 2],
+        took[(took.len() * 99) / 100],
+        took[took.len() - 1]
+    );
+    // Correctness only (timings are for BENCHMARKS.md): every change was applied, in order.
+    let (_, p) = cp
+        .call(
+            "GET",
+            &format!("/v1/projects/{}", project.id),
+            Some(&mgmt),
+            None,
+        )
+        .await?;
+    assert_eq!(p["applied_version"], p["config_version"]);
+    Ok(())
+}

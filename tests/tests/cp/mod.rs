@@ -1,0 +1,290 @@
+//! A control plane spawned for one test, with its own database and tenant run directory, and
+//! REST helpers to build projects through it. Tenant processes it started are killed on drop
+//! (a control plane leaves them running on purpose, for the next one to adopt).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rotor_e2e::{ProcessBuilder, TestDatabase, TestProcess};
+use serde_json::{json, Value};
+
+pub struct ControlPlane {
+    pub db: TestDatabase,
+    pub run_dir: PathBuf,
+    pub process: Option<TestProcess>,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+/// A project made through the REST API, with what clients need.
+pub struct Project {
+    pub id: String,
+    pub slug: String,
+    pub key: String,
+    pub secret: String,
+}
+
+impl ControlPlane {
+    pub async fn start() -> Result<Self> {
+        let db = TestDatabase::create().await?;
+        let run_dir =
+            std::env::temp_dir().join(format!("rotor-cp-test-{}", uuid::Uuid::new_v4().simple()));
+        let mut cp = Self {
+            db,
+            run_dir,
+            process: None,
+            base: String::new(),
+            http: reqwest::Client::new(),
+        };
+        cp.spawn().await?;
+        Ok(cp)
+    }
+
+    /// Starts (or restarts) the control-plane process on a new port.
+    pub async fn spawn(&mut self) -> Result<()> {
+        let process = ProcessBuilder::workspace_binary("rotor-control-plane")?
+            .arg("serve")
+            .env("DATABASE_URL", self.db.url())
+            .env("ROTOR_LISTEN", "127.0.0.1:0")
+            .env("ROTOR_RUN_DIR", &self.run_dir)
+            .listening_marker("rotor-control-plane listening on")
+            .spawn()
+            .await?;
+        self.base = format!("http://{}", process.addr());
+        self.process = Some(process);
+        Ok(())
+    }
+
+    pub fn ws_url(&self, slug: &str) -> String {
+        format!(
+            "{}/t/{slug}/connection/websocket",
+            self.base.replacen("http://", "ws://", 1)
+        )
+    }
+
+    pub fn api_url(&self, slug: &str) -> String {
+        format!("{}/t/{slug}/api", self.base)
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<(u16, Value)> {
+        let mut req = self
+            .http
+            .request(method.parse()?, format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(10));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// Signs up and returns a management token.
+    pub async fn account(&self, email: &str) -> Result<String> {
+        let creds = json!({"email": email, "password": "a long password", "name": "e2e"});
+        let (s, b) = self
+            .call("POST", "/v1/signup", None, Some(creds.clone()))
+            .await?;
+        anyhow::ensure!(s == 201, "signup: {s} {b}");
+        let (s, b) = self.call("POST", "/v1/tokens", None, Some(creds)).await?;
+        anyhow::ensure!(s == 201, "token: {s} {b}");
+        Ok(b["token"].as_str().context("token")?.to_owned())
+    }
+
+    /// Creates a project with an API key and the given namespaces, and waits until its tenant
+    /// runs the latest config.
+    pub async fn project(
+        &self,
+        token: &str,
+        name: &str,
+        namespaces: &[(&str, Value)],
+    ) -> Result<Project> {
+        let (s, p) = self
+            .call(
+                "POST",
+                "/v1/projects",
+                Some(token),
+                Some(json!({"name": name})),
+            )
+            .await?;
+        anyhow::ensure!(s == 201, "project: {s} {p}");
+        let id = p["id"].as_str().context("id")?.to_owned();
+        let (s, k) = self
+            .call(
+                "POST",
+                &format!("/v1/projects/{id}/api-keys"),
+                Some(token),
+                Some(json!({"name": "backend"})),
+            )
+            .await?;
+        anyhow::ensure!(s == 201, "key: {s} {k}");
+        for (ns, options) in namespaces {
+            let (s, b) = self
+                .call(
+                    "PUT",
+                    &format!("/v1/projects/{id}/namespaces/{ns}"),
+                    Some(token),
+                    Some(options.clone()),
+                )
+                .await?;
+            anyhow::ensure!(s == 201, "namespace {ns}: {s} {b}");
+        }
+        let (_, secret) = self
+            .call(
+                "GET",
+                &format!("/v1/projects/{id}/secrets"),
+                Some(token),
+                None,
+            )
+            .await?;
+        self.wait_applied(token, &id).await?;
+        Ok(Project {
+            id,
+            slug: p["slug"].as_str().context("slug")?.to_owned(),
+            key: k["key"].as_str().context("key")?.to_owned(),
+            secret: secret["token_hmac_secret"]
+                .as_str()
+                .context("secret")?
+                .to_owned(),
+        })
+    }
+
+    /// Polls (there is no event to await) until the tenant reports the latest config version;
+    /// returns how long that took.
+    pub async fn wait_applied(&self, token: &str, id: &str) -> Result<Duration> {
+        let started = Instant::now();
+        loop {
+            let (_, p) = self
+                .call("GET", &format!("/v1/projects/{id}"), Some(token), None)
+                .await?;
+            if p["applied_version"] == p["config_version"] {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > Duration::from_secs(15) {
+                let log = self
+                    .process
+                    .as_ref()
+                    .map(|p| p.output())
+                    .unwrap_or_default();
+                bail!("config of {id} not applied in time: {p}\ncontrol plane output:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The process record the control plane keeps for a tenant.
+    pub fn tenant_record(&self, id: &str) -> Result<Value> {
+        let text = std::fs::read_to_string(self.run_dir.join(format!("{id}.state")))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// Publishes through the edge with a project's API key.
+    pub async fn publish(
+        &self,
+        project: &Project,
+        channel: &str,
+        data: Value,
+    ) -> Result<(u16, Value)> {
+        let resp = self
+            .http
+            .post(format!("{}/publish", self.api_url(&project.slug)))
+            .header("X-API-Key", &project.key)
+            .body(json!({"channel": channel, "data": data}).to_string())
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+}
+
+/// Signs a connection token.
+pub fn token(secret: &str, user: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": user, "exp": chrono_now() + 600}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign token")
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// SIGKILL, ignoring a process that is already gone.
+pub fn kill9(pid: i64) {
+    let _ = std::process::Command::new("kill")
+        .arg("-KILL")
+        .arg(pid.to_string())
+        .status();
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if let Some(p) = self.process.take() {
+            if let Some(pid) = p.pid() {
+                kill9(i64::from(pid));
+            }
+            drop(p);
+        }
+        if let Ok(entries) = std::fs::read_dir(&self.run_dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().and_then(|e| e.to_str()) != Some("state") {
+                    continue;
+                }
+                let pid = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                    .and_then(|v| v["pid"].as_i64());
+                if let Some(pid) = pid {
+                    kill9(pid);
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
+}
+
+/// A raw JSON-protocol connection through the edge; returns the close code if the server
+/// closes it, or the connect reply.
+pub async fn raw_connect(url: &str, token: &str) -> Result<Result<Value, u16>> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await??;
+    ws.send(Message::text(
+        json!({"id": 1, "connect": {"token": token}}).to_string(),
+    ))
+    .await?;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await? {
+            Some(Ok(Message::Text(t))) => return Ok(Ok(serde_json::from_str(&t)?)),
+            Some(Ok(Message::Close(f))) => {
+                return Ok(Err(f.map(|f| u16::from(f.code)).unwrap_or(1005)))
+            }
+            Some(Ok(_)) => continue,
+            other => bail!("connection ended without a close frame: {other:?}"),
+        }
+    }
+}
