@@ -69,6 +69,24 @@ async fn a_project_built_through_rest_serves_the_js_sdk_and_a_namespace_change_a
     assert_eq!(c["publish_offset"], 2);
     assert_eq!(c["history_offsets"], json!([1, 2]));
     assert_eq!(c["unknown_namespace_code"], 102);
+
+    // Secrets never reach the logs: not the control plane's, not the tenant's.
+    let mut logs = cp.process.as_ref().map(|p| p.output()).unwrap_or_default();
+    logs.push_str(&std::fs::read_to_string(
+        cp.run_dir.join(format!("{}.log", project.id)),
+    )?);
+    assert!(logs.contains("config applied"), "the logs were captured");
+    for secret in [
+        &mgmt,
+        &project.key,
+        &project.secret,
+        &"a long password".to_owned(),
+    ] {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret appears in the logs"
+        );
+    }
     Ok(())
 }
 

@@ -248,7 +248,11 @@ impl Client {
                     let mut items: Vec<Value> = t
                         .split('\n')
                         .filter(|l| !l.is_empty())
-                        .map(|l| serde_json::from_str(l).expect("server sent valid JSON"))
+                        .map(|l| {
+                            serde_json::from_str(l).unwrap_or_else(|e| {
+                                panic!("server sent invalid JSON ({e}): {}", &l[..l.len().min(120)])
+                            })
+                        })
                         .filter(|v: &Value| v.as_object().is_some_and(|o| !o.is_empty()))
                         .collect();
                     if items.is_empty() {

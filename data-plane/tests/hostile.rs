@@ -1,0 +1,144 @@
+//! Hostile input on the client protocol: every malformed or abusive frame gets its code, is
+//! counted, and leaves the server and other connections unharmed.
+
+mod common;
+
+use common::{token, Client, TestServer};
+use serde_json::json;
+
+#[tokio::test]
+async fn deeply_nested_json_never_overflows_the_stack() {
+    let s = TestServer::start(json!({"channel": {"namespaces": [
+        {"name": "strict", "allow_publish_for_client": true, "publication_data_format": "json"}
+    ]}}))
+    .await;
+    let (mut c, _) = Client::connected(&s.ws_url(), "1").await;
+    let deep = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
+    // Payloads are opaque: carried as raw bytes, never walked recursively (this one is
+    // refused only for lack of permission, after its frame was decoded).
+    c.send_raw(&format!(
+        r#"{{"id":9,"publish":{{"channel":"news","data":{deep}}}}}"#
+    ))
+    .await;
+    assert_eq!(c.reply(9).await["error"]["code"], 103);
+    c.call(json!({"subscribe": {"channel": "news"}})).await;
+    let nested = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+    c.send_raw(&format!(
+        r#"{{"id":12,"publish":{{"channel":"news","data":{nested}}}}}"#
+    ))
+    .await;
+    assert_eq!(c.reply(12).await["publish"], json!({}));
+    assert_eq!(c.push().await["pub"]["data"].to_string(), nested);
+    // JSON validation walks the payload iteratively: a deep but valid document passes, an
+    // unbalanced one is refused.
+    c.send_raw(&format!(
+        r#"{{"id":10,"publish":{{"channel":"strict:x","data":{deep}}}}}"#
+    ))
+    .await;
+    assert_eq!(c.reply(10).await["publish"], json!({}));
+    let unbalanced = format!("{}1{}", "[".repeat(5000), "]".repeat(4999));
+    c.send_raw(&format!(
+        r#"{{"id":13,"publish":{{"channel":"strict:x","data":{unbalanced}}}}}"#
+    ))
+    .await;
+    assert_eq!(
+        c.closed().await.code,
+        3501,
+        "an unbalanced frame is malformed"
+    );
+    let (mut other, _) = Client::connected(&s.ws_url(), "2").await;
+    assert!(other.call(json!({"subscribe": {"channel": "news"}})).await["subscribe"].is_object());
+}
+
+#[tokio::test]
+async fn invalid_utf8_and_binary_garbage_close_with_3501() {
+    let s = TestServer::start(json!({})).await;
+    let (mut c, _) = Client::connected(&s.ws_url(), "1").await;
+    let mut frame = br#"{"id":2,"subscribe":{"channel":"ab"#.to_vec();
+    frame.extend_from_slice(&[0xff, 0xfe]);
+    frame.extend_from_slice(br#""}}"#);
+    c.send_binary(frame).await;
+    assert_eq!(c.closed().await.code, 3501);
+    let mut c = Client::open(&s.ws_url()).await;
+    c.send_binary(vec![0x00, 0xff, 0x13, 0x37]).await;
+    assert_eq!(c.closed().await.code, 3501);
+    assert_eq!(s.node.metrics.malformed_frames.get(), 2);
+}
+
+#[tokio::test]
+async fn ten_thousand_subscribes_on_one_connection_stop_at_the_channel_limit() {
+    let s = TestServer::start(json!({"client": {"channel_limit": 100}})).await;
+    let (mut c, _) = Client::connected(&s.ws_url(), "1").await;
+    // 10 000 subscribes in ten frames of a thousand commands each.
+    let mut id = 100;
+    for batch in 0..10 {
+        let frame: Vec<String> = (0..1000)
+            .map(|i| {
+                id += 1;
+                json!({"id": id, "subscribe": {"channel": format!("c{batch}-{i}")}}).to_string()
+            })
+            .collect();
+        c.send_raw(&frame.join("\n")).await;
+    }
+    let (mut ok, mut limited) = (0, 0);
+    for _ in 0..10_000 {
+        let r = c.read().await.expect("connection stays open");
+        if r.get("subscribe").is_some() {
+            ok += 1;
+        } else if r["error"]["code"] == 106 {
+            limited += 1;
+        }
+    }
+    assert_eq!((ok, limited), (100, 9_900));
+    assert_eq!(s.node.hub.counts().1, 100);
+}
+
+#[tokio::test]
+async fn a_frame_with_too_many_commands_is_refused() {
+    let s = TestServer::start(json!({"websocket": {"message_size_limit": 1_000_000}})).await;
+    let (mut c, _) = Client::connected(&s.ws_url(), "1").await;
+    let frame: Vec<String> = (0..1025)
+        .map(|i| json!({"id": i + 2, "presence_stats": {"channel": "x"}}).to_string())
+        .collect();
+    c.send_raw(&frame.join("\n")).await;
+    assert_eq!(c.closed().await.code, 3501);
+}
+
+#[tokio::test]
+async fn a_flood_of_frames_from_one_client_does_not_stall_another() {
+    let s = TestServer::start(json!({})).await;
+    let (mut flooder, _) = Client::connected(&s.ws_url(), "f").await;
+    let (mut calm, _) = Client::connected(&s.ws_url(), "c").await;
+    calm.call(json!({"subscribe": {"channel": "news"}})).await;
+    for i in 0..2000 {
+        flooder
+            .send_raw(&json!({"id": i + 10, "presence_stats": {"channel": "x"}}).to_string())
+            .await;
+    }
+    let (mut publisher, _) = Client::connected(&s.ws_url(), "p").await;
+    publisher
+        .call(json!({"subscribe": {"channel": "news"}}))
+        .await;
+    publisher
+        .call(json!({"publish": {"channel": "news", "data": {"still": "served"}}}))
+        .await;
+    assert_eq!(calm.push().await["pub"]["data"]["still"], "served");
+}
+
+#[tokio::test]
+async fn channel_names_with_non_ascii_or_control_bytes_are_bad_requests() {
+    let s = TestServer::start(json!({})).await;
+    let (mut c, _) = Client::connected(&s.ws_url(), "1").await;
+    assert_eq!(
+        c.call(json!({"subscribe": {"channel": "naïve"}})).await["error"]["code"],
+        107
+    );
+    assert_eq!(
+        c.call(json!({"subscribe": {"channel": "tab\there"}})).await["subscribe"],
+        json!({}),
+        "ASCII control characters are ASCII"
+    );
+    c.send(json!({"connect": {"token": token(json!({"sub": "x"}))}}))
+        .await;
+    assert_eq!(c.closed().await.code, 3501, "a second connect");
+}
