@@ -330,6 +330,23 @@ impl BrokerEvents for Hub {
             .delivered(crate::metrics::namespace_of(channel), delivered);
     }
 
+    fn lost_continuity(&self, channel: &str) {
+        let shard = self.shard(channel).lock();
+        let Some(subs) = shard.get(channel) else {
+            return;
+        };
+        for entry in subs.subs.values() {
+            if entry.flags.positioned {
+                entry
+                    .client
+                    .outbox
+                    .push_control(Control::InsufficientState {
+                        channel: channel.to_owned(),
+                    });
+            }
+        }
+    }
+
     fn join(&self, channel: &str, info: ClientInfo) {
         self.broadcast_join_leave(
             channel,

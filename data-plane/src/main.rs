@@ -55,9 +55,6 @@ async fn main() -> anyhow::Result<()> {
         .init();
 
     let mut tenant = load(args.config.as_ref())?;
-    if tenant.engine.kind == rotor_tenant_config::EngineType::Redis {
-        anyhow::bail!("engine.type \"redis\" is not available in this build; use \"memory\"");
-    }
     if let Some(port) = args.port {
         tenant.http_server.port = port;
     }
@@ -79,7 +76,12 @@ async fn main() -> anyhow::Result<()> {
         tenant.node.name.clone()
     };
     let runtime = RuntimeConfig::compile(tenant).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let node = Node::new_memory(runtime, name);
+    let node = match runtime.tenant.engine.kind {
+        rotor_tenant_config::EngineType::Memory => Node::new_memory(runtime, name),
+        rotor_tenant_config::EngineType::Redis => Node::new_redis(runtime, name)
+            .await
+            .context("redis engine")?,
+    };
 
     // SIGHUP: reload the config file in place.
     if let Some(path) = args.config.clone() {

@@ -121,36 +121,85 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node with the memory engine.
-    pub fn new_memory(config: RuntimeConfig, name: String) -> Arc<Self> {
-        let metrics = Arc::new(Metrics::default());
-        let hub = Arc::new(Hub::new(metrics.clone()));
-        let broker = Arc::new(MemoryBroker::new(hub.clone()));
-        let node = Arc::new(Self {
+    fn assemble(
+        config: RuntimeConfig,
+        name: String,
+        metrics: Arc<Metrics>,
+        hub: Arc<Hub>,
+        broker: Arc<dyn Broker>,
+        presence: Arc<dyn Presence>,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Self {
             id: uuid::Uuid::new_v4().to_string(),
             name,
             started: Instant::now(),
             config: ConfigHandle::new(config),
             hub,
-            broker: broker.clone(),
-            presence: Arc::new(MemoryPresence::default()),
+            broker,
+            presence,
             metrics,
             registry: Registry::default(),
-            shutdown: CancellationToken::new(),
+            shutdown,
             publish_limiter: Default::default(),
-        });
+        })
+    }
+
+    /// A node with the memory engine.
+    pub fn new_memory(config: RuntimeConfig, name: String) -> Arc<Self> {
+        let metrics = Arc::new(Metrics::default());
+        let hub = Arc::new(Hub::new(metrics.clone()));
+        let broker = Arc::new(MemoryBroker::new(hub.clone()));
+        let shutdown = CancellationToken::new();
+        let presence = Arc::new(MemoryPresence::default());
+        let node = Self::assemble(
+            config,
+            name,
+            metrics,
+            hub,
+            broker.clone(),
+            presence,
+            shutdown.clone(),
+        );
         // Expired streams are dropped once a minute so memory follows retention.
-        let token = node.shutdown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {
                 tokio::select! {
-                    _ = token.cancelled() => break,
+                    _ = shutdown.cancelled() => break,
                     _ = tick.tick() => broker.sweep(),
                 }
             }
         });
         node
+    }
+
+    /// A node with the Redis engine (`engine.redis.*` of the config), sharing channels, history
+    /// and presence with every other process on the same Redis and prefix.
+    pub async fn new_redis(config: RuntimeConfig, name: String) -> Result<Arc<Self>, EngineError> {
+        let metrics = Arc::new(Metrics::default());
+        let hub = Arc::new(Hub::new(metrics.clone()));
+        let shutdown = CancellationToken::new();
+        let redis = &config.tenant.engine.redis;
+        let engine = Arc::new(
+            crate::engine::redis::RedisEngine::connect(
+                &redis.address.0,
+                &redis.prefix,
+                redis.presence_ttl.get(),
+                hub.clone(),
+                shutdown.clone(),
+            )
+            .await?,
+        );
+        Ok(Self::assemble(
+            config,
+            name,
+            metrics,
+            hub,
+            engine.clone(),
+            engine,
+            shutdown,
+        ))
     }
 
     /// Publishes with the channel's history settings (rules already resolved).

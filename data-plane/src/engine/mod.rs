@@ -4,6 +4,7 @@
 //! [`crate::hub::Hub`] through [`BrokerEvents`].
 
 pub mod memory;
+pub mod redis;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,6 +74,9 @@ pub trait BrokerEvents: Send + Sync + 'static {
     fn join(&self, channel: &str, info: ClientInfo);
     /// A leave to deliver to subscribers that asked for join/leave.
     fn leave(&self, channel: &str, info: ClientInfo);
+    /// Publications of `channel` may have been lost (e.g. the broker reconnected):
+    /// positioned subscribers must recover.
+    fn lost_continuity(&self, _channel: &str) {}
 }
 
 /// Publications, history and stream positions.

@@ -32,6 +32,21 @@ impl TestServer {
     /// Starts a server with `overrides` merged over a base config (HMAC secret, one `chat`
     /// namespace with history, recovery, presence and join/leave).
     pub async fn start(overrides: Value) -> Self {
+        Self::start_with(overrides, false).await
+    }
+
+    /// The same with the Redis engine (REDIS_URL, default local) under `prefix`.
+    pub async fn start_redis(overrides: Value, prefix: &str) -> Self {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let mut o = overrides;
+        merge(
+            &mut o,
+            json!({"engine": {"type": "redis", "redis": {"address": url, "prefix": prefix}}}),
+        );
+        Self::start_with(o, true).await
+    }
+
+    async fn start_with(overrides: Value, redis: bool) -> Self {
         let mut base = json!({
             "client": {"token": {"hmac_secret_key": SECRET}},
             "http_api": {"key": "api-key"},
@@ -47,10 +62,14 @@ impl TestServer {
         });
         merge(&mut base, overrides);
         let loaded = TenantConfig::from_value(base).expect("valid test config");
-        let node = Node::new_memory(
-            RuntimeConfig::compile(loaded.config).unwrap(),
-            "test".into(),
-        );
+        let runtime = RuntimeConfig::compile(loaded.config).unwrap();
+        let node = if redis {
+            Node::new_redis(runtime, "test".into())
+                .await
+                .expect("redis engine")
+        } else {
+            Node::new_memory(runtime, "test".into())
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();

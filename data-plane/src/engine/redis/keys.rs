@@ -1,0 +1,78 @@
+//! Redis key and topic names. Every name starts with the tenant's prefix, and all keys of one
+//! channel share the hash tag `{channel}` so they live in one Redis Cluster slot. No other code
+//! builds a key.
+
+/// Key names under one prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    fn key(&self, channel: &str, suffix: &str) -> String {
+        format!("{}{{{}}}:{}", self.prefix, channel, suffix)
+    }
+
+    /// History stream (XADD, id = offset).
+    pub fn stream(&self, channel: &str) -> String {
+        self.key(channel, "s")
+    }
+
+    /// Stream meta: `e` epoch, `s` top offset.
+    pub fn meta(&self, channel: &str) -> String {
+        self.key(channel, "m")
+    }
+
+    /// First result of an idempotent publish.
+    pub fn idempotency(&self, channel: &str, key: &str) -> String {
+        self.key(channel, &format!("i:{key}"))
+    }
+
+    /// Presence entries: client id → protobuf ClientInfo.
+    pub fn presence(&self, channel: &str) -> String {
+        self.key(channel, "p")
+    }
+
+    /// Presence expiry: client id → unix seconds.
+    pub fn presence_expiry(&self, channel: &str) -> String {
+        self.key(channel, "pe")
+    }
+
+    /// The PUB/SUB topic of a channel.
+    pub fn topic(&self, channel: &str) -> String {
+        format!("{}c:{}", self.prefix, channel)
+    }
+
+    /// The channel a topic belongs to (None for foreign topics).
+    pub fn channel_of<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        topic.strip_prefix(self.prefix.as_str())?.strip_prefix("c:")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_carries_the_prefix_and_the_channel_hash_tag() {
+        let k = Keys::new("rotor:prj_a:");
+        for key in [
+            k.stream("chat:1"),
+            k.meta("chat:1"),
+            k.idempotency("chat:1", "x"),
+            k.presence("chat:1"),
+            k.presence_expiry("chat:1"),
+        ] {
+            assert!(key.starts_with("rotor:prj_a:{chat:1}:"), "{key}");
+        }
+        let topic = k.topic("chat:1");
+        assert_eq!(k.channel_of(&topic), Some("chat:1"));
+        assert_eq!(Keys::new("rotor:prj_b:").channel_of(&topic), None);
+    }
+}

@@ -1,0 +1,30 @@
+-- Atomic publish into a channel with history: idempotency check, stream meta (epoch, top
+-- offset), append with MAXLEN, retention, and PUBLISH of the publication with its position.
+-- KEYS: 1 stream, 2 meta, 3 idempotency result
+-- ARGV: 1 protobuf Publication, 2 history size, 3 history TTL (s), 4 meta TTL (s),
+--       5 epoch to use if the stream is new, 6 PUB/SUB topic, 7 "1" to use idempotency,
+--       8 idempotency TTL (s)
+if ARGV[7] == "1" then
+  local previous = redis.call("get", KEYS[3])
+  if previous then
+    local sep = string.find(previous, ":", 1, true)
+    return {string.sub(previous, 1, sep - 1), string.sub(previous, sep + 1)}
+  end
+end
+local epoch = redis.call("hget", KEYS[2], "e")
+if not epoch then
+  epoch = ARGV[5]
+  redis.call("hset", KEYS[2], "e", epoch)
+end
+local top = redis.call("hincrby", KEYS[2], "s", 1)
+if top == 1 then
+  redis.call("del", KEYS[1])
+end
+redis.call("xadd", KEYS[1], "MAXLEN", ARGV[2], top .. "-1", "d", ARGV[1])
+redis.call("expire", KEYS[1], ARGV[3])
+redis.call("expire", KEYS[2], ARGV[4])
+redis.call("publish", ARGV[6], "p" .. top .. ":" .. epoch .. ":" .. ARGV[1])
+if ARGV[7] == "1" then
+  redis.call("set", KEYS[3], top .. ":" .. epoch, "EX", ARGV[8])
+end
+return {tostring(top), epoch}

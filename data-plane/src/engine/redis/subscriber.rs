@@ -1,0 +1,159 @@
+//! The PUB/SUB side of one Redis shard: one dedicated connection for every channel this node
+//! has subscribers in. It reconnects with backoff after a failure, subscribes again to every
+//! topic, and then tells positioned subscribers to recover, since publications may have been
+//! missed while it was away.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use prost::Message as _;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::keys::Keys;
+use crate::engine::BrokerEvents;
+use crate::hub::PubMsg;
+use crate::protocol::{ClientInfo, Publication};
+
+/// A request to the subscriber task.
+pub enum SubCmd {
+    Subscribe(String, oneshot::Sender<Result<(), String>>),
+    Unsubscribe(String),
+}
+
+/// Runs until `stop` or until every sender is gone.
+pub async fn run(
+    client: redis::Client,
+    keys: Keys,
+    events: Arc<dyn BrokerEvents>,
+    mut rx: mpsc::UnboundedReceiver<SubCmd>,
+    stop: CancellationToken,
+) {
+    let mut topics: HashSet<String> = HashSet::new();
+    let mut connected_before = false;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let pubsub = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = tokio::time::timeout(Duration::from_secs(3), client.get_async_pubsub()) => match r {
+                Ok(Ok(p)) => p,
+                failure => {
+                    let reason = match failure { Ok(Err(e)) => e.to_string(), _ => "timeout".into() };
+                    tracing::warn!(error = %reason, "redis pub/sub unavailable; retrying");
+                    // Refuse subscriptions while down (clients retry), track unsubscriptions.
+                    let deadline = tokio::time::sleep(backoff);
+                    tokio::pin!(deadline);
+                    loop {
+                        tokio::select! {
+                            _ = &mut deadline => break,
+                            _ = stop.cancelled() => return,
+                            cmd = rx.recv() => match cmd {
+                                None => return,
+                                Some(SubCmd::Subscribe(_, ack)) => { let _ = ack.send(Err("redis unavailable".into())); }
+                                Some(SubCmd::Unsubscribe(t)) => { topics.remove(&t); }
+                            },
+                        }
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            },
+        };
+        backoff = Duration::from_millis(100);
+        let (mut sink, mut stream) = pubsub.split();
+        if !topics.is_empty() {
+            let all: Vec<&String> = topics.iter().collect();
+            if let Err(e) = sink.subscribe(all).await {
+                tracing::warn!(error = %e, "redis resubscribe failed");
+                continue;
+            }
+        }
+        if connected_before {
+            tracing::info!(
+                channels = topics.len(),
+                "redis pub/sub reconnected; positioned subscribers recover"
+            );
+            for topic in &topics {
+                if let Some(channel) = keys.channel_of(topic) {
+                    events.lost_continuity(channel);
+                }
+            }
+        }
+        connected_before = true;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                cmd = rx.recv() => match cmd {
+                    None => return,
+                    Some(SubCmd::Subscribe(topic, ack)) => {
+                        match sink.subscribe(&topic).await {
+                            Ok(()) => {
+                                topics.insert(topic);
+                                let _ = ack.send(Ok(()));
+                            }
+                            Err(e) => {
+                                let _ = ack.send(Err(e.to_string()));
+                                break;
+                            }
+                        }
+                    }
+                    Some(SubCmd::Unsubscribe(topic)) => {
+                        topics.remove(&topic);
+                        if sink.unsubscribe(&topic).await.is_err() {
+                            break;
+                        }
+                    }
+                },
+                msg = stream.next() => match msg {
+                    None => break,
+                    Some(msg) => deliver(&keys, events.as_ref(), msg.get_channel_name(), msg.get_payload_bytes()),
+                },
+            }
+        }
+        tracing::warn!("redis pub/sub connection lost; reconnecting");
+    }
+}
+
+/// Decodes one PUB/SUB payload: `p<offset>:<epoch>:<Publication>`, `j<ClientInfo>` or
+/// `l<ClientInfo>`.
+pub fn deliver(keys: &Keys, events: &dyn BrokerEvents, topic: &str, payload: &[u8]) {
+    let Some(channel) = keys.channel_of(topic) else {
+        return;
+    };
+    let Some((&kind, rest)) = payload.split_first() else {
+        return;
+    };
+    match kind {
+        b'p' => {
+            let mut parts = rest.splitn(3, |b| *b == b':');
+            let (Some(offset), Some(epoch), Some(body)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                tracing::warn!(%channel, "malformed publication on pub/sub");
+                return;
+            };
+            let offset: u64 = std::str::from_utf8(offset)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let epoch = String::from_utf8_lossy(epoch).into_owned();
+            match Publication::decode(body) {
+                Ok(mut publication) => {
+                    publication.offset = offset;
+                    events.publication(channel, PubMsg::new(channel, publication, epoch));
+                }
+                Err(e) => {
+                    tracing::warn!(%channel, error = %e, "undecodable publication on pub/sub")
+                }
+            }
+        }
+        b'j' | b'l' => match ClientInfo::decode(rest) {
+            Ok(info) if kind == b'j' => events.join(channel, info),
+            Ok(info) => events.leave(channel, info),
+            Err(e) => tracing::warn!(%channel, error = %e, "undecodable join/leave on pub/sub"),
+        },
+        _ => tracing::warn!(%channel, "unknown pub/sub message kind"),
+    }
+}

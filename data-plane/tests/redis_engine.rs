@@ -1,0 +1,170 @@
+//! The Redis engine: several nodes on one Redis and prefix act as one tenant (publications,
+//! history, recovery, presence and join/leave across nodes), and two prefixes see nothing of
+//! each other.
+
+mod common;
+
+use common::{Client, TestServer};
+use serde_json::json;
+
+/// A unique key prefix; its keys are deleted on drop.
+struct Prefix(String);
+
+impl Prefix {
+    fn new() -> Self {
+        Self(format!("rotor-test:{}:", uuid::Uuid::new_v4().simple()))
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        if let Ok(client) = redis::Client::open(url) {
+            if let Ok(mut conn) =
+                client.get_connection_with_timeout(std::time::Duration::from_secs(2))
+            {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{}*", self.0))
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_publication_on_one_node_reaches_subscribers_on_another_in_order() {
+    let prefix = Prefix::new();
+    let a = TestServer::start_redis(json!({}), &prefix.0).await;
+    let b = TestServer::start_redis(json!({}), &prefix.0).await;
+    let (mut sub, _) = Client::connected(&a.ws_url(), "s").await;
+    let r = sub.call(json!({"subscribe": {"channel": "chat:x"}})).await;
+    assert_eq!(r["subscribe"]["recoverable"], true);
+    let epoch = r["subscribe"]["epoch"].clone();
+    let _own_join = sub.push().await;
+    let (mut publisher, _) = Client::connected(&b.ws_url(), "p").await;
+    publisher
+        .call(json!({"subscribe": {"channel": "chat:x"}}))
+        .await;
+    assert!(
+        sub.push().await["join"].is_object(),
+        "a join on node b reaches node a"
+    );
+    for n in 1..=5 {
+        let r = publisher
+            .call(json!({"publish": {"channel": "chat:x", "data": {"n": n}}}))
+            .await;
+        assert_eq!(r["publish"], json!({}));
+    }
+    for n in 1..=5u64 {
+        let p = sub.push().await;
+        assert_eq!(
+            (p["pub"]["data"]["n"].as_u64(), p["pub"]["offset"].as_u64()),
+            (Some(n), Some(n))
+        );
+    }
+    // History and presence are shared too.
+    let h = publisher
+        .call(json!({"history": {"channel": "chat:x", "limit": -1}}))
+        .await;
+    assert_eq!(h["history"]["offset"], 5);
+    assert_eq!(h["history"]["epoch"], epoch);
+    assert_eq!(h["history"]["publications"].as_array().unwrap().len(), 5);
+    let st = sub
+        .call(json!({"presence_stats": {"channel": "chat:x"}}))
+        .await;
+    assert_eq!(
+        st["presence_stats"],
+        json!({"num_clients": 2, "num_users": 2})
+    );
+}
+
+#[tokio::test]
+async fn recovery_works_across_nodes() {
+    let prefix = Prefix::new();
+    let a = TestServer::start_redis(json!({}), &prefix.0).await;
+    let b = TestServer::start_redis(json!({}), &prefix.0).await;
+    let (mut c, _) = Client::connected(&a.ws_url(), "c").await;
+    let r = c.call(json!({"subscribe": {"channel": "chat:r"}})).await;
+    let epoch = r["subscribe"]["epoch"].clone();
+    drop(c);
+    let (mut p, _) = Client::connected(&b.ws_url(), "p").await;
+    p.call(json!({"subscribe": {"channel": "chat:r"}})).await;
+    for n in 1..=3 {
+        p.call(json!({"publish": {"channel": "chat:r", "data": {"n": n}}}))
+            .await;
+    }
+    let (mut c, _) = Client::connected(&b.ws_url(), "c").await;
+    let r = c.call(json!({"subscribe": {"channel": "chat:r", "recover": true, "offset": 0, "epoch": epoch}})).await;
+    assert_eq!(r["subscribe"]["recovered"], true, "{r}");
+    let got: Vec<u64> = r["subscribe"]["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, vec![1, 2, 3]);
+}
+
+#[tokio::test]
+async fn two_prefixes_on_one_redis_see_nothing_of_each_other() {
+    let (pa, pb) = (Prefix::new(), Prefix::new());
+    let a = TestServer::start_redis(json!({}), &pa.0).await;
+    let b = TestServer::start_redis(json!({}), &pb.0).await;
+    let (mut on_b, _) = Client::connected(&b.ws_url(), "same-user").await;
+    on_b.call(json!({"subscribe": {"channel": "chat:x"}})).await;
+    let _own_join = on_b.push().await;
+    let (mut on_a, _) = Client::connected(&a.ws_url(), "same-user").await;
+    on_a.call(json!({"subscribe": {"channel": "chat:x"}})).await;
+    on_a.call(json!({"publish": {"channel": "chat:x", "data": {"tenant": "a"}}}))
+        .await;
+    let h = on_b
+        .call(json!({"history": {"channel": "chat:x", "limit": -1}}))
+        .await;
+    assert_eq!(h["history"]["publications"], json!([]));
+    assert_eq!(h["history"]["offset"], 0);
+    let st = on_b
+        .call(json!({"presence_stats": {"channel": "chat:x"}}))
+        .await;
+    assert_eq!(
+        st["presence_stats"],
+        json!({"num_clients": 1, "num_users": 1})
+    );
+    // Nothing of tenant a arrived on b: the next frame b reads is the answer to its own probe.
+    let probe = on_b
+        .call(json!({"presence_stats": {"channel": "chat:x"}}))
+        .await;
+    assert!(probe.get("presence_stats").is_some());
+}
+
+#[tokio::test]
+async fn the_server_api_publishes_through_redis_with_idempotency() {
+    let prefix = Prefix::new();
+    let a = TestServer::start_redis(json!({}), &prefix.0).await;
+    let http = reqwest::Client::new();
+    let publish = |key: &'static str| {
+        let http = http.clone();
+        let url = format!("http://{}/api/publish", a.addr);
+        async move {
+            http.post(url)
+                .header("x-api-key", "api-key")
+                .body(
+                    json!({"channel": "chat:i", "data": {"x": 1}, "idempotency_key": key})
+                        .to_string(),
+                )
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let first = publish("k1").await;
+    assert_eq!(first["result"]["offset"], 1);
+    assert_eq!(publish("k1").await, first);
+    assert_eq!(publish("k2").await["result"]["offset"], 2);
+}
