@@ -223,7 +223,7 @@ pub async fn compile(
             .redis_url
             .clone()
             .or(default_redis_url.map(str::to_owned))
-            .unwrap_or_default();
+            .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
         let prefix = row
             .redis_prefix
             .clone()

@@ -379,3 +379,60 @@ async fn config_changes_reach_the_tenant_quickly_measured_over_twenty_changes() 
     assert_eq!(p["applied_version"], p["config_version"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_redis_engine_project_keeps_its_keys_under_its_own_prefix() -> Result<()> {
+    let cp = ControlPlane::start().await?;
+    let mgmt = cp.account("owner@example.com").await?;
+    let (s, p) = cp
+        .call(
+            "POST",
+            "/v1/projects",
+            Some(&mgmt),
+            Some(json!({"name": "redis app", "engine": "redis"})),
+        )
+        .await?;
+    assert_eq!(s, 201, "{p}");
+    let id = p["id"].as_str().unwrap().to_owned();
+    let (_, k) = cp
+        .call(
+            "POST",
+            &format!("/v1/projects/{id}/api-keys"),
+            Some(&mgmt),
+            Some(json!({"name": "b"})),
+        )
+        .await?;
+    let history =
+        json!({"allow_subscribe_for_client": true, "history_size": 10, "history_ttl": "60s"});
+    cp.call(
+        "PUT",
+        &format!("/v1/projects/{id}/namespaces/chat"),
+        Some(&mgmt),
+        Some(history),
+    )
+    .await?;
+    cp.wait_applied(&mgmt, &id).await?;
+    let project = cp::Project {
+        id: id.clone(),
+        slug: p["slug"].as_str().unwrap().to_owned(),
+        key: k["key"].as_str().unwrap().to_owned(),
+        secret: String::new(),
+    };
+    let (s, r) = cp
+        .publish(&project, "chat:x", json!({"via": "redis"}))
+        .await?;
+    assert_eq!((s, r["result"]["offset"].as_u64()), (200, Some(1)), "{r}");
+    let redis = redis::Client::open(rotor_e2e::paths::redis_url())?;
+    let mut conn = redis.get_multiplexed_async_connection().await?;
+    let prefix = format!("rotor:{id}:");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await?;
+    assert!(
+        keys.iter().any(|k| k == &format!("{prefix}{{chat:x}}:s")),
+        "{keys:?}"
+    );
+    let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
+    Ok(())
+}

@@ -169,12 +169,6 @@ pub async fn create_project(
             "engine must be \"memory\" or \"redis\"",
         ));
     }
-    if engine == "redis" {
-        return Err(RestError::field(
-            "engine",
-            "the redis engine is not available on this installation yet",
-        ));
-    }
     let id = ProjectId::generate();
     let base = slugify(&name);
     let mut tx = state.pool.begin().await?;
