@@ -168,3 +168,134 @@ async fn the_server_api_publishes_through_redis_with_idempotency() {
     assert_eq!(publish("k1").await, first);
     assert_eq!(publish("k2").await["result"]["offset"], 2);
 }
+
+/// A private redis-server on a free port, killed on drop.
+struct OwnRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("rotor-redis-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut r = Self {
+            port,
+            dir,
+            child: None,
+        };
+        r.spawn();
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        self.child = Some(child);
+        // Wait (bounded) until it answers.
+        let client = redis::Client::open(self.url()).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while client
+            .get_connection_with_timeout(std::time::Duration::from_millis(200))
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn a_redis_restart_fails_publishes_meanwhile_and_then_asks_subscribers_to_recover() {
+    let mut redis = OwnRedis::start();
+    let s = TestServer::start_redis(
+        json!({"engine": {"redis": {"address": redis.url()}}}),
+        &format!("rotor-test:{}:", uuid::Uuid::new_v4().simple()),
+    )
+    .await;
+    let (mut c, _) = Client::connected(&s.ws_url(), "c").await;
+    c.call(json!({"subscribe": {"channel": "chat:f"}})).await;
+    let _own_join = c.push().await;
+    let api = |body: serde_json::Value| {
+        let url = format!("http://{}/api/publish", s.addr);
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("x-api-key", "api-key")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        api(json!({"channel": "chat:f", "data": 1})).await["result"]["offset"],
+        1
+    );
+    assert_eq!(c.push().await["pub"]["offset"], 1);
+    redis.kill();
+    let down = api(json!({"channel": "chat:f", "data": 2})).await;
+    assert_eq!(
+        down["error"]["code"], 100,
+        "a temporary error while Redis is down: {down}"
+    );
+    redis.spawn();
+    // The PUB/SUB side reconnects and tells the positioned subscriber to recover.
+    let push = c.push().await;
+    assert_eq!(push["unsubscribe"]["code"], 2500, "{push}");
+    assert_eq!(push["channel"], "chat:f");
+    // Publishing works again.
+    let mut ok = serde_json::Value::Null;
+    for _ in 0..50 {
+        ok = api(json!({"channel": "chat:f", "data": 3})).await;
+        if ok.get("result").is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ok.get("result").is_some(), "{ok}");
+}

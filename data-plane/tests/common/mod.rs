@@ -38,11 +38,9 @@ impl TestServer {
     /// The same with the Redis engine (REDIS_URL, default local) under `prefix`.
     pub async fn start_redis(overrides: Value, prefix: &str) -> Self {
         let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let mut o = overrides;
-        merge(
-            &mut o,
-            json!({"engine": {"type": "redis", "redis": {"address": url, "prefix": prefix}}}),
-        );
+        let mut o =
+            json!({"engine": {"type": "redis", "redis": {"address": url, "prefix": prefix}}});
+        merge(&mut o, overrides);
         Self::start_with(o, true).await
     }
 
