@@ -16,6 +16,37 @@ async fn core_flow(format: &str) -> Result<Value> {
     let out = server
         .run(ClientScript::node("js_core.mjs"), format)
         .await?;
+    check_core_flow(&out, format);
+    Ok(out)
+}
+
+/// The core flow on the Redis engine, with the SDK clients on one process and every server
+/// API call (publishes included) sent to another process of the same tenant.
+#[tokio::test]
+async fn centrifuge_js_core_flow_over_redis_with_clients_and_api_on_different_processes(
+) -> Result<()> {
+    let (a, b, prefix) = Server::start_redis_pair().await?;
+    let out = a
+        .run_with_api(ClientScript::node("js_core.mjs"), "json", Some(&b))
+        .await;
+    if let Ok(redis) = redis::Client::open(rotor_e2e::paths::redis_url()) {
+        if let Ok(mut conn) = redis.get_multiplexed_async_connection().await {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+            }
+        }
+    }
+    check_core_flow(&out?, "json");
+    Ok(())
+}
+
+fn check_core_flow(out: &Value, format: &str) {
+    let out = out.clone();
 
     expect(&out, "format", json!(format));
     expect(
@@ -118,7 +149,6 @@ async fn core_flow(format: &str) -> Result<Value> {
     );
     expect(&out, "a_unexpected", json!([]));
     expect(&out, "b_unexpected", json!([]));
-    Ok(out)
 }
 
 #[tokio::test]

@@ -75,15 +75,38 @@ impl Server {
     /// Spawns the data plane with [`base_config`].
     pub async fn start() -> Result<Self> {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let secret = format!("interop-secret-{id}");
-        let api_key = format!("interop-api-key-{id}");
+        Self::start_with(
+            &format!("interop-secret-{id}"),
+            &format!("interop-api-key-{id}"),
+            None,
+        )
+        .await
+    }
+
+    /// Two data planes of one tenant on the Redis engine (REDIS_URL, a fresh key prefix).
+    pub async fn start_redis_pair() -> Result<(Self, Self, String)> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (secret, key) = (
+            format!("interop-secret-{id}"),
+            format!("interop-api-key-{id}"),
+        );
+        let prefix = format!("rotor-test:{id}:");
+        let a = Self::start_with(&secret, &key, Some(&prefix)).await?;
+        let b = Self::start_with(&secret, &key, Some(&prefix)).await?;
+        Ok((a, b, prefix))
+    }
+
+    async fn start_with(secret: &str, api_key: &str, redis_prefix: Option<&str>) -> Result<Self> {
+        let (secret, api_key) = (secret.to_owned(), api_key.to_owned());
+        let id = uuid::Uuid::new_v4().simple().to_string();
         let path = std::env::temp_dir().join(format!("rotor-interop-{id}.json"));
         let config = ConfigFile(path.clone());
-        std::fs::write(
-            &path,
-            serde_json::to_vec_pretty(&base_config(&secret, &api_key))?,
-        )
-        .with_context(|| format!("writing {}", path.display()))?;
+        let mut cfg = base_config(&secret, &api_key);
+        if let Some(prefix) = redis_prefix {
+            cfg["engine"] = json!({"type": "redis", "redis": {"address": rotor_e2e::paths::redis_url(), "prefix": prefix}});
+        }
+        std::fs::write(&path, serde_json::to_vec_pretty(&cfg)?)
+            .with_context(|| format!("writing {}", path.display()))?;
         let path_arg = path.to_string_lossy().into_owned();
         let process = TestProcess::spawn(
             "rotor-data-plane",
@@ -127,9 +150,27 @@ impl Server {
     /// Runs `script` against this server and returns the JSON object it printed. On failure
     /// the error carries the script's output and the server's log.
     pub async fn run(&self, script: ClientScript, format: &str) -> Result<Value> {
+        self.run_with_api(script, format, None).await
+    }
+
+    /// The same, with server API calls sent to another process of the tenant.
+    pub async fn run_with_api(
+        &self,
+        script: ClientScript,
+        format: &str,
+        api: Option<&Server>,
+    ) -> Result<Value> {
+        let mut env = self.env(format);
+        if let Some(other) = api {
+            let port = other.process.addr().port();
+            env.push((
+                "ROTOR_API_URL".into(),
+                format!("http://127.0.0.1:{port}/api"),
+            ));
+        }
         let outcome = async {
             let output = script
-                .envs(self.env(format))
+                .envs(env)
                 .timeout(SCRIPT_TIMEOUT)
                 .run()
                 .await?
