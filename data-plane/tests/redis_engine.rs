@@ -299,3 +299,44 @@ async fn a_redis_restart_fails_publishes_meanwhile_and_then_asks_subscribers_to_
     }
     assert!(ok.get("result").is_some(), "{ok}");
 }
+
+#[tokio::test]
+async fn presence_of_a_connection_that_stops_refreshing_expires() {
+    use rotor_data_plane::engine::redis::RedisEngine;
+    use rotor_data_plane::engine::Presence;
+    use rotor_data_plane::protocol::ClientInfo;
+    let prefix = Prefix::new();
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let stop = tokio_util::sync::CancellationToken::new();
+    struct Ignore;
+    impl rotor_data_plane::engine::BrokerEvents for Ignore {
+        fn publication(&self, _: &str, _: std::sync::Arc<rotor_data_plane::hub::PubMsg>) {}
+        fn join(&self, _: &str, _: ClientInfo) {}
+        fn leave(&self, _: &str, _: ClientInfo) {}
+    }
+    let engine = RedisEngine::connect(
+        &[url],
+        &prefix.0,
+        std::time::Duration::from_secs(1),
+        std::sync::Arc::new(Ignore),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    for (client, user) in [("c1", "u1"), ("c2", "u1"), ("c3", "u2")] {
+        let info = ClientInfo {
+            user: user.into(),
+            client: client.into(),
+            ..Default::default()
+        };
+        engine.add_presence("chat:p", info).await.unwrap();
+    }
+    assert_eq!(engine.presence_stats("chat:p").await.unwrap(), (3, 2));
+    engine.remove_presence("chat:p", "c3", "u2").await.unwrap();
+    assert_eq!(engine.presence_stats("chat:p").await.unwrap(), (2, 1));
+    // Nobody refreshes: after the one-second TTL (expiry has whole-second resolution) the
+    // entries are gone, as when the process holding those connections was killed.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(engine.presence_stats("chat:p").await.unwrap(), (0, 0));
+    stop.cancel();
+}
