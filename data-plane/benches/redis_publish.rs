@@ -28,7 +28,7 @@ async fn main() {
     let stop = tokio_util::sync::CancellationToken::new();
     let engine = Arc::new(
         RedisEngine::connect(
-            &[url.clone()],
+            std::slice::from_ref(&url),
             &prefix,
             Duration::from_secs(60),
             Arc::new(Discard),

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod hub;

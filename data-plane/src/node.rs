@@ -114,18 +114,20 @@ pub struct Node {
     pub broker: Arc<dyn Broker>,
     pub presence: Arc<dyn Presence>,
     pub metrics: Arc<Metrics>,
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     pub shutdown: CancellationToken,
     /// The plan's publication rate limit.
     pub publish_limiter: crate::limits::PublishLimiter,
 }
 
 impl Node {
+    #[allow(clippy::too_many_arguments)]
     fn assemble(
         config: RuntimeConfig,
         name: String,
         metrics: Arc<Metrics>,
         hub: Arc<Hub>,
+        registry: Arc<Registry>,
         broker: Arc<dyn Broker>,
         presence: Arc<dyn Presence>,
         shutdown: CancellationToken,
@@ -139,7 +141,7 @@ impl Node {
             broker,
             presence,
             metrics,
-            registry: Registry::default(),
+            registry,
             shutdown,
             publish_limiter: Default::default(),
         })
@@ -149,7 +151,12 @@ impl Node {
     pub fn new_memory(config: RuntimeConfig, name: String) -> Arc<Self> {
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(metrics.clone()));
-        let broker = Arc::new(MemoryBroker::new(hub.clone()));
+        let registry = Arc::new(Registry::default());
+        let events = Arc::new(crate::cluster::NodeEvents {
+            hub: hub.clone(),
+            registry: registry.clone(),
+        });
+        let broker = Arc::new(MemoryBroker::new(events));
         let shutdown = CancellationToken::new();
         let presence = Arc::new(MemoryPresence::default());
         let node = Self::assemble(
@@ -157,6 +164,7 @@ impl Node {
             name,
             metrics,
             hub,
+            registry,
             broker.clone(),
             presence,
             shutdown.clone(),
@@ -179,6 +187,11 @@ impl Node {
     pub async fn new_redis(config: RuntimeConfig, name: String) -> Result<Arc<Self>, EngineError> {
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(metrics.clone()));
+        let registry = Arc::new(Registry::default());
+        let events = Arc::new(crate::cluster::NodeEvents {
+            hub: hub.clone(),
+            registry: registry.clone(),
+        });
         let shutdown = CancellationToken::new();
         let redis = &config.tenant.engine.redis;
         let engine = Arc::new(
@@ -186,7 +199,7 @@ impl Node {
                 &redis.address.0,
                 &redis.prefix,
                 redis.presence_ttl.get(),
-                hub.clone(),
+                events,
                 shutdown.clone(),
             )
             .await?,
@@ -196,6 +209,7 @@ impl Node {
             name,
             metrics,
             hub,
+            registry,
             engine.clone(),
             engine,
             shutdown,

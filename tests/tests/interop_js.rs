@@ -5,7 +5,7 @@
 mod interop;
 
 use anyhow::Result;
-use interop::{expect, Server};
+use interop::{expect, run_on, Deployment, Server};
 use rotor_e2e::ClientScript;
 use serde_json::{json, Value};
 
@@ -176,11 +176,8 @@ async fn centrifuge_js_protobuf_core_flow() -> Result<()> {
 
 /// Unknown namespace 102, permission denied 103, unavailable 108, expired token 109 with
 /// getToken, connection refresh, invalid token 3500, no token 3501.
-async fn errors(format: &str) -> Result<()> {
-    let server = Server::start().await?;
-    let out = server
-        .run(ClientScript::node("js_errors.mjs"), format)
-        .await?;
+async fn errors(format: &str, deployment: Deployment) -> Result<()> {
+    let out = run_on(deployment, ClientScript::node("js_errors.mjs"), format).await?;
 
     expect(&out, "format", json!(format));
     let refused = |code: u32, reason: &str| {
@@ -252,22 +249,19 @@ async fn errors(format: &str) -> Result<()> {
 
 #[tokio::test]
 async fn centrifuge_js_json_error_codes() -> Result<()> {
-    errors("json").await
+    errors("json", Deployment::Memory).await
 }
 
 #[tokio::test]
 async fn centrifuge_js_protobuf_error_codes() -> Result<()> {
-    errors("protobuf").await
+    errors("protobuf", Deployment::Memory).await
 }
 
 /// Subscription tokens, server-side subscriptions (token `channels`, API subscribe/unsubscribe)
 /// with recovery through the connect command, client unsubscribe, history 112, wrong-channel
 /// subscription token 3500 and, over JSON, binary data closing with 3506.
-async fn subscriptions(format: &str) -> Result<Value> {
-    let server = Server::start().await?;
-    let out = server
-        .run(ClientScript::node("js_subs.mjs"), format)
-        .await?;
+async fn subscriptions(format: &str, deployment: Deployment) -> Result<Value> {
+    let out = run_on(deployment, ClientScript::node("js_subs.mjs"), format).await?;
 
     expect(&out, "format", json!(format));
     expect(&out, "sub_token", json!({"asked": ["$room"]}));
@@ -358,7 +352,7 @@ async fn subscriptions(format: &str) -> Result<Value> {
 
 #[tokio::test]
 async fn centrifuge_js_json_subscriptions() -> Result<()> {
-    let out = subscriptions("json").await?;
+    let out = subscriptions("json", Deployment::Memory).await?;
     expect(
         &out,
         "binary_to_json",
@@ -369,7 +363,7 @@ async fn centrifuge_js_json_subscriptions() -> Result<()> {
 
 #[tokio::test]
 async fn centrifuge_js_protobuf_subscriptions() -> Result<()> {
-    subscriptions("protobuf").await?;
+    subscriptions("protobuf", Deployment::Memory).await?;
     Ok(())
 }
 
@@ -426,5 +420,16 @@ async fn centrifuge_js_json_and_protobuf_clients_share_a_channel() -> Result<()>
         json!({"code": 3508, "reason": "not available", "state": "disconnected"}),
     );
     expect(&out, "protobuf_client_state", json!("connected"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn centrifuge_js_error_codes_over_redis_across_two_processes() -> Result<()> {
+    errors("json", Deployment::RedisPair).await
+}
+
+#[tokio::test]
+async fn centrifuge_js_subscriptions_over_redis_across_two_processes() -> Result<()> {
+    subscriptions("json", Deployment::RedisPair).await?;
     Ok(())
 }

@@ -6,18 +6,15 @@
 mod interop;
 
 use anyhow::Result;
-use interop::{expect, Server};
+use interop::{expect, run_on, Deployment};
 use rotor_e2e::ClientScript;
 use serde_json::json;
 
 /// centrifuge-python: connect, subscribe, receive from cent and from the client, join/leave,
 /// presence, history, recovery after a gap, 102/103/109/3500, connection refresh (3005 without
 /// it) and pings answered with pongs.
-async fn sdk_flow(format: &str) -> Result<()> {
-    let server = Server::start().await?;
-    let out = server
-        .run(ClientScript::python("py_sdk.py"), format)
-        .await?;
+async fn sdk_flow(format: &str, deployment: Deployment) -> Result<()> {
+    let out = run_on(deployment, ClientScript::python("py_sdk.py"), format).await?;
 
     expect(&out, "format", json!(format));
     expect(&out, "a", json!({"client_id_len": 36}));
@@ -142,21 +139,27 @@ async fn sdk_flow(format: &str) -> Result<()> {
 
 #[tokio::test]
 async fn centrifuge_python_json_flow_with_cent() -> Result<()> {
-    sdk_flow("json").await
+    sdk_flow("json", Deployment::Memory).await
 }
 
 #[tokio::test]
 async fn centrifuge_python_protobuf_flow_with_cent() -> Result<()> {
-    sdk_flow("protobuf").await
+    sdk_flow("protobuf", Deployment::Memory).await
 }
 
 /// cent 5.x against the server API, with a centrifuge-python subscriber watching the effects.
 #[tokio::test]
 async fn cent_server_api_methods_and_errors() -> Result<()> {
-    let server = Server::start().await?;
-    let out = server
-        .run(ClientScript::python("cent_api.py"), "json")
-        .await?;
+    cent_api(Deployment::Memory).await
+}
+
+#[tokio::test]
+async fn cent_server_api_methods_and_errors_on_the_redis_engine() -> Result<()> {
+    cent_api(Deployment::Redis).await
+}
+
+async fn cent_api(deployment: Deployment) -> Result<()> {
+    let out = run_on(deployment, ClientScript::python("cent_api.py"), "json").await?;
 
     expect(&out, "publish", json!({"offset": 1, "epoch_matches": true}));
     expect(
@@ -277,4 +280,9 @@ async fn cent_server_api_methods_and_errors() -> Result<()> {
         json!({"code": 4501, "reason": "bye", "state": "disconnected"}),
     );
     Ok(())
+}
+
+#[tokio::test]
+async fn centrifuge_python_with_cent_over_redis_across_two_processes() -> Result<()> {
+    sdk_flow("json", Deployment::RedisPair).await
 }

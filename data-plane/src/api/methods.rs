@@ -9,11 +9,10 @@ use serde_json::{json, Map, Value};
 
 use super::requests::{self, payload};
 use super::{error_json, ApiError};
-use crate::client::Control;
+use crate::cluster::ClusterControl;
 use crate::engine::HistoryFilter;
 use crate::node::{meta_ttl, Node, VERSION};
-use crate::protocol::{ClientError, Disconnect, Publication};
-use crate::session::{ServerRefresh, ServerSubscribe};
+use crate::protocol::{ClientError, Publication};
 
 /// Every method `/api/{method}` answers.
 pub const METHODS: &[&str] = &[
@@ -50,10 +49,10 @@ pub(super) async fn execute(node: &Node, method: &str, params: &str) -> Result<V
     match method {
         "publish" => publish(node, parse(params)?).await,
         "broadcast" => broadcast(node, parse(params)?).await,
-        "subscribe" => subscribe(node, parse(params)?),
-        "unsubscribe" => unsubscribe(node, parse(params)?),
-        "disconnect" => disconnect(node, parse(params)?),
-        "refresh" => refresh(node, parse(params)?),
+        "subscribe" => subscribe(node, parse(params)?).await,
+        "unsubscribe" => unsubscribe(node, parse(params)?).await,
+        "disconnect" => disconnect(node, parse(params)?).await,
+        "refresh" => refresh(node, parse(params)?).await,
         "presence" => presence(node, parse(params)?).await,
         "presence_stats" => presence_stats(node, parse(params)?).await,
         "history" => history(node, parse(params)?).await,
@@ -133,79 +132,80 @@ async fn broadcast(node: &Node, req: requests::Broadcast) -> Result<Value, ApiEr
     Ok(json!({"responses": responses}))
 }
 
-fn targets(
-    node: &Node,
-    user: &str,
-    client: &str,
-) -> Vec<std::sync::Arc<crate::client::ClientHandle>> {
-    node.registry.find(user, client)
+/// Sends a targeted operation to every node of the tenant (this one included).
+async fn to_every_node(node: &Node, control: ClusterControl) -> Result<Value, ApiError> {
+    let payload = serde_json::to_vec(&control).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    node.broker
+        .broadcast_control(bytes::Bytes::from(payload))
+        .await?;
+    Ok(json!({}))
 }
 
-fn subscribe(node: &Node, req: requests::Subscribe) -> Result<Value, ApiError> {
+async fn subscribe(node: &Node, req: requests::Subscribe) -> Result<Value, ApiError> {
     require_channel(&req.channel)?;
     node.config.load().channel_rules(&req.channel)?;
-    let sub = ServerSubscribe {
+    let control = ClusterControl::Subscribe {
+        user: req.user.clone(),
+        client: req.client.clone(),
         channel: req.channel.clone(),
-        info: payload(&req.info, &req.b64info)?,
-        data: payload(&req.data, &req.b64data)?,
+        info: payload(&req.info, &req.b64info)?.to_vec(),
+        data: payload(&req.data, &req.b64data)?.to_vec(),
         expire_at: req.expire_at,
         recover_since: req.recover_since.clone(),
     };
-    for client in targets(node, &req.user, &req.client) {
-        client
-            .outbox
-            .push_control(Control::Subscribe(Box::new(sub.clone())));
-    }
-    Ok(json!({}))
+    to_every_node(node, control).await
 }
 
-fn unsubscribe(node: &Node, req: requests::Unsubscribe) -> Result<Value, ApiError> {
-    let (code, reason) = crate::protocol::unsubscribe::SERVER;
-    for client in targets(node, &req.user, &req.client) {
-        client.outbox.push_control(Control::Unsubscribe {
-            channel: req.channel.clone(),
-            code,
-            reason: reason.to_owned(),
-        });
-    }
-    Ok(json!({}))
+async fn unsubscribe(node: &Node, req: requests::Unsubscribe) -> Result<Value, ApiError> {
+    to_every_node(
+        node,
+        ClusterControl::Unsubscribe {
+            user: req.user,
+            client: req.client,
+            channel: req.channel,
+        },
+    )
+    .await
 }
 
-fn disconnect(node: &Node, req: requests::Disconnect) -> Result<Value, ApiError> {
-    let reason = match &req.disconnect {
+async fn disconnect(node: &Node, req: requests::Disconnect) -> Result<Value, ApiError> {
+    let (code, reason) = match &req.disconnect {
         Some(d) if d.code > 0 => {
             if d.reason.len() > 123 {
                 return Err(ClientError::BAD_REQUEST
                     .with_message("disconnect reason is too long")
                     .into());
             }
-            Disconnect::custom(d.code, d.reason.clone())
+            (d.code, d.reason.clone())
         }
-        _ => Disconnect::FORCE_NO_RECONNECT,
+        _ => (0, String::new()),
     };
-    for client in targets(node, &req.user, &req.client) {
-        if req.whitelist.iter().any(|w| **w == *client.id) {
-            continue;
-        }
-        client
-            .outbox
-            .push_control(Control::Disconnect(reason.clone()));
-    }
-    Ok(json!({}))
+    to_every_node(
+        node,
+        ClusterControl::Disconnect {
+            user: req.user,
+            client: req.client,
+            whitelist: req.whitelist,
+            code,
+            reason,
+        },
+    )
+    .await
 }
 
-fn refresh(node: &Node, req: requests::Refresh) -> Result<Value, ApiError> {
-    let refresh = ServerRefresh {
-        expired: req.expired,
-        expire_at: req.expire_at,
-        info: payload(&req.info, &req.b64info)?,
-    };
-    for client in targets(node, &req.user, &req.client) {
-        client
-            .outbox
-            .push_control(Control::Refresh(Box::new(refresh.clone())));
-    }
-    Ok(json!({}))
+async fn refresh(node: &Node, req: requests::Refresh) -> Result<Value, ApiError> {
+    let info = payload(&req.info, &req.b64info)?.to_vec();
+    to_every_node(
+        node,
+        ClusterControl::Refresh {
+            user: req.user,
+            client: req.client,
+            expired: req.expired,
+            expire_at: req.expire_at,
+            info,
+        },
+    )
+    .await
 }
 
 async fn presence(node: &Node, req: requests::Channel) -> Result<Value, ApiError> {

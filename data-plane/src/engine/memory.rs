@@ -231,6 +231,11 @@ impl Broker for MemoryBroker {
     async fn unsubscribe(&self, _channel: &str) -> Result<(), EngineError> {
         Ok(())
     }
+
+    async fn broadcast_control(&self, payload: bytes::Bytes) -> Result<(), EngineError> {
+        self.events.control(&payload);
+        Ok(())
+    }
 }
 
 /// Presence for one process.

@@ -77,6 +77,8 @@ pub trait BrokerEvents: Send + Sync + 'static {
     /// Publications of `channel` may have been lost (e.g. the broker reconnected):
     /// positioned subscribers must recover.
     fn lost_continuity(&self, _channel: &str) {}
+    /// A control message for every node of the tenant (see [`crate::cluster`]).
+    fn control(&self, _payload: &[u8]) {}
 }
 
 /// Publications, history and stream positions.
@@ -107,6 +109,8 @@ pub trait Broker: Send + Sync + 'static {
     async fn subscribe(&self, channel: &str) -> Result<(), EngineError>;
     /// This node lost its last subscriber of `channel`.
     async fn unsubscribe(&self, channel: &str) -> Result<(), EngineError>;
+    /// Delivers a control message to every node of the tenant, this one included.
+    async fn broadcast_control(&self, payload: bytes::Bytes) -> Result<(), EngineError>;
 }
 
 /// Presence: who is in a channel right now.

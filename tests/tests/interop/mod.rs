@@ -182,6 +182,44 @@ impl Server {
     }
 }
 
+/// Where a scenario runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment {
+    /// One process, memory engine.
+    Memory,
+    /// One process, Redis engine.
+    Redis,
+    /// Two processes of one tenant on Redis: SDK clients on the first, server API calls on
+    /// the second.
+    RedisPair,
+}
+
+/// Starts the deployment, runs `script` and returns its observations; Redis keys are removed
+/// afterwards.
+pub async fn run_on(deployment: Deployment, script: ClientScript, format: &str) -> Result<Value> {
+    if deployment == Deployment::Memory {
+        return Server::start().await?.run(script, format).await;
+    }
+    let (a, b, prefix) = Server::start_redis_pair().await?;
+    let out = match deployment {
+        Deployment::RedisPair => a.run_with_api(script, format, Some(&b)).await,
+        _ => a.run(script, format).await,
+    };
+    if let Ok(redis) = redis::Client::open(rotor_e2e::paths::redis_url()) {
+        if let Ok(mut conn) = redis.get_multiplexed_async_connection().await {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+            }
+        }
+    }
+    out
+}
+
 /// Asserts that `out[key]` equals `expected`, printing the whole observation on mismatch.
 #[track_caller]
 pub fn expect(out: &Value, key: &str, expected: Value) {

@@ -49,6 +49,11 @@ impl Keys {
         format!("{}c:{}", self.prefix, channel)
     }
 
+    /// The tenant's node-to-node control topic.
+    pub fn control_topic(&self) -> String {
+        format!("{}control", self.prefix)
+    }
+
     /// The channel a topic belongs to (None for foreign topics).
     pub fn channel_of<'a>(&self, topic: &'a str) -> Option<&'a str> {
         topic.strip_prefix(self.prefix.as_str())?.strip_prefix("c:")

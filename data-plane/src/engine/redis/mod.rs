@@ -71,7 +71,7 @@ impl RedisEngine {
         }
         let keys = Keys::new(prefix);
         let mut shards = Vec::with_capacity(addresses.len());
-        for address in addresses {
+        for (i, address) in addresses.iter().enumerate() {
             let client = redis::Client::open(address.as_str()).map_err(unavailable)?;
             let config = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Duration::from_secs(2))
@@ -86,6 +86,16 @@ impl RedisEngine {
                 rx,
                 stop.clone(),
             ));
+            if i == 0 {
+                // Every node listens to the tenant's control topic on the first shard.
+                let (ack_tx, ack_rx) = oneshot::channel();
+                tx.send(SubCmd::Subscribe(keys.control_topic(), ack_tx))
+                    .map_err(unavailable)?;
+                match tokio::time::timeout(OP_TIMEOUT, ack_rx).await {
+                    Ok(Ok(Ok(()))) => {}
+                    _ => return Err(unavailable("cannot subscribe to the control topic")),
+                }
+            }
             shards.push(Shard { conn, sub: tx });
         }
         Ok(Self {
@@ -280,6 +290,22 @@ impl Broker for RedisEngine {
             Ok(Ok(Err(e))) => Err(unavailable(e)),
             _ => Err(unavailable("pub/sub subscribe timed out")),
         }
+    }
+
+    async fn broadcast_control(&self, payload: bytes::Bytes) -> Result<(), EngineError> {
+        // Control goes through the first shard, whose subscriber always listens to it.
+        let mut conn = self.shards[0].conn.clone();
+        let mut message = Vec::with_capacity(payload.len() + 1);
+        message.push(b'x');
+        message.extend_from_slice(&payload);
+        let _: i64 = within(
+            redis::cmd("PUBLISH")
+                .arg(self.keys.control_topic())
+                .arg(message)
+                .query_async(&mut conn),
+        )
+        .await?;
+        Ok(())
     }
 
     async fn unsubscribe(&self, channel: &str) -> Result<(), EngineError> {

@@ -119,6 +119,12 @@ pub async fn run(
 /// Decodes one PUB/SUB payload: `p<offset>:<epoch>:<Publication>`, `j<ClientInfo>` or
 /// `l<ClientInfo>`.
 pub fn deliver(keys: &Keys, events: &dyn BrokerEvents, topic: &str, payload: &[u8]) {
+    if topic == keys.control_topic() {
+        if let Some((b'x', body)) = payload.split_first() {
+            events.control(body);
+        }
+        return;
+    }
     let Some(channel) = keys.channel_of(topic) else {
         return;
     };
