@@ -340,3 +340,58 @@ async fn presence_of_a_connection_that_stops_refreshing_expires() {
     assert_eq!(engine.presence_stats("chat:p").await.unwrap(), (0, 0));
     stop.cancel();
 }
+
+#[tokio::test]
+async fn several_redis_addresses_shard_channels_and_each_channel_stays_on_one() {
+    let other = OwnRedis::start();
+    let main_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = Prefix::new();
+    let addresses = json!([main_url, other.url()]);
+    let a = TestServer::start_redis(
+        json!({"engine": {"redis": {"address": addresses}}}),
+        &prefix.0,
+    )
+    .await;
+    let b = TestServer::start_redis(
+        json!({"engine": {"redis": {"address": addresses}}}),
+        &prefix.0,
+    )
+    .await;
+    let (mut sub, _) = Client::connected(&a.ws_url(), "s").await;
+    let (mut publisher, _) = Client::connected(&b.ws_url(), "p").await;
+    let channels: Vec<String> = (0..8).map(|i| format!("chat:shard{i}")).collect();
+    for ch in &channels {
+        sub.call(json!({"subscribe": {"channel": ch}})).await;
+        let _own_join = sub.push().await;
+        publisher.call(json!({"subscribe": {"channel": ch}})).await;
+        let _peer_join = sub.push().await;
+        publisher
+            .call(json!({"publish": {"channel": ch, "data": {"ch": ch}}}))
+            .await;
+        let p = sub.push().await;
+        assert_eq!(
+            (p["channel"].as_str(), p["pub"]["offset"].as_u64()),
+            (Some(ch.as_str()), Some(1))
+        );
+    }
+    // Each channel's stream lives on exactly one of the two servers, and both are used.
+    let count = |url: String| {
+        let pattern = format!("{}*:s", prefix.0);
+        async move {
+            let client = redis::Client::open(url).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(pattern)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            keys.len()
+        }
+    };
+    let (on_main, on_other) = (count(main_url.clone()).await, count(other.url()).await);
+    assert_eq!(on_main + on_other, channels.len());
+    assert!(
+        on_main > 0 && on_other > 0,
+        "both shards used: {on_main}/{on_other}"
+    );
+}
