@@ -247,6 +247,9 @@ pub async fn compile(
             "namespaces": namespaces,
         },
         "engine": engine,
+        "uni_sse": {"enabled": true},
+        "uni_http_stream": {"enabled": true},
+        "uni_websocket": {"enabled": true},
     });
     let loaded = TenantConfig::from_value(config).map_err(|e| CompileError::Invalid {
         project: project.clone(),

@@ -23,7 +23,7 @@ pub fn router(token: String) -> Router<Arc<Node>> {
         .route("/admin/config", put(put_config))
         .route("/admin/status", get(status))
         .route("/admin/usage", get(usage))
-        .layer(middleware::from_fn(move |req: Request, next: Next| {
+        .route_layer(middleware::from_fn(move |req: Request, next: Next| {
             let token = token.clone();
             async move {
                 let presented = req

@@ -22,6 +22,15 @@ pub fn router(node: Arc<Node>, admin_token: Option<String>) -> Router {
     let mut app = Router::new()
         .route("/connection/websocket", get(transport::websocket::handler))
         .route(
+            "/connection/uni_sse",
+            get(transport::uni::sse).post(transport::uni::sse),
+        )
+        .route(
+            "/connection/uni_http_stream",
+            axum::routing::post(transport::uni::http_stream),
+        )
+        .route("/connection/uni_websocket", get(transport::uni::websocket))
+        .route(
             "/connection/init",
             get(|| async { Json(serde_json::json!({})) }),
         )

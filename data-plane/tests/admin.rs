@@ -138,3 +138,12 @@ async fn usage_counts_exactly_what_was_sent_per_namespace() {
     assert_eq!(usage["api_calls"]["publish"], 2);
     assert_eq!(usage["messages_published"], 5);
 }
+
+#[tokio::test]
+async fn unknown_paths_are_404_even_with_the_admin_surface_enabled() {
+    let s = TestServer::start(json!({})).await;
+    let resp = reqwest::get(format!("http://{}/no/such/path", s.addr))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+}

@@ -13,7 +13,8 @@ use super::{unix_now, CommandError, CommandResult, Session, State};
 use crate::auth::jwt::TokenError;
 use crate::node::VERSION;
 use crate::protocol::{
-    ClientError, ConnectRequest, ConnectResult, Disconnect, RefreshRequest, RefreshResult, Reply,
+    ClientError, ConnectPush, ConnectRequest, ConnectResult, Disconnect, Push, RefreshRequest,
+    RefreshResult, Reply,
 };
 
 impl Session {
@@ -24,6 +25,15 @@ impl Session {
     ) -> Result<(), Disconnect> {
         match self.connect(id, req).await {
             Ok(()) => Ok(()),
+            Err(CommandError::Client(e)) if self.transport.unidirectional => {
+                self.node.metrics.client_errors.inc(e.code.to_string());
+                Err(match e.code {
+                    109 | 110 => Disconnect::EXPIRED,
+                    111 => Disconnect::TOO_MANY_REQUESTS,
+                    103 => Disconnect::PERMISSION_DENIED,
+                    _ => Disconnect::INTERNAL,
+                })
+            }
             Err(CommandError::Client(e)) => {
                 self.state = State::Failed;
                 self.node.metrics.client_errors.inc(e.code.to_string());
@@ -186,11 +196,35 @@ impl Session {
                 }
             }
         }
-        self.send_reply(Reply {
-            id,
-            connect: Some(result),
-            ..Default::default()
-        })?;
+        let reply = if self.transport.unidirectional {
+            let push = ConnectPush {
+                client: result.client,
+                version: result.version,
+                data: result.data,
+                subs: result.subs,
+                expires: result.expires,
+                ttl: result.ttl,
+                ping: result.ping,
+                pong: false,
+                session: self.handle.id.to_string(),
+                node: String::new(),
+                time: 0,
+            };
+            Reply {
+                push: Some(Push {
+                    connect: Some(push),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        } else {
+            Reply {
+                id,
+                connect: Some(result),
+                ..Default::default()
+            }
+        };
+        self.send_reply(reply)?;
         for p in prepared {
             self.activate_subscription(p, None).await?;
         }

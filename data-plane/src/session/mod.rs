@@ -31,6 +31,9 @@ pub struct TransportInfo {
     pub protocol: ProtocolKind,
     /// Emulation transports get `session` and `node` in the connect result.
     pub emulation: bool,
+    /// Unidirectional: the connect result goes out as a `connect` push, connect errors become
+    /// disconnects, and the transport unwraps every push.
+    pub unidirectional: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

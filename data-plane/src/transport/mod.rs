@@ -2,4 +2,5 @@
 //! session's outbox back onto the socket.
 
 pub mod origin;
+pub mod uni;
 pub mod websocket;

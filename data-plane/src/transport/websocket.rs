@@ -82,6 +82,7 @@ async fn run(node: Arc<Node>, mut socket: WebSocket, protocol: ProtocolKind) {
             name: "websocket",
             protocol,
             emulation: false,
+            unidirectional: false,
         },
     );
     let handle = session.handle().clone();

@@ -20,6 +20,19 @@ pub struct TenantConfig {
     pub http_api: HttpApi,
     pub websocket: WebSocketSection,
     pub engine: EngineSection,
+    /// `uni_sse.enabled`: EventSource streams at `/connection/uni_sse`.
+    pub uni_sse: Toggle,
+    /// `uni_http_stream.enabled`: streaming responses at `/connection/uni_http_stream`.
+    pub uni_http_stream: Toggle,
+    /// `uni_websocket.enabled`: push-only WebSocket at `/connection/uni_websocket`.
+    pub uni_websocket: Toggle,
+}
+
+/// A transport switch (Centrifugo: off unless enabled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Toggle {
+    pub enabled: bool,
 }
 
 /// Settings Centrifugo has no name for.
