@@ -247,6 +247,8 @@ pub async fn compile(
             "namespaces": namespaces,
         },
         "engine": engine,
+        "http_stream": {"enabled": true},
+        "sse": {"enabled": true},
         "uni_sse": {"enabled": true},
         "uni_http_stream": {"enabled": true},
         "uni_websocket": {"enabled": true},

@@ -118,6 +118,8 @@ pub struct Node {
     pub shutdown: CancellationToken,
     /// The plan's publication rate limit.
     pub publish_limiter: crate::limits::PublishLimiter,
+    /// Live emulation sessions (HTTP-stream, SSE): session id → where `/emulation` posts go.
+    pub emulation: parking_lot::Mutex<HashMap<Arc<str>, tokio::sync::mpsc::Sender<bytes::Bytes>>>,
 }
 
 impl Node {
@@ -144,6 +146,7 @@ impl Node {
             registry,
             shutdown,
             publish_limiter: Default::default(),
+            emulation: Default::default(),
         })
     }
 

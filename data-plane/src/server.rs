@@ -22,6 +22,20 @@ pub fn router(node: Arc<Node>, admin_token: Option<String>) -> Router {
     let mut app = Router::new()
         .route("/connection/websocket", get(transport::websocket::handler))
         .route(
+            "/connection/http_stream",
+            axum::routing::post(transport::emulation::http_stream)
+                .options(transport::emulation::http_stream),
+        )
+        .route(
+            "/connection/sse",
+            get(transport::emulation::sse).post(transport::emulation::sse),
+        )
+        .route(
+            "/emulation",
+            axum::routing::post(transport::emulation::emulation)
+                .options(transport::emulation::emulation),
+        )
+        .route(
             "/connection/uni_sse",
             get(transport::uni::sse).post(transport::uni::sse),
         )

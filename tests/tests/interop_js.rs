@@ -433,3 +433,28 @@ async fn centrifuge_js_subscriptions_over_redis_across_two_processes() -> Result
     subscriptions("json", Deployment::RedisPair).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn centrifuge_js_over_http_streaming_emulation() -> Result<()> {
+    let server = Server::start().await?;
+    let port = server.process.addr().port();
+    let out = rotor_e2e::ClientScript::node("emul_http_stream.mjs")
+        .envs([
+            ("ROTOR_BASE", format!("http://127.0.0.1:{port}")),
+            ("ROTOR_TOKEN_SECRET", server.secret.clone()),
+        ])
+        .timeout(std::time::Duration::from_secs(30))
+        .run()
+        .await?
+        .ensure_success()?
+        .stdout_json::<Value>()?;
+    expect(&out, "transport", json!("http_stream"));
+    expect(&out, "recoverable", json!(true));
+    expect(
+        &out,
+        "publication",
+        json!({"data": {"via": "emulation"}, "offset": 1}),
+    );
+    expect(&out, "presence", json!({"clients": 1, "users": 1}));
+    Ok(())
+}

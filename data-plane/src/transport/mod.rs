@@ -1,6 +1,7 @@
 //! Transports: each turns a socket into frames for a [`crate::session::Session`] and drains the
 //! session's outbox back onto the socket.
 
+pub mod emulation;
 pub mod origin;
 pub mod uni;
 pub mod websocket;

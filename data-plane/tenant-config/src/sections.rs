@@ -20,6 +20,10 @@ pub struct TenantConfig {
     pub http_api: HttpApi,
     pub websocket: WebSocketSection,
     pub engine: EngineSection,
+    /// `http_stream.enabled`: bidirectional emulation over HTTP streaming.
+    pub http_stream: Toggle,
+    /// `sse.enabled`: bidirectional emulation over EventSource.
+    pub sse: Toggle,
     /// `uni_sse.enabled`: EventSource streams at `/connection/uni_sse`.
     pub uni_sse: Toggle,
     /// `uni_http_stream.enabled`: streaming responses at `/connection/uni_http_stream`.

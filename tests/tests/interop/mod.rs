@@ -22,6 +22,8 @@ pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// every 2 s with a 1 s pong timeout so the longer scenarios see the SDKs' pongs accepted.
 pub fn base_config(secret: &str, api_key: &str) -> Value {
     json!({
+        "http_stream": {"enabled": true},
+        "sse": {"enabled": true},
         "client": {
             "token": {"hmac_secret_key": secret},
             "expired_close_delay": "1s",

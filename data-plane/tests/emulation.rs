@@ -1,0 +1,125 @@
+//! Bidirectional emulation: HTTP-streaming and SSE sessions with commands posted to
+//! `/emulation`, checked with a raw HTTP client (the real SDK runs in tests/tests/interop).
+
+mod common;
+
+use common::{token, TestServer, WAIT};
+use serde_json::{json, Value};
+
+fn enabled() -> Value {
+    json!({"http_stream": {"enabled": true}, "sse": {"enabled": true}})
+}
+
+async fn read_message(resp: &mut reqwest::Response, buf: &mut String, sep: &str) -> Value {
+    loop {
+        if let Some(i) = buf.find(sep) {
+            let msg: String = buf.drain(..i + sep.len()).collect();
+            let msg = msg.trim().trim_start_matches("data: ").to_owned();
+            if msg.is_empty() || msg == "{}" {
+                continue;
+            }
+            return serde_json::from_str(&msg).unwrap();
+        }
+        let chunk = tokio::time::timeout(WAIT, resp.chunk())
+            .await
+            .expect("stalled")
+            .unwrap()
+            .expect("stream open");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn an_http_stream_session_takes_later_commands_through_emulation() {
+    let s = TestServer::start(enabled()).await;
+    let http = reqwest::Client::new();
+    let connect = json!({"id": 1, "connect": {"token": token(json!({"sub": "u"}))}}).to_string();
+    let mut resp = http
+        .post(format!("http://{}/connection/http_stream", s.addr))
+        .body(connect)
+        .send()
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    let reply = read_message(&mut resp, &mut buf, "\n").await;
+    let session = reply["connect"]["session"].as_str().unwrap().to_owned();
+    assert_eq!(reply["connect"]["node"], json!(s.node.id));
+    let data = format!(
+        "{}\n{}",
+        json!({"id": 2, "subscribe": {"channel": "news"}}),
+        json!({"id": 3, "publish": {"channel": "news", "data": {"x": 1}}})
+    );
+    let r = http
+        .post(format!("http://{}/emulation", s.addr))
+        .body(json!({"session": session, "node": s.node.id, "data": data}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(
+        read_message(&mut resp, &mut buf, "\n").await,
+        json!({"id": 2, "subscribe": {}})
+    );
+    let mut got = vec![
+        read_message(&mut resp, &mut buf, "\n").await,
+        read_message(&mut resp, &mut buf, "\n").await,
+    ];
+    got.sort_by_key(|v| v.get("id").is_none());
+    assert_eq!(got[0], json!({"id": 3, "publish": {}}));
+    assert_eq!(got[1]["push"]["pub"]["data"], json!({"x": 1}));
+    let unknown = http
+        .post(format!("http://{}/emulation", s.addr))
+        .body(json!({"session": "nope", "node": s.node.id, "data": "{}"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 404);
+    let garbage = http
+        .post(format!("http://{}/emulation", s.addr))
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status().as_u16(), 400);
+}
+
+#[tokio::test]
+async fn an_sse_session_connects_with_cf_connect_and_ends_with_a_disconnect_push() {
+    let s = TestServer::start(enabled()).await;
+    let connect =
+        json!({"id": 1, "connect": {"token": token(json!({"sub": "sse-user"}))}}).to_string();
+    let mut resp = reqwest::Client::new()
+        .get(format!("http://{}/connection/sse", s.addr))
+        .query(&[("cf_connect", connect)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut buf = String::new();
+    let reply = read_message(&mut resp, &mut buf, "\n\n").await;
+    assert!(reply["connect"]["session"].is_string());
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/api/disconnect", s.addr))
+        .header("x-api-key", "api-key")
+        .body(r#"{"user":"sse-user"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        read_message(&mut resp, &mut buf, "\n\n").await,
+        json!({"push": {"disconnect": {"code": 3503, "reason": "force disconnect"}}})
+    );
+}
+
+#[tokio::test]
+async fn emulation_transports_are_off_unless_enabled() {
+    let s = TestServer::start(json!({})).await;
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/connection/http_stream", s.addr))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+}
