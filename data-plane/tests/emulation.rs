@@ -60,7 +60,7 @@ async fn an_http_stream_session_takes_later_commands_through_emulation() {
         read_message(&mut resp, &mut buf, "\n").await,
         json!({"id": 2, "subscribe": {}})
     );
-    let mut got = vec![
+    let mut got = [
         read_message(&mut resp, &mut buf, "\n").await,
         read_message(&mut resp, &mut buf, "\n").await,
     ];
