@@ -4,11 +4,10 @@
 //! commands posted to `/emulation` and routed to the live session by its id.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes as AxumBytes};
+use axum::body::Bytes as AxumBytes;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +16,6 @@ use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::origin::origin_allowed;
 use crate::client::OutItem;
 use crate::node::Node;
 use crate::protocol::{encode_reply, Disconnect, ProtocolKind, Push, Reply};
@@ -78,7 +76,7 @@ impl Framing {
     }
 }
 
-type BodyTx = mpsc::Sender<Result<AxumBytes, Infallible>>;
+use super::streaming::BodyTx;
 
 async fn run(
     node: Arc<Node>,
@@ -171,32 +169,17 @@ fn stream(
     framing: Framing,
     first: Bytes,
 ) -> Response {
-    let (tx, rx) = mpsc::channel::<Result<AxumBytes, Infallible>>(64);
     let content_type = match framing {
-        Framing::Sse => {
-            let _ = tx.try_send(Ok(AxumBytes::from_static(b"\r\n")));
-            "text/event-stream"
-        }
+        Framing::Sse => "text/event-stream",
         Framing::JsonLines => "application/json",
         Framing::Protobuf => "application/octet-stream",
     };
+    let (tx, response) = super::streaming::response(content_type);
+    if matches!(framing, Framing::Sse) {
+        let _ = tx.try_send(Ok(AxumBytes::from_static(b"\r\n")));
+    }
     tokio::spawn(run(node, name, protocol, framing, first, tx));
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, content_type)
-        .header(header::CACHE_CONTROL, "no-cache")
-        .header("X-Accel-Buffering", "no")
-        .body(Body::from_stream(body))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-}
-
-fn refuse_origin(node: &Node, headers: &HeaderMap) -> Option<Response> {
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    (!origin_allowed(&node.config.load().tenant.client.allowed_origins, origin))
-        .then(|| (StatusCode::FORBIDDEN, "origin not allowed").into_response())
+    response
 }
 
 /// `POST /connection/http_stream` (OPTIONS preflight answers 204).
@@ -212,7 +195,7 @@ pub async fn http_stream(
     if method == Method::OPTIONS {
         return StatusCode::NO_CONTENT.into_response();
     }
-    if let Some(r) = refuse_origin(&node, &headers) {
+    if let Some(r) = super::streaming::refuse_origin(&node, &headers) {
         return r;
     }
     let (protocol, framing) = if is_protobuf(&headers) {
@@ -234,7 +217,7 @@ pub async fn sse(
     if !node.config.load().tenant.sse.enabled {
         return StatusCode::NOT_FOUND.into_response();
     }
-    if let Some(r) = refuse_origin(&node, &headers) {
+    if let Some(r) = super::streaming::refuse_origin(&node, &headers) {
         return r;
     }
     let first = match (method, query.get("cf_connect")) {

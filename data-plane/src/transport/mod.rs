@@ -3,5 +3,6 @@
 
 pub mod emulation;
 pub mod origin;
+pub mod streaming;
 pub mod uni;
 pub mod websocket;

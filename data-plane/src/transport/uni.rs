@@ -8,16 +8,15 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes as AxumBytes};
+use axum::body::Bytes as AxumBytes;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::origin::origin_allowed;
 use crate::client::OutItem;
 use crate::node::Node;
 use crate::protocol::{Command, ConnectRequest, Disconnect, ProtocolKind, Push, Reply};
@@ -160,16 +159,6 @@ fn connect_request(
     })
 }
 
-fn check_origin(node: &Node, headers: &HeaderMap) -> Result<(), Refusal> {
-    let config = node.config.load();
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    if origin_allowed(&config.tenant.client.allowed_origins, origin) {
-        Ok(())
-    } else {
-        Err((StatusCode::FORBIDDEN, "origin not allowed".into()))
-    }
-}
-
 /// Streams bytes into an HTTP response body.
 struct BodySink {
     tx: mpsc::Sender<Result<AxumBytes, Infallible>>,
@@ -216,27 +205,17 @@ fn stream_response(
     request: ConnectRequest,
     sse: bool,
 ) -> Response {
-    let (tx, rx) = mpsc::channel::<Result<AxumBytes, Infallible>>(64);
+    let (tx, response) = super::streaming::response(if sse {
+        "text/event-stream"
+    } else {
+        "application/json"
+    });
     let frame = if sse { sse_frame } else { line_frame };
     if sse {
         let _ = tx.try_send(Ok(AxumBytes::from_static(b"\r\n")));
     }
     tokio::spawn(run(node, name, request, BodySink { tx, frame }));
-    let content_type = if sse {
-        "text/event-stream"
-    } else {
-        "application/json"
-    };
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, content_type)
-        .header(header::CACHE_CONTROL, "no-cache")
-        .header("X-Accel-Buffering", "no")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    response
 }
 
 /// `GET/POST /connection/uni_sse`.
@@ -250,8 +229,8 @@ pub async fn sse(
     if !node.config.load().tenant.uni_sse.enabled {
         return StatusCode::NOT_FOUND.into_response();
     }
-    if let Err(r) = check_origin(&node, &headers) {
-        return r.into_response();
+    if let Some(r) = super::streaming::refuse_origin(&node, &headers) {
+        return r;
     }
     let body: &[u8] = if method == Method::POST { &body } else { b"" };
     match connect_request(&query, body) {
@@ -270,8 +249,8 @@ pub async fn http_stream(
     if !node.config.load().tenant.uni_http_stream.enabled {
         return StatusCode::NOT_FOUND.into_response();
     }
-    if let Err(r) = check_origin(&node, &headers) {
-        return r.into_response();
+    if let Some(r) = super::streaming::refuse_origin(&node, &headers) {
+        return r;
     }
     match connect_request(&query, &body) {
         Ok(req) => stream_response(node, "uni_http_stream", req, false),
@@ -325,8 +304,8 @@ pub async fn websocket(
     if !node.config.load().tenant.uni_websocket.enabled {
         return StatusCode::NOT_FOUND.into_response();
     }
-    if let Err(r) = check_origin(&node, &headers) {
-        return r.into_response();
+    if let Some(r) = super::streaming::refuse_origin(&node, &headers) {
+        return r;
     }
     let from_query = match query.get("cf_connect") {
         Some(_) => match connect_request(&query, b"") {
