@@ -47,12 +47,133 @@ pub enum ClusterControl {
         expire_at: i64,
         info: Vec<u8>,
     },
+    /// A node's periodic "I am alive" with its `info` entry.
+    Heartbeat {
+        node: String,
+        info: serde_json::Value,
+    },
+    /// Asks every node for its `channels` or its `info` (answered with `SurveyReply` to
+    /// `from`).
+    Survey {
+        id: String,
+        from: String,
+        what: String,
+    },
+    /// One node's answer to a survey.
+    SurveyReply {
+        id: String,
+        to: String,
+        data: serde_json::Value,
+    },
+}
+
+/// How long a node counts as alive after its last heartbeat.
+const NODE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often a node sends its heartbeat.
+pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+type SurveyReplies = tokio::sync::mpsc::UnboundedSender<serde_json::Value>;
+
+/// What a node knows about the other nodes of its tenant, and its surveys in flight.
+pub struct ClusterState {
+    pub node_id: String,
+    pub node_name: String,
+    started: tokio::time::Instant,
+    nodes: parking_lot::Mutex<
+        std::collections::HashMap<String, (serde_json::Value, tokio::time::Instant)>,
+    >,
+    surveys: parking_lot::Mutex<std::collections::HashMap<String, SurveyReplies>>,
+    /// Messages this node must broadcast (answers to surveys), sent by the node's cluster task.
+    pub outgoing: tokio::sync::mpsc::UnboundedSender<ClusterControl>,
+}
+
+impl ClusterState {
+    /// State for node `node_id`, and the receiver of what it must broadcast.
+    pub fn new(
+        node_id: String,
+        node_name: String,
+    ) -> (
+        Arc<Self>,
+        tokio::sync::mpsc::UnboundedReceiver<ClusterControl>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let state = Self {
+            node_id,
+            node_name,
+            started: tokio::time::Instant::now(),
+            nodes: Default::default(),
+            surveys: Default::default(),
+            outgoing: tx,
+        };
+        (Arc::new(state), rx)
+    }
+
+    /// `info` entries of every node heard from recently.
+    pub fn live_nodes(&self) -> Vec<serde_json::Value> {
+        let now = tokio::time::Instant::now();
+        let mut nodes = self.nodes.lock();
+        nodes.retain(|_, (_, seen)| now.duration_since(*seen) < NODE_TTL);
+        nodes.values().map(|(info, _)| info.clone()).collect()
+    }
+
+    /// Registers a survey; replies arrive on the returned receiver until it is closed.
+    pub fn open_survey(&self, id: &str) -> tokio::sync::mpsc::UnboundedReceiver<serde_json::Value> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.surveys.lock().insert(id.to_owned(), tx);
+        rx
+    }
+
+    /// Forgets a survey.
+    pub fn close_survey(&self, id: &str) {
+        self.surveys.lock().remove(id);
+    }
 }
 
 impl ClusterControl {
-    /// Applies the operation to this node's matching connections.
-    pub fn apply(self, registry: &Registry) {
+    /// Applies the operation on this node.
+    pub fn apply(self, events: &NodeEvents) {
+        let registry = &events.registry;
         match self {
+            ClusterControl::Heartbeat { node, info } => {
+                let other = node != events.cluster.node_id;
+                let new = events
+                    .cluster
+                    .nodes
+                    .lock()
+                    .insert(node, (info, tokio::time::Instant::now()))
+                    .is_none();
+                let first_sight = other && new;
+                if first_sight {
+                    // A node that just started missed our earlier heartbeats: answer at once.
+                    let hello = ClusterControl::Heartbeat {
+                        node: events.cluster.node_id.clone(),
+                        info: events.info(),
+                    };
+                    let _ = events.cluster.outgoing.send(hello);
+                }
+            }
+            ClusterControl::Survey { id, from, what } => {
+                let data = if what == "info" {
+                    events.info()
+                } else {
+                    let channels: serde_json::Map<String, serde_json::Value> = events
+                        .hub
+                        .channels()
+                        .into_iter()
+                        .map(|(name, n)| (name, serde_json::json!(n)))
+                        .collect();
+                    serde_json::Value::Object(channels)
+                };
+                let reply = ClusterControl::SurveyReply { id, to: from, data };
+                let _ = events.cluster.outgoing.send(reply);
+            }
+            ClusterControl::SurveyReply { id, to, data } => {
+                if to == events.cluster.node_id {
+                    if let Some(tx) = events.cluster.surveys.lock().get(&id) {
+                        let _ = tx.send(data);
+                    }
+                }
+            }
             ClusterControl::Subscribe {
                 user,
                 client,
@@ -131,6 +252,25 @@ impl ClusterControl {
 pub struct NodeEvents {
     pub hub: Arc<Hub>,
     pub registry: Arc<Registry>,
+    pub cluster: Arc<ClusterState>,
+}
+
+impl NodeEvents {
+    /// This node's `info` entry (server API `info`).
+    pub fn info(&self) -> serde_json::Value {
+        let (num_clients, num_users) = self.registry.counts();
+        let (num_channels, num_subs) = self.hub.counts();
+        serde_json::json!({
+            "uid": self.cluster.node_id,
+            "name": self.cluster.node_name,
+            "version": crate::node::VERSION,
+            "num_clients": num_clients,
+            "num_users": num_users,
+            "num_subs": num_subs,
+            "num_channels": num_channels,
+            "uptime": self.cluster.started.elapsed().as_secs(),
+        })
+    }
 }
 
 impl BrokerEvents for NodeEvents {
@@ -148,7 +288,7 @@ impl BrokerEvents for NodeEvents {
     }
     fn control(&self, payload: &[u8]) {
         match serde_json::from_slice::<ClusterControl>(payload) {
-            Ok(c) => c.apply(&self.registry),
+            Ok(c) => c.apply(self),
             Err(e) => tracing::warn!(error = %e, "undecodable cluster control message"),
         }
     }

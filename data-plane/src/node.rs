@@ -118,6 +118,8 @@ pub struct Node {
     pub shutdown: CancellationToken,
     /// The plan's publication rate limit.
     pub publish_limiter: crate::limits::PublishLimiter,
+    /// Other nodes of this tenant and surveys in flight.
+    pub cluster: Arc<crate::cluster::ClusterState>,
     /// Live emulation sessions (HTTP-stream, SSE): session id → where `/emulation` posts go.
     pub emulation: parking_lot::Mutex<HashMap<Arc<str>, tokio::sync::mpsc::Sender<bytes::Bytes>>>,
 }
@@ -130,12 +132,14 @@ impl Node {
         metrics: Arc<Metrics>,
         hub: Arc<Hub>,
         registry: Arc<Registry>,
+        cluster: Arc<crate::cluster::ClusterState>,
         broker: Arc<dyn Broker>,
         presence: Arc<dyn Presence>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(Self {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: cluster.node_id.clone(),
+            cluster,
             name,
             started: Instant::now(),
             config: ConfigHandle::new(config),
@@ -155,9 +159,12 @@ impl Node {
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(metrics.clone()));
         let registry = Arc::new(Registry::default());
+        let (cluster, outgoing) =
+            crate::cluster::ClusterState::new(uuid::Uuid::new_v4().to_string(), name.clone());
         let events = Arc::new(crate::cluster::NodeEvents {
             hub: hub.clone(),
             registry: registry.clone(),
+            cluster: cluster.clone(),
         });
         let broker = Arc::new(MemoryBroker::new(events));
         let shutdown = CancellationToken::new();
@@ -168,10 +175,12 @@ impl Node {
             metrics,
             hub,
             registry,
+            cluster,
             broker.clone(),
             presence,
             shutdown.clone(),
         );
+        Self::run_cluster(&node, outgoing);
         // Expired streams are dropped once a minute so memory follows retention.
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -191,9 +200,12 @@ impl Node {
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(metrics.clone()));
         let registry = Arc::new(Registry::default());
+        let (cluster, outgoing) =
+            crate::cluster::ClusterState::new(uuid::Uuid::new_v4().to_string(), name.clone());
         let events = Arc::new(crate::cluster::NodeEvents {
             hub: hub.clone(),
             registry: registry.clone(),
+            cluster: cluster.clone(),
         });
         let shutdown = CancellationToken::new();
         let redis = &config.tenant.engine.redis;
@@ -207,16 +219,64 @@ impl Node {
             )
             .await?,
         );
-        Ok(Self::assemble(
+        let node = Self::assemble(
             config,
             name,
             metrics,
             hub,
             registry,
+            cluster,
             engine.clone(),
             engine,
             shutdown,
-        ))
+        );
+        Self::run_cluster(&node, outgoing);
+        Ok(node)
+    }
+
+    /// This node's `info` entry.
+    pub fn info(&self) -> serde_json::Value {
+        crate::cluster::NodeEvents {
+            hub: self.hub.clone(),
+            registry: self.registry.clone(),
+            cluster: self.cluster.clone(),
+        }
+        .info()
+    }
+
+    /// Heartbeats to the other nodes, and the messages cluster handling must broadcast.
+    fn run_cluster(
+        node: &Arc<Self>,
+        mut outgoing: tokio::sync::mpsc::UnboundedReceiver<crate::cluster::ClusterControl>,
+    ) {
+        let weak = Arc::downgrade(node);
+        let stop = node.shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::cluster::HEARTBEAT_INTERVAL);
+            loop {
+                let message = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {
+                        let Some(node) = weak.upgrade() else { break };
+                        crate::cluster::ClusterControl::Heartbeat { node: node.id.clone(), info: node.info() }
+                    }
+                    m = outgoing.recv() => match m {
+                        Some(m) => m,
+                        None => break,
+                    },
+                };
+                let Some(node) = weak.upgrade() else { break };
+                if let Ok(payload) = serde_json::to_vec(&message) {
+                    if let Err(e) = node
+                        .broker
+                        .broadcast_control(bytes::Bytes::from(payload))
+                        .await
+                    {
+                        tracing::debug!(error = %e, "cluster message not sent");
+                    }
+                }
+            }
+        });
     }
 
     /// Publishes with the channel's history settings (rules already resolved).

@@ -395,3 +395,53 @@ async fn several_redis_addresses_shard_channels_and_each_channel_stays_on_one() 
         "both shards used: {on_main}/{on_other}"
     );
 }
+
+#[tokio::test]
+async fn channels_and_info_cover_every_node_of_the_tenant() {
+    let prefix = Prefix::new();
+    let a = TestServer::start_redis(json!({}), &prefix.0).await;
+    let b = TestServer::start_redis(json!({}), &prefix.0).await;
+    let (mut c, _) = Client::connected(&a.ws_url(), "u").await;
+    c.call(json!({"subscribe": {"channel": "news"}})).await;
+    let http = reqwest::Client::new();
+    let call = |method: &'static str| {
+        let http = http.clone();
+        let url = format!("http://{}/api/{method}", b.addr);
+        async move {
+            http.post(url)
+                .header("x-api-key", "api-key")
+                .body("{}")
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // Node b learns of node a from its heartbeat (sent on start).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let info = call("info").await;
+        if info["result"]["nodes"].as_array().map_or(0, Vec::len) == 2 {
+            let clients: u64 = info["result"]["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["num_clients"].as_u64().unwrap())
+                .sum();
+            assert_eq!(clients, 1);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node a never seen: {info}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let channels = call("channels").await;
+    assert_eq!(
+        channels["result"],
+        json!({"channels": {"news": {"num_clients": 1}}})
+    );
+}

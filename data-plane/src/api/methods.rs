@@ -11,7 +11,7 @@ use super::requests::{self, payload};
 use super::{error_json, ApiError};
 use crate::cluster::ClusterControl;
 use crate::engine::HistoryFilter;
-use crate::node::{meta_ttl, Node, VERSION};
+use crate::node::{meta_ttl, Node};
 use crate::protocol::{ClientError, Publication};
 
 /// Every method `/api/{method}` answers.
@@ -57,8 +57,8 @@ pub(super) async fn execute(node: &Node, method: &str, params: &str) -> Result<V
         "presence_stats" => presence_stats(node, parse(params)?).await,
         "history" => history(node, parse(params)?).await,
         "history_remove" => history_remove(node, parse(params)?).await,
-        "channels" => Ok(channels(node, parse(params)?)),
-        "info" => Ok(info(node)),
+        "channels" => channels(node, parse(params)?).await,
+        "info" => info(node).await,
         "rpc" => rpc(parse(params)?),
         "batch" => Box::pin(batch(node, parse(params)?)).await,
         _ => Err(ClientError::METHOD_NOT_FOUND.into()),
@@ -294,31 +294,64 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
     }
 }
 
-fn channels(node: &Node, req: requests::Channels) -> Value {
+/// Asks every live node (this one included) and collects their answers: a survey over the
+/// engine, one second at most; nodes that do not answer in time are left out.
+async fn survey(node: &Node, what: &str) -> Result<Vec<Value>, ApiError> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut replies = node.cluster.open_survey(&id);
+    let expected = node.cluster.live_nodes().len().max(1);
+    let sent = to_every_node(
+        node,
+        ClusterControl::Survey {
+            id: id.clone(),
+            from: node.id.clone(),
+            what: what.to_owned(),
+        },
+    )
+    .await;
+    let mut out = Vec::with_capacity(expected);
+    if sent.is_ok() {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        while out.len() < expected {
+            match tokio::time::timeout_at(deadline, replies.recv()).await {
+                Ok(Some(v)) => out.push(v),
+                _ => break,
+            }
+        }
+    }
+    node.cluster.close_survey(&id);
+    sent?;
+    Ok(out)
+}
+
+/// Channels with subscribers on every node of the tenant.
+async fn channels(node: &Node, req: requests::Channels) -> Result<Value, ApiError> {
+    let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for reply in survey(node, "channels").await? {
+        if let Value::Object(map) = reply {
+            for (name, n) in map {
+                *counts.entry(name).or_default() += n.as_u64().unwrap_or(0);
+            }
+        }
+    }
     let pattern = req.pattern.as_bytes();
-    let channels: Map<String, Value> = node
-        .hub
-        .channels()
+    let channels: Map<String, Value> = counts
         .into_iter()
         .filter(|(name, _)| pattern.is_empty() || glob(pattern, name.as_bytes()))
         .map(|(name, n)| (name, json!({"num_clients": n})))
         .collect();
-    json!({"channels": channels})
+    Ok(json!({"channels": channels}))
 }
 
-fn info(node: &Node) -> Value {
-    let (num_clients, num_users) = node.registry.counts();
-    let (num_channels, num_subs) = node.hub.counts();
-    json!({"nodes": [{
-        "uid": node.id,
-        "name": node.name,
-        "version": VERSION,
-        "num_clients": num_clients,
-        "num_users": num_users,
-        "num_subs": num_subs,
-        "num_channels": num_channels,
-        "uptime": node.started.elapsed().as_secs(),
-    }]})
+/// Every live node's `info`, this node first.
+async fn info(node: &Node) -> Result<Value, ApiError> {
+    let mut nodes: Vec<Value> = survey(node, "info")
+        .await?
+        .into_iter()
+        .filter(|n| n["uid"] != json!(node.id))
+        .collect();
+    nodes.insert(0, node.info());
+    Ok(json!({"nodes": nodes}))
 }
 
 fn rpc(req: requests::Rpc) -> Result<Value, ApiError> {
