@@ -8,7 +8,8 @@ use tokio::time::Instant;
 /// A token bucket refilled at `rate` per second with a burst of `rate`.
 #[derive(Debug, Default)]
 pub struct PublishLimiter {
-    state: Mutex<Option<(f64, Instant)>>,
+    /// (tokens, last refill, rate the bucket was filled for).
+    state: Mutex<Option<(f64, Instant, u32)>>,
 }
 
 impl PublishLimiter {
@@ -18,10 +19,16 @@ impl PublishLimiter {
         if rate == 0 {
             return true;
         }
-        let rate = f64::from(rate);
         let now = Instant::now();
         let mut state = self.state.lock();
-        let (tokens, last) = state.get_or_insert((rate, now));
+        // A new limit (a plan change) starts with a full bucket at the new rate.
+        if state.is_none_or(|(_, _, r)| r != rate) {
+            *state = Some((f64::from(rate), now, rate));
+        }
+        let rate = f64::from(rate);
+        let Some((tokens, last, _)) = state.as_mut() else {
+            return true;
+        };
         let refill = now.duration_since(*last).as_secs_f64() * rate;
         *tokens = (*tokens + refill).min(rate);
         *last = now;
@@ -52,5 +59,9 @@ mod tests {
         assert!(l.try_acquire(5), "one token back after 1/5 s");
         assert!(!l.try_acquire(5));
         assert!(l.try_acquire(0), "0 = unlimited");
+        for _ in 0..10 {
+            assert!(l.try_acquire(10), "a new rate starts with a full bucket");
+        }
+        assert!(!l.try_acquire(10));
     }
 }

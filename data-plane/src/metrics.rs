@@ -67,15 +67,27 @@ pub struct NamespaceUsage {
     pub delivered: u64,
     /// Current subscriptions.
     pub subscriptions: i64,
+    /// Connections with at least one subscription in the namespace.
+    pub connections: i64,
+    /// Distinct users among those connections.
+    pub users: i64,
 }
 
 /// Per-namespace counters; touched once per publish or fan-out, never per delivery.
 #[derive(Debug, Default)]
-pub struct NamespaceCounters(Mutex<std::collections::HashMap<String, NamespaceUsage>>);
+pub struct NamespaceCounters(Mutex<NamespaceMaps>);
+
+#[derive(Debug, Default)]
+struct NamespaceMaps {
+    usage: std::collections::HashMap<String, NamespaceUsage>,
+    /// namespace → user → connections in it.
+    users: std::collections::HashMap<String, std::collections::HashMap<String, u32>>,
+}
 
 impl NamespaceCounters {
     fn with(&self, namespace: &str, f: impl FnOnce(&mut NamespaceUsage)) {
-        let mut map = self.0.lock();
+        let mut maps = self.0.lock();
+        let map = &mut maps.usage;
         match map.get_mut(namespace) {
             Some(u) => f(u),
             None => f(map.entry(namespace.to_owned()).or_default()),
@@ -103,7 +115,42 @@ impl NamespaceCounters {
     }
     /// A copy of every namespace's counters.
     pub fn snapshot(&self) -> std::collections::BTreeMap<String, NamespaceUsage> {
-        self.0.lock().iter().map(|(k, v)| (k.clone(), *v)).collect()
+        let maps = self.0.lock();
+        maps.usage
+            .iter()
+            .map(|(k, v)| {
+                let users = maps.users.get(k);
+                let mut u = *v;
+                u.connections = users.map_or(0, |m| m.values().map(|c| i64::from(*c)).sum());
+                u.users = users.map_or(0, |m| m.len() as i64);
+                (k.clone(), u)
+            })
+            .collect()
+    }
+
+    /// A connection of `user` got its first subscription in `namespace`.
+    pub fn connection_entered(&self, namespace: &str, user: &str) {
+        let mut maps = self.0.lock();
+        maps.usage.entry(namespace.to_owned()).or_default();
+        *maps
+            .users
+            .entry(namespace.to_owned())
+            .or_default()
+            .entry(user.to_owned())
+            .or_default() += 1;
+    }
+
+    /// A connection of `user` lost its last subscription in `namespace`.
+    pub fn connection_left(&self, namespace: &str, user: &str) {
+        let mut maps = self.0.lock();
+        if let Some(users) = maps.users.get_mut(namespace) {
+            if let Some(n) = users.get_mut(user) {
+                *n -= 1;
+                if *n == 0 {
+                    users.remove(user);
+                }
+            }
+        }
     }
 }
 
@@ -230,8 +277,15 @@ impl Metrics {
                 "rotor_namespace_published_total{{namespace=\"{ns}\",source=\"client\"}} {}\n\
                  rotor_namespace_published_total{{namespace=\"{ns}\",source=\"api\"}} {}\n\
                  rotor_namespace_delivered_total{{namespace=\"{ns}\"}} {}\n\
-                 rotor_namespace_subscriptions{{namespace=\"{ns}\"}} {}",
-                u.published_client, u.published_api, u.delivered, u.subscriptions
+                 rotor_namespace_subscriptions{{namespace=\"{ns}\"}} {}\n\
+                 rotor_namespace_connections{{namespace=\"{ns}\"}} {}\n\
+                 rotor_namespace_users{{namespace=\"{ns}\"}} {}",
+                u.published_client,
+                u.published_api,
+                u.delivered,
+                u.subscriptions,
+                u.connections,
+                u.users
             );
         }
         out
@@ -256,6 +310,10 @@ mod tests {
         m.namespaces.published("chat", false);
         m.namespaces.delivered("chat", 10);
         m.namespaces.subscriptions("chat", 1);
+        m.namespaces.connection_entered("chat", "u1");
+        m.namespaces.connection_entered("chat", "u1");
+        m.namespaces.connection_entered("chat", "u2");
+        m.namespaces.connection_left("chat", "u2");
         let snap = m.namespaces.snapshot();
         assert_eq!(
             snap["chat"],
@@ -263,7 +321,9 @@ mod tests {
                 published_client: 1,
                 published_api: 1,
                 delivered: 10,
-                subscriptions: 1
+                subscriptions: 1,
+                connections: 2,
+                users: 1,
             }
         );
         assert!(m

@@ -132,7 +132,7 @@ async fn usage_counts_exactly_what_was_sent_per_namespace() {
         .unwrap();
     assert_eq!(
         usage["namespaces"]["chat"],
-        json!({"published_client": 3, "published_api": 2, "delivered": 10, "subscriptions": 2})
+        json!({"published_client": 3, "published_api": 2, "delivered": 10, "subscriptions": 2, "connections": 2, "users": 2})
     );
     assert_eq!(usage["connections"], 2);
     assert_eq!(usage["api_calls"]["publish"], 2);

@@ -443,3 +443,112 @@ async fn a_redis_engine_project_keeps_its_keys_under_its_own_prefix() -> Result<
     let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
     Ok(())
 }
+
+/// Polls the usage API until `published` in the project totals reaches `want` (the collector
+/// reads tenants every few seconds; there is no event to await).
+async fn wait_published(cp: &ControlPlane, mgmt: &str, id: &str, want: i64) -> Result<Value> {
+    let started = std::time::Instant::now();
+    loop {
+        let (_, u) = cp
+            .call("GET", &format!("/v1/projects/{id}/usage"), Some(mgmt), None)
+            .await?;
+        let total: i64 = u["points"]
+            .as_array()
+            .map(|p| p.iter().map(|x| x["published"].as_i64().unwrap_or(0)).sum())
+            .unwrap_or(0);
+        if total >= want {
+            return Ok(u);
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(20),
+            "usage never reached {want}: {u}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn usage_is_collected_from_the_tenant_and_survives_a_control_plane_restart() -> Result<()> {
+    let mut cp = ControlPlane::start().await?;
+    let mgmt = cp.account("owner@example.com").await?;
+    let project = cp
+        .project(&mgmt, "metered", &[("chat", open_chat())])
+        .await?;
+    for n in 0..3 {
+        let (s, _) = cp.publish(&project, "chat:m", json!(n)).await?;
+        assert_eq!(s, 200);
+    }
+    let usage = wait_published(&cp, &mgmt, &project.id, 3).await?;
+    let total = |u: &Value, k: &str| {
+        u["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x[k].as_i64().unwrap_or(0))
+            .sum::<i64>()
+    };
+    assert_eq!(
+        total(&usage, "published"),
+        3,
+        "exactly what was sent: {usage}"
+    );
+    assert_eq!(total(&usage, "api_calls"), 3);
+    if let Some(mut p) = cp.process.take() {
+        p.terminate().await?;
+    }
+    cp.spawn().await?;
+    let (s, _) = cp.publish(&project, "chat:m", json!(4)).await?;
+    assert_eq!(s, 200);
+    let usage = wait_published(&cp, &mgmt, &project.id, 4).await?;
+    assert_eq!(
+        total(&usage, "published"),
+        4,
+        "kept across the restart and not counted twice: {usage}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_plan_change_acts_on_the_running_tenant() -> Result<()> {
+    let cp = ControlPlane::start().await?;
+    let mgmt = cp.account("owner@example.com").await?;
+    let project = cp.project(&mgmt, "upgrading", &[]).await?;
+    // 101 publishes in one batch request (microseconds apart): the free plan's 100/s refuses
+    // exactly the last one.
+    let batch = |n: usize| json!({"commands": (0..n).map(|i| json!({"publish": {"channel": "news", "data": i}})).collect::<Vec<_>>()});
+    let errors = |r: &Value| {
+        r["replies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["error"]["code"] == 111)
+            .count()
+    };
+    let send = |body: Value| {
+        let http = cp.http.clone();
+        let url = format!("{}/batch", cp.api_url(&project.slug));
+        let key = project.key.clone();
+        async move {
+            http.post(url)
+                .header("X-API-Key", key)
+                .body(body.to_string())
+                .send()
+                .await?
+                .json::<Value>()
+                .await
+        }
+    };
+    assert_eq!(errors(&send(batch(101)).await?), 1);
+    let (s, _) = cp
+        .call(
+            "PATCH",
+            &format!("/v1/projects/{}", project.id),
+            Some(&mgmt),
+            Some(json!({"plan": "pro"})),
+        )
+        .await?;
+    assert_eq!(s, 200);
+    cp.wait_applied(&mgmt, &project.id).await?;
+    assert_eq!(errors(&send(batch(101)).await?), 0, "pro allows 5000/s");
+    Ok(())
+}

@@ -411,6 +411,17 @@ impl Session {
             None => None,
         };
         let join_leave = p.state.join_leave;
+        let ns = crate::metrics::namespace_of(&p.channel);
+        if !self
+            .subs
+            .keys()
+            .any(|c| crate::metrics::namespace_of(c) == ns)
+        {
+            self.node
+                .metrics
+                .namespaces
+                .connection_entered(ns, &self.user);
+        }
         self.subs.insert(p.channel.clone(), p.state);
         self.node.metrics.subscriptions.inc();
         self.node
@@ -464,6 +475,14 @@ impl Session {
         let Some(state) = self.subs.remove(channel) else {
             return;
         };
+        let ns = crate::metrics::namespace_of(channel);
+        if !self
+            .subs
+            .keys()
+            .any(|c| crate::metrics::namespace_of(c) == ns)
+        {
+            self.node.metrics.namespaces.connection_left(ns, &self.user);
+        }
         self.node.metrics.subscriptions.dec();
         self.node
             .metrics
