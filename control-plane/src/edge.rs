@@ -22,8 +22,18 @@ use crate::supervisor::{Route, RouteTable};
 
 /// Largest request head the edge reads before routing.
 const MAX_HEAD: usize = 16 * 1024;
-/// How long a client may take to send its request head (slowloris guard).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send its request head (slowloris guard); 10 s unless
+/// `ROTOR_EDGE_HEAD_TIMEOUT_MS` says otherwise.
+fn head_timeout() -> Duration {
+    static TIMEOUT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *TIMEOUT.get_or_init(|| {
+        std::env::var("ROTOR_EDGE_HEAD_TIMEOUT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(Duration::from_secs(10))
+    })
+}
 
 /// Accepts connections until `stop`, routing each one.
 pub async fn serve(
@@ -68,7 +78,7 @@ async fn handle(
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(2048);
     let (head_len, target) =
-        match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream, &mut buf, peer)).await {
+        match tokio::time::timeout(head_timeout(), read_head(&mut stream, &mut buf, peer)).await {
             Ok(Ok(Some(v))) => v,
             Ok(Ok(None)) => return Ok(()),
             Ok(Err(HeadError::TooLarge)) => {
@@ -96,7 +106,7 @@ async fn handle(
             let service = TowerToHyperService::new(app);
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEAD_TIMEOUT)
+                .header_read_timeout(head_timeout())
                 .serve_connection(io, service)
                 .with_upgrades();
             conn.await.map_err(io::Error::other)

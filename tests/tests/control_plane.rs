@@ -552,3 +552,39 @@ async fn a_plan_change_acts_on_the_running_tenant() -> Result<()> {
     assert_eq!(errors(&send(batch(101)).await?), 0, "pro allows 5000/s");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_edge_refuses_huge_and_slow_request_heads_without_stalling_others() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cp = ControlPlane::start().await?;
+    let addr = cp.base.trim_start_matches("http://").to_owned();
+    // A 20 KiB head: 431.
+    let mut big = tokio::net::TcpStream::connect(&addr).await?;
+    let head = format!(
+        "GET /t/x/api HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20 * 1024)
+    );
+    let _ = big.write_all(head.as_bytes()).await;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), big.read_to_end(&mut answer)).await??;
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    // A head that never finishes (slowloris): 408 after the head timeout (1 s in tests), while
+    // a normal request is served meanwhile.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await?;
+    slow.write_all(b"GET /t/x/api HTTP/1.1\r\nHost: a\r\n")
+        .await?;
+    let (s, _) = cp.call("GET", "/health", None, None).await?;
+    assert_eq!(s, 200, "others are served while a head dribbles in");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer)).await??;
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    Ok(())
+}

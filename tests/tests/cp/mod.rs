@@ -49,6 +49,7 @@ impl ControlPlane {
             .env("DATABASE_URL", self.db.url())
             .env("ROTOR_LISTEN", "127.0.0.1:0")
             .env("ROTOR_RUN_DIR", &self.run_dir)
+            .env("ROTOR_EDGE_HEAD_TIMEOUT_MS", "1000")
             .listening_marker("rotor-control-plane listening on")
             .spawn()
             .await?;
