@@ -21,7 +21,7 @@ use crate::session::{Session, TransportInfo};
 
 const SUBPROTOCOLS: [&str; 2] = ["centrifuge-json", "centrifuge-protobuf"];
 /// Small socket buffers keep idle connections cheap; frames larger than this still work.
-const DEFAULT_READ_BUFFER: usize = 4096;
+const DEFAULT_READ_BUFFER: usize = 1024;
 
 /// Upgrades a request to a WebSocket session.
 pub async fn handler(
