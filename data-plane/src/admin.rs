@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use rotor_tenant_config::TenantConfig;
 use serde_json::{json, Value};
@@ -23,6 +24,7 @@ pub fn router(token: String) -> Router<Arc<Node>> {
         .route("/admin/config", put(put_config))
         .route("/admin/status", get(status))
         .route("/admin/usage", get(usage))
+        .route("/admin/api/{method}", post(api_call))
         .route_layer(middleware::from_fn(move |req: Request, next: Next| {
             let token = token.clone();
             async move {
@@ -108,4 +110,23 @@ async fn usage(State(node): State<Arc<Node>>) -> Json<Value> {
         "disconnects": m.disconnects.snapshot().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         "namespaces": m.namespaces.snapshot(),
     }))
+}
+
+/// A server API call made by the control plane on the tenant owner's behalf (the dashboard's
+/// debug console): the same methods and replies as `/api/{method}`, authorised by the admin
+/// token instead of an API key.
+async fn api_call(
+    State(node): State<Arc<Node>>,
+    Path(method): Path<String>,
+    body: Bytes,
+) -> Response {
+    match crate::api::call_internal(&node, &method, &body).await {
+        Ok(reply) => Json(reply).into_response(),
+        Err(crate::api::ApiError::BadRequest(m)) => {
+            error(StatusCode::BAD_REQUEST, "bad_request", m)
+        }
+        Err(crate::api::ApiError::Client(e)) => {
+            Json(json!({"error": crate::api::error_json(&e)})).into_response()
+        }
+    }
 }

@@ -11,6 +11,7 @@ use rotor_tenant_config::{ChannelOptions, PublicationDataFormat, TenantConfig};
 
 use crate::auth::jwt::TokenVerifier;
 use crate::protocol::ClientError;
+use crate::proxy::Proxies;
 
 /// A namespace's options with its regex compiled.
 #[derive(Debug)]
@@ -59,6 +60,8 @@ pub struct RuntimeConfig {
     without_namespace: Arc<ChannelRules>,
     pub token_verifier: TokenVerifier,
     pub subscription_token_verifier: Option<TokenVerifier>,
+    /// Proxies to the tenant's backend.
+    pub proxies: Proxies,
 }
 
 /// Why a config could not be applied.
@@ -105,12 +108,14 @@ impl RuntimeConfig {
         } else {
             None
         };
+        let proxies = Proxies::compile(&tenant).map_err(ApplyError::Invalid)?;
         Ok(Self {
             tenant,
             namespaces,
             without_namespace,
             token_verifier,
             subscription_token_verifier,
+            proxies,
         })
     }
 

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
+pub mod proxy;
 pub mod server;
 pub mod session;
 pub mod transport;

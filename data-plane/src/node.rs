@@ -122,6 +122,8 @@ pub struct Node {
     pub cluster: Arc<crate::cluster::ClusterState>,
     /// Live emulation sessions (HTTP-stream, SSE): session id → where `/emulation` posts go.
     pub emulation: parking_lot::Mutex<HashMap<Arc<str>, tokio::sync::mpsc::Sender<bytes::Bytes>>>,
+    /// HTTP client for the proxies to the tenant's backend (one pool, survives config reloads).
+    pub proxy: crate::proxy::ProxyClient,
 }
 
 impl Node {
@@ -151,6 +153,7 @@ impl Node {
             shutdown,
             publish_limiter: Default::default(),
             emulation: Default::default(),
+            proxy: crate::proxy::ProxyClient::new(),
         })
     }
 

@@ -147,3 +147,59 @@ async fn unknown_paths_are_404_even_with_the_admin_surface_enabled() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
 }
+
+#[tokio::test]
+async fn admin_api_calls_run_server_methods_with_the_admin_token_only() {
+    let s = TestServer::start(json!({})).await;
+    let (mut sub, _) = Client::connected(&s.ws_url(), "watcher").await;
+    sub.call(json!({"subscribe": {"channel": "console"}})).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/admin/api/publish", s.addr);
+    let body = json!({"channel": "console", "data": {"hello": "from the dashboard"}}).to_string();
+    let refused = http
+        .post(&url)
+        .header("x-api-key", "api-key")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status().as_u16(),
+        401,
+        "an API key is not the admin token"
+    );
+    let reply: serde_json::Value = http
+        .post(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(reply["result"].is_object(), "{reply}");
+    let push = sub.push().await;
+    assert_eq!(push["pub"]["data"]["hello"], "from the dashboard", "{push}");
+
+    let bad: serde_json::Value = http
+        .post(format!("http://{}/admin/api/publish", s.addr))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(json!({"data": {}}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bad["error"]["code"], 107, "{bad}");
+    let unknown = http
+        .post(format!("http://{}/admin/api/batch", s.addr))
+        .bearer_auth(ADMIN_TOKEN)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let unknown: serde_json::Value = unknown.json().await.unwrap();
+    assert_eq!(unknown["error"]["code"], 104, "{unknown}");
+}

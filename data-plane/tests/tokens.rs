@@ -1,9 +1,14 @@
 //! Connection tokens of every supported algorithm, signed with real keys (test fixtures), and
-//! the refusals that must hold: algorithm confusion, `none`, another project's key, expiry.
+//! the refusals that must hold: algorithm confusion, `none`, another project's key, expiry;
+//! keys from a JWKS endpoint served in-process.
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
 use common::{now, Client, TestServer};
+use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
@@ -142,4 +147,133 @@ async fn a_subscription_token_for_one_channel_does_not_open_another() {
     c.send(json!({"subscribe": {"channel": "$room-b", "token": for_a}}))
         .await;
     assert_eq!(c.closed().await.code, 3500);
+}
+
+/// A JWKS endpoint serving whatever key set the test sets, counting fetches.
+struct JwksServer {
+    addr: std::net::SocketAddr,
+    set: Arc<Mutex<Value>>,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl JwksServer {
+    async fn start(set: Value) -> Self {
+        let set = Arc::new(Mutex::new(set));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let (s, f) = (set.clone(), fetches.clone());
+        let app = axum::Router::new().route(
+            "/.well-known/jwks.json",
+            axum::routing::get(move || {
+                let (s, f) = (s.clone(), f.clone());
+                async move {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    let body = s.lock().unwrap().clone();
+                    axum::Json(body)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, set, fetches }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/.well-known/jwks.json", self.addr)
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+/// The public JWK of a signing key, under `kid`.
+fn jwk(kid: &str, key: &EncodingKey, alg: Algorithm) -> Value {
+    let mut jwk = Jwk::from_encoding_key(key, alg).unwrap();
+    jwk.common.key_id = Some(kid.to_owned());
+    serde_json::to_value(jwk).unwrap()
+}
+
+fn sign_with_kid(alg: Algorithm, key: &EncodingKey, kid: &str, claims: Value) -> String {
+    let header = Header {
+        kid: Some(kid.to_owned()),
+        ..Header::new(alg)
+    };
+    encode(&header, &claims, key).unwrap()
+}
+
+#[tokio::test]
+async fn jwks_keys_are_fetched_once_and_again_only_for_a_new_kid() {
+    let rsa = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
+    let ec = EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap();
+    let jwks = JwksServer::start(json!({"keys": [jwk("k1", &rsa, Algorithm::RS256)]})).await;
+    let s = TestServer::start(json!({"client": {"token": {
+        "hmac_secret_key": "", "jwks_public_endpoint": jwks.url()
+    }}}))
+    .await;
+    let claims = || json!({"sub": "j", "exp": now() + 60});
+
+    let t = sign_with_kid(Algorithm::RS256, &rsa, "k1", claims());
+    assert!(outcome(&s, &t).await.is_ok());
+    assert!(outcome(&s, &t).await.is_ok());
+    assert_eq!(jwks.fetches(), 1, "the key set is cached");
+    let expired = sign_with_kid(
+        Algorithm::RS256,
+        &rsa,
+        "k1",
+        json!({"sub": "j", "exp": now() - 60}),
+    );
+    assert_eq!(outcome(&s, &expired).await.unwrap_err(), 109);
+
+    // Key rotation: a token naming a key the cache lacks makes the server look again.
+    *jwks.set.lock().unwrap() = json!({"keys": [
+        jwk("k1", &rsa, Algorithm::RS256), jwk("k2", &ec, Algorithm::ES256)
+    ]});
+    let t = sign_with_kid(Algorithm::ES256, &ec, "k2", claims());
+    assert!(outcome(&s, &t).await.is_ok());
+    assert_eq!(jwks.fetches(), 2);
+
+    let refused: Vec<(&str, String)> = vec![
+        (
+            "hs256 with the public key as secret",
+            sign_with_kid(
+                Algorithm::HS256,
+                &EncodingKey::from_secret(RSA_PUBLIC.as_bytes()),
+                "k1",
+                claims(),
+            ),
+        ),
+        (
+            "an RSA algorithm for the EC key",
+            sign_with_kid(Algorithm::RS256, &rsa, "k2", claims()),
+        ),
+        ("no kid", sign(Algorithm::RS256, &rsa, claims())),
+    ];
+    for (what, token) in refused {
+        assert_eq!(outcome(&s, &token).await.unwrap_err(), 3500, "{what}");
+    }
+    assert_eq!(jwks.fetches(), 2, "known kids need no fetch");
+
+    // Made-up key ids: one more fetch, then the server holds off.
+    for kid in ["k3", "k4", "k5"] {
+        let t = sign_with_kid(Algorithm::RS256, &rsa, kid, claims());
+        assert_eq!(outcome(&s, &t).await.unwrap_err(), 3500, "{kid}");
+    }
+    assert_eq!(jwks.fetches(), 3);
+}
+
+#[tokio::test]
+async fn an_unreachable_jwks_endpoint_is_a_temporary_error() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let s = TestServer::start(json!({"client": {"token": {
+        "jwks_public_endpoint": format!("http://{addr}/jwks.json")
+    }}}))
+    .await;
+    let rsa = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
+    let t = sign_with_kid(Algorithm::RS256, &rsa, "k1", json!({"sub": "j"}));
+    assert_eq!(outcome(&s, &t).await.unwrap_err(), 100);
 }

@@ -148,6 +148,25 @@ async fn call(
     }
 }
 
+/// Runs one API method for a trusted internal caller (the admin surface: the control plane's
+/// dashboard console). Same validation and accounting as `/api/{method}`; the reply is the
+/// usual `{"result": …}` or `{"error": …}` object.
+pub async fn call_internal(node: &Node, method: &str, body: &[u8]) -> Result<Value, ApiError> {
+    if !METHODS.contains(&method) || method == "batch" {
+        return Err(ApiError::Client(ClientError::METHOD_NOT_FOUND));
+    }
+    node.metrics.api_calls.inc(method);
+    let params = parse_body(body)?;
+    match methods::execute(node, method, params).await {
+        Ok(v) => Ok(json!({"result": v})),
+        Err(ApiError::Client(e)) => {
+            node.metrics.client_errors.inc(e.code.to_string());
+            Ok(json!({"error": error_json(&e)}))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Legacy form: newline-delimited `{"method": …, "params": {…}}`, one reply line each.
 async fn legacy(
     State(node): State<Arc<Node>>,

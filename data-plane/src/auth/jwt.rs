@@ -1,10 +1,12 @@
 //! JWT verification for connection and subscription tokens: HMAC (current and, during
-//! rotation, previous secret), RSA and ECDSA public keys; optional `aud`/`iss` checks. The
-//! algorithm must belong to a configured key family, so `alg: none` and HMAC-with-public-key
-//! confusion are refused by construction. `exp`/`nbf` failures are "expired" (the SDK
-//! refreshes its token), everything else is "invalid".
+//! rotation, previous secret), RSA and ECDSA public keys, or keys from a JWKS endpoint chosen by
+//! `kid`; optional `aud`/`iss` checks. The algorithm must belong to a configured key family, so
+//! `alg: none` and HMAC-with-public-key confusion are refused by construction. `exp`/`nbf`
+//! failures are "expired" (the SDK refreshes its token), a JWKS endpoint that cannot be reached
+//! is "unavailable" (the SDK retries), everything else is "invalid".
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -22,6 +24,9 @@ pub enum TokenError {
     Expired,
     #[error("invalid token: {0}")]
     Invalid(String),
+    /// The keys to check the token could not be fetched (JWKS endpoint down).
+    #[error("token keys unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Verifies tokens against one key configuration.
@@ -30,6 +35,8 @@ pub struct TokenVerifier {
     hmac_previous: Option<(DecodingKey, i64)>,
     rsa: Option<DecodingKey>,
     ecdsa: Option<DecodingKey>,
+    /// When set, the only key source (Centrifugo ignores static keys next to a JWKS endpoint).
+    jwks: Option<super::jwks::Jwks>,
     audience: Option<String>,
     audience_regex: Option<Regex>,
     issuer: Option<String>,
@@ -43,6 +50,7 @@ impl std::fmt::Debug for TokenVerifier {
             .field("hmac", &self.hmac.is_some())
             .field("rsa", &self.rsa.is_some())
             .field("ecdsa", &self.ecdsa.is_some())
+            .field("jwks", &self.jwks.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -51,12 +59,19 @@ impl TokenVerifier {
     /// Builds a verifier; fails on unparsable keys or regexes.
     pub fn new(cfg: &TokenSection) -> Result<Self, String> {
         let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.to_owned());
-        if !cfg.jwks_public_endpoint.is_empty() {
-            return Err(
-                "jwks_public_endpoint is not supported by this Rotor version; \
-                        configure rsa_public_key or ecdsa_public_key"
-                    .into(),
-            );
+        let jwks = non_empty(&cfg.jwks_public_endpoint)
+            .map(|url| super::jwks::Jwks::new(&url))
+            .transpose()?;
+        if jwks.is_some()
+            && [
+                &cfg.hmac_secret_key,
+                &cfg.rsa_public_key,
+                &cfg.ecdsa_public_key,
+            ]
+            .iter()
+            .any(|k| !k.trim().is_empty())
+        {
+            tracing::warn!("jwks_public_endpoint is set: static token keys are ignored");
         }
         let rsa = non_empty(&cfg.rsa_public_key)
             .map(|pem| {
@@ -85,6 +100,7 @@ impl TokenVerifier {
             }),
             rsa,
             ecdsa,
+            jwks,
             audience: non_empty(&cfg.audience),
             audience_regex: regex(&cfg.audience_regex, "audience_regex")?,
             issuer: non_empty(&cfg.issuer),
@@ -95,19 +111,24 @@ impl TokenVerifier {
 
     /// Whether any key is configured.
     pub fn has_keys(&self) -> bool {
-        self.hmac.is_some() || self.rsa.is_some() || self.ecdsa.is_some()
+        self.hmac.is_some() || self.rsa.is_some() || self.ecdsa.is_some() || self.jwks.is_some()
     }
 
     /// Verifies the signature and standard claims; returns the claims object.
-    fn verify_raw(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
+    async fn verify_raw(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
         let header = decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
         let alg = header.alg;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        let keys: Vec<&DecodingKey> = match alg {
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+        let jwk: Arc<DecodingKey>;
+        let keys: Vec<&DecodingKey> = match (&self.jwks, alg) {
+            (Some(jwks), _) => {
+                jwk = jwks.key(header.kid.as_deref(), alg).await?;
+                vec![&*jwk]
+            }
+            (None, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) => {
                 let mut keys: Vec<&DecodingKey> = self.hmac.iter().collect();
                 if let Some((k, until)) = &self.hmac_previous {
                     if *until == 0 || now < *until {
@@ -116,9 +137,11 @@ impl TokenVerifier {
                 }
                 keys
             }
-            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => self.rsa.iter().collect(),
-            Algorithm::ES256 | Algorithm::ES384 => self.ecdsa.iter().collect(),
-            other => {
+            (None, Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512) => {
+                self.rsa.iter().collect()
+            }
+            (None, Algorithm::ES256 | Algorithm::ES384) => self.ecdsa.iter().collect(),
+            (None, other) => {
                 return Err(TokenError::Invalid(format!(
                     "unsupported algorithm {other:?}"
                 )))
@@ -184,8 +207,8 @@ impl TokenVerifier {
     }
 
     /// Verifies a connection token.
-    pub fn verify_connect(&self, token: &str) -> Result<ConnectToken, TokenError> {
-        let mut claims = self.verify_raw(token)?;
+    pub async fn verify_connect(&self, token: &str) -> Result<ConnectToken, TokenError> {
+        let mut claims = self.verify_raw(token).await?;
         if claims.contains_key("channel") {
             return Err(TokenError::Invalid(
                 "connection token must not have a channel claim".into(),
@@ -218,8 +241,8 @@ impl TokenVerifier {
     }
 
     /// Verifies a subscription token.
-    pub fn verify_subscribe(&self, token: &str) -> Result<SubscribeToken, TokenError> {
-        let mut claims = self.verify_raw(token)?;
+    pub async fn verify_subscribe(&self, token: &str) -> Result<SubscribeToken, TokenError> {
+        let mut claims = self.verify_raw(token).await?;
         let user = take_user(&mut claims, &self.user_id_claim)?;
         let raw: RawSubscribeClaims = serde_json::from_value(Value::Object(claims))
             .map_err(|e| TokenError::Invalid(e.to_string()))?;
@@ -382,8 +405,8 @@ mod tests {
             .as_secs() as i64
     }
 
-    #[test]
-    fn hmac_tokens_of_every_size_verify_and_carry_their_claims() {
+    #[tokio::test]
+    async fn hmac_tokens_of_every_size_verify_and_carry_their_claims() {
         let v = verifier("secret");
         for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
             let t = sign(
@@ -391,7 +414,7 @@ mod tests {
                 "secret",
                 json!({"sub": "42", "exp": now() + 60, "info": {"name": "Ann"}, "channels": ["news"]}),
             );
-            let c = v.verify_connect(&t).unwrap();
+            let c = v.verify_connect(&t).await.unwrap();
             assert_eq!(c.user, "42");
             assert_eq!(&c.info[..], br#"{"name":"Ann"}"#);
             assert_eq!(c.channels, vec!["news"]);
@@ -399,28 +422,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn expired_and_not_yet_valid_tokens_are_expired_others_invalid() {
+    #[tokio::test]
+    async fn expired_and_not_yet_valid_tokens_are_expired_others_invalid() {
         let v = verifier("secret");
         let expired = sign(
             Algorithm::HS256,
             "secret",
             json!({"sub": "1", "exp": now() - 10}),
         );
-        assert_eq!(v.verify_connect(&expired), Err(TokenError::Expired));
+        assert_eq!(v.verify_connect(&expired).await, Err(TokenError::Expired));
         let early = sign(
             Algorithm::HS256,
             "secret",
             json!({"sub": "1", "nbf": now() + 100}),
         );
-        assert_eq!(v.verify_connect(&early), Err(TokenError::Expired));
+        assert_eq!(v.verify_connect(&early).await, Err(TokenError::Expired));
         let wrong = sign(Algorithm::HS256, "other", json!({"sub": "1"}));
         assert!(matches!(
-            v.verify_connect(&wrong),
+            v.verify_connect(&wrong).await,
             Err(TokenError::Invalid(_))
         ));
         assert!(matches!(
-            v.verify_connect("not.a.token"),
+            v.verify_connect("not.a.token").await,
             Err(TokenError::Invalid(_))
         ));
         let with_channel = sign(
@@ -429,24 +452,24 @@ mod tests {
             json!({"sub": "1", "channel": "x"}),
         );
         assert!(matches!(
-            v.verify_connect(&with_channel),
+            v.verify_connect(&with_channel).await,
             Err(TokenError::Invalid(_))
         ));
     }
 
-    #[test]
-    fn alg_none_is_refused() {
+    #[tokio::test]
+    async fn alg_none_is_refused() {
         let v = verifier("secret");
         // {"alg":"none","typ":"JWT"} . {"sub":"1"} . (empty signature)
         let token = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiIxIn0.";
         assert!(matches!(
-            v.verify_connect(token),
+            v.verify_connect(token).await,
             Err(TokenError::Invalid(_))
         ));
     }
 
-    #[test]
-    fn an_rsa_algorithm_is_refused_when_only_hmac_is_configured() {
+    #[tokio::test]
+    async fn an_rsa_algorithm_is_refused_when_only_hmac_is_configured() {
         let v = verifier("secret");
         // A token claiming RS256 must not be checked against the HMAC secret.
         let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -454,12 +477,12 @@ mod tests {
         let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"sub":"1"}"#);
         let token = format!("{header}.{body}.c2ln");
         assert!(
-            matches!(v.verify_connect(&token), Err(TokenError::Invalid(m)) if m.contains("no key"))
+            matches!(v.verify_connect(&token).await, Err(TokenError::Invalid(m)) if m.contains("no key"))
         );
     }
 
-    #[test]
-    fn audience_and_issuer_are_checked_when_configured() {
+    #[tokio::test]
+    async fn audience_and_issuer_are_checked_when_configured() {
         let v = TokenVerifier::new(&TokenSection {
             hmac_secret_key: "s".into(),
             audience: "rotor".into(),
@@ -472,14 +495,14 @@ mod tests {
             "s",
             json!({"sub": "1", "aud": "rotor", "iss": "https://auth.example"}),
         );
-        assert!(v.verify_connect(&good).is_ok());
+        assert!(v.verify_connect(&good).await.is_ok());
         let bad_aud = sign(
             Algorithm::HS256,
             "s",
             json!({"sub": "1", "aud": "other", "iss": "https://auth.example"}),
         );
         assert!(matches!(
-            v.verify_connect(&bad_aud),
+            v.verify_connect(&bad_aud).await,
             Err(TokenError::Invalid(_))
         ));
         let bad_iss = sign(
@@ -488,13 +511,13 @@ mod tests {
             json!({"sub": "1", "aud": "rotor", "iss": "https://evil"}),
         );
         assert!(matches!(
-            v.verify_connect(&bad_iss),
+            v.verify_connect(&bad_iss).await,
             Err(TokenError::Invalid(_))
         ));
     }
 
-    #[test]
-    fn the_previous_secret_works_only_until_its_deadline() {
+    #[tokio::test]
+    async fn the_previous_secret_works_only_until_its_deadline() {
         let mk = |until| {
             TokenVerifier::new(&TokenSection {
                 hmac_secret_key: "new".into(),
@@ -505,24 +528,24 @@ mod tests {
             .unwrap()
         };
         let old = sign(Algorithm::HS256, "old", json!({"sub": "1"}));
-        assert!(mk(now() + 60).verify_connect(&old).is_ok());
-        assert!(mk(now() - 60).verify_connect(&old).is_err());
+        assert!(mk(now() + 60).verify_connect(&old).await.is_ok());
+        assert!(mk(now() - 60).verify_connect(&old).await.is_err());
     }
 
-    #[test]
-    fn subscription_tokens_need_a_channel() {
+    #[tokio::test]
+    async fn subscription_tokens_need_a_channel() {
         let v = verifier("s");
         let t = sign(
             Algorithm::HS256,
             "s",
             json!({"sub": "1", "channel": "$room", "info": {"r": 1}}),
         );
-        let s = v.verify_subscribe(&t).unwrap();
+        let s = v.verify_subscribe(&t).await.unwrap();
         assert_eq!(s.channel, "$room");
         assert_eq!(&s.info[..], br#"{"r":1}"#);
         let none = sign(Algorithm::HS256, "s", json!({"sub": "1"}));
         assert!(matches!(
-            v.verify_subscribe(&none),
+            v.verify_subscribe(&none).await,
             Err(TokenError::Invalid(_))
         ));
     }

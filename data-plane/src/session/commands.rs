@@ -9,8 +9,9 @@ use crate::node::meta_ttl;
 use crate::protocol::{
     ClientError, ClientInfo, Disconnect, HistoryRequest, HistoryResult, PresenceRequest,
     PresenceResult, PresenceStatsRequest, PresenceStatsResult, Publication, PublishRequest,
-    PublishResult, Reply, RpcRequest, SendRequest,
+    PublishResult, Reply, RpcRequest, RpcResult, SendRequest,
 };
+use rotor_tenant_config::ChannelProxyKind;
 
 impl Session {
     fn caller(&self, insecure: bool) -> Caller<'_> {
@@ -42,16 +43,26 @@ impl Session {
         let (config, rules) = self.channel_rules(&req.channel)?;
         let o = &rules.options;
         rules.check_data(&req.data)?;
-        if o.publish_proxy_enabled {
-            return Err(ClientError::NOT_AVAILABLE.into());
-        }
+        // With a publish proxy the backend decides (and may rewrite the publication).
+        let proxied = match config.proxies.channel(ChannelProxyKind::Publish, o) {
+            Some(proxy) => Some(
+                self.publish_by_proxy(proxy?, &req.channel, req.data.clone())
+                    .await?,
+            ),
+            None => None,
+        };
         let subscribed = self.subs.get(&req.channel);
         let caller = self.caller(config.tenant.client.insecure);
-        if !may_publish(o, caller, subscribed.is_some()) {
+        if proxied.is_none() && !may_publish(o, caller, subscribed.is_some()) {
             return Err(ClientError::PERMISSION_DENIED.into());
         }
+        let (data, tags, idempotency_key, skip_history) = match proxied {
+            Some(p) => (p.data, p.tags, p.idempotency_key, p.skip_history),
+            None => (req.data, Default::default(), None, false),
+        };
         let publication = Publication {
-            data: req.data,
+            data,
+            tags,
             info: Some(ClientInfo {
                 user: self.user.to_string(),
                 client: self.handle.id.to_string(),
@@ -61,7 +72,14 @@ impl Session {
             ..Default::default()
         };
         self.node
-            .publish(&config, &rules, &req.channel, publication, None, false)
+            .publish(
+                &config,
+                &rules,
+                &req.channel,
+                publication,
+                idempotency_key,
+                skip_history,
+            )
             .await?;
         self.send_reply(Reply {
             id,
@@ -153,12 +171,20 @@ impl Session {
         Ok(())
     }
 
-    pub(super) async fn handle_rpc(&mut self, _id: u32, req: RpcRequest) -> CommandResult {
+    pub(super) async fn handle_rpc(&mut self, id: u32, req: RpcRequest) -> CommandResult {
         if req.method.is_empty() && req.data.is_empty() {
             return Err(ClientError::BAD_REQUEST.into());
         }
-        // No RPC proxy to the app backend is configured on this node.
-        Err(ClientError::NOT_AVAILABLE.into())
+        // Only the RPC proxy answers: 108 without one, 104 for an unknown RPC namespace.
+        let config = self.node.config.load();
+        let proxy = config.proxies.rpc(&req.method)?;
+        let data = self.rpc_by_proxy(proxy, &req.method, &req.data).await?;
+        self.send_reply(Reply {
+            id,
+            rpc: Some(RpcResult { data }),
+            ..Default::default()
+        })?;
+        Ok(())
     }
 
     pub(super) async fn handle_send(&mut self, _req: SendRequest) -> Result<(), Disconnect> {

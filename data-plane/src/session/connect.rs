@@ -54,9 +54,18 @@ impl Session {
         let client_cfg = &config.tenant.client;
         let insecure = client_cfg.insecure;
         let mut server_subs: Vec<SubscribeSpec> = Vec::new();
+        // Set by the connect proxy: data for the client, and whether the backend, not the
+        // client's `subs` list, decides the server-side subscriptions.
+        let mut connect_data = Bytes::new();
+        let mut client_lists_channels = true;
+        config
+            .proxies
+            .capture_emulated(&mut self.headers, &req.headers);
         let (user, info, expires_at) = if !req.token.is_empty() {
-            let token = match config.token_verifier.verify_connect(&req.token) {
+            let token = match config.token_verifier.verify_connect(&req.token).await {
                 Ok(t) => t,
+                // The keys could not be fetched: the client retries.
+                Err(TokenError::Unavailable(_)) => return Err(ClientError::INTERNAL.into()),
                 Err(TokenError::Expired) => return Err(ClientError::TOKEN_EXPIRED.into()),
                 Err(TokenError::Invalid(reason)) => {
                     tracing::info!(client = %self.handle.id, %reason, "invalid connection token");
@@ -84,7 +93,25 @@ impl Session {
                 }
             }
             let expires = if insecure { None } else { token.expires_at() };
+            self.meta = token.meta;
             (token.user, token.info, expires)
+        } else if let Some(proxy) = config.proxies.connect() {
+            match self.connect_by_proxy(proxy, &req).await? {
+                Some(granted) => {
+                    server_subs = granted.subs;
+                    connect_data = granted.data;
+                    client_lists_channels = false;
+                    self.meta = granted.meta;
+                    (granted.user, granted.info, granted.expires_at)
+                }
+                None if insecure || client_cfg.allow_anonymous_connect_without_token => {
+                    (String::new(), Bytes::new(), None)
+                }
+                None => {
+                    tracing::info!(client = %self.handle.id, "connect proxy gave no credentials");
+                    return Err(Disconnect::BAD_REQUEST.into());
+                }
+            }
         } else if insecure || client_cfg.allow_anonymous_connect_without_token {
             (String::new(), Bytes::new(), None)
         } else {
@@ -107,7 +134,7 @@ impl Session {
             }
             if server_subs.iter().any(|s| s.channel == channel) {
                 recovery.insert(channel, sub_req);
-            } else {
+            } else if client_lists_channels {
                 let mut spec = SubscribeSpec::client_listed(channel.clone());
                 spec.request = sub_req;
                 server_subs.push(spec);
@@ -139,6 +166,8 @@ impl Session {
         self.user = user.clone();
         self.conn_info = info;
         self.expires_at = expires_at;
+        // With a refresh proxy the server extends connections itself; clients see no expiry.
+        self.server_refresh = config.proxies.refresh().is_some();
         self.state = State::Connected;
         self.stale_deadline = None;
         self.node.registry.add(self.handle.clone(), user);
@@ -161,11 +190,12 @@ impl Session {
         let mut result = ConnectResult {
             client: self.handle.id.to_string(),
             version: VERSION.to_owned(),
+            data: connect_data,
             ping: ping.as_secs() as u32,
             pong: !ping.is_zero(),
             ..Default::default()
         };
-        if let Some(exp) = expires_at {
+        if let Some(exp) = expires_at.filter(|_| !self.server_refresh) {
             result.expires = true;
             result.ttl = (exp - unix_now()).max(1) as u32;
         }
@@ -232,12 +262,14 @@ impl Session {
     }
 
     pub(super) async fn handle_refresh(&mut self, id: u32, req: RefreshRequest) -> CommandResult {
-        if req.token.is_empty() {
+        if req.token.is_empty() || self.server_refresh {
             return Err(Disconnect::BAD_REQUEST.into());
         }
         let config = self.node.config.load();
-        let token = match config.token_verifier.verify_connect(&req.token) {
+        let token = match config.token_verifier.verify_connect(&req.token).await {
             Ok(t) => t,
+            // The keys could not be fetched: the client retries.
+            Err(TokenError::Unavailable(_)) => return Err(ClientError::INTERNAL.into()),
             Err(TokenError::Expired) => return Err(Disconnect::EXPIRED.into()),
             Err(TokenError::Invalid(reason)) => {
                 tracing::info!(client = %self.handle.id, %reason, "invalid refresh token");

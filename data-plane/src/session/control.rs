@@ -97,6 +97,7 @@ async fn server_subscribe(session: &mut Session, sub: ServerSubscribe) -> Result
         chan_info: sub.info,
         data: sub.data,
         expires_at: (sub.expire_at > 0).then_some(sub.expire_at),
+        overrides: None,
     };
     let prepared = match session.prepare_subscription(&config, spec).await {
         Ok(p) => p,

@@ -2,6 +2,7 @@
 //! decoded frames and timer ticks, runs commands in arrival order, and answers through the
 //! connection's outbox. A transport only turns a socket into frames and drains the outbox.
 
+mod backend;
 mod commands;
 mod connect;
 mod control;
@@ -20,6 +21,7 @@ use crate::node::Node;
 use crate::protocol::{
     decode_commands, encode_reply, ClientError, Command, Disconnect, ProtocolKind, Reply,
 };
+use crate::proxy::ClientHeaders;
 
 pub use control::{ServerRefresh, ServerSubscribe};
 
@@ -55,6 +57,8 @@ struct SubState {
     server_side: bool,
     /// Unix seconds after which the subscription must be refreshed.
     expires_at: Option<i64>,
+    /// The sub_refresh proxy, not the client, extends this subscription.
+    server_refresh: bool,
 }
 
 /// One client connection.
@@ -67,6 +71,12 @@ pub struct Session {
     conn_info: Bytes,
     /// Unix seconds after which the connection must be refreshed.
     expires_at: Option<i64>,
+    /// The refresh proxy, not the client, extends this connection.
+    server_refresh: bool,
+    /// Connection `meta` (token claim or connect proxy): sent to proxies, never to clients.
+    meta: Option<Bytes>,
+    /// Headers of the connection request (and connect command) that proxies may forward.
+    headers: ClientHeaders,
     subs: HashMap<String, SubState>,
     next_ping: Option<Instant>,
     pong_deadline: Option<Instant>,
@@ -103,12 +113,22 @@ impl Session {
             user: Arc::from(""),
             conn_info: Bytes::new(),
             expires_at: None,
+            server_refresh: false,
+            meta: None,
+            headers: ClientHeaders::default(),
             subs: HashMap::new(),
             next_ping: None,
             pong_deadline: None,
             stale_deadline: (!stale.is_zero()).then(|| Instant::now() + stale),
             next_presence_refresh: None,
         }
+    }
+
+    /// Keeps the headers of the client's connection request that a proxy forwards to the
+    /// backend (only those some proxy lists).
+    pub fn with_request_headers(mut self, headers: axum::http::HeaderMap) -> Self {
+        self.headers = self.node.config.load().proxies.capture_headers(&headers);
+        self
     }
 
     /// The connection's handle (outbox).
@@ -247,12 +267,24 @@ impl Session {
         .flatten()
         .min();
         let mut consider = |at: Instant| next = Some(next.map_or(at, |n| n.min(at)));
+        // A proxy-refreshed connection or subscription is checked when it expires; one the
+        // client refreshes gets a grace period first.
         if let Some(exp) = self.expires_at {
-            consider(instant_at(exp) + client.expired_close_delay.get());
+            let grace = if self.server_refresh {
+                Duration::ZERO
+            } else {
+                client.expired_close_delay.get()
+            };
+            consider(instant_at(exp) + grace);
         }
         for sub in self.subs.values() {
             if let Some(exp) = sub.expires_at {
-                consider(instant_at(exp) + client.expired_sub_close_delay.get());
+                let grace = if sub.server_refresh {
+                    Duration::ZERO
+                } else {
+                    client.expired_sub_close_delay.get()
+                };
+                consider(instant_at(exp) + grace);
             }
         }
         next
@@ -289,18 +321,28 @@ impl Session {
         }
         let unix = unix_now();
         if let Some(exp) = self.expires_at {
-            if unix >= exp + client.expired_close_delay.get().as_secs() as i64 {
+            if self.server_refresh {
+                if unix >= exp {
+                    self.refresh_by_proxy().await?;
+                }
+            } else if unix >= exp + client.expired_close_delay.get().as_secs() as i64 {
                 return Err(Disconnect::EXPIRED);
             }
         }
         let sub_delay = client.expired_sub_close_delay.get().as_secs() as i64;
-        let expired: Vec<(String, bool)> = self
+        let expired: Vec<(String, bool, bool)> = self
             .subs
             .iter()
-            .filter(|(_, s)| s.expires_at.is_some_and(|e| unix >= e + sub_delay))
-            .map(|(ch, s)| (ch.clone(), s.server_side))
+            .filter(|(_, s)| {
+                let grace = if s.server_refresh { 0 } else { sub_delay };
+                s.expires_at.is_some_and(|e| unix >= e + grace)
+            })
+            .map(|(ch, s)| (ch.clone(), s.server_side, s.server_refresh))
             .collect();
-        for (channel, server_side) in expired {
+        for (channel, server_side, server_refresh) in expired {
+            if server_refresh && self.sub_refresh_by_proxy(&channel).await {
+                continue;
+            }
             if server_side {
                 return Err(Disconnect::SUBSCRIPTION_EXPIRED);
             }

@@ -16,6 +16,8 @@ use crate::protocol::{
     SubRefreshResult, SubscribeRequest, SubscribeResult, UnsubscribePush, UnsubscribeRequest,
     UnsubscribeResult,
 };
+use crate::proxy::types::Override;
+use rotor_tenant_config::ChannelProxyKind;
 
 /// Who asked for a subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,8 @@ pub(crate) struct SubscribeSpec {
     pub chan_info: Bytes,
     pub data: Bytes,
     pub expires_at: Option<i64>,
+    /// Changes to the namespace's options for this subscription (from the backend).
+    pub overrides: Option<Override>,
 }
 
 impl SubscribeSpec {
@@ -51,6 +55,7 @@ impl SubscribeSpec {
             chan_info,
             data,
             expires_at: None,
+            overrides: None,
         }
     }
 
@@ -87,6 +92,7 @@ impl Session {
             chan_info: Bytes::new(),
             data: Bytes::new(),
             expires_at: None,
+            overrides: None,
             request: req,
         };
         let prepared = self.prepare_subscription(&config, spec).await?;
@@ -153,10 +159,16 @@ impl Session {
             insecure: client_cfg.insecure,
         };
         if spec.kind != SubscribeKind::Server {
-            self.authorise_subscribe(config, &mut spec)?;
+            self.authorise_subscribe(config, &mut spec).await?;
         }
         let req = &spec.request;
-        let o = o.clone();
+        let mut o = o.clone();
+        if let Some(overrides) = &spec.overrides {
+            overrides.apply(&mut o);
+        }
+        // With a sub_refresh proxy the server extends the subscription; the client sees no
+        // expiry.
+        let server_refresh = o.sub_refresh_proxy_enabled;
         let history_on = o.history_enabled();
         let history_access = may_read_history(&o, caller, true);
         let recoverable = history_on
@@ -189,7 +201,7 @@ impl Session {
             data: spec.data.clone(),
             ..Default::default()
         };
-        if let Some(exp) = spec.expires_at {
+        if let Some(exp) = spec.expires_at.filter(|_| !server_refresh) {
             if spec.kind != SubscribeKind::Server || exp > 0 {
                 result.expires = true;
                 result.ttl = (exp - unix_now()).max(1) as u32;
@@ -272,14 +284,15 @@ impl Session {
                 join_leave: o.join_leave,
                 server_side: spec.kind != SubscribeKind::Client,
                 expires_at: spec.expires_at.filter(|e| *e > 0),
+                server_refresh,
             },
             info,
         })
     }
 
     /// Subscribe permission (spec §6.2): private channels need a token; a token decides; then
-    /// user-limited channels; then the namespace's permissions.
-    fn authorise_subscribe(
+    /// user-limited channels; then the subscribe proxy; then the namespace's permissions.
+    async fn authorise_subscribe(
         &self,
         config: &RuntimeConfig,
         spec: &mut SubscribeSpec,
@@ -293,8 +306,10 @@ impl Session {
                 .subscription_token_verifier
                 .as_ref()
                 .unwrap_or(&config.token_verifier);
-            let claims = match verifier.verify_subscribe(&token) {
+            let claims = match verifier.verify_subscribe(&token).await {
                 Ok(c) => c,
+                // The keys could not be fetched: the client retries.
+                Err(TokenError::Unavailable(_)) => return Err(ClientError::INTERNAL.into()),
                 Err(TokenError::Expired) => return Err(ClientError::TOKEN_EXPIRED.into()),
                 Err(TokenError::Invalid(reason)) => {
                     tracing::info!(client = %self.handle.id, %reason, "invalid subscription token");
@@ -331,9 +346,13 @@ impl Session {
                 };
             }
         }
-        if o.subscribe_proxy_enabled {
-            // Proxies to the app backend are not configured on this node.
-            return Err(ClientError::NOT_AVAILABLE.into());
+        if let Some(proxy) = config.proxies.channel(ChannelProxyKind::Subscribe, o) {
+            // Channels a client lists at connect are not sent to the backend (as in
+            // Centrifugo): it subscribes to them with `subscribe` commands instead.
+            if spec.kind == SubscribeKind::ClientListed {
+                return Err(ClientError::PERMISSION_DENIED.into());
+            }
+            return self.subscribe_by_proxy(proxy?, spec).await;
         }
         let caller = Caller {
             user: &self.user,
@@ -567,8 +586,11 @@ impl Session {
         if req.channel.is_empty() {
             return Err(Disconnect::BAD_REQUEST.into());
         }
-        if !self.subs.contains_key(&req.channel) {
-            return Err(ClientError::PERMISSION_DENIED.into());
+        match self.subs.get(&req.channel) {
+            None => return Err(ClientError::PERMISSION_DENIED.into()),
+            // The server refreshes this one through the sub_refresh proxy.
+            Some(state) if state.server_refresh => return Err(Disconnect::BAD_REQUEST.into()),
+            Some(_) => {}
         }
         if req.token.is_empty() {
             return Err(ClientError::BAD_REQUEST.into());
@@ -578,8 +600,10 @@ impl Session {
             .subscription_token_verifier
             .as_ref()
             .unwrap_or(&config.token_verifier);
-        let claims = match verifier.verify_subscribe(&req.token) {
+        let claims = match verifier.verify_subscribe(&req.token).await {
             Ok(c) => c,
+            // The keys could not be fetched: the client retries.
+            Err(TokenError::Unavailable(_)) => return Err(ClientError::INTERNAL.into()),
             // Temporary, so the SDK asks its token endpoint again instead of giving up.
             Err(TokenError::Expired) => {
                 return Err(ClientError {

@@ -84,6 +84,7 @@ async fn run(
     protocol: ProtocolKind,
     framing: Framing,
     first: Bytes,
+    headers: HeaderMap,
     out: BodyTx,
 ) {
     let mut session = Session::new(
@@ -94,7 +95,8 @@ async fn run(
             emulation: true,
             unidirectional: false,
         },
-    );
+    )
+    .with_request_headers(headers);
     let handle = session.handle().clone();
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Bytes>(16);
     node.emulation.lock().insert(handle.id.clone(), cmd_tx);
@@ -168,6 +170,7 @@ fn stream(
     protocol: ProtocolKind,
     framing: Framing,
     first: Bytes,
+    headers: HeaderMap,
 ) -> Response {
     let content_type = match framing {
         Framing::Sse => "text/event-stream",
@@ -178,7 +181,7 @@ fn stream(
     if matches!(framing, Framing::Sse) {
         let _ = tx.try_send(Ok(AxumBytes::from_static(b"\r\n")));
     }
-    tokio::spawn(run(node, name, protocol, framing, first, tx));
+    tokio::spawn(run(node, name, protocol, framing, first, headers, tx));
     response
 }
 
@@ -203,7 +206,7 @@ pub async fn http_stream(
     } else {
         (ProtocolKind::Json, Framing::JsonLines)
     };
-    stream(node, "http_stream", protocol, framing, body)
+    stream(node, "http_stream", protocol, framing, body, headers)
 }
 
 /// `GET /connection/sse?cf_connect=…` or `POST` with the commands as body (JSON only).
@@ -225,7 +228,14 @@ pub async fn sse(
         (Method::POST, None) => body,
         _ => return (StatusCode::BAD_REQUEST, "cf_connect is required").into_response(),
     };
-    stream(node, "sse", ProtocolKind::Json, Framing::Sse, first)
+    stream(
+        node,
+        "sse",
+        ProtocolKind::Json,
+        Framing::Sse,
+        first,
+        headers,
+    )
 }
 
 /// `POST /emulation`: commands for a live emulation session.

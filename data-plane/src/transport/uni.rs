@@ -58,7 +58,13 @@ trait UniSink: Send {
 }
 
 /// Runs a unidirectional session until it ends.
-async fn run(node: Arc<Node>, name: &'static str, request: ConnectRequest, mut sink: impl UniSink) {
+async fn run(
+    node: Arc<Node>,
+    name: &'static str,
+    request: ConnectRequest,
+    headers: HeaderMap,
+    mut sink: impl UniSink,
+) {
     let mut session = Session::new(
         node.clone(),
         TransportInfo {
@@ -67,7 +73,8 @@ async fn run(node: Arc<Node>, name: &'static str, request: ConnectRequest, mut s
             emulation: false,
             unidirectional: true,
         },
-    );
+    )
+    .with_request_headers(headers);
     let handle = session.handle().clone();
     let shutdown = node.shutdown.clone();
     let connect = Command {
@@ -203,6 +210,7 @@ fn stream_response(
     node: Arc<Node>,
     name: &'static str,
     request: ConnectRequest,
+    headers: HeaderMap,
     sse: bool,
 ) -> Response {
     let (tx, response) = super::streaming::response(if sse {
@@ -214,7 +222,7 @@ fn stream_response(
     if sse {
         let _ = tx.try_send(Ok(AxumBytes::from_static(b"\r\n")));
     }
-    tokio::spawn(run(node, name, request, BodySink { tx, frame }));
+    tokio::spawn(run(node, name, request, headers, BodySink { tx, frame }));
     response
 }
 
@@ -234,7 +242,7 @@ pub async fn sse(
     }
     let body: &[u8] = if method == Method::POST { &body } else { b"" };
     match connect_request(&query, body) {
-        Ok(req) => stream_response(node, "uni_sse", req, true),
+        Ok(req) => stream_response(node, "uni_sse", req, headers, true),
         Err(r) => r.into_response(),
     }
 }
@@ -253,7 +261,7 @@ pub async fn http_stream(
         return r;
     }
     match connect_request(&query, &body) {
-        Ok(req) => stream_response(node, "uni_http_stream", req, false),
+        Ok(req) => stream_response(node, "uni_http_stream", req, headers, false),
         Err(r) => r.into_response(),
     }
 }
@@ -337,7 +345,7 @@ pub async fn websocket(
                     _ => return,
                 },
             };
-            run(node, "uni_websocket", request, WsSink(socket)).await;
+            run(node, "uni_websocket", request, headers, WsSink(socket)).await;
         })
 }
 

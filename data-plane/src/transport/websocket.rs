@@ -32,7 +32,8 @@ pub async fn handler(
 ) -> Response {
     let config = node.config.load();
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    if !origin_allowed(&config.tenant.client.allowed_origins, origin) {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if !origin_allowed(&config.tenant.client.allowed_origins, origin, host) {
         tracing::info!(
             origin = origin.unwrap_or_default(),
             "connection refused: origin not allowed"
@@ -51,7 +52,7 @@ pub async fn handler(
         .write_buffer_size(ws_cfg.write_buffer_size as usize)
         .max_message_size(max_message)
         .max_frame_size(max_message)
-        .on_upgrade(move |socket| run(node, socket, protocol))
+        .on_upgrade(move |socket| run(node, socket, protocol, headers))
 }
 
 /// Query `cf_protocol=protobuf` (or legacy `format=protobuf`) wins; else the first of our
@@ -75,7 +76,7 @@ fn select_protocol(query: &HashMap<String, String>, headers: &HeaderMap) -> Prot
     }
 }
 
-async fn run(node: Arc<Node>, mut socket: WebSocket, protocol: ProtocolKind) {
+async fn run(node: Arc<Node>, mut socket: WebSocket, protocol: ProtocolKind, headers: HeaderMap) {
     let mut session = Session::new(
         node.clone(),
         TransportInfo {
@@ -84,7 +85,8 @@ async fn run(node: Arc<Node>, mut socket: WebSocket, protocol: ProtocolKind) {
             emulation: false,
             unidirectional: false,
         },
-    );
+    )
+    .with_request_headers(headers);
     let handle = session.handle().clone();
     let write_timeout = node.config.load().tenant.websocket.write_timeout.get();
     let shutdown = node.shutdown.clone();

@@ -92,6 +92,10 @@ macro_rules! channel_options {
 
         /// Names of every channel option, in declaration order (for docs, forms and providers).
         pub const CHANNEL_OPTION_NAMES: &[&str] = &[$( stringify!($field), )*];
+
+        /// Every channel option with its one-line description (the field's doc comment), in
+        /// declaration order: help text for forms and generated docs.
+        pub const CHANNEL_OPTION_DOCS: &[(&str, &str)] = &[$( (stringify!($field), concat!($($doc),*)), )*];
     };
 }
 

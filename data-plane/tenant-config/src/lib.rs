@@ -9,13 +9,16 @@
 mod channel;
 mod duration;
 mod load;
+mod proxy;
 mod sections;
 mod validate;
 
 pub use channel::{
-    ChannelOptions, Namespace, PublicationDataFormat, RecoveryMode, CHANNEL_OPTION_NAMES,
+    ChannelOptions, Namespace, PublicationDataFormat, RecoveryMode, CHANNEL_OPTION_DOCS,
+    CHANNEL_OPTION_NAMES,
 };
 pub use duration::{format_go_duration, parse_go_duration, ConfigDuration};
 pub use load::{ConfigError, Format, Loaded};
+pub use proxy::*;
 pub use sections::*;
 pub use validate::{validate_namespace_name, NAMESPACE_NAME_PATTERN};

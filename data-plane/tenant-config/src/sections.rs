@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::channel::{ChannelOptions, Namespace};
 use crate::duration::ConfigDuration;
+use crate::proxy::{ChannelProxies, ClientProxies, NamedProxy, RpcSection};
 
 /// The whole configuration of one tenant's data plane.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -30,6 +31,10 @@ pub struct TenantConfig {
     pub uni_http_stream: Toggle,
     /// `uni_websocket.enabled`: push-only WebSocket at `/connection/uni_websocket`.
     pub uni_websocket: Toggle,
+    /// Named proxies to the app backend, referred to by `*_proxy_name` options.
+    pub proxies: Vec<NamedProxy>,
+    /// `rpc.*`: client RPC calls and the proxies that answer them.
+    pub rpc: RpcSection,
 }
 
 /// A transport switch (Centrifugo: off unless enabled).
@@ -175,6 +180,8 @@ pub struct ClientSection {
     pub history_max_publication_limit: u32,
     /// Cap on publications one recovery returns.
     pub recovery_max_publication_limit: u32,
+    /// `client.proxy.connect` / `client.proxy.refresh`: connection-wide proxies.
+    pub proxy: ClientProxies,
 }
 
 impl Default for ClientSection {
@@ -199,6 +206,7 @@ impl Default for ClientSection {
             user_connection_limit: 0,
             history_max_publication_limit: 300,
             recovery_max_publication_limit: 300,
+            proxy: ClientProxies::default(),
         }
     }
 }
@@ -223,6 +231,8 @@ pub struct ChannelSection {
     pub user_separator: String,
     /// Default stream meta retention.
     pub history_meta_ttl: ConfigDuration,
+    /// `channel.proxy.*`: the proxies namespaces use under the name `default`.
+    pub proxy: ChannelProxies,
 }
 
 impl Default for ChannelSection {
@@ -236,6 +246,7 @@ impl Default for ChannelSection {
             user_boundary: "#".into(),
             user_separator: ",".into(),
             history_meta_ttl: ConfigDuration::from_secs(720 * 3600),
+            proxy: ChannelProxies::default(),
         }
     }
 }

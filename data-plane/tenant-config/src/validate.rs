@@ -112,7 +112,7 @@ pub(crate) fn validate(config: &TenantConfig) -> Result<(), ConfigError> {
             "must not be empty",
         ));
     }
-    Ok(())
+    crate::proxy::validate(config)
 }
 
 /// Validates one set of channel options found at `path`.

@@ -1,0 +1,326 @@
+//! This session's calls to the tenant's backend through the proxies (spec §10): each builds the
+//! request from the session's state, asks, and turns the answer into what the command handler
+//! or the expiry timer needs. The backend's own error or disconnect reaches the client as is;
+//! a call that fails (timeout, network, bad status, malformed answer) is logged and becomes
+//! error 100 — or, for the refresh proxies, one more minute of life.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use rotor_tenant_config::ChannelProxyKind;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::subscribe::SubscribeSpec;
+use super::{unix_now, CommandError, Session};
+use crate::protocol::{ClientError, ConnectRequest, Disconnect};
+use crate::proxy::types::{self, decode_payload, Base, Payload, UserRequest};
+use crate::proxy::{Endpoint, ProxyError};
+
+/// How long a connection or subscription lives on when its refresh proxy cannot be asked.
+const RETRY_REFRESH_SECS: i64 = 60;
+/// Cap on an expiry a backend sets (one year from now).
+const MAX_TTL_SECS: i64 = 365 * 24 * 3600;
+
+impl From<ProxyError> for CommandError {
+    fn from(e: ProxyError) -> Self {
+        match e {
+            ProxyError::Refused(e) => Self::Client(e),
+            ProxyError::Disconnect(d) => Self::Disconnect(d),
+            _ => Self::Client(ClientError::INTERNAL),
+        }
+    }
+}
+
+/// What the connect proxy decided about a client.
+pub(super) struct ProxiedConnect {
+    pub user: String,
+    pub info: Bytes,
+    /// Unix seconds; `None` = never expires.
+    pub expires_at: Option<i64>,
+    /// Goes to the client in the connect result.
+    pub data: Bytes,
+    pub subs: Vec<SubscribeSpec>,
+    pub meta: Option<Bytes>,
+}
+
+/// What the publish proxy made of a publication.
+pub(super) struct ProxiedPublish {
+    pub data: Bytes,
+    pub tags: HashMap<String, String>,
+    pub idempotency_key: Option<String>,
+    pub skip_history: bool,
+}
+
+fn malformed(e: ProxyError) -> CommandError {
+    tracing::warn!(error = %e, "proxy answer cannot be used");
+    CommandError::Client(ClientError::INTERNAL)
+}
+
+impl Session {
+    fn proxy_base<'a>(&'a self, endpoint: &Endpoint) -> Base<'a> {
+        Base {
+            client: &self.handle.id,
+            transport: self.transport.name,
+            protocol: self.transport.protocol.as_str(),
+            encoding: endpoint.encoding(),
+        }
+    }
+
+    /// A request on behalf of this connection's user, with nothing event-specific yet.
+    fn user_request<'a>(&'a self, endpoint: &Endpoint) -> UserRequest<'a> {
+        UserRequest {
+            base: self.proxy_base(endpoint),
+            user: &self.user,
+            meta: types::meta(self.meta.as_ref(), endpoint.include_meta()),
+            channel: "",
+            token: "",
+            method: "",
+            payload: Payload::default(),
+        }
+    }
+
+    /// Calls a proxy; failures (not answers) are logged here with the event and proxy name.
+    async fn ask<B: Serialize, R: DeserializeOwned>(
+        &self,
+        endpoint: &Endpoint,
+        event: &'static str,
+        body: &B,
+    ) -> Result<Option<R>, ProxyError> {
+        let outcome = self.node.proxy.call(endpoint, &self.headers, body).await;
+        if let Err(e) = &outcome {
+            if !e.is_answer() {
+                tracing::warn!(
+                    client = %self.handle.id, event, proxy = %endpoint.name, error = %e,
+                    "proxy call failed"
+                );
+            }
+        }
+        outcome
+    }
+
+    /// Asks the connect proxy who a client without a token is. `None`: the backend gave no
+    /// credentials.
+    pub(super) async fn connect_by_proxy(
+        &self,
+        endpoint: &Endpoint,
+        req: &ConnectRequest,
+    ) -> Result<Option<ProxiedConnect>, CommandError> {
+        let mut channels: Vec<&str> = req.subs.keys().map(String::as_str).collect();
+        channels.sort_unstable();
+        let body = types::ConnectRequest {
+            base: self.proxy_base(endpoint),
+            name: &req.name,
+            version: &req.version,
+            payload: Payload::new(&req.data, endpoint.binary())?,
+            channels,
+        };
+        let Some(r) = self
+            .ask::<_, types::ConnectResult>(endpoint, "connect", &body)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut subs = Vec::new();
+        let mut granted: Vec<(String, types::SubscribeOptions)> = r.subs.into_iter().collect();
+        granted.sort_by(|a, b| a.0.cmp(&b.0));
+        for channel in r.channels {
+            if !granted.iter().any(|(ch, _)| *ch == channel) {
+                subs.push(SubscribeSpec::server(channel, Bytes::new(), Bytes::new()));
+            }
+        }
+        for (channel, o) in granted {
+            let info = decode_payload(o.info, &o.b64info).map_err(malformed)?;
+            let data = decode_payload(o.data, &o.b64data).map_err(malformed)?;
+            let mut spec =
+                SubscribeSpec::server(channel, info.unwrap_or_default(), data.unwrap_or_default());
+            spec.expires_at = (o.expire_at > 0).then_some(o.expire_at);
+            spec.overrides = o.overrides;
+            subs.push(spec);
+        }
+        Ok(Some(ProxiedConnect {
+            user: r.user,
+            info: decode_payload(r.info, &r.b64info)
+                .map_err(malformed)?
+                .unwrap_or_default(),
+            expires_at: (r.expire_at > 0).then_some(r.expire_at),
+            data: decode_payload(r.data, &r.b64data)
+                .map_err(malformed)?
+                .unwrap_or_default(),
+            subs,
+            meta: r
+                .meta
+                .map(|m| Bytes::from(String::from(Box::<str>::from(m)))),
+        }))
+    }
+
+    /// Asks the subscribe proxy; on success fills in what the backend decided (channel info,
+    /// data, expiry, option overrides).
+    pub(super) async fn subscribe_by_proxy(
+        &self,
+        endpoint: &Endpoint,
+        spec: &mut SubscribeSpec,
+    ) -> Result<(), CommandError> {
+        let answer = {
+            let mut body = self.user_request(endpoint);
+            body.channel = &spec.channel;
+            body.token = &spec.request.token;
+            body.payload = Payload::new(&spec.request.data, endpoint.binary())?;
+            self.ask::<_, types::SubscribeResult>(endpoint, "subscribe", &body)
+                .await?
+        };
+        if let Some(r) = answer {
+            spec.chan_info = decode_payload(r.info, &r.b64info)
+                .map_err(malformed)?
+                .unwrap_or_default();
+            spec.data = decode_payload(r.data, &r.b64data)
+                .map_err(malformed)?
+                .unwrap_or_default();
+            spec.expires_at = (r.expire_at > 0).then_some(r.expire_at);
+            spec.overrides = r.overrides;
+        }
+        Ok(())
+    }
+
+    /// Asks the publish proxy; the answer may replace the payload and set history options.
+    pub(super) async fn publish_by_proxy(
+        &self,
+        endpoint: &Endpoint,
+        channel: &str,
+        data: Bytes,
+    ) -> Result<ProxiedPublish, CommandError> {
+        let answer = {
+            let mut body = self.user_request(endpoint);
+            body.channel = channel;
+            body.payload = Payload::new(&data, endpoint.binary())?;
+            self.ask::<_, types::PublishResult>(endpoint, "publish", &body)
+                .await?
+        };
+        let mut out = ProxiedPublish {
+            data,
+            tags: HashMap::new(),
+            idempotency_key: None,
+            skip_history: false,
+        };
+        if let Some(r) = answer {
+            // JSON `data` wins over `b64data` here, as in Centrifugo.
+            let replaced = match r.data {
+                Some(json) => Some(Bytes::from(String::from(Box::<str>::from(json)))),
+                None => decode_payload(None, &r.b64data).map_err(malformed)?,
+            };
+            if let Some(data) = replaced {
+                out.data = data;
+            }
+            out.tags = r.tags;
+            out.idempotency_key = (!r.idempotency_key.is_empty()).then_some(r.idempotency_key);
+            out.skip_history = r.skip_history;
+        }
+        Ok(out)
+    }
+
+    /// Asks the rpc proxy; returns the data for the client.
+    pub(super) async fn rpc_by_proxy(
+        &self,
+        endpoint: &Endpoint,
+        method: &str,
+        data: &Bytes,
+    ) -> Result<Bytes, CommandError> {
+        let mut body = self.user_request(endpoint);
+        body.method = method;
+        body.payload = Payload::new(data, endpoint.binary())?;
+        let answer = self
+            .ask::<_, types::RpcResult>(endpoint, "rpc", &body)
+            .await?;
+        match answer {
+            Some(r) => Ok(decode_payload(r.data, &r.b64data)
+                .map_err(malformed)?
+                .unwrap_or_default()),
+            None => Ok(Bytes::new()),
+        }
+    }
+
+    /// The connection's expiry has come: asks the refresh proxy whether it lives on. A backend
+    /// that cannot be asked gets another minute; no result, an error answer or `expired` close
+    /// the connection (3005).
+    pub(super) async fn refresh_by_proxy(&mut self) -> Result<(), Disconnect> {
+        let config = self.node.config.load();
+        let Some(endpoint) = config.proxies.refresh().cloned() else {
+            return Err(Disconnect::EXPIRED);
+        };
+        let answer = {
+            let body = self.user_request(&endpoint);
+            self.ask::<_, types::RefreshResult>(&endpoint, "refresh", &body)
+                .await
+        };
+        let now = unix_now();
+        let r = match answer {
+            Err(e) if !e.is_answer() => {
+                self.expires_at = Some(now + RETRY_REFRESH_SECS);
+                return Ok(());
+            }
+            Ok(Some(r)) if !r.expired => r,
+            _ => return Err(Disconnect::EXPIRED),
+        };
+        let expires_at = r.expire_at.min(now + MAX_TTL_SECS);
+        if expires_at <= now {
+            return Err(Disconnect::EXPIRED);
+        }
+        let info = decode_payload(r.info, &r.b64info).map_err(|e| {
+            tracing::warn!(client = %self.handle.id, error = %e, "refresh proxy answer cannot be used");
+            Disconnect::INTERNAL
+        })?;
+        self.expires_at = Some(expires_at);
+        if let Some(info) = info.filter(|i| !i.is_empty()) {
+            self.conn_info = info;
+        }
+        if let Some(meta) = r.meta {
+            self.meta = Some(Bytes::from(String::from(Box::<str>::from(meta))));
+        }
+        Ok(())
+    }
+
+    /// A proxy-refreshed subscription's expiry has come: asks the sub_refresh proxy. Returns
+    /// whether the subscription lives on (a backend that cannot be asked gives it a minute).
+    pub(super) async fn sub_refresh_by_proxy(&mut self, channel: &str) -> bool {
+        let config = self.node.config.load();
+        let endpoint = match config.channel_rules(channel).ok().and_then(|rules| {
+            config
+                .proxies
+                .channel(ChannelProxyKind::SubRefresh, &rules.options)
+                .and_then(Result::ok)
+                .cloned()
+        }) {
+            Some(e) => e,
+            None => return false,
+        };
+        let answer = {
+            let mut body = self.user_request(&endpoint);
+            body.channel = channel;
+            self.ask::<_, types::SubRefreshResult>(&endpoint, "sub_refresh", &body)
+                .await
+        };
+        let now = unix_now();
+        let (expires_at, info) = match answer {
+            Err(e) if !e.is_answer() => (Some(now + RETRY_REFRESH_SECS), None),
+            Ok(Some(r)) if !r.expired => {
+                let exp = r.expire_at.min(now + MAX_TTL_SECS);
+                if exp != 0 && exp <= now {
+                    return false;
+                }
+                match decode_payload(r.info, &r.b64info) {
+                    Ok(info) => ((exp > 0).then_some(exp), info),
+                    Err(_) => return false,
+                }
+            }
+            _ => return false,
+        };
+        let Some(state) = self.subs.get_mut(channel) else {
+            return false;
+        };
+        state.expires_at = expires_at;
+        if let Some(info) = info.filter(|i| !i.is_empty()) {
+            state.chan_info = info;
+        }
+        true
+    }
+}
