@@ -11,7 +11,7 @@ export REDIS_URL ?= redis://127.0.0.1:6379
 CARGO ?= cargo
 NEXTEST_PROFILE ?= default
 
-.PHONY: test run run-standalone fmt fmt-check lint build build-release services test-deps nextest
+.PHONY: test run run-standalone fmt fmt-check lint build build-release services test-deps nextest bench
 
 ## test: start services, install test deps, then format check, clippy, build and all tests
 test: services test-deps fmt-check lint build nextest
@@ -54,3 +54,7 @@ build-release:
 # The end-to-end tests spawn the binaries built by `build`, so it runs first.
 nextest: build
 	$(CARGO) nextest run --workspace --no-fail-fast --profile $(NEXTEST_PROFILE)
+
+## bench: the benchmark suite (load generator, peers; < 20 min), regenerates BENCHMARKS.md and bench/results/
+bench: services
+	scripts/bench/run.sh

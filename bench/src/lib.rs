@@ -1,0 +1,16 @@
+//! Rotor's benchmark suite: `rotor-loadgen` (Centrifugo client protocol v2 in JSON and
+//! Protobuf, Socket.IO and raw WebSocket peers; publish→receive latency, throughput, server CPU
+//! per message and memory per connection), the bare tokio-tungstenite broadcast peer, and the
+//! generator of BENCHMARKS.md from the results.
+
+pub mod client;
+pub mod coordinator;
+pub mod histogram;
+pub mod payload;
+pub mod pool;
+pub mod procstat;
+pub mod publisher;
+pub mod report;
+pub mod results;
+pub mod wire;
+pub mod worker;

@@ -1,0 +1,163 @@
+//! Server resource use from /proc: CPU time (utime + stime of `/proc/<pid>/stat`) and resident
+//! memory (`VmRSS` of `/proc/<pid>/status`), summed over a process and all its descendants
+//! (nginx workers, a control plane's tenant processes). Also raises this process's fd limit.
+
+use std::fs;
+use std::time::Duration;
+
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use nix::unistd::{sysconf, SysconfVar};
+
+/// Why /proc could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcError {
+    #[error("process {0} not found: {1}")]
+    Missing(u32, std::io::Error),
+    #[error("unexpected format of {0}")]
+    Format(String),
+}
+
+/// One sample of a process tree.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Sample {
+    /// User + system CPU time.
+    pub cpu: Duration,
+    /// Resident set, bytes.
+    pub rss: u64,
+    /// Processes counted.
+    pub processes: usize,
+}
+
+fn clock_ticks() -> u64 {
+    match sysconf(SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => t as u64,
+        _ => 100,
+    }
+}
+
+/// CPU time of one process.
+pub fn cpu_of(pid: u32) -> Result<Duration, ProcError> {
+    let path = format!("/proc/{pid}/stat");
+    let text = fs::read_to_string(&path).map_err(|e| ProcError::Missing(pid, e))?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| ProcError::Format(path.clone()))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime is field 14, stime 15.
+    let get = |n: usize| -> Result<u64, ProcError> {
+        fields
+            .get(n - 3)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| ProcError::Format(path.clone()))
+    };
+    let ticks = get(14)? + get(15)?;
+    Ok(Duration::from_micros(ticks * 1_000_000 / clock_ticks()))
+}
+
+/// Resident memory of one process, bytes.
+pub fn rss_of(pid: u32) -> Result<u64, ProcError> {
+    let path = format!("/proc/{pid}/status");
+    let text = fs::read_to_string(&path).map_err(|e| ProcError::Missing(pid, e))?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .ok_or_else(|| ProcError::Format(path.clone()))?;
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| ProcError::Format(path.clone()))?;
+    Ok(kb * 1024)
+}
+
+/// The process and every descendant (through `/proc/<pid>/task/<tid>/children`).
+pub fn tree(pid: u32) -> Vec<u32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        if let Ok(tasks) = fs::read_dir(format!("/proc/{p}/task")) {
+            for task in tasks.flatten() {
+                if let Ok(children) = fs::read_to_string(task.path().join("children")) {
+                    out.extend(
+                        children
+                            .split_whitespace()
+                            .filter_map(|c| c.parse::<u32>().ok()),
+                    );
+                }
+            }
+        }
+        i += 1;
+    }
+    out.dedup();
+    out
+}
+
+/// CPU and RSS summed over the trees of `pids`. Processes that vanished meanwhile are skipped;
+/// fails only when none of the roots exists.
+pub fn sample(pids: &[u32]) -> Result<Sample, ProcError> {
+    let mut s = Sample::default();
+    let mut first_err = None;
+    for &root in pids {
+        for pid in tree(root) {
+            match (cpu_of(pid), rss_of(pid)) {
+                (Ok(cpu), Ok(rss)) => {
+                    s.cpu += cpu;
+                    s.rss += rss;
+                    s.processes += 1;
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+    }
+    match (s.processes, first_err) {
+        (0, Some(e)) => Err(e),
+        _ => Ok(s),
+    }
+}
+
+/// Raises the soft open-files limit to the hard limit; returns the new soft limit.
+pub fn raise_fd_limit() -> u64 {
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
+        }
+        Ok((soft, _)) => soft,
+        Err(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_cpu_time_and_memory() {
+        let me = std::process::id();
+        let s = sample(&[me]).unwrap();
+        assert!(s.rss > 1024 * 1024, "rss {}", s.rss);
+        assert!(s.processes >= 1);
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1);
+        assert!(cpu_of(me).unwrap() > Duration::ZERO);
+    }
+
+    #[test]
+    fn a_missing_process_is_an_error() {
+        assert!(matches!(
+            sample(&[u32::MAX - 1]),
+            Err(ProcError::Missing(..))
+        ));
+    }
+}

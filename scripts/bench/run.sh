@@ -1,0 +1,366 @@
+#!/usr/bin/env bash
+# `make bench`: Rotor's whole benchmark suite on this machine, loopback only, bounded in time.
+#
+# Builds release binaries, installs the peers when missing (Socket.IO from npm with its
+# lockfile, Debian's nginx + libnginx-mod-nchan, matplotlib in a venv), then for each scenario
+# starts a fresh server, drives it with rotor-loadgen (several worker processes: the hard fd
+# limit is 20,000 per process), writes bench/results/*.json and finally regenerates
+# BENCHMARKS.md and the PNG plots in bench/results/.
+#
+#   BENCH_ONLY=fanout,idle   run only these scenarios (fanout channels idle storm latency sweep
+#                            redis edge configpush); the report uses what is in bench/results/
+#   BENCH_QUICK=1            small sizes and short steps (a smoke run of a few minutes)
+#   BENCH_TARGETS=rotor,bare restrict the peers (rotor rotor-protobuf bare socketio nchan)
+#   BENCH_CONFIG_PUSH=1      also re-measure config push latency (debug e2e test, needs Postgres)
+#   BENCH_RESULTS=dir BENCH_REPORT=file   write results / the report elsewhere (trial runs)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+RESULTS=${BENCH_RESULTS:-$ROOT/bench/results}
+REPORT=${BENCH_REPORT:-$ROOT/BENCHMARKS.md}
+BIN="$ROOT/target/release"
+QUICK=${BENCH_QUICK:-0}
+ONLY=${BENCH_ONLY:-fanout,channels,idle,storm,latency,sweep,redis,edge}
+[[ ${BENCH_CONFIG_PUSH:-0} == 1 ]] && ONLY="$ONLY,configpush"
+TARGETS=${BENCH_TARGETS:-rotor,rotor-protobuf,bare,socketio,nchan}
+BUDGET_SECS=${BENCH_BUDGET_SECS:-1140} # the measurements stop starting after 19 minutes
+WORK=$(mktemp -d /tmp/rotor-bench.XXXXXX)
+SECRET=rotor-bench-secret
+API_KEY=rotor-bench-api-key
+PORT_ROTOR=8300 PORT_BARE=8301 PORT_SIO=8302 PORT_NCHAN=8303 PORT_CP=8304
+STARTED=$SECONDS
+SERVER_PID=""
+
+log() { printf '[bench %4ds] %s\n' $((SECONDS - STARTED)) "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+has_target() { [[ ",$TARGETS," == *",$1,"* ]]; }
+in_budget() {
+    if ((SECONDS - STARTED > BUDGET_SECS)); then
+        log "time budget (${BUDGET_SECS}s) spent: skipping $1"
+        return 1
+    fi
+}
+
+stop_server() {
+    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=""
+}
+cleanup() {
+    stop_server
+    if [[ -n ${CP_PID:-} ]]; then
+        kill -TERM "$CP_PID" 2>/dev/null || true
+        wait "$CP_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_port() { # port, seconds
+    local i
+    for ((i = 0; i < $2 * 10; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# ---------------------------------------------------------------- preparation
+prepare() {
+    log "building release binaries"
+    cargo build --release -p rotor-data-plane -p rotor-bench --bins
+    if want edge && ! cargo build --release -p rotor-control-plane --bins; then
+        log "rotor-control-plane does not build: skipping the edge scenario"
+        ONLY=${ONLY//edge/}
+    fi
+
+    if has_target socketio; then
+        if ! command -v node >/dev/null; then
+            apt-get install -y -qq nodejs npm >/dev/null
+        fi
+        (cd scripts/bench/socketio && npm ci --no-audit --no-fund --silent)
+    fi
+    if has_target nchan && ! [[ -f /usr/lib/nginx/modules/ngx_nchan_module.so ]]; then
+        log "installing nginx + libnginx-mod-nchan"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            nginx libnginx-mod-nchan >/dev/null
+        # Debian starts the packaged nginx on port 80; the benchmark runs its own.
+        systemctl stop nginx 2>/dev/null || service nginx stop 2>/dev/null || true
+    fi
+    local venv=scripts/bench/.venv
+    if ! [[ -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import matplotlib' 2>/dev/null; then
+        log "installing matplotlib into $venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q -r scripts/bench/requirements.txt
+    fi
+    ulimit -n "$(ulimit -Hn)"
+    mkdir -p "$RESULTS"
+    "$BIN/rotor-bench-report" machine >"$RESULTS/machine.json"
+}
+
+# ---------------------------------------------------------------- servers
+# Each start_* leaves the server's pid in SERVER_PID and its base URLs in WS_URL / PUB_URL.
+start_rotor() {
+    cat >"$WORK/rotor.json" <<EOF
+{
+  "http_server": {"address": "127.0.0.1", "port": $PORT_ROTOR},
+  "client": {"token": {"hmac_secret_key": "$SECRET"}, "allowed_origins": ["*"]},
+  "http_api": {"key": "$API_KEY"},
+  "channel": {"without_namespace": {"allow_subscribe_for_client": true, "allow_publish_for_client": true}}
+}
+EOF
+    RUST_LOG=warn "$BIN/rotor-data-plane" --config "$WORK/rotor.json" >"$WORK/rotor.log" 2>&1 &
+    SERVER_PID=$!
+    wait_port $PORT_ROTOR 20 || die "rotor-data-plane did not start: $(tail -5 "$WORK/rotor.log")"
+    WS_URL="ws://127.0.0.1:$PORT_ROTOR/connection/websocket"
+    PUB_URL="http://127.0.0.1:$PORT_ROTOR/api/publish"
+}
+start_bare() {
+    "$BIN/rotor-bare-ws" --port $PORT_BARE >"$WORK/bare.log" 2>&1 &
+    SERVER_PID=$!
+    wait_port $PORT_BARE 20 || die "rotor-bare-ws did not start"
+    WS_URL="ws://127.0.0.1:$PORT_BARE/ws"
+    PUB_URL="http://127.0.0.1:$PORT_BARE/publish"
+}
+start_socketio() {
+    PORT=$PORT_SIO node scripts/bench/socketio/server.js >"$WORK/socketio.log" 2>&1 &
+    SERVER_PID=$!
+    wait_port $PORT_SIO 30 || die "socket.io server did not start: $(cat "$WORK/socketio.log")"
+    WS_URL="ws://127.0.0.1:$PORT_SIO/socket.io/?EIO=4&transport=websocket"
+    PUB_URL="http://127.0.0.1:$PORT_SIO/publish"
+}
+start_nchan() {
+    mkdir -p "$WORK/nginx"
+    cat >"$WORK/nginx.conf" <<EOF
+load_module /usr/lib/nginx/modules/ngx_nchan_module.so;
+user root;
+worker_processes 2;
+worker_rlimit_nofile 20000;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+daemon off;
+events { worker_connections 19000; multi_accept on; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    nchan_max_reserved_memory 512M;
+    server {
+        listen 127.0.0.1:$PORT_NCHAN backlog=4096;
+        location = /pub {
+            nchan_publisher http websocket;
+            nchan_channel_id \$arg_id;
+            nchan_message_buffer_length 16;
+            nchan_message_timeout 60s;
+        }
+        location = /sub {
+            nchan_subscriber websocket;
+            nchan_channel_id \$arg_id;
+            nchan_subscriber_first_message newest;
+        }
+        location = /health { return 200 '{}'; }
+    }
+}
+EOF
+    nginx -c "$WORK/nginx.conf" -e "$WORK/nginx/error.log" >"$WORK/nchan.log" 2>&1 &
+    SERVER_PID=$!
+    wait_port $PORT_NCHAN 20 || die "nginx did not start: $(cat "$WORK/nchan.log" "$WORK/nginx/error.log")"
+    WS_URL="ws://127.0.0.1:$PORT_NCHAN/sub?id={channel}"
+    PUB_URL="http://127.0.0.1:$PORT_NCHAN/pub?id={channel}"
+}
+
+# start_target NAME: starts the server for a target and sets PROTO / VIA / the loadgen flags.
+start_target() {
+    case $1 in
+    rotor | rotor-protobuf)
+        start_rotor
+        PROTO=json VIA=api
+        [[ $1 == rotor-protobuf ]] && PROTO=protobuf
+        EXTRA=(--secret "$SECRET" --api-key "$API_KEY")
+        ;;
+    bare) start_bare && PROTO=raw VIA=http EXTRA=() ;;
+    socketio) start_socketio && PROTO=socketio VIA=http EXTRA=() ;;
+    nchan) start_nchan && PROTO=raw VIA=http EXTRA=() ;;
+    *) die "unknown target $1" ;;
+    esac
+    sleep 0.5
+}
+
+# loadgen NAME SCENARIO TARGET ARGS...: one run against the server started last.
+loadgen() {
+    local name=$1 scenario=$2 target=$3
+    shift 3
+    log "run $name"
+    "$BIN/rotor-loadgen" run --name "$name" --scenario "$scenario" --target "$target" \
+        --protocol "$PROTO" --ws-url "$WS_URL" --publish-via "$VIA" --publish-url "$PUB_URL" \
+        --server-pid "$SERVER_PID" --out-dir "$RESULTS" "${EXTRA[@]}" "$@" ||
+        log "run $name failed (see above); continuing"
+}
+
+each_target() { # scenario function name
+    local t
+    for t in ${TARGETS//,/ }; do
+        in_budget "$1 $t" || return 0
+        start_target "$t"
+        "$1" "$t"
+        stop_server
+    done
+}
+
+# ---------------------------------------------------------------- sizes
+if [[ $QUICK == 1 ]]; then
+    FAN_CONNS=1000 FAN_WORKERS=1 STEP=2 IDLE_CONNS=2000 STORM_CONNS=2000 LAT_CONNS=200
+    FAN_RATES=1,10,50,200 CH_CONNS=1000 CH_RATES=100,1000 EDGE_CONNS=500 SWEEP_SIZES=200
+    LAT_RATES=10,200
+else
+    FAN_CONNS=10000 FAN_WORKERS=2 STEP=5 IDLE_CONNS=18000 STORM_CONNS=10000 LAT_CONNS=1000
+    LAT_RATES=10,100,1000 FAN_RATES=1,2,5,10,15,20,30,50,70,100,150,200,300,500 CH_CONNS=10000
+    CH_RATES=100,200,500,1000,1500,2000,3000,5000,10000 EDGE_CONNS=5000 SWEEP_SIZES=1000,4000
+fi
+
+# ---------------------------------------------------------------- scenarios
+fanout() { # 10k connections on one channel, publish rate rising; within limits while p99 <= 50 ms,
+    # on to saturation (p99 > 1 s, loss or drops)
+    loadgen "fanout-$1" fanout "$1" --conns $FAN_CONNS --workers $FAN_WORKERS \
+        --connect-rate 4000 --rates $FAN_RATES --step-secs $STEP --stop-p99-ms 1000 --max-secs 240
+}
+sweep() { # the same ramp with fewer connections: throughput vs connections
+    local n rates
+    for n in ${SWEEP_SIZES//,/ }; do
+        rates=$(((10000 + n - 1) / n))
+        rates="$rates,$((rates * 2)),$((rates * 5)),$((rates * 10)),$((rates * 15)),$((rates * 20)),$((rates * 30)),$((rates * 50)),$((rates * 100))"
+        loadgen "sweep-$1-$n" sweep "$1" --conns "$n" --workers 1 --connect-rate 4000 \
+            --rates "$rates" --step-secs 3 --stop-p99-ms 1000 --max-secs 120
+    done
+}
+idle() { # as many idle subscribed connections as the fd limit allows
+    local workers=2
+    ((IDLE_CONNS < 4000)) && workers=1
+    loadgen "idle-$1" idle "$1" --mode idle --conns $IDLE_CONNS --workers $workers \
+        --connect-rate 4000 --settle-ms 3000 --max-secs 120
+}
+storm() { # connections (JWT + one subscribe) per second, unpaced
+    local workers=2
+    ((STORM_CONNS < 4000)) && workers=1
+    loadgen "storm-$1" storm "$1" --mode storm --conns $STORM_CONNS --workers $workers \
+        --connect-rate 0 --concurrency 256 --settle-ms 500 --max-secs 120
+}
+latency() { # 1k msgs/s to 1k subscribers of one channel (after 10 and 100 msgs/s); never stops early
+    loadgen "latency-$1" latency "$1" --conns $LAT_CONNS --workers 1 --connect-rate 2000 \
+        --rates $LAT_RATES --step-secs $STEP --max-p99-ms 1000000 --max-loss 1 --max-secs 120
+}
+
+channels() { # 10k connections × 10 channels of 1000, random publishes (Rotor only)
+    start_target rotor
+    loadgen "channels-rotor" channels rotor --conns $CH_CONNS --workers $FAN_WORKERS \
+        --connect-rate 4000 --channels 10 --pool 1000 --rates $CH_RATES --step-secs $STEP \
+        --publish-concurrency 128 --stop-p99-ms 1000 --max-secs 240
+    stop_server
+}
+
+redis_engine() {
+    scripts/ensure-services.sh >/dev/null
+    log "cargo bench redis_publish"
+    local out
+    out=$(cargo bench -q -p rotor-data-plane --bench redis_publish 2>&1) || {
+        log "redis bench failed: $out"
+        return 0
+    }
+    printf '%s\n' "$out" >&2
+    "$BIN/rotor-bench-report" parse-redis <<<"$out" >"$RESULTS/redis.json"
+}
+
+edge() { # fan-out through the control plane's public endpoint vs straight to the tenant
+    scripts/ensure-services.sh >/dev/null
+    local db="postgres://postgres@127.0.0.1:5432/rotor_bench" base="http://127.0.0.1:$PORT_CP"
+    DATABASE_URL=$db ROTOR_LISTEN=127.0.0.1:$PORT_CP RUST_LOG=warn \
+        ROTOR_DATA_PLANE_BIN="$BIN/rotor-data-plane" \
+        "$BIN/rotor-control-plane" serve --demo >"$WORK/cp.log" 2>&1 &
+    CP_PID=$!
+    wait_port $PORT_CP 60 || die "control plane did not start: $(tail -5 "$WORK/cp.log")"
+    local j='Content-Type: application/json' token id slug key secret tenant_pid tenant_port
+    token=$(curl -sf -X POST "$base/v1/tokens" -H "$j" \
+        -d '{"email":"demo@rotor.local","password":"rotor-demo-password","name":"bench"}' | jq -r .token)
+    local auth="Authorization: Bearer $token"
+    id=$(curl -sf "$base/v1/projects" -H "$auth" | jq -r '[.projects[] | select(.name=="demo")][0].id')
+    slug=$(curl -sf "$base/v1/projects/$id" -H "$auth" | jq -r .slug)
+    curl -sf -X PATCH "$base/v1/projects/$id" -H "$auth" -H "$j" -d '{"plan":"custom"}' >/dev/null
+    curl -sf -X PUT "$base/v1/projects/$id/namespaces/bench" -H "$auth" -H "$j" \
+        -d '{"allow_subscribe_for_client": true}' >/dev/null
+    key=$(curl -sf -X POST "$base/v1/projects/$id/api-keys" -H "$auth" -H "$j" -d '{"name":"bench"}' | jq -r .key)
+    secret=$(curl -sf "$base/v1/projects/$id/secrets" -H "$auth" | jq -r .token_hmac_secret)
+    # Wait until the tenant runs the new config (plan without connection cap, namespace).
+    local i applied
+    for i in $(seq 100); do
+        applied=$(curl -sf "$base/v1/projects/$id" -H "$auth" | jq -r '.config_version == .applied_version')
+        [[ $applied == true ]] && break
+        sleep 0.1
+    done
+    tenant_pid=$(pgrep -P "$CP_PID" -f rotor-data-plane | head -1)
+    tenant_port=$(ss -ltnpH | grep "pid=$tenant_pid," | awk '{print $4}' | sed 's/.*://' | head -1)
+    [[ -n $tenant_port ]] || die "tenant port not found"
+    log "edge: project $slug, tenant pid $tenant_pid port $tenant_port"
+    PROTO=json VIA=api EXTRA=(--secret "$secret" --api-key "$key" --channel-prefix "bench:b")
+    local rates=10,20,50,100,200,500
+    [[ $QUICK == 1 ]] && rates=10,50
+    SERVER_PID=$CP_PID
+    WS_URL="ws://127.0.0.1:$PORT_CP/t/$slug/connection/websocket"
+    PUB_URL="$base/t/$slug/api/publish"
+    loadgen edge-through-edge edge rotor-edge --conns $EDGE_CONNS --workers 1 \
+        --connect-rate 3000 --rates $rates --step-secs 3 --stop-p99-ms 1000 --max-secs 150
+    WS_URL="ws://127.0.0.1:$tenant_port/connection/websocket"
+    PUB_URL="http://127.0.0.1:$tenant_port/api/publish"
+    loadgen edge-direct edge rotor-direct --conns $EDGE_CONNS --workers 1 \
+        --connect-rate 3000 --rates $rates --step-secs 3 --stop-p99-ms 1000 --max-secs 150
+    SERVER_PID=""
+    kill -TERM "$CP_PID" 2>/dev/null || true
+    wait "$CP_PID" 2>/dev/null || true
+    CP_PID=""
+}
+
+config_push() {
+    scripts/ensure-services.sh >/dev/null
+    log "config push: e2e test (debug build)"
+    local out
+    out=$(cargo nextest run -p rotor-e2e -E 'binary(control_plane) & test(config_changes)' \
+        --no-capture 2>&1) || {
+        log "config push test failed"
+        return 0
+    }
+    "$BIN/rotor-bench-report" parse-config-push <<<"$out" >"$RESULTS/config_push.json"
+}
+
+# ---------------------------------------------------------------- main
+prepare
+log "results → $RESULTS; scenarios: $ONLY; targets: $TARGETS"
+want fanout && each_target fanout
+want latency && each_target latency
+want storm && each_target storm
+want idle && each_target idle
+want channels && in_budget channels && channels
+want edge && in_budget edge && edge
+want redis && in_budget redis && redis_engine
+want sweep && TARGETS=${TARGETS//rotor-protobuf,/} each_target sweep
+want configpush && config_push
+
+log "plots and BENCHMARKS.md"
+scripts/bench/.venv/bin/python scripts/bench/plot.py "$RESULTS"
+"$BIN/rotor-bench-report" markdown --results "$RESULTS" --out "$REPORT" \
+    --command "make bench${BENCH_ONLY:+ (BENCH_ONLY=$BENCH_ONLY)}"
+log "done in $((SECONDS - STARTED)) s"
