@@ -16,6 +16,7 @@ pub fn public_app(state: AppState) -> Router {
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
         .merge(crate::rest::router())
+        .merge(crate::web::router())
         .route(
             "/t/{*rest}",
             axum::routing::any(tenant_on_reused_connection),

@@ -17,6 +17,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 use crate::supervisor::{Route, RouteTable};
 
@@ -103,7 +104,12 @@ async fn handle(
                 prefix: buf,
                 inner: stream,
             });
-            let service = TowerToHyperService::new(app);
+            let service = TowerToHyperService::new(app.map_request(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(crate::web::PeerAddr(peer));
+                    req
+                },
+            ));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(head_timeout())

@@ -15,3 +15,4 @@ pub mod state;
 pub mod supervisor;
 pub mod tenant;
 pub mod usage;
+pub mod web;

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use rotor_control_plane::reconciler::Reconciler;
 use rotor_control_plane::settings::Settings;
 use rotor_control_plane::state::AppState;
-use rotor_control_plane::supervisor::{LocalDriver, RouteTable};
+use rotor_control_plane::supervisor::LocalDriver;
 use rotor_control_plane::{app, db, edge};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -48,21 +48,27 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(demo: bool) -> anyhow::Result<()> {
-    let settings = Arc::new(Settings::from_env());
+    let mut settings = Settings::from_env();
+    // Bind first: with port 0 the public URL (shown in the dashboard and API) must carry the
+    // port actually bound.
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("bind {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    if std::env::var("ROTOR_PUBLIC_URL").map_or(true, |v| v.trim().is_empty()) {
+        settings.public_url = format!("http://{addr}");
+    }
+    let settings = Arc::new(settings);
     let pool = db::connect_and_migrate(&settings.database_url)
         .await
         .context("database")?;
-    let state = AppState {
-        pool,
-        settings: settings.clone(),
-        reconcile: Arc::new(tokio::sync::Notify::new()),
-    };
+    let state = AppState::new(pool, settings.clone());
     let run_dir = std::env::var("ROTOR_RUN_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir().join("rotor-tenants"));
     let driver =
         Arc::new(LocalDriver::new(settings.data_plane_bin.clone(), run_dir).context("run dir")?);
-    let routes = Arc::new(RouteTable::default());
+    let routes = state.routes.clone();
     let stop = CancellationToken::new();
 
     if demo {
@@ -80,10 +86,6 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
         stop.clone(),
     ));
 
-    let listener = tokio::net::TcpListener::bind(&settings.listen)
-        .await
-        .with_context(|| format!("bind {}", settings.listen))?;
-    let addr = listener.local_addr()?;
     println!("rotor-control-plane listening on {addr}");
     tracing::info!(%addr, public_url = %settings.public_url, "control plane started");
     let edge_task = tokio::spawn(edge::serve(

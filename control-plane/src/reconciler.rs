@@ -180,7 +180,8 @@ impl Reconciler {
     /// The tenant's current config and its version; failures are logged.
     async fn compile(&self, id: &ProjectId) -> Option<(rotor_tenant_config::TenantConfig, i64)> {
         let redis = self.state.settings.redis_url.as_deref();
-        match tenant::compile(&self.state.pool, id, redis).await {
+        let dashboard = tenant::origin_of(&self.state.settings.public_url);
+        match tenant::compile(&self.state.pool, id, redis, dashboard.as_deref()).await {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::error!(tenant = %id, error = %e, "cannot compile tenant config");

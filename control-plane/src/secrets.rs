@@ -7,8 +7,15 @@ use sha2::{Digest, Sha256};
 
 /// A random token with a readable prefix (`rtr_…` management tokens, `rk_…` API keys).
 pub fn random_token(prefix: &str) -> String {
-    let bytes: Vec<u8> = (0..32).map(|_| fastrand::u8(..)).collect();
-    format!("{prefix}{}", hex::encode(bytes))
+    format!("{prefix}{}", hex::encode(os_random::<32>()))
+}
+
+/// `N` bytes from the operating system's CSPRNG (never a seeded fast generator: these become
+/// keys, tokens and secrets).
+pub fn os_random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).expect("the OS random source is available");
+    bytes
 }
 
 /// SHA-256 hex digest (what is stored for tokens and keys).
@@ -18,13 +25,12 @@ pub fn sha256_hex(value: &str) -> String {
 
 /// A new HMAC secret for a project's connection tokens.
 pub fn new_hmac_secret() -> String {
-    let bytes: Vec<u8> = (0..32).map(|_| fastrand::u8(..)).collect();
-    hex::encode(bytes)
+    hex::encode(os_random::<32>())
 }
 
 /// Hashes a password with argon2id and a random salt (PHC string).
 pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
-    let salt_bytes: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
+    let salt_bytes: [u8; 16] = os_random();
     let salt = SaltString::encode_b64(&salt_bytes)?;
     Ok(Argon2::default()
         .hash_password(password.as_bytes(), &salt)?

@@ -133,6 +133,7 @@ pub async fn compile(
     pool: &PgPool,
     project: &ProjectId,
     default_redis_url: Option<&str>,
+    dashboard_origin: Option<&str>,
 ) -> Result<(TenantConfig, i64), CompileError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -199,6 +200,15 @@ pub async fn compile(
             client.insert(key.into(), v.clone());
         }
     }
+    // The dashboard's debug console connects from the control plane's own origin. An empty
+    // list already admits it (same origin through the edge); a customer's list gets it added.
+    if let (Some(origin), Some(Value::Array(list))) =
+        (dashboard_origin, client.get_mut("allowed_origins"))
+    {
+        if !list.is_empty() && !list.iter().any(|v| v.as_str() == Some(origin)) {
+            list.push(json!(origin));
+        }
+    }
     let namespaces: Vec<Value> = namespaces
         .into_iter()
         .map(|(name, options)| {
@@ -258,4 +268,15 @@ pub async fn compile(
         message: e.to_string(),
     })?;
     Ok((loaded.config, row.config_version))
+}
+
+/// `scheme://host[:port]` of a URL: what a browser sends as `Origin` for pages under it.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next().filter(|a| !a.is_empty())?;
+    Some(format!(
+        "{}://{}",
+        scheme.to_ascii_lowercase(),
+        authority.to_ascii_lowercase()
+    ))
 }

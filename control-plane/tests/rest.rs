@@ -26,11 +26,7 @@ impl Api {
         let addr = listener.local_addr().unwrap();
         let mut settings = Settings::from_env();
         settings.public_url = "https://rotor.example".into();
-        let state = AppState {
-            pool: pool.clone(),
-            settings: Arc::new(settings),
-            reconcile: Arc::new(tokio::sync::Notify::new()),
-        };
+        let state = AppState::new(pool.clone(), Arc::new(settings));
         let app = rotor_control_plane::app::public_app(state);
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -471,6 +467,7 @@ async fn rotating_the_secret_keeps_the_old_one_only_with_a_grace_period() {
         &api.pool,
         &rotor_control_plane::ids::ProjectId(id.to_owned()),
         None,
+        None,
     )
     .await
     .unwrap();
@@ -493,6 +490,7 @@ async fn rotating_the_secret_keeps_the_old_one_only_with_a_grace_period() {
     let (config, version) = rotor_control_plane::tenant::compile(
         &api.pool,
         &rotor_control_plane::ids::ProjectId(id.to_owned()),
+        None,
         None,
     )
     .await
@@ -560,6 +558,7 @@ async fn settings_are_validated_and_compiled_into_the_tenant_config() {
         &api.pool,
         &rotor_control_plane::ids::ProjectId(id.to_owned()),
         None,
+        None,
     )
     .await
     .unwrap();
@@ -568,6 +567,21 @@ async fn settings_are_validated_and_compiled_into_the_tenant_config() {
         vec!["https://app.example.com"]
     );
     assert!(config.channel.without_namespace.allow_subscribe_for_client);
+    // The dashboard's own origin joins a customer's list so its debug console can connect.
+    let origin = rotor_control_plane::tenant::origin_of("https://Rotor.example.net/base/");
+    assert_eq!(origin.as_deref(), Some("https://rotor.example.net"));
+    let (config, _) = rotor_control_plane::tenant::compile(
+        &api.pool,
+        &rotor_control_plane::ids::ProjectId(id.to_owned()),
+        None,
+        origin.as_deref(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        config.client.allowed_origins,
+        vec!["https://app.example.com", "https://rotor.example.net"]
+    );
 }
 
 #[tokio::test]
@@ -709,7 +723,7 @@ async fn plan_limits_are_checked_by_the_control_plane_and_compiled_for_the_tenan
         )
         .await;
     assert_eq!(s, 201);
-    let (config, _) = rotor_control_plane::tenant::compile(&api.pool, &pid, None)
+    let (config, _) = rotor_control_plane::tenant::compile(&api.pool, &pid, None, None)
         .await
         .unwrap();
     assert_eq!(config.client.connection_limit, 200);
@@ -723,7 +737,7 @@ async fn plan_limits_are_checked_by_the_control_plane_and_compiled_for_the_tenan
         )
         .await;
     assert_eq!(s, 200);
-    let (config, _) = rotor_control_plane::tenant::compile(&api.pool, &pid, None)
+    let (config, _) = rotor_control_plane::tenant::compile(&api.pool, &pid, None, None)
         .await
         .unwrap();
     assert_eq!(config.client.connection_limit, 10000);

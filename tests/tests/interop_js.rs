@@ -434,21 +434,21 @@ async fn centrifuge_js_subscriptions_over_redis_across_two_processes() -> Result
     Ok(())
 }
 
-#[tokio::test]
-async fn centrifuge_js_over_http_streaming_emulation() -> Result<()> {
+async fn centrifuge_js_over_emulation(transport: &str) -> Result<()> {
     let server = Server::start().await?;
     let port = server.process.addr().port();
-    let out = rotor_e2e::ClientScript::node("emul_http_stream.mjs")
+    let out = rotor_e2e::ClientScript::node("emulation.mjs")
         .envs([
             ("ROTOR_BASE", format!("http://127.0.0.1:{port}")),
             ("ROTOR_TOKEN_SECRET", server.secret.clone()),
+            ("ROTOR_TRANSPORT", transport.to_owned()),
         ])
         .timeout(std::time::Duration::from_secs(30))
         .run()
         .await?
         .ensure_success()?
         .stdout_json::<Value>()?;
-    expect(&out, "transport", json!("http_stream"));
+    expect(&out, "transport", json!(transport));
     expect(&out, "recoverable", json!(true));
     expect(
         &out,
@@ -457,4 +457,14 @@ async fn centrifuge_js_over_http_streaming_emulation() -> Result<()> {
     );
     expect(&out, "presence", json!({"clients": 1, "users": 1}));
     Ok(())
+}
+
+#[tokio::test]
+async fn centrifuge_js_over_http_streaming_emulation() -> Result<()> {
+    centrifuge_js_over_emulation("http_stream").await
+}
+
+#[tokio::test]
+async fn centrifuge_js_over_sse_emulation() -> Result<()> {
+    centrifuge_js_over_emulation("sse").await
 }

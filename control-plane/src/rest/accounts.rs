@@ -119,8 +119,23 @@ pub async fn create_token(
     Json(body): Json<Credentials>,
 ) -> RestResult<(StatusCode, Json<Value>)> {
     let account = authenticate(&state, &body.email, &body.password).await?;
-    let name = body.name.unwrap_or_default().trim().to_owned();
-    if name.is_empty() || name.len() > 100 {
+    let (id, name, token) =
+        issue_token(&state, &account, body.name.as_deref().unwrap_or_default()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "name": name, "token": token})),
+    ))
+}
+
+/// Creates a management token for an account and returns (id, name, token); the token is
+/// stored only as its SHA-256 and never shown again. Shared with the dashboard.
+pub async fn issue_token(
+    state: &AppState,
+    account: &AccountId,
+    name: &str,
+) -> RestResult<(TokenId, String, String)> {
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 100 {
         return Err(RestError::field(
             "name",
             "a name of 1 to 100 characters is required",
@@ -132,35 +147,52 @@ pub async fn create_token(
         "INSERT INTO management_tokens (id, account_id, name, token_hash) VALUES ($1, $2, $3, $4)",
     )
     .bind(&id)
-    .bind(&account)
+    .bind(account)
     .bind(&name)
     .bind(sha256_hex(&token))
     .execute(&state.pool)
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"id": id, "name": name, "token": token})),
-    ))
+    tracing::info!(account = %account, token = %id, "management token created");
+    Ok((id, name, token))
+}
+
+/// An account's management tokens, oldest first.
+pub async fn tokens_of(state: &AppState, account: &AccountId) -> RestResult<Vec<TokenInfo>> {
+    Ok(sqlx::query_as(
+        "SELECT id, name, created_at, last_used_at FROM management_tokens WHERE account_id = $1 ORDER BY created_at",
+    )
+    .bind(account)
+    .fetch_all(&state.pool)
+    .await?)
+}
+
+/// Revokes one of an account's management tokens; `NotFound` when it is not theirs.
+pub async fn revoke_token(state: &AppState, account: &AccountId, id: &str) -> RestResult<()> {
+    let id = TokenId::parse(id).ok_or(RestError::NotFound)?;
+    let done = sqlx::query("DELETE FROM management_tokens WHERE id = $1 AND account_id = $2")
+        .bind(&id)
+        .bind(account)
+        .execute(&state.pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(RestError::NotFound);
+    }
+    Ok(())
 }
 
 #[derive(Serialize, sqlx::FromRow)]
 pub struct TokenInfo {
-    id: TokenId,
-    name: String,
-    created_at: DateTime<Utc>,
-    last_used_at: Option<DateTime<Utc>>,
+    pub id: TokenId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 pub async fn list_tokens(
     State(state): State<AppState>,
     Account(account): Account,
 ) -> RestResult<Json<Value>> {
-    let tokens: Vec<TokenInfo> = sqlx::query_as(
-        "SELECT id, name, created_at, last_used_at FROM management_tokens WHERE account_id = $1 ORDER BY created_at",
-    )
-    .bind(&account)
-    .fetch_all(&state.pool)
-    .await?;
+    let tokens = tokens_of(&state, &account).await?;
     Ok(Json(json!({"tokens": tokens})))
 }
 
@@ -169,14 +201,6 @@ pub async fn delete_token(
     Account(account): Account,
     Path(id): Path<String>,
 ) -> RestResult<StatusCode> {
-    let id = TokenId::parse(&id).ok_or(RestError::NotFound)?;
-    let done = sqlx::query("DELETE FROM management_tokens WHERE id = $1 AND account_id = $2")
-        .bind(&id)
-        .bind(&account)
-        .execute(&state.pool)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(RestError::NotFound);
-    }
+    revoke_token(&state, &account, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

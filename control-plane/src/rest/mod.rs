@@ -7,8 +7,8 @@ mod auth;
 pub mod namespaces;
 mod openapi;
 pub mod projects;
-mod usage;
-mod util;
+pub mod usage;
+pub mod util;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -324,11 +324,22 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> RestResult<StatusCode> {
     let id = owned_project(&state.pool, &account, &id).await?;
+    delete_project(&state, &account, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a project the caller owns; the reconciler stops its tenant. Shared with the
+/// dashboard.
+pub async fn delete_project(
+    state: &AppState,
+    account: &AccountId,
+    id: &ProjectId,
+) -> RestResult<()> {
     let mut tx = state.pool.begin().await?;
     audit(
         &mut tx,
-        &account,
-        Some(&id),
+        account,
+        Some(id),
         "project.delete",
         id.as_str(),
         None,
@@ -336,13 +347,13 @@ pub async fn delete(
     )
     .await?;
     sqlx::query("DELETE FROM projects WHERE id = $1 AND account_id = $2")
-        .bind(&id)
-        .bind(&account)
+        .bind(id)
+        .bind(account)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
     state.config_changed();
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 pub async fn get_secrets(
@@ -373,6 +384,18 @@ pub async fn rotate_secret(
 ) -> RestResult<Json<Value>> {
     let id = owned_project(&state.pool, &account, &id).await?;
     let grace = body.and_then(|b| b.0.grace_seconds).unwrap_or(0);
+    let secret = rotate_hmac_secret(&state, &account, &id, grace).await?;
+    Ok(Json(json!({"token_hmac_secret": secret})))
+}
+
+/// Replaces a project's token secret; with `grace` seconds the old one keeps working that
+/// long. Returns the new secret. Shared with the dashboard.
+pub async fn rotate_hmac_secret(
+    state: &AppState,
+    account: &AccountId,
+    id: &ProjectId,
+    grace: u32,
+) -> RestResult<String> {
     if grace > 7 * 24 * 3600 {
         return Err(RestError::field("grace_seconds", "at most 604800 (7 days)"));
     }
@@ -385,16 +408,16 @@ pub async fn rotate_secret(
            hmac_secret = $2, rotated_at = now() \
          WHERE project_id = $1",
     )
-    .bind(&id)
+    .bind(id)
     .bind(&secret)
     .bind(f64::from(grace))
     .execute(&mut *tx)
     .await?;
-    bump_version(&mut tx, &id).await?;
+    bump_version(&mut tx, id).await?;
     audit(
         &mut tx,
-        &account,
-        Some(&id),
+        account,
+        Some(id),
         "secret.rotate",
         id.as_str(),
         None,
@@ -403,7 +426,7 @@ pub async fn rotate_secret(
     .await?;
     tx.commit().await?;
     state.config_changed();
-    Ok(Json(json!({"token_hmac_secret": secret})))
+    Ok(secret)
 }
 
 #[derive(Deserialize)]
@@ -497,21 +520,33 @@ pub async fn delete_key(
     Path((id, key_id)): Path<(String, String)>,
 ) -> RestResult<StatusCode> {
     let id = owned_project(&state.pool, &account, &id).await?;
-    let key_id = ApiKeyId::parse(&key_id).ok_or(RestError::NotFound)?;
+    revoke_api_key(&state, &account, &id, &key_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes an API key of a project the caller owns; the tenant stops accepting it with the
+/// next config push. Shared with the dashboard.
+pub async fn revoke_api_key(
+    state: &AppState,
+    account: &AccountId,
+    id: &ProjectId,
+    key_id: &str,
+) -> RestResult<()> {
+    let key_id = ApiKeyId::parse(key_id).ok_or(RestError::NotFound)?;
     let mut tx = state.pool.begin().await?;
     let done = sqlx::query("DELETE FROM api_keys WHERE id = $1 AND project_id = $2")
         .bind(&key_id)
-        .bind(&id)
+        .bind(id)
         .execute(&mut *tx)
         .await?;
     if done.rows_affected() == 0 {
         return Err(RestError::NotFound);
     }
-    bump_version(&mut tx, &id).await?;
+    bump_version(&mut tx, id).await?;
     audit(
         &mut tx,
-        &account,
-        Some(&id),
+        account,
+        Some(id),
         "api_key.delete",
         key_id.as_str(),
         None,
@@ -520,7 +555,7 @@ pub async fn delete_key(
     .await?;
     tx.commit().await?;
     state.config_changed();
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 pub async fn audit_log(state: &AppState, project: &ProjectId) -> RestResult<Vec<Value>> {

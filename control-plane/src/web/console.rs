@@ -1,0 +1,224 @@
+//! The debug console: a page that connects to the project from the browser over the real
+//! client protocol (with short-lived tokens minted here from the project's secret), plus
+//! server-side publish and presence calls run on the tenant through its admin surface, so the
+//! console works whatever the namespace lets clients do.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::projects::head;
+use super::session::Session;
+use super::views::{ConsolePage, Layout};
+use super::{page as html_page, WebResult};
+use crate::state::AppState;
+
+/// How long console tokens live; the console asks for new ones when it reconnects.
+const TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+/// Bound on a console call to the tenant.
+const TENANT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn running(state: &AppState, project: &str) -> Option<crate::supervisor::ProcessRecord> {
+    state
+        .routes
+        .processes()
+        .into_iter()
+        .find(|(id, _)| id.as_str() == project)
+        .map(|(_, r)| r)
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> WebResult<Response> {
+    let p = head(&state, &session, &id).await?;
+    let first_ns: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM namespaces WHERE project_id = $1 ORDER BY created_at LIMIT 1",
+    )
+    .bind(&p.id)
+    .fetch_optional(&state.pool)
+    .await?;
+    let view = ConsolePage {
+        layout: Layout::of(&session),
+        tab: "console",
+        ws_url: format!(
+            "{}/t/{}/connection/websocket",
+            state.settings.public_ws_url(),
+            p.slug
+        ),
+        channel: first_ns
+            .map(|n| format!("{n}:lobby"))
+            .unwrap_or_else(|| "lobby".into()),
+        running: running(&state, &p.id).is_some(),
+        p,
+    };
+    Ok(html_page(view.render()?))
+}
+
+fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": {"message": message.into()}}))).into_response()
+}
+
+/// A channel name the console may ask about: non-empty, bounded, no control characters. Gives
+/// the 400 answer for any other.
+fn channel_rejection(channel: &str) -> Option<Response> {
+    (channel.is_empty() || channel.len() > 255 || channel.chars().any(char::is_control)).then(
+        || {
+            json_error(
+                StatusCode::BAD_REQUEST,
+                "a channel name of 1 to 255 printable characters is required",
+            )
+        },
+    )
+}
+
+#[derive(Deserialize, Default)]
+pub struct TokenRequest {
+    #[serde(default)]
+    channel: Option<String>,
+}
+
+/// Mints a connection token (and a subscription token for `channel`) for the console's user.
+pub async fn token(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<TokenRequest>>,
+) -> WebResult<Response> {
+    session.check_csrf_header(&headers)?;
+    let p = head(&state, &session, &id).await?;
+    let secret: String =
+        sqlx::query_scalar("SELECT hmac_secret FROM token_secrets WHERE project_id = $1")
+            .bind(&p.id)
+            .fetch_one(&state.pool)
+            .await?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let exp = now + TOKEN_TTL.as_secs();
+    let user = format!(
+        "dashboard-{}",
+        session.account.as_str().trim_start_matches("acc_")
+    );
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    let sign = |claims: Value| {
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key)
+            .map_err(|e| anyhow::anyhow!("signing a console token: {e}"))
+    };
+    let mut reply = json!({
+        "user": user,
+        "expires_in": TOKEN_TTL.as_secs(),
+        "token": sign(json!({"sub": user, "exp": exp, "info": {"name": "Rotor dashboard console"}}))?,
+    });
+    if let Some(channel) = body.and_then(|b| b.0.channel) {
+        if let Some(resp) = channel_rejection(&channel) {
+            return Ok(resp);
+        }
+        reply["sub_token"] = json!(sign(json!({"sub": user, "channel": channel, "exp": exp}))?);
+    }
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Json(reply),
+    )
+        .into_response())
+}
+
+/// Runs one server API method on the tenant.
+async fn tenant_call(state: &AppState, project: &str, method: &str, params: Value) -> Response {
+    let Some(record) = running(state, project) else {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the project is not running yet; try again in a moment",
+        );
+    };
+    let call = reqwest::Client::new()
+        .post(format!("http://{}/admin/api/{method}", record.addr))
+        .bearer_auth(&record.admin_token)
+        .timeout(TENANT_CALL_TIMEOUT)
+        .json(&params)
+        .send()
+        .await;
+    match call {
+        Ok(resp) if resp.status().is_success() => match resp.json::<Value>().await {
+            Ok(v) => Json(v).into_response(),
+            Err(e) => json_error(StatusCode::BAD_GATEWAY, format!("unreadable reply: {e}")),
+        },
+        Ok(resp) => {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            json_error(
+                StatusCode::BAD_GATEWAY,
+                format!("the project refused the call ({status}): {text}"),
+            )
+        }
+        Err(e) => {
+            tracing::warn!(%project, %method, error = %e, "console call to tenant failed");
+            json_error(StatusCode::BAD_GATEWAY, "the project did not answer")
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PublishRequest {
+    #[serde(default)]
+    channel: String,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+pub async fn publish(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<PublishRequest>,
+) -> WebResult<Response> {
+    session.check_csrf_header(&headers)?;
+    let p = head(&state, &session, &id).await?;
+    if let Some(resp) = channel_rejection(&body.channel) {
+        return Ok(resp);
+    }
+    let Some(data) = body.data else {
+        return Ok(json_error(
+            StatusCode::BAD_REQUEST,
+            "data (any JSON value) is required",
+        ));
+    };
+    Ok(tenant_call(
+        &state,
+        &p.id,
+        "publish",
+        json!({"channel": body.channel, "data": data}),
+    )
+    .await)
+}
+
+#[derive(Deserialize)]
+pub struct PresenceRequest {
+    #[serde(default)]
+    channel: String,
+}
+
+pub async fn presence(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<PresenceRequest>,
+) -> WebResult<Response> {
+    session.check_csrf_header(&headers)?;
+    let p = head(&state, &session, &id).await?;
+    if let Some(resp) = channel_rejection(&body.channel) {
+        return Ok(resp);
+    }
+    Ok(tenant_call(&state, &p.id, "presence", json!({"channel": body.channel})).await)
+}

@@ -1,0 +1,586 @@
+//! Namespace pages: the list with a create form (with presets), an editor with every channel
+//! option grouped and explained (help text from the option's own documentation), inline
+//! validation errors that keep what was typed, and deletion after confirmation.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use chrono::{DateTime, Utc};
+use rotor_tenant_config::CHANNEL_OPTION_DOCS;
+use serde_json::{json, Map, Value};
+
+use super::projects::head;
+use super::session::Session;
+use super::views::{
+    when, Choice, Field, FieldGroup, Layout, NamespacePage, NamespaceRow, NamespacesPage,
+    ProjectHead,
+};
+use super::{page, urlencode, WebError, WebResult};
+use crate::ids::ProjectId;
+use crate::rest::namespaces::{delete_namespace, put_namespace};
+use crate::rest::RestError;
+use crate::state::AppState;
+
+/// Option groups, in the order the editor shows them.
+const GROUPS: &[(&str, &str, &[&str])] = &[
+    (
+        "History and recovery",
+        "Keep recent publications so reconnecting clients catch up on what they missed.",
+        &[
+            "history_size",
+            "history_ttl",
+            "history_meta_ttl",
+            "allow_recovery",
+            "force_recovery",
+            "force_recovery_mode",
+            "auto_cache_recover",
+            "allow_positioning",
+            "force_positioning",
+        ],
+    ),
+    (
+        "Presence",
+        "Know who is subscribed, and tell subscribers when someone joins or leaves.",
+        &["presence", "join_leave", "force_push_join_leave"],
+    ),
+    (
+        "Who may subscribe",
+        "Without these, clients subscribe only with a subscription token or server-side.",
+        &["allow_subscribe_for_client", "allow_subscribe_for_anonymous", "allow_user_limited_channels"],
+    ),
+    (
+        "Who may publish from the client",
+        "Without these, only your server publishes (through the server API).",
+        &["allow_publish_for_subscriber", "allow_publish_for_client", "allow_publish_for_anonymous"],
+    ),
+    (
+        "Who may read presence and history",
+        "",
+        &[
+            "allow_presence_for_subscriber",
+            "allow_presence_for_client",
+            "allow_presence_for_anonymous",
+            "allow_history_for_subscriber",
+            "allow_history_for_client",
+            "allow_history_for_anonymous",
+        ],
+    ),
+    (
+        "Channel rules",
+        "",
+        &["channel_regex", "publication_data_format", "allow_tags_filter", "allowed_delta_types", "delta_publish"],
+    ),
+    (
+        "Proxies to your backend",
+        "Ask your application before subscribing, publishing or refreshing (proxies are configured per project).",
+        &[
+            "subscribe_proxy_enabled",
+            "subscribe_proxy_name",
+            "publish_proxy_enabled",
+            "publish_proxy_name",
+            "sub_refresh_proxy_enabled",
+            "sub_refresh_proxy_name",
+            "subscribe_stream_proxy_enabled",
+            "subscribe_stream_proxy_name",
+            "subscribe_stream_proxy_bidirectional",
+        ],
+    ),
+];
+
+fn kind_of(name: &str) -> &'static str {
+    match name {
+        "history_size" => "number",
+        "history_ttl" | "history_meta_ttl" => "duration",
+        "force_recovery_mode" | "publication_data_format" => "select",
+        "channel_regex" => "text",
+        n if n.ends_with("_proxy_name") => "text",
+        // `allowed_delta_types` is a list with one possible member: a checkbox for `fossil`.
+        _ => "bool",
+    }
+}
+
+fn choices_of(name: &str) -> Vec<(&'static str, &'static str)> {
+    match name {
+        "force_recovery_mode" => vec![
+            ("stream", "stream: replay missed publications"),
+            ("cache", "cache: only the latest publication"),
+        ],
+        "publication_data_format" => vec![
+            ("", "any payload"),
+            ("json", "JSON"),
+            ("json_object", "JSON object"),
+            ("binary", "binary"),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+fn label_of(name: &str) -> String {
+    if name == "allowed_delta_types" {
+        return "Allow fossil delta compression".into();
+    }
+    let mut s = name.replace('_', " ");
+    if let Some(first) = s.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    s
+}
+
+fn doc_of(name: &str) -> String {
+    CHANNEL_OPTION_DOCS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, d)| d.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// The editor's groups with values taken from `values` (option JSON, defaults omitted) and
+/// errors for `error_field`.
+fn groups(values: &Map<String, Value>, error: Option<(&str, &str)>) -> Vec<FieldGroup> {
+    let mut placed: Vec<&str> = Vec::new();
+    let mut out: Vec<FieldGroup> = GROUPS
+        .iter()
+        .map(|(title, intro, names)| {
+            placed.extend(names.iter());
+            FieldGroup {
+                title,
+                intro,
+                fields: names.iter().map(|n| field(n, values, error)).collect(),
+            }
+        })
+        .collect();
+    let rest: Vec<Field> = CHANNEL_OPTION_DOCS
+        .iter()
+        .filter(|(n, _)| !placed.contains(n))
+        .map(|(n, _)| field(n, values, error))
+        .collect();
+    if !rest.is_empty() {
+        out.push(FieldGroup {
+            title: "Other",
+            intro: "",
+            fields: rest,
+        });
+    }
+    out
+}
+
+fn field(name: &'static str, values: &Map<String, Value>, error: Option<(&str, &str)>) -> Field {
+    let v = values.get(name);
+    let kind = kind_of(name);
+    let (value, checked) = match (kind, v) {
+        (_, None) if name.ends_with("_proxy_name") => ("default".to_owned(), false),
+        (_, None) if name == "force_recovery_mode" => ("stream".to_owned(), false),
+        (_, None) => (String::new(), false),
+        ("bool", Some(Value::Array(a))) => (String::new(), !a.is_empty()),
+        ("bool", Some(b)) => (String::new(), b.as_bool().unwrap_or(false)),
+        (_, Some(Value::String(s))) => (s.clone(), false),
+        (_, Some(other)) => (other.to_string(), false),
+    };
+    let choices = choices_of(name)
+        .into_iter()
+        .map(|(v, text)| Choice {
+            value: v,
+            text,
+            selected: v == value,
+        })
+        .collect();
+    Field {
+        name,
+        label: label_of(name),
+        help: doc_of(name),
+        kind,
+        value,
+        checked,
+        choices,
+        error: error.filter(|(f, _)| *f == name).map(|(_, m)| m.to_owned()),
+    }
+}
+
+/// Turns the submitted form into option JSON; `Err((field, message))` on a value that is not
+/// even of the right type (the rest is validated by the data plane's rules).
+fn options_from_form(form: &[(String, String)]) -> Result<Map<String, Value>, (String, String)> {
+    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.trim());
+    let mut out = Map::new();
+    for (name, _) in CHANNEL_OPTION_DOCS {
+        let raw = get(name);
+        match (kind_of(name), raw) {
+            ("bool", Some(_)) if *name == "allowed_delta_types" => {
+                out.insert((*name).into(), json!(["fossil"]));
+            }
+            ("bool", Some(_)) => {
+                out.insert((*name).into(), json!(true));
+            }
+            ("bool", None) | (_, None) | (_, Some("")) => {}
+            ("number", Some(v)) => {
+                let n: u64 = v
+                    .parse()
+                    .map_err(|_| ((*name).to_owned(), "must be a whole number".to_owned()))?;
+                if n > 0 {
+                    out.insert((*name).into(), json!(n));
+                }
+            }
+            ("duration", Some(v)) => {
+                // Whole seconds are accepted as a convenience and written as a Go duration.
+                let v = if v.bytes().all(|b| b.is_ascii_digit()) {
+                    format!("{v}s")
+                } else {
+                    v.to_owned()
+                };
+                if v != "0s" {
+                    out.insert((*name).into(), json!(v));
+                }
+            }
+            (_, Some(v)) => {
+                let is_default = (name.ends_with("_proxy_name") && v == "default")
+                    || (*name == "force_recovery_mode" && v == "stream");
+                if !is_default {
+                    out.insert((*name).into(), json!(v));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn list_view(
+    state: &AppState,
+    session: &Session,
+    p: ProjectHead,
+) -> WebResult<NamespacesPage> {
+    let rows: Vec<(String, Value, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT name, options, updated_at FROM namespaces WHERE project_id = $1 ORDER BY name",
+    )
+    .bind(&p.id)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(NamespacesPage {
+        layout: Layout::of(session),
+        tab: "namespaces",
+        namespaces: rows
+            .into_iter()
+            .map(|(name, options, updated)| NamespaceRow {
+                name,
+                summary: summary(&options),
+                updated: when(&updated),
+            })
+            .collect(),
+        form_name: String::new(),
+        error: None,
+        notice: None,
+        p,
+    })
+}
+
+/// A short description of what a namespace turns on.
+fn summary(options: &Value) -> String {
+    let o = options.as_object().cloned().unwrap_or_default();
+    let mut parts = Vec::new();
+    if let (Some(size), Some(ttl)) = (o.get("history_size"), o.get("history_ttl")) {
+        parts.push(format!(
+            "history {size} for {}",
+            ttl.as_str().unwrap_or("?")
+        ));
+    }
+    for (key, text) in [
+        ("allow_recovery", "recovery"),
+        ("force_recovery", "recovery"),
+        ("presence", "presence"),
+        ("join_leave", "join/leave"),
+        ("allow_subscribe_for_client", "clients subscribe"),
+        ("allow_publish_for_subscriber", "subscribers publish"),
+        ("allow_publish_for_client", "clients publish"),
+        ("subscribe_proxy_enabled", "subscribe proxy"),
+        ("publish_proxy_enabled", "publish proxy"),
+    ] {
+        if o.get(key).and_then(Value::as_bool) == Some(true) && !parts.iter().any(|p| p == text) {
+            parts.push(text.to_owned());
+        }
+    }
+    if parts.is_empty() {
+        "defaults (server-side publishing only)".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> WebResult<Response> {
+    let p = head(&state, &session, &id).await?;
+    Ok(page(list_view(&state, &session, p).await?.render()?))
+}
+
+#[derive(serde::Deserialize)]
+pub struct CreateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    preset: String,
+}
+
+fn preset(name: &str) -> Value {
+    match name {
+        "chat" => json!({
+            "history_size": 100, "history_ttl": "300s", "force_recovery": true,
+            "presence": true, "join_leave": true, "force_push_join_leave": true,
+            "allow_subscribe_for_client": true, "allow_publish_for_subscriber": true,
+            "allow_presence_for_subscriber": true, "allow_history_for_subscriber": true,
+        }),
+        "feed" => json!({
+            "history_size": 50, "history_ttl": "600s", "force_recovery": true,
+            "allow_subscribe_for_client": true,
+        }),
+        _ => json!({}),
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<CreateForm>,
+) -> WebResult<Response> {
+    session.check_csrf(&form.csrf)?;
+    let p = head(&state, &session, &id).await?;
+    let name = form.name.trim().to_owned();
+    let project = ProjectId(p.id.clone());
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM namespaces WHERE project_id = $1 AND name = $2)",
+    )
+    .bind(&p.id)
+    .bind(&name)
+    .fetch_one(&state.pool)
+    .await?;
+    let problem = if exists {
+        format!("A namespace called \"{name}\" already exists.")
+    } else {
+        match put_namespace(
+            &state,
+            &session.account,
+            &project,
+            &name,
+            &preset(&form.preset),
+        )
+        .await
+        {
+            Ok(_) => {
+                return Ok(Redirect::to(&format!(
+                    "/projects/{}/namespaces/{}?created=1",
+                    p.id,
+                    urlencode(&name)
+                ))
+                .into_response())
+            }
+            Err(RestError::BadRequest { message, .. } | RestError::PlanLimit(message)) => message,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut v = list_view(&state, &session, p).await?;
+    v.form_name = form.name;
+    v.error = Some(problem);
+    let mut resp = page(v.render()?);
+    *resp.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    Ok(resp)
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct EditQuery {
+    #[serde(default)]
+    created: Option<String>,
+    #[serde(default)]
+    saved: Option<String>,
+}
+
+pub async fn edit(
+    State(state): State<AppState>,
+    session: Session,
+    Path((id, name)): Path<(String, String)>,
+    axum::extract::Query(q): axum::extract::Query<EditQuery>,
+) -> WebResult<Response> {
+    let p = head(&state, &session, &id).await?;
+    let options: Option<Value> =
+        sqlx::query_scalar("SELECT options FROM namespaces WHERE project_id = $1 AND name = $2")
+            .bind(&p.id)
+            .bind(&name)
+            .fetch_optional(&state.pool)
+            .await?;
+    let options = options.ok_or(WebError::NotFound)?;
+    let notice = if q.created.is_some() {
+        Some(format!(
+            "Namespace created: channels named \"{name}:…\" now use these options."
+        ))
+    } else if q.saved.is_some() {
+        Some("Saved. Connected clients get the new options without reconnecting.".to_owned())
+    } else {
+        None
+    };
+    let view = NamespacePage {
+        layout: Layout::of(&session),
+        tab: "namespaces",
+        groups: groups(options.as_object().unwrap_or(&Map::new()), None),
+        name,
+        error: None,
+        notice,
+        p,
+    };
+    Ok(page(view.render()?))
+}
+
+pub async fn save(
+    State(state): State<AppState>,
+    session: Session,
+    Path((id, name)): Path<(String, String)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    let csrf = form
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    session.check_csrf(csrf)?;
+    let p = head(&state, &session, &id).await?;
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM namespaces WHERE project_id = $1 AND name = $2)",
+    )
+    .bind(&p.id)
+    .bind(&name)
+    .fetch_one(&state.pool)
+    .await?;
+    if !exists {
+        return Err(WebError::NotFound);
+    }
+    let outcome = match options_from_form(&form) {
+        Ok(options) => {
+            match put_namespace(
+                &state,
+                &session.account,
+                &ProjectId(p.id.clone()),
+                &name,
+                &Value::Object(options.clone()),
+            )
+            .await
+            {
+                Ok(_) => {
+                    return Ok(Redirect::to(&format!(
+                        "/projects/{}/namespaces/{}?saved=1",
+                        p.id,
+                        urlencode(&name)
+                    ))
+                    .into_response())
+                }
+                Err(RestError::BadRequest { field, message }) => {
+                    (options, field.unwrap_or_default(), message)
+                }
+                Err(RestError::PlanLimit(message)) => (options, String::new(), message),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err((field, message)) => {
+            // Keep what was typed: rebuild the values from the raw form.
+            let mut typed = Map::new();
+            for (k, v) in &form {
+                if k != "csrf" {
+                    let value = if kind_of(k) == "bool" {
+                        json!(true)
+                    } else {
+                        json!(v)
+                    };
+                    typed.insert(k.clone(), value);
+                }
+            }
+            (typed, field, message)
+        }
+    };
+    let (values, field, message) = outcome;
+    let error_field = field.split('.').next_back().unwrap_or_default().to_owned();
+    let view = NamespacePage {
+        layout: Layout::of(&session),
+        tab: "namespaces",
+        groups: groups(&values, Some((&error_field, &message))),
+        name,
+        error: Some(if error_field.is_empty() {
+            message.clone()
+        } else {
+            format!("{}: {message}", label_of(&error_field))
+        }),
+        notice: None,
+        p,
+    };
+    let mut resp = page(view.render()?);
+    *resp.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    Ok(resp)
+}
+
+#[derive(serde::Deserialize)]
+pub struct DeleteForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    session: Session,
+    Path((id, name)): Path<(String, String)>,
+    Form(form): Form<DeleteForm>,
+) -> WebResult<Response> {
+    session.check_csrf(&form.csrf)?;
+    let p = head(&state, &session, &id).await?;
+    if form.confirm.is_none() {
+        return Err(WebError::BadRequest(
+            "Tick the confirmation box to delete the namespace.".into(),
+        ));
+    }
+    delete_namespace(&state, &session.account, &ProjectId(p.id.clone()), &name).await?;
+    let mut v = list_view(&state, &session, p).await?;
+    v.notice = Some(format!("Namespace \"{name}\" deleted."));
+    Ok(page(v.render()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_channel_option_has_a_form_control_and_help() {
+        let fields: Vec<Field> = groups(&Map::new(), None)
+            .into_iter()
+            .flat_map(|g| g.fields)
+            .collect();
+        assert_eq!(fields.len(), CHANNEL_OPTION_DOCS.len());
+        for f in &fields {
+            assert!(!f.help.is_empty(), "{} has no help text", f.name);
+        }
+    }
+
+    #[test]
+    fn the_form_round_trips_to_canonical_options() {
+        let form: Vec<(String, String)> = [
+            ("csrf", "x"),
+            ("history_size", "10"),
+            ("history_ttl", "60"),
+            ("presence", "on"),
+            ("allowed_delta_types", "on"),
+            ("subscribe_proxy_name", "default"),
+            ("force_recovery_mode", "cache"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let o = options_from_form(&form).unwrap();
+        assert_eq!(
+            Value::Object(o),
+            json!({"history_size": 10, "history_ttl": "60s", "presence": true,
+                   "allowed_delta_types": ["fossil"], "force_recovery_mode": "cache"})
+        );
+        let bad = vec![("history_size".to_string(), "ten".to_string())];
+        assert_eq!(options_from_form(&bad).unwrap_err().0, "history_size");
+    }
+}

@@ -1,0 +1,242 @@
+// The dashboard in a real browser (Debian's Chromium via playwright-core): sign up, create a
+// project, a key and a namespace, open the console, subscribe, publish with curl and see the
+// message arrive, then watch the usage chart count it. Also: a form without its CSRF token is
+// refused, another account's project is a 404, pages fit 375 px, logout ends the session.
+// Screenshots of every page go to $ROTOR_SCREENSHOTS.
+//
+// Environment:
+//   ROTOR_BASE_URL     http://127.0.0.1:PORT of the control plane
+//   ROTOR_SCREENSHOTS  directory for PNG screenshots
+//   ROTOR_CHROMIUM     browser binary (default /usr/bin/chromium)
+//   ROTOR_TIMEOUT_MS   global deadline (default 110000)
+//
+// Prints one JSON object of observations; the Rust test (tests/tests/dashboard.rs) asserts on it.
+
+import { execFile } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+const BASE = process.env.ROTOR_BASE_URL;
+const SHOTS = process.env.ROTOR_SCREENSHOTS || '/tmp/rotor-shots';
+const TIMEOUT_MS = Number(process.env.ROTOR_TIMEOUT_MS || 110000);
+const WAIT = 15000;
+mkdirSync(SHOTS, { recursive: true });
+
+function fail(message) {
+  process.stderr.write(`dashboard scenario failed: ${message}\n`);
+  process.exit(1);
+}
+if (!BASE) fail('ROTOR_BASE_URL is not set');
+const deadline = setTimeout(() => fail(`scenario did not finish within ${TIMEOUT_MS} ms`), TIMEOUT_MS);
+
+const obs = {};
+const browser = await chromium.launch({
+  executablePath: process.env.ROTOR_CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-dev-shm-usage'],
+});
+const step = async (name, fn) => {
+  try {
+    return await fn();
+  } catch (e) {
+    try {
+      await page.screenshot({ path: `${SHOTS}/failed-${name}.png`, fullPage: true });
+    } catch (_) { /* the page may be gone */ }
+    fail(`${name}: ${e.message}\nbrowser errors: ${JSON.stringify(consoleErrors)}`);
+  }
+};
+
+const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+const page = await context.newPage();
+page.setDefaultTimeout(WAIT);
+page.on('dialog', (d) => d.accept());
+const consoleErrors = [];
+// Forms answer invalid input with 422 and the page re-rendered with inline errors; Chromium logs
+// each of those as a failed resource load. Everything else is a real script or network error.
+const EXPECTED = /^Failed to load resource: the server responded with a status of 422/;
+page.on('console', (m) => {
+  if (m.type() === 'error' && !EXPECTED.test(m.text())) consoleErrors.push(m.text());
+});
+page.on('pageerror', (e) => consoleErrors.push(String(e)));
+let shot = 0;
+const snap = async (name, p = page) => {
+  shot += 1;
+  await p.screenshot({ path: `${SHOTS}/${String(shot).padStart(2, '0')}-${name}.png`, fullPage: true });
+};
+
+const email = `owner-${Date.now()}@example.com`;
+const password = 'correct horse battery';
+
+// Sign up: a weak password is refused inline and the email typed is kept.
+await step('signup', async () => {
+  await page.goto(`${BASE}/signup`);
+  await snap('signup');
+  await page.fill('#email', email);
+  await page.fill('#password', 'short');
+  await page.click('button[type=submit]');
+  obs.weak_password_error = await page.textContent('.alert');
+  obs.email_kept = await page.inputValue('#email');
+  await snap('signup-weak-password');
+  await page.fill('#password', password);
+  await page.click('button[type=submit]');
+  await page.waitForURL(`${BASE}/projects`);
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name === 'rotor_session');
+  obs.session_cookie = session ? { httpOnly: session.httpOnly, sameSite: session.sameSite } : null;
+  await snap('projects-empty');
+});
+
+// Create a project.
+const project = await step('create project', async () => {
+  await page.fill('#project-name', 'Browser Demo');
+  await page.click('section[aria-labelledby=new-project] button[type=submit]');
+  await page.waitForURL(/\/projects\/prj_[a-z0-9]+/);
+  const id = page.url().match(/prj_[a-z0-9]+/)[0];
+  const slug = (await page.textContent('.project-head .meta code')).trim();
+  obs.websocket_endpoint = (await page.textContent('.endpoints tbody tr:first-child code')).trim();
+  await snap('overview');
+  return { id, slug };
+});
+obs.project_slug = project.slug;
+
+// Create an API key: shown once.
+const apiKey = await step('create key', async () => {
+  await page.click('nav.tabs >> text=Keys');
+  await page.fill('#key-name', 'backend');
+  await page.click('form[action$="/keys"] button[type=submit]');
+  const key = (await page.textContent('#new-api-key')).trim();
+  await snap('key-created');
+  await page.goto(`${BASE}/projects/${project.id}/keys`);
+  obs.key_hidden_after_reload = !(await page.content()).includes(key);
+  await page.click('text=Reveal secret');
+  obs.secret_revealed = ((await page.textContent('#token-secret-value')) || '').trim().length >= 32;
+  await snap('secret-revealed');
+  return key;
+});
+obs.api_key_prefix = apiKey.slice(0, 3);
+
+// Create a namespace, try a bad value (kept inline), then save a good one.
+await step('namespace', async () => {
+  await page.click('nav.tabs >> text=Namespaces');
+  await page.fill('#ns-name', 'chat');
+  await page.check('input[name=preset][value=chat]');
+  await page.click('section[aria-labelledby=ns-new] button[type=submit]');
+  await page.waitForURL(/\/namespaces\/chat/);
+  obs.namespace_presence_checked = await page.isChecked('#opt-presence');
+  await snap('namespace-created');
+  await page.fill('#opt-history_size', 'lots');
+  await page.click('.sticky-actions button');
+  obs.namespace_bad_value_error = await page.textContent('.field-error');
+  obs.namespace_bad_value_kept = await page.inputValue('#opt-history_size');
+  await snap('namespace-invalid');
+  await page.fill('#opt-history_size', '50');
+  await page.click('.sticky-actions button');
+  await page.waitForURL(/saved=1/);
+  obs.namespace_saved_history = await page.inputValue('#opt-history_size');
+  await page.goto(`${BASE}/projects/${project.id}/namespaces`);
+  await snap('namespaces');
+});
+
+// The console: connect, subscribe, publish with curl, see it arrive.
+await step('console', async () => {
+  await page.goto(`${BASE}/projects/${project.id}/console`);
+  await page.waitForSelector('#console[data-state=connected]', { timeout: 20000 });
+  await page.fill('#sub-channel', 'chat:lobby');
+  await page.click('#subscribe-form button[type=submit]');
+  await page.waitForSelector('#subscriptions li');
+  await page.waitForSelector('#log li[data-kind=info][data-channel="chat:lobby"]');
+  const apiUrl = `${BASE}/t/${project.slug}/api/publish`;
+  const curl = await new Promise((resolve) => {
+    execFile('curl', ['-sS', '--max-time', '10', '-X', 'POST', apiUrl,
+      '-H', `X-API-Key: ${apiKey}`, '-H', 'Content-Type: application/json',
+      '-d', JSON.stringify({ channel: 'chat:lobby', data: { text: 'hello from curl' } })],
+    (err, stdout, stderr) => resolve({ err, stdout, stderr }));
+  });
+  if (curl.err) throw new Error(`curl failed: ${curl.stderr}`);
+  obs.curl_reply = JSON.parse(curl.stdout);
+  await page.waitForSelector('#log li[data-kind=pub]:has-text("hello from curl")');
+  obs.console_received_curl = true;
+  // Publish from the console itself, and ask who is here.
+  await page.fill('#pub-channel', 'chat:lobby');
+  await page.fill('#pub-data', '{"text": "from the console form"}');
+  await page.click('#publish-form button[type=submit]');
+  await page.waitForSelector('#log li[data-kind=pub]:has-text("from the console form")');
+  await page.click('#presence-btn');
+  await page.waitForSelector('#presence li');
+  obs.presence_text = await page.textContent('#presence p');
+  await snap('console');
+});
+
+// Usage: the live chart counts the publications within a few collection rounds.
+await step('usage', async () => {
+  await page.goto(`${BASE}/projects/${project.id}/usage`);
+  await page.waitForFunction(() => Number(document.getElementById('usage').dataset.totalPublished || 0) >= 2,
+    null, { timeout: 45000 });
+  obs.usage_published = Number(await page.getAttribute('#usage', 'data-total-published'));
+  obs.usage_stat_text = (await page.textContent('#stat-published')).trim();
+  await snap('usage');
+});
+
+// Management token.
+await step('account', async () => {
+  await page.goto(`${BASE}/account`);
+  await page.fill('#token-name', 'terraform');
+  await page.click('form[action="/account/tokens"] button[type=submit]');
+  obs.management_token_prefix = ((await page.textContent('#new-token')) || '').trim().slice(0, 4);
+  await snap('account');
+});
+
+// 375 px wide: no horizontal scrolling on any page.
+await step('mobile', async () => {
+  const mobile = await browser.newContext({ viewport: { width: 375, height: 800 }, storageState: await context.storageState() });
+  const m = await mobile.newPage();
+  obs.mobile_overflow = {};
+  for (const [name, path] of [
+    ['projects', '/projects'],
+    ['overview', `/projects/${project.id}`],
+    ['keys', `/projects/${project.id}/keys`],
+    ['namespace', `/projects/${project.id}/namespaces/chat`],
+    ['usage', `/projects/${project.id}/usage`],
+    ['console', `/projects/${project.id}/console`],
+    ['account', '/account'],
+  ]) {
+    await m.goto(`${BASE}${path}`);
+    obs.mobile_overflow[name] = await m.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    await snap(`mobile-${name}`, m);
+  }
+  await mobile.close();
+});
+
+// Security: a POST without the CSRF token is refused; another account sees a 404.
+await step('security', async () => {
+  const noCsrf = await page.request.post(`${BASE}/projects`, { form: { name: 'sneaky' }, maxRedirects: 0 });
+  obs.csrf_less_post_status = noCsrf.status();
+  const other = await browser.newContext();
+  const o = await other.newPage();
+  await o.goto(`${BASE}/signup`);
+  await o.fill('#email', `intruder-${Date.now()}@example.com`);
+  await o.fill('#password', 'another long password');
+  await o.click('button[type=submit]');
+  await o.waitForURL(`${BASE}/projects`);
+  const foreign = await o.goto(`${BASE}/projects/${project.id}`);
+  obs.foreign_project_status = foreign.status();
+  obs.foreign_usage_status = (await o.request.get(`${BASE}/projects/${project.id}/usage/data`)).status();
+  await snap('foreign-404', o);
+  await other.close();
+});
+
+// Logout ends the session: the old cookie no longer opens pages.
+await step('logout', async () => {
+  const before = (await context.cookies()).find((c) => c.name === 'rotor_session').value;
+  await page.goto(`${BASE}/projects`);
+  await page.click('text=Log out');
+  await page.waitForURL(`${BASE}/login`);
+  await snap('logged-out');
+  const replay = await fetch(`${BASE}/projects`, { headers: { Cookie: `rotor_session=${before}` }, redirect: 'manual' });
+  obs.replayed_cookie_status = replay.status;
+  obs.replayed_cookie_location = replay.headers.get('location');
+});
+
+obs.console_errors = consoleErrors;
+await browser.close();
+clearTimeout(deadline);
+process.stdout.write(JSON.stringify(obs) + '\n', () => process.exit(0));
