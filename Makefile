@@ -11,7 +11,7 @@ export REDIS_URL ?= redis://127.0.0.1:6379
 CARGO ?= cargo
 NEXTEST_PROFILE ?= default
 
-.PHONY: test run run-standalone fmt fmt-check lint build build-release services test-deps nextest bench
+.PHONY: test run run-standalone fmt fmt-check lint build build-release services build-deps test-deps nextest bench soak
 
 ## test: start services, install test deps, then format check, clippy, build and all tests
 test: services test-deps fmt-check lint build nextest
@@ -19,16 +19,20 @@ test: services test-deps fmt-check lint build nextest
 RUN_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/rotor
 
 ## run: build release binaries and start Rotor (control plane, edge, dashboard) with a demo project
-run: services build-release
+run: services build-deps build-release
 	DATABASE_URL="$(RUN_DATABASE_URL)" target/release/rotor-control-plane serve --demo
 
 ## run-standalone: one data plane from config/example.json, without the control plane
-run-standalone: services build-release
+run-standalone: services build-deps build-release
 	target/release/rotor-data-plane --config config/example.json
 
 ## services: make sure Postgres and Redis answer locally (see scripts/ensure-services.sh)
 services:
 	scripts/ensure-services.sh
+
+## build-deps: what compiling the workspace needs besides Rust (protoc for the Terraform provider)
+build-deps:
+	scripts/install-test-deps.sh --build-only
 
 ## test-deps: cargo-nextest, clippy, rustfmt, node and python interop clients
 test-deps:

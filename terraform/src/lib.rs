@@ -1,2 +1,21 @@
-//! Terraform provider for Rotor: projects, namespaces and API keys managed through the control
-//! plane's REST API. Built out by the Terraform issue.
+//! Terraform provider for Rotor: projects, channel namespaces and API keys managed through the
+//! control plane's REST API, served to Terraform over the plugin protocol v6 (`tf-provider`).
+//!
+//! `provider` holds the configuration and the shared API client; `project`, `namespace` and
+//! `api_key` are the resources, `data_project` the data source; `options` maps the channel
+//! options onto attributes; `client` is the REST client and `diags` turns failures into
+//! Terraform diagnostics.
+
+pub mod api_key;
+pub mod client;
+pub mod data_project;
+pub mod diags;
+pub mod namespace;
+pub mod options;
+pub mod project;
+pub mod provider;
+
+pub use provider::RotorProvider;
+
+/// The provider's local name: resource types are `rotor_<name>`.
+pub const PROVIDER_NAME: &str = "rotor";

@@ -1,0 +1,431 @@
+//! The HTTP client for the control plane's REST API (`/v1`, JSON, Bearer management token): one
+//! method per call the provider makes, and one typed error for everything that can go wrong.
+//! Nothing here logs, and the token never appears in an error or a `Debug` print.
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+/// How long one REST call may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything a REST call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The API answered with an error document (`{"error": {"code", "message", "field"?}}`).
+    #[error("{message} (HTTP {status}, {code})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+        /// The request field the API refused, when it names one.
+        field: Option<String>,
+    },
+    /// The request did not get an answer (DNS, connection, TLS, timeout).
+    #[error("cannot reach the Rotor API at {endpoint}: {source}")]
+    Transport {
+        endpoint: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The answer was not what this API version sends.
+    #[error("unexpected response to {what} from the Rotor API: {detail}")]
+    Decode { what: String, detail: String },
+    /// The endpoint setting is not an http(s) URL.
+    #[error("endpoint {0:?} must be an http:// or https:// URL")]
+    BadEndpoint(String),
+}
+
+impl ApiError {
+    /// True for a 404: the object does not exist (or belongs to another account).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ApiError::Api { status: 404, .. })
+    }
+
+    /// The refused field, for errors that name one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ApiError::Api { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Result of a REST call.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A project as the API returns it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Project {
+    pub id: String,
+    pub name: String,
+    pub slug: String,
+    pub engine: String,
+    pub plan: String,
+    pub status: String,
+    /// `websocket`, `sse`, `http_stream` and `api` URLs.
+    pub endpoints: std::collections::BTreeMap<String, String>,
+}
+
+/// An API key as listed (without the key itself).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+}
+
+/// A newly created API key: the only time the key is returned.
+#[derive(Clone, Deserialize)]
+pub struct NewApiKey {
+    pub id: String,
+    pub name: String,
+    pub key: String,
+    pub created_at: String,
+}
+
+impl fmt::Debug for NewApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewApiKey")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A namespace as the API returns it: its id, and its channel options in canonical form
+/// (options at their default are left out).
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    pub id: String,
+    pub name: String,
+    pub options: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct ErrorDocument {
+    error: ErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    code: String,
+    message: String,
+    #[serde(default)]
+    field: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ProjectList {
+    projects: Vec<Project>,
+}
+
+#[derive(Deserialize)]
+struct KeyList {
+    api_keys: Vec<ApiKey>,
+}
+
+#[derive(Deserialize)]
+struct Secrets {
+    token_hmac_secret: String,
+}
+
+/// A client of one control plane, authenticated with one management token. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Percent-encodes one path segment (ids and names are URL-safe already; this keeps a stray
+/// character from changing the path).
+fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Client {
+    /// A client for the control plane at `endpoint` (e.g. `https://rotor.example.com`).
+    pub fn new(endpoint: &str, token: &str) -> ApiResult<Self> {
+        let base = endpoint.trim().trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ApiError::BadEndpoint(endpoint.to_owned()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!(
+                "terraform-provider-rotor/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .map_err(|source| ApiError::Transport {
+                endpoint: base.clone(),
+                source,
+            })?;
+        Ok(Self {
+            http,
+            base,
+            token: token.to_owned(),
+        })
+    }
+
+    /// Sends one request; returns the status and the body for 2xx answers, the API's error
+    /// otherwise.
+    async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> ApiResult<Value> {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let transport = |source| ApiError::Transport {
+            endpoint: self.base.clone(),
+            source,
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let text = response.text().await.map_err(transport)?;
+        if status.is_success() {
+            if status == StatusCode::NO_CONTENT || text.trim().is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_str(&text).map_err(|e| ApiError::Decode {
+                what: format!("{method} {path}"),
+                detail: e.to_string(),
+            });
+        }
+        match serde_json::from_str::<ErrorDocument>(&text) {
+            Ok(doc) => Err(ApiError::Api {
+                status: status.as_u16(),
+                code: doc.error.code,
+                message: doc.error.message,
+                field: doc.error.field,
+            }),
+            Err(_) => Err(ApiError::Api {
+                status: status.as_u16(),
+                code: status
+                    .canonical_reason()
+                    .unwrap_or("error")
+                    .to_ascii_lowercase(),
+                message: format!("{method} {path} failed"),
+                field: None,
+            }),
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> ApiResult<T> {
+        let value = self.send(method.clone(), path, body).await?;
+        serde_json::from_value(value).map_err(|e| ApiError::Decode {
+            what: format!("{method} {path}"),
+            detail: e.to_string(),
+        })
+    }
+
+    /// `POST /v1/projects`.
+    pub async fn create_project(&self, name: &str, engine: &str) -> ApiResult<Project> {
+        let body = json!({"name": name, "engine": engine});
+        self.call(Method::POST, "/v1/projects", Some(&body)).await
+    }
+
+    /// `GET /v1/projects/{id}`.
+    pub async fn project(&self, id: &str) -> ApiResult<Project> {
+        self.call(Method::GET, &format!("/v1/projects/{}", segment(id)), None)
+            .await
+    }
+
+    /// `GET /v1/projects`: every project of the account.
+    pub async fn projects(&self) -> ApiResult<Vec<Project>> {
+        let list: ProjectList = self.call(Method::GET, "/v1/projects", None).await?;
+        Ok(list.projects)
+    }
+
+    /// `PATCH /v1/projects/{id}` with a new name.
+    pub async fn rename_project(&self, id: &str, name: &str) -> ApiResult<Project> {
+        let body = json!({"name": name});
+        self.call(
+            Method::PATCH,
+            &format!("/v1/projects/{}", segment(id)),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/projects/{id}`.
+    pub async fn delete_project(&self, id: &str) -> ApiResult<()> {
+        self.send(
+            Method::DELETE,
+            &format!("/v1/projects/{}", segment(id)),
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `GET /v1/projects/{id}/secrets`: the connection-token HMAC secret.
+    pub async fn token_hmac_secret(&self, id: &str) -> ApiResult<String> {
+        let secrets: Secrets = self
+            .call(
+                Method::GET,
+                &format!("/v1/projects/{}/secrets", segment(id)),
+                None,
+            )
+            .await?;
+        Ok(secrets.token_hmac_secret)
+    }
+
+    /// `POST /v1/projects/{id}/api-keys`.
+    pub async fn create_api_key(&self, project: &str, name: &str) -> ApiResult<NewApiKey> {
+        let body = json!({"name": name});
+        self.call(
+            Method::POST,
+            &format!("/v1/projects/{}/api-keys", segment(project)),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `GET /v1/projects/{id}/api-keys`.
+    pub async fn api_keys(&self, project: &str) -> ApiResult<Vec<ApiKey>> {
+        let list: KeyList = self
+            .call(
+                Method::GET,
+                &format!("/v1/projects/{}/api-keys", segment(project)),
+                None,
+            )
+            .await?;
+        Ok(list.api_keys)
+    }
+
+    /// `DELETE /v1/projects/{id}/api-keys/{key_id}`.
+    pub async fn delete_api_key(&self, project: &str, key_id: &str) -> ApiResult<()> {
+        self.send(
+            Method::DELETE,
+            &format!(
+                "/v1/projects/{}/api-keys/{}",
+                segment(project),
+                segment(key_id)
+            ),
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
+    fn namespace_path(project: &str, name: &str) -> String {
+        format!(
+            "/v1/projects/{}/namespaces/{}",
+            segment(project),
+            segment(name)
+        )
+    }
+
+    /// `GET /v1/projects/{id}/namespaces/{name}`.
+    pub async fn namespace(&self, project: &str, name: &str) -> ApiResult<Namespace> {
+        let path = Self::namespace_path(project, name);
+        let value = self.send(Method::GET, &path, None).await?;
+        namespace_from(value, &format!("GET {path}"))
+    }
+
+    /// `PUT /v1/projects/{id}/namespaces/{name}`: creates or replaces the namespace's options.
+    pub async fn put_namespace(
+        &self,
+        project: &str,
+        name: &str,
+        options: &Map<String, Value>,
+    ) -> ApiResult<Namespace> {
+        let path = Self::namespace_path(project, name);
+        let body = Value::Object(options.clone());
+        let value = self.send(Method::PUT, &path, Some(&body)).await?;
+        namespace_from(value, &format!("PUT {path}"))
+    }
+
+    /// `DELETE /v1/projects/{id}/namespaces/{name}`.
+    pub async fn delete_namespace(&self, project: &str, name: &str) -> ApiResult<()> {
+        self.send(Method::DELETE, &Self::namespace_path(project, name), None)
+            .await
+            .map(drop)
+    }
+}
+
+/// Splits a namespace document into its id, name and channel options.
+fn namespace_from(value: Value, what: &str) -> ApiResult<Namespace> {
+    let decode = |detail: &str| ApiError::Decode {
+        what: what.to_owned(),
+        detail: detail.to_owned(),
+    };
+    let Value::Object(mut options) = value else {
+        return Err(decode("not a JSON object"));
+    };
+    let id = match options.remove("id") {
+        Some(Value::String(id)) => id,
+        _ => return Err(decode("no namespace id")),
+    };
+    let name = match options.remove("name") {
+        Some(Value::String(name)) => name,
+        _ => return Err(decode("no namespace name")),
+    };
+    options.remove("updated_at");
+    Ok(Namespace { id, name, options })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(segment("prj_abc-1"), "prj_abc-1");
+        assert_eq!(segment("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn endpoints_must_be_http_urls() {
+        assert!(matches!(
+            Client::new("rotor.example.com", "t"),
+            Err(ApiError::BadEndpoint(_))
+        ));
+        let client = Client::new("https://rotor.example.com/", "secret-token").unwrap();
+        assert_eq!(client.base, "https://rotor.example.com");
+        assert!(!format!("{client:?}").contains("secret-token"));
+    }
+
+    #[test]
+    fn namespace_documents_split_into_id_name_and_options() {
+        let ns = namespace_from(
+            json!({"id": "ns_1", "name": "chat", "updated_at": "x", "presence": true}),
+            "GET",
+        )
+        .unwrap();
+        assert_eq!(ns.id, "ns_1");
+        assert_eq!(ns.name, "chat");
+        assert_eq!(Value::Object(ns.options), json!({"presence": true}));
+    }
+}

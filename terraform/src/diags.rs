@@ -1,0 +1,93 @@
+//! Failures as Terraform diagnostics: API errors and configuration problems carry the path of
+//! the attribute they are about, so Terraform points at the offending line of the
+//! configuration.
+
+use tf_provider::{AttributePath, Diagnostics};
+
+use crate::client::ApiError;
+use crate::options::Invalid;
+
+/// An attribute path from the dotted form the data plane and the API use (`history_size`,
+/// `allowed_delta_types[1]`).
+pub fn attribute_path(path: &str) -> AttributePath {
+    let mut out = AttributePath::root();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (name, mut rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !name.is_empty() {
+            out.add_attribute(name.to_owned());
+        }
+        while let Some(inner) = rest.strip_prefix('[') {
+            let Some(end) = inner.find(']') else { break };
+            if let Ok(index) = inner[..end].parse::<i64>() {
+                out.add_index(index);
+            }
+            rest = &inner[end + 1..];
+        }
+    }
+    out
+}
+
+/// Reports an API failure; when the API names a refused field that is one of `attributes`, the
+/// error is attached to that attribute.
+pub fn api_error(diags: &mut Diagnostics, summary: &str, err: &ApiError, attributes: &[&str]) {
+    let path = err.field().filter(|field| {
+        let head = field.split(['.', '[']).next().unwrap_or_default();
+        attributes.contains(&head)
+    });
+    match path {
+        Some(field) => diags.error(summary.to_owned(), err.to_string(), attribute_path(field)),
+        None => diags.root_error(summary.to_owned(), err.to_string()),
+    }
+}
+
+/// Reports a configuration problem at its attribute.
+pub fn invalid(diags: &mut Diagnostics, problem: &Invalid) {
+    let summary = format!("Invalid value for {}", problem.path);
+    if problem.path.is_empty() {
+        diags.root_error(summary, problem.message.clone());
+    } else {
+        diags.error(
+            summary,
+            problem.message.clone(),
+            attribute_path(&problem.path),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tf_provider::AttributePathStep;
+
+    #[test]
+    fn dotted_paths_become_attribute_steps() {
+        let path = attribute_path("allowed_delta_types[1]");
+        assert_eq!(
+            path.steps,
+            vec![
+                AttributePathStep::Attribute("allowed_delta_types".into()),
+                AttributePathStep::Index(1)
+            ]
+        );
+        assert_eq!(attribute_path("name").steps.len(), 1);
+    }
+
+    #[test]
+    fn api_errors_attach_to_known_attributes_only() {
+        let err = ApiError::Api {
+            status: 400,
+            code: "bad_request".into(),
+            message: "must be set together".into(),
+            field: Some("history_ttl".into()),
+        };
+        let mut diags = Diagnostics::default();
+        api_error(&mut diags, "cannot save", &err, &["history_ttl"]);
+        assert_eq!(diags.errors[0].attribute.steps.len(), 1);
+        let mut diags = Diagnostics::default();
+        api_error(&mut diags, "cannot save", &err, &["name"]);
+        assert!(diags.errors[0].attribute.steps.is_empty());
+    }
+}

@@ -1,0 +1,584 @@
+//! The Terraform provider (`terraform-provider-rotor`) driven by the real `terraform` CLI
+//! against a real control plane: create a project with namespaces and a key, change options in
+//! place, notice and repair drift, import, destroy, and refuse bad values at plan time with the
+//! attribute that is wrong. Every plan after an apply must be clean (`-detailed-exitcode` 0).
+//!
+//! `terraform` comes from `TERRAFORM_BIN` or `PATH` (`scripts/install-test-deps.sh` installs
+//! it); the provider is found next to the other workspace binaries and wired in through a CLI
+//! config with `dev_overrides`, so no registry and no `terraform init` are involved.
+
+mod cp;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use cp::{ControlPlane, Project};
+use serde_json::{json, Value};
+
+/// Bound on one terraform command.
+const TERRAFORM_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The `terraform` executable: `TERRAFORM_BIN`, else the first `terraform` on `PATH`.
+fn terraform_binary() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("TERRAFORM_BIN").filter(|b| !b.is_empty()) {
+        let bin = PathBuf::from(bin);
+        ensure!(
+            bin.is_file(),
+            "TERRAFORM_BIN={} is not a file",
+            bin.display()
+        );
+        return Ok(bin);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("terraform"))
+        .find(|candidate| candidate.is_file())
+        .context(
+            "`terraform` is not on PATH and TERRAFORM_BIN is unset; run scripts/install-test-deps.sh",
+        )
+}
+
+/// The outcome of one terraform command.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn text(&self) -> String {
+        format!(
+            "exit code {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A scratch directory holding the CLI config (with the provider's `dev_overrides`) and one
+/// sub-directory per Terraform working directory; removed on drop.
+struct Terraform {
+    bin: PathBuf,
+    root: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Terraform {
+    fn new(endpoint: &str, token: &str) -> Result<Self> {
+        let bin = terraform_binary()?;
+        let provider = rotor_e2e::paths::binary_path("terraform-provider-rotor")?;
+        let root = std::env::temp_dir().join(format!(
+            "rotor-terraform-test-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        // The override directory holds only the provider, so nothing else there is mistaken
+        // for a plugin.
+        let plugins = root.join("plugins");
+        std::fs::create_dir_all(&plugins)?;
+        std::os::unix::fs::symlink(&provider, plugins.join("terraform-provider-rotor"))?;
+        let cli_config = root.join("cli.tfrc");
+        std::fs::write(
+            &cli_config,
+            format!(
+                "provider_installation {{\n  dev_overrides {{\n    \"rotor/rotor\" = {:?}\n  }}\n  direct {{}}\n}}\n",
+                plugins.display().to_string()
+            ),
+        )?;
+        let env = [
+            ("TF_CLI_CONFIG_FILE", cli_config.display().to_string()),
+            ("TF_IN_AUTOMATION", "1".into()),
+            ("TF_INPUT", "0".into()),
+            ("CHECKPOINT_DISABLE", "1".into()),
+            ("ROTOR_ENDPOINT", endpoint.to_owned()),
+            ("ROTOR_TOKEN", token.to_owned()),
+            ("RUST_BACKTRACE", "0".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        Ok(Self { bin, root, env })
+    }
+
+    /// A new working directory with `main.tf`.
+    fn workdir(&self, name: &str, main_tf: &str) -> Result<PathBuf> {
+        let dir = self.root.join(name);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("main.tf"), main_tf)?;
+        Ok(dir)
+    }
+
+    /// Runs `terraform <args>` in `dir` with a bounded time.
+    async fn run(&self, dir: &Path, args: &[&str]) -> Result<Run> {
+        let mut command = tokio::process::Command::new(&self.bin);
+        command
+            .args(args)
+            .current_dir(dir)
+            .env_remove("TF_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let started = Instant::now();
+        let output = tokio::time::timeout(TERRAFORM_TIMEOUT, command.output())
+            .await
+            .with_context(|| format!("terraform {args:?} did not finish in {TERRAFORM_TIMEOUT:?}"))?
+            .with_context(|| format!("cannot run {}", self.bin.display()))?;
+        let run = Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        eprintln!(
+            "terraform {} → exit {} in {:.1?}",
+            args.join(" "),
+            run.code,
+            started.elapsed()
+        );
+        Ok(run)
+    }
+
+    /// Runs a command that must succeed.
+    async fn ok(&self, dir: &Path, args: &[&str]) -> Result<Run> {
+        let run = self.run(dir, args).await?;
+        ensure!(run.code == 0, "terraform {args:?} failed: {}", run.text());
+        Ok(run)
+    }
+
+    async fn apply(&self, dir: &Path) -> Result<Run> {
+        self.ok(
+            dir,
+            &["apply", "-auto-approve", "-input=false", "-no-color"],
+        )
+        .await
+    }
+
+    /// `terraform plan -detailed-exitcode`: 0 clean, 2 changes pending.
+    async fn plan(&self, dir: &Path) -> Result<Run> {
+        let run = self
+            .run(
+                dir,
+                &["plan", "-detailed-exitcode", "-input=false", "-no-color"],
+            )
+            .await?;
+        ensure!(
+            run.code == 0 || run.code == 2,
+            "plan failed: {}",
+            run.text()
+        );
+        Ok(run)
+    }
+
+    async fn assert_clean(&self, dir: &Path, after: &str) -> Result<()> {
+        let run = self.plan(dir).await?;
+        ensure!(
+            run.code == 0,
+            "the plan after {after} is not clean: {}",
+            run.text()
+        );
+        Ok(())
+    }
+
+    async fn outputs(&self, dir: &Path) -> Result<Value> {
+        let run = self.ok(dir, &["output", "-json", "-no-color"]).await?;
+        let outputs: Value = serde_json::from_str(&run.stdout)?;
+        Ok(outputs)
+    }
+}
+
+impl Drop for Terraform {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+const HEADER: &str = r#"terraform {
+  required_providers {
+    rotor = { source = "rotor/rotor" }
+  }
+}
+
+provider "rotor" {}
+"#;
+
+/// The configuration under test; `history_size` and `feed_open` are what the second apply
+/// changes, together with the project's name.
+fn main_tf(project_name: &str, history_size: u32, feed_open: bool) -> String {
+    let feed_option = if feed_open {
+        "\n  allow_subscribe_for_client = true"
+    } else {
+        ""
+    };
+    format!(
+        r#"{HEADER}
+resource "rotor_project" "app" {{
+  name = "{project_name}"
+}}
+
+resource "rotor_namespace" "chat" {{
+  project_id          = rotor_project.app.id
+  name                = "chat"
+  presence            = true
+  join_leave          = true
+  history_size        = {history_size}
+  history_ttl         = "300s"
+  force_recovery      = true
+  force_recovery_mode = "stream"
+  allowed_delta_types = ["fossil"]
+}}
+
+resource "rotor_namespace" "feed" {{
+  project_id = rotor_project.app.id
+  name       = "feed"{feed_option}
+}}
+
+resource "rotor_api_key" "backend" {{
+  project_id = rotor_project.app.id
+  name       = "backend"
+}}
+
+data "rotor_project" "by_slug" {{
+  slug = rotor_project.app.slug
+}}
+
+output "project_id" {{
+  value = rotor_project.app.id
+}}
+
+output "websocket" {{
+  value = rotor_project.app.endpoints.websocket
+}}
+
+output "looked_up_name" {{
+  value = data.rotor_project.by_slug.name
+}}
+
+output "api_key" {{
+  value     = rotor_api_key.backend.key
+  sensitive = true
+}}
+
+output "token_hmac_secret" {{
+  value     = rotor_project.app.token_hmac_secret
+  sensitive = true
+}}
+"#
+    )
+}
+
+async fn get(cp: &ControlPlane, token: &str, path: &str) -> Result<(u16, Value)> {
+    cp.call("GET", path, Some(token), None).await
+}
+
+async fn namespace(cp: &ControlPlane, token: &str, project: &str, name: &str) -> Result<Value> {
+    let (status, body) = get(
+        cp,
+        token,
+        &format!("/v1/projects/{project}/namespaces/{name}"),
+    )
+    .await?;
+    ensure!(status == 200, "namespace {name}: {status} {body}");
+    Ok(body)
+}
+
+async fn key_ids(cp: &ControlPlane, token: &str, project: &str) -> Result<Vec<String>> {
+    let (status, body) = get(cp, token, &format!("/v1/projects/{project}/api-keys")).await?;
+    ensure!(status == 200, "keys: {status} {body}");
+    Ok(body["api_keys"]
+        .as_array()
+        .context("api_keys")?
+        .iter()
+        .filter(|k| k["name"] == "backend")
+        .filter_map(|k| k["id"].as_str().map(str::to_owned))
+        .collect())
+}
+
+fn output<'a>(outputs: &'a Value, name: &str) -> Result<&'a str> {
+    outputs[name]["value"]
+        .as_str()
+        .with_context(|| format!("output {name} in {outputs}"))
+}
+
+#[tokio::test]
+async fn terraform_creates_updates_repairs_imports_and_destroys_a_project() -> Result<()> {
+    let started = Instant::now();
+    let cp = ControlPlane::start().await?;
+    let token = cp.account("terraform@example.com").await?;
+    let tf = Terraform::new(&cp.base, &token)?;
+
+    // Create.
+    let dir = tf.workdir("main", &main_tf("Terraform App", 10, true))?;
+    tf.apply(&dir).await?;
+    let outputs = tf.outputs(&dir).await?;
+    let id = output(&outputs, "project_id")?.to_owned();
+    let (status, project) = get(&cp, &token, &format!("/v1/projects/{id}")).await?;
+    assert_eq!(status, 200, "{project}");
+    assert_eq!(project["name"], "Terraform App");
+    assert_eq!(project["engine"], "memory");
+    let slug = project["slug"].as_str().context("slug")?.to_owned();
+    assert_eq!(output(&outputs, "websocket")?, cp.ws_url(&slug));
+    assert_eq!(project["endpoints"]["websocket"], cp.ws_url(&slug).as_str());
+    assert_eq!(output(&outputs, "looked_up_name")?, "Terraform App");
+    let (_, secrets) = get(&cp, &token, &format!("/v1/projects/{id}/secrets")).await?;
+    assert_eq!(
+        output(&outputs, "token_hmac_secret")?,
+        secrets["token_hmac_secret"].as_str().context("secret")?
+    );
+    let chat = namespace(&cp, &token, &id, "chat").await?;
+    for (option, value) in [
+        ("presence", json!(true)),
+        ("join_leave", json!(true)),
+        ("history_size", json!(10)),
+        ("history_ttl", json!("5m0s")),
+        ("force_recovery", json!(true)),
+        ("allowed_delta_types", json!(["fossil"])),
+    ] {
+        assert_eq!(chat[option], value, "chat.{option} in {chat}");
+    }
+    assert!(chat.get("allow_subscribe_for_client").is_none(), "{chat}");
+    let feed = namespace(&cp, &token, &id, "feed").await?;
+    assert_eq!(feed["allow_subscribe_for_client"], true, "{feed}");
+    assert!(feed.get("presence").is_none(), "defaults stay off: {feed}");
+    let keys = key_ids(&cp, &token, &id).await?;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+
+    // The key in the state is the real key: the edge accepts it once the tenant runs.
+    cp.wait_applied(&token, &id).await?;
+    let project_ref = Project {
+        id: id.clone(),
+        slug: slug.clone(),
+        key: output(&outputs, "api_key")?.to_owned(),
+        secret: String::new(),
+    };
+    let (status, body) = cp
+        .publish(&project_ref, "chat:terraform", json!({"n": 1}))
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("error").is_none(), "{body}");
+    tf.assert_clean(&dir, "the first apply").await?;
+
+    // The API refuses what the project's plan does not allow; the error names the attribute.
+    std::fs::write(dir.join("main.tf"), main_tf("Terraform App", 500, true))?;
+    let refused = tf
+        .run(
+            &dir,
+            &["apply", "-auto-approve", "-input=false", "-no-color"],
+        )
+        .await?;
+    assert_eq!(refused.code, 1, "{}", refused.text());
+    assert!(
+        refused.stderr.contains("history_size        = 500")
+            && refused.stderr.contains("your plan allows at most 100"),
+        "{}",
+        refused.text()
+    );
+
+    // Update in place: rename the project, change an option, drop another (back to default).
+    std::fs::write(dir.join("main.tf"), main_tf("Terraform App 2", 20, false))?;
+    let plan = tf.plan(&dir).await?;
+    assert_eq!(plan.code, 2, "{}", plan.text());
+    assert!(
+        plan.stdout.contains("0 to add, 3 to change, 0 to destroy"),
+        "in place, nothing replaced: {}",
+        plan.text()
+    );
+    tf.apply(&dir).await?;
+    let (_, project) = get(&cp, &token, &format!("/v1/projects/{id}")).await?;
+    assert_eq!(project["name"], "Terraform App 2");
+    assert_eq!(project["slug"], slug.as_str(), "a rename keeps the slug");
+    assert_eq!(
+        namespace(&cp, &token, &id, "chat").await?["history_size"],
+        20
+    );
+    let feed = namespace(&cp, &token, &id, "feed").await?;
+    assert!(
+        feed.get("allow_subscribe_for_client").is_none(),
+        "an option removed from the config is back at its default: {feed}"
+    );
+    tf.assert_clean(&dir, "the update").await?;
+
+    // Drift: a namespace deleted and the key revoked outside Terraform are planned again.
+    let (status, _) = cp
+        .call(
+            "DELETE",
+            &format!("/v1/projects/{id}/namespaces/feed"),
+            Some(&token),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 204);
+    let (status, _) = cp
+        .call(
+            "DELETE",
+            &format!("/v1/projects/{id}/api-keys/{}", keys[0]),
+            Some(&token),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 204);
+    let plan = tf.plan(&dir).await?;
+    assert_eq!(plan.code, 2, "{}", plan.text());
+    assert!(
+        plan.stdout.contains("rotor_namespace.feed will be created")
+            && plan
+                .stdout
+                .contains("rotor_api_key.backend will be created"),
+        "{}",
+        plan.text()
+    );
+    tf.apply(&dir).await?;
+    namespace(&cp, &token, &id, "feed").await?;
+    let new_keys = key_ids(&cp, &token, &id).await?;
+    assert_eq!(new_keys.len(), 1);
+    assert_ne!(new_keys[0], keys[0], "a new key replaces the revoked one");
+    tf.assert_clean(&dir, "repairing drift").await?;
+
+    // Import the project and a namespace into a fresh configuration: the plan is clean.
+    let imported = tf.workdir(
+        "imported",
+        &format!(
+            r#"{HEADER}
+resource "rotor_project" "existing" {{
+  name = "Terraform App 2"
+}}
+
+resource "rotor_namespace" "feed" {{
+  project_id = rotor_project.existing.id
+  name       = "feed"
+}}
+"#
+        ),
+    )?;
+    let import_args = ["import", "-input=false", "-no-color"];
+    tf.ok(
+        &imported,
+        &[&import_args[..], &["rotor_project.existing", id.as_str()]].concat(),
+    )
+    .await?;
+    let namespace_id = format!("{id}/feed");
+    tf.ok(
+        &imported,
+        &[
+            &import_args[..],
+            &["rotor_namespace.feed", namespace_id.as_str()],
+        ]
+        .concat(),
+    )
+    .await?;
+    tf.assert_clean(&imported, "importing").await?;
+
+    // Destroy: nothing is left.
+    tf.ok(
+        &dir,
+        &["destroy", "-auto-approve", "-input=false", "-no-color"],
+    )
+    .await?;
+    let (status, _) = get(&cp, &token, &format!("/v1/projects/{id}")).await?;
+    assert_eq!(status, 404, "the project is gone");
+    let (_, list) = get(&cp, &token, "/v1/projects").await?;
+    assert_eq!(list["projects"], json!([]), "{list}");
+    eprintln!("terraform lifecycle took {:.1?}", started.elapsed());
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_values_are_refused_at_plan_time_with_the_attribute_path() -> Result<()> {
+    // Validation runs before the provider talks to any server.
+    let tf = Terraform::new("http://127.0.0.1:9", "unused")?;
+    let dir = tf.workdir(
+        "invalid",
+        &format!(
+            r#"{HEADER}
+resource "rotor_project" "app" {{
+  name = "Valid"
+}}
+
+resource "rotor_namespace" "bad" {{
+  project_id   = rotor_project.app.id
+  name         = "no spaces allowed"
+  history_size = -1
+}}
+
+resource "rotor_namespace" "half" {{
+  project_id   = rotor_project.app.id
+  name         = "half"
+  history_size = 10
+}}
+"#
+        ),
+    )?;
+    let run = tf.run(&dir, &["plan", "-input=false", "-no-color"]).await?;
+    assert_eq!(run.code, 1, "{}", run.text());
+    for expected in [
+        // Each error quotes the offending line, which Terraform finds by the attribute path.
+        "name         = \"no spaces allowed\"",
+        "must match ^[-a-zA-Z0-9_]{2,}$",
+        "history_size = -1",
+        "must not be negative",
+        // A rule across options (the data plane's), reported on the namespace.
+        "rotor_namespace.half",
+        "history_size and history_ttl must be set together",
+    ] {
+        assert!(
+            run.stderr.contains(expected),
+            "{expected:?} missing: {}",
+            run.text()
+        );
+    }
+
+    let dir = tf.workdir(
+        "engine",
+        &format!(
+            r#"{HEADER}
+resource "rotor_project" "app" {{
+  name   = "Valid"
+  engine = "postgres"
+}}
+"#
+        ),
+    )?;
+    let run = tf.run(&dir, &["plan", "-input=false", "-no-color"]).await?;
+    assert_eq!(run.code, 1, "{}", run.text());
+    assert!(
+        run.stderr.contains("engine = \"postgres\"")
+            && run.stderr.contains("unknown engine \"postgres\""),
+        "{}",
+        run.text()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_basic_example_applies_cleanly_and_destroys() -> Result<()> {
+    let cp = ControlPlane::start().await?;
+    let token = cp.account("example@example.com").await?;
+    let tf = Terraform::new(&cp.base, &token)?;
+    let example = rotor_e2e::paths::workspace_root().join("terraform/examples/basic/main.tf");
+    let dir = tf.workdir("example", &std::fs::read_to_string(&example)?)?;
+    tf.apply(&dir).await?;
+    let outputs = tf.outputs(&dir).await?;
+    let (_, list) = get(&cp, &token, "/v1/projects").await?;
+    let project = &list["projects"][0];
+    let id = project["id"].as_str().context("project id")?;
+    let slug = project["slug"].as_str().context("slug")?;
+    assert_eq!(output(&outputs, "websocket_endpoint")?, cp.ws_url(slug));
+    assert_eq!(output(&outputs, "api_endpoint")?, cp.api_url(slug));
+    let (_, namespaces) = get(&cp, &token, &format!("/v1/projects/{id}/namespaces")).await?;
+    let names: Vec<&str> = namespaces["namespaces"]
+        .as_array()
+        .context("namespaces")?
+        .iter()
+        .filter_map(|n| n["name"].as_str())
+        .collect();
+    assert_eq!(names, ["chat", "news"]);
+    tf.assert_clean(&dir, "applying the example").await?;
+    tf.ok(
+        &dir,
+        &["destroy", "-auto-approve", "-input=false", "-no-color"],
+    )
+    .await?;
+    let (_, list) = get(&cp, &token, "/v1/projects").await?;
+    assert_eq!(list["projects"], json!([]), "{list}");
+    Ok(())
+}
