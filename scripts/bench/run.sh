@@ -11,7 +11,6 @@
 #                            redis edge configpush); the report uses what is in bench/results/
 #   BENCH_QUICK=1            small sizes and short steps (a smoke run of a few minutes)
 #   BENCH_TARGETS=rotor,bare restrict the peers (rotor rotor-protobuf bare socketio nchan)
-#   BENCH_CONFIG_PUSH=1      also re-measure config push latency (debug e2e test, needs Postgres)
 #   BENCH_RESULTS=dir BENCH_REPORT=file   write results / the report elsewhere (trial runs)
 set -euo pipefail
 
@@ -21,8 +20,7 @@ RESULTS=${BENCH_RESULTS:-$ROOT/bench/results}
 REPORT=${BENCH_REPORT:-$ROOT/BENCHMARKS.md}
 BIN="$ROOT/target/release"
 QUICK=${BENCH_QUICK:-0}
-ONLY=${BENCH_ONLY:-fanout,channels,idle,storm,latency,sweep,redis,edge}
-[[ ${BENCH_CONFIG_PUSH:-0} == 1 ]] && ONLY="$ONLY,configpush"
+ONLY=${BENCH_ONLY:-fanout,channels,idle,storm,latency,sweep,redis,edge,configpush}
 TARGETS=${BENCH_TARGETS:-rotor,rotor-protobuf,bare,socketio,nchan}
 BUDGET_SECS=${BENCH_BUDGET_SECS:-1140} # the measurements stop starting after 19 minutes
 WORK=$(mktemp -d /tmp/rotor-bench.XXXXXX)
@@ -338,7 +336,8 @@ config_push() {
     scripts/ensure-services.sh >/dev/null
     log "config push: e2e test (debug build)"
     local out
-    out=$(cargo nextest run -p rotor-e2e -E 'binary(control_plane) & test(config_changes)' \
+    out=$(cargo nextest run -p rotor-e2e \
+        -E 'binary(control_plane) & (test(config_changes) | test(first_connection))' \
         --no-capture 2>&1) || {
         log "config push test failed"
         return 0

@@ -12,6 +12,7 @@ impl ConfigPush {
         p99_ms: 9.5,
         max_ms: 0.0,
         line: String::new(),
+        first_connection: None,
     };
 }
 
@@ -24,10 +25,22 @@ pub struct RedisResult {
     pub lines: Vec<String>,
 }
 
-/// The config-push e2e test.
+/// The config-push e2e tests: change → applied, and project create → first connection.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ConfigPush {
     pub changes: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub line: String,
+    #[serde(default)]
+    pub first_connection: Option<Timing>,
+}
+
+/// Percentiles of one timed e2e summary line.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Timing {
+    pub count: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
@@ -82,12 +95,9 @@ fn duration_ms(s: &str) -> Option<f64> {
     num.parse::<f64>().ok().map(|n| n * factor)
 }
 
-/// Reads "config change → applied over N changes: p50 X, p99 Y, max Z".
-pub fn config_push(text: &str) -> Option<ConfigPush> {
-    let line = text
-        .lines()
-        .find(|l| l.contains("config change → applied over"))?
-        .trim();
+/// Reads "<marker> over N <things>: p50 X, p99 Y, max Z".
+fn timing(text: &str, marker: &str) -> Option<Timing> {
+    let line = text.lines().find(|l| l.contains(marker))?.trim();
     let words: Vec<&str> = line.split_whitespace().collect();
     let after = |key: &str| {
         words
@@ -96,18 +106,32 @@ pub fn config_push(text: &str) -> Option<ConfigPush> {
             .and_then(|i| words.get(i + 1))
             .and_then(|w| duration_ms(w))
     };
-    let changes = words
+    let count = words
         .iter()
         .position(|w| *w == "over")
         .and_then(|i| words.get(i + 1))
         .and_then(|w| w.parse().ok())
         .unwrap_or(0);
-    Some(ConfigPush {
-        changes,
+    Some(Timing {
+        count,
         p50_ms: after("p50")?,
         p99_ms: after("p99")?,
         max_ms: after("max").unwrap_or(0.0),
         line: line.to_owned(),
+    })
+}
+
+/// Reads "config change → applied over N changes: …" and, when present, "project create →
+/// first connection over N projects: …".
+pub fn config_push(text: &str) -> Option<ConfigPush> {
+    let push = timing(text, "config change → applied over")?;
+    Some(ConfigPush {
+        changes: push.count,
+        p50_ms: push.p50_ms,
+        p99_ms: push.p99_ms,
+        max_ms: push.max_ms,
+        line: push.line,
+        first_connection: timing(text, "project create → first connection over"),
     })
 }
 
@@ -129,8 +153,12 @@ mod tests {
     #[test]
     fn the_config_push_line_is_read() {
         let out =
-            "noise\nconfig change → applied over 20 changes: p50 8.4ms, p99 9.5ms, max 950µs\n";
+            "noise\nconfig change → applied over 20 changes: p50 8.4ms, p99 9.5ms, max 950µs\n\
+             project create → first connection over 5 projects: p50 14.1ms, p99 24.3ms, max 1.2s\n";
         let c = config_push(out).unwrap();
+        let first = c.first_connection.clone().unwrap();
+        assert_eq!((first.count, first.p50_ms, first.p99_ms), (5, 14.1, 24.3));
+        assert_eq!(first.max_ms, 1200.0);
         assert_eq!(c.changes, 20);
         assert_eq!(c.p50_ms, 8.4);
         assert_eq!(c.p99_ms, 9.5);

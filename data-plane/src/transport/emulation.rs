@@ -105,7 +105,7 @@ async fn run(
     let mut pending_input = Some(first);
     let reason = loop {
         if let Some(frame) = pending_input.take() {
-            if let Err(d) = session.handle_frame(&frame).await {
+            if let Err(d) = Box::pin(session.handle_frame(&frame)).await {
                 break d;
             }
         }
@@ -117,7 +117,7 @@ async fn run(
             match item {
                 OutItem::Frame(f) => framing.frame(&mut buf, &f),
                 OutItem::Control(c) => {
-                    if let Err(d) = session.handle_control(c).await {
+                    if let Err(d) = Box::pin(session.handle_control(c)).await {
                         ended = Some(d);
                         break;
                     }
@@ -140,7 +140,7 @@ async fn run(
                 None => break Disconnect::CONNECTION_CLOSED,
             },
             _ = timer => {
-                if let Err(d) = session.on_timer().await {
+                if let Err(d) = Box::pin(session.on_timer()).await {
                     break d;
                 }
             }
@@ -161,7 +161,7 @@ async fn run(
             let _ = out.send(Ok(AxumBytes::from(buf))).await;
         }
     }
-    session.close(&reason).await;
+    Box::pin(session.close(&reason)).await;
 }
 
 fn stream(

@@ -101,7 +101,7 @@ async fn run(
                                 ended = Some(Disconnect::CONNECTION_CLOSED);
                                 break;
                             }
-                            if let Err(d) = session.handle_control(c).await {
+                            if let Err(d) = Box::pin(session.handle_control(c)).await {
                                 ended = Some(d);
                                 break;
                             }
@@ -123,7 +123,7 @@ async fn run(
                     _ = handle.outbox.notified() => {}
                     _ = sink.closed() => break Disconnect::CONNECTION_CLOSED,
                     _ = &mut timer => {
-                        if let Err(d) = session.on_timer().await {
+                        if let Err(d) = Box::pin(session.on_timer()).await {
                             break d;
                         }
                     }
@@ -134,7 +134,7 @@ async fn run(
     if reason != Disconnect::CONNECTION_CLOSED {
         sink.finish(&reason).await;
     }
-    session.close(&reason).await;
+    Box::pin(session.close(&reason)).await;
 }
 
 /// Reads the ConnectRequest from `cf_connect` or the body.

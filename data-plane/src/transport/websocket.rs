@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::time::{timeout, Instant};
 
 use super::origin::origin_allowed;
-use crate::client::OutItem;
+use crate::client::{ClientHandle, OutItem};
 use crate::node::Node;
 use crate::protocol::{Disconnect, ProtocolKind};
 use crate::session::{Session, TransportInfo};
@@ -94,10 +94,16 @@ async fn run(node: Arc<Node>, mut socket: WebSocket, protocol: ProtocolKind, hea
     let timer = tokio::time::sleep_until(session.next_deadline().unwrap_or_else(far));
     tokio::pin!(timer);
 
+    // The next timer deadline only changes when a frame, a timer or a control request was
+    // handled; a plain outbox flush (the whole of fan-out) leaves it as it was.
+    let mut deadline_stale = false;
     let reason = loop {
-        let deadline = session.next_deadline().unwrap_or_else(far);
-        if timer.deadline() != deadline {
-            timer.as_mut().reset(deadline);
+        if deadline_stale {
+            let deadline = session.next_deadline().unwrap_or_else(far);
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+            deadline_stale = false;
         }
         tokio::select! {
             _ = shutdown.cancelled() => break Disconnect::SHUTDOWN,
@@ -116,23 +122,28 @@ async fn run(node: Arc<Node>, mut socket: WebSocket, protocol: ProtocolKind, hea
                         break Disconnect::CONNECTION_CLOSED;
                     }
                 };
-                if let Err(d) = session.handle_frame(&frame).await {
+                // Command futures (connect, subscribe, proxies, engine calls) are large and
+                // rare: boxed, they do not inflate every idle connection's task.
+                if let Err(d) = Box::pin(session.handle_frame(&frame)).await {
                     break d;
                 }
-                if let Err(d) = flush(&mut session, &mut socket, protocol, write_timeout).await {
+                deadline_stale = true;
+                if let Err(d) = flush(&handle, &mut session, &mut socket, protocol, write_timeout).await {
                     break d;
                 }
             }
             _ = handle.outbox.notified() => {
-                if let Err(d) = flush(&mut session, &mut socket, protocol, write_timeout).await {
-                    break d;
+                match flush(&handle, &mut session, &mut socket, protocol, write_timeout).await {
+                    Ok(controls) => deadline_stale |= controls,
+                    Err(d) => break d,
                 }
             }
             _ = &mut timer => {
-                if let Err(d) = session.on_timer().await {
+                if let Err(d) = Box::pin(session.on_timer()).await {
                     break d;
                 }
-                if let Err(d) = flush(&mut session, &mut socket, protocol, write_timeout).await {
+                deadline_stale = true;
+                if let Err(d) = flush(&handle, &mut session, &mut socket, protocol, write_timeout).await {
                     break d;
                 }
             }
@@ -151,7 +162,7 @@ async fn run(node: Arc<Node>, mut socket: WebSocket, protocol: ProtocolKind, hea
         let _ = timeout(write_timeout, socket.send(Message::Close(Some(frame)))).await;
     }
     tracing::debug!(client = %handle.id, code = reason.code, "connection closed");
-    session.close(&reason).await;
+    Box::pin(session.close(&reason)).await;
 }
 
 fn is_too_big(e: &axum::Error) -> bool {
@@ -160,18 +171,19 @@ fn is_too_big(e: &axum::Error) -> bool {
 }
 
 /// Writes everything queued; runs control requests in queue order. Frames queued together go
-/// out as one WebSocket message.
+/// out as one WebSocket message. Tells whether any control request ran.
 async fn flush(
+    handle: &ClientHandle,
     session: &mut Session,
     socket: &mut WebSocket,
     protocol: ProtocolKind,
     write_timeout: Duration,
-) -> Result<(), Disconnect> {
-    let handle = session.handle().clone();
+) -> Result<bool, Disconnect> {
+    let mut controls = false;
     loop {
         let (items, closed) = handle.outbox.drain();
         if items.is_empty() {
-            return closed.map_or(Ok(()), Err);
+            return closed.map_or(Ok(controls), Err);
         }
         let mut batch: Vec<Bytes> = Vec::new();
         for item in items {
@@ -186,7 +198,8 @@ async fn flush(
                         write_timeout,
                     )
                     .await?;
-                    session.handle_control(c).await?;
+                    Box::pin(session.handle_control(c)).await?;
+                    controls = true;
                 }
             }
         }
@@ -206,7 +219,7 @@ async fn flush(
 
 /// Final flush after a disconnect decision: frames only.
 async fn flush_frames_only(
-    handle: &crate::client::ClientHandle,
+    handle: &ClientHandle,
     socket: &mut WebSocket,
     protocol: ProtocolKind,
     node: &Node,
