@@ -200,13 +200,17 @@ pub async fn compile(
             client.insert(key.into(), v.clone());
         }
     }
-    // The dashboard's debug console connects from the control plane's own origin. An empty
-    // list already admits it (same origin through the edge); a customer's list gets it added.
-    if let (Some(origin), Some(Value::Array(list))) =
-        (dashboard_origin, client.get_mut("allowed_origins"))
-    {
-        if !list.is_empty() && !list.iter().any(|v| v.as_str() == Some(origin)) {
-            list.push(json!(origin));
+    // The dashboard's debug console connects from the control plane's own origin, so it is
+    // always allowed besides the customer's own (with none, browsers are refused otherwise, as
+    // in Centrifugo).
+    if let Some(origin) = dashboard_origin {
+        let list = client
+            .entry("allowed_origins")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(list) = list {
+            if !list.iter().any(|v| v.as_str() == Some(origin)) {
+                list.push(json!(origin));
+            }
         }
     }
     let namespaces: Vec<Value> = namespaces

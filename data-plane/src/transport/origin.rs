@@ -1,30 +1,15 @@
-//! Browser `Origin` checks for connection endpoints. With no allowed origins configured a
-//! browser may connect only from the same origin (the `Origin` host equals the `Host` header,
-//! as Centrifugo does); requests without an `Origin` header (non-browser clients) always pass;
-//! `*` admits everyone; other entries are patterns where `*` matches any run of characters
-//! (`https://*.example.com`).
+//! Browser `Origin` checks for connection endpoints. With no allowed origins configured only
+//! requests without an `Origin` header (non-browser clients) pass; `*` admits everyone; other
+//! entries are patterns where `*` matches any run of characters (`https://*.example.com`).
 
-/// Whether a request with this `Origin` header (if any), sent to `host`, may connect.
-pub fn origin_allowed(allowed: &[String], origin: Option<&str>, host: Option<&str>) -> bool {
+/// Whether a request with this `Origin` header (if any) may connect.
+pub fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
     let Some(origin) = origin else { return true };
     let origin = origin.trim().to_ascii_lowercase();
-    if allowed.is_empty() {
-        return same_origin(&origin, host);
-    }
     allowed.iter().any(|pattern| {
         let pattern = pattern.trim().to_ascii_lowercase();
         pattern == "*" || glob_match(&pattern, &origin)
     })
-}
-
-/// `Origin` is `scheme://host[:port]`; it is the same origin when that authority is the
-/// request's `Host`.
-fn same_origin(origin: &str, host: Option<&str>) -> bool {
-    let Some(host) = host else { return false };
-    let Some((_, authority)) = origin.split_once("://") else {
-        return false;
-    };
-    !authority.is_empty() && authority.eq_ignore_ascii_case(host.trim())
 }
 
 fn glob_match(pattern: &str, text: &str) -> bool {
@@ -60,30 +45,17 @@ mod tests {
     #[test]
     fn origins_follow_centrifugo_rules() {
         let none: Vec<String> = vec![];
-        assert!(origin_allowed(&none, None, Some("a.com")));
-        assert!(!origin_allowed(&none, Some("https://a.com"), None));
-        assert!(!origin_allowed(&none, Some("https://a.com"), Some("b.com")));
-        assert!(origin_allowed(&none, Some("https://a.com"), Some("a.com")));
-        assert!(origin_allowed(
-            &none,
-            Some("http://127.0.0.1:8000"),
-            Some("127.0.0.1:8000")
-        ));
-        assert!(!origin_allowed(
-            &none,
-            Some("http://127.0.0.1:8001"),
-            Some("127.0.0.1:8000")
-        ));
-        assert!(!origin_allowed(&none, Some("null"), Some("null")));
+        assert!(origin_allowed(&none, None));
+        assert!(!origin_allowed(&none, Some("https://a.com")));
         let all = vec!["*".to_owned()];
-        assert!(origin_allowed(&all, Some("https://a.com"), None));
+        assert!(origin_allowed(&all, Some("https://a.com")));
         let some = vec![
             "https://*.example.com".to_owned(),
             "http://localhost:3000".to_owned(),
         ];
-        assert!(origin_allowed(&some, Some("https://app.example.com"), None));
-        assert!(origin_allowed(&some, Some("HTTP://LOCALHOST:3000"), None));
-        assert!(!origin_allowed(&some, Some("https://example.org"), None));
-        assert!(!origin_allowed(&some, Some("http://localhost:3001"), None));
+        assert!(origin_allowed(&some, Some("https://app.example.com")));
+        assert!(origin_allowed(&some, Some("HTTP://LOCALHOST:3000")));
+        assert!(!origin_allowed(&some, Some("https://example.org")));
+        assert!(!origin_allowed(&some, Some("http://localhost:3001")));
     }
 }

@@ -33,11 +33,6 @@ pub fn response(content_type: &'static str) -> (BodyTx, Response) {
 /// A 403 when the request's `Origin` is not allowed for this tenant.
 pub fn refuse_origin(node: &Node, headers: &HeaderMap) -> Option<Response> {
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let allowed = origin_allowed(
-        &node.config.load().tenant.client.allowed_origins,
-        origin,
-        host,
-    );
+    let allowed = origin_allowed(&node.config.load().tenant.client.allowed_origins, origin);
     (!allowed).then(|| (StatusCode::FORBIDDEN, "origin not allowed").into_response())
 }

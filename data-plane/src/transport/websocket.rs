@@ -32,8 +32,7 @@ pub async fn handler(
 ) -> Response {
     let config = node.config.load();
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    if !origin_allowed(&config.tenant.client.allowed_origins, origin, host) {
+    if !origin_allowed(&config.tenant.client.allowed_origins, origin) {
         tracing::info!(
             origin = origin.unwrap_or_default(),
             "connection refused: origin not allowed"
