@@ -420,6 +420,34 @@ async fn a_client_that_answers_pings_stays_connected() {
 }
 
 #[tokio::test]
+async fn websocket_frame_pings_replace_protocol_pings_when_asked() {
+    let s = TestServer::start(json!({"client": {"ping_interval": "1s", "pong_timeout": "500ms"}}))
+        .await;
+    let url = format!("{}?cf_ws_frame_ping_pong=true", s.ws_url());
+    let (mut c, r) = Client::connected(&url, "1").await;
+    assert!(r.get("ping").is_none() && r.get("pong").is_none(), "{r}");
+    // tungstenite answers each ping frame with a pong while the client keeps reading.
+    for _ in 0..3 {
+        loop {
+            match c.next_message().await {
+                tokio_tungstenite::tungstenite::Message::Ping(_) => break,
+                tokio_tungstenite::tungstenite::Message::Text(t) => {
+                    assert_ne!(t.as_str(), "{}", "no protocol pings on this connection")
+                }
+                _ => {}
+            }
+        }
+    }
+    let r = c.call(json!({"subscribe": {"channel": "news"}})).await;
+    assert!(r["subscribe"].is_object(), "{r}");
+
+    // A client that reads nothing sends no pong: closed with 3012 after ping + pong timeout.
+    let (mut idle, _) = Client::connected(&url, "2").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(idle.closed().await.code, 3012);
+}
+
+#[tokio::test]
 async fn graceful_shutdown_closes_clients_with_3001() {
     let s = TestServer::start(json!({})).await;
     let (mut c, _) = Client::connected(&s.ws_url(), "1").await;
@@ -507,4 +535,15 @@ async fn connections_past_the_limit_are_refused_with_3504() {
     c.send(json!({"connect": {"token": token(json!({"sub": "c"}))}}))
         .await;
     assert_eq!(c.closed().await.code, 3504);
+}
+
+#[tokio::test]
+async fn the_init_endpoint_answers_an_empty_object_for_load_balancers() {
+    let s = TestServer::start(json!({})).await;
+    let resp = reqwest::get(format!("http://{}/connection/init", s.addr))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body, json!({}));
 }

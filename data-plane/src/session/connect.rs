@@ -174,7 +174,11 @@ impl Session {
         self.node.metrics.connections.inc();
         self.node.metrics.connections_accepted.inc();
 
-        let ping = client_cfg.ping_interval.get();
+        let ping = if self.transport.native_ping {
+            Duration::ZERO
+        } else {
+            client_cfg.ping_interval.get()
+        };
         if !ping.is_zero() {
             // The first ping is spread over [interval/2, interval) so reconnect waves do not
             // ping in lockstep.

@@ -36,6 +36,9 @@ pub struct TransportInfo {
     /// Unidirectional: the connect result goes out as a `connect` push, connect errors become
     /// disconnects, and the transport unwraps every push.
     pub unidirectional: bool,
+    /// The transport keeps the connection alive with its own frames (WebSocket ping/pong with
+    /// `cf_ws_frame_ping_pong=true`): no protocol pings, and none announced at connect.
+    pub native_ping: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

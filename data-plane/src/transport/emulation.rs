@@ -94,6 +94,7 @@ async fn run(
             protocol,
             emulation: true,
             unidirectional: false,
+            native_ping: false,
         },
     )
     .with_request_headers(headers);

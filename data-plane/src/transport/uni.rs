@@ -72,6 +72,7 @@ async fn run(
             protocol: ProtocolKind::Json,
             emulation: false,
             unidirectional: true,
+            native_ping: false,
         },
     )
     .with_request_headers(headers);

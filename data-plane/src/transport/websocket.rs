@@ -40,6 +40,10 @@ pub async fn handler(
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let protocol = select_protocol(&query, &headers);
+    // For clients that cannot answer protocol pings (wscat, Postman): WebSocket ping frames.
+    let native_ping = query
+        .get("cf_ws_frame_ping_pong")
+        .is_some_and(|v| v == "true");
     let ws_cfg = &config.tenant.websocket;
     let read_buffer = match ws_cfg.read_buffer_size {
         0 => DEFAULT_READ_BUFFER,
@@ -51,7 +55,7 @@ pub async fn handler(
         .write_buffer_size(ws_cfg.write_buffer_size as usize)
         .max_message_size(max_message)
         .max_frame_size(max_message)
-        .on_upgrade(move |socket| run(node, socket, protocol, headers))
+        .on_upgrade(move |socket| run(node, socket, protocol, native_ping, headers))
 }
 
 /// Query `cf_protocol=protobuf` (or legacy `format=protobuf`) wins; else the first of our
@@ -75,7 +79,13 @@ fn select_protocol(query: &HashMap<String, String>, headers: &HeaderMap) -> Prot
     }
 }
 
-async fn run(node: Arc<Node>, mut socket: WebSocket, protocol: ProtocolKind, headers: HeaderMap) {
+async fn run(
+    node: Arc<Node>,
+    mut socket: WebSocket,
+    protocol: ProtocolKind,
+    native_ping: bool,
+    headers: HeaderMap,
+) {
     let mut session = Session::new(
         node.clone(),
         TransportInfo {
@@ -83,6 +93,7 @@ async fn run(node: Arc<Node>, mut socket: WebSocket, protocol: ProtocolKind, hea
             protocol,
             emulation: false,
             unidirectional: false,
+            native_ping,
         },
     )
     .with_request_headers(headers);
@@ -92,6 +103,21 @@ async fn run(node: Arc<Node>, mut socket: WebSocket, protocol: ProtocolKind, hea
     let far = || Instant::now() + Duration::from_secs(86_400);
     let timer = tokio::time::sleep_until(session.next_deadline().unwrap_or_else(far));
     tokio::pin!(timer);
+    // Native pings (`cf_ws_frame_ping_pong=true`) follow the protocol pings' settings: a ping
+    // frame every `client.ping_interval`, its pong due within `client.pong_timeout`.
+    let (ping_every, pong_within) = {
+        let config = node.config.load();
+        let client = &config.tenant.client;
+        (client.ping_interval.get(), client.pong_timeout.get())
+    };
+    let native_ping = native_ping && !ping_every.is_zero();
+    let frame_ping = tokio::time::sleep_until(if native_ping {
+        Instant::now() + ping_every
+    } else {
+        far()
+    });
+    tokio::pin!(frame_ping);
+    let mut pong_due: Option<Instant> = None;
 
     // The next timer deadline only changes when a frame, a timer or a control request was
     // handled; a plain outbox flush (the whole of fan-out) leaves it as it was.
@@ -111,7 +137,13 @@ async fn run(node: Arc<Node>, mut socket: WebSocket, protocol: ProtocolKind, hea
                     None | Some(Ok(Message::Close(_))) => break Disconnect::CONNECTION_CLOSED,
                     Some(Ok(Message::Text(text))) => Bytes::from(text),
                     Some(Ok(Message::Binary(bin))) => bin,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Pong(_))) => {
+                        if pong_due.take().is_some() {
+                            frame_ping.as_mut().reset(Instant::now() + ping_every);
+                        }
+                        continue;
+                    }
+                    Some(Ok(Message::Ping(_))) => continue,
                     Some(Err(e)) => {
                         if is_too_big(&e) {
                             node.metrics.malformed_frames.inc();
@@ -135,6 +167,22 @@ async fn run(node: Arc<Node>, mut socket: WebSocket, protocol: ProtocolKind, hea
                 match flush(&handle, &mut session, &mut socket, protocol, write_timeout).await {
                     Ok(controls) => deadline_stale |= controls,
                     Err(d) => break d,
+                }
+            }
+            _ = &mut frame_ping, if native_ping => {
+                if pong_due.is_some() {
+                    break Disconnect::NO_PONG;
+                }
+                let sent = timeout(write_timeout, socket.send(Message::Ping(Bytes::new()))).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    break Disconnect::WRITE_ERROR;
+                }
+                if pong_within.is_zero() {
+                    frame_ping.as_mut().reset(Instant::now() + ping_every);
+                } else {
+                    let due = Instant::now() + pong_within;
+                    pong_due = Some(due);
+                    frame_ping.as_mut().reset(due);
                 }
             }
             _ = &mut timer => {
