@@ -123,3 +123,114 @@ async fn emulation_transports_are_off_unless_enabled() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
 }
+
+/// Reads one varint-delimited Protobuf reply from an HTTP-streaming response.
+async fn read_proto(
+    resp: &mut reqwest::Response,
+    buf: &mut Vec<u8>,
+) -> rotor_data_plane::protocol::Reply {
+    use prost::Message as _;
+    loop {
+        let mut slice = &buf[..];
+        if let Ok(len) = prost::encoding::decode_varint(&mut slice) {
+            let head = buf.len() - slice.len();
+            if slice.len() >= len as usize {
+                let reply =
+                    rotor_data_plane::protocol::Reply::decode(&slice[..len as usize]).unwrap();
+                buf.drain(..head + len as usize);
+                if reply.id == 0 && reply.push.is_none() {
+                    continue; // a ping
+                }
+                return reply;
+            }
+        }
+        let chunk = tokio::time::timeout(WAIT, resp.chunk())
+            .await
+            .expect("stalled")
+            .unwrap()
+            .expect("stream open");
+        buf.extend_from_slice(&chunk);
+    }
+}
+
+#[tokio::test]
+async fn http_streaming_speaks_protobuf_with_octet_stream_and_emulation_takes_protobuf_requests() {
+    use prost::Message as _;
+    use rotor_data_plane::protocol::{Command, ConnectRequest, SubscribeRequest};
+    use rotor_data_plane::transport::emulation::EmulationRequest;
+    let s = TestServer::start(enabled()).await;
+    let http = reqwest::Client::new();
+    let connect = Command {
+        id: 1,
+        connect: Some(ConnectRequest {
+            token: token(json!({"sub": "p"})),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut resp = http
+        .post(format!("http://{}/connection/http_stream", s.addr))
+        .header("content-type", "application/octet-stream")
+        .body(connect.encode_length_delimited_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut buf = Vec::new();
+    let reply = read_proto(&mut resp, &mut buf).await;
+    let result = reply.connect.expect("connect result");
+    assert_eq!(reply.id, 1);
+    assert_eq!(result.node, s.node.id);
+    let subscribe = Command {
+        id: 2,
+        subscribe: Some(SubscribeRequest {
+            channel: "news".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let request = EmulationRequest {
+        node: result.node.clone(),
+        session: result.session.clone(),
+        data: subscribe.encode_length_delimited_to_vec().into(),
+    };
+    let r = http
+        .post(format!("http://{}/emulation", s.addr))
+        .header("content-type", "application/octet-stream")
+        .body(request.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let reply = read_proto(&mut resp, &mut buf).await;
+    assert_eq!(reply.id, 2);
+    assert!(
+        reply.subscribe.is_some() && reply.error.is_none(),
+        "{reply:?}"
+    );
+
+    // CORS preflight, an unknown node and an oversize body.
+    let preflight = http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("http://{}/emulation", s.addr),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status().as_u16(), 204);
+    let other_node = http
+        .post(format!("http://{}/emulation", s.addr))
+        .body(json!({"session": result.session, "node": "another-node", "data": "{}"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other_node.status().as_u16(), 404);
+    let huge = http
+        .post(format!("http://{}/emulation", s.addr))
+        .body(vec![b' '; 70 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status().as_u16(), 413);
+}
