@@ -7,6 +7,7 @@ pub mod db;
 pub mod demo;
 pub mod edge;
 pub mod ids;
+pub mod project_settings;
 pub mod reconciler;
 pub mod rest;
 pub mod secrets;

@@ -192,14 +192,21 @@ pub async fn compile(
     if let Some(k) = secret.ecdsa_public_key.filter(|k| !k.is_empty()) {
         token.insert("ecdsa_public_key".into(), json!(k));
     }
-    let settings = row.settings.as_object().cloned().unwrap_or_default();
-    let mut client = Map::new();
+    // Settings were validated when set; one that no longer loads fails the compile below.
+    let mut from_settings =
+        crate::project_settings::to_config(&row.settings).map_err(|e| CompileError::Invalid {
+            project: project.clone(),
+            message: e.to_string(),
+        })?;
+    let mut client = match from_settings.remove("client") {
+        Some(Value::Object(c)) => c,
+        _ => Map::new(),
+    };
+    let mut channel = match from_settings.remove("channel") {
+        Some(Value::Object(c)) => c,
+        _ => Map::new(),
+    };
     client.insert("token".into(), Value::Object(token));
-    for key in ["allowed_origins", "allow_anonymous_connect_without_token"] {
-        if let Some(v) = settings.get(key) {
-            client.insert(key.into(), v.clone());
-        }
-    }
     // The dashboard's debug console connects from the control plane's own origin, so it is
     // always allowed besides the customer's own (with none, browsers are refused otherwise, as
     // in Centrifugo).
@@ -244,7 +251,8 @@ pub async fn compile(
             .unwrap_or_else(|| format!("rotor:{}:", row.id));
         engine["redis"] = json!({"address": address, "prefix": prefix});
     }
-    let config = json!({
+    channel.insert("namespaces".into(), json!(namespaces));
+    let mut config = json!({
         "rotor": {
             "tenant_id": row.id,
             "config_version": row.config_version,
@@ -256,10 +264,7 @@ pub async fn compile(
         "http_server": {"address": "127.0.0.1", "port": 0},
         "client": client,
         "http_api": {"key_hashes": key_hashes},
-        "channel": {
-            "without_namespace": settings.get("without_namespace").cloned().unwrap_or_else(|| json!({})),
-            "namespaces": namespaces,
-        },
+        "channel": Value::Object(channel),
         "engine": engine,
         "http_stream": {"enabled": true},
         "sse": {"enabled": true},
@@ -267,6 +272,10 @@ pub async fn compile(
         "uni_http_stream": {"enabled": true},
         "uni_websocket": {"enabled": true},
     });
+    // Named proxies and the RPC section.
+    if let Value::Object(top) = &mut config {
+        top.extend(from_settings);
+    }
     let loaded = TenantConfig::from_value(config).map_err(|e| CompileError::Invalid {
         project: project.clone(),
         message: e.to_string(),

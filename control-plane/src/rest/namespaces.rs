@@ -13,8 +13,9 @@ use super::{Account, RestError, RestResult};
 use crate::ids::{AccountId, NamespaceId, ProjectId};
 use crate::state::AppState;
 
-/// Validates options for namespace `name`; returns them in canonical form (defaults omitted).
-pub fn validate_options(name: &str, options: &Value) -> RestResult<Value> {
+/// Validates options for namespace `name` of a project with these settings (its proxies);
+/// returns them in canonical form (defaults omitted).
+pub fn validate_options(name: &str, options: &Value, settings: &Value) -> RestResult<Value> {
     validate_namespace_name(name).map_err(|m| RestError::field("name", m))?;
     let obj = options
         .as_object()
@@ -27,17 +28,23 @@ pub fn validate_options(name: &str, options: &Value) -> RestResult<Value> {
             ));
         }
     }
-    let mut ns = obj.clone();
-    ns.insert("name".into(), json!(name));
-    let loaded = TenantConfig::from_value(json!({"channel": {"namespaces": [Value::Object(ns)]}}))
-        .map_err(|e| {
-            let field = e
-                .path()
-                .map(|p| p.trim_start_matches("channel.namespaces[0].").to_owned())
-                .unwrap_or_else(|| "options".into());
-            let message = e.to_string();
-            RestError::field(field, message)
-        })?;
+    let config = crate::project_settings::with_namespaces(
+        settings,
+        &[(name.to_owned(), Value::Object(obj.clone()))],
+    )
+    .map_err(|e| RestError::field(e.field, e.message))?;
+    let loaded = TenantConfig::from_value(config).map_err(|e| {
+        let field = e
+            .path()
+            .map(|p| match p.strip_prefix("channel.namespaces[0].") {
+                Some(option) => option.to_owned(),
+                // The namespace needs something of the project's settings (a proxy).
+                None => crate::project_settings::settings_path(p).unwrap_or_else(|| p.to_owned()),
+            })
+            .unwrap_or_else(|| "options".into());
+        let message = e.to_string();
+        RestError::field(field, message)
+    })?;
     let namespace: &Namespace = &loaded.config.channel.namespaces[0];
     let mut canonical =
         serde_json::to_value(namespace).map_err(|e| RestError::Internal(e.into()))?;
@@ -69,7 +76,11 @@ pub async fn put_namespace(
     name: &str,
     options: &Value,
 ) -> RestResult<(bool, Value)> {
-    let canonical = validate_options(name, options)?;
+    let settings: Value = sqlx::query_scalar("SELECT settings FROM projects WHERE id = $1")
+        .bind(project)
+        .fetch_one(&state.pool)
+        .await?;
+    let canonical = validate_options(name, options, &settings)?;
     let limits = crate::tenant::PlanLimits::of_project(&state.pool, project).await?;
     if limits.max_history_size > 0
         && canonical

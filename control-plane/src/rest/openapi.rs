@@ -213,7 +213,19 @@ pub fn spec() -> Value {
                     "settings": {"type": "object", "properties": {
                         "allowed_origins": {"type": "array", "items": {"type": "string"}},
                         "allow_anonymous_connect_without_token": {"type": "boolean"},
-                        "without_namespace": {"$ref": "#/components/schemas/ChannelOptions"}}}}},
+                        "without_namespace": {"$ref": "#/components/schemas/ChannelOptions"},
+                        "client_proxy": {"type": "object", "description": "connect and refresh proxies: {\"connect\": {\"enabled\": true, \"endpoint\": \"https://…\", \"timeout\": \"1s\", \"http_headers\": […]}, \"refresh\": {…}}", "properties": {
+                            "connect": {"$ref": "#/components/schemas/Proxy"}, "refresh": {"$ref": "#/components/schemas/Proxy"}}},
+                        "channel_proxy": {"type": "object", "description": "the proxies namespaces use by default (subscribe_proxy_enabled, …)", "properties": {
+                            "subscribe": {"$ref": "#/components/schemas/Proxy"}, "publish": {"$ref": "#/components/schemas/Proxy"}, "sub_refresh": {"$ref": "#/components/schemas/Proxy"}}},
+                        "proxies": {"type": "array", "description": "named proxies, referred to by *_proxy_name options", "items": {"$ref": "#/components/schemas/Proxy"}},
+                        "rpc": {"type": "object", "description": "rpc.proxy, rpc.without_namespace, rpc.namespaces as in Centrifugo"}}}}},
+                "Proxy": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "enabled": {"type": "boolean"}, "endpoint": {"type": "string", "format": "uri"},
+                    "timeout": {"type": "string", "example": "1s"}, "http_headers": {"type": "array", "items": {"type": "string"}},
+                    "emulated_headers": {"type": "array", "items": {"type": "string"}},
+                    "http": {"type": "object", "properties": {"static_headers": {"type": "object", "additionalProperties": {"type": "string"}}}},
+                    "include_connection_meta": {"type": "boolean"}, "binary_encoding": {"type": "boolean"}}},
                 "Rotate": {"type": "object", "properties": {"grace_seconds": {"type": "integer", "minimum": 0, "maximum": 604800}}},
                 "ApiKeyCreate": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
                 "ChannelOptions": channel_options_schema(),

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::util::{audit, bump_version, owned_project};
 use super::{Account, RestError, RestResult};
@@ -99,51 +99,16 @@ fn check_name(name: &str) -> RestResult<String> {
     Ok(name.to_owned())
 }
 
-/// Validates project settings (`allowed_origins`, `allow_anonymous_connect_without_token`,
-/// `without_namespace`) with the data plane's own config rules.
-fn validate_settings(settings: &Value) -> RestResult<()> {
-    let obj = settings
-        .as_object()
-        .ok_or_else(|| RestError::field("settings", "must be an object"))?;
-    let mut client = Map::new();
-    let mut channel = Map::new();
-    for (k, v) in obj {
-        match k.as_str() {
-            "allowed_origins" | "allow_anonymous_connect_without_token" => {
-                client.insert(k.clone(), v.clone());
-            }
-            "without_namespace" => {
-                channel.insert(k.clone(), v.clone());
-            }
-            other => {
-                return Err(RestError::field(
-                    format!("settings.{other}"),
-                    "unknown setting",
-                ))
-            }
-        }
-    }
-    let loaded = rotor_tenant_config::TenantConfig::from_value(
-        json!({"client": client, "channel": channel}),
-    )
-    .map_err(|e| {
-        RestError::field(
-            e.path()
-                .map(|p| {
-                    format!(
-                        "settings.{}",
-                        p.trim_start_matches("client.")
-                            .trim_start_matches("channel.")
-                    )
-                })
-                .unwrap_or_else(|| "settings".into()),
-            e.to_string(),
-        )
-    })?;
-    if let Some(w) = loaded.warnings.first() {
-        return Err(RestError::field("settings", w.clone()));
-    }
-    Ok(())
+/// Validates project settings (see [`crate::project_settings`]) together with the project's
+/// namespaces, by the data plane's own config rules.
+async fn validate_settings(state: &AppState, id: &ProjectId, settings: &Value) -> RestResult<()> {
+    let namespaces: Vec<(String, Value)> =
+        sqlx::query_as("SELECT name, options FROM namespaces WHERE project_id = $1 ORDER BY name")
+            .bind(id)
+            .fetch_all(&state.pool)
+            .await?;
+    crate::project_settings::validate(settings, &namespaces)
+        .map_err(|e| RestError::field(e.field, e.message))
 }
 
 #[derive(Deserialize)]
@@ -278,7 +243,7 @@ pub async fn patch(
         }
     }
     if let Some(settings) = &body.settings {
-        validate_settings(settings)?;
+        validate_settings(&state, &id, settings).await?;
     }
     if let Some(plan) = &body.plan {
         let exists: bool =
