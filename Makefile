@@ -11,7 +11,7 @@ export REDIS_URL ?= redis://127.0.0.1:6379
 CARGO ?= cargo
 NEXTEST_PROFILE ?= default
 
-.PHONY: test run run-standalone fmt fmt-check lint build build-release services build-deps test-deps nextest bench soak
+.PHONY: test run run-standalone fmt fmt-check lint build build-release services build-deps test-deps nextest bench soak fuzz
 
 ## test: start services, install test deps, then format check, clippy, build and all tests
 test: services test-deps fmt-check lint build nextest
@@ -19,8 +19,10 @@ test: services test-deps fmt-check lint build nextest
 RUN_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/rotor
 
 ## run: build release binaries and start Rotor (control plane, edge, dashboard) with a demo project
+## (locally, tenants' proxies may call your backend on localhost: ROTOR_TENANT_PRIVATE_EGRESS=1)
 run: services build-deps build-release
-	DATABASE_URL="$(RUN_DATABASE_URL)" target/release/rotor-control-plane serve --demo
+	DATABASE_URL="$(RUN_DATABASE_URL)" ROTOR_TENANT_PRIVATE_EGRESS=$${ROTOR_TENANT_PRIVATE_EGRESS:-1} \
+		target/release/rotor-control-plane serve --demo
 
 ## run-standalone: one data plane from config/example.json, without the control plane
 run-standalone: services build-deps build-release
@@ -62,3 +64,9 @@ nextest: build
 ## bench: the benchmark suite (load generator, peers; < 20 min), regenerates BENCHMARKS.md and bench/results/
 bench: services
 	scripts/bench/run.sh
+
+FUZZ_SECONDS ?= 60
+
+## fuzz: each cargo-fuzz target (protocol decoders, API bodies, config) for FUZZ_SECONDS from its seeds; fails on a crash. Not part of `test`
+fuzz:
+	FUZZ_SECONDS="$(FUZZ_SECONDS)" scripts/fuzz.sh

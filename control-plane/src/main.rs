@@ -66,8 +66,11 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
     let run_dir = std::env::var("ROTOR_RUN_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir().join("rotor-tenants"));
-    let driver =
-        Arc::new(LocalDriver::new(settings.data_plane_bin.clone(), run_dir).context("run dir")?);
+    let driver = Arc::new(
+        LocalDriver::new(settings.data_plane_bin.clone(), run_dir)
+            .context("run dir")?
+            .allow_private_egress(settings.tenant_private_egress),
+    );
     let routes = state.routes.clone();
     let stop = CancellationToken::new();
 

@@ -15,11 +15,14 @@ pub struct Settings {
     pub public_url: String,
     /// The `rotor-data-plane` binary to spawn per tenant.
     pub data_plane_bin: PathBuf,
+    /// `ROTOR_TENANT_PRIVATE_EGRESS=1`: tenants' proxies and JWKS fetches may reach private
+    /// and loopback addresses (development; hosted tenants reach public addresses only).
+    pub tenant_private_egress: bool,
 }
 
 impl Settings {
-    /// Reads `DATABASE_URL`, `REDIS_URL`, `ROTOR_LISTEN`, `ROTOR_PUBLIC_URL` and
-    /// `ROTOR_DATA_PLANE_BIN`.
+    /// Reads `DATABASE_URL`, `REDIS_URL`, `ROTOR_LISTEN`, `ROTOR_PUBLIC_URL`,
+    /// `ROTOR_DATA_PLANE_BIN` and `ROTOR_TENANT_PRIVATE_EGRESS`.
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let listen = var("ROTOR_LISTEN").unwrap_or_else(|| "127.0.0.1:8000".into());
@@ -32,6 +35,8 @@ impl Settings {
             data_plane_bin: var("ROTOR_DATA_PLANE_BIN")
                 .map(PathBuf::from)
                 .unwrap_or_else(default_data_plane_bin),
+            tenant_private_egress: var("ROTOR_TENANT_PRIVATE_EGRESS")
+                .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true")),
         }
     }
 

@@ -61,14 +61,28 @@ pub trait Driver: Send + Sync + 'static {
 pub struct LocalDriver {
     bin: PathBuf,
     dir: PathBuf,
+    public_egress_only: bool,
 }
 
 impl LocalDriver {
-    /// Spawns `bin`, keeping config and state files in `dir`.
+    /// Spawns `bin`, keeping config and state files in `dir`. Tenants may call only public
+    /// addresses with their proxies and JWKS fetches (`ROTOR_EGRESS=public`) unless
+    /// [`LocalDriver::allow_private_egress`] is called.
     pub fn new(bin: PathBuf, dir: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         set_private(&dir, 0o700)?;
-        Ok(Self { bin, dir })
+        Ok(Self {
+            bin,
+            dir,
+            public_egress_only: true,
+        })
+    }
+
+    /// Lets tenants call private and loopback addresses (a backend on the same host or
+    /// network, in development and tests).
+    pub fn allow_private_egress(mut self, allow: bool) -> Self {
+        self.public_egress_only = !allow;
+        self
     }
 
     /// Where the config of `tenant` is written.
@@ -110,6 +124,14 @@ impl Driver for LocalDriver {
             .arg("--port")
             .arg("0")
             .env("ROTOR_ADMIN_TOKEN", &admin_token)
+            .env(
+                "ROTOR_EGRESS",
+                if self.public_egress_only {
+                    "public"
+                } else {
+                    "any"
+                },
+            )
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::from(log))

@@ -116,6 +116,11 @@ impl Outbox {
         (std::mem::take(&mut st.items), st.closed.clone())
     }
 
+    /// Whether the outbox overflowed (the connection must close with 3008).
+    pub fn is_slow(&self) -> bool {
+        self.state.lock().closed.as_ref() == Some(&Disconnect::SLOW)
+    }
+
     /// Resolves when something was pushed since the last call.
     pub async fn notified(&self) {
         self.notify.notified().await

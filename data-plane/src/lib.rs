@@ -8,6 +8,7 @@ pub mod auth;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod egress;
 pub mod engine;
 pub mod hub;
 pub mod limits;

@@ -1,6 +1,8 @@
 //! Proxies to the customer's backend on a hosted project: set through project settings, checked
 //! with the project's namespaces (a namespace cannot use a proxy that is not configured), and
 //! used by the tenant for connections without a token and for subscriptions, through the edge.
+//! By default hosted tenants may call only public addresses, so a project cannot point its
+//! proxies at the machine it runs on.
 
 mod cp;
 
@@ -74,7 +76,8 @@ async fn call(
 
 #[tokio::test]
 async fn a_hosted_project_sends_connects_and_subscribes_to_the_customers_backend() -> Result<()> {
-    let cp = ControlPlane::start().await?;
+    // The backend runs on loopback, which hosted tenants may not call unless allowed.
+    let cp = ControlPlane::start_with_env(&[("ROTOR_TENANT_PRIVATE_EGRESS", "1")]).await?;
     let mgmt = cp.account("owner@example.com").await?;
     let project = cp.project(&mgmt, "proxied", &[]).await?;
     let seen = Arc::new(Seen::default());
@@ -148,5 +151,36 @@ async fn a_hosted_project_sends_connects_and_subscribes_to_the_customers_backend
     assert_eq!(r["error"]["code"], 403, "{r}");
     assert_eq!(seen.connects.load(Ordering::SeqCst), 1);
     assert_eq!(seen.subscribes.load(Ordering::SeqCst), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn hosted_tenants_cannot_point_proxies_at_private_addresses() -> Result<()> {
+    let cp = ControlPlane::start().await?;
+    let mgmt = cp.account("owner@example.com").await?;
+    let project = cp.project(&mgmt, "probe", &[]).await?;
+    let seen = Arc::new(Seen::default());
+    let base = backend(seen.clone()).await?;
+    let settings = json!({"settings": {
+        "client_proxy": {"connect": {"enabled": true, "endpoint": format!("{base}/connect")}},
+    }});
+    let project_path = format!("/v1/projects/{}", project.id);
+    let (s, b) = cp
+        .call("PATCH", &project_path, Some(&mgmt), Some(settings))
+        .await?;
+    assert_eq!(s, 200, "{b}");
+    cp.wait_applied(&mgmt, &project.id).await?;
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(cp.ws_url(&project.slug)),
+    )
+    .await??;
+    let r = call(&mut ws, json!({"id": 1, "connect": {}})).await?;
+    assert_eq!(r["error"]["code"], 100, "the proxy call is refused: {r}");
+    assert_eq!(
+        seen.connects.load(Ordering::SeqCst),
+        0,
+        "nothing reached the backend"
+    );
     Ok(())
 }

@@ -281,17 +281,36 @@ async fn history_remove(node: &Node, req: requests::Channel) -> Result<Value, Ap
     Ok(json!({}))
 }
 
-/// `*` any run, `?` one character.
+/// `*` any run, `?` one character. Iterative, backtracking only to the last `*`: time is
+/// O(text² + pattern) and the stack constant whatever the pattern (a recursive matcher was
+/// exponential in the number of `*` and recursed once per pattern byte, so one `channels` call
+/// with a crafted pattern could hold a runtime thread for hours or overflow its stack).
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    match (pattern.first(), text.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => {
-            glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..]))
+    let (mut p, mut t) = (0, 0);
+    // Where to resume after the last `*` seen: its pattern index + 1, and the text index that
+    // `*` currently extends to.
+    let mut resume: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                p += 1;
+                resume = Some((p, t));
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match resume {
+                Some((after_star, matched)) => {
+                    p = after_star;
+                    t = matched + 1;
+                    resume = Some((after_star, t));
+                }
+                None => return false,
+            },
         }
-        (Some(b'?'), Some(_)) => glob(&pattern[1..], &text[1..]),
-        (Some(p), Some(t)) if p == t => glob(&pattern[1..], &text[1..]),
-        _ => false,
     }
+    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 /// Asks every live node (this one included) and collects their answers: a survey over the
@@ -399,5 +418,72 @@ mod tests {
         assert!(glob(b"ch?t", b"chat"));
         assert!(!glob(b"chat:*", b"news"));
         assert!(glob(b"a*b*c", b"axxbyyc"));
+        assert!(glob(b"", b""));
+        assert!(!glob(b"", b"a"));
+        assert!(glob(b"**", b""));
+        assert!(!glob(b"?", b""));
+        assert!(glob(b"*a", b"aaa"));
+        assert!(!glob(b"*a", b"aab"));
+        assert!(glob(b"a*?c", b"abxc"));
+        assert!(!glob(b"a*?c", b"ac"));
+        assert!(glob(b"*ab*ab", b"xabyabab"));
+        assert!(!glob(b"chat:?", b"chat:"));
+    }
+
+    /// The straightforward recursive definition, for small inputs only.
+    fn reference(pattern: &[u8], text: &[u8]) -> bool {
+        match (pattern.first(), text.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => {
+                reference(&pattern[1..], text)
+                    || (!text.is_empty() && reference(pattern, &text[1..]))
+            }
+            (Some(b'?'), Some(_)) => reference(&pattern[1..], &text[1..]),
+            (Some(p), Some(t)) if p == t => reference(&pattern[1..], &text[1..]),
+            _ => false,
+        }
+    }
+
+    fn words(alphabet: &[u8], max_len: usize) -> Vec<Vec<u8>> {
+        let mut all = vec![Vec::new()];
+        let mut last = vec![Vec::new()];
+        for _ in 0..max_len {
+            last = last
+                .iter()
+                .flat_map(|w| alphabet.iter().map(move |&c| [w.as_slice(), &[c]].concat()))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    #[test]
+    fn matches_the_recursive_definition_on_every_small_input() {
+        let texts = words(b"ab", 5);
+        for pattern in words(b"ab*?", 5) {
+            for text in &texts {
+                assert_eq!(
+                    glob(&pattern, text),
+                    reference(&pattern, text),
+                    "{:?} vs {:?}",
+                    String::from_utf8_lossy(&pattern),
+                    String::from_utf8_lossy(text)
+                );
+            }
+        }
+    }
+
+    /// A `channels` pattern the `api_body` fuzz target timed out on: the recursive matcher took
+    /// exponential time in the number of `*` (and recursed once per pattern byte).
+    #[test]
+    fn pathological_patterns_finish_at_once() {
+        let text = [b'a'; 255];
+        let started = std::time::Instant::now();
+        assert!(!glob(b"*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b", &text));
+        assert!(glob(&[b'*'; 1 << 20], &text));
+        let mut long = vec![b'*'; 1 << 20];
+        long.push(b'b');
+        assert!(!glob(&long, &text));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 }

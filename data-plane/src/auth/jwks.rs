@@ -70,7 +70,8 @@ impl Jwks {
         if !matches!(url.scheme(), "http" | "https") {
             return Err("jwks_public_endpoint must be an http:// or https:// URL".into());
         }
-        let http = reqwest::Client::builder()
+        let http = crate::egress::Egress::current()
+            .apply(reqwest::Client::builder())
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .build()
@@ -170,6 +171,9 @@ async fn fetch(http: reqwest::Client, url: reqwest::Url) -> Result<KeySet, Strin
 }
 
 async fn get(http: &reqwest::Client, url: &reqwest::Url) -> Result<BytesMut, String> {
+    crate::egress::Egress::current()
+        .check(url)
+        .map_err(|e| e.to_string())?;
     let mut response = http
         .get(url.clone())
         .send()

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::types::{Answer, DisconnectAnswer, ErrorAnswer};
 use super::{ClientHeaders, Endpoint, ProxyError};
+use crate::egress::Egress;
 use crate::protocol::{ClientError, Disconnect};
 
 /// Largest answer accepted from a backend.
@@ -21,6 +22,7 @@ const MAX_REASON_BYTES: usize = 123;
 #[derive(Debug, Clone)]
 pub struct ProxyClient {
     http: reqwest::Client,
+    egress: Egress,
 }
 
 impl Default for ProxyClient {
@@ -33,14 +35,16 @@ impl ProxyClient {
     /// A client with its own connection pool. Redirects are not followed and no HTTP proxy
     /// from the environment is used: a proxy endpoint is the exact URL the tenant configured.
     pub fn new() -> Self {
-        let http = reqwest::Client::builder()
+        let egress = Egress::current();
+        let http = egress
+            .apply(reqwest::Client::builder())
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("rotor/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
-        Self { http }
+        Self { http, egress }
     }
 
     /// POSTs `body` to the proxy and decodes its answer. `Ok(None)` is an answer without a
@@ -56,6 +60,9 @@ impl ProxyClient {
         B: Serialize + ?Sized,
         R: DeserializeOwned,
     {
+        self.egress
+            .check(&endpoint.url)
+            .map_err(|e| ProxyError::Egress(e.to_string()))?;
         let body = serde_json::to_vec(body).map_err(|e| ProxyError::Encode(e.to_string()))?;
         let request = self
             .http

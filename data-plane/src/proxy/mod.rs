@@ -42,6 +42,9 @@ pub enum ProxyError {
     /// The answer is not a valid proxy answer.
     #[error("malformed answer: {0}")]
     Malformed(String),
+    /// The endpoint's address is not allowed for this process (see [`crate::egress`]).
+    #[error("endpoint refused: {0}")]
+    Egress(String),
     /// The request could not be built (e.g. a binary payload without `binary_encoding`).
     #[error("request cannot be encoded: {0}")]
     Encode(String),

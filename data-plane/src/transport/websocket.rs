@@ -238,6 +238,7 @@ async fn flush(
                 OutItem::Frame(f) => batch.push(f),
                 OutItem::Control(c) => {
                     write_batch(
+                        handle,
                         socket,
                         protocol,
                         &mut batch,
@@ -251,6 +252,7 @@ async fn flush(
             }
         }
         write_batch(
+            handle,
             socket,
             protocol,
             &mut batch,
@@ -280,10 +282,22 @@ async fn flush_frames_only(
             OutItem::Control(_) => None,
         })
         .collect();
-    write_batch(socket, protocol, &mut batch, &node.metrics, write_timeout).await
+    write_batch(
+        handle,
+        socket,
+        protocol,
+        &mut batch,
+        &node.metrics,
+        write_timeout,
+    )
+    .await
 }
 
+/// Writes the batch as one message within `write_timeout`. A write that blocks (the peer
+/// stopped reading) ends early with 3008 once the outbox overflows meanwhile, as a queued
+/// frame would: a stuck writer must not turn a slow client into a 3009 a second later.
 async fn write_batch(
+    handle: &ClientHandle,
     socket: &mut WebSocket,
     protocol: ProtocolKind,
     batch: &mut Vec<Bytes>,
@@ -315,9 +329,23 @@ async fn write_batch(
         },
         ProtocolKind::Protobuf => Message::Binary(payload),
     };
-    match timeout(write_timeout, socket.send(message)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(Disconnect::WRITE_ERROR),
-        Err(_) => Err(Disconnect::WRITE_ERROR),
+    let send = timeout(write_timeout, socket.send(message));
+    tokio::pin!(send);
+    loop {
+        tokio::select! {
+            biased;
+            sent = &mut send => {
+                return match sent {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) | Err(_) => Err(Disconnect::WRITE_ERROR),
+                };
+            }
+            // Frames pushed meanwhile are drained by the caller's loop after this write.
+            _ = handle.outbox.notified() => {
+                if handle.outbox.is_slow() {
+                    return Err(Disconnect::SLOW);
+                }
+            }
+        }
     }
 }

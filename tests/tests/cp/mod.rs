@@ -16,6 +16,8 @@ pub struct ControlPlane {
     pub process: Option<TestProcess>,
     pub base: String,
     pub http: reqwest::Client,
+    /// Extra environment for the control-plane process.
+    pub env: Vec<(String, String)>,
 }
 
 /// A project made through the REST API, with what clients need.
@@ -28,6 +30,11 @@ pub struct Project {
 
 impl ControlPlane {
     pub async fn start() -> Result<Self> {
+        Self::start_with_env(&[]).await
+    }
+
+    /// A control plane with extra environment variables (e.g. `ROTOR_TENANT_PRIVATE_EGRESS`).
+    pub async fn start_with_env(env: &[(&str, &str)]) -> Result<Self> {
         let db = TestDatabase::create().await?;
         let run_dir =
             std::env::temp_dir().join(format!("rotor-cp-test-{}", uuid::Uuid::new_v4().simple()));
@@ -37,6 +44,10 @@ impl ControlPlane {
             process: None,
             base: String::new(),
             http: reqwest::Client::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         cp.spawn().await?;
         Ok(cp)
@@ -44,7 +55,11 @@ impl ControlPlane {
 
     /// Starts (or restarts) the control-plane process on a new port.
     pub async fn spawn(&mut self) -> Result<()> {
-        let process = ProcessBuilder::workspace_binary("rotor-control-plane")?
+        let mut builder = ProcessBuilder::workspace_binary("rotor-control-plane")?;
+        for (k, v) in &self.env {
+            builder = builder.env(k, v);
+        }
+        let process = builder
             .arg("serve")
             .env("DATABASE_URL", self.db.url())
             .env("ROTOR_LISTEN", "127.0.0.1:0")

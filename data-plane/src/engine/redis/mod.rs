@@ -76,7 +76,11 @@ impl RedisEngine {
             let config = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Duration::from_secs(2))
                 .set_response_timeout(Duration::from_secs(2))
-                .set_number_of_retries(2);
+                .set_number_of_retries(2)
+                // Without a cap the retry delays are 1 s then 60 s (redis-rs's factor 100 on
+                // backon's 1 s minimum): after an outage of more than a second, every command
+                // waited out that minute and timed out although Redis was back.
+                .set_max_delay(500);
             let conn = within(ConnectionManager::new_with_config(client.clone(), config)).await?;
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(subscriber::run(
