@@ -547,3 +547,11 @@ async fn the_init_endpoint_answers_an_empty_object_for_load_balancers() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body, json!({}));
 }
+
+#[tokio::test]
+async fn the_unused_ping_command_field_closes_with_3501_like_centrifugo() {
+    let s = TestServer::start(json!({})).await;
+    let (mut c, _) = Client::connected(&s.ws_url(), "1").await;
+    c.send_raw(r#"{"id": 2, "ping": {}}"#).await;
+    assert_eq!(c.closed().await.code, 3501);
+}
