@@ -32,7 +32,11 @@ impl ConfigDuration {
 
 /// Parses Go's `time.ParseDuration` syntax: one or more `<decimal><unit>` pairs with units
 /// `ns`, `us`/`µs`, `ms`, `s`, `m`, `h`; `"0"` alone is zero. Negative durations are refused.
+/// Exact, like Go: integer arithmetic in nanoseconds, fractions below a nanosecond truncated
+/// (floating point made `"2.026s"` 2.025999999 s, so a rendered config did not reload equal).
 pub fn parse_go_duration(input: &str) -> Result<Duration, String> {
+    /// Fraction digits kept: beyond 18, no unit (at most 3.6e12 ns) reaches a nanosecond.
+    const MAX_FRACTION_DIGITS: usize = 18;
     let s = input.trim();
     if s == "0" {
         return Ok(Duration::ZERO);
@@ -44,42 +48,59 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, String> {
         return Err(format!("negative duration {input:?}"));
     }
     let s = s.strip_prefix('+').unwrap_or(s);
-    let mut total_nanos: f64 = 0.0;
+    let too_large = || format!("duration {input:?} is too large");
+    let mut total_nanos: u128 = 0;
     let mut rest = s;
     while !rest.is_empty() {
         let num_len = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(|| format!("missing unit in duration {input:?}"))?;
-        if num_len == 0 {
+        let (whole, fraction) = match rest[..num_len].split_once('.') {
+            Some((w, f)) => (w, f),
+            None => (&rest[..num_len], ""),
+        };
+        if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
             return Err(format!("invalid duration {input:?}"));
         }
-        let value: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("invalid number in duration {input:?}"))?;
         rest = &rest[num_len..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
-        let nanos_per_unit = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
+        let nanos_per_unit: u128 = match &rest[..unit_len] {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
             other => {
                 return Err(format!(
                     "unknown unit {other:?} in duration {input:?} (use ns, us, ms, s, m or h)"
                 ))
             }
         };
-        total_nanos += value * nanos_per_unit;
         rest = &rest[unit_len..];
+        let mut whole_value: u128 = 0;
+        for d in whole.bytes() {
+            whole_value = whole_value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(u128::from(d - b'0')))
+                .ok_or_else(too_large)?;
+        }
+        let fraction = &fraction[..fraction.len().min(MAX_FRACTION_DIGITS)];
+        let mut fraction_value: u128 = 0;
+        for d in fraction.bytes() {
+            fraction_value = fraction_value * 10 + u128::from(d - b'0');
+        }
+        let scale = 10u128.pow(fraction.len() as u32);
+        let nanos = whole_value
+            .checked_mul(nanos_per_unit)
+            .and_then(|n| n.checked_add(fraction_value * nanos_per_unit / scale))
+            .ok_or_else(too_large)?;
+        total_nanos = total_nanos.checked_add(nanos).ok_or_else(too_large)?;
     }
-    if total_nanos > u64::MAX as f64 {
-        return Err(format!("duration {input:?} is too large"));
-    }
-    Ok(Duration::from_nanos(total_nanos as u64))
+    let nanos = u64::try_from(total_nanos).map_err(|_| too_large())?;
+    Ok(Duration::from_nanos(nanos))
 }
 
 /// Formats a duration the way Go prints one (`1h2m3s`, `1.5s`, `250ms`, `0s`).
@@ -179,6 +200,45 @@ mod tests {
             assert_eq!(parse_go_duration(&format_go_duration(d)).unwrap(), d);
         }
         assert_eq!(format_go_duration(Duration::from_secs(3725)), "1h2m5s");
+        assert_eq!(
+            parse_go_duration(".5s").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(parse_go_duration("5.s").unwrap(), Duration::from_secs(5));
+        assert_eq!(
+            parse_go_duration("1.5µs").unwrap(),
+            Duration::from_nanos(1500)
+        );
+        assert_eq!(parse_go_duration("1.9ns").unwrap(), Duration::from_nanos(1));
+        assert_eq!(
+            parse_go_duration("1h1.0000000000000000000000001s").unwrap(),
+            Duration::from_secs(3601)
+        );
+    }
+
+    /// Found by the `config` fuzz target: `"2026ms"` printed as `"2.026s"`, which floating
+    /// point read back as 2.025999999 s. Parsing is exact now, so printing round-trips.
+    #[test]
+    fn decimal_fractions_are_exact_and_round_trip() {
+        let d = parse_go_duration("2026ms").unwrap();
+        assert_eq!(format_go_duration(d), "2.026s");
+        assert_eq!(parse_go_duration("2.026s").unwrap(), d);
+        for nanos in [
+            1,
+            999,
+            1_000_001,
+            2_026_000_000,
+            3_600_000_000_001,
+            u64::MAX / 3,
+            u64::MAX,
+        ] {
+            let d = Duration::from_nanos(nanos);
+            assert_eq!(
+                parse_go_duration(&format_go_duration(d)).unwrap(),
+                d,
+                "{nanos}"
+            );
+        }
     }
 
     #[test]
@@ -190,6 +250,15 @@ mod tests {
             .unwrap_err()
             .contains("unknown unit"));
         assert!(parse_go_duration("-1s").unwrap_err().contains("negative"));
+        for bad in [".s", "1..5s", "1.2.3s", "1.5", "s"] {
+            assert!(parse_go_duration(bad).is_err(), "{bad}");
+        }
+        assert!(parse_go_duration("5124095577h")
+            .unwrap_err()
+            .contains("too large"));
+        assert!(parse_go_duration(&format!("{}s", "9".repeat(60)))
+            .unwrap_err()
+            .contains("too large"));
         let err = serde_json::from_str::<ConfigDuration>("300").unwrap_err();
         assert!(err.to_string().contains("\"300s\""));
     }
