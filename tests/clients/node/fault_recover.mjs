@@ -1,0 +1,129 @@
+// Several centrifuge-js clients follow one channel through a fault (a killed tenant process, a
+// Redis restart) and report exactly what each one saw, for tests/tests/faults.rs.
+//
+// Publications carry {n} (a number, counted by the test) or {done: true} (the last one). Each
+// client records every publication's n and offset, which subscription (1 = the first
+// `subscribed`) it arrived in, and whether it arrived as part of a
+// subscribe reply's recovered publications (centrifuge-js handles those synchronously right
+// after emitting `subscribed`). Subscription and connection events are printed as JSON lines as
+// they happen ({"c": client, "ev": …}); `{"ev":"ready"}` once every client is subscribed; and,
+// once every client has seen `done`, one line {"summary": [per client {pubs, events}]}, then
+// the script exits 0.
+//
+// Env: ROTOR_WS_URL, ROTOR_TOKEN_SECRET, FAULT_CHANNEL, FAULT_CLIENTS (default 3),
+// FAULT_MIN_RECONNECT_MS / FAULT_MAX_RECONNECT_MS (default 50 / 500), FAULT_TIMEOUT_MS (default
+// 50000: then it prints what it has on stderr and exits 1).
+import { Centrifuge } from 'centrifuge';
+import WebSocket from 'ws';
+import jwt from 'jsonwebtoken';
+
+const env = (name, fallback) => {
+  const v = process.env[name];
+  if (v === undefined || v === '') {
+    if (fallback === undefined) {
+      process.stderr.write(`environment variable ${name} is not set\n`);
+      process.exit(2);
+    }
+    return fallback;
+  }
+  return v;
+};
+
+const WS_URL = env('ROTOR_WS_URL');
+const SECRET = env('ROTOR_TOKEN_SECRET');
+const CHANNEL = env('FAULT_CHANNEL');
+const CLIENTS = Number(env('FAULT_CLIENTS', '3'));
+const MIN_RECONNECT = Number(env('FAULT_MIN_RECONNECT_MS', '50'));
+const MAX_RECONNECT = Number(env('FAULT_MAX_RECONNECT_MS', '500'));
+const TIMEOUT_MS = Number(env('FAULT_TIMEOUT_MS', '50000'));
+
+const line = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
+const offsetOf = (v) => (v && typeof v.toNumber === 'function' ? v.toNumber() : v ?? null);
+
+const state = [];
+let readyPrinted = false;
+
+function checkReady() {
+  if (!readyPrinted && state.every((s) => s.events.some((e) => e.ev === 'subscribed'))) {
+    readyPrinted = true;
+    line({ ev: 'ready' });
+  }
+}
+
+function checkDone() {
+  if (state.every((s) => s.done)) {
+    clearTimeout(deadline);
+    for (const s of state) {
+      s.client.disconnect();
+    }
+    const summary = state.map((s) => ({ pubs: s.pubs, events: s.events }));
+    process.stdout.write(JSON.stringify({ summary }) + '\n', () => process.exit(0));
+  }
+}
+
+for (let c = 0; c < CLIENTS; c++) {
+  const token = jwt.sign({ sub: `follower-${c}` }, SECRET, { expiresIn: 600 });
+  const client = new Centrifuge(WS_URL, {
+    websocket: WebSocket,
+    token,
+    minReconnectDelay: MIN_RECONNECT,
+    maxReconnectDelay: MAX_RECONNECT,
+    timeout: 5000,
+  });
+  const s = { client, pubs: [], events: [], done: false, recovering: false, generation: 0 };
+  state.push(s);
+  const record = (ev) => {
+    s.events.push(ev);
+    line({ c, ...ev });
+  };
+  client.on('connecting', (ctx) => record({ ev: 'connecting', code: ctx.code }));
+  client.on('connected', () => record({ ev: 'connected' }));
+  client.on('disconnected', (ctx) => record({ ev: 'disconnected', code: ctx.code }));
+  const sub = client.newSubscription(CHANNEL);
+  sub.on('subscribing', (ctx) => record({ ev: 'subscribing', code: ctx.code }));
+  sub.on('subscribed', (ctx) => {
+    s.generation += 1;
+    record({
+      ev: 'subscribed',
+      wasRecovering: ctx.wasRecovering,
+      recovered: ctx.recovered,
+      hasRecoveredPublications: ctx.hasRecoveredPublications,
+      offset: ctx.streamPosition ? offsetOf(ctx.streamPosition.offset) : null,
+      epoch: ctx.streamPosition ? ctx.streamPosition.epoch : null,
+    });
+    // Recovered publications follow synchronously; the flag drops before the next reply.
+    s.recovering = true;
+    queueMicrotask(() => {
+      s.recovering = false;
+    });
+    checkReady();
+  });
+  sub.on('unsubscribed', (ctx) => record({ ev: 'unsubscribed', code: ctx.code }));
+  sub.on('error', (ctx) =>
+    record({ ev: 'sub_error', code: ctx.error ? ctx.error.code : null }),
+  );
+  sub.on('publication', (ctx) => {
+    if (ctx.data && ctx.data.done) {
+      s.done = true;
+      checkDone();
+      return;
+    }
+    s.pubs.push({
+      n: ctx.data ? ctx.data.n : null,
+      offset: offsetOf(ctx.offset),
+      rec: s.recovering,
+      generation: s.generation,
+    });
+  });
+  sub.subscribe();
+  client.connect();
+}
+
+const deadline = setTimeout(() => {
+  process.stderr.write(
+    `fault_recover: not every client saw the done publication within ${TIMEOUT_MS} ms: ` +
+      JSON.stringify(state.map((s) => ({ done: s.done, pubs: s.pubs.length, events: s.events }))) +
+      '\n',
+  );
+  process.exit(1);
+}, TIMEOUT_MS);
