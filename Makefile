@@ -65,6 +65,10 @@ nextest: build
 bench: services
 	scripts/bench/run.sh
 
+## soak: SOAK_SECS (600) of mixed traffic against one data plane; fails unless RSS, fds and threads stay flat. Not part of `test`
+soak:
+	CARGO="$(CARGO)" scripts/soak.sh
+
 FUZZ_SECONDS ?= 60
 
 ## fuzz: each cargo-fuzz target (protocol decoders, API bodies, config) for FUZZ_SECONDS from its seeds; fails on a crash. Not part of `test`
