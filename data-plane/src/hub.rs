@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use tokio::sync::watch;
 
 use crate::client::{ClientHandle, Control};
 use crate::engine::BrokerEvents;
@@ -92,9 +93,44 @@ struct SubEntry {
     pending: Option<Vec<Arc<PubMsg>>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ChannelSubs {
     subs: HashMap<Arc<str>, SubEntry>,
+    /// Whether the engine delivers this channel's publications to this node yet: the first
+    /// local subscriber subscribes in the engine, later ones wait for it here.
+    engine: watch::Sender<EngineSubscription>,
+}
+
+impl Default for ChannelSubs {
+    fn default() -> Self {
+        Self {
+            subs: HashMap::new(),
+            engine: watch::Sender::new(EngineSubscription::Pending),
+        }
+    }
+}
+
+/// The engine subscription of a channel with local subscribers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineSubscription {
+    /// The first subscriber is subscribing in the engine.
+    Pending,
+    /// Publications flow to this node.
+    Active,
+    /// The engine subscription failed; subscribers waiting for it fail too.
+    Failed,
+}
+
+/// How a new subscriber joined a channel (see [`Hub::add_pending`]).
+#[derive(Debug)]
+pub enum Joined {
+    /// The first local subscriber: it subscribes in the engine and reports the outcome with
+    /// [`Hub::engine_subscribed`].
+    First,
+    /// Another subscriber is subscribing in the engine; wait for the outcome.
+    Wait(watch::Receiver<EngineSubscription>),
+    /// The engine subscription is already active.
+    Active,
 }
 
 /// Channel → local subscribers.
@@ -120,10 +156,23 @@ impl Hub {
 
     /// Adds a subscriber in the pending state: publications are held back until
     /// [`Hub::activate`]. Returns true when it is the first local subscriber of the channel.
-    pub fn add_pending(&self, channel: &str, client: &Arc<ClientHandle>, flags: SubFlags) -> bool {
+    pub fn add_pending(
+        &self,
+        channel: &str,
+        client: &Arc<ClientHandle>,
+        flags: SubFlags,
+    ) -> Joined {
         let mut shard = self.shard(channel).lock();
         let first = !shard.contains_key(channel);
         let subs = shard.entry(channel.to_owned()).or_default();
+        let joined = if first {
+            Joined::First
+        } else {
+            match *subs.engine.borrow() {
+                EngineSubscription::Active => Joined::Active,
+                _ => Joined::Wait(subs.engine.subscribe()),
+            }
+        };
         subs.subs.insert(
             client.id.clone(),
             SubEntry {
@@ -134,7 +183,20 @@ impl Hub {
                 pending: Some(Vec::new()),
             },
         );
-        first
+        joined
+    }
+
+    /// The first subscriber's engine subscription of `channel` succeeded or failed; wakes
+    /// the subscribers waiting for it.
+    pub fn engine_subscribed(&self, channel: &str, ok: bool) {
+        let shard = self.shard(channel).lock();
+        if let Some(subs) = shard.get(channel) {
+            subs.engine.send_replace(if ok {
+                EngineSubscription::Active
+            } else {
+                EngineSubscription::Failed
+            });
+        }
     }
 
     /// Ends the pending state: queues `reply` (the subscribe reply or push, already encoded for
@@ -367,5 +429,69 @@ impl BrokerEvents for Hub {
                 ..Default::default()
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ProtocolKind;
+
+    fn client(id: &str) -> Arc<ClientHandle> {
+        Arc::new(ClientHandle::new(
+            Arc::from(id),
+            ProtocolKind::Json,
+            1 << 20,
+        ))
+    }
+
+    #[tokio::test]
+    async fn later_subscribers_wait_for_the_first_ones_engine_subscription() {
+        let hub = Hub::new(Arc::new(Metrics::default()));
+        let flags = SubFlags::default();
+        assert!(matches!(
+            hub.add_pending("c", &client("a"), flags),
+            Joined::First
+        ));
+        let Joined::Wait(mut b) = hub.add_pending("c", &client("b"), flags) else {
+            panic!("the second subscriber waits while the engine subscribes");
+        };
+        assert_eq!(*b.borrow(), EngineSubscription::Pending);
+        hub.engine_subscribed("c", true);
+        let state = *b
+            .wait_for(|s| *s != EngineSubscription::Pending)
+            .await
+            .unwrap();
+        assert_eq!(state, EngineSubscription::Active);
+        assert!(matches!(
+            hub.add_pending("c", &client("c"), flags),
+            Joined::Active
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_failed_engine_subscription_fails_the_waiting_subscribers() {
+        let hub = Hub::new(Arc::new(Metrics::default()));
+        let flags = SubFlags::default();
+        assert!(matches!(
+            hub.add_pending("c", &client("a"), flags),
+            Joined::First
+        ));
+        let Joined::Wait(mut b) = hub.add_pending("c", &client("b"), flags) else {
+            panic!("waits");
+        };
+        hub.engine_subscribed("c", false);
+        let state = *b
+            .wait_for(|s| *s != EngineSubscription::Pending)
+            .await
+            .unwrap();
+        assert_eq!(state, EngineSubscription::Failed);
+        // Once every subscriber left, the next one subscribes in the engine again.
+        hub.remove("c", "a");
+        hub.remove("c", "b");
+        assert!(matches!(
+            hub.add_pending("c", &client("d"), flags),
+            Joined::First
+        ));
     }
 }

@@ -9,7 +9,7 @@ use super::{unix_now, CommandError, CommandResult, Session, SubState};
 use crate::auth::jwt::TokenError;
 use crate::config::RuntimeConfig;
 use crate::engine::{EngineError, HistoryFilter};
-use crate::hub::SubFlags;
+use crate::hub::{EngineSubscription, Joined, SubFlags};
 use crate::node::meta_ttl;
 use crate::protocol::{
     ClientError, ClientInfo, Disconnect, Push, Reply, StreamPosition, SubRefreshRequest,
@@ -78,6 +78,8 @@ pub(crate) struct Prepared {
 
 /// `flag` bit asking for error 112 instead of an unrecovered subscription.
 const FLAG_REJECT_UNRECOVERED: i64 = 2;
+/// How long a subscriber waits for another subscriber's engine subscription of its channel.
+const ENGINE_SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Session {
     pub(super) async fn handle_subscribe(
@@ -180,7 +182,7 @@ impl Session {
         let push_join_leave = o.force_push_join_leave
             || (req.join_leave && o.join_leave && may_read_presence(&o, caller, true));
 
-        let first = self.node.hub.add_pending(
+        let joined = self.node.hub.add_pending(
             &channel,
             &self.handle,
             SubFlags {
@@ -188,11 +190,33 @@ impl Session {
                 positioned,
             },
         );
-        if first {
-            if let Err(e) = self.node.broker.subscribe(&channel).await {
-                self.abort_subscription(&channel);
-                return Err(e.into());
+        match joined {
+            Joined::First => {
+                let subscribed = self.node.broker.subscribe(&channel).await;
+                self.node
+                    .hub
+                    .engine_subscribed(&channel, subscribed.is_ok());
+                if let Err(e) = subscribed {
+                    self.abort_subscription(&channel);
+                    return Err(e.into());
+                }
             }
+            // Reading the stream position before the engine delivers the channel could miss
+            // publications in between: wait for the first subscriber's engine subscription.
+            Joined::Wait(mut engine) => {
+                let outcome = tokio::time::timeout(
+                    ENGINE_SUBSCRIBE_WAIT,
+                    engine.wait_for(|s| *s != EngineSubscription::Pending),
+                )
+                .await;
+                let active = matches!(&outcome, Ok(Ok(s)) if **s == EngineSubscription::Active);
+                drop(outcome);
+                if !active {
+                    self.abort_subscription(&channel);
+                    return Err(ClientError::INTERNAL.into());
+                }
+            }
+            Joined::Active => {}
         }
 
         let mut result = SubscribeResult {
