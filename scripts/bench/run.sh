@@ -310,7 +310,10 @@ edge() { # fan-out through the control plane's public endpoint vs straight to th
         [[ $applied == true ]] && break
         sleep 0.1
     done
-    tenant_pid=$(pgrep -P "$CP_PID" -f rotor-data-plane | head -1)
+    # The tenant may have been started by an earlier control plane (tenants outlive it and
+    # are adopted), so find it by its config file rather than as a child.
+    tenant_pid=$(pgrep -f -- "rotor-data-plane --config .*${id}\.json" | head -1 || true)
+    [[ -n $tenant_pid ]] || die "tenant process of $id not found"
     tenant_port=$(ss -ltnpH | grep "pid=$tenant_pid," | awk '{print $4}' | sed 's/.*://' | head -1)
     [[ -n $tenant_port ]] || die "tenant port not found"
     log "edge: project $slug, tenant pid $tenant_pid port $tenant_port"
@@ -330,6 +333,8 @@ edge() { # fan-out through the control plane's public endpoint vs straight to th
     kill -TERM "$CP_PID" 2>/dev/null || true
     wait "$CP_PID" 2>/dev/null || true
     CP_PID=""
+    # The control plane leaves its tenants running on purpose; the benchmark does not.
+    kill -TERM "$tenant_pid" 2>/dev/null || true
 }
 
 config_push() {
