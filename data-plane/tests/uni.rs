@@ -215,3 +215,45 @@ async fn unidirectional_transports_are_off_unless_enabled() {
         404
     );
 }
+
+#[tokio::test]
+async fn an_idle_uni_websocket_gets_websocket_ping_frames() {
+    use tokio_tungstenite::tungstenite::Message;
+    let mut config = enabled();
+    config["client"] = json!({"ping_interval": "1s", "pong_timeout": "500ms"});
+    let s = TestServer::start(config).await;
+    let connect = json!({"token": token(json!({"sub": "w"}))}).to_string();
+    let url = format!(
+        "ws://{}/connection/uni_websocket?cf_connect={}",
+        s.addr,
+        urlencode(&connect)
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    // The connect push first, then within a few seconds a ping frame (besides `{}` pushes).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut saw_connect = false;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("a ping frame within 5 s")
+            .expect("open")
+            .unwrap();
+        match msg {
+            Message::Text(t) if t.as_str().contains("\"connect\"") => saw_connect = true,
+            Message::Ping(_) => break,
+            _ => {}
+        }
+    }
+    assert!(saw_connect, "the connect push comes first");
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

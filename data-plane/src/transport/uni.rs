@@ -267,8 +267,15 @@ pub async fn http_stream(
     }
 }
 
-/// A WebSocket that carries one push per text frame.
-struct WsSink(WebSocket);
+/// A WebSocket that carries one push per text frame, and sends WebSocket ping frames every
+/// `ping_every` while it is idle (no pong is required: a unidirectional client never writes).
+struct WsSink {
+    socket: WebSocket,
+    ping_every: Duration,
+    /// When the next ping frame is due; kept here because `closed` is restarted after every
+    /// push.
+    next_ping: tokio::time::Instant,
+}
 
 impl UniSink for WsSink {
     async fn send(&mut self, pushes: Vec<Bytes>) -> bool {
@@ -276,7 +283,7 @@ impl UniSink for WsSink {
             let Ok(text) = Utf8Bytes::try_from(p) else {
                 return false;
             };
-            if self.0.send(Message::Text(text)).await.is_err() {
+            if self.socket.send(Message::Text(text)).await.is_err() {
                 return false;
             }
         }
@@ -284,20 +291,29 @@ impl UniSink for WsSink {
     }
     async fn finish(&mut self, reason: &Disconnect) {
         if let Ok(text) = Utf8Bytes::try_from(disconnect_push(reason)) {
-            let _ = self.0.send(Message::Text(text)).await;
+            let _ = self.socket.send(Message::Text(text)).await;
         }
         let frame = CloseFrame {
             code: reason.code,
             reason: Utf8Bytes::from(reason.reason.to_string()),
         };
-        let _ = self.0.send(Message::Close(Some(frame))).await;
+        let _ = self.socket.send(Message::Close(Some(frame))).await;
     }
     async fn closed(&mut self) {
         // Anything the client sends after connecting is ignored; a close or error ends it.
+        let pinging = !self.ping_every.is_zero();
         loop {
-            match self.0.recv().await {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(_)) => continue,
+            tokio::select! {
+                msg = self.socket.recv() => match msg {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                    Some(Ok(_)) => continue,
+                },
+                _ = tokio::time::sleep_until(self.next_ping), if pinging => {
+                    self.next_ping = tokio::time::Instant::now() + self.ping_every;
+                    if self.socket.send(Message::Ping(Bytes::new())).await.is_err() {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -346,7 +362,13 @@ pub async fn websocket(
                     _ => return,
                 },
             };
-            run(node, "uni_websocket", request, headers, WsSink(socket)).await;
+            let ping_every = node.config.load().tenant.client.ping_interval.get();
+            let sink = WsSink {
+                socket,
+                ping_every,
+                next_ping: tokio::time::Instant::now() + ping_every,
+            };
+            run(node, "uni_websocket", request, headers, sink).await;
         })
 }
 
