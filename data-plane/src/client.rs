@@ -4,10 +4,10 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 
 use crate::protocol::{Disconnect, ProtocolKind};
 
@@ -44,14 +44,28 @@ struct OutboxState {
     items: VecDeque<OutItem>,
     bytes: usize,
     closed: Option<Disconnect>,
+    /// The connection task, when it waits for this outbox. Kept under the queue's own lock
+    /// (no `Notify`): waiting takes no room in the connection task's future, and a push wakes
+    /// the task at most once per wait.
+    waker: Option<Waker>,
+}
+
+impl OutboxState {
+    /// Remembers `cx`'s waker (the connection's task) for the next push.
+    fn register(&mut self, cx: &Context<'_>) {
+        match &mut self.waker {
+            Some(w) => w.clone_from(cx.waker()),
+            None => self.waker = Some(cx.waker().clone()),
+        }
+    }
 }
 
 /// A bounded queue of outgoing frames. Pushing never blocks: a client whose queue would exceed
-/// its byte limit is marked slow and disconnected (3008) instead of growing memory.
+/// its byte limit is marked slow and disconnected (3008) instead of growing memory. One task
+/// (the connection's) drains it and waits on it.
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<OutboxState>,
-    notify: Notify,
     max_bytes: usize,
 }
 
@@ -60,7 +74,6 @@ impl Outbox {
     pub fn new(max_bytes: usize) -> Self {
         Self {
             state: Mutex::new(OutboxState::default()),
-            notify: Notify::new(),
             max_bytes,
         }
     }
@@ -76,14 +89,12 @@ impl Outbox {
             st.items.clear();
             st.bytes = 0;
             st.closed = Some(Disconnect::SLOW);
-            drop(st);
-            self.notify.notify_one();
+            wake(st);
             return false;
         }
         st.bytes += frame.len();
         st.items.push_back(OutItem::Frame(frame));
-        drop(st);
-        self.notify.notify_one();
+        wake(st);
         true
     }
 
@@ -94,8 +105,7 @@ impl Outbox {
             return;
         }
         st.items.push_back(OutItem::Control(control));
-        drop(st);
-        self.notify.notify_one();
+        wake(st);
     }
 
     /// Marks the connection for closing with `reason`; queued frames still go out first unless
@@ -105,8 +115,7 @@ impl Outbox {
         if st.closed.is_none() {
             st.closed = Some(reason);
         }
-        drop(st);
-        self.notify.notify_one();
+        wake(st);
     }
 
     /// Takes everything queued. Returns the items and, if the connection must close, why.
@@ -121,9 +130,40 @@ impl Outbox {
         self.state.lock().closed.as_ref() == Some(&Disconnect::SLOW)
     }
 
-    /// Resolves when something was pushed since the last call.
+    /// Ready when there is something to drain (items, or a reason to close); otherwise the
+    /// task of `cx` is woken by the next push or close.
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut st = self.state.lock();
+        if !st.items.is_empty() || st.closed.is_some() {
+            return Poll::Ready(());
+        }
+        st.register(cx);
+        Poll::Pending
+    }
+
+    /// Ready once the outbox overflowed (the connection must close with 3008); otherwise the
+    /// task of `cx` is woken by the next push or close. For a connection blocked in a write.
+    pub fn poll_slow(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut st = self.state.lock();
+        if st.closed.as_ref() == Some(&Disconnect::SLOW) {
+            return Poll::Ready(());
+        }
+        st.register(cx);
+        Poll::Pending
+    }
+
+    /// Resolves when there is something to drain (see [`Outbox::poll_ready`]).
     pub async fn notified(&self) {
-        self.notify.notified().await
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await
+    }
+}
+
+/// Unlocks the outbox, then wakes the task waiting for it, if any.
+fn wake(mut st: parking_lot::MutexGuard<'_, OutboxState>) {
+    let waker = st.waker.take();
+    drop(st);
+    if let Some(w) = waker {
+        w.wake();
     }
 }
 

@@ -216,6 +216,13 @@ pub struct ClientHeaders {
     emulated: Vec<(HeaderName, HeaderValue)>,
 }
 
+impl ClientHeaders {
+    /// Whether no header was captured (no proxy forwards any).
+    pub fn is_empty(&self) -> bool {
+        self.transport.is_empty() && self.emulated.is_empty()
+    }
+}
+
 /// Every proxy of one config version, and how names and methods resolve to them.
 #[derive(Debug, Default)]
 pub struct Proxies {

@@ -87,7 +87,7 @@ impl Session {
         event: &'static str,
         body: &B,
     ) -> Result<Option<R>, ProxyError> {
-        let outcome = self.node.proxy.call(endpoint, &self.headers, body).await;
+        let outcome = self.node.proxy.call(endpoint, self.headers(), body).await;
         if let Err(e) = &outcome {
             if !e.is_answer() {
                 tracing::warn!(

@@ -58,9 +58,9 @@ impl Session {
         // client's `subs` list, decides the server-side subscriptions.
         let mut connect_data = Bytes::new();
         let mut client_lists_channels = true;
-        config
-            .proxies
-            .capture_emulated(&mut self.headers, &req.headers);
+        let mut headers = self.headers.take().map(|h| *h).unwrap_or_default();
+        config.proxies.capture_emulated(&mut headers, &req.headers);
+        self.set_headers(headers);
         let (user, info, expires_at) = if !req.token.is_empty() {
             let token = match config.token_verifier.verify_connect(&req.token).await {
                 Ok(t) => t,

@@ -9,7 +9,6 @@ mod control;
 mod permissions;
 mod subscribe;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,6 +63,83 @@ struct SubState {
     server_refresh: bool,
 }
 
+/// A connection's subscriptions by channel. A vector sized to its content rather than a hash
+/// map: most connections hold one or a few subscriptions (at most `client.channel_limit`), and
+/// a hash map allocates room for several entries plus control bytes for the first one. Lookups
+/// are per command, never per delivery.
+#[derive(Debug, Default)]
+struct SubMap(Vec<(String, SubState)>);
+
+impl SubMap {
+    fn position(&self, channel: &str) -> Option<usize> {
+        self.0.iter().position(|(c, _)| c == channel)
+    }
+
+    fn get(&self, channel: &str) -> Option<&SubState> {
+        self.position(channel).map(|i| &self.0[i].1)
+    }
+
+    fn get_mut(&mut self, channel: &str) -> Option<&mut SubState> {
+        self.position(channel).map(|i| &mut self.0[i].1)
+    }
+
+    fn contains_key(&self, channel: &str) -> bool {
+        self.position(channel).is_some()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Adds or replaces the subscription of `channel`.
+    fn insert(&mut self, channel: String, state: SubState) {
+        if let Some(i) = self.position(&channel) {
+            self.0[i].1 = state;
+            return;
+        }
+        // Exact growth for the first few (a plain push reserves four entries at once).
+        if self.0.len() < 4 {
+            self.0.reserve_exact(1);
+        }
+        self.0.push((channel, state));
+    }
+
+    fn remove(&mut self, channel: &str) -> Option<SubState> {
+        let i = self.position(channel)?;
+        let (_, state) = self.0.swap_remove(i);
+        if self.0.capacity() > 4 && self.0.len() * 2 < self.0.capacity() {
+            self.0.shrink_to_fit();
+        } else if self.0.is_empty() {
+            self.0 = Vec::new();
+        }
+        Some(state)
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().map(|(c, _)| c)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &SubState> {
+        self.0.iter().map(|(_, s)| s)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&String, &SubState)> {
+        self.0.iter().map(|(c, s)| (c, s))
+    }
+}
+
+impl<'a> IntoIterator for &'a SubMap {
+    type Item = (&'a String, &'a SubState);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, SubState)>,
+        fn(&'a (String, SubState)) -> (&'a String, &'a SubState),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(c, s)| (c, s))
+    }
+}
+
 /// One client connection.
 pub struct Session {
     node: Arc<Node>,
@@ -78,9 +154,10 @@ pub struct Session {
     server_refresh: bool,
     /// Connection `meta` (token claim or connect proxy): sent to proxies, never to clients.
     meta: Option<Bytes>,
-    /// Headers of the connection request (and connect command) that proxies may forward.
-    headers: ClientHeaders,
-    subs: HashMap<String, SubState>,
+    /// Headers of the connection request (and connect command) that proxies may forward;
+    /// `None` when there are none (no proxy forwards any), so idle connections stay small.
+    headers: Option<Box<ClientHeaders>>,
+    subs: SubMap,
     next_ping: Option<Instant>,
     pong_deadline: Option<Instant>,
     stale_deadline: Option<Instant>,
@@ -118,8 +195,8 @@ impl Session {
             expires_at: None,
             server_refresh: false,
             meta: None,
-            headers: ClientHeaders::default(),
-            subs: HashMap::new(),
+            headers: None,
+            subs: SubMap::default(),
             next_ping: None,
             pong_deadline: None,
             stale_deadline: (!stale.is_zero()).then(|| Instant::now() + stale),
@@ -130,8 +207,20 @@ impl Session {
     /// Keeps the headers of the client's connection request that a proxy forwards to the
     /// backend (only those some proxy lists).
     pub fn with_request_headers(mut self, headers: axum::http::HeaderMap) -> Self {
-        self.headers = self.node.config.load().proxies.capture_headers(&headers);
+        let captured = self.node.config.load().proxies.capture_headers(&headers);
+        self.set_headers(captured);
         self
+    }
+
+    fn set_headers(&mut self, headers: ClientHeaders) {
+        self.headers = (!headers.is_empty()).then(|| Box::new(headers));
+    }
+
+    /// The captured headers that proxies forward.
+    fn headers(&self) -> &ClientHeaders {
+        static NONE: std::sync::LazyLock<ClientHeaders> =
+            std::sync::LazyLock::new(ClientHeaders::default);
+        self.headers.as_deref().unwrap_or(&NONE)
     }
 
     /// The connection's handle (outbox).
