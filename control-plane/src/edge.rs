@@ -1,10 +1,13 @@
 //! The edge: one public listener. Requests under `/t/{slug}/…` are handed to that tenant's
-//! process — the request head is rewritten (prefix stripped) and the rest of the connection is
-//! spliced byte for byte, so WebSocket, SSE and streaming all pass through untouched. Everything
-//! else is served by the control plane's own app (REST API, dashboard).
+//! process with the request head rewritten (prefix stripped). A WebSocket upgrade hands the
+//! client's TCP socket itself to the tenant (SCM_RIGHTS over its hand-off socket, see
+//! [`rotor_tenant_config::handoff`]), so the edge leaves the data path; other requests, and
+//! upgrades a tenant cannot take, are spliced byte for byte, so SSE and streaming pass through
+//! untouched. Everything else is served by the control plane's own app (REST API, dashboard).
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -14,6 +17,7 @@ use axum::Router;
 use bytes::{Buf, BytesMut};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use rotor_tenant_config::handoff::{self, Outcome};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -66,7 +70,11 @@ pub async fn serve(
 }
 
 enum Target {
-    Tenant { slug: String, head: Vec<u8> },
+    Tenant {
+        slug: String,
+        head: Vec<u8>,
+        upgrade: bool,
+    },
     ControlPlane,
 }
 
@@ -117,9 +125,13 @@ async fn handle(
                 .with_upgrades();
             conn.await.map_err(io::Error::other)
         }
-        Target::Tenant { slug, head } => {
-            let addr = match routes.get(&slug) {
-                Some(Route::Active(addr)) => addr,
+        Target::Tenant {
+            slug,
+            head,
+            upgrade,
+        } => {
+            let (addr, handoff) = match routes.get(&slug) {
+                Some(Route::Active { addr, handoff }) => (addr, handoff),
                 Some(Route::Suspended) => {
                     return respond(&mut stream, "403 Forbidden", "project is suspended").await
                 }
@@ -133,6 +145,21 @@ async fn handle(
                 }
                 None => return respond(&mut stream, "404 Not Found", "unknown project").await,
             };
+            if let Some(path) = handoff.filter(|_| upgrade) {
+                let mut payload = head.clone();
+                payload.extend_from_slice(&buf[head_len..]);
+                match handoff::hand_off(&path, stream.as_fd(), &payload).await {
+                    // The tenant owns the connection; dropping this copy leaves it open.
+                    Outcome::Accepted => return Ok(()),
+                    Outcome::NotTaken(e) => {
+                        tracing::debug!(%slug, error = %e, "hand-off not taken; proxying");
+                    }
+                    Outcome::Unknown(e) => {
+                        tracing::warn!(%slug, %peer, error = %e, "hand-off unacknowledged; closing");
+                        return Ok(());
+                    }
+                }
+            }
             let mut upstream = match tokio::time::timeout(
                 Duration::from_secs(3),
                 TcpStream::connect(addr),
@@ -218,6 +245,7 @@ async fn read_head(
                     Target::Tenant {
                         slug: slug.to_owned(),
                         head,
+                        upgrade,
                     },
                 )));
             }

@@ -162,7 +162,10 @@ impl Reconciler {
                 let route = if !t.is_active() {
                     Route::Suspended
                 } else if let Some(r) = self.running.get(&t.id) {
-                    Route::Active(r.record.addr)
+                    Route::Active {
+                        addr: r.record.addr,
+                        handoff: r.record.handoff.clone(),
+                    }
                 } else {
                     Route::Starting
                 };

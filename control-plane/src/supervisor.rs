@@ -24,6 +24,10 @@ pub struct ProcessRecord {
     pub pid: u32,
     pub addr: SocketAddr,
     pub admin_token: String,
+    /// The Unix socket the process takes WebSocket connections on (SCM_RIGHTS hand-off from
+    /// the edge); absent for processes started without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<PathBuf>,
 }
 
 /// Errors starting a tenant.
@@ -89,6 +93,18 @@ impl LocalDriver {
     pub fn config_path(&self, tenant: &ProjectId) -> PathBuf {
         self.dir.join(format!("{tenant}.json"))
     }
+
+    /// Where `tenant` takes handed-over connections, next to its config; `None` when the path
+    /// is too long for a Unix socket (the edge then proxies its WebSockets).
+    pub fn handoff_path(&self, tenant: &ProjectId) -> Option<PathBuf> {
+        let path = self.dir.join(format!("{tenant}.sock"));
+        if rotor_tenant_config::handoff::path_fits(&path) {
+            Some(path)
+        } else {
+            tracing::debug!(path = %path.display(), "run directory too deep for a hand-off socket; WebSockets will be proxied");
+            None
+        }
+    }
 }
 
 fn set_private(path: &Path, mode: u32) -> std::io::Result<()> {
@@ -116,13 +132,19 @@ impl Driver for LocalDriver {
             .create(true)
             .append(true)
             .open(self.dir.join(format!("{tenant}.log")))?;
-        let mut child = Command::new(&self.bin)
+        let handoff = self.handoff_path(tenant);
+        let mut command = Command::new(&self.bin);
+        command
             .arg("--config")
             .arg(&path)
             .arg("--address")
             .arg("127.0.0.1")
             .arg("--port")
-            .arg("0")
+            .arg("0");
+        if let Some(socket) = &handoff {
+            command.arg("--handoff-socket").arg(socket);
+        }
+        let mut child = command
             .env("ROTOR_ADMIN_TOKEN", &admin_token)
             .env(
                 "ROTOR_EGRESS",
@@ -184,6 +206,7 @@ impl Driver for LocalDriver {
             pid,
             addr,
             admin_token,
+            handoff,
         };
         let state = serde_json::to_vec(&record).unwrap_or_default();
         let state_path = self.dir.join(format!("{tenant}.state"));
@@ -252,6 +275,7 @@ impl LocalDriver {
     pub fn remove_files(&self, tenant: &ProjectId) {
         let _ = std::fs::remove_file(self.dir.join(format!("{tenant}.state")));
         let _ = std::fs::remove_file(self.dir.join(format!("{tenant}.log")));
+        let _ = std::fs::remove_file(self.dir.join(format!("{tenant}.sock")));
         let _ = std::fs::remove_file(self.config_path(tenant));
     }
 }
@@ -270,8 +294,12 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
 /// Where the edge sends a tenant's traffic.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Route {
-    /// Serving at this address.
-    Active(SocketAddr),
+    /// Serving at this address; WebSocket upgrades are handed over on the Unix socket, when
+    /// there is one.
+    Active {
+        addr: SocketAddr,
+        handoff: Option<PathBuf>,
+    },
     /// Suspended: refuse with 403.
     Suspended,
     /// Known but not (yet) running: 503.

@@ -1,6 +1,8 @@
-//! `rotor-data-plane --config FILE [--port N]`: runs one tenant's real-time server standalone,
-//! from a Centrifugo-style config file (JSON, TOML or YAML). SIGHUP reloads the file without
-//! dropping connections; SIGTERM disconnects clients with "shutdown" (3001) and exits.
+//! `rotor-data-plane --config FILE [--port N] [--handoff-socket PATH]`: runs one tenant's
+//! real-time server standalone, from a Centrifugo-style config file (JSON, TOML or YAML), or
+//! under the control plane, which hands WebSocket connections over on the hand-off socket.
+//! SIGHUP reloads the file without dropping connections; SIGTERM disconnects clients with
+//! "shutdown" (3001) and exits.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,6 +30,10 @@ struct Args {
     /// Address to bind (overrides http_server.address).
     #[arg(long)]
     address: Option<String>,
+    /// Also accept connections handed over by the control plane's edge on this Unix socket
+    /// (created with mode 0600; a stale socket there is replaced).
+    #[arg(long)]
+    handoff_socket: Option<PathBuf>,
 }
 
 fn load(path: Option<&PathBuf>) -> anyhow::Result<TenantConfig> {
@@ -66,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tenant.http_server.address.clone()
     };
-    let listener = tokio::net::TcpListener::bind((host.as_str(), tenant.http_server.port))
+    let listener = rotor_data_plane::listen::bind((host.as_str(), tenant.http_server.port))
         .await
         .with_context(|| format!("bind {host}:{}", tenant.http_server.port))?;
     let addr = listener.local_addr()?;
@@ -106,6 +112,13 @@ async fn main() -> anyhow::Result<()> {
         });
     }
 
+    // Without its hand-off socket the process still serves: the edge then proxies to it.
+    let handoff = args.handoff_socket.as_ref().and_then(|path| {
+        rotor_data_plane::handoff::HandoffListener::bind(path)
+            .inspect_err(|e| tracing::warn!(path = %path.display(), error = %e, "cannot bind the hand-off socket; WebSockets will be proxied"))
+            .ok()
+    });
+
     println!("rotor-data-plane listening on {addr}");
     tracing::info!(%addr, node = %node.name, "rotor-data-plane started");
     let shutdown = async {
@@ -117,8 +130,9 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("shutting down");
     };
     let admin_token = std::env::var("ROTOR_ADMIN_TOKEN").ok();
-    rotor_data_plane::server::serve(
+    rotor_data_plane::server::serve_with_handoff(
         listener,
+        handoff,
         node,
         shutdown,
         Duration::from_secs(5),

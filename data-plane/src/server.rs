@@ -14,6 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 
+use crate::handoff::HandoffListener;
 use crate::node::Node;
 use crate::transport;
 
@@ -79,18 +80,41 @@ pub async fn serve(
     drain: Duration,
     admin_token: Option<String>,
 ) -> std::io::Result<()> {
+    serve_with_handoff(listener, None, node, shutdown, drain, admin_token).await
+}
+
+/// [`serve`], also serving connections handed over on `handoff` (see [`crate::handoff`]); both
+/// stop and drain together.
+pub async fn serve_with_handoff(
+    listener: TcpListener,
+    handoff: Option<HandoffListener>,
+    node: Arc<Node>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+    admin_token: Option<String>,
+) -> std::io::Result<()> {
     let app = router(node.clone(), admin_token);
     let token = node.shutdown.clone();
+    let handoff = handoff.map(|h| tokio::spawn(h.serve(app.clone(), token.clone())));
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        token.cancel();
+    .with_graceful_shutdown({
+        let token = token.clone();
+        async move {
+            shutdown.await;
+            token.cancel();
+        }
     });
-    server.await?;
+    let served = server.await;
+    // An early listener error ends the TCP server: stop the hand-off listener too.
+    token.cancel();
+    served?;
     let deadline = tokio::time::Instant::now() + drain;
+    if let Some(task) = handoff {
+        let _ = tokio::time::timeout_at(deadline, task).await;
+    }
     while node.metrics.connections.get() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -6,7 +6,7 @@ mod cp;
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use cp::{kill9, raw_connect, token, ControlPlane};
 use rotor_e2e::{ClientScript, ProcessBuilder};
 use serde_json::{json, Value};
@@ -643,6 +643,164 @@ async fn the_edge_refuses_huge_and_slow_request_heads_without_stalling_others() 
         String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"),
         "{}",
         String::from_utf8_lossy(&answer)
+    );
+    Ok(())
+}
+
+/// A JSON-protocol client connected and subscribed through some URL.
+struct Subscriber {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Subscriber {
+    async fn open(url: &str, secret: &str, user: &str, channel: &str) -> Result<Self> {
+        use futures_util::SinkExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let (ws, _) = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio_tungstenite::connect_async(url),
+        )
+        .await?
+        .with_context(|| format!("connect to {url}"))?;
+        let mut s = Self { ws };
+        let connect = json!({"id": 1, "connect": {"token": token(secret, user)}});
+        s.ws.send(Message::text(connect.to_string())).await?;
+        let reply = s.next().await?;
+        anyhow::ensure!(reply["connect"]["client"].is_string(), "connect: {reply}");
+        let subscribe = json!({"id": 2, "subscribe": {"channel": channel}});
+        s.ws.send(Message::text(subscribe.to_string())).await?;
+        let reply = s.next().await?;
+        anyhow::ensure!(
+            reply["id"] == 2 && reply.get("error").is_none(),
+            "subscribe: {reply}"
+        );
+        Ok(s)
+    }
+
+    /// The next non-empty JSON object; an error when the connection ends.
+    async fn next(&mut self) -> Result<Value> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), self.ws.next()).await? {
+                Some(Ok(Message::Text(t))) => {
+                    for line in t.split('\n').filter(|l| !l.is_empty()) {
+                        let v: Value = serde_json::from_str(line)?;
+                        if v.as_object().is_some_and(|o| !o.is_empty()) {
+                            return Ok(v);
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(f))) => anyhow::bail!("closed: {f:?}"),
+                Some(Ok(_)) => {}
+                other => anyhow::bail!("connection ended: {other:?}"),
+            }
+        }
+    }
+
+    /// The data of the next publication.
+    async fn publication(&mut self) -> Result<Value> {
+        let v = self.next().await?;
+        anyhow::ensure!(v["push"]["pub"].is_object(), "not a publication: {v}");
+        Ok(v["push"]["pub"]["data"].clone())
+    }
+}
+
+/// Publishes straight to the tenant process, bypassing the control plane.
+async fn publish_direct(cp: &ControlPlane, project: &cp::Project, data: Value) -> Result<()> {
+    let addr = cp.tenant_record(&project.id)?["addr"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let resp = cp
+        .http
+        .post(format!("http://{addr}/api/publish"))
+        .header("X-API-Key", &project.key)
+        .body(json!({"channel": "chat:live", "data": data}).to_string())
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .with_context(|| format!("publish to {addr}"))?;
+    anyhow::ensure!(resp.status().is_success(), "publish: {}", resp.status());
+    Ok(())
+}
+
+#[tokio::test]
+async fn websockets_through_the_edge_are_handed_to_the_tenant_and_outlive_the_control_plane(
+) -> Result<()> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let mut cp = ControlPlane::start().await?;
+    let mgmt = cp.account("owner@example.com").await?;
+    let project = cp
+        .project(&mgmt, "handed", &[("chat", open_chat())])
+        .await?;
+    let socket = cp.run_dir.join(format!("{}.sock", project.id));
+    assert_eq!(
+        cp.tenant_record(&project.id)?["handoff"],
+        json!(socket.to_str()),
+        "the tenant was started with a hand-off socket"
+    );
+    let meta = std::fs::metadata(&socket)?;
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    let url = cp.ws_url(&project.slug);
+    let mut first = Subscriber::open(&url, &project.secret, "u1", "chat:live").await?;
+    let (s, body) = cp.publish(&project, "chat:live", json!({"n": 1})).await?;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(first.publication().await?, json!({"n": 1}));
+
+    // The control plane holds no copy of the connection: killing it leaves the client connected
+    // to its tenant (a proxied connection would be cut).
+    if let Some(mut p) = cp.process.take() {
+        p.kill().await;
+    }
+    publish_direct(&cp, &project, json!({"n": 2})).await?;
+    assert_eq!(first.publication().await?, json!({"n": 2}));
+
+    // A new control plane adopts the tenant with its hand-off socket.
+    cp.spawn().await?;
+    let url = cp.ws_url(&project.slug); // a new port
+    let mut second = Subscriber::open(&url, &project.secret, "u2", "chat:live").await?;
+    if let Some(mut p) = cp.process.take() {
+        p.kill().await;
+    }
+    publish_direct(&cp, &project, json!({"n": 3})).await?;
+    assert_eq!(first.publication().await?, json!({"n": 3}));
+    assert_eq!(second.publication().await?, json!({"n": 3}));
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_its_hand_off_socket_a_tenant_still_gets_websockets_by_proxy() -> Result<()> {
+    let mut cp = ControlPlane::start().await?;
+    let mgmt = cp.account("owner@example.com").await?;
+    let project = cp
+        .project(&mgmt, "proxied", &[("chat", open_chat())])
+        .await?;
+    std::fs::remove_file(cp.run_dir.join(format!("{}.sock", project.id)))?;
+
+    let mut sub = Subscriber::open(
+        &cp.ws_url(&project.slug),
+        &project.secret,
+        "u1",
+        "chat:live",
+    )
+    .await?;
+    let (s, body) = cp.publish(&project, "chat:live", json!({"n": 1})).await?;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(sub.publication().await?, json!({"n": 1}));
+    // Proxied through the control plane: killing it ends the connection.
+    if let Some(mut p) = cp.process.take() {
+        p.kill().await;
+    }
+    publish_direct(&cp, &project, json!({"n": 2})).await?;
+    let after = sub.next().await;
+    assert!(
+        after.is_err(),
+        "the proxied connection outlived the proxy: {after:?}"
     );
     Ok(())
 }

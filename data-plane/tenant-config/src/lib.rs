@@ -8,6 +8,7 @@
 
 mod channel;
 mod duration;
+pub mod handoff;
 mod load;
 mod proxy;
 mod sections;

@@ -1,0 +1,223 @@
+//! Connection hand-off: a client's TCP socket passed over the hand-off socket (SCM_RIGHTS) with
+//! its request head is served like a direct connection — WebSocket connect, subscribe,
+//! publications, shutdown with 3001 — and malformed messages are dropped while the listener
+//! keeps serving.
+
+mod common;
+
+use std::io::IoSlice;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+use common::{token, TestServer, WAIT};
+use futures_util::{SinkExt, StreamExt};
+use rotor_data_plane::handoff::HandoffListener;
+use rotor_tenant_config::handoff::{hand_off, Outcome};
+use serde_json::{json, Value};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream, UnixStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+fn socket_path() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "rotor-handoff-{}.sock",
+        uuid::Uuid::new_v4().simple()
+    ))
+}
+
+/// A data plane with a hand-off socket, sharing the node (and its shutdown) of a TCP server.
+async fn start() -> (TestServer, PathBuf) {
+    let server = TestServer::start(json!({})).await;
+    let path = socket_path();
+    let listener = HandoffListener::bind(&path).expect("bind hand-off socket");
+    let app = rotor_data_plane::server::router(server.node.clone(), None);
+    tokio::spawn(listener.serve(app, server.node.shutdown.clone()));
+    (server, path)
+}
+
+/// What the edge does: accept a client, read its request head, hand socket and bytes over.
+/// Returns the client's side (the WebSocket handshake runs on it meanwhile).
+async fn connect_via_handoff(
+    path: &Path,
+) -> (WebSocketStream<TcpStream>, tokio::task::JoinHandle<Outcome>) {
+    let edge = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = edge.local_addr().unwrap();
+    let path = path.to_owned();
+    let edge_task = tokio::spawn(async move {
+        let (mut socket, _) = edge.accept().await.unwrap();
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut chunk = [0u8; 1024];
+            let n = socket.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "client closed before its head was complete");
+            head.extend_from_slice(&chunk[..n]);
+        }
+        hand_off(&path, socket.as_fd(), &head).await
+        // `socket` (the edge's copy) is dropped here, as the edge drops it.
+    });
+    let client = TcpStream::connect(addr).await.unwrap();
+    let (ws, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::client_async(format!("ws://{addr}/connection/websocket"), client),
+    )
+    .await
+    .expect("handshake timeout")
+    .expect("handshake");
+    (ws, edge_task)
+}
+
+async fn send(ws: &mut WebSocketStream<TcpStream>, cmd: Value) {
+    ws.send(Message::text(cmd.to_string())).await.unwrap();
+}
+
+/// The next JSON object from the server (pings skipped); `Err(code)` when it closes.
+async fn next(ws: &mut WebSocketStream<TcpStream>) -> Result<Value, u16> {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("timeout")
+        {
+            Some(Ok(Message::Text(t))) => {
+                for line in t.split('\n').filter(|l| !l.is_empty()) {
+                    let v: Value = serde_json::from_str(line).unwrap();
+                    if v.as_object().is_some_and(|o| !o.is_empty()) {
+                        return Ok(v);
+                    }
+                }
+            }
+            Some(Ok(Message::Close(f))) => return Err(f.map_or(1005, |f| u16::from(f.code))),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return Err(1006),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_handed_off_socket_serves_a_websocket_connect_publications_and_shutdown() {
+    let (server, path) = start().await;
+    let (mut ws, edge) = connect_via_handoff(&path).await;
+    assert!(matches!(edge.await.unwrap(), Outcome::Accepted));
+
+    send(
+        &mut ws,
+        json!({"id": 1, "connect": {"token": token(json!({"sub": "alice"}))}}),
+    )
+    .await;
+    let reply = next(&mut ws).await.unwrap();
+    assert_eq!(reply["id"], 1, "{reply}");
+    assert!(reply["connect"]["client"].is_string(), "{reply}");
+    send(&mut ws, json!({"id": 2, "subscribe": {"channel": "news"}})).await;
+    let reply = next(&mut ws).await.unwrap();
+    assert_eq!(reply["id"], 2, "{reply}");
+    assert!(reply.get("error").is_none(), "{reply}");
+    assert_eq!(server.node.metrics.connections.get(), 1);
+
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/api/publish", server.addr))
+        .header("X-API-Key", "api-key")
+        .body(r#"{"channel":"news","data":{"via":"handoff"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let push = next(&mut ws).await.unwrap();
+    assert_eq!(push["push"]["channel"], "news", "{push}");
+    assert_eq!(push["push"]["pub"]["data"], json!({"via": "handoff"}));
+
+    // Graceful shutdown covers handed-off connections: 3001, and the socket file goes away.
+    let shutdown = tokio::spawn(server.shutdown());
+    assert_eq!(next(&mut ws).await, Err(3001));
+    shutdown.await.unwrap();
+    tokio::time::timeout(WAIT, async {
+        while path.exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the hand-off socket is removed on shutdown");
+}
+
+/// Sends a raw hand-off message: a length header claiming `claimed` bytes, `body`, and `fds`.
+async fn send_raw(path: &Path, claimed: u32, body: &[u8], fds: &[BorrowedFd<'_>]) -> UnixStream {
+    let unix = UnixStream::connect(path).await.unwrap();
+    let mut msg = claimed.to_be_bytes().to_vec();
+    msg.extend_from_slice(body);
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        assert!(control.push(rustix::net::SendAncillaryMessage::ScmRights(fds)));
+    }
+    unix.writable().await.unwrap();
+    let sent = rustix::net::sendmsg(
+        &unix,
+        &[IoSlice::new(&msg)],
+        &mut control,
+        rustix::net::SendFlags::empty(),
+    )
+    .unwrap();
+    assert_eq!(sent, msg.len());
+    unix
+}
+
+/// The tenant's answer: `None` when it closed without one.
+async fn answer(mut unix: UnixStream) -> Option<u8> {
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(WAIT, unix.read(&mut byte))
+        .await
+        .expect("the tenant neither answered nor closed")
+    {
+        Ok(1) => Some(byte[0]),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn malformed_hand_off_messages_are_dropped_and_the_listener_keeps_serving() {
+    let (server, path) = start().await;
+    let head = b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\n\r\n";
+    // A connected TCP socket to pass around.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let _client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    let (tcp, _) = l.accept().await.unwrap();
+
+    // No descriptor at all.
+    let unix = send_raw(&path, head.len() as u32, head, &[]).await;
+    assert_eq!(answer(unix).await, None, "no fd");
+    // Two descriptors.
+    let unix = send_raw(&path, head.len() as u32, head, &[tcp.as_fd(), tcp.as_fd()]).await;
+    assert_eq!(answer(unix).await, None, "two fds");
+    // A descriptor that is not a TCP socket.
+    let (a, _b) = UnixStream::pair().unwrap();
+    let unix = send_raw(&path, head.len() as u32, head, &[a.as_fd()]).await;
+    assert_eq!(answer(unix).await, None, "unix socket fd");
+    // An oversize payload (only the header is sent: the length alone must be refused).
+    let unix = send_raw(&path, 1 << 20, b"", &[tcp.as_fd()]).await;
+    assert_eq!(answer(unix).await, None, "oversize");
+    // A payload shorter than announced, then silence: refused within the step timeout.
+    let unix = send_raw(&path, 100, b"GET", &[tcp.as_fd()]).await;
+    assert_eq!(answer(unix).await, None, "truncated");
+    assert_eq!(server.node.metrics.connections.get(), 0);
+
+    // The listener still takes a well-formed hand-off.
+    let (mut ws, edge) = connect_via_handoff(&path).await;
+    assert!(matches!(edge.await.unwrap(), Outcome::Accepted));
+    send(
+        &mut ws,
+        json!({"id": 1, "connect": {"token": token(json!({"sub": "bob"}))}}),
+    )
+    .await;
+    let reply = next(&mut ws).await.unwrap();
+    assert!(reply["connect"]["client"].is_string(), "{reply}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_hand_off_socket_is_reported_as_not_taken() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let _client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    let (tcp, _) = l.accept().await.unwrap();
+    let outcome = hand_off(&socket_path(), tcp.as_fd(), b"GET / HTTP/1.1\r\n\r\n").await;
+    assert!(matches!(outcome, Outcome::NotTaken(_)), "{outcome:?}");
+}
