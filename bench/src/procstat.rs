@@ -95,22 +95,22 @@ pub fn tree(pid: u32) -> Vec<u32> {
     out
 }
 
-/// CPU and RSS summed over the trees of `pids`. Processes that vanished meanwhile are skipped;
-/// fails only when none of the roots exists.
+/// CPU and RSS summed over the union of the trees of `pids`. Processes that vanished meanwhile
+/// are skipped; fails only when none of the roots exists.
 pub fn sample(pids: &[u32]) -> Result<Sample, ProcError> {
     let mut s = Sample::default();
     let mut first_err = None;
-    for &root in pids {
-        for pid in tree(root) {
-            match (cpu_of(pid), rss_of(pid)) {
-                (Ok(cpu), Ok(rss)) => {
-                    s.cpu += cpu;
-                    s.rss += rss;
-                    s.processes += 1;
-                }
-                (Err(e), _) | (_, Err(e)) => {
-                    first_err.get_or_insert(e);
-                }
+    // A root may also descend from another root (a tenant both adopted and spawned): count once.
+    let all: std::collections::BTreeSet<u32> = pids.iter().flat_map(|&root| tree(root)).collect();
+    for pid in all {
+        match (cpu_of(pid), rss_of(pid)) {
+            (Ok(cpu), Ok(rss)) => {
+                s.cpu += cpu;
+                s.rss += rss;
+                s.processes += 1;
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                first_err.get_or_insert(e);
             }
         }
     }

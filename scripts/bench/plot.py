@@ -83,30 +83,33 @@ def percentile_axis(ax):
     ax.set_xlim(1, 1 / (1 - 0.99995))
 
 
-def plot_percentiles(ax, run, step, label, color):
+def plot_percentiles(ax, run, step, label, color, style="-"):
     xs, ys = cdf(step["histogram"])
     pts = [(1 / (1 - y), x) for x, y in zip(xs, ys) if y < 0.99999]
     if not pts:
         return
-    ax.step([p[0] for p in pts], [p[1] for p in pts], where="post", label=label, color=color)
+    ax.step([p[0] for p in pts], [p[1] for p in pts], where="post", label=label, color=color,
+            linestyle=style)
 
 
 def latency_plot(runs, out):
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     ax = axes[0]
+    # Solid: one channel of 1k subscribers; dashed: 1k channels of one subscriber each.
     for name, run in sorted(runs.items()):
-        if run.get("scenario") != "latency" or not run["steps"]:
+        if run.get("scenario") not in ("latency", "spread") or not run["steps"]:
             continue
         t = run["target"]
         s = run["steps"][-1]
-        lab = (f"{LABELS.get(t, t)}: {s['target_rate']:g} publishes/s → "
-               f"{s['deliveries_per_sec']:,.0f} deliveries/s")
-        plot_percentiles(ax, run, s, lab, COLORS.get(t))
+        spread = run["scenario"] == "spread"
+        lab = (f"{LABELS.get(t, t)}{' (1k channels)' if spread else ''}: "
+               f"{s['target_rate']:g} publishes/s → {s['deliveries_per_sec']:,.0f} deliveries/s")
+        plot_percentiles(ax, run, s, lab, COLORS.get(t), "--" if spread else "-")
     p = next((r for r in runs.values() if r.get("scenario") == "latency" and r["steps"]), None)
     title = "Latency, one channel"
     if p:
-        title = (f"Up to {max(p['params']['rates']):.0f} msgs/s to {p['params']['conns']:,} "
-                 "subscribers of one channel (last step)")
+        title = (f"{max(p['params']['rates']):.0f} msgs/s to {p['params']['conns']:,} "
+                 "subscribers: one channel (solid), one channel each (dashed)")
     ax.set_title(title)
     percentile_axis(ax)
     ax.set_yscale("log")

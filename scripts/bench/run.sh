@@ -7,8 +7,8 @@
 # limit is 20,000 per process), writes bench/results/*.json and finally regenerates
 # BENCHMARKS.md and the PNG plots in bench/results/.
 #
-#   BENCH_ONLY=fanout,idle   run only these scenarios (fanout channels idle storm latency sweep
-#                            redis edge configpush); the report uses what is in bench/results/
+#   BENCH_ONLY=fanout,idle   run only these scenarios (fanout channels idle storm latency spread
+#                            sweep redis edge configpush); the report uses what is in bench/results/
 #   BENCH_QUICK=1            small sizes and short steps (a smoke run of a few minutes)
 #   BENCH_TARGETS=rotor,bare restrict the peers (rotor rotor-protobuf bare socketio nchan)
 #   BENCH_RESULTS=dir BENCH_REPORT=file   write results / the report elsewhere (trial runs)
@@ -20,7 +20,7 @@ RESULTS=${BENCH_RESULTS:-$ROOT/bench/results}
 REPORT=${BENCH_REPORT:-$ROOT/BENCHMARKS.md}
 BIN="$ROOT/target/release"
 QUICK=${BENCH_QUICK:-0}
-ONLY=${BENCH_ONLY:-fanout,channels,idle,storm,latency,sweep,redis,edge,configpush}
+ONLY=${BENCH_ONLY:-fanout,channels,idle,storm,latency,spread,sweep,redis,edge,configpush}
 TARGETS=${BENCH_TARGETS:-rotor,rotor-protobuf,bare,socketio,nchan}
 BUDGET_SECS=${BENCH_BUDGET_SECS:-1140} # the measurements stop starting after 19 minutes
 WORK=$(mktemp -d /tmp/rotor-bench.XXXXXX)
@@ -225,10 +225,10 @@ each_target() { # scenario function name
 if [[ $QUICK == 1 ]]; then
     FAN_CONNS=1000 FAN_WORKERS=1 STEP=2 IDLE_CONNS=2000 STORM_CONNS=2000 LAT_CONNS=200
     FAN_RATES=1,10,50,200 CH_CONNS=1000 CH_RATES=100,1000 EDGE_CONNS=500 SWEEP_SIZES=200
-    LAT_RATES=10,200
+    LAT_RATES=10,200 SPREAD_RATES=100,200
 else
     FAN_CONNS=10000 FAN_WORKERS=2 STEP=5 IDLE_CONNS=18000 STORM_CONNS=10000 LAT_CONNS=1000
-    LAT_RATES=10,100,1000 FAN_RATES=1,2,5,10,15,20,30,50,70,100,150,200,300,500 CH_CONNS=10000
+    LAT_RATES=10,100,1000 SPREAD_RATES=100,1000 FAN_RATES=1,2,5,10,15,20,30,50,70,100,150,200,300,500 CH_CONNS=10000
     CH_RATES=100,200,500,1000,1500,2000,3000,5000,10000 EDGE_CONNS=5000 SWEEP_SIZES=1000,4000
 fi
 
@@ -262,6 +262,13 @@ storm() { # connections (JWT + one subscribe) per second, unpaced
 latency() { # 1k msgs/s to 1k subscribers of one channel (after 10 and 100 msgs/s); never stops early
     loadgen "latency-$1" latency "$1" --conns $LAT_CONNS --workers 1 --connect-rate 2000 \
         --rates $LAT_RATES --step-secs $STEP --max-p99-ms 1000000 --max-loss 1 --max-secs 120
+}
+
+spread() { # 1k msgs/s to 1k subscribers, each on its own channel (servers with channels only)
+    case $1 in bare | socketio) return 0 ;; esac
+    loadgen "spread-$1" spread "$1" --conns $LAT_CONNS --workers 1 --connect-rate 2000 \
+        --channels 1 --pool $LAT_CONNS --rates $SPREAD_RATES --step-secs $STEP \
+        --max-p99-ms 1000000 --max-loss 1 --max-secs 120
 }
 
 channels() { # 10k connections × 10 channels of 1000, random publishes (Rotor only)
@@ -320,7 +327,9 @@ edge() { # fan-out through the control plane's public endpoint vs straight to th
     PROTO=json VIA=api EXTRA=(--secret "$secret" --api-key "$key" --channel-prefix "bench:b")
     local rates=10,20,50,100,200,500
     [[ $QUICK == 1 ]] && rates=10,50
-    SERVER_PID=$CP_PID
+    # Both processes: with the hand-off the tenant serves the sockets, and an adopted tenant is
+    # not a descendant of this control plane.
+    SERVER_PID="$CP_PID,$tenant_pid"
     WS_URL="ws://127.0.0.1:$PORT_CP/t/$slug/connection/websocket"
     PUB_URL="$base/t/$slug/api/publish"
     loadgen edge-through-edge edge rotor-edge --conns $EDGE_CONNS --workers 1 \
@@ -357,6 +366,7 @@ MEASURING_SINCE=$SECONDS
 log "results → $RESULTS; scenarios: $ONLY; targets: $TARGETS"
 want fanout && each_target fanout
 want latency && each_target latency
+want spread && each_target spread
 want storm && each_target storm
 want idle && each_target idle
 want channels && in_budget channels && channels

@@ -164,7 +164,7 @@ async fn main() -> anyhow::Result<()> {
         lagged: AtomicU64::new(0),
     });
     let addr: SocketAddr = format!("{}:{}", args.address, args.port).parse()?;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = rotor_data_plane::listen::bind(addr).await?;
     println!("rotor-bare-ws listening on {}", listener.local_addr()?);
     loop {
         let (stream, _) = match listener.accept().await {

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use super::machine::Machine;
 use super::parse::{ConfigPush, RedisResult};
+use super::targets::targets;
 use super::{load_optional, load_runs, ReportError};
 use crate::results::{RunResult, Step};
 
@@ -19,11 +20,11 @@ const PEERS: [(&str, &str); 5] = [
     ("nchan", "Nchan"),
 ];
 
-fn ms(us: u64) -> String {
+pub(super) fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
 
-fn int(v: f64) -> String {
+pub(super) fn int(v: f64) -> String {
     let n = v.round() as i64;
     let s = n.abs().to_string();
     let mut out = String::new();
@@ -40,32 +41,39 @@ fn int(v: f64) -> String {
     }
 }
 
-fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+pub(super) fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
         _ => "–".into(),
     }
 }
 
-fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+pub(super) fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map(f).unwrap_or_else(|| "–".into())
 }
 
 /// The numbers the summary compares, per target.
 #[derive(Default, Clone, Copy)]
-struct Facts {
+pub(super) struct Facts {
     /// Highest deliveries/s with p99 ≤ 50 ms (issue #10's limit).
-    max_deliveries: Option<f64>,
+    pub(super) max_deliveries: Option<f64>,
     /// Highest deliveries/s without loss or drops (p99 up to the stop limit).
-    saturation: Option<f64>,
+    pub(super) saturation: Option<f64>,
     /// p99 at the lowest publish rate, µs.
-    first_p99: Option<u64>,
-    cpu_us_best: Option<f64>,
-    cpu_us_common: Option<f64>,
-    mem_per_conn: Option<f64>,
-    storm_per_sec: Option<f64>,
-    lat_p50: Option<u64>,
-    lat_p99: Option<u64>,
+    pub(super) first_p99: Option<u64>,
+    pub(super) cpu_us_best: Option<f64>,
+    pub(super) cpu_us_common: Option<f64>,
+    pub(super) mem_per_conn: Option<f64>,
+    pub(super) storm_per_sec: Option<f64>,
+    pub(super) lat_p50: Option<u64>,
+    pub(super) lat_p99: Option<u64>,
+    /// Server CPU at the saturation step (100 = one core).
+    pub(super) cpu_pct_best: Option<f64>,
+    /// Connections the idle scenario held.
+    pub(super) mem_conns: Option<f64>,
+    /// 1k msgs/s spread over 1k single-subscriber channels: p50 / p99, µs.
+    pub(super) spread_p50: Option<u64>,
+    pub(super) spread_p99: Option<u64>,
 }
 
 fn best(run: &RunResult) -> Option<&Step> {
@@ -91,6 +99,7 @@ fn facts(runs: &BTreeMap<String, RunResult>, target: &str, common: Option<f64>) 
         if let Some(b) = r.saturation().or_else(|| best(r)) {
             f.saturation = Some(b.deliveries_per_sec);
             f.cpu_us_best = Some(b.server_cpu_us_per_delivery);
+            f.cpu_pct_best = Some(b.server_cpu_pct);
         }
         if let Some(rate) = common {
             f.cpu_us_common = r
@@ -100,7 +109,14 @@ fn facts(runs: &BTreeMap<String, RunResult>, target: &str, common: Option<f64>) 
                 .map(|s| s.server_cpu_us_per_delivery);
         }
     }
-    f.mem_per_conn = get("idle").and_then(|r| r.memory.as_ref().map(|m| m.per_conn_bytes));
+    if let Some(r) = get("idle") {
+        f.mem_per_conn = r.memory.as_ref().map(|m| m.per_conn_bytes);
+        f.mem_conns = Some(r.connect.connected as f64);
+    }
+    if let Some(s) = get("spread").and_then(|r| r.steps.last()) {
+        f.spread_p50 = Some(s.latency.p50);
+        f.spread_p99 = Some(s.latency.p99);
+    }
     f.storm_per_sec = get("storm")
         .filter(|r| r.connect.connected > 0)
         .map(|r| r.connect.per_sec);
@@ -111,227 +127,11 @@ fn facts(runs: &BTreeMap<String, RunResult>, target: &str, common: Option<f64>) 
     f
 }
 
-struct Target {
-    what: String,
-    measured: String,
-    goal: String,
-    met: Option<bool>,
-    why: String,
-}
-
-fn verdict(met: Option<bool>) -> &'static str {
-    match met {
-        Some(true) => "**met**",
-        Some(false) => "**missed**",
-        None => "not measured",
+fn pair(a: Option<u64>, b: Option<u64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) => format!("{} / {}", ms(a), ms(b)),
+        _ => "–".into(),
     }
-}
-
-fn targets(
-    runs: &BTreeMap<String, RunResult>,
-    all: &BTreeMap<&str, Facts>,
-    redis: Option<&RedisResult>,
-    push: Option<&ConfigPush>,
-) -> Vec<Target> {
-    let rotor = all.get("rotor").copied().unwrap_or_default();
-    let bare = all.get("bare").copied().unwrap_or_default();
-    let sio = all.get("socketio").copied().unwrap_or_default();
-    let mut out = Vec::new();
-    let cmp = |a: Option<f64>, b: Option<f64>, min: f64| match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => Some(a / b >= min),
-        _ => None,
-    };
-    out.push(Target {
-        what: "fan-out, 10k connections on one channel: max deliveries/s with p99 ≤ 50 ms".into(),
-        measured: match (rotor.max_deliveries, rotor.first_p99) {
-            (Some(d), _) => int(d),
-            (None, Some(p)) => format!("none: p99 {} ms already at the lowest rate", ms(p)),
-            _ => "–".into(),
-        },
-        goal: "some rate within 50 ms p99".into(),
-        met: match (rotor.max_deliveries, rotor.first_p99) {
-            (Some(_), _) => Some(true),
-            (None, Some(_)) => Some(false),
-            _ => None,
-        },
-        why: "one publication is 10 000 socket writes and 10 000 reads by the load generator on \
-              the same 2 cores: ~20 µs each end to end, so the last copy of even a single \
-              message lands ~200 ms after the first — the same for every server measured (see \
-              the peers' first step)"
-            .into(),
-    });
-    out.push(Target {
-        what: "fan-out 10k: saturation deliveries/s (no loss, p99 ≤ 1 s) vs bare".into(),
-        measured: format!(
-            "{} (bare {}, ratio {})",
-            opt(rotor.saturation, int),
-            opt(bare.saturation, int),
-            ratio(rotor.saturation, bare.saturation)
-        ),
-        goal: "≥ 0.5 × bare tokio-tungstenite".into(),
-        met: cmp(rotor.saturation, bare.saturation, 0.5),
-        why:
-            "protocol framing, channel index and per-connection outbox on top of a plain broadcast"
-                .into(),
-    });
-    out.push(Target {
-        what: "fan-out 10k: saturation deliveries/s vs Socket.IO 4".into(),
-        measured: format!(
-            "{} vs {} (ratio {})",
-            opt(rotor.saturation, int),
-            opt(sio.saturation, int),
-            ratio(rotor.saturation, sio.saturation)
-        ),
-        goal: "≥ 1 × Socket.IO".into(),
-        met: cmp(rotor.saturation, sio.saturation, 1.0),
-        why: "Socket.IO runs on one Node thread; Rotor on both cores".into(),
-    });
-    out.push(Target {
-        what: "fan-out 10k: server CPU per delivered message at the common rate".into(),
-        measured: format!(
-            "{} µs (bare {} µs)",
-            opt(rotor.cpu_us_common, |v| format!("{v:.2}")),
-            opt(bare.cpu_us_common, |v| format!("{v:.2}"))
-        ),
-        goal: "≤ 2 × bare".into(),
-        met: match (rotor.cpu_us_common, bare.cpu_us_common) {
-            (Some(a), Some(b)) if b > 0.0 => Some(a <= 2.0 * b),
-            _ => None,
-        },
-        why: "≈70 % of it is the kernel's loopback TCP send (which also runs the receiver's TCP \
-              path and wakes it), paid per socket write by every server; see the profile"
-            .into(),
-    });
-    out.push(Target {
-        what: "idle memory per subscribed connection".into(),
-        measured: opt(rotor.mem_per_conn, |v| format!("{:.1} KB", v / 1000.0)),
-        goal: "≤ 5 KB (Centrifugo: ~27 KB default, ~11 KB tuned)".into(),
-        met: rotor.mem_per_conn.map(|v| v <= 5000.0),
-        why:
-            "12.5 KB before the rare command futures were boxed: the connection task is 2.4 KB now (was 8.8 KB), the rest is the WebSocket state, session and subscriptions; see bench/profile.md"
-                .into(),
-    });
-    out.push(Target {
-        what: "connect storm: HS256 JWT connect + one subscribe, connections/s".into(),
-        measured: format!(
-            "{} (bare WebSocket only {}, ratio {})",
-            opt(rotor.storm_per_sec, int),
-            opt(bare.storm_per_sec, int),
-            ratio(rotor.storm_per_sec, bare.storm_per_sec)
-        ),
-        goal: "≥ 0.5 × bare (which does no auth and no subscribe)".into(),
-        met: cmp(rotor.storm_per_sec, bare.storm_per_sec, 0.5),
-        why: "JWT verification and the subscribe round trip on top of the upgrade".into(),
-    });
-    let lat = runs.get("latency-rotor").and_then(|r| r.steps.last());
-    out.push(Target {
-        what: "latency, 1k msgs/s to 1k subscribers of one channel: p99".into(),
-        measured: lat
-            .map(|s| {
-                format!(
-                    "p50 {} ms, p99 {} ms, {} deliveries/s",
-                    ms(s.latency.p50),
-                    ms(s.latency.p99),
-                    int(s.deliveries_per_sec)
-                )
-            })
-            .unwrap_or_else(|| "–".into()),
-        goal: "p99 < 50 ms, no loss".into(),
-        met: lat.map(|s| s.latency.p99 < 50_000 && s.loss <= 0.01),
-        why: "1 M deliveries/s on a 2-core box that also runs the load generator".into(),
-    });
-    let ch = runs
-        .get("channels-rotor")
-        .and_then(|r| r.saturation().or_else(|| best(r)));
-    out.push(Target {
-        what: "many channels: 10k connections × 10 channels of 1000, random publishes".into(),
-        measured: ch
-            .map(|s| {
-                format!(
-                    "{} deliveries/s at {} publishes/s",
-                    int(s.deliveries_per_sec),
-                    int(s.publish_rate)
-                )
-            })
-            .unwrap_or_else(|| "–".into()),
-        goal: "≥ 0.5 × one-channel fan-out saturation deliveries/s".into(),
-        met: match (ch, rotor.saturation) {
-            (Some(s), Some(f)) if f > 0.0 => Some(s.deliveries_per_sec >= 0.5 * f),
-            _ => None,
-        },
-        why: "each publish is one HTTP API request reaching 100 subscribers, so the API path \
-              counts 100× more than in the one-channel fan-out"
-            .into(),
-    });
-    let sat = |name: &str| {
-        runs.get(name)
-            .and_then(|r| r.saturation().or_else(|| best(r)))
-    };
-    let (edge, direct) = (sat("edge-through-edge"), sat("edge-direct"));
-    out.push(Target {
-        what: "edge overhead: fan-out through the control plane's public endpoint vs direct".into(),
-        measured: format!(
-            "{} vs {} deliveries/s (ratio {})",
-            opt(edge.map(|s| s.deliveries_per_sec), int),
-            opt(direct.map(|s| s.deliveries_per_sec), int),
-            ratio(
-                edge.map(|s| s.deliveries_per_sec),
-                direct.map(|s| s.deliveries_per_sec)
-            )
-        ),
-        goal: "≥ 0.8 × direct".into(),
-        met: match (edge, direct) {
-            (Some(e), Some(d)) if d.deliveries_per_sec > 0.0 => {
-                Some(e.deliveries_per_sec >= 0.8 * d.deliveries_per_sec)
-            }
-            _ => None,
-        },
-        why: "the edge copies every byte through the control plane: two more socket writes and reads per delivery, on the same two cores. Next step: after routing, hand the client's socket to the tenant process (SCM_RIGHTS over a Unix socket) so the edge leaves the data path"
-            .into(),
-    });
-    out.push(Target {
-        what: "Redis engine publishes/s (history on) vs `redis-benchmark PUBLISH`".into(),
-        measured: redis
-            .map(|r| {
-                format!(
-                    "{} vs {} (ratio {:.2})",
-                    int(r.rotor_per_sec),
-                    int(r.redis_benchmark_per_sec),
-                    r.ratio
-                )
-            })
-            .unwrap_or_else(|| "–".into()),
-        goal: "≥ 0.5".into(),
-        met: redis.map(|r| r.ratio >= 0.5),
-        why: "one Lua call per publish (history, offset, PUBLISH) vs a bare PUBLISH".into(),
-    });
-    out.push(Target {
-        what: "config change → applied on the tenant, p99".into(),
-        measured: push
-            .map(|p| format!("p50 {:.1} ms, p99 {:.1} ms", p.p50_ms, p.p99_ms))
-            .unwrap_or_else(|| "–".into()),
-        goal: "< 200 ms".into(),
-        met: push.map(|p| p.p99_ms < 200.0),
-        why: "REST → Postgres → reconciler → admin PUT (debug build, polled every 5 ms)".into(),
-    });
-    let first = push.and_then(|p| p.first_connection.as_ref());
-    out.push(Target {
-        what: "project created → first connection accepted through the edge".into(),
-        measured: first
-            .map(|t| {
-                format!(
-                    "p50 {:.1} ms, max {:.1} ms over {} projects",
-                    t.p50_ms, t.max_ms, t.count
-                )
-            })
-            .unwrap_or_else(|| "–".into()),
-        goal: "< 1 s".into(),
-        met: first.map(|t| t.max_ms < 1000.0),
-        why: "REST → Postgres → reconciler spawns the tenant process, which listens within \
-              milliseconds; the client retries the 503 the edge gives meanwhile (every 5 ms)"
-            .into(),
-    });
-    out
 }
 
 fn step_table(out: &mut String, run: &RunResult) {
@@ -438,11 +238,11 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     let _ = writeln!(o, "## Targets\n");
     let _ = writeln!(
         o,
-        "Issue #10 fixed the 50 ms p99 limit of the fan-out ramp; the memory, Redis and \
-         config-push targets are the project's earlier ones. The others are proposed here as \
-         ratios to the peers measured in the same run.\n"
+        "Issue #10's scenarios and targets, numbered as in the issue. Where the issue gives \
+         a number without a target (many channels) or a target this box cannot show (the \
+         50 ms ramp limit), the row says so.\n"
     );
-    let _ = writeln!(o, "| what | measured | target | verdict | why it costs what it costs |\n|---|---|---|---|---|");
+    let _ = writeln!(o, "| what | measured | target | verdict | why it costs what it costs (and the next step where missed) |\n|---|---|---|---|---|");
     for t in targets(&runs, &all, redis.as_ref(), push.as_ref()) {
         let _ = writeln!(
             o,
@@ -450,8 +250,8 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
             t.what,
             t.measured,
             t.goal,
-            verdict(t.met),
-            t.why
+            t.verdict.label(),
+            t.explain()
         );
     }
 
@@ -501,11 +301,12 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
             Box::new(|f: &Facts| opt(f.storm_per_sec, int)),
         ),
         (
-            "1k msgs/s → 1k subscribers: p50 / p99 ms",
-            Box::new(|f: &Facts| match (f.lat_p50, f.lat_p99) {
-                (Some(a), Some(b)) => format!("{} / {}", ms(a), ms(b)),
-                _ => "–".into(),
-            }),
+            "1k msgs/s → 1k subscribers, one channel each: p50 / p99 ms",
+            Box::new(|f: &Facts| pair(f.spread_p50, f.spread_p99)),
+        ),
+        (
+            "1k msgs/s → 1k subscribers of one channel: p50 / p99 ms",
+            Box::new(|f: &Facts| pair(f.lat_p50, f.lat_p99)),
         ),
     ];
     for (name, f) in &rows {
@@ -530,7 +331,7 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
         "\nRatios Rotor JSON / peer (throughput and conns/s: higher is better for Rotor; CPU \
          and memory: lower is better for Rotor):\n"
     );
-    let _ = writeln!(o, "| peer | fan-out saturation deliveries/s | CPU per delivery (saturation) | memory per connection | connect storm | latency p99 (1k×1k) |\n|---|---|---|---|---|---|");
+    let _ = writeln!(o, "| peer | fan-out saturation deliveries/s | CPU per delivery (saturation) | memory per connection | connect storm | latency p99 (1k msgs/s, one channel of 1k) |\n|---|---|---|---|---|---|");
     for (t, l) in present.iter().filter(|(t, _)| *t != "rotor") {
         let f = all[t];
         let _ = writeln!(
@@ -551,7 +352,7 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
          ![memory per connection](bench/results/memory_per_connection.png)\n"
     );
 
-    let sections: [(&str, &str, &str); 5] = [
+    let sections: [(&str, &str, &str); 6] = [
         (
             "fanout",
             "Fan-out: 10k connections on one channel",
@@ -560,9 +361,18 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
              publisher that cannot keep the rate); each publish reaches every connection.",
         ),
         (
+            "spread",
+            "Latency at moderate load: 1k msgs/s to 1k subscribers, one channel each",
+            "1 000 connections, each subscribed to its own channel; every publish goes to a \
+             random one of the 1 000 channels, so at 1 000 publishes/s each subscriber gets \
+             about one message a second (1 000 deliveries/s). Servers without channels (the bare \
+             floor, the Socket.IO peer's broadcast) cannot run it.",
+        ),
+        (
             "latency",
-            "Latency: 1k msgs/s to 1k subscribers",
-            "One channel, one step at 1 000 publishes/s (1 M deliveries/s).",
+            "Latency: 1k msgs/s to 1k subscribers of one channel",
+            "The other reading of scenario 5: one channel, steps of 10, 100 and 1 000 \
+             publishes/s, the last being 1 M deliveries/s.",
         ),
         (
             "channels",

@@ -5,6 +5,7 @@
 pub mod machine;
 pub mod markdown;
 pub mod parse;
+mod targets;
 
 use std::collections::BTreeMap;
 use std::path::Path;
