@@ -413,7 +413,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
     let work = async {
         let before = sample(&args.server_pid);
         let mut pool = Pool::spawn(&specs(&args))?;
-        let (phase, curve) = connect_phase(&mut pool, &args).await?;
+        let (mut phase, curve) = connect_phase(&mut pool, &args).await?;
+        if let (Some(b), Some(a)) = (before, sample(&args.server_pid)) {
+            phase.server_cpu_us_per_conn = Some(
+                a.cpu.saturating_sub(b.cpu).as_secs_f64() * 1e6 / phase.connected.max(1) as f64,
+            );
+        }
         result.connect = phase;
         tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
         if let (Some(b), Some(a)) = (before, sample(&args.server_pid)) {

@@ -51,6 +51,10 @@ pub struct ConnectPhase {
     /// Opening time of one connection (dial, upgrade, protocol opening), µs.
     pub latency: Summary,
     pub errors: BTreeMap<String, u64>,
+    /// Server CPU time (user + system, the server's process tree) spent per opened connection
+    /// during the phase, µs; absent when no server was sampled.
+    #[serde(default)]
+    pub server_cpu_us_per_conn: Option<f64>,
 }
 
 /// Server memory around the connection phase.
@@ -144,6 +148,9 @@ impl RunResult {
         );
         for (k, v) in &c.errors {
             let _ = writeln!(out, "  connect error {k}: {v}");
+        }
+        if let Some(us) = c.server_cpu_us_per_conn {
+            let _ = writeln!(out, "server CPU {us:.1} µs per connection opened");
         }
         if let Some(m) = &self.memory {
             let _ = writeln!(

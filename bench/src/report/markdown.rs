@@ -65,6 +65,8 @@ pub(super) struct Facts {
     pub(super) cpu_us_common: Option<f64>,
     pub(super) mem_per_conn: Option<f64>,
     pub(super) storm_per_sec: Option<f64>,
+    /// Server CPU per connection opened in the storm, µs.
+    pub(super) storm_cpu_us: Option<f64>,
     pub(super) lat_p50: Option<u64>,
     pub(super) lat_p99: Option<u64>,
     /// Server CPU at the saturation step (100 = one core).
@@ -117,9 +119,10 @@ fn facts(runs: &BTreeMap<String, RunResult>, target: &str, common: Option<f64>) 
         f.spread_p50 = Some(s.latency.p50);
         f.spread_p99 = Some(s.latency.p99);
     }
-    f.storm_per_sec = get("storm")
-        .filter(|r| r.connect.connected > 0)
-        .map(|r| r.connect.per_sec);
+    if let Some(r) = get("storm").filter(|r| r.connect.connected > 0) {
+        f.storm_per_sec = Some(r.connect.per_sec);
+        f.storm_cpu_us = r.connect.server_cpu_us_per_conn;
+    }
     if let Some(s) = get("latency").and_then(|r| r.steps.last()) {
         f.lat_p50 = Some(s.latency.p50);
         f.lat_p99 = Some(s.latency.p99);
@@ -301,6 +304,10 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
             Box::new(|f: &Facts| opt(f.storm_per_sec, int)),
         ),
         (
+            "connect storm: server CPU µs per connection",
+            Box::new(|f: &Facts| opt(f.storm_cpu_us, |v| format!("{v:.1}"))),
+        ),
+        (
             "1k msgs/s → 1k subscribers, one channel each: p50 / p99 ms",
             Box::new(|f: &Facts| pair(f.spread_p50, f.spread_p99)),
         ),
@@ -434,7 +441,7 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
             continue;
         }
         let _ = writeln!(o, "## {title}\n\n{text}\n");
-        let _ = writeln!(o, "| server | connections | connections/s | opening p50 ms | opening p99 ms | RSS before → after (MB) | bytes per connection |\n|---|---|---|---|---|---|---|");
+        let _ = writeln!(o, "| server | connections | connections/s | server CPU µs per connection | opening p50 ms | opening p99 ms | RSS before → after (MB) | bytes per connection |\n|---|---|---|---|---|---|---|---|");
         for r in list {
             let mem = r
                 .memory
@@ -452,11 +459,12 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
                 .unwrap_or_else(|| ("–".into(), "–".into()));
             let _ = writeln!(
                 o,
-                "| {} | {}/{} | {} | {} | {} | {} | {} |",
+                "| {} | {}/{} | {} | {} | {} | {} | {} | {} |",
                 label(&r.target),
                 r.connect.connected,
                 r.connect.attempted,
                 int(r.connect.per_sec),
+                opt(r.connect.server_cpu_us_per_conn, |v| format!("{v:.1}")),
                 ms(r.connect.latency.p50),
                 ms(r.connect.latency.p99),
                 mem.0,

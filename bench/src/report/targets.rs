@@ -226,10 +226,15 @@ pub fn targets(
     out.push(Target {
         what: "4 · connect storm: HS256 JWT connect + one subscribe, connections/s".into(),
         measured: format!(
-            "{} (bare WebSocket upgrade only {}, Nchan {})",
+            "{} (bare WebSocket upgrade only {}, Nchan {}); server CPU {} µs per connection, \
+             i.e. {} connections per core-second of server CPU (bare {} µs, Nchan {} µs)",
             opt(rotor.storm_per_sec, int),
             opt(get("bare").storm_per_sec, int),
-            opt(nchan.storm_per_sec, int)
+            opt(nchan.storm_per_sec, int),
+            opt(rotor.storm_cpu_us, |v| format!("{v:.1}")),
+            opt(rotor.storm_cpu_us.filter(|v| *v > 0.0).map(|v| 1e6 / v), int),
+            opt(get("bare").storm_cpu_us, |v| format!("{v:.1}")),
+            opt(nchan.storm_cpu_us, |v| format!("{v:.1}")),
         ),
         goal: "≥ 20 000 /s".into(),
         verdict: Verdict::from(rotor.storm_per_sec.map(|v| v >= 20_000.0)),
