@@ -8,9 +8,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -18,7 +16,8 @@ use bytes::{Buf, BytesMut};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use rotor_tenant_config::handoff::{self, Outcome};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use rotor_tenant_config::prefixed::PrefixedStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -108,10 +107,7 @@ async fn handle(
         };
     match target {
         Target::ControlPlane => {
-            let io = TokioIo::new(Prefixed {
-                prefix: buf,
-                inner: stream,
-            });
+            let io = TokioIo::new(PrefixedStream::new(buf.into(), stream));
             let service = TowerToHyperService::new(app.map_request(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(crate::web::PeerAddr(peer));
@@ -284,42 +280,4 @@ async fn respond(stream: &mut TcpStream, status: &str, message: &str) -> io::Res
     );
     stream.write_all(resp.as_bytes()).await?;
     stream.shutdown().await
-}
-
-/// A stream that first yields bytes already read.
-struct Prefixed {
-    prefix: BytesMut,
-    inner: TcpStream,
-}
-
-impl AsyncRead for Prefixed {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(out.remaining());
-            out.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, out)
-    }
-}
-
-impl AsyncWrite for Prefixed {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }

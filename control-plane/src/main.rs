@@ -54,9 +54,7 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("bind {}", settings.listen))?;
-    // A deep accept queue (capped by net.core.somaxconn): tokio's 1024 overflows when many
-    // clients reconnect at once, and each dropped SYN costs its client a one-second retransmit.
-    socket2::SockRef::from(&listener).listen(65_535)?;
+    rotor_tenant_config::listen::deepen(&listener)?;
     let addr = listener.local_addr()?;
     if std::env::var("ROTOR_PUBLIC_URL").map_or(true, |v| v.trim().is_empty()) {
         settings.public_url = format!("http://{addr}");

@@ -13,7 +13,6 @@ pub mod engine;
 pub mod handoff;
 pub mod hub;
 pub mod limits;
-pub mod listen;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
@@ -21,3 +20,6 @@ pub mod proxy;
 pub mod server;
 pub mod session;
 pub mod transport;
+
+/// Listening sockets with a deep accept queue (shared with the control plane).
+pub use rotor_tenant_config::listen;

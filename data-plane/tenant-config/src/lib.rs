@@ -9,7 +9,9 @@
 mod channel;
 mod duration;
 pub mod handoff;
+pub mod listen;
 mod load;
+pub mod prefixed;
 mod proxy;
 mod sections;
 mod validate;

@@ -1,4 +1,4 @@
-//! Listening sockets for the public endpoints: tokio binds with an accept queue of 1024, which
+//! Listening sockets for the public endpoints of both planes: tokio binds with an accept queue of 1024, which
 //! a burst of reconnecting clients overflows; a dropped SYN costs each of those clients a full
 //! second (the kernel's first SYN retransmit). Rotor re-listens with a deep queue instead.
 

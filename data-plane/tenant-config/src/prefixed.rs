@@ -1,0 +1,112 @@
+//! A TCP stream whose first bytes were already read off the socket: the request head the edge
+//! parsed to route a connection. Both planes serve such streams with hyper (the edge its own
+//! dashboard and API, the tenant a handed-off socket), so they replay the head first.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Yields `prefix` first, then reads from the socket; writes go straight to the socket.
+pub struct PrefixedStream {
+    prefix: Vec<u8>,
+    read: usize,
+    inner: TcpStream,
+}
+
+impl PrefixedStream {
+    pub fn new(prefix: Vec<u8>, inner: TcpStream) -> Self {
+        Self {
+            prefix,
+            read: 0,
+            inner,
+        }
+    }
+}
+
+impl AsyncRead for PrefixedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.read < this.prefix.len() {
+            let rest = &this.prefix[this.read..];
+            let n = rest.len().min(out.remaining());
+            out.put_slice(&rest[..n]);
+            this.read += n;
+            if this.read == this.prefix.len() {
+                // Free the head once replayed: the connection may live for hours.
+                this.prefix = Vec::new();
+                this.read = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, out)
+    }
+}
+
+impl AsyncWrite for PrefixedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn the_prefix_is_read_before_the_socket_and_writes_pass_through() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(b" world").await.unwrap();
+            c.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            c.read_to_end(&mut back).await.unwrap();
+            back
+        });
+        let (sock, _) = listener.accept().await.unwrap();
+        let mut s = PrefixedStream::new(b"hello".to_vec(), sock);
+        let mut got = String::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            s.read_to_string(&mut got),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(got, "hello world");
+        s.write_all(b"ok").await.unwrap();
+        s.shutdown().await.unwrap();
+        drop(s);
+        assert_eq!(client.await.unwrap(), b"ok");
+    }
+}
