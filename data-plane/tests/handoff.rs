@@ -94,20 +94,25 @@ async fn next(ws: &mut WebSocketStream<TcpStream>) -> Result<Value, u16> {
     }
 }
 
-#[tokio::test]
-async fn a_handed_off_socket_serves_a_websocket_connect_publications_and_shutdown() {
-    let (server, path) = start().await;
-    let (mut ws, edge) = connect_via_handoff(&path).await;
+/// A client handed off to the tenant (the hand-off accepted) and connected as `user`.
+async fn connected_via_handoff(path: &Path, user: &str) -> WebSocketStream<TcpStream> {
+    let (mut ws, edge) = connect_via_handoff(path).await;
     assert!(matches!(edge.await.unwrap(), Outcome::Accepted));
-
     send(
         &mut ws,
-        json!({"id": 1, "connect": {"token": token(json!({"sub": "alice"}))}}),
+        json!({"id": 1, "connect": {"token": token(json!({"sub": user}))}}),
     )
     .await;
     let reply = next(&mut ws).await.unwrap();
     assert_eq!(reply["id"], 1, "{reply}");
     assert!(reply["connect"]["client"].is_string(), "{reply}");
+    ws
+}
+
+#[tokio::test]
+async fn a_handed_off_socket_serves_a_websocket_connect_publications_and_shutdown() {
+    let (server, path) = start().await;
+    let mut ws = connected_via_handoff(&path, "alice").await;
     send(&mut ws, json!({"id": 2, "subscribe": {"channel": "news"}})).await;
     let reply = next(&mut ws).await.unwrap();
     assert_eq!(reply["id"], 2, "{reply}");
@@ -201,15 +206,7 @@ async fn malformed_hand_off_messages_are_dropped_and_the_listener_keeps_serving(
     assert_eq!(server.node.metrics.connections.get(), 0);
 
     // The listener still takes a well-formed hand-off.
-    let (mut ws, edge) = connect_via_handoff(&path).await;
-    assert!(matches!(edge.await.unwrap(), Outcome::Accepted));
-    send(
-        &mut ws,
-        json!({"id": 1, "connect": {"token": token(json!({"sub": "bob"}))}}),
-    )
-    .await;
-    let reply = next(&mut ws).await.unwrap();
-    assert!(reply["connect"]["client"].is_string(), "{reply}");
+    let _ws = connected_via_handoff(&path, "bob").await;
     server.shutdown().await;
 }
 

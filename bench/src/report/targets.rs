@@ -120,39 +120,40 @@ pub fn targets(
             .into(),
         next: "",
     });
-    out.push(Target {
-        what: "1 · fan-out 10k vs Socket.IO 4 (deliveries/s at saturation: no loss, p99 ≤ 1 s, \
-               since no server stays within 50 ms here)"
-            .into(),
+    // Rotor's fan-out saturation against a peer's, `factor` times at least.
+    let versus = |what: &str, peer: &Facts, factor: f64, goal: &str, why: &str| {
+        Target {
+        what: what.into(),
         measured: format!(
             "{} vs {} (×{})",
             opt(rotor.saturation, int),
-            opt(sio.saturation, int),
-            ratio(rotor.saturation, sio.saturation)
+            opt(peer.saturation, int),
+            ratio(rotor.saturation, peer.saturation)
         ),
-        goal: "≥ 10 × Socket.IO".into(),
-        verdict: Verdict::from(at_least(rotor.saturation, sio.saturation, 10.0)),
-        why: "Socket.IO encodes and writes per socket on one Node thread; Rotor encodes a \
-              publication once and its two runtime threads write the same bytes"
-            .into(),
+        goal: goal.into(),
+        verdict: Verdict::from(at_least(rotor.saturation, peer.saturation, factor)),
+        why: why.into(),
         next: "profile the saturation step (scripts/bench/profile.sh) and cut what the server does per write",
-    });
-    out.push(Target {
-        what: "1 · fan-out 10k vs Nchan (deliveries/s at saturation)".into(),
-        measured: format!(
-            "{} vs {} (×{})",
-            opt(rotor.saturation, int),
-            opt(nchan.saturation, int),
-            ratio(rotor.saturation, nchan.saturation)
-        ),
-        goal: "≥ 2 × Nchan".into(),
-        verdict: Verdict::from(at_least(rotor.saturation, nchan.saturation, 2.0)),
-        why: "Nchan writes one WebSocket frame per message per socket; under load Rotor joins \
-              the frames queued for a connection into one write, so a `send()` carries several \
-              publications"
-            .into(),
-        next: "profile the saturation step (scripts/bench/profile.sh) and cut what the server does per write",
-    });
+    }
+    };
+    out.push(versus(
+        "1 · fan-out 10k vs Socket.IO 4 (deliveries/s at saturation: no loss, p99 ≤ 1 s, since \
+         no server stays within 50 ms here)",
+        &sio,
+        10.0,
+        "≥ 10 × Socket.IO",
+        "Socket.IO encodes and writes per socket on one Node thread; Rotor encodes a \
+         publication once and its two runtime threads write the same bytes",
+    ));
+    out.push(versus(
+        "1 · fan-out 10k vs Nchan (deliveries/s at saturation)",
+        &nchan,
+        2.0,
+        "≥ 2 × Nchan",
+        "Nchan writes one WebSocket frame per message per socket; under load Rotor joins the \
+         frames queued for a connection into one write, so a `send()` carries several \
+         publications",
+    ));
     let per_core = rotor.cpu_us_best.filter(|v| *v > 0.0).map(|v| 1e6 / v);
     // The lowest rate at which a delivery costs ≤ 2 µs of server CPU (500k per core-second).
     let first_at_goal = runs.get("fanout-rotor").and_then(|r| {

@@ -254,7 +254,7 @@ fn run(
             }
         };
 
-        if reason != Disconnect::CONNECTION_CLOSED && reason.code != 3009 {
+        if reason != Disconnect::CONNECTION_CLOSED && reason.code != Disconnect::WRITE_ERROR.code {
             if reason != Disconnect::SLOW {
                 // What was queued before the disconnect (e.g. the error reply) still goes out.
                 let _ = conn.flush_frames_only(timer.as_mut()).await;
