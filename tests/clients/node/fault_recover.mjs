@@ -112,7 +112,9 @@ for (let c = 0; c < CLIENTS; c++) {
       n: ctx.data ? ctx.data.n : null,
       offset: offsetOf(ctx.offset),
       rec: s.recovering,
-      generation: s.generation,
+      // A publication that arrives while the subscription is (re)subscribing belongs to the
+      // subscription being established: centrifuge-js can emit it before that `subscribed`.
+      generation: sub.state === 'subscribing' ? s.generation + 1 : s.generation,
     });
   });
   sub.subscribe();

@@ -3,6 +3,9 @@
 //! (a control plane leaves them running on purpose, for the next one to adopt).
 #![allow(dead_code)]
 
+pub mod publisher;
+pub mod ws;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -225,6 +228,11 @@ impl ControlPlane {
         let text = resp.text().await?;
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
+}
+
+/// A namespace clients may subscribe to on their own, with presence.
+pub fn open_chat() -> Value {
+    json!({"allow_subscribe_for_client": true, "presence": true, "allow_presence_for_subscriber": true})
 }
 
 /// Signs a connection token.

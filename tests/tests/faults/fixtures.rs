@@ -1,6 +1,7 @@
 // Fixtures and traffic helpers of tests/tests/faults.rs (included there with `include!`, so
 // they share its imports): private redis-server and Postgres instances, a control plane with
-// extra environment, numbered publishers and centrifuge-js followers.
+// extra environment, centrifuge-js followers and polling helpers (the publisher and raw clients
+// are in tests/tests/cp/).
 // ---------------------------------------------------------------------------------------------
 // Fixtures: a control plane with extra environment, a private redis-server, a private Postgres.
 // ---------------------------------------------------------------------------------------------
@@ -358,120 +359,6 @@ async fn project_on(cp: &ControlPlane, mgmt: &str, name: &str, engine: &str) -> 
     })
 }
 
-/// How one publish attempt failed (its fields are read through `Debug` in failure messages).
-#[derive(Debug, Clone)]
-#[allow(dead_code)]
-enum Failure {
-    /// The server API answered with an error reply.
-    Api { code: i64, message: String },
-    /// Not a server API answer (the edge's 502/503 while the tenant is down, …).
-    Http { status: u16, body: String },
-    /// No answer at all (connection refused or reset, timeout).
-    Transport(String),
-}
-
-/// One failed attempt and how long it took to fail.
-#[derive(Debug, Clone)]
-#[allow(dead_code)]
-struct Failed {
-    n: u64,
-    took: Duration,
-    why: Failure,
-}
-
-/// Publishes through the server HTTP API with an idempotency key per publication, so that a
-/// retry of a publication whose answer was lost is not a second publication.
-struct Publisher {
-    http: reqwest::Client,
-    url: String,
-    key: String,
-}
-
-impl Publisher {
-    fn new(api_url: &str, key: &str) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            url: format!("{api_url}/publish"),
-            key: key.to_owned(),
-        }
-    }
-
-    /// One attempt; the reply's `result` on success.
-    async fn attempt(&self, body: &Value) -> std::result::Result<Value, Failure> {
-        let resp = self
-            .http
-            .post(&self.url)
-            .header("X-API-Key", &self.key)
-            .body(body.to_string())
-            .timeout(Duration::from_secs(8))
-            .send()
-            .await
-            .map_err(|e| Failure::Transport(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| Failure::Transport(e.to_string()))?;
-        let reply: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        if status != 200 {
-            return Err(Failure::Http { status, body: text });
-        }
-        if let Some(e) = reply.get("error") {
-            return Err(Failure::Api {
-                code: e["code"].as_i64().unwrap_or(-1),
-                message: e["message"].as_str().unwrap_or_default().to_owned(),
-            });
-        }
-        reply
-            .get("result")
-            .cloned()
-            .ok_or(Failure::Http { status, body: text })
-    }
-
-    /// Publishes `{n}` on `channel`, retrying every 20 ms until it is accepted or `deadline`
-    /// passes; failed attempts are added to `failed`. Returns the offset.
-    async fn publish_n(
-        &self,
-        channel: &str,
-        n: u64,
-        failed: &mut Vec<Failed>,
-        deadline: Instant,
-    ) -> Result<u64> {
-        let body =
-            json!({"channel": channel, "data": {"n": n}, "idempotency_key": format!("pub-{n}")});
-        loop {
-            let started = Instant::now();
-            match self.attempt(&body).await {
-                Ok(result) => return Ok(result["offset"].as_u64().unwrap_or(0)),
-                Err(why) => failed.push(Failed {
-                    n,
-                    took: started.elapsed(),
-                    why,
-                }),
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "publication {n} was not accepted before the deadline; last failures: {:?}",
-                    &failed[failed.len().saturating_sub(5)..]
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Publishes the `{done: true}` marker that ends the followers' script.
-    async fn done(&self, channel: &str, deadline: Instant) -> Result<()> {
-        let body = json!({"channel": channel, "data": {"done": true}, "idempotency_key": "done"});
-        loop {
-            match self.attempt(&body).await {
-                Ok(_) => return Ok(()),
-                Err(e) if Instant::now() > deadline => bail!("the done marker failed: {e:?}"),
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    }
-}
-
 /// `tests/clients/node/fault_recover.mjs`: centrifuge-js clients following one channel.
 struct Followers {
     process: TestProcess,
@@ -595,4 +482,23 @@ fn ensure_exactly_once(who: &str, got: &[u64], n: u64) -> Result<()> {
          duplicated {doubled:?}, sequence {got:?}",
         got.len()
     )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Polling.
+// ---------------------------------------------------------------------------------------------
+
+/// Whether a process with `pid` exists.
+fn pid_alive(pid: i64) -> bool {
+    pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Polls `cond` every 10 ms until it holds, at most `limit`.
+async fn wait_until(what: &str, limit: Duration, cond: impl Fn() -> bool) -> Result<()> {
+    let started = Instant::now();
+    while !cond() {
+        ensure!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
 }
