@@ -27,13 +27,14 @@ pub struct Demo {
 /// Creates the demo account and project if missing; always mints a fresh API key (keys are
 /// shown only once) and a one-day connection token for user `demo-user`.
 pub async fn ensure(state: &AppState) -> anyhow::Result<Demo> {
-    let account = match accounts::create_account(state, EMAIL, PASSWORD).await {
-        Ok((id, _)) => id,
-        Err(RestError::Conflict(_)) => accounts::authenticate(state, EMAIL, PASSWORD)
-            .await
-            .map_err(|e| anyhow::anyhow!("demo account exists with another password: {e}"))?,
-        Err(e) => return Err(anyhow::anyhow!("creating demo account: {e}")),
-    };
+    let account =
+        match accounts::create_account(state, EMAIL, PASSWORD).await {
+            Ok((id, _)) => id,
+            Err(RestError::Conflict(_)) => accounts::authenticate(state, EMAIL, PASSWORD, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("demo account exists with another password: {e}"))?,
+            Err(e) => return Err(anyhow::anyhow!("creating demo account: {e}")),
+        };
     let project = existing_project(state, &account).await?;
     let project_id = match project {
         Some(id) => id,
@@ -58,22 +59,8 @@ pub async fn ensure(state: &AppState) -> anyhow::Result<Demo> {
         .bind(&project_id)
         .fetch_one(&state.pool)
         .await?;
-    let hmac_secret: String =
-        sqlx::query_scalar("SELECT hmac_secret FROM token_secrets WHERE project_id = $1")
-            .bind(&project_id)
-            .fetch_one(&state.pool)
-            .await?;
-    let key = projects::create_api_key(
-        state,
-        &account,
-        &project_id,
-        &format!(
-            "make run {}",
-            chrono::Utc::now().format("%Y-%m-%d %H:%M:%S")
-        ),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hmac_secret = crate::secret_store::token_secret_of(&state.pool, &project_id).await?;
+    let key = fresh_api_key(state, &account, &project_id).await?;
     let exp = chrono::Utc::now().timestamp() + 24 * 3600;
     let user_token = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
@@ -84,16 +71,50 @@ pub async fn ensure(state: &AppState) -> anyhow::Result<Demo> {
         email: EMAIL,
         password: PASSWORD,
         websocket: format!(
-            "{}/t/{slug}/connection/websocket",
-            state.settings.public_ws_url()
+            "{}/connection/websocket",
+            state.settings.tenant_ws_base(&slug)
         ),
-        api: format!("{}/t/{slug}/api", state.settings.public_url),
+        api: format!("{}/api", state.settings.tenant_http_base(&slug)),
         project_id,
         slug,
         api_key: key["key"].as_str().unwrap_or_default().to_owned(),
         hmac_secret,
         user_token,
     })
+}
+
+/// A new API key named `make run …`; when the plan's key limit is reached, the oldest key a
+/// previous `make run` minted is revoked first (each run prints a new one).
+async fn fresh_api_key(
+    state: &AppState,
+    account: &AccountId,
+    project: &ProjectId,
+) -> anyhow::Result<serde_json::Value> {
+    let name = format!(
+        "make run {}",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M:%S")
+    );
+    match projects::create_api_key(state, account, project, &name).await {
+        Err(RestError::PlanLimit(_)) => {
+            let oldest: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM api_keys WHERE project_id = $1 AND name LIKE 'make run %' \
+                 ORDER BY created_at LIMIT 1",
+            )
+            .bind(project)
+            .fetch_optional(&state.pool)
+            .await?;
+            let oldest = oldest.ok_or_else(|| {
+                anyhow::anyhow!("the demo project has no room for another API key")
+            })?;
+            projects::revoke_api_key(state, account, project, &oldest)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            projects::create_api_key(state, account, project, &name)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        }
+        other => other.map_err(|e| anyhow::anyhow!("{e}")),
+    }
 }
 
 async fn existing_project(

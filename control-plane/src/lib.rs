@@ -3,13 +3,19 @@
 //! [`rotor_tenant_config::TenantConfig`], and routes one public endpoint to the tenants.
 
 pub mod app;
+pub mod audit;
+pub mod auth_limits;
 pub mod db;
 pub mod demo;
 pub mod edge;
 pub mod ids;
+pub mod limits;
+pub mod operator;
 pub mod project_settings;
 pub mod reconciler;
 pub mod rest;
+pub mod sealed;
+pub mod secret_store;
 pub mod secrets;
 pub mod settings;
 pub mod state;

@@ -1,5 +1,7 @@
 //! `rotor-control-plane serve`: runs the control plane — migrations, the public listener
 //! (edge + REST API + dashboard), and the reconciler that supervises tenant processes.
+//! `rotor-control-plane operator …`: the operator's commands on plans, limits and project
+//! status (see [`rotor_control_plane::operator`]), against `DATABASE_URL`.
 
 use std::sync::Arc;
 
@@ -28,6 +30,30 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Operator commands: plans, limits, suspension (writes to DATABASE_URL, audited as
+    /// operator:$USER).
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Put a project (prj_… id or slug) or an account (acc_… id or email) on a plan.
+    SetPlan { target: String, plan: String },
+    /// Suspend a project (prj_… id or slug): its tenant stops, its endpoints refuse traffic.
+    Suspend { project: String },
+    /// Resume a suspended project.
+    Resume { project: String },
+    /// Change some of a plan's limits, e.g. `set-limits free '{"max_projects": 5}'`.
+    SetLimits {
+        plan: String,
+        /// A JSON object merged into the plan's limits.
+        limits: String,
+    },
+    /// List the plans with their limits and how many projects and accounts are on each.
+    ListPlans,
 }
 
 #[tokio::main]
@@ -44,7 +70,43 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve { demo } => serve(demo).await,
+        Command::Operator { command } => operator(command).await,
     }
+}
+
+async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
+    use rotor_control_plane::operator::{self, Operator};
+    let settings = Settings::from_env();
+    let pool = db::connect_existing(&settings.database_url)
+        .await
+        .context("database")?;
+    let op = Operator::from_env();
+    let change = match command {
+        OperatorCommand::SetPlan { target, plan } => {
+            operator::set_plan(&pool, &op, &target, &plan).await?
+        }
+        OperatorCommand::Suspend { project } => operator::suspend(&pool, &op, &project).await?,
+        OperatorCommand::Resume { project } => operator::resume(&pool, &op, &project).await?,
+        OperatorCommand::SetLimits { plan, limits } => {
+            let limits: serde_json::Value =
+                serde_json::from_str(&limits).context("limits must be a JSON object")?;
+            operator::set_limits(&pool, &op, &plan, &limits).await?
+        }
+        OperatorCommand::ListPlans => {
+            for plan in operator::list_plans(&pool).await? {
+                println!(
+                    "{}\tprojects={}\taccounts={}\t{}",
+                    plan.name, plan.projects, plan.accounts, plan.limits
+                );
+            }
+            return Ok(());
+        }
+    };
+    println!(
+        "{}: {} -> {} ({} project config(s) bumped; running tenants pick it up from the reconciler)",
+        change.target, change.before, change.after, change.projects_bumped
+    );
+    Ok(())
 }
 
 async fn serve(demo: bool) -> anyhow::Result<()> {
@@ -66,7 +128,7 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
     let state = AppState::new(pool, settings.clone());
     let run_dir = std::env::var("ROTOR_RUN_DIR")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::env::temp_dir().join("rotor-tenants"));
+        .unwrap_or_else(|_| rotor_control_plane::supervisor::default_run_dir());
     let driver = Arc::new(
         LocalDriver::new(settings.data_plane_bin.clone(), run_dir)
             .context("run dir")?
@@ -84,6 +146,12 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
     let mut reconciler = Reconciler::new(state.clone(), driver, routes.clone());
     reconciler.start_up().await;
     let reconcile_task = tokio::spawn(reconciler.run(stop.clone()));
+    // Previous token secrets are erased once their grace period ends.
+    let sweep_task = tokio::spawn(rotor_control_plane::secret_store::run_sweeper(
+        state.pool.clone(),
+        std::time::Duration::from_secs(60),
+        stop.clone(),
+    ));
     let usage_task = tokio::spawn(rotor_control_plane::usage::run(
         state.pool.clone(),
         routes.clone(),
@@ -96,6 +164,7 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
         listener,
         routes,
         app::public_app(state),
+        settings.tenant_host.clone(),
         stop.clone(),
     ));
 
@@ -111,5 +180,6 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
     let _ = edge_task.await;
     let _ = reconcile_task.await;
     let _ = usage_task.await;
+    let _ = sweep_task.await;
     Ok(())
 }

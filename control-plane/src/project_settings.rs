@@ -14,9 +14,16 @@
 //! Everything is validated by the data plane's own rules together with the project's
 //! namespaces, so a namespace cannot point at a proxy that is not configured, and errors name
 //! the setting's own path (`settings.client_proxy.connect.endpoint`).
+//!
+//! The values of proxies' `http.static_headers` are credentials for the customer's backend:
+//! they are stored sealed ([`seal_secrets`], see [`crate::sealed`]), opened for the tenant's
+//! config and the owner ([`open_secrets`]) and redacted in the audit log.
 
 use rotor_tenant_config::TenantConfig;
 use serde_json::{json, Map, Value};
+
+use crate::ids::ProjectId;
+use crate::sealed::{Context, Keyring, Purpose, SealError};
 
 /// A setting that is not valid, with the path of the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,9 +150,146 @@ fn namespace_path(path: &str, namespaces: &[(String, Value)]) -> Option<String> 
     Some(format!("namespaces.{name}{rest}"))
 }
 
+/// Applies `f` to every value of every proxy's `http.static_headers` (wherever a proxy sits:
+/// `client_proxy.*`, `channel_proxy.*`, `proxies[]`, `rpc.proxy`).
+fn map_static_headers<E>(
+    value: &mut Value,
+    f: &mut impl FnMut(&str) -> Result<String, E>,
+) -> Result<(), E> {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                let headers = (key == "http")
+                    .then(|| child.get_mut("static_headers"))
+                    .flatten()
+                    .and_then(Value::as_object_mut);
+                if let Some(headers) = headers {
+                    for header in headers.values_mut() {
+                        if let Value::String(s) = header {
+                            *s = f(s)?;
+                        }
+                    }
+                } else {
+                    map_static_headers(child, f)?;
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                map_static_headers(item, f)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Settings as a customer sent them, with every static header value sealed for `project`.
+/// Values are always sealed, even ones that look sealed already: what a customer sends is
+/// plaintext by definition, so a copied ciphertext is never opened on their behalf.
+pub fn seal_secrets(keyring: &Keyring, project: &ProjectId, settings: &Value) -> Value {
+    let mut out = settings.clone();
+    let ctx = Context::new(Purpose::ProxyHeader, project);
+    let _ =
+        map_static_headers::<std::convert::Infallible>(&mut out, &mut |v| Ok(keyring.seal(ctx, v)));
+    out
+}
+
+/// Stored settings with static header values opened (for the tenant's config and the owner).
+pub fn open_secrets(
+    keyring: &Keyring,
+    project: &ProjectId,
+    settings: &Value,
+) -> Result<Value, SealError> {
+    let mut out = settings.clone();
+    let ctx = Context::new(Purpose::ProxyHeader, project);
+    map_static_headers(&mut out, &mut |v| keyring.open(ctx, v))?;
+    Ok(out)
+}
+
+/// Stored settings left by an older version or sealed under an older key, re-sealed under the
+/// current key; `None` when nothing needed it (start-up sealing is idempotent). Values sealed
+/// under a key the keyring does not have are left alone.
+pub fn reseal_secrets(
+    keyring: &Keyring,
+    project: &ProjectId,
+    settings: &Value,
+) -> Result<Option<Value>, SealError> {
+    let mut out = settings.clone();
+    let ctx = Context::new(Purpose::ProxyHeader, project);
+    let mut changed = false;
+    map_static_headers(&mut out, &mut |v| {
+        if !crate::sealed::is_sealed(v) {
+            changed = true;
+            Ok(keyring.seal(ctx, v))
+        } else if keyring.is_sealed_under_older_key(v) {
+            match keyring.open(ctx, v) {
+                Ok(plain) => {
+                    changed = true;
+                    Ok(keyring.seal(ctx, &plain))
+                }
+                Err(SealError::UnknownKey(_)) => Ok(v.to_owned()),
+                Err(e) => Err(e),
+            }
+        } else {
+            Ok(v.to_owned())
+        }
+    })?;
+    Ok(changed.then_some(out))
+}
+
+/// Settings with every static header value replaced by `"[redacted]"` (for the audit log).
+pub fn redact_secrets(settings: &Value) -> Value {
+    let mut out = settings.clone();
+    let _ = map_static_headers::<std::convert::Infallible>(&mut out, &mut |_| {
+        Ok(crate::audit::REDACTED.to_owned())
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn static_header_values_are_sealed_wherever_a_proxy_sits_and_open_again() {
+        let ring = Keyring::from_key([3; 32]);
+        let project = ProjectId("prj_x".into());
+        let plain = json!({
+            "allowed_origins": ["https://a.example"],
+            "client_proxy": {"connect": {"enabled": true, "endpoint": "https://b.example/c",
+                "http": {"static_headers": {"Authorization": "Bearer one"}}}},
+            "channel_proxy": {"subscribe": {"endpoint": "https://b.example/s",
+                "http": {"static_headers": {"X-Key": "two"}}}},
+            "proxies": [{"name": "billing", "endpoint": "https://b.example/b",
+                "http": {"static_headers": {"X-Key": "three"}}}],
+            "rpc": {"proxy": {"endpoint": "https://b.example/r",
+                "http": {"static_headers": {"X-Key": "four"}}}},
+        });
+        let sealed = seal_secrets(&ring, &project, &plain);
+        let text = sealed.to_string();
+        for secret in ["Bearer one", "two", "three", "four"] {
+            assert!(
+                !text.contains(&format!("\"{secret}\"")),
+                "{secret} in {text}"
+            );
+        }
+        assert_eq!(sealed["allowed_origins"], plain["allowed_origins"]);
+        assert_eq!(open_secrets(&ring, &project, &sealed).unwrap(), plain);
+        assert_eq!(reseal_secrets(&ring, &project, &sealed).unwrap(), None);
+        let resealed = reseal_secrets(&ring, &project, &plain).unwrap().unwrap();
+        assert_eq!(open_secrets(&ring, &project, &resealed).unwrap(), plain);
+        let other = ProjectId("prj_y".into());
+        assert_eq!(
+            open_secrets(&ring, &other, &sealed),
+            Err(SealError::Mismatch)
+        );
+        let redacted = redact_secrets(&sealed);
+        assert_eq!(
+            redacted["proxies"][0]["http"]["static_headers"]["X-Key"],
+            "[redacted]"
+        );
+    }
 
     #[test]
     fn settings_land_in_their_config_sections() {

@@ -238,7 +238,7 @@ impl Reconciler {
         let Some((config, version)) = self.compile(id).await else {
             return;
         };
-        let url = format!("http://{}/admin/config", running.record.addr);
+        let url = format!("{}/admin/config", running.record.admin_base());
         let began = Instant::now();
         let result = self
             .http

@@ -18,6 +18,10 @@ pub struct Settings {
     /// `ROTOR_TENANT_PRIVATE_EGRESS=1`: tenants' proxies and JWKS fetches may reach private
     /// and loopback addresses (development; hosted tenants reach public addresses only).
     pub tenant_private_egress: bool,
+    /// `ROTOR_TENANT_HOST` (e.g. `{slug}.rt.example.com`): each tenant is served from its own
+    /// origin, so nothing a browser keeps for the dashboard's origin is ever sent to a tenant.
+    /// Without it tenants are reached under `/t/{slug}/` of the public URL (local use).
+    pub tenant_host: Option<TenantHost>,
 }
 
 impl Settings {
@@ -37,18 +41,136 @@ impl Settings {
                 .unwrap_or_else(default_data_plane_bin),
             tenant_private_egress: var("ROTOR_TENANT_PRIVATE_EGRESS")
                 .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true")),
+            tenant_host: var("ROTOR_TENANT_HOST").and_then(|v| {
+                TenantHost::parse(&v)
+                    .inspect_err(|e| tracing::error!(value = %v, "ROTOR_TENANT_HOST ignored: {e}"))
+                    .ok()
+            }),
         }
+    }
+
+    /// Base URL of a tenant's endpoints over HTTP: `https://{slug}.rt.example.com` with a
+    /// tenant host, else `{public_url}/t/{slug}`.
+    pub fn tenant_http_base(&self, slug: &str) -> String {
+        match &self.tenant_host {
+            Some(host) => host.base(&self.public_url, slug),
+            None => format!("{}/t/{slug}", self.public_url.trim_end_matches('/')),
+        }
+    }
+
+    /// [`Settings::tenant_http_base`] with `ws`/`wss` for WebSocket endpoints.
+    pub fn tenant_ws_base(&self, slug: &str) -> String {
+        to_ws(&self.tenant_http_base(slug))
     }
 
     /// The public URL with `http` replaced by `ws` (for WebSocket endpoints).
     pub fn public_ws_url(&self) -> String {
-        if let Some(rest) = self.public_url.strip_prefix("https://") {
-            format!("wss://{rest}")
-        } else if let Some(rest) = self.public_url.strip_prefix("http://") {
-            format!("ws://{rest}")
-        } else {
-            self.public_url.clone()
+        to_ws(&self.public_url)
+    }
+}
+
+fn to_ws(url: &str) -> String {
+    if let Some(rest) = url.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        url.to_owned()
+    }
+}
+
+/// The host pattern tenants are served under: `{slug}.domain`, optionally with a port.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantHost {
+    /// Lower-case `.domain` after the slug.
+    suffix: String,
+    port: Option<u16>,
+}
+
+/// Why a tenant host pattern was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TenantHostError {
+    #[error("the pattern must contain {{slug}} exactly once")]
+    Placeholder,
+    #[error("{{slug}} must be the first label, followed by a domain of at least two labels (e.g. {{slug}}.rt.example.com)")]
+    Shape,
+    #[error("invalid character in the host pattern")]
+    Character,
+    #[error("invalid port")]
+    Port,
+}
+
+impl TenantHost {
+    /// Parses `{slug}.rt.example.com` or `{slug}.rt.example.com:8443`. The slug must be the
+    /// whole first label, so a tenant host can never equal the dashboard's host or a parent
+    /// domain that browsers would share cookies with.
+    pub fn parse(pattern: &str) -> Result<Self, TenantHostError> {
+        let pattern = pattern.trim().to_ascii_lowercase();
+        if pattern.matches("{slug}").count() != 1 {
+            return Err(TenantHostError::Placeholder);
         }
+        let (host, port) = match pattern.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                Some(p.parse::<u16>().map_err(|_| TenantHostError::Port)?),
+            ),
+            None => (pattern.as_str(), None),
+        };
+        let Some(suffix) = host.strip_prefix("{slug}") else {
+            return Err(TenantHostError::Shape);
+        };
+        let domain = suffix.strip_prefix('.').ok_or(TenantHostError::Shape)?;
+        if domain.split('.').count() < 2 || domain.split('.').any(str::is_empty) {
+            return Err(TenantHostError::Shape);
+        }
+        if !domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(TenantHostError::Character);
+        }
+        Ok(Self {
+            suffix: suffix.to_owned(),
+            port,
+        })
+    }
+
+    /// The slug a request's `Host` header names, if it is a tenant host.
+    pub fn slug_of<'a>(&self, host_header: &'a str) -> Option<&'a str> {
+        let host = host_header.trim();
+        // Ignore the port: what matters is the origin's host name.
+        let host = match host.rsplit_once(':') {
+            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        };
+        let host = host.strip_suffix('.').unwrap_or(host);
+        if host.len() <= self.suffix.len() || !host.is_char_boundary(host.len() - self.suffix.len())
+        {
+            return None;
+        }
+        let (slug, tail) = host.split_at(host.len() - self.suffix.len());
+        if !tail.eq_ignore_ascii_case(&self.suffix) {
+            return None;
+        }
+        (!slug.is_empty() && slug.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+            .then_some(slug)
+    }
+
+    /// `scheme://{slug}.domain[:port]`, the scheme (and, when the pattern names none, the port)
+    /// taken from the public URL.
+    pub fn base(&self, public_url: &str, slug: &str) -> String {
+        let (scheme, rest) = public_url.split_once("://").unwrap_or(("https", ""));
+        let public_port = rest
+            .split('/')
+            .next()
+            .and_then(|a| a.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse::<u16>().ok());
+        let port = self
+            .port
+            .or(public_port)
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        format!("{scheme}://{slug}{}{port}", self.suffix)
     }
 }
 
@@ -58,4 +180,86 @@ fn default_data_plane_bin() -> PathBuf {
         .ok()
         .and_then(|p| p.parent().map(|d| d.join("rotor-data-plane")))
         .unwrap_or_else(|| PathBuf::from("rotor-data-plane"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_hosts_need_the_slug_as_the_first_label_of_a_real_domain() {
+        assert_eq!(
+            TenantHost::parse("rt.example.com"),
+            Err(TenantHostError::Placeholder)
+        );
+        assert_eq!(
+            TenantHost::parse("x{slug}.example.com"),
+            Err(TenantHostError::Shape)
+        );
+        assert_eq!(
+            TenantHost::parse("{slug}x.example.com"),
+            Err(TenantHostError::Shape)
+        );
+        assert_eq!(TenantHost::parse("{slug}.com"), Err(TenantHostError::Shape));
+        assert_eq!(
+            TenantHost::parse("{slug}.a..b"),
+            Err(TenantHostError::Shape)
+        );
+        assert_eq!(
+            TenantHost::parse("{slug}.a/b.c"),
+            Err(TenantHostError::Character)
+        );
+        assert_eq!(
+            TenantHost::parse("{slug}.a.b:x"),
+            Err(TenantHostError::Port)
+        );
+        assert!(TenantHost::parse("{slug}.rt.example.com:8443").is_ok());
+    }
+
+    #[test]
+    fn tenant_hosts_name_their_slug_and_nothing_else() {
+        let h = TenantHost::parse("{slug}.RT.example.com").unwrap();
+        assert_eq!(h.slug_of("acme.rt.example.com"), Some("acme"));
+        assert_eq!(h.slug_of("acme.rt.example.com:8443"), Some("acme"));
+        assert_eq!(h.slug_of("Acme.RT.Example.com."), Some("Acme"));
+        assert_eq!(h.slug_of("rt.example.com"), None);
+        assert_eq!(h.slug_of(".rt.example.com"), None);
+        assert_eq!(h.slug_of("a.b.rt.example.com"), None);
+        assert_eq!(h.slug_of("acme.rt.example.com.evil"), None);
+        assert_eq!(h.slug_of("acmert.example.com"), None);
+        assert_eq!(h.slug_of("dashboard.example.com"), None);
+    }
+
+    #[test]
+    fn tenant_bases_follow_the_public_scheme_and_port() {
+        let h = TenantHost::parse("{slug}.rt.example.com").unwrap();
+        assert_eq!(
+            h.base("https://rotor.example.com", "acme"),
+            "https://acme.rt.example.com"
+        );
+        assert_eq!(
+            h.base("http://127.0.0.1:8000/", "acme"),
+            "http://acme.rt.example.com:8000"
+        );
+        let h = TenantHost::parse("{slug}.rt.example.com:9443").unwrap();
+        assert_eq!(
+            h.base("https://x.example.com:8000", "a"),
+            "https://a.rt.example.com:9443"
+        );
+        let s = Settings {
+            database_url: String::new(),
+            redis_url: None,
+            listen: String::new(),
+            public_url: "https://rotor.example.com".into(),
+            data_plane_bin: PathBuf::new(),
+            tenant_private_egress: false,
+            tenant_host: Some(h),
+        };
+        assert_eq!(s.tenant_ws_base("a"), "wss://a.rt.example.com:9443");
+        let s = Settings {
+            tenant_host: None,
+            ..s
+        };
+        assert_eq!(s.tenant_ws_base("a"), "wss://rotor.example.com/t/a");
+    }
 }

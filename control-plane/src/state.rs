@@ -5,9 +5,9 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
+use crate::auth_limits::AuthLimits;
 use crate::settings::Settings;
 use crate::supervisor::RouteTable;
-use crate::web::session::LoginLimiter;
 
 /// Shared state.
 #[derive(Clone)]
@@ -18,8 +18,8 @@ pub struct AppState {
     pub reconcile: Arc<Notify>,
     /// Where each tenant runs (filled by the reconciler; read by the edge and the dashboard).
     pub routes: Arc<RouteTable>,
-    /// Failed dashboard logins, per email and per client address.
-    pub login_limiter: Arc<LoginLimiter>,
+    /// Failed logins and sign-ups, per email and per client address (REST and dashboard).
+    pub auth_limits: Arc<AuthLimits>,
 }
 
 impl AppState {
@@ -30,7 +30,7 @@ impl AppState {
             settings,
             reconcile: Arc::new(Notify::new()),
             routes: Arc::new(RouteTable::default()),
-            login_limiter: Arc::new(LoginLimiter::default()),
+            auth_limits: Arc::new(AuthLimits::default()),
         }
     }
 

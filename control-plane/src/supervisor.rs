@@ -24,10 +24,22 @@ pub struct ProcessRecord {
     pub pid: u32,
     pub addr: SocketAddr,
     pub admin_token: String,
+    /// The process's admin listener (config push, status, usage, metrics): loopback only and
+    /// never routed by the edge. Absent in records of processes from before it had one, which
+    /// served admin routes on `addr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_addr: Option<SocketAddr>,
     /// The Unix socket the process takes WebSocket connections on (SCM_RIGHTS hand-off from
     /// the edge); absent for processes started without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handoff: Option<PathBuf>,
+}
+
+impl ProcessRecord {
+    /// `http://host:port` of the process's admin surface.
+    pub fn admin_base(&self) -> String {
+        format!("http://{}", self.admin_addr.unwrap_or(self.addr))
+    }
 }
 
 /// Errors starting a tenant.
@@ -73,8 +85,7 @@ impl LocalDriver {
     /// addresses with their proxies and JWKS fetches (`ROTOR_EGRESS=public`) unless
     /// [`LocalDriver::allow_private_egress`] is called.
     pub fn new(bin: PathBuf, dir: PathBuf) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&dir)?;
-        set_private(&dir, 0o700)?;
+        prepare_run_dir(&dir)?;
         Ok(Self {
             bin,
             dir,
@@ -105,6 +116,55 @@ impl LocalDriver {
             None
         }
     }
+}
+
+/// The user id this process runs as (the owner of `/proc/self`).
+fn effective_uid() -> std::io::Result<u32> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata("/proc/self")?.uid())
+}
+
+/// Where tenant configs, sockets and logs live unless `ROTOR_RUN_DIR` says otherwise: under
+/// `/run/rotor` for root, else the user's runtime directory, else a per-user directory in the
+/// system's temporary directory.
+pub fn default_run_dir() -> PathBuf {
+    match effective_uid() {
+        Ok(0) => PathBuf::from("/run/rotor/tenants"),
+        uid => match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+            Some(dir) => PathBuf::from(dir).join("rotor/tenants"),
+            None => std::env::temp_dir().join(format!(
+                "rotor-tenants-{}",
+                uid.map(|u| u.to_string()).unwrap_or_default()
+            )),
+        },
+    }
+}
+
+/// Creates the run directory (0700) or accepts an existing one only when it is a real
+/// directory owned by this process's user: tenant secrets and hand-off sockets go there, so a
+/// directory another local user created in advance (or a symlink they planted) is refused.
+pub fn prepare_run_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let meta = std::fs::symlink_metadata(dir)?;
+    if meta.file_type().is_symlink() || !meta.is_dir() {
+        return Err(std::io::Error::other(format!(
+            "run directory {} is not a plain directory; refusing to use it",
+            dir.display()
+        )));
+    }
+    let uid = effective_uid()?;
+    if meta.uid() != uid {
+        return Err(std::io::Error::other(format!(
+            "run directory {} is owned by uid {}, not by this process (uid {uid}); refusing to use it",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    set_private(dir, 0o700)
 }
 
 fn set_private(path: &Path, mode: u32) -> std::io::Result<()> {
@@ -166,16 +226,25 @@ impl Driver for LocalDriver {
         let pid = child.id().unwrap_or_default();
         let stdout = child.stdout.take();
         let label = tenant.to_string();
-        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<SocketAddr>();
+        // The admin line comes first, then the public one.
+        let (addr_tx, addr_rx) =
+            tokio::sync::oneshot::channel::<(SocketAddr, Option<SocketAddr>)>();
         if let Some(stdout) = stdout {
             let label = label.clone();
             tokio::spawn(async move {
                 let mut lines = BufReader::new(stdout).lines();
                 let mut tx = Some(addr_tx);
+                let mut admin = None;
                 while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(addr) = line.strip_prefix("rotor-data-plane admin listening on ") {
+                        if let Ok(addr) = addr.trim().parse() {
+                            admin = Some(addr);
+                            continue;
+                        }
+                    }
                     if let Some(addr) = line.strip_prefix("rotor-data-plane listening on ") {
                         if let (Some(tx), Ok(addr)) = (tx.take(), addr.trim().parse()) {
-                            let _ = tx.send(addr);
+                            let _ = tx.send((addr, admin));
                             continue;
                         }
                     }
@@ -194,7 +263,7 @@ impl Driver for LocalDriver {
             let _ = dead_tx.send(text);
             exited.notify_one();
         });
-        let addr = tokio::select! {
+        let (addr, admin_addr) = tokio::select! {
             addr = addr_rx => addr.map_err(|_| SpawnError::Timeout)?,
             status = dead_rx => return Err(SpawnError::Exited(status.unwrap_or_default())),
             _ = tokio::time::sleep(Duration::from_secs(15)) => {
@@ -206,6 +275,7 @@ impl Driver for LocalDriver {
             pid,
             addr,
             admin_token,
+            admin_addr,
             handoff,
         };
         let state = serde_json::to_vec(&record).unwrap_or_default();
@@ -233,7 +303,7 @@ impl Driver for LocalDriver {
         if !pid_alive(record.pid) {
             return false;
         }
-        let url = format!("http://{}/admin/status", record.addr);
+        let url = format!("{}/admin/status", record.admin_base());
         let client = reqwest::Client::new();
         matches!(
             client.get(url).bearer_auth(&record.admin_token).timeout(Duration::from_secs(2)).send().await,
@@ -337,5 +407,55 @@ impl RouteTable {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "rotor-run-dir-test-{name}-{}",
+            crate::secrets::random_token("")
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn a_new_run_directory_is_created_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("new").join("tenants");
+        prepare_run_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // An existing directory of ours with loose permissions is tightened.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        prepare_run_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_run_directory_planted_by_another_user_or_as_a_symlink_is_refused() {
+        let dir = scratch("planted");
+        std::fs::create_dir_all(&dir).unwrap();
+        // Another local user (nobody) prepared the directory before Rotor started.
+        std::os::unix::fs::chown(&dir, Some(65534), Some(65534))
+            .expect("the tests run as root (as CI does)");
+        let err = prepare_run_dir(&dir).unwrap_err().to_string();
+        assert!(err.contains("owned by uid 65534"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let target = scratch("target");
+        std::fs::create_dir_all(&target).unwrap();
+        let link = scratch("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = prepare_run_dir(&link).unwrap_err().to_string();
+        assert!(err.contains("not a plain directory"), "{err}");
+        std::fs::remove_file(&link).unwrap();
+        std::fs::remove_dir_all(&target).unwrap();
     }
 }

@@ -1,11 +1,13 @@
 //! From Postgres rows to a tenant's [`TenantConfig`]: the one place that knows how a project,
 //! its token secrets, API key hashes and namespaces become the config its data plane runs.
+//! Secrets are stored sealed ([`crate::sealed`]) and opened only here and for their owner.
 
 use rotor_tenant_config::TenantConfig;
 use serde_json::{json, Map, Value};
 use sqlx::PgPool;
 
 use crate::ids::ProjectId;
+use crate::sealed::{Context, Keyring, Purpose, SealError};
 
 /// A project as the supervisor and reconciler see it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -40,12 +42,38 @@ pub struct PlanLimits {
     pub max_history_ttl_seconds: u64,
     pub max_namespaces: u32,
     pub max_api_keys: u32,
+    /// Projects per account (read from the account's plan).
+    pub max_projects: u32,
+    /// Management tokens per account (read from the account's plan).
+    pub max_management_tokens: u32,
 }
 
 impl PlanLimits {
     /// Reads a plan's `limits` JSON (missing fields are 0).
     pub fn from_json(v: &Value) -> Self {
         serde_json::from_value(v.clone()).unwrap_or_default()
+    }
+
+    /// Parses limits strictly, for the operator: every field must be known and a non-negative
+    /// integer; the error names the field.
+    pub fn parse_strict(v: &Value) -> Result<Self, String> {
+        let known = serde_json::to_value(Self::default()).unwrap_or_default();
+        let obj = v.as_object().ok_or("limits must be a JSON object")?;
+        for (key, value) in obj {
+            if known.get(key).is_none() {
+                let names: Vec<&String> = known
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k)
+                    .collect();
+                return Err(format!("unknown limit {key:?} (known: {names:?})"));
+            }
+            if !value.is_u64() {
+                return Err(format!("{key}: must be a non-negative integer"));
+            }
+        }
+        serde_json::from_value(v.clone()).map_err(|e| e.to_string())
     }
 
     /// Lowers a namespace's history settings to the plan's maxima (after a downgrade).
@@ -74,17 +102,6 @@ impl PlanLimits {
             }
         }
     }
-
-    /// The limits of a project's plan.
-    pub async fn of_project(pool: &PgPool, project: &ProjectId) -> Result<Self, sqlx::Error> {
-        let v: Option<Value> = sqlx::query_scalar(
-            "SELECT limits FROM plans WHERE name = (SELECT plan FROM projects WHERE id = $1)",
-        )
-        .bind(project)
-        .fetch_optional(pool)
-        .await?;
-        Ok(v.map(|v| Self::from_json(&v)).unwrap_or_default())
-    }
 }
 
 /// Errors while building a tenant config.
@@ -96,6 +113,14 @@ pub enum CompileError {
     MissingSecret(ProjectId),
     #[error("stored config of project {project} is invalid: {message}")]
     Invalid { project: ProjectId, message: String },
+    /// A sealed secret of the project does not open (wrong key, or a value copied from
+    /// another row).
+    #[error("{field} of project {project} cannot be opened: {source}")]
+    Sealed {
+        project: ProjectId,
+        field: &'static str,
+        source: SealError,
+    },
 }
 
 /// Every project, any status.
@@ -135,6 +160,16 @@ pub async fn compile(
     default_redis_url: Option<&str>,
     dashboard_origin: Option<&str>,
 ) -> Result<(TenantConfig, i64), CompileError> {
+    let sealed = |field: &'static str| {
+        move |source: SealError| CompileError::Sealed {
+            project: project.clone(),
+            field,
+            source,
+        }
+    };
+    let keyring = Keyring::global().map_err(sealed("sealed secrets"))?;
+    // A previous secret past its grace is erased, not only left out.
+    crate::secret_store::sweep_project(pool, project).await?;
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut *tx)
@@ -175,10 +210,17 @@ pub async fn compile(
             .await?;
     tx.commit().await?;
 
+    let token_ctx = Context::new(Purpose::TokenSecret, project);
     let mut token = Map::new();
-    token.insert("hmac_secret_key".into(), json!(secret.hmac_secret));
+    let current = keyring
+        .open(token_ctx, &secret.hmac_secret)
+        .map_err(sealed("token_secrets.hmac_secret"))?;
+    token.insert("hmac_secret_key".into(), json!(current));
     if let (Some(prev), Some(until)) = (secret.previous_hmac_secret, secret.previous_valid_until) {
         if until > chrono::Utc::now() {
+            let prev = keyring
+                .open(token_ctx, &prev)
+                .map_err(sealed("token_secrets.previous_hmac_secret"))?;
             token.insert("hmac_previous_secret_key".into(), json!(prev));
             token.insert(
                 "hmac_previous_secret_key_valid_until".into(),
@@ -192,9 +234,11 @@ pub async fn compile(
     if let Some(k) = secret.ecdsa_public_key.filter(|k| !k.is_empty()) {
         token.insert("ecdsa_public_key".into(), json!(k));
     }
+    let settings = crate::project_settings::open_secrets(keyring, project, &row.settings)
+        .map_err(sealed("projects.settings (proxy static_headers)"))?;
     // Settings were validated when set; one that no longer loads fails the compile below.
     let mut from_settings =
-        crate::project_settings::to_config(&row.settings).map_err(|e| CompileError::Invalid {
+        crate::project_settings::to_config(&settings).map_err(|e| CompileError::Invalid {
             project: project.clone(),
             message: e.to_string(),
         })?;

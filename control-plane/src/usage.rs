@@ -190,7 +190,7 @@ pub async fn roll_up(pool: &PgPool) -> Result<u64, sqlx::Error> {
 }
 
 async fn read(http: &reqwest::Client, record: &ProcessRecord) -> Result<Snapshot, reqwest::Error> {
-    http.get(format!("http://{}/admin/usage", record.addr))
+    http.get(format!("{}/admin/usage", record.admin_base()))
         .bearer_auth(&record.admin_token)
         .send()
         .await?

@@ -1,7 +1,11 @@
 //! The internal admin surface a control plane uses: push a whole config (validated, then
-//! swapped without touching connections) and read status. Enabled only when the process has
-//! an admin token (`ROTOR_ADMIN_TOKEN`), and every call must present it as a Bearer token.
+//! swapped without touching connections), read status and usage, scrape metrics. Enabled only
+//! when the process has an admin token (`ROTOR_ADMIN_TOKEN`), and served only on its own
+//! listener ([`AdminListener`], loopback by default), never on the public one or the hand-off
+//! socket: `/admin/...` and `/metrics` there need the token as a Bearer token; `/health` is open.
 
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -13,18 +17,103 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use rotor_tenant_config::TenantConfig;
 use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::ApplyError;
 use crate::node::Node;
 
-/// Admin routes, guarded by `token`.
-pub fn router(token: String) -> Router<Arc<Node>> {
+/// Where the admin listener binds unless told otherwise (`ROTOR_ADMIN_ADDRESS`,
+/// `--admin-address`).
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:0";
+
+/// Why the admin listener cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// An empty token would let anyone in.
+    #[error("the admin token is empty")]
+    EmptyToken,
+    /// The address cannot be bound.
+    #[error("cannot bind the admin listener at {address}: {source}")]
+    Bind {
+        address: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The admin listener: a TCP socket apart from the public one and the token every call there
+/// presents. Bound, not yet serving.
+pub struct AdminListener {
+    listener: TcpListener,
+    token: String,
+}
+
+impl std::fmt::Debug for AdminListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("AdminListener")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminListener {
+    /// Serves the admin surface on `listener`, guarded by `token` (which must not be empty).
+    pub fn new(listener: TcpListener, token: String) -> Result<Self, AdminError> {
+        if token.is_empty() {
+            return Err(AdminError::EmptyToken);
+        }
+        Ok(Self { listener, token })
+    }
+
+    /// Binds `address` (`host:port`, port 0 picks a free one) for the admin surface.
+    pub async fn bind(address: &str, token: String) -> Result<Self, AdminError> {
+        if token.is_empty() {
+            return Err(AdminError::EmptyToken);
+        }
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| AdminError::Bind {
+                address: address.to_owned(),
+                source,
+            })?;
+        Self::new(listener, token)
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `stop` fires, then finishes in-flight requests. Ending for any other
+    /// reason fires `stop` too, so the public listener never outlives its admin surface.
+    pub async fn serve(self, node: Arc<Node>, stop: CancellationToken) -> io::Result<()> {
+        let app = router(node, self.token);
+        let served = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop.clone().cancelled_owned())
+        .await;
+        stop.cancel();
+        served
+    }
+}
+
+/// Every route of the admin listener: the admin API and `/metrics` guarded by `token`, and
+/// `/health`.
+pub fn router(node: Arc<Node>, token: String) -> Router {
     let token = Arc::new(token);
     Router::new()
         .route("/admin/config", put(put_config))
         .route("/admin/status", get(status))
         .route("/admin/usage", get(usage))
         .route("/admin/api/{method}", post(api_call))
+        .route(
+            "/metrics",
+            get(|State(node): State<Arc<Node>>| async move { crate::server::metrics(&node) }),
+        )
         .route_layer(middleware::from_fn(move |req: Request, next: Next| {
             let token = token.clone();
             async move {
@@ -40,6 +129,8 @@ pub fn router(token: String) -> Router<Arc<Node>> {
                 next.run(req).await
             }
         }))
+        .route("/health", get(|| async { Json(json!({})) }))
+        .with_state(node)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

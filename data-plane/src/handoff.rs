@@ -4,6 +4,11 @@
 //! serves it with the same router as the TCP listener, so the edge is out of the data path. The
 //! wire format lives in [`rotor_tenant_config::handoff`], shared with the edge.
 //!
+//! A handed-off socket carries exactly one request: the edge routed (and rewrote the head of)
+//! that one request only, so a second one pipelined or kept alive behind it — which could
+//! forge `X-Forwarded-For` or name another route — is never read; after a response that is not
+//! an upgrade the connection closes.
+//!
 //! Shutdown is the TCP listener's: accepting stops when `node.shutdown` fires, in-flight requests
 //! end gracefully, upgraded WebSockets are disconnected with 3001 by their own loops and counted
 //! in `node.metrics.connections` like any other.
@@ -15,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -117,7 +124,8 @@ async fn take(mut unix: UnixStream, app: Router, stop: CancellationToken) {
     serve_connection(stream, received.payload, peer, app, stop).await;
 }
 
-/// Serves one client connection whose first bytes are `prefix`, as the TCP listener would.
+/// Serves the one request of a client connection whose first bytes are `prefix` (and its
+/// upgrade, if it asks for one), as the TCP listener would; then closes it.
 async fn serve_connection(
     stream: TcpStream,
     prefix: Vec<u8>,
@@ -126,12 +134,16 @@ async fn serve_connection(
     stop: CancellationToken,
 ) {
     let io = TokioIo::new(PrefixedStream::new(prefix, stream));
-    let service = TowerToHyperService::new(app.map_request(
-        move |mut req: hyper::Request<hyper::body::Incoming>| {
+    let service = TowerToHyperService::new(
+        app.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
             req
-        },
-    ));
+        })
+        .map_response(last_response),
+    );
+    // Not `keep_alive(false)`: hyper would then add `Connection: close` to a `101 Switching
+    // Protocols` too, and WebSocket clients refuse that handshake. Each response says it is
+    // the last instead (an upgrade ends HTTP on the connection by itself).
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .serve_connection(io, service)
@@ -147,4 +159,15 @@ async fn serve_connection(
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "handed-off connection ended");
     }
+}
+
+/// Makes every response but an upgrade the connection's last: hyper then closes the
+/// connection after it and never reads a request pipelined or kept alive behind it.
+fn last_response(mut response: Response) -> Response {
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }

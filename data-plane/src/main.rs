@@ -1,8 +1,13 @@
-//! `rotor-data-plane --config FILE [--port N] [--handoff-socket PATH]`: runs one tenant's
-//! real-time server standalone, from a Centrifugo-style config file (JSON, TOML or YAML), or
-//! under the control plane, which hands WebSocket connections over on the hand-off socket.
-//! SIGHUP reloads the file without dropping connections; SIGTERM disconnects clients with
-//! "shutdown" (3001) and exits.
+//! `rotor-data-plane --config FILE [--port N] [--handoff-socket PATH] [--admin-address ADDR]`:
+//! runs one tenant's real-time server standalone, from a Centrifugo-style config file (JSON,
+//! TOML or YAML), or under the control plane, which hands WebSocket connections over on the
+//! hand-off socket. SIGHUP reloads the file without dropping connections; SIGTERM disconnects
+//! clients with "shutdown" (3001) and exits.
+//!
+//! With a non-empty `ROTOR_ADMIN_TOKEN` the admin surface (see `rotor_data_plane::admin`) gets
+//! its own listener at `--admin-address`, else `ROTOR_ADMIN_ADDRESS`, else `127.0.0.1:0`, and
+//! the process prints `rotor-data-plane admin listening on ADDR` before
+//! `rotor-data-plane listening on ADDR` (the public listener).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,6 +39,10 @@ struct Args {
     /// (created with mode 0600; a stale socket there is replaced).
     #[arg(long)]
     handoff_socket: Option<PathBuf>,
+    /// Address of the admin listener (`host:port`), used only with a non-empty
+    /// `ROTOR_ADMIN_TOKEN` [default: 127.0.0.1:0].
+    #[arg(long, env = "ROTOR_ADMIN_ADDRESS")]
+    admin_address: Option<String>,
 }
 
 fn load(path: Option<&PathBuf>) -> anyhow::Result<TenantConfig> {
@@ -119,6 +128,24 @@ async fn main() -> anyhow::Result<()> {
             .ok()
     });
 
+    // The admin surface, on its own listener and only with a token.
+    let admin = match std::env::var("ROTOR_ADMIN_TOKEN") {
+        Ok(token) if !token.is_empty() => {
+            let address = args
+                .admin_address
+                .as_deref()
+                .filter(|a| !a.is_empty())
+                .unwrap_or(rotor_data_plane::admin::DEFAULT_ADDRESS);
+            let admin = rotor_data_plane::admin::AdminListener::bind(address, token).await?;
+            println!(
+                "rotor-data-plane admin listening on {}",
+                admin.local_addr()?
+            );
+            Some(admin)
+        }
+        _ => None,
+    };
+
     println!("rotor-data-plane listening on {addr}");
     tracing::info!(%addr, node = %node.name, "rotor-data-plane started");
     let shutdown = async {
@@ -129,14 +156,13 @@ async fn main() -> anyhow::Result<()> {
         }
         tracing::info!("shutting down");
     };
-    let admin_token = std::env::var("ROTOR_ADMIN_TOKEN").ok();
     rotor_data_plane::server::serve_with_handoff(
         listener,
         handoff,
         node,
         shutdown,
         Duration::from_secs(5),
-        admin_token,
+        admin,
     )
     .await?;
     Ok(())

@@ -120,7 +120,8 @@ pub struct Node {
     pub publish_limiter: crate::limits::PublishLimiter,
     /// Other nodes of this tenant and surveys in flight.
     pub cluster: Arc<crate::cluster::ClusterState>,
-    /// Live emulation sessions (HTTP-stream, SSE): session id → where `/emulation` posts go.
+    /// Live emulation sessions (HTTP-stream, SSE): random session id (never the client id) →
+    /// where `/emulation` posts go.
     pub emulation: parking_lot::Mutex<HashMap<Arc<str>, tokio::sync::mpsc::Sender<bytes::Bytes>>>,
     /// HTTP client for the proxies to the tenant's backend (one pool, survives config reloads).
     pub proxy: crate::proxy::ProxyClient,

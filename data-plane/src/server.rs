@@ -1,26 +1,42 @@
-//! The HTTP surface of a data-plane process: connection endpoints, the server API, health and
-//! metrics, served until shutdown; on shutdown every client is disconnected with 3001 so SDKs
-//! reconnect elsewhere.
+//! The public HTTP surface of a data-plane process: connection endpoints, the server API, health
+//! and metrics, served until shutdown together with the hand-off socket and the admin listener
+//! (see [`crate::admin`]); on shutdown every client is disconnected with 3001 so SDKs reconnect
+//! elsewhere.
+//!
+//! Nothing internal is public: `/admin/...` exists only on the admin listener, and `/metrics`
+//! here answers only a request with one of the project's API keys (as the server API checks
+//! them); `http_api.insecure` opens it only to a standalone process (no admin listener).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 
+use crate::admin::AdminListener;
+use crate::auth::apikey::{key_is_valid, presented_key};
 use crate::handoff::HandoffListener;
 use crate::node::Node;
 use crate::transport;
 
-/// Every route of a data-plane process; the admin routes only with an admin token.
-pub fn router(node: Arc<Node>, admin_token: Option<String>) -> Router {
-    let mut app = Router::new()
+/// How the process runs, which decides who may read the public `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Alone, from a config file: `http_api.insecure` opens `/metrics` as it opens the API.
+    Standalone,
+    /// Under a control plane, with an admin listener: `/metrics` needs an API key here.
+    Hosted,
+}
+
+/// Every public route of a data-plane process (TCP listener and hand-off socket alike).
+pub fn router(node: Arc<Node>, mode: Mode) -> Router {
+    Router::new()
         .route("/connection/websocket", get(transport::websocket::handler))
         .route(
             "/connection/http_stream",
@@ -50,15 +66,35 @@ pub fn router(node: Arc<Node>, admin_token: Option<String>) -> Router {
             get(|| async { Json(serde_json::json!({})) }),
         )
         .route("/health", get(|| async { Json(serde_json::json!({})) }))
-        .route("/metrics", get(metrics))
-        .merge(crate::api::router());
-    if let Some(token) = admin_token.filter(|t| !t.is_empty()) {
-        app = app.merge(crate::admin::router(token));
-    }
-    app.with_state(node)
+        .route(
+            "/metrics",
+            get(
+                move |State(node): State<Arc<Node>>,
+                      RawQuery(query): RawQuery,
+                      headers: HeaderMap| async move {
+                    if metrics_allowed(&node, mode, &headers, query.as_deref()) {
+                        metrics(&node)
+                    } else {
+                        StatusCode::UNAUTHORIZED.into_response()
+                    }
+                },
+            ),
+        )
+        .merge(crate::api::router())
+        .with_state(node)
 }
 
-async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
+/// Whether a public `/metrics` request may read the metrics: with an API key of the project
+/// (`X-API-Key`, `Authorization: apikey …`, `?api_key=`), or standalone with `http_api.insecure`.
+fn metrics_allowed(node: &Node, mode: Mode, headers: &HeaderMap, query: Option<&str>) -> bool {
+    let config = node.config.load();
+    let api = &config.tenant.http_api;
+    presented_key(headers, query).is_some_and(|k| key_is_valid(api, &k))
+        || (api.insecure && mode == Mode::Standalone)
+}
+
+/// The Prometheus exposition of `node` (public `/metrics` once allowed, and the admin one).
+pub(crate) fn metrics(node: &Node) -> Response {
     let (channels, _) = node.hub.counts();
     let mut body = node.metrics.render();
     body.push_str(&format!(
@@ -69,33 +105,42 @@ async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         body,
     )
+        .into_response()
 }
 
-/// Serves `node` on `listener` until `shutdown` resolves, then disconnects every client
-/// (3001) and waits up to `drain` for connections to close.
+/// Serves `node` on `listener` (and the admin surface on `admin`, when given) until `shutdown`
+/// resolves, then disconnects every client (3001) and waits up to `drain` for connections to
+/// close.
 pub async fn serve(
     listener: TcpListener,
     node: Arc<Node>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
-    admin_token: Option<String>,
+    admin: Option<AdminListener>,
 ) -> std::io::Result<()> {
-    serve_with_handoff(listener, None, node, shutdown, drain, admin_token).await
+    serve_with_handoff(listener, None, node, shutdown, drain, admin).await
 }
 
-/// [`serve`], also serving connections handed over on `handoff` (see [`crate::handoff`]); both
-/// stop and drain together.
+/// [`serve`], also serving connections handed over on `handoff` (see [`crate::handoff`]); the
+/// public listener, the hand-off socket and the admin listener stop and drain together (and
+/// when one of them fails, all stop).
 pub async fn serve_with_handoff(
     listener: TcpListener,
     handoff: Option<HandoffListener>,
     node: Arc<Node>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
-    admin_token: Option<String>,
+    admin: Option<AdminListener>,
 ) -> std::io::Result<()> {
-    let app = router(node.clone(), admin_token);
+    let mode = if admin.is_some() {
+        Mode::Hosted
+    } else {
+        Mode::Standalone
+    };
+    let app = router(node.clone(), mode);
     let token = node.shutdown.clone();
     let handoff = handoff.map(|h| tokio::spawn(h.serve(app.clone(), token.clone())));
+    let admin = admin.map(|a| tokio::spawn(a.serve(node.clone(), token.clone())));
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -103,17 +148,28 @@ pub async fn serve_with_handoff(
     .with_graceful_shutdown({
         let token = token.clone();
         async move {
-            shutdown.await;
+            tokio::select! {
+                _ = shutdown => {}
+                // The admin listener ended: stop the public one with it.
+                _ = token.cancelled() => {}
+            }
             token.cancel();
         }
     });
     let served = server.await;
-    // An early listener error ends the TCP server: stop the hand-off listener too.
+    // An early listener error ends the TCP server: stop the other listeners too.
     token.cancel();
     served?;
     let deadline = tokio::time::Instant::now() + drain;
     if let Some(task) = handoff {
         let _ = tokio::time::timeout_at(deadline, task).await;
+    }
+    if let Some(task) = admin {
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "admin listener failed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "admin listener task failed"),
+            Ok(Ok(Ok(()))) | Err(_) => {}
+        }
     }
     while node.metrics.connections.get() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

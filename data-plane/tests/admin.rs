@@ -1,14 +1,15 @@
 //! The internal admin surface: config pushes apply live to existing connections, stale and
-//! invalid pushes are refused, and nothing works without the admin token.
+//! invalid pushes are refused, and nothing works without the admin token. It lives on its own
+//! listener only: the public port has no `/admin/...`, and its `/metrics` needs an API key.
 
 mod common;
 
-use common::{Client, TestServer, ADMIN_TOKEN, SECRET};
+use common::{Client, TestServer, ADMIN_TOKEN, SECRET, WAIT};
 use serde_json::json;
 
 async fn push(s: &TestServer, token: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
     let resp = reqwest::Client::new()
-        .put(format!("http://{}/admin/config", s.addr))
+        .put(format!("http://{}/admin/config", s.admin_addr))
         .bearer_auth(token)
         .json(&body)
         .send()
@@ -75,12 +76,12 @@ async fn stale_and_invalid_pushes_are_refused_and_the_running_config_stays() {
 async fn admin_calls_need_the_admin_token() {
     let s = TestServer::start(json!({})).await;
     assert_eq!(push(&s, "wrong", config(9, json!([]))).await.0, 401);
-    let resp = reqwest::get(format!("http://{}/admin/status", s.addr))
+    let resp = reqwest::get(format!("http://{}/admin/status", s.admin_addr))
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
     let status: serde_json::Value = reqwest::Client::new()
-        .get(format!("http://{}/admin/status", s.addr))
+        .get(format!("http://{}/admin/status", s.admin_addr))
         .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
@@ -122,7 +123,7 @@ async fn usage_counts_exactly_what_was_sent_per_namespace() {
         }
     }
     let usage: serde_json::Value = http
-        .get(format!("http://{}/admin/usage", s.addr))
+        .get(format!("http://{}/admin/usage", s.admin_addr))
         .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
@@ -154,7 +155,7 @@ async fn admin_api_calls_run_server_methods_with_the_admin_token_only() {
     let (mut sub, _) = Client::connected(&s.ws_url(), "watcher").await;
     sub.call(json!({"subscribe": {"channel": "console"}})).await;
     let http = reqwest::Client::new();
-    let url = format!("http://{}/admin/api/publish", s.addr);
+    let url = format!("http://{}/admin/api/publish", s.admin_addr);
     let body = json!({"channel": "console", "data": {"hello": "from the dashboard"}}).to_string();
     let refused = http
         .post(&url)
@@ -183,7 +184,7 @@ async fn admin_api_calls_run_server_methods_with_the_admin_token_only() {
     assert_eq!(push["pub"]["data"]["hello"], "from the dashboard", "{push}");
 
     let bad: serde_json::Value = http
-        .post(format!("http://{}/admin/api/publish", s.addr))
+        .post(format!("http://{}/admin/api/publish", s.admin_addr))
         .bearer_auth(ADMIN_TOKEN)
         .body(json!({"data": {}}).to_string())
         .send()
@@ -194,7 +195,7 @@ async fn admin_api_calls_run_server_methods_with_the_admin_token_only() {
         .unwrap();
     assert_eq!(bad["error"]["code"], 107, "{bad}");
     let unknown = http
-        .post(format!("http://{}/admin/api/batch", s.addr))
+        .post(format!("http://{}/admin/api/batch", s.admin_addr))
         .bearer_auth(ADMIN_TOKEN)
         .body("{}")
         .send()
@@ -202,4 +203,227 @@ async fn admin_api_calls_run_server_methods_with_the_admin_token_only() {
         .unwrap();
     let unknown: serde_json::Value = unknown.json().await.unwrap();
     assert_eq!(unknown["error"]["code"], 104, "{unknown}");
+}
+
+#[tokio::test]
+async fn admin_routes_are_404_on_the_public_port_even_with_the_admin_token() {
+    let s = TestServer::start(json!({})).await;
+    let http = reqwest::Client::new();
+    let public = |path: &str| format!("http://{}{path}", s.addr);
+    for (method, path) in [
+        (reqwest::Method::GET, "/admin/status"),
+        (reqwest::Method::GET, "/admin/usage"),
+        (reqwest::Method::PUT, "/admin/config"),
+        (reqwest::Method::POST, "/admin/api/publish"),
+    ] {
+        let r = http
+            .request(method.clone(), public(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .body(config(50, json!([])).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{method} {path}");
+    }
+    assert_eq!(
+        s.node.config.load().tenant.rotor.config_version,
+        0,
+        "no config was pushed through the public port"
+    );
+}
+
+#[tokio::test]
+async fn public_metrics_answer_only_an_api_key() {
+    let s = TestServer::start(json!({})).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/metrics", s.addr);
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(status(http.get(&url).send().await.unwrap()), 401);
+    assert_eq!(
+        status(
+            http.get(&url)
+                .header("x-api-key", "wrong")
+                .send()
+                .await
+                .unwrap()
+        ),
+        401
+    );
+    assert_eq!(
+        status(
+            http.get(&url)
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap()
+        ),
+        401,
+        "the admin token is not an API key"
+    );
+    let ok = http
+        .get(&url)
+        .header("x-api-key", "api-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    assert!(ok.text().await.unwrap().contains("rotor_channels"));
+    assert_eq!(
+        status(
+            http.get(&url)
+                .header("authorization", "apikey api-key")
+                .send()
+                .await
+                .unwrap()
+        ),
+        200
+    );
+}
+
+#[tokio::test]
+async fn insecure_opens_public_metrics_only_to_a_standalone_process() {
+    let insecure = json!({"http_api": {"key": "", "insecure": true}});
+    let standalone = TestServer::start_standalone(insecure.clone()).await;
+    let r = reqwest::get(format!("http://{}/metrics", standalone.addr))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    let hosted = TestServer::start(insecure).await;
+    let r = reqwest::get(format!("http://{}/metrics", hosted.addr))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401, "insecure is ignored when hosted");
+
+    let locked = TestServer::start_standalone(json!({"http_api": {"key": ""}})).await;
+    let r = reqwest::get(format!("http://{}/metrics", locked.addr))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401, "no key and not insecure");
+}
+
+#[tokio::test]
+async fn the_admin_listener_serves_metrics_and_health_with_the_token_only() {
+    let s = TestServer::start(json!({})).await;
+    let http = reqwest::Client::new();
+    let admin = |path: &str| format!("http://{}{path}", s.admin_addr);
+    let metrics = http.get(admin("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status().as_u16(), 401);
+    let metrics = http
+        .get(admin("/metrics"))
+        .header("x-api-key", "api-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        metrics.status().as_u16(),
+        401,
+        "an API key is not the token"
+    );
+    let metrics = http
+        .get(admin("/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status().as_u16(), 200);
+    assert!(metrics.text().await.unwrap().contains("rotor_channels"));
+    let health = http.get(admin("/health")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    // The admin listener serves nothing public.
+    let api = http
+        .post(admin("/api/info"))
+        .header("x-api-key", "api-key")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn the_admin_listener_stops_with_the_public_one() {
+    let s = TestServer::start(json!({})).await;
+    let admin_addr = s.admin_addr;
+    assert!(tokio::net::TcpStream::connect(admin_addr).await.is_ok());
+    s.shutdown().await;
+    assert!(
+        tokio::net::TcpStream::connect(admin_addr).await.is_err(),
+        "the admin listener is closed once shutdown returns"
+    );
+}
+
+/// Reads the binary's stdout until a line starting with `prefix`; returns it and the lines
+/// before it.
+async fn line_starting(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    prefix: &str,
+) -> (String, Vec<String>) {
+    let mut before = Vec::new();
+    loop {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("the binary printed nothing in time")
+            .unwrap()
+            .unwrap_or_else(|| panic!("stdout closed before {prefix:?}; saw {before:?}"));
+        if line.starts_with(prefix) {
+            return (line, before);
+        }
+        before.push(line);
+    }
+}
+
+#[tokio::test]
+async fn the_binary_announces_its_admin_listener_before_the_public_one() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rotor-data-plane"))
+        .args(["--address", "127.0.0.1", "--port", "0"])
+        .args(["--admin-address", "127.0.0.1:0"])
+        // The flag wins over the environment (this address cannot be bound).
+        .env("ROTOR_ADMIN_ADDRESS", "256.0.0.1:0")
+        .env("ROTOR_ADMIN_TOKEN", ADMIN_TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (public, before) = line_starting(&mut lines, "rotor-data-plane listening on ").await;
+    let admin = before
+        .iter()
+        .find_map(|l| l.strip_prefix("rotor-data-plane admin listening on "))
+        .unwrap_or_else(|| panic!("no admin line before {public:?}: {before:?}"));
+    let public = public.trim_start_matches("rotor-data-plane listening on ");
+    assert!(admin.starts_with("127.0.0.1:"), "{admin}");
+    assert_ne!(admin, public);
+    let http = reqwest::Client::new();
+    let status = http
+        .get(format!("http://{admin}/admin/status"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status().as_u16(), 200);
+    let hidden = http
+        .get(format!("http://{public}/admin/status"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hidden.status().as_u16(), 404);
+    child.kill().await.unwrap();
+
+    // Without a token there is no admin listener at all.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rotor-data-plane"))
+        .args(["--address", "127.0.0.1", "--port", "0"])
+        .env_remove("ROTOR_ADMIN_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (_, before) = line_starting(&mut lines, "rotor-data-plane listening on ").await;
+    assert!(before.iter().all(|l| !l.contains("admin")), "{before:?}");
+    child.kill().await.unwrap();
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{token, TestServer, WAIT};
+use common::{token, Client, TestServer, WAIT};
 use serde_json::{json, Value};
 
 fn enabled() -> Value {
@@ -233,4 +233,87 @@ async fn http_streaming_speaks_protobuf_with_octet_stream_and_emulation_takes_pr
         .await
         .unwrap();
     assert_eq!(huge.status().as_u16(), 413);
+}
+
+#[tokio::test]
+async fn another_user_who_knows_the_client_id_cannot_post_into_an_emulation_session() {
+    let s = TestServer::start(enabled()).await;
+    let http = reqwest::Client::new();
+    let post = |session: &str, data: String| {
+        http.post(format!("http://{}/emulation", s.addr))
+            .body(json!({"session": session, "node": s.node.id, "data": data}).to_string())
+            .send()
+    };
+    // The victim: an HTTP-streaming connection in a room with presence.
+    let connect = json!({"id": 1, "connect": {"token": token(json!({"sub": "victim"}))}});
+    let mut victim = http
+        .post(format!("http://{}/connection/http_stream", s.addr))
+        .body(connect.to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    let reply = read_message(&mut victim, &mut buf, "\n").await;
+    let client_id = reply["connect"]["client"].as_str().unwrap().to_owned();
+    let session = reply["connect"]["session"].as_str().unwrap().to_owned();
+    assert_ne!(
+        session, client_id,
+        "the session id is not the public client id"
+    );
+    assert_eq!(session.len(), 32, "128 random bits, hex: {session}");
+    assert!(session.bytes().all(|b| b.is_ascii_hexdigit()), "{session}");
+    let join = json!({"id": 2, "subscribe": {"channel": "chat:room"}}).to_string();
+    assert_eq!(post(&session, join).await.unwrap().status().as_u16(), 204);
+    assert_eq!(
+        read_message(&mut victim, &mut buf, "\n").await["id"],
+        json!(2)
+    );
+
+    // The attacker learns the victim's client id from presence, as any member can.
+    let (mut attacker, _) = Client::connected(&s.ws_url(), "attacker").await;
+    attacker
+        .call(json!({"subscribe": {"channel": "chat:room"}}))
+        .await;
+    let presence = attacker
+        .call(json!({"presence": {"channel": "chat:room"}}))
+        .await;
+    assert_eq!(
+        presence["presence"]["presence"][&client_id]["user"], "victim",
+        "{presence}"
+    );
+    // Posting into the victim's connection by client id (and node) is refused.
+    let forged = json!({"id": 99, "publish": {"channel": "chat:room", "data": {"forged": true}}});
+    let r = post(&client_id, forged.to_string()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(r.text().await.unwrap().is_empty(), "a plain 404");
+
+    // The victim's connection is untouched: its next message answers its own next command.
+    let own = json!({"id": 3, "publish": {"channel": "chat:room", "data": {"own": true}}});
+    assert_eq!(
+        post(&session, own.to_string())
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        204
+    );
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let m = read_message(&mut victim, &mut buf, "\n").await;
+        if m["push"]["join"].is_object() {
+            continue; // the attacker joining the room
+        }
+        got.push(m);
+    }
+    got.sort_by_key(|v| v.get("id").is_none());
+    assert_eq!(got[0], json!({"id": 3, "publish": {}}));
+    assert_eq!(got[1]["push"]["pub"]["data"], json!({"own": true}));
+    // The room saw the victim's publication only, never the forged one.
+    let publication = loop {
+        let push = attacker.push().await;
+        if push.get("pub").is_some() {
+            break push;
+        }
+    };
+    assert_eq!(publication["pub"]["data"], json!({"own": true}));
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use common::{token, TestServer, WAIT};
 use futures_util::{SinkExt, StreamExt};
 use rotor_data_plane::handoff::HandoffListener;
+use rotor_data_plane::server::Mode;
 use rotor_tenant_config::handoff::{hand_off, Outcome};
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
@@ -32,7 +33,7 @@ async fn start() -> (TestServer, PathBuf) {
     let server = TestServer::start(json!({})).await;
     let path = socket_path();
     let listener = HandoffListener::bind(&path).expect("bind hand-off socket");
-    let app = rotor_data_plane::server::router(server.node.clone(), None);
+    let app = rotor_data_plane::server::router(server.node.clone(), Mode::Hosted);
     tokio::spawn(listener.serve(app, server.node.shutdown.clone()));
     (server, path)
 }
@@ -217,4 +218,51 @@ async fn a_missing_hand_off_socket_is_reported_as_not_taken() {
     let (tcp, _) = l.accept().await.unwrap();
     let outcome = hand_off(&socket_path(), tcp.as_fd(), b"GET / HTTP/1.1\r\n\r\n").await;
     assert!(matches!(outcome, Outcome::NotTaken(_)), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn a_handed_off_socket_answers_its_first_request_only_and_then_closes() {
+    use tokio::io::AsyncWriteExt;
+    let (server, path) = start().await;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    let (tcp, _) = l.accept().await.unwrap();
+    // The edge routed the first request; a second one rides behind it, pipelined, with a
+    // forged client address and a server API call.
+    let second = r#"{"channel":"news","data":{"smuggled":true}}"#;
+    let payload = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\n\r\n\
+         POST /api/publish HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1\r\n\
+         X-API-Key: api-key\r\nContent-Length: {}\r\n\r\n{second}",
+        second.len()
+    );
+    assert!(matches!(
+        hand_off(&path, tcp.as_fd(), payload.as_bytes()).await,
+        Outcome::Accepted
+    ));
+    drop(tcp);
+    let mut received = Vec::new();
+    tokio::time::timeout(WAIT, client.read_to_end(&mut received))
+        .await
+        .expect("the connection closes after one response")
+        .unwrap();
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    // A keep-alive request sent afterwards finds the connection closed too.
+    // (The write itself may fail: the peer is gone.)
+    let _ = client
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut more = Vec::new();
+    let n = tokio::time::timeout(WAIT, client.read_to_end(&mut more))
+        .await
+        .expect("no answer and no hang")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "{}", String::from_utf8_lossy(&more));
+    assert_eq!(
+        server.node.metrics.messages_published.get(),
+        0,
+        "the pipelined publish never ran"
+    );
 }

@@ -267,6 +267,42 @@ async fn only_allow_listed_headers_reach_the_backend() {
     }
 }
 
+#[tokio::test]
+async fn rotor_cookies_and_management_tokens_never_reach_the_backend_whatever_the_allow_list() {
+    let mut backend = Backend::start(|_, _| Answer::Json(json!({"result": {"user": "h"}}))).await;
+    let s = TestServer::start(json!({"client": {"proxy": {"connect": {
+        "enabled": true, "endpoint": backend.url("connect"),
+        "http_headers": ["Cookie", "Authorization"]
+    }}}}))
+    .await;
+    // A browser that is also signed in to Rotor's dashboard on a shared parent domain.
+    let mut c = Client::open_with(
+        &s.ws_url(),
+        &[
+            ("cookie", "rotor_session=x; app=1"),
+            ("authorization", "Bearer rtr_management_token"),
+        ],
+    )
+    .await;
+    let r = c.call(json!({"connect": {}})).await;
+    assert!(r["connect"].is_object(), "{r}");
+    let h = backend.call().await.headers;
+    assert_eq!(h["cookie"], "app=1");
+    assert_eq!(h.get_all("cookie").iter().count(), 1);
+    assert!(h.get("authorization").is_none(), "{h:?}");
+
+    // Only Rotor's cookies: no Cookie header at all.
+    let mut c = Client::open_with(
+        &s.ws_url(),
+        &[("cookie", "__Host-rotor_session=s; rotor_csrf=t")],
+    )
+    .await;
+    let r = c.call(json!({"connect": {}})).await;
+    assert!(r["connect"].is_object(), "{r}");
+    let h = backend.call().await.headers;
+    assert!(h.get("cookie").is_none(), "{h:?}");
+}
+
 /// A `channel` section whose namespaces use the backend's channel proxies: `sp` asks before
 /// subscribing, `pp` before publishing, `sr` before subscribing and when subscriptions expire.
 fn channel_proxies(backend: &Backend) -> Value {

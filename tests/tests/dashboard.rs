@@ -9,9 +9,8 @@ mod cp;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use cp::browser::Browser;
 use cp::ControlPlane;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-use reqwest::redirect::Policy;
 use rotor_e2e::ClientScript;
 use serde_json::Value;
 
@@ -47,7 +46,7 @@ async fn a_customer_signs_up_builds_a_project_and_sees_a_curl_publish_in_the_con
         .unwrap_or_default()
         .starts_with("owner-"));
     assert_eq!(o["session_cookie"]["httpOnly"], true, "{o}");
-    assert_eq!(o["session_cookie"]["sameSite"], "Lax", "{o}");
+    assert_eq!(o["session_cookie"]["sameSite"], "Strict", "{o}");
     let slug = o["project_slug"].as_str().context("slug")?;
     assert_eq!(
         o["websocket_endpoint"],
@@ -104,129 +103,6 @@ async fn a_customer_signs_up_builds_a_project_and_sees_a_curl_publish_in_the_con
     Ok(())
 }
 
-/// A browser-less client that keeps cookies by hand, to see every Set-Cookie.
-struct Browser {
-    base: String,
-    http: reqwest::Client,
-    cookies: Vec<(String, String)>,
-}
-
-impl Browser {
-    fn new(base: &str) -> Self {
-        Self {
-            base: base.to_owned(),
-            http: reqwest::Client::builder()
-                .redirect(Policy::none())
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("client"),
-            cookies: Vec::new(),
-        }
-    }
-
-    fn cookie(&self, name: &str) -> Option<&str> {
-        self.cookies
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn set(&mut self, name: &str, value: &str) {
-        self.cookies.retain(|(n, _)| n != name);
-        self.cookies.push((name.to_owned(), value.to_owned()));
-    }
-
-    fn keep(&mut self, resp: &reqwest::Response) -> Vec<String> {
-        let raw: Vec<String> = resp
-            .headers()
-            .get_all(SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_owned))
-            .collect();
-        for c in &raw {
-            let pair = c.split(';').next().unwrap_or_default();
-            if let Some((n, v)) = pair.split_once('=') {
-                self.set(n, v);
-            }
-        }
-        raw
-    }
-
-    fn header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(n, v)| format!("{n}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    async fn get(&mut self, path: &str) -> Result<(u16, String, Option<String>)> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header(COOKIE, self.header())
-            .send()
-            .await?;
-        self.keep(&resp);
-        let status = resp.status().as_u16();
-        let location = resp
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        Ok((status, resp.text().await?, location))
-    }
-
-    async fn post(
-        &mut self,
-        path: &str,
-        form: &[(&str, &str)],
-    ) -> Result<(u16, String, Option<String>, Vec<String>)> {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header(COOKIE, self.header())
-            .form(form)
-            .send()
-            .await?;
-        let set = self.keep(&resp);
-        let status = resp.status().as_u16();
-        let location = resp
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        Ok((status, resp.text().await?, location, set))
-    }
-
-    /// The value of `<input type="hidden" name="csrf" value="…">` in a page.
-    fn csrf_in(html: &str) -> String {
-        let marker = "name=\"csrf\" value=\"";
-        html.split(marker)
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    async fn login_form_csrf(&mut self) -> Result<String> {
-        let (_, html, _) = self.get("/login").await?;
-        Ok(Self::csrf_in(&html))
-    }
-
-    async fn signup(&mut self, email: &str, password: &str) -> Result<u16> {
-        let (_, html, _) = self.get("/signup").await?;
-        let csrf = Self::csrf_in(&html);
-        let (status, _, _, _) = self
-            .post(
-                "/signup",
-                &[("csrf", &csrf), ("email", email), ("password", password)],
-            )
-            .await?;
-        Ok(status)
-    }
-}
-
 #[tokio::test]
 async fn sessions_resist_fixation_csrf_enumeration_brute_force_and_open_redirects() -> Result<()> {
     let cp = ControlPlane::start().await?;
@@ -259,7 +135,10 @@ async fn sessions_resist_fixation_csrf_enumeration_brute_force_and_open_redirect
         .find(|c| c.starts_with("rotor_session="))
         .context("a new session cookie")?;
     assert!(session_cookie.contains("HttpOnly"), "{session_cookie}");
-    assert!(session_cookie.contains("SameSite=Lax"), "{session_cookie}");
+    assert!(
+        session_cookie.contains("SameSite=Strict"),
+        "{session_cookie}"
+    );
     assert!(!session_cookie.contains("Secure"), "plain-HTTP public URL");
     assert_ne!(
         alice.cookie("rotor_session"),

@@ -509,7 +509,7 @@ async fn a_postgres_restart_leaves_tenants_serving_and_config_changes_resume_wit
         .http
         .get(format!(
             "http://{}/admin/status",
-            record["addr"].as_str().unwrap_or_default()
+            record["admin_addr"].as_str().unwrap_or_default()
         ))
         .bearer_auth(record["admin_token"].as_str().unwrap_or_default())
         .send()

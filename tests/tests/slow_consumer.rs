@@ -45,7 +45,10 @@ async fn a_subscriber_that_never_reads_is_cut_off_while_1000_others_get_everythi
     let pid = server.pid().context("pid")?;
     let ws_url = server.ws_url("/connection/websocket");
     let metrics_url = server.http_url("/metrics");
-    let http = reqwest::Client::new();
+    // The public /metrics answers only the project's API key.
+    let mut auth = reqwest::header::HeaderMap::new();
+    auth.insert("X-API-Key", api_key.parse()?);
+    let http = reqwest::Client::builder().default_headers(auth).build()?;
 
     // The slow one: a tiny receive buffer, and it stops reading after subscribing.
     let slow = raw_subscriber(

@@ -524,6 +524,7 @@ async fn sample(pid: u32, http: &reqwest::Client, addr: &str, t: f64) -> Result<
         .unwrap_or(0.0);
     let metrics = http
         .get(format!("http://{addr}/metrics"))
+        .header("X-API-Key", API_KEY)
         .send()
         .await?
         .text()

@@ -1,5 +1,5 @@
-//! Bearer management-token authentication: the token is hashed and looked up; the handler gets
-//! the owning account id and nothing else.
+//! Bearer management-token authentication: the token is hashed and looked up, an expired one
+//! is refused; the handler gets the owning account id and nothing else.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -28,14 +28,21 @@ impl FromRequestParts<AppState> for Account {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(RestError::Unauthorized("missing bearer token"))?;
-        let account: Option<AccountId> = sqlx::query_scalar(
-            "UPDATE management_tokens SET last_used_at = now() WHERE token_hash = $1 RETURNING account_id",
+        // One round trip: find the token, and mark it used only if it has not expired.
+        let found: Option<(AccountId, bool)> = sqlx::query_as(
+            "WITH t AS (SELECT id, account_id, expires_at IS NOT NULL AND expires_at <= now() AS expired \
+                        FROM management_tokens WHERE token_hash = $1), \
+                  used AS (UPDATE management_tokens m SET last_used_at = now() FROM t \
+                           WHERE m.id = t.id AND NOT t.expired) \
+             SELECT account_id, expired FROM t",
         )
         .bind(sha256_hex(token))
         .fetch_optional(&state.pool)
         .await?;
-        account
-            .map(Account)
-            .ok_or(RestError::Unauthorized("invalid token"))
+        match found {
+            Some((account, false)) => Ok(Account(account)),
+            Some((_, true)) => Err(RestError::Unauthorized("token expired")),
+            None => Err(RestError::Unauthorized("invalid token")),
+        }
     }
 }

@@ -37,6 +37,15 @@ pub enum RestError {
     /// The project's plan does not allow this.
     #[error("{0}")]
     PlanLimit(String),
+    /// Only the operator may change this (plans, status, limits).
+    #[error("{0}")]
+    OperatorOnly(String),
+    /// Too many failed logins or sign-ups (429 with `Retry-After`); the same for every email.
+    #[error("too many attempts, try again later")]
+    TooManyRequests { retry_after: std::time::Duration },
+    /// Password checks are queued beyond their bound (503 with `Retry-After`).
+    #[error("the service is busy, try again in a moment")]
+    Busy,
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -62,6 +71,15 @@ impl From<sqlx::Error> for RestError {
     }
 }
 
+impl From<crate::secrets::PasswordError> for RestError {
+    fn from(e: crate::secrets::PasswordError) -> Self {
+        match e {
+            crate::secrets::PasswordError::Busy => Self::Busy,
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
 impl IntoResponse for RestError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
@@ -70,7 +88,17 @@ impl IntoResponse for RestError {
             RestError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             RestError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             RestError::PlanLimit(_) => (StatusCode::FORBIDDEN, "plan_limit"),
+            RestError::OperatorOnly(_) => (StatusCode::FORBIDDEN, "operator_only"),
+            RestError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            RestError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             RestError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        let retry_after = match &self {
+            RestError::TooManyRequests { retry_after } => {
+                Some(crate::auth_limits::retry_after_secs(*retry_after))
+            }
+            RestError::Busy => Some(1),
+            _ => None,
         };
         let message = match &self {
             RestError::Internal(cause) => {
@@ -85,7 +113,12 @@ impl IntoResponse for RestError {
         if let RestError::BadRequest { field: Some(f), .. } = &self {
             error["field"] = json!(f);
         }
-        (status, Json(json!({ "error": error }))).into_response()
+        let mut resp = (status, Json(json!({ "error": error }))).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }
 

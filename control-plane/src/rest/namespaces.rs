@@ -1,5 +1,7 @@
 //! Channel namespaces of a project: every Centrifugo channel option as a JSON field, validated
 //! by the same rules the data plane applies, so a bad value is refused here with its field.
+//! How many a project may have is its plan's, checked in the creating transaction
+//! ([`crate::limits::check_namespaces_in_tx`]).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -80,8 +82,15 @@ pub async fn put_namespace(
         .bind(project)
         .fetch_one(&state.pool)
         .await?;
+    let settings = crate::project_settings::open_secrets(
+        crate::sealed::Keyring::global()?,
+        project,
+        &settings,
+    )?;
     let canonical = validate_options(name, options, &settings)?;
-    let limits = crate::tenant::PlanLimits::of_project(&state.pool, project).await?;
+    let mut tx = state.pool.begin().await?;
+    // Locks the project until commit: concurrent creations are counted one after another.
+    let limits = crate::limits::check_namespaces_in_tx(&mut tx, project, name).await?;
     if limits.max_history_size > 0
         && canonical
             .get("history_size")
@@ -110,7 +119,6 @@ pub async fn put_namespace(
             ));
         }
     }
-    let mut tx = state.pool.begin().await?;
     let before: Option<Value> = sqlx::query_scalar(
         "SELECT options FROM namespaces WHERE project_id = $1 AND name = $2 FOR UPDATE",
     )
@@ -130,19 +138,6 @@ pub async fn put_namespace(
     .fetch_one(&mut *tx)
     .await?;
     let created = before.is_none();
-    if created && limits.max_namespaces > 0 {
-        let count: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM namespaces WHERE project_id = $1")
-                .bind(project)
-                .fetch_one(&mut *tx)
-                .await?;
-        if count > i64::from(limits.max_namespaces) {
-            return Err(RestError::PlanLimit(format!(
-                "your plan allows at most {} namespaces",
-                limits.max_namespaces
-            )));
-        }
-    }
     bump_version(&mut tx, project).await?;
     let action = if created {
         "namespace.create"

@@ -48,7 +48,7 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
     (
         "patch",
         "/v1/projects/{id}",
-        "Rename, suspend/resume, or change settings",
+        "Rename or change settings (plan and status are the operator's: 403 operator_only)",
         Some("ProjectPatch"),
         200,
     ),
@@ -204,12 +204,13 @@ pub fn spec() -> Value {
                 "Credentials": {"type": "object", "required": ["email", "password"], "properties": {
                     "email": {"type": "string", "format": "email"}, "password": {"type": "string", "minLength": 10}}},
                 "TokenRequest": {"type": "object", "required": ["email", "password", "name"], "properties": {
-                    "email": {"type": "string"}, "password": {"type": "string"}, "name": {"type": "string"}}},
+                    "email": {"type": "string"}, "password": {"type": "string"}, "name": {"type": "string"},
+                    "expires_in_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 365,
+                        "description": "days until the token stops working; absent or null: never (the token answer and GET /v1/tokens show expires_at)"}}},
                 "ProjectCreate": {"type": "object", "required": ["name"], "properties": {
                     "name": {"type": "string"}, "engine": {"type": "string", "enum": ["memory", "redis"]}}},
                 "ProjectPatch": {"type": "object", "properties": {
-                    "name": {"type": "string"}, "status": {"type": "string", "enum": ["active", "suspended"]},
-                    "plan": {"type": "string", "enum": ["free", "pro", "custom"]},
+                    "name": {"type": "string"},
                     "settings": {"type": "object", "properties": {
                         "allowed_origins": {"type": "array", "items": {"type": "string"}},
                         "allow_anonymous_connect_without_token": {"type": "boolean"},

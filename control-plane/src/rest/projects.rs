@@ -1,5 +1,7 @@
-//! Projects and what hangs off them: token secrets (reveal, rotate), API keys (shown once,
-//! stored as SHA-256), settings, and the audit trail.
+//! Projects and what hangs off them: token secrets (sealed at rest; revealed to the owner,
+//! rotated), API keys (shown once, stored as SHA-256), settings (proxy static headers sealed),
+//! and the audit trail. Plans and status are the operator's ([`crate::operator`]); how many
+//! projects and keys an account may have is checked by [`crate::limits`].
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -11,8 +13,11 @@ use serde_json::{json, Value};
 use super::util::{audit, bump_version, owned_project};
 use super::{Account, RestError, RestResult};
 use crate::ids::{random_suffix, AccountId, ApiKeyId, ProjectId};
+use crate::sealed::Keyring;
+use crate::secret_store::{seal_token_secret, token_secret_of};
 use crate::secrets::{new_hmac_secret, random_token, sha256_hex};
 use crate::state::AppState;
+use crate::{limits, project_settings};
 
 #[derive(sqlx::FromRow)]
 struct ProjectRow {
@@ -31,28 +36,30 @@ struct ProjectRow {
 const PROJECT_COLUMNS: &str =
     "id, name, slug, engine, plan, status, settings, config_version, applied_version, created_at";
 
-fn project_json(state: &AppState, p: &ProjectRow) -> Value {
-    let http = &state.settings.public_url;
-    let ws = state.settings.public_ws_url();
+/// A project as its owner sees it (proxy static headers opened).
+fn project_json(state: &AppState, p: &ProjectRow) -> RestResult<Value> {
+    let settings = project_settings::open_secrets(Keyring::global()?, &p.id, &p.settings)?;
+    let http = state.settings.tenant_http_base(&p.slug);
+    let ws = state.settings.tenant_ws_base(&p.slug);
     let slug = &p.slug;
-    json!({
+    Ok(json!({
         "id": p.id,
         "name": p.name,
         "slug": slug,
         "engine": p.engine,
         "plan": p.plan,
         "status": p.status,
-        "settings": p.settings,
+        "settings": settings,
         "config_version": p.config_version,
         "applied_version": p.applied_version,
         "endpoints": {
-            "websocket": format!("{ws}/t/{slug}/connection/websocket"),
-            "sse": format!("{http}/t/{slug}/connection/sse"),
-            "http_stream": format!("{http}/t/{slug}/connection/http_stream"),
-            "api": format!("{http}/t/{slug}/api"),
+            "websocket": format!("{ws}/connection/websocket"),
+            "sse": format!("{http}/connection/sse"),
+            "http_stream": format!("{http}/connection/http_stream"),
+            "api": format!("{http}/api"),
         },
         "created_at": p.created_at,
-    })
+    }))
 }
 
 async fn load(state: &AppState, account: &AccountId, id: &ProjectId) -> RestResult<ProjectRow> {
@@ -137,6 +144,8 @@ pub async fn create_project(
     let id = ProjectId::generate();
     let base = slugify(&name);
     let mut tx = state.pool.begin().await?;
+    // Locks the account until commit: concurrent creations are counted one after another.
+    let plan = limits::check_projects_in_tx(&mut tx, account).await?;
     let mut slug = base.clone();
     for _ in 0..5 {
         let taken: bool =
@@ -150,18 +159,19 @@ pub async fn create_project(
         slug = format!("{base}-{}", random_suffix(5));
     }
     let redis_prefix = (engine == "redis").then(|| format!("rotor:{id}:"));
-    sqlx::query("INSERT INTO projects (id, account_id, name, slug, engine, redis_prefix) VALUES ($1, $2, $3, $4, $5, $6)")
+    sqlx::query("INSERT INTO projects (id, account_id, name, slug, engine, redis_prefix, plan) VALUES ($1, $2, $3, $4, $5, $6, $7)")
         .bind(&id)
         .bind(account)
         .bind(&name)
         .bind(&slug)
         .bind(engine)
         .bind(redis_prefix)
+        .bind(&plan)
         .execute(&mut *tx)
         .await?;
     sqlx::query("INSERT INTO token_secrets (project_id, hmac_secret) VALUES ($1, $2)")
         .bind(&id)
-        .bind(new_hmac_secret())
+        .bind(seal_token_secret(&id, &new_hmac_secret())?)
         .execute(&mut *tx)
         .await?;
     audit(
@@ -177,7 +187,7 @@ pub async fn create_project(
     tx.commit().await?;
     state.config_changed();
     let row = load(state, account, &id).await?;
-    Ok(project_json(state, &row))
+    project_json(state, &row)
 }
 
 pub async fn create(
@@ -199,9 +209,11 @@ pub async fn list(
     .bind(&account)
     .fetch_all(&state.pool)
     .await?;
-    Ok(Json(
-        json!({"projects": rows.iter().map(|p| project_json(&state, p)).collect::<Vec<_>>()}),
-    ))
+    let projects = rows
+        .iter()
+        .map(|p| project_json(&state, p))
+        .collect::<RestResult<Vec<_>>>()?;
+    Ok(Json(json!({ "projects": projects })))
 }
 
 pub async fn get(
@@ -213,16 +225,18 @@ pub async fn get(
     Ok(Json(project_json(
         &state,
         &load(&state, &account, &id).await?,
-    )))
+    )?))
 }
 
+/// `PATCH /v1/projects/{id}`: the customer's fields. `plan` and `status` are accepted as
+/// fields only to answer them clearly: they are the operator's (403 `operator_only`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchProject {
     name: Option<String>,
-    status: Option<String>,
     settings: Option<Value>,
-    plan: Option<String>,
+    status: Option<Value>,
+    plan: Option<Value>,
 }
 
 pub async fn patch(
@@ -232,36 +246,31 @@ pub async fn patch(
     Json(body): Json<PatchProject>,
 ) -> RestResult<Json<Value>> {
     let id = owned_project(&state.pool, &account, &id).await?;
-    let before = load(&state, &account, &id).await?;
-    let name = body.name.as_deref().map(check_name).transpose()?;
-    if let Some(status) = &body.status {
-        if status != "active" && status != "suspended" {
-            return Err(RestError::field(
-                "status",
-                "status must be \"active\" or \"suspended\"",
-            ));
+    for (field, value) in [("plan", &body.plan), ("status", &body.status)] {
+        if value.is_some() {
+            return Err(RestError::OperatorOnly(format!(
+                "\"{field}\" is set by the operator only; contact support to change a project's plan or to suspend or resume it"
+            )));
         }
     }
+    let name = body.name.as_deref().map(check_name).transpose()?;
     if let Some(settings) = &body.settings {
         validate_settings(&state, &id, settings).await?;
     }
-    if let Some(plan) = &body.plan {
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM plans WHERE name = $1)")
-                .bind(plan)
-                .fetch_one(&state.pool)
-                .await?;
-        if !exists {
-            return Err(RestError::field("plan", format!("unknown plan {plan:?}")));
-        }
-    }
+    let sealed = match &body.settings {
+        Some(s) => Some(project_settings::seal_secrets(Keyring::global()?, &id, s)),
+        None => None,
+    };
     let mut tx = state.pool.begin().await?;
-    sqlx::query("UPDATE projects SET name = COALESCE($2, name), status = COALESCE($3, status), settings = COALESCE($4, settings), plan = COALESCE($5, plan) WHERE id = $1")
+    let (before_name, before_settings): (String, Value) =
+        sqlx::query_as("SELECT name, settings FROM projects WHERE id = $1 FOR UPDATE")
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await?;
+    sqlx::query("UPDATE projects SET name = COALESCE($2, name), settings = COALESCE($3, settings) WHERE id = $1")
         .bind(&id)
         .bind(&name)
-        .bind(&body.status)
-        .bind(&body.settings)
-        .bind(&body.plan)
+        .bind(&sealed)
         .execute(&mut *tx)
         .await?;
     bump_version(&mut tx, &id).await?;
@@ -271,8 +280,8 @@ pub async fn patch(
         Some(&id),
         "project.update",
         id.as_str(),
-        Some(json!({"name": before.name, "status": before.status, "settings": before.settings, "plan": before.plan})),
-        Some(json!({"name": name, "status": body.status, "settings": body.settings, "plan": body.plan})),
+        Some(json!({"name": before_name, "settings": project_settings::redact_secrets(&before_settings)})),
+        Some(json!({"name": name, "settings": body.settings.as_ref().map(project_settings::redact_secrets)})),
     )
     .await?;
     tx.commit().await?;
@@ -280,7 +289,7 @@ pub async fn patch(
     Ok(Json(project_json(
         &state,
         &load(&state, &account, &id).await?,
-    )))
+    )?))
 }
 
 pub async fn delete(
@@ -327,11 +336,7 @@ pub async fn get_secrets(
     Path(id): Path<String>,
 ) -> RestResult<Json<Value>> {
     let id = owned_project(&state.pool, &account, &id).await?;
-    let secret: String =
-        sqlx::query_scalar("SELECT hmac_secret FROM token_secrets WHERE project_id = $1")
-            .bind(&id)
-            .fetch_one(&state.pool)
-            .await?;
+    let secret = token_secret_of(&state.pool, &id).await?;
     Ok(Json(json!({"token_hmac_secret": secret})))
 }
 
@@ -365,6 +370,7 @@ pub async fn rotate_hmac_secret(
         return Err(RestError::field("grace_seconds", "at most 604800 (7 days)"));
     }
     let secret = new_hmac_secret();
+    let sealed = seal_token_secret(id, &secret)?;
     let mut tx = state.pool.begin().await?;
     sqlx::query(
         "UPDATE token_secrets SET \
@@ -374,7 +380,7 @@ pub async fn rotate_hmac_secret(
          WHERE project_id = $1",
     )
     .bind(id)
-    .bind(&secret)
+    .bind(&sealed)
     .bind(f64::from(grace))
     .execute(&mut *tx)
     .await?;
@@ -386,7 +392,7 @@ pub async fn rotate_hmac_secret(
         "secret.rotate",
         id.as_str(),
         None,
-        Some(json!({"grace_seconds": grace})),
+        Some(json!({"hmac_secret": "changed", "grace_seconds": grace})),
     )
     .await?;
     tx.commit().await?;
@@ -408,22 +414,11 @@ pub async fn create_api_key(
     name: &str,
 ) -> RestResult<Value> {
     let name = check_name(name)?;
-    let limits = crate::tenant::PlanLimits::of_project(&state.pool, project).await?;
-    if limits.max_api_keys > 0 {
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE project_id = $1")
-            .bind(project)
-            .fetch_one(&state.pool)
-            .await?;
-        if count >= i64::from(limits.max_api_keys) {
-            return Err(RestError::PlanLimit(format!(
-                "your plan allows at most {} API keys",
-                limits.max_api_keys
-            )));
-        }
-    }
     let id = ApiKeyId::generate();
     let key = random_token("rk_");
     let mut tx = state.pool.begin().await?;
+    // Locks the project until commit: concurrent creations are counted one after another.
+    limits::check_api_keys_in_tx(&mut tx, project).await?;
     let created_at: DateTime<Utc> = sqlx::query_scalar("INSERT INTO api_keys (id, project_id, name, key_hash) VALUES ($1, $2, $3, $4) RETURNING created_at")
         .bind(&id)
         .bind(project)

@@ -1,10 +1,15 @@
-//! Shared pieces of REST handlers: the owned-project lookup, config version bumps and audit.
+//! Shared pieces of REST handlers: the owned-project lookup, config version bumps, audit, and
+//! how the errors of the services they call become [`RestError`]s.
 
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
 use super::{RestError, RestResult};
+use crate::audit::{Actor, Entry};
 use crate::ids::{AccountId, ProjectId};
+use crate::limits::LimitError;
+use crate::sealed::SealError;
+use crate::secret_store::SecretError;
 
 /// Parses a project id from the path and checks the account owns it. Unknown ids and other
 /// accounts' projects are the same 404.
@@ -30,7 +35,8 @@ pub async fn bump_version(conn: &mut PgConnection, project: &ProjectId) -> RestR
     Ok(())
 }
 
-/// Writes an audit entry (before/after must carry no secrets).
+/// Writes an audit entry for a change the account made ([`crate::audit::record`] redacts
+/// secrets; callers still pass markers such as `{"hmac_secret": "changed"}`, not values).
 pub async fn audit(
     conn: &mut PgConnection,
     account: &AccountId,
@@ -40,18 +46,43 @@ pub async fn audit(
     before: Option<Value>,
     after: Option<Value>,
 ) -> RestResult<()> {
-    sqlx::query(
-        "INSERT INTO audit_log (account_id, project_id, actor, action, target, before, after) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    crate::audit::record(
+        conn,
+        Entry {
+            actor: Actor::Account(account),
+            account: Some(account),
+            project,
+            action,
+            target,
+            before,
+            after,
+        },
     )
-    .bind(account)
-    .bind(project)
-    .bind(format!("account:{account}"))
-    .bind(action)
-    .bind(target)
-    .bind(before)
-    .bind(after)
-    .execute(conn)
     .await?;
     Ok(())
+}
+
+impl From<LimitError> for RestError {
+    fn from(e: LimitError) -> Self {
+        match e {
+            e @ LimitError::Exceeded { .. } => Self::PlanLimit(e.to_string()),
+            LimitError::Missing => Self::NotFound,
+            LimitError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<SecretError> for RestError {
+    fn from(e: SecretError) -> Self {
+        match e {
+            SecretError::Db(e) => e.into(),
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<SealError> for RestError {
+    fn from(e: SealError) -> Self {
+        Self::Internal(e.into())
+    }
 }

@@ -1,21 +1,25 @@
-//! The account page: change the password (which ends every other session) and manage the
-//! management tokens used by Terraform and CI (created and shown once, listed, revoked).
+//! The account page: change the password (which ends every other session and, unless
+//! unticked, revokes every management token) and manage the management tokens used by
+//! Terraform and CI (created with an optional expiry and shown once, listed, revoked).
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
+use chrono::Utc;
 use serde::Deserialize;
 
 use super::session::Session;
 use super::views::{when, when_opt, AccountPage, Layout, TokenRow};
 use super::{page, WebResult};
+use crate::auth_limits::{retry_after_secs, ClientAddr};
 use crate::rest::accounts::{
-    authenticate, check_password, issue_token, revoke_token as revoke, tokens_of,
+    authenticate, check_password, check_token_days, issue_token, revoke_all_tokens,
+    revoke_token as revoke, tokens_of,
 };
 use crate::rest::RestError;
-use crate::secrets::hash_password;
+use crate::secrets::hash_password_async;
 use crate::state::AppState;
 
 async fn view(state: &AppState, session: &Session) -> WebResult<AccountPage> {
@@ -27,6 +31,11 @@ async fn view(state: &AppState, session: &Session) -> WebResult<AccountPage> {
             name: t.name,
             created: when(&t.created_at),
             last_used: when_opt(&t.last_used_at),
+            expires: match t.expires_at {
+                None => "no expiry".to_owned(),
+                Some(at) if at <= Utc::now() => format!("expired {}", when(&at)),
+                Some(at) => when(&at),
+            },
         })
         .collect();
     Ok(AccountPage {
@@ -60,21 +69,58 @@ pub struct PasswordForm {
     new: String,
     #[serde(default)]
     confirm: String,
+    /// The "also revoke all API management tokens" checkbox (ticked by default; an HTML
+    /// checkbox sends nothing when unticked).
+    #[serde(default)]
+    revoke_tokens: Option<String>,
+}
+
+/// A password form refused: the page again with the reason (and when to retry, if limited).
+fn password_refused(mut v: AccountPage, error: RestError) -> WebResult<Response> {
+    let (status, message, retry_after) = match error {
+        RestError::Unauthorized(_) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Your current password is not right.".to_owned(),
+            None,
+        ),
+        RestError::BadRequest { message, .. } => (StatusCode::UNPROCESSABLE_ENTITY, message, None),
+        RestError::TooManyRequests { retry_after } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Too many failed attempts. Try again in {} minutes.",
+                retry_after.as_secs().div_ceil(60).max(1)
+            ),
+            Some(retry_after_secs(retry_after)),
+        ),
+        RestError::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Rotor is very busy right now. Try again in a moment.".to_owned(),
+            Some(1),
+        ),
+        other => return Err(other.into()),
+    };
+    v.password_error = Some(message);
+    let mut resp = respond(status, v)?;
+    if let Some(secs) = retry_after {
+        resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
+    }
+    Ok(resp)
 }
 
 pub async fn change_password(
     State(state): State<AppState>,
     session: Session,
+    ClientAddr(client): ClientAddr,
     Form(form): Form<PasswordForm>,
 ) -> WebResult<Response> {
     session.check_csrf(&form.csrf)?;
     let mut v = view(&state, &session).await?;
-    let problem = if authenticate(&state, &session.email, &form.current)
-        .await
-        .is_err()
-    {
-        Some("Your current password is not right.".to_owned())
-    } else if form.new != form.confirm {
+    // The current password is checked under the same limits as a login: a stolen session
+    // cannot be used to guess it.
+    if let Err(e) = authenticate(&state, &session.email, &form.current, client).await {
+        return password_refused(v, e);
+    }
+    let problem = if form.new != form.confirm {
         Some("The new passwords do not match.".to_owned())
     } else if let Err(RestError::BadRequest { message, .. }) = check_password(&form.new) {
         Some(message)
@@ -87,19 +133,36 @@ pub async fn change_password(
         v.password_error = Some(p);
         return respond(StatusCode::UNPROCESSABLE_ENTITY, v);
     }
-    let hash = hash_password(&form.new).map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+    let hash = match hash_password_async(&form.new).await {
+        Ok(hash) => hash,
+        Err(e) => return password_refused(v, e.into()),
+    };
     sqlx::query("UPDATE accounts SET password_hash = $2 WHERE id = $1")
         .bind(&session.account)
         .bind(hash)
         .execute(&state.pool)
         .await?;
     let ended = session.end_others(&state).await?;
-    tracing::info!(account = %session.account, other_sessions_ended = ended, "password changed");
-    v.password_notice = Some(if ended > 0 {
-        format!("Password changed. {ended} other session(s) were logged out.")
+    let revoked = if form.revoke_tokens.is_some() {
+        revoke_all_tokens(&state, &session.account).await?
     } else {
-        "Password changed.".to_owned()
-    });
+        0
+    };
+    tracing::info!(
+        account = %session.account,
+        other_sessions_ended = ended,
+        tokens_revoked = revoked,
+        "password changed"
+    );
+    let mut v = view(&state, &session).await?;
+    let mut notice = "Password changed.".to_owned();
+    if ended > 0 {
+        notice.push_str(&format!(" {ended} other session(s) were logged out."));
+    }
+    if revoked > 0 {
+        notice.push_str(&format!(" {revoked} management token(s) were revoked."));
+    }
+    v.password_notice = Some(notice);
     respond(StatusCode::OK, v)
 }
 
@@ -109,6 +172,18 @@ pub struct TokenForm {
     csrf: String,
     #[serde(default)]
     name: String,
+    /// Days until the token expires; empty: never.
+    #[serde(default)]
+    expires_in_days: String,
+}
+
+/// The token form's expiry: empty is "never", else days as the REST API takes them.
+fn form_days(value: &str) -> Result<Option<i64>, RestError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    check_token_days(value.parse().unwrap_or(0)).map(Some)
 }
 
 pub async fn create_token(
@@ -117,10 +192,14 @@ pub async fn create_token(
     Form(form): Form<TokenForm>,
 ) -> WebResult<Response> {
     session.check_csrf(&form.csrf)?;
-    match issue_token(&state, &session.account, &form.name).await {
-        Ok((_, name, token)) => {
+    let issued = match form_days(&form.expires_in_days) {
+        Ok(days) => issue_token(&state, &session.account, &form.name, days).await,
+        Err(e) => Err(e),
+    };
+    match issued {
+        Ok(t) => {
             let mut v = view(&state, &session).await?;
-            v.new_token = Some((name, token));
+            v.new_token = Some((t.name, t.token));
             respond(StatusCode::CREATED, v)
         }
         Err(RestError::BadRequest { message, .. }) => {

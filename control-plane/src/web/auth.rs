@@ -1,18 +1,23 @@
 //! Sign up, log in and log out. Errors are shown inline and keep the email typed; an unknown
-//! email and a wrong password get the same answer; failed logins are rate-limited per email
-//! and per client address.
+//! email and a wrong password get the same answer; failed logins and sign-ups are limited by
+//! the same code as the REST API's ([`crate::rest::accounts::authenticate`], [`sign_up`]);
+//! after login only a same-site path is followed.
+
+use std::time::Duration;
 
 use askama::Template;
 use axum::extract::{Query, State};
+use axum::http::uri::PathAndQuery;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
+use axum::Form;
 use serde::Deserialize;
 
-use super::session::{self, check_login_csrf, login_csrf, PeerAddr};
+use super::session::{self, check_login_csrf, login_csrf};
 use super::views::{AuthPage, Layout};
 use super::{page, WebError, WebResult};
-use crate::rest::accounts::{authenticate, create_account};
+use crate::auth_limits::{retry_after_secs, ClientAddr};
+use crate::rest::accounts::{authenticate, sign_up};
 use crate::rest::RestError;
 use crate::state::AppState;
 
@@ -30,13 +35,96 @@ pub struct NextQuery {
     next: String,
 }
 
-/// Only same-site paths are followed after login (no open redirect).
-fn safe_next(next: &str) -> String {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
-        next.to_owned()
-    } else {
-        "/projects".to_owned()
+/// Where a login goes when `next` is missing or refused.
+const HOME: &str = "/projects";
+
+/// `next` as a normalised same-site path (with its query), or `None` when it is not one.
+/// Refused: anything that does not start with a single `/` (schemes, `//host`, `/\host`),
+/// control characters and backslashes, raw or percent-encoded (browsers drop tabs and newlines
+/// and read `\` as `/`, so `/\t/evil.example` is `//evil.example` to them), dot segments, and
+/// anything that percent-decodes (up to three times) into one of these.
+fn safe_next(next: &str) -> Option<String> {
+    if next.len() > 2048 {
+        return None;
     }
+    let mut layer = next.as_bytes().to_vec();
+    let mut settled = false;
+    for _ in 0..4 {
+        if !plain_path(&layer) {
+            return None;
+        }
+        let decoded = percent_decode(&layer);
+        if decoded == layer {
+            settled = true;
+            break;
+        }
+        layer = decoded;
+    }
+    if !settled {
+        return None;
+    }
+    let parsed: PathAndQuery = next.parse().ok()?;
+    Some(parsed.as_str().to_owned())
+}
+
+/// A path (and query) with one leading `/`, no control character, no backslash and no dot
+/// segment.
+fn plain_path(p: &[u8]) -> bool {
+    let path = p
+        .split(|b| *b == b'?' || *b == b'#')
+        .next()
+        .unwrap_or_default();
+    p.first() == Some(&b'/')
+        && p.get(1) != Some(&b'/')
+        && !p.iter().any(|&b| b < 0x20 || b == 0x7f || b == b'\\')
+        && !path
+            .split(|b| *b == b'/')
+            .any(|seg| seg == b"." || seg == b"..")
+}
+
+/// One round of percent-decoding (malformed escapes stay as they are).
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            if let (Some(h), Some(l)) = (
+                s.get(i + 1).copied().and_then(hex),
+                s.get(i + 2).copied().and_then(hex),
+            ) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Where to go after login.
+fn after_login(next: &str) -> String {
+    safe_next(next).unwrap_or_else(|| HOME.to_owned())
+}
+
+/// A page that reloads itself. With `SameSite=Strict` a navigation from another site arrives
+/// without the session cookie; this reload comes from Rotor's own page, so it carries it and
+/// a logged-in user goes on to where the link pointed instead of seeing the login form.
+fn reload_same_site() -> Response {
+    page(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"0\"><title>Rotor</title></head>\
+         <body><p><a href=\"\">Continue to Rotor</a></p></body></html>"
+            .to_owned(),
+    )
+}
+
+fn cross_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
 }
 
 fn render(
@@ -74,9 +162,13 @@ pub async fn login_form(
     Query(q): Query<NextQuery>,
 ) -> WebResult<Response> {
     if session::current(&state, &headers).await?.is_some() {
-        return Ok(Redirect::to(&safe_next(&q.next)).into_response());
+        return Ok(Redirect::to(&after_login(&q.next)).into_response());
     }
-    render(&state, &headers, StatusCode::OK, blank(false, q.next))
+    if cross_site(&headers) {
+        return Ok(reload_same_site());
+    }
+    let next = safe_next(&q.next).unwrap_or_default();
+    render(&state, &headers, StatusCode::OK, blank(false, next))
 }
 
 pub async fn signup_form(State(state): State<AppState>, headers: HeaderMap) -> WebResult<Response> {
@@ -105,72 +197,109 @@ async fn logged_in(
     next: &str,
 ) -> WebResult<Response> {
     let cookie = session::start(state, account).await?;
-    let mut resp = Redirect::to(&safe_next(next)).into_response();
+    let mut resp = Redirect::to(&after_login(next)).into_response();
     resp.headers_mut().append(header::SET_COOKIE, cookie);
+    Ok(resp)
+}
+
+/// The auth page again with an error for a refused attempt (`TooManyRequests` and `Busy`
+/// also tell the browser when to come back); errors that are not the visitor's pass through.
+fn refused(
+    state: &AppState,
+    headers: &HeaderMap,
+    mut view: AuthPage,
+    error: RestError,
+) -> WebResult<Response> {
+    let (status, message, field, retry_after) = match error {
+        RestError::BadRequest { field, message } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            message,
+            field.unwrap_or_default(),
+            None,
+        ),
+        RestError::Conflict(_) => (
+            StatusCode::CONFLICT,
+            "An account with this email already exists. Log in instead?".to_owned(),
+            "email".to_owned(),
+            None,
+        ),
+        RestError::Unauthorized(_) => (
+            StatusCode::UNAUTHORIZED,
+            "Wrong email or password.".to_owned(),
+            "password".to_owned(),
+            None,
+        ),
+        RestError::TooManyRequests { retry_after } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            if view.signup {
+                format!(
+                    "Too many accounts were opened from your network. Try again in {} minutes.",
+                    retry_after.as_secs().div_ceil(60).max(1)
+                )
+            } else {
+                format!(
+                    "Too many failed attempts. Try again in {} minutes.",
+                    retry_after.as_secs().div_ceil(60).max(1)
+                )
+            },
+            String::new(),
+            Some(retry_after),
+        ),
+        RestError::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Rotor is very busy right now. Try again in a moment.".to_owned(),
+            String::new(),
+            Some(Duration::from_secs(1)),
+        ),
+        other => return Err(other.into()),
+    };
+    view.error = Some(message);
+    view.error_field = field;
+    let mut resp = render(state, headers, status, view)?;
+    if let Some(wait) = retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, retry_after_secs(wait).into());
+    }
     Ok(resp)
 }
 
 pub async fn signup(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ClientAddr(client): ClientAddr,
     Form(form): Form<AuthForm>,
 ) -> WebResult<Response> {
-    check_login_csrf(&headers, &form.csrf)?;
-    match create_account(&state, &form.email, &form.password).await {
-        Ok((account, email)) => {
+    check_login_csrf(&state, &headers, &form.csrf)?;
+    match sign_up(&state, &form.email, &form.password, client).await {
+        Ok((account, _)) => {
             tracing::info!(account = %account, "account created from the dashboard");
-            state.login_limiter.succeeded(&email);
-            logged_in(&state, &account, "/projects").await
+            logged_in(&state, &account, HOME).await
         }
-        Err(RestError::BadRequest { field, message }) => {
+        Err(e) => {
             let mut view = blank(true, String::new());
             view.email = form.email;
-            view.error = Some(message);
-            view.error_field = field.unwrap_or_default();
-            render(&state, &headers, StatusCode::UNPROCESSABLE_ENTITY, view)
+            refused(&state, &headers, view, e)
         }
-        Err(RestError::Conflict(_)) => {
-            let mut view = blank(true, String::new());
-            view.email = form.email;
-            view.error = Some("An account with this email already exists. Log in instead?".into());
-            view.error_field = "email".into();
-            render(&state, &headers, StatusCode::CONFLICT, view)
-        }
-        Err(e) => Err(e.into()),
     }
 }
 
 pub async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
-    peer: Option<Extension<PeerAddr>>,
+    ClientAddr(client): ClientAddr,
     Form(form): Form<AuthForm>,
 ) -> WebResult<Response> {
-    check_login_csrf(&headers, &form.csrf)?;
-    let ip = peer.map(|Extension(PeerAddr(a))| a.ip());
-    let mut view = blank(false, form.next.clone());
-    view.email = form.email.clone();
-    if let Some(wait) = state.login_limiter.blocked(&form.email, ip) {
-        tracing::warn!("login refused: too many failed attempts");
-        view.error = Some(format!(
-            "Too many failed attempts. Try again in {} minutes.",
-            wait.as_secs().div_ceil(60)
-        ));
-        return render(&state, &headers, StatusCode::TOO_MANY_REQUESTS, view);
-    }
-    match authenticate(&state, &form.email, &form.password).await {
-        Ok(account) => {
-            state.login_limiter.succeeded(&form.email);
-            logged_in(&state, &account, &form.next).await
+    check_login_csrf(&state, &headers, &form.csrf)?;
+    match authenticate(&state, &form.email, &form.password, client).await {
+        Ok(account) => logged_in(&state, &account, &form.next).await,
+        Err(e) => {
+            if matches!(e, RestError::Unauthorized(_)) {
+                tracing::info!("dashboard login failed");
+            }
+            let mut view = blank(false, safe_next(&form.next).unwrap_or_default());
+            view.email = form.email;
+            refused(&state, &headers, view, e)
         }
-        Err(RestError::Unauthorized(_)) => {
-            state.login_limiter.failed(&form.email, ip);
-            tracing::info!("dashboard login failed");
-            view.error = Some("Wrong email or password.".into());
-            view.error_field = "password".into();
-            render(&state, &headers, StatusCode::UNAUTHORIZED, view)
-        }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -196,4 +325,37 @@ pub async fn logout(
     let mut resp = Redirect::to("/login").into_response();
     resp.headers_mut().append(header::SET_COOKIE, cookie);
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_is_a_same_site_path_or_nothing() {
+        for bad in [
+            "/%09/evil.example",
+            "/\t/evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "/%2F%2Fevil.example",
+            "/%25%32%46%25%32%46evil.example",
+            "/%5c/evil.example",
+            "/%0d%0aLocation:%20x",
+            "/a/%2e%2e/%2e%2e//evil.example",
+            "javascript:alert(1)",
+            "",
+        ] {
+            assert_eq!(safe_next(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            safe_next("/projects/prj_x?tab=keys").as_deref(),
+            Some("/projects/prj_x?tab=keys")
+        );
+        assert_eq!(
+            safe_next("/projects?q=a%20b").as_deref(),
+            Some("/projects?q=a%20b")
+        );
+    }
 }

@@ -49,9 +49,8 @@ pub async fn page(
         layout: Layout::of(&session),
         tab: "console",
         ws_url: format!(
-            "{}/t/{}/connection/websocket",
-            state.settings.public_ws_url(),
-            p.slug
+            "{}/connection/websocket",
+            state.settings.tenant_ws_base(&p.slug)
         ),
         channel: first_ns
             .map(|n| format!("{n}:lobby"))
@@ -95,11 +94,10 @@ pub async fn token(
 ) -> WebResult<Response> {
     session.check_csrf_header(&headers)?;
     let p = head(&state, &session, &id).await?;
-    let secret: String =
-        sqlx::query_scalar("SELECT hmac_secret FROM token_secrets WHERE project_id = $1")
-            .bind(&p.id)
-            .fetch_one(&state.pool)
-            .await?;
+    let secret =
+        crate::secret_store::token_secret_of(&state.pool, &crate::ids::ProjectId(p.id.clone()))
+            .await
+            .map_err(crate::rest::RestError::from)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -141,7 +139,7 @@ async fn tenant_call(state: &AppState, project: &str, method: &str, params: Valu
         );
     };
     let call = reqwest::Client::new()
-        .post(format!("http://{}/admin/api/{method}", record.addr))
+        .post(format!("{}/admin/api/{method}", record.admin_base()))
         .bearer_auth(&record.admin_token)
         .timeout(TENANT_CALL_TIMEOUT)
         .json(&params)

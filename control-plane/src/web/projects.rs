@@ -145,32 +145,32 @@ async fn example_channel(state: &AppState, project: &str) -> WebResult<String> {
 }
 
 fn endpoints(state: &AppState, slug: &str) -> Vec<Endpoint> {
-    let http = &state.settings.public_url;
-    let ws = state.settings.public_ws_url();
+    let http = state.settings.tenant_http_base(slug);
+    let ws = state.settings.tenant_ws_base(slug);
     vec![
         Endpoint {
             label: "WebSocket",
-            url: format!("{ws}/t/{slug}/connection/websocket"),
+            url: format!("{ws}/connection/websocket"),
             help: "Bidirectional client connections (centrifuge-js, centrifuge-python, …), JSON or Protobuf.",
         },
         Endpoint {
             label: "SSE",
-            url: format!("{http}/t/{slug}/connection/sse"),
+            url: format!("{http}/connection/sse"),
             help: "Server-Sent Events fallback (with the emulation endpoint for commands).",
         },
         Endpoint {
             label: "HTTP streaming",
-            url: format!("{http}/t/{slug}/connection/http_stream"),
+            url: format!("{http}/connection/http_stream"),
             help: "HTTP-streaming fallback for browsers without WebSocket.",
         },
         Endpoint {
             label: "Uni SSE",
-            url: format!("{http}/t/{slug}/connection/uni_sse"),
+            url: format!("{http}/connection/uni_sse"),
             help: "Follow channels with a plain EventSource and a token.",
         },
         Endpoint {
             label: "Server API",
-            url: format!("{http}/t/{slug}/api"),
+            url: format!("{http}/api"),
             help: "POST /api/publish, /api/broadcast, /api/presence, … with an X-API-Key header.",
         },
     ]
@@ -400,11 +400,9 @@ pub async fn reveal_secret(
 ) -> WebResult<Response> {
     session.check_csrf(&form.csrf)?;
     let p = head(&state, &session, &id).await?;
-    let secret: String =
-        sqlx::query_scalar("SELECT hmac_secret FROM token_secrets WHERE project_id = $1")
-            .bind(&p.id)
-            .fetch_one(&state.pool)
-            .await?;
+    let secret = crate::secret_store::token_secret_of(&state.pool, &ProjectId(p.id.clone()))
+        .await
+        .map_err(RestError::from)?;
     let mut v = keys_view(&state, &session, p).await?;
     v.secret = Some(secret);
     Ok(page(v.render()?))

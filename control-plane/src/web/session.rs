@@ -1,25 +1,29 @@
-//! Dashboard sessions and CSRF: a random session token in an HttpOnly, SameSite=Lax cookie
-//! (Secure when the public URL is HTTPS), stored as its SHA-256 with the session's CSRF token;
-//! a pre-login CSRF cookie for the sign-up and login forms; and the failed-login limiter.
+//! Dashboard sessions and CSRF: a random session token in an HttpOnly, SameSite=Strict cookie
+//! (`__Host-` prefixed and Secure when the public URL is HTTPS), stored as its SHA-256 with the
+//! session's CSRF token; and a pre-login CSRF cookie, under the same policy, for the sign-up
+//! and login forms. (The login limits are in [`crate::auth_limits`].)
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
-use parking_lot::Mutex;
 
 use super::WebError;
 use crate::ids::AccountId;
 use crate::secrets::{random_token, sha256_hex};
 use crate::state::AppState;
 
-/// Name of the session cookie.
+/// Name of the session cookie on plain HTTP.
 pub const SESSION_COOKIE: &str = "rotor_session";
-/// Name of the pre-login CSRF cookie (double-submit).
+/// Name of the session cookie on HTTPS: the `__Host-` prefix makes browsers refuse it unless
+/// it is Secure, host-only and `Path=/` (no subdomain or plain-HTTP page can plant or shadow it).
+pub const SECURE_SESSION_COOKIE: &str = "__Host-rotor_session";
+/// Name of the pre-login CSRF cookie (double-submit) on plain HTTP.
 pub const LOGIN_CSRF_COOKIE: &str = "rotor_login_csrf";
+/// Name of the pre-login CSRF cookie on HTTPS.
+pub const SECURE_LOGIN_CSRF_COOKIE: &str = "__Host-rotor_login_csrf";
 /// How long a session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -87,18 +91,58 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// A `Set-Cookie` value with Rotor's cookie policy.
-pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Duration) -> HeaderValue {
-    let secure = if state.settings.public_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    let v = format!(
-        "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
-        max_age.as_secs()
-    );
-    HeaderValue::from_str(&v).expect("cookie values are token characters")
+/// Rotor's two cookies. Their names depend on the scheme of the public URL, and only the name
+/// for the current scheme is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cookie {
+    /// The session token.
+    Session,
+    /// The pre-login CSRF token of the sign-up and login forms.
+    LoginCsrf,
+}
+
+impl Cookie {
+    /// The cookie's name over HTTPS (`secure`) or plain HTTP.
+    pub fn name(self, secure: bool) -> &'static str {
+        match (self, secure) {
+            (Cookie::Session, false) => SESSION_COOKIE,
+            (Cookie::Session, true) => SECURE_SESSION_COOKIE,
+            (Cookie::LoginCsrf, false) => LOGIN_CSRF_COOKIE,
+            (Cookie::LoginCsrf, true) => SECURE_LOGIN_CSRF_COOKIE,
+        }
+    }
+
+    /// The `Set-Cookie` value: HttpOnly, `SameSite=Strict` (no cross-site request carries
+    /// it, not even a top-level navigation), `Path=/`, and Secure over HTTPS (browsers refuse
+    /// a `__Host-` cookie without it, and refuse Secure cookies from plain-HTTP pages).
+    pub fn set(self, secure: bool, value: &str, max_age: Duration) -> HeaderValue {
+        let v = format!(
+            "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+            self.name(secure),
+            max_age.as_secs(),
+            if secure { "; Secure" } else { "" }
+        );
+        HeaderValue::from_str(&v).expect("cookie values are token characters")
+    }
+
+    /// The cookie's value in a request.
+    pub fn get(self, state: &AppState, headers: &HeaderMap) -> Option<String> {
+        cookie(headers, self.name(https(state))).map(str::to_owned)
+    }
+
+    /// Rotor's `Set-Cookie` value for this cookie under `state`'s public URL.
+    pub fn set_for(self, state: &AppState, value: &str, max_age: Duration) -> HeaderValue {
+        self.set(https(state), value, max_age)
+    }
+}
+
+/// Whether the dashboard is served over HTTPS (from the public URL).
+pub fn https(state: &AppState) -> bool {
+    state
+        .settings
+        .public_url
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
 }
 
 /// Starts a session for `account`; returns the `Set-Cookie` header value. Any session the
@@ -120,26 +164,29 @@ pub async fn start(state: &AppState, account: &AccountId) -> Result<HeaderValue,
     sqlx::query("DELETE FROM sessions WHERE expires_at < now()")
         .execute(&state.pool)
         .await?;
-    Ok(set_cookie(state, SESSION_COOKIE, &token, SESSION_TTL))
+    Ok(Cookie::Session.set_for(state, &token, SESSION_TTL))
 }
 
 /// Ends the session the request carries (if any); returns the cookie that clears it.
 pub async fn end(state: &AppState, headers: &HeaderMap) -> Result<HeaderValue, WebError> {
-    if let Some(token) = cookie(headers, SESSION_COOKIE) {
+    if let Some(token) = Cookie::Session.get(state, headers) {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-            .bind(sha256_hex(token))
+            .bind(sha256_hex(&token))
             .execute(&state.pool)
             .await?;
     }
-    Ok(set_cookie(state, SESSION_COOKIE, "", Duration::ZERO))
+    Ok(Cookie::Session.set_for(state, "", Duration::ZERO))
 }
 
 /// The session of a request, if it has a live one.
 pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, WebError> {
-    let Some(token) = cookie(headers, SESSION_COOKIE).filter(|t| !t.is_empty()) else {
+    let Some(token) = Cookie::Session
+        .get(state, headers)
+        .filter(|t| !t.is_empty())
+    else {
         return Ok(None);
     };
-    let token_hash = sha256_hex(token);
+    let token_hash = sha256_hex(&token);
     let row: Option<(AccountId, String, String)> = sqlx::query_as(
         "SELECT s.account_id, a.email, s.csrf_token FROM sessions s JOIN accounts a ON a.id = s.account_id \
          WHERE s.token_hash = $1 AND s.expires_at > now()",
@@ -177,19 +224,26 @@ impl FromRequestParts<AppState> for Session {
 
 /// The pre-login CSRF token of a request, and the cookie to set when it had none.
 pub fn login_csrf(state: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
-    match cookie(headers, LOGIN_CSRF_COOKIE).filter(|v| v.len() >= 16) {
-        Some(v) => (v.to_owned(), None),
+    match Cookie::LoginCsrf
+        .get(state, headers)
+        .filter(|v| v.len() >= 16)
+    {
+        Some(v) => (v, None),
         None => {
             let v = random_token("l_");
-            let c = set_cookie(state, LOGIN_CSRF_COOKIE, &v, Duration::from_secs(3600));
+            let c = Cookie::LoginCsrf.set_for(state, &v, Duration::from_secs(3600));
             (v, Some(c))
         }
     }
 }
 
 /// Checks a sign-up or login form's CSRF field against its cookie.
-pub fn check_login_csrf(headers: &HeaderMap, presented: &str) -> Result<(), WebError> {
-    let expected = cookie(headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+pub fn check_login_csrf(
+    state: &AppState,
+    headers: &HeaderMap,
+    presented: &str,
+) -> Result<(), WebError> {
+    let expected = Cookie::LoginCsrf.get(state, headers).unwrap_or_default();
     if expected.len() >= 16 && constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
@@ -198,100 +252,9 @@ pub fn check_login_csrf(headers: &HeaderMap, presented: &str) -> Result<(), WebE
     }
 }
 
-/// Failed logins allowed per email address within [`LoginLimiter::WINDOW`].
-const PER_EMAIL: u32 = 5;
-/// Failed logins allowed per client address within the window.
-const PER_ADDRESS: u32 = 20;
-
-/// Counts failed logins per email and per client address in a sliding window; once either
-/// is over its limit, further attempts are refused without checking the password.
-#[derive(Default)]
-pub struct LoginLimiter {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-}
-
-impl LoginLimiter {
-    /// How long failures are remembered.
-    pub const WINDOW: Duration = Duration::from_secs(15 * 60);
-
-    fn keys(email: &str, peer: Option<IpAddr>) -> Vec<(String, u32)> {
-        let mut keys = vec![(
-            format!("email:{}", email.trim().to_ascii_lowercase()),
-            PER_EMAIL,
-        )];
-        if let Some(ip) = peer {
-            keys.push((format!("ip:{ip}"), PER_ADDRESS));
-        }
-        keys
-    }
-
-    /// `Some(wait)` when this email or address must wait before trying again.
-    pub fn blocked(&self, email: &str, peer: Option<IpAddr>) -> Option<Duration> {
-        let now = Instant::now();
-        let mut map = self.failures.lock();
-        map.retain(|_, (_, since)| now.duration_since(*since) < Self::WINDOW);
-        Self::keys(email, peer)
-            .into_iter()
-            .filter_map(|(key, limit)| {
-                map.get(&key)
-                    .filter(|(count, _)| *count >= limit)
-                    .map(|(_, since)| Self::WINDOW.saturating_sub(now.duration_since(*since)))
-            })
-            .max()
-    }
-
-    /// Records a failed attempt.
-    pub fn failed(&self, email: &str, peer: Option<IpAddr>) {
-        let now = Instant::now();
-        let mut map = self.failures.lock();
-        for (key, _) in Self::keys(email, peer) {
-            let entry = map.entry(key).or_insert((0, now));
-            entry.0 += 1;
-        }
-    }
-
-    /// Forgets an email's failures after a successful login.
-    pub fn succeeded(&self, email: &str) {
-        self.failures
-            .lock()
-            .remove(&format!("email:{}", email.trim().to_ascii_lowercase()));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_limiter_blocks_an_email_after_five_failures_and_forgets_on_success() {
-        let l = LoginLimiter::default();
-        let ip: Option<IpAddr> = Some("10.0.0.1".parse().unwrap());
-        for _ in 0..PER_EMAIL {
-            assert!(l.blocked("A@x.io", ip).is_none());
-            l.failed("a@x.io", ip);
-        }
-        let wait = l.blocked("a@x.io", ip).expect("blocked");
-        assert!(wait <= LoginLimiter::WINDOW && wait > Duration::from_secs(60));
-        assert!(
-            l.blocked("b@x.io", ip).is_none(),
-            "other emails from the address still try"
-        );
-        l.succeeded("a@x.io");
-        assert!(l.blocked("a@x.io", ip).is_none());
-    }
-
-    #[test]
-    fn the_limiter_blocks_an_address_trying_many_emails() {
-        let l = LoginLimiter::default();
-        let ip: Option<IpAddr> = Some("10.0.0.2".parse().unwrap());
-        for n in 0..PER_ADDRESS {
-            l.failed(&format!("user{n}@x.io"), ip);
-        }
-        assert!(l.blocked("fresh@x.io", ip).is_some());
-        assert!(l
-            .blocked("fresh@x.io", Some("10.0.0.3".parse().unwrap()))
-            .is_none());
-    }
 
     #[test]
     fn cookies_are_found_among_many() {
@@ -302,5 +265,35 @@ mod tests {
         );
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("s_abc"));
         assert_eq!(cookie(&h, "c"), None);
+    }
+
+    #[test]
+    fn cookies_over_https_are_host_prefixed_secure_and_strict() {
+        let day = Duration::from_secs(86400);
+        assert_eq!(
+            Cookie::Session.set(true, "s_abc", day),
+            "__Host-rotor_session=s_abc; Path=/; HttpOnly; SameSite=Strict; Max-Age=86400; Secure"
+        );
+        assert_eq!(
+            Cookie::LoginCsrf.set(true, "l_abc", day),
+            "__Host-rotor_login_csrf=l_abc; Path=/; HttpOnly; SameSite=Strict; Max-Age=86400; Secure"
+        );
+        assert_eq!(
+            Cookie::Session.set(true, "", Duration::ZERO),
+            "__Host-rotor_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0; Secure"
+        );
+    }
+
+    #[test]
+    fn cookies_over_plain_http_keep_their_name_and_are_strict_but_not_secure() {
+        let day = Duration::from_secs(86400);
+        assert_eq!(
+            Cookie::Session.set(false, "s_abc", day),
+            "rotor_session=s_abc; Path=/; HttpOnly; SameSite=Strict; Max-Age=86400"
+        );
+        assert_eq!(
+            Cookie::LoginCsrf.set(false, "l_abc", day),
+            "rotor_login_csrf=l_abc; Path=/; HttpOnly; SameSite=Strict; Max-Age=86400"
+        );
     }
 }

@@ -229,6 +229,7 @@ pub struct TokenRow {
     pub name: String,
     pub created: String,
     pub last_used: String,
+    pub expires: String,
 }
 
 #[derive(Template)]

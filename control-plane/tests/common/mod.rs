@@ -97,6 +97,11 @@ impl Api {
         b
     }
 
+    /// The URL of this test's database (for a spawned binary's `DATABASE_URL`).
+    pub fn database_url(&self) -> &str {
+        self._db.url()
+    }
+
     pub async fn version(&self, project: &str) -> i64 {
         sqlx::query_scalar("SELECT config_version FROM projects WHERE id = $1")
             .bind(project)

@@ -5,6 +5,7 @@
 //! A session asks through here and turns the outcome into a reply: the backend's own error or
 //! disconnect passes through, anything else that goes wrong becomes internal error 100.
 
+pub mod credentials;
 pub mod http;
 pub mod types;
 
@@ -356,7 +357,8 @@ impl Proxies {
         found.ok_or(ClientError::NOT_AVAILABLE)
     }
 
-    /// Keeps the connection request's headers that some proxy forwards.
+    /// Keeps the connection request's headers that some proxy forwards, less Rotor's own
+    /// credentials (see [`credentials`]).
     pub fn capture_headers(&self, headers: &HeaderMap) -> ClientHeaders {
         if self.transport_headers.is_empty() {
             return ClientHeaders::default();
@@ -365,7 +367,7 @@ impl Proxies {
             transport: headers
                 .iter()
                 .filter(|(name, _)| self.transport_headers.contains(*name))
-                .map(|(n, v)| (n.clone(), v.clone()))
+                .filter_map(|(n, v)| Some((n.clone(), credentials::forwardable(n, v)?)))
                 .collect(),
             emulated: Vec::new(),
         }
@@ -383,7 +385,10 @@ impl Proxies {
             ) else {
                 continue;
             };
-            if self.emulated_headers.contains(&name) {
+            if !self.emulated_headers.contains(&name) {
+                continue;
+            }
+            if let Some(value) = credentials::forwardable(&name, &value) {
                 into.emulated.push((name, value));
             }
         }
@@ -454,5 +459,29 @@ mod tests {
         assert_eq!(out["x-token"], "e");
         assert_eq!(out[header::CONTENT_TYPE], "application/json");
         assert!(out.get("cookie").is_none());
+    }
+
+    #[test]
+    fn an_allow_list_naming_cookie_and_authorization_still_never_forwards_rotor_credentials() {
+        let p = proxies(
+            r#"{"client": {"proxy": {"connect": {"enabled": true, "endpoint": "http://a",
+                 "http_headers": ["Cookie", "Authorization"], "emulated_headers": ["Cookie"]}}}}"#,
+        );
+        let mut incoming = HeaderMap::new();
+        incoming.insert("cookie", HeaderValue::from_static("rotor_session=x; app=1"));
+        incoming.append("cookie", HeaderValue::from_static("__Host-rotor_csrf=y"));
+        incoming.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer rtr_secret"),
+        );
+        let mut captured = p.capture_headers(&incoming);
+        p.capture_emulated(
+            &mut captured,
+            &HashMap::from([("Cookie".to_owned(), "rotor_csrf=z".to_owned())]),
+        );
+        let out = p.connect().unwrap().request_headers(&captured);
+        let cookies: Vec<_> = out.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["app=1"]);
+        assert!(out.get("authorization").is_none());
     }
 }

@@ -58,7 +58,7 @@ impl Session {
         // client's `subs` list, decides the server-side subscriptions.
         let mut connect_data = Bytes::new();
         let mut client_lists_channels = true;
-        let mut headers = self.headers.take().map(|h| *h).unwrap_or_default();
+        let mut headers = self.take_headers();
         config.proxies.capture_emulated(&mut headers, &req.headers);
         self.set_headers(headers);
         let (user, info, expires_at) = if !req.token.is_empty() {
@@ -204,7 +204,8 @@ impl Session {
             result.ttl = (exp - unix_now()).max(1) as u32;
         }
         if self.transport.emulation {
-            result.session = self.handle.id.to_string();
+            // The routing secret of `/emulation`, never the (public) client id.
+            result.session = self.emulation_session().unwrap_or_default().to_owned();
             result.node = self.node.id.clone();
         }
 

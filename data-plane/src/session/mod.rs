@@ -140,6 +140,16 @@ impl<'a> IntoIterator for &'a SubMap {
     }
 }
 
+/// The parts of a session that only some connections have, boxed apart.
+#[derive(Debug, Default)]
+struct Extras {
+    /// Headers of the connection request (and connect command) that proxies may forward.
+    headers: ClientHeaders,
+    /// The random id `/emulation` routes this connection's commands by (emulation transports
+    /// only); told to this client alone, in its connect result.
+    emulation_session: Option<Arc<str>>,
+}
+
 /// One client connection.
 pub struct Session {
     node: Arc<Node>,
@@ -154,9 +164,9 @@ pub struct Session {
     server_refresh: bool,
     /// Connection `meta` (token claim or connect proxy): sent to proxies, never to clients.
     meta: Option<Bytes>,
-    /// Headers of the connection request (and connect command) that proxies may forward;
-    /// `None` when there are none (no proxy forwards any), so idle connections stay small.
-    headers: Option<Box<ClientHeaders>>,
+    /// What only some connections carry; `None` when there is nothing (no proxy forwards a
+    /// header, not an emulation transport), so idle connections stay small.
+    extras: Option<Box<Extras>>,
     subs: SubMap,
     next_ping: Option<Instant>,
     pong_deadline: Option<Instant>,
@@ -195,7 +205,7 @@ impl Session {
             expires_at: None,
             server_refresh: false,
             meta: None,
-            headers: None,
+            extras: None,
             subs: SubMap::default(),
             next_ping: None,
             pong_deadline: None,
@@ -212,15 +222,46 @@ impl Session {
         self
     }
 
+    /// Sets the emulation session id the connect result announces (see
+    /// [`crate::transport::emulation`]).
+    pub fn with_emulation_session(mut self, id: Arc<str>) -> Self {
+        self.extras.get_or_insert_default().emulation_session = Some(id);
+        self
+    }
+
+    /// The emulation session id, for the connect result.
+    fn emulation_session(&self) -> Option<&str> {
+        self.extras.as_ref()?.emulation_session.as_deref()
+    }
+
     fn set_headers(&mut self, headers: ClientHeaders) {
-        self.headers = (!headers.is_empty()).then(|| Box::new(headers));
+        match &mut self.extras {
+            Some(extras) => extras.headers = headers,
+            None if headers.is_empty() => {}
+            None => {
+                self.extras = Some(Box::new(Extras {
+                    headers,
+                    ..Extras::default()
+                }))
+            }
+        }
+    }
+
+    /// Takes the captured headers out (to add to them).
+    fn take_headers(&mut self) -> ClientHeaders {
+        self.extras
+            .as_mut()
+            .map(|extras| std::mem::take(&mut extras.headers))
+            .unwrap_or_default()
     }
 
     /// The captured headers that proxies forward.
     fn headers(&self) -> &ClientHeaders {
         static NONE: std::sync::LazyLock<ClientHeaders> =
             std::sync::LazyLock::new(ClientHeaders::default);
-        self.headers.as_deref().unwrap_or(&NONE)
+        self.extras
+            .as_deref()
+            .map_or(&*NONE, |extras| &extras.headers)
     }
 
     /// The connection's handle (outbox).

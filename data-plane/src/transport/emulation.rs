@@ -1,7 +1,13 @@
 //! Bidirectional emulation for clients without WebSocket, as centrifuge-js uses it:
 //! `POST /connection/http_stream` (a long response of replies; JSON lines, or varint-delimited
 //! Protobuf for `application/octet-stream`) and `/connection/sse` (EventSource, JSON), with later
-//! commands posted to `/emulation` and routed to the live session by its id.
+//! commands posted to `/emulation` and routed to the live session by its emulation session id.
+//!
+//! That id is not the client id: client ids are visible to other users (presence, join/leave,
+//! publication info), so anyone could post commands into someone else's connection with it.
+//! Each emulation connection gets its own random session id instead ([`SESSION_ID_BYTES`] from
+//! the OS CSPRNG), sent only to that client in its connect result; a post that names an
+//! unknown session is a plain 404.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +29,16 @@ use crate::session::{Session, TransportInfo};
 
 /// Largest `/emulation` body.
 const MAX_EMULATION_BODY: usize = 64 * 1024;
+
+/// Random bytes in an emulation session id (128 bits).
+pub const SESSION_ID_BYTES: usize = 16;
+
+/// A new unguessable emulation session id: [`SESSION_ID_BYTES`] from the OS CSPRNG, hex.
+fn new_session_id() -> Result<Arc<str>, getrandom::Error> {
+    let mut bytes = [0u8; SESSION_ID_BYTES];
+    getrandom::fill(&mut bytes)?;
+    Ok(hex::encode(bytes).into())
+}
 
 /// `/emulation` request in Protobuf form.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -78,29 +94,20 @@ impl Framing {
 
 use super::streaming::BodyTx;
 
+/// Serves one emulation connection: `session` (routed from `/emulation` by `session_id`) runs
+/// `first` and every later posted command, its replies framed onto `out`.
 async fn run(
     node: Arc<Node>,
-    name: &'static str,
+    mut session: Session,
+    session_id: Arc<str>,
     protocol: ProtocolKind,
     framing: Framing,
     first: Bytes,
-    headers: HeaderMap,
     out: BodyTx,
 ) {
-    let mut session = Session::new(
-        node.clone(),
-        TransportInfo {
-            name,
-            protocol,
-            emulation: true,
-            unidirectional: false,
-            native_ping: false,
-        },
-    )
-    .with_request_headers(headers);
     let handle = session.handle().clone();
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Bytes>(16);
-    node.emulation.lock().insert(handle.id.clone(), cmd_tx);
+    node.emulation.lock().insert(session_id.clone(), cmd_tx);
     let shutdown = node.shutdown.clone();
     let far = || Instant::now() + Duration::from_secs(86_400);
     let mut pending_input = Some(first);
@@ -147,7 +154,7 @@ async fn run(
             }
         }
     };
-    node.emulation.lock().remove(&handle.id);
+    node.emulation.lock().remove(&session_id);
     if reason != Disconnect::CONNECTION_CLOSED {
         let reply = Reply {
             push: Some(Push {
@@ -178,11 +185,30 @@ fn stream(
         Framing::JsonLines => "application/json",
         Framing::Protobuf => "application/octet-stream",
     };
+    let session_id = match new_session_id() {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "no randomness for an emulation session id");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    let session = Session::new(
+        node.clone(),
+        TransportInfo {
+            name,
+            protocol,
+            emulation: true,
+            unidirectional: false,
+            native_ping: false,
+        },
+    )
+    .with_request_headers(headers)
+    .with_emulation_session(session_id.clone());
     let (tx, response) = super::streaming::response(content_type);
     if matches!(framing, Framing::Sse) {
         let _ = tx.try_send(Ok(AxumBytes::from_static(b"\r\n")));
     }
-    tokio::spawn(run(node, name, protocol, framing, first, headers, tx));
+    tokio::spawn(run(node, session, session_id, protocol, framing, first, tx));
     response
 }
 
@@ -239,7 +265,8 @@ pub async fn sse(
     )
 }
 
-/// `POST /emulation`: commands for a live emulation session.
+/// `POST /emulation`: commands for a live emulation session, named by its session id (never
+/// by its client id); an unknown session or another node is 404.
 pub async fn emulation(
     State(node): State<Arc<Node>>,
     method: Method,

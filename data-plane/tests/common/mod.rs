@@ -22,7 +22,10 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 /// A running data plane.
 pub struct TestServer {
+    /// The public listener.
     pub addr: std::net::SocketAddr,
+    /// The admin listener (token [`ADMIN_TOKEN`]).
+    pub admin_addr: std::net::SocketAddr,
     pub node: Arc<Node>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -32,7 +35,13 @@ impl TestServer {
     /// Starts a server with `overrides` merged over a base config (HMAC secret, one `chat`
     /// namespace with history, recovery, presence and join/leave).
     pub async fn start(overrides: Value) -> Self {
-        Self::start_with(overrides, false).await
+        Self::start_with(overrides, false, true).await
+    }
+
+    /// The same without an admin listener, as a standalone process runs (`admin_addr` is then
+    /// a closed port).
+    pub async fn start_standalone(overrides: Value) -> Self {
+        Self::start_with(overrides, false, false).await
     }
 
     /// The same with the Redis engine (REDIS_URL, default local) under `prefix`.
@@ -41,10 +50,10 @@ impl TestServer {
         let mut o =
             json!({"engine": {"type": "redis", "redis": {"address": url, "prefix": prefix}}});
         merge(&mut o, overrides);
-        Self::start_with(o, true).await
+        Self::start_with(o, true, true).await
     }
 
-    async fn start_with(overrides: Value, redis: bool) -> Self {
+    async fn start_with(overrides: Value, redis: bool, with_admin: bool) -> Self {
         let mut base = json!({
             "client": {"token": {"hmac_secret_key": SECRET}},
             "http_api": {"key": "api-key"},
@@ -70,6 +79,14 @@ impl TestServer {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let admin = rotor_data_plane::admin::AdminListener::bind(
+            rotor_data_plane::admin::DEFAULT_ADDRESS,
+            ADMIN_TOKEN.to_owned(),
+        )
+        .await
+        .unwrap();
+        let admin_addr = admin.local_addr().unwrap();
+        let admin = with_admin.then_some(admin);
         let (tx, rx) = oneshot::channel::<()>();
         let n = node.clone();
         let task = tokio::spawn(async move {
@@ -80,12 +97,13 @@ impl TestServer {
                     let _ = rx.await;
                 },
                 Duration::from_secs(2),
-                Some(ADMIN_TOKEN.to_owned()),
+                admin,
             )
             .await;
         });
         Self {
             addr,
+            admin_addr,
             node,
             stop: Some(tx),
             task: Some(task),

@@ -3,6 +3,7 @@
 //! (a control plane leaves them running on purpose, for the next one to adopt).
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod publisher;
 pub mod ws;
 
@@ -201,6 +202,26 @@ impl ControlPlane {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Runs `rotor-control-plane operator ARGS…` against this control plane's database (the
+    /// operator's own path for plans, status and limits); its stdout on success.
+    pub async fn operator(&self, args: &[&str]) -> Result<String> {
+        let out =
+            tokio::process::Command::new(rotor_e2e::paths::binary_path("rotor-control-plane")?)
+                .arg("operator")
+                .args(args)
+                .env("DATABASE_URL", self.db.url())
+                .env("USER", "e2e-operator")
+                .output()
+                .await?;
+        anyhow::ensure!(
+            out.status.success(),
+            "operator {args:?}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// The process record the control plane keeps for a tenant.

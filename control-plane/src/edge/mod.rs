@@ -1,5 +1,6 @@
-//! The edge: one public listener. Requests under `/t/{slug}/…` are handed to that tenant's
-//! process with the request head rewritten (prefix stripped). A WebSocket upgrade hands the
+//! The edge: one public listener. Requests for a tenant (its own host, or `/t/{slug}/…`) go to
+//! that tenant's process with the request head rewritten ([`head`]: prefix stripped, Rotor's
+//! credentials removed, internal paths refused). A WebSocket handshake hands the
 //! client's TCP socket itself to the tenant (SCM_RIGHTS over its hand-off socket, see
 //! [`rotor_tenant_config::handoff`]), so the edge leaves the data path; other requests, and
 //! upgrades a tenant cannot take, are spliced byte for byte, so SSE and streaming pass through
@@ -22,7 +23,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::settings::TenantHost;
 use crate::supervisor::{Route, RouteTable};
+
+pub mod head;
+use head::{HeadError, Target};
 
 /// Largest request head the edge reads before routing.
 const MAX_HEAD: usize = 16 * 1024;
@@ -44,8 +49,10 @@ pub async fn serve(
     listener: TcpListener,
     routes: Arc<RouteTable>,
     app: Router,
+    tenant_host: Option<TenantHost>,
     stop: CancellationToken,
 ) {
+    let tenant_host = Arc::new(tenant_host);
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -60,21 +67,13 @@ pub async fn serve(
         };
         let routes = routes.clone();
         let app = app.clone();
+        let tenant_host = tenant_host.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, peer, routes, app).await {
+            if let Err(e) = handle(stream, peer, routes, app, &tenant_host).await {
                 tracing::debug!(%peer, error = %e, "edge connection ended");
             }
         });
     }
-}
-
-enum Target {
-    Tenant {
-        slug: String,
-        head: Vec<u8>,
-        upgrade: bool,
-    },
-    ControlPlane,
 }
 
 async fn handle(
@@ -82,30 +81,30 @@ async fn handle(
     peer: SocketAddr,
     routes: Arc<RouteTable>,
     app: Router,
+    tenant_host: &Option<TenantHost>,
 ) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(2048);
-    let (head_len, target) =
-        match tokio::time::timeout(head_timeout(), read_head(&mut stream, &mut buf, peer)).await {
-            Ok(Ok(Some(v))) => v,
-            Ok(Ok(None)) => return Ok(()),
-            Ok(Err(HeadError::TooLarge)) => {
-                return respond(
-                    &mut stream,
-                    "431 Request Header Fields Too Large",
-                    "request head too large",
-                )
-                .await
-            }
-            Ok(Err(HeadError::Malformed)) => {
-                return respond(&mut stream, "400 Bad Request", "malformed request").await
-            }
-            Ok(Err(HeadError::Io(e))) => return Err(e),
-            Err(_) => {
-                return respond(&mut stream, "408 Request Timeout", "request head timeout").await
-            }
-        };
+    let read = read_head(&mut stream, &mut buf, peer, tenant_host.as_ref());
+    let (head_len, target) = match tokio::time::timeout(head_timeout(), read).await {
+        Ok(Ok(Some(v))) => v,
+        Ok(Ok(None)) => return Ok(()),
+        Ok(Err(ReadError::TooLarge)) => {
+            return respond(
+                &mut stream,
+                "431 Request Header Fields Too Large",
+                "request head too large",
+            )
+            .await
+        }
+        Ok(Err(ReadError::Head(HeadError::Malformed))) => {
+            return respond(&mut stream, "400 Bad Request", "malformed request").await
+        }
+        Ok(Err(ReadError::Io(e))) => return Err(e),
+        Err(_) => return respond(&mut stream, "408 Request Timeout", "request head timeout").await,
+    };
     match target {
+        Target::NotFound(message) => respond(&mut stream, "404 Not Found", message).await,
         Target::ControlPlane => {
             let io = TokioIo::new(PrefixedStream::new(buf.into(), stream));
             let service = TowerToHyperService::new(app.map_request(
@@ -124,7 +123,7 @@ async fn handle(
         Target::Tenant {
             slug,
             head,
-            upgrade,
+            websocket,
         } => {
             let (addr, handoff) = match routes.get(&slug) {
                 Some(Route::Active { addr, handoff }) => (addr, handoff),
@@ -141,7 +140,7 @@ async fn handle(
                 }
                 None => return respond(&mut stream, "404 Not Found", "unknown project").await,
             };
-            if let Some(path) = handoff.filter(|_| upgrade) {
+            if let Some(path) = handoff.filter(|_| websocket) {
                 let mut payload = head.clone();
                 payload.extend_from_slice(&buf[head_len..]);
                 match handoff::hand_off(&path, stream.as_fd(), &payload).await {
@@ -175,88 +174,32 @@ async fn handle(
     }
 }
 
-enum HeadError {
+enum ReadError {
     TooLarge,
-    Malformed,
+    Head(HeadError),
     Io(io::Error),
 }
 
-/// Reads until the request head is complete and decides where it goes. For tenant requests
-/// returns the rewritten head: path without `/t/{slug}`, `X-Forwarded-For` set, and
-/// `Connection: close` unless it is an upgrade (so a keep-alive connection never carries a
-/// second request to the wrong place).
+/// Reads until the request head is complete and decides where it goes (see [`head::route`]).
 async fn read_head(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     peer: SocketAddr,
-) -> Result<Option<(usize, Target)>, HeadError> {
+    tenant_host: Option<&TenantHost>,
+) -> Result<Option<(usize, Target)>, ReadError> {
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; 96];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let path = req.path.unwrap_or("/");
-                let Some(rest) = path.strip_prefix("/t/") else {
-                    return Ok(Some((len, Target::ControlPlane)));
-                };
-                let (slug, tail) = match rest.find(['/', '?']) {
-                    Some(i) => (&rest[..i], &rest[i..]),
-                    None => (rest, "/"),
-                };
-                if slug.is_empty() || !slug.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                {
-                    return Err(HeadError::Malformed);
-                }
-                let tail = if tail.starts_with('?') {
-                    format!("/{tail}")
-                } else {
-                    tail.to_owned()
-                };
-                let upgrade = req
-                    .headers
-                    .iter()
-                    .any(|h| h.name.eq_ignore_ascii_case("upgrade"));
-                let mut head = Vec::with_capacity(len + 64);
-                head.extend_from_slice(
-                    format!("{} {} HTTP/1.1\r\n", req.method.unwrap_or("GET"), tail).as_bytes(),
-                );
-                for h in req.headers.iter() {
-                    if h.name.eq_ignore_ascii_case("x-forwarded-for")
-                        || (!upgrade && h.name.eq_ignore_ascii_case("connection"))
-                    {
-                        continue;
-                    }
-                    head.extend_from_slice(h.name.as_bytes());
-                    head.extend_from_slice(b": ");
-                    head.extend_from_slice(h.value);
-                    head.extend_from_slice(b"\r\n");
-                }
-                head.extend_from_slice(format!("X-Forwarded-For: {}\r\n", peer.ip()).as_bytes());
-                if !upgrade {
-                    head.extend_from_slice(b"Connection: close\r\n");
-                }
-                head.extend_from_slice(b"\r\n");
-                return Ok(Some((
-                    len,
-                    Target::Tenant {
-                        slug: slug.to_owned(),
-                        head,
-                        upgrade,
-                    },
-                )));
-            }
-            Ok(httparse::Status::Partial) => {}
-            Err(_) => return Err(HeadError::Malformed),
+        if let Some(routed) = head::route(buf, peer, tenant_host).map_err(ReadError::Head)? {
+            return Ok(Some(routed));
         }
         if buf.len() >= MAX_HEAD {
-            return Err(HeadError::TooLarge);
+            return Err(ReadError::TooLarge);
         }
-        let n = stream.read_buf(buf).await.map_err(HeadError::Io)?;
+        let n = stream.read_buf(buf).await.map_err(ReadError::Io)?;
         if n == 0 {
             return if buf.is_empty() {
                 Ok(None)
             } else {
-                Err(HeadError::Malformed)
+                Err(ReadError::Head(HeadError::Malformed))
             };
         }
     }
@@ -266,7 +209,8 @@ async fn respond(stream: &mut TcpStream, status: &str, message: &str) -> io::Res
     let code = match status.split(' ').next().unwrap_or_default() {
         "400" => "bad_request",
         "403" => "project_suspended",
-        "404" => "unknown_project",
+        "404" if message == "unknown project" => "unknown_project",
+        "404" => "not_found",
         "408" => "request_timeout",
         "431" => "request_head_too_large",
         "502" => "project_unavailable",

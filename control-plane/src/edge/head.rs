@@ -1,0 +1,383 @@
+//! The edge's reading of a request head: which tenant (or the control plane) it is for, and
+//! the head the tenant gets instead. This is the trust boundary between Rotor's own origin and
+//! tenant traffic, so the rewrite
+//! - takes the tenant from its own host (`ROTOR_TENANT_HOST`) or, when none is configured, from
+//!   the `/t/{slug}` path prefix (which it strips);
+//! - never routes to a tenant's internal surfaces (`/admin…`, `/metrics`): they answer 404;
+//! - strips Rotor's own credentials (its cookies, `Bearer rtr_…` management tokens) and any
+//!   client-supplied forwarding headers, then sets `X-Forwarded-For` from the real peer;
+//! - marks only a real WebSocket handshake (GET, `Upgrade: websocket`, `Connection: upgrade`)
+//!   as an upgrade (only those sockets are handed to the tenant, which then serves that one
+//!   request), and asks the tenant to close after any plain request, so a keep-alive
+//!   follow-up can never reach a tenant without passing through this rewrite.
+
+use std::net::SocketAddr;
+
+use crate::settings::TenantHost;
+
+/// Where a request goes.
+#[derive(Debug, PartialEq)]
+pub enum Target {
+    /// To a tenant, with this rewritten head; `websocket` when it is a WebSocket handshake
+    /// (the only kind of request whose socket is handed to the tenant).
+    Tenant {
+        slug: String,
+        head: Vec<u8>,
+        websocket: bool,
+    },
+    /// The control plane's own app (REST API, dashboard).
+    ControlPlane,
+    /// Refused at the edge with 404: a tenant's internal path, or the `/t/` path form while
+    /// tenants have their own hosts.
+    NotFound(&'static str),
+}
+
+/// Why a head could not be read.
+#[derive(Debug, PartialEq)]
+pub enum HeadError {
+    /// Not HTTP/1.x, or a malformed tenant path.
+    Malformed,
+}
+
+/// Parses a complete head at the start of `buf`: `Ok(None)` while it is incomplete, else its
+/// length and target.
+pub fn route(
+    buf: &[u8],
+    peer: SocketAddr,
+    tenant_host: Option<&TenantHost>,
+) -> Result<Option<(usize, Target)>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; 96];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(HeadError::Malformed),
+    };
+    let path = req.path.unwrap_or("/");
+    let host = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+        .and_then(|h| std::str::from_utf8(h.value).ok());
+    let (slug, tail) = match (tenant_host, host) {
+        (Some(pattern), Some(host)) if pattern.slug_of(host).is_some() => {
+            let slug = pattern.slug_of(host).unwrap_or_default();
+            (slug.to_ascii_lowercase(), path.to_owned())
+        }
+        _ => {
+            let Some(rest) = path.strip_prefix("/t/") else {
+                return Ok(Some((len, Target::ControlPlane)));
+            };
+            if tenant_host.is_some() {
+                return Ok(Some((
+                    len,
+                    Target::NotFound("projects are served at their own host"),
+                )));
+            }
+            let (slug, tail) = match rest.find(['/', '?']) {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "/"),
+            };
+            if slug.is_empty() || !slug.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(HeadError::Malformed);
+            }
+            let tail = if tail.starts_with('?') {
+                format!("/{tail}")
+            } else {
+                tail.to_owned()
+            };
+            (slug.to_owned(), tail)
+        }
+    };
+    if is_internal(&tail) {
+        return Ok(Some((len, Target::NotFound("not found"))));
+    }
+    let websocket = req.method == Some("GET")
+        && has_token(req.headers, "upgrade", "websocket")
+        && has_token(req.headers, "connection", "upgrade");
+    let mut head = Vec::with_capacity(len + 64);
+    head.extend_from_slice(req.method.unwrap_or("GET").as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(tail.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    for h in req.headers.iter() {
+        let name = h.name;
+        let dropped = ["x-forwarded-for", "x-real-ip", "forwarded", "connection"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n))
+            || (!websocket && name.eq_ignore_ascii_case("upgrade"));
+        if dropped {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("cookie") {
+            if let Some(kept) = tenant_cookies(h.value) {
+                push_header(&mut head, name.as_bytes(), &kept);
+            }
+            continue;
+        }
+        if name.eq_ignore_ascii_case("authorization") && is_management_token(h.value) {
+            continue;
+        }
+        push_header(&mut head, name.as_bytes(), h.value);
+    }
+    head.extend_from_slice(format!("X-Forwarded-For: {}\r\n", peer.ip()).as_bytes());
+    // One request per connection. A plain request says so itself; a WebSocket handshake
+    // cannot (`close` beside `upgrade` makes clients refuse the 101), so the tenant closes a
+    // handed-off socket after any answer but a 101 on its own.
+    head.extend_from_slice(if websocket {
+        b"Connection: Upgrade\r\n\r\n".as_slice()
+    } else {
+        b"Connection: close\r\n\r\n".as_slice()
+    });
+    Ok(Some((
+        len,
+        Target::Tenant {
+            slug,
+            head,
+            websocket,
+        },
+    )))
+}
+
+fn push_header(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    head.extend_from_slice(name);
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
+}
+
+/// Whether a header's comma-separated value list holds `token` (case-insensitive).
+fn has_token(headers: &[httparse::Header<'_>], name: &str, token: &str) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Whether a cookie belongs to Rotor itself (the dashboard's session and CSRF cookies, under
+/// any prefix browsers apply) rather than to the tenant's application.
+pub fn is_rotor_cookie(name: &str) -> bool {
+    let name = name.trim();
+    let name = name
+        .strip_prefix("__Host-")
+        .or_else(|| name.strip_prefix("__Secure-"))
+        .unwrap_or(name);
+    name.len() >= 6 && name[..6].eq_ignore_ascii_case("rotor_")
+}
+
+/// A `Cookie` value without Rotor's own cookies; `None` when nothing is left.
+fn tenant_cookies(value: &[u8]) -> Option<Vec<u8>> {
+    let kept: Vec<&[u8]> = value
+        .split(|&b| b == b';')
+        .filter(|pair| {
+            let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
+            let name = String::from_utf8_lossy(name);
+            !name.trim().is_empty() && !is_rotor_cookie(&name)
+        })
+        .map(<[u8]>::trim_ascii)
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(b"; ".as_slice()))
+}
+
+/// Whether an `Authorization` value carries a Rotor management token.
+fn is_management_token(value: &[u8]) -> bool {
+    let v = value.trim_ascii();
+    v.len() > 7
+        && v[..7].eq_ignore_ascii_case(b"bearer ")
+        && v[7..].trim_ascii().starts_with(b"rtr_")
+}
+
+/// Whether a tenant path names its internal surfaces, however it is spelled (percent-encoded,
+/// upper case, doubled or dotted segments).
+fn is_internal(path_and_query: &str) -> bool {
+    let path = path_and_query.split(['?', '#']).next().unwrap_or_default();
+    let decoded = percent_decode(path);
+    let mut segments = decoded
+        .split(['/', '\\'])
+        .filter(|s| !s.is_empty() && *s != ".");
+    match segments.next() {
+        Some(first) if first.eq_ignore_ascii_case("admin") => true,
+        Some(first) if first.eq_ignore_ascii_case("metrics") => true,
+        _ => false,
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> SocketAddr {
+        "203.0.113.7:5555".parse().unwrap()
+    }
+
+    fn tenant(raw: &str, host: Option<&TenantHost>) -> (String, String, bool) {
+        match route(raw.as_bytes(), peer(), host) {
+            Ok(Some((
+                _,
+                Target::Tenant {
+                    slug,
+                    head,
+                    websocket,
+                },
+            ))) => (slug, String::from_utf8(head).unwrap(), websocket),
+            other => panic!("not a tenant route: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rotor_credentials_never_reach_a_tenant() {
+        let (slug, head, _) = tenant(
+            "GET /t/acme/connection/uni_sse?cf_connect={} HTTP/1.1\r\nHost: x\r\n\
+             Cookie: rotor_session=s1; app=1; __Host-rotor_session=s2;rotor_csrf=c; b=2\r\n\
+             Cookie: __Host-Rotor_Login=z\r\n\
+             Authorization: Bearer rtr_0123\r\nX-Forwarded-For: 10.0.0.1\r\nForwarded: for=1.2.3.4\r\n\
+             X-Real-IP: 10.0.0.2\r\n\r\n",
+            None,
+        );
+        assert_eq!(slug, "acme");
+        assert!(head.starts_with("GET /connection/uni_sse?cf_connect={} HTTP/1.1\r\n"));
+        assert!(head.contains("\r\nCookie: app=1; b=2\r\n"), "{head}");
+        assert_eq!(head.matches("Cookie").count(), 1, "{head}");
+        for gone in [
+            "rotor_",
+            "Rotor_",
+            "rtr_",
+            "10.0.0",
+            "1.2.3.4",
+            "Authorization",
+        ] {
+            assert!(!head.contains(gone), "{gone} leaked: {head}");
+        }
+        assert!(head.contains("X-Forwarded-For: 203.0.113.7\r\n"));
+        assert!(head.ends_with("Connection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn the_tenants_own_authorization_passes() {
+        let (_, head, _) = tenant(
+            "POST /t/acme/api/publish HTTP/1.1\r\nAuthorization: apikey rk_1\r\n\r\n",
+            None,
+        );
+        assert!(head.contains("Authorization: apikey rk_1\r\n"));
+        let (_, head, _) = tenant(
+            "GET /t/acme/x HTTP/1.1\r\nAuthorization: Bearer eyJhbGci\r\n\r\n",
+            None,
+        );
+        assert!(head.contains("Authorization: Bearer eyJhbGci\r\n"));
+    }
+
+    #[test]
+    fn only_a_real_websocket_handshake_is_an_upgrade() {
+        let ws = "GET /t/a/connection/websocket HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\r\n";
+        let (_, head, websocket) = tenant(ws, None);
+        assert!(websocket);
+        assert!(head.contains("Upgrade: WebSocket\r\n"));
+        assert!(head.ends_with("Connection: Upgrade\r\n\r\n"));
+        for not_ws in [
+            "GET /t/a/x HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+            "GET /t/a/x HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+            "POST /t/a/x HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        ] {
+            let (_, head, websocket) = tenant(not_ws, None);
+            assert!(!websocket, "{not_ws}");
+            assert!(!head.contains("Upgrade:"), "{head}");
+            assert!(head.ends_with("Connection: close\r\n\r\n"));
+        }
+    }
+
+    #[test]
+    fn internal_tenant_paths_are_not_found_however_spelled() {
+        for path in [
+            "/t/a/admin/status",
+            "/t/a/admin",
+            "/t/a//admin/config",
+            "/t/a/./admin/usage",
+            "/t/a/%61dmin/status",
+            "/t/a/ADMIN/status",
+            "/t/a/metrics",
+            "/t/a/metrics?x=1",
+            "/t/a/Metrics/",
+        ] {
+            let raw = format!("GET {path} HTTP/1.1\r\n\r\n");
+            assert!(
+                matches!(
+                    route(raw.as_bytes(), peer(), None),
+                    Ok(Some((_, Target::NotFound(_))))
+                ),
+                "{path}"
+            );
+        }
+        let (_, head, _) = tenant("GET /t/a/api/info HTTP/1.1\r\n\r\n", None);
+        assert!(head.starts_with("GET /api/info "));
+    }
+
+    #[test]
+    fn tenant_hosts_route_by_host_and_close_the_path_form() {
+        let pattern = TenantHost::parse("{slug}.rt.example.com").unwrap();
+        let (slug, head, _) = tenant(
+            "GET /connection/websocket HTTP/1.1\r\nHost: Acme.rt.example.com:8443\r\n\r\n",
+            Some(&pattern),
+        );
+        assert_eq!(slug, "acme");
+        assert!(head.starts_with("GET /connection/websocket HTTP/1.1\r\n"));
+        assert!(matches!(
+            route(
+                b"GET /t/acme/api HTTP/1.1\r\nHost: rotor.example.com\r\n\r\n",
+                peer(),
+                Some(&pattern)
+            ),
+            Ok(Some((
+                _,
+                Target::NotFound("projects are served at their own host")
+            )))
+        ));
+        assert!(matches!(
+            route(
+                b"GET /projects HTTP/1.1\r\nHost: rotor.example.com\r\n\r\n",
+                peer(),
+                Some(&pattern)
+            ),
+            Ok(Some((_, Target::ControlPlane)))
+        ));
+        // On a tenant's host the dashboard is never served, whatever the path.
+        let (slug, _, _) = tenant(
+            "GET /login HTTP/1.1\r\nHost: evil.rt.example.com\r\n\r\n",
+            Some(&pattern),
+        );
+        assert_eq!(slug, "evil");
+    }
+
+    #[test]
+    fn incomplete_and_malformed_heads() {
+        assert_eq!(route(b"GET /t/a/x HTTP/1.1\r\n", peer(), None), Ok(None));
+        assert_eq!(
+            route(b"GET /t/a b/x HTTP/1.1\r\n\r\n", peer(), None),
+            Err(HeadError::Malformed)
+        );
+        assert_eq!(
+            route(b"GET /t//x HTTP/1.1\r\n\r\n", peer(), None),
+            Err(HeadError::Malformed)
+        );
+    }
+}

@@ -1,0 +1,368 @@
+//! Trust boundaries of the hosted service, attacked as an outsider would through the real edge:
+//! a customer's project cannot collect another customer's dashboard session or management
+//! token, tenants on their own host never share the dashboard's origin, a tenant's internal
+//! surfaces are not reachable from outside, and one socket never carries a second request
+//! past the edge's rewrite.
+
+mod cp;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::Json;
+use cp::browser::Browser;
+use cp::ControlPlane;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The headers of every request the attacker's backend was sent.
+#[derive(Default)]
+struct Seen(std::sync::Mutex<Vec<Vec<(String, String)>>>);
+
+/// The attacking customer's backend: records every header its connect proxy receives and
+/// accepts the connection.
+async fn recording_backend(seen: Arc<Seen>) -> Result<String> {
+    let on_connect = move |headers: HeaderMap, Json(_req): Json<Value>| async move {
+        let pairs = headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        seen.0.lock().expect("log").push(pairs);
+        Json(json!({"result": {"user": "collected"}}))
+    };
+    let app = axum::Router::new().route("/connect", post(on_connect));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(format!("http://{addr}"))
+}
+
+/// Sends `raw` on a fresh connection to `addr` and reads until the peer closes (bounded).
+async fn raw_exchange(addr: &str, raw: &[u8]) -> Result<String> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(raw).await?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .context("the connection was not closed after one request")??;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn authority(base: &str) -> &str {
+    base.trim_start_matches("http://")
+}
+
+#[tokio::test]
+async fn a_project_cannot_collect_another_accounts_dashboard_session_or_management_token(
+) -> Result<()> {
+    let cp = ControlPlane::start_with_env(&[("ROTOR_TENANT_PRIVATE_EGRESS", "1")]).await?;
+    // The victim: logged into the dashboard in a browser, with a management token too.
+    let mut victim = Browser::new(&cp.base);
+    assert_eq!(
+        victim
+            .signup("victim@example.com", "the victim's long password")
+            .await?,
+        303
+    );
+    let session = victim
+        .cookies()
+        .iter()
+        .find(|(n, _)| n.ends_with("rotor_session"))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .context("the victim has a dashboard session")?;
+    let (s, t) = cp
+        .call(
+            "POST",
+            "/v1/tokens",
+            None,
+            Some(json!({"email": "victim@example.com", "password": "the victim's long password", "name": "ci"})),
+        )
+        .await?;
+    assert_eq!(s, 201, "{t}");
+    let victim_token = t["token"].as_str().context("token")?.to_owned();
+    // The session works on the dashboard's own origin.
+    let (s, _) = cp
+        .call("GET", "/v1/projects", Some(&victim_token), None)
+        .await?;
+    assert_eq!(s, 200);
+
+    // The attacker: a project whose connect proxy asks for the Cookie and Authorization headers.
+    let attacker = cp.account("attacker@example.com").await?;
+    let project = cp.project(&attacker, "collector", &[]).await?;
+    let seen = Arc::new(Seen::default());
+    let backend = recording_backend(seen.clone()).await?;
+    let settings = json!({"settings": {"client_proxy": {"connect": {
+        "enabled": true,
+        "endpoint": format!("{backend}/connect"),
+        "http_headers": ["Cookie", "Authorization", "X-Forwarded-For", "X-App"],
+    }}}});
+    let (s, b) = cp
+        .call(
+            "PATCH",
+            &format!("/v1/projects/{}", project.id),
+            Some(&attacker),
+            Some(settings),
+        )
+        .await?;
+    assert_eq!(s, 200, "{b}");
+    cp.wait_applied(&attacker, &project.id).await?;
+
+    // The victim follows the attacker's link: the browser sends everything it holds for the
+    // origin (the session, an application cookie) and the page adds the bearer token.
+    victim.set("app", "kept");
+    let url = format!(
+        "{}/t/{}/connection/uni_sse?cf_connect={{}}",
+        cp.base, project.slug
+    );
+    let resp = reqwest::Client::new()
+        .get(&url)
+        .header("Cookie", victim.header())
+        .header("Authorization", format!("Bearer {victim_token}"))
+        .header("X-Forwarded-For", "198.51.100.9")
+        .header("X-App", "visible")
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200);
+    let mut resp = resp;
+    let mut stream = String::new();
+    while !stream.contains("\"connect\"") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+            .await
+            .with_context(|| format!("no connect reply: {stream}"))??
+            .with_context(|| format!("stream ended: {stream}"))?;
+        stream.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(resp);
+
+    let requests = seen.0.lock().expect("log").clone();
+    assert_eq!(requests.len(), 1, "one connect proxy call");
+    let headers = &requests[0];
+    let get = |name: &str| {
+        headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+    };
+    let everything = format!("{headers:?}");
+    assert!(
+        !everything.contains(&session.1),
+        "the victim's session id reached the tenant: {everything}"
+    );
+    assert!(
+        !everything.contains(&victim_token),
+        "the victim's management token reached the tenant: {everything}"
+    );
+    assert!(!everything.contains("rotor_"), "{everything}");
+    assert_eq!(
+        get("cookie"),
+        vec!["app=kept"],
+        "the app's own cookie is kept"
+    );
+    assert!(get("authorization").is_empty(), "{everything}");
+    assert_eq!(
+        get("x-app"),
+        vec!["visible"],
+        "allow-listed headers still pass"
+    );
+    assert!(
+        !everything.contains("198.51.100.9"),
+        "a client cannot forge its address: {everything}"
+    );
+
+    // The victim's session and token still work, and are still the victim's alone.
+    let (s, _) = cp
+        .call("GET", "/v1/projects", Some(&victim_token), None)
+        .await?;
+    assert_eq!(s, 200);
+    let (s, _, _) = victim.get("/projects").await?;
+    assert_eq!(s, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn tenants_on_their_own_host_never_share_the_dashboards_origin() -> Result<()> {
+    let cp = ControlPlane::start_with_env(&[("ROTOR_TENANT_HOST", "{slug}.tenants.test")]).await?;
+    let owner = cp.account("owner@example.com").await?;
+    let project = cp.project(&owner, "own-host", &[]).await?;
+    let port = cp.base.rsplit(':').next().context("port")?;
+    let host = format!("{}.tenants.test", project.slug);
+
+    // Endpoints are built from the tenant's own host.
+    let (_, p) = cp
+        .call(
+            "GET",
+            &format!("/v1/projects/{}", project.id),
+            Some(&owner),
+            None,
+        )
+        .await?;
+    assert_eq!(
+        p["endpoints"]["websocket"],
+        format!("ws://{host}:{port}/connection/websocket"),
+        "{p}"
+    );
+    assert_eq!(p["endpoints"]["api"], format!("http://{host}:{port}/api"));
+
+    // The tenant answers on its host, at the root.
+    let api = format!(
+        "POST /api/info HTTP/1.1\r\nHost: {host}:{port}\r\nX-API-Key: {}\r\nContent-Length: 2\r\n\r\n{{}}",
+        project.key
+    );
+    let reply = raw_exchange(authority(&cp.base), api.as_bytes()).await?;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("\"nodes\""), "{reply}");
+    // The dashboard is never served on a tenant host.
+    let login = format!("GET /login HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let reply = raw_exchange(authority(&cp.base), login.as_bytes()).await?;
+    assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+    assert!(!reply.contains("<form"), "{reply}");
+    // The path form on the dashboard's origin is closed.
+    let path_form = format!(
+        "POST /t/{}/api/info HTTP/1.1\r\nHost: {}\r\nX-API-Key: {}\r\nContent-Length: 2\r\n\r\n{{}}",
+        project.slug,
+        authority(&cp.base),
+        project.key
+    );
+    let reply = raw_exchange(authority(&cp.base), path_form.as_bytes()).await?;
+    assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+    // A WebSocket on the tenant's host is handed over and connects.
+    let url = format!("ws://{}/connection/websocket", authority(&cp.base));
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            url.as_str(),
+        )?;
+    request
+        .headers_mut()
+        .insert("Host", format!("{host}:{port}").parse()?);
+    let stream = TcpStream::connect(authority(&cp.base)).await?;
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::client_async(request, stream),
+    )
+    .await??;
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        json!({"id": 1, "connect": {"token": cp::token(&project.secret, "u1")}}).to_string(),
+    ))
+    .await?;
+    let reply = cp::ws::await_reply(&mut ws, 1).await?;
+    assert!(reply["connect"]["client"].is_string(), "{reply}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_tenants_admin_surface_and_metrics_are_not_reachable_from_outside() -> Result<()> {
+    let cp = ControlPlane::start().await?;
+    let owner = cp.account("owner@example.com").await?;
+    let project = cp.project(&owner, "internals", &[]).await?;
+    let record = cp.tenant_record(&project.id)?;
+    let admin_token = record["admin_token"].as_str().context("admin token")?;
+    let public = record["addr"].as_str().context("addr")?;
+    let admin = record["admin_addr"].as_str().context("admin addr")?;
+    assert_ne!(public, admin, "the admin surface has its own listener");
+
+    let http = reqwest::Client::new();
+    for path in [
+        "admin/status",
+        "admin/usage",
+        "%61dmin/status",
+        "ADMIN/status",
+        ".//admin/config",
+        "metrics",
+    ] {
+        let resp = http
+            .get(format!("{}/t/{}/{path}", cp.base, project.slug))
+            .bearer_auth(admin_token)
+            .header("X-API-Key", &project.key)
+            .send()
+            .await?;
+        assert_eq!(resp.status(), 404, "{path} through the edge");
+    }
+    // On the tenant's public listener the admin routes do not exist, even with the token.
+    let resp = http
+        .get(format!("http://{public}/admin/status"))
+        .bearer_auth(admin_token)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 404, "admin on the public listener");
+    let resp = http.get(format!("http://{public}/metrics")).send().await?;
+    assert_eq!(resp.status(), 401, "metrics need the project's API key");
+    // The operator's side: the admin listener with the token.
+    let resp = http
+        .get(format!("http://{admin}/admin/status"))
+        .bearer_auth(admin_token)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200);
+    let resp = http
+        .get(format!("http://{admin}/admin/status"))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 401);
+    // The tenant kept serving throughout.
+    let (s, b) = cp.publish(&project, "news", json!({"n": 1})).await?;
+    assert_eq!(s, 200, "{b}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_socket_never_carries_a_second_request_past_the_edge() -> Result<()> {
+    let cp = ControlPlane::start().await?;
+    let owner = cp.account("owner@example.com").await?;
+    let project = cp.project(&owner, "pipelined", &[]).await?;
+    let record = cp.tenant_record(&project.id)?;
+    let admin_token = record["admin_token"].as_str().context("admin token")?;
+    let edge = authority(&cp.base);
+    let smuggled = format!(
+        "GET /admin/status HTTP/1.1\r\nAuthorization: Bearer {admin_token}\r\nX-Forwarded-For: 10.1.2.3\r\n\r\n"
+    );
+
+    // A plain request with a second one pipelined behind it.
+    let raw = format!(
+        "GET /t/{}/connection/init HTTP/1.1\r\nHost: x\r\n\r\n{smuggled}",
+        project.slug
+    );
+    let reply = raw_exchange(edge, raw.as_bytes()).await?;
+    assert_eq!(reply.matches("HTTP/1.1 ").count(), 1, "{reply}");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+
+    // A WebSocket handshake the tenant refuses (no key), then a smuggled request: the
+    // handed-off socket serves the refusal and closes.
+    let raw = format!(
+        "GET /t/{}/connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n{smuggled}",
+        project.slug
+    );
+    let reply = raw_exchange(edge, raw.as_bytes()).await?;
+    assert_eq!(reply.matches("HTTP/1.1 ").count(), 1, "{reply}");
+    assert!(!reply.starts_with("HTTP/1.1 101"), "{reply}");
+    assert!(
+        !reply.contains("config_version"),
+        "no admin answer: {reply}"
+    );
+
+    // An Upgrade that is not a WebSocket handshake is a plain request, never handed off.
+    let raw = format!(
+        "GET /t/{}/connection/init HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n{smuggled}",
+        project.slug
+    );
+    let reply = raw_exchange(edge, raw.as_bytes()).await?;
+    assert_eq!(reply.matches("HTTP/1.1 ").count(), 1, "{reply}");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+
+    // A real WebSocket still connects through the edge.
+    let reply =
+        cp::raw_connect(&cp.ws_url(&project.slug), &cp::token(&project.secret, "u")).await?;
+    let reply = reply.map_err(|code| anyhow::anyhow!("closed with {code}"))?;
+    assert!(reply["connect"]["client"].is_string(), "{reply}");
+    Ok(())
+}
