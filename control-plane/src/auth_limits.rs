@@ -74,9 +74,14 @@ fn email_key(email: &str) -> String {
     )
 }
 
+/// Keys a counter remembers at most: a flood from many addresses with ever-new emails must not
+/// grow memory without bound, so past this (after forgetting ended windows) new keys wait.
+const MAX_TRACKED_KEYS: usize = 200_000;
+
 /// Events per key in fixed windows that start at a key's first event.
 struct Counter {
     window: Duration,
+    capacity: usize,
     entries: Mutex<Entries>,
 }
 
@@ -89,8 +94,13 @@ struct Entries {
 
 impl Counter {
     fn new(window: Duration) -> Self {
+        Self::with_capacity(window, MAX_TRACKED_KEYS)
+    }
+
+    fn with_capacity(window: Duration, capacity: usize) -> Self {
         Self {
             window,
+            capacity,
             entries: Mutex::new(Entries {
                 counts: HashMap::new(),
                 swept: Instant::now(),
@@ -124,6 +134,11 @@ impl Counter {
             .max();
         if let Some(wait) = wait {
             return Err(wait.max(Duration::from_secs(1)));
+        }
+        let new_keys = keys.iter().filter(|(k, _)| !map.contains_key(k)).count();
+        if map.len() + new_keys > self.capacity {
+            tracing::warn!(tracked = map.len(), "login limiter full: new clients wait");
+            return Err(Duration::from_secs(1));
         }
         for (key, _) in keys {
             let entry = map.entry(key.clone()).or_insert((0, now));
@@ -233,6 +248,20 @@ mod tests {
 
     fn ip(s: &str) -> Option<IpAddr> {
         Some(s.parse().unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_counter_makes_new_keys_wait_and_keeps_counting_known_ones() {
+        let c = Counter::with_capacity(Duration::from_secs(60), 3);
+        for k in ["a", "b", "c"] {
+            c.take(&[(k.to_owned(), 10)]).unwrap();
+        }
+        assert_eq!(c.take(&[("d".into(), 10)]), Err(Duration::from_secs(1)));
+        c.take(&[("a".into(), 10)]).unwrap();
+        // Once the windows end, room comes back.
+        tokio::time::advance(Duration::from_secs(61)).await;
+        c.take(&[("d".into(), 10)]).unwrap();
+        assert_eq!(c.entries.lock().counts.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -11,6 +11,7 @@ pub mod edge;
 pub mod ids;
 pub mod limits;
 pub mod operator;
+pub mod percent;
 pub mod project_settings;
 pub mod reconciler;
 pub mod rest;

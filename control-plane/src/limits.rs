@@ -147,38 +147,42 @@ async fn lock_account(
     conn: &mut PgConnection,
     account: &AccountId,
 ) -> Result<(String, PlanLimits), LimitError> {
-    let row: Option<(String, Option<serde_json::Value>)> = sqlx::query_as(
+    lock_with_plan(
+        conn,
         "SELECT a.plan, p.limits FROM accounts a LEFT JOIN plans p ON p.name = a.plan \
          WHERE a.id = $1 FOR NO KEY UPDATE OF a",
+        &account.0,
     )
-    .bind(account)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let (plan, limits) = row.ok_or(LimitError::Missing)?;
-    Ok((
-        plan,
-        limits
-            .map(|l| PlanLimits::from_json(&l))
-            .unwrap_or_default(),
-    ))
+    .await
 }
 
 async fn lock_project(
     conn: &mut PgConnection,
     project: &ProjectId,
 ) -> Result<(String, PlanLimits), LimitError> {
-    let row: Option<(String, Option<serde_json::Value>)> = sqlx::query_as(
+    lock_with_plan(
+        conn,
         "SELECT pr.plan, p.limits FROM projects pr LEFT JOIN plans p ON p.name = pr.plan \
          WHERE pr.id = $1 FOR NO KEY UPDATE OF pr",
+        &project.0,
     )
-    .bind(project)
-    .fetch_optional(&mut *conn)
-    .await?;
+    .await
+}
+
+/// Locks the row `query` selects by `id` (until the transaction ends) and reads its plan and
+/// the plan's limits.
+async fn lock_with_plan(
+    conn: &mut PgConnection,
+    query: &'static str,
+    id: &str,
+) -> Result<(String, PlanLimits), LimitError> {
+    let row: Option<(String, Option<serde_json::Value>)> = sqlx::query_as(query)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
     let (plan, limits) = row.ok_or(LimitError::Missing)?;
-    Ok((
-        plan,
-        limits
-            .map(|l| PlanLimits::from_json(&l))
-            .unwrap_or_default(),
-    ))
+    let limits = limits
+        .map(|l| PlanLimits::from_json(&l))
+        .unwrap_or_default();
+    Ok((plan, limits))
 }

@@ -9,7 +9,7 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::audit::{self, Actor, Entry};
 use crate::ids::{AccountId, ProjectId};
-use crate::tenant::PlanLimits;
+use crate::tenant::{bump_config_version, PlanLimits};
 
 /// Why an operator command failed.
 #[derive(Debug, thiserror::Error)]
@@ -131,14 +131,29 @@ async fn swap(
     Ok(before)
 }
 
-async fn bump(conn: &mut PgConnection, project: &ProjectId) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE projects SET config_version = config_version + 1, updated_at = now() WHERE id = $1",
+/// Records what the operator changed, in the change's own transaction.
+async fn audited(
+    conn: &mut PgConnection,
+    op: &Operator,
+    (account, project): (Option<&AccountId>, Option<&ProjectId>),
+    action: &str,
+    target: &str,
+    change: Change,
+) -> Result<Change, sqlx::Error> {
+    audit::record(
+        conn,
+        Entry {
+            actor: op.actor(),
+            account,
+            project,
+            action,
+            target,
+            before: Some(change.before.clone()),
+            after: Some(change.after.clone()),
+        },
     )
-    .bind(project)
-    .execute(conn)
     .await?;
-    Ok(())
+    Ok(change)
 }
 
 /// Puts a project (its per-project limits and what its tenant is allowed) or an account (its
@@ -154,27 +169,15 @@ pub async fn set_plan(
     let change = match resolve(&mut tx, target).await? {
         Target::Project { id, account, slug } => {
             let before = swap(&mut tx, "projects", "plan", id.as_str(), plan).await?;
-            bump(&mut tx, &id).await?;
+            bump_config_version(&mut tx, &id).await?;
             let change = Change {
                 target: format!("project {id} ({slug})"),
                 before: json!({"plan": before}),
                 after: json!({"plan": plan}),
                 projects_bumped: 1,
             };
-            audit::record(
-                &mut tx,
-                Entry {
-                    actor: op.actor(),
-                    account: Some(&account),
-                    project: Some(&id),
-                    action: "operator.set_plan",
-                    target: id.as_str(),
-                    before: Some(change.before.clone()),
-                    after: Some(change.after.clone()),
-                },
-            )
-            .await?;
-            change
+            let scope = (Some(&account), Some(&id));
+            audited(&mut tx, op, scope, "operator.set_plan", id.as_str(), change).await?
         }
         Target::Account { id, email } => {
             let before = swap(&mut tx, "accounts", "plan", id.as_str(), plan).await?;
@@ -184,20 +187,16 @@ pub async fn set_plan(
                 after: json!({"plan": plan}),
                 projects_bumped: 0,
             };
-            audit::record(
+            let scope = (Some(&id), None);
+            audited(
                 &mut tx,
-                Entry {
-                    actor: op.actor(),
-                    account: Some(&id),
-                    project: None,
-                    action: "operator.set_account_plan",
-                    target: id.as_str(),
-                    before: Some(change.before.clone()),
-                    after: Some(change.after.clone()),
-                },
+                op,
+                scope,
+                "operator.set_account_plan",
+                id.as_str(),
+                change,
             )
-            .await?;
-            change
+            .await?
         }
     };
     tx.commit().await?;
@@ -225,30 +224,20 @@ async fn set_status(
         return Err(OperatorError::NotAProject(project.to_owned()));
     };
     let before = swap(&mut tx, "projects", "status", id.as_str(), status).await?;
-    bump(&mut tx, &id).await?;
+    bump_config_version(&mut tx, &id).await?;
     let change = Change {
         target: format!("project {id} ({slug})"),
         before: json!({"status": before}),
         after: json!({"status": status}),
         projects_bumped: 1,
     };
-    audit::record(
-        &mut tx,
-        Entry {
-            actor: op.actor(),
-            account: Some(&account),
-            project: Some(&id),
-            action: if status == "active" {
-                "operator.resume"
-            } else {
-                "operator.suspend"
-            },
-            target: id.as_str(),
-            before: Some(change.before.clone()),
-            after: Some(change.after.clone()),
-        },
-    )
-    .await?;
+    let action = if status == "active" {
+        "operator.resume"
+    } else {
+        "operator.suspend"
+    };
+    let scope = (Some(&account), Some(&id));
+    let change = audited(&mut tx, op, scope, action, id.as_str(), change).await?;
     tx.commit().await?;
     Ok(change)
 }
@@ -285,26 +274,23 @@ pub async fn set_limits(
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    audit::record(
-        &mut tx,
-        Entry {
-            actor: op.actor(),
-            account: None,
-            project: None,
-            action: "operator.set_limits",
-            target: plan,
-            before: Some(before.clone()),
-            after: Some(after.clone()),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Change {
+    let change = Change {
         target: format!("plan {plan}"),
         before,
         after,
         projects_bumped: bumped,
-    })
+    };
+    let change = audited(
+        &mut tx,
+        op,
+        (None, None),
+        "operator.set_limits",
+        plan,
+        change,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(change)
 }
 
 /// A plan, its limits and who is on it.

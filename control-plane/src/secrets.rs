@@ -186,6 +186,13 @@ fn lower_this_threads_priority() {
     }
 }
 
+/// Changes how many password hashes and checks are admitted per second (the start-up value is
+/// `ROTOR_PASSWORD_CHECKS_PER_SECOND`); for processes that embed the app, such as tests that
+/// log in many times in a row.
+pub fn set_password_checks_per_second(per_second: u32) {
+    *PasswordWork::get().rate.lock() = TokenBucket::new(per_second);
+}
+
 /// How many password hashes or checks are computing right now.
 pub fn password_work_running() -> usize {
     PasswordWork::get().running.load(Ordering::Acquire)

@@ -133,6 +133,21 @@ pub async fn list(pool: &PgPool) -> Result<Vec<TenantRow>, sqlx::Error> {
     .await
 }
 
+/// Marks a project's config as changed (in the caller's transaction): the reconciler pushes
+/// the new version to its tenant.
+pub async fn bump_config_version(
+    conn: &mut sqlx::PgConnection,
+    project: &ProjectId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE projects SET config_version = config_version + 1, updated_at = now() WHERE id = $1",
+    )
+    .bind(project)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Records the version a tenant process confirmed.
 pub async fn mark_applied(pool: &PgPool, id: &ProjectId, version: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE projects SET applied_version = $2 WHERE id = $1 AND applied_version < $2")

@@ -70,6 +70,7 @@ impl AdminListener {
     /// Binds `address` (`host:port`, port 0 picks a free one) for the admin surface.
     pub async fn bind(address: &str, token: String) -> Result<Self, AdminError> {
         if token.is_empty() {
+            // Refused before anything is bound.
             return Err(AdminError::EmptyToken);
         }
         let listener = TcpListener::bind(address)

@@ -81,7 +81,27 @@ pub fn router(node: Arc<Node>, mode: Mode) -> Router {
             ),
         )
         .merge(crate::api::router())
+        .layer(axum::middleware::from_fn(close_after_refused_upgrade))
         .with_state(node)
+}
+
+/// A request that asked to switch protocols and was answered otherwise is the connection's
+/// last: the edge splices such a handshake to this listener when it cannot hand the socket
+/// over, so a request kept alive behind a refused handshake would reach the tenant without
+/// the edge's rewrite (route, `X-Forwarded-For`, credentials stripped).
+async fn close_after_refused_upgrade(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let upgrade = req.headers().contains_key(header::UPGRADE);
+    let mut response = next.run(req).await;
+    if upgrade && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// Whether a public `/metrics` request may read the metrics: with an API key of the project

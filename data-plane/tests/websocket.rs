@@ -555,3 +555,43 @@ async fn the_unused_ping_command_field_closes_with_3501_like_centrifugo() {
     c.send_raw(r#"{"id": 2, "ping": {}}"#).await;
     assert_eq!(c.closed().await.code, 3501);
 }
+
+#[tokio::test]
+async fn a_refused_handshake_ends_the_connection_so_nothing_rides_behind_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(json!({})).await;
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    // A handshake without a key (refused), then a request kept alive behind it: as the edge
+    // splices it when it cannot hand the socket over.
+    s.write_all(
+        b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+          Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n\
+          GET /health HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.9.8.7\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(common::WAIT, s.read_to_end(&mut out))
+        .await
+        .expect("the connection closes after the refusal")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(!text.starts_with("HTTP/1.1 101"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    // A plain keep-alive client is not affected.
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(common::WAIT, s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out)
+            .matches("HTTP/1.1 200")
+            .count(),
+        2
+    );
+}

@@ -193,7 +193,7 @@ fn is_management_token(value: &[u8]) -> bool {
 /// upper case, doubled or dotted segments).
 fn is_internal(path_and_query: &str) -> bool {
     let path = path_and_query.split(['?', '#']).next().unwrap_or_default();
-    let decoded = percent_decode(path);
+    let decoded = String::from_utf8_lossy(&crate::percent::decode(path.as_bytes())).into_owned();
     let mut segments = decoded
         .split(['/', '\\'])
         .filter(|s| !s.is_empty() && *s != ".");
@@ -202,25 +202,6 @@ fn is_internal(path_and_query: &str) -> bool {
         Some(first) if first.eq_ignore_ascii_case("metrics") => true,
         _ => false,
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16);
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

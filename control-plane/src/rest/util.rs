@@ -26,13 +26,7 @@ pub async fn owned_project(pool: &PgPool, account: &AccountId, id: &str) -> Rest
 
 /// Marks the project's config as changed (in the caller's transaction).
 pub async fn bump_version(conn: &mut PgConnection, project: &ProjectId) -> RestResult<()> {
-    sqlx::query(
-        "UPDATE projects SET config_version = config_version + 1, updated_at = now() WHERE id = $1",
-    )
-    .bind(project)
-    .execute(conn)
-    .await?;
-    Ok(())
+    Ok(crate::tenant::bump_config_version(conn, project).await?)
 }
 
 /// Writes an audit entry for a change the account made ([`crate::audit::record`] redacts

@@ -53,7 +53,7 @@ fn safe_next(next: &str) -> Option<String> {
         if !plain_path(&layer) {
             return None;
         }
-        let decoded = percent_decode(&layer);
+        let decoded = crate::percent::decode(&layer);
         if decoded == layer {
             settled = true;
             break;
@@ -80,28 +80,6 @@ fn plain_path(p: &[u8]) -> bool {
         && !path
             .split(|b| *b == b'/')
             .any(|seg| seg == b"." || seg == b"..")
-}
-
-/// One round of percent-decoding (malformed escapes stay as they are).
-fn percent_decode(s: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| (b as char).to_digit(16);
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'%' {
-            if let (Some(h), Some(l)) = (
-                s.get(i + 1).copied().and_then(hex),
-                s.get(i + 2).copied().and_then(hex),
-            ) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(s[i]);
-        i += 1;
-    }
-    out
 }
 
 /// Where to go after login.
