@@ -110,6 +110,16 @@ async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
 }
 
 async fn serve(demo: bool) -> anyhow::Result<()> {
+    // A typical host starts processes with 1,024 open files; one connection needs one.
+    match rotor_tenant_config::fdlimit::raise_to_hard() {
+        Ok(l) => tracing::info!(
+            started = l.started,
+            soft = l.soft,
+            hard = l.hard,
+            "open-file limit raised to the hard limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     let mut settings = Settings::from_env();
     // Bind first: with port 0 the public URL (shown in the dashboard and API) must carry the
     // port actually bound.

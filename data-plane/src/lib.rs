@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod config;
 pub mod egress;
 pub mod engine;
+pub mod files;
 pub mod handoff;
 pub mod hub;
 pub mod limits;

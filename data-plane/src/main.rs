@@ -69,6 +69,17 @@ async fn main() -> anyhow::Result<()> {
         .log_internal_errors(false)
         .init();
 
+    // A typical host starts processes with 1,024 open files; one connection needs one.
+    match rotor_tenant_config::fdlimit::raise_to_hard() {
+        Ok(l) => tracing::info!(
+            started = l.started,
+            soft = l.soft,
+            hard = l.hard,
+            "open-file limit raised to the hard limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+
     let mut tenant = load(args.config.as_ref())?;
     if let Some(port) = args.port {
         tenant.http_server.port = port;

@@ -165,7 +165,11 @@ pub fn namespace_of(channel: &str) -> &str {
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub connections: Gauge,
+    /// Client sockets held by a session, connected yet or not (the open-file budget).
+    pub sockets: Gauge,
     pub connections_accepted: Counter,
+    /// New connections refused by the server's own capacity, by reason (`open_files`).
+    pub connections_refused: LabeledCounter,
     pub subscriptions: Gauge,
     pub commands: LabeledCounter,
     pub messages_published: Counter,
@@ -193,6 +197,11 @@ impl Metrics {
             "connections",
             "Current client connections.",
             self.connections.get(),
+        );
+        gauge(
+            "client_sockets",
+            "Client sockets held, whether their connect command came yet or not.",
+            self.sockets.get(),
         );
         gauge(
             "subscriptions",
@@ -261,6 +270,12 @@ impl Metrics {
                 "code",
                 "Disconnects by code.",
                 &self.disconnects,
+            ),
+            (
+                "connections_refused_total",
+                "reason",
+                "New connections refused by the server's capacity, by reason.",
+                &self.connections_refused,
             ),
         ] {
             let _ = writeln!(

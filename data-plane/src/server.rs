@@ -36,7 +36,8 @@ pub enum Mode {
 
 /// Every public route of a data-plane process (TCP listener and hand-off socket alike).
 pub fn router(node: Arc<Node>, mode: Mode) -> Router {
-    Router::new()
+    // Endpoints that open a client connection: each holds an open file while it lasts.
+    let connections = Router::new()
         .route("/connection/websocket", get(transport::websocket::handler))
         .route(
             "/connection/http_stream",
@@ -48,11 +49,6 @@ pub fn router(node: Arc<Node>, mode: Mode) -> Router {
             get(transport::emulation::sse).post(transport::emulation::sse),
         )
         .route(
-            "/emulation",
-            axum::routing::post(transport::emulation::emulation)
-                .options(transport::emulation::emulation),
-        )
-        .route(
             "/connection/uni_sse",
             get(transport::uni::sse).post(transport::uni::sse),
         )
@@ -61,6 +57,17 @@ pub fn router(node: Arc<Node>, mode: Mode) -> Router {
             axum::routing::post(transport::uni::http_stream),
         )
         .route("/connection/uni_websocket", get(transport::uni::websocket))
+        .route_layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            crate::files::refuse_near_limit,
+        ));
+    Router::new()
+        .merge(connections)
+        .route(
+            "/emulation",
+            axum::routing::post(transport::emulation::emulation)
+                .options(transport::emulation::emulation),
+        )
         .route(
             "/connection/init",
             get(|| async { Json(serde_json::json!({})) }),

@@ -195,6 +195,7 @@ impl Session {
         let stale = config.tenant.client.stale_close_delay.get();
         let id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
         let handle = Arc::new(ClientHandle::new(id, transport.protocol, queue));
+        node.metrics.sockets.inc();
         Self {
             node,
             handle,
@@ -565,3 +566,10 @@ impl From<crate::engine::EngineError> for CommandError {
 }
 
 pub(crate) type CommandResult = Result<(), CommandError>;
+/// A session holds its client's socket (an open file) from its first moment to its last,
+/// whether or not it ever connects: that is what the open-file budget counts.
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.node.metrics.sockets.dec();
+    }
+}

@@ -1,0 +1,64 @@
+//! Open files as a budget: every client connection holds one, so near the process's open-file
+//! limit a new connection is refused cleanly (503 with `Retry-After`, before any upgrade, and
+//! counted as `rotor_connections_refused_total{reason="open_files"}`) instead of the process
+//! failing `accept` and its own file opens (Redis, proxies, logs) at random.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::node::Node;
+
+/// Files kept free for everything that is not a client connection (listeners, Redis and
+/// proxy connections, requests being read): 64, or 5 % of a large limit.
+pub fn reserve(limit: u64) -> u64 {
+    (limit / 20).max(64)
+}
+
+/// Whether a new connection fits with `open` connections under the soft limit `limit`.
+pub fn fits(open: u64, limit: u64) -> bool {
+    open.saturating_add(reserve(limit)) < limit
+}
+
+/// Middleware for the connection endpoints: refuses a new connection near the limit.
+pub async fn refuse_near_limit(
+    State(node): State<Arc<Node>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let open = u64::try_from(node.metrics.sockets.get()).unwrap_or(0);
+    let limit = rotor_tenant_config::fdlimit::soft_limit();
+    if fits(open, limit) {
+        return next.run(req).await;
+    }
+    node.metrics.connections_refused.inc("open_files");
+    tracing::warn!(open, limit, "connection refused: near the open-file limit");
+    let mut resp = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({"error": {"code": "too_many_connections", "message": "this server is at its connection capacity; retry shortly"}})),
+    )
+        .into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reserve_keeps_room_for_everything_else() {
+        assert_eq!(reserve(256), 64);
+        assert_eq!(reserve(20_000), 1_000);
+        assert!(fits(191, 256));
+        assert!(!fits(192, 256));
+        assert!(fits(18_999, 20_000) && !fits(19_000, 20_000));
+        assert!(fits(0, u64::MAX));
+    }
+}
