@@ -76,6 +76,45 @@ impl PlanLimits {
         serde_json::from_value(v.clone()).map_err(|e| e.to_string())
     }
 
+    /// The limits of a project's plan (all 0, unlimited, for a plan that is gone).
+    pub async fn of_project<'e>(
+        db: impl sqlx::PgExecutor<'e>,
+        project: &ProjectId,
+    ) -> Result<Self, sqlx::Error> {
+        let limits: Option<Value> = sqlx::query_scalar(
+            "SELECT limits FROM plans WHERE name = (SELECT plan FROM projects WHERE id = $1)",
+        )
+        .bind(project)
+        .fetch_optional(db)
+        .await?;
+        Ok(limits.map(|l| Self::from_json(&l)).unwrap_or_default())
+    }
+
+    /// The first history option of channel `options` over the plan's maxima: its name and
+    /// what the plan allows. Namespaces and the options of channels without a namespace are
+    /// held to the same limits.
+    pub fn history_excess(&self, options: &Value) -> Option<(&'static str, String)> {
+        let size = options.get("history_size").and_then(Value::as_u64);
+        if self.max_history_size > 0 && size.unwrap_or(0) > u64::from(self.max_history_size) {
+            return Some((
+                "history_size",
+                format!("your plan allows at most {}", self.max_history_size),
+            ));
+        }
+        let ttl = options
+            .get("history_ttl")
+            .and_then(Value::as_str)
+            .and_then(|t| rotor_tenant_config::parse_go_duration(t).ok())
+            .unwrap_or_default();
+        if self.max_history_ttl_seconds > 0 && ttl.as_secs() > self.max_history_ttl_seconds {
+            return Some((
+                "history_ttl",
+                format!("your plan allows at most {}s", self.max_history_ttl_seconds),
+            ));
+        }
+        None
+    }
+
     /// Lowers a namespace's history settings to the plan's maxima (after a downgrade).
     fn clamp_history(&self, ns: &mut Map<String, Value>) {
         if self.max_history_size > 0 {
@@ -210,14 +249,7 @@ pub async fn compile(
     .bind(project)
     .fetch_all(&mut *tx)
     .await?;
-    let limits: Value = sqlx::query_scalar(
-        "SELECT limits FROM plans WHERE name = (SELECT plan FROM projects WHERE id = $1)",
-    )
-    .bind(project)
-    .fetch_optional(&mut *tx)
-    .await?
-    .unwrap_or(Value::Null);
-    let limits = PlanLimits::from_json(&limits);
+    let limits = PlanLimits::of_project(&mut *tx, project).await?;
     let namespaces: Vec<(String, Value)> =
         sqlx::query_as("SELECT name, options FROM namespaces WHERE project_id = $1 ORDER BY name")
             .bind(project)
@@ -265,6 +297,11 @@ pub async fn compile(
         Some(Value::Object(c)) => c,
         _ => Map::new(),
     };
+    // Channels without a namespace are held to the plan like namespaces (after a downgrade
+    // too).
+    if let Some(Value::Object(options)) = channel.get_mut("without_namespace") {
+        limits.clamp_history(options);
+    }
     client.insert("token".into(), Value::Object(token));
     // The dashboard's debug console connects from the control plane's own origin, so it is
     // always allowed besides the customer's own (with none, browsers are refused otherwise, as

@@ -460,3 +460,50 @@ async fn the_management_token_check_holds_under_concurrency_in_the_callers_trans
         .count();
     assert_eq!(made, 9, "free allows 10 tokens and one existed");
 }
+
+#[tokio::test]
+async fn channels_without_a_namespace_are_held_to_the_plans_history_limits() {
+    let api = Api::start().await;
+    let token = api.account("owner@example.com").await;
+    let p = api.project(&token, "unbounded").await;
+    let path = format!("/v1/projects/{}", p["id"].as_str().unwrap());
+    // A free project asking for four billion publications of history per channel.
+    for (options, field) in [
+        (
+            json!({"history_size": 4_000_000_000u64, "history_ttl": "60s"}),
+            "settings.without_namespace.history_size",
+        ),
+        (
+            json!({"history_size": 10, "history_ttl": "720h"}),
+            "settings.without_namespace.history_ttl",
+        ),
+    ] {
+        let (s, b) = api
+            .call(
+                "PATCH",
+                &path,
+                Some(&token),
+                Some(json!({"settings": {"without_namespace": options}})),
+            )
+            .await;
+        assert_eq!((s, b["error"]["field"].as_str()), (400, Some(field)), "{b}");
+    }
+    let within =
+        json!({"settings": {"without_namespace": {"history_size": 100, "history_ttl": "60s"}}});
+    let (s, b) = api.call("PATCH", &path, Some(&token), Some(within)).await;
+    assert_eq!(s, 200, "{b}");
+    // Stored before the plan was lowered (or written past the API): the tenant still gets
+    // the plan's maxima.
+    sqlx::query(
+        "UPDATE projects SET settings = jsonb_set(settings, '{without_namespace}', \
+         '{\"history_size\": 4000000000, \"history_ttl\": \"720h\"}') WHERE id = $1",
+    )
+    .bind(p["id"].as_str().unwrap())
+    .execute(&api.pool)
+    .await
+    .unwrap();
+    let (config, _) = compile(&api.pool, &pid(&p), None, None).await.unwrap();
+    let options = &config.channel.without_namespace;
+    assert_eq!(options.history_size, 100, "free allows 100");
+    assert_eq!(options.history_ttl.get(), Duration::from_secs(3600));
+}

@@ -622,7 +622,7 @@ async fn plan_limits_are_checked_by_the_control_plane_and_compiled_for_the_tenan
     assert_eq!(config.client.connection_limit, 200);
     assert_eq!(config.rotor.publish_rate_limit, 100);
     // Plans are the operator's (a customer's PATCH of "plan" is refused:
-    // bounds_and_secrets.rs).
+    // plan_bounds.rs).
     rotor_control_plane::operator::set_plan(
         &api.pool,
         &rotor_control_plane::operator::Operator {

@@ -91,33 +91,8 @@ pub async fn put_namespace(
     let mut tx = state.pool.begin().await?;
     // Locks the project until commit: concurrent creations are counted one after another.
     let limits = crate::limits::check_namespaces_in_tx(&mut tx, project, name).await?;
-    if limits.max_history_size > 0
-        && canonical
-            .get("history_size")
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-            > u64::from(limits.max_history_size)
-    {
-        return Err(RestError::field(
-            "history_size",
-            format!("your plan allows at most {}", limits.max_history_size),
-        ));
-    }
-    if limits.max_history_ttl_seconds > 0 {
-        let ttl = canonical
-            .get("history_ttl")
-            .and_then(Value::as_str)
-            .and_then(|t| rotor_tenant_config::parse_go_duration(t).ok())
-            .unwrap_or_default();
-        if ttl.as_secs() > limits.max_history_ttl_seconds {
-            return Err(RestError::field(
-                "history_ttl",
-                format!(
-                    "your plan allows at most {}s",
-                    limits.max_history_ttl_seconds
-                ),
-            ));
-        }
+    if let Some((field, message)) = limits.history_excess(&canonical) {
+        return Err(RestError::field(field, message));
     }
     let before: Option<Value> = sqlx::query_scalar(
         "SELECT options FROM namespaces WHERE project_id = $1 AND name = $2 FOR UPDATE",

@@ -115,7 +115,19 @@ async fn validate_settings(state: &AppState, id: &ProjectId, settings: &Value) -
             .fetch_all(&state.pool)
             .await?;
     crate::project_settings::validate(settings, &namespaces)
-        .map_err(|e| RestError::field(e.field, e.message))
+        .map_err(|e| RestError::field(e.field, e.message))?;
+    // Options of channels without a namespace stay within the plan, as namespaces do.
+    let limits = crate::tenant::PlanLimits::of_project(&state.pool, id).await?;
+    if let Some((field, message)) = settings
+        .get("without_namespace")
+        .and_then(|options| limits.history_excess(options))
+    {
+        return Err(RestError::field(
+            format!("settings.without_namespace.{field}"),
+            message,
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
