@@ -23,6 +23,7 @@ const SECRET_FIELDS: &[&str] = &[
     "key_hash",
     "token",
     "token_hash",
+    "redis_url",
 ];
 
 /// Who made a change.
@@ -32,6 +33,8 @@ pub enum Actor<'a> {
     Account(&'a AccountId),
     /// The operator, through `rotor-control-plane operator …` (`operator:<name>`).
     Operator(&'a str),
+    /// Rotor itself (`system:<component>`), e.g. the supervisor restarting a tenant.
+    System(&'a str),
 }
 
 impl Actor<'_> {
@@ -40,6 +43,7 @@ impl Actor<'_> {
         match self {
             Actor::Account(id) => format!("account:{id}"),
             Actor::Operator(name) => format!("operator:{name}"),
+            Actor::System(name) => format!("system:{name}"),
         }
     }
 }

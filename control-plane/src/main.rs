@@ -1,7 +1,7 @@
 //! `rotor-control-plane serve`: runs the control plane — migrations, the public listener
 //! (edge + REST API + dashboard), and the reconciler that supervises tenant processes.
 //! `rotor-control-plane operator …`: the operator's commands on plans, limits and project
-//! status (see [`rotor_control_plane::operator`]), against `DATABASE_URL`.
+//! status and Redis URLs (see [`rotor_control_plane::operator`]), against `DATABASE_URL`.
 
 use std::sync::Arc;
 
@@ -54,6 +54,14 @@ enum OperatorCommand {
     },
     /// List the plans with their limits and how many projects and accounts are on each.
     ListPlans,
+    /// Point a Redis-engine project at its own Redis: the URL (`redis://:password@host:6379`)
+    /// is read from the first line of stdin, never from the command line, and stored sealed
+    /// (needs ROTOR_SECRET_KEY). With --clear, back to the installation's REDIS_URL.
+    SetRedisUrl {
+        project: String,
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 #[tokio::main]
@@ -91,6 +99,20 @@ async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
             let limits: serde_json::Value =
                 serde_json::from_str(&limits).context("limits must be a JSON object")?;
             operator::set_limits(&pool, &op, &plan, &limits).await?
+        }
+        OperatorCommand::SetRedisUrl { project, clear } => {
+            let mut url = String::new();
+            if !clear {
+                std::io::stdin()
+                    .read_line(&mut url)
+                    .context("reading the Redis URL from stdin")?;
+                anyhow::ensure!(
+                    !url.trim().is_empty(),
+                    "give the Redis URL on stdin, or --clear"
+                );
+            }
+            let url = (!clear).then_some(url.as_str());
+            operator::set_redis_url(&pool, &op, &project, url).await?
         }
         OperatorCommand::ListPlans => {
             for plan in operator::list_plans(&pool).await? {
@@ -142,10 +164,21 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
     let driver = Arc::new(
         LocalDriver::new(settings.data_plane_bin.clone(), run_dir)
             .context("run dir")?
-            .allow_private_egress(settings.tenant_private_egress),
+            .allow_private_egress(settings.tenant_private_egress)
+            .park_after(rotor_control_plane::parking::park_after()),
     );
+    tracing::info!(limits = %driver.sandbox().describe(), "tenant processes are confined by the kernel");
     let routes = state.routes.clone();
     let stop = CancellationToken::new();
+    // Tenants push usage and idleness here (bound before any tenant starts).
+    let reports =
+        rotor_control_plane::parking::bind(&driver.report_socket()).context("report socket")?;
+    let reports_task = tokio::spawn(rotor_control_plane::parking::receive(
+        reports,
+        state.pool.clone(),
+        routes.clone(),
+        stop.clone(),
+    ));
 
     if demo {
         let demo = rotor_control_plane::demo::ensure(&state)
@@ -153,7 +186,7 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
             .context("demo project")?;
         println!("{}", demo.describe(&settings.public_url));
     }
-    let mut reconciler = Reconciler::new(state.clone(), driver, routes.clone());
+    let mut reconciler = Reconciler::new(state.clone(), driver.clone(), routes.clone());
     reconciler.start_up().await;
     let reconcile_task = tokio::spawn(reconciler.run(stop.clone()));
     // Previous token secrets are erased once their grace period ends.
@@ -168,6 +201,31 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
         stop.clone(),
     ));
 
+    let connections =
+        edge::caps::Connections::new(settings.edge, rotor_tenant_config::fdlimit::soft_limit());
+    let edge_caps = connections.snapshot();
+    tracing::info!(
+        max_connections = edge_caps.limits.max_connections,
+        max_per_address = edge_caps.limits.max_per_address,
+        open_files_reserve = edge_caps.file_reserve,
+        "edge connection caps"
+    );
+    // The operator's metrics listener, announced before the public one (tests wait for that).
+    let metrics_task = match &settings.metrics_listen {
+        Some(at) => {
+            let metrics = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("bind ROTOR_METRICS_LISTEN {at}"))?;
+            println!("rotor-control-plane metrics on {}", metrics.local_addr()?);
+            Some(tokio::spawn(edge::metrics::serve(
+                metrics,
+                connections.clone(),
+                stop.clone(),
+            )))
+        }
+        None => None,
+    };
+
     println!("rotor-control-plane listening on {addr}");
     tracing::info!(%addr, public_url = %settings.public_url, "control plane started");
     let edge_task = tokio::spawn(edge::serve(
@@ -175,6 +233,7 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
         routes,
         app::public_app(state),
         settings.tenant_host.clone(),
+        connections,
         stop.clone(),
     ));
 
@@ -188,7 +247,14 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
     tracing::info!("control plane stopping; tenant processes keep running");
     stop.cancel();
     let _ = edge_task.await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     let _ = reconcile_task.await;
+    let _ = reports_task.await;
+    // Tenants outlive the control plane (the next one adopts them); their parent group goes
+    // only when none is left.
+    driver.sandbox().close();
     let _ = usage_task.await;
     let _ = sweep_task.await;
     Ok(())

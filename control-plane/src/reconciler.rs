@@ -4,7 +4,7 @@
 //! edge's route table. A pass runs on every change notification, on every tenant exit, and
 //! every two seconds regardless, so a restarted tenant or control plane converges by itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +12,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::ProjectId;
+use crate::sandbox::{ExitCause, TenantLimits};
 use crate::state::AppState;
 use crate::supervisor::{pid_alive, Driver, LocalDriver, ProcessRecord, Route, RouteTable};
-use crate::tenant;
+use crate::{tenant, tenant_events};
 
 const PASS_INTERVAL: Duration = Duration::from_secs(2);
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -23,6 +24,8 @@ struct Running {
     record: ProcessRecord,
     applied: i64,
     started: Instant,
+    /// The kernel limits last applied (unknown for an adopted process).
+    limits: Option<TenantLimits>,
 }
 
 #[derive(Default)]
@@ -49,6 +52,8 @@ pub struct Reconciler {
     driver: Arc<LocalDriver>,
     routes: Arc<RouteTable>,
     running: HashMap<ProjectId, Running>,
+    /// Tenants stopped while idle; started again when the edge asks ([`crate::parking`]).
+    parked: HashSet<ProjectId>,
     backoff: HashMap<ProjectId, Backoff>,
     http: reqwest::Client,
 }
@@ -60,6 +65,7 @@ impl Reconciler {
             driver,
             routes,
             running: HashMap::new(),
+            parked: HashSet::new(),
             backoff: HashMap::new(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(3))
@@ -81,12 +87,22 @@ impl Reconciler {
                         record,
                         applied: 0,
                         started: Instant::now(),
+                        limits: None,
                     },
                 );
             } else {
                 self.driver.remove_files(&id);
             }
         }
+        self.parked = self
+            .driver
+            .parked()
+            .into_iter()
+            .filter(|id| !self.running.contains_key(id))
+            .collect();
+        // Groups left by tenants that are gone (a control plane killed before cleaning up).
+        let live = self.running.keys().map(|id| id.to_string()).collect();
+        self.driver.sandbox().sweep(&live);
         self.pass().await;
     }
 
@@ -117,6 +133,35 @@ impl Reconciler {
             .map(|t| (t.id.clone(), t))
             .collect();
 
+        // Wake what the edge asked for; forget parked tenants that were deleted or suspended.
+        let wakes = self.routes.take_wakes();
+        let woken: Vec<ProjectId> = active
+            .values()
+            .filter(|t| wakes.contains(&t.slug))
+            .map(|t| t.id.clone())
+            .collect();
+        for id in woken {
+            if self.parked.remove(&id) {
+                self.driver.mark_parked(&id, false);
+                tracing::info!(tenant = %id, "waking parked tenant");
+            }
+        }
+        let gone: Vec<ProjectId> = self
+            .parked
+            .iter()
+            .filter(|id| !active.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.parked.remove(&id);
+            self.driver.mark_parked(&id, false);
+        }
+        // Park the idle tenants that asked.
+        for id in self.routes.take_parks() {
+            if let Some(row) = active.get(&id) {
+                self.park(&id, &row.slug).await;
+            }
+        }
         // Stop what should not run.
         let to_stop: Vec<ProjectId> = self
             .running
@@ -129,6 +174,7 @@ impl Reconciler {
                 tracing::info!(tenant = %id, "stopping tenant");
                 self.driver.stop(&r.record, STOP_GRACE).await;
                 self.driver.remove_files(&id);
+                self.driver.release(&id).await;
             }
         }
         // Forget the dead.
@@ -140,16 +186,31 @@ impl Reconciler {
             .collect();
         for id in dead {
             if let Some(r) = self.running.remove(&id) {
+                let cause = self.driver.exit_cause(&id).await;
+                self.driver.release(&id).await;
                 let b = self.backoff.entry(id.clone()).or_default();
                 if r.started.elapsed() > Duration::from_secs(30) {
                     b.failures = 0;
                 }
                 b.failed();
-                tracing::warn!(tenant = %id, failures = b.failures, "tenant process died; restarting with backoff");
+                match &cause {
+                    ExitCause::OutOfMemory { limit_bytes } => {
+                        tracing::warn!(tenant = %id, limit_bytes, failures = b.failures, "tenant went over its memory limit and was killed by the kernel; restarting")
+                    }
+                    ExitCause::Exited { status } => {
+                        tracing::warn!(tenant = %id, %status, failures = b.failures, "tenant process died; restarting with backoff")
+                    }
+                }
+                if let Err(e) = tenant_events::record_exit(&self.state.pool, &id, &cause).await {
+                    tracing::warn!(tenant = %id, error = %e, "cannot record the tenant's exit");
+                }
             }
         }
         // Start or update what should run.
         for (id, row) in &active {
+            if self.parked.contains(id) {
+                continue;
+            }
             match self.running.get(id) {
                 None => self.start(id).await,
                 Some(r) if r.applied < row.config_version => self.push(id).await,
@@ -166,6 +227,8 @@ impl Reconciler {
                         addr: r.record.addr,
                         handoff: r.record.handoff.clone(),
                     }
+                } else if self.parked.contains(&t.id) {
+                    Route::Parked
                 } else {
                     Route::Starting
                 };
@@ -180,8 +243,57 @@ impl Reconciler {
         self.routes.replace(routes, processes);
     }
 
+    /// Parks an idle tenant: new connections wait at the edge while the process is asked to
+    /// stop; it refuses (409) if anything arrived meanwhile, and then keeps serving.
+    async fn park(&mut self, id: &ProjectId, slug: &str) {
+        let Some(running) = self.running.get(id) else {
+            return;
+        };
+        let record = running.record.clone();
+        self.routes.set(slug, Route::Parked);
+        let url = format!("{}/admin/park", record.admin_base());
+        let answer = self
+            .http
+            .post(url)
+            .bearer_auth(&record.admin_token)
+            .send()
+            .await;
+        match answer {
+            Ok(resp) if resp.status().is_success() => {}
+            other => {
+                let why = match other {
+                    Ok(resp) => resp.text().await.unwrap_or_default(),
+                    Err(e) => e.to_string(),
+                };
+                tracing::debug!(tenant = %id, %why, "not parked");
+                self.routes.set(
+                    slug,
+                    Route::Active {
+                        addr: record.addr,
+                        handoff: record.handoff.clone(),
+                    },
+                );
+                return;
+            }
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        while pid_alive(record.pid) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if pid_alive(record.pid) {
+            self.driver.stop(&record, Duration::from_millis(100)).await;
+        }
+        self.running.remove(id);
+        let _ = self.driver.exit_cause(id).await;
+        self.driver.release(id).await;
+        self.driver.remove_runtime_files(id);
+        self.driver.mark_parked(id, true);
+        self.parked.insert(id.clone());
+        tracing::info!(tenant = %id, "parked idle tenant");
+    }
+
     /// The tenant's current config and its version; failures are logged.
-    async fn compile(&self, id: &ProjectId) -> Option<(rotor_tenant_config::TenantConfig, i64)> {
+    async fn compile(&self, id: &ProjectId) -> Option<tenant::Compiled> {
         let redis = self.state.settings.redis_url.as_deref();
         let dashboard = tenant::origin_of(&self.state.settings.public_url);
         match tenant::compile(&self.state.pool, id, redis, dashboard.as_deref()).await {
@@ -197,14 +309,19 @@ impl Reconciler {
         if !self.backoff.get(id).is_none_or(Backoff::ready) {
             return;
         }
-        let Some((config, version)) = self.compile(id).await else {
+        let Some(tenant::Compiled {
+            config,
+            version,
+            limits,
+        }) = self.compile(id).await
+        else {
             self.backoff.entry(id.clone()).or_default().failed();
             return;
         };
         let began = Instant::now();
         match self
             .driver
-            .start(id, &config.to_json(), self.state.reconcile.clone())
+            .start(id, &config.to_json(), &limits, self.state.reconcile.clone())
             .await
         {
             Ok(record) => {
@@ -215,6 +332,7 @@ impl Reconciler {
                         record,
                         applied: version,
                         started: Instant::now(),
+                        limits: Some(limits),
                     },
                 );
                 if let Some(b) = self.backoff.get_mut(id) {
@@ -235,7 +353,28 @@ impl Reconciler {
         let Some(running) = self.running.get(id) else {
             return;
         };
-        let Some((config, version)) = self.compile(id).await else {
+        let Some(tenant::Compiled {
+            config,
+            version,
+            limits,
+        }) = self.compile(id).await
+        else {
+            return;
+        };
+        if running.limits != Some(limits) {
+            match self.driver.set_limits(id, &running.record, &limits).await {
+                Ok(()) => {
+                    tracing::info!(tenant = %id, ?limits, "tenant limits applied");
+                    if let Some(r) = self.running.get_mut(id) {
+                        r.limits = Some(limits);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = %id, error = %e, "cannot change the tenant's limits while it runs; they apply at its next start")
+                }
+            }
+        }
+        let Some(running) = self.running.get(id) else {
             return;
         };
         let url = format!("{}/admin/config", running.record.admin_base());

@@ -1,5 +1,5 @@
 //! Envelope encryption of the secrets Rotor must keep readable (token HMAC secrets, proxy
-//! static header values): each value gets a fresh random data key, the value is encrypted by
+//! static header values, a project's own Redis URL): each value gets a fresh random data key, the value is encrypted by
 //! the data key and the data key by the operator's key-encryption key (`ROTOR_SECRET_KEY`),
 //! both with XChaCha20-Poly1305 and both bound to what the value belongs to (purpose and
 //! project id as associated data), so a ciphertext copied into another project's row, or into
@@ -54,6 +54,8 @@ pub enum Purpose {
     TokenSecret,
     /// A value of a proxy's `http.static_headers` in the project settings.
     ProxyHeader,
+    /// `projects.redis_url` (may carry a password: `redis://:pass@host`).
+    RedisUrl,
 }
 
 impl Purpose {
@@ -61,6 +63,7 @@ impl Purpose {
         match self {
             Purpose::TokenSecret => "token-secret",
             Purpose::ProxyHeader => "proxy-header",
+            Purpose::RedisUrl => "redis-url",
         }
     }
 }
@@ -455,10 +458,12 @@ mod tests {
             ring.open(Context::new(Purpose::TokenSecret, &b), &sealed),
             Err(SealError::Mismatch)
         );
-        assert_eq!(
-            ring.open(Context::new(Purpose::ProxyHeader, &a), &sealed),
-            Err(SealError::Mismatch)
-        );
+        for other in [Purpose::ProxyHeader, Purpose::RedisUrl] {
+            assert_eq!(
+                ring.open(Context::new(other, &a), &sealed),
+                Err(SealError::Mismatch)
+            );
+        }
         // Fresh randomness each time.
         assert_ne!(
             sealed,

@@ -1,7 +1,10 @@
-//! Secrets at rest in Postgres: projects' token HMAC secrets (`token_secrets`) and proxy static
-//! header values (in `projects.settings`) are stored sealed ([`crate::sealed`]). This module
-//! seals what an older version left in plaintext (at start-up, idempotent), opens a project's
-//! token secret for its owner, and erases previous secrets whose grace period has ended.
+//! Secrets at rest in Postgres: projects' token HMAC secrets (`token_secrets`), proxy static
+//! header values (in `projects.settings`) and a project's own Redis URL (`projects.redis_url`,
+//! which may carry a password) are stored sealed ([`crate::sealed`]). This module seals what an
+//! older version (or an operator's hand) left in plaintext (at start-up, idempotent), opens a
+//! project's token secret for its owner, and erases previous secrets whose grace period has
+//! ended. The Redis URL is opened only where the tenant's config is built
+//! ([`crate::tenant::compile`]); no API shows it.
 
 use std::time::Duration;
 
@@ -35,6 +38,11 @@ pub fn seal_token_secret(project: &ProjectId, secret: &str) -> Result<String, Se
         source,
     })?;
     Ok(keyring.seal(Context::new(Purpose::TokenSecret, project), secret))
+}
+
+/// A Redis URL sealed for `project`, ready to store in `projects.redis_url`.
+pub fn seal_redis_url(project: &ProjectId, url: &str) -> Result<String, SealError> {
+    Ok(Keyring::global()?.seal(Context::new(Purpose::RedisUrl, project), url))
 }
 
 /// The project's current token secret in plaintext (for its owner: reveal, console tokens,
@@ -116,6 +124,8 @@ pub struct SealReport {
     pub token_rows: u64,
     /// Projects whose settings had static header values sealed or re-sealed.
     pub settings_rows: u64,
+    /// Projects whose `redis_url` was sealed or re-sealed.
+    pub redis_url_rows: u64,
     /// Values sealed under a key that is not configured, left as they are.
     pub unknown_key: u64,
 }
@@ -193,11 +203,40 @@ pub async fn seal_at_rest(pool: &PgPool) -> Result<SealReport, SecretError> {
             }
         }
     }
+    let rows: Vec<(ProjectId, String)> = sqlx::query_as(
+        "SELECT id, redis_url FROM projects \
+         WHERE redis_url IS NOT NULL AND redis_url NOT LIKE $1 FOR UPDATE",
+    )
+    .bind(&current)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (project, url) in rows {
+        let ctx = Context::new(Purpose::RedisUrl, &project);
+        let sealed = if is_sealed(&url) {
+            match keyring.open(ctx, &url) {
+                Ok(plain) => keyring.seal(ctx, &plain),
+                Err(e) => {
+                    report.unknown_key += 1;
+                    tracing::error!(%project, error = %e, "a project's redis_url cannot be re-sealed; the project will not compile until it is set again or the key is configured");
+                    continue;
+                }
+            }
+        } else {
+            keyring.seal(ctx, &url)
+        };
+        sqlx::query("UPDATE projects SET redis_url = $2 WHERE id = $1")
+            .bind(&project)
+            .bind(sealed)
+            .execute(&mut *tx)
+            .await?;
+        report.redis_url_rows += 1;
+    }
     tx.commit().await?;
     if report != SealReport::default() {
         tracing::info!(
             token_rows = report.token_rows,
             settings_rows = report.settings_rows,
+            redis_url_rows = report.redis_url_rows,
             unknown_key = report.unknown_key,
             "secrets at rest sealed"
         );

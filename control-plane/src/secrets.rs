@@ -85,11 +85,21 @@ impl TokenBucket {
         }
     }
 
-    fn take(&mut self) -> bool {
+    fn refill(&mut self) {
         let now = Instant::now();
         let refill = now.duration_since(self.at).as_secs_f64() * self.per_second;
         self.tokens = (self.tokens + refill).min(self.per_second);
         self.at = now;
+    }
+
+    /// Whether a token is there now (without taking it).
+    fn has_token(&mut self) -> bool {
+        self.refill();
+        self.tokens >= 1.0
+    }
+
+    fn take(&mut self) -> bool {
+        self.refill();
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -191,6 +201,13 @@ fn lower_this_threads_priority() {
 /// log in many times in a row.
 pub fn set_password_checks_per_second(per_second: u32) {
     *PasswordWork::get().rate.lock() = TokenBucket::new(per_second);
+}
+
+/// Whether the box-wide rate would admit a password check now (without using it up): when
+/// not, a login or sign-up is answered "busy" before it costs anything else, such as a round
+/// trip to the login counters. A check may still be refused when it comes to it.
+pub fn password_check_admissible() -> bool {
+    PasswordWork::get().rate.lock().has_token()
 }
 
 /// How many password hashes or checks are computing right now.

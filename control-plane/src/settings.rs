@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::edge::caps::EdgeLimits;
+
 /// How the control plane is run.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -22,13 +24,32 @@ pub struct Settings {
     /// origin, so nothing a browser keeps for the dashboard's origin is ever sent to a tenant.
     /// Without it tenants are reached under `/t/{slug}/` of the public URL (local use).
     pub tenant_host: Option<TenantHost>,
+    /// Caps on the edge's connections: `ROTOR_EDGE_MAX_CONNECTIONS` (default 90 % of the
+    /// open-file soft limit less its reserve, see [`EdgeLimits::defaults`]) and
+    /// `ROTOR_EDGE_MAX_CONNECTIONS_PER_ADDRESS` (default 1,000; IPv6 counted by /64).
+    pub edge: EdgeLimits,
+    /// `ROTOR_METRICS_LISTEN` (e.g. `127.0.0.1:9464`): the operator's listener for `GET
+    /// /metrics`; none when unset. Never the public listener.
+    pub metrics_listen: Option<String>,
 }
 
 impl Settings {
     /// Reads `DATABASE_URL`, `REDIS_URL`, `ROTOR_LISTEN`, `ROTOR_PUBLIC_URL`,
-    /// `ROTOR_DATA_PLANE_BIN` and `ROTOR_TENANT_PRIVATE_EGRESS`.
+    /// `ROTOR_DATA_PLANE_BIN`, `ROTOR_TENANT_PRIVATE_EGRESS`, `ROTOR_TENANT_HOST`, the edge's
+    /// caps and `ROTOR_METRICS_LISTEN`. The default caps follow the open-file limit in force,
+    /// so read the settings after raising it.
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let defaults = EdgeLimits::defaults(rotor_tenant_config::fdlimit::soft_limit());
+        let cap = |k: &str, default: usize| {
+            var(k).map_or(default, |v| match v.trim().parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    tracing::error!(value = %v, default, "{k} ignored: not a positive integer");
+                    default
+                }
+            })
+        };
         let listen = var("ROTOR_LISTEN").unwrap_or_else(|| "127.0.0.1:8000".into());
         Self {
             database_url: var("DATABASE_URL")
@@ -46,6 +67,14 @@ impl Settings {
                     .inspect_err(|e| tracing::error!(value = %v, "ROTOR_TENANT_HOST ignored: {e}"))
                     .ok()
             }),
+            edge: EdgeLimits {
+                max_connections: cap("ROTOR_EDGE_MAX_CONNECTIONS", defaults.max_connections),
+                max_per_address: cap(
+                    "ROTOR_EDGE_MAX_CONNECTIONS_PER_ADDRESS",
+                    defaults.max_per_address,
+                ),
+            },
+            metrics_listen: var("ROTOR_METRICS_LISTEN"),
         }
     }
 
@@ -254,6 +283,8 @@ mod tests {
             data_plane_bin: PathBuf::new(),
             tenant_private_egress: false,
             tenant_host: Some(h),
+            edge: EdgeLimits::defaults(1024),
+            metrics_listen: None,
         };
         assert_eq!(s.tenant_ws_base("a"), "wss://a.rt.example.com:9443");
         let s = Settings {

@@ -18,19 +18,22 @@ pub struct AppState {
     pub reconcile: Arc<Notify>,
     /// Where each tenant runs (filled by the reconciler; read by the edge and the dashboard).
     pub routes: Arc<RouteTable>,
-    /// Failed logins and sign-ups, per email and per client address (REST and dashboard).
+    /// Failed logins and sign-ups, per email and per client address (REST and dashboard),
+    /// counted in Postgres so every control-plane process shares them.
     pub auth_limits: Arc<AuthLimits>,
 }
 
 impl AppState {
     /// State over a connected pool, with an empty route table.
     pub fn new(pool: PgPool, settings: Arc<Settings>) -> Self {
+        let reconcile = Arc::new(Notify::new());
+        let auth_limits = Arc::new(AuthLimits::new(pool.clone()));
         Self {
             pool,
             settings,
-            reconcile: Arc::new(Notify::new()),
-            routes: Arc::new(RouteTable::default()),
-            auth_limits: Arc::new(AuthLimits::default()),
+            routes: Arc::new(RouteTable::new(reconcile.clone())),
+            reconcile,
+            auth_limits,
         }
     }
 

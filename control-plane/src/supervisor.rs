@@ -3,13 +3,13 @@
 //! of each process (pid, address, admin token) is kept on disk so a restarted control plane
 //! adopts running tenants instead of restarting them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::ids::ProjectId;
+use crate::sandbox::{ExitCause, Sandbox, SandboxError, TenantLimits};
 
 /// How a supervised process can be reached.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -33,6 +34,14 @@ pub struct ProcessRecord {
     /// the edge); absent for processes started without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handoff: Option<PathBuf>,
+    /// The process's control group directories (empty without cgroups): what cleans up after
+    /// a control plane needs to find.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cgroups: Vec<PathBuf>,
+    /// Whether the process pushes its usage and idleness ([`crate::parking`]); processes from
+    /// before that are scraped.
+    #[serde(default)]
+    pub reports: bool,
 }
 
 impl ProcessRecord {
@@ -53,20 +62,35 @@ pub enum SpawnError {
     Timeout,
     #[error("cannot write tenant files: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot confine tenant process: {0}")]
+    Sandbox(#[from] SandboxError),
 }
 
 /// Starts and stops tenant processes (local child processes here; a Kubernetes driver would
-/// implement the same contract).
+/// implement the same contract, mapping [`TenantLimits`] to the pod's resources: memory
+/// limit, CPU request/shares, pid limit, and the open-file limit of its container runtime).
 #[async_trait::async_trait]
 pub trait Driver: Send + Sync + 'static {
-    /// Starts a tenant with `config_json`; resolves once it listens. `exited` is notified when
-    /// the process ends.
+    /// Starts a tenant with `config_json` inside `limits`, enforced by the kernel from its
+    /// first moment; resolves once it listens. `exited` is notified when the process ends.
     async fn start(
         &self,
         tenant: &ProjectId,
         config_json: &str,
+        limits: &TenantLimits,
         exited: Arc<Notify>,
     ) -> Result<ProcessRecord, SpawnError>;
+    /// Applies changed limits to a running tenant (its plan changed).
+    async fn set_limits(
+        &self,
+        tenant: &ProjectId,
+        record: &ProcessRecord,
+        limits: &TenantLimits,
+    ) -> Result<(), SandboxError>;
+    /// Why a tenant's process ended, once it has (e.g. killed for exceeding its memory).
+    async fn exit_cause(&self, tenant: &ProjectId) -> ExitCause;
+    /// Releases what the driver held for a tenant whose process is gone (its control group).
+    async fn release(&self, tenant: &ProjectId);
     /// Stops a tenant gracefully (SIGTERM, then SIGKILL after `grace`).
     async fn stop(&self, record: &ProcessRecord, grace: Duration);
     /// Whether a process from an earlier control plane is still ours and alive.
@@ -78,19 +102,78 @@ pub struct LocalDriver {
     bin: PathBuf,
     dir: PathBuf,
     public_egress_only: bool,
+    sandbox: Sandbox,
+    /// Exit statuses of the processes this control plane reaped, until read.
+    exits: Arc<Mutex<HashMap<ProjectId, String>>>,
+    /// Idle time after which tenants ask to be parked (`None`: never).
+    park_after: Option<Duration>,
 }
 
 impl LocalDriver {
     /// Spawns `bin`, keeping config and state files in `dir`. Tenants may call only public
     /// addresses with their proxies and JWKS fetches (`ROTOR_EGRESS=public`) unless
     /// [`LocalDriver::allow_private_egress`] is called.
+    /// Tenant limits are enforced with the cgroup hierarchy delegated to this process, when
+    /// there is one ([`Sandbox::detect`]).
     pub fn new(bin: PathBuf, dir: PathBuf) -> std::io::Result<Self> {
         prepare_run_dir(&dir)?;
+        let sandbox = Sandbox::detect(&dir);
+        // Where the tenants' groups live, for whoever cleans up after this control plane.
+        let parents: Vec<String> = sandbox
+            .parents()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        std::fs::write(dir.join("cgroups"), parents.join("\n"))?;
         Ok(Self {
             bin,
             dir,
             public_egress_only: true,
+            sandbox,
+            exits: Arc::default(),
+            park_after: None,
         })
+    }
+
+    /// Tenants idle for `after` ask to be parked ([`crate::parking`]).
+    pub fn park_after(mut self, after: Option<Duration>) -> Self {
+        self.park_after = after;
+        self
+    }
+
+    /// Where tenants push their reports.
+    pub fn report_socket(&self) -> PathBuf {
+        crate::parking::socket_path(&self.dir)
+    }
+
+    /// Remembers (or forgets) that `tenant` is parked, across control-plane restarts.
+    pub fn mark_parked(&self, tenant: &ProjectId, parked: bool) {
+        let path = self.dir.join(format!("{tenant}.parked"));
+        if parked {
+            let _ = std::fs::write(path, b"");
+        } else {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// The tenants marked parked.
+    pub fn parked(&self) -> HashSet<ProjectId> {
+        std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let path = e.path();
+                (path.extension()? == "parked")
+                    .then(|| ProjectId::parse(path.file_stem()?.to_str()?))
+                    .flatten()
+            })
+            .collect()
+    }
+
+    /// How tenants are confined here (for the start-up log).
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
     }
 
     /// Lets tenants call private and loopback addresses (a backend on the same host or
@@ -178,8 +261,11 @@ impl Driver for LocalDriver {
         &self,
         tenant: &ProjectId,
         config_json: &str,
+        limits: &TenantLimits,
         exited: Arc<Notify>,
     ) -> Result<ProcessRecord, SpawnError> {
+        self.sandbox.prepare(tenant)?;
+        self.exits.lock().remove(tenant);
         let path = self.config_path(tenant);
         // Secrets live in this file: create it private before writing.
         std::fs::write(&path, b"")?;
@@ -206,6 +292,19 @@ impl Driver for LocalDriver {
         }
         let mut child = command
             .env("ROTOR_ADMIN_TOKEN", &admin_token)
+            // The open-file limit is the plan's, set by this supervisor: not to be raised.
+            .env("ROTOR_OPEN_FILES", "supervised")
+            // Its thread budget (the pids limit), so its runtime sizes its blocking pool to it.
+            .env("ROTOR_TASKS", limits.tasks.to_string())
+            // Usage and idleness are pushed to the supervisor, not scraped.
+            .env("ROTOR_REPORT_SOCKET", self.report_socket())
+            .env("ROTOR_TENANT_ID", tenant.as_str())
+            .env(
+                "ROTOR_PARK_AFTER_MS",
+                self.park_after
+                    .map_or(0, |d| d.as_millis() as u64)
+                    .to_string(),
+            )
             .env(
                 "ROTOR_EGRESS",
                 if self.public_egress_only {
@@ -224,6 +323,13 @@ impl Driver for LocalDriver {
                 source,
             })?;
         let pid = child.id().unwrap_or_default();
+        // Into its group and under its limits before it can open a connection (it has only
+        // just been exec'd; nothing of a tenant's traffic has reached it yet).
+        if let Err(e) = self.sandbox.confine(tenant, pid, limits) {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            return Err(e.into());
+        }
         let stdout = child.stdout.take();
         let label = tenant.to_string();
         // The admin line comes first, then the public one.
@@ -254,12 +360,15 @@ impl Driver for LocalDriver {
         }
         // The child is reaped by its own task, which reports the exit.
         let (dead_tx, dead_rx) = tokio::sync::oneshot::channel::<String>();
+        let exits = self.exits.clone();
+        let reaped = tenant.clone();
         tokio::spawn(async move {
             let status = child.wait().await;
             let text = status
                 .map(|s| s.to_string())
                 .unwrap_or_else(|e| e.to_string());
             tracing::warn!(tenant = %label, status = %text, "tenant process exited");
+            exits.lock().insert(reaped, text.clone());
             let _ = dead_tx.send(text);
             exited.notify_one();
         });
@@ -277,6 +386,8 @@ impl Driver for LocalDriver {
             admin_token,
             admin_addr,
             handoff,
+            cgroups: self.sandbox.group_paths(tenant),
+            reports: true,
         };
         let state = serde_json::to_vec(&record).unwrap_or_default();
         let state_path = self.dir.join(format!("{tenant}.state"));
@@ -297,6 +408,24 @@ impl Driver for LocalDriver {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let _ = Command::new("kill").arg("-KILL").arg(&pid).status().await;
+    }
+
+    async fn set_limits(
+        &self,
+        tenant: &ProjectId,
+        record: &ProcessRecord,
+        limits: &TenantLimits,
+    ) -> Result<(), SandboxError> {
+        self.sandbox.update(tenant, record.pid, limits)
+    }
+
+    async fn exit_cause(&self, tenant: &ProjectId) -> ExitCause {
+        let status = self.exits.lock().remove(tenant);
+        self.sandbox.exit_cause(tenant, status)
+    }
+
+    async fn release(&self, tenant: &ProjectId) {
+        self.sandbox.release(tenant).await;
     }
 
     async fn alive(&self, record: &ProcessRecord) -> bool {
@@ -343,8 +472,14 @@ impl LocalDriver {
 
     /// Forgets a tenant's files.
     pub fn remove_files(&self, tenant: &ProjectId) {
-        let _ = std::fs::remove_file(self.dir.join(format!("{tenant}.state")));
+        self.remove_runtime_files(tenant);
         let _ = std::fs::remove_file(self.dir.join(format!("{tenant}.log")));
+        self.mark_parked(tenant, false);
+    }
+
+    /// Removes the files of a tenant's process that is gone (its log stays).
+    pub fn remove_runtime_files(&self, tenant: &ProjectId) {
+        let _ = std::fs::remove_file(self.dir.join(format!("{tenant}.state")));
         let _ = std::fs::remove_file(self.dir.join(format!("{tenant}.sock")));
         let _ = std::fs::remove_file(self.config_path(tenant));
     }
@@ -374,17 +509,88 @@ pub enum Route {
     Suspended,
     /// Known but not (yet) running: 503.
     Starting,
+    /// Stopped while idle (or being stopped): the edge asks for a wake-up and holds the
+    /// connection until the tenant serves again.
+    Parked,
 }
 
-/// slug → route, read by the edge on every new connection; and tenant → running process, read
-/// by the usage collector.
+/// slug → route, read by the edge on every new connection; tenant → running process, read by
+/// the usage collector and the report receiver; and the requests the reconciler acts on
+/// between its passes (wake a parked tenant; park an idle one).
 #[derive(Default)]
 pub struct RouteTable {
     routes: RwLock<HashMap<String, Route>>,
     processes: RwLock<HashMap<ProjectId, ProcessRecord>>,
+    /// Notified whenever a route changes (the edge waits on it for a wake-up).
+    changed: Notify,
+    /// Wakes the reconciler (shared with [`crate::state::AppState::reconcile`]).
+    reconcile: Arc<Notify>,
+    wakes: Mutex<HashSet<String>>,
+    parks: Mutex<HashSet<ProjectId>>,
 }
 
 impl RouteTable {
+    /// A table whose requests wake the reconciler through `reconcile`.
+    pub fn new(reconcile: Arc<Notify>) -> Self {
+        Self {
+            reconcile,
+            ..Self::default()
+        }
+    }
+
+    /// Sets one route (the reconciler, while parking or waking a tenant).
+    pub fn set(&self, slug: &str, route: Route) {
+        self.routes.write().insert(slug.to_owned(), route);
+        self.changed.notify_waiters();
+    }
+
+    /// Asks for the parked tenant `slug` to be started.
+    pub fn request_wake(&self, slug: &str) {
+        if self.wakes.lock().insert(slug.to_owned()) {
+            self.reconcile.notify_one();
+        }
+    }
+
+    /// The tenants asked to wake since the last call.
+    pub fn take_wakes(&self) -> HashSet<String> {
+        std::mem::take(&mut *self.wakes.lock())
+    }
+
+    /// Tells the reconciler that `tenant` reported itself idle and parkable.
+    pub fn request_park(&self, tenant: ProjectId) {
+        if self.parks.lock().insert(tenant) {
+            self.reconcile.notify_one();
+        }
+    }
+
+    /// The tenants that asked to be parked since the last call.
+    pub fn take_parks(&self) -> HashSet<ProjectId> {
+        std::mem::take(&mut *self.parks.lock())
+    }
+
+    /// Waits until `slug` has a route other than [`Route::Parked`], asking for a wake-up;
+    /// `None` after `timeout`.
+    pub async fn wait_awake(&self, slug: &str, timeout: std::time::Duration) -> Option<Route> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match self.get(slug) {
+                Some(Route::Parked) => self.request_wake(slug),
+                other => return other,
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// The running process of `tenant`.
+    pub fn process(&self, tenant: &ProjectId) -> Option<ProcessRecord> {
+        self.processes.read().get(tenant).cloned()
+    }
+
     /// The route of a slug.
     pub fn get(&self, slug: &str) -> Option<Route> {
         self.routes.read().get(slug).cloned()
@@ -398,6 +604,7 @@ impl RouteTable {
     ) {
         *self.routes.write() = routes;
         *self.processes.write() = processes;
+        self.changed.notify_waiters();
     }
 
     /// Every running tenant process.

@@ -16,6 +16,7 @@ pub struct TenantRow {
     pub slug: String,
     pub status: String,
     pub engine: String,
+    /// The project's own Redis, sealed ([`Purpose::RedisUrl`]); opened only by [`compile`].
     pub redis_url: Option<String>,
     pub redis_prefix: Option<String>,
     pub settings: Value,
@@ -46,6 +47,20 @@ pub struct PlanLimits {
     pub max_projects: u32,
     /// Management tokens per account (read from the account's plan).
     pub max_management_tokens: u32,
+    /// History payload bytes the memory engine keeps for the whole project, and per channel.
+    pub max_history_bytes: u64,
+    pub max_channel_history_bytes: u64,
+    /// Channels that exist at once (with a subscriber or history).
+    pub max_channels: u32,
+    /// Presence entries the project holds.
+    pub max_presence_entries: u32,
+    /// Kernel limits of each tenant process (see [`crate::sandbox`]): open files
+    /// (`RLIMIT_NOFILE`), tasks (threads; pids cgroup), memory in MiB (memory cgroup) and CPU
+    /// weight (100 = an ordinary share; cgroup `cpu.weight`, or `cpu.shares` scaled on v1).
+    pub tenant_open_files: u64,
+    pub tenant_tasks: u64,
+    pub tenant_memory_mb: u64,
+    pub tenant_cpu_weight: u64,
 }
 
 impl PlanLimits {
@@ -88,6 +103,16 @@ impl PlanLimits {
         .fetch_optional(db)
         .await?;
         Ok(limits.map(|l| Self::from_json(&l)).unwrap_or_default())
+    }
+
+    /// What the kernel holds each tenant process of this plan to.
+    pub fn kernel(&self) -> crate::sandbox::TenantLimits {
+        crate::sandbox::TenantLimits {
+            open_files: self.tenant_open_files,
+            tasks: self.tenant_tasks,
+            memory_bytes: self.tenant_memory_mb.saturating_mul(1024 * 1024),
+            cpu_weight: self.tenant_cpu_weight,
+        }
     }
 
     /// The first history option of channel `options` over the plan's maxima: its name and
@@ -213,7 +238,7 @@ pub async fn compile(
     project: &ProjectId,
     default_redis_url: Option<&str>,
     dashboard_origin: Option<&str>,
-) -> Result<(TenantConfig, i64), CompileError> {
+) -> Result<Compiled, CompileError> {
     let sealed = |field: &'static str| {
         move |source: SealError| CompileError::Sealed {
             project: project.clone(),
@@ -336,9 +361,13 @@ pub async fn compile(
     }
     let mut engine = json!({"type": row.engine});
     if row.engine == "redis" {
-        let address = row
+        let own = row
             .redis_url
-            .clone()
+            .as_deref()
+            .map(|sealed_url| keyring.open(Context::new(Purpose::RedisUrl, project), sealed_url))
+            .transpose()
+            .map_err(sealed("projects.redis_url"))?;
+        let address = own
             .or(default_redis_url.map(str::to_owned))
             .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
         let prefix = row
@@ -354,6 +383,10 @@ pub async fn compile(
             "config_version": row.config_version,
             "publish_rate_limit": limits.publish_rate,
             "max_publication_size": limits.max_message_size,
+            "max_history_bytes": limits.max_history_bytes,
+            "max_channel_history_bytes": limits.max_channel_history_bytes,
+            "max_channels": limits.max_channels,
+            "max_presence_entries": limits.max_presence_entries,
         },
         "websocket": {"message_size_limit": limits.max_message_size.max(65536)},
         "node": {"name": row.slug},
@@ -376,7 +409,19 @@ pub async fn compile(
         project: project.clone(),
         message: e.to_string(),
     })?;
-    Ok((loaded.config, row.config_version))
+    Ok(Compiled {
+        config: loaded.config,
+        version: row.config_version,
+        limits: limits.kernel(),
+    })
+}
+
+/// A tenant's compiled config, its version, and the kernel limits its process runs under.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub config: TenantConfig,
+    pub version: i64,
+    pub limits: crate::sandbox::TenantLimits,
 }
 
 /// `scheme://host[:port]` of a URL: what a browser sends as `Origin` for pages under it.

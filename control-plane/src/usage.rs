@@ -1,5 +1,6 @@
-//! Usage metering: every few seconds each tenant's counters (`/admin/usage`) are read, turned
-//! into deltas against the last reading (kept in Postgres, so a restarted control plane
+//! Usage metering: each tenant's counters (pushed by the tenant when they change, see
+//! [`crate::parking`]; read from `/admin/usage` every few seconds for older processes that do
+//! not push) are turned into deltas against the last reading (kept in Postgres, so a restarted control plane
 //! neither loses nor double-counts), and added to per-minute rows per project and namespace.
 //! Minute rows older than 30 days are rolled up into hourly rows.
 
@@ -212,7 +213,8 @@ pub async fn run(pool: PgPool, routes: Arc<RouteTable>, stop: CancellationToken)
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        for (project, process) in routes.processes() {
+        // Tenants that push their usage are not read (see crate::parking).
+        for (project, process) in routes.processes().into_iter().filter(|(_, p)| !p.reports) {
             match read(&http, &process).await {
                 Ok(snapshot) => {
                     if let Err(e) = record(&pool, &project, &snapshot, Utc::now()).await {

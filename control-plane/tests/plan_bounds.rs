@@ -123,7 +123,8 @@ async fn the_operator_changes_plans_status_and_limits_with_an_audit_trail_and_a_
         api.version(id.as_str()).await > v0,
         "the reconciler must see a change"
     );
-    let (config, _) = compile(&api.pool, &id, None, None).await.unwrap();
+    let rotor_control_plane::tenant::Compiled { config, .. } =
+        compile(&api.pool, &id, None, None).await.unwrap();
     assert_eq!(config.client.connection_limit, 10000);
 
     operator::suspend(&api.pool, &ops(), id.as_str())
@@ -141,7 +142,8 @@ async fn the_operator_changes_plans_status_and_limits_with_an_audit_trail_and_a_
         change.after["max_api_keys"], 50,
         "a patch keeps the other limits"
     );
-    let (config, _) = compile(&api.pool, &id, None, None).await.unwrap();
+    let rotor_control_plane::tenant::Compiled { config, .. } =
+        compile(&api.pool, &id, None, None).await.unwrap();
     assert_eq!(config.client.connection_limit, 1234);
 
     // Bad operator input is refused and changes nothing.
@@ -502,7 +504,8 @@ async fn channels_without_a_namespace_are_held_to_the_plans_history_limits() {
     .execute(&api.pool)
     .await
     .unwrap();
-    let (config, _) = compile(&api.pool, &pid(&p), None, None).await.unwrap();
+    let rotor_control_plane::tenant::Compiled { config, .. } =
+        compile(&api.pool, &pid(&p), None, None).await.unwrap();
     let options = &config.channel.without_namespace;
     assert_eq!(options.history_size, 100, "free allows 100");
     assert_eq!(options.history_ttl.get(), Duration::from_secs(3600));

@@ -365,14 +365,15 @@ async fn rotating_the_secret_keeps_the_old_one_only_with_a_grace_period() {
         )
         .await;
     assert_ne!(first["token_hmac_secret"], second["token_hmac_secret"]);
-    let (config, _) = rotor_control_plane::tenant::compile(
-        &api.pool,
-        &rotor_control_plane::ids::ProjectId(id.to_owned()),
-        None,
-        None,
-    )
-    .await
-    .unwrap();
+    let rotor_control_plane::tenant::Compiled { config, .. } =
+        rotor_control_plane::tenant::compile(
+            &api.pool,
+            &rotor_control_plane::ids::ProjectId(id.to_owned()),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(
         config.client.token.hmac_secret_key,
         second["token_hmac_secret"].as_str().unwrap()
@@ -389,7 +390,9 @@ async fn rotating_the_secret_keeps_the_old_one_only_with_a_grace_period() {
             None,
         )
         .await;
-    let (config, version) = rotor_control_plane::tenant::compile(
+    let rotor_control_plane::tenant::Compiled {
+        config, version, ..
+    } = rotor_control_plane::tenant::compile(
         &api.pool,
         &rotor_control_plane::ids::ProjectId(id.to_owned()),
         None,
@@ -447,14 +450,15 @@ async fn settings_are_validated_and_compiled_into_the_tenant_config() {
         .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["settings"], settings);
-    let (config, _) = rotor_control_plane::tenant::compile(
-        &api.pool,
-        &rotor_control_plane::ids::ProjectId(id.to_owned()),
-        None,
-        None,
-    )
-    .await
-    .unwrap();
+    let rotor_control_plane::tenant::Compiled { config, .. } =
+        rotor_control_plane::tenant::compile(
+            &api.pool,
+            &rotor_control_plane::ids::ProjectId(id.to_owned()),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(
         config.client.allowed_origins,
         vec!["https://app.example.com"]
@@ -463,14 +467,15 @@ async fn settings_are_validated_and_compiled_into_the_tenant_config() {
     // The dashboard's own origin joins a customer's list so its debug console can connect.
     let origin = rotor_control_plane::tenant::origin_of("https://Rotor.example.net/base/");
     assert_eq!(origin.as_deref(), Some("https://rotor.example.net"));
-    let (config, _) = rotor_control_plane::tenant::compile(
-        &api.pool,
-        &rotor_control_plane::ids::ProjectId(id.to_owned()),
-        None,
-        origin.as_deref(),
-    )
-    .await
-    .unwrap();
+    let rotor_control_plane::tenant::Compiled { config, .. } =
+        rotor_control_plane::tenant::compile(
+            &api.pool,
+            &rotor_control_plane::ids::ProjectId(id.to_owned()),
+            None,
+            origin.as_deref(),
+        )
+        .await
+        .unwrap();
     assert_eq!(
         config.client.allowed_origins,
         vec!["https://app.example.com", "https://rotor.example.net"]
@@ -616,9 +621,10 @@ async fn plan_limits_are_checked_by_the_control_plane_and_compiled_for_the_tenan
         )
         .await;
     assert_eq!(s, 201);
-    let (config, _) = rotor_control_plane::tenant::compile(&api.pool, &pid, None, None)
-        .await
-        .unwrap();
+    let rotor_control_plane::tenant::Compiled { config, .. } =
+        rotor_control_plane::tenant::compile(&api.pool, &pid, None, None)
+            .await
+            .unwrap();
     assert_eq!(config.client.connection_limit, 200);
     assert_eq!(config.rotor.publish_rate_limit, 100);
     // Plans are the operator's (a customer's PATCH of "plan" is refused:
@@ -633,9 +639,10 @@ async fn plan_limits_are_checked_by_the_control_plane_and_compiled_for_the_tenan
     )
     .await
     .unwrap();
-    let (config, _) = rotor_control_plane::tenant::compile(&api.pool, &pid, None, None)
-        .await
-        .unwrap();
+    let rotor_control_plane::tenant::Compiled { config, .. } =
+        rotor_control_plane::tenant::compile(&api.pool, &pid, None, None)
+            .await
+            .unwrap();
     assert_eq!(config.client.connection_limit, 10000);
     assert_eq!(config.rotor.publish_rate_limit, 5000);
     let (s, b) = api

@@ -76,7 +76,8 @@ async fn secrets_are_sealed_in_the_database_yet_open_for_the_tenant_and_the_owne
     assert!(dump.contains("sealed:v1:"));
 
     // The tenant's config has them in plaintext.
-    let (config, _) = compile(&api.pool, &id, None, None).await.unwrap();
+    let rotor_control_plane::tenant::Compiled { config, .. } =
+        compile(&api.pool, &id, None, None).await.unwrap();
     assert_eq!(config.client.token.hmac_secret_key, rotated);
     assert_eq!(config.client.token.hmac_previous_secret_key, secret);
     assert_eq!(
@@ -244,7 +245,8 @@ async fn the_previous_secret_is_erased_once_its_grace_period_ends() {
         .await
         .unwrap();
     // Compiling erases it for that project...
-    let (config, _) = compile(&api.pool, &a, None, None).await.unwrap();
+    let rotor_control_plane::tenant::Compiled { config, .. } =
+        compile(&api.pool, &a, None, None).await.unwrap();
     assert!(config.client.token.hmac_previous_secret_key.is_empty());
     assert_eq!(previous(a.clone()).await, None);
     assert!(previous(b.clone()).await.is_some());
@@ -301,7 +303,8 @@ async fn plaintext_secrets_left_by_an_older_version_are_sealed_at_start_up_once(
     ] {
         assert!(!dump.contains(plain), "{plain} still in plaintext");
     }
-    let (config, _) = compile(&api.pool, &id, None, None).await.unwrap();
+    let rotor_control_plane::tenant::Compiled { config, .. } =
+        compile(&api.pool, &id, None, None).await.unwrap();
     assert_eq!(config.client.token.hmac_secret_key, "legacy-plain-secret");
     assert_eq!(
         config.client.token.hmac_previous_secret_key,

@@ -110,6 +110,7 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         .route("/admin/config", put(put_config))
         .route("/admin/status", get(status))
         .route("/admin/usage", get(usage))
+        .route("/admin/park", axum::routing::post(park))
         .route("/admin/api/{method}", post(api_call))
         .route(
             "/metrics",
@@ -184,24 +185,19 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
     }))
 }
 
-/// Counters since the process started; the control plane turns them into per-minute usage.
+/// Counters since the process started; the control plane turns them into per-minute usage
+/// (supervised tenants also push them, see [`crate::report`]).
 async fn usage(State(node): State<Arc<Node>>) -> Json<Value> {
-    let (clients, users) = node.registry.counts();
-    let m = &node.metrics;
-    Json(json!({
-        "node": node.id,
-        "connections": clients,
-        "users": users,
-        "connections_accepted": m.connections_accepted.get(),
-        "messages_published": m.messages_published.get(),
-        "messages_delivered": m.messages_delivered.get(),
-        "bytes_in": m.bytes_in.get(),
-        "bytes_out": m.bytes_out.get(),
-        "api_calls": m.api_calls.snapshot().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
-        "errors": m.client_errors.snapshot().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
-        "disconnects": m.disconnects.snapshot().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
-        "namespaces": m.namespaces.snapshot(),
-    }))
+    Json(crate::report::usage(&node))
+}
+
+/// The supervisor parks an idle tenant: 200 and a graceful stop, or 409 while stopping would
+/// lose something (open sockets, unexpired memory-engine history).
+async fn park(State(node): State<Arc<Node>>) -> Response {
+    match crate::report::park(&node).await {
+        Ok(()) => Json(json!({"parked": true})).into_response(),
+        Err(busy) => error(StatusCode::CONFLICT, "busy", busy.to_string()),
+    }
 }
 
 /// A server API call made by the control plane on the tenant owner's behalf (the dashboard's

@@ -10,6 +10,7 @@ use regex::Regex;
 use rotor_tenant_config::{ChannelOptions, PublicationDataFormat, TenantConfig};
 
 use crate::auth::jwt::TokenVerifier;
+use crate::budgets::Budgets;
 use crate::protocol::ClientError;
 use crate::proxy::Proxies;
 
@@ -163,13 +164,17 @@ impl RuntimeConfig {
 /// The config in force, replaced atomically.
 pub struct ConfigHandle {
     current: ArcSwap<RuntimeConfig>,
+    /// Takes the budget limits of every config applied (see [`crate::budgets`]).
+    budgets: Arc<Budgets>,
 }
 
 impl ConfigHandle {
-    /// A handle holding `config`.
-    pub fn new(config: RuntimeConfig) -> Self {
+    /// A handle holding `config`, whose limits bind `budgets` from now on.
+    pub fn new(config: RuntimeConfig, budgets: Arc<Budgets>) -> Self {
+        budgets.set_limits(&config.tenant);
         Self {
             current: ArcSwap::from_pointee(config),
+            budgets,
         }
     }
 
@@ -187,6 +192,7 @@ impl ConfigHandle {
             return Err(ApplyError::Stale { offered, running });
         }
         let compiled = RuntimeConfig::compile(tenant)?;
+        self.budgets.set_limits(&compiled.tenant);
         self.current.store(Arc::new(compiled));
         Ok(offered)
     }

@@ -37,6 +37,13 @@ pub async fn refuse_near_limit(
     }
     node.metrics.connections_refused.inc("open_files");
     tracing::warn!(open, limit, "connection refused: near the open-file limit");
+    at_capacity()
+}
+
+/// The answer to a new connection the server has no room for (open files here, the tenant's
+/// `client.connection_limit` in [`crate::transport::slot`]): 503 with `Retry-After`, before
+/// any upgrade, closing the connection; SDKs treat it as a transport error and retry later.
+pub(crate) fn at_capacity() -> Response {
     let mut resp = (
         StatusCode::SERVICE_UNAVAILABLE,
         Json(serde_json::json!({"error": {"code": "too_many_connections", "message": "this server is at its connection capacity; retry shortly"}})),

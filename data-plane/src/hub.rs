@@ -10,6 +10,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use crate::budgets::{BudgetError, Budgets, Holder};
 use crate::client::{ClientHandle, Control};
 use crate::engine::BrokerEvents;
 use crate::metrics::Metrics;
@@ -138,15 +139,19 @@ pub struct Hub {
     shards: Box<[Mutex<HashMap<String, ChannelSubs>>]>,
     hasher: std::collections::hash_map::RandomState,
     metrics: Arc<Metrics>,
+    /// A channel with local subscribers exists for the channel budget: held by its first
+    /// subscriber, released with its last, under the channel's shard lock.
+    budgets: Arc<Budgets>,
 }
 
 impl Hub {
     /// An empty hub.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: Arc<Metrics>, budgets: Arc<Budgets>) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: Default::default(),
             metrics,
+            budgets,
         }
     }
 
@@ -155,15 +160,19 @@ impl Hub {
     }
 
     /// Adds a subscriber in the pending state: publications are held back until
-    /// [`Hub::activate`]. Returns true when it is the first local subscriber of the channel.
+    /// [`Hub::activate`]. The first local subscriber of a channel that does not exist yet may
+    /// be refused by the channel budget.
     pub fn add_pending(
         &self,
         channel: &str,
         client: &Arc<ClientHandle>,
         flags: SubFlags,
-    ) -> Joined {
+    ) -> Result<Joined, BudgetError> {
         let mut shard = self.shard(channel).lock();
         let first = !shard.contains_key(channel);
+        if first {
+            self.budgets.hold_channel(channel, Holder::Subscribers)?;
+        }
         let subs = shard.entry(channel.to_owned()).or_default();
         let joined = if first {
             Joined::First
@@ -183,7 +192,7 @@ impl Hub {
                 pending: Some(Vec::new()),
             },
         );
-        joined
+        Ok(joined)
     }
 
     /// The first subscriber's engine subscription of `channel` succeeded or failed; wakes
@@ -248,6 +257,7 @@ impl Hub {
         }
         if subs.subs.is_empty() {
             shard.remove(channel);
+            self.budgets.release_channel(channel, Holder::Subscribers);
             return true;
         }
         false
@@ -447,13 +457,13 @@ mod tests {
 
     #[tokio::test]
     async fn later_subscribers_wait_for_the_first_ones_engine_subscription() {
-        let hub = Hub::new(Arc::new(Metrics::default()));
+        let hub = Hub::new(Arc::new(Metrics::default()), Arc::default());
         let flags = SubFlags::default();
         assert!(matches!(
-            hub.add_pending("c", &client("a"), flags),
+            hub.add_pending("c", &client("a"), flags).unwrap(),
             Joined::First
         ));
-        let Joined::Wait(mut b) = hub.add_pending("c", &client("b"), flags) else {
+        let Joined::Wait(mut b) = hub.add_pending("c", &client("b"), flags).unwrap() else {
             panic!("the second subscriber waits while the engine subscribes");
         };
         assert_eq!(*b.borrow(), EngineSubscription::Pending);
@@ -464,20 +474,45 @@ mod tests {
             .unwrap();
         assert_eq!(state, EngineSubscription::Active);
         assert!(matches!(
-            hub.add_pending("c", &client("c"), flags),
+            hub.add_pending("c", &client("c"), flags).unwrap(),
             Joined::Active
         ));
     }
 
+    #[test]
+    fn a_channel_is_held_from_its_first_subscriber_to_its_last() {
+        let budgets = Arc::new(Budgets::default());
+        budgets.set_limits(
+            &rotor_tenant_config::TenantConfig::from_value(
+                serde_json::json!({"rotor": {"max_channels": 1}}),
+            )
+            .unwrap()
+            .config,
+        );
+        let hub = Hub::new(Arc::new(Metrics::default()), budgets.clone());
+        let flags = SubFlags::default();
+        hub.add_pending("c", &client("a"), flags).unwrap();
+        hub.add_pending("c", &client("b"), flags).unwrap();
+        assert!(matches!(
+            hub.add_pending("d", &client("a"), flags),
+            Err(BudgetError::Channels)
+        ));
+        assert!(!hub.remove("c", "a"));
+        assert_eq!(budgets.channels(), 1);
+        assert!(hub.remove("c", "b"));
+        assert_eq!(budgets.channels(), 0);
+        hub.add_pending("d", &client("a"), flags).unwrap();
+    }
+
     #[tokio::test]
     async fn a_failed_engine_subscription_fails_the_waiting_subscribers() {
-        let hub = Hub::new(Arc::new(Metrics::default()));
+        let hub = Hub::new(Arc::new(Metrics::default()), Arc::default());
         let flags = SubFlags::default();
         assert!(matches!(
-            hub.add_pending("c", &client("a"), flags),
+            hub.add_pending("c", &client("a"), flags).unwrap(),
             Joined::First
         ));
-        let Joined::Wait(mut b) = hub.add_pending("c", &client("b"), flags) else {
+        let Joined::Wait(mut b) = hub.add_pending("c", &client("b"), flags).unwrap() else {
             panic!("waits");
         };
         hub.engine_subscribed("c", false);
@@ -490,7 +525,7 @@ mod tests {
         hub.remove("c", "a");
         hub.remove("c", "b");
         assert!(matches!(
-            hub.add_pending("c", &client("d"), flags),
+            hub.add_pending("c", &client("d"), flags).unwrap(),
             Joined::First
         ));
     }

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod budgets;
 pub mod client;
 pub mod cluster;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod proxy;
+pub mod report;
 pub mod server;
 pub mod session;
 pub mod transport;

@@ -1,6 +1,8 @@
 //! Plan limits enforced inside the tenant: a token bucket on publications per second for the
 //! whole tenant (clients and the server API share it). Connection, channel and message-size
-//! limits map onto Centrifugo's own options and are enforced where those are.
+//! limits map onto Centrifugo's own options and are enforced where those are; what the tenant
+//! may hold at once (history bytes, channels, presence entries, sockets) is
+//! [`crate::budgets`].
 
 use parking_lot::Mutex;
 use tokio::time::Instant;

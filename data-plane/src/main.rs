@@ -56,8 +56,38 @@ fn load(path: Option<&PathBuf>) -> anyhow::Result<TenantConfig> {
     Ok(loaded.config)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// The runtime: as many workers as cores, and a blocking pool that fits the tasks (threads) a
+/// supervisor allows this process (`ROTOR_TASKS`, the pids limit of its plan), so a burst of
+/// blocking work waits for a thread instead of failing to create one.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let tasks = std::env::var("ROTOR_TASKS")
+        .ok()
+        .and_then(|t| t.parse::<usize>().ok())
+        .filter(|t| *t > 0);
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    match tasks {
+        Some(tasks) => {
+            // At most half the budget for workers; the rest, less the main thread and a
+            // margin for threads libraries start, for blocking work.
+            let workers = cores.min((tasks.saturating_sub(8) / 2).max(1));
+            builder
+                .worker_threads(workers)
+                .max_blocking_threads(tasks.saturating_sub(workers + 8).max(2));
+        }
+        None => {
+            builder.worker_threads(cores);
+        }
+    }
+    builder.build()
+}
+
+fn main() -> anyhow::Result<()> {
+    runtime()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt()
@@ -69,15 +99,23 @@ async fn main() -> anyhow::Result<()> {
         .log_internal_errors(false)
         .init();
 
-    // A typical host starts processes with 1,024 open files; one connection needs one.
-    match rotor_tenant_config::fdlimit::raise_to_hard() {
-        Ok(l) => tracing::info!(
-            started = l.started,
-            soft = l.soft,
-            hard = l.hard,
-            "open-file limit raised to the hard limit"
-        ),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    // A typical host starts processes with 1,024 open files; one connection needs one. A
+    // supervised tenant keeps the limit its plan gave it.
+    if std::env::var("ROTOR_OPEN_FILES").is_ok_and(|v| v == "supervised") {
+        tracing::info!(
+            soft = rotor_tenant_config::fdlimit::soft_limit(),
+            "open-file limit set by the supervisor (the plan's); not raised"
+        );
+    } else {
+        match rotor_tenant_config::fdlimit::raise_to_hard() {
+            Ok(l) => tracing::info!(
+                started = l.started,
+                soft = l.soft,
+                hard = l.hard,
+                "open-file limit raised to the hard limit"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+        }
     }
 
     let mut tenant = load(args.config.as_ref())?;
@@ -157,6 +195,10 @@ async fn main() -> anyhow::Result<()> {
         _ => None,
     };
 
+    // A supervised tenant pushes its usage and says when it is idle.
+    if let Some(reporter) = rotor_data_plane::report::Reporter::from_env() {
+        tokio::spawn(reporter.run(node.clone()));
+    }
     println!("rotor-data-plane listening on {addr}");
     tracing::info!(%addr, node = %node.name, "rotor-data-plane started");
     let shutdown = async {

@@ -37,6 +37,16 @@ impl Gauge {
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
+    /// Adds one unless the gauge is already at `limit` or above (0 = no limit); atomic, so
+    /// racing callers cannot overshoot.
+    pub fn try_inc_below(&self, limit: u64) -> bool {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                (limit == 0 || v < limit).then_some(v + 1)
+            })
+            .is_ok()
+    }
 }
 
 /// Counters keyed by a label value.
@@ -49,6 +59,10 @@ impl LabeledCounter {
     }
     pub fn get(&self, label: &str) -> u64 {
         self.0.lock().get(label).copied().unwrap_or(0)
+    }
+    /// The sum over every label.
+    pub fn total(&self) -> u64 {
+        self.0.lock().values().sum()
     }
     /// Every label with its count.
     pub fn snapshot(&self) -> Vec<(String, u64)> {

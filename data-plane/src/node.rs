@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::budgets::Budgets;
 use crate::client::ClientHandle;
 use crate::config::{ChannelRules, ConfigHandle, RuntimeConfig};
 use crate::engine::memory::{MemoryBroker, MemoryPresence};
@@ -118,6 +119,8 @@ pub struct Node {
     pub shutdown: CancellationToken,
     /// The plan's publication rate limit.
     pub publish_limiter: crate::limits::PublishLimiter,
+    /// History bytes, channels, presence entries and sockets held against their limits.
+    pub budgets: Arc<Budgets>,
     /// Other nodes of this tenant and surveys in flight.
     pub cluster: Arc<crate::cluster::ClusterState>,
     /// Live emulation sessions (HTTP-stream, SSE): random session id (never the client id) →
@@ -133,6 +136,7 @@ impl Node {
         config: RuntimeConfig,
         name: String,
         metrics: Arc<Metrics>,
+        budgets: Arc<Budgets>,
         hub: Arc<Hub>,
         registry: Arc<Registry>,
         cluster: Arc<crate::cluster::ClusterState>,
@@ -145,7 +149,8 @@ impl Node {
             cluster,
             name,
             started: Instant::now(),
-            config: ConfigHandle::new(config),
+            config: ConfigHandle::new(config, budgets.clone()),
+            budgets,
             hub,
             broker,
             presence,
@@ -161,7 +166,8 @@ impl Node {
     /// A node with the memory engine.
     pub fn new_memory(config: RuntimeConfig, name: String) -> Arc<Self> {
         let metrics = Arc::new(Metrics::default());
-        let hub = Arc::new(Hub::new(metrics.clone()));
+        let budgets = Arc::new(Budgets::new(metrics.clone()));
+        let hub = Arc::new(Hub::new(metrics.clone(), budgets.clone()));
         let registry = Arc::new(Registry::default());
         let (cluster, outgoing) =
             crate::cluster::ClusterState::new(uuid::Uuid::new_v4().to_string(), name.clone());
@@ -170,13 +176,14 @@ impl Node {
             registry: registry.clone(),
             cluster: cluster.clone(),
         });
-        let broker = Arc::new(MemoryBroker::new(events));
+        let broker = Arc::new(MemoryBroker::new(events, budgets.clone()));
         let shutdown = CancellationToken::new();
         let presence = Arc::new(MemoryPresence::default());
         let node = Self::assemble(
             config,
             name,
             metrics,
+            budgets,
             hub,
             registry,
             cluster,
@@ -202,7 +209,8 @@ impl Node {
     /// and presence with every other process on the same Redis and prefix.
     pub async fn new_redis(config: RuntimeConfig, name: String) -> Result<Arc<Self>, EngineError> {
         let metrics = Arc::new(Metrics::default());
-        let hub = Arc::new(Hub::new(metrics.clone()));
+        let budgets = Arc::new(Budgets::new(metrics.clone()));
+        let hub = Arc::new(Hub::new(metrics.clone(), budgets.clone()));
         let registry = Arc::new(Registry::default());
         let (cluster, outgoing) =
             crate::cluster::ClusterState::new(uuid::Uuid::new_v4().to_string(), name.clone());
@@ -227,6 +235,7 @@ impl Node {
             config,
             name,
             metrics,
+            budgets,
             hub,
             registry,
             cluster,
@@ -331,13 +340,7 @@ impl PublishError {
     pub fn to_client_error(&self) -> crate::protocol::ClientError {
         use crate::protocol::ClientError;
         match self {
-            PublishError::Engine(EngineError::UnrecoverablePosition) => {
-                ClientError::UNRECOVERABLE_POSITION
-            }
-            PublishError::Engine(EngineError::Unavailable(m)) => {
-                tracing::warn!(error = %m, "engine unavailable during publish");
-                ClientError::INTERNAL
-            }
+            PublishError::Engine(e) => e.to_client_error(),
             PublishError::RateLimited => ClientError::TOO_MANY_REQUESTS,
             PublishError::TooLarge => {
                 ClientError::BAD_REQUEST.with_message("publication is too large")

@@ -12,12 +12,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 
 use crate::admin::AdminListener;
 use crate::auth::apikey::{key_is_valid, presented_key};
@@ -57,6 +63,10 @@ pub fn router(node: Arc<Node>, mode: Mode) -> Router {
             axum::routing::post(transport::uni::http_stream),
         )
         .route("/connection/uni_websocket", get(transport::uni::websocket))
+        .route_layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            transport::slot::within_stale_delay,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             node.clone(),
             crate::files::refuse_near_limit,
@@ -127,6 +137,7 @@ pub(crate) fn metrics(node: &Node) -> Response {
     body.push_str(&format!(
         "# HELP rotor_channels Channels with local subscribers.\n# TYPE rotor_channels gauge\nrotor_channels {channels}\n"
     ));
+    node.budgets.render(&mut body);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -146,6 +157,74 @@ pub async fn serve(
     admin: Option<AdminListener>,
 ) -> std::io::Result<()> {
     serve_with_handoff(listener, None, node, shutdown, drain, admin).await
+}
+
+/// Accepts TCP connections until `stop` and serves each with `app` (HTTP/1.1 with upgrades),
+/// then waits for the connections being served to finish gracefully. Each request head must
+/// arrive within `client.stale_close_delay` (hyper's header read timeout, which also bounds
+/// an idle keep-alive connection), so a socket that never sends a request is closed as one
+/// that never sends `connect` is; what a request head routes to a connection endpoint is
+/// counted from then on ([`crate::transport::slot`]).
+async fn serve_tcp(listener: TcpListener, app: Router, node: Arc<Node>, stop: CancellationToken) {
+    let tracker = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of files or a peer that reset during accept: keep listening.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let head_timeout = crate::session::stale_close_delay(&node.config.load().tenant.client);
+        tracker.spawn(serve_tcp_connection(
+            stream,
+            peer,
+            app.clone(),
+            stop.clone(),
+            head_timeout,
+        ));
+    }
+    drop(listener);
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// Serves one accepted TCP connection until it closes, or gracefully once `stop` fires.
+async fn serve_tcp_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    stop: CancellationToken,
+    head_timeout: Duration,
+) {
+    let service = TowerToHyperService::new(app.map_request(
+        move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req
+        },
+    ));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(head_timeout)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended");
+    }
 }
 
 /// [`serve`], also serving connections handed over on `handoff` (see [`crate::handoff`]); the
@@ -168,11 +247,7 @@ pub async fn serve_with_handoff(
     let token = node.shutdown.clone();
     let handoff = handoff.map(|h| tokio::spawn(h.serve(app.clone(), token.clone())));
     let admin = admin.map(|a| tokio::spawn(a.serve(node.clone(), token.clone())));
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown({
+    let stop_on_signal = {
         let token = token.clone();
         async move {
             tokio::select! {
@@ -182,11 +257,11 @@ pub async fn serve_with_handoff(
             }
             token.cancel();
         }
-    });
-    let served = server.await;
-    // An early listener error ends the TCP server: stop the other listeners too.
-    token.cancel();
-    served?;
+    };
+    tokio::join!(
+        serve_tcp(listener, app, node.clone(), token.clone()),
+        stop_on_signal
+    );
     let deadline = tokio::time::Instant::now() + drain;
     if let Some(task) = handoff {
         let _ = tokio::time::timeout_at(deadline, task).await;

@@ -128,7 +128,9 @@ fuzz_target!(|data: &[u8]| {
             .collect();
         for client in &clients {
             for channel in SUBSCRIBED {
-                node.hub.add_pending(channel, client, SubFlags::default());
+                node.hub
+                    .add_pending(channel, client, SubFlags::default())
+                    .expect("no channel budget is set");
                 assert!(node.hub.activate(channel, &client.id, None, None));
             }
         }

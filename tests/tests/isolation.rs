@@ -39,55 +39,10 @@ fn chat_namespace() -> Value {
 }
 
 /// A project on the Redis engine with an API key and the `chat` namespace, once its tenant runs
-/// the config (`cp.project` makes memory-engine projects).
+/// the config.
 async fn redis_project(cp: &ControlPlane, mgmt: &str, name: &str) -> Result<Project> {
-    let (s, p) = cp
-        .call(
-            "POST",
-            "/v1/projects",
-            Some(mgmt),
-            Some(json!({"name": name, "engine": "redis"})),
-        )
-        .await?;
-    ensure!(s == 201 && p["engine"] == "redis", "project: {s} {p}");
-    let id = p["id"].as_str().context("id")?.to_owned();
-    let (s, k) = cp
-        .call(
-            "POST",
-            &format!("/v1/projects/{id}/api-keys"),
-            Some(mgmt),
-            Some(json!({"name": "backend"})),
-        )
-        .await?;
-    ensure!(s == 201, "key: {s} {k}");
-    let (s, b) = cp
-        .call(
-            "PUT",
-            &format!("/v1/projects/{id}/namespaces/chat"),
-            Some(mgmt),
-            Some(chat_namespace()),
-        )
-        .await?;
-    ensure!(s == 201, "namespace: {s} {b}");
-    let (s, secret) = cp
-        .call(
-            "GET",
-            &format!("/v1/projects/{id}/secrets"),
-            Some(mgmt),
-            None,
-        )
-        .await?;
-    ensure!(s == 200, "secrets: {s} {secret}");
-    cp.wait_applied(mgmt, &id).await?;
-    Ok(Project {
-        id,
-        slug: p["slug"].as_str().context("slug")?.to_owned(),
-        key: k["key"].as_str().context("key")?.to_owned(),
-        secret: secret["token_hmac_secret"]
-            .as_str()
-            .context("secret")?
-            .to_owned(),
-    })
+    cp.project_on(mgmt, name, "redis", &[("chat", chat_namespace())])
+        .await
 }
 
 /// One server API call through the edge: status and JSON body (`Null` when not JSON).

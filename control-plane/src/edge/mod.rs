@@ -5,10 +5,14 @@
 //! [`rotor_tenant_config::handoff`]), so the edge leaves the data path; other requests, and
 //! upgrades a tenant cannot take, are spliced byte for byte, so SSE and streaming pass through
 //! untouched. Everything else is served by the control plane's own app (REST API, dashboard).
+//!
+//! Every connection, whatever it is for, is first admitted against the edge's caps (overall, per
+//! client address, and a reserve of open files; see [`caps`]) or refused at once with one
+//! complete answer ([`overload`]); the counts are the operator's metrics ([`metrics`]).
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,9 +30,16 @@ use tower::ServiceExt;
 use crate::settings::TenantHost;
 use crate::supervisor::{Route, RouteTable};
 
+pub mod caps;
 pub mod head;
+pub mod metrics;
+pub mod overload;
+use caps::{Admitted, Connections};
 use head::{HeadError, Target};
+use overload::{AcceptBackoff, Refuser};
 
+/// How long a request for a parked project waits for it to wake before a 503.
+const WAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head the edge reads before routing.
 const MAX_HEAD: usize = 16 * 1024;
 /// How long a client may take to send its request head (slowloris guard); 10 s unless
@@ -44,32 +55,58 @@ fn head_timeout() -> Duration {
     })
 }
 
-/// Accepts connections until `stop`, routing each one.
+/// Refused sockets kept open at once to finish their answer (see [`Refuser`]); a share of the
+/// open-file reserve.
+const MAX_LINGERING: u64 = 1024;
+
+/// Accepts connections until `stop`, admitting (see [`caps`]) and routing each one.
 pub async fn serve(
     listener: TcpListener,
     routes: Arc<RouteTable>,
     app: Router,
     tenant_host: Option<TenantHost>,
+    connections: Arc<Connections>,
     stop: CancellationToken,
 ) {
     let tenant_host = Arc::new(tenant_host);
+    let lingering = (connections.snapshot().file_reserve / 2).min(MAX_LINGERING);
+    let refuser = Refuser::new(usize::try_from(lingering).unwrap_or(1));
+    let mut backoff = AcceptBackoff::default();
     loop {
-        let (stream, peer) = tokio::select! {
+        let accepted = tokio::select! {
             _ = stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => {
+                backoff.succeeded();
+                a
+            }
+            Err(e) => {
+                connections.accept_failed();
+                let wait = backoff.failed(&e);
+                if !wait.is_zero() {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
                 }
-            },
+                continue;
+            }
+        };
+        let fd = u64::try_from(stream.as_raw_fd()).unwrap_or(u64::MAX);
+        let admitted = match connections.admit(peer.ip(), fd) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                refuser.refuse(stream, peer, refusal);
+                continue;
+            }
         };
         let routes = routes.clone();
         let app = app.clone();
         let tenant_host = tenant_host.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, peer, routes, app, &tenant_host).await {
+            if let Err(e) = handle(stream, peer, routes, app, &tenant_host, admitted).await {
                 tracing::debug!(%peer, error = %e, "edge connection ended");
             }
         });
@@ -82,6 +119,8 @@ async fn handle(
     routes: Arc<RouteTable>,
     app: Router,
     tenant_host: &Option<TenantHost>,
+    // Counts this connection until the edge lets go of the socket (returns).
+    _admitted: Admitted,
 ) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(2048);
@@ -125,8 +164,21 @@ async fn handle(
             head,
             websocket,
         } => {
-            let (addr, handoff) = match routes.get(&slug) {
+            let route = match routes.get(&slug) {
+                // A parked project is woken; the request waits for it (bounded).
+                Some(Route::Parked) => routes.wait_awake(&slug, WAKE_TIMEOUT).await,
+                other => other,
+            };
+            let (addr, handoff) = match route {
                 Some(Route::Active { addr, handoff }) => (addr, handoff),
+                Some(Route::Parked) => {
+                    return respond(
+                        &mut stream,
+                        "503 Service Unavailable",
+                        "project is waking up",
+                    )
+                    .await
+                }
                 Some(Route::Suspended) => {
                     return respond(&mut stream, "403 Forbidden", "project is suspended").await
                 }
@@ -144,7 +196,8 @@ async fn handle(
                 let mut payload = head.clone();
                 payload.extend_from_slice(&buf[head_len..]);
                 match handoff::hand_off(&path, stream.as_fd(), &payload).await {
-                    // The tenant owns the connection; dropping this copy leaves it open.
+                    // The tenant owns the connection; dropping this copy leaves it open (and
+                    // no longer counted: the tenant applies its own limits).
                     Outcome::Accepted => return Ok(()),
                     Outcome::NotTaken(e) => {
                         tracing::debug!(%slug, error = %e, "hand-off not taken; proxying");

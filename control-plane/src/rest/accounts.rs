@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{Account, RestError, RestResult};
-use crate::auth_limits::ClientAddr;
+use crate::auth_limits::{ClientAddr, LimitError};
 use crate::ids::{AccountId, TokenId};
-use crate::secrets::{hash_password_async, random_token, sha256_hex, verify_password_async};
+use crate::secrets::{
+    hash_password_async, password_check_admissible, random_token, sha256_hex, verify_password_async,
+};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -69,8 +71,9 @@ pub fn check_password(password: &str) -> RestResult<()> {
     Ok(())
 }
 
-/// Opens an account for a visitor (REST and dashboard): valid input is checked first, then the
-/// client address's sign-up limit, then the account is created.
+/// Opens an account for a visitor (REST and dashboard): valid input is checked first, then
+/// whether a password can be hashed now (else [`RestError::Busy`]), then the client address's
+/// sign-up limit, then the account is created.
 pub async fn sign_up(
     state: &AppState,
     email: &str,
@@ -79,9 +82,14 @@ pub async fn sign_up(
 ) -> RestResult<(AccountId, String)> {
     normalise_email(email)?;
     check_password(password)?;
-    state.auth_limits.begin_signup(client).map_err(|wait| {
-        tracing::warn!("sign-up refused: too many from this address");
-        RestError::TooManyRequests { retry_after: wait }
+    if !password_check_admissible() {
+        return Err(RestError::Busy);
+    }
+    state.auth_limits.begin_signup(client).await.map_err(|e| {
+        if matches!(e, LimitError::Wait(_)) {
+            tracing::warn!("sign-up refused: too many from this address");
+        }
+        RestError::from(e)
     })?;
     create_account(state, email, password).await
 }
@@ -111,24 +119,34 @@ pub async fn create_account(
 }
 
 /// Logs in, on every surface: refused with [`RestError::TooManyRequests`] (before any password
-/// check) once the email or the client address has failed too often, and otherwise the
-/// same [`RestError::Unauthorized`] for an unknown email and a wrong password.
+/// check) once the email or the client address has failed too often, with
+/// [`RestError::Busy`] when no password check would be admitted now or the counters cannot
+/// be reached, and otherwise the same [`RestError::Unauthorized`] for an unknown email and a
+/// wrong password.
 pub async fn authenticate(
     state: &AppState,
     email: &str,
     password: &str,
     client: Option<IpAddr>,
 ) -> RestResult<AccountId> {
+    // During a flood the box-wide rate of password checks is spent: the attempt would be
+    // refused as busy anyway, so it is refused before it costs a round trip to the counters.
+    if !password_check_admissible() {
+        return Err(RestError::Busy);
+    }
     let attempt = state
         .auth_limits
         .begin_login(email, client)
-        .map_err(|wait| {
-            tracing::warn!("login refused: too many failed attempts");
-            RestError::TooManyRequests { retry_after: wait }
+        .await
+        .map_err(|e| {
+            if matches!(e, LimitError::Wait(_)) {
+                tracing::warn!("login refused: too many failed attempts");
+            }
+            RestError::from(e)
         })?;
     match check_credentials(state, email, password).await {
         Ok(Some(account)) => {
-            attempt.succeeded();
+            attempt.succeeded().await;
             Ok(account)
         }
         Ok(None) => {
@@ -136,7 +154,7 @@ pub async fn authenticate(
             Err(RestError::Unauthorized("wrong email or password"))
         }
         Err(e) => {
-            attempt.not_counted();
+            attempt.not_counted().await;
             Err(e)
         }
     }

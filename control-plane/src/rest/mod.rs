@@ -164,5 +164,6 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1/projects/{id}/usage", get(usage::query))
         .route("/v1/projects/{id}/usage/live", get(usage::live))
+        .route("/v1/projects/{id}/events", get(usage::events))
         .route("/v1/openapi.json", get(openapi::document))
 }

@@ -103,6 +103,13 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
     ),
     (
         "get",
+        "/v1/projects/{id}/events",
+        "What happened to the project's process (restarts after exceeding its memory limit or a crash)",
+        None,
+        200,
+    ),
+    (
+        "get",
         "/v1/projects/{id}/namespaces",
         "List namespaces",
         None,

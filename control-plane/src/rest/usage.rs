@@ -1,5 +1,7 @@
 //! Usage over time (`GET /v1/projects/{id}/usage?from&to&step&namespace`) and a live stream of
-//! the current minute (`GET /v1/projects/{id}/usage/live`, Server-Sent Events) for charts.
+//! the current minute (`GET /v1/projects/{id}/usage/live`, Server-Sent Events) for charts, and
+//! what happened to the project's process (`GET /v1/projects/{id}/events`: restarts after
+//! exceeding its memory limit or after a crash).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -126,4 +128,15 @@ pub async fn live(
         Some((Ok(event), (state, id)))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// The project's process events, newest first (at most 100).
+pub async fn events(
+    State(state): State<AppState>,
+    Account(account): Account,
+    Path(id): Path<String>,
+) -> RestResult<Json<Value>> {
+    let id = owned_project(&state.pool, &account, &id).await?;
+    let events = crate::tenant_events::list(&state.pool, &id, 100).await?;
+    Ok(Json(json!({ "events": events })))
 }

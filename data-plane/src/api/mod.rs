@@ -40,15 +40,7 @@ impl From<ClientError> for ApiError {
 
 impl From<crate::engine::EngineError> for ApiError {
     fn from(e: crate::engine::EngineError) -> Self {
-        match e {
-            crate::engine::EngineError::UnrecoverablePosition => {
-                Self::Client(ClientError::UNRECOVERABLE_POSITION)
-            }
-            crate::engine::EngineError::Unavailable(m) => {
-                tracing::warn!(error = %m, "engine unavailable during API call");
-                Self::Client(ClientError::INTERNAL)
-            }
-        }
+        Self::Client(e.to_client_error())
     }
 }
 

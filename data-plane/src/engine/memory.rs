@@ -1,9 +1,16 @@
 //! The memory engine: history streams and presence inside this process. Publishing into a
 //! channel assigns its offset, appends to the stream and fans out under one per-shard lock, so
 //! every subscriber sees one order and offsets are contiguous.
+//!
+//! Streams are budgeted ([`crate::budgets`]): each keeps the stored size of its publications,
+//! trims its oldest ones to `rotor.max_channel_history_bytes` as it trims to `history_size`,
+//! and holds its channel for `rotor.max_channels` until its meta expires; the bytes of every
+//! stream count against `rotor.max_history_bytes` and come back when entries are trimmed,
+//! expire or are removed. A publish or read the budgets refuse is [`EngineError::Budget`].
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +22,7 @@ use super::{
     new_epoch, Broker, BrokerEvents, EngineError, HistoryFilter, HistoryPage, Presence,
     PublishOptions,
 };
+use crate::budgets::{stored_size, BudgetError, Budgets, Holder};
 use crate::hub::PubMsg;
 use crate::protocol::{ClientInfo, Publication, StreamPosition};
 
@@ -26,6 +34,8 @@ struct Stream {
     epoch: String,
     top: u64,
     pubs: VecDeque<Publication>,
+    /// [`stored_size`] of `pubs`, all counted in the history byte budget.
+    bytes: u64,
     data_expires: Instant,
     meta_expires: Instant,
 }
@@ -36,17 +46,45 @@ impl Stream {
             epoch: new_epoch(),
             top: 0,
             pubs: VecDeque::new(),
+            bytes: 0,
             data_expires: now,
             meta_expires: now + meta_ttl,
         }
     }
 
-    /// Drops expired data; reports whether the whole stream (meta too) has expired.
-    fn expire(&mut self, now: Instant) -> bool {
+    /// Drops expired data (its bytes go back to the budget); reports whether the whole
+    /// stream (meta too) has expired.
+    fn expire(&mut self, now: Instant, budgets: &Budgets) -> bool {
         if now >= self.data_expires {
-            self.pubs.clear();
+            self.clear(budgets);
         }
         now >= self.meta_expires
+    }
+
+    /// Drops every publication and frees their memory (the position stays).
+    fn clear(&mut self, budgets: &Budgets) {
+        if !self.pubs.is_empty() {
+            self.pubs = VecDeque::new();
+        }
+        budgets.release_history(std::mem::take(&mut self.bytes));
+    }
+
+    /// How many of the oldest publications an append of `size` bytes pushes out, to keep at
+    /// most `max_len` of them and (with `cap` > 0) at most `cap` bytes, and their bytes.
+    fn trim_plan(&self, size: u64, max_len: usize, cap: u64) -> (usize, u64) {
+        let (mut len, mut bytes) = (self.pubs.len() + 1, self.bytes + size);
+        let (mut n, mut freed) = (0, 0);
+        for p in &self.pubs {
+            if len <= max_len && (cap == 0 || bytes <= cap) {
+                break;
+            }
+            let s = stored_size(p);
+            n += 1;
+            freed += s;
+            len -= 1;
+            bytes -= s;
+        }
+        (n, freed)
     }
 
     fn position(&self) -> StreamPosition {
@@ -68,17 +106,29 @@ pub struct MemoryBroker {
     shards: Box<[Mutex<StreamShard>]>,
     hasher: std::collections::hash_map::RandomState,
     events: Arc<dyn BrokerEvents>,
+    budgets: Arc<Budgets>,
+    /// When the last sweep ran (milliseconds since `started`): a publish or read that a full
+    /// budget may refuse sweeps first, at most once per [`FULL_SWEEP_EVERY`], so expired
+    /// history does not hold space until the periodic sweep.
+    last_sweep: AtomicU64,
+    started: Instant,
 }
 
+/// Least time between two sweeps a full budget triggers.
+const FULL_SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 impl MemoryBroker {
-    /// A broker delivering to `events` (the hub).
-    pub fn new(events: Arc<dyn BrokerEvents>) -> Self {
+    /// A broker delivering to `events` (the hub), its history held against `budgets`.
+    pub fn new(events: Arc<dyn BrokerEvents>, budgets: Arc<Budgets>) -> Self {
         Self {
             shards: (0..SHARDS)
                 .map(|_| Mutex::new(StreamShard::default()))
                 .collect(),
             hasher: Default::default(),
             events,
+            budgets,
+            last_sweep: AtomicU64::new(0),
+            started: Instant::now(),
         }
     }
 
@@ -89,30 +139,67 @@ impl MemoryBroker {
     /// Drops expired streams and idempotency records; run periodically to bound memory.
     pub fn sweep(&self) {
         let now = Instant::now();
+        let ms = now.duration_since(self.started).as_millis() as u64;
+        self.last_sweep.store(ms.max(1), Ordering::Relaxed);
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
-            shard.streams.retain(|_, s| !s.expire(now));
+            shard.streams.retain(|channel, s| {
+                if !s.expire(now, &self.budgets) {
+                    return true;
+                }
+                s.clear(&self.budgets);
+                self.budgets.release_channel(channel, Holder::Stream);
+                false
+            });
             shard
                 .idempotency
                 .retain(|_, (_, at)| now < *at + IDEMPOTENCY_TTL);
         }
     }
-}
 
-#[async_trait]
-impl Broker for MemoryBroker {
-    async fn publish(
+    /// Sweeps unless a sweep ran within [`FULL_SWEEP_EVERY`] (or one is running).
+    fn sweep_if_due(&self) {
+        let now = Instant::now().duration_since(self.started).as_millis() as u64;
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        let due = last == 0 || now >= last + FULL_SWEEP_EVERY.as_millis() as u64;
+        if due
+            && self
+                .last_sweep
+                .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.sweep();
+        }
+    }
+
+    /// Creates the stream of `channel` if it has none, within the channel budget.
+    fn ensure_stream(
+        &self,
+        shard: &mut StreamShard,
+        channel: &str,
+        now: Instant,
+        meta_ttl: Duration,
+    ) -> Result<bool, BudgetError> {
+        if shard.streams.contains_key(channel) {
+            return Ok(false);
+        }
+        self.budgets.hold_channel(channel, Holder::Stream)?;
+        shard
+            .streams
+            .insert(channel.to_owned(), Stream::new(now, meta_ttl));
+        Ok(true)
+    }
+
+    /// Appends to the channel's stream and fans out, under the shard lock.
+    fn append(
         &self,
         channel: &str,
         mut publication: Publication,
         opts: &PublishOptions,
-    ) -> Result<StreamPosition, EngineError> {
-        if !opts.uses_history() {
-            let msg = PubMsg::new(channel, publication, String::new());
-            self.events.publication(channel, msg);
-            return Ok(StreamPosition::default());
-        }
+    ) -> Result<StreamPosition, BudgetError> {
         let now = Instant::now();
+        let size = stored_size(&publication);
+        self.budgets.check_channel_history(size)?;
         let mut shard = self.shard(channel).lock();
         if let Some(key) = &opts.idempotency_key {
             let k = (channel.to_owned(), key.clone());
@@ -123,19 +210,27 @@ impl Broker for MemoryBroker {
             }
         }
         let meta_ttl = opts.history_meta_ttl.max(opts.history_ttl);
-        let stream = shard
-            .streams
-            .entry(channel.to_owned())
-            .or_insert_with(|| Stream::new(now, meta_ttl));
-        if stream.expire(now) {
+        let created = self.ensure_stream(&mut shard, channel, now, meta_ttl)?;
+        let Some(stream) = shard.streams.get_mut(channel) else {
+            return Err(BudgetError::Channels);
+        };
+        if stream.expire(now, &self.budgets) {
             *stream = Stream::new(now, meta_ttl);
         }
+        let cap = self.budgets.channel_history_cap();
+        let (trim, freed) = stream.trim_plan(size, opts.history_size as usize, cap);
+        if let Err(e) = self.budgets.reserve_history(size, freed) {
+            if created {
+                shard.streams.remove(channel);
+                self.budgets.release_channel(channel, Holder::Stream);
+            }
+            return Err(e);
+        }
+        stream.pubs.drain(..trim);
+        stream.bytes = stream.bytes + size - freed;
         stream.top += 1;
         publication.offset = stream.top;
         stream.pubs.push_back(publication.clone());
-        while stream.pubs.len() > opts.history_size as usize {
-            stream.pubs.pop_front();
-        }
         stream.data_expires = now + opts.history_ttl;
         stream.meta_expires = now + meta_ttl;
         let position = stream.position();
@@ -148,6 +243,27 @@ impl Broker for MemoryBroker {
                 .insert((channel.to_owned(), key.clone()), (position.clone(), now));
         }
         Ok(position)
+    }
+}
+
+#[async_trait]
+impl Broker for MemoryBroker {
+    async fn publish(
+        &self,
+        channel: &str,
+        publication: Publication,
+        opts: &PublishOptions,
+    ) -> Result<StreamPosition, EngineError> {
+        if !opts.uses_history() {
+            let msg = PubMsg::new(channel, publication, String::new());
+            self.events.publication(channel, msg);
+            return Ok(StreamPosition::default());
+        }
+        // Expired history may hold what this publication needs: sweep it out first.
+        if self.budgets.history_full(stored_size(&publication)) || self.budgets.channels_full() {
+            self.sweep_if_due();
+        }
+        Ok(self.append(channel, publication, opts)?)
     }
 
     async fn publish_join(&self, channel: &str, info: ClientInfo) -> Result<(), EngineError> {
@@ -165,13 +281,18 @@ impl Broker for MemoryBroker {
         channel: &str,
         filter: HistoryFilter,
     ) -> Result<HistoryPage, EngineError> {
+        if self.budgets.channels_full() {
+            self.sweep_if_due();
+        }
         let now = Instant::now();
         let mut shard = self.shard(channel).lock();
-        let stream = shard
-            .streams
-            .entry(channel.to_owned())
-            .or_insert_with(|| Stream::new(now, filter.meta_ttl));
-        if stream.expire(now) {
+        // Reading a channel that has no stream creates one (its epoch must last): a new
+        // channel for the budget.
+        self.ensure_stream(&mut shard, channel, now, filter.meta_ttl)?;
+        let Some(stream) = shard.streams.get_mut(channel) else {
+            return Err(BudgetError::Channels.into());
+        };
+        if stream.expire(now, &self.budgets) {
             *stream = Stream::new(now, filter.meta_ttl);
         }
         if !filter.meta_ttl.is_zero() {
@@ -219,7 +340,7 @@ impl Broker for MemoryBroker {
 
     async fn remove_history(&self, channel: &str) -> Result<(), EngineError> {
         if let Some(stream) = self.shard(channel).lock().streams.get_mut(channel) {
-            stream.pubs.clear();
+            stream.clear(&self.budgets);
         }
         Ok(())
     }
@@ -327,7 +448,7 @@ mod tests {
     #[tokio::test]
     async fn offsets_are_contiguous_and_history_is_capped_by_size() {
         let events = Arc::new(Collect::default());
-        let broker = MemoryBroker::new(events.clone());
+        let broker = MemoryBroker::new(events.clone(), Arc::default());
         for n in 1..=5 {
             let pos = broker
                 .publish("c", publication(n), &opts(3, 60))
@@ -358,7 +479,7 @@ mod tests {
 
     #[tokio::test]
     async fn history_reads_forward_and_reverse_from_a_position() {
-        let broker = MemoryBroker::new(Arc::new(Collect::default()));
+        let broker = MemoryBroker::new(Arc::new(Collect::default()), Arc::default());
         let mut epoch = String::new();
         for n in 1..=6 {
             epoch = broker
@@ -429,7 +550,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn history_expires_after_its_ttl_but_the_position_survives() {
-        let broker = MemoryBroker::new(Arc::new(Collect::default()));
+        let broker = MemoryBroker::new(Arc::new(Collect::default()), Arc::default());
         broker
             .publish("c", publication(1), &opts(10, 5))
             .await
@@ -457,13 +578,111 @@ mod tests {
     #[tokio::test]
     async fn idempotent_publishes_are_stored_once() {
         let events = Arc::new(Collect::default());
-        let broker = MemoryBroker::new(events.clone());
+        let broker = MemoryBroker::new(events.clone(), Arc::default());
         let mut o = opts(10, 60);
         o.idempotency_key = Some("k1".into());
         let a = broker.publish("c", publication(1), &o).await.unwrap();
         let b = broker.publish("c", publication(1), &o).await.unwrap();
         assert_eq!(a, b);
         assert_eq!(events.0.lock().len(), 1);
+    }
+
+    fn budgets(limits: serde_json::Value) -> Arc<Budgets> {
+        let b = Arc::new(Budgets::default());
+        b.set_limits(
+            &rotor_tenant_config::TenantConfig::from_value(limits)
+                .unwrap()
+                .config,
+        );
+        b
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn history_bytes_follow_trims_expiry_and_removal() {
+        let b = budgets(serde_json::json!({}));
+        let broker = MemoryBroker::new(Arc::new(Collect::default()), b.clone());
+        let one = stored_size(&publication(1));
+        for n in 1..=5 {
+            broker
+                .publish("c", publication(n), &opts(3, 5))
+                .await
+                .unwrap();
+        }
+        assert_eq!(b.history_bytes(), 3 * one, "trimmed by count");
+        broker
+            .publish("d", publication(1), &opts(3, 60))
+            .await
+            .unwrap();
+        assert_eq!(b.channels(), 2);
+        broker.remove_history("d").await.unwrap();
+        assert_eq!(b.history_bytes(), 3 * one);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        broker.sweep();
+        assert_eq!(b.history_bytes(), 0, "expired data gives its bytes back");
+        assert_eq!(b.channels(), 2, "the streams live on for their meta TTL");
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        broker.sweep();
+        assert_eq!(b.channels(), 0, "expired streams give their channels back");
+    }
+
+    #[tokio::test]
+    async fn the_channel_cap_trims_the_oldest_and_the_tenant_budget_refuses() {
+        let one = stored_size(&publication(1));
+        let b = budgets(serde_json::json!({"rotor": {
+            "max_channel_history_bytes": 2 * one,
+            "max_history_bytes": 3 * one,
+            "max_channels": 2
+        }}));
+        let broker = MemoryBroker::new(Arc::new(Collect::default()), b.clone());
+        for n in 1..=4 {
+            broker
+                .publish("a", publication(n), &opts(10, 60))
+                .await
+                .unwrap();
+        }
+        let page = broker
+            .history(
+                "a",
+                HistoryFilter {
+                    limit: -1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let offsets: Vec<u64> = page.publications.iter().map(|p| p.offset).collect();
+        assert_eq!(offsets, vec![3, 4]);
+        broker
+            .publish("b", publication(1), &opts(10, 60))
+            .await
+            .unwrap();
+        let refused = broker.publish("b", publication(2), &opts(10, 60)).await;
+        assert!(matches!(
+            refused,
+            Err(EngineError::Budget(BudgetError::HistoryBytes))
+        ));
+        // An append that trims as much as it adds still fits the full budget.
+        broker
+            .publish("a", publication(5), &opts(10, 60))
+            .await
+            .unwrap();
+        assert_eq!(b.history_bytes(), 3 * one);
+        let third = broker.publish("c", publication(1), &opts(10, 60)).await;
+        assert!(matches!(
+            third,
+            Err(EngineError::Budget(BudgetError::Channels))
+        ));
+        let read = broker.history("c", HistoryFilter::default()).await;
+        assert!(matches!(
+            read,
+            Err(EngineError::Budget(BudgetError::Channels))
+        ));
+        // Without history nothing is stored and no channel is made.
+        broker
+            .publish("c", publication(1), &opts(0, 0))
+            .await
+            .unwrap();
+        assert_eq!(b.channels(), 2);
     }
 
     #[tokio::test]

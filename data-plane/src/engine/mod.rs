@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use crate::hub::PubMsg;
 use crate::protocol::{ClientInfo, Publication, StreamPosition};
 
-/// Engine failures. Callers answer them as internal errors (temporary, so SDKs retry).
+/// Engine failures, answered to clients and the API through [`EngineError::to_client_error`].
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The backing store is unreachable or answered with an error.
@@ -24,6 +24,25 @@ pub enum EngineError {
     /// The requested stream position belongs to another epoch or is out of range.
     #[error("unrecoverable position")]
     UnrecoverablePosition,
+    /// A budget of the tenant refused what the call would add (memory engine).
+    #[error(transparent)]
+    Budget(#[from] crate::budgets::BudgetError),
+}
+
+impl EngineError {
+    /// The protocol error (client protocol and server API alike): an unavailable store is an
+    /// internal error (temporary, so SDKs retry), a budget is 106.
+    pub fn to_client_error(&self) -> crate::protocol::ClientError {
+        use crate::protocol::ClientError;
+        match self {
+            EngineError::UnrecoverablePosition => ClientError::UNRECOVERABLE_POSITION,
+            EngineError::Unavailable(m) => {
+                tracing::warn!(error = %m, "engine unavailable");
+                ClientError::INTERNAL
+            }
+            EngineError::Budget(e) => e.to_client_error(),
+        }
+    }
 }
 
 /// History settings that apply to one publish.

@@ -225,7 +225,7 @@ impl Session {
                 }
                 Err(e) => {
                     for p in prepared {
-                        self.abort_subscription(&p.channel);
+                        self.abort_prepared(p);
                     }
                     return Err(e);
                 }
@@ -259,9 +259,20 @@ impl Session {
                 ..Default::default()
             }
         };
-        self.send_reply(reply)?;
-        for p in prepared {
-            self.activate_subscription(p, None).await?;
+        // Whatever is not activated is undone: a prepared subscription holds a hub entry (its
+        // channel, for the budget) and maybe a presence entry.
+        if let Err(d) = self.send_reply(reply) {
+            for p in prepared {
+                self.abort_prepared(p);
+            }
+            return Err(d.into());
+        }
+        let mut prepared = prepared.into_iter();
+        while let Some(p) = prepared.next() {
+            if let Err(d) = self.activate_subscription(p, None).await {
+                prepared.for_each(|p| self.abort_prepared(p));
+                return Err(d.into());
+            }
         }
         Ok(())
     }

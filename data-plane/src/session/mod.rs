@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::budgets::SocketPermit;
 use crate::client::{ClientHandle, Control};
 use crate::node::Node;
 use crate::protocol::{
@@ -174,6 +175,15 @@ pub struct Session {
     next_presence_refresh: Option<Instant>,
 }
 
+/// How long a socket may stay without a successful `connect`: `client.stale_close_delay`,
+/// or Centrifugo's default 10 s when it is 0 (an unauthenticated socket never lives forever).
+pub fn stale_close_delay(client: &rotor_tenant_config::ClientSection) -> Duration {
+    match client.stale_close_delay.get() {
+        d if d.is_zero() => Duration::from_secs(10),
+        d => d,
+    }
+}
+
 pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -188,14 +198,16 @@ fn instant_at(unix: i64) -> Instant {
 }
 
 impl Session {
-    /// A new, not yet connected session.
-    pub fn new(node: Arc<Node>, transport: TransportInfo) -> Self {
+    /// A new, not yet connected session, taking over the client socket's slot (`socket`):
+    /// it counts against `client.connection_limit` until the session is dropped, and the
+    /// session closes with 3502 if `connect` does not come within `client.stale_close_delay`.
+    pub fn new(node: Arc<Node>, transport: TransportInfo, socket: SocketPermit) -> Self {
         let config = node.config.load();
         let queue = config.tenant.client.queue_max_size as usize;
-        let stale = config.tenant.client.stale_close_delay.get();
+        let stale = stale_close_delay(&config.tenant.client);
         let id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
         let handle = Arc::new(ClientHandle::new(id, transport.protocol, queue));
-        node.metrics.sockets.inc();
+        socket.keep();
         Self {
             node,
             handle,
@@ -210,7 +222,7 @@ impl Session {
             subs: SubMap::default(),
             next_ping: None,
             pong_deadline: None,
-            stale_deadline: (!stale.is_zero()).then(|| Instant::now() + stale),
+            stale_deadline: Some(Instant::now() + stale),
             next_presence_refresh: None,
         }
     }
@@ -553,15 +565,13 @@ impl From<crate::node::PublishError> for CommandError {
 
 impl From<crate::engine::EngineError> for CommandError {
     fn from(e: crate::engine::EngineError) -> Self {
-        match e {
-            crate::engine::EngineError::UnrecoverablePosition => {
-                Self::Client(ClientError::UNRECOVERABLE_POSITION)
-            }
-            crate::engine::EngineError::Unavailable(m) => {
-                tracing::warn!(error = %m, "engine unavailable");
-                Self::Client(ClientError::INTERNAL)
-            }
-        }
+        Self::Client(e.to_client_error())
+    }
+}
+
+impl From<crate::budgets::BudgetError> for CommandError {
+    fn from(e: crate::budgets::BudgetError) -> Self {
+        Self::Client(e.to_client_error())
     }
 }
 
@@ -570,6 +580,6 @@ pub(crate) type CommandResult = Result<(), CommandError>;
 /// whether or not it ever connects: that is what the open-file budget counts.
 impl Drop for Session {
     fn drop(&mut self) {
-        self.node.metrics.sockets.dec();
+        self.node.budgets.release_socket();
     }
 }

@@ -182,6 +182,7 @@ impl Session {
         let push_join_leave = o.force_push_join_leave
             || (req.join_leave && o.join_leave && may_read_presence(&o, caller, true));
 
+        // A channel that does not exist yet must fit the channel budget.
         let joined = self.node.hub.add_pending(
             &channel,
             &self.handle,
@@ -189,7 +190,7 @@ impl Session {
                 push_join_leave,
                 positioned,
             },
-        );
+        )?;
         match joined {
             Joined::First => {
                 let subscribed = self.node.broker.subscribe(&channel).await;
@@ -288,12 +289,17 @@ impl Session {
             chan_info: spec.chan_info.clone(),
         };
         if o.presence {
+            if let Err(e) = self.node.budgets.acquire_presence() {
+                self.abort_subscription(&channel);
+                return Err(e.into());
+            }
             if let Err(e) = self
                 .node
                 .presence
                 .add_presence(&channel, info.clone())
                 .await
             {
+                self.node.budgets.release_presence();
                 self.abort_subscription(&channel);
                 return Err(e.into());
             }
@@ -447,7 +453,7 @@ impl Session {
             Some(reply) => match self.encode(&reply) {
                 Ok(f) => Some(f),
                 Err(d) => {
-                    self.abort_subscription(&p.channel);
+                    self.abort_prepared(p);
                     return Err(d);
                 }
             },
@@ -484,6 +490,21 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Undoes a whole [`Session::prepare_subscription`]: its presence entry (and budget) and
+    /// its hub registration.
+    pub(crate) fn abort_prepared(&self, p: Prepared) {
+        if p.state.presence {
+            self.node.budgets.release_presence();
+            let presence = self.node.presence.clone();
+            let (channel, client, user) =
+                (p.channel.clone(), self.handle.id.clone(), self.user.clone());
+            tokio::spawn(async move {
+                let _ = presence.remove_presence(&channel, &client, &user).await;
+            });
+        }
+        self.abort_subscription(&p.channel);
     }
 
     /// Undoes [`Session::prepare_subscription`]'s hub registration.
@@ -537,6 +558,7 @@ impl Session {
             }
         }
         if state.presence {
+            self.node.budgets.release_presence();
             if let Err(e) = self
                 .node
                 .presence

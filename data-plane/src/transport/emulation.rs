@@ -22,6 +22,8 @@ use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::slot::SocketSlot;
+use crate::budgets::SocketPermit;
 use crate::client::OutItem;
 use crate::node::Node;
 use crate::protocol::{encode_reply, Disconnect, ProtocolKind, Push, Reply};
@@ -174,6 +176,7 @@ async fn run(
 
 fn stream(
     node: Arc<Node>,
+    slot: SocketPermit,
     name: &'static str,
     protocol: ProtocolKind,
     framing: Framing,
@@ -201,6 +204,7 @@ fn stream(
             unidirectional: false,
             native_ping: false,
         },
+        slot,
     )
     .with_request_headers(headers)
     .with_emulation_session(session_id.clone());
@@ -215,6 +219,7 @@ fn stream(
 /// `POST /connection/http_stream` (OPTIONS preflight answers 204).
 pub async fn http_stream(
     State(node): State<Arc<Node>>,
+    SocketSlot(slot): SocketSlot,
     method: Method,
     headers: HeaderMap,
     body: AxumBytes,
@@ -233,12 +238,13 @@ pub async fn http_stream(
     } else {
         (ProtocolKind::Json, Framing::JsonLines)
     };
-    stream(node, "http_stream", protocol, framing, body, headers)
+    stream(node, slot, "http_stream", protocol, framing, body, headers)
 }
 
 /// `GET /connection/sse?cf_connect=…` or `POST` with the commands as body (JSON only).
 pub async fn sse(
     State(node): State<Arc<Node>>,
+    SocketSlot(slot): SocketSlot,
     method: Method,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -257,6 +263,7 @@ pub async fn sse(
     };
     stream(
         node,
+        slot,
         "sse",
         ProtocolKind::Json,
         Framing::Sse,

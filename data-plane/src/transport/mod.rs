@@ -3,6 +3,7 @@
 
 pub mod emulation;
 pub mod origin;
+pub mod slot;
 pub mod streaming;
 pub mod uni;
 pub mod websocket;

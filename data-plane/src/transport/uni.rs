@@ -17,6 +17,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::slot::SocketSlot;
+use crate::budgets::SocketPermit;
 use crate::client::OutItem;
 use crate::node::Node;
 use crate::protocol::{Command, ConnectRequest, Disconnect, ProtocolKind, Push, Reply};
@@ -60,6 +62,7 @@ trait UniSink: Send {
 /// Runs a unidirectional session until it ends.
 async fn run(
     node: Arc<Node>,
+    slot: SocketPermit,
     name: &'static str,
     request: ConnectRequest,
     headers: HeaderMap,
@@ -74,6 +77,7 @@ async fn run(
             unidirectional: true,
             native_ping: false,
         },
+        slot,
     )
     .with_request_headers(headers);
     let handle = session.handle().clone();
@@ -209,6 +213,7 @@ fn line_frame(p: &Bytes) -> Bytes {
 
 fn stream_response(
     node: Arc<Node>,
+    slot: SocketPermit,
     name: &'static str,
     request: ConnectRequest,
     headers: HeaderMap,
@@ -223,13 +228,21 @@ fn stream_response(
     if sse {
         let _ = tx.try_send(Ok(AxumBytes::from_static(b"\r\n")));
     }
-    tokio::spawn(run(node, name, request, headers, BodySink { tx, frame }));
+    tokio::spawn(run(
+        node,
+        slot,
+        name,
+        request,
+        headers,
+        BodySink { tx, frame },
+    ));
     response
 }
 
 /// `GET/POST /connection/uni_sse`.
 pub async fn sse(
     State(node): State<Arc<Node>>,
+    SocketSlot(slot): SocketSlot,
     method: Method,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -243,7 +256,7 @@ pub async fn sse(
     }
     let body: &[u8] = if method == Method::POST { &body } else { b"" };
     match connect_request(&query, body) {
-        Ok(req) => stream_response(node, "uni_sse", req, headers, true),
+        Ok(req) => stream_response(node, slot, "uni_sse", req, headers, true),
         Err(r) => r.into_response(),
     }
 }
@@ -251,6 +264,7 @@ pub async fn sse(
 /// `POST /connection/uni_http_stream`.
 pub async fn http_stream(
     State(node): State<Arc<Node>>,
+    SocketSlot(slot): SocketSlot,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: AxumBytes,
@@ -262,7 +276,7 @@ pub async fn http_stream(
         return r;
     }
     match connect_request(&query, &body) {
-        Ok(req) => stream_response(node, "uni_http_stream", req, headers, false),
+        Ok(req) => stream_response(node, slot, "uni_http_stream", req, headers, false),
         Err(r) => r.into_response(),
     }
 }
@@ -319,9 +333,12 @@ impl UniSink for WsSink {
     }
 }
 
-/// `GET /connection/uni_websocket`.
+/// `GET /connection/uni_websocket`. Without `cf_connect` the ConnectRequest is the first
+/// message, due within `client.stale_close_delay` (else close 3502), the socket counted from
+/// the start.
 pub async fn websocket(
     State(node): State<Arc<Node>>,
+    SocketSlot(slot): SocketSlot,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
@@ -339,12 +356,15 @@ pub async fn websocket(
         },
         None => None,
     };
-    let max = node.config.load().tenant.websocket.message_size_limit as usize;
+    let config = node.config.load();
+    let max = config.tenant.websocket.message_size_limit as usize;
+    let stale = crate::session::stale_close_delay(&config.tenant.client);
+    drop(config);
     ws.max_message_size(max)
         .on_upgrade(move |mut socket| async move {
             let request = match from_query {
                 Some(r) => r,
-                None => match tokio::time::timeout(Duration::from_secs(10), socket.recv()).await {
+                None => match tokio::time::timeout(stale, socket.recv()).await {
                     Ok(Some(Ok(Message::Text(t)))) => {
                         match serde_json::from_str::<ConnectRequest>(&t) {
                             Ok(r) => r,
@@ -359,6 +379,15 @@ pub async fn websocket(
                             }
                         }
                     }
+                    Err(_) => {
+                        let _ = socket
+                            .send(Message::Close(Some(CloseFrame {
+                                code: Disconnect::STALE.code,
+                                reason: Utf8Bytes::from_static("stale"),
+                            })))
+                            .await;
+                        return;
+                    }
                     _ => return,
                 },
             };
@@ -368,7 +397,7 @@ pub async fn websocket(
                 ping_every,
                 next_ping: tokio::time::Instant::now() + ping_every,
             };
-            run(node, "uni_websocket", request, headers, sink).await;
+            run(node, slot, "uni_websocket", request, headers, sink).await;
         })
 }
 

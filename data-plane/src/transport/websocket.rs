@@ -18,6 +18,8 @@ use futures_util::{Sink, StreamExt};
 use tokio::time::{Instant, Sleep};
 
 use super::origin::origin_allowed;
+use super::slot::SocketSlot;
+use crate::budgets::SocketPermit;
 use crate::client::{ClientHandle, OutItem};
 use crate::node::Node;
 use crate::protocol::{Disconnect, ProtocolKind};
@@ -30,6 +32,7 @@ const DEFAULT_READ_BUFFER: usize = 1024;
 /// Upgrades a request to a WebSocket session.
 pub async fn handler(
     State(node): State<Arc<Node>>,
+    SocketSlot(slot): SocketSlot,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
@@ -62,7 +65,7 @@ pub async fn handler(
         .on_upgrade(move |socket| {
             // A task of its own: axum's upgrade task keeps its upgrade state (config, protocol,
             // this closure) beside the connection's future for the connection's whole life.
-            tokio::spawn(run(node, socket, protocol, native_ping, headers));
+            tokio::spawn(run(node, socket, slot, protocol, native_ping, headers));
             std::future::ready(())
         })
 }
@@ -94,6 +97,7 @@ fn select_protocol(query: &HashMap<String, String>, headers: &HeaderMap) -> Prot
 fn run(
     node: Arc<Node>,
     socket: WebSocket,
+    slot: SocketPermit,
     protocol: ProtocolKind,
     native_ping: bool,
     headers: HeaderMap,
@@ -107,6 +111,7 @@ fn run(
             unidirectional: false,
             native_ping,
         },
+        slot,
     )
     .with_request_headers(headers);
     // Native pings (`cf_ws_frame_ping_pong=true`) follow the protocol pings' settings: a ping
@@ -472,7 +477,7 @@ mod tests {
 
     fn run_future_size<F, R>(_: &F) -> usize
     where
-        F: FnOnce(Arc<Node>, WebSocket, ProtocolKind, bool, HeaderMap) -> R,
+        F: FnOnce(Arc<Node>, WebSocket, SocketPermit, ProtocolKind, bool, HeaderMap) -> R,
     {
         std::mem::size_of::<R>()
     }

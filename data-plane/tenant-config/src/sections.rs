@@ -58,6 +58,27 @@ pub struct RotorSection {
     /// Largest publication payload in bytes accepted from clients and the API (0 = only the
     /// transport's message limit applies).
     pub max_publication_size: u32,
+    /// Bytes of history the memory engine keeps for the whole tenant, across all channels
+    /// (0 = unlimited). A publication's stored size is the publication record itself plus
+    /// every byte it carries (data, channel, tags, client info). A publish whose history
+    /// append would go past it is refused with error 106; space comes back as entries are
+    /// trimmed (`history_size`, `max_channel_history_bytes`), expire (`history_ttl`) or are
+    /// removed. The Redis engine's history lives in Redis and is not counted.
+    pub max_history_bytes: u64,
+    /// Bytes of history the memory engine keeps per channel, counted as for
+    /// `max_history_bytes` (0 = unlimited): the oldest entries of a channel's stream are
+    /// trimmed to stay under it (the newest publication is always kept); a single
+    /// publication larger than it is refused with error 106. Not applied to the Redis engine.
+    pub max_channel_history_bytes: u64,
+    /// Channels that may exist at once (0 = unlimited): a channel exists while it has a
+    /// subscriber on this node or a memory-engine history stream that has not expired
+    /// (streams live for `history_meta_ttl`). A subscribe, publish or history read that
+    /// would create a channel past it gets error 106; existing channels keep working.
+    pub max_channels: u32,
+    /// Presence entries the tenant holds at once (0 = unlimited): one per subscription to a
+    /// presence-enabled channel, counted by this process (with the Redis engine, this
+    /// process's own entries only). A subscribe past it gets error 106.
+    pub max_presence_entries: u32,
 }
 
 /// Node identity shown in `info`.
@@ -162,7 +183,9 @@ pub struct ClientSection {
     pub expired_close_delay: ConfigDuration,
     /// Grace period after a subscription's expiry before it is ended.
     pub expired_sub_close_delay: ConfigDuration,
-    /// How long a connection may stay unauthenticated.
+    /// How long a connection may stay unauthenticated: a socket without a successful
+    /// `connect` by then is closed with 3502 (0 = the default 10 s). Rotor also uses it as
+    /// the time a TCP connection may take to send each request head.
     pub stale_close_delay: ConfigDuration,
     /// Maximum channels one connection may subscribe to.
     pub channel_limit: u32,
@@ -172,7 +195,10 @@ pub struct ClientSection {
     pub presence_update_interval: ConfigDuration,
     /// How often positioned subscriptions are compared with the stream top.
     pub channel_position_check_delay: ConfigDuration,
-    /// Maximum concurrent connections on this node (0 = unlimited).
+    /// Maximum concurrent client sockets on this node (0 = unlimited), counted from the moment
+    /// a request reaches a connection endpoint, authenticated or not: past it a new one is
+    /// answered 503 before any upgrade; a `connect` while as many connections are
+    /// authenticated (after the limit was lowered) is closed with 3504.
     pub connection_limit: u32,
     /// Maximum concurrent connections of one user (0 = unlimited).
     pub user_connection_limit: u32,

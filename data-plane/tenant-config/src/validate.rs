@@ -207,6 +207,35 @@ mod tests {
     }
 
     #[test]
+    fn budgets_default_to_unlimited_and_load_by_name() {
+        let defaults = TenantConfig::parse("{}", Format::Json).unwrap().config;
+        assert_eq!(
+            (
+                defaults.rotor.max_history_bytes,
+                defaults.rotor.max_channel_history_bytes,
+                defaults.rotor.max_channels,
+                defaults.rotor.max_presence_entries
+            ),
+            (0, 0, 0, 0)
+        );
+        let set = TenantConfig::parse(
+            r#"{"rotor": {"max_history_bytes": 5000000000, "max_channel_history_bytes": 65536,
+                "max_channels": 1000, "max_presence_entries": 200}}"#,
+            Format::Json,
+        )
+        .unwrap();
+        assert!(set.warnings.is_empty(), "{:?}", set.warnings);
+        let r = set.config.rotor;
+        assert_eq!(r.max_history_bytes, 5_000_000_000);
+        assert_eq!(r.max_channel_history_bytes, 65_536);
+        assert_eq!((r.max_channels, r.max_presence_entries), (1000, 200));
+        assert_eq!(
+            refused(r#"{"rotor": {"max_channels": -1}}"#).0,
+            "rotor.max_channels"
+        );
+    }
+
+    #[test]
     fn invalid_regexes_are_refused() {
         let (path, _) = refused(r#"{"channel": {"without_namespace": {"channel_regex": "("}}}"#);
         assert_eq!(path, "channel.without_namespace.channel_regex");

@@ -131,15 +131,26 @@ impl ControlPlane {
         name: &str,
         namespaces: &[(&str, Value)],
     ) -> Result<Project> {
+        self.project_on(token, name, "memory", namespaces).await
+    }
+
+    /// [`ControlPlane::project`] on the given engine (`memory` or `redis`).
+    pub async fn project_on(
+        &self,
+        token: &str,
+        name: &str,
+        engine: &str,
+        namespaces: &[(&str, Value)],
+    ) -> Result<Project> {
         let (s, p) = self
             .call(
                 "POST",
                 "/v1/projects",
                 Some(token),
-                Some(json!({"name": name})),
+                Some(json!({"name": name, "engine": engine})),
             )
             .await?;
-        anyhow::ensure!(s == 201, "project: {s} {p}");
+        anyhow::ensure!(s == 201 && p["engine"] == engine, "project: {s} {p}");
         let id = p["id"].as_str().context("id")?.to_owned();
         let (s, k) = self
             .call(
@@ -281,6 +292,22 @@ pub fn kill9(pid: i64) {
         .status();
 }
 
+/// Removes the control groups of killed tenants, and their parents once empty (the kernel
+/// refuses while a killed process is not yet reaped, so this retries for a moment).
+fn remove_groups(groups: &[PathBuf]) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for group in groups {
+        while std::fs::remove_dir(group).is_err_and(|e| e.kind() != std::io::ErrorKind::NotFound)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(parent) = group.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
+
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         if let Some(p) = self.process.take() {
@@ -289,22 +316,51 @@ impl Drop for ControlPlane {
             }
             drop(p);
         }
+        let mut groups = Vec::new();
         if let Ok(entries) = std::fs::read_dir(&self.run_dir) {
             for entry in entries.flatten() {
                 let path = entry.path();
                 if path.extension().and_then(|e| e.to_str()) != Some("state") {
                     continue;
                 }
-                let pid = std::fs::read_to_string(&path)
+                let record = std::fs::read_to_string(&path)
                     .ok()
                     .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-                    .and_then(|v| v["pid"].as_i64());
-                if let Some(pid) = pid {
+                    .unwrap_or(Value::Null);
+                if let Some(pid) = record["pid"].as_i64() {
                     kill9(pid);
                 }
+                groups.extend(
+                    record["cgroups"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(PathBuf::from),
+                );
             }
         }
+        // Groups of tenants that never wrote a record, and the parents.
+        let parents: Vec<PathBuf> = std::fs::read_to_string(self.run_dir.join("cgroups"))
+            .unwrap_or_default()
+            .lines()
+            .map(PathBuf::from)
+            .collect();
+        for parent in &parents {
+            groups.extend(
+                std::fs::read_dir(parent)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
         let _ = std::fs::remove_dir_all(&self.run_dir);
+        remove_groups(&groups);
+        for parent in &parents {
+            let _ = std::fs::remove_dir(parent);
+        }
     }
 }
 

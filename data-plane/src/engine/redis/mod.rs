@@ -2,6 +2,12 @@
 //! of one tenant. A publish is one Lua call (idempotency, epoch, offset, XADD with MAXLEN,
 //! retention and PUBLISH together) — one round trip; each process keeps one PUB/SUB connection
 //! per Redis shard for all its channels. Channels are spread over shards by a stable hash.
+//!
+//! History here is Redis's memory, bounded by Redis and the channel's `history_size`: the
+//! tenant's history byte budgets (`rotor.max_history_bytes`, `max_channel_history_bytes`) and
+//! streams as channels for `rotor.max_channels` apply to the memory engine only. Channels
+//! with local subscribers and this process's presence entries are still budgeted
+//! ([`crate::budgets`]), in the hub and the session.
 
 mod keys;
 mod subscriber;

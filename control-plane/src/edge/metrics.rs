@@ -1,0 +1,156 @@
+//! The edge's counters for the operator, in Prometheus text format, served as `GET /metrics`
+//! on the operator's own listener (`ROTOR_METRICS_LISTEN`, e.g. `127.0.0.1:9464`; off when
+//! unset), never on the public listener:
+//!
+//! - `rotor_edge_connections`: connections the edge holds now (see [`super::caps`] for when
+//!   one counts); `rotor_edge_connection_addresses`: client addresses (IPv6 /64s) among them;
+//! - `rotor_edge_connections_accepted_total`;
+//! - `rotor_edge_connections_refused_total{reason="per_address"|"max_connections"|"open_files"}`;
+//! - `rotor_edge_accept_errors_total`: failed `accept` calls (usually out of descriptors);
+//! - `rotor_edge_max_connections`, `rotor_edge_max_connections_per_address`,
+//!   `rotor_edge_open_files_limit`, `rotor_edge_open_files_reserve`: the caps in force.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::http::header;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::caps::{Connections, Refusal, Snapshot};
+
+/// The exposition of one snapshot.
+pub fn render(s: &Snapshot) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+    metric(
+        "rotor_edge_connections",
+        "gauge",
+        "Connections the edge holds.",
+        &[("", n(s.open))],
+    );
+    metric(
+        "rotor_edge_connection_addresses",
+        "gauge",
+        "Client addresses (IPv6: /64 networks) holding edge connections.",
+        &[("", n(s.addresses))],
+    );
+    metric(
+        "rotor_edge_connections_accepted_total",
+        "counter",
+        "Connections admitted by the edge.",
+        &[("", s.accepted)],
+    );
+    let labels: Vec<String> = Refusal::ALL
+        .iter()
+        .map(|r| format!("{{reason=\"{}\"}}", r.reason()))
+        .collect();
+    let refused: Vec<(&str, u64)> = labels.iter().map(String::as_str).zip(s.refused).collect();
+    metric(
+        "rotor_edge_connections_refused_total",
+        "counter",
+        "Connections refused at accept, by reason.",
+        &refused,
+    );
+    metric(
+        "rotor_edge_accept_errors_total",
+        "counter",
+        "Failed accept calls on the public listener.",
+        &[("", s.accept_errors)],
+    );
+    metric(
+        "rotor_edge_max_connections",
+        "gauge",
+        "Cap on the edge's connections (ROTOR_EDGE_MAX_CONNECTIONS).",
+        &[("", n(s.limits.max_connections))],
+    );
+    metric(
+        "rotor_edge_max_connections_per_address",
+        "gauge",
+        "Cap on one address's edge connections (ROTOR_EDGE_MAX_CONNECTIONS_PER_ADDRESS).",
+        &[("", n(s.limits.max_per_address))],
+    );
+    metric(
+        "rotor_edge_open_files_limit",
+        "gauge",
+        "The control plane's soft open-file limit.",
+        &[("", s.file_limit)],
+    );
+    metric(
+        "rotor_edge_open_files_reserve",
+        "gauge",
+        "Descriptors kept free for everything but client connections.",
+        &[("", s.file_reserve)],
+    );
+    out
+}
+
+/// `GET /metrics` over `connections`.
+pub fn router(connections: Arc<Connections>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let body = render(&connections.snapshot());
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    body,
+                )
+            }
+        }),
+    )
+}
+
+/// Serves [`router`] on the operator's listener until `stop`.
+pub async fn serve(listener: TcpListener, connections: Arc<Connections>, stop: CancellationToken) {
+    let served = axum::serve(listener, router(connections))
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "metrics listener failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edge::caps::EdgeLimits;
+
+    #[test]
+    fn the_exposition_names_every_reason_and_the_caps() {
+        let c = Connections::new(
+            EdgeLimits {
+                max_connections: 5,
+                max_per_address: 1,
+            },
+            256,
+        );
+        let _a = c.admit("192.0.2.1".parse().unwrap(), 10).unwrap();
+        let _ = c.admit("192.0.2.1".parse().unwrap(), 11);
+        let text = render(&c.snapshot());
+        for line in [
+            "rotor_edge_connections 1",
+            "rotor_edge_connections_accepted_total 1",
+            "rotor_edge_connections_refused_total{reason=\"per_address\"} 1",
+            "rotor_edge_connections_refused_total{reason=\"max_connections\"} 0",
+            "rotor_edge_connections_refused_total{reason=\"open_files\"} 0",
+            "rotor_edge_max_connections 5",
+            "rotor_edge_max_connections_per_address 1",
+            "rotor_edge_open_files_limit 256",
+            "rotor_edge_open_files_reserve 64",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+    }
+}

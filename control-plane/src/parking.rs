@@ -1,0 +1,112 @@
+//! Idle tenants cost nothing: what tenants push to the control plane and when they are parked.
+//!
+//! Each supervised tenant sends datagrams to `reports.sock` in the run directory (see the data
+//! plane's `report` module): its usage counters when they changed, which are metered here
+//! exactly as a scrape would be ([`crate::usage::record`]), and an `idle` notice once it has
+//! held no socket and seen no traffic for [`park_after`], which asks the reconciler to park it
+//! (stop the process, keep its state: the route becomes [`crate::supervisor::Route::Parked`]
+//! and the edge wakes it on the next request). A datagram counts only when it names a running
+//! tenant and carries that process's admin token.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sqlx::PgPool;
+use tokio::net::UnixDatagram;
+use tokio_util::sync::CancellationToken;
+
+use crate::ids::ProjectId;
+use crate::supervisor::RouteTable;
+use crate::usage::Snapshot;
+
+/// Largest report accepted (a usage snapshot with many namespaces).
+const MAX_REPORT: usize = 256 * 1024;
+
+/// How long a tenant must be idle before it is parked: `ROTOR_PARK_AFTER_MS` (default ten
+/// minutes; 0 = never park).
+pub fn park_after() -> Option<Duration> {
+    let ms = std::env::var("ROTOR_PARK_AFTER_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(600_000);
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
+
+/// The report socket of a run directory.
+pub fn socket_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("reports.sock")
+}
+
+#[derive(Deserialize)]
+struct Report {
+    tenant: String,
+    token: String,
+    kind: String,
+    #[serde(default)]
+    usage: Option<Snapshot>,
+}
+
+/// Compares tokens in time independent of where they differ.
+fn same_token(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Binds the report socket (replacing a stale one).
+pub fn bind(path: &Path) -> std::io::Result<UnixDatagram> {
+    let _ = std::fs::remove_file(path);
+    let socket = UnixDatagram::bind(path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(socket)
+}
+
+/// Receives reports until `stop`.
+pub async fn receive(
+    socket: UnixDatagram,
+    pool: PgPool,
+    routes: Arc<RouteTable>,
+    stop: CancellationToken,
+) {
+    let mut buf = vec![0u8; MAX_REPORT];
+    loop {
+        let n = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = socket.recv(&mut buf) => match r {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "report socket");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(report) = serde_json::from_slice::<Report>(&buf[..n]) else {
+            tracing::debug!(bytes = n, "malformed report ignored");
+            continue;
+        };
+        let Some(tenant) = ProjectId::parse(&report.tenant) else {
+            continue;
+        };
+        let Some(process) = routes.process(&tenant) else {
+            tracing::debug!(%tenant, "report from a tenant that is not running ignored");
+            continue;
+        };
+        if !same_token(process.admin_token.as_bytes(), report.token.as_bytes()) {
+            tracing::warn!(%tenant, "report with a wrong token ignored");
+            continue;
+        }
+        match (report.kind.as_str(), report.usage) {
+            ("usage", Some(snapshot)) => {
+                if let Err(e) =
+                    crate::usage::record(&pool, &tenant, &snapshot, chrono::Utc::now()).await
+                {
+                    tracing::warn!(%tenant, error = %e, "pushed usage not recorded");
+                }
+            }
+            ("idle", _) => routes.request_park(tenant),
+            (kind, _) => tracing::debug!(%tenant, kind, "unknown report ignored"),
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Reports from a supervised tenant to its supervisor, pushed instead of scraped: a datagram
+//! to the supervisor's Unix socket (`ROTOR_REPORT_SOCKET`) carrying the usage counters when
+//! they changed (and at least every [`HEARTBEAT`] while clients are connected, so per-minute
+//! connection levels stay filled), and an `idle` notice when the process has held no socket and
+//! seen no traffic for `ROTOR_PARK_AFTER_MS` and could be stopped without losing anything
+//! ([`parkable`]). An idle tenant whose counters do not move sends nothing.
+//!
+//! Each datagram is one JSON object: `{"tenant", "token", "kind": "usage" | "idle", "usage"?}`;
+//! the token is the process's admin token, which only the supervisor knows.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::net::UnixDatagram;
+
+use crate::node::Node;
+
+/// Longest silence while clients are connected.
+pub const HEARTBEAT: Duration = Duration::from_secs(50);
+/// How often counters are compared.
+const USAGE_EVERY: Duration = Duration::from_secs(5);
+
+/// Where and as whom this process reports.
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    socket: PathBuf,
+    tenant: String,
+    token: String,
+    park_after: Option<Duration>,
+}
+
+static REPORTER: OnceLock<Reporter> = OnceLock::new();
+
+/// Why a process cannot be parked now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Busy {
+    #[error("client sockets are open")]
+    Sockets,
+    #[error("the memory engine holds history that has not expired")]
+    History,
+    #[error("this process does not report to a supervisor")]
+    Unsupervised,
+}
+
+/// The counters since the process started, as the supervisor meters them.
+pub fn usage(node: &Node) -> Value {
+    let (clients, users) = node.registry.counts();
+    let m = &node.metrics;
+    json!({
+        "node": node.id,
+        "connections": clients,
+        "users": users,
+        "connections_accepted": m.connections_accepted.get(),
+        "messages_published": m.messages_published.get(),
+        "messages_delivered": m.messages_delivered.get(),
+        "bytes_in": m.bytes_in.get(),
+        "bytes_out": m.bytes_out.get(),
+        "api_calls": m.api_calls.snapshot().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+        "errors": m.client_errors.snapshot().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+        "disconnects": m.disconnects.snapshot().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+        "namespaces": m.namespaces.snapshot(),
+    })
+}
+
+/// Whether stopping this process now loses nothing: no client socket is open (connected or
+/// not), and with the memory engine no history is held (a Redis-engine tenant's state lives
+/// in Redis).
+pub fn parkable(node: &Node) -> Result<(), Busy> {
+    if node.metrics.sockets.get() > 0 || node.registry.counts().0 > 0 {
+        return Err(Busy::Sockets);
+    }
+    let memory = matches!(
+        node.config.load().tenant.engine.kind,
+        rotor_tenant_config::EngineType::Memory
+    );
+    if memory && node.budgets.history_bytes() > 0 {
+        return Err(Busy::History);
+    }
+    Ok(())
+}
+
+/// A cheap summary of activity: changes whenever anything is served.
+fn activity(node: &Node) -> [u64; 8] {
+    let m = &node.metrics;
+    [
+        m.connections_accepted.get(),
+        m.messages_published.get(),
+        m.messages_delivered.get(),
+        m.bytes_in.get(),
+        m.bytes_out.get(),
+        m.api_calls.total(),
+        m.client_errors.total(),
+        u64::try_from(m.sockets.get()).unwrap_or(0),
+    ]
+}
+
+impl Reporter {
+    /// From the environment the supervisor sets (`ROTOR_REPORT_SOCKET`, `ROTOR_TENANT_ID`,
+    /// `ROTOR_ADMIN_TOKEN`, `ROTOR_PARK_AFTER_MS`); `None` for a standalone process.
+    pub fn from_env() -> Option<Self> {
+        let socket = std::env::var_os("ROTOR_REPORT_SOCKET").filter(|s| !s.is_empty())?;
+        let token = std::env::var("ROTOR_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())?;
+        let tenant = std::env::var("ROTOR_TENANT_ID").unwrap_or_default();
+        let park_after = std::env::var("ROTOR_PARK_AFTER_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis);
+        Some(Self {
+            socket: socket.into(),
+            tenant,
+            token,
+            park_after,
+        })
+    }
+
+    fn message(&self, kind: &str, usage: Option<Value>) -> Vec<u8> {
+        let mut v = json!({"tenant": self.tenant, "token": self.token, "kind": kind});
+        if let Some(u) = usage {
+            v["usage"] = u;
+        }
+        serde_json::to_vec(&v).unwrap_or_default()
+    }
+
+    async fn send(&self, socket: &UnixDatagram, bytes: &[u8]) -> bool {
+        match socket.send_to(bytes, &self.socket).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, socket = %self.socket.display(), "report not delivered");
+                false
+            }
+        }
+    }
+
+    /// Reports until the process stops.
+    pub async fn run(self, node: Arc<Node>) {
+        let _ = REPORTER.set(self.clone());
+        let Ok(socket) = UnixDatagram::unbound() else {
+            tracing::warn!("cannot open a report socket; usage is not pushed");
+            return;
+        };
+        let tick = self.park_after.map_or(USAGE_EVERY, |p| {
+            (p / 4).clamp(Duration::from_millis(50), USAGE_EVERY)
+        });
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_activity = None;
+        let mut idle_since = Instant::now();
+        let mut last_usage_check = Instant::now() - USAGE_EVERY;
+        let mut last_usage: Vec<u8> = Vec::new();
+        let mut last_push = Instant::now();
+        loop {
+            tokio::select! {
+                _ = node.shutdown.cancelled() => break,
+                _ = interval.tick() => {}
+            }
+            let now = activity(&node);
+            if last_activity != Some(now) {
+                last_activity = Some(now);
+                idle_since = Instant::now();
+            }
+            if last_usage_check.elapsed() >= USAGE_EVERY {
+                last_usage_check = Instant::now();
+                let connected = node.registry.counts().0 > 0;
+                let usage = serde_json::to_vec(&usage(&node)).unwrap_or_default();
+                if usage != last_usage || (connected && last_push.elapsed() >= HEARTBEAT) {
+                    let message = self.message("usage", serde_json::from_slice(&usage).ok());
+                    if self.send(&socket, &message).await {
+                        last_usage = usage;
+                        last_push = Instant::now();
+                    }
+                }
+            }
+            if let Some(after) = self.park_after {
+                if idle_since.elapsed() >= after && parkable(&node).is_ok() {
+                    self.send(&socket, &self.message("idle", None)).await;
+                    // Told again only after as much idleness more (the supervisor may have
+                    // found it busy, or missed it).
+                    idle_since = Instant::now();
+                }
+            }
+        }
+    }
+}
+
+/// The supervisor asks this process to stop because it is idle: refused while anything would
+/// be lost; otherwise the last usage is pushed and the process begins a graceful stop.
+pub async fn park(node: &Arc<Node>) -> Result<(), Busy> {
+    let reporter = REPORTER.get().ok_or(Busy::Unsupervised)?;
+    parkable(node)?;
+    if let Ok(socket) = UnixDatagram::unbound() {
+        let message = reporter.message("usage", Some(usage(node)));
+        reporter.send(&socket, &message).await;
+    }
+    tracing::info!("parking: idle, stopping until the next request wakes this project");
+    let node = node.clone();
+    tokio::spawn(async move {
+        // Let the reply leave first.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        node.shutdown.cancel();
+    });
+    Ok(())
+}

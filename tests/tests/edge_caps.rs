@@ -1,0 +1,507 @@
+//! The edge's caps over a real control plane: one client address over
+//! `ROTOR_EDGE_MAX_CONNECTIONS_PER_ADDRESS` gets 429 while other addresses still reach their
+//! tenant; over `ROTOR_EDGE_MAX_CONNECTIONS` everyone gets 503, and WebSockets handed to a
+//! tenant no longer count; near its open-file limit the edge answers 503 at once (nothing left
+//! hanging), keeps the connections it holds, and does not spin. Refusals are counted in the
+//! operator's metrics (`ROTOR_METRICS_LISTEN`).
+
+mod cp;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use cp::ws::{await_reply, Ws};
+use cp::{open_chat, token, ControlPlane, Project};
+use futures_util::{SinkExt, StreamExt};
+use rotor_e2e::{ProcessBuilder, TestDatabase};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+/// The address most clients connect from, and another one on the same loopback interface.
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+/// A control plane whose public address and operator metrics the tests use directly.
+struct Edge {
+    cp: ControlPlane,
+    addr: SocketAddr,
+    metrics_url: String,
+}
+
+/// Starts a control plane with `env` (optionally under `prlimit --nofile=…`). Idle connections
+/// may wait a minute for their request head, so held connections stay held.
+async fn start(env: &[(&str, &str)], nofile: Option<&str>) -> Result<Edge> {
+    let db = TestDatabase::create().await?;
+    let run_dir =
+        std::env::temp_dir().join(format!("rotor-caps-test-{}", uuid::Uuid::new_v4().simple()));
+    let bin = rotor_e2e::paths::binary_path("rotor-control-plane")?;
+    let builder = match nofile {
+        Some(n) => ProcessBuilder::program("prlimit")
+            .arg(format!("--nofile={n}"))
+            .arg("--")
+            .arg(bin),
+        None => ProcessBuilder::program(bin),
+    };
+    let process = builder
+        .label("rotor-control-plane")
+        .arg("serve")
+        .env("DATABASE_URL", db.url())
+        .env("ROTOR_LISTEN", "127.0.0.1:0")
+        .env("ROTOR_RUN_DIR", &run_dir)
+        .env("ROTOR_EDGE_HEAD_TIMEOUT_MS", "60000")
+        .env("ROTOR_METRICS_LISTEN", "127.0.0.1:0")
+        .envs(env.iter().copied())
+        .listening_marker("rotor-control-plane listening on")
+        .spawn()
+        .await?;
+    let metrics = process
+        .output()
+        .lines()
+        .find_map(|l| l.split("rotor-control-plane metrics on ").nth(1))
+        .map(|a| a.trim().to_owned())
+        .context("no metrics listener announced")?;
+    let addr = process.addr();
+    let cp = ControlPlane {
+        db,
+        run_dir,
+        process: Some(process),
+        base: format!("http://{addr}"),
+        // One connection per request: nothing pooled stays counted against the caps.
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()?,
+        env: Vec::new(),
+    };
+    Ok(Edge {
+        cp,
+        addr,
+        metrics_url: format!("http://{metrics}/metrics"),
+    })
+}
+
+impl Edge {
+    /// An account and a project with an open `chat` namespace, its tenant running.
+    async fn project(&self) -> Result<Project> {
+        let mgmt = self.cp.account("owner@example.com").await?;
+        self.cp
+            .project(&mgmt, "caps", &[("chat", open_chat())])
+            .await
+    }
+
+    /// The value of one sample (`name` with its labels) of the operator's metrics.
+    async fn metric(&self, sample: &str) -> Result<u64> {
+        let text = reqwest::Client::new()
+            .get(&self.metrics_url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+            .with_context(|| format!("no {sample} in:\n{text}"))?;
+        Ok(value.trim().parse()?)
+    }
+
+    /// Polls the metrics (there is no event to await) until the edge holds at most `n`
+    /// connections: a closed connection is let go once the edge reads its end.
+    async fn wait_open(&self, n: u64) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            let open = self.metric("rotor_edge_connections").await?;
+            if open <= n {
+                return Ok(());
+            }
+            ensure!(
+                started.elapsed() < Duration::from_secs(10),
+                "the edge still holds {open} connections, expected at most {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A TCP connection to the edge from `ip` (any loopback address reaches it).
+    async fn connect_from(&self, ip: IpAddr) -> Result<TcpStream> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(ip, 0))?;
+        Ok(tokio::time::timeout(Duration::from_secs(5), socket.connect(self.addr)).await??)
+    }
+
+    /// A connection from `ip` that asks for `/health` and stays open (keep-alive): the stream
+    /// when admitted, else the edge's whole answer (after which it must close the connection).
+    async fn hold(&self, ip: IpAddr) -> Result<Result<TcpStream, String>> {
+        let mut stream = self.connect_from(ip).await?;
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: edge\r\n\r\n")
+            .await?;
+        let answer = tokio::time::timeout(Duration::from_secs(10), read_response(&mut stream))
+            .await
+            .context("no answer within 10 s")??;
+        if answer.starts_with("HTTP/1.1 200 ") {
+            return Ok(Ok(stream));
+        }
+        ensure_closed(&mut stream).await?;
+        Ok(Err(answer))
+    }
+
+    /// What the edge answers a connection from `ip` that sends nothing: a refusal arrives at
+    /// once, without the edge reading anything.
+    async fn refusal(&self, ip: IpAddr) -> Result<String> {
+        let mut stream = self.connect_from(ip).await?;
+        let answer = tokio::time::timeout(Duration::from_secs(5), read_response(&mut stream))
+            .await
+            .context("no refusal within 5 s")??;
+        ensure_closed(&mut stream).await?;
+        Ok(answer)
+    }
+
+    /// A WebSocket from `ip` through the edge to the tenant, connected as `user` and
+    /// subscribed to `chat:live`.
+    async fn subscribe_from(&self, ip: IpAddr, project: &Project, user: &str) -> Result<Ws> {
+        let stream = self.connect_from(ip).await?;
+        let url = self.cp.ws_url(&project.slug);
+        let (mut ws, _) = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_tungstenite::client_async(&url, stream),
+        )
+        .await??;
+        let jwt = token(&project.secret, user);
+        ws.send(Message::text(
+            json!({"id": 1, "connect": {"token": jwt}}).to_string(),
+        ))
+        .await?;
+        let reply = await_reply(&mut ws, 1).await?;
+        ensure!(reply.get("connect").is_some(), "connect refused: {reply}");
+        ws.send(Message::text(
+            json!({"id": 2, "subscribe": {"channel": "chat:live"}}).to_string(),
+        ))
+        .await?;
+        let reply = await_reply(&mut ws, 2).await?;
+        ensure!(
+            reply.get("subscribe").is_some(),
+            "subscribe refused: {reply}"
+        );
+        Ok(ws)
+    }
+
+    /// Publishes `data` to `chat:live` through the edge from `ip`; the HTTP status.
+    async fn publish_from(&self, ip: IpAddr, project: &Project, data: Value) -> Result<u16> {
+        let client = reqwest::Client::builder()
+            .local_address(ip)
+            .pool_max_idle_per_host(0)
+            .build()?;
+        let resp = client
+            .post(format!("{}/publish", self.cp.api_url(&project.slug)))
+            .header("X-API-Key", &project.key)
+            .body(json!({"channel": "chat:live", "data": data}).to_string())
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await?;
+        Ok(resp.status().as_u16())
+    }
+
+    /// Holds `n` connections from `ip`, each admitted.
+    async fn hold_many(&self, ip: IpAddr, n: usize, held: &mut Vec<TcpStream>) -> Result<()> {
+        for i in 0..n {
+            let stream = self
+                .hold(ip)
+                .await?
+                .map_err(|answer| anyhow!("connection {i} from {ip} refused: {answer}"))?;
+            held.push(stream);
+        }
+        Ok(())
+    }
+}
+
+/// Reads one HTTP response (head and `Content-Length` body) as text.
+async fn read_response(stream: &mut TcpStream) -> Result<String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return Ok(String::from_utf8_lossy(&buf).into_owned());
+            }
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            bail!(
+                "connection closed after {:?}",
+                String::from_utf8_lossy(&buf)
+            );
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The edge ends a refused connection after its answer (a reset, should the client have sent
+/// more after the edge stopped reading, ends it too).
+async fn ensure_closed(stream: &mut TcpStream) -> Result<()> {
+    let mut rest = Vec::new();
+    match tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await {
+        Ok(Ok(_)) => ensure!(rest.is_empty(), "more after the answer: {rest:?}"),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Ok(Err(e)) => bail!("{e}"),
+        Err(_) => bail!("a refused connection was left open"),
+    }
+    Ok(())
+}
+
+/// A refusal: the status, `Retry-After: 1`, `Connection: close` and a JSON error body.
+fn assert_refused(answer: &str, status: &str) {
+    assert!(
+        answer.starts_with(&format!("HTTP/1.1 {status}\r\n")),
+        "{answer}"
+    );
+    assert!(answer.contains("\r\nRetry-After: 1\r\n"), "{answer}");
+    assert!(answer.contains("\r\nConnection: close\r\n"), "{answer}");
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    assert!(v["error"]["code"].is_string(), "{answer}");
+}
+
+/// The data of the next publication on `ws`.
+async fn publication(ws: &mut Ws) -> Result<Value> {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .context("no publication within 10 s")?
+            .context("connection ended")??;
+        if let Message::Text(t) = msg {
+            for line in t.split('\n') {
+                let v: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+                if v["push"]["pub"].is_object() {
+                    return Ok(v["push"]["pub"]["data"].clone());
+                }
+            }
+        }
+    }
+}
+
+/// One `/health` request on a held keep-alive connection.
+async fn still_served(stream: &mut TcpStream) -> Result<()> {
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: edge\r\n\r\n")
+        .await?;
+    let answer = tokio::time::timeout(Duration::from_secs(10), read_response(stream))
+        .await
+        .context("no answer within 10 s")??;
+    ensure!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_address_over_its_cap_gets_429_while_other_addresses_reach_their_tenant() -> Result<()>
+{
+    let edge = start(&[("ROTOR_EDGE_MAX_CONNECTIONS_PER_ADDRESS", "20")], None).await?;
+    let project = edge.project().await?;
+    edge.wait_open(0).await?;
+
+    let mut held = Vec::new();
+    edge.hold_many(LOCAL, 20, &mut held).await?;
+    assert_eq!(edge.metric("rotor_edge_connections").await?, 20);
+    // The 21st from the same address: refused at once, whether it sends a request or not.
+    assert_refused(&edge.refusal(LOCAL).await?, "429 Too Many Requests");
+    let answer = edge
+        .hold(LOCAL)
+        .await?
+        .err()
+        .context("a 21st was admitted")?;
+    assert_refused(&answer, "429 Too Many Requests");
+
+    // Another address still reaches the tenant: a WebSocket and a publication through the edge.
+    let mut ws = edge.subscribe_from(OTHER, &project, "u1").await?;
+    assert_eq!(
+        edge.publish_from(OTHER, &project, json!({"n": 1})).await?,
+        200
+    );
+    assert_eq!(publication(&mut ws).await?, json!({"n": 1}));
+    assert_eq!(
+        edge.metric(r#"rotor_edge_connections_refused_total{reason="per_address"}"#)
+            .await?,
+        2
+    );
+
+    // Room again for the address once some of its connections close.
+    held.truncate(15);
+    edge.wait_open(15).await?;
+    edge.hold_many(LOCAL, 5, &mut held).await?;
+    assert_refused(&edge.refusal(LOCAL).await?, "429 Too Many Requests");
+    for stream in &mut held {
+        still_served(stream).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn over_the_overall_cap_every_address_gets_503_and_handed_off_websockets_do_not_count(
+) -> Result<()> {
+    let edge = start(&[("ROTOR_EDGE_MAX_CONNECTIONS", "20")], None).await?;
+    let project = edge.project().await?;
+    edge.wait_open(0).await?;
+
+    let mut held = Vec::new();
+    edge.hold_many(LOCAL, 20, &mut held).await?;
+    assert_refused(&edge.refusal(LOCAL).await?, "503 Service Unavailable");
+    assert_refused(&edge.refusal(OTHER).await?, "503 Service Unavailable");
+    assert_eq!(
+        edge.metric(r#"rotor_edge_connections_refused_total{reason="max_connections"}"#)
+            .await?,
+        2
+    );
+
+    // WebSockets handed to the tenant leave the edge's count: ten of them next to 15 held.
+    held.truncate(15);
+    edge.wait_open(15).await?;
+    let mut subs = Vec::new();
+    for i in 0..10 {
+        subs.push(
+            edge.subscribe_from(OTHER, &project, &format!("u{i}"))
+                .await?,
+        );
+    }
+    edge.wait_open(15).await?;
+    assert_eq!(
+        edge.publish_from(OTHER, &project, json!({"n": 1})).await?,
+        200
+    );
+    for ws in &mut subs {
+        assert_eq!(publication(ws).await?, json!({"n": 1}));
+    }
+    edge.wait_open(15).await?;
+    edge.hold_many(LOCAL, 5, &mut held).await?;
+    assert_refused(&edge.refusal(OTHER).await?, "503 Service Unavailable");
+    Ok(())
+}
+
+/// CPU time (user + system, in clock ticks) the process has used.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .context("stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    // Fields 14 and 15 of stat(5); the first after the command name is field 3.
+    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
+}
+
+fn clock_ticks_per_second() -> Result<u64> {
+    let out = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()?;
+    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
+}
+
+#[tokio::test]
+async fn near_its_open_file_limit_the_edge_answers_503_keeps_its_connections_and_does_not_spin(
+) -> Result<()> {
+    // A connection cap far above what 256 files hold: the open-file reserve must refuse.
+    let edge = start(&[("ROTOR_EDGE_MAX_CONNECTIONS", "10000")], Some("256:256")).await?;
+    let pid = edge
+        .cp
+        .process
+        .as_ref()
+        .and_then(|p| p.pid())
+        .context("pid")?;
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits"))?;
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .context("limits")?;
+    assert_eq!(
+        line.split_whitespace().collect::<Vec<_>>().join(" "),
+        "Max open files 256 256 files"
+    );
+    let project = edge.project().await?;
+    let mut early = edge.subscribe_from(OTHER, &project, "early").await?;
+    edge.wait_open(0).await?;
+
+    // 400 connections, 50 at a time: each is held or refused at once, none left hanging.
+    let (mut held, mut refused) = (Vec::new(), Vec::new());
+    for _ in 0..8 {
+        let batch = futures_util::future::join_all((0..50).map(|_| edge.hold(LOCAL))).await;
+        for result in batch {
+            match result? {
+                Ok(stream) => held.push(stream),
+                Err(answer) => refused.push(answer),
+            }
+        }
+    }
+    eprintln!(
+        "under 256 open files: {} connections held, {} refused",
+        held.len(),
+        refused.len()
+    );
+    assert!(held.len() >= 100, "only {} held", held.len());
+    assert!(refused.len() >= 150, "only {} refused", refused.len());
+    for answer in &refused {
+        assert_refused(answer, "503 Service Unavailable");
+    }
+    // 256 files, 64 kept in reserve: fewer than 192 connections fit.
+    assert!(held.len() < 192, "{} held", held.len());
+    assert_eq!(
+        edge.metric(r#"rotor_edge_connections_refused_total{reason="open_files"}"#)
+            .await?,
+        refused.len() as u64
+    );
+
+    // At the limit, with a client refused every 20 ms, the process is nearly idle.
+    let trickle = async {
+        let mut refusals = 0;
+        for _ in 0..60 {
+            if edge.refusal(LOCAL).await.is_ok() {
+                refusals += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        refusals
+    };
+    let window = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = cpu_ticks(pid)?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        anyhow::Ok(cpu_ticks(pid)? - before)
+    };
+    let (refusals, used) = tokio::join!(trickle, window);
+    let (used, per_second) = (used?, clock_ticks_per_second()?);
+    eprintln!("at the limit: {used} of {per_second} ticks in 1 s; {refusals} of 60 refused");
+    assert!(
+        used * 4 < per_second,
+        "{used} ticks of CPU in one second at the limit"
+    );
+    assert!(
+        refusals >= 50,
+        "only {refusals} of 60 trickled clients refused"
+    );
+
+    // The connections it holds keep working.
+    for stream in held.iter_mut().step_by(10) {
+        still_served(stream).await?;
+    }
+    // Room again once some leave; the tenant, its WebSockets and its API keep working.
+    held.truncate(held.len() - 20);
+    edge.wait_open(held.len() as u64).await?;
+    let mut late = edge.subscribe_from(OTHER, &project, "late").await?;
+    assert_eq!(
+        edge.publish_from(OTHER, &project, json!({"n": 7})).await?,
+        200
+    );
+    assert_eq!(publication(&mut early).await?, json!({"n": 7}));
+    assert_eq!(publication(&mut late).await?, json!({"n": 7}));
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! Kernel limits per plan (#20 item 1), against the real control plane and tenants: a tenant
+//! process runs with its plan's open files as soft and hard `RLIMIT_NOFILE`, no core dumps, and
+//! in a control group of its own with the plan's memory, tasks and CPU weight; a plan change
+//! reaches the running process without a restart; and a tenant that goes over its memory is
+//! killed by the kernel inside its own group and restarted by the supervisor, with an audit
+//! entry and an event its owner can read, while a neighbour keeps its process and connections.
+
+mod cp;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use cp::ws::Subscriber;
+use cp::{open_chat, ControlPlane};
+use serde_json::{json, Value};
+
+/// Bound on polls for a state that has no event to await.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Soft and hard limit of `name` (e.g. "Max open files") from `/proc/<pid>/limits`.
+fn proc_limit(pid: i64, name: &str) -> Result<(String, String)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits"))?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(name))
+        .with_context(|| format!("{name} not in /proc/{pid}/limits"))?;
+    let fields: Vec<&str> = line[name.len()..].split_whitespace().collect();
+    Ok((fields[0].to_owned(), fields[1].to_owned()))
+}
+
+/// Whether this machine offers a memory cgroup controller (v1 or v2) at the usual places.
+fn machine_has_memory_cgroup() -> bool {
+    Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
+        || std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .is_ok_and(|c| c.split_whitespace().any(|n| n == "memory"))
+}
+
+/// The record's group directories.
+fn groups(record: &Value) -> Vec<PathBuf> {
+    record["cgroups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// The first of `files` found in any of the groups, trimmed.
+fn group_file(groups: &[PathBuf], files: &[&str]) -> Option<String> {
+    groups.iter().find_map(|g| {
+        files
+            .iter()
+            .find_map(|f| std::fs::read_to_string(g.join(f)).ok())
+            .map(|s| s.trim().to_owned())
+    })
+}
+
+/// Memory, tasks and CPU weight as written in the groups (v1 or v2 names).
+fn group_limits(groups: &[PathBuf]) -> (Option<String>, Option<String>, Option<String>) {
+    (
+        group_file(groups, &["memory.limit_in_bytes", "memory.max"]),
+        group_file(groups, &["pids.max"]),
+        group_file(groups, &["cpu.shares", "cpu.weight"]),
+    )
+}
+
+async fn poll<T>(what: &str, mut f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match f() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) | Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Ok(None) => bail!("timed out waiting for {what}"),
+            Err(e) => return Err(e.context(format!("waiting for {what}"))),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_runs_inside_its_plans_kernel_limits_and_a_plan_change_reaches_it_live(
+) -> Result<()> {
+    let cp = ControlPlane::start().await?;
+    let token = cp.account("kernel-limits@example.com").await?;
+    let project = cp
+        .project(&token, "limited", &[("chat", open_chat())])
+        .await?;
+    let record = cp.tenant_record(&project.id)?;
+    let pid = record["pid"].as_i64().context("pid")?;
+
+    // The free plan: 1,024 files (the soft limit, which the kernel checks on every open), and
+    // no core dumps.
+    assert_eq!(proc_limit(pid, "Max open files")?.0, "1024");
+    assert_eq!(
+        proc_limit(pid, "Max core file size")?,
+        ("0".into(), "0".into())
+    );
+
+    let dirs = groups(&record);
+    if machine_has_memory_cgroup() {
+        ensure!(!dirs.is_empty(), "no cgroup for the tenant: {record}");
+    }
+    if !dirs.is_empty() {
+        // The process is in its own group, below ours, named for the project.
+        let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+        ensure!(
+            membership.contains(&format!("/{}\n", project.id)),
+            "tenant not in its group:\n{membership}"
+        );
+        let (memory, tasks, cpu) = group_limits(&dirs);
+        assert_eq!(memory.as_deref(), Some("268435456"), "256 MiB");
+        assert_eq!(tasks.as_deref(), Some("64"));
+        assert!(
+            matches!(cpu.as_deref(), Some("1024") | Some("100")),
+            "an ordinary CPU share: {cpu:?}"
+        );
+    }
+
+    // A subscriber is connected while the operator moves the project to pro.
+    let mut sub =
+        Subscriber::open(&cp.ws_url(&project.slug), &project.secret, "u1", "chat:a").await?;
+    cp.operator(&["set-plan", &project.id, "pro"]).await?;
+    cp.wait_applied(&token, &project.id).await?;
+    poll("pro plan's open files", || {
+        Ok((proc_limit(pid, "Max open files")?.0 == "16384").then_some(()))
+    })
+    .await?;
+    if !dirs.is_empty() {
+        let (memory, tasks, cpu) = poll("pro plan's group limits", || {
+            let limits = group_limits(&dirs);
+            Ok((limits.1.as_deref() == Some("256")).then_some(limits))
+        })
+        .await?;
+        assert_eq!(memory.as_deref(), Some("2147483648"), "2 GiB");
+        assert_eq!(tasks.as_deref(), Some("256"));
+        assert!(
+            matches!(cpu.as_deref(), Some("4096") | Some("400")),
+            "four ordinary shares: {cpu:?}"
+        );
+    }
+    // Same process, same connection.
+    assert_eq!(cp.tenant_record(&project.id)?["pid"].as_i64(), Some(pid));
+    let (status, body) = cp.publish(&project, "chat:a", json!({"n": 1})).await?;
+    ensure!(
+        status == 200 && body.get("error").is_none(),
+        "{status} {body}"
+    );
+    assert_eq!(sub.publication().await?, json!({"n": 1}));
+    Ok(())
+}
+
+/// GET a project's sub-resource as its owner.
+async fn owner_get(cp: &ControlPlane, token: &str, path: &str) -> Result<Value> {
+    let (status, body) = cp.call("GET", path, Some(token), None).await?;
+    ensure!(status == 200, "GET {path}: {status} {body}");
+    Ok(body)
+}
+
+#[tokio::test]
+async fn a_tenant_over_its_memory_is_restarted_in_its_own_group_and_its_neighbour_is_untouched(
+) -> Result<()> {
+    if !machine_has_memory_cgroup() {
+        eprintln!("no memory cgroup on this machine; the memory limit is RLIMIT_DATA only");
+        return Ok(());
+    }
+    let cp = ControlPlane::start().await?;
+    // The operator's custom plan, shrunk to 48 MiB per tenant; history may be large.
+    cp.operator(&["set-limits", "custom", r#"{"tenant_memory_mb": 48}"#])
+        .await?;
+    let hog_token = cp.account("hog@example.com").await?;
+    cp.operator(&["set-plan", "hog@example.com", "custom"])
+        .await?;
+    let history = json!({"history_size": 10000, "history_ttl": "600s"});
+    let hog = cp.project(&hog_token, "hog", &[("big", history)]).await?;
+    let hog_pid = cp.tenant_record(&hog.id)?["pid"].as_i64().context("pid")?;
+
+    let calm_token = cp.account("calm@example.com").await?;
+    let calm = cp
+        .project(&calm_token, "calm", &[("chat", open_chat())])
+        .await?;
+    let calm_pid = cp.tenant_record(&calm.id)?["pid"].as_i64().context("pid")?;
+    let mut sub = Subscriber::open(&cp.ws_url(&calm.slug), &calm.secret, "u1", "chat:a").await?;
+
+    // 400 KB publications kept in history: 48 MiB is gone after ~120 of them.
+    let payload = json!("x".repeat(400_000));
+    let mut killed = false;
+    for i in 0..400 {
+        match cp
+            .publish(&hog, &format!("big:c{}", i % 10), payload.clone())
+            .await
+        {
+            Ok((200, body)) if body.get("error").is_none() => {}
+            _ => {
+                killed = true;
+                break;
+            }
+        }
+    }
+    ensure!(killed, "400 × 400 KB of history did not exhaust 48 MiB");
+
+    // The owner is told: an event, and an audit entry by the supervisor.
+    let events_path = format!("/v1/projects/{}/events", hog.id);
+    let deadline = Instant::now() + WAIT;
+    let event = loop {
+        let body = owner_get(&cp, &hog_token, &events_path).await?;
+        if let Some(e) = body["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["kind"] == "restarted_out_of_memory")
+        {
+            break e.clone();
+        }
+        ensure!(Instant::now() < deadline, "no out-of-memory event: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(event["detail"]["memory_limit_bytes"], json!(48u64 << 20));
+    let audit = owner_get(&cp, &hog_token, &format!("/v1/projects/{}/audit", hog.id)).await?;
+    let entry = audit["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["action"] == "tenant.restart_out_of_memory")
+        .with_context(|| format!("no audit entry: {audit}"))?;
+    assert_eq!(entry["actor"], "system:supervisor");
+    // Another account sees none of it.
+    let (status, _) = cp
+        .call("GET", &events_path, Some(&calm_token), None)
+        .await?;
+    assert_eq!(status, 404);
+
+    // The hog is back in a new process and serves again.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let pid = cp
+            .tenant_record(&hog.id)
+            .ok()
+            .and_then(|r| r["pid"].as_i64());
+        if pid.is_some_and(|p| p != hog_pid) {
+            if let Ok((200, body)) = cp.publish(&hog, "big:again", json!({"ok": true})).await {
+                if body.get("error").is_none() {
+                    break;
+                }
+            }
+        }
+        ensure!(Instant::now() < deadline, "the hog was not restarted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The neighbour kept its process and its subscriber.
+    assert_eq!(cp.tenant_record(&calm.id)?["pid"].as_i64(), Some(calm_pid));
+    let (status, body) = cp
+        .publish(&calm, "chat:a", json!({"still": "here"}))
+        .await?;
+    ensure!(
+        status == 200 && body.get("error").is_none(),
+        "{status} {body}"
+    );
+    assert_eq!(sub.publication().await?, json!({"still": "here"}));
+    let calm_events = owner_get(
+        &cp,
+        &calm_token,
+        &format!("/v1/projects/{}/events", calm.id),
+    )
+    .await?;
+    assert_eq!(calm_events["events"], json!([]));
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! Idle projects cost nothing (#20 item 4), against the real control plane, edge and tenants:
+//! a project with no socket and no traffic for `ROTOR_PARK_AFTER_MS` is parked (its process
+//! stopped, its route kept), and the first request of any kind — server API, WebSocket, SSE —
+//! wakes it and succeeds after waiting; a connected client keeps it awake; a memory-engine
+//! project holding history is never parked (that would lose it), a Redis-engine one is and
+//! keeps its history; usage keeps being metered from the tenants' pushes.
+
+mod cp;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use cp::ws::Subscriber;
+use cp::{open_chat, ControlPlane, Project};
+use serde_json::{json, Value};
+
+/// Idle time before parking in these tests.
+const PARK_AFTER_MS: &str = "300";
+/// Bound on waiting for a project to be parked.
+const PARK_WAIT: Duration = Duration::from_secs(15);
+
+async fn control_plane() -> Result<ControlPlane> {
+    ControlPlane::start_with_env(&[("ROTOR_PARK_AFTER_MS", PARK_AFTER_MS)]).await
+}
+
+fn is_parked(cp: &ControlPlane, project: &Project) -> bool {
+    cp.run_dir.join(format!("{}.parked", project.id)).exists()
+        && !cp.run_dir.join(format!("{}.state", project.id)).exists()
+}
+
+/// Polls (parking is the absence of events) until the project is parked.
+async fn wait_parked(cp: &ControlPlane, project: &Project) -> Result<()> {
+    let deadline = Instant::now() + PARK_WAIT;
+    while !is_parked(cp, project) {
+        ensure!(Instant::now() < deadline, "{} was not parked", project.slug);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// Publishes through the edge; the time until the answer.
+async fn publish(cp: &ControlPlane, project: &Project, channel: &str, n: u64) -> Result<Duration> {
+    let started = Instant::now();
+    let (status, body) = cp.publish(project, channel, json!({"n": n})).await?;
+    ensure!(
+        status == 200 && body.get("error").is_none(),
+        "publish: {status} {body}"
+    );
+    Ok(started.elapsed())
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let i = ((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1;
+    samples[i]
+}
+
+#[tokio::test]
+async fn an_idle_project_is_parked_and_any_first_request_wakes_it() -> Result<()> {
+    let cp = control_plane().await?;
+    let token = cp.account("parking@example.com").await?;
+    let project = cp
+        .project(&token, "sleepy", &[("chat", open_chat())])
+        .await?;
+
+    // Server API: the request waits for the wake-up and succeeds; measured over several wakes.
+    let mut wakes = Vec::new();
+    for n in 0..8 {
+        wait_parked(&cp, &project).await?;
+        wakes.push(publish(&cp, &project, "chat:a", n).await?);
+    }
+    let p50 = percentile(&mut wakes, 0.5);
+    let max = percentile(&mut wakes, 1.0);
+    eprintln!(
+        "wake on the server API: p50 {p50:?}, max {max:?} over {} wakes",
+        wakes.len()
+    );
+    ensure!(max < Duration::from_secs(3), "a wake took {max:?}");
+
+    // WebSocket: connect and subscribe wakes it; while connected it stays awake.
+    wait_parked(&cp, &project).await?;
+    let mut sub =
+        Subscriber::open(&cp.ws_url(&project.slug), &project.secret, "u1", "chat:b").await?;
+    let pid = cp.tenant_record(&project.id)?["pid"].as_i64();
+    tokio::time::sleep(Duration::from_millis(1500)).await; // five idle periods, connected
+    ensure!(!is_parked(&cp, &project), "parked with a client connected");
+    assert_eq!(cp.tenant_record(&project.id)?["pid"].as_i64(), pid);
+    publish(&cp, &project, "chat:b", 42).await?;
+    assert_eq!(sub.publication().await?, json!({"n": 42}));
+    drop(sub);
+
+    // SSE (uni_sse with the connect request in the query): the stream opens on a woken tenant.
+    wait_parked(&cp, &project).await?;
+    let connect = json!({"token": cp::token(&project.secret, "u2")}).to_string();
+    let url = format!(
+        "{}/t/{}/connection/uni_sse?cf_connect={}",
+        cp.base,
+        project.slug,
+        urlencoding(&connect)
+    );
+    let resp = cp
+        .http
+        .get(url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await?;
+    ensure!(resp.status() == 200, "uni_sse: {}", resp.status());
+    let mut resp = resp;
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !text.contains("\"connect\"") {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .with_context(|| format!("no connect push in {text:?}"))??
+            .context("stream ended")?;
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(resp);
+
+    // Usage is metered from the tenant's pushes: the publishes above are counted.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, usage) = cp
+            .call(
+                "GET",
+                &format!("/v1/projects/{}/usage", project.id),
+                Some(&token),
+                None,
+            )
+            .await?;
+        let published: i64 = usage["points"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["published"].as_i64())
+            .sum();
+        if published >= 9 {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "usage not metered: {usage}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+/// Percent-encodes a query value.
+fn urlencoding(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn memory_history_keeps_a_project_awake_and_redis_history_survives_parking() -> Result<()> {
+    let cp = control_plane().await?;
+    let token = cp.account("history@example.com").await?;
+    let history = json!({"history_size": 10, "history_ttl": "300s"});
+    let memory = cp
+        .project_on(&token, "mem", "memory", &[("hist", history.clone())])
+        .await?;
+    let redis = cp
+        .project_on(&token, "red", "redis", &[("hist", history)])
+        .await?;
+    publish(&cp, &memory, "hist:x", 1).await?;
+    publish(&cp, &redis, "hist:x", 2).await?;
+
+    // The Redis project is parked; the memory one, holding history, is not.
+    wait_parked(&cp, &redis).await?;
+    let pid = cp.tenant_record(&memory.id)?["pid"].as_i64();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    ensure!(
+        !is_parked(&cp, &memory),
+        "a memory project holding history was parked"
+    );
+    assert_eq!(cp.tenant_record(&memory.id)?["pid"].as_i64(), pid);
+
+    // Woken by a history call, the Redis project still has its publication.
+    let resp = cp
+        .http
+        .post(format!("{}/history", cp.api_url(&redis.slug)))
+        .header("X-API-Key", &redis.key)
+        .body(json!({"channel": "hist:x", "limit": 10}).to_string())
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await?;
+    let body: Value = serde_json::from_str(&resp.text().await?)?;
+    let pubs = body["result"]["publications"]
+        .as_array()
+        .context("no publications")?;
+    assert_eq!(pubs.len(), 1, "{body}");
+    assert_eq!(pubs[0]["data"], json!({"n": 2}));
+    Ok(())
+}
