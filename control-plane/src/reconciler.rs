@@ -209,6 +209,15 @@ impl Reconciler {
         // Start or update what should run.
         for (id, row) in &active {
             if self.parked.contains(id) {
+                // A parked tenant starts with the latest config when woken: a change made
+                // meanwhile counts as applied (nothing to push it to).
+                if row.applied_version < row.config_version {
+                    if let Err(e) =
+                        tenant::mark_applied(&self.state.pool, id, row.config_version).await
+                    {
+                        tracing::warn!(tenant = %id, error = %e, "cannot record applied version");
+                    }
+                }
                 continue;
             }
             match self.running.get(id) {

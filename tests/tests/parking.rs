@@ -117,6 +117,25 @@ async fn an_idle_project_is_parked_and_any_first_request_wakes_it() -> Result<()
     }
     drop(resp);
 
+    // A config change while parked counts as applied and is what the woken tenant runs.
+    wait_parked(&cp, &project).await?;
+    let (status, body) = cp
+        .call(
+            "PUT",
+            &format!("/v1/projects/{}/namespaces/news", project.id),
+            Some(&token),
+            Some(open_chat()),
+        )
+        .await?;
+    ensure!(status == 201, "namespace: {status} {body}");
+    cp.wait_applied(&token, &project.id).await?;
+    ensure!(is_parked(&cp, &project), "a config change woke the project");
+    let mut news =
+        Subscriber::open(&cp.ws_url(&project.slug), &project.secret, "u3", "news:x").await?;
+    publish(&cp, &project, "news:x", 7).await?;
+    assert_eq!(news.publication().await?, json!({"n": 7}));
+    drop(news);
+
     // Usage is metered from the tenant's pushes: the publishes above are counted.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -134,7 +153,7 @@ async fn an_idle_project_is_parked_and_any_first_request_wakes_it() -> Result<()
             .flatten()
             .filter_map(|p| p["published"].as_i64())
             .sum();
-        if published >= 9 {
+        if published >= 10 {
             break;
         }
         ensure!(Instant::now() < deadline, "usage not metered: {usage}");
