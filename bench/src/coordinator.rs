@@ -212,14 +212,17 @@ async fn connect_phase(
     Ok((phase, curve))
 }
 
-struct Collected {
-    received: u64,
-    latency: Histogram,
-    dropped: u64,
-    errors: BTreeMap<String, u64>,
+/// What the workers received for one step.
+pub struct Collected {
+    pub received: u64,
+    pub latency: Histogram,
+    /// Connections that ended since the last snapshot.
+    pub dropped: u64,
+    pub errors: BTreeMap<String, u64>,
 }
 
-async fn collect(pool: &mut Pool, step: u32) -> anyhow::Result<Collected> {
+/// Asks every worker for its snapshot of `step` and merges them.
+pub async fn collect(pool: &mut Pool, step: u32) -> anyhow::Result<Collected> {
     pool.broadcast(&Command::Snapshot(step)).await?;
     let mut got = 0;
     let mut c = Collected {

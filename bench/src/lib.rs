@@ -1,11 +1,15 @@
 //! Rotor's benchmark suite: `rotor-loadgen` (Centrifugo client protocol v2 in JSON and
 //! Protobuf, Socket.IO and raw WebSocket peers; publish→receive latency, throughput, server CPU
 //! per message and memory per connection), the bare tokio-tungstenite broadcast peer, and the
-//! generator of BENCHMARKS.md from the results.
+//! generator of BENCHMARKS.md from the results; and the multi-tenant scenarios against a
+//! control plane (`rotor-noisy`: noisy neighbour, `rotor-density`: many idle projects).
 
 pub mod client;
 pub mod coordinator;
+pub mod cp;
+pub mod density;
 pub mod histogram;
+pub mod noisy;
 pub mod payload;
 pub mod pool;
 pub mod procstat;

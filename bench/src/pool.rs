@@ -77,6 +77,11 @@ impl Pool {
         })
     }
 
+    /// The workers' process ids (for their CPU time).
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().filter_map(Child::id).collect()
+    }
+
     /// Number of workers.
     pub fn len(&self) -> usize {
         self.stdins.len()

@@ -1,6 +1,7 @@
 //! Server resource use from /proc: CPU time (utime + stime of `/proc/<pid>/stat`) and resident
 //! memory (`VmRSS` of `/proc/<pid>/status`), summed over a process and all its descendants
-//! (nginx workers, a control plane's tenant processes). Also raises this process's fd limit.
+//! (nginx workers, a control plane's tenant processes); proportional and private memory
+//! (`smaps_rollup`) and open files of one process. Also raises this process's fd limit.
 
 use std::fs;
 use std::time::Duration;
@@ -70,6 +71,74 @@ pub fn rss_of(pid: u32) -> Result<u64, ProcError> {
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| ProcError::Format(path.clone()))?;
     Ok(kb * 1024)
+}
+
+/// Memory of one process from `/proc/<pid>/smaps_rollup`, bytes: resident, proportional
+/// (shared pages divided among the processes mapping them) and private (clean + dirty).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Rollup {
+    pub rss: u64,
+    pub pss: u64,
+    pub private: u64,
+}
+
+/// Reads `/proc/<pid>/smaps_rollup`.
+pub fn rollup_of(pid: u32) -> Result<Rollup, ProcError> {
+    let path = format!("/proc/{pid}/smaps_rollup");
+    let text = fs::read_to_string(&path).map_err(|e| ProcError::Missing(pid, e))?;
+    let kb = |key: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    let r = Rollup {
+        rss: kb("Rss:"),
+        pss: kb("Pss:"),
+        private: kb("Private_Clean:") + kb("Private_Dirty:"),
+    };
+    if r.rss == 0 {
+        return Err(ProcError::Format(path));
+    }
+    Ok(r)
+}
+
+/// CPU time the whole machine has been busy, all cores together (user, nice, system, irq,
+/// softirq and steal of the `cpu` line of `/proc/stat`): what else ran shows as the difference
+/// to the processes measured.
+pub fn machine_busy() -> Result<Duration, ProcError> {
+    let text = fs::read_to_string("/proc/stat").map_err(|e| ProcError::Missing(0, e))?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .ok_or_else(|| ProcError::Format("/proc/stat".into()))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
+    Ok(Duration::from_micros(busy * 1_000_000 / clock_ticks()))
+}
+
+/// Threads of one process (`Threads:` of `/proc/<pid>/status`).
+pub fn threads_of(pid: u32) -> Result<u64, ProcError> {
+    let path = format!("/proc/{pid}/status");
+    let text = fs::read_to_string(&path).map_err(|e| ProcError::Missing(pid, e))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or(ProcError::Format(path))
+}
+
+/// Open file descriptors of one process (entries of `/proc/<pid>/fd`).
+pub fn open_files(pid: u32) -> Result<usize, ProcError> {
+    let dir = fs::read_dir(format!("/proc/{pid}/fd")).map_err(|e| ProcError::Missing(pid, e))?;
+    Ok(dir.count())
 }
 
 /// The process and every descendant (through `/proc/<pid>/task/<tid>/children`).
@@ -151,6 +220,16 @@ mod tests {
         }
         assert!(x != 1);
         assert!(cpu_of(me).unwrap() > Duration::ZERO);
+    }
+
+    #[test]
+    fn this_process_has_a_memory_rollup_and_open_files() {
+        let me = std::process::id();
+        let r = rollup_of(me).unwrap();
+        assert!(r.pss > 0 && r.private > 0 && r.rss >= r.private, "{r:?}");
+        assert!(open_files(me).unwrap() >= 3);
+        assert!(threads_of(me).unwrap() >= 1);
+        assert!(machine_busy().unwrap() > Duration::ZERO);
     }
 
     #[test]

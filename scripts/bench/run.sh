@@ -8,7 +8,12 @@
 # BENCHMARKS.md and the PNG plots in bench/results/.
 #
 #   BENCH_ONLY=fanout,idle   run only these scenarios (fanout channels idle storm latency spread
-#                            sweep redis edge configpush); the report uses what is in bench/results/
+#                            sweep redis edge noisy density configpush); the report uses what is in
+#                            bench/results/
+#   NOISY_SECS, NOISY_CONNS, NOISY_RATE, NOISY_VIA (edge|direct), NOISY_FLOOD_RATE,
+#   NOISY_STORM_CONNS        the noisy-neighbour scenario's sizes (defaults below)
+#   DENSITY_PROJECTS, DENSITY_LIVE, DENSITY_CLIENTS, DENSITY_IDLE_SECS, DENSITY_PARK_AFTER_MS,
+#   DENSITY_PROBES, DENSITY_WAKES, DENSITY_MAX_PROCESSES   the density scenario's sizes (below)
 #   BENCH_QUICK=1            small sizes and short steps (a smoke run of a few minutes)
 #   BENCH_TARGETS=rotor,bare restrict the peers (rotor rotor-protobuf bare socketio nchan)
 #   BENCH_RESULTS=dir BENCH_REPORT=file   write results / the report elsewhere (trial runs)
@@ -20,13 +25,13 @@ RESULTS=${BENCH_RESULTS:-$ROOT/bench/results}
 REPORT=${BENCH_REPORT:-$ROOT/BENCHMARKS.md}
 BIN="$ROOT/target/release"
 QUICK=${BENCH_QUICK:-0}
-ONLY=${BENCH_ONLY:-fanout,channels,idle,storm,latency,spread,sweep,redis,edge,configpush}
+ONLY=${BENCH_ONLY:-fanout,channels,idle,storm,latency,spread,sweep,redis,edge,noisy,density,configpush}
 TARGETS=${BENCH_TARGETS:-rotor,rotor-protobuf,bare,socketio,nchan}
 BUDGET_SECS=${BENCH_BUDGET_SECS:-1140} # the measurements stop starting after 19 minutes
 WORK=$(mktemp -d /tmp/rotor-bench.XXXXXX)
 SECRET=rotor-bench-secret
 API_KEY=rotor-bench-api-key
-PORT_ROTOR=8300 PORT_BARE=8301 PORT_SIO=8302 PORT_NCHAN=8303 PORT_CP=8304
+PORT_ROTOR=8300 PORT_BARE=8301 PORT_SIO=8302 PORT_NCHAN=8303 PORT_CP=8304 PORT_TENANCY=8305
 STARTED=$SECONDS
 SERVER_PID=""
 
@@ -58,6 +63,7 @@ stop_server() {
 }
 cleanup() {
     stop_server
+    stop_tenancy_cp
     if [[ -n ${CP_PID:-} ]]; then
         kill -TERM "$CP_PID" 2>/dev/null || true
         wait "$CP_PID" 2>/dev/null || true
@@ -79,9 +85,12 @@ wait_port() { # port, seconds
 prepare() {
     log "building release binaries"
     cargo build --release -p rotor-data-plane -p rotor-bench --bins
-    if want edge && ! cargo build --release -p rotor-control-plane --bins; then
-        log "rotor-control-plane does not build: skipping the edge scenario"
+    if (want edge || want noisy || want density) &&
+        ! cargo build --release -p rotor-control-plane --bins; then
+        log "rotor-control-plane does not build: skipping the edge, noisy and density scenarios"
         ONLY=${ONLY//edge/}
+        ONLY=${ONLY//noisy/}
+        ONLY=${ONLY//density/}
     fi
 
     if has_target socketio; then
@@ -226,11 +235,19 @@ if [[ $QUICK == 1 ]]; then
     FAN_CONNS=1000 FAN_WORKERS=1 STEP=2 IDLE_CONNS=2000 STORM_CONNS=2000 LAT_CONNS=200
     FAN_RATES=1,10,50,200 CH_CONNS=1000 CH_RATES=100,1000 EDGE_CONNS=500 SWEEP_SIZES=200
     LAT_RATES=10,200 SPREAD_RATES=100,200
+    : "${NOISY_SECS:=10}" "${DENSITY_PROJECTS:=200}" "${DENSITY_LIVE:=20}" "${DENSITY_IDLE_SECS:=10}"
+    : "${DENSITY_PROBES:=10}" "${DENSITY_WAKES:=20}"
 else
     FAN_CONNS=10000 FAN_WORKERS=2 STEP=5 IDLE_CONNS=18000 STORM_CONNS=10000 LAT_CONNS=1000
     LAT_RATES=10,100,1000 SPREAD_RATES=100,1000 FAN_RATES=1,2,5,10,15,20,30,50,70,100,150,200,300,500 CH_CONNS=10000
     CH_RATES=100,200,500,1000,1500,2000,3000,5000,10000 EDGE_CONNS=5000 SWEEP_SIZES=1000,4000
 fi
+# Multi-tenant scenarios (issue #20): noisy neighbour, density. Overridable from the environment.
+: "${NOISY_SECS:=30}" "${NOISY_CONNS:=1000}" "${NOISY_RATE:=1000}" "${NOISY_VIA:=edge}"
+: "${NOISY_FLOOD_RATE:=2000}" "${NOISY_STORM_CONNS:=2000}"
+: "${DENSITY_PROJECTS:=10000}" "${DENSITY_LIVE:=1000}" "${DENSITY_CLIENTS:=3}"
+: "${DENSITY_IDLE_SECS:=60}" "${DENSITY_PARK_AFTER_MS:=5000}" "${DENSITY_PROBES:=50}"
+: "${DENSITY_WAKES:=100}" "${DENSITY_MAX_PROCESSES:=2500}"
 
 # ---------------------------------------------------------------- scenarios
 fanout() { # 10k connections on one channel, publish rate rising; within limits while p99 <= 50 ms,
@@ -305,7 +322,8 @@ edge() { # fan-out through the control plane's public endpoint vs straight to th
     local auth="Authorization: Bearer $token"
     id=$(curl -sf "$base/v1/projects" -H "$auth" | jq -r '[.projects[] | select(.name=="demo")][0].id')
     slug=$(curl -sf "$base/v1/projects/$id" -H "$auth" | jq -r .slug)
-    curl -sf -X PATCH "$base/v1/projects/$id" -H "$auth" -H "$j" -d '{"plan":"custom"}' >/dev/null
+    # Plans are the operator's: lift the connection cap through the operator CLI.
+    DATABASE_URL=$db "$BIN/rotor-control-plane" operator set-plan "$id" custom >/dev/null
     curl -sf -X PUT "$base/v1/projects/$id/namespaces/bench" -H "$auth" -H "$j" \
         -d '{"allow_subscribe_for_client": true}' >/dev/null
     key=$(curl -sf -X POST "$base/v1/projects/$id/api-keys" -H "$auth" -H "$j" -d '{"name":"bench"}' | jq -r .key)
@@ -346,6 +364,115 @@ edge() { # fan-out through the control plane's public endpoint vs straight to th
     kill -TERM "$tenant_pid" 2>/dev/null || true
 }
 
+# ---------------------------------------------------------------- multi-tenant scenarios
+# A control plane of their own per scenario: a fresh database (sign-ups are limited per address
+# per hour, and old projects would be adopted), a short run directory (hand-off socket paths
+# must fit), the per-address cap of the edge lifted (all load comes from 127.0.0.1).
+CP_RUN="" CP_DB="" CP_DB_NAME="" CP_BASE=""
+start_tenancy_cp() { # NAME [VAR=VALUE...]: sets CP_PID, CP_RUN, CP_DB, CP_BASE
+    local name=$1
+    shift
+    scripts/ensure-services.sh >/dev/null
+    CP_DB_NAME="rotor_bench_$name"
+    CP_DB="postgres://postgres@127.0.0.1:5432/$CP_DB_NAME"
+    PGOPTIONS=--client-min-messages=warning psql -q -h 127.0.0.1 -U postgres -d postgres \
+        -c "DROP DATABASE IF EXISTS $CP_DB_NAME WITH (FORCE)" >/dev/null
+    CP_RUN=$(mktemp -d /tmp/rbt.XXXXXX)
+    CP_BASE="http://127.0.0.1:$PORT_TENANCY"
+    env "$@" DATABASE_URL="$CP_DB" ROTOR_LISTEN=127.0.0.1:$PORT_TENANCY ROTOR_RUN_DIR="$CP_RUN" \
+        ROTOR_DATA_PLANE_BIN="$BIN/rotor-data-plane" ROTOR_EDGE_MAX_CONNECTIONS_PER_ADDRESS=100000 \
+        ROTOR_SECRET_KEY="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" RUST_LOG=warn \
+        "$BIN/rotor-control-plane" serve >"$WORK/cp-$name.log" 2>&1 &
+    CP_PID=$!
+    wait_port $PORT_TENANCY 60 || die "control plane did not start: $(tail -5 "$WORK/cp-$name.log")"
+    log "$name: control plane pid $CP_PID, run dir $CP_RUN"
+}
+
+# Stops the control plane, then every tenant it started (a control plane leaves them running
+# on purpose), their control groups and the run directory, and drops the database.
+stop_tenancy_cp() {
+    [[ -n $CP_RUN ]] || return 0
+    local pids="" f group parent i
+    if [[ -n ${CP_PID:-} ]] && kill -0 "$CP_PID" 2>/dev/null; then
+        pids=$(cat /proc/"$CP_PID"/task/*/children 2>/dev/null || true)
+        kill -TERM "$CP_PID" 2>/dev/null || true
+        for i in $(seq 100); do
+            kill -0 "$CP_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$CP_PID" 2>/dev/null || true
+        wait "$CP_PID" 2>/dev/null || true
+    fi
+    CP_PID=""
+    local groups=()
+    for f in "$CP_RUN"/*.state; do
+        [[ -f $f ]] || continue
+        pids+=" $(jq -r '.pid // empty' "$f" 2>/dev/null || true)"
+        mapfile -t -O "${#groups[@]}" groups < <(jq -r '.cgroups[]? // empty' "$f" 2>/dev/null || true)
+    done
+    local parents=()
+    if [[ -f $CP_RUN/cgroups ]]; then
+        mapfile -t parents <"$CP_RUN/cgroups"
+    fi
+    for parent in "${parents[@]}"; do
+        for group in "$parent"/*/; do
+            if [[ -d $group ]]; then groups+=("${group%/}"); fi
+        done
+    done
+    for group in "${groups[@]}"; do # tenants that wrote no record yet
+        if [[ -f $group/cgroup.procs ]]; then
+            pids+=" $(cat "$group/cgroup.procs" 2>/dev/null || true)"
+        fi
+    done
+    for f in $pids; do
+        if [[ $f =~ ^[0-9]+$ ]]; then kill -KILL "$f" 2>/dev/null || true; fi
+    done
+    # The kernel refuses to remove a group until its killed processes are reaped.
+    for group in "${groups[@]}"; do
+        for i in $(seq 20); do
+            if rmdir "$group" 2>/dev/null || [[ ! -d $group ]]; then break; fi
+            sleep 0.1
+        done
+    done
+    for parent in "${parents[@]}"; do
+        rmdir "$parent" 2>/dev/null || true
+    done
+    rm -rf "$CP_RUN"
+    CP_RUN=""
+    psql -q -h 127.0.0.1 -U postgres -d postgres \
+        -c "DROP DATABASE IF EXISTS $CP_DB_NAME WITH (FORCE)" >/dev/null 2>&1 || true
+}
+
+tenancy_args() {
+    printf '%s\n' --base "$CP_BASE" --database-url "$CP_DB" --cp-bin "$BIN/rotor-control-plane" \
+        --run-dir "$CP_RUN" --cp-pid "$CP_PID"
+}
+
+noisy() { # tenant B's latency and loss while tenant A is saturated (issue #20 item 3)
+    start_tenancy_cp noisy
+    local args
+    mapfile -t args < <(tenancy_args)
+    log "noisy: B ${NOISY_RATE}/s to $NOISY_CONNS subscribers via $NOISY_VIA, windows of ${NOISY_SECS}s"
+    timeout -k 10 600 "$BIN/rotor-noisy" run "${args[@]}" --conns "$NOISY_CONNS" \
+        --rate "$NOISY_RATE" --window-secs "$NOISY_SECS" --b-via "$NOISY_VIA" \
+        --flood-rate "$NOISY_FLOOD_RATE" --storm-conns "$NOISY_STORM_CONNS" --max-secs 500 \
+        --out "$RESULTS/noisy.json" || log "noisy run failed (see above); continuing"
+    stop_tenancy_cp
+}
+
+density() { # many projects on one control plane, most parked (issue #20 item 6)
+    start_tenancy_cp density ROTOR_PARK_AFTER_MS="$DENSITY_PARK_AFTER_MS"
+    local args
+    mapfile -t args < <(tenancy_args)
+    log "density: $DENSITY_PROJECTS projects, $DENSITY_LIVE live, park after ${DENSITY_PARK_AFTER_MS}ms"
+    timeout -k 10 1200 "$BIN/rotor-density" "${args[@]}" --projects "$DENSITY_PROJECTS" \
+        --live "$DENSITY_LIVE" --clients "$DENSITY_CLIENTS" --idle-secs "$DENSITY_IDLE_SECS" \
+        --park-after-ms "$DENSITY_PARK_AFTER_MS" --probes "$DENSITY_PROBES" \
+        --wakes "$DENSITY_WAKES" --max-processes "$DENSITY_MAX_PROCESSES" --max-secs 1100 --out "$RESULTS/density.json" ||
+        log "density run failed (see above); continuing"
+    stop_tenancy_cp
+}
+
 config_push() {
     scripts/ensure-services.sh >/dev/null
     log "config push: e2e test (debug build)"
@@ -373,6 +500,8 @@ want channels && in_budget channels && channels
 want edge && in_budget edge && edge
 want redis && in_budget redis && redis_engine
 want sweep && TARGETS=${TARGETS//rotor-protobuf,/} each_target sweep
+want noisy && in_budget noisy && noisy
+want density && in_budget density && density
 want configpush && config_push
 
 log "plots and BENCHMARKS.md"

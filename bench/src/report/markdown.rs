@@ -1,6 +1,7 @@
 //! BENCHMARKS.md from `bench/results/`: machine, targets met or missed (with the reason), the
 //! Rotor/peer ratios, a table per scenario, the Redis and config-push numbers, the plots and
-//! the hand-written profile notes (`bench/profile.md`).
+//! the multi-tenant sections (noisy neighbour, density) and the hand-written profile notes
+//! (`bench/profile.md`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,7 +10,10 @@ use std::path::Path;
 use super::machine::Machine;
 use super::parse::{ConfigPush, RedisResult};
 use super::targets::targets;
+use super::tenancy;
 use super::{load_optional, load_runs, ReportError};
+use crate::density::DensityResult;
+use crate::noisy::NoisyResult;
 use crate::results::{RunResult, Step};
 
 const PEERS: [(&str, &str); 5] = [
@@ -203,6 +207,8 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     let redis: Option<RedisResult> = load_optional(&results.join("redis.json"));
     let measured_push: Option<ConfigPush> = load_optional(&results.join("config_push.json"));
     let push = measured_push.clone().or(Some(ConfigPush::EARLIER));
+    let noisy: Option<NoisyResult> = load_optional(&results.join("noisy.json"));
+    let density: Option<DensityResult> = load_optional(&results.join("density.json"));
     let common = common_rate(&runs);
     let all: BTreeMap<&str, Facts> = PEERS
         .iter()
@@ -241,12 +247,16 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     let _ = writeln!(o, "## Targets\n");
     let _ = writeln!(
         o,
-        "Issue #10's scenarios and targets, numbered as in the issue. Where the issue gives \
-         a number without a target (many channels) or a target this box cannot show (the \
-         50 ms ramp limit), the row says so.\n"
+        "Issue #10's scenarios and targets, numbered as in the issue, then issue #20's \
+         multi-tenant ones (noisy neighbour, density). Where an issue gives a number without a \
+         target (many channels) or a target this box cannot show (the 50 ms ramp limit), the \
+         row says so.\n"
     );
     let _ = writeln!(o, "| what | measured | target | verdict | why it costs what it costs (and the next step where missed) |\n|---|---|---|---|---|");
-    for t in targets(&runs, &all, redis.as_ref(), push.as_ref()) {
+    let mut rows = targets(&runs, &all, redis.as_ref(), push.as_ref());
+    rows.push(tenancy::noisy_target(noisy.as_ref()));
+    rows.push(tenancy::density_target(density.as_ref()));
+    for t in rows {
         let _ = writeln!(
             o,
             "| {} | {} | {} | {} | {} |",
@@ -474,6 +484,12 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
         let _ = writeln!(o);
     }
 
+    if let Some(r) = &noisy {
+        tenancy::noisy_section(&mut o, r);
+    }
+    if let Some(r) = &density {
+        tenancy::density_section(&mut o, r);
+    }
     if let Some(r) = &redis {
         let _ = writeln!(
             o,

@@ -1,11 +1,12 @@
 //! The report side of `make bench`: machine facts, parsers for the outputs of the Redis
 //! `cargo bench` and the config-push e2e test, and BENCHMARKS.md generated from
-//! `bench/results/`.
+//! `bench/results/`, with the multi-tenant scenarios (noisy neighbour, density).
 
 pub mod machine;
 pub mod markdown;
 pub mod parse;
 mod targets;
+mod tenancy;
 
 use std::collections::BTreeMap;
 use std::path::Path;
