@@ -48,11 +48,6 @@ struct Report {
     usage: Option<Snapshot>,
 }
 
-/// Compares tokens in time independent of where they differ.
-fn same_token(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Binds the report socket (replacing a stale one).
 pub fn bind(path: &Path) -> std::io::Result<UnixDatagram> {
     let _ = std::fs::remove_file(path);
@@ -93,7 +88,10 @@ pub async fn receive(
             tracing::debug!(%tenant, "report from a tenant that is not running ignored");
             continue;
         };
-        if !same_token(process.admin_token.as_bytes(), report.token.as_bytes()) {
+        if !crate::web::session::constant_time_eq(
+            report.token.as_bytes(),
+            process.admin_token.as_bytes(),
+        ) {
             tracing::warn!(%tenant, "report with a wrong token ignored");
             continue;
         }

@@ -81,7 +81,8 @@ pub fn parkable(node: &Node) -> Result<(), Busy> {
     Ok(())
 }
 
-/// A cheap summary of activity: changes whenever anything is served.
+/// A cheap summary of activity (a few atomic loads): changes whenever anything is served, so
+/// it stands in for comparing whole usage snapshots.
 fn activity(node: &Node) -> [u64; 8] {
     let m = &node.metrics;
     [
@@ -151,7 +152,9 @@ impl Reporter {
         let mut last_activity = None;
         let mut idle_since = Instant::now();
         let mut last_usage_check = Instant::now() - USAGE_EVERY;
-        let mut last_usage: Vec<u8> = Vec::new();
+        // The activity the last pushed usage reflected: nothing is built or sent while it
+        // has not moved (but for the heartbeat while clients are connected).
+        let mut pushed: Option<[u64; 8]> = None;
         let mut last_push = Instant::now();
         loop {
             tokio::select! {
@@ -166,11 +169,10 @@ impl Reporter {
             if last_usage_check.elapsed() >= USAGE_EVERY {
                 last_usage_check = Instant::now();
                 let connected = node.registry.counts().0 > 0;
-                let usage = serde_json::to_vec(&usage(&node)).unwrap_or_default();
-                if usage != last_usage || (connected && last_push.elapsed() >= HEARTBEAT) {
-                    let message = self.message("usage", serde_json::from_slice(&usage).ok());
+                if pushed != Some(now) || (connected && last_push.elapsed() >= HEARTBEAT) {
+                    let message = self.message("usage", Some(usage(&node)));
                     if self.send(&socket, &message).await {
-                        last_usage = usage;
+                        pushed = Some(now);
                         last_push = Instant::now();
                     }
                 }

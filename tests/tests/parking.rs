@@ -138,25 +138,8 @@ async fn an_idle_project_is_parked_and_any_first_request_wakes_it() -> Result<()
 
     // Usage is metered from the tenant's pushes: the publishes above are counted.
     let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (_, usage) = cp
-            .call(
-                "GET",
-                &format!("/v1/projects/{}/usage", project.id),
-                Some(&token),
-                None,
-            )
-            .await?;
-        let published: i64 = usage["points"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p["published"].as_i64())
-            .sum();
-        if published >= 10 {
-            break;
-        }
-        ensure!(Instant::now() < deadline, "usage not metered: {usage}");
+    while published(&cp, &token, &project).await? < 10 {
+        ensure!(Instant::now() < deadline, "usage not metered");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
@@ -213,5 +196,69 @@ async fn memory_history_keeps_a_project_awake_and_redis_history_survives_parking
         .context("no publications")?;
     assert_eq!(pubs.len(), 1, "{body}");
     assert_eq!(pubs[0]["data"], json!({"n": 2}));
+    Ok(())
+}
+
+/// Published messages in a project's usage so far.
+async fn published(cp: &ControlPlane, token: &str, project: &Project) -> Result<i64> {
+    let (_, usage) = cp
+        .call(
+            "GET",
+            &format!("/v1/projects/{}/usage", project.id),
+            Some(token),
+            None,
+        )
+        .await?;
+    Ok(usage["points"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["published"].as_i64())
+        .sum())
+}
+
+#[tokio::test]
+async fn a_report_without_the_tenants_own_token_is_ignored() -> Result<()> {
+    // Tenants never ask to be parked here: a parked project could only be the forgery's doing.
+    let cp = ControlPlane::start_with_env(&[("ROTOR_PARK_AFTER_MS", "0")]).await?;
+    let token = cp.account("forged@example.com").await?;
+    let project = cp
+        .project(&token, "victim", &[("chat", open_chat())])
+        .await?;
+    // Whoever writes to the report socket without the process's admin token — claiming a
+    // million publications for the project, or asking for it to be parked — changes nothing.
+    let socket = tokio::net::UnixDatagram::unbound()?;
+    let forged_usage = json!({"tenant": project.id, "token": "adm_forged", "kind": "usage",
+        "usage": {"node": "forged", "messages_published": 1_000_000,
+                  "namespaces": {"chat": {"published_api": 1_000_000}}}});
+    let forged_idle = json!({"tenant": project.id, "token": "", "kind": "idle"});
+    for forged in [forged_usage, forged_idle] {
+        socket
+            .send_to(
+                forged.to_string().as_bytes(),
+                cp.run_dir.join("reports.sock"),
+            )
+            .await?;
+    }
+    // A real publication is pushed by the tenant after the forgeries; once it is counted,
+    // they have been read (one socket, in order).
+    publish(&cp, &project, "chat:a", 1).await?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let counted = loop {
+        let n = published(&cp, &token, &project).await?;
+        if n >= 1 {
+            break n;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the real publication was not metered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(counted, 1, "a forged report was metered");
+    ensure!(
+        !is_parked(&cp, &project),
+        "a forged idle report parked the project"
+    );
     Ok(())
 }
