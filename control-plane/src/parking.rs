@@ -34,6 +34,14 @@ pub fn park_after() -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms))
 }
 
+/// Whether tenants start only when asked for (their first request through the edge, or a
+/// restart after a crash) instead of as soon as their project exists: `ROTOR_START_ON_DEMAND`
+/// (default on; `0` turns it off), and only where tenants are parked at all.
+pub fn start_on_demand() -> bool {
+    park_after().is_some()
+        && std::env::var("ROTOR_START_ON_DEMAND").map_or(true, |v| v.trim() != "0")
+}
+
 /// The report socket of a run directory.
 pub fn socket_path(run_dir: &Path) -> PathBuf {
     run_dir.join("reports.sock")

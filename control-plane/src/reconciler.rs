@@ -3,11 +3,18 @@
 //! pushes every config whose version is ahead of what the process applied, and refreshes the
 //! edge's route table. A pass runs on every change notification, on every tenant exit, and
 //! every two seconds regardless, so a restarted tenant or control plane converges by itself.
+//!
+//! Within a pass, starts, parks, stops and config pushes run concurrently (at most
+//! [`CONCURRENCY`] at once; wakes first), so a thousand tenants going idle together or a box
+//! restarting does not queue a wake behind every other start. Where tenants start on demand
+//! ([`crate::parking::start_on_demand`]), a project that nothing asked for is parked rather than
+//! started: a new project costs a row until its first request.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +26,30 @@ use crate::{tenant, tenant_events};
 
 const PASS_INTERVAL: Duration = Duration::from_secs(2);
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Starts, parks, stops and pushes in flight at once within a pass.
+pub const CONCURRENCY: usize = 16;
+
+/// One thing a pass does to one tenant, run concurrently with the others.
+enum Step {
+    Stop(ProjectId, ProcessRecord),
+    Park(ProjectId, ProcessRecord, String),
+    Launch(ProjectId),
+    Push(ProjectId, ProcessRecord, Option<TenantLimits>),
+}
+
+/// What a concurrent step of a pass came to, applied to the reconciler's maps afterwards.
+enum Outcome {
+    Started(ProjectId, Box<Running>, i64),
+    StartFailed(ProjectId),
+    Parked(ProjectId),
+    /// Nothing to record (a stop, a park the tenant refused, a config that did not compile).
+    Nothing,
+    Pushed {
+        id: ProjectId,
+        applied: Option<i64>,
+        limits: Option<TenantLimits>,
+    },
+}
 
 struct Running {
     record: ProcessRecord,
@@ -55,6 +86,8 @@ pub struct Reconciler {
     /// Tenants stopped while idle; started again when the edge asks ([`crate::parking`]).
     parked: HashSet<ProjectId>,
     backoff: HashMap<ProjectId, Backoff>,
+    /// Tenants start only when asked for (see [`crate::parking::start_on_demand`]).
+    on_demand: bool,
     http: reqwest::Client,
 }
 
@@ -67,6 +100,7 @@ impl Reconciler {
             running: HashMap::new(),
             parked: HashSet::new(),
             backoff: HashMap::new(),
+            on_demand: crate::parking::start_on_demand(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(3))
                 .build()
@@ -135,16 +169,13 @@ impl Reconciler {
 
         // Wake what the edge asked for; forget parked tenants that were deleted or suspended.
         let wakes = self.routes.take_wakes();
-        let woken: Vec<ProjectId> = active
-            .values()
-            .filter(|t| wakes.contains(&t.slug))
-            .map(|t| t.id.clone())
-            .collect();
-        for id in woken {
-            if self.parked.remove(&id) {
-                self.driver.mark_parked(&id, false);
-                tracing::info!(tenant = %id, "waking parked tenant");
+        let mut woken: HashSet<ProjectId> = HashSet::new();
+        for t in active.values().filter(|t| wakes.contains(&t.slug)) {
+            if self.parked.remove(&t.id) {
+                self.driver.mark_parked(&t.id, false);
+                tracing::info!(tenant = %t.id, "waking parked tenant");
             }
+            woken.insert(t.id.clone());
         }
         let gone: Vec<ProjectId> = self
             .parked
@@ -156,27 +187,36 @@ impl Reconciler {
             self.parked.remove(&id);
             self.driver.mark_parked(&id, false);
         }
-        // Park the idle tenants that asked.
-        for id in self.routes.take_parks() {
-            if let Some(row) = active.get(&id) {
-                self.park(&id, &row.slug).await;
-            }
-        }
-        // Stop what should not run.
-        let to_stop: Vec<ProjectId> = self
-            .running
-            .keys()
-            .filter(|id| !active.contains_key(*id))
-            .cloned()
+        // Park the idle tenants that asked, and stop what should not run.
+        let parks: Vec<(ProjectId, ProcessRecord, String)> = self
+            .routes
+            .take_parks()
+            .into_iter()
+            .filter_map(|id| {
+                let slug = active.get(&id)?.slug.clone();
+                let record = self.running.get(&id)?.record.clone();
+                Some((id, record, slug))
+            })
             .collect();
-        for id in to_stop {
-            if let Some(r) = self.running.remove(&id) {
-                tracing::info!(tenant = %id, "stopping tenant");
-                self.driver.stop(&r.record, STOP_GRACE).await;
-                self.driver.remove_files(&id);
-                self.driver.release(&id).await;
-            }
+        let to_stop: Vec<(ProjectId, ProcessRecord)> = self
+            .running
+            .iter()
+            .filter(|(id, _)| !active.contains_key(*id))
+            .map(|(id, r)| (id.clone(), r.record.clone()))
+            .collect();
+        for (id, _) in &to_stop {
+            self.running.remove(id);
         }
+        let steps = to_stop
+            .into_iter()
+            .map(|(id, record)| Step::Stop(id, record))
+            .chain(
+                parks
+                    .into_iter()
+                    .map(|(id, r, slug)| Step::Park(id, r, slug)),
+            )
+            .collect();
+        self.run_steps(steps).await;
         // Forget the dead.
         let dead: Vec<ProjectId> = self
             .running
@@ -206,8 +246,17 @@ impl Reconciler {
                 }
             }
         }
-        // Start or update what should run.
+        // Start or update what should run; what nobody asked for stays parked.
+        let mut starts: Vec<ProjectId> = Vec::new();
+        let mut pushes: Vec<(ProjectId, ProcessRecord, Option<TenantLimits>)> = Vec::new();
         for (id, row) in &active {
+            if !self.parked.contains(id) && !self.running.contains_key(id) {
+                let asked = woken.contains(id) || self.backoff.contains_key(id);
+                if self.on_demand && !asked {
+                    self.parked.insert(id.clone());
+                    self.driver.mark_parked(id, true);
+                }
+            }
             if self.parked.contains(id) {
                 // A parked tenant starts with the latest config when woken: a change made
                 // meanwhile counts as applied (nothing to push it to).
@@ -221,11 +270,26 @@ impl Reconciler {
                 continue;
             }
             match self.running.get(id) {
-                None => self.start(id).await,
-                Some(r) if r.applied < row.config_version => self.push(id).await,
+                None if self.backoff.get(id).is_none_or(Backoff::ready) => starts.push(id.clone()),
+                None => {}
+                Some(r) if r.applied < row.config_version => {
+                    pushes.push((id.clone(), r.record.clone(), r.limits))
+                }
                 Some(_) => {}
             }
         }
+        // Wakes first: a request is waiting at the edge for each of them.
+        starts.sort_by_key(|id| !woken.contains(id));
+        let steps = starts
+            .into_iter()
+            .map(Step::Launch)
+            .chain(
+                pushes
+                    .into_iter()
+                    .map(|(id, r, limits)| Step::Push(id, r, limits)),
+            )
+            .collect();
+        self.run_steps(steps).await;
         let routes = tenants
             .iter()
             .map(|t| {
@@ -252,14 +316,75 @@ impl Reconciler {
         self.routes.replace(routes, processes);
     }
 
+    /// Runs steps concurrently (at most [`CONCURRENCY`] at once, in order of starting) and
+    /// records what they came to.
+    async fn run_steps(&mut self, steps: Vec<Step>) {
+        if steps.is_empty() {
+            return;
+        }
+        let this = &*self;
+        let outcomes = futures_util::stream::iter(steps)
+            .map(|step| this.step(step))
+            .buffer_unordered(CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+        self.apply(outcomes);
+    }
+
+    async fn step(&self, step: Step) -> Outcome {
+        match step {
+            Step::Stop(id, record) => {
+                tracing::info!(tenant = %id, "stopping tenant");
+                self.driver.stop(&record, STOP_GRACE).await;
+                self.driver.remove_files(&id);
+                self.driver.release(&id).await;
+                Outcome::Nothing
+            }
+            Step::Park(id, record, slug) => self.park(id, record, slug).await,
+            Step::Launch(id) => self.launch(id).await,
+            Step::Push(id, record, limits) => self.push(id, record, limits).await,
+        }
+    }
+
+    /// Records what the concurrent steps of a pass came to.
+    fn apply(&mut self, outcomes: Vec<Outcome>) {
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Started(id, running, version) => {
+                    tracing::debug!(tenant = %id, version, "tenant running");
+                    if let Some(b) = self.backoff.get_mut(&id) {
+                        b.next_attempt = None;
+                    }
+                    self.running.insert(id, *running);
+                }
+                Outcome::StartFailed(id) => self.backoff.entry(id).or_default().failed(),
+                Outcome::Parked(id) => {
+                    self.running.remove(&id);
+                    self.parked.insert(id);
+                }
+                Outcome::Nothing => {}
+                Outcome::Pushed {
+                    id,
+                    applied,
+                    limits,
+                } => {
+                    if let Some(r) = self.running.get_mut(&id) {
+                        if let Some(version) = applied {
+                            r.applied = r.applied.max(version);
+                        }
+                        if limits.is_some() {
+                            r.limits = limits;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Parks an idle tenant: new connections wait at the edge while the process is asked to
     /// stop; it refuses (409) if anything arrived meanwhile, and then keeps serving.
-    async fn park(&mut self, id: &ProjectId, slug: &str) {
-        let Some(running) = self.running.get(id) else {
-            return;
-        };
-        let record = running.record.clone();
-        self.routes.set(slug, Route::Parked);
+    async fn park(&self, id: ProjectId, record: ProcessRecord, slug: String) -> Outcome {
+        self.routes.set(&slug, Route::Parked);
         let url = format!("{}/admin/park", record.admin_base());
         let answer = self
             .http
@@ -276,13 +401,13 @@ impl Reconciler {
                 };
                 tracing::debug!(tenant = %id, %why, "not parked");
                 self.routes.set(
-                    slug,
+                    &slug,
                     Route::Active {
                         addr: record.addr,
                         handoff: record.handoff.clone(),
                     },
                 );
-                return;
+                return Outcome::Nothing;
             }
         }
         let deadline = Instant::now() + STOP_GRACE;
@@ -292,13 +417,12 @@ impl Reconciler {
         if pid_alive(record.pid) {
             self.driver.stop(&record, Duration::from_millis(100)).await;
         }
-        self.running.remove(id);
-        let _ = self.driver.exit_cause(id).await;
-        self.driver.release(id).await;
-        self.driver.remove_runtime_files(id);
-        self.driver.mark_parked(id, true);
-        self.parked.insert(id.clone());
+        let _ = self.driver.exit_cause(&id).await;
+        self.driver.release(&id).await;
+        self.driver.remove_runtime_files(&id);
+        self.driver.mark_parked(&id, true);
         tracing::info!(tenant = %id, "parked idle tenant");
+        Outcome::Parked(id)
     }
 
     /// The tenant's current config and its version; failures are logged.
@@ -314,110 +438,110 @@ impl Reconciler {
         }
     }
 
-    async fn start(&mut self, id: &ProjectId) {
-        if !self.backoff.get(id).is_none_or(Backoff::ready) {
-            return;
-        }
+    /// Starts a tenant with its current config.
+    async fn launch(&self, id: ProjectId) -> Outcome {
         let Some(tenant::Compiled {
             config,
             version,
             limits,
-        }) = self.compile(id).await
+        }) = self.compile(&id).await
         else {
-            self.backoff.entry(id.clone()).or_default().failed();
-            return;
+            return Outcome::StartFailed(id);
         };
         let began = Instant::now();
         match self
             .driver
-            .start(id, &config.to_json(), &limits, self.state.reconcile.clone())
+            .start(
+                &id,
+                &config.to_json(),
+                &limits,
+                self.state.reconcile.clone(),
+            )
             .await
         {
             Ok(record) => {
                 tracing::info!(tenant = %id, addr = %record.addr, version, took_ms = began.elapsed().as_millis() as u64, "tenant started");
-                self.running.insert(
-                    id.clone(),
-                    Running {
-                        record,
-                        applied: version,
-                        started: Instant::now(),
-                        limits: Some(limits),
-                    },
-                );
-                if let Some(b) = self.backoff.get_mut(id) {
-                    b.next_attempt = None;
-                }
-                if let Err(e) = tenant::mark_applied(&self.state.pool, id, version).await {
+                if let Err(e) = tenant::mark_applied(&self.state.pool, &id, version).await {
                     tracing::warn!(tenant = %id, error = %e, "cannot record applied version");
                 }
+                let running = Running {
+                    record,
+                    applied: version,
+                    started: Instant::now(),
+                    limits: Some(limits),
+                };
+                Outcome::Started(id, Box::new(running), version)
             }
             Err(e) => {
                 tracing::error!(tenant = %id, error = %e, "tenant failed to start");
-                self.backoff.entry(id.clone()).or_default().failed();
+                Outcome::StartFailed(id)
             }
         }
     }
 
-    async fn push(&mut self, id: &ProjectId) {
-        let Some(running) = self.running.get(id) else {
-            return;
-        };
+    /// Pushes a running tenant its current config (and its plan's kernel limits, if they
+    /// changed).
+    async fn push(
+        &self,
+        id: ProjectId,
+        record: ProcessRecord,
+        current: Option<TenantLimits>,
+    ) -> Outcome {
         let Some(tenant::Compiled {
             config,
             version,
             limits,
-        }) = self.compile(id).await
+        }) = self.compile(&id).await
         else {
-            return;
+            return Outcome::Nothing;
         };
-        if running.limits != Some(limits) {
-            match self.driver.set_limits(id, &running.record, &limits).await {
+        let mut changed_limits = None;
+        if current != Some(limits) {
+            match self.driver.set_limits(&id, &record, &limits).await {
                 Ok(()) => {
                     tracing::info!(tenant = %id, ?limits, "tenant limits applied");
-                    if let Some(r) = self.running.get_mut(id) {
-                        r.limits = Some(limits);
-                    }
+                    changed_limits = Some(limits);
                 }
                 Err(e) => {
                     tracing::warn!(tenant = %id, error = %e, "cannot change the tenant's limits while it runs; they apply at its next start")
                 }
             }
         }
-        let Some(running) = self.running.get(id) else {
-            return;
-        };
-        let url = format!("{}/admin/config", running.record.admin_base());
+        let url = format!("{}/admin/config", record.admin_base());
         let began = Instant::now();
         let result = self
             .http
             .put(url)
-            .bearer_auth(&running.record.admin_token)
+            .bearer_auth(&record.admin_token)
             .header("content-type", "application/json")
             .body(config.to_json())
             .send()
             .await;
-        match result {
+        let applied = match result {
             Ok(resp) if resp.status().is_success() => {
                 tracing::info!(tenant = %id, version, took_ms = began.elapsed().as_millis() as u64, "config applied");
-                if let Some(r) = self.running.get_mut(id) {
-                    r.applied = version;
-                }
-                if let Err(e) = tenant::mark_applied(&self.state.pool, id, version).await {
+                if let Err(e) = tenant::mark_applied(&self.state.pool, &id, version).await {
                     tracing::warn!(tenant = %id, error = %e, "cannot record applied version");
                 }
+                Some(version)
             }
-            Ok(resp) if resp.status().as_u16() == 409 => {
-                // The process already runs something newer (a concurrent push won): fine.
-                if let Some(r) = self.running.get_mut(id) {
-                    r.applied = version;
-                }
-            }
+            // The process already runs something newer (a concurrent push won): fine.
+            Ok(resp) if resp.status().as_u16() == 409 => Some(version),
             Ok(resp) => {
                 let status = resp.status();
                 let body = resp.text().await.unwrap_or_default();
                 tracing::error!(tenant = %id, %status, %body, "tenant refused config");
+                None
             }
-            Err(e) => tracing::warn!(tenant = %id, error = %e, "config push failed; will retry"),
+            Err(e) => {
+                tracing::warn!(tenant = %id, error = %e, "config push failed; will retry");
+                None
+            }
+        };
+        Outcome::Pushed {
+            id,
+            applied,
+            limits: changed_limits,
         }
     }
 }

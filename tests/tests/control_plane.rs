@@ -194,7 +194,7 @@ async fn one_projects_keys_tokens_and_channels_are_useless_on_another() -> Resul
 #[tokio::test]
 async fn tenants_keep_serving_while_the_control_plane_restarts_and_it_reconciles_after(
 ) -> Result<()> {
-    let mut cp = ControlPlane::start().await?;
+    let mut cp = ControlPlane::start_eager().await?;
     let mgmt = cp.account("owner@example.com").await?;
     let project = cp
         .project(&mgmt, "steady", &[("chat", open_chat())])

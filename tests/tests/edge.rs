@@ -71,7 +71,7 @@ async fn publish_direct(cp: &ControlPlane, project: &cp::Project, data: Value) -
 async fn websockets_through_the_edge_are_handed_to_the_tenant_and_outlive_the_control_plane(
 ) -> Result<()> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    let mut cp = ControlPlane::start().await?;
+    let mut cp = ControlPlane::start_eager().await?;
     let mgmt = cp.account("owner@example.com").await?;
     let project = cp
         .project(&mgmt, "handed", &[("chat", open_chat())])
@@ -115,7 +115,7 @@ async fn websockets_through_the_edge_are_handed_to_the_tenant_and_outlive_the_co
 
 #[tokio::test]
 async fn without_its_hand_off_socket_a_tenant_still_gets_websockets_by_proxy() -> Result<()> {
-    let mut cp = ControlPlane::start().await?;
+    let mut cp = ControlPlane::start_eager().await?;
     let mgmt = cp.account("owner@example.com").await?;
     let project = cp
         .project(&mgmt, "proxied", &[("chat", open_chat())])

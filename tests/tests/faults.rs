@@ -349,7 +349,7 @@ async fn a_postgres_restart_leaves_tenants_serving_and_config_changes_resume_wit
 ) -> Result<()> {
     let pg = OwnPostgres::start().await?;
     let db = TestDatabase::create_on(&pg.url()).await?;
-    let cp = control_plane(db, &[]).await?;
+    let cp = control_plane(db, &[("ROTOR_START_ON_DEMAND", "0")]).await?;
     let mgmt = cp.account("owner@example.com").await?;
     let project = cp
         .project(

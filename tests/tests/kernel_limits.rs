@@ -83,7 +83,7 @@ async fn poll<T>(what: &str, mut f: impl FnMut() -> Result<Option<T>>) -> Result
 #[tokio::test]
 async fn a_tenant_runs_inside_its_plans_kernel_limits_and_a_plan_change_reaches_it_live(
 ) -> Result<()> {
-    let cp = ControlPlane::start().await?;
+    let cp = ControlPlane::start_eager().await?;
     let token = cp.account("kernel-limits@example.com").await?;
     let project = cp
         .project(&token, "limited", &[("chat", open_chat())])
@@ -166,7 +166,7 @@ async fn a_tenant_over_its_memory_is_restarted_in_its_own_group_and_its_neighbou
         eprintln!("no memory cgroup on this machine; the memory limit is RLIMIT_DATA only");
         return Ok(());
     }
-    let cp = ControlPlane::start().await?;
+    let cp = ControlPlane::start_eager().await?;
     // The operator's custom plan, shrunk to 48 MiB per tenant; history may be large.
     cp.operator(&["set-limits", "custom", r#"{"tenant_memory_mb": 48}"#])
         .await?;

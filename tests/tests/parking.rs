@@ -158,6 +158,60 @@ fn urlencoding(s: &str) -> String {
 }
 
 #[tokio::test]
+async fn a_new_project_has_no_process_until_its_first_request() -> Result<()> {
+    // Idle parking far away: only starting on demand can explain a parked project here.
+    let cp = ControlPlane::start_with_env(&[
+        ("ROTOR_PARK_AFTER_MS", "600000"),
+        ("ROTOR_START_ON_DEMAND", "1"),
+    ])
+    .await?;
+    let token = cp.account("on-demand@example.com").await?;
+    let mut projects = Vec::new();
+    for i in 0..3 {
+        let project = cp
+            .project(&token, &format!("lazy-{i}"), &[("chat", open_chat())])
+            .await?;
+        projects.push(project);
+    }
+    for project in &projects {
+        wait_parked(&cp, project).await?;
+    }
+    // No tenant process exists for any of them: no record, no hand-off socket, no group.
+    let running = std::fs::read_dir(&cp.run_dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".state"))
+        .count();
+    assert_eq!(running, 0, "a project nobody used has a process");
+
+    // The first requests of all three, at once, wake them together and all succeed: a client
+    // subscribes through the edge and receives what the server API publishes.
+    let wakes = projects.iter().map(|project| async {
+        let started = Instant::now();
+        let mut sub = Subscriber::open(
+            &cp.ws_url(&project.slug),
+            &project.secret,
+            "first",
+            "chat:hello",
+        )
+        .await?;
+        publish(&cp, project, "chat:hello", 7).await?;
+        let got = sub.publication().await?;
+        ensure!(got["n"] == 7, "{}: got {got}", project.slug);
+        anyhow::Ok(started.elapsed())
+    });
+    let took = futures_util::future::try_join_all(wakes).await?;
+    eprintln!("first request → delivery of three projects woken together: {took:?}");
+    for project in &projects {
+        ensure!(
+            !is_parked(&cp, project),
+            "{} still parked after its first request",
+            project.slug
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn memory_history_keeps_a_project_awake_and_redis_history_survives_parking() -> Result<()> {
     let cp = control_plane().await?;
     let token = cp.account("history@example.com").await?;

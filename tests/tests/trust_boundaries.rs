@@ -262,7 +262,7 @@ async fn tenants_on_their_own_host_never_share_the_dashboards_origin() -> Result
 
 #[tokio::test]
 async fn a_tenants_admin_surface_and_metrics_are_not_reachable_from_outside() -> Result<()> {
-    let cp = ControlPlane::start().await?;
+    let cp = ControlPlane::start_eager().await?;
     let owner = cp.account("owner@example.com").await?;
     let project = cp.project(&owner, "internals", &[]).await?;
     let record = cp.tenant_record(&project.id)?;
@@ -317,7 +317,7 @@ async fn a_tenants_admin_surface_and_metrics_are_not_reachable_from_outside() ->
 
 #[tokio::test]
 async fn one_socket_never_carries_a_second_request_past_the_edge() -> Result<()> {
-    let cp = ControlPlane::start().await?;
+    let cp = ControlPlane::start_eager().await?;
     let owner = cp.account("owner@example.com").await?;
     let project = cp.project(&owner, "pipelined", &[]).await?;
     let record = cp.tenant_record(&project.id)?;

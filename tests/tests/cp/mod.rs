@@ -37,6 +37,13 @@ impl ControlPlane {
         Self::start_with_env(&[]).await
     }
 
+    /// A control plane whose tenants start as soon as their project exists instead of on their
+    /// first request (`ROTOR_START_ON_DEMAND=0`): for tests that reach a tenant's process itself
+    /// (its records, control group, admin listener) before any client does.
+    pub async fn start_eager() -> Result<Self> {
+        Self::start_with_env(&[("ROTOR_START_ON_DEMAND", "0")]).await
+    }
+
     /// A control plane with extra environment variables (e.g. `ROTOR_TENANT_PRIVATE_EGRESS`).
     pub async fn start_with_env(env: &[(&str, &str)]) -> Result<Self> {
         let db = TestDatabase::create().await?;
