@@ -1,12 +1,14 @@
 //! The reconciler: level-triggered convergence of what runs to what Postgres says. Each pass
 //! starts missing tenants, stops deleted or suspended ones, restarts dead ones with backoff,
 //! pushes every config whose version is ahead of what the process applied, and refreshes the
-//! edge's route table. A pass runs on every change notification, on every tenant exit, and
-//! every two seconds regardless, so a restarted tenant or control plane converges by itself.
+//! edge's route table. A pass runs on every change notification, on every tenant exit, when a
+//! cheap check every two seconds finds one due, and every thirty seconds regardless, so a
+//! restarted tenant or control plane converges by itself.
 //!
-//! Within a pass, starts, parks, stops and config pushes run concurrently (at most
-//! [`CONCURRENCY`] at once; wakes first), so a thousand tenants going idle together or a box
-//! restarting does not queue a wake behind every other start. Where tenants start on demand
+//! Within a pass, starts, stops and config pushes run concurrently (at most [`CONCURRENCY`] at
+//! once; wakes first), and parks run in the background (a park waits for the process to exit),
+//! so a thousand tenants going idle together or a box restarting does not queue a wake behind
+//! every other start. Where tenants start on demand
 //! ([`crate::parking::start_on_demand`]), a project that nothing asked for is parked rather than
 //! started: a new project costs a row until its first request.
 
@@ -24,7 +26,10 @@ use crate::state::AppState;
 use crate::supervisor::{pid_alive, Driver, LocalDriver, ProcessRecord, Route, RouteTable};
 use crate::{tenant, tenant_events};
 
+/// How often the reconciler looks whether a pass is due.
 const PASS_INTERVAL: Duration = Duration::from_secs(2);
+/// The longest time between two passes, changes or not.
+const FULL_PASS_INTERVAL: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Starts, parks, stops and pushes in flight at once within a pass.
 pub const CONCURRENCY: usize = 16;
@@ -32,7 +37,6 @@ pub const CONCURRENCY: usize = 16;
 /// One thing a pass does to one tenant, run concurrently with the others.
 enum Step {
     Stop(ProjectId, ProcessRecord),
-    Park(ProjectId, ProcessRecord, String),
     Launch(ProjectId),
     Push(ProjectId, ProcessRecord, Option<TenantLimits>),
 }
@@ -41,8 +45,7 @@ enum Step {
 enum Outcome {
     Started(ProjectId, Box<Running>, i64),
     StartFailed(ProjectId),
-    Parked(ProjectId),
-    /// Nothing to record (a stop, a park the tenant refused, a config that did not compile).
+    /// Nothing to record (a stop, a config that did not compile).
     Nothing,
     Pushed {
         id: ProjectId,
@@ -88,11 +91,25 @@ pub struct Reconciler {
     backoff: HashMap<ProjectId, Backoff>,
     /// Tenants start only when asked for (see [`crate::parking::start_on_demand`]).
     on_demand: bool,
+    /// Tenants being parked in the background (a park waits for the process to exit, which no
+    /// pass, and so no wake of another tenant, should wait for).
+    parking: HashMap<ProjectId, Running>,
+    /// Wakes asked for while their tenant was still being parked: served once it is.
+    pending_wakes: HashSet<String>,
+    parked_tx: tokio::sync::mpsc::UnboundedSender<Parking>,
+    parked_rx: tokio::sync::mpsc::UnboundedReceiver<Parking>,
     http: reqwest::Client,
+}
+
+/// How a background park ended.
+struct Parking {
+    id: ProjectId,
+    parked: bool,
 }
 
 impl Reconciler {
     pub fn new(state: AppState, driver: Arc<LocalDriver>, routes: Arc<RouteTable>) -> Self {
+        let (parked_tx, parked_rx) = tokio::sync::mpsc::unbounded_channel();
         Self {
             state,
             driver,
@@ -101,6 +118,10 @@ impl Reconciler {
             parked: HashSet::new(),
             backoff: HashMap::new(),
             on_demand: crate::parking::start_on_demand(),
+            parking: HashMap::new(),
+            pending_wakes: HashSet::new(),
+            parked_tx,
+            parked_rx,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(3))
                 .build()
@@ -140,15 +161,47 @@ impl Reconciler {
         self.pass().await;
     }
 
-    /// Reconciles until `stop`.
+    /// Reconciles until `stop`: a pass on every notification; between them, every
+    /// [`PASS_INTERVAL`] a cheap look at whether a pass is due (see [`Self::due`]).
     pub async fn run(mut self, stop: CancellationToken) {
+        let mut seen = None;
+        let mut last_pass = Instant::now();
         loop {
-            tokio::select! {
+            let notified = tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = self.state.reconcile.notified() => {}
-                _ = tokio::time::sleep(PASS_INTERVAL) => {}
+                _ = self.state.reconcile.notified() => true,
+                _ = tokio::time::sleep(PASS_INTERVAL) => false,
+            };
+            if notified || self.due(&mut seen, last_pass).await {
+                self.pass().await;
+                last_pass = Instant::now();
             }
-            self.pass().await;
+        }
+    }
+
+    /// Whether a pass nobody asked for is due: a tenant process died, a restart's backoff
+    /// ended, the projects changed behind the control plane's back (the operator's CLI writes
+    /// Postgres directly; one aggregate row tells), or [`FULL_PASS_INTERVAL`] went by. With
+    /// ten thousand projects, a pass lists them all; this is what keeps an idle box idle.
+    async fn due(&self, seen: &mut Option<(i64, i64, i64)>, last_pass: Instant) -> bool {
+        if last_pass.elapsed() >= FULL_PASS_INTERVAL
+            || self.running.values().any(|r| !pid_alive(r.record.pid))
+            || self
+                .backoff
+                .values()
+                .any(|b| b.next_attempt.is_some_and(|at| Instant::now() >= at))
+        {
+            return true;
+        }
+        let now: Result<(i64, i64, i64), _> = sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'active'), \
+                    COALESCE(sum(config_version), 0)::bigint FROM projects",
+        )
+        .fetch_one(&self.state.pool)
+        .await;
+        match now {
+            Ok(now) => seen.replace(now) != Some(now),
+            Err(_) => true,
         }
     }
 
@@ -161,16 +214,36 @@ impl Reconciler {
                 return;
             }
         };
-        let active: HashMap<ProjectId, &tenant::TenantRow> = tenants
+        let active: HashMap<ProjectId, &tenant::TenantState> = tenants
             .iter()
             .filter(|t| t.is_active())
             .map(|t| (t.id.clone(), t))
             .collect();
 
-        // Wake what the edge asked for; forget parked tenants that were deleted or suspended.
-        let wakes = self.routes.take_wakes();
+        // Backoff of projects that are gone or suspended is forgotten.
+        self.backoff.retain(|id, _| active.contains_key(id));
+        // Parks finished in the background since the last pass.
+        while let Ok(done) = self.parked_rx.try_recv() {
+            let Some(running) = self.parking.remove(&done.id) else {
+                continue;
+            };
+            if done.parked {
+                self.parked.insert(done.id);
+            } else {
+                // It had work again: it keeps serving.
+                self.running.insert(done.id, running);
+            }
+        }
+        // Wake what the edge asked for (what is still being parked, once it is); forget parked
+        // tenants that were deleted or suspended.
+        let mut wakes = self.routes.take_wakes();
+        wakes.extend(self.pending_wakes.drain());
         let mut woken: HashSet<ProjectId> = HashSet::new();
         for t in active.values().filter(|t| wakes.contains(&t.slug)) {
+            if self.parking.contains_key(&t.id) {
+                self.pending_wakes.insert(t.slug.clone());
+                continue;
+            }
             if self.parked.remove(&t.id) {
                 self.driver.mark_parked(&t.id, false);
                 tracing::info!(tenant = %t.id, "waking parked tenant");
@@ -187,17 +260,30 @@ impl Reconciler {
             self.parked.remove(&id);
             self.driver.mark_parked(&id, false);
         }
-        // Park the idle tenants that asked, and stop what should not run.
-        let parks: Vec<(ProjectId, ProcessRecord, String)> = self
-            .routes
-            .take_parks()
-            .into_iter()
-            .filter_map(|id| {
-                let slug = active.get(&id)?.slug.clone();
-                let record = self.running.get(&id)?.record.clone();
-                Some((id, record, slug))
-            })
-            .collect();
+        // Park the idle tenants that asked (in the background), and stop what should not run.
+        for id in self.routes.take_parks() {
+            let Some(slug) = active.get(&id).map(|t| t.slug.clone()) else {
+                continue;
+            };
+            let Some(running) = self.running.remove(&id) else {
+                continue;
+            };
+            let park = park(
+                id.clone(),
+                running.record.clone(),
+                slug,
+                self.routes.clone(),
+                self.driver.clone(),
+                self.http.clone(),
+            );
+            let (done, reconcile) = (self.parked_tx.clone(), self.state.reconcile.clone());
+            self.parking.insert(id, running);
+            tokio::spawn(async move {
+                let outcome = park.await;
+                let _ = done.send(outcome);
+                reconcile.notify_one();
+            });
+        }
         let to_stop: Vec<(ProjectId, ProcessRecord)> = self
             .running
             .iter()
@@ -210,11 +296,6 @@ impl Reconciler {
         let steps = to_stop
             .into_iter()
             .map(|(id, record)| Step::Stop(id, record))
-            .chain(
-                parks
-                    .into_iter()
-                    .map(|(id, r, slug)| Step::Park(id, r, slug)),
-            )
             .collect();
         self.run_steps(steps).await;
         // Forget the dead.
@@ -250,6 +331,9 @@ impl Reconciler {
         let mut starts: Vec<ProjectId> = Vec::new();
         let mut pushes: Vec<(ProjectId, ProcessRecord, Option<TenantLimits>)> = Vec::new();
         for (id, row) in &active {
+            if self.parking.contains_key(id) {
+                continue;
+            }
             if !self.parked.contains(id) && !self.running.contains_key(id) {
                 let asked = woken.contains(id) || self.backoff.contains_key(id);
                 if self.on_demand && !asked {
@@ -300,7 +384,7 @@ impl Reconciler {
                         addr: r.record.addr,
                         handoff: r.record.handoff.clone(),
                     }
-                } else if self.parked.contains(&t.id) {
+                } else if self.parked.contains(&t.id) || self.parking.contains_key(&t.id) {
                     Route::Parked
                 } else {
                     Route::Starting
@@ -308,9 +392,12 @@ impl Reconciler {
                 (t.slug.clone(), route)
             })
             .collect();
+        // A tenant being parked still reports (its last usage, sent as it stops): its record
+        // stays known until it is gone.
         let processes = self
             .running
             .iter()
+            .chain(&self.parking)
             .map(|(id, r)| (id.clone(), r.record.clone()))
             .collect();
         self.routes.replace(routes, processes);
@@ -340,7 +427,6 @@ impl Reconciler {
                 self.driver.release(&id).await;
                 Outcome::Nothing
             }
-            Step::Park(id, record, slug) => self.park(id, record, slug).await,
             Step::Launch(id) => self.launch(id).await,
             Step::Push(id, record, limits) => self.push(id, record, limits).await,
         }
@@ -358,10 +444,6 @@ impl Reconciler {
                     self.running.insert(id, *running);
                 }
                 Outcome::StartFailed(id) => self.backoff.entry(id).or_default().failed(),
-                Outcome::Parked(id) => {
-                    self.running.remove(&id);
-                    self.parked.insert(id);
-                }
                 Outcome::Nothing => {}
                 Outcome::Pushed {
                     id,
@@ -379,50 +461,6 @@ impl Reconciler {
                 }
             }
         }
-    }
-
-    /// Parks an idle tenant: new connections wait at the edge while the process is asked to
-    /// stop; it refuses (409) if anything arrived meanwhile, and then keeps serving.
-    async fn park(&self, id: ProjectId, record: ProcessRecord, slug: String) -> Outcome {
-        self.routes.set(&slug, Route::Parked);
-        let url = format!("{}/admin/park", record.admin_base());
-        let answer = self
-            .http
-            .post(url)
-            .bearer_auth(&record.admin_token)
-            .send()
-            .await;
-        match answer {
-            Ok(resp) if resp.status().is_success() => {}
-            other => {
-                let why = match other {
-                    Ok(resp) => resp.text().await.unwrap_or_default(),
-                    Err(e) => e.to_string(),
-                };
-                tracing::debug!(tenant = %id, %why, "not parked");
-                self.routes.set(
-                    &slug,
-                    Route::Active {
-                        addr: record.addr,
-                        handoff: record.handoff.clone(),
-                    },
-                );
-                return Outcome::Nothing;
-            }
-        }
-        let deadline = Instant::now() + STOP_GRACE;
-        while pid_alive(record.pid) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        if pid_alive(record.pid) {
-            self.driver.stop(&record, Duration::from_millis(100)).await;
-        }
-        let _ = self.driver.exit_cause(&id).await;
-        self.driver.release(&id).await;
-        self.driver.remove_runtime_files(&id);
-        self.driver.mark_parked(&id, true);
-        tracing::info!(tenant = %id, "parked idle tenant");
-        Outcome::Parked(id)
     }
 
     /// The tenant's current config and its version; failures are logged.
@@ -544,4 +582,50 @@ impl Reconciler {
             limits: changed_limits,
         }
     }
+}
+
+/// Parks an idle tenant: new connections wait at the edge while the process is asked to stop;
+/// it refuses (409) if anything arrived meanwhile, and then keeps serving.
+async fn park(
+    id: ProjectId,
+    record: ProcessRecord,
+    slug: String,
+    routes: Arc<RouteTable>,
+    driver: Arc<LocalDriver>,
+    http: reqwest::Client,
+) -> Parking {
+    routes.set(&slug, Route::Parked);
+    let url = format!("{}/admin/park", record.admin_base());
+    let answer = http.post(url).bearer_auth(&record.admin_token).send().await;
+    match answer {
+        Ok(resp) if resp.status().is_success() => {}
+        other => {
+            let why = match other {
+                Ok(resp) => resp.text().await.unwrap_or_default(),
+                Err(e) => e.to_string(),
+            };
+            tracing::debug!(tenant = %id, %why, "not parked");
+            routes.set(
+                &slug,
+                Route::Active {
+                    addr: record.addr,
+                    handoff: record.handoff.clone(),
+                },
+            );
+            return Parking { id, parked: false };
+        }
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    while pid_alive(record.pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if pid_alive(record.pid) {
+        driver.stop(&record, Duration::from_millis(100)).await;
+    }
+    let _ = driver.exit_cause(&id).await;
+    driver.release(&id).await;
+    driver.remove_runtime_files(&id);
+    driver.mark_parked(&id, true);
+    tracing::info!(tenant = %id, "parked idle tenant");
+    Parking { id, parked: true }
 }

@@ -31,6 +31,24 @@ impl TenantRow {
     }
 }
 
+/// What the reconciler needs of every project on each pass (every two seconds, for every
+/// project on the box): no settings, no secrets.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TenantState {
+    pub id: ProjectId,
+    pub slug: String,
+    pub status: String,
+    pub config_version: i64,
+    pub applied_version: i64,
+}
+
+impl TenantState {
+    /// Whether the tenant should be serving.
+    pub fn is_active(&self) -> bool {
+        self.status == "active"
+    }
+}
+
 /// What a plan allows (0 = unlimited, where that makes sense).
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(default)]
@@ -188,10 +206,9 @@ pub enum CompileError {
 }
 
 /// Every project, any status.
-pub async fn list(pool: &PgPool) -> Result<Vec<TenantRow>, sqlx::Error> {
-    sqlx::query_as::<_, TenantRow>(
-        "SELECT id, slug, status, engine, redis_url, redis_prefix, settings, config_version, applied_version \
-         FROM projects ORDER BY created_at",
+pub async fn list(pool: &PgPool) -> Result<Vec<TenantState>, sqlx::Error> {
+    sqlx::query_as::<_, TenantState>(
+        "SELECT id, slug, status, config_version, applied_version FROM projects",
     )
     .fetch_all(pool)
     .await
