@@ -1,5 +1,6 @@
 //! The control plane's own HTTP app (everything on the public listener that is not a tenant's
-//! `/t/{slug}/…` traffic): REST API, dashboard, health.
+//! `/t/{slug}/…` traffic): REST API, dashboard, health; unknown addresses get the REST API's
+//! JSON 404 under `/v1` and the dashboard's page elsewhere.
 
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +22,11 @@ pub fn public_app(state: AppState) -> Router {
             "/t/{*rest}",
             axum::routing::any(tenant_on_reused_connection),
         )
+        .fallback(crate::web::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::web::error_pages,
+        ))
         .with_state(state)
 }
 

@@ -39,7 +39,7 @@ pub async fn ensure(state: &AppState) -> anyhow::Result<Demo> {
     let project_id = match project {
         Some(id) => id,
         None => {
-            let p = projects::create_project(state, &account, PROJECT, None)
+            let p = projects::create_project(state, &account, PROJECT, None, None)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let id = ProjectId(p["id"].as_str().unwrap_or_default().to_owned());

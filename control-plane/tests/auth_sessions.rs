@@ -320,7 +320,12 @@ async fn the_dashboard_token_form_sets_an_expiry_and_lists_it() {
             &[("csrf", &csrf), ("name", "ci"), ("expires_in_days", "7")],
         )
         .await;
-    assert_eq!(page.status, 201);
+    // POST/redirect/GET: the token waits for the account page, shown once.
+    assert_eq!(page.status, 303);
+    assert_eq!(page.location.as_deref(), Some("/account#tokens"));
+    let page = alice.get("/account").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("id=\"new-token\""), "{}", page.body);
     let expires: Option<chrono::DateTime<chrono::Utc>> =
         sqlx::query_scalar("SELECT expires_at FROM management_tokens")
             .fetch_one(&app.pool)
@@ -330,14 +335,18 @@ async fn the_dashboard_token_form_sets_an_expiry_and_lists_it() {
     assert!(page
         .body
         .contains(&expires.format("%Y-%m-%d %H:%M UTC").to_string()));
+    let again = alice.get("/account").await;
+    assert!(!again.body.contains("id=\"new-token\""), "shown once");
     let page = alice
         .post(
             "/account/tokens",
             &[("csrf", &csrf), ("name", "ci"), ("expires_in_days", "400")],
         )
         .await;
-    assert_eq!(page.status, 422);
-    assert!(page.body.contains("from 1 to 365"));
+    assert_eq!(page.status, 303);
+    let page = alice.get("/account").await;
+    assert!(page.body.contains("from 1 to 365"), "{}", page.body);
+    assert!(page.body.contains("value=\"ci\""), "what was typed is kept");
 }
 
 #[tokio::test]
@@ -379,7 +388,9 @@ async fn a_password_change_revokes_the_management_tokens_and_ends_the_other_sess
             ],
         )
         .await;
-    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(page.location.as_deref(), Some("/account"));
+    let page = here.get("/account").await;
     assert!(
         page.body.contains("1 other session(s) were logged out")
             && page.body.contains("2 management token(s) were revoked"),
@@ -422,7 +433,7 @@ async fn a_password_change_revokes_the_management_tokens_and_ends_the_other_sess
             ],
         )
         .await;
-    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.status, 303, "{}", page.body);
     let (s, _, _) = app
         .call("127.0.0.1", "GET", "/v1/projects", Some(&kept), None)
         .await;

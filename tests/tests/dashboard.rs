@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use cp::browser::Browser;
 use cp::ControlPlane;
 use rotor_e2e::ClientScript;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn screenshots_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots/dashboard")
@@ -93,13 +93,213 @@ async fn a_customer_signs_up_builds_a_project_and_sees_a_curl_publish_in_the_con
     assert_eq!(o["foreign_usage_status"], 404);
     assert_eq!(o["replayed_cookie_status"], 303, "{o}");
     assert_eq!(o["replayed_cookie_location"], "/login?next=/projects");
-    assert_eq!(
-        o["console_errors"],
-        serde_json::json!([]),
-        "no script errors"
-    );
+    assert_eq!(o["console_errors"], json!([]), "no script errors");
     let count = std::fs::read_dir(&shots)?.count();
     assert!(count >= 15, "screenshots of each page ({count})");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_fresh_project_runs_the_copied_quick_start_and_no_reload_repeats_a_change() -> Result<()>
+{
+    let cp = ControlPlane::start().await?;
+    let shots = screenshots_dir().join("fresh");
+    let out = ClientScript::node("dashboard_fresh.mjs")
+        .envs([
+            ("ROTOR_BASE_URL", cp.base.as_str()),
+            ("ROTOR_SCREENSHOTS", shots.to_str().context("path")?),
+        ])
+        .timeout(Duration::from_secs(150))
+        .run()
+        .await?
+        .ensure_success()?;
+    let o: Value = out.stdout_json()?;
+
+    // 1. The quick start, copied from the page and run verbatim, works on a fresh project.
+    assert!(
+        o["starter_hint"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("updates"),
+        "{o}"
+    );
+    let js = o["snippet_js"].as_str().context("js snippet")?;
+    assert!(js.contains("newSubscription('updates:lobby')"), "{js}");
+    assert!(o["snippet_curl"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("\"channel\": \"updates:lobby\""));
+    assert_eq!(o["snippet_subscription_channel"], "updates:lobby");
+    assert_eq!(o["snippet_subscribed"], true, "{o}");
+    assert!(
+        o["curl_reply"]["result"]["offset"].as_u64() >= Some(1),
+        "{o}"
+    );
+    assert_eq!(o["snippet_received"], json!({"text": "hello"}), "{o}");
+    assert_eq!(o["python_token_sub"], "7");
+    assert_eq!(
+        o["console_channel"], "updates:lobby",
+        "the console uses it too"
+    );
+    assert!(
+        o["quickstart_channel_text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("error 103"),
+        "the page says why the namespace is there: {o}"
+    );
+
+    // 2. Every change redirects; reloading the page it lands on changes nothing.
+    assert!(o["created_notice"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("Project created"));
+    assert_eq!(o["created_notice_after_reload"], 0);
+    let keys_url = |suffix: &str| format!("{}/projects/", cp.base) + suffix;
+    for field in ["key_create_url", "reveal_url", "rotate_url", "revoke_url"] {
+        let url = o[field].as_str().unwrap_or_default();
+        assert!(
+            url.starts_with(&keys_url("prj_"))
+                && url.split('#').next().unwrap_or_default().ends_with("/keys"),
+            "{field}: {url}"
+        );
+    }
+    assert_eq!(o["keys_after_create_reload"], 1, "no second key: {o}");
+    assert_eq!(o["key_shown_after_reload"], false, "a key is shown once");
+    assert_eq!(o["secret_shown_after_reveal_reload"], 0);
+    assert_eq!(o["rotated_differs"], true);
+    assert!(o["rotate_notice"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("Secret rotated"));
+    assert_eq!(o["secret_shown_after_rotate_reload"], 0);
+    assert_eq!(
+        o["secret_same_after_rotate_reload"], true,
+        "no second rotation: {o}"
+    );
+    assert!(o["revoke_notice"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("Key revoked"));
+    assert_eq!(o["keys_after_revoke"], 1);
+    assert_eq!(o["keys_after_revoke_reload"], 1);
+    assert!(o["token_create_url"]
+        .as_str()
+        .unwrap_or_default()
+        .ends_with("/account#tokens"));
+    assert_eq!(o["tokens_after_create_reload"], 1, "no second token: {o}");
+    assert_eq!(o["token_shown_after_reload"], false);
+    assert!(o["token_revoke_notice"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("Token revoked"));
+    assert_eq!(o["tokens_after_revoke_reload"], 0);
+    assert_eq!(o["token_revoke_notice_after_reload"], 0);
+
+    // 3. No dead ends: branded pages with the signed-in header and a way on.
+    let email = o["delete_error_header"].as_str().context("header")?;
+    assert!(email.starts_with("fresh-"), "{o}");
+    assert!(
+        o["delete_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Nothing was deleted"),
+        "{o}"
+    );
+    assert!(o["delete_error_url"]
+        .as_str()
+        .unwrap_or_default()
+        .ends_with("#danger"));
+    assert_eq!(o["delete_error_after_reload"], 0);
+    assert_eq!(o["project_still_there"], true);
+    assert_eq!(o["not_found"]["status"], 404);
+    assert_eq!(o["not_found"]["title"], "Page not found");
+    assert_eq!(o["not_found"]["header"], email);
+    assert_eq!(o["not_found"]["next"], "/projects");
+    assert_eq!(o["get_on_action"]["status"], 200);
+    assert!(o["get_on_action"]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .ends_with("/keys"));
+    assert_eq!(o["wrong_method"]["status"], 405);
+    assert_eq!(o["wrong_method"]["branded"], true);
+    assert_eq!(o["wrong_method"]["signed_in_header"], true);
+    let ns_error = o["namespace_error"].as_str().unwrap_or_default();
+    assert!(
+        ns_error.contains("“History ttl”")
+            && !ns_error.contains('`')
+            && !ns_error.contains("channel.namespaces"),
+        "{ns_error}"
+    );
+    assert_eq!(o["console_errors"], json!([]), "no script errors");
+
+    // The REST API keeps its JSON 404.
+    let resp = reqwest::get(format!("{}/v1/no-such-thing", cp.base)).await?;
+    assert_eq!(resp.status().as_u16(), 404);
+    let body: Value = resp.json().await?;
+    assert_eq!(body["error"]["code"], "not_found");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_project_made_through_the_api_is_told_which_namespace_the_quick_start_needs() -> Result<()>
+{
+    let cp = ControlPlane::start().await?;
+    let mut owner = Browser::new(&cp.base);
+    let password = "a long enough password";
+    assert_eq!(owner.signup("api@example.com", password).await?, 303);
+    let token: Value = owner
+        .http
+        .post(format!("{}/v1/tokens", cp.base))
+        .json(&json!({"email": "api@example.com", "password": password, "name": "ci"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = token["token"].as_str().context("management token")?;
+    let project: Value = owner
+        .http
+        .post(format!("{}/v1/projects", cp.base))
+        .bearer_auth(token)
+        .json(&json!({"name": "Made by API"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = project["id"].as_str().context("project id")?;
+    let namespaces: Value = owner
+        .http
+        .get(format!("{}/v1/projects/{id}/namespaces", cp.base))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(namespaces["namespaces"], json!([]), "the API adds none");
+
+    let (status, html, _) = owner.get(&format!("/projects/{id}")).await?;
+    assert_eq!(status, 200);
+    assert!(html.contains("id=\"quickstart-not-ready\""), "{html}");
+    assert!(html.contains("error 103"), "it says what would happen");
+    let csrf = Browser::csrf_in(&html);
+    let (status, _, location, _) = owner
+        .post(
+            &format!("/projects/{id}/namespaces"),
+            &[("csrf", &csrf), ("name", "updates"), ("preset", "feed")],
+        )
+        .await?;
+    assert_eq!(status, 303);
+    assert_eq!(
+        location.as_deref(),
+        Some(format!("/projects/{id}/namespaces/updates").as_str())
+    );
+    let (_, html, _) = owner.get(&format!("/projects/{id}")).await?;
+    assert!(!html.contains("quickstart-not-ready"), "{html}");
+    assert!(html.contains("id=\"quickstart-channel\""), "{html}");
+    assert!(
+        html.contains("newSubscription(&#39;updates:lobby&#39;)"),
+        "{html}"
+    );
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use rotor_tenant_config::{validate_namespace_name, Namespace, TenantConfig, CHANNEL_OPTION_NAMES};
 use serde_json::{json, Map, Value};
+use sqlx::PgConnection;
 
 use super::util::{audit, bump_version, owned_project};
 use super::{Account, RestError, RestResult};
@@ -44,7 +45,12 @@ pub fn validate_options(name: &str, options: &Value, settings: &Value) -> RestRe
                 None => crate::project_settings::settings_path(p).unwrap_or_else(|| p.to_owned()),
             })
             .unwrap_or_else(|| "options".into());
-        let message = e.to_string();
+        // The message without the compiled config's path (`channel.namespaces[0]…` means
+        // nothing to the caller, who gets the option's name as `field`).
+        let message = match &e {
+            rotor_tenant_config::ConfigError::Invalid { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
         RestError::field(field, message)
     })?;
     let namespace: &Namespace = &loaded.config.channel.namespaces[0];
@@ -89,9 +95,26 @@ pub async fn put_namespace(
     )?;
     let canonical = validate_options(name, options, &settings)?;
     let mut tx = state.pool.begin().await?;
+    let (created, id, updated_at) =
+        write_namespace_in_tx(&mut tx, account, project, name, &canonical).await?;
+    tx.commit().await?;
+    state.config_changed();
+    Ok((created, namespace_json(&id, name, &canonical, updated_at)))
+}
+
+/// Writes namespace `name` with `canonical` options (from [`validate_options`]) in `tx`: the
+/// plan's count and history limits, the row, the config version and the audit entry. Returns
+/// (created?, id, updated_at). Shared by [`put_namespace`] and project creation.
+pub(crate) async fn write_namespace_in_tx(
+    tx: &mut PgConnection,
+    account: &AccountId,
+    project: &ProjectId,
+    name: &str,
+    canonical: &Value,
+) -> RestResult<(bool, NamespaceId, DateTime<Utc>)> {
     // Locks the project until commit: concurrent creations are counted one after another.
-    let limits = crate::limits::check_namespaces_in_tx(&mut tx, project, name).await?;
-    if let Some((field, message)) = limits.history_excess(&canonical) {
+    let limits = crate::limits::check_namespaces_in_tx(&mut *tx, project, name).await?;
+    if let Some((field, message)) = limits.history_excess(canonical) {
         return Err(RestError::field(field, message));
     }
     let before: Option<Value> = sqlx::query_scalar(
@@ -109,18 +132,18 @@ pub async fn put_namespace(
     .bind(NamespaceId::generate())
     .bind(project)
     .bind(name)
-    .bind(&canonical)
+    .bind(canonical)
     .fetch_one(&mut *tx)
     .await?;
     let created = before.is_none();
-    bump_version(&mut tx, project).await?;
+    bump_version(&mut *tx, project).await?;
     let action = if created {
         "namespace.create"
     } else {
         "namespace.update"
     };
     audit(
-        &mut tx,
+        &mut *tx,
         account,
         Some(project),
         action,
@@ -129,9 +152,7 @@ pub async fn put_namespace(
         Some(canonical.clone()),
     )
     .await?;
-    tx.commit().await?;
-    state.config_changed();
-    Ok((created, namespace_json(&id, name, &canonical, updated_at)))
+    Ok((created, id, updated_at))
 }
 
 /// Deletes a namespace; shared with the dashboard.

@@ -138,14 +138,26 @@ pub struct CreateProject {
     engine: Option<String>,
 }
 
-/// Creates a project (with its token secret); shared by the REST API and the dashboard.
+/// A namespace a project is created with: (name, channel options).
+pub type StarterNamespace<'a> = (&'a str, &'a Value);
+
+/// Creates a project (with its token secret and, when given, a first namespace, in one
+/// transaction: its first config already has the namespace). Shared with the dashboard.
 pub async fn create_project(
     state: &AppState,
     account: &AccountId,
     name: &str,
     engine: Option<&str>,
+    starter: Option<StarterNamespace<'_>>,
 ) -> RestResult<Value> {
     let name = check_name(name)?;
+    // A new project has no settings yet: the options are checked against the defaults.
+    let starter = starter
+        .map(|(ns, options)| {
+            super::namespaces::validate_options(ns, options, &json!({}))
+                .map(|canonical| (ns, canonical))
+        })
+        .transpose()?;
     let engine = engine.unwrap_or("memory");
     if engine != "memory" && engine != "redis" {
         return Err(RestError::field(
@@ -196,6 +208,9 @@ pub async fn create_project(
         Some(json!({"name": name, "slug": slug, "engine": engine})),
     )
     .await?;
+    if let Some((ns, canonical)) = &starter {
+        super::namespaces::write_namespace_in_tx(&mut tx, account, &id, ns, canonical).await?;
+    }
     tx.commit().await?;
     state.config_changed();
     let row = load(state, account, &id).await?;
@@ -207,7 +222,8 @@ pub async fn create(
     Account(account): Account,
     Json(body): Json<CreateProject>,
 ) -> RestResult<(StatusCode, Json<Value>)> {
-    let project = create_project(&state, &account, &body.name, body.engine.as_deref()).await?;
+    let project =
+        create_project(&state, &account, &body.name, body.engine.as_deref(), None).await?;
     Ok((StatusCode::CREATED, Json(project)))
 }
 

@@ -1,15 +1,17 @@
 //! The account page: change the password (which ends every other session and, unless
 //! unticked, revokes every management token) and manage the management tokens used by
-//! Terraform and CI (created with an optional expiry and shown once, listed, revoked).
+//! Terraform and CI (created with an optional expiry and shown once, listed, revoked). Changes
+//! answer with a redirect to the page; a new token waits there as a [`Flash`], shown once.
 
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::Form;
 use chrono::Utc;
 use serde::Deserialize;
 
+use super::flash::{self, Flash};
 use super::session::Session;
 use super::views::{when, when_opt, AccountPage, Layout, TokenRow};
 use super::{page, WebResult};
@@ -45,7 +47,7 @@ async fn view(state: &AppState, session: &Session) -> WebResult<AccountPage> {
         token_name: String::new(),
         token_error: None,
         password_error: None,
-        password_notice: None,
+        notice: None,
     })
 }
 
@@ -55,8 +57,22 @@ fn respond(status: StatusCode, v: AccountPage) -> WebResult<Response> {
     Ok(resp)
 }
 
+/// The account page's address.
+const PAGE: &str = "/account";
+
 pub async fn show(State(state): State<AppState>, session: Session) -> WebResult<Response> {
-    respond(StatusCode::OK, view(&state, &session).await?)
+    let left = flash::take(&state, &session, PAGE).await?;
+    let mut v = view(&state, &session).await?;
+    match left {
+        Some(Flash::NewToken { name, token }) => v.new_token = Some((name, token)),
+        Some(Flash::Error { text, typed }) => {
+            v.token_error = Some(text);
+            v.token_name = typed;
+        }
+        Some(Flash::Notice { text }) => v.notice = Some(text),
+        _ => {}
+    }
+    respond(StatusCode::OK, v)
 }
 
 #[derive(Deserialize)]
@@ -154,7 +170,6 @@ pub async fn change_password(
         tokens_revoked = revoked,
         "password changed"
     );
-    let mut v = view(&state, &session).await?;
     let mut notice = "Password changed.".to_owned();
     if ended > 0 {
         notice.push_str(&format!(" {ended} other session(s) were logged out."));
@@ -162,8 +177,7 @@ pub async fn change_password(
     if revoked > 0 {
         notice.push_str(&format!(" {revoked} management token(s) were revoked."));
     }
-    v.password_notice = Some(notice);
-    respond(StatusCode::OK, v)
+    flash::redirect(&state, &session, PAGE, Flash::notice(notice)).await
 }
 
 #[derive(Deserialize)]
@@ -196,20 +210,17 @@ pub async fn create_token(
         Ok(days) => issue_token(&state, &session.account, &form.name, days).await,
         Err(e) => Err(e),
     };
-    match issued {
-        Ok(t) => {
-            let mut v = view(&state, &session).await?;
-            v.new_token = Some((t.name, t.token));
-            respond(StatusCode::CREATED, v)
+    let left = match issued {
+        Ok(t) => Flash::NewToken {
+            name: t.name,
+            token: t.token,
+        },
+        Err(RestError::BadRequest { message, .. } | RestError::PlanLimit(message)) => {
+            Flash::error(super::words::humanize(&message), form.name)
         }
-        Err(RestError::BadRequest { message, .. }) => {
-            let mut v = view(&state, &session).await?;
-            v.token_error = Some(message);
-            v.token_name = form.name;
-            respond(StatusCode::UNPROCESSABLE_ENTITY, v)
-        }
-        Err(e) => Err(e.into()),
-    }
+        Err(e) => return Err(e.into()),
+    };
+    flash::redirect(&state, &session, "/account#tokens", left).await
 }
 
 #[derive(Deserialize)]
@@ -227,5 +238,6 @@ pub async fn revoke_token(
     session.check_csrf(&form.csrf)?;
     revoke(&state, &session.account, &id).await?;
     tracing::info!(account = %session.account, token = %id, "management token revoked");
-    Ok(Redirect::to("/account#tokens").into_response())
+    let notice = Flash::notice("Token revoked. Requests using it are refused from now on.");
+    flash::redirect(&state, &session, "/account#tokens", notice).await
 }

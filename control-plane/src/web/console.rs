@@ -39,12 +39,8 @@ pub async fn page(
     Path(id): Path<String>,
 ) -> WebResult<Response> {
     let p = head(&state, &session, &id).await?;
-    let first_ns: Option<String> = sqlx::query_scalar(
-        "SELECT name FROM namespaces WHERE project_id = $1 ORDER BY created_at LIMIT 1",
-    )
-    .bind(&p.id)
-    .fetch_optional(&state.pool)
-    .await?;
+    // The quick start's channel, so what the console shows working is what the snippets do.
+    let example = super::quickstart::example_channel(&state, &p.id).await?;
     let view = ConsolePage {
         layout: Layout::of(&session),
         tab: "console",
@@ -52,9 +48,7 @@ pub async fn page(
             "{}/connection/websocket",
             state.settings.tenant_ws_base(&p.slug)
         ),
-        channel: first_ns
-            .map(|n| format!("{n}:lobby"))
-            .unwrap_or_else(|| "lobby".into()),
+        channel: example.channel,
         running: running(&state, &p.id).is_some(),
         p,
     };

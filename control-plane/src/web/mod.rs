@@ -1,20 +1,28 @@
 //! The dashboard: server-rendered pages (askama templates from `web/templates`) where customers
 //! sign up, build projects, keys and namespaces, watch usage and try channels. Sessions live in
-//! an HttpOnly cookie backed by the `sessions` table; every form carries a CSRF token. Page
-//! errors are one enum turned into a page (or a redirect to the login) in one place.
+//! an HttpOnly cookie backed by the `sessions` table; every form carries a CSRF token and every
+//! change answers with a redirect (POST/redirect/GET, one-time messages in [`flash`]). Page
+//! errors are one enum turned into a branded page (or a redirect to the login) in one place:
+//! [`WebError`]'s `IntoResponse` says what to show, [`error_pages`] renders it in the frame of
+//! whoever is looking (signed in or not), also for unknown addresses and wrong methods.
 
 mod account;
 mod assets;
 mod auth;
 mod console;
+pub mod flash;
 mod namespaces;
 mod projects;
+mod quickstart;
 pub mod session;
 mod usage;
 mod views;
+mod words;
 
 use askama::Template;
-use axum::http::{header, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -35,6 +43,9 @@ pub enum WebError {
     Csrf,
     #[error("not found")]
     NotFound,
+    /// A method the address does not take (a form's action opened some other way).
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// A request the page cannot act on (a JSON endpoint's bad input).
     #[error("{0}")]
     BadRequest(String),
@@ -50,7 +61,10 @@ impl From<RestError> for WebError {
         match e {
             RestError::NotFound => Self::NotFound,
             RestError::Internal(cause) => Self::Internal(cause),
-            other => Self::BadRequest(other.to_string()),
+            RestError::BadRequest { message, .. } | RestError::PlanLimit(message) => {
+                Self::BadRequest(words::humanize(&message))
+            }
+            other => Self::BadRequest(words::humanize(&other.to_string())),
         }
     }
 }
@@ -67,6 +81,14 @@ impl From<askama::Error> for WebError {
     }
 }
 
+/// An error page to render: attached to the response by [`WebError`], rendered by
+/// [`error_pages`] once the viewer's session is known.
+#[derive(Debug, Clone)]
+struct ErrorView {
+    title: &'static str,
+    message: String,
+}
+
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let (status, title, message) = match &self {
@@ -81,12 +103,17 @@ impl IntoResponse for WebError {
             WebError::Csrf => (
                 StatusCode::FORBIDDEN,
                 "This form has expired",
-                "The form was missing its security token or it was stale. Go back, reload the page and try again.".to_owned(),
+                "The form was missing its security token or it was stale, so nothing was changed. Go back, reload the page and try again.".to_owned(),
             ),
             WebError::NotFound => (
                 StatusCode::NOT_FOUND,
-                "Not found",
-                "There is nothing here, or it belongs to another account.".to_owned(),
+                "Page not found",
+                "There is nothing at this address, or it belongs to another account. Check the link, or start again from your projects.".to_owned(),
+            ),
+            WebError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "This address is not a page",
+                "It is where one of the dashboard's forms sends its changes; opening it some other way does nothing. Go back to the page the form is on.".to_owned(),
             ),
             WebError::BadRequest(m) => (StatusCode::BAD_REQUEST, "That did not work", m.clone()),
             WebError::Unavailable(m) => (
@@ -100,20 +127,89 @@ impl IntoResponse for WebError {
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Something went wrong",
-                    format!("We could not complete this request (reference {request_id})."),
+                    format!("We could not complete this request (reference {request_id}). Try again in a moment."),
                 )
             }
         };
-        let page = views::ErrorPage {
+        // Rendered here without a header (safe on its own); [`error_pages`] renders it again
+        // in the viewer's frame.
+        let anonymous = views::ErrorPage {
             layout: views::Layout::anonymous(),
             title,
             message: &message,
+            signed_in: false,
         };
-        match page.render() {
-            Ok(html) => (status, Html(html)).into_response(),
-            Err(_) => (status, message).into_response(),
+        let mut resp = match anonymous.render() {
+            Ok(html) => page(html),
+            Err(_) => message.clone().into_response(),
+        };
+        *resp.status_mut() = status;
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            resp.headers_mut().insert(
+                header::ALLOW,
+                header::HeaderValue::from_static("GET, HEAD, POST"),
+            );
+        }
+        resp.extensions_mut().insert(ErrorView { title, message });
+        resp
+    }
+}
+
+/// Renders the error pages [`WebError`] asks for, in the frame of the viewer: with the
+/// signed-in header and its links when the request carries a live session.
+pub async fn error_pages(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let cookies: HeaderMap = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| (header::COOKIE, v.clone()))
+        .collect();
+    let mut resp = next.run(req).await;
+    let Some(view) = resp.extensions_mut().remove::<ErrorView>() else {
+        return resp;
+    };
+    let session = session::current(&state, &cookies).await.ok().flatten();
+    let signed_in = session.is_some();
+    let page_view = views::ErrorPage {
+        layout: session
+            .as_ref()
+            .map(views::Layout::of)
+            .unwrap_or_else(views::Layout::anonymous),
+        title: view.title,
+        message: &view.message,
+        signed_in,
+    };
+    match page_view.render() {
+        Ok(html) => {
+            let status = resp.status();
+            let allow = resp.headers().get(header::ALLOW).cloned();
+            let mut fresh = page(html);
+            *fresh.status_mut() = status;
+            if let Some(allow) = allow {
+                fresh.headers_mut().insert(header::ALLOW, allow);
+            }
+            fresh
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "rendering an error page");
+            resp
         }
     }
+}
+
+/// What the public app answers for an address nothing else takes: the REST API's JSON 404
+/// under `/v1`, the dashboard's page everywhere else.
+pub async fn not_found(uri: Uri) -> Response {
+    let path = uri.path();
+    if path == "/v1" || path.starts_with("/v1/") {
+        RestError::NotFound.into_response()
+    } else {
+        WebError::NotFound.into_response()
+    }
+}
+
+async fn method_not_allowed() -> WebError {
+    WebError::MethodNotAllowed
 }
 
 /// Result of a page handler.
@@ -149,35 +245,76 @@ pub(crate) fn page(html: String) -> Response {
         .into_response()
 }
 
-/// The dashboard routes.
+/// A GET on a form's action address: back to the page the form is on (the address a browser
+/// is left at when a form's answer was not a redirect, or a bookmark of one).
+fn back_to(page: fn(&[String]) -> String) -> axum::routing::MethodRouter<AppState> {
+    get(
+        move |axum::extract::Path(parts): axum::extract::Path<Vec<(String, String)>>| async move {
+            let values: Vec<String> = parts.into_iter().map(|(_, v)| urlencode(&v)).collect();
+            Redirect::to(&page(&values))
+        },
+    )
+}
+
+fn project_page(p: &[String]) -> String {
+    format!("/projects/{}", p[0])
+}
+
+fn keys_page(p: &[String]) -> String {
+    format!("/projects/{}/keys", p[0])
+}
+
+fn namespace_page(p: &[String]) -> String {
+    format!("/projects/{}/namespaces/{}", p[0], p[1])
+}
+
+fn account_page(_: &[String]) -> String {
+    "/account".to_owned()
+}
+
+/// The dashboard routes. Every POST answers with a redirect or, for a form with mistakes, the
+/// form again; a GET on a POST-only address goes back to its page; other methods get the
+/// branded 405 page.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(auth::home))
         .route("/signup", get(auth::signup_form).post(auth::signup))
         .route("/login", get(auth::login_form).post(auth::login))
-        .route("/logout", post(auth::logout))
+        .route("/logout", back_to(|_| "/".to_owned()).post(auth::logout))
         .route("/account", get(account::show))
-        .route("/account/password", post(account::change_password))
-        .route("/account/tokens", post(account::create_token))
-        .route("/account/tokens/{id}/revoke", post(account::revoke_token))
+        .route(
+            "/account/password",
+            back_to(account_page).post(account::change_password),
+        )
+        .route(
+            "/account/tokens",
+            back_to(account_page).post(account::create_token),
+        )
+        .route(
+            "/account/tokens/{id}/revoke",
+            back_to(account_page).post(account::revoke_token),
+        )
         .route("/projects", get(projects::list).post(projects::create))
         .route("/projects/{id}", get(projects::overview))
-        .route("/projects/{id}/delete", post(projects::delete))
+        .route(
+            "/projects/{id}/delete",
+            back_to(project_page).post(projects::delete),
+        )
         .route(
             "/projects/{id}/keys",
             get(projects::keys).post(projects::create_key),
         )
         .route(
             "/projects/{id}/keys/{key_id}/revoke",
-            post(projects::revoke_key),
+            back_to(keys_page).post(projects::revoke_key),
         )
         .route(
             "/projects/{id}/secret/reveal",
-            post(projects::reveal_secret),
+            back_to(keys_page).post(projects::reveal_secret),
         )
         .route(
             "/projects/{id}/secret/rotate",
-            post(projects::rotate_secret),
+            back_to(keys_page).post(projects::rotate_secret),
         )
         .route(
             "/projects/{id}/namespaces",
@@ -189,7 +326,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/projects/{id}/namespaces/{name}/delete",
-            post(namespaces::delete),
+            back_to(namespace_page).post(namespaces::delete),
         )
         .route("/projects/{id}/usage", get(usage::show))
         .route("/projects/{id}/usage/data", get(usage::data))
@@ -198,4 +335,5 @@ pub fn router() -> Router<AppState> {
         .route("/projects/{id}/console/publish", post(console::publish))
         .route("/projects/{id}/console/presence", post(console::presence))
         .route("/static/{file}", get(assets::serve))
+        .method_not_allowed_fallback(method_not_allowed)
 }

@@ -1,22 +1,25 @@
 //! Namespace pages: the list with a create form (with presets), an editor with every channel
 //! option grouped and explained (help text from the option's own documentation), inline
-//! validation errors that keep what was typed, and deletion after confirmation.
+//! validation errors in the form's words that keep what was typed, and deletion after
+//! confirmation. Creating, saving and deleting answer with a redirect and a [`Flash`].
 
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::Form;
 use chrono::{DateTime, Utc};
 use rotor_tenant_config::CHANNEL_OPTION_DOCS;
 use serde_json::{json, Map, Value};
 
+use super::flash::{self, Flash, Shown};
 use super::projects::head;
 use super::session::Session;
 use super::views::{
     when, Choice, Field, FieldGroup, Layout, NamespacePage, NamespaceRow, NamespacesPage,
     ProjectHead,
 };
+use super::words::{humanize, label_of, segments};
 use super::{page, urlencode, WebError, WebResult};
 use crate::ids::ProjectId;
 use crate::rest::namespaces::{delete_namespace, put_namespace};
@@ -117,17 +120,6 @@ fn choices_of(name: &str) -> Vec<(&'static str, &'static str)> {
     }
 }
 
-fn label_of(name: &str) -> String {
-    if name == "allowed_delta_types" {
-        return "Allow fossil delta compression".into();
-    }
-    let mut s = name.replace('_', " ");
-    if let Some(first) = s.get_mut(0..1) {
-        first.make_ascii_uppercase();
-    }
-    s
-}
-
 fn doc_of(name: &str) -> String {
     CHANNEL_OPTION_DOCS
         .iter()
@@ -189,7 +181,7 @@ fn field(name: &'static str, values: &Map<String, Value>, error: Option<(&str, &
     Field {
         name,
         label: label_of(name),
-        help: doc_of(name),
+        help: segments(&doc_of(name)),
         kind,
         value,
         checked,
@@ -311,7 +303,11 @@ pub async fn list(
     Path(id): Path<String>,
 ) -> WebResult<Response> {
     let p = head(&state, &session, &id).await?;
-    Ok(page(list_view(&state, &session, p).await?.render()?))
+    let location = format!("/projects/{}/namespaces", p.id);
+    let shown = Shown::from(flash::take(&state, &session, &location).await?.as_ref());
+    let mut v = list_view(&state, &session, p).await?;
+    v.notice = shown.notice;
+    Ok(page(v.render()?))
 }
 
 #[derive(serde::Deserialize)]
@@ -326,15 +322,12 @@ pub struct CreateForm {
 
 fn preset(name: &str) -> Value {
     match name {
+        "feed" => super::quickstart::feed_preset(),
         "chat" => json!({
             "history_size": 100, "history_ttl": "300s", "force_recovery": true,
             "presence": true, "join_leave": true, "force_push_join_leave": true,
             "allow_subscribe_for_client": true, "allow_publish_for_subscriber": true,
             "allow_presence_for_subscriber": true, "allow_history_for_subscriber": true,
-        }),
-        "feed" => json!({
-            "history_size": 50, "history_ttl": "600s", "force_recovery": true,
-            "allow_subscribe_for_client": true,
         }),
         _ => json!({}),
     }
@@ -370,14 +363,20 @@ pub async fn create(
         .await
         {
             Ok(_) => {
-                return Ok(Redirect::to(&format!(
-                    "/projects/{}/namespaces/{}?created=1",
-                    p.id,
-                    urlencode(&name)
-                ))
-                .into_response())
+                let notice = format!(
+                    "Namespace created: channels named \"{name}:…\" now use these options."
+                );
+                return flash::redirect(
+                    &state,
+                    &session,
+                    &namespace_path(&p, &name),
+                    Flash::notice(notice),
+                )
+                .await;
             }
-            Err(RestError::BadRequest { message, .. } | RestError::PlanLimit(message)) => message,
+            Err(RestError::BadRequest { message, .. } | RestError::PlanLimit(message)) => {
+                humanize(&message)
+            }
             Err(e) => return Err(e.into()),
         }
     };
@@ -389,19 +388,15 @@ pub async fn create(
     Ok(resp)
 }
 
-#[derive(serde::Deserialize, Default)]
-pub struct EditQuery {
-    #[serde(default)]
-    created: Option<String>,
-    #[serde(default)]
-    saved: Option<String>,
+/// The address of namespace `name`'s editor.
+fn namespace_path(p: &ProjectHead, name: &str) -> String {
+    format!("/projects/{}/namespaces/{}", p.id, urlencode(name))
 }
 
 pub async fn edit(
     State(state): State<AppState>,
     session: Session,
     Path((id, name)): Path<(String, String)>,
-    axum::extract::Query(q): axum::extract::Query<EditQuery>,
 ) -> WebResult<Response> {
     let p = head(&state, &session, &id).await?;
     let options: Option<Value> =
@@ -411,22 +406,18 @@ pub async fn edit(
             .fetch_optional(&state.pool)
             .await?;
     let options = options.ok_or(WebError::NotFound)?;
-    let notice = if q.created.is_some() {
-        Some(format!(
-            "Namespace created: channels named \"{name}:…\" now use these options."
-        ))
-    } else if q.saved.is_some() {
-        Some("Saved. Connected clients get the new options without reconnecting.".to_owned())
-    } else {
-        None
-    };
+    let shown = Shown::from(
+        flash::take(&state, &session, &namespace_path(&p, &name))
+            .await?
+            .as_ref(),
+    );
     let view = NamespacePage {
         layout: Layout::of(&session),
         tab: "namespaces",
         groups: groups(options.as_object().unwrap_or(&Map::new()), None),
         name,
-        error: None,
-        notice,
+        error: shown.error,
+        notice: shown.notice,
         p,
     };
     Ok(page(view.render()?))
@@ -467,17 +458,16 @@ pub async fn save(
             .await
             {
                 Ok(_) => {
-                    return Ok(Redirect::to(&format!(
-                        "/projects/{}/namespaces/{}?saved=1",
-                        p.id,
-                        urlencode(&name)
-                    ))
-                    .into_response())
+                    let notice = Flash::notice(
+                        "Saved. Connected clients get the new options without reconnecting.",
+                    );
+                    return flash::redirect(&state, &session, &namespace_path(&p, &name), notice)
+                        .await;
                 }
                 Err(RestError::BadRequest { field, message }) => {
-                    (options, field.unwrap_or_default(), message)
+                    (options, field.unwrap_or_default(), humanize(&message))
                 }
-                Err(RestError::PlanLimit(message)) => (options, String::new(), message),
+                Err(RestError::PlanLimit(message)) => (options, String::new(), humanize(&message)),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -504,10 +494,13 @@ pub async fn save(
         tab: "namespaces",
         groups: groups(&values, Some((&error_field, &message))),
         name,
-        error: Some(if error_field.is_empty() {
-            message.clone()
-        } else {
-            format!("{}: {message}", label_of(&error_field))
+        error: Some({
+            let label = label_of(&error_field);
+            if error_field.is_empty() || message.contains(&label) {
+                message.clone()
+            } else {
+                format!("{label}: {message}")
+            }
         }),
         notice: None,
         p,
@@ -534,14 +527,17 @@ pub async fn delete(
     session.check_csrf(&form.csrf)?;
     let p = head(&state, &session, &id).await?;
     if form.confirm.is_none() {
-        return Err(WebError::BadRequest(
-            "Tick the confirmation box to delete the namespace.".into(),
-        ));
+        let error = Flash::error(
+            "The namespace was not deleted: tick the confirmation box to delete it.",
+            "",
+        );
+        let location = format!("{}#ns-delete", namespace_path(&p, &name));
+        return flash::redirect(&state, &session, &location, error).await;
     }
     delete_namespace(&state, &session.account, &ProjectId(p.id.clone()), &name).await?;
-    let mut v = list_view(&state, &session, p).await?;
-    v.notice = Some(format!("Namespace \"{name}\" deleted."));
-    Ok(page(v.render()?))
+    let notice = Flash::notice(format!("Namespace \"{name}\" deleted."));
+    let location = format!("/projects/{}/namespaces", p.id);
+    flash::redirect(&state, &session, &location, notice).await
 }
 
 #[cfg(test)]

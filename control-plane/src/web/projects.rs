@@ -1,21 +1,24 @@
-//! Project pages: the list and the create form, a project's overview (endpoints and
-//! quick-start snippets filled with its real values), API keys (shown once, revoked), the token
-//! secret (revealed on demand, rotated after confirmation) and project deletion.
+//! Project pages: the list and the create form (a new project starts with the quick start's
+//! namespace, [`quickstart::STARTER_NAMESPACE`]), a project's overview (endpoints and
+//! quick-start snippets from [`quickstart`]), API keys (shown once, revoked), the token secret
+//! (revealed on demand, rotated after confirmation) and project deletion. Every change answers
+//! with a redirect; what it has to say is a [`Flash`] for the page it lands on.
 
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::Form;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::flash::{self, Flash, Shown};
+use super::quickstart::{self, STARTER_NAMESPACE};
 use super::session::Session;
 use super::views::{
-    when, when_opt, Endpoint, KeyRow, KeysPage, Layout, OverviewPage, ProjectCard, ProjectHead,
-    ProjectsPage, Snippet,
+    when, when_opt, KeyRow, KeysPage, Layout, OverviewPage, ProjectCard, ProjectHead, ProjectsPage,
 };
-use super::{page, WebError, WebResult};
+use super::{page, words, WebResult};
 use crate::ids::ProjectId;
 use crate::rest::projects::{
     create_api_key, create_project, delete_project, revoke_api_key, rotate_hmac_secret,
@@ -81,12 +84,17 @@ async fn projects_view(state: &AppState, session: &Session) -> WebResult<Project
         form_name: String::new(),
         form_engine: "memory".into(),
         error: None,
+        notice: None,
         redis_available: state.settings.redis_url.is_some(),
+        starter_namespace: STARTER_NAMESPACE,
     })
 }
 
 pub async fn list(State(state): State<AppState>, session: Session) -> WebResult<Response> {
-    Ok(page(projects_view(&state, &session).await?.render()?))
+    let shown = Shown::from(flash::take(&state, &session, "/projects").await?.as_ref());
+    let mut v = projects_view(&state, &session).await?;
+    v.notice = shown.notice;
+    Ok(page(v.render()?))
 }
 
 #[derive(Deserialize)]
@@ -113,13 +121,32 @@ pub async fn create(
     let problem = if engine == "redis" && state.settings.redis_url.is_none() {
         Some("The Redis engine is not available on this installation.".to_owned())
     } else {
-        match create_project(&state, &session.account, &form.name, Some(engine)).await {
+        let starter = quickstart::starter_options();
+        match create_project(
+            &state,
+            &session.account,
+            &form.name,
+            Some(engine),
+            Some((STARTER_NAMESPACE, &starter)),
+        )
+        .await
+        {
             Ok(project) => {
                 let id = project["id"].as_str().unwrap_or_default().to_owned();
-                return Ok(Redirect::to(&format!("/projects/{id}?created=1")).into_response());
+                let notice = format!(
+                    "Project created with the namespace \"{STARTER_NAMESPACE}\" for the quick start. \
+                     The endpoints below are ready to use."
+                );
+                return flash::redirect(
+                    &state,
+                    &session,
+                    &format!("/projects/{id}"),
+                    Flash::notice(notice),
+                )
+                .await;
             }
             Err(RestError::BadRequest { message, .. } | RestError::PlanLimit(message)) => {
-                Some(message)
+                Some(words::humanize(&message))
             }
             Err(e) => return Err(e.into()),
         }
@@ -131,111 +158,17 @@ pub async fn create(
     Ok(respond(StatusCode::UNPROCESSABLE_ENTITY, v.render()?))
 }
 
-/// The example channel of the snippets: in the first namespace when there is one.
-async fn example_channel(state: &AppState, project: &str) -> WebResult<String> {
-    let ns: Option<String> = sqlx::query_scalar(
-        "SELECT name FROM namespaces WHERE project_id = $1 ORDER BY created_at LIMIT 1",
-    )
-    .bind(project)
-    .fetch_optional(&state.pool)
-    .await?;
-    Ok(ns
-        .map(|n| format!("{n}:lobby"))
-        .unwrap_or_else(|| "lobby".into()))
-}
-
-fn endpoints(state: &AppState, slug: &str) -> Vec<Endpoint> {
-    let http = state.settings.tenant_http_base(slug);
-    let ws = state.settings.tenant_ws_base(slug);
-    vec![
-        Endpoint {
-            label: "WebSocket",
-            url: format!("{ws}/connection/websocket"),
-            help: "Bidirectional client connections (centrifuge-js, centrifuge-python, …), JSON or Protobuf.",
-        },
-        Endpoint {
-            label: "SSE",
-            url: format!("{http}/connection/sse"),
-            help: "Server-Sent Events fallback (with the emulation endpoint for commands).",
-        },
-        Endpoint {
-            label: "HTTP streaming",
-            url: format!("{http}/connection/http_stream"),
-            help: "HTTP-streaming fallback for browsers without WebSocket.",
-        },
-        Endpoint {
-            label: "Uni SSE",
-            url: format!("{http}/connection/uni_sse"),
-            help: "Follow channels with a plain EventSource and a token.",
-        },
-        Endpoint {
-            label: "Server API",
-            url: format!("{http}/api"),
-            help: "POST /api/publish, /api/broadcast, /api/presence, … with an X-API-Key header.",
-        },
-    ]
-}
-
-fn snippets(ws_url: &str, api_url: &str, channel: &str) -> Vec<Snippet> {
-    vec![
-        Snippet {
-            id: "snippet-js",
-            title: "Connect and subscribe (browser, centrifuge-js)",
-            code: format!(
-                "import {{ Centrifuge }} from 'centrifuge';\n\n\
-                 const client = new Centrifuge('{ws_url}', {{\n  \
-                 // A connection token minted by your backend (see below).\n  \
-                 getToken: () => fetch('/rotor-token').then((r) => r.text()),\n}});\n\n\
-                 const sub = client.newSubscription('{channel}');\n\
-                 sub.on('publication', (ctx) => console.log('message', ctx.data));\n\
-                 sub.subscribe();\n\
-                 client.connect();\n"
-            ),
-        },
-        Snippet {
-            id: "snippet-node",
-            title: "Mint a connection token (Node.js, jsonwebtoken)",
-            code: "import jwt from 'jsonwebtoken';\n\n\
-                   // ROTOR_TOKEN_SECRET is this project's token secret (Keys & secret tab).\n\
-                   const token = jwt.sign({ sub: user.id }, process.env.ROTOR_TOKEN_SECRET, {\n  \
-                   algorithm: 'HS256',\n  expiresIn: '1h',\n});\n"
-                .to_owned(),
-        },
-        Snippet {
-            id: "snippet-python",
-            title: "Mint a connection token (Python, PyJWT)",
-            code: "import os, time, jwt\n\n\
-                   token = jwt.encode(\n    \
-                   {\"sub\": user_id, \"exp\": int(time.time()) + 3600},\n    \
-                   os.environ[\"ROTOR_TOKEN_SECRET\"],\n    algorithm=\"HS256\",\n)\n"
-                .to_owned(),
-        },
-        Snippet {
-            id: "snippet-curl",
-            title: "Publish from your server (curl)",
-            code: format!(
-                "curl -sS -X POST '{api_url}/publish' \\\n  \
-                 -H \"X-API-Key: $ROTOR_API_KEY\" \\\n  \
-                 -H 'Content-Type: application/json' \\\n  \
-                 -d '{{\"channel\": \"{channel}\", \"data\": {{\"text\": \"hello\"}}}}'\n"
-            ),
-        },
-    ]
-}
-
-#[derive(Deserialize, Default)]
-pub struct OverviewQuery {
-    #[serde(default)]
-    created: Option<String>,
-}
-
 pub async fn overview(
     State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    axum::extract::Query(q): axum::extract::Query<OverviewQuery>,
 ) -> WebResult<Response> {
     let p = head(&state, &session, &id).await?;
+    let shown = Shown::from(
+        flash::take(&state, &session, &format!("/projects/{}", p.id))
+            .await?
+            .as_ref(),
+    );
     let (config_version, applied_version): (i64, i64) =
         sqlx::query_as("SELECT config_version, applied_version FROM projects WHERE id = $1")
             .bind(&p.id)
@@ -246,9 +179,13 @@ pub async fn overview(
         .processes()
         .iter()
         .any(|(pid, _)| pid.as_str() == p.id);
-    let channel = example_channel(&state, &p.id).await?;
-    let eps = endpoints(&state, &p.slug);
-    let snippets = snippets(&eps[0].url, &eps[4].url, &channel);
+    let idle = matches!(
+        state.routes.get(&p.slug),
+        Some(crate::supervisor::Route::Parked)
+    );
+    let example = quickstart::example_channel(&state, &p.id).await?;
+    let eps = quickstart::endpoints(&state, &p.slug);
+    let snippets = quickstart::snippets(&eps[0].url, &eps[4].url, &example);
     let view = OverviewPage {
         layout: Layout::of(&session),
         tab: "overview",
@@ -256,9 +193,12 @@ pub async fn overview(
         snippets,
         applied: applied_version >= config_version,
         running,
-        error: q.created.map(|_| {
-            "Project created. It starts in a moment; the endpoints below are ready to use.".into()
-        }),
+        idle,
+        notice: shown.notice,
+        delete_error: shown.error,
+        example,
+        starter_namespace: STARTER_NAMESPACE,
+        starter_preset: quickstart::STARTER_PRESET,
         p,
     };
     Ok(page(view.render()?))
@@ -281,14 +221,38 @@ pub async fn delete(
     session.check_csrf(&form.csrf)?;
     let p = head(&state, &session, &id).await?;
     if form.confirm_slug.trim() != p.slug {
-        return Err(WebError::BadRequest(format!(
-            "To delete the project, type its slug \"{}\" to confirm.",
-            p.slug
-        )));
+        let text = if form.confirm_slug.trim().is_empty() {
+            format!(
+                "Nothing was deleted: type the project's slug \"{}\" to confirm.",
+                p.slug
+            )
+        } else {
+            format!(
+                "Nothing was deleted: \"{}\" is not this project's slug. Type \"{}\" to confirm.",
+                form.confirm_slug.trim(),
+                p.slug
+            )
+        };
+        return flash::redirect(
+            &state,
+            &session,
+            &format!("/projects/{}#danger", p.id),
+            Flash::error(text, ""),
+        )
+        .await;
     }
     delete_project(&state, &session.account, &ProjectId(p.id.clone())).await?;
     tracing::info!(account = %session.account, project = %p.id, "project deleted from the dashboard");
-    Ok(Redirect::to("/projects").into_response())
+    flash::redirect(
+        &state,
+        &session,
+        "/projects",
+        Flash::notice(format!(
+            "Project \"{}\" deleted: its server is stopped and its keys, namespaces and history are gone.",
+            p.name
+        )),
+    )
+    .await
 }
 
 async fn keys_view(state: &AppState, session: &Session, p: ProjectHead) -> WebResult<KeysPage> {
@@ -327,13 +291,38 @@ async fn keys_view(state: &AppState, session: &Session, p: ProjectHead) -> WebRe
     })
 }
 
+/// The address of a project's keys page.
+fn keys_path(p: &ProjectHead) -> String {
+    format!("/projects/{}/keys", p.id)
+}
+
+/// The keys page, with what the last action left for it: a new key or the token secret shown
+/// once, a notice, or an error and what was typed.
 pub async fn keys(
     State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
 ) -> WebResult<Response> {
     let p = head(&state, &session, &id).await?;
-    Ok(page(keys_view(&state, &session, p).await?.render()?))
+    let left = flash::take(&state, &session, &keys_path(&p)).await?;
+    let shown = Shown::from(left.as_ref());
+    let project = ProjectId(p.id.clone());
+    let mut v = keys_view(&state, &session, p).await?;
+    match left {
+        Some(Flash::NewApiKey { name, key }) => v.new_key = Some((name, key)),
+        Some(Flash::TokenSecret { .. }) => {
+            v.secret = Some(
+                crate::secret_store::token_secret_of(&state.pool, &project)
+                    .await
+                    .map_err(RestError::from)?,
+            );
+        }
+        _ => {}
+    }
+    v.notice = shown.notice;
+    v.error = shown.error;
+    v.form_name = shown.typed;
+    Ok(page(v.render()?))
 }
 
 #[derive(Deserialize)]
@@ -353,23 +342,17 @@ pub async fn create_key(
     session.check_csrf(&form.csrf)?;
     let p = head(&state, &session, &id).await?;
     let project = ProjectId(p.id.clone());
-    match create_api_key(&state, &session.account, &project, &form.name).await {
-        Ok(created) => {
-            let mut v = keys_view(&state, &session, p).await?;
-            v.new_key = Some((
-                created["name"].as_str().unwrap_or_default().to_owned(),
-                created["key"].as_str().unwrap_or_default().to_owned(),
-            ));
-            Ok(respond(StatusCode::CREATED, v.render()?))
-        }
+    let left = match create_api_key(&state, &session.account, &project, &form.name).await {
+        Ok(created) => Flash::NewApiKey {
+            name: created["name"].as_str().unwrap_or_default().to_owned(),
+            key: created["key"].as_str().unwrap_or_default().to_owned(),
+        },
         Err(RestError::BadRequest { message, .. } | RestError::PlanLimit(message)) => {
-            let mut v = keys_view(&state, &session, p).await?;
-            v.error = Some(message);
-            v.form_name = form.name;
-            Ok(respond(StatusCode::UNPROCESSABLE_ENTITY, v.render()?))
+            Flash::error(words::humanize(&message), form.name)
         }
-        Err(e) => Err(e.into()),
-    }
+        Err(e) => return Err(e.into()),
+    };
+    flash::redirect(&state, &session, &keys_path(&p), left).await
 }
 
 #[derive(Deserialize)]
@@ -387,9 +370,8 @@ pub async fn revoke_key(
     session.check_csrf(&form.csrf)?;
     let p = head(&state, &session, &id).await?;
     revoke_api_key(&state, &session.account, &ProjectId(p.id.clone()), &key_id).await?;
-    let mut v = keys_view(&state, &session, p).await?;
-    v.notice = Some("Key revoked. Requests using it are refused from now on.".into());
-    Ok(page(v.render()?))
+    let notice = Flash::notice("Key revoked. Requests using it are refused from now on.");
+    flash::redirect(&state, &session, &keys_path(&p), notice).await
 }
 
 pub async fn reveal_secret(
@@ -400,12 +382,14 @@ pub async fn reveal_secret(
 ) -> WebResult<Response> {
     session.check_csrf(&form.csrf)?;
     let p = head(&state, &session, &id).await?;
-    let secret = crate::secret_store::token_secret_of(&state.pool, &ProjectId(p.id.clone()))
-        .await
-        .map_err(RestError::from)?;
-    let mut v = keys_view(&state, &session, p).await?;
-    v.secret = Some(secret);
-    Ok(page(v.render()?))
+    let location = format!("{}#token-secret", keys_path(&p));
+    flash::redirect(
+        &state,
+        &session,
+        &location,
+        Flash::TokenSecret { notice: None },
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -426,27 +410,35 @@ pub async fn rotate_secret(
 ) -> WebResult<Response> {
     session.check_csrf(&form.csrf)?;
     let p = head(&state, &session, &id).await?;
+    let location = format!("{}#token-secret", keys_path(&p));
     if form.confirm.is_none() {
-        let mut v = keys_view(&state, &session, p).await?;
-        v.error = Some("Tick the confirmation box to rotate the secret.".into());
-        return Ok(respond(StatusCode::UNPROCESSABLE_ENTITY, v.render()?));
+        let error = Flash::error(
+            "The secret was not rotated: tick the confirmation box to rotate it.",
+            "",
+        );
+        return flash::redirect(&state, &session, &location, error).await;
     }
     let grace: u32 = match form.grace.trim() {
         "" | "0" => 0,
         "1h" => 3600,
         "24h" => 86_400,
-        _ => return Err(WebError::BadRequest("unknown grace period".into())),
+        _ => {
+            let error = Flash::error(
+                "The secret was not rotated: choose a grace period from the list.",
+                "",
+            );
+            return flash::redirect(&state, &session, &location, error).await;
+        }
     };
-    let secret =
-        rotate_hmac_secret(&state, &session.account, &ProjectId(p.id.clone()), grace).await?;
+    rotate_hmac_secret(&state, &session.account, &ProjectId(p.id.clone()), grace).await?;
     tracing::info!(account = %session.account, project = %p.id, grace, "token secret rotated from the dashboard");
-    let mut v = keys_view(&state, &session, p).await?;
-    v.secret = Some(secret);
-    v.notice = Some(if grace > 0 {
+    let notice = if grace > 0 {
         "Secret rotated. Tokens signed with the old secret keep working during the grace period."
-            .into()
     } else {
-        "Secret rotated. Tokens signed with the old secret no longer work.".into()
-    });
-    Ok(page(v.render()?))
+        "Secret rotated. Tokens signed with the old secret no longer work."
+    };
+    let left = Flash::TokenSecret {
+        notice: Some(notice.into()),
+    };
+    flash::redirect(&state, &session, &location, left).await
 }

@@ -38,6 +38,19 @@ pub struct Session {
     pub email: String,
     pub csrf: String,
     token_hash: String,
+    /// Key of this session's one-time messages ([`super::flash`]), derived from the session
+    /// token the browser presents (the database holds only the token's hash).
+    flash_key: FlashKey,
+}
+
+/// A session's flash key; never printed.
+#[derive(Clone)]
+struct FlashKey([u8; 32]);
+
+impl std::fmt::Debug for FlashKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FlashKey(…)")
+    }
 }
 
 impl Session {
@@ -58,6 +71,28 @@ impl Session {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         self.check_csrf(presented)
+    }
+
+    /// The SHA-256 of the session token (the `sessions` row's key).
+    pub(super) fn token_hash(&self) -> &str {
+        &self.token_hash
+    }
+
+    /// The key that seals this session's one-time messages.
+    pub(super) fn flash_key(&self) -> &[u8; 32] {
+        &self.flash_key.0
+    }
+
+    /// A session for unit tests, as a request with session token `token` would have it.
+    #[cfg(test)]
+    pub(super) fn for_tests(token: &str) -> Self {
+        Self {
+            account: AccountId(format!("acc_{token}")),
+            email: format!("{token}@example.com"),
+            csrf: "c_test".into(),
+            token_hash: sha256_hex(token),
+            flash_key: flash_key_of(token),
+        }
     }
 
     /// Ends every other session of this account (after a password change).
@@ -169,6 +204,16 @@ pub async fn start(state: &AppState, account: &AccountId) -> Result<HeaderValue,
     Ok(Cookie::Session.set_for(state, &token, SESSION_TTL))
 }
 
+/// The flash key of a session token: a hash of the token under its own label, so it differs
+/// from the stored `token_hash` and cannot be derived from it.
+fn flash_key_of(token: &str) -> FlashKey {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"rotor dashboard flash key v1\0");
+    h.update(token.as_bytes());
+    FlashKey(h.finalize().into())
+}
+
 /// Ends the session the request carries (if any); returns the cookie that clears it.
 pub async fn end(state: &AppState, headers: &HeaderMap) -> Result<HeaderValue, WebError> {
     if let Some(token) = Cookie::Session.get(state, headers) {
@@ -201,6 +246,7 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Ses
         email,
         csrf,
         token_hash,
+        flash_key: flash_key_of(&token),
     }))
 }
 

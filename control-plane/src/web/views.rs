@@ -5,7 +5,9 @@ use askama::Template;
 use chrono::{DateTime, Utc};
 
 use super::assets;
+use super::quickstart::ExampleChannel;
 use super::session::Session;
+use super::words::Segment;
 
 /// What the page frame needs: who is logged in and the CSRF token for its forms.
 pub struct Layout {
@@ -61,6 +63,8 @@ pub struct ErrorPage<'a> {
     pub layout: Layout,
     pub title: &'a str,
     pub message: &'a str,
+    /// Whether the viewer is signed in (the page then offers their projects, else the login).
+    pub signed_in: bool,
 }
 
 /// Sign-up and login (`signup` is which form).
@@ -96,7 +100,9 @@ pub struct ProjectsPage {
     pub form_name: String,
     pub form_engine: String,
     pub error: Option<String>,
+    pub notice: Option<String>,
     pub redis_available: bool,
+    pub starter_namespace: &'static str,
 }
 
 pub struct Endpoint {
@@ -121,7 +127,15 @@ pub struct OverviewPage {
     pub snippets: Vec<Snippet>,
     pub applied: bool,
     pub running: bool,
-    pub error: Option<String>,
+    /// Not running until its next connection (parked, or never started yet).
+    pub idle: bool,
+    pub notice: Option<String>,
+    /// Why the last delete attempt did nothing (shown by the delete form).
+    pub delete_error: Option<String>,
+    /// The channel the snippets use, and whether they work as shown.
+    pub example: ExampleChannel,
+    pub starter_namespace: &'static str,
+    pub starter_preset: &'static str,
 }
 
 pub struct KeyRow {
@@ -175,7 +189,8 @@ pub struct Choice {
 pub struct Field {
     pub name: &'static str,
     pub label: String,
-    pub help: String,
+    /// The option's documentation, with its code spans apart.
+    pub help: Vec<Segment>,
     /// `bool`, `number`, `duration`, `text` or `select`.
     pub kind: &'static str,
     pub value: String,
@@ -241,5 +256,6 @@ pub struct AccountPage {
     pub token_name: String,
     pub token_error: Option<String>,
     pub password_error: Option<String>,
-    pub password_notice: Option<String>,
+    /// What the last change did (password changed, token revoked).
+    pub notice: Option<String>,
 }

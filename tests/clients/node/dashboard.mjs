@@ -130,7 +130,7 @@ await step('namespace', async () => {
   await snap('namespace-invalid');
   await page.fill('#opt-history_size', '50');
   await page.click('.sticky-actions button');
-  await page.waitForURL(/saved=1/);
+  await page.waitForSelector('.notice:has-text("Saved")');
   obs.namespace_saved_history = await page.inputValue('#opt-history_size');
   await page.goto(`${BASE}/projects/${project.id}/namespaces`);
   await snap('namespaces');
