@@ -98,6 +98,9 @@ pub struct Reconciler {
     pending_wakes: HashSet<String>,
     parked_tx: tokio::sync::mpsc::UnboundedSender<Parking>,
     parked_rx: tokio::sync::mpsc::UnboundedReceiver<Parking>,
+    /// Versions confirmed during this pass, written to Postgres in one statement at its end
+    /// and off its path: a wake never waits for a commit.
+    applied: Vec<(ProjectId, i64)>,
     http: reqwest::Client,
 }
 
@@ -122,6 +125,7 @@ impl Reconciler {
             pending_wakes: HashSet::new(),
             parked_tx,
             parked_rx,
+            applied: Vec::new(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(3))
                 .build()
@@ -345,13 +349,15 @@ impl Reconciler {
                 // A parked tenant starts with the latest config when woken: a change made
                 // meanwhile counts as applied (nothing to push it to).
                 if row.applied_version < row.config_version {
-                    if let Err(e) =
-                        tenant::mark_applied(&self.state.pool, id, row.config_version).await
-                    {
-                        tracing::warn!(tenant = %id, error = %e, "cannot record applied version");
-                    }
+                    self.applied.push((id.clone(), row.config_version));
                 }
                 continue;
+            }
+            if let Some(r) = self.running.get(id) {
+                // What a failed background write left behind.
+                if row.applied_version < r.applied {
+                    self.applied.push((id.clone(), r.applied));
+                }
             }
             match self.running.get(id) {
                 None if self.backoff.get(id).is_none_or(Backoff::ready) => starts.push(id.clone()),
@@ -401,6 +407,22 @@ impl Reconciler {
             .map(|(id, r)| (id.clone(), r.record.clone()))
             .collect();
         self.routes.replace(routes, processes);
+        self.record_applied();
+    }
+
+    /// Writes the versions confirmed in this pass, in the background (one statement; versions
+    /// never go down, so writes finishing out of order are harmless).
+    fn record_applied(&mut self) {
+        if self.applied.is_empty() {
+            return;
+        }
+        let applied = std::mem::take(&mut self.applied);
+        let pool = self.state.pool.clone();
+        tokio::spawn(async move {
+            if let Err(e) = tenant::mark_applied_many(&pool, &applied).await {
+                tracing::warn!(error = %e, tenants = applied.len(), "cannot record applied versions; the next pass retries");
+            }
+        });
     }
 
     /// Runs steps concurrently (at most [`CONCURRENCY`] at once, in order of starting) and
@@ -438,6 +460,7 @@ impl Reconciler {
             match outcome {
                 Outcome::Started(id, running, version) => {
                     tracing::debug!(tenant = %id, version, "tenant running");
+                    self.applied.push((id.clone(), version));
                     if let Some(b) = self.backoff.get_mut(&id) {
                         b.next_attempt = None;
                     }
@@ -450,6 +473,9 @@ impl Reconciler {
                     applied,
                     limits,
                 } => {
+                    if let Some(version) = applied {
+                        self.applied.push((id.clone(), version));
+                    }
                     if let Some(r) = self.running.get_mut(&id) {
                         if let Some(version) = applied {
                             r.applied = r.applied.max(version);
@@ -499,9 +525,6 @@ impl Reconciler {
         {
             Ok(record) => {
                 tracing::info!(tenant = %id, addr = %record.addr, version, took_ms = began.elapsed().as_millis() as u64, "tenant started");
-                if let Err(e) = tenant::mark_applied(&self.state.pool, &id, version).await {
-                    tracing::warn!(tenant = %id, error = %e, "cannot record applied version");
-                }
                 let running = Running {
                     record,
                     applied: version,
@@ -558,9 +581,6 @@ impl Reconciler {
         let applied = match result {
             Ok(resp) if resp.status().is_success() => {
                 tracing::info!(tenant = %id, version, took_ms = began.elapsed().as_millis() as u64, "config applied");
-                if let Err(e) = tenant::mark_applied(&self.state.pool, &id, version).await {
-                    tracing::warn!(tenant = %id, error = %e, "cannot record applied version");
-                }
                 Some(version)
             }
             // The process already runs something newer (a concurrent push won): fine.

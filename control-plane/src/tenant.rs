@@ -229,13 +229,22 @@ pub async fn bump_config_version(
     Ok(())
 }
 
-/// Records the version a tenant process confirmed.
-pub async fn mark_applied(pool: &PgPool, id: &ProjectId, version: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE projects SET applied_version = $2 WHERE id = $1 AND applied_version < $2")
-        .bind(id)
-        .bind(version)
-        .execute(pool)
-        .await?;
+/// Records many confirmed versions in one statement (never lowering one).
+pub async fn mark_applied_many(
+    pool: &PgPool,
+    applied: &[(ProjectId, i64)],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<&str> = applied.iter().map(|(id, _)| id.0.as_str()).collect();
+    let versions: Vec<i64> = applied.iter().map(|(_, v)| *v).collect();
+    sqlx::query(
+        "UPDATE projects p SET applied_version = a.version \
+         FROM unnest($1::text[], $2::bigint[]) AS a(id, version) \
+         WHERE p.id = a.id AND p.applied_version < a.version",
+    )
+    .bind(ids)
+    .bind(versions)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 

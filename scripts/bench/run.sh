@@ -377,7 +377,10 @@ start_tenancy_cp() { # NAME [VAR=VALUE...]: sets CP_PID, CP_RUN, CP_DB, CP_BASE
     CP_DB="postgres://postgres@127.0.0.1:5432/$CP_DB_NAME"
     PGOPTIONS=--client-min-messages=warning psql -q -h 127.0.0.1 -U postgres -d postgres \
         -c "DROP DATABASE IF EXISTS $CP_DB_NAME WITH (FORCE)" >/dev/null
-    CP_RUN=$(mktemp -d /tmp/rbt.XXXXXX)
+    # On tmpfs where there is one, as /run is on a production host (the default run directory
+    # is /run/rotor): a run directory on a disk puts every tenant's record, socket and parking
+    # marker in the file system's journal, in front of Postgres's commits.
+    CP_RUN=$(mktemp -d /dev/shm/rbt.XXXXXX 2>/dev/null || mktemp -d /tmp/rbt.XXXXXX)
     CP_BASE="http://127.0.0.1:$PORT_TENANCY"
     env "$@" DATABASE_URL="$CP_DB" ROTOR_LISTEN=127.0.0.1:$PORT_TENANCY ROTOR_RUN_DIR="$CP_RUN" \
         ROTOR_DATA_PLANE_BIN="$BIN/rotor-data-plane" ROTOR_EDGE_MAX_CONNECTIONS_PER_ADDRESS=100000 \
