@@ -28,6 +28,9 @@ use crate::{tenant, tenant_events};
 
 /// How often the reconciler looks whether a pass is due.
 const PASS_INTERVAL: Duration = Duration::from_secs(2);
+/// Bounds of the rest before a pass for a change (see [`Reconciler::rest_after`]).
+const MIN_REST: Duration = Duration::from_millis(20);
+const MAX_REST: Duration = Duration::from_millis(500);
 /// The longest time between two passes, changes or not.
 const FULL_PASS_INTERVAL: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -170,17 +173,39 @@ impl Reconciler {
     pub async fn run(mut self, stop: CancellationToken) {
         let mut seen = None;
         let mut last_pass = Instant::now();
+        let mut last_took = Duration::ZERO;
         loop {
             let notified = tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = self.state.reconcile.notified() => true,
                 _ = tokio::time::sleep(PASS_INTERVAL) => false,
             };
+            if notified && !self.rest_after(last_took, &stop).await {
+                break;
+            }
             if notified || self.due(&mut seen, last_pass).await {
+                let began = Instant::now();
                 self.pass().await;
                 last_pass = Instant::now();
+                last_took = began.elapsed();
             }
         }
+    }
+
+    /// Before a pass for a change: rests as long as the last pass took (20–500 ms), so a burst
+    /// of changes (a thousand projects created) is one pass and the passes over every project
+    /// take at most about half the control plane's time; a wake ends the rest at once. False
+    /// when stopping.
+    async fn rest_after(&self, last_took: Duration, stop: &CancellationToken) -> bool {
+        let until = Instant::now() + last_took.clamp(MIN_REST, MAX_REST);
+        while !self.routes.wakes_pending() {
+            tokio::select! {
+                _ = stop.cancelled() => return false,
+                _ = tokio::time::sleep_until(until) => return true,
+                _ = self.state.reconcile.notified() => {}
+            }
+        }
+        true
     }
 
     /// Whether a pass nobody asked for is due: a tenant process died, a restart's backoff

@@ -551,6 +551,11 @@ impl RouteTable {
         }
     }
 
+    /// Whether a wake is waiting for the reconciler.
+    pub fn wakes_pending(&self) -> bool {
+        !self.wakes.lock().is_empty()
+    }
+
     /// The tenants asked to wake since the last call.
     pub fn take_wakes(&self) -> HashSet<String> {
         std::mem::take(&mut *self.wakes.lock())
