@@ -101,9 +101,11 @@ pub struct Reconciler {
     pending_wakes: HashSet<String>,
     parked_tx: tokio::sync::mpsc::UnboundedSender<Parking>,
     parked_rx: tokio::sync::mpsc::UnboundedReceiver<Parking>,
-    /// Versions confirmed during this pass, written to Postgres in one statement at its end
-    /// and off its path: a wake never waits for a commit.
-    applied: Vec<(ProjectId, i64)>,
+    /// Versions confirmed and not yet written, written to Postgres in one statement at the end
+    /// of a pass and off its path (a wake never waits for a commit), one write at a time.
+    applied: HashMap<ProjectId, i64>,
+    /// The write in flight, if any.
+    writing: Option<tokio::task::JoinHandle<()>>,
     http: reqwest::Client,
 }
 
@@ -128,7 +130,8 @@ impl Reconciler {
             pending_wakes: HashSet::new(),
             parked_tx,
             parked_rx,
-            applied: Vec::new(),
+            applied: HashMap::new(),
+            writing: None,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(3))
                 .build()
@@ -180,6 +183,8 @@ impl Reconciler {
                 _ = self.state.reconcile.notified() => true,
                 _ = tokio::time::sleep(PASS_INTERVAL) => false,
             };
+            // Versions left over while the previous write was in flight.
+            self.record_applied();
             if notified && !self.rest_after(last_took, &stop).await {
                 break;
             }
@@ -374,14 +379,14 @@ impl Reconciler {
                 // A parked tenant starts with the latest config when woken: a change made
                 // meanwhile counts as applied (nothing to push it to).
                 if row.applied_version < row.config_version {
-                    self.applied.push((id.clone(), row.config_version));
+                    self.confirmed(id, row.config_version);
                 }
                 continue;
             }
             if let Some(r) = self.running.get(id) {
                 // What a failed background write left behind.
                 if row.applied_version < r.applied {
-                    self.applied.push((id.clone(), r.applied));
+                    self.applied.insert(id.clone(), r.applied);
                 }
             }
             match self.running.get(id) {
@@ -438,16 +443,22 @@ impl Reconciler {
     /// Writes the versions confirmed in this pass, in the background (one statement; versions
     /// never go down, so writes finishing out of order are harmless).
     fn record_applied(&mut self) {
-        if self.applied.is_empty() {
+        if self.applied.is_empty() || self.writing.as_ref().is_some_and(|w| !w.is_finished()) {
             return;
         }
-        let applied = std::mem::take(&mut self.applied);
+        let applied: Vec<(ProjectId, i64)> = self.applied.drain().collect();
         let pool = self.state.pool.clone();
-        tokio::spawn(async move {
+        self.writing = Some(tokio::spawn(async move {
             if let Err(e) = tenant::mark_applied_many(&pool, &applied).await {
                 tracing::warn!(error = %e, tenants = applied.len(), "cannot record applied versions; the next pass retries");
             }
-        });
+        }));
+    }
+
+    /// Notes a version a tenant confirmed (or that counts as applied while it is parked).
+    fn confirmed(&mut self, id: &ProjectId, version: i64) {
+        let v = self.applied.entry(id.clone()).or_insert(version);
+        *v = (*v).max(version);
     }
 
     /// Runs steps concurrently (at most [`CONCURRENCY`] at once, in order of starting) and
@@ -485,7 +496,7 @@ impl Reconciler {
             match outcome {
                 Outcome::Started(id, running, version) => {
                     tracing::debug!(tenant = %id, version, "tenant running");
-                    self.applied.push((id.clone(), version));
+                    self.confirmed(&id, version);
                     if let Some(b) = self.backoff.get_mut(&id) {
                         b.next_attempt = None;
                     }
@@ -499,7 +510,7 @@ impl Reconciler {
                     limits,
                 } => {
                     if let Some(version) = applied {
-                        self.applied.push((id.clone(), version));
+                        self.confirmed(&id, version);
                     }
                     if let Some(r) = self.running.get_mut(&id) {
                         if let Some(version) = applied {
