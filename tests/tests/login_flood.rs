@@ -210,13 +210,12 @@ async fn a_flood_of_bad_logins_does_not_slow_a_tenants_deliveries() -> Result<()
         "the flood must really cost hashing while measuring ({hashed})"
     );
     // The goal is within 10 % of the quiet p99. On this class of 2-vCPU virtual machine any
-    // CPU-bound user-space thread moves it by 2–3 ms, whatever its priority: a plain spin loop
+    // CPU-bound user-space thread adds 2–4 ms to it, whatever its priority: a plain spin loop
     // in place of argon2 did the same at SCHED_IDLE, under a CFS quota and with a preemption
     // tick (see the closing note of issue #19). So the test holds the line that catches a
-    // stalled runtime — argon2 on the async threads queues every request behind whole hashes
-    // (tens of milliseconds each; it moved p99 6×) — at most three times the quiet p99 plus
-    // 2 ms.
-    let allowed = 3 * base_p99 + 2_000;
+    // stalled runtime — argon2 on the async threads queues requests behind whole hashes (tens
+    // of milliseconds each; it moved p99 6×) — at most twice the quiet p99 plus 5 ms.
+    let allowed = 2 * base_p99 + 5_000;
     ensure!(
         flood_p99 <= allowed,
         "p99 moved from {base_p99} µs to {flood_p99} µs (allowed {allowed} µs)"
