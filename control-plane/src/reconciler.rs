@@ -34,8 +34,8 @@ const MAX_REST: Duration = Duration::from_millis(500);
 /// The longest time between two passes, changes or not.
 const FULL_PASS_INTERVAL: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(5);
-/// Starts, parks, stops and pushes in flight at once within a pass.
-pub const CONCURRENCY: usize = 16;
+/// Starts, stops and pushes in flight at once within a pass.
+const CONCURRENCY: usize = 16;
 
 /// One thing a pass does to one tenant, run concurrently with the others.
 enum Step {
@@ -46,7 +46,7 @@ enum Step {
 
 /// What a concurrent step of a pass came to, applied to the reconciler's maps afterwards.
 enum Outcome {
-    Started(ProjectId, Box<Running>, i64),
+    Started(ProjectId, Box<Running>),
     StartFailed(ProjectId),
     /// Nothing to record (a stop, a config that did not compile).
     Nothing,
@@ -383,17 +383,15 @@ impl Reconciler {
                 }
                 continue;
             }
-            if let Some(r) = self.running.get(id) {
-                // What a failed background write left behind.
-                if row.applied_version < r.applied {
-                    self.applied.insert(id.clone(), r.applied);
-                }
-            }
             match self.running.get(id) {
                 None if self.backoff.get(id).is_none_or(Backoff::ready) => starts.push(id.clone()),
                 None => {}
                 Some(r) if r.applied < row.config_version => {
                     pushes.push((id.clone(), r.record.clone(), r.limits))
+                }
+                // What a failed background write left behind.
+                Some(r) if row.applied_version < r.applied => {
+                    self.applied.insert(id.clone(), r.applied);
                 }
                 Some(_) => {}
             }
@@ -494,9 +492,8 @@ impl Reconciler {
     fn apply(&mut self, outcomes: Vec<Outcome>) {
         for outcome in outcomes {
             match outcome {
-                Outcome::Started(id, running, version) => {
-                    tracing::debug!(tenant = %id, version, "tenant running");
-                    self.confirmed(&id, version);
+                Outcome::Started(id, running) => {
+                    self.confirmed(&id, running.applied);
                     if let Some(b) = self.backoff.get_mut(&id) {
                         b.next_attempt = None;
                     }
@@ -567,7 +564,7 @@ impl Reconciler {
                     started: Instant::now(),
                     limits: Some(limits),
                 };
-                Outcome::Started(id, Box::new(running), version)
+                Outcome::Started(id, Box::new(running))
             }
             Err(e) => {
                 tracing::error!(tenant = %id, error = %e, "tenant failed to start");
