@@ -18,12 +18,14 @@ fn screenshots_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots/dashboard")
 }
 
-#[tokio::test]
-async fn a_customer_signs_up_builds_a_project_and_sees_a_curl_publish_in_the_console_and_the_chart(
-) -> Result<()> {
-    let cp = ControlPlane::start().await?;
-    let shots = screenshots_dir();
-    let out = ClientScript::node("dashboard.mjs")
+/// Runs a Playwright journey (`tests/clients/node/<script>`) against `cp` in Chromium, keeping
+/// its screenshots in `shots`; what it printed as JSON.
+async fn browser_journey(
+    cp: &ControlPlane,
+    script: &str,
+    shots: std::path::PathBuf,
+) -> Result<Value> {
+    let out = ClientScript::node(script)
         .envs([
             ("ROTOR_BASE_URL", cp.base.as_str()),
             ("ROTOR_SCREENSHOTS", shots.to_str().context("path")?),
@@ -32,7 +34,15 @@ async fn a_customer_signs_up_builds_a_project_and_sees_a_curl_publish_in_the_con
         .run()
         .await?
         .ensure_success()?;
-    let o: Value = out.stdout_json()?;
+    out.stdout_json()
+}
+
+#[tokio::test]
+async fn a_customer_signs_up_builds_a_project_and_sees_a_curl_publish_in_the_console_and_the_chart(
+) -> Result<()> {
+    let cp = ControlPlane::start().await?;
+    let shots = screenshots_dir();
+    let o = browser_journey(&cp, "dashboard.mjs", shots.clone()).await?;
 
     assert!(
         o["weak_password_error"]
@@ -103,17 +113,7 @@ async fn a_customer_signs_up_builds_a_project_and_sees_a_curl_publish_in_the_con
 async fn a_fresh_project_runs_the_copied_quick_start_and_no_reload_repeats_a_change() -> Result<()>
 {
     let cp = ControlPlane::start().await?;
-    let shots = screenshots_dir().join("fresh");
-    let out = ClientScript::node("dashboard_fresh.mjs")
-        .envs([
-            ("ROTOR_BASE_URL", cp.base.as_str()),
-            ("ROTOR_SCREENSHOTS", shots.to_str().context("path")?),
-        ])
-        .timeout(Duration::from_secs(150))
-        .run()
-        .await?
-        .ensure_success()?;
-    let o: Value = out.stdout_json()?;
+    let o = browser_journey(&cp, "dashboard_fresh.mjs", screenshots_dir().join("fresh")).await?;
 
     // 1. The quick start, copied from the page and run verbatim, works on a fresh project.
     assert!(
