@@ -17,6 +17,7 @@ pub mod percent;
 pub mod project_settings;
 pub mod reconciler;
 pub mod rest;
+pub mod routes;
 pub mod sandbox;
 pub mod sealed;
 pub mod secret_store;

@@ -11,6 +11,12 @@
 //! every other start. Where tenants start on demand
 //! ([`crate::parking::start_on_demand`]), a project that nothing asked for is parked rather than
 //! started: a new project costs a row until its first request.
+//!
+//! The box runs at most [`crate::parking::max_running_tenants`] tenants. A wake past that cap
+//! first parks the longest-idle running tenants that can be parked without loss (no socket, no
+//! unexpired memory-engine history; the tenant itself refuses otherwise), and is refused (the
+//! edge answers 503) when none can: strangers who wake projects by slug cannot make the box
+//! start more processes than it can hold (see [`crate::edge::wakes`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,9 +27,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::ProjectId;
+use crate::routes::{Route, RouteTable};
 use crate::sandbox::{ExitCause, TenantLimits};
 use crate::state::AppState;
-use crate::supervisor::{pid_alive, Driver, LocalDriver, ProcessRecord, Route, RouteTable};
+use crate::supervisor::{pid_alive, Driver, LocalDriver, ProcessRecord};
 use crate::{tenant, tenant_events};
 
 /// How often the reconciler looks whether a pass is due.
@@ -36,6 +43,9 @@ const FULL_PASS_INTERVAL: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Starts, stops and pushes in flight at once within a pass.
 const CONCURRENCY: usize = 16;
+/// Running tenants asked to park in one pass to make room for wakes, at most (each that
+/// refuses is busy; past this many the box is taken to be full of busy tenants).
+const MAX_EVICTION_TRIES: usize = 64;
 
 /// One thing a pass does to one tenant, run concurrently with the others.
 enum Step {
@@ -94,6 +104,10 @@ pub struct Reconciler {
     backoff: HashMap<ProjectId, Backoff>,
     /// Tenants start only when asked for (see [`crate::parking::start_on_demand`]).
     on_demand: bool,
+    /// Tenants are parked when idle (so room can be made for a wake).
+    parks: bool,
+    /// The most tenants running at once (see [`crate::parking::max_running_tenants`]).
+    max_running: usize,
     /// Tenants being parked in the background (a park waits for the process to exit, which no
     /// pass, and so no wake of another tenant, should wait for).
     parking: HashMap<ProjectId, Running>,
@@ -126,6 +140,8 @@ impl Reconciler {
             parked: HashSet::new(),
             backoff: HashMap::new(),
             on_demand: crate::parking::start_on_demand(),
+            parks: crate::parking::park_after().is_some(),
+            max_running: crate::parking::max_running_tenants(),
             parking: HashMap::new(),
             pending_wakes: HashSet::new(),
             parked_tx,
@@ -302,20 +318,18 @@ impl Reconciler {
             let Some(running) = self.running.remove(&id) else {
                 continue;
             };
-            let park = park(
-                id.clone(),
+            let (record, routes, driver, http) = (
                 running.record.clone(),
-                slug,
                 self.routes.clone(),
                 self.driver.clone(),
                 self.http.clone(),
             );
-            let (done, reconcile) = (self.parked_tx.clone(), self.state.reconcile.clone());
-            self.parking.insert(id, running);
-            tokio::spawn(async move {
-                let outcome = park.await;
-                let _ = done.send(outcome);
-                reconcile.notify_one();
+            self.park_in_background(id.clone(), running, async move {
+                if ask_to_park(&id, &record, &slug, &routes, &http).await {
+                    finish_park(id, record, driver).await
+                } else {
+                    Parking { id, parked: false }
+                }
             });
         }
         let to_stop: Vec<(ProjectId, ProcessRecord)> = self
@@ -398,6 +412,7 @@ impl Reconciler {
         }
         // Wakes first: a request is waiting at the edge for each of them.
         starts.sort_by_key(|id| !woken.contains(id));
+        let starts = self.fit_under_cap(starts, &woken, &active).await;
         let steps = starts
             .into_iter()
             .map(Step::Launch)
@@ -434,8 +449,119 @@ impl Reconciler {
             .chain(&self.parking)
             .map(|(id, r)| (id.clone(), r.record.clone()))
             .collect();
-        self.routes.replace(routes, processes);
+        self.routes.replace(routes, processes, self.running.len());
         self.record_applied();
+    }
+
+    /// Runs a park (asking the tenant, then waiting for it to exit) off the pass; `running`
+    /// is kept meanwhile (its last usage report is still accepted) and the outcome comes back
+    /// through the parked channel.
+    fn park_in_background(
+        &mut self,
+        id: ProjectId,
+        running: Running,
+        park: impl std::future::Future<Output = Parking> + Send + 'static,
+    ) {
+        let (done, reconcile) = (self.parked_tx.clone(), self.state.reconcile.clone());
+        self.parking.insert(id, running);
+        tokio::spawn(async move {
+            let outcome = park.await;
+            let _ = done.send(outcome);
+            reconcile.notify_one();
+        });
+    }
+
+    /// The starts that fit under the box's cap ([`Self::max_running`]), wakes first. Room for
+    /// wakes is made by parking the longest-idle running tenants that agree to park; wakes
+    /// that still do not fit are refused (the edge answers 503 at once), and other starts (a
+    /// crash restart, a project nobody asked for) stay parked until a request asks for them.
+    /// Without parking there is nothing to make room with, and the cap does not apply.
+    async fn fit_under_cap(
+        &mut self,
+        mut starts: Vec<ProjectId>,
+        woken: &HashSet<ProjectId>,
+        active: &HashMap<ProjectId, &tenant::TenantState>,
+    ) -> Vec<ProjectId> {
+        if !self.parks {
+            return starts;
+        }
+        let mut room = self.max_running.saturating_sub(self.running.len());
+        if starts.len() <= room {
+            return starts;
+        }
+        let wakes = starts.iter().filter(|id| woken.contains(*id)).count();
+        if wakes > room {
+            room += self.evict(wakes - room, woken, active).await;
+        }
+        let over = starts.split_off(room.min(starts.len()));
+        for id in over {
+            let Some(t) = active.get(&id) else { continue };
+            if woken.contains(&id) {
+                tracing::warn!(tenant = %id, running = self.running.len(), max = self.max_running, "wake refused: the box runs as many tenants as it may and none could be parked");
+                self.routes.refuse_wake(&t.slug);
+            } else {
+                tracing::info!(tenant = %id, max = self.max_running, "not started: the box is at its tenant cap; it starts on its next request");
+            }
+            self.parked.insert(id.clone());
+            self.driver.mark_parked(&id, true);
+        }
+        starts
+    }
+
+    /// Parks up to `need` running tenants, longest idle first (their last usage push, else
+    /// their start), to make room for wakes; the number that agreed. Each tenant decides
+    /// whether it can stop without loss, so busy ones refuse and the next are asked, at most
+    /// [`MAX_EVICTION_TRIES`] in all.
+    async fn evict(
+        &mut self,
+        need: usize,
+        woken: &HashSet<ProjectId>,
+        active: &HashMap<ProjectId, &tenant::TenantState>,
+    ) -> usize {
+        let mut candidates: Vec<(Instant, ProjectId)> = self
+            .running
+            .iter()
+            .filter(|(id, _)| !woken.contains(*id) && active.contains_key(*id))
+            .map(|(id, r)| (self.routes.active_at(id).unwrap_or(r.started), id.clone()))
+            .collect();
+        candidates.sort_by_key(|(at, _)| *at);
+        let mut freed = 0;
+        let mut tried = 0;
+        let mut candidates = candidates.into_iter().map(|(_, id)| id);
+        while freed < need && tried < MAX_EVICTION_TRIES {
+            let batch: Vec<ProjectId> = candidates
+                .by_ref()
+                .take((need - freed).min(MAX_EVICTION_TRIES - tried))
+                .collect();
+            if batch.is_empty() {
+                break;
+            }
+            tried += batch.len();
+            let asks = batch.into_iter().filter_map(|id| {
+                let record = self.running.get(&id)?.record.clone();
+                let slug = active.get(&id)?.slug.clone();
+                let (routes, http) = (self.routes.clone(), self.http.clone());
+                Some(async move {
+                    let agreed = ask_to_park(&id, &record, &slug, &routes, &http).await;
+                    (id, record, agreed)
+                })
+            });
+            let answers = futures_util::future::join_all(asks).await;
+            for (id, record, agreed) in answers {
+                if !agreed {
+                    continue;
+                }
+                let Some(running) = self.running.remove(&id) else {
+                    continue;
+                };
+                tracing::info!(tenant = %id, "parking an idle tenant early to make room for a wake");
+                self.routes.evicted();
+                freed += 1;
+                let driver = self.driver.clone();
+                self.park_in_background(id.clone(), running, finish_park(id, record, driver));
+            }
+        }
+        freed
     }
 
     /// Writes the versions confirmed in this pass, in the background (one statement; versions
@@ -637,17 +763,17 @@ impl Reconciler {
     }
 }
 
-/// Parks an idle tenant: new connections wait at the edge while the process is asked to stop;
-/// it refuses (409) if anything arrived meanwhile, and then keeps serving.
-async fn park(
-    id: ProjectId,
-    record: ProcessRecord,
-    slug: String,
-    routes: Arc<RouteTable>,
-    driver: Arc<LocalDriver>,
-    http: reqwest::Client,
-) -> Parking {
-    routes.set(&slug, Route::Parked);
+/// Asks an idle tenant to park: new connections wait at the edge while the process is asked to
+/// stop; it refuses (409) if it holds a socket or history that stopping would lose, and then
+/// keeps serving. Whether it agreed (it is then stopping).
+async fn ask_to_park(
+    id: &ProjectId,
+    record: &ProcessRecord,
+    slug: &str,
+    routes: &RouteTable,
+    http: &reqwest::Client,
+) -> bool {
+    routes.set(slug, Route::Parked);
     let url = format!("{}/admin/park", record.admin_base());
     let answer = http.post(url).bearer_auth(&record.admin_token).send().await;
     match answer {
@@ -659,15 +785,21 @@ async fn park(
             };
             tracing::debug!(tenant = %id, %why, "not parked");
             routes.set(
-                &slug,
+                slug,
                 Route::Active {
                     addr: record.addr,
                     handoff: record.handoff.clone(),
                 },
             );
-            return Parking { id, parked: false };
+            return false;
         }
     }
+    true
+}
+
+/// Waits for a tenant that agreed to park to exit (stopping it after [`STOP_GRACE`]), then
+/// releases it and marks it parked.
+async fn finish_park(id: ProjectId, record: ProcessRecord, driver: Arc<LocalDriver>) -> Parking {
     let deadline = Instant::now() + STOP_GRACE;
     while pid_alive(record.pid) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;

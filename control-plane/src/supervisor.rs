@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::ids::ProjectId;
+pub use crate::routes::{Route, RouteTable};
 use crate::sandbox::{ExitCause, Sandbox, SandboxError, TenantLimits};
 
 /// How a supervised process can be reached.
@@ -493,132 +494,6 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
             .next()
             .is_some_and(|rest| rest.trim_start().starts_with('Z')),
         Err(_) => false,
-    }
-}
-
-/// Where the edge sends a tenant's traffic.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Route {
-    /// Serving at this address; WebSocket upgrades are handed over on the Unix socket, when
-    /// there is one.
-    Active {
-        addr: SocketAddr,
-        handoff: Option<PathBuf>,
-    },
-    /// Suspended: refuse with 403.
-    Suspended,
-    /// Known but not (yet) running: 503.
-    Starting,
-    /// Stopped while idle (or being stopped): the edge asks for a wake-up and holds the
-    /// connection until the tenant serves again.
-    Parked,
-}
-
-/// slug → route, read by the edge on every new connection; tenant → running process, read by
-/// the usage collector and the report receiver; and the requests the reconciler acts on
-/// between its passes (wake a parked tenant; park an idle one).
-#[derive(Default)]
-pub struct RouteTable {
-    routes: RwLock<HashMap<String, Route>>,
-    processes: RwLock<HashMap<ProjectId, ProcessRecord>>,
-    /// Notified whenever a route changes (the edge waits on it for a wake-up).
-    changed: Notify,
-    /// Wakes the reconciler (shared with [`crate::state::AppState::reconcile`]).
-    reconcile: Arc<Notify>,
-    wakes: Mutex<HashSet<String>>,
-    parks: Mutex<HashSet<ProjectId>>,
-}
-
-impl RouteTable {
-    /// A table whose requests wake the reconciler through `reconcile`.
-    pub fn new(reconcile: Arc<Notify>) -> Self {
-        Self {
-            reconcile,
-            ..Self::default()
-        }
-    }
-
-    /// Sets one route (the reconciler, while parking or waking a tenant).
-    pub fn set(&self, slug: &str, route: Route) {
-        self.routes.write().insert(slug.to_owned(), route);
-        self.changed.notify_waiters();
-    }
-
-    /// Asks for the parked tenant `slug` to be started.
-    pub fn request_wake(&self, slug: &str) {
-        if self.wakes.lock().insert(slug.to_owned()) {
-            self.reconcile.notify_one();
-        }
-    }
-
-    /// Whether a wake is waiting for the reconciler.
-    pub fn wakes_pending(&self) -> bool {
-        !self.wakes.lock().is_empty()
-    }
-
-    /// The tenants asked to wake since the last call.
-    pub fn take_wakes(&self) -> HashSet<String> {
-        std::mem::take(&mut *self.wakes.lock())
-    }
-
-    /// Tells the reconciler that `tenant` reported itself idle and parkable.
-    pub fn request_park(&self, tenant: ProjectId) {
-        if self.parks.lock().insert(tenant) {
-            self.reconcile.notify_one();
-        }
-    }
-
-    /// The tenants that asked to be parked since the last call.
-    pub fn take_parks(&self) -> HashSet<ProjectId> {
-        std::mem::take(&mut *self.parks.lock())
-    }
-
-    /// Waits until `slug` has a route other than [`Route::Parked`], asking for a wake-up;
-    /// `None` after `timeout`.
-    pub async fn wait_awake(&self, slug: &str, timeout: std::time::Duration) -> Option<Route> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            match self.get(slug) {
-                Some(Route::Parked) => self.request_wake(slug),
-                other => return other,
-            }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return None;
-            }
-        }
-    }
-
-    /// The running process of `tenant`.
-    pub fn process(&self, tenant: &ProjectId) -> Option<ProcessRecord> {
-        self.processes.read().get(tenant).cloned()
-    }
-
-    /// The route of a slug.
-    pub fn get(&self, slug: &str) -> Option<Route> {
-        self.routes.read().get(slug).cloned()
-    }
-
-    /// Replaces the whole table.
-    pub fn replace(
-        &self,
-        routes: HashMap<String, Route>,
-        processes: HashMap<ProjectId, ProcessRecord>,
-    ) {
-        *self.routes.write() = routes;
-        *self.processes.write() = processes;
-        self.changed.notify_waiters();
-    }
-
-    /// Every running tenant process.
-    pub fn processes(&self) -> Vec<(ProjectId, ProcessRecord)> {
-        self.processes
-            .read()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
     }
 }
 
