@@ -34,6 +34,7 @@ use crate::supervisor::{pid_alive, Driver, LocalDriver, ProcessRecord};
 use crate::{tenant, tenant_events};
 
 mod parks;
+mod warm;
 use parks::{ask_to_park, finish_park, Parking};
 
 /// How often the reconciler looks whether a pass is due.
@@ -124,12 +125,29 @@ pub struct Reconciler {
     /// The write in flight, if any.
     writing: Option<tokio::task::JoinHandle<()>>,
     http: reqwest::Client,
+    /// slug → (project, config version) of the active projects as of the last pass: how a
+    /// wake finds its tenant without a query ([`warm`]).
+    known: HashMap<String, (ProjectId, i64)>,
+    /// Parked tenants whose compiled config is (to be) kept in their marker, by kept version.
+    warm: HashMap<ProjectId, Option<i64>>,
+    /// Background compiles of kept configs in flight, and those waiting for a turn.
+    warming: HashSet<ProjectId>,
+    warm_queue: Vec<ProjectId>,
+    warmed_tx: tokio::sync::mpsc::UnboundedSender<warm::Warmed>,
+    warmed_rx: tokio::sync::mpsc::UnboundedReceiver<warm::Warmed>,
 }
 
 impl Reconciler {
     pub fn new(state: AppState, driver: Arc<LocalDriver>, routes: Arc<RouteTable>) -> Self {
         let (parked_tx, parked_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (warmed_tx, warmed_rx) = tokio::sync::mpsc::unbounded_channel();
         Self {
+            known: HashMap::new(),
+            warm: HashMap::new(),
+            warming: HashSet::new(),
+            warm_queue: Vec::new(),
+            warmed_tx,
+            warmed_rx,
             state,
             driver,
             routes,
@@ -178,6 +196,13 @@ impl Reconciler {
             .into_iter()
             .filter(|id| !self.running.contains_key(id))
             .collect();
+        // Configs kept by the previous control plane serve wakes as before (their version is
+        // checked against the first pass's listing).
+        for id in &self.parked {
+            if let Some((version, _, _)) = self.driver.parked_config(id) {
+                self.warm.insert(id.clone(), Some(version));
+            }
+        }
         // Groups left by tenants that are gone (a control plane killed before cleaning up).
         let live = self.running.keys().map(|id| id.to_string()).collect();
         self.driver.sandbox().sweep(&live);
@@ -195,13 +220,19 @@ impl Reconciler {
                 _ = stop.cancelled() => break,
                 _ = self.state.reconcile.notified() => true,
                 _ = tokio::time::sleep(PASS_INTERVAL) => false,
+                Some(warmed) = self.warmed_rx.recv() => {
+                    self.store_warmed(warmed);
+                    continue;
+                }
             };
             // Versions left over while the previous write was in flight.
             self.record_applied();
             if notified && !self.rest_after(last_took, &stop).await {
                 break;
             }
-            if notified || self.due(&mut seen, last_pass).await {
+            // Wakes a warm start could not serve (mid-wait) need a pass.
+            let wakes_left = !self.pending_wakes.is_empty();
+            if notified || wakes_left || self.due(&mut seen, last_pass).await {
                 let began = Instant::now();
                 self.pass().await;
                 last_pass = Instant::now();
@@ -230,7 +261,7 @@ impl Reconciler {
     /// ended, the projects changed behind the control plane's back (the operator's CLI writes
     /// Postgres directly; one aggregate row tells), or [`FULL_PASS_INTERVAL`] went by. With
     /// ten thousand projects, a pass lists them all; this is what keeps an idle box idle.
-    async fn due(&self, seen: &mut Option<(i64, i64, i64)>, last_pass: Instant) -> bool {
+    async fn due(&mut self, seen: &mut Option<(i64, i64, i64)>, last_pass: Instant) -> bool {
         if last_pass.elapsed() >= FULL_PASS_INTERVAL
             || self.running.values().any(|r| !pid_alive(r.record.pid))
             || self
@@ -240,12 +271,17 @@ impl Reconciler {
         {
             return true;
         }
-        let now: Result<(i64, i64, i64), _> = sqlx::query_as(
-            "SELECT count(*), count(*) FILTER (WHERE status = 'active'), \
-                    COALESCE(sum(config_version), 0)::bigint FROM projects",
-        )
-        .fetch_one(&self.state.pool)
-        .await;
+        let pool = self.state.pool.clone();
+        let now: Result<(i64, i64, i64), _> = self
+            .waking_meanwhile(async move {
+                sqlx::query_as(
+                    "SELECT count(*), count(*) FILTER (WHERE status = 'active'), \
+                            COALESCE(sum(config_version), 0)::bigint FROM projects",
+                )
+                .fetch_one(&pool)
+                .await
+            })
+            .await;
         match now {
             Ok(now) => seen.replace(now) != Some(now),
             Err(_) => true,
@@ -254,7 +290,13 @@ impl Reconciler {
 
     /// One convergence pass.
     pub async fn pass(&mut self) {
-        let tenants = match tenant::list(&self.state.pool).await {
+        // Wakes the kept configs serve go first, and go on being served while Postgres lists.
+        self.warm_wakes().await;
+        let pool = self.state.pool.clone();
+        let listed = self
+            .waking_meanwhile(async move { tenant::list(&pool).await })
+            .await;
+        let tenants = match listed {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "reconcile: cannot list projects; tenants keep running");
@@ -275,6 +317,7 @@ impl Reconciler {
                 continue;
             };
             if done.parked {
+                self.keep_warm(done.id.clone());
                 self.parked.insert(done.id);
             } else {
                 // It had work again: it keeps serving.
@@ -447,6 +490,11 @@ impl Reconciler {
             .map(|(id, r)| (id.clone(), r.record.clone()))
             .collect();
         self.routes.replace(routes, processes, self.running.len());
+        self.known = active
+            .values()
+            .map(|t| (t.slug.clone(), (t.id.clone(), t.config_version)))
+            .collect();
+        self.warm_parked(&active);
         self.record_applied();
     }
 

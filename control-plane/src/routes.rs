@@ -60,6 +60,8 @@ pub struct RouteTable {
     /// Wakes the reconciler (shared with [`crate::state::AppState::reconcile`]).
     reconcile: Arc<Notify>,
     wakes: Mutex<HashSet<String>>,
+    /// Notified on each new wake (the reconciler serves kept-config wakes even mid-pass).
+    woken: Notify,
     parks: Mutex<HashSet<ProjectId>>,
     /// Wakes refused for capacity, by slug, and when.
     refused: Mutex<HashMap<String, Instant>>,
@@ -89,8 +91,28 @@ impl RouteTable {
     /// Asks for the parked tenant `slug` to be started.
     pub fn request_wake(&self, slug: &str) {
         if self.wakes.lock().insert(slug.to_owned()) {
+            self.woken.notify_one();
             self.reconcile.notify_one();
         }
+    }
+
+    /// Resolves when a wake was asked for since the last time it resolved.
+    pub async fn wake_requested(&self) {
+        self.woken.notified().await
+    }
+
+    /// A woken tenant serves: its route and its process, until the next [`Self::replace`].
+    pub fn serve(&self, slug: &str, tenant: &ProjectId, record: &ProcessRecord) {
+        self.processes
+            .write()
+            .insert(tenant.clone(), record.clone());
+        self.set(
+            slug,
+            Route::Active {
+                addr: record.addr,
+                handoff: record.handoff.clone(),
+            },
+        );
     }
 
     /// Whether a wake is waiting for the reconciler.

@@ -157,6 +157,39 @@ impl LocalDriver {
         }
     }
 
+    /// Keeps a parked tenant's compiled config in its parking marker (a header line with the
+    /// version and kernel limits, then the config), so waking it needs no database.
+    pub fn keep_parked_config(
+        &self,
+        tenant: &ProjectId,
+        version: i64,
+        limits: &TenantLimits,
+        config: &str,
+    ) -> std::io::Result<()> {
+        let header = serde_json::json!({"version": version, "limits": limits});
+        let mut text = serde_json::to_string(&header).map_err(std::io::Error::other)?;
+        text.push('\n');
+        text.push_str(config);
+        let path = self.dir.join(format!("{tenant}.parked"));
+        let scratch = self.dir.join(format!("{tenant}.parked.tmp"));
+        std::fs::write(&scratch, text)?;
+        set_private(&scratch, 0o600)?;
+        std::fs::rename(scratch, path)
+    }
+
+    /// A parked tenant's kept config: its version, kernel limits and text.
+    pub fn parked_config(&self, tenant: &ProjectId) -> Option<(i64, TenantLimits, String)> {
+        let text = std::fs::read_to_string(self.dir.join(format!("{tenant}.parked"))).ok()?;
+        let (header, config) = text.split_once('\n')?;
+        #[derive(Deserialize)]
+        struct Header {
+            version: i64,
+            limits: TenantLimits,
+        }
+        let header: Header = serde_json::from_str(header).ok()?;
+        Some((header.version, header.limits, config.to_owned()))
+    }
+
     /// The tenants marked parked.
     pub fn parked(&self) -> HashSet<ProjectId> {
         std::fs::read_dir(&self.dir)
