@@ -20,6 +20,10 @@ use crate::ids::ProjectId;
 pub use crate::routes::{Route, RouteTable};
 use crate::sandbox::{ExitCause, Sandbox, SandboxError, TenantLimits};
 
+/// Variables of the control plane's environment a tenant inherits: log settings and the
+/// egress ports tenants' proxies may reach. Everything else is cleared.
+pub const TENANT_ENV_PASSED: [&str; 3] = ["RUST_LOG", "RUST_BACKTRACE", "ROTOR_EGRESS_PORTS"];
+
 /// How a supervised process can be reached.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ProcessRecord {
@@ -323,6 +327,16 @@ impl Driver for LocalDriver {
             .arg("0");
         if let Some(socket) = &handoff {
             command.arg("--handoff-socket").arg(socket);
+        }
+        // Nothing of the control plane's own environment reaches a tenant (its database URL,
+        // the key that seals secrets, `ROTOR_…` options an operator set for the control plane,
+        // which the data plane would otherwise overlay on every tenant's config): only what is
+        // set here, and the few operator settings meant for tenants.
+        command.env_clear();
+        for name in TENANT_ENV_PASSED {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
         }
         let mut child = command
             .env("ROTOR_ADMIN_TOKEN", &admin_token)
