@@ -275,9 +275,23 @@ pub struct Field {
     pub error: Option<String>,
 }
 
+impl Field {
+    /// Whether the option is set to something other than its default, or has a mistake.
+    pub fn stands_out(&self) -> bool {
+        self.error.is_some()
+            || self.checked
+            || !(self.value.is_empty()
+                || self.value == "default"
+                || (self.name == "force_recovery_mode" && self.value == "stream"))
+    }
+}
+
 pub struct FieldGroup {
     pub title: &'static str,
     pub intro: &'static str,
+    /// Folded (a `<details>`) unless `open`.
+    pub advanced: bool,
+    pub open: bool,
     pub fields: Vec<Field>,
 }
 
