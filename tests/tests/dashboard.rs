@@ -97,8 +97,14 @@ async fn a_customer_signs_up_builds_a_project_and_sees_a_curl_publish_in_the_con
     // help texts with code spans instead of backticks.
     assert_eq!(o["namespace_first_group"], "Common options", "{o}");
     assert!(o["namespace_folded_groups"].as_u64() >= Some(3), "{o}");
-    assert_eq!(o["namespace_regex_visible"], false, "advanced options start folded");
-    assert_eq!(o["namespace_history_label"], "Publications kept per channel");
+    assert_eq!(
+        o["namespace_regex_visible"], false,
+        "advanced options start folded"
+    );
+    assert_eq!(
+        o["namespace_history_label"],
+        "Publications kept per channel"
+    );
     assert_eq!(o["namespace_help_has_backticks"], false);
     assert!(o["namespace_help_code_spans"].as_u64() >= Some(1), "{o}");
 
@@ -106,7 +112,10 @@ async fn a_customer_signs_up_builds_a_project_and_sees_a_curl_publish_in_the_con
     assert_eq!(o["key_prefix_shown"], o["key_prefix_expected"], "{o}");
     assert_eq!(o["key_page_has_whole_key"], false);
     assert!(
-        o["key_last_used"].as_str().unwrap_or_default().ends_with(" UTC"),
+        o["key_last_used"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(" UTC"),
         "{o}"
     );
     assert_eq!(o["key_scope_backend"], "All methods");
@@ -129,7 +138,10 @@ async fn a_customer_signs_up_builds_a_project_and_sees_a_curl_publish_in_the_con
     assert_eq!(o["duplicate_key_kept"], "publisher");
     assert_eq!(o["keys_after_duplicate"], 2, "no second key of that name");
     assert_eq!(o["revoke_confirm_title"], "Revoke the key “publisher”?");
-    assert_eq!(o["keys_before_confirm"], 2, "nothing revoked before the confirmation");
+    assert_eq!(
+        o["keys_before_confirm"], 2,
+        "nothing revoked before the confirmation"
+    );
     assert!(o["revoked_notice"]
         .as_str()
         .unwrap_or_default()
@@ -155,7 +167,10 @@ async fn a_customer_signs_up_builds_a_project_and_sees_a_curl_publish_in_the_con
         "{o}"
     );
     assert_eq!(o["settings_error_kept"], "shop.example.com");
-    assert_eq!(o["settings_origins_after_error"], "https://shop.example.com");
+    assert_eq!(
+        o["settings_origins_after_error"],
+        "https://shop.example.com"
+    );
     let probe = o["probe_text"].as_str().unwrap_or_default();
     assert!(
         probe.contains("could not be reached")
@@ -183,9 +198,15 @@ async fn a_customer_signs_up_builds_a_project_and_sees_a_curl_publish_in_the_con
     let revoked = position("Revoked the API key “publisher”").context("revoke")?;
     let created = position("Created the API key “publisher” (publish only)").context("create")?;
     let project = position("Created the project “Browser Demo”").context("project")?;
-    assert!(renamed < revoked && revoked < created && created < project, "{audit:?}");
+    assert!(
+        renamed < revoked && revoked < created && created < project,
+        "{audit:?}"
+    );
     assert!(audit.iter().all(|(who, _)| who == "You"), "{audit:?}");
-    assert!(audit.iter().all(|(_, what)| !what.contains('_')), "{audit:?}");
+    assert!(
+        audit.iter().all(|(_, what)| !what.contains('_')),
+        "{audit:?}"
+    );
     for (page, overflow) in o["mobile_overflow"].as_object().context("mobile")? {
         assert!(
             overflow.as_i64().unwrap_or(1) <= 0,

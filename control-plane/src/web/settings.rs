@@ -27,36 +27,48 @@ use crate::rest::projects::{settings_of, update_project};
 use crate::rest::RestError;
 use crate::state::AppState;
 
-/// The proxies the page edits: (kind, settings path, title, help, switch label).
-const PROXIES: [(&str, [&str; 2], &str, &str, Option<&str>); 4] = [
-    (
-        "connect",
-        ["client_proxy", "connect"],
-        "Connect proxy",
-        "Rotor asks this URL whether a client without a connection token may connect, and as whom.",
-        Some("Ask my backend when a client connects"),
-    ),
-    (
-        "subscribe",
-        ["channel_proxy", "subscribe"],
-        "Subscribe proxy",
-        "Used by namespaces with “Subscribe proxy enabled”: your backend decides each subscription.",
-        None,
-    ),
-    (
-        "publish",
-        ["channel_proxy", "publish"],
-        "Publish proxy",
-        "Used by namespaces with “Publish proxy enabled”: your backend checks each client publication.",
-        None,
-    ),
-    (
-        "rpc",
-        ["rpc", "proxy"],
-        "RPC proxy",
-        "Answers clients' RPC calls.",
-        Some("Send RPC calls (methods without a namespace) to my backend"),
-    ),
+/// One proxy the page edits.
+struct ProxySpec {
+    /// Form field prefix: `connect`, `subscribe`, `publish` or `rpc`.
+    kind: &'static str,
+    /// Where it sits in the settings (`client_proxy.connect`).
+    path: [&'static str; 2],
+    title: &'static str,
+    help: &'static str,
+    /// The label of its switch, for those that have one.
+    switch: Option<&'static str>,
+}
+
+/// The proxies the page edits, in its order.
+const PROXIES: [ProxySpec; 4] = [
+    ProxySpec {
+        kind: "connect",
+        path: ["client_proxy", "connect"],
+        title: "Connect proxy",
+        help: "Rotor asks this URL whether a client without a connection token may connect, and as whom.",
+        switch: Some("Ask my backend when a client connects"),
+    },
+    ProxySpec {
+        kind: "subscribe",
+        path: ["channel_proxy", "subscribe"],
+        title: "Subscribe proxy",
+        help: "Used by namespaces with “Ask your backend before each subscription”: your backend decides each subscription.",
+        switch: None,
+    },
+    ProxySpec {
+        kind: "publish",
+        path: ["channel_proxy", "publish"],
+        title: "Publish proxy",
+        help: "Used by namespaces with “Ask your backend before each client publication”: your backend checks each one.",
+        switch: None,
+    },
+    ProxySpec {
+        kind: "rpc",
+        path: ["rpc", "proxy"],
+        title: "RPC proxy",
+        help: "Answers clients' RPC calls.",
+        switch: Some("Send RPC calls (methods without a namespace) to my backend"),
+    },
 ];
 
 /// The form as posted (and as kept when it comes back with a mistake).
@@ -114,7 +126,7 @@ impl SettingsForm {
             .flatten()
             .filter_map(|o| o.as_str().map(str::to_owned))
             .collect();
-        let [connect, subscribe, publish, rpc] = PROXIES.map(|(_, path, ..)| proxy(path));
+        let [connect, subscribe, publish, rpc] = PROXIES.map(|spec| proxy(spec.path));
         Self {
             csrf: String::new(),
             name: name.to_owned(),
@@ -191,7 +203,14 @@ fn apply(settings: &Value, f: &SettingsForm) -> Result<Value, FormError> {
     } else {
         out.remove("allow_anonymous_connect_without_token");
     }
-    for (kind, [section, key], title, _, switch) in PROXIES {
+    for ProxySpec {
+        kind,
+        path: [section, key],
+        title,
+        switch,
+        ..
+    } in PROXIES
+    {
         let (enabled, endpoint, timeout) = f.proxy(kind);
         let endpoint = endpoint.trim();
         let timeout = timeout_value(&format!("{kind}_timeout"), timeout)?;
@@ -201,13 +220,10 @@ fn apply(settings: &Value, f: &SettingsForm) -> Result<Value, FormError> {
             .cloned()
             .unwrap_or_default();
         if endpoint.is_empty() {
-            if switch.is_some() && enabled {
+            if let (Some(label), true) = (switch, enabled) {
                 return Err((
                     format!("{kind}_endpoint"),
-                    format!(
-                        "{title}: enter the URL of your backend, or untick “{}”.",
-                        switch.unwrap_or_default()
-                    ),
+                    format!("{title}: enter the URL of your backend, or untick “{label}”."),
                 ));
             }
             sec.remove(key);
@@ -258,7 +274,13 @@ fn apply(settings: &Value, f: &SettingsForm) -> Result<Value, FormError> {
 fn form_error(field: Option<&str>, message: &str) -> FormError {
     let field = field.unwrap_or_default();
     let message = words::humanize(message);
-    for (kind, [section, key], title, ..) in PROXIES {
+    for ProxySpec {
+        kind,
+        path: [section, key],
+        title,
+        ..
+    } in PROXIES
+    {
         let prefix = format!("settings.{section}.{key}");
         if let Some(rest) = field.strip_prefix(&prefix) {
             let (name, what) = if rest.starts_with(".timeout") {
@@ -342,31 +364,39 @@ pub async fn show(
     let form = typed.unwrap_or_else(|| saved.clone());
     let proxies = PROXIES
         .iter()
-        .map(|(kind, _, title, help, switch)| {
-            let (enabled, endpoint, timeout) = form.proxy(kind);
-            let (_, saved_endpoint, _) = saved.proxy(kind);
-            ProxyField {
-                kind,
-                title,
-                help,
-                switch: *switch,
-                enabled,
-                endpoint: endpoint.to_owned(),
-                timeout: timeout.to_owned(),
-                saved: !endpoint.trim().is_empty() && endpoint.trim() == saved_endpoint.trim(),
-                bad: if error_field_of(&error) == format!("{kind}_endpoint") {
-                    "endpoint"
-                } else if error_field_of(&error) == format!("{kind}_timeout") {
-                    "timeout"
-                } else {
-                    ""
-                },
-                probe: probe
-                    .as_ref()
-                    .filter(|(k, ..)| k == kind)
-                    .map(|(_, ok, text)| (*ok, text.clone())),
-            }
-        })
+        .map(
+            |&ProxySpec {
+                 kind,
+                 title,
+                 help,
+                 switch,
+                 ..
+             }| {
+                let (enabled, endpoint, timeout) = form.proxy(kind);
+                let (_, saved_endpoint, _) = saved.proxy(kind);
+                ProxyField {
+                    kind,
+                    title,
+                    help,
+                    switch,
+                    enabled,
+                    endpoint: endpoint.to_owned(),
+                    timeout: timeout.to_owned(),
+                    saved: !endpoint.trim().is_empty() && endpoint.trim() == saved_endpoint.trim(),
+                    bad: if error_field_of(&error) == format!("{kind}_endpoint") {
+                        "endpoint"
+                    } else if error_field_of(&error) == format!("{kind}_timeout") {
+                        "timeout"
+                    } else {
+                        ""
+                    },
+                    probe: probe
+                        .as_ref()
+                        .filter(|(k, ..)| k == kind)
+                        .map(|(_, ok, text)| (*ok, text.clone())),
+                }
+            },
+        )
         .collect();
     let (error_field, error) = match error {
         Some((field, text)) => (field, Some(text)),
@@ -469,7 +499,10 @@ pub async fn test(
 ) -> WebResult<Response> {
     session.check_csrf(&form.csrf)?;
     let p = head(&state, &session, &id).await?;
-    let Some((kind, path, title, ..)) = PROXIES.iter().find(|(k, ..)| *k == kind) else {
+    let Some(&ProxySpec {
+        kind, path, title, ..
+    }) = PROXIES.iter().find(|spec| spec.kind == kind)
+    else {
         return Err(super::WebError::NotFound);
     };
     let location = format!("{}#proxy-{kind}", settings_path(&p));
@@ -490,12 +523,12 @@ pub async fn test(
         } else {
             Rule::PublicOnly
         };
-        let outcome = probe::probe(&endpoint, &static_headers(&stored, *path), wait, rule).await;
+        let outcome = probe::probe(&endpoint, &static_headers(&stored, path), wait, rule).await;
         tracing::info!(account = %session.account, project = %p.id, proxy = kind, ok = outcome.is_ok(), "endpoint test from the dashboard");
         (outcome.is_ok(), probe::describe(&endpoint, &outcome))
     };
     let left = Flash::Probe {
-        proxy: (*kind).to_owned(),
+        proxy: kind.to_owned(),
         reachable,
         text,
         typed: keep(&form, ""),
