@@ -44,7 +44,8 @@ fn text_of(html: &str, id: &str) -> Option<String> {
 }
 
 #[tokio::test]
-async fn another_account_gets_404_for_a_projects_settings_audit_log_and_key_pages() {
+async fn another_account_gets_404_for_a_projects_settings_audit_log_and_key_pages_and_sees_none_of_its_entries(
+) {
     let app = App::start("https://rotor.example").await;
     let (mut ann, project, ann_csrf) = owner(&app, "127.0.0.11", "ann@example.com").await;
     let page = ann
@@ -70,7 +71,28 @@ async fn another_account_gets_404_for_a_projects_settings_audit_log_and_key_page
     assert!(page.body.contains("Created the project “Shop”"));
     assert!(page.body.contains(">You<"));
 
+    // And in the account's log, with the project it concerns.
+    let page = ann.get("/account/audit").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("Created the API key “backend”"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("class=\"audit-project\">Shop<"),
+        "{}",
+        page.body
+    );
+
     let (mut bob, _, bob_csrf) = owner(&app, "127.0.0.12", "bob@example.com").await;
+    let page = bob.get("/account/audit").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("Created the project “Shop”"),
+        "Bob's own project"
+    );
+    assert!(!page.body.contains("backend"), "none of Ann's entries");
     for path in [
         format!("/projects/{project}/audit"),
         format!("/projects/{project}/audit?before=999999"),

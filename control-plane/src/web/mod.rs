@@ -289,6 +289,7 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/logout", back_to(|_| "/".to_owned()).post(auth::logout))
         .route("/account", get(account::show))
+        .route("/account/audit", get(audit::account))
         .route(
             "/account/password",
             back_to(account_page).post(account::change_password),

@@ -222,6 +222,23 @@ pub struct AuditRow {
     pub what: String,
 }
 
+/// An entry of the account's audit trail, with the project it concerns.
+pub struct AccountAuditRow {
+    pub row: AuditRow,
+    /// The project's name, "—" for account-wide entries.
+    pub project: String,
+}
+
+/// The account's audit trail across its projects, newest first, a page at a time.
+#[derive(Template)]
+#[template(path = "account_audit.html")]
+pub struct AccountAuditPage {
+    pub layout: Layout,
+    pub rows: Vec<AccountAuditRow>,
+    pub older: Option<i64>,
+    pub paged: bool,
+}
+
 /// A project's audit trail, newest first, a page at a time.
 #[derive(Template)]
 #[template(path = "audit.html")]

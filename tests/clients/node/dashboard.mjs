@@ -315,6 +315,11 @@ await step('audit', async () => {
     what: r.querySelector('.audit-what').textContent.trim(),
   })));
   await snap('audit');
+  // The account's log has the same entries, with the project they concern.
+  await page.goto(`${BASE}/account/audit`);
+  obs.account_audit_projects = await page.$$eval('#audit-table tbody tr .audit-project',
+    (cells) => [...new Set(cells.map((c) => c.textContent.trim()))]);
+  obs.account_audit_rows = await page.locator('#audit-table tbody tr').count();
 });
 
 // Management token.
@@ -341,6 +346,7 @@ await step('mobile', async () => {
     ['settings', `/projects/${project.id}/settings`],
     ['audit', `/projects/${project.id}/audit`],
     ['account', '/account'],
+    ['account-audit', '/account/audit'],
   ]) {
     await m.goto(`${BASE}${path}`);
     obs.mobile_overflow[name] = await m.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
@@ -365,6 +371,8 @@ await step('security', async () => {
   obs.foreign_usage_status = (await o.request.get(`${BASE}/projects/${project.id}/usage/data`)).status();
   obs.foreign_audit_status = (await o.request.get(`${BASE}/projects/${project.id}/audit`)).status();
   obs.foreign_settings_status = (await o.request.get(`${BASE}/projects/${project.id}/settings`)).status();
+  obs.foreign_account_audit_mentions_project = (await (await o.request.get(`${BASE}/account/audit`)).text())
+    .includes('Browser Demo');
   await snap('foreign-404', o);
   await other.close();
 });
