@@ -207,6 +207,12 @@ async fn a_customer_signs_up_builds_a_project_and_sees_a_curl_publish_in_the_con
         audit.iter().all(|(_, what)| !what.contains('_')),
         "{audit:?}"
     );
+    assert_eq!(
+        o["account_audit_projects"],
+        json!(["Browser Demo EU"]),
+        "{o}"
+    );
+    assert_eq!(o["account_audit_rows"].as_u64(), Some(audit.len() as u64));
     for (page, overflow) in o["mobile_overflow"].as_object().context("mobile")? {
         assert!(
             overflow.as_i64().unwrap_or(1) <= 0,
@@ -218,6 +224,7 @@ async fn a_customer_signs_up_builds_a_project_and_sees_a_curl_publish_in_the_con
     assert_eq!(o["foreign_usage_status"], 404);
     assert_eq!(o["foreign_audit_status"], 404);
     assert_eq!(o["foreign_settings_status"], 404);
+    assert_eq!(o["foreign_account_audit_mentions_project"], false);
     assert_eq!(o["replayed_cookie_status"], 303, "{o}");
     assert_eq!(o["replayed_cookie_location"], "/login?next=/projects");
     assert_eq!(o["console_errors"], json!([]), "no script errors");
