@@ -6,7 +6,8 @@
 //! only public addresses on the allowed ports, checked for literal hosts before the request and
 //! for every resolved address of a name; redirects are not followed (a redirect could point
 //! anywhere). The request is a `POST` of `{}` with the proxy's static headers and
-//! `X-Rotor-Probe: 1`, so a backend can recognise and ignore it; its body is never read.
+//! `X-Rotor-Probe: 1`, so a backend can recognise and ignore it; its body is never read. At
+//! most a few probes run at once on a control plane.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,6 +19,10 @@ use rotor_tenant_config::egress::{self, EgressError, Ports};
 
 /// Longest a probe waits for an answer.
 pub const MAX_WAIT: Duration = Duration::from_secs(5);
+
+/// Probes in flight at once on this control plane (each waits at most [`MAX_WAIT`]), so the
+/// button cannot turn the control plane into a request cannon.
+static IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
 
 /// What a probe learned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +51,8 @@ pub enum ProbeError {
     Tls,
     #[error("the connection failed: {0}")]
     Connect(String),
+    #[error("too many endpoint tests are running right now; try again in a few seconds")]
+    Busy,
 }
 
 /// Whether probes follow the public-only rule (as the supervisor's tenants do).
@@ -91,6 +98,9 @@ pub async fn probe(
     for (name, value) in headers {
         req = req.header(name.as_str(), value.as_str());
     }
+    let Ok(_slot) = IN_FLIGHT.try_acquire() else {
+        return Err(ProbeError::Busy);
+    };
     let started = Instant::now();
     match req.send().await {
         Ok(resp) => Ok(Answer {
