@@ -246,6 +246,12 @@ impl ControlPlane {
         self.args.run_dir.join(format!("{project}.parked")).exists()
     }
 
+    /// Whether a parked project's marker holds its kept config (it ran, then parked).
+    pub fn keeps_config(&self, project: &str) -> bool {
+        std::fs::metadata(self.args.run_dir.join(format!("{project}.parked")))
+            .is_ok_and(|m| m.len() > 0)
+    }
+
     /// The client WebSocket endpoint of a project through the edge.
     pub fn ws_url(&self, slug: &str) -> String {
         format!(

@@ -18,6 +18,7 @@ pub mod probe;
 pub mod project_settings;
 pub mod reconciler;
 pub mod rest;
+pub mod routes;
 pub mod sandbox;
 pub mod sealed;
 pub mod secret_store;

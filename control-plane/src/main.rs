@@ -210,6 +210,15 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
         open_files_reserve = edge_caps.file_reserve,
         "edge connection caps"
     );
+    let wakes = Arc::new(edge::wakes::Wakes::new(edge::wakes::WakeLimits::from_env()));
+    let max_running = rotor_control_plane::parking::max_running_tenants();
+    tracing::info!(
+        wake_burst = wakes.limits().burst,
+        wakes_per_minute = wakes.limits().per_minute,
+        max_running_tenants = max_running,
+        parking = rotor_control_plane::parking::park_after().is_some(),
+        "wakes: per-address budget and the box's tenant cap"
+    );
     // The operator's metrics listener, announced before the public one (tests wait for that).
     let metrics_task = match &settings.metrics_listen {
         Some(at) => {
@@ -217,9 +226,15 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("bind ROTOR_METRICS_LISTEN {at}"))?;
             println!("rotor-control-plane metrics on {}", metrics.local_addr()?);
+            let sources = edge::metrics::Sources {
+                connections: connections.clone(),
+                wakes: wakes.clone(),
+                routes: routes.clone(),
+                max_running,
+            };
             Some(tokio::spawn(edge::metrics::serve(
                 metrics,
-                connections.clone(),
+                sources,
                 stop.clone(),
             )))
         }
@@ -234,6 +249,7 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
         app::public_app(state),
         settings.tenant_host.clone(),
         connections,
+        wakes,
         stop.clone(),
     ));
 

@@ -4,9 +4,10 @@
 //! plane's `report` module): its usage counters when they changed, which are metered here
 //! exactly as a scrape would be ([`crate::usage::record`]), and an `idle` notice once it has
 //! held no socket and seen no traffic for [`park_after`], which asks the reconciler to park it
-//! (stop the process, keep its state: the route becomes [`crate::supervisor::Route::Parked`]
+//! (stop the process, keep its state: the route becomes [`crate::routes::Route::Parked`]
 //! and the edge wakes it on the next request). A usage report also names the API keys used
-//! since the last one, whose `last_used_at` is then moved on ([`crate::usage::record_key_use`]). A datagram counts only when it names a running
+//! since the last one, whose `last_used_at` is then moved on
+//! ([`crate::usage::record_key_use`]). A datagram counts only when it names a running
 //! tenant and carries that process's admin token.
 
 use std::collections::BTreeMap;
@@ -42,6 +43,27 @@ pub fn park_after() -> Option<Duration> {
 pub fn start_on_demand() -> bool {
     park_after().is_some()
         && std::env::var("ROTOR_START_ON_DEMAND").map_or(true, |v| v.trim() != "0")
+}
+
+/// The most tenant processes the box runs at once: `ROTOR_MAX_RUNNING_TENANTS`, by default a
+/// quarter of the control plane's soft open-file limit (it holds about two descriptors per
+/// running tenant, and the edge needs the rest), between 16 and 10,000. Only where tenants are
+/// parked: a wake past it parks the longest-idle tenant that can be parked without loss, or is
+/// refused (see [`crate::reconciler`]).
+pub fn max_running_tenants() -> usize {
+    let default =
+        usize::try_from((rotor_tenant_config::fdlimit::soft_limit() / 4).clamp(16, 10_000))
+            .unwrap_or(10_000);
+    match std::env::var("ROTOR_MAX_RUNNING_TENANTS") {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                tracing::error!(value = %v, default, "ROTOR_MAX_RUNNING_TENANTS ignored: not a positive integer");
+                default
+            }
+        },
+        _ => default,
+    }
 }
 
 /// The report socket of a run directory.
@@ -111,6 +133,9 @@ pub async fn receive(
         }
         match (report.kind.as_str(), report.usage) {
             ("usage", Some(snapshot)) => {
+                // Usage is pushed when it changed: the tenant was active (see
+                // `RouteTable::touch`, which orders who is parked first to make room).
+                routes.touch(&tenant);
                 if let Err(e) =
                     crate::usage::record(&pool, &tenant, &snapshot, chrono::Utc::now()).await
                 {

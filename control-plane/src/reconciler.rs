@@ -11,6 +11,12 @@
 //! every other start. Where tenants start on demand
 //! ([`crate::parking::start_on_demand`]), a project that nothing asked for is parked rather than
 //! started: a new project costs a row until its first request.
+//!
+//! The box runs at most [`crate::parking::max_running_tenants`] tenants. A wake past that cap
+//! first parks the longest-idle running tenants that can be parked without loss (no socket, no
+//! unexpired memory-engine history; the tenant itself refuses otherwise), and is refused (the
+//! edge answers 503) when none can: strangers who wake projects by slug cannot make the box
+//! start more processes than it can hold (see [`crate::edge::wakes`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,10 +27,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::ProjectId;
+use crate::routes::{Route, RouteTable};
 use crate::sandbox::{ExitCause, TenantLimits};
 use crate::state::AppState;
-use crate::supervisor::{pid_alive, Driver, LocalDriver, ProcessRecord, Route, RouteTable};
+use crate::supervisor::{pid_alive, Driver, LocalDriver, ProcessRecord};
 use crate::{tenant, tenant_events};
+
+mod parks;
+mod warm;
+use parks::{ask_to_park, finish_park, Parking};
 
 /// How often the reconciler looks whether a pass is due.
 const PASS_INTERVAL: Duration = Duration::from_secs(2);
@@ -36,6 +47,9 @@ const FULL_PASS_INTERVAL: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Starts, stops and pushes in flight at once within a pass.
 const CONCURRENCY: usize = 16;
+/// Running tenants asked to park in one pass to make room for wakes, at most (each that
+/// refuses is busy; past this many the box is taken to be full of busy tenants).
+const MAX_EVICTION_TRIES: usize = 64;
 
 /// One thing a pass does to one tenant, run concurrently with the others.
 enum Step {
@@ -94,6 +108,10 @@ pub struct Reconciler {
     backoff: HashMap<ProjectId, Backoff>,
     /// Tenants start only when asked for (see [`crate::parking::start_on_demand`]).
     on_demand: bool,
+    /// Tenants are parked when idle (so room can be made for a wake).
+    parks: bool,
+    /// The most tenants running at once (see [`crate::parking::max_running_tenants`]).
+    max_running: usize,
     /// Tenants being parked in the background (a park waits for the process to exit, which no
     /// pass, and so no wake of another tenant, should wait for).
     parking: HashMap<ProjectId, Running>,
@@ -107,18 +125,29 @@ pub struct Reconciler {
     /// The write in flight, if any.
     writing: Option<tokio::task::JoinHandle<()>>,
     http: reqwest::Client,
-}
-
-/// How a background park ended.
-struct Parking {
-    id: ProjectId,
-    parked: bool,
+    /// slug → (project, config version) of the active projects as of the last pass: how a
+    /// wake finds its tenant without a query ([`warm`]).
+    known: HashMap<String, (ProjectId, i64)>,
+    /// Parked tenants whose compiled config is (to be) kept in their marker, by kept version.
+    warm: HashMap<ProjectId, Option<i64>>,
+    /// Background compiles of kept configs in flight, and those waiting for a turn.
+    warming: HashSet<ProjectId>,
+    warm_queue: Vec<ProjectId>,
+    warmed_tx: tokio::sync::mpsc::UnboundedSender<warm::Warmed>,
+    warmed_rx: tokio::sync::mpsc::UnboundedReceiver<warm::Warmed>,
 }
 
 impl Reconciler {
     pub fn new(state: AppState, driver: Arc<LocalDriver>, routes: Arc<RouteTable>) -> Self {
         let (parked_tx, parked_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (warmed_tx, warmed_rx) = tokio::sync::mpsc::unbounded_channel();
         Self {
+            known: HashMap::new(),
+            warm: HashMap::new(),
+            warming: HashSet::new(),
+            warm_queue: Vec::new(),
+            warmed_tx,
+            warmed_rx,
             state,
             driver,
             routes,
@@ -126,6 +155,8 @@ impl Reconciler {
             parked: HashSet::new(),
             backoff: HashMap::new(),
             on_demand: crate::parking::start_on_demand(),
+            parks: crate::parking::park_after().is_some(),
+            max_running: crate::parking::max_running_tenants(),
             parking: HashMap::new(),
             pending_wakes: HashSet::new(),
             parked_tx,
@@ -165,6 +196,13 @@ impl Reconciler {
             .into_iter()
             .filter(|id| !self.running.contains_key(id))
             .collect();
+        // Configs kept by the previous control plane serve wakes as before (their version is
+        // checked against the first pass's listing).
+        for id in &self.parked {
+            if let Some((version, _, _)) = self.driver.parked_config(id) {
+                self.warm.insert(id.clone(), Some(version));
+            }
+        }
         // Groups left by tenants that are gone (a control plane killed before cleaning up).
         let live = self.running.keys().map(|id| id.to_string()).collect();
         self.driver.sandbox().sweep(&live);
@@ -182,13 +220,19 @@ impl Reconciler {
                 _ = stop.cancelled() => break,
                 _ = self.state.reconcile.notified() => true,
                 _ = tokio::time::sleep(PASS_INTERVAL) => false,
+                Some(warmed) = self.warmed_rx.recv() => {
+                    self.store_warmed(warmed);
+                    continue;
+                }
             };
             // Versions left over while the previous write was in flight.
             self.record_applied();
             if notified && !self.rest_after(last_took, &stop).await {
                 break;
             }
-            if notified || self.due(&mut seen, last_pass).await {
+            // Wakes a warm start could not serve (mid-wait) need a pass.
+            let wakes_left = !self.pending_wakes.is_empty();
+            if notified || wakes_left || self.due(&mut seen, last_pass).await {
                 let began = Instant::now();
                 self.pass().await;
                 last_pass = Instant::now();
@@ -217,7 +261,7 @@ impl Reconciler {
     /// ended, the projects changed behind the control plane's back (the operator's CLI writes
     /// Postgres directly; one aggregate row tells), or [`FULL_PASS_INTERVAL`] went by. With
     /// ten thousand projects, a pass lists them all; this is what keeps an idle box idle.
-    async fn due(&self, seen: &mut Option<(i64, i64, i64)>, last_pass: Instant) -> bool {
+    async fn due(&mut self, seen: &mut Option<(i64, i64, i64)>, last_pass: Instant) -> bool {
         if last_pass.elapsed() >= FULL_PASS_INTERVAL
             || self.running.values().any(|r| !pid_alive(r.record.pid))
             || self
@@ -227,12 +271,17 @@ impl Reconciler {
         {
             return true;
         }
-        let now: Result<(i64, i64, i64), _> = sqlx::query_as(
-            "SELECT count(*), count(*) FILTER (WHERE status = 'active'), \
-                    COALESCE(sum(config_version), 0)::bigint FROM projects",
-        )
-        .fetch_one(&self.state.pool)
-        .await;
+        let pool = self.state.pool.clone();
+        let now: Result<(i64, i64, i64), _> = self
+            .waking_meanwhile(async move {
+                sqlx::query_as(
+                    "SELECT count(*), count(*) FILTER (WHERE status = 'active'), \
+                            COALESCE(sum(config_version), 0)::bigint FROM projects",
+                )
+                .fetch_one(&pool)
+                .await
+            })
+            .await;
         match now {
             Ok(now) => seen.replace(now) != Some(now),
             Err(_) => true,
@@ -241,7 +290,13 @@ impl Reconciler {
 
     /// One convergence pass.
     pub async fn pass(&mut self) {
-        let tenants = match tenant::list(&self.state.pool).await {
+        // Wakes the kept configs serve go first, and go on being served while Postgres lists.
+        self.warm_wakes().await;
+        let pool = self.state.pool.clone();
+        let listed = self
+            .waking_meanwhile(async move { tenant::list(&pool).await })
+            .await;
+        let tenants = match listed {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "reconcile: cannot list projects; tenants keep running");
@@ -262,6 +317,7 @@ impl Reconciler {
                 continue;
             };
             if done.parked {
+                self.keep_warm(done.id.clone());
                 self.parked.insert(done.id);
             } else {
                 // It had work again: it keeps serving.
@@ -302,20 +358,18 @@ impl Reconciler {
             let Some(running) = self.running.remove(&id) else {
                 continue;
             };
-            let park = park(
-                id.clone(),
+            let (record, routes, driver, http) = (
                 running.record.clone(),
-                slug,
                 self.routes.clone(),
                 self.driver.clone(),
                 self.http.clone(),
             );
-            let (done, reconcile) = (self.parked_tx.clone(), self.state.reconcile.clone());
-            self.parking.insert(id, running);
-            tokio::spawn(async move {
-                let outcome = park.await;
-                let _ = done.send(outcome);
-                reconcile.notify_one();
+            self.park_in_background(id.clone(), running, async move {
+                if ask_to_park(&id, &record, &slug, &routes, &http).await {
+                    finish_park(id, record, driver).await
+                } else {
+                    Parking { id, parked: false }
+                }
             });
         }
         let to_stop: Vec<(ProjectId, ProcessRecord)> = self
@@ -398,6 +452,7 @@ impl Reconciler {
         }
         // Wakes first: a request is waiting at the edge for each of them.
         starts.sort_by_key(|id| !woken.contains(id));
+        let starts = self.fit_under_cap(starts, &woken, &active).await;
         let steps = starts
             .into_iter()
             .map(Step::Launch)
@@ -434,7 +489,12 @@ impl Reconciler {
             .chain(&self.parking)
             .map(|(id, r)| (id.clone(), r.record.clone()))
             .collect();
-        self.routes.replace(routes, processes);
+        self.routes.replace(routes, processes, self.running.len());
+        self.known = active
+            .values()
+            .map(|t| (t.slug.clone(), (t.id.clone(), t.config_version)))
+            .collect();
+        self.warm_parked(&active);
         self.record_applied();
     }
 
@@ -635,50 +695,4 @@ impl Reconciler {
             limits: changed_limits,
         }
     }
-}
-
-/// Parks an idle tenant: new connections wait at the edge while the process is asked to stop;
-/// it refuses (409) if anything arrived meanwhile, and then keeps serving.
-async fn park(
-    id: ProjectId,
-    record: ProcessRecord,
-    slug: String,
-    routes: Arc<RouteTable>,
-    driver: Arc<LocalDriver>,
-    http: reqwest::Client,
-) -> Parking {
-    routes.set(&slug, Route::Parked);
-    let url = format!("{}/admin/park", record.admin_base());
-    let answer = http.post(url).bearer_auth(&record.admin_token).send().await;
-    match answer {
-        Ok(resp) if resp.status().is_success() => {}
-        other => {
-            let why = match other {
-                Ok(resp) => resp.text().await.unwrap_or_default(),
-                Err(e) => e.to_string(),
-            };
-            tracing::debug!(tenant = %id, %why, "not parked");
-            routes.set(
-                &slug,
-                Route::Active {
-                    addr: record.addr,
-                    handoff: record.handoff.clone(),
-                },
-            );
-            return Parking { id, parked: false };
-        }
-    }
-    let deadline = Instant::now() + STOP_GRACE;
-    while pid_alive(record.pid) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    if pid_alive(record.pid) {
-        driver.stop(&record, Duration::from_millis(100)).await;
-    }
-    let _ = driver.exit_cause(&id).await;
-    driver.release(&id).await;
-    driver.remove_runtime_files(&id);
-    driver.mark_parked(&id, true);
-    tracing::info!(tenant = %id, "parked idle tenant");
-    Parking { id, parked: true }
 }

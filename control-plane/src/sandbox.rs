@@ -18,7 +18,7 @@ use crate::cgroups::{Controller, GroupLimits, Hierarchy, Version};
 use crate::ids::ProjectId;
 
 /// What the kernel holds one tenant process to (0 = not limited).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct TenantLimits {
     pub open_files: u64,
     /// Threads (and processes), through the pids controller.

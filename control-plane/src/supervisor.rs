@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -17,7 +17,12 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::ids::ProjectId;
+pub use crate::routes::{Route, RouteTable};
 use crate::sandbox::{ExitCause, Sandbox, SandboxError, TenantLimits};
+
+/// Variables of the control plane's environment a tenant inherits: log settings and the
+/// egress ports tenants' proxies may reach. Everything else is cleared.
+pub const TENANT_ENV_PASSED: [&str; 3] = ["RUST_LOG", "RUST_BACKTRACE", "ROTOR_EGRESS_PORTS"];
 
 /// How a supervised process can be reached.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -156,6 +161,39 @@ impl LocalDriver {
         }
     }
 
+    /// Keeps a parked tenant's compiled config in its parking marker (a header line with the
+    /// version and kernel limits, then the config), so waking it needs no database.
+    pub fn keep_parked_config(
+        &self,
+        tenant: &ProjectId,
+        version: i64,
+        limits: &TenantLimits,
+        config: &str,
+    ) -> std::io::Result<()> {
+        let header = serde_json::json!({"version": version, "limits": limits});
+        let mut text = serde_json::to_string(&header).map_err(std::io::Error::other)?;
+        text.push('\n');
+        text.push_str(config);
+        let path = self.dir.join(format!("{tenant}.parked"));
+        let scratch = self.dir.join(format!("{tenant}.parked.tmp"));
+        std::fs::write(&scratch, text)?;
+        set_private(&scratch, 0o600)?;
+        std::fs::rename(scratch, path)
+    }
+
+    /// A parked tenant's kept config: its version, kernel limits and text.
+    pub fn parked_config(&self, tenant: &ProjectId) -> Option<(i64, TenantLimits, String)> {
+        let text = std::fs::read_to_string(self.dir.join(format!("{tenant}.parked"))).ok()?;
+        let (header, config) = text.split_once('\n')?;
+        #[derive(Deserialize)]
+        struct Header {
+            version: i64,
+            limits: TenantLimits,
+        }
+        let header: Header = serde_json::from_str(header).ok()?;
+        Some((header.version, header.limits, config.to_owned()))
+    }
+
     /// The tenants marked parked.
     pub fn parked(&self) -> HashSet<ProjectId> {
         std::fs::read_dir(&self.dir)
@@ -289,6 +327,16 @@ impl Driver for LocalDriver {
             .arg("0");
         if let Some(socket) = &handoff {
             command.arg("--handoff-socket").arg(socket);
+        }
+        // Nothing of the control plane's own environment reaches a tenant (its database URL,
+        // the key that seals secrets, `ROTOR_…` options an operator set for the control plane,
+        // which the data plane would otherwise overlay on every tenant's config): only what is
+        // set here, and the few operator settings meant for tenants.
+        command.env_clear();
+        for name in TENANT_ENV_PASSED {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
         }
         let mut child = command
             .env("ROTOR_ADMIN_TOKEN", &admin_token)
@@ -493,132 +541,6 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
             .next()
             .is_some_and(|rest| rest.trim_start().starts_with('Z')),
         Err(_) => false,
-    }
-}
-
-/// Where the edge sends a tenant's traffic.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Route {
-    /// Serving at this address; WebSocket upgrades are handed over on the Unix socket, when
-    /// there is one.
-    Active {
-        addr: SocketAddr,
-        handoff: Option<PathBuf>,
-    },
-    /// Suspended: refuse with 403.
-    Suspended,
-    /// Known but not (yet) running: 503.
-    Starting,
-    /// Stopped while idle (or being stopped): the edge asks for a wake-up and holds the
-    /// connection until the tenant serves again.
-    Parked,
-}
-
-/// slug → route, read by the edge on every new connection; tenant → running process, read by
-/// the usage collector and the report receiver; and the requests the reconciler acts on
-/// between its passes (wake a parked tenant; park an idle one).
-#[derive(Default)]
-pub struct RouteTable {
-    routes: RwLock<HashMap<String, Route>>,
-    processes: RwLock<HashMap<ProjectId, ProcessRecord>>,
-    /// Notified whenever a route changes (the edge waits on it for a wake-up).
-    changed: Notify,
-    /// Wakes the reconciler (shared with [`crate::state::AppState::reconcile`]).
-    reconcile: Arc<Notify>,
-    wakes: Mutex<HashSet<String>>,
-    parks: Mutex<HashSet<ProjectId>>,
-}
-
-impl RouteTable {
-    /// A table whose requests wake the reconciler through `reconcile`.
-    pub fn new(reconcile: Arc<Notify>) -> Self {
-        Self {
-            reconcile,
-            ..Self::default()
-        }
-    }
-
-    /// Sets one route (the reconciler, while parking or waking a tenant).
-    pub fn set(&self, slug: &str, route: Route) {
-        self.routes.write().insert(slug.to_owned(), route);
-        self.changed.notify_waiters();
-    }
-
-    /// Asks for the parked tenant `slug` to be started.
-    pub fn request_wake(&self, slug: &str) {
-        if self.wakes.lock().insert(slug.to_owned()) {
-            self.reconcile.notify_one();
-        }
-    }
-
-    /// Whether a wake is waiting for the reconciler.
-    pub fn wakes_pending(&self) -> bool {
-        !self.wakes.lock().is_empty()
-    }
-
-    /// The tenants asked to wake since the last call.
-    pub fn take_wakes(&self) -> HashSet<String> {
-        std::mem::take(&mut *self.wakes.lock())
-    }
-
-    /// Tells the reconciler that `tenant` reported itself idle and parkable.
-    pub fn request_park(&self, tenant: ProjectId) {
-        if self.parks.lock().insert(tenant) {
-            self.reconcile.notify_one();
-        }
-    }
-
-    /// The tenants that asked to be parked since the last call.
-    pub fn take_parks(&self) -> HashSet<ProjectId> {
-        std::mem::take(&mut *self.parks.lock())
-    }
-
-    /// Waits until `slug` has a route other than [`Route::Parked`], asking for a wake-up;
-    /// `None` after `timeout`.
-    pub async fn wait_awake(&self, slug: &str, timeout: std::time::Duration) -> Option<Route> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            match self.get(slug) {
-                Some(Route::Parked) => self.request_wake(slug),
-                other => return other,
-            }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return None;
-            }
-        }
-    }
-
-    /// The running process of `tenant`.
-    pub fn process(&self, tenant: &ProjectId) -> Option<ProcessRecord> {
-        self.processes.read().get(tenant).cloned()
-    }
-
-    /// The route of a slug.
-    pub fn get(&self, slug: &str) -> Option<Route> {
-        self.routes.read().get(slug).cloned()
-    }
-
-    /// Replaces the whole table.
-    pub fn replace(
-        &self,
-        routes: HashMap<String, Route>,
-        processes: HashMap<ProjectId, ProcessRecord>,
-    ) {
-        *self.routes.write() = routes;
-        *self.processes.write() = processes;
-        self.changed.notify_waiters();
-    }
-
-    /// Every running tenant process.
-    pub fn processes(&self) -> Vec<(ProjectId, ProcessRecord)> {
-        self.processes
-            .read()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
     }
 }
 

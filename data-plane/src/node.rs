@@ -191,7 +191,9 @@ impl Node {
             presence,
             shutdown.clone(),
         );
-        Self::run_cluster(&node, outgoing);
+        // One process holds every connection of a memory-engine tenant: there is no other node
+        // to tell it is alive (surveys such as `info` still answer, from this node).
+        Self::run_cluster(&node, outgoing, false);
         // Expired streams are dropped once a minute so memory follows retention.
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -243,7 +245,7 @@ impl Node {
             engine,
             shutdown,
         );
-        Self::run_cluster(&node, outgoing);
+        Self::run_cluster(&node, outgoing, true);
         Ok(node)
     }
 
@@ -257,10 +259,12 @@ impl Node {
         .info()
     }
 
-    /// Heartbeats to the other nodes, and the messages cluster handling must broadcast.
+    /// Heartbeats to the other nodes (where there can be any: `heartbeat`), and the messages
+    /// cluster handling must broadcast. Without heartbeats an idle node wakes for nothing.
     fn run_cluster(
         node: &Arc<Self>,
         mut outgoing: tokio::sync::mpsc::UnboundedReceiver<crate::cluster::ClusterControl>,
+        heartbeat: bool,
     ) {
         let weak = Arc::downgrade(node);
         let stop = node.shutdown.clone();
@@ -269,7 +273,7 @@ impl Node {
             loop {
                 let message = tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = tick.tick() => {
+                    _ = tick.tick(), if heartbeat => {
                         let Some(node) = weak.upgrade() else { break };
                         crate::cluster::ClusterControl::Heartbeat { node: node.id.clone(), info: node.info() }
                     }

@@ -316,3 +316,75 @@ async fn a_report_without_the_tenants_own_token_is_ignored() -> Result<()> {
     );
     Ok(())
 }
+
+/// Whether the project's parking marker holds its kept config (written in the background once
+/// it parked after running).
+fn keeps_config(cp: &ControlPlane, project: &Project) -> bool {
+    std::fs::metadata(cp.run_dir.join(format!("{}.parked", project.id))).is_ok_and(|m| m.len() > 0)
+}
+
+#[tokio::test]
+async fn a_parked_project_wakes_while_the_database_is_locked() -> Result<()> {
+    let cp = control_plane().await?;
+    let token = cp.account("locked@example.com").await?;
+    let project = cp
+        .project(&token, "steady", &[("chat", open_chat())])
+        .await?;
+    // It runs once (a first wake compiles from the database), then parks.
+    publish(&cp, &project, "chat:a", 0).await?;
+    wait_parked(&cp, &project).await?;
+    let deadline = Instant::now() + PARK_WAIT;
+    while !keeps_config(&cp, &project) {
+        ensure!(Instant::now() < deadline, "the parked config was not kept");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Every statement on `projects` now waits: listing, compiling, the change check.
+    let pool = sqlx::PgPool::connect(cp.db.url()).await?;
+    let mut lock = pool.begin().await?;
+    sqlx::query("LOCK TABLE projects IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await?;
+    // Wait until the reconciler is stuck behind the lock (its change check runs every 2 s).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'projects'::regclass",
+        )
+        .fetch_one(&pool)
+        .await?;
+        if waiting > 0 {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "nothing waited for the lock");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The wake needs no database: the request is served while the lock holds.
+    let took = publish(&cp, &project, "chat:a", 1).await?;
+    ensure!(!is_parked(&cp, &project), "not woken");
+    eprintln!("wake with the projects table locked: {took:?}");
+    ensure!(took < Duration::from_secs(3), "the wake took {took:?}");
+    let mut sub =
+        Subscriber::open(&cp.ws_url(&project.slug), &project.secret, "u1", "chat:b").await?;
+    publish(&cp, &project, "chat:b", 2).await?;
+    assert_eq!(sub.publication().await?, json!({"n": 2}));
+    lock.rollback().await?;
+
+    // Changes go on once the database answers: a new namespace reaches the woken tenant.
+    let (status, body) = cp
+        .call(
+            "PUT",
+            &format!("/v1/projects/{}/namespaces/news", project.id),
+            Some(&token),
+            Some(open_chat()),
+        )
+        .await?;
+    ensure!(status == 201, "namespace: {status} {body}");
+    cp.wait_applied(&token, &project.id).await?;
+    let mut news =
+        Subscriber::open(&cp.ws_url(&project.slug), &project.secret, "u2", "news:x").await?;
+    publish(&cp, &project, "news:x", 3).await?;
+    assert_eq!(news.publication().await?, json!({"n": 3}));
+    Ok(())
+}

@@ -366,3 +366,92 @@ async fn one_socket_never_carries_a_second_request_past_the_edge() -> Result<()>
     assert!(reply["connect"]["client"].is_string(), "{reply}");
     Ok(())
 }
+
+/// The variables of a process's environment, from `/proc/<pid>/environ`.
+fn environ(pid: i64) -> Result<Vec<(String, String)>> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ"))?;
+    Ok(raw
+        .split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .filter_map(|v| {
+            let text = String::from_utf8_lossy(v);
+            let (k, v) = text.split_once('=')?;
+            Some((k.to_owned(), v.to_owned()))
+        })
+        .collect())
+}
+
+#[tokio::test]
+async fn a_tenant_process_inherits_nothing_of_the_control_planes_environment() -> Result<()> {
+    // An operator's control plane holds the database URL and the key that seals every
+    // customer's secrets, and may carry `ROTOR_…` options meant for itself, which a data plane
+    // would read as config (here: an API key and insecure mode for every tenant).
+    let master = "7".repeat(64);
+    let cp = ControlPlane::start_with_env(&[
+        ("ROTOR_START_ON_DEMAND", "0"),
+        ("ROTOR_SECRET_KEY", &master),
+        ("ROTOR_HTTP_API_KEY", "operator-leaked-key"),
+        ("ROTOR_CLIENT_INSECURE", "true"),
+        ("ROTOR_EGRESS_PORTS", "443,8443"),
+    ])
+    .await?;
+    let token = cp.account("env@example.com").await?;
+    let project = cp
+        .project(&token, "clean-env", &[("chat", cp::open_chat())])
+        .await?;
+    let pid = cp.tenant_record(&project.id)?["pid"]
+        .as_i64()
+        .context("tenant pid")?;
+    let env = environ(pid)?;
+    let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+    for (name, value) in &env {
+        anyhow::ensure!(
+            !value.contains(&master) && !value.contains("operator-leaked-key"),
+            "{name} carries a control-plane secret"
+        );
+    }
+    for leaked in [
+        "DATABASE_URL",
+        "ROTOR_SECRET_KEY",
+        "ROTOR_HTTP_API_KEY",
+        "ROTOR_CLIENT_INSECURE",
+        "ROTOR_LISTEN",
+        "ROTOR_RUN_DIR",
+    ] {
+        anyhow::ensure!(
+            !names.contains(&leaked),
+            "{leaked} reached the tenant: {names:?}"
+        );
+    }
+    // What a tenant needs is there: its own token and identity, and the operator's egress ports.
+    for needed in ["ROTOR_ADMIN_TOKEN", "ROTOR_TENANT_ID", "ROTOR_EGRESS_PORTS"] {
+        anyhow::ensure!(names.contains(&needed), "{needed} missing: {names:?}");
+    }
+
+    // And the tenant's config is its project's: the operator's key opens nothing, an anonymous
+    // connection is refused, the project's own key works.
+    let resp = cp
+        .http
+        .post(format!("{}/info", cp.api_url(&project.slug)))
+        .header("X-API-Key", "operator-leaked-key")
+        .body("{}")
+        .send()
+        .await?;
+    anyhow::ensure!(
+        resp.status() == 401,
+        "the leaked key was accepted: {}",
+        resp.status()
+    );
+    if let Ok(reply) = cp::raw_connect(&cp.ws_url(&project.slug), "").await? {
+        anyhow::ensure!(
+            reply.get("connect").is_none(),
+            "an anonymous connection was accepted: {reply}"
+        );
+    }
+    let (status, body) = cp.publish(&project, "chat:x", json!({"ok": true})).await?;
+    anyhow::ensure!(
+        status == 200 && body.get("error").is_none(),
+        "{status} {body}"
+    );
+    Ok(())
+}

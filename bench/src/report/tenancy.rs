@@ -142,6 +142,22 @@ pub(super) fn density_target(r: Option<&DensityResult>) -> Target {
     }
 }
 
+/// One wake-up row: percentiles and the answers by status.
+fn wake_row(t: &crate::cp::Timing, statuses: &std::collections::BTreeMap<String, u64>) -> String {
+    format!(
+        "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} (answers: {})",
+        t.p50_ms,
+        t.p99_ms,
+        t.max_ms,
+        t.count,
+        statuses
+            .iter()
+            .map(|(k, v)| format!("{k} ×{v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 /// "## Noisy neighbour".
 pub(super) fn noisy_section(o: &mut String, r: &NoisyResult) {
     let p = &r.params;
@@ -395,19 +411,16 @@ pub(super) fn density_section(o: &mut String, r: &DensityResult) {
             ),
         ),
         (
-            "wake-up: a request to a parked project through the edge → its answer".into(),
-            format!(
-                "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} (answers: {})",
-                r.wake.p50_ms,
-                r.wake.p99_ms,
-                r.wake.max_ms,
-                r.wake.count,
-                r.wake_statuses
-                    .iter()
-                    .map(|(k, v)| format!("{k} ×{v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            "wake-up, cold: a request to a project that never ran (created parked) through the \
+             edge → its answer"
+                .into(),
+            wake_row(&r.wake, &r.wake_statuses),
+        ),
+        (
+            "wake-up, warm: the same projects again, parked after running (config kept, no \
+             database on the path)"
+                .into(),
+            wake_row(&r.warm_wake, &r.warm_wake_statuses),
         ),
         (
             "project create → first message delivered through the edge".into(),

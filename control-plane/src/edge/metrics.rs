@@ -8,7 +8,13 @@
 //! - `rotor_edge_connections_refused_total{reason="per_address"|"max_connections"|"open_files"}`;
 //! - `rotor_edge_accept_errors_total`: failed `accept` calls (usually out of descriptors);
 //! - `rotor_edge_max_connections`, `rotor_edge_max_connections_per_address`,
-//!   `rotor_edge_open_files_limit`, `rotor_edge_open_files_reserve`: the caps in force.
+//!   `rotor_edge_open_files_limit`, `rotor_edge_open_files_reserve`: the caps in force;
+//! - `rotor_edge_wakes_total`: parked projects woken by a request;
+//!   `rotor_edge_wakes_refused_total{reason="rate"|"capacity"}`: wakes refused because the
+//!   client's address spent its wake budget (429) or the box had no room (503) (see
+//!   [`super::wakes`]); `rotor_edge_wake_burst`, `rotor_edge_wakes_per_minute`: that budget;
+//! - `rotor_tenants_running`: tenant processes running; `rotor_max_running_tenants`: the box's
+//!   cap on them; `rotor_tenant_evictions_total`: idle tenants parked early to make room.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -19,10 +25,23 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::caps::{Connections, Refusal, Snapshot};
+use super::caps::{Connections, Refusal};
+use super::wakes::{WakeRefusal, Wakes};
+use crate::routes::RouteTable;
 
-/// The exposition of one snapshot.
-pub fn render(s: &Snapshot) -> String {
+/// What the operator's metrics are read from.
+#[derive(Clone)]
+pub struct Sources {
+    pub connections: Arc<Connections>,
+    pub wakes: Arc<Wakes>,
+    pub routes: Arc<RouteTable>,
+    /// `ROTOR_MAX_RUNNING_TENANTS` in force.
+    pub max_running: usize,
+}
+
+/// The exposition of the edge's connection snapshot, its wakes and the box's tenants.
+pub fn render(sources: &Sources) -> String {
+    let s = &sources.connections.snapshot();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -90,15 +109,67 @@ pub fn render(s: &Snapshot) -> String {
         "Descriptors kept free for everything but client connections.",
         &[("", s.file_reserve)],
     );
+    let w = &sources.wakes;
+    metric(
+        "rotor_edge_wakes_total",
+        "counter",
+        "Parked projects woken by a request through the edge.",
+        &[("", w.allowed())],
+    );
+    let labels: Vec<String> = WakeRefusal::ALL
+        .iter()
+        .map(|r| format!("{{reason=\"{}\"}}", r.reason()))
+        .collect();
+    let refused: Vec<(&str, u64)> = labels
+        .iter()
+        .map(String::as_str)
+        .zip(WakeRefusal::ALL.map(|r| w.refused_total(r)))
+        .collect();
+    metric(
+        "rotor_edge_wakes_refused_total",
+        "counter",
+        "Wakes refused: the address spent its wake budget (rate) or the box had no room (capacity).",
+        &refused,
+    );
+    metric(
+        "rotor_edge_wake_burst",
+        "gauge",
+        "Wakes one address may cause back to back (ROTOR_EDGE_WAKE_BURST).",
+        &[("", u64::from(w.limits().burst))],
+    );
+    metric(
+        "rotor_edge_wakes_per_minute",
+        "gauge",
+        "Wakes one address may cause per minute (ROTOR_EDGE_WAKES_PER_MINUTE).",
+        &[("", u64::from(w.limits().per_minute))],
+    );
+    metric(
+        "rotor_tenants_running",
+        "gauge",
+        "Tenant processes running.",
+        &[("", n(sources.routes.running()))],
+    );
+    metric(
+        "rotor_max_running_tenants",
+        "gauge",
+        "Cap on tenant processes running at once (ROTOR_MAX_RUNNING_TENANTS).",
+        &[("", n(sources.max_running))],
+    );
+    metric(
+        "rotor_tenant_evictions_total",
+        "counter",
+        "Idle tenants parked early to make room for a wake.",
+        &[("", sources.routes.evictions())],
+    );
     out
 }
 
-/// `GET /metrics` over `connections`.
-pub fn router(connections: Arc<Connections>) -> Router {
+/// `GET /metrics` over `sources`.
+pub fn router(sources: Sources) -> Router {
     Router::new().route(
         "/metrics",
         get(move || {
-            let body = render(&connections.snapshot());
+            let body = render(&sources);
             async move {
                 (
                     [(
@@ -113,8 +184,8 @@ pub fn router(connections: Arc<Connections>) -> Router {
 }
 
 /// Serves [`router`] on the operator's listener until `stop`.
-pub async fn serve(listener: TcpListener, connections: Arc<Connections>, stop: CancellationToken) {
-    let served = axum::serve(listener, router(connections))
+pub async fn serve(listener: TcpListener, sources: Sources, stop: CancellationToken) {
+    let served = axum::serve(listener, router(sources))
         .with_graceful_shutdown(stop.cancelled_owned())
         .await;
     if let Err(e) = served {
@@ -126,6 +197,7 @@ pub async fn serve(listener: TcpListener, connections: Arc<Connections>, stop: C
 mod tests {
     use super::*;
     use crate::edge::caps::EdgeLimits;
+    use crate::edge::wakes::WakeLimits;
 
     #[test]
     fn the_exposition_names_every_reason_and_the_caps() {
@@ -138,7 +210,21 @@ mod tests {
         );
         let _a = c.admit("192.0.2.1".parse().unwrap(), 10).unwrap();
         let _ = c.admit("192.0.2.1".parse().unwrap(), 11);
-        let text = render(&c.snapshot());
+        let wakes = Arc::new(Wakes::new(WakeLimits {
+            burst: 1,
+            per_minute: 2,
+        }));
+        wakes.charge("192.0.2.1".parse().unwrap(), "a").unwrap();
+        let _ = wakes.charge("192.0.2.1".parse().unwrap(), "b");
+        wakes.refused(WakeRefusal::Capacity);
+        let routes = Arc::new(RouteTable::default());
+        routes.evicted();
+        let text = render(&Sources {
+            connections: c,
+            wakes,
+            routes,
+            max_running: 7,
+        });
         for line in [
             "rotor_edge_connections 1",
             "rotor_edge_connections_accepted_total 1",
@@ -149,6 +235,14 @@ mod tests {
             "rotor_edge_max_connections_per_address 1",
             "rotor_edge_open_files_limit 256",
             "rotor_edge_open_files_reserve 64",
+            "rotor_edge_wakes_total 1",
+            "rotor_edge_wakes_refused_total{reason=\"rate\"} 1",
+            "rotor_edge_wakes_refused_total{reason=\"capacity\"} 1",
+            "rotor_edge_wake_burst 1",
+            "rotor_edge_wakes_per_minute 2",
+            "rotor_tenants_running 0",
+            "rotor_max_running_tenants 7",
+            "rotor_tenant_evictions_total 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }

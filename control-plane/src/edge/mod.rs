@@ -8,7 +8,9 @@
 //!
 //! Every connection, whatever it is for, is first admitted against the edge's caps (overall, per
 //! client address, and a reserve of open files; see [`caps`]) or refused at once with one
-//! complete answer ([`overload`]); the counts are the operator's metrics ([`metrics`]).
+//! complete answer ([`overload`]); the counts are the operator's metrics ([`metrics`]). A request
+//! that finds its project parked wakes it only within its address's wake budget, and only if
+//! the box has room for one more tenant ([`wakes`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -27,19 +29,23 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::routes::{Route, RouteTable, Wake};
 use crate::settings::TenantHost;
-use crate::supervisor::{Route, RouteTable};
 
 pub mod caps;
 pub mod head;
 pub mod metrics;
 pub mod overload;
+pub mod wakes;
 use caps::{Admitted, Connections};
 use head::{HeadError, Target};
 use overload::{AcceptBackoff, Refuser};
+use wakes::{WakeRefusal, Wakes};
 
 /// How long a request for a parked project waits for it to wake before a 503.
 const WAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `Retry-After` when the box has no room to start a project.
+const CAPACITY_RETRY: Duration = Duration::from_secs(5);
 /// Largest request head the edge reads before routing.
 const MAX_HEAD: usize = 16 * 1024;
 /// How long a client may take to send its request head (slowloris guard); 10 s unless
@@ -66,6 +72,7 @@ pub async fn serve(
     app: Router,
     tenant_host: Option<TenantHost>,
     connections: Arc<Connections>,
+    wakes: Arc<Wakes>,
     stop: CancellationToken,
 ) {
     let tenant_host = Arc::new(tenant_host);
@@ -105,19 +112,27 @@ pub async fn serve(
         let routes = routes.clone();
         let app = app.clone();
         let tenant_host = tenant_host.clone();
+        let wakes = wakes.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, peer, routes, app, &tenant_host, admitted).await {
+            let edge = Edge { routes, app, wakes };
+            if let Err(e) = handle(stream, peer, edge, &tenant_host, admitted).await {
                 tracing::debug!(%peer, error = %e, "edge connection ended");
             }
         });
     }
 }
 
+/// What a connection's handler shares with the others.
+struct Edge {
+    routes: Arc<RouteTable>,
+    app: Router,
+    wakes: Arc<Wakes>,
+}
+
 async fn handle(
     mut stream: TcpStream,
     peer: SocketAddr,
-    routes: Arc<RouteTable>,
-    app: Router,
+    Edge { routes, app, wakes }: Edge,
     tenant_host: &Option<TenantHost>,
     // Counts this connection until the edge lets go of the socket (returns).
     _admitted: Admitted,
@@ -165,8 +180,34 @@ async fn handle(
             websocket,
         } => {
             let route = match routes.get(&slug) {
-                // A parked project is woken; the request waits for it (bounded).
-                Some(Route::Parked) => routes.wait_awake(&slug, WAKE_TIMEOUT).await,
+                // A parked project is woken, within this address's budget and the box's room;
+                // the request waits for it (bounded).
+                Some(Route::Parked) => {
+                    if let Err(wait) = wakes.charge(peer.ip(), &slug) {
+                        tracing::info!(%peer, %slug, "wake refused: this address's wake budget is spent");
+                        return respond_retry(
+                            &mut stream,
+                            "429 Too Many Requests",
+                            "too many sleeping projects woken from this address; retry later",
+                            wait,
+                        )
+                        .await;
+                    }
+                    match routes.wait_awake(&slug, WAKE_TIMEOUT).await {
+                        Wake::Awake(route) => route,
+                        Wake::TimedOut => Some(Route::Parked),
+                        Wake::Refused => {
+                            wakes.refused(WakeRefusal::Capacity);
+                            return respond_retry(
+                                &mut stream,
+                                "503 Service Unavailable",
+                                "the service is at capacity and cannot start this project now; retry shortly",
+                                CAPACITY_RETRY,
+                            )
+                            .await;
+                        }
+                    }
+                }
                 other => other,
             };
             let (addr, handoff) = match route {
@@ -259,20 +300,47 @@ async fn read_head(
 }
 
 async fn respond(stream: &mut TcpStream, status: &str, message: &str) -> io::Result<()> {
+    answer(stream, status, message, None).await
+}
+
+/// [`respond`] with `Retry-After` (whole seconds, at least one).
+async fn respond_retry(
+    stream: &mut TcpStream,
+    status: &str,
+    message: &str,
+    after: Duration,
+) -> io::Result<()> {
+    answer(stream, status, message, Some(after)).await
+}
+
+async fn answer(
+    stream: &mut TcpStream,
+    status: &str,
+    message: &str,
+    retry_after: Option<Duration>,
+) -> io::Result<()> {
     let code = match status.split(' ').next().unwrap_or_default() {
         "400" => "bad_request",
         "403" => "project_suspended",
         "404" if message == "unknown project" => "unknown_project",
         "404" => "not_found",
         "408" => "request_timeout",
+        "429" => "too_many_wakes",
         "431" => "request_head_too_large",
         "502" => "project_unavailable",
+        "503" if retry_after.is_some() => "at_capacity",
         "503" => "project_starting",
         _ => "edge_error",
     };
     let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    let retry = retry_after.map_or(String::new(), |d| {
+        format!(
+            "Retry-After: {}\r\n",
+            d.as_secs_f64().ceil().max(1.0) as u64
+        )
+    });
     let resp = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{retry}Connection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(resp.as_bytes()).await?;

@@ -177,7 +177,7 @@ pub async fn overview(
         .any(|(pid, _)| pid.as_str() == p.id);
     let idle = matches!(
         state.routes.get(&p.slug),
-        Some(crate::supervisor::Route::Parked)
+        Some(crate::routes::Route::Parked)
     );
     let example = quickstart::example_channel(&state, &p.id).await?;
     let eps = quickstart::endpoints(&state, &p.slug);
