@@ -1,9 +1,12 @@
 //! The audit trail (`audit_log`): who changed what, in which account and project. Entries say
 //! that a secret changed, never what it is: [`record`] redacts every secret-bearing field
-//! whatever the caller passed, so a careless `before`/`after` cannot leak one.
+//! whatever the caller passed, so a careless `before`/`after` cannot leak one. [`page`] reads
+//! an owner's entries newest first, a page at a time, and [`describe`] / [`actor_words`] say
+//! them in words for the dashboard.
 
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 
 use crate::ids::{AccountId, ProjectId};
 
@@ -121,6 +124,138 @@ fn redact_all(value: Value) -> Value {
     }
 }
 
+/// One stored entry, as the owner reads it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Row {
+    pub id: i64,
+    pub project_id: Option<String>,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Entries of `owner` (of one of their projects when `project` is given), newest first: at
+/// most `limit`, older than entry `before` when given. Only the owner's entries: the account
+/// is part of every query, whatever the project.
+pub async fn page(
+    pool: &PgPool,
+    owner: &AccountId,
+    project: Option<&ProjectId>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Row>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, project_id, actor, action, target, before, after, created_at FROM audit_log \
+         WHERE account_id = $1 AND ($2::text IS NULL OR project_id = $2) \
+           AND ($3::bigint IS NULL OR id < $3) \
+         ORDER BY id DESC LIMIT $4",
+    )
+    .bind(owner)
+    .bind(project)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Who did it, for `viewer`: "You", "Rotor operator (name)" or "Rotor".
+pub fn actor_words(actor: &str, viewer: &AccountId) -> String {
+    match actor.split_once(':') {
+        Some(("account", id)) if id == viewer.as_str() => "You".into(),
+        Some(("account", _)) => "Another account".into(),
+        Some(("operator", name)) => format!("Rotor operator ({name})"),
+        Some(("system", _)) => "Rotor (automatic)".into(),
+        _ => actor.to_owned(),
+    }
+}
+
+fn quoted(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str).map(|s| format!("“{s}”"))
+}
+
+/// What an entry did, in a sentence without the actor ("Created the API key “backend”").
+pub fn describe(row: &Row) -> String {
+    let after = row.after.as_ref();
+    let before = row.before.as_ref();
+    let field = |v: Option<&Value>, k: &str| v.and_then(|v| v.get(k)).cloned();
+    let target = row.target.clone().unwrap_or_default();
+    match row.action.as_str() {
+        "project.create" => match quoted(field(after, "name").as_ref()) {
+            Some(name) => format!("Created the project {name}"),
+            None => "Created the project".into(),
+        },
+        "project.update" => {
+            let renamed = field(after, "name").filter(|n| !n.is_null());
+            let settings = field(after, "settings").filter(|s| !s.is_null());
+            match (quoted(renamed.as_ref()), settings) {
+                (Some(name), Some(_)) => {
+                    format!("Renamed the project to {name} and changed its settings")
+                }
+                (Some(name), None) => format!("Renamed the project to {name}"),
+                (None, Some(_)) => "Changed the project's settings".into(),
+                (None, None) => "Updated the project".into(),
+            }
+        }
+        "project.delete" => "Deleted the project".into(),
+        "api_key.create" => {
+            let name = quoted(field(after, "name").as_ref()).unwrap_or_default();
+            let scope = match field(after, "scope").as_ref().and_then(Value::as_str) {
+                Some("publish") => " (publish only)",
+                _ => "",
+            };
+            format!("Created the API key {name}{scope}").replace("  ", " ")
+        }
+        "api_key.delete" => match quoted(field(before, "name").as_ref()) {
+            Some(name) => format!("Revoked the API key {name}"),
+            None => "Revoked an API key".into(),
+        },
+        "secret.rotate" => {
+            let grace = field(after, "grace_seconds")
+                .and_then(|g| g.as_u64())
+                .unwrap_or(0);
+            if grace > 0 {
+                format!(
+                    "Rotated the token secret (the old one kept working for {})",
+                    hours(grace)
+                )
+            } else {
+                "Rotated the token secret".into()
+            }
+        }
+        "namespace.create" => format!("Created the namespace “{target}”"),
+        "namespace.update" => format!("Changed the options of the namespace “{target}”"),
+        "namespace.delete" => format!("Deleted the namespace “{target}”"),
+        "operator.suspend" => "Suspended the project".into(),
+        "operator.resume" => "Resumed the project".into(),
+        "operator.set_plan" => match quoted(field(after, "plan").as_ref()) {
+            Some(plan) => format!("Moved the project to the {plan} plan"),
+            None => "Changed the project's plan".into(),
+        },
+        "operator.set_account_plan" => match quoted(field(after, "plan").as_ref()) {
+            Some(plan) => format!("Moved the account to the {plan} plan"),
+            None => "Changed the account's plan".into(),
+        },
+        "operator.set_limits" => "Changed the limits of a plan".into(),
+        "operator.set_redis_url" => "Gave the project its own Redis".into(),
+        "tenant.restart_out_of_memory" => {
+            "Restarted the project's server after it ran out of memory".into()
+        }
+        other => other.replace(['.', '_'], " "),
+    }
+}
+
+/// `3600` → "1 hour", `86400` → "24 hours", else seconds.
+fn hours(secs: u64) -> String {
+    match secs {
+        3600 => "1 hour".into(),
+        s if s % 3600 == 0 => format!("{} hours", s / 3600),
+        s => format!("{s} seconds"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +278,76 @@ mod tests {
         assert_eq!(p["http"]["static_headers"]["Authorization"], REDACTED);
         assert_eq!(v["other"], REDACTED);
         assert!(!v.to_string().contains("xyz"));
+    }
+
+    fn row(actor: &str, action: &str, target: &str, before: Value, after: Value) -> Row {
+        Row {
+            id: 1,
+            project_id: None,
+            actor: actor.into(),
+            action: action.into(),
+            target: Some(target.into()),
+            before: Some(before),
+            after: Some(after),
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn entries_read_as_sentences_and_actors_as_people() {
+        let me = AccountId("acc_me".into());
+        assert_eq!(actor_words("account:acc_me", &me), "You");
+        assert_eq!(actor_words("operator:ops", &me), "Rotor operator (ops)");
+        assert_eq!(actor_words("system:supervisor", &me), "Rotor (automatic)");
+        let r = row(
+            "account:acc_me",
+            "api_key.create",
+            "key_1",
+            Value::Null,
+            json!({"name": "ci", "scope": "publish"}),
+        );
+        assert_eq!(describe(&r), "Created the API key “ci” (publish only)");
+        let r = row(
+            "account:acc_me",
+            "api_key.delete",
+            "key_1",
+            json!({"name": "ci"}),
+            Value::Null,
+        );
+        assert_eq!(describe(&r), "Revoked the API key “ci”");
+        let r = row(
+            "account:acc_me",
+            "project.update",
+            "prj_1",
+            json!({}),
+            json!({"name": "New", "settings": null}),
+        );
+        assert_eq!(describe(&r), "Renamed the project to “New”");
+        let r = row(
+            "account:acc_me",
+            "project.update",
+            "prj_1",
+            json!({}),
+            json!({"name": null, "settings": {}}),
+        );
+        assert_eq!(describe(&r), "Changed the project's settings");
+        let r = row(
+            "account:acc_me",
+            "secret.rotate",
+            "prj_1",
+            Value::Null,
+            json!({"grace_seconds": 3600}),
+        );
+        assert!(describe(&r).contains("1 hour"));
+        let r = row(
+            "account:acc_me",
+            "namespace.update",
+            "chat",
+            Value::Null,
+            Value::Null,
+        );
+        assert_eq!(describe(&r), "Changed the options of the namespace “chat”");
+        let r = row("operator:x", "some.new_thing", "", Value::Null, Value::Null);
+        assert_eq!(describe(&r), "some new thing");
     }
 }

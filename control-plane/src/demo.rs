@@ -94,7 +94,7 @@ async fn fresh_api_key(
         "make run {}",
         chrono::Utc::now().format("%Y-%m-%d %H:%M:%S")
     );
-    match projects::create_api_key(state, account, project, &name).await {
+    match projects::create_api_key(state, account, project, &name, None).await {
         Err(RestError::PlanLimit(_)) => {
             let oldest: Option<String> = sqlx::query_scalar(
                 "SELECT id FROM api_keys WHERE project_id = $1 AND name LIKE 'make run %' \
@@ -109,7 +109,7 @@ async fn fresh_api_key(
             projects::revoke_api_key(state, account, project, &oldest)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            projects::create_api_key(state, account, project, &name)
+            projects::create_api_key(state, account, project, &name, None)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))
         }

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod operator;
 pub mod parking;
 pub mod percent;
+pub mod probe;
 pub mod project_settings;
 pub mod reconciler;
 pub mod rest;

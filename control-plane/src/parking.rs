@@ -5,9 +5,12 @@
 //! exactly as a scrape would be ([`crate::usage::record`]), and an `idle` notice once it has
 //! held no socket and seen no traffic for [`park_after`], which asks the reconciler to park it
 //! (stop the process, keep its state: the route becomes [`crate::routes::Route::Parked`]
-//! and the edge wakes it on the next request). A datagram counts only when it names a running
+//! and the edge wakes it on the next request). A usage report also names the API keys used
+//! since the last one, whose `last_used_at` is then moved on
+//! ([`crate::usage::record_key_use`]). A datagram counts only when it names a running
 //! tenant and carries that process's admin token.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +78,10 @@ struct Report {
     kind: String,
     #[serde(default)]
     usage: Option<Snapshot>,
+    /// API keys (by id) used since the tenant's last report: the minute of their last use
+    /// (unix seconds).
+    #[serde(default)]
+    keys_used: BTreeMap<String, i64>,
 }
 
 /// Binds the report socket (replacing a stale one).
@@ -133,6 +140,13 @@ pub async fn receive(
                     crate::usage::record(&pool, &tenant, &snapshot, chrono::Utc::now()).await
                 {
                     tracing::warn!(%tenant, error = %e, "pushed usage not recorded");
+                }
+                if !report.keys_used.is_empty() {
+                    if let Err(e) =
+                        crate::usage::record_key_use(&pool, &tenant, &report.keys_used).await
+                    {
+                        tracing::warn!(%tenant, error = %e, "API key use not recorded");
+                    }
                 }
             }
             ("idle", _) => routes.request_park(tenant),

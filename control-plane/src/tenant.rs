@@ -1,5 +1,6 @@
 //! From Postgres rows to a tenant's [`TenantConfig`]: the one place that knows how a project,
-//! its token secrets, API key hashes and namespaces become the config its data plane runs.
+//! its token secrets, API keys (id, hash and scope: `http_api.keys`) and namespaces become
+//! the config its data plane runs.
 //! Secrets are stored sealed ([`crate::sealed`]) and opened only here and for their owner.
 
 use rotor_tenant_config::TenantConfig;
@@ -294,8 +295,8 @@ pub async fn compile(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| CompileError::MissingSecret(project.clone()))?;
-    let key_hashes: Vec<String> = sqlx::query_scalar(
-        "SELECT key_hash FROM api_keys WHERE project_id = $1 ORDER BY created_at",
+    let keys: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT id, key_hash, scope FROM api_keys WHERE project_id = $1 ORDER BY created_at",
     )
     .bind(project)
     .fetch_all(&mut *tx)
@@ -418,7 +419,10 @@ pub async fn compile(
         "node": {"name": row.slug},
         "http_server": {"address": "127.0.0.1", "port": 0},
         "client": client,
-        "http_api": {"key_hashes": key_hashes},
+        "http_api": {"keys": keys
+            .iter()
+            .map(|(id, hash, scope)| json!({"id": id, "sha256": hash, "scope": scope}))
+            .collect::<Vec<_>>()},
         "channel": Value::Object(channel),
         "engine": engine,
         "http_stream": {"enabled": true},

@@ -112,6 +112,35 @@ pub fn deltas(prev: Option<&Snapshot>, now: &Snapshot) -> BTreeMap<String, Delta
     out
 }
 
+/// Most keys one report may name (a project has far fewer; the rest is ignored).
+const MAX_KEYS_PER_REPORT: usize = 1000;
+
+/// Moves `last_used_at` of the project's API keys named in `used` (key id → unix seconds of
+/// the minute of their last use) forward, in one statement; never backwards, never past now,
+/// never for another project's keys. Unknown ids (a key revoked meanwhile) change nothing.
+pub async fn record_key_use(
+    pool: &PgPool,
+    project: &ProjectId,
+    used: &BTreeMap<String, i64>,
+) -> Result<u64, sqlx::Error> {
+    let (ids, at): (Vec<&str>, Vec<i64>) = used
+        .iter()
+        .take(MAX_KEYS_PER_REPORT)
+        .map(|(id, at)| (id.as_str(), *at))
+        .unzip();
+    let done = sqlx::query(
+        "UPDATE api_keys k SET last_used_at = GREATEST(k.last_used_at, LEAST(to_timestamp(u.at), now())) \
+         FROM unnest($2::text[], $3::bigint[]) AS u(id, at) \
+         WHERE k.project_id = $1 AND k.id = u.id",
+    )
+    .bind(project)
+    .bind(ids)
+    .bind(at)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Adds one reading to the minute rows and moves the cursor, in one transaction.
 pub async fn record(
     pool: &PgPool,

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use regex::Regex;
 use rotor_tenant_config::{ChannelOptions, PublicationDataFormat, TenantConfig};
 
+use crate::auth::apikey::ApiKeys;
 use crate::auth::jwt::TokenVerifier;
 use crate::budgets::Budgets;
 use crate::protocol::ClientError;
@@ -63,6 +64,8 @@ pub struct RuntimeConfig {
     pub subscription_token_verifier: Option<TokenVerifier>,
     /// Proxies to the tenant's backend.
     pub proxies: Proxies,
+    /// The server API keys, with their scopes and last use.
+    pub api_keys: ApiKeys,
 }
 
 /// Why a config could not be applied.
@@ -110,6 +113,7 @@ impl RuntimeConfig {
             None
         };
         let proxies = Proxies::compile(&tenant).map_err(ApplyError::Invalid)?;
+        let api_keys = ApiKeys::compile(&tenant.http_api);
         Ok(Self {
             tenant,
             namespaces,
@@ -117,6 +121,7 @@ impl RuntimeConfig {
             token_verifier,
             subscription_token_verifier,
             proxies,
+            api_keys,
         })
     }
 
@@ -192,6 +197,7 @@ impl ConfigHandle {
             return Err(ApplyError::Stale { offered, running });
         }
         let compiled = RuntimeConfig::compile(tenant)?;
+        compiled.api_keys.carry_usage(&self.current.load().api_keys);
         self.budgets.set_limits(&compiled.tenant);
         self.current.store(Arc::new(compiled));
         Ok(offered)

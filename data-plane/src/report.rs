@@ -5,9 +5,13 @@
 //! seen no traffic for `ROTOR_PARK_AFTER_MS` and could be stopped without losing anything
 //! ([`parkable`]). An idle tenant whose counters do not move sends nothing.
 //!
-//! Each datagram is one JSON object: `{"tenant", "token", "kind": "usage" | "idle", "usage"?}`;
-//! the token is the process's admin token, which only the supervisor knows.
+//! Each datagram is one JSON object: `{"tenant", "token", "kind": "usage" | "idle", "usage"?,
+//! "keys_used"?}`; the token is the process's admin token, which only the supervisor knows.
+//! `keys_used` names the API keys (by id) used since the last usage report that was sent,
+//! each with the minute of its last use (unix seconds), so the control plane can show when a
+//! key was last used with one write per report.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -120,9 +124,25 @@ impl Reporter {
     }
 
     fn message(&self, kind: &str, usage: Option<Value>) -> Vec<u8> {
+        self.message_with_keys(kind, usage, &[])
+    }
+
+    fn message_with_keys(
+        &self,
+        kind: &str,
+        usage: Option<Value>,
+        keys: &[(String, u64)],
+    ) -> Vec<u8> {
         let mut v = json!({"tenant": self.tenant, "token": self.token, "kind": kind});
         if let Some(u) = usage {
             v["usage"] = u;
+        }
+        if !keys.is_empty() {
+            let used: serde_json::Map<String, Value> = keys
+                .iter()
+                .map(|(id, at)| (id.clone(), json!(at)))
+                .collect();
+            v["keys_used"] = Value::Object(used);
         }
         serde_json::to_vec(&v).unwrap_or_default()
     }
@@ -156,6 +176,8 @@ impl Reporter {
         // has not moved (but for the heartbeat while clients are connected).
         let mut pushed: Option<[u64; 8]> = None;
         let mut last_push = Instant::now();
+        // The last-use minute of each key as last sent.
+        let mut keys_sent = KeysSent::default();
         loop {
             tokio::select! {
                 _ = node.shutdown.cancelled() => break,
@@ -170,10 +192,12 @@ impl Reporter {
                 last_usage_check = Instant::now();
                 let connected = node.registry.counts().0 > 0;
                 if pushed != Some(now) || (connected && last_push.elapsed() >= HEARTBEAT) {
-                    let message = self.message("usage", Some(usage(&node)));
+                    let keys = keys_sent.fresh(&node);
+                    let message = self.message_with_keys("usage", Some(usage(&node)), &keys);
                     if self.send(&socket, &message).await {
                         pushed = Some(now);
                         last_push = Instant::now();
+                        keys_sent.sent(keys);
                     }
                 }
             }
@@ -189,13 +213,32 @@ impl Reporter {
     }
 }
 
+/// What the reporter last sent of each key's last use.
+#[derive(Debug, Default)]
+struct KeysSent(HashMap<String, u64>);
+
+impl KeysSent {
+    /// The keys used since their use was last sent.
+    fn fresh(&self, node: &Node) -> Vec<(String, u64)> {
+        let mut keys = node.config.load().api_keys.used();
+        keys.retain(|(id, at)| self.0.get(id).is_none_or(|sent| sent < at));
+        keys
+    }
+
+    fn sent(&mut self, keys: Vec<(String, u64)>) {
+        self.0.extend(keys);
+    }
+}
+
 /// The supervisor asks this process to stop because it is idle: refused while anything would
 /// be lost; otherwise the last usage is pushed and the process begins a graceful stop.
 pub async fn park(node: &Arc<Node>) -> Result<(), Busy> {
     let reporter = REPORTER.get().ok_or(Busy::Unsupervised)?;
     parkable(node)?;
     if let Ok(socket) = UnixDatagram::unbound() {
-        let message = reporter.message("usage", Some(usage(node)));
+        // Every key's last use: what the running reporter already sent is only repeated.
+        let keys = node.config.load().api_keys.used();
+        let message = reporter.message_with_keys("usage", Some(usage(node)), &keys);
         reporter.send(&socket, &message).await;
     }
     tracing::info!("parking: idle, stopping until the next request wakes this project");

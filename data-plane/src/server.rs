@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::admin::AdminListener;
-use crate::auth::apikey::{key_is_valid, presented_key};
+use crate::auth::apikey::presented_key;
 use crate::handoff::HandoffListener;
 use crate::node::Node;
 use crate::transport;
@@ -122,11 +122,14 @@ async fn close_after_refused_upgrade(
 }
 
 /// Whether a public `/metrics` request may read the metrics: with an API key of the project
-/// (`X-API-Key`, `Authorization: apikey …`, `?api_key=`), or standalone with `http_api.insecure`.
+/// that may call every method (`X-API-Key`, `Authorization: apikey …`, `?api_key=`; a
+/// publish-only key may not), or standalone with `http_api.insecure`.
 fn metrics_allowed(node: &Node, mode: Mode, headers: &HeaderMap, query: Option<&str>) -> bool {
     let config = node.config.load();
     let api = &config.tenant.http_api;
-    presented_key(headers, query).is_some_and(|k| key_is_valid(api, &k))
+    presented_key(headers, query)
+        .and_then(|k| config.api_keys.check(&k))
+        .is_some_and(|scope| scope == rotor_tenant_config::ApiKeyScope::All)
         || (api.insecure && mode == Mode::Standalone)
 }
 

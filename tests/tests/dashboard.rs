@@ -92,6 +92,127 @@ async fn a_customer_signs_up_builds_a_project_and_sees_a_curl_publish_in_the_con
     );
     assert!(o["usage_published"].as_i64().unwrap_or(0) >= 2, "{o}");
     assert_eq!(o["management_token_prefix"], "rtr_");
+
+    // The namespace editor: words for labels, the common options first, the rest folded,
+    // help texts with code spans instead of backticks.
+    assert_eq!(o["namespace_first_group"], "Common options", "{o}");
+    assert!(o["namespace_folded_groups"].as_u64() >= Some(3), "{o}");
+    assert_eq!(
+        o["namespace_regex_visible"], false,
+        "advanced options start folded"
+    );
+    assert_eq!(
+        o["namespace_history_label"],
+        "Publications kept per channel"
+    );
+    assert_eq!(o["namespace_help_has_backticks"], false);
+    assert!(o["namespace_help_code_spans"].as_u64() >= Some(1), "{o}");
+
+    // Keys: the first characters only, the last use as the tenant reported it, scopes.
+    assert_eq!(o["key_prefix_shown"], o["key_prefix_expected"], "{o}");
+    assert_eq!(o["key_page_has_whole_key"], false);
+    assert!(
+        o["key_last_used"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(" UTC"),
+        "{o}"
+    );
+    assert_eq!(o["key_scope_backend"], "All methods");
+    assert_eq!(o["key_scope_publisher"], "Publish only");
+    assert!(o["publisher_publish_reply"]["result"].is_object(), "{o}");
+    for read in ["publisher_history_reply", "publisher_presence_reply"] {
+        assert_eq!(
+            o[read],
+            json!({"error": {"code": 103, "message": "permission denied"}}),
+            "{read}: {o}"
+        );
+    }
+    assert!(
+        o["duplicate_key_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("already has a key called \"publisher\""),
+        "{o}"
+    );
+    assert_eq!(o["duplicate_key_kept"], "publisher");
+    assert_eq!(o["keys_after_duplicate"], 2, "no second key of that name");
+    assert_eq!(o["revoke_confirm_title"], "Revoke the key “publisher”?");
+    assert_eq!(
+        o["keys_before_confirm"], 2,
+        "nothing revoked before the confirmation"
+    );
+    assert!(o["revoked_notice"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("Key revoked"));
+    assert_eq!(o["keys_after_revoke"], 1);
+    assert_eq!(o["keys_after_revoke_reload"], 1);
+    assert_eq!(o["revoked_notice_after_reload"], 0);
+    assert_eq!(o["revoked_key_status"], 401);
+
+    // Settings: saved once, said in words, tested without reaching this machine.
+    assert!(o["settings_notice"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("Settings saved"));
+    assert_eq!(o["settings_title_after_save"], "Browser Demo EU");
+    assert_eq!(o["settings_notice_after_reload"], 0);
+    assert_eq!(o["settings_anonymous_after_reload"], true);
+    assert!(
+        o["settings_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("“shop.example.com” is not an origin"),
+        "{o}"
+    );
+    assert_eq!(o["settings_error_kept"], "shop.example.com");
+    assert_eq!(
+        o["settings_origins_after_error"],
+        "https://shop.example.com"
+    );
+    let probe = o["probe_text"].as_str().unwrap_or_default();
+    assert!(
+        probe.contains("could not be reached")
+            && (probe.contains("not public") || probe.contains("is not allowed")),
+        "{probe}"
+    );
+    assert_eq!(o["probe_url_kept"], "http://127.0.0.1:9/connect");
+    assert_eq!(o["probe_after_reload"], 0);
+    assert_eq!(o["probe_saved_nothing"], true);
+
+    // The audit log: newest first, in words, by "You".
+    let audit: Vec<(String, String)> = o["audit_rows"]
+        .as_array()
+        .context("audit rows")?
+        .iter()
+        .map(|r| {
+            (
+                r["who"].as_str().unwrap_or_default().to_owned(),
+                r["what"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let position = |what: &str| audit.iter().position(|(_, w)| w.starts_with(what));
+    let renamed = position("Renamed the project to “Browser Demo EU”").context("rename")?;
+    let revoked = position("Revoked the API key “publisher”").context("revoke")?;
+    let created = position("Created the API key “publisher” (publish only)").context("create")?;
+    let project = position("Created the project “Browser Demo”").context("project")?;
+    assert!(
+        renamed < revoked && revoked < created && created < project,
+        "{audit:?}"
+    );
+    assert!(audit.iter().all(|(who, _)| who == "You"), "{audit:?}");
+    assert!(
+        audit.iter().all(|(_, what)| !what.contains('_')),
+        "{audit:?}"
+    );
+    assert_eq!(
+        o["account_audit_projects"],
+        json!(["Browser Demo EU"]),
+        "{o}"
+    );
+    assert_eq!(o["account_audit_rows"].as_u64(), Some(audit.len() as u64));
     for (page, overflow) in o["mobile_overflow"].as_object().context("mobile")? {
         assert!(
             overflow.as_i64().unwrap_or(1) <= 0,
@@ -101,11 +222,14 @@ async fn a_customer_signs_up_builds_a_project_and_sees_a_curl_publish_in_the_con
     assert_eq!(o["csrf_less_post_status"], 403);
     assert_eq!(o["foreign_project_status"], 404);
     assert_eq!(o["foreign_usage_status"], 404);
+    assert_eq!(o["foreign_audit_status"], 404);
+    assert_eq!(o["foreign_settings_status"], 404);
+    assert_eq!(o["foreign_account_audit_mentions_project"], false);
     assert_eq!(o["replayed_cookie_status"], 303, "{o}");
     assert_eq!(o["replayed_cookie_location"], "/login?next=/projects");
     assert_eq!(o["console_errors"], json!([]), "no script errors");
     let count = std::fs::read_dir(&shots)?.count();
-    assert!(count >= 15, "screenshots of each page ({count})");
+    assert!(count >= 24, "screenshots of each page ({count})");
     Ok(())
 }
 
@@ -183,6 +307,13 @@ async fn a_fresh_project_runs_the_copied_quick_start_and_no_reload_repeats_a_cha
         .starts_with("Key revoked"));
     assert_eq!(o["keys_after_revoke"], 1);
     assert_eq!(o["keys_after_revoke_reload"], 1);
+    assert!(
+        o["revoke_confirm_url"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("/revoke"),
+        "revoking goes through its confirmation page: {o}"
+    );
     assert!(o["token_create_url"]
         .as_str()
         .unwrap_or_default()
@@ -226,7 +357,7 @@ async fn a_fresh_project_runs_the_copied_quick_start_and_no_reload_repeats_a_cha
     assert_eq!(o["wrong_method"]["signed_in_header"], true);
     let ns_error = o["namespace_error"].as_str().unwrap_or_default();
     assert!(
-        ns_error.contains("“History ttl”")
+        ns_error.contains("“Keep history for”")
             && !ns_error.contains('`')
             && !ns_error.contains("channel.namespaces"),
         "{ns_error}"

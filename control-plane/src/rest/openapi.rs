@@ -97,7 +97,7 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
     (
         "get",
         "/v1/projects/{id}/audit",
-        "Recent changes to the project",
+        "Changes to the project, newest first (?before=<id> for the next page)",
         None,
         200,
     ),
@@ -235,7 +235,10 @@ pub fn spec() -> Value {
                     "http": {"type": "object", "properties": {"static_headers": {"type": "object", "additionalProperties": {"type": "string"}}}},
                     "include_connection_meta": {"type": "boolean"}, "binary_encoding": {"type": "boolean"}}},
                 "Rotate": {"type": "object", "properties": {"grace_seconds": {"type": "integer", "minimum": 0, "maximum": 604800}}},
-                "ApiKeyCreate": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+                "ApiKeyCreate": {"type": "object", "required": ["name"], "properties": {
+                    "name": {"type": "string", "description": "unique within the project"},
+                    "scope": {"type": "string", "enum": ["all", "publish"], "default": "all",
+                              "description": "publish: the key may call publish and broadcast only (other methods answer error 103)"}}},
                 "ChannelOptions": channel_options_schema(),
             }
         }

@@ -18,6 +18,7 @@ use crate::secret_store::{seal_token_secret, token_secret_of};
 use crate::secrets::{new_hmac_secret, random_token, sha256_hex};
 use crate::state::AppState;
 use crate::{limits, project_settings};
+use rotor_tenant_config::ApiKeyScope;
 
 #[derive(sqlx::FromRow)]
 struct ProjectRow {
@@ -281,43 +282,77 @@ pub async fn patch(
             )));
         }
     }
-    let name = body.name.as_deref().map(check_name).transpose()?;
-    if let Some(settings) = &body.settings {
-        validate_settings(&state, &id, settings).await?;
+    update_project(
+        &state,
+        &account,
+        &id,
+        body.name.as_deref(),
+        body.settings.as_ref(),
+    )
+    .await?;
+    Ok(Json(project_json(
+        &state,
+        &load(&state, &account, &id).await?,
+    )?))
+}
+
+/// Renames a project the caller owns and/or replaces its settings (plaintext, as the owner
+/// sees them: static headers are sealed here), validated by the data plane's rules; one
+/// transaction with the version bump and the audit entry. Shared with the dashboard.
+pub async fn update_project(
+    state: &AppState,
+    account: &AccountId,
+    id: &ProjectId,
+    name: Option<&str>,
+    settings: Option<&Value>,
+) -> RestResult<()> {
+    let name = name.map(check_name).transpose()?;
+    if let Some(settings) = settings {
+        validate_settings(state, id, settings).await?;
     }
-    let sealed = match &body.settings {
-        Some(s) => Some(project_settings::seal_secrets(Keyring::global()?, &id, s)),
+    let sealed = match settings {
+        Some(s) => Some(project_settings::seal_secrets(Keyring::global()?, id, s)),
         None => None,
     };
     let mut tx = state.pool.begin().await?;
     let (before_name, before_settings): (String, Value) =
         sqlx::query_as("SELECT name, settings FROM projects WHERE id = $1 FOR UPDATE")
-            .bind(&id)
+            .bind(id)
             .fetch_one(&mut *tx)
             .await?;
     sqlx::query("UPDATE projects SET name = COALESCE($2, name), settings = COALESCE($3, settings) WHERE id = $1")
-        .bind(&id)
+        .bind(id)
         .bind(&name)
         .bind(&sealed)
         .execute(&mut *tx)
         .await?;
-    bump_version(&mut tx, &id).await?;
+    bump_version(&mut tx, id).await?;
     audit(
         &mut tx,
-        &account,
-        Some(&id),
+        account,
+        Some(id),
         "project.update",
         id.as_str(),
         Some(json!({"name": before_name, "settings": project_settings::redact_secrets(&before_settings)})),
-        Some(json!({"name": name, "settings": body.settings.as_ref().map(project_settings::redact_secrets)})),
+        Some(json!({"name": name, "settings": settings.map(project_settings::redact_secrets)})),
     )
     .await?;
     tx.commit().await?;
     state.config_changed();
-    Ok(Json(project_json(
-        &state,
-        &load(&state, &account, &id).await?,
-    )?))
+    Ok(())
+}
+
+/// A project's settings as its owner sees them (static headers opened).
+pub async fn settings_of(state: &AppState, id: &ProjectId) -> RestResult<Value> {
+    let stored: Value = sqlx::query_scalar("SELECT settings FROM projects WHERE id = $1")
+        .bind(id)
+        .fetch_one(&state.pool)
+        .await?;
+    Ok(project_settings::open_secrets(
+        Keyring::global()?,
+        id,
+        &stored,
+    )?)
 }
 
 pub async fn delete(
@@ -432,28 +467,69 @@ pub async fn rotate_hmac_secret(
 pub struct CreateKey {
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    scope: Option<String>,
 }
 
-/// Creates an API key and returns it once; shared with the dashboard.
+/// How many characters of a key are kept to tell it apart (`rk_` and 7 of its 64 hex digits:
+/// 28 of its 256 random bits).
+pub const KEY_PREFIX_LEN: usize = 10;
+
+/// The message for a key name the project already uses.
+pub fn key_name_taken(name: &str) -> RestError {
+    RestError::Conflict(format!(
+        "this project already has a key called \"{name}\"; choose another name"
+    ))
+}
+
+/// Creates an API key and returns it once; shared with the dashboard. `scope` is `all`
+/// (default) or `publish`.
 pub async fn create_api_key(
     state: &AppState,
     account: &AccountId,
     project: &ProjectId,
     name: &str,
+    scope: Option<&str>,
 ) -> RestResult<Value> {
     let name = check_name(name)?;
+    let scope = match scope.map(str::trim).filter(|s| !s.is_empty()) {
+        None => ApiKeyScope::All,
+        Some(s) => ApiKeyScope::parse(s)
+            .ok_or_else(|| RestError::field("scope", "scope must be \"all\" or \"publish\""))?,
+    };
     let id = ApiKeyId::generate();
     let key = random_token("rk_");
+    let prefix: String = key.chars().take(KEY_PREFIX_LEN).collect();
     let mut tx = state.pool.begin().await?;
-    // Locks the project until commit: concurrent creations are counted one after another.
+    // Locks the project until commit: concurrent creations are counted one after another
+    // (and a name is checked before another creation can take it).
     limits::check_api_keys_in_tx(&mut tx, project).await?;
-    let created_at: DateTime<Utc> = sqlx::query_scalar("INSERT INTO api_keys (id, project_id, name, key_hash) VALUES ($1, $2, $3, $4) RETURNING created_at")
-        .bind(&id)
-        .bind(project)
-        .bind(&name)
-        .bind(sha256_hex(&key))
-        .fetch_one(&mut *tx)
-        .await?;
+    let taken: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM api_keys WHERE project_id = $1 AND name = $2)",
+    )
+    .bind(project)
+    .bind(&name)
+    .fetch_one(&mut *tx)
+    .await?;
+    if taken {
+        return Err(key_name_taken(&name));
+    }
+    let created_at: DateTime<Utc> = sqlx::query_scalar(
+        "INSERT INTO api_keys (id, project_id, name, key_hash, prefix, scope) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at",
+    )
+    .bind(&id)
+    .bind(project)
+    .bind(&name)
+    .bind(sha256_hex(&key))
+    .bind(&prefix)
+    .bind(scope.as_str())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| match RestError::from(e) {
+        RestError::Conflict(_) => key_name_taken(&name),
+        other => other,
+    })?;
     bump_version(&mut tx, project).await?;
     audit(
         &mut tx,
@@ -462,12 +538,15 @@ pub async fn create_api_key(
         "api_key.create",
         id.as_str(),
         None,
-        Some(json!({"name": name})),
+        Some(json!({"name": name, "prefix": prefix, "scope": scope.as_str()})),
     )
     .await?;
     tx.commit().await?;
     state.config_changed();
-    Ok(json!({"id": id, "name": name, "key": key, "created_at": created_at}))
+    Ok(json!({
+        "id": id, "name": name, "key": key, "prefix": prefix, "scope": scope.as_str(),
+        "created_at": created_at,
+    }))
 }
 
 pub async fn create_key(
@@ -479,8 +558,32 @@ pub async fn create_key(
     let id = owned_project(&state.pool, &account, &id).await?;
     Ok((
         StatusCode::CREATED,
-        Json(create_api_key(&state, &account, &id, &body.name).await?),
+        Json(create_api_key(&state, &account, &id, &body.name, body.scope.as_deref()).await?),
     ))
+}
+
+/// An API key as its owner sees it (never the key, nor its hash).
+#[derive(Debug, sqlx::FromRow)]
+pub struct KeyInfo {
+    pub id: ApiKeyId,
+    pub name: String,
+    /// The key's first characters ('' for keys created before prefixes were kept).
+    pub prefix: String,
+    /// `all` or `publish`.
+    pub scope: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// The keys of a project the caller owns, oldest first; shared with the dashboard.
+pub async fn api_keys_of(state: &AppState, project: &ProjectId) -> RestResult<Vec<KeyInfo>> {
+    Ok(sqlx::query_as(
+        "SELECT id, name, prefix, scope, created_at, last_used_at FROM api_keys \
+         WHERE project_id = $1 ORDER BY created_at, id",
+    )
+    .bind(project)
+    .fetch_all(&state.pool)
+    .await?)
 }
 
 pub async fn list_keys(
@@ -489,15 +592,15 @@ pub async fn list_keys(
     Path(id): Path<String>,
 ) -> RestResult<Json<Value>> {
     let id = owned_project(&state.pool, &account, &id).await?;
-    type Row = (ApiKeyId, String, DateTime<Utc>, Option<DateTime<Utc>>);
-    let rows: Vec<Row> =
-        sqlx::query_as("SELECT id, name, created_at, last_used_at FROM api_keys WHERE project_id = $1 ORDER BY created_at")
-            .bind(&id)
-            .fetch_all(&state.pool)
-            .await?;
-    let keys: Vec<Value> = rows
+    let keys: Vec<Value> = api_keys_of(&state, &id)
+        .await?
         .into_iter()
-        .map(|(id, name, created_at, last_used_at)| json!({"id": id, "name": name, "created_at": created_at, "last_used_at": last_used_at}))
+        .map(|k| {
+            json!({
+                "id": k.id, "name": k.name, "prefix": k.prefix, "scope": k.scope,
+                "created_at": k.created_at, "last_used_at": k.last_used_at,
+            })
+        })
         .collect();
     Ok(Json(json!({"api_keys": keys})))
 }
@@ -522,14 +625,15 @@ pub async fn revoke_api_key(
 ) -> RestResult<()> {
     let key_id = ApiKeyId::parse(key_id).ok_or(RestError::NotFound)?;
     let mut tx = state.pool.begin().await?;
-    let done = sqlx::query("DELETE FROM api_keys WHERE id = $1 AND project_id = $2")
-        .bind(&key_id)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    if done.rows_affected() == 0 {
+    let name: Option<String> =
+        sqlx::query_scalar("DELETE FROM api_keys WHERE id = $1 AND project_id = $2 RETURNING name")
+            .bind(&key_id)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(name) = name else {
         return Err(RestError::NotFound);
-    }
+    };
     bump_version(&mut tx, id).await?;
     audit(
         &mut tx,
@@ -537,7 +641,7 @@ pub async fn revoke_api_key(
         Some(id),
         "api_key.delete",
         key_id.as_str(),
-        None,
+        Some(json!({"name": name})),
         None,
     )
     .await?;
@@ -546,32 +650,35 @@ pub async fn revoke_api_key(
     Ok(())
 }
 
-pub async fn audit_log(state: &AppState, project: &ProjectId) -> RestResult<Vec<Value>> {
-    type Row = (
-        String,
-        String,
-        Option<String>,
-        Option<Value>,
-        Option<Value>,
-        DateTime<Utc>,
-    );
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT actor, action, target, before, after, created_at FROM audit_log WHERE project_id = $1 ORDER BY id DESC LIMIT 200",
-    )
-    .bind(project)
-    .fetch_all(&state.pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(actor, action, target, before, after, at)| json!({"actor": actor, "action": action, "target": target, "before": before, "after": after, "at": at}))
-        .collect())
+/// `?before=<entry id>`: the page of older entries.
+#[derive(Deserialize, Default)]
+pub struct AuditQuery {
+    #[serde(default)]
+    before: Option<i64>,
 }
+
+/// Entries per page of the audit trail.
+pub const AUDIT_PAGE: i64 = 50;
 
 pub async fn audit_entries(
     State(state): State<AppState>,
     Account(account): Account,
     Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<AuditQuery>,
 ) -> RestResult<Json<Value>> {
     let id = owned_project(&state.pool, &account, &id).await?;
-    Ok(Json(json!({"entries": audit_log(&state, &id).await?})))
+    let rows = crate::audit::page(&state.pool, &account, Some(&id), q.before, AUDIT_PAGE).await?;
+    let next = (rows.len() as i64 == AUDIT_PAGE)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
+    let entries: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "id": r.id, "actor": r.actor, "action": r.action, "target": r.target,
+                "before": r.before, "after": r.after, "at": r.created_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"entries": entries, "next_before": next})))
 }

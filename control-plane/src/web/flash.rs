@@ -40,6 +40,14 @@ pub enum Flash {
     NewToken { name: String, token: String },
     /// Show the project's token secret this once (after "Reveal" or a rotation).
     TokenSecret { notice: Option<String> },
+    /// What "Test this endpoint" found for proxy `proxy`, with the form as it was typed.
+    Probe {
+        proxy: String,
+        reachable: bool,
+        text: String,
+        #[serde(default)]
+        typed: String,
+    },
 }
 
 impl Flash {

@@ -8,13 +8,16 @@
 
 mod account;
 mod assets;
+mod audit;
 mod auth;
 mod console;
 pub mod flash;
+mod keys;
 mod namespaces;
 mod projects;
 mod quickstart;
 pub mod session;
+mod settings;
 mod usage;
 mod views;
 mod words;
@@ -264,6 +267,10 @@ fn keys_page(p: &[String]) -> String {
     format!("/projects/{}/keys", p[0])
 }
 
+fn settings_page(p: &[String]) -> String {
+    format!("/projects/{}/settings", p[0])
+}
+
 fn namespace_page(p: &[String]) -> String {
     format!("/projects/{}/namespaces/{}", p[0], p[1])
 }
@@ -282,6 +289,7 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/logout", back_to(|_| "/".to_owned()).post(auth::logout))
         .route("/account", get(account::show))
+        .route("/account/audit", get(audit::account))
         .route(
             "/account/password",
             back_to(account_page).post(account::change_password),
@@ -302,20 +310,29 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/projects/{id}/keys",
-            get(projects::keys).post(projects::create_key),
+            get(keys::keys).post(keys::create_key),
         )
         .route(
             "/projects/{id}/keys/{key_id}/revoke",
-            back_to(keys_page).post(projects::revoke_key),
+            get(keys::revoke_confirm).post(keys::revoke_key),
         )
         .route(
             "/projects/{id}/secret/reveal",
-            back_to(keys_page).post(projects::reveal_secret),
+            back_to(keys_page).post(keys::reveal_secret),
         )
         .route(
             "/projects/{id}/secret/rotate",
-            back_to(keys_page).post(projects::rotate_secret),
+            back_to(keys_page).post(keys::rotate_secret),
         )
+        .route(
+            "/projects/{id}/settings",
+            get(settings::show).post(settings::save),
+        )
+        .route(
+            "/projects/{id}/settings/test/{proxy}",
+            back_to(settings_page).post(settings::test),
+        )
+        .route("/projects/{id}/audit", get(audit::show))
         .route(
             "/projects/{id}/namespaces",
             get(namespaces::list).post(namespaces::create),

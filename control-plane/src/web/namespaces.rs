@@ -1,5 +1,6 @@
 //! Namespace pages: the list with a create form (with presets), an editor with every channel
-//! option grouped and explained (help text from the option's own documentation), inline
+//! option labelled in words and explained (help text from the option's own documentation,
+//! code spans rendered as code), the common options first and the advanced groups folded, inline
 //! validation errors in the form's words that keep what was typed, and deletion after
 //! confirmation. Creating, saving and deleting answer with a redirect and a [`Flash`].
 
@@ -26,58 +27,65 @@ use crate::rest::namespaces::{delete_namespace, put_namespace};
 use crate::rest::RestError;
 use crate::state::AppState;
 
-/// Option groups, in the order the editor shows them.
-const GROUPS: &[(&str, &str, &[&str])] = &[
+/// Option groups, in the order the editor shows them: (title, intro, advanced, options). The
+/// first holds what most namespaces set; advanced groups start folded unless one of their
+/// options is set (or has a mistake).
+const GROUPS: &[(&str, &str, bool, &[&str])] = &[
     (
-        "History and recovery",
-        "Keep recent publications so reconnecting clients catch up on what they missed.",
+        "Common options",
+        "What most namespaces set: history so reconnecting clients catch up, presence, and who may subscribe and publish from the client.",
+        false,
         &[
             "history_size",
             "history_ttl",
-            "history_meta_ttl",
-            "allow_recovery",
             "force_recovery",
+            "presence",
+            "join_leave",
+            "allow_subscribe_for_client",
+            "allow_publish_for_subscriber",
+            "allow_history_for_subscriber",
+            "allow_presence_for_subscriber",
+        ],
+    ),
+    (
+        "More on history and recovery",
+        "Fine-tune how clients catch up on what they missed.",
+        true,
+        &[
+            "allow_recovery",
             "force_recovery_mode",
             "auto_cache_recover",
+            "history_meta_ttl",
             "allow_positioning",
             "force_positioning",
         ],
     ),
     (
-        "Presence",
-        "Know who is subscribed, and tell subscribers when someone joins or leaves.",
-        &["presence", "join_leave", "force_push_join_leave"],
-    ),
-    (
-        "Who may subscribe",
-        "Without these, clients subscribe only with a subscription token or server-side.",
-        &["allow_subscribe_for_client", "allow_subscribe_for_anonymous", "allow_user_limited_channels"],
-    ),
-    (
-        "Who may publish from the client",
-        "Without these, only your server publishes (through the server API).",
-        &["allow_publish_for_subscriber", "allow_publish_for_client", "allow_publish_for_anonymous"],
-    ),
-    (
-        "Who may read presence and history",
-        "",
+        "More on who may do what",
+        "Without these, clients subscribe only with a subscription token or server-side, and only your server publishes.",
+        true,
         &[
-            "allow_presence_for_subscriber",
+            "force_push_join_leave",
+            "allow_subscribe_for_anonymous",
+            "allow_user_limited_channels",
+            "allow_publish_for_client",
+            "allow_publish_for_anonymous",
             "allow_presence_for_client",
             "allow_presence_for_anonymous",
-            "allow_history_for_subscriber",
             "allow_history_for_client",
             "allow_history_for_anonymous",
         ],
     ),
     (
         "Channel rules",
-        "",
+        "Which channel names and payloads are accepted, and delta compression.",
+        true,
         &["channel_regex", "publication_data_format", "allow_tags_filter", "allowed_delta_types", "delta_publish"],
     ),
     (
         "Proxies to your backend",
-        "Ask your application before subscribing, publishing or refreshing (proxies are configured per project).",
+        "Ask your application before subscribing, publishing or refreshing (the proxies' URLs are in the project's settings).",
+        true,
         &[
             "subscribe_proxy_enabled",
             "subscribe_proxy_name",
@@ -134,12 +142,15 @@ fn groups(values: &Map<String, Value>, error: Option<(&str, &str)>) -> Vec<Field
     let mut placed: Vec<&str> = Vec::new();
     let mut out: Vec<FieldGroup> = GROUPS
         .iter()
-        .map(|(title, intro, names)| {
+        .map(|(title, intro, advanced, names)| {
             placed.extend(names.iter());
+            let fields: Vec<Field> = names.iter().map(|n| field(n, values, error)).collect();
             FieldGroup {
                 title,
                 intro,
-                fields: names.iter().map(|n| field(n, values, error)).collect(),
+                advanced: *advanced,
+                open: !*advanced || fields.iter().any(Field::stands_out),
+                fields,
             }
         })
         .collect();
@@ -152,6 +163,8 @@ fn groups(values: &Map<String, Value>, error: Option<(&str, &str)>) -> Vec<Field
         out.push(FieldGroup {
             title: "Other",
             intro: "",
+            advanced: true,
+            open: rest.iter().any(Field::stands_out),
             fields: rest,
         });
     }
@@ -554,6 +567,22 @@ mod tests {
         for f in &fields {
             assert!(!f.help.is_empty(), "{} has no help text", f.name);
         }
+    }
+
+    #[test]
+    fn common_options_come_first_and_advanced_groups_fold_unless_set() {
+        let g = groups(&Map::new(), None);
+        assert_eq!(g[0].title, "Common options");
+        assert!(!g[0].advanced && g[0].open);
+        assert!(g[0].fields.iter().any(|f| f.name == "history_size"));
+        assert!(g[1..].iter().all(|g| g.advanced && !g.open));
+        let mut set = Map::new();
+        set.insert("channel_regex".into(), json!("^[a-z]+$"));
+        let g = groups(&set, None);
+        let rules = g.iter().find(|g| g.title == "Channel rules").unwrap();
+        assert!(rules.open, "a group with a value set starts open");
+        let g = groups(&Map::new(), Some(("delta_publish", "bad")));
+        assert!(g.iter().find(|g| g.title == "Channel rules").unwrap().open);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Project pages: the list and the create form (a new project starts with the quick start's
 //! namespace, [`quickstart::STARTER_NAMESPACE`]), a project's overview (endpoints and
-//! quick-start snippets from [`quickstart`]), API keys (shown once, revoked), the token secret
-//! (revealed on demand, rotated after confirmation) and project deletion. Every change answers
-//! with a redirect; what it has to say is a [`Flash`] for the page it lands on.
+//! quick-start snippets from [`quickstart`]) and project deletion (keys and the token secret
+//! are [`super::keys`]). Every change answers with a redirect; what it has to say is a
+//! [`Flash`] for the page it lands on.
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -15,14 +15,10 @@ use serde::Deserialize;
 use super::flash::{self, Flash, Shown};
 use super::quickstart::{self, STARTER_NAMESPACE};
 use super::session::Session;
-use super::views::{
-    when, when_opt, KeyRow, KeysPage, Layout, OverviewPage, ProjectCard, ProjectHead, ProjectsPage,
-};
+use super::views::{when, Layout, OverviewPage, ProjectCard, ProjectHead, ProjectsPage};
 use super::{page, words, WebResult};
 use crate::ids::ProjectId;
-use crate::rest::projects::{
-    create_api_key, create_project, delete_project, revoke_api_key, rotate_hmac_secret,
-};
+use crate::rest::projects::{create_project, delete_project};
 use crate::rest::util::owned_project;
 use crate::rest::RestError;
 use crate::state::AppState;
@@ -253,192 +249,4 @@ pub async fn delete(
         )),
     )
     .await
-}
-
-async fn keys_view(state: &AppState, session: &Session, p: ProjectHead) -> WebResult<KeysPage> {
-    type Row = (String, String, DateTime<Utc>, Option<DateTime<Utc>>);
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, name, created_at, last_used_at FROM api_keys WHERE project_id = $1 ORDER BY created_at",
-    )
-    .bind(&p.id)
-    .fetch_all(&state.pool)
-    .await?;
-    let rotated: Option<DateTime<Utc>> =
-        sqlx::query_scalar("SELECT rotated_at FROM token_secrets WHERE project_id = $1")
-            .bind(&p.id)
-            .fetch_optional(&state.pool)
-            .await?
-            .flatten();
-    Ok(KeysPage {
-        layout: Layout::of(session),
-        tab: "keys",
-        keys: rows
-            .into_iter()
-            .map(|(id, name, created, used)| KeyRow {
-                id,
-                name,
-                created: when(&created),
-                last_used: when_opt(&used),
-            })
-            .collect(),
-        new_key: None,
-        secret: None,
-        rotated_at: when_opt(&rotated),
-        form_name: String::new(),
-        error: None,
-        notice: None,
-        p,
-    })
-}
-
-/// The address of a project's keys page.
-fn keys_path(p: &ProjectHead) -> String {
-    format!("/projects/{}/keys", p.id)
-}
-
-/// The keys page, with what the last action left for it: a new key or the token secret shown
-/// once, a notice, or an error and what was typed.
-pub async fn keys(
-    State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
-) -> WebResult<Response> {
-    let p = head(&state, &session, &id).await?;
-    let left = flash::take(&state, &session, &keys_path(&p)).await?;
-    let shown = Shown::from(left.as_ref());
-    let project = ProjectId(p.id.clone());
-    let mut v = keys_view(&state, &session, p).await?;
-    match left {
-        Some(Flash::NewApiKey { name, key }) => v.new_key = Some((name, key)),
-        Some(Flash::TokenSecret { .. }) => {
-            v.secret = Some(
-                crate::secret_store::token_secret_of(&state.pool, &project)
-                    .await
-                    .map_err(RestError::from)?,
-            );
-        }
-        _ => {}
-    }
-    v.notice = shown.notice;
-    v.error = shown.error;
-    v.form_name = shown.typed;
-    Ok(page(v.render()?))
-}
-
-#[derive(Deserialize)]
-pub struct KeyForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    name: String,
-}
-
-pub async fn create_key(
-    State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
-    Form(form): Form<KeyForm>,
-) -> WebResult<Response> {
-    session.check_csrf(&form.csrf)?;
-    let p = head(&state, &session, &id).await?;
-    let project = ProjectId(p.id.clone());
-    let left = match create_api_key(&state, &session.account, &project, &form.name).await {
-        Ok(created) => Flash::NewApiKey {
-            name: created["name"].as_str().unwrap_or_default().to_owned(),
-            key: created["key"].as_str().unwrap_or_default().to_owned(),
-        },
-        Err(RestError::BadRequest { message, .. } | RestError::PlanLimit(message)) => {
-            Flash::error(words::humanize(&message), form.name)
-        }
-        Err(e) => return Err(e.into()),
-    };
-    flash::redirect(&state, &session, &keys_path(&p), left).await
-}
-
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
-pub async fn revoke_key(
-    State(state): State<AppState>,
-    session: Session,
-    Path((id, key_id)): Path<(String, String)>,
-    Form(form): Form<CsrfOnly>,
-) -> WebResult<Response> {
-    session.check_csrf(&form.csrf)?;
-    let p = head(&state, &session, &id).await?;
-    revoke_api_key(&state, &session.account, &ProjectId(p.id.clone()), &key_id).await?;
-    let notice = Flash::notice("Key revoked. Requests using it are refused from now on.");
-    flash::redirect(&state, &session, &keys_path(&p), notice).await
-}
-
-pub async fn reveal_secret(
-    State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfOnly>,
-) -> WebResult<Response> {
-    session.check_csrf(&form.csrf)?;
-    let p = head(&state, &session, &id).await?;
-    let location = format!("{}#token-secret", keys_path(&p));
-    flash::redirect(
-        &state,
-        &session,
-        &location,
-        Flash::TokenSecret { notice: None },
-    )
-    .await
-}
-
-#[derive(Deserialize)]
-pub struct RotateForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    confirm: Option<String>,
-    #[serde(default)]
-    grace: String,
-}
-
-pub async fn rotate_secret(
-    State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
-    Form(form): Form<RotateForm>,
-) -> WebResult<Response> {
-    session.check_csrf(&form.csrf)?;
-    let p = head(&state, &session, &id).await?;
-    let location = format!("{}#token-secret", keys_path(&p));
-    if form.confirm.is_none() {
-        let error = Flash::error(
-            "The secret was not rotated: tick the confirmation box to rotate it.",
-            "",
-        );
-        return flash::redirect(&state, &session, &location, error).await;
-    }
-    let grace: u32 = match form.grace.trim() {
-        "" | "0" => 0,
-        "1h" => 3600,
-        "24h" => 86_400,
-        _ => {
-            let error = Flash::error(
-                "The secret was not rotated: choose a grace period from the list.",
-                "",
-            );
-            return flash::redirect(&state, &session, &location, error).await;
-        }
-    };
-    rotate_hmac_secret(&state, &session.account, &ProjectId(p.id.clone()), grace).await?;
-    tracing::info!(account = %session.account, project = %p.id, grace, "token secret rotated from the dashboard");
-    let notice = if grace > 0 {
-        "Secret rotated. Tokens signed with the old secret keep working during the grace period."
-    } else {
-        "Secret rotated. Tokens signed with the old secret no longer work."
-    };
-    let left = Flash::TokenSecret {
-        notice: Some(notice.into()),
-    };
-    flash::redirect(&state, &session, &location, left).await
 }

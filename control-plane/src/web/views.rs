@@ -141,6 +141,10 @@ pub struct OverviewPage {
 pub struct KeyRow {
     pub id: String,
     pub name: String,
+    /// The key's first characters and an ellipsis.
+    pub prefix: String,
+    /// What the key may call, in words.
+    pub scope: &'static str,
     pub created: String,
     pub last_used: String,
 }
@@ -156,8 +160,97 @@ pub struct KeysPage {
     pub secret: Option<String>,
     pub rotated_at: String,
     pub form_name: String,
+    /// `all` or `publish`.
+    pub form_scope: String,
     pub error: Option<String>,
     pub notice: Option<String>,
+}
+
+/// "Revoke this key?": the confirmation step before a key is revoked.
+#[derive(Template)]
+#[template(path = "revoke_key.html")]
+pub struct RevokeKeyPage {
+    pub layout: Layout,
+    pub p: ProjectHead,
+    pub tab: &'static str,
+    pub key: KeyRow,
+}
+
+/// One proxy of the settings page.
+pub struct ProxyField {
+    /// `connect`, `subscribe`, `publish` or `rpc` (form field prefix).
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub help: &'static str,
+    /// The label of its switch, when it has one (connect, RPC).
+    pub switch: Option<&'static str>,
+    pub enabled: bool,
+    pub endpoint: String,
+    pub timeout: String,
+    /// Whether the endpoint shown is the saved one (only then it can be tested as shown).
+    pub saved: bool,
+    /// The outcome of "Test this endpoint", right after it ran: (reachable, sentence).
+    pub probe: Option<(bool, String)>,
+    /// Which of its fields the page's error is about: `endpoint`, `timeout` or empty.
+    pub bad: &'static str,
+}
+
+/// A project's settings page.
+#[derive(Template)]
+#[template(path = "settings.html")]
+pub struct SettingsPage {
+    pub layout: Layout,
+    pub p: ProjectHead,
+    pub tab: &'static str,
+    pub name: String,
+    /// One origin per line.
+    pub origins: String,
+    pub anonymous: bool,
+    pub proxies: Vec<ProxyField>,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+    /// The form field the error is about.
+    pub error_field: String,
+    /// Whether probes may reach only public addresses (hosted mode).
+    pub public_only: bool,
+}
+
+/// One audit entry, in words.
+pub struct AuditRow {
+    pub when: String,
+    pub actor: String,
+    pub what: String,
+}
+
+/// An entry of the account's audit trail, with the project it concerns.
+pub struct AccountAuditRow {
+    pub row: AuditRow,
+    /// The project's name, "—" for account-wide entries.
+    pub project: String,
+}
+
+/// The account's audit trail across its projects, newest first, a page at a time.
+#[derive(Template)]
+#[template(path = "account_audit.html")]
+pub struct AccountAuditPage {
+    pub layout: Layout,
+    pub rows: Vec<AccountAuditRow>,
+    pub older: Option<i64>,
+    pub paged: bool,
+}
+
+/// A project's audit trail, newest first, a page at a time.
+#[derive(Template)]
+#[template(path = "audit.html")]
+pub struct AuditPage {
+    pub layout: Layout,
+    pub p: ProjectHead,
+    pub tab: &'static str,
+    pub rows: Vec<AuditRow>,
+    /// `?before=` of the next (older) page.
+    pub older: Option<i64>,
+    /// Whether this is not the first page.
+    pub paged: bool,
 }
 
 pub struct NamespaceRow {
@@ -199,9 +292,23 @@ pub struct Field {
     pub error: Option<String>,
 }
 
+impl Field {
+    /// Whether the option is set to something other than its default, or has a mistake.
+    pub fn stands_out(&self) -> bool {
+        self.error.is_some()
+            || self.checked
+            || !(self.value.is_empty()
+                || self.value == "default"
+                || (self.name == "force_recovery_mode" && self.value == "stream"))
+    }
+}
+
 pub struct FieldGroup {
     pub title: &'static str,
     pub intro: &'static str,
+    /// Folded (a `<details>`) unless `open`.
+    pub advanced: bool,
+    pub open: bool,
     pub fields: Vec<Field>,
 }
 

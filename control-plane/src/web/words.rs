@@ -1,14 +1,56 @@
 //! The dashboard's words for what the REST layer and the config rules say in theirs: option
-//! names become the labels the forms show, config paths (`channel.namespaces[0].history_ttl`)
+//! names become the labels the forms show (in words, not the option's name), config paths (`channel.namespaces[0].history_ttl`)
 //! and plan keys (`max_namespaces`) go, and Markdown backticks in help texts become code
 //! spans instead of showing raw.
 
 use rotor_tenant_config::CHANNEL_OPTION_DOCS;
 
-/// The form label of channel option `name` (`history_ttl` → "History ttl").
+/// The form label of channel option `name`, in words (`history_ttl` → "Keep history for");
+/// an option without one reads as its name ("Some option").
 pub fn label_of(name: &str) -> String {
-    if name == "allowed_delta_types" {
-        return "Allow fossil delta compression".into();
+    let label = match name {
+        "presence" => "Track presence (who is subscribed)",
+        "join_leave" => "Send join and leave messages",
+        "force_push_join_leave" => "Push join and leave messages to every subscriber",
+        "history_size" => "Publications kept per channel",
+        "history_ttl" => "Keep history for",
+        "history_meta_ttl" => "Keep a channel's stream position for",
+        "force_positioning" => "Always check clients' stream position",
+        "allow_positioning" => "Let clients ask for stream position checks",
+        "force_recovery" => "Recover missed publications on reconnect",
+        "allow_recovery" => "Let clients ask to recover missed publications",
+        "force_recovery_mode" => "Recovery mode",
+        "auto_cache_recover" => "Recover from the cache automatically",
+        "allowed_delta_types" => "Allow fossil delta compression",
+        "delta_publish" => "Publish as deltas by default",
+        "allow_tags_filter" => "Let subscribers filter publications by tags",
+        "allow_subscribe_for_anonymous" => "Anonymous users may subscribe",
+        "allow_subscribe_for_client" => "Connected users may subscribe without a token",
+        "allow_publish_for_anonymous" => "Anonymous users may publish",
+        "allow_publish_for_subscriber" => "Subscribers may publish",
+        "allow_publish_for_client" => "Any connected user may publish",
+        "allow_presence_for_anonymous" => "Anonymous users may read presence",
+        "allow_presence_for_subscriber" => "Subscribers may read presence",
+        "allow_presence_for_client" => "Any connected user may read presence",
+        "allow_history_for_anonymous" => "Anonymous users may read history",
+        "allow_history_for_subscriber" => "Subscribers may read history",
+        "allow_history_for_client" => "Any connected user may read history",
+        "allow_user_limited_channels" => "Allow channels limited to listed users (name#alice,bob)",
+        "channel_regex" => "Channel names must match (regular expression)",
+        "publication_data_format" => "Publication format",
+        "subscribe_proxy_enabled" => "Ask your backend before each subscription",
+        "subscribe_proxy_name" => "Subscribe proxy to use",
+        "publish_proxy_enabled" => "Ask your backend before each client publication",
+        "publish_proxy_name" => "Publish proxy to use",
+        "sub_refresh_proxy_enabled" => "Ask your backend to refresh subscriptions",
+        "sub_refresh_proxy_name" => "Subscription refresh proxy to use",
+        "subscribe_stream_proxy_enabled" => "Stream subscriptions from your backend",
+        "subscribe_stream_proxy_name" => "Stream proxy to use",
+        "subscribe_stream_proxy_bidirectional" => "Streams go both ways",
+        _ => "",
+    };
+    if !label.is_empty() {
+        return label.to_owned();
     }
     let mut s = name.replace('_', " ");
     if let Some(first) = s.get_mut(0..1) {
@@ -125,16 +167,29 @@ mod tests {
     fn config_paths_and_option_names_become_the_form_labels() {
         assert_eq!(
             humanize("invalid config at `channel.namespaces[0].history_ttl`: history_size and history_ttl must be set together"),
-            "“History size” and “History ttl” must be set together"
+            "“Publications kept per channel” and “Keep history for” must be set together"
         );
         assert_eq!(
             humanize("settings.without_namespace.history_size: your plan allows at most 100"),
-            "“History size”: your plan allows at most 100"
+            "“Publications kept per channel”: your plan allows at most 100"
         );
         assert_eq!(
             humanize("must be at least history_ttl."),
-            "must be at least “History ttl”."
+            "must be at least “Keep history for”."
         );
+    }
+
+    #[test]
+    fn every_channel_option_has_a_label_in_words() {
+        for (name, _) in CHANNEL_OPTION_DOCS {
+            let label = label_of(name);
+            assert!(!label.contains('_'), "{name}: {label}");
+            assert_ne!(
+                label.to_lowercase(),
+                name.replace('_', " "),
+                "{name} has no label"
+            );
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::cluster::ClusterControl;
 use crate::engine::HistoryFilter;
 use crate::node::{meta_ttl, Node};
 use crate::protocol::{ClientError, Publication};
+use rotor_tenant_config::ApiKeyScope;
 
 /// Every method `/api/{method}` answers.
 pub const METHODS: &[&str] = &[
@@ -44,8 +45,14 @@ fn require_channel(channel: &str) -> Result<(), ClientError> {
     }
 }
 
-/// Runs one method.
-pub(super) async fn execute(node: &Node, method: &str, params: &str) -> Result<Value, ApiError> {
+/// Runs one method for a key of `scope` (which the caller checked allows `method`; the
+/// commands of a `batch` are checked here, one by one).
+pub(super) async fn execute(
+    node: &Node,
+    scope: ApiKeyScope,
+    method: &str,
+    params: &str,
+) -> Result<Value, ApiError> {
     match method {
         "publish" => publish(node, parse(params)?).await,
         "broadcast" => broadcast(node, parse(params)?).await,
@@ -60,7 +67,7 @@ pub(super) async fn execute(node: &Node, method: &str, params: &str) -> Result<V
         "channels" => channels(node, parse(params)?).await,
         "info" => info(node).await,
         "rpc" => rpc(parse(params)?),
-        "batch" => Box::pin(batch(node, parse(params)?)).await,
+        "batch" => Box::pin(batch(node, scope, parse(params)?)).await,
         _ => Err(ClientError::METHOD_NOT_FOUND.into()),
     }
 }
@@ -383,16 +390,21 @@ fn rpc(req: requests::Rpc) -> Result<Value, ApiError> {
     Err(ClientError::NOT_AVAILABLE.into())
 }
 
-async fn batch(node: &Node, req: requests::Batch) -> Result<Value, ApiError> {
+async fn batch(node: &Node, scope: ApiKeyScope, req: requests::Batch) -> Result<Value, ApiError> {
     let mut replies = Vec::with_capacity(req.commands.len());
     for command in req.commands {
         let mut entries = command.into_iter();
         let reply = match (entries.next(), entries.next()) {
+            (Some((method, _)), None)
+                if METHODS.contains(&method.as_str()) && !scope.allows(&method) =>
+            {
+                json!({"error": error_json(&ClientError::PERMISSION_DENIED)})
+            }
             (Some((method, params)), None)
                 if method != "batch" && METHODS.contains(&method.as_str()) =>
             {
                 node.metrics.api_calls.inc(method.as_str());
-                match execute(node, &method, params.get()).await {
+                match execute(node, scope, &method, params.get()).await {
                     Ok(v) => json!({ method: v }),
                     Err(ApiError::Client(e)) => json!({"error": error_json(&e)}),
                     Err(ApiError::BadRequest(m)) => {

@@ -1,6 +1,12 @@
 //! The server HTTP API (`POST /api/{method}` and the legacy `POST /api` line protocol),
 //! compatible with Centrifugo's: request and reply JSON as Centrifugo's, `X-API-Key` /
 //! `Authorization: apikey …` / `?api_key=` authentication, and the same error modes.
+//!
+//! A key's scope ([`ApiKeyScope`]) limits the methods it may call: a method outside it
+//! answers error 103 (permission denied) like any other API error — in the body with 200, or
+//! with 403 in transport error mode (Centrifugo's server API never returns 103, so its table
+//! has no entry for it; 403 is the status that says what happened). Inside `batch` each
+//! command is checked on its own.
 
 mod methods;
 mod requests;
@@ -15,9 +21,10 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::auth::apikey::{key_is_valid, presented_key};
+use crate::auth::apikey::presented_key;
 use crate::node::Node;
 use crate::protocol::ClientError;
+use rotor_tenant_config::ApiKeyScope;
 
 pub use methods::METHODS;
 
@@ -53,6 +60,7 @@ pub(crate) fn error_json(e: &ClientError) -> Value {
 fn transport_status(code: u32) -> StatusCode {
     match code {
         102 | 104 => StatusCode::NOT_FOUND,
+        103 => StatusCode::FORBIDDEN,
         107 | 108 => StatusCode::BAD_REQUEST,
         112 => StatusCode::RANGE_NOT_SATISFIABLE,
         113 => StatusCode::CONFLICT,
@@ -67,13 +75,14 @@ pub fn router() -> Router<Arc<Node>> {
         .route("/api/{method}", post(call))
 }
 
-fn authorised(node: &Node, headers: &HeaderMap, query: Option<&str>) -> bool {
+/// The scope of the key the request presents, or `None` when it presents no valid key
+/// (`http_api.insecure` admits every request with every method).
+fn authorised(node: &Node, headers: &HeaderMap, query: Option<&str>) -> Option<ApiKeyScope> {
     let config = node.config.load();
-    let api = &config.tenant.http_api;
-    if api.insecure {
-        return true;
+    if config.tenant.http_api.insecure {
+        return Some(ApiKeyScope::All);
     }
-    presented_key(headers, query).is_some_and(|k| key_is_valid(api, &k))
+    presented_key(headers, query).and_then(|k| config.api_keys.check(&k))
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
@@ -108,10 +117,10 @@ async fn call(
     if !METHODS.contains(&method.as_str()) {
         return StatusCode::NOT_FOUND.into_response();
     }
-    if !authorised(&node, &headers, query.as_deref()) {
+    let Some(scope) = authorised(&node, &headers, query.as_deref()) else {
         tracing::info!(%method, "API call refused: missing or wrong key");
         return StatusCode::UNAUTHORIZED.into_response();
-    }
+    };
     node.metrics.api_calls.inc(method.as_str());
     let transport_mode = headers
         .get("x-centrifugo-error-mode")
@@ -119,7 +128,11 @@ async fn call(
         .is_some_and(|v| v.eq_ignore_ascii_case("transport"))
         || node.config.load().tenant.http_api.error_mode == "transport";
     let result = match parse_body(&body) {
-        Ok(params) => methods::execute(&node, &method, params).await,
+        Ok(_) if method != "batch" && !scope.allows(&method) => {
+            tracing::info!(%method, scope = scope.as_str(), "API call outside the key's scope");
+            Err(ApiError::Client(ClientError::PERMISSION_DENIED))
+        }
+        Ok(params) => methods::execute(&node, scope, &method, params).await,
         Err(e) => Err(e),
     };
     match result {
@@ -149,7 +162,7 @@ pub async fn call_internal(node: &Node, method: &str, body: &[u8]) -> Result<Val
     }
     node.metrics.api_calls.inc(method);
     let params = parse_body(body)?;
-    match methods::execute(node, method, params).await {
+    match methods::execute(node, ApiKeyScope::All, method, params).await {
         Ok(v) => Ok(json!({"result": v})),
         Err(ApiError::Client(e)) => {
             node.metrics.client_errors.inc(e.code.to_string());
@@ -166,9 +179,9 @@ async fn legacy(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !authorised(&node, &headers, query.as_deref()) {
+    let Some(scope) = authorised(&node, &headers, query.as_deref()) else {
         return StatusCode::UNAUTHORIZED.into_response();
-    }
+    };
     if body.iter().all(u8::is_ascii_whitespace) {
         return (StatusCode::BAD_REQUEST, "empty request body").into_response();
     }
@@ -195,9 +208,11 @@ async fn legacy(
             .to_string();
         let reply = if !METHODS.contains(&method.as_str()) || method == "batch" {
             json!({"error": error_json(&ClientError::METHOD_NOT_FOUND)})
+        } else if !scope.allows(&method) {
+            json!({"error": error_json(&ClientError::PERMISSION_DENIED)})
         } else {
             node.metrics.api_calls.inc(method.as_str());
-            match methods::execute(&node, &method, &params).await {
+            match methods::execute(&node, scope, &method, &params).await {
                 Ok(v) => json!({"result": v}),
                 Err(ApiError::Client(e)) => json!({"error": error_json(&e)}),
                 Err(ApiError::BadRequest(m)) => {

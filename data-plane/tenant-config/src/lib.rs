@@ -8,6 +8,7 @@
 
 mod channel;
 mod duration;
+pub mod egress;
 pub mod fdlimit;
 pub mod handoff;
 pub mod listen;

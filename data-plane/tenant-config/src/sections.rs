@@ -289,11 +289,66 @@ pub struct HttpApi {
     /// hex digests so the process never holds plain keys it did not need).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub key_hashes: Vec<String>,
+    /// Keys with an identity and a scope (Rotor: what the control plane sends). A key used
+    /// since the last report is named by its `id` in the process's usage report.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<ApiKeyEntry>,
     /// No API authentication (development only).
     pub insecure: bool,
     /// `transport` maps errors to HTTP statuses; empty keeps 200 with an error body.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub error_mode: String,
+}
+
+/// One API key of `http_api.keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiKeyEntry {
+    /// A name for the key that is not a secret (Rotor: `key_…`), reported when it is used.
+    pub id: String,
+    /// SHA-256 of the key, lowercase hex.
+    pub sha256: String,
+    /// What the key may call.
+    pub scope: ApiKeyScope,
+}
+
+/// What an API key may call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiKeyScope {
+    /// Every server API method (and the public `/metrics`).
+    #[default]
+    All,
+    /// `publish` and `broadcast` only (also inside `batch`); anything else answers error 103
+    /// (permission denied).
+    Publish,
+}
+
+impl ApiKeyScope {
+    /// Whether a key of this scope may call server API `method`.
+    pub fn allows(self, method: &str) -> bool {
+        match self {
+            ApiKeyScope::All => true,
+            ApiKeyScope::Publish => matches!(method, "publish" | "broadcast"),
+        }
+    }
+
+    /// `all` or `publish`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiKeyScope::All => "all",
+            ApiKeyScope::Publish => "publish",
+        }
+    }
+
+    /// The scope a name stands for.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "all" => Some(ApiKeyScope::All),
+            "publish" => Some(ApiKeyScope::Publish),
+            _ => None,
+        }
+    }
 }
 
 /// WebSocket transport (`websocket.*`).

@@ -38,6 +38,26 @@ pub(crate) fn validate(config: &TenantConfig) -> Result<(), ConfigError> {
             "must be shorter than client.ping_interval",
         ));
     }
+    let mut key_ids = HashSet::new();
+    for (i, key) in config.http_api.keys.iter().enumerate() {
+        let is_digest = key.sha256.len() == 64
+            && key
+                .sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !is_digest {
+            return Err(ConfigError::invalid(
+                format!("http_api.keys[{i}].sha256"),
+                "must be a SHA-256 digest in lowercase hex (64 characters)",
+            ));
+        }
+        if !key.id.is_empty() && !key_ids.insert(key.id.as_str()) {
+            return Err(ConfigError::invalid(
+                format!("http_api.keys[{i}].id"),
+                format!("duplicate key id {:?}", key.id),
+            ));
+        }
+    }
     if client.queue_max_size == 0 {
         return Err(ConfigError::invalid(
             "client.queue_max_size",
@@ -178,6 +198,31 @@ mod tests {
             refused(r#"{"channel": {"without_namespace": {"force_recovery": true}}}"#);
         assert_eq!(path, "channel.without_namespace.force_recovery");
         assert!(msg.contains("needs history"));
+    }
+
+    #[test]
+    fn api_keys_need_a_hex_digest_and_distinct_ids_and_the_old_shape_still_loads() {
+        let digest = "a".repeat(64);
+        let (path, _) = refused(r#"{"http_api": {"keys": [{"id": "k1", "sha256": "nothex"}]}}"#);
+        assert_eq!(path, "http_api.keys[0].sha256");
+        let twice = format!(
+            r#"{{"http_api": {{"keys": [{{"id": "k1", "sha256": "{digest}"}}, {{"id": "k1", "sha256": "{digest}", "scope": "publish"}}]}}}}"#
+        );
+        assert_eq!(refused(&twice).0, "http_api.keys[1].id");
+        let (path, _) =
+            refused(r#"{"http_api": {"keys": [{"id": "k1", "sha256": "x", "scope": "read"}]}}"#);
+        assert!(path.starts_with("http_api.keys"), "{path}");
+        let old = format!(r#"{{"http_api": {{"key_hashes": ["{digest}"]}}}}"#);
+        let loaded = TenantConfig::parse(&old, Format::Json).unwrap();
+        assert_eq!(loaded.config.http_api.key_hashes, vec![digest.clone()]);
+        let new = format!(
+            r#"{{"http_api": {{"keys": [{{"id": "k1", "sha256": "{digest}", "scope": "publish"}}]}}}}"#
+        );
+        let loaded = TenantConfig::parse(&new, Format::Json).unwrap();
+        assert_eq!(
+            loaded.config.http_api.keys[0].scope,
+            crate::ApiKeyScope::Publish
+        );
     }
 
     #[test]

@@ -1,7 +1,11 @@
 // The dashboard in a real browser (Debian's Chromium via playwright-core): sign up, create a
 // project, a key and a namespace, open the console, subscribe, publish with curl and see the
-// message arrive, then watch the usage chart count it. Also: a form without its CSRF token is
-// refused, another account's project is a 404, pages fit 375 px, logout ends the session.
+// message arrive, then watch the usage chart count it. Keys show their first characters and
+// when they were last used; a publish-only key publishes but cannot read history; names are
+// unique; revoking takes a confirmation page. The settings page saves by POST/redirect/GET,
+// says what is wrong in words, and its endpoint test refuses this machine; the audit log
+// lists every change in words. Also: a form without its CSRF token is refused, another
+// account's project (and its audit log) is a 404, pages fit 375 px, logout ends the session.
 // Screenshots of every page go to $ROTOR_SCREENSHOTS.
 //
 // Environment:
@@ -122,6 +126,12 @@ await step('namespace', async () => {
   await page.click('section[aria-labelledby=ns-new] button[type=submit]');
   await page.waitForURL(/\/namespaces\/chat/);
   obs.namespace_presence_checked = await page.isChecked('#opt-presence');
+  obs.namespace_first_group = (await page.textContent('.option-group legend, .option-group summary')).trim();
+  obs.namespace_folded_groups = await page.locator('details.option-group:not([open])').count();
+  obs.namespace_regex_visible = await page.isVisible('#opt-channel_regex');
+  obs.namespace_history_label = (await page.textContent('label[for=opt-history_size]')).trim();
+  obs.namespace_help_has_backticks = (await page.textContent('#help-force_recovery_mode')).includes('`');
+  obs.namespace_help_code_spans = await page.locator('#help-force_recovery_mode code').count();
   await snap('namespace-created');
   await page.fill('#opt-history_size', 'lots');
   await page.click('.sticky-actions button');
@@ -176,6 +186,142 @@ await step('usage', async () => {
   await snap('usage');
 });
 
+// curl against the tenant's server API: the parsed reply (or the HTTP status when it is not JSON).
+const curlApi = (method, key, body) => new Promise((resolve) => {
+  execFile('curl', ['-sS', '--max-time', '10', '-w', '\n%{http_code}', '-X', 'POST',
+    `${BASE}/t/${project.slug}/api/${method}`, '-H', `X-API-Key: ${key}`,
+    '-H', 'Content-Type: application/json', '-d', JSON.stringify(body)],
+  (err, stdout) => {
+    const lines = (stdout || '').trim().split('\n');
+    const status = Number(lines.pop());
+    let reply = null;
+    try { reply = JSON.parse(lines.join('\n')); } catch (_) { /* not JSON */ }
+    resolve({ status, reply, err: err ? String(err) : null });
+  });
+});
+// Polls `fn` until it returns a truthy value (bounded).
+const until = async (what, fn, ms = 45000) => {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+};
+
+// Keys, second pass: the first characters of each key and when it was last used (the tenant
+// reports it: the curl publish above shows up within a report or two); a publish-only key; a
+// duplicate name; revoking through the confirmation page; reloads change nothing.
+await step('keys second pass', async () => {
+  const keysUrl = `${BASE}/projects/${project.id}/keys`;
+  await page.goto(keysUrl);
+  obs.key_prefix_shown = (await page.textContent('tr[data-key=backend] .key-prefix')).trim();
+  obs.key_prefix_expected = `${apiKey.slice(0, 10)}…`;
+  obs.key_page_has_whole_key = (await page.content()).includes(apiKey);
+  obs.key_last_used = await until('the key\'s last use', async () => {
+    await page.goto(keysUrl);
+    const t = (await page.textContent('tr[data-key=backend] .key-last-used')).trim();
+    return t !== 'never' ? t : null;
+  });
+  obs.key_scope_backend = (await page.textContent('tr[data-key=backend] .key-scope')).trim();
+  await page.fill('#key-name', 'publisher');
+  await page.selectOption('#key-scope', 'publish');
+  await page.click('form[action$="/keys"] button[type=submit]');
+  const publisher = (await page.textContent('#new-api-key')).trim();
+  obs.key_scope_publisher = (await page.textContent('tr[data-key=publisher] .key-scope')).trim();
+  await snap('key-publish-only');
+  // Once the tenant has the key (its config is pushed within moments), it publishes…
+  const published = await until('the publish-only key to work', async () => {
+    const r = await curlApi('publish', publisher, { channel: 'chat:lobby', data: { text: 'from the publisher' } });
+    return r.status === 200 ? r : null;
+  }, 30000);
+  obs.publisher_publish_reply = published.reply;
+  // …but reads nothing.
+  obs.publisher_history_reply = (await curlApi('history', publisher, { channel: 'chat:lobby' })).reply;
+  obs.publisher_presence_reply = (await curlApi('presence', publisher, { channel: 'chat:lobby' })).reply;
+  // A second key with the same name is refused, in words, keeping what was typed.
+  await page.fill('#key-name', 'publisher');
+  await page.click('form[action$="/keys"] button[type=submit]');
+  obs.duplicate_key_error = (await page.textContent('#keys-error')).trim();
+  obs.duplicate_key_kept = await page.inputValue('#key-name');
+  obs.keys_after_duplicate = await page.locator('#api-key-table tbody tr').count();
+  await snap('key-duplicate-name');
+  // Revoke: a confirmation page first; nothing happens until it is confirmed.
+  await page.click('a[aria-label="Revoke publisher"]');
+  await page.waitForURL(/\/keys\/key_[a-z0-9]+\/revoke$/);
+  obs.revoke_confirm_title = (await page.textContent('#revoke-title')).trim();
+  obs.keys_before_confirm = await page.evaluate(async (u) => {
+    const html = await (await fetch(u)).text();
+    return (html.match(/data-key=/g) || []).length;
+  }, keysUrl);
+  await snap('key-revoke-confirm');
+  await page.click('#confirm-revoke');
+  await page.waitForURL(keysUrl);
+  obs.revoked_notice = (await page.textContent('.notice')).trim();
+  obs.keys_after_revoke = await page.locator('#api-key-table tbody tr').count();
+  await page.reload();
+  obs.keys_after_revoke_reload = await page.locator('#api-key-table tbody tr').count();
+  obs.revoked_notice_after_reload = await page.locator('.notice').count();
+  // The revoked key is refused by the tenant once its config has moved on.
+  obs.revoked_key_status = await until('the revoked key to be refused', async () => {
+    const r = await curlApi('publish', publisher, { channel: 'chat:lobby', data: { n: 1 } });
+    return r.status === 401 ? r.status : null;
+  }, 30000);
+});
+
+// Settings: saved by POST/redirect/GET; a mistake is said in words and keeps what was typed;
+// "Test this endpoint" on this machine's address is refused and says why.
+await step('settings', async () => {
+  const settingsUrl = `${BASE}/projects/${project.id}/settings`;
+  await page.click('nav.tabs >> text=Settings');
+  await page.waitForURL(settingsUrl);
+  await page.fill('#f-name', 'Browser Demo EU');
+  await page.fill('#f-origins', 'https://shop.example.com');
+  await page.check('#f-anonymous');
+  await page.click('#save-settings');
+  await page.waitForURL(settingsUrl);
+  obs.settings_notice = (await page.textContent('#settings-notice')).trim();
+  obs.settings_title_after_save = (await page.textContent('.project-head h1')).trim();
+  await snap('settings-saved');
+  await page.reload();
+  obs.settings_notice_after_reload = await page.locator('#settings-notice').count();
+  obs.settings_anonymous_after_reload = await page.isChecked('#f-anonymous');
+  await page.fill('#f-origins', 'shop.example.com');
+  await page.click('#save-settings');
+  await page.waitForSelector('#settings-error');
+  obs.settings_error = (await page.textContent('#settings-error')).trim();
+  obs.settings_error_kept = await page.inputValue('#f-origins');
+  await snap('settings-error');
+  await page.goto(settingsUrl);
+  obs.settings_origins_after_error = await page.inputValue('#f-origins');
+  await page.fill('#f-connect_endpoint', 'http://127.0.0.1:9/connect');
+  await page.click('#test-connect');
+  await page.waitForSelector('#probe-connect');
+  obs.probe_text = (await page.textContent('#probe-connect')).trim();
+  obs.probe_url_kept = await page.inputValue('#f-connect_endpoint');
+  await snap('settings-probe');
+  await page.reload();
+  obs.probe_after_reload = await page.locator('#probe-connect').count();
+  obs.probe_saved_nothing = (await page.inputValue('#f-connect_endpoint')) === '';
+});
+
+// The audit log: every change, newest first, in words.
+await step('audit', async () => {
+  await page.click('nav.tabs >> text=Audit log');
+  await page.waitForSelector('#audit-table');
+  obs.audit_rows = await page.$$eval('#audit-table tbody tr', (rows) => rows.map((r) => ({
+    who: r.querySelector('.audit-actor').textContent.trim(),
+    what: r.querySelector('.audit-what').textContent.trim(),
+  })));
+  await snap('audit');
+  // The account's log has the same entries, with the project they concern.
+  await page.goto(`${BASE}/account/audit`);
+  obs.account_audit_projects = await page.$$eval('#audit-table tbody tr .audit-project',
+    (cells) => [...new Set(cells.map((c) => c.textContent.trim()))]);
+  obs.account_audit_rows = await page.locator('#audit-table tbody tr').count();
+});
+
 // Management token.
 await step('account', async () => {
   await page.goto(`${BASE}/account`);
@@ -197,7 +343,10 @@ await step('mobile', async () => {
     ['namespace', `/projects/${project.id}/namespaces/chat`],
     ['usage', `/projects/${project.id}/usage`],
     ['console', `/projects/${project.id}/console`],
+    ['settings', `/projects/${project.id}/settings`],
+    ['audit', `/projects/${project.id}/audit`],
     ['account', '/account'],
+    ['account-audit', '/account/audit'],
   ]) {
     await m.goto(`${BASE}${path}`);
     obs.mobile_overflow[name] = await m.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
@@ -220,6 +369,10 @@ await step('security', async () => {
   const foreign = await o.goto(`${BASE}/projects/${project.id}`);
   obs.foreign_project_status = foreign.status();
   obs.foreign_usage_status = (await o.request.get(`${BASE}/projects/${project.id}/usage/data`)).status();
+  obs.foreign_audit_status = (await o.request.get(`${BASE}/projects/${project.id}/audit`)).status();
+  obs.foreign_settings_status = (await o.request.get(`${BASE}/projects/${project.id}/settings`)).status();
+  obs.foreign_account_audit_mentions_project = (await (await o.request.get(`${BASE}/account/audit`)).text())
+    .includes('Browser Demo');
   await snap('foreign-404', o);
   await other.close();
 });

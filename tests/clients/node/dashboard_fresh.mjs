@@ -176,7 +176,10 @@ await step('revoke a key, then reload', async () => {
   await page.fill('#key-name', 'temporary');
   await page.click('form[action$="/keys"] button[type=submit]');
   await page.waitForSelector('#new-api-key');
-  await page.click('button[aria-label="Revoke temporary"]');
+  await page.click('a[aria-label="Revoke temporary"]');
+  await page.waitForURL(/\/revoke$/);
+  obs.revoke_confirm_url = page.url();
+  await page.click('#confirm-revoke');
   await page.waitForSelector('.notice');
   obs.revoke_notice = await text('.notice');
   obs.revoke_url = page.url();
