@@ -1,7 +1,8 @@
 //! `rotor_api_key`: a server API key of a project. The API shows the key once, at creation, so
 //! it lives on in the Terraform state (sensitive) and every read keeps it; a key revoked
 //! outside Terraform drops out of the state and is planned again. Nothing about a key can
-//! change in place, so any change replaces it.
+//! change in place, so any change replaces it. `scope` is what the key may call: `all` (the
+//! default) or `publish` (publish and broadcast only, enforced by the tenant).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,9 @@ use crate::project::check_name;
 use crate::provider::SharedClient;
 
 /// Attributes the API may name in an error.
-const ATTRIBUTES: &[&str] = &["name"];
+const ATTRIBUTES: &[&str] = &["name", "scope"];
+/// The scopes a key can have.
+const SCOPES: [&str; 2] = ["all", "publish"];
 
 /// The state of an API key.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -27,6 +30,8 @@ pub struct ApiKeyState {
     pub project_id: Value<String>,
     #[serde(default)]
     pub name: Value<String>,
+    #[serde(default)]
+    pub scope: Value<String>,
     #[serde(default)]
     pub key: Value<String>,
     #[serde(default)]
@@ -69,6 +74,7 @@ impl Resource for ApiKeyResource {
                     "id" => attr("Key id (`key_…`).", AttributeConstraint::Computed, false),
                     "project_id" => attr("Id of the project. Changing it replaces the key.", AttributeConstraint::Required, false),
                     "name" => attr("Name of the key (1 to 100 characters). Changing it replaces the key.", AttributeConstraint::Required, false),
+                    "scope" => attr("What the key may call: `all` server API methods (default) or `publish` (publish and broadcast only). Changing it replaces the key.", AttributeConstraint::OptionalComputed, false),
                     "key" => attr("The key itself; only known from creation on, kept in the state.", AttributeConstraint::Computed, true),
                     "created_at" => attr("When the key was created (RFC 3339).", AttributeConstraint::Computed, false),
                 },
@@ -81,6 +87,15 @@ impl Resource for ApiKeyResource {
         if let Value::Value(name) = &config.name {
             if let Err(message) = check_name(name) {
                 diags.error("Invalid key name", message, AttributePath::new("name"));
+            }
+        }
+        if let Value::Value(scope) = &config.scope {
+            if !SCOPES.contains(&scope.as_str()) {
+                diags.error(
+                    "Invalid key scope",
+                    format!("scope must be \"all\" or \"publish\", not {scope:?}"),
+                    AttributePath::new("scope"),
+                );
             }
         }
         Some(())
@@ -104,6 +119,7 @@ impl Resource for ApiKeyResource {
                 let found = keys.into_iter().find(|k| &k.id == id)?;
                 let mut fresh = state;
                 fresh.name = Value::Value(found.name);
+                fresh.scope = Value::Value(found.scope);
                 fresh.created_at = Value::Value(found.created_at);
                 Some((fresh, private_state))
             }
@@ -127,6 +143,9 @@ impl Resource for ApiKeyResource {
         planned.id = Value::Unknown;
         planned.key = Value::Unknown;
         planned.created_at = Value::Unknown;
+        if !matches!(planned.scope, Value::Value(_)) {
+            planned.scope = Value::Value("all".into());
+        }
         Some((planned, ValueEmpty::default()))
     }
 
@@ -146,6 +165,13 @@ impl Resource for ApiKeyResource {
         }
         if planned.name != prior_state.name {
             replace.push(AttributePath::new("name"));
+        }
+        // Left out of the config, the scope stays what the key has.
+        if !matches!(planned.scope, Value::Value(_)) {
+            planned.scope = prior_state.scope.clone();
+        }
+        if planned.scope != prior_state.scope {
+            replace.push(AttributePath::new("scope"));
         }
         if !replace.is_empty() {
             planned.id = Value::Unknown;
@@ -176,12 +202,18 @@ impl Resource for ApiKeyResource {
         let client = self.client.get(diags)?;
         let project = planned_state.project_id.as_ref_option()?.clone();
         let name = planned_state.name.as_ref_option()?.clone();
-        match client.create_api_key(&project, &name).await {
+        let scope = planned_state
+            .scope
+            .as_ref_option()
+            .cloned()
+            .unwrap_or_else(|| "all".into());
+        match client.create_api_key(&project, &name, &scope).await {
             Ok(key) => Some((
                 ApiKeyState {
                     id: Value::Value(key.id),
                     project_id: Value::Value(project),
                     name: Value::Value(key.name),
+                    scope: Value::Value(key.scope),
                     key: Value::Value(key.key),
                     created_at: Value::Value(key.created_at),
                 },

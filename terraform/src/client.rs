@@ -76,7 +76,14 @@ pub struct Project {
 pub struct ApiKey {
     pub id: String,
     pub name: String,
+    /// `all` or `publish` (keys listed by an older control plane have all methods).
+    #[serde(default = "all_methods")]
+    pub scope: String,
     pub created_at: String,
+}
+
+fn all_methods() -> String {
+    "all".into()
 }
 
 /// A newly created API key: the only time the key is returned.
@@ -84,6 +91,8 @@ pub struct ApiKey {
 pub struct NewApiKey {
     pub id: String,
     pub name: String,
+    #[serde(default = "all_methods")]
+    pub scope: String,
     pub key: String,
     pub created_at: String,
 }
@@ -302,8 +311,13 @@ impl Client {
     }
 
     /// `POST /v1/projects/{id}/api-keys`.
-    pub async fn create_api_key(&self, project: &str, name: &str) -> ApiResult<NewApiKey> {
-        let body = json!({"name": name});
+    pub async fn create_api_key(
+        &self,
+        project: &str,
+        name: &str,
+        scope: &str,
+    ) -> ApiResult<NewApiKey> {
+        let body = json!({"name": name, "scope": scope});
         self.call(
             Method::POST,
             &format!("/v1/projects/{}/api-keys", segment(project)),

@@ -238,6 +238,12 @@ resource "rotor_api_key" "backend" {{
   name       = "backend"
 }}
 
+resource "rotor_api_key" "publisher" {{
+  project_id = rotor_project.app.id
+  name       = "publisher"
+  scope      = "publish"
+}}
+
 data "rotor_project" "by_slug" {{
   slug = rotor_project.app.slug
 }}
@@ -256,6 +262,11 @@ output "looked_up_name" {{
 
 output "api_key" {{
   value     = rotor_api_key.backend.key
+  sensitive = true
+}}
+
+output "publisher_key" {{
+  value     = rotor_api_key.publisher.key
   sensitive = true
 }}
 
@@ -356,6 +367,42 @@ async fn terraform_creates_updates_repairs_imports_and_destroys_a_project() -> R
         .await?;
     assert_eq!(status, 200, "{body}");
     assert!(body.get("error").is_none(), "{body}");
+    // The publish-only key publishes and may call nothing else.
+    let (_, listed) = get(&cp, &token, &format!("/v1/projects/{id}/api-keys")).await?;
+    let scopes: Vec<(String, String)> = listed["api_keys"]
+        .as_array()
+        .context("api_keys")?
+        .iter()
+        .map(|k| (k["name"].to_string(), k["scope"].to_string()))
+        .collect();
+    assert!(
+        scopes.contains(&("\"publisher\"".into(), "\"publish\"".into()))
+            && scopes.contains(&("\"backend\"".into(), "\"all\"".into())),
+        "{scopes:?}"
+    );
+    let publisher = Project {
+        id: id.clone(),
+        slug: slug.clone(),
+        key: output(&outputs, "publisher_key")?.to_owned(),
+        secret: String::new(),
+    };
+    let (status, body) = cp
+        .publish(&publisher, "chat:terraform", json!({"n": 2}))
+        .await?;
+    assert!(
+        status == 200 && body.get("error").is_none(),
+        "{status} {body}"
+    );
+    let history = cp
+        .http
+        .post(format!("{}/history", cp.api_url(&slug)))
+        .header("X-API-Key", &publisher.key)
+        .body(json!({"channel": "chat:terraform"}).to_string())
+        .send()
+        .await?
+        .json::<Value>()
+        .await?;
+    assert_eq!(history["error"]["code"], 103, "{history}");
     tf.assert_clean(&dir, "the first apply").await?;
 
     // The API refuses what the project's plan does not allow; the error names the attribute.
@@ -505,6 +552,12 @@ resource "rotor_namespace" "half" {{
   name         = "half"
   history_size = 10
 }}
+
+resource "rotor_api_key" "reader" {{
+  project_id = rotor_project.app.id
+  name       = "reader"
+  scope      = "read"
+}}
 "#
         ),
     )?;
@@ -519,6 +572,8 @@ resource "rotor_namespace" "half" {{
         // A rule across options (the data plane's), reported on the namespace.
         "rotor_namespace.half",
         "history_size and history_ttl must be set together",
+        "scope      = \"read\"",
+        "scope must be \"all\" or \"publish\"",
     ] {
         assert!(
             run.stderr.contains(expected),
