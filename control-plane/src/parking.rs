@@ -51,19 +51,8 @@ pub fn start_on_demand() -> bool {
 /// parked: a wake past it parks the longest-idle tenant that can be parked without loss, or is
 /// refused (see [`crate::reconciler`]).
 pub fn max_running_tenants() -> usize {
-    let default =
-        usize::try_from((rotor_tenant_config::fdlimit::soft_limit() / 4).clamp(16, 10_000))
-            .unwrap_or(10_000);
-    match std::env::var("ROTOR_MAX_RUNNING_TENANTS") {
-        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => {
-                tracing::error!(value = %v, default, "ROTOR_MAX_RUNNING_TENANTS ignored: not a positive integer");
-                default
-            }
-        },
-        _ => default,
-    }
+    let default = (rotor_tenant_config::fdlimit::soft_limit() / 4).clamp(16, 10_000);
+    crate::settings::positive_env("ROTOR_MAX_RUNNING_TENANTS", default as usize)
 }
 
 /// The report socket of a run directory.

@@ -199,7 +199,7 @@ impl Reconciler {
         // Configs kept by the previous control plane serve wakes as before (their version is
         // checked against the first pass's listing).
         for id in &self.parked {
-            if let Some((version, _, _)) = self.driver.parked_config(id) {
+            if let Some(version) = self.driver.parked_version(id) {
                 self.warm.insert(id.clone(), Some(version));
             }
         }

@@ -33,6 +33,24 @@ pub struct Settings {
     pub metrics_listen: Option<String>,
 }
 
+/// A positive integer from the environment variable `key`; `default` when it is unset or
+/// blank, and (with an error logged) when it is anything but a positive integer.
+pub fn positive_env<T>(key: &str, default: T) -> T
+where
+    T: std::str::FromStr + PartialOrd + Default + std::fmt::Display + Copy,
+{
+    match std::env::var(key) {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<T>() {
+            Ok(n) if n > T::default() => n,
+            _ => {
+                tracing::error!(value = %v, %default, "{key} ignored: not a positive integer");
+                default
+            }
+        },
+        _ => default,
+    }
+}
+
 impl Settings {
     /// Reads `DATABASE_URL`, `REDIS_URL`, `ROTOR_LISTEN`, `ROTOR_PUBLIC_URL`,
     /// `ROTOR_DATA_PLANE_BIN`, `ROTOR_TENANT_PRIVATE_EGRESS`, `ROTOR_TENANT_HOST`, the edge's
@@ -41,15 +59,7 @@ impl Settings {
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let defaults = EdgeLimits::defaults(rotor_tenant_config::fdlimit::soft_limit());
-        let cap = |k: &str, default: usize| {
-            var(k).map_or(default, |v| match v.trim().parse::<usize>() {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    tracing::error!(value = %v, default, "{k} ignored: not a positive integer");
-                    default
-                }
-            })
-        };
+        let cap = positive_env::<usize>;
         let listen = var("ROTOR_LISTEN").unwrap_or_else(|| "127.0.0.1:8000".into());
         Self {
             database_url: var("DATABASE_URL")

@@ -102,6 +102,13 @@ pub trait Driver: Send + Sync + 'static {
     async fn alive(&self, record: &ProcessRecord) -> bool;
 }
 
+/// The first line of a parking marker that keeps a config.
+#[derive(Deserialize)]
+struct ParkedHeader {
+    version: i64,
+    limits: TenantLimits,
+}
+
 /// Runs tenants as child processes of this machine.
 pub struct LocalDriver {
     bin: PathBuf,
@@ -185,13 +192,20 @@ impl LocalDriver {
     pub fn parked_config(&self, tenant: &ProjectId) -> Option<(i64, TenantLimits, String)> {
         let text = std::fs::read_to_string(self.dir.join(format!("{tenant}.parked"))).ok()?;
         let (header, config) = text.split_once('\n')?;
-        #[derive(Deserialize)]
-        struct Header {
-            version: i64,
-            limits: TenantLimits,
-        }
-        let header: Header = serde_json::from_str(header).ok()?;
+        let header: ParkedHeader = serde_json::from_str(header).ok()?;
         Some((header.version, header.limits, config.to_owned()))
+    }
+
+    /// The version of a parked tenant's kept config, from its header line alone (start-up
+    /// reads it for every parked tenant).
+    pub fn parked_version(&self, tenant: &ProjectId) -> Option<i64> {
+        use std::io::BufRead as _;
+        let file = std::fs::File::open(self.dir.join(format!("{tenant}.parked"))).ok()?;
+        let mut header = String::new();
+        std::io::BufReader::new(file).read_line(&mut header).ok()?;
+        serde_json::from_str::<ParkedHeader>(&header)
+            .ok()
+            .map(|h| h.version)
     }
 
     /// The tenants marked parked.

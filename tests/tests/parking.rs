@@ -38,6 +38,21 @@ async fn wait_parked(cp: &ControlPlane, project: &Project) -> Result<()> {
     Ok(())
 }
 
+/// Adds an open `news` namespace and waits until it counts as applied.
+async fn add_news_namespace(cp: &ControlPlane, token: &str, project: &Project) -> Result<()> {
+    let (status, body) = cp
+        .call(
+            "PUT",
+            &format!("/v1/projects/{}/namespaces/news", project.id),
+            Some(token),
+            Some(open_chat()),
+        )
+        .await?;
+    ensure!(status == 201, "namespace: {status} {body}");
+    cp.wait_applied(token, &project.id).await?;
+    Ok(())
+}
+
 /// Publishes through the edge; the time until the answer.
 async fn publish(cp: &ControlPlane, project: &Project, channel: &str, n: u64) -> Result<Duration> {
     let started = Instant::now();
@@ -119,16 +134,7 @@ async fn an_idle_project_is_parked_and_any_first_request_wakes_it() -> Result<()
 
     // A config change while parked counts as applied and is what the woken tenant runs.
     wait_parked(&cp, &project).await?;
-    let (status, body) = cp
-        .call(
-            "PUT",
-            &format!("/v1/projects/{}/namespaces/news", project.id),
-            Some(&token),
-            Some(open_chat()),
-        )
-        .await?;
-    ensure!(status == 201, "namespace: {status} {body}");
-    cp.wait_applied(&token, &project.id).await?;
+    add_news_namespace(&cp, &token, &project).await?;
     ensure!(is_parked(&cp, &project), "a config change woke the project");
     let mut news =
         Subscriber::open(&cp.ws_url(&project.slug), &project.secret, "u3", "news:x").await?;
@@ -372,16 +378,7 @@ async fn a_parked_project_wakes_while_the_database_is_locked() -> Result<()> {
     lock.rollback().await?;
 
     // Changes go on once the database answers: a new namespace reaches the woken tenant.
-    let (status, body) = cp
-        .call(
-            "PUT",
-            &format!("/v1/projects/{}/namespaces/news", project.id),
-            Some(&token),
-            Some(open_chat()),
-        )
-        .await?;
-    ensure!(status == 201, "namespace: {status} {body}");
-    cp.wait_applied(&token, &project.id).await?;
+    add_news_namespace(&cp, &token, &project).await?;
     let mut news =
         Subscriber::open(&cp.ws_url(&project.slug), &project.secret, "u2", "news:x").await?;
     publish(&cp, &project, "news:x", 3).await?;

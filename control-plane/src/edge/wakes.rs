@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::caps::AddressKey;
+use crate::settings::positive_env;
 
 /// Addresses tracked at once (about 5 MB at the most).
 pub const MAX_TRACKED: usize = 100_000;
@@ -54,19 +55,9 @@ impl WakeLimits {
     /// anything else keeps the default, with an error logged).
     pub fn from_env() -> Self {
         let d = Self::default();
-        let read = |key: &str, default: u32| match std::env::var(key) {
-            Ok(v) if !v.trim().is_empty() => match v.trim().parse::<u32>() {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    tracing::error!(value = %v, default, "{key} ignored: not a positive integer");
-                    default
-                }
-            },
-            _ => default,
-        };
         Self {
-            burst: read("ROTOR_EDGE_WAKE_BURST", d.burst),
-            per_minute: read("ROTOR_EDGE_WAKES_PER_MINUTE", d.per_minute),
+            burst: positive_env("ROTOR_EDGE_WAKE_BURST", d.burst),
+            per_minute: positive_env("ROTOR_EDGE_WAKES_PER_MINUTE", d.per_minute),
         }
     }
 
@@ -92,6 +83,13 @@ impl WakeRefusal {
         match self {
             Self::Rate => "rate",
             Self::Capacity => "capacity",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Self::Rate => 0,
+            Self::Capacity => 1,
         }
     }
 }
@@ -196,11 +194,7 @@ impl Wakes {
 
     /// Counts a refused wake.
     pub fn refused(&self, why: WakeRefusal) {
-        let i = match why {
-            WakeRefusal::Rate => 0,
-            WakeRefusal::Capacity => 1,
-        };
-        self.refused[i].fetch_add(1, Ordering::Relaxed);
+        self.refused[why.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Wakes let through so far.
@@ -210,11 +204,7 @@ impl Wakes {
 
     /// Wakes refused so far, for `why`.
     pub fn refused_total(&self, why: WakeRefusal) -> u64 {
-        self.refused[match why {
-            WakeRefusal::Rate => 0,
-            WakeRefusal::Capacity => 1,
-        }]
-        .load(Ordering::Relaxed)
+        self.refused[why.index()].load(Ordering::Relaxed)
     }
 
     /// Addresses tracked now.

@@ -81,46 +81,39 @@ pub fn humanize(message: &str) -> String {
     }
     let mut out = String::with_capacity(m.len() + 16);
     let mut word = String::new();
+    // Ends a word: an option name in it becomes its label; a sentence's full stop at its end
+    // stays outside the label.
     let flush = |word: &mut String, out: &mut String| {
-        if word.is_empty() {
-            return;
+        let stop = word.ends_with('.');
+        if stop {
+            word.pop();
         }
-        match option_in(word) {
-            Some(option) => {
-                out.push('“');
-                out.push_str(&label_of(option));
-                out.push('”');
+        if !word.is_empty() {
+            match option_in(word) {
+                Some(option) => {
+                    out.push('“');
+                    out.push_str(&label_of(option));
+                    out.push('”');
+                }
+                None => out.push_str(word),
             }
-            None => out.push_str(word),
+            word.clear();
         }
-        word.clear();
+        if stop {
+            out.push('.');
+        }
     };
     for c in m.chars() {
         if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']') {
             word.push(c);
         } else {
-            // A word may end with a sentence's full stop.
-            let stop = word.ends_with('.');
-            if stop {
-                word.pop();
-            }
             flush(&mut word, &mut out);
-            if stop {
-                out.push('.');
-            }
             if c != '`' {
                 out.push(c);
             }
         }
     }
-    let stop = word.ends_with('.');
-    if stop {
-        word.pop();
-    }
     flush(&mut word, &mut out);
-    if stop {
-        out.push('.');
-    }
     drop_plan_keys(&out)
 }
 
