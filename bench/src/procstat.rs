@@ -135,6 +135,16 @@ pub fn threads_of(pid: u32) -> Result<u64, ProcError> {
         .ok_or(ProcError::Format(path))
 }
 
+/// The CPUs a process may run on (`Cpus_allowed_list:` of `/proc/<pid>/status`, e.g. `0-1`).
+pub fn cpus_allowed(pid: u32) -> Result<String, ProcError> {
+    let path = format!("/proc/{pid}/status");
+    let text = fs::read_to_string(&path).map_err(|e| ProcError::Missing(pid, e))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_owned())
+        .ok_or(ProcError::Format(path))
+}
+
 /// Open file descriptors of one process (entries of `/proc/<pid>/fd`).
 pub fn open_files(pid: u32) -> Result<usize, ProcError> {
     let dir = fs::read_dir(format!("/proc/{pid}/fd")).map_err(|e| ProcError::Missing(pid, e))?;

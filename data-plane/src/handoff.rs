@@ -1,6 +1,7 @@
 //! Connections handed over by the control plane's edge. With `--handoff-socket PATH` the process
-//! also listens on a Unix-domain socket; the edge sends each routed WebSocket upgrade there as
-//! the client's TCP socket itself (SCM_RIGHTS) plus the rewritten request head, and this module
+//! also listens on a Unix-domain socket; the edge sends each routed request it holds whole (a
+//! WebSocket upgrade, an API call, an SSE or HTTP-stream request) there as the client's TCP
+//! socket itself (SCM_RIGHTS) plus the rewritten request head and body, and this module
 //! serves it with the same router as the TCP listener, so the edge is out of the data path. The
 //! wire format lives in [`rotor_tenant_config::handoff`], shared with the edge.
 //!

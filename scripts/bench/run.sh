@@ -12,6 +12,9 @@
 #                            bench/results/
 #   NOISY_SECS, NOISY_CONNS, NOISY_RATE, NOISY_VIA (edge|direct), NOISY_FLOOD_RATE,
 #   NOISY_STORM_CONNS        the noisy-neighbour scenario's sizes (defaults below)
+#   NOISY_PIN=1              also run it with the load generators (B's clients, A's noise) on
+#                            CPU 1 and Rotor (control plane, tenants) on CPU 0, the closest this
+#                            box gets to a load generator on its own machine
 #   DENSITY_PROJECTS, DENSITY_LIVE, DENSITY_CLIENTS, DENSITY_IDLE_SECS, DENSITY_PARK_AFTER_MS,
 #   DENSITY_PROBES, DENSITY_WAKES, DENSITY_MAX_PROCESSES   the density scenario's sizes (below)
 #   BENCH_QUICK=1            small sizes and short steps (a smoke run of a few minutes)
@@ -244,7 +247,7 @@ else
 fi
 # Multi-tenant scenarios (issue #20): noisy neighbour, density. Overridable from the environment.
 : "${NOISY_SECS:=30}" "${NOISY_CONNS:=1000}" "${NOISY_RATE:=1000}" "${NOISY_VIA:=edge}"
-: "${NOISY_FLOOD_RATE:=2000}" "${NOISY_STORM_CONNS:=2000}"
+: "${NOISY_FLOOD_RATE:=2000}" "${NOISY_STORM_CONNS:=2000}" "${NOISY_PIN:=1}"
 : "${DENSITY_PROJECTS:=10000}" "${DENSITY_LIVE:=1000}" "${DENSITY_CLIENTS:=3}"
 : "${DENSITY_IDLE_SECS:=60}" "${DENSITY_PARK_AFTER_MS:=5000}" "${DENSITY_PROBES:=50}"
 : "${DENSITY_WAKES:=100}" "${DENSITY_MAX_PROCESSES:=2500}"
@@ -388,7 +391,7 @@ start_tenancy_cp() { # NAME [VAR=VALUE...]: sets CP_PID, CP_RUN, CP_DB, CP_BASE
         ROTOR_DATA_PLANE_BIN="$BIN/rotor-data-plane" ROTOR_EDGE_MAX_CONNECTIONS_PER_ADDRESS=100000 \
         ROTOR_EDGE_WAKE_BURST=1000000 ROTOR_EDGE_WAKES_PER_MINUTE=1000000 \
         ROTOR_SECRET_KEY="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" RUST_LOG=warn \
-        "$BIN/rotor-control-plane" serve >"$WORK/cp-$name.log" 2>&1 &
+        ${CP_CPUS:+taskset -c "$CP_CPUS"} "$BIN/rotor-control-plane" serve >"$WORK/cp-$name.log" 2>&1 &
     CP_PID=$!
     wait_port $PORT_TENANCY 60 || die "control plane did not start: $(tail -5 "$WORK/cp-$name.log")"
     log "$name: control plane pid $CP_PID, run dir $CP_RUN"
@@ -455,14 +458,20 @@ tenancy_args() {
 }
 
 noisy() { # tenant B's latency and loss while tenant A is saturated (issue #20 item 3)
-    start_tenancy_cp noisy
-    local args
+    noisy_run noisy "" ""
+    if [[ $NOISY_PIN == 1 ]] && [[ $(nproc) -ge 2 ]]; then
+        noisy_run noisy-pinned 0 1
+    fi
+}
+noisy_run() { # OUT SERVER_CPUS LOAD_CPUS (empty: unpinned)
+    local out=$1 args
+    CP_CPUS=$2 start_tenancy_cp noisy
     mapfile -t args < <(tenancy_args)
-    log "noisy: B ${NOISY_RATE}/s to $NOISY_CONNS subscribers via $NOISY_VIA, windows of ${NOISY_SECS}s"
-    timeout -k 10 600 "$BIN/rotor-noisy" run "${args[@]}" --conns "$NOISY_CONNS" \
+    log "$out: B ${NOISY_RATE}/s to $NOISY_CONNS subscribers via $NOISY_VIA, windows of ${NOISY_SECS}s${2:+, Rotor on CPU $2, load on CPU $3}"
+    timeout -k 10 600 ${3:+taskset -c "$3"} "$BIN/rotor-noisy" run "${args[@]}" --conns "$NOISY_CONNS" \
         --rate "$NOISY_RATE" --window-secs "$NOISY_SECS" --b-via "$NOISY_VIA" \
         --flood-rate "$NOISY_FLOOD_RATE" --storm-conns "$NOISY_STORM_CONNS" --max-secs 500 \
-        --out "$RESULTS/noisy.json" || log "noisy run failed (see above); continuing"
+        --out "$RESULTS/$out.json" || log "$out run failed (see above); continuing"
     stop_tenancy_cp
 }
 

@@ -1,7 +1,8 @@
 //! The edge's caps over a real control plane: one client address over
 //! `ROTOR_EDGE_MAX_CONNECTIONS_PER_ADDRESS` gets 429 while other addresses still reach their
 //! tenant; over `ROTOR_EDGE_MAX_CONNECTIONS` everyone gets 503, and WebSockets handed to a
-//! tenant no longer count; near its open-file limit the edge answers 503 at once (nothing left
+//! tenant no longer count, nor do plain requests the edge read whole (SSE streams included),
+//! while a request whose body is still arriving stays the edge's; near its open-file limit the edge answers 503 at once (nothing left
 //! hanging), keeps the connections it holds, and does not spin. Refusals are counted in the
 //! operator's metrics (`ROTOR_METRICS_LISTEN`).
 
@@ -382,6 +383,122 @@ async fn over_the_overall_cap_every_address_gets_503_and_handed_off_websockets_d
         assert_eq!(publication(ws).await?, json!({"n": 1}));
     }
     edge.wait_open(15).await?;
+    edge.hold_many(LOCAL, 5, &mut held).await?;
+    assert_refused(&edge.refusal(OTHER).await?, "503 Service Unavailable");
+    Ok(())
+}
+
+/// An SSE stream (`uni_sse`, the connect request in the query, subscribed to `chat:live` by
+/// its token) through the edge from `ip`, read until the tenant's connect push.
+async fn sse_from(edge: &Edge, ip: IpAddr, project: &Project, user: &str) -> Result<TcpStream> {
+    let mut stream = edge.connect_from(ip).await?;
+    let jwt = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": user, "exp": 4_000_000_000u64, "channels": ["chat:live"]}),
+        &jsonwebtoken::EncodingKey::from_secret(project.secret.as_bytes()),
+    )?;
+    let connect = json!({"token": jwt}).to_string();
+    let head = format!(
+        "GET /t/{}/connection/uni_sse?cf_connect={} HTTP/1.1\r\nHost: edge\r\n\r\n",
+        project.slug,
+        cp::percent_encode(&connect)
+    );
+    stream.write_all(head.as_bytes()).await?;
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("\"connect\"") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .context("no connect push within 10 s")??;
+        ensure!(n > 0, "stream ended: {:?}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    ensure!(
+        seen.starts_with(b"HTTP/1.1 200 "),
+        "{:?}",
+        String::from_utf8_lossy(&seen)
+    );
+    Ok(stream)
+}
+
+#[tokio::test]
+async fn plain_requests_read_whole_are_handed_off_and_a_body_still_arriving_stays_counted(
+) -> Result<()> {
+    let edge = start(&[("ROTOR_EDGE_MAX_CONNECTIONS", "20")], None).await?;
+    let project = edge.project().await?;
+    edge.wait_open(0).await?;
+    let mut held = Vec::new();
+    edge.hold_many(LOCAL, 15, &mut held).await?;
+
+    // Ten SSE streams, each a plain GET the edge holds whole: handed to the tenant, they leave
+    // the edge's count, and receive what is published.
+    let mut streams = Vec::new();
+    for i in 0..10 {
+        streams.push(sse_from(&edge, OTHER, &project, &format!("s{i}")).await?);
+    }
+    edge.wait_open(15).await?;
+
+    // A publish whose body arrives after its head: the edge holds (and counts) it while it
+    // reads the body ahead, then hands it over whole.
+    let body = json!({"channel": "chat:live", "data": {"n": 7}}).to_string();
+    let mut publish = edge.connect_from(OTHER).await?;
+    publish
+        .write_all(
+            format!(
+                "POST /t/{}/api/publish HTTP/1.1\r\nHost: edge\r\nX-API-Key: {}\r\n\
+                 Content-Length: {}\r\n\r\n",
+                project.slug,
+                project.key,
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await?;
+    edge.wait_open(16).await?;
+    publish.write_all(body.as_bytes()).await?;
+    let answer = tokio::time::timeout(Duration::from_secs(10), read_response(&mut publish))
+        .await
+        .context("no publish answer")??;
+    ensure!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    edge.wait_open(15).await?;
+
+    // A chunked body can only be read by the tenant: the request is spliced and counted until
+    // it ends.
+    let mut chunked = edge.connect_from(OTHER).await?;
+    chunked
+        .write_all(
+            format!(
+                "POST /t/{}/api/publish HTTP/1.1\r\nHost: edge\r\nX-API-Key: {}\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n",
+                project.slug, project.key
+            )
+            .as_bytes(),
+        )
+        .await?;
+    edge.wait_open(16).await?;
+    chunked
+        .write_all(format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len()).as_bytes())
+        .await?;
+    let answer = tokio::time::timeout(Duration::from_secs(10), read_response(&mut chunked))
+        .await
+        .context("no chunked publish answer")??;
+    ensure!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    ensure_closed(&mut chunked).await?;
+    drop(chunked);
+    edge.wait_open(15).await?;
+
+    // Both publications reached every stream, and the edge's cap still holds for what it keeps.
+    for stream in &mut streams {
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while String::from_utf8_lossy(&seen).matches("\"n\":7").count() < 2 {
+            let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+                .await
+                .context("publications not streamed within 10 s")??;
+            ensure!(n > 0, "stream ended: {:?}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    }
     edge.hold_many(LOCAL, 5, &mut held).await?;
     assert_refused(&edge.refusal(OTHER).await?, "503 Service Unavailable");
     Ok(())

@@ -111,7 +111,7 @@ async fn an_idle_project_is_parked_and_any_first_request_wakes_it() -> Result<()
         "{}/t/{}/connection/uni_sse?cf_connect={}",
         cp.base,
         project.slug,
-        urlencoding(&connect)
+        cp::percent_encode(&connect)
     );
     let resp = cp
         .http
@@ -149,18 +149,6 @@ async fn an_idle_project_is_parked_and_any_first_request_wakes_it() -> Result<()
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
-}
-
-/// Percent-encodes a query value.
-fn urlencoding(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test]

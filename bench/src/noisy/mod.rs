@@ -140,6 +140,10 @@ pub struct NoisyResult {
     pub params: NoisyParams,
     /// How the kernel confines tenants on this machine.
     pub confinement: String,
+    /// Where the processes ran when they were pinned to different CPUs (Rotor's and the load
+    /// generators'), e.g. `Rotor on CPU 0, load generators on CPU 1`; `None` when unpinned.
+    #[serde(default)]
+    pub pinning: Option<String>,
     pub b_connected: u64,
     pub b_connect_failed: u64,
     pub windows: Vec<Window>,
@@ -306,6 +310,13 @@ async fn window(
 }
 
 /// Starts A's noise process; its summary comes on its stdout when it ends.
+/// `Some` when the control plane and this load generator may not run on the same CPUs.
+fn pinning(cp_pid: u32) -> Option<String> {
+    let server = procstat::cpus_allowed(cp_pid).ok()?;
+    let load = procstat::cpus_allowed(std::process::id()).ok()?;
+    (server != load).then(|| format!("Rotor on CPU {server}, load generators on CPU {load}"))
+}
+
 fn spawn_noise(spec: &NoiseSpec) -> anyhow::Result<tokio::process::Child> {
     Ok(tokio::process::Command::new(std::env::current_exe()?)
         .arg("noise")
@@ -347,6 +358,7 @@ async fn measure(args: &NoisyArgs, result: &mut NoisyResult) -> anyhow::Result<(
     )
     .await?;
     result.confinement = confinement(Some(&b.record));
+    result.pinning = pinning(cp.args.cp_pid);
     eprintln!(
         "[noisy] A {} (free, pid {}), B {} (pro, pid {}); tenants: {}",
         a.project.slug, a.record.pid, b.project.slug, b.record.pid, result.confinement

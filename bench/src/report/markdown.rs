@@ -208,6 +208,7 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     let measured_push: Option<ConfigPush> = load_optional(&results.join("config_push.json"));
     let push = measured_push.clone().or(Some(ConfigPush::EARLIER));
     let noisy: Option<NoisyResult> = load_optional(&results.join("noisy.json"));
+    let noisy_pinned: Option<NoisyResult> = load_optional(&results.join("noisy-pinned.json"));
     let density: Option<DensityResult> = load_optional(&results.join("density.json"));
     let common = common_rate(&runs);
     let all: BTreeMap<&str, Facts> = PEERS
@@ -255,6 +256,9 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     let _ = writeln!(o, "| what | measured | target | verdict | why it costs what it costs (and the next step where missed) |\n|---|---|---|---|---|");
     let mut rows = targets(&runs, &all, redis.as_ref(), push.as_ref());
     rows.push(tenancy::noisy_target(noisy.as_ref()));
+    if noisy_pinned.is_some() {
+        rows.push(tenancy::noisy_target(noisy_pinned.as_ref()));
+    }
     rows.push(tenancy::density_target(density.as_ref()));
     for t in rows {
         let _ = writeln!(
@@ -485,6 +489,9 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     }
 
     if let Some(r) = &noisy {
+        tenancy::noisy_section(&mut o, r);
+    }
+    if let Some(r) = &noisy_pinned {
         tenancy::noisy_section(&mut o, r);
     }
     if let Some(r) = &density {

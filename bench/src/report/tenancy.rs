@@ -71,11 +71,15 @@ pub(super) fn noisy_target(r: Option<&NoisyResult>) -> Target {
             pct_of_core(n.cpu.tenant_b, n.cpu.wall_secs)
         )
     });
+    let placement = r
+        .and_then(|r| r.pinning.as_deref())
+        .map_or_else(String::new, |p| format!(" ({p})"));
     Target {
-        what: "#20 · noisy neighbour: tenant B (pro) at 1k msgs/s to 1k subscribers while tenant \
-               A (free) is flooded far above its publish rate, stormed far above its connection \
-               limit and filled to its history byte budget"
-            .into(),
+        what: format!(
+            "#20 · noisy neighbour{placement}: tenant B (pro) at 1k msgs/s to 1k subscribers \
+             while tenant A (free) is flooded far above its publish rate, stormed far above its \
+             connection limit and filled to its history byte budget"
+        ),
         measured,
         goal: "B's p99 moves by < 10 % and B loses nothing".into(),
         verdict: match r.and_then(|r| r.met) {
@@ -167,9 +171,13 @@ pub(super) fn noisy_section(o: &mut String, r: &NoisyResult) {
     } else {
         "through the edge (`/t/{slug}/…`), like all of A's traffic"
     };
+    let heading = match &r.pinning {
+        Some(p) => format!("### Noisy neighbour, pinned: {p}\n\nThe same scenario with the load generators (B's publisher and subscribers, A's noise) kept off Rotor's CPU, the nearest this 2-core box comes to a load generator on its own machine. "),
+        None => "## Noisy neighbour\n\n".to_owned(),
+    };
     let _ = writeln!(
         o,
-        "## Noisy neighbour\n\nTwo projects on one `rotor-control-plane serve` (fresh database; \
+        "{heading}Two projects on one `rotor-control-plane serve` (fresh database; \
          tenants confined by {}). Tenant B (plan `pro`) serves {} publications/s to {} \
          subscribers, each on its own channel of a namespace (one delivery per publication, \
          {} B payloads), {via}. B's publish → deliver latency is measured over {:.0} s while \

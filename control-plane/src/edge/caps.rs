@@ -16,8 +16,8 @@
 //!
 //! A connection counts from accept until the edge lets go of its socket ([`Admitted`] is an RAII
 //! guard, so counts never leak): for requests served by the control plane and for spliced
-//! (proxied) tenant traffic, until the connection closes; for a WebSocket handed to its tenant
-//! over SCM_RIGHTS, until the hand-off, after which the edge holds no copy and the tenant
+//! (proxied) tenant traffic, until the connection closes; for a request handed to its tenant
+//! over SCM_RIGHTS (a WebSocket, or any request the edge read whole), until the hand-off, after which the edge holds no copy and the tenant
 //! enforces its own limits (its plan's connection cap and its own open-file reserve).
 //! Per-address counts live in a map whose entries are removed at zero, so it never holds more
 //! entries than there are admitted connections (at most `max_connections`).

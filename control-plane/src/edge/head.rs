@@ -7,9 +7,11 @@
 //! - strips Rotor's own credentials (its cookies, `Bearer rtr_…` management tokens) and any
 //!   client-supplied forwarding headers, then sets `X-Forwarded-For` from the real peer;
 //! - marks only a real WebSocket handshake (GET, `Upgrade: websocket`, `Connection: upgrade`)
-//!   as an upgrade (only those sockets are handed to the tenant, which then serves that one
-//!   request), and asks the tenant to close after any plain request, so a keep-alive
-//!   follow-up can never reach a tenant without passing through this rewrite.
+//!   as an upgrade, and asks the tenant to close after any plain request, so a keep-alive
+//!   follow-up can never reach a tenant without passing through this rewrite (a tenant serves
+//!   exactly one request on a socket handed to it);
+//! - says how long the request's body is ([`Body`]), so the edge hands a plain request's socket
+//!   to the tenant only once it holds the whole request.
 
 use std::net::SocketAddr;
 
@@ -24,6 +26,7 @@ pub enum Target {
         slug: String,
         head: Vec<u8>,
         websocket: bool,
+        body: Body,
     },
     /// The control plane's own app (REST API, dashboard).
     ControlPlane,
@@ -31,6 +34,20 @@ pub enum Target {
     /// tenants have their own hosts.
     NotFound(&'static str),
 }
+
+/// The length of a request's body, as its head declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// Exactly this many bytes (0 without `Content-Length`).
+    Length(usize),
+    /// `Content-Length` beyond what the edge reads ahead, `Expect: 100-continue` (the client
+    /// waits for the tenant before sending it), or chunked: only the tenant can read it, so
+    /// the request is spliced.
+    Streamed,
+}
+
+/// Largest body the edge reads ahead of a hand-off; longer ones are spliced.
+pub const MAX_READ_AHEAD: usize = 48 * 1024;
 
 /// Why a head could not be read.
 #[derive(Debug, PartialEq)]
@@ -95,6 +112,7 @@ pub fn route(
     let websocket = req.method == Some("GET")
         && has_token(req.headers, "upgrade", "websocket")
         && has_token(req.headers, "connection", "upgrade");
+    let body = body_of(req.headers);
     let mut head = Vec::with_capacity(len + 64);
     head.extend_from_slice(req.method.unwrap_or("GET").as_bytes());
     head.push(b' ');
@@ -135,8 +153,36 @@ pub fn route(
             slug,
             head,
             websocket,
+            body,
         },
     )))
+}
+
+/// How long the body is: a single valid `Content-Length` (repeated only with the same value)
+/// up to [`MAX_READ_AHEAD`], with no `Transfer-Encoding` and no `Expect`.
+fn body_of(headers: &[httparse::Header<'_>]) -> Body {
+    let mut length = None;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") || h.name.eq_ignore_ascii_case("expect")
+        {
+            return Body::Streamed;
+        }
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let parsed = std::str::from_utf8(h.value)
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<usize>().ok());
+            match (parsed, length) {
+                (Some(n), None) => length = Some(n),
+                (Some(n), Some(m)) if n == m => {}
+                _ => return Body::Streamed,
+            }
+        }
+    }
+    match length.unwrap_or(0) {
+        n if n <= MAX_READ_AHEAD => Body::Length(n),
+        _ => Body::Streamed,
+    }
 }
 
 fn push_header(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -220,6 +266,7 @@ mod tests {
                     slug,
                     head,
                     websocket,
+                    ..
                 },
             ))) => (slug, String::from_utf8(head).unwrap(), websocket),
             other => panic!("not a tenant route: {other:?}"),
@@ -347,6 +394,38 @@ mod tests {
             Some(&pattern),
         );
         assert_eq!(slug, "evil");
+    }
+
+    fn body(raw: &str) -> Body {
+        match route(raw.as_bytes(), peer(), None) {
+            Ok(Some((_, Target::Tenant { body, .. }))) => body,
+            other => panic!("not a tenant route: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_a_body_of_known_small_length_is_read_ahead() {
+        assert_eq!(body("GET /t/a/x HTTP/1.1\r\n\r\n"), Body::Length(0));
+        assert_eq!(
+            body("POST /t/a/api HTTP/1.1\r\nContent-Length: 12\r\n\r\n"),
+            Body::Length(12)
+        );
+        assert_eq!(
+            body("POST /t/a/api HTTP/1.1\r\nContent-Length: 12\r\ncontent-length: 12\r\n\r\n"),
+            Body::Length(12)
+        );
+        for streamed in [
+            "POST /t/a/api HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST /t/a/api HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST /t/a/api HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            "POST /t/a/api HTTP/1.1\r\nContent-Length: +3\r\n\r\n",
+            "POST /t/a/api HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n",
+            "POST /t/a/api HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            "POST /t/a/api HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n",
+            "POST /t/a/api HTTP/1.1\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n",
+        ] {
+            assert_eq!(body(streamed), Body::Streamed, "{streamed}");
+        }
     }
 
     #[test]

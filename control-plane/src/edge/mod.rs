@@ -1,10 +1,12 @@
 //! The edge: one public listener. Requests for a tenant (its own host, or `/t/{slug}/…`) go to
 //! that tenant's process with the request head rewritten ([`head`]: prefix stripped, Rotor's
-//! credentials removed, internal paths refused). A WebSocket handshake hands the
-//! client's TCP socket itself to the tenant (SCM_RIGHTS over its hand-off socket, see
-//! [`rotor_tenant_config::handoff`]), so the edge leaves the data path; other requests, and
-//! upgrades a tenant cannot take, are spliced byte for byte, so SSE and streaming pass through
-//! untouched. Everything else is served by the control plane's own app (REST API, dashboard).
+//! credentials removed, internal paths refused). A WebSocket handshake, and any other request
+//! once the edge holds all of it (head and a body of known, small length), hands the client's
+//! TCP socket itself to the tenant (SCM_RIGHTS over its hand-off socket, see
+//! [`rotor_tenant_config::handoff`]), which serves that one request (SSE and HTTP streams
+//! included) and closes: the edge leaves the data path and a tenant's traffic costs the shared
+//! edge one read and one `sendmsg`. Requests with a streamed or large body, and those a tenant
+//! cannot take, are spliced byte for byte. Everything else is served by the control plane's own app (REST API, dashboard).
 //!
 //! Every connection, whatever it is for, is first admitted against the edge's caps (overall, per
 //! client address, and a reserve of open files; see [`caps`]) or refused at once with one
@@ -38,7 +40,7 @@ pub mod metrics;
 pub mod overload;
 pub mod wakes;
 use caps::{Admitted, Connections};
-use head::{HeadError, Target};
+use head::{Body, HeadError, Target};
 use overload::{AcceptBackoff, Refuser};
 use wakes::{WakeRefusal, Wakes};
 
@@ -178,7 +180,25 @@ async fn handle(
             slug,
             head,
             websocket,
+            body,
         } => {
+            // A plain request is handed over only whole: its body is read ahead here, so the
+            // tenant is given a complete request (and a client trickling its body holds the
+            // edge's connection, counted against its address, not a tenant's).
+            let whole = match body {
+                _ if websocket => true,
+                Body::Length(n) => {
+                    let read = read_body(&mut stream, &mut buf, head_len + n);
+                    match tokio::time::timeout(head_timeout(), read).await {
+                        Ok(Ok(true)) => true,
+                        Ok(Ok(false)) => return Ok(()),
+                        Ok(Err(e)) => return Err(e),
+                        // Slow but alive: spliced, as a streamed body is.
+                        Err(_) => false,
+                    }
+                }
+                Body::Streamed => false,
+            };
             let route = match routes.get(&slug) {
                 // A parked project is woken, within this address's budget and the box's room;
                 // the request waits for it (bounded).
@@ -233,7 +253,7 @@ async fn handle(
                 }
                 None => return respond(&mut stream, "404 Not Found", "unknown project").await,
             };
-            if let Some(path) = handoff.filter(|_| websocket) {
+            if let Some(path) = handoff.filter(|_| whole) {
                 let mut payload = head.clone();
                 payload.extend_from_slice(&buf[head_len..]);
                 match handoff::hand_off(&path, stream.as_fd(), &payload).await {
@@ -297,6 +317,17 @@ async fn read_head(
             };
         }
     }
+}
+
+/// Reads until `buf` holds `len` bytes; `false` when the client closed before.
+async fn read_body(stream: &mut TcpStream, buf: &mut BytesMut, len: usize) -> io::Result<bool> {
+    while buf.len() < len {
+        buf.reserve(len - buf.len());
+        if stream.read_buf(buf).await? == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 async fn respond(stream: &mut TcpStream, status: &str, message: &str) -> io::Result<()> {

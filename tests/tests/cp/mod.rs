@@ -274,6 +274,18 @@ pub fn open_chat() -> Value {
     json!({"allow_subscribe_for_client": true, "presence": true, "allow_presence_for_subscriber": true})
 }
 
+/// `s` percent-encoded for a query string (everything but unreserved characters).
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Signs a connection token.
 pub fn token(secret: &str, user: &str) -> String {
     jsonwebtoken::encode(
