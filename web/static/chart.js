@@ -83,8 +83,9 @@
       ctx.beginPath(); ctx.moveTo(pad.l, y); ctx.lineTo(w - pad.r, y); ctx.stroke();
       ctx.restore();
       ctx.fillStyle = LIMIT_COLOR;
-      ctx.textAlign = 'right'; ctx.textBaseline = 'bottom';
-      ctx.fillText(limit.label, w - pad.r - 2, y - 2);
+      // Under the line, inside the plot, clear of the legend above it.
+      ctx.textAlign = 'right'; ctx.textBaseline = 'top';
+      ctx.fillText(limit.label, w - pad.r - 2, y + 3);
       canvas.dataset.limitValue = String(limit.value);
       canvas.dataset.limitLabel = limit.label;
     } else {

@@ -195,13 +195,13 @@ await step('console: refused channels explained', async () => {
   await page.waitForSelector('#sub-hint[data-code="103"]');
   obs.denied_hint = await text('#sub-hint');
   obs.denied_hint_link = await page.getAttribute('#sub-hint a', 'href');
+  await snap('console-permission-hint');
   // Without a token, a namespace that allows it lets the console in.
   await page.fill('#sub-channel', 'updates:c');
   await page.click('#subscribe-form button[type=submit]');
   await page.waitForSelector('#log li[data-kind=info][data-channel="updates:c"]:has-text("subscribed")');
   obs.tokenless_subscribed = true;
   await page.check('#sub-with-token');
-  await snap('console-permission-hint');
 });
 
 // A second console tab joins chat:room: its join is delivered to the first (join/leave
