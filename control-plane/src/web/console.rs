@@ -2,8 +2,8 @@
 //! client protocol (with short-lived tokens minted here from the project's secret), plus
 //! server-side publish, presence and history calls run on the tenant through its admin surface,
 //! so the console works whatever the namespace lets clients do. The page also carries what the
-//! console needs to explain a refusal in the dashboard's words: the project's namespaces, what
-//! each lets clients do, and the labels of the options that would change it.
+//! console needs to explain a refusal in the dashboard's words: the project's namespaces and the
+//! labels of the options that would change what they allow.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -61,35 +61,23 @@ pub async fn page(
     Ok(html_page(view.render()?))
 }
 
-/// What the console's refusal hints need: each namespace with its editor's address and whether
-/// it lets connected users subscribe without a token and keeps history, plus the labels of
-/// those options as the namespace editor shows them.
+/// What the console's refusal hints need: each namespace with its editor's address (a 102 on
+/// a namespace not listed here means it does not exist), and the labels of the options a hint
+/// names, as the namespace editor shows them.
 async fn hints(state: &AppState, project: &str) -> WebResult<Value> {
-    let rows: Vec<(String, Value)> =
-        sqlx::query_as("SELECT name, options FROM namespaces WHERE project_id = $1 ORDER BY name")
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM namespaces WHERE project_id = $1 ORDER BY name")
             .bind(project)
             .fetch_all(&state.pool)
             .await?;
     let base = format!("/projects/{project}/namespaces");
-    let mut namespaces = serde_json::Map::new();
-    for (name, options) in rows {
-        let on = |k: &str| options.get(k).and_then(Value::as_bool) == Some(true);
-        let positive = |k: &str| {
-            options.get(k).is_some_and(|v| {
-                v.as_u64().is_some_and(|n| n > 0)
-                    || v.as_str()
-                        .is_some_and(|s| !s.is_empty() && s != "0s" && s != "0")
-            })
-        };
-        namespaces.insert(
-            name.clone(),
-            json!({
-                "url": format!("{base}/{}", super::urlencode(&name)),
-                "subscribe": on("allow_subscribe_for_client"),
-                "history": positive("history_size") && positive("history_ttl"),
-            }),
-        );
-    }
+    let namespaces: serde_json::Map<String, Value> = names
+        .into_iter()
+        .map(|name| {
+            let url = format!("{base}/{}", super::urlencode(&name));
+            (name, json!({ "url": url }))
+        })
+        .collect();
     Ok(json!({
         "namespaces_url": base,
         "namespaces": namespaces,
