@@ -43,7 +43,13 @@ pub struct NamespaceSnapshot {
     pub published_api: u64,
     pub delivered: u64,
     pub subscriptions: i64,
+    /// Connections with at least one subscription in the namespace (a level, like the
+    /// project's `connections`).
+    pub connections: i64,
 }
+
+/// The usage row name of the channels without a namespace.
+pub const NO_NAMESPACE: &str = "(none)";
 
 /// What one reading adds to a minute row.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -91,13 +97,14 @@ pub fn deltas(prev: Option<&Snapshot>, now: &Snapshot) -> BTreeMap<String, Delta
     for (ns, n) in &now.namespaces {
         let p = prev.namespaces.get(ns).cloned().unwrap_or_default();
         let name = if ns.is_empty() {
-            "(none)".to_owned()
+            NO_NAMESPACE.to_owned()
         } else {
             ns.clone()
         };
         out.insert(
             name,
             Delta {
+                connections: n.connections,
                 subscriptions: n.subscriptions,
                 published: grew(
                     n.published_client + n.published_api,
@@ -281,6 +288,7 @@ mod tests {
                 published_client: published,
                 delivered: published * 2,
                 subscriptions: 2,
+                connections: 2,
                 ..Default::default()
             },
         );
@@ -306,10 +314,42 @@ mod tests {
             next["*"].connections, 3,
             "connections are a level, not a delta"
         );
+        assert_eq!(
+            next["chat"].connections, 2,
+            "a namespace's connections are kept"
+        );
         let restarted = deltas(Some(&snap("a", 8, 3)), &snap("b", 1, 0));
         assert_eq!(
             restarted["*"].published, 1,
             "a new process starts from zero"
         );
+    }
+
+    #[test]
+    fn namespace_rows_add_up_to_the_project_row_with_a_row_for_channels_without_one() {
+        let mut s = snap("a", 5, 0);
+        s.messages_published = 7;
+        s.messages_delivered = 13;
+        s.namespaces.insert(
+            String::new(),
+            NamespaceSnapshot {
+                published_api: 2,
+                delivered: 3,
+                subscriptions: 1,
+                connections: 1,
+                ..Default::default()
+            },
+        );
+        let d = deltas(None, &s);
+        assert!(d.contains_key(NO_NAMESPACE), "{:?}", d.keys());
+        let sum = |f: fn(&Delta) -> i64| {
+            d.iter()
+                .filter(|(k, _)| *k != "*")
+                .map(|(_, v)| f(v))
+                .sum::<i64>()
+        };
+        assert_eq!(sum(|v| v.published), d["*"].published);
+        assert_eq!(sum(|v| v.delivered), d["*"].delivered);
+        assert_eq!(sum(|v| v.subscriptions), d["*"].subscriptions);
     }
 }

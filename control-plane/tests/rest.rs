@@ -519,6 +519,7 @@ async fn usage_readings_become_exact_minute_rows_and_are_never_double_counted() 
             published_api: 6,
             delivered: 40,
             subscriptions: 4,
+            connections: 3,
         },
     );
     record(&api.pool, &id, &s, at).await.unwrap();

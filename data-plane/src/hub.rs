@@ -308,6 +308,7 @@ impl Hub {
         };
         let mut json: Option<Option<Bytes>> = None;
         let mut protobuf: Option<Option<Bytes>> = None;
+        let mut delivered = 0;
         for entry in subs.subs.values() {
             if !entry.flags.push_join_leave || entry.pending.is_some() {
                 continue;
@@ -322,6 +323,7 @@ impl Hub {
                 Some(frame) => {
                     if entry.client.outbox.push_frame(frame.clone()) {
                         self.metrics.messages_delivered.inc();
+                        delivered += 1;
                     }
                 }
                 None => entry
@@ -330,6 +332,11 @@ impl Hub {
                     .close(Disconnect::INAPPROPRIATE_PROTOCOL),
             }
         }
+        // Counted in the channel's namespace too, so the namespaces' deliveries add up to the
+        // project's.
+        self.metrics
+            .namespaces
+            .delivered(crate::metrics::namespace_of(channel), delivered);
     }
 }
 
@@ -528,5 +535,28 @@ mod tests {
             hub.add_pending("c", &client("d"), flags).unwrap(),
             Joined::First
         ));
+    }
+
+    #[test]
+    fn join_and_leave_pushes_count_in_their_namespace_as_in_the_project() {
+        let metrics = Arc::new(Metrics::default());
+        let hub = Hub::new(metrics.clone(), Arc::default());
+        let flags = SubFlags {
+            push_join_leave: true,
+            positioned: false,
+        };
+        for id in ["a", "b"] {
+            let _ = hub.add_pending("chat:r", &client(id), flags).unwrap();
+            assert!(hub.activate("chat:r", id, None, None));
+        }
+        let info = ClientInfo {
+            user: "u".into(),
+            client: "b".into(),
+            ..Default::default()
+        };
+        hub.join("chat:r", info.clone());
+        hub.leave("chat:r", info);
+        assert_eq!(metrics.messages_delivered.get(), 4);
+        assert_eq!(metrics.namespaces.snapshot()["chat"].delivered, 4);
     }
 }

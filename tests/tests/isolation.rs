@@ -423,8 +423,9 @@ async fn two_redis_projects_on_one_machine_share_nothing_but_names() -> Result<(
         .is_ok());
 
     // --- Usage: each project is billed for exactly its own traffic. A's refused calls on B
-    // count nowhere. Publications in the project totals and in `chat`; deliveries in `chat`
-    // (the totals also count join/leave pushes). API calls: A made 4 publish, 2 history and 1
+    // count nowhere. Publications in the project totals and in `chat`; deliveries in `chat` as
+    // in the totals: the publications each subscriber got and its own join (the namespace
+    // forces join/leave pushes). API calls: A made 4 publish, 2 history and 1
     // presence; B made 1 publish, 1 history, 2 presence, 1 presence_stats and 1 channels.
     let expected = [
         (
@@ -434,7 +435,7 @@ async fn two_redis_projects_on_one_machine_share_nothing_but_names() -> Result<(
             [
                 ("*", "published", 4),
                 ("chat", "published", 4),
-                ("chat", "delivered", 4),
+                ("chat", "delivered", 5),
                 ("*", "api_calls", 7),
             ],
         ),
@@ -445,7 +446,7 @@ async fn two_redis_projects_on_one_machine_share_nothing_but_names() -> Result<(
             [
                 ("*", "published", 1),
                 ("chat", "published", 1),
-                ("chat", "delivered", 1),
+                ("chat", "delivered", 2),
                 ("*", "api_calls", 6),
             ],
         ),

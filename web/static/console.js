@@ -1,7 +1,10 @@
 // The debug console: a small client for the Centrifugo JSON protocol (v2) over a browser
 // WebSocket. It gets short-lived connection and subscription tokens from the dashboard,
-// subscribes with join/leave, shows publications and join/leave events as they arrive, and
-// publishes or reads presence through the dashboard (server API on the project).
+// subscribes with join/leave, shows publications (data pretty-printed) and join/leave events as
+// they arrive, logs disconnects and reconnects and restores its subscriptions after one, filters
+// the log by channel, publishes or reads presence and history through the dashboard (server API
+// on the project), and explains refusals (unknown namespace, permission denied, no history) with
+// a link to the setting that would change them.
 (function () {
   'use strict';
   const root = document.getElementById('console');
@@ -12,14 +15,23 @@
   const stateEl = $('conn-state');
   const dot = $('conn-dot');
   const btn = $('connect-btn');
+  const filterEl = $('log-filter');
+  let hints = { namespaces: {}, labels: {}, namespaces_url: '' };
+  try { hints = JSON.parse(root.dataset.hints || '{}'); } catch (e) { /* hints stay empty */ }
 
   let ws = null;
   let nextId = 1;
   let wanted = false;
   let retry = 0;
   let retryTimer = null;
+  // Whether the connection was lost (not closed by the user): the next connect is a reconnect.
+  let lost = false;
+  // What the server said in a disconnect push before closing, if anything.
+  let pushedDisconnect = null;
   const pending = new Map();
-  const channels = new Set();
+  // channel → { token: whether it was subscribed with a subscription token }
+  const channels = new Map();
+  const seenChannels = new Set();
 
   function setState(text, cls) {
     stateEl.textContent = text;
@@ -27,7 +39,36 @@
     root.dataset.state = text.toLowerCase().split(' ')[0];
   }
 
-  function entry(kind, channel, body) {
+  function matches(li) {
+    const f = filterEl.value.trim();
+    if (!f) return true;
+    // Connection events concern every channel and stay in view.
+    if (!li.dataset.channel) return true;
+    return li.dataset.channel.indexOf(f) !== -1;
+  }
+
+  function applyFilter() {
+    let shown = 0;
+    Array.prototype.forEach.call(log.children, function (li) {
+      const ok = matches(li);
+      li.hidden = !ok;
+      if (ok) shown += 1;
+    });
+    $('log-count').textContent = filterEl.value.trim()
+      ? shown + ' of ' + log.children.length + ' shown' : '';
+    root.dataset.shown = String(shown);
+  }
+
+  function rememberChannel(channel) {
+    if (!channel || seenChannels.has(channel)) return;
+    seenChannels.add(channel);
+    const opt = document.createElement('option');
+    opt.value = channel;
+    $('log-channels').append(opt);
+  }
+
+  // One log line: its kind, channel and text, and `data` pretty-printed when given.
+  function entry(kind, channel, body, data) {
     const li = document.createElement('li');
     li.className = 'k-' + kind;
     const time = document.createElement('time');
@@ -36,10 +77,25 @@
     k.className = 'kind';
     k.textContent = kind;
     li.append(time, k, document.createTextNode((channel ? channel + ' ' : '') + body));
+    if (data !== undefined) {
+      const pre = document.createElement('pre');
+      pre.className = 'json';
+      pre.textContent = JSON.stringify(data, null, 2);
+      li.append(pre);
+    }
     li.dataset.kind = kind;
-    if (channel) li.dataset.channel = channel;
+    if (channel) { li.dataset.channel = channel; rememberChannel(channel); }
+    li.hidden = !matches(li);
     log.prepend(li);
     while (log.children.length > 500) log.lastChild.remove();
+    if (filterEl.value.trim()) applyFilter();
+  }
+
+  // An error carrying the protocol's code, so hints can tell refusals apart.
+  function coded(e) {
+    const err = new Error(e.message + ' (code ' + e.code + ')');
+    err.code = e.code;
+    return err;
   }
 
   async function post(url, body) {
@@ -66,12 +122,65 @@
     });
   }
 
+  function namespaceOf(channel) {
+    const name = channel.charAt(0) === '$' ? channel.slice(1) : channel;
+    const i = name.indexOf(':');
+    return i === -1 ? '' : name.slice(0, i);
+  }
+
+  // Shows `text` in the hint box `box`, with a link when given; hides it for null.
+  function showHint(box, hint) {
+    box.textContent = '';
+    box.hidden = !hint;
+    if (!hint) return;
+    box.append(document.createTextNode(hint.text + ' '));
+    if (hint.href) {
+      const a = document.createElement('a');
+      a.href = hint.href;
+      a.textContent = hint.link;
+      box.append(a);
+    }
+    box.dataset.code = String(hint.code);
+  }
+
+  // What to do about error `code` on `channel` when `action` (subscribe, history) was refused.
+  function hintFor(channel, code, action) {
+    const ns = namespaceOf(channel);
+    const info = ns ? hints.namespaces[ns] : null;
+    const labels = hints.labels || {};
+    const list = hints.namespaces_url;
+    if (code === 102) {
+      return ns && !info
+        ? { code: code, text: 'There is no namespace “' + ns + '” in this project, so “' + channel + '” cannot be used.', href: list + '#ns-new', link: 'Create the namespace “' + ns + '”' }
+        : { code: code, text: 'The project does not know the channel “' + channel + '” (its namespace may have just been removed).', href: list, link: 'See the namespaces' };
+    }
+    if (code === 103 && action === 'subscribe') {
+      if (channel.charAt(0) === '$') {
+        return { code: code, text: 'Channels starting with $ are private: clients need a subscription token for them.' };
+      }
+      if (!ns) {
+        return { code: code, text: 'Channels without a namespace let clients subscribe only with a subscription token. Put the channel in a namespace that has “' + labels.subscribe + '” turned on.', href: list, link: 'Namespaces' };
+      }
+      return { code: code, text: 'Namespace “' + ns + '” does not let connected users subscribe by themselves: turn on “' + labels.subscribe + '” (or give clients subscription tokens).', href: info ? info.url : list, link: 'Edit namespace “' + ns + '”' };
+    }
+    if (code === 108 && action === 'history') {
+      if (!ns) {
+        return { code: code, text: 'Channels without a namespace keep no history here. Use a namespace that keeps history.', href: list, link: 'Namespaces' };
+      }
+      return { code: code, text: 'Namespace “' + ns + '” keeps no history: set “' + labels.history_size + '” and “' + labels.history_ttl + '”.', href: info ? info.url : list, link: 'Edit namespace “' + ns + '”' };
+    }
+    if (code === 103) {
+      return { code: code, text: 'Permission denied on “' + channel + '”.' };
+    }
+    return null;
+  }
+
   function onReply(msg) {
     if (msg.id) {
       const p = pending.get(msg.id);
       if (!p) return;
       pending.delete(msg.id);
-      if (msg.error) p.reject(new Error(msg.error.message + ' (code ' + msg.error.code + ')'));
+      if (msg.error) p.reject(coded(msg.error));
       else p.resolve(msg);
       return;
     }
@@ -84,7 +193,8 @@
     const ch = push.channel || '';
     if (push.pub) {
       const who = push.pub.info ? ' from ' + push.pub.info.user : '';
-      entry('pub', ch, JSON.stringify(push.pub.data) + who);
+      const at = push.pub.offset ? ' #' + push.pub.offset : '';
+      entry('pub', ch, 'publication' + at + who, push.pub.data);
     } else if (push.join) {
       entry('join', ch, 'user ' + push.join.info.user + ' (client ' + push.join.info.client + ')');
     } else if (push.leave) {
@@ -94,22 +204,22 @@
       renderChips();
       entry('error', ch, 'unsubscribed by the server (code ' + push.unsubscribe.code + ')');
     } else if (push.disconnect) {
-      entry('error', '', 'disconnected: ' + push.disconnect.reason + ' (code ' + push.disconnect.code + ')');
+      pushedDisconnect = push.disconnect;
     }
   }
 
-  async function subscribe(channel) {
-    const t = await post(root.dataset.tokenUrl, { channel: channel });
-    await send({ subscribe: { channel: channel, token: t.sub_token, join_leave: true } });
-    channels.add(channel);
+  async function subscribe(channel, withToken) {
+    const cmd = { channel: channel, join_leave: true };
+    if (withToken) cmd.token = (await post(root.dataset.tokenUrl, { channel: channel })).sub_token;
+    await send({ subscribe: cmd });
+    channels.set(channel, { token: withToken });
     renderChips();
-    entry('info', channel, 'subscribed');
   }
 
   function renderChips() {
     const ul = $('subscriptions');
     ul.textContent = '';
-    channels.forEach(function (ch) {
+    channels.forEach(function (_, ch) {
       const li = document.createElement('li');
       li.textContent = ch;
       const x = document.createElement('button');
@@ -127,10 +237,25 @@
     });
   }
 
+  // Subscribes again to everything that was subscribed before the connection was lost.
+  async function restore() {
+    for (const [ch, how] of Array.from(channels)) {
+      try {
+        await subscribe(ch, how.token);
+        entry('restored', ch, 'subscription restored');
+      } catch (e) {
+        channels.delete(ch);
+        renderChips();
+        entry('error', ch, 'could not restore the subscription: ' + e.message);
+      }
+    }
+  }
+
   async function connect() {
     wanted = true;
     clearTimeout(retryTimer);
-    setState('Connecting…', 'dot-wait');
+    retryTimer = null;
+    setState(lost ? 'Reconnecting…' : 'Connecting…', 'dot-wait');
     let t;
     try {
       t = await post(root.dataset.tokenUrl, {});
@@ -140,15 +265,27 @@
       return scheduleRetry();
     }
     $('conn-user').textContent = t.user;
+    root.dataset.user = t.user;
+    pushedDisconnect = null;
     ws = new WebSocket(root.dataset.wsUrl);
     ws.onopen = function () {
       send({ connect: { token: t.token, name: 'rotor-dashboard' } }).then(async function (reply) {
         retry = 0;
         setState('Connected', 'dot-on');
         btn.textContent = 'Disconnect';
-        entry('info', '', 'connected as client ' + reply.connect.client);
-        for (const ch of Array.from(channels)) {
-          try { await subscribe(ch); } catch (e) { entry('error', ch, e.message); }
+        if (lost) {
+          entry('reconnect', '', 'reconnected as client ' + reply.connect.client +
+            (channels.size ? '; restoring ' + channels.size + ' subscription(s)' : ''));
+        } else {
+          entry('info', '', 'connected as client ' + reply.connect.client);
+        }
+        const wasLost = lost;
+        lost = false;
+        if (wasLost) await restore();
+        else {
+          for (const [ch, how] of Array.from(channels)) {
+            try { await subscribe(ch, how.token); entry('info', ch, 'subscribed'); } catch (e) { refused(ch, e); }
+          }
         }
       }).catch(function (e) { entry('error', '', 'connect: ' + e.message); });
     };
@@ -162,12 +299,21 @@
       pending.forEach(function (p) { p.reject(new Error('connection closed')); });
       pending.clear();
       ws = null;
-      setState('Disconnected', 'dot-off');
       btn.textContent = 'Connect';
-      if (wanted) {
-        entry('error', '', 'connection closed (' + ev.code + (ev.reason ? ' ' + ev.reason : '') + ')');
-        scheduleRetry();
+      if (!wanted) { setState('Disconnected', 'dot-off'); return; }
+      const code = pushedDisconnect ? pushedDisconnect.code : ev.code;
+      const reason = pushedDisconnect ? pushedDisconnect.reason : ev.reason;
+      // Centrifugo's codes: 3500–3999 and 4500–4999 ask clients not to reconnect.
+      const terminal = (code >= 3500 && code < 4000) || (code >= 4500 && code < 5000);
+      entry('disconnect', '', 'disconnected (code ' + code + (reason ? ', ' + reason : '') + ')' +
+        (terminal ? '; the server asked not to reconnect' : '; reconnecting'));
+      lost = true;
+      if (terminal) {
+        wanted = false;
+        setState('Disconnected', 'dot-off');
+        return;
       }
+      scheduleRetry();
     };
   }
 
@@ -178,10 +324,18 @@
     retryTimer = setTimeout(connect, delay);
   }
 
+  // Logs a refused subscription and shows what would let it through.
+  function refused(ch, e) {
+    entry('error', ch, 'subscribe: ' + e.message);
+    showHint($('sub-hint'), hintFor(ch, e.code, 'subscribe'));
+  }
+
   btn.addEventListener('click', function () {
     if (ws || retryTimer && wanted) {
       wanted = false;
+      lost = false;
       clearTimeout(retryTimer);
+      retryTimer = null;
       if (ws) ws.close(1000, 'closed by user');
       setState('Disconnected', 'dot-off');
       btn.textContent = 'Connect';
@@ -194,9 +348,14 @@
     ev.preventDefault();
     const ch = $('sub-channel').value.trim();
     if (!ch) return;
-    if (!ws) { channels.add(ch); renderChips(); return connect(); }
-    subscribe(ch).catch(function (e) { entry('error', ch, 'subscribe: ' + e.message); });
+    const withToken = $('sub-with-token').checked;
+    showHint($('sub-hint'), null);
+    if (!ws) { channels.set(ch, { token: withToken }); renderChips(); return connect(); }
+    subscribe(ch, withToken).then(function () { entry('info', ch, 'subscribed'); })
+      .catch(function (e) { refused(ch, e); });
   });
+
+  filterEl.addEventListener('input', applyFilter);
 
   $('publish-form').addEventListener('submit', async function (ev) {
     ev.preventDefault();
@@ -211,11 +370,13 @@
     const channel = $('pub-channel').value.trim();
     try {
       const r = await post(root.dataset.publishUrl, { channel: channel, data: data });
-      if (r.error) throw new Error(r.error.message + ' (code ' + r.error.code + ')');
+      if (r.error) throw coded(r.error);
       entry('info', channel, 'published through the server API');
     } catch (e) {
       err.textContent = 'Publish failed: ' + e.message;
       err.hidden = false;
+      const hint = e.code === 102 ? hintFor(channel, 102, 'publish') : null;
+      if (hint) err.textContent += ' ' + hint.text;
     }
   });
 
@@ -224,7 +385,7 @@
     const box = $('presence');
     try {
       const r = await post(root.dataset.presenceUrl, { channel: channel });
-      if (r.error) throw new Error(r.error.message + ' (code ' + r.error.code + ')');
+      if (r.error) throw coded(r.error);
       const clients = Object.values(r.result.presence || {});
       box.textContent = '';
       const h = document.createElement('p');
@@ -241,6 +402,38 @@
     }
   });
 
-  $('clear-log').addEventListener('click', function () { log.textContent = ''; });
+  $('history-btn').addEventListener('click', async function () {
+    const channel = $('pub-channel').value.trim();
+    const box = $('history');
+    const hintBox = $('history-hint');
+    showHint(hintBox, null);
+    box.textContent = '';
+    try {
+      const r = await post(root.dataset.historyUrl, { channel: channel });
+      if (r.error) throw coded(r.error);
+      const pubs = r.result.publications || [];
+      const h = document.createElement('p');
+      h.textContent = pubs.length
+        ? 'The newest ' + pubs.length + ' publication(s) kept in ' + channel + ' (stream position ' + r.result.offset + '):'
+        : 'No publications kept in ' + channel + ' right now.';
+      const ol = document.createElement('ol');
+      pubs.forEach(function (p) {
+        const li = document.createElement('li');
+        li.dataset.offset = String(p.offset || 0);
+        li.append(document.createTextNode('#' + (p.offset || 0) + (p.info ? ' from ' + p.info.user : '')));
+        const pre = document.createElement('pre');
+        pre.className = 'json';
+        pre.textContent = JSON.stringify(p.data, null, 2);
+        li.append(pre);
+        ol.append(li);
+      });
+      box.append(h, ol);
+    } catch (e) {
+      box.textContent = 'History: ' + e.message;
+      showHint(hintBox, hintFor(channel, e.code, 'history'));
+    }
+  });
+
+  $('clear-log').addEventListener('click', function () { log.textContent = ''; applyFilter(); });
   connect();
 })();

@@ -1,7 +1,9 @@
 //! The debug console: a page that connects to the project from the browser over the real
 //! client protocol (with short-lived tokens minted here from the project's secret), plus
-//! server-side publish and presence calls run on the tenant through its admin surface, so the
-//! console works whatever the namespace lets clients do.
+//! server-side publish, presence and history calls run on the tenant through its admin surface,
+//! so the console works whatever the namespace lets clients do. The page also carries what the
+//! console needs to explain a refusal in the dashboard's words: the project's namespaces and the
+//! labels of the options that would change what they allow.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +18,7 @@ use serde_json::{json, Value};
 use super::projects::head;
 use super::session::Session;
 use super::views::{ConsolePage, Layout};
+use super::words::label_of;
 use super::{page as html_page, WebResult};
 use crate::state::AppState;
 
@@ -24,7 +27,8 @@ const TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 /// Bound on a console call to the tenant.
 const TENANT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn running(state: &AppState, project: &str) -> Option<crate::supervisor::ProcessRecord> {
+/// The project's process record, when it has a process.
+pub(super) fn running(state: &AppState, project: &str) -> Option<crate::supervisor::ProcessRecord> {
     state
         .routes
         .processes()
@@ -41,9 +45,11 @@ pub async fn page(
     let p = head(&state, &session, &id).await?;
     // The quick start's channel, so what the console shows working is what the snippets do.
     let example = super::quickstart::example_channel(&state, &p.id).await?;
+    let hints = hints(&state, &p.id).await?.to_string();
     let view = ConsolePage {
         layout: Layout::of(&session),
         tab: "console",
+        hints,
         ws_url: format!(
             "{}/connection/websocket",
             state.settings.tenant_ws_base(&p.slug)
@@ -53,6 +59,34 @@ pub async fn page(
         p,
     };
     Ok(html_page(view.render()?))
+}
+
+/// What the console's refusal hints need: each namespace with its editor's address (a 102 on
+/// a namespace not listed here means it does not exist), and the labels of the options a hint
+/// names, as the namespace editor shows them.
+async fn hints(state: &AppState, project: &str) -> WebResult<Value> {
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM namespaces WHERE project_id = $1 ORDER BY name")
+            .bind(project)
+            .fetch_all(&state.pool)
+            .await?;
+    let base = format!("/projects/{project}/namespaces");
+    let namespaces: serde_json::Map<String, Value> = names
+        .into_iter()
+        .map(|name| {
+            let url = format!("{base}/{}", super::urlencode(&name));
+            (name, json!({ "url": url }))
+        })
+        .collect();
+    Ok(json!({
+        "namespaces_url": base,
+        "namespaces": namespaces,
+        "labels": {
+            "subscribe": label_of("allow_subscribe_for_client"),
+            "history_size": label_of("history_size"),
+            "history_ttl": label_of("history_ttl"),
+        },
+    }))
 }
 
 fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -213,4 +247,36 @@ pub async fn presence(
         return Ok(resp);
     }
     Ok(tenant_call(&state, &p.id, "presence", json!({"channel": body.channel})).await)
+}
+
+#[derive(Deserialize)]
+pub struct HistoryRequest {
+    #[serde(default)]
+    channel: String,
+}
+
+/// How many publications the console's history view shows, newest first.
+const HISTORY_LIMIT: i32 = 20;
+
+/// The channel's newest publications, read on the tenant with the project's own authority
+/// (what the server API's `history` answers), so a namespace need not let clients read it.
+pub async fn history(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<HistoryRequest>,
+) -> WebResult<Response> {
+    session.check_csrf_header(&headers)?;
+    let p = head(&state, &session, &id).await?;
+    if let Some(resp) = channel_rejection(&body.channel) {
+        return Ok(resp);
+    }
+    Ok(tenant_call(
+        &state,
+        &p.id,
+        "history",
+        json!({"channel": body.channel, "limit": HISTORY_LIMIT, "reverse": true}),
+    )
+    .await)
 }

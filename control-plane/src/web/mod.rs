@@ -351,6 +351,7 @@ pub fn router() -> Router<AppState> {
         .route("/projects/{id}/console/token", post(console::token))
         .route("/projects/{id}/console/publish", post(console::publish))
         .route("/projects/{id}/console/presence", post(console::presence))
+        .route("/projects/{id}/console/history", post(console::history))
         .route("/static/{file}", get(assets::serve))
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -1,6 +1,12 @@
 //! The usage page and the JSON its charts poll: connections, messages in and out, API calls and
 //! errors over the last hour, day or month, per namespace or for the whole project, with empty
 //! buckets filled with zeros so the charts keep their time axis.
+//!
+//! "Connections now" is the tenant's latest reading, not a bucket of the chosen range, so every
+//! range shows the same number. Channels without a namespace have their own row, so the
+//! namespaces add up to "All channels". API calls and errors are counted for the project only:
+//! with a namespace chosen they are `null` and listed in `not_per_namespace`. The plan's
+//! connection and publication-rate limits come along for the charts to draw.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -18,6 +24,14 @@ use super::{page, WebError, WebResult};
 use crate::ids::ProjectId;
 use crate::rest::usage::series;
 use crate::state::AppState;
+use crate::tenant::PlanLimits;
+use crate::usage::{Snapshot, NO_NAMESPACE};
+
+/// What the namespace menu calls the channels without a namespace.
+const NO_NAMESPACE_LABEL: &str = "(no namespace)";
+
+/// Metrics the tenant counts for the whole project only.
+const PROJECT_ONLY: [&str; 2] = ["api_calls", "errors"];
 
 #[derive(Deserialize, Default)]
 pub struct UsageParams {
@@ -37,15 +51,61 @@ fn range_spec(range: &str) -> Option<(TimeDelta, &'static str, TimeDelta)> {
     }
 }
 
-async fn namespaces_of(state: &AppState, project: &str) -> WebResult<Vec<String>> {
-    Ok(sqlx::query_scalar(
+/// The namespace menu: (value, label) of every namespace configured or seen in usage, the
+/// channels without a namespace last.
+async fn namespaces_of(state: &AppState, project: &str) -> WebResult<Vec<(String, String)>> {
+    let names: Vec<String> = sqlx::query_scalar(
         "SELECT name FROM namespaces WHERE project_id = $1 \
          UNION SELECT DISTINCT namespace FROM usage_minute WHERE project_id = $1 AND namespace NOT IN ('*', '') \
          ORDER BY 1",
     )
     .bind(project)
     .fetch_all(&state.pool)
-    .await?)
+    .await?;
+    Ok(menu(names))
+}
+
+fn menu(names: Vec<String>) -> Vec<(String, String)> {
+    let (none, mut named): (Vec<_>, Vec<_>) = names.into_iter().partition(|n| n == NO_NAMESPACE);
+    named.sort();
+    let mut out: Vec<(String, String)> = named.into_iter().map(|n| (n.clone(), n)).collect();
+    if !none.is_empty() {
+        out.push((NO_NAMESPACE.to_owned(), NO_NAMESPACE_LABEL.to_owned()));
+    }
+    out
+}
+
+/// Connections open now, from the tenant's latest reading: the project's, or those with a
+/// subscription in `namespace`. Zero when the project has no process.
+async fn connections_now(state: &AppState, project: &str, namespace: &str) -> WebResult<i64> {
+    if super::console::running(state, project).is_none() {
+        return Ok(0);
+    }
+    let snapshot: Option<Value> =
+        sqlx::query_scalar("SELECT snapshot FROM usage_cursor WHERE project_id = $1")
+            .bind(project)
+            .fetch_optional(&state.pool)
+            .await?;
+    let Some(snapshot) = snapshot.and_then(|v| serde_json::from_value::<Snapshot>(v).ok()) else {
+        return Ok(0);
+    };
+    Ok(match namespace {
+        "*" => i64::try_from(snapshot.connections).unwrap_or(i64::MAX),
+        NO_NAMESPACE => snapshot.namespaces.get("").map_or(0, |n| n.connections),
+        ns => snapshot.namespaces.get(ns).map_or(0, |n| n.connections),
+    })
+}
+
+/// The plan's limits the charts draw: connections at once, and publications per bucket of
+/// `width` (the per-second rate times the bucket's seconds). `null` where the plan sets none.
+fn chart_limits(limits: &PlanLimits, width: TimeDelta) -> Value {
+    let positive = |v: u32| (v > 0).then_some(v);
+    json!({
+        "connections": positive(limits.max_connections),
+        "publish_rate": positive(limits.publish_rate),
+        "published_per_bucket": positive(limits.publish_rate)
+            .map(|r| i64::from(r) * width.num_seconds()),
+    })
 }
 
 pub async fn show(
@@ -125,7 +185,8 @@ pub async fn data(
     let to = Utc::now();
     let from = to - span;
     let raw = series(&state, &ProjectId(p.id.clone()), &namespace, from, to, step).await?;
-    let points = fill(&raw, from, to, width);
+    let mut points = fill(&raw, from, to, width);
+    let per_namespace = namespace != "*";
     let mut totals = json!({});
     for m in [
         "published",
@@ -140,10 +201,16 @@ pub async fn data(
             .map(|p| p[m].as_i64().unwrap_or(0))
             .sum::<i64>());
     }
-    totals["connections"] = raw
-        .last()
-        .map(|p| p["connections"].clone())
-        .unwrap_or(json!(0));
+    if per_namespace {
+        for m in PROJECT_ONLY {
+            totals[m] = Value::Null;
+            for p in &mut points {
+                p[m] = Value::Null;
+            }
+        }
+    }
+    totals["connections"] = json!(connections_now(&state, &p.id, &namespace).await?);
+    let limits = PlanLimits::of_project(&state.pool, &ProjectId(p.id.clone())).await?;
     totals["peak_connections"] = json!(points
         .iter()
         .map(|p| p["connections"].as_i64().unwrap_or(0))
@@ -157,6 +224,8 @@ pub async fn data(
             "namespace": namespace,
             "points": points,
             "totals": totals,
+            "not_per_namespace": if per_namespace { json!(PROJECT_ONLY) } else { json!([]) },
+            "limits": chart_limits(&limits, width),
         })),
     )
         .into_response())
@@ -176,5 +245,32 @@ mod tests {
         assert_eq!(filled[2]["published"], 4);
         assert_eq!(filled[0]["published"], 0);
         assert_eq!(filled[5]["t"], json!("2026-11-24T10:30:00Z"));
+    }
+
+    #[test]
+    fn channels_without_a_namespace_are_named_and_listed_last() {
+        let m = menu(vec!["(none)".into(), "chat".into(), "alpha".into()]);
+        assert_eq!(
+            m,
+            vec![
+                ("alpha".to_owned(), "alpha".to_owned()),
+                ("chat".to_owned(), "chat".to_owned()),
+                ("(none)".to_owned(), "(no namespace)".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_publication_limit_is_scaled_to_the_bucket() {
+        let limits = PlanLimits {
+            max_connections: 200,
+            publish_rate: 100,
+            ..Default::default()
+        };
+        let l = chart_limits(&limits, TimeDelta::minutes(1));
+        assert_eq!(l["connections"], 200);
+        assert_eq!(l["published_per_bucket"], 6000);
+        let none = chart_limits(&PlanLimits::default(), TimeDelta::hours(1));
+        assert!(none["connections"].is_null() && none["published_per_bucket"].is_null());
     }
 }

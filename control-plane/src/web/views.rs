@@ -332,7 +332,8 @@ pub struct UsagePage {
     pub tab: &'static str,
     pub range: String,
     pub namespace: String,
-    pub namespaces: Vec<String>,
+    /// (value, label) of each namespace in the menu.
+    pub namespaces: Vec<(String, String)>,
 }
 
 #[derive(Template)]
@@ -344,6 +345,8 @@ pub struct ConsolePage {
     pub ws_url: String,
     pub channel: String,
     pub running: bool,
+    /// JSON for the console's refusal hints (see `console::hints`).
+    pub hints: String,
 }
 
 pub struct TokenRow {
