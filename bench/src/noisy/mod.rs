@@ -219,6 +219,15 @@ async fn tenant(
     let secret = cp.secret(&project.id).await?;
     cp.wait_applied(&project.id, Duration::from_secs(30))
         .await?;
+    // A new project has no process until its first request: this one starts it.
+    cp.http
+        .post(cp.api_url(&project.slug, "info"))
+        .header("X-API-Key", &key)
+        .body("{}")
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await?
+        .error_for_status()?;
     let record = cp.wait_record(&project.id, Duration::from_secs(30)).await?;
     Ok(Tenant {
         project,
