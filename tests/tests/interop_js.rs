@@ -470,7 +470,8 @@ async fn centrifuge_js_over_sse_emulation() -> Result<()> {
 }
 
 /// Cache recovery mode: the latest publication as initial state (server-started with
-/// `auto_cache_recover`, or asked for with an empty `since`), then live publications; a
+/// `auto_cache_recover`, or asked for with `recoverable` and an empty `since`), then live
+/// publications; a
 /// subscriber that does not recover gets only live ones.
 async fn cache_recovery(format: &str) -> Result<()> {
     let out = run_on(

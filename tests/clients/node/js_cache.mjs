@@ -1,7 +1,7 @@
 // centrifuge-js and cache recovery mode (`force_recovery_mode: "cache"`): a subscriber gets the
 // channel's latest publication as its initial state, then live publications as usual.
 // * `state:*` recovers automatically (`auto_cache_recover`): a plain subscribe gets the latest;
-// * `latest:*` recovers when the client asks, here with an empty `since` position;
+// * `latest:*` recovers when the client asks: `recoverable` with an empty `since` position;
 //   without it a subscriber gets only what is published afterwards.
 //
 // Needs the config of tests/tests/interop/mod.rs (namespaces `state` and `latest`).
@@ -48,7 +48,7 @@ run(async () => {
   await publish('state:js', [4]);
   out.auto_pubs = await pubs(A.log, 'state:js', 2);
 
-  const asked = newSubscription(A.client, A.log, 'latest:js', { since: {} });
+  const asked = newSubscription(A.client, A.log, 'latest:js', { recoverable: true, since: {} });
   out.asked = recovery(await subscribe(asked, A.log));
   await publish('latest:js', [3]);
   out.asked_pubs = await pubs(A.log, 'latest:js', 2);
