@@ -107,7 +107,7 @@ pub fn settings_path(config_path: &str) -> Option<String> {
 /// tenant config. Errors inside a namespace name it (`namespaces.chat.subscribe_proxy_name`).
 pub fn validate(settings: &Value, namespaces: &[(String, Value)]) -> Result<(), SettingsError> {
     let config = with_namespaces(settings, namespaces)?;
-    let loaded = TenantConfig::from_value(config).map_err(|e| {
+    TenantConfig::from_value(config).map_err(|e| {
         let message = e.to_string();
         let field = e
             .path()
@@ -116,9 +116,6 @@ pub fn validate(settings: &Value, namespaces: &[(String, Value)]) -> Result<(), 
             .unwrap_or_else(|| "settings".into());
         SettingsError::new(field, message)
     })?;
-    if let Some(w) = loaded.warnings.first() {
-        return Err(SettingsError::new("settings", w.clone()));
-    }
     Ok(())
 }
 

@@ -152,9 +152,6 @@ async fn put_config(State(node): State<Arc<Node>>, Json(body): Json<Value>) -> R
         Ok(l) => l,
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_config", e.to_string()),
     };
-    for w in &loaded.warnings {
-        tracing::warn!("pushed config: {w}");
-    }
     match node.config.apply(loaded.config) {
         Ok(version) => {
             tracing::info!(version, "config applied");

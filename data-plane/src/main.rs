@@ -50,9 +50,6 @@ fn load(path: Option<&PathBuf>) -> anyhow::Result<TenantConfig> {
         Some(p) => TenantConfig::load_file(p).with_context(|| format!("config {}", p.display()))?,
         None => TenantConfig::from_value(serde_json::json!({}))?,
     };
-    for w in &loaded.warnings {
-        tracing::warn!("{w}");
-    }
     Ok(loaded.config)
 }
 

@@ -48,7 +48,7 @@ fn config() -> TenantConfig {
                     "namespaces": [
                         {"name": "chat", "presence": true, "join_leave": true,
                          "history_size": 3, "history_ttl": "5s", "force_recovery": true},
-                        {"name": "js", "allowed_delta_types": ["fossil"],
+                        {"name": "js",
                          "publication_data_format": "json"},
                         {"name": "locked"}
                     ]

@@ -1,6 +1,6 @@
 //! The tenant config parser: JSON, TOML and YAML text → validated `TenantConfig`. Beyond "no
 //! panic": an accepted config renders (`to_json`, what the control plane pushes) and reloads
-//! to the same config with no warnings, and the data plane can compile it. The first byte
+//! to the same config (nothing refused), and the data plane can compile it. The first byte
 //! picks the format.
 #![no_main]
 
@@ -36,11 +36,6 @@ fuzz_target!(|data: &[u8]| {
     };
     let rendered = loaded.config.to_json();
     let back = TenantConfig::parse(&rendered, Format::Json).expect("a rendered config reloads");
-    assert!(
-        back.warnings.is_empty(),
-        "rendered config warns: {:?}",
-        back.warnings
-    );
     assert_eq!(
         loaded.config, back.config,
         "render → reload changed the config"

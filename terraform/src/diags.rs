@@ -8,7 +8,7 @@ use crate::client::ApiError;
 use crate::options::Invalid;
 
 /// An attribute path from the dotted form the data plane and the API use (`history_size`,
-/// `allowed_delta_types[1]`).
+/// `allowed_origins[1]`).
 pub fn attribute_path(path: &str) -> AttributePath {
     let mut out = AttributePath::root();
     for part in path.split('.').filter(|p| !p.is_empty()) {
@@ -64,11 +64,11 @@ mod tests {
 
     #[test]
     fn dotted_paths_become_attribute_steps() {
-        let path = attribute_path("allowed_delta_types[1]");
+        let path = attribute_path("allowed_origins[1]");
         assert_eq!(
             path.steps,
             vec![
-                AttributePathStep::Attribute("allowed_delta_types".into()),
+                AttributePathStep::Attribute("allowed_origins".into()),
                 AttributePathStep::Index(1)
             ]
         );

@@ -4,9 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use rotor_tenant_config::{
-    parse_go_duration, ChannelOptions, ConfigError, TenantConfig, CHANNEL_OPTION_DOCS,
-};
+use rotor_tenant_config::{parse_go_duration, ChannelOptions, TenantConfig, CHANNEL_OPTION_DOCS};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
 use tf_provider::schema::{Attribute, AttributeConstraint, AttributeType, Description};
@@ -25,8 +23,6 @@ pub enum Kind {
     Text(&'static str),
     /// One of a fixed set of strings; the first is the default.
     Choice(&'static [&'static str]),
-    /// A list of strings, default empty.
-    TextList,
 }
 
 /// One channel option: its name and kind.
@@ -55,9 +51,6 @@ pub const OPTIONS: &[OptionSpec] = &[
     spec("allow_recovery", Kind::Flag),
     spec("force_recovery_mode", Kind::Choice(&["stream", "cache"])),
     spec("auto_cache_recover", Kind::Flag),
-    spec("allowed_delta_types", Kind::TextList),
-    spec("delta_publish", Kind::Flag),
-    spec("allow_tags_filter", Kind::Flag),
     spec("allow_subscribe_for_anonymous", Kind::Flag),
     spec("allow_subscribe_for_client", Kind::Flag),
     spec("allow_publish_for_anonymous", Kind::Flag),
@@ -81,9 +74,6 @@ pub const OPTIONS: &[OptionSpec] = &[
     spec("publish_proxy_name", Kind::Text("default")),
     spec("sub_refresh_proxy_enabled", Kind::Flag),
     spec("sub_refresh_proxy_name", Kind::Text("default")),
-    spec("subscribe_stream_proxy_enabled", Kind::Flag),
-    spec("subscribe_stream_proxy_name", Kind::Text("default")),
-    spec("subscribe_stream_proxy_bidirectional", Kind::Flag),
 ];
 
 /// A known Terraform value of any option type. Numbers that are not whole arrive as `Float`
@@ -95,7 +85,6 @@ pub enum Scalar {
     Int(i64),
     Float(f64),
     Text(String),
-    List(Vec<Value<String>>),
 }
 
 /// A resource's attributes by name (the namespace resource keeps its whole state this way,
@@ -119,7 +108,6 @@ impl OptionSpec {
             Kind::Duration => Scalar::Text("0s".into()),
             Kind::Text(default) => Scalar::Text(default.into()),
             Kind::Choice(choices) => Scalar::Text(choices[0].into()),
-            Kind::TextList => Scalar::List(Vec::new()),
         }
     }
 
@@ -129,7 +117,6 @@ impl OptionSpec {
             Kind::Flag => AttributeType::Bool,
             Kind::Count => AttributeType::Number,
             Kind::Duration | Kind::Text(_) | Kind::Choice(_) => AttributeType::String,
-            Kind::TextList => AttributeType::List(Box::new(AttributeType::String)),
         }
     }
 
@@ -144,7 +131,6 @@ impl OptionSpec {
             Scalar::Bool(b) => b.to_string(),
             Scalar::Int(n) => n.to_string(),
             Scalar::Text(s) => format!("{s:?}"),
-            Scalar::List(_) => "[]".into(),
             Scalar::Float(f) => f.to_string(),
         };
         let mut text = doc.to_owned();
@@ -177,15 +163,6 @@ impl OptionSpec {
             Scalar::Int(n) => json!(n),
             Scalar::Float(f) => json!(f),
             Scalar::Text(s) => json!(s),
-            Scalar::List(items) => Json::Array(
-                items
-                    .iter()
-                    .map(|item| match item {
-                        Value::Value(s) => json!(s),
-                        _ => Json::Null,
-                    })
-                    .collect(),
-            ),
         }
     }
 
@@ -200,15 +177,6 @@ impl OptionSpec {
                 .as_i64()
                 .map(Scalar::Int)
                 .unwrap_or_else(|| Scalar::Float(n.as_f64().unwrap_or_default())),
-            (Kind::TextList, Json::Array(items)) => Scalar::List(
-                items
-                    .iter()
-                    .map(|item| match item {
-                        Json::String(s) => Value::Value(s.clone()),
-                        other => Value::Value(other.to_string()),
-                    })
-                    .collect(),
-            ),
             (_, Json::String(s)) => Scalar::Text(s.clone()),
             (_, other) => Scalar::Text(other.to_string()),
         }
@@ -270,7 +238,7 @@ pub fn plan(planned: &mut Attrs, config: &Attrs) {
 }
 
 /// A configuration problem found before anything is sent: the attribute path (as the data
-/// plane prints it, e.g. `allowed_delta_types[1]`) and what is wrong.
+/// plane prints it, e.g. `history_ttl`) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
     pub path: String,
@@ -309,11 +277,6 @@ fn check_value(spec: &OptionSpec, value: &Scalar) -> Result<(), Invalid> {
                 format!("{s:?} is not one of {choices:?}"),
             ));
         }
-        (Kind::TextList, Scalar::List(items)) => {
-            if let Some(i) = items.iter().position(Value::is_null) {
-                return Err(invalid(format!("{}[{i}]", spec.name), "must not be null"));
-            }
-        }
         _ => {}
     }
     let only = json!({ spec.name: spec.to_json(value) });
@@ -346,29 +309,24 @@ pub fn validate(name: Option<&str>, config: &Attrs) -> Vec<Invalid> {
         match config.get(spec.name) {
             None | Some(Value::Null) => {}
             Some(Value::Unknown) => all_known = false,
-            Some(Value::Value(value)) => {
-                if let Scalar::List(items) = value {
-                    all_known &= !items.iter().any(Value::is_unknown);
+            Some(Value::Value(value)) => match check_value(spec, value) {
+                Err(problem) => problems.push(problem),
+                Ok(()) if !depends_on_project(spec.name) => {
+                    namespace.insert(spec.name.to_owned(), spec.to_json(value));
                 }
-                match check_value(spec, value) {
-                    Err(problem) => problems.push(problem),
-                    Ok(()) if !depends_on_project(spec.name) => {
-                        namespace.insert(spec.name.to_owned(), spec.to_json(value));
-                    }
-                    Ok(()) => {}
-                }
-            }
+                Ok(()) => {}
+            },
         }
     }
     if problems.iter().all(|p| p.path == "name") && all_known {
         let config = json!({"channel": {"namespaces": [Json::Object(namespace)]}});
         match TenantConfig::from_value(config) {
             Ok(_) => {}
-            Err(ConfigError::Invalid { path, message }) => {
+            Err(e) => {
+                let path = e.path().unwrap_or_default();
                 let path = path.trim_start_matches("channel.namespaces[0].");
-                problems.push(invalid(path, message));
+                problems.push(invalid(path, e.reason()));
             }
-            Err(other) => problems.push(invalid("", other.to_string())),
         }
     }
     problems
@@ -421,7 +379,7 @@ mod tests {
     fn api_options_fill_defaults_and_keep_equal_durations_as_written() {
         let prior = attrs(&[("history_ttl", Scalar::Text("300s".into()))]);
         let api =
-            json!({"history_size": 10, "history_ttl": "5m0s", "allowed_delta_types": ["fossil"]});
+            json!({"history_size": 10, "history_ttl": "5m0s", "force_recovery_mode": "cache"});
         let mut state = Attrs::new();
         fill_from_api(&mut state, api.as_object().unwrap(), &prior);
         assert_eq!(state.len(), OPTIONS.len());
@@ -436,8 +394,8 @@ mod tests {
             Value::Value(Scalar::Text("default".into()))
         );
         assert_eq!(
-            state["allowed_delta_types"],
-            Value::Value(Scalar::List(vec![Value::Value("fossil".into())]))
+            state["force_recovery_mode"],
+            Value::Value(Scalar::Text("cache".into()))
         );
         // Changed on the server: the server's value wins.
         let api = json!({"history_size": 10, "history_ttl": "10m0s"});
@@ -529,15 +487,14 @@ mod tests {
         assert_eq!(
             paths(validate(
                 Some("chat"),
-                &attrs(&[(
-                    "allowed_delta_types",
-                    Scalar::List(vec![
-                        Value::Value("fossil".into()),
-                        Value::Value("x".into())
-                    ])
-                )])
+                &attrs(&[
+                    ("history_size", Scalar::Int(1)),
+                    ("history_ttl", Scalar::Text("60s".into())),
+                    ("force_recovery", Scalar::Bool(true)),
+                    ("auto_cache_recover", Scalar::Bool(true)),
+                ])
             )),
-            vec!["allowed_delta_types[1]".to_owned()]
+            vec!["auto_cache_recover".to_owned()]
         );
         assert_eq!(
             paths(validate(

@@ -468,3 +468,51 @@ async fn centrifuge_js_over_http_streaming_emulation() -> Result<()> {
 async fn centrifuge_js_over_sse_emulation() -> Result<()> {
     centrifuge_js_over_emulation("sse").await
 }
+
+/// Cache recovery mode: the latest publication as initial state (server-started with
+/// `auto_cache_recover`, or asked for with `recoverable` and an empty `since`), then live
+/// publications; a
+/// subscriber that does not recover gets only live ones.
+async fn cache_recovery(format: &str) -> Result<()> {
+    let out = run_on(
+        Deployment::Memory,
+        ClientScript::node("js_cache.mjs"),
+        format,
+    )
+    .await?;
+    let recovered = json!({
+        "wasRecovering": true, "recovered": true, "hasRecoveredPublications": true,
+        "epoch_nonempty": true
+    });
+    expect(&out, "auto", recovered.clone());
+    expect(
+        &out,
+        "auto_pubs",
+        json!([{"n": 3, "offset": 3}, {"n": 4, "offset": 4}]),
+    );
+    expect(&out, "asked", recovered);
+    expect(
+        &out,
+        "asked_pubs",
+        json!([{"n": 2, "offset": 2}, {"n": 3, "offset": 3}]),
+    );
+    expect(
+        &out,
+        "plain",
+        json!({"wasRecovering": false, "recovered": false, "hasRecoveredPublications": false,
+               "epoch_nonempty": false}),
+    );
+    expect(&out, "plain_pubs", json!([{"n": 4, "offset": 4}]));
+    expect(&out, "plain_all_pubs", json!(1));
+    Ok(())
+}
+
+#[tokio::test]
+async fn centrifuge_js_json_cache_recovery() -> Result<()> {
+    cache_recovery("json").await
+}
+
+#[tokio::test]
+async fn centrifuge_js_protobuf_cache_recovery() -> Result<()> {
+    cache_recovery("protobuf").await
+}

@@ -314,3 +314,31 @@ async fn cent_api(deployment: Deployment) -> Result<()> {
 async fn centrifuge_python_with_cent_over_redis_across_two_processes() -> Result<()> {
     sdk_flow("json", Deployment::RedisPair).await
 }
+
+/// centrifuge-python and cache recovery mode: after three `cent` publishes, a plain subscribe
+/// to an `auto_cache_recover` channel gets only the latest as its initial state, then the next.
+async fn cache_recovery(format: &str, deployment: Deployment) -> Result<()> {
+    let out = run_on(deployment, ClientScript::python("py_cache.py"), format).await?;
+    expect(&out, "format", json!(format));
+    expect(
+        &out,
+        "subscribed",
+        json!({"was_recovering": true, "recovered": true, "epoch_nonempty": true}),
+    );
+    expect(
+        &out,
+        "pubs",
+        json!([{"n": 3, "offset": 3}, {"n": 4, "offset": 4}]),
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn centrifuge_python_json_cache_recovery() -> Result<()> {
+    cache_recovery("json", Deployment::Memory).await
+}
+
+#[tokio::test]
+async fn centrifuge_python_protobuf_cache_recovery_over_redis() -> Result<()> {
+    cache_recovery("protobuf", Deployment::RedisPair).await
+}

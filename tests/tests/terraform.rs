@@ -224,8 +224,8 @@ resource "rotor_namespace" "chat" {{
   history_size        = {history_size}
   history_ttl         = "300s"
   force_recovery      = true
-  force_recovery_mode = "stream"
-  allowed_delta_types = ["fossil"]
+  force_recovery_mode = "cache"
+  auto_cache_recover  = true
 }}
 
 resource "rotor_namespace" "feed" {{
@@ -343,7 +343,8 @@ async fn terraform_creates_updates_repairs_imports_and_destroys_a_project() -> R
         ("history_size", json!(10)),
         ("history_ttl", json!("5m0s")),
         ("force_recovery", json!(true)),
-        ("allowed_delta_types", json!(["fossil"])),
+        ("force_recovery_mode", json!("cache")),
+        ("auto_cache_recover", json!(true)),
     ] {
         assert_eq!(chat[option], value, "chat.{option} in {chat}");
     }

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use rotor_tenant_config::{validate_namespace_name, Namespace, TenantConfig, CHANNEL_OPTION_NAMES};
+use rotor_tenant_config::{validate_namespace_name, Namespace, TenantConfig};
 use serde_json::{json, Map, Value};
 use sqlx::PgConnection;
 
@@ -23,14 +23,6 @@ pub fn validate_options(name: &str, options: &Value, settings: &Value) -> RestRe
     let obj = options
         .as_object()
         .ok_or_else(|| RestError::field("options", "must be a JSON object"))?;
-    for key in obj.keys() {
-        if key != "name" && !CHANNEL_OPTION_NAMES.contains(&key.as_str()) {
-            return Err(RestError::field(
-                key.clone(),
-                format!("unknown channel option {key:?}"),
-            ));
-        }
-    }
     let config = crate::project_settings::with_namespaces(
         settings,
         &[(name.to_owned(), Value::Object(obj.clone()))],
@@ -47,11 +39,7 @@ pub fn validate_options(name: &str, options: &Value, settings: &Value) -> RestRe
             .unwrap_or_else(|| "options".into());
         // The message without the compiled config's path (`channel.namespaces[0]…` means
         // nothing to the caller, who gets the option's name as `field`).
-        let message = match &e {
-            rotor_tenant_config::ConfigError::Invalid { message, .. } => message.clone(),
-            other => other.to_string(),
-        };
-        RestError::field(field, message)
+        RestError::field(field, e.reason())
     })?;
     let namespace: &Namespace = &loaded.config.channel.namespaces[0];
     let mut canonical =

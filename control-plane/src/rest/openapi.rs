@@ -147,9 +147,6 @@ fn channel_options_schema() -> Value {
             "history_ttl" | "history_meta_ttl" => {
                 json!({"type": "string", "description": "Go duration, e.g. \"300s\"", "default": "0s"})
             }
-            "allowed_delta_types" => {
-                json!({"type": "array", "items": {"type": "string", "enum": ["fossil"]}})
-            }
             "force_recovery_mode" => {
                 json!({"type": "string", "enum": ["stream", "cache"], "default": "stream"})
             }

@@ -78,9 +78,9 @@ const GROUPS: &[(&str, &str, bool, &[&str])] = &[
     ),
     (
         "Channel rules",
-        "Which channel names and payloads are accepted, and delta compression.",
+        "Which channel names and payloads are accepted.",
         true,
-        &["channel_regex", "publication_data_format", "allow_tags_filter", "allowed_delta_types", "delta_publish"],
+        &["channel_regex", "publication_data_format"],
     ),
     (
         "Proxies to your backend",
@@ -93,9 +93,6 @@ const GROUPS: &[(&str, &str, bool, &[&str])] = &[
             "publish_proxy_name",
             "sub_refresh_proxy_enabled",
             "sub_refresh_proxy_name",
-            "subscribe_stream_proxy_enabled",
-            "subscribe_stream_proxy_name",
-            "subscribe_stream_proxy_bidirectional",
         ],
     ),
 ];
@@ -107,7 +104,6 @@ fn kind_of(name: &str) -> &'static str {
         "force_recovery_mode" | "publication_data_format" => "select",
         "channel_regex" => "text",
         n if n.ends_with("_proxy_name") => "text",
-        // `allowed_delta_types` is a list with one possible member: a checkbox for `fossil`.
         _ => "bool",
     }
 }
@@ -116,7 +112,10 @@ fn choices_of(name: &str) -> Vec<(&'static str, &'static str)> {
     match name {
         "force_recovery_mode" => vec![
             ("stream", "stream: replay missed publications"),
-            ("cache", "cache: only the latest publication"),
+            (
+                "cache",
+                "cache: only the latest publication, as the current state",
+            ),
         ],
         "publication_data_format" => vec![
             ("", "any payload"),
@@ -178,7 +177,6 @@ fn field(name: &'static str, values: &Map<String, Value>, error: Option<(&str, &
         (_, None) if name.ends_with("_proxy_name") => ("default".to_owned(), false),
         (_, None) if name == "force_recovery_mode" => ("stream".to_owned(), false),
         (_, None) => (String::new(), false),
-        ("bool", Some(Value::Array(a))) => (String::new(), !a.is_empty()),
         ("bool", Some(b)) => (String::new(), b.as_bool().unwrap_or(false)),
         (_, Some(Value::String(s))) => (s.clone(), false),
         (_, Some(other)) => (other.to_string(), false),
@@ -211,9 +209,6 @@ fn options_from_form(form: &[(String, String)]) -> Result<Map<String, Value>, (S
     for (name, _) in CHANNEL_OPTION_DOCS {
         let raw = get(name);
         match (kind_of(name), raw) {
-            ("bool", Some(_)) if *name == "allowed_delta_types" => {
-                out.insert((*name).into(), json!(["fossil"]));
-            }
             ("bool", Some(_)) => {
                 out.insert((*name).into(), json!(true));
             }
@@ -581,7 +576,7 @@ mod tests {
         let g = groups(&set, None);
         let rules = g.iter().find(|g| g.title == "Channel rules").unwrap();
         assert!(rules.open, "a group with a value set starts open");
-        let g = groups(&Map::new(), Some(("delta_publish", "bad")));
+        let g = groups(&Map::new(), Some(("publication_data_format", "bad")));
         assert!(g.iter().find(|g| g.title == "Channel rules").unwrap().open);
     }
 
@@ -592,7 +587,7 @@ mod tests {
             ("history_size", "10"),
             ("history_ttl", "60"),
             ("presence", "on"),
-            ("allowed_delta_types", "on"),
+            ("auto_cache_recover", "on"),
             ("subscribe_proxy_name", "default"),
             ("force_recovery_mode", "cache"),
         ]
@@ -603,7 +598,7 @@ mod tests {
         assert_eq!(
             Value::Object(o),
             json!({"history_size": 10, "history_ttl": "60s", "presence": true,
-                   "allowed_delta_types": ["fossil"], "force_recovery_mode": "cache"})
+                   "auto_cache_recover": true, "force_recovery_mode": "cache"})
         );
         let bad = vec![("history_size".to_string(), "ten".to_string())];
         assert_eq!(options_from_form(&bad).unwrap_err().0, "history_size");

@@ -20,10 +20,7 @@ pub fn label_of(name: &str) -> String {
         "force_recovery" => "Recover missed publications on reconnect",
         "allow_recovery" => "Let clients ask to recover missed publications",
         "force_recovery_mode" => "Recovery mode",
-        "auto_cache_recover" => "Recover from the cache automatically",
-        "allowed_delta_types" => "Allow fossil delta compression",
-        "delta_publish" => "Publish as deltas by default",
-        "allow_tags_filter" => "Let subscribers filter publications by tags",
+        "auto_cache_recover" => "Send the latest publication on every subscribe",
         "allow_subscribe_for_anonymous" => "Anonymous users may subscribe",
         "allow_subscribe_for_client" => "Connected users may subscribe without a token",
         "allow_publish_for_anonymous" => "Anonymous users may publish",
@@ -44,9 +41,6 @@ pub fn label_of(name: &str) -> String {
         "publish_proxy_name" => "Publish proxy to use",
         "sub_refresh_proxy_enabled" => "Ask your backend to refresh subscriptions",
         "sub_refresh_proxy_name" => "Subscription refresh proxy to use",
-        "subscribe_stream_proxy_enabled" => "Stream subscriptions from your backend",
-        "subscribe_stream_proxy_name" => "Stream proxy to use",
-        "subscribe_stream_proxy_bidirectional" => "Streams go both ways",
         _ => "",
     };
     if !label.is_empty() {

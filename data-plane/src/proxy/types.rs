@@ -186,6 +186,9 @@ pub struct SubscribeOptions {
     pub b64data: String,
     #[serde(rename = "override")]
     pub overrides: Option<Override>,
+    /// Deliver the latest publication on this subscription (channels in cache recovery mode
+    /// with recovery on), as the namespace option `auto_cache_recover` does for all.
+    pub cache_recover: bool,
 }
 
 /// Result of the connect proxy: who the client is and what it starts with.

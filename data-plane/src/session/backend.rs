@@ -136,6 +136,7 @@ impl Session {
                 SubscribeSpec::server(channel, info.unwrap_or_default(), data.unwrap_or_default());
             spec.expires_at = (o.expire_at > 0).then_some(o.expire_at);
             spec.overrides = o.overrides;
+            spec.cache_recover = o.cache_recover;
             subs.push(spec);
         }
         Ok(Some(ProxiedConnect {

@@ -98,6 +98,7 @@ async fn server_subscribe(session: &mut Session, sub: ServerSubscribe) -> Result
         data: sub.data,
         expires_at: (sub.expire_at > 0).then_some(sub.expire_at),
         overrides: None,
+        cache_recover: false,
     };
     let prepared = match session.prepare_subscription(&config, spec).await {
         Ok(p) => p,

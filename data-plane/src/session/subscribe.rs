@@ -41,6 +41,9 @@ pub(crate) struct SubscribeSpec {
     pub expires_at: Option<i64>,
     /// Changes to the namespace's options for this subscription (from the backend).
     pub overrides: Option<Override>,
+    /// Recover from the cache without the client asking (the connect proxy's
+    /// `cache_recover`); only channels in cache recovery mode with recovery on are affected.
+    pub cache_recover: bool,
 }
 
 impl SubscribeSpec {
@@ -56,6 +59,7 @@ impl SubscribeSpec {
             data,
             expires_at: None,
             overrides: None,
+            cache_recover: false,
         }
     }
 
@@ -95,6 +99,7 @@ impl Session {
             data: Bytes::new(),
             expires_at: None,
             overrides: None,
+            cache_recover: false,
             request: req,
         };
         let prepared = self.prepare_subscription(&config, spec).await?;
@@ -233,9 +238,16 @@ impl Session {
             }
         }
         let mut hub_position = None;
+        // Cache mode (spec §7.2): recovery gives only the latest publication, and with
+        // `auto_cache_recover` (or the connect proxy's `cache_recover`) the server starts that
+        // recovery itself, so the subscriber gets the channel's current state.
+        let (cache_mode, auto_by_namespace) = o.cache_recovery();
+        let auto_recover = recoverable && cache_mode && (auto_by_namespace || spec.cache_recover);
         if positioned {
             let meta = meta_ttl(config, &rules);
-            let outcome = if recoverable && req.recover {
+            let outcome = if auto_recover || (recoverable && req.recover && cache_mode) {
+                self.recover_cache(&channel, req, meta).await
+            } else if recoverable && req.recover {
                 self.recover(
                     &channel,
                     req,
@@ -264,10 +276,11 @@ impl Session {
                     return Err(e.into());
                 }
             };
-            if req.recover {
+            if req.recover || auto_recover {
                 result.was_recovering = true;
                 result.recovered = recovered;
-                if !recovered && req.flag & FLAG_REJECT_UNRECOVERED != 0 {
+                // Cache mode has no position to lose: an empty cache is not an error.
+                if !recovered && !cache_mode && req.flag & FLAG_REJECT_UNRECOVERED != 0 {
                     self.abort_subscription(&channel);
                     return Err(ClientError::UNRECOVERABLE_POSITION.into());
                 }
@@ -441,6 +454,35 @@ impl Session {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Cache-mode recovery (spec §7.2): the latest publication, if it is the stream's top and
+    /// the subscriber does not already hold it. Recovered when the latest publication is the
+    /// top, or when the subscriber already holds the top of an empty cache. Returns the
+    /// publications, the stream top and whether recovery succeeded.
+    async fn recover_cache(
+        &self,
+        channel: &str,
+        req: &SubscribeRequest,
+        meta: std::time::Duration,
+    ) -> Result<(Vec<crate::protocol::Publication>, StreamPosition, bool), EngineError> {
+        let filter = HistoryFilter {
+            since: None,
+            limit: 1,
+            reverse: true,
+            meta_ttl: meta,
+        };
+        let page = self.node.broker.history(channel, filter).await?;
+        let top = page.top;
+        let holds_top = req.offset > 0 && req.offset == top.offset && req.epoch == top.epoch;
+        Ok(match page.publications.into_iter().next() {
+            Some(latest) if latest.offset == top.offset => {
+                let publications = if holds_top { Vec::new() } else { vec![latest] };
+                (publications, top, true)
+            }
+            Some(_) => (Vec::new(), top, false),
+            None => (Vec::new(), top, holds_top),
+        })
     }
 
     /// Queues the answer (if any) and releases held-back publications; then announces the join.

@@ -9,7 +9,9 @@ use crate::duration::ConfigDuration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum RecoveryMode {
+    /// Centrifugo also reads an empty string as `stream`.
     #[default]
+    #[serde(alias = "")]
     Stream,
     Cache,
 }
@@ -120,16 +122,12 @@ channel_options! {
     force_recovery: bool = [false, "is_false"],
     /// Let clients ask for recovery.
     allow_recovery: bool = [false, "is_false"],
-    /// `stream` (default) or `cache`.
+    /// How recovering subscribers catch up: `stream` (default) replays what they missed;
+    /// `cache` gives them only the latest publication, as the channel's current state.
     force_recovery_mode: RecoveryMode = [RecoveryMode::Stream, "is_default_recovery_mode"],
-    /// Cache mode: deliver the latest publication on every subscribe.
+    /// With `force_recovery` and `force_recovery_mode` `cache`: every subscribe, including
+    /// server-side ones, gets the latest publication without the client asking to recover.
     auto_cache_recover: bool = [false, "is_false"],
-    /// Delta compression types clients may ask for (`fossil`).
-    allowed_delta_types: Vec<String> = [Vec::new(), "Vec::is_empty"],
-    /// Publish deltas by default.
-    delta_publish: bool = [false, "is_false"],
-    /// Allow tag filters on subscriptions.
-    allow_tags_filter: bool = [false, "is_false"],
     /// Anonymous users may subscribe (with `allow_subscribe_for_client`).
     allow_subscribe_for_anonymous: bool = [false, "is_false"],
     /// Any connected client may subscribe without a subscription token.
@@ -170,13 +168,28 @@ channel_options! {
     sub_refresh_proxy_enabled: bool = [false, "is_false"],
     /// Which named proxy handles sub_refresh.
     sub_refresh_proxy_name: String = [default_proxy_name(), "is_default_proxy_name_ref"],
-    /// Stream subscription data from the app backend.
-    subscribe_stream_proxy_enabled: bool = [false, "is_false"],
-    /// Which named proxy handles subscription streams.
-    subscribe_stream_proxy_name: String = [default_proxy_name(), "is_default_proxy_name_ref"],
-    /// Subscription streams are bidirectional.
-    subscribe_stream_proxy_bidirectional: bool = [false, "is_false"],
 }
+
+/// Why Rotor refuses the subscribe stream proxy options.
+const NO_STREAM_PROXY: &str = "subscribe stream proxies need gRPC, which Rotor does not speak";
+/// Why Rotor refuses the delta options.
+const NO_DELTA: &str =
+    "delta compression is not implemented: publications are always delivered whole";
+
+/// Centrifugo v6 channel options Rotor does not implement, each with the reason. A config
+/// that sets one (to any value) is refused with the option's path and this reason, so no
+/// option is accepted and then ignored.
+pub const REFUSED_CHANNEL_OPTIONS: &[(&str, &str)] = &[
+    ("allowed_delta_types", NO_DELTA),
+    ("delta_publish", NO_DELTA),
+    (
+        "allow_tags_filter",
+        "filtering publications by tags is not implemented",
+    ),
+    ("subscribe_stream_proxy_enabled", NO_STREAM_PROXY),
+    ("subscribe_stream_proxy_name", NO_STREAM_PROXY),
+    ("subscribe_stream_proxy_bidirectional", NO_STREAM_PROXY),
+];
 
 fn is_default_recovery_mode(m: &RecoveryMode) -> bool {
     *m == RecoveryMode::Stream
@@ -195,5 +208,12 @@ impl ChannelOptions {
     /// History is on when both a size and a TTL are set.
     pub fn history_enabled(&self) -> bool {
         self.history_size > 0 && !self.history_ttl.is_zero()
+    }
+
+    /// Whether a subscription of these channels that recovers should recover in cache mode
+    /// (and the server should start that recovery itself, the second value).
+    pub fn cache_recovery(&self) -> (bool, bool) {
+        let cache = self.force_recovery_mode == RecoveryMode::Cache;
+        (cache, cache && self.auto_cache_recover)
     }
 }

@@ -4,7 +4,8 @@
 //! an existing Centrifugo config file works unchanged for everything Rotor supports. The data
 //! plane owns this crate; the control plane renders the same [`TenantConfig`] from Postgres.
 //! Loading is: defaults → file (JSON, TOML or YAML) → environment (`ROTOR_…`), then one
-//! validation pass that names the path of the first bad field.
+//! validation pass that names the path of the first bad field. An option Rotor does not
+//! implement is refused, never ignored.
 
 mod channel;
 mod duration;
@@ -15,15 +16,17 @@ pub mod listen;
 mod load;
 pub mod prefixed;
 mod proxy;
+mod refuse;
 mod sections;
 mod validate;
 
 pub use channel::{
     ChannelOptions, Namespace, PublicationDataFormat, RecoveryMode, CHANNEL_OPTION_DOCS,
-    CHANNEL_OPTION_NAMES,
+    CHANNEL_OPTION_NAMES, REFUSED_CHANNEL_OPTIONS,
 };
 pub use duration::{format_go_duration, parse_go_duration, ConfigDuration};
 pub use load::{ConfigError, Format, Loaded};
 pub use proxy::*;
+pub use refuse::{compatibility_markdown, REFUSED_OPTIONS};
 pub use sections::*;
 pub use validate::{validate_namespace_name, NAMESPACE_NAME_PATTERN};

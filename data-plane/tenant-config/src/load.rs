@@ -1,10 +1,12 @@
-//! Reading a config: parse JSON, TOML or YAML, overlay `ROTOR_…` environment variables, warn
-//! about options Rotor does not know, and refuse a bad config with the path of the bad field.
+//! Reading a config: parse JSON, TOML or YAML, overlay `ROTOR_…` environment variables, and
+//! refuse a bad config with the path of the bad field, including any option Rotor does not
+//! implement (see [`crate::refuse`]).
 
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use crate::refuse;
 use crate::sections::TenantConfig;
 use crate::validate;
 
@@ -27,6 +29,9 @@ pub enum ConfigError {
     /// A field has the wrong type or a bad value.
     #[error("invalid config at `{path}`: {message}")]
     Invalid { path: String, message: String },
+    /// The config sets an option Rotor does not implement.
+    #[error("unsupported option `{path}`: {reason}")]
+    Unsupported { path: String, reason: String },
 }
 
 impl ConfigError {
@@ -40,8 +45,17 @@ impl ConfigError {
     /// The dotted path of the bad field, when the error is about one.
     pub fn path(&self) -> Option<&str> {
         match self {
-            Self::Invalid { path, .. } => Some(path),
+            Self::Invalid { path, .. } | Self::Unsupported { path, .. } => Some(path),
             _ => None,
+        }
+    }
+
+    /// What is wrong, without the path (for callers that show the path separately).
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Invalid { message, .. } => message.clone(),
+            Self::Unsupported { reason, .. } => format!("not supported by Rotor: {reason}"),
+            other => other.to_string(),
         }
     }
 }
@@ -70,12 +84,10 @@ impl Format {
     }
 }
 
-/// A validated config and the warnings met while reading it.
+/// A validated config.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: TenantConfig,
-    /// Human-readable notes, e.g. options Rotor ignores.
-    pub warnings: Vec<String>,
 }
 
 impl TenantConfig {
@@ -97,20 +109,22 @@ impl TenantConfig {
 
     /// Deserialises and validates an already parsed JSON value.
     pub fn from_value(value: Value) -> Result<Loaded, ConfigError> {
-        let mut warnings = Vec::new();
+        let mut refused = None;
         // serde_path_to_error tracks the path; serde_ignored reports keys no field took.
         let mut track = serde_path_to_error::Track::new();
         let inner = serde_path_to_error::Deserializer::new(&value, &mut track);
         let result: Result<TenantConfig, _> = serde_ignored::deserialize(inner, |ignored| {
-            warnings.push(format!(
-                "unknown option `{ignored}` is not supported by Rotor and is ignored"
-            ));
+            refused.get_or_insert_with(|| refuse::refusal(&ignored));
         });
         let config = result.map_err(|err| {
             ConfigError::invalid(track.path().to_string(), strip_position(&err.to_string()))
         })?;
+        if let Some(err) = refused {
+            return Err(err);
+        }
+        refuse::check_flattened(&value)?;
         validate::validate(&config)?;
-        Ok(Loaded { config, warnings })
+        Ok(Loaded { config })
     }
 
     /// The config as pretty JSON (what the control plane pushes).
@@ -255,9 +269,7 @@ mod tests {
                                 "force_recovery": true, "presence": true, "join_leave": true}]
             }
         }"#;
-        let loaded = TenantConfig::parse(text, Format::Json).unwrap();
-        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
-        let c = loaded.config;
+        let c = TenantConfig::parse(text, Format::Json).unwrap().config;
         assert_eq!(c.http_server.port, 9000);
         assert_eq!(c.client.token.hmac_secret_key, "s3cret");
         let chat = c.namespace("chat").unwrap();
@@ -267,14 +279,57 @@ mod tests {
     }
 
     #[test]
-    fn unknown_options_are_warned_about_with_their_path() {
-        let text = r#"{"client": {"insecure": true, "frobnicate": 1},
-                       "channel": {"namespaces": [{"name": "ns", "bogus": true}]}}"#;
-        let loaded = TenantConfig::parse(text, Format::Json).unwrap();
-        assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
-        let all = loaded.warnings.join("\n");
-        assert!(all.contains("`client.frobnicate`"), "{all}");
-        assert!(all.contains("`channel.namespaces.0.bogus`"), "{all}");
+    fn unknown_options_are_refused_with_their_path() {
+        for (text, path) in [
+            (
+                r#"{"client": {"insecure": true, "frobnicate": 1}}"#,
+                "client.frobnicate",
+            ),
+            (
+                r#"{"channel": {"namespaces": [{"name": "ns"}, {"name": "ns2", "bogus": true}]}}"#,
+                "channel.namespaces[1].bogus",
+            ),
+            (
+                r#"{"engine": {"type": "redis", "redis": {"cluster_address": ["redis://10.0.0.1:7000"]}}}"#,
+                "engine.redis.cluster_address",
+            ),
+            (
+                r#"{"client": {"subscription_token": {"enabled": true, "hmac_secret": "x"}}}"#,
+                "client.subscription_token.hmac_secret",
+            ),
+            (r#"{"log": {"level": "debug"}}"#, "log"),
+            (r#"{"log_level": "debug"}"#, "log_level"),
+            (r#"{"prometheus": {"enabled": true}}"#, "prometheus"),
+        ] {
+            let err = TenantConfig::parse(text, Format::Json).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Unsupported { .. }),
+                "{text}: {err}"
+            );
+            assert_eq!(err.path(), Some(path), "{text}: {err}");
+        }
+        let err = TenantConfig::parse(
+            r#"{"engine": {"redis": {"cluster_address": "redis://10.0.0.1:7000"}}}"#,
+            Format::Json,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("Redis Cluster"), "{err}");
+    }
+
+    #[test]
+    fn known_centrifugo_channel_options_rotor_lacks_are_refused_with_the_reason() {
+        for (option, value, words) in [
+            ("allowed_delta_types", r#"["fossil"]"#, "delta"),
+            ("delta_publish", "true", "delta"),
+            ("allow_tags_filter", "false", "tags"),
+        ] {
+            let text =
+                format!(r#"{{"channel": {{"without_namespace": {{"{option}": {value}}}}}}}"#);
+            let err = TenantConfig::parse(&text, Format::Json).unwrap_err();
+            let expected = format!("channel.without_namespace.{option}");
+            assert_eq!(err.path(), Some(expected.as_str()), "{err}");
+            assert!(err.reason().contains(words), "{err}");
+        }
     }
 
     #[test]
@@ -354,7 +409,6 @@ mod tests {
             },
         ));
         let back = TenantConfig::parse(&c.to_json(), Format::Json).unwrap();
-        assert!(back.warnings.is_empty(), "{:?}", back.warnings);
         assert_eq!(back.config, c);
     }
 }

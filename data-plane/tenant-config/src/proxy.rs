@@ -1,6 +1,6 @@
 //! Proxies to the tenant's application backend, with Centrifugo v6's option names:
 //! `client.proxy.connect` / `client.proxy.refresh` (each with `enabled`),
-//! `channel.proxy.{subscribe,publish,sub_refresh,subscribe_stream}` (the proxies namespaces use
+//! `channel.proxy.{subscribe,publish,sub_refresh}` (the proxies namespaces use
 //! under the name `default`), `rpc.proxy` with `rpc.without_namespace` / `rpc.namespaces`, and the
 //! top-level list of named `proxies` that `*_proxy_name` options refer to. Rotor's proxies speak
 //! HTTP (JSON); gRPC endpoints are refused.
@@ -183,8 +183,6 @@ pub struct ChannelProxies {
     pub subscribe: ProxyOptions,
     pub publish: ProxyOptions,
     pub sub_refresh: ProxyOptions,
-    /// Centrifugo's streaming proxy needs gRPC, which Rotor does not speak.
-    pub subscribe_stream: ProxyOptions,
 }
 
 /// `rpc.*`: how client `rpc` commands reach the backend.
@@ -269,25 +267,18 @@ pub enum ChannelProxyKind {
     Subscribe,
     Publish,
     SubRefresh,
-    SubscribeStream,
 }
 
 impl ChannelProxyKind {
     /// Every kind.
-    pub const ALL: [Self; 4] = [
-        Self::Subscribe,
-        Self::Publish,
-        Self::SubRefresh,
-        Self::SubscribeStream,
-    ];
+    pub const ALL: [Self; 3] = [Self::Subscribe, Self::Publish, Self::SubRefresh];
 
-    /// The option name prefix (`subscribe`, `publish`, `sub_refresh`, `subscribe_stream`).
+    /// The option name prefix (`subscribe`, `publish`, `sub_refresh`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Subscribe => "subscribe",
             Self::Publish => "publish",
             Self::SubRefresh => "sub_refresh",
-            Self::SubscribeStream => "subscribe_stream",
         }
     }
 
@@ -303,10 +294,6 @@ impl ChannelProxyKind {
                 options.sub_refresh_proxy_enabled,
                 &options.sub_refresh_proxy_name,
             ),
-            Self::SubscribeStream => (
-                options.subscribe_stream_proxy_enabled,
-                &options.subscribe_stream_proxy_name,
-            ),
         }
     }
 }
@@ -318,7 +305,6 @@ impl ChannelProxies {
             ChannelProxyKind::Subscribe => &self.subscribe,
             ChannelProxyKind::Publish => &self.publish,
             ChannelProxyKind::SubRefresh => &self.sub_refresh,
-            ChannelProxyKind::SubscribeStream => &self.subscribe_stream,
         }
     }
 }
@@ -481,7 +467,7 @@ pub(crate) fn validate(config: &TenantConfig) -> Result<(), ConfigError> {
             .enumerate()
             .map(|(i, ns)| (format!("channel.namespaces[{i}]"), ns.options())),
     );
-    let mut used_defaults = [false; 4];
+    let mut used_defaults = [false; ChannelProxyKind::ALL.len()];
     for (path, options) in &scopes {
         for (k, kind) in ChannelProxyKind::ALL.into_iter().enumerate() {
             let (enabled, name) = kind.of(options);
@@ -490,12 +476,6 @@ pub(crate) fn validate(config: &TenantConfig) -> Result<(), ConfigError> {
                 return Err(ConfigError::invalid(
                     field,
                     format!("no proxy named {name:?} in `proxies`"),
-                ));
-            }
-            if enabled && kind == ChannelProxyKind::SubscribeStream {
-                return Err(ConfigError::invalid(
-                    format!("{path}.subscribe_stream_proxy_enabled"),
-                    "subscribe stream proxies need gRPC, which Rotor does not support",
                 ));
             }
             if enabled && name == DEFAULT_PROXY_NAME {
@@ -559,7 +539,7 @@ mod tests {
     }
 
     #[test]
-    fn a_centrifugo_v6_proxy_config_loads_without_warnings() {
+    fn a_centrifugo_v6_proxy_config_loads() {
         let text = r#"{
             "client": {"proxy": {
                 "connect": {"enabled": true, "endpoint": "http://app/connect", "timeout": "2s",
@@ -579,28 +559,26 @@ mod tests {
                     "without_namespace": {"proxy_enabled": true},
                     "namespaces": [{"name": "admin", "proxy_enabled": true, "proxy_name": "special"}]}
         }"#;
-        let loaded = TenantConfig::parse(text, Format::Json).unwrap();
-        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
-        let c = loaded.config;
+        let c = TenantConfig::parse(text, Format::Json).unwrap().config;
         assert!(c.client.proxy.connect.enabled);
         assert_eq!(c.client.proxy.connect.timeout.get().as_secs(), 2);
         assert_eq!(c.client.proxy.refresh.timeout.get().as_secs(), 1);
         assert_eq!(c.proxies[0].http.static_headers["X-Tenant"], "t1");
         assert_eq!(c.rpc.namespaces[0].proxy_name, "special");
         let back = TenantConfig::parse(&c.to_json(), Format::Json).unwrap();
-        assert!(back.warnings.is_empty(), "{:?}", back.warnings);
         assert_eq!(back.config, c);
     }
 
     #[test]
-    fn unknown_proxy_options_are_warned_about() {
-        let loaded = TenantConfig::parse(
-            r#"{"client": {"proxy": {"connect": {"endpoint": "http://a", "frob": 1}}}}"#,
-            Format::Json,
-        )
-        .unwrap();
-        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
-        assert!(loaded.warnings[0].contains("client.proxy.connect.frob"));
+    fn unknown_proxy_options_are_refused_with_their_path() {
+        let (path, _) =
+            refused(r#"{"client": {"proxy": {"connect": {"endpoint": "http://a", "frob": 1}}}}"#);
+        assert_eq!(path, "client.proxy.connect.frob");
+        let (path, msg) = refused(
+            r#"{"channel": {"proxy": {"subscribe_stream": {"endpoint": "grpc://backend:9000"}}}}"#,
+        );
+        assert_eq!(path, "channel.proxy.subscribe_stream");
+        assert!(msg.contains("gRPC"), "{msg}");
     }
 
     #[test]
@@ -660,13 +638,18 @@ mod tests {
 
     #[test]
     fn subscribe_stream_proxies_are_refused() {
-        let (path, msg) = refused(
-            r#"{"channel": {"without_namespace": {"subscribe_stream_proxy_enabled": true}}}"#,
-        );
-        assert_eq!(
-            path,
-            "channel.without_namespace.subscribe_stream_proxy_enabled"
-        );
-        assert!(msg.contains("gRPC"));
+        for option in [
+            r#""subscribe_stream_proxy_enabled": true"#,
+            r#""subscribe_stream_proxy_bidirectional": false"#,
+        ] {
+            let (path, msg) = refused(&format!(
+                r#"{{"channel": {{"namespaces": [{{"name": "ns", {option}}}]}}}}"#
+            ));
+            assert!(
+                path.starts_with("channel.namespaces[0].subscribe_stream_proxy_"),
+                "{path}"
+            );
+            assert!(msg.contains("gRPC"), "{msg}");
+        }
     }
 }

@@ -12,8 +12,6 @@ use crate::proxy::{ChannelProxies, ClientProxies, NamedProxy, RpcSection};
 pub struct TenantConfig {
     /// Rotor's own settings (tenant identity, config version, plan limits).
     pub rotor: RotorSection,
-    /// `debug`, `info`, `warn` or `error`.
-    pub log_level: String,
     pub node: NodeSection,
     pub http_server: HttpServer,
     pub client: ClientSection,
@@ -146,6 +144,22 @@ pub struct TokenSection {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub user_id_claim: String,
 }
+
+/// The option names of [`TokenSection`] (they are flattened into
+/// `client.subscription_token`, where unknown keys are checked against this list).
+pub const TOKEN_OPTION_NAMES: &[&str] = &[
+    "hmac_secret_key",
+    "hmac_previous_secret_key",
+    "hmac_previous_secret_key_valid_until",
+    "rsa_public_key",
+    "ecdsa_public_key",
+    "jwks_public_endpoint",
+    "audience",
+    "audience_regex",
+    "issuer",
+    "issuer_regex",
+    "user_id_claim",
+];
 
 fn is_zero_i64(v: &i64) -> bool {
     *v == 0
@@ -439,5 +453,38 @@ impl TenantConfig {
     /// Options for channels in namespace `name` (`None` = unknown namespace).
     pub fn namespace(&self, name: &str) -> Option<&Namespace> {
         self.channel.namespaces.iter().find(|ns| ns.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_option_names_are_the_token_sections_fields() {
+        let full = TokenSection {
+            hmac_secret_key: "a".into(),
+            hmac_previous_secret_key: "a".into(),
+            hmac_previous_secret_key_valid_until: 1,
+            rsa_public_key: "a".into(),
+            ecdsa_public_key: "a".into(),
+            jwks_public_endpoint: "a".into(),
+            audience: "a".into(),
+            audience_regex: "a".into(),
+            issuer: "a".into(),
+            issuer_regex: "a".into(),
+            user_id_claim: "a".into(),
+        };
+        let value = serde_json::to_value(full).unwrap();
+        let mut keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        let mut names = TOKEN_OPTION_NAMES.to_vec();
+        keys.sort_unstable();
+        names.sort_unstable();
+        assert_eq!(keys, names);
     }
 }

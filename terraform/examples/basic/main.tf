@@ -43,7 +43,6 @@ resource "rotor_namespace" "news" {
   project_id                 = rotor_project.app.id
   name                       = "news"
   allow_subscribe_for_client = true
-  allowed_delta_types        = ["fossil"]
 }
 
 # The key your backend publishes with (X-API-Key on the server API).

@@ -16,6 +16,9 @@ pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// * `chat:*` — presence, join/leave pushed to everyone, history (100, 300 s), forced recovery,
 ///   subscribe for clients, publish/history/presence for subscribers;
 /// * `locked:*` — no permissions at all;
+/// * `state:*` — cache recovery (history 1), forced and started by the server
+///   (`auto_cache_recover`), subscribe for clients;
+/// * `latest:*` — cache recovery (history 10) when the client asks, subscribe for clients;
 /// * no namespace — subscribe for clients, publish for subscribers, no history or presence.
 ///
 /// `client.expired_close_delay` is 1 s so the connection-refresh scenario is quick, and pings go
@@ -50,7 +53,24 @@ pub fn base_config(secret: &str, api_key: &str) -> Value {
                     "allow_history_for_subscriber": true,
                     "allow_presence_for_subscriber": true
                 },
-                {"name": "locked"}
+                {"name": "locked"},
+                {
+                    "name": "state",
+                    "history_size": 1,
+                    "history_ttl": "300s",
+                    "force_recovery": true,
+                    "force_recovery_mode": "cache",
+                    "auto_cache_recover": true,
+                    "allow_subscribe_for_client": true
+                },
+                {
+                    "name": "latest",
+                    "history_size": 10,
+                    "history_ttl": "300s",
+                    "allow_recovery": true,
+                    "force_recovery_mode": "cache",
+                    "allow_subscribe_for_client": true
+                }
             ]
         }
     })

@@ -1,0 +1,212 @@
+//! Options Rotor refuses: every key a config sets must be one Rotor implements, so nothing is
+//! accepted and then ignored. A key the schema does not take is refused with its path and, for
+//! the Centrifugo v6 options Rotor knows but does not implement, the reason why. The same lists
+//! generate `COMPATIBILITY.md` ([`compatibility_markdown`]).
+
+use serde_json::Value;
+
+use crate::channel::{CHANNEL_OPTION_DOCS, REFUSED_CHANNEL_OPTIONS};
+use crate::load::ConfigError;
+
+/// Why Rotor refuses the Redis options a URL already carries.
+const REDIS_URL: &str =
+    "give the credentials and database in the address URL (redis://user:password@host:6379/0)";
+
+/// Centrifugo v6 options outside the channel options that Rotor does not implement, by dotted
+/// path, each with the reason. Anything under one of these paths is refused with it.
+pub const REFUSED_OPTIONS: &[(&str, &str)] = &[
+    (
+        "log",
+        "a Rotor data plane logs to standard error at the level set by its RUST_LOG environment variable",
+    ),
+    (
+        "log_level",
+        "a Rotor data plane logs to standard error at the level set by its RUST_LOG environment variable",
+    ),
+    (
+        "broker",
+        "a separate broker is not supported: `engine` decides where publications go",
+    ),
+    (
+        "presence_manager",
+        "a separate presence manager is not supported: `engine` decides where presence is kept",
+    ),
+    (
+        "engine.redis.cluster_address",
+        "Redis Cluster is not supported: list plain Redis servers in `engine.redis.address` (Rotor shards channels over them)",
+    ),
+    (
+        "engine.redis.sentinel_address",
+        "Redis Sentinel is not supported: list plain Redis servers in `engine.redis.address`",
+    ),
+    (
+        "engine.redis.sentinel_master_name",
+        "Redis Sentinel is not supported: list plain Redis servers in `engine.redis.address`",
+    ),
+    ("engine.redis.user", REDIS_URL),
+    ("engine.redis.password", REDIS_URL),
+    ("engine.redis.db", REDIS_URL),
+    (
+        "engine.redis.tls",
+        "TLS connections to Redis are not supported",
+    ),
+    (
+        "channel.proxy.subscribe_stream",
+        "subscribe stream proxies need gRPC, which Rotor does not speak",
+    ),
+    (
+        "grpc_api",
+        "the gRPC server API is not supported: use the HTTP server API (`http_api`)",
+    ),
+    (
+        "uni_grpc",
+        "the unidirectional gRPC transport is not supported",
+    ),
+    ("webtransport", "the WebTransport transport is not supported"),
+    (
+        "consumers",
+        "asynchronous consumers (PostgreSQL outbox, Kafka, …) are not supported: publish with the HTTP server API",
+    ),
+];
+
+/// One step of the path to an ignored key.
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// The steps of a `serde_ignored` path, outermost first.
+fn steps(path: &serde_ignored::Path<'_>, out: &mut Vec<Step>) {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => {}
+        Path::Seq { parent, index } => {
+            steps(parent, out);
+            out.push(Step::Index(*index));
+        }
+        Path::Map { parent, key } => {
+            steps(parent, out);
+            out.push(Step::Key(key.clone()));
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => steps(parent, out),
+    }
+}
+
+/// `channel.namespaces[0].bogus` for the steps of a path.
+fn render(steps: &[Step]) -> String {
+    let mut out = String::new();
+    for step in steps {
+        match step {
+            Step::Key(k) if out.is_empty() => out.push_str(k),
+            Step::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// The refusal for a key no field of the schema took, given its `serde_ignored` path.
+pub(crate) fn refusal(path: &serde_ignored::Path<'_>) -> ConfigError {
+    let mut s = Vec::new();
+    steps(path, &mut s);
+    let keys: Vec<&str> = s
+        .iter()
+        .filter_map(|step| match step {
+            Step::Key(k) => Some(k.as_str()),
+            Step::Index(_) => None,
+        })
+        .collect();
+    let in_channel_options = matches!(
+        keys.as_slice(),
+        ["channel", "without_namespace", _] | ["channel", "namespaces", _]
+    );
+    let channel_reason = keys
+        .last()
+        .filter(|_| in_channel_options)
+        .and_then(|option| REFUSED_CHANNEL_OPTIONS.iter().find(|(n, _)| n == option));
+    let option_reason = REFUSED_OPTIONS.iter().find(|(p, _)| {
+        let parts: Vec<&str> = p.split('.').collect();
+        keys.starts_with(&parts)
+    });
+    let (shown, reason) = match (channel_reason, option_reason) {
+        (Some((_, reason)), _) => (render(&s), (*reason).to_owned()),
+        // Point at the refused section itself, not at a key inside it.
+        (None, Some((p, reason))) => ((*p).to_owned(), (*reason).to_owned()),
+        (None, None) => (
+            render(&s),
+            "Rotor does not know this option (see COMPATIBILITY.md for the options it implements)"
+                .to_owned(),
+        ),
+    };
+    ConfigError::Unsupported {
+        path: shown,
+        reason,
+    }
+}
+
+/// Keys of `client.subscription_token` besides the token options (it flattens them, which
+/// hides unknown keys from the general check).
+const SUBSCRIPTION_TOKEN_OWN_KEYS: &[&str] = &["enabled"];
+
+/// Refuses unknown keys under `client.subscription_token`, whose token options are flattened
+/// into it (serde does not report what a flattened struct leaves over).
+pub(crate) fn check_flattened(value: &Value) -> Result<(), ConfigError> {
+    let Some(section) = value
+        .get("client")
+        .and_then(|c| c.get("subscription_token"))
+        .and_then(Value::as_object)
+    else {
+        return Ok(());
+    };
+    for key in section.keys() {
+        let known = SUBSCRIPTION_TOKEN_OWN_KEYS.contains(&key.as_str())
+            || crate::sections::TOKEN_OPTION_NAMES.contains(&key.as_str());
+        if !known {
+            return Err(ConfigError::Unsupported {
+                path: format!("client.subscription_token.{key}"),
+                reason: "Rotor does not know this option (see COMPATIBILITY.md for the options it implements)"
+                    .to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `COMPATIBILITY.md`: the channel options Rotor implements, those it refuses and why, and the
+/// other Centrifugo v6 options it refuses. Generated from the schema, checked by a test.
+pub fn compatibility_markdown() -> String {
+    let mut out = String::from(
+        "# Centrifugo v6 option compatibility\n\n\
+         Generated from the config schema in `data-plane/tenant-config` \
+         (`cargo test -p rotor-tenant-config --test compatibility` checks it; run it with \
+         `ROTOR_REGENERATE=1` to rewrite this file). Rotor accepts a Centrifugo v6 config file \
+         for what it implements and refuses everything else at load, naming the option's path \
+         and the reason: the data plane does not start with such a file, and the control plane \
+         answers 400. No option is accepted and then ignored.\n\n\
+         ## Channel options (`channel.without_namespace`, `channel.namespaces[]`)\n\n\
+         | Option | Rotor |\n|---|---|\n",
+    );
+    for (name, doc) in CHANNEL_OPTION_DOCS {
+        out.push_str(&format!(
+            "| `{name}` | supported: {} |\n",
+            doc.trim().replace('|', "\\|")
+        ));
+    }
+    for (name, reason) in REFUSED_CHANNEL_OPTIONS {
+        out.push_str(&format!("| `{name}` | refused: {reason} |\n"));
+    }
+    out.push_str(
+        "\n## Other Centrifugo v6 options Rotor refuses\n\n\
+         Any option not in Rotor's schema is refused; these are the ones with a known reason.\n\n\
+         | Option | Reason |\n|---|---|\n",
+    );
+    for (path, reason) in REFUSED_OPTIONS {
+        out.push_str(&format!("| `{path}` | {reason} |\n"));
+    }
+    out
+}
