@@ -91,12 +91,15 @@ pub(super) fn noisy_target(r: Option<&NoisyResult>) -> Target {
             "A's excess is refused inside A's own process (the rate limiter before the engine, \
              the history budget in the engine, the connection limit with a 503 before the \
              WebSocket upgrade), and A's process is confined by its plan's kernel limits (CPU \
-             weight 100 against B's 400 where cgroups exist). What stays shared is the edge \
-             (all of A's requests are routed, and its HTTP requests spliced, by the control \
-             plane), the kernel's loopback stack and, on this box, the two cores the load \
-             generator and A's noise process run on too{cpu}"
+             weight 100 against B's 400 where cgroups exist). The edge hands every request it \
+             reads whole to its tenant's process (SCM_RIGHTS), so per request it only reads the \
+             head and sends the socket on; what stays shared is that work (A's 2 000 requests/s \
+             and 500 connection attempts/s pass the same accept loop as B's 1 000/s), the \
+             kernel's loopback stack and, on this box, the cores the load generators run on \
+             too{cpu}. Pinning Rotor and the load generators to different CPUs leaves the first \
+             two: B then shares one core with the edge and A"
         ),
-        next: "run the load generator and A's noise on another machine so that only the tenants and the edge share the cores; if B still moves, cap A's CPU (cpu.max) instead of weighting it, and give the edge a per-tenant budget of accepted connections and spliced bytes",
+        next: "refuse a tenant's excess at the edge before the hand-off (a per-project request and connection-attempt budget from its plan, answered 429 from the accept loop), cap a saturated tenant's CPU (cpu.max) instead of only weighting it, and measure with the load generator on its own machine",
     }
 }
 
