@@ -17,27 +17,15 @@
 // Prints one JSON object of observations; the Rust test (tests/tests/dashboard.rs) asserts on it.
 
 import { execFile } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import { startScenario, until } from './browser_scenario.mjs';
 
-const BASE = process.env.ROTOR_BASE_URL;
-const SHOTS = process.env.ROTOR_SCREENSHOTS || '/tmp/rotor-shots';
-const TIMEOUT_MS = Number(process.env.ROTOR_TIMEOUT_MS || 110000);
 const WAIT = 15000;
-mkdirSync(SHOTS, { recursive: true });
-
-function fail(message) {
-  process.stderr.write(`dashboard scenario failed: ${message}\n`);
-  process.exit(1);
-}
-if (!BASE) fail('ROTOR_BASE_URL is not set');
-const deadline = setTimeout(() => fail(`scenario did not finish within ${TIMEOUT_MS} ms`), TIMEOUT_MS);
+const { BASE, SHOTS, fail, deadline, browser } = await startScenario('dashboard', {
+  shots: '/tmp/rotor-shots',
+  timeoutMs: 110000,
+});
 
 const obs = {};
-const browser = await chromium.launch({
-  executablePath: process.env.ROTOR_CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-dev-shm-usage'],
-});
 const step = async (name, fn) => {
   try {
     return await fn();
@@ -199,16 +187,6 @@ const curlApi = (method, key, body) => new Promise((resolve) => {
     resolve({ status, reply, err: err ? String(err) : null });
   });
 });
-// Polls `fn` until it returns a truthy value (bounded).
-const until = async (what, fn, ms = 45000) => {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-};
 
 // Keys, second pass: the first characters of each key and when it was last used (the tenant
 // reports it: the curl publish above shows up within a report or two); a publish-only key; a

@@ -24,27 +24,15 @@
 // Prints one JSON object of observations; tests/tests/dashboard_console.rs asserts on it.
 
 import { execFile } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import { startScenario, until } from './browser_scenario.mjs';
 
-const BASE = process.env.ROTOR_BASE_URL;
-const SHOTS = process.env.ROTOR_SCREENSHOTS || '/tmp/rotor-shots-console';
-const TIMEOUT_MS = Number(process.env.ROTOR_TIMEOUT_MS || 140000);
 const WAIT = 15000;
-mkdirSync(SHOTS, { recursive: true });
-
-function fail(message) {
-  process.stderr.write(`console scenario failed: ${message}\n`);
-  process.exit(1);
-}
-if (!BASE) fail('ROTOR_BASE_URL is not set');
-const deadline = setTimeout(() => fail(`scenario did not finish within ${TIMEOUT_MS} ms`), TIMEOUT_MS);
+const { BASE, SHOTS, fail, deadline, browser } = await startScenario('console', {
+  shots: '/tmp/rotor-shots-console',
+  timeoutMs: 140000,
+});
 
 const obs = {};
-const browser = await chromium.launch({
-  executablePath: process.env.ROTOR_CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-dev-shm-usage'],
-});
 const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-US' });
 const page = await context.newPage();
 page.setDefaultTimeout(WAIT);
@@ -79,16 +67,6 @@ const api = (method, key, body) => new Promise((resolve, reject) => {
     try { resolve(JSON.parse(stdout)); } catch (e) { reject(new Error(`curl ${method}: ${stdout}`)); }
   });
 });
-// Polls `fn` until it returns a truthy value (bounded), for what only a report cycle changes.
-const until = async (what, fn, ms = 45000) => {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-};
 
 project = await step('sign up, create a project, a key and namespaces', async () => {
   await page.goto(`${BASE}/signup`);
