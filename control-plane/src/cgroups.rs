@@ -28,6 +28,9 @@ impl Controller {
     }
 }
 
+/// The CPU bandwidth period a CPU cap is measured over (the kernel's default, 100 ms).
+const CPU_PERIOD_US: u64 = 100_000;
+
 /// Which cgroup interface is in use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
@@ -42,6 +45,10 @@ pub struct GroupLimits {
     pub tasks: u64,
     /// 1–10000, 100 being an ordinary share (0 = the default share).
     pub cpu_weight: u64,
+    /// The most CPU time the group may use, in percent of one core (100 = a whole core,
+    /// 250 = two and a half); 0 = no cap. Unlike the weight, which only orders who runs first
+    /// under contention, this holds a saturated tenant down even on an idle box.
+    pub cpu_max_percent: u64,
 }
 
 /// Where tenant groups are made: for each usable controller, the parent directory.
@@ -395,10 +402,22 @@ impl Group {
             } else {
                 limits.cpu_weight.clamp(1, 10_000)
             };
+            // The quota is the cap's share of each period (at least the kernel's 1 ms).
+            let quota = (limits.cpu_max_percent > 0)
+                .then(|| (limits.cpu_max_percent.min(100_000) * CPU_PERIOD_US / 100).max(1_000));
             match self.version {
                 // v1 shares: 1024 is an ordinary share (weight 100).
-                Version::V1 => write(dir, "cpu.shares", &(weight * 1024 / 100).max(2).to_string())?,
-                Version::V2 => write(dir, "cpu.weight", &weight.to_string())?,
+                Version::V1 => {
+                    write(dir, "cpu.shares", &(weight * 1024 / 100).max(2).to_string())?;
+                    write(dir, "cpu.cfs_period_us", &CPU_PERIOD_US.to_string())?;
+                    let quota = quota.map_or("-1".to_owned(), |q| q.to_string());
+                    write(dir, "cpu.cfs_quota_us", &quota)?;
+                }
+                Version::V2 => {
+                    write(dir, "cpu.weight", &weight.to_string())?;
+                    let quota = quota.map_or("max".to_owned(), |q| q.to_string());
+                    write(dir, "cpu.max", &format!("{quota} {CPU_PERIOD_US}"))?;
+                }
             }
         }
         Ok(())
@@ -439,6 +458,13 @@ impl Group {
             .unwrap_or(0)
     }
 
+    /// How many CPU periods the group was held back by its CPU cap (`nr_throttled` of
+    /// `cpu.stat`, v1 and v2 alike).
+    pub fn cpu_throttled(&self) -> Option<u64> {
+        let text = std::fs::read_to_string(self.dir(Controller::Cpu)?.join("cpu.stat")).ok()?;
+        counter(&text, "nr_throttled")
+    }
+
     /// Memory in use by the group now, in bytes.
     pub fn memory_current(&self) -> Option<u64> {
         let dir = self.dir(Controller::Memory)?;
@@ -461,20 +487,32 @@ impl Group {
                 .map(|s| s.trim().to_owned())
         };
         let number = |s: Option<String>| s.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-        let (memory, cpu) = match self.version {
+        let (memory, cpu, quota, period) = match self.version {
             Version::V1 => (
                 number(read(Controller::Memory, "memory.limit_in_bytes")).min(i64::MAX as u64 / 2),
                 number(read(Controller::Cpu, "cpu.shares")) * 100 / 1024,
+                number(read(Controller::Cpu, "cpu.cfs_quota_us")),
+                number(read(Controller::Cpu, "cpu.cfs_period_us")),
             ),
-            Version::V2 => (
-                number(read(Controller::Memory, "memory.max")),
-                number(read(Controller::Cpu, "cpu.weight")),
-            ),
+            Version::V2 => {
+                let max = read(Controller::Cpu, "cpu.max").unwrap_or_default();
+                let mut parts = max.split_whitespace();
+                let quota = number(parts.next().map(str::to_owned));
+                let period = number(parts.next().map(str::to_owned));
+                (
+                    number(read(Controller::Memory, "memory.max")),
+                    number(read(Controller::Cpu, "cpu.weight")),
+                    quota,
+                    period,
+                )
+            }
         };
         GroupLimits {
             memory_bytes: memory,
             tasks: number(read(Controller::Pids, "pids.max")),
             cpu_weight: cpu,
+            // `-1` / `max` read as 0: no cap.
+            cpu_max_percent: (quota * 100).checked_div(period).unwrap_or(0),
         }
     }
 
@@ -561,6 +599,71 @@ mod tests {
         assert_eq!(unescape("/a\\040b"), "/a b");
         assert_eq!(unescape("/plain"), "/plain");
         assert_eq!(unescape("/end\\"), "/end\\");
+    }
+
+    /// A group over plain directories (the files a kernel would offer are written as text).
+    fn group_in(version: Version, name: &str) -> (Group, PathBuf) {
+        let root = std::env::temp_dir().join(format!(
+            "rotor-cgroup-test-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let dirs = Controller::ALL.iter().map(|c| (*c, root.clone())).collect();
+        (Group { version, dirs }, root)
+    }
+
+    #[test]
+    fn the_cpu_cap_is_a_quota_per_period_and_reads_back() {
+        for version in [Version::V1, Version::V2] {
+            let (group, root) = group_in(version, &format!("{version:?}"));
+            let capped = GroupLimits {
+                memory_bytes: 1 << 20,
+                tasks: 8,
+                cpu_weight: 400,
+                cpu_max_percent: 50,
+            };
+            group.apply(&capped).unwrap();
+            assert_eq!(group.read_limits(), capped, "{version:?}");
+            let text = |f: &str| std::fs::read_to_string(root.join(f)).unwrap();
+            match version {
+                Version::V1 => {
+                    assert_eq!(text("cpu.cfs_quota_us"), "50000");
+                    assert_eq!(text("cpu.cfs_period_us"), "100000");
+                }
+                Version::V2 => assert_eq!(text("cpu.max"), "50000 100000"),
+            }
+            // Two and a half cores; then no cap at all.
+            group
+                .apply(&GroupLimits {
+                    cpu_max_percent: 250,
+                    ..capped
+                })
+                .unwrap();
+            assert_eq!(group.read_limits().cpu_max_percent, 250);
+            group
+                .apply(&GroupLimits {
+                    cpu_max_percent: 0,
+                    ..capped
+                })
+                .unwrap();
+            assert_eq!(group.read_limits().cpu_max_percent, 0);
+            let uncapped = match version {
+                Version::V1 => "-1",
+                Version::V2 => "max 100000",
+            };
+            assert_eq!(
+                text(if version == Version::V1 {
+                    "cpu.cfs_quota_us"
+                } else {
+                    "cpu.max"
+                }),
+                uncapped
+            );
+            std::fs::write(root.join("cpu.stat"), "nr_periods 9\nnr_throttled 4\n").unwrap();
+            assert_eq!(group.cpu_throttled(), Some(4));
+            std::fs::remove_dir_all(&root).unwrap();
+        }
     }
 
     #[test]

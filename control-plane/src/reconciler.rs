@@ -469,10 +469,7 @@ impl Reconciler {
                 let route = if !t.is_active() {
                     Route::Suspended
                 } else if let Some(r) = self.running.get(&t.id) {
-                    Route::Active {
-                        addr: r.record.addr,
-                        handoff: r.record.handoff.clone(),
-                    }
+                    Route::active(&r.record, r.limits.as_ref())
                 } else if self.parked.contains(&t.id) || self.parking.contains_key(&t.id) {
                     Route::Parked
                 } else {

@@ -3,7 +3,8 @@
 //! and the report receiver); wakes the edge asked for, parks tenants asked for, and the wakes
 //! the reconciler refused because the box runs as many tenants as it may
 //! (`ROTOR_MAX_RUNNING_TENANTS`, see [`crate::reconciler`]). It also keeps when each tenant was
-//! last seen active (its usage pushes), which decides who is parked first to make room.
+//! last seen active (its usage pushes), which decides who is parked first to make room, and
+//! how much of its edge budget each project has spent ([`crate::edge::budgets`]).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -15,7 +16,9 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::edge::budgets::{Budgets, EdgeBudget};
 use crate::ids::ProjectId;
+use crate::sandbox::TenantLimits;
 use crate::supervisor::ProcessRecord;
 
 /// How long a refused wake is remembered (a waiter that began before it sees it).
@@ -29,6 +32,8 @@ pub enum Route {
     Active {
         addr: SocketAddr,
         handoff: Option<PathBuf>,
+        /// What the edge lets through to it per second (its plan's).
+        budget: EdgeBudget,
     },
     /// Suspended: refuse with 403.
     Suspended,
@@ -37,6 +42,18 @@ pub enum Route {
     /// Stopped while idle (or being stopped): the edge asks for a wake-up and holds the
     /// connection until the tenant serves again.
     Parked,
+}
+
+impl Route {
+    /// The route to a running process held to `limits` (unknown limits: no edge budget yet;
+    /// the reconciler's next push sets them).
+    pub fn active(record: &ProcessRecord, limits: Option<&TenantLimits>) -> Self {
+        Route::Active {
+            addr: record.addr,
+            handoff: record.handoff.clone(),
+            budget: limits.map(|l| l.edge).unwrap_or_default(),
+        }
+    }
 }
 
 /// What waiting for a parked tenant came to.
@@ -71,6 +88,8 @@ pub struct RouteTable {
     running: AtomicUsize,
     /// Tenants parked early to make room for a wake.
     evictions: AtomicU64,
+    /// Each project's spending of its edge budget (the budget itself is in its route).
+    budgets: Budgets,
 }
 
 impl RouteTable {
@@ -80,6 +99,11 @@ impl RouteTable {
             reconcile,
             ..Self::default()
         }
+    }
+
+    /// Each project's spending of its edge budget.
+    pub fn budgets(&self) -> &Budgets {
+        &self.budgets
     }
 
     /// Sets one route (the reconciler, while parking or waking a tenant).
@@ -102,17 +126,17 @@ impl RouteTable {
     }
 
     /// A woken tenant serves: its route and its process, until the next [`Self::replace`].
-    pub fn serve(&self, slug: &str, tenant: &ProjectId, record: &ProcessRecord) {
+    pub fn serve(
+        &self,
+        slug: &str,
+        tenant: &ProjectId,
+        record: &ProcessRecord,
+        limits: Option<&TenantLimits>,
+    ) {
         self.processes
             .write()
             .insert(tenant.clone(), record.clone());
-        self.set(
-            slug,
-            Route::Active {
-                addr: record.addr,
-                handoff: record.handoff.clone(),
-            },
-        );
+        self.set(slug, Route::active(record, limits));
     }
 
     /// Whether a wake is waiting for the reconciler.

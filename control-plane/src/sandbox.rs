@@ -6,7 +6,8 @@
 //! `RLIMIT_CORE` = 0 (no core dump of a tenant's secrets), and, only where no memory cgroup is
 //! available, `RLIMIT_DATA` as a coarse memory backstop. Control
 //! groups where this process has a delegated hierarchy (v1 or v2, see [`crate::cgroups`]):
-//! memory (the OOM killer stays inside the tenant's group), pids (threads) and CPU weight.
+//! memory (the OOM killer stays inside the tenant's group), pids (threads), CPU weight and a
+//! CPU cap (`cpu.max`, or the CFS quota on v1).
 //! After a tenant dies, [`Sandbox::exit_cause`] tells whether its memory limit killed it.
 
 use std::collections::HashSet;
@@ -17,7 +18,9 @@ use rustix::process::{prlimit, Pid, Resource, Rlimit};
 use crate::cgroups::{Controller, GroupLimits, Hierarchy, Version};
 use crate::ids::ProjectId;
 
-/// What the kernel holds one tenant process to (0 = not limited).
+/// What one tenant process is held to (0 = not limited): by the kernel (open files, tasks,
+/// memory, CPU), and by the edge in front of it (its request budget, see
+/// [`crate::edge::budgets`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct TenantLimits {
     pub open_files: u64,
@@ -26,6 +29,12 @@ pub struct TenantLimits {
     pub memory_bytes: u64,
     /// 100 is an ordinary share of the CPU under contention.
     pub cpu_weight: u64,
+    /// The most CPU it may use, in percent of one core (a hard cap, even on an idle box).
+    #[serde(default)]
+    pub cpu_max_percent: u64,
+    /// What the edge lets through to it before answering 429 itself.
+    #[serde(default)]
+    pub edge: crate::edge::budgets::EdgeBudget,
 }
 
 impl TenantLimits {
@@ -34,6 +43,7 @@ impl TenantLimits {
             memory_bytes: self.memory_bytes,
             tasks: self.tasks,
             cpu_weight: self.cpu_weight,
+            cpu_max_percent: self.cpu_max_percent,
         }
     }
 }

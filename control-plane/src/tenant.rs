@@ -80,6 +80,14 @@ pub struct PlanLimits {
     pub tenant_tasks: u64,
     pub tenant_memory_mb: u64,
     pub tenant_cpu_weight: u64,
+    /// The most CPU a tenant process may use, in percent of one core (`cpu.max`, or the CFS
+    /// quota on cgroup v1).
+    pub tenant_cpu_max_percent: u64,
+    /// What the edge lets through to a project per second before answering 429 itself:
+    /// requests (API calls, SSE and HTTP streams), and WebSocket handshakes. The burst is two
+    /// seconds' worth.
+    pub edge_requests_per_second: u32,
+    pub edge_connects_per_second: u32,
 }
 
 impl PlanLimits {
@@ -131,6 +139,11 @@ impl PlanLimits {
             tasks: self.tenant_tasks,
             memory_bytes: self.tenant_memory_mb.saturating_mul(1024 * 1024),
             cpu_weight: self.tenant_cpu_weight,
+            cpu_max_percent: self.tenant_cpu_max_percent,
+            edge: crate::edge::budgets::EdgeBudget {
+                requests_per_second: self.edge_requests_per_second,
+                connects_per_second: self.edge_connects_per_second,
+            },
         }
     }
 

@@ -94,18 +94,7 @@ impl Edge {
 
     /// The value of one sample (`name` with its labels) of the operator's metrics.
     async fn metric(&self, sample: &str) -> Result<u64> {
-        let text = reqwest::Client::new()
-            .get(&self.metrics_url)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await?
-            .text()
-            .await?;
-        let value = text
-            .lines()
-            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
-            .with_context(|| format!("no {sample} in:\n{text}"))?;
-        Ok(value.trim().parse()?)
+        cp::metric_sample(&self.metrics_url, sample).await
     }
 
     /// Polls the metrics (there is no event to await) until the edge holds at most `n`

@@ -66,6 +66,27 @@ fn group_limits(groups: &[PathBuf]) -> (Option<String>, Option<String>, Option<S
     )
 }
 
+/// The CPU cap's quota per 100 ms period, in µs (`cpu.cfs_quota_us` on v1, the first field
+/// of `cpu.max` on v2).
+fn cpu_quota(groups: &[PathBuf]) -> Option<String> {
+    group_file(groups, &["cpu.cfs_quota_us", "cpu.max"])
+        .and_then(|v| v.split_whitespace().next().map(str::to_owned))
+}
+
+/// User and system CPU time of process `pid` so far (`/proc/<pid>/stat`, in clock ticks of
+/// 10 ms).
+fn cpu_time(pid: i64) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(Duration::from_millis(ticks * 10))
+}
+
 async fn poll<T>(what: &str, mut f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
     let deadline = Instant::now() + WAIT;
     loop {
@@ -117,6 +138,8 @@ async fn a_tenant_runs_inside_its_plans_kernel_limits_and_a_plan_change_reaches_
             matches!(cpu.as_deref(), Some("1024") | Some("100")),
             "an ordinary CPU share: {cpu:?}"
         );
+        // Half a core at the most.
+        assert_eq!(cpu_quota(&dirs).as_deref(), Some("50000"));
     }
 
     // A subscriber is connected while the operator moves the project to pro.
@@ -140,6 +163,7 @@ async fn a_tenant_runs_inside_its_plans_kernel_limits_and_a_plan_change_reaches_
             matches!(cpu.as_deref(), Some("4096") | Some("400")),
             "four ordinary shares: {cpu:?}"
         );
+        assert_eq!(cpu_quota(&dirs).as_deref(), Some("200000"), "two cores");
     }
     // Same process, same connection.
     assert_eq!(cp.tenant_record(&project.id)?["pid"].as_i64(), Some(pid));
@@ -268,4 +292,107 @@ async fn a_tenant_over_its_memory_is_restarted_in_its_own_group_and_its_neighbou
     .await?;
     assert_eq!(calm_events["events"], json!([]));
     Ok(())
+}
+
+#[tokio::test]
+async fn a_saturated_tenant_is_held_to_its_cpu_cap_and_its_neighbour_is_not() -> Result<()> {
+    let cp = ControlPlane::start_eager().await?;
+    // The operator's custom plan (no edge budget, so the flood reaches the tenant), capped at
+    // 5 % of a core.
+    cp.operator(&["set-limits", "custom", r#"{"tenant_cpu_max_percent": 5}"#])
+        .await?;
+    let hog_token = cp.account("cpu-hog@example.com").await?;
+    cp.operator(&["set-plan", "cpu-hog@example.com", "custom"])
+        .await?;
+    let hog = cp
+        .project(&hog_token, "cpuhog", &[("chat", open_chat())])
+        .await?;
+    let record = cp.tenant_record(&hog.id)?;
+    let dirs = groups(&record);
+    if dirs.is_empty() || cpu_quota(&dirs).is_none() {
+        eprintln!("no cpu cgroup on this machine; the CPU cap is not enforced here");
+        return Ok(());
+    }
+    assert_eq!(cpu_quota(&dirs).as_deref(), Some("5000"));
+    let hog_pid = record["pid"].as_i64().context("pid")?;
+    let calm_token = cp.account("cpu-calm@example.com").await?;
+    let calm = cp
+        .project(&calm_token, "cpucalm", &[("chat", open_chat())])
+        .await?;
+    // 50 subscribers of one channel make each of the hog's publications 50 deliveries.
+    let mut subs = Vec::new();
+    for i in 0..50 {
+        subs.push(
+            Subscriber::open(
+                &cp.ws_url(&hog.slug),
+                &hog.secret,
+                &format!("u{i}"),
+                "chat:all",
+            )
+            .await?,
+        );
+    }
+    let throttled_before = group_file(&dirs, &["cpu.stat"])
+        .and_then(|s| throttled(&s))
+        .unwrap_or(0);
+    let cpu_before = cpu_time(hog_pid)?;
+    let began = Instant::now();
+    // Eight publishers flood the hog for two seconds.
+    let flood = (0..8).map(|w| {
+        let (cp, hog) = (&cp, &hog);
+        async move {
+            let mut n = 0u32;
+            while began.elapsed() < Duration::from_secs(2) {
+                let _ = cp
+                    .publish(
+                        hog,
+                        "chat:all",
+                        json!({"w": w, "n": n, "pad": "x".repeat(512)}),
+                    )
+                    .await;
+                n += 1;
+            }
+        }
+    });
+    let calm_during = async {
+        // The neighbour answers while the hog is held down.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let asked = Instant::now();
+        let answer = cp.publish(&calm, "chat:a", json!({"calm": true})).await;
+        (answer, asked.elapsed())
+    };
+    let (_, (calm_answer, calm_took)) =
+        tokio::join!(futures_util::future::join_all(flood), calm_during);
+    let wall = began.elapsed();
+    let used = cpu_time(hog_pid)?.saturating_sub(cpu_before);
+    let throttled_after = group_file(&dirs, &["cpu.stat"])
+        .and_then(|s| throttled(&s))
+        .context("nr_throttled in cpu.stat")?;
+    ensure!(
+        throttled_after > throttled_before,
+        "the hog was never held back by its cap ({used:?} of CPU in {wall:?})"
+    );
+    // 5 % of the wall time, plus a period's overrun and the clock tick.
+    let allowed = wall / 20 + Duration::from_millis(120);
+    ensure!(
+        used <= allowed,
+        "the hog used {used:?} of CPU in {wall:?} (cap 5 %: at most {allowed:?})"
+    );
+    let (status, body) = calm_answer?;
+    ensure!(
+        status == 200 && body.get("error").is_none(),
+        "{status} {body}"
+    );
+    ensure!(
+        calm_took < Duration::from_secs(1),
+        "the neighbour took {calm_took:?}"
+    );
+    Ok(())
+}
+
+/// `nr_throttled` of a `cpu.stat`.
+fn throttled(stat: &str) -> Option<u64> {
+    stat.lines()
+        .find_map(|l| l.strip_prefix("nr_throttled "))
+        .and_then(|v| v.trim().parse().ok())
 }

@@ -13,6 +13,9 @@
 //!   `rotor_edge_wakes_refused_total{reason="rate"|"capacity"}`: wakes refused because the
 //!   client's address spent its wake budget (429) or the box had no room (503) (see
 //!   [`super::wakes`]); `rotor_edge_wake_burst`, `rotor_edge_wakes_per_minute`: that budget;
+//! - `rotor_edge_budget_refused_total{kind="requests"|"connects"}`: requests and WebSocket
+//!   handshakes answered 429 at the edge because their project spent its plan's budget per
+//!   second (see [`super::budgets`]);
 //! - `rotor_tenants_running`: tenant processes running; `rotor_max_running_tenants`: the box's
 //!   cap on them; `rotor_tenant_evictions_total`: idle tenants parked early to make room.
 
@@ -25,6 +28,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::budgets::Kind;
 use super::caps::{Connections, Refusal};
 use super::wakes::{WakeRefusal, Wakes};
 use crate::routes::RouteTable;
@@ -143,6 +147,19 @@ pub fn render(sources: &Sources) -> String {
         "Wakes one address may cause per minute (ROTOR_EDGE_WAKES_PER_MINUTE).",
         &[("", u64::from(w.limits().per_minute))],
     );
+    let budgets = sources.routes.budgets();
+    let labels = Kind::ALL.map(|k| format!("{{kind=\"{}\"}}", k.label()));
+    let refused: Vec<(&str, u64)> = labels
+        .iter()
+        .map(String::as_str)
+        .zip(Kind::ALL.map(|k| budgets.refused(k)))
+        .collect();
+    metric(
+        "rotor_edge_budget_refused_total",
+        "counter",
+        "Requests (requests) and WebSocket handshakes (connects) answered 429 at the edge because their project spent its plan's budget per second.",
+        &refused,
+    );
     metric(
         "rotor_tenants_running",
         "gauge",
@@ -219,6 +236,13 @@ mod tests {
         wakes.refused(WakeRefusal::Capacity);
         let routes = Arc::new(RouteTable::default());
         routes.evicted();
+        let one = crate::edge::budgets::EdgeBudget {
+            requests_per_second: 1,
+            connects_per_second: 1,
+        };
+        for _ in 0..3 {
+            let _ = routes.budgets().charge("a", one, Kind::Connect);
+        }
         let text = render(&Sources {
             connections: c,
             wakes,
@@ -240,6 +264,8 @@ mod tests {
             "rotor_edge_wakes_refused_total{reason=\"capacity\"} 1",
             "rotor_edge_wake_burst 1",
             "rotor_edge_wakes_per_minute 2",
+            "rotor_edge_budget_refused_total{kind=\"requests\"} 0",
+            "rotor_edge_budget_refused_total{kind=\"connects\"} 1",
             "rotor_tenants_running 0",
             "rotor_max_running_tenants 7",
             "rotor_tenant_evictions_total 1",

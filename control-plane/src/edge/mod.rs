@@ -12,7 +12,9 @@
 //! client address, and a reserve of open files; see [`caps`]) or refused at once with one
 //! complete answer ([`overload`]); the counts are the operator's metrics ([`metrics`]). A request
 //! that finds its project parked wakes it only within its address's wake budget, and only if
-//! the box has room for one more tenant ([`wakes`]).
+//! the box has room for one more tenant ([`wakes`]). A project's traffic past its plan's
+//! requests and handshakes per second is answered 429 here, before its process sees it
+//! ([`budgets`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -34,6 +36,7 @@ use tower::ServiceExt;
 use crate::routes::{Route, RouteTable, Wake};
 use crate::settings::TenantHost;
 
+pub mod budgets;
 pub mod caps;
 pub mod head;
 pub mod metrics;
@@ -208,6 +211,7 @@ async fn handle(
                         return respond_retry(
                             &mut stream,
                             "429 Too Many Requests",
+                            "too_many_wakes",
                             "too many sleeping projects woken from this address; retry later",
                             wait,
                         )
@@ -221,6 +225,7 @@ async fn handle(
                             return respond_retry(
                                 &mut stream,
                                 "503 Service Unavailable",
+                                "at_capacity",
                                 "the service is at capacity and cannot start this project now; retry shortly",
                                 CAPACITY_RETRY,
                             )
@@ -230,8 +235,12 @@ async fn handle(
                 }
                 other => other,
             };
-            let (addr, handoff) = match route {
-                Some(Route::Active { addr, handoff }) => (addr, handoff),
+            let (addr, handoff, budget) = match route {
+                Some(Route::Active {
+                    addr,
+                    handoff,
+                    budget,
+                }) => (addr, handoff, budget),
                 Some(Route::Parked) => {
                     return respond(
                         &mut stream,
@@ -253,6 +262,26 @@ async fn handle(
                 }
                 None => return respond(&mut stream, "404 Not Found", "unknown project").await,
             };
+            // The project's excess is answered here, before it costs its process anything.
+            let kind = if websocket {
+                budgets::Kind::Connect
+            } else {
+                budgets::Kind::Request
+            };
+            if let Err(wait) = routes.budgets().charge(&slug, budget, kind) {
+                let (code, message) = match kind {
+                    budgets::Kind::Connect => (
+                        "over_connect_budget",
+                        "this project opens more connections per second than its plan allows; retry later",
+                    ),
+                    budgets::Kind::Request => (
+                        "over_request_budget",
+                        "this project receives more requests per second than its plan allows; retry later",
+                    ),
+                };
+                return respond_retry(&mut stream, "429 Too Many Requests", code, message, wait)
+                    .await;
+            }
             if let Some(path) = handoff.filter(|_| whole) {
                 let mut payload = head.clone();
                 payload.extend_from_slice(&buf[head_len..]);
@@ -334,37 +363,37 @@ async fn respond(stream: &mut TcpStream, status: &str, message: &str) -> io::Res
     answer(stream, status, message, None).await
 }
 
-/// [`respond`] with `Retry-After` (whole seconds, at least one).
+/// [`respond`] with its own error `code` and `Retry-After` (whole seconds, at least one).
 async fn respond_retry(
     stream: &mut TcpStream,
     status: &str,
+    code: &str,
     message: &str,
     after: Duration,
 ) -> io::Result<()> {
-    answer(stream, status, message, Some(after)).await
+    answer(stream, status, message, Some((code, after))).await
 }
 
 async fn answer(
     stream: &mut TcpStream,
     status: &str,
     message: &str,
-    retry_after: Option<Duration>,
+    retry: Option<(&str, Duration)>,
 ) -> io::Result<()> {
-    let code = match status.split(' ').next().unwrap_or_default() {
-        "400" => "bad_request",
-        "403" => "project_suspended",
-        "404" if message == "unknown project" => "unknown_project",
-        "404" => "not_found",
-        "408" => "request_timeout",
-        "429" => "too_many_wakes",
-        "431" => "request_head_too_large",
-        "502" => "project_unavailable",
-        "503" if retry_after.is_some() => "at_capacity",
-        "503" => "project_starting",
+    let code = match (status.split(' ').next().unwrap_or_default(), retry) {
+        (_, Some((code, _))) => code,
+        ("400", _) => "bad_request",
+        ("403", _) => "project_suspended",
+        ("404", _) if message == "unknown project" => "unknown_project",
+        ("404", _) => "not_found",
+        ("408", _) => "request_timeout",
+        ("431", _) => "request_head_too_large",
+        ("502", _) => "project_unavailable",
+        ("503", _) => "project_starting",
         _ => "edge_error",
     };
     let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
-    let retry = retry_after.map_or(String::new(), |d| {
+    let retry = retry.map_or(String::new(), |(_, d)| {
         format!(
             "Retry-After: {}\r\n",
             d.as_secs_f64().ceil().max(1.0) as u64

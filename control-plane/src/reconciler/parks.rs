@@ -143,6 +143,10 @@ pub(super) async fn ask_to_park(
     routes: &RouteTable,
     http: &reqwest::Client,
 ) -> bool {
+    // Serving again, as before, if it refuses.
+    let before = routes
+        .get(slug)
+        .filter(|r| matches!(r, Route::Active { .. }));
     routes.set(slug, Route::Parked);
     let url = format!("{}/admin/park", record.admin_base());
     let answer = http.post(url).bearer_auth(&record.admin_token).send().await;
@@ -154,13 +158,7 @@ pub(super) async fn ask_to_park(
                 Err(e) => e.to_string(),
             };
             tracing::debug!(tenant = %id, %why, "not parked");
-            routes.set(
-                slug,
-                Route::Active {
-                    addr: record.addr,
-                    handoff: record.handoff.clone(),
-                },
-            );
+            routes.set(slug, before.unwrap_or_else(|| Route::active(record, None)));
             return false;
         }
     }

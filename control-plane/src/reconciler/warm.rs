@@ -80,7 +80,8 @@ impl Reconciler {
             tracing::info!(tenant = %id, version = running.applied, took_ms = began.elapsed().as_millis() as u64, "woke parked tenant from its kept config");
             self.parked.remove(&id);
             self.driver.mark_parked(&id, false);
-            self.routes.serve(&slug, &id, &running.record);
+            self.routes
+                .serve(&slug, &id, &running.record, running.limits.as_ref());
             self.running.insert(id, running);
         }
     }

@@ -84,6 +84,19 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// The operator's metrics address, for a control plane started with
+    /// `ROTOR_METRICS_LISTEN`.
+    pub fn metrics_url(&self) -> Result<String> {
+        let process = self.process.as_ref().context("not running")?;
+        let addr = process
+            .output()
+            .lines()
+            .find_map(|l| l.split("rotor-control-plane metrics on ").nth(1))
+            .map(|a| a.trim().to_owned())
+            .context("no metrics listener announced")?;
+        Ok(format!("http://{addr}/metrics"))
+    }
+
     pub fn ws_url(&self, slug: &str) -> String {
         format!(
             "{}/t/{slug}/connection/websocket",
@@ -267,6 +280,22 @@ impl ControlPlane {
         let text = resp.text().await?;
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
+}
+
+/// The value of one sample (`name` with its labels) of the operator's metrics at `url`.
+pub async fn metric_sample(url: &str, sample: &str) -> Result<u64> {
+    let text = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .with_context(|| format!("no {sample} in:\n{text}"))?;
+    Ok(value.trim().parse()?)
 }
 
 /// A namespace clients may subscribe to on their own, with presence.

@@ -1,0 +1,170 @@
+//! Each project's edge budget over a real control plane (#20): a project flooded past its
+//! plan's requests and WebSocket handshakes per second is answered 429 by the edge itself
+//! (`over_request_budget` / `over_connect_budget`, with `Retry-After`), so the excess never
+//! reaches its process, while another project, from the same client address at the same time,
+//! is not touched; once the flood stops the project is served again. The refusals are the
+//! operator's metric `rotor_edge_budget_refused_total{kind}`.
+
+mod cp;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use cp::{metric_sample, open_chat, raw_connect, token, ControlPlane, Project};
+use serde_json::{json, Value};
+
+/// One publish through the edge: status, `Retry-After`, and the body.
+async fn publish(
+    cp: &ControlPlane,
+    project: &Project,
+    n: u32,
+) -> Result<(u16, Option<u64>, Value)> {
+    let resp = cp
+        .http
+        .post(format!("{}/publish", cp.api_url(&project.slug)))
+        .header("X-API-Key", &project.key)
+        .body(json!({"channel": "chat:a", "data": {"n": n}}).to_string())
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let body = serde_json::from_str(&resp.text().await?).unwrap_or(Value::Null);
+    Ok((status, retry, body))
+}
+
+/// A WebSocket handshake through the edge: `Ok(status)` of a refused handshake, or 101.
+async fn handshake(cp: &ControlPlane, project: &Project) -> Result<u16> {
+    use tokio_tungstenite::tungstenite::Error;
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(cp.ws_url(&project.slug)),
+    )
+    .await
+    .context("handshake timed out")?;
+    match attempt {
+        Ok(_) => Ok(101),
+        Err(Error::Http(resp)) => Ok(resp.status().as_u16()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[tokio::test]
+async fn a_project_over_its_edge_budget_is_answered_429_at_the_edge_and_its_neighbour_is_not(
+) -> Result<()> {
+    let cp = ControlPlane::start_with_env(&[("ROTOR_METRICS_LISTEN", "127.0.0.1:0")]).await?;
+    let metrics = cp.metrics_url()?;
+    // Free projects get 5 requests and 2 handshakes a second (bursts of 10 and 4).
+    cp.operator(&[
+        "set-limits",
+        "free",
+        r#"{"edge_requests_per_second": 5, "edge_connects_per_second": 2}"#,
+    ])
+    .await?;
+    let noisy_owner = cp.account("noisy@example.com").await?;
+    let noisy = cp
+        .project(&noisy_owner, "noisy", &[("chat", open_chat())])
+        .await?;
+    let calm_owner = cp.account("calm@example.com").await?;
+    let calm = cp
+        .project(&calm_owner, "calm", &[("chat", open_chat())])
+        .await?;
+
+    // 60 publishes at once: a burst's worth pass, the rest are the edge's 429s.
+    let began = Instant::now();
+    let answers = futures_util::future::join_all((0..60).map(|n| publish(&cp, &noisy, n))).await;
+    let took = began.elapsed();
+    let (mut passed, mut refused) = (0u32, 0u32);
+    for answer in answers {
+        let (status, retry, body) = answer?;
+        match status {
+            200 => {
+                ensure!(body.get("error").is_none(), "{body}");
+                passed += 1;
+            }
+            429 => {
+                ensure!(
+                    body["error"]["code"] == "over_request_budget",
+                    "a refusal not by the edge: {body}"
+                );
+                ensure!(retry.is_some_and(|s| s >= 1), "no Retry-After");
+                refused += 1;
+            }
+            other => anyhow::bail!("unexpected {other}: {body}"),
+        }
+    }
+    // The burst (10) and what the rate earned while the 60 were sent.
+    let earned = 10 + (took.as_secs_f64() * 5.0).ceil() as u32;
+    ensure!(
+        (1..=earned).contains(&passed),
+        "{passed} passed in {took:?} (budget {earned})"
+    );
+    assert_eq!(passed + refused, 60);
+    assert_eq!(
+        metric_sample(
+            &metrics,
+            "rotor_edge_budget_refused_total{kind=\"requests\"}"
+        )
+        .await?,
+        u64::from(refused)
+    );
+
+    // The neighbour, on the same plan and from the same address: every request and handshake
+    // within its own budget is served.
+    for n in 0..8 {
+        let (status, _, body) = publish(&cp, &calm, n).await?;
+        ensure!(
+            status == 200 && body.get("error").is_none(),
+            "calm: {status} {body}"
+        );
+    }
+    let jwt = token(&calm.secret, "u1");
+    for _ in 0..3 {
+        let reply = raw_connect(&cp.ws_url(&calm.slug), &jwt).await?;
+        ensure!(
+            reply.as_ref().is_ok_and(|r| r.get("connect").is_some()),
+            "calm connect: {reply:?}"
+        );
+    }
+
+    // Handshakes: 12 at once to the noisy project, a burst of 4 (and what 2/s earns) upgrade.
+    let began = Instant::now();
+    let statuses = futures_util::future::join_all((0..12).map(|_| handshake(&cp, &noisy))).await;
+    let took = began.elapsed();
+    let upgraded = statuses.iter().filter(|s| matches!(s, Ok(101))).count() as u32;
+    let refused_ws = statuses.iter().filter(|s| matches!(s, Ok(429))).count() as u32;
+    ensure!(
+        upgraded + refused_ws == 12,
+        "handshakes ended otherwise: {statuses:?}"
+    );
+    let earned = 4 + (took.as_secs_f64() * 2.0).ceil() as u32;
+    ensure!(
+        (1..=earned).contains(&upgraded),
+        "{upgraded} upgraded in {took:?} (budget {earned})"
+    );
+    assert_eq!(
+        metric_sample(
+            &metrics,
+            "rotor_edge_budget_refused_total{kind=\"connects\"}"
+        )
+        .await?,
+        u64::from(refused_ws)
+    );
+
+    // Once the flood stops, the budget refills and the noisy project is served again.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let (status, _, body) = publish(&cp, &noisy, 1_000).await?;
+    ensure!(
+        status == 200 && body.get("error").is_none(),
+        "{status} {body}"
+    );
+    let reply = raw_connect(&cp.ws_url(&noisy.slug), &token(&noisy.secret, "u2")).await?;
+    ensure!(
+        reply.as_ref().is_ok_and(|r| r.get("connect").is_some()),
+        "noisy connect after the flood: {reply:?}"
+    );
+    Ok(())
+}
