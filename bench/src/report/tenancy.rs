@@ -88,18 +88,18 @@ pub(super) fn noisy_target(r: Option<&NoisyResult>) -> Target {
             None => Verdict::NotMeasured,
         },
         why: format!(
-            "A's excess is refused inside A's own process (the rate limiter before the engine, \
-             the history budget in the engine, the connection limit with a 503 before the \
-             WebSocket upgrade), and A's process is confined by its plan's kernel limits (CPU \
-             weight 100 against B's 400 where cgroups exist). The edge hands every request it \
-             reads whole to its tenant's process (SCM_RIGHTS), so per request it only reads the \
-             head and sends the socket on; what stays shared is that work (A's 2 000 requests/s \
-             and 500 connection attempts/s pass the same accept loop as B's 1 000/s), the \
-             kernel's loopback stack and, on this box, the cores the load generators run on \
-             too{cpu}. Pinning Rotor and the load generators to different CPUs leaves the first \
-             two: B then shares one core with the edge and A"
+            "A's excess never reaches its process: past its plan's edge budget (free: 200 \
+             requests/s and 100 WebSocket handshakes/s, bursts of two seconds) the edge answers \
+             429 itself before any hand-off, and what passes is refused inside A (the rate \
+             limiter before the engine, the history budget in the engine, the connection limit \
+             with a 503 before the upgrade); A's process is held to its plan's CPU cap (50 % of \
+             a core) and weight (100 against B's 400). What stays shared is the edge's accept, \
+             head read and one small answer for each of A's 2 500 attempts/s, the kernel's \
+             loopback stack and, on this box, the cores the load generators run on too{cpu}. \
+             Pinning Rotor and the load generators to different CPUs leaves the first two: B \
+             then shares one core with the edge and A's capped process"
         ),
-        next: "refuse a tenant's excess at the edge before the hand-off (a per-project request and connection-attempt budget from its plan, answered 429 from the accept loop), cap a saturated tenant's CPU (cpu.max) instead of only weighting it, and measure with the load generator on its own machine",
+        next: "make the edge's refusal cheaper than a request (refuse a project over its budget by address before reading the head, or answer from a per-project reject cache with one write), give the edge a core of its own (SO_REUSEPORT accept workers pinned apart from tenants), and measure with the load generator on its own machine",
     }
 }
 
