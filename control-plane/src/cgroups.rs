@@ -603,10 +603,8 @@ mod tests {
 
     /// A group over plain directories (the files a kernel would offer are written as text).
     fn group_in(version: Version, name: &str) -> (Group, PathBuf) {
-        let root = std::env::temp_dir().join(format!(
-            "rotor-cgroup-test-{name}-{}",
-            std::process::id()
-        ));
+        let root =
+            std::env::temp_dir().join(format!("rotor-cgroup-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
         let dirs = Controller::ALL.iter().map(|c| (*c, root.clone())).collect();

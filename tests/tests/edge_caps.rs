@@ -58,12 +58,7 @@ async fn start(env: &[(&str, &str)], nofile: Option<&str>) -> Result<Edge> {
         .listening_marker("rotor-control-plane listening on")
         .spawn()
         .await?;
-    let metrics = process
-        .output()
-        .lines()
-        .find_map(|l| l.split("rotor-control-plane metrics on ").nth(1))
-        .map(|a| a.trim().to_owned())
-        .context("no metrics listener announced")?;
+    let metrics_url = cp::metrics_url_in(&process.output())?;
     let addr = process.addr();
     let cp = ControlPlane {
         db,
@@ -79,7 +74,7 @@ async fn start(env: &[(&str, &str)], nofile: Option<&str>) -> Result<Edge> {
     Ok(Edge {
         cp,
         addr,
-        metrics_url: format!("http://{metrics}/metrics"),
+        metrics_url,
     })
 }
 

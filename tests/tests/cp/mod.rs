@@ -87,14 +87,7 @@ impl ControlPlane {
     /// The operator's metrics address, for a control plane started with
     /// `ROTOR_METRICS_LISTEN`.
     pub fn metrics_url(&self) -> Result<String> {
-        let process = self.process.as_ref().context("not running")?;
-        let addr = process
-            .output()
-            .lines()
-            .find_map(|l| l.split("rotor-control-plane metrics on ").nth(1))
-            .map(|a| a.trim().to_owned())
-            .context("no metrics listener announced")?;
-        Ok(format!("http://{addr}/metrics"))
+        metrics_url_in(&self.process.as_ref().context("not running")?.output())
     }
 
     pub fn ws_url(&self, slug: &str) -> String {
@@ -280,6 +273,16 @@ impl ControlPlane {
         let text = resp.text().await?;
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
+}
+
+/// The operator's metrics URL a control plane announced in its `output`.
+pub fn metrics_url_in(output: &str) -> Result<String> {
+    let addr = output
+        .lines()
+        .find_map(|l| l.split("rotor-control-plane metrics on ").nth(1))
+        .map(|a| a.trim().to_owned())
+        .context("no metrics listener announced")?;
+    Ok(format!("http://{addr}/metrics"))
 }
 
 /// The value of one sample (`name` with its labels) of the operator's metrics at `url`.
