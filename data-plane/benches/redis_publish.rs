@@ -41,7 +41,7 @@ async fn main() {
         history_size: 100,
         history_ttl: Duration::from_secs(60),
         history_meta_ttl: Duration::from_secs(600),
-        idempotency_key: None,
+        ..Default::default()
     });
     let started = Instant::now();
     let mut tasks = Vec::new();

@@ -1,9 +1,16 @@
 //! The hub: which local connections are subscribed to which channel, and fan-out. Each
 //! publication is encoded at most once per protocol and the same `Bytes` go to every
 //! subscriber's outbox. The index is sharded by channel; no lock is held across an await.
+//!
+//! Subscribers with a tags filter ([`crate::filter`]) share one [`FilterSlot`] per distinct
+//! filter of their channel: a publication is checked once per slot, then every subscriber reads
+//! its slot's verdict. Channels without filtered subscribers skip all of it. A positioned
+//! subscriber's position still advances over the publications its filter keeps from it, so
+//! stream continuity is checked as without a filter.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -13,6 +20,7 @@ use tokio::sync::watch;
 use crate::budgets::{BudgetError, Budgets, Holder};
 use crate::client::{ClientHandle, Control};
 use crate::engine::BrokerEvents;
+use crate::filter::TagsFilter;
 use crate::metrics::Metrics;
 use crate::protocol::{
     encode_reply, ClientInfo, Disconnect, Join, Leave, ProtocolKind, Publication, Push, Reply,
@@ -84,10 +92,21 @@ pub struct SubFlags {
     pub positioned: bool,
 }
 
+/// One distinct tags filter of a channel, shared by its local subscribers that use it.
+#[derive(Debug)]
+struct FilterSlot {
+    filter: TagsFilter,
+    /// The verdict on the publication being fanned out: written once per publication, read by
+    /// each subscriber of the slot, all under the channel's shard lock.
+    matched: AtomicBool,
+}
+
 #[derive(Debug)]
 struct SubEntry {
     client: Arc<ClientHandle>,
     flags: SubFlags,
+    /// The subscriber's tags filter, if it has one.
+    filter: Option<Arc<FilterSlot>>,
     last_offset: u64,
     epoch: String,
     /// Publications that arrived while the subscribe reply was being prepared.
@@ -97,6 +116,8 @@ struct SubEntry {
 #[derive(Debug)]
 struct ChannelSubs {
     subs: HashMap<Arc<str>, SubEntry>,
+    /// Distinct tags filters of the subscribers, by normal-form key, with their user count.
+    filters: HashMap<Box<[u8]>, (Arc<FilterSlot>, usize)>,
     /// Whether the engine delivers this channel's publications to this node yet: the first
     /// local subscriber subscribes in the engine, later ones wait for it here.
     engine: watch::Sender<EngineSubscription>,
@@ -106,6 +127,7 @@ impl Default for ChannelSubs {
     fn default() -> Self {
         Self {
             subs: HashMap::new(),
+            filters: HashMap::new(),
             engine: watch::Sender::new(EngineSubscription::Pending),
         }
     }
@@ -160,13 +182,15 @@ impl Hub {
     }
 
     /// Adds a subscriber in the pending state: publications are held back until
-    /// [`Hub::activate`]. The first local subscriber of a channel that does not exist yet may
-    /// be refused by the channel budget.
+    /// [`Hub::activate`]. With `filter` it receives only publications whose tags pass. The
+    /// first local subscriber of a channel that does not exist yet may be refused by the
+    /// channel budget.
     pub fn add_pending(
         &self,
         channel: &str,
         client: &Arc<ClientHandle>,
         flags: SubFlags,
+        filter: Option<TagsFilter>,
     ) -> Result<Joined, BudgetError> {
         let mut shard = self.shard(channel).lock();
         let first = !shard.contains_key(channel);
@@ -182,16 +206,31 @@ impl Hub {
                 _ => Joined::Wait(subs.engine.subscribe()),
             }
         };
-        subs.subs.insert(
+        let filter = filter.map(|filter| {
+            let (slot, users) = subs.filters.entry(filter.key().into()).or_insert_with(|| {
+                let slot = FilterSlot {
+                    filter,
+                    matched: AtomicBool::new(false),
+                };
+                (Arc::new(slot), 0)
+            });
+            *users += 1;
+            slot.clone()
+        });
+        let replaced = subs.subs.insert(
             client.id.clone(),
             SubEntry {
                 client: client.clone(),
                 flags,
+                filter,
                 last_offset: 0,
                 epoch: String::new(),
                 pending: Some(Vec::new()),
             },
         );
+        if let Some(old) = replaced {
+            release_filter(subs, &old);
+        }
         Ok(joined)
     }
 
@@ -238,7 +277,11 @@ impl Hub {
         let pending = entry.pending.take().unwrap_or_default();
         let mut delivered = 0;
         for msg in pending {
-            delivered += u64::from(deliver(entry, &msg, &self.metrics));
+            let pass = entry
+                .filter
+                .as_ref()
+                .is_none_or(|slot| slot.filter.matches(&msg.publication.tags));
+            delivered += u64::from(deliver(entry, &msg, pass, &self.metrics));
         }
         self.metrics
             .namespaces
@@ -252,9 +295,10 @@ impl Hub {
         let Some(subs) = shard.get_mut(channel) else {
             return false;
         };
-        if subs.subs.remove(client_id).is_none() {
+        let Some(entry) = subs.subs.remove(client_id) else {
             return false;
-        }
+        };
+        release_filter(subs, &entry);
         if subs.subs.is_empty() {
             shard.remove(channel);
             self.budgets.release_channel(channel, Holder::Subscribers);
@@ -340,9 +384,22 @@ impl Hub {
     }
 }
 
+/// Forgets a removed subscriber's use of its filter slot (the slot goes with its last user).
+fn release_filter(subs: &mut ChannelSubs, entry: &SubEntry) {
+    let Some(slot) = &entry.filter else { return };
+    let key = slot.filter.key();
+    if let Some((_, users)) = subs.filters.get_mut(key) {
+        *users -= 1;
+        if *users == 0 {
+            subs.filters.remove(key);
+        }
+    }
+}
+
 /// Delivers one publication to one active subscriber, enforcing stream continuity for
-/// positioned subscriptions. Returns whether it was queued.
-fn deliver(entry: &mut SubEntry, msg: &Arc<PubMsg>, metrics: &Metrics) -> bool {
+/// positioned subscriptions; `pass` is false when the subscriber's tags filter keeps the
+/// publication from it (its position still advances). Returns whether it was queued.
+fn deliver(entry: &mut SubEntry, msg: &Arc<PubMsg>, pass: bool, metrics: &Metrics) -> bool {
     let offset = msg.offset();
     if entry.flags.positioned && offset > 0 {
         if !entry.epoch.is_empty() && entry.epoch != msg.epoch {
@@ -373,6 +430,10 @@ fn deliver(entry: &mut SubEntry, msg: &Arc<PubMsg>, metrics: &Metrics) -> bool {
     } else if offset > 0 && offset <= entry.last_offset && entry.epoch == msg.epoch {
         return false; // part of what the subscribe reply already carried
     }
+    if !pass {
+        metrics.tags_filter_dropped.inc();
+        return false;
+    }
     match msg.frame(entry.client.protocol) {
         Some(frame) => {
             let queued = entry.client.outbox.push_frame(frame);
@@ -397,11 +458,23 @@ impl BrokerEvents for Hub {
         let Some(subs) = shard.get_mut(channel) else {
             return;
         };
+        // Each distinct filter is checked once; its subscribers read the verdict below.
+        for (slot, _) in subs.filters.values() {
+            let matched = slot.filter.matches(&msg.publication.tags);
+            slot.matched.store(matched, Ordering::Relaxed);
+            self.metrics.tags_filter_evaluations.inc();
+        }
         let mut delivered = 0;
         for entry in subs.subs.values_mut() {
             match &mut entry.pending {
                 Some(pending) => pending.push(msg.clone()),
-                None => delivered += u64::from(deliver(entry, &msg, &self.metrics)),
+                None => {
+                    let pass = entry
+                        .filter
+                        .as_ref()
+                        .is_none_or(|slot| slot.matched.load(Ordering::Relaxed));
+                    delivered += u64::from(deliver(entry, &msg, pass, &self.metrics));
+                }
             }
         }
         self.metrics
@@ -467,10 +540,10 @@ mod tests {
         let hub = Hub::new(Arc::new(Metrics::default()), Arc::default());
         let flags = SubFlags::default();
         assert!(matches!(
-            hub.add_pending("c", &client("a"), flags).unwrap(),
+            hub.add_pending("c", &client("a"), flags, None).unwrap(),
             Joined::First
         ));
-        let Joined::Wait(mut b) = hub.add_pending("c", &client("b"), flags).unwrap() else {
+        let Joined::Wait(mut b) = hub.add_pending("c", &client("b"), flags, None).unwrap() else {
             panic!("the second subscriber waits while the engine subscribes");
         };
         assert_eq!(*b.borrow(), EngineSubscription::Pending);
@@ -481,7 +554,7 @@ mod tests {
             .unwrap();
         assert_eq!(state, EngineSubscription::Active);
         assert!(matches!(
-            hub.add_pending("c", &client("c"), flags).unwrap(),
+            hub.add_pending("c", &client("c"), flags, None).unwrap(),
             Joined::Active
         ));
     }
@@ -498,17 +571,17 @@ mod tests {
         );
         let hub = Hub::new(Arc::new(Metrics::default()), budgets.clone());
         let flags = SubFlags::default();
-        hub.add_pending("c", &client("a"), flags).unwrap();
-        hub.add_pending("c", &client("b"), flags).unwrap();
+        hub.add_pending("c", &client("a"), flags, None).unwrap();
+        hub.add_pending("c", &client("b"), flags, None).unwrap();
         assert!(matches!(
-            hub.add_pending("d", &client("a"), flags),
+            hub.add_pending("d", &client("a"), flags, None),
             Err(BudgetError::Channels)
         ));
         assert!(!hub.remove("c", "a"));
         assert_eq!(budgets.channels(), 1);
         assert!(hub.remove("c", "b"));
         assert_eq!(budgets.channels(), 0);
-        hub.add_pending("d", &client("a"), flags).unwrap();
+        hub.add_pending("d", &client("a"), flags, None).unwrap();
     }
 
     #[tokio::test]
@@ -516,10 +589,10 @@ mod tests {
         let hub = Hub::new(Arc::new(Metrics::default()), Arc::default());
         let flags = SubFlags::default();
         assert!(matches!(
-            hub.add_pending("c", &client("a"), flags).unwrap(),
+            hub.add_pending("c", &client("a"), flags, None).unwrap(),
             Joined::First
         ));
-        let Joined::Wait(mut b) = hub.add_pending("c", &client("b"), flags).unwrap() else {
+        let Joined::Wait(mut b) = hub.add_pending("c", &client("b"), flags, None).unwrap() else {
             panic!("waits");
         };
         hub.engine_subscribed("c", false);
@@ -532,7 +605,7 @@ mod tests {
         hub.remove("c", "a");
         hub.remove("c", "b");
         assert!(matches!(
-            hub.add_pending("c", &client("d"), flags).unwrap(),
+            hub.add_pending("c", &client("d"), flags, None).unwrap(),
             Joined::First
         ));
     }
@@ -546,7 +619,7 @@ mod tests {
             positioned: false,
         };
         for id in ["a", "b"] {
-            let _ = hub.add_pending("chat:r", &client(id), flags).unwrap();
+            let _ = hub.add_pending("chat:r", &client(id), flags, None).unwrap();
             assert!(hub.activate("chat:r", id, None, None));
         }
         let info = ClientInfo {
@@ -558,5 +631,97 @@ mod tests {
         hub.leave("chat:r", info);
         assert_eq!(metrics.messages_delivered.get(), 4);
         assert_eq!(metrics.namespaces.snapshot()["chat"].delivered, 4);
+    }
+
+    fn frames(c: &ClientHandle) -> (Vec<String>, usize) {
+        let (items, _) = c.outbox.drain();
+        let mut out = Vec::new();
+        let mut controls = 0;
+        for item in items {
+            match item {
+                crate::client::OutItem::Frame(f) => out.push(String::from_utf8_lossy(&f).into()),
+                crate::client::OutItem::Control(_) => controls += 1,
+            }
+        }
+        (out, controls)
+    }
+
+    #[test]
+    fn each_distinct_filter_is_checked_once_and_positions_advance_past_filtered_publications() {
+        use crate::protocol::FilterNode;
+        let metrics = Arc::new(Metrics::default());
+        let hub = Hub::new(metrics.clone(), Arc::default());
+        let eq = |v: &str| FilterNode {
+            key: "t".into(),
+            cmp: "eq".into(),
+            val: v.into(),
+            ..Default::default()
+        };
+        // Three subscribers share the `t == a` filter (one written as an `or` of itself), one
+        // filters `t == b`, one has no filter.
+        let or_a = FilterNode {
+            op: "or".into(),
+            nodes: vec![eq("a"), eq("a")],
+            ..Default::default()
+        };
+        let filters = [Some(eq("a")), Some(eq("a")), Some(eq("b")), None];
+        let positioned = SubFlags {
+            push_join_leave: false,
+            positioned: true,
+        };
+        let clients: Vec<_> = ["a1", "a2", "b", "all"]
+            .iter()
+            .map(|id| client(id))
+            .collect();
+        for (c, f) in clients.iter().zip(filters) {
+            let f = f.map(|f| TagsFilter::compile(&f).unwrap());
+            hub.add_pending("c", c, positioned, f).unwrap();
+        }
+        let or = client("a3");
+        let or_filter = TagsFilter::compile(&or_a).unwrap();
+        hub.add_pending("c", &or, positioned, Some(or_filter))
+            .unwrap();
+        let top = StreamPosition {
+            offset: 0,
+            epoch: "e".into(),
+        };
+        for c in clients.iter().chain([&or]) {
+            assert!(hub.activate("c", &c.id, Some(&top), None));
+        }
+        for (offset, tag) in [(1, "a"), (2, "b"), (3, "a")] {
+            let publication = Publication {
+                data: bytes::Bytes::from(format!("{offset}")),
+                offset,
+                tags: [("t".to_owned(), tag.to_owned())].into(),
+                ..Default::default()
+            };
+            hub.publication("c", PubMsg::new("c", publication, "e".into()));
+        }
+        // Two distinct filters, three publications.
+        assert_eq!(metrics.tags_filter_evaluations.get(), 6);
+        let offsets = |c: &ClientHandle| {
+            let (frames, controls) = frames(c);
+            assert_eq!(controls, 0, "no gap is reported for filtered publications");
+            frames
+                .iter()
+                .map(|f| {
+                    serde_json::from_str::<serde_json::Value>(f).unwrap()["push"]["pub"]["offset"]
+                        .as_u64()
+                        .unwrap()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(offsets(&clients[0]), vec![1, 3]);
+        assert_eq!(offsets(&clients[1]), vec![1, 3]);
+        assert_eq!(offsets(&or), vec![1, 3]);
+        assert_eq!(offsets(&clients[2]), vec![2]);
+        assert_eq!(offsets(&clients[3]), vec![1, 2, 3]);
+        assert_eq!(metrics.tags_filter_dropped.get(), 5);
+        // The last user of a filter takes its slot along.
+        for id in ["a1", "a2", "a3"] {
+            hub.remove("c", id);
+        }
+        let shard = hub.shard("c").lock();
+        assert_eq!(shard["c"].filters.len(), 1);
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod egress;
 pub mod engine;
 pub mod files;
+pub mod filter;
 pub mod handoff;
 pub mod hub;
 pub mod limits;

@@ -194,6 +194,10 @@ pub struct Metrics {
     pub client_errors: LabeledCounter,
     pub disconnects: LabeledCounter,
     pub malformed_frames: Counter,
+    /// Tags filter evaluations: one per distinct filter of a channel per publication.
+    pub tags_filter_evaluations: Counter,
+    /// Publications a subscriber's tags filter kept from it.
+    pub tags_filter_dropped: Counter,
     pub namespaces: NamespaceCounters,
 }
 
@@ -252,6 +256,16 @@ impl Metrics {
                 "malformed_frames_total",
                 "Frames that could not be decoded.",
                 &self.malformed_frames,
+            ),
+            (
+                "tags_filter_evaluations_total",
+                "Tags filter evaluations (one per distinct filter of a channel per publication).",
+                &self.tags_filter_evaluations,
+            ),
+            (
+                "tags_filter_dropped_total",
+                "Publications a subscriber's tags filter kept from it.",
+                &self.tags_filter_dropped,
             ),
         ] {
             let _ = writeln!(

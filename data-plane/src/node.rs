@@ -303,8 +303,7 @@ impl Node {
         rules: &ChannelRules,
         channel: &str,
         publication: Publication,
-        idempotency_key: Option<String>,
-        skip_history: bool,
+        extras: PublishExtras,
     ) -> Result<StreamPosition, PublishError> {
         let limits = &config.tenant.rotor;
         if limits.max_publication_size > 0
@@ -315,7 +314,7 @@ impl Node {
         if !self.publish_limiter.try_acquire(limits.publish_rate_limit) {
             return Err(PublishError::RateLimited);
         }
-        let opts = publish_options(config, rules, idempotency_key, skip_history);
+        let opts = publish_options(config, rules, extras);
         let from_client = publication.info.is_some();
         let pos = self.broker.publish(channel, publication, &opts).await?;
         self.metrics.messages_published.inc();
@@ -353,14 +352,32 @@ impl PublishError {
     }
 }
 
+/// What a publisher (the server API, the publish proxy) may add to a publication.
+#[derive(Debug, Clone, Default)]
+pub struct PublishExtras {
+    /// Repeated publishes with this key (within 5 minutes) return the first result.
+    pub idempotency_key: Option<String>,
+    /// Keep this publication out of history.
+    pub skip_history: bool,
+    /// See [`PublishOptions::version`] (applies with history only, as in Centrifugo).
+    pub version: u64,
+    /// See [`PublishOptions::version_epoch`].
+    pub version_epoch: String,
+}
+
 /// History settings of a channel for one publish.
 pub fn publish_options(
     config: &RuntimeConfig,
     rules: &ChannelRules,
-    idempotency_key: Option<String>,
-    skip_history: bool,
+    extras: PublishExtras,
 ) -> PublishOptions {
     let o = &rules.options;
+    let PublishExtras {
+        idempotency_key,
+        skip_history,
+        version,
+        version_epoch,
+    } = extras;
     if skip_history || !o.history_enabled() {
         return PublishOptions {
             idempotency_key,
@@ -372,6 +389,8 @@ pub fn publish_options(
         history_ttl: o.history_ttl.get(),
         history_meta_ttl: meta_ttl(config, rules),
         idempotency_key,
+        version,
+        version_epoch,
     }
 }
 

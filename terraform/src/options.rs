@@ -68,6 +68,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         "publication_data_format",
         Kind::Choice(&["", "json", "json_object", "binary"]),
     ),
+    spec("allow_tags_filter", Kind::Flag),
     spec("subscribe_proxy_enabled", Kind::Flag),
     spec("subscribe_proxy_name", Kind::Text("default")),
     spec("publish_proxy_enabled", Kind::Flag),

@@ -516,3 +516,46 @@ async fn centrifuge_js_json_cache_recovery() -> Result<()> {
 async fn centrifuge_js_protobuf_cache_recovery() -> Result<()> {
     cache_recovery("protobuf").await
 }
+
+/// Publication tags filters: only matching publications reach a filtered subscriber, live and
+/// in recovery; an unfiltered one gets them all; a namespace without `allow_tags_filter`
+/// refuses a filter with 107.
+async fn tags_filter(format: &str, deployment: Deployment) -> Result<()> {
+    let out = run_on(deployment, ClientScript::node("js_tags.mjs"), format).await?;
+    expect(&out, "refused", json!({"code": 107}));
+    expect(
+        &out,
+        "unfiltered_pubs",
+        json!([{"n": 1, "offset": 1}, {"n": 2, "offset": 2}, {"n": 3, "offset": 3},
+               {"n": 4, "offset": 4}]),
+    );
+    expect(
+        &out,
+        "filtered_pubs",
+        json!([{"n": 1, "offset": 1}, {"n": 4, "offset": 4}]),
+    );
+    expect(&out, "filtered_count", json!(2));
+    expect(&out, "filtered_still_subscribed", json!("subscribed"));
+    expect(
+        &out,
+        "recovery",
+        json!({"wasRecovering": true, "recovered": true}),
+    );
+    expect(
+        &out,
+        "recovered_pubs",
+        json!([{"n": 2, "offset": 2}, {"n": 5, "offset": 5}, {"n": 7, "offset": 7}]),
+    );
+    expect(&out, "recovered_count", json!(3));
+    Ok(())
+}
+
+#[tokio::test]
+async fn centrifuge_js_json_tags_filter() -> Result<()> {
+    tags_filter("json", Deployment::Memory).await
+}
+
+#[tokio::test]
+async fn centrifuge_js_protobuf_tags_filter_over_redis() -> Result<()> {
+    tags_filter("protobuf", Deployment::RedisPair).await
+}

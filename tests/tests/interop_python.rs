@@ -342,3 +342,58 @@ async fn centrifuge_python_json_cache_recovery() -> Result<()> {
 async fn centrifuge_python_protobuf_cache_recovery_over_redis() -> Result<()> {
     cache_recovery("protobuf", Deployment::RedisPair).await
 }
+
+/// Publication tags filters with centrifuge-python: only matching publications, live and in
+/// recovery (from a `get_state` position); refused with 107 where the namespace does not allow it.
+async fn tags_filter(format: &str, deployment: Deployment) -> Result<()> {
+    let out = run_on(deployment, ClientScript::python("py_tags.py"), format).await?;
+    expect(&out, "format", json!(format));
+    expect(&out, "refused", json!({"code": 107}));
+    expect(
+        &out,
+        "pubs",
+        json!([{"n": 1, "offset": 1}, {"n": 4, "offset": 4}]),
+    );
+    expect(
+        &out,
+        "recovery",
+        json!({"was_recovering": true, "recovered": true}),
+    );
+    expect(
+        &out,
+        "recovered_pubs",
+        json!([{"n": 2, "offset": 2}, {"n": 4, "offset": 4}]),
+    );
+    expect(&out, "pub_count", json!(2));
+    Ok(())
+}
+
+#[tokio::test]
+async fn centrifuge_python_json_tags_filter() -> Result<()> {
+    tags_filter("json", Deployment::Memory).await
+}
+
+#[tokio::test]
+async fn centrifuge_python_protobuf_tags_filter_over_redis() -> Result<()> {
+    tags_filter("protobuf", Deployment::RedisPair).await
+}
+
+/// Versioned publishes through cent (extra `version`/`version_epoch` fields): older versions
+/// are dropped and answered with the current top; a new epoch starts afresh.
+async fn cent_versions(deployment: Deployment) -> Result<()> {
+    let out = run_on(deployment, ClientScript::python("cent_versions.py"), "json").await?;
+    expect(&out, "offsets", json!([1, 1, 1, 2, 3]));
+    expect(&out, "received", json!([1, 4, 5]));
+    expect(&out, "history", json!([1, 4, 5]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn cent_versioned_publishes() -> Result<()> {
+    cent_versions(Deployment::Memory).await
+}
+
+#[tokio::test]
+async fn cent_versioned_publishes_over_redis_across_two_processes() -> Result<()> {
+    cent_versions(Deployment::RedisPair).await
+}

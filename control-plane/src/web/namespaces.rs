@@ -74,6 +74,7 @@ const GROUPS: &[(&str, &str, bool, &[&str])] = &[
             "allow_presence_for_anonymous",
             "allow_history_for_client",
             "allow_history_for_anonymous",
+            "allow_tags_filter",
         ],
     ),
     (

@@ -35,6 +35,7 @@ pub fn label_of(name: &str) -> String {
         "allow_user_limited_channels" => "Allow channels limited to listed users (name#alice,bob)",
         "channel_regex" => "Channel names must match (regular expression)",
         "publication_data_format" => "Publication format",
+        "allow_tags_filter" => "Subscribers may filter publications by tags",
         "subscribe_proxy_enabled" => "Ask your backend before each subscription",
         "subscribe_proxy_name" => "Subscribe proxy to use",
         "publish_proxy_enabled" => "Ask your backend before each client publication",

@@ -11,7 +11,7 @@ use super::requests::{self, payload};
 use super::{error_json, ApiError};
 use crate::cluster::ClusterControl;
 use crate::engine::HistoryFilter;
-use crate::node::{meta_ttl, Node};
+use crate::node::{meta_ttl, Node, PublishExtras};
 use crate::protocol::{ClientError, Publication};
 use rotor_tenant_config::ApiKeyScope;
 
@@ -90,16 +90,15 @@ async fn publish_one(
         tags: fields.tags.clone(),
         ..Default::default()
     };
-    let key = (!fields.idempotency_key.is_empty()).then(|| fields.idempotency_key.to_owned());
+    let extras = PublishExtras {
+        idempotency_key: (!fields.idempotency_key.is_empty())
+            .then(|| fields.idempotency_key.to_owned()),
+        skip_history: fields.skip_history,
+        version: fields.version,
+        version_epoch: fields.version_epoch.to_owned(),
+    };
     let pos = node
-        .publish(
-            &config,
-            &rules,
-            channel,
-            publication,
-            key,
-            fields.skip_history,
-        )
+        .publish(&config, &rules, channel, publication, extras)
         .await
         .map_err(|e| e.to_client_error())?;
     let mut out = Map::new();

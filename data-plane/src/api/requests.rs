@@ -33,6 +33,8 @@ pub(crate) struct PublishFields<'a> {
     pub skip_history: bool,
     pub tags: &'a HashMap<String, String>,
     pub idempotency_key: &'a str,
+    pub version: u64,
+    pub version_epoch: &'a str,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -44,6 +46,9 @@ pub(crate) struct Publish {
     pub skip_history: bool,
     pub tags: HashMap<String, String>,
     pub idempotency_key: String,
+    /// Versioned publish: older versions are dropped (with history).
+    pub version: u64,
+    pub version_epoch: String,
 }
 
 impl Publish {
@@ -54,6 +59,8 @@ impl Publish {
             skip_history: self.skip_history,
             tags: &self.tags,
             idempotency_key: &self.idempotency_key,
+            version: self.version,
+            version_epoch: &self.version_epoch,
         }
     }
 }
@@ -67,6 +74,9 @@ pub(crate) struct Broadcast {
     pub skip_history: bool,
     pub tags: HashMap<String, String>,
     pub idempotency_key: String,
+    /// Versioned publish: older versions are dropped (with history).
+    pub version: u64,
+    pub version_epoch: String,
 }
 
 impl Broadcast {
@@ -77,6 +87,8 @@ impl Broadcast {
             skip_history: self.skip_history,
             tags: &self.tags,
             idempotency_key: &self.idempotency_key,
+            version: self.version,
+            version_epoch: &self.version_epoch,
         }
     }
 }

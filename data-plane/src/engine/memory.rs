@@ -38,6 +38,10 @@ struct Stream {
     bytes: u64,
     data_expires: Instant,
     meta_expires: Instant,
+    /// The last accepted publication version and its epoch (see [`PublishOptions::version`]);
+    /// reset with the stream when its meta expires.
+    version: u64,
+    version_epoch: String,
 }
 
 impl Stream {
@@ -49,6 +53,8 @@ impl Stream {
             bytes: 0,
             data_expires: now,
             meta_expires: now + meta_ttl,
+            version: 0,
+            version_epoch: String::new(),
         }
     }
 
@@ -217,6 +223,10 @@ impl MemoryBroker {
         if stream.expire(now, &self.budgets) {
             *stream = Stream::new(now, meta_ttl);
         }
+        if opts.is_stale(stream.version, &stream.version_epoch) {
+            // An older version: dropped, and the publisher learns the current top.
+            return Ok(stream.position());
+        }
         let cap = self.budgets.channel_history_cap();
         let (trim, freed) = stream.trim_plan(size, opts.history_size as usize, cap);
         if let Err(e) = self.budgets.reserve_history(size, freed) {
@@ -225,6 +235,10 @@ impl MemoryBroker {
                 self.budgets.release_channel(channel, Holder::Stream);
             }
             return Err(e);
+        }
+        if opts.version > 0 {
+            stream.version = opts.version;
+            stream.version_epoch.clone_from(&opts.version_epoch);
         }
         stream.pubs.drain(..trim);
         stream.bytes = stream.bytes + size - freed;
@@ -434,8 +448,34 @@ mod tests {
             history_size: size,
             history_ttl: Duration::from_secs(ttl),
             history_meta_ttl: Duration::from_secs(3600),
-            idempotency_key: None,
+            ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn an_older_version_is_dropped_until_the_version_epoch_changes() {
+        let events = Arc::new(Collect::default());
+        let broker = MemoryBroker::new(events.clone(), Arc::default());
+        let versioned = |version: u64, epoch: &str| PublishOptions {
+            version,
+            version_epoch: epoch.into(),
+            ..opts(10, 60)
+        };
+        let publish = |o: PublishOptions| {
+            let broker = &broker;
+            async move { broker.publish("c", publication(1), &o).await.unwrap() }
+        };
+        assert_eq!(publish(versioned(5, "a")).await.offset, 1);
+        // Same or lower version, same or no epoch: dropped, answered with the top.
+        assert_eq!(publish(versioned(5, "a")).await.offset, 1);
+        assert_eq!(publish(versioned(4, "")).await.offset, 1);
+        assert_eq!(publish(versioned(6, "a")).await.offset, 2);
+        // Another epoch counts afresh; unversioned publishes always pass.
+        assert_eq!(publish(versioned(1, "b")).await.offset, 3);
+        assert_eq!(publish(opts(10, 60)).await.offset, 4);
+        assert_eq!(publish(versioned(1, "b")).await.offset, 4);
+        let delivered: Vec<u64> = events.0.lock().iter().map(|e| e.1).collect();
+        assert_eq!(delivered, vec![1, 2, 3, 4]);
     }
 
     fn publication(n: u8) -> Publication {

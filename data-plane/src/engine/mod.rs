@@ -56,12 +56,28 @@ pub struct PublishOptions {
     pub history_meta_ttl: Duration,
     /// Repeated publishes with the same key (within 5 minutes) return the first result.
     pub idempotency_key: Option<String>,
+    /// The publication's version (0 = unversioned). With history, a publication whose version
+    /// is not above the channel's last accepted one (in the same `version_epoch`, or any
+    /// epoch when this one is empty) is dropped: not stored, not delivered, and the publish
+    /// answers the current stream top. Only versioned publishes move the channel's version,
+    /// which lives as long as the stream's meta (`history_meta_ttl`).
+    pub version: u64,
+    /// Scope of `version`: a different epoch starts counting afresh.
+    pub version_epoch: String,
 }
 
 impl PublishOptions {
     /// Whether this publish goes into history.
     pub fn uses_history(&self) -> bool {
         self.history_size > 0 && !self.history_ttl.is_zero()
+    }
+
+    /// Whether a publication of `version` is stale next to the channel's last accepted
+    /// `(last, last_epoch)` and must be dropped (Centrifugo's rule, both engines).
+    pub fn is_stale(&self, last: u64, last_epoch: &str) -> bool {
+        self.version > 0
+            && (self.version_epoch.is_empty() || self.version_epoch == last_epoch)
+            && self.version <= last
     }
 }
 

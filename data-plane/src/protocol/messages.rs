@@ -473,12 +473,41 @@ message! {
         #[prost(string, tag = "12")]
         #[serde(skip_serializing_if = "String::is_empty")]
         pub delta: String,
+        /// Publication tags filter (see [`crate::filter`]).
+        #[prost(message, optional, tag = "13")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub tf: Option<FilterNode>,
         #[prost(int64, tag = "14")]
         #[serde(skip_serializing_if = "is_zero_i64")]
         pub flag: i64,
         #[prost(int32, tag = "15")]
         #[serde(skip_serializing_if = "is_zero_i32")]
         pub r#type: i32,
+    }
+}
+
+message! {
+    /// A node of a publication tags filter: a leaf (`op` empty) compares the tag `key` with
+    /// `cmp` against `val` or `vals`; `and`, `or` and `not` combine `nodes`.
+    pub struct FilterNode {
+        #[prost(string, tag = "1")]
+        #[serde(skip_serializing_if = "String::is_empty")]
+        pub op: String,
+        #[prost(string, tag = "2")]
+        #[serde(skip_serializing_if = "String::is_empty")]
+        pub key: String,
+        #[prost(string, tag = "3")]
+        #[serde(skip_serializing_if = "String::is_empty")]
+        pub cmp: String,
+        #[prost(string, tag = "4")]
+        #[serde(skip_serializing_if = "String::is_empty")]
+        pub val: String,
+        #[prost(string, repeated, tag = "5")]
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub vals: Vec<String>,
+        #[prost(message, repeated, tag = "6")]
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub nodes: Vec<FilterNode>,
     }
 }
 

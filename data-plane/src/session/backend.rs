@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::subscribe::SubscribeSpec;
 use super::{unix_now, CommandError, Session};
+use crate::node::PublishExtras;
 use crate::protocol::{ClientError, ConnectRequest, Disconnect};
 use crate::proxy::types::{self, decode_payload, Base, Payload, UserRequest};
 use crate::proxy::{Endpoint, ProxyError};
@@ -48,8 +49,8 @@ pub(super) struct ProxiedConnect {
 pub(super) struct ProxiedPublish {
     pub data: Bytes,
     pub tags: HashMap<String, String>,
-    pub idempotency_key: Option<String>,
-    pub skip_history: bool,
+    /// Idempotency key, history skip and version from the backend.
+    pub extras: PublishExtras,
 }
 
 fn malformed(e: ProxyError) -> CommandError {
@@ -200,8 +201,7 @@ impl Session {
         let mut out = ProxiedPublish {
             data,
             tags: HashMap::new(),
-            idempotency_key: None,
-            skip_history: false,
+            extras: PublishExtras::default(),
         };
         if let Some(r) = answer {
             // JSON `data` wins over `b64data` here, as in Centrifugo.
@@ -213,8 +213,12 @@ impl Session {
                 out.data = data;
             }
             out.tags = r.tags;
-            out.idempotency_key = (!r.idempotency_key.is_empty()).then_some(r.idempotency_key);
-            out.skip_history = r.skip_history;
+            out.extras = PublishExtras {
+                idempotency_key: (!r.idempotency_key.is_empty()).then_some(r.idempotency_key),
+                skip_history: r.skip_history,
+                version: r.version,
+                version_epoch: r.version_epoch,
+            };
         }
         Ok(out)
     }

@@ -56,9 +56,9 @@ impl Session {
         if proxied.is_none() && !may_publish(o, caller, subscribed.is_some()) {
             return Err(ClientError::PERMISSION_DENIED.into());
         }
-        let (data, tags, idempotency_key, skip_history) = match proxied {
-            Some(p) => (p.data, p.tags, p.idempotency_key, p.skip_history),
-            None => (req.data, Default::default(), None, false),
+        let (data, tags, extras) = match proxied {
+            Some(p) => (p.data, p.tags, p.extras),
+            None => (req.data, Default::default(), Default::default()),
         };
         let publication = Publication {
             data,
@@ -72,14 +72,7 @@ impl Session {
             ..Default::default()
         };
         self.node
-            .publish(
-                &config,
-                &rules,
-                &req.channel,
-                publication,
-                idempotency_key,
-                skip_history,
-            )
+            .publish(&config, &rules, &req.channel, publication, extras)
             .await?;
         self.send_reply(Reply {
             id,

@@ -7,6 +7,7 @@ mod commands;
 mod connect;
 mod control;
 mod permissions;
+mod recovery;
 mod subscribe;
 
 use std::sync::Arc;

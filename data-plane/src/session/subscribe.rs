@@ -1,6 +1,8 @@
 //! `subscribe`, `unsubscribe` and `sub_refresh`, plus the subscription life cycle shared with
 //! server-side subscriptions: validate and authorise, hold publications back while history is
-//! read for recovery, answer, then release what the answer did not already carry.
+//! read for recovery ([`super::recovery`]), answer, then release what the answer did not
+//! already carry. A client subscription may carry a tags filter (`tf`), checked here and
+//! applied by the hub and recovery.
 
 use bytes::Bytes;
 
@@ -8,7 +10,8 @@ use super::permissions::{may_read_history, may_read_presence, may_subscribe, Cal
 use super::{unix_now, CommandError, CommandResult, Session, SubState};
 use crate::auth::jwt::TokenError;
 use crate::config::RuntimeConfig;
-use crate::engine::{EngineError, HistoryFilter};
+use crate::engine::HistoryFilter;
+use crate::filter::TagsFilter;
 use crate::hub::{EngineSubscription, Joined, SubFlags};
 use crate::node::meta_ttl;
 use crate::protocol::{
@@ -17,7 +20,7 @@ use crate::protocol::{
     UnsubscribeResult,
 };
 use crate::proxy::types::Override;
-use rotor_tenant_config::ChannelProxyKind;
+use rotor_tenant_config::{ChannelOptions, ChannelProxyKind};
 
 /// Who asked for a subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +81,30 @@ pub(crate) struct Prepared {
     hub_position: Option<StreamPosition>,
     state: SubState,
     info: ClientInfo,
+}
+
+/// The subscriber's tags filter (`tf`), checked and compiled: only client subscriptions may
+/// filter (as in Centrifugo), and only where the namespace allows it (else error 107).
+fn tags_filter(
+    spec: &SubscribeSpec,
+    o: &ChannelOptions,
+) -> Result<Option<TagsFilter>, ClientError> {
+    let Some(tf) = spec
+        .request
+        .tf
+        .as_ref()
+        .filter(|_| spec.kind == SubscribeKind::Client)
+    else {
+        return Ok(None);
+    };
+    if !o.allow_tags_filter {
+        return Err(
+            ClientError::BAD_REQUEST.with_message("tags filter is not allowed in this channel")
+        );
+    }
+    TagsFilter::compile(tf)
+        .map(Some)
+        .map_err(|e| ClientError::BAD_REQUEST.with_message(format!("invalid tags filter: {e}")))
 }
 
 /// `flag` bit asking for error 112 instead of an unrecovered subscription.
@@ -186,6 +213,7 @@ impl Session {
                 || (req.positioned && (o.allow_positioning || history_access)));
         let push_join_leave = o.force_push_join_leave
             || (req.join_leave && o.join_leave && may_read_presence(&o, caller, true));
+        let tags_filter = tags_filter(&spec, &o)?;
 
         // A channel that does not exist yet must fit the channel budget.
         let joined = self.node.hub.add_pending(
@@ -195,6 +223,7 @@ impl Session {
                 push_join_leave,
                 positioned,
             },
+            tags_filter.clone(),
         )?;
         match joined {
             Joined::First => {
@@ -245,16 +274,12 @@ impl Session {
         let auto_recover = recoverable && cache_mode && (auto_by_namespace || spec.cache_recover);
         if positioned {
             let meta = meta_ttl(config, &rules);
+            let limit = client_cfg.recovery_max_publication_limit;
+            let filter = tags_filter.as_ref();
             let outcome = if auto_recover || (recoverable && req.recover && cache_mode) {
-                self.recover_cache(&channel, req, meta).await
+                self.recover_cache(&channel, req, meta, limit, filter).await
             } else if recoverable && req.recover {
-                self.recover(
-                    &channel,
-                    req,
-                    client_cfg.recovery_max_publication_limit,
-                    meta,
-                )
-                .await
+                self.recover(&channel, req, limit, meta, filter).await
             } else {
                 self.node
                     .broker
@@ -406,83 +431,6 @@ impl Session {
         } else {
             Err(ClientError::PERMISSION_DENIED.into())
         }
-    }
-
-    /// Reads what the client missed (spec §7.2). Returns the publications, the stream top and
-    /// whether recovery succeeded.
-    async fn recover(
-        &self,
-        channel: &str,
-        req: &SubscribeRequest,
-        limit: u32,
-        meta: std::time::Duration,
-    ) -> Result<(Vec<crate::protocol::Publication>, StreamPosition, bool), EngineError> {
-        let since = StreamPosition {
-            offset: req.offset,
-            epoch: req.epoch.clone(),
-        };
-        let filter = HistoryFilter {
-            since: Some(since),
-            limit: limit as i32,
-            reverse: false,
-            meta_ttl: meta,
-        };
-        match self.node.broker.history(channel, filter).await {
-            Ok(page) => {
-                let recovered = match (page.publications.first(), page.publications.last()) {
-                    (Some(first), Some(last)) => {
-                        first.offset == req.offset + 1 && last.offset == page.top.offset
-                    }
-                    _ => req.offset == page.top.offset,
-                };
-                Ok((page.publications, page.top, recovered))
-            }
-            Err(EngineError::UnrecoverablePosition) => {
-                let page = self
-                    .node
-                    .broker
-                    .history(
-                        channel,
-                        HistoryFilter {
-                            limit: 0,
-                            meta_ttl: meta,
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                Ok((Vec::new(), page.top, false))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Cache-mode recovery (spec §7.2): the latest publication, if it is the stream's top and
-    /// the subscriber does not already hold it. Recovered when the latest publication is the
-    /// top, or when the subscriber already holds the top of an empty cache. Returns the
-    /// publications, the stream top and whether recovery succeeded.
-    async fn recover_cache(
-        &self,
-        channel: &str,
-        req: &SubscribeRequest,
-        meta: std::time::Duration,
-    ) -> Result<(Vec<crate::protocol::Publication>, StreamPosition, bool), EngineError> {
-        let filter = HistoryFilter {
-            since: None,
-            limit: 1,
-            reverse: true,
-            meta_ttl: meta,
-        };
-        let page = self.node.broker.history(channel, filter).await?;
-        let top = page.top;
-        let holds_top = req.offset > 0 && req.offset == top.offset && req.epoch == top.epoch;
-        Ok(match page.publications.into_iter().next() {
-            Some(latest) if latest.offset == top.offset => {
-                let publications = if holds_top { Vec::new() } else { vec![latest] };
-                (publications, top, true)
-            }
-            Some(_) => (Vec::new(), top, false),
-            None => (Vec::new(), top, holds_top),
-        })
     }
 
     /// Queues the answer (if any) and releases held-back publications; then announces the join.

@@ -156,6 +156,9 @@ channel_options! {
     channel_regex: String = [String::new(), "String::is_empty"],
     /// Required payload format: `""`, `json`, `json_object` or `binary`.
     publication_data_format: PublicationDataFormat = [PublicationDataFormat::Default, "is_default_data_format"],
+    /// Let subscribers pass a tags filter (`tf`) and receive only the publications whose
+    /// `tags` match it, live and in recovery.
+    allow_tags_filter: bool = [false, "is_false"],
     /// Ask the app backend whether a client may subscribe.
     subscribe_proxy_enabled: bool = [false, "is_false"],
     /// Which named proxy handles subscribe.
@@ -182,10 +185,6 @@ const NO_DELTA: &str =
 pub const REFUSED_CHANNEL_OPTIONS: &[(&str, &str)] = &[
     ("allowed_delta_types", NO_DELTA),
     ("delta_publish", NO_DELTA),
-    (
-        "allow_tags_filter",
-        "filtering publications by tags is not implemented",
-    ),
     ("subscribe_stream_proxy_enabled", NO_STREAM_PROXY),
     ("subscribe_stream_proxy_name", NO_STREAM_PROXY),
     ("subscribe_stream_proxy_bidirectional", NO_STREAM_PROXY),

@@ -321,7 +321,7 @@ mod tests {
         for (option, value, words) in [
             ("allowed_delta_types", r#"["fossil"]"#, "delta"),
             ("delta_publish", "true", "delta"),
-            ("allow_tags_filter", "false", "tags"),
+            ("subscribe_stream_proxy_enabled", "true", "gRPC"),
         ] {
             let text =
                 format!(r#"{{"channel": {{"without_namespace": {{"{option}": {value}}}}}}}"#);

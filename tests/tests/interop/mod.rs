@@ -19,6 +19,8 @@ pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// * `state:*` — cache recovery (history 1), forced and started by the server
 ///   (`auto_cache_recover`), subscribe for clients;
 /// * `latest:*` — cache recovery (history 10) when the client asks, subscribe for clients;
+/// * `tags:*` — publication tags filters allowed, history (20, 300 s), recovery on request,
+///   subscribe for clients;
 /// * no namespace — subscribe for clients, publish for subscribers, no history or presence.
 ///
 /// `client.expired_close_delay` is 1 s so the connection-refresh scenario is quick, and pings go
@@ -69,6 +71,14 @@ pub fn base_config(secret: &str, api_key: &str) -> Value {
                     "history_ttl": "300s",
                     "allow_recovery": true,
                     "force_recovery_mode": "cache",
+                    "allow_subscribe_for_client": true
+                },
+                {
+                    "name": "tags",
+                    "allow_tags_filter": true,
+                    "history_size": 20,
+                    "history_ttl": "300s",
+                    "allow_recovery": true,
                     "allow_subscribe_for_client": true
                 }
             ]

@@ -1,6 +1,6 @@
 //! The Redis engine: history, stream positions, presence and fan-out shared by every process
-//! of one tenant. A publish is one Lua call (idempotency, epoch, offset, XADD with MAXLEN,
-//! retention and PUBLISH together) — one round trip; each process keeps one PUB/SUB connection
+//! of one tenant. A publish is one Lua call (idempotency, epoch, version check, offset, XADD
+//! with MAXLEN, retention and PUBLISH together) — one round trip; each process keeps one PUB/SUB connection
 //! per Redis shard for all its channels. Channels are spread over shards by a stable hash.
 //!
 //! History here is Redis's memory, bounded by Redis and the channel's `history_size`: the
@@ -211,6 +211,8 @@ impl Broker for RedisEngine {
                 .arg(self.keys.topic(channel))
                 .arg(if idem.is_empty() { "0" } else { "1" })
                 .arg(IDEMPOTENCY_TTL_SECS)
+                .arg(opts.version.to_string())
+                .arg(&opts.version_epoch)
                 .invoke_async(&mut conn),
         )
         .await?;

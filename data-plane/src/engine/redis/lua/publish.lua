@@ -3,7 +3,10 @@
 -- KEYS: 1 stream, 2 meta, 3 idempotency result
 -- ARGV: 1 protobuf Publication, 2 history size, 3 history TTL (s), 4 meta TTL (s),
 --       5 epoch to use if the stream is new, 6 PUB/SUB topic, 7 "1" to use idempotency,
---       8 idempotency TTL (s)
+--       8 idempotency TTL (s), 9 publication version ("0" = unversioned), 10 version epoch
+-- A versioned publication not newer than the last accepted one (same version epoch, or any when
+-- its own is empty) is dropped: nothing is stored or published and the current top is returned.
+-- The version lives in the meta hash (fields v, ve), so it expires with the stream's meta.
 if ARGV[7] == "1" then
   local previous = redis.call("get", KEYS[3])
   if previous then
@@ -15,6 +18,14 @@ local epoch = redis.call("hget", KEYS[2], "e")
 if not epoch then
   epoch = ARGV[5]
   redis.call("hset", KEYS[2], "e", epoch)
+end
+if ARGV[9] ~= "0" then
+  local last = redis.call("hmget", KEYS[2], "v", "ve", "s")
+  if last[1] and (ARGV[10] == "" or ARGV[10] == last[2])
+      and tonumber(ARGV[9]) <= tonumber(last[1]) then
+    return {tostring(last[3] or 0), epoch}
+  end
+  redis.call("hset", KEYS[2], "v", ARGV[9], "ve", ARGV[10])
 end
 local top = redis.call("hincrby", KEYS[2], "s", 1)
 if top == 1 then
