@@ -123,7 +123,7 @@ async fn the_api_reference_renders_every_operation_of_the_openapi_document_witho
         "href=\"/v1/openapi.json\"",
         "href=\"#schema-ChannelOptions\"",
         "id=\"schema-ChannelOptions\"",
-        "<code>https://rotor.example/v1</code>",
+        ">https://rotor.example/v1</code>",
         "Management token required",
     ] {
         assert!(page.body.contains(text), "{text}");

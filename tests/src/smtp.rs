@@ -52,9 +52,18 @@ impl ReceivedMail {
         value
     }
 
-    /// The body (after the blank line that ends the headers).
-    pub fn body(&self) -> &str {
-        self.data.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+    /// The body (after the blank line that ends the headers), decoded when it was sent as
+    /// quoted-printable (as a mail client shows it).
+    pub fn body(&self) -> String {
+        let raw = self.data.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let qp = self
+            .header("Content-Transfer-Encoding")
+            .is_some_and(|e| e.eq_ignore_ascii_case("quoted-printable"));
+        if qp {
+            quoted_printable(raw)
+        } else {
+            raw.to_owned()
+        }
     }
 
     /// The first `http(s)://` link in the body that contains `needle`.
@@ -136,6 +145,32 @@ impl SmtpSink {
     pub async fn anything_within(&self, within: Duration) -> bool {
         self.next(within).await.is_ok()
     }
+}
+
+/// Decodes quoted-printable text: soft line breaks (`=` at a line's end) joined, `=XX` bytes
+/// restored.
+fn quoted_printable(text: &str) -> String {
+    let joined = text.replace("=\r\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'=', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Strips `<…>` and parameters from a `MAIL FROM:`/`RCPT TO:` argument.
@@ -225,8 +260,33 @@ async fn serve(
             write.write_all(b"221 Bye\r\n").await?;
             return Ok(());
         } else {
-            b"502 Command not implemented\r\n"
+            b"502 Unrecognised command\r\n"
         };
         write.write_all(reply).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_printable_bodies_are_read_as_a_mail_client_shows_them() {
+        let mail = ReceivedMail {
+            from: "a@x.io".into(),
+            to: vec!["b@x.io".into()],
+            data: "Subject: hi\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+                   https://x.io/password/reset/rp_0123=\r\n4567 a=3Db caf=C3=A9"
+                .into(),
+        };
+        assert_eq!(
+            mail.body(),
+            "https://x.io/password/reset/rp_01234567 a=b café"
+        );
+        assert_eq!(
+            mail.link_containing("/reset/").as_deref(),
+            Some("https://x.io/password/reset/rp_01234567")
+        );
+        assert_eq!(mail.header("subject").as_deref(), Some("hi"));
     }
 }
