@@ -240,6 +240,9 @@ pub fn describe(row: &Row) -> String {
         },
         "operator.set_limits" => "Changed the limits of a plan".into(),
         "operator.set_redis_url" => "Gave the project its own Redis".into(),
+        "account.password_reset" => {
+            "Reset the password with a link sent by email (every session was logged out)".into()
+        }
         "tenant.restart_out_of_memory" => {
             "Restarted the project's server after it ran out of memory".into()
         }

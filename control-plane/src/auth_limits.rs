@@ -1,6 +1,6 @@
-//! How often a password may be tried and an account opened, whatever the surface (REST or
-//! dashboard): failed logins per email and per client address, sign-ups per client address,
-//! counted in fixed windows in Postgres (`auth_counters`), so the counts survive a restart and
+//! How often a password may be tried, an account opened and a password reset link asked for,
+//! whatever the surface (REST or dashboard): failed logins per email and per client address,
+//! sign-ups per client address, reset requests per email and per client address, counted in fixed windows in Postgres (`auth_counters`), so the counts survive a restart and
 //! every control-plane process behind a load balancer shares one budget. The one login and
 //! sign-up path that applies these is in [`crate::rest::accounts`]; this module only counts and
 //! keys by client address.
@@ -39,6 +39,13 @@ pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 pub const SIGNUPS_PER_ADDRESS: u32 = 10;
 /// How long sign-ups are remembered.
 pub const SIGNUP_WINDOW: Duration = Duration::from_secs(3600);
+/// Password reset links asked for per email address within [`RESET_WINDOW`] (whether or not
+/// an account has that address, so the limit tells nothing about accounts).
+pub const RESETS_PER_EMAIL: u32 = 3;
+/// Password reset links asked for per client address within [`RESET_WINDOW`].
+pub const RESETS_PER_ADDRESS: u32 = 10;
+/// How long reset requests are remembered.
+pub const RESET_WINDOW: Duration = Duration::from_secs(3600);
 /// Keys counted per kind at most (approximately, across processes: each knows the count of
 /// its last sweep plus its own inserts since). Past this, new keys wait while known ones keep
 /// counting, so a flood from many addresses with ever-new emails cannot grow the table
@@ -125,6 +132,7 @@ fn email_key(email: &str) -> String {
 enum Kind {
     Login,
     Signup,
+    Reset,
 }
 
 impl Kind {
@@ -132,6 +140,7 @@ impl Kind {
         match self {
             Kind::Login => "login",
             Kind::Signup => "signup",
+            Kind::Reset => "reset",
         }
     }
 
@@ -139,6 +148,7 @@ impl Kind {
         match self {
             Kind::Login => LOGIN_WINDOW,
             Kind::Signup => SIGNUP_WINDOW,
+            Kind::Reset => RESET_WINDOW,
         }
     }
 
@@ -186,7 +196,7 @@ SELECT key, NULL, inserted FROM counted";
 /// Rows per kind as last counted, plus this process's inserts since; and when that was.
 #[derive(Default)]
 struct Tracked {
-    rows: [AtomicUsize; 2],
+    rows: [AtomicUsize; 3],
     swept: Mutex<Option<Instant>>,
     /// Held by a sweep, so an older count never overwrites a newer one.
     sweeping: tokio::sync::Mutex<()>,
@@ -251,6 +261,23 @@ impl AuthLimits {
             }
             None => Ok(()),
         }
+    }
+
+    /// Counts a request for a password reset link for `email` from `client`;
+    /// [`LimitError::Wait`] when the email or the address has asked often enough for now.
+    /// Counted whether or not an account has the email.
+    pub async fn begin_reset(&self, email: &str, client: Option<IpAddr>) -> Result<(), LimitError> {
+        let mut keys = vec![(email_key(email), RESETS_PER_EMAIL)];
+        if let Some(ip) = client {
+            keys.push((address_key(ip), RESETS_PER_ADDRESS));
+        }
+        self.take(Kind::Reset, &keys).await
+    }
+
+    /// Forgets the failed logins of `email` (after its password was reset: the owner can log
+    /// in with the new one at once).
+    pub async fn forget_login_failures(&self, email: &str) {
+        self.forget(&email_key(email)).await;
     }
 
     /// Deletes every ended window and recounts the keys (each process does this at most once
@@ -400,7 +427,7 @@ async fn sweep(pool: &PgPool, tracked: &Tracked) -> Result<u64, sqlx::Error> {
         sqlx::query_as("SELECT kind, count(*) FROM auth_counters GROUP BY kind")
             .fetch_all(pool)
             .await?;
-    for kind in [Kind::Login, Kind::Signup] {
+    for kind in [Kind::Login, Kind::Signup, Kind::Reset] {
         let n = counts
             .iter()
             .find(|(k, _)| k == kind.as_str())

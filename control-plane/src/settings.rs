@@ -31,6 +31,9 @@ pub struct Settings {
     /// `ROTOR_METRICS_LISTEN` (e.g. `127.0.0.1:9464`): the operator's listener for `GET
     /// /metrics`; none when unset. Never the public listener.
     pub metrics_listen: Option<String>,
+    /// `ROTOR_SMTP_URL` (with `ROTOR_MAIL_FROM`): the relay the control plane's mail (password
+    /// reset links) goes out through; none when unset, and then no mail is sent.
+    pub mail: Option<crate::mail::SmtpConfig>,
 }
 
 /// A positive integer from the environment variable `key`; `default` when it is unset or
@@ -54,18 +57,25 @@ where
 impl Settings {
     /// Reads `DATABASE_URL`, `REDIS_URL`, `ROTOR_LISTEN`, `ROTOR_PUBLIC_URL`,
     /// `ROTOR_DATA_PLANE_BIN`, `ROTOR_TENANT_PRIVATE_EGRESS`, `ROTOR_TENANT_HOST`, the edge's
-    /// caps and `ROTOR_METRICS_LISTEN`. The default caps follow the open-file limit in force,
+    /// caps, `ROTOR_METRICS_LISTEN`, `ROTOR_SMTP_URL` and `ROTOR_MAIL_FROM`. The default caps follow the open-file limit in force,
     /// so read the settings after raising it.
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let defaults = EdgeLimits::defaults(rotor_tenant_config::fdlimit::soft_limit());
         let cap = positive_env::<usize>;
         let listen = var("ROTOR_LISTEN").unwrap_or_else(|| "127.0.0.1:8000".into());
+        let public_url = var("ROTOR_PUBLIC_URL").unwrap_or_else(|| format!("http://{listen}"));
+        let mail = var("ROTOR_SMTP_URL").and_then(|url| {
+            let from = var("ROTOR_MAIL_FROM");
+            crate::mail::SmtpConfig::parse(&url, from.as_deref(), &public_url)
+                .inspect_err(|e| tracing::error!("mail disabled: {e}"))
+                .ok()
+        });
         Self {
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/rotor".into()),
             redis_url: var("REDIS_URL"),
-            public_url: var("ROTOR_PUBLIC_URL").unwrap_or_else(|| format!("http://{listen}")),
+            public_url,
             listen,
             data_plane_bin: var("ROTOR_DATA_PLANE_BIN")
                 .map(PathBuf::from)
@@ -85,6 +95,7 @@ impl Settings {
                 ),
             },
             metrics_listen: var("ROTOR_METRICS_LISTEN"),
+            mail,
         }
     }
 
@@ -295,6 +306,7 @@ mod tests {
             tenant_host: Some(h),
             edge: EdgeLimits::defaults(1024),
             metrics_listen: None,
+            mail: None,
         };
         assert_eq!(s.tenant_ws_base("a"), "wss://a.rt.example.com:9443");
         let s = Settings {

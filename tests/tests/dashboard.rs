@@ -320,6 +320,13 @@ async fn a_fresh_project_runs_the_copied_quick_start_and_no_reload_repeats_a_cha
         .ends_with("/account#tokens"));
     assert_eq!(o["tokens_after_create_reload"], 1, "no second token: {o}");
     assert_eq!(o["token_shown_after_reload"], false);
+    assert!(
+        o["token_revoke_confirm_url"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("/revoke"),
+        "revoking a token goes through its confirmation page: {o}"
+    );
     assert!(o["token_revoke_notice"]
         .as_str()
         .unwrap_or_default()

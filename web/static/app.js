@@ -1,4 +1,5 @@
-// Rotor dashboard: progressive enhancement shared by every page (copy buttons, confirmations).
+// Rotor dashboard: progressive enhancement shared by every page (copy buttons, the project
+// tabs' scroll position). Confirmations are pages of their own, not dialogs.
 (function () {
   'use strict';
   document.documentElement.classList.add('js');
@@ -34,9 +35,12 @@
     copy(text, b);
   });
 
-  document.addEventListener('submit', function (ev) {
-    const form = ev.target;
-    if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) ev.preventDefault();
+  // On a narrow screen the project tabs scroll sideways: bring the current one into view.
+  document.querySelectorAll('.tabs').forEach(function (bar) {
+    const current = bar.querySelector('[aria-current=page]');
+    if (!current || bar.scrollWidth <= bar.clientWidth) return;
+    const at = current.getBoundingClientRect().left - bar.getBoundingClientRect().left + bar.scrollLeft;
+    bar.scrollLeft = Math.max(0, at - (bar.clientWidth - current.offsetWidth) / 2);
   });
 
   // Filters that apply on change (the submit button is there for use without JavaScript).

@@ -5,7 +5,7 @@
 pub mod accounts;
 mod auth;
 pub mod namespaces;
-mod openapi;
+pub mod openapi;
 pub mod projects;
 pub mod usage;
 pub mod util;

@@ -1,6 +1,7 @@
 //! `GET /v1/openapi.json`: the OpenAPI 3.1 description of the REST API, built from the route
 //! table below and from the channel option schema in `rotor-tenant-config`, so it cannot drift
-//! from the namespace fields the API accepts.
+//! from the namespace fields the API accepts. Every operation has a tag ([`TAGS`]); the
+//! dashboard renders this same document as its API reference page.
 
 use axum::Json;
 use rotor_tenant_config::{ChannelOptions, CHANNEL_OPTION_NAMES};
@@ -110,6 +111,20 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
     ),
     (
         "get",
+        "/v1/projects/{id}/usage",
+        "Usage over time: connections, subscriptions, messages, API calls, errors and bytes per step",
+        None,
+        200,
+    ),
+    (
+        "get",
+        "/v1/projects/{id}/usage/live",
+        "The current minute's usage as Server-Sent Events",
+        None,
+        200,
+    ),
+    (
+        "get",
         "/v1/projects/{id}/namespaces",
         "List namespaces",
         None,
@@ -135,6 +150,74 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
         "Delete a namespace",
         None,
         204,
+    ),
+];
+
+/// The groups operations are listed in: (name, description).
+pub const TAGS: &[(&str, &str)] = &[
+    (
+        "Accounts and tokens",
+        "Open an account and exchange its email and password for management tokens.",
+    ),
+    (
+        "Projects",
+        "Each project is one isolated real-time server with its own endpoints.",
+    ),
+    (
+        "Keys and secrets",
+        "Server API keys for your backend and the secret that signs connection tokens.",
+    ),
+    (
+        "Namespaces",
+        "Channel options per namespace (the part of a channel name before the colon).",
+    ),
+    (
+        "Activity",
+        "Usage, the audit log and what happened to the project's process.",
+    ),
+];
+
+/// The tag of an operation on `path`.
+pub fn tag_of(path: &str) -> &'static str {
+    if path == "/v1/signup" || path.starts_with("/v1/tokens") {
+        TAGS[0].0
+    } else if path.contains("/api-keys") || path.contains("/secrets") {
+        TAGS[2].0
+    } else if path.contains("/namespaces") {
+        TAGS[3].0
+    } else if path.ends_with("/audit") || path.ends_with("/events") || path.contains("/usage") {
+        TAGS[4].0
+    } else {
+        TAGS[1].0
+    }
+}
+
+/// Query parameters: (path, name, description).
+const QUERY: &[(&str, &str, &str)] = &[
+    (
+        "/v1/projects/{id}/usage",
+        "from",
+        "RFC 3339 instant; default: one hour before `to`",
+    ),
+    (
+        "/v1/projects/{id}/usage",
+        "to",
+        "RFC 3339 instant; default: now",
+    ),
+    (
+        "/v1/projects/{id}/usage",
+        "step",
+        "minute (at most 2 days), hour or day; default: by the span",
+    ),
+    (
+        "/v1/projects/{id}/usage",
+        "namespace",
+        "one namespace's usage; default: the whole project",
+    ),
+    (
+        "/v1/projects/{id}/audit",
+        "before",
+        "an entry id: the page of older entries",
     ),
 ];
 
@@ -184,11 +267,17 @@ pub fn spec() -> Value {
         if let Some(schema) = body {
             op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
         }
-        let params: Vec<Value> = path
+        op["tags"] = json!([tag_of(path)]);
+        let mut params: Vec<Value> = path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
             .collect();
+        if *method == "get" {
+            params.extend(QUERY.iter().filter(|(p, _, _)| p == path).map(|(_, name, description)| {
+                json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
+            }));
+        }
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);
         }
@@ -198,6 +287,7 @@ pub fn spec() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {"title": "Rotor control plane API", "version": env!("CARGO_PKG_VERSION")},
+        "tags": TAGS.iter().map(|(name, description)| json!({"name": name, "description": description})).collect::<Vec<_>>(),
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -1,6 +1,7 @@
 //! The account page: change the password (which ends every other session and, unless
 //! unticked, revokes every management token) and manage the management tokens used by
-//! Terraform and CI (created with an optional expiry and shown once, listed, revoked). Changes
+//! Terraform and CI (created with an optional expiry and shown once, listed, revoked after a
+//! confirmation page). Changes
 //! answer with a redirect to the page; a new token waits there as a [`Flash`], shown once.
 
 use askama::Template;
@@ -13,32 +14,36 @@ use serde::Deserialize;
 
 use super::flash::{self, Flash};
 use super::session::Session;
-use super::views::{when, when_opt, AccountPage, Layout, TokenRow};
-use super::{page, WebResult};
+use super::views::{when, when_opt, AccountPage, Layout, RevokeTokenPage, TokenRow};
+use super::{page, WebError, WebResult};
 use crate::auth_limits::{retry_after_secs, ClientAddr};
 use crate::rest::accounts::{
     authenticate, check_password, check_token_days, issue_token, revoke_all_tokens,
-    revoke_token as revoke, tokens_of,
+    revoke_token as revoke, tokens_of, TokenInfo,
 };
 use crate::rest::RestError;
 use crate::secrets::hash_password_async;
 use crate::state::AppState;
 
+fn token_row(t: TokenInfo) -> TokenRow {
+    TokenRow {
+        id: t.id.to_string(),
+        name: t.name,
+        created: when(&t.created_at),
+        last_used: when_opt(&t.last_used_at),
+        expires: match t.expires_at {
+            None => "no expiry".to_owned(),
+            Some(at) if at <= Utc::now() => format!("expired {}", when(&at)),
+            Some(at) => when(&at),
+        },
+    }
+}
+
 async fn view(state: &AppState, session: &Session) -> WebResult<AccountPage> {
     let tokens = tokens_of(state, &session.account)
         .await?
         .into_iter()
-        .map(|t| TokenRow {
-            id: t.id.to_string(),
-            name: t.name,
-            created: when(&t.created_at),
-            last_used: when_opt(&t.last_used_at),
-            expires: match t.expires_at {
-                None => "no expiry".to_owned(),
-                Some(at) if at <= Utc::now() => format!("expired {}", when(&at)),
-                Some(at) => when(&at),
-            },
-        })
+        .map(token_row)
         .collect();
     Ok(AccountPage {
         layout: Layout::of(session),
@@ -223,19 +228,54 @@ pub async fn create_token(
     flash::redirect(&state, &session, "/account#tokens", left).await
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
+/// The confirmation page before a management token is revoked.
+pub async fn revoke_confirm(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> WebResult<Response> {
+    let token = tokens_of(&state, &session.account)
+        .await?
+        .into_iter()
+        .find(|t| t.id.as_str() == id)
+        .ok_or(WebError::NotFound)?;
+    let view = RevokeTokenPage {
+        layout: Layout::of(&session),
+        token: token_row(token),
+    };
+    Ok(page(view.render()?))
 }
 
+#[derive(Deserialize)]
+pub struct RevokeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// Revokes a token when the form comes from its confirmation page (`confirm=yes`); any other
+/// form is sent to that page first.
 pub async fn revoke_token(
     State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<RevokeForm>,
 ) -> WebResult<Response> {
     session.check_csrf(&form.csrf)?;
+    if form.confirm != "yes" {
+        let exists = tokens_of(&state, &session.account)
+            .await?
+            .iter()
+            .any(|t| t.id.as_str() == id);
+        if !exists {
+            return Err(WebError::NotFound);
+        }
+        let location = format!("/account/tokens/{}/revoke", super::urlencode(&id));
+        return Ok(axum::response::IntoResponse::into_response(
+            axum::response::Redirect::to(&location),
+        ));
+    }
     revoke(&state, &session.account, &id).await?;
     tracing::info!(account = %session.account, token = %id, "management token revoked");
     let notice = Flash::notice("Token revoked. Requests using it are refused from now on.");

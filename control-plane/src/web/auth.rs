@@ -1,4 +1,5 @@
-//! Sign up, log in and log out. Errors are shown inline and keep the email typed; an unknown
+//! Sign up, log in and log out (the front page for visitors is [`super::front`], "Forgot
+//! password?" is [`super::password`]). Errors are shown inline and keep the email typed; an unknown
 //! email and a wrong password get the same answer; failed logins and sign-ups are limited by
 //! the same code as the REST API's ([`crate::rest::accounts::authenticate`], [`sign_up`]);
 //! after login only a same-site path is followed.
@@ -21,18 +22,13 @@ use crate::rest::accounts::{authenticate, sign_up};
 use crate::rest::RestError;
 use crate::state::AppState;
 
-/// `/`: the projects for a logged-in user, the login page otherwise.
-pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> WebResult<Redirect> {
-    Ok(match session::current(&state, &headers).await? {
-        Some(_) => Redirect::to("/projects"),
-        None => Redirect::to("/login"),
-    })
-}
-
 #[derive(Deserialize, Default)]
 pub struct NextQuery {
     #[serde(default)]
     next: String,
+    /// `done` after a password reset: the page says so.
+    #[serde(default)]
+    reset: String,
 }
 
 /// Where a login goes when `next` is missing or refused.
@@ -90,7 +86,7 @@ fn after_login(next: &str) -> String {
 /// A page that reloads itself. With `SameSite=Strict` a navigation from another site arrives
 /// without the session cookie; this reload comes from Rotor's own page, so it carries it and
 /// a logged-in user goes on to where the link pointed instead of seeing the login form.
-fn reload_same_site() -> Response {
+pub(super) fn reload_same_site() -> Response {
     page(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta http-equiv=\"refresh\" content=\"0\"><title>Rotor</title></head>\
@@ -99,7 +95,7 @@ fn reload_same_site() -> Response {
     )
 }
 
-fn cross_site(headers: &HeaderMap) -> bool {
+pub(super) fn cross_site(headers: &HeaderMap) -> bool {
     headers
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes() == b"cross-site")
@@ -146,7 +142,14 @@ pub async fn login_form(
         return Ok(reload_same_site());
     }
     let next = safe_next(&q.next).unwrap_or_default();
-    render(&state, &headers, StatusCode::OK, blank(false, next))
+    let mut view = blank(false, next);
+    if q.reset == "done" {
+        view.notice = Some(
+            "Your password was changed and every session was logged out. Log in with the new password."
+                .into(),
+        );
+    }
+    render(&state, &headers, StatusCode::OK, view)
 }
 
 pub async fn signup_form(State(state): State<AppState>, headers: HeaderMap) -> WebResult<Response> {

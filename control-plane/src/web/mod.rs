@@ -1,5 +1,6 @@
-//! The dashboard: server-rendered pages (askama templates from `web/templates`) where customers
-//! sign up, build projects, keys and namespaces, watch usage and try channels. Sessions live in
+//! The dashboard: server-rendered pages (askama templates from `web/templates`) where visitors
+//! meet Rotor (the front page, the REST API reference), customers sign up (and reset a
+//! forgotten password by mail), build projects, keys and namespaces, watch usage and try channels. Sessions live in
 //! an HttpOnly cookie backed by the `sessions` table; every form carries a CSRF token and every
 //! change answers with a redirect (POST/redirect/GET, one-time messages in [`flash`]). Page
 //! errors are one enum turned into a branded page (or a redirect to the login) in one place:
@@ -7,13 +8,16 @@
 //! whoever is looking (signed in or not), also for unknown addresses and wrong methods.
 
 mod account;
+mod api_docs;
 mod assets;
 mod audit;
 mod auth;
 mod console;
 pub mod flash;
+mod front;
 mod keys;
 mod namespaces;
+mod password;
 mod projects;
 mod quickstart;
 pub mod session;
@@ -271,10 +275,6 @@ fn settings_page(p: &[String]) -> String {
     format!("/projects/{}/settings", p[0])
 }
 
-fn namespace_page(p: &[String]) -> String {
-    format!("/projects/{}/namespaces/{}", p[0], p[1])
-}
-
 fn account_page(_: &[String]) -> String {
     "/account".to_owned()
 }
@@ -284,9 +284,19 @@ fn account_page(_: &[String]) -> String {
 /// branded 405 page.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(auth::home))
+        .route("/", get(front::home))
+        .route("/docs/api", get(front::api_reference))
         .route("/signup", get(auth::signup_form).post(auth::signup))
         .route("/login", get(auth::login_form).post(auth::login))
+        .route(
+            "/password/forgot",
+            get(password::forgot_form).post(password::forgot),
+        )
+        .route("/password/forgot/sent", get(password::sent))
+        .route(
+            "/password/reset/{token}",
+            get(password::reset_form).post(password::reset),
+        )
         .route("/logout", back_to(|_| "/".to_owned()).post(auth::logout))
         .route("/account", get(account::show))
         .route("/account/audit", get(audit::account))
@@ -300,7 +310,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/account/tokens/{id}/revoke",
-            back_to(account_page).post(account::revoke_token),
+            get(account::revoke_confirm).post(account::revoke_token),
         )
         .route("/projects", get(projects::list).post(projects::create))
         .route("/projects/{id}", get(projects::overview))
@@ -343,7 +353,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/projects/{id}/namespaces/{name}/delete",
-            back_to(namespace_page).post(namespaces::delete),
+            get(namespaces::delete_confirm).post(namespaces::delete),
         )
         .route("/projects/{id}/usage", get(usage::show))
         .route("/projects/{id}/usage/data", get(usage::data))

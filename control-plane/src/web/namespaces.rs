@@ -1,8 +1,9 @@
 //! Namespace pages: the list with a create form (with presets), an editor with every channel
 //! option labelled in words and explained (help text from the option's own documentation,
 //! code spans rendered as code), the common options first and the advanced groups folded, inline
-//! validation errors in the form's words that keep what was typed, and deletion after
-//! confirmation. Creating, saving and deleting answer with a redirect and a [`Flash`].
+//! validation errors in the form's words that keep what was typed, and deletion after a
+//! confirmation page of its own. Creating, saving and deleting answer with a redirect and a
+//! [`Flash`].
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -17,8 +18,8 @@ use super::flash::{self, Flash, Shown};
 use super::projects::head;
 use super::session::Session;
 use super::views::{
-    when, Choice, Field, FieldGroup, Layout, NamespacePage, NamespaceRow, NamespacesPage,
-    ProjectHead,
+    when, Choice, DeleteNamespacePage, Field, FieldGroup, Layout, NamespacePage, NamespaceRow,
+    NamespacesPage, ProjectHead,
 };
 use super::words::{humanize, label_of, segments};
 use super::{page, urlencode, WebError, WebResult};
@@ -519,14 +520,40 @@ pub async fn save(
     Ok(resp)
 }
 
+/// The confirmation page before a namespace is deleted: what it turns on and what stops.
+pub async fn delete_confirm(
+    State(state): State<AppState>,
+    session: Session,
+    Path((id, name)): Path<(String, String)>,
+) -> WebResult<Response> {
+    let p = head(&state, &session, &id).await?;
+    let options: Option<Value> =
+        sqlx::query_scalar("SELECT options FROM namespaces WHERE project_id = $1 AND name = $2")
+            .bind(&p.id)
+            .bind(&name)
+            .fetch_optional(&state.pool)
+            .await?;
+    let options = options.ok_or(WebError::NotFound)?;
+    let view = DeleteNamespacePage {
+        layout: Layout::of(&session),
+        tab: "namespaces",
+        summary: summary(&options),
+        name,
+        p,
+    };
+    Ok(page(view.render()?))
+}
+
 #[derive(serde::Deserialize)]
 pub struct DeleteForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
-    confirm: Option<String>,
+    confirm: String,
 }
 
+/// Deletes a namespace when the form comes from its confirmation page (`confirm=yes`); any
+/// other form is sent to that page first.
 pub async fn delete(
     State(state): State<AppState>,
     session: Session,
@@ -535,16 +562,16 @@ pub async fn delete(
 ) -> WebResult<Response> {
     session.check_csrf(&form.csrf)?;
     let p = head(&state, &session, &id).await?;
-    if form.confirm.is_none() {
-        let error = Flash::error(
-            "The namespace was not deleted: tick the confirmation box to delete it.",
-            "",
-        );
-        let location = format!("{}#ns-delete", namespace_path(&p, &name));
-        return flash::redirect(&state, &session, &location, error).await;
+    if form.confirm != "yes" {
+        let location = format!("{}/delete", namespace_path(&p, &name));
+        return Ok(axum::response::IntoResponse::into_response(
+            axum::response::Redirect::to(&location),
+        ));
     }
     delete_namespace(&state, &session.account, &ProjectId(p.id.clone()), &name).await?;
-    let notice = Flash::notice(format!("Namespace \"{name}\" deleted."));
+    let notice = Flash::notice(format!(
+        "Namespace “{name}” deleted: channels {name}:… are refused from now on."
+    ));
     let location = format!("/projects/{}/namespaces", p.id);
     flash::redirect(&state, &session, &location, notice).await
 }

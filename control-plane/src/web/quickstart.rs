@@ -50,6 +50,17 @@ pub struct ExampleChannel {
     pub exists: bool,
 }
 
+/// The example channel of a project that still has its starter namespace (the front page's
+/// quick start, before there is a project).
+pub fn starter_example() -> ExampleChannel {
+    ExampleChannel {
+        channel: format!("{STARTER_NAMESPACE}:{CHANNEL}"),
+        namespace: STARTER_NAMESPACE.to_owned(),
+        ready: true,
+        exists: true,
+    }
+}
+
 /// Whether a namespace with these options lets a client with a connection token subscribe
 /// without asking anyone else (no subscribe proxy).
 fn clients_may_subscribe(options: &Value) -> bool {

@@ -4,6 +4,7 @@
 use askama::Template;
 use chrono::{DateTime, Utc};
 
+use super::api_docs::{ApiGroup, ApiSchema};
 use super::assets;
 use super::quickstart::ExampleChannel;
 use super::session::Session;
@@ -79,6 +80,46 @@ pub struct AuthPage {
     pub error_field: String,
     pub next: String,
     pub notice: Option<String>,
+}
+
+/// The front page for visitors.
+#[derive(Template)]
+#[template(path = "home.html")]
+pub struct HomePage {
+    pub layout: Layout,
+    /// Connect, mint a token, publish: filled in for an example project.
+    pub snippets: Vec<Snippet>,
+    pub channel: String,
+    pub namespace: String,
+}
+
+/// The REST API reference.
+#[derive(Template)]
+#[template(path = "api_docs.html")]
+pub struct ApiDocsPage {
+    pub layout: Layout,
+    /// `https://…/v1`.
+    pub base: String,
+    pub version: String,
+    pub groups: Vec<ApiGroup>,
+    pub schemas: Vec<ApiSchema>,
+}
+
+/// "Forgot password?" and the pages after it (`mode`: `forgot`, `sent`, `reset` or `invalid`).
+#[derive(Template)]
+#[template(path = "password.html")]
+pub struct PasswordPage {
+    pub layout: Layout,
+    pub mode: &'static str,
+    pub form_csrf: String,
+    /// What was typed (`forgot`), or the account's address (`reset`).
+    pub email: String,
+    /// The link's token (`reset`: the form posts back to its address).
+    pub token: String,
+    pub error: Option<String>,
+    pub error_field: String,
+    /// How long a link works.
+    pub minutes: u64,
 }
 
 pub struct ProjectCard {
@@ -174,6 +215,18 @@ pub struct RevokeKeyPage {
     pub p: ProjectHead,
     pub tab: &'static str,
     pub key: KeyRow,
+}
+
+/// "Delete this namespace?": the confirmation step before a namespace is deleted.
+#[derive(Template)]
+#[template(path = "delete_namespace.html")]
+pub struct DeleteNamespacePage {
+    pub layout: Layout,
+    pub p: ProjectHead,
+    pub tab: &'static str,
+    pub name: String,
+    /// What the namespace turns on, in words.
+    pub summary: String,
 }
 
 /// One proxy of the settings page.
@@ -355,6 +408,14 @@ pub struct TokenRow {
     pub created: String,
     pub last_used: String,
     pub expires: String,
+}
+
+/// "Revoke this management token?": the confirmation step before a token is revoked.
+#[derive(Template)]
+#[template(path = "revoke_token.html")]
+pub struct RevokeTokenPage {
+    pub layout: Layout,
+    pub token: TokenRow,
 }
 
 #[derive(Template)]

@@ -7,8 +7,9 @@
 //    the curl snippet under sh with ROTOR_API_KEY set, the Python token snippet under the test
 //    venv's python — and the curl publication reaches the snippet's subscription.
 // 2. No change repeats on reload: after creating a key, revealing and rotating the secret,
-//    revoking a key, a refused delete and creating a management token, the page is reloaded and
-//    nothing more happened (same number of keys and tokens, same secret, one-time values gone).
+//    revoking a key, a refused delete, and creating and revoking (on its confirmation page) a
+//    management token, the page is reloaded and nothing more happened (same number of keys and
+//    tokens, same secret, one-time values gone).
 // 3. Dead ends: a wrong confirmation slug, an unknown address and a wrong method get branded
 //    pages that keep the signed-in header and say what to do next; a namespace error is in the
 //    form's words.
@@ -312,7 +313,10 @@ await step('management tokens, then reload', async () => {
   await page.reload();
   obs.tokens_after_create_reload = await count('#tokens table tbody tr');
   obs.token_shown_after_reload = (await page.content()).includes(token);
-  await page.click('button[aria-label="Revoke terraform"]');
+  await page.click('a[aria-label="Revoke terraform"]');
+  await page.waitForURL(/\/account\/tokens\/tok_[a-z0-9]+\/revoke$/);
+  obs.token_revoke_confirm_url = page.url();
+  await page.click('#confirm-revoke');
   await page.waitForSelector('#account-notice');
   obs.token_revoke_notice = await text('#account-notice');
   await page.reload();
