@@ -107,9 +107,22 @@ fn render(
     status: StatusCode,
     mut view: AuthPage,
 ) -> WebResult<Response> {
+    login_page(state, headers, status, |csrf| {
+        view.form_csrf = csrf;
+        view.render()
+    })
+}
+
+/// A page shown before login, answered with `status`: `render` gets the pre-login CSRF token,
+/// whose cookie is set when the browser had none.
+pub(super) fn login_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    render: impl FnOnce(String) -> askama::Result<String>,
+) -> WebResult<Response> {
     let (csrf, cookie) = login_csrf(state, headers);
-    view.form_csrf = csrf;
-    let mut resp = page(view.render()?);
+    let mut resp = page(render(csrf)?);
     *resp.status_mut() = status;
     if let Some(c) = cookie {
         resp.headers_mut().append(header::SET_COOKIE, c);

@@ -398,6 +398,17 @@ pub async fn create(
     Ok(resp)
 }
 
+/// The stored options of namespace `name` of project `p` (404 when it has none).
+async fn stored_options(state: &AppState, p: &ProjectHead, name: &str) -> WebResult<Value> {
+    let options: Option<Value> =
+        sqlx::query_scalar("SELECT options FROM namespaces WHERE project_id = $1 AND name = $2")
+            .bind(&p.id)
+            .bind(name)
+            .fetch_optional(&state.pool)
+            .await?;
+    options.ok_or(WebError::NotFound)
+}
+
 /// The address of namespace `name`'s editor.
 fn namespace_path(p: &ProjectHead, name: &str) -> String {
     format!("/projects/{}/namespaces/{}", p.id, urlencode(name))
@@ -409,13 +420,7 @@ pub async fn edit(
     Path((id, name)): Path<(String, String)>,
 ) -> WebResult<Response> {
     let p = head(&state, &session, &id).await?;
-    let options: Option<Value> =
-        sqlx::query_scalar("SELECT options FROM namespaces WHERE project_id = $1 AND name = $2")
-            .bind(&p.id)
-            .bind(&name)
-            .fetch_optional(&state.pool)
-            .await?;
-    let options = options.ok_or(WebError::NotFound)?;
+    let options = stored_options(&state, &p, &name).await?;
     let shown = Shown::from(
         flash::take(&state, &session, &namespace_path(&p, &name))
             .await?
@@ -527,13 +532,7 @@ pub async fn delete_confirm(
     Path((id, name)): Path<(String, String)>,
 ) -> WebResult<Response> {
     let p = head(&state, &session, &id).await?;
-    let options: Option<Value> =
-        sqlx::query_scalar("SELECT options FROM namespaces WHERE project_id = $1 AND name = $2")
-            .bind(&p.id)
-            .bind(&name)
-            .fetch_optional(&state.pool)
-            .await?;
-    let options = options.ok_or(WebError::NotFound)?;
+    let options = stored_options(&state, &p, &name).await?;
     let view = DeleteNamespacePage {
         layout: Layout::of(&session),
         tab: "namespaces",

@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 
-use super::auth::{cross_site, reload_same_site};
-use super::session::{check_login_csrf, login_csrf};
+use super::auth::{cross_site, login_page, reload_same_site};
+use super::session::check_login_csrf;
 use super::views::{Layout, PasswordPage};
-use super::{page, WebResult};
+use super::WebResult;
 use crate::auth_limits::{retry_after_secs, ClientAddr, LimitError};
 use crate::password_reset::{self, LINK_TTL};
 use crate::rest::accounts::{check_password, normalise_email};
@@ -44,14 +44,10 @@ fn render(
     status: StatusCode,
     mut view: PasswordPage,
 ) -> WebResult<Response> {
-    let (csrf, cookie) = login_csrf(state, headers);
-    view.form_csrf = csrf;
-    let mut resp = page(view.render()?);
-    *resp.status_mut() = status;
-    if let Some(c) = cookie {
-        resp.headers_mut().append(header::SET_COOKIE, c);
-    }
-    Ok(resp)
+    login_page(state, headers, status, |csrf| {
+        view.form_csrf = csrf;
+        view.render()
+    })
 }
 
 /// `GET /password/forgot`.
