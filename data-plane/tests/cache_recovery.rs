@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{token, Client, TestServer};
+use common::{delete_keys, token, Client, TestServer};
 use serde_json::{json, Value};
 
 /// `state`: cache mode, forced recovery, recovered automatically. `latest`: cache mode,
@@ -165,20 +165,4 @@ async fn redis_engine_cache_recovery_across_nodes() {
     let b = TestServer::start_redis(namespaces(), &prefix).await;
     cache_mode_gives_the_latest_publication(&a.ws_url(), &b.ws_url()).await;
     delete_keys(&prefix);
-}
-
-/// Removes the test's keys from Redis.
-fn delete_keys(prefix: &str) {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let client = redis::Client::open(url).expect("redis url");
-    let mut conn = client
-        .get_connection_with_timeout(std::time::Duration::from_secs(2))
-        .expect("redis connection");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut conn)
-        .unwrap_or_default();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap_or(());
-    }
 }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Client, TestServer};
+use common::{delete_keys, Client, TestServer};
 use serde_json::{json, Value};
 
 fn namespaces() -> Value {
@@ -224,20 +224,4 @@ async fn redis_engine_filters_publications_by_tags_across_nodes() {
     let b = TestServer::start_redis(namespaces(), &prefix).await;
     filtered_subscribers_get_matching_publications(&a, &b).await;
     delete_keys(&prefix);
-}
-
-/// Removes the test's keys from Redis.
-fn delete_keys(prefix: &str) {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let client = redis::Client::open(url).expect("redis url");
-    let mut conn = client
-        .get_connection_with_timeout(std::time::Duration::from_secs(2))
-        .expect("redis connection");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut conn)
-        .unwrap_or_default();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap_or(());
-    }
 }

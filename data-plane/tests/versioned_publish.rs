@@ -8,7 +8,7 @@ mod common;
 
 use axum::routing::post;
 use axum::{Json, Router};
-use common::{Client, TestServer};
+use common::{delete_keys, Client, TestServer};
 use serde_json::{json, Value};
 
 fn namespaces(extra: Value) -> Value {
@@ -158,22 +158,6 @@ async fn redis_engine_drops_older_versions_atomically_across_nodes() {
     assert!(stored.windows(2).all(|w| w[0] < w[1]), "{stored:?}");
     assert_eq!(stored.last(), Some(&20), "{stored:?}");
     delete_keys(&prefix);
-}
-
-/// Removes the test's keys from Redis.
-fn delete_keys(prefix: &str) {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let client = redis::Client::open(url).expect("redis url");
-    let mut conn = client
-        .get_connection_with_timeout(std::time::Duration::from_secs(2))
-        .expect("redis connection");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut conn)
-        .unwrap_or_default();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap_or(());
-    }
 }
 
 #[tokio::test]

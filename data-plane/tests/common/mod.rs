@@ -336,3 +336,19 @@ impl Client {
             .expect("ok")
     }
 }
+
+/// Removes the test's keys from Redis.
+pub fn delete_keys(prefix: &str) {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client
+        .get_connection_with_timeout(std::time::Duration::from_secs(2))
+        .expect("redis connection");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut conn)
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap_or(());
+    }
+}
