@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use common::{now, token, Client, TestServer, WAIT};
+use common::{api, now, token, Client, TestServer, WAIT};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -93,18 +93,6 @@ impl Backend {
             .expect("timed out waiting for a proxy request")
             .expect("backend stopped")
     }
-}
-
-async fn api(s: &TestServer, method: &str, body: Value) -> Value {
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}/api/{method}", s.addr))
-        .header("x-api-key", "api-key")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
 }
 
 /// Opens a connection and sends a connect command without a token.

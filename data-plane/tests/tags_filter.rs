@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{delete_keys, Client, TestServer};
+use common::{api, delete_keys, Client, TestServer};
 use serde_json::{json, Value};
 
 fn namespaces() -> Value {
@@ -20,18 +20,6 @@ fn namespaces() -> Value {
         {"name": "plain", "history_size": 20, "history_ttl": "60s",
          "allow_subscribe_for_client": true}
     ]}})
-}
-
-async fn api(s: &TestServer, method: &str, body: Value) -> Value {
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}/api/{method}", s.addr))
-        .header("x-api-key", "api-key")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
 }
 
 async fn publish(s: &TestServer, channel: &str, n: u64, ticker: &str, price: &str) {

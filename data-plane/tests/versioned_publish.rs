@@ -8,7 +8,7 @@ mod common;
 
 use axum::routing::post;
 use axum::{Json, Router};
-use common::{delete_keys, Client, TestServer};
+use common::{api, delete_keys, Client, TestServer};
 use serde_json::{json, Value};
 
 fn namespaces(extra: Value) -> Value {
@@ -21,18 +21,6 @@ fn namespaces(extra: Value) -> Value {
         namespaces.push(extra);
     }
     json!({"channel": {"namespaces": namespaces}})
-}
-
-async fn api(s: &TestServer, method: &str, body: Value) -> Value {
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}/api/{method}", s.addr))
-        .header("x-api-key", "api-key")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
 }
 
 /// Publishes `n` into `channel` with `version` fields; returns the result's offset.

@@ -352,3 +352,16 @@ pub fn delete_keys(prefix: &str) {
         let _: () = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap_or(());
     }
 }
+
+/// Calls the server API method `method` with the test key; the reply (asserting HTTP 200).
+pub async fn api(s: &TestServer, method: &str, body: Value) -> Value {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/api/{method}", s.addr))
+        .header("x-api-key", "api-key")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
