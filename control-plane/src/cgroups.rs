@@ -8,6 +8,15 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// A group's CPU cap at work so far (cumulative counters of `cpu.stat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuStat {
+    /// Enforcement periods (100 ms each) in which the group ran.
+    pub periods: u64,
+    /// Periods in which it used its whole quota and was held back.
+    pub throttled: u64,
+}
+
 /// The controllers Rotor uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Controller {
@@ -458,11 +467,14 @@ impl Group {
             .unwrap_or(0)
     }
 
-    /// How many CPU periods the group was held back by its CPU cap (`nr_throttled` of
-    /// `cpu.stat`, v1 and v2 alike).
-    pub fn cpu_throttled(&self) -> Option<u64> {
+    /// The CPU periods the group ran in, and those its CPU cap held it back in (`nr_periods`
+    /// and `nr_throttled` of `cpu.stat`, v1 and v2 alike); counted only while a cap is set.
+    pub fn cpu_stat(&self) -> Option<CpuStat> {
         let text = std::fs::read_to_string(self.dir(Controller::Cpu)?.join("cpu.stat")).ok()?;
-        counter(&text, "nr_throttled")
+        Some(CpuStat {
+            periods: counter(&text, "nr_periods")?,
+            throttled: counter(&text, "nr_throttled")?,
+        })
     }
 
     /// Memory in use by the group now, in bytes.
@@ -659,7 +671,13 @@ mod tests {
                 uncapped
             );
             std::fs::write(root.join("cpu.stat"), "nr_periods 9\nnr_throttled 4\n").unwrap();
-            assert_eq!(group.cpu_throttled(), Some(4));
+            assert_eq!(
+                group.cpu_stat(),
+                Some(CpuStat {
+                    periods: 9,
+                    throttled: 4
+                })
+            );
             std::fs::remove_dir_all(&root).unwrap();
         }
     }

@@ -30,5 +30,6 @@ pub mod state;
 pub mod supervisor;
 pub mod tenant;
 pub mod tenant_events;
+pub mod throttling;
 pub mod usage;
 pub mod web;

@@ -195,6 +195,13 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
         std::time::Duration::from_secs(60),
         stop.clone(),
     ));
+    // Owners are told when their plan's CPU cap holds their tenant back.
+    let throttling_task = tokio::spawn(rotor_control_plane::throttling::run(
+        state.clone(),
+        driver.clone(),
+        routes.clone(),
+        stop.clone(),
+    ));
     let usage_task = tokio::spawn(rotor_control_plane::usage::run(
         state.pool.clone(),
         routes.clone(),
@@ -272,6 +279,7 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
     // only when none is left.
     driver.sandbox().close();
     let _ = usage_task.await;
+    let _ = throttling_task.await;
     let _ = sweep_task.await;
     Ok(())
 }

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::ProjectId;
-use crate::routes::{Route, RouteTable};
+use crate::routes::{ApiKeys, Route, RouteTable};
 use crate::sandbox::{ExitCause, TenantLimits};
 use crate::state::AppState;
 use crate::supervisor::{pid_alive, Driver, LocalDriver, ProcessRecord};
@@ -68,6 +68,8 @@ enum Outcome {
         id: ProjectId,
         applied: Option<i64>,
         limits: Option<TenantLimits>,
+        /// The API keys of the config the process accepted.
+        api_keys: Option<ApiKeys>,
     },
 }
 
@@ -77,6 +79,8 @@ struct Running {
     started: Instant,
     /// The kernel limits last applied (unknown for an adopted process).
     limits: Option<TenantLimits>,
+    /// The API keys of the config it last accepted (the edge tells its backend by them).
+    api_keys: ApiKeys,
 }
 
 #[derive(Default)]
@@ -184,6 +188,7 @@ impl Reconciler {
                         applied: 0,
                         started: Instant::now(),
                         limits: None,
+                        api_keys: ApiKeys::default(),
                     },
                 );
             } else {
@@ -469,7 +474,7 @@ impl Reconciler {
                 let route = if !t.is_active() {
                     Route::Suspended
                 } else if let Some(r) = self.running.get(&t.id) {
-                    Route::active(&r.record, r.limits.as_ref())
+                    Route::active(&r.record, r.limits.as_ref(), &r.api_keys)
                 } else if self.parked.contains(&t.id) || self.parking.contains_key(&t.id) {
                     Route::Parked
                 } else {
@@ -562,6 +567,7 @@ impl Reconciler {
                     id,
                     applied,
                     limits,
+                    api_keys,
                 } => {
                     if let Some(version) = applied {
                         self.confirmed(&id, version);
@@ -572,6 +578,9 @@ impl Reconciler {
                         }
                         if limits.is_some() {
                             r.limits = limits;
+                        }
+                        if let Some(keys) = api_keys {
+                            r.api_keys = keys;
                         }
                     }
                 }
@@ -620,6 +629,7 @@ impl Reconciler {
                     applied: version,
                     started: Instant::now(),
                     limits: Some(limits),
+                    api_keys: ApiKeys::of(&config),
                 };
                 Outcome::Started(id, Box::new(running))
             }
@@ -688,6 +698,7 @@ impl Reconciler {
         };
         Outcome::Pushed {
             id,
+            api_keys: applied.is_some().then(|| ApiKeys::of(&config)),
             applied,
             limits: changed_limits,
         }

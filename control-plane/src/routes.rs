@@ -17,6 +17,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::edge::budgets::{Budgets, EdgeBudget};
+use rotor_tenant_config::TenantConfig;
+
 use crate::ids::ProjectId;
 use crate::sandbox::TenantLimits;
 use crate::supervisor::ProcessRecord;
@@ -34,6 +36,8 @@ pub enum Route {
         handoff: Option<PathBuf>,
         /// What the edge lets through to it per second (its plan's).
         budget: EdgeBudget,
+        /// Its API keys (digests): calls with one spend the backend's own budget.
+        api_keys: ApiKeys,
     },
     /// Suspended: refuse with 403.
     Suspended,
@@ -47,12 +51,59 @@ pub enum Route {
 impl Route {
     /// The route to a running process held to `limits` (unknown limits: no edge budget yet;
     /// the reconciler's next push sets them).
-    pub fn active(record: &ProcessRecord, limits: Option<&TenantLimits>) -> Self {
+    pub fn active(
+        record: &ProcessRecord,
+        limits: Option<&TenantLimits>,
+        api_keys: &ApiKeys,
+    ) -> Self {
         Route::Active {
             addr: record.addr,
             handoff: record.handoff.clone(),
             budget: limits.map(|l| l.edge).unwrap_or_default(),
+            api_keys: api_keys.clone(),
         }
+    }
+}
+
+/// The SHA-256 digests of a project's API keys, as its running process was last given them
+/// (unknown until the first config it was given: then no call counts as the backend's).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApiKeys(Arc<[[u8; 32]]>);
+
+impl ApiKeys {
+    /// The keys of a tenant config.
+    pub fn of(config: &TenantConfig) -> Self {
+        let api = &config.http_api;
+        let digests = api
+            .keys
+            .iter()
+            .map(|k| k.sha256.as_str())
+            .chain(api.key_hashes.iter().map(String::as_str))
+            .filter_map(|hex_digest| {
+                let mut digest = [0u8; 32];
+                hex::decode_to_slice(hex_digest, &mut digest).ok()?;
+                Some(digest)
+            })
+            .collect();
+        ApiKeys(digests)
+    }
+
+    /// The keys of a tenant config in its JSON form (a parked tenant's kept config).
+    pub fn of_json(config: &str) -> Self {
+        serde_json::from_str::<TenantConfig>(config)
+            .map(|c| Self::of(&c))
+            .unwrap_or_default()
+    }
+
+    /// Whether `presented` is one of them (compared without an early exit).
+    pub fn holds(&self, presented: &[u8; 32]) -> bool {
+        self.0.iter().fold(false, |found, digest| {
+            let diff = digest
+                .iter()
+                .zip(presented)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            found | (diff == 0)
+        })
     }
 }
 
@@ -132,11 +183,12 @@ impl RouteTable {
         tenant: &ProjectId,
         record: &ProcessRecord,
         limits: Option<&TenantLimits>,
+        api_keys: &ApiKeys,
     ) {
         self.processes
             .write()
             .insert(tenant.clone(), record.clone());
-        self.set(slug, Route::active(record, limits));
+        self.set(slug, Route::active(record, limits, api_keys));
     }
 
     /// Whether a wake is waiting for the reconciler.

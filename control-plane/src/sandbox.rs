@@ -15,7 +15,7 @@ use std::path::Path;
 
 use rustix::process::{prlimit, Pid, Resource, Rlimit};
 
-use crate::cgroups::{Controller, GroupLimits, Hierarchy, Version};
+use crate::cgroups::{Controller, CpuStat, GroupLimits, Hierarchy, Version};
 use crate::ids::ProjectId;
 
 /// What one tenant process is held to (0 = not limited): by the kernel (open files, tasks,
@@ -256,6 +256,11 @@ impl Sandbox {
             .as_ref()
             .map(Hierarchy::parents)
             .unwrap_or_default()
+    }
+
+    /// `tenant`'s CPU cap at work so far, when it has a cpu group.
+    pub fn cpu_stat(&self, tenant: &ProjectId) -> Option<CpuStat> {
+        self.cgroups.as_ref()?.group(tenant.as_str()).cpu_stat()
     }
 
     /// The limits written into `tenant`'s group, when it has one.

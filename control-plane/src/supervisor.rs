@@ -16,6 +16,7 @@ use tokio::process::Command;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::cgroups::CpuStat;
 use crate::ids::ProjectId;
 pub use crate::routes::{Route, RouteTable};
 use crate::sandbox::{ExitCause, Sandbox, SandboxError, TenantLimits};
@@ -100,6 +101,8 @@ pub trait Driver: Send + Sync + 'static {
     async fn stop(&self, record: &ProcessRecord, grace: Duration);
     /// Whether a process from an earlier control plane is still ours and alive.
     async fn alive(&self, record: &ProcessRecord) -> bool;
+    /// How often a running tenant's CPU cap held it back so far (`None`: not measured here).
+    fn cpu_stat(&self, tenant: &ProjectId) -> Option<CpuStat>;
 }
 
 /// The first line of a parking marker that keeps a config.
@@ -488,6 +491,10 @@ impl Driver for LocalDriver {
 
     async fn release(&self, tenant: &ProjectId) {
         self.sandbox.release(tenant).await;
+    }
+
+    fn cpu_stat(&self, tenant: &ProjectId) -> Option<CpuStat> {
+        self.sandbox.cpu_stat(tenant)
     }
 
     async fn alive(&self, record: &ProcessRecord) -> bool {

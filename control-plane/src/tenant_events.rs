@@ -1,6 +1,7 @@
 //! What happened to a tenant's process that its owner should see (`tenant_events`): a restart
-//! after the kernel killed it for exceeding its plan's memory, or after any other exit. A
-//! restart for memory is also an audit entry (actor `system:supervisor`) in the owner's log.
+//! after the kernel killed it for exceeding its plan's memory, or after any other exit, and
+//! its plan's CPU cap holding it back ([`crate::throttling`]). A restart for memory and a CPU
+//! throttle are also audit entries (actor `system:supervisor`) in the owner's log.
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -66,6 +67,61 @@ pub async fn record_exit(
         )
         .await?;
     }
+    tx.commit().await
+}
+
+/// Records that `project`'s plan's CPU cap held its process back over a sample: an event, and
+/// an audit entry by the supervisor.
+pub async fn record_cpu_throttled(
+    pool: &PgPool,
+    project: &ProjectId,
+    throttled: &crate::throttling::Throttled,
+) -> Result<(), sqlx::Error> {
+    let share = throttled.throttled as f64 / throttled.periods.max(1) as f64;
+    let mut tx = pool.begin().await?;
+    let owner: Option<(AccountId, String, Option<i64>)> = sqlx::query_as(
+        "SELECT p.account_id, p.slug, (l.limits->>'tenant_cpu_max_percent')::BIGINT \
+         FROM projects p LEFT JOIN plans l ON l.name = p.plan WHERE p.id = $1",
+    )
+    .bind(project)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((account, slug, cap)) = owner else {
+        return Ok(());
+    };
+    let cap = cap.unwrap_or(0);
+    let detail = json!({
+        "cpu_max_percent": cap,
+        "periods": throttled.periods,
+        "periods_throttled": throttled.throttled,
+        "throttled_share": (share * 1000.0).round() / 1000.0,
+        "over_seconds": throttled.over.as_secs(),
+        "message": format!(
+            "the process used all the CPU its plan allows ({cap} % of a core) in {:.0} % of the last {}s: requests waited; a plan with more CPU removes the wait",
+            share * 100.0,
+            throttled.over.as_secs()
+        ),
+    });
+    sqlx::query(
+        "INSERT INTO tenant_events (project_id, kind, detail) VALUES ($1, 'cpu_throttled', $2)",
+    )
+    .bind(project)
+    .bind(&detail)
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        Entry {
+            actor: Actor::System("supervisor"),
+            account: Some(&account),
+            project: Some(project),
+            action: "tenant.cpu_throttled",
+            target: &slug,
+            before: None,
+            after: Some(detail),
+        },
+    )
+    .await?;
     tx.commit().await
 }
 

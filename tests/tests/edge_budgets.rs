@@ -4,9 +4,15 @@
 //! reaches its process, while another project, from the same client address at the same time,
 //! is not touched; once the flood stops the project is served again. The refusals are the
 //! operator's metric `rotor_edge_budget_refused_total{kind}`.
+//!
+//! And the attack the budget itself invites: a stranger spending a project's budget to shut
+//! out its users and its backend. Calls with the project's own API key have their own budget,
+//! and while a project is contended each client address gets only its share
+//! (`over_address_share`, metric `rotor_edge_address_share_refused_total{kind}`).
 
 mod cp;
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
@@ -104,11 +110,7 @@ async fn a_project_over_its_edge_budget_is_answered_429_at_the_edge_and_its_neig
     );
     assert_eq!(passed + refused, 60);
     assert_eq!(
-        metric_sample(
-            &metrics,
-            "rotor_edge_budget_refused_total{kind=\"requests\"}"
-        )
-        .await?,
+        metric_sample(&metrics, "rotor_edge_budget_refused_total{kind=\"api\"}").await?,
         u64::from(refused)
     );
 
@@ -165,6 +167,160 @@ async fn a_project_over_its_edge_budget_is_answered_429_at_the_edge_and_its_neig
     ensure!(
         reply.as_ref().is_ok_and(|r| r.get("connect").is_some()),
         "noisy connect after the flood: {reply:?}"
+    );
+    Ok(())
+}
+
+/// A client of `cp` whose connections come from `from` (any 127/8 address is this host's).
+fn client_from(from: &str) -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .local_address(from.parse::<IpAddr>()?)
+        .timeout(Duration::from_secs(10))
+        .build()?)
+}
+
+/// A WebSocket handshake from `from`: its status (101 when upgraded) and the refusal's code.
+async fn handshake_from(cp: &ControlPlane, project: &Project, from: &str) -> Result<(u16, String)> {
+    use tokio_tungstenite::tungstenite::Error;
+    let url = cp.ws_url(&project.slug);
+    let target: SocketAddr = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .context("ws url host")?
+        .parse()?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from.parse()?, 0))?;
+    let attempt = tokio::time::timeout(Duration::from_secs(10), async {
+        let stream = socket.connect(target).await?;
+        anyhow::Ok(tokio_tungstenite::client_async(url.as_str(), stream).await)
+    })
+    .await
+    .context("handshake timed out")??;
+    match attempt {
+        Ok(_) => Ok((101, String::new())),
+        Err(Error::Http(resp)) => {
+            let body = resp.body().as_deref().unwrap_or_default();
+            let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let code = body["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            Ok((resp.status().as_u16(), code))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A publish from `client` with `key`: status and the refusal's code, if any.
+async fn publish_with(
+    client: &reqwest::Client,
+    cp: &ControlPlane,
+    project: &Project,
+    key: &str,
+) -> Result<(u16, String)> {
+    let resp = client
+        .post(format!("{}/publish", cp.api_url(&project.slug)))
+        .header("X-API-Key", key)
+        .body(json!({"channel": "chat:a", "data": {}}).to_string())
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    let body: Value = serde_json::from_str(&resp.text().await?).unwrap_or(Value::Null);
+    let code = match &body["error"]["code"] {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    };
+    Ok((status, code))
+}
+
+#[tokio::test]
+async fn a_stranger_flooding_a_project_cannot_shut_out_its_users_or_its_backend() -> Result<()> {
+    let cp = ControlPlane::start_with_env(&[("ROTOR_METRICS_LISTEN", "127.0.0.1:0")]).await?;
+    let metrics = cp.metrics_url()?;
+    // 10 requests and 8 handshakes a second: bursts of 20 and 16.
+    cp.operator(&[
+        "set-limits",
+        "free",
+        r#"{"edge_requests_per_second": 10, "edge_connects_per_second": 8}"#,
+    ])
+    .await?;
+    let owner = cp.account("victim@example.com").await?;
+    let victim = cp
+        .project(&owner, "victim", &[("chat", open_chat())])
+        .await?;
+
+    // The stranger, from 127.0.0.66: 100 server API calls with a made-up key, then 60
+    // handshakes, all at once.
+    let stranger = client_from("127.0.0.66")?;
+    let answers = futures_util::future::join_all(
+        (0..100).map(|_| publish_with(&stranger, &cp, &victim, "guessed-key")),
+    )
+    .await;
+    let mut codes = std::collections::BTreeMap::<String, u32>::new();
+    for answer in answers {
+        let (status, code) = answer?;
+        *codes.entry(format!("{status} {code}")).or_default() += 1;
+    }
+    // Half the burst is anyone's (10), then the address's share: a quarter of the rate with a
+    // burst of two seconds of it (5), and what that earns while the flood lasts.
+    let refused: u32 = codes
+        .iter()
+        .filter(|(k, _)| k.starts_with("429"))
+        .map(|(_, n)| *n)
+        .sum();
+    let through = 100 - refused;
+    ensure!(
+        (15..=18).contains(&through),
+        "the stranger's calls that reached the project: {codes:?}"
+    );
+    ensure!(
+        codes.get("429 over_address_share").copied().unwrap_or(0) >= 80,
+        "the stranger is held to its share: {codes:?}"
+    );
+    let statuses =
+        futures_util::future::join_all((0..60).map(|_| handshake_from(&cp, &victim, "127.0.0.66")))
+            .await;
+    let upgraded = statuses
+        .iter()
+        .filter(|s| matches!(s, Ok((101, _))))
+        .count();
+    let shared_out = statuses
+        .iter()
+        .filter(|s| matches!(s, Ok((429, code)) if code == "over_address_share"))
+        .count();
+    ensure!(
+        (12..=15).contains(&upgraded) && upgraded + shared_out == 60,
+        "the stranger's handshakes: {statuses:?}"
+    );
+
+    // Meanwhile the project's backend (its own key, from its own address) publishes its
+    // whole burst...
+    let backend = client_from("127.0.0.10")?;
+    for _ in 0..15 {
+        let (status, code) = publish_with(&backend, &cp, &victim, &victim.key).await?;
+        ensure!(status == 200 && code.is_empty(), "backend: {status} {code}");
+    }
+    // ...and its users, from their own addresses, still connect.
+    for user in 0..3 {
+        let (status, code) =
+            handshake_from(&cp, &victim, &format!("127.0.0.{}", 20 + user)).await?;
+        ensure!(status == 101, "user {user}: {status} {code}");
+    }
+    let refused = metric_sample(
+        &metrics,
+        "rotor_edge_address_share_refused_total{kind=\"requests\"}",
+    )
+    .await?;
+    ensure!(refused >= 80, "metric says {refused}");
+    ensure!(
+        metric_sample(
+            &metrics,
+            "rotor_edge_address_share_refused_total{kind=\"connects\"}"
+        )
+        .await?
+            == shared_out as u64
     );
     Ok(())
 }

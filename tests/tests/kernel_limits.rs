@@ -296,7 +296,12 @@ async fn a_tenant_over_its_memory_is_restarted_in_its_own_group_and_its_neighbou
 
 #[tokio::test]
 async fn a_saturated_tenant_is_held_to_its_cpu_cap_and_its_neighbour_is_not() -> Result<()> {
-    let cp = ControlPlane::start_eager().await?;
+    // Tenants' CPU counters are sampled every 500 ms (a minute by default).
+    let cp = ControlPlane::start_with_env(&[
+        ("ROTOR_START_ON_DEMAND", "0"),
+        ("ROTOR_CPU_THROTTLE_SAMPLE_MS", "500"),
+    ])
+    .await?;
     // The operator's custom plan (no edge budget, so the flood reaches the tenant), capped at
     // 5 % of a core.
     cp.operator(&["set-limits", "custom", r#"{"tenant_cpu_max_percent": 5}"#])
@@ -386,6 +391,59 @@ async fn a_saturated_tenant_is_held_to_its_cpu_cap_and_its_neighbour_is_not() ->
     ensure!(
         calm_took < Duration::from_secs(1),
         "the neighbour took {calm_took:?}"
+    );
+
+    // The hog's owner is told why its requests waited: one event and one audit entry, though
+    // the hog was held back in several samples; the neighbour's owner hears nothing.
+    let events_path = format!("/v1/projects/{}/events", hog.id);
+    let deadline = Instant::now() + WAIT;
+    let event = loop {
+        let body = owner_get(&cp, &hog_token, &events_path).await?;
+        let throttled: Vec<&Value> = body["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["kind"] == "cpu_throttled")
+            .collect();
+        ensure!(throttled.len() <= 1, "told more than once: {body}");
+        if let Some(e) = throttled.first() {
+            break (*e).clone();
+        }
+        ensure!(Instant::now() < deadline, "no cpu_throttled event: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(event["detail"]["cpu_max_percent"], json!(5));
+    let share = event["detail"]["throttled_share"]
+        .as_f64()
+        .context("share")?;
+    ensure!((0.1..=1.0).contains(&share), "{event}");
+    let audit = owner_get(&cp, &hog_token, &format!("/v1/projects/{}/audit", hog.id)).await?;
+    let entry = audit["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["action"] == "tenant.cpu_throttled")
+        .with_context(|| format!("no audit entry: {audit}"))?;
+    assert_eq!(entry["actor"], "system:supervisor");
+    // Sampled several more times while the hog still runs: no second event.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let body = owner_get(&cp, &hog_token, &events_path).await?;
+    let count = body["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["kind"] == "cpu_throttled")
+        .count();
+    assert_eq!(count, 1, "{body}");
+    let calm_events = owner_get(
+        &cp,
+        &calm_token,
+        &format!("/v1/projects/{}/events", calm.id),
+    )
+    .await?;
+    ensure!(
+        !calm_events.to_string().contains("cpu_throttled"),
+        "{calm_events}"
     );
     Ok(())
 }

@@ -11,11 +11,20 @@
 //!   follow-up can never reach a tenant without passing through this rewrite (a tenant serves
 //!   exactly one request on a socket handed to it);
 //! - says how long the request's body is ([`Body`]), so the edge hands a plain request's socket
-//!   to the tenant only once it holds the whole request.
+//!   to the tenant only once it holds the whole request;
+//! - notes the SHA-256 digest of the API key a server API call presents ([`PresentedKey`]),
+//!   so the edge can tell the project's own backend from strangers when it spends budgets.
 
 use std::net::SocketAddr;
 
+use sha2::{Digest, Sha256};
+
 use crate::settings::TenantHost;
+
+/// The SHA-256 digest of the API key a server API request presents (the tenant's own order
+/// of precedence: `X-API-Key`, `Authorization: apikey …`, `?api_key=`). The tenant checks the
+/// key itself; the edge uses the digest only to decide whose budget the request spends.
+pub type PresentedKey = [u8; 32];
 
 /// Where a request goes.
 #[derive(Debug, PartialEq)]
@@ -27,6 +36,8 @@ pub enum Target {
         head: Vec<u8>,
         websocket: bool,
         body: Body,
+        /// Set for server API requests (`/api`, `/api/…`) that present a key.
+        api_key: Option<PresentedKey>,
     },
     /// The control plane's own app (REST API, dashboard).
     ControlPlane,
@@ -113,6 +124,7 @@ pub fn route(
         && has_token(req.headers, "upgrade", "websocket")
         && has_token(req.headers, "connection", "upgrade");
     let body = body_of(req.headers);
+    let api_key = presented_key(&tail, req.headers);
     let mut head = Vec::with_capacity(len + 64);
     head.extend_from_slice(req.method.unwrap_or("GET").as_bytes());
     head.push(b' ');
@@ -154,8 +166,41 @@ pub fn route(
             head,
             websocket,
             body,
+            api_key,
         },
     )))
+}
+
+/// The digest of the key a server API request (`/api`, `/api/…`) presents, if any.
+fn presented_key(path_and_query: &str, headers: &[httparse::Header<'_>]) -> Option<PresentedKey> {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    if path != "/api" && !path.starts_with("/api/") {
+        return None;
+    }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+    };
+    let key = header("x-api-key")
+        .map(str::trim)
+        .or_else(|| {
+            let v = header("authorization")?.trim();
+            let scheme = v.get(..7)?;
+            scheme
+                .eq_ignore_ascii_case("apikey ")
+                .then(|| v[7..].trim())
+        })
+        .or_else(|| {
+            query?
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("api_key="))
+        })?;
+    Some(Sha256::digest(key.as_bytes()).into())
 }
 
 /// How long the body is: a single valid `Content-Length` (repeated only with the same value)
@@ -271,6 +316,49 @@ mod tests {
             ))) => (slug, String::from_utf8(head).unwrap(), websocket),
             other => panic!("not a tenant route: {other:?}"),
         }
+    }
+
+    fn key_of(raw: &str) -> Option<PresentedKey> {
+        match route(raw.as_bytes(), peer(), None) {
+            Ok(Some((_, Target::Tenant { api_key, .. }))) => api_key,
+            other => panic!("not a tenant route: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_server_api_request_presents_its_key_in_the_tenants_order() {
+        let digest = |k: &str| Some(<[u8; 32]>::from(Sha256::digest(k.as_bytes())));
+        let post = |path: &str, headers: &str| {
+            format!("POST /t/acme{path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: 0\r\n\r\n")
+        };
+        assert_eq!(
+            key_of(&post("/api/publish", "X-API-Key: k1\r\n")),
+            digest("k1")
+        );
+        assert_eq!(key_of(&post("/api", "X-API-Key:  k1 \r\n")), digest("k1"));
+        assert_eq!(
+            key_of(&post(
+                "/api/publish",
+                "Authorization: ApiKey k2\r\nX-API-Key: k1\r\n"
+            )),
+            digest("k1"),
+            "X-API-Key comes first"
+        );
+        assert_eq!(
+            key_of(&post("/api/publish", "Authorization: apikey k2\r\n")),
+            digest("k2")
+        );
+        assert_eq!(
+            key_of(&post("/api/publish?x=1&api_key=k3", "")),
+            digest("k3")
+        );
+        // Not the server API, or no key: nothing presented.
+        assert_eq!(key_of(&post("/apis/publish", "X-API-Key: k1\r\n")), None);
+        assert_eq!(key_of(&post("/connection/sse", "X-API-Key: k1\r\n")), None);
+        assert_eq!(
+            key_of(&post("/api/publish", "Authorization: Bearer k1\r\n")),
+            None
+        );
     }
 
     #[test]

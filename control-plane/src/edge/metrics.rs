@@ -157,8 +157,19 @@ pub fn render(sources: &Sources) -> String {
     metric(
         "rotor_edge_budget_refused_total",
         "counter",
-        "Requests (requests) and WebSocket handshakes (connects) answered 429 at the edge because their project spent its plan's budget per second.",
+        "Requests (requests), WebSocket handshakes (connects) and keyed server API calls (api) answered 429 at the edge because their project spent its plan's budget per second.",
         &refused,
+    );
+    let by_address: Vec<(&str, u64)> = labels
+        .iter()
+        .map(String::as_str)
+        .zip(Kind::ALL.map(|k| budgets.refused_by_address(k)))
+        .collect();
+    metric(
+        "rotor_edge_address_share_refused_total",
+        "counter",
+        "Requests and WebSocket handshakes answered 429 at the edge because their address spent its share of a contended project's budget.",
+        &by_address,
     );
     metric(
         "rotor_tenants_running",
@@ -241,7 +252,8 @@ mod tests {
             connects_per_second: 1,
         };
         for _ in 0..3 {
-            let _ = routes.budgets().charge("a", one, Kind::Connect);
+            let from = "192.0.2.1".parse().unwrap();
+            let _ = routes.budgets().charge("a", one, Kind::Connect, from);
         }
         let text = render(&Sources {
             connections: c,
@@ -266,6 +278,8 @@ mod tests {
             "rotor_edge_wakes_per_minute 2",
             "rotor_edge_budget_refused_total{kind=\"requests\"} 0",
             "rotor_edge_budget_refused_total{kind=\"connects\"} 1",
+            "rotor_edge_budget_refused_total{kind=\"api\"} 0",
+            "rotor_edge_address_share_refused_total{kind=\"connects\"} 0",
             "rotor_tenants_running 0",
             "rotor_max_running_tenants 7",
             "rotor_tenant_evictions_total 1",

@@ -13,8 +13,8 @@
 //! complete answer ([`overload`]); the counts are the operator's metrics ([`metrics`]). A request
 //! that finds its project parked wakes it only within its address's wake budget, and only if
 //! the box has room for one more tenant ([`wakes`]). A project's traffic past its plan's
-//! requests and handshakes per second is answered 429 here, before its process sees it
-//! ([`budgets`]).
+//! requests and handshakes per second is answered 429 here, before its process sees it, and
+//! so is one address's traffic past its share of a contended project ([`budgets`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -184,6 +184,7 @@ async fn handle(
             head,
             websocket,
             body,
+            api_key,
         } => {
             // A plain request is handed over only whole: its body is read ahead here, so the
             // tenant is given a complete request (and a client trickling its body holds the
@@ -235,12 +236,13 @@ async fn handle(
                 }
                 other => other,
             };
-            let (addr, handoff, budget) = match route {
+            let (addr, handoff, budget, api_keys) = match route {
                 Some(Route::Active {
                     addr,
                     handoff,
                     budget,
-                }) => (addr, handoff, budget),
+                    api_keys,
+                }) => (addr, handoff, budget, api_keys),
                 Some(Route::Parked) => {
                     return respond(
                         &mut stream,
@@ -265,22 +267,21 @@ async fn handle(
             // The project's excess is answered here, before it costs its process anything.
             let kind = if websocket {
                 budgets::Kind::Connect
+            } else if api_key.is_some_and(|k| api_keys.holds(&k)) {
+                budgets::Kind::Api
             } else {
                 budgets::Kind::Request
             };
-            if let Err(wait) = routes.budgets().charge(&slug, budget, kind) {
-                let (code, message) = match kind {
-                    budgets::Kind::Connect => (
-                        "over_connect_budget",
-                        "this project opens more connections per second than its plan allows; retry later",
-                    ),
-                    budgets::Kind::Request => (
-                        "over_request_budget",
-                        "this project receives more requests per second than its plan allows; retry later",
-                    ),
-                };
-                return respond_retry(&mut stream, "429 Too Many Requests", code, message, wait)
-                    .await;
+            if let Err(refusal) = routes.budgets().charge(&slug, budget, kind, peer.ip()) {
+                let (code, message) = budget_refusal(kind, refusal);
+                return respond_retry(
+                    &mut stream,
+                    "429 Too Many Requests",
+                    code,
+                    message,
+                    refusal.retry_after(),
+                )
+                .await;
             }
             if let Some(path) = handoff.filter(|_| whole) {
                 let mut payload = head.clone();
@@ -314,6 +315,29 @@ async fn handle(
             tokio::io::copy_bidirectional(&mut stream, &mut upstream).await?;
             Ok(())
         }
+    }
+}
+
+/// The code and message of a 429 for a request over its project's budget or its address's share.
+fn budget_refusal(kind: budgets::Kind, refusal: budgets::Refusal) -> (&'static str, &'static str) {
+    use budgets::{Kind, Refusal};
+    match (refusal, kind) {
+        (Refusal::Address(_), Kind::Connect) => (
+            "over_address_share",
+            "this address opens more of this busy project's connections than its share; retry later",
+        ),
+        (Refusal::Address(_), _) => (
+            "over_address_share",
+            "this address sends more of this busy project's requests than its share; retry later",
+        ),
+        (Refusal::Project(_), Kind::Connect) => (
+            "over_connect_budget",
+            "this project opens more connections per second than its plan allows; retry later",
+        ),
+        (Refusal::Project(_), _) => (
+            "over_request_budget",
+            "this project receives more requests per second than its plan allows; retry later",
+        ),
     }
 }
 

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::{Reconciler, Running, MAX_EVICTION_TRIES, STOP_GRACE};
 use crate::ids::ProjectId;
-use crate::routes::{Route, RouteTable};
+use crate::routes::{ApiKeys, Route, RouteTable};
 use crate::supervisor::{pid_alive, Driver, LocalDriver, ProcessRecord};
 use crate::tenant;
 
@@ -158,7 +158,10 @@ pub(super) async fn ask_to_park(
                 Err(e) => e.to_string(),
             };
             tracing::debug!(tenant = %id, %why, "not parked");
-            routes.set(slug, before.unwrap_or_else(|| Route::active(record, None)));
+            routes.set(
+                slug,
+                before.unwrap_or_else(|| Route::active(record, None, &ApiKeys::default())),
+            );
             return false;
         }
     }

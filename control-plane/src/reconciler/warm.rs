@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::{Reconciler, Running};
 use crate::ids::ProjectId;
+use crate::routes::ApiKeys;
 use crate::supervisor::Driver;
 use crate::tenant;
 
@@ -80,8 +81,13 @@ impl Reconciler {
             tracing::info!(tenant = %id, version = running.applied, took_ms = began.elapsed().as_millis() as u64, "woke parked tenant from its kept config");
             self.parked.remove(&id);
             self.driver.mark_parked(&id, false);
-            self.routes
-                .serve(&slug, &id, &running.record, running.limits.as_ref());
+            self.routes.serve(
+                &slug,
+                &id,
+                &running.record,
+                running.limits.as_ref(),
+                &running.api_keys,
+            );
             self.running.insert(id, running);
         }
     }
@@ -96,6 +102,7 @@ impl Reconciler {
                 applied: version,
                 started: Instant::now(),
                 limits: Some(limits),
+                api_keys: ApiKeys::of_json(&config),
             }),
             Err(e) => {
                 tracing::warn!(tenant = %id, error = %e, "parked tenant did not start from its kept config");
