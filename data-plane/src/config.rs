@@ -171,6 +171,9 @@ pub struct ConfigHandle {
     current: ArcSwap<RuntimeConfig>,
     /// Takes the budget limits of every config applied (see [`crate::budgets`]).
     budgets: Arc<Budgets>,
+    /// Notified after each config swapped in (for what runs beside the requests, such as the
+    /// consumers).
+    changed: tokio::sync::Notify,
 }
 
 impl ConfigHandle {
@@ -180,7 +183,14 @@ impl ConfigHandle {
         Self {
             current: ArcSwap::from_pointee(config),
             budgets,
+            changed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Resolves after the next config is swapped in (create it before reading the config, so
+    /// a change in between is not missed).
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 
     /// The config in force now (cheap; hold it for one operation, not across a session).
@@ -200,6 +210,7 @@ impl ConfigHandle {
         compiled.api_keys.carry_usage(&self.current.load().api_keys);
         self.budgets.set_limits(&compiled.tenant);
         self.current.store(Arc::new(compiled));
+        self.changed.notify_waiters();
         Ok(offered)
     }
 }

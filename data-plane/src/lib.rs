@@ -9,6 +9,7 @@ pub mod budgets;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod consumers;
 pub mod egress;
 pub mod engine;
 pub mod files;

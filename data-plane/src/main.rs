@@ -192,6 +192,13 @@ async fn run() -> anyhow::Result<()> {
         _ => None,
     };
 
+    // Asynchronous consumers of API commands, following the config.
+    let consumers_stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(rotor_data_plane::consumers::run(
+        node.clone(),
+        consumers_stop.clone(),
+    ));
+
     // A supervised tenant pushes its usage and says when it is idle.
     if let Some(reporter) = rotor_data_plane::report::Reporter::from_env() {
         tokio::spawn(reporter.run(node.clone()));
@@ -215,5 +222,6 @@ async fn run() -> anyhow::Result<()> {
         admin,
     )
     .await?;
+    consumers_stop.cancel();
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! implement is refused, never ignored.
 
 mod channel;
+mod consumers;
 mod duration;
 pub mod egress;
 pub mod fdlimit;
@@ -24,6 +25,7 @@ pub use channel::{
     ChannelOptions, Namespace, PublicationDataFormat, RecoveryMode, CHANNEL_OPTION_DOCS,
     CHANNEL_OPTION_NAMES, REFUSED_CHANNEL_OPTIONS,
 };
+pub use consumers::{Consumer, PostgresConsumer, RedisPublicationDataMode, RedisStreamConsumer};
 pub use duration::{format_go_duration, parse_go_duration, ConfigDuration};
 pub use load::{ConfigError, Format, Loaded};
 pub use proxy::*;

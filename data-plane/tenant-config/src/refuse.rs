@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use crate::channel::{CHANNEL_OPTION_DOCS, REFUSED_CHANNEL_OPTIONS};
+use crate::consumers::REFUSED_KINDS;
 use crate::load::ConfigError;
 
 /// Why Rotor refuses the Redis options a URL already carries.
@@ -63,10 +64,34 @@ pub const REFUSED_OPTIONS: &[(&str, &str)] = &[
         "the unidirectional gRPC transport is not supported",
     ),
     ("webtransport", "the WebTransport transport is not supported"),
+    ("consumers.kafka", REFUSED_KINDS[0].1),
+    ("consumers.nats_jetstream", REFUSED_KINDS[1].1),
+    ("consumers.google_pub_sub", REFUSED_KINDS[2].1),
+    ("consumers.aws_sqs", REFUSED_KINDS[3].1),
+    ("consumers.azure_service_bus", REFUSED_KINDS[4].1),
     (
-        "consumers",
-        "asynchronous consumers (PostgreSQL outbox, Kafka, …) are not supported: publish with the HTTP server API",
+        "consumers.postgresql.tls",
+        "give TLS settings in the DSN (sslmode=require, sslrootcert=…)",
     ),
+    (
+        "consumers.redis_stream.tls",
+        "TLS connections to Redis are not supported",
+    ),
+    (
+        "consumers.redis_stream.cluster_address",
+        "Redis Cluster is not supported for stream consumers",
+    ),
+    (
+        "consumers.redis_stream.sentinel_address",
+        "Redis Sentinel is not supported for stream consumers",
+    ),
+    (
+        "consumers.redis_stream.sentinel_master_name",
+        "Redis Sentinel is not supported for stream consumers",
+    ),
+    ("consumers.redis_stream.user", REDIS_URL),
+    ("consumers.redis_stream.password", REDIS_URL),
+    ("consumers.redis_stream.db", REDIS_URL),
 ];
 
 /// One step of the path to an ignored key.

@@ -33,6 +33,9 @@ pub struct TenantConfig {
     pub proxies: Vec<NamedProxy>,
     /// `rpc.*`: client RPC calls and the proxies that answer them.
     pub rpc: RpcSection,
+    /// Asynchronous consumers of server API commands (PostgreSQL outbox, Redis Streams).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<crate::consumers::Consumer>,
 }
 
 /// A transport switch (Centrifugo: off unless enabled).

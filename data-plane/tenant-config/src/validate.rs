@@ -132,6 +132,7 @@ pub(crate) fn validate(config: &TenantConfig) -> Result<(), ConfigError> {
             "must not be empty",
         ));
     }
+    crate::consumers::validate(&config.consumers)?;
     crate::proxy::validate(config)
 }
 

@@ -1,0 +1,179 @@
+//! Asynchronous consumers (Centrifugo's `consumers`): server API commands the application
+//! writes to a queue in its own transaction — a PostgreSQL outbox table ([`postgres`]) or a
+//! Redis stream ([`redis_stream`]) — run through the same executor as `/api/{method}`.
+//!
+//! Processing is at least once. A command that fails with an internal error (code 100: the
+//! engine was unreachable, say) is retried, in order, after a pause; any other error (a bad
+//! channel, a malformed payload) is logged and the command counts as done, so one poisoned
+//! message never stops a queue. A `broadcast` is retried whole if any of its channels failed
+//! internally: give it an `idempotency_key` so channels that succeeded do not publish twice.
+//! Read-only methods and `batch` are not run from a queue (logged, then done).
+//!
+//! The consumers follow the config: after every reload, the running set is compared with the
+//! configured one and restarted if it differs.
+
+mod postgres;
+mod redis_stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rotor_tenant_config::Consumer;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::node::Node;
+
+/// Methods a consumer runs: those that change state.
+const WRITE_METHODS: &[&str] = &[
+    "publish",
+    "broadcast",
+    "subscribe",
+    "unsubscribe",
+    "disconnect",
+    "refresh",
+    "history_remove",
+];
+
+/// Pause before retrying after an internal error or a lost connection (doubled per failure).
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// What became of one command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done (or refused for good): acknowledge it.
+    Done,
+    /// Failed internally: keep it and retry.
+    Retry,
+}
+
+/// Runs one consumed command (`payload` is its request object).
+pub async fn dispatch(node: &Node, consumer: &str, method: &str, payload: &[u8]) -> Outcome {
+    if !WRITE_METHODS.contains(&method) {
+        tracing::error!(
+            consumer,
+            method,
+            "consumed command skipped: only publish, broadcast, subscribe, unsubscribe, disconnect, refresh and history_remove run from a queue"
+        );
+        return Outcome::Done;
+    }
+    let reply = match crate::api::call_internal(node, method, payload).await {
+        Ok(reply) => reply,
+        Err(e) => {
+            tracing::error!(consumer, method, error = %e, "consumed command refused");
+            return Outcome::Done;
+        }
+    };
+    let outcome = outcome_of(&reply);
+    match (outcome, reply.get("error")) {
+        (Outcome::Retry, _) => {
+            tracing::warn!(consumer, method, %reply, "consumed command failed internally; retrying")
+        }
+        (Outcome::Done, Some(error)) => {
+            tracing::error!(consumer, method, %error, "consumed command failed; skipped")
+        }
+        (Outcome::Done, None) => {}
+    }
+    outcome
+}
+
+/// Whether a reply asks for the command to be retried: an internal error (code 100), of the
+/// command or of any channel of a broadcast.
+fn outcome_of(reply: &Value) -> Outcome {
+    let internal = |error: &Value| error.get("code").and_then(Value::as_u64) == Some(100);
+    let errors = reply.get("error").into_iter().chain(
+        reply
+            .pointer("/result/responses")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.get("error")),
+    );
+    let mut retry = false;
+    for error in errors {
+        retry |= internal(error);
+    }
+    if retry {
+        Outcome::Retry
+    } else {
+        Outcome::Done
+    }
+}
+
+/// A pause that doubles per consecutive failure.
+#[derive(Debug, Default)]
+pub(crate) struct Backoff(u32);
+
+impl Backoff {
+    pub(crate) fn reset(&mut self) {
+        self.0 = 0;
+    }
+
+    /// Waits the next pause, or until `stop`; `false` when stopped.
+    pub(crate) async fn wait(&mut self, stop: &CancellationToken) -> bool {
+        let pause = (RETRY_FIRST * 2u32.saturating_pow(self.0.min(10))).min(RETRY_MAX);
+        self.0 = self.0.saturating_add(1);
+        tokio::select! {
+            _ = stop.cancelled() => false,
+            _ = tokio::time::sleep(pause) => true,
+        }
+    }
+}
+
+/// Starts the enabled consumers of `configs`; they stop when `stop` is cancelled.
+fn start(node: &Arc<Node>, configs: &[Consumer], stop: &CancellationToken) {
+    for c in configs.iter().filter(|c| c.enabled) {
+        if let Some(pg) = &c.postgresql {
+            postgres::start(node.clone(), c.name.clone(), pg.clone(), stop.child_token());
+        }
+        if let Some(rs) = &c.redis_stream {
+            redis_stream::start(node.clone(), c.name.clone(), rs.clone(), stop.child_token());
+        }
+        tracing::info!(consumer = %c.name, kind = %c.kind, "consumer started");
+    }
+}
+
+/// Keeps the running consumers in step with the node's config until `stop`.
+pub async fn run(node: Arc<Node>, stop: CancellationToken) {
+    let mut running: Vec<Consumer> = Vec::new();
+    let mut current = stop.child_token();
+    loop {
+        let changed = node.config.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let wanted = node.config.load().tenant.consumers.clone();
+        if wanted != running {
+            current.cancel();
+            current = stop.child_token();
+            start(&node, &wanted, &current);
+            running = wanted;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = changed => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_internal_errors_are_retried() {
+        assert_eq!(outcome_of(&json!({"result": {}})), Outcome::Done);
+        assert_eq!(
+            outcome_of(&json!({"error": {"code": 107, "message": "bad request"}})),
+            Outcome::Done
+        );
+        assert_eq!(
+            outcome_of(&json!({"error": {"code": 100, "message": "internal"}})),
+            Outcome::Retry
+        );
+        let broadcast = |code: u64| json!({"result": {"responses": [{"result": {}}, {"error": {"code": code}}]}});
+        assert_eq!(outcome_of(&broadcast(102)), Outcome::Done);
+        assert_eq!(outcome_of(&broadcast(100)), Outcome::Retry);
+    }
+}

@@ -1,0 +1,300 @@
+//! `consumers`: asynchronous consumers of server API commands, as Centrifugo v6 configures
+//! them. Each enabled consumer reads commands (`publish`, `broadcast`, `unsubscribe`,
+//! `disconnect`, …) from a queue the application writes to in its own transaction, and runs
+//! them through the same executor as the HTTP API. Rotor implements the PostgreSQL outbox table
+//! and Redis Streams; the other queue kinds Centrifugo has are refused at load with the reason.
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::ConfigDuration;
+use crate::load::ConfigError;
+use crate::sections::AddressList;
+
+/// One entry of `consumers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Consumer {
+    /// Only enabled consumers run.
+    pub enabled: bool,
+    /// Unique, `[a-zA-Z0-9_]{2,}`: named in logs and metrics.
+    pub name: String,
+    /// `postgresql` or `redis_stream`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgresql: Option<PostgresConsumer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_stream: Option<RedisStreamConsumer>,
+}
+
+/// `consumers[].postgresql`: an outbox table (`id BIGSERIAL, method TEXT, payload JSONB,
+/// partition INTEGER, created_at TIMESTAMPTZ`), read in id order per partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PostgresConsumer {
+    /// `postgresql://user:password@host:5432/db`.
+    pub dsn: String,
+    /// The outbox table, optionally schema-qualified.
+    pub outbox_table_name: String,
+    /// Partitions `0..num_partitions`, each consumed in order by its own worker.
+    pub num_partitions: u32,
+    /// Rows taken per query.
+    pub partition_select_limit: u32,
+    /// How often an idle partition is polled.
+    pub partition_poll_interval: ConfigDuration,
+    /// A LISTEN/NOTIFY channel whose payload is the partition that has new rows.
+    pub partition_notification_channel: String,
+    /// Skip a partition another consumer holds instead of waiting for its lock.
+    pub use_try_lock: bool,
+}
+
+impl Default for PostgresConsumer {
+    fn default() -> Self {
+        Self {
+            dsn: String::new(),
+            outbox_table_name: String::new(),
+            num_partitions: 1,
+            partition_select_limit: 100,
+            partition_poll_interval: ConfigDuration::from_millis(300),
+            partition_notification_channel: String::new(),
+            use_try_lock: false,
+        }
+    }
+}
+
+/// `consumers[].redis_stream`: streams read through a consumer group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisStreamConsumer {
+    /// The Redis server (one).
+    pub address: AddressList,
+    pub connect_timeout: ConfigDuration,
+    pub io_timeout: ConfigDuration,
+    /// Streams to consume.
+    pub streams: Vec<String>,
+    /// The consumer group (created at the stream's end when missing).
+    pub consumer_group: String,
+    /// A message read but not acknowledged for this long is taken over by another worker.
+    pub visibility_timeout: ConfigDuration,
+    /// Workers per stream.
+    pub num_workers: u32,
+    /// The message field holding the command (or, in publication data mode, the data).
+    pub payload_value: String,
+    /// The message field holding the method.
+    pub method_value: String,
+    pub publication_data_mode: RedisPublicationDataMode,
+}
+
+impl Default for RedisStreamConsumer {
+    fn default() -> Self {
+        Self {
+            address: AddressList(vec!["redis://127.0.0.1:6379".into()]),
+            connect_timeout: ConfigDuration::from_secs(1),
+            io_timeout: ConfigDuration::from_secs(4),
+            streams: Vec::new(),
+            consumer_group: String::new(),
+            visibility_timeout: ConfigDuration::from_secs(30),
+            num_workers: 1,
+            payload_value: "payload".into(),
+            method_value: "method".into(),
+            publication_data_mode: RedisPublicationDataMode::default(),
+        }
+    }
+}
+
+/// `consumers[].redis_stream.publication_data_mode`: messages carry publication data, and
+/// their other fields say where it goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisPublicationDataMode {
+    pub enabled: bool,
+    /// Field with the comma-separated channels.
+    pub channels_value: String,
+    pub idempotency_key_value: String,
+    pub delta_value: String,
+    pub version_value: String,
+    pub version_epoch_value: String,
+    /// Fields starting with this become publication tags (the rest of the name is the tag).
+    pub tags_value_prefix: String,
+}
+
+impl Default for RedisPublicationDataMode {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            channels_value: "centrifugo-channels".into(),
+            idempotency_key_value: "centrifugo-idempotency-key".into(),
+            delta_value: "centrifugo-delta".into(),
+            version_value: "centrifugo-version".into(),
+            version_epoch_value: "centrifugo-version-epoch".into(),
+            tags_value_prefix: "centrifugo-tag-".into(),
+        }
+    }
+}
+
+/// Consumer kinds Centrifugo has and Rotor does not, with the reason (their sections are
+/// refused with it too, see [`crate::REFUSED_OPTIONS`]).
+pub(crate) const REFUSED_KINDS: &[(&str, &str)] = &[
+    ("kafka", "Kafka consumers are not supported: use the PostgreSQL outbox or Redis Streams consumer"),
+    ("nats_jetstream", "NATS JetStream consumers are not supported yet: use the PostgreSQL outbox or Redis Streams consumer"),
+    ("google_pub_sub", "Google Cloud Pub/Sub consumers are not supported: use the PostgreSQL outbox or Redis Streams consumer"),
+    ("aws_sqs", "AWS SQS consumers are not supported: use the PostgreSQL outbox or Redis Streams consumer"),
+    ("azure_service_bus", "Azure Service Bus consumers are not supported: use the PostgreSQL outbox or Redis Streams consumer"),
+];
+
+fn valid_name(name: &str) -> bool {
+    name.len() >= 2 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// A plain SQL identifier, optionally schema-qualified (the table name goes into queries).
+fn valid_table(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.len() <= 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && !p.as_bytes()[0].is_ascii_digit()
+                && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        })
+}
+
+/// Checks every consumer, enabled or not (a disabled one is enabled by editing one word).
+pub(crate) fn validate(consumers: &[Consumer]) -> Result<(), ConfigError> {
+    let mut names = std::collections::HashSet::new();
+    for (i, c) in consumers.iter().enumerate() {
+        let at = |field: &str| format!("consumers[{i}].{field}");
+        if !valid_name(&c.name) {
+            return Err(ConfigError::invalid(
+                at("name"),
+                "must be at least two of a-z, A-Z, 0-9 and _",
+            ));
+        }
+        if !names.insert(c.name.as_str()) {
+            return Err(ConfigError::invalid(
+                at("name"),
+                format!("{} names two consumers", c.name),
+            ));
+        }
+        if let Some((_, reason)) = REFUSED_KINDS.iter().find(|(k, _)| *k == c.kind) {
+            return Err(ConfigError::Unsupported {
+                path: at("type"),
+                reason: (*reason).to_owned(),
+            });
+        }
+        match (c.kind.as_str(), &c.postgresql, &c.redis_stream) {
+            ("postgresql", Some(pg), None) => validate_postgres(&at, pg)?,
+            ("redis_stream", None, Some(rs)) => validate_redis(&at, rs)?,
+            ("postgresql", _, _) => {
+                return Err(ConfigError::invalid(
+                    at("postgresql"),
+                    "a postgresql consumer needs a `postgresql` section and no other",
+                ))
+            }
+            ("redis_stream", _, _) => {
+                return Err(ConfigError::invalid(
+                    at("redis_stream"),
+                    "a redis_stream consumer needs a `redis_stream` section and no other",
+                ))
+            }
+            (other, _, _) => {
+                return Err(ConfigError::invalid(
+                    at("type"),
+                    format!("unknown consumer type {other:?}: postgresql or redis_stream"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_postgres(
+    at: &dyn Fn(&str) -> String,
+    pg: &PostgresConsumer,
+) -> Result<(), ConfigError> {
+    if !(pg.dsn.starts_with("postgres://") || pg.dsn.starts_with("postgresql://")) {
+        return Err(ConfigError::invalid(
+            at("postgresql.dsn"),
+            "must be a postgresql:// URL",
+        ));
+    }
+    if !valid_table(&pg.outbox_table_name) {
+        return Err(ConfigError::invalid(
+            at("postgresql.outbox_table_name"),
+            "must be a table name ([schema.]name of letters, digits and _)",
+        ));
+    }
+    if !(1..=1024).contains(&pg.num_partitions) {
+        return Err(ConfigError::invalid(
+            at("postgresql.num_partitions"),
+            "must be 1 to 1024",
+        ));
+    }
+    if !(1..=10_000).contains(&pg.partition_select_limit) {
+        return Err(ConfigError::invalid(
+            at("postgresql.partition_select_limit"),
+            "must be 1 to 10000",
+        ));
+    }
+    if pg.partition_poll_interval.is_zero() {
+        return Err(ConfigError::invalid(
+            at("postgresql.partition_poll_interval"),
+            "must be positive",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_redis(
+    at: &dyn Fn(&str) -> String,
+    rs: &RedisStreamConsumer,
+) -> Result<(), ConfigError> {
+    if rs.address.0.len() != 1 {
+        return Err(ConfigError::Unsupported {
+            path: at("redis_stream.address"),
+            reason: "one Redis server per stream consumer: configure a consumer per shard".into(),
+        });
+    }
+    if !rs.address.0[0].starts_with("redis://") {
+        return Err(ConfigError::invalid(
+            at("redis_stream.address"),
+            "must be a redis:// URL",
+        ));
+    }
+    if rs.streams.is_empty() || rs.streams.iter().any(String::is_empty) {
+        return Err(ConfigError::invalid(
+            at("redis_stream.streams"),
+            "name at least one stream",
+        ));
+    }
+    if rs.consumer_group.is_empty() {
+        return Err(ConfigError::invalid(
+            at("redis_stream.consumer_group"),
+            "is required",
+        ));
+    }
+    if !(1..=64).contains(&rs.num_workers) {
+        return Err(ConfigError::invalid(
+            at("redis_stream.num_workers"),
+            "must be 1 to 64",
+        ));
+    }
+    if rs.visibility_timeout.is_zero() {
+        return Err(ConfigError::invalid(
+            at("redis_stream.visibility_timeout"),
+            "must be positive",
+        ));
+    }
+    let mode = &rs.publication_data_mode;
+    if mode.enabled && mode.channels_value.is_empty() {
+        return Err(ConfigError::invalid(
+            at("redis_stream.publication_data_mode.channels_value"),
+            "is required in publication data mode",
+        ));
+    }
+    if !mode.enabled && (rs.payload_value.is_empty() || rs.method_value.is_empty()) {
+        return Err(ConfigError::invalid(
+            at("redis_stream.payload_value"),
+            "payload_value and method_value are required",
+        ));
+    }
+    Ok(())
+}
