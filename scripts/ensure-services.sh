@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the services the tests need answer locally: PostgreSQL on 127.0.0.1:5432 (role
-# `postgres`, trust auth over TCP) and Redis on 127.0.0.1:6379. Installs them from Debian only
+# `postgres`, trust auth over TCP), Redis on 127.0.0.1:6379 and a NATS server with JetStream on
+# 127.0.0.1:4222 (for the NATS JetStream consumer). Installs them from Debian only
 # when their binaries are missing, creates a cluster only when none exists, starts what is
 # stopped and waits (bounded) until each answers. Idempotent; near-instant when all is up.
 #
@@ -10,6 +11,7 @@ set -euo pipefail
 
 readonly PG_PORT=5432
 readonly REDIS_PORT=6379
+readonly NATS_PORT=4222
 readonly WAIT_SECONDS=30
 readonly HBA_MARKER="# rotor: trust local TCP for tests (scripts/ensure-services.sh)"
 
@@ -223,5 +225,31 @@ ensure_redis() {
     log "redis: up on 127.0.0.1:$REDIS_PORT"
 }
 
+# --- NATS (JetStream) -------------------------------------------------------------------------
+
+ensure_nats() {
+    if [[ -n ${NATS_URL:-} && ${NATS_URL} != "nats://127.0.0.1:$NATS_PORT" ]]; then
+        log "nats: external NATS_URL, not managed here"
+        return 0
+    fi
+    if port_open "$NATS_PORT"; then
+        log "nats: up on 127.0.0.1:$NATS_PORT"
+        return 0
+    fi
+    if ! command -v nats-server >/dev/null 2>&1; then
+        log "nats: installing from Debian packages"
+        apt_install nats-server
+    fi
+    if ! port_open "$NATS_PORT"; then
+        log "nats: starting nats-server with JetStream"
+        $SUDO mkdir -p /var/lib/nats-server
+        (nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd /var/lib/nats-server \
+            -l /var/log/nats-server-ci.log >/dev/null 2>&1 &)
+    fi
+    wait_until "nats" port_open "$NATS_PORT"
+    log "nats: up on 127.0.0.1:$NATS_PORT"
+}
+
 ensure_postgres
 ensure_redis
+ensure_nats

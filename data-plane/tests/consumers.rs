@@ -1,5 +1,5 @@
-//! Asynchronous consumers (`consumers`) against a real PostgreSQL and a real Redis: commands
-//! written to an outbox table or a Redis stream reach subscribers in order, exactly as the
+//! Asynchronous consumers (`consumers`) against a real PostgreSQL, Redis and nats-server: commands
+//! written to an outbox table, a Redis stream or a JetStream stream reach subscribers, as the
 //! HTTP API would publish them; a poisoned command (bad payload, unknown or read-only method)
 //! is skipped without stopping the queue; NOTIFY wakes a partition at once; a stream message a
 //! dead worker read and never acknowledged is taken over after the visibility timeout; and the
@@ -392,6 +392,100 @@ async fn a_stream_in_publication_data_mode_publishes_its_data_with_its_fields() 
     let _: () = conn.del(&stream).await.unwrap();
 }
 
+fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+#[tokio::test]
+async fn a_jetstream_stream_is_consumed_in_both_shapes_and_in_publication_data_mode() {
+    use async_nats::jetstream::stream::{Config, StorageType};
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let stream_name = format!("ROTOR_{id}");
+    let client = async_nats::connect(nats_url()).await.expect("nats-server");
+    let js = async_nats::jetstream::new(client);
+    js.create_stream(Config {
+        name: stream_name.clone(),
+        subjects: vec![format!("rotor.{id}.>")],
+        storage: StorageType::Memory,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let channel = "feed:nats";
+    let publish = |subject: &str, headers: &[(&str, &str)], payload: String| {
+        let mut map = async_nats::HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(*k, *v);
+        }
+        let subject = format!("rotor.{id}.{subject}");
+        let js = js.clone();
+        async move {
+            js.publish_with_headers(subject, map, payload.into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    };
+    let cmd = |n: u64| json!({"channel": channel, "data": {"n": n}}).to_string();
+    // Published before the consumers attach: `deliver_policy: all` takes them.
+    publish("cmd", &[("centrifugo-method", "publish")], cmd(1)).await;
+    publish(
+        "cmd",
+        &[],
+        json!({"method": "publish", "payload": {"channel": channel, "data": {"n": 2}}}).to_string(),
+    )
+    .await;
+    publish("cmd", &[], "not json".into()).await;
+    publish("cmd", &[("centrifugo-method", "publish")], cmd(3)).await;
+    publish(
+        "data",
+        &[
+            ("centrifugo-channels", "feed:nats,feed:other"),
+            ("centrifugo-tag-kind", "raw"),
+        ],
+        json!({"n": 4}).to_string(),
+    )
+    .await;
+    let (s, mut c, stop) = server_with(
+        json!([
+            {"enabled": true, "name": "commands", "type": "nats_jetstream", "nats_jetstream": {
+                "url": nats_url(), "stream_name": stream_name, "subjects": [format!("rotor.{id}.cmd")],
+                "durable_consumer_name": format!("cmd_{id}"), "deliver_policy": "all"}},
+            {"enabled": true, "name": "data", "type": "nats_jetstream", "nats_jetstream": {
+                "url": nats_url(), "stream_name": stream_name, "subjects": [format!("rotor.{id}.data")],
+                "durable_consumer_name": format!("data_{id}"), "deliver_policy": "all",
+                "publication_data_mode": {"enabled": true}}}
+        ]),
+        channel,
+    )
+    .await;
+    let mut got = next_ns(&mut c, 4).await;
+    got.sort();
+    assert_eq!(got, vec![1, 2, 3, 4]);
+    let h = common::api(&s, "history", json!({"channel": "feed:other", "limit": 10})).await;
+    let other = h["result"]["publications"].as_array().unwrap();
+    assert_eq!(other.len(), 1, "{h}");
+    assert_eq!(other[0]["tags"], json!({"kind": "raw"}));
+    // Everything was acknowledged: nothing waits for redelivery.
+    let mut pending = u64::MAX;
+    for _ in 0..30 {
+        let mut stream = js.get_stream(&stream_name).await.unwrap();
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+            stream.get_consumer(&format!("cmd_{id}")).await.unwrap();
+        let _ = &mut stream;
+        let info = consumer.info().await.unwrap();
+        pending = info.num_ack_pending as u64 + info.num_pending;
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(pending, 0);
+    stop.cancel();
+    let _ = js.delete_stream(&stream_name).await;
+}
+
 #[tokio::test]
 async fn consumer_configs_are_checked_at_load() {
     use rotor_tenant_config::TenantConfig;
@@ -415,6 +509,9 @@ async fn consumer_configs_are_checked_at_load() {
     );
     let e = refused(json!([{"name": "k1", "type": "kafka"}]));
     assert!(e.contains("consumers[0].type"), "{e}");
+    let e = refused(json!([{"name": "n1", "type": "nats_jetstream",
+        "nats_jetstream": {"stream_name": "S"}}]));
+    assert!(e.contains("durable_consumer_name"), "{e}");
     let e = refused(json!([pg(
         json!({"postgresql": {"outbox_table_name": "x; DROP TABLE y"}})
     )]));

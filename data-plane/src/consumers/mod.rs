@@ -1,6 +1,7 @@
 //! Asynchronous consumers (Centrifugo's `consumers`): server API commands the application
-//! writes to a queue in its own transaction — a PostgreSQL outbox table ([`postgres`]) or a
-//! Redis stream ([`redis_stream`]) — run through the same executor as `/api/{method}`.
+//! writes to a queue in its own transaction — a PostgreSQL outbox table ([`postgres`]), a
+//! Redis stream ([`redis_stream`]) or a NATS JetStream stream ([`nats_jetstream`]) — run
+//! through the same executor as `/api/{method}`.
 //!
 //! Processing is at least once. A command that fails with an internal error (code 100: the
 //! engine was unreachable, say) is retried, in order, after a pause; any other error (a bad
@@ -12,6 +13,7 @@
 //! The consumers follow the config: after every reload, the running set is compared with the
 //! configured one and restarted if it differs.
 
+mod nats_jetstream;
 mod postgres;
 mod redis_stream;
 
@@ -129,6 +131,14 @@ fn start(node: &Arc<Node>, configs: &[Consumer], stop: &CancellationToken) {
         }
         if let Some(rs) = &c.redis_stream {
             redis_stream::start(node.clone(), c.name.clone(), rs.clone(), stop.child_token());
+        }
+        if let Some(nats) = &c.nats_jetstream {
+            nats_jetstream::start(
+                node.clone(),
+                c.name.clone(),
+                nats.clone(),
+                stop.child_token(),
+            );
         }
         tracing::info!(consumer = %c.name, kind = %c.kind, "consumer started");
     }

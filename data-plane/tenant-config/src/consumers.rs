@@ -1,8 +1,9 @@
 //! `consumers`: asynchronous consumers of server API commands, as Centrifugo v6 configures
 //! them. Each enabled consumer reads commands (`publish`, `broadcast`, `unsubscribe`,
 //! `disconnect`, …) from a queue the application writes to in its own transaction, and runs
-//! them through the same executor as the HTTP API. Rotor implements the PostgreSQL outbox table
-//! and Redis Streams; the other queue kinds Centrifugo has are refused at load with the reason.
+//! them through the same executor as the HTTP API. Rotor implements the PostgreSQL outbox
+//! table, Redis Streams and NATS JetStream; the other queue kinds Centrifugo has are refused at
+//! load with the reason.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,13 +19,86 @@ pub struct Consumer {
     pub enabled: bool,
     /// Unique, `[a-zA-Z0-9_]{2,}`: named in logs and metrics.
     pub name: String,
-    /// `postgresql` or `redis_stream`.
+    /// `postgresql`, `redis_stream` or `nats_jetstream`.
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postgresql: Option<PostgresConsumer>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_stream: Option<RedisStreamConsumer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_jetstream: Option<NatsJetStreamConsumer>,
+}
+
+/// `consumers[].nats_jetstream`: a durable pull consumer on a stream the operator created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NatsJetStreamConsumer {
+    pub url: String,
+    /// A NATS credentials file (JWT and nkey seed); overrides the others.
+    pub credentials_file: String,
+    pub username: String,
+    pub password: String,
+    pub token: String,
+    /// The stream to consume (never created by Rotor).
+    pub stream_name: String,
+    /// Subjects of the stream to take (all when empty).
+    pub subjects: Vec<String>,
+    /// The durable consumer (created when missing).
+    pub durable_consumer_name: String,
+    /// `new` (default) or `all`: where a new durable consumer starts.
+    pub deliver_policy: String,
+    pub max_ack_pending: u32,
+    /// The header naming the method; without it the payload is `{"method": …, "payload": …}`.
+    pub method_header: String,
+    pub publication_data_mode: NatsPublicationDataMode,
+}
+
+impl Default for NatsJetStreamConsumer {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            credentials_file: String::new(),
+            username: String::new(),
+            password: String::new(),
+            token: String::new(),
+            stream_name: String::new(),
+            subjects: Vec::new(),
+            durable_consumer_name: String::new(),
+            deliver_policy: "new".into(),
+            max_ack_pending: 100,
+            method_header: "centrifugo-method".into(),
+            publication_data_mode: NatsPublicationDataMode::default(),
+        }
+    }
+}
+
+/// `consumers[].nats_jetstream.publication_data_mode`: the payload is publication data, the
+/// headers say where it goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NatsPublicationDataMode {
+    pub enabled: bool,
+    pub channels_header: String,
+    pub idempotency_key_header: String,
+    pub delta_header: String,
+    pub version_header: String,
+    pub version_epoch_header: String,
+    pub tags_header_prefix: String,
+}
+
+impl Default for NatsPublicationDataMode {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            channels_header: "centrifugo-channels".into(),
+            idempotency_key_header: "centrifugo-idempotency-key".into(),
+            delta_header: "centrifugo-delta".into(),
+            version_header: "centrifugo-version".into(),
+            version_epoch_header: "centrifugo-version-epoch".into(),
+            tags_header_prefix: "centrifugo-tag-".into(),
+        }
+    }
 }
 
 /// `consumers[].postgresql`: an outbox table (`id BIGSERIAL, method TEXT, payload JSONB,
@@ -135,11 +209,10 @@ impl Default for RedisPublicationDataMode {
 /// Consumer kinds Centrifugo has and Rotor does not, with the reason (their sections are
 /// refused with it too, see [`crate::REFUSED_OPTIONS`]).
 pub(crate) const REFUSED_KINDS: &[(&str, &str)] = &[
-    ("kafka", "Kafka consumers are not supported: use the PostgreSQL outbox or Redis Streams consumer"),
-    ("nats_jetstream", "NATS JetStream consumers are not supported yet: use the PostgreSQL outbox or Redis Streams consumer"),
-    ("google_pub_sub", "Google Cloud Pub/Sub consumers are not supported: use the PostgreSQL outbox or Redis Streams consumer"),
-    ("aws_sqs", "AWS SQS consumers are not supported: use the PostgreSQL outbox or Redis Streams consumer"),
-    ("azure_service_bus", "Azure Service Bus consumers are not supported: use the PostgreSQL outbox or Redis Streams consumer"),
+    ("kafka", "Kafka consumers are not supported (there is no Kafka broker to test one against here): use the PostgreSQL outbox, Redis Streams or NATS JetStream consumer"),
+    ("google_pub_sub", "Google Cloud Pub/Sub consumers are not supported: use the PostgreSQL outbox, Redis Streams or NATS JetStream consumer"),
+    ("aws_sqs", "AWS SQS consumers are not supported: use the PostgreSQL outbox, Redis Streams or NATS JetStream consumer"),
+    ("azure_service_bus", "Azure Service Bus consumers are not supported: use the PostgreSQL outbox, Redis Streams or NATS JetStream consumer"),
 ];
 
 fn valid_name(name: &str) -> bool {
@@ -180,27 +253,45 @@ pub(crate) fn validate(consumers: &[Consumer]) -> Result<(), ConfigError> {
                 reason: (*reason).to_owned(),
             });
         }
-        match (c.kind.as_str(), &c.postgresql, &c.redis_stream) {
-            ("postgresql", Some(pg), None) => validate_postgres(&at, pg)?,
-            ("redis_stream", None, Some(rs)) => validate_redis(&at, rs)?,
-            ("postgresql", _, _) => {
+        let sections = [
+            c.postgresql.is_some(),
+            c.redis_stream.is_some(),
+            c.nats_jetstream.is_some(),
+        ];
+        let only = |i: usize| sections.iter().enumerate().all(|(j, on)| *on == (i == j));
+        match (
+            c.kind.as_str(),
+            &c.postgresql,
+            &c.redis_stream,
+            &c.nats_jetstream,
+        ) {
+            ("postgresql", Some(pg), _, _) if only(0) => validate_postgres(&at, pg)?,
+            ("redis_stream", _, Some(rs), _) if only(1) => validate_redis(&at, rs)?,
+            ("nats_jetstream", _, _, Some(nats)) if only(2) => validate_nats(&at, nats)?,
+            ("postgresql", ..) => {
                 return Err(ConfigError::invalid(
                     at("postgresql"),
                     "a postgresql consumer needs a `postgresql` section and no other",
                 ))
             }
-            ("redis_stream", _, _) => {
+            ("redis_stream", ..) => {
                 return Err(ConfigError::invalid(
                     at("redis_stream"),
                     "a redis_stream consumer needs a `redis_stream` section and no other",
                 ))
             }
-            (other, _, _) => {
+            ("nats_jetstream", ..) => {
                 return Err(ConfigError::invalid(
-                    at("type"),
-                    format!("unknown consumer type {other:?}: postgresql or redis_stream"),
+                    at("nats_jetstream"),
+                    "a nats_jetstream consumer needs a `nats_jetstream` section and no other",
                 ))
             }
+            (other, ..) => return Err(ConfigError::invalid(
+                at("type"),
+                format!(
+                    "unknown consumer type {other:?}: postgresql, redis_stream or nats_jetstream"
+                ),
+            )),
         }
     }
     Ok(())
@@ -294,6 +385,54 @@ fn validate_redis(
         return Err(ConfigError::invalid(
             at("redis_stream.payload_value"),
             "payload_value and method_value are required",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_nats(
+    at: &dyn Fn(&str) -> String,
+    nats: &NatsJetStreamConsumer,
+) -> Result<(), ConfigError> {
+    if !(nats.url.starts_with("nats://") || nats.url.starts_with("tls://")) {
+        return Err(ConfigError::invalid(
+            at("nats_jetstream.url"),
+            "must be a nats:// URL",
+        ));
+    }
+    if nats.stream_name.is_empty() {
+        return Err(ConfigError::invalid(
+            at("nats_jetstream.stream_name"),
+            "is required (Rotor consumes a stream; it does not create one)",
+        ));
+    }
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if !name_ok(&nats.durable_consumer_name) {
+        return Err(ConfigError::invalid(
+            at("nats_jetstream.durable_consumer_name"),
+            "is required: letters, digits, - and _",
+        ));
+    }
+    if !matches!(nats.deliver_policy.as_str(), "new" | "all") {
+        return Err(ConfigError::invalid(
+            at("nats_jetstream.deliver_policy"),
+            "must be new or all",
+        ));
+    }
+    if nats.max_ack_pending == 0 {
+        return Err(ConfigError::invalid(
+            at("nats_jetstream.max_ack_pending"),
+            "must be positive",
+        ));
+    }
+    if nats.publication_data_mode.enabled && nats.publication_data_mode.channels_header.is_empty() {
+        return Err(ConfigError::invalid(
+            at("nats_jetstream.publication_data_mode.channels_header"),
+            "is required in publication data mode",
         ));
     }
     Ok(())

@@ -25,7 +25,10 @@ pub use channel::{
     ChannelOptions, Namespace, PublicationDataFormat, RecoveryMode, CHANNEL_OPTION_DOCS,
     CHANNEL_OPTION_NAMES, REFUSED_CHANNEL_OPTIONS,
 };
-pub use consumers::{Consumer, PostgresConsumer, RedisPublicationDataMode, RedisStreamConsumer};
+pub use consumers::{
+    Consumer, NatsJetStreamConsumer, NatsPublicationDataMode, PostgresConsumer,
+    RedisPublicationDataMode, RedisStreamConsumer,
+};
 pub use duration::{format_go_duration, parse_go_duration, ConfigDuration};
 pub use load::{ConfigError, Format, Loaded};
 pub use proxy::*;

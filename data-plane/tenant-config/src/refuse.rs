@@ -65,10 +65,13 @@ pub const REFUSED_OPTIONS: &[(&str, &str)] = &[
     ),
     ("webtransport", "the WebTransport transport is not supported"),
     ("consumers.kafka", REFUSED_KINDS[0].1),
-    ("consumers.nats_jetstream", REFUSED_KINDS[1].1),
-    ("consumers.google_pub_sub", REFUSED_KINDS[2].1),
-    ("consumers.aws_sqs", REFUSED_KINDS[3].1),
-    ("consumers.azure_service_bus", REFUSED_KINDS[4].1),
+    ("consumers.google_pub_sub", REFUSED_KINDS[1].1),
+    ("consumers.aws_sqs", REFUSED_KINDS[2].1),
+    ("consumers.azure_service_bus", REFUSED_KINDS[3].1),
+    (
+        "consumers.nats_jetstream.tls",
+        "give a tls:// URL; client certificates are not supported",
+    ),
     (
         "consumers.postgresql.tls",
         "give TLS settings in the DSN (sslmode=require, sslrootcert=…)",
