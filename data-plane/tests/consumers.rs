@@ -498,7 +498,7 @@ async fn consumer_configs_are_checked_at_load() {
     let pg = |extra: Value| {
         let mut c = json!({"enabled": true, "name": "ob", "type": "postgresql",
             "postgresql": {"dsn": "postgresql://u@h/db", "outbox_table_name": "outbox"}});
-        common_merge(&mut c, extra);
+        common::merge(&mut c, extra);
         c
     };
     assert!(refused(json!([pg(json!({}))])).is_empty());
@@ -527,15 +527,4 @@ async fn consumer_configs_are_checked_at_load() {
     assert!(e.contains("redis_stream.streams"), "{e}");
     let e = refused(json!([pg(json!({"name": "a"}))]));
     assert!(e.contains("consumers[0].name"), "{e}");
-}
-
-fn common_merge(base: &mut Value, over: Value) {
-    match (base, over) {
-        (Value::Object(b), Value::Object(o)) => {
-            for (k, v) in o {
-                common_merge(b.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (b, o) => *b = o,
-    }
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rotor_tenant_config::Consumer;
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
@@ -100,6 +100,76 @@ fn outcome_of(reply: &Value) -> Outcome {
         Outcome::Retry
     } else {
         Outcome::Done
+    }
+}
+
+/// Runs a command whose payload is `{"method": …, "payload": {…}}` (a queue message without a
+/// method of its own).
+pub async fn dispatch_command(node: &Node, consumer: &str, message: &[u8]) -> Outcome {
+    let command: Value = match serde_json::from_slice(message) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(consumer, error = %e, "consumed message is not a JSON command; skipped");
+            return Outcome::Done;
+        }
+    };
+    let method = command.get("method").and_then(Value::as_str).unwrap_or("");
+    let request = command.get("payload").cloned().unwrap_or_else(|| json!({}));
+    dispatch(node, consumer, method, request.to_string().as_bytes()).await
+}
+
+/// What a publication-data-mode message says besides its data (each from a header or field).
+#[derive(Debug, Default)]
+pub(crate) struct PublicationFields {
+    /// Comma-separated channels.
+    pub channels: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub delta: Option<String>,
+    pub version: Option<String>,
+    pub version_epoch: Option<String>,
+    pub tags: Map<String, Value>,
+}
+
+impl PublicationFields {
+    /// The publish (one channel) or broadcast (several) the message asks for.
+    pub(crate) fn request(self, data: &[u8]) -> Result<(&'static str, Value), &'static str> {
+        let channels: Vec<&str> = self
+            .channels
+            .as_deref()
+            .ok_or("no channels")?
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        if channels.is_empty() {
+            return Err("no channels");
+        }
+        let data: Value = serde_json::from_slice(data).map_err(|_| "the payload is not JSON")?;
+        let mut request = Map::new();
+        request.insert("data".into(), data);
+        if let Some(key) = self.idempotency_key {
+            request.insert("idempotency_key".into(), key.into());
+        }
+        if self.delta.is_some_and(|v| v == "true") {
+            request.insert("delta".into(), true.into());
+        }
+        if let Some(version) = self.version {
+            let version: u64 = version.parse().map_err(|_| "the version is not a number")?;
+            request.insert("version".into(), version.into());
+        }
+        if let Some(epoch) = self.version_epoch {
+            request.insert("version_epoch".into(), epoch.into());
+        }
+        if !self.tags.is_empty() {
+            request.insert("tags".into(), Value::Object(self.tags));
+        }
+        if let [channel] = channels.as_slice() {
+            request.insert("channel".into(), (*channel).into());
+            Ok(("publish", Value::Object(request)))
+        } else {
+            request.insert("channels".into(), json!(channels));
+            Ok(("broadcast", Value::Object(request)))
+        }
     }
 }
 

@@ -15,10 +15,10 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::AckKind;
 use futures_util::StreamExt;
 use rotor_tenant_config::NatsJetStreamConsumer;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::{dispatch, Backoff, Outcome};
+use super::{dispatch, dispatch_command, Backoff, Outcome, PublicationFields};
 use crate::node::Node;
 
 /// How long JetStream waits for an ack before redelivering.
@@ -143,16 +143,7 @@ async fn run(
     if let Some(method) = header(message, &config.method_header) {
         return dispatch(node, name, &method, payload).await;
     }
-    let command: Value = match serde_json::from_slice(payload) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::error!(consumer = name, subject = %message.subject, error = %e, "NATS message is not a JSON command; skipped");
-            return Outcome::Done;
-        }
-    };
-    let method = command.get("method").and_then(Value::as_str).unwrap_or("");
-    let request = command.get("payload").cloned().unwrap_or_else(|| json!({}));
-    dispatch(node, name, method, request.to_string().as_bytes()).await
+    dispatch_command(node, name, payload).await
 }
 
 /// The publish (one channel) or broadcast (several) a publication-data-mode message asks for.
@@ -161,33 +152,6 @@ fn publication(
     message: &async_nats::jetstream::Message,
 ) -> Result<(&'static str, Value), &'static str> {
     let mode = &config.publication_data_mode;
-    let channels: Vec<String> = header(message, &mode.channels_header)
-        .ok_or("no channels header")?
-        .split(',')
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if channels.is_empty() {
-        return Err("no channels");
-    }
-    let data: Value =
-        serde_json::from_slice(&message.payload).map_err(|_| "the payload is not JSON")?;
-    let mut request = Map::new();
-    request.insert("data".into(), data);
-    if let Some(key) = header(message, &mode.idempotency_key_header) {
-        request.insert("idempotency_key".into(), key.into());
-    }
-    if header(message, &mode.delta_header).is_some_and(|v| v == "true") {
-        request.insert("delta".into(), true.into());
-    }
-    if let Some(version) = header(message, &mode.version_header) {
-        let version: u64 = version.parse().map_err(|_| "the version is not a number")?;
-        request.insert("version".into(), version.into());
-    }
-    if let Some(epoch) = header(message, &mode.version_epoch_header) {
-        request.insert("version_epoch".into(), epoch.into());
-    }
     let mut tags = Map::new();
     if let (Some(headers), false) = (message.headers.as_ref(), mode.tags_header_prefix.is_empty()) {
         for (key, values) in headers.iter() {
@@ -202,14 +166,13 @@ fn publication(
             }
         }
     }
-    if !tags.is_empty() {
-        request.insert("tags".into(), Value::Object(tags));
+    PublicationFields {
+        channels: header(message, &mode.channels_header),
+        idempotency_key: header(message, &mode.idempotency_key_header),
+        delta: header(message, &mode.delta_header),
+        version: header(message, &mode.version_header),
+        version_epoch: header(message, &mode.version_epoch_header),
+        tags,
     }
-    if channels.len() == 1 {
-        request.insert("channel".into(), channels[0].clone().into());
-        Ok(("publish", Value::Object(request)))
-    } else {
-        request.insert("channels".into(), json!(channels));
-        Ok(("broadcast", Value::Object(request)))
-    }
+    .request(&message.payload)
 }

@@ -10,7 +10,6 @@
 //! or, in publication data mode, the data itself in `payload`, with the channels and the
 //! publication's other fields (idempotency key, delta, version, tags) in fields of their own.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,10 +17,10 @@ use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, AsyncConnectionConfig, RedisResult};
 use rotor_tenant_config::{RedisPublicationDataMode, RedisStreamConsumer};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::{dispatch, Backoff, Outcome};
+use super::{dispatch, dispatch_command, Backoff, Outcome, PublicationFields};
 use crate::node::Node;
 
 /// Messages taken per read.
@@ -214,16 +213,7 @@ async fn run(node: &Node, name: &str, config: &RedisStreamConsumer, message: &St
         return dispatch(node, name, &method, payload.as_bytes()).await;
     }
     // The whole command in the payload: {"method": …, "payload": {…}}.
-    let command: Value = match serde_json::from_str(&payload) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::error!(consumer = name, id = %message.id, error = %e, "stream message is not a JSON command; skipped");
-            return Outcome::Done;
-        }
-    };
-    let method = command.get("method").and_then(Value::as_str).unwrap_or("");
-    let request = command.get("payload").cloned().unwrap_or_else(|| json!({}));
-    dispatch(node, name, method, request.to_string().as_bytes()).await
+    dispatch_command(node, name, payload.as_bytes()).await
 }
 
 /// The publish (one channel) or broadcast (several) a publication-data-mode message asks for.
@@ -232,51 +222,24 @@ fn publication(
     config: &RedisStreamConsumer,
     message: &StreamId,
 ) -> Result<(&'static str, Value), &'static str> {
-    let channels: Vec<String> = field(message, &mode.channels_value)
-        .ok_or("no channels field")?
-        .split(',')
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if channels.is_empty() {
-        return Err("no channels");
-    }
     let data = field(message, &config.payload_value).ok_or("no payload field")?;
-    let data: Value = serde_json::from_str(&data).map_err(|_| "the payload is not JSON")?;
-    let mut request = Map::new();
-    request.insert("data".into(), data);
-    if let Some(key) = field(message, &mode.idempotency_key_value) {
-        request.insert("idempotency_key".into(), key.into());
-    }
-    if field(message, &mode.delta_value).is_some_and(|v| v == "true") {
-        request.insert("delta".into(), true.into());
-    }
-    if let Some(version) = field(message, &mode.version_value) {
-        let version: u64 = version.parse().map_err(|_| "the version is not a number")?;
-        request.insert("version".into(), version.into());
-    }
-    if let Some(epoch) = field(message, &mode.version_epoch_value) {
-        request.insert("version_epoch".into(), epoch.into());
-    }
-    let tags: HashMap<String, String> = message
+    let tags: Map<String, Value> = message
         .map
         .keys()
+        .filter(|_| !mode.tags_value_prefix.is_empty())
         .filter_map(|k| {
             let tag = k.strip_prefix(mode.tags_value_prefix.as_str())?;
-            (!mode.tags_value_prefix.is_empty() && !tag.is_empty())
-                .then(|| Some((tag.to_owned(), field(message, k)?)))
-                .flatten()
+            let value = field(message, k)?;
+            (!tag.is_empty()).then(|| (tag.to_owned(), Value::from(value)))
         })
         .collect();
-    if !tags.is_empty() {
-        request.insert("tags".into(), json!(tags));
+    PublicationFields {
+        channels: field(message, &mode.channels_value),
+        idempotency_key: field(message, &mode.idempotency_key_value),
+        delta: field(message, &mode.delta_value),
+        version: field(message, &mode.version_value),
+        version_epoch: field(message, &mode.version_epoch_value),
+        tags,
     }
-    if channels.len() == 1 {
-        request.insert("channel".into(), channels[0].clone().into());
-        Ok(("publish", Value::Object(request)))
-    } else {
-        request.insert("channels".into(), json!(channels));
-        Ok(("broadcast", Value::Object(request)))
-    }
+    .request(data.as_bytes())
 }

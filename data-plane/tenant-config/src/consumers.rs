@@ -286,12 +286,14 @@ pub(crate) fn validate(consumers: &[Consumer]) -> Result<(), ConfigError> {
                     "a nats_jetstream consumer needs a `nats_jetstream` section and no other",
                 ))
             }
-            (other, ..) => return Err(ConfigError::invalid(
-                at("type"),
-                format!(
+            (other, ..) => {
+                return Err(ConfigError::invalid(
+                    at("type"),
+                    format!(
                     "unknown consumer type {other:?}: postgresql, redis_stream or nats_jetstream"
                 ),
-            )),
+                ))
+            }
         }
     }
     Ok(())

@@ -133,7 +133,8 @@ impl Drop for TestServer {
     }
 }
 
-fn merge(base: &mut Value, over: Value) {
+/// Merges `over` into `base`, object by object.
+pub fn merge(base: &mut Value, over: Value) {
     match (base, over) {
         (Value::Object(b), Value::Object(o)) => {
             for (k, v) in o {
