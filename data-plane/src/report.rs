@@ -25,6 +25,10 @@ use crate::node::Node;
 pub const HEARTBEAT: Duration = Duration::from_secs(50);
 /// How often counters are compared.
 const USAGE_EVERY: Duration = Duration::from_secs(5);
+/// How often they are compared while clients are connected but nothing has moved for as long:
+/// idle clients (their pings aside) then wake the process a third as often, and the first
+/// traffic after such a lull is reported within this.
+const QUIET_EVERY: Duration = Duration::from_secs(15);
 
 /// Where and as whom this process reports.
 #[derive(Debug, Clone)]
@@ -86,15 +90,15 @@ pub fn parkable(node: &Node) -> Result<(), Busy> {
 }
 
 /// A cheap summary of activity (a few atomic loads): changes whenever anything is served, so
-/// it stands in for comparing whole usage snapshots.
-fn activity(node: &Node) -> [u64; 8] {
+/// it stands in for comparing whole usage snapshots. Bytes are left out: an idle client's
+/// pings and pongs move them every few seconds, and a tenant whose clients only ping has
+/// nothing new to report (the bytes ride along with the next report or the heartbeat).
+fn activity(node: &Node) -> [u64; 6] {
     let m = &node.metrics;
     [
         m.connections_accepted.get(),
         m.messages_published.get(),
         m.messages_delivered.get(),
-        m.bytes_in.get(),
-        m.bytes_out.get(),
         m.api_calls.total(),
         m.client_errors.total(),
         u64::try_from(m.sockets.get()).unwrap_or(0),
@@ -164,24 +168,26 @@ impl Reporter {
             tracing::warn!("cannot open a report socket; usage is not pushed");
             return;
         };
-        let tick = self.park_after.map_or(USAGE_EVERY, |p| {
+        // Idleness is sampled often enough to park close to `park_after` only while no socket
+        // is open (an open socket forbids parking); otherwise the process wakes once per
+        // [`USAGE_EVERY`], or [`QUIET_EVERY`] once its clients have been quiet that long, so a
+        // tenant whose clients are idle costs almost nothing.
+        let idle_tick = self.park_after.map_or(USAGE_EVERY, |p| {
             (p / 4).clamp(Duration::from_millis(50), USAGE_EVERY)
         });
-        let mut interval = tokio::time::interval(tick);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_activity = None;
         let mut idle_since = Instant::now();
         let mut last_usage_check = Instant::now() - USAGE_EVERY;
         // The activity the last pushed usage reflected: nothing is built or sent while it
         // has not moved (but for the heartbeat while clients are connected).
-        let mut pushed: Option<[u64; 8]> = None;
+        let mut pushed: Option<[u64; 6]> = None;
         let mut last_push = Instant::now();
         // The last-use minute of each key as last sent.
         let mut keys_sent = KeysSent::default();
         loop {
             tokio::select! {
                 _ = node.shutdown.cancelled() => break,
-                _ = interval.tick() => {}
+                _ = tokio::time::sleep(next_check(&node, idle_since, idle_tick)) => {}
             }
             let now = activity(&node);
             if last_activity != Some(now) {
@@ -210,6 +216,18 @@ impl Reporter {
                 }
             }
         }
+    }
+}
+
+/// How long the reporter sleeps: `idle_tick` while no socket is open (parking depends on
+/// it), else [`USAGE_EVERY`], stretched to [`QUIET_EVERY`] after as long without activity.
+fn next_check(node: &Node, idle_since: Instant, idle_tick: Duration) -> Duration {
+    if node.metrics.sockets.get() <= 0 {
+        idle_tick
+    } else if idle_since.elapsed() >= QUIET_EVERY {
+        QUIET_EVERY
+    } else {
+        USAGE_EVERY
     }
 }
 

@@ -87,13 +87,16 @@ wait_port() { # port, seconds
 # ---------------------------------------------------------------- preparation
 prepare() {
     log "building release binaries"
-    cargo build --release -p rotor-data-plane -p rotor-bench --bins
-    if (want edge || want noisy || want density) &&
-        ! cargo build --release -p rotor-control-plane --bins; then
-        log "rotor-control-plane does not build: skipping the edge, noisy and density scenarios"
-        ONLY=${ONLY//edge/}
-        ONLY=${ONLY//noisy/}
-        ONLY=${ONLY//density/}
+    # The whole workspace, as `make build-release` does: one feature set, so the artifacts are
+    # shared with `make run` instead of built a second time per package.
+    if ! cargo build --release --workspace --bins; then
+        cargo build --release -p rotor-data-plane -p rotor-bench --bins
+        if want edge || want noisy || want density; then
+            log "rotor-control-plane does not build: skipping the edge, noisy and density scenarios"
+            ONLY=${ONLY//edge/}
+            ONLY=${ONLY//noisy/}
+            ONLY=${ONLY//density/}
+        fi
     fi
 
     if has_target socketio; then
@@ -461,17 +464,20 @@ noisy() { # tenant B's latency and loss while tenant A is saturated (issue #20 i
     noisy_run noisy "" ""
     if [[ $NOISY_PIN == 1 ]] && [[ $(nproc) -ge 2 ]]; then
         noisy_run noisy-pinned 0 1
+        # A's noise at the kernel's idle priority: it no longer delays B's load generator on
+        # the shared CPU, as a noise machine of its own would not.
+        noisy_run noisy-isolated 0 1 --noise-idle
     fi
 }
-noisy_run() { # OUT SERVER_CPUS LOAD_CPUS (empty: unpinned)
-    local out=$1 args
+noisy_run() { # OUT SERVER_CPUS LOAD_CPUS [rotor-noisy flags] (empty CPUs: unpinned)
+    local out=$1 args extra=("${@:4}")
     CP_CPUS=$2 start_tenancy_cp noisy
     mapfile -t args < <(tenancy_args)
     log "$out: B ${NOISY_RATE}/s to $NOISY_CONNS subscribers via $NOISY_VIA, windows of ${NOISY_SECS}s${2:+, Rotor on CPU $2, load on CPU $3}"
     timeout -k 10 600 ${3:+taskset -c "$3"} "$BIN/rotor-noisy" run "${args[@]}" --conns "$NOISY_CONNS" \
         --rate "$NOISY_RATE" --window-secs "$NOISY_SECS" --b-via "$NOISY_VIA" \
         --flood-rate "$NOISY_FLOOD_RATE" --storm-conns "$NOISY_STORM_CONNS" --max-secs 500 \
-        --out "$RESULTS/$out.json" || log "$out run failed (see above); continuing"
+        "${extra[@]}" --out "$RESULTS/$out.json" || log "$out run failed (see above); continuing"
     stop_tenancy_cp
 }
 

@@ -74,6 +74,11 @@ pub struct NoisyArgs {
     /// A's connection attempts per second.
     #[arg(long, default_value_t = 500.0)]
     pub storm_rate: f64,
+    /// Run A's noise process at the kernel's idle priority (`SCHED_IDLE`): on a box where the
+    /// load generators share CPUs, it then takes only what B's measuring clients leave, as
+    /// it would from a machine of its own; the server side is unchanged.
+    #[arg(long)]
+    pub noise_idle: bool,
     /// Hard bound on the whole run.
     #[arg(long, default_value_t = 400)]
     pub max_secs: u64,
@@ -144,6 +149,9 @@ pub struct NoisyResult {
     /// generators'), e.g. `Rotor on CPU 0, load generators on CPU 1`; `None` when unpinned.
     #[serde(default)]
     pub pinning: Option<String>,
+    /// A's noise process ran at the idle scheduling priority (`--noise-idle`).
+    #[serde(default)]
+    pub noise_idle: bool,
     pub b_connected: u64,
     pub b_connect_failed: u64,
     pub windows: Vec<Window>,
@@ -326,8 +334,17 @@ fn pinning(cp_pid: u32) -> Option<String> {
     (server != load).then(|| format!("Rotor on CPU {server}, load generators on CPU {load}"))
 }
 
-fn spawn_noise(spec: &NoiseSpec) -> anyhow::Result<tokio::process::Child> {
-    Ok(tokio::process::Command::new(std::env::current_exe()?)
+fn spawn_noise(spec: &NoiseSpec, idle: bool) -> anyhow::Result<tokio::process::Child> {
+    let exe = std::env::current_exe()?;
+    let mut command = if idle {
+        // util-linux's chrt: SCHED_IDLE for the noise process and everything it runs.
+        let mut c = tokio::process::Command::new("chrt");
+        c.arg("--idle").arg("0").arg(exe);
+        c
+    } else {
+        tokio::process::Command::new(exe)
+    };
+    Ok(command
         .arg("noise")
         .arg("--spec")
         .arg(serde_json::to_string(spec)?)
@@ -368,6 +385,7 @@ async fn measure(args: &NoisyArgs, result: &mut NoisyResult) -> anyhow::Result<(
     .await?;
     result.confinement = confinement(Some(&b.record));
     result.pinning = pinning(cp.args.cp_pid);
+    result.noise_idle = args.noise_idle;
     eprintln!(
         "[noisy] A {} (free, pid {}), B {} (pro, pid {}); tenants: {}",
         a.project.slug, a.record.pid, b.project.slug, b.record.pid, result.confinement
@@ -447,7 +465,7 @@ async fn measure(args: &NoisyArgs, result: &mut NoisyResult) -> anyhow::Result<(
         storm_rate: args.storm_rate,
         secs: ramp.as_secs_f64() + args.window_secs + 1.5,
     };
-    let mut child = spawn_noise(&spec)?;
+    let mut child = spawn_noise(&spec, args.noise_idle)?;
     tokio::time::sleep(ramp).await;
     let noisy = window(&bench, &mut pool, &mut publisher, args, 2, "noisy").await;
     result.noise = noise_summary(&mut child, Duration::from_secs_f64(spec.secs + 30.0)).await;

@@ -209,6 +209,7 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     let push = measured_push.clone().or(Some(ConfigPush::EARLIER));
     let noisy: Option<NoisyResult> = load_optional(&results.join("noisy.json"));
     let noisy_pinned: Option<NoisyResult> = load_optional(&results.join("noisy-pinned.json"));
+    let noisy_isolated: Option<NoisyResult> = load_optional(&results.join("noisy-isolated.json"));
     let density: Option<DensityResult> = load_optional(&results.join("density.json"));
     let common = common_rate(&runs);
     let all: BTreeMap<&str, Facts> = PEERS
@@ -258,6 +259,9 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     rows.push(tenancy::noisy_target(noisy.as_ref()));
     if noisy_pinned.is_some() {
         rows.push(tenancy::noisy_target(noisy_pinned.as_ref()));
+    }
+    if noisy_isolated.is_some() {
+        rows.push(tenancy::noisy_target(noisy_isolated.as_ref()));
     }
     rows.push(tenancy::density_target(density.as_ref()));
     for t in rows {
@@ -492,6 +496,9 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
         tenancy::noisy_section(&mut o, r);
     }
     if let Some(r) = &noisy_pinned {
+        tenancy::noisy_section(&mut o, r);
+    }
+    if let Some(r) = &noisy_isolated {
         tenancy::noisy_section(&mut o, r);
     }
     if let Some(r) = &density {

@@ -36,6 +36,16 @@ fn lost(w: &Window) -> String {
     )
 }
 
+/// Where a noisy run's processes ran, for its row's title: empty when nothing was pinned.
+fn placement(r: &NoisyResult) -> String {
+    match (&r.pinning, r.noise_idle) {
+        (Some(p), true) => format!(" ({p}, A's noise at idle priority)"),
+        (Some(p), false) => format!(" ({p})"),
+        (None, true) => " (A's noise at idle priority)".to_owned(),
+        (None, false) => String::new(),
+    }
+}
+
 /// The noisy-neighbour row of the targets table.
 pub(super) fn noisy_target(r: Option<&NoisyResult>) -> Target {
     let windows = r.and_then(|r| Some((r.window("quiet")?, r.window("noisy")?, r)));
@@ -71,9 +81,7 @@ pub(super) fn noisy_target(r: Option<&NoisyResult>) -> Target {
             pct_of_core(n.cpu.tenant_b, n.cpu.wall_secs)
         )
     });
-    let placement = r
-        .and_then(|r| r.pinning.as_deref())
-        .map_or_else(String::new, |p| format!(" ({p})"));
+    let placement = r.map_or_else(String::new, placement);
     Target {
         what: format!(
             "#20 · noisy neighbour{placement}: tenant B (pro) at 1k msgs/s to 1k subscribers \
@@ -174,9 +182,10 @@ pub(super) fn noisy_section(o: &mut String, r: &NoisyResult) {
     } else {
         "through the edge (`/t/{slug}/…`), like all of A's traffic"
     };
-    let heading = match &r.pinning {
-        Some(p) => format!("### Noisy neighbour, pinned: {p}\n\nThe same scenario with the load generators (B's publisher and subscribers, A's noise) kept off Rotor's CPU, the nearest this 2-core box comes to a load generator on its own machine. "),
-        None => "## Noisy neighbour\n\n".to_owned(),
+    let heading = match (&r.pinning, r.noise_idle) {
+        (Some(p), true) => format!("### Noisy neighbour, pinned, A's noise at idle priority: {p}\n\nThe pinned scenario again with A's noise process at the kernel's idle scheduling priority (`chrt --idle`): it still gets every cycle of its CPU that B's publisher and subscribers leave, but can no longer delay them, as a noise generator on a machine of its own could not. Nothing changes on Rotor's side. "),
+        (Some(p), false) => format!("### Noisy neighbour, pinned: {p}\n\nThe same scenario with the load generators (B's publisher and subscribers, A's noise) kept off Rotor's CPU, the nearest this 2-core box comes to a load generator on its own machine. "),
+        (None, _) => "## Noisy neighbour\n\n".to_owned(),
     };
     let _ = writeln!(
         o,

@@ -6,10 +6,11 @@
 //! waits on Postgres for something else ([`Reconciler::waking_meanwhile`]): a slow or stalled
 //! database delays changes, not wakes.
 //!
-//! A wake is served this way only when the kept version is the project's version as of the
-//! last pass and the box has room under its cap; anything else (a project never started, a
-//! change the reconciler has not listed yet, a full box) takes the full pass, which compiles,
-//! makes room and refuses as before. A change made in the moment between the last pass and a
+//! A wake is served this way when the kept version is the project's version as of the last
+//! pass and the box has room under its cap. A parked project the last pass listed whose config
+//! is not kept (it never ran, or changed since) is compiled on its own (one project's queries)
+//! and then started the same way. Anything else (a project the reconciler has not listed yet,
+//! a full box) takes the full pass, which compiles, makes room and refuses as before. A change made in the moment between the last pass and a
 //! warm wake is pushed by the next pass, like any change to a running tenant.
 
 use std::collections::HashMap;
@@ -50,21 +51,23 @@ impl Reconciler {
         self.take_warmed();
         let wakes = self.routes.take_wakes();
         let mut launches: Vec<(ProjectId, String)> = Vec::new();
+        let mut cold: Vec<(ProjectId, String)> = Vec::new();
         for slug in wakes {
-            let ready = self.known.get(&slug).and_then(|(id, version)| {
-                let current = self.warm.get(id) == Some(&Some(*version))
-                    && self.parked.contains(id)
-                    && !self.parking.contains_key(id);
-                current.then(|| id.clone())
+            let parked = self.known.get(&slug).and_then(|(id, version)| {
+                let idle = self.parked.contains(id) && !self.parking.contains_key(id);
+                idle.then(|| (id.clone(), self.warm.get(id) == Some(&Some(*version))))
             });
-            let room = !self.parks || self.running.len() + launches.len() < self.max_running;
-            match ready {
-                Some(id) if room => launches.push((id, slug)),
+            let room =
+                !self.parks || self.running.len() + launches.len() + cold.len() < self.max_running;
+            match parked {
+                Some((id, true)) if room => launches.push((id, slug)),
+                Some((id, false)) if room => cold.push((id, slug)),
                 _ => {
                     self.pending_wakes.insert(slug);
                 }
             }
         }
+        self.compile_cold(cold, &mut launches).await;
         if launches.is_empty() {
             return;
         }
@@ -89,6 +92,46 @@ impl Reconciler {
                 &running.api_keys,
             );
             self.running.insert(id, running);
+        }
+    }
+
+    /// Compiles the configs of parked tenants asked for whose config is not kept (a project
+    /// that never ran, or one changed since it was kept), one query each and all at once, and
+    /// keeps them so they start like warm ones: a wake costs its project's compile, not a pass
+    /// over every project. A compile that fails leaves the wake to the full pass.
+    async fn compile_cold(
+        &mut self,
+        cold: Vec<(ProjectId, String)>,
+        launches: &mut Vec<(ProjectId, String)>,
+    ) {
+        if cold.is_empty() {
+            return;
+        }
+        let state = self.state.clone();
+        let redis = state.settings.redis_url.as_deref();
+        let dashboard = tenant::origin_of(&state.settings.public_url);
+        let compiles = cold
+            .iter()
+            .map(|(id, _)| tenant::compile(&state.pool, id, redis, dashboard.as_deref()));
+        let compiled = futures_util::future::join_all(compiles).await;
+        for ((id, slug), compiled) in cold.into_iter().zip(compiled) {
+            let kept = compiled.map_err(|e| e.to_string()).and_then(|c| {
+                let config = c.config.to_json();
+                self.driver
+                    .keep_parked_config(&id, c.version, &c.limits, &config)
+                    .map(|()| c.version)
+                    .map_err(|e| e.to_string())
+            });
+            match kept {
+                Ok(version) => {
+                    self.warm.insert(id.clone(), Some(version));
+                    launches.push((id, slug));
+                }
+                Err(error) => {
+                    tracing::debug!(tenant = %id, %error, "cold wake left to the full pass");
+                    self.pending_wakes.insert(slug);
+                }
+            }
         }
     }
 
