@@ -346,9 +346,9 @@ impl Driver for LocalDriver {
             command.arg("--handoff-socket").arg(socket);
         }
         // Nothing of the control plane's own environment reaches a tenant (its database URL,
-        // the key that seals secrets, `ROTOR_…` options an operator set for the control plane,
-        // which the data plane would otherwise overlay on every tenant's config): only what is
-        // set here, and the few operator settings meant for tenants.
+        // the key that seals secrets, `ROTOR_…` or `CENTRIFUGO_…` options an operator set for
+        // the control plane, which the data plane would otherwise overlay on every tenant's
+        // config): only what is set here, and the few operator settings meant for tenants.
         command.env_clear();
         for name in TENANT_ENV_PASSED {
             if let Some(value) = std::env::var_os(name) {
@@ -576,6 +576,15 @@ mod tests {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn no_config_variable_passes_to_tenants() {
+        // The data plane reads `ROTOR_<OPTION>` and `CENTRIFUGO_<OPTION>` as config; what
+        // passes is log settings and the operator's egress ports, never a Centrifugo option.
+        for name in TENANT_ENV_PASSED {
+            assert!(!name.starts_with("CENTRIFUGO_"), "{name}");
+        }
     }
 
     #[test]

@@ -174,18 +174,29 @@ pub struct ClientHandle {
     pub id: Arc<str>,
     /// The connection's wire format.
     pub protocol: ProtocolKind,
+    /// The connection's transport, as an index of
+    /// [`crate::centrifugo_metrics::TRANSPORTS`] (for metrics by transport).
+    pub transport: u8,
     /// The outgoing queue.
     pub outbox: Outbox,
 }
 
 impl ClientHandle {
-    /// A handle for a new connection.
+    /// A handle for a new connection (of the WebSocket transport until
+    /// [`ClientHandle::with_transport`] says otherwise).
     pub fn new(id: Arc<str>, protocol: ProtocolKind, max_queue: usize) -> Self {
         Self {
             id,
             protocol,
+            transport: 0,
             outbox: Outbox::new(max_queue),
         }
+    }
+
+    /// The same handle for a connection of transport `name` (`websocket`, `sse`, …).
+    pub fn with_transport(mut self, name: &str) -> Self {
+        self.transport = crate::centrifugo_metrics::transport_index(name);
+        self
     }
 }
 

@@ -1,13 +1,15 @@
 //! Server API calls that target connections (subscribe, unsubscribe, disconnect, refresh) go to
 //! every node of the tenant: the API node broadcasts a [`ClusterControl`] through the engine
 //! (the memory engine hands it straight back; Redis publishes it on the tenant's control
-//! topic), and each node applies it to its own matching connections.
+//! topic), and each node applies it to its own matching connections. A single-connection user's
+//! new connection replaces its older ones the same way.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::centrifugo_metrics::BrokerMessage;
 use crate::client::Control;
 use crate::engine::BrokerEvents;
 use crate::hub::{Hub, PubMsg};
@@ -46,6 +48,14 @@ pub enum ClusterControl {
         expired: bool,
         expire_at: i64,
         info: Vec<u8>,
+    },
+    /// `client` of `user` connected at `connected_at` (unix microseconds) and its user keeps a
+    /// single connection (`client.subscribe_to_user_personal_channel.single_connection`):
+    /// every node closes the user's connections from before it with 3504.
+    SingleConnection {
+        user: String,
+        client: String,
+        connected_at: i64,
     },
     /// A node's periodic "I am alive" with its `info` entry.
     Heartbeat {
@@ -227,6 +237,16 @@ impl ClusterControl {
                     }
                 }
             }
+            ClusterControl::SingleConnection {
+                user,
+                client,
+                connected_at,
+            } => {
+                for c in registry.older(&user, &client, connected_at) {
+                    c.outbox
+                        .push_control(Control::Disconnect(Disconnect::CONNECTION_LIMIT));
+                }
+            }
             ClusterControl::Refresh {
                 user,
                 client,
@@ -273,20 +293,30 @@ impl NodeEvents {
     }
 }
 
+impl NodeEvents {
+    fn received(&self, kind: BrokerMessage) {
+        self.hub.metrics().centrifugo.broker_received(kind);
+    }
+}
+
 impl BrokerEvents for NodeEvents {
     fn publication(&self, channel: &str, msg: Arc<PubMsg>) {
+        self.received(BrokerMessage::Publication);
         self.hub.publication(channel, msg)
     }
     fn join(&self, channel: &str, info: ClientInfo) {
+        self.received(BrokerMessage::Join);
         self.hub.join(channel, info)
     }
     fn leave(&self, channel: &str, info: ClientInfo) {
+        self.received(BrokerMessage::Leave);
         self.hub.leave(channel, info)
     }
     fn lost_continuity(&self, channel: &str) {
         self.hub.lost_continuity(channel)
     }
     fn control(&self, payload: &[u8]) {
+        self.received(BrokerMessage::Control);
         match serde_json::from_slice::<ClusterControl>(payload) {
             Ok(c) => c.apply(self),
             Err(e) => tracing::warn!(error = %e, "undecodable cluster control message"),

@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::budgets::{BudgetError, Budgets, Holder};
+use crate::centrifugo_metrics::{FanOut, Frame};
 use crate::client::{ClientHandle, Control};
 use crate::engine::BrokerEvents;
 use crate::filter::TagsFilter;
@@ -167,6 +168,11 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// The metrics the hub counts into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// An empty hub.
     pub fn new(metrics: Arc<Metrics>, budgets: Arc<Budgets>) -> Self {
         Self {
@@ -276,16 +282,20 @@ impl Hub {
         }
         let pending = entry.pending.take().unwrap_or_default();
         let mut delivered = 0;
+        let mut fan_out = FanOut::default();
         for msg in pending {
             let pass = entry
                 .filter
                 .as_ref()
                 .is_none_or(|slot| slot.filter.matches(&msg.publication.tags));
-            delivered += u64::from(deliver(entry, &msg, pass, &self.metrics));
+            delivered += u64::from(deliver(entry, &msg, pass, &self.metrics, &mut fan_out));
         }
         self.metrics
             .namespaces
             .delivered(crate::metrics::namespace_of(channel), delivered);
+        self.metrics
+            .centrifugo
+            .sent_fan_out(Frame::PushPublication, &fan_out);
         true
     }
 
@@ -341,7 +351,7 @@ impl Hub {
         (channels, subs)
     }
 
-    fn broadcast_join_leave(&self, channel: &str, push: Push) {
+    fn broadcast_join_leave(&self, channel: &str, push: Push, kind: Frame) {
         let shard = self.shard(channel).lock();
         let Some(subs) = shard.get(channel) else {
             return;
@@ -353,6 +363,7 @@ impl Hub {
         let mut json: Option<Option<Bytes>> = None;
         let mut protobuf: Option<Option<Bytes>> = None;
         let mut delivered = 0;
+        let mut fan_out = FanOut::default();
         for entry in subs.subs.values() {
             if !entry.flags.push_join_leave || entry.pending.is_some() {
                 continue;
@@ -367,6 +378,7 @@ impl Hub {
                 Some(frame) => {
                     if entry.client.outbox.push_frame(frame.clone()) {
                         self.metrics.messages_delivered.inc();
+                        fan_out.add(entry.client.transport, frame.len());
                         delivered += 1;
                     }
                 }
@@ -381,6 +393,7 @@ impl Hub {
         self.metrics
             .namespaces
             .delivered(crate::metrics::namespace_of(channel), delivered);
+        self.metrics.centrifugo.sent_fan_out(kind, &fan_out);
     }
 }
 
@@ -399,7 +412,13 @@ fn release_filter(subs: &mut ChannelSubs, entry: &SubEntry) {
 /// Delivers one publication to one active subscriber, enforcing stream continuity for
 /// positioned subscriptions; `pass` is false when the subscriber's tags filter keeps the
 /// publication from it (its position still advances). Returns whether it was queued.
-fn deliver(entry: &mut SubEntry, msg: &Arc<PubMsg>, pass: bool, metrics: &Metrics) -> bool {
+fn deliver(
+    entry: &mut SubEntry,
+    msg: &Arc<PubMsg>,
+    pass: bool,
+    metrics: &Metrics,
+    fan_out: &mut FanOut,
+) -> bool {
     let offset = msg.offset();
     if entry.flags.positioned && offset > 0 {
         if !entry.epoch.is_empty() && entry.epoch != msg.epoch {
@@ -436,9 +455,11 @@ fn deliver(entry: &mut SubEntry, msg: &Arc<PubMsg>, pass: bool, metrics: &Metric
     }
     match msg.frame(entry.client.protocol) {
         Some(frame) => {
+            let len = frame.len();
             let queued = entry.client.outbox.push_frame(frame);
             if queued {
                 metrics.messages_delivered.inc();
+                fan_out.add(entry.client.transport, len);
             }
             queued
         }
@@ -465,6 +486,7 @@ impl BrokerEvents for Hub {
             self.metrics.tags_filter_evaluations.inc();
         }
         let mut delivered = 0;
+        let mut fan_out = FanOut::default();
         for entry in subs.subs.values_mut() {
             match &mut entry.pending {
                 Some(pending) => pending.push(msg.clone()),
@@ -473,13 +495,16 @@ impl BrokerEvents for Hub {
                         .filter
                         .as_ref()
                         .is_none_or(|slot| slot.matched.load(Ordering::Relaxed));
-                    delivered += u64::from(deliver(entry, &msg, pass, &self.metrics));
+                    delivered += u64::from(deliver(entry, &msg, pass, &self.metrics, &mut fan_out));
                 }
             }
         }
         self.metrics
             .namespaces
             .delivered(crate::metrics::namespace_of(channel), delivered);
+        self.metrics
+            .centrifugo
+            .sent_fan_out(Frame::PushPublication, &fan_out);
     }
 
     fn lost_continuity(&self, channel: &str) {
@@ -507,6 +532,7 @@ impl BrokerEvents for Hub {
                 join: Some(Join { info: Some(info) }),
                 ..Default::default()
             },
+            Frame::PushJoin,
         );
     }
 
@@ -518,6 +544,7 @@ impl BrokerEvents for Hub {
                 leave: Some(Leave { info: Some(info) }),
                 ..Default::default()
             },
+            Frame::PushLeave,
         );
     }
 }

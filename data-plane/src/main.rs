@@ -2,7 +2,9 @@
 //! runs one tenant's real-time server standalone, from a Centrifugo-style config file (JSON,
 //! TOML or YAML), or under the control plane, which hands WebSocket connections over on the
 //! hand-off socket. SIGHUP reloads the file without dropping connections; SIGTERM disconnects
-//! clients with "shutdown" (3001) and exits.
+//! clients with "shutdown" (3001) and exits. It logs to standard error at the config's
+//! `log.level` (`RUST_LOG` wins when set); `ROTOR_…` and `CENTRIFUGO_…` environment variables
+//! override the file (see `rotor_tenant_config`).
 //!
 //! With a non-empty `ROTOR_ADMIN_TOKEN` the admin surface (see `rotor_data_plane::admin`) gets
 //! its own listener at `--admin-address`, else `ROTOR_ADMIN_ADDRESS`, else `127.0.0.1:0`, and
@@ -45,12 +47,21 @@ struct Args {
     admin_address: Option<String>,
 }
 
-fn load(path: Option<&PathBuf>) -> anyhow::Result<TenantConfig> {
-    let loaded = match path {
+/// The config file (or, without one, the defaults) with the environment's `ROTOR_…` and
+/// `CENTRIFUGO_…` variables overlaid.
+fn load(path: Option<&PathBuf>) -> anyhow::Result<rotor_tenant_config::Loaded> {
+    Ok(match path {
         Some(p) => TenantConfig::load_file(p).with_context(|| format!("config {}", p.display()))?,
-        None => TenantConfig::from_value(serde_json::json!({}))?,
-    };
-    Ok(loaded.config)
+        None => TenantConfig::load_env()?,
+    })
+}
+
+/// Warns about `CENTRIFUGO_…` variables that name no option (names only: values may be
+/// secrets).
+fn warn_unknown_env(loaded: &rotor_tenant_config::Loaded) {
+    for name in &loaded.unknown_env {
+        tracing::warn!(variable = %name, "environment variable names no option Rotor knows; ignored");
+    }
 }
 
 /// The runtime: as many workers as cores, and a blocking pool that fits the tasks (threads) a
@@ -86,15 +97,16 @@ fn main() -> anyhow::Result<()> {
 
 async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        // A closed stderr (e.g. a parent that went away) must never take a request down.
-        .log_internal_errors(false)
-        .init();
+    // The config first: its `log.level` sets up logging (RUST_LOG, when set, wins).
+    let loaded = load(args.config.as_ref())?;
+    let mut logging = rotor_data_plane::logging::Logging::init(loaded.config.log_level());
+    warn_unknown_env(&loaded);
+    tracing::debug!(
+        file = ?args.config,
+        engine = ?loaded.config.engine.kind,
+        namespaces = loaded.config.channel.namespaces.len(),
+        "config loaded"
+    );
 
     // A typical host starts processes with 1,024 open files; one connection needs one. A
     // supervised tenant keeps the limit its plan gave it.
@@ -115,7 +127,7 @@ async fn run() -> anyhow::Result<()> {
         }
     }
 
-    let mut tenant = load(args.config.as_ref())?;
+    let mut tenant = loaded.config;
     if let Some(port) = args.port {
         tenant.http_server.port = port;
     }
@@ -154,7 +166,9 @@ async fn run() -> anyhow::Result<()> {
             };
             while hup.recv().await.is_some() {
                 match load(Some(&path)) {
-                    Ok(mut cfg) => {
+                    Ok(loaded) => {
+                        warn_unknown_env(&loaded);
+                        let mut cfg = loaded.config;
                         cfg.http_server.port = port;
                         match node.config.apply(cfg) {
                             Ok(_) => tracing::info!("config reloaded"),
@@ -162,6 +176,21 @@ async fn run() -> anyhow::Result<()> {
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "config reload refused"),
+                }
+            }
+        });
+    }
+
+    // A reloaded or pushed config's log level applies at once.
+    {
+        let node = node.clone();
+        tokio::spawn(async move {
+            loop {
+                let changed = node.config.changed();
+                logging.follow(node.config.load().tenant.log_level());
+                tokio::select! {
+                    _ = node.shutdown.cancelled() => break,
+                    _ = changed => {}
                 }
             }
         });

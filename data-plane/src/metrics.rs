@@ -199,6 +199,8 @@ pub struct Metrics {
     /// Publications a subscriber's tags filter kept from it.
     pub tags_filter_dropped: Counter,
     pub namespaces: NamespaceCounters,
+    /// Centrifugo's metric families (see [`crate::centrifugo_metrics`]).
+    pub centrifugo: crate::centrifugo_metrics::CentrifugoMetrics,
 }
 
 impl Metrics {

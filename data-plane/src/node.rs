@@ -27,32 +27,56 @@ pub struct Registry {
     inner: Mutex<RegistryInner>,
 }
 
+/// One connected client.
+struct Entry {
+    handle: Arc<ClientHandle>,
+    user: Arc<str>,
+    /// When it connected (unix microseconds, strictly increasing within the process).
+    connected_at: i64,
+}
+
 #[derive(Default)]
 struct RegistryInner {
-    clients: HashMap<Arc<str>, (Arc<ClientHandle>, Arc<str>)>,
+    clients: HashMap<Arc<str>, Entry>,
     users: HashMap<Arc<str>, HashSet<Arc<str>>>,
+    /// The latest `connected_at` handed out.
+    last_connected_at: i64,
 }
 
 impl Registry {
-    /// Adds a connected client. Returns the user's connection count after adding.
-    pub fn add(&self, client: Arc<ClientHandle>, user: Arc<str>) -> usize {
+    /// Adds a connected client. Returns when it connected (unix microseconds; later than any
+    /// client added before it), the order [`Registry::older`] follows.
+    pub fn add(&self, client: Arc<ClientHandle>, user: Arc<str>) -> i64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
         let mut inner = self.inner.lock();
+        let connected_at = now.max(inner.last_connected_at + 1);
+        inner.last_connected_at = connected_at;
         inner
-            .clients
-            .insert(client.id.clone(), (client.clone(), user.clone()));
-        let set = inner.users.entry(user).or_default();
-        set.insert(client.id.clone());
-        set.len()
+            .users
+            .entry(user.clone())
+            .or_default()
+            .insert(client.id.clone());
+        inner.clients.insert(
+            client.id.clone(),
+            Entry {
+                handle: client,
+                user,
+                connected_at,
+            },
+        );
+        connected_at
     }
 
     /// Removes a client.
     pub fn remove(&self, client_id: &str) {
         let mut inner = self.inner.lock();
-        if let Some((_, user)) = inner.clients.remove(client_id) {
-            if let Some(set) = inner.users.get_mut(&user) {
+        if let Some(entry) = inner.clients.remove(client_id) {
+            if let Some(set) = inner.users.get_mut(&entry.user) {
                 set.remove(client_id);
                 if set.is_empty() {
-                    inner.users.remove(&user);
+                    inner.users.remove(&entry.user);
                 }
             }
         }
@@ -76,8 +100,8 @@ impl Registry {
             return inner
                 .clients
                 .get(client)
-                .filter(|(_, u)| user.is_empty() || &**u == user)
-                .map(|(c, _)| vec![c.clone()])
+                .filter(|e| user.is_empty() || &*e.user == user)
+                .map(|e| vec![e.handle.clone()])
                 .unwrap_or_default();
         }
         if user.is_empty() {
@@ -88,10 +112,25 @@ impl Registry {
             .get(user)
             .map(|ids| {
                 ids.iter()
-                    .filter_map(|id| inner.clients.get(id).map(|(c, _)| c.clone()))
+                    .filter_map(|id| inner.clients.get(id).map(|e| e.handle.clone()))
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The connections of `user` other than `client` that connected before `connected_at`
+    /// (unix microseconds): what a newer connection of a single-connection user replaces.
+    pub fn older(&self, user: &str, client: &str, connected_at: i64) -> Vec<Arc<ClientHandle>> {
+        let inner = self.inner.lock();
+        let Some(ids) = inner.users.get(user) else {
+            return Vec::new();
+        };
+        ids.iter()
+            .filter(|id| ***id != *client)
+            .filter_map(|id| inner.clients.get(id))
+            .filter(|e| e.connected_at < connected_at)
+            .map(|e| e.handle.clone())
+            .collect()
     }
 
     /// Every connected client.
@@ -100,7 +139,7 @@ impl Registry {
             .lock()
             .clients
             .values()
-            .map(|(c, _)| c.clone())
+            .map(|e| e.handle.clone())
             .collect()
     }
 }
@@ -284,6 +323,9 @@ impl Node {
                 };
                 let Some(node) = weak.upgrade() else { break };
                 if let Ok(payload) = serde_json::to_vec(&message) {
+                    node.metrics
+                        .centrifugo
+                        .broker_sent(crate::centrifugo_metrics::BrokerMessage::Control);
                     if let Err(e) = node
                         .broker
                         .broadcast_control(bytes::Bytes::from(payload))
@@ -316,6 +358,9 @@ impl Node {
         }
         let opts = publish_options(config, rules, extras);
         let from_client = publication.info.is_some();
+        self.metrics
+            .centrifugo
+            .broker_sent(crate::centrifugo_metrics::BrokerMessage::Publication);
         let pos = self.broker.publish(channel, publication, &opts).await?;
         self.metrics.messages_published.inc();
         self.metrics

@@ -5,7 +5,9 @@
 //!
 //! Nothing internal is public: `/admin/...` exists only on the admin listener, and `/metrics`
 //! here answers only a request with one of the project's API keys (as the server API checks
-//! them); `http_api.insecure` opens it only to a standalone process (no admin listener).
+//! them); `http_api.insecure` opens it only to a standalone process (no admin listener), and
+//! `prometheus.enabled: false` closes it. It carries Rotor's metric families and Centrifugo's
+//! (see [`crate::centrifugo_metrics`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -89,7 +91,9 @@ pub fn router(node: Arc<Node>, mode: Mode) -> Router {
                 move |State(node): State<Arc<Node>>,
                       RawQuery(query): RawQuery,
                       headers: HeaderMap| async move {
-                    if metrics_allowed(&node, mode, &headers, query.as_deref()) {
+                    if node.config.load().tenant.prometheus.enabled == Some(false) {
+                        StatusCode::NOT_FOUND.into_response()
+                    } else if metrics_allowed(&node, mode, &headers, query.as_deref()) {
                         metrics(&node)
                     } else {
                         StatusCode::UNAUTHORIZED.into_response()
@@ -141,6 +145,26 @@ pub(crate) fn metrics(node: &Node) -> Response {
         "# HELP rotor_channels Channels with local subscribers.\n# TYPE rotor_channels gauge\nrotor_channels {channels}\n"
     ));
     node.budgets.render(&mut body);
+    let (num_clients, num_users) = node.registry.counts();
+    let (num_channels, num_subscriptions) = node.hub.counts();
+    let gauges = crate::centrifugo_metrics::NodeGauges {
+        num_clients,
+        num_users,
+        num_channels,
+        num_subscriptions,
+        num_nodes: node.cluster.live_nodes().len().max(1),
+    };
+    // Centrifugo counts the disconnects the server decides, not a client going away (3000).
+    let server_disconnects: Vec<(String, u64)> = node
+        .metrics
+        .disconnects
+        .snapshot()
+        .into_iter()
+        .filter(|(code, _)| code != "3000")
+        .collect();
+    node.metrics
+        .centrifugo
+        .render(&mut body, &gauges, &server_disconnects);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

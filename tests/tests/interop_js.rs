@@ -559,3 +559,63 @@ async fn centrifuge_js_json_tags_filter() -> Result<()> {
 async fn centrifuge_js_protobuf_tags_filter_over_redis() -> Result<()> {
     tags_filter("protobuf", Deployment::RedisPair).await
 }
+
+/// Personal channels (`client.subscribe_to_user_personal_channel`, with `single_connection`):
+/// the SDK reports the server-side subscription to `personal:#alice` and gets what the backend
+/// publishes there; a second connection of alice closes the first with 3504 (terminal for the
+/// SDK) and gets the next publication.
+async fn personal_channel(format: &str) -> Result<()> {
+    let mut namespaces = interop::base_config("", "")["channel"]["namespaces"].clone();
+    namespaces.as_array_mut().unwrap().push(json!({
+        "name": "personal", "presence": true, "history_size": 10, "history_ttl": "300s",
+        "force_recovery": true
+    }));
+    let server = Server::start_with_config(json!({
+        "client": {"subscribe_to_user_personal_channel": {
+            "enabled": true, "personal_channel_namespace": "personal", "single_connection": true
+        }},
+        "channel": {"namespaces": namespaces}
+    }))
+    .await?;
+    let out = server
+        .run(ClientScript::node("js_personal.mjs"), format)
+        .await?;
+    expect(
+        &out,
+        "subscribed",
+        json!({"channel": "personal:#alice", "recoverable": true, "positioned": true,
+               "epoch_nonempty": true}),
+    );
+    expect(
+        &out,
+        "publish",
+        json!({"offset": 1, "epoch": out["publish"]["epoch"]}),
+    );
+    expect(
+        &out,
+        "first_pub",
+        json!({"data": {"text": "just for you"}, "offset": 1}),
+    );
+    expect(
+        &out,
+        "first_disconnected",
+        json!({"code": 3504, "reason": "connection limit"}),
+    );
+    expect(
+        &out,
+        "second_pub",
+        json!({"data": {"text": "to the new connection"}, "offset": 2}),
+    );
+    expect(&out, "first_pubs_total", json!(1));
+    Ok(())
+}
+
+#[tokio::test]
+async fn centrifuge_js_json_personal_channel() -> Result<()> {
+    personal_channel("json").await
+}
+
+#[tokio::test]
+async fn centrifuge_js_protobuf_personal_channel() -> Result<()> {
+    personal_channel("protobuf").await
+}

@@ -384,14 +384,18 @@ fn environ(pid: i64) -> Result<Vec<(String, String)>> {
 #[tokio::test]
 async fn a_tenant_process_inherits_nothing_of_the_control_planes_environment() -> Result<()> {
     // An operator's control plane holds the database URL and the key that seals every
-    // customer's secrets, and may carry `ROTOR_…` options meant for itself, which a data plane
-    // would read as config (here: an API key and insecure mode for every tenant).
+    // customer's secrets, and may carry `ROTOR_…` options meant for itself, or a Centrifugo
+    // deployment's `CENTRIFUGO_…` ones, which a data plane would read as config (here: API
+    // keys and insecure mode for every tenant).
     let master = "7".repeat(64);
     let cp = ControlPlane::start_with_env(&[
         ("ROTOR_START_ON_DEMAND", "0"),
         ("ROTOR_SECRET_KEY", &master),
         ("ROTOR_HTTP_API_KEY", "operator-leaked-key"),
         ("ROTOR_CLIENT_INSECURE", "true"),
+        ("CENTRIFUGO_HTTP_API_KEY", "centrifugo-leaked-key"),
+        ("CENTRIFUGO_CLIENT_INSECURE", "true"),
+        ("CENTRIFUGO_LOG_LEVEL", "none"),
         ("ROTOR_EGRESS_PORTS", "443,8443"),
     ])
     .await?;
@@ -406,7 +410,9 @@ async fn a_tenant_process_inherits_nothing_of_the_control_planes_environment() -
     let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
     for (name, value) in &env {
         anyhow::ensure!(
-            !value.contains(&master) && !value.contains("operator-leaked-key"),
+            !value.contains(&master)
+                && !value.contains("operator-leaked-key")
+                && !value.contains("centrifugo-leaked-key"),
             "{name} carries a control-plane secret"
         );
     }
@@ -423,25 +429,30 @@ async fn a_tenant_process_inherits_nothing_of_the_control_planes_environment() -
             "{leaked} reached the tenant: {names:?}"
         );
     }
+    if let Some(name) = names.iter().find(|n| n.starts_with("CENTRIFUGO_")) {
+        anyhow::bail!("{name} reached the tenant: {names:?}");
+    }
     // What a tenant needs is there: its own token and identity, and the operator's egress ports.
     for needed in ["ROTOR_ADMIN_TOKEN", "ROTOR_TENANT_ID", "ROTOR_EGRESS_PORTS"] {
         anyhow::ensure!(names.contains(&needed), "{needed} missing: {names:?}");
     }
 
-    // And the tenant's config is its project's: the operator's key opens nothing, an anonymous
-    // connection is refused, the project's own key works.
-    let resp = cp
-        .http
-        .post(format!("{}/info", cp.api_url(&project.slug)))
-        .header("X-API-Key", "operator-leaked-key")
-        .body("{}")
-        .send()
-        .await?;
-    anyhow::ensure!(
-        resp.status() == 401,
-        "the leaked key was accepted: {}",
-        resp.status()
-    );
+    // And the tenant's config is its project's: the operator's keys open nothing, an
+    // anonymous connection is refused, the project's own key works.
+    for leaked_key in ["operator-leaked-key", "centrifugo-leaked-key"] {
+        let resp = cp
+            .http
+            .post(format!("{}/info", cp.api_url(&project.slug)))
+            .header("X-API-Key", leaked_key)
+            .body("{}")
+            .send()
+            .await?;
+        anyhow::ensure!(
+            resp.status() == 401,
+            "the leaked key {leaked_key} was accepted: {}",
+            resp.status()
+        );
+    }
     if let Ok(reply) = cp::raw_connect(&cp.ws_url(&project.slug), "").await? {
         anyhow::ensure!(
             reply.get("connect").is_none(),

@@ -127,6 +127,7 @@ async fn call(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("transport"))
         || node.config.load().tenant.http_api.error_mode == "transport";
+    let started = std::time::Instant::now();
     let result = match parse_body(&body) {
         Ok(_) if method != "batch" && !scope.allows(&method) => {
             tracing::info!(%method, scope = scope.as_str(), "API call outside the key's scope");
@@ -135,6 +136,9 @@ async fn call(
         Ok(params) => methods::execute(&node, scope, &method, params).await,
         Err(e) => Err(e),
     };
+    node.metrics
+        .centrifugo
+        .api_command(&method, started.elapsed());
     match result {
         Ok(value) if method == "batch" => json_response(StatusCode::OK, &value),
         Ok(value) => json_response(StatusCode::OK, &json!({"result": value})),
@@ -212,7 +216,12 @@ async fn legacy(
             json!({"error": error_json(&ClientError::PERMISSION_DENIED)})
         } else {
             node.metrics.api_calls.inc(method.as_str());
-            match methods::execute(&node, scope, &method, &params).await {
+            let started = std::time::Instant::now();
+            let result = methods::execute(&node, scope, &method, &params).await;
+            node.metrics
+                .centrifugo
+                .api_command(&method, started.elapsed());
+            match result {
                 Ok(v) => json!({"result": v}),
                 Err(ApiError::Client(e)) => json!({"error": error_json(&e)}),
                 Err(ApiError::BadRequest(m)) => {

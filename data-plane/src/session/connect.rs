@@ -27,6 +27,10 @@ impl Session {
             Ok(()) => Ok(()),
             Err(CommandError::Client(e)) if self.transport.unidirectional => {
                 self.node.metrics.client_errors.inc(e.code.to_string());
+                self.node
+                    .metrics
+                    .centrifugo
+                    .reply_error(crate::centrifugo_metrics::Frame::Connect, e.code);
                 Err(match e.code {
                     109 | 110 => Disconnect::EXPIRED,
                     111 => Disconnect::TOO_MANY_REQUESTS,
@@ -37,6 +41,10 @@ impl Session {
             Err(CommandError::Client(e)) => {
                 self.state = State::Failed;
                 self.node.metrics.client_errors.inc(e.code.to_string());
+                self.node
+                    .metrics
+                    .centrifugo
+                    .reply_error(crate::centrifugo_metrics::Frame::Connect, e.code);
                 // The client gets the error and a few seconds to close by itself.
                 self.stale_deadline = Some(Instant::now() + Duration::from_secs(5));
                 self.send_reply(Reply {
@@ -123,6 +131,20 @@ impl Session {
                 return Err(ClientError::TOKEN_EXPIRED.into());
             }
         }
+        // An authenticated user's personal channel, subscribed server-side like the token's
+        // channels (Centrifugo adds it whoever authenticated the connection).
+        let personal = &client_cfg.subscribe_to_user_personal_channel;
+        let personal_channel =
+            (personal.enabled && !user.is_empty()).then(|| config.tenant.personal_channel(&user));
+        if let Some(channel) = &personal_channel {
+            if !server_subs.iter().any(|s| s.channel == *channel) {
+                server_subs.push(SubscribeSpec::server(
+                    channel.clone(),
+                    Bytes::new(),
+                    Bytes::new(),
+                ));
+            }
+        }
         // Channels the client lists in `subs` are subscribed too, when permitted.
         let mut requested: Vec<(String, crate::protocol::SubscribeRequest)> =
             req.subs.into_iter().collect();
@@ -170,7 +192,7 @@ impl Session {
         self.server_refresh = config.proxies.refresh().is_some();
         self.state = State::Connected;
         self.stale_deadline = None;
-        self.node.registry.add(self.handle.clone(), user);
+        let connected_at = self.node.registry.add(self.handle.clone(), user);
         self.node.metrics.connections.inc();
         self.node.metrics.connections_accepted.inc();
 
@@ -273,6 +295,49 @@ impl Session {
                 prepared.for_each(|p| self.abort_prepared(p));
                 return Err(d.into());
             }
+        }
+        if let Some(channel) = personal_channel.filter(|_| personal.single_connection) {
+            self.replace_older_connections(&channel, connected_at)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `single_connection`: once this connection is in its personal channel's presence, a
+    /// second entry there means the user has older connections (on any process of the
+    /// tenant); every process closes those with 3504, never this one nor a newer one.
+    async fn replace_older_connections(
+        &self,
+        channel: &str,
+        connected_at: i64,
+    ) -> Result<(), Disconnect> {
+        let clients = match self.node.presence.presence_stats(channel).await {
+            Ok((clients, _)) => clients,
+            Err(e) => {
+                tracing::warn!(client = %self.handle.id, error = %e, "presence of the personal channel unavailable");
+                return Err(Disconnect::INTERNAL);
+            }
+        };
+        if clients < 2 {
+            return Ok(());
+        }
+        let control = crate::cluster::ClusterControl::SingleConnection {
+            user: self.user.to_string(),
+            client: self.handle.id.to_string(),
+            connected_at,
+        };
+        let payload = serde_json::to_vec(&control).unwrap_or_default();
+        self.node
+            .metrics
+            .centrifugo
+            .broker_sent(crate::centrifugo_metrics::BrokerMessage::Control);
+        if let Err(e) = self
+            .node
+            .broker
+            .broadcast_control(Bytes::from(payload))
+            .await
+        {
+            tracing::warn!(client = %self.handle.id, error = %e, "older connections of the user not closed");
         }
         Ok(())
     }

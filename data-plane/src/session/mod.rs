@@ -17,6 +17,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::budgets::SocketPermit;
+use crate::centrifugo_metrics::Frame;
 use crate::client::{ClientHandle, Control};
 use crate::node::Node;
 use crate::protocol::{
@@ -174,6 +175,8 @@ pub struct Session {
     pong_deadline: Option<Instant>,
     stale_deadline: Option<Instant>,
     next_presence_refresh: Option<Instant>,
+    /// The command being handled (what an error reply answers, for metrics).
+    command_frame: Frame,
 }
 
 /// How long a socket may stay without a successful `connect`: `client.stale_close_delay`,
@@ -207,7 +210,10 @@ impl Session {
         let queue = config.tenant.client.queue_max_size as usize;
         let stale = stale_close_delay(&config.tenant.client);
         let id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
-        let handle = Arc::new(ClientHandle::new(id, transport.protocol, queue));
+        let handle = Arc::new(
+            ClientHandle::new(id, transport.protocol, queue).with_transport(transport.name),
+        );
+        node.metrics.centrifugo.connect_attempt(handle.transport);
         socket.keep();
         Self {
             node,
@@ -225,6 +231,7 @@ impl Session {
             pong_deadline: None,
             stale_deadline: Some(Instant::now() + stale),
             next_presence_refresh: None,
+            command_frame: Frame::Connect,
         }
     }
 
@@ -304,10 +311,17 @@ impl Session {
                 return Err(Disconnect::BAD_REQUEST);
             }
         };
+        // Centrifugo counts each command's size; a batch's frame is shared out evenly.
+        let size = frame.len() / commands.len().max(1);
         for command in commands {
             if self.state == State::Failed {
                 break;
             }
+            self.node.metrics.centrifugo.received(
+                self.handle.transport,
+                received_frame(&command),
+                size,
+            );
             self.handle_command(command).await?;
         }
         Ok(())
@@ -329,10 +343,21 @@ impl Session {
         }
         if self.state != State::Connected {
             return match cmd.connect {
-                Some(req) if self.state == State::New => self.handle_connect(id, req).await,
+                Some(req) if self.state == State::New => {
+                    self.command_frame = Frame::Connect;
+                    let started = std::time::Instant::now();
+                    let result = self.handle_connect(id, req).await;
+                    self.node
+                        .metrics
+                        .centrifugo
+                        .command(Frame::Connect, started.elapsed());
+                    result
+                }
                 _ => Err(Disconnect::BAD_REQUEST),
             };
         }
+        self.command_frame = received_frame(&cmd);
+        let started = std::time::Instant::now();
         let method;
         let result = if cmd.connect.is_some() {
             return Err(Disconnect::BAD_REQUEST);
@@ -369,10 +394,18 @@ impl Session {
             return Err(Disconnect::BAD_REQUEST);
         };
         self.node.metrics.commands.inc(method);
+        self.node
+            .metrics
+            .centrifugo
+            .command(self.command_frame, started.elapsed());
         match result {
             Ok(()) => Ok(()),
             Err(CommandError::Client(e)) => {
                 self.node.metrics.client_errors.inc(e.code.to_string());
+                self.node
+                    .metrics
+                    .centrifugo
+                    .reply_error(self.command_frame, e.code);
                 self.send_reply(Reply {
                     id,
                     error: Some(e.to_proto()),
@@ -386,11 +419,22 @@ impl Session {
     /// Encodes and queues a reply.
     fn send_reply(&self, reply: Reply) -> Result<(), Disconnect> {
         let frame = self.encode(&reply)?;
+        self.count_sent(&reply, frame.len());
         if self.handle.outbox.push_frame(frame) {
             Ok(())
         } else {
             Err(Disconnect::SLOW)
         }
+    }
+
+    /// Counts a reply or push of `len` bytes for this connection's transport (Centrifugo's
+    /// `centrifugo_transport_messages_sent`).
+    fn count_sent(&self, reply: &Reply, len: usize) {
+        self.node.metrics.centrifugo.sent(
+            self.handle.transport,
+            sent_frame(reply, self.command_frame),
+            len,
+        );
     }
 
     fn encode(&self, reply: &Reply) -> Result<Bytes, Disconnect> {
@@ -456,6 +500,10 @@ impl Session {
                 ProtocolKind::Json => b"{}",
                 ProtocolKind::Protobuf => b"\x00",
             });
+            self.node
+                .metrics
+                .centrifugo
+                .sent(self.handle.transport, Frame::ServerPing, ping.len());
             if !self.handle.outbox.push_frame(ping) {
                 return Err(Disconnect::SLOW);
             }
@@ -522,6 +570,64 @@ impl Session {
         self.node.metrics.connections.dec();
         self.state = State::Failed;
     }
+}
+
+/// Centrifugo's frame type of a command from a client (an empty command is a pong).
+fn received_frame(cmd: &Command) -> Frame {
+    let fields = [
+        (cmd.connect.is_some(), Frame::Connect),
+        (cmd.subscribe.is_some(), Frame::Subscribe),
+        (cmd.unsubscribe.is_some(), Frame::Unsubscribe),
+        (cmd.publish.is_some(), Frame::Publish),
+        (cmd.presence.is_some(), Frame::Presence),
+        (cmd.presence_stats.is_some(), Frame::PresenceStats),
+        (cmd.history.is_some(), Frame::History),
+        (cmd.rpc.is_some(), Frame::Rpc),
+        (cmd.send.is_some(), Frame::Send),
+        (cmd.refresh.is_some(), Frame::Refresh),
+        (cmd.sub_refresh.is_some(), Frame::SubRefresh),
+    ];
+    fields
+        .into_iter()
+        .find_map(|(set, frame)| set.then_some(frame))
+        .unwrap_or(Frame::ClientPong)
+}
+
+/// Centrifugo's frame type of a reply or push to a client; an error reply counts as the
+/// command it answers (`command`).
+fn sent_frame(reply: &Reply, command: Frame) -> Frame {
+    if let Some(push) = &reply.push {
+        let fields = [
+            (push.r#pub.is_some(), Frame::PushPublication),
+            (push.join.is_some(), Frame::PushJoin),
+            (push.leave.is_some(), Frame::PushLeave),
+            (push.unsubscribe.is_some(), Frame::PushUnsubscribe),
+            (push.subscribe.is_some(), Frame::PushSubscribe),
+            (push.connect.is_some(), Frame::PushConnect),
+            (push.refresh.is_some(), Frame::PushRefresh),
+            (push.disconnect.is_some(), Frame::PushDisconnect),
+        ];
+        return fields
+            .into_iter()
+            .find_map(|(set, frame)| set.then_some(frame))
+            .unwrap_or(Frame::PushMessage);
+    }
+    let fields = [
+        (reply.connect.is_some(), Frame::Connect),
+        (reply.subscribe.is_some(), Frame::Subscribe),
+        (reply.unsubscribe.is_some(), Frame::Unsubscribe),
+        (reply.publish.is_some(), Frame::Publish),
+        (reply.presence.is_some(), Frame::Presence),
+        (reply.presence_stats.is_some(), Frame::PresenceStats),
+        (reply.history.is_some(), Frame::History),
+        (reply.rpc.is_some(), Frame::Rpc),
+        (reply.refresh.is_some(), Frame::Refresh),
+        (reply.sub_refresh.is_some(), Frame::SubRefresh),
+    ];
+    fields
+        .into_iter()
+        .find_map(|(set, frame)| set.then_some(frame))
+        .unwrap_or(command)
 }
 
 /// Whether a command carries any request besides `send`.

@@ -441,7 +441,10 @@ impl Session {
     ) -> Result<(), Disconnect> {
         let frame = match reply {
             Some(reply) => match self.encode(&reply) {
-                Ok(f) => Some(f),
+                Ok(f) => {
+                    self.count_sent(&reply, f.len());
+                    Some(f)
+                }
                 Err(d) => {
                     self.abort_prepared(p);
                     return Err(d);
@@ -475,6 +478,10 @@ impl Session {
             return Err(Disconnect::SLOW);
         }
         if join_leave {
+            self.node
+                .metrics
+                .centrifugo
+                .broker_sent(crate::centrifugo_metrics::BrokerMessage::Join);
             if let Err(e) = self.node.broker.publish_join(&p.channel, p.info).await {
                 tracing::warn!(channel = %p.channel, error = %e, "join not published");
             }
@@ -565,6 +572,10 @@ impl Session {
                 conn_info: self.conn_info.clone(),
                 chan_info: state.chan_info,
             };
+            self.node
+                .metrics
+                .centrifugo
+                .broker_sent(crate::centrifugo_metrics::BrokerMessage::Leave);
             if let Err(e) = self.node.broker.publish_leave(channel, info).await {
                 tracing::warn!(%channel, error = %e, "leave not published");
             }

@@ -3,8 +3,8 @@
 //! Option names are Centrifugo v6's (`client.token.hmac_secret_key`, `channel.namespaces`, …) so
 //! an existing Centrifugo config file works unchanged for everything Rotor supports. The data
 //! plane owns this crate; the control plane renders the same [`TenantConfig`] from Postgres.
-//! Loading is: defaults → file (JSON, TOML or YAML) → environment (`ROTOR_…`), then one
-//! validation pass that names the path of the first bad field. An option Rotor does not
+//! Loading is: defaults → file (JSON, TOML or YAML) → environment (`ROTOR_…`, `CENTRIFUGO_…`),
+//! then one validation pass that names the path of the first bad field. An option Rotor does not
 //! implement is refused, never ignored.
 
 mod channel;
@@ -32,6 +32,6 @@ pub use consumers::{
 pub use duration::{format_go_duration, parse_go_duration, ConfigDuration};
 pub use load::{ConfigError, Format, Loaded};
 pub use proxy::*;
-pub use refuse::{compatibility_markdown, REFUSED_OPTIONS};
+pub use refuse::{compatibility_markdown, NOTED_OPTIONS, REFUSED_OPTIONS};
 pub use sections::*;
 pub use validate::{validate_namespace_name, NAMESPACE_NAME_PATTERN};

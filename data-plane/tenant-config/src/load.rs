@@ -1,6 +1,6 @@
-//! Reading a config: parse JSON, TOML or YAML, overlay `ROTOR_…` environment variables, and
-//! refuse a bad config with the path of the bad field, including any option Rotor does not
-//! implement (see [`crate::refuse`]).
+//! Reading a config: parse JSON, TOML or YAML, overlay `ROTOR_…` and `CENTRIFUGO_…` environment
+//! variables, and refuse a bad config with the path of the bad field, including any option
+//! Rotor does not implement (see [`crate::refuse`]).
 
 use std::path::Path;
 
@@ -88,18 +88,33 @@ impl Format {
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: TenantConfig,
+    /// `CENTRIFUGO_…` variables of the environment that name no option (to warn about).
+    pub unknown_env: Vec<String>,
 }
 
 impl TenantConfig {
-    /// Reads, overlays the process environment (`ROTOR_…`) and validates a config file.
+    /// Reads, overlays the process environment (`ROTOR_…`, `CENTRIFUGO_…`) and validates a
+    /// config file.
     pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             path: path.display().to_string(),
             source,
         })?;
         let mut value = parse_text(&text, Format::from_path(path))?;
-        overlay_env(&mut value, std::env::vars())?;
-        Self::from_value(value)
+        let unknown_env = overlay_env(&mut value, std::env::vars())?;
+        let mut loaded = Self::from_value(value)?;
+        loaded.unknown_env = unknown_env;
+        Ok(loaded)
+    }
+
+    /// The defaults with the process environment (`ROTOR_…`, `CENTRIFUGO_…`) overlaid and
+    /// validated: what a data plane started without a config file runs.
+    pub fn load_env() -> Result<Loaded, ConfigError> {
+        let mut value = Value::Object(Map::new());
+        let unknown_env = overlay_env(&mut value, std::env::vars())?;
+        let mut loaded = Self::from_value(value)?;
+        loaded.unknown_env = unknown_env;
+        Ok(loaded)
     }
 
     /// Parses and validates config text in the given format (no environment overlay).
@@ -124,7 +139,10 @@ impl TenantConfig {
         }
         refuse::check_flattened(&value)?;
         validate::validate(&config)?;
-        Ok(Loaded { config })
+        Ok(Loaded {
+            config,
+            unknown_env: Vec::new(),
+        })
     }
 
     /// The config as pretty JSON (what the control plane pushes).
@@ -164,40 +182,108 @@ fn parse_text(text: &str, format: Format) -> Result<Value, ConfigError> {
     }
 }
 
-/// Applies `ROTOR_<PATH>` variables, where PATH is an option's dotted path upper-cased with
-/// `_` for `.` (e.g. `ROTOR_CLIENT_TOKEN_HMAC_SECRET_KEY`, `ROTOR_HTTP_SERVER_PORT`). Values
-/// that parse as JSON are taken as JSON (numbers, booleans, lists), anything else as a string.
-/// Only paths the schema knows are considered, so underscores inside names are unambiguous.
+/// Applies the environment's config variables: `ROTOR_<PATH>` and, for a Centrifugo
+/// deployment's environment, `CENTRIFUGO_<PATH>`, where PATH is an option's dotted path
+/// upper-cased with `_` for `.` (e.g. `ROTOR_CLIENT_TOKEN_HMAC_SECRET_KEY`,
+/// `CENTRIFUGO_HTTP_SERVER_PORT`). When both name one option, `ROTOR_…` wins. Values are read
+/// as Centrifugo reads them, by the option's type: booleans as Go's `ParseBool` does (`1`,
+/// `t`, `true`, `0`, `f`, `false`, …), lists as JSON or as words separated by spaces, strings
+/// as they are, anything else as JSON (else as a string). Only paths the schema knows are
+/// considered, so underscores inside names are unambiguous.
+///
+/// A `CENTRIFUGO_…` variable naming an option Rotor refuses is refused like the option in a
+/// file; one naming nothing Rotor knows is returned (the caller warns about it, as Centrifugo
+/// does) and otherwise ignored. Unknown `ROTOR_…` names are Rotor's own process settings.
 pub(crate) fn overlay_env(
     value: &mut Value,
     vars: impl Iterator<Item = (String, String)>,
-) -> Result<(), ConfigError> {
-    let known = known_paths();
+) -> Result<Vec<String>, ConfigError> {
+    let mut rotor = std::collections::BTreeMap::new();
+    let mut centrifugo = std::collections::BTreeMap::new();
     for (name, raw) in vars {
-        let Some(rest) = name.strip_prefix("ROTOR_") else {
-            continue;
-        };
-        let Some(path) = known.iter().find(|p| env_name(p) == rest) else {
-            continue;
-        };
-        let parsed = serde_json::from_str::<Value>(&raw).unwrap_or(Value::String(raw));
-        let parsed = match parsed {
-            // A bare word that happens to be JSON-ish but the option wants a string.
-            Value::Number(_) | Value::Bool(_) | Value::Array(_) | Value::Object(_) => parsed,
-            other => other,
-        };
-        set_path(value, path, parsed).map_err(|m| ConfigError::invalid(path.clone(), m))?;
+        if let Some(rest) = name.strip_prefix("ROTOR_") {
+            rotor.insert(rest.to_owned(), raw);
+        } else if let Some(rest) = name.strip_prefix("CENTRIFUGO_") {
+            centrifugo.insert(rest.to_owned(), raw);
+        }
     }
-    Ok(())
+    for (path, kind) in known_paths() {
+        let name = env_name(&path);
+        // One variable sets one option (the longest path of that name: they come first).
+        let raw = match (rotor.remove(&name), centrifugo.remove(&name)) {
+            (Some(raw), _) | (None, Some(raw)) => raw,
+            (None, None) => continue,
+        };
+        set_path(value, &path, kind.parse(raw))
+            .map_err(|m| ConfigError::invalid(path.clone(), m))?;
+    }
+    let mut unknown = Vec::new();
+    for name in centrifugo.into_keys() {
+        let refused = crate::refuse::REFUSED_OPTIONS.iter().find(|(path, _)| {
+            let prefix = env_name(path);
+            name == prefix || name.starts_with(&format!("{prefix}_"))
+        });
+        if let Some((path, reason)) = refused {
+            return Err(ConfigError::Unsupported {
+                path: (*path).to_owned(),
+                reason: format!("(set by CENTRIFUGO_{name}) {reason}"),
+            });
+        }
+        unknown.push(format!("CENTRIFUGO_{name}"));
+    }
+    Ok(unknown)
 }
 
 fn env_name(path: &str) -> String {
     path.replace('.', "_").to_ascii_uppercase()
 }
 
-/// Every leaf (and list) path of the default config.
-fn known_paths() -> Vec<String> {
-    fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
+/// What an environment variable's text becomes, by the type of the option it sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EnvKind {
+    Bool,
+    List,
+    Text,
+    /// Numbers and anything else: JSON, else a string.
+    Json,
+}
+
+impl EnvKind {
+    fn of(default: &Value) -> Self {
+        match default {
+            Value::Bool(_) => EnvKind::Bool,
+            Value::Array(_) => EnvKind::List,
+            Value::String(_) => EnvKind::Text,
+            _ => EnvKind::Json,
+        }
+    }
+
+    fn parse(self, raw: String) -> Value {
+        match self {
+            EnvKind::Bool => match raw.trim() {
+                "1" | "t" | "T" | "true" | "TRUE" | "True" => Value::Bool(true),
+                "0" | "f" | "F" | "false" | "FALSE" | "False" => Value::Bool(false),
+                // Left as text, so the option's path is named in the error.
+                _ => Value::String(raw),
+            },
+            EnvKind::List if raw.trim_start().starts_with('[') => {
+                serde_json::from_str(&raw).unwrap_or(Value::String(raw))
+            }
+            EnvKind::List => Value::Array(
+                raw.split_whitespace()
+                    .map(|w| Value::String(w.to_owned()))
+                    .collect(),
+            ),
+            EnvKind::Text => Value::String(raw),
+            EnvKind::Json => serde_json::from_str(&raw).unwrap_or(Value::String(raw)),
+        }
+    }
+}
+
+/// Every leaf (and list) path of the default config, with the kind of value it takes; longest
+/// first.
+fn known_paths() -> Vec<(String, EnvKind)> {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<(String, EnvKind)>) {
         match v {
             Value::Object(map) => {
                 for (k, child) in map {
@@ -209,7 +295,7 @@ fn known_paths() -> Vec<String> {
                     walk(&p, child, out);
                 }
             }
-            _ => out.push(prefix.to_owned()),
+            _ => out.push((prefix.to_owned(), EnvKind::of(v))),
         }
     }
     let mut defaults = serde_json::to_value(TenantConfig::default()).unwrap_or(Value::Null);
@@ -224,13 +310,16 @@ fn known_paths() -> Vec<String> {
         "client.token.user_id_claim",
         "http_api.key",
         "http_api.error_mode",
+        "log.level",
     ] {
         let _ = set_path(&mut defaults, extra, Value::String(String::new()));
     }
+    let _ = set_path(&mut defaults, "prometheus.enabled", Value::Bool(false));
+    let _ = set_path(&mut defaults, "consumers", Value::Array(Vec::new()));
     let mut out = Vec::new();
     walk("", &defaults, &mut out);
     // Longest first, so `client.token.hmac_secret_key` wins over a shorter accidental match.
-    out.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    out.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
     out
 }
 
@@ -297,9 +386,15 @@ mod tests {
                 r#"{"client": {"subscription_token": {"enabled": true, "hmac_secret": "x"}}}"#,
                 "client.subscription_token.hmac_secret",
             ),
-            (r#"{"log": {"level": "debug"}}"#, "log"),
-            (r#"{"log_level": "debug"}"#, "log_level"),
-            (r#"{"prometheus": {"enabled": true}}"#, "prometheus"),
+            (
+                r#"{"log": {"file": "/var/log/centrifugo.log"}}"#,
+                "log.file",
+            ),
+            (
+                r#"{"prometheus": {"instrument_http_handlers": true}}"#,
+                "prometheus.instrument_http_handlers",
+            ),
+            (r#"{"admin": {"enabled": true}}"#, "admin"),
         ] {
             let err = TenantConfig::parse(text, Format::Json).unwrap_err();
             assert!(
@@ -394,6 +489,99 @@ mod tests {
         assert_eq!(c.client.token.hmac_secret_key, "env");
         assert_eq!(c.http_server.port, 9100);
         assert!(c.client.insecure);
+    }
+
+    fn overlaid(
+        file: Value,
+        vars: &[(&str, &str)],
+    ) -> Result<(TenantConfig, Vec<String>), ConfigError> {
+        let mut value = file;
+        let unknown = overlay_env(
+            &mut value,
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )?;
+        Ok((TenantConfig::from_value(value)?.config, unknown))
+    }
+
+    #[test]
+    fn centrifugo_environment_variables_set_options_and_rotor_ones_win() {
+        let (c, unknown) = overlaid(
+            serde_json::json!({"client": {"token": {"hmac_secret_key": "file"}}}),
+            &[
+                ("CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY", "centrifugo"),
+                ("CENTRIFUGO_HTTP_SERVER_PORT", "9200"),
+                ("ROTOR_HTTP_SERVER_PORT", "9300"),
+                ("CENTRIFUGO_HTTP_API_KEY", "12345"),
+                ("CENTRIFUGO_CLIENT_INSECURE", "1"),
+                (
+                    "CENTRIFUGO_CLIENT_ALLOWED_ORIGINS",
+                    "https://a.example https://b.example",
+                ),
+                ("CENTRIFUGO_LOG_LEVEL", "debug"),
+                (
+                    "CENTRIFUGO_CLIENT_SUBSCRIBE_TO_USER_PERSONAL_CHANNEL_ENABLED",
+                    "true",
+                ),
+                (
+                    "CENTRIFUGO_CHANNEL_NAMESPACES",
+                    r#"[{"name": "chat", "presence": true}]"#,
+                ),
+                ("CENTRIFUGO_ADMIN_PASSWORD", "secret"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.client.token.hmac_secret_key, "centrifugo");
+        assert_eq!(c.http_server.port, 9300, "ROTOR_ wins");
+        assert_eq!(c.http_api.key, "12345", "a string option stays a string");
+        assert!(c.client.insecure);
+        assert_eq!(
+            c.client.allowed_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
+        assert_eq!(c.log_level(), Some("debug"));
+        assert!(c.client.subscribe_to_user_personal_channel.enabled);
+        assert!(c.namespace("chat").unwrap().presence);
+        assert_eq!(unknown, vec!["CENTRIFUGO_ADMIN_PASSWORD".to_owned()]);
+
+        let (c, _) = overlaid(
+            serde_json::json!({}),
+            &[
+                ("CENTRIFUGO_CLIENT_INSECURE", "true"),
+                ("ROTOR_CLIENT_INSECURE", "false"),
+            ],
+        )
+        .unwrap();
+        assert!(!c.client.insecure, "ROTOR_ wins over CENTRIFUGO_");
+    }
+
+    #[test]
+    fn a_centrifugo_variable_for_a_refused_option_is_refused() {
+        let err = overlaid(
+            serde_json::json!({}),
+            &[(
+                "CENTRIFUGO_ENGINE_REDIS_CLUSTER_ADDRESS",
+                "redis://10.0.0.1:7000",
+            )],
+        )
+        .unwrap_err();
+        assert_eq!(err.path(), Some("engine.redis.cluster_address"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("CENTRIFUGO_ENGINE_REDIS_CLUSTER_ADDRESS"),
+            "{err}"
+        );
+        let err = overlaid(
+            serde_json::json!({}),
+            &[("CENTRIFUGO_GRPC_API_ENABLED", "true")],
+        )
+        .unwrap_err();
+        assert_eq!(err.path(), Some("grpc_api"), "{err}");
+        let err = overlaid(
+            serde_json::json!({}),
+            &[("CENTRIFUGO_CLIENT_INSECURE", "maybe")],
+        )
+        .unwrap_err();
+        assert_eq!(err.path(), Some("client.insecure"), "{err}");
     }
 
     #[test]

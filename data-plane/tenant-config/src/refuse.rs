@@ -17,12 +17,8 @@ const REDIS_URL: &str =
 /// path, each with the reason. Anything under one of these paths is refused with it.
 pub const REFUSED_OPTIONS: &[(&str, &str)] = &[
     (
-        "log",
-        "a Rotor data plane logs to standard error at the level set by its RUST_LOG environment variable",
-    ),
-    (
-        "log_level",
-        "a Rotor data plane logs to standard error at the level set by its RUST_LOG environment variable",
+        "log.file",
+        "a Rotor data plane logs to standard error (its supervisor or process manager keeps the log)",
     ),
     (
         "broker",
@@ -95,6 +91,33 @@ pub const REFUSED_OPTIONS: &[(&str, &str)] = &[
     ("consumers.redis_stream.user", REDIS_URL),
     ("consumers.redis_stream.password", REDIS_URL),
     ("consumers.redis_stream.db", REDIS_URL),
+];
+
+/// Centrifugo v6 options outside the channel options that Rotor implements with Centrifugo's
+/// meaning and that deserve a word here (everything else in the schema simply follows
+/// Centrifugo's names and defaults).
+pub const NOTED_OPTIONS: &[(&str, &str)] = &[
+    (
+        "client.subscribe_to_user_personal_channel.enabled",
+        "every connection of an authenticated user is subscribed server-side to its personal channel `<personal_channel_namespace>:#<user>` (`#<user>` without a namespace), with that namespace's options (recovery, positioning, presence); it is in the connect reply's `subs`",
+    ),
+    (
+        "client.subscribe_to_user_personal_channel.personal_channel_namespace",
+        "must be a defined namespace",
+    ),
+    (
+        "client.subscribe_to_user_personal_channel.single_connection",
+        "a user keeps one connection: a new one closes the user's older ones with 3504 (connection limit) on every process of the tenant; needs `enabled` and presence in the personal channels' namespace",
+    ),
+    (
+        "log.level",
+        "`trace`, `debug`, `info` (default), `warn`, `error` or `none`; the `RUST_LOG` environment variable wins when set",
+    ),
+    ("log_level", "older name of `log.level`, used when `log.level` is not set"),
+    (
+        "prometheus.enabled",
+        "`false` closes the public `/metrics`; otherwise it answers (with an API key, or open with `http_api.insecure`) in Rotor's metric families and Centrifugo's (`centrifugo_node_num_clients`, `centrifugo_client_command_duration_seconds`, …)",
+    ),
 ];
 
 /// One step of the path to an ignored key.
@@ -236,5 +259,21 @@ pub fn compatibility_markdown() -> String {
     for (path, reason) in REFUSED_OPTIONS {
         out.push_str(&format!("| `{path}` | {reason} |\n"));
     }
+    out.push_str(
+        "\n## Other Centrifugo v6 options of note\n\n\
+         | Option | Rotor |\n|---|---|\n",
+    );
+    for (path, what) in NOTED_OPTIONS {
+        out.push_str(&format!("| `{path}` | supported: {what} |\n"));
+    }
+    out.push_str(
+        "\n## Environment variables\n\n\
+         Options outside `channel.namespaces` entries can also be set by an environment variable \
+         named after their path, as Centrifugo does: `CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY`, `CENTRIFUGO_LOG_LEVEL`, \
+         `CENTRIFUGO_CHANNEL_NAMESPACES` (JSON), `CENTRIFUGO_CLIENT_ALLOWED_ORIGINS` (words \
+         separated by spaces). `ROTOR_…` names work the same and win over `CENTRIFUGO_…` ones. A \
+         `CENTRIFUGO_…` variable for an option Rotor refuses is refused; one Rotor does not know \
+         is logged as a warning. Hosted tenants do not read the control plane's environment.\n",
+    );
     out
 }

@@ -36,6 +36,64 @@ pub struct TenantConfig {
     /// Asynchronous consumers of server API commands (PostgreSQL outbox, Redis Streams).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub consumers: Vec<crate::consumers::Consumer>,
+    /// `log.level`: how much the process logs (`RUST_LOG`, when set, wins).
+    #[serde(skip_serializing_if = "LogSection::is_empty")]
+    pub log: LogSection,
+    /// Centrifugo's older name for `log.level` (used when `log.level` is not set).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub log_level: String,
+    /// `prometheus.enabled`: whether the public `/metrics` answers.
+    #[serde(skip_serializing_if = "PrometheusSection::is_empty")]
+    pub prometheus: PrometheusSection,
+}
+
+/// The levels `log.level` takes, least to most verbose (`none` logs nothing).
+pub const LOG_LEVELS: &[&str] = &["none", "error", "warn", "info", "debug", "trace"];
+
+/// `log.*`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct LogSection {
+    /// One of [`LOG_LEVELS`]; empty = `info` (or `log_level`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub level: String,
+}
+
+impl LogSection {
+    fn is_empty(&self) -> bool {
+        self.level.is_empty()
+    }
+}
+
+/// `prometheus.*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct PrometheusSection {
+    /// `false` closes the public `/metrics` (404); unset or `true` keeps it, behind an API key
+    /// as always (the admin listener's `/metrics` is not affected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+impl PrometheusSection {
+    fn is_empty(&self) -> bool {
+        self.enabled.is_none()
+    }
+}
+
+/// `client.subscribe_to_user_personal_channel.*`: every connection of an authenticated user is
+/// subscribed server-side to its personal channel, `<namespace>:#<user>` (`#<user>` without a
+/// namespace; the boundaries are `channel.namespace_boundary` and `channel.user_boundary`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct PersonalChannelSection {
+    pub enabled: bool,
+    /// The namespace of personal channels (must be defined); empty = no namespace.
+    pub personal_channel_namespace: String,
+    /// A user keeps one connection: a new one closes the user's older ones with 3504
+    /// ("connection limit"), on every process of the tenant. Needs presence in the personal
+    /// channel's namespace.
+    pub single_connection: bool,
 }
 
 /// A transport switch (Centrifugo: off unless enabled).
@@ -225,6 +283,8 @@ pub struct ClientSection {
     pub recovery_max_publication_limit: u32,
     /// `client.proxy.connect` / `client.proxy.refresh`: connection-wide proxies.
     pub proxy: ClientProxies,
+    /// Server-side subscription of each user to a personal channel.
+    pub subscribe_to_user_personal_channel: PersonalChannelSection,
 }
 
 impl Default for ClientSection {
@@ -250,6 +310,7 @@ impl Default for ClientSection {
             history_max_publication_limit: 300,
             recovery_max_publication_limit: 300,
             proxy: ClientProxies::default(),
+            subscribe_to_user_personal_channel: PersonalChannelSection::default(),
         }
     }
 }
@@ -456,6 +517,29 @@ impl TenantConfig {
     /// Options for channels in namespace `name` (`None` = unknown namespace).
     pub fn namespace(&self, name: &str) -> Option<&Namespace> {
         self.channel.namespaces.iter().find(|ns| ns.name == name)
+    }
+
+    /// The personal channel of `user` (Centrifugo's rule): `<namespace>:#<user>`, or `#<user>`
+    /// without a personal channel namespace.
+    pub fn personal_channel(&self, user: &str) -> String {
+        let ch = &self.channel;
+        let ns = &self
+            .client
+            .subscribe_to_user_personal_channel
+            .personal_channel_namespace;
+        if ns.is_empty() {
+            format!("{}{user}", ch.user_boundary)
+        } else {
+            format!("{ns}{}{}{user}", ch.namespace_boundary, ch.user_boundary)
+        }
+    }
+
+    /// The log level the config asks for: `log.level`, else the older `log_level`; `None`
+    /// when neither is set.
+    pub fn log_level(&self) -> Option<&str> {
+        [self.log.level.as_str(), self.log_level.as_str()]
+            .into_iter()
+            .find(|l| !l.is_empty())
     }
 }
 

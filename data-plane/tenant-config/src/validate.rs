@@ -132,8 +132,76 @@ pub(crate) fn validate(config: &TenantConfig) -> Result<(), ConfigError> {
             "must not be empty",
         ));
     }
+    validate_personal_channel(config)?;
+    for (path, level) in [
+        ("log.level", &config.log.level),
+        ("log_level", &config.log_level),
+    ] {
+        if !level.is_empty() && !crate::sections::LOG_LEVELS.contains(&level.as_str()) {
+            return Err(ConfigError::invalid(
+                path,
+                format!(
+                    "unknown log level {level:?} (use one of {})",
+                    crate::sections::LOG_LEVELS.join(", ")
+                ),
+            ));
+        }
+    }
     crate::consumers::validate(&config.consumers)?;
     crate::proxy::validate(config)
+}
+
+/// `client.subscribe_to_user_personal_channel`: Centrifugo's rules (the namespace must exist;
+/// a single connection is kept with presence in the personal channel's namespace), and Rotor's
+/// own: nothing in the section is accepted while the feature is off.
+fn validate_personal_channel(config: &TenantConfig) -> Result<(), ConfigError> {
+    const PATH: &str = "client.subscribe_to_user_personal_channel";
+    let personal = &config.client.subscribe_to_user_personal_channel;
+    let at = |field: &str| format!("{PATH}.{field}");
+    if !personal.enabled {
+        if personal.single_connection {
+            return Err(ConfigError::invalid(
+                at("single_connection"),
+                format!("has no effect unless {PATH}.enabled is true"),
+            ));
+        }
+        if !personal.personal_channel_namespace.is_empty() {
+            return Err(ConfigError::invalid(
+                at("personal_channel_namespace"),
+                format!("has no effect unless {PATH}.enabled is true"),
+            ));
+        }
+        return Ok(());
+    }
+    let ns = &personal.personal_channel_namespace;
+    let presence = if ns.is_empty() {
+        config.channel.without_namespace.presence
+    } else {
+        match config.namespace(ns) {
+            Some(namespace) => namespace.presence,
+            None => {
+                return Err(ConfigError::invalid(
+                    at("personal_channel_namespace"),
+                    format!("namespace {ns:?} is not defined in channel.namespaces"),
+                ))
+            }
+        }
+    };
+    if personal.single_connection && !presence {
+        let options = if ns.is_empty() {
+            "channel.without_namespace".to_owned()
+        } else {
+            format!("namespace {ns:?}")
+        };
+        return Err(ConfigError::invalid(
+            at("single_connection"),
+            format!(
+                "needs presence in the personal channels' options ({options}): the connections \
+                 of a user are counted in its personal channel's presence"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Validates one set of channel options found at `path`.
@@ -303,6 +371,89 @@ mod tests {
             blank.config.channel.without_namespace.cache_recovery(),
             (false, false)
         );
+    }
+
+    #[test]
+    fn personal_channels_need_their_namespace_and_presence_for_a_single_connection() {
+        let (path, msg) = refused(
+            r#"{"client": {"subscribe_to_user_personal_channel": {"enabled": true,
+                "personal_channel_namespace": "personal"}}}"#,
+        );
+        assert_eq!(
+            path,
+            "client.subscribe_to_user_personal_channel.personal_channel_namespace"
+        );
+        assert!(msg.contains("not defined"), "{msg}");
+        let (path, msg) = refused(
+            r#"{"client": {"subscribe_to_user_personal_channel": {"enabled": true,
+                "personal_channel_namespace": "personal", "single_connection": true}},
+                "channel": {"namespaces": [{"name": "personal"}]}}"#,
+        );
+        assert_eq!(
+            path,
+            "client.subscribe_to_user_personal_channel.single_connection"
+        );
+        assert!(msg.contains("presence"), "{msg}");
+        let (path, msg) = refused(
+            r#"{"client": {"subscribe_to_user_personal_channel": {"enabled": true,
+                "single_connection": true}}}"#,
+        );
+        assert_eq!(
+            path,
+            "client.subscribe_to_user_personal_channel.single_connection"
+        );
+        assert!(msg.contains("channel.without_namespace"), "{msg}");
+        let (path, _) = refused(
+            r#"{"client": {"subscribe_to_user_personal_channel": {"single_connection": true}},
+                "channel": {"without_namespace": {"presence": true}}}"#,
+        );
+        assert_eq!(
+            path,
+            "client.subscribe_to_user_personal_channel.single_connection"
+        );
+        let ok = TenantConfig::parse(
+            r#"{"client": {"subscribe_to_user_personal_channel": {"enabled": true,
+                "personal_channel_namespace": "personal", "single_connection": true}},
+                "channel": {"namespaces": [{"name": "personal", "presence": true}]}}"#,
+            Format::Json,
+        )
+        .unwrap()
+        .config;
+        assert_eq!(ok.personal_channel("42"), "personal:#42");
+        let plain = TenantConfig::parse(
+            r#"{"client": {"subscribe_to_user_personal_channel": {"enabled": true}}}"#,
+            Format::Json,
+        )
+        .unwrap()
+        .config;
+        assert_eq!(plain.personal_channel("42"), "#42");
+    }
+
+    #[test]
+    fn log_levels_are_centrifugos() {
+        for level in ["trace", "debug", "info", "warn", "error", "none"] {
+            let c = TenantConfig::parse(
+                &format!(r#"{{"log": {{"level": "{level}"}}}}"#),
+                Format::Json,
+            )
+            .unwrap()
+            .config;
+            assert_eq!(c.log_level(), Some(level));
+        }
+        let legacy = TenantConfig::parse(r#"{"log_level": "debug"}"#, Format::Json)
+            .unwrap()
+            .config;
+        assert_eq!(legacy.log_level(), Some("debug"));
+        let both = TenantConfig::parse(
+            r#"{"log_level": "debug", "log": {"level": "error"}}"#,
+            Format::Json,
+        )
+        .unwrap()
+        .config;
+        assert_eq!(both.log_level(), Some("error"));
+        assert_eq!(refused(r#"{"log": {"level": "loud"}}"#).0, "log.level");
+        assert_eq!(refused(r#"{"log_level": "verbose"}"#).0, "log_level");
+        assert_eq!(refused(r#"{"log": {"file": "/tmp/x.log"}}"#).0, "log.file");
     }
 
     #[test]

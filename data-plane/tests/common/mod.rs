@@ -366,3 +366,127 @@ pub async fn api(s: &TestServer, method: &str, body: Value) -> Value {
     assert_eq!(resp.status(), 200);
     resp.json().await.unwrap()
 }
+
+/// A `rotor-data-plane` process started from a config file with a cleared environment (plus
+/// `env`), its standard error collected.
+pub struct Binary {
+    pub child: tokio::process::Child,
+    /// `127.0.0.1:PORT` of the public listener.
+    pub addr: String,
+    stderr: Arc<parking_lot::Mutex<String>>,
+    /// Resolves once standard error is closed and read.
+    stderr_done: Option<oneshot::Receiver<()>>,
+    config: std::path::PathBuf,
+}
+
+/// How a [`Binary`] start ended.
+pub enum Started {
+    Listening(Box<Binary>),
+    /// The process exited before listening, with its standard error.
+    Exited(String),
+}
+
+impl Binary {
+    /// Starts the binary with `config` (written to a temporary file; `null`: no config file)
+    /// and `env`.
+    pub async fn start(config: &Value, env: &[(&str, &str)]) -> Started {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+        let path = std::env::temp_dir().join(format!(
+            "rotor-dp-test-{}.json",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rotor-data-plane"));
+        if !config.is_null() {
+            std::fs::write(&path, serde_json::to_vec(config).unwrap()).unwrap();
+            command.arg("--config").arg(&path);
+        }
+        let mut child = command
+            .args(["--address", "127.0.0.1", "--port", "0"])
+            .env_clear()
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn rotor-data-plane");
+        let stderr = Arc::new(parking_lot::Mutex::new(String::new()));
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        {
+            let stderr = stderr.clone();
+            let mut pipe = child.stderr.take().unwrap();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    stderr.lock().push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+                let _ = done_tx.send(());
+            });
+        }
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let listening = tokio::time::timeout(WAIT, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(addr) = line.strip_prefix("rotor-data-plane listening on ") {
+                    return Some(addr.to_owned());
+                }
+            }
+            None
+        })
+        .await
+        .expect("the binary neither listened nor exited in time");
+        match listening {
+            Some(addr) => Started::Listening(Box::new(Self {
+                child,
+                addr,
+                stderr,
+                stderr_done: Some(done_rx),
+                config: path,
+            })),
+            None => {
+                let _ = tokio::time::timeout(WAIT, child.wait()).await;
+                let _ = tokio::time::timeout(WAIT, done_rx).await;
+                let _ = std::fs::remove_file(&path);
+                let text = stderr.lock().clone();
+                Started::Exited(text)
+            }
+        }
+    }
+
+    /// Starts the binary and expects it to listen.
+    pub async fn listening(config: &Value, env: &[(&str, &str)]) -> Self {
+        match Self::start(config, env).await {
+            Started::Listening(b) => *b,
+            Started::Exited(stderr) => panic!("rotor-data-plane exited: {stderr}"),
+        }
+    }
+
+    /// Starts the binary and expects it to refuse to start; returns its standard error.
+    pub async fn refused(config: &Value, env: &[(&str, &str)]) -> String {
+        match Self::start(config, env).await {
+            Started::Exited(stderr) => stderr,
+            Started::Listening(b) => panic!("rotor-data-plane started on {}", b.addr),
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/connection/websocket", self.addr)
+    }
+
+    /// Stops the process and returns everything it wrote to standard error.
+    pub async fn stop(mut self) -> String {
+        let _ = self.child.kill().await;
+        // The pipe closes with the process; what it wrote is then all read.
+        if let Some(done) = self.stderr_done.take() {
+            let _ = tokio::time::timeout(WAIT, done).await;
+        }
+        self.stderr.lock().clone()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.config);
+    }
+}

@@ -86,6 +86,18 @@ pub fn base_config(secret: &str, api_key: &str) -> Value {
     })
 }
 
+/// Merges `over` into `base`, object by object (anything else is replaced).
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
 /// A config file removed on drop.
 struct ConfigFile(PathBuf);
 
@@ -115,6 +127,20 @@ impl Server {
         .await
     }
 
+    /// Spawns the data plane with [`base_config`] and `extra` merged over it (object by
+    /// object; lists are replaced, so `channel.namespaces` there must list every namespace the
+    /// scenario needs).
+    pub async fn start_with_config(extra: Value) -> Result<Self> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Self::start_with_extra(
+            &format!("interop-secret-{id}"),
+            &format!("interop-api-key-{id}"),
+            None,
+            extra,
+        )
+        .await
+    }
+
     /// Two data planes of one tenant on the Redis engine (REDIS_URL, a fresh key prefix).
     pub async fn start_redis_pair() -> Result<(Self, Self, String)> {
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -129,11 +155,21 @@ impl Server {
     }
 
     async fn start_with(secret: &str, api_key: &str, redis_prefix: Option<&str>) -> Result<Self> {
+        Self::start_with_extra(secret, api_key, redis_prefix, json!({})).await
+    }
+
+    async fn start_with_extra(
+        secret: &str,
+        api_key: &str,
+        redis_prefix: Option<&str>,
+        extra: Value,
+    ) -> Result<Self> {
         let (secret, api_key) = (secret.to_owned(), api_key.to_owned());
         let id = uuid::Uuid::new_v4().simple().to_string();
         let path = std::env::temp_dir().join(format!("rotor-interop-{id}.json"));
         let config = ConfigFile(path.clone());
         let mut cfg = base_config(&secret, &api_key);
+        merge(&mut cfg, extra);
         if let Some(prefix) = redis_prefix {
             cfg["engine"] = json!({"type": "redis", "redis": {"address": rotor_e2e::paths::redis_url(), "prefix": prefix}});
         }
