@@ -264,6 +264,7 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
         rows.push(tenancy::noisy_target(noisy_isolated.as_ref()));
     }
     rows.push(tenancy::density_target(density.as_ref()));
+    rows.push(tenancy::wake_target(density.as_ref()));
     for t in rows {
         let _ = writeln!(
             o,
