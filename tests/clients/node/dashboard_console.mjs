@@ -240,11 +240,13 @@ await step('usage: limits, whole-number axes, hover', async () => {
 });
 
 await step('usage: namespaces add up to all channels', async () => {
-  await loaded(usageUrl('1h'));
-  obs.namespace_options = await usage.$$eval('#usage-namespace option', (os) => os.map((o) => ({ value: o.value, label: o.textContent })));
-  const values = obs.namespace_options.map((o) => o.value).filter((v) => v !== '');
-  // Readings land every few seconds: compare once every namespace has caught up with the total.
+  // Readings land every few seconds (every 15 s while the tenant's clients are quiet), and a
+  // namespace (channels without one included) is listed once it has a reading: reload the
+  // list with each look, and compare once every namespace has caught up with the total.
   obs.sums = await until('namespace totals equal to all channels', async () => {
+    await loaded(usageUrl('1h'));
+    obs.namespace_options = await usage.$$eval('#usage-namespace option', (os) => os.map((o) => ({ value: o.value, label: o.textContent })));
+    const values = obs.namespace_options.map((o) => o.value).filter((v) => v !== '');
     const got = await usage.evaluate(async ({ id, values }) => {
       const one = async (ns) => (await (await fetch(`/projects/${id}/usage/data?range=1h&namespace=${encodeURIComponent(ns)}`)).json()).totals;
       const all = await one('');
