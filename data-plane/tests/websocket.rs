@@ -17,6 +17,23 @@ async fn connect_with_a_valid_token_returns_client_id_ping_and_pong() {
 }
 
 #[tokio::test]
+async fn the_connect_reply_carries_the_server_time_only_when_asked() {
+    let plain = TestServer::start(json!({})).await;
+    let (_c, r) = Client::connected(&plain.ws_url(), "42").await;
+    assert!(r.get("time").is_none(), "time without the option: {r}");
+
+    let s = TestServer::start(json!({"client": {"connect_include_server_time": true}})).await;
+    let before = now() * 1000;
+    let (_c, r) = Client::connected(&s.ws_url(), "42").await;
+    let after = (now() + 1) * 1000;
+    let time = r["time"].as_i64().expect("time in the connect reply");
+    assert!(
+        (before..=after).contains(&time),
+        "server time {time} outside [{before}, {after}]"
+    );
+}
+
+#[tokio::test]
 async fn a_token_with_exp_gives_expires_and_ttl() {
     let s = TestServer::start(json!({})).await;
     let mut c = Client::open(&s.ws_url()).await;

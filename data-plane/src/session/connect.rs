@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::subscribe::SubscribeSpec;
-use super::{unix_now, CommandError, CommandResult, Session, State};
+use super::{unix_now, unix_now_ms, CommandError, CommandResult, Session, State};
 use crate::auth::jwt::TokenError;
 use crate::node::VERSION;
 use crate::protocol::{
@@ -219,6 +219,11 @@ impl Session {
             data: connect_data,
             ping: ping.as_secs() as u32,
             pong: !ping.is_zero(),
+            time: if client_cfg.connect_include_server_time {
+                unix_now_ms()
+            } else {
+                0
+            },
             ..Default::default()
         };
         if let Some(exp) = expires_at.filter(|_| !self.server_refresh) {
@@ -265,7 +270,7 @@ impl Session {
                 pong: false,
                 session: self.handle.id.to_string(),
                 node: String::new(),
-                time: 0,
+                time: result.time,
             };
             Reply {
                 push: Some(Push {

@@ -188,6 +188,13 @@ pub fn stale_close_delay(client: &rotor_tenant_config::ClientSection) -> Duratio
     }
 }
 
+/// Unix time in milliseconds.
+pub(crate) fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

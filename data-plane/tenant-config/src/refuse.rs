@@ -115,6 +115,10 @@ pub const NOTED_OPTIONS: &[(&str, &str)] = &[
     ),
     ("log_level", "older name of `log.level`, used when `log.level` is not set"),
     (
+        "client.connect_include_server_time",
+        "the connect reply (and a unidirectional transport's connect push) carries the server's unix time in milliseconds in `time`",
+    ),
+    (
         "prometheus.enabled",
         "`false` closes the public `/metrics`; otherwise it answers (with an API key, or open with `http_api.insecure`) in Rotor's metric families and Centrifugo's (`centrifugo_node_num_clients`, `centrifugo_client_command_duration_seconds`, …)",
     ),

@@ -277,6 +277,9 @@ pub struct ClientSection {
     pub connection_limit: u32,
     /// Maximum concurrent connections of one user (0 = unlimited).
     pub user_connection_limit: u32,
+    /// The connect reply (and the unidirectional connect push) carries the server's time,
+    /// unix milliseconds, in `time`, as Centrifugo's option of the same name.
+    pub connect_include_server_time: bool,
     /// Cap on publications one client history call returns.
     pub history_max_publication_limit: u32,
     /// Cap on publications one recovery returns.
@@ -307,6 +310,7 @@ impl Default for ClientSection {
             channel_position_check_delay: ConfigDuration::from_secs(40),
             connection_limit: 0,
             user_connection_limit: 0,
+            connect_include_server_time: false,
             history_max_publication_limit: 300,
             recovery_max_publication_limit: 300,
             proxy: ClientProxies::default(),
