@@ -322,20 +322,27 @@ impl Node {
                     },
                 };
                 let Some(node) = weak.upgrade() else { break };
-                if let Ok(payload) = serde_json::to_vec(&message) {
-                    node.metrics
-                        .centrifugo
-                        .broker_sent(crate::centrifugo_metrics::BrokerMessage::Control);
-                    if let Err(e) = node
-                        .broker
-                        .broadcast_control(bytes::Bytes::from(payload))
-                        .await
-                    {
-                        tracing::debug!(error = %e, "cluster message not sent");
-                    }
+                if let Err(e) = node.broadcast_control(&message).await {
+                    tracing::debug!(error = %e, "cluster message not sent");
                 }
             }
         });
+    }
+
+    /// Sends `control` to every node of the tenant, this one included, through the engine
+    /// (counted as a control message sent to the broker).
+    pub async fn broadcast_control(
+        &self,
+        control: &crate::cluster::ClusterControl,
+    ) -> Result<(), EngineError> {
+        let payload = serde_json::to_vec(control)
+            .map_err(|e| EngineError::Unavailable(format!("control message not encoded: {e}")))?;
+        self.metrics
+            .centrifugo
+            .broker_sent(crate::centrifugo_metrics::BrokerMessage::Control);
+        self.broker
+            .broadcast_control(bytes::Bytes::from(payload))
+            .await
     }
 
     /// Publishes with the channel's history settings (rules already resolved).

@@ -139,14 +139,14 @@ fn metrics_allowed(node: &Node, mode: Mode, headers: &HeaderMap, query: Option<&
 
 /// The Prometheus exposition of `node` (public `/metrics` once allowed, and the admin one).
 pub(crate) fn metrics(node: &Node) -> Response {
-    let (channels, _) = node.hub.counts();
+    // One walk of the hub's shards serves both families.
+    let (num_channels, num_subscriptions) = node.hub.counts();
     let mut body = node.metrics.render();
     body.push_str(&format!(
-        "# HELP rotor_channels Channels with local subscribers.\n# TYPE rotor_channels gauge\nrotor_channels {channels}\n"
+        "# HELP rotor_channels Channels with local subscribers.\n# TYPE rotor_channels gauge\nrotor_channels {num_channels}\n"
     ));
     node.budgets.render(&mut body);
     let (num_clients, num_users) = node.registry.counts();
-    let (num_channels, num_subscriptions) = node.hub.counts();
     let gauges = crate::centrifugo_metrics::NodeGauges {
         num_clients,
         num_users,

@@ -140,13 +140,7 @@ async fn broadcast(node: &Node, req: requests::Broadcast) -> Result<Value, ApiEr
 
 /// Sends a targeted operation to every node of the tenant (this one included).
 async fn to_every_node(node: &Node, control: ClusterControl) -> Result<Value, ApiError> {
-    let payload = serde_json::to_vec(&control).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    node.metrics
-        .centrifugo
-        .broker_sent(crate::centrifugo_metrics::BrokerMessage::Control);
-    node.broker
-        .broadcast_control(bytes::Bytes::from(payload))
-        .await?;
+    node.broadcast_control(&control).await?;
     Ok(json!({}))
 }
 

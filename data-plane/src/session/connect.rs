@@ -331,17 +331,7 @@ impl Session {
             client: self.handle.id.to_string(),
             connected_at,
         };
-        let payload = serde_json::to_vec(&control).unwrap_or_default();
-        self.node
-            .metrics
-            .centrifugo
-            .broker_sent(crate::centrifugo_metrics::BrokerMessage::Control);
-        if let Err(e) = self
-            .node
-            .broker
-            .broadcast_control(Bytes::from(payload))
-            .await
-        {
+        if let Err(e) = self.node.broadcast_control(&control).await {
             tracing::warn!(client = %self.handle.id, error = %e, "older connections of the user not closed");
         }
         Ok(())

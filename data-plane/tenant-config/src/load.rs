@@ -100,17 +100,17 @@ impl TenantConfig {
             path: path.display().to_string(),
             source,
         })?;
-        let mut value = parse_text(&text, Format::from_path(path))?;
-        let unknown_env = overlay_env(&mut value, std::env::vars())?;
-        let mut loaded = Self::from_value(value)?;
-        loaded.unknown_env = unknown_env;
-        Ok(loaded)
+        Self::with_env(parse_text(&text, Format::from_path(path))?)
     }
 
     /// The defaults with the process environment (`ROTOR_…`, `CENTRIFUGO_…`) overlaid and
     /// validated: what a data plane started without a config file runs.
     pub fn load_env() -> Result<Loaded, ConfigError> {
-        let mut value = Value::Object(Map::new());
+        Self::with_env(Value::Object(Map::new()))
+    }
+
+    /// `value` with the process environment overlaid, validated.
+    fn with_env(mut value: Value) -> Result<Loaded, ConfigError> {
         let unknown_env = overlay_env(&mut value, std::env::vars())?;
         let mut loaded = Self::from_value(value)?;
         loaded.unknown_env = unknown_env;
