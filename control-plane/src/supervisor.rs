@@ -361,6 +361,12 @@ impl Driver for LocalDriver {
             .env("ROTOR_OPEN_FILES", "supervised")
             // Its thread budget (the pids limit), so its runtime sizes its blocking pool to it.
             .env("ROTOR_TASKS", limits.tasks.to_string())
+            // Runtime workers to match its CPU cap: a process held to half a core gains
+            // nothing from a second worker but the wakes the two trade.
+            .env(
+                "ROTOR_WORKERS",
+                limits.cpu_max_percent.div_ceil(100).to_string(),
+            )
             // Usage and idleness are pushed to the supervisor, not scraped.
             .env("ROTOR_REPORT_SOCKET", self.report_socket())
             .env("ROTOR_TENANT_ID", tenant.as_str())

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod budgets;
 pub mod centrifugo_metrics;
 pub mod client;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod consumers;

@@ -64,11 +64,17 @@ fn warn_unknown_env(loaded: &rotor_tenant_config::Loaded) {
     }
 }
 
-/// The runtime: as many workers as cores, and a blocking pool that fits the tasks (threads) a
-/// supervisor allows this process (`ROTOR_TASKS`, the pids limit of its plan), so a burst of
-/// blocking work waits for a thread instead of failing to create one.
+/// The runtime: as many workers as cores (or as the supervisor's `ROTOR_WORKERS`, the cores
+/// its plan's CPU cap amounts to, when fewer), and a blocking pool that fits the tasks
+/// (threads) a supervisor allows this process (`ROTOR_TASKS`, the pids limit of its plan), so a
+/// burst of blocking work waits for a thread instead of failing to create one.
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let available = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let cores = std::env::var("ROTOR_WORKERS")
+        .ok()
+        .and_then(|w| w.parse::<usize>().ok())
+        .filter(|w| *w > 0)
+        .map_or(available, |w| w.min(available));
     let tasks = std::env::var("ROTOR_TASKS")
         .ok()
         .and_then(|t| t.parse::<usize>().ok())
@@ -88,6 +94,8 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
             builder.worker_threads(cores);
         }
     }
+    // Housekeeping deadlines are put on a grid counted from here (see `clock`).
+    rotor_data_plane::clock::init();
     builder.build()
 }
 

@@ -233,13 +233,14 @@ impl Node {
         // One process holds every connection of a memory-engine tenant: there is no other node
         // to tell it is alive (surveys such as `info` still answer, from this node).
         Self::run_cluster(&node, outgoing, false);
-        // Expired streams are dropped once a minute so memory follows retention.
+        // Expired streams are dropped about once a minute so memory follows retention (on the
+        // process's wake grid, see `clock`).
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {
+                let next = crate::clock::after(std::time::Duration::from_secs(60));
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = tick.tick() => broker.sweep(),
+                    _ = tokio::time::sleep_until(next) => broker.sweep(),
                 }
             }
         });

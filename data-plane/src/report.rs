@@ -187,7 +187,7 @@ impl Reporter {
         loop {
             tokio::select! {
                 _ = node.shutdown.cancelled() => break,
-                _ = tokio::time::sleep(next_check(&node, idle_since, idle_tick)) => {}
+                _ = tokio::time::sleep_until(crate::clock::after(next_check(&node, idle_since, idle_tick))) => {}
             }
             let now = activity(&node);
             if last_activity != Some(now) {

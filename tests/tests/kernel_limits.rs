@@ -30,6 +30,16 @@ fn proc_limit(pid: i64, name: &str) -> Result<(String, String)> {
 }
 
 /// Whether this machine offers a memory cgroup controller (v1 or v2) at the usual places.
+/// Threads of process `pid` that are tokio runtime workers.
+fn runtime_workers(pid: i64) -> Result<usize> {
+    let mut n = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let comm = std::fs::read_to_string(task?.path().join("comm"))?;
+        n += usize::from(comm.trim() == "tokio-rt-worker");
+    }
+    Ok(n)
+}
+
 fn machine_has_memory_cgroup() -> bool {
     Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
         || std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
@@ -118,6 +128,12 @@ async fn a_tenant_runs_inside_its_plans_kernel_limits_and_a_plan_change_reaches_
     assert_eq!(
         proc_limit(pid, "Max core file size")?,
         ("0".into(), "0".into())
+    );
+    // Held to half a core, it runs one runtime worker (a second would only trade wakes).
+    assert_eq!(
+        runtime_workers(pid)?,
+        1,
+        "runtime workers of a half-core tenant"
     );
 
     let dirs = groups(&record);

@@ -203,14 +203,14 @@ impl Session {
         };
         if !ping.is_zero() {
             // The first ping is spread over [interval/2, interval) so reconnect waves do not
-            // ping in lockstep.
+            // ping in lockstep (then put on the process's wake grid, see `clock`).
             let half = ping / 2;
             let jitter = Duration::from_millis(fastrand::u64(0..half.as_millis().max(1) as u64));
-            self.next_ping = Some(Instant::now() + half + jitter);
+            self.next_ping = Some(crate::clock::after(half + jitter));
         }
         let presence_every = client_cfg.presence_update_interval.get();
         if !presence_every.is_zero() {
-            self.next_presence_refresh = Some(Instant::now() + presence_every);
+            self.next_presence_refresh = Some(crate::clock::after(presence_every));
         }
 
         let mut result = ConnectResult {

@@ -514,8 +514,9 @@ impl Session {
             if !self.handle.outbox.push_frame(ping) {
                 return Err(Disconnect::SLOW);
             }
+            // A little early rather than one more wake (see `clock`).
             let interval = client.ping_interval.get();
-            self.next_ping = Some(now + interval);
+            self.next_ping = Some(crate::clock::coarse_tokio(now, now + interval));
             let pong = client.pong_timeout.get();
             if !pong.is_zero() && self.transport.name == "websocket" {
                 self.pong_deadline = Some(now + pong);
@@ -553,7 +554,8 @@ impl Session {
         }
         if self.next_presence_refresh.is_some_and(|d| now >= d) {
             self.refresh_presence().await;
-            self.next_presence_refresh = Some(now + client.presence_update_interval.get());
+            let every = client.presence_update_interval.get();
+            self.next_presence_refresh = Some(crate::clock::coarse_tokio(now, now + every));
         }
         Ok(())
     }

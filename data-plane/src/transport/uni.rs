@@ -323,7 +323,7 @@ impl UniSink for WsSink {
                     Some(Ok(_)) => continue,
                 },
                 _ = tokio::time::sleep_until(self.next_ping), if pinging => {
-                    self.next_ping = tokio::time::Instant::now() + self.ping_every;
+                    self.next_ping = crate::clock::after(self.ping_every);
                     if self.socket.send(Message::Ping(Bytes::new())).await.is_err() {
                         return;
                     }
@@ -395,7 +395,7 @@ pub async fn websocket(
             let sink = WsSink {
                 socket,
                 ping_every,
-                next_ping: tokio::time::Instant::now() + ping_every,
+                next_ping: crate::clock::after(ping_every),
             };
             run(node, slot, "uni_websocket", request, headers, sink).await;
         })

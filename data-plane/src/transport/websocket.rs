@@ -142,7 +142,7 @@ fn run(
         tokio::pin!(timer);
         let mut session_deadline = conn.session.next_deadline().unwrap_or_else(far);
         // When the next ping frame is due, or with `pong_due`, its pong.
-        let mut frame_ping = native_ping.then(|| Instant::now() + ping_every.get());
+        let mut frame_ping = native_ping.then(|| crate::clock::after(ping_every.get()));
         let mut pong_due = false;
 
         // The next timer deadline only changes when a frame, a timer or a control request was
@@ -180,7 +180,7 @@ fn run(
                     }
                     Some(Ok(Message::Pong(_))) => {
                         if std::mem::take(&mut pong_due) {
-                            frame_ping = Some(Instant::now() + ping_every.get());
+                            frame_ping = Some(crate::clock::after(ping_every.get()));
                             conn.timer_dirty = true;
                         }
                         continue;
@@ -232,7 +232,7 @@ fn run(
                     }
                     let now = Instant::now();
                     if pong_within.is_zero() {
-                        frame_ping = Some(now + ping_every.get());
+                        frame_ping = Some(crate::clock::coarse_tokio(now, now + ping_every.get()));
                     } else {
                         pong_due = true;
                         frame_ping = Some(now + pong_within.get());
