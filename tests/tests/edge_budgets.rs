@@ -324,3 +324,123 @@ async fn a_stranger_flooding_a_project_cannot_shut_out_its_users_or_its_backend(
     );
     Ok(())
 }
+
+/// One answer read off a raw connection: status, whether it said `Connection: close`, body.
+async fn read_answer(stream: &mut tokio::net::TcpStream) -> Result<(u16, bool, Value)> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let read = async {
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + length {
+                    let status = head.get(9..12).unwrap_or_default().parse()?;
+                    let close = head.lines().any(|l| l == "connection: close");
+                    let body = serde_json::from_slice(&buf[end + 4..end + 4 + length])
+                        .unwrap_or(Value::Null);
+                    return anyhow::Ok((status, close, body));
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await?;
+            ensure!(
+                n > 0,
+                "closed before a whole answer: {:?}",
+                String::from_utf8_lossy(&buf)
+            );
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .context("no answer")?
+}
+
+/// A publish request for `project` as raw bytes, optionally asking to close.
+fn raw_publish(project: &Project, close: bool) -> String {
+    let body = json!({"channel": "chat:a", "data": {"raw": true}}).to_string();
+    format!(
+        "POST /t/{}/api/publish HTTP/1.1\r\nHost: rotor\r\nX-API-Key: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n{body}",
+        project.slug,
+        project.key,
+        body.len(),
+        if close { "Connection: close\r\n" } else { "" },
+    )
+}
+
+/// The edge's 429 costs a client that retries a head to read, not a connection: it is sent on
+/// a connection kept open (unless the client asked to close), and every later request on that
+/// connection is routed, budgeted and rewritten again — a pass goes to its own project's
+/// process, never to the project the connection was first answered for.
+#[tokio::test]
+async fn a_budget_429_keeps_the_connection_and_the_next_request_on_it_is_routed_afresh(
+) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let cp = ControlPlane::start().await?;
+    cp.operator(&[
+        "set-limits",
+        "free",
+        r#"{"edge_requests_per_second": 1, "edge_connects_per_second": 1}"#,
+    ])
+    .await?;
+    let noisy_owner = cp.account("kept-noisy@example.com").await?;
+    let noisy = cp
+        .project(&noisy_owner, "keptnoisy", &[("chat", open_chat())])
+        .await?;
+    let calm_owner = cp.account("kept-calm@example.com").await?;
+    let calm = cp
+        .project(&calm_owner, "keptcalm", &[("chat", open_chat())])
+        .await?;
+    // Spend the noisy project's budget (a burst of 2) until the edge refuses.
+    let mut spent = false;
+    for n in 0..20 {
+        if publish(&cp, &noisy, n).await?.0 == 429 {
+            spent = true;
+            break;
+        }
+    }
+    ensure!(spent, "the budget was never spent");
+
+    let edge: SocketAddr = cp
+        .api_url("x")
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .context("edge address")?
+        .parse()?;
+    let mut conn = tokio::net::TcpStream::connect(edge).await?;
+    // Two refusals on one connection: it stays open after each.
+    for _ in 0..2 {
+        conn.write_all(raw_publish(&noisy, false).as_bytes())
+            .await?;
+        let (status, close, body) = read_answer(&mut conn).await?;
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(body["error"]["code"], "over_request_budget");
+        assert!(
+            !close,
+            "a refusal on a kept-alive request keeps the connection"
+        );
+    }
+    // The next request on it is for the neighbour: routed to the neighbour's process, which
+    // publishes it and closes (a tenant serves one request per connection).
+    conn.write_all(raw_publish(&calm, false).as_bytes()).await?;
+    let (status, close, body) = read_answer(&mut conn).await?;
+    ensure!(
+        status == 200 && body.get("error").is_none(),
+        "calm: {status} {body}"
+    );
+    assert!(close, "the tenant's answer ends the connection");
+
+    // A client that asks to close is answered and closed.
+    let mut conn = tokio::net::TcpStream::connect(edge).await?;
+    conn.write_all(raw_publish(&noisy, true).as_bytes()).await?;
+    let (status, close, _) = read_answer(&mut conn).await?;
+    assert_eq!(status, 429);
+    assert!(close, "Connection: close was asked for");
+    Ok(())
+}

@@ -38,6 +38,10 @@ pub enum Target {
         body: Body,
         /// Set for server API requests (`/api`, `/api/…`) that present a key.
         api_key: Option<PresentedKey>,
+        /// HTTP/1.1 without `Connection: close`: the client would send its next request on
+        /// this connection (the edge keeps it only after an answer of its own, see
+        /// [`super::handle`]).
+        keeps_alive: bool,
     },
     /// The control plane's own app (REST API, dashboard).
     ControlPlane,
@@ -125,6 +129,7 @@ pub fn route(
         && has_token(req.headers, "connection", "upgrade");
     let body = body_of(req.headers);
     let api_key = presented_key(&tail, req.headers);
+    let keeps_alive = req.version == Some(1) && !has_token(req.headers, "connection", "close");
     let mut head = Vec::with_capacity(len + 64);
     head.extend_from_slice(req.method.unwrap_or("GET").as_bytes());
     head.push(b' ');
@@ -167,6 +172,7 @@ pub fn route(
             websocket,
             body,
             api_key,
+            keeps_alive,
         },
     )))
 }
@@ -323,6 +329,22 @@ mod tests {
             Ok(Some((_, Target::Tenant { api_key, .. }))) => api_key,
             other => panic!("not a tenant route: {other:?}"),
         }
+    }
+
+    #[test]
+    fn only_an_http_1_1_request_without_connection_close_keeps_alive() {
+        let keeps = |raw: &str| match route(raw.as_bytes(), peer(), None) {
+            Ok(Some((_, Target::Tenant { keeps_alive, .. }))) => keeps_alive,
+            other => panic!("not a tenant route: {other:?}"),
+        };
+        assert!(keeps("POST /t/a/api HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(keeps(
+            "POST /t/a/api HTTP/1.1\r\nConnection: keep-alive\r\n\r\n"
+        ));
+        assert!(!keeps(
+            "POST /t/a/api HTTP/1.1\r\nConnection: Close\r\n\r\n"
+        ));
+        assert!(!keeps("POST /t/a/api HTTP/1.0\r\nHost: x\r\n\r\n"));
     }
 
     #[test]

@@ -66,6 +66,12 @@ fn head_timeout() -> Duration {
     })
 }
 
+/// How long a connection kept open after one of the edge's own answers (a budget 429) may
+/// stay idle before its next request head begins.
+const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(5);
+/// The edge's own answers on one connection before it closes it anyway.
+const MAX_ANSWERS_PER_CONNECTION: u32 = 1000;
+
 /// Refused sockets kept open at once to finish their answer (see [`Refuser`]); a share of the
 /// open-file reserve.
 const MAX_LINGERING: u64 = 1024;
@@ -144,86 +150,101 @@ async fn handle(
 ) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(2048);
-    let read = read_head(&mut stream, &mut buf, peer, tenant_host.as_ref());
-    let (head_len, target) = match tokio::time::timeout(head_timeout(), read).await {
-        Ok(Ok(Some(v))) => v,
-        Ok(Ok(None)) => return Ok(()),
-        Ok(Err(ReadError::TooLarge)) => {
-            return respond(
-                &mut stream,
-                "431 Request Header Fields Too Large",
-                "request head too large",
-            )
-            .await
-        }
-        Ok(Err(ReadError::Head(HeadError::Malformed))) => {
-            return respond(&mut stream, "400 Bad Request", "malformed request").await
-        }
-        Ok(Err(ReadError::Io(e))) => return Err(e),
-        Err(_) => return respond(&mut stream, "408 Request Timeout", "request head timeout").await,
-    };
-    match target {
-        Target::NotFound(message) => respond(&mut stream, "404 Not Found", message).await,
-        Target::ControlPlane => {
-            let io = TokioIo::new(PrefixedStream::new(buf.into(), stream));
-            let service = TowerToHyperService::new(app.map_request(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(crate::web::PeerAddr(peer));
-                    req
-                },
-            ));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(head_timeout())
-                .serve_connection(io, service)
-                .with_upgrades();
-            conn.await.map_err(io::Error::other)
-        }
-        Target::Tenant {
-            slug,
-            head,
-            websocket,
-            body,
-            api_key,
-        } => {
-            // A plain request is handed over only whole: its body is read ahead here, so the
-            // tenant is given a complete request (and a client trickling its body holds the
-            // edge's connection, counted against its address, not a tenant's).
-            let whole = match body {
-                _ if websocket => true,
-                Body::Length(n) => {
-                    let read = read_body(&mut stream, &mut buf, head_len + n);
-                    match tokio::time::timeout(head_timeout(), read).await {
-                        Ok(Ok(true)) => true,
-                        Ok(Ok(false)) => return Ok(()),
-                        Ok(Err(e)) => return Err(e),
-                        // Slow but alive: spliced, as a streamed body is.
-                        Err(_) => false,
+    // The edge's own answers so far: a client over its project's budget is answered 429 on a
+    // connection kept open (when it asked for that), so a client that backs off and retries
+    // costs the shared edge a head to read, not a TCP connection per attempt.
+    let mut answered = 0u32;
+    loop {
+        let wait = if answered == 0 {
+            head_timeout()
+        } else {
+            KEEP_ALIVE_IDLE.min(head_timeout())
+        };
+        let read = read_head(&mut stream, &mut buf, peer, tenant_host.as_ref());
+        let (head_len, target) = match tokio::time::timeout(wait, read).await {
+            Ok(Ok(Some(v))) => v,
+            Ok(Ok(None)) => return Ok(()),
+            // A kept connection idle past its time is closed without an answer.
+            Err(_) if answered > 0 && buf.is_empty() => return Ok(()),
+            Ok(Err(ReadError::TooLarge)) => {
+                return respond(
+                    &mut stream,
+                    "431 Request Header Fields Too Large",
+                    "request head too large",
+                )
+                .await
+            }
+            Ok(Err(ReadError::Head(HeadError::Malformed))) => {
+                return respond(&mut stream, "400 Bad Request", "malformed request").await
+            }
+            Ok(Err(ReadError::Io(e))) => return Err(e),
+            Err(_) => {
+                return respond(&mut stream, "408 Request Timeout", "request head timeout").await
+            }
+        };
+        return match target {
+            Target::NotFound(message) => respond(&mut stream, "404 Not Found", message).await,
+            Target::ControlPlane => {
+                let io = TokioIo::new(PrefixedStream::new(buf.into(), stream));
+                let service = TowerToHyperService::new(app.map_request(
+                    move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(crate::web::PeerAddr(peer));
+                        req
+                    },
+                ));
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(head_timeout())
+                    .serve_connection(io, service)
+                    .with_upgrades();
+                conn.await.map_err(io::Error::other)
+            }
+            Target::Tenant {
+                slug,
+                head,
+                websocket,
+                body,
+                api_key,
+                keeps_alive,
+            } => {
+                // A plain request is handed over only whole: its body is read ahead here, so the
+                // tenant is given a complete request (and a client trickling its body holds the
+                // edge's connection, counted against its address, not a tenant's).
+                let whole = match body {
+                    _ if websocket => true,
+                    Body::Length(n) => {
+                        let read = read_body(&mut stream, &mut buf, head_len + n);
+                        match tokio::time::timeout(head_timeout(), read).await {
+                            Ok(Ok(true)) => true,
+                            Ok(Ok(false)) => return Ok(()),
+                            Ok(Err(e)) => return Err(e),
+                            // Slow but alive: spliced, as a streamed body is.
+                            Err(_) => false,
+                        }
                     }
-                }
-                Body::Streamed => false,
-            };
-            let route = match routes.get(&slug) {
-                // A parked project is woken, within this address's budget and the box's room;
-                // the request waits for it (bounded).
-                Some(Route::Parked) => {
-                    if let Err(wait) = wakes.charge(peer.ip(), &slug) {
-                        tracing::info!(%peer, %slug, "wake refused: this address's wake budget is spent");
-                        return respond_retry(
-                            &mut stream,
-                            "429 Too Many Requests",
-                            "too_many_wakes",
-                            "too many sleeping projects woken from this address; retry later",
-                            wait,
-                        )
-                        .await;
-                    }
-                    match routes.wait_awake(&slug, WAKE_TIMEOUT).await {
-                        Wake::Awake(route) => route,
-                        Wake::TimedOut => Some(Route::Parked),
-                        Wake::Refused => {
-                            wakes.refused(WakeRefusal::Capacity);
+                    Body::Streamed => false,
+                };
+                let route = match routes.get(&slug) {
+                    // A parked project is woken, within this address's budget and the box's room;
+                    // the request waits for it (bounded).
+                    Some(Route::Parked) => {
+                        if let Err(wait) = wakes.charge(peer.ip(), &slug) {
+                            tracing::info!(%peer, %slug, "wake refused: this address's wake budget is spent");
                             return respond_retry(
+                                &mut stream,
+                                "429 Too Many Requests",
+                                "too_many_wakes",
+                                "too many sleeping projects woken from this address; retry later",
+                                wait,
+                            )
+                            .await;
+                        }
+                        match routes.wait_awake(&slug, WAKE_TIMEOUT).await {
+                            Wake::Awake(route) => route,
+                            Wake::TimedOut => Some(Route::Parked),
+                            Wake::Refused => {
+                                wakes.refused(WakeRefusal::Capacity);
+                                return respond_retry(
                                 &mut stream,
                                 "503 Service Unavailable",
                                 "at_capacity",
@@ -231,90 +252,106 @@ async fn handle(
                                 CAPACITY_RETRY,
                             )
                             .await;
+                            }
+                        }
+                    }
+                    other => other,
+                };
+                let (addr, handoff, budget, api_keys) = match route {
+                    Some(Route::Active {
+                        addr,
+                        handoff,
+                        budget,
+                        api_keys,
+                    }) => (addr, handoff, budget, api_keys),
+                    Some(Route::Parked) => {
+                        return respond(
+                            &mut stream,
+                            "503 Service Unavailable",
+                            "project is waking up",
+                        )
+                        .await
+                    }
+                    Some(Route::Suspended) => {
+                        return respond(&mut stream, "403 Forbidden", "project is suspended").await
+                    }
+                    Some(Route::Starting) => {
+                        return respond(
+                            &mut stream,
+                            "503 Service Unavailable",
+                            "project is starting",
+                        )
+                        .await
+                    }
+                    None => return respond(&mut stream, "404 Not Found", "unknown project").await,
+                };
+                // The project's excess is answered here, before it costs its process anything.
+                let kind = if websocket {
+                    budgets::Kind::Connect
+                } else if api_key.is_some_and(|k| api_keys.holds(&k)) {
+                    budgets::Kind::Api
+                } else {
+                    budgets::Kind::Request
+                };
+                if let Err(refusal) = routes.budgets().charge(&slug, budget, kind, peer.ip()) {
+                    let (code, message) = budget_refusal(kind, refusal);
+                    let body_len = match body {
+                        Body::Length(n) if whole && !websocket => Some(n),
+                        _ => None,
+                    };
+                    let keep = body_len
+                        .filter(|_| keeps_alive && answered + 1 < MAX_ANSWERS_PER_CONNECTION);
+                    let retry = Some((code, refusal.retry_after()));
+                    answer(
+                        &mut stream,
+                        "429 Too Many Requests",
+                        message,
+                        retry,
+                        keep.is_some(),
+                    )
+                    .await?;
+                    let Some(body_len) = keep else {
+                        return Ok(());
+                    };
+                    // What the client sent behind this request stays for the next round.
+                    buf.advance(head_len + body_len);
+                    answered += 1;
+                    continue;
+                }
+                if let Some(path) = handoff.filter(|_| whole) {
+                    let mut payload = head.clone();
+                    payload.extend_from_slice(&buf[head_len..]);
+                    match handoff::hand_off(&path, stream.as_fd(), &payload).await {
+                        // The tenant owns the connection; dropping this copy leaves it open (and
+                        // no longer counted: the tenant applies its own limits).
+                        Outcome::Accepted => return Ok(()),
+                        Outcome::NotTaken(e) => {
+                            tracing::debug!(%slug, error = %e, "hand-off not taken; proxying");
+                        }
+                        Outcome::Unknown(e) => {
+                            tracing::warn!(%slug, %peer, error = %e, "hand-off unacknowledged; closing");
+                            return Ok(());
                         }
                     }
                 }
-                other => other,
-            };
-            let (addr, handoff, budget, api_keys) = match route {
-                Some(Route::Active {
-                    addr,
-                    handoff,
-                    budget,
-                    api_keys,
-                }) => (addr, handoff, budget, api_keys),
-                Some(Route::Parked) => {
-                    return respond(
-                        &mut stream,
-                        "503 Service Unavailable",
-                        "project is waking up",
-                    )
-                    .await
-                }
-                Some(Route::Suspended) => {
-                    return respond(&mut stream, "403 Forbidden", "project is suspended").await
-                }
-                Some(Route::Starting) => {
-                    return respond(
-                        &mut stream,
-                        "503 Service Unavailable",
-                        "project is starting",
-                    )
-                    .await
-                }
-                None => return respond(&mut stream, "404 Not Found", "unknown project").await,
-            };
-            // The project's excess is answered here, before it costs its process anything.
-            let kind = if websocket {
-                budgets::Kind::Connect
-            } else if api_key.is_some_and(|k| api_keys.holds(&k)) {
-                budgets::Kind::Api
-            } else {
-                budgets::Kind::Request
-            };
-            if let Err(refusal) = routes.budgets().charge(&slug, budget, kind, peer.ip()) {
-                let (code, message) = budget_refusal(kind, refusal);
-                return respond_retry(
-                    &mut stream,
-                    "429 Too Many Requests",
-                    code,
-                    message,
-                    refusal.retry_after(),
-                )
-                .await;
+                let mut upstream =
+                    match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr))
+                        .await
+                    {
+                        Ok(Ok(s)) => s,
+                        _ => {
+                            return respond(&mut stream, "502 Bad Gateway", "project unavailable")
+                                .await
+                        }
+                    };
+                let _ = upstream.set_nodelay(true);
+                buf.advance(head_len);
+                upstream.write_all(&head).await?;
+                upstream.write_all(&buf).await?;
+                tokio::io::copy_bidirectional(&mut stream, &mut upstream).await?;
+                Ok(())
             }
-            if let Some(path) = handoff.filter(|_| whole) {
-                let mut payload = head.clone();
-                payload.extend_from_slice(&buf[head_len..]);
-                match handoff::hand_off(&path, stream.as_fd(), &payload).await {
-                    // The tenant owns the connection; dropping this copy leaves it open (and
-                    // no longer counted: the tenant applies its own limits).
-                    Outcome::Accepted => return Ok(()),
-                    Outcome::NotTaken(e) => {
-                        tracing::debug!(%slug, error = %e, "hand-off not taken; proxying");
-                    }
-                    Outcome::Unknown(e) => {
-                        tracing::warn!(%slug, %peer, error = %e, "hand-off unacknowledged; closing");
-                        return Ok(());
-                    }
-                }
-            }
-            let mut upstream = match tokio::time::timeout(
-                Duration::from_secs(3),
-                TcpStream::connect(addr),
-            )
-            .await
-            {
-                Ok(Ok(s)) => s,
-                _ => return respond(&mut stream, "502 Bad Gateway", "project unavailable").await,
-            };
-            let _ = upstream.set_nodelay(true);
-            buf.advance(head_len);
-            upstream.write_all(&head).await?;
-            upstream.write_all(&buf).await?;
-            tokio::io::copy_bidirectional(&mut stream, &mut upstream).await?;
-            Ok(())
-        }
+        };
     }
 }
 
@@ -384,7 +421,7 @@ async fn read_body(stream: &mut TcpStream, buf: &mut BytesMut, len: usize) -> io
 }
 
 async fn respond(stream: &mut TcpStream, status: &str, message: &str) -> io::Result<()> {
-    answer(stream, status, message, None).await
+    answer(stream, status, message, None, false).await
 }
 
 /// [`respond`] with its own error `code` and `Retry-After` (whole seconds, at least one).
@@ -395,14 +432,16 @@ async fn respond_retry(
     message: &str,
     after: Duration,
 ) -> io::Result<()> {
-    answer(stream, status, message, Some((code, after))).await
+    answer(stream, status, message, Some((code, after)), false).await
 }
 
+/// Writes one of the edge's own answers; unless `keep_alive`, it says so and closes.
 async fn answer(
     stream: &mut TcpStream,
     status: &str,
     message: &str,
     retry: Option<(&str, Duration)>,
+    keep_alive: bool,
 ) -> io::Result<()> {
     let code = match (status.split(' ').next().unwrap_or_default(), retry) {
         (_, Some((code, _))) => code,
@@ -423,10 +462,18 @@ async fn answer(
             d.as_secs_f64().ceil().max(1.0) as u64
         )
     });
+    let connection = if keep_alive {
+        ""
+    } else {
+        "Connection: close\r\n"
+    };
     let resp = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{retry}Connection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{retry}{connection}\r\n{body}",
         body.len()
     );
     stream.write_all(resp.as_bytes()).await?;
+    if keep_alive {
+        return Ok(());
+    }
     stream.shutdown().await
 }
