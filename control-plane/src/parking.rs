@@ -2,7 +2,8 @@
 //!
 //! Each supervised tenant sends datagrams to `reports.sock` in the run directory (see the data
 //! plane's `report` module): its usage counters when they changed, which are metered here
-//! exactly as a scrape would be ([`crate::usage::record`]), and an `idle` notice once it has
+//! exactly as a scrape would be, gathered for a second and written in one transaction
+//! ([`crate::usage::record_many`]), and an `idle` notice once it has
 //! held no socket and seen no traffic for [`park_after`], which asks the reconciler to park it
 //! (stop the process, keep its state: the route becomes [`crate::routes::Route::Parked`]
 //! and the edge wakes it on the next request). A usage report also names the API keys used
@@ -82,6 +83,41 @@ pub fn bind(path: &Path) -> std::io::Result<UnixDatagram> {
     Ok(socket)
 }
 
+/// How long usage reports are gathered before they are written together (one transaction
+/// for every tenant that reported meanwhile; see [`crate::usage::record_many`]).
+const USAGE_BATCH: Duration = Duration::from_secs(1);
+
+/// Usage reports received and not yet written: the latest reading of each tenant, and the
+/// API keys they used.
+#[derive(Default)]
+struct Pending {
+    usage: std::collections::HashMap<ProjectId, Snapshot>,
+    keys: Vec<(ProjectId, BTreeMap<String, i64>)>,
+}
+
+impl Pending {
+    /// Writes what was gathered; a batch the database refuses (a project deleted meanwhile,
+    /// say) is written tenant by tenant, so one bad reading loses only itself.
+    async fn flush(&mut self, pool: &PgPool) {
+        let readings: Vec<(ProjectId, Snapshot)> =
+            std::mem::take(&mut self.usage).into_iter().collect();
+        let now = chrono::Utc::now();
+        if let Err(e) = crate::usage::record_many(pool, &readings, now).await {
+            tracing::debug!(tenants = readings.len(), error = %e, "usage batch refused; writing tenant by tenant");
+            for (tenant, snapshot) in &readings {
+                if let Err(e) = crate::usage::record(pool, tenant, snapshot, now).await {
+                    tracing::warn!(%tenant, error = %e, "pushed usage not recorded");
+                }
+            }
+        }
+        for (tenant, used) in std::mem::take(&mut self.keys) {
+            if let Err(e) = crate::usage::record_key_use(pool, &tenant, &used).await {
+                tracing::warn!(%tenant, error = %e, "API key use not recorded");
+            }
+        }
+    }
+}
+
 /// Receives reports until `stop`.
 pub async fn receive(
     socket: UnixDatagram,
@@ -90,9 +126,22 @@ pub async fn receive(
     stop: CancellationToken,
 ) {
     let mut buf = vec![0u8; MAX_REPORT];
+    let mut pending = Pending::default();
+    // When what is pending is written: [`USAGE_BATCH`] after the first report of a batch.
+    let mut flush_at: Option<tokio::time::Instant> = None;
     loop {
+        let due =
+            flush_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         let n = tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => {
+                pending.flush(&pool).await;
+                return;
+            }
+            _ = tokio::time::sleep_until(due), if flush_at.is_some() => {
+                flush_at = None;
+                pending.flush(&pool).await;
+                continue;
+            }
             r = socket.recv(&mut buf) => match r {
                 Ok(n) => n,
                 Err(e) => {
@@ -125,18 +174,21 @@ pub async fn receive(
                 // Usage is pushed when it changed: the tenant was active (see
                 // `RouteTable::touch`, which orders who is parked first to make room).
                 routes.touch(&tenant);
-                if let Err(e) =
-                    crate::usage::record(&pool, &tenant, &snapshot, chrono::Utc::now()).await
-                {
-                    tracing::warn!(%tenant, error = %e, "pushed usage not recorded");
-                }
                 if !report.keys_used.is_empty() {
-                    if let Err(e) =
-                        crate::usage::record_key_use(&pool, &tenant, &report.keys_used).await
-                    {
-                        tracing::warn!(%tenant, error = %e, "API key use not recorded");
-                    }
+                    pending.keys.push((tenant.clone(), report.keys_used));
                 }
+                // A later reading of the same process holds the earlier one; a reading of a
+                // new process (the tenant was parked and woken meanwhile) does not, so what
+                // the old one counted is written first.
+                if pending
+                    .usage
+                    .get(&tenant)
+                    .is_some_and(|earlier| earlier.node != snapshot.node)
+                {
+                    pending.flush(&pool).await;
+                }
+                pending.usage.insert(tenant, snapshot);
+                flush_at.get_or_insert_with(|| tokio::time::Instant::now() + USAGE_BATCH);
             }
             ("idle", _) => routes.request_park(tenant),
             (kind, _) => tracing::debug!(%tenant, kind, "unknown report ignored"),

@@ -155,52 +155,115 @@ pub async fn record(
     now: &Snapshot,
     at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
+    record_many(pool, &[(project.clone(), now.clone())], at).await
+}
+
+/// Adds the readings of many projects (one each: the latest) to their minute rows and moves
+/// their cursors, in one transaction of four statements whatever their number, so a thousand
+/// tenants reporting cost the control plane a few round trips a second, not a few thousand.
+pub async fn record_many(
+    pool: &PgPool,
+    readings: &[(ProjectId, Snapshot)],
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    if readings.is_empty() {
+        return Ok(());
+    }
     let minute = at.duration_trunc(TimeDelta::minutes(1)).unwrap_or(at);
+    let ids: Vec<&str> = readings.iter().map(|(p, _)| p.as_str()).collect();
     let mut tx = pool.begin().await?;
-    let prev: Option<Value> =
-        sqlx::query_scalar("SELECT snapshot FROM usage_cursor WHERE project_id = $1 FOR UPDATE")
-            .bind(project)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let prev: Option<Snapshot> = prev.and_then(|v| serde_json::from_value(v).ok());
-    for (ns, d) in deltas(prev.as_ref(), now) {
-        sqlx::query(
-            "INSERT INTO usage_minute (project_id, namespace, minute, connections, subscriptions, published, delivered, api_calls, errors, bytes_in, bytes_out) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (project_id, namespace, minute) DO UPDATE SET \
-               connections = GREATEST(usage_minute.connections, EXCLUDED.connections), \
-               subscriptions = GREATEST(usage_minute.subscriptions, EXCLUDED.subscriptions), \
-               published = usage_minute.published + EXCLUDED.published, \
-               delivered = usage_minute.delivered + EXCLUDED.delivered, \
-               api_calls = usage_minute.api_calls + EXCLUDED.api_calls, \
-               errors = usage_minute.errors + EXCLUDED.errors, \
-               bytes_in = usage_minute.bytes_in + EXCLUDED.bytes_in, \
-               bytes_out = usage_minute.bytes_out + EXCLUDED.bytes_out",
-        )
-        .bind(project)
-        .bind(&ns)
-        .bind(minute)
-        .bind(d.connections)
-        .bind(d.subscriptions)
-        .bind(d.published)
-        .bind(d.delivered)
-        .bind(d.api_calls)
-        .bind(d.errors)
-        .bind(d.bytes_in)
-        .bind(d.bytes_out)
-        .execute(&mut *tx)
-        .await?;
+    // Locked in one order, so two writers (the pushes and a scrape) never deadlock.
+    let prev: Vec<(String, Value)> = sqlx::query_as(
+        "SELECT project_id, snapshot FROM usage_cursor WHERE project_id = ANY($1) \
+         ORDER BY project_id FOR UPDATE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let prev: BTreeMap<String, Snapshot> = prev
+        .into_iter()
+        .filter_map(|(id, v)| Some((id, serde_json::from_value(v).ok()?)))
+        .collect();
+    let mut rows = MinuteRows::default();
+    for (project, now) in readings {
+        for (ns, d) in deltas(prev.get(project.as_str()), now) {
+            rows.push(project.as_str(), ns, d);
+        }
     }
     sqlx::query(
-        "INSERT INTO usage_cursor (project_id, node_id, snapshot) VALUES ($1, $2, $3) \
+        "INSERT INTO usage_minute (project_id, namespace, minute, connections, subscriptions, published, delivered, api_calls, errors, bytes_in, bytes_out) \
+         SELECT u.project_id, u.namespace, $3, u.connections, u.subscriptions, u.published, u.delivered, u.api_calls, u.errors, u.bytes_in, u.bytes_out \
+         FROM unnest($1::text[], $2::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[]) \
+           AS u(project_id, namespace, connections, subscriptions, published, delivered, api_calls, errors, bytes_in, bytes_out) \
+         ON CONFLICT (project_id, namespace, minute) DO UPDATE SET \
+           connections = GREATEST(usage_minute.connections, EXCLUDED.connections), \
+           subscriptions = GREATEST(usage_minute.subscriptions, EXCLUDED.subscriptions), \
+           published = usage_minute.published + EXCLUDED.published, \
+           delivered = usage_minute.delivered + EXCLUDED.delivered, \
+           api_calls = usage_minute.api_calls + EXCLUDED.api_calls, \
+           errors = usage_minute.errors + EXCLUDED.errors, \
+           bytes_in = usage_minute.bytes_in + EXCLUDED.bytes_in, \
+           bytes_out = usage_minute.bytes_out + EXCLUDED.bytes_out",
+    )
+    .bind(&rows.project)
+    .bind(&rows.namespace)
+    .bind(minute)
+    .bind(&rows.connections)
+    .bind(&rows.subscriptions)
+    .bind(&rows.published)
+    .bind(&rows.delivered)
+    .bind(&rows.api_calls)
+    .bind(&rows.errors)
+    .bind(&rows.bytes_in)
+    .bind(&rows.bytes_out)
+    .execute(&mut *tx)
+    .await?;
+    let nodes: Vec<&str> = readings.iter().map(|(_, s)| s.node.as_str()).collect();
+    let snapshots: Vec<Value> = readings
+        .iter()
+        .map(|(_, s)| serde_json::to_value(s).unwrap_or(Value::Null))
+        .collect();
+    sqlx::query(
+        "INSERT INTO usage_cursor (project_id, node_id, snapshot) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[]) \
          ON CONFLICT (project_id) DO UPDATE SET node_id = EXCLUDED.node_id, snapshot = EXCLUDED.snapshot",
     )
-    .bind(project)
-    .bind(&now.node)
-    .bind(serde_json::to_value(now).unwrap_or(Value::Null))
+    .bind(&ids)
+    .bind(&nodes)
+    .bind(&snapshots)
     .execute(&mut *tx)
     .await?;
     tx.commit().await
+}
+
+/// The minute rows of a batch, column by column (for `unnest`).
+#[derive(Default)]
+struct MinuteRows<'a> {
+    project: Vec<&'a str>,
+    namespace: Vec<String>,
+    connections: Vec<i64>,
+    subscriptions: Vec<i64>,
+    published: Vec<i64>,
+    delivered: Vec<i64>,
+    api_calls: Vec<i64>,
+    errors: Vec<i64>,
+    bytes_in: Vec<i64>,
+    bytes_out: Vec<i64>,
+}
+
+impl<'a> MinuteRows<'a> {
+    fn push(&mut self, project: &'a str, namespace: String, d: Delta) {
+        self.project.push(project);
+        self.namespace.push(namespace);
+        self.connections.push(d.connections);
+        self.subscriptions.push(d.subscriptions);
+        self.published.push(d.published);
+        self.delivered.push(d.delivered);
+        self.api_calls.push(d.api_calls);
+        self.errors.push(d.errors);
+        self.bytes_in.push(d.bytes_in);
+        self.bytes_out.push(d.bytes_out);
+    }
 }
 
 /// Rolls minute rows older than 30 days into hourly rows.

@@ -674,3 +674,84 @@ async fn reported_key_use_moves_last_used_forward_only_for_the_projects_own_keys
     assert_eq!(k["prefix"].as_str().unwrap().len(), 10);
     assert!(k.get("key").is_none() && k.get("key_hash").is_none());
 }
+
+#[tokio::test]
+async fn usage_readings_of_many_projects_are_metered_in_one_batch_each_against_its_own_cursor() {
+    use rotor_control_plane::usage::{record_many, NamespaceSnapshot, Snapshot};
+    let api = common::Api::start().await;
+    let token = api.account("batched@example.com").await;
+    let a = ProjectId(
+        api.project(&token, "batch-a").await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    let b = ProjectId(
+        api.project(&token, "batch-b").await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    let reading = |node: &str, published: u64, connections: u64| {
+        let mut s = Snapshot {
+            node: node.into(),
+            connections,
+            messages_published: published,
+            ..Default::default()
+        };
+        s.namespaces.insert(
+            "chat".into(),
+            NamespaceSnapshot {
+                published_api: published,
+                ..Default::default()
+            },
+        );
+        s
+    };
+    let totals = |project: ProjectId| {
+        let pool = api.pool.clone();
+        async move {
+            sqlx::query_as::<_, (i64, i64)>(
+                "SELECT COALESCE(SUM(published), 0)::BIGINT, COALESCE(MAX(connections), 0)::BIGINT \
+                 FROM usage_minute WHERE project_id = $1 AND namespace = '*'",
+            )
+            .bind(project.as_str())
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let at = chrono::Utc::now();
+    record_many(
+        &api.pool,
+        &[
+            (a.clone(), reading("n1", 5, 2)),
+            (b.clone(), reading("n2", 3, 7)),
+        ],
+        at,
+    )
+    .await
+    .unwrap();
+    assert_eq!(totals(a.clone()).await, (5, 2));
+    assert_eq!(totals(b.clone()).await, (3, 7));
+    // Growth of the same process adds the difference; a new process (another node) counts
+    // from zero; a project missing from the batch is untouched.
+    record_many(&api.pool, &[(a.clone(), reading("n1", 8, 1))], at)
+        .await
+        .unwrap();
+    assert_eq!(totals(a.clone()).await.0, 8);
+    record_many(&api.pool, &[(a.clone(), reading("n3", 2, 1))], at)
+        .await
+        .unwrap();
+    assert_eq!(totals(a.clone()).await.0, 10);
+    assert_eq!(totals(b.clone()).await, (3, 7));
+    // The namespace rows follow the same cursors.
+    let chat: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(published), 0)::BIGINT FROM usage_minute WHERE project_id = $1 AND namespace = 'chat'",
+    )
+    .bind(a.as_str())
+    .fetch_one(&api.pool)
+    .await
+    .unwrap();
+    assert_eq!(chat, 10);
+}
