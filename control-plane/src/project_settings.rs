@@ -75,7 +75,7 @@ pub fn to_config(settings: &Value) -> Result<Map<String, Value>, SettingsError> 
             other => {
                 return Err(SettingsError::new(
                     format!("settings.{other}"),
-                    "unknown setting",
+                    standalone_only(other).unwrap_or_else(|| "unknown setting".into()),
                 ))
             }
         }
@@ -83,6 +83,15 @@ pub fn to_config(settings: &Value) -> Result<Map<String, Value>, SettingsError> 
     top.insert("client".into(), Value::Object(client));
     top.insert("channel".into(), Value::Object(channel));
     Ok(top)
+}
+
+/// Why a hosted project may not have setting `key`, when it names one of the options only a
+/// standalone data plane takes (`user_id_http_header`, `insecure_skip_token_signature_verify`).
+fn standalone_only(key: &str) -> Option<String> {
+    rotor_tenant_config::STANDALONE_ONLY_OPTIONS
+        .iter()
+        .find(|(path, _)| path.rsplit('.').next() == Some(key))
+        .map(|(path, why)| format!("`{path}` is not available to hosted projects: {why}"))
 }
 
 /// The settings path for a tenant-config path (`client.proxy.connect.timeout` →

@@ -421,6 +421,71 @@ async fn rotating_the_secret_keeps_the_old_one_only_with_a_grace_period() {
     );
 }
 
+/// The attack: a hosted project's clients reach its data plane through the edge, which passes
+/// their request headers through, so a project that authenticated connections by a header
+/// (or accepted unsigned tokens) would let any stranger connect as any of its users. Neither
+/// option can be set for a hosted project, whichever way the settings try to name it.
+#[tokio::test]
+async fn a_hosted_project_cannot_authenticate_by_header_or_skip_token_signatures() {
+    let api = Api::start().await;
+    let token = api.account("a@example.com").await;
+    let p = api.project(&token, "hosted").await;
+    let id = p["id"].as_str().unwrap();
+    for (settings, field) in [
+        (
+            json!({"user_id_http_header": "X-User-Id"}),
+            "settings.user_id_http_header",
+        ),
+        (
+            json!({"insecure_skip_token_signature_verify": true}),
+            "settings.insecure_skip_token_signature_verify",
+        ),
+        (
+            json!({"client": {"user_id_http_header": "X-User-Id"}}),
+            "settings.client",
+        ),
+        (
+            json!({"client_proxy": {"user_id_http_header": "X-User-Id"}}),
+            "settings.client_proxy.user_id_http_header",
+        ),
+    ] {
+        let (s, b) = api
+            .call(
+                "PATCH",
+                &format!("/v1/projects/{id}"),
+                Some(&token),
+                Some(json!({ "settings": settings })),
+            )
+            .await;
+        assert_eq!(s, 400, "{settings}: {b}");
+        assert_eq!(b["error"]["field"], field, "{settings}: {b}");
+    }
+    let (s, b) = api
+        .call(
+            "PATCH",
+            &format!("/v1/projects/{id}"),
+            Some(&token),
+            Some(json!({"settings": {"user_id_http_header": "X-User-Id"}})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let message = b["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("not available to hosted projects"),
+        "the refusal says why: {b}"
+    );
+    let rotor_control_plane::tenant::Compiled { config, .. } =
+        rotor_control_plane::tenant::compile(
+            &api.pool,
+            &rotor_control_plane::ids::ProjectId(id.to_owned()),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(config.standalone_only_options_set().is_empty());
+}
+
 #[tokio::test]
 async fn settings_are_validated_and_compiled_into_the_tenant_config() {
     let api = Api::start().await;

@@ -24,20 +24,32 @@ pub enum ClusterControl {
     Subscribe {
         user: String,
         client: String,
+        /// Only the connection of this session id (empty = any).
+        #[serde(default)]
+        session: String,
         channel: String,
         info: Vec<u8>,
         data: Vec<u8>,
         expire_at: i64,
         recover_since: Option<StreamPosition>,
+        /// The request's `override` of the namespace's options.
+        #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
+        overrides: Option<crate::proxy::types::Override>,
     },
     Unsubscribe {
         user: String,
         client: String,
+        /// Only the connection of this session id (empty = any).
+        #[serde(default)]
+        session: String,
         channel: String,
     },
     Disconnect {
         user: String,
         client: String,
+        /// Only the connection of this session id (empty = any).
+        #[serde(default)]
+        session: String,
         whitelist: Vec<String>,
         code: u16,
         reason: String,
@@ -45,6 +57,9 @@ pub enum ClusterControl {
     Refresh {
         user: String,
         client: String,
+        /// Only the connection of this session id (empty = any).
+        #[serde(default)]
+        session: String,
         expired: bool,
         expire_at: i64,
         info: Vec<u8>,
@@ -187,11 +202,13 @@ impl ClusterControl {
             ClusterControl::Subscribe {
                 user,
                 client,
+                session,
                 channel,
                 info,
                 data,
                 expire_at,
                 recover_since,
+                overrides,
             } => {
                 let sub = ServerSubscribe {
                     channel,
@@ -199,8 +216,9 @@ impl ClusterControl {
                     data: Bytes::from(data),
                     expire_at,
                     recover_since,
+                    overrides,
                 };
-                for c in registry.find(&user, &client) {
+                for c in registry.find(&user, &client, &session) {
                     c.outbox
                         .push_control(Control::Subscribe(Box::new(sub.clone())));
                 }
@@ -208,10 +226,11 @@ impl ClusterControl {
             ClusterControl::Unsubscribe {
                 user,
                 client,
+                session,
                 channel,
             } => {
                 let (code, reason) = unsubscribe::SERVER;
-                for c in registry.find(&user, &client) {
+                for c in registry.find(&user, &client, &session) {
                     c.outbox.push_control(Control::Unsubscribe {
                         channel: channel.clone(),
                         code,
@@ -222,6 +241,7 @@ impl ClusterControl {
             ClusterControl::Disconnect {
                 user,
                 client,
+                session,
                 whitelist,
                 code,
                 reason,
@@ -231,7 +251,7 @@ impl ClusterControl {
                 } else {
                     Disconnect::custom(code, reason)
                 };
-                for c in registry.find(&user, &client) {
+                for c in registry.find(&user, &client, &session) {
                     if !whitelist.iter().any(|w| **w == *c.id) {
                         c.outbox.push_control(Control::Disconnect(d.clone()));
                     }
@@ -250,6 +270,7 @@ impl ClusterControl {
             ClusterControl::Refresh {
                 user,
                 client,
+                session,
                 expired,
                 expire_at,
                 info,
@@ -259,7 +280,7 @@ impl ClusterControl {
                     expire_at,
                     info: Bytes::from(info),
                 };
-                for c in registry.find(&user, &client) {
+                for c in registry.find(&user, &client, &session) {
                     c.outbox.push_control(Control::Refresh(Box::new(r.clone())));
                 }
             }

@@ -102,12 +102,24 @@ impl RuntimeConfig {
                 compile_rules(&format!("channel.namespaces[{i}]"), ns.options())?,
             );
         }
+        if crate::egress::Egress::current() == crate::egress::Egress::PublicOnly {
+            // Run by the control plane for a hosted project: its settings never carry these,
+            // and a config that does is refused rather than trusted.
+            if let Some(path) = tenant.standalone_only_options_set().first() {
+                return Err(ApplyError::Invalid(format!(
+                    "{path}: a hosted project may not set this option"
+                )));
+            }
+        }
+        let skip_signature = tenant.client.insecure_skip_token_signature_verify;
         let token_verifier = TokenVerifier::new(&tenant.client.token)
-            .map_err(|e| ApplyError::Invalid(format!("client.token: {e}")))?;
+            .map_err(|e| ApplyError::Invalid(format!("client.token: {e}")))?
+            .skip_signature(skip_signature);
         let subscription_token_verifier = if tenant.client.subscription_token.enabled {
             Some(
                 TokenVerifier::new(&tenant.client.subscription_token.token)
-                    .map_err(|e| ApplyError::Invalid(format!("client.subscription_token: {e}")))?,
+                    .map_err(|e| ApplyError::Invalid(format!("client.subscription_token: {e}")))?
+                    .skip_signature(skip_signature),
             )
         } else {
             None

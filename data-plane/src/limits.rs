@@ -1,5 +1,6 @@
-//! Plan limits enforced inside the tenant: a token bucket on publications per second for the
-//! whole tenant (clients and the server API share it). Connection, channel and message-size
+//! Rate limits enforced inside the tenant, each a token bucket: publications per second for
+//! the whole tenant (a plan limit; clients and the server API share it) and new client sockets
+//! per second (`client.connection_rate_limit`). Connection, channel and message-size
 //! limits map onto Centrifugo's own options and are enforced where those are; what the tenant
 //! may hold at once (history bytes, channels, presence entries, sockets) is
 //! [`crate::budgets`].
@@ -9,13 +10,13 @@ use tokio::time::Instant;
 
 /// A token bucket refilled at `rate` per second with a burst of `rate`.
 #[derive(Debug, Default)]
-pub struct PublishLimiter {
+pub struct RateLimiter {
     /// (tokens, last refill, rate the bucket was filled for).
     state: Mutex<Option<(f64, Instant, u32)>>,
 }
 
-impl PublishLimiter {
-    /// Takes one token; false when the tenant is over `rate` publications per second.
+impl RateLimiter {
+    /// Takes one token; false when the tenant is over `rate` per second.
     /// `rate == 0` means unlimited.
     pub fn try_acquire(&self, rate: u32) -> bool {
         if rate == 0 {
@@ -49,7 +50,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_bucket_admits_exactly_the_rate_then_refills() {
-        let l = PublishLimiter::default();
+        let l = RateLimiter::default();
         for _ in 0..5 {
             assert!(l.try_acquire(5));
         }

@@ -33,6 +33,9 @@ struct Entry {
     user: Arc<str>,
     /// When it connected (unix microseconds, strictly increasing within the process).
     connected_at: i64,
+    /// Its session id (emulation and unidirectional transports only), which the server API's
+    /// `session` field targets.
+    session: Option<Arc<str>>,
 }
 
 #[derive(Default)]
@@ -46,7 +49,7 @@ struct RegistryInner {
 impl Registry {
     /// Adds a connected client. Returns when it connected (unix microseconds; later than any
     /// client added before it), the order [`Registry::older`] follows.
-    pub fn add(&self, client: Arc<ClientHandle>, user: Arc<str>) -> i64 {
+    pub fn add(&self, client: Arc<ClientHandle>, user: Arc<str>, session: Option<Arc<str>>) -> i64 {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as i64);
@@ -64,6 +67,7 @@ impl Registry {
                 handle: client,
                 user,
                 connected_at,
+                session,
             },
         );
         connected_at
@@ -93,14 +97,17 @@ impl Registry {
         (inner.clients.len(), inner.users.len())
     }
 
-    /// Clients matching a user and/or a client id (empty = any).
-    pub fn find(&self, user: &str, client: &str) -> Vec<Arc<ClientHandle>> {
+    /// Clients matching a user and/or a client id (empty = any; at least one must be given),
+    /// narrowed to the connection of session id `session` when it is not empty.
+    pub fn find(&self, user: &str, client: &str, session: &str) -> Vec<Arc<ClientHandle>> {
         let inner = self.inner.lock();
+        let matches = |e: &Entry| session.is_empty() || e.session.as_deref() == Some(session);
         if !client.is_empty() {
             return inner
                 .clients
                 .get(client)
                 .filter(|e| user.is_empty() || &*e.user == user)
+                .filter(|e| matches(e))
                 .map(|e| vec![e.handle.clone()])
                 .unwrap_or_default();
         }
@@ -112,7 +119,9 @@ impl Registry {
             .get(user)
             .map(|ids| {
                 ids.iter()
-                    .filter_map(|id| inner.clients.get(id).map(|e| e.handle.clone()))
+                    .filter_map(|id| inner.clients.get(id))
+                    .filter(|e| matches(e))
+                    .map(|e| e.handle.clone())
                     .collect()
             })
             .unwrap_or_default()
@@ -157,7 +166,9 @@ pub struct Node {
     pub registry: Arc<Registry>,
     pub shutdown: CancellationToken,
     /// The plan's publication rate limit.
-    pub publish_limiter: crate::limits::PublishLimiter,
+    pub publish_limiter: crate::limits::RateLimiter,
+    /// `client.connection_rate_limit`: new client sockets per second.
+    pub connect_limiter: crate::limits::RateLimiter,
     /// History bytes, channels, presence entries and sockets held against their limits.
     pub budgets: Arc<Budgets>,
     /// Other nodes of this tenant and surveys in flight.
@@ -197,6 +208,7 @@ impl Node {
             registry,
             shutdown,
             publish_limiter: Default::default(),
+            connect_limiter: Default::default(),
             emulation: Default::default(),
             proxy: crate::proxy::ProxyClient::new(),
         })

@@ -277,3 +277,110 @@ async fn an_unreachable_jwks_endpoint_is_a_temporary_error() {
     let t = sign_with_kid(Algorithm::RS256, &rsa, "k1", json!({"sub": "j"}));
     assert_eq!(outcome(&s, &t).await.unwrap_err(), 100);
 }
+
+/// An auth service with one key set per tenant at `/{tenant}/jwks`, counting fetches by path.
+async fn per_tenant_jwks(sets: Value) -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let fetched = Arc::new(Mutex::new(Vec::new()));
+    let f = fetched.clone();
+    let app = axum::Router::new().route(
+        "/{tenant}/jwks",
+        axum::routing::get(
+            move |axum::extract::Path(tenant): axum::extract::Path<String>| {
+                let (f, sets) = (f.clone(), sets.clone());
+                async move {
+                    f.lock().unwrap().push(tenant.clone());
+                    axum::Json(sets.get(&tenant).cloned().unwrap_or(json!({"keys": []})))
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, fetched)
+}
+
+/// The attack on a templated JWKS endpoint: the `{{tenant}}` value comes from a token nobody
+/// has verified yet, so a forged `iss` must not be able to send the key fetch anywhere the
+/// operator did not list (another tenant of a shared auth service, another host).
+#[tokio::test]
+async fn a_jwks_endpoint_template_only_ever_fetches_the_listed_endpoints() {
+    let rsa = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
+    let ec = EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap();
+    let (addr, fetched) = per_tenant_jwks(json!({
+        "acme": {"keys": [jwk("k1", &rsa, Algorithm::RS256)]},
+        "globex": {"keys": [jwk("k1", &ec, Algorithm::ES256)]},
+        // The attacker's own tenant on the same auth service, with the attacker's key.
+        "evil": {"keys": [jwk("k1", &ec, Algorithm::ES256)]},
+    }))
+    .await;
+    let s = TestServer::start(json!({"client": {"token": {
+        "hmac_secret_key": "",
+        "jwks_public_endpoint": format!("http://{addr}/{{{{tenant}}}}/jwks"),
+        "issuer_regex": r"^https://auth\.example/(?P<tenant>acme|globex)$"
+    }}}))
+    .await;
+    let claims = |iss: &str| json!({"sub": "j", "iss": iss, "exp": now() + 60});
+    let acme = sign_with_kid(
+        Algorithm::RS256,
+        &rsa,
+        "k1",
+        claims("https://auth.example/acme"),
+    );
+    assert!(outcome(&s, &acme).await.is_ok());
+    let globex = sign_with_kid(
+        Algorithm::ES256,
+        &ec,
+        "k1",
+        claims("https://auth.example/globex"),
+    );
+    assert!(outcome(&s, &globex).await.is_ok());
+    let attacks = [
+        "https://auth.example/evil",
+        "https://auth.example/acme/../evil",
+        "https://auth.example/acme?x=../evil",
+        "https://evil.example/acme",
+    ];
+    for iss in attacks {
+        let t = sign_with_kid(Algorithm::ES256, &ec, "k1", claims(iss));
+        assert_eq!(outcome(&s, &t).await.unwrap_err(), 3500, "{iss}");
+    }
+    // acme's name with globex's key: acme's key set has no such key.
+    let crossed = sign_with_kid(
+        Algorithm::ES256,
+        &ec,
+        "k1",
+        claims("https://auth.example/acme"),
+    );
+    assert_eq!(outcome(&s, &crossed).await.unwrap_err(), 3500);
+    let mut seen = fetched.lock().unwrap().clone();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, vec!["acme", "globex"], "only the listed endpoints");
+
+    // Templates that would let a token choose the host, or any path, are refused at load.
+    for (endpoint, regex) in [
+        (
+            "http://{{tenant}}.example/jwks",
+            r"^(?P<tenant>acme|globex)$",
+        ),
+        (
+            "http://auth.example/{{tenant}}/jwks",
+            r"^(?P<tenant>[a-z]+)$",
+        ),
+        ("http://auth.example/{{tenant}}/jwks", r"^(?P<tenant>.+)$"),
+        ("http://auth.example/{{nobody}}/jwks", r"^(?P<tenant>acme)$"),
+    ] {
+        let config = json!({"client": {"token": {
+            "jwks_public_endpoint": endpoint, "issuer_regex": regex
+        }}});
+        let err = rotor_tenant_config::TenantConfig::from_value(config).unwrap_err();
+        assert_eq!(
+            err.path(),
+            Some("client.token.jwks_public_endpoint"),
+            "{endpoint} {regex}"
+        );
+    }
+}

@@ -484,7 +484,7 @@ async fn a_slow_consumer_is_disconnected_with_3008_and_others_keep_receiving() {
     fast.call(json!({"subscribe": {"channel": "news"}})).await;
     let payload = "y".repeat(1000);
     // Push straight through the hub-facing path so the slow socket's kernel buffers fill up.
-    let handle = s.node.registry.find("slow", "").pop().unwrap();
+    let handle = s.node.registry.find("slow", "", "").pop().unwrap();
     let mut dropped = false;
     for _ in 0..20_000 {
         if !handle.outbox.push_frame(bytes::Bytes::from(format!(

@@ -619,3 +619,45 @@ async fn centrifuge_js_json_personal_channel() -> Result<()> {
 async fn centrifuge_js_protobuf_personal_channel() -> Result<()> {
     personal_channel("protobuf").await
 }
+
+/// Client options with centrifuge-js: `client.user_id_http_header` authenticates a WebSocket
+/// whose upgrade request carries the header (no token), and a client without it is refused
+/// with 3501; `override` in a subscription token and in the connection token's `subs` turns on
+/// recovery in a namespace that only allows it.
+async fn client_options(format: &str) -> Result<()> {
+    let server = Server::start_with_config(json!({
+        "client": {"user_id_http_header": "X-User-Id"}
+    }))
+    .await?;
+    let out = server
+        .run(ClientScript::node("js_options.mjs"), format)
+        .await?;
+    expect(&out, "header_user", json!(["carol"]));
+    expect(&out, "without_header", json!({"code": 3501}));
+    expect(
+        &out,
+        "sub_token_override",
+        json!({"recoverable": true, "positioned": true}),
+    );
+    expect(
+        &out,
+        "no_override",
+        json!({"recoverable": false, "positioned": false}),
+    );
+    expect(
+        &out,
+        "subs_override",
+        json!({"recoverable": true, "positioned": true}),
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn centrifuge_js_json_client_options() -> Result<()> {
+    client_options("json").await
+}
+
+#[tokio::test]
+async fn centrifuge_js_protobuf_client_options() -> Result<()> {
+    client_options("protobuf").await
+}

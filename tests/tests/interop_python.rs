@@ -397,3 +397,46 @@ async fn cent_versioned_publishes() -> Result<()> {
 async fn cent_versioned_publishes_over_redis_across_two_processes() -> Result<()> {
     cent_versions(Deployment::RedisPair).await
 }
+
+/// cent 5.x with `session` targeting (subscribe, unsubscribe, disconnect reach one of a user's
+/// two unidirectional HTTP streams), `override` in subscribe, and a `parallel` batch whose
+/// replies stay in order while a centrifuge-python subscriber gets each publication once.
+#[tokio::test]
+async fn cent_targets_sessions_overrides_options_and_runs_parallel_batches() -> Result<()> {
+    let server =
+        interop::Server::start_with_config(json!({"uni_http_stream": {"enabled": true}})).await?;
+    let out = server
+        .run(ClientScript::python("cent_options.py"), "json")
+        .await?;
+    expect(
+        &out,
+        "sessions",
+        json!({"distinct": true, "not_client_ids": true}),
+    );
+    expect(
+        &out,
+        "subscribe_push",
+        json!({"channel": "tags:uni", "recoverable": true, "positioned": true}),
+    );
+    expect(&out, "first_next", json!("both"));
+    expect(&out, "second_next", json!("both"));
+    expect(
+        &out,
+        "unsubscribe_push",
+        json!({"channel": "both", "has_unsubscribe": true}),
+    );
+    expect(&out, "second_pub", json!({"n": 1}));
+    expect(&out, "first_disconnect", json!(3503));
+    expect(&out, "first_ended", json!(true));
+    expect(&out, "second_pub_after", json!({"n": 2}));
+    let offsets: Vec<u64> = (1..=20).collect();
+    expect(
+        &out,
+        "batch",
+        json!({"replies": 21, "offsets": offsets, "presence_clients": 1}),
+    );
+    expect(&out, "batch_received_offsets", json!(offsets));
+    let ns: Vec<u64> = (0..20).collect();
+    expect(&out, "batch_received_n", json!(ns));
+    Ok(())
+}

@@ -150,11 +150,13 @@ async fn subscribe(node: &Node, req: requests::Subscribe) -> Result<Value, ApiEr
     let control = ClusterControl::Subscribe {
         user: req.user.clone(),
         client: req.client.clone(),
+        session: req.session.clone(),
         channel: req.channel.clone(),
         info: payload(&req.info, &req.b64info)?.to_vec(),
         data: payload(&req.data, &req.b64data)?.to_vec(),
         expire_at: req.expire_at,
         recover_since: req.recover_since.clone(),
+        overrides: req.overrides.clone(),
     };
     to_every_node(node, control).await
 }
@@ -165,6 +167,7 @@ async fn unsubscribe(node: &Node, req: requests::Unsubscribe) -> Result<Value, A
         ClusterControl::Unsubscribe {
             user: req.user,
             client: req.client,
+            session: req.session,
             channel: req.channel,
         },
     )
@@ -188,6 +191,7 @@ async fn disconnect(node: &Node, req: requests::Disconnect) -> Result<Value, Api
         ClusterControl::Disconnect {
             user: req.user,
             client: req.client,
+            session: req.session,
             whitelist: req.whitelist,
             code,
             reason,
@@ -203,6 +207,7 @@ async fn refresh(node: &Node, req: requests::Refresh) -> Result<Value, ApiError>
         ClusterControl::Refresh {
             user: req.user,
             client: req.client,
+            session: req.session,
             expired: req.expired,
             expire_at: req.expire_at,
             info,
@@ -386,32 +391,56 @@ fn rpc(req: requests::Rpc) -> Result<Value, ApiError> {
     Err(ClientError::NOT_AVAILABLE.into())
 }
 
-async fn batch(node: &Node, scope: ApiKeyScope, req: requests::Batch) -> Result<Value, ApiError> {
-    let mut replies = Vec::with_capacity(req.commands.len());
-    for command in req.commands {
-        let mut entries = command.into_iter();
-        let reply = match (entries.next(), entries.next()) {
-            (Some((method, _)), None)
-                if METHODS.contains(&method.as_str()) && !scope.allows(&method) =>
-            {
-                json!({"error": error_json(&ClientError::PERMISSION_DENIED)})
-            }
-            (Some((method, params)), None)
-                if method != "batch" && METHODS.contains(&method.as_str()) =>
-            {
-                node.metrics.api_calls.inc(method.as_str());
-                match execute(node, scope, &method, params.get()).await {
-                    Ok(v) => json!({ method: v }),
-                    Err(ApiError::Client(e)) => json!({"error": error_json(&e)}),
-                    Err(ApiError::BadRequest(m)) => {
-                        json!({"error": error_json(&ClientError::BAD_REQUEST.with_message(m))})
-                    }
+/// How many commands of a `parallel` batch run at once (Centrifugo allows 1024; Rotor keeps a
+/// tenant's one request from holding more engine calls than this in flight).
+const BATCH_PARALLELISM: usize = 64;
+
+/// One command of a batch: `{"<method>": {…}}` → `{"<method>": result}` or `{"error": …}`.
+async fn batch_command(
+    node: &Node,
+    scope: ApiKeyScope,
+    command: HashMap<String, Box<serde_json::value::RawValue>>,
+) -> Value {
+    let mut entries = command.into_iter();
+    match (entries.next(), entries.next()) {
+        (Some((method, _)), None)
+            if METHODS.contains(&method.as_str()) && !scope.allows(&method) =>
+        {
+            json!({"error": error_json(&ClientError::PERMISSION_DENIED)})
+        }
+        (Some((method, params)), None)
+            if method != "batch" && METHODS.contains(&method.as_str()) =>
+        {
+            node.metrics.api_calls.inc(method.as_str());
+            match execute(node, scope, &method, params.get()).await {
+                Ok(v) => json!({ method: v }),
+                Err(ApiError::Client(e)) => json!({"error": error_json(&e)}),
+                Err(ApiError::BadRequest(m)) => {
+                    json!({"error": error_json(&ClientError::BAD_REQUEST.with_message(m))})
                 }
             }
-            _ => json!({"error": error_json(&ClientError::METHOD_NOT_FOUND)}),
-        };
-        replies.push(reply);
+        }
+        _ => json!({"error": error_json(&ClientError::METHOD_NOT_FOUND)}),
     }
+}
+
+/// `batch`: the commands one after another, or with `parallel` up to [`BATCH_PARALLELISM`]
+/// at once; either way the replies are in the order of the commands.
+async fn batch(node: &Node, scope: ApiKeyScope, req: requests::Batch) -> Result<Value, ApiError> {
+    use futures_util::StreamExt as _;
+    let replies: Vec<Value> = if req.parallel {
+        futures_util::stream::iter(req.commands)
+            .map(|command| batch_command(node, scope, command))
+            .buffered(BATCH_PARALLELISM)
+            .collect()
+            .await
+    } else {
+        let mut replies = Vec::with_capacity(req.commands.len());
+        for command in req.commands {
+            replies.push(batch_command(node, scope, command).await);
+        }
+        replies
+    };
     Ok(json!({"replies": replies}))
 }
 

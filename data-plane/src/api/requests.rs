@@ -106,6 +106,9 @@ pub(crate) struct Subscribe {
     pub data: Option<Box<RawValue>>,
     pub b64data: String,
     pub recover_since: Option<StreamPosition>,
+    /// Changes to the namespace's options for this subscription.
+    #[serde(rename = "override")]
+    pub overrides: Option<crate::proxy::types::Override>,
 }
 
 #[derive(Debug, Deserialize, Default)]

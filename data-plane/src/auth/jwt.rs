@@ -17,6 +17,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::proxy::types::Override;
+
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -36,12 +38,14 @@ pub struct TokenVerifier {
     rsa: Option<DecodingKey>,
     ecdsa: Option<DecodingKey>,
     /// When set, the only key source (Centrifugo ignores static keys next to a JWKS endpoint).
-    jwks: Option<super::jwks::Jwks>,
+    jwks: Option<super::jwks_source::JwksSource>,
     audience: Option<String>,
     audience_regex: Option<Regex>,
     issuer: Option<String>,
     issuer_regex: Option<Regex>,
     user_id_claim: String,
+    /// `client.insecure_skip_token_signature_verify`: claims are checked, signatures are not.
+    skip_signature: bool,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -51,6 +55,7 @@ impl std::fmt::Debug for TokenVerifier {
             .field("rsa", &self.rsa.is_some())
             .field("ecdsa", &self.ecdsa.is_some())
             .field("jwks", &self.jwks.is_some())
+            .field("skip_signature", &self.skip_signature)
             .finish_non_exhaustive()
     }
 }
@@ -59,9 +64,7 @@ impl TokenVerifier {
     /// Builds a verifier; fails on unparsable keys or regexes.
     pub fn new(cfg: &TokenSection) -> Result<Self, String> {
         let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.to_owned());
-        let jwks = non_empty(&cfg.jwks_public_endpoint)
-            .map(|url| super::jwks::Jwks::new(&url))
-            .transpose()?;
+        let jwks = super::jwks_source::JwksSource::new(cfg)?;
         if jwks.is_some()
             && [
                 &cfg.hmac_secret_key,
@@ -106,7 +109,16 @@ impl TokenVerifier {
             issuer: non_empty(&cfg.issuer),
             issuer_regex: regex(&cfg.issuer_regex, "issuer_regex")?,
             user_id_claim: non_empty(&cfg.user_id_claim).unwrap_or_else(|| "sub".into()),
+            skip_signature: false,
         })
+    }
+
+    /// The same verifier, accepting tokens without checking their signature when `skip` is
+    /// set (`client.insecure_skip_token_signature_verify`): the algorithm and keys no longer
+    /// matter, but `exp`/`nbf` and the configured `aud`/`iss` rules still apply.
+    pub fn skip_signature(mut self, skip: bool) -> Self {
+        self.skip_signature = skip;
+        self
     }
 
     /// Whether any key is configured.
@@ -116,6 +128,9 @@ impl TokenVerifier {
 
     /// Verifies the signature and standard claims; returns the claims object.
     async fn verify_raw(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
+        if self.skip_signature {
+            return self.unsigned_claims(token);
+        }
         let header = decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
         let alg = header.alg;
         let now = std::time::SystemTime::now()
@@ -125,7 +140,12 @@ impl TokenVerifier {
         let jwk: Arc<DecodingKey>;
         let keys: Vec<&DecodingKey> = match (&self.jwks, alg) {
             (Some(jwks), _) => {
-                jwk = jwks.key(header.kid.as_deref(), alg).await?;
+                let vars = if jwks.is_template() {
+                    self.token_vars(token)?
+                } else {
+                    HashMap::new()
+                };
+                jwk = jwks.key(&vars, header.kid.as_deref(), alg).await?;
                 vec![&*jwk]
             }
             (None, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) => {
@@ -183,6 +203,87 @@ impl TokenVerifier {
         Err(last)
     }
 
+    /// The claims of a token whose signature is not checked, with the checks a signed token
+    /// gets: `exp` and `nbf` ("expired"), `aud` and `iss` exact or by regex ("invalid").
+    fn unsigned_claims(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
+        let data = jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token)
+            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let claims = data.claims;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let time = |name: &str| match claims.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .or_else(|| v.as_f64().map(|f| f as i64))
+                .map(Some)
+                .ok_or_else(|| TokenError::Invalid(format!("claim {name} must be a number"))),
+        };
+        if time("exp")?.is_some_and(|exp| exp <= now) || time("nbf")?.is_some_and(|nbf| nbf > now) {
+            return Err(TokenError::Expired);
+        }
+        if let Some(aud) = &self.audience {
+            let ok = match claims.get("aud") {
+                Some(Value::String(s)) => s == aud,
+                Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(aud.as_str())),
+                _ => false,
+            };
+            if !ok {
+                return Err(TokenError::Invalid("audience does not match".into()));
+            }
+        }
+        if let Some(iss) = &self.issuer {
+            if claims.get("iss").and_then(Value::as_str) != Some(iss.as_str()) {
+                return Err(TokenError::Invalid("issuer does not match".into()));
+            }
+        }
+        self.check_regex_claims(&claims)?;
+        Ok(claims)
+    }
+
+    /// The named groups of the token's `iss` and `aud` matched against `issuer_regex` and
+    /// `audience_regex`, read before the signature is checked (a templated JWKS endpoint needs
+    /// them to find the key): only ever used to pick one of the endpoints the config lists.
+    fn token_vars(&self, token: &str) -> Result<HashMap<String, String>, TokenError> {
+        let claims = jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token)
+            .map_err(|e| TokenError::Invalid(e.to_string()))?
+            .claims;
+        let mut vars = HashMap::new();
+        let mut take = |re: &Regex, text: &str| -> bool {
+            let Some(caps) = re.captures(text) else {
+                return false;
+            };
+            for name in re.capture_names().flatten() {
+                if let Some(m) = caps.name(name) {
+                    vars.insert(name.to_owned(), m.as_str().to_owned());
+                }
+            }
+            true
+        };
+        if let Some(re) = &self.issuer_regex {
+            let iss = claims
+                .get("iss")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if !take(re, iss) {
+                return Err(TokenError::Invalid("issuer does not match".into()));
+            }
+        }
+        if let Some(re) = &self.audience_regex {
+            let auds: Vec<&str> = match claims.get("aud") {
+                Some(Value::String(s)) => vec![s.as_str()],
+                Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+                _ => Vec::new(),
+            };
+            if !auds.into_iter().any(|a| take(re, a)) {
+                return Err(TokenError::Invalid("audience does not match".into()));
+            }
+        }
+        Ok(vars)
+    }
+
     fn check_regex_claims(&self, claims: &Map<String, Value>) -> Result<(), TokenError> {
         if let Some(re) = &self.audience_regex {
             let ok = match claims.get("aud") {
@@ -232,6 +333,7 @@ impl TokenVerifier {
                         SubOptions {
                             info: payload(o.info, &o.b64info)?,
                             data: payload(o.data, &o.b64data)?,
+                            overrides: o.overrides,
                         },
                     ))
                 })
@@ -258,6 +360,7 @@ impl TokenVerifier {
             expire_at: raw.expire_at,
             info: payload(raw.info, &raw.b64info)?,
             data: payload(raw.data, &raw.b64data)?,
+            overrides: raw.overrides,
         })
     }
 }
@@ -294,6 +397,8 @@ struct RawSubOptions {
     b64info: String,
     data: Option<Box<RawValue>>,
     b64data: String,
+    #[serde(rename = "override")]
+    overrides: Option<Override>,
 }
 
 #[derive(Deserialize, Default)]
@@ -319,6 +424,8 @@ struct RawSubscribeClaims {
     b64info: String,
     data: Option<Box<RawValue>>,
     b64data: String,
+    #[serde(rename = "override")]
+    overrides: Option<Override>,
 }
 
 /// Server-side subscription options from a token's `subs` claim.
@@ -326,6 +433,8 @@ struct RawSubscribeClaims {
 pub struct SubOptions {
     pub info: Bytes,
     pub data: Bytes,
+    /// `override`: changes to the namespace's options for this subscription.
+    pub overrides: Option<Override>,
 }
 
 /// A verified connection token.
@@ -362,6 +471,8 @@ pub struct SubscribeToken {
     pub expire_at: Option<i64>,
     pub info: Bytes,
     pub data: Bytes,
+    /// `override`: changes to the namespace's options for this subscription.
+    pub overrides: Option<Override>,
 }
 
 impl SubscribeToken {
@@ -530,6 +641,55 @@ mod tests {
         let old = sign(Algorithm::HS256, "old", json!({"sub": "1"}));
         assert!(mk(now() + 60).verify_connect(&old).await.is_ok());
         assert!(mk(now() - 60).verify_connect(&old).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn without_signature_checks_any_signature_passes_but_claims_are_still_checked() {
+        let v = TokenVerifier::new(&TokenSection {
+            hmac_secret_key: "secret".into(),
+            audience: "rotor".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let forged = sign(
+            Algorithm::HS256,
+            "not-the-secret",
+            json!({"sub": "7", "aud": "rotor", "exp": now() + 60}),
+        );
+        assert!(matches!(
+            v.verify_connect(&forged).await,
+            Err(TokenError::Invalid(_))
+        ));
+        let v = v.skip_signature(true);
+        assert_eq!(v.verify_connect(&forged).await.unwrap().user, "7");
+        let expired = sign(
+            Algorithm::HS256,
+            "x",
+            json!({"sub": "7", "aud": "rotor", "exp": now() - 5}),
+        );
+        assert_eq!(v.verify_connect(&expired).await, Err(TokenError::Expired));
+        let early = sign(
+            Algorithm::HS256,
+            "x",
+            json!({"sub": "7", "aud": "rotor", "nbf": now() + 500}),
+        );
+        assert_eq!(v.verify_connect(&early).await, Err(TokenError::Expired));
+        let wrong_aud = sign(Algorithm::HS256, "x", json!({"sub": "7", "aud": "other"}));
+        assert!(matches!(
+            v.verify_connect(&wrong_aud).await,
+            Err(TokenError::Invalid(_))
+        ));
+        assert!(matches!(
+            v.verify_connect("garbage").await,
+            Err(TokenError::Invalid(_))
+        ));
+        // The token's `alg` no longer matters: an RS256 header with a junk signature passes.
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"alg":"RS256","typ":"JWT"}"#);
+        let body = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"sub":"8","aud":"rotor"}"#);
+        let token = format!("{header}.{body}.c2ln");
+        assert_eq!(v.verify_connect(&token).await.unwrap().user, "8");
     }
 
     #[tokio::test]

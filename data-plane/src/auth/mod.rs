@@ -1,4 +1,5 @@
 //! Authentication: connection and subscription JWTs, and server API keys.
 pub mod apikey;
 pub mod jwks;
+pub mod jwks_source;
 pub mod jwt;

@@ -142,14 +142,15 @@ pub fn decode_payload(json: Raw, b64: &str) -> Result<Option<Bytes>, ProxyError>
 }
 
 /// `{"value": bool}`.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct BoolValue {
     pub value: bool,
 }
 
-/// Per-subscription changes to the namespace's options.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Per-subscription changes to the namespace's options (connect and subscribe proxies, the
+/// token `subs` claim, subscription tokens and the server API's `subscribe`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct Override {
     pub presence: Option<BoolValue>,

@@ -57,6 +57,24 @@ impl Session {
         }
     }
 
+    /// Who a connection is when neither a token nor the connect proxy said: anonymous when
+    /// anonymous access or insecure mode is on, else the user `client.user_id_http_header`
+    /// named (Centrifugo's order: its handler answers anonymous credentials before the
+    /// header's are looked at), else nobody (3501).
+    fn without_credentials(
+        &self,
+        client_cfg: &rotor_tenant_config::ClientSection,
+    ) -> Result<(String, Bytes, Option<i64>), CommandError> {
+        if client_cfg.insecure || client_cfg.allow_anonymous_connect_without_token {
+            return Ok((String::new(), Bytes::new(), None));
+        }
+        if let Some(user) = self.header_user() {
+            return Ok((user, Bytes::new(), None));
+        }
+        tracing::info!(client = %self.handle.id, "connect without credentials refused");
+        Err(Disconnect::BAD_REQUEST.into())
+    }
+
     async fn connect(&mut self, id: u32, req: ConnectRequest) -> CommandResult {
         let config = self.node.config.load();
         let client_cfg = &config.tenant.client;
@@ -85,11 +103,10 @@ impl Session {
             }
             // `subs` wins over `channels` for the same channel.
             for (channel, opts) in &token.subs {
-                server_subs.push(SubscribeSpec::server(
-                    channel.clone(),
-                    opts.info.clone(),
-                    opts.data.clone(),
-                ));
+                let mut spec =
+                    SubscribeSpec::server(channel.clone(), opts.info.clone(), opts.data.clone());
+                spec.overrides = opts.overrides.clone();
+                server_subs.push(spec);
             }
             for channel in &token.channels {
                 if !token.subs.contains_key(channel) {
@@ -112,19 +129,10 @@ impl Session {
                     self.meta = granted.meta;
                     (granted.user, granted.info, granted.expires_at)
                 }
-                None if insecure || client_cfg.allow_anonymous_connect_without_token => {
-                    (String::new(), Bytes::new(), None)
-                }
-                None => {
-                    tracing::info!(client = %self.handle.id, "connect proxy gave no credentials");
-                    return Err(Disconnect::BAD_REQUEST.into());
-                }
+                None => self.without_credentials(client_cfg)?,
             }
-        } else if insecure || client_cfg.allow_anonymous_connect_without_token {
-            (String::new(), Bytes::new(), None)
         } else {
-            tracing::info!(client = %self.handle.id, "connect without token refused");
-            return Err(Disconnect::BAD_REQUEST.into());
+            self.without_credentials(client_cfg)?
         };
         if let Some(exp) = expires_at {
             if exp <= unix_now() {
@@ -192,7 +200,19 @@ impl Session {
         self.server_refresh = config.proxies.refresh().is_some();
         self.state = State::Connected;
         self.stale_deadline = None;
-        let connected_at = self.node.registry.add(self.handle.clone(), user);
+        // Centrifugo's session id: emulation's routing id, or a random one for a
+        // unidirectional connection (never the client id); the server API can target it.
+        let session: Option<Arc<str>> = if self.transport.emulation {
+            self.emulation_session().map(Arc::from)
+        } else if self.transport.unidirectional {
+            Some(uuid::Uuid::new_v4().to_string().into())
+        } else {
+            None
+        };
+        let connected_at = self
+            .node
+            .registry
+            .add(self.handle.clone(), user, session.clone());
         self.node.metrics.connections.inc();
         self.node.metrics.connections_accepted.inc();
 
@@ -268,7 +288,7 @@ impl Session {
                 ttl: result.ttl,
                 ping: result.ping,
                 pong: false,
-                session: self.handle.id.to_string(),
+                session: session.as_deref().unwrap_or_default().to_owned(),
                 node: String::new(),
                 time: result.time,
             };

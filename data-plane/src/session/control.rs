@@ -21,6 +21,8 @@ pub struct ServerSubscribe {
     pub expire_at: i64,
     /// Recover from this position.
     pub recover_since: Option<StreamPosition>,
+    /// Changes to the namespace's options for this subscription (the request's `override`).
+    pub overrides: Option<crate::proxy::types::Override>,
 }
 
 /// A server API `refresh` for one connection.
@@ -97,7 +99,7 @@ async fn server_subscribe(session: &mut Session, sub: ServerSubscribe) -> Result
         chan_info: sub.info,
         data: sub.data,
         expires_at: (sub.expire_at > 0).then_some(sub.expire_at),
-        overrides: None,
+        overrides: sub.overrides,
         cache_recover: false,
     };
     let prepared = match session.prepare_subscription(&config, spec).await {

@@ -151,6 +151,9 @@ struct Extras {
     /// The random id `/emulation` routes this connection's commands by (emulation transports
     /// only); told to this client alone, in its connect result.
     emulation_session: Option<Arc<str>>,
+    /// The user id the connection request's `client.user_id_http_header` named (standalone
+    /// only), for a `connect` without a token.
+    header_user: Option<String>,
 }
 
 /// One client connection.
@@ -245,9 +248,25 @@ impl Session {
     /// Keeps the headers of the client's connection request that a proxy forwards to the
     /// backend (only those some proxy lists).
     pub fn with_request_headers(mut self, headers: axum::http::HeaderMap) -> Self {
-        let captured = self.node.config.load().proxies.capture_headers(&headers);
+        let config = self.node.config.load();
+        let captured = config.proxies.capture_headers(&headers);
         self.set_headers(captured);
+        let name = &config.tenant.client.user_id_http_header;
+        if !name.is_empty() {
+            let user = headers
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty());
+            if let Some(user) = user {
+                self.extras.get_or_insert_default().header_user = Some(user.to_owned());
+            }
+        }
         self
+    }
+
+    /// The user id `client.user_id_http_header` gave the connection request, if any.
+    fn header_user(&self) -> Option<String> {
+        self.extras.as_ref()?.header_user.clone()
     }
 
     /// Sets the emulation session id the connect result announces (see

@@ -395,6 +395,7 @@ impl Session {
             }
             spec.chan_info = claims.info.clone();
             spec.data = claims.data.clone();
+            spec.overrides = claims.overrides.clone();
             spec.expires_at = if config.tenant.client.insecure {
                 None
             } else {

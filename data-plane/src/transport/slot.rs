@@ -8,6 +8,10 @@
 //! `rotor_budget_refusals_total{budget="connections"}`. [`within_stale_delay`] bounds the time
 //! a request may take to arrive whole (the HTTP transports' `connect` is in the body), and the
 //! TCP listener bounds the wait for a request head the same way ([`crate::server`]).
+//!
+//! Before the slot, `client.connection_rate_limit` (new sockets per second, as Centrifugo's
+//! connection middleware): a request past the rate is answered 503 the same way and counted in
+//! `rotor_connections_refused_total{reason="connection_rate_limit"}`.
 
 use std::sync::Arc;
 
@@ -29,6 +33,14 @@ impl FromRequestParts<Arc<Node>> for SocketSlot {
         _parts: &mut Parts,
         node: &Arc<Node>,
     ) -> Result<Self, Self::Rejection> {
+        let rate = node.config.load().tenant.client.connection_rate_limit;
+        if !node.connect_limiter.try_acquire(rate) {
+            node.metrics
+                .connections_refused
+                .inc("connection_rate_limit");
+            tracing::debug!(rate, "connection refused: connection rate limit");
+            return Err(crate::files::at_capacity());
+        }
         match node.budgets.admit_socket() {
             Ok(permit) => Ok(SocketSlot(permit)),
             Err(e) => {

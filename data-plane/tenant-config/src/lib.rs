@@ -13,6 +13,7 @@ mod duration;
 pub mod egress;
 pub mod fdlimit;
 pub mod handoff;
+pub mod jwks_template;
 pub mod listen;
 mod load;
 pub mod prefixed;
@@ -32,6 +33,6 @@ pub use consumers::{
 pub use duration::{format_go_duration, parse_go_duration, ConfigDuration};
 pub use load::{ConfigError, Format, Loaded};
 pub use proxy::*;
-pub use refuse::{compatibility_markdown, NOTED_OPTIONS, REFUSED_OPTIONS};
+pub use refuse::{compatibility_markdown, NOTED_OPTIONS, REFUSED_OPTIONS, STANDALONE_ONLY_OPTIONS};
 pub use sections::*;
 pub use validate::{validate_namespace_name, NAMESPACE_NAME_PATTERN};

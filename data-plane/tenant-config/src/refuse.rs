@@ -91,6 +91,25 @@ pub const REFUSED_OPTIONS: &[(&str, &str)] = &[
     ("consumers.redis_stream.user", REDIS_URL),
     ("consumers.redis_stream.password", REDIS_URL),
     ("consumers.redis_stream.db", REDIS_URL),
+    (
+        "client.concurrency",
+        "not implemented yet: the commands of one connection are handled one at a time, in order",
+    ),
+];
+
+/// Options a standalone data plane implements but a hosted project may not set, each with the
+/// reason: the control plane refuses them in a project's settings (answering 400 with the
+/// reason), and a data plane run by the control plane (`ROTOR_EGRESS=public`) refuses a config
+/// that sets them.
+pub const STANDALONE_ONLY_OPTIONS: &[(&str, &str)] = &[
+    (
+        "client.user_id_http_header",
+        "a hosted project's clients reach it through Rotor's edge, which passes their request headers through: any client could set the header and connect as any user",
+    ),
+    (
+        "client.insecure_skip_token_signature_verify",
+        "without signature checks anyone can forge a token for any user of the project",
+    ),
 ];
 
 /// Centrifugo v6 options outside the channel options that Rotor implements with Centrifugo's
@@ -117,6 +136,22 @@ pub const NOTED_OPTIONS: &[(&str, &str)] = &[
     (
         "client.connect_include_server_time",
         "the connect reply (and a unidirectional transport's connect push) carries the server's unix time in milliseconds in `time`",
+    ),
+    (
+        "client.user_id_http_header",
+        "a connection without a token is authenticated by this request header of its WebSocket, SSE or HTTP-streaming request (the value is the user id), as Centrifugo's middleware does: after the connect proxy and after anonymous access (`allow_anonymous_connect_without_token` or `insecure` win over it, as in Centrifugo), before the connection is refused; standalone only (see below)",
+    ),
+    (
+        "client.insecure_skip_token_signature_verify",
+        "connection and subscription tokens are accepted without checking their signature; their claims (`exp`, `nbf`, `aud`, `iss`, `channel`, `sub`) are still checked; standalone only (see below)",
+    ),
+    (
+        "client.connection_rate_limit",
+        "new client sockets per second on the node: a request to a connection endpoint past the rate is answered 503 before any upgrade, counted in `rotor_connections_refused_total{reason=\"connection_rate_limit\"}`; the bucket holds one second's worth",
+    ),
+    (
+        "client.token.jwks_public_endpoint",
+        "keys chosen by `kid` from a JWKS endpoint; the URL may hold `{{name}}` placeholders filled per token from the named groups of `issuer_regex`/`audience_regex`, as in Centrifugo: each such group must be an explicit list of fixed values (alternatives such as `acme` or `globex`, no classes, wildcards or repetitions), every value a plain path segment, and placeholders may stand only in the URL's path, so a token can only pick one of the endpoints the config lists (also `client.subscription_token.jwks_public_endpoint`)",
     ),
     (
         "prometheus.enabled",
@@ -269,6 +304,16 @@ pub fn compatibility_markdown() -> String {
     );
     for (path, what) in NOTED_OPTIONS {
         out.push_str(&format!("| `{path}` | supported: {what} |\n"));
+    }
+    out.push_str(
+        "\n## Options a hosted project may not set\n\n\
+         A standalone data plane implements these; the control plane refuses them in a hosted \
+         project's settings, and a data plane the control plane runs refuses a config that sets \
+         them.\n\n\
+         | Option | Why |\n|---|---|\n",
+    );
+    for (path, why) in STANDALONE_ONLY_OPTIONS {
+        out.push_str(&format!("| `{path}` | {why} |\n"));
     }
     out.push_str(
         "\n## Environment variables\n\n\

@@ -226,6 +226,10 @@ fn is_zero_i64(v: &i64) -> bool {
     *v == 0
 }
 
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
+}
+
 /// Subscription tokens verified with their own keys (when `enabled`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
@@ -277,6 +281,20 @@ pub struct ClientSection {
     pub connection_limit: u32,
     /// Maximum concurrent connections of one user (0 = unlimited).
     pub user_connection_limit: u32,
+    /// New client sockets accepted per second on this node (0 = unlimited), counted as a
+    /// token bucket that holds a second's worth: past it a request to a connection endpoint
+    /// is answered 503 before any upgrade, as Centrifugo's option of the same name.
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub connection_rate_limit: u32,
+    /// The name of a request header that authenticates a connection without a token: its
+    /// value is the user id (Centrifugo's option of the same name, for a trusted proxy in
+    /// front). Standalone only: a hosted project's edge passes its clients' headers through.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub user_id_http_header: String,
+    /// Connection and subscription tokens are accepted without checking their signature (the
+    /// claims still are). For development only; standalone only.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_token_signature_verify: bool,
     /// The connect reply (and the unidirectional connect push) carries the server's time,
     /// unix milliseconds, in `time`, as Centrifugo's option of the same name.
     pub connect_include_server_time: bool,
@@ -310,6 +328,9 @@ impl Default for ClientSection {
             channel_position_check_delay: ConfigDuration::from_secs(40),
             connection_limit: 0,
             user_connection_limit: 0,
+            connection_rate_limit: 0,
+            user_id_http_header: String::new(),
+            insecure_skip_token_signature_verify: false,
             connect_include_server_time: false,
             history_max_publication_limit: 300,
             recovery_max_publication_limit: 300,
@@ -536,6 +557,25 @@ impl TenantConfig {
         } else {
             format!("{ns}{}{}{user}", ch.namespace_boundary, ch.user_boundary)
         }
+    }
+
+    /// The options of [`crate::STANDALONE_ONLY_OPTIONS`] this config sets (their paths), which
+    /// a hosted project may not.
+    pub fn standalone_only_options_set(&self) -> Vec<&'static str> {
+        let c = &self.client;
+        [
+            (
+                "client.user_id_http_header",
+                !c.user_id_http_header.is_empty(),
+            ),
+            (
+                "client.insecure_skip_token_signature_verify",
+                c.insecure_skip_token_signature_verify,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(path, set)| set.then_some(path))
+        .collect()
     }
 
     /// The log level the config asks for: `log.level`, else the older `log_level`; `None`

@@ -78,6 +78,23 @@ pub(crate) fn validate(config: &TenantConfig) -> Result<(), ConfigError> {
             Regex::new(pattern).map_err(|e| ConfigError::invalid(path, e.to_string()))?;
         }
     }
+    let header = &client.user_id_http_header;
+    let is_token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if !header.is_empty() && !header.bytes().all(is_token) {
+        return Err(ConfigError::invalid(
+            "client.user_id_http_header",
+            "must be an HTTP header name",
+        ));
+    }
+    for (path, token) in [
+        ("client.token.jwks_public_endpoint", &client.token),
+        (
+            "client.subscription_token.jwks_public_endpoint",
+            &client.subscription_token.token,
+        ),
+    ] {
+        crate::jwks_template::template_values(token).map_err(|m| ConfigError::invalid(path, m))?;
+    }
     for (i, origin) in client.allowed_origins.iter().enumerate() {
         if origin.trim().is_empty() {
             return Err(ConfigError::invalid(
