@@ -86,11 +86,6 @@ impl PubMsg {
         })
     }
 
-    /// Whether a delta against the previous publication can be sent at all.
-    pub fn has_prev(&self) -> bool {
-        self.prev.is_some()
-    }
-
     /// The push frame for a subscriber that negotiated Fossil delta. With `base_ok` (the
     /// subscriber's last publication is this one's predecessor in the stream) it is the delta
     /// when there is one and it is smaller than the data; otherwise the whole publication —

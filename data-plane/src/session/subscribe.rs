@@ -215,10 +215,9 @@ impl Session {
             || (req.join_leave && o.join_leave && may_read_presence(&o, caller, true));
         let tags_filter = tags_filter(&spec, &o)?;
         // Fossil delta where the namespace allows it; elsewhere the request is answered
-        // without `delta` and publications come whole (as in Centrifugo).
-        let delta = spec.kind != SubscribeKind::Server
-            && req.delta == "fossil"
-            && o.allowed_delta_types.contains(&DeltaType::Fossil);
+        // without `delta` and publications come whole (as in Centrifugo). A server-side
+        // subscription has it only when the client asked in its connect `subs`.
+        let delta = req.delta == "fossil" && o.allowed_delta_types.contains(&DeltaType::Fossil);
 
         // A channel that does not exist yet must fit the channel budget.
         let joined = self.node.hub.add_pending(
