@@ -2,11 +2,13 @@
 //! Protobuf, Socket.IO and raw WebSocket peers; publish→receive latency, throughput, server CPU
 //! per message and memory per connection), the bare tokio-tungstenite broadcast peer, and the
 //! generator of BENCHMARKS.md from the results; and the multi-tenant scenarios against a
-//! control plane (`rotor-noisy`: noisy neighbour, `rotor-density`: many idle projects).
+//! control plane (`rotor-noisy`: noisy neighbour, `rotor-density`: many idle projects); and
+//! `rotor-bench-delta`, what Fossil delta compression saves per delivery.
 
 pub mod client;
 pub mod coordinator;
 pub mod cp;
+pub mod delta;
 pub mod density;
 pub mod histogram;
 pub mod noisy;

@@ -7,6 +7,12 @@
 //! its slot's verdict. Channels without filtered subscribers skip all of it. A positioned
 //! subscriber's position still advances over the publications its filter keeps from it, so
 //! stream continuity is checked as without a filter.
+//!
+//! Subscribers that negotiated Fossil delta (`delta: "fossil"`) get their own frames, also
+//! built once per publication and protocol, and only when one of them needs it: the delta
+//! against the previous publication of the stream when the engine supplied it and the
+//! subscriber's last delivered publication is that one, else the whole publication (in JSON
+//! with `data` as a JSON string, as Centrifugo sends it to delta subscribers).
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -37,20 +43,93 @@ pub struct PubMsg {
     pub publication: Publication,
     /// The stream epoch the offset belongs to ("" without history).
     pub epoch: String,
+    /// The data of the stream's previous publication (offset - 1), when the publisher asked
+    /// for delta and the engine had it.
+    prev: Option<Bytes>,
     json: OnceLock<Option<Bytes>>,
     protobuf: OnceLock<Bytes>,
+    /// The Fossil delta from `prev` to this data, when it is smaller than the data.
+    patch: OnceLock<Option<Bytes>>,
+    /// JSON for delta subscribers: the whole publication with `data` as a JSON string.
+    json_text: OnceLock<Option<Bytes>>,
+    /// JSON for delta subscribers: the delta as a JSON string (`None`: no usable delta).
+    json_patch: OnceLock<Option<Bytes>>,
+    /// Protobuf for delta subscribers: the delta bytes (`None`: no usable delta).
+    protobuf_patch: OnceLock<Option<Bytes>>,
 }
 
 impl PubMsg {
     /// Wraps a publication (offset already assigned) for fan-out.
     pub fn new(channel: impl Into<String>, publication: Publication, epoch: String) -> Arc<Self> {
+        Self::with_prev(channel, publication, epoch, None)
+    }
+
+    /// The same, with the data of the stream's previous publication for delta subscribers
+    /// (see [`PubMsg::delta_frame`]).
+    pub fn with_prev(
+        channel: impl Into<String>,
+        publication: Publication,
+        epoch: String,
+        prev: Option<Bytes>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             channel: channel.into(),
             publication,
             epoch,
+            prev,
             json: OnceLock::new(),
             protobuf: OnceLock::new(),
+            patch: OnceLock::new(),
+            json_text: OnceLock::new(),
+            json_patch: OnceLock::new(),
+            protobuf_patch: OnceLock::new(),
         })
+    }
+
+    /// The push frame for a subscriber that negotiated Fossil delta. With `base_ok` (the
+    /// subscriber's last publication is this one's predecessor in the stream) it is the delta
+    /// when there is one and it is smaller than the data; otherwise the whole publication —
+    /// in JSON with `data` as a JSON string (Centrifugo's form for delta subscriptions), in
+    /// Protobuf the same frame everyone gets. `None`: the payload cannot go over JSON.
+    pub fn delta_frame(&self, kind: ProtocolKind, base_ok: bool) -> Option<Bytes> {
+        if base_ok && self.prev.is_some() {
+            let frame = match kind {
+                ProtocolKind::Json => self.json_patch.get_or_init(|| {
+                    let patch = self.patch()?;
+                    // Inserted runs may split a UTF-8 character: such a delta cannot be a JSON
+                    // string, and the whole publication goes instead.
+                    let text = std::str::from_utf8(&patch).ok()?;
+                    encode_push_with(kind, self, json_string(text)?, true)
+                }),
+                ProtocolKind::Protobuf => self
+                    .protobuf_patch
+                    .get_or_init(|| encode_push_with(kind, self, self.patch()?, true)),
+            };
+            if let Some(frame) = frame {
+                return Some(frame.clone());
+            }
+        }
+        match kind {
+            ProtocolKind::Json => self
+                .json_text
+                .get_or_init(|| {
+                    let text = std::str::from_utf8(&self.publication.data).ok()?;
+                    encode_push_with(kind, self, json_string(text)?, false)
+                })
+                .clone(),
+            ProtocolKind::Protobuf => self.frame(kind),
+        }
+    }
+
+    fn patch(&self) -> Option<Bytes> {
+        self.patch
+            .get_or_init(|| {
+                let prev = self.prev.as_ref()?;
+                let data = &self.publication.data;
+                let patch = crate::fossil::create(prev, data);
+                (patch.len() < data.len()).then(|| Bytes::from(patch))
+            })
+            .clone()
     }
 
     /// The stream offset (0 without history).
@@ -73,15 +152,29 @@ impl PubMsg {
 }
 
 fn encode_push(kind: ProtocolKind, msg: &PubMsg) -> Option<Bytes> {
+    encode_push_with(kind, msg, msg.publication.data.clone(), false)
+}
+
+/// The push of `msg` with `data` in place of its data and the `delta` flag.
+fn encode_push_with(kind: ProtocolKind, msg: &PubMsg, data: Bytes, delta: bool) -> Option<Bytes> {
     let reply = Reply {
         push: Some(Push {
             channel: msg.channel.clone(),
-            r#pub: Some(msg.publication.clone()),
+            r#pub: Some(Publication {
+                data,
+                delta,
+                ..msg.publication.clone()
+            }),
             ..Default::default()
         }),
         ..Default::default()
     };
     encode_reply(kind, &reply).ok()
+}
+
+/// `text` as a JSON string literal: how a JSON connection with delta receives `data`.
+pub fn json_string(text: &str) -> Option<Bytes> {
+    serde_json::to_vec(text).ok().map(Bytes::from)
 }
 
 /// How a subscription receives publications.
@@ -91,6 +184,8 @@ pub struct SubFlags {
     pub push_join_leave: bool,
     /// Check stream continuity and ask the client to recover on a gap.
     pub positioned: bool,
+    /// The subscriber negotiated Fossil delta.
+    pub delta: bool,
 }
 
 /// One distinct tags filter of a channel, shared by its local subscribers that use it.
@@ -112,6 +207,10 @@ struct SubEntry {
     epoch: String,
     /// Publications that arrived while the subscribe reply was being prepared.
     pending: Option<Vec<Arc<PubMsg>>>,
+    /// Delta subscribers: the offset and epoch of the last publication delivered to them
+    /// since they subscribed (0: none yet), the base the next delta must be against.
+    delta_base: u64,
+    delta_epoch: String,
 }
 
 #[derive(Debug)]
@@ -232,6 +331,8 @@ impl Hub {
                 last_offset: 0,
                 epoch: String::new(),
                 pending: Some(Vec::new()),
+                delta_base: 0,
+                delta_epoch: String::new(),
             },
         );
         if let Some(old) = replaced {
@@ -453,7 +554,20 @@ fn deliver(
         metrics.tags_filter_dropped.inc();
         return false;
     }
-    match msg.frame(entry.client.protocol) {
+    let frame = if entry.flags.delta {
+        // The first publication after subscribing, and any after one this subscriber did not
+        // get, goes whole: the client has no base for a delta.
+        let base_ok =
+            offset > 1 && entry.delta_base == offset - 1 && entry.delta_epoch == msg.epoch;
+        entry.delta_base = offset;
+        if entry.delta_epoch != msg.epoch {
+            entry.delta_epoch.clone_from(&msg.epoch);
+        }
+        msg.delta_frame(entry.client.protocol, base_ok)
+    } else {
+        msg.frame(entry.client.protocol)
+    };
+    match frame {
         Some(frame) => {
             let len = frame.len();
             let queued = entry.client.outbox.push_frame(frame);
@@ -643,7 +757,7 @@ mod tests {
         let hub = Hub::new(metrics.clone(), Arc::default());
         let flags = SubFlags {
             push_join_leave: true,
-            positioned: false,
+            ..Default::default()
         };
         for id in ["a", "b"] {
             let _ = hub.add_pending("chat:r", &client(id), flags, None).unwrap();
@@ -674,6 +788,130 @@ mod tests {
     }
 
     #[test]
+    fn delta_subscribers_get_whole_first_then_deltas_and_share_one_encoding() {
+        let hub = Hub::new(Arc::new(Metrics::default()), Arc::default());
+        let delta = SubFlags {
+            delta: true,
+            ..Default::default()
+        };
+        let (d1, d2, plain) = (client("d1"), client("d2"), client("plain"));
+        let pb = Arc::new(ClientHandle::new(
+            Arc::from("pb"),
+            ProtocolKind::Protobuf,
+            1 << 20,
+        ));
+        for (c, flags) in [
+            (&d1, delta),
+            (&d2, delta),
+            (&plain, SubFlags::default()),
+            (&pb, delta),
+        ] {
+            hub.add_pending("c", c, flags, None).unwrap();
+            assert!(hub.activate("c", &c.id, None, None));
+        }
+        let doc = |n: u32| format!(r#"{{"n":{n},"padding":"{}"}}"#, "x".repeat(200));
+        let mut sent = Vec::new();
+        let mut prev: Option<Bytes> = None;
+        for n in 1..=3u64 {
+            let data = Bytes::from(doc(n as u32));
+            let publication = Publication {
+                data: data.clone(),
+                offset: n,
+                ..Default::default()
+            };
+            let msg = PubMsg::with_prev("c", publication, "e".into(), prev.take());
+            hub.publication("c", msg.clone());
+            sent.push(msg);
+            prev = Some(data);
+        }
+        // One delta encoding per protocol, shared by every delta subscriber.
+        let json_patch = sent[1].json_patch.get().cloned().flatten().unwrap();
+        let (d1_frames, _) = frames(&d1);
+        let (d2_frames, _) = frames(&d2);
+        assert_eq!(d1_frames, d2_frames);
+        assert_eq!(d1_frames[1].as_bytes(), &json_patch[..]);
+        let pubs: Vec<serde_json::Value> = d1_frames
+            .iter()
+            .map(|f| serde_json::from_str::<serde_json::Value>(f).unwrap()["push"]["pub"].clone())
+            .collect();
+        // First whole, as a JSON string; then deltas that rebuild each document.
+        assert_eq!(pubs[0]["delta"], serde_json::Value::Null);
+        let mut base = pubs[0]["data"].as_str().unwrap().as_bytes().to_vec();
+        assert_eq!(base, doc(1).as_bytes());
+        for (i, p) in pubs.iter().enumerate().skip(1) {
+            assert_eq!(p["delta"], true);
+            let patch = p["data"].as_str().unwrap().as_bytes();
+            base = crate::fossil::apply(&base, patch).unwrap();
+            assert_eq!(base, doc(i as u32 + 1).as_bytes());
+        }
+        // The plain subscriber gets the usual frames, data as raw JSON.
+        let (plain_frames, _) = frames(&plain);
+        for (i, f) in plain_frames.iter().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(f).unwrap();
+            assert_eq!(v["push"]["pub"]["data"]["n"], i as u64 + 1);
+        }
+        // Protobuf: whole bytes, then raw delta bytes.
+        use prost::Message as _;
+        let (items, _) = pb.outbox.drain();
+        let pb_pubs: Vec<Publication> = items
+            .into_iter()
+            .map(|item| match item {
+                crate::client::OutItem::Frame(f) => Reply::decode_length_delimited(&f[..])
+                    .unwrap()
+                    .push
+                    .unwrap()
+                    .r#pub
+                    .unwrap(),
+                crate::client::OutItem::Control(_) => panic!("no control expected"),
+            })
+            .collect();
+        assert!(!pb_pubs[0].delta);
+        assert_eq!(pb_pubs[0].data, doc(1).as_bytes());
+        let mut base = pb_pubs[0].data.to_vec();
+        for (i, p) in pb_pubs.iter().enumerate().skip(1) {
+            assert!(p.delta);
+            base = crate::fossil::apply(&base, &p.data).unwrap();
+            assert_eq!(base, doc(i as u32 + 1).as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_delta_subscriber_that_missed_the_previous_publication_gets_the_next_whole() {
+        let hub = Hub::new(Arc::new(Metrics::default()), Arc::default());
+        let d = client("d");
+        let flags = SubFlags {
+            delta: true,
+            ..Default::default()
+        };
+        hub.add_pending("c", &d, flags, None).unwrap();
+        assert!(hub.activate("c", &d.id, None, None));
+        let publish = |n: u64, prev: &str| {
+            let publication = Publication {
+                data: Bytes::from(format!(r#"{{"n":{n},"pad":"{}"}}"#, "y".repeat(100))),
+                offset: n,
+                ..Default::default()
+            };
+            let prev = Bytes::from(format!(r#"{{"n":{prev},"pad":"{}"}}"#, "y".repeat(100)));
+            hub.publication(
+                "c",
+                PubMsg::with_prev("c", publication, "e".into(), Some(prev)),
+            );
+        };
+        publish(4, "3"); // first after subscribing: whole
+        publish(6, "5"); // offset 5 never arrived: whole
+        publish(7, "6"); // delta
+        let (f, _) = frames(&d);
+        let delta: Vec<bool> = f
+            .iter()
+            .map(|f| {
+                serde_json::from_str::<serde_json::Value>(f).unwrap()["push"]["pub"]["delta"]
+                    == true
+            })
+            .collect();
+        assert_eq!(delta, [false, false, true]);
+    }
+
+    #[test]
     fn each_distinct_filter_is_checked_once_and_positions_advance_past_filtered_publications() {
         use crate::protocol::FilterNode;
         let metrics = Arc::new(Metrics::default());
@@ -693,8 +931,8 @@ mod tests {
         };
         let filters = [Some(eq("a")), Some(eq("a")), Some(eq("b")), None];
         let positioned = SubFlags {
-            push_join_leave: false,
             positioned: true,
+            ..Default::default()
         };
         let clients: Vec<_> = ["a1", "a2", "b", "all"]
             .iter()

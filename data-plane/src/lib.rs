@@ -16,6 +16,7 @@ pub mod egress;
 pub mod engine;
 pub mod files;
 pub mod filter;
+pub mod fossil;
 pub mod handoff;
 pub mod hub;
 pub mod limits;

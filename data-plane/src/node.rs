@@ -428,6 +428,8 @@ pub struct PublishExtras {
     pub version: u64,
     /// See [`PublishOptions::version_epoch`].
     pub version_epoch: String,
+    /// Ask for delta compression of this publication (see [`PublishOptions::delta`]).
+    pub delta: bool,
 }
 
 /// History settings of a channel for one publish.
@@ -442,6 +444,7 @@ pub fn publish_options(
         skip_history,
         version,
         version_epoch,
+        delta,
     } = extras;
     if skip_history || !o.history_enabled() {
         return PublishOptions {
@@ -456,6 +459,7 @@ pub fn publish_options(
         idempotency_key,
         version,
         version_epoch,
+        delta: delta || o.delta_publish,
     }
 }
 

@@ -8,7 +8,7 @@
 # BENCHMARKS.md and the PNG plots in bench/results/.
 #
 #   BENCH_ONLY=fanout,idle   run only these scenarios (fanout channels idle storm latency spread
-#                            sweep redis edge noisy density configpush); the report uses what is in
+#                            sweep redis edge noisy density configpush delta); the report uses what is in
 #                            bench/results/
 #   NOISY_SECS, NOISY_CONNS, NOISY_RATE, NOISY_VIA (edge|direct), NOISY_FLOOD_RATE,
 #   NOISY_STORM_CONNS        the noisy-neighbour scenario's sizes (defaults below)
@@ -28,7 +28,7 @@ RESULTS=${BENCH_RESULTS:-$ROOT/bench/results}
 REPORT=${BENCH_REPORT:-$ROOT/BENCHMARKS.md}
 BIN="$ROOT/target/release"
 QUICK=${BENCH_QUICK:-0}
-ONLY=${BENCH_ONLY:-fanout,channels,idle,storm,latency,spread,sweep,redis,edge,noisy,density,configpush}
+ONLY=${BENCH_ONLY:-fanout,channels,idle,storm,latency,spread,sweep,redis,edge,noisy,density,configpush,delta}
 TARGETS=${BENCH_TARGETS:-rotor,rotor-protobuf,bare,socketio,nchan}
 BUDGET_SECS=${BENCH_BUDGET_SECS:-1140} # the measurements stop starting after 19 minutes
 WORK=$(mktemp -d /tmp/rotor-bench.XXXXXX)
@@ -132,7 +132,9 @@ start_rotor() {
   "http_server": {"address": "127.0.0.1", "port": $PORT_ROTOR},
   "client": {"token": {"hmac_secret_key": "$SECRET"}, "allowed_origins": ["*"]},
   "http_api": {"key": "$API_KEY"},
-  "channel": {"without_namespace": {"allow_subscribe_for_client": true, "allow_publish_for_client": true}}
+  "channel": {"without_namespace": {"allow_subscribe_for_client": true, "allow_publish_for_client": true},
+              "namespaces": [{"name": "delta", "history_size": 10, "history_ttl": "300s",
+                              "allow_subscribe_for_client": true, "allowed_delta_types": ["fossil"]}]}
 }
 EOF
     RUST_LOG=warn "$BIN/rotor-data-plane" --config "$WORK/rotor.json" >"$WORK/rotor.log" 2>&1 &
@@ -292,6 +294,18 @@ spread() { # 1k msgs/s to 1k subscribers, each on its own channel (servers with 
     loadgen "spread-$1" spread "$1" --conns $LAT_CONNS --workers 1 --connect-rate 2000 \
         --channels 1 --pool $LAT_CONNS --rates $SPREAD_RATES --step-secs $STEP \
         --max-p99-ms 1000000 --max-loss 1 --max-secs 120
+}
+
+delta_compression() { # 1 KB JSON documents changing by a few fields, whole vs Fossil deltas (Rotor only)
+    local conns=500 messages=400
+    [[ $QUICK == 1 ]] && conns=100 messages=100
+    start_target rotor
+    log "run delta"
+    "$BIN/rotor-bench-delta" --ws-url "$WS_URL" --api-url "http://127.0.0.1:$PORT_ROTOR/api" \
+        --api-key "$API_KEY" --secret "$SECRET" --server-pid "$SERVER_PID" \
+        --conns $conns --messages $messages --rate 200 --out "$RESULTS/delta.json" ||
+        log "run delta failed (see above); continuing"
+    stop_server
 }
 
 channels() { # 10k connections × 10 channels of 1000, random publishes (Rotor only)
@@ -524,6 +538,7 @@ want sweep && TARGETS=${TARGETS//rotor-protobuf,/} each_target sweep
 want noisy && in_budget noisy && noisy
 want density && in_budget density && density
 want configpush && config_push
+want delta && in_budget delta && delta_compression
 
 log "plots and BENCHMARKS.md"
 scripts/bench/.venv/bin/python scripts/bench/plot.py "$RESULTS"

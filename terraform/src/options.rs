@@ -23,6 +23,8 @@ pub enum Kind {
     Text(&'static str),
     /// One of a fixed set of strings; the first is the default.
     Choice(&'static [&'static str]),
+    /// A list of strings, each from a fixed set; default empty.
+    List(&'static [&'static str]),
 }
 
 /// One channel option: its name and kind.
@@ -68,6 +70,8 @@ pub const OPTIONS: &[OptionSpec] = &[
         "publication_data_format",
         Kind::Choice(&["", "json", "json_object", "binary"]),
     ),
+    spec("allowed_delta_types", Kind::List(&["fossil"])),
+    spec("delta_publish", Kind::Flag),
     spec("allow_tags_filter", Kind::Flag),
     spec("subscribe_proxy_enabled", Kind::Flag),
     spec("subscribe_proxy_name", Kind::Text("default")),
@@ -86,6 +90,7 @@ pub enum Scalar {
     Int(i64),
     Float(f64),
     Text(String),
+    List(Vec<String>),
 }
 
 /// A resource's attributes by name (the namespace resource keeps its whole state this way,
@@ -109,6 +114,7 @@ impl OptionSpec {
             Kind::Duration => Scalar::Text("0s".into()),
             Kind::Text(default) => Scalar::Text(default.into()),
             Kind::Choice(choices) => Scalar::Text(choices[0].into()),
+            Kind::List(_) => Scalar::List(Vec::new()),
         }
     }
 
@@ -118,6 +124,7 @@ impl OptionSpec {
             Kind::Flag => AttributeType::Bool,
             Kind::Count => AttributeType::Number,
             Kind::Duration | Kind::Text(_) | Kind::Choice(_) => AttributeType::String,
+            Kind::List(_) => AttributeType::List(Box::new(AttributeType::String)),
         }
     }
 
@@ -133,10 +140,14 @@ impl OptionSpec {
             Scalar::Int(n) => n.to_string(),
             Scalar::Text(s) => format!("{s:?}"),
             Scalar::Float(f) => f.to_string(),
+            Scalar::List(items) => format!("{items:?}"),
         };
         let mut text = doc.to_owned();
         if let Kind::Choice(choices) = self.kind {
             text.push_str(&format!(" One of {choices:?}."));
+        }
+        if let Kind::List(choices) = self.kind {
+            text.push_str(&format!(" Each one of {choices:?}."));
         }
         if self.kind == Kind::Duration {
             text.push_str(" A Go duration such as \"300s\" or \"1h30m\".");
@@ -164,6 +175,7 @@ impl OptionSpec {
             Scalar::Int(n) => json!(n),
             Scalar::Float(f) => json!(f),
             Scalar::Text(s) => json!(s),
+            Scalar::List(items) => json!(items),
         }
     }
 
@@ -178,6 +190,12 @@ impl OptionSpec {
                 .as_i64()
                 .map(Scalar::Int)
                 .unwrap_or_else(|| Scalar::Float(n.as_f64().unwrap_or_default())),
+            (Kind::List(_), Json::Array(items)) => Scalar::List(
+                items
+                    .iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                    .collect(),
+            ),
             (_, Json::String(s)) => Scalar::Text(s.clone()),
             (_, other) => Scalar::Text(other.to_string()),
         }
@@ -277,6 +295,14 @@ fn check_value(spec: &OptionSpec, value: &Scalar) -> Result<(), Invalid> {
                 spec.name,
                 format!("{s:?} is not one of {choices:?}"),
             ));
+        }
+        (Kind::List(choices), Scalar::List(items)) => {
+            if let Some(bad) = items.iter().find(|i| !choices.contains(&i.as_str())) {
+                return Err(invalid(
+                    spec.name,
+                    format!("{bad:?} is not one of {choices:?}"),
+                ));
+            }
         }
         _ => {}
     }
@@ -515,5 +541,43 @@ mod tests {
         let mut pending = attrs(&[("history_size", Scalar::Int(10))]);
         pending.insert("history_ttl".into(), Value::Unknown);
         assert!(validate(None, &pending).is_empty());
+    }
+
+    #[test]
+    fn delta_types_are_a_list_of_known_names_both_ways() {
+        let spec = OPTIONS
+            .iter()
+            .find(|s| s.name == "allowed_delta_types")
+            .unwrap();
+        assert_eq!(
+            spec.attr_type(),
+            AttributeType::List(Box::new(AttributeType::String))
+        );
+        let fossil = Scalar::List(vec!["fossil".into()]);
+        let a = attrs(&[
+            ("allowed_delta_types", fossil.clone()),
+            ("delta_publish", Scalar::Bool(true)),
+        ]);
+        assert!(validate(Some("chat"), &a).is_empty());
+        assert_eq!(
+            Json::Object(request_body(&a)),
+            json!({"allowed_delta_types": ["fossil"], "delta_publish": true})
+        );
+        assert_eq!(
+            spec.from_json(Some(&json!(["fossil"]))),
+            fossil,
+            "read back from the API"
+        );
+        assert_eq!(spec.from_json(None), Scalar::List(Vec::new()));
+        assert_eq!(
+            paths(validate(
+                Some("chat"),
+                &attrs(&[("allowed_delta_types", Scalar::List(vec!["xdelta".into()]))])
+            )),
+            vec!["allowed_delta_types".to_owned()]
+        );
+        // State round-trips through the untagged value type.
+        let state: Scalar = serde_json::from_value(json!(["fossil"])).unwrap();
+        assert_eq!(state, fossil);
     }
 }

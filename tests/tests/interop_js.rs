@@ -560,6 +560,45 @@ async fn centrifuge_js_protobuf_tags_filter_over_redis() -> Result<()> {
     tags_filter("protobuf", Deployment::RedisPair).await
 }
 
+/// Fossil delta compression: the SDK with `delta: 'fossil'` and a plain SDK subscriber see the
+/// same documents; the SDK counts one full payload then deltas; a raw client rebuilds every
+/// document with the independent `fossil-delta` decoder.
+async fn delta(format: &str, deployment: Deployment) -> Result<()> {
+    let out = run_on(deployment, ClientScript::node("js_delta.mjs"), format).await?;
+    expect(&out, "raw_subscribe", json!({"delta": true}));
+    let all = json!({"versions": [1, 2, 3, 4], "same": true});
+    expect(&out, "delta_subscriber", all.clone());
+    expect(&out, "plain_subscriber", all);
+    expect(&out, "sdk_stats", json!({"full": 1, "delta": 3}));
+    assert_eq!(
+        out["raw"]["delta_flags"],
+        json!([false, true, true, true]),
+        "{out}"
+    );
+    assert_eq!(out["raw"]["same"], true, "{out}");
+    let (wire, whole) = (
+        out["raw"]["last_sizes"]["wire"]
+            .as_u64()
+            .unwrap_or(u64::MAX),
+        out["raw"]["last_sizes"]["whole"].as_u64().unwrap_or(0),
+    );
+    assert!(
+        wire * 4 < whole,
+        "a delta of {wire} for a document of {whole}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn centrifuge_js_json_delta() -> Result<()> {
+    delta("json", Deployment::Memory).await
+}
+
+#[tokio::test]
+async fn centrifuge_js_protobuf_delta_over_redis() -> Result<()> {
+    delta("protobuf", Deployment::RedisPair).await
+}
+
 /// Personal channels (`client.subscribe_to_user_personal_channel`, with `single_connection`):
 /// the SDK reports the server-side subscription to `personal:#alice` and gets what the backend
 /// publishes there; a second connection of alice closes the first with 3504 (terminal for the

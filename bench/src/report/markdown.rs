@@ -211,6 +211,7 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     let noisy_pinned: Option<NoisyResult> = load_optional(&results.join("noisy-pinned.json"));
     let noisy_isolated: Option<NoisyResult> = load_optional(&results.join("noisy-isolated.json"));
     let density: Option<DensityResult> = load_optional(&results.join("density.json"));
+    let delta: Option<crate::delta::DeltaResult> = load_optional(&results.join("delta.json"));
     let common = common_rate(&runs);
     let all: BTreeMap<&str, Facts> = PEERS
         .iter()
@@ -265,6 +266,7 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     }
     rows.push(tenancy::density_target(density.as_ref()));
     rows.push(tenancy::wake_target(density.as_ref()));
+    rows.push(super::targets::delta_target(delta.as_ref()));
     for t in rows {
         let _ = writeln!(
             o,
@@ -518,6 +520,9 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
             r.ratio
         );
     }
+    if let Some(d) = &delta {
+        delta_section(&mut o, d);
+    }
     let _ = writeln!(o, "## Config change → applied\n");
     match &measured_push {
         Some(p) => {
@@ -543,4 +548,40 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
         let _ = writeln!(o, "{}", p.trim_end());
     }
     Ok(o)
+}
+
+/// The delta compression scenario's table.
+fn delta_section(o: &mut String, d: &crate::delta::DeltaResult) {
+    let _ = writeln!(
+        o,
+        "## Delta compression\n\n`rotor-bench-delta` (scenario `delta`): {} subscribers of one \
+         channel (history on, `allowed_delta_types: [\"fossil\"]`), {} JSON documents of {} bytes \
+         published at {}/s through the server API with `delta: true`, each changing a few \
+         fields from the one before. Bytes are what the subscribers read per delivery \
+         (WebSocket payload and frame header); CPU is the data plane's user + system time over \
+         the run divided by the deliveries. Every subscriber rebuilds every document and checks \
+         it.\n\n| protocol | subscribers | deliveries | sent as deltas | bytes / delivery | server CPU / delivery |\n|---|---|---|---|---|---|",
+        d.conns, d.messages, d.doc_bytes, d.rate
+    );
+    for r in &d.runs {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {:.0} | {:.2} µs |",
+            if r.protocol == "json" {
+                "JSON"
+            } else {
+                "Protobuf"
+            },
+            if r.delta {
+                "`delta: \"fossil\"`"
+            } else {
+                "whole"
+            },
+            int(r.deliveries as f64),
+            int(r.delta_frames as f64),
+            r.bytes_per_delivery,
+            r.cpu_us_per_delivery
+        );
+    }
+    let _ = writeln!(o);
 }

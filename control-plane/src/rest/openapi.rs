@@ -237,6 +237,12 @@ fn channel_options_schema() -> Value {
                 json!({"type": "string", "enum": ["", "json", "json_object", "binary"], "default": ""})
             }
             "channel_regex" => json!({"type": "string", "default": ""}),
+            "allowed_delta_types" => json!({
+                "type": "array",
+                "items": {"type": "string", "enum": ["fossil"]},
+                "uniqueItems": true,
+                "default": []
+            }),
             n if n.ends_with("_proxy_name") => {
                 json!({"type": "string", "default": defaults.get(n).cloned().unwrap_or(json!("default"))})
             }

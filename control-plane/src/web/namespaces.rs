@@ -79,6 +79,12 @@ const GROUPS: &[(&str, &str, bool, &[&str])] = &[
         ],
     ),
     (
+        "Delta compression",
+        "Subscribers that ask for it get each publication as a Fossil delta against the previous one, which saves bandwidth when publications change little. Needs history.",
+        true,
+        &["allowed_delta_types", "delta_publish"],
+    ),
+    (
         "Channel rules",
         "Which channel names and payloads are accepted.",
         true,
@@ -103,7 +109,7 @@ fn kind_of(name: &str) -> &'static str {
     match name {
         "history_size" => "number",
         "history_ttl" | "history_meta_ttl" => "duration",
-        "force_recovery_mode" | "publication_data_format" => "select",
+        "force_recovery_mode" | "publication_data_format" | "allowed_delta_types" => "select",
         "channel_regex" => "text",
         n if n.ends_with("_proxy_name") => "text",
         _ => "bool",
@@ -118,6 +124,10 @@ fn choices_of(name: &str) -> Vec<(&'static str, &'static str)> {
                 "cache",
                 "cache: only the latest publication, as the current state",
             ),
+        ],
+        "allowed_delta_types" => vec![
+            ("", "off: publications always whole"),
+            ("fossil", "Fossil deltas for subscribers that ask"),
         ],
         "publication_data_format" => vec![
             ("", "any payload"),
@@ -180,6 +190,16 @@ fn field(name: &'static str, values: &Map<String, Value>, error: Option<(&str, &
         (_, None) if name == "force_recovery_mode" => ("stream".to_owned(), false),
         (_, None) => (String::new(), false),
         ("bool", Some(b)) => (String::new(), b.as_bool().unwrap_or(false)),
+        // A list of delta types: the form offers the one there is.
+        (_, Some(Value::Array(items))) => (
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            false,
+        ),
         (_, Some(Value::String(s))) => (s.clone(), false),
         (_, Some(other)) => (other.to_string(), false),
     };
@@ -233,6 +253,9 @@ fn options_from_form(form: &[(String, String)]) -> Result<Map<String, Value>, (S
                 if v != "0s" {
                     out.insert((*name).into(), json!(v));
                 }
+            }
+            (_, Some(v)) if *name == "allowed_delta_types" => {
+                out.insert((*name).into(), json!([v]));
             }
             (_, Some(v)) => {
                 let is_default = (name.ends_with("_proxy_name") && v == "default")
@@ -295,10 +318,17 @@ fn summary(options: &Value) -> String {
         ("allow_publish_for_client", "clients publish"),
         ("subscribe_proxy_enabled", "subscribe proxy"),
         ("publish_proxy_enabled", "publish proxy"),
+        ("delta_publish", "delta publish"),
     ] {
         if o.get(key).and_then(Value::as_bool) == Some(true) && !parts.iter().any(|p| p == text) {
             parts.push(text.to_owned());
         }
+    }
+    if o.get("allowed_delta_types")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
+        parts.push("delta compression".into());
     }
     if parts.is_empty() {
         "defaults (server-side publishing only)".into()
@@ -617,16 +647,28 @@ mod tests {
             ("auto_cache_recover", "on"),
             ("subscribe_proxy_name", "default"),
             ("force_recovery_mode", "cache"),
+            ("allowed_delta_types", "fossil"),
+            ("delta_publish", "on"),
         ]
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
         let o = options_from_form(&form).unwrap();
         assert_eq!(
-            Value::Object(o),
+            Value::Object(o.clone()),
             json!({"history_size": 10, "history_ttl": "60s", "presence": true,
-                   "auto_cache_recover": true, "force_recovery_mode": "cache"})
+                   "auto_cache_recover": true, "force_recovery_mode": "cache",
+                   "allowed_delta_types": ["fossil"], "delta_publish": true})
         );
+        // And back: the editor shows the list's one type as the selected choice.
+        let shown = field("allowed_delta_types", &o, None);
+        assert_eq!(shown.value, "fossil");
+        assert!(shown
+            .choices
+            .iter()
+            .any(|c| c.value == "fossil" && c.selected));
+        let off: Vec<(String, String)> = vec![("allowed_delta_types".into(), String::new())];
+        assert!(options_from_form(&off).unwrap().is_empty());
         let bad = vec![("history_size".to_string(), "ten".to_string())];
         assert_eq!(options_from_form(&bad).unwrap_err().0, "history_size");
     }

@@ -96,6 +96,7 @@ async fn publish_one(
         skip_history: fields.skip_history,
         version: fields.version,
         version_epoch: fields.version_epoch.to_owned(),
+        delta: fields.delta,
     };
     let pos = node
         .publish(&config, &rules, channel, publication, extras)

@@ -35,6 +35,8 @@ pub(crate) struct PublishFields<'a> {
     pub idempotency_key: &'a str,
     pub version: u64,
     pub version_epoch: &'a str,
+    /// Ask for delta compression (subscribers that negotiated it get a Fossil delta).
+    pub delta: bool,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -49,6 +51,8 @@ pub(crate) struct Publish {
     /// Versioned publish: older versions are dropped (with history).
     pub version: u64,
     pub version_epoch: String,
+    /// Ask for delta compression of this publication.
+    pub delta: bool,
 }
 
 impl Publish {
@@ -61,6 +65,7 @@ impl Publish {
             idempotency_key: &self.idempotency_key,
             version: self.version,
             version_epoch: &self.version_epoch,
+            delta: self.delta,
         }
     }
 }
@@ -77,6 +82,8 @@ pub(crate) struct Broadcast {
     /// Versioned publish: older versions are dropped (with history).
     pub version: u64,
     pub version_epoch: String,
+    /// Ask for delta compression of this publication.
+    pub delta: bool,
 }
 
 impl Broadcast {
@@ -89,6 +96,7 @@ impl Broadcast {
             idempotency_key: &self.idempotency_key,
             version: self.version,
             version_epoch: &self.version_epoch,
+            delta: self.delta,
         }
     }
 }

@@ -240,6 +240,12 @@ impl MemoryBroker {
             stream.version = opts.version;
             stream.version_epoch.clone_from(&opts.version_epoch);
         }
+        // The previous publication, for delta subscribers: only the stream's top itself.
+        let prev = stream
+            .pubs
+            .back()
+            .filter(|p| opts.delta && p.offset == stream.top && stream.top > 0)
+            .map(|p| p.data.clone());
         stream.pubs.drain(..trim);
         stream.bytes = stream.bytes + size - freed;
         stream.top += 1;
@@ -248,7 +254,7 @@ impl MemoryBroker {
         stream.data_expires = now + opts.history_ttl;
         stream.meta_expires = now + meta_ttl;
         let position = stream.position();
-        let msg = PubMsg::new(channel, publication, position.epoch.clone());
+        let msg = PubMsg::with_prev(channel, publication, position.epoch.clone(), prev);
         // Fan out while holding the stream lock: offsets reach subscribers in order.
         self.events.publication(channel, msg);
         if let Some(key) = &opts.idempotency_key {

@@ -64,6 +64,10 @@ pub struct PublishOptions {
     pub version: u64,
     /// Scope of `version`: a different epoch starts counting afresh.
     pub version_epoch: String,
+    /// Deliver the stream's previous publication along (with history), so subscribers that
+    /// negotiated Fossil delta can get a delta against it (`delta` of the API's publish, or
+    /// the namespace's `delta_publish`).
+    pub delta: bool,
 }
 
 impl PublishOptions {

@@ -245,9 +245,8 @@ pub struct PublishResult {
     pub skip_history: bool,
     pub tags: HashMap<String, String>,
     pub idempotency_key: String,
-    /// Ask for delta compression of this publication. Rotor never negotiates delta with a
-    /// subscriber, so — as in Centrifugo for subscribers without delta — everyone gets the
-    /// whole publication: the flag is accepted and changes nothing.
+    /// Ask for delta compression of this publication (subscribers that negotiated Fossil
+    /// delta get a delta against the previous publication, with history).
     pub delta: bool,
     /// Versioned publish (see the server API's `version`).
     pub version: u64,

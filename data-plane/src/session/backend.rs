@@ -218,6 +218,7 @@ impl Session {
                 skip_history: r.skip_history,
                 version: r.version,
                 version_epoch: r.version_epoch,
+                delta: r.delta,
             };
         }
         Ok(out)

@@ -20,7 +20,7 @@ use crate::protocol::{
     UnsubscribeResult,
 };
 use crate::proxy::types::Override;
-use rotor_tenant_config::{ChannelOptions, ChannelProxyKind};
+use rotor_tenant_config::{ChannelOptions, ChannelProxyKind, DeltaType};
 
 /// Who asked for a subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +214,10 @@ impl Session {
         let push_join_leave = o.force_push_join_leave
             || (req.join_leave && o.join_leave && may_read_presence(&o, caller, true));
         let tags_filter = tags_filter(&spec, &o)?;
+        // Fossil delta where the namespace allows it; elsewhere the request is answered
+        // without `delta` and publications come whole (as in Centrifugo). A server-side
+        // subscription has it only when the client asked in its connect `subs`.
+        let delta = req.delta == "fossil" && o.allowed_delta_types.contains(&DeltaType::Fossil);
 
         // A channel that does not exist yet must fit the channel budget.
         let joined = self.node.hub.add_pending(
@@ -222,6 +226,7 @@ impl Session {
             SubFlags {
                 push_join_leave,
                 positioned,
+                delta,
             },
             tags_filter.clone(),
         )?;
@@ -257,6 +262,7 @@ impl Session {
         let mut result = SubscribeResult {
             recoverable,
             positioned,
+            delta,
             data: spec.data.clone(),
             ..Default::default()
         };
@@ -312,6 +318,11 @@ impl Session {
             }
             if recovered {
                 result.publications = publications;
+                if delta {
+                    // Recovered publications come whole; a JSON delta subscription reads every
+                    // `data` as a JSON string.
+                    self.delta_payloads(&mut result.publications);
+                }
                 result.offset = req.offset;
             } else {
                 result.offset = top.offset;
@@ -356,6 +367,22 @@ impl Session {
             },
             info,
         })
+    }
+
+    /// Publications for a delta subscription of this connection: whole, and in JSON with
+    /// `data` as a JSON string (binary payloads stay as they are and fail the JSON encode).
+    fn delta_payloads(&self, publications: &mut [crate::protocol::Publication]) {
+        if self.handle.protocol != crate::protocol::ProtocolKind::Json {
+            return;
+        }
+        for p in publications {
+            if let Some(text) = std::str::from_utf8(&p.data)
+                .ok()
+                .and_then(crate::hub::json_string)
+            {
+                p.data = text;
+            }
+        }
     }
 
     /// Subscribe permission (spec §6.2): private channels need a token; a token decides; then

@@ -31,6 +31,14 @@ pub enum PublicationDataFormat {
     Binary,
 }
 
+/// A delta encoding subscribers may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeltaType {
+    /// Fossil SCM's delta format.
+    #[serde(rename = "fossil")]
+    Fossil,
+}
+
 fn default_proxy_name() -> String {
     "default".to_owned()
 }
@@ -156,6 +164,12 @@ channel_options! {
     channel_regex: String = [String::new(), "String::is_empty"],
     /// Required payload format: `""`, `json`, `json_object` or `binary`.
     publication_data_format: PublicationDataFormat = [PublicationDataFormat::Default, "is_default_data_format"],
+    /// Delta encodings subscribers may ask for (`["fossil"]`): a subscriber with
+    /// `delta: "fossil"` then gets each publication as a Fossil delta against the previous
+    /// one when the publish asked for delta and the channel keeps history (else whole).
+    allowed_delta_types: Vec<DeltaType> = [Vec::new(), "Vec::is_empty"],
+    /// Every publication in these channels asks for delta, as if published with `delta: true`.
+    delta_publish: bool = [false, "is_false"],
     /// Let subscribers pass a tags filter (`tf`) and receive only the publications whose
     /// `tags` match it, live and in recovery.
     allow_tags_filter: bool = [false, "is_false"],
@@ -175,16 +189,11 @@ channel_options! {
 
 /// Why Rotor refuses the subscribe stream proxy options.
 const NO_STREAM_PROXY: &str = "subscribe stream proxies need gRPC, which Rotor does not speak";
-/// Why Rotor refuses the delta options.
-const NO_DELTA: &str =
-    "delta compression is not implemented: publications are always delivered whole";
 
 /// Centrifugo v6 channel options Rotor does not implement, each with the reason. A config
 /// that sets one (to any value) is refused with the option's path and this reason, so no
 /// option is accepted and then ignored.
 pub const REFUSED_CHANNEL_OPTIONS: &[(&str, &str)] = &[
-    ("allowed_delta_types", NO_DELTA),
-    ("delta_publish", NO_DELTA),
     ("subscribe_stream_proxy_enabled", NO_STREAM_PROXY),
     ("subscribe_stream_proxy_name", NO_STREAM_PROXY),
     ("subscribe_stream_proxy_bidirectional", NO_STREAM_PROXY),

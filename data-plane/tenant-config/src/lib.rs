@@ -23,7 +23,7 @@ mod sections;
 mod validate;
 
 pub use channel::{
-    ChannelOptions, Namespace, PublicationDataFormat, RecoveryMode, CHANNEL_OPTION_DOCS,
+    ChannelOptions, DeltaType, Namespace, PublicationDataFormat, RecoveryMode, CHANNEL_OPTION_DOCS,
     CHANNEL_OPTION_NAMES, REFUSED_CHANNEL_OPTIONS,
 };
 pub use consumers::{

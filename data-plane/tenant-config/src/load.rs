@@ -414,9 +414,8 @@ mod tests {
     #[test]
     fn known_centrifugo_channel_options_rotor_lacks_are_refused_with_the_reason() {
         for (option, value, words) in [
-            ("allowed_delta_types", r#"["fossil"]"#, "delta"),
-            ("delta_publish", "true", "delta"),
             ("subscribe_stream_proxy_enabled", "true", "gRPC"),
+            ("subscribe_stream_proxy_name", r#""default""#, "gRPC"),
         ] {
             let text =
                 format!(r#"{{"channel": {{"without_namespace": {{"{option}": {value}}}}}}}"#);
@@ -425,6 +424,28 @@ mod tests {
             assert_eq!(err.path(), Some(expected.as_str()), "{err}");
             assert!(err.reason().contains(words), "{err}");
         }
+    }
+
+    #[test]
+    fn delta_options_load_and_an_unknown_delta_type_is_refused_with_its_path() {
+        let ok = TenantConfig::parse(
+            r#"{"channel": {"namespaces": [{"name": "docs", "allowed_delta_types": ["fossil"], "delta_publish": true}]}}"#,
+            Format::Json,
+        )
+        .unwrap();
+        let ns = &ok.config.channel.namespaces[0];
+        assert_eq!(ns.allowed_delta_types, vec![crate::DeltaType::Fossil]);
+        assert!(ns.delta_publish);
+        let err = TenantConfig::parse(
+            r#"{"channel": {"namespaces": [{"name": "docs", "allowed_delta_types": ["xdelta"]}]}}"#,
+            Format::Json,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.path(),
+            Some("channel.namespaces[0].allowed_delta_types[0]"),
+            "{err}"
+        );
     }
 
     #[test]

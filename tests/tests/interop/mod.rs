@@ -21,6 +21,7 @@ pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// * `latest:*` — cache recovery (history 10) when the client asks, subscribe for clients;
 /// * `tags:*` — publication tags filters allowed, history (20, 300 s), recovery on request,
 ///   subscribe for clients;
+/// * `delta:*` — Fossil delta allowed, history (20, 300 s), subscribe for clients;
 /// * no namespace — subscribe for clients, publish for subscribers, no history or presence.
 ///
 /// `client.expired_close_delay` is 1 s so the connection-refresh scenario is quick, and pings go
@@ -79,6 +80,13 @@ pub fn base_config(secret: &str, api_key: &str) -> Value {
                     "history_size": 20,
                     "history_ttl": "300s",
                     "allow_recovery": true,
+                    "allow_subscribe_for_client": true
+                },
+                {
+                    "name": "delta",
+                    "allowed_delta_types": ["fossil"],
+                    "history_size": 20,
+                    "history_ttl": "300s",
                     "allow_subscribe_for_client": true
                 }
             ]

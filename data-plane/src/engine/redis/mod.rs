@@ -213,6 +213,7 @@ impl Broker for RedisEngine {
                 .arg(IDEMPOTENCY_TTL_SECS)
                 .arg(opts.version.to_string())
                 .arg(&opts.version_epoch)
+                .arg(if opts.delta { "1" } else { "0" })
                 .invoke_async(&mut conn),
         )
         .await?;

@@ -116,8 +116,9 @@ pub async fn run(
     }
 }
 
-/// Decodes one PUB/SUB payload: `p<offset>:<epoch>:<Publication>`, `j<ClientInfo>` or
-/// `l<ClientInfo>`.
+/// Decodes one PUB/SUB payload: `p<offset>:<epoch>:<Publication>`, the same with the
+/// previous publication for delta subscribers `d<offset>:<epoch>:<prev length>:<prev
+/// Publication><Publication>`, `j<ClientInfo>` or `l<ClientInfo>`.
 pub fn deliver(keys: &Keys, events: &dyn BrokerEvents, topic: &str, payload: &[u8]) {
     if topic == keys.control_topic() {
         if let Some((b'x', body)) = payload.split_first() {
@@ -132,23 +133,28 @@ pub fn deliver(keys: &Keys, events: &dyn BrokerEvents, topic: &str, payload: &[u
         return;
     };
     match kind {
-        b'p' => {
-            let mut parts = rest.splitn(3, |b| *b == b':');
-            let (Some(offset), Some(epoch), Some(body)) =
-                (parts.next(), parts.next(), parts.next())
+        b'p' | b'd' => {
+            let Some(Parts {
+                offset,
+                epoch,
+                prev,
+                body,
+            }) = split_publication(kind == b'd', rest)
             else {
                 tracing::warn!(%channel, "malformed publication on pub/sub");
                 return;
             };
-            let offset: u64 = std::str::from_utf8(offset)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
             let epoch = String::from_utf8_lossy(epoch).into_owned();
+            // A previous publication that does not decode only costs its subscribers a delta.
+            let prev = prev
+                .filter(|p| !p.is_empty())
+                .and_then(|p| Publication::decode(p).ok())
+                .map(|p| p.data);
             match Publication::decode(body) {
                 Ok(mut publication) => {
                     publication.offset = offset;
-                    events.publication(channel, PubMsg::new(channel, publication, epoch));
+                    let msg = PubMsg::with_prev(channel, publication, epoch, prev);
+                    events.publication(channel, msg);
                 }
                 Err(e) => {
                     tracing::warn!(%channel, error = %e, "undecodable publication on pub/sub")
@@ -161,5 +167,85 @@ pub fn deliver(keys: &Keys, events: &dyn BrokerEvents, topic: &str, payload: &[u
             Err(e) => tracing::warn!(%channel, error = %e, "undecodable join/leave on pub/sub"),
         },
         _ => tracing::warn!(%channel, "unknown pub/sub message kind"),
+    }
+}
+
+/// The parts of a publication message after its kind letter.
+#[derive(Debug, PartialEq)]
+struct Parts<'a> {
+    offset: u64,
+    epoch: &'a [u8],
+    /// The previous publication (`d` messages; may be empty).
+    prev: Option<&'a [u8]>,
+    body: &'a [u8],
+}
+
+/// Splits a publication message after its kind letter (`with_prev`: the `d` kind).
+fn split_publication(with_prev: bool, rest: &[u8]) -> Option<Parts<'_>> {
+    let mut parts = rest.splitn(if with_prev { 4 } else { 3 }, |b| *b == b':');
+    let offset = parts.next()?;
+    let epoch = parts.next()?;
+    let offset: u64 = std::str::from_utf8(offset)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if !with_prev {
+        let body = parts.next()?;
+        return Some(Parts {
+            offset,
+            epoch,
+            prev: None,
+            body,
+        });
+    }
+    let len: usize = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+    let tail = parts.next()?;
+    if tail.len() < len {
+        return None;
+    }
+    let (prev, body) = tail.split_at(len);
+    Some(Parts {
+        offset,
+        epoch,
+        prev: Some(prev),
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts<'a>(
+        offset: u64,
+        epoch: &'a [u8],
+        prev: Option<&'a [u8]>,
+        body: &'a [u8],
+    ) -> Parts<'a> {
+        Parts {
+            offset,
+            epoch,
+            prev,
+            body,
+        }
+    }
+
+    #[test]
+    fn publication_messages_split_with_and_without_the_previous_one() {
+        assert_eq!(
+            split_publication(false, b"7:ep:a:b"),
+            Some(parts(7, b"ep", None, b"a:b"))
+        );
+        assert_eq!(
+            split_publication(true, b"7:ep:3:x:ya:b"),
+            Some(parts(7, b"ep", Some(b"x:y"), b"a:b"))
+        );
+        assert_eq!(
+            split_publication(true, b"1:ep:0:body"),
+            Some(parts(1, b"ep", Some(b""), b"body"))
+        );
+        assert_eq!(split_publication(true, b"7:ep:9:short"), None);
+        assert_eq!(split_publication(true, b"7:ep:x:short"), None);
+        assert_eq!(split_publication(true, b"7:ep"), None);
     }
 }

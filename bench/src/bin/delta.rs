@@ -1,0 +1,25 @@
+//! `rotor-bench-delta`: bytes on the wire and server CPU per delivery with and without Fossil
+//! delta compression (see [`rotor_bench::delta`]); writes `bench/results/delta.json`.
+
+use clap::Parser;
+use rotor_bench::delta::{self, DeltaArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "rotor-bench-delta",
+    about = "Fossil delta compression: bytes and server CPU per delivery, with and without"
+)]
+struct Cli {
+    #[command(flatten)]
+    args: DeltaArgs,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(delta::run(cli.args))?;
+    Ok(())
+}
