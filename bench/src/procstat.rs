@@ -57,6 +57,22 @@ pub fn cpu_of(pid: u32) -> Result<Duration, ProcError> {
     Ok(Duration::from_micros(ticks * 1_000_000 / clock_ticks()))
 }
 
+/// CPU time of one process's live threads to the nanosecond (the first field of each
+/// `/proc/<pid>/task/<tid>/schedstat`, the scheduler's own runtime), or `None` where the kernel
+/// does not give it. Unlike [`cpu_of`], which reads utime + stime, it is not sampled at the
+/// timer tick: on a kernel with tick-based accounting (`CONFIG_TICK_CPU_ACCOUNTING`) a process
+/// that wakes on a timer and is done before the next tick is charged nothing there, which is
+/// what an idle tenant does. Threads that exited are not counted, so it is for windows in
+/// which a process's threads stay (an idle one).
+pub fn runtime_of(pid: u32) -> Option<Duration> {
+    let mut total = 0u64;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let text = fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
+}
+
 /// Resident memory of one process, bytes.
 pub fn rss_of(pid: u32) -> Result<u64, ProcError> {
     let path = format!("/proc/{pid}/status");

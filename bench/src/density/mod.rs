@@ -403,7 +403,13 @@ fn memory(cp: &ControlPlane) -> Memory {
 }
 
 async fn idle_cpu(cp: &ControlPlane, secs: u64) -> IdleCpu {
-    let cpu = |pid: u32| procstat::cpu_of(pid).ok().map(|d| d.as_secs_f64());
+    // The scheduler's runtime, not tick-sampled utime + stime: idle tenants run for
+    // microseconds right after a timer interrupt and are rarely charged a tick for it.
+    let cpu = |pid: u32| {
+        procstat::runtime_of(pid)
+            .or_else(|| procstat::cpu_of(pid).ok())
+            .map(|d| d.as_secs_f64())
+    };
     let tenants: Vec<(u32, f64)> = cp
         .running()
         .into_iter()

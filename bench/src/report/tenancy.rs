@@ -107,7 +107,7 @@ pub(super) fn noisy_target(r: Option<&NoisyResult>) -> Target {
              Pinning Rotor and the load generators to different CPUs leaves the first two: B \
              then shares one core with the edge and A's capped process"
         ),
-        next: "make the edge's refusal cheaper: in this session's runs the control plane's CPU went from ≈10 % to ≈27 % of a core in the noisy window, ≈70 µs for each of A's ≈2 300 refused attempts a second, most of it a TCP connection opened and closed per attempt (answer 429 on a kept-alive connection, and refuse an address over its share at accept, before reading a head). Running A's noise at idle priority (the third row) did not help, so the cost is on Rotor's CPU, not the load generator's. Then give the edge a core of its own (SO_REUSEPORT accept workers pinned apart from tenants), and measure with the load generator on its own machine",
+        next: "the edge's refusal is cheaper now: a 429 goes out on a connection kept open when the client asked for keep-alive, so A's retrying flood costs a request head, not a TCP connection each (the control plane's CPU in the noisy window fell from ≈27 % to ≈18 % of a core, and B's p99 under noise from 4.13 ms to under 2 ms); but B's quiet p99 fell as much (to under 1 ms), and what is left is scheduling delay on a box where B shares two cores with the edge, A's capped process and every load generator. Next: B's own publishes still open a TCP connection through the edge each (a tenant serves one request per handed-off socket), so serve kept-alive API connections in the tenant with the edge's rewrite applied there; then give the edge a core of its own (SO_REUSEPORT accept workers pinned apart from tenants), and measure with the load generator on its own machine",
     }
 }
 
@@ -150,16 +150,18 @@ pub(super) fn density_target(r: Option<&DensityResult>) -> Target {
         verdict,
         why: format!(
             "a parked project has no process: it costs its row in the control plane's route \
-             table and nothing per second. A live tenant whose clients are idle wakes for each \
-             client's ping (every 25 s, as Centrifugo) and to compare its counters (every 5 s, \
-             every 15 s once its clients have been quiet that long); pings and pongs alone no \
-             longer count as activity, so it pushes usage only on traffic and once a minute for \
-             the connection level, and the control plane writes one usage row per push and looks \
-             at the project table every 2 s (one aggregate row) with a full pass every 30 s. Each \
-             of those wakes costs tens of microseconds on a box with a thousand live processes \
-             (cold caches), which is most of what is left{scale}"
+             table and nothing per second. A live tenant whose clients are idle wakes for its \
+             clients' pings (every 25 s, as Centrifugo) and to compare its counters (every 5 s, \
+             every 15 s once its clients have been quiet that long). Those deadlines are put on \
+             the start of tokio's coarse timer slots (4.096 s apart), so each costs one wake \
+             instead of three or four and every connection of the process due in the same slot \
+             shares it; a tenant capped at half a core runs one runtime worker, so no second \
+             thread wakes with it (an idle tenant with three clients: 58 context switches a \
+             minute before, 14 now). Pings and pongs alone do not count as activity, so it pushes \
+             usage only on traffic and once a minute for the connection level, and the control \
+             plane writes a second's pushes of every tenant in one transaction{scale}"
         ),
-        next: "fewer wakes per live tenant: one process-wide housekeeping tick that sends every connection's due ping and checks the counters in the same wake (today each connection's ping is its own timer), and usage pushes written in batches (one transaction for all the tenants that reported in a second) instead of one transaction each",
+        next: "the idle tenants' share is measured from the scheduler's runtime (`/proc/<pid>/task/*/schedstat`), not from utime + stime: this kernel charges CPU by the timer tick, and a tenant that wakes on a timer and is done before the next tick is charged nothing there. What is left: one wake per ping round of each live tenant (its clients' pings share it), the control plane's look at the project table every 2 s and its full pass every 30 s; a pre-spawned pool of tenant processes would also take the fork and exec out of a wake",
     }
 }
 
