@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use rotor_data_plane::engine::redis::RedisEngine;
 use rotor_data_plane::engine::{Broker, BrokerEvents, PublishOptions};
-use rotor_data_plane::hub::PubMsg;
 use rotor_data_plane::protocol::{ClientInfo, Publication};
+use rotor_data_plane::publication::PubMsg;
 
 struct Discard;
 impl BrokerEvents for Discard {

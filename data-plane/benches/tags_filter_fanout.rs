@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use rotor_data_plane::client::ClientHandle;
 use rotor_data_plane::engine::BrokerEvents;
 use rotor_data_plane::filter::TagsFilter;
-use rotor_data_plane::hub::{Hub, PubMsg, SubFlags};
+use rotor_data_plane::hub::{Hub, SubFlags};
 use rotor_data_plane::metrics::Metrics;
 use rotor_data_plane::protocol::{FilterNode, ProtocolKind, Publication};
+use rotor_data_plane::publication::PubMsg;
 
 const SUBSCRIBERS: usize = 10_000;
 

@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 use crate::centrifugo_metrics::BrokerMessage;
 use crate::client::Control;
 use crate::engine::BrokerEvents;
-use crate::hub::{Hub, PubMsg};
+use crate::hub::Hub;
 use crate::node::Registry;
 use crate::protocol::{unsubscribe, ClientInfo, Disconnect, StreamPosition};
+use crate::publication::PubMsg;
 use crate::session::{ServerRefresh, ServerSubscribe};
 
 /// A targeted server API operation, as it travels between nodes.

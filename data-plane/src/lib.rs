@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod proxy;
+pub mod publication;
 pub mod report;
 pub mod server;
 pub mod session;

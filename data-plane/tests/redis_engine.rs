@@ -310,7 +310,7 @@ async fn presence_of_a_connection_that_stops_refreshing_expires() {
     let stop = tokio_util::sync::CancellationToken::new();
     struct Ignore;
     impl rotor_data_plane::engine::BrokerEvents for Ignore {
-        fn publication(&self, _: &str, _: std::sync::Arc<rotor_data_plane::hub::PubMsg>) {}
+        fn publication(&self, _: &str, _: std::sync::Arc<rotor_data_plane::publication::PubMsg>) {}
         fn join(&self, _: &str, _: ClientInfo) {}
         fn leave(&self, _: &str, _: ClientInfo) {}
     }

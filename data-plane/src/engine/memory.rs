@@ -23,8 +23,8 @@ use super::{
     PublishOptions,
 };
 use crate::budgets::{stored_size, BudgetError, Budgets, Holder};
-use crate::hub::PubMsg;
 use crate::protocol::{ClientInfo, Publication, StreamPosition};
+use crate::publication::PubMsg;
 
 const SHARDS: usize = 64;
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(300);

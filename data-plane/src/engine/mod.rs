@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::hub::PubMsg;
 use crate::protocol::{ClientInfo, Publication, StreamPosition};
+use crate::publication::PubMsg;
 
 /// Engine failures, answered to clients and the API through [`EngineError::to_client_error`].
 #[derive(Debug, thiserror::Error)]

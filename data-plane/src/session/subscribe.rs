@@ -378,7 +378,7 @@ impl Session {
         for p in publications {
             if let Some(text) = std::str::from_utf8(&p.data)
                 .ok()
-                .and_then(crate::hub::json_string)
+                .and_then(crate::publication::json_string)
             {
                 p.data = text;
             }

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::keys::Keys;
 use crate::engine::BrokerEvents;
-use crate::hub::PubMsg;
 use crate::protocol::{ClientInfo, Publication};
+use crate::publication::PubMsg;
 
 /// A request to the subscriber task.
 pub enum SubCmd {
