@@ -1,6 +1,7 @@
-//! This session's calls to the tenant's backend through the proxies (spec §10): each builds the
-//! request from the session's state, asks, and turns the answer into what the command handler
-//! or the expiry timer needs. The backend's own error or disconnect reaches the client as is;
+//! This session's calls to the tenant's backend through the connect and refresh proxies (spec
+//! §10): each builds the request from the session's state (through its [`super::identity`],
+//! where the per-command proxies live), asks, and turns the answer into what the connect
+//! handler or the expiry timer needs. The backend's own error or disconnect reaches the client as is;
 //! a call that fails (timeout, network, bad status, malformed answer) is logged and becomes
 //! error 100 — or, for the refresh proxies, one more minute of life.
 
@@ -8,14 +9,12 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use rotor_tenant_config::ChannelProxyKind;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use super::subscribe::SubscribeSpec;
 use super::{unix_now, CommandError, Session};
 use crate::node::PublishExtras;
 use crate::protocol::{ClientError, ConnectRequest, Disconnect};
-use crate::proxy::types::{self, decode_payload, Base, Payload, UserRequest};
+use crate::proxy::types::{self, decode_payload, Payload};
 use crate::proxy::{Endpoint, ProxyError};
 
 /// How long a connection or subscription lives on when its refresh proxy cannot be asked.
@@ -53,53 +52,12 @@ pub(super) struct ProxiedPublish {
     pub extras: PublishExtras,
 }
 
-fn malformed(e: ProxyError) -> CommandError {
+pub(super) fn malformed(e: ProxyError) -> CommandError {
     tracing::warn!(error = %e, "proxy answer cannot be used");
     CommandError::Client(ClientError::INTERNAL)
 }
 
 impl Session {
-    fn proxy_base<'a>(&'a self, endpoint: &Endpoint) -> Base<'a> {
-        Base {
-            client: &self.handle.id,
-            transport: self.transport.name,
-            protocol: self.transport.protocol.as_str(),
-            encoding: endpoint.encoding(),
-        }
-    }
-
-    /// A request on behalf of this connection's user, with nothing event-specific yet.
-    fn user_request<'a>(&'a self, endpoint: &Endpoint) -> UserRequest<'a> {
-        UserRequest {
-            base: self.proxy_base(endpoint),
-            user: &self.user,
-            meta: types::meta(self.meta.as_ref(), endpoint.include_meta()),
-            channel: "",
-            token: "",
-            method: "",
-            payload: Payload::default(),
-        }
-    }
-
-    /// Calls a proxy; failures (not answers) are logged here with the event and proxy name.
-    async fn ask<B: Serialize, R: DeserializeOwned>(
-        &self,
-        endpoint: &Endpoint,
-        event: &'static str,
-        body: &B,
-    ) -> Result<Option<R>, ProxyError> {
-        let outcome = self.node.proxy.call(endpoint, self.headers(), body).await;
-        if let Err(e) = &outcome {
-            if !e.is_answer() {
-                tracing::warn!(
-                    client = %self.handle.id, event, proxy = %endpoint.name, error = %e,
-                    "proxy call failed"
-                );
-            }
-        }
-        outcome
-    }
-
     /// Asks the connect proxy who a client without a token is. `None`: the backend gave no
     /// credentials.
     pub(super) async fn connect_by_proxy(
@@ -109,14 +67,15 @@ impl Session {
     ) -> Result<Option<ProxiedConnect>, CommandError> {
         let mut channels: Vec<&str> = req.subs.keys().map(String::as_str).collect();
         channels.sort_unstable();
+        let who = self.identity();
         let body = types::ConnectRequest {
-            base: self.proxy_base(endpoint),
+            base: who.proxy_base(endpoint),
             name: &req.name,
             version: &req.version,
             payload: Payload::new(&req.data, endpoint.binary())?,
             channels,
         };
-        let Some(r) = self
+        let Some(r) = who
             .ask::<_, types::ConnectResult>(endpoint, "connect", &body)
             .await?
         else {
@@ -156,95 +115,6 @@ impl Session {
         }))
     }
 
-    /// Asks the subscribe proxy; on success fills in what the backend decided (channel info,
-    /// data, expiry, option overrides).
-    pub(super) async fn subscribe_by_proxy(
-        &self,
-        endpoint: &Endpoint,
-        spec: &mut SubscribeSpec,
-    ) -> Result<(), CommandError> {
-        let answer = {
-            let mut body = self.user_request(endpoint);
-            body.channel = &spec.channel;
-            body.token = &spec.request.token;
-            body.payload = Payload::new(&spec.request.data, endpoint.binary())?;
-            self.ask::<_, types::SubscribeResult>(endpoint, "subscribe", &body)
-                .await?
-        };
-        if let Some(r) = answer {
-            spec.chan_info = decode_payload(r.info, &r.b64info)
-                .map_err(malformed)?
-                .unwrap_or_default();
-            spec.data = decode_payload(r.data, &r.b64data)
-                .map_err(malformed)?
-                .unwrap_or_default();
-            spec.expires_at = (r.expire_at > 0).then_some(r.expire_at);
-            spec.overrides = r.overrides;
-        }
-        Ok(())
-    }
-
-    /// Asks the publish proxy; the answer may replace the payload and set history options.
-    pub(super) async fn publish_by_proxy(
-        &self,
-        endpoint: &Endpoint,
-        channel: &str,
-        data: Bytes,
-    ) -> Result<ProxiedPublish, CommandError> {
-        let answer = {
-            let mut body = self.user_request(endpoint);
-            body.channel = channel;
-            body.payload = Payload::new(&data, endpoint.binary())?;
-            self.ask::<_, types::PublishResult>(endpoint, "publish", &body)
-                .await?
-        };
-        let mut out = ProxiedPublish {
-            data,
-            tags: HashMap::new(),
-            extras: PublishExtras::default(),
-        };
-        if let Some(r) = answer {
-            // JSON `data` wins over `b64data` here, as in Centrifugo.
-            let replaced = match r.data {
-                Some(json) => Some(Bytes::from(String::from(Box::<str>::from(json)))),
-                None => decode_payload(None, &r.b64data).map_err(malformed)?,
-            };
-            if let Some(data) = replaced {
-                out.data = data;
-            }
-            out.tags = r.tags;
-            out.extras = PublishExtras {
-                idempotency_key: (!r.idempotency_key.is_empty()).then_some(r.idempotency_key),
-                skip_history: r.skip_history,
-                version: r.version,
-                version_epoch: r.version_epoch,
-                delta: r.delta,
-            };
-        }
-        Ok(out)
-    }
-
-    /// Asks the rpc proxy; returns the data for the client.
-    pub(super) async fn rpc_by_proxy(
-        &self,
-        endpoint: &Endpoint,
-        method: &str,
-        data: &Bytes,
-    ) -> Result<Bytes, CommandError> {
-        let mut body = self.user_request(endpoint);
-        body.method = method;
-        body.payload = Payload::new(data, endpoint.binary())?;
-        let answer = self
-            .ask::<_, types::RpcResult>(endpoint, "rpc", &body)
-            .await?;
-        match answer {
-            Some(r) => Ok(decode_payload(r.data, &r.b64data)
-                .map_err(malformed)?
-                .unwrap_or_default()),
-            None => Ok(Bytes::new()),
-        }
-    }
-
     /// The connection's expiry has come: asks the refresh proxy whether it lives on. A backend
     /// that cannot be asked gets another minute; no result, an error answer or `expired` close
     /// the connection (3005).
@@ -254,8 +124,9 @@ impl Session {
             return Err(Disconnect::EXPIRED);
         };
         let answer = {
-            let body = self.user_request(&endpoint);
-            self.ask::<_, types::RefreshResult>(&endpoint, "refresh", &body)
+            let who = self.identity();
+            let body = who.user_request(&endpoint);
+            who.ask::<_, types::RefreshResult>(&endpoint, "refresh", &body)
                 .await
         };
         let now = unix_now();
@@ -300,9 +171,10 @@ impl Session {
             None => return false,
         };
         let answer = {
-            let mut body = self.user_request(&endpoint);
+            let who = self.identity();
+            let mut body = who.user_request(&endpoint);
             body.channel = channel;
-            self.ask::<_, types::SubRefreshResult>(&endpoint, "sub_refresh", &body)
+            who.ask::<_, types::SubRefreshResult>(&endpoint, "sub_refresh", &body)
                 .await
         };
         let now = unix_now();

@@ -1,8 +1,11 @@
 //! Channel commands that do not change subscriptions: `publish`, `presence`,
-//! `presence_stats`, `history`, and the backend-bound `rpc` and `send`.
+//! `presence_stats`, `history`, and the backend-bound `rpc` and `send`. Each of the first five
+//! is checked against the session when it starts and then runs as [`Work`], owning what it
+//! needs, so that with `client.concurrency` it runs beside the session's other commands.
 
+use super::concurrent::Work;
 use super::permissions::{may_publish, may_read_history, may_read_presence, Caller};
-use super::{CommandResult, Session};
+use super::{CommandError, Session};
 use crate::config::ChannelRules;
 use crate::engine::HistoryFilter;
 use crate::node::meta_ttl;
@@ -39,47 +42,52 @@ impl Session {
         Ok((config, rules))
     }
 
-    pub(super) async fn handle_publish(&mut self, id: u32, req: PublishRequest) -> CommandResult {
+    /// `publish`: checked against the session now, run as [`Work`].
+    pub(super) fn start_publish(&self, id: u32, req: PublishRequest) -> Result<Work, CommandError> {
         let (config, rules) = self.channel_rules(&req.channel)?;
-        let o = &rules.options;
         rules.check_data(&req.data)?;
+        let chan_info = self.subs.get(&req.channel).map(|s| s.chan_info.clone());
+        let proxied = config
+            .proxies
+            .channel(ChannelProxyKind::Publish, &rules.options)
+            .is_some();
         // With a publish proxy the backend decides (and may rewrite the publication).
-        let proxied = match config.proxies.channel(ChannelProxyKind::Publish, o) {
-            Some(proxy) => Some(
-                self.publish_by_proxy(proxy?, &req.channel, req.data.clone())
-                    .await?,
-            ),
-            None => None,
-        };
-        let subscribed = self.subs.get(&req.channel);
         let caller = self.caller(config.tenant.client.insecure);
-        if proxied.is_none() && !may_publish(o, caller, subscribed.is_some()) {
+        if !proxied && !may_publish(&rules.options, caller, chan_info.is_some()) {
             return Err(ClientError::PERMISSION_DENIED.into());
         }
-        let (data, tags, extras) = match proxied {
-            Some(p) => (p.data, p.tags, p.extras),
-            None => (req.data, Default::default(), Default::default()),
-        };
-        let publication = Publication {
-            data,
-            tags,
-            info: Some(ClientInfo {
-                user: self.user.to_string(),
-                client: self.handle.id.to_string(),
-                conn_info: self.conn_info.clone(),
-                chan_info: subscribed.map(|s| s.chan_info.clone()).unwrap_or_default(),
-            }),
-            ..Default::default()
-        };
-        self.node
-            .publish(&config, &rules, &req.channel, publication, extras)
-            .await?;
-        self.send_reply(Reply {
-            id,
-            publish: Some(PublishResult {}),
-            ..Default::default()
-        })?;
-        Ok(())
+        let who = self.identity();
+        Ok(Box::pin(async move {
+            let proxy = config
+                .proxies
+                .channel(ChannelProxyKind::Publish, &rules.options);
+            let (data, tags, extras) = match proxy {
+                Some(proxy) => {
+                    let p = who.publish_by_proxy(proxy?, &req.channel, req.data).await?;
+                    (p.data, p.tags, p.extras)
+                }
+                None => (req.data, Default::default(), Default::default()),
+            };
+            let publication = Publication {
+                data,
+                tags,
+                info: Some(ClientInfo {
+                    user: who.user.to_string(),
+                    client: who.client.to_string(),
+                    conn_info: who.conn_info.clone(),
+                    chan_info: chan_info.unwrap_or_default(),
+                }),
+                ..Default::default()
+            };
+            who.node
+                .publish(&config, &rules, &req.channel, publication, extras)
+                .await?;
+            Ok(Reply {
+                id,
+                publish: Some(PublishResult {}),
+                ..Default::default()
+            })
+        }))
     }
 
     fn check_presence_access(&self, channel: &str) -> Result<(), ClientError> {
@@ -94,37 +102,47 @@ impl Session {
         Ok(())
     }
 
-    pub(super) async fn handle_presence(&mut self, id: u32, req: PresenceRequest) -> CommandResult {
+    /// `presence`: checked now, run as [`Work`].
+    pub(super) fn start_presence(
+        &self,
+        id: u32,
+        req: PresenceRequest,
+    ) -> Result<Work, CommandError> {
         self.check_presence_access(&req.channel)?;
-        let presence = self.node.presence.presence(&req.channel).await?;
-        self.send_reply(Reply {
-            id,
-            presence: Some(PresenceResult { presence }),
-            ..Default::default()
-        })?;
-        Ok(())
+        let node = self.node.clone();
+        Ok(Box::pin(async move {
+            let presence = node.presence.presence(&req.channel).await?;
+            Ok(Reply {
+                id,
+                presence: Some(PresenceResult { presence }),
+                ..Default::default()
+            })
+        }))
     }
 
-    pub(super) async fn handle_presence_stats(
-        &mut self,
+    /// `presence_stats`: checked now, run as [`Work`].
+    pub(super) fn start_presence_stats(
+        &self,
         id: u32,
         req: PresenceStatsRequest,
-    ) -> CommandResult {
+    ) -> Result<Work, CommandError> {
         self.check_presence_access(&req.channel)?;
-        let (num_clients, num_users) = self.node.presence.presence_stats(&req.channel).await?;
-        let result = PresenceStatsResult {
-            num_clients,
-            num_users,
-        };
-        self.send_reply(Reply {
-            id,
-            presence_stats: Some(result),
-            ..Default::default()
-        })?;
-        Ok(())
+        let node = self.node.clone();
+        Ok(Box::pin(async move {
+            let (num_clients, num_users) = node.presence.presence_stats(&req.channel).await?;
+            Ok(Reply {
+                id,
+                presence_stats: Some(PresenceStatsResult {
+                    num_clients,
+                    num_users,
+                }),
+                ..Default::default()
+            })
+        }))
     }
 
-    pub(super) async fn handle_history(&mut self, id: u32, req: HistoryRequest) -> CommandResult {
+    /// `history`: checked now, run as [`Work`].
+    pub(super) fn start_history(&self, id: u32, req: HistoryRequest) -> Result<Work, CommandError> {
         let (config, rules) = self.channel_rules(&req.channel)?;
         if !rules.options.history_enabled() {
             return Err(ClientError::NOT_AVAILABLE.into());
@@ -150,34 +168,39 @@ impl Session {
             reverse: req.reverse,
             meta_ttl: meta_ttl(&config, &rules),
         };
-        let page = self.node.broker.history(&req.channel, filter).await?;
-        let result = HistoryResult {
-            publications: page.publications,
-            epoch: page.top.epoch,
-            offset: page.top.offset,
-        };
-        self.send_reply(Reply {
-            id,
-            history: Some(result),
-            ..Default::default()
-        })?;
-        Ok(())
+        let node = self.node.clone();
+        Ok(Box::pin(async move {
+            let page = node.broker.history(&req.channel, filter).await?;
+            Ok(Reply {
+                id,
+                history: Some(HistoryResult {
+                    publications: page.publications,
+                    epoch: page.top.epoch,
+                    offset: page.top.offset,
+                }),
+                ..Default::default()
+            })
+        }))
     }
 
-    pub(super) async fn handle_rpc(&mut self, id: u32, req: RpcRequest) -> CommandResult {
+    /// `rpc`: checked now, run as [`Work`].
+    pub(super) fn start_rpc(&self, id: u32, req: RpcRequest) -> Result<Work, CommandError> {
         if req.method.is_empty() && req.data.is_empty() {
             return Err(ClientError::BAD_REQUEST.into());
         }
         // Only the RPC proxy answers: 108 without one, 104 for an unknown RPC namespace.
         let config = self.node.config.load();
-        let proxy = config.proxies.rpc(&req.method)?;
-        let data = self.rpc_by_proxy(proxy, &req.method, &req.data).await?;
-        self.send_reply(Reply {
-            id,
-            rpc: Some(RpcResult { data }),
-            ..Default::default()
-        })?;
-        Ok(())
+        config.proxies.rpc(&req.method)?;
+        let who = self.identity();
+        Ok(Box::pin(async move {
+            let proxy = config.proxies.rpc(&req.method)?;
+            let data = who.rpc_by_proxy(proxy, &req.method, &req.data).await?;
+            Ok(Reply {
+                id,
+                rpc: Some(RpcResult { data }),
+                ..Default::default()
+            })
+        }))
     }
 
     pub(super) async fn handle_send(&mut self, _req: SendRequest) -> Result<(), Disconnect> {

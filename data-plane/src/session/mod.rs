@@ -4,8 +4,10 @@
 
 mod backend;
 mod commands;
+mod concurrent;
 mod connect;
 mod control;
+mod identity;
 mod permissions;
 mod recovery;
 mod subscribe;
@@ -154,6 +156,8 @@ struct Extras {
     /// The user id the connection request's `client.user_id_http_header` named (standalone
     /// only), for a `connect` without a token.
     header_user: Option<String>,
+    /// Commands running side by side (`client.concurrency` above 1), made on first use.
+    concurrent: Option<Box<concurrent::Concurrent>>,
 }
 
 /// One client connection.
@@ -326,7 +330,8 @@ impl Session {
         self.state == State::Connected
     }
 
-    /// Decodes a frame and runs its commands in order.
+    /// Decodes a frame and runs its commands in order (or, with `client.concurrency`, starts
+    /// them in order; see [`concurrent`]).
     pub async fn handle_frame(&mut self, frame: &[u8]) -> Result<(), Disconnect> {
         self.node.metrics.bytes_in.add(frame.len() as u64);
         let commands = match decode_commands(self.transport.protocol, frame) {
@@ -339,6 +344,16 @@ impl Session {
         };
         // Centrifugo counts each command's size; a batch's frame is shared out evenly.
         let size = frame.len() / commands.len().max(1);
+        if self.concurrent().is_some() {
+            for command in &commands {
+                self.node.metrics.centrifugo.received(
+                    self.handle.transport,
+                    received_frame(command),
+                    size,
+                );
+            }
+            return self.enqueue(commands).await;
+        }
         for command in commands {
             if self.state == State::Failed {
                 break;
@@ -389,25 +404,32 @@ impl Session {
             return Err(Disconnect::BAD_REQUEST);
         } else if let Some(req) = cmd.subscribe {
             method = "subscribe";
-            self.handle_subscribe(id, req).await
+            if self.concurrency().is_some() {
+                match self.start_subscribe(id, req, started) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => Err(e),
+                }
+            } else {
+                self.handle_subscribe(id, req).await
+            }
         } else if let Some(req) = cmd.unsubscribe {
             method = "unsubscribe";
             self.handle_unsubscribe(id, req).await
         } else if let Some(req) = cmd.publish {
-            method = "publish";
-            self.handle_publish(id, req).await
+            let work = self.start_publish(id, req);
+            return self.run_work("publish", id, started, work).await;
         } else if let Some(req) = cmd.presence {
-            method = "presence";
-            self.handle_presence(id, req).await
+            let work = self.start_presence(id, req);
+            return self.run_work("presence", id, started, work).await;
         } else if let Some(req) = cmd.presence_stats {
-            method = "presence_stats";
-            self.handle_presence_stats(id, req).await
+            let work = self.start_presence_stats(id, req);
+            return self.run_work("presence_stats", id, started, work).await;
         } else if let Some(req) = cmd.history {
-            method = "history";
-            self.handle_history(id, req).await
+            let work = self.start_history(id, req);
+            return self.run_work("history", id, started, work).await;
         } else if let Some(req) = cmd.rpc {
-            method = "rpc";
-            self.handle_rpc(id, req).await
+            let work = self.start_rpc(id, req);
+            return self.run_work("rpc", id, started, work).await;
         } else if let Some(send) = cmd.send {
             return self.handle_send(send).await;
         } else if let Some(req) = cmd.refresh {
@@ -419,13 +441,26 @@ impl Session {
         } else {
             return Err(Disconnect::BAD_REQUEST);
         };
+        self.finish_command(method, id, started, result.map(|()| None))
+    }
+
+    /// Counts a finished command (of `self.command_frame`) and sends its reply: `Some` to send
+    /// here, `None` when the handler already queued it, or the error reply.
+    fn finish_command(
+        &mut self,
+        method: &'static str,
+        id: u32,
+        started: std::time::Instant,
+        result: Result<Option<Reply>, CommandError>,
+    ) -> Result<(), Disconnect> {
         self.node.metrics.commands.inc(method);
         self.node
             .metrics
             .centrifugo
             .command(self.command_frame, started.elapsed());
         match result {
-            Ok(()) => Ok(()),
+            Ok(None) => Ok(()),
+            Ok(Some(reply)) => self.send_reply(reply),
             Err(CommandError::Client(e)) => {
                 self.node.metrics.client_errors.inc(e.code.to_string());
                 self.node
@@ -586,6 +621,10 @@ impl Session {
 
     /// Cleans up after the connection is gone: subscriptions, presence, leaves, registry.
     pub async fn close(&mut self, reason: &Disconnect) {
+        // Commands still running are dropped (cancelled) with the connection.
+        if let Some(extras) = self.extras.as_mut() {
+            extras.concurrent = None;
+        }
         self.node.metrics.disconnects.inc(reason.code.to_string());
         if self.state != State::Connected {
             return;

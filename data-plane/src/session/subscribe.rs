@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use super::permissions::{may_read_history, may_read_presence, may_subscribe, Caller};
+use super::permissions::{may_read_history, may_read_presence, Caller};
 use super::{unix_now, CommandError, CommandResult, Session, SubState};
 use crate::auth::jwt::TokenError;
 use crate::config::RuntimeConfig;
@@ -20,7 +20,7 @@ use crate::protocol::{
     UnsubscribeResult,
 };
 use crate::proxy::types::Override;
-use rotor_tenant_config::{ChannelOptions, ChannelProxyKind, DeltaType};
+use rotor_tenant_config::{ChannelOptions, DeltaType};
 
 /// Who asked for a subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,20 @@ pub(crate) struct SubscribeSpec {
 }
 
 impl SubscribeSpec {
+    /// A client's `subscribe` command.
+    pub fn client(request: SubscribeRequest) -> Self {
+        Self {
+            channel: request.channel.clone(),
+            kind: SubscribeKind::Client,
+            chan_info: Bytes::new(),
+            data: Bytes::new(),
+            expires_at: None,
+            overrides: None,
+            cache_recover: false,
+            request,
+        }
+    }
+
     pub fn server(channel: String, chan_info: Bytes, data: Bytes) -> Self {
         Self {
             request: SubscribeRequest {
@@ -119,17 +133,24 @@ impl Session {
         req: SubscribeRequest,
     ) -> CommandResult {
         let config = self.node.config.load();
-        let spec = SubscribeSpec {
-            channel: req.channel.clone(),
-            kind: SubscribeKind::Client,
-            chan_info: Bytes::new(),
-            data: Bytes::new(),
-            expires_at: None,
-            overrides: None,
-            cache_recover: false,
-            request: req,
-        };
-        let prepared = self.prepare_subscription(&config, spec).await?;
+        let prepared = self
+            .prepare_subscription(&config, SubscribeSpec::client(req))
+            .await?;
+        self.activate_with_reply(id, prepared).await
+    }
+
+    /// Finishes a client `subscribe` whose authorisation ran apart (`client.concurrency`).
+    pub(super) async fn subscribe_authorised(
+        &mut self,
+        id: u32,
+        config: &RuntimeConfig,
+        spec: SubscribeSpec,
+    ) -> CommandResult {
+        let prepared = self.prepare_authorised(config, spec).await?;
+        self.activate_with_reply(id, prepared).await
+    }
+
+    async fn activate_with_reply(&mut self, id: u32, prepared: Prepared) -> CommandResult {
         let reply = Reply {
             id,
             subscribe: Some(prepared.result.clone()),
@@ -145,7 +166,24 @@ impl Session {
         config: &RuntimeConfig,
         mut spec: SubscribeSpec,
     ) -> Result<Prepared, CommandError> {
-        let channel = spec.channel.clone();
+        self.check_subscription(config, &spec)?;
+        if spec.kind != SubscribeKind::Server {
+            self.identity()
+                .authorise_subscribe(config, &mut spec)
+                .await?;
+        }
+        self.prepare_authorised(config, spec).await
+    }
+
+    /// The checks of a subscription that need no backend: the request's shape, the channel's
+    /// name, this connection's subscriptions (already subscribed, or subscribing with
+    /// `client.concurrency`; the channel limit).
+    pub(super) fn check_subscription(
+        &self,
+        config: &RuntimeConfig,
+        spec: &SubscribeSpec,
+    ) -> Result<(), CommandError> {
+        let channel = &spec.channel;
         let req = &spec.request;
         if channel.is_empty() {
             return Err(Disconnect::BAD_REQUEST.into());
@@ -161,17 +199,16 @@ impl Session {
                 .with_message("channel name is too long")
                 .into());
         }
-        if self.subs.contains_key(&channel) {
+        if self.subs.contains_key(channel) || self.is_subscribing(channel) {
             return Err(ClientError::ALREADY_SUBSCRIBED.into());
         }
-        if self.subs.len() >= client_cfg.channel_limit as usize {
+        if self.subs.len() + self.subscribing_count() >= client_cfg.channel_limit as usize {
             return Err(ClientError::LIMIT_EXCEEDED.into());
         }
-        let rules = config.channel_rules(&channel)?;
-        let o = &rules.options;
+        let rules = config.channel_rules(channel)?;
         match &rules.regex {
             Some(re) => {
-                if !re.is_match(config.channel_rest(&channel)) {
+                if !re.is_match(config.channel_rest(channel)) {
                     return Err(ClientError::BAD_REQUEST
                         .with_message("channel name does not match")
                         .into());
@@ -188,13 +225,24 @@ impl Session {
         if req.r#type != 0 {
             return Err(ClientError::NOT_AVAILABLE.into());
         }
+        Ok(())
+    }
+
+    /// The rest of [`Session::prepare_subscription`] once the subscription is authorised:
+    /// registers the subscriber as pending, recovers, and builds the answer.
+    pub(super) async fn prepare_authorised(
+        &mut self,
+        config: &RuntimeConfig,
+        spec: SubscribeSpec,
+    ) -> Result<Prepared, CommandError> {
+        let channel = spec.channel.clone();
+        let client_cfg = &config.tenant.client;
+        let rules = config.channel_rules(&channel)?;
+        let o = &rules.options;
         let caller = Caller {
             user: &self.user,
             insecure: client_cfg.insecure,
         };
-        if spec.kind != SubscribeKind::Server {
-            self.authorise_subscribe(config, &mut spec).await?;
-        }
         let req = &spec.request;
         let mut o = o.clone();
         if let Some(overrides) = &spec.overrides {
@@ -382,82 +430,6 @@ impl Session {
             {
                 p.data = text;
             }
-        }
-    }
-
-    /// Subscribe permission (spec §6.2): private channels need a token; a token decides; then
-    /// user-limited channels; then the subscribe proxy; then the namespace's permissions.
-    async fn authorise_subscribe(
-        &self,
-        config: &RuntimeConfig,
-        spec: &mut SubscribeSpec,
-    ) -> Result<(), CommandError> {
-        let channel = &spec.channel;
-        let rules = config.channel_rules(channel)?;
-        let o = &rules.options;
-        let token = spec.request.token.clone();
-        if !token.is_empty() {
-            let verifier = config
-                .subscription_token_verifier
-                .as_ref()
-                .unwrap_or(&config.token_verifier);
-            let claims = match verifier.verify_subscribe(&token).await {
-                Ok(c) => c,
-                // The keys could not be fetched: the client retries.
-                Err(TokenError::Unavailable(_)) => return Err(ClientError::INTERNAL.into()),
-                Err(TokenError::Expired) => return Err(ClientError::TOKEN_EXPIRED.into()),
-                Err(TokenError::Invalid(reason)) => {
-                    tracing::info!(client = %self.handle.id, %reason, "invalid subscription token");
-                    return Err(ClientError::PERMISSION_DENIED.into());
-                }
-            };
-            if claims.channel != *channel
-                || claims.user != *self.user
-                || (!claims.client.is_empty() && claims.client != *self.handle.id)
-            {
-                return Err(Disconnect::INVALID_TOKEN.into());
-            }
-            if claims.expires_at().is_some_and(|e| e <= unix_now()) {
-                return Err(ClientError::TOKEN_EXPIRED.into());
-            }
-            spec.chan_info = claims.info.clone();
-            spec.data = claims.data.clone();
-            spec.overrides = claims.overrides.clone();
-            spec.expires_at = if config.tenant.client.insecure {
-                None
-            } else {
-                claims.expires_at()
-            };
-            return Ok(());
-        }
-        if config.is_private(channel) {
-            return Err(ClientError::PERMISSION_DENIED.into());
-        }
-        if o.allow_user_limited_channels {
-            if let Some(allowed) = config.user_allowed(channel, &self.user) {
-                return if allowed {
-                    Ok(())
-                } else {
-                    Err(ClientError::PERMISSION_DENIED.into())
-                };
-            }
-        }
-        if let Some(proxy) = config.proxies.channel(ChannelProxyKind::Subscribe, o) {
-            // Channels a client lists at connect are not sent to the backend (as in
-            // Centrifugo): it subscribes to them with `subscribe` commands instead.
-            if spec.kind == SubscribeKind::ClientListed {
-                return Err(ClientError::PERMISSION_DENIED.into());
-            }
-            return self.subscribe_by_proxy(proxy?, spec).await;
-        }
-        let caller = Caller {
-            user: &self.user,
-            insecure: config.tenant.client.insecure,
-        };
-        if may_subscribe(o, caller) {
-            Ok(())
-        } else {
-            Err(ClientError::PERMISSION_DENIED.into())
         }
     }
 

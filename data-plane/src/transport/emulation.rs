@@ -145,7 +145,13 @@ async fn run(
             _ = shutdown.cancelled() => break Disconnect::SHUTDOWN,
             _ = out.closed() => break Disconnect::CONNECTION_CLOSED,
             _ = handle.outbox.notified() => {}
-            cmd = cmd_rx.recv() => match cmd {
+            () = std::future::poll_fn(|cx| session.poll_completed(cx)) => {
+                if let Err(d) = Box::pin(session.run_completed()).await {
+                    break d;
+                }
+            }
+            // With `client.concurrency`, posted commands wait while others wait for a slot.
+            cmd = cmd_rx.recv(), if session.accepts_input() => match cmd {
                 Some(frame) => pending_input = Some(frame),
                 None => break Disconnect::CONNECTION_CLOSED,
             },

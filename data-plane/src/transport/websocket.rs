@@ -168,7 +168,8 @@ fn run(
             let step = tokio::select! {
                 biased;
                 _ = node.shutdown.cancelled() => break Disconnect::SHUTDOWN,
-                msg = conn.socket.next() => match msg {
+                // With `client.concurrency`, reading pauses while commands wait for a slot.
+                msg = conn.socket.next(), if conn.session.accepts_input() => match msg {
                     None | Some(Ok(Message::Close(_))) => break Disconnect::CONNECTION_CLOSED,
                     Some(Ok(Message::Text(text))) => {
                         incoming = Some(Bytes::from(text));
@@ -196,6 +197,7 @@ fn run(
                     }
                 },
                 _ = poll_fn(|cx| conn.handle.outbox.poll_ready(cx)) => Step::Flush,
+                () = poll_fn(|cx| conn.session.poll_completed(cx)) => Step::Completed,
                 _ = &mut timer => {
                     let now = Instant::now();
                     if frame_ping.is_some_and(|at| at <= now) {
@@ -218,6 +220,12 @@ fn run(
                         if let Err(d) = Box::pin(conn.session.handle_frame(&frame)).await {
                             break d;
                         }
+                    }
+                    deadline_stale = true;
+                }
+                Step::Completed => {
+                    if let Err(d) = Box::pin(conn.session.run_completed()).await {
+                        break d;
                     }
                     deadline_stale = true;
                 }
@@ -279,6 +287,8 @@ fn run(
 enum Step {
     /// Handle the frame in `incoming`.
     Frame,
+    /// Answer commands that finished running apart (`client.concurrency`).
+    Completed,
     /// Only flush.
     Flush,
     /// Send a native ping frame; run the session's timer too when it is due.

@@ -91,10 +91,6 @@ pub const REFUSED_OPTIONS: &[(&str, &str)] = &[
     ("consumers.redis_stream.user", REDIS_URL),
     ("consumers.redis_stream.password", REDIS_URL),
     ("consumers.redis_stream.db", REDIS_URL),
-    (
-        "client.concurrency",
-        "not implemented yet: the commands of one connection are handled one at a time, in order",
-    ),
 ];
 
 /// Options a standalone data plane implements but a hosted project may not set, each with the
@@ -133,6 +129,10 @@ pub const NOTED_OPTIONS: &[(&str, &str)] = &[
         "`trace`, `debug`, `info` (default), `warn`, `error` or `none`; the `RUST_LOG` environment variable wins when set",
     ),
     ("log_level", "older name of `log.level`, used when `log.level` is not set"),
+    (
+        "client.concurrency",
+        "above 1, `publish`, `rpc`, `history`, `presence`, `presence_stats` and the authorisation of `subscribe` (token or proxy) of one connection run side by side up to this many (at most 1024), each answered when it completes, while the connection keeps reading and delivering; at the limit the connection stops reading until one completes; `connect`, `unsubscribe`, `refresh` and `sub_refresh` run in arrival order between them",
+    ),
     (
         "client.connect_include_server_time",
         "the connect reply (and a unidirectional transport's connect push) carries the server's unix time in milliseconds in `time`",

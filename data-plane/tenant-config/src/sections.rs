@@ -298,6 +298,11 @@ pub struct ClientSection {
     /// The connect reply (and the unidirectional connect push) carries the server's time,
     /// unix milliseconds, in `time`, as Centrifugo's option of the same name.
     pub connect_include_server_time: bool,
+    /// How many commands of one connection may run at once (Centrifugo's `client.concurrency`):
+    /// 0 or 1 runs them one at a time, in order; above that, `publish`, `rpc`, `history`,
+    /// `presence`, `presence_stats` and the authorisation of `subscribe` run side by side up
+    /// to this many, each answered as it completes, while the connection keeps reading.
+    pub concurrency: u32,
     /// Cap on publications one client history call returns.
     pub history_max_publication_limit: u32,
     /// Cap on publications one recovery returns.
@@ -332,6 +337,7 @@ impl Default for ClientSection {
             user_id_http_header: String::new(),
             insecure_skip_token_signature_verify: false,
             connect_include_server_time: false,
+            concurrency: 0,
             history_max_publication_limit: 300,
             recovery_max_publication_limit: 300,
             proxy: ClientProxies::default(),

@@ -9,6 +9,9 @@ use crate::channel::ChannelOptions;
 use crate::load::ConfigError;
 use crate::sections::TenantConfig;
 
+/// The most commands one connection may run at once (`client.concurrency`).
+pub const MAX_CLIENT_CONCURRENCY: u32 = 1024;
+
 /// Namespace names Centrifugo accepts.
 pub const NAMESPACE_NAME_PATTERN: &str = "^[-a-zA-Z0-9_]{2,}$";
 
@@ -62,6 +65,12 @@ pub(crate) fn validate(config: &TenantConfig) -> Result<(), ConfigError> {
         return Err(ConfigError::invalid(
             "client.queue_max_size",
             "must be greater than 0",
+        ));
+    }
+    if client.concurrency > MAX_CLIENT_CONCURRENCY {
+        return Err(ConfigError::invalid(
+            "client.concurrency",
+            format!("must be at most {MAX_CLIENT_CONCURRENCY}: every running command holds memory of its connection's process"),
         ));
     }
     if config.websocket.message_size_limit < 1024 {
