@@ -3,7 +3,8 @@
 //! per message and memory per connection), the bare tokio-tungstenite broadcast peer, and the
 //! generator of BENCHMARKS.md from the results; and the multi-tenant scenarios against a
 //! control plane (`rotor-noisy`: noisy neighbour, `rotor-density`: many idle projects); and
-//! `rotor-bench-delta`, what Fossil delta compression saves per delivery.
+//! `rotor-bench-delta`, what Fossil delta compression saves per delivery; and
+//! `rotor-bench-tags`, what publication tag filters cost.
 
 pub mod client;
 pub mod coordinator;
@@ -18,5 +19,6 @@ pub mod procstat;
 pub mod publisher;
 pub mod report;
 pub mod results;
+pub mod tags;
 pub mod wire;
 pub mod worker;

@@ -8,7 +8,7 @@
 # BENCHMARKS.md and the PNG plots in bench/results/.
 #
 #   BENCH_ONLY=fanout,idle   run only these scenarios (fanout channels idle storm latency spread
-#                            sweep redis edge noisy density configpush delta); the report uses what is in
+#                            sweep redis edge noisy density configpush delta tags); the report uses what is in
 #                            bench/results/
 #   NOISY_SECS, NOISY_CONNS, NOISY_RATE, NOISY_VIA (edge|direct), NOISY_FLOOD_RATE,
 #   NOISY_STORM_CONNS        the noisy-neighbour scenario's sizes (defaults below)
@@ -28,7 +28,7 @@ RESULTS=${BENCH_RESULTS:-$ROOT/bench/results}
 REPORT=${BENCH_REPORT:-$ROOT/BENCHMARKS.md}
 BIN="$ROOT/target/release"
 QUICK=${BENCH_QUICK:-0}
-ONLY=${BENCH_ONLY:-fanout,channels,idle,storm,latency,spread,sweep,redis,edge,noisy,density,configpush,delta}
+ONLY=${BENCH_ONLY:-fanout,channels,idle,storm,latency,spread,sweep,redis,edge,noisy,density,configpush,delta,tags}
 TARGETS=${BENCH_TARGETS:-rotor,rotor-protobuf,bare,socketio,nchan}
 BUDGET_SECS=${BENCH_BUDGET_SECS:-1140} # the measurements stop starting after 19 minutes
 WORK=$(mktemp -d /tmp/rotor-bench.XXXXXX)
@@ -134,7 +134,8 @@ start_rotor() {
   "http_api": {"key": "$API_KEY"},
   "channel": {"without_namespace": {"allow_subscribe_for_client": true, "allow_publish_for_client": true},
               "namespaces": [{"name": "delta", "history_size": 10, "history_ttl": "300s",
-                              "allow_subscribe_for_client": true, "allowed_delta_types": ["fossil"]}]}
+                              "allow_subscribe_for_client": true, "allowed_delta_types": ["fossil"]},
+                             {"name": "tags", "allow_subscribe_for_client": true, "allow_tags_filter": true}]}
 }
 EOF
     RUST_LOG=warn "$BIN/rotor-data-plane" --config "$WORK/rotor.json" >"$WORK/rotor.log" 2>&1 &
@@ -305,6 +306,18 @@ delta_compression() { # 1 KB JSON documents changing by a few fields, whole vs F
         --api-key "$API_KEY" --secret "$SECRET" --server-pid "$SERVER_PID" \
         --conns $conns --messages $messages --rate 200 --out "$RESULTS/delta.json" ||
         log "run delta failed (see above); continuing"
+    stop_server
+}
+
+tags_filters() { # publication tag filters vs the same deliveries without (Rotor only)
+    local conns=1000 messages=500
+    [[ $QUICK == 1 ]] && conns=100 messages=100
+    start_target rotor
+    log "run tags"
+    "$BIN/rotor-bench-tags" --ws-url "$WS_URL" --api-url "http://127.0.0.1:$PORT_ROTOR/api" \
+        --api-key "$API_KEY" --secret "$SECRET" --server-pid "$SERVER_PID" \
+        --conns $conns --messages $messages --rate 200 --out "$RESULTS/tags.json" ||
+        log "run tags failed (see above); continuing"
     stop_server
 }
 
@@ -539,6 +552,7 @@ want noisy && in_budget noisy && noisy
 want density && in_budget density && density
 want configpush && config_push
 want delta && in_budget delta && delta_compression
+want tags && in_budget tags && tags_filters
 
 log "plots and BENCHMARKS.md"
 scripts/bench/.venv/bin/python scripts/bench/plot.py "$RESULTS"

@@ -212,6 +212,7 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     let noisy_isolated: Option<NoisyResult> = load_optional(&results.join("noisy-isolated.json"));
     let density: Option<DensityResult> = load_optional(&results.join("density.json"));
     let delta: Option<crate::delta::DeltaResult> = load_optional(&results.join("delta.json"));
+    let tags: Option<crate::tags::TagsResult> = load_optional(&results.join("tags.json"));
     let common = common_rate(&runs);
     let all: BTreeMap<&str, Facts> = PEERS
         .iter()
@@ -267,6 +268,7 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     rows.push(tenancy::density_target(density.as_ref()));
     rows.push(tenancy::wake_target(density.as_ref()));
     rows.push(super::targets::delta_target(delta.as_ref()));
+    rows.push(super::filters::target(tags.as_ref()));
     for t in rows {
         let _ = writeln!(
             o,
@@ -522,6 +524,9 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     }
     if let Some(d) = &delta {
         delta_section(&mut o, d);
+    }
+    if let Some(t) = &tags {
+        super::filters::section(&mut o, t);
     }
     let _ = writeln!(o, "## Config change → applied\n");
     match &measured_push {

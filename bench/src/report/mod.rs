@@ -2,6 +2,7 @@
 //! `cargo bench` and the config-push e2e test, and BENCHMARKS.md generated from
 //! `bench/results/`, with the multi-tenant scenarios (noisy neighbour, density).
 
+mod filters;
 pub mod machine;
 pub mod markdown;
 pub mod parse;
