@@ -701,45 +701,8 @@ async fn centrifuge_js_protobuf_client_options() -> Result<()> {
     client_options("protobuf").await
 }
 
-/// An RPC backend for `js_concurrency.mjs`: `slow` is answered only once `fast` has reached the
-/// backend (or with error 1500 after 5 s), `fast` at once; each echoes its method.
-async fn rpc_backend_holding_slow_until_fast() -> Result<std::net::SocketAddr> {
-    use axum::routing::post;
-    use std::sync::Arc;
-    let fast_came = Arc::new(tokio::sync::Notify::new());
-    let app = axum::Router::new().route(
-        "/rpc",
-        post(move |axum::Json(body): axum::Json<Value>| {
-            let fast_came = fast_came.clone();
-            async move {
-                let method = body["method"].as_str().unwrap_or_default().to_owned();
-                if method == "slow" {
-                    let waited = std::time::Duration::from_secs(5);
-                    if tokio::time::timeout(waited, fast_came.notified())
-                        .await
-                        .is_err()
-                    {
-                        return axum::Json(json!({"error": {
-                            "code": 1500, "message": "fast never came while slow was held"
-                        }}));
-                    }
-                } else {
-                    fast_came.notify_one();
-                }
-                axum::Json(json!({"result": {"data": {"echo": method}}}))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(addr)
-}
-
-async fn concurrency(format: &str) -> Result<()> {
-    let backend = rpc_backend_holding_slow_until_fast().await?;
+async fn concurrency(format: &str, transport: Option<&str>) -> Result<()> {
+    let backend = interop::rpc_backend_holding_slow_until_fast().await?;
     let server = Server::start_with_config(json!({
         "client": {"concurrency": 4},
         "rpc": {
@@ -748,9 +711,11 @@ async fn concurrency(format: &str) -> Result<()> {
         }
     }))
     .await?;
-    let out = server
-        .run(ClientScript::node("js_concurrency.mjs"), format)
-        .await?;
+    let mut script = ClientScript::node("js_concurrency.mjs");
+    if let Some(t) = transport {
+        script = script.envs([("ROTOR_TRANSPORT", t)]);
+    }
+    let out = server.run(script, format).await?;
     // `slow` succeeds only if `fast` reached the backend while `slow` was held there. (Which
     // reply comes first is not asserted here: the backend answers both at almost the same
     // moment; the order rule is asserted in data-plane/tests/concurrency.rs.)
@@ -761,10 +726,20 @@ async fn concurrency(format: &str) -> Result<()> {
 
 #[tokio::test]
 async fn centrifuge_js_json_commands_run_concurrently() -> Result<()> {
-    concurrency("json").await
+    concurrency("json", None).await
 }
 
 #[tokio::test]
 async fn centrifuge_js_protobuf_commands_run_concurrently() -> Result<()> {
-    concurrency("protobuf").await
+    concurrency("protobuf", None).await
+}
+
+#[tokio::test]
+async fn centrifuge_js_commands_run_concurrently_over_http_streaming_emulation() -> Result<()> {
+    concurrency("json", Some("http_stream")).await
+}
+
+#[tokio::test]
+async fn centrifuge_js_commands_run_concurrently_over_sse_emulation() -> Result<()> {
+    concurrency("json", Some("sse")).await
 }

@@ -440,3 +440,33 @@ async fn cent_targets_sessions_overrides_options_and_runs_parallel_batches() -> 
     expect(&out, "batch_received_n", json!(ns));
     Ok(())
 }
+
+/// centrifuge-python with `client.concurrency`: two RPCs of one client in flight together.
+async fn concurrency(format: &str) -> Result<()> {
+    let backend = interop::rpc_backend_holding_slow_until_fast().await?;
+    let server = interop::Server::start_with_config(json!({
+        "client": {"concurrency": 4},
+        "rpc": {
+            "proxy": {"endpoint": format!("http://{backend}/rpc"), "timeout": "10s"},
+            "without_namespace": {"proxy_enabled": true}
+        }
+    }))
+    .await?;
+    let out = server
+        .run(ClientScript::python("py_concurrency.py"), format)
+        .await?;
+    expect(&out, "format", json!(format));
+    expect(&out, "slow", json!({"echo": "slow"}));
+    expect(&out, "fast", json!({"echo": "fast"}));
+    Ok(())
+}
+
+#[tokio::test]
+async fn centrifuge_python_json_commands_run_concurrently() -> Result<()> {
+    concurrency("json").await
+}
+
+#[tokio::test]
+async fn centrifuge_python_protobuf_commands_run_concurrently() -> Result<()> {
+    concurrency("protobuf").await
+}

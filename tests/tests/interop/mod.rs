@@ -306,3 +306,41 @@ pub fn expect(out: &Value, key: &str, expected: Value) {
         serde_json::to_string_pretty(out).unwrap_or_default()
     );
 }
+
+/// An RPC backend for the `client.concurrency` scenarios (`js_concurrency.mjs`,
+/// `py_concurrency.py`): `slow` is answered only once `fast` has reached the
+/// backend (or with error 1500 after 5 s), `fast` at once; each echoes its method.
+pub async fn rpc_backend_holding_slow_until_fast() -> Result<std::net::SocketAddr> {
+    use axum::routing::post;
+    use std::sync::Arc;
+    let fast_came = Arc::new(tokio::sync::Notify::new());
+    let app = axum::Router::new().route(
+        "/rpc",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let fast_came = fast_came.clone();
+            async move {
+                let method = body["method"].as_str().unwrap_or_default().to_owned();
+                if method == "slow" {
+                    let waited = std::time::Duration::from_secs(5);
+                    if tokio::time::timeout(waited, fast_came.notified())
+                        .await
+                        .is_err()
+                    {
+                        return axum::Json(json!({"error": {
+                            "code": 1500, "message": "fast never came while slow was held"
+                        }}));
+                    }
+                } else {
+                    fast_came.notify_one();
+                }
+                axum::Json(json!({"result": {"data": {"echo": method}}}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(addr)
+}
