@@ -97,8 +97,9 @@ impl Registry {
         (inner.clients.len(), inner.users.len())
     }
 
-    /// Clients matching a user and/or a client id (empty = any; at least one must be given),
-    /// narrowed to the connection of session id `session` when it is not empty.
+    /// The connections of `user` (`""`: the anonymous ones, as in Centrifugo), narrowed to
+    /// client id `client` and to session id `session` where they are not empty. A client id
+    /// of another user matches nothing.
     pub fn find(&self, user: &str, client: &str, session: &str) -> Vec<Arc<ClientHandle>> {
         let inner = self.inner.lock();
         let matches = |e: &Entry| session.is_empty() || e.session.as_deref() == Some(session);
@@ -106,13 +107,10 @@ impl Registry {
             return inner
                 .clients
                 .get(client)
-                .filter(|e| user.is_empty() || &*e.user == user)
+                .filter(|e| &*e.user == user)
                 .filter(|e| matches(e))
                 .map(|e| vec![e.handle.clone()])
                 .unwrap_or_default();
-        }
-        if user.is_empty() {
-            return Vec::new();
         }
         inner
             .users

@@ -47,7 +47,7 @@ async fn a_pushed_namespace_works_on_an_existing_connection_without_reconnect() 
     assert_eq!(
         s.node
             .registry
-            .find("", first["client"].as_str().unwrap(), "")
+            .find("1", first["client"].as_str().unwrap(), "")
             .len(),
         1
     );

@@ -337,6 +337,32 @@ async fn server_side_subscribe_unsubscribe_and_disconnect_reach_the_connection()
 }
 
 #[tokio::test]
+async fn targeting_a_client_id_reaches_it_only_under_its_own_user() {
+    let s =
+        TestServer::start(json!({"client": {"allow_anonymous_connect_without_token": true}})).await;
+    let (mut bob, connect) = Client::connected(&s.ws_url(), "bob").await;
+    let bob_id = connect["client"].as_str().unwrap().to_owned();
+    let mut anon = Client::open(&s.ws_url()).await;
+    assert!(anon.call(json!({"connect": {}})).await["connect"].is_object());
+
+    // An empty user is the anonymous user, as in Centrifugo: not any user.
+    for body in [
+        json!({"user": "", "client": bob_id}),
+        json!({"user": "alice", "client": bob_id}),
+    ] {
+        api(&s, "disconnect", body).await;
+    }
+    let r = bob.call(json!({"subscribe": {"channel": "chat:t"}})).await;
+    assert!(r.get("subscribe").is_some(), "bob is still connected: {r}");
+
+    // Anonymous connections are the user "".
+    api(&s, "disconnect", json!({"user": ""})).await;
+    assert_eq!(anon.closed().await.code, 3503);
+    api(&s, "disconnect", json!({"user": "bob", "client": bob_id})).await;
+    assert_eq!(bob.closed().await.code, 3503);
+}
+
+#[tokio::test]
 async fn the_legacy_line_protocol_answers_one_line_per_command() {
     let s = TestServer::start(json!({})).await;
     let body = "{\"method\":\"publish\",\"params\":{\"channel\":\"chat:l\",\"data\":1}}\n{\"method\":\"nope\",\"params\":{}}\n";
