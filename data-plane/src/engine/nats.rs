@@ -253,6 +253,10 @@ impl Broker for NatsBroker {
         if self.channels.lock().contains_key(channel) {
             return Ok(());
         }
+        // Refused at once while down (the client retries), rather than after the timeout.
+        if self.client.connection_state() != State::Connected {
+            return Err(unavailable("not connected"));
+        }
         let mut subscriber = self.subscribed(subject).await?;
         let token = self.stop.child_token();
         {
