@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the services the tests need answer locally: PostgreSQL on 127.0.0.1:5432 (role
 # `postgres`, trust auth over TCP), Redis on 127.0.0.1:6379 and a NATS server with JetStream on
-# 127.0.0.1:4222 (for the NATS JetStream consumer). Installs them from Debian only
+# 127.0.0.1:4222 (for the NATS JetStream consumer; the NATS broker's tests run their own
+# nats-server from the same package, and redis-server for extra Redis shards). Installs them from Debian only
 # when their binaries are missing, creates a cluster only when none exists, starts what is
 # stopped and waits (bounded) until each answers. Idempotent; near-instant when all is up.
 #
@@ -197,6 +198,9 @@ redis_answers() {
 }
 
 ensure_redis() {
+    # Tests start private redis-servers (extra shards, restarts): the binary must be there
+    # even when the shared server is someone else's.
+    command -v redis-server >/dev/null 2>&1 || apt_install redis-server redis-tools
     if ! is_local_default "${REDIS_URL:-}" "$REDIS_PORT"; then
         log "redis: external REDIS_URL, not managed here"
         return 0
@@ -228,6 +232,12 @@ ensure_redis() {
 # --- NATS (JetStream) -------------------------------------------------------------------------
 
 ensure_nats() {
+    # The NATS broker's tests start (and kill) private nats-servers on free ports: the binary
+    # must be there even when the shared server is someone else's.
+    if ! command -v nats-server >/dev/null 2>&1 && [[ ! -x /usr/sbin/nats-server ]]; then
+        log "nats: installing from Debian packages"
+        apt_install nats-server
+    fi
     if [[ -n ${NATS_URL:-} && ${NATS_URL} != "nats://127.0.0.1:$NATS_PORT" ]]; then
         log "nats: external NATS_URL, not managed here"
         return 0
@@ -235,10 +245,6 @@ ensure_nats() {
     if port_open "$NATS_PORT"; then
         log "nats: up on 127.0.0.1:$NATS_PORT"
         return 0
-    fi
-    if ! command -v nats-server >/dev/null 2>&1; then
-        log "nats: installing from Debian packages"
-        apt_install nats-server
     fi
     if ! port_open "$NATS_PORT"; then
         log "nats: starting nats-server with JetStream"

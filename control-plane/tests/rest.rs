@@ -486,6 +486,29 @@ async fn a_hosted_project_cannot_authenticate_by_header_or_skip_token_signatures
     assert!(config.standalone_only_options_set().is_empty());
 }
 
+/// A broker's address is reached from the service's own network: a hosted project that could
+/// set `broker` could point it at the box's NATS and read other tenants' subjects.
+#[tokio::test]
+async fn a_hosted_project_cannot_set_a_broker() {
+    let api = Api::start().await;
+    let token = api.account("a@example.com").await;
+    let p = api.project(&token, "hosted").await;
+    let id = p["id"].as_str().unwrap();
+    let broker = json!({"enabled": true, "type": "nats", "nats": {"url": "nats://127.0.0.1:4222"}});
+    let (s, b) = api
+        .call(
+            "PATCH",
+            &format!("/v1/projects/{id}"),
+            Some(&token),
+            Some(json!({"settings": {"broker": broker}})),
+        )
+        .await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["error"]["field"], "settings.broker", "{b}");
+    let message = b["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("not available to hosted projects"), "{b}");
+}
+
 #[tokio::test]
 async fn settings_are_validated_and_compiled_into_the_tenant_config() {
     let api = Api::start().await;

@@ -218,6 +218,12 @@ impl ConfigHandle {
         if offered < running {
             return Err(ApplyError::Stale { offered, running });
         }
+        if tenant.broker != self.current.load().tenant.broker {
+            // The broker's connection and subscriptions are made at start.
+            return Err(ApplyError::Invalid(
+                "broker: the broker is chosen at start; restart the process to change it".into(),
+            ));
+        }
         let compiled = RuntimeConfig::compile(tenant)?;
         compiled.api_keys.carry_usage(&self.current.load().api_keys);
         self.budgets.set_limits(&compiled.tenant);

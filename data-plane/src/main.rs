@@ -157,12 +157,12 @@ async fn run() -> anyhow::Result<()> {
         tenant.node.name.clone()
     };
     let runtime = RuntimeConfig::compile(tenant).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let node = match runtime.tenant.engine.kind {
-        rotor_tenant_config::EngineType::Memory => Node::new_memory(runtime, name),
-        rotor_tenant_config::EngineType::Redis => Node::new_redis(runtime, name)
-            .await
-            .context("redis engine")?,
+    let what = if runtime.tenant.broker.nats().is_some() {
+        "nats broker"
+    } else {
+        "engine"
     };
+    let node = Node::from_config(runtime, name).await.context(what)?;
 
     // SIGHUP: reload the config file in place.
     if let Some(path) = args.config.clone() {

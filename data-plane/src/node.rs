@@ -299,6 +299,69 @@ impl Node {
         Ok(node)
     }
 
+    /// A node with the NATS broker (`broker.nats.*`): publications, join/leave and control
+    /// messages go through NATS to every process of the tenant; presence stays with the
+    /// engine (this process's memory, or Redis with `engine.type: redis`).
+    pub async fn new_nats(config: RuntimeConfig, name: String) -> Result<Arc<Self>, EngineError> {
+        let Some(nats) = config.tenant.broker.nats().cloned() else {
+            return Err(EngineError::Unavailable(
+                "broker.type is not nats".to_owned(),
+            ));
+        };
+        let metrics = Arc::new(Metrics::default());
+        let budgets = Arc::new(Budgets::new(metrics.clone()));
+        let hub = Arc::new(Hub::new(metrics.clone(), budgets.clone()));
+        let registry = Arc::new(Registry::default());
+        let (cluster, outgoing) =
+            crate::cluster::ClusterState::new(uuid::Uuid::new_v4().to_string(), name.clone());
+        let events = Arc::new(crate::cluster::NodeEvents {
+            hub: hub.clone(),
+            registry: registry.clone(),
+            cluster: cluster.clone(),
+        });
+        let shutdown = CancellationToken::new();
+        let broker = Arc::new(
+            crate::engine::nats::NatsBroker::connect(&nats, events.clone(), shutdown.clone())
+                .await?,
+        );
+        let presence: Arc<dyn Presence> = match config.tenant.engine.kind {
+            rotor_tenant_config::EngineType::Memory => Arc::new(MemoryPresence::default()),
+            rotor_tenant_config::EngineType::Redis => {
+                let redis = &config.tenant.engine.redis;
+                Arc::new(
+                    crate::engine::redis::RedisEngine::connect(
+                        &redis.address.0,
+                        &redis.prefix,
+                        redis.presence_ttl.get(),
+                        events,
+                        shutdown.clone(),
+                    )
+                    .await?,
+                )
+            }
+        };
+        let node = Self::assemble(
+            config, name, metrics, budgets, hub, registry, cluster, broker, presence, shutdown,
+        );
+        Self::run_cluster(&node, outgoing, true);
+        Ok(node)
+    }
+
+    /// The node the config asks for: the NATS broker when `broker` enables it, else the
+    /// engine's own broker and presence.
+    pub async fn from_config(
+        config: RuntimeConfig,
+        name: String,
+    ) -> Result<Arc<Self>, EngineError> {
+        if config.tenant.broker.nats().is_some() {
+            return Self::new_nats(config, name).await;
+        }
+        match config.tenant.engine.kind {
+            rotor_tenant_config::EngineType::Memory => Ok(Self::new_memory(config, name)),
+            rotor_tenant_config::EngineType::Redis => Self::new_redis(config, name).await,
+        }
+    }
+
     /// This node's `info` entry.
     pub fn info(&self) -> serde_json::Value {
         crate::cluster::NodeEvents {

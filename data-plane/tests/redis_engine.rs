@@ -445,3 +445,71 @@ async fn channels_and_info_cover_every_node_of_the_tenant() {
         json!({"channels": {"news": {"num_clients": 1}}})
     );
 }
+
+#[tokio::test]
+async fn a_third_redis_shard_takes_about_a_third_of_the_channels_and_the_rest_stay_put() {
+    use rotor_data_plane::engine::redis::shard::{fnv1a64, shard_index};
+    use rotor_data_plane::engine::{HistoryFilter, PublishOptions};
+    let servers = [OwnRedis::start(), OwnRedis::start(), OwnRedis::start()];
+    let urls: Vec<String> = servers.iter().map(OwnRedis::url).collect();
+    let prefix = format!("rotor-test:{}:", uuid::Uuid::new_v4().simple());
+    let two = TestServer::start_redis(
+        json!({"engine": {"redis": {"address": urls[..2]}}}),
+        &prefix,
+    )
+    .await;
+    let channels: Vec<String> = (0..600).map(|i| format!("chat:room{i}")).collect();
+    let opts = PublishOptions {
+        history_size: 10,
+        history_ttl: std::time::Duration::from_secs(60),
+        history_meta_ttl: std::time::Duration::from_secs(60),
+        ..Default::default()
+    };
+    for ch in &channels {
+        let publication = rotor_data_plane::protocol::Publication {
+            data: b"{}".to_vec().into(),
+            ..Default::default()
+        };
+        let top = two.node.broker.publish(ch, publication, &opts).await;
+        assert_eq!(top.expect("publish").offset, 1);
+    }
+    // The same tenant restarted with a third shard appended: a channel whose stream it still
+    // finds stayed on its shard; the others moved (to the new shard, where nothing is yet).
+    let three =
+        TestServer::start_redis(json!({"engine": {"redis": {"address": urls}}}), &prefix).await;
+    let mut moved = Vec::new();
+    for ch in &channels {
+        let page = three
+            .node
+            .broker
+            .history(ch, HistoryFilter::default())
+            .await
+            .expect("history");
+        if page.top.offset == 0 {
+            moved.push(ch.clone());
+        }
+    }
+    let expected: Vec<String> = channels
+        .iter()
+        .filter(|ch| shard_index(ch, 3) == 2)
+        .cloned()
+        .collect();
+    assert_eq!(
+        moved, expected,
+        "exactly the channels of the new shard moved"
+    );
+    let share = moved.len() as f64 / channels.len() as f64;
+    assert!((share - 1.0 / 3.0).abs() < 0.06, "moved {share:.3}");
+    let modulo_moved = channels
+        .iter()
+        .filter(|ch| {
+            let h = fnv1a64(ch.as_bytes());
+            h % 2 != h % 3
+        })
+        .count() as f64
+        / channels.len() as f64;
+    assert!(
+        modulo_moved > 0.6,
+        "hash % shards would have moved {modulo_moved:.3}"
+    );
+}

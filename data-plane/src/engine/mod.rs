@@ -1,9 +1,11 @@
 //! The engine: where publications get their stream position and history lives (`Broker`), and
 //! where presence is kept (`Presence`). The memory engine serves one process; the Redis engine
-//! (its own module) spreads one tenant over many. Both deliver what they publish to the local
-//! [`crate::hub::Hub`] through [`BrokerEvents`].
+//! (its own module) spreads one tenant over many; the NATS broker (`broker.type: nats`) spreads
+//! PUB/SUB without history over many, presence staying with the engine. Each delivers what it
+//! publishes to the local [`crate::hub::Hub`] through [`BrokerEvents`].
 
 pub mod memory;
+pub mod nats;
 pub mod redis;
 
 use std::collections::HashMap;
@@ -27,6 +29,12 @@ pub enum EngineError {
     /// A budget of the tenant refused what the call would add (memory engine).
     #[error(transparent)]
     Budget(#[from] crate::budgets::BudgetError),
+    /// The broker does not implement this (history with the NATS broker).
+    #[error("not available with this broker")]
+    NotAvailable,
+    /// The broker cannot carry this channel name (a NATS subject cannot hold it).
+    #[error("channel name not supported by the broker")]
+    BadChannel,
 }
 
 impl EngineError {
@@ -41,6 +49,8 @@ impl EngineError {
                 ClientError::INTERNAL
             }
             EngineError::Budget(e) => e.to_client_error(),
+            EngineError::NotAvailable => ClientError::NOT_AVAILABLE,
+            EngineError::BadChannel => ClientError::BAD_REQUEST,
         }
     }
 }

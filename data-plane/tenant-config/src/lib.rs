@@ -7,6 +7,7 @@
 //! then one validation pass that names the path of the first bad field. An option Rotor does not
 //! implement is refused, never ignored.
 
+mod broker;
 mod channel;
 mod consumers;
 mod duration;
@@ -22,6 +23,7 @@ mod refuse;
 mod sections;
 mod validate;
 
+pub use broker::{BrokerSection, NatsBroker};
 pub use channel::{
     ChannelOptions, DeltaType, Namespace, PublicationDataFormat, RecoveryMode, CHANNEL_OPTION_DOCS,
     CHANNEL_OPTION_NAMES, REFUSED_CHANNEL_OPTIONS,

@@ -316,6 +316,11 @@ fn known_paths() -> Vec<(String, EnvKind)> {
     }
     let _ = set_path(&mut defaults, "prometheus.enabled", Value::Bool(false));
     let _ = set_path(&mut defaults, "consumers", Value::Array(Vec::new()));
+    let _ = set_path(
+        &mut defaults,
+        "broker",
+        serde_json::to_value(crate::broker::BrokerSection::default()).unwrap_or(Value::Null),
+    );
     let mut out = Vec::new();
     walk("", &defaults, &mut out);
     // Longest first, so `client.token.hmac_secret_key` wins over a shorter accidental match.

@@ -21,8 +21,28 @@ pub const REFUSED_OPTIONS: &[(&str, &str)] = &[
         "a Rotor data plane logs to standard error (its supervisor or process manager keeps the log)",
     ),
     (
-        "broker",
-        "a separate broker is not supported: `engine` decides where publications go",
+        "broker.redis",
+        "a separate Redis broker is not supported: `engine.type: redis` gives Redis PUB/SUB, history and presence",
+    ),
+    (
+        "broker.postgres",
+        "the PostgreSQL stream broker is not supported",
+    ),
+    (
+        "broker.redisnats",
+        "the experimental Redis + NATS broker is not supported",
+    ),
+    (
+        "broker.nats.allow_wildcards",
+        "wildcard subscriptions are not supported: a channel is one NATS subject",
+    ),
+    (
+        "broker.nats.raw_mode",
+        "raw mode is not supported: Rotor's NATS messages carry Centrifugo's Push framing",
+    ),
+    (
+        "broker.nats.tls",
+        "give a tls:// URL; client certificates are not supported",
     ),
     (
         "presence_manager",
@@ -106,6 +126,10 @@ pub const STANDALONE_ONLY_OPTIONS: &[(&str, &str)] = &[
         "client.insecure_skip_token_signature_verify",
         "without signature checks anyone can forge a token for any user of the project",
     ),
+    (
+        "broker",
+        "a broker's address is reached from the service's own network: a hosted project could point it at a NATS server of the operator's or of another tenant and read or inject their messages",
+    ),
 ];
 
 /// Centrifugo v6 options outside the channel options that Rotor implements with Centrifugo's
@@ -123,6 +147,10 @@ pub const NOTED_OPTIONS: &[(&str, &str)] = &[
     (
         "client.subscribe_to_user_personal_channel.single_connection",
         "a user keeps one connection: a new one closes the user's older ones with 3504 (connection limit) on every process of the tenant; needs `enabled` and presence in the personal channels' namespace",
+    ),
+    (
+        "broker",
+        "`enabled: true` with `type: \"nats\"` (`nats.url`, `nats.prefix`, `nats.dial_timeout`, `nats.write_timeout`, Centrifugo's defaults): publications, join/leave and node control messages go through NATS subjects `<prefix>.client.<channel>` and `<prefix>.control`, so one tenant runs over several processes; at most once, as Centrifugo documents (a publish while NATS is unreachable fails with a temporary error or is lost). No history, so no recovery or positioning: a namespace with history is refused. Presence stays with the engine: per process with `engine.type: memory`, shared with `engine.type: redis`. Channels with `*` or `>` are refused (107). Standalone only (see below)",
     ),
     (
         "log.level",

@@ -19,6 +19,9 @@ pub struct TenantConfig {
     pub http_api: HttpApi,
     pub websocket: WebSocketSection,
     pub engine: EngineSection,
+    /// `broker.*`: a broker apart from the engine (NATS), standalone only.
+    #[serde(skip_serializing_if = "crate::broker::BrokerSection::is_default")]
+    pub broker: crate::broker::BrokerSection,
     /// `http_stream.enabled`: bidirectional emulation over HTTP streaming.
     pub http_stream: Toggle,
     /// `sse.enabled`: bidirectional emulation over EventSource.
@@ -578,6 +581,7 @@ impl TenantConfig {
                 "client.insecure_skip_token_signature_verify",
                 c.insecure_skip_token_signature_verify,
             ),
+            ("broker", !self.broker.is_default()),
         ]
         .into_iter()
         .filter_map(|(path, set)| set.then_some(path))

@@ -174,6 +174,7 @@ pub(crate) fn validate(config: &TenantConfig) -> Result<(), ConfigError> {
         }
     }
     crate::consumers::validate(&config.consumers)?;
+    crate::broker::validate(config)?;
     crate::proxy::validate(config)
 }
 

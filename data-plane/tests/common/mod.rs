@@ -16,6 +16,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod nats;
+
 pub const SECRET: &str = "test-secret";
 pub const ADMIN_TOKEN: &str = "admin-test-token";
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -35,13 +37,13 @@ impl TestServer {
     /// Starts a server with `overrides` merged over a base config (HMAC secret, one `chat`
     /// namespace with history, recovery, presence and join/leave).
     pub async fn start(overrides: Value) -> Self {
-        Self::start_with(overrides, false, true).await
+        Self::start_with(overrides, true).await
     }
 
     /// The same without an admin listener, as a standalone process runs (`admin_addr` is then
     /// a closed port).
     pub async fn start_standalone(overrides: Value) -> Self {
-        Self::start_with(overrides, false, false).await
+        Self::start_with(overrides, false).await
     }
 
     /// The same with the Redis engine (REDIS_URL, default local) under `prefix`.
@@ -50,10 +52,25 @@ impl TestServer {
         let mut o =
             json!({"engine": {"type": "redis", "redis": {"address": url, "prefix": prefix}}});
         merge(&mut o, overrides);
-        Self::start_with(o, true, true).await
+        Self::start_with(o, true).await
     }
 
-    async fn start_with(overrides: Value, redis: bool, with_admin: bool) -> Self {
+    /// The same with the NATS broker at `url` under subject prefix `prefix` and namespaces
+    /// without history (the broker keeps none): `chat` with presence and join/leave.
+    pub async fn start_nats(overrides: Value, url: &str, prefix: &str) -> Self {
+        let mut o = json!({
+            "broker": {"enabled": true, "type": "nats", "nats": {"url": url, "prefix": prefix}},
+            "channel": {"namespaces": [{
+                "name": "chat", "presence": true, "join_leave": true, "force_push_join_leave": true,
+                "allow_subscribe_for_client": true, "allow_publish_for_subscriber": true,
+                "allow_history_for_subscriber": true, "allow_presence_for_subscriber": true
+            }]}
+        });
+        merge(&mut o, overrides);
+        Self::start_with(o, true).await
+    }
+
+    async fn start_with(overrides: Value, with_admin: bool) -> Self {
         let mut base = json!({
             "client": {"token": {"hmac_secret_key": SECRET}},
             "http_api": {"key": "api-key"},
@@ -70,13 +87,9 @@ impl TestServer {
         merge(&mut base, overrides);
         let loaded = TenantConfig::from_value(base).expect("valid test config");
         let runtime = RuntimeConfig::compile(loaded.config).unwrap();
-        let node = if redis {
-            Node::new_redis(runtime, "test".into())
-                .await
-                .expect("redis engine")
-        } else {
-            Node::new_memory(runtime, "test".into())
-        };
+        let node = Node::from_config(runtime, "test".into())
+            .await
+            .expect("engine");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let admin = rotor_data_plane::admin::AdminListener::bind(

@@ -1,7 +1,9 @@
 //! The Redis engine: history, stream positions, presence and fan-out shared by every process
 //! of one tenant. A publish is one Lua call (idempotency, epoch, version check, offset, XADD
 //! with MAXLEN, retention and PUBLISH together) — one round trip; each process keeps one PUB/SUB connection
-//! per Redis shard for all its channels. Channels are spread over shards by a stable hash.
+//! per Redis shard for all its channels. Channels are spread over the shards of
+//! `engine.redis.address` by Jump consistent hash, as Centrifugo does ([`shard`]); the node
+//! control topic lives on the first shard.
 //!
 //! History here is Redis's memory, bounded by Redis and the channel's `history_size`: the
 //! tenant's history byte budgets (`rotor.max_history_bytes`, `max_channel_history_bytes`) and
@@ -10,6 +12,7 @@
 //! ([`crate::budgets`]), in the hub and the session.
 
 mod keys;
+pub mod shard;
 mod subscriber;
 
 use std::collections::HashMap;
@@ -119,11 +122,7 @@ impl RedisEngine {
     }
 
     fn shard(&self, channel: &str) -> &Shard {
-        // FNV-1a: stable across processes and restarts (unlike the std hasher).
-        let hash = channel.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        &self.shards[(hash % self.shards.len() as u64) as usize]
+        &self.shards[shard::shard_index(channel, self.shards.len())]
     }
 
     fn conn(&self, channel: &str) -> ConnectionManager {
