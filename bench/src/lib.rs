@@ -4,7 +4,8 @@
 //! generator of BENCHMARKS.md from the results; and the multi-tenant scenarios against a
 //! control plane (`rotor-noisy`: noisy neighbour, `rotor-density`: many idle projects); and
 //! `rotor-bench-delta`, what Fossil delta compression saves per delivery; and
-//! `rotor-bench-tags`, what publication tag filters cost.
+//! `rotor-bench-tags`, what publication tag filters cost; `rotor-bench-presence`, what
+//! `presence_stats` costs on a big channel.
 
 pub mod client;
 pub mod coordinator;
@@ -15,6 +16,7 @@ pub mod histogram;
 pub mod noisy;
 pub mod payload;
 pub mod pool;
+pub mod presence;
 pub mod procstat;
 pub mod publisher;
 pub mod report;

@@ -338,6 +338,19 @@ async fn presence_of_a_connection_that_stops_refreshing_expires() {
     // entries are gone, as when the process holding those connections was killed.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert_eq!(engine.presence_stats("chat:p").await.unwrap(), (0, 0));
+    // The user counts expired with their entries: u1 comes back counted once, and a refresh
+    // of the same entry counts nothing again.
+    let c4 = ClientInfo {
+        user: "u1".into(),
+        client: "c4".into(),
+        ..Default::default()
+    };
+    engine.add_presence("chat:p", c4.clone()).await.unwrap();
+    engine.add_presence("chat:p", c4).await.unwrap();
+    assert_eq!(engine.presence_stats("chat:p").await.unwrap(), (1, 1));
+    assert_eq!(engine.presence("chat:p").await.unwrap().len(), 1);
+    engine.remove_presence("chat:p", "c4", "u1").await.unwrap();
+    assert_eq!(engine.presence_stats("chat:p").await.unwrap(), (0, 0));
     stop.cancel();
 }
 

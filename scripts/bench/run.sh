@@ -8,7 +8,7 @@
 # BENCHMARKS.md and the PNG plots in bench/results/.
 #
 #   BENCH_ONLY=fanout,idle   run only these scenarios (fanout channels idle storm latency spread
-#                            sweep redis edge noisy density configpush delta tags); the report uses what is in
+#                            sweep redis edge noisy density configpush delta tags presence); the report uses what is in
 #                            bench/results/
 #   NOISY_SECS, NOISY_CONNS, NOISY_RATE, NOISY_VIA (edge|direct), NOISY_FLOOD_RATE,
 #   NOISY_STORM_CONNS        the noisy-neighbour scenario's sizes (defaults below)
@@ -28,7 +28,7 @@ RESULTS=${BENCH_RESULTS:-$ROOT/bench/results}
 REPORT=${BENCH_REPORT:-$ROOT/BENCHMARKS.md}
 BIN="$ROOT/target/release"
 QUICK=${BENCH_QUICK:-0}
-ONLY=${BENCH_ONLY:-fanout,channels,idle,storm,latency,spread,sweep,redis,edge,noisy,density,configpush,delta,tags}
+ONLY=${BENCH_ONLY:-fanout,channels,idle,storm,latency,spread,sweep,redis,edge,noisy,density,configpush,delta,tags,presence}
 TARGETS=${BENCH_TARGETS:-rotor,rotor-protobuf,bare,socketio,nchan}
 BUDGET_SECS=${BENCH_BUDGET_SECS:-1140} # the measurements stop starting after 19 minutes
 WORK=$(mktemp -d /tmp/rotor-bench.XXXXXX)
@@ -321,6 +321,15 @@ tags_filters() { # publication tag filters vs the same deliveries without (Rotor
     stop_server
 }
 
+presence_stats() { # presence_stats on a channel of 100k entries, kept counts vs full read
+    local entries=100000 users=10000
+    [[ $QUICK == 1 ]] && entries=10000 users=1000
+    log "run presence"
+    "$BIN/rotor-bench-presence" --entries $entries --users $users \
+        --redis-url "${REDIS_URL:-redis://127.0.0.1:6379}" --out "$RESULTS/presence.json" ||
+        log "run presence failed (see above); continuing"
+}
+
 channels() { # 10k connections × 10 channels of 1000, random publishes (Rotor only)
     start_target rotor
     loadgen "channels-rotor" channels rotor --conns $CH_CONNS --workers $FAN_WORKERS \
@@ -553,6 +562,7 @@ want density && in_budget density && density
 want configpush && config_push
 want delta && in_budget delta && delta_compression
 want tags && in_budget tags && tags_filters
+want presence && in_budget presence && presence_stats
 
 log "plots and BENCHMARKS.md"
 scripts/bench/.venv/bin/python scripts/bench/plot.py "$RESULTS"

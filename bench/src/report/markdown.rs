@@ -213,6 +213,8 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     let density: Option<DensityResult> = load_optional(&results.join("density.json"));
     let delta: Option<crate::delta::DeltaResult> = load_optional(&results.join("delta.json"));
     let tags: Option<crate::tags::TagsResult> = load_optional(&results.join("tags.json"));
+    let presence: Option<crate::presence::PresenceResult> =
+        load_optional(&results.join("presence.json"));
     let common = common_rate(&runs);
     let all: BTreeMap<&str, Facts> = PEERS
         .iter()
@@ -269,6 +271,7 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     rows.push(tenancy::wake_target(density.as_ref()));
     rows.push(super::targets::delta_target(delta.as_ref()));
     rows.push(super::filters::target(tags.as_ref()));
+    rows.push(super::presence::target(presence.as_ref()));
     for t in rows {
         let _ = writeln!(
             o,
@@ -527,6 +530,9 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     }
     if let Some(t) = &tags {
         super::filters::section(&mut o, t);
+    }
+    if let Some(p) = &presence {
+        super::presence::section(&mut o, p);
     }
     let _ = writeln!(o, "## Config change → applied\n");
     match &measured_push {

@@ -6,6 +6,7 @@ mod filters;
 pub mod machine;
 pub mod markdown;
 pub mod parse;
+mod presence;
 mod targets;
 mod tenancy;
 

@@ -382,17 +382,46 @@ impl Broker for MemoryBroker {
 /// Presence for one process.
 #[derive(Default)]
 pub struct MemoryPresence {
-    channels: Mutex<HashMap<String, HashMap<String, ClientInfo>>>,
+    channels: Mutex<HashMap<String, ChannelPresence>>,
+}
+
+/// One channel's presence: its entries, and how many of them each user has, kept as entries
+/// come and go so that `presence_stats` is O(1) however many subscribers the channel has.
+#[derive(Default)]
+struct ChannelPresence {
+    clients: HashMap<String, ClientInfo>,
+    users: HashMap<String, u32>,
+}
+
+impl ChannelPresence {
+    fn count_in(&mut self, user: &str) {
+        *self.users.entry(user.to_owned()).or_default() += 1;
+    }
+
+    fn count_out(&mut self, user: &str) {
+        if let Some(n) = self.users.get_mut(user) {
+            *n -= 1;
+            if *n == 0 {
+                self.users.remove(user);
+            }
+        }
+    }
 }
 
 #[async_trait]
 impl Presence for MemoryPresence {
     async fn add_presence(&self, channel: &str, info: ClientInfo) -> Result<(), EngineError> {
-        self.channels
-            .lock()
-            .entry(channel.to_owned())
-            .or_default()
-            .insert(info.client.clone(), info);
+        let mut channels = self.channels.lock();
+        let entry = channels.entry(channel.to_owned()).or_default();
+        let user = info.user.clone();
+        match entry.clients.insert(info.client.clone(), info) {
+            Some(old) if old.user == user => {}
+            Some(old) => {
+                entry.count_out(&old.user);
+                entry.count_in(&user);
+            }
+            None => entry.count_in(&user),
+        }
         Ok(())
     }
 
@@ -403,9 +432,11 @@ impl Presence for MemoryPresence {
         _user: &str,
     ) -> Result<(), EngineError> {
         let mut channels = self.channels.lock();
-        if let Some(entries) = channels.get_mut(channel) {
-            entries.remove(client_id);
-            if entries.is_empty() {
+        if let Some(entry) = channels.get_mut(channel) {
+            if let Some(old) = entry.clients.remove(client_id) {
+                entry.count_out(&old.user);
+            }
+            if entry.clients.is_empty() {
                 channels.remove(channel);
             }
         }
@@ -417,18 +448,16 @@ impl Presence for MemoryPresence {
             .channels
             .lock()
             .get(channel)
-            .cloned()
+            .map(|e| e.clients.clone())
             .unwrap_or_default())
     }
 
     async fn presence_stats(&self, channel: &str) -> Result<(u32, u32), EngineError> {
-        let channels = self.channels.lock();
-        let Some(entries) = channels.get(channel) else {
-            return Ok((0, 0));
-        };
-        let users: std::collections::HashSet<&str> =
-            entries.values().map(|i| i.user.as_str()).collect();
-        Ok((entries.len() as u32, users.len() as u32))
+        Ok(self
+            .channels
+            .lock()
+            .get(channel)
+            .map_or((0, 0), |e| (e.clients.len() as u32, e.users.len() as u32)))
     }
 }
 
@@ -746,5 +775,19 @@ mod tests {
         p.remove_presence("ch", "a", "u1").await.unwrap();
         assert_eq!(p.presence_stats("ch").await.unwrap(), (2, 2));
         assert_eq!(p.presence("ch").await.unwrap().len(), 2);
+        // A refresh of an entry counts nothing twice; the last entry of a user removes it.
+        let again = ClientInfo {
+            user: "u1".into(),
+            client: "b".into(),
+            ..Default::default()
+        };
+        p.add_presence("ch", again).await.unwrap();
+        assert_eq!(p.presence_stats("ch").await.unwrap(), (2, 2));
+        p.remove_presence("ch", "b", "u1").await.unwrap();
+        p.remove_presence("ch", "b", "u1").await.unwrap();
+        assert_eq!(p.presence_stats("ch").await.unwrap(), (1, 1));
+        p.remove_presence("ch", "c", "u2").await.unwrap();
+        assert_eq!(p.presence_stats("ch").await.unwrap(), (0, 0));
+        assert_eq!(p.channels.lock().len(), 0, "an empty channel is dropped");
     }
 }

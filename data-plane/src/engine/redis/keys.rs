@@ -44,6 +44,16 @@ impl Keys {
         self.key(channel, "pe")
     }
 
+    /// Presence users of entries: client id → user.
+    pub fn presence_user_of(&self, channel: &str) -> String {
+        self.key(channel, "pu")
+    }
+
+    /// Presence user counts: user → number of its entries (`presence_stats` in O(1)).
+    pub fn presence_users(&self, channel: &str) -> String {
+        self.key(channel, "pc")
+    }
+
     /// The PUB/SUB topic of a channel.
     pub fn topic(&self, channel: &str) -> String {
         format!("{}c:{}", self.prefix, channel)

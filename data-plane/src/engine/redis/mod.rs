@@ -12,10 +12,10 @@
 //! ([`crate::budgets`]), in the hub and the session.
 
 mod keys;
+mod presence;
 pub mod shard;
 mod subscriber;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,8 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    new_epoch, Broker, BrokerEvents, EngineError, HistoryFilter, HistoryPage, Presence,
-    PublishOptions,
+    new_epoch, Broker, BrokerEvents, EngineError, HistoryFilter, HistoryPage, PublishOptions,
 };
 use crate::protocol::{ClientInfo, Publication, StreamPosition};
 pub use keys::Keys;
@@ -49,7 +48,7 @@ pub struct RedisEngine {
     presence_ttl: Duration,
     publish: Script,
     history: Script,
-    presence_read: Script,
+    presence: presence::Scripts,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> EngineError {
@@ -117,7 +116,7 @@ impl RedisEngine {
             presence_ttl,
             publish: Script::new(include_str!("lua/publish.lua")),
             history: Script::new(include_str!("lua/history.lua")),
-            presence_read: Script::new(include_str!("lua/presence.lua")),
+            presence: presence::Scripts::new(),
         })
     }
 
@@ -354,71 +353,4 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-#[async_trait]
-impl Presence for RedisEngine {
-    async fn add_presence(&self, channel: &str, info: ClientInfo) -> Result<(), EngineError> {
-        let ttl = self.presence_ttl.as_secs().max(1);
-        let mut conn = self.conn(channel);
-        let (data, expiry) = (
-            self.keys.presence(channel),
-            self.keys.presence_expiry(channel),
-        );
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .hset(&data, &info.client, info.encode_to_vec())
-            .ignore()
-            .zadd(&expiry, &info.client, unix_now() + ttl)
-            .ignore()
-            .expire(&data, ttl as i64)
-            .ignore()
-            .expire(&expiry, ttl as i64)
-            .ignore();
-        within(pipe.query_async::<()>(&mut conn)).await
-    }
-
-    async fn remove_presence(
-        &self,
-        channel: &str,
-        client_id: &str,
-        _user: &str,
-    ) -> Result<(), EngineError> {
-        let mut conn = self.conn(channel);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .hdel(self.keys.presence(channel), client_id)
-            .ignore()
-            .zrem(self.keys.presence_expiry(channel), client_id)
-            .ignore();
-        within(pipe.query_async::<()>(&mut conn)).await
-    }
-
-    async fn presence(&self, channel: &str) -> Result<HashMap<String, ClientInfo>, EngineError> {
-        let mut conn = self.conn(channel);
-        let flat: Vec<Vec<u8>> = within(
-            self.presence_read
-                .key(self.keys.presence(channel))
-                .key(self.keys.presence_expiry(channel))
-                .arg(unix_now())
-                .invoke_async(&mut conn),
-        )
-        .await?;
-        let mut out = HashMap::with_capacity(flat.len() / 2);
-        for kv in flat.chunks(2) {
-            if let [client, info] = kv {
-                if let Ok(info) = ClientInfo::decode(info.as_slice()) {
-                    out.insert(String::from_utf8_lossy(client).into_owned(), info);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    async fn presence_stats(&self, channel: &str) -> Result<(u32, u32), EngineError> {
-        let entries = self.presence(channel).await?;
-        let users: std::collections::HashSet<&str> =
-            entries.values().map(|i| i.user.as_str()).collect();
-        Ok((entries.len() as u32, users.len() as u32))
-    }
 }
