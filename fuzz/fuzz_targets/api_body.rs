@@ -129,7 +129,7 @@ fuzz_target!(|data: &[u8]| {
         for client in &clients {
             for channel in SUBSCRIBED {
                 node.hub
-                    .add_pending(channel, client, SubFlags::default())
+                    .add_pending(channel, client, SubFlags::default(), None)
                     .expect("no channel budget is set");
                 assert!(node.hub.activate(channel, &client.id, None, None));
             }
