@@ -16,7 +16,7 @@ use bytes::Bytes;
 use clap::Args;
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
-use rotor_data_plane::protocol::{Command, ConnectRequest, Reply, SubscribeRequest};
+use rotor_data_plane::protocol::{Reply, SubscribeRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -125,49 +125,17 @@ async fn subscriber(
     counters: Arc<Counters>,
 ) -> anyhow::Result<()> {
     let token = crate::cp::token(&a.secret, &format!("u{user}"), &[])?;
-    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-        a.ws_url.as_str(),
-    )?;
-    if protobuf {
-        req.headers_mut()
-            .insert("sec-websocket-protocol", "centrifuge-protobuf".parse()?);
-    }
-    let (mut ws, _) = tokio::time::timeout(
-        Duration::from_secs(20),
-        tokio_tungstenite::connect_async(req),
-    )
-    .await
-    .context("connect timeout")??;
-    let commands = [
-        Command {
-            id: 1,
-            connect: Some(ConnectRequest {
-                token,
-                ..Default::default()
-            }),
-            ..Default::default()
+    let subscribe = SubscribeRequest {
+        channel,
+        delta: if delta {
+            "fossil".into()
+        } else {
+            String::new()
         },
-        Command {
-            id: 2,
-            subscribe: Some(SubscribeRequest {
-                channel,
-                delta: if delta {
-                    "fossil".into()
-                } else {
-                    String::new()
-                },
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    ];
-    let protocol = if protobuf {
-        crate::client::Protocol::Protobuf
-    } else {
-        crate::client::Protocol::Json
+        ..Default::default()
     };
-    ws.send(crate::client::centrifugo::frame(protocol, &commands))
-        .await?;
+    let (mut ws, protocol) =
+        crate::scenario::open_and_subscribe(&a.ws_url, protobuf, token, subscribe).await?;
     let mut base: Option<Vec<u8>> = None;
     let mut next = 1u64;
     let mut subscribed = false;
@@ -286,35 +254,19 @@ async fn run_one(a: &Arc<DeltaArgs>, protobuf: bool, delta: bool) -> anyhow::Res
         ));
     }
     drop(ready_tx);
-    for _ in 0..a.conns {
-        tokio::time::timeout(Duration::from_secs(60), ready_rx.recv())
-            .await
-            .context("subscribers did not all subscribe in time")?
-            .context("a subscriber failed before subscribing")?;
-    }
+    crate::scenario::all_subscribed(&mut ready_rx, a.conns).await?;
     let http = reqwest::Client::new();
     let cpu_before = procstat::cpu_of(a.server_pid)?;
-    let interval = Duration::from_secs_f64(1.0 / a.rate.max(1.0));
-    let mut tick = tokio::time::interval(interval);
-    for n in 1..=a.messages {
-        tick.tick().await;
-        let resp = http
-            .post(format!("{}/publish", a.api_url))
-            .header("x-api-key", &a.api_key)
-            .json(&json!({"channel": channel, "data": doc(n), "delta": true}))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await?;
-        if !resp.status().is_success() {
-            bail!("publish {n}: HTTP {}", resp.status());
-        }
-    }
-    while let Some(done) = tokio::time::timeout(Duration::from_secs(130), tasks.join_next())
-        .await
-        .context("subscribers did not finish in time")?
-    {
-        done??;
-    }
+    crate::scenario::publish_paced(
+        &http,
+        &a.api_url,
+        &a.api_key,
+        a.rate,
+        a.messages,
+        |n| json!({"channel": channel, "data": doc(n), "delta": true}),
+    )
+    .await?;
+    crate::scenario::join_subscribers(&mut tasks).await?;
     let cpu = procstat::cpu_of(a.server_pid)? - cpu_before;
     let deliveries = counters.deliveries.load(Ordering::Relaxed);
     let per = |v: f64| v / deliveries.max(1) as f64;

@@ -21,6 +21,7 @@ pub mod procstat;
 pub mod publisher;
 pub mod report;
 pub mod results;
+pub mod scenario;
 pub mod tags;
 pub mod wire;
 pub mod worker;

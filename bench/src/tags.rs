@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::Args;
 use futures_util::{SinkExt, StreamExt};
-use rotor_data_plane::protocol::{Command, ConnectRequest, FilterNode, SubscribeRequest};
+use rotor_data_plane::protocol::{FilterNode, SubscribeRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -186,34 +186,13 @@ async fn subscriber(
 ) -> anyhow::Result<()> {
     let token = crate::cp::token(&a.secret, &format!("u{i}"), &[])?;
     let (channel, tf) = subscription(&a, &run, layout, i);
-    let (mut ws, _) = tokio::time::timeout(
-        Duration::from_secs(20),
-        tokio_tungstenite::connect_async(a.ws_url.as_str()),
-    )
-    .await
-    .context("connect timeout")??;
-    let commands = [
-        Command {
-            id: 1,
-            connect: Some(ConnectRequest {
-                token,
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        Command {
-            id: 2,
-            subscribe: Some(SubscribeRequest {
-                channel,
-                tf,
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    ];
-    let protocol = crate::client::Protocol::Json;
-    ws.send(crate::client::centrifugo::frame(protocol, &commands))
-        .await?;
+    let subscribe = SubscribeRequest {
+        channel,
+        tf,
+        ..Default::default()
+    };
+    let (mut ws, protocol) =
+        crate::scenario::open_and_subscribe(&a.ws_url, false, token, subscribe).await?;
     let expected: Vec<u64> = (1..=a.messages)
         .filter(|n| layout.delivers(i, *n))
         .collect();
@@ -297,35 +276,15 @@ async fn run_one(a: &Arc<TagsArgs>, layout: Layout) -> anyhow::Result<TagsRun> {
         ));
     }
     drop(ready_tx);
-    for _ in 0..a.conns {
-        tokio::time::timeout(Duration::from_secs(60), ready_rx.recv())
-            .await
-            .context("subscribers did not all subscribe in time")?
-            .context("a subscriber failed before subscribing")?;
-    }
+    crate::scenario::all_subscribed(&mut ready_rx, a.conns).await?;
     let http = reqwest::Client::new();
     let evaluations_before = evaluations(&http, a).await?;
     let cpu_before = server_cpu(a.server_pid)?;
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / a.rate.max(1.0)));
-    for n in 1..=a.messages {
-        tick.tick().await;
-        let resp = http
-            .post(format!("{}/publish", a.api_url))
-            .header("x-api-key", &a.api_key)
-            .json(&publication(a, &run, layout, n))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await?;
-        if !resp.status().is_success() {
-            bail!("publish {n}: HTTP {}", resp.status());
-        }
-    }
-    while let Some(done) = tokio::time::timeout(Duration::from_secs(130), tasks.join_next())
-        .await
-        .context("subscribers did not finish in time")?
-    {
-        done??;
-    }
+    crate::scenario::publish_paced(&http, &a.api_url, &a.api_key, a.rate, a.messages, |n| {
+        publication(a, &run, layout, n)
+    })
+    .await?;
+    crate::scenario::join_subscribers(&mut tasks).await?;
     let cpu = server_cpu(a.server_pid)? - cpu_before;
     let deliveries = delivered.load(Ordering::Relaxed);
     let us = cpu.as_secs_f64() * 1e6;
