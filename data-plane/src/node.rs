@@ -180,18 +180,38 @@ pub struct Node {
 
 impl Node {
     #[allow(clippy::too_many_arguments)]
+    /// The Redis engine of `engine.redis.*`, delivering to `parts`' hub.
+    async fn connect_redis(
+        config: &RuntimeConfig,
+        parts: &Parts,
+    ) -> Result<crate::engine::redis::RedisEngine, EngineError> {
+        let redis = &config.tenant.engine.redis;
+        crate::engine::redis::RedisEngine::connect(
+            &redis.address.0,
+            &redis.prefix,
+            redis.presence_ttl.get(),
+            parts.events.clone(),
+            parts.shutdown.clone(),
+        )
+        .await
+    }
+
     fn assemble(
         config: RuntimeConfig,
         name: String,
-        metrics: Arc<Metrics>,
-        budgets: Arc<Budgets>,
-        hub: Arc<Hub>,
-        registry: Arc<Registry>,
-        cluster: Arc<crate::cluster::ClusterState>,
+        parts: Parts,
         broker: Arc<dyn Broker>,
         presence: Arc<dyn Presence>,
-        shutdown: CancellationToken,
     ) -> Arc<Self> {
+        let Parts {
+            metrics,
+            budgets,
+            hub,
+            registry,
+            cluster,
+            shutdown,
+            ..
+        } = parts;
         Arc::new(Self {
             id: cluster.node_id.clone(),
             cluster,
@@ -214,32 +234,14 @@ impl Node {
 
     /// A node with the memory engine.
     pub fn new_memory(config: RuntimeConfig, name: String) -> Arc<Self> {
-        let metrics = Arc::new(Metrics::default());
-        let budgets = Arc::new(Budgets::new(metrics.clone()));
-        let hub = Arc::new(Hub::new(metrics.clone(), budgets.clone()));
-        let registry = Arc::new(Registry::default());
-        let (cluster, outgoing) =
-            crate::cluster::ClusterState::new(uuid::Uuid::new_v4().to_string(), name.clone());
-        let events = Arc::new(crate::cluster::NodeEvents {
-            hub: hub.clone(),
-            registry: registry.clone(),
-            cluster: cluster.clone(),
-        });
-        let broker = Arc::new(MemoryBroker::new(events, budgets.clone()));
-        let shutdown = CancellationToken::new();
+        let (parts, outgoing) = Parts::new(&name);
+        let broker = Arc::new(MemoryBroker::new(
+            parts.events.clone(),
+            parts.budgets.clone(),
+        ));
+        let shutdown = parts.shutdown.clone();
         let presence = Arc::new(MemoryPresence::default());
-        let node = Self::assemble(
-            config,
-            name,
-            metrics,
-            budgets,
-            hub,
-            registry,
-            cluster,
-            broker.clone(),
-            presence,
-            shutdown.clone(),
-        );
+        let node = Self::assemble(config, name, parts, broker.clone(), presence);
         // One process holds every connection of a memory-engine tenant: there is no other node
         // to tell it is alive (surveys such as `info` still answer, from this node).
         Self::run_cluster(&node, outgoing, false);
@@ -260,41 +262,9 @@ impl Node {
     /// A node with the Redis engine (`engine.redis.*` of the config), sharing channels, history
     /// and presence with every other process on the same Redis and prefix.
     pub async fn new_redis(config: RuntimeConfig, name: String) -> Result<Arc<Self>, EngineError> {
-        let metrics = Arc::new(Metrics::default());
-        let budgets = Arc::new(Budgets::new(metrics.clone()));
-        let hub = Arc::new(Hub::new(metrics.clone(), budgets.clone()));
-        let registry = Arc::new(Registry::default());
-        let (cluster, outgoing) =
-            crate::cluster::ClusterState::new(uuid::Uuid::new_v4().to_string(), name.clone());
-        let events = Arc::new(crate::cluster::NodeEvents {
-            hub: hub.clone(),
-            registry: registry.clone(),
-            cluster: cluster.clone(),
-        });
-        let shutdown = CancellationToken::new();
-        let redis = &config.tenant.engine.redis;
-        let engine = Arc::new(
-            crate::engine::redis::RedisEngine::connect(
-                &redis.address.0,
-                &redis.prefix,
-                redis.presence_ttl.get(),
-                events,
-                shutdown.clone(),
-            )
-            .await?,
-        );
-        let node = Self::assemble(
-            config,
-            name,
-            metrics,
-            budgets,
-            hub,
-            registry,
-            cluster,
-            engine.clone(),
-            engine,
-            shutdown,
-        );
+        let (parts, outgoing) = Parts::new(&name);
+        let engine = Arc::new(Self::connect_redis(&config, &parts).await?);
+        let node = Self::assemble(config, name, parts, engine.clone(), engine);
         Self::run_cluster(&node, outgoing, true);
         Ok(node)
     }
@@ -308,41 +278,22 @@ impl Node {
                 "broker.type is not nats".to_owned(),
             ));
         };
-        let metrics = Arc::new(Metrics::default());
-        let budgets = Arc::new(Budgets::new(metrics.clone()));
-        let hub = Arc::new(Hub::new(metrics.clone(), budgets.clone()));
-        let registry = Arc::new(Registry::default());
-        let (cluster, outgoing) =
-            crate::cluster::ClusterState::new(uuid::Uuid::new_v4().to_string(), name.clone());
-        let events = Arc::new(crate::cluster::NodeEvents {
-            hub: hub.clone(),
-            registry: registry.clone(),
-            cluster: cluster.clone(),
-        });
-        let shutdown = CancellationToken::new();
+        let (parts, outgoing) = Parts::new(&name);
         let broker = Arc::new(
-            crate::engine::nats::NatsBroker::connect(&nats, events.clone(), shutdown.clone())
-                .await?,
+            crate::engine::nats::NatsBroker::connect(
+                &nats,
+                parts.events.clone(),
+                parts.shutdown.clone(),
+            )
+            .await?,
         );
         let presence: Arc<dyn Presence> = match config.tenant.engine.kind {
             rotor_tenant_config::EngineType::Memory => Arc::new(MemoryPresence::default()),
             rotor_tenant_config::EngineType::Redis => {
-                let redis = &config.tenant.engine.redis;
-                Arc::new(
-                    crate::engine::redis::RedisEngine::connect(
-                        &redis.address.0,
-                        &redis.prefix,
-                        redis.presence_ttl.get(),
-                        events,
-                        shutdown.clone(),
-                    )
-                    .await?,
-                )
+                Arc::new(Self::connect_redis(&config, &parts).await?)
             }
         };
-        let node = Self::assemble(
-            config, name, metrics, budgets, hub, registry, cluster, broker, presence, shutdown,
-        );
+        let node = Self::assemble(config, name, parts, broker, presence);
         Self::run_cluster(&node, outgoing, true);
         Ok(node)
     }
@@ -531,5 +482,49 @@ pub fn meta_ttl(config: &RuntimeConfig, rules: &ChannelRules) -> std::time::Dura
         config.tenant.channel.history_meta_ttl.get()
     } else {
         own
+    }
+}
+
+/// What every node is built from, whatever its engine: metrics, budgets, hub, registry, its
+/// cluster state and the events its broker delivers to.
+struct Parts {
+    metrics: Arc<Metrics>,
+    budgets: Arc<Budgets>,
+    hub: Arc<Hub>,
+    registry: Arc<Registry>,
+    cluster: Arc<crate::cluster::ClusterState>,
+    events: Arc<crate::cluster::NodeEvents>,
+    shutdown: CancellationToken,
+}
+
+impl Parts {
+    /// New parts for node `name`, and the receiver of its outgoing cluster messages.
+    fn new(
+        name: &str,
+    ) -> (
+        Self,
+        tokio::sync::mpsc::UnboundedReceiver<crate::cluster::ClusterControl>,
+    ) {
+        let metrics = Arc::new(Metrics::default());
+        let budgets = Arc::new(Budgets::new(metrics.clone()));
+        let hub = Arc::new(Hub::new(metrics.clone(), budgets.clone()));
+        let registry = Arc::new(Registry::default());
+        let (cluster, outgoing) =
+            crate::cluster::ClusterState::new(uuid::Uuid::new_v4().to_string(), name.to_owned());
+        let events = Arc::new(crate::cluster::NodeEvents {
+            hub: hub.clone(),
+            registry: registry.clone(),
+            cluster: cluster.clone(),
+        });
+        let parts = Self {
+            metrics,
+            budgets,
+            hub,
+            registry,
+            cluster,
+            events,
+            shutdown: CancellationToken::new(),
+        };
+        (parts, outgoing)
     }
 }
