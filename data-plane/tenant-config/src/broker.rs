@@ -154,12 +154,8 @@ pub(crate) fn validate(config: &TenantConfig) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use crate::test_support::refused;
     use crate::{Format, TenantConfig};
-
-    fn refused(json: &str) -> (String, String) {
-        let err = TenantConfig::parse(json, Format::Json).unwrap_err();
-        (err.path().unwrap_or_default().to_owned(), err.to_string())
-    }
 
     #[test]
     fn a_nats_broker_loads_with_centrifugo_names_and_defaults() {

@@ -21,6 +21,8 @@ pub mod prefixed;
 mod proxy;
 mod refuse;
 mod sections;
+#[cfg(test)]
+mod test_support;
 mod validate;
 
 pub use broker::{BrokerSection, NatsBroker};

@@ -272,12 +272,8 @@ pub(crate) fn validate_options(path: &str, o: &ChannelOptions) -> Result<(), Con
 
 #[cfg(test)]
 mod tests {
+    use crate::test_support::refused;
     use crate::{Format, TenantConfig};
-
-    fn refused(json: &str) -> (String, String) {
-        let err = TenantConfig::parse(json, Format::Json).unwrap_err();
-        (err.path().unwrap_or_default().to_owned(), err.to_string())
-    }
 
     #[test]
     fn history_needs_both_size_and_ttl() {
