@@ -276,6 +276,7 @@ impl Node {
         let engine = Arc::new(
             crate::engine::redis::RedisEngine::connect(
                 &redis.address.0,
+                &redis.tls,
                 &redis.prefix,
                 redis.presence_ttl.get(),
                 events,
@@ -331,6 +332,7 @@ impl Node {
                 Arc::new(
                     crate::engine::redis::RedisEngine::connect(
                         &redis.address.0,
+                        &redis.tls,
                         &redis.prefix,
                         redis.presence_ttl.get(),
                         events,
