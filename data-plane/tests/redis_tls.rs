@@ -324,3 +324,105 @@ async fn a_hosted_data_plane_refuses_tls_files_and_never_echoes_their_contents()
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+/// A client of the test's own, through the same builder the engine uses.
+async fn direct(
+    url: &str,
+    tls: rotor_tenant_config::RedisTls,
+) -> redis::aio::MultiplexedConnection {
+    rotor_data_plane::engine::redis::tls::client(url, &tls, "test")
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn channels_shard_over_two_tls_servers_trusted_by_one_ca_bundle() {
+    let (one, two) = (TlsRedis::start(false), TlsRedis::start(false));
+    let bundle = format!("{}{}", one.ca.pem(), two.ca.pem());
+    let mut config = engine(&one.url(), json!({"server_ca_pem": bundle}));
+    config["engine"]["redis"]["address"] = json!([one.url(), two.url()]);
+    let prefix = config["engine"]["redis"]["prefix"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let s = TestServer::start(config).await;
+    let (mut c, _) = Client::connected(&s.ws_url(), "u").await;
+    for i in 0..20 {
+        let channel = format!("chat:{i}");
+        c.call(json!({"subscribe": {"channel": channel}})).await;
+        let r = c
+            .call(json!({"publish": {"channel": channel, "data": {"i": i}}}))
+            .await;
+        assert_eq!(r["publish"], json!({}), "{r}");
+        let h = c
+            .call(json!({"history": {"channel": channel, "limit": -1}}))
+            .await;
+        assert_eq!(h["history"]["offset"], 1, "{h}");
+    }
+    // Both servers hold some of the channels.
+    for server in [&one, &two] {
+        let tls = rotor_tenant_config::RedisTls {
+            server_ca_pem: server.ca.pem(),
+            ..Default::default()
+        };
+        let mut conn = direct(&server.url(), tls).await;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(!keys.is_empty(), "{} holds no channel", server.url());
+    }
+}
+
+#[tokio::test]
+async fn a_redis_stream_consumer_reads_over_tls_with_a_client_certificate() {
+    let redis = TlsRedis::start(true);
+    let (cert, key) = redis.client_certificate();
+    let tls = json!({"server_ca_pem": redis.ca.pem(), "cert_pem": cert, "key_pem": key});
+    let stream = format!("rotor_tls_stream_{}", uuid::Uuid::new_v4().simple());
+    let s = TestServer::start(json!({
+        "consumers": [{"enabled": true, "name": "tls_events", "type": "redis_stream", "redis_stream": {
+            "address": redis.url(), "streams": [stream], "consumer_group": "rotor", "tls": tls}}],
+        "channel": {"namespaces": [{"name": "feed", "allow_subscribe_for_client": true}]}
+    }))
+    .await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(rotor_data_plane::consumers::run(
+        s.node.clone(),
+        stop.clone(),
+    ));
+    let (mut c, _) = Client::connected(&s.ws_url(), "u").await;
+    let r = c.call(json!({"subscribe": {"channel": "feed:tls"}})).await;
+    assert!(r.get("error").is_none(), "{r}");
+    let tls: rotor_tenant_config::RedisTls = serde_json::from_value(tls).unwrap();
+    let mut conn = direct(&redis.url(), tls).await;
+    let command = json!({"channel": "feed:tls", "data": {"n": 1}}).to_string();
+    // The consumer creates its group at the stream's end once connected: add until it reads.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let _: String = redis::cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("method")
+            .arg("publish")
+            .arg("payload")
+            .arg(&command)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        match tokio::time::timeout(std::time::Duration::from_millis(500), c.push()).await {
+            Ok(push) => {
+                assert_eq!(push["pub"]["data"]["n"], 1, "{push}");
+                break;
+            }
+            Err(_) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the consumer read nothing over TLS"
+            ),
+        }
+    }
+    stop.cancel();
+}
