@@ -125,6 +125,7 @@ pub async fn run(a: PresenceArgs) -> anyhow::Result<PresenceResult> {
     let prefix = format!("rotor-bench-presence:{}:", crate::payload::now_micros());
     let redis = RedisEngine::connect(
         std::slice::from_ref(&a.redis_url),
+        &rotor_tenant_config::RedisTls::default(),
         &prefix,
         Duration::from_secs(300),
         Arc::new(Ignore),

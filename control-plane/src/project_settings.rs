@@ -90,7 +90,11 @@ pub fn to_config(settings: &Value) -> Result<Map<String, Value>, SettingsError> 
 fn standalone_only(key: &str) -> Option<String> {
     rotor_tenant_config::STANDALONE_ONLY_OPTIONS
         .iter()
-        .find(|(path, _)| path.rsplit('.').next() == Some(key))
+        .find(|(path, _)| match path.rsplit('.').next() {
+            // `engine.redis.tls.*_pem_file`: any key with that ending.
+            Some(last) if last.starts_with('*') => key.ends_with(&last[1..]),
+            last => last == Some(key),
+        })
         .map(|(path, why)| format!("`{path}` is not available to hosted projects: {why}"))
 }
 

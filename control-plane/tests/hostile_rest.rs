@@ -1,5 +1,6 @@
 //! Hostile input against the REST API and the static assets: SQL in every field and id, and
-//! dot segments in paths, are plain data or a 404.
+//! dot segments in paths, are plain data or a 404; settings that would make a tenant's process
+//! read files of the box are refused.
 
 mod common;
 
@@ -70,4 +71,55 @@ async fn sql_injection_and_path_traversal_tries_are_plain_data_or_404() {
     assert_eq!(list["projects"].as_array().map(Vec::len), Some(1), "{list}");
     let (_, list) = api.call("GET", "/v1/projects", Some(&bob), None).await;
     assert_eq!(list["projects"][0]["id"], bob_id);
+}
+
+/// A hosted project cannot choose its engine (the operator does) nor name a TLS file for its
+/// process to read, whichever way the settings try; the refusal never carries a file's contents.
+#[tokio::test]
+async fn a_hosted_project_cannot_set_the_engine_or_name_tls_files() {
+    let api = Api::start().await;
+    let token = api.account("tls@example.com").await;
+    let p = api.project(&token, "tls files").await;
+    let id = p["id"].as_str().unwrap();
+    let files = json!({"server_ca_pem_file": "/etc/shadow", "cert_pem_file": "/etc/shadow", "key_pem_file": "/etc/shadow"});
+    for (settings, field) in [
+        (
+            json!({"engine": {"type": "redis", "redis": {"address": "rediss://127.0.0.1:6380", "tls": files}}}),
+            "settings.engine",
+        ),
+        (
+            json!({"server_ca_pem_file": "/etc/shadow"}),
+            "settings.server_ca_pem_file",
+        ),
+        (
+            json!({"cert_pem_file": "/etc/shadow"}),
+            "settings.cert_pem_file",
+        ),
+        (
+            json!({"consumers": [{"name": "s", "type": "redis_stream", "redis_stream": {"tls": files}}]}),
+            "settings.consumers",
+        ),
+    ] {
+        let (s, b) = api
+            .call(
+                "PATCH",
+                &format!("/v1/projects/{id}"),
+                Some(&token),
+                Some(json!({ "settings": settings })),
+            )
+            .await;
+        assert_eq!(s, 400, "{settings}: {b}");
+        assert_eq!(b["error"]["field"], field, "{settings}: {b}");
+        assert!(!b.to_string().contains("root:"), "{b}");
+    }
+    let (_, b) = api
+        .call(
+            "PATCH",
+            &format!("/v1/projects/{id}"),
+            Some(&token),
+            Some(json!({"settings": {"server_ca_pem_file": "/etc/shadow"}})),
+        )
+        .await;
+    let message = b["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("not available to hosted projects"), "{b}");
 }

@@ -29,6 +29,7 @@ async fn main() {
     let engine = Arc::new(
         RedisEngine::connect(
             std::slice::from_ref(&url),
+            &rotor_tenant_config::RedisTls::default(),
             &prefix,
             Duration::from_secs(60),
             Arc::new(Discard),

@@ -188,6 +188,7 @@ impl Node {
         let redis = &config.tenant.engine.redis;
         crate::engine::redis::RedisEngine::connect(
             &redis.address.0,
+            &redis.tls,
             &redis.prefix,
             redis.presence_ttl.get(),
             parts.events.clone(),

@@ -316,6 +316,7 @@ async fn presence_of_a_connection_that_stops_refreshing_expires() {
     }
     let engine = RedisEngine::connect(
         &[url],
+        &rotor_tenant_config::RedisTls::default(),
         &prefix.0,
         std::time::Duration::from_secs(1),
         std::sync::Arc::new(Ignore),

@@ -51,7 +51,18 @@ pub(super) fn start(
 }
 
 async fn connect(config: &RedisStreamConsumer) -> RedisResult<MultiplexedConnection> {
-    let client = redis::Client::open(config.address.0[0].as_str())?;
+    let client = crate::engine::redis::tls::client(
+        config.address.0[0].as_str(),
+        &config.tls,
+        "consumers[].redis_stream.tls",
+    )
+    .map_err(|e| {
+        redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "redis client",
+            e.to_string(),
+        ))
+    })?;
     let settings = AsyncConnectionConfig::new()
         .set_connection_timeout(config.connect_timeout.0)
         .set_response_timeout(config.io_timeout.0 + BLOCK);

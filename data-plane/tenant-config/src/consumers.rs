@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::ConfigDuration;
 use crate::load::ConfigError;
+use crate::redis_tls::RedisTls;
 use crate::sections::AddressList;
 
 /// One entry of `consumers`.
@@ -157,6 +158,8 @@ pub struct RedisStreamConsumer {
     /// The message field holding the method.
     pub method_value: String,
     pub publication_data_mode: RedisPublicationDataMode,
+    /// TLS to the server (`rediss://` in `address` is TLS too).
+    pub tls: RedisTls,
 }
 
 impl Default for RedisStreamConsumer {
@@ -172,6 +175,7 @@ impl Default for RedisStreamConsumer {
             payload_value: "payload".into(),
             method_value: "method".into(),
             publication_data_mode: RedisPublicationDataMode::default(),
+            tls: RedisTls::default(),
         }
     }
 }
@@ -340,16 +344,18 @@ fn validate_redis(
     at: &dyn Fn(&str) -> String,
     rs: &RedisStreamConsumer,
 ) -> Result<(), ConfigError> {
+    rs.tls.validate(&at("redis_stream.tls"), &rs.address.0)?;
     if rs.address.0.len() != 1 {
         return Err(ConfigError::Unsupported {
             path: at("redis_stream.address"),
             reason: "one Redis server per stream consumer: configure a consumer per shard".into(),
         });
     }
-    if !rs.address.0[0].starts_with("redis://") {
+    let address = &rs.address.0[0];
+    if !(address.starts_with("redis://") || address.starts_with("rediss://")) {
         return Err(ConfigError::invalid(
             at("redis_stream.address"),
-            "must be a redis:// URL",
+            "must be a redis:// or rediss:// URL",
         ));
     }
     if rs.streams.is_empty() || rs.streams.iter().any(String::is_empty) {

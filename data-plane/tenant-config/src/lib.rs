@@ -19,6 +19,7 @@ pub mod listen;
 mod load;
 pub mod prefixed;
 mod proxy;
+mod redis_tls;
 mod refuse;
 mod sections;
 #[cfg(test)]
@@ -37,6 +38,7 @@ pub use consumers::{
 pub use duration::{format_go_duration, parse_go_duration, ConfigDuration};
 pub use load::{ConfigError, Format, Loaded};
 pub use proxy::*;
+pub use redis_tls::{RedisTls, TLS_FILE_OPTIONS};
 pub use refuse::{compatibility_markdown, NOTED_OPTIONS, REFUSED_OPTIONS, STANDALONE_ONLY_OPTIONS};
 pub use sections::*;
 pub use validate::{validate_namespace_name, NAMESPACE_NAME_PATTERN};

@@ -13,6 +13,16 @@ use crate::load::ConfigError;
 const REDIS_URL: &str =
     "give the credentials and database in the address URL (redis://user:password@host:6379/0)";
 
+/// Why Rotor refuses `tls.server_name` for Redis.
+const TLS_SERVER_NAME: &str = "the server's certificate is checked against the host of the address: address the server by a name its certificate carries (rediss://redis.internal:6380)";
+
+/// Why Rotor refuses a client CA for Redis connections.
+const TLS_CLIENT_CA: &str =
+    "a client CA verifies the certificates of clients of a TLS server; a Redis connection is a client";
+
+/// The reason the `*_pem_file` TLS options are standalone only.
+const TLS_FILES: &str = "they read files on the box: a hosted project could make its process read the operator's or another tenant's files; give the PEM text in `cert_pem`, `key_pem` and `server_ca_pem` instead";
+
 /// Centrifugo v6 options outside the channel options that Rotor does not implement, by dotted
 /// path, each with the reason. Anything under one of these paths is refused with it.
 pub const REFUSED_OPTIONS: &[(&str, &str)] = &[
@@ -64,9 +74,12 @@ pub const REFUSED_OPTIONS: &[(&str, &str)] = &[
     ("engine.redis.password", REDIS_URL),
     ("engine.redis.db", REDIS_URL),
     (
-        "engine.redis.tls",
-        "TLS connections to Redis are not supported",
+        "engine.redis.sentinel_tls",
+        "Redis Sentinel is not supported: list plain Redis servers in `engine.redis.address`",
     ),
+    ("engine.redis.tls.server_name", TLS_SERVER_NAME),
+    ("engine.redis.tls.client_ca_pem", TLS_CLIENT_CA),
+    ("engine.redis.tls.client_ca_pem_file", TLS_CLIENT_CA),
     (
         "channel.proxy.subscribe_stream",
         "subscribe stream proxies need gRPC, which Rotor does not speak",
@@ -92,10 +105,9 @@ pub const REFUSED_OPTIONS: &[(&str, &str)] = &[
         "consumers.postgresql.tls",
         "give TLS settings in the DSN (sslmode=require, sslrootcert=…)",
     ),
-    (
-        "consumers.redis_stream.tls",
-        "TLS connections to Redis are not supported",
-    ),
+    ("consumers.redis_stream.tls.server_name", TLS_SERVER_NAME),
+    ("consumers.redis_stream.tls.client_ca_pem", TLS_CLIENT_CA),
+    ("consumers.redis_stream.tls.client_ca_pem_file", TLS_CLIENT_CA),
     (
         "consumers.redis_stream.cluster_address",
         "Redis Cluster is not supported for stream consumers",
@@ -130,6 +142,8 @@ pub const STANDALONE_ONLY_OPTIONS: &[(&str, &str)] = &[
         "broker",
         "a broker's address is reached from the service's own network: a hosted project could point it at a NATS server of the operator's or of another tenant and read or inject their messages",
     ),
+    ("engine.redis.tls.*_pem_file", TLS_FILES),
+    ("consumers[].redis_stream.tls.*_pem_file", TLS_FILES),
 ];
 
 /// Centrifugo v6 options outside the channel options that Rotor implements with Centrifugo's
@@ -151,6 +165,10 @@ pub const NOTED_OPTIONS: &[(&str, &str)] = &[
     (
         "broker",
         "`enabled: true` with `type: \"nats\"` (`nats.url`, `nats.prefix`, `nats.dial_timeout`, `nats.write_timeout`, Centrifugo's defaults): publications, join/leave and node control messages go through NATS subjects `<prefix>.client.<channel>` and `<prefix>.control`, so one tenant runs over several processes; at most once, as Centrifugo documents (a publish while NATS is unreachable fails with a temporary error or is lost). No history, so no recovery or positioning: a namespace with history is refused. Presence stays with the engine: per process with `engine.type: memory`, shared with `engine.type: redis`. Channels with `*` or `>` are refused (107). Standalone only (see below)",
+    ),
+    (
+        "engine.redis.tls",
+        "`enabled` (TLS on every address; a `rediss://` address is TLS anyway, verified against the webpki roots), `server_ca_pem` (the CA the server's certificate must chain to, instead of the webpki roots), `cert_pem` and `key_pem` (a client certificate for a server run with `tls-auth-clients yes`), `insecure_skip_verify` (no verification at all: encrypted but not authenticated; logged as a warning at start). The `*_pem` options take PEM text only (Centrifugo also takes base64 or a file path there); `cert_pem_file`, `key_pem_file` and `server_ca_pem_file` name files, standalone only (see below). Verification is on unless asked: a certificate from an unknown CA or for another name than the address's host stops the data plane at start. Also `consumers[].redis_stream.tls`",
     ),
     (
         "log.level",

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::channel::{ChannelOptions, Namespace};
 use crate::duration::ConfigDuration;
 use crate::proxy::{ChannelProxies, ClientProxies, NamedProxy, RpcSection};
+use crate::redis_tls::RedisTls;
 
 /// The whole configuration of one tenant's data plane.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -516,6 +517,8 @@ pub struct RedisEngine {
     pub prefix: String,
     /// How long a presence entry lives without a refresh.
     pub presence_ttl: ConfigDuration,
+    /// TLS to the servers (`rediss://` addresses are TLS too).
+    pub tls: RedisTls,
 }
 
 impl Default for RedisEngine {
@@ -524,6 +527,7 @@ impl Default for RedisEngine {
             address: AddressList(vec!["redis://127.0.0.1:6379".into()]),
             prefix: "centrifugo".into(),
             presence_ttl: ConfigDuration::from_secs(60),
+            tls: RedisTls::default(),
         }
     }
 }
@@ -582,6 +586,18 @@ impl TenantConfig {
                 c.insecure_skip_token_signature_verify,
             ),
             ("broker", !self.broker.is_default()),
+            (
+                "engine.redis.tls.*_pem_file",
+                self.engine.redis.tls.sets_a_file(),
+            ),
+            (
+                "consumers[].redis_stream.tls.*_pem_file",
+                self.consumers.iter().any(|c| {
+                    c.redis_stream
+                        .as_ref()
+                        .is_some_and(|rs| rs.tls.sets_a_file())
+                }),
+            ),
         ]
         .into_iter()
         .filter_map(|(path, set)| set.then_some(path))

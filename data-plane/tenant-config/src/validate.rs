@@ -158,6 +158,11 @@ pub(crate) fn validate(config: &TenantConfig) -> Result<(), ConfigError> {
             "must not be empty",
         ));
     }
+    config
+        .engine
+        .redis
+        .tls
+        .validate("engine.redis.tls", &config.engine.redis.address.0)?;
     validate_personal_channel(config)?;
     for (path, level) in [
         ("log.level", &config.log.level),

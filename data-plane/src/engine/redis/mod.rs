@@ -15,6 +15,7 @@ mod keys;
 mod presence;
 pub mod shard;
 mod subscriber;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,10 +66,12 @@ async fn within<T>(
 }
 
 impl RedisEngine {
-    /// Connects to every address (one shard each) and starts their PUB/SUB tasks, which stop
-    /// with `stop`.
+    /// Connects to every address (one shard each, with the TLS options of `tls`) and starts
+    /// their PUB/SUB tasks, which stop with `stop`. A TLS failure (unknown CA, another name,
+    /// a refused client certificate) fails here, naming TLS.
     pub async fn connect(
         addresses: &[String],
+        tls: &rotor_tenant_config::RedisTls,
         prefix: &str,
         presence_ttl: Duration,
         events: Arc<dyn BrokerEvents>,
@@ -80,7 +83,9 @@ impl RedisEngine {
         let keys = Keys::new(prefix);
         let mut shards = Vec::with_capacity(addresses.len());
         for (i, address) in addresses.iter().enumerate() {
-            let client = redis::Client::open(address.as_str()).map_err(unavailable)?;
+            let client = tls::client(address, tls, "engine.redis.tls").map_err(unavailable)?;
+            let over_tls = tls::uses_tls(&client);
+            let shown = tls::shown_address(&client);
             let config = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Duration::from_secs(2))
                 .set_response_timeout(Duration::from_secs(2))
@@ -89,7 +94,24 @@ impl RedisEngine {
                 // backon's 1 s minimum): after an outage of more than a second, every command
                 // waited out that minute and timed out although Redis was back.
                 .set_max_delay(500);
-            let conn = within(ConnectionManager::new_with_config(client.clone(), config)).await?;
+            // A PING proves the connection (with TLS, a server that wants a client
+            // certificate may only close it after the handshake).
+            let conn = async {
+                let mut conn =
+                    within(ConnectionManager::new_with_config(client.clone(), config)).await?;
+                let _: String = within(redis::cmd("PING").query_async(&mut conn)).await?;
+                Ok::<_, EngineError>(conn)
+            }
+            .await
+            .map_err(|e| match e {
+                EngineError::Unavailable(reason) if over_tls => EngineError::Unavailable(format!(
+                    "redis {shown}: TLS connection failed: {reason}"
+                )),
+                EngineError::Unavailable(reason) => {
+                    EngineError::Unavailable(format!("redis {shown}: {reason}"))
+                }
+                other => other,
+            })?;
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(subscriber::run(
                 client,
