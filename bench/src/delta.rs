@@ -307,10 +307,7 @@ pub async fn run(args: DeltaArgs) -> anyhow::Result<DeltaResult> {
         doc_bytes: serde_json::to_vec(&doc(1))?.len(),
         runs,
     };
-    if let Some(dir) = a.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&a.out, serde_json::to_string_pretty(&result)?)?;
+    crate::scenario::write_result(&a.out, &result)?;
     Ok(result)
 }
 

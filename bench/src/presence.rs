@@ -153,9 +153,6 @@ pub async fn run(a: PresenceArgs) -> anyhow::Result<PresenceResult> {
         users: a.users,
         runs,
     };
-    if let Some(dir) = a.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&a.out, serde_json::to_string_pretty(&result)?)?;
+    crate::scenario::write_result(&a.out, &result)?;
     Ok(result)
 }

@@ -1,7 +1,7 @@
 //! Plumbing shared by the feature scenarios that measure one data plane over real sockets
 //! (`rotor-bench-delta`, `rotor-bench-tags`): a subscriber that connects and subscribes in one
 //! frame, waiting until every subscriber is subscribed, publishing at a steady rate through the
-//! server API, and collecting the subscribers' results.
+//! server API, collecting the subscribers' results, and writing the scenario's result file.
 
 use std::time::Duration;
 
@@ -112,5 +112,14 @@ pub async fn join_subscribers(
     {
         done??;
     }
+    Ok(())
+}
+
+/// Writes a scenario's result as pretty JSON to `out`, making its directory.
+pub fn write_result(out: &std::path::Path, result: &impl serde::Serialize) -> anyhow::Result<()> {
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(out, serde_json::to_string_pretty(result)?)?;
     Ok(())
 }

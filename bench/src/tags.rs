@@ -323,10 +323,7 @@ pub async fn run(args: TagsArgs) -> anyhow::Result<TagsResult> {
         rate: a.rate,
         runs,
     };
-    if let Some(dir) = a.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&a.out, serde_json::to_string_pretty(&result)?)?;
+    crate::scenario::write_result(&a.out, &result)?;
     Ok(result)
 }
 

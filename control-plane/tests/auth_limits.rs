@@ -214,7 +214,11 @@ async fn parallel_guesses_cannot_race_past_the_limit() {
     let answers = futures_util::future::join_all(guesses).await;
     let checked = answers.iter().filter(|(s, _, _)| *s == 401).count();
     let limited = answers.iter().filter(|(s, _, _)| *s == 429).count();
-    assert_eq!((checked, limited), (5, 25), "{answers:?}");
+    // On a loaded box the password-hashing pool may answer some of the five admitted guesses
+    // 503 (busy, try again): they spent a try without being checked. Never more than five get
+    // past the limit, whatever the timing.
+    let busy = answers.iter().filter(|(s, _, _)| *s == 503).count();
+    assert_eq!((checked + busy, limited), (5, 25), "{answers:?}");
 }
 
 #[tokio::test]
