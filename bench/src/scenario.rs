@@ -123,3 +123,16 @@ pub fn write_result(out: &std::path::Path, result: &impl serde::Serialize) -> an
     std::fs::write(out, serde_json::to_string_pretty(result)?)?;
     Ok(())
 }
+
+/// Runs a scenario to its end on a two-worker runtime (what the scenario binaries' `main`
+/// does with their parsed options).
+pub fn block_on<T>(
+    scenario: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(scenario)?;
+    Ok(())
+}

@@ -16,10 +16,5 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(presence::run(cli.args))?;
-    Ok(())
+    rotor_bench::scenario::block_on(presence::run(Cli::parse().args))
 }

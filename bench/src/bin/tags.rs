@@ -16,11 +16,5 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(tags::run(cli.args))?;
-    Ok(())
+    rotor_bench::scenario::block_on(tags::run(Cli::parse().args))
 }
