@@ -8,7 +8,9 @@
 //! A handed-off socket carries exactly one request: the edge routed (and rewrote the head of)
 //! that one request only, so a second one pipelined or kept alive behind it — which could
 //! forge `X-Forwarded-For` or name another route — is never read; after a response that is not
-//! an upgrade the connection closes.
+//! an upgrade the connection closes. The one exception is a server API call the edge granted
+//! keep-alive (one of the project's own keys): its follow-up API calls are served here, each
+//! checked and rewritten as the edge would have ([`crate::kept_alive`]).
 //!
 //! Shutdown is the TCP listener's: accepting stops when `node.shutdown` fires, in-flight requests
 //! end gracefully, upgraded WebSockets are disconnected with 3001 by their own loops and counted
@@ -18,11 +20,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::Response;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -34,6 +35,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::kept_alive::{self, Connection, FollowUps};
+
 /// The hand-off socket, bound and not yet serving.
 pub struct HandoffListener {
     listener: UnixListener,
@@ -41,6 +44,8 @@ pub struct HandoffListener {
     /// (device, inode) of the socket file this process created: on exit it removes the file
     /// only if it is still this one (a successor may have replaced it).
     file: Option<(u64, u64)>,
+    /// How long a kept API connection may sit without a request.
+    idle: Duration,
 }
 
 impl HandoffListener {
@@ -53,7 +58,15 @@ impl HandoffListener {
             listener,
             path,
             file,
+            idle: kept_alive::IDLE,
         })
+    }
+
+    /// Closes kept API connections after `idle` without a request instead of
+    /// [`kept_alive::IDLE`].
+    pub fn with_keep_alive_idle(mut self, idle: Duration) -> Self {
+        self.idle = idle;
+        self
     }
 
     /// Where it listens.
@@ -65,6 +78,7 @@ impl HandoffListener {
     /// waits for the connections it serves to end.
     pub async fn serve(self, app: Router, stop: CancellationToken) {
         let tracker = TaskTracker::new();
+        let follow_ups = Arc::new(FollowUps::default());
         loop {
             let unix = tokio::select! {
                 _ = stop.cancelled() => break,
@@ -77,7 +91,13 @@ impl HandoffListener {
                     }
                 },
             };
-            tracker.spawn(take(unix, app.clone(), stop.clone()));
+            let served = Served {
+                app: app.clone(),
+                stop: stop.clone(),
+                follow_ups: follow_ups.clone(),
+                idle: self.idle,
+            };
+            tracker.spawn(take(unix, served));
         }
         drop(self.listener);
         let ours = std::fs::metadata(&self.path)
@@ -91,8 +111,16 @@ impl HandoffListener {
     }
 }
 
+/// What serving a handed-off connection needs.
+struct Served {
+    app: Router,
+    stop: CancellationToken,
+    follow_ups: Arc<FollowUps>,
+    idle: Duration,
+}
+
 /// Receives one connection, acknowledges it and serves it.
-async fn take(mut unix: UnixStream, app: Router, stop: CancellationToken) {
+async fn take(mut unix: UnixStream, served: Served) {
     let received = match wire::receive(&unix).await {
         Ok(r) => r,
         Err(e) => {
@@ -101,7 +129,7 @@ async fn take(mut unix: UnixStream, app: Router, stop: CancellationToken) {
         }
     };
     let peer = received.peer;
-    let stream = if stop.is_cancelled() {
+    let stream = if served.stop.is_cancelled() {
         Err(io::Error::other("shutting down"))
     } else {
         received
@@ -122,53 +150,66 @@ async fn take(mut unix: UnixStream, app: Router, stop: CancellationToken) {
     // From here the connection is ours whether or not the edge hears it.
     let _ = tokio::time::timeout(STEP_TIMEOUT, unix.write_all(&[ACCEPTED])).await;
     drop(unix);
-    serve_connection(stream, received.payload, peer, app, stop).await;
+    serve_connection(stream, received.payload, peer, served).await;
 }
 
-/// Serves the one request of a client connection whose first bytes are `prefix` (and its
-/// upgrade, if it asks for one), as the TCP listener would; then closes it.
-async fn serve_connection(
-    stream: TcpStream,
-    prefix: Vec<u8>,
-    peer: SocketAddr,
-    app: Router,
-    stop: CancellationToken,
-) {
-    let io = TokioIo::new(PrefixedStream::new(prefix, stream));
-    let service = TowerToHyperService::new(
-        app.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+/// Serves the request of a client connection whose first bytes are `prefix` (and its upgrade,
+/// if it asks for one) as the TCP listener would, and the API calls that follow it when the
+/// edge granted keep-alive; then closes it.
+async fn serve_connection(stream: TcpStream, prefix: Vec<u8>, peer: SocketAddr, served: Served) {
+    let Served {
+        app,
+        stop,
+        follow_ups,
+        idle,
+    } = served;
+    let state = Arc::new(Connection::new(peer, follow_ups, idle));
+    let requests = state.clone();
+    let service = tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let app = app.clone();
+        let state = requests.clone();
+        async move {
+            let mut req = match state.admit(req) {
+                Ok(req) => req,
+                Err(refusal) => return Ok::<_, std::convert::Infallible>(*refusal),
+            };
             req.extensions_mut().insert(ConnectInfo(peer));
-            req
-        })
-        .map_response(last_response),
-    );
+            let response = match app.oneshot(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            Ok(state.finish(response))
+        }
+    });
+    let io = TokioIo::new(PrefixedStream::new(prefix, stream));
     // Not `keep_alive(false)`: hyper would then add `Connection: close` to a `101 Switching
-    // Protocols` too, and WebSocket clients refuse that handshake. Each response says it is
-    // the last instead (an upgrade ends HTTP on the connection by itself).
+    // Protocols` too, and WebSocket clients refuse that handshake. Each response says whether
+    // it is the last instead (an upgrade ends HTTP on the connection by itself).
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .serve_connection(io, service)
+        .serve_connection(io, TowerToHyperService::new(service))
         .with_upgrades();
     tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let mut closing = false;
+    let result = loop {
+        let idle_check = tokio::time::sleep_until(state.idle_deadline());
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            _ = stop.cancelled(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            // A kept connection without requests for its idle time closes (a request in flight
+            // finishes first; an upgraded connection has left hyper's hands already).
+            _ = idle_check, if !closing => {
+                if state.is_kept() && state.is_idle() {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
         }
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "handed-off connection ended");
     }
-}
-
-/// Makes every response but an upgrade the connection's last: hyper then closes the
-/// connection after it and never reads a request pipelined or kept alive behind it.
-fn last_response(mut response: Response) -> Response {
-    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
 }

@@ -19,6 +19,7 @@ pub mod filter;
 pub mod fossil;
 pub mod handoff;
 pub mod hub;
+pub(crate) mod kept_alive;
 pub mod limits;
 pub mod logging;
 pub mod metrics;

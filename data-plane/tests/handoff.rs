@@ -9,6 +9,7 @@ use std::io::IoSlice;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::{token, TestServer, WAIT};
 use futures_util::{SinkExt, StreamExt};
@@ -30,9 +31,16 @@ fn socket_path() -> PathBuf {
 
 /// A data plane with a hand-off socket, sharing the node (and its shutdown) of a TCP server.
 async fn start() -> (TestServer, PathBuf) {
+    start_with_idle(Duration::from_secs(60)).await
+}
+
+/// [`start`], closing kept API connections after `idle` without a request.
+async fn start_with_idle(idle: Duration) -> (TestServer, PathBuf) {
     let server = TestServer::start(json!({})).await;
     let path = socket_path();
-    let listener = HandoffListener::bind(&path).expect("bind hand-off socket");
+    let listener = HandoffListener::bind(&path)
+        .expect("bind hand-off socket")
+        .with_keep_alive_idle(idle);
     let app = rotor_data_plane::server::router(server.node.clone(), Mode::Hosted);
     tokio::spawn(listener.serve(app, server.node.shutdown.clone()));
     (server, path)
@@ -265,4 +273,128 @@ async fn a_handed_off_socket_answers_its_first_request_only_and_then_closes() {
         0,
         "the pipelined publish never ran"
     );
+}
+
+/// Reads one HTTP response (head and `Content-Length` body) off `conn`: its status, whether it
+/// says `Connection: close`, and its body.
+async fn read_response(conn: &mut TcpStream, buf: &mut Vec<u8>) -> (u16, bool, String) {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if buf.len() >= end + 4 + len {
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned();
+                let status = head[9..12].parse().unwrap();
+                let close = head.contains("connection: close");
+                buf.drain(..end + 4 + len);
+                return (status, close, body);
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, conn.read(&mut chunk))
+            .await
+            .expect("a response in time")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed mid-response: {}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn api_publish(path: &str, n: u32, extra: &str) -> String {
+    let body = format!(r#"{{"channel":"news","data":{{"n":{n}}}}}"#);
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nX-API-Key: api-key\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Hands over a client connection whose first request carries `payload`; returns the client.
+async fn hand_over(path: &Path, payload: &[u8]) -> TcpStream {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    let (tcp, _) = l.accept().await.unwrap();
+    assert!(matches!(
+        hand_off(path, tcp.as_fd(), payload).await,
+        Outcome::Accepted
+    ));
+    client
+}
+
+#[tokio::test]
+async fn a_granted_api_connection_serves_its_follow_ups_and_refuses_a_misdirected_one() {
+    use tokio::io::AsyncWriteExt;
+    let (server, path) = start().await;
+    // The edge's head grants the connection; a follow-up rides pipelined behind it.
+    let grant = "x-rotor-keep: rate=0; host=x\r\nConnection: keep-alive\r\n";
+    let payload = format!(
+        "{}{}",
+        api_publish("/api/publish", 1, grant),
+        api_publish("/api/publish", 2, "")
+    );
+    let mut client = hand_over(&path, payload.as_bytes()).await;
+    let mut buf = Vec::new();
+    for n in 1..=2 {
+        let (status, close, body) = read_response(&mut client, &mut buf).await;
+        assert_eq!((status, close), (200, false), "request {n}: {body}");
+    }
+    // And one sent afterwards.
+    client
+        .write_all(api_publish("/api/publish", 3, "").as_bytes())
+        .await
+        .unwrap();
+    let (status, close, body) = read_response(&mut client, &mut buf).await;
+    assert_eq!((status, close), (200, false), "{body}");
+    assert_eq!(server.node.metrics.messages_published.get(), 3);
+    // Another project's path on the same connection: refused, and the connection closes.
+    client
+        .write_all(
+            api_publish("/api/publish", 4, "")
+                .replace("Host: x", "Host: other")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let (status, close, body) = read_response(&mut client, &mut buf).await;
+    assert_eq!((status, close), (421, true), "{body}");
+    assert!(body.contains("misdirected_request"), "{body}");
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(WAIT, client.read_to_end(&mut rest))
+        .await
+        .expect("closed after the refusal")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert_eq!(server.node.metrics.messages_published.get(), 3);
+}
+
+#[tokio::test]
+async fn a_granted_connection_closes_on_a_wrong_key_and_when_idle() {
+    use tokio::io::AsyncWriteExt;
+    let (server, path) = start_with_idle(Duration::from_millis(300)).await;
+    let grant = "x-rotor-keep: rate=0; host=x\r\nConnection: keep-alive\r\n";
+    // A follow-up with a key that is not the project's: 401, and the connection closes.
+    let mut client = hand_over(&path, api_publish("/api/publish", 1, grant).as_bytes()).await;
+    let mut buf = Vec::new();
+    assert_eq!(read_response(&mut client, &mut buf).await.0, 200);
+    let guess = api_publish("/api/publish", 2, "").replace("api-key", "guessed");
+    client.write_all(guess.as_bytes()).await.unwrap();
+    let (status, close, _) = read_response(&mut client, &mut buf).await;
+    assert_eq!((status, close), (401, true));
+    // A connection left idle is closed by the tenant.
+    let mut client = hand_over(&path, api_publish("/api/publish", 3, grant).as_bytes()).await;
+    let mut buf = Vec::new();
+    assert_eq!(read_response(&mut client, &mut buf).await.0, 200);
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(WAIT, client.read_to_end(&mut rest))
+        .await
+        .expect("an idle kept connection is closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert_eq!(server.node.metrics.messages_published.get(), 2);
 }

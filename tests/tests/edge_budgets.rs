@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use cp::{metric_sample, open_chat, raw_connect, token, ControlPlane, Project};
+use cp::{metric_sample, open_chat, raw_connect, read_answer, token, ControlPlane, Project};
 use serde_json::{json, Value};
 
 /// One publish through the edge: status, `Retry-After`, and the body.
@@ -323,42 +323,6 @@ async fn a_stranger_flooding_a_project_cannot_shut_out_its_users_or_its_backend(
             == shared_out as u64
     );
     Ok(())
-}
-
-/// One answer read off a raw connection: status, whether it said `Connection: close`, body.
-async fn read_answer(stream: &mut tokio::net::TcpStream) -> Result<(u16, bool, Value)> {
-    use tokio::io::AsyncReadExt;
-    let mut buf = Vec::new();
-    let read = async {
-        loop {
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                if buf.len() >= end + 4 + length {
-                    let status = head.get(9..12).unwrap_or_default().parse()?;
-                    let close = head.lines().any(|l| l == "connection: close");
-                    let body = serde_json::from_slice(&buf[end + 4..end + 4 + length])
-                        .unwrap_or(Value::Null);
-                    return anyhow::Ok((status, close, body));
-                }
-            }
-            let mut chunk = [0u8; 4096];
-            let n = stream.read(&mut chunk).await?;
-            ensure!(
-                n > 0,
-                "closed before a whole answer: {:?}",
-                String::from_utf8_lossy(&buf)
-            );
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .context("no answer")?
 }
 
 /// A publish request for `project` as raw bytes, optionally asking to close.

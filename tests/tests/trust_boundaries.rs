@@ -215,7 +215,7 @@ async fn tenants_on_their_own_host_never_share_the_dashboards_origin() -> Result
 
     // The tenant answers on its host, at the root.
     let api = format!(
-        "POST /api/info HTTP/1.1\r\nHost: {host}:{port}\r\nX-API-Key: {}\r\nContent-Length: 2\r\n\r\n{{}}",
+        "POST /api/info HTTP/1.1\r\nHost: {host}:{port}\r\nX-API-Key: {}\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{{}}",
         project.key
     );
     let reply = raw_exchange(authority(&cp.base), api.as_bytes()).await?;
@@ -257,6 +257,99 @@ async fn tenants_on_their_own_host_never_share_the_dashboards_origin() -> Result
     .await?;
     let reply = cp::ws::await_reply(&mut ws, 1).await?;
     assert!(reply["connect"]["client"].is_string(), "{reply}");
+    Ok(())
+}
+
+/// A server API call to `host` on a raw connection, with `key`.
+fn raw_api(host: &str, method: &str, key: &str, body: &Value, extra: &str) -> String {
+    let body = body.to_string();
+    format!(
+        "POST /api/{method} HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {key}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A project's backend keeps its API connection at the project's own host: the edge hands it
+/// to the project's process, which serves its follow-up API calls itself. Only the project's
+/// own key earns that, and only the project's server API rides on it: another project's host,
+/// the tenant's internal surfaces or a forged grant are refused, and the connection closes.
+#[tokio::test]
+async fn a_kept_api_connection_serves_only_its_own_projects_api() -> Result<()> {
+    let cp = ControlPlane::start_with_env(&[("ROTOR_TENANT_HOST", "{slug}.tenants.test")]).await?;
+    let owner = cp.account("owner@example.com").await?;
+    let history = json!({"history_size": 10, "history_ttl": "60s"});
+    let project = cp
+        .project(&owner, "kept", &[("chat", history.clone())])
+        .await?;
+    let other_owner = cp.account("other@example.com").await?;
+    let other = cp
+        .project(&other_owner, "other", &[("chat", history)])
+        .await?;
+    let port = cp.base.rsplit(':').next().context("port")?;
+    let host = format!("{}.tenants.test:{port}", project.slug);
+    let other_host = format!("{}.tenants.test:{port}", other.slug);
+    let edge = authority(&cp.base);
+    let publish = json!({"channel": "chat:a", "data": {"n": 1}});
+    let count = |reply: &Value| reply["result"]["publications"].as_array().map(Vec::len);
+    let history = json!({"channel": "chat:a", "limit": -1});
+
+    // The backend: five publishes on one connection, then a history call.
+    let mut conn = TcpStream::connect(edge).await?;
+    for n in 0..5 {
+        conn.write_all(raw_api(&host, "publish", &project.key, &publish, "").as_bytes())
+            .await?;
+        let (status, close, body) = cp::read_answer(&mut conn).await?;
+        anyhow::ensure!(status == 200 && !close, "publish {n}: {status} {body}");
+    }
+    conn.write_all(raw_api(&host, "history", &project.key, &history, "").as_bytes())
+        .await?;
+    let (_, close, body) = cp::read_answer(&mut conn).await?;
+    assert_eq!(count(&body), Some(5), "{body}");
+    assert!(!close);
+    // The other project's host, with its own key, on this connection: refused, closed, and
+    // never published to either project.
+    conn.write_all(raw_api(&other_host, "publish", &other.key, &publish, "").as_bytes())
+        .await?;
+    let (status, close, body) = cp::read_answer(&mut conn).await?;
+    assert_eq!((status, close), (421, true), "{body}");
+    assert_eq!(body["error"]["code"], "misdirected_request");
+    let mut conn = TcpStream::connect(edge).await?;
+    conn.write_all(
+        raw_api(
+            &other_host,
+            "history",
+            &other.key,
+            &history,
+            "Connection: close\r\n",
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let (_, _, body) = cp::read_answer(&mut conn).await?;
+    assert_eq!(count(&body), Some(0), "{body}");
+
+    // The tenant's admin surface, asked for on a kept connection: refused.
+    let record = cp.tenant_record(&project.id)?;
+    let admin_token = record["admin_token"].as_str().context("admin token")?;
+    let mut conn = TcpStream::connect(edge).await?;
+    conn.write_all(raw_api(&host, "info", &project.key, &json!({}), "").as_bytes())
+        .await?;
+    let smuggled = format!(
+        "GET /admin/status HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {admin_token}\r\n\r\n"
+    );
+    let (status, close, _) = cp::read_answer(&mut conn).await?;
+    assert_eq!((status, close), (200, false));
+    conn.write_all(smuggled.as_bytes()).await?;
+    let (status, close, body) = cp::read_answer(&mut conn).await?;
+    assert_eq!((status, close), (421, true), "{body}");
+
+    // A stranger's guessed key with a forged grant: one answer, then closed.
+    let forged = format!("X-Rotor-Keep: rate=0; host={host}\r\n");
+    let mut conn = TcpStream::connect(edge).await?;
+    conn.write_all(raw_api(&host, "publish", "guessed", &publish, &forged).as_bytes())
+        .await?;
+    let (status, close, _) = cp::read_answer(&mut conn).await?;
+    assert_eq!((status, close), (401, true));
     Ok(())
 }
 

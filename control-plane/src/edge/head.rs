@@ -9,7 +9,9 @@
 //! - marks only a real WebSocket handshake (GET, `Upgrade: websocket`, `Connection: upgrade`)
 //!   as an upgrade, and asks the tenant to close after any plain request, so a keep-alive
 //!   follow-up can never reach a tenant without passing through this rewrite (a tenant serves
-//!   exactly one request on a socket handed to it);
+//!   exactly one request on a socket handed to it) — unless the edge grants the connection for
+//!   the project's own API calls at the project's own host ([`grant_keep_alive`]): the tenant
+//!   then checks and rewrites each follow-up the same way;
 //! - says how long the request's body is ([`Body`]), so the edge hands a plain request's socket
 //!   to the tenant only once it holds the whole request;
 //! - notes the SHA-256 digest of the API key a server API call presents ([`PresentedKey`]),
@@ -17,6 +19,7 @@
 
 use std::net::SocketAddr;
 
+use rotor_tenant_config::keep_alive::{self, KeepAlive};
 use sha2::{Digest, Sha256};
 
 use crate::settings::TenantHost;
@@ -40,8 +43,11 @@ pub enum Target {
         api_key: Option<PresentedKey>,
         /// HTTP/1.1 without `Connection: close`: the client would send its next request on
         /// this connection (the edge keeps it only after an answer of its own, see
-        /// [`super::handle`]).
+        /// [`super::handle`], or grants it to the tenant, see [`grant_keep_alive`]).
         keeps_alive: bool,
+        /// The project's own host as this request named it (lower case), when projects are
+        /// served at their own host: a follow-up kept on the connection must name it again.
+        own_host: Option<String>,
     },
     /// The control plane's own app (REST API, dashboard).
     ControlPlane,
@@ -91,10 +97,11 @@ pub fn route(
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("host"))
         .and_then(|h| std::str::from_utf8(h.value).ok());
-    let (slug, tail) = match (tenant_host, host) {
+    let (slug, tail, own_host) = match (tenant_host, host) {
         (Some(pattern), Some(host)) if pattern.slug_of(host).is_some() => {
             let slug = pattern.slug_of(host).unwrap_or_default();
-            (slug.to_ascii_lowercase(), path.to_owned())
+            let own = Some(host.to_ascii_lowercase());
+            (slug.to_ascii_lowercase(), path.to_owned(), own)
         }
         _ => {
             let Some(rest) = path.strip_prefix("/t/") else {
@@ -118,7 +125,7 @@ pub fn route(
             } else {
                 tail.to_owned()
             };
-            (slug.to_owned(), tail)
+            (slug.to_owned(), tail, None)
         }
     };
     if is_internal(&tail) {
@@ -137,9 +144,15 @@ pub fn route(
     head.extend_from_slice(b" HTTP/1.1\r\n");
     for h in req.headers.iter() {
         let name = h.name;
-        let dropped = ["x-forwarded-for", "x-real-ip", "forwarded", "connection"]
-            .iter()
-            .any(|n| name.eq_ignore_ascii_case(n))
+        let dropped = [
+            "x-forwarded-for",
+            "x-real-ip",
+            "forwarded",
+            "connection",
+            keep_alive::HEADER,
+        ]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n))
             || (!websocket && name.eq_ignore_ascii_case("upgrade"));
         if dropped {
             continue;
@@ -173,8 +186,34 @@ pub fn route(
             body,
             api_key,
             keeps_alive,
+            own_host,
         },
     )))
+}
+
+/// The end of every plain request's rewritten head.
+const CLOSE: &[u8] = b"Connection: close\r\n\r\n";
+
+/// A plain request's rewritten `head` granting its connection to the tenant for follow-up
+/// API calls (see [`rotor_tenant_config::keep_alive`]); only for a handed-off socket, never a
+/// spliced one (the tenant's TCP listener applies no grant).
+pub fn grant_keep_alive(head: &[u8], grant: &KeepAlive) -> Vec<u8> {
+    let Some(start) = head
+        .len()
+        .checked_sub(CLOSE.len())
+        .filter(|&i| &head[i..] == CLOSE)
+    else {
+        return head.to_vec();
+    };
+    let mut granted = Vec::with_capacity(head.len() + 64);
+    granted.extend_from_slice(&head[..start]);
+    push_header(
+        &mut granted,
+        keep_alive::HEADER.as_bytes(),
+        grant.header_value().as_bytes(),
+    );
+    granted.extend_from_slice(b"Connection: keep-alive\r\n\r\n");
+    granted
 }
 
 /// The digest of the key a server API request (`/api`, `/api/…`) presents, if any.
@@ -468,6 +507,49 @@ mod tests {
         }
         let (_, head, _) = tenant("GET /t/a/api/info HTTP/1.1\r\n\r\n", None);
         assert!(head.starts_with("GET /api/info "));
+    }
+
+    #[test]
+    fn a_grant_replaces_the_close_and_a_clients_own_grant_is_dropped() {
+        let routed =
+            |raw: &str, host: Option<&TenantHost>| match route(raw.as_bytes(), peer(), host) {
+                Ok(Some((_, Target::Tenant { own_host, head, .. }))) => (own_host, head),
+                other => panic!("not a tenant route: {other:?}"),
+            };
+        let pattern = TenantHost::parse("{slug}.rt.example.com").unwrap();
+        let forged = "X-Rotor-Keep: rate=0; host=other.rt.example.com\r\n";
+        let (own_host, head) = routed(
+            &format!(
+                "POST /api/publish HTTP/1.1\r\nHost: Acme.rt.example.com:8443\r\n{forged}\r\n"
+            ),
+            Some(&pattern),
+        );
+        assert_eq!(own_host.as_deref(), Some("acme.rt.example.com:8443"));
+        let text = String::from_utf8(head.clone()).unwrap();
+        assert!(
+            !text.to_ascii_lowercase().contains("x-rotor-keep"),
+            "{text}"
+        );
+        assert!(text.ends_with("Connection: close\r\n\r\n"));
+        let grant = KeepAlive {
+            rate: 200,
+            host: own_host.unwrap(),
+        };
+        let granted = String::from_utf8(grant_keep_alive(&head, &grant)).unwrap();
+        assert!(granted.starts_with("POST /api/publish HTTP/1.1\r\n"));
+        assert!(granted.ends_with(
+            "x-rotor-keep: rate=200; host=acme.rt.example.com:8443\r\nConnection: keep-alive\r\n\r\n"
+        ));
+        assert!(!granted.contains("close"), "{granted}");
+        // The path form shares one origin among projects: it names no host of its own.
+        let (own_host, _) = routed("POST /t/acme/api/publish HTTP/1.1\r\nHost: x\r\n\r\n", None);
+        assert_eq!(own_host, None);
+        // A WebSocket head (no close to replace) is never granted.
+        let (_, ws) = routed(
+            "GET /t/a/connection/websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            None,
+        );
+        assert_eq!(grant_keep_alive(&ws, &grant), ws);
     }
 
     #[test]

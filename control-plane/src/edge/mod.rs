@@ -27,6 +27,7 @@ use bytes::{Buf, BytesMut};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use rotor_tenant_config::handoff::{self, Outcome};
+use rotor_tenant_config::keep_alive::KeepAlive;
 use rotor_tenant_config::prefixed::PrefixedStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -206,6 +207,7 @@ async fn handle(
                 body,
                 api_key,
                 keeps_alive,
+                own_host,
             } => {
                 // A plain request is handed over only whole: its body is read ahead here, so the
                 // tenant is given a complete request (and a client trickling its body holds the
@@ -319,7 +321,18 @@ async fn handle(
                     continue;
                 }
                 if let Some(path) = handoff.filter(|_| whole) {
-                    let mut payload = head.clone();
+                    // The project's own backend keeps its connection: its follow-ups go straight
+                    // to the tenant, which checks them as this edge would, within the plan's rate.
+                    let mut payload = match own_host {
+                        Some(host) if kind == budgets::Kind::Api && keeps_alive => {
+                            let grant = KeepAlive {
+                                rate: budget.requests_per_second,
+                                host,
+                            };
+                            head::grant_keep_alive(&head, &grant)
+                        }
+                        _ => head.clone(),
+                    };
                     payload.extend_from_slice(&buf[head_len..]);
                     match handoff::hand_off(&path, stream.as_fd(), &payload).await {
                         // The tenant owns the connection; dropping this copy leaves it open (and

@@ -15,6 +15,7 @@ pub mod egress;
 pub mod fdlimit;
 pub mod handoff;
 pub mod jwks_template;
+pub mod keep_alive;
 pub mod listen;
 mod load;
 pub mod prefixed;

@@ -440,3 +440,39 @@ pub async fn raw_connect(url: &str, token: &str) -> Result<Result<Value, u16>> {
         }
     }
 }
+
+/// One answer read off a raw connection: status, whether it said `Connection: close`, body.
+pub async fn read_answer(stream: &mut tokio::net::TcpStream) -> Result<(u16, bool, Value)> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let read = async {
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + length {
+                    let status = head.get(9..12).unwrap_or_default().parse()?;
+                    let close = head.lines().any(|l| l == "connection: close");
+                    let body = serde_json::from_slice(&buf[end + 4..end + 4 + length])
+                        .unwrap_or(Value::Null);
+                    return anyhow::Ok((status, close, body));
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await?;
+            anyhow::ensure!(
+                n > 0,
+                "closed before a whole answer: {:?}",
+                String::from_utf8_lossy(&buf)
+            );
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .context("no answer")?
+}
