@@ -31,6 +31,10 @@ pub struct CpArgs {
     /// Its process id (CPU time, open files).
     #[arg(long)]
     pub cp_pid: u32,
+    /// Its `ROTOR_TENANT_HOST` (`{slug}.tenants.bench`), when projects are served at their own
+    /// host (their clients dial `ROTOR_BENCH_CONNECT_TO`, see [`crate::resolve`]).
+    #[arg(long)]
+    pub tenant_host: Option<String>,
 }
 
 /// What the control plane records for a running tenant (the fields used here).
@@ -255,14 +259,26 @@ impl ControlPlane {
     /// The client WebSocket endpoint of a project through the edge.
     pub fn ws_url(&self, slug: &str) -> String {
         format!(
-            "{}/t/{slug}/connection/websocket",
-            self.args.base.replacen("http://", "ws://", 1)
+            "{}/connection/websocket",
+            self.project_base(slug).replacen("http://", "ws://", 1)
         )
     }
 
     /// A server API method of a project through the edge.
     pub fn api_url(&self, slug: &str, method: &str) -> String {
-        format!("{}/t/{slug}/api/{method}", self.args.base)
+        format!("{}/api/{method}", self.project_base(slug))
+    }
+
+    /// Where a project is served: its own host on the edge's port, or `/t/{slug}` on the base.
+    fn project_base(&self, slug: &str) -> String {
+        let base = &self.args.base;
+        match &self.args.tenant_host {
+            Some(pattern) => {
+                let port = base.rsplit_once(':').map_or("80", |(_, p)| p);
+                format!("http://{}:{port}", pattern.replace("{slug}", slug))
+            }
+            None => format!("{base}/t/{slug}"),
+        }
     }
 }
 

@@ -20,6 +20,7 @@ pub mod presence;
 pub mod procstat;
 pub mod publisher;
 pub mod report;
+pub mod resolve;
 pub mod results;
 pub mod scenario;
 pub mod tags;

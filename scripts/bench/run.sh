@@ -12,6 +12,8 @@
 #                            bench/results/
 #   NOISY_SECS, NOISY_CONNS, NOISY_RATE, NOISY_VIA (edge|direct), NOISY_FLOOD_RATE,
 #   NOISY_STORM_CONNS        the noisy-neighbour scenario's sizes (defaults below)
+#   NOISY_TENANT_HOST        projects served at their own host in the noisy-neighbour scenario
+#                            (default {slug}.tenants.bench, as hosted; empty: the /t/{slug} form)
 #   NOISY_PIN=1              also run it with the load generators (B's clients, A's noise) on
 #                            CPU 1 and Rotor (control plane, tenants) on CPU 0, the closest this
 #                            box gets to a load generator on its own machine
@@ -254,6 +256,7 @@ fi
 # Multi-tenant scenarios (issue #20): noisy neighbour, density. Overridable from the environment.
 : "${NOISY_SECS:=30}" "${NOISY_CONNS:=1000}" "${NOISY_RATE:=1000}" "${NOISY_VIA:=edge}"
 : "${NOISY_FLOOD_RATE:=2000}" "${NOISY_STORM_CONNS:=2000}" "${NOISY_PIN:=1}"
+: "${NOISY_TENANT_HOST={slug\}.tenants.bench}"
 : "${DENSITY_PROJECTS:=10000}" "${DENSITY_LIVE:=1000}" "${DENSITY_CLIENTS:=3}"
 : "${DENSITY_IDLE_SECS:=60}" "${DENSITY_PARK_AFTER_MS:=5000}" "${DENSITY_PROBES:=50}"
 : "${DENSITY_WAKES:=100}" "${DENSITY_MAX_PROCESSES:=2500}"
@@ -494,6 +497,7 @@ stop_tenancy_cp() {
 tenancy_args() {
     printf '%s\n' --base "$CP_BASE" --database-url "$CP_DB" --cp-bin "$BIN/rotor-control-plane" \
         --run-dir "$CP_RUN" --cp-pid "$CP_PID"
+    [[ -z ${CP_TENANT_HOST:-} ]] || printf '%s\n' --tenant-host "$CP_TENANT_HOST"
 }
 
 noisy() { # tenant B's latency and loss while tenant A is saturated (issue #20 item 3)
@@ -507,14 +511,19 @@ noisy() { # tenant B's latency and loss while tenant A is saturated (issue #20 i
 }
 noisy_run() { # OUT SERVER_CPUS LOAD_CPUS [rotor-noisy flags] (empty CPUs: unpinned)
     local out=$1 args extra=("${@:4}")
-    CP_CPUS=$2 start_tenancy_cp noisy
+    # Hosted projects are served at their own host: a project's backend then keeps its API
+    # connections in its own process, away from the shared edge.
+    CP_TENANT_HOST=$NOISY_TENANT_HOST
+    CP_CPUS=$2 start_tenancy_cp noisy ${CP_TENANT_HOST:+ROTOR_TENANT_HOST=$CP_TENANT_HOST}
     mapfile -t args < <(tenancy_args)
     log "$out: B ${NOISY_RATE}/s to $NOISY_CONNS subscribers via $NOISY_VIA, windows of ${NOISY_SECS}s${2:+, Rotor on CPU $2, load on CPU $3}"
-    timeout -k 10 600 ${3:+taskset -c "$3"} "$BIN/rotor-noisy" run "${args[@]}" --conns "$NOISY_CONNS" \
+    ROTOR_BENCH_CONNECT_TO=127.0.0.1:$PORT_TENANCY \
+        timeout -k 10 600 ${3:+taskset -c "$3"} "$BIN/rotor-noisy" run "${args[@]}" --conns "$NOISY_CONNS" \
         --rate "$NOISY_RATE" --window-secs "$NOISY_SECS" --b-via "$NOISY_VIA" \
         --flood-rate "$NOISY_FLOOD_RATE" --storm-conns "$NOISY_STORM_CONNS" --max-secs 500 \
         "${extra[@]}" --out "$RESULTS/$out.json" || log "$out run failed (see above); continuing"
     stop_tenancy_cp
+    CP_TENANT_HOST=""
 }
 
 density() { # many projects on one control plane, most parked (issue #20 item 6)

@@ -117,8 +117,25 @@ pub async fn dial(url: &str, subprotocol: Option<&str>) -> Result<Ws, ConnError>
             HeaderValue::from_str(p).map_err(|e| ConnError::Protocol(e.to_string()))?,
         );
     }
-    let (ws, _) =
-        tokio_tungstenite::connect_async_with_config(request, Some(ws_config()), true).await?;
+    let (ws, _) = match crate::resolve::dial_addr(url) {
+        // A project at its own host under a name no resolver knows: dial the edge, send the
+        // name in `Host` (the request carries it from the URL).
+        Some(addr) => {
+            let stream = TcpStream::connect(addr)
+                .await
+                .map_err(tokio_tungstenite::tungstenite::Error::Io)?;
+            let _ = stream.set_nodelay(true);
+            tokio_tungstenite::client_async_with_config(
+                request,
+                MaybeTlsStream::Plain(stream),
+                Some(ws_config()),
+            )
+            .await?
+        }
+        None => {
+            tokio_tungstenite::connect_async_with_config(request, Some(ws_config()), true).await?
+        }
+    };
     Ok(ws)
 }
 

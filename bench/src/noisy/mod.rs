@@ -152,6 +152,10 @@ pub struct NoisyResult {
     /// A's noise process ran at the idle scheduling priority (`--noise-idle`).
     #[serde(default)]
     pub noise_idle: bool,
+    /// Projects were served at their own host (`ROTOR_TENANT_HOST`, this pattern), so each
+    /// project's backend kept its API connections in its own process; `None`: `/t/{slug}`.
+    #[serde(default)]
+    pub tenant_host: Option<String>,
     pub b_connected: u64,
     pub b_connect_failed: u64,
     pub windows: Vec<Window>,
@@ -386,6 +390,7 @@ async fn measure(args: &NoisyArgs, result: &mut NoisyResult) -> anyhow::Result<(
     result.confinement = confinement(Some(&b.record));
     result.pinning = pinning(cp.args.cp_pid);
     result.noise_idle = args.noise_idle;
+    result.tenant_host = cp.args.tenant_host.clone();
     eprintln!(
         "[noisy] A {} (free, pid {}), B {} (pro, pid {}); tenants: {}",
         a.project.slug, a.record.pid, b.project.slug, b.record.pid, result.confinement

@@ -226,11 +226,17 @@ fn wake_row(t: &crate::cp::Timing, statuses: &std::collections::BTreeMap<String,
 /// "## Noisy neighbour".
 pub(super) fn noisy_section(o: &mut String, r: &NoisyResult) {
     let p = &r.params;
-    let via = if p.b_via == "direct" {
-        "straight to B's process (its address from the control plane's run directory); A's \
-         traffic goes through the edge"
-    } else {
-        "through the edge (`/t/{slug}/…`), like all of A's traffic"
+    let via = match (&r.tenant_host, p.b_via == "direct") {
+        (_, true) => "straight to B's process (its address from the control plane's run \
+                      directory); A's traffic goes through the edge"
+            .to_owned(),
+        (Some(host), false) => format!(
+            "through the edge at each project's own host (`{host}`, as hosted projects are \
+             served), like all of A's traffic: a project's backend calling its API with its own \
+             key keeps its connection in the project's process, so B's publishes and A's \
+             flood pass the edge once per connection, not once per request"
+        ),
+        (None, false) => "through the edge (`/t/{slug}/…`), like all of A's traffic".to_owned(),
     };
     let heading = match (&r.pinning, r.noise_idle) {
         (Some(p), true) => format!("### Noisy neighbour, pinned, A's noise at idle priority: {p}\n\nThe pinned scenario again with A's noise process at the kernel's idle scheduling priority (`chrt --idle`): it still gets every cycle of its CPU that B's publisher and subscribers leave, but can no longer delay them, as a noise generator on a machine of its own could not. Nothing changes on Rotor's side. "),
