@@ -66,7 +66,7 @@ impl ControlPlane {
     pub async fn sign_up(args: &CpArgs, email: &str) -> anyhow::Result<Self> {
         let mut cp = Self {
             args: args.clone(),
-            http: reqwest::Client::builder()
+            http: crate::resolve::http_client(reqwest::Client::builder())
                 .pool_max_idle_per_host(64)
                 .timeout(Duration::from_secs(30))
                 .build()?,

@@ -93,7 +93,7 @@ impl Publisher {
         let async_errors = Arc::new(AtomicU64::new(0));
         let sender = match target.via {
             PublishVia::Api | PublishVia::Http => Sender::Http(
-                crate::resolve::http_client(reqwest::Client::builder(), &target.url)
+                crate::resolve::http_client(reqwest::Client::builder())
                     .pool_max_idle_per_host(target.concurrency)
                     .timeout(Duration::from_secs(10))
                     .build()?,

@@ -1,8 +1,8 @@
 //! Where the load generators connect when projects are served at their own host
 //! (`ROTOR_TENANT_HOST`): the bench names each project `{slug}.tenants.bench`, a name no resolver
 //! knows, and `ROTOR_BENCH_CONNECT_TO` (the edge's address) says where such names go. HTTP
-//! clients resolve the project's name to it; WebSocket clients dial it and send the name in
-//! `Host`. Addresses given as IPs are dialled as they are.
+//! clients resolve every name to it; WebSocket clients dial it and send the name in `Host`.
+//! Addresses given as IPs are dialled as they are.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -21,11 +21,24 @@ fn named_host(url: &str) -> Option<(String, SocketAddr)> {
     (!host.is_empty() && ip.parse::<IpAddr>().is_err()).then(|| (host.to_owned(), to))
 }
 
-/// `builder`, resolving `url`'s host to [`connect_to`] when it is a name.
-pub fn http_client(builder: reqwest::ClientBuilder, url: &str) -> reqwest::ClientBuilder {
-    match named_host(url) {
-        Some((host, to)) => builder.resolve(&host, to),
+/// `builder`, resolving every name to [`connect_to`] when it is set.
+pub fn http_client(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    match connect_to() {
+        Some(to) => builder.dns_resolver(std::sync::Arc::new(ToEdge(to))),
         None => builder,
+    }
+}
+
+/// A resolver answering every name with the edge's address.
+struct ToEdge(SocketAddr);
+
+impl reqwest::dns::Resolve for ToEdge {
+    fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let addr = self.0;
+        Box::pin(async move {
+            let addrs: reqwest::dns::Addrs = Box::new(std::iter::once(addr));
+            Ok(addrs)
+        })
     }
 }
 

@@ -12,6 +12,7 @@
 #                            bench/results/
 #   NOISY_SECS, NOISY_CONNS, NOISY_RATE, NOISY_VIA (edge|direct), NOISY_FLOOD_RATE,
 #   NOISY_STORM_CONNS        the noisy-neighbour scenario's sizes (defaults below)
+#   BENCH_NO_BUILD=1         use the release binaries already built instead of building them
 #   NOISY_TENANT_HOST        projects served at their own host in the noisy-neighbour scenario
 #                            (default {slug}.tenants.bench, as hosted; empty: the /t/{slug} form)
 #   NOISY_PIN=1              also run it with the load generators (B's clients, A's noise) on
@@ -91,7 +92,9 @@ prepare() {
     log "building release binaries"
     # The whole workspace, as `make build-release` does: one feature set, so the artifacts are
     # shared with `make run` instead of built a second time per package.
-    if ! cargo build --release --workspace --bins; then
+    if [[ ${BENCH_NO_BUILD:-0} == 1 ]]; then
+        log "BENCH_NO_BUILD=1: using the release binaries in $BIN as they are"
+    elif ! cargo build --release --workspace --bins; then
         cargo build --release -p rotor-data-plane -p rotor-bench --bins
         if want edge || want noisy || want density; then
             log "rotor-control-plane does not build: skipping the edge, noisy and density scenarios"

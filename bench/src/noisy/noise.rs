@@ -117,7 +117,7 @@ fn classify(status: u16, text: &[u8]) -> String {
 }
 
 async fn flood(spec: &NoiseSpec) -> FloodSummary {
-    let Ok(http) = crate::resolve::http_client(reqwest::Client::builder(), &spec.api_url)
+    let Ok(http) = crate::resolve::http_client(reqwest::Client::builder())
         .pool_max_idle_per_host(spec.flood_concurrency)
         .timeout(Duration::from_secs(10))
         .build()

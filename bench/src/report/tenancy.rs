@@ -96,18 +96,24 @@ pub(super) fn noisy_target(r: Option<&NoisyResult>) -> Target {
             None => Verdict::NotMeasured,
         },
         why: format!(
-            "A's excess never reaches its process: past its plan's edge budget (free: 200 \
-             requests/s and 100 WebSocket handshakes/s, bursts of two seconds) the edge answers \
-             429 itself before any hand-off, and what passes is refused inside A (the rate \
-             limiter before the engine, the history budget in the engine, the connection limit \
-             with a 503 before the upgrade); A's process is held to its plan's CPU cap (50 % of \
-             a core) and weight (100 against B's 400). What stays shared is the edge's accept, \
-             head read and one small answer for each of A's 2 500 attempts/s, the kernel's \
-             loopback stack and, on this box, the cores the load generators run on too{cpu}. \
-             Pinning Rotor and the load generators to different CPUs leaves the first two: B \
-             then shares one core with the edge and A's capped process"
+            "A's excess is refused before it costs B anything: past its plan's edge budget \
+             (free: 200 requests/s and 100 WebSocket handshakes/s, bursts of two seconds) the \
+             edge answers 429 itself, and A's backend connections that the edge handed to A's \
+             process are refused there at the same rate, inside A's cgroup; what passes is \
+             refused by A's rate limiter, history budget and connection limit; A's process is \
+             held to its plan's CPU cap (50 % of a core) and weight (100 against B's 400). With \
+             projects at their own host, B's publisher keeps its API connections in B's \
+             process, so B's traffic no longer passes the edge at all after its first request \
+             per connection (the control plane used {} of a core in the quiet window){cpu}. What \
+             stays shared is the edge's accept and answer for A's connection storm, the kernel's \
+             loopback stack and, on this box, the CPU that B's process shares with A's capped \
+             process and the edge; pinning the load generators to the other CPU leaves those",
+            windows.map_or_else(
+                || "–".to_owned(),
+                |(q, _, _)| pct_of_core(q.cpu.control_plane, q.cpu.wall_secs)
+            )
         ),
-        next: "the edge's refusal is cheaper now: a 429 goes out on a connection kept open when the client asked for keep-alive, so A's retrying flood costs a request head, not a TCP connection each (the control plane's CPU in the noisy window fell from ≈27 % to ≈18 % of a core, and B's p99 under noise from 4.13 ms to under 2 ms); but B's quiet p99 fell as much (to under 1 ms), and what is left is scheduling delay on a box where B shares two cores with the edge, A's capped process and every load generator. Next: B's own publishes still open a TCP connection through the edge each (a tenant serves one request per handed-off socket), so serve kept-alive API connections in the tenant with the edge's rewrite applied there; then give the edge a core of its own (SO_REUSEPORT accept workers pinned apart from tenants), and measure with the load generator on its own machine",
+        next: "B's p99 under A's noise is now 0.46–0.75 ms (it was 1.48–1.90 ms with one edge pass per publish), but B's quiet p99 fell further, and quiet windows of the same run differ from each other by up to 25 % (0.29–0.53 ms): the remaining gap is CPU scheduling on a box where B's process, A's capped process (which now refuses A's kept flood itself, ≈7 % of a core) and the edge share one core. Next: measure on a machine where the load generators have cores of their own and Rotor more than one, so B's process never waits behind A's; move a connection that keeps drawing 429s to a low-weight runtime thread in its own cgroup".into(),
     }
 }
 
