@@ -509,7 +509,8 @@ async fn terraform_creates_updates_repairs_imports_and_destroys_a_project() -> R
         &format!(
             r#"{HEADER}
 resource "rotor_project" "existing" {{
-  name = "Terraform App 2"
+  name                = "Terraform App 2"
+  user_status_enabled = true
 }}
 
 resource "rotor_namespace" "feed" {{
