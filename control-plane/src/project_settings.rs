@@ -382,17 +382,38 @@ mod tests {
 
     #[test]
     fn user_status_is_a_setting_bounded_for_hosted_projects() {
-        let c = to_config(&json!({"user_status": {"enabled": true, "last_seen_ttl": "48h"}}))
-            .unwrap();
-        assert_eq!(c["user_status"], json!({"enabled": true, "last_seen_ttl": "48h"}));
+        let c =
+            to_config(&json!({"user_status": {"enabled": true, "last_seen_ttl": "48h"}})).unwrap();
+        assert_eq!(
+            c["user_status"],
+            json!({"enabled": true, "last_seen_ttl": "48h"})
+        );
         validate(&json!({"user_status": {"enabled": true}}), &[]).unwrap();
         for (settings, field) in [
-            (json!({"user_status": {"last_seen_ttl": "169h"}}), "settings.user_status.last_seen_ttl"),
-            (json!({"user_status": {"last_seen_ttl": "59s"}}), "settings.user_status.last_seen_ttl"),
-            (json!({"user_status": {"last_seen_ttl": 10_000_000}}), "settings.user_status.last_seen_ttl"),
-            (json!({"user_status": {"last_seen_ttl": "soon"}}), "settings.user_status.last_seen_ttl"),
-            (json!({"user_status": {"max_last_seen_bytes": 1}}), "settings.user_status.max_last_seen_bytes"),
-            (json!({"user_status": {"colour": 1}}), "settings.user_status.colour"),
+            (
+                json!({"user_status": {"last_seen_ttl": "169h"}}),
+                "settings.user_status.last_seen_ttl",
+            ),
+            (
+                json!({"user_status": {"last_seen_ttl": "59s"}}),
+                "settings.user_status.last_seen_ttl",
+            ),
+            (
+                json!({"user_status": {"last_seen_ttl": 10_000_000}}),
+                "settings.user_status.last_seen_ttl",
+            ),
+            (
+                json!({"user_status": {"last_seen_ttl": "soon"}}),
+                "settings.user_status.last_seen_ttl",
+            ),
+            (
+                json!({"user_status": {"max_last_seen_bytes": 1}}),
+                "settings.user_status.max_last_seen_bytes",
+            ),
+            (
+                json!({"user_status": {"colour": 1}}),
+                "settings.user_status.colour",
+            ),
             (json!({"user_status": true}), "settings.user_status"),
         ] {
             let e = validate(&settings, &[]).unwrap_err();

@@ -137,7 +137,9 @@ async fn the_anonymous_user_is_never_reported_and_bad_requests_answer_107() {
     let reply = api(&s, "user_status", json!({ "users": most })).await;
     let all = reply["result"]["statuses"].as_array().unwrap();
     assert_eq!(all.len(), 1000);
-    assert!(all.iter().all(|v| v["online"] == false && v["connections"] == 0));
+    assert!(all
+        .iter()
+        .all(|v| v["online"] == false && v["connections"] == 0));
     // A body that is not the request's shape is refused before any method runs.
     let resp = reqwest::Client::new()
         .post(format!("http://{}/api/user_status", s.addr))
@@ -236,5 +238,8 @@ async fn a_publish_only_key_may_not_ask_for_user_status() {
     .await;
     assert_eq!(in_batch["replies"][0]["error"]["code"], 103, "{in_batch}");
     let allowed = call("rk_all", "user_status", body).await;
-    assert_eq!(allowed["result"]["statuses"][0]["user"], "alice", "{allowed}");
+    assert_eq!(
+        allowed["result"]["statuses"][0]["user"], "alice",
+        "{allowed}"
+    );
 }

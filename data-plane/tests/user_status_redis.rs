@@ -150,7 +150,8 @@ async fn the_users_of_a_killed_process_go_offline_within_the_presence_ttl() {
     doomed.child.start_kill().unwrap();
     let _ = doomed.child.wait().await;
     let killed_at = now_ms();
-    let (carol, took) = eventually(&survivor.addr, "carol", ttl * 2, |v| v["online"] == false).await;
+    let (carol, took) =
+        eventually(&survivor.addr, "carol", ttl * 2, |v| v["online"] == false).await;
     assert!(took <= ttl * 2, "{took:?}");
     let seen = carol["last_seen"].as_u64().unwrap();
     // The last heartbeat of the killed process: before the kill, less than a TTL before.
@@ -246,7 +247,11 @@ async fn with_several_shards_each_users_record_lives_on_the_shard_its_id_picks()
                 .query_async(&mut conn)
                 .await
                 .unwrap();
-            assert_eq!(exists, shard_index(user, 2) == shard, "{user} on shard {shard}");
+            assert_eq!(
+                exists,
+                shard_index(user, 2) == shard,
+                "{user} on shard {shard}"
+            );
             used[shard] += usize::from(exists);
         }
         let keys: Vec<String> = redis::cmd("KEYS")
@@ -255,7 +260,11 @@ async fn with_several_shards_each_users_record_lives_on_the_shard_its_id_picks()
             .await
             .unwrap();
         if !keys.is_empty() {
-            let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.unwrap();
+            let _: () = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
         }
     }
     assert!(used[0] > 0 && used[1] > 0, "{used:?}");

@@ -412,7 +412,10 @@ async fn terraform_creates_updates_repairs_imports_and_destroys_a_project() -> R
     tf.assert_clean(&dir, "the first apply").await?;
 
     // The API refuses what the project's plan does not allow; the error names the attribute.
-    std::fs::write(dir.join("main.tf"), main_tf("Terraform App", 500, true, false))?;
+    std::fs::write(
+        dir.join("main.tf"),
+        main_tf("Terraform App", 500, true, false),
+    )?;
     let refused = tf
         .run(
             &dir,
@@ -428,11 +431,20 @@ async fn terraform_creates_updates_repairs_imports_and_destroys_a_project() -> R
     );
 
     // User status is off unless asked for.
-    assert!(project.get("settings").and_then(|s| s.get("user_status")).is_none(), "{project}");
+    assert!(
+        project
+            .get("settings")
+            .and_then(|s| s.get("user_status"))
+            .is_none(),
+        "{project}"
+    );
 
     // Update in place: rename the project, change an option, drop another (back to default),
     // turn user status on.
-    std::fs::write(dir.join("main.tf"), main_tf("Terraform App 2", 20, false, true))?;
+    std::fs::write(
+        dir.join("main.tf"),
+        main_tf("Terraform App 2", 20, false, true),
+    )?;
     let plan = tf.plan(&dir).await?;
     assert_eq!(plan.code, 2, "{}", plan.text());
     assert!(
@@ -444,7 +456,11 @@ async fn terraform_creates_updates_repairs_imports_and_destroys_a_project() -> R
     let (_, project) = get(&cp, &token, &format!("/v1/projects/{id}")).await?;
     assert_eq!(project["name"], "Terraform App 2");
     assert_eq!(project["slug"], slug.as_str(), "a rename keeps the slug");
-    assert_eq!(project["settings"]["user_status"], json!({"enabled": true}), "{project}");
+    assert_eq!(
+        project["settings"]["user_status"],
+        json!({"enabled": true}),
+        "{project}"
+    );
     cp.wait_applied(&token, &id).await?;
     let status = cp
         .http

@@ -28,7 +28,9 @@ async fn the_owner_turns_user_status_on_over_rest_and_nobody_else_can() -> Resul
     let cp = ControlPlane::start().await?;
     let owner = cp.account("owner@example.com").await?;
     let other = cp.account("other@example.com").await?;
-    let p = cp.project(&owner, "presence", &[("chat", open_chat())]).await?;
+    let p = cp
+        .project(&owner, "presence", &[("chat", open_chat())])
+        .await?;
     let _alice = Subscriber::open(&cp.ws_url(&p.slug), &p.secret, "alice", "chat:lobby").await?;
 
     let off = user_status(&cp, &p, &["alice"]).await?;
@@ -37,14 +39,22 @@ async fn the_owner_turns_user_status_on_over_rest_and_nobody_else_can() -> Resul
     // Another account: the project does not exist for it, and nothing changes.
     let on = json!({"settings": {"user_status": {"enabled": true}}});
     let (s, b) = cp
-        .call("PATCH", &format!("/v1/projects/{}", p.id), Some(&other), Some(on.clone()))
+        .call(
+            "PATCH",
+            &format!("/v1/projects/{}", p.id),
+            Some(&other),
+            Some(on.clone()),
+        )
         .await?;
     assert_eq!(s, 404, "{b}");
     let (_, seen) = cp
         .call("GET", &format!("/v1/projects/{}", p.id), Some(&owner), None)
         .await?;
     assert!(seen["settings"].get("user_status").is_none(), "{seen}");
-    assert_eq!(user_status(&cp, &p, &["alice"]).await?["error"]["code"], 108);
+    assert_eq!(
+        user_status(&cp, &p, &["alice"]).await?["error"]["code"],
+        108
+    );
 
     // A hosted project may not keep last-seen records for longer than a week.
     let (s, b) = cp
@@ -56,10 +66,18 @@ async fn the_owner_turns_user_status_on_over_rest_and_nobody_else_can() -> Resul
         )
         .await?;
     assert_eq!(s, 400, "{b}");
-    assert_eq!(b["error"]["field"], "settings.user_status.last_seen_ttl", "{b}");
+    assert_eq!(
+        b["error"]["field"], "settings.user_status.last_seen_ttl",
+        "{b}"
+    );
 
     let (s, b) = cp
-        .call("PATCH", &format!("/v1/projects/{}", p.id), Some(&owner), Some(on))
+        .call(
+            "PATCH",
+            &format!("/v1/projects/{}", p.id),
+            Some(&owner),
+            Some(on),
+        )
         .await?;
     assert_eq!(s, 200, "{b}");
     cp.wait_applied(&owner, &p.id).await?;

@@ -599,8 +599,13 @@ mod tests {
         // Ticked, user status is on; unticked, off, with a TTL set over the API kept.
         form.user_status = Some("on".into());
         let on = apply(&json!({"user_status": {"last_seen_ttl": "2h"}}), &form).unwrap();
-        assert_eq!(on["user_status"], json!({"enabled": true, "last_seen_ttl": "2h"}));
-        assert!(SettingsForm::from_settings("App", &on).user_status.is_some());
+        assert_eq!(
+            on["user_status"],
+            json!({"enabled": true, "last_seen_ttl": "2h"})
+        );
+        assert!(SettingsForm::from_settings("App", &on)
+            .user_status
+            .is_some());
         form.user_status = None;
         let off = apply(&on, &form).unwrap();
         assert_eq!(off["user_status"], json!({"last_seen_ttl": "2h"}));

@@ -43,7 +43,11 @@ pub(super) struct RedisStatus {
 }
 
 impl RedisStatus {
-    pub(super) fn new(engine: Arc<RedisEngine>, registry: Arc<Registry>, node_ttl: Duration) -> Self {
+    pub(super) fn new(
+        engine: Arc<RedisEngine>,
+        registry: Arc<Registry>,
+        node_ttl: Duration,
+    ) -> Self {
         Self {
             engine,
             registry,
@@ -82,7 +86,9 @@ impl RedisStatus {
     fn mark_everyone(&self) {
         let users = self.registry.user_ids();
         let mut pending = self.pending.lock();
-        pending.dirty.extend(users.into_iter().filter(|u| !u.is_empty()));
+        pending
+            .dirty
+            .extend(users.into_iter().filter(|u| !u.is_empty()));
     }
 
     /// Writes the dirty users' counts as `contributor`; users whose write failed stay dirty.
