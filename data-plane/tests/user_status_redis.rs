@@ -169,6 +169,28 @@ async fn the_users_of_a_killed_process_go_offline_within_the_presence_ttl() {
 }
 
 #[tokio::test]
+async fn a_process_that_stops_gracefully_takes_its_users_offline_at_once() {
+    let prefix = Prefix::new();
+    let a = TestServer::start_redis(enabled("60s"), &prefix.0).await;
+    let b = TestServer::start_redis(enabled("60s"), &prefix.0).await;
+    let (_alice, _) = Client::connected(&a.ws_url(), "alice").await;
+    let (_bob, _) = Client::connected(&b.ws_url(), "bob").await;
+    let before = now_ms();
+    a.shutdown().await;
+    // Far sooner than the 60 s heartbeat expiry.
+    let (gone, _) = eventually(&b.addr.to_string(), "alice", Duration::from_secs(5), |v| {
+        v["online"] == false
+    })
+    .await;
+    let seen = gone["last_seen"].as_u64().unwrap();
+    assert!((before..=now_ms()).contains(&seen), "{gone}");
+    assert_eq!(
+        status_at(&b.addr.to_string(), &["bob"]).await[0]["connections"],
+        1
+    );
+}
+
+#[tokio::test]
 async fn two_tenants_on_one_redis_see_nothing_of_each_others_users() {
     let (first, second) = (Prefix::new(), Prefix::new());
     let a = TestServer::start_redis(enabled("60s"), &first.0).await;

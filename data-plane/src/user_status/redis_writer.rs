@@ -5,9 +5,11 @@
 //! third of the node TTL, and writes every user again when Redis lost track of it (a heartbeat
 //! older than the TTL, or user status just turned on) and, to keep online users' records from
 //! expiring, every half `last_seen_ttl`. Each turn on of `user_status` starts a new
-//! contributor id, so counts left from before it was turned off never come back to life.
+//! contributor id, so counts left from before it was turned off never come back to life. When
+//! the node shuts down, its users are written with no connection left before the task ends.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -40,6 +42,8 @@ pub(super) struct RedisStatus {
     wake: Notify,
     /// Changes written (or given up on) so far.
     written: watch::Sender<u64>,
+    /// The writer has stopped (the node shuts down): changes are no longer written.
+    stopped: AtomicBool,
 }
 
 impl RedisStatus {
@@ -55,11 +59,15 @@ impl RedisStatus {
             pending: Mutex::new(Pending::default()),
             wake: Notify::new(),
             written: watch::Sender::new(0),
+            stopped: AtomicBool::new(false),
         }
     }
 
     /// Marks `user` dirty and waits (bounded) until the writer has written it.
     pub(super) async fn changed(&self, user: &str) {
+        if self.stopped.load(Ordering::Acquire) {
+            return;
+        }
         let ticket = {
             let mut pending = self.pending.lock();
             pending.dirty.insert(Arc::from(user));
@@ -124,6 +132,30 @@ impl RedisStatus {
         });
     }
 
+    /// The node shuts down: every user with a connection here is written with none left (each
+    /// user no process counts any more is last seen now), bounded by [`WRITE_WAIT`], so a
+    /// graceful stop does not leave them online until the heartbeat expires.
+    async fn goodbye(&self, contributor: &str, keep: Duration) {
+        let mut users: HashSet<Arc<str>> = self.registry.user_ids().into_iter().collect();
+        users.extend(std::mem::take(&mut self.pending.lock().dirty));
+        let counts: Vec<(Arc<str>, usize)> = users
+            .into_iter()
+            .filter(|u| !u.is_empty())
+            .map(|u| (u, 0))
+            .collect();
+        if counts.is_empty() {
+            return;
+        }
+        let write = self
+            .engine
+            .user_status_write(contributor, &counts, self.node_ttl, keep);
+        match tokio::time::timeout(WRITE_WAIT, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "user status not cleared at shutdown"),
+            Err(_) => tracing::warn!("user status not cleared at shutdown: timed out"),
+        }
+    }
+
     /// Forgets the dirty users (user status is off) and releases their waiters.
     fn drop_pending(&self) {
         let upto = {
@@ -150,10 +182,18 @@ pub(super) fn spawn(status: Arc<RedisStatus>, node: &Arc<Node>) {
         let mut contributor: Option<String> = None;
         let mut next_beat = Instant::now();
         let mut refresh_at: Option<Instant> = None;
+        let mut keep = Duration::ZERO;
         loop {
             let wake_at = refresh_at.map_or(next_beat, |r| r.min(next_beat));
             tokio::select! {
-                _ = stop.cancelled() => break,
+                _ = stop.cancelled() => {
+                    if let Some(id) = &contributor {
+                        status.goodbye(id, keep).await;
+                    }
+                    status.stopped.store(true, Ordering::Release);
+                    status.release_waiters();
+                    break;
+                }
                 _ = tokio::time::sleep_until(wake_at) => {}
                 _ = status.wake.notified() => {}
             }
@@ -170,7 +210,7 @@ pub(super) fn spawn(status: Arc<RedisStatus>, node: &Arc<Node>) {
                 status.drop_pending();
                 continue;
             }
-            let keep = settings.last_seen_ttl.get();
+            keep = settings.last_seen_ttl.get();
             let id = contributor.get_or_insert_with(|| {
                 generation += 1;
                 next_beat = now;
