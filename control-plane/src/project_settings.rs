@@ -10,6 +10,7 @@
 //! | `channel_proxy` (`subscribe`, `publish`, `sub_refresh`) | `channel.proxy` |
 //! | `proxies` (named proxies) | `proxies` |
 //! | `rpc` (`proxy`, `without_namespace`, `namespaces`) | `rpc` |
+//! | `user_status` (`enabled`, `last_seen_ttl`) | `user_status` |
 //!
 //! Everything is validated by the data plane's own rules together with the project's
 //! namespaces, so a namespace cannot point at a proxy that is not configured, and errors name
@@ -72,6 +73,9 @@ pub fn to_config(settings: &Value) -> Result<Map<String, Value>, SettingsError> 
             "proxies" | "rpc" => {
                 top.insert(key.clone(), value.clone());
             }
+            "user_status" => {
+                top.insert(key.clone(), hosted_user_status(value)?);
+            }
             other => {
                 return Err(SettingsError::new(
                     format!("settings.{other}"),
@@ -83,6 +87,58 @@ pub fn to_config(settings: &Value) -> Result<Map<String, Value>, SettingsError> 
     top.insert("client".into(), Value::Object(client));
     top.insert("channel".into(), Value::Object(channel));
     Ok(top)
+}
+
+/// `settings.user_status` for a hosted project: `enabled` and `last_seen_ttl` only, the TTL
+/// within [`rotor_tenant_config::HOSTED_MIN_LAST_SEEN_TTL_SECS`] and
+/// [`rotor_tenant_config::HOSTED_MAX_LAST_SEEN_TTL_SECS`]; the memory bound of last-seen
+/// records stays the operator's default.
+fn hosted_user_status(value: &Value) -> Result<Value, SettingsError> {
+    use rotor_tenant_config::{
+        ConfigDuration, HOSTED_MAX_LAST_SEEN_TTL_SECS, HOSTED_MIN_LAST_SEEN_TTL_SECS,
+    };
+    let Value::Object(fields) = value else {
+        return Err(SettingsError::new(
+            "settings.user_status",
+            "must be an object such as {\"enabled\": true}",
+        ));
+    };
+    for (key, field) in fields {
+        match key.as_str() {
+            "enabled" => {}
+            "last_seen_ttl" => {
+                let path = "settings.user_status.last_seen_ttl";
+                let ttl: ConfigDuration = serde_json::from_value(field.clone()).map_err(|e| {
+                    SettingsError::new(path, format!("must be a duration such as \"24h\": {e}"))
+                })?;
+                let bounds = std::time::Duration::from_secs(HOSTED_MIN_LAST_SEEN_TTL_SECS)
+                    ..=std::time::Duration::from_secs(HOSTED_MAX_LAST_SEEN_TTL_SECS);
+                if !bounds.contains(&ttl.get()) {
+                    return Err(SettingsError::new(
+                        path,
+                        format!(
+                            "must be between {}m and {}h for hosted projects",
+                            HOSTED_MIN_LAST_SEEN_TTL_SECS / 60,
+                            HOSTED_MAX_LAST_SEEN_TTL_SECS / 3600
+                        ),
+                    ));
+                }
+            }
+            "max_last_seen_bytes" => {
+                return Err(SettingsError::new(
+                    "settings.user_status.max_last_seen_bytes",
+                    "is set by the operator for hosted projects",
+                ))
+            }
+            other => {
+                return Err(SettingsError::new(
+                    format!("settings.user_status.{other}"),
+                    "unknown setting (user_status takes enabled and last_seen_ttl)",
+                ))
+            }
+        }
+    }
+    Ok(value.clone())
 }
 
 /// Why a hosted project may not have setting `key`, when it names one of the options only a
@@ -101,13 +157,14 @@ fn standalone_only(key: &str) -> Option<String> {
 /// The settings path for a tenant-config path (`client.proxy.connect.timeout` →
 /// `settings.client_proxy.connect.timeout`); `None` for paths outside the settings.
 pub fn settings_path(config_path: &str) -> Option<String> {
-    const MAP: [(&str, &str); 6] = [
+    const MAP: [(&str, &str); 7] = [
         ("client.proxy", "client_proxy"),
         ("channel.proxy", "channel_proxy"),
         ("channel.without_namespace", "without_namespace"),
         ("client.", ""),
         ("proxies", "proxies"),
         ("rpc", "rpc"),
+        ("user_status", "user_status"),
     ];
     MAP.iter().find_map(|(from, to)| {
         config_path
@@ -321,6 +378,52 @@ mod tests {
         assert_eq!(c["rpc"]["proxy"]["endpoint"], "http://b.example/rpc");
         let e = to_config(&json!({"colour": "red"})).unwrap_err();
         assert_eq!(e.field, "settings.colour");
+    }
+
+    #[test]
+    fn user_status_is_a_setting_bounded_for_hosted_projects() {
+        let c =
+            to_config(&json!({"user_status": {"enabled": true, "last_seen_ttl": "48h"}})).unwrap();
+        assert_eq!(
+            c["user_status"],
+            json!({"enabled": true, "last_seen_ttl": "48h"})
+        );
+        validate(&json!({"user_status": {"enabled": true}}), &[]).unwrap();
+        for (settings, field) in [
+            (
+                json!({"user_status": {"last_seen_ttl": "169h"}}),
+                "settings.user_status.last_seen_ttl",
+            ),
+            (
+                json!({"user_status": {"last_seen_ttl": "59s"}}),
+                "settings.user_status.last_seen_ttl",
+            ),
+            (
+                json!({"user_status": {"last_seen_ttl": 10_000_000}}),
+                "settings.user_status.last_seen_ttl",
+            ),
+            (
+                json!({"user_status": {"last_seen_ttl": "soon"}}),
+                "settings.user_status.last_seen_ttl",
+            ),
+            (
+                json!({"user_status": {"max_last_seen_bytes": 1}}),
+                "settings.user_status.max_last_seen_bytes",
+            ),
+            (
+                json!({"user_status": {"colour": 1}}),
+                "settings.user_status.colour",
+            ),
+            (json!({"user_status": true}), "settings.user_status"),
+        ] {
+            let e = validate(&settings, &[]).unwrap_err();
+            assert_eq!(e.field, field, "{settings}: {e}");
+        }
+        let e = validate(&json!({"user_status": {"last_seen_ttl": "200h"}}), &[]).unwrap_err();
+        assert!(e.message.contains("between 1m and 168h"), "{e}");
+        // A bad type inside is reported on its setting's path by the data plane's rules.
+        let e = validate(&json!({"user_status": {"enabled": "yes"}}), &[]).unwrap_err();
+        assert_eq!(e.field, "settings.user_status.enabled", "{e}");
     }
 
     #[test]

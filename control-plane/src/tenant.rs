@@ -444,7 +444,7 @@ pub async fn compile(
         "uni_http_stream": {"enabled": true},
         "uni_websocket": {"enabled": true},
     });
-    // Named proxies and the RPC section.
+    // Named proxies, the RPC section and user status.
     if let Value::Object(top) = &mut config {
         top.extend(from_settings);
     }

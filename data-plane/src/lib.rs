@@ -31,6 +31,7 @@ pub mod report;
 pub mod server;
 pub mod session;
 pub mod transport;
+pub mod user_status;
 
 /// Listening sockets with a deep accept queue (shared with the control plane).
 pub use rotor_tenant_config::listen;

@@ -86,6 +86,11 @@ impl Registry {
         }
     }
 
+    /// Every user with a connection (the anonymous `""` included).
+    pub fn user_ids(&self) -> Vec<Arc<str>> {
+        self.inner.lock().users.keys().cloned().collect()
+    }
+
     /// Connections of one user.
     pub fn user_connections(&self, user: &str) -> usize {
         self.inner.lock().users.get(user).map_or(0, HashSet::len)
@@ -176,6 +181,8 @@ pub struct Node {
     pub emulation: parking_lot::Mutex<HashMap<Arc<str>, tokio::sync::mpsc::Sender<bytes::Bytes>>>,
     /// HTTP client for the proxies to the tenant's backend (one pool, survives config reloads).
     pub proxy: crate::proxy::ProxyClient,
+    /// Users' online status for the server API's `user_status`.
+    pub user_status: crate::user_status::UserStatus,
 }
 
 impl Node {
@@ -203,6 +210,7 @@ impl Node {
         parts: Parts,
         broker: Arc<dyn Broker>,
         presence: Arc<dyn Presence>,
+        user_status: crate::user_status::UserStatus,
     ) -> Arc<Self> {
         let Parts {
             metrics,
@@ -230,6 +238,7 @@ impl Node {
             connect_limiter: Default::default(),
             emulation: Default::default(),
             proxy: crate::proxy::ProxyClient::new(),
+            user_status,
         })
     }
 
@@ -242,7 +251,14 @@ impl Node {
         ));
         let shutdown = parts.shutdown.clone();
         let presence = Arc::new(MemoryPresence::default());
-        let node = Self::assemble(config, name, parts, broker.clone(), presence);
+        let node = Self::assemble(
+            config,
+            name,
+            parts,
+            broker.clone(),
+            presence,
+            crate::user_status::UserStatus::memory(),
+        );
         // One process holds every connection of a memory-engine tenant: there is no other node
         // to tell it is alive (surveys such as `info` still answer, from this node).
         Self::run_cluster(&node, outgoing, false);
@@ -265,8 +281,14 @@ impl Node {
     pub async fn new_redis(config: RuntimeConfig, name: String) -> Result<Arc<Self>, EngineError> {
         let (parts, outgoing) = Parts::new(&name);
         let engine = Arc::new(Self::connect_redis(&config, &parts).await?);
-        let node = Self::assemble(config, name, parts, engine.clone(), engine);
+        let user_status = crate::user_status::UserStatus::redis(
+            engine.clone(),
+            parts.registry.clone(),
+            config.tenant.engine.redis.presence_ttl.get(),
+        );
+        let node = Self::assemble(config, name, parts, engine.clone(), engine, user_status);
         Self::run_cluster(&node, outgoing, true);
+        crate::user_status::UserStatus::start(&node);
         Ok(node)
     }
 
@@ -288,14 +310,24 @@ impl Node {
             )
             .await?,
         );
-        let presence: Arc<dyn Presence> = match config.tenant.engine.kind {
-            rotor_tenant_config::EngineType::Memory => Arc::new(MemoryPresence::default()),
+        let (presence, user_status): (Arc<dyn Presence>, _) = match config.tenant.engine.kind {
+            rotor_tenant_config::EngineType::Memory => (
+                Arc::new(MemoryPresence::default()),
+                crate::user_status::UserStatus::memory(),
+            ),
             rotor_tenant_config::EngineType::Redis => {
-                Arc::new(Self::connect_redis(&config, &parts).await?)
+                let engine = Arc::new(Self::connect_redis(&config, &parts).await?);
+                let user_status = crate::user_status::UserStatus::redis(
+                    engine.clone(),
+                    parts.registry.clone(),
+                    config.tenant.engine.redis.presence_ttl.get(),
+                );
+                (engine, user_status)
             }
         };
-        let node = Self::assemble(config, name, parts, broker, presence);
+        let node = Self::assemble(config, name, parts, broker, presence, user_status);
         Self::run_cluster(&node, outgoing, true);
+        crate::user_status::UserStatus::start(&node);
         Ok(node)
     }
 

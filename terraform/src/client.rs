@@ -69,6 +69,20 @@ pub struct Project {
     pub status: String,
     /// `websocket`, `sse`, `http_stream` and `api` URLs.
     pub endpoints: std::collections::BTreeMap<String, String>,
+    /// The project's settings (`PATCH /v1/projects/{id}` replaces them whole).
+    #[serde(default)]
+    pub settings: Value,
+}
+
+impl Project {
+    /// Whether the settings turn the server API's `user_status` on.
+    pub fn user_status_enabled(&self) -> bool {
+        self.settings
+            .get("user_status")
+            .and_then(|u| u.get("enabled"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
 }
 
 /// An API key as listed (without the key itself).
@@ -279,6 +293,38 @@ impl Client {
     /// `PATCH /v1/projects/{id}` with a new name.
     pub async fn rename_project(&self, id: &str, name: &str) -> ApiResult<Project> {
         let body = json!({"name": name});
+        self.call(
+            Method::PATCH,
+            &format!("/v1/projects/{}", segment(id)),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Turns the server API's `user_status` on or off: reads the project's settings, changes
+    /// `user_status.enabled` only (everything else set elsewhere is kept) and writes them back.
+    pub async fn set_user_status(&self, id: &str, enabled: bool) -> ApiResult<Project> {
+        let project = self.project(id).await?;
+        let mut settings = match project.settings {
+            Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        let mut user_status = settings
+            .get("user_status")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        if enabled {
+            user_status.insert("enabled".into(), Value::Bool(true));
+        } else {
+            user_status.remove("enabled");
+        }
+        if user_status.is_empty() {
+            settings.remove("user_status");
+        } else {
+            settings.insert("user_status".into(), Value::Object(user_status));
+        }
+        let body = json!({"settings": settings});
         self.call(
             Method::PATCH,
             &format!("/v1/projects/{}", segment(id)),

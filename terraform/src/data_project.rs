@@ -1,5 +1,5 @@
 //! Data source `rotor_project`: looks up an existing project by `id` or by `slug` and exposes
-//! what the resource does (name, engine, endpoints, token secret), for configurations that use
+//! what the resource does (name, engine, endpoints, token secret, user status), for configurations that use
 //! a project managed elsewhere.
 
 use async_trait::async_trait;

@@ -1,5 +1,6 @@
-//! `rotor_project`: a Rotor project (one tenant). The name changes in place; the engine can
-//! only be chosen at creation, so changing it replaces the project. Exposes the slug, the
+//! `rotor_project`: a Rotor project (one tenant). The name and `user_status_enabled` (the
+//! project setting `user_status.enabled`) change in place; the engine can only be chosen at
+//! creation, so changing it replaces the project. Exposes the slug, the
 //! public endpoints and the connection-token HMAC secret. Imported by project id.
 
 use std::collections::BTreeMap;
@@ -20,7 +21,7 @@ use crate::provider::SharedClient;
 pub const ENGINES: &[&str] = &["memory", "redis"];
 
 /// Attributes the API may name in an error.
-const ATTRIBUTES: &[&str] = &["name", "engine"];
+const ATTRIBUTES: &[&str] = &["name", "engine", "user_status_enabled"];
 
 /// The state of a project (also the shape of the `rotor_project` data source).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -41,11 +42,14 @@ pub struct ProjectState {
     pub endpoints: Value<BTreeMap<String, Value<String>>>,
     #[serde(default)]
     pub token_hmac_secret: Value<String>,
+    #[serde(default)]
+    pub user_status_enabled: Value<bool>,
 }
 
 impl ProjectState {
     /// The state for a project as the API returns it, with its token secret.
     pub fn from_api(project: Project, secret: String) -> Self {
+        let user_status_enabled = project.user_status_enabled();
         Self {
             id: Value::Value(project.id),
             name: Value::Value(project.name),
@@ -61,6 +65,7 @@ impl ProjectState {
                     .collect(),
             ),
             token_hmac_secret: Value::Value(secret),
+            user_status_enabled: Value::Value(user_status_enabled),
         }
     }
 
@@ -141,6 +146,14 @@ pub fn computed_attributes() -> std::collections::HashMap<String, Attribute> {
             sensitive: true,
             ..Default::default()
         },
+        "user_status_enabled" => Attribute {
+            attr_type: AttributeType::Bool,
+            description: Description::plain(
+                "Whether the server API answers `user_status` (is a user online, with how many connections, last seen).",
+            ),
+            constraint: AttributeConstraint::Computed,
+            ..Default::default()
+        },
     }
 }
 
@@ -189,6 +202,17 @@ impl Resource for ProjectResource {
                 attr_type: AttributeType::String,
                 description: Description::plain(
                     "Broker and presence engine: `memory` (default) or `redis`. Changing it replaces the project.",
+                ),
+                constraint: AttributeConstraint::OptionalComputed,
+                ..Default::default()
+            },
+        );
+        attributes.insert(
+            "user_status_enabled".into(),
+            Attribute {
+                attr_type: AttributeType::Bool,
+                description: Description::plain(
+                    "Whether the server API answers `user_status` (is a user online, with how many connections, last seen); default `false`. Changes in place.",
                 ),
                 constraint: AttributeConstraint::OptionalComputed,
                 ..Default::default()
@@ -255,6 +279,9 @@ impl Resource for ProjectResource {
         if planned.engine.is_null() {
             planned.engine = Value::Value(ENGINES[0].to_owned());
         }
+        if planned.user_status_enabled.is_null() {
+            planned.user_status_enabled = Value::Value(false);
+        }
         planned.unknown_computed();
         Some((planned, ValueEmpty::default()))
     }
@@ -271,6 +298,9 @@ impl Resource for ProjectResource {
         let mut planned = proposed_state;
         if config_state.engine.is_null() {
             planned.engine = Value::Value(ENGINES[0].to_owned());
+        }
+        if config_state.user_status_enabled.is_null() {
+            planned.user_status_enabled = Value::Value(false);
         }
         let mut replace = Vec::new();
         if planned.engine != prior_state.engine {
@@ -313,6 +343,18 @@ impl Resource for ProjectResource {
             }
         };
         let id = project.id.clone();
+        let project = match planned_state.user_status_enabled {
+            Value::Value(true) => match client.set_user_status(&id, true).await {
+                Ok(p) => p,
+                Err(e) => {
+                    // The project exists: keep it in state (user status off) so it is not
+                    // orphaned; the next apply turns it on.
+                    api_error(diags, "Cannot turn on user status", &e, ATTRIBUTES);
+                    project
+                }
+            },
+            _ => project,
+        };
         match client.token_hmac_secret(&id).await {
             Ok(secret) => Some((
                 ProjectState::from_api(project, secret),
@@ -351,13 +393,28 @@ impl Resource for ProjectResource {
             diags.root_error_short("The project id or the new name is unknown");
             return Some((prior_state, planned_private_state));
         };
-        let project = match client.rename_project(id, name).await {
+        let mut project = match client.rename_project(id, name).await {
             Ok(p) => p,
             Err(e) => {
                 api_error(diags, "Cannot update the project", &e, ATTRIBUTES);
                 return Some((prior_state, planned_private_state));
             }
         };
+        if let Value::Value(wanted) = planned_state.user_status_enabled {
+            if project.user_status_enabled() != wanted {
+                match client.set_user_status(id, wanted).await {
+                    Ok(p) => project = p,
+                    Err(e) => {
+                        api_error(diags, "Cannot change user status", &e, ATTRIBUTES);
+                        let secret = prior_state.token_hmac_secret.as_ref_option().cloned();
+                        return Some((
+                            ProjectState::from_api(project, secret.unwrap_or_default()),
+                            planned_private_state,
+                        ));
+                    }
+                }
+            }
+        }
         let secret = prior_state
             .token_hmac_secret
             .as_ref_option()

@@ -159,6 +159,7 @@ async fn a_customer_signs_up_builds_a_project_and_sees_a_curl_publish_in_the_con
     assert_eq!(o["settings_title_after_save"], "Browser Demo EU");
     assert_eq!(o["settings_notice_after_reload"], 0);
     assert_eq!(o["settings_anonymous_after_reload"], true);
+    assert_eq!(o["settings_user_status_after_reload"], true);
     assert!(
         o["settings_error"]
             .as_str()

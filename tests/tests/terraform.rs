@@ -202,18 +202,23 @@ const HEADER: &str = r#"terraform {
 provider "rotor" {}
 "#;
 
-/// The configuration under test; `history_size` and `feed_open` are what the second apply
-/// changes, together with the project's name.
-fn main_tf(project_name: &str, history_size: u32, feed_open: bool) -> String {
+/// The configuration under test; `history_size`, `feed_open` and `user_status` are what the
+/// second apply changes, together with the project's name.
+fn main_tf(project_name: &str, history_size: u32, feed_open: bool, user_status: bool) -> String {
     let feed_option = if feed_open {
         "\n  allow_subscribe_for_client = true"
+    } else {
+        ""
+    };
+    let user_status = if user_status {
+        "\n  user_status_enabled = true"
     } else {
         ""
     };
     format!(
         r#"{HEADER}
 resource "rotor_project" "app" {{
-  name = "{project_name}"
+  name = "{project_name}"{user_status}
 }}
 
 resource "rotor_namespace" "chat" {{
@@ -319,7 +324,7 @@ async fn terraform_creates_updates_repairs_imports_and_destroys_a_project() -> R
     let tf = Terraform::new(&cp.base, &token)?;
 
     // Create.
-    let dir = tf.workdir("main", &main_tf("Terraform App", 10, true))?;
+    let dir = tf.workdir("main", &main_tf("Terraform App", 10, true, false))?;
     tf.apply(&dir).await?;
     let outputs = tf.outputs(&dir).await?;
     let id = output(&outputs, "project_id")?.to_owned();
@@ -407,7 +412,10 @@ async fn terraform_creates_updates_repairs_imports_and_destroys_a_project() -> R
     tf.assert_clean(&dir, "the first apply").await?;
 
     // The API refuses what the project's plan does not allow; the error names the attribute.
-    std::fs::write(dir.join("main.tf"), main_tf("Terraform App", 500, true))?;
+    std::fs::write(
+        dir.join("main.tf"),
+        main_tf("Terraform App", 500, true, false),
+    )?;
     let refused = tf
         .run(
             &dir,
@@ -422,8 +430,21 @@ async fn terraform_creates_updates_repairs_imports_and_destroys_a_project() -> R
         refused.text()
     );
 
-    // Update in place: rename the project, change an option, drop another (back to default).
-    std::fs::write(dir.join("main.tf"), main_tf("Terraform App 2", 20, false))?;
+    // User status is off unless asked for.
+    assert!(
+        project
+            .get("settings")
+            .and_then(|s| s.get("user_status"))
+            .is_none(),
+        "{project}"
+    );
+
+    // Update in place: rename the project, change an option, drop another (back to default),
+    // turn user status on.
+    std::fs::write(
+        dir.join("main.tf"),
+        main_tf("Terraform App 2", 20, false, true),
+    )?;
     let plan = tf.plan(&dir).await?;
     assert_eq!(plan.code, 2, "{}", plan.text());
     assert!(
@@ -435,6 +456,22 @@ async fn terraform_creates_updates_repairs_imports_and_destroys_a_project() -> R
     let (_, project) = get(&cp, &token, &format!("/v1/projects/{id}")).await?;
     assert_eq!(project["name"], "Terraform App 2");
     assert_eq!(project["slug"], slug.as_str(), "a rename keeps the slug");
+    assert_eq!(
+        project["settings"]["user_status"],
+        json!({"enabled": true}),
+        "{project}"
+    );
+    cp.wait_applied(&token, &id).await?;
+    let status = cp
+        .http
+        .post(format!("{}/user_status", cp.api_url(&slug)))
+        .header("X-API-Key", &project_ref.key)
+        .body(json!({"users": ["nobody"]}).to_string())
+        .send()
+        .await?
+        .json::<Value>()
+        .await?;
+    assert_eq!(status["result"]["statuses"][0]["online"], false, "{status}");
     assert_eq!(
         namespace(&cp, &token, &id, "chat").await?["history_size"],
         20
@@ -488,7 +525,8 @@ async fn terraform_creates_updates_repairs_imports_and_destroys_a_project() -> R
         &format!(
             r#"{HEADER}
 resource "rotor_project" "existing" {{
-  name = "Terraform App 2"
+  name                = "Terraform App 2"
+  user_status_enabled = true
 }}
 
 resource "rotor_namespace" "feed" {{

@@ -320,7 +320,10 @@ pub fn spec() -> Value {
                         "channel_proxy": {"type": "object", "description": "the proxies namespaces use by default (subscribe_proxy_enabled, …)", "properties": {
                             "subscribe": {"$ref": "#/components/schemas/Proxy"}, "publish": {"$ref": "#/components/schemas/Proxy"}, "sub_refresh": {"$ref": "#/components/schemas/Proxy"}}},
                         "proxies": {"type": "array", "description": "named proxies, referred to by *_proxy_name options", "items": {"$ref": "#/components/schemas/Proxy"}},
-                        "rpc": {"type": "object", "description": "rpc.proxy, rpc.without_namespace, rpc.namespaces as in Centrifugo"}}}}},
+                        "rpc": {"type": "object", "description": "rpc.proxy, rpc.without_namespace, rpc.namespaces as in Centrifugo"},
+                        "user_status": {"type": "object", "description": "the server API's user_status method (off unless enabled)", "properties": {
+                            "enabled": {"type": "boolean"},
+                            "last_seen_ttl": {"type": "string", "example": "24h", "description": "how long a user's last-seen time is kept: 1m to 168h (default 24h)"}}}}}}},
                 "Proxy": {"type": "object", "properties": {
                     "name": {"type": "string"}, "enabled": {"type": "boolean"}, "endpoint": {"type": "string", "format": "uri"},
                     "timeout": {"type": "string", "example": "1s"}, "http_headers": {"type": "array", "items": {"type": "string"}},

@@ -1,5 +1,5 @@
 //! A project's settings page: its name, the origins browsers may connect from, anonymous
-//! connections, and the proxies to the customer's backend (connect, subscribe, publish, RPC)
+//! connections, the server API's `user_status`, and the proxies to the customer's backend (connect, subscribe, publish, RPC)
 //! each with "Test this endpoint" ([`crate::probe`]: one harmless request under the tenants'
 //! egress rule, and what came back). The form edits the settings the REST API edits
 //! (`PATCH /v1/projects/{id}`), keeping everything it does not show (static headers, named
@@ -80,6 +80,7 @@ pub struct SettingsForm {
     name: String,
     origins: String,
     anonymous: Option<String>,
+    user_status: Option<String>,
     connect_enabled: Option<String>,
     connect_endpoint: String,
     connect_timeout: String,
@@ -132,6 +133,7 @@ impl SettingsForm {
             name: name.to_owned(),
             origins: origins.join("\n"),
             anonymous: on(settings.get("allow_anonymous_connect_without_token")),
+            user_status: on(settings.get("user_status").and_then(|u| u.get("enabled"))),
             connect_enabled: on(connect.and_then(|c| c.get("enabled"))),
             connect_endpoint: text(connect.and_then(|c| c.get("endpoint"))),
             connect_timeout: text(connect.and_then(|c| c.get("timeout"))),
@@ -202,6 +204,22 @@ fn apply(settings: &Value, f: &SettingsForm) -> Result<Value, FormError> {
         out.insert("allow_anonymous_connect_without_token".into(), json!(true));
     } else {
         out.remove("allow_anonymous_connect_without_token");
+    }
+    // `user_status.enabled` follows the box; a `last_seen_ttl` set over the API is kept.
+    let mut user_status = out
+        .get("user_status")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if f.user_status.is_some() {
+        user_status.insert("enabled".into(), json!(true));
+    } else {
+        user_status.remove("enabled");
+    }
+    if user_status.is_empty() {
+        out.remove("user_status");
+    } else {
+        out.insert("user_status".into(), Value::Object(user_status));
     }
     for ProxySpec {
         kind,
@@ -290,6 +308,9 @@ fn form_error(field: Option<&str>, message: &str) -> FormError {
             };
             return (name, format!("{title} {what}: {message}"));
         }
+    }
+    if field.starts_with("settings.user_status") {
+        return ("user_status".into(), format!("User status: {message}"));
     }
     if field.starts_with("settings.allowed_origins") {
         return ("origins".into(), format!("Allowed origins: {message}"));
@@ -408,6 +429,7 @@ pub async fn show(
         name: form.name.clone(),
         origins: form.origins.clone(),
         anonymous: form.anonymous.is_some(),
+        user_status: form.user_status.is_some(),
         proxies,
         notice,
         error,
@@ -573,6 +595,24 @@ mod tests {
         assert_eq!(out["channel_proxy"]["subscribe"]["timeout"], "2s");
         assert_eq!(out["without_namespace"], stored["without_namespace"]);
         assert_eq!(out["proxies"], stored["proxies"]);
+        assert!(out.get("user_status").is_none(), "{out}");
+        // Ticked, user status is on; unticked, off, with a TTL set over the API kept.
+        form.user_status = Some("on".into());
+        let on = apply(&json!({"user_status": {"last_seen_ttl": "2h"}}), &form).unwrap();
+        assert_eq!(
+            on["user_status"],
+            json!({"enabled": true, "last_seen_ttl": "2h"})
+        );
+        assert!(SettingsForm::from_settings("App", &on)
+            .user_status
+            .is_some());
+        form.user_status = None;
+        let off = apply(&on, &form).unwrap();
+        assert_eq!(off["user_status"], json!({"last_seen_ttl": "2h"}));
+        assert!(apply(&json!({"user_status": {"enabled": true}}), &form)
+            .unwrap()
+            .get("user_status")
+            .is_none());
         // Emptied, a proxy goes; unticked, the connect proxy is kept but off.
         form.connect_enabled = None;
         form.subscribe_endpoint.clear();

@@ -259,6 +259,8 @@ pub struct SettingsPage {
     /// One origin per line.
     pub origins: String,
     pub anonymous: bool,
+    /// Whether the server API answers `user_status`.
+    pub user_status: bool,
     pub proxies: Vec<ProxyField>,
     pub notice: Option<String>,
     pub error: Option<String>,

@@ -30,6 +30,7 @@ pub const METHODS: &[&str] = &[
     "channels",
     "info",
     "rpc",
+    "user_status",
     "batch",
 ];
 
@@ -67,6 +68,7 @@ pub(super) async fn execute(
         "channels" => channels(node, parse(params)?).await,
         "info" => info(node).await,
         "rpc" => rpc(parse(params)?),
+        "user_status" => user_status(node, parse(params)?).await,
         "batch" => Box::pin(batch(node, scope, parse(params)?)).await,
         _ => Err(ClientError::METHOD_NOT_FOUND.into()),
     }
@@ -390,6 +392,34 @@ fn rpc(req: requests::Rpc) -> Result<Value, ApiError> {
     }
     // No RPC handler is configured on this node.
     Err(ClientError::NOT_AVAILABLE.into())
+}
+
+/// `user_status`: whether each user is online now, with how many connections, and when it was
+/// last seen, in the order asked (see [`crate::user_status`]).
+async fn user_status(node: &Node, req: requests::UserStatus) -> Result<Value, ApiError> {
+    use crate::user_status::MAX_USERS_PER_CALL;
+    if !node.config.load().tenant.user_status.enabled {
+        return Err(ClientError::NOT_AVAILABLE
+            .with_message("user status is off: set user_status.enabled (hosted: the project setting user_status.enabled)")
+            .into());
+    }
+    if req.users.is_empty() || req.users.len() > MAX_USERS_PER_CALL {
+        return Err(ClientError::BAD_REQUEST
+            .with_message(format!(
+                "users must list 1 to {MAX_USERS_PER_CALL} user ids, got {}",
+                req.users.len()
+            ))
+            .into());
+    }
+    if let Some(i) = req.users.iter().position(String::is_empty) {
+        return Err(ClientError::BAD_REQUEST
+            .with_message(format!(
+                "users[{i}] is empty: the anonymous user has no status"
+            ))
+            .into());
+    }
+    let statuses = node.user_status.query(node, &req.users).await?;
+    Ok(json!({ "statuses": statuses }))
 }
 
 /// How many commands of a `parallel` batch run at once (Centrifugo allows 1024; Rotor keeps a

@@ -174,6 +174,12 @@ pub(crate) struct History {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
+pub(crate) struct UserStatus {
+    pub users: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
 pub(crate) struct Channels {
     pub pattern: String,
 }

@@ -209,11 +209,12 @@ impl Session {
         } else {
             None
         };
-        let connected_at = self
-            .node
-            .registry
-            .add(self.handle.clone(), user, session.clone());
+        let connected_at =
+            self.node
+                .registry
+                .add(self.handle.clone(), user.clone(), session.clone());
         self.node.metrics.connections.inc();
+        self.node.user_status.connected(&self.node, &user).await;
         self.node.metrics.connections_accepted.inc();
 
         let ping = if self.transport.native_ping {

@@ -635,6 +635,10 @@ impl Session {
         }
         self.node.registry.remove(&self.handle.id);
         self.node.metrics.connections.dec();
+        self.node
+            .user_status
+            .disconnected(&self.node, &self.user)
+            .await;
         self.state = State::Failed;
     }
 }

@@ -25,6 +25,7 @@ mod refuse;
 mod sections;
 #[cfg(test)]
 mod test_support;
+mod user_status;
 mod validate;
 
 pub use broker::{BrokerSection, NatsBroker};
@@ -42,4 +43,5 @@ pub use proxy::*;
 pub use redis_tls::{RedisTls, TLS_FILE_OPTIONS};
 pub use refuse::{compatibility_markdown, NOTED_OPTIONS, REFUSED_OPTIONS, STANDALONE_ONLY_OPTIONS};
 pub use sections::*;
+pub use user_status::*;
 pub use validate::{validate_namespace_name, NAMESPACE_NAME_PATTERN};

@@ -321,6 +321,12 @@ fn known_paths() -> Vec<(String, EnvKind)> {
         "broker",
         serde_json::to_value(crate::broker::BrokerSection::default()).unwrap_or(Value::Null),
     );
+    let _ = set_path(
+        &mut defaults,
+        "user_status",
+        serde_json::to_value(crate::user_status::UserStatusSection::default())
+            .unwrap_or(Value::Null),
+    );
     let mut out = Vec::new();
     walk("", &defaults, &mut out);
     // Longest first, so `client.token.hmac_secret_key` wins over a shorter accidental match.

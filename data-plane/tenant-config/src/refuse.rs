@@ -200,6 +200,10 @@ pub const NOTED_OPTIONS: &[(&str, &str)] = &[
         "keys chosen by `kid` from a JWKS endpoint; the URL may hold `{{name}}` placeholders filled per token from the named groups of `issuer_regex`/`audience_regex`, as in Centrifugo: each such group must be an explicit list of fixed values (alternatives such as `acme` or `globex`, no classes, wildcards or repetitions), every value a plain path segment, and placeholders may stand only in the URL's path, so a token can only pick one of the endpoints the config lists (also `client.subscription_token.jwks_public_endpoint`)",
     ),
     (
+        "user_status",
+        "Rotor's own: `enabled` (default `false`) turns on the server API's `user_status` method (online now, connections, last seen, for up to 1000 users a call); `last_seen_ttl` (default `24h`, 1s to 720h; hosted projects 1m to 168h) keeps a user's last-seen time that long; `max_last_seen_bytes` (default 16 MiB) bounds the memory engine's last-seen records, each counting its user id's bytes plus 64",
+    ),
+    (
         "prometheus.enabled",
         "`false` closes the public `/metrics`; otherwise it answers (with an API key, or open with `http_api.insecure`) in Rotor's metric families and Centrifugo's (`centrifugo_node_num_clients`, `centrifugo_client_command_duration_seconds`, …)",
     ),

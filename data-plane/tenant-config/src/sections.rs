@@ -49,6 +49,9 @@ pub struct TenantConfig {
     /// `prometheus.enabled`: whether the public `/metrics` answers.
     #[serde(skip_serializing_if = "PrometheusSection::is_empty")]
     pub prometheus: PrometheusSection,
+    /// `user_status.*`: the server API's `user_status` method (Rotor's own, off by default).
+    #[serde(skip_serializing_if = "crate::user_status::UserStatusSection::is_default")]
+    pub user_status: crate::user_status::UserStatusSection,
 }
 
 /// The levels `log.level` takes, least to most verbose (`none` logs nothing).

@@ -257,6 +257,7 @@ await step('settings', async () => {
   await page.fill('#f-name', 'Browser Demo EU');
   await page.fill('#f-origins', 'https://shop.example.com');
   await page.check('#f-anonymous');
+  await page.check('#f-user_status');
   await page.click('#save-settings');
   await page.waitForURL(settingsUrl);
   obs.settings_notice = (await page.textContent('#settings-notice')).trim();
@@ -265,6 +266,7 @@ await step('settings', async () => {
   await page.reload();
   obs.settings_notice_after_reload = await page.locator('#settings-notice').count();
   obs.settings_anonymous_after_reload = await page.isChecked('#f-anonymous');
+  obs.settings_user_status_after_reload = await page.isChecked('#f-user_status');
   await page.fill('#f-origins', 'shop.example.com');
   await page.click('#save-settings');
   await page.waitForSelector('#settings-error');

@@ -54,6 +54,19 @@ impl Keys {
         self.key(channel, "pc")
     }
 
+    /// A user's online status (`user_status`): `n:<contributor>` → that process's connections
+    /// of the user, `ls` → when the user was last seen (unix ms). Hash tag: the user id, so
+    /// it lives on the shard the user id picks.
+    pub fn user_status(&self, user: &str) -> String {
+        self.key(user, "us")
+    }
+
+    /// The `user_status` contributors of one shard: process contributor id → its last
+    /// heartbeat (unix ms). Every shard holds one.
+    pub fn user_status_nodes(&self) -> String {
+        format!("{}us:nodes", self.prefix)
+    }
+
     /// The PUB/SUB topic of a channel.
     pub fn topic(&self, channel: &str) -> String {
         format!("{}c:{}", self.prefix, channel)
@@ -83,9 +96,11 @@ mod tests {
             k.idempotency("chat:1", "x"),
             k.presence("chat:1"),
             k.presence_expiry("chat:1"),
+            k.user_status("chat:1"),
         ] {
             assert!(key.starts_with("rotor:prj_a:{chat:1}:"), "{key}");
         }
+        assert!(k.user_status_nodes().starts_with("rotor:prj_a:"));
         let topic = k.topic("chat:1");
         assert_eq!(k.channel_of(&topic), Some("chat:1"));
         assert_eq!(Keys::new("rotor:prj_b:").channel_of(&topic), None);

@@ -16,6 +16,7 @@ mod presence;
 pub mod shard;
 mod subscriber;
 pub mod tls;
+pub mod user_status;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,7 @@ pub struct RedisEngine {
     publish: Script,
     history: Script,
     presence: presence::Scripts,
+    user_status: user_status::Scripts,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> EngineError {
@@ -139,6 +141,7 @@ impl RedisEngine {
             publish: Script::new(include_str!("lua/publish.lua")),
             history: Script::new(include_str!("lua/history.lua")),
             presence: presence::Scripts::new(),
+            user_status: user_status::Scripts::new(),
         })
     }
 
