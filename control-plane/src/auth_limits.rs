@@ -283,6 +283,7 @@ impl AuthLimits {
     /// Deletes every ended window and recounts the keys (each process does this at most once
     /// a minute on its own; returns how many rows were deleted).
     pub async fn sweep(&self) -> Result<u64, sqlx::Error> {
+        *self.tracked.swept.lock() = Some(Instant::now());
         sweep(&self.pool, &self.tracked).await
     }
 

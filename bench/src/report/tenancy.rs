@@ -113,7 +113,7 @@ pub(super) fn noisy_target(r: Option<&NoisyResult>) -> Target {
                 |(q, _, _)| pct_of_core(q.cpu.control_plane, q.cpu.wall_secs)
             )
         ),
-        next: "B's p99 under A's noise is now 0.46–0.75 ms (it was 1.48–1.90 ms with one edge pass per publish), but B's quiet p99 fell further, and quiet windows of the same run differ from each other by up to 25 % (0.29–0.53 ms): the remaining gap is CPU scheduling on a box where B's process, A's capped process (which now refuses A's kept flood itself, ≈7 % of a core) and the edge share one core. Next: measure on a machine where the load generators have cores of their own and Rotor more than one, so B's process never waits behind A's; move a connection that keeps drawing 429s to a low-weight runtime thread in its own cgroup".into(),
+        next: "B's p99 under A's noise is now 0.46–0.75 ms (it was 1.48–1.90 ms with one edge pass per publish), but B's quiet p99 fell further, and quiet windows of the same run differ from each other by up to a quarter (0.29–0.53 ms): the remaining gap is CPU scheduling on a box where B's process, A's capped process (which now refuses A's kept flood itself, ≈7 % of a core) and the edge share one core. Next: measure on a machine where the load generators have cores of their own and Rotor more than one, so B's process never waits behind A's; move a connection that keeps drawing 429s to a low-weight runtime thread in its own cgroup",
     }
 }
 
