@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, TestServer};
+use common::{redis_url, Client, TestServer};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
@@ -19,10 +19,6 @@ use tokio_util::sync::CancellationToken;
 fn database_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 fn unique(prefix: &str) -> String {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{api, delete_keys, token, Binary, Client, TestServer, WAIT};
+use common::{api, redis_url, token, Binary, Client, Prefix, TestServer, WAIT};
 use serde_json::{json, Value};
 
 /// Personal channels in namespace `personal` (history, recovery, presence), optionally with a
@@ -232,17 +232,6 @@ async fn without_single_connection_a_user_keeps_every_connection() {
 }
 
 /// Redis key prefix of one test, removed afterwards.
-struct Prefix(String);
-
-impl Drop for Prefix {
-    fn drop(&mut self) {
-        delete_keys(&self.0);
-    }
-}
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 /// The config of one tenant's processes on Redis under `prefix`.
 fn redis_config(prefix: &str) -> Value {
@@ -260,7 +249,7 @@ fn redis_config(prefix: &str) -> Value {
 
 #[tokio::test]
 async fn a_single_connection_user_s_new_connection_closes_the_older_one_on_another_process() {
-    let prefix = Prefix(format!("rotor-test:{}:", uuid::Uuid::new_v4().simple()));
+    let prefix = Prefix::new();
     let config = redis_config(&prefix.0);
     let a = Binary::listening(&config, &[]).await;
     let b = Binary::listening(&config, &[]).await;

@@ -4,36 +4,8 @@
 
 mod common;
 
-use common::{Client, TestServer};
+use common::{Client, Prefix, TestServer};
 use serde_json::json;
-
-/// A unique key prefix; its keys are deleted on drop.
-struct Prefix(String);
-
-impl Prefix {
-    fn new() -> Self {
-        Self(format!("rotor-test:{}:", uuid::Uuid::new_v4().simple()))
-    }
-}
-
-impl Drop for Prefix {
-    fn drop(&mut self) {
-        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        if let Ok(client) = redis::Client::open(url) {
-            if let Ok(mut conn) =
-                client.get_connection_with_timeout(std::time::Duration::from_secs(2))
-            {
-                let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(format!("{}*", self.0))
-                    .query(&mut conn)
-                    .unwrap_or_default();
-                if !keys.is_empty() {
-                    let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
-                }
-            }
-        }
-    }
-}
 
 #[tokio::test]
 async fn a_publication_on_one_node_reaches_subscribers_on_another_in_order() {

@@ -8,27 +8,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{api, Binary, Client, TestServer, SECRET};
+use common::{api, redis_url, Binary, Client, Prefix, TestServer, SECRET};
 use serde_json::{json, Value};
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A unique key prefix; its keys are deleted on drop.
-struct Prefix(String);
-
-impl Prefix {
-    fn new() -> Self {
-        Self(format!("rotor-test:{}:", uuid::Uuid::new_v4().simple()))
-    }
-}
-
-impl Drop for Prefix {
-    fn drop(&mut self) {
-        common::delete_keys(&self.0);
-    }
-}
 
 fn enabled(presence_ttl: &str) -> Value {
     json!({

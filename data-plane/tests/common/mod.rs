@@ -351,19 +351,40 @@ impl Client {
     }
 }
 
-/// Removes the test's keys from Redis.
+/// The Redis the tests use (`REDIS_URL`, else the standard local port).
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Removes the test's keys from Redis (a Redis that cannot be reached leaves them).
 pub fn delete_keys(prefix: &str) {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let client = redis::Client::open(url).expect("redis url");
-    let mut conn = client
-        .get_connection_with_timeout(std::time::Duration::from_secs(2))
-        .expect("redis connection");
+    let Ok(client) = redis::Client::open(redis_url()) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_connection_with_timeout(std::time::Duration::from_secs(2)) else {
+        return;
+    };
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
         .query(&mut conn)
         .unwrap_or_default();
     if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap_or(());
+        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
+    }
+}
+
+/// A unique Redis key prefix for one test; its keys are deleted on drop.
+pub struct Prefix(pub String);
+
+impl Prefix {
+    pub fn new() -> Self {
+        Self(format!("rotor-test:{}:", uuid::Uuid::new_v4().simple()))
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        delete_keys(&self.0);
     }
 }
 
