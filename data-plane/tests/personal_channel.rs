@@ -231,8 +231,6 @@ async fn without_single_connection_a_user_keeps_every_connection() {
     assert_eq!(second.push().await["pub"]["data"]["n"], 1);
 }
 
-/// Redis key prefix of one test, removed afterwards.
-
 /// The config of one tenant's processes on Redis under `prefix`.
 fn redis_config(prefix: &str) -> Value {
     let mut config = personal(true);
