@@ -36,6 +36,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::kept_alive::{self, Connection, FollowUps};
+use crate::metrics::Metrics;
 
 /// The hand-off socket, bound and not yet serving.
 pub struct HandoffListener {
@@ -74,11 +75,12 @@ impl HandoffListener {
         &self.path
     }
 
-    /// Accepts hand-offs until `stop`, serving each with `app`; then removes the socket file and
-    /// waits for the connections it serves to end.
-    pub async fn serve(self, app: Router, stop: CancellationToken) {
+    /// Accepts hand-offs until `stop`, serving each with `app` (counting in `metrics` what
+    /// only this path refuses); then removes the socket file and waits for the connections it
+    /// serves to end.
+    pub async fn serve(self, app: Router, stop: CancellationToken, metrics: Arc<Metrics>) {
         let tracker = TaskTracker::new();
-        let follow_ups = Arc::new(FollowUps::default());
+        let follow_ups = Arc::new(FollowUps::new(metrics));
         loop {
             let unix = tokio::select! {
                 _ = stop.cancelled() => break,

@@ -32,6 +32,7 @@ use rotor_tenant_config::keep_alive::{self, KeepAlive};
 use tokio::time::Instant;
 
 use crate::limits::RateLimiter;
+use crate::metrics::Metrics;
 
 /// Requests one kept connection serves before it is closed (nginx's `keepalive_requests`).
 pub const MAX_REQUESTS: u32 = 1000;
@@ -39,10 +40,29 @@ pub const MAX_REQUESTS: u32 = 1000;
 /// connection pools of HTTP clients keep theirs up to 90 s).
 pub const IDLE: Duration = Duration::from_secs(60);
 
-/// What a handed-off connection shares with every other: the project's follow-up budget.
+/// What a handed-off connection shares with every other: the project's follow-up budget, at
+/// the rate of the newest grant (a plan change reaches connections granted before it), and
+/// the count of refusals.
 #[derive(Debug, Default)]
 pub struct FollowUps {
     limiter: RateLimiter,
+    rate: AtomicU32,
+    metrics: Arc<Metrics>,
+}
+
+impl FollowUps {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            limiter: RateLimiter::default(),
+            rate: AtomicU32::new(0),
+            metrics,
+        }
+    }
+
+    fn refused(&self, reason: &'static str, response: Box<Response<Body>>) -> Box<Response<Body>> {
+        self.metrics.kept_api_refused.inc(reason);
+        response
+    }
 }
 
 /// One handed-off connection's state, shared by the requests it serves (one at a time).
@@ -102,14 +122,19 @@ impl Connection {
                 .and_then(|v| v.to_str().ok())
                 .and_then(KeepAlive::parse);
             req.headers_mut().remove(keep_alive::HEADER);
+            if let Some(g) = &grant {
+                self.shared.rate.store(g.rate, Ordering::Relaxed);
+            }
             let _ = self.grant.set(grant);
         } else {
             let Some(Some(grant)) = self.grant.get() else {
-                return Err(misdirected());
+                return Err(self.shared.refused("misdirected", misdirected()));
             };
-            req = follow_up(req, grant, self.peer)?;
-            if !self.shared.limiter.try_acquire(grant.rate) {
-                return Err(Box::new(over_budget()));
+            req = follow_up(req, grant, self.peer)
+                .map_err(|r| self.shared.refused("misdirected", r))?;
+            let rate = self.shared.rate.load(Ordering::Relaxed);
+            if !self.shared.limiter.try_acquire(rate) {
+                return Err(self.shared.refused("over_budget", Box::new(over_budget())));
             }
         }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -425,6 +450,28 @@ mod tests {
         let c = connection(Some(&g));
         let req = to("/api/publish").body(()).unwrap();
         assert!(c.admit(req).is_ok(), "the budget refills");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_newer_grant_sets_the_rate_for_connections_granted_before() {
+        let shared = Arc::new(FollowUps::default());
+        let open = |rate: u32| {
+            let c = Connection::new(peer(), shared.clone(), IDLE);
+            let first = Request::post("/api/publish")
+                .header(keep_alive::HEADER, grant(rate).header_value())
+                .body(())
+                .unwrap();
+            c.admit(first).unwrap();
+            c.finish(Response::new(Body::empty()));
+            c
+        };
+        let before = open(0);
+        let _after = open(1);
+        let admitted = (0..3)
+            .filter(|_| before.admit(to("/api/publish").body(()).unwrap()).is_ok())
+            .count();
+        assert_eq!(admitted, 1, "the plan's new rate of one a second holds");
+        assert_eq!(shared.metrics.kept_api_refused.get("over_budget"), 2);
     }
 
     #[tokio::test(start_paused = true)]

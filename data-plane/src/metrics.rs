@@ -184,6 +184,9 @@ pub struct Metrics {
     pub connections_accepted: Counter,
     /// New connections refused by the server's own capacity, by reason (`open_files`).
     pub connections_refused: LabeledCounter,
+    /// Follow-up requests on kept server API connections refused, by reason (`misdirected`,
+    /// `over_budget`; see [`crate::kept_alive`]).
+    pub kept_api_refused: LabeledCounter,
     pub subscriptions: Gauge,
     pub commands: LabeledCounter,
     pub messages_published: Counter,
@@ -306,6 +309,12 @@ impl Metrics {
                 "reason",
                 "New connections refused by the server's capacity, by reason.",
                 &self.connections_refused,
+            ),
+            (
+                "kept_api_refused_total",
+                "reason",
+                "Follow-up requests on kept server API connections refused, by reason.",
+                &self.kept_api_refused,
             ),
         ] {
             let _ = writeln!(

@@ -272,7 +272,8 @@ pub async fn serve_with_handoff(
     };
     let app = router(node.clone(), mode);
     let token = node.shutdown.clone();
-    let handoff = handoff.map(|h| tokio::spawn(h.serve(app.clone(), token.clone())));
+    let handoff =
+        handoff.map(|h| tokio::spawn(h.serve(app.clone(), token.clone(), node.metrics.clone())));
     let admin = admin.map(|a| tokio::spawn(a.serve(node.clone(), token.clone())));
     let stop_on_signal = {
         let token = token.clone();

@@ -42,7 +42,11 @@ async fn start_with_idle(idle: Duration) -> (TestServer, PathBuf) {
         .expect("bind hand-off socket")
         .with_keep_alive_idle(idle);
     let app = rotor_data_plane::server::router(server.node.clone(), Mode::Hosted);
-    tokio::spawn(listener.serve(app, server.node.shutdown.clone()));
+    tokio::spawn(listener.serve(
+        app,
+        server.node.shutdown.clone(),
+        server.node.metrics.clone(),
+    ));
     (server, path)
 }
 
@@ -364,6 +368,7 @@ async fn a_granted_api_connection_serves_its_follow_ups_and_refuses_a_misdirecte
     let (status, close, body) = read_response(&mut client, &mut buf).await;
     assert_eq!((status, close), (421, true), "{body}");
     assert!(body.contains("misdirected_request"), "{body}");
+    assert_eq!(server.node.metrics.kept_api_refused.get("misdirected"), 1);
     let mut rest = Vec::new();
     let n = tokio::time::timeout(WAIT, client.read_to_end(&mut rest))
         .await
