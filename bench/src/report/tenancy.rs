@@ -36,13 +36,23 @@ fn lost(w: &Window) -> String {
     )
 }
 
-/// Where a noisy run's processes ran, for its row's title: empty when nothing was pinned.
+/// How a noisy run was set up, for its row's title (where its processes ran, whether
+/// projects had their own host): empty for the plain form.
 fn placement(r: &NoisyResult) -> String {
-    match (&r.pinning, r.noise_idle) {
-        (Some(p), true) => format!(" ({p}, A's noise at idle priority)"),
-        (Some(p), false) => format!(" ({p})"),
-        (None, true) => " (A's noise at idle priority)".to_owned(),
-        (None, false) => String::new(),
+    let mut parts: Vec<String> = Vec::new();
+    if r.tenant_host.is_some() {
+        parts.push("projects at their own host".into());
+    }
+    if let Some(p) = &r.pinning {
+        parts.push(p.clone());
+    }
+    if r.noise_idle {
+        parts.push("A's noise at idle priority".into());
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
     }
 }
 
