@@ -8,8 +8,9 @@
 //!   at their own host are granted), and be a server API call (`/api`, `/api/{method}`) that is
 //!   not an upgrade: anything else is answered `421 Misdirected Request` and the connection
 //!   closes, so the client opens a new one through the edge;
-//! - client-supplied forwarding headers, cookies, Rotor management tokens and any grant header
-//!   are removed and `X-Forwarded-For` is set from the real peer;
+//! - client-supplied forwarding headers and any grant header are removed, Rotor's cookies and
+//!   management tokens too ([`credentials::forwardable`], as for proxies), and
+//!   `X-Forwarded-For` is set from the real peer;
 //! - follow-ups of the whole project are held to the plan's request rate (the edge's budget
 //!   for keyed API calls), answered 429 with `Retry-After` past it;
 //! - an answer of 401 or 403 (not one of the project's keys, or a key scoped elsewhere) closes
@@ -33,6 +34,7 @@ use tokio::time::Instant;
 
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
+use crate::proxy::credentials;
 
 /// Requests one kept connection serves before it is closed (nginx's `keepalive_requests`).
 pub const MAX_REQUESTS: u32 = 1000;
@@ -201,30 +203,26 @@ fn follow_up<B>(
         "x-forwarded-for",
         "x-real-ip",
         "forwarded",
-        "cookie",
         keep_alive::HEADER,
     ] {
         headers.remove(name);
     }
-    let management = headers
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .any(|v| is_management_token(v.as_bytes()));
-    if management {
-        headers.remove(header::AUTHORIZATION);
+    // Rotor's cookies and management tokens, as the proxies' allow-lists cut them.
+    for name in [header::COOKIE, header::AUTHORIZATION] {
+        let kept: Vec<HeaderValue> = headers
+            .get_all(&name)
+            .iter()
+            .filter_map(|v| credentials::forwardable(&name, v))
+            .collect();
+        headers.remove(&name);
+        for v in kept {
+            headers.append(name.clone(), v);
+        }
     }
     if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
         headers.insert("x-forwarded-for", v);
     }
     Ok(req)
-}
-
-/// Whether an `Authorization` value carries a Rotor management token (`Bearer rtr_…`).
-fn is_management_token(value: &[u8]) -> bool {
-    let v = value.trim_ascii();
-    v.len() > 7
-        && v[..7].eq_ignore_ascii_case(b"bearer ")
-        && v[7..].trim_ascii().starts_with(b"rtr_")
 }
 
 fn answer(status: StatusCode, code: &str, message: &str) -> Response<Body> {
@@ -310,6 +308,7 @@ mod tests {
             .header("x-real-ip", "10.0.0.2")
             .header("forwarded", "for=10.0.0.3")
             .header("cookie", "rotor_session=stolen")
+            .header("cookie", "__Host-rotor_csrf=x; app=1")
             .header(keep_alive::HEADER, "rate=0; host=other.rotor.test")
             .header("authorization", "Bearer rtr_management")
             .header("x-api-key", "k")
@@ -323,12 +322,13 @@ mod tests {
         for gone in [
             "x-real-ip",
             "forwarded",
-            "cookie",
             keep_alive::HEADER,
             "authorization",
         ] {
             assert!(!h.contains_key(gone), "{gone} kept");
         }
+        // Only the tenant's own cookie is left.
+        assert_eq!(h.get_all("cookie").iter().collect::<Vec<_>>(), ["app=1"]);
         assert_eq!(h["x-api-key"], "k");
         let kept = c.finish(Response::new(Body::empty()));
         assert!(!kept.headers().contains_key(header::CONNECTION));
