@@ -179,6 +179,8 @@ pub struct ClientHandle {
     pub transport: u8,
     /// The outgoing queue.
     pub outbox: Outbox,
+    /// Who the connection is for publisher exclusion, set when it connects.
+    owner: std::sync::OnceLock<crate::exclusion::Owner>,
 }
 
 impl ClientHandle {
@@ -190,7 +192,23 @@ impl ClientHandle {
             protocol,
             transport: 0,
             outbox: Outbox::new(max_queue),
+            owner: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Records who connected (once; later calls are ignored).
+    pub fn set_owner(&self, owner: crate::exclusion::Owner) {
+        let _ = self.owner.set(owner);
+    }
+
+    /// Who connected, once the connection has.
+    pub fn owner(&self) -> Option<&crate::exclusion::Owner> {
+        self.owner.get()
+    }
+
+    /// Whether `exclusion` names this connection.
+    pub fn is_excluded(&self, exclusion: crate::exclusion::Exclusion<'_>) -> bool {
+        exclusion.excludes(&self.id, self.owner())
     }
 
     /// The same handle for a connection of transport `name` (`websocket`, `sse`, …).

@@ -8,6 +8,9 @@
 //! subscriber's position still advances over the publications its filter keeps from it, so
 //! stream continuity is checked as without a filter.
 //!
+//! A publication that excludes its publisher ([`crate::exclusion`]) skips the subscribers it
+//! names the same way: not delivered, position advanced.
+//!
 //! Subscribers that negotiated Fossil delta (`delta: "fossil"`) get their own frames (see
 //! [`crate::publication`]), also built once per publication and protocol, and only when one of
 //! them needs it: the delta
@@ -28,6 +31,7 @@ use crate::budgets::{BudgetError, Budgets, Holder};
 use crate::centrifugo_metrics::{FanOut, Frame};
 use crate::client::{ClientHandle, Control};
 use crate::engine::BrokerEvents;
+use crate::exclusion::Exclusion;
 use crate::filter::TagsFilter;
 use crate::metrics::Metrics;
 use crate::protocol::{
@@ -249,7 +253,8 @@ impl Hub {
                 .filter
                 .as_ref()
                 .is_none_or(|slot| slot.filter.matches(&msg.publication.tags));
-            delivered += u64::from(deliver(entry, &msg, pass, &self.metrics, &mut fan_out));
+            let verdict = Verdict::of(pass, Exclusion::of(&msg.publication), &entry.client);
+            delivered += u64::from(deliver(entry, &msg, verdict, &self.metrics, &mut fan_out));
         }
         self.metrics
             .namespaces
@@ -370,13 +375,35 @@ fn release_filter(subs: &mut ChannelSubs, entry: &SubEntry) {
     }
 }
 
+/// Whether one subscriber gets one publication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Deliver,
+    /// Its tags filter keeps the publication from it.
+    Filtered,
+    /// It is the publisher the publication excludes.
+    Excluded,
+}
+
+impl Verdict {
+    fn of(filter_pass: bool, exclusion: Option<Exclusion<'_>>, client: &ClientHandle) -> Self {
+        if !filter_pass {
+            Verdict::Filtered
+        } else if exclusion.is_some_and(|e| client.is_excluded(e)) {
+            Verdict::Excluded
+        } else {
+            Verdict::Deliver
+        }
+    }
+}
+
 /// Delivers one publication to one active subscriber, enforcing stream continuity for
-/// positioned subscriptions; `pass` is false when the subscriber's tags filter keeps the
-/// publication from it (its position still advances). Returns whether it was queued.
+/// positioned subscriptions; a subscriber that does not get it by `verdict` still advances its
+/// position. Returns whether it was queued.
 fn deliver(
     entry: &mut SubEntry,
     msg: &Arc<PubMsg>,
-    pass: bool,
+    verdict: Verdict,
     metrics: &Metrics,
     fan_out: &mut FanOut,
 ) -> bool {
@@ -410,9 +437,16 @@ fn deliver(
     } else if offset > 0 && offset <= entry.last_offset && entry.epoch == msg.epoch {
         return false; // part of what the subscribe reply already carried
     }
-    if !pass {
-        metrics.tags_filter_dropped.inc();
-        return false;
+    match verdict {
+        Verdict::Deliver => {}
+        Verdict::Filtered => {
+            metrics.tags_filter_dropped.inc();
+            return false;
+        }
+        Verdict::Excluded => {
+            metrics.publisher_excluded.inc();
+            return false;
+        }
     }
     let frame = if entry.flags.delta {
         // The first publication after subscribing, and any after one this subscriber did not
@@ -459,6 +493,8 @@ impl BrokerEvents for Hub {
             slot.matched.store(matched, Ordering::Relaxed);
             self.metrics.tags_filter_evaluations.inc();
         }
+        // The publisher it is not for, if any: checked per subscriber, like a filter verdict.
+        let exclusion = Exclusion::of(&msg.publication);
         let mut delivered = 0;
         let mut fan_out = FanOut::default();
         for entry in subs.subs.values_mut() {
@@ -469,7 +505,9 @@ impl BrokerEvents for Hub {
                         .filter
                         .as_ref()
                         .is_none_or(|slot| slot.matched.load(Ordering::Relaxed));
-                    delivered += u64::from(deliver(entry, &msg, pass, &self.metrics, &mut fan_out));
+                    let verdict = Verdict::of(pass, exclusion, &entry.client);
+                    delivered +=
+                        u64::from(deliver(entry, &msg, verdict, &self.metrics, &mut fan_out));
                 }
             }
         }

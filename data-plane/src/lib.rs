@@ -14,6 +14,7 @@ pub mod config;
 pub mod consumers;
 pub mod egress;
 pub mod engine;
+pub mod exclusion;
 pub mod files;
 pub mod filter;
 pub mod fossil;

@@ -201,6 +201,8 @@ pub struct Metrics {
     pub tags_filter_evaluations: Counter,
     /// Publications a subscriber's tags filter kept from it.
     pub tags_filter_dropped: Counter,
+    /// Deliveries skipped because the publication excludes that subscriber (its publisher).
+    pub publisher_excluded: Counter,
     pub namespaces: NamespaceCounters,
     /// Centrifugo's metric families (see [`crate::centrifugo_metrics`]).
     pub centrifugo: crate::centrifugo_metrics::CentrifugoMetrics,
@@ -271,6 +273,11 @@ impl Metrics {
                 "tags_filter_dropped_total",
                 "Publications a subscriber's tags filter kept from it.",
                 &self.tags_filter_dropped,
+            ),
+            (
+                "publisher_excluded_total",
+                "Deliveries skipped because the publication excludes that subscriber (its publisher).",
+                &self.publisher_excluded,
             ),
         ] {
             let _ = writeln!(

@@ -142,6 +142,8 @@ fn encode_push_with(kind: ProtocolKind, msg: &PubMsg, data: Bytes, delta: bool) 
             r#pub: Some(Publication {
                 data,
                 delta,
+                // Who it is not for stays on the server.
+                exclude: String::new(),
                 ..msg.publication.clone()
             }),
             ..Default::default()

@@ -73,6 +73,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     spec("allowed_delta_types", Kind::List(&["fossil"])),
     spec("delta_publish", Kind::Flag),
     spec("allow_tags_filter", Kind::Flag),
+    spec("exclude_publisher", Kind::Flag),
     spec("subscribe_proxy_enabled", Kind::Flag),
     spec("subscribe_proxy_name", Kind::Text("default")),
     spec("publish_proxy_enabled", Kind::Flag),

@@ -517,6 +517,43 @@ async fn centrifuge_js_protobuf_cache_recovery() -> Result<()> {
     cache_recovery("protobuf").await
 }
 
+/// Publisher exclusion with centrifuge-js publishers kicked (reconnect code) while their
+/// client and backend publications are in flight: no publisher gets its own back, live or in
+/// recovery; everyone gets everything else exactly once.
+async fn publisher_exclusion(format: &str, deployment: Deployment) -> Result<()> {
+    let out = run_on(deployment, ClientScript::node("js_exclusion.mjs"), format).await?;
+    expect(
+        &out,
+        "recoveries",
+        json!({"count": 12, "all_recovering": true, "all_recovered": true}),
+    );
+    let own = out["accepted_own_publishes"].as_u64().unwrap_or(0);
+    assert!(own > 0, "some client publishes went through: {out}");
+    for o in out["observers"].as_array().expect("observers") {
+        assert_eq!(o["duplicates"], 0, "{o}");
+        assert_eq!(o["missing"], json!([]), "{o}");
+        assert_eq!(o["unexpected"], json!([]), "{o}");
+        // Observers are never kicked: nothing made them resubscribe (no gap was seen).
+        assert_eq!(o["resubscribed"], false, "{o}");
+    }
+    for p in out["publishers"].as_array().expect("publishers") {
+        assert_eq!(p["own_received"], json!([]), "{p}");
+        assert_eq!(p["duplicates"], 0, "{p}");
+        assert_eq!(p["missing_others"], json!([]), "{p}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn centrifuge_js_json_publisher_exclusion_across_reconnects() -> Result<()> {
+    publisher_exclusion("json", Deployment::Memory).await
+}
+
+#[tokio::test]
+async fn centrifuge_js_protobuf_publisher_exclusion_across_reconnects_over_redis() -> Result<()> {
+    publisher_exclusion("protobuf", Deployment::RedisPair).await
+}
+
 /// Publication tags filters: only matching publications reach a filtered subscriber, live and
 /// in recovery; an unfiltered one gets them all; a namespace without `allow_tags_filter`
 /// refuses a filter with 107.

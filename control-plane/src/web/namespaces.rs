@@ -76,6 +76,7 @@ const GROUPS: &[(&str, &str, bool, &[&str])] = &[
             "allow_history_for_client",
             "allow_history_for_anonymous",
             "allow_tags_filter",
+            "exclude_publisher",
         ],
     ),
     (
@@ -319,6 +320,7 @@ fn summary(options: &Value) -> String {
         ("subscribe_proxy_enabled", "subscribe proxy"),
         ("publish_proxy_enabled", "publish proxy"),
         ("delta_publish", "delta publish"),
+        ("exclude_publisher", "no echo to publisher"),
     ] {
         if o.get(key).and_then(Value::as_bool) == Some(true) && !parts.iter().any(|p| p == text) {
             parts.push(text.to_owned());

@@ -36,6 +36,7 @@ pub fn label_of(name: &str) -> String {
         "channel_regex" => "Channel names must match (regular expression)",
         "publication_data_format" => "Publication format",
         "allow_tags_filter" => "Subscribers may filter publications by tags",
+        "exclude_publisher" => "Don't send a client's publications back to its own session",
         "allowed_delta_types" => "Delta compression subscribers may ask for",
         "delta_publish" => "Send every publication as a delta where possible",
         "subscribe_proxy_enabled" => "Ask your backend before each subscription",

@@ -84,12 +84,17 @@ async fn publish_one(
     if data.is_empty() {
         return Err(ClientError::BAD_REQUEST.with_message("data is required"));
     }
+    let exclude = match fields.exclude {
+        Some(e) => e.exclusion()?.to_field(),
+        None => String::new(),
+    };
     let config = node.config.load();
     let rules = config.channel_rules(channel)?;
     rules.check_data(&data)?;
     let publication = Publication {
         data,
         tags: fields.tags.clone(),
+        exclude,
         ..Default::default()
     };
     let extras = PublishExtras {
@@ -130,6 +135,9 @@ async fn broadcast(node: &Node, req: requests::Broadcast) -> Result<Value, ApiEr
         return Err(ClientError::BAD_REQUEST
             .with_message("data is required")
             .into());
+    }
+    if let Some(e) = fields.exclude {
+        e.exclusion()?;
     }
     let mut responses = Vec::with_capacity(req.channels.len());
     for channel in &req.channels {

@@ -37,6 +37,26 @@ pub(crate) struct PublishFields<'a> {
     pub version_epoch: &'a str,
     /// Ask for delta compression (subscribers that negotiated it get a Fossil delta).
     pub delta: bool,
+    /// Rotor's own: who the publication is not delivered to.
+    pub exclude: Option<&'a Exclude>,
+}
+
+/// Rotor's `exclude` of `publish` and `broadcast`: exactly one of a connection (`client`), a
+/// user (`user`) or a session across its reconnects (`session_tag`); see
+/// [`crate::exclusion`].
+#[derive(Debug, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Exclude {
+    pub client: String,
+    pub user: String,
+    pub session_tag: String,
+}
+
+impl Exclude {
+    /// The checked exclusion.
+    pub fn exclusion(&self) -> Result<crate::exclusion::Exclusion<'_>, ClientError> {
+        crate::exclusion::Exclusion::from_request(&self.client, &self.user, &self.session_tag)
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -53,6 +73,8 @@ pub(crate) struct Publish {
     pub version_epoch: String,
     /// Ask for delta compression of this publication.
     pub delta: bool,
+    /// Who the publication is not delivered to.
+    pub exclude: Option<Exclude>,
 }
 
 impl Publish {
@@ -66,6 +88,7 @@ impl Publish {
             version: self.version,
             version_epoch: &self.version_epoch,
             delta: self.delta,
+            exclude: self.exclude.as_ref(),
         }
     }
 }
@@ -84,6 +107,8 @@ pub(crate) struct Broadcast {
     pub version_epoch: String,
     /// Ask for delta compression of this publication.
     pub delta: bool,
+    /// Who the publication is not delivered to.
+    pub exclude: Option<Exclude>,
 }
 
 impl Broadcast {
@@ -97,6 +122,7 @@ impl Broadcast {
             version: self.version,
             version_epoch: &self.version_epoch,
             delta: self.delta,
+            exclude: self.exclude.as_ref(),
         }
     }
 }

@@ -318,6 +318,12 @@ impl TokenVerifier {
         let user = take_user(&mut claims, &self.user_id_claim)?;
         let raw: RawConnectClaims = serde_json::from_value(Value::Object(claims))
             .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        if raw.session_tag.len() > crate::exclusion::MAX_LEN {
+            return Err(TokenError::Invalid(format!(
+                "session_tag is longer than {} bytes",
+                crate::exclusion::MAX_LEN
+            )));
+        }
         Ok(ConnectToken {
             user,
             exp: raw.exp,
@@ -339,6 +345,7 @@ impl TokenVerifier {
                 })
                 .collect::<Result<_, TokenError>>()?,
             meta: raw.meta.map(|m| Bytes::from(m.get().to_owned())),
+            session_tag: raw.session_tag,
         })
     }
 
@@ -411,6 +418,7 @@ struct RawConnectClaims {
     channels: Vec<String>,
     subs: HashMap<String, RawSubOptions>,
     meta: Option<Box<RawValue>>,
+    session_tag: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -448,6 +456,9 @@ pub struct ConnectToken {
     pub channels: Vec<String>,
     pub subs: HashMap<String, SubOptions>,
     pub meta: Option<Bytes>,
+    /// Rotor's `session_tag` claim: the session the connection belongs to across reconnects,
+    /// for publisher exclusion (see [`crate::exclusion`]); empty when the token has none.
+    pub session_tag: String,
 }
 
 impl ConnectToken {

@@ -215,6 +215,12 @@ message! {
         #[prost(string, tag = "10")]
         #[serde(skip_serializing_if = "String::is_empty")]
         pub channel: String,
+        /// Rotor's own: who this publication is not delivered to (see [`crate::exclusion`]).
+        /// Kept through the engines, cleared before a publication reaches a client; never in
+        /// JSON.
+        #[prost(string, tag = "1000")]
+        #[serde(skip)]
+        pub exclude: String,
     }
 }
 

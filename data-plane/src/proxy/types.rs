@@ -209,6 +209,9 @@ pub struct ConnectResult {
     pub subs: HashMap<String, SubscribeOptions>,
     /// Kept with the connection and sent to other proxies.
     pub meta: Raw,
+    /// Rotor's own: the session the connection belongs to across reconnects (publisher
+    /// exclusion).
+    pub session_tag: String,
 }
 
 /// Result of the refresh proxy.

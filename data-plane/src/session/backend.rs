@@ -42,6 +42,8 @@ pub(super) struct ProxiedConnect {
     pub data: Bytes,
     pub subs: Vec<SubscribeSpec>,
     pub meta: Option<Bytes>,
+    /// Rotor's `session_tag` (publisher exclusion); empty when the backend gave none.
+    pub session_tag: String,
 }
 
 /// What the publish proxy made of a publication.
@@ -81,6 +83,12 @@ impl Session {
         else {
             return Ok(None);
         };
+        if r.session_tag.len() > crate::exclusion::MAX_LEN {
+            return Err(malformed(ProxyError::Malformed(format!(
+                "session_tag is longer than {} bytes",
+                crate::exclusion::MAX_LEN
+            ))));
+        }
         let mut subs = Vec::new();
         let mut granted: Vec<(String, types::SubscribeOptions)> = r.subs.into_iter().collect();
         granted.sort_by(|a, b| a.0.cmp(&b.0));
@@ -112,6 +120,7 @@ impl Session {
             meta: r
                 .meta
                 .map(|m| Bytes::from(String::from(Box::<str>::from(m)))),
+            session_tag: r.session_tag,
         }))
     }
 

@@ -8,6 +8,7 @@ use super::permissions::{may_publish, may_read_history, may_read_presence, Calle
 use super::{CommandError, Session};
 use crate::config::ChannelRules;
 use crate::engine::HistoryFilter;
+use crate::exclusion::{self, Exclusion};
 use crate::node::meta_ttl;
 use crate::protocol::{
     ClientError, ClientInfo, Disconnect, HistoryRequest, HistoryResult, PresenceRequest,
@@ -57,6 +58,17 @@ impl Session {
             return Err(ClientError::PERMISSION_DENIED.into());
         }
         let who = self.identity();
+        // In a namespace with `exclude_publisher` the publication is not for the publishing
+        // session, live or replayed, whichever connection of it is subscribed.
+        let exclude = if rules.options.exclude_publisher {
+            let tag = self.handle.owner().map(|o| o.session_tag.clone());
+            match &tag {
+                Some(tag) => Exclusion::SessionTag(tag).to_field(),
+                None => Exclusion::Client(&self.handle.id).to_field(),
+            }
+        } else {
+            String::new()
+        };
         Ok(Box::pin(async move {
             let proxy = config
                 .proxies
@@ -77,6 +89,7 @@ impl Session {
                     conn_info: who.conn_info.clone(),
                     chan_info: chan_info.unwrap_or_default(),
                 }),
+                exclude,
                 ..Default::default()
             };
             who.node
@@ -162,6 +175,10 @@ impl Session {
         } else {
             req.limit
         };
+        // A read from a position replays the stream: like recovery, it leaves out what this
+        // connection's session published and excluded itself from. A read of the latest
+        // publications shows them all.
+        let replay = req.since.is_some();
         let filter = HistoryFilter {
             since: req.since,
             limit,
@@ -169,8 +186,14 @@ impl Session {
             meta_ttl: meta_ttl(&config, &rules),
         };
         let node = self.node.clone();
+        let handle = self.handle.clone();
         Ok(Box::pin(async move {
-            let page = node.broker.history(&req.channel, filter).await?;
+            let mut page = node.broker.history(&req.channel, filter).await?;
+            if replay {
+                exclusion::replay_for(&mut page.publications, &handle.id, handle.owner());
+            } else {
+                exclusion::strip(&mut page.publications);
+            }
             Ok(Reply {
                 id,
                 history: Some(HistoryResult {

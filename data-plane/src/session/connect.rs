@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::subscribe::SubscribeSpec;
 use super::{unix_now, unix_now_ms, CommandError, CommandResult, Session, State};
 use crate::auth::jwt::TokenError;
+use crate::exclusion::{self, Owner};
 use crate::node::VERSION;
 use crate::protocol::{
     ClientError, ConnectPush, ConnectRequest, ConnectResult, Disconnect, Push, RefreshRequest,
@@ -87,6 +88,8 @@ impl Session {
         let mut headers = self.take_headers();
         config.proxies.capture_emulated(&mut headers, &req.headers);
         self.set_headers(headers);
+        // The session the credentials name, for publisher exclusion (empty: none named).
+        let mut named_session_tag = String::new();
         let (user, info, expires_at) = if !req.token.is_empty() {
             let token = match config.token_verifier.verify_connect(&req.token).await {
                 Ok(t) => t,
@@ -119,6 +122,7 @@ impl Session {
             }
             let expires = if insecure { None } else { token.expires_at() };
             self.meta = token.meta;
+            named_session_tag = token.session_tag;
             (token.user, token.info, expires)
         } else if let Some(proxy) = config.proxies.connect() {
             match self.connect_by_proxy(proxy, &req).await? {
@@ -127,6 +131,7 @@ impl Session {
                     connect_data = granted.data;
                     client_lists_channels = false;
                     self.meta = granted.meta;
+                    named_session_tag = granted.session_tag;
                     (granted.user, granted.info, granted.expires_at)
                 }
                 None => self.without_credentials(client_cfg)?,
@@ -194,6 +199,10 @@ impl Session {
         }
 
         self.user = user.clone();
+        self.handle.set_owner(Owner {
+            user: user.clone(),
+            session_tag: exclusion::session_tag(&named_session_tag, &req.token, &self.handle.id),
+        });
         self.conn_info = info;
         self.expires_at = expires_at;
         // With a refresh proxy the server extends connections itself; clients see no expiry.

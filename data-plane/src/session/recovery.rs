@@ -1,10 +1,12 @@
 //! Recovery on subscribe (spec §7.2): replaying the stream a client missed, or giving it the
 //! channel's latest publication in cache mode. A subscriber with a tags filter gets only the
 //! publications that pass it; whether it recovered is still decided on the whole stream, so
-//! its position stays consistent with the channel's.
+//! its position stays consistent with the channel's. Publications that exclude this
+//! connection's session (publisher exclusion, [`crate::exclusion`]) are left out the same way.
 
 use super::Session;
 use crate::engine::{EngineError, HistoryFilter};
+use crate::exclusion::{self, Exclusion};
 use crate::filter::TagsFilter;
 use crate::protocol::{Publication, StreamPosition, SubscribeRequest};
 
@@ -44,6 +46,9 @@ impl Session {
                 if let Some(filter) = filter {
                     page.publications.retain(|p| filter.matches(&p.tags));
                 }
+                // Nor were the publications this connection's session sent and excluded itself
+                // from: a publisher that reconnects does not get its own back.
+                exclusion::replay_for(&mut page.publications, &self.handle.id, self.handle.owner());
                 Ok((page.publications, page.top, recovered))
             }
             Err(EngineError::UnrecoverablePosition) => {
@@ -97,7 +102,14 @@ impl Session {
             Some(latest) if latest != top.offset => (Vec::new(), top, false),
             Some(_) => match state {
                 Some(state) => {
-                    let publications = if holds_top { Vec::new() } else { vec![state] };
+                    // The publisher of the state the publication excludes already holds it.
+                    let mine = Exclusion::of(&state).is_some_and(|e| self.handle.is_excluded(e));
+                    let mut publications = if holds_top || mine {
+                        Vec::new()
+                    } else {
+                        vec![state]
+                    };
+                    exclusion::strip(&mut publications);
                     (publications, top, true)
                 }
                 // Nothing passes the filter: recovered only if the client holds the top.

@@ -173,6 +173,10 @@ channel_options! {
     /// Let subscribers pass a tags filter (`tf`) and receive only the publications whose
     /// `tags` match it, live and in recovery.
     allow_tags_filter: bool = [false, "is_false"],
+    /// A client's publication is not delivered to the session that published it: not live to
+    /// any of its connections, and not in their recovery or history read from a position
+    /// (Rotor's own; the session is the connection token's `session_tag` claim, else the token).
+    exclude_publisher: bool = [false, "is_false"],
     /// Ask the app backend whether a client may subscribe.
     subscribe_proxy_enabled: bool = [false, "is_false"],
     /// Which named proxy handles subscribe.

@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod nats;
+pub mod pb;
 
 pub const SECRET: &str = "test-secret";
 pub const ADMIN_TOKEN: &str = "admin-test-token";

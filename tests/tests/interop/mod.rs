@@ -22,6 +22,8 @@ pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// * `tags:*` — publication tags filters allowed, history (20, 300 s), recovery on request,
 ///   subscribe for clients;
 /// * `delta:*` — Fossil delta allowed, history (20, 300 s), subscribe for clients;
+/// * `room:*` — publisher exclusion (`exclude_publisher`), history (200, 300 s), forced
+///   recovery and positioning, subscribe for clients, publish for subscribers;
 /// * no namespace — subscribe for clients, publish for subscribers, no history or presence.
 ///
 /// `client.expired_close_delay` is 1 s so the connection-refresh scenario is quick, and pings go
@@ -88,6 +90,16 @@ pub fn base_config(secret: &str, api_key: &str) -> Value {
                     "history_size": 20,
                     "history_ttl": "300s",
                     "allow_subscribe_for_client": true
+                },
+                {
+                    "name": "room",
+                    "exclude_publisher": true,
+                    "history_size": 200,
+                    "history_ttl": "300s",
+                    "force_recovery": true,
+                    "force_positioning": true,
+                    "allow_subscribe_for_client": true,
+                    "allow_publish_for_subscriber": true
                 }
             ]
         }
