@@ -118,6 +118,20 @@ impl Outbox {
         wake(st);
     }
 
+    /// Closes for `reason` and drops what is queued: the connection ends at a point in its
+    /// stream (a control request decided it), so nothing queued after that point may reach
+    /// the client — a later publication without the ones before it would move the client's
+    /// stream position past a gap.
+    pub fn close_discarding(&self, reason: Disconnect) {
+        let mut st = self.state.lock();
+        st.items.clear();
+        st.bytes = 0;
+        if st.closed.is_none() {
+            st.closed = Some(reason);
+        }
+        wake(st);
+    }
+
     /// Takes everything queued. Returns the items and, if the connection must close, why.
     pub fn drain(&self) -> (VecDeque<OutItem>, Option<Disconnect>) {
         let mut st = self.state.lock();
@@ -235,6 +249,17 @@ mod tests {
             !outbox.push_frame(Bytes::from_static(b"1")),
             "closed outbox takes nothing"
         );
+    }
+
+    #[test]
+    fn closing_at_a_control_drops_what_came_after_it_and_refuses_more() {
+        let outbox = Outbox::new(100);
+        assert!(outbox.push_frame(Bytes::from_static(b"5")));
+        outbox.close_discarding(Disconnect::SHUTDOWN);
+        assert!(!outbox.push_frame(Bytes::from_static(b"6")));
+        let (items, closed) = outbox.drain();
+        assert!(items.is_empty());
+        assert_eq!(closed, Some(Disconnect::SHUTDOWN));
     }
 
     #[test]

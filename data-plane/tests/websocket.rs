@@ -624,3 +624,56 @@ async fn a_refused_handshake_ends_the_connection_so_nothing_rides_behind_it() {
         2
     );
 }
+
+/// A burst of publications reaches a subscriber as one WebSocket message per publication, in
+/// stream order (centrifuge-js 5.x can interleave the replies of two multi-reply messages it
+/// reads at once; see `transport::websocket`), and the connect and subscribe replies of a
+/// pipelined frame come as two messages.
+#[tokio::test]
+async fn a_burst_goes_out_one_message_per_reply() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let s = TestServer::start(json!({})).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(s.ws_url()).await.unwrap();
+    let hello = format!(
+        "{}\n{}",
+        json!({"id": 1, "connect": {"token": token(json!({"sub": "u"}))}}),
+        json!({"id": 2, "subscribe": {"channel": "burst"}})
+    );
+    ws.send(Message::text(hello)).await.unwrap();
+    assert_eq!(next_single(&mut ws).await["id"], 1);
+    assert_eq!(next_single(&mut ws).await["id"], 2);
+    const N: u64 = 300;
+    let commands: Vec<_> = (1..=N)
+        .map(|n| json!({"publish": {"channel": "burst", "data": {"n": n}}}))
+        .collect();
+    let r = common::api(&s, "batch", json!({ "commands": commands })).await;
+    assert_eq!(r["replies"].as_array().unwrap().len(), N as usize);
+    for n in 1..=N {
+        let push = next_single(&mut ws).await;
+        assert_eq!(push["push"]["pub"]["data"]["n"], n, "{push}");
+    }
+}
+
+/// The next text message, which must carry exactly one reply.
+async fn next_single(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> serde_json::Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let msg = tokio::time::timeout(common::WAIT, ws.next())
+            .await
+            .expect("timed out")
+            .expect("open")
+            .expect("ok");
+        if let Message::Text(t) = msg {
+            let text = t.as_str().trim_end_matches('\n');
+            assert!(!text.contains('\n'), "one reply per message: {text}");
+            return serde_json::from_str(text).unwrap();
+        }
+    }
+}

@@ -13,7 +13,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{Sink, StreamExt};
 use tokio::time::{Instant, Sleep};
 
@@ -336,8 +336,13 @@ struct Conn {
 }
 
 impl Conn {
-    /// Writes everything queued; runs control requests in queue order. Frames queued together
-    /// go out as one WebSocket message. Tells whether any control request ran.
+    /// Writes everything queued; runs control requests in queue order. Each frame goes out
+    /// as a WebSocket message of its own, and the frames queued together reach the socket in
+    /// one write. (centrifuge-js 5.x dispatches the replies inside one message in order, but
+    /// starts on the next message before the previous one's second reply: had two messages
+    /// of several replies each been read at once, their publications would interleave, and
+    /// the SDK's stream position would move backwards — duplicates on its next recovery.)
+    /// Tells whether any control request ran.
     async fn flush(&mut self, mut timer: Pin<&mut Sleep>) -> Result<bool, Disconnect> {
         let mut controls = false;
         loop {
@@ -349,12 +354,14 @@ impl Conn {
                 (items, _) => items,
             };
             while !items.is_empty() {
-                if let Some(payload) = take_frames(&mut items, self.protocol) {
-                    let message = self.message(payload)?;
-                    self.send(timer.as_mut(), message).await?;
-                }
+                self.send_frames(timer.as_mut(), &mut items).await?;
                 if let Some(OutItem::Control(c)) = items.pop_front() {
-                    Box::pin(self.session.handle_control(c)).await?;
+                    if let Err(d) = Box::pin(self.session.handle_control(c)).await {
+                        // The connection ends here in its stream: what was queued after the
+                        // control (here and in the outbox) must not go out after it.
+                        self.handle.outbox.close_discarding(d.clone());
+                        return Err(d);
+                    }
                     controls = true;
                 }
             }
@@ -365,60 +372,79 @@ impl Conn {
     async fn flush_frames_only(&mut self, timer: Pin<&mut Sleep>) -> Result<(), Disconnect> {
         let (mut items, _) = self.handle.outbox.drain();
         items.retain(|i| matches!(i, OutItem::Frame(_)));
-        match take_frames(&mut items, self.protocol) {
-            Some(payload) => {
-                let message = self.message(payload)?;
-                self.send(timer, message).await
-            }
-            None => Ok(()),
-        }
+        self.send_frames(timer, &mut items).await
     }
 
-    /// The message carrying one payload (frames joined), counted as sent.
-    fn message(&self, payload: Bytes) -> Result<Message, Disconnect> {
-        self.session
-            .node_metrics()
-            .bytes_out
-            .add(payload.len() as u64);
-        match self.protocol {
-            ProtocolKind::Json => match Utf8Bytes::try_from(payload) {
-                Ok(text) => Ok(Message::Text(text)),
-                Err(_) => Err(Disconnect::INAPPROPRIATE_PROTOCOL),
+    /// Sends the frames at the front of `items` (up to the first control request), each as
+    /// its own message, with one flush.
+    fn send_frames<'a>(
+        &'a mut self,
+        timer: Pin<&'a mut Sleep>,
+        items: &'a mut VecDeque<OutItem>,
+    ) -> impl Future<Output = Result<(), Disconnect>> + Send + 'a {
+        let protocol = self.protocol;
+        self.write(timer, move |metrics| match items.front() {
+            Some(OutItem::Frame(_)) => match items.pop_front() {
+                Some(OutItem::Frame(frame)) => Some(message(protocol, metrics, frame)),
+                _ => None,
             },
-            ProtocolKind::Protobuf => Ok(Message::Binary(payload)),
-        }
+            _ => None,
+        })
     }
 
-    /// Sends `message` within `write_timeout`. A write that blocks (the peer stopped reading)
-    /// ends early with 3008 once the outbox overflows meanwhile, as a queued frame would: a
-    /// stuck writer must not turn a slow client into a 3009 a second later. The write deadline
-    /// uses the connection's one timer, armed only when the socket does not take the message
-    /// at once: a write that completes right away (all of fan-out on a healthy connection)
-    /// leaves the timer alone. A plain function around `poll_fn`, so that the message is
-    /// stored once in the connection's task.
+    /// Sends one message (the close frame).
     fn send<'a>(
         &'a mut self,
-        mut timer: Pin<&'a mut Sleep>,
+        timer: Pin<&'a mut Sleep>,
         message: Message,
     ) -> impl Future<Output = Result<(), Disconnect>> + Send + 'a {
         let mut message = Some(message);
+        self.write(timer, move |_| message.take().map(Ok))
+    }
+
+    /// Sends the messages `next` yields, then flushes, within `write_timeout`. A write that
+    /// blocks (the peer stopped reading) ends early with 3008 once the outbox overflows
+    /// meanwhile, as a queued frame would: a stuck writer must not turn a slow client into a
+    /// 3009 a second later. The write deadline uses the connection's one timer, armed only
+    /// when the socket does not take the messages at once: a write that completes right away
+    /// (all of fan-out on a healthy connection) leaves the timer alone. A plain function
+    /// around `poll_fn`, so that what is being sent is stored once in the connection's task.
+    fn write<'a>(
+        &'a mut self,
+        mut timer: Pin<&'a mut Sleep>,
+        mut next: impl FnMut(&crate::metrics::Metrics) -> Option<Result<Message, Disconnect>>
+            + Send
+            + 'a,
+    ) -> impl Future<Output = Result<(), Disconnect>> + Send + 'a {
+        let mut pending: Option<Message> = None;
+        let mut done = false;
         let mut armed = false;
         poll_fn(move |cx| {
             let mut socket = Pin::new(&mut self.socket);
-            if message.is_some() {
+            while !done {
+                if pending.is_none() {
+                    match next(self.session.node_metrics()) {
+                        Some(Ok(m)) => pending = Some(m),
+                        Some(Err(d)) => return Poll::Ready(Err(d)),
+                        None => {
+                            done = true;
+                            break;
+                        }
+                    }
+                }
                 match socket.as_mut().poll_ready(cx) {
                     Poll::Ready(Ok(())) => {
-                        if let Some(m) = message.take() {
+                        if let Some(m) = pending.take() {
                             if socket.as_mut().start_send(m).is_err() {
                                 return Poll::Ready(Err(Disconnect::WRITE_ERROR));
                             }
                         }
                     }
                     Poll::Ready(Err(_)) => return Poll::Ready(Err(Disconnect::WRITE_ERROR)),
-                    Poll::Pending => {}
+                    Poll::Pending => break,
                 }
             }
-            if message.is_none() {
+            if done {
                 match socket.poll_flush(cx) {
                     Poll::Ready(Ok(())) => return Poll::Ready(Ok(())),
                     Poll::Ready(Err(_)) => return Poll::Ready(Err(Disconnect::WRITE_ERROR)),
@@ -444,40 +470,19 @@ impl Conn {
     }
 }
 
-/// Takes the frames at the front of `items` (up to the first control request) as one
-/// payload: one frame as it is, several joined (JSON: by newlines).
-fn take_frames(items: &mut VecDeque<OutItem>, protocol: ProtocolKind) -> Option<Bytes> {
-    let n = items
-        .iter()
-        .take_while(|i| matches!(i, OutItem::Frame(_)))
-        .count();
-    match n {
-        0 => None,
-        1 => match items.pop_front() {
-            Some(OutItem::Frame(f)) => Some(f),
-            _ => None,
+/// The message carrying one frame, counted as sent.
+fn message(
+    protocol: ProtocolKind,
+    metrics: &crate::metrics::Metrics,
+    frame: Bytes,
+) -> Result<Message, Disconnect> {
+    metrics.bytes_out.add(frame.len() as u64);
+    match protocol {
+        ProtocolKind::Json => match Utf8Bytes::try_from(frame) {
+            Ok(text) => Ok(Message::Text(text)),
+            Err(_) => Err(Disconnect::INAPPROPRIATE_PROTOCOL),
         },
-        _ => {
-            let sep = usize::from(protocol == ProtocolKind::Json);
-            let total: usize = items
-                .iter()
-                .take(n)
-                .map(|i| match i {
-                    OutItem::Frame(f) => f.len() + sep,
-                    OutItem::Control(_) => 0,
-                })
-                .sum();
-            let mut buf = BytesMut::with_capacity(total);
-            for (i, item) in items.drain(..n).enumerate() {
-                if let OutItem::Frame(frame) = item {
-                    if sep == 1 && i > 0 {
-                        buf.extend_from_slice(b"\n");
-                    }
-                    buf.extend_from_slice(&frame);
-                }
-            }
-            Some(buf.freeze())
-        }
+        ProtocolKind::Protobuf => Ok(Message::Binary(frame)),
     }
 }
 
@@ -501,23 +506,5 @@ mod tests {
         assert!(run <= 1088, "websocket::run future is {run} bytes");
         assert!(std::mem::size_of::<Conn>() <= 640);
         assert!(std::mem::size_of::<Session>() <= 240);
-    }
-
-    #[test]
-    fn queued_frames_join_into_one_payload_up_to_a_control() {
-        let mut items: VecDeque<OutItem> = VecDeque::new();
-        items.push_back(OutItem::Frame(Bytes::from_static(b"{}")));
-        items.push_back(OutItem::Frame(Bytes::from_static(b"{\"a\":1}")));
-        items.push_back(OutItem::Control(crate::client::Control::Disconnect(
-            Disconnect::SHUTDOWN,
-        )));
-        items.push_back(OutItem::Frame(Bytes::from_static(b"{}")));
-        let joined = take_frames(&mut items, ProtocolKind::Json);
-        assert_eq!(joined.as_deref(), Some(&b"{}\n{\"a\":1}"[..]));
-        assert!(take_frames(&mut items, ProtocolKind::Json).is_none());
-        assert!(matches!(items.pop_front(), Some(OutItem::Control(_))));
-        let single = take_frames(&mut items, ProtocolKind::Protobuf);
-        assert_eq!(single.as_deref(), Some(&b"{}"[..]));
-        assert!(items.is_empty());
     }
 }
