@@ -477,7 +477,9 @@ pub struct WebSocketSection {
     pub write_timeout: ConfigDuration,
     /// Read buffer per connection in bytes (0 = Rotor's small default).
     pub read_buffer_size: u32,
-    /// Write buffer per connection in bytes (0 = Rotor's small default).
+    /// Bytes of outgoing frames a connection gathers before writing them unasked (0 = 64 KiB);
+    /// every batch of frames is written at its end anyway, so this bounds one write, not a
+    /// delay.
     pub write_buffer_size: u32,
 }
 
