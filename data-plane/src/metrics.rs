@@ -202,6 +202,13 @@ pub struct Metrics {
     /// Publications a subscriber's tags filter kept from it.
     pub tags_filter_dropped: Counter,
     pub namespaces: NamespaceCounters,
+    /// Webhook events delivered (accepted by the backend with a 2xx).
+    pub webhook_events_sent: Counter,
+    /// Webhook batches sent again after a failed attempt.
+    pub webhook_retries: Counter,
+    /// Webhook events given up, by reason (`queue_full`, `max_attempts`, `egress_refused`,
+    /// `engine_unavailable`); each is in the dead-letter ring until newer ones push it out.
+    pub webhook_events_dropped: LabeledCounter,
     /// Centrifugo's metric families (see [`crate::centrifugo_metrics`]).
     pub centrifugo: crate::centrifugo_metrics::CentrifugoMetrics,
 }
@@ -272,6 +279,16 @@ impl Metrics {
                 "Publications a subscriber's tags filter kept from it.",
                 &self.tags_filter_dropped,
             ),
+            (
+                "webhook_events_sent_total",
+                "Webhook events the backend accepted.",
+                &self.webhook_events_sent,
+            ),
+            (
+                "webhook_retries_total",
+                "Webhook batches sent again after a failed attempt.",
+                &self.webhook_retries,
+            ),
         ] {
             let _ = writeln!(
                 out,
@@ -315,6 +332,12 @@ impl Metrics {
                 "reason",
                 "Follow-up requests on kept server API connections refused, by reason.",
                 &self.kept_api_refused,
+            ),
+            (
+                "webhook_events_dropped_total",
+                "reason",
+                "Webhook events given up (kept in the dead-letter ring), by reason.",
+                &self.webhook_events_dropped,
             ),
         ] {
             let _ = writeln!(

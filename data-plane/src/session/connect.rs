@@ -214,6 +214,7 @@ impl Session {
                 .registry
                 .add(self.handle.clone(), user.clone(), session.clone());
         self.node.metrics.connections.inc();
+        self.node.webhooks.connected(&self.node, &user);
         self.node.user_status.connected(&self.node, &user).await;
         self.node.metrics.connections_accepted.inc();
 

@@ -67,6 +67,17 @@ impl Keys {
         format!("{}us:nodes", self.prefix)
     }
 
+    /// Webhook holders of a channel: `h:<process>` and `h:<process>:<user>` → 1, `c` and
+    /// `u:<user>` → how many hold the channel and the user in it, `v` → the last version.
+    pub fn webhooks(&self, channel: &str) -> String {
+        self.key(channel, "wh")
+    }
+
+    /// When a user last connected (webhooks; hash tag: the user id).
+    pub fn webhook_connected(&self, user: &str) -> String {
+        self.key(user, "whc")
+    }
+
     /// The PUB/SUB topic of a channel.
     pub fn topic(&self, channel: &str) -> String {
         format!("{}c:{}", self.prefix, channel)
@@ -97,6 +108,8 @@ mod tests {
             k.presence("chat:1"),
             k.presence_expiry("chat:1"),
             k.user_status("chat:1"),
+            k.webhooks("chat:1"),
+            k.webhook_connected("chat:1"),
         ] {
             assert!(key.starts_with("rotor:prj_a:{chat:1}:"), "{key}");
         }

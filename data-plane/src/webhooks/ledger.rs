@@ -1,0 +1,96 @@
+//! The shared side of occupancy and membership: whether a local first acquisition or a final
+//! release changes anything project-wide, and the version of the change.
+//!
+//! - Memory engine: this process holds every connection of the tenant, so every change the
+//!   tracker reports is a project-wide change; versions come from [`Versions`].
+//! - Redis engine: one hash per channel under the tenant's prefix records which processes
+//!   hold the channel (and each user in it) and how many do; one Lua call per change marks
+//!   or unmarks this process and, when the count crosses zero, takes the next version from
+//!   the channel's own counter (`max(last + 1, Redis clock in µs)`, so it only grows even
+//!   after the idle hash expired). A user's connections are marked too, for 2 × grace, so a
+//!   process can tell whether a disconnected user connected again anywhere.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::event::Versions;
+use super::tracker::Key;
+use crate::engine::redis::RedisEngine;
+use crate::engine::EngineError;
+
+/// How long an idle channel hash (no holder left) keeps its version counter in Redis.
+pub const IDLE_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Where project-wide occupancy is decided.
+pub enum Ledger {
+    Memory,
+    Redis {
+        engine: Arc<RedisEngine>,
+        /// This process (its node id).
+        holder: String,
+    },
+}
+
+impl Ledger {
+    /// A local first acquisition of `key`: the new version when it is the first project-wide.
+    pub async fn acquire(
+        &self,
+        key: &Key,
+        versions: &Versions,
+    ) -> Result<Option<u64>, EngineError> {
+        self.change(key, true, versions).await
+    }
+
+    /// A final local release of `key`: the new version when it was the last project-wide.
+    pub async fn release(
+        &self,
+        key: &Key,
+        versions: &Versions,
+    ) -> Result<Option<u64>, EngineError> {
+        self.change(key, false, versions).await
+    }
+
+    async fn change(
+        &self,
+        key: &Key,
+        acquire: bool,
+        versions: &Versions,
+    ) -> Result<Option<u64>, EngineError> {
+        match self {
+            Ledger::Memory => Ok(Some(versions.next())),
+            Ledger::Redis { engine, holder } => {
+                let (holder, counter) = if key.is_member() {
+                    (format!("{holder}:{}", key.user), format!("u:{}", key.user))
+                } else {
+                    (holder.clone(), "c".to_owned())
+                };
+                let version = engine
+                    .webhook_hold(&key.channel, acquire, &holder, &counter, IDLE_TTL)
+                    .await?;
+                Ok((version > 0).then_some(version))
+            }
+        }
+    }
+
+    /// `user` connected at `time_ms` (Redis: marked for `keep`, so every process sees it).
+    pub async fn connected(
+        &self,
+        user: &str,
+        time_ms: u64,
+        keep: Duration,
+    ) -> Result<(), EngineError> {
+        match self {
+            Ledger::Memory => Ok(()),
+            Ledger::Redis { engine, .. } => engine.webhook_connected(user, time_ms, keep).await,
+        }
+    }
+
+    /// Whether `user` connected on any process after `time_ms` (memory engine: the tracker
+    /// already knows, so never).
+    pub async fn connected_since(&self, user: &str, time_ms: u64) -> Result<bool, EngineError> {
+        match self {
+            Ledger::Memory => Ok(false),
+            Ledger::Redis { engine, .. } => Ok(engine.webhook_connected_at(user).await? > time_ms),
+        }
+    }
+}
