@@ -206,6 +206,8 @@ pub struct Metrics {
     pub webhook_events_sent: Counter,
     /// Webhook batches sent again after a failed attempt.
     pub webhook_retries: Counter,
+    /// Silent processes (Redis engine) whose webhook holdings this process released.
+    pub webhook_processes_swept: Counter,
     /// Webhook events given up, by reason (`queue_full`, `max_attempts`, `egress_refused`,
     /// `engine_unavailable`); each is in the dead-letter ring until newer ones push it out.
     pub webhook_events_dropped: LabeledCounter,
@@ -288,6 +290,11 @@ impl Metrics {
                 "webhook_retries_total",
                 "Webhook batches sent again after a failed attempt.",
                 &self.webhook_retries,
+            ),
+            (
+                "webhook_processes_swept_total",
+                "Silent processes whose webhook holdings this process released.",
+                &self.webhook_processes_swept,
             ),
         ] {
             let _ = writeln!(

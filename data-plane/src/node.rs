@@ -371,6 +371,7 @@ impl Node {
             Some(engine) => crate::webhooks::ledger::Ledger::Redis {
                 engine,
                 holder: node.id.clone(),
+                presence_ttl: node.config.load().tenant.engine.redis.presence_ttl.get(),
             },
             None => crate::webhooks::ledger::Ledger::Memory,
         }

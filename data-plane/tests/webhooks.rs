@@ -551,3 +551,78 @@ async fn with_the_redis_engine_a_reconnect_to_another_process_within_grace_sends
         .collect();
     assert!(about_dave.is_empty(), "{:?}", names(&after));
 }
+
+#[tokio::test]
+async fn a_killed_processs_connections_are_reported_by_a_survivor() {
+    let prefix = Prefix::new();
+    let mut rx = Receiver::ok().await;
+    let mut config = json!({
+        "client": {"token": {"hmac_secret_key": SECRET}},
+        "channel": {"namespaces": [{"name": "chat", "allow_subscribe_for_client": true}]},
+        "engine": {"type": "redis", "redis": {"address": common::redis_url(),
+            "prefix": prefix.0, "presence_ttl": "2s"}},
+    });
+    common::merge(&mut config, hooks(&rx.url, "1s", json!({})));
+    let mut doomed = Binary::listening(&config, &[]).await;
+    let survivor = Binary::listening(&config, &[]).await;
+    // kim shares chat:k with lee (on the survivor); zed is alone in chat:z; max will come
+    // back on the survivor before the sweep.
+    let (mut kim, _) = Client::connected(&doomed.ws_url(), "kim").await;
+    let (mut zed, _) = Client::connected(&doomed.ws_url(), "zed").await;
+    let (mut max, _) = Client::connected(&doomed.ws_url(), "max").await;
+    let (mut lee, _) = Client::connected(&survivor.ws_url(), "lee").await;
+    subscribe(&mut kim, "chat:k").await;
+    subscribe(&mut zed, "chat:z").await;
+    subscribe(&mut max, "chat:m").await;
+    subscribe(&mut lee, "chat:k").await;
+    let joined = rx
+        .events_until(|e| e["name"] == "member_added" && e["user"] == "lee")
+        .await;
+    assert_eq!(joined.len(), 7, "{:?}", names(&joined));
+
+    doomed.child.kill().await.unwrap(); // SIGKILL: nothing is cleaned up.
+    drop((kim, zed, max));
+    let (mut max, _) = Client::connected(&survivor.ws_url(), "max").await;
+    subscribe(&mut max, "chat:m").await;
+
+    // The survivor sweeps the silent process after presence_ttl (2 s).
+    let mut swept = Vec::new();
+    while !(swept
+        .iter()
+        .any(|e: &Value| e["name"] == "client_disconnected" && e["user"] == "kim")
+        && swept
+            .iter()
+            .any(|e: &Value| e["name"] == "client_disconnected" && e["user"] == "zed"))
+    {
+        let hit = tokio::time::timeout(Duration::from_secs(15), rx.hits.recv())
+            .await
+            .unwrap_or_else(|_| panic!("the survivor never swept the killed process: {swept:?}"))
+            .unwrap();
+        swept.extend(hit.json["events"].as_array().cloned().unwrap_or_default());
+    }
+    // Whatever the sweep queued comes before a later event of the survivor.
+    let (mut late, _) = Client::connected(&survivor.ws_url(), "late").await;
+    subscribe(&mut late, "chat:after").await;
+    swept.extend(rx.events_until(is("channel_occupied", "chat:after")).await);
+    let mut got = names(&swept);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            "channel_occupied chat:after ",
+            "channel_vacated chat:z ",
+            "client_disconnected  kim",
+            "client_disconnected  zed",
+            "member_removed chat:k kim",
+            "member_removed chat:z zed",
+        ],
+        "{swept:#?}"
+    );
+    let gone = swept
+        .iter()
+        .find(|e| e["name"] == "client_disconnected")
+        .unwrap();
+    assert_eq!(gone["reason"], "process lost");
+    assert_eq!(gone["code"], 3000);
+    survivor.stop().await;
+}

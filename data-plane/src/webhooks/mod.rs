@@ -14,6 +14,7 @@ pub mod delivery;
 pub mod event;
 pub mod ledger;
 pub mod sign;
+mod sweep;
 pub mod tracker;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,8 +40,11 @@ const STEP_QUEUE: usize = 16_384;
 /// What the worker hears from the hooks.
 enum Op {
     Step(Step),
-    /// A user connected (marked in Redis for other processes).
-    Connected(Arc<str>, u64),
+    /// A connection (client, user) started at this time: recorded in Redis for other
+    /// processes and for the sweep.
+    Connected(Arc<str>, Arc<str>, u64),
+    /// A connection ended: no longer recorded for the sweep.
+    Gone(Arc<str>),
 }
 
 /// The webhooks of one process.
@@ -56,6 +60,8 @@ pub struct Webhooks {
     /// The worker has sent every held removal after the process began stopping.
     flushed: AtomicBool,
     stopping: AtomicBool,
+    /// Decisions are shared with other processes (Redis): connections are recorded too.
+    shared: AtomicBool,
 }
 
 impl Default for Webhooks {
@@ -71,6 +77,7 @@ impl Default for Webhooks {
             versions: Versions::default(),
             flushed: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            shared: AtomicBool::new(false),
         }
     }
 }
@@ -100,6 +107,22 @@ impl Webhooks {
         let Some(receiver) = hooks.receiver.lock().take() else {
             return;
         };
+        hooks.shared.store(ledger.is_shared(), Ordering::Release);
+        if let Ledger::Redis {
+            engine,
+            holder,
+            presence_ttl,
+        } = &ledger
+        {
+            tokio::spawn(sweep::run(
+                Arc::downgrade(node),
+                hooks.clone(),
+                engine.clone(),
+                holder.clone(),
+                *presence_ttl,
+                node.shutdown.clone(),
+            ));
+        }
         tokio::spawn(worker(
             Arc::downgrade(node),
             hooks.clone(),
@@ -165,16 +188,24 @@ impl Webhooks {
         }
     }
 
-    /// A connection of `user` was registered here.
-    pub fn connected(&self, node: &Node, user: &str) {
+    /// Connection `client` of `user` was registered here.
+    pub fn connected(&self, node: &Node, client: &str, user: &str) {
         let config = node.config.load();
         let w = &config.tenant.webhooks;
-        if user.is_empty() || !w.wants("client_disconnected") || self.grace(w).is_zero() {
+        if !w.wants("client_disconnected") {
             return;
         }
         let mut tracker = self.tracker.lock();
-        tracker.connected(user);
-        self.send(node, w, Op::Connected(user.into(), unix_ms()));
+        if !user.is_empty() {
+            tracker.connected(user);
+        }
+        if self.shared.load(Ordering::Acquire) {
+            self.send(
+                node,
+                w,
+                Op::Connected(client.into(), user.into(), unix_ms()),
+            );
+        }
     }
 
     /// A connection ended (after its subscriptions did).
@@ -193,12 +224,27 @@ impl Webhooks {
         };
         let grace = self.grace(w);
         let mut tracker = self.tracker.lock();
+        if self.shared.load(Ordering::Acquire) {
+            self.send(node, w, Op::Gone(d.client.clone()));
+        }
         match tracker.disconnected(d, Instant::now(), grace) {
             Some(step) => self.send(node, w, Op::Step(step)),
             None => {
                 drop(tracker);
                 self.held.notify_one();
             }
+        }
+    }
+
+    /// Marks again everything this process holds (its heartbeat was unknown: it was swept as
+    /// dead while alive, or Redis lost it).
+    fn remark(&self, node: &Node) {
+        let config = node.config.load();
+        let w = &config.tenant.webhooks;
+        let now = unix_ms();
+        let tracker = self.tracker.lock();
+        for key in tracker.holdings() {
+            self.send(node, w, Op::Step(Step::Acquire(key, now)));
         }
     }
 
@@ -374,6 +420,10 @@ async fn worker(
                 for step in rest {
                     decide(&node, &hooks, &ledger, w, Op::Step(step)).await;
                 }
+                // Everything is released: no survivor needs to sweep this process.
+                if let Err(e) = ledger.retire().await {
+                    tracing::debug!(error = %e, "webhook holdings not retired");
+                }
                 hooks.flushed.store(true, Ordering::Release);
                 hooks.outbox.ready.notify_one();
                 break;
@@ -393,10 +443,15 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// Decides one op with the ledger and queues its event, if any.
 async fn decide(node: &Node, hooks: &Webhooks, ledger: &Ledger, w: &WebhooksSection, op: Op) {
     let step = match op {
-        Op::Connected(user, at) => {
-            // Kept long enough for a process holding a disconnect of this user to look.
-            if let Err(e) = ledger.connected(&user, at, w.grace.get() * 2).await {
-                tracing::debug!(error = %e, "webhook reconnection mark not written");
+        Op::Connected(client, user, at) => {
+            if let Err(e) = ledger.connected(&client, &user, at, w.grace.get()).await {
+                tracing::debug!(error = %e, "webhook connection not recorded");
+            }
+            return;
+        }
+        Op::Gone(client) => {
+            if let Err(e) = ledger.disconnected(&client).await {
+                tracing::debug!(error = %e, "webhook connection not unrecorded");
             }
             return;
         }

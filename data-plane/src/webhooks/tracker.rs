@@ -199,6 +199,15 @@ impl Tracker {
         }
     }
 
+    /// Everything held here now (counted, or a release held for grace).
+    pub fn holdings(&self) -> Vec<Key> {
+        self.counts
+            .keys()
+            .chain(self.held.keys())
+            .cloned()
+            .collect()
+    }
+
     /// Forgets everything (webhooks were turned off).
     pub fn clear(&mut self) {
         *self = Self {

@@ -78,6 +78,26 @@ impl Keys {
         self.key(user, "whc")
     }
 
+    /// What one process holds for webhooks on this shard (a set of index entries).
+    pub fn webhook_index(&self, node: &str) -> String {
+        format!("{}wh:n:{node}", self.prefix)
+    }
+
+    /// One process's connections for webhooks (first shard): client id → user.
+    pub fn webhook_clients(&self, node: &str) -> String {
+        format!("{}wh:cl:{node}", self.prefix)
+    }
+
+    /// Webhook heartbeats (first shard): process → its last heartbeat (unix ms).
+    pub fn webhook_nodes(&self) -> String {
+        format!("{}wh:nodes", self.prefix)
+    }
+
+    /// Who sweeps a silent process's webhook holdings.
+    pub fn webhook_sweep(&self, node: &str) -> String {
+        format!("{}wh:sweep:{node}", self.prefix)
+    }
+
     /// The PUB/SUB topic of a channel.
     pub fn topic(&self, channel: &str) -> String {
         format!("{}c:{}", self.prefix, channel)
@@ -114,6 +134,14 @@ mod tests {
             assert!(key.starts_with("rotor:prj_a:{chat:1}:"), "{key}");
         }
         assert!(k.user_status_nodes().starts_with("rotor:prj_a:"));
+        for key in [
+            k.webhook_index("n1"),
+            k.webhook_clients("n1"),
+            k.webhook_nodes(),
+            k.webhook_sweep("n1"),
+        ] {
+            assert!(key.starts_with("rotor:prj_a:wh:"), "{key}");
+        }
         let topic = k.topic("chat:1");
         assert_eq!(k.channel_of(&topic), Some("chat:1"));
         assert_eq!(Keys::new("rotor:prj_b:").channel_of(&topic), None);

@@ -1,5 +1,6 @@
 -- Marks (ARGV[1] = '+') or unmarks ('-') one holder of a channel's occupancy or of a user's
--- membership in it, in the channel's webhook hash KEYS[1]:
+-- membership in it, in the channel's webhook hash KEYS[1], and records it in the holding
+-- process's index KEYS[2] as ARGV[5] (so a survivor can release what a dead process held):
 --   'h:' .. ARGV[2]  one field per holder (a process, or a process and a user)
 --   ARGV[3]          how many holders there are ('c' for the channel, 'u:<user>' for a member)
 --   'v'              the channel's last version
@@ -18,11 +19,13 @@ end
 local changed = 0
 if ARGV[1] == '+' then
   if redis.call('HSETNX', key, 'h:' .. ARGV[2], 1) == 1 then
+    redis.call('SADD', KEYS[2], ARGV[5])
     if redis.call('HINCRBY', key, ARGV[3], 1) == 1 then
       changed = next_version()
     end
   end
 else
+  redis.call('SREM', KEYS[2], ARGV[5])
   if redis.call('HDEL', key, 'h:' .. ARGV[2]) == 1 then
     if redis.call('HINCRBY', key, ARGV[3], -1) <= 0 then
       redis.call('HDEL', key, ARGV[3])
