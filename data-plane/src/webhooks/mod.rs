@@ -62,6 +62,8 @@ pub struct Webhooks {
     stopping: AtomicBool,
     /// Decisions are shared with other processes (Redis): connections are recorded too.
     shared: AtomicBool,
+    /// The tracker may hold something (so turning webhooks off clears it on the next hook).
+    tracking: AtomicBool,
 }
 
 impl Default for Webhooks {
@@ -78,6 +80,7 @@ impl Default for Webhooks {
             flushed: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             shared: AtomicBool::new(false),
+            tracking: AtomicBool::new(false),
         }
     }
 }
@@ -137,14 +140,26 @@ impl Webhooks {
         ));
     }
 
+    /// Nothing is tracked: forgets what was (webhooks were just turned off). One atomic
+    /// load when there is nothing to forget.
+    fn idle(&self) {
+        if self.tracking.load(Ordering::Acquire) && self.tracking.swap(false, Ordering::AcqRel) {
+            self.tracker.lock().clear();
+        }
+    }
+
     /// A subscription of `user` to `channel` became active here.
     pub fn subscribed(&self, node: &Node, channel: &str, user: &str) {
         let config = node.config.load();
+        if !config.tenant.webhooks.enabled {
+            return self.idle();
+        }
         let (channels, members) = wants_tracking(&config.tenant.webhooks);
         if !channels && !members {
             return;
         }
         let now = unix_ms();
+        self.tracking.store(true, Ordering::Release);
         let mut tracker = self.tracker.lock();
         if channels {
             if let Some(step) = tracker.acquire(Key::channel(channel), now) {
@@ -162,6 +177,9 @@ impl Webhooks {
     pub fn unsubscribed(&self, node: &Node, channel: &str, user: &str) {
         let config = node.config.load();
         let w = &config.tenant.webhooks;
+        if !w.enabled {
+            return self.idle();
+        }
         let (channels, members) = wants_tracking(w);
         if !channels && !members {
             return;
@@ -195,6 +213,7 @@ impl Webhooks {
         if !w.wants("client_disconnected") {
             return;
         }
+        self.tracking.store(true, Ordering::Release);
         let mut tracker = self.tracker.lock();
         if !user.is_empty() {
             tracker.connected(user);
@@ -223,6 +242,7 @@ impl Webhooks {
             time_ms: unix_ms(),
         };
         let grace = self.grace(w);
+        self.tracking.store(true, Ordering::Release);
         let mut tracker = self.tracker.lock();
         if self.shared.load(Ordering::Acquire) {
             self.send(node, w, Op::Gone(d.client.clone()));
