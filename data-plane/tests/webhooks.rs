@@ -674,3 +674,82 @@ async fn a_killed_processs_connections_are_reported_by_a_survivor() {
     assert_eq!(gone["code"], 3000);
     survivor.stop().await;
 }
+
+#[tokio::test]
+async fn a_restarted_memory_engine_process_reports_what_its_killed_predecessor_held() {
+    let dir = std::env::temp_dir().join(format!("rotor-wh-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("webhooks.json");
+    let env = [("ROTOR_WEBHOOK_STATE_FILE", state.to_str().unwrap())];
+    let mut rx = Receiver::ok().await;
+    let mut config = json!({
+        "client": {"token": {"hmac_secret_key": SECRET}},
+        "channel": {"namespaces": [{"name": "chat", "allow_subscribe_for_client": true}]},
+    });
+    common::merge(&mut config, hooks(&rx.url, "1s", json!({})));
+    let mut first = Binary::listening(&config, &env).await;
+    let (mut kim, _) = Client::connected(&first.ws_url(), "kim").await;
+    let (mut zed, _) = Client::connected(&first.ws_url(), "zed").await;
+    subscribe(&mut kim, "chat:k").await;
+    subscribe(&mut zed, "chat:z").await;
+    let mut joined = Vec::new();
+    while joined.len() < 4 {
+        joined.extend(rx.events_until(|_| true).await);
+    }
+    // The state file holds both connections (written about once a second).
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let text = std::fs::read_to_string(&state).unwrap_or_default();
+            if text.contains("chat:z") && text.contains("kim") && text.contains("zed") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the state file was never written");
+
+    first.child.kill().await.unwrap(); // SIGKILL, as a crash; the supervisor restarts it.
+    drop((kim, zed));
+    let second = Binary::listening(&config, &env).await;
+    // kim is back within grace; zed is not.
+    let (mut kim, _) = Client::connected(&second.ws_url(), "kim").await;
+    subscribe(&mut kim, "chat:k").await;
+    let mut after = rx
+        .events_until(|e| e["name"] == "client_disconnected" && e["user"] == "zed")
+        .await;
+    let (mut late, _) = Client::connected(&second.ws_url(), "late").await;
+    subscribe(&mut late, "chat:after").await;
+    after.extend(rx.events_until(is("channel_occupied", "chat:after")).await);
+    let mut got = names(&after);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            "channel_occupied chat:after ",
+            "channel_vacated chat:z ",
+            "client_disconnected  zed",
+            "member_removed chat:z zed",
+        ],
+        "{after:#?}"
+    );
+    let gone = after
+        .iter()
+        .find(|e| e["name"] == "client_disconnected")
+        .unwrap();
+    assert_eq!(gone["reason"], "process lost");
+    // A graceful stop leaves nothing for a successor.
+    let _ = second.child.id().map(|pid| {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+    });
+    let mut second = second;
+    tokio::time::timeout(WAIT, second.child.wait())
+        .await
+        .expect("no graceful stop")
+        .unwrap();
+    assert!(!state.exists(), "the state file outlived a graceful stop");
+    let _ = std::fs::remove_dir_all(dir);
+}

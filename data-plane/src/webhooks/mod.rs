@@ -14,6 +14,7 @@ pub mod delivery;
 pub mod event;
 pub mod ledger;
 pub mod sign;
+pub mod state;
 mod sweep;
 pub mod tracker;
 
@@ -33,6 +34,9 @@ use delivery::Outbox;
 use event::{unix_ms, Event, EventKind, Versions};
 use ledger::Ledger;
 use tracker::{Disconnected, Key, Step, Tracker};
+
+/// Reason of the `client_disconnected` events of a connection whose process died.
+pub const PROCESS_LOST: &str = "process lost";
 
 /// Steps waiting for the worker (past it, events are dead-lettered as `queue_full`).
 const STEP_QUEUE: usize = 16_384;
@@ -64,6 +68,8 @@ pub struct Webhooks {
     shared: AtomicBool,
     /// The tracker may hold something (so turning webhooks off clears it on the next hook).
     tracking: AtomicBool,
+    /// Something changed since the state file was written (memory engine).
+    dirty: AtomicBool,
 }
 
 impl Default for Webhooks {
@@ -81,6 +87,7 @@ impl Default for Webhooks {
             stopping: AtomicBool::new(false),
             shared: AtomicBool::new(false),
             tracking: AtomicBool::new(false),
+            dirty: AtomicBool::new(false),
         }
     }
 }
@@ -126,13 +133,28 @@ impl Webhooks {
                 node.shutdown.clone(),
             ));
         }
+        let state = match ledger {
+            Ledger::Memory => state::StateFile::from_env(),
+            Ledger::Redis { .. } => None,
+        };
         tokio::spawn(worker(
             Arc::downgrade(node),
             hooks.clone(),
             ledger,
             receiver,
             node.shutdown.clone(),
+            state.clone(),
         ));
+        if let Some(file) = state {
+            match file.load() {
+                Ok(Some(saved)) => hooks.inherit(node, saved),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook state of the previous process not read")
+                }
+            }
+            tokio::spawn(state::run(Arc::downgrade(node), hooks.clone(), file));
+        }
         tokio::spawn(delivery::run(
             Arc::downgrade(node),
             hooks,
@@ -160,6 +182,7 @@ impl Webhooks {
         }
         let now = unix_ms();
         self.tracking.store(true, Ordering::Release);
+        self.dirty.store(true, Ordering::Release);
         let mut tracker = self.tracker.lock();
         if channels {
             if let Some(step) = tracker.acquire(Key::channel(channel), now) {
@@ -186,6 +209,7 @@ impl Webhooks {
         }
         let grace = self.grace(w);
         let (now, at) = (unix_ms(), Instant::now());
+        self.dirty.store(true, Ordering::Release);
         let mut tracker = self.tracker.lock();
         let mut held = false;
         if members && !user.is_empty() {
@@ -214,6 +238,7 @@ impl Webhooks {
             return;
         }
         self.tracking.store(true, Ordering::Release);
+        self.dirty.store(true, Ordering::Release);
         let mut tracker = self.tracker.lock();
         if !user.is_empty() {
             tracker.connected(user);
@@ -243,6 +268,7 @@ impl Webhooks {
         };
         let grace = self.grace(w);
         self.tracking.store(true, Ordering::Release);
+        self.dirty.store(true, Ordering::Release);
         let mut tracker = self.tracker.lock();
         if self.shared.load(Ordering::Acquire) {
             self.send(node, w, Op::Gone(d.client.clone()));
@@ -254,6 +280,48 @@ impl Webhooks {
                 self.held.notify_one();
             }
         }
+    }
+
+    /// Takes over what a process killed before this one held (its state file): held
+    /// releases and disconnects, sent unless taken again within grace.
+    fn inherit(&self, node: &Node, saved: state::Saved) {
+        let config = node.config.load();
+        let w = &config.tenant.webhooks;
+        if !w.enabled {
+            return;
+        }
+        let grace = w.grace.get();
+        let now = Instant::now();
+        tracing::info!(
+            holdings = saved.holdings.len(),
+            connections = saved.clients.len(),
+            "taking over the webhook state of the previous process"
+        );
+        self.tracking.store(true, Ordering::Release);
+        let mut tracker = self.tracker.lock();
+        for (channel, user) in saved.holdings {
+            let key = Key {
+                channel: channel.into(),
+                user: user.into(),
+            };
+            if let Some(step) = tracker.inherit(key, saved.time_ms, now, grace) {
+                self.send(node, w, Op::Step(step));
+            }
+        }
+        for (client, user) in saved.clients {
+            let d = Disconnected {
+                client: client.into(),
+                user: user.into(),
+                code: crate::protocol::Disconnect::CONNECTION_CLOSED.code,
+                reason: PROCESS_LOST.to_owned(),
+                time_ms: saved.time_ms,
+            };
+            if let Some(step) = tracker.disconnected(d, now, grace) {
+                self.send(node, w, Op::Step(step));
+            }
+        }
+        drop(tracker);
+        self.held.notify_one();
     }
 
     /// Marks again everything this process holds (its heartbeat was unknown: it was swept as
@@ -394,6 +462,7 @@ async fn worker(
     ledger: Ledger,
     mut receiver: mpsc::Receiver<Op>,
     stop: tokio_util::sync::CancellationToken,
+    state: Option<state::StateFile>,
 ) {
     let mut stopped_at: Option<Instant> = None;
     loop {
@@ -440,9 +509,13 @@ async fn worker(
                 for step in rest {
                     decide(&node, &hooks, &ledger, w, Op::Step(step)).await;
                 }
-                // Everything is released: no survivor needs to sweep this process.
+                // Everything is released: no survivor needs to sweep this process, and the
+                // next one inherits nothing.
                 if let Err(e) = ledger.retire().await {
                     tracing::debug!(error = %e, "webhook holdings not retired");
+                }
+                if let Some(file) = &state {
+                    file.remove();
                 }
                 hooks.flushed.store(true, Ordering::Release);
                 hooks.outbox.ready.notify_one();

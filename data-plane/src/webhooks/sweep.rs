@@ -17,13 +17,10 @@ use tokio_util::sync::CancellationToken;
 use super::event::unix_ms;
 use super::ledger::IDLE_TTL;
 use super::tracker::{Disconnected, Key};
-use super::{disconnect_event, key_event, Webhooks};
+use super::{disconnect_event, key_event, Webhooks, PROCESS_LOST};
 use crate::engine::redis::RedisEngine;
 use crate::engine::EngineError;
 use crate::node::Node;
-
-/// Reason of the `client_disconnected` events of a dead process's connections.
-pub const PROCESS_LOST: &str = "process lost";
 
 /// Beats and sweeps until the node stops.
 pub(super) async fn run(

@@ -124,6 +124,29 @@ impl Tracker {
         None
     }
 
+    /// A holding of a process that died before this one (its state file): held as a
+    /// release until `now + grace` (at once when `grace` is zero), so taking it again in
+    /// time cancels it.
+    pub fn inherit(
+        &mut self,
+        key: Key,
+        time_ms: u64,
+        now: Instant,
+        grace: Duration,
+    ) -> Option<Step> {
+        if self.counts.contains_key(&key) || self.held.contains_key(&key) {
+            return None;
+        }
+        if grace.is_zero() {
+            return Some(Step::Release(key, time_ms));
+        }
+        self.generation += 1;
+        self.held.insert(key.clone(), (self.generation, time_ms));
+        self.timers
+            .push_back((now + grace, Timed::Release(key, self.generation)));
+        None
+    }
+
     /// A connection ended: `Some` at once when `grace` is zero or the user is anonymous (no
     /// reconnection can be recognised); otherwise held until `now + grace`.
     pub fn disconnected(&mut self, d: Disconnected, now: Instant, grace: Duration) -> Option<Step> {
@@ -306,6 +329,21 @@ mod tests {
         assert_eq!(
             t.release(Key::channel("c"), 1, Instant::now(), Duration::ZERO),
             None
+        );
+    }
+
+    #[test]
+    fn an_inherited_holding_is_released_after_grace_unless_taken_again() {
+        let t0 = Instant::now();
+        let mut t = Tracker::default();
+        let (kept, lost) = (Key::member("c", "u1"), Key::channel("d"));
+        assert_eq!(t.inherit(kept.clone(), 5, t0, GRACE), None);
+        assert_eq!(t.inherit(lost.clone(), 5, t0, GRACE), None);
+        assert_eq!(t.acquire(kept, 6), None, "taken again: no addition either");
+        assert_eq!(t.due(t0 + GRACE), vec![Step::Release(lost.clone(), 5)]);
+        assert_eq!(
+            t.inherit(lost.clone(), 5, t0, Duration::ZERO),
+            Some(Step::Release(lost, 5))
         );
     }
 
