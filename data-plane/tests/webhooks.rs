@@ -753,3 +753,33 @@ async fn a_restarted_memory_engine_process_reports_what_its_killed_predecessor_h
     assert!(!state.exists(), "the state file outlived a graceful stop");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Not a check (tests never assert timings): prints what the hooks cost on the session's
+/// path, with webhooks off and on. `cargo test --release -p rotor-data-plane --test webhooks
+/// -- --ignored --nocapture hook_cost`.
+#[tokio::test]
+#[ignore]
+async fn hook_cost() {
+    let rx = Receiver::ok().await;
+    for (label, overrides) in [
+        ("off", json!({})),
+        ("on, grace 5s", hooks(&rx.url, "5s", json!({}))),
+        (
+            "on, grace 0",
+            hooks(&rx.url, "0s", json!({"queue_size": 100000})),
+        ),
+    ] {
+        let s = TestServer::start(overrides).await;
+        let node = s.node.clone();
+        let n = 20_000;
+        let channels: Vec<String> = (0..n).map(|i| format!("chat:{}", i % 500)).collect();
+        let started = std::time::Instant::now();
+        for ch in &channels {
+            node.webhooks.subscribed(&node, ch, "u1");
+            node.webhooks.unsubscribed(&node, ch, "u1");
+        }
+        let per_pair = started.elapsed() / n as u32;
+        println!("webhooks {label}: subscribe + unsubscribe hooks {per_pair:?} per pair");
+        s.shutdown().await;
+    }
+}
