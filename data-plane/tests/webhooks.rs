@@ -783,3 +783,64 @@ async fn hook_cost() {
         s.shutdown().await;
     }
 }
+
+/// Not a check: prints how many webhook requests and events a mass reconnect of 500 clients
+/// (each in its own channel) costs with a grace and without.
+/// `cargo test -p rotor-data-plane --test webhooks -- --ignored --nocapture mass_reconnect`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn mass_reconnect_cost() {
+    for grace in ["2s", "0s"] {
+        let mut rx = Receiver::ok().await;
+        let s = TestServer::start(hooks(&rx.url, grace, json!({"queue_size": 100000}))).await;
+        let url = s.ws_url();
+        let n = 500;
+        let mut clients = Vec::new();
+        for i in 0..n {
+            let (mut c, _) = Client::connected(&url, &format!("user{i}")).await;
+            subscribe(&mut c, &format!("chat:{i}")).await;
+            clients.push(c);
+        }
+        let mut joined = 0;
+        while joined < 2 * n {
+            joined += rx.events_until(|_| true).await.len();
+        }
+        while rx.hits.try_recv().is_ok() {}
+        let started = std::time::Instant::now();
+        drop(clients);
+        gone(&s, 0).await;
+        let mut again = Vec::new();
+        for i in 0..n {
+            let (mut c, _) = Client::connected(&url, &format!("user{i}")).await;
+            subscribe(&mut c, &format!("chat:{i}")).await;
+            again.push(c);
+        }
+        let reconnected = started.elapsed();
+        let (mut sentinel, _) = Client::connected(&url, "sentinel").await;
+        subscribe(&mut sentinel, "chat:sentinel").await;
+        drop(sentinel);
+        let mut requests = 0;
+        let mut events = 0;
+        loop {
+            let hit = tokio::time::timeout(Duration::from_secs(30), rx.hits.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            requests += 1;
+            let list = hit.json["events"].as_array().cloned().unwrap_or_default();
+            events += list.len();
+            if list
+                .iter()
+                .any(|e| e["name"] == "client_disconnected" && e["user"] == "sentinel")
+            {
+                break;
+            }
+        }
+        println!(
+            "grace {grace}: {n} clients dropped and reconnected in {reconnected:?}: \
+             {requests} webhook requests, {events} events (5 of them the sentinel's own)"
+        );
+        drop(again);
+        s.shutdown().await;
+    }
+}
