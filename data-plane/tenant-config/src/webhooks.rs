@@ -302,6 +302,34 @@ mod tests {
     }
 
     #[test]
+    fn a_rendered_config_reads_back_the_same_and_the_environment_sets_webhooks() {
+        // The control plane renders a TenantConfig; the data plane parses it.
+        let c = TenantConfig::from_value(on(json!({"events": ["member_added"], "grace": "2s"})))
+            .unwrap()
+            .config;
+        let rendered = serde_json::to_value(&c).unwrap();
+        let back = TenantConfig::from_value(rendered).unwrap().config;
+        assert_eq!(back.webhooks, c.webhooks);
+        // Off and default: left out of a rendered config.
+        let plain = serde_json::to_value(TenantConfig::default()).unwrap();
+        assert!(plain.get("webhooks").is_none());
+        // ROTOR_WEBHOOKS_* (e.g. the secret from a secret store) over a file.
+        let mut value = on(json!({}));
+        crate::load::overlay_env(
+            &mut value,
+            [
+                ("ROTOR_WEBHOOKS_SECRET".to_owned(), "from-env".to_owned()),
+                ("ROTOR_WEBHOOKS_GRACE".to_owned(), "9s".to_owned()),
+            ]
+            .into_iter(),
+        )
+        .unwrap();
+        let c = TenantConfig::from_value(value).unwrap().config;
+        assert_eq!(c.webhooks.secret, "from-env");
+        assert_eq!(c.webhooks.grace.get().as_secs(), 9);
+    }
+
+    #[test]
     fn the_secret_never_shows_in_debug_output() {
         let c = TenantConfig::from_value(on(json!({}))).unwrap().config;
         let shown = format!("{:?}", c.webhooks);
