@@ -70,6 +70,8 @@ pub struct Webhooks {
     tracking: AtomicBool,
     /// Something changed since the state file was written (memory engine).
     dirty: AtomicBool,
+    /// A state file is kept and not yet removed by a graceful stop.
+    state_open: AtomicBool,
 }
 
 impl Default for Webhooks {
@@ -88,6 +90,7 @@ impl Default for Webhooks {
             shared: AtomicBool::new(false),
             tracking: AtomicBool::new(false),
             dirty: AtomicBool::new(false),
+            state_open: AtomicBool::new(false),
         }
     }
 }
@@ -143,7 +146,6 @@ impl Webhooks {
             ledger,
             receiver,
             node.shutdown.clone(),
-            state.clone(),
         ));
         if let Some(file) = state {
             match file.load() {
@@ -153,6 +155,7 @@ impl Webhooks {
                     tracing::warn!(error = %e, "webhook state of the previous process not read")
                 }
             }
+            hooks.state_open.store(true, Ordering::Release);
             tokio::spawn(state::run(Arc::downgrade(node), hooks.clone(), file));
         }
         tokio::spawn(delivery::run(
@@ -348,7 +351,10 @@ impl Webhooks {
     /// Resolves once every event of a stopping process was tried (or at `deadline`).
     pub async fn drained(&self, deadline: Instant) {
         while Instant::now() < deadline {
-            if self.flushed.load(Ordering::Acquire) && self.outbox.is_idle() {
+            if self.flushed.load(Ordering::Acquire)
+                && self.outbox.is_idle()
+                && !self.state_open.load(Ordering::Acquire)
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -462,7 +468,6 @@ async fn worker(
     ledger: Ledger,
     mut receiver: mpsc::Receiver<Op>,
     stop: tokio_util::sync::CancellationToken,
-    state: Option<state::StateFile>,
 ) {
     let mut stopped_at: Option<Instant> = None;
     loop {
@@ -509,13 +514,10 @@ async fn worker(
                 for step in rest {
                     decide(&node, &hooks, &ledger, w, Op::Step(step)).await;
                 }
-                // Everything is released: no survivor needs to sweep this process, and the
-                // next one inherits nothing.
+                // Everything is released: no survivor needs to sweep this process (and the
+                // state file, if any, is removed by its writer once this is flushed).
                 if let Err(e) = ledger.retire().await {
                     tracing::debug!(error = %e, "webhook holdings not retired");
-                }
-                if let Some(file) = &state {
-                    file.remove();
                 }
                 hooks.flushed.store(true, Ordering::Release);
                 hooks.outbox.ready.notify_one();

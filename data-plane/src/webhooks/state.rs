@@ -139,14 +139,28 @@ fn snapshot(node: &Node, hooks: &Webhooks) -> Saved {
     }
 }
 
-/// Writes the file about once a second while something changed, until the process stops.
+/// Writes the file about once a second while something changed; when the process stops
+/// gracefully, removes it once everything held was sent (the only writer, so no write can
+/// land after the removal).
 pub(super) async fn run(node: Weak<Node>, hooks: Arc<Webhooks>, file: StateFile) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
         if hooks.stopping() {
+            while !hooks.flushed.load(Ordering::Acquire) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            file.remove();
+            hooks.state_open.store(false, Ordering::Release);
             break;
+        }
+        tokio::select! {
+            _ = tick.tick() => {}
+            // Look at the stop flag at least this often.
+            _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+        }
+        if hooks.stopping() {
+            continue;
         }
         if !hooks.dirty.swap(false, Ordering::AcqRel) {
             continue;
