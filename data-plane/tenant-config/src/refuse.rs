@@ -204,6 +204,10 @@ pub const NOTED_OPTIONS: &[(&str, &str)] = &[
         "Rotor's own: `enabled` (default `false`) turns on the server API's `user_status` method (online now, connections, last seen, for up to 1000 users a call); `last_seen_ttl` (default `24h`, 1s to 720h; hosted projects 1m to 168h) keeps a user's last-seen time that long; `max_last_seen_bytes` (default 16 MiB) bounds the memory engine's last-seen records, each counting its user id's bytes plus 64",
     ),
     (
+        "webhooks",
+        "Rotor's own: `enabled` (default `false`) POSTs `channel_occupied`, `channel_vacated`, `member_added`, `member_removed` and `client_disconnected` events (the `events` list picks) in batches to `url`, signed with `secret` (`X-Rotor-Signature: sha256=<hex HMAC-SHA256 of the body>`); a removal waits `grace` (default `5s`, 0 to 300s) and is dropped with its matching addition when one comes; failed batches are retried `max_attempts` times (default 8) from `retry_backoff` (1s) doubling to `max_retry_backoff` (60s), each attempt within `timeout` (5s), then kept in a dead-letter ring of `dead_letter_size` (100); at most `queue_size` (10000) events wait, `batch_size` (100) to a request",
+    ),
+    (
         "prometheus.enabled",
         "`false` closes the public `/metrics`; otherwise it answers (with an API key, or open with `http_api.insecure`) in Rotor's metric families and Centrifugo's (`centrifugo_node_num_clients`, `centrifugo_client_command_duration_seconds`, …)",
     ),

@@ -52,6 +52,10 @@ pub struct TenantConfig {
     /// `user_status.*`: the server API's `user_status` method (Rotor's own, off by default).
     #[serde(skip_serializing_if = "crate::user_status::UserStatusSection::is_default")]
     pub user_status: crate::user_status::UserStatusSection,
+    /// `webhooks.*`: channel and connection events POSTed to the backend (Rotor's own, off by
+    /// default).
+    #[serde(skip_serializing_if = "crate::webhooks::WebhooksSection::is_default")]
+    pub webhooks: crate::webhooks::WebhooksSection,
 }
 
 /// The levels `log.level` takes, least to most verbose (`none` logs nothing).
