@@ -70,6 +70,8 @@ pub struct Webhooks {
     tracking: AtomicBool,
     /// Something changed since the state file was written (memory engine).
     dirty: AtomicBool,
+    /// Wakes the state file's writer after a change (it sleeps otherwise).
+    state_changed: Notify,
     /// A state file is kept and not yet removed by a graceful stop.
     state_open: AtomicBool,
 }
@@ -90,6 +92,7 @@ impl Default for Webhooks {
             shared: AtomicBool::new(false),
             tracking: AtomicBool::new(false),
             dirty: AtomicBool::new(false),
+            state_changed: Notify::new(),
             state_open: AtomicBool::new(false),
         }
     }
@@ -156,7 +159,12 @@ impl Webhooks {
                 }
             }
             hooks.state_open.store(true, Ordering::Release);
-            tokio::spawn(state::run(Arc::downgrade(node), hooks.clone(), file));
+            tokio::spawn(state::run(
+                Arc::downgrade(node),
+                hooks.clone(),
+                file,
+                node.shutdown.clone(),
+            ));
         }
         tokio::spawn(delivery::run(
             Arc::downgrade(node),
@@ -185,7 +193,7 @@ impl Webhooks {
         }
         let now = unix_ms();
         self.tracking.store(true, Ordering::Release);
-        self.dirty.store(true, Ordering::Release);
+        self.mark_dirty();
         let mut tracker = self.tracker.lock();
         if channels {
             if let Some(step) = tracker.acquire(Key::channel(channel), now) {
@@ -212,7 +220,7 @@ impl Webhooks {
         }
         let grace = self.grace(w);
         let (now, at) = (unix_ms(), Instant::now());
-        self.dirty.store(true, Ordering::Release);
+        self.mark_dirty();
         let mut tracker = self.tracker.lock();
         let mut held = false;
         if members && !user.is_empty() {
@@ -241,7 +249,7 @@ impl Webhooks {
             return;
         }
         self.tracking.store(true, Ordering::Release);
-        self.dirty.store(true, Ordering::Release);
+        self.mark_dirty();
         let mut tracker = self.tracker.lock();
         if !user.is_empty() {
             tracker.connected(user);
@@ -271,7 +279,7 @@ impl Webhooks {
         };
         let grace = self.grace(w);
         self.tracking.store(true, Ordering::Release);
-        self.dirty.store(true, Ordering::Release);
+        self.mark_dirty();
         let mut tracker = self.tracker.lock();
         if self.shared.load(Ordering::Acquire) {
             self.send(node, w, Op::Gone(d.client.clone()));
@@ -359,6 +367,12 @@ impl Webhooks {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Something the state file holds changed: its writer wakes (memory engine).
+    fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::Release);
+        self.state_changed.notify_one();
     }
 
     fn stopping(&self) -> bool {

@@ -142,25 +142,32 @@ fn snapshot(node: &Node, hooks: &Webhooks) -> Saved {
 /// Writes the file about once a second while something changed; when the process stops
 /// gracefully, removes it once everything held was sent (the only writer, so no write can
 /// land after the removal).
-pub(super) async fn run(node: Weak<Node>, hooks: Arc<Webhooks>, file: StateFile) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Writes the state file a second after a change (changes within that second go into one
+/// write); sleeps while nothing changes, so an idle tenant has no timer here. On a stop it
+/// waits for the worker to send what was held, then removes the file.
+pub(super) async fn run(
+    node: Weak<Node>,
+    hooks: Arc<Webhooks>,
+    file: StateFile,
+    stop: tokio_util::sync::CancellationToken,
+) {
     loop {
-        if hooks.stopping() {
+        tokio::select! {
+            _ = hooks.state_changed.notified() => {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.cancelled() => {}
+                }
+            }
+            _ = stop.cancelled() => {}
+        }
+        if stop.is_cancelled() {
             while !hooks.flushed.load(Ordering::Acquire) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             file.remove();
             hooks.state_open.store(false, Ordering::Release);
             break;
-        }
-        tokio::select! {
-            _ = tick.tick() => {}
-            // Look at the stop flag at least this often.
-            _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
-        }
-        if hooks.stopping() {
-            continue;
         }
         if !hooks.dirty.swap(false, Ordering::AcqRel) {
             continue;
