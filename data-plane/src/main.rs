@@ -11,7 +11,7 @@
 //! the process prints `rotor-data-plane admin listening on ADDR` before
 //! `rotor-data-plane listening on ADDR` (the public listener). With `grpc_api.enabled` the
 //! gRPC server API (see `rotor_data_plane::grpc_api`) listens too, and the process prints
-//! `rotor-data-plane grpc api listening on ADDR` before the public listener's line.
+//! `rotor-data-plane grpc api at ADDR` before the public listener's line.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -238,10 +238,7 @@ async fn run() -> anyhow::Result<()> {
     let grpc = if grpc_api.enabled {
         let server = rotor_data_plane::grpc_api::server(&grpc_api, node.clone())?;
         let listener = rotor_data_plane::grpc_api::bind(&grpc_address).await?;
-        println!(
-            "rotor-data-plane grpc api listening on {}",
-            listener.local_addr()?
-        );
+        println!("rotor-data-plane grpc api at {}", listener.local_addr()?);
         Some(tokio::spawn(rotor_data_plane::grpc_api::serve(
             server,
             listener,
