@@ -476,7 +476,7 @@ async fn centrifuge_python_protobuf_commands_run_concurrently() -> Result<()> {
 /// method, errors in the reply body, a PRO method, and UNAUTHENTICATED without the key.
 #[tokio::test]
 async fn grpcio_calls_every_grpc_api_method() -> Result<()> {
-    let server =
+    let mut server =
         interop::Server::start_with_config(json!({"grpc_api": {"enabled": true, "port": 0}}))
             .await?;
     let marker = "rotor-data-plane grpc api at ";
@@ -554,5 +554,16 @@ async fn grpcio_calls_every_grpc_api_method() -> Result<()> {
     );
     expect(&out, "disconnect", json!(null));
     expect(&out, "disconnected", json!([4500, "bye"]));
+
+    // SIGTERM stops the gRPC listener with the rest, promptly and cleanly.
+    let status = server
+        .process
+        .terminate_within(std::time::Duration::from_secs(10))
+        .await?;
+    assert!(
+        status.success(),
+        "exit status {status}: {}",
+        server.process.output()
+    );
     Ok(())
 }

@@ -204,6 +204,14 @@ mod tests {
     }
 
     #[test]
+    fn a_hosted_project_may_not_set_it() {
+        let mut config = crate::TenantConfig::default();
+        assert!(!config.standalone_only_options_set().contains(&"grpc_api"));
+        config.grpc_api.enabled = true;
+        assert!(config.standalone_only_options_set().contains(&"grpc_api"));
+    }
+
+    #[test]
     fn reflection_and_huge_messages_are_refused() {
         let api = GrpcApi {
             reflection: true,
