@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{api, Client, TestServer, WAIT};
+use common::{api, Binary, Client, TestServer, WAIT};
 use rotor_data_plane::grpc_api::proto::centrifugo_api_client::CentrifugoApiClient;
 use rotor_data_plane::grpc_api::proto::*;
 use serde_json::{json, Value};
@@ -623,4 +623,32 @@ async fn tls_serves_the_api_with_the_configured_certificate() {
             .await
             .is_err());
     }
+}
+
+#[tokio::test]
+async fn unusable_tls_material_stops_the_binary_at_start_naming_the_option() {
+    let bad_pem = json!({"http_api": {"key": "k"}, "grpc_api": {"enabled": true, "port": 0, "tls": {
+        "enabled": true,
+        "cert_pem": "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n",
+        "key_pem": "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n",
+    }}});
+    let stderr = Binary::refused(&bad_pem, &[]).await;
+    assert!(
+        stderr.contains("grpc_api.tls: the certificate or key is not usable"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("nope"),
+        "the material is never shown: {stderr}"
+    );
+    let missing = json!({"http_api": {"key": "k"}, "grpc_api": {"enabled": true, "port": 0, "tls": {
+        "enabled": true,
+        "cert_pem_file": "/nonexistent/rotor-test/c.pem",
+        "key_pem_file": "/nonexistent/rotor-test/k.pem",
+    }}});
+    let stderr = Binary::refused(&missing, &[]).await;
+    assert!(
+        stderr.contains("grpc_api.tls.cert_pem_file: cannot read"),
+        "{stderr}"
+    );
 }

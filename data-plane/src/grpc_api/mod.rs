@@ -42,7 +42,11 @@ pub enum GrpcApiError {
         address: String,
         source: std::io::Error,
     },
-    /// tonic refused the TLS identity or failed while serving.
+    /// The certificate or key of `grpc_api.tls` is not usable (the cause says why; the
+    /// material itself is never shown).
+    #[error("grpc_api.tls: the certificate or key is not usable")]
+    Tls(#[source] tonic::transport::Error),
+    /// The server failed while serving.
     #[error("grpc_api: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -96,8 +100,9 @@ pub fn server(
         let cert = pem("cert_pem_file", &api.tls.cert_pem, &api.tls.cert_pem_file)?;
         let key = pem("key_pem_file", &api.tls.key_pem, &api.tls.key_pem_file)?;
         let identity = tonic::transport::Identity::from_pem(cert, key);
-        builder =
-            builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(GrpcApiError::Tls)?;
     }
     Ok(builder.add_service(service))
 }
