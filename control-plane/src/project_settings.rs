@@ -11,14 +11,16 @@
 //! | `proxies` (named proxies) | `proxies` |
 //! | `rpc` (`proxy`, `without_namespace`, `namespaces`) | `rpc` |
 //! | `user_status` (`enabled`, `last_seen_ttl`) | `user_status` |
+//! | `webhooks` (`enabled`, `url`, `secret`, `events`, `grace`, `timeout`) | `webhooks` |
 //!
 //! Everything is validated by the data plane's own rules together with the project's
 //! namespaces, so a namespace cannot point at a proxy that is not configured, and errors name
 //! the setting's own path (`settings.client_proxy.connect.endpoint`).
 //!
-//! The values of proxies' `http.static_headers` are credentials for the customer's backend:
-//! they are stored sealed ([`seal_secrets`], see [`crate::sealed`]), opened for the tenant's
-//! config and the owner ([`open_secrets`]) and redacted in the audit log.
+//! The values of proxies' `http.static_headers` are credentials for the customer's backend,
+//! and `webhooks.secret` signs what Rotor sends it: they are stored sealed ([`seal_secrets`],
+//! see [`crate::sealed`]), opened for the tenant's config and the owner ([`open_secrets`]) and
+//! redacted in the audit log.
 
 use rotor_tenant_config::TenantConfig;
 use serde_json::{json, Map, Value};
@@ -75,6 +77,9 @@ pub fn to_config(settings: &Value) -> Result<Map<String, Value>, SettingsError> 
             }
             "user_status" => {
                 top.insert(key.clone(), hosted_user_status(value)?);
+            }
+            "webhooks" => {
+                top.insert(key.clone(), hosted_webhooks(value)?);
             }
             other => {
                 return Err(SettingsError::new(
@@ -141,6 +146,63 @@ fn hosted_user_status(value: &Value) -> Result<Value, SettingsError> {
     Ok(value.clone())
 }
 
+/// Longest a hosted project's webhook request may take.
+pub const HOSTED_MAX_WEBHOOK_TIMEOUT_SECS: u64 = 10;
+
+/// `settings.webhooks` for a hosted project: `enabled`, `url`, `secret`, `events`, `grace` and
+/// `timeout` (at most [`HOSTED_MAX_WEBHOOK_TIMEOUT_SECS`]); the queue, batch, retry and
+/// dead-letter bounds stay the operator's defaults, so one project cannot hold more of the
+/// machine's memory or retry longer than another. The data plane validates the rest (URL,
+/// events, grace) and sends only to public addresses.
+fn hosted_webhooks(value: &Value) -> Result<Value, SettingsError> {
+    use rotor_tenant_config::ConfigDuration;
+    let Value::Object(fields) = value else {
+        return Err(SettingsError::new(
+            "settings.webhooks",
+            "must be an object such as {\"enabled\": true, \"url\": \"https://…\", \"secret\": \"…\"}",
+        ));
+    };
+    for (key, field) in fields {
+        match key.as_str() {
+            "enabled" | "url" | "events" | "grace" => {}
+            "secret" => {
+                let len = field.as_str().map_or(0, str::len);
+                if field.is_string() && len > 0 && len < 16 {
+                    return Err(SettingsError::new(
+                        "settings.webhooks.secret",
+                        "must be at least 16 characters",
+                    ));
+                }
+            }
+            "timeout" => {
+                let path = "settings.webhooks.timeout";
+                let timeout: ConfigDuration = serde_json::from_value(field.clone())
+                    .map_err(|e| SettingsError::new(path, format!("must be a duration: {e}")))?;
+                if timeout.get() > std::time::Duration::from_secs(HOSTED_MAX_WEBHOOK_TIMEOUT_SECS) {
+                    return Err(SettingsError::new(
+                        path,
+                        format!(
+                            "must be at most {HOSTED_MAX_WEBHOOK_TIMEOUT_SECS}s for hosted projects"
+                        ),
+                    ));
+                }
+            }
+            "max_attempts" | "retry_backoff" | "max_retry_backoff" | "queue_size"
+            | "batch_size" | "dead_letter_size" => {
+                return Err(SettingsError::new(
+                    format!("settings.webhooks.{key}"),
+                    "is set by the operator for hosted projects",
+                ))
+            }
+            other => return Err(SettingsError::new(
+                format!("settings.webhooks.{other}"),
+                "unknown setting (webhooks takes enabled, url, secret, events, grace and timeout)",
+            )),
+        }
+    }
+    Ok(value.clone())
+}
+
 /// Why a hosted project may not have setting `key`, when it names one of the options only a
 /// standalone data plane takes (`user_id_http_header`, `insecure_skip_token_signature_verify`).
 fn standalone_only(key: &str) -> Option<String> {
@@ -157,7 +219,7 @@ fn standalone_only(key: &str) -> Option<String> {
 /// The settings path for a tenant-config path (`client.proxy.connect.timeout` →
 /// `settings.client_proxy.connect.timeout`); `None` for paths outside the settings.
 pub fn settings_path(config_path: &str) -> Option<String> {
-    const MAP: [(&str, &str); 7] = [
+    const MAP: [(&str, &str); 8] = [
         ("client.proxy", "client_proxy"),
         ("channel.proxy", "channel_proxy"),
         ("channel.without_namespace", "without_namespace"),
@@ -165,6 +227,7 @@ pub fn settings_path(config_path: &str) -> Option<String> {
         ("proxies", "proxies"),
         ("rpc", "rpc"),
         ("user_status", "user_status"),
+        ("webhooks", "webhooks"),
     ];
     MAP.iter().find_map(|(from, to)| {
         config_path
@@ -251,26 +314,43 @@ fn map_static_headers<E>(
     Ok(())
 }
 
-/// Settings as a customer sent them, with every static header value sealed for `project`.
-/// Values are always sealed, even ones that look sealed already: what a customer sends is
-/// plaintext by definition, so a copied ciphertext is never opened on their behalf.
+/// Applies `f` to every secret of the settings, with its purpose: each value of every proxy's
+/// `http.static_headers` and `webhooks.secret`.
+fn map_secrets<E>(
+    value: &mut Value,
+    f: &mut impl FnMut(Purpose, &str) -> Result<String, E>,
+) -> Result<(), E> {
+    map_static_headers(value, &mut |v| f(Purpose::ProxyHeader, v))?;
+    let secret = value.get_mut("webhooks").and_then(|w| w.get_mut("secret"));
+    if let Some(Value::String(s)) = secret {
+        if !s.is_empty() {
+            *s = f(Purpose::WebhookSecret, s)?;
+        }
+    }
+    Ok(())
+}
+
+/// Settings as a customer sent them, with every secret sealed for `project`. Values are
+/// always sealed, even ones that look sealed already: what a customer sends is plaintext by
+/// definition, so a copied ciphertext is never opened on their behalf.
 pub fn seal_secrets(keyring: &Keyring, project: &ProjectId, settings: &Value) -> Value {
     let mut out = settings.clone();
-    let ctx = Context::new(Purpose::ProxyHeader, project);
-    let _ =
-        map_static_headers::<std::convert::Infallible>(&mut out, &mut |v| Ok(keyring.seal(ctx, v)));
+    let _ = map_secrets::<std::convert::Infallible>(&mut out, &mut |purpose, v| {
+        Ok(keyring.seal(Context::new(purpose, project), v))
+    });
     out
 }
 
-/// Stored settings with static header values opened (for the tenant's config and the owner).
+/// Stored settings with their secrets opened (for the tenant's config and the owner).
 pub fn open_secrets(
     keyring: &Keyring,
     project: &ProjectId,
     settings: &Value,
 ) -> Result<Value, SealError> {
     let mut out = settings.clone();
-    let ctx = Context::new(Purpose::ProxyHeader, project);
-    map_static_headers(&mut out, &mut |v| keyring.open(ctx, v))?;
+    map_secrets(&mut out, &mut |purpose, v| {
+        keyring.open(Context::new(purpose, project), v)
+    })?;
     Ok(out)
 }
 
@@ -283,9 +363,9 @@ pub fn reseal_secrets(
     settings: &Value,
 ) -> Result<Option<Value>, SealError> {
     let mut out = settings.clone();
-    let ctx = Context::new(Purpose::ProxyHeader, project);
     let mut changed = false;
-    map_static_headers(&mut out, &mut |v| {
+    map_secrets(&mut out, &mut |purpose, v| {
+        let ctx = Context::new(purpose, project);
         if !crate::sealed::is_sealed(v) {
             changed = true;
             Ok(keyring.seal(ctx, v))
@@ -305,10 +385,10 @@ pub fn reseal_secrets(
     Ok(changed.then_some(out))
 }
 
-/// Settings with every static header value replaced by `"[redacted]"` (for the audit log).
+/// Settings with every secret replaced by `"[redacted]"` (for the audit log).
 pub fn redact_secrets(settings: &Value) -> Value {
     let mut out = settings.clone();
-    let _ = map_static_headers::<std::convert::Infallible>(&mut out, &mut |_| {
+    let _ = map_secrets::<std::convert::Infallible>(&mut out, &mut |_, _| {
         Ok(crate::audit::REDACTED.to_owned())
     });
     out

@@ -56,6 +56,8 @@ pub enum Purpose {
     ProxyHeader,
     /// `projects.redis_url` (may carry a password: `redis://:pass@host`).
     RedisUrl,
+    /// `webhooks.secret` in the project settings (the key that signs webhook requests).
+    WebhookSecret,
 }
 
 impl Purpose {
@@ -64,6 +66,7 @@ impl Purpose {
             Purpose::TokenSecret => "token-secret",
             Purpose::ProxyHeader => "proxy-header",
             Purpose::RedisUrl => "redis-url",
+            Purpose::WebhookSecret => "webhook-secret",
         }
     }
 }

@@ -370,6 +370,9 @@ impl Driver for LocalDriver {
             // Usage and idleness are pushed to the supervisor, not scraped.
             .env("ROTOR_REPORT_SOCKET", self.report_socket())
             .env("ROTOR_TENANT_ID", tenant.as_str())
+            // Where a memory-engine tenant keeps what its webhooks hold, so the process this
+            // supervisor restarts after a crash reports the connections that died with it.
+            .env("ROTOR_WEBHOOK_STATE_FILE", self.webhook_state_path(tenant))
             .env(
                 "ROTOR_PARK_AFTER_MS",
                 self.park_after
@@ -546,6 +549,11 @@ impl LocalDriver {
     }
 
     /// Forgets a tenant's files.
+    /// The memory engine's webhook state of `tenant` (see `ROTOR_WEBHOOK_STATE_FILE`).
+    fn webhook_state_path(&self, tenant: &ProjectId) -> PathBuf {
+        self.dir.join(format!("{tenant}.webhooks.json"))
+    }
+
     pub fn remove_files(&self, tenant: &ProjectId) {
         self.remove_runtime_files(tenant);
         let _ = std::fs::remove_file(self.dir.join(format!("{tenant}.log")));
@@ -556,6 +564,7 @@ impl LocalDriver {
     pub fn remove_runtime_files(&self, tenant: &ProjectId) {
         let _ = std::fs::remove_file(self.dir.join(format!("{tenant}.state")));
         let _ = std::fs::remove_file(self.dir.join(format!("{tenant}.sock")));
+        let _ = std::fs::remove_file(self.webhook_state_path(tenant));
         let _ = std::fs::remove_file(self.config_path(tenant));
     }
 }

@@ -401,3 +401,89 @@ fn uuid_like() -> String {
             .as_nanos()
     )
 }
+
+/// A project's webhook signing secret is a secret like the proxies' headers: sealed in
+/// Postgres, open for the tenant's config and the owner, redacted in the audit log; and a
+/// hosted project sets only what cannot make one project hold more of the machine than
+/// another (no queue, batch, retry or dead-letter bounds, a timeout of at most 10 s).
+#[tokio::test]
+async fn a_webhook_secret_is_sealed_and_hosted_webhooks_keep_the_operators_bounds() {
+    const HOOK_SECRET: &str = "whsec-4b1d2c3e5f6a7b8c";
+    let api = Api::start().await;
+    let token = api.account("hooks@example.com").await;
+    let id = pid(&api.project(&token, "hooks").await);
+    let webhooks = json!({"webhooks": {"enabled": true, "url": "https://hooks.example.com/rotor",
+        "secret": HOOK_SECRET, "events": ["member_added", "member_removed"], "grace": "3s",
+        "timeout": "4s"}});
+    let (st, b) = api
+        .call(
+            "PATCH",
+            &format!("/v1/projects/{id}"),
+            Some(&token),
+            Some(json!({ "settings": webhooks })),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(
+        b["settings"], webhooks,
+        "the owner reads back what they set"
+    );
+
+    let dump: Vec<String> = sqlx::query_scalar("SELECT p::text FROM projects p")
+        .fetch_all(&api.pool)
+        .await
+        .unwrap();
+    assert!(
+        !dump.join("\n").contains(HOOK_SECRET),
+        "stored in plaintext"
+    );
+    let rotor_control_plane::tenant::Compiled { config, .. } =
+        compile(&api.pool, &id, None, None).await.unwrap();
+    assert!(config.webhooks.enabled);
+    assert_eq!(config.webhooks.secret, HOOK_SECRET);
+    assert_eq!(config.webhooks.events, ["member_added", "member_removed"]);
+    let audit = audit_text(&api).await;
+    assert!(
+        !audit.contains(HOOK_SECRET) && !audit.contains("sealed:v1:"),
+        "{audit}"
+    );
+
+    for (settings, field) in [
+        (
+            json!({"queue_size": 1_000_000}),
+            "settings.webhooks.queue_size",
+        ),
+        (
+            json!({"max_attempts": 20}),
+            "settings.webhooks.max_attempts",
+        ),
+        (
+            json!({"dead_letter_size": 10}),
+            "settings.webhooks.dead_letter_size",
+        ),
+        (json!({"timeout": "60s"}), "settings.webhooks.timeout"),
+        (json!({"secret": "short"}), "settings.webhooks.secret"),
+        (json!({"surprise": true}), "settings.webhooks.surprise"),
+        (
+            json!({"enabled": true, "url": "ftp://x.example", "secret": HOOK_SECRET}),
+            "settings.webhooks.url",
+        ),
+        (
+            json!({"enabled": true, "url": "https://x.example", "secret": HOOK_SECRET,
+                "events": ["member_added", "nope"]}),
+            "settings.webhooks.events",
+        ),
+    ] {
+        let (st, b) = api
+            .call(
+                "PATCH",
+                &format!("/v1/projects/{id}"),
+                Some(&token),
+                Some(json!({"settings": {"webhooks": settings}})),
+            )
+            .await;
+        assert_eq!(st, 400, "{settings} → {b}");
+        let got = b["error"]["field"].as_str().unwrap_or_default().to_owned();
+        assert!(got.starts_with(field), "{settings}: {got} in {b}");
+    }
+}

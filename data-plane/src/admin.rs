@@ -111,6 +111,7 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         .route("/admin/status", get(status))
         .route("/admin/usage", get(usage))
         .route("/admin/park", axum::routing::post(park))
+        .route("/admin/webhooks", get(webhooks))
         .route("/admin/api/{method}", post(api_call))
         .route(
             "/metrics",
@@ -186,6 +187,12 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
 /// (supervised tenants also push them, see [`crate::report`]).
 async fn usage(State(node): State<Arc<Node>>) -> Json<Value> {
     Json(crate::report::usage(&node))
+}
+
+/// The webhooks' state: whether they are on, events waiting, and the dead-letter ring (what
+/// the dashboard will show).
+async fn webhooks(State(node): State<Arc<Node>>) -> Json<Value> {
+    Json(json!(node.webhooks.snapshot(&node)))
 }
 
 /// The supervisor parks an idle tenant: 200 and a graceful stop, or 409 while stopping would

@@ -124,6 +124,10 @@ impl RuntimeConfig {
         } else {
             None
         };
+        if tenant.webhooks.enabled {
+            reqwest::Url::parse(&tenant.webhooks.url)
+                .map_err(|e| ApplyError::Invalid(format!("webhooks.url: {e}")))?;
+        }
         let proxies = Proxies::compile(&tenant).map_err(ApplyError::Invalid)?;
         let api_keys = ApiKeys::compile(&tenant.http_api);
         Ok(Self {

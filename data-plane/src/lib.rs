@@ -34,6 +34,7 @@ pub mod server;
 pub mod session;
 pub mod transport;
 pub mod user_status;
+pub mod webhooks;
 
 /// Listening sockets with a deep accept queue (shared with the control plane).
 pub use rotor_tenant_config::listen;

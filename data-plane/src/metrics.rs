@@ -204,6 +204,15 @@ pub struct Metrics {
     /// Deliveries skipped because the publication excludes that subscriber (its publisher).
     pub publisher_excluded: Counter,
     pub namespaces: NamespaceCounters,
+    /// Webhook events delivered (accepted by the backend with a 2xx).
+    pub webhook_events_sent: Counter,
+    /// Webhook batches sent again after a failed attempt.
+    pub webhook_retries: Counter,
+    /// Silent processes (Redis engine) whose webhook holdings this process released.
+    pub webhook_processes_swept: Counter,
+    /// Webhook events given up, by reason (`queue_full`, `max_attempts`, `egress_refused`,
+    /// `engine_unavailable`); each is in the dead-letter ring until newer ones push it out.
+    pub webhook_events_dropped: LabeledCounter,
     /// Centrifugo's metric families (see [`crate::centrifugo_metrics`]).
     pub centrifugo: crate::centrifugo_metrics::CentrifugoMetrics,
 }
@@ -279,6 +288,21 @@ impl Metrics {
                 "Deliveries skipped because the publication excludes that subscriber (its publisher).",
                 &self.publisher_excluded,
             ),
+            (
+                "webhook_events_sent_total",
+                "Webhook events the backend accepted.",
+                &self.webhook_events_sent,
+            ),
+            (
+                "webhook_retries_total",
+                "Webhook batches sent again after a failed attempt.",
+                &self.webhook_retries,
+            ),
+            (
+                "webhook_processes_swept_total",
+                "Silent processes whose webhook holdings this process released.",
+                &self.webhook_processes_swept,
+            ),
         ] {
             let _ = writeln!(
                 out,
@@ -322,6 +346,12 @@ impl Metrics {
                 "reason",
                 "Follow-up requests on kept server API connections refused, by reason.",
                 &self.kept_api_refused,
+            ),
+            (
+                "webhook_events_dropped_total",
+                "reason",
+                "Webhook events given up (kept in the dead-letter ring), by reason.",
+                &self.webhook_events_dropped,
             ),
         ] {
             let _ = writeln!(

@@ -183,6 +183,8 @@ pub struct Node {
     pub proxy: crate::proxy::ProxyClient,
     /// Users' online status for the server API's `user_status`.
     pub user_status: crate::user_status::UserStatus,
+    /// Channel and connection events to the backend (`webhooks.*`).
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl Node {
@@ -239,6 +241,7 @@ impl Node {
             emulation: Default::default(),
             proxy: crate::proxy::ProxyClient::new(),
             user_status,
+            webhooks: Default::default(),
         })
     }
 
@@ -259,6 +262,7 @@ impl Node {
             presence,
             crate::user_status::UserStatus::memory(),
         );
+        crate::webhooks::Webhooks::start(&node, crate::webhooks::ledger::Ledger::Memory);
         // One process holds every connection of a memory-engine tenant: there is no other node
         // to tell it is alive (surveys such as `info` still answer, from this node).
         Self::run_cluster(&node, outgoing, false);
@@ -286,9 +290,17 @@ impl Node {
             parts.registry.clone(),
             config.tenant.engine.redis.presence_ttl.get(),
         );
-        let node = Self::assemble(config, name, parts, engine.clone(), engine, user_status);
+        let node = Self::assemble(
+            config,
+            name,
+            parts,
+            engine.clone(),
+            engine.clone(),
+            user_status,
+        );
         Self::run_cluster(&node, outgoing, true);
         crate::user_status::UserStatus::start(&node);
+        crate::webhooks::Webhooks::start(&node, Self::webhook_ledger(&node, Some(engine)));
         Ok(node)
     }
 
@@ -310,6 +322,7 @@ impl Node {
             )
             .await?,
         );
+        let mut redis_engine = None;
         let (presence, user_status): (Arc<dyn Presence>, _) = match config.tenant.engine.kind {
             rotor_tenant_config::EngineType::Memory => (
                 Arc::new(MemoryPresence::default()),
@@ -322,12 +335,14 @@ impl Node {
                     parts.registry.clone(),
                     config.tenant.engine.redis.presence_ttl.get(),
                 );
+                redis_engine = Some(engine.clone());
                 (engine, user_status)
             }
         };
         let node = Self::assemble(config, name, parts, broker, presence, user_status);
         Self::run_cluster(&node, outgoing, true);
         crate::user_status::UserStatus::start(&node);
+        crate::webhooks::Webhooks::start(&node, Self::webhook_ledger(&node, redis_engine));
         Ok(node)
     }
 
@@ -343,6 +358,22 @@ impl Node {
         match config.tenant.engine.kind {
             rotor_tenant_config::EngineType::Memory => Ok(Self::new_memory(config, name)),
             rotor_tenant_config::EngineType::Redis => Self::new_redis(config, name).await,
+        }
+    }
+
+    /// Where webhooks decide project-wide changes: Redis when the engine keeps presence
+    /// there, else this process.
+    fn webhook_ledger(
+        node: &Arc<Self>,
+        engine: Option<Arc<crate::engine::redis::RedisEngine>>,
+    ) -> crate::webhooks::ledger::Ledger {
+        match engine {
+            Some(engine) => crate::webhooks::ledger::Ledger::Redis {
+                engine,
+                holder: node.id.clone(),
+                presence_ttl: node.config.load().tenant.engine.redis.presence_ttl.get(),
+            },
+            None => crate::webhooks::ledger::Ledger::Memory,
         }
     }
 

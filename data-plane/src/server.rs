@@ -304,5 +304,10 @@ pub async fn serve_with_handoff(
     while node.metrics.connections.get() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Events of the connections that just closed (and removals held for grace) are sent
+    // before the process goes.
+    node.webhooks
+        .drained(deadline.max(tokio::time::Instant::now() + Duration::from_secs(2)))
+        .await;
     Ok(())
 }

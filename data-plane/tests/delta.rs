@@ -226,22 +226,11 @@ async fn delta_publish_makes_client_publications_deltas_too() {
 
 #[tokio::test]
 async fn protobuf_delta_subscribers_get_raw_delta_bytes() {
-    use futures_util::SinkExt;
-    use prost::Message as _;
     use rotor_data_plane::protocol::{Command, ConnectRequest, SubscribeRequest};
-    use tokio_tungstenite::tungstenite::Message;
 
     let s = TestServer::start(config()).await;
-    let mut req =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(s.ws_url())
-            .unwrap();
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        "centrifuge-protobuf".parse().unwrap(),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let mut frame = Vec::new();
-    for cmd in [
+    let mut pb = common::pb::PbClient::open(&s.ws_url()).await;
+    pb.send(&[
         Command {
             id: 1,
             connect: Some(ConnectRequest {
@@ -259,15 +248,11 @@ async fn protobuf_delta_subscribers_get_raw_delta_bytes() {
             }),
             ..Default::default()
         },
-    ] {
-        cmd.encode_length_delimited(&mut frame).unwrap();
-    }
-    ws.send(Message::binary(frame)).await.unwrap();
-    // Replies (and later pushes), one length-delimited message after another.
-    let mut replies = std::collections::VecDeque::new();
+    ])
+    .await;
     let mut subscribed = None;
     while subscribed.is_none() {
-        let r = next_reply(&mut ws, &mut replies).await;
+        let r = pb.next().await;
         if r.id == 2 {
             subscribed = r.subscribe;
         }
@@ -285,11 +270,7 @@ async fn protobuf_delta_subscribers_get_raw_delta_bytes() {
     let mut kinds = Vec::new();
     for n in 1..=3 {
         let publication = loop {
-            if let Some(p) = next_reply(&mut ws, &mut replies)
-                .await
-                .push
-                .and_then(|p| p.r#pub)
-            {
+            if let Some(p) = pb.next().await.push.and_then(|p| p.r#pub) {
                 break p;
             }
         };
@@ -340,32 +321,4 @@ async fn with_redis_a_node_computes_deltas_for_publications_made_on_another() {
         assert_eq!(plain.push().await["pub"]["data"], doc(n));
     }
     common::delete_keys(&prefix);
-}
-
-/// The next Protobuf reply or push, reading (and splitting) WebSocket messages as needed.
-async fn next_reply(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    replies: &mut std::collections::VecDeque<rotor_data_plane::protocol::Reply>,
-) -> rotor_data_plane::protocol::Reply {
-    use futures_util::StreamExt;
-    use prost::Message as _;
-    loop {
-        if let Some(r) = replies.pop_front() {
-            return r;
-        }
-        let msg = tokio::time::timeout(common::WAIT, ws.next())
-            .await
-            .expect("timed out")
-            .expect("open")
-            .expect("ok");
-        let bytes = msg.into_data();
-        let mut buf = &bytes[..];
-        while !buf.is_empty() {
-            replies.push_back(
-                rotor_data_plane::protocol::Reply::decode_length_delimited(&mut buf).unwrap(),
-            );
-        }
-    }
 }

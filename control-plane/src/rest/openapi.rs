@@ -323,7 +323,8 @@ pub fn spec() -> Value {
                         "rpc": {"type": "object", "description": "rpc.proxy, rpc.without_namespace, rpc.namespaces as in Centrifugo"},
                         "user_status": {"type": "object", "description": "the server API's user_status method (off unless enabled)", "properties": {
                             "enabled": {"type": "boolean"},
-                            "last_seen_ttl": {"type": "string", "example": "24h", "description": "how long a user's last-seen time is kept: 1m to 168h (default 24h)"}}}}}}},
+                            "last_seen_ttl": {"type": "string", "example": "24h", "description": "how long a user's last-seen time is kept: 1m to 168h (default 24h)"}}},
+                        "webhooks": {"$ref": "#/components/schemas/Webhooks"}}}}},
                 "Proxy": {"type": "object", "properties": {
                     "name": {"type": "string"}, "enabled": {"type": "boolean"}, "endpoint": {"type": "string", "format": "uri"},
                     "timeout": {"type": "string", "example": "1s"}, "http_headers": {"type": "array", "items": {"type": "string"}},
@@ -336,9 +337,21 @@ pub fn spec() -> Value {
                     "scope": {"type": "string", "enum": ["all", "publish"], "default": "all",
                               "description": "publish: the key may call publish and broadcast only (other methods answer error 103)"}}},
                 "ChannelOptions": channel_options_schema(),
+                "Webhooks": webhooks_schema(),
             }
         }
     })
+}
+
+/// `settings.webhooks` (its own function: one `json!` of the whole document would be too deep).
+fn webhooks_schema() -> Value {
+    json!({"type": "object", "description": "channel and connection events POSTed to your backend, signed (X-Rotor-Signature: sha256=HMAC of the body); off unless enabled", "properties": {
+        "enabled": {"type": "boolean"},
+        "url": {"type": "string", "format": "uri", "description": "https:// or http:// URL at a public address"},
+        "secret": {"type": "string", "minLength": 16, "description": "the HMAC key; stored sealed, shown only to the owner"},
+        "events": {"type": "array", "items": {"type": "string", "enum": ["channel_occupied", "channel_vacated", "member_added", "member_removed", "client_disconnected"]}, "description": "default: all"},
+        "grace": {"type": "string", "example": "5s", "description": "how long a removal waits for the matching addition, which cancels both (0 to 300s)"},
+        "timeout": {"type": "string", "example": "5s", "description": "deadline of one delivery attempt (at most 10s)"}}})
 }
 
 pub async fn document() -> Json<Value> {

@@ -24,6 +24,7 @@ pub mod session;
 mod settings;
 mod usage;
 mod views;
+mod webhooks;
 mod words;
 
 use askama::Template;

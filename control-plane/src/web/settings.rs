@@ -1,5 +1,6 @@
 //! A project's settings page: its name, the origins browsers may connect from, anonymous
-//! connections, the server API's `user_status`, and the proxies to the customer's backend (connect, subscribe, publish, RPC)
+//! connections, the server API's `user_status`, webhooks ([`super::webhooks`]), and the
+//! proxies to the customer's backend (connect, subscribe, publish, RPC)
 //! each with "Test this endpoint" ([`crate::probe`]: one harmless request under the tenants'
 //! egress rule, and what came back). The form edits the settings the REST API edits
 //! (`PATCH /v1/projects/{id}`), keeping everything it does not show (static headers, named
@@ -20,6 +21,7 @@ use super::flash::{self, Flash};
 use super::projects::head;
 use super::session::Session;
 use super::views::{Layout, ProjectHead, ProxyField, SettingsPage};
+use super::webhooks::{self, WebhookForm};
 use super::{page, words, WebResult};
 use crate::ids::ProjectId;
 use crate::probe::{self, Rule};
@@ -91,6 +93,8 @@ pub struct SettingsForm {
     rpc_enabled: Option<String>,
     rpc_endpoint: String,
     rpc_timeout: String,
+    #[serde(flatten)]
+    webhooks: WebhookForm,
 }
 
 impl SettingsForm {
@@ -147,6 +151,7 @@ impl SettingsForm {
                 .and_then(|w| w.get("proxy_enabled"))),
             rpc_endpoint: text(rpc.and_then(|c| c.get("endpoint"))),
             rpc_timeout: text(rpc.and_then(|c| c.get("timeout"))),
+            webhooks: WebhookForm::from_settings(settings.get("webhooks")),
         }
     }
 }
@@ -284,6 +289,7 @@ fn apply(settings: &Value, f: &SettingsForm) -> Result<Value, FormError> {
             out.insert(section.into(), Value::Object(sec));
         }
     }
+    f.webhooks.apply(&mut out)?;
     Ok(Value::Object(out))
 }
 
@@ -308,6 +314,9 @@ fn form_error(field: Option<&str>, message: &str) -> FormError {
             };
             return (name, format!("{title} {what}: {message}"));
         }
+    }
+    if let Some(name) = webhooks::field_of(field) {
+        return (name.into(), format!("Webhooks: {message}"));
     }
     if field.starts_with("settings.user_status") {
         return ("user_status".into(), format!("User status: {message}"));
@@ -423,6 +432,12 @@ pub async fn show(
         Some((field, text)) => (field, Some(text)),
         None => (String::new(), None),
     };
+    let deliveries = webhooks::deliveries(&state, &p.id).await;
+    let webhook_secret_set = stored
+        .get("webhooks")
+        .and_then(|w| w.get("secret"))
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty());
     let view = SettingsPage {
         layout: Layout::of(&session),
         tab: "settings",
@@ -431,6 +446,12 @@ pub async fn show(
         anonymous: form.anonymous.is_some(),
         user_status: form.user_status.is_some(),
         proxies,
+        webhooks_enabled: form.webhooks.webhooks_enabled.is_some(),
+        webhooks_url: form.webhooks.webhooks_url.clone(),
+        webhooks_grace: form.webhooks.webhooks_grace.clone(),
+        webhook_events: form.webhooks.events(),
+        webhook_secret_set,
+        deliveries,
         notice,
         error,
         error_field,

@@ -262,6 +262,15 @@ pub struct SettingsPage {
     /// Whether the server API answers `user_status`.
     pub user_status: bool,
     pub proxies: Vec<ProxyField>,
+    pub webhooks_enabled: bool,
+    pub webhooks_url: String,
+    pub webhooks_grace: String,
+    /// (name, label, ticked).
+    pub webhook_events: Vec<(&'static str, &'static str, bool)>,
+    /// Whether a signing secret is stored (it is never shown).
+    pub webhook_secret_set: bool,
+    /// What the running project has waiting and gave up on; `None`: it did not answer.
+    pub deliveries: Option<super::webhooks::Deliveries>,
     pub notice: Option<String>,
     pub error: Option<String>,
     /// The form field the error is about.

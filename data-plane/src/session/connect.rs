@@ -223,6 +223,9 @@ impl Session {
                 .registry
                 .add(self.handle.clone(), user.clone(), session.clone());
         self.node.metrics.connections.inc();
+        self.node
+            .webhooks
+            .connected(&self.node, &self.handle.id, &user);
         self.node.user_status.connected(&self.node, &user).await;
         self.node.metrics.connections_accepted.inc();
 

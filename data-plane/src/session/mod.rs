@@ -634,6 +634,13 @@ impl Session {
             self.leave_channel(&channel).await;
         }
         self.node.registry.remove(&self.handle.id);
+        self.node.webhooks.disconnected(
+            &self.node,
+            &self.handle.id,
+            &self.user,
+            reason.code,
+            &reason.reason,
+        );
         self.node.metrics.connections.dec();
         self.node
             .user_status

@@ -465,6 +465,9 @@ impl Session {
                 .connection_entered(ns, &self.user);
         }
         self.subs.insert(p.channel.clone(), p.state);
+        self.node
+            .webhooks
+            .subscribed(&self.node, &p.channel, &self.user);
         self.node.metrics.subscriptions.inc();
         self.node
             .metrics
@@ -545,6 +548,9 @@ impl Session {
             self.node.metrics.namespaces.connection_left(ns, &self.user);
         }
         self.node.metrics.subscriptions.dec();
+        self.node
+            .webhooks
+            .unsubscribed(&self.node, channel, &self.user);
         self.node
             .metrics
             .namespaces

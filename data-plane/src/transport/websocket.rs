@@ -28,6 +28,10 @@ use crate::session::{Session, TransportInfo};
 const SUBPROTOCOLS: [&str; 2] = ["centrifuge-json", "centrifuge-protobuf"];
 /// Small socket buffers keep idle connections cheap; frames larger than this still work.
 const DEFAULT_READ_BUFFER: usize = 1024;
+/// How many bytes of frames tungstenite gathers before it writes them to the socket unasked.
+/// Every batch ends with a flush, so this bounds one write, not a delay; the buffer grows only
+/// as far as the largest batch a connection was sent, as one joined message did before.
+const DEFAULT_WRITE_BUFFER: usize = 64 * 1024;
 
 /// Upgrades a request to a WebSocket session.
 pub async fn handler(
@@ -56,10 +60,14 @@ pub async fn handler(
         0 => DEFAULT_READ_BUFFER,
         n => n as usize,
     };
+    let write_buffer = match ws_cfg.write_buffer_size {
+        0 => DEFAULT_WRITE_BUFFER,
+        n => n as usize,
+    };
     let max_message = ws_cfg.message_size_limit as usize;
     ws.protocols(SUBPROTOCOLS)
         .read_buffer_size(read_buffer)
-        .write_buffer_size(ws_cfg.write_buffer_size as usize)
+        .write_buffer_size(write_buffer)
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| {

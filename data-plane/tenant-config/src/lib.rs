@@ -28,6 +28,7 @@ mod sections;
 mod test_support;
 mod user_status;
 mod validate;
+mod webhooks;
 
 pub use broker::{BrokerSection, NatsBroker};
 pub use channel::{
@@ -50,3 +51,4 @@ pub use refuse::{compatibility_markdown, NOTED_OPTIONS, REFUSED_OPTIONS, STANDAL
 pub use sections::*;
 pub use user_status::*;
 pub use validate::{validate_namespace_name, NAMESPACE_NAME_PATTERN};
+pub use webhooks::*;

@@ -335,6 +335,11 @@ fn known_paths() -> Vec<(String, EnvKind)> {
     for extra in ["grpc_api.key", "grpc_api.address"] {
         let _ = set_path(&mut defaults, extra, Value::String(String::new()));
     }
+    let _ = set_path(
+        &mut defaults,
+        "webhooks",
+        serde_json::to_value(crate::webhooks::WebhooksSection::default()).unwrap_or(Value::Null),
+    );
     let mut out = Vec::new();
     walk("", &defaults, &mut out);
     // Longest first, so `client.token.hmac_secret_key` wins over a shorter accidental match.

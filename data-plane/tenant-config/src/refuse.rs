@@ -208,6 +208,10 @@ pub const NOTED_OPTIONS: &[(&str, &str)] = &[
         "Centrifugo's gRPC server API (service `centrifugal.centrifugo.api.CentrifugoApi`, proto in `data-plane/proto/api.proto`) on its own listener: `enabled`, `address`, `port` (default 10000), `key` (sent as `authorization: apikey <key>` metadata; empty: the keys of `http_api`, with their scopes), `max_receive_message_size` (default 4 MiB, at most 64 MiB), `tls.enabled` with `tls.cert_pem`/`tls.key_pem` (or `*_pem_file`); every method the HTTP API has, with its semantics and error codes (errors in the reply's `error`, a missing or wrong key as status UNAUTHENTICATED); Centrifugo PRO methods answer error 104 (method not found); `reflection` is refused",
     ),
     (
+        "webhooks",
+        "Rotor's own: `enabled` (default `false`) POSTs `channel_occupied`, `channel_vacated`, `member_added`, `member_removed` and `client_disconnected` events (the `events` list picks) in batches to `url`, signed with `secret` (`X-Rotor-Signature: sha256=<hex HMAC-SHA256 of the body>`); a removal waits `grace` (default `5s`, 0 to 300s) and is dropped with its matching addition when one comes; failed batches are retried `max_attempts` times (default 8) from `retry_backoff` (1s) doubling to `max_retry_backoff` (60s), each attempt within `timeout` (5s), then kept in a dead-letter ring of `dead_letter_size` (100); at most `queue_size` (10000) events wait, `batch_size` (100) to a request",
+    ),
+    (
         "prometheus.enabled",
         "`false` closes the public `/metrics`; otherwise it answers (with an API key, or open with `http_api.insecure`) in Rotor's metric families and Centrifugo's (`centrifugo_node_num_clients`, `centrifugo_client_command_duration_seconds`, …)",
     ),

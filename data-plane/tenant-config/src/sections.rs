@@ -55,6 +55,10 @@ pub struct TenantConfig {
     /// `user_status.*`: the server API's `user_status` method (Rotor's own, off by default).
     #[serde(skip_serializing_if = "crate::user_status::UserStatusSection::is_default")]
     pub user_status: crate::user_status::UserStatusSection,
+    /// `webhooks.*`: channel and connection events POSTed to the backend (Rotor's own, off by
+    /// default).
+    #[serde(skip_serializing_if = "crate::webhooks::WebhooksSection::is_default")]
+    pub webhooks: crate::webhooks::WebhooksSection,
 }
 
 /// The levels `log.level` takes, least to most verbose (`none` logs nothing).
@@ -480,7 +484,9 @@ pub struct WebSocketSection {
     pub write_timeout: ConfigDuration,
     /// Read buffer per connection in bytes (0 = Rotor's small default).
     pub read_buffer_size: u32,
-    /// Write buffer per connection in bytes (0 = Rotor's small default).
+    /// Bytes of outgoing frames a connection gathers before writing them unasked (0 = 64 KiB);
+    /// every batch of frames is written at its end anyway, so this bounds one write, not a
+    /// delay.
     pub write_buffer_size: u32,
 }
 

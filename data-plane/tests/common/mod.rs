@@ -408,6 +408,8 @@ pub struct Binary {
     pub child: tokio::process::Child,
     /// `127.0.0.1:PORT` of the public listener.
     pub addr: String,
+    /// `127.0.0.1:PORT` of the admin listener (with `ROTOR_ADMIN_TOKEN` in the environment).
+    pub admin_addr: Option<String>,
     stderr: Arc<parking_lot::Mutex<String>>,
     /// Resolves once standard error is closed and read.
     stderr_done: Option<oneshot::Receiver<()>>,
@@ -461,8 +463,12 @@ impl Binary {
             });
         }
         let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut admin_addr = None;
         let listening = tokio::time::timeout(WAIT, async {
             while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(addr) = line.strip_prefix("rotor-data-plane admin listening on ") {
+                    admin_addr = Some(addr.to_owned());
+                }
                 if let Some(addr) = line.strip_prefix("rotor-data-plane listening on ") {
                     return Some(addr.to_owned());
                 }
@@ -475,6 +481,7 @@ impl Binary {
             Some(addr) => Started::Listening(Box::new(Self {
                 child,
                 addr,
+                admin_addr,
                 stderr,
                 stderr_done: Some(done_rx),
                 config: path,

@@ -67,6 +67,37 @@ impl Keys {
         format!("{}us:nodes", self.prefix)
     }
 
+    /// Webhook holders of a channel: `h:<process>` and `h:<process>:<user>` → 1, `c` and
+    /// `u:<user>` → how many hold the channel and the user in it, `v` → the last version.
+    pub fn webhooks(&self, channel: &str) -> String {
+        self.key(channel, "wh")
+    }
+
+    /// When a user last connected (webhooks; hash tag: the user id).
+    pub fn webhook_connected(&self, user: &str) -> String {
+        self.key(user, "whc")
+    }
+
+    /// What one process holds for webhooks on this shard (a set of index entries).
+    pub fn webhook_index(&self, node: &str) -> String {
+        format!("{}wh:n:{node}", self.prefix)
+    }
+
+    /// One process's connections for webhooks (first shard): client id → user.
+    pub fn webhook_clients(&self, node: &str) -> String {
+        format!("{}wh:cl:{node}", self.prefix)
+    }
+
+    /// Webhook heartbeats (first shard): process → its last heartbeat (unix ms).
+    pub fn webhook_nodes(&self) -> String {
+        format!("{}wh:nodes", self.prefix)
+    }
+
+    /// Who sweeps a silent process's webhook holdings.
+    pub fn webhook_sweep(&self, node: &str) -> String {
+        format!("{}wh:sweep:{node}", self.prefix)
+    }
+
     /// The PUB/SUB topic of a channel.
     pub fn topic(&self, channel: &str) -> String {
         format!("{}c:{}", self.prefix, channel)
@@ -97,10 +128,20 @@ mod tests {
             k.presence("chat:1"),
             k.presence_expiry("chat:1"),
             k.user_status("chat:1"),
+            k.webhooks("chat:1"),
+            k.webhook_connected("chat:1"),
         ] {
             assert!(key.starts_with("rotor:prj_a:{chat:1}:"), "{key}");
         }
         assert!(k.user_status_nodes().starts_with("rotor:prj_a:"));
+        for key in [
+            k.webhook_index("n1"),
+            k.webhook_clients("n1"),
+            k.webhook_nodes(),
+            k.webhook_sweep("n1"),
+        ] {
+            assert!(key.starts_with("rotor:prj_a:wh:"), "{key}");
+        }
         let topic = k.topic("chat:1");
         assert_eq!(k.channel_of(&topic), Some("chat:1"));
         assert_eq!(Keys::new("rotor:prj_b:").channel_of(&topic), None);

@@ -17,6 +17,7 @@ pub mod shard;
 mod subscriber;
 pub mod tls;
 pub mod user_status;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
