@@ -12,6 +12,7 @@ pub mod coordinator;
 pub mod cp;
 pub mod delta;
 pub mod density;
+pub mod grpc;
 pub mod histogram;
 pub mod noisy;
 pub mod payload;

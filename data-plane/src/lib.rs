@@ -18,6 +18,7 @@ pub mod exclusion;
 pub mod files;
 pub mod filter;
 pub mod fossil;
+pub mod grpc_api;
 pub mod handoff;
 pub mod hub;
 pub(crate) mod kept_alive;

@@ -9,7 +9,9 @@
 //! With a non-empty `ROTOR_ADMIN_TOKEN` the admin surface (see `rotor_data_plane::admin`) gets
 //! its own listener at `--admin-address`, else `ROTOR_ADMIN_ADDRESS`, else `127.0.0.1:0`, and
 //! the process prints `rotor-data-plane admin listening on ADDR` before
-//! `rotor-data-plane listening on ADDR` (the public listener).
+//! `rotor-data-plane listening on ADDR` (the public listener). With `grpc_api.enabled` the
+//! gRPC server API (see `rotor_data_plane::grpc_api`) listens too, and the process prints
+//! `rotor-data-plane grpc api at ADDR` before the public listener's line.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -156,6 +158,9 @@ async fn run() -> anyhow::Result<()> {
     } else {
         tenant.node.name.clone()
     };
+    let grpc_api = tenant.grpc_api.clone();
+    let grpc_address =
+        rotor_data_plane::grpc_api::bind_address(&grpc_api, &tenant.http_server.address);
     let runtime = RuntimeConfig::compile(tenant).map_err(|e| anyhow::anyhow!("{e}"))?;
     let what = if runtime.tenant.broker.nats().is_some() {
         "nats broker"
@@ -229,6 +234,20 @@ async fn run() -> anyhow::Result<()> {
         _ => None,
     };
 
+    // The gRPC server API, on its own listener, stopping with the node.
+    let grpc = if grpc_api.enabled {
+        let server = rotor_data_plane::grpc_api::server(&grpc_api, node.clone())?;
+        let listener = rotor_data_plane::grpc_api::bind(&grpc_address).await?;
+        println!("rotor-data-plane grpc api at {}", listener.local_addr()?);
+        Some(tokio::spawn(rotor_data_plane::grpc_api::serve(
+            server,
+            listener,
+            node.shutdown.clone(),
+        )))
+    } else {
+        None
+    };
+
     // Asynchronous consumers of API commands, following the config.
     let consumers_stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(rotor_data_plane::consumers::run(
@@ -259,6 +278,13 @@ async fn run() -> anyhow::Result<()> {
         admin,
     )
     .await?;
+    if let Some(task) = grpc {
+        match tokio::time::timeout(Duration::from_secs(5), task).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "gRPC API failed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "gRPC API task failed"),
+            Ok(Ok(Ok(()))) | Err(_) => {}
+        }
+    }
     consumers_stop.cancel();
     Ok(())
 }

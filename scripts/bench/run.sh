@@ -8,7 +8,7 @@
 # BENCHMARKS.md and the PNG plots in bench/results/.
 #
 #   BENCH_ONLY=fanout,idle   run only these scenarios (fanout channels idle storm latency spread
-#                            sweep redis edge noisy density configpush delta tags presence); the report uses what is in
+#                            sweep redis edge noisy density configpush delta tags presence grpc); the report uses what is in
 #                            bench/results/
 #   NOISY_SECS, NOISY_CONNS, NOISY_RATE, NOISY_VIA (edge|direct), NOISY_FLOOD_RATE,
 #   NOISY_STORM_CONNS        the noisy-neighbour scenario's sizes (defaults below)
@@ -31,7 +31,7 @@ RESULTS=${BENCH_RESULTS:-$ROOT/bench/results}
 REPORT=${BENCH_REPORT:-$ROOT/BENCHMARKS.md}
 BIN="$ROOT/target/release"
 QUICK=${BENCH_QUICK:-0}
-ONLY=${BENCH_ONLY:-fanout,channels,idle,storm,latency,spread,sweep,redis,edge,noisy,density,configpush,delta,tags,presence}
+ONLY=${BENCH_ONLY:-fanout,channels,idle,storm,latency,spread,sweep,redis,edge,noisy,density,configpush,delta,tags,presence,grpc}
 TARGETS=${BENCH_TARGETS:-rotor,rotor-protobuf,bare,socketio,nchan}
 BUDGET_SECS=${BENCH_BUDGET_SECS:-1140} # the measurements stop starting after 19 minutes
 WORK=$(mktemp -d /tmp/rotor-bench.XXXXXX)
@@ -336,6 +336,15 @@ presence_stats() { # presence_stats on a channel of 100k entries, kept counts vs
         log "run presence failed (see above); continuing"
 }
 
+grpc_api() { # publishes/s over the gRPC server API against the HTTP server API, same run
+    local publishes=20000
+    [[ $QUICK == 1 ]] && publishes=2000
+    log "run grpc"
+    "$BIN/rotor-bench-grpc" --publishes $publishes --concurrency 32 --rounds 3 \
+        --out "$RESULTS/grpc.json" ||
+        log "run grpc failed (see above); continuing"
+}
+
 channels() { # 10k connections × 10 channels of 1000, random publishes (Rotor only)
     start_target rotor
     loadgen "channels-rotor" channels rotor --conns $CH_CONNS --workers $FAN_WORKERS \
@@ -575,6 +584,7 @@ want configpush && config_push
 want delta && in_budget delta && delta_compression
 want tags && in_budget tags && tags_filters
 want presence && in_budget presence && presence_stats
+want grpc && in_budget grpc && grpc_api
 
 log "plots and BENCHMARKS.md"
 scripts/bench/.venv/bin/python scripts/bench/plot.py "$RESULTS"

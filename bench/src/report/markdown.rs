@@ -215,6 +215,7 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     let tags: Option<crate::tags::TagsResult> = load_optional(&results.join("tags.json"));
     let presence: Option<crate::presence::PresenceResult> =
         load_optional(&results.join("presence.json"));
+    let grpc: Option<crate::grpc::GrpcResult> = load_optional(&results.join("grpc.json"));
     let common = common_rate(&runs);
     let all: BTreeMap<&str, Facts> = PEERS
         .iter()
@@ -272,6 +273,7 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     rows.push(super::targets::delta_target(delta.as_ref()));
     rows.push(super::filters::target(tags.as_ref()));
     rows.push(super::presence::target(presence.as_ref()));
+    rows.push(super::grpc::target(grpc.as_ref()));
     for t in rows {
         let _ = writeln!(
             o,
@@ -533,6 +535,9 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     }
     if let Some(p) = &presence {
         super::presence::section(&mut o, p);
+    }
+    if let Some(g) = &grpc {
+        super::grpc::section(&mut o, g);
     }
     let _ = writeln!(o, "## Config change → applied\n");
     match &measured_push {

@@ -3,6 +3,7 @@
 //! `bench/results/`, with the multi-tenant scenarios (noisy neighbour, density).
 
 mod filters;
+mod grpc;
 pub mod machine;
 pub mod markdown;
 pub mod parse;

@@ -153,12 +153,14 @@ impl WebhookForm {
                 Ok(d) if d <= Duration::from_secs(300) => {
                     hooks.insert("grace".into(), json!(typed));
                 }
-                _ => return Err((
-                    "webhooks_grace".into(),
-                    format!(
+                _ => {
+                    return Err((
+                        "webhooks_grace".into(),
+                        format!(
                         "Webhooks: “{grace}” is not a grace: write it like 5s or 0 (at most 300s)."
                     ),
-                )),
+                    ))
+                }
             }
         }
         out.insert("webhooks".into(), Value::Object(hooks));

@@ -176,6 +176,41 @@ pub async fn call_internal(node: &Node, method: &str, body: &[u8]) -> Result<Val
     }
 }
 
+/// Runs one API method for another front end of the same API (the gRPC server API, see
+/// [`crate::grpc_api`]): `params` is the method's JSON request, as `/api/{method}` takes it.
+/// The key's `scope` is checked as here (a `batch` checks each of its commands), and the call
+/// is counted in the same metrics. A request the executor cannot read is error 107 (bad
+/// request), as in the legacy line protocol and inside `batch`.
+pub(crate) async fn call_scoped(
+    node: &Node,
+    scope: ApiKeyScope,
+    method: &str,
+    params: &str,
+) -> Result<Value, ClientError> {
+    if !METHODS.contains(&method) {
+        return Err(ClientError::METHOD_NOT_FOUND);
+    }
+    node.metrics.api_calls.inc(method);
+    let started = std::time::Instant::now();
+    let result = if method != "batch" && !scope.allows(method) {
+        tracing::info!(%method, scope = scope.as_str(), "API call outside the key's scope");
+        Err(ApiError::Client(ClientError::PERMISSION_DENIED))
+    } else {
+        methods::execute(node, scope, method, params).await
+    };
+    node.metrics
+        .centrifugo
+        .api_command(method, started.elapsed());
+    let result = result.map_err(|e| match e {
+        ApiError::Client(e) => e,
+        ApiError::BadRequest(m) => ClientError::BAD_REQUEST.with_message(m),
+    });
+    if let Err(e) = &result {
+        node.metrics.client_errors.inc(e.code.to_string());
+    }
+    result
+}
+
 /// Legacy form: newline-delimited `{"method": …, "params": {…}}`, one reply line each.
 async fn legacy(
     State(node): State<Arc<Node>>,

@@ -13,6 +13,7 @@ mod consumers;
 mod duration;
 pub mod egress;
 pub mod fdlimit;
+mod grpc_api;
 pub mod handoff;
 pub mod jwks_template;
 pub mod keep_alive;
@@ -39,6 +40,10 @@ pub use consumers::{
     RedisPublicationDataMode, RedisStreamConsumer,
 };
 pub use duration::{format_go_duration, parse_go_duration, ConfigDuration};
+pub use grpc_api::{
+    GrpcApi, GrpcTls, DEFAULT_GRPC_API_PORT, DEFAULT_MAX_RECEIVE_MESSAGE_SIZE,
+    MAX_RECEIVE_MESSAGE_SIZE_LIMIT,
+};
 pub use load::{ConfigError, Format, Loaded};
 pub use proxy::*;
 pub use redis_tls::{RedisTls, TLS_FILE_OPTIONS};

@@ -329,6 +329,14 @@ fn known_paths() -> Vec<(String, EnvKind)> {
     );
     let _ = set_path(
         &mut defaults,
+        "grpc_api",
+        serde_json::to_value(crate::grpc_api::GrpcApi::default()).unwrap_or(Value::Null),
+    );
+    for extra in ["grpc_api.key", "grpc_api.address"] {
+        let _ = set_path(&mut defaults, extra, Value::String(String::new()));
+    }
+    let _ = set_path(
+        &mut defaults,
         "webhooks",
         serde_json::to_value(crate::webhooks::WebhooksSection::default()).unwrap_or(Value::Null),
     );
@@ -609,10 +617,20 @@ mod tests {
         );
         let err = overlaid(
             serde_json::json!({}),
-            &[("CENTRIFUGO_GRPC_API_ENABLED", "true")],
+            &[("CENTRIFUGO_UNI_GRPC_ENABLED", "true")],
         )
         .unwrap_err();
-        assert_eq!(err.path(), Some("grpc_api"), "{err}");
+        assert_eq!(err.path(), Some("uni_grpc"), "{err}");
+        let (c, _) = overlaid(
+            serde_json::json!({}),
+            &[
+                ("CENTRIFUGO_GRPC_API_ENABLED", "true"),
+                ("CENTRIFUGO_GRPC_API_PORT", "10001"),
+            ],
+        )
+        .unwrap();
+        assert!(c.grpc_api.enabled);
+        assert_eq!(c.grpc_api.port, 10001);
         let err = overlaid(
             serde_json::json!({}),
             &[("CENTRIFUGO_CLIENT_INSECURE", "maybe")],

@@ -85,10 +85,6 @@ pub const REFUSED_OPTIONS: &[(&str, &str)] = &[
         "subscribe stream proxies need gRPC, which Rotor does not speak",
     ),
     (
-        "grpc_api",
-        "the gRPC server API is not supported: use the HTTP server API (`http_api`)",
-    ),
-    (
         "uni_grpc",
         "the unidirectional gRPC transport is not supported",
     ),
@@ -141,6 +137,10 @@ pub const STANDALONE_ONLY_OPTIONS: &[(&str, &str)] = &[
     (
         "broker",
         "a broker's address is reached from the service's own network: a hosted project could point it at a NATS server of the operator's or of another tenant and read or inject their messages",
+    ),
+    (
+        "grpc_api",
+        "the gRPC API listens on a port of its own, which Rotor's edge does not route to a hosted project yet (a hosted project reaches the server API over HTTP)",
     ),
     ("engine.redis.tls.*_pem_file", TLS_FILES),
     ("consumers[].redis_stream.tls.*_pem_file", TLS_FILES),
@@ -202,6 +202,10 @@ pub const NOTED_OPTIONS: &[(&str, &str)] = &[
     (
         "user_status",
         "Rotor's own: `enabled` (default `false`) turns on the server API's `user_status` method (online now, connections, last seen, for up to 1000 users a call); `last_seen_ttl` (default `24h`, 1s to 720h; hosted projects 1m to 168h) keeps a user's last-seen time that long; `max_last_seen_bytes` (default 16 MiB) bounds the memory engine's last-seen records, each counting its user id's bytes plus 64",
+    ),
+    (
+        "grpc_api",
+        "Centrifugo's gRPC server API (service `centrifugal.centrifugo.api.CentrifugoApi`, proto in `data-plane/proto/api.proto`) on its own listener: `enabled`, `address`, `port` (default 10000), `key` (sent as `authorization: apikey <key>` metadata; empty: the keys of `http_api`, with their scopes), `max_receive_message_size` (default 4 MiB, at most 64 MiB), `tls.enabled` with `tls.cert_pem`/`tls.key_pem` (or `*_pem_file`); every method the HTTP API has, with its semantics and error codes (errors in the reply's `error`, a missing or wrong key as status UNAUTHENTICATED); Centrifugo PRO methods answer error 104 (method not found); `reflection` is refused",
     ),
     (
         "webhooks",

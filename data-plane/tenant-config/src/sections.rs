@@ -18,6 +18,9 @@ pub struct TenantConfig {
     pub client: ClientSection,
     pub channel: ChannelSection,
     pub http_api: HttpApi,
+    /// `grpc_api.*`: the gRPC server API on its own listener (off unless enabled).
+    #[serde(skip_serializing_if = "crate::grpc_api::GrpcApi::is_default")]
+    pub grpc_api: crate::grpc_api::GrpcApi,
     pub websocket: WebSocketSection,
     pub engine: EngineSection,
     /// `broker.*`: a broker apart from the engine (NATS), standalone only.
@@ -595,6 +598,7 @@ impl TenantConfig {
                 c.insecure_skip_token_signature_verify,
             ),
             ("broker", !self.broker.is_default()),
+            ("grpc_api", !self.grpc_api.is_default()),
             (
                 "engine.redis.tls.*_pem_file",
                 self.engine.redis.tls.sets_a_file(),

@@ -32,6 +32,7 @@ pub fn validate_namespace_name(name: &str) -> Result<(), String> {
 
 pub(crate) fn validate(config: &TenantConfig) -> Result<(), ConfigError> {
     config.user_status.validate()?;
+    config.grpc_api.validate()?;
     config.webhooks.validate()?;
     let client = &config.client;
     if !client.ping_interval.is_zero()
