@@ -71,30 +71,30 @@ fn position(p: &Option<proto::StreamPosition>) -> Option<serde_json::Value> {
         .map(|p| serde_json::json!({"offset": p.offset, "epoch": p.epoch}))
 }
 
+/// The fields `publish` and `broadcast` share, after their channel(s).
+macro_rules! publication_fields {
+    ($p:ident, $r:ident) => {{
+        $p.payload("data", "b64data", &$r.data, &$r.b64data);
+        $p.set("skip_history", &$r.skip_history);
+        $p.set("tags", &$r.tags);
+        $p.set("idempotency_key", &$r.idempotency_key);
+        $p.set("delta", &$r.delta);
+        $p.set("version", &$r.version);
+        $p.set("version_epoch", &$r.version_epoch);
+        $p.finish()
+    }};
+}
+
 pub(super) fn publish(r: &proto::PublishRequest) -> String {
     let mut p = Params::default();
     p.set_always("channel", &r.channel);
-    p.payload("data", "b64data", &r.data, &r.b64data);
-    p.set("skip_history", &r.skip_history);
-    p.set("tags", &r.tags);
-    p.set("idempotency_key", &r.idempotency_key);
-    p.set("delta", &r.delta);
-    p.set("version", &r.version);
-    p.set("version_epoch", &r.version_epoch);
-    p.finish()
+    publication_fields!(p, r)
 }
 
 pub(super) fn broadcast(r: &proto::BroadcastRequest) -> String {
     let mut p = Params::default();
     p.set_always("channels", &r.channels);
-    p.payload("data", "b64data", &r.data, &r.b64data);
-    p.set("skip_history", &r.skip_history);
-    p.set("tags", &r.tags);
-    p.set("idempotency_key", &r.idempotency_key);
-    p.set("delta", &r.delta);
-    p.set("version", &r.version);
-    p.set("version_epoch", &r.version_epoch);
-    p.finish()
+    publication_fields!(p, r)
 }
 
 pub(super) fn subscribe(r: &proto::SubscribeRequest) -> String {

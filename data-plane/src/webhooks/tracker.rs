@@ -114,6 +114,11 @@ impl Tracker {
             return None;
         }
         self.counts.remove(&key);
+        self.hold(key, time_ms, now, grace)
+    }
+
+    /// Holds the release of `key` until `now + grace` (at once when `grace` is zero).
+    fn hold(&mut self, key: Key, time_ms: u64, now: Instant, grace: Duration) -> Option<Step> {
         if grace.is_zero() {
             return Some(Step::Release(key, time_ms));
         }
@@ -137,14 +142,7 @@ impl Tracker {
         if self.counts.contains_key(&key) || self.held.contains_key(&key) {
             return None;
         }
-        if grace.is_zero() {
-            return Some(Step::Release(key, time_ms));
-        }
-        self.generation += 1;
-        self.held.insert(key.clone(), (self.generation, time_ms));
-        self.timers
-            .push_back((now + grace, Timed::Release(key, self.generation)));
-        None
+        self.hold(key, time_ms, now, grace)
     }
 
     /// A connection ended: `Some` at once when `grace` is zero or the user is anonymous (no
