@@ -32,7 +32,7 @@ run-standalone: services build-deps build-release
 services:
 	scripts/ensure-services.sh
 
-## build-deps: what compiling the workspace needs besides Rust (protoc for the Terraform provider)
+## build-deps: what compiling the workspace needs besides Rust (protoc for the Terraform provider and the data plane's gRPC API)
 build-deps:
 	scripts/install-test-deps.sh --build-only
 

@@ -125,7 +125,8 @@ ensure_browser() {
 }
 
 # The Terraform provider's build compiles the plugin protocol's .proto files (tf-provider's
-# build script): protoc and the well-known types (google/protobuf/*.proto).
+# build script), and the data plane's build its gRPC API's (data-plane/build.rs): protoc and
+# the well-known types (google/protobuf/*.proto).
 ensure_protoc() {
     if ! command -v protoc >/dev/null 2>&1 ||
         { [[ -z ${PROTOC_INCLUDE:-} ]] && [[ ! -f /usr/include/google/protobuf/empty.proto ]]; }; then
