@@ -32,19 +32,8 @@ fn dangling_labels(html: &str) -> Vec<String> {
 }
 
 /// An account with a project and a namespace `chat`: (browser, project id, CSRF token).
-async fn owner(app: &App, from: &str, email: &str) -> (Browser, String, String) {
-    let mut b = app.browser(from);
-    assert_eq!(b.signup(email, PASSWORD).await.status, 303);
-    let csrf = b.session_csrf().await;
-    let page = b
-        .post("/projects", &[("csrf", &csrf), ("name", "Shop")])
-        .await;
-    let id = page
-        .location
-        .unwrap_or_default()
-        .trim_start_matches("/projects/")
-        .to_owned();
-    assert!(id.starts_with("prj_"), "{id}");
+async fn owner_with_chat(app: &App, from: &str, email: &str) -> (Browser, String, String) {
+    let (mut b, id, csrf) = owner(app, from, email).await;
     let page = b
         .post(
             &format!("/projects/{id}/namespaces"),
@@ -144,7 +133,7 @@ async fn the_api_reference_renders_every_operation_of_the_openapi_document_witho
 #[tokio::test]
 async fn every_aria_labelledby_names_an_element_of_its_page() {
     let app = App::start(PUBLIC).await;
-    let (mut b, project, csrf) = owner(&app, "127.0.0.73", "aria@example.com").await;
+    let (mut b, project, csrf) = owner_with_chat(&app, "127.0.0.73", "aria@example.com").await;
     let page = b
         .post("/account/tokens", &[("csrf", &csrf), ("name", "ci")])
         .await;
@@ -213,7 +202,7 @@ async fn every_aria_labelledby_names_an_element_of_its_page() {
 #[tokio::test]
 async fn a_namespace_is_deleted_only_from_its_confirmation_page_and_only_by_its_owner() {
     let app = App::start(PUBLIC).await;
-    let (mut ann, project, csrf) = owner(&app, "127.0.0.75", "ann@example.com").await;
+    let (mut ann, project, csrf) = owner_with_chat(&app, "127.0.0.75", "ann@example.com").await;
     let edit = ann
         .get(&format!("/projects/{project}/namespaces/chat"))
         .await;
@@ -247,7 +236,7 @@ async fn a_namespace_is_deleted_only_from_its_confirmation_page_and_only_by_its_
     assert_eq!(count().await, 1);
 
     // Another account: 404 for the page and the form.
-    let (mut bob, _, bob_csrf) = owner(&app, "127.0.0.76", "bob@example.com").await;
+    let (mut bob, _, bob_csrf) = owner_with_chat(&app, "127.0.0.76", "bob@example.com").await;
     assert_eq!(bob.get(&confirm).await.status, 404);
     let page = bob
         .post(&confirm, &[("csrf", &bob_csrf), ("confirm", "yes")])

@@ -284,3 +284,33 @@ pub fn flood(api: &Api, n: usize) -> tokio::task::JoinHandle<Vec<(u16, Option<u6
         futures_util::future::join_all(calls).await
     })
 }
+
+/// An account signed in with the browser-less client, with one project: (browser, project id,
+/// session CSRF token).
+pub async fn owner(app: &App, from: &str, email: &str) -> (Browser, String, String) {
+    let mut b = app.browser(from);
+    let page = b.signup(email, PASSWORD).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let csrf = b.session_csrf().await;
+    let page = b
+        .post(
+            "/projects",
+            &[("csrf", &csrf), ("name", "Shop"), ("engine", "memory")],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let location = page.location.unwrap_or_default();
+    let id = location.trim_start_matches("/projects/").to_owned();
+    assert!(id.starts_with("prj_"), "{location}");
+    (b, id, csrf)
+}
+
+/// The text of the element with `id` (its inner text up to the next tag).
+pub fn text_of(html: &str, id: &str) -> Option<String> {
+    let start = html.find(&format!("id=\"{id}\""))?;
+    let rest = &html[start..];
+    let open = rest.find('>')?;
+    let body = &rest[open + 1..];
+    let end = body.find('<').unwrap_or(body.len());
+    Some(body[..end].trim().to_owned())
+}

@@ -36,7 +36,8 @@ pub struct GrpcApi {
     pub key: String,
     /// Largest request message in bytes (0: 4 MiB).
     pub max_receive_message_size: u64,
-    /// gRPC server reflection (not implemented: `false` only).
+    /// Centrifugo's server reflection switch. Rotor serves no reflection service, so `true`
+    /// is refused at load with that reason (clients use `data-plane/proto/api.proto`).
     pub reflection: bool,
     /// TLS for the listener.
     #[serde(skip_serializing_if = "GrpcTls::is_default")]

@@ -79,15 +79,9 @@ impl UserStatusSection {
 
 #[cfg(test)]
 mod tests {
+    use crate::test_support::refused_value as refused;
     use crate::TenantConfig;
     use serde_json::json;
-
-    fn refused(value: serde_json::Value) -> String {
-        match TenantConfig::from_value(value) {
-            Ok(_) => panic!("accepted"),
-            Err(e) => e.to_string(),
-        }
-    }
 
     #[test]
     fn user_status_is_off_by_default_and_keeps_a_day_of_last_seen() {

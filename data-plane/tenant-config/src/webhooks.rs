@@ -224,15 +224,9 @@ fn check_url(url: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use crate::test_support::refused_value as refused;
     use crate::TenantConfig;
     use serde_json::json;
-
-    fn refused(value: serde_json::Value) -> String {
-        match TenantConfig::from_value(value) {
-            Ok(_) => panic!("accepted"),
-            Err(e) => e.to_string(),
-        }
-    }
 
     fn on(extra: serde_json::Value) -> serde_json::Value {
         let mut w =
