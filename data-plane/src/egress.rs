@@ -45,6 +45,21 @@ impl Egress {
         }
     }
 
+    /// The HTTP client for customer-configured URLs (proxies, webhooks): this rule on every
+    /// name it resolves, no redirects (a redirect could point anywhere), no HTTP proxy from the
+    /// environment, idle connections kept a minute. It fails closed: a client that cannot be
+    /// built with the rule is never replaced by one without it (the process stops instead —
+    /// reqwest fails only when its TLS roots cannot load).
+    pub fn http_client(self, user_agent: &str) -> reqwest::Client {
+        self.apply(reqwest::Client::builder())
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .user_agent(user_agent)
+            .build()
+            .expect("the HTTP client for customer URLs cannot be built")
+    }
+
     /// Refuses a URL whose port is not allowed ([`Ports::current`]) or whose host is a literal
     /// address that is not allowed (names are checked when resolved).
     pub fn check(self, url: &reqwest::Url) -> Result<(), EgressError> {

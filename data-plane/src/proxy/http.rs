@@ -2,8 +2,6 @@
 //! event with the proxy's own deadline over the entire exchange (connect, send, read), and the
 //! answer decoded into a result, the backend's error, or its disconnect.
 
-use std::time::Duration;
-
 use bytes::{Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -36,14 +34,7 @@ impl ProxyClient {
     /// from the environment is used: a proxy endpoint is the exact URL the tenant configured.
     pub fn new() -> Self {
         let egress = Egress::current();
-        let http = egress
-            .apply(reqwest::Client::builder())
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("rotor/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
+        let http = egress.http_client(concat!("rotor/", env!("CARGO_PKG_VERSION")));
         Self { http, egress }
     }
 

@@ -89,14 +89,7 @@ enum AttemptError {
 /// The HTTP client of the webhooks: its own pool, no redirects, no proxy from the
 /// environment, the process's egress rule for every name it resolves.
 pub fn client() -> reqwest::Client {
-    Egress::current()
-        .apply(reqwest::Client::builder())
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .pool_idle_timeout(Duration::from_secs(60))
-        .user_agent(concat!("rotor-webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default()
+    Egress::current().http_client(concat!("rotor-webhooks/", env!("CARGO_PKG_VERSION")))
 }
 
 /// The delivery task: runs until the node is gone, or it stopped and everything queued was
