@@ -12,6 +12,7 @@
 //! | `rpc` (`proxy`, `without_namespace`, `namespaces`) | `rpc` |
 //! | `user_status` (`enabled`, `last_seen_ttl`) | `user_status` |
 //! | `webhooks` (`enabled`, `url`, `secret`, `events`, `grace`, `timeout`) | `webhooks` |
+//! | `grpc_api` (`enabled`) | `grpc_api` (served through the edge, see [`crate::edge::h2`]) |
 //!
 //! Everything is validated by the data plane's own rules together with the project's
 //! namespaces, so a namespace cannot point at a proxy that is not configured, and errors name
@@ -81,6 +82,9 @@ pub fn to_config(settings: &Value) -> Result<Map<String, Value>, SettingsError> 
             "webhooks" => {
                 top.insert(key.clone(), hosted_webhooks(value)?);
             }
+            "grpc_api" => {
+                top.insert(key.clone(), hosted_grpc_api(value)?);
+            }
             other => {
                 return Err(SettingsError::new(
                     format!("settings.{other}"),
@@ -142,6 +146,37 @@ fn hosted_user_status(value: &Value) -> Result<Value, SettingsError> {
                 ))
             }
         }
+    }
+    Ok(value.clone())
+}
+
+/// `settings.grpc_api` for a hosted project: `enabled` only. The API is served at the
+/// project's own host on the edge and takes the project's API keys; the listener, TLS, key and
+/// message size options are a standalone data plane's (each refused with its reason).
+fn hosted_grpc_api(value: &Value) -> Result<Value, SettingsError> {
+    let Value::Object(fields) = value else {
+        return Err(SettingsError::new(
+            "settings.grpc_api",
+            "must be an object such as {\"enabled\": true}",
+        ));
+    };
+    for (key, field) in fields {
+        let path = format!("settings.grpc_api.{key}");
+        if key == "enabled" {
+            if !field.is_boolean() {
+                return Err(SettingsError::new(path, "must be true or false"));
+            }
+            continue;
+        }
+        let option = format!("grpc_api.{key}");
+        let why = rotor_tenant_config::STANDALONE_ONLY_OPTIONS
+            .iter()
+            .find(|(p, _)| *p == option)
+            .map(|(p, why)| format!("`{p}` is not available to hosted projects: {why}"));
+        return Err(SettingsError::new(
+            path,
+            why.unwrap_or_else(|| "unknown setting (grpc_api takes enabled)".into()),
+        ));
     }
     Ok(value.clone())
 }
@@ -208,6 +243,8 @@ fn hosted_webhooks(value: &Value) -> Result<Value, SettingsError> {
 fn standalone_only(key: &str) -> Option<String> {
     rotor_tenant_config::STANDALONE_ONLY_OPTIONS
         .iter()
+        // `grpc_api.*` are options of the `grpc_api` setting (see [`hosted_grpc_api`]).
+        .filter(|(path, _)| !path.starts_with("grpc_api."))
         .find(|(path, _)| match path.rsplit('.').next() {
             // `engine.redis.tls.*_pem_file`: any key with that ending.
             Some(last) if last.starts_with('*') => key.ends_with(&last[1..]),

@@ -5,7 +5,10 @@
 //! serves it with the same router as the TCP listener, so the edge is out of the data path. The
 //! wire format lives in [`rotor_tenant_config::handoff`], shared with the edge.
 //!
-//! A handed-off socket carries exactly one request: the edge routed (and rewrote the head of)
+//! A gRPC connection (HTTP/2, marked by the edge, see [`rotor_tenant_config::grpc_handoff`])
+//! is the gRPC API's for its whole life ([`crate::grpc_api::Handed`]).
+//!
+//! A handed-off socket otherwise carries exactly one request: the edge routed (and rewrote the head of)
 //! that one request only, so a second one pipelined or kept alive behind it — which could
 //! forge `X-Forwarded-For` or name another route — is never read; after a response that is not
 //! an upgrade the connection closes. The one exception is a server API call the edge granted
@@ -27,6 +30,7 @@ use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use rotor_tenant_config::grpc_handoff;
 use rotor_tenant_config::handoff::{self as wire, ACCEPTED, REFUSED, STEP_TIMEOUT};
 use rotor_tenant_config::prefixed::PrefixedStream;
 use tokio::io::AsyncWriteExt;
@@ -35,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::grpc_api::{Handed, HandedCall};
 use crate::kept_alive::{self, Connection, FollowUps};
 use crate::metrics::Metrics;
 
@@ -47,6 +52,8 @@ pub struct HandoffListener {
     file: Option<(u64, u64)>,
     /// How long a kept API connection may sit without a request.
     idle: Duration,
+    /// Where gRPC connections go (a hosted project's gRPC API); without it they are closed.
+    grpc: Option<Arc<Handed>>,
 }
 
 impl HandoffListener {
@@ -60,6 +67,7 @@ impl HandoffListener {
             path,
             file,
             idle: kept_alive::IDLE,
+            grpc: None,
         })
     }
 
@@ -67,6 +75,12 @@ impl HandoffListener {
     /// [`kept_alive::IDLE`].
     pub fn with_keep_alive_idle(mut self, idle: Duration) -> Self {
         self.idle = idle;
+        self
+    }
+
+    /// Serves the gRPC connections the edge hands over with `grpc`.
+    pub fn with_grpc(mut self, grpc: Arc<Handed>) -> Self {
+        self.grpc = Some(grpc);
         self
     }
 
@@ -98,6 +112,7 @@ impl HandoffListener {
                 stop: stop.clone(),
                 follow_ups: follow_ups.clone(),
                 idle: self.idle,
+                grpc: self.grpc.clone(),
             };
             tracker.spawn(take(unix, served));
         }
@@ -110,6 +125,9 @@ impl HandoffListener {
         }
         tracker.close();
         tracker.wait().await;
+        if let Some(grpc) = &self.grpc {
+            grpc.finished().await;
+        }
     }
 }
 
@@ -119,6 +137,7 @@ struct Served {
     stop: CancellationToken,
     follow_ups: Arc<FollowUps>,
     idle: Duration,
+    grpc: Option<Arc<Handed>>,
 }
 
 /// Receives one connection, acknowledges it and serves it.
@@ -152,6 +171,19 @@ async fn take(mut unix: UnixStream, served: Served) {
     // From here the connection is ours whether or not the edge hears it.
     let _ = tokio::time::timeout(STEP_TIMEOUT, unix.write_all(&[ACCEPTED])).await;
     drop(unix);
+    if let Some((rate, early)) = grpc_handoff::parse(&received.payload) {
+        // A gRPC connection (HTTP/2): the whole connection is the gRPC API's.
+        let call = HandedCall {
+            peer,
+            rate,
+            follow_ups: served.follow_ups.clone(),
+        };
+        match &served.grpc {
+            Some(grpc) => grpc.serve(stream, early.to_vec(), call),
+            None => tracing::debug!(%peer, "gRPC connection closed: no gRPC API here"),
+        }
+        return;
+    }
     serve_connection(stream, received.payload, peer, served).await;
 }
 
@@ -164,6 +196,7 @@ async fn serve_connection(stream: TcpStream, prefix: Vec<u8>, peer: SocketAddr, 
         stop,
         follow_ups,
         idle,
+        grpc: _,
     } = served;
     let state = Arc::new(Connection::new(peer, follow_ups, idle));
     let requests = state.clone();

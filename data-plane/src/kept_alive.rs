@@ -61,6 +61,17 @@ impl FollowUps {
         }
     }
 
+    /// Admits one gRPC API call on a connection the edge handed over with `rate` (see
+    /// [`crate::grpc_api::Handed`]): the same project-wide budget as kept HTTP follow-ups.
+    pub fn admit_call(&self, rate: u32) -> bool {
+        self.rate.store(rate, Ordering::Relaxed);
+        let admitted = self.limiter.try_acquire(rate);
+        if !admitted {
+            self.metrics.kept_api_refused.inc("over_budget");
+        }
+        admitted
+    }
+
     fn refused(&self, reason: &'static str, response: Box<Response<Body>>) -> Box<Response<Body>> {
         self.metrics.kept_api_refused.inc(reason);
         response

@@ -10,7 +10,8 @@
 //! its own listener at `--admin-address`, else `ROTOR_ADMIN_ADDRESS`, else `127.0.0.1:0`, and
 //! the process prints `rotor-data-plane admin listening on ADDR` before
 //! `rotor-data-plane listening on ADDR` (the public listener). With `grpc_api.enabled` the
-//! gRPC server API (see `rotor_data_plane::grpc_api`) listens too, and the process prints
+//! gRPC server API (see `rotor_data_plane::grpc_api`) listens too (not for a hosted project,
+//! whose gRPC connections the edge hands over), and the process prints
 //! `rotor-data-plane grpc api at ADDR` before the public listener's line.
 
 use std::path::PathBuf;
@@ -234,8 +235,11 @@ async fn run() -> anyhow::Result<()> {
         _ => None,
     };
 
-    // The gRPC server API, on its own listener, stopping with the node.
-    let grpc = if grpc_api.enabled {
+    // The gRPC server API, on its own listener, stopping with the node. A hosted project's
+    // has none: the edge hands its gRPC connections over (see `grpc_api::Handed`).
+    let hosted =
+        rotor_data_plane::egress::Egress::current() == rotor_data_plane::egress::Egress::PublicOnly;
+    let grpc = if grpc_api.enabled && !hosted {
         let server = rotor_data_plane::grpc_api::server(&grpc_api, node.clone())?;
         let listener = rotor_data_plane::grpc_api::bind(&grpc_address).await?;
         println!("rotor-data-plane grpc api at {}", listener.local_addr()?);

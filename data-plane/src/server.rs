@@ -272,8 +272,13 @@ pub async fn serve_with_handoff(
     };
     let app = router(node.clone(), mode);
     let token = node.shutdown.clone();
-    let handoff =
-        handoff.map(|h| tokio::spawn(h.serve(app.clone(), token.clone(), node.metrics.clone())));
+    let handoff = handoff.map(|h| {
+        let grpc = Arc::new(crate::grpc_api::Handed::new(node.clone(), token.clone()));
+        tokio::spawn(
+            h.with_grpc(grpc)
+                .serve(app.clone(), token.clone(), node.metrics.clone()),
+        )
+    });
     let admin = admin.map(|a| tokio::spawn(a.serve(node.clone(), token.clone())));
     let stop_on_signal = {
         let token = token.clone();

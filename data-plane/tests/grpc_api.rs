@@ -25,8 +25,11 @@ struct Grpc {
 }
 
 impl Grpc {
+    /// The node runs `overrides` with `grpc_api.enabled` (calls are refused without it).
     async fn start(overrides: Value) -> Self {
-        let s = TestServer::start(overrides).await;
+        let mut config = json!({"grpc_api": {"enabled": true}});
+        common::merge(&mut config, overrides);
+        let s = TestServer::start(config).await;
         let api = s.node.config.load().tenant.grpc_api.clone();
         let server = rotor_data_plane::grpc_api::server(&api, s.node.clone()).unwrap();
         let listener = rotor_data_plane::grpc_api::bind("127.0.0.1:0")

@@ -6,7 +6,10 @@
 //! [`rotor_tenant_config::handoff`]), which serves that one request (SSE and HTTP streams
 //! included) and closes: the edge leaves the data path and a tenant's traffic costs the shared
 //! edge one read and one `sendmsg`. Requests with a streamed or large body, and those a tenant
-//! cannot take, are spliced byte for byte. Everything else is served by the control plane's own app (REST API, dashboard).
+//! cannot take, are spliced byte for byte. A connection that begins with HTTP/2's preface is a
+//! hosted project's gRPC server API: routed on its first request and handed over whole
+//! ([`grpc`], [`h2`]). Everything else is served by the control plane's own app (REST API,
+//! dashboard).
 //!
 //! Every connection, whatever it is for, is first admitted against the edge's caps (overall, per
 //! client address, and a reserve of open files; see [`caps`]) or refused at once with one
@@ -39,6 +42,8 @@ use crate::settings::TenantHost;
 
 pub mod budgets;
 pub mod caps;
+mod grpc;
+pub mod h2;
 pub mod head;
 pub mod metrics;
 pub mod overload;
@@ -163,7 +168,11 @@ async fn handle(
         };
         let read = read_head(&mut stream, &mut buf, peer, tenant_host.as_ref());
         let (head_len, target) = match tokio::time::timeout(wait, read).await {
-            Ok(Ok(Some(v))) => v,
+            Ok(Ok(Some(Start::Http(len, target)))) => (len, target),
+            Ok(Ok(Some(Start::Http2))) => {
+                let edge = Edge { routes, app, wakes };
+                return grpc::serve(stream, buf, peer, &edge, tenant_host.as_ref()).await;
+            }
             Ok(Ok(None)) => return Ok(()),
             // A kept connection idle past its time is closed without an answer.
             Err(_) if answered > 0 && buf.is_empty() => return Ok(()),
@@ -226,66 +235,14 @@ async fn handle(
                     }
                     Body::Streamed => false,
                 };
-                let route = match routes.get(&slug) {
-                    // A parked project is woken, within this address's budget and the box's room;
-                    // the request waits for it (bounded).
-                    Some(Route::Parked) => {
-                        if let Err(wait) = wakes.charge(peer.ip(), &slug) {
-                            tracing::info!(%peer, %slug, "wake refused: this address's wake budget is spent");
-                            return respond_retry(
-                                &mut stream,
-                                "429 Too Many Requests",
-                                "too_many_wakes",
-                                "too many sleeping projects woken from this address; retry later",
-                                wait,
-                            )
-                            .await;
-                        }
-                        match routes.wait_awake(&slug, WAKE_TIMEOUT).await {
-                            Wake::Awake(route) => route,
-                            Wake::TimedOut => Some(Route::Parked),
-                            Wake::Refused => {
-                                wakes.refused(WakeRefusal::Capacity);
-                                return respond_retry(
-                                &mut stream,
-                                "503 Service Unavailable",
-                                "at_capacity",
-                                "the service is at capacity and cannot start this project now; retry shortly",
-                                CAPACITY_RETRY,
-                            )
-                            .await;
-                            }
-                        }
-                    }
-                    other => other,
-                };
-                let (addr, handoff, budget, api_keys) = match route {
-                    Some(Route::Active {
-                        addr,
-                        handoff,
-                        budget,
-                        api_keys,
-                    }) => (addr, handoff, budget, api_keys),
-                    Some(Route::Parked) => {
-                        return respond(
-                            &mut stream,
-                            "503 Service Unavailable",
-                            "project is waking up",
-                        )
-                        .await
-                    }
-                    Some(Route::Suspended) => {
-                        return respond(&mut stream, "403 Forbidden", "project is suspended").await
-                    }
-                    Some(Route::Starting) => {
-                        return respond(
-                            &mut stream,
-                            "503 Service Unavailable",
-                            "project is starting",
-                        )
-                        .await
-                    }
-                    None => return respond(&mut stream, "404 Not Found", "unknown project").await,
+                let Active {
+                    addr,
+                    handoff,
+                    budget,
+                    api_keys,
+                } = match resolve(&routes, &wakes, &slug, peer).await {
+                    Ok(active) => active,
+                    Err(unroutable) => return respond_unroutable(&mut stream, unroutable).await,
                 };
                 // The project's excess is answered here, before it costs its process anything.
                 let kind = if websocket {
@@ -368,6 +325,106 @@ async fn handle(
     }
 }
 
+/// A running project's process, as a request is routed to it.
+struct Active {
+    addr: SocketAddr,
+    handoff: Option<std::path::PathBuf>,
+    budget: budgets::EdgeBudget,
+    api_keys: crate::routes::ApiKeys,
+}
+
+/// Why a request's project cannot take it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unroutable {
+    /// The project is parked and this address has woken too many lately (retry after).
+    WakeBudget(Duration),
+    /// The project is parked and the box has no room to start it.
+    Capacity,
+    /// The project did not wake within [`WAKE_TIMEOUT`].
+    Parked,
+    Suspended,
+    Starting,
+    Unknown,
+}
+
+/// The running process of `slug`: a parked project is woken, within this address's budget
+/// and the box's room, and the request waits for it (bounded).
+async fn resolve(
+    routes: &RouteTable,
+    wakes: &Wakes,
+    slug: &str,
+    peer: SocketAddr,
+) -> Result<Active, Unroutable> {
+    let route = match routes.get(slug) {
+        Some(Route::Parked) => {
+            if let Err(wait) = wakes.charge(peer.ip(), slug) {
+                tracing::info!(%peer, %slug, "wake refused: this address's wake budget is spent");
+                return Err(Unroutable::WakeBudget(wait));
+            }
+            match routes.wait_awake(slug, WAKE_TIMEOUT).await {
+                Wake::Awake(route) => route,
+                Wake::TimedOut => Some(Route::Parked),
+                Wake::Refused => {
+                    wakes.refused(WakeRefusal::Capacity);
+                    return Err(Unroutable::Capacity);
+                }
+            }
+        }
+        other => other,
+    };
+    match route {
+        Some(Route::Active {
+            addr,
+            handoff,
+            budget,
+            api_keys,
+        }) => Ok(Active {
+            addr,
+            handoff,
+            budget,
+            api_keys,
+        }),
+        Some(Route::Parked) => Err(Unroutable::Parked),
+        Some(Route::Suspended) => Err(Unroutable::Suspended),
+        Some(Route::Starting) => Err(Unroutable::Starting),
+        None => Err(Unroutable::Unknown),
+    }
+}
+
+/// The HTTP answer to a request whose project cannot take it.
+async fn respond_unroutable(stream: &mut TcpStream, unroutable: Unroutable) -> io::Result<()> {
+    match unroutable {
+        Unroutable::WakeBudget(wait) => {
+            respond_retry(
+                stream,
+                "429 Too Many Requests",
+                "too_many_wakes",
+                "too many sleeping projects woken from this address; retry later",
+                wait,
+            )
+            .await
+        }
+        Unroutable::Capacity => {
+            respond_retry(
+                stream,
+                "503 Service Unavailable",
+                "at_capacity",
+                "the service is at capacity and cannot start this project now; retry shortly",
+                CAPACITY_RETRY,
+            )
+            .await
+        }
+        Unroutable::Parked => {
+            respond(stream, "503 Service Unavailable", "project is waking up").await
+        }
+        Unroutable::Suspended => respond(stream, "403 Forbidden", "project is suspended").await,
+        Unroutable::Starting => {
+            respond(stream, "503 Service Unavailable", "project is starting").await
+        }
+        Unroutable::Unknown => respond(stream, "404 Not Found", "unknown project").await,
+    }
+}
+
 /// The code and message of a 429 for a request over its project's budget or its address's share.
 fn budget_refusal(kind: budgets::Kind, refusal: budgets::Refusal) -> (&'static str, &'static str) {
     use budgets::{Kind, Refusal};
@@ -397,16 +454,31 @@ enum ReadError {
     Io(io::Error),
 }
 
-/// Reads until the request head is complete and decides where it goes (see [`head::route`]).
+/// How a connection's next request begins.
+enum Start {
+    /// An HTTP/1 request head of this length, and where it goes (see [`head::route`]).
+    Http(usize, Target),
+    /// The HTTP/2 connection preface: a gRPC client (see [`grpc`]).
+    Http2,
+}
+
+/// Reads until the request head is complete and decides where it goes (see [`head::route`]),
+/// or until the bytes are HTTP/2's preface.
 async fn read_head(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     peer: SocketAddr,
     tenant_host: Option<&TenantHost>,
-) -> Result<Option<(usize, Target)>, ReadError> {
+) -> Result<Option<Start>, ReadError> {
     loop {
-        if let Some(routed) = head::route(buf, peer, tenant_host).map_err(ReadError::Head)? {
-            return Ok(Some(routed));
+        if !buf.is_empty() && h2::may_be_preface(buf) {
+            if buf.len() >= h2::PREFACE.len() {
+                return Ok(Some(Start::Http2));
+            }
+        } else if let Some((len, target)) =
+            head::route(buf, peer, tenant_host).map_err(ReadError::Head)?
+        {
+            return Ok(Some(Start::Http(len, target)));
         }
         if buf.len() >= MAX_HEAD {
             return Err(ReadError::TooLarge);

@@ -324,6 +324,8 @@ pub fn spec() -> Value {
                         "user_status": {"type": "object", "description": "the server API's user_status method (off unless enabled)", "properties": {
                             "enabled": {"type": "boolean"},
                             "last_seen_ttl": {"type": "string", "example": "24h", "description": "how long a user's last-seen time is kept: 1m to 168h (default 24h)"}}},
+                        "grpc_api": {"type": "object", "description": "Centrifugo's gRPC server API (api.proto) over HTTP/2 at the project's own host on the edge (or with `rotor-project: <slug>` metadata), with the project's API keys as `authorization: apikey <key>`; off unless enabled", "properties": {
+                            "enabled": {"type": "boolean"}}},
                         "webhooks": {"$ref": "#/components/schemas/Webhooks"}}}}},
                 "Proxy": {"type": "object", "properties": {
                     "name": {"type": "string"}, "enabled": {"type": "boolean"}, "endpoint": {"type": "string", "format": "uri"},

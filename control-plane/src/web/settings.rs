@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value};
 use super::flash::{self, Flash};
 use super::projects::head;
 use super::session::Session;
-use super::views::{Layout, ProjectHead, ProxyField, SettingsPage};
+use super::views::{GrpcTarget, Layout, ProjectHead, ProxyField, SettingsPage};
 use super::webhooks::{self, WebhookForm};
 use super::{page, words, WebResult};
 use crate::ids::ProjectId;
@@ -83,6 +83,7 @@ pub struct SettingsForm {
     origins: String,
     anonymous: Option<String>,
     user_status: Option<String>,
+    grpc_api: Option<String>,
     connect_enabled: Option<String>,
     connect_endpoint: String,
     connect_timeout: String,
@@ -138,6 +139,7 @@ impl SettingsForm {
             origins: origins.join("\n"),
             anonymous: on(settings.get("allow_anonymous_connect_without_token")),
             user_status: on(settings.get("user_status").and_then(|u| u.get("enabled"))),
+            grpc_api: on(settings.get("grpc_api").and_then(|g| g.get("enabled"))),
             connect_enabled: on(connect.and_then(|c| c.get("enabled"))),
             connect_endpoint: text(connect.and_then(|c| c.get("endpoint"))),
             connect_timeout: text(connect.and_then(|c| c.get("timeout"))),
@@ -179,6 +181,25 @@ fn timeout_value(field: &str, typed: &str) -> Result<Option<String>, FormError> 
     }
 }
 
+/// Sets `settings.<section>.enabled` (or removes it, and the section when nothing else is in it).
+fn switch(out: &mut serde_json::Map<String, Value>, section: &str, on: bool) {
+    let mut fields = out
+        .get(section)
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if on {
+        fields.insert("enabled".into(), json!(true));
+    } else {
+        fields.remove("enabled");
+    }
+    if fields.is_empty() {
+        out.remove(section);
+    } else {
+        out.insert(section.into(), Value::Object(fields));
+    }
+}
+
 /// `settings` changed as the form says; what the form does not show is kept.
 fn apply(settings: &Value, f: &SettingsForm) -> Result<Value, FormError> {
     let mut out = settings.as_object().cloned().unwrap_or_default();
@@ -210,22 +231,9 @@ fn apply(settings: &Value, f: &SettingsForm) -> Result<Value, FormError> {
     } else {
         out.remove("allow_anonymous_connect_without_token");
     }
-    // `user_status.enabled` follows the box; a `last_seen_ttl` set over the API is kept.
-    let mut user_status = out
-        .get("user_status")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    if f.user_status.is_some() {
-        user_status.insert("enabled".into(), json!(true));
-    } else {
-        user_status.remove("enabled");
-    }
-    if user_status.is_empty() {
-        out.remove("user_status");
-    } else {
-        out.insert("user_status".into(), Value::Object(user_status));
-    }
+    // `enabled` follows its box; what else is set over the API (a `last_seen_ttl`) is kept.
+    switch(&mut out, "user_status", f.user_status.is_some());
+    switch(&mut out, "grpc_api", f.grpc_api.is_some());
     for ProxySpec {
         kind,
         path: [section, key],
@@ -317,6 +325,9 @@ fn form_error(field: Option<&str>, message: &str) -> FormError {
     }
     if let Some(name) = webhooks::field_of(field) {
         return (name.into(), format!("Webhooks: {message}"));
+    }
+    if field.starts_with("settings.grpc_api") {
+        return ("grpc_api".into(), format!("gRPC API: {message}"));
     }
     if field.starts_with("settings.user_status") {
         return ("user_status".into(), format!("User status: {message}"));
@@ -445,6 +456,8 @@ pub async fn show(
         origins: form.origins.clone(),
         anonymous: form.anonymous.is_some(),
         user_status: form.user_status.is_some(),
+        grpc_api: form.grpc_api.is_some(),
+        grpc_target: grpc_target(&state, &p.slug),
         proxies,
         webhooks_enabled: form.webhooks.webhooks_enabled.is_some(),
         webhooks_url: form.webhooks.webhooks_url.clone(),
@@ -459,6 +472,27 @@ pub async fn show(
         p,
     };
     Ok(page(view.render()?))
+}
+
+/// Where the project's backend points its gRPC client: the edge's address (the project's own
+/// host when projects have one, else the shared one with the `rotor-project` metadata).
+fn grpc_target(state: &AppState, slug: &str) -> GrpcTarget {
+    let base = state.settings.tenant_http_base(slug);
+    let (scheme, rest) = base.split_once("://").unwrap_or(("https", base.as_str()));
+    let host = rest.split('/').next().unwrap_or(rest);
+    let address = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:{}", if scheme == "https" { 443 } else { 80 })
+    };
+    GrpcTarget {
+        address,
+        project_metadata: state
+            .settings
+            .tenant_host
+            .is_none()
+            .then(|| slug.to_owned()),
+    }
 }
 
 /// What was typed, kept for the page the form goes back to.
@@ -630,6 +664,13 @@ mod tests {
         form.user_status = None;
         let off = apply(&on, &form).unwrap();
         assert_eq!(off["user_status"], json!({"last_seen_ttl": "2h"}));
+        // The gRPC API's box: on, then off again without a trace.
+        form.grpc_api = Some("on".into());
+        let grpc = apply(&off, &form).unwrap();
+        assert_eq!(grpc["grpc_api"], json!({"enabled": true}));
+        assert!(SettingsForm::from_settings("App", &grpc).grpc_api.is_some());
+        form.grpc_api = None;
+        assert!(apply(&grpc, &form).unwrap().get("grpc_api").is_none());
         assert!(apply(&json!({"user_status": {"enabled": true}}), &form)
             .unwrap()
             .get("user_status")

@@ -248,6 +248,14 @@ pub struct ProxyField {
     pub bad: &'static str,
 }
 
+/// Where a project's backend points its gRPC client.
+pub struct GrpcTarget {
+    /// `host:port` of the edge (the project's own host when projects have one).
+    pub address: String,
+    /// The `rotor-project` metadata value to send, when the address does not name the project.
+    pub project_metadata: Option<String>,
+}
+
 /// A project's settings page.
 #[derive(Template)]
 #[template(path = "settings.html")]
@@ -261,6 +269,9 @@ pub struct SettingsPage {
     pub anonymous: bool,
     /// Whether the server API answers `user_status`.
     pub user_status: bool,
+    /// Whether the gRPC server API is on, and how a backend reaches it.
+    pub grpc_api: bool,
+    pub grpc_target: GrpcTarget,
     pub proxies: Vec<ProxyField>,
     pub webhooks_enabled: bool,
     pub webhooks_url: String,

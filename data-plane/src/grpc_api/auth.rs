@@ -4,7 +4,9 @@
 //! `http_api.insecure` admits every call. Keys are compared in constant time and never logged.
 
 use tonic::metadata::MetadataMap;
-use tonic::Status;
+use tonic::{Request, Status};
+
+use super::handed::HandedCall;
 
 use crate::auth::apikey::constant_time_eq;
 use crate::config::RuntimeConfig;
@@ -20,8 +22,32 @@ fn presented(metadata: &MetadataMap) -> Option<&str> {
         .filter(|k| !k.is_empty())
 }
 
+/// Whether a call may run, and with which key's scope: the API must be enabled in the config
+/// in force (UNIMPLEMENTED otherwise: a project can switch it off while connections stay
+/// open), a call on a connection the edge handed over must be within the project's rate
+/// (RESOURCE_EXHAUSTED), and the key must open the API ([`scope`]).
+pub(super) fn admit<T>(
+    config: &RuntimeConfig,
+    request: &Request<T>,
+) -> Result<ApiKeyScope, Status> {
+    if !config.tenant.grpc_api.enabled {
+        return Err(Status::unimplemented(
+            "the gRPC API is not enabled for this project",
+        ));
+    }
+    let scope = scope(config, request.metadata())?;
+    if let Some(call) = request.extensions().get::<HandedCall>() {
+        if !call.follow_ups.admit_call(call.rate) {
+            return Err(Status::resource_exhausted(
+                "this project receives more requests per second than its plan allows; retry later",
+            ));
+        }
+    }
+    Ok(scope)
+}
+
 /// The scope of the call's key, or UNAUTHENTICATED.
-pub(super) fn scope(config: &RuntimeConfig, metadata: &MetadataMap) -> Result<ApiKeyScope, Status> {
+fn scope(config: &RuntimeConfig, metadata: &MetadataMap) -> Result<ApiKeyScope, Status> {
     let grpc_key = &config.tenant.grpc_api.key;
     let scope = if !grpc_key.is_empty() {
         presented(metadata)

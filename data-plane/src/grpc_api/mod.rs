@@ -1,9 +1,11 @@
 //! Centrifugo's gRPC server API (`grpc_api.*`): service `centrifugal.centrifugo.api.CentrifugoApi`
 //! from `data-plane/proto/api.proto` on a listener of its own, plain or TLS, served by the same
 //! executor as the HTTP API (see [`service`]). The listener is bound by the binary next to the
-//! public one and stops with the node's shutdown, letting calls in flight finish.
+//! public one and stops with the node's shutdown, letting calls in flight finish. A hosted
+//! project has no listener: the edge hands its gRPC connections over ([`handed`]).
 
 mod auth;
+mod handed;
 mod replies;
 mod requests;
 mod service;
@@ -16,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::node::Node;
 use rotor_tenant_config::GrpcApi;
 
+pub use handed::{Handed, HandedCall};
 pub use service::Service;
 
 /// The messages and the service generated from `proto/api.proto` (client included, for tests

@@ -2,7 +2,9 @@
 //! JSON request of the one server API executor ([`crate::api::call_scoped`], shared with the
 //! HTTP API: same checks, scopes, errors and metrics) and its result or error back into the
 //! method's reply. Errors are in the reply's `error` with status OK, as Centrifugo answers;
-//! only a missing or wrong key is a status (UNAUTHENTICATED).
+//! only what refuses the call itself is a status: a missing or wrong key (UNAUTHENTICATED),
+//! the API switched off (UNIMPLEMENTED), a hosted project over its plan's rate
+//! (RESOURCE_EXHAUSTED).
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use super::proto::*;
 use super::{auth, replies, requests};
 use crate::node::Node;
 use crate::protocol::ClientError;
+use rotor_tenant_config::ApiKeyScope;
 
 /// The service over one node.
 #[derive(Clone)]
@@ -26,20 +29,22 @@ impl Service {
         Self { node }
     }
 
-    /// Authenticates `metadata` and runs `method` with `params` (JSON).
-    async fn call(
+    /// Admits the call (see [`auth::admit`]) and runs `method` with `params` (JSON).
+    async fn call<T>(
         &self,
-        metadata: &tonic::metadata::MetadataMap,
+        request: &Request<T>,
         method: &str,
         params: String,
     ) -> Result<Result<Value, ClientError>, Status> {
-        let scope = {
-            let config = self.node.config.load();
-            auth::scope(&config, metadata).inspect_err(|_| {
-                tracing::info!(%method, "gRPC API call refused: missing or wrong key");
-            })?
-        };
+        let scope = self.admit(request, method)?;
         Ok(crate::api::call_scoped(&self.node, scope, method, &params).await)
+    }
+
+    fn admit<T>(&self, request: &Request<T>, method: &str) -> Result<ApiKeyScope, Status> {
+        let config = self.node.config.load();
+        auth::admit(&config, request).inspect_err(|status| {
+            tracing::info!(%method, code = ?status.code(), "gRPC API call refused");
+        })
     }
 }
 
@@ -59,7 +64,7 @@ macro_rules! api {
                 request: Request<BatchRequest>,
             ) -> Result<Response<BatchResponse>, Status> {
                 let params = requests::batch(request.get_ref());
-                let reply = match self.call(request.metadata(), "batch", params).await? {
+                let reply = match self.call(&request, "batch", params).await? {
                     Ok(v) => replies::batch(&v),
                     // A batch that could not run at all: every command gets its error.
                     Err(e) => BatchResponse {
@@ -80,7 +85,7 @@ macro_rules! api {
             $(
                 async fn $fn(&self, request: Request<$req>) -> Result<Response<$resp>, Status> {
                     let params = ($to_json)(request.get_ref());
-                    let reply = match self.call(request.metadata(), $name, params).await? {
+                    let reply = match self.call(&request, $name, params).await? {
                         Ok(v) => $resp {
                             error: None,
                             result: Some(($result)(&v)),
@@ -99,7 +104,7 @@ macro_rules! api {
                     &self,
                     request: Request<ProRequest>,
                 ) -> Result<Response<ProResponse>, Status> {
-                    auth::scope(&self.node.config.load(), request.metadata())?;
+                    self.admit(&request, stringify!($pro))?;
                     Ok(Response::new(ProResponse {
                         error: Some(replies::error(&ClientError::METHOD_NOT_FOUND)),
                     }))

@@ -205,11 +205,26 @@ mod tests {
     }
 
     #[test]
-    fn a_hosted_project_may_not_set_it() {
+    fn a_hosted_project_may_switch_it_on_but_not_give_it_a_listener_or_key() {
         let mut config = crate::TenantConfig::default();
-        assert!(!config.standalone_only_options_set().contains(&"grpc_api"));
         config.grpc_api.enabled = true;
-        assert!(config.standalone_only_options_set().contains(&"grpc_api"));
+        assert!(config.standalone_only_options_set().is_empty());
+        for (path, change) in [
+            (
+                "grpc_api.address",
+                (|a: &mut GrpcApi| a.address = "0.0.0.0".into()) as fn(&mut GrpcApi),
+            ),
+            ("grpc_api.port", |a| a.port = 10_001),
+            ("grpc_api.tls", |a| a.tls.enabled = true),
+            ("grpc_api.key", |a| a.key = "k".into()),
+            ("grpc_api.max_receive_message_size", |a| {
+                a.max_receive_message_size = 1 << 20
+            }),
+        ] {
+            let mut config = config.clone();
+            change(&mut config.grpc_api);
+            assert_eq!(config.standalone_only_options_set(), vec![path]);
+        }
     }
 
     #[test]

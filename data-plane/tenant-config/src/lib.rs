@@ -14,6 +14,7 @@ mod duration;
 pub mod egress;
 pub mod fdlimit;
 mod grpc_api;
+pub mod grpc_handoff;
 pub mod handoff;
 pub mod jwks_template;
 pub mod keep_alive;

@@ -125,6 +125,9 @@ pub const REFUSED_OPTIONS: &[(&str, &str)] = &[
 /// reason: the control plane refuses them in a project's settings (answering 400 with the
 /// reason), and a data plane run by the control plane (`ROTOR_EGRESS=public`) refuses a config
 /// that sets them.
+/// Why a hosted project's gRPC API has no listener of its own.
+const GRPC_EDGE: &str = "a hosted project's gRPC API is served at its own host on Rotor's edge (HTTP/2 with prior knowledge, TLS ended in front of the edge), not on a port of the project's";
+
 pub const STANDALONE_ONLY_OPTIONS: &[(&str, &str)] = &[
     (
         "client.user_id_http_header",
@@ -139,8 +142,24 @@ pub const STANDALONE_ONLY_OPTIONS: &[(&str, &str)] = &[
         "a broker's address is reached from the service's own network: a hosted project could point it at a NATS server of the operator's or of another tenant and read or inject their messages",
     ),
     (
-        "grpc_api",
-        "the gRPC API listens on a port of its own, which Rotor's edge does not route to a hosted project yet (a hosted project reaches the server API over HTTP)",
+        "grpc_api.address",
+        GRPC_EDGE,
+    ),
+    (
+        "grpc_api.port",
+        GRPC_EDGE,
+    ),
+    (
+        "grpc_api.tls",
+        GRPC_EDGE,
+    ),
+    (
+        "grpc_api.key",
+        "a hosted project's gRPC API takes the project's own API keys (with their scopes), which the dashboard and REST API manage and store only as hashes",
+    ),
+    (
+        "grpc_api.max_receive_message_size",
+        "a hosted project's gRPC calls are bounded like its HTTP API calls (4 MiB a message)",
     ),
     ("engine.redis.tls.*_pem_file", TLS_FILES),
     ("consumers[].redis_stream.tls.*_pem_file", TLS_FILES),

@@ -598,7 +598,17 @@ impl TenantConfig {
                 c.insecure_skip_token_signature_verify,
             ),
             ("broker", !self.broker.is_default()),
-            ("grpc_api", !self.grpc_api.is_default()),
+            ("grpc_api.address", !self.grpc_api.address.is_empty()),
+            (
+                "grpc_api.port",
+                self.grpc_api.port != crate::grpc_api::DEFAULT_GRPC_API_PORT,
+            ),
+            ("grpc_api.tls", !self.grpc_api.tls.is_default()),
+            ("grpc_api.key", !self.grpc_api.key.is_empty()),
+            (
+                "grpc_api.max_receive_message_size",
+                self.grpc_api.max_receive_message_size != 0,
+            ),
             (
                 "engine.redis.tls.*_pem_file",
                 self.engine.redis.tls.sets_a_file(),

@@ -12,14 +12,10 @@ the variables of interop_common.
 Prints one JSON object; see tests/tests/interop_python.rs for the exact expectations.
 """
 
-import importlib
-import importlib.resources
 import json
-import os
-import sys
-import tempfile
 from typing import Any, Dict
 
+from grpc_stubs import generate_stubs
 from interop_common import (
     API_KEY,
     _env,
@@ -32,31 +28,7 @@ from interop_common import (
 )
 
 GRPC_ADDR = _env("ROTOR_GRPC_ADDR")
-HERE = os.path.dirname(os.path.abspath(__file__))
-PROTO_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "..", "data-plane", "proto"))
 CHANNEL = "chat:grpc"
-
-
-def generate_stubs() -> Any:
-    """Runs grpcio-tools' protoc on api.proto into a temporary package; returns (pb2, grpc)."""
-    from grpc_tools import protoc
-
-    out = tempfile.mkdtemp(prefix="rotor-grpc-stubs-")
-    include = importlib.resources.files("grpc_tools") / "_proto"
-    code = protoc.main(
-        [
-            "grpc_tools.protoc",
-            f"-I{PROTO_DIR}",
-            f"-I{include}",
-            f"--python_out={out}",
-            f"--grpc_python_out={out}",
-            os.path.join(PROTO_DIR, "api.proto"),
-        ]
-    )
-    if code != 0:
-        raise AssertionError(f"protoc failed with {code}")
-    sys.path.insert(0, out)
-    return importlib.import_module("api_pb2"), importlib.import_module("api_pb2_grpc")
 
 
 def err(reply: Any) -> Any:

@@ -1,0 +1,36 @@
+"""Python stubs for Rotor's gRPC server API, generated at run time by grpcio-tools from
+data-plane/proto/api.proto (the wire contract of Centrifugo's api.proto): a toolchain other than
+the one the server is built with.
+"""
+
+import importlib
+import importlib.resources
+import os
+import sys
+import tempfile
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROTO_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "..", "data-plane", "proto"))
+
+
+def generate_stubs() -> Any:
+    """Runs grpcio-tools' protoc on api.proto into a temporary package; returns (pb2, grpc)."""
+    from grpc_tools import protoc
+
+    out = tempfile.mkdtemp(prefix="rotor-grpc-stubs-")
+    include = importlib.resources.files("grpc_tools") / "_proto"
+    code = protoc.main(
+        [
+            "grpc_tools.protoc",
+            f"-I{PROTO_DIR}",
+            f"-I{include}",
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+            os.path.join(PROTO_DIR, "api.proto"),
+        ]
+    )
+    if code != 0:
+        raise AssertionError(f"protoc failed with {code}")
+    sys.path.insert(0, out)
+    return importlib.import_module("api_pb2"), importlib.import_module("api_pb2_grpc")
