@@ -181,8 +181,7 @@ fn hosted_grpc_api(value: &Value) -> Result<Value, SettingsError> {
     Ok(value.clone())
 }
 
-/// Longest a hosted project's webhook request may take.
-pub const HOSTED_MAX_WEBHOOK_TIMEOUT_SECS: u64 = 10;
+pub use rotor_tenant_config::{HOSTED_MAX_WEBHOOK_TIMEOUT_SECS, HOSTED_MIN_WEBHOOK_SECRET_LEN};
 
 /// `settings.webhooks` for a hosted project: `enabled`, `url`, `secret`, `events`, `grace` and
 /// `timeout` (at most [`HOSTED_MAX_WEBHOOK_TIMEOUT_SECS`]); the queue, batch, retry and
@@ -202,10 +201,10 @@ fn hosted_webhooks(value: &Value) -> Result<Value, SettingsError> {
             "enabled" | "url" | "events" | "grace" => {}
             "secret" => {
                 let len = field.as_str().map_or(0, str::len);
-                if field.is_string() && len > 0 && len < 16 {
+                if field.is_string() && len > 0 && len < HOSTED_MIN_WEBHOOK_SECRET_LEN {
                     return Err(SettingsError::new(
                         "settings.webhooks.secret",
-                        "must be at least 16 characters",
+                        format!("must be at least {HOSTED_MIN_WEBHOOK_SECRET_LEN} characters"),
                     ));
                 }
             }

@@ -112,6 +112,7 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         .route("/admin/usage", get(usage))
         .route("/admin/park", axum::routing::post(park))
         .route("/admin/webhooks", get(webhooks))
+        .route("/admin/webhooks/redeliver", post(redeliver))
         .route("/admin/api/{method}", post(api_call))
         .route(
             "/metrics",
@@ -193,6 +194,48 @@ async fn usage(State(node): State<Arc<Node>>) -> Json<Value> {
 /// the dashboard will show).
 async fn webhooks(State(node): State<Arc<Node>>) -> Json<Value> {
     Json(json!(node.webhooks.snapshot(&node)))
+}
+
+/// `POST /admin/webhooks/redeliver`: `{"webhook_id": "…"}` sends that dead letter again,
+/// `{"all": true}` every one; answers how many batches and events were queued.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Redeliver {
+    #[serde(default)]
+    webhook_id: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+async fn redeliver(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+    use crate::webhooks::RedeliverError;
+    let asked = match serde_json::from_slice::<Redeliver>(&body) {
+        Ok(Redeliver {
+            webhook_id: Some(id),
+            all: false,
+        }) if !id.is_empty() => Some(id),
+        Ok(Redeliver {
+            webhook_id: None,
+            all: true,
+        }) => None,
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "give either {\"webhook_id\": \"…\"} or {\"all\": true}".into(),
+            )
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
+    };
+    match node.webhooks.redeliver(&node, asked.as_deref()) {
+        Ok(done) => Json(json!(done)).into_response(),
+        Err(e @ RedeliverError::NotFound(_)) => {
+            error(StatusCode::NOT_FOUND, "not_found", e.to_string())
+        }
+        Err(e @ (RedeliverError::Disabled | RedeliverError::Busy(_))) => {
+            error(StatusCode::CONFLICT, "conflict", e.to_string())
+        }
+    }
 }
 
 /// The supervisor parks an idle tenant: 200 and a graceful stop, or 409 while stopping would

@@ -301,29 +301,60 @@ impl Client {
         .await
     }
 
-    /// Turns the server API's `user_status` on or off: reads the project's settings, changes
-    /// `user_status.enabled` only (everything else set elsewhere is kept) and writes them back.
+    /// Turns the server API's `user_status` on or off: changes `user_status.enabled` only
+    /// (everything else set elsewhere is kept).
     pub async fn set_user_status(&self, id: &str, enabled: bool) -> ApiResult<Project> {
+        self.update_settings(id, |settings| {
+            let mut user_status = settings
+                .get("user_status")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            if enabled {
+                user_status.insert("enabled".into(), Value::Bool(true));
+            } else {
+                user_status.remove("enabled");
+            }
+            if user_status.is_empty() {
+                settings.remove("user_status");
+            } else {
+                settings.insert("user_status".into(), Value::Object(user_status));
+            }
+        })
+        .await
+    }
+
+    /// Sets (`Some`) or removes (`None`) the project setting `webhooks`, keeping every other
+    /// setting.
+    pub async fn set_webhooks(&self, id: &str, webhooks: Option<Value>) -> ApiResult<Project> {
+        self.update_settings(id, |settings| match webhooks {
+            Some(w) => {
+                settings.insert("webhooks".into(), w);
+            }
+            None => {
+                settings.remove("webhooks");
+            }
+        })
+        .await
+    }
+
+    /// Reads a project's settings, lets `change` edit them and writes them back whole
+    /// (`PATCH /v1/projects/{id}` replaces the settings). Resources of one apply run in
+    /// parallel and several edit the same settings (`rotor_project`'s user status,
+    /// `rotor_project_webhooks`): one edit at a time in this provider, so none is lost.
+    pub async fn update_settings(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Map<String, Value>),
+    ) -> ApiResult<Project> {
+        static EDITS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _one_at_a_time = EDITS.lock().await;
         let project = self.project(id).await?;
         let mut settings = match project.settings {
             Value::Object(map) => map,
-            _ => serde_json::Map::new(),
+            _ => Map::new(),
         };
-        let mut user_status = settings
-            .get("user_status")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        if enabled {
-            user_status.insert("enabled".into(), Value::Bool(true));
-        } else {
-            user_status.remove("enabled");
-        }
-        if user_status.is_empty() {
-            settings.remove("user_status");
-        } else {
-            settings.insert("user_status".into(), Value::Object(user_status));
-        }
+        change(&mut settings);
         let body = json!({"settings": settings});
         self.call(
             Method::PATCH,

@@ -1,10 +1,11 @@
-//! Terraform provider for Rotor: projects, channel namespaces and API keys managed through the
-//! control plane's REST API, served to Terraform over the plugin protocol v6 (`tf-provider`).
+//! Terraform provider for Rotor: projects, channel namespaces, API keys and webhooks managed
+//! through the control plane's REST API, served to Terraform over the plugin protocol v6
+//! (`tf-provider`).
 //!
-//! `provider` holds the configuration and the shared API client; `project`, `namespace` and
-//! `api_key` are the resources, `data_project` the data source; `options` maps the channel
-//! options onto attributes; `client` is the REST client and `diags` turns failures into
-//! Terraform diagnostics.
+//! `provider` holds the configuration and the shared API client; `project`, `namespace`,
+//! `api_key` and `webhooks` (`rotor_project_webhooks`) are the resources, `data_project` the
+//! data source; `options` maps the channel options onto attributes; `client` is the REST
+//! client and `diags` turns failures into Terraform diagnostics.
 
 pub mod api_key;
 pub mod client;
@@ -14,6 +15,7 @@ pub mod namespace;
 pub mod options;
 pub mod project;
 pub mod provider;
+pub mod webhooks;
 
 pub use provider::RotorProvider;
 

@@ -18,6 +18,7 @@ use crate::client::Client;
 use crate::data_project::ProjectDataSource;
 use crate::namespace::NamespaceResource;
 use crate::project::ProjectResource;
+use crate::webhooks::WebhooksResource;
 
 /// Environment variable read when `endpoint` is not set.
 pub const ENDPOINT_ENV: &str = "ROTOR_ENDPOINT";
@@ -179,6 +180,7 @@ impl Provider for RotorProvider {
             "project" => ProjectResource::new(self.client.clone()),
             "namespace" => NamespaceResource::new(self.client.clone()),
             "api_key" => ApiKeyResource::new(self.client.clone()),
+            "project_webhooks" => WebhooksResource::new(self.client.clone()),
         })
     }
 

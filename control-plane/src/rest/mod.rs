@@ -9,6 +9,7 @@ pub mod openapi;
 pub mod projects;
 pub mod usage;
 pub mod util;
+pub mod webhooks;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -165,5 +166,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/projects/{id}/usage", get(usage::query))
         .route("/v1/projects/{id}/usage/live", get(usage::live))
         .route("/v1/projects/{id}/events", get(usage::events))
+        .route("/v1/projects/{id}/webhooks", get(webhooks::get_deliveries))
+        .route(
+            "/v1/projects/{id}/webhooks/redeliver",
+            post(webhooks::post_redeliver),
+        )
         .route("/v1/openapi.json", get(openapi::document))
 }

@@ -151,6 +151,20 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
         None,
         204,
     ),
+    (
+        "get",
+        "/v1/projects/{id}/webhooks",
+        "Webhook deliveries of the running project: events waiting and the failed deliveries it keeps (dead letters)",
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/v1/projects/{id}/webhooks/redeliver",
+        "Send failed webhook deliveries again, with their webhook ids, signed with the current secret",
+        Some("Redeliver"),
+        200,
+    ),
 ];
 
 /// The groups operations are listed in: (name, description).
@@ -333,6 +347,9 @@ pub fn spec() -> Value {
                     "emulated_headers": {"type": "array", "items": {"type": "string"}},
                     "http": {"type": "object", "properties": {"static_headers": {"type": "object", "additionalProperties": {"type": "string"}}}},
                     "include_connection_meta": {"type": "boolean"}, "binary_encoding": {"type": "boolean"}}},
+                "Redeliver": {"type": "object", "description": "one of webhook_id or all", "properties": {
+                    "webhook_id": {"type": "string", "description": "the X-Rotor-Webhook-Id of one failed delivery"},
+                    "all": {"type": "boolean", "description": "every failed delivery the project keeps"}}},
                 "Rotate": {"type": "object", "properties": {"grace_seconds": {"type": "integer", "minimum": 0, "maximum": 604800}}},
                 "ApiKeyCreate": {"type": "object", "required": ["name"], "properties": {
                     "name": {"type": "string", "description": "unique within the project"},

@@ -343,6 +343,10 @@ pub fn router() -> Router<AppState> {
             "/projects/{id}/settings/test/{proxy}",
             back_to(settings_page).post(settings::test),
         )
+        .route(
+            "/projects/{id}/settings/webhooks/redeliver",
+            back_to(settings_page).post(webhooks::redeliver),
+        )
         .route("/projects/{id}/audit", get(audit::show))
         .route(
             "/projects/{id}/namespaces",

@@ -1,14 +1,26 @@
 //! The settings page's webhooks: the form fields (on or off, URL, signing secret, events,
 //! grace) turned into `settings.webhooks` and back, and the deliveries card: what the running
 //! project has waiting and the failures it gave up on (its dead-letter ring), read from the
-//! tenant's admin surface (`GET /admin/webhooks`). The secret is never shown again nor kept in
-//! a flash: a blank secret field keeps the stored one.
+//! tenant's admin surface (`GET /admin/webhooks`), each failure with a button that sends it
+//! again (and one for all of them: [`redeliver`], a CSRF-checked form of the owner, through
+//! [`crate::rest::webhooks::redeliver`]). The secret is never shown again nor kept in a
+//! flash: a blank secret field keeps the stored one.
 
 use std::time::Duration;
 
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::Form;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::flash::{self, Flash};
+use super::projects::head;
+use super::session::Session;
+use super::WebResult;
+use crate::ids::ProjectId;
+use crate::rest::webhooks::{check_webhook_id, Redeliver};
+use crate::rest::RestError;
 use crate::state::AppState;
 
 /// The events, with their form field and label, in the README's order.
@@ -182,6 +194,8 @@ pub fn field_of(path: &str) -> Option<&'static str> {
 
 /// One failure the project gave up on.
 pub struct DeadLetterRow {
+    /// Its webhook id (what "Send again" sends it with).
+    pub id: String,
     pub when: String,
     pub reason: String,
     /// The last HTTP status, or the transport error, in words.
@@ -218,6 +232,7 @@ pub fn deliveries_of(snapshot: &Value) -> Deliveries {
                 (None, None) => String::new(),
             };
             DeadLetterRow {
+                id: d["webhook_id"].as_str().unwrap_or_default().to_owned(),
                 when,
                 reason: d["reason"].as_str().unwrap_or_default().replace('_', " "),
                 outcome,
@@ -246,6 +261,64 @@ pub async fn deliveries(state: &AppState, project: &str) -> Option<Deliveries> {
         return None;
     }
     answer.json::<Value>().await.ok().map(|v| deliveries_of(&v))
+}
+
+/// "Send again" on the deliveries card: one failure (`webhook_id`) or, without it, all.
+#[derive(Debug, Deserialize)]
+pub struct RedeliverForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    webhook_id: String,
+}
+
+/// Sends failed deliveries again and goes back to the card with what happened.
+pub async fn redeliver(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<RedeliverForm>,
+) -> WebResult<Response> {
+    session.check_csrf(&form.csrf)?;
+    let p = head(&state, &session, &id).await?;
+    let location = format!("/projects/{}/settings#webhook-deliveries", p.id);
+    let what = if form.webhook_id.trim().is_empty() {
+        Ok(Redeliver::All)
+    } else {
+        check_webhook_id(&form.webhook_id).map(Redeliver::One)
+    };
+    let outcome = match what {
+        Ok(what) => {
+            crate::rest::webhooks::redeliver(
+                &state,
+                &session.account,
+                &ProjectId(p.id.clone()),
+                &what,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    let flash = match outcome {
+        Ok(done) => {
+            let batches = done["batches"].as_u64().unwrap_or(0);
+            let events = done["events"].as_u64().unwrap_or(0);
+            Flash::notice(if batches == 0 {
+                "Nothing to send again: no failed deliveries are kept.".to_owned()
+            } else {
+                format!(
+                    "Sending again: {batches} failed {} with {events} {}. One that fails again comes back here.",
+                    if batches == 1 { "delivery" } else { "deliveries" },
+                    if events == 1 { "event" } else { "events" },
+                )
+            })
+        }
+        Err(RestError::BadRequest { message, .. }) | Err(RestError::Conflict(message)) => {
+            Flash::error(format!("Webhooks: {message}."), "")
+        }
+        Err(e) => return Err(e.into()),
+    };
+    flash::redirect(&state, &session, &location, flash).await
 }
 
 #[cfg(test)]
@@ -317,7 +390,7 @@ mod tests {
     fn the_card_lists_the_newest_failures_in_words() {
         let snapshot = json!({"enabled": true, "queued": 3, "dead_letters": [
             {"time_ms": 1_764_876_000_000u64, "reason": "max_attempts", "status": 500, "attempts": 8,
-             "events": [{}, {}]},
+             "webhook_id": "w-1", "events": [{}, {}]},
             {"time_ms": 1_764_876_001_000u64, "reason": "egress_refused",
              "error": "address not allowed", "attempts": 1, "events": [{}]}
         ]});
@@ -328,6 +401,7 @@ mod tests {
         assert_eq!(d.failures[0].outcome, "address not allowed");
         assert_eq!(d.failures[1].outcome, "HTTP 500");
         assert_eq!((d.failures[1].attempts, d.failures[1].events), (8, 2));
+        assert_eq!(d.failures[1].id, "w-1");
         assert!(d.failures[1].when.starts_with("2025-12-04"));
     }
 }

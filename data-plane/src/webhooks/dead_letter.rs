@@ -1,7 +1,8 @@
 //! The dead-letter ring: the newest batches that could not be delivered (attempts used up,
 //! an address the egress policy refuses) and events dropped before a batch (queue full, the
-//! engine unreachable), each with why, kept for the admin surface. Bounded by
-//! `webhooks.dead_letter_size`; older entries make room.
+//! engine unreachable), each with why and the webhook id it is (or would have been) sent
+//! with, kept for the admin surface. Bounded by `webhooks.dead_letter_size`; older entries
+//! make room. The owner can take entries out to send them again ([`DeadLetters::take`]).
 
 use std::collections::VecDeque;
 
@@ -42,9 +43,9 @@ pub struct DeadLetter {
     /// When it was given up (unix ms).
     pub time_ms: u64,
     pub reason: Reason,
-    /// The batch's id (for a batch that was sent at least once).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub webhook_id: Option<String>,
+    /// The batch's `X-Rotor-Webhook-Id`: the one it was sent with, or for events dropped
+    /// before a batch, the one a redelivery sends them with. Names the entry for redelivery.
+    pub webhook_id: String,
     /// The last HTTP status answered, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
@@ -73,6 +74,24 @@ impl DeadLetters {
     pub fn snapshot(&self) -> Vec<DeadLetter> {
         self.0.lock().iter().cloned().collect()
     }
+
+    /// Takes out the entry with webhook id `id` (every entry when `None`), oldest first, at
+    /// most `max` of them; the rest stay.
+    pub fn take(&self, id: Option<&str>, max: usize) -> Vec<DeadLetter> {
+        let mut ring = self.0.lock();
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(ring.len());
+        for letter in ring.drain(..) {
+            let wanted = id.is_none_or(|id| letter.webhook_id == id);
+            if wanted && taken.len() < max {
+                taken.push(letter);
+            } else {
+                kept.push_back(letter);
+            }
+        }
+        *ring = kept;
+        taken
+    }
 }
 
 #[cfg(test)]
@@ -83,7 +102,7 @@ mod tests {
         DeadLetter {
             time_ms: 1,
             reason: Reason::MaxAttempts,
-            webhook_id: None,
+            webhook_id: format!("id-{attempts}"),
             status: Some(500),
             error: None,
             attempts,
@@ -99,5 +118,22 @@ mod tests {
         }
         let kept: Vec<u32> = ring.snapshot().iter().map(|l| l.attempts).collect();
         assert_eq!(kept, vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn entries_are_taken_out_by_id_or_all_within_a_bound() {
+        let ring = DeadLetters::default();
+        for i in 0..4 {
+            ring.push(letter(i), 10);
+        }
+        let one = ring.take(Some("id-2"), 10);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].webhook_id, "id-2");
+        assert!(ring.take(Some("id-2"), 10).is_empty(), "taken once");
+        let two = ring.take(None, 2);
+        let ids: Vec<&str> = two.iter().map(|l| l.webhook_id.as_str()).collect();
+        assert_eq!(ids, ["id-0", "id-1"], "oldest first");
+        let left: Vec<u32> = ring.snapshot().iter().map(|l| l.attempts).collect();
+        assert_eq!(left, vec![3]);
     }
 }

@@ -4,7 +4,9 @@
 //! exponential backoff and jitter, the same body and `X-Rotor-Webhook-Id` every time, until
 //! `webhooks.max_attempts`; then the batch goes to the dead-letter ring. At least once: a
 //! receiver may see a batch again (after a lost answer) and deduplicates by its id. Requests
-//! follow the tenant's egress policy exactly as the proxies do.
+//! follow the tenant's egress policy exactly as the proxies do. Batches the owner sends again
+//! from the dead-letter ring wait in their own queue, go first, and keep their id; they are
+//! signed with the secret in force when they are sent.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +28,8 @@ use crate::node::Node;
 #[derive(Default)]
 pub struct Outbox {
     queue: Mutex<VecDeque<Event>>,
+    /// Dead-lettered batches the owner sends again: (webhook id, events).
+    resend: Mutex<VecDeque<(String, Vec<Event>)>>,
     pub(super) ready: Notify,
     /// Batches being delivered (0 or 1).
     in_flight: AtomicUsize,
@@ -45,20 +49,36 @@ impl Outbox {
         Ok(())
     }
 
+    /// Queues dead-lettered batches to be sent again with their ids.
+    pub fn push_resend(&self, batches: impl IntoIterator<Item = (String, Vec<Event>)>) {
+        self.resend.lock().extend(batches);
+        self.ready.notify_one();
+    }
+
+    /// Batches waiting to be sent again.
+    pub fn resend_len(&self) -> usize {
+        self.resend.lock().len()
+    }
+
+    fn take_resend(&self) -> Option<(String, Vec<Event>)> {
+        self.resend.lock().pop_front()
+    }
+
     fn take(&self, n: usize) -> Vec<Event> {
         let mut q = self.queue.lock();
         let n = n.min(q.len());
         q.drain(..n).collect()
     }
 
-    /// Events waiting.
+    /// Events waiting (batches to send again included).
     pub fn len(&self) -> usize {
-        self.queue.lock().len()
+        let again: usize = self.resend.lock().iter().map(|(_, e)| e.len()).sum();
+        self.queue.lock().len() + again
     }
 
     /// Whether no event waits.
     pub fn is_empty(&self) -> bool {
-        self.queue.lock().is_empty()
+        self.queue.lock().is_empty() && self.resend.lock().is_empty()
     }
 
     /// Whether nothing waits and nothing is being delivered.
@@ -68,6 +88,7 @@ impl Outbox {
 
     fn clear(&self) {
         self.queue.lock().clear();
+        self.resend.lock().clear();
     }
 }
 
@@ -114,23 +135,29 @@ pub(super) async fn run(node: Weak<Node>, hooks: Arc<Webhooks>, http: reqwest::C
             continue;
         }
         hooks.outbox.in_flight.fetch_add(1, Ordering::AcqRel);
-        let events = hooks.outbox.take(settings.batch_size as usize);
+        let (id, events) = match hooks.outbox.take_resend() {
+            Some(again) => again,
+            None => (
+                uuid::Uuid::new_v4().to_string(),
+                hooks.outbox.take(settings.batch_size as usize),
+            ),
+        };
         if !events.is_empty() {
-            deliver(&node, &hooks, &http, &settings, events).await;
+            deliver(&node, &hooks, &http, &settings, id, events).await;
         }
         hooks.outbox.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// Sends one batch until it is accepted or given up.
+/// Sends one batch under webhook id `id` until it is accepted or given up.
 async fn deliver(
     node: &Node,
     hooks: &Webhooks,
     http: &reqwest::Client,
     settings: &WebhooksSection,
+    id: String,
     events: Vec<Event>,
 ) {
-    let id = uuid::Uuid::new_v4().to_string();
     let body = serde_json::json!({"time_ms": unix_ms(), "events": &events});
     let body = bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
     let mut backoff = settings.retry_backoff.get();
@@ -162,7 +189,7 @@ async fn deliver(
                 DeadLetter {
                     time_ms: unix_ms(),
                     reason,
-                    webhook_id: Some(id),
+                    webhook_id: id,
                     status,
                     error: (status.is_none()).then(|| error.to_string()),
                     attempts,

@@ -98,6 +98,27 @@ impl Default for Webhooks {
     }
 }
 
+/// Why dead letters cannot be sent again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedeliverError {
+    /// Webhooks are off: there is no URL or secret to send with.
+    #[error("webhooks are off: turn them on before sending failed deliveries again")]
+    Disabled,
+    /// No dead letter has this webhook id (sent again already, or pushed out of the ring).
+    #[error("no failed delivery has webhook id {0:?}")]
+    NotFound(String),
+    /// As many batches as the ring holds already wait to be sent again.
+    #[error("{0} failed deliveries are already waiting to be sent again")]
+    Busy(usize),
+}
+
+/// What a redelivery queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Redelivered {
+    pub batches: usize,
+    pub events: usize,
+}
+
 /// What the admin surface shows.
 #[derive(Debug, Serialize)]
 pub struct Snapshot {
@@ -356,6 +377,39 @@ impl Webhooks {
         }
     }
 
+    /// Sends dead letters again: the one with webhook id `id`, or all of them (oldest first).
+    /// Each leaves the ring and is queued as one batch with its own id, signed with the
+    /// current secret when sent; one that fails again comes back to the ring. At most
+    /// `webhooks.dead_letter_size` batches wait to be sent again at once.
+    pub fn redeliver(&self, node: &Node, id: Option<&str>) -> Result<Redelivered, RedeliverError> {
+        let config = node.config.load();
+        let w = &config.tenant.webhooks;
+        if !w.enabled {
+            return Err(RedeliverError::Disabled);
+        }
+        let waiting = self.outbox.resend_len();
+        let room = (w.dead_letter_size as usize).saturating_sub(waiting);
+        if room == 0 {
+            return Err(RedeliverError::Busy(waiting));
+        }
+        let letters = self.dead.take(id, room);
+        if let (Some(id), true) = (id, letters.is_empty()) {
+            return Err(RedeliverError::NotFound(id.to_owned()));
+        }
+        let done = Redelivered {
+            batches: letters.len(),
+            events: letters.iter().map(|l| l.events.len()).sum(),
+        };
+        tracing::info!(
+            batches = done.batches,
+            events = done.events,
+            "failed webhook deliveries sent again"
+        );
+        self.outbox
+            .push_resend(letters.into_iter().map(|l| (l.webhook_id, l.events)));
+        Ok(done)
+    }
+
     /// Resolves once every event of a stopping process was tried (or at `deadline`).
     pub async fn drained(&self, deadline: Instant) {
         while Instant::now() < deadline {
@@ -422,7 +476,7 @@ impl Webhooks {
             DeadLetter {
                 time_ms: unix_ms(),
                 reason,
-                webhook_id: None,
+                webhook_id: uuid::Uuid::new_v4().to_string(),
                 status: None,
                 error: None,
                 attempts: 0,

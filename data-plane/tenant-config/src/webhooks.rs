@@ -30,6 +30,11 @@ pub const MAX_WEBHOOK_ATTEMPTS: u32 = 20;
 pub const MAX_WEBHOOK_DEAD_LETTERS: u32 = 10_000;
 /// Longest `webhooks.url` accepted, in bytes.
 pub const MAX_WEBHOOK_URL_LEN: usize = 2048;
+/// Longest `webhooks.timeout` a hosted project may set (the control plane's rule, shared
+/// with the Terraform provider so a plan refuses what the API would).
+pub const HOSTED_MAX_WEBHOOK_TIMEOUT_SECS: u64 = 10;
+/// Shortest `webhooks.secret` a hosted project may set (same sharing).
+pub const HOSTED_MIN_WEBHOOK_SECRET_LEN: usize = 16;
 
 /// `webhooks.*`.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -193,7 +198,11 @@ impl WebhooksSection {
 }
 
 /// What an `http://` or `https://` URL needs before the data plane parses it in full: a
-/// scheme, a host, no credentials, no whitespace.
+/// scheme, a host, no credentials, no whitespace. Err: why not, in words.
+pub fn check_webhook_url(url: &str) -> Result<(), String> {
+    check_url(url)
+}
+
 fn check_url(url: &str) -> Result<(), String> {
     if url.is_empty() {
         return Err("must be set: the http:// or https:// URL events are POSTed to".into());
