@@ -82,7 +82,7 @@ pub const REFUSED_OPTIONS: &[(&str, &str)] = &[
     ("engine.redis.tls.client_ca_pem_file", TLS_CLIENT_CA),
     (
         "channel.proxy.subscribe_stream",
-        "subscribe stream proxies need gRPC, which Rotor does not speak",
+        "subscribe stream proxies (gRPC streams) are not supported",
     ),
     (
         "uni_grpc",
