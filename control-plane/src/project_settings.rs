@@ -316,8 +316,9 @@ fn namespace_path(path: &str, namespaces: &[(String, Value)]) -> Option<String> 
     Some(format!("namespaces.{name}{rest}"))
 }
 
-/// Applies `f` to every value of every proxy's `http.static_headers` (wherever a proxy sits:
-/// `client_proxy.*`, `channel_proxy.*`, `proxies[]`, `rpc.proxy`).
+/// Applies `f` to every value of every proxy's `http.static_headers` and `grpc.static_metadata`
+/// and to its `grpc.credentials_value` (wherever a proxy sits: `client_proxy.*`,
+/// `channel_proxy.*`, `proxies[]`, `rpc.proxy`).
 fn map_static_headers<E>(
     value: &mut Value,
     f: &mut impl FnMut(&str) -> Result<String, E>,
@@ -325,18 +326,28 @@ fn map_static_headers<E>(
     match value {
         Value::Object(map) => {
             for (key, child) in map.iter_mut() {
-                let headers = (key == "http")
-                    .then(|| child.get_mut("static_headers"))
-                    .flatten()
-                    .and_then(Value::as_object_mut);
-                if let Some(headers) = headers {
+                let (values, single) = match key.as_str() {
+                    "http" => ("static_headers", None),
+                    "grpc" => ("static_metadata", Some("credentials_value")),
+                    _ => {
+                        map_static_headers(child, f)?;
+                        continue;
+                    }
+                };
+                let Some(section) = child.as_object_mut() else {
+                    continue;
+                };
+                if let Some(Value::Object(headers)) = section.get_mut(values) {
                     for header in headers.values_mut() {
                         if let Value::String(s) = header {
                             *s = f(s)?;
                         }
                     }
-                } else {
-                    map_static_headers(child, f)?;
+                }
+                if let Some(Value::String(s)) = single.and_then(|k| section.get_mut(k)) {
+                    if !s.is_empty() {
+                        *s = f(s)?;
+                    }
                 }
             }
         }
@@ -449,9 +460,14 @@ mod tests {
             "rpc": {"proxy": {"endpoint": "https://b.example/r",
                 "http": {"static_headers": {"X-Key": "four"}}}},
         });
+        let mut plain = plain;
+        plain["proxies"].as_array_mut().unwrap().push(json!({
+            "name": "grpc-billing", "endpoint": "grpc://b.example:443",
+            "grpc": {"static_metadata": {"x-key": "five"},
+                     "credentials_key": "x-api-key", "credentials_value": "six"}}));
         let sealed = seal_secrets(&ring, &project, &plain);
         let text = sealed.to_string();
-        for secret in ["Bearer one", "two", "three", "four"] {
+        for secret in ["Bearer one", "two", "three", "four", "five", "six"] {
             assert!(
                 !text.contains(&format!("\"{secret}\"")),
                 "{secret} in {text}"
@@ -544,12 +560,19 @@ mod tests {
 
     #[test]
     fn errors_name_the_setting_or_namespace_at_fault() {
+        // gRPC proxies are allowed (hosted egress rules apply when they are called); a gRPC
+        // endpoint without a port is not one.
+        validate(
+            &json!({"client_proxy": {"connect": {"enabled": true, "endpoint": "grpc://b.example:443"}}}),
+            &[],
+        )
+        .unwrap();
         let e = validate(
-            &json!({"client_proxy": {"connect": {"enabled": true, "endpoint": "grpc://b:1"}}}),
+            &json!({"client_proxy": {"connect": {"enabled": true, "endpoint": "grpc://b"}}}),
             &[],
         )
         .unwrap_err();
-        assert!(e.field.starts_with("settings.client_proxy.connect"), "{e}");
+        assert_eq!(e.field, "settings.client_proxy.connect.endpoint", "{e}");
         // A namespace that uses a subscribe proxy needs one configured.
         let ns = vec![("chat".to_owned(), json!({"subscribe_proxy_enabled": true}))];
         let e = validate(&json!({}), &ns).unwrap_err();

@@ -287,7 +287,7 @@ async fn settings_are_saved_by_post_redirect_get_and_mistakes_come_back_in_words
                 ("csrf", &csrf),
                 ("name", "Shop EU"),
                 ("connect_enabled", "on"),
-                ("connect_endpoint", "grpc://backend.example.com:9000"),
+                ("connect_endpoint", "grpc://backend.example.com"),
             ],
         )
         .await;

@@ -10,7 +10,9 @@
 //! before the request.
 //!
 //! The address and port rules themselves are [`rotor_tenant_config::egress`], shared with the
-//! control plane's endpoint probe.
+//! control plane's endpoint probe. HTTP clients follow the rule through their resolver
+//! ([`Egress::http_client`]); other TCP clients (gRPC proxies) connect through
+//! [`Egress::connect`], which checks the port and every resolved address before it dials.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -67,6 +69,50 @@ impl Egress {
             Egress::Any => Ok(()),
             Egress::PublicOnly => check_url(url, Ports::current()),
         }
+    }
+}
+
+impl Egress {
+    /// Refuses `host:port` when the port is not allowed or the host is a literal address that
+    /// is not (names are checked when [`Egress::connect`] resolves them).
+    pub fn check_authority(self, host: &str, port: u16) -> Result<(), EgressError> {
+        match self {
+            Egress::Any => Ok(()),
+            Egress::PublicOnly => {
+                rotor_tenant_config::egress::check_host(host, Some(port), Ports::current())
+            }
+        }
+    }
+
+    /// Opens a TCP connection to `host:port` under this rule: the port and a literal host are
+    /// checked first, then every address the name resolves to must be allowed, and only then
+    /// is an address dialled (the first that answers). Fails closed: nothing is dialled when
+    /// any check fails.
+    pub async fn connect(self, host: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+        let refused = |e: EgressError| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e);
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        self.check_authority(bare, port).map_err(refused)?;
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare, port)).await?.collect();
+        if addrs.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the name resolves to no address",
+            ));
+        }
+        if self == Egress::PublicOnly && !addrs.iter().all(|a| is_allowed(a.ip())) {
+            return Err(refused(EgressError::NotPublic));
+        }
+        let mut last = None;
+        for addr in addrs {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok(stream);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no address answered")))
     }
 }
 
@@ -176,6 +222,24 @@ mod tests {
             .err()
             .expect("localhost is not public");
         assert!(err.to_string().contains("not public"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn public_only_connects_dial_nothing_private() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        for host in ["127.0.0.1", "localhost", "[::1]"] {
+            let err = Egress::PublicOnly.connect(host, port).await.unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{host}");
+        }
+        // The first connection the listener sees is the one allowed below: none came before.
+        let allowed = Egress::Any.connect("127.0.0.1", port).await.unwrap();
+        let (_, peer) = listener.accept().await.unwrap();
+        assert_eq!(
+            peer,
+            allowed.local_addr().unwrap(),
+            "nothing was dialled before"
+        );
     }
 
     use std::str::FromStr;

@@ -567,3 +567,55 @@ async fn grpcio_calls_every_grpc_api_method() -> Result<()> {
     );
     Ok(())
 }
+
+/// gRPC proxies against a backend from another toolchain: a Python grpcio server (stubs made
+/// by grpcio-tools from `data-plane/proto/proxy.proto`) answers the connect proxy and the `gp`
+/// namespace's subscribe proxy for a real centrifuge-python client.
+#[tokio::test]
+async fn a_python_grpcio_backend_answers_grpc_connect_and_subscribe_proxies() -> Result<()> {
+    // A free port for the script's backend: the data plane dials it only when a client comes,
+    // after the script listens.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let endpoint = format!("grpc://127.0.0.1:{port}");
+    let server = interop::Server::start_with_config(json!({
+        "client": {"proxy": {"connect": {"enabled": true, "endpoint": endpoint}}},
+        "channel": {
+            "proxy": {"subscribe": {"endpoint": endpoint}},
+            "namespaces": [{"name": "gp", "subscribe_proxy_enabled": true}]
+        }
+    }))
+    .await?;
+    let out = server
+        .run(
+            ClientScript::python("py_grpc_proxy.py").envs([("ROTOR_PROXY_PORT", port.to_string())]),
+            "json",
+        )
+        .await?;
+    expect(&out, "connect_data", json!({"hello": "from python"}));
+    expect(
+        &out,
+        "subscribed",
+        json!({"ev": "subscribed", "data": {"motd": "py room"}}),
+    );
+    expect(&out, "closed", json!({"ev": "unsubscribed", "code": 4103}));
+    expect(
+        &out,
+        "denied",
+        json!({"ev": "disconnected", "code": 4403, "reason": "not you"}),
+    );
+    expect(
+        &out,
+        "calls",
+        json!([
+            {"call": "connect", "transport": "websocket", "protocol": "json", "encoding": "json",
+             "name": "rotor-interop", "data": {"let_me_in": true}, "client_set": true},
+            {"call": "subscribe", "user": "py-proxied", "channel": "gp:open", "data": {"want": "in"}},
+            {"call": "subscribe", "user": "py-proxied", "channel": "gp:closed", "data": null},
+            {"call": "connect", "transport": "websocket", "protocol": "json", "encoding": "json",
+             "name": "rotor-interop", "data": {"let_me_in": false}, "client_set": true}
+        ]),
+    );
+    Ok(())
+}

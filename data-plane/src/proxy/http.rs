@@ -1,49 +1,39 @@
 //! The HTTP side of the proxies: one shared connection pool for the whole process, one POST per
 //! event with the proxy's own deadline over the entire exchange (connect, send, read), and the
-//! answer decoded into a result, the backend's error, or its disconnect.
+//! JSON answer decoded into a result, the backend's error, or its disconnect.
 
 use bytes::{Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::types::{Answer, DisconnectAnswer, ErrorAnswer};
-use super::{ClientHeaders, Endpoint, ProxyError};
+use super::types::Answer;
+use super::{settle, ClientHeaders, Endpoint, ProxyError};
 use crate::egress::Egress;
-use crate::protocol::{ClientError, Disconnect};
 
 /// Largest answer accepted from a backend.
 const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
-/// Longest disconnect reason a WebSocket close frame can carry.
-const MAX_REASON_BYTES: usize = 123;
 
-/// Calls proxies. Cheap to share: every call reuses one pool of keep-alive connections.
+/// The HTTP transport. Cheap to share: every call reuses one pool of keep-alive connections.
 #[derive(Debug, Clone)]
-pub struct ProxyClient {
+pub struct HttpTransport {
     http: reqwest::Client,
     egress: Egress,
 }
 
-impl Default for ProxyClient {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ProxyClient {
-    /// A client with its own connection pool. Redirects are not followed and no HTTP proxy
-    /// from the environment is used: a proxy endpoint is the exact URL the tenant configured.
-    pub fn new() -> Self {
-        let egress = Egress::current();
+impl HttpTransport {
+    /// A transport with its own connection pool under `egress`. Redirects are not followed and
+    /// no HTTP proxy from the environment is used: a proxy endpoint is the exact URL the tenant
+    /// configured.
+    pub fn new(egress: Egress) -> Self {
         let http = egress.http_client(concat!("rotor/", env!("CARGO_PKG_VERSION")));
         Self { http, egress }
     }
 
-    /// POSTs `body` to the proxy and decodes its answer. `Ok(None)` is an answer without a
-    /// result; the backend's `error` and `disconnect` come back as [`ProxyError::Refused`] and
-    /// [`ProxyError::Disconnect`].
-    pub async fn call<B, R>(
+    /// POSTs `body` to `url` (the endpoint's) and decodes the answer.
+    pub(super) async fn call<B, R>(
         &self,
         endpoint: &Endpoint,
+        url: &reqwest::Url,
         headers: &ClientHeaders,
         body: &B,
     ) -> Result<Option<R>, ProxyError>
@@ -52,12 +42,12 @@ impl ProxyClient {
         R: DeserializeOwned,
     {
         self.egress
-            .check(&endpoint.url)
+            .check(url)
             .map_err(|e| ProxyError::Egress(e.to_string()))?;
         let body = serde_json::to_vec(body).map_err(|e| ProxyError::Encode(e.to_string()))?;
         let request = self
             .http
-            .post(endpoint.url.clone())
+            .post(url.clone())
             .headers(endpoint.request_headers(headers))
             .body(body);
         let exchange = async {
@@ -89,46 +79,11 @@ impl ProxyClient {
     }
 }
 
-/// Decodes an answer body; `disconnect` wins over `error`, which wins over `result`.
+/// Decodes an answer body (see [`settle`]).
 fn decode<R: DeserializeOwned>(bytes: &[u8]) -> Result<Option<R>, ProxyError> {
     let answer: Answer<R> =
         serde_json::from_slice(bytes).map_err(|e| ProxyError::Malformed(e.to_string()))?;
-    if let Some(d) = answer.disconnect {
-        return Err(ProxyError::Disconnect(disconnect(d)?));
-    }
-    if let Some(e) = answer.error {
-        return Err(ProxyError::Refused(client_error(e)?));
-    }
-    Ok(answer.result)
-}
-
-fn client_error(e: ErrorAnswer) -> Result<ClientError, ProxyError> {
-    if e.code == 0 {
-        return Err(ProxyError::Malformed("error without a code".into()));
-    }
-    Ok(ClientError {
-        code: e.code,
-        message: e.message.into(),
-        temporary: e.temporary,
-    })
-}
-
-fn disconnect(d: DisconnectAnswer) -> Result<Disconnect, ProxyError> {
-    let code = u16::try_from(d.code)
-        .ok()
-        .filter(|c| (3000..=4999).contains(c))
-        .ok_or_else(|| {
-            ProxyError::Malformed(format!("disconnect code {} is not in 3000-4999", d.code))
-        })?;
-    let mut reason = d.reason;
-    if reason.len() > MAX_REASON_BYTES {
-        let mut end = MAX_REASON_BYTES;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-    }
-    Ok(Disconnect::custom(code, reason))
+    settle(answer.disconnect, answer.error, answer.result)
 }
 
 #[cfg(test)]

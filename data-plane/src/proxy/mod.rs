@@ -1,11 +1,15 @@
-//! HTTP proxies to the tenant's application backend, as Centrifugo's proxy protocol defines them:
+//! Proxies to the tenant's application backend, as Centrifugo's proxy protocol defines them:
 //! connect (authenticate a client without a token), refresh (extend an expiring connection),
-//! subscribe, publish, sub_refresh and rpc. The config is compiled once per config version into
-//! [`Proxies`]; the calls go through one shared [`ProxyClient`] with each proxy's own timeout.
-//! A session asks through here and turns the outcome into a reply: the backend's own error or
-//! disconnect passes through, anything else that goes wrong becomes internal error 100.
+//! subscribe, publish, sub_refresh and rpc, over HTTP (JSON, [`http`]) or gRPC
+//! ([`grpc`]) as the endpoint's scheme says. The config is compiled once per config version into
+//! [`Proxies`]; the calls go through one shared [`ProxyClient`] with each proxy's own timeout,
+//! which picks the transport, so sessions never care which one a proxy speaks. Both transports
+//! end in [`settle`], the one place an answer becomes a result, the backend's error or its
+//! disconnect; a session turns that into a reply: the backend's own error or disconnect passes
+//! through, anything else that goes wrong becomes internal error 100.
 
 pub mod credentials;
+pub mod grpc;
 pub mod http;
 pub mod types;
 
@@ -18,9 +22,15 @@ use rotor_tenant_config::{
     ChannelOptions, ChannelProxyKind, ProxyOptions, RpcOptions, TenantConfig, DEFAULT_PROXY_NAME,
 };
 
-pub use http::ProxyClient;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
+use crate::egress::Egress;
 use crate::protocol::{ClientError, Disconnect};
+use types::{DisconnectAnswer, ErrorAnswer};
+
+/// Longest disconnect reason a WebSocket close frame can carry.
+const MAX_REASON_BYTES: usize = 123;
 
 /// Why a proxy call produced no result.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +47,9 @@ pub enum ProxyError {
     /// Connecting, sending or reading failed.
     #[error("request failed: {0}")]
     Transport(#[source] reqwest::Error),
+    /// The gRPC call failed (no connection, or the backend answered with a gRPC status).
+    #[error("gRPC call failed: {0}")]
+    Grpc(String),
     /// An HTTP status other than 200 without a transform.
     #[error("unexpected HTTP status {0}")]
     Status(u16),
@@ -66,17 +79,36 @@ enum Transform {
     Disconnect(Disconnect),
 }
 
+/// A proxy's request body, whatever the transport: JSON for HTTP, a proxy message for gRPC.
+pub trait Request: Serialize + grpc::ToGrpc {}
+impl<T: Serialize + grpc::ToGrpc> Request for T {}
+
+/// A proxy's result, whatever the transport.
+pub trait Outcome: DeserializeOwned + grpc::FromGrpc {}
+impl<T: DeserializeOwned + grpc::FromGrpc> Outcome for T {}
+
+/// Where a proxy's calls go.
+#[derive(Debug)]
+enum Target {
+    /// POSTs to this URL.
+    Http(reqwest::Url),
+    /// Calls Centrifugo's proxy service at this backend.
+    Grpc(Box<grpc::GrpcTarget>),
+}
+
 /// One configured proxy, ready to call.
 #[derive(Debug)]
 pub struct Endpoint {
     /// `connect`, `refresh`, `default` or the proxy's name (for logs).
     pub name: String,
-    url: reqwest::Url,
+    target: Target,
     timeout: Duration,
-    /// Lower-case names of the connection request's headers to forward.
+    /// Lower-case names of the connection request's headers to forward (for gRPC also the
+    /// `grpc_metadata` names).
     http_headers: Vec<HeaderName>,
     /// Lower-case names of the connect command's `headers` to forward.
     emulated_headers: Vec<HeaderName>,
+    /// HTTP's `http.static_headers`, or gRPC's `grpc.static_metadata`.
     static_headers: HeaderMap,
     binary: bool,
     include_meta: bool,
@@ -95,27 +127,48 @@ fn header_names(names: &[String], path: &str) -> Result<Vec<HeaderName>, String>
 
 impl Endpoint {
     fn compile(name: &str, path: &str, o: &ProxyOptions) -> Result<Self, String> {
-        let url = reqwest::Url::parse(&o.endpoint)
-            .map_err(|e| format!("{path}.endpoint: {e}"))
-            .and_then(|u| match u.scheme() {
-                "http" | "https" => Ok(u),
-                _ => Err(format!(
-                    "{path}.endpoint: only http and https are supported"
-                )),
-            })?;
+        let (target, statics, mut forwarded) = if o.endpoint.starts_with("grpc://") {
+            let names = [o.http_headers.as_slice(), o.grpc_metadata.as_slice()].concat();
+            let target = grpc::GrpcTarget::compile(path, o)?;
+            (
+                Target::Grpc(Box::new(target)),
+                &o.grpc.static_metadata,
+                names,
+            )
+        } else {
+            let url = reqwest::Url::parse(&o.endpoint)
+                .map_err(|e| format!("{path}.endpoint: {e}"))
+                .and_then(|u| match u.scheme() {
+                    "http" | "https" => Ok(u),
+                    _ => Err(format!(
+                        "{path}.endpoint: only http, https and grpc are supported"
+                    )),
+                })?;
+            (
+                Target::Http(url),
+                &o.http.static_headers,
+                o.http_headers.clone(),
+            )
+        };
+        let grpc = matches!(target, Target::Grpc(_));
+        if grpc {
+            // gRPC metadata cannot carry binary (`-bin`) keys as text.
+            forwarded.retain(|n| !n.to_ascii_lowercase().ends_with("-bin"));
+        }
         let mut static_headers = HeaderMap::new();
-        for (k, v) in &o.http.static_headers {
-            let name = HeaderName::from_bytes(k.as_bytes());
+        for (k, v) in statics {
+            let name = HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes());
             let value = HeaderValue::from_str(v);
+            let section = if grpc {
+                "grpc.static_metadata"
+            } else {
+                "http.static_headers"
+            };
             match (name, value) {
                 (Ok(n), Ok(v)) => {
                     static_headers.insert(n, v);
                 }
-                _ => {
-                    return Err(format!(
-                        "{path}.http.static_headers.{k}: not a valid header"
-                    ))
-                }
+                _ => return Err(format!("{path}.{section}.{k}: not valid")),
             }
         }
         let transforms = o
@@ -140,9 +193,9 @@ impl Endpoint {
             .collect();
         Ok(Self {
             name: name.to_owned(),
-            url,
+            target,
             timeout: o.timeout.get(),
-            http_headers: header_names(&o.http_headers, &format!("{path}.http_headers"))?,
+            http_headers: header_names(&forwarded, &format!("{path}.http_headers"))?,
             emulated_headers: header_names(
                 &o.emulated_headers,
                 &format!("{path}.emulated_headers"),
@@ -168,14 +221,31 @@ impl Endpoint {
         self.binary
     }
 
+    /// A payload of a request to this proxy: embedded JSON (HTTP; the bytes must be JSON),
+    /// native bytes (gRPC), or base64 with `binary_encoding`.
+    pub fn payload<'a>(&self, bytes: &'a [u8]) -> Result<types::Payload<'a>, ProxyError> {
+        match self.target {
+            Target::Http(_) => types::Payload::new(bytes, self.binary),
+            Target::Grpc(_) => Ok(types::Payload::native(bytes, self.binary)),
+        }
+    }
+
+    /// Where this proxy's calls go, for logs and tests (`http://…` or `grpc://host:port`).
+    pub fn target(&self) -> String {
+        match &self.target {
+            Target::Http(url) => url.to_string(),
+            Target::Grpc(g) => g.to_string(),
+        }
+    }
+
     /// Whether requests carry the connection's `meta`.
     pub fn include_meta(&self) -> bool {
         self.include_meta
     }
 
-    /// The headers of one request: static ones, then allowed emulated ones, then allowed headers
-    /// of the client's connection request (which win), and `Content-Type: application/json`.
-    fn request_headers(&self, client: &ClientHeaders) -> HeaderMap {
+    /// The headers (HTTP) or metadata (gRPC) of one request: static ones, then allowed emulated
+    /// ones, then allowed headers of the client's connection request (which win).
+    fn forwarded_headers(&self, client: &ClientHeaders) -> HeaderMap {
         let mut out = self.static_headers.clone();
         for (name, value) in &client.emulated {
             if self.emulated_headers.contains(name) {
@@ -192,6 +262,13 @@ impl Endpoint {
                 out.append(name.clone(), value.clone());
             }
         }
+        out
+    }
+
+    /// The headers of one HTTP request: [`Self::forwarded_headers`] and
+    /// `Content-Type: application/json`.
+    fn request_headers(&self, client: &ClientHeaders) -> HeaderMap {
+        let mut out = self.forwarded_headers(client);
         out.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -207,6 +284,93 @@ impl Endpoint {
             None => ProxyError::Status(status),
         }
     }
+}
+
+/// Calls proxies over the transport each endpoint names. Cheap to share: HTTP calls reuse one
+/// pool of keep-alive connections, gRPC calls one connection per backend.
+#[derive(Debug, Clone)]
+pub struct ProxyClient {
+    http: http::HttpTransport,
+    egress: Egress,
+}
+
+impl Default for ProxyClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProxyClient {
+    /// A client following this process's egress rule ([`Egress::current`]).
+    pub fn new() -> Self {
+        let egress = Egress::current();
+        Self {
+            http: http::HttpTransport::new(egress),
+            egress,
+        }
+    }
+
+    /// Sends `body` to the proxy and decodes its answer. `Ok(None)` is an answer without a
+    /// result; the backend's `error` and `disconnect` come back as [`ProxyError::Refused`] and
+    /// [`ProxyError::Disconnect`].
+    pub async fn call<B: Request, R: Outcome>(
+        &self,
+        endpoint: &Endpoint,
+        headers: &ClientHeaders,
+        body: &B,
+    ) -> Result<Option<R>, ProxyError> {
+        match &endpoint.target {
+            Target::Http(url) => self.http.call(endpoint, url, headers, body).await,
+            Target::Grpc(target) => {
+                target
+                    .call(
+                        self.egress,
+                        endpoint,
+                        endpoint.forwarded_headers(headers),
+                        body,
+                    )
+                    .await
+            }
+        }
+    }
+}
+
+/// The backend's answer, whatever the transport: a `disconnect` wins over an `error`, which wins
+/// over the `result`. Codes and reasons are checked here: an error needs a code, a disconnect a
+/// code in 3000-4999 (its reason is cut to what a close frame holds).
+pub(crate) fn settle<R>(
+    disconnect: Option<DisconnectAnswer>,
+    error: Option<ErrorAnswer>,
+    result: Option<R>,
+) -> Result<Option<R>, ProxyError> {
+    if let Some(d) = disconnect {
+        let code = u16::try_from(d.code)
+            .ok()
+            .filter(|c| (3000..=4999).contains(c))
+            .ok_or_else(|| {
+                ProxyError::Malformed(format!("disconnect code {} is not in 3000-4999", d.code))
+            })?;
+        let mut reason = d.reason;
+        if reason.len() > MAX_REASON_BYTES {
+            let mut end = MAX_REASON_BYTES;
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason.truncate(end);
+        }
+        return Err(ProxyError::Disconnect(Disconnect::custom(code, reason)));
+    }
+    if let Some(e) = error {
+        if e.code == 0 {
+            return Err(ProxyError::Malformed("error without a code".into()));
+        }
+        return Err(ProxyError::Refused(ClientError {
+            code: e.code,
+            message: e.message.into(),
+            temporary: e.temporary,
+        }));
+    }
+    Ok(result)
 }
 
 /// The headers of a client's connection that some proxy may forward, captured once per
@@ -413,8 +577,8 @@ mod tests {
                         "namespaces": [{"name": "off"}, {"name": "named", "proxy_enabled": true, "proxy_name": "other"}]},
                 "proxies": [{"name": "other", "endpoint": "http://b/rpc"}]}"#,
         );
-        assert_eq!(p.rpc("plain").unwrap().url.as_str(), "http://a/rpc");
-        assert_eq!(p.rpc("named:m").unwrap().url.as_str(), "http://b/rpc");
+        assert_eq!(p.rpc("plain").unwrap().target(), "http://a/rpc");
+        assert_eq!(p.rpc("named:m").unwrap().target(), "http://b/rpc");
         assert_eq!(p.rpc("off:m").unwrap_err().code, 108);
         assert_eq!(p.rpc("nope:m").unwrap_err().code, 104);
         assert_eq!(proxies("{}").rpc("m").unwrap_err().code, 108);

@@ -1,7 +1,8 @@
 //! The JSON bodies of Centrifugo's HTTP proxy protocol: what Rotor POSTs to the backend for each
 //! event and what the backend answers (`{"result": …}`, `{"error": …}` or `{"disconnect": …}`).
 //! Payloads (`data`, `info`, `meta`) travel as embedded JSON, or base64 in the `b64*` fields when
-//! the proxy uses `binary_encoding`.
+//! the proxy uses `binary_encoding`. The gRPC transport (`super::grpc`) maps the same requests
+//! and results to Centrifugo's proxy messages, where payloads are native bytes.
 
 use std::collections::HashMap;
 
@@ -25,16 +26,37 @@ pub struct Base<'a> {
     pub encoding: &'a str,
 }
 
-/// A payload as the proxy sends it: raw JSON in `data`, or base64 in `b64data`.
+/// A payload as the proxy sends it: raw JSON in `data`, or base64 in `b64data`; gRPC sends
+/// `native` as bytes instead of `data`.
 #[derive(Debug, Default, Serialize)]
 pub struct Payload<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub b64data: Option<String>,
+    /// The payload's bytes as they are (gRPC's `data`), when not base64-encoded.
+    #[serde(skip)]
+    pub native: &'a [u8],
 }
 
 impl<'a> Payload<'a> {
+    /// Encodes `bytes` for a gRPC proxy: native bytes, or base64 with `binary` (as Centrifugo's
+    /// gRPC proxies do with `binary_encoding`). Any bytes go; nothing needs to be JSON.
+    pub fn native(bytes: &'a [u8], binary: bool) -> Self {
+        if binary && !bytes.is_empty() {
+            return Self {
+                data: None,
+                b64data: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+                native: &[],
+            };
+        }
+        Self {
+            data: None,
+            b64data: None,
+            native: bytes,
+        }
+    }
+
     /// Encodes `bytes` (nothing when empty). Without `binary`, the bytes must be JSON.
     pub fn new(bytes: &'a [u8], binary: bool) -> Result<Self, ProxyError> {
         if bytes.is_empty() {
@@ -44,6 +66,7 @@ impl<'a> Payload<'a> {
             return Ok(Self {
                 data: None,
                 b64data: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+                native: &[],
             });
         }
         let data = serde_json::from_slice::<&RawValue>(bytes).map_err(|_| {
@@ -52,6 +75,7 @@ impl<'a> Payload<'a> {
         Ok(Self {
             data: Some(data),
             b64data: None,
+            native: bytes,
         })
     }
 }
@@ -127,8 +151,27 @@ pub struct DisconnectAnswer {
     pub reason: String,
 }
 
-/// A JSON value kept as its text.
-type Raw = Option<Box<RawValue>>;
+/// A payload's bytes as a backend answered them: a JSON value kept as its text (HTTP), or the
+/// bytes of a gRPC answer's field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawBytes(pub Bytes);
+
+impl RawBytes {
+    /// The bytes; `None` for empty ones (a gRPC field left unset).
+    pub fn of(bytes: Bytes) -> Option<Self> {
+        (!bytes.is_empty()).then_some(Self(bytes))
+    }
+}
+
+impl<'de> Deserialize<'de> for RawBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        Ok(Self(Bytes::from(String::from(Box::<str>::from(raw)))))
+    }
+}
+
+/// A payload as a backend answered it.
+type Raw = Option<RawBytes>;
 
 /// Decodes a payload answered as `json` or `b64` (base64 wins). `None` when neither is set.
 pub fn decode_payload(json: Raw, b64: &str) -> Result<Option<Bytes>, ProxyError> {
@@ -138,7 +181,7 @@ pub fn decode_payload(json: Raw, b64: &str) -> Result<Option<Bytes>, ProxyError>
             .map(|b| Some(Bytes::from(b)))
             .map_err(|_| ProxyError::Malformed("invalid base64 payload".into()));
     }
-    Ok(json.map(|raw| Bytes::from(String::from(Box::<str>::from(raw)))))
+    Ok(json.map(|raw| raw.0))
 }
 
 /// `{"value": bool}`.

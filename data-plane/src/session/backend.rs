@@ -14,7 +14,7 @@ use super::subscribe::SubscribeSpec;
 use super::{unix_now, CommandError, Session};
 use crate::node::PublishExtras;
 use crate::protocol::{ClientError, ConnectRequest, Disconnect};
-use crate::proxy::types::{self, decode_payload, Payload};
+use crate::proxy::types::{self, decode_payload};
 use crate::proxy::{Endpoint, ProxyError};
 
 /// How long a connection or subscription lives on when its refresh proxy cannot be asked.
@@ -74,7 +74,7 @@ impl Session {
             base: who.proxy_base(endpoint),
             name: &req.name,
             version: &req.version,
-            payload: Payload::new(&req.data, endpoint.binary())?,
+            payload: endpoint.payload(&req.data)?,
             channels,
         };
         let Some(r) = who
@@ -117,9 +117,7 @@ impl Session {
                 .map_err(malformed)?
                 .unwrap_or_default(),
             subs,
-            meta: r
-                .meta
-                .map(|m| Bytes::from(String::from(Box::<str>::from(m)))),
+            meta: r.meta.map(|m| m.0),
             session_tag: r.session_tag,
         }))
     }
@@ -160,7 +158,7 @@ impl Session {
             self.conn_info = info;
         }
         if let Some(meta) = r.meta {
-            self.meta = Some(Bytes::from(String::from(Box::<str>::from(meta))));
+            self.meta = Some(meta.0);
         }
         Ok(())
     }

@@ -8,8 +8,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rotor_tenant_config::ChannelProxyKind;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use super::backend::{malformed, ProxiedPublish};
 use super::permissions::{may_subscribe, Caller};
@@ -20,7 +18,7 @@ use crate::config::RuntimeConfig;
 use crate::node::{Node, PublishExtras};
 use crate::protocol::{ClientError, Disconnect};
 use crate::proxy::types::{self, decode_payload, Base, Payload, UserRequest};
-use crate::proxy::{ClientHeaders, Endpoint, ProxyError};
+use crate::proxy::{ClientHeaders, Endpoint, Outcome, ProxyError, Request};
 
 /// A snapshot of a session's caller, taken when a command starts.
 pub(super) struct Identity {
@@ -72,7 +70,7 @@ impl Identity {
     }
 
     /// Calls a proxy; failures (not answers) are logged here with the event and proxy name.
-    pub(super) async fn ask<B: Serialize, R: DeserializeOwned>(
+    pub(super) async fn ask<B: Request, R: Outcome>(
         &self,
         endpoint: &Endpoint,
         event: &'static str,
@@ -177,7 +175,7 @@ impl Identity {
             let mut body = self.user_request(endpoint);
             body.channel = &spec.channel;
             body.token = &spec.request.token;
-            body.payload = Payload::new(&spec.request.data, endpoint.binary())?;
+            body.payload = endpoint.payload(&spec.request.data)?;
             self.ask::<_, types::SubscribeResult>(endpoint, "subscribe", &body)
                 .await?
         };
@@ -204,7 +202,7 @@ impl Identity {
         let answer = {
             let mut body = self.user_request(endpoint);
             body.channel = channel;
-            body.payload = Payload::new(&data, endpoint.binary())?;
+            body.payload = endpoint.payload(&data)?;
             self.ask::<_, types::PublishResult>(endpoint, "publish", &body)
                 .await?
         };
@@ -216,7 +214,7 @@ impl Identity {
         if let Some(r) = answer {
             // JSON `data` wins over `b64data` here, as in Centrifugo.
             let replaced = match r.data {
-                Some(json) => Some(Bytes::from(String::from(Box::<str>::from(json)))),
+                Some(json) => Some(json.0),
                 None => decode_payload(None, &r.b64data).map_err(malformed)?,
             };
             if let Some(data) = replaced {
@@ -243,7 +241,7 @@ impl Identity {
     ) -> Result<Bytes, CommandError> {
         let mut body = self.user_request(endpoint);
         body.method = method;
-        body.payload = Payload::new(data, endpoint.binary())?;
+        body.payload = endpoint.payload(data)?;
         let answer = self
             .ask::<_, types::RpcResult>(endpoint, "rpc", &body)
             .await?;

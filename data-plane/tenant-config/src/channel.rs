@@ -192,7 +192,7 @@ channel_options! {
 }
 
 /// Why Rotor refuses the subscribe stream proxy options.
-const NO_STREAM_PROXY: &str = "subscribe stream proxies need gRPC, which Rotor does not speak";
+const NO_STREAM_PROXY: &str = "subscribe stream proxies (gRPC streams) are not supported";
 
 /// Centrifugo v6 channel options Rotor does not implement, each with the reason. A config
 /// that sets one (to any value) is refused with the option's path and this reason, so no

@@ -2,8 +2,9 @@
 //! `client.proxy.connect` / `client.proxy.refresh` (each with `enabled`),
 //! `channel.proxy.{subscribe,publish,sub_refresh}` (the proxies namespaces use
 //! under the name `default`), `rpc.proxy` with `rpc.without_namespace` / `rpc.namespaces`, and the
-//! top-level list of named `proxies` that `*_proxy_name` options refer to. Rotor's proxies speak
-//! HTTP (JSON); gRPC endpoints are refused.
+//! top-level list of named `proxies` that `*_proxy_name` options refer to. A proxy speaks HTTP
+//! (JSON) to an `http://` or `https://` endpoint and gRPC (Centrifugo's proxy protocol) to a
+//! `grpc://host:port` endpoint; `http.*` options are for the first, `grpc.*` for the second.
 
 use std::collections::BTreeMap;
 
@@ -102,13 +103,16 @@ macro_rules! proxy_options {
 }
 
 proxy_options! {
-    /// `http://` or `https://` URL the request is POSTed to.
+    /// `http://` or `https://` URL the request is POSTed to, or `grpc://host:port` of a
+    /// backend serving Centrifugo's proxy service.
     endpoint: String = String::new(),
     /// How long to wait for the backend's whole answer.
     timeout: ConfigDuration = ConfigDuration::from_secs(1),
     /// Headers of the client's connection request (e.g. the WebSocket upgrade) to forward.
     http_headers: Vec<String> = Vec::new(),
-    /// gRPC metadata keys to forward (accepted for compatibility; Rotor proxies over HTTP only).
+    /// Metadata keys to forward to a gRPC proxy: a client connection's request headers of these
+    /// names go as metadata, like `http_headers` (Rotor's client transports all run over HTTP,
+    /// so a connection's metadata is its request headers).
     grpc_metadata: Vec<String> = Vec::new(),
     /// Headers to forward from the `headers` map of the client's connect command (client-set).
     emulated_headers: Vec<String> = Vec::new(),
@@ -118,6 +122,8 @@ proxy_options! {
     include_connection_meta: bool = false,
     /// HTTP-specific options.
     http: ProxyHttp = ProxyHttp::default(),
+    /// gRPC-specific options.
+    grpc: ProxyGrpc = ProxyGrpc::default(),
 }
 
 impl ProxyOptions {
@@ -138,6 +144,76 @@ pub struct ProxyHttp {
     pub static_headers: BTreeMap<String, String>,
     /// Turn a non-200 HTTP status into an error or a disconnect for the client.
     pub status_to_code_transforms: Vec<StatusToCodeTransform>,
+}
+
+/// `grpc.*` of a proxy (Centrifugo v6's names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ProxyGrpc {
+    /// TLS to the backend.
+    pub tls: ProxyGrpcTls,
+    /// Metadata key sent with every call (per-call credentials), with `credentials_value`.
+    pub credentials_key: String,
+    /// Value of `credentials_key`.
+    pub credentials_value: String,
+    /// Compress requests with gzip (and accept gzip answers).
+    pub compression: bool,
+    /// Metadata added to every call (forwarded client headers win).
+    pub static_metadata: BTreeMap<String, String>,
+}
+
+impl ProxyGrpc {
+    /// Whether any option is set.
+    fn is_set(&self) -> bool {
+        *self != Self::default()
+    }
+}
+
+/// `grpc.tls` of a proxy. The `*_pem` options take PEM text (Centrifugo also takes a path or
+/// base64 there: a hosted tenant must never make the process read a file of the box).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ProxyGrpcTls {
+    /// Speak TLS to the backend (verified against the webpki roots, or `server_ca_pem`).
+    pub enabled: bool,
+    /// A client certificate (chain) in PEM, for backends that require one.
+    pub cert_pem: String,
+    /// The client certificate's private key in PEM.
+    pub key_pem: String,
+    /// The CA certificates (PEM) the backend's certificate must chain to, instead of the
+    /// webpki roots.
+    pub server_ca_pem: String,
+    /// The name the backend's certificate must be valid for (default: the endpoint's host).
+    pub server_name: String,
+}
+
+/// Where a `grpc://host:port` endpoint points: its host (brackets kept for IPv6) and port.
+/// `None` when `endpoint` is not such an endpoint (no port, a path, credentials or a query).
+pub fn grpc_authority(endpoint: &str) -> Option<(&str, u16)> {
+    let authority = endpoint.strip_prefix("grpc://")?;
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
+        return None;
+    }
+    let (host, port) = authority.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|p| *p > 0)?;
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    let valid = match bare {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        }
+    };
+    valid.then_some((host, port))
+}
+
+/// A gRPC metadata key Rotor can send: a lower-case-able header name that is not a binary
+/// (`-bin`) key.
+fn valid_metadata_key(name: &str) -> bool {
+    valid_header_name(name) && !name.to_ascii_lowercase().ends_with("-bin")
 }
 
 /// One status transform: exactly one of `to_error` and `to_disconnect` is set.
@@ -353,18 +429,50 @@ fn valid_header_value(value: &str) -> bool {
 /// HTTP(S).
 fn validate_proxy(path: &str, p: &ProxyOptions, used: bool) -> Result<(), ConfigError> {
     let at = |field: &str| format!("{path}.{field}");
-    if p.endpoint.trim().is_empty() {
+    let endpoint = p.endpoint.trim();
+    let grpc = endpoint.starts_with("grpc://");
+    if endpoint.is_empty() {
         if used {
             return Err(ConfigError::invalid(
                 at("endpoint"),
                 "is required for an enabled proxy",
             ));
         }
-    } else if !(p.endpoint.starts_with("http://") || p.endpoint.starts_with("https://")) {
+    } else if grpc {
+        if grpc_authority(endpoint).is_none() {
+            return Err(ConfigError::invalid(
+                at("endpoint"),
+                "a gRPC endpoint is grpc://host:port (a host name or IP address and a port, nothing after)",
+            ));
+        }
+    } else if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
         return Err(ConfigError::invalid(
             at("endpoint"),
-            "must be an http:// or https:// URL (Rotor does not support gRPC proxies)",
+            "must be an http:// or https:// URL, or grpc://host:port for a gRPC proxy",
         ));
+    }
+    if grpc && p.http != ProxyHttp::default() {
+        return Err(ConfigError::invalid(
+            at("http"),
+            "HTTP options do not apply to a grpc:// endpoint (see `grpc`)",
+        ));
+    }
+    if !grpc && !endpoint.is_empty() && p.grpc.is_set() {
+        return Err(ConfigError::invalid(
+            at("grpc"),
+            "gRPC options apply to grpc:// endpoints only",
+        ));
+    }
+    validate_grpc(&at("grpc"), &p.grpc)?;
+    for (i, name) in p.grpc_metadata.iter().enumerate() {
+        if !valid_metadata_key(name) {
+            return Err(ConfigError::invalid(
+                format!("{}[{i}]", at("grpc_metadata")),
+                format!(
+                    "{name:?} is not a valid gRPC metadata key (a header name, not ending in -bin)"
+                ),
+            ));
+        }
     }
     if p.timeout.is_zero() {
         return Err(ConfigError::invalid(
@@ -412,6 +520,71 @@ fn validate_proxy(path: &str, p: &ProxyOptions, used: bool) -> Result<(), Config
                 return bad("messages and reasons must be ASCII and at most 123 bytes");
             }
         }
+    }
+    Ok(())
+}
+
+/// Validates `grpc.*` of a proxy at `path`.
+fn validate_grpc(path: &str, g: &ProxyGrpc) -> Result<(), ConfigError> {
+    let at = |field: &str| format!("{path}.{field}");
+    for (name, value) in &g.static_metadata {
+        if !valid_metadata_key(name) || !valid_header_value(value) {
+            return Err(ConfigError::invalid(
+                format!("{}.{name}", at("static_metadata")),
+                "is not valid gRPC metadata (an ASCII key not ending in -bin, a visible ASCII value)",
+            ));
+        }
+    }
+    if g.credentials_key.is_empty() {
+        if !g.credentials_value.is_empty() {
+            return Err(ConfigError::invalid(
+                at("credentials_value"),
+                "needs `credentials_key`",
+            ));
+        }
+    } else if !valid_metadata_key(&g.credentials_key) {
+        return Err(ConfigError::invalid(
+            at("credentials_key"),
+            "is not a valid gRPC metadata key (a header name, not ending in -bin)",
+        ));
+    } else if !valid_header_value(&g.credentials_value) {
+        return Err(ConfigError::invalid(
+            at("credentials_value"),
+            "must be visible ASCII",
+        ));
+    }
+    let tls = &g.tls;
+    if !tls.enabled && *tls != ProxyGrpcTls::default() {
+        return Err(ConfigError::invalid(
+            at("tls"),
+            "TLS options are set but `enabled` is not",
+        ));
+    }
+    for (value, name) in [
+        (&tls.cert_pem, "cert_pem"),
+        (&tls.key_pem, "key_pem"),
+        (&tls.server_ca_pem, "server_ca_pem"),
+    ] {
+        if !value.is_empty() && !value.contains("-----BEGIN ") {
+            return Err(ConfigError::invalid(
+                format!("{}.{name}", at("tls")),
+                "must be PEM text (-----BEGIN …); Rotor does not read a path or base64 here",
+            ));
+        }
+    }
+    if tls.cert_pem.is_empty() != tls.key_pem.is_empty() {
+        return Err(ConfigError::invalid(
+            at("tls"),
+            "a client certificate needs both `cert_pem` and `key_pem`",
+        ));
+    }
+    if !tls.server_name.is_empty()
+        && grpc_authority(&format!("grpc://{}:1", tls.server_name)).is_none()
+    {
+        return Err(ConfigError::invalid(
+            format!("{}.server_name", at("tls")),
+            "is not a host name",
+        ));
     }
     Ok(())
 }
@@ -578,15 +751,26 @@ mod tests {
     }
 
     #[test]
-    fn an_enabled_proxy_needs_an_http_endpoint() {
+    fn an_enabled_proxy_needs_an_http_or_grpc_endpoint() {
         assert_eq!(
             refused(r#"{"client": {"proxy": {"connect": {"enabled": true}}}}"#).0,
             "client.proxy.connect.endpoint"
         );
-        let (path, msg) =
-            refused(r#"{"client": {"proxy": {"refresh": {"endpoint": "grpc://backend:9000"}}}}"#);
-        assert_eq!(path, "client.proxy.refresh.endpoint");
-        assert!(msg.contains("gRPC"), "{msg}");
+        for bad in [
+            "grpc://backend",
+            "grpc://backend:0",
+            "grpc://backend:9000/path",
+            "grpc://user@backend:9000",
+            "grpc://:9000",
+            "grpc://[not-v6]:9000",
+            "tcp://backend:9000",
+        ] {
+            let (path, msg) = refused(&format!(
+                r#"{{"client": {{"proxy": {{"refresh": {{"endpoint": "{bad}"}}}}}}}}"#
+            ));
+            assert_eq!(path, "client.proxy.refresh.endpoint", "{bad}");
+            assert!(msg.contains("grpc://host:port"), "{bad}: {msg}");
+        }
         assert_eq!(
             refused(
                 r#"{"channel": {"namespaces": [{"name": "ns", "subscribe_proxy_enabled": true}]}}"#
@@ -598,6 +782,82 @@ mod tests {
             refused(r#"{"rpc": {"without_namespace": {"proxy_enabled": true}}}"#).0,
             "rpc.proxy.endpoint"
         );
+    }
+
+    #[test]
+    fn grpc_endpoints_load_with_centrifugo_v6_grpc_options() {
+        let text = r#"{
+            "client": {"proxy": {"connect": {"enabled": true, "endpoint": "grpc://backend:9000",
+                "grpc_metadata": ["x-request-id"], "http_headers": ["authorization"],
+                "grpc": {"credentials_key": "x-api-key", "credentials_value": "s3cret",
+                         "compression": true, "static_metadata": {"x-tenant": "t1"},
+                         "tls": {"enabled": true, "server_name": "backend.internal",
+                                 "server_ca_pem": "-----BEGIN CERTIFICATE-----\nMII\n-----END CERTIFICATE-----\n"}}}}},
+            "proxies": [{"name": "v6", "endpoint": "grpc://[::1]:10001"}]
+        }"#;
+        let c = TenantConfig::parse(text, Format::Json).unwrap().config;
+        let g = &c.client.proxy.connect.grpc;
+        assert!(g.compression && g.tls.enabled);
+        assert_eq!(g.static_metadata["x-tenant"], "t1");
+        assert_eq!(
+            super::grpc_authority("grpc://[::1]:10001"),
+            Some(("[::1]", 10001))
+        );
+        assert_eq!(
+            super::grpc_authority("grpc://b.example:1/"),
+            Some(("b.example", 1))
+        );
+        let back = TenantConfig::parse(&c.to_json(), Format::Json).unwrap();
+        assert_eq!(back.config, c);
+    }
+
+    #[test]
+    fn bad_grpc_options_are_refused_with_their_path() {
+        let at = |proxy: &str| {
+            refused(&format!(
+                r#"{{"client": {{"proxy": {{"connect": {{"enabled": true, {proxy}}}}}}}}}"#
+            ))
+        };
+        for (proxy, path) in [
+            (
+                r#""endpoint": "http://a", "grpc": {"compression": true}"#,
+                "client.proxy.connect.grpc",
+            ),
+            (
+                r#""endpoint": "grpc://a:1", "http": {"static_headers": {"x": "y"}}"#,
+                "client.proxy.connect.http",
+            ),
+            (
+                r#""endpoint": "grpc://a:1", "grpc_metadata": ["trace-bin"]"#,
+                "client.proxy.connect.grpc_metadata[0]",
+            ),
+            (
+                r#""endpoint": "grpc://a:1", "grpc": {"static_metadata": {"bad key": "v"}}"#,
+                "client.proxy.connect.grpc.static_metadata.bad key",
+            ),
+            (
+                r#""endpoint": "grpc://a:1", "grpc": {"credentials_value": "v"}"#,
+                "client.proxy.connect.grpc.credentials_value",
+            ),
+            (
+                r#""endpoint": "grpc://a:1", "grpc": {"tls": {"server_name": "b"}}"#,
+                "client.proxy.connect.grpc.tls",
+            ),
+            (
+                r#""endpoint": "grpc://a:1", "grpc": {"tls": {"enabled": true, "server_ca_pem": "/etc/ssl/ca.pem"}}"#,
+                "client.proxy.connect.grpc.tls.server_ca_pem",
+            ),
+            (
+                r#""endpoint": "grpc://a:1", "grpc": {"tls": {"enabled": true, "cert_pem": "-----BEGIN CERTIFICATE-----"}}"#,
+                "client.proxy.connect.grpc.tls",
+            ),
+            (
+                r#""endpoint": "grpc://a:1", "grpc": {"tls": {"enabled": true, "cert_pem_file": "/etc/passwd"}}"#,
+                "client.proxy.connect.grpc.tls.cert_pem_file",
+            ),
+        ] {
+            assert_eq!(at(proxy).0, path, "{proxy}");
+        }
     }
 
     #[test]

@@ -82,7 +82,7 @@ pub const REFUSED_OPTIONS: &[(&str, &str)] = &[
     ("engine.redis.tls.client_ca_pem_file", TLS_CLIENT_CA),
     (
         "channel.proxy.subscribe_stream",
-        "subscribe stream proxies need gRPC, which Rotor does not speak",
+        "subscribe stream proxies (gRPC streams) are not supported",
     ),
     (
         "uni_grpc",
@@ -188,6 +188,10 @@ pub const NOTED_OPTIONS: &[(&str, &str)] = &[
     (
         "engine.redis.tls",
         "`enabled` (TLS on every address; a `rediss://` address is TLS anyway, verified against the webpki roots), `server_ca_pem` (the CA the server's certificate must chain to, instead of the webpki roots), `cert_pem` and `key_pem` (a client certificate for a server run with `tls-auth-clients yes`), `insecure_skip_verify` (no verification at all: encrypted but not authenticated; logged as a warning at start). The `*_pem` options take PEM text only (Centrifugo also takes base64 or a file path there); `cert_pem_file`, `key_pem_file` and `server_ca_pem_file` name files, standalone only (see below). Verification is on unless asked: a certificate from an unknown CA or for another name than the address's host stops the data plane at start. Also `consumers[].redis_stream.tls`",
+    ),
+    (
+        "client.proxy.connect.endpoint",
+        "`http://`/`https://` (JSON over HTTP) or `grpc://host:port` (Centrifugo's `CentrifugoProxy` gRPC service, payloads as native bytes) for every proxy (`client.proxy.*`, `channel.proxy.*`, `rpc.proxy`, `proxies[]`); gRPC proxies take `grpc.tls` (`enabled`, `server_ca_pem`, `cert_pem`, `key_pem`, `server_name`; PEM text only), `grpc.credentials_key`/`credentials_value`, `grpc.compression` and `grpc.static_metadata`, and forward `http_headers`, `grpc_metadata` and `emulated_headers` as metadata; hosted projects may use them (same egress rule as HTTP proxies)",
     ),
     (
         "log.level",
