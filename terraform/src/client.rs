@@ -77,8 +77,13 @@ pub struct Project {
 impl Project {
     /// Whether the settings turn the server API's `user_status` on.
     pub fn user_status_enabled(&self) -> bool {
+        self.switched_on("user_status")
+    }
+
+    /// Whether the settings section `section` (`user_status`, `grpc_api`) says `enabled`.
+    pub fn switched_on(&self, section: &str) -> bool {
         self.settings
-            .get("user_status")
+            .get(section)
             .and_then(|u| u.get("enabled"))
             .and_then(Value::as_bool)
             .unwrap_or(false)
@@ -301,24 +306,29 @@ impl Client {
         .await
     }
 
-    /// Turns the server API's `user_status` on or off: changes `user_status.enabled` only
-    /// (everything else set elsewhere is kept).
+    /// Turns the server API's `user_status` on or off (see [`Self::set_switch`]).
     pub async fn set_user_status(&self, id: &str, enabled: bool) -> ApiResult<Project> {
+        self.set_switch(id, "user_status", enabled).await
+    }
+
+    /// Turns a switched setting (`user_status`, `grpc_api`) on or off: changes
+    /// `<section>.enabled` only, keeping what else is set there and every other setting.
+    pub async fn set_switch(&self, id: &str, section: &str, enabled: bool) -> ApiResult<Project> {
         self.update_settings(id, |settings| {
-            let mut user_status = settings
-                .get("user_status")
+            let mut fields = settings
+                .get(section)
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default();
             if enabled {
-                user_status.insert("enabled".into(), Value::Bool(true));
+                fields.insert("enabled".into(), Value::Bool(true));
             } else {
-                user_status.remove("enabled");
+                fields.remove("enabled");
             }
-            if user_status.is_empty() {
-                settings.remove("user_status");
+            if fields.is_empty() {
+                settings.remove(section);
             } else {
-                settings.insert("user_status".into(), Value::Object(user_status));
+                settings.insert(section.into(), Value::Object(fields));
             }
         })
         .await

@@ -1,5 +1,6 @@
-//! `rotor_project`: a Rotor project (one tenant). The name and `user_status_enabled` (the
-//! project setting `user_status.enabled`) change in place; the engine can only be chosen at
+//! `rotor_project`: a Rotor project (one tenant). The name, `user_status_enabled` and
+//! `grpc_api_enabled` (the project settings `user_status.enabled` and `grpc_api.enabled`)
+//! change in place; the engine can only be chosen at
 //! creation, so changing it replaces the project. Exposes the slug, the
 //! public endpoints and the connection-token HMAC secret. Imported by project id.
 
@@ -21,7 +22,22 @@ use crate::provider::SharedClient;
 pub const ENGINES: &[&str] = &["memory", "redis"];
 
 /// Attributes the API may name in an error.
-const ATTRIBUTES: &[&str] = &["name", "engine", "user_status_enabled"];
+const ATTRIBUTES: &[&str] = &["name", "engine", "user_status_enabled", "grpc_api_enabled"];
+
+/// The on/off project settings managed as attributes: (attribute, settings section, what it
+/// does).
+const SWITCHES: [(&str, &str, &str); 2] = [
+    (
+        "user_status_enabled",
+        "user_status",
+        "Whether the server API answers `user_status` (is a user online, with how many connections, last seen)",
+    ),
+    (
+        "grpc_api_enabled",
+        "grpc_api",
+        "Whether the project serves Centrifugo's gRPC server API (api.proto) at its address on the edge, with its API keys",
+    ),
+];
 
 /// The state of a project (also the shape of the `rotor_project` data source).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -44,12 +60,15 @@ pub struct ProjectState {
     pub token_hmac_secret: Value<String>,
     #[serde(default)]
     pub user_status_enabled: Value<bool>,
+    #[serde(default)]
+    pub grpc_api_enabled: Value<bool>,
 }
 
 impl ProjectState {
     /// The state for a project as the API returns it, with its token secret.
     pub fn from_api(project: Project, secret: String) -> Self {
-        let user_status_enabled = project.user_status_enabled();
+        let user_status_enabled = project.switched_on(SWITCHES[0].1);
+        let grpc_api_enabled = project.switched_on(SWITCHES[1].1);
         Self {
             id: Value::Value(project.id),
             name: Value::Value(project.name),
@@ -66,7 +85,18 @@ impl ProjectState {
             ),
             token_hmac_secret: Value::Value(secret),
             user_status_enabled: Value::Value(user_status_enabled),
+            grpc_api_enabled: Value::Value(grpc_api_enabled),
         }
+    }
+
+    /// The switches' attributes, in [`SWITCHES`] order.
+    fn switches_mut(&mut self) -> [&mut Value<bool>; 2] {
+        [&mut self.user_status_enabled, &mut self.grpc_api_enabled]
+    }
+
+    /// The switches' values, in [`SWITCHES`] order.
+    fn switches(&self) -> [&Value<bool>; 2] {
+        [&self.user_status_enabled, &self.grpc_api_enabled]
     }
 
     /// Marks everything the API decides as known only after apply.
@@ -127,7 +157,7 @@ pub fn computed_attributes() -> std::collections::HashMap<String, Attribute> {
         constraint: AttributeConstraint::Computed,
         ..Default::default()
     };
-    map! {
+    let mut attributes = map! {
         "slug" => computed("URL-safe name of the project, part of its endpoint URLs."),
         "plan" => computed("The project's plan (limits on connections, namespaces, history)."),
         "status" => computed("`active` or `suspended`."),
@@ -146,15 +176,19 @@ pub fn computed_attributes() -> std::collections::HashMap<String, Attribute> {
             sensitive: true,
             ..Default::default()
         },
-        "user_status_enabled" => Attribute {
-            attr_type: AttributeType::Bool,
-            description: Description::plain(
-                "Whether the server API answers `user_status` (is a user online, with how many connections, last seen).",
-            ),
-            constraint: AttributeConstraint::Computed,
-            ..Default::default()
-        },
+    };
+    for (name, _, what) in SWITCHES {
+        attributes.insert(
+            name.into(),
+            Attribute {
+                attr_type: AttributeType::Bool,
+                description: Description::plain(format!("{what}.")),
+                constraint: AttributeConstraint::Computed,
+                ..Default::default()
+            },
+        );
     }
+    attributes
 }
 
 /// The `rotor_project` resource.
@@ -207,17 +241,19 @@ impl Resource for ProjectResource {
                 ..Default::default()
             },
         );
-        attributes.insert(
-            "user_status_enabled".into(),
-            Attribute {
-                attr_type: AttributeType::Bool,
-                description: Description::plain(
-                    "Whether the server API answers `user_status` (is a user online, with how many connections, last seen); default `false`. Changes in place.",
-                ),
-                constraint: AttributeConstraint::OptionalComputed,
-                ..Default::default()
-            },
-        );
+        for (name, _, what) in SWITCHES {
+            attributes.insert(
+                name.into(),
+                Attribute {
+                    attr_type: AttributeType::Bool,
+                    description: Description::plain(format!(
+                        "{what}; default `false`. Changes in place."
+                    )),
+                    constraint: AttributeConstraint::OptionalComputed,
+                    ..Default::default()
+                },
+            );
+        }
         Some(Schema {
             version: 1,
             block: Block {
@@ -279,8 +315,10 @@ impl Resource for ProjectResource {
         if planned.engine.is_null() {
             planned.engine = Value::Value(ENGINES[0].to_owned());
         }
-        if planned.user_status_enabled.is_null() {
-            planned.user_status_enabled = Value::Value(false);
+        for switch in planned.switches_mut() {
+            if switch.is_null() {
+                *switch = Value::Value(false);
+            }
         }
         planned.unknown_computed();
         Some((planned, ValueEmpty::default()))
@@ -299,8 +337,14 @@ impl Resource for ProjectResource {
         if config_state.engine.is_null() {
             planned.engine = Value::Value(ENGINES[0].to_owned());
         }
-        if config_state.user_status_enabled.is_null() {
-            planned.user_status_enabled = Value::Value(false);
+        for (switch, configured) in planned
+            .switches_mut()
+            .into_iter()
+            .zip(config_state.switches())
+        {
+            if configured.is_null() {
+                *switch = Value::Value(false);
+            }
         }
         let mut replace = Vec::new();
         if planned.engine != prior_state.engine {
@@ -343,18 +387,27 @@ impl Resource for ProjectResource {
             }
         };
         let id = project.id.clone();
-        let project = match planned_state.user_status_enabled {
-            Value::Value(true) => match client.set_user_status(&id, true).await {
-                Ok(p) => p,
+        let mut project = project;
+        for ((attribute, section, _), wanted) in SWITCHES.into_iter().zip(planned_state.switches())
+        {
+            if *wanted != Value::Value(true) {
+                continue;
+            }
+            match client.set_switch(&id, section, true).await {
+                Ok(p) => project = p,
                 Err(e) => {
-                    // The project exists: keep it in state (user status off) so it is not
-                    // orphaned; the next apply turns it on.
-                    api_error(diags, "Cannot turn on user status", &e, ATTRIBUTES);
-                    project
+                    // The project exists: keep it in state (switched off) so it is not
+                    // orphaned; the next apply switches it on.
+                    api_error(
+                        diags,
+                        &format!("Cannot turn on {attribute}"),
+                        &e,
+                        ATTRIBUTES,
+                    );
+                    break;
                 }
-            },
-            _ => project,
-        };
+            }
+        }
         match client.token_hmac_secret(&id).await {
             Ok(secret) => Some((
                 ProjectState::from_api(project, secret),
@@ -400,18 +453,23 @@ impl Resource for ProjectResource {
                 return Some((prior_state, planned_private_state));
             }
         };
-        if let Value::Value(wanted) = planned_state.user_status_enabled {
-            if project.user_status_enabled() != wanted {
-                match client.set_user_status(id, wanted).await {
-                    Ok(p) => project = p,
-                    Err(e) => {
-                        api_error(diags, "Cannot change user status", &e, ATTRIBUTES);
-                        let secret = prior_state.token_hmac_secret.as_ref_option().cloned();
-                        return Some((
-                            ProjectState::from_api(project, secret.unwrap_or_default()),
-                            planned_private_state,
-                        ));
-                    }
+        for ((attribute, section, _), wanted) in SWITCHES.into_iter().zip(planned_state.switches())
+        {
+            let Value::Value(wanted) = *wanted else {
+                continue;
+            };
+            if project.switched_on(section) == wanted {
+                continue;
+            }
+            match client.set_switch(id, section, wanted).await {
+                Ok(p) => project = p,
+                Err(e) => {
+                    api_error(diags, &format!("Cannot change {attribute}"), &e, ATTRIBUTES);
+                    let secret = prior_state.token_hmac_secret.as_ref_option().cloned();
+                    return Some((
+                        ProjectState::from_api(project, secret.unwrap_or_default()),
+                        planned_private_state,
+                    ));
                 }
             }
         }

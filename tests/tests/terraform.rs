@@ -17,8 +17,9 @@ use cp::{ControlPlane, Project};
 use serde_json::{json, Value};
 use tf::{Terraform, HEADER};
 
-/// The configuration under test; `history_size`, `feed_open` and `user_status` are what the
-/// second apply changes, together with the project's name.
+/// The configuration under test; `history_size`, `feed_open` and `user_status` (which also
+/// switches the gRPC API on) are what the second apply changes, together with the project's
+/// name.
 fn main_tf(project_name: &str, history_size: u32, feed_open: bool, user_status: bool) -> String {
     let feed_option = if feed_open {
         "\n  allow_subscribe_for_client = true"
@@ -26,7 +27,7 @@ fn main_tf(project_name: &str, history_size: u32, feed_open: bool, user_status: 
         ""
     };
     let user_status = if user_status {
-        "\n  user_status_enabled = true"
+        "\n  user_status_enabled = true\n  grpc_api_enabled    = true"
     } else {
         ""
     };
@@ -276,6 +277,11 @@ async fn terraform_creates_updates_repairs_imports_and_destroys_a_project() -> R
         json!({"enabled": true}),
         "{project}"
     );
+    assert_eq!(
+        project["settings"]["grpc_api"],
+        json!({"enabled": true}),
+        "{project}"
+    );
     cp.wait_applied(&token, &id).await?;
     let status = cp
         .http
@@ -342,6 +348,7 @@ async fn terraform_creates_updates_repairs_imports_and_destroys_a_project() -> R
 resource "rotor_project" "existing" {{
   name                = "Terraform App 2"
   user_status_enabled = true
+  grpc_api_enabled    = true
 }}
 
 resource "rotor_namespace" "feed" {{
