@@ -655,3 +655,64 @@ async fn unusable_tls_material_stops_the_binary_at_start_naming_the_option() {
         "{stderr}"
     );
 }
+
+/// Rotor's `exclude` (field 1000 of Publish and Broadcast, which Centrifugo's stubs leave out)
+/// keeps the publication from whom it names, as the HTTP API's does; none named is 107.
+#[tokio::test]
+async fn exclude_keeps_the_publication_from_whom_it_names() {
+    let g = Grpc::start(json!({})).await;
+    let mut c = g.client().await;
+    let key = "api-key";
+    let mut clients = Vec::new();
+    for user in ["u1", "u2"] {
+        let (ws, _) = Client::connected(&g.s.ws_url(), user).await;
+        let r = done(c.subscribe(keyed(
+            key,
+            SubscribeRequest {
+                user: user.into(),
+                channel: "plain".into(),
+                ..Default::default()
+            },
+        )))
+        .await
+        .unwrap();
+        assert!(r.error.is_none(), "{r:?}");
+        clients.push(ws);
+    }
+    for ws in &mut clients {
+        assert_eq!(ws.push().await["channel"], "plain");
+    }
+    let mut excluded = publish_req("plain", r#"{"n":1}"#);
+    excluded.exclude = Some(Exclude {
+        user: "u1".into(),
+        ..Default::default()
+    });
+    let r = done(c.publish(keyed(key, excluded))).await.unwrap();
+    assert!(r.error.is_none(), "{r:?}");
+    let mut broadcast = BroadcastRequest {
+        channels: vec!["plain".into()],
+        data: br#"{"n":2}"#.to_vec(),
+        ..Default::default()
+    };
+    broadcast.exclude = Some(Exclude {
+        user: "u2".into(),
+        ..Default::default()
+    });
+    let r = done(c.broadcast(keyed(key, broadcast))).await.unwrap();
+    assert!(r.error.is_none(), "{r:?}");
+    done(c.publish(keyed(key, publish_req("plain", r#"{"n":3}"#))))
+        .await
+        .unwrap();
+    let [u1, u2] = &mut clients[..] else {
+        unreachable!()
+    };
+    assert_eq!(u1.push().await["pub"]["data"], json!({"n": 2}));
+    assert_eq!(u1.push().await["pub"]["data"], json!({"n": 3}));
+    assert_eq!(u2.push().await["pub"]["data"], json!({"n": 1}));
+    assert_eq!(u2.push().await["pub"]["data"], json!({"n": 3}));
+
+    let mut nobody = publish_req("plain", r#"{"n":4}"#);
+    nobody.exclude = Some(Exclude::default());
+    let r = done(c.publish(keyed(key, nobody))).await.unwrap();
+    assert_eq!(r.error.expect("refused").code, 107);
+}

@@ -71,6 +71,20 @@ fn position(p: &Option<proto::StreamPosition>) -> Option<serde_json::Value> {
         .map(|p| serde_json::json!({"offset": p.offset, "epoch": p.epoch}))
 }
 
+/// Rotor's `exclude` as the HTTP API takes it: the names given (proto3 strings are empty when
+/// not given), so none or several are refused by the executor as over HTTP (107).
+fn exclude(e: &proto::Exclude) -> serde_json::Map<String, serde_json::Value> {
+    [
+        ("client", &e.client),
+        ("user", &e.user),
+        ("session_tag", &e.session_tag),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v.as_str())))
+    .collect()
+}
+
 /// The fields `publish` and `broadcast` share, after their channel(s).
 macro_rules! publication_fields {
     ($p:ident, $r:ident) => {{
@@ -81,6 +95,9 @@ macro_rules! publication_fields {
         $p.set("delta", &$r.delta);
         $p.set("version", &$r.version);
         $p.set("version_epoch", &$r.version_epoch);
+        if let Some(e) = &$r.exclude {
+            $p.set_always("exclude", &exclude(e));
+        }
         $p.finish()
     }};
 }
