@@ -4,7 +4,8 @@
 //! `rotor-project` metadata entry) and publish into its history; another project's key, a
 //! project that has not switched it on, and names of no project are refused with the gRPC
 //! status that says why; listener options are refused in the settings; and HTTP/2 that is not
-//! gRPC, or not HTTP/2 at all past the preface, is turned away at the edge.
+//! gRPC, or not HTTP/2 at all past the preface, is turned away at the edge; a parked project
+//! is woken by a gRPC call.
 
 mod cp;
 
@@ -229,5 +230,36 @@ async fn http2_that_is_not_grpc_is_turned_away_at_the_edge() -> Result<()> {
     // HTTP/1.1 on the same listener is untouched.
     let (s, _) = cp.call("GET", "/health", None, None).await?;
     assert_eq!(s, 200, "the control plane still answers HTTP/1.1");
+    Ok(())
+}
+
+/// A parked project (its process stopped while idle) is woken by a gRPC connection like any
+/// other first request: the call waits for it and succeeds.
+#[tokio::test]
+async fn a_grpc_call_wakes_a_parked_project() -> Result<()> {
+    let cp = ControlPlane::start_with_env(&[("ROTOR_PARK_AFTER_MS", "300")]).await?;
+    let owner = cp.account("owner@example.com").await?;
+    // No history: a memory-engine project holding history is never parked.
+    let p = cp
+        .project(
+            &owner,
+            "grpc-sleepy",
+            &[("chat", json!({"allow_subscribe_for_client": true}))],
+        )
+        .await?;
+    enable(&cp, &owner, &p.id).await?;
+    cp.wait_parked(&p, Duration::from_secs(15)).await?;
+    let out = grpc(
+        &cp,
+        json!([{"name": "wake", "project": p.slug, "key": p.key, "channel": "chat:w", "repeat": 2}]),
+    )
+    .await?;
+    assert_eq!(status(&out, "wake"), "OK", "{out}");
+    assert_eq!(
+        out["wake"]["offsets"],
+        json!([0, 0]),
+        "published without history: {out}"
+    );
+    assert!(!cp.is_parked(&p), "woken");
     Ok(())
 }

@@ -23,21 +23,6 @@ async fn control_plane() -> Result<ControlPlane> {
     ControlPlane::start_with_env(&[("ROTOR_PARK_AFTER_MS", PARK_AFTER_MS)]).await
 }
 
-fn is_parked(cp: &ControlPlane, project: &Project) -> bool {
-    cp.run_dir.join(format!("{}.parked", project.id)).exists()
-        && !cp.run_dir.join(format!("{}.state", project.id)).exists()
-}
-
-/// Polls (parking is the absence of events) until the project is parked.
-async fn wait_parked(cp: &ControlPlane, project: &Project) -> Result<()> {
-    let deadline = Instant::now() + PARK_WAIT;
-    while !is_parked(cp, project) {
-        ensure!(Instant::now() < deadline, "{} was not parked", project.slug);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
-}
-
 /// Adds an open `news` namespace and waits until it counts as applied.
 async fn add_news_namespace(cp: &ControlPlane, token: &str, project: &Project) -> Result<()> {
     let (status, body) = cp
@@ -81,7 +66,7 @@ async fn an_idle_project_is_parked_and_any_first_request_wakes_it() -> Result<()
     // Server API: the request waits for the wake-up and succeeds; measured over several wakes.
     let mut wakes = Vec::new();
     for n in 0..8 {
-        wait_parked(&cp, &project).await?;
+        cp.wait_parked(&project, PARK_WAIT).await?;
         wakes.push(publish(&cp, &project, "chat:a", n).await?);
     }
     let p50 = percentile(&mut wakes, 0.5);
@@ -93,19 +78,19 @@ async fn an_idle_project_is_parked_and_any_first_request_wakes_it() -> Result<()
     ensure!(max < Duration::from_secs(3), "a wake took {max:?}");
 
     // WebSocket: connect and subscribe wakes it; while connected it stays awake.
-    wait_parked(&cp, &project).await?;
+    cp.wait_parked(&project, PARK_WAIT).await?;
     let mut sub =
         Subscriber::open(&cp.ws_url(&project.slug), &project.secret, "u1", "chat:b").await?;
     let pid = cp.tenant_record(&project.id)?["pid"].as_i64();
     tokio::time::sleep(Duration::from_millis(1500)).await; // five idle periods, connected
-    ensure!(!is_parked(&cp, &project), "parked with a client connected");
+    ensure!(!cp.is_parked(&project), "parked with a client connected");
     assert_eq!(cp.tenant_record(&project.id)?["pid"].as_i64(), pid);
     publish(&cp, &project, "chat:b", 42).await?;
     assert_eq!(sub.publication().await?, json!({"n": 42}));
     drop(sub);
 
     // SSE (uni_sse with the connect request in the query): the stream opens on a woken tenant.
-    wait_parked(&cp, &project).await?;
+    cp.wait_parked(&project, PARK_WAIT).await?;
     let connect = json!({"token": cp::token(&project.secret, "u2")}).to_string();
     let url = format!(
         "{}/t/{}/connection/uni_sse?cf_connect={}",
@@ -133,9 +118,9 @@ async fn an_idle_project_is_parked_and_any_first_request_wakes_it() -> Result<()
     drop(resp);
 
     // A config change while parked counts as applied and is what the woken tenant runs.
-    wait_parked(&cp, &project).await?;
+    cp.wait_parked(&project, PARK_WAIT).await?;
     add_news_namespace(&cp, &token, &project).await?;
-    ensure!(is_parked(&cp, &project), "a config change woke the project");
+    ensure!(cp.is_parked(&project), "a config change woke the project");
     let mut news =
         Subscriber::open(&cp.ws_url(&project.slug), &project.secret, "u3", "news:x").await?;
     publish(&cp, &project, "news:x", 7).await?;
@@ -168,7 +153,7 @@ async fn a_new_project_has_no_process_until_its_first_request() -> Result<()> {
         projects.push(project);
     }
     for project in &projects {
-        wait_parked(&cp, project).await?;
+        cp.wait_parked(project, PARK_WAIT).await?;
     }
     // No tenant process exists for any of them: no record, no hand-off socket, no group.
     let running = std::fs::read_dir(&cp.run_dir)?
@@ -197,7 +182,7 @@ async fn a_new_project_has_no_process_until_its_first_request() -> Result<()> {
     eprintln!("first request → delivery of three projects woken together: {took:?}");
     for project in &projects {
         ensure!(
-            !is_parked(&cp, project),
+            !cp.is_parked(project),
             "{} still parked after its first request",
             project.slug
         );
@@ -220,11 +205,11 @@ async fn memory_history_keeps_a_project_awake_and_redis_history_survives_parking
     publish(&cp, &redis, "hist:x", 2).await?;
 
     // The Redis project is parked; the memory one, holding history, is not.
-    wait_parked(&cp, &redis).await?;
+    cp.wait_parked(&redis, PARK_WAIT).await?;
     let pid = cp.tenant_record(&memory.id)?["pid"].as_i64();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     ensure!(
-        !is_parked(&cp, &memory),
+        !cp.is_parked(&memory),
         "a memory project holding history was parked"
     );
     assert_eq!(cp.tenant_record(&memory.id)?["pid"].as_i64(), pid);
@@ -305,7 +290,7 @@ async fn a_report_without_the_tenants_own_token_is_ignored() -> Result<()> {
     };
     assert_eq!(counted, 1, "a forged report was metered");
     ensure!(
-        !is_parked(&cp, &project),
+        !cp.is_parked(&project),
         "a forged idle report parked the project"
     );
     Ok(())
@@ -326,7 +311,7 @@ async fn a_parked_project_wakes_while_the_database_is_locked() -> Result<()> {
         .await?;
     // It runs once (a first wake compiles from the database), then parks.
     publish(&cp, &project, "chat:a", 0).await?;
-    wait_parked(&cp, &project).await?;
+    cp.wait_parked(&project, PARK_WAIT).await?;
     let deadline = Instant::now() + PARK_WAIT;
     while !keeps_config(&cp, &project) {
         ensure!(Instant::now() < deadline, "the parked config was not kept");
@@ -356,7 +341,7 @@ async fn a_parked_project_wakes_while_the_database_is_locked() -> Result<()> {
 
     // The wake needs no database: the request is served while the lock holds.
     let took = publish(&cp, &project, "chat:a", 1).await?;
-    ensure!(!is_parked(&cp, &project), "not woken");
+    ensure!(!cp.is_parked(&project), "not woken");
     eprintln!("wake with the projects table locked: {took:?}");
     ensure!(took < Duration::from_secs(3), "the wake took {took:?}");
     let mut sub =

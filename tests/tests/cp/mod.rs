@@ -205,6 +205,22 @@ impl ControlPlane {
         })
     }
 
+    /// Whether `project` is parked: its process stopped, its route kept.
+    pub fn is_parked(&self, project: &Project) -> bool {
+        self.run_dir.join(format!("{}.parked", project.id)).exists()
+            && !self.run_dir.join(format!("{}.state", project.id)).exists()
+    }
+
+    /// Polls (parking is the absence of events) until `project` is parked, within `within`.
+    pub async fn wait_parked(&self, project: &Project, within: Duration) -> Result<()> {
+        let deadline = Instant::now() + within;
+        while !self.is_parked(project) {
+            anyhow::ensure!(Instant::now() < deadline, "{} was not parked", project.slug);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
     /// Polls (there is no event to await) until the tenant reports the latest config version;
     /// returns how long that took.
     pub async fn wait_applied(&self, token: &str, id: &str) -> Result<Duration> {
