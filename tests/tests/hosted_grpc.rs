@@ -5,7 +5,8 @@
 //! project that has not switched it on, and names of no project are refused with the gRPC
 //! status that says why; listener options are refused in the settings; and HTTP/2 that is not
 //! gRPC, or not HTTP/2 at all past the preface, is turned away at the edge; a parked project
-//! is woken by a gRPC call.
+//! is woken by a gRPC call; and a connection routed to one project stays that project's even
+//! when later requests on it name another (a raw HTTP/2 client makes that attack).
 
 mod cp;
 
@@ -261,5 +262,123 @@ async fn a_grpc_call_wakes_a_parked_project() -> Result<()> {
         "published without history: {out}"
     );
     assert!(!cp.is_parked(&p), "woken");
+    Ok(())
+}
+
+/// A raw HTTP/2 connection to the edge, for requests a gRPC library would not send.
+struct RawH2(hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>);
+
+impl RawH2 {
+    async fn connect(cp: &ControlPlane) -> Result<Self> {
+        let tcp = TcpStream::connect(cp.base.trim_start_matches("http://")).await?;
+        let (send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await?;
+        tokio::spawn(conn);
+        Ok(Self(send))
+    }
+
+    /// A unary `Publish` of `{"n": n}` to `channel` naming `authority`, with `key`: the
+    /// `grpc-status` and, when it is OK, the publication's offset (an `error` reply is `None`).
+    async fn publish(
+        &mut self,
+        authority: &str,
+        key: &str,
+        channel: &str,
+        n: u64,
+    ) -> Result<(String, Option<u64>)> {
+        use http_body_util::BodyExt;
+        let data = format!("{{\"n\":{n}}}");
+        // PublishRequest: channel (1, string), data (2, bytes).
+        let mut message = vec![0x0a, channel.len() as u8];
+        message.extend_from_slice(channel.as_bytes());
+        message.extend_from_slice(&[0x12, data.len() as u8]);
+        message.extend_from_slice(data.as_bytes());
+        let mut framed = vec![0u8];
+        framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&message);
+        let request = hyper::Request::post(format!(
+            "http://{authority}/centrifugal.centrifugo.api.CentrifugoApi/Publish"
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", format!("apikey {key}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from(framed)))?;
+        self.0.ready().await?;
+        let response = tokio::time::timeout(Duration::from_secs(10), self.0.send_request(request))
+            .await
+            .context("no answer")??;
+        let headers = response.headers().clone();
+        let collected = response.into_body().collect().await?;
+        let trailers = collected.trailers().cloned().unwrap_or_default();
+        let body = collected.to_bytes();
+        let status = trailers
+            .get("grpc-status")
+            .or_else(|| headers.get("grpc-status"))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        // PublishResponse: result (2) = PublishResult { offset (1, varint), epoch (2) }.
+        let offset = match body.get(5..) {
+            Some([0x12, _, 0x08, rest @ ..]) => Some(varint(rest)),
+            Some([0x12, 0, ..]) => Some(0),
+            _ => None,
+        };
+        Ok((status, offset))
+    }
+}
+
+fn varint(bytes: &[u8]) -> u64 {
+    let mut value = 0u64;
+    for (i, b) in bytes.iter().take(10).enumerate() {
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    value
+}
+
+/// The attack a gRPC library does not make: after a first request routed to project A, later
+/// requests on the same connection name project B's host. The connection is A's for its whole
+/// life: B's key opens nothing there, A's key publishes into A, and B's data is untouched.
+#[tokio::test]
+async fn a_connection_routed_to_one_project_never_reaches_another() -> Result<()> {
+    let cp = ControlPlane::start_with_env(&[("ROTOR_TENANT_HOST", "{slug}.tenants.test")]).await?;
+    let history = json!({"history_size": 10, "history_ttl": "60s"});
+    let owner = cp.account("owner@example.com").await?;
+    let a = cp
+        .project(&owner, "pinned-a", &[("chat", history.clone())])
+        .await?;
+    let victim = cp.account("victim@example.com").await?;
+    let b = cp
+        .project(&victim, "pinned-b", &[("chat", history)])
+        .await?;
+    enable(&cp, &owner, &a.id).await?;
+    enable(&cp, &victim, &b.id).await?;
+    let port = cp.base.rsplit(':').next().context("port")?.to_owned();
+    let host = |slug: &str| format!("{slug}.tenants.test:{port}");
+
+    let mut h2 = RawH2::connect(&cp).await?;
+    assert_eq!(
+        h2.publish(&host(&a.slug), &a.key, "chat:x", 1).await?,
+        ("0".into(), Some(1))
+    );
+    // B's key, B's host, on A's connection: A does not know the key.
+    let (status, _) = h2.publish(&host(&b.slug), &b.key, "chat:x", 2).await?;
+    assert_eq!(status, "16", "UNAUTHENTICATED");
+    // A's key naming B's host still publishes into A.
+    assert_eq!(
+        h2.publish(&host(&b.slug), &a.key, "chat:x", 3).await?,
+        ("0".into(), Some(2))
+    );
+    // B's own history never saw any of it.
+    let mut fresh = RawH2::connect(&cp).await?;
+    assert_eq!(
+        fresh.publish(&host(&b.slug), &b.key, "chat:x", 4).await?,
+        ("0".into(), Some(1))
+    );
     Ok(())
 }
