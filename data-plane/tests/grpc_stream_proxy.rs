@@ -418,3 +418,74 @@ async fn an_http_subscribe_stream_endpoint_is_refused_at_load_with_its_path() {
         "{stderr}"
     );
 }
+
+/// With `client.concurrency` the subscribe is authorised apart from the session and the
+/// publish runs as concurrent work: the stream is still started, fed and cancelled the same.
+#[tokio::test]
+async fn streams_work_when_commands_run_concurrently() {
+    let mut backend = StreamBackend::start().await;
+    let mut cfg = config(&backend.endpoint());
+    common::merge(&mut cfg, json!({"client": {"concurrency": 4}}));
+    let s = TestServer::start(cfg).await;
+    let (mut c, _) = Client::connected(&s.ws_url(), "ann").await;
+    let first = c.send(json!({"subscribe": {"channel": "bidi:one"}})).await;
+    let second = c
+        .send(json!({"subscribe": {"channel": "streams:two"}}))
+        .await;
+    let mut a = backend.opened().await;
+    let mut b = backend.opened().await;
+    if a.request.channel != "bidi:one" {
+        std::mem::swap(&mut a, &mut b);
+    }
+    b.accept().await;
+    a.accept().await;
+    assert!(c.reply(first).await["subscribe"].is_object());
+    assert!(c.reply(second).await["subscribe"].is_object());
+    let r = c
+        .call(json!({"publish": {"channel": "bidi:one", "data": {"up": 1}}}))
+        .await;
+    assert!(r["publish"].is_object(), "{r}");
+    assert_eq!(a.next_up().await.data, json_bytes(json!({"up": 1})));
+    b.publish(br#"{"down":1}"#).await;
+    assert_eq!(c.push().await["pub"]["data"], json!({"down": 1}));
+    c.call(json!({"unsubscribe": {"channel": "bidi:one"}}))
+        .await;
+    a.gone().await;
+}
+
+/// A payload the connection's encoding cannot carry (binary to a JSON client) ends the
+/// connection as any such publication does (3506, inappropriate protocol), and the stream with it.
+#[tokio::test]
+async fn a_binary_publication_to_a_json_subscriber_closes_with_3506() {
+    let mut backend = StreamBackend::start().await;
+    let s = TestServer::start(config(&backend.endpoint())).await;
+    let (mut c, _) = Client::connected(&s.ws_url(), "ann").await;
+    let id = c
+        .send(json!({"subscribe": {"channel": "streams:bin"}}))
+        .await;
+    let mut stream = backend.opened().await;
+    stream.accept().await;
+    c.reply(id).await;
+    stream.publish(&[0, 159, 255]).await;
+    assert_eq!(c.closed().await.code, 3506);
+    stream.gone().await;
+}
+
+/// A hostile backend sending one huge message cannot make the process buffer it: a message
+/// over 4 MiB fails the stream and the client is unsubscribed with 2500.
+#[tokio::test]
+async fn a_message_over_4_mib_fails_the_stream_with_2500() {
+    let mut backend = StreamBackend::start().await;
+    let s = TestServer::start(config(&backend.endpoint())).await;
+    let (mut c, _) = Client::connected(&s.ws_url(), "ann").await;
+    let id = c
+        .send(json!({"subscribe": {"channel": "streams:huge"}}))
+        .await;
+    let stream = backend.opened().await;
+    stream.accept().await;
+    c.reply(id).await;
+    let huge = json_bytes(json!({"fill": "h".repeat(5 * 1024 * 1024)}));
+    stream.publish(&huge).await;
+    let push = c.push().await;
+    assert_eq!(push["unsubscribe"]["code"], 2500, "{push}");
+}
