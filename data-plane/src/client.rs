@@ -28,6 +28,14 @@ pub enum Control {
     Subscribe(Box<crate::session::ServerSubscribe>),
     /// Update the connection's expiry and info (server API `refresh`).
     Refresh(Box<crate::session::ServerRefresh>),
+    /// A subscribe stream ([`crate::proxy::stream`]) ended: unsubscribe with `code` if
+    /// `stream` is still the channel's stream.
+    StreamEnded {
+        channel: String,
+        stream: u64,
+        code: u32,
+        reason: String,
+    },
 }
 
 /// One outbox entry.

@@ -80,6 +80,9 @@ pub const OPTIONS: &[OptionSpec] = &[
     spec("publish_proxy_name", Kind::Text("default")),
     spec("sub_refresh_proxy_enabled", Kind::Flag),
     spec("sub_refresh_proxy_name", Kind::Text("default")),
+    spec("subscribe_stream_proxy_enabled", Kind::Flag),
+    spec("subscribe_stream_proxy_name", Kind::Text("default")),
+    spec("subscribe_stream_proxy_bidirectional", Kind::Flag),
 ];
 
 /// A known Terraform value of any option type. Numbers that are not whole arrive as `Float`

@@ -619,3 +619,75 @@ async fn a_python_grpcio_backend_answers_grpc_connect_and_subscribe_proxies() ->
     );
     Ok(())
 }
+
+/// Subscribe stream proxies against a backend from another toolchain: a Python grpcio server
+/// streams to a real centrifuge-python subscriber (JSON and Protobuf): publications in order
+/// without positions, the subscribe answer's data, cancellation on unsubscribe, the end of the
+/// stream as a server unsubscribe (2000), and a bidirectional stream echoing the client's
+/// publishes.
+#[tokio::test]
+async fn a_python_grpcio_backend_streams_to_a_centrifuge_python_subscriber() -> Result<()> {
+    for format in ["json", "protobuf"] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let endpoint = format!("grpc://127.0.0.1:{port}");
+        let server = interop::Server::start_with_config(json!({"channel": {
+            "proxy": {"subscribe_stream": {"endpoint": endpoint}},
+            "namespaces": [
+                {"name": "ps", "subscribe_stream_proxy_enabled": true},
+                {"name": "psb", "subscribe_stream_proxy_enabled": true,
+                 "subscribe_stream_proxy_bidirectional": true}
+            ]
+        }}))
+        .await?;
+        let out = server
+            .run(
+                ClientScript::python("py_grpc_stream.py")
+                    .envs([("ROTOR_PROXY_PORT", port.to_string())]),
+                format,
+            )
+            .await?;
+        expect(
+            &out,
+            "tail_subscribed",
+            json!({"ev": "subscribed", "channel": "ps:tail", "data": {"tail": "on"}}),
+        );
+        expect(
+            &out,
+            "tail_pubs",
+            json!([{"line": 0}, {"line": 1}, {"line": 2}]),
+        );
+        expect(&out, "tail_offsets", json!([0, 0, 0]));
+        expect(&out, "tail_cancelled", json!(true));
+        expect(
+            &out,
+            "ending_pubs",
+            json!([{"line": 0}, {"line": 1}, {"line": 2}]),
+        );
+        expect(
+            &out,
+            "ending_unsubscribed",
+            json!({"code": 2000, "reason": "server unsubscribe"}),
+        );
+        expect(
+            &out,
+            "echoes",
+            json!([{"echo": {"n": 0}}, {"echo": {"n": 1}}]),
+        );
+        expect(
+            &out,
+            "backend",
+            json!([
+                {"ev": "opened", "channel": "ps:tail", "user": "py-streamer", "data": {"query": "errors"}},
+                {"ev": "cancelled", "channel": "ps:tail"},
+                {"ev": "opened", "channel": "ps:ending", "user": "py-streamer", "data": null},
+                {"ev": "ended", "channel": "ps:ending"},
+                {"ev": "opened", "channel": "psb:echo", "bidi": true},
+                {"ev": "up", "data": {"n": 0}},
+                {"ev": "up", "data": {"n": 1}}
+            ]),
+        );
+    }
+    Ok(())
+}

@@ -45,6 +45,9 @@ pub fn label_of(name: &str) -> String {
         "publish_proxy_name" => "Publish proxy to use",
         "sub_refresh_proxy_enabled" => "Ask your backend to refresh subscriptions",
         "sub_refresh_proxy_name" => "Subscription refresh proxy to use",
+        "subscribe_stream_proxy_enabled" => "Stream each subscription from your backend (gRPC)",
+        "subscribe_stream_proxy_name" => "Subscribe stream proxy to use",
+        "subscribe_stream_proxy_bidirectional" => "Send subscribers' publishes up their stream",
         _ => "",
     };
     if !label.is_empty() {

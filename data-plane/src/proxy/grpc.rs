@@ -217,13 +217,20 @@ impl GrpcTarget {
         headers: HeaderMap,
         message: T,
     ) -> tonic::Request<T> {
+        let mut request = self.untimed_request(headers, message);
+        request.set_timeout(endpoint.timeout);
+        request
+    }
+
+    /// [`Self::request`] without a deadline, for a stream that lives as long as its
+    /// subscription.
+    pub(super) fn untimed_request<T>(&self, headers: HeaderMap, message: T) -> tonic::Request<T> {
         let mut metadata = MetadataMap::from_headers(headers);
         if let Some((key, value)) = &self.credentials {
             metadata.insert(key.clone(), value.clone());
         }
         let mut request = tonic::Request::new(message);
         *request.metadata_mut() = metadata;
-        request.set_timeout(endpoint.timeout);
         request
     }
 

@@ -6,11 +6,13 @@
 //! which picks the transport, so sessions never care which one a proxy speaks. Both transports
 //! end in [`settle`], the one place an answer becomes a result, the backend's error or its
 //! disconnect; a session turns that into a reply: the backend's own error or disconnect passes
-//! through, anything else that goes wrong becomes internal error 100.
+//! through, anything else that goes wrong becomes internal error 100. Subscribe streams
+//! ([`stream`]) are gRPC only and outlive the call that opens them.
 
 pub mod credentials;
 pub mod grpc;
 pub mod http;
+pub mod stream;
 pub mod types;
 
 use std::collections::{HashMap, HashSet};
@@ -436,11 +438,7 @@ impl Proxies {
                 &client.refresh.options(),
             )?);
         }
-        for kind in [
-            ChannelProxyKind::Subscribe,
-            ChannelProxyKind::Publish,
-            ChannelProxyKind::SubRefresh,
-        ] {
+        for kind in ChannelProxyKind::ALL {
             let o = tenant.channel.proxy.get(kind);
             if !o.endpoint.is_empty() {
                 let path = format!("channel.proxy.{}", kind.as_str());

@@ -47,6 +47,10 @@ impl Session {
     pub(super) fn start_publish(&self, id: u32, req: PublishRequest) -> Result<Work, CommandError> {
         let (config, rules) = self.channel_rules(&req.channel)?;
         rules.check_data(&req.data)?;
+        if rules.options.subscribe_stream_proxy_enabled {
+            let bidirectional = rules.options.subscribe_stream_proxy_bidirectional;
+            return self.start_stream_publish(id, req, bidirectional);
+        }
         let chan_info = self.subs.get(&req.channel).map(|s| s.chan_info.clone());
         let proxied = config
             .proxies

@@ -1,5 +1,6 @@
 //! Requests that reach a connection from the server side: server API subscribe, unsubscribe,
-//! disconnect and refresh, and the hub's "you missed publications" signal.
+//! disconnect and refresh, the hub's "you missed publications" signal, and the end of a
+//! subscribe stream.
 
 use bytes::Bytes;
 
@@ -52,6 +53,17 @@ pub(super) async fn handle(session: &mut Session, control: Control) -> Result<()
             let (code, reason) = unsubscribe::INSUFFICIENT_STATE;
             session.server_unsubscribe(&channel, code, reason).await
         }
+        Control::StreamEnded {
+            channel,
+            stream,
+            code,
+            reason,
+        } => {
+            if !session.is_stream(&channel, stream) {
+                return Ok(());
+            }
+            session.server_unsubscribe(&channel, code, &reason).await
+        }
         Control::Subscribe(sub) => server_subscribe(session, *sub).await,
         Control::Refresh(refresh) => {
             if refresh.expired {
@@ -101,6 +113,7 @@ async fn server_subscribe(session: &mut Session, sub: ServerSubscribe) -> Result
         expires_at: (sub.expire_at > 0).then_some(sub.expire_at),
         overrides: sub.overrides,
         cache_recover: false,
+        stream: None,
     };
     let prepared = match session.prepare_subscription(&config, spec).await {
         Ok(p) => p,

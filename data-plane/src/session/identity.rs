@@ -153,6 +153,14 @@ impl Identity {
             }
             return self.subscribe_by_proxy(proxy?, spec).await;
         }
+        if let Some(proxy) = config.proxies.channel(ChannelProxyKind::SubscribeStream, o) {
+            // Only a client's own `subscribe` opens a stream (as in Centrifugo).
+            if spec.kind == SubscribeKind::ClientListed {
+                return Err(ClientError::PERMISSION_DENIED.into());
+            }
+            let bidirectional = o.subscribe_stream_proxy_bidirectional;
+            return self.subscribe_by_stream(proxy?, spec, bidirectional).await;
+        }
         let caller = Caller {
             user: &self.user,
             insecure: config.tenant.client.insecure,
@@ -179,17 +187,10 @@ impl Identity {
             self.ask::<_, types::SubscribeResult>(endpoint, "subscribe", &body)
                 .await?
         };
-        if let Some(r) = answer {
-            spec.chan_info = decode_payload(r.info, &r.b64info)
-                .map_err(malformed)?
-                .unwrap_or_default();
-            spec.data = decode_payload(r.data, &r.b64data)
-                .map_err(malformed)?
-                .unwrap_or_default();
-            spec.expires_at = (r.expire_at > 0).then_some(r.expire_at);
-            spec.overrides = r.overrides;
+        match answer {
+            Some(r) => super::subscribe::apply_subscribe_result(spec, r),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Asks the publish proxy; the answer may replace the payload and set history options.

@@ -10,6 +10,7 @@ mod control;
 mod identity;
 mod permissions;
 mod recovery;
+mod streams;
 mod subscribe;
 
 use std::sync::Arc;
@@ -158,6 +159,8 @@ struct Extras {
     header_user: Option<String>,
     /// Commands running side by side (`client.concurrency` above 1), made on first use.
     concurrent: Option<Box<concurrent::Concurrent>>,
+    /// Running subscribe streams, by channel.
+    streams: streams::Streams,
 }
 
 /// One client connection.

@@ -19,7 +19,8 @@ use crate::protocol::{
     SubRefreshResult, SubscribeRequest, SubscribeResult, UnsubscribePush, UnsubscribeRequest,
     UnsubscribeResult,
 };
-use crate::proxy::types::Override;
+use crate::proxy::stream::StreamLink;
+use crate::proxy::types::{self, decode_payload, Override};
 use rotor_tenant_config::{ChannelOptions, DeltaType};
 
 /// Who asked for a subscription.
@@ -34,7 +35,7 @@ pub(crate) enum SubscribeKind {
 }
 
 /// Everything needed to subscribe a connection to one channel.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct SubscribeSpec {
     pub channel: String,
     pub kind: SubscribeKind,
@@ -47,6 +48,26 @@ pub(crate) struct SubscribeSpec {
     /// Recover from the cache without the client asking (the connect proxy's
     /// `cache_recover`); only channels in cache recovery mode with recovery on are affected.
     pub cache_recover: bool,
+    /// The subscribe stream the backend accepted this subscription on (no history, recovery
+    /// or delta then); started once the subscription is made.
+    pub stream: Option<StreamLink>,
+}
+
+/// Fills in what a subscribe proxy or stream decided: channel info, data, expiry, option
+/// overrides.
+pub(super) fn apply_subscribe_result(
+    spec: &mut SubscribeSpec,
+    r: types::SubscribeResult,
+) -> Result<(), CommandError> {
+    spec.chan_info = decode_payload(r.info, &r.b64info)
+        .map_err(super::backend::malformed)?
+        .unwrap_or_default();
+    spec.data = decode_payload(r.data, &r.b64data)
+        .map_err(super::backend::malformed)?
+        .unwrap_or_default();
+    spec.expires_at = (r.expire_at > 0).then_some(r.expire_at);
+    spec.overrides = r.overrides;
+    Ok(())
 }
 
 impl SubscribeSpec {
@@ -60,6 +81,7 @@ impl SubscribeSpec {
             expires_at: None,
             overrides: None,
             cache_recover: false,
+            stream: None,
             request,
         }
     }
@@ -77,6 +99,7 @@ impl SubscribeSpec {
             expires_at: None,
             overrides: None,
             cache_recover: false,
+            stream: None,
         }
     }
 
@@ -95,6 +118,7 @@ pub(crate) struct Prepared {
     hub_position: Option<StreamPosition>,
     state: SubState,
     info: ClientInfo,
+    stream: Option<StreamLink>,
 }
 
 /// The subscriber's tags filter (`tf`), checked and compiled: only client subscriptions may
@@ -233,8 +257,10 @@ impl Session {
     pub(super) async fn prepare_authorised(
         &mut self,
         config: &RuntimeConfig,
-        spec: SubscribeSpec,
+        mut spec: SubscribeSpec,
     ) -> Result<Prepared, CommandError> {
+        // A stream's publications go to this subscriber alone, past history (as in Centrifugo).
+        let stream = spec.stream.take();
         let channel = spec.channel.clone();
         let client_cfg = &config.tenant.client;
         let rules = config.channel_rules(&channel)?;
@@ -251,7 +277,7 @@ impl Session {
         // With a sub_refresh proxy the server extends the subscription; the client sees no
         // expiry.
         let server_refresh = o.sub_refresh_proxy_enabled;
-        let history_on = o.history_enabled();
+        let history_on = o.history_enabled() && stream.is_none();
         let history_access = may_read_history(&o, caller, true);
         let recoverable = history_on
             && (o.force_recovery || (req.recoverable && (o.allow_recovery || history_access)));
@@ -265,7 +291,9 @@ impl Session {
         // Fossil delta where the namespace allows it; elsewhere the request is answered
         // without `delta` and publications come whole (as in Centrifugo). A server-side
         // subscription has it only when the client asked in its connect `subs`.
-        let delta = req.delta == "fossil" && o.allowed_delta_types.contains(&DeltaType::Fossil);
+        let delta = req.delta == "fossil"
+            && o.allowed_delta_types.contains(&DeltaType::Fossil)
+            && stream.is_none();
 
         // A channel that does not exist yet must fit the channel budget.
         let joined = self.node.hub.add_pending(
@@ -414,6 +442,7 @@ impl Session {
                 server_refresh,
             },
             info,
+            stream,
         })
     }
 
@@ -453,6 +482,7 @@ impl Session {
             None => None,
         };
         let join_leave = p.state.join_leave;
+        let stream = p.stream;
         let ns = crate::metrics::namespace_of(&p.channel);
         if !self
             .subs
@@ -479,6 +509,9 @@ impl Session {
             .activate(&p.channel, &self.handle.id, p.hub_position.as_ref(), frame)
         {
             return Err(Disconnect::SLOW);
+        }
+        if let Some(link) = stream {
+            self.start_stream(&p.channel, link);
         }
         if join_leave {
             self.node
@@ -539,6 +572,7 @@ impl Session {
         let Some(state) = self.subs.remove(channel) else {
             return;
         };
+        self.end_stream(channel);
         let ns = crate::metrics::namespace_of(channel);
         if !self
             .subs

@@ -189,19 +189,21 @@ channel_options! {
     sub_refresh_proxy_enabled: bool = [false, "is_false"],
     /// Which named proxy handles sub_refresh.
     sub_refresh_proxy_name: String = [default_proxy_name(), "is_default_proxy_name_ref"],
+    /// Open a gRPC stream to the app backend for each client subscription: its first message
+    /// answers the subscribe, later ones are publications for that one subscriber only (no
+    /// history, recovery or positioning). Not with the subscribe, publish or sub_refresh proxy.
+    subscribe_stream_proxy_enabled: bool = [false, "is_false"],
+    /// Which named proxy (a `grpc://` endpoint) handles subscribe streams.
+    subscribe_stream_proxy_name: String = [default_proxy_name(), "is_default_proxy_name_ref"],
+    /// Make the subscribe stream bidirectional: the subscriber's publishes go up the stream to
+    /// the backend instead of into the channel.
+    subscribe_stream_proxy_bidirectional: bool = [false, "is_false"],
 }
-
-/// Why Rotor refuses the subscribe stream proxy options.
-const NO_STREAM_PROXY: &str = "subscribe stream proxies (gRPC streams) are not supported";
 
 /// Centrifugo v6 channel options Rotor does not implement, each with the reason. A config
 /// that sets one (to any value) is refused with the option's path and this reason, so no
-/// option is accepted and then ignored.
-pub const REFUSED_CHANNEL_OPTIONS: &[(&str, &str)] = &[
-    ("subscribe_stream_proxy_enabled", NO_STREAM_PROXY),
-    ("subscribe_stream_proxy_name", NO_STREAM_PROXY),
-    ("subscribe_stream_proxy_bidirectional", NO_STREAM_PROXY),
-];
+/// option is accepted and then ignored. Empty today: every v6 channel option is implemented.
+pub const REFUSED_CHANNEL_OPTIONS: &[(&str, &str)] = &[];
 
 fn is_default_recovery_mode(m: &RecoveryMode) -> bool {
     *m == RecoveryMode::Stream

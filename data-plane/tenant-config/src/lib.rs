@@ -25,6 +25,7 @@ mod proxy;
 mod redis_tls;
 mod refuse;
 mod sections;
+mod stream_proxy;
 #[cfg(test)]
 mod test_support;
 mod user_status;

@@ -1,7 +1,7 @@
 //! Proxies to the tenant's application backend, with Centrifugo v6's option names:
 //! `client.proxy.connect` / `client.proxy.refresh` (each with `enabled`),
-//! `channel.proxy.{subscribe,publish,sub_refresh}` (the proxies namespaces use
-//! under the name `default`), `rpc.proxy` with `rpc.without_namespace` / `rpc.namespaces`, and the
+//! `channel.proxy.{subscribe,publish,sub_refresh,subscribe_stream}` (the proxies namespaces use
+//! under the name `default`; a subscribe stream proxy must be gRPC), `rpc.proxy` with `rpc.without_namespace` / `rpc.namespaces`, and the
 //! top-level list of named `proxies` that `*_proxy_name` options refer to. A proxy speaks HTTP
 //! (JSON) to an `http://` or `https://` endpoint and gRPC (Centrifugo's proxy protocol) to a
 //! `grpc://host:port` endpoint; `http.*` options are for the first, `grpc.*` for the second.
@@ -259,6 +259,8 @@ pub struct ChannelProxies {
     pub subscribe: ProxyOptions,
     pub publish: ProxyOptions,
     pub sub_refresh: ProxyOptions,
+    /// The gRPC backend of subscribe streams (`grpc://` only).
+    pub subscribe_stream: ProxyOptions,
 }
 
 /// `rpc.*`: how client `rpc` commands reach the backend.
@@ -343,18 +345,26 @@ pub enum ChannelProxyKind {
     Subscribe,
     Publish,
     SubRefresh,
+    /// A gRPC stream per subscription (unidirectional or bidirectional).
+    SubscribeStream,
 }
 
 impl ChannelProxyKind {
     /// Every kind.
-    pub const ALL: [Self; 3] = [Self::Subscribe, Self::Publish, Self::SubRefresh];
+    pub const ALL: [Self; 4] = [
+        Self::Subscribe,
+        Self::Publish,
+        Self::SubRefresh,
+        Self::SubscribeStream,
+    ];
 
-    /// The option name prefix (`subscribe`, `publish`, `sub_refresh`).
+    /// The option name prefix (`subscribe`, `publish`, `sub_refresh`, `subscribe_stream`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Subscribe => "subscribe",
             Self::Publish => "publish",
             Self::SubRefresh => "sub_refresh",
+            Self::SubscribeStream => "subscribe_stream",
         }
     }
 
@@ -370,6 +380,10 @@ impl ChannelProxyKind {
                 options.sub_refresh_proxy_enabled,
                 &options.sub_refresh_proxy_name,
             ),
+            Self::SubscribeStream => (
+                options.subscribe_stream_proxy_enabled,
+                &options.subscribe_stream_proxy_name,
+            ),
         }
     }
 }
@@ -381,6 +395,7 @@ impl ChannelProxies {
             ChannelProxyKind::Subscribe => &self.subscribe,
             ChannelProxyKind::Publish => &self.publish,
             ChannelProxyKind::SubRefresh => &self.sub_refresh,
+            ChannelProxyKind::SubscribeStream => &self.subscribe_stream,
         }
     }
 }
@@ -642,6 +657,7 @@ pub(crate) fn validate(config: &TenantConfig) -> Result<(), ConfigError> {
     );
     let mut used_defaults = [false; ChannelProxyKind::ALL.len()];
     for (path, options) in &scopes {
+        crate::stream_proxy::check_scope(path, options, config)?;
         for (k, kind) in ChannelProxyKind::ALL.into_iter().enumerate() {
             let (enabled, name) = kind.of(options);
             let field = format!("{path}.{}_proxy_name", kind.as_str());
@@ -663,6 +679,7 @@ pub(crate) fn validate(config: &TenantConfig) -> Result<(), ConfigError> {
             used_defaults[k],
         )?;
     }
+    crate::stream_proxy::check_default(&channel.proxy.subscribe_stream)?;
 
     let rpc = &config.rpc;
     if rpc.namespace_boundary.is_empty() {
@@ -743,11 +760,10 @@ mod tests {
         let (path, _) =
             refused(r#"{"client": {"proxy": {"connect": {"endpoint": "http://a", "frob": 1}}}}"#);
         assert_eq!(path, "client.proxy.connect.frob");
-        let (path, msg) = refused(
-            r#"{"channel": {"proxy": {"subscribe_stream": {"endpoint": "grpc://backend:9000"}}}}"#,
+        let (path, _) = refused(
+            r#"{"channel": {"proxy": {"subscribe_stream": {"endpoint": "grpc://b:9000", "frob": 1}}}}"#,
         );
-        assert_eq!(path, "channel.proxy.subscribe_stream");
-        assert!(msg.contains("gRPC"), "{msg}");
+        assert_eq!(path, "channel.proxy.subscribe_stream.frob");
     }
 
     #[test]
@@ -890,22 +906,5 @@ mod tests {
             refused(r#"{"rpc": {"proxy": {"endpoint": "http://a", "http": {"status_to_code_transforms": [{"status_code": 500}]}}}}"#).0,
             "rpc.proxy.http.status_to_code_transforms[0]"
         );
-    }
-
-    #[test]
-    fn subscribe_stream_proxies_are_refused() {
-        for option in [
-            r#""subscribe_stream_proxy_enabled": true"#,
-            r#""subscribe_stream_proxy_bidirectional": false"#,
-        ] {
-            let (path, msg) = refused(&format!(
-                r#"{{"channel": {{"namespaces": [{{"name": "ns", {option}}}]}}}}"#
-            ));
-            assert!(
-                path.starts_with("channel.namespaces[0].subscribe_stream_proxy_"),
-                "{path}"
-            );
-            assert!(msg.contains("gRPC"), "{msg}");
-        }
     }
 }

@@ -81,10 +81,6 @@ pub const REFUSED_OPTIONS: &[(&str, &str)] = &[
     ("engine.redis.tls.client_ca_pem", TLS_CLIENT_CA),
     ("engine.redis.tls.client_ca_pem_file", TLS_CLIENT_CA),
     (
-        "channel.proxy.subscribe_stream",
-        "subscribe stream proxies (gRPC streams) are not supported",
-    ),
-    (
         "uni_grpc",
         "the unidirectional gRPC transport is not supported",
     ),
