@@ -7,7 +7,7 @@
 //! | `allowed_origins`, `allow_anonymous_connect_without_token` | `client.*` |
 //! | `without_namespace` | `channel.without_namespace` |
 //! | `client_proxy` (`connect`, `refresh`) | `client.proxy` |
-//! | `channel_proxy` (`subscribe`, `publish`, `sub_refresh`) | `channel.proxy` |
+//! | `channel_proxy` (`subscribe`, `publish`, `sub_refresh`, `subscribe_stream`) | `channel.proxy` |
 //! | `proxies` (named proxies) | `proxies` |
 //! | `rpc` (`proxy`, `without_namespace`, `namespaces`) | `rpc` |
 //! | `user_status` (`enabled`, `last_seen_ttl`) | `user_status` |

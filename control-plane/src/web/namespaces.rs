@@ -93,7 +93,7 @@ const GROUPS: &[(&str, &str, bool, &[&str])] = &[
     ),
     (
         "Proxies to your backend",
-        "Ask your application before subscribing, publishing or refreshing (the proxies' URLs are in the project's settings).",
+        "Ask your application before subscribing, publishing or refreshing, or stream each subscription from it over gRPC (the proxies' URLs are in the project's settings).",
         true,
         &[
             "subscribe_proxy_enabled",
@@ -102,6 +102,9 @@ const GROUPS: &[(&str, &str, bool, &[&str])] = &[
             "publish_proxy_name",
             "sub_refresh_proxy_enabled",
             "sub_refresh_proxy_name",
+            "subscribe_stream_proxy_enabled",
+            "subscribe_stream_proxy_name",
+            "subscribe_stream_proxy_bidirectional",
         ],
     ),
 ];
@@ -319,6 +322,7 @@ fn summary(options: &Value) -> String {
         ("allow_publish_for_client", "clients publish"),
         ("subscribe_proxy_enabled", "subscribe proxy"),
         ("publish_proxy_enabled", "publish proxy"),
+        ("subscribe_stream_proxy_enabled", "subscribe stream"),
         ("delta_publish", "delta publish"),
         ("exclude_publisher", "no echo to publisher"),
     ] {
