@@ -4,6 +4,7 @@
 //! own databases that tenants' consumers may never reach ([`service_addresses`], handed to
 //! every tenant process as `ROTOR_EGRESS_DENY`; see `rotor_tenant_config::consumer_egress`).
 
+pub mod outbox;
 pub mod settings;
 
 use std::net::SocketAddr;
