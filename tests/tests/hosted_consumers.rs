@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use cp::browser::Browser;
 use cp::ws::Subscriber;
 use cp::{open_chat, ControlPlane, Project};
 use rotor_e2e::TestDatabase;
@@ -98,6 +99,26 @@ async fn set_consumers(
     .await
 }
 
+/// A dashboard session and a management token of a new account.
+async fn owner(cp: &ControlPlane, email: &str) -> Result<(Browser, String)> {
+    let password = "a long enough password";
+    let mut browser = Browser::new(&cp.base);
+    ensure!(browser.signup(email, password).await? == 303, "signup");
+    let (status, token) = cp
+        .call(
+            "POST",
+            "/v1/tokens",
+            None,
+            Some(json!({"email": email, "password": password, "name": "ci"})),
+        )
+        .await?;
+    ensure!(status == 201, "token: {status} {token}");
+    Ok((
+        browser,
+        token["token"].as_str().context("token")?.to_owned(),
+    ))
+}
+
 async fn provision(cp: &ControlPlane, token: &str, id: &str, name: &str) -> Result<(u16, Value)> {
     cp.call(
         "POST",
@@ -113,7 +134,7 @@ async fn an_outbox_row_in_the_customers_database_reaches_a_subscriber() -> Resul
     let cp = ControlPlane::start_with_env(&[("ROTOR_TENANT_PRIVATE_EGRESS", "1")]).await?;
     let customer = TestDatabase::create().await?;
     let (_forwarder, dsn) = through(&customer).await?;
-    let token = cp.account("consumers@example.com").await?;
+    let (mut browser, token) = owner(&cp, "consumers@example.com").await?;
     let project = cp
         .project(&token, "Outbox", &[("chat", open_chat())])
         .await?;
@@ -223,6 +244,36 @@ async fn an_outbox_row_in_the_customers_database_reaches_a_subscriber() -> Resul
     assert_eq!(
         shown["settings"]["consumers"][0]["postgresql"]["dsn"], dsn,
         "unchanged"
+    );
+
+    // The dashboard's consumers card: where the server is, and its outbox button (CSRF form).
+    let settings_page = format!("/projects/{}/settings", project.id);
+    let (status, html, _) = browser.get(&settings_page).await?;
+    assert_eq!(status, 200);
+    let port = url::Url::parse(&dsn)?.port().context("port")?;
+    ensure!(
+        html.contains("name=\"consumer\" value=\"orders\"")
+            && html.contains(&format!("127.0.0.1:{port}")),
+        "{html}"
+    );
+    let action = format!("/projects/{}/settings/consumers/outbox", project.id);
+    let (status, _, _, _) = browser
+        .post(&action, &[("csrf", "forged"), ("consumer", "orders")])
+        .await?;
+    assert_eq!(status, 403, "a forged form is refused");
+    let csrf = Browser::csrf_in(&html);
+    let (status, _, location, _) = browser
+        .post(&action, &[("csrf", csrf.as_str()), ("consumer", "orders")])
+        .await?;
+    assert_eq!(status, 303);
+    assert_eq!(
+        location.as_deref(),
+        Some(format!("{settings_page}#consumers").as_str())
+    );
+    let (_, html, _) = browser.get(&settings_page).await?;
+    ensure!(
+        html.contains("Outbox rotor_outbox was there already"),
+        "{html}"
     );
 
     // The service's own database is refused, private egress or not.

@@ -1,7 +1,8 @@
 //! `POST /v1/projects/{id}/consumers/{name}/outbox`: creates the outbox of the project's
 //! PostgreSQL consumer `name` in the customer's database (see [`crate::consumers::outbox`]).
 //! Owner only (another account's project is the same 404 as none); recorded in the audit log
-//! (the consumer's name and what was made, never the DSN).
+//! (the consumer's name and what was made, never the DSN). Shared with the dashboard's
+//! consumers card ([`provision_outbox`]).
 
 use axum::extract::{Path, State};
 use axum::Json;
@@ -11,6 +12,7 @@ use serde_json::{json, Value};
 use super::util::{audit, owned_project};
 use super::{Account, RestError, RestResult};
 use crate::consumers::outbox::{self, OutboxError};
+use crate::ids::{AccountId, ProjectId};
 use crate::probe::Rule;
 use crate::state::AppState;
 
@@ -20,7 +22,19 @@ pub async fn post_outbox(
     Path((id, name)): Path<(String, String)>,
 ) -> RestResult<Json<Value>> {
     let id = owned_project(&state.pool, &account, &id).await?;
-    let settings = super::projects::settings_of(&state, &id).await?;
+    Ok(Json(provision_outbox(&state, &account, &id, &name).await?))
+}
+
+/// Creates the outbox of `project`'s PostgreSQL consumer `name` (404 when it has none by that
+/// name) and records it in the audit log; what was made. The caller has checked that `account`
+/// owns `project`.
+pub async fn provision_outbox(
+    state: &AppState,
+    account: &AccountId,
+    id: &ProjectId,
+    name: &str,
+) -> RestResult<Value> {
+    let settings = super::projects::settings_of(state, id).await?;
     let found = settings
         .get("consumers")
         .and_then(Value::as_array)
@@ -28,7 +42,7 @@ pub async fn post_outbox(
         .flatten()
         .enumerate()
         .find(|(_, c)| {
-            c.get("name").and_then(Value::as_str) == Some(name.as_str())
+            c.get("name").and_then(Value::as_str) == Some(name)
                 && c.get("type").and_then(Value::as_str) == Some("postgresql")
         });
     let Some((index, consumer)) = found else {
@@ -61,14 +75,14 @@ pub async fn post_outbox(
     let mut tx = state.pool.begin().await?;
     audit(
         &mut tx,
-        &account,
-        Some(&id),
+        account,
+        Some(id),
         "consumers.outbox",
-        &name,
+        name,
         None,
         Some(answer.clone()),
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(answer))
+    Ok(answer)
 }

@@ -252,6 +252,10 @@ async fn listen(
             continue;
         }
         backoff.reset();
+        // A row inserted before LISTEN took effect (at start, or while the listener was
+        // reconnecting) sent its NOTIFY to nobody: one pass of every partition now takes it
+        // instead of the next poll.
+        wakes.iter().for_each(Notify::notify_one);
         loop {
             let next = tokio::select! {
                 _ = stop.cancelled() => return,
