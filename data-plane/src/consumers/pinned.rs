@@ -133,8 +133,8 @@ pub async fn redis_connection(
     let info = address
         .into_connection_info()
         .map_err(|_| DialError::BadAddress("not a redis:// or rediss:// URL".into()))?;
-    let (host, port, tls) = match &info.addr {
-        ConnectionAddr::Tcp(host, port) => (host.clone(), *port, config.tls.enabled),
+    let (host, port) = match &info.addr {
+        ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
         ConnectionAddr::TcpTls {
             host,
             port,
@@ -146,7 +146,7 @@ pub async fn redis_connection(
                     consumer_egress::REDIS_INSECURE_REFUSED,
                 ));
             }
-            (host.clone(), *port, true)
+            (host.clone(), *port)
         }
         ConnectionAddr::Unix(_) => {
             return Err(DialError::NotHosted(consumer_egress::SOCKET_REFUSED))
@@ -163,6 +163,28 @@ pub async fn redis_connection(
         ));
     }
     let addr = pin(&host, port).await?;
+    redis_over(config, settings, addr).await
+}
+
+/// A Redis connection for a stream consumer made over a TCP connection to `addr` (the checked
+/// address), TLS when the address or section asks for it, verified against the address's own
+/// host name; the hosted half of [`redis_connection`], after the check.
+pub async fn redis_over(
+    config: &RedisStreamConsumer,
+    settings: AsyncConnectionConfig,
+    addr: SocketAddr,
+) -> Result<MultiplexedConnection, DialError> {
+    let address = config.address.0[0].as_str();
+    let info = address
+        .into_connection_info()
+        .map_err(|_| DialError::BadAddress("not a redis:// or rediss:// URL".into()))?;
+    let (host, tls) = match &info.addr {
+        ConnectionAddr::Tcp(host, _) => (host.clone(), config.tls.enabled),
+        ConnectionAddr::TcpTls { host, .. } => (host.clone(), true),
+        ConnectionAddr::Unix(_) => {
+            return Err(DialError::NotHosted(consumer_egress::SOCKET_REFUSED))
+        }
+    };
     let timeout = config.connect_timeout.0;
     let tcp = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
         .await
