@@ -20,6 +20,11 @@
 //!   async-nats verifies TLS against the host it dials, so `tls://` with a host name cannot be
 //!   pinned and is refused (a `tls://` IP address with a certificate for it works); so is
 //!   `credentials_file` (a file of the box).
+//!
+//! The check runs whenever a consumer connects anew: a Redis worker or the NATS consumer that
+//! lost its server resolves again; a PostgreSQL consumer's pool keeps the address it checked
+//! at start (its own reconnects dial that address), so a customer server that moves is
+//! followed at the next config change or restart of the project.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -278,9 +283,38 @@ pub async fn nats_url(config: &NatsJetStreamConsumer) -> Result<String, DialErro
         .ok_or_else(|| DialError::BadAddress("no host".into()))?
         .to_owned();
     let addr = pin(&host, url.port().unwrap_or(4222)).await?;
+    pinned_url(&mut url, addr)
+}
+
+/// `url` with its host and port replaced by `addr` (user, password and scheme kept).
+fn pinned_url(url: &mut url::Url, addr: SocketAddr) -> Result<String, DialError> {
     url.set_ip_host(addr.ip())
         .map_err(|_| DialError::BadAddress("the host cannot be replaced".into()))?;
     url.set_port(Some(addr.port()))
         .map_err(|_| DialError::BadAddress("the port cannot be set".into()))?;
     Ok(url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nats_url_is_pinned_to_the_checked_address_with_its_credentials() {
+        let pin = |url: &str, addr: &str| {
+            pinned_url(&mut url::Url::parse(url).unwrap(), addr.parse().unwrap()).unwrap()
+        };
+        assert_eq!(
+            pin("nats://u:p@nats.example.com:4222", "203.0.113.5:4222"),
+            "nats://u:p@203.0.113.5:4222"
+        );
+        assert_eq!(
+            pin("nats://nats.example.com", "[2001:db8::5]:4222"),
+            "nats://[2001:db8::5]:4222"
+        );
+        assert_eq!(
+            pin("tls://198.51.100.7:4443", "198.51.100.7:4443"),
+            "tls://198.51.100.7:4443"
+        );
+    }
 }
