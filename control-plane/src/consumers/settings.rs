@@ -364,4 +364,30 @@ mod tests {
         assert!(postgres_dsn(&settings, "rs").is_none());
         assert!(postgres_dsn(&settings, "nope").is_none());
     }
+
+    #[test]
+    fn consumers_are_checked_by_the_data_planes_rules_sealed_and_redacted() {
+        use crate::project_settings::{open_secrets, redact_secrets, seal_secrets, validate};
+        use crate::sealed::Keyring;
+        let e = validate(
+            &json!({"consumers": pg(json!({"outbox_table_name": "bad name"}))}),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.field, "settings.consumers[0].postgresql.outbox_table_name",
+            "{e}"
+        );
+        validate(&json!({"consumers": pg(json!({}))}), &[]).unwrap();
+        let ring = Keyring::from_key([5; 32]);
+        let project = crate::ids::ProjectId("prj_c".into());
+        let plain = json!({"consumers": pg(json!({}))});
+        let sealed = seal_secrets(&ring, &project, &plain);
+        assert!(!sealed.to_string().contains("app:pw@"), "{sealed}");
+        assert_eq!(open_secrets(&ring, &project, &sealed).unwrap(), plain);
+        assert_eq!(
+            redact_secrets(&sealed)["consumers"][0]["postgresql"]["dsn"],
+            "[redacted]"
+        );
+    }
 }
