@@ -6,6 +6,7 @@ pub mod app;
 pub mod audit;
 pub mod auth_limits;
 pub mod cgroups;
+pub mod consumers;
 pub mod db;
 pub mod demo;
 pub mod edge;

@@ -165,6 +165,13 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
         LocalDriver::new(settings.data_plane_bin.clone(), run_dir)
             .context("run dir")?
             .allow_private_egress(settings.tenant_private_egress)
+            .deny_addresses(
+                &rotor_control_plane::consumers::service_addresses(
+                    &settings.database_url,
+                    settings.redis_url.as_deref(),
+                )
+                .await,
+            )
             .park_after(rotor_control_plane::parking::park_after()),
     );
     tracing::info!(limits = %driver.sandbox().describe(), "tenant processes are confined by the kernel");

@@ -13,13 +13,15 @@
 //! | `user_status` (`enabled`, `last_seen_ttl`) | `user_status` |
 //! | `webhooks` (`enabled`, `url`, `secret`, `events`, `grace`, `timeout`) | `webhooks` |
 //! | `grpc_api` (`enabled`) | `grpc_api` (served through the edge, see [`crate::edge::h2`]) |
+//! | `consumers` (list, Centrifugo's shape; see [`crate::consumers::settings`]) | `consumers` |
 //!
 //! Everything is validated by the data plane's own rules together with the project's
 //! namespaces, so a namespace cannot point at a proxy that is not configured, and errors name
 //! the setting's own path (`settings.client_proxy.connect.endpoint`).
 //!
 //! The values of proxies' `http.static_headers` are credentials for the customer's backend,
-//! and `webhooks.secret` signs what Rotor sends it: they are stored sealed ([`seal_secrets`],
+//! `webhooks.secret` signs what Rotor sends it, and consumers' DSNs, addresses, URLs, passwords
+//! and tokens open the customer's queues: they are stored sealed ([`seal_secrets`],
 //! see [`crate::sealed`]), opened for the tenant's config and the owner ([`open_secrets`]) and
 //! redacted in the audit log.
 
@@ -39,7 +41,7 @@ pub struct SettingsError {
 }
 
 impl SettingsError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             message: message.into(),
@@ -84,6 +86,12 @@ pub fn to_config(settings: &Value) -> Result<Map<String, Value>, SettingsError> 
             }
             "grpc_api" => {
                 top.insert(key.clone(), hosted_grpc_api(value)?);
+            }
+            "consumers" => {
+                top.insert(
+                    key.clone(),
+                    crate::consumers::settings::hosted_consumers(value)?,
+                );
             }
             other => {
                 return Err(SettingsError::new(
@@ -255,7 +263,7 @@ fn standalone_only(key: &str) -> Option<String> {
 /// The settings path for a tenant-config path (`client.proxy.connect.timeout` →
 /// `settings.client_proxy.connect.timeout`); `None` for paths outside the settings.
 pub fn settings_path(config_path: &str) -> Option<String> {
-    const MAP: [(&str, &str); 8] = [
+    const MAP: [(&str, &str); 9] = [
         ("client.proxy", "client_proxy"),
         ("channel.proxy", "channel_proxy"),
         ("channel.without_namespace", "without_namespace"),
@@ -264,6 +272,7 @@ pub fn settings_path(config_path: &str) -> Option<String> {
         ("rpc", "rpc"),
         ("user_status", "user_status"),
         ("webhooks", "webhooks"),
+        ("consumers", "consumers"),
     ];
     MAP.iter().find_map(|(from, to)| {
         config_path
@@ -362,7 +371,7 @@ fn map_static_headers<E>(
 }
 
 /// Applies `f` to every secret of the settings, with its purpose: each value of every proxy's
-/// `http.static_headers` and `webhooks.secret`.
+/// `http.static_headers`, `webhooks.secret` and the consumers' credentials.
 fn map_secrets<E>(
     value: &mut Value,
     f: &mut impl FnMut(Purpose, &str) -> Result<String, E>,
@@ -374,6 +383,7 @@ fn map_secrets<E>(
             *s = f(Purpose::WebhookSecret, s)?;
         }
     }
+    crate::consumers::settings::map_secrets(value, &mut |v| f(Purpose::ConsumerCredential, v))?;
     Ok(())
 }
 

@@ -58,6 +58,9 @@ pub enum Purpose {
     RedisUrl,
     /// `webhooks.secret` in the project settings (the key that signs webhook requests).
     WebhookSecret,
+    /// A consumer's credential in the project settings (a PostgreSQL DSN, a Redis address or
+    /// client key, a NATS URL, password or token).
+    ConsumerCredential,
 }
 
 impl Purpose {
@@ -67,6 +70,7 @@ impl Purpose {
             Purpose::ProxyHeader => "proxy-header",
             Purpose::RedisUrl => "redis-url",
             Purpose::WebhookSecret => "webhook-secret",
+            Purpose::ConsumerCredential => "consumer-credential",
         }
     }
 }

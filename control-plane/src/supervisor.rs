@@ -22,8 +22,13 @@ pub use crate::routes::{Route, RouteTable};
 use crate::sandbox::{ExitCause, Sandbox, SandboxError, TenantLimits};
 
 /// Variables of the control plane's environment a tenant inherits: log settings and the
-/// egress ports tenants' proxies may reach. Everything else is cleared.
-pub const TENANT_ENV_PASSED: [&str; 3] = ["RUST_LOG", "RUST_BACKTRACE", "ROTOR_EGRESS_PORTS"];
+/// egress ports tenants' proxies and consumers may reach. Everything else is cleared.
+pub const TENANT_ENV_PASSED: [&str; 4] = [
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+    "ROTOR_EGRESS_PORTS",
+    "ROTOR_CONSUMER_EGRESS_PORTS",
+];
 
 /// How a supervised process can be reached.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -117,6 +122,9 @@ pub struct LocalDriver {
     bin: PathBuf,
     dir: PathBuf,
     public_egress_only: bool,
+    /// The service's own database addresses, refused to tenants' consumers
+    /// (`ROTOR_EGRESS_DENY`, see [`crate::consumers::service_addresses`]).
+    denied: String,
     sandbox: Sandbox,
     /// Exit statuses of the processes this control plane reaped, until read.
     exits: Arc<Mutex<HashMap<ProjectId, String>>>,
@@ -144,6 +152,7 @@ impl LocalDriver {
             bin,
             dir,
             public_egress_only: true,
+            denied: String::new(),
             sandbox,
             exits: Arc::default(),
             park_after: None,
@@ -235,6 +244,13 @@ impl LocalDriver {
     /// network, in development and tests).
     pub fn allow_private_egress(mut self, allow: bool) -> Self {
         self.public_egress_only = !allow;
+        self
+    }
+
+    /// Addresses tenants' consumers may never connect to, even when public: the service's
+    /// own databases.
+    pub fn deny_addresses(mut self, addrs: &[std::net::SocketAddr]) -> Self {
+        self.denied = crate::consumers::deny_list(addrs);
         self
     }
 
@@ -370,6 +386,7 @@ impl Driver for LocalDriver {
             // Usage and idleness are pushed to the supervisor, not scraped.
             .env("ROTOR_REPORT_SOCKET", self.report_socket())
             .env("ROTOR_TENANT_ID", tenant.as_str())
+            .env("ROTOR_EGRESS_DENY", &self.denied)
             // Where a memory-engine tenant keeps what its webhooks hold, so the process this
             // supervisor restarts after a crash reports the connections that died with it.
             .env("ROTOR_WEBHOOK_STATE_FILE", self.webhook_state_path(tenant))

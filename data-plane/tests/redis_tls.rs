@@ -426,3 +426,35 @@ async fn a_redis_stream_consumer_reads_over_tls_with_a_client_certificate() {
     }
     stop.cancel();
 }
+
+/// A hosted consumer dials the address it checked, not the name: TLS over that pinned
+/// connection still verifies the server's certificate against the address's own host name
+/// (`localhost` here, dialled at 127.0.0.1), with a client certificate; an address naming
+/// another host is refused by the certificate even though the same server answers.
+#[tokio::test]
+async fn a_pinned_redis_connection_keeps_verifying_the_servers_name() {
+    use rotor_data_plane::consumers::pinned::redis_over;
+    let redis = TlsRedis::start(true);
+    let (cert, key) = redis.client_certificate();
+    let tls = json!({"server_ca_pem": redis.ca.pem(), "cert_pem": cert, "key_pem": key});
+    let config = |address: String| -> rotor_tenant_config::RedisStreamConsumer {
+        serde_json::from_value(json!({"address": address, "streams": ["s"],
+            "consumer_group": "g", "tls": tls}))
+        .unwrap()
+    };
+    let pinned: std::net::SocketAddr = format!("127.0.0.1:{}", redis.port).parse().unwrap();
+    let settings = || redis::AsyncConnectionConfig::new();
+    let mut conn = redis_over(&config(redis.url()), settings(), pinned)
+        .await
+        .expect("TLS to the pinned address with the name's certificate");
+    let pong: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+    assert_eq!(pong, "PONG");
+    let other = format!("rediss://redis.example.com:{}", redis.port);
+    let err = redis_over(&config(other), settings(), pinned)
+        .await
+        .expect_err("a certificate for localhost does not serve redis.example.com");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+}

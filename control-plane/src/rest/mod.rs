@@ -4,6 +4,7 @@
 
 pub mod accounts;
 mod auth;
+pub mod consumers;
 pub mod namespaces;
 pub mod openapi;
 pub mod projects;
@@ -47,6 +48,9 @@ pub enum RestError {
     /// Password checks are queued beyond their bound (503 with `Retry-After`).
     #[error("the service is busy, try again in a moment")]
     Busy,
+    /// A server of the customer's (their database) failed or refused (502).
+    #[error("{0}")]
+    Upstream(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -92,6 +96,7 @@ impl IntoResponse for RestError {
             RestError::OperatorOnly(_) => (StatusCode::FORBIDDEN, "operator_only"),
             RestError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             RestError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            RestError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream"),
             RestError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let retry_after = match &self {
@@ -170,6 +175,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/v1/projects/{id}/webhooks/redeliver",
             post(webhooks::post_redeliver),
+        )
+        .route(
+            "/v1/projects/{id}/consumers/{name}/outbox",
+            post(consumers::post_outbox),
         )
         .route("/v1/openapi.json", get(openapi::document))
 }

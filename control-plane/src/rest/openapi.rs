@@ -160,6 +160,13 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
     ),
     (
         "post",
+        "/v1/projects/{id}/consumers/{name}/outbox",
+        "Create the outbox table (with its partition index and NOTIFY trigger) of the PostgreSQL consumer `name` in your database, if absent: public addresses only, never the service's own database; 502 when your database is unreachable or refuses",
+        None,
+        200,
+    ),
+    (
+        "post",
         "/v1/projects/{id}/webhooks/redeliver",
         "Send failed webhook deliveries again, with their webhook ids, signed with the current secret",
         Some("Redeliver"),
@@ -340,7 +347,8 @@ pub fn spec() -> Value {
                             "last_seen_ttl": {"type": "string", "example": "24h", "description": "how long a user's last-seen time is kept: 1m to 168h (default 24h)"}}},
                         "grpc_api": {"type": "object", "description": "Centrifugo's gRPC server API (api.proto) over HTTP/2 at the project's own host on the edge (or with `rotor-project: <slug>` metadata), with the project's API keys as `authorization: apikey <key>`; off unless enabled", "properties": {
                             "enabled": {"type": "boolean"}}},
-                        "webhooks": {"$ref": "#/components/schemas/Webhooks"}}}}},
+                        "webhooks": {"$ref": "#/components/schemas/Webhooks"},
+                        "consumers": {"$ref": "#/components/schemas/Consumers"}}}}},
                 "Proxy": {"type": "object", "properties": {
                     "name": {"type": "string"}, "enabled": {"type": "boolean"}, "endpoint": {"type": "string", "format": "uri"},
                     "timeout": {"type": "string", "example": "1s"}, "http_headers": {"type": "array", "items": {"type": "string"}},
@@ -357,6 +365,7 @@ pub fn spec() -> Value {
                               "description": "publish: the key may call publish and broadcast only (other methods answer error 103)"}}},
                 "ChannelOptions": channel_options_schema(),
                 "Webhooks": webhooks_schema(),
+                "Consumers": consumers_schema(),
             }
         }
     })
@@ -371,6 +380,40 @@ fn webhooks_schema() -> Value {
         "events": {"type": "array", "items": {"type": "string", "enum": ["channel_occupied", "channel_vacated", "member_added", "member_removed", "client_disconnected"]}, "description": "default: all"},
         "grace": {"type": "string", "example": "5s", "description": "how long a removal waits for the matching addition, which cancels both (0 to 300s)"},
         "timeout": {"type": "string", "example": "5s", "description": "deadline of one delivery attempt (at most 10s)"}}})
+}
+
+/// `settings.consumers`: Centrifugo's `consumers` list with the hosted bounds.
+fn consumers_schema() -> Value {
+    json!({"type": "array", "maxItems": 4, "description": "asynchronous consumers (Centrifugo's shape): server API commands your backend writes to a PostgreSQL outbox, a Redis stream or a NATS JetStream stream, run by the project. Servers must be at public addresses (ports 5432, 6379, 6380, 4222 unless the operator says otherwise); DSNs, addresses, URLs, passwords, tokens and client keys are stored sealed and shown only to the owner",
+        "items": {"type": "object", "required": ["name", "type"], "properties": {
+            "enabled": {"type": "boolean"},
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9_]{2,}$"},
+            "type": {"type": "string", "enum": ["postgresql", "redis_stream", "nats_jetstream"]},
+            "postgresql": {"type": "object", "properties": {
+                "dsn": {"type": "string", "example": "postgresql://app:password@db.example.com:5432/app", "description": "no sslmode require/verify-* (the consumers' client has no TLS), no file options"},
+                "outbox_table_name": {"type": "string", "example": "centrifugo_outbox"},
+                "num_partitions": {"type": "integer", "minimum": 1, "maximum": 8},
+                "partition_select_limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+                "partition_poll_interval": {"type": "string", "example": "300ms", "description": "at least 100ms"},
+                "partition_notification_channel": {"type": "string", "description": "LISTEN/NOTIFY channel the outbox trigger notifies (letters, digits, _)"},
+                "use_try_lock": {"type": "boolean"}}},
+            "redis_stream": {"type": "object", "properties": {
+                "address": {"type": "string", "example": "rediss://:password@redis.example.com:6380"},
+                "streams": {"type": "array", "maxItems": 8, "items": {"type": "string"}},
+                "consumer_group": {"type": "string"},
+                "num_workers": {"type": "integer", "minimum": 1, "maximum": 4},
+                "visibility_timeout": {"type": "string", "example": "30s"},
+                "payload_value": {"type": "string"}, "method_value": {"type": "string"},
+                "publication_data_mode": {"type": "object"},
+                "tls": {"type": "object", "description": "enabled, server_ca_pem, cert_pem, key_pem (PEM text; no *_file, no insecure_skip_verify)"}}},
+            "nats_jetstream": {"type": "object", "required": ["url"], "properties": {
+                "url": {"type": "string", "example": "nats://nats.example.com:4222", "description": "one server; tls:// only with an IP address"},
+                "username": {"type": "string"}, "password": {"type": "string"}, "token": {"type": "string"},
+                "stream_name": {"type": "string"}, "subjects": {"type": "array", "items": {"type": "string"}},
+                "durable_consumer_name": {"type": "string"},
+                "deliver_policy": {"type": "string", "enum": ["new", "all"]},
+                "max_ack_pending": {"type": "integer", "minimum": 1, "maximum": 1000},
+                "method_header": {"type": "string"}, "publication_data_mode": {"type": "object"}}}}}})
 }
 
 pub async fn document() -> Json<Value> {

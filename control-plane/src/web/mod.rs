@@ -13,6 +13,7 @@ mod assets;
 mod audit;
 mod auth;
 mod console;
+mod consumers;
 pub mod flash;
 mod front;
 mod keys;
@@ -346,6 +347,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/projects/{id}/settings/webhooks/redeliver",
             back_to(settings_page).post(webhooks::redeliver),
+        )
+        .route(
+            "/projects/{id}/settings/consumers/outbox",
+            back_to(settings_page).post(consumers::outbox),
         )
         .route("/projects/{id}/audit", get(audit::show))
         .route(

@@ -465,6 +465,7 @@ pub async fn show(
         webhook_events: form.webhooks.events(),
         webhook_secret_set,
         deliveries,
+        consumers: super::consumers::rows(&stored),
         notice,
         error,
         error_field,

@@ -11,9 +11,11 @@
 //! Read-only methods and `batch` are not run from a queue (logged, then done).
 //!
 //! The consumers follow the config: after every reload, the running set is compared with the
-//! configured one and restarted if it differs.
+//! configured one and restarted if it differs. A hosted tenant's consumers connect only to
+//! public addresses, each pinned for its connection ([`pinned`]).
 
 mod nats_jetstream;
+pub mod pinned;
 mod postgres;
 mod redis_stream;
 

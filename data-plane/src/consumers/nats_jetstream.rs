@@ -18,7 +18,7 @@ use rotor_tenant_config::NatsJetStreamConsumer;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::{dispatch, dispatch_command, Backoff, Outcome, PublicationFields};
+use super::{dispatch, dispatch_command, pinned, Backoff, Outcome, PublicationFields};
 use crate::node::Node;
 
 /// How long JetStream waits for an ack before redelivering.
@@ -55,7 +55,12 @@ pub(super) fn start(
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-async fn connect(config: &NatsJetStreamConsumer) -> Result<async_nats::Client, Error> {
+async fn connect(name: &str, config: &NatsJetStreamConsumer) -> Result<async_nats::Client, Error> {
+    let url = pinned::nats_url(config).await.inspect_err(|e| {
+        if e.is_refusal() {
+            pinned::log_failure(name, "nats_jetstream", e);
+        }
+    })?;
     let mut options = async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(5));
     if !config.credentials_file.is_empty() {
         options = async_nats::ConnectOptions::with_credentials_file(&config.credentials_file)
@@ -66,7 +71,11 @@ async fn connect(config: &NatsJetStreamConsumer) -> Result<async_nats::Client, E
     } else if !config.token.is_empty() {
         options = options.token(config.token.clone());
     }
-    Ok(options.connect(config.url.as_str()).await?)
+    if pinned::hosted() {
+        // A server's INFO may advertise other servers: a hosted client stays on the checked one.
+        options = options.ignore_discovered_servers();
+    }
+    Ok(options.connect(url.as_str()).await?)
 }
 
 async fn consume(
@@ -75,7 +84,7 @@ async fn consume(
     config: &NatsJetStreamConsumer,
     stop: &CancellationToken,
 ) -> Result<(), Error> {
-    let client = connect(config).await?;
+    let client = connect(name, config).await?;
     let js = async_nats::jetstream::new(client);
     let stream = js.get_stream(&config.stream_name).await?;
     let consumer_config = pull::Config {

@@ -16,7 +16,7 @@ use sqlx::Row;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{dispatch, Backoff, Outcome};
+use super::{dispatch, pinned, Backoff, Outcome};
 use crate::node::Node;
 
 /// Starts the partition workers (and the listener, when there is a notification channel).
@@ -27,7 +27,7 @@ pub(super) fn start(
     stop: CancellationToken,
 ) {
     tokio::spawn(async move {
-        let pool = match connect(&config, &stop).await {
+        let pool = match connect(&name, &config, &stop).await {
             Some(pool) => pool,
             None => return,
         };
@@ -61,19 +61,33 @@ pub(super) fn start(
     });
 }
 
-/// Connects (retrying with backoff until `stop`): `None` once stopped.
-async fn connect(config: &PostgresConsumer, stop: &CancellationToken) -> Option<PgPool> {
+/// Connects (retrying with backoff until `stop`): `None` once stopped. A hosted tenant's pool
+/// is pinned to the address checked when it was made ([`pinned::postgres_options`]).
+async fn connect(
+    name: &str,
+    config: &PostgresConsumer,
+    stop: &CancellationToken,
+) -> Option<PgPool> {
     let mut backoff = Backoff::default();
     loop {
-        let attempt = PgPoolOptions::new()
-            .max_connections(config.num_partitions + 1)
-            .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect(&config.dsn)
-            .await;
+        let attempt = match pinned::postgres_options(&config.dsn).await {
+            Ok(options) => PgPoolOptions::new()
+                .max_connections(config.num_partitions + 1)
+                .acquire_timeout(std::time::Duration::from_secs(5))
+                .connect_with(options)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => {
+                pinned::log_failure(name, "postgresql", &e);
+                Err(String::new())
+            }
+        };
         match attempt {
             Ok(pool) => return Some(pool),
             Err(e) => {
-                tracing::warn!(error = %e, "outbox consumer cannot reach PostgreSQL; retrying");
+                if !e.is_empty() {
+                    tracing::warn!(consumer = name, error = %e, "outbox consumer cannot reach PostgreSQL; retrying");
+                }
                 if !backoff.wait(stop).await {
                     return None;
                 }
@@ -238,6 +252,10 @@ async fn listen(
             continue;
         }
         backoff.reset();
+        // A row inserted before LISTEN took effect (at start, or while the listener was
+        // reconnecting) sent its NOTIFY to nobody: one pass of every partition now takes it
+        // instead of the next poll.
+        wakes.iter().for_each(Notify::notify_one);
         loop {
             let next = tokio::select! {
                 _ = stop.cancelled() => return,

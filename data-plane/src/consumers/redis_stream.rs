@@ -20,7 +20,7 @@ use rotor_tenant_config::{RedisPublicationDataMode, RedisStreamConsumer};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::{dispatch, dispatch_command, Backoff, Outcome, PublicationFields};
+use super::{dispatch, dispatch_command, pinned, Backoff, Outcome, PublicationFields};
 use crate::node::Node;
 
 /// Messages taken per read.
@@ -50,25 +50,25 @@ pub(super) fn start(
     }
 }
 
-async fn connect(config: &RedisStreamConsumer) -> RedisResult<MultiplexedConnection> {
-    let client = crate::engine::redis::tls::client(
-        config.address.0[0].as_str(),
-        &config.tls,
-        "consumers[].redis_stream.tls",
-    )
-    .map_err(|e| {
-        redis::RedisError::from((
-            redis::ErrorKind::InvalidClientConfig,
-            "redis client",
-            e.to_string(),
-        ))
-    })?;
+async fn connect(name: &str, config: &RedisStreamConsumer) -> RedisResult<MultiplexedConnection> {
     let settings = AsyncConnectionConfig::new()
         .set_connection_timeout(config.connect_timeout.0)
         .set_response_timeout(config.io_timeout.0 + BLOCK);
-    client
-        .get_multiplexed_async_connection_with_config(&settings)
+    pinned::redis_connection(config, settings)
         .await
+        .map_err(|e| {
+            if e.is_refusal() {
+                pinned::log_failure(name, "redis_stream", &e);
+            }
+            match e {
+                pinned::DialError::Redis(e) => e,
+                other => redis::RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "consumer connection",
+                    other.to_string(),
+                )),
+            }
+        })
 }
 
 /// Creates the group at the stream's end (and the stream) unless it exists.
@@ -100,7 +100,7 @@ async fn consume(
             return;
         }
         let session = async {
-            let mut conn = connect(&config).await?;
+            let mut conn = connect(&name, &config).await?;
             ensure_group(&mut conn, &stream, &config.consumer_group).await?;
             serve(
                 &node,

@@ -9,6 +9,7 @@
 
 mod broker;
 mod channel;
+pub mod consumer_egress;
 mod consumers;
 mod duration;
 pub mod egress;

@@ -159,6 +159,10 @@ pub const STANDALONE_ONLY_OPTIONS: &[(&str, &str)] = &[
     ),
     ("engine.redis.tls.*_pem_file", TLS_FILES),
     ("consumers[].redis_stream.tls.*_pem_file", TLS_FILES),
+    (
+        "consumers[].nats_jetstream.credentials_file",
+        "a hosted tenant must never make the process read a file of the box: give username and password, or a token",
+    ),
 ];
 
 /// Centrifugo v6 options outside the channel options that Rotor implements with Centrifugo's

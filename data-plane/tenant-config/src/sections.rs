@@ -621,6 +621,14 @@ impl TenantConfig {
                         .is_some_and(|rs| rs.tls.sets_a_file())
                 }),
             ),
+            (
+                "consumers[].nats_jetstream.credentials_file",
+                self.consumers.iter().any(|c| {
+                    c.nats_jetstream
+                        .as_ref()
+                        .is_some_and(|n| !n.credentials_file.is_empty())
+                }),
+            ),
         ]
         .into_iter()
         .filter_map(|(path, set)| set.then_some(path))

@@ -516,6 +516,24 @@ impl Binary {
         format!("ws://{}/connection/websocket", self.addr)
     }
 
+    /// Standard error so far, once `done` holds for it (checked as it grows, at most
+    /// [`WAIT`]); panics with what was written when it never does.
+    #[allow(dead_code)]
+    pub async fn stderr_until(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let text = self.stderr.lock().clone();
+            if done(&text) {
+                return text;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "standard error never showed what was awaited: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stops the process and returns everything it wrote to standard error.
     pub async fn stop(mut self) -> String {
         let _ = self.child.kill().await;
