@@ -334,6 +334,41 @@ impl Client {
         .await
     }
 
+    /// Sets (`Some`, replacing an entry of the same name or adding one) or removes (`None`)
+    /// consumer `name` in the project setting `consumers`, keeping every other consumer and
+    /// setting; the list goes when it is empty.
+    pub async fn set_consumer(
+        &self,
+        id: &str,
+        name: &str,
+        entry: Option<Value>,
+    ) -> ApiResult<Project> {
+        self.update_settings(id, |settings| {
+            let mut list = settings
+                .get("consumers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let at = list
+                .iter()
+                .position(|c| c.get("name").and_then(Value::as_str) == Some(name));
+            match (entry, at) {
+                (Some(e), Some(i)) => list[i] = e,
+                (Some(e), None) => list.push(e),
+                (None, Some(i)) => {
+                    list.remove(i);
+                }
+                (None, None) => {}
+            }
+            if list.is_empty() {
+                settings.remove("consumers");
+            } else {
+                settings.insert("consumers".into(), Value::Array(list));
+            }
+        })
+        .await
+    }
+
     /// Sets (`Some`) or removes (`None`) the project setting `webhooks`, keeping every other
     /// setting.
     pub async fn set_webhooks(&self, id: &str, webhooks: Option<Value>) -> ApiResult<Project> {

@@ -1,14 +1,16 @@
-//! Terraform provider for Rotor: projects, channel namespaces, API keys and webhooks managed
+//! Terraform provider for Rotor: projects, channel namespaces, API keys, webhooks and consumers managed
 //! through the control plane's REST API, served to Terraform over the plugin protocol v6
 //! (`tf-provider`).
 //!
 //! `provider` holds the configuration and the shared API client; `project`, `namespace`,
-//! `api_key` and `webhooks` (`rotor_project_webhooks`) are the resources, `data_project` the
+//! `api_key`, `webhooks` (`rotor_project_webhooks`) and `consumer` (`rotor_project_consumer`)
+//! are the resources, `data_project` the
 //! data source; `options` maps the channel options onto attributes; `client` is the REST
 //! client and `diags` turns failures into Terraform diagnostics.
 
 pub mod api_key;
 pub mod client;
+pub mod consumer;
 pub mod data_project;
 pub mod diags;
 pub mod namespace;

@@ -15,6 +15,7 @@ use tf_provider::{map, AttributePath, Diagnostics, DynamicDataSource, DynamicRes
 
 use crate::api_key::ApiKeyResource;
 use crate::client::Client;
+use crate::consumer::ConsumerResource;
 use crate::data_project::ProjectDataSource;
 use crate::namespace::NamespaceResource;
 use crate::project::ProjectResource;
@@ -181,6 +182,7 @@ impl Provider for RotorProvider {
             "namespace" => NamespaceResource::new(self.client.clone()),
             "api_key" => ApiKeyResource::new(self.client.clone()),
             "project_webhooks" => WebhooksResource::new(self.client.clone()),
+            "project_consumer" => ConsumerResource::new(self.client.clone()),
         })
     }
 
