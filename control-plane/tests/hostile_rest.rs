@@ -96,8 +96,9 @@ async fn a_hosted_project_cannot_set_the_engine_or_name_tls_files() {
             "settings.cert_pem_file",
         ),
         (
+            // Hosted projects have consumers; a TLS option naming a file is refused on its path.
             json!({"consumers": [{"name": "s", "type": "redis_stream", "redis_stream": {"tls": files}}]}),
-            "settings.consumers",
+            "settings.consumers[0].redis_stream.tls.cert_pem_file",
         ),
     ] {
         let (s, b) = api

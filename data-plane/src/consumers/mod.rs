@@ -195,23 +195,77 @@ impl Backoff {
     }
 }
 
+/// A kind of queue consumers read. Each broker implements it (and nothing else of this module
+/// knows the kinds): [`Source::start`] runs one consumer until `stop`, handing every command it
+/// takes to [`dispatch`] or [`dispatch_command`] and acknowledging it only when that says
+/// [`Outcome::Done`]. Another broker (Kafka, Google Pub/Sub, …) is one more implementation, its
+/// options one more field of [`Consumer`].
+pub trait Source {
+    /// The consumer's options of this kind.
+    type Config: Clone + Send + 'static;
+
+    /// The options of this kind in `consumer`, when it is of this kind.
+    fn config(consumer: &Consumer) -> Option<&Self::Config>;
+
+    /// Starts consumer `name` with `config` on its own tasks.
+    fn start(node: Arc<Node>, name: String, config: Self::Config, stop: CancellationToken);
+}
+
+/// PostgreSQL outbox tables ([`postgres`]).
+pub struct Outbox;
+/// Redis streams read through a consumer group ([`redis_stream`]).
+pub struct RedisStream;
+/// NATS JetStream durable pull consumers ([`nats_jetstream`]).
+pub struct JetStream;
+
+impl Source for Outbox {
+    type Config = rotor_tenant_config::PostgresConsumer;
+    fn config(consumer: &Consumer) -> Option<&Self::Config> {
+        consumer.postgresql.as_ref()
+    }
+    fn start(node: Arc<Node>, name: String, config: Self::Config, stop: CancellationToken) {
+        postgres::start(node, name, config, stop);
+    }
+}
+
+impl Source for RedisStream {
+    type Config = rotor_tenant_config::RedisStreamConsumer;
+    fn config(consumer: &Consumer) -> Option<&Self::Config> {
+        consumer.redis_stream.as_ref()
+    }
+    fn start(node: Arc<Node>, name: String, config: Self::Config, stop: CancellationToken) {
+        redis_stream::start(node, name, config, stop);
+    }
+}
+
+impl Source for JetStream {
+    type Config = rotor_tenant_config::NatsJetStreamConsumer;
+    fn config(consumer: &Consumer) -> Option<&Self::Config> {
+        consumer.nats_jetstream.as_ref()
+    }
+    fn start(node: Arc<Node>, name: String, config: Self::Config, stop: CancellationToken) {
+        nats_jetstream::start(node, name, config, stop);
+    }
+}
+
+/// Starts `consumer` if it is of kind `S`.
+fn launch<S: Source>(node: &Arc<Node>, consumer: &Consumer, stop: &CancellationToken) {
+    if let Some(config) = S::config(consumer) {
+        S::start(
+            node.clone(),
+            consumer.name.clone(),
+            config.clone(),
+            stop.child_token(),
+        );
+    }
+}
+
 /// Starts the enabled consumers of `configs`; they stop when `stop` is cancelled.
 fn start(node: &Arc<Node>, configs: &[Consumer], stop: &CancellationToken) {
     for c in configs.iter().filter(|c| c.enabled) {
-        if let Some(pg) = &c.postgresql {
-            postgres::start(node.clone(), c.name.clone(), pg.clone(), stop.child_token());
-        }
-        if let Some(rs) = &c.redis_stream {
-            redis_stream::start(node.clone(), c.name.clone(), rs.clone(), stop.child_token());
-        }
-        if let Some(nats) = &c.nats_jetstream {
-            nats_jetstream::start(
-                node.clone(),
-                c.name.clone(),
-                nats.clone(),
-                stop.child_token(),
-            );
-        }
+        launch::<Outbox>(node, c, stop);
+        launch::<RedisStream>(node, c, stop);
+        launch::<JetStream>(node, c, stop);
         tracing::info!(consumer = %c.name, kind = %c.kind, "consumer started");
     }
 }

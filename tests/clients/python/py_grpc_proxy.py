@@ -13,16 +13,12 @@ ROTOR_PROXY_PORT besides the variables of interop_common.
 Prints one JSON object; see tests/tests/interop_python.rs for the exact expectations.
 """
 
-import importlib
-import importlib.resources
 import json
-import os
-import sys
-import tempfile
 from typing import Any, Dict, List
 
 import centrifuge
 
+import grpc_stubs
 from interop_common import (
     Log,
     SubscriptionEvents,
@@ -33,30 +29,11 @@ from interop_common import (
 )
 
 PORT = int(_env("ROTOR_PROXY_PORT"))
-HERE = os.path.dirname(os.path.abspath(__file__))
-PROTO_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "..", "data-plane", "proto"))
 
 
 def generate_stubs() -> Any:
-    """Runs grpcio-tools' protoc on proxy.proto into a temporary package; returns (pb2, grpc)."""
-    from grpc_tools import protoc
-
-    out = tempfile.mkdtemp(prefix="rotor-proxy-stubs-")
-    include = importlib.resources.files("grpc_tools") / "_proto"
-    code = protoc.main(
-        [
-            "grpc_tools.protoc",
-            f"-I{PROTO_DIR}",
-            f"-I{include}",
-            f"--python_out={out}",
-            f"--grpc_python_out={out}",
-            os.path.join(PROTO_DIR, "proxy.proto"),
-        ]
-    )
-    if code != 0:
-        fail(f"protoc failed with {code}")
-    sys.path.insert(0, out)
-    return importlib.import_module("proxy_pb2"), importlib.import_module("proxy_pb2_grpc")
+    """The stubs of proxy.proto (see grpc_stubs.py); returns (pb2, grpc)."""
+    return grpc_stubs.generate_stubs("proxy")
 
 
 class ConnectData(centrifuge.ClientEventHandler):
