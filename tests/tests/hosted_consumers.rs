@@ -363,3 +363,92 @@ async fn the_production_rule_refuses_a_loopback_database_before_connecting() -> 
     );
     Ok(())
 }
+
+/// The dashboard's consumer editor: the owner adds a consumer (stored sealed, listed by its
+/// server only), switches it off, and removes it; a bad kind is refused in words and changes
+/// nothing; another account's session cannot touch it.
+#[tokio::test]
+async fn the_dashboard_edits_consumers_for_their_owner_only() -> Result<()> {
+    let cp = ControlPlane::start().await?;
+    let (mut browser, token) = owner(&cp, "editor@example.com").await?;
+    let project = cp.project(&token, "Editor", &[]).await?;
+    let page = format!("/projects/{}/settings", project.id);
+    let action = format!("{page}/consumers");
+    let listed = |settings: &Value| settings["settings"]["consumers"].clone();
+    let path = format!("/v1/projects/{}", project.id);
+    let (_, html, _) = browser.get(&page).await?;
+    let csrf = Browser::csrf_in(&html);
+    let dsn = "postgresql://app:editor-pw@db.example.com:5432/app";
+    let options = json!({"dsn": dsn, "outbox_table_name": "centrifugo_outbox"}).to_string();
+    let add = [
+        ("csrf", csrf.as_str()),
+        ("name", "orders"),
+        ("kind", "postgresql"),
+        ("options", options.as_str()),
+    ];
+    let (status, _, _, _) = browser.post(&action, &add).await?;
+    assert_eq!(status, 303);
+    let (_, shown) = cp.call("GET", &path, Some(&token), None).await?;
+    assert_eq!(
+        listed(&shown),
+        json!([{"enabled": true, "name": "orders", "type": "postgresql",
+            "postgresql": {"dsn": dsn, "outbox_table_name": "centrifugo_outbox"}}])
+    );
+    let stored: Value = sqlx::query_scalar("SELECT settings FROM projects WHERE id = $1")
+        .bind(&project.id)
+        .fetch_one(cp.db.pool())
+        .await?;
+    ensure!(
+        !stored.to_string().contains("editor-pw"),
+        "sealed: {stored}"
+    );
+    let (_, html, _) = browser.get(&page).await?;
+    ensure!(
+        html.contains("Consumer orders saved.")
+            && html.contains("db.example.com:5432")
+            && !html.contains("editor-pw"),
+        "{html}"
+    );
+
+    let (status, _, _, _) = browser
+        .post(&action, &[("csrf", csrf.as_str()), ("switch", "orders")])
+        .await?;
+    assert_eq!(status, 303);
+    let (_, shown) = cp.call("GET", &path, Some(&token), None).await?;
+    assert_eq!(listed(&shown)[0]["enabled"], false);
+
+    let bad = [
+        ("csrf", csrf.as_str()),
+        ("name", "queue"),
+        ("kind", "kafka"),
+        ("options", "{}"),
+    ];
+    browser.post(&action, &bad).await?;
+    let (_, html, _) = browser.get(&page).await?;
+    ensure!(html.contains("the kind must be one of"), "{html}");
+    let (_, after) = cp.call("GET", &path, Some(&token), None).await?;
+    assert_eq!(listed(&after), listed(&shown), "nothing changed");
+
+    // Another account's session, with its own valid CSRF token.
+    let (mut stranger, _) = owner(&cp, "stranger@example.com").await?;
+    let (_, own_page, _) = stranger.get("/projects").await?;
+    let theirs = Browser::csrf_in(&own_page);
+    let (status, _, _, _) = stranger
+        .post(&action, &[("csrf", theirs.as_str()), ("remove", "orders")])
+        .await?;
+    assert_eq!(status, 404);
+    let (_, after) = cp.call("GET", &path, Some(&token), None).await?;
+    assert_eq!(
+        listed(&after),
+        listed(&shown),
+        "the stranger changed nothing"
+    );
+
+    let (status, _, _, _) = browser
+        .post(&action, &[("csrf", csrf.as_str()), ("remove", "orders")])
+        .await?;
+    assert_eq!(status, 303);
+    let (_, shown) = cp.call("GET", &path, Some(&token), None).await?;
+    assert_eq!(listed(&shown), Value::Null, "removed");
+    Ok(())
+}

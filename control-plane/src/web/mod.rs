@@ -352,6 +352,10 @@ pub fn router() -> Router<AppState> {
             "/projects/{id}/settings/consumers/outbox",
             back_to(settings_page).post(consumers::outbox),
         )
+        .route(
+            "/projects/{id}/settings/consumers",
+            back_to(settings_page).post(consumers::edit),
+        )
         .route("/projects/{id}/audit", get(audit::show))
         .route(
             "/projects/{id}/namespaces",

@@ -466,6 +466,7 @@ pub async fn show(
         webhook_secret_set,
         deliveries,
         consumers: super::consumers::rows(&stored),
+        consumer_kinds: super::consumers::KINDS,
         notice,
         error,
         error_field,

@@ -282,8 +282,10 @@ pub struct SettingsPage {
     pub webhook_secret_set: bool,
     /// What the running project has waiting and gave up on; `None`: it did not answer.
     pub deliveries: Option<super::webhooks::Deliveries>,
-    /// The project's consumers (set with the REST API or Terraform).
+    /// The project's consumers (set here, with the REST API or Terraform).
     pub consumers: Vec<super::consumers::ConsumerRow>,
+    /// The kinds the add form offers.
+    pub consumer_kinds: &'static [&'static str],
     pub notice: Option<String>,
     pub error: Option<String>,
     /// The form field the error is about.
