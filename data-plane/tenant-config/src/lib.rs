@@ -16,6 +16,7 @@ pub mod egress;
 pub mod fdlimit;
 mod grpc_api;
 pub mod grpc_handoff;
+mod grpc_proxy;
 pub mod handoff;
 pub mod jwks_template;
 pub mod keep_alive;
