@@ -30,7 +30,7 @@ use crate::ids::ProjectId;
 use crate::routes::{ApiKeys, Route, RouteTable};
 use crate::sandbox::{ExitCause, TenantLimits};
 use crate::state::AppState;
-use crate::supervisor::{pid_alive, Driver, LocalDriver, ProcessRecord};
+use crate::supervisor::{Driver, ProcessRecord};
 use crate::{tenant, tenant_events};
 
 mod parks;
@@ -104,7 +104,7 @@ impl Backoff {
 /// Converges tenant processes to the desired state.
 pub struct Reconciler {
     state: AppState,
-    driver: Arc<LocalDriver>,
+    driver: Arc<dyn Driver>,
     routes: Arc<RouteTable>,
     running: HashMap<ProjectId, Running>,
     /// Tenants stopped while idle; started again when the edge asks ([`crate::parking`]).
@@ -142,7 +142,7 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    pub fn new(state: AppState, driver: Arc<LocalDriver>, routes: Arc<RouteTable>) -> Self {
+    pub fn new(state: AppState, driver: Arc<dyn Driver>, routes: Arc<RouteTable>) -> Self {
         let (parked_tx, parked_rx) = tokio::sync::mpsc::unbounded_channel();
         let (warmed_tx, warmed_rx) = tokio::sync::mpsc::unbounded_channel();
         Self {
@@ -192,7 +192,7 @@ impl Reconciler {
                     },
                 );
             } else {
-                self.driver.remove_files(&id);
+                self.driver.forget(&id);
             }
         }
         self.parked = self
@@ -210,7 +210,7 @@ impl Reconciler {
         }
         // Groups left by tenants that are gone (a control plane killed before cleaning up).
         let live = self.running.keys().map(|id| id.to_string()).collect();
-        self.driver.sandbox().sweep(&live);
+        self.driver.sweep(&live);
         self.pass().await;
     }
 
@@ -268,7 +268,7 @@ impl Reconciler {
     /// ten thousand projects, a pass lists them all; this is what keeps an idle box idle.
     async fn due(&mut self, seen: &mut Option<(i64, i64, i64)>, last_pass: Instant) -> bool {
         if last_pass.elapsed() >= FULL_PASS_INTERVAL
-            || self.running.values().any(|r| !pid_alive(r.record.pid))
+            || self.running.values().any(|r| self.driver.gone(&r.record))
             || self
                 .backoff
                 .values()
@@ -395,7 +395,7 @@ impl Reconciler {
         let dead: Vec<ProjectId> = self
             .running
             .iter()
-            .filter(|(_, r)| !pid_alive(r.record.pid))
+            .filter(|(_, r)| self.driver.gone(&r.record))
             .map(|(id, _)| id.clone())
             .collect();
         for id in dead {
@@ -541,7 +541,7 @@ impl Reconciler {
             Step::Stop(id, record) => {
                 tracing::info!(tenant = %id, "stopping tenant");
                 self.driver.stop(&record, STOP_GRACE).await;
-                self.driver.remove_files(&id);
+                self.driver.forget(&id);
                 self.driver.release(&id).await;
                 Outcome::Nothing
             }

@@ -32,6 +32,11 @@ pub struct TenantLimits {
     /// The most CPU it may use, in percent of one core (a hard cap, even on an idle box).
     #[serde(default)]
     pub cpu_max_percent: u64,
+    /// The scheduler time slice its threads ask for, in microseconds (0 = the kernel's
+    /// default): shorter preempts a longer-sliced neighbour on wake-up (see
+    /// `rotor_timeslice`).
+    #[serde(default)]
+    pub cpu_slice_us: u64,
     /// What the edge lets through to it before answering 429 itself.
     #[serde(default)]
     pub edge: crate::edge::budgets::EdgeBudget,
@@ -70,6 +75,8 @@ pub enum SandboxError {
     },
     #[error("cgroup: {0}")]
     Cgroup(#[from] std::io::Error),
+    #[error("cannot set the scheduler time slice of pid {pid}: {source}")]
+    Slice { pid: u32, source: std::io::Error },
 }
 
 /// Applies tenant limits on this machine.
@@ -158,6 +165,8 @@ impl Sandbox {
         if let Some(h) = &self.cgroups {
             h.group(tenant.as_str()).apply(&limits.group())?;
         }
+        rotor_timeslice::set_process(pid, limits.cpu_slice_us)
+            .map_err(|source| SandboxError::Slice { pid, source })?;
         self.set_rlimits(pid, limits)
     }
 

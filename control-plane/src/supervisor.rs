@@ -79,7 +79,8 @@ pub enum SpawnError {
 
 /// Starts and stops tenant processes (local child processes here; a Kubernetes driver would
 /// implement the same contract, mapping [`TenantLimits`] to the pod's resources: memory
-/// limit, CPU request/shares, pid limit, and the open-file limit of its container runtime).
+/// limit, CPU request/shares, pid limit, and the open-file limit of its container runtime;
+/// the time slice has no pod field and would be set by the container's entry point).
 #[async_trait::async_trait]
 pub trait Driver: Send + Sync + 'static {
     /// Starts a tenant with `config_json` inside `limits`, enforced by the kernel from its
@@ -106,8 +107,39 @@ pub trait Driver: Send + Sync + 'static {
     async fn stop(&self, record: &ProcessRecord, grace: Duration);
     /// Whether a process from an earlier control plane is still ours and alive.
     async fn alive(&self, record: &ProcessRecord) -> bool;
+    /// Whether a process this driver started has ended (a cheap check every pass makes for
+    /// every running tenant; [`Driver::alive`] is the thorough one for adoption).
+    fn gone(&self, record: &ProcessRecord) -> bool;
     /// How often a running tenant's CPU cap held it back so far (`None`: not measured here).
     fn cpu_stat(&self, tenant: &ProjectId) -> Option<CpuStat>;
+
+    /// Processes an earlier control plane left running, keyed by tenant (to adopt).
+    fn saved_records(&self) -> HashMap<ProjectId, ProcessRecord>;
+    /// Forgets everything the driver keeps for a tenant that is gone for good.
+    fn forget(&self, tenant: &ProjectId);
+    /// Forgets what belonged to a tenant's process that ended (its log stays).
+    fn forget_process(&self, tenant: &ProjectId);
+    /// Releases what tenants that are gone still hold, keeping those named in `live` (groups
+    /// left by a control plane killed before cleaning up).
+    fn sweep(&self, live: &HashSet<String>);
+
+    /// Remembers (or forgets) that `tenant` is parked, across control-plane restarts.
+    fn mark_parked(&self, tenant: &ProjectId, parked: bool);
+    /// Keeps a parked tenant's compiled config with its parking mark (version, kernel limits,
+    /// config text), so waking it needs no database.
+    fn keep_parked_config(
+        &self,
+        tenant: &ProjectId,
+        version: i64,
+        limits: &TenantLimits,
+        config: &str,
+    ) -> std::io::Result<()>;
+    /// A parked tenant's kept config: its version, kernel limits and text.
+    fn parked_config(&self, tenant: &ProjectId) -> Option<(i64, TenantLimits, String)>;
+    /// The version of a parked tenant's kept config (start-up reads it for every one).
+    fn parked_version(&self, tenant: &ProjectId) -> Option<i64>;
+    /// The tenants marked parked.
+    fn parked(&self) -> HashSet<ProjectId>;
 }
 
 /// The first line of a parking marker that keeps a config.
@@ -170,71 +202,6 @@ impl LocalDriver {
         crate::parking::socket_path(&self.dir)
     }
 
-    /// Remembers (or forgets) that `tenant` is parked, across control-plane restarts.
-    pub fn mark_parked(&self, tenant: &ProjectId, parked: bool) {
-        let path = self.dir.join(format!("{tenant}.parked"));
-        if parked {
-            let _ = std::fs::write(path, b"");
-        } else {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-
-    /// Keeps a parked tenant's compiled config in its parking marker (a header line with the
-    /// version and kernel limits, then the config), so waking it needs no database.
-    pub fn keep_parked_config(
-        &self,
-        tenant: &ProjectId,
-        version: i64,
-        limits: &TenantLimits,
-        config: &str,
-    ) -> std::io::Result<()> {
-        let header = serde_json::json!({"version": version, "limits": limits});
-        let mut text = serde_json::to_string(&header).map_err(std::io::Error::other)?;
-        text.push('\n');
-        text.push_str(config);
-        let path = self.dir.join(format!("{tenant}.parked"));
-        let scratch = self.dir.join(format!("{tenant}.parked.tmp"));
-        std::fs::write(&scratch, text)?;
-        set_private(&scratch, 0o600)?;
-        std::fs::rename(scratch, path)
-    }
-
-    /// A parked tenant's kept config: its version, kernel limits and text.
-    pub fn parked_config(&self, tenant: &ProjectId) -> Option<(i64, TenantLimits, String)> {
-        let text = std::fs::read_to_string(self.dir.join(format!("{tenant}.parked"))).ok()?;
-        let (header, config) = text.split_once('\n')?;
-        let header: ParkedHeader = serde_json::from_str(header).ok()?;
-        Some((header.version, header.limits, config.to_owned()))
-    }
-
-    /// The version of a parked tenant's kept config, from its header line alone (start-up
-    /// reads it for every parked tenant).
-    pub fn parked_version(&self, tenant: &ProjectId) -> Option<i64> {
-        use std::io::BufRead as _;
-        let file = std::fs::File::open(self.dir.join(format!("{tenant}.parked"))).ok()?;
-        let mut header = String::new();
-        std::io::BufReader::new(file).read_line(&mut header).ok()?;
-        serde_json::from_str::<ParkedHeader>(&header)
-            .ok()
-            .map(|h| h.version)
-    }
-
-    /// The tenants marked parked.
-    pub fn parked(&self) -> HashSet<ProjectId> {
-        std::fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let path = e.path();
-                (path.extension()? == "parked")
-                    .then(|| ProjectId::parse(path.file_stem()?.to_str()?))
-                    .flatten()
-            })
-            .collect()
-    }
-
     /// How tenants are confined here (for the start-up log).
     pub fn sandbox(&self) -> &Sandbox {
         &self.sandbox
@@ -252,6 +219,11 @@ impl LocalDriver {
     pub fn deny_addresses(mut self, addrs: &[std::net::SocketAddr]) -> Self {
         self.denied = crate::consumers::deny_list(addrs);
         self
+    }
+
+    /// The memory engine's webhook state of `tenant` (see `ROTOR_WEBHOOK_STATE_FILE`).
+    fn webhook_state_path(&self, tenant: &ProjectId) -> PathBuf {
+        self.dir.join(format!("{tenant}.webhooks.json"))
     }
 
     /// Where the config of `tenant` is written.
@@ -350,7 +322,7 @@ impl Driver for LocalDriver {
             .append(true)
             .open(self.dir.join(format!("{tenant}.log")))?;
         let handoff = self.handoff_path(tenant);
-        let mut command = Command::new(&self.bin);
+        let mut command = std::process::Command::new(&self.bin);
         command
             .arg("--config")
             .arg(&path)
@@ -371,7 +343,10 @@ impl Driver for LocalDriver {
                 command.env(name, value);
             }
         }
-        let mut child = command
+        // The plan's time slice, set between fork and exec so the process and every thread it
+        // makes run with it from the first instruction.
+        rotor_timeslice::on_exec(&mut command, limits.cpu_slice_us);
+        let mut child = Command::from(command)
             .env("ROTOR_ADMIN_TOKEN", &admin_token)
             // The open-file limit is the plan's, set by this supervisor: not to be raised.
             .env("ROTOR_OPEN_FILES", "supervised")
@@ -523,22 +498,11 @@ impl Driver for LocalDriver {
         self.sandbox.cpu_stat(tenant)
     }
 
-    async fn alive(&self, record: &ProcessRecord) -> bool {
-        if !pid_alive(record.pid) {
-            return false;
-        }
-        let url = format!("{}/admin/status", record.admin_base());
-        let client = reqwest::Client::new();
-        matches!(
-            client.get(url).bearer_auth(&record.admin_token).timeout(Duration::from_secs(2)).send().await,
-            Ok(r) if r.status().is_success()
-        )
+    fn gone(&self, record: &ProcessRecord) -> bool {
+        !pid_alive(record.pid)
     }
-}
 
-impl LocalDriver {
-    /// Records left by an earlier control plane, keyed by tenant.
-    pub fn saved_records(&self) -> HashMap<ProjectId, ProcessRecord> {
+    fn saved_records(&self) -> HashMap<ProjectId, ProcessRecord> {
         let mut out = HashMap::new();
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return out;
@@ -565,24 +529,91 @@ impl LocalDriver {
         out
     }
 
-    /// Forgets a tenant's files.
-    /// The memory engine's webhook state of `tenant` (see `ROTOR_WEBHOOK_STATE_FILE`).
-    fn webhook_state_path(&self, tenant: &ProjectId) -> PathBuf {
-        self.dir.join(format!("{tenant}.webhooks.json"))
-    }
-
-    pub fn remove_files(&self, tenant: &ProjectId) {
-        self.remove_runtime_files(tenant);
+    fn forget(&self, tenant: &ProjectId) {
+        self.forget_process(tenant);
         let _ = std::fs::remove_file(self.dir.join(format!("{tenant}.log")));
         self.mark_parked(tenant, false);
     }
 
-    /// Removes the files of a tenant's process that is gone (its log stays).
-    pub fn remove_runtime_files(&self, tenant: &ProjectId) {
+    fn forget_process(&self, tenant: &ProjectId) {
         let _ = std::fs::remove_file(self.dir.join(format!("{tenant}.state")));
         let _ = std::fs::remove_file(self.dir.join(format!("{tenant}.sock")));
         let _ = std::fs::remove_file(self.webhook_state_path(tenant));
         let _ = std::fs::remove_file(self.config_path(tenant));
+    }
+
+    fn sweep(&self, live: &HashSet<String>) {
+        self.sandbox.sweep(live);
+    }
+
+    fn mark_parked(&self, tenant: &ProjectId, parked: bool) {
+        let path = self.dir.join(format!("{tenant}.parked"));
+        if parked {
+            let _ = std::fs::write(path, b"");
+        } else {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    fn keep_parked_config(
+        &self,
+        tenant: &ProjectId,
+        version: i64,
+        limits: &TenantLimits,
+        config: &str,
+    ) -> std::io::Result<()> {
+        let header = serde_json::json!({"version": version, "limits": limits});
+        let mut text = serde_json::to_string(&header).map_err(std::io::Error::other)?;
+        text.push('\n');
+        text.push_str(config);
+        let path = self.dir.join(format!("{tenant}.parked"));
+        let scratch = self.dir.join(format!("{tenant}.parked.tmp"));
+        std::fs::write(&scratch, text)?;
+        set_private(&scratch, 0o600)?;
+        std::fs::rename(scratch, path)
+    }
+
+    fn parked_config(&self, tenant: &ProjectId) -> Option<(i64, TenantLimits, String)> {
+        let text = std::fs::read_to_string(self.dir.join(format!("{tenant}.parked"))).ok()?;
+        let (header, config) = text.split_once('\n')?;
+        let header: ParkedHeader = serde_json::from_str(header).ok()?;
+        Some((header.version, header.limits, config.to_owned()))
+    }
+
+    fn parked_version(&self, tenant: &ProjectId) -> Option<i64> {
+        use std::io::BufRead as _;
+        let file = std::fs::File::open(self.dir.join(format!("{tenant}.parked"))).ok()?;
+        let mut header = String::new();
+        std::io::BufReader::new(file).read_line(&mut header).ok()?;
+        serde_json::from_str::<ParkedHeader>(&header)
+            .ok()
+            .map(|h| h.version)
+    }
+
+    fn parked(&self) -> HashSet<ProjectId> {
+        std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let path = e.path();
+                (path.extension()? == "parked")
+                    .then(|| ProjectId::parse(path.file_stem()?.to_str()?))
+                    .flatten()
+            })
+            .collect()
+    }
+
+    async fn alive(&self, record: &ProcessRecord) -> bool {
+        if !pid_alive(record.pid) {
+            return false;
+        }
+        let url = format!("{}/admin/status", record.admin_base());
+        let client = reqwest::Client::new();
+        matches!(
+            client.get(url).bearer_auth(&record.admin_token).timeout(Duration::from_secs(2)).send().await,
+            Ok(r) if r.status().is_success()
+        )
     }
 }
 

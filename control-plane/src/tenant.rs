@@ -83,6 +83,9 @@ pub struct PlanLimits {
     /// The most CPU a tenant process may use, in percent of one core (`cpu.max`, or the CFS
     /// quota on cgroup v1).
     pub tenant_cpu_max_percent: u64,
+    /// The scheduler time slice of a tenant's threads in microseconds (0 = the kernel's
+    /// default; 100–100000): a shorter slice is served first when tenants share a core.
+    pub tenant_cpu_slice_us: u64,
     /// What the edge lets through to a project per second before answering 429 itself:
     /// requests (API calls, SSE and HTTP streams), and WebSocket handshakes. The burst is two
     /// seconds' worth.
@@ -115,7 +118,16 @@ impl PlanLimits {
                 return Err(format!("{key}: must be a non-negative integer"));
             }
         }
-        serde_json::from_value(v.clone()).map_err(|e| e.to_string())
+        let limits: Self = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+        let slice = limits.tenant_cpu_slice_us;
+        if slice != 0 && !(rotor_timeslice::MIN_US..=rotor_timeslice::MAX_US).contains(&slice) {
+            return Err(format!(
+                "tenant_cpu_slice_us: must be 0 (the kernel's default) or {}–{} microseconds",
+                rotor_timeslice::MIN_US,
+                rotor_timeslice::MAX_US
+            ));
+        }
+        Ok(limits)
     }
 
     /// The limits of a project's plan (all 0, unlimited, for a plan that is gone).
@@ -140,6 +152,7 @@ impl PlanLimits {
             memory_bytes: self.tenant_memory_mb.saturating_mul(1024 * 1024),
             cpu_weight: self.tenant_cpu_weight,
             cpu_max_percent: self.tenant_cpu_max_percent,
+            cpu_slice_us: self.tenant_cpu_slice_us,
             edge: crate::edge::budgets::EdgeBudget {
                 requests_per_second: self.edge_requests_per_second,
                 connects_per_second: self.edge_connects_per_second,

@@ -296,6 +296,13 @@ async fn the_operator_cli_sets_plans_suspends_resumes_and_edits_limits() {
     assert!(!ok && err.contains("unknown plan"), "{err}");
     let (ok, _, err) = cli(&api, &["set-limits", "free", r#"{"max_projects": "many"}"#]).await;
     assert!(!ok && err.contains("max_projects"), "{err}");
+    // A time slice the kernel would clamp is refused, not silently changed.
+    let (ok, _, err) = cli(
+        &api,
+        &["set-limits", "pro", r#"{"tenant_cpu_slice_us": 50}"#],
+    )
+    .await;
+    assert!(!ok && err.contains("tenant_cpu_slice_us"), "{err}");
     let (ok, _, err) = cli(&api, &["suspend", "nobody-here"]).await;
     assert!(!ok && err.contains("nobody-here"), "{err}");
 }

@@ -1,6 +1,7 @@
 //! Kernel limits per plan (#20 item 1), against the real control plane and tenants: a tenant
 //! process runs with its plan's open files as soft and hard `RLIMIT_NOFILE`, no core dumps, and
-//! in a control group of its own with the plan's memory, tasks and CPU weight; a plan change
+//! in a control group of its own with the plan's memory, tasks and CPU weight, its threads on the
+//! plan's scheduler time slice; a plan change
 //! reaches the running process without a restart; and a tenant that goes over its memory is
 //! killed by the kernel inside its own group and restarted by the supervisor, with an audit
 //! entry and an event its owner can read, while a neighbour keeps its process and connections.
@@ -38,6 +39,33 @@ fn runtime_workers(pid: i64) -> Result<usize> {
         n += usize::from(comm.trim() == "tokio-rt-worker");
     }
     Ok(n)
+}
+
+/// The scheduler time slice of every thread of `pid`, in microseconds (`se.slice` of
+/// `/proc/<pid>/task/<tid>/sched`; empty where the kernel does not show it).
+fn thread_slices(pid: i64) -> Result<Vec<u64>> {
+    let mut slices = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(sched) = std::fs::read_to_string(task?.path().join("sched")) else {
+            continue;
+        };
+        if let Some(ns) = sched
+            .lines()
+            .find(|l| l.starts_with("se.slice "))
+            .and_then(|l| l.split(':').nth(1))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            slices.push(ns / 1_000);
+        }
+    }
+    Ok(slices)
+}
+
+/// This test's own slice: the kernel's default, which nothing here asked to change.
+fn default_slice() -> Option<u64> {
+    thread_slices(std::process::id() as i64)
+        .ok()
+        .and_then(|s| s.first().copied())
 }
 
 fn machine_has_memory_cgroup() -> bool {
@@ -136,6 +164,16 @@ async fn a_tenant_runs_inside_its_plans_kernel_limits_and_a_plan_change_reaches_
         "runtime workers of a half-core tenant"
     );
 
+    // The free plan keeps the kernel's time slice on every thread.
+    let default = default_slice();
+    if let Some(default) = default {
+        let slices = thread_slices(pid)?;
+        ensure!(
+            !slices.is_empty() && slices.iter().all(|s| *s == default),
+            "free tenant's slices {slices:?}, kernel default {default}"
+        );
+    }
+
     let dirs = groups(&record);
     if machine_has_memory_cgroup() {
         ensure!(!dirs.is_empty(), "no cgroup for the tenant: {record}");
@@ -181,6 +219,14 @@ async fn a_tenant_runs_inside_its_plans_kernel_limits_and_a_plan_change_reaches_
         );
         assert_eq!(cpu_quota(&dirs).as_deref(), Some("200000"), "two cores");
     }
+    // Pro's 300 µs slice reaches every thread of the running process.
+    if default.is_some() {
+        poll("pro plan's time slice on every thread", || {
+            let slices = thread_slices(pid)?;
+            Ok((!slices.is_empty() && slices.iter().all(|s| *s == 300)).then_some(()))
+        })
+        .await?;
+    }
     // Same process, same connection.
     assert_eq!(cp.tenant_record(&project.id)?["pid"].as_i64(), Some(pid));
     let (status, body) = cp.publish(&project, "chat:a", json!({"n": 1})).await?;
@@ -189,6 +235,23 @@ async fn a_tenant_runs_inside_its_plans_kernel_limits_and_a_plan_change_reaches_
         "{status} {body}"
     );
     assert_eq!(sub.publication().await?, json!({"n": 1}));
+
+    // A tenant started on pro runs with the slice from its first thread: the supervisor sets
+    // it between fork and exec and every thread the process makes inherits it.
+    if default.is_some() {
+        let pro_token = cp.account("kernel-limits-pro@example.com").await?;
+        cp.operator(&["set-plan", "kernel-limits-pro@example.com", "pro"])
+            .await?;
+        let born = cp
+            .project(&pro_token, "bornpro", &[("chat", open_chat())])
+            .await?;
+        let born_pid = cp.tenant_record(&born.id)?["pid"].as_i64().context("pid")?;
+        let slices = thread_slices(born_pid)?;
+        ensure!(
+            !slices.is_empty() && slices.iter().all(|s| *s == 300),
+            "pro tenant's slices from birth: {slices:?}"
+        );
+    }
     Ok(())
 }
 

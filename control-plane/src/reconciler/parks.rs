@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::{Reconciler, Running, MAX_EVICTION_TRIES, STOP_GRACE};
 use crate::ids::ProjectId;
 use crate::routes::{ApiKeys, Route, RouteTable};
-use crate::supervisor::{pid_alive, Driver, LocalDriver, ProcessRecord};
+use crate::supervisor::{Driver, ProcessRecord};
 use crate::tenant;
 
 /// How a background park ended.
@@ -173,18 +173,18 @@ pub(super) async fn ask_to_park(
 pub(super) async fn finish_park(
     id: ProjectId,
     record: ProcessRecord,
-    driver: Arc<LocalDriver>,
+    driver: Arc<dyn Driver>,
 ) -> Parking {
     let deadline = Instant::now() + STOP_GRACE;
-    while pid_alive(record.pid) && Instant::now() < deadline {
+    while !driver.gone(&record) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    if pid_alive(record.pid) {
+    if !driver.gone(&record) {
         driver.stop(&record, Duration::from_millis(100)).await;
     }
     let _ = driver.exit_cause(&id).await;
     driver.release(&id).await;
-    driver.remove_runtime_files(&id);
+    driver.forget_process(&id);
     driver.mark_parked(&id, true);
     tracing::info!(tenant = %id, "parked idle tenant");
     Parking { id, parked: true }

@@ -21,7 +21,6 @@ use tokio::time::Instant;
 use super::{Reconciler, Running};
 use crate::ids::ProjectId;
 use crate::routes::ApiKeys;
-use crate::supervisor::Driver;
 use crate::tenant;
 
 /// Background compiles of parked tenants' configs in flight at once.
