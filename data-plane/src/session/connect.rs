@@ -26,7 +26,7 @@ impl Session {
     ) -> Result<(), Disconnect> {
         match self.connect(id, req).await {
             Ok(()) => Ok(()),
-            Err(CommandError::Client(e)) if self.transport.unidirectional => {
+            Err(CommandError::Client(e)) if self.transport.unidirectional() => {
                 self.node.metrics.client_errors.inc(e.code.to_string());
                 self.node
                     .metrics
@@ -211,9 +211,9 @@ impl Session {
         self.stale_deadline = None;
         // Centrifugo's session id: emulation's routing id, or a random one for a
         // unidirectional connection (never the client id); the server API can target it.
-        let session: Option<Arc<str>> = if self.transport.emulation {
+        let session: Option<Arc<str>> = if self.transport.emulation() {
             self.emulation_session().map(Arc::from)
-        } else if self.transport.unidirectional {
+        } else if self.transport.unidirectional() {
             Some(uuid::Uuid::new_v4().to_string().into())
         } else {
             None
@@ -263,7 +263,7 @@ impl Session {
             result.expires = true;
             result.ttl = (exp - unix_now()).max(1) as u32;
         }
-        if self.transport.emulation {
+        if self.transport.emulation() {
             // The routing secret of `/emulation`, never the (public) client id.
             result.session = self.emulation_session().unwrap_or_default().to_owned();
             result.node = self.node.id.clone();
@@ -291,7 +291,7 @@ impl Session {
                 }
             }
         }
-        let reply = if self.transport.unidirectional {
+        let reply = if self.transport.unidirectional() {
             let push = ConnectPush {
                 client: result.client,
                 version: result.version,
