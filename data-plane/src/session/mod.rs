@@ -8,6 +8,7 @@ mod concurrent;
 mod connect;
 mod control;
 mod identity;
+mod pending;
 mod permissions;
 mod recovery;
 mod streams;
