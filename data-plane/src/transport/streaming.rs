@@ -213,3 +213,91 @@ impl Wire for BodyWire {
         Poll::Ready(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+
+    use futures_util::{FutureExt, StreamExt};
+
+    use super::*;
+
+    /// Writes `frames` as one batch.
+    async fn write_batch(wire: &mut BodyWire, frames: &[&'static [u8]]) -> Result<(), WriteError> {
+        for frame in frames {
+            poll_fn(|cx| wire.poll_ready(cx)).await?;
+            let message = wire.frame(Bytes::from_static(frame)).expect("framed");
+            wire.start_send(message)?;
+        }
+        poll_fn(|cx| wire.poll_flush(cx)).await
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_one_chunk_and_a_dropped_body_ends_the_connection() {
+        let framing = Framing::Sse;
+        let (body, response) = response(framing.content_type(), framing.preamble());
+        let mut wire = BodyWire::new(body, framing, ProtocolKind::Json, true, None);
+        let mut chunks = response.into_body().into_data_stream();
+        assert_eq!(&chunks.next().await.unwrap().unwrap()[..], b"\r\n");
+
+        let batch: [&'static [u8]; 2] = [br#"{"push":{"channel":"a"}}"#, br#"{"id":2}"#];
+        write_batch(&mut wire, &batch).await.unwrap();
+        assert_eq!(
+            &chunks.next().await.unwrap().unwrap()[..],
+            b"data: {\"channel\":\"a\"}\n\ndata: {\"id\":2}\n\n",
+            "pushes go out bare, the batch as one chunk"
+        );
+        assert_eq!(
+            &wire.farewell(&Disconnect::SHUTDOWN, 0).unwrap()[..],
+            br#"{"disconnect":{"code":3001,"reason":"shutdown"}}"#
+        );
+        assert!(wire.farewell(&Disconnect::SHUTDOWN, 1).is_none());
+
+        assert!(
+            poll_fn(|cx| wire.poll_recv(cx, true))
+                .now_or_never()
+                .is_none(),
+            "nothing received while the client listens"
+        );
+        drop(chunks);
+        assert!(matches!(
+            poll_fn(|cx| wire.poll_recv(cx, false)).await,
+            Incoming::Closed
+        ));
+        assert!(matches!(
+            write_batch(&mut wire, &batch).await,
+            Err(WriteError::Gone)
+        ));
+    }
+
+    #[tokio::test]
+    async fn emulation_frames_keep_their_envelope_and_commands_arrive_while_accepted() {
+        let framing = Framing::JsonLines;
+        let (body, response) = response(framing.content_type(), framing.preamble());
+        let (tx, rx) = mpsc::channel(1);
+        let mut wire = BodyWire::new(body, framing, ProtocolKind::Json, false, Some(rx));
+        let mut chunks = response.into_body().into_data_stream();
+        write_batch(&mut wire, &[br#"{"push":{"channel":"a"}}"#])
+            .await
+            .unwrap();
+        assert_eq!(
+            &chunks.next().await.unwrap().unwrap()[..],
+            b"{\"push\":{\"channel\":\"a\"}}\n"
+        );
+        assert_eq!(
+            &wire.farewell(&Disconnect::SHUTDOWN, 0).unwrap()[..],
+            br#"{"push":{"disconnect":{"code":3001,"reason":"shutdown"}}}"#
+        );
+        tx.send(Bytes::from_static(b"{}")).await.unwrap();
+        assert!(
+            poll_fn(|cx| wire.poll_recv(cx, false))
+                .now_or_never()
+                .is_none(),
+            "no command is read while the session takes none"
+        );
+        match poll_fn(|cx| wire.poll_recv(cx, true)).await {
+            Incoming::Frame(frame) => assert_eq!(&frame[..], b"{}"),
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+}
