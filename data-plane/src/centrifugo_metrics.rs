@@ -17,20 +17,18 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-/// Transports as Centrifugo names them (the `transport` label), in index order.
-pub const TRANSPORTS: [&str; 6] = [
-    "websocket",
-    "http_stream",
-    "sse",
-    "uni_websocket",
-    "uni_sse",
-    "uni_http_stream",
-];
+use crate::protocol::TransportName;
 
-/// The index of a transport name in [`TRANSPORTS`] (unknown names count as WebSocket).
-pub fn transport_index(name: &str) -> u8 {
-    TRANSPORTS.iter().position(|t| *t == name).unwrap_or(0) as u8
-}
+/// Transports as Centrifugo names them (the `transport` label), in index order.
+pub const TRANSPORTS: [&str; TransportName::COUNT] = {
+    let mut names = [""; TransportName::COUNT];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = TransportName::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 
 /// Centrifugo's frame types (the `frame_type` label of transport messages), in index order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::protocol::{Disconnect, ProtocolKind};
+use crate::protocol::{Disconnect, ProtocolKind, TransportName};
 
 /// Something the server (not the client) asks a connection to do.
 #[derive(Debug, Clone)]
@@ -197,7 +197,7 @@ pub struct ClientHandle {
     /// The connection's wire format.
     pub protocol: ProtocolKind,
     /// The connection's transport, as an index of
-    /// [`crate::centrifugo_metrics::TRANSPORTS`] (for metrics by transport).
+    /// [`TransportName::ALL`] (for metrics by transport).
     pub transport: u8,
     /// The outgoing queue.
     pub outbox: Outbox,
@@ -233,9 +233,9 @@ impl ClientHandle {
         exclusion.excludes(&self.id, self.owner())
     }
 
-    /// The same handle for a connection of transport `name` (`websocket`, `sse`, …).
-    pub fn with_transport(mut self, name: &str) -> Self {
-        self.transport = crate::centrifugo_metrics::transport_index(name);
+    /// The same handle for a connection of transport `name`.
+    pub fn with_transport(mut self, name: TransportName) -> Self {
+        self.transport = name.index();
         self
     }
 }

@@ -344,6 +344,15 @@ async fn recovery_returns_exactly_the_missed_publications() {
     let (mut c, _) = Client::connected(&s.ws_url(), "c").await;
     let r = c.call(json!({"subscribe": {"channel": "chat:r", "recover": true, "offset": 1, "epoch": "zzzzzzzz", "flag": 2}})).await;
     assert_eq!(r["error"]["code"], 112);
+
+    // A refused subscription leaves nothing pending behind: by its error reply the channel no
+    // longer holds the subscriber, and the client can subscribe again.
+    let r = c.call(json!({"subscribe": {"channel": "chat:solo", "recover": true, "offset": 1, "epoch": "zzzzzzzz", "flag": 2}})).await;
+    assert_eq!(r["error"]["code"], 112);
+    assert_eq!(s.node.hub.num_subscribers("chat:solo"), 0);
+    let r = c.call(json!({"subscribe": {"channel": "chat:solo"}})).await;
+    assert!(r["subscribe"].is_object(), "{r}");
+    assert_eq!(s.node.hub.num_subscribers("chat:solo"), 1);
 }
 
 #[tokio::test]

@@ -332,7 +332,7 @@ impl ToGrpc for types::ConnectRequest<'_> {
         let (data, b64data) = payload(&self.payload);
         Ok(GrpcRequest::Connect(pb::ConnectRequest {
             client: self.base.client.to_owned(),
-            transport: self.base.transport.to_owned(),
+            transport: self.base.transport.as_str().to_owned(),
             protocol: self.base.protocol.to_owned(),
             encoding: self.base.encoding.to_owned(),
             data,
@@ -349,7 +349,7 @@ impl ToGrpc for UserRequest<'_> {
         let b = &self.base;
         let (client, transport, protocol, encoding) = (
             b.client.to_owned(),
-            b.transport.to_owned(),
+            b.transport.as_str().to_owned(),
             b.protocol.to_owned(),
             b.encoding.to_owned(),
         );
@@ -524,7 +524,7 @@ mod tests {
         let req = UserRequest {
             base: types::Base {
                 client: "c1",
-                transport: "websocket",
+                transport: crate::protocol::TransportName::WebSocket,
                 protocol: "json",
                 encoding: "json",
             },

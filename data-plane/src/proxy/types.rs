@@ -13,13 +13,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::ProxyError;
+use crate::protocol::TransportName;
 
 /// Fields every request carries.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Base<'a> {
     pub client: &'a str,
-    /// `websocket`, `http_stream`, `sse`, `uni_websocket`, `uni_sse`, `uni_http_stream`.
-    pub transport: &'a str,
+    /// The client's transport (`websocket`, `http_stream`, `sse`, `uni_websocket`, …).
+    pub transport: TransportName,
     /// `json` or `protobuf`.
     pub protocol: &'a str,
     /// `json`, or `binary` when payloads are base64.
@@ -325,7 +326,7 @@ mod tests {
     fn requests_leave_out_empty_fields_and_embed_json_payloads() {
         let base = Base {
             client: "c1",
-            transport: "websocket",
+            transport: TransportName::WebSocket,
             protocol: "json",
             encoding: "json",
         };

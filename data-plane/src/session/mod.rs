@@ -8,6 +8,7 @@ mod concurrent;
 mod connect;
 mod control;
 mod identity;
+mod pending;
 mod permissions;
 mod recovery;
 mod streams;
@@ -25,6 +26,7 @@ use crate::client::{ClientHandle, Control};
 use crate::node::Node;
 use crate::protocol::{
     decode_commands, encode_reply, ClientError, Command, Disconnect, ProtocolKind, Reply,
+    TransportName,
 };
 use crate::proxy::ClientHeaders;
 
@@ -33,17 +35,26 @@ pub use control::{ServerRefresh, ServerSubscribe};
 /// How a transport carries the session.
 #[derive(Debug, Clone, Copy)]
 pub struct TransportInfo {
-    /// `websocket`, `http_stream`, `sse`, `uni_websocket`, …
-    pub name: &'static str,
+    /// Which transport; emulation transports get `session` and `node` in the connect result,
+    /// and on unidirectional ones the connect result goes out as a `connect` push, connect
+    /// errors become disconnects, and the transport unwraps every push.
+    pub name: TransportName,
     pub protocol: ProtocolKind,
-    /// Emulation transports get `session` and `node` in the connect result.
-    pub emulation: bool,
-    /// Unidirectional: the connect result goes out as a `connect` push, connect errors become
-    /// disconnects, and the transport unwraps every push.
-    pub unidirectional: bool,
     /// The transport keeps the connection alive with its own frames (WebSocket ping/pong with
     /// `cf_ws_frame_ping_pong=true`): no protocol pings, and none announced at connect.
     pub native_ping: bool,
+}
+
+impl TransportInfo {
+    /// Commands after the first arrive through `/emulation`.
+    pub fn emulation(&self) -> bool {
+        self.name.is_emulation()
+    }
+
+    /// Push-only: one connect request, then the client only listens.
+    pub fn unidirectional(&self) -> bool {
+        self.name.is_unidirectional()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -575,7 +586,7 @@ impl Session {
             let interval = client.ping_interval.get();
             self.next_ping = Some(crate::clock::coarse_tokio(now, now + interval));
             let pong = client.pong_timeout.get();
-            if !pong.is_zero() && self.transport.name == "websocket" {
+            if !pong.is_zero() && self.transport.name == TransportName::WebSocket {
                 self.pong_deadline = Some(now + pong);
             }
         }

@@ -6,10 +6,11 @@
 
 use bytes::Bytes;
 
+use super::pending::PendingSub;
 use super::permissions::{may_read_history, may_read_presence, Caller};
 use super::{unix_now, CommandError, CommandResult, Session, SubState};
 use crate::auth::jwt::TokenError;
-use crate::config::RuntimeConfig;
+use crate::config::{ChannelRules, RuntimeConfig};
 use crate::engine::HistoryFilter;
 use crate::filter::TagsFilter;
 use crate::hub::{EngineSubscription, Joined, SubFlags};
@@ -111,14 +112,27 @@ impl SubscribeSpec {
     }
 }
 
-/// A subscription that is pending in the hub, with its answer ready.
+/// A subscription that is pending in the hub, with its answer ready; undone if dropped
+/// before [`Session::activate_subscription`].
 pub(crate) struct Prepared {
-    pub channel: String,
+    pending: PendingSub,
     pub result: SubscribeResult,
     hub_position: Option<StreamPosition>,
     state: SubState,
     info: ClientInfo,
     stream: Option<StreamLink>,
+}
+
+/// What a subscription will be, decided before anything is registered.
+struct Plan {
+    /// The channel's options with the backend's overrides.
+    options: ChannelOptions,
+    server_refresh: bool,
+    recoverable: bool,
+    positioned: bool,
+    push_join_leave: bool,
+    delta: bool,
+    tags_filter: Option<TagsFilter>,
 }
 
 /// The subscriber's tags filter (`tf`), checked and compiled: only client subscriptions may
@@ -253,7 +267,8 @@ impl Session {
     }
 
     /// The rest of [`Session::prepare_subscription`] once the subscription is authorised:
-    /// registers the subscriber as pending, recovers, and builds the answer.
+    /// registers the subscriber as pending, recovers, and builds the answer. Whatever was
+    /// registered is undone if a step fails (see [`PendingSub`]).
     pub(super) async fn prepare_authorised(
         &mut self,
         config: &RuntimeConfig,
@@ -261,23 +276,89 @@ impl Session {
     ) -> Result<Prepared, CommandError> {
         // A stream's publications go to this subscriber alone, past history (as in Centrifugo).
         let stream = spec.stream.take();
-        let channel = spec.channel.clone();
-        let client_cfg = &config.tenant.client;
-        let rules = config.channel_rules(&channel)?;
-        let o = &rules.options;
+        let rules = config.channel_rules(&spec.channel)?;
+        let plan = self.plan(config, &rules, &spec, stream.is_some())?;
+        let mut pending = self.join_hub(&spec.channel, &plan).await?;
+
+        let mut result = SubscribeResult {
+            recoverable: plan.recoverable,
+            positioned: plan.positioned,
+            delta: plan.delta,
+            data: spec.data.clone(),
+            ..Default::default()
+        };
+        if let Some(exp) = spec.expires_at.filter(|_| !plan.server_refresh) {
+            if spec.kind != SubscribeKind::Server || exp > 0 {
+                result.expires = true;
+                result.ttl = (exp - unix_now()).max(1) as u32;
+            }
+        }
+        let hub_position = if plan.positioned {
+            let meta = meta_ttl(config, &rules);
+            let limit = config.tenant.client.recovery_max_publication_limit;
+            let top = self
+                .position(&spec, &plan, meta, limit, &mut result)
+                .await?;
+            Some(top)
+        } else {
+            None
+        };
+
+        let info = ClientInfo {
+            user: self.user.to_string(),
+            client: self.handle.id.to_string(),
+            conn_info: self.conn_info.clone(),
+            chan_info: spec.chan_info.clone(),
+        };
+        if plan.options.presence {
+            self.node.budgets.acquire_presence()?;
+            if let Err(e) = self
+                .node
+                .presence
+                .add_presence(&spec.channel, info.clone())
+                .await
+            {
+                self.node.budgets.release_presence();
+                return Err(e.into());
+            }
+            pending.joined_presence();
+        }
+        Ok(Prepared {
+            pending,
+            result,
+            hub_position,
+            state: SubState {
+                chan_info: spec.chan_info,
+                presence: plan.options.presence,
+                join_leave: plan.options.join_leave,
+                server_side: spec.kind != SubscribeKind::Client,
+                expires_at: spec.expires_at.filter(|e| *e > 0),
+                server_refresh: plan.server_refresh,
+            },
+            info,
+            stream,
+        })
+    }
+
+    /// What a subscription will be, from the channel's options (with the backend's overrides),
+    /// the request and the caller's permissions.
+    fn plan(
+        &self,
+        config: &RuntimeConfig,
+        rules: &ChannelRules,
+        spec: &SubscribeSpec,
+        streamed: bool,
+    ) -> Result<Plan, CommandError> {
         let caller = Caller {
             user: &self.user,
-            insecure: client_cfg.insecure,
+            insecure: config.tenant.client.insecure,
         };
         let req = &spec.request;
-        let mut o = o.clone();
+        let mut o = rules.options.clone();
         if let Some(overrides) = &spec.overrides {
             overrides.apply(&mut o);
         }
-        // With a sub_refresh proxy the server extends the subscription; the client sees no
-        // expiry.
-        let server_refresh = o.sub_refresh_proxy_enabled;
-        let history_on = o.history_enabled() && stream.is_none();
+        let history_on = o.history_enabled() && !streamed;
         let history_access = may_read_history(&o, caller, true);
         let recoverable = history_on
             && (o.force_recovery || (req.recoverable && (o.allow_recovery || history_access)));
@@ -287,35 +368,50 @@ impl Session {
                 || (req.positioned && (o.allow_positioning || history_access)));
         let push_join_leave = o.force_push_join_leave
             || (req.join_leave && o.join_leave && may_read_presence(&o, caller, true));
-        let tags_filter = tags_filter(&spec, &o)?;
+        let tags_filter = tags_filter(spec, &o)?;
         // Fossil delta where the namespace allows it; elsewhere the request is answered
         // without `delta` and publications come whole (as in Centrifugo). A server-side
         // subscription has it only when the client asked in its connect `subs`.
         let delta = req.delta == "fossil"
             && o.allowed_delta_types.contains(&DeltaType::Fossil)
-            && stream.is_none();
+            && !streamed;
+        Ok(Plan {
+            // With a sub_refresh proxy the server extends the subscription; the client sees
+            // no expiry.
+            server_refresh: o.sub_refresh_proxy_enabled,
+            recoverable,
+            positioned,
+            push_join_leave,
+            delta,
+            tags_filter,
+            options: o,
+        })
+    }
 
-        // A channel that does not exist yet must fit the channel budget.
+    /// Registers the subscriber as pending in the hub and waits until the engine delivers the
+    /// channel. A channel that does not exist yet must fit the channel budget.
+    async fn join_hub(&self, channel: &str, plan: &Plan) -> Result<PendingSub, CommandError> {
         let joined = self.node.hub.add_pending(
-            &channel,
+            channel,
             &self.handle,
             SubFlags {
-                push_join_leave,
-                positioned,
-                delta,
+                push_join_leave: plan.push_join_leave,
+                positioned: plan.positioned,
+                delta: plan.delta,
             },
-            tags_filter.clone(),
+            plan.tags_filter.clone(),
         )?;
+        let pending = PendingSub::new(
+            self.node.clone(),
+            self.handle.id.clone(),
+            self.user.clone(),
+            channel.to_owned(),
+        );
         match joined {
             Joined::First => {
-                let subscribed = self.node.broker.subscribe(&channel).await;
-                self.node
-                    .hub
-                    .engine_subscribed(&channel, subscribed.is_ok());
-                if let Err(e) = subscribed {
-                    self.abort_subscription(&channel);
-                    return Err(e.into());
-                }
+                let subscribed = self.node.broker.subscribe(channel).await;
+                self.node.hub.engine_subscribed(channel, subscribed.is_ok());
+                subscribed?;
             }
             // Reading the stream position before the engine delivers the channel could miss
             // publications in between: wait for the first subscriber's engine subscription.
@@ -328,122 +424,68 @@ impl Session {
                 let active = matches!(&outcome, Ok(Ok(s)) if **s == EngineSubscription::Active);
                 drop(outcome);
                 if !active {
-                    self.abort_subscription(&channel);
                     return Err(ClientError::INTERNAL.into());
                 }
             }
             Joined::Active => {}
         }
+        Ok(pending)
+    }
 
-        let mut result = SubscribeResult {
-            recoverable,
-            positioned,
-            delta,
-            data: spec.data.clone(),
-            ..Default::default()
-        };
-        if let Some(exp) = spec.expires_at.filter(|_| !server_refresh) {
-            if spec.kind != SubscribeKind::Server || exp > 0 {
-                result.expires = true;
-                result.ttl = (exp - unix_now()).max(1) as u32;
-            }
-        }
-        let mut hub_position = None;
+    /// The stream position a positioned subscription starts from, recovering what the client
+    /// missed when it asks (or the channel recovers from its cache by itself) into `result`.
+    async fn position(
+        &self,
+        spec: &SubscribeSpec,
+        plan: &Plan,
+        meta: std::time::Duration,
+        limit: u32,
+        result: &mut SubscribeResult,
+    ) -> Result<StreamPosition, CommandError> {
+        let (channel, req) = (&spec.channel, &spec.request);
+        let filter = plan.tags_filter.as_ref();
         // Cache mode (spec §7.2): recovery gives only the latest publication, and with
         // `auto_cache_recover` (or the connect proxy's `cache_recover`) the server starts that
         // recovery itself, so the subscriber gets the channel's current state.
-        let (cache_mode, auto_by_namespace) = o.cache_recovery();
-        let auto_recover = recoverable && cache_mode && (auto_by_namespace || spec.cache_recover);
-        if positioned {
-            let meta = meta_ttl(config, &rules);
-            let limit = client_cfg.recovery_max_publication_limit;
-            let filter = tags_filter.as_ref();
-            let outcome = if auto_recover || (recoverable && req.recover && cache_mode) {
-                self.recover_cache(&channel, req, meta, limit, filter).await
-            } else if recoverable && req.recover {
-                self.recover(&channel, req, limit, meta, filter).await
+        let (cache_mode, auto_by_namespace) = plan.options.cache_recovery();
+        let auto_recover =
+            plan.recoverable && cache_mode && (auto_by_namespace || spec.cache_recover);
+        let (publications, top, recovered) =
+            if auto_recover || (plan.recoverable && req.recover && cache_mode) {
+                self.recover_cache(channel, req, meta, limit, filter)
+                    .await?
+            } else if plan.recoverable && req.recover {
+                self.recover(channel, req, limit, meta, filter).await?
             } else {
-                self.node
-                    .broker
-                    .history(
-                        &channel,
-                        HistoryFilter {
-                            limit: 0,
-                            meta_ttl: meta,
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                    .map(|page| (Vec::new(), page.top, false))
+                let filter = HistoryFilter {
+                    limit: 0,
+                    meta_ttl: meta,
+                    ..Default::default()
+                };
+                let page = self.node.broker.history(channel, filter).await?;
+                (Vec::new(), page.top, false)
             };
-            let (publications, top, recovered) = match outcome {
-                Ok(v) => v,
-                Err(e) => {
-                    self.abort_subscription(&channel);
-                    return Err(e.into());
-                }
-            };
-            if req.recover || auto_recover {
-                result.was_recovering = true;
-                result.recovered = recovered;
-                // Cache mode has no position to lose: an empty cache is not an error.
-                if !recovered && !cache_mode && req.flag & FLAG_REJECT_UNRECOVERED != 0 {
-                    self.abort_subscription(&channel);
-                    return Err(ClientError::UNRECOVERABLE_POSITION.into());
-                }
-            }
-            if recovered {
-                result.publications = publications;
-                if delta {
-                    // Recovered publications come whole; a JSON delta subscription reads every
-                    // `data` as a JSON string.
-                    self.delta_payloads(&mut result.publications);
-                }
-                result.offset = req.offset;
-            } else {
-                result.offset = top.offset;
-            }
-            result.epoch = top.epoch.clone();
-            hub_position = Some(top);
-        }
-
-        let info = ClientInfo {
-            user: self.user.to_string(),
-            client: self.handle.id.to_string(),
-            conn_info: self.conn_info.clone(),
-            chan_info: spec.chan_info.clone(),
-        };
-        if o.presence {
-            if let Err(e) = self.node.budgets.acquire_presence() {
-                self.abort_subscription(&channel);
-                return Err(e.into());
-            }
-            if let Err(e) = self
-                .node
-                .presence
-                .add_presence(&channel, info.clone())
-                .await
-            {
-                self.node.budgets.release_presence();
-                self.abort_subscription(&channel);
-                return Err(e.into());
+        if req.recover || auto_recover {
+            result.was_recovering = true;
+            result.recovered = recovered;
+            // Cache mode has no position to lose: an empty cache is not an error.
+            if !recovered && !cache_mode && req.flag & FLAG_REJECT_UNRECOVERED != 0 {
+                return Err(ClientError::UNRECOVERABLE_POSITION.into());
             }
         }
-        Ok(Prepared {
-            channel,
-            result,
-            hub_position,
-            state: SubState {
-                chan_info: spec.chan_info,
-                presence: o.presence,
-                join_leave: o.join_leave,
-                server_side: spec.kind != SubscribeKind::Client,
-                expires_at: spec.expires_at.filter(|e| *e > 0),
-                server_refresh,
-            },
-            info,
-            stream,
-        })
+        if recovered {
+            result.publications = publications;
+            if plan.delta {
+                // Recovered publications come whole; a JSON delta subscription reads every
+                // `data` as a JSON string.
+                self.delta_payloads(&mut result.publications);
+            }
+            result.offset = req.offset;
+        } else {
+            result.offset = top.offset;
+        }
+        result.epoch = top.epoch.clone();
+        Ok(top)
     }
 
     /// Publications for a delta subscription of this connection: whole, and in JSON with
@@ -474,16 +516,16 @@ impl Session {
                     self.count_sent(&reply, f.len());
                     Some(f)
                 }
-                Err(d) => {
-                    self.abort_prepared(p);
-                    return Err(d);
-                }
+                // Dropping `p` undoes it.
+                Err(d) => return Err(d),
             },
             None => None,
         };
         let join_leave = p.state.join_leave;
         let stream = p.stream;
-        let ns = crate::metrics::namespace_of(&p.channel);
+        // From here the session owns the subscription: its close undoes it.
+        let channel = p.pending.commit();
+        let ns = crate::metrics::namespace_of(&channel);
         if !self
             .subs
             .keys()
@@ -494,61 +536,35 @@ impl Session {
                 .namespaces
                 .connection_entered(ns, &self.user);
         }
-        self.subs.insert(p.channel.clone(), p.state);
+        self.subs.insert(channel.clone(), p.state);
         self.node
             .webhooks
-            .subscribed(&self.node, &p.channel, &self.user);
+            .subscribed(&self.node, &channel, &self.user);
         self.node.metrics.subscriptions.inc();
         self.node
             .metrics
             .namespaces
-            .subscriptions(crate::metrics::namespace_of(&p.channel), 1);
+            .subscriptions(crate::metrics::namespace_of(&channel), 1);
         if !self
             .node
             .hub
-            .activate(&p.channel, &self.handle.id, p.hub_position.as_ref(), frame)
+            .activate(&channel, &self.handle.id, p.hub_position.as_ref(), frame)
         {
             return Err(Disconnect::SLOW);
         }
         if let Some(link) = stream {
-            self.start_stream(&p.channel, link);
+            self.start_stream(&channel, link);
         }
         if join_leave {
             self.node
                 .metrics
                 .centrifugo
                 .broker_sent(crate::centrifugo_metrics::BrokerMessage::Join);
-            if let Err(e) = self.node.broker.publish_join(&p.channel, p.info).await {
-                tracing::warn!(channel = %p.channel, error = %e, "join not published");
+            if let Err(e) = self.node.broker.publish_join(&channel, p.info).await {
+                tracing::warn!(channel = %channel, error = %e, "join not published");
             }
         }
         Ok(())
-    }
-
-    /// Undoes a whole [`Session::prepare_subscription`]: its presence entry (and budget) and
-    /// its hub registration.
-    pub(crate) fn abort_prepared(&self, p: Prepared) {
-        if p.state.presence {
-            self.node.budgets.release_presence();
-            let presence = self.node.presence.clone();
-            let (channel, client, user) =
-                (p.channel.clone(), self.handle.id.clone(), self.user.clone());
-            tokio::spawn(async move {
-                let _ = presence.remove_presence(&channel, &client, &user).await;
-            });
-        }
-        self.abort_subscription(&p.channel);
-    }
-
-    /// Undoes [`Session::prepare_subscription`]'s hub registration.
-    pub(crate) fn abort_subscription(&self, channel: &str) {
-        if self.node.hub.remove(channel, &self.handle.id) {
-            let broker = self.node.broker.clone();
-            let channel = channel.to_owned();
-            tokio::spawn(async move {
-                let _ = broker.unsubscribe(&channel).await;
-            });
-        }
     }
 
     pub(super) async fn handle_unsubscribe(

@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes as AxumBytes;
 use axum::extract::{Query, State};
@@ -20,13 +19,13 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use prost::Message as _;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
+use super::driver::{drive, Incoming, Millis, Primed, Timing};
 use super::slot::SocketSlot;
+use super::streaming::{BodyWire, Framing};
 use crate::budgets::SocketPermit;
-use crate::client::OutItem;
 use crate::node::Node;
-use crate::protocol::{encode_reply, Disconnect, ProtocolKind, Push, Reply};
+use crate::protocol::{ProtocolKind, TransportName};
 use crate::session::{Session, TransportInfo};
 
 /// Largest `/emulation` body.
@@ -68,132 +67,43 @@ fn is_protobuf(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("application/octet-stream"))
 }
 
-/// How replies are framed on the stream.
-#[derive(Clone, Copy)]
-enum Framing {
-    Sse,
-    JsonLines,
-    Protobuf,
-}
-
-impl Framing {
-    fn frame(self, out: &mut Vec<u8>, element: &[u8]) {
-        match self {
-            Framing::Sse => {
-                out.extend_from_slice(b"data: ");
-                out.extend_from_slice(element);
-                out.extend_from_slice(b"\n\n");
-            }
-            Framing::JsonLines => {
-                out.extend_from_slice(element);
-                out.push(b'\n');
-            }
-            // Protobuf frame elements already carry their length prefix.
-            Framing::Protobuf => out.extend_from_slice(element),
-        }
-    }
-}
-
-use super::streaming::BodyTx;
-
-/// Serves one emulation connection: `session` (routed from `/emulation` by `session_id`) runs
-/// `first` and every later posted command, its replies framed onto `out`.
-async fn run(
+/// Commands posted to `/emulation` reach a live session through its route, registered under
+/// its session id for as long as the connection runs.
+struct Route {
     node: Arc<Node>,
-    mut session: Session,
     session_id: Arc<str>,
-    protocol: ProtocolKind,
-    framing: Framing,
-    first: Bytes,
-    out: BodyTx,
-) {
-    let handle = session.handle().clone();
-    let (cmd_tx, mut cmd_rx) = mpsc::channel::<Bytes>(16);
-    node.emulation.lock().insert(session_id.clone(), cmd_tx);
-    let shutdown = node.shutdown.clone();
-    let far = || Instant::now() + Duration::from_secs(86_400);
-    let mut pending_input = Some(first);
-    let reason = loop {
-        if let Some(frame) = pending_input.take() {
-            if let Err(d) = Box::pin(session.handle_frame(&frame)).await {
-                break d;
-            }
-        }
-        // Write everything queued, running controls in order.
-        let (items, closed) = handle.outbox.drain();
-        let mut buf = Vec::new();
-        let mut ended = None;
-        for item in items {
-            match item {
-                OutItem::Frame(f) => framing.frame(&mut buf, &f),
-                OutItem::Control(c) => {
-                    if let Err(d) = Box::pin(session.handle_control(c)).await {
-                        ended = Some(d);
-                        break;
-                    }
-                }
-            }
-        }
-        if !buf.is_empty() && out.send(Ok(AxumBytes::from(buf))).await.is_err() {
-            break Disconnect::CONNECTION_CLOSED;
-        }
-        if let Some(d) = ended.or(closed) {
-            break d;
-        }
-        let timer = tokio::time::sleep_until(session.next_deadline().unwrap_or_else(far));
-        tokio::select! {
-            _ = shutdown.cancelled() => break Disconnect::SHUTDOWN,
-            _ = out.closed() => break Disconnect::CONNECTION_CLOSED,
-            _ = handle.outbox.notified() => {}
-            () = std::future::poll_fn(|cx| session.poll_completed(cx)) => {
-                if let Err(d) = Box::pin(session.run_completed()).await {
-                    break d;
-                }
-            }
-            // With `client.concurrency`, posted commands wait while others wait for a slot.
-            cmd = cmd_rx.recv(), if session.accepts_input() => match cmd {
-                Some(frame) => pending_input = Some(frame),
-                None => break Disconnect::CONNECTION_CLOSED,
-            },
-            _ = timer => {
-                if let Err(d) = Box::pin(session.on_timer()).await {
-                    break d;
-                }
-            }
-        }
-    };
-    node.emulation.lock().remove(&session_id);
-    if reason != Disconnect::CONNECTION_CLOSED {
-        let reply = Reply {
-            push: Some(Push {
-                disconnect: Some(reason.to_push()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        if let Ok(element) = encode_reply(protocol, &reply) {
-            let mut buf = Vec::new();
-            framing.frame(&mut buf, &element);
-            let _ = out.send(Ok(AxumBytes::from(buf))).await;
-        }
-    }
-    Box::pin(session.close(&reason)).await;
 }
 
+impl Route {
+    /// Registers the session; its commands come out of the returned receiver.
+    fn register(node: &Arc<Node>, session_id: Arc<str>) -> (Self, mpsc::Receiver<Bytes>) {
+        let (tx, rx) = mpsc::channel::<Bytes>(16);
+        node.emulation.lock().insert(session_id.clone(), tx);
+        let route = Route {
+            node: node.clone(),
+            session_id,
+        };
+        (route, rx)
+    }
+}
+
+impl Drop for Route {
+    fn drop(&mut self) {
+        self.node.emulation.lock().remove(&self.session_id);
+    }
+}
+
+/// Starts an emulation connection: its session runs `first` and every command posted for it
+/// later, its replies framed into the response.
 fn stream(
     node: Arc<Node>,
     slot: SocketPermit,
-    name: &'static str,
+    name: TransportName,
     protocol: ProtocolKind,
     framing: Framing,
     first: Bytes,
     headers: HeaderMap,
 ) -> Response {
-    let content_type = match framing {
-        Framing::Sse => "text/event-stream",
-        Framing::JsonLines => "application/json",
-        Framing::Protobuf => "application/octet-stream",
-    };
     let session_id = match new_session_id() {
         Ok(id) => id,
         Err(e) => {
@@ -206,19 +116,26 @@ fn stream(
         TransportInfo {
             name,
             protocol,
-            emulation: true,
-            unidirectional: false,
             native_ping: false,
         },
         slot,
     )
     .with_request_headers(headers)
     .with_emulation_session(session_id.clone());
-    let (tx, response) = super::streaming::response(content_type);
-    if matches!(framing, Framing::Sse) {
-        let _ = tx.try_send(Ok(AxumBytes::from_static(b"\r\n")));
-    }
-    tokio::spawn(run(node, session, session_id, protocol, framing, first, tx));
+    let (body, response) = super::streaming::response(framing.content_type(), framing.preamble());
+    let (route, commands) = Route::register(&node, session_id);
+    let wire = BodyWire::new(body, framing, protocol, false, Some(commands));
+    let wire = Primed::new(wire, Incoming::Frame(first));
+    let timing = Timing {
+        write_timeout: None,
+        ping_every: Millis::ZERO,
+        pong_within: Millis::ZERO,
+    };
+    let connection = drive(node, session, wire, timing);
+    tokio::spawn(async move {
+        connection.await;
+        drop(route);
+    });
     response
 }
 
@@ -244,7 +161,15 @@ pub async fn http_stream(
     } else {
         (ProtocolKind::Json, Framing::JsonLines)
     };
-    stream(node, slot, "http_stream", protocol, framing, body, headers)
+    stream(
+        node,
+        slot,
+        TransportName::HttpStream,
+        protocol,
+        framing,
+        body,
+        headers,
+    )
 }
 
 /// `GET /connection/sse?cf_connect=…` or `POST` with the commands as body (JSON only).
@@ -270,7 +195,7 @@ pub async fn sse(
     stream(
         node,
         slot,
-        "sse",
+        TransportName::Sse,
         ProtocolKind::Json,
         Framing::Sse,
         first,

@@ -4,24 +4,22 @@
 //! `{"push": …}` envelope of the bidirectional protocol; disconnects are a `disconnect` push.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes as AxumBytes;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use tokio::sync::mpsc;
-use tokio::time::Instant;
 
+use super::driver::{disconnect_element, drive, Incoming, Millis, Primed, Timing};
 use super::slot::SocketSlot;
+use super::streaming::{BodyWire, Framing};
+use super::websocket::WsWire;
 use crate::budgets::SocketPermit;
-use crate::client::OutItem;
 use crate::node::Node;
-use crate::protocol::{Command, ConnectRequest, Disconnect, ProtocolKind, Push, Reply};
+use crate::protocol::{Command, ConnectRequest, Disconnect, ProtocolKind, TransportName};
 use crate::session::{Session, TransportInfo};
 
 /// Largest connect request accepted from a query string or body.
@@ -29,7 +27,7 @@ const MAX_CONNECT_REQUEST: usize = 64 * 1024;
 
 /// A `{"push":{…}}` frame element without its envelope (zero-copy: the hub's frames are
 /// `{"push":` + push + `}`); other replies pass unchanged.
-fn bare(frame: Bytes) -> Bytes {
+pub(super) fn bare(frame: Bytes) -> Bytes {
     const ENVELOPE: &[u8] = b"{\"push\":";
     if frame.starts_with(ENVELOPE) && frame.ends_with(b"}") {
         frame.slice(ENVELOPE.len()..frame.len() - 1)
@@ -38,114 +36,43 @@ fn bare(frame: Bytes) -> Bytes {
     }
 }
 
-fn disconnect_push(d: &Disconnect) -> Bytes {
-    let reply = Reply {
-        push: Some(Push {
-            disconnect: Some(d.to_push()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    bare(crate::protocol::encode_reply(ProtocolKind::Json, &reply).unwrap_or_default())
+/// A bare `disconnect` push (JSON).
+pub(super) fn disconnect_push(d: &Disconnect) -> Bytes {
+    bare(disconnect_element(ProtocolKind::Json, d).unwrap_or_default())
 }
 
-/// Where a unidirectional session writes.
-trait UniSink: Send {
-    /// Writes bare pushes; false when the client is gone.
-    async fn send(&mut self, pushes: Vec<Bytes>) -> bool;
-    /// Ends the stream after a disconnect push.
-    async fn finish(&mut self, reason: &Disconnect);
-    /// Resolves when the client went away.
-    async fn closed(&mut self);
-}
-
-/// Runs a unidirectional session until it ends.
-async fn run(
-    node: Arc<Node>,
+/// A new push-only session of transport `name`.
+fn session(
+    node: &Arc<Node>,
     slot: SocketPermit,
-    name: &'static str,
-    request: ConnectRequest,
+    name: TransportName,
     headers: HeaderMap,
-    mut sink: impl UniSink,
-) {
-    let mut session = Session::new(
+) -> Session {
+    Session::new(
         node.clone(),
         TransportInfo {
             name,
             protocol: ProtocolKind::Json,
-            emulation: false,
-            unidirectional: true,
             native_ping: false,
         },
         slot,
     )
-    .with_request_headers(headers);
-    let handle = session.handle().clone();
-    let shutdown = node.shutdown.clone();
-    let connect = Command {
+    .with_request_headers(headers)
+}
+
+/// The connect request as the connection's first command.
+fn connect_command(request: ConnectRequest) -> Incoming {
+    Incoming::Command(Box::new(Command {
         id: 1,
         connect: Some(request),
         ..Default::default()
-    };
-    let far = || Instant::now() + Duration::from_secs(86_400);
-    let reason = match session.handle_command(connect).await {
-        Err(d) => d,
-        Ok(()) => {
-            let timer = tokio::time::sleep_until(session.next_deadline().unwrap_or_else(far));
-            tokio::pin!(timer);
-            loop {
-                // Drain first: the connect push and anything queued with it.
-                let (items, closed) = handle.outbox.drain();
-                let mut pushes = Vec::new();
-                let mut ended = None;
-                for item in items {
-                    match item {
-                        OutItem::Frame(f) => pushes.push(bare(f)),
-                        OutItem::Control(c) => {
-                            if !pushes.is_empty() && !sink.send(std::mem::take(&mut pushes)).await {
-                                ended = Some(Disconnect::CONNECTION_CLOSED);
-                                break;
-                            }
-                            if let Err(d) = Box::pin(session.handle_control(c)).await {
-                                ended = Some(d);
-                                break;
-                            }
-                        }
-                    }
-                }
-                if ended.is_none() && !pushes.is_empty() && !sink.send(pushes).await {
-                    ended = Some(Disconnect::CONNECTION_CLOSED);
-                }
-                if let Some(d) = ended.or(closed) {
-                    break d;
-                }
-                let deadline = session.next_deadline().unwrap_or_else(far);
-                if timer.deadline() != deadline {
-                    timer.as_mut().reset(deadline);
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => break Disconnect::SHUTDOWN,
-                    _ = handle.outbox.notified() => {}
-                    _ = sink.closed() => break Disconnect::CONNECTION_CLOSED,
-                    _ = &mut timer => {
-                        if let Err(d) = Box::pin(session.on_timer()).await {
-                            break d;
-                        }
-                    }
-                }
-            }
-        }
-    };
-    if reason != Disconnect::CONNECTION_CLOSED {
-        sink.finish(&reason).await;
-    }
-    Box::pin(session.close(&reason)).await;
+    }))
 }
 
-/// Reads the ConnectRequest from `cf_connect` or the body.
 /// Why a unidirectional connection was refused before it started.
 type Refusal = (StatusCode, String);
 
+/// Reads the ConnectRequest from `cf_connect` or the body.
 fn connect_request(
     query: &HashMap<String, String>,
     body: &[u8],
@@ -171,71 +98,25 @@ fn connect_request(
     })
 }
 
-/// Streams bytes into an HTTP response body.
-struct BodySink {
-    tx: mpsc::Sender<Result<AxumBytes, Infallible>>,
-    frame: fn(&Bytes) -> Bytes,
-}
-
-impl UniSink for BodySink {
-    async fn send(&mut self, pushes: Vec<Bytes>) -> bool {
-        let mut buf = Vec::new();
-        for p in &pushes {
-            buf.extend_from_slice(&(self.frame)(p));
-        }
-        self.tx.send(Ok(AxumBytes::from(buf))).await.is_ok()
-    }
-    async fn finish(&mut self, reason: &Disconnect) {
-        let _ = self
-            .tx
-            .send(Ok((self.frame)(&disconnect_push(reason))))
-            .await;
-    }
-    async fn closed(&mut self) {
-        self.tx.closed().await
-    }
-}
-
-fn sse_frame(p: &Bytes) -> Bytes {
-    let mut out = Vec::with_capacity(p.len() + 8);
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(p);
-    out.extend_from_slice(b"\n\n");
-    Bytes::from(out)
-}
-
-fn line_frame(p: &Bytes) -> Bytes {
-    let mut out = Vec::with_capacity(p.len() + 1);
-    out.extend_from_slice(p);
-    out.push(b'\n');
-    Bytes::from(out)
-}
-
+/// Starts a push-only session streamed into a response body (SSE or JSON lines).
 fn stream_response(
     node: Arc<Node>,
     slot: SocketPermit,
-    name: &'static str,
+    name: TransportName,
     request: ConnectRequest,
     headers: HeaderMap,
-    sse: bool,
+    framing: Framing,
 ) -> Response {
-    let (tx, response) = super::streaming::response(if sse {
-        "text/event-stream"
-    } else {
-        "application/json"
-    });
-    let frame = if sse { sse_frame } else { line_frame };
-    if sse {
-        let _ = tx.try_send(Ok(AxumBytes::from_static(b"\r\n")));
-    }
-    tokio::spawn(run(
-        node,
-        slot,
-        name,
-        request,
-        headers,
-        BodySink { tx, frame },
-    ));
+    let (body, response) = super::streaming::response(framing.content_type(), framing.preamble());
+    let session = session(&node, slot, name, headers);
+    let wire = BodyWire::new(body, framing, ProtocolKind::Json, true, None);
+    let wire = Primed::new(wire, connect_command(request));
+    let timing = Timing {
+        write_timeout: None,
+        ping_every: Millis::ZERO,
+        pong_within: Millis::ZERO,
+    };
+    tokio::spawn(drive(node, session, wire, timing));
     response
 }
 
@@ -256,7 +137,14 @@ pub async fn sse(
     }
     let body: &[u8] = if method == Method::POST { &body } else { b"" };
     match connect_request(&query, body) {
-        Ok(req) => stream_response(node, slot, "uni_sse", req, headers, true),
+        Ok(req) => stream_response(
+            node,
+            slot,
+            TransportName::UniSse,
+            req,
+            headers,
+            Framing::Sse,
+        ),
         Err(r) => r.into_response(),
     }
 }
@@ -276,60 +164,15 @@ pub async fn http_stream(
         return r;
     }
     match connect_request(&query, &body) {
-        Ok(req) => stream_response(node, slot, "uni_http_stream", req, headers, false),
+        Ok(req) => stream_response(
+            node,
+            slot,
+            TransportName::UniHttpStream,
+            req,
+            headers,
+            Framing::JsonLines,
+        ),
         Err(r) => r.into_response(),
-    }
-}
-
-/// A WebSocket that carries one push per text frame, and sends WebSocket ping frames every
-/// `ping_every` while it is idle (no pong is required: a unidirectional client never writes).
-struct WsSink {
-    socket: WebSocket,
-    ping_every: Duration,
-    /// When the next ping frame is due; kept here because `closed` is restarted after every
-    /// push.
-    next_ping: tokio::time::Instant,
-}
-
-impl UniSink for WsSink {
-    async fn send(&mut self, pushes: Vec<Bytes>) -> bool {
-        for p in pushes {
-            let Ok(text) = Utf8Bytes::try_from(p) else {
-                return false;
-            };
-            if self.socket.send(Message::Text(text)).await.is_err() {
-                return false;
-            }
-        }
-        true
-    }
-    async fn finish(&mut self, reason: &Disconnect) {
-        if let Ok(text) = Utf8Bytes::try_from(disconnect_push(reason)) {
-            let _ = self.socket.send(Message::Text(text)).await;
-        }
-        let frame = CloseFrame {
-            code: reason.code,
-            reason: Utf8Bytes::from(reason.reason.to_string()),
-        };
-        let _ = self.socket.send(Message::Close(Some(frame))).await;
-    }
-    async fn closed(&mut self) {
-        // Anything the client sends after connecting is ignored; a close or error ends it.
-        let pinging = !self.ping_every.is_zero();
-        loop {
-            tokio::select! {
-                msg = self.socket.recv() => match msg {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                    Some(Ok(_)) => continue,
-                },
-                _ = tokio::time::sleep_until(self.next_ping), if pinging => {
-                    self.next_ping = crate::clock::after(self.ping_every);
-                    if self.socket.send(Message::Ping(Bytes::new())).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -391,13 +234,20 @@ pub async fn websocket(
                     _ => return,
                 },
             };
-            let ping_every = node.config.load().tenant.client.ping_interval.get();
-            let sink = WsSink {
-                socket,
-                ping_every,
-                next_ping: crate::clock::after(ping_every),
+            // WebSocket ping frames every `client.ping_interval`, no pong required: a
+            // push-only client never writes.
+            let timing = {
+                let config = node.config.load();
+                Timing {
+                    write_timeout: Some(Millis::of(config.tenant.websocket.write_timeout.get())),
+                    ping_every: Millis::of(config.tenant.client.ping_interval.get()),
+                    pong_within: Millis::ZERO,
+                }
             };
-            run(node, slot, "uni_websocket", request, headers, sink).await;
+            let session = session(&node, slot, TransportName::UniWebSocket, headers);
+            let wire = WsWire::<true>::new(socket, ProtocolKind::Json);
+            let wire = Primed::new(wire, connect_command(request));
+            drive(node, session, wire, timing).await;
         })
 }
 

@@ -1,28 +1,27 @@
 //! The bidirectional WebSocket transport (`/connection/websocket`): JSON as text frames,
-//! Protobuf as binary frames when the client asks for `centrifuge-protobuf`. One task per
-//! connection runs a `select!` over the socket, the outbox, the session timer and shutdown.
+//! Protobuf as binary frames when the client asks for `centrifuge-protobuf`. The socket is a
+//! [`WsWire`] (also the push-only `uni_websocket`'s) for the connection loop of
+//! [`super::driver`], one task per connection.
 
-use std::collections::{HashMap, VecDeque};
-use std::future::{poll_fn, Future};
+use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
-use std::time::Duration;
+use std::task::{ready, Context, Poll};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::{Sink, StreamExt};
-use tokio::time::{Instant, Sleep};
+use futures_util::{Sink, Stream};
 
+use super::driver::{drive, Incoming, Millis, Timing, Wire, WriteError};
 use super::origin::origin_allowed;
 use super::slot::SocketSlot;
 use crate::budgets::SocketPermit;
-use crate::client::{ClientHandle, OutItem};
 use crate::node::Node;
-use crate::protocol::{Disconnect, ProtocolKind};
+use crate::protocol::{Disconnect, ProtocolKind, TransportName};
 use crate::session::{Session, TransportInfo};
 
 const SUBPROTOCOLS: [&str; 2] = ["centrifuge-json", "centrifuge-protobuf"];
@@ -100,8 +99,7 @@ fn select_protocol(query: &HashMap<String, String>, headers: &HeaderMap) -> Prot
 }
 
 /// The connection task. Everything the connection keeps is set up before the future starts
-/// and captured by it in place: an `async fn` would keep its arguments (the socket) and the
-/// locals built from them side by side in every connection's task.
+/// and captured by it in place (see [`drive`]).
 fn run(
     node: Arc<Node>,
     socket: WebSocket,
@@ -113,10 +111,8 @@ fn run(
     let session = Session::new(
         node.clone(),
         TransportInfo {
-            name: "websocket",
+            name: TransportName::WebSocket,
             protocol,
-            emulation: false,
-            unidirectional: false,
             native_ping,
         },
         slot,
@@ -124,374 +120,126 @@ fn run(
     .with_request_headers(headers);
     // Native pings (`cf_ws_frame_ping_pong=true`) follow the protocol pings' settings: a ping
     // frame every `client.ping_interval`, its pong due within `client.pong_timeout`.
-    // Kept as milliseconds: every byte of the task is paid by every idle connection.
-    let (write_timeout, ping_every, pong_within) = {
+    let timing = {
         let config = node.config.load();
         let client = &config.tenant.client;
-        (
-            Millis::of(config.tenant.websocket.write_timeout.get()),
-            Millis::of(client.ping_interval.get()),
-            Millis::of(client.pong_timeout.get()),
-        )
-    };
-    let native_ping = native_ping && !ping_every.is_zero();
-    let mut conn = Conn {
-        handle: session.handle().clone(),
-        session,
-        socket,
-        protocol,
-        write_timeout,
-        timer_dirty: true,
-    };
-    async move {
-        // One timer for everything: the session's deadline (pings, expiry, presence), the native
-        // ping frame's, and while a write blocks, the write's. Idle, the task holds nothing else.
-        let timer = tokio::time::sleep_until(far());
-        tokio::pin!(timer);
-        let mut session_deadline = conn.session.next_deadline().unwrap_or_else(far);
-        // When the next ping frame is due, or with `pong_due`, its pong.
-        let mut frame_ping = native_ping.then(|| crate::clock::after(ping_every.get()));
-        let mut pong_due = false;
-
-        // The next timer deadline only changes when a frame, a timer or a control request was
-        // handled; a plain outbox flush (the whole of fan-out) leaves it as it was.
-        let mut deadline_stale = false;
-        // A received frame, between the select and the command handling.
-        let mut incoming: Option<Bytes> = None;
-        let reason = loop {
-            if deadline_stale {
-                session_deadline = conn.session.next_deadline().unwrap_or_else(far);
-                conn.timer_dirty = true;
-                deadline_stale = false;
-            }
-            if conn.timer_dirty {
-                let deadline = frame_ping.map_or(session_deadline, |p| p.min(session_deadline));
-                if timer.deadline() != deadline {
-                    timer.as_mut().reset(deadline);
-                }
-                conn.timer_dirty = false;
-            }
-            // The branches only decide what to do next: nothing they bind outlives the select,
-            // so the task keeps no received message around while it flushes.
-            let step = tokio::select! {
-                biased;
-                _ = node.shutdown.cancelled() => break Disconnect::SHUTDOWN,
-                // With `client.concurrency`, reading pauses while commands wait for a slot.
-                msg = conn.socket.next(), if conn.session.accepts_input() => match msg {
-                    None | Some(Ok(Message::Close(_))) => break Disconnect::CONNECTION_CLOSED,
-                    Some(Ok(Message::Text(text))) => {
-                        incoming = Some(Bytes::from(text));
-                        Step::Frame
-                    }
-                    Some(Ok(Message::Binary(bin))) => {
-                        incoming = Some(bin);
-                        Step::Frame
-                    }
-                    Some(Ok(Message::Pong(_))) => {
-                        if std::mem::take(&mut pong_due) {
-                            frame_ping = Some(crate::clock::after(ping_every.get()));
-                            conn.timer_dirty = true;
-                        }
-                        continue;
-                    }
-                    Some(Ok(Message::Ping(_))) => continue,
-                    Some(Err(e)) => {
-                        if is_too_big(&e) {
-                            node.metrics.malformed_frames.inc();
-                            tracing::info!(client = %conn.handle.id, "message too big");
-                            break Disconnect::custom(1009, "message too big");
-                        }
-                        break Disconnect::CONNECTION_CLOSED;
-                    }
-                },
-                _ = poll_fn(|cx| conn.handle.outbox.poll_ready(cx)) => Step::Flush,
-                () = poll_fn(|cx| conn.session.poll_completed(cx)) => Step::Completed,
-                _ = &mut timer => {
-                    let now = Instant::now();
-                    if frame_ping.is_some_and(|at| at <= now) {
-                        if pong_due {
-                            break Disconnect::NO_PONG;
-                        }
-                        Step::FramePing {
-                            session_due: session_deadline <= now,
-                        }
-                    } else {
-                        Step::Timer
-                    }
-                }
-            };
-            match step {
-                Step::Frame => {
-                    if let Some(frame) = incoming.take() {
-                        // Command futures (connect, subscribe, proxies, engine calls) are large
-                        // and rare: boxed, they do not inflate every idle connection's task.
-                        if let Err(d) = Box::pin(conn.session.handle_frame(&frame)).await {
-                            break d;
-                        }
-                    }
-                    deadline_stale = true;
-                }
-                Step::Completed => {
-                    if let Err(d) = Box::pin(conn.session.run_completed()).await {
-                        break d;
-                    }
-                    deadline_stale = true;
-                }
-                Step::Flush => {}
-                Step::FramePing { session_due } => {
-                    if conn
-                        .send(timer.as_mut(), Message::Ping(Bytes::new()))
-                        .await
-                        .is_err()
-                    {
-                        break Disconnect::WRITE_ERROR;
-                    }
-                    let now = Instant::now();
-                    if pong_within.is_zero() {
-                        frame_ping = Some(crate::clock::coarse_tokio(now, now + ping_every.get()));
-                    } else {
-                        pong_due = true;
-                        frame_ping = Some(now + pong_within.get());
-                    }
-                    conn.timer_dirty = true;
-                    if !session_due {
-                        continue;
-                    }
-                    if let Err(d) = Box::pin(conn.session.on_timer()).await {
-                        break d;
-                    }
-                    deadline_stale = true;
-                }
-                Step::Timer => {
-                    if let Err(d) = Box::pin(conn.session.on_timer()).await {
-                        break d;
-                    }
-                    deadline_stale = true;
-                }
-            }
-            match conn.flush(timer.as_mut()).await {
-                Ok(controls) => deadline_stale |= controls,
-                Err(d) => break d,
-            }
-        };
-
-        if reason != Disconnect::CONNECTION_CLOSED && reason.code != Disconnect::WRITE_ERROR.code {
-            if reason != Disconnect::SLOW {
-                // What was queued before the disconnect (e.g. the error reply) still goes out.
-                let _ = conn.flush_frames_only(timer.as_mut()).await;
-            }
-            let frame = CloseFrame {
-                code: reason.code,
-                reason: Utf8Bytes::from(reason.reason.to_string()),
-            };
-            let _ = conn.send(timer.as_mut(), Message::Close(Some(frame))).await;
+        Timing {
+            write_timeout: Some(Millis::of(config.tenant.websocket.write_timeout.get())),
+            ping_every: if native_ping {
+                Millis::of(client.ping_interval.get())
+            } else {
+                Millis::ZERO
+            },
+            pong_within: Millis::of(client.pong_timeout.get()),
         }
-        tracing::debug!(client = %conn.handle.id, code = reason.code, "connection closed");
-        Box::pin(conn.session.close(&reason)).await;
-    }
+    };
+    drive(
+        node,
+        session,
+        WsWire::<false>::new(socket, protocol),
+        timing,
+    )
 }
 
-/// What the connection task does after its select, before flushing the outbox.
-enum Step {
-    /// Handle the frame in `incoming`.
-    Frame,
-    /// Answer commands that finished running apart (`client.concurrency`).
-    Completed,
-    /// Only flush.
-    Flush,
-    /// Send a native ping frame; run the session's timer too when it is due.
-    FramePing { session_due: bool },
-    /// Run the session's timer.
-    Timer,
-}
-
-/// A duration in whole milliseconds (saturating at ~49 days), 4 bytes instead of 16.
-#[derive(Debug, Clone, Copy)]
-struct Millis(u32);
-
-impl Millis {
-    fn of(d: Duration) -> Self {
-        Self(u32::try_from(d.as_millis()).unwrap_or(u32::MAX))
-    }
-
-    fn get(self) -> Duration {
-        Duration::from_millis(u64::from(self.0))
-    }
-
-    fn is_zero(self) -> bool {
-        self.0 == 0
-    }
-}
-
-fn far() -> Instant {
-    Instant::now() + Duration::from_secs(86_400)
-}
-
-fn is_too_big(e: &axum::Error) -> bool {
-    let text = e.to_string();
-    text.contains("Space limit exceeded") || text.contains("too long") || text.contains("too big")
-}
-
-/// A connection's state besides its timer.
-struct Conn {
-    session: Session,
-    handle: Arc<ClientHandle>,
+/// A WebSocket as a connection's wire: one frame per message, pings as ping frames, the close
+/// frame last. `UNI` for `uni_websocket`: every push goes out bare as a text message, what the
+/// client sends is ignored, and the close frame follows a `disconnect` push.
+pub(super) struct WsWire<const UNI: bool> {
     socket: WebSocket,
     protocol: ProtocolKind,
-    write_timeout: Millis,
-    /// The timer must be set to the next idle deadline (a write used it, or a deadline moved).
-    timer_dirty: bool,
 }
 
-impl Conn {
-    /// Writes everything queued; runs control requests in queue order. Each frame goes out
-    /// as a WebSocket message of its own, and the frames queued together reach the socket in
-    /// one write. (centrifuge-js 5.x dispatches the replies inside one message in order, but
-    /// starts on the next message before the previous one's second reply: had two messages
-    /// of several replies each been read at once, their publications would interleave, and
-    /// the SDK's stream position would move backwards — duplicates on its next recovery.)
-    /// Tells whether any control request ran.
-    async fn flush(&mut self, mut timer: Pin<&mut Sleep>) -> Result<bool, Disconnect> {
-        let mut controls = false;
-        loop {
-            // Once closed, the outbox takes nothing more: the next drain returns the reason,
-            // so it need not be kept across the writes.
-            let mut items = match self.handle.outbox.drain() {
-                (items, None) if items.is_empty() => return Ok(controls),
-                (items, Some(d)) if items.is_empty() => return Err(d),
-                (items, _) => items,
-            };
-            while !items.is_empty() {
-                self.send_frames(timer.as_mut(), &mut items).await?;
-                if let Some(OutItem::Control(c)) = items.pop_front() {
-                    if let Err(d) = Box::pin(self.session.handle_control(c)).await {
-                        // The connection ends here in its stream: what was queued after the
-                        // control (here and in the outbox) must not go out after it.
-                        self.handle.outbox.close_discarding(d.clone());
-                        return Err(d);
-                    }
-                    controls = true;
-                }
-            }
+impl<const UNI: bool> WsWire<UNI> {
+    /// A wire over `socket` speaking `protocol`.
+    pub(super) fn new(socket: WebSocket, protocol: ProtocolKind) -> Self {
+        Self { socket, protocol }
+    }
+
+    fn socket(&mut self) -> Pin<&mut WebSocket> {
+        Pin::new(&mut self.socket)
+    }
+}
+
+impl<const UNI: bool> Wire for WsWire<UNI> {
+    type Message = Message;
+
+    fn frame(&self, frame: Bytes) -> Result<Message, Disconnect> {
+        match self.protocol {
+            ProtocolKind::Json if UNI => text(super::uni::bare(frame)),
+            ProtocolKind::Json => text(frame),
+            ProtocolKind::Protobuf => Ok(Message::Binary(frame)),
         }
     }
 
-    /// Final flush after a disconnect decision: frames only.
-    async fn flush_frames_only(&mut self, timer: Pin<&mut Sleep>) -> Result<(), Disconnect> {
-        let (mut items, _) = self.handle.outbox.drain();
-        items.retain(|i| matches!(i, OutItem::Frame(_)));
-        self.send_frames(timer, &mut items).await
+    fn ping(&self) -> Option<Message> {
+        Some(Message::Ping(Bytes::new()))
     }
 
-    /// Sends the frames at the front of `items` (up to the first control request), each as
-    /// its own message, with one flush.
-    fn send_frames<'a>(
-        &'a mut self,
-        timer: Pin<&'a mut Sleep>,
-        items: &'a mut VecDeque<OutItem>,
-    ) -> impl Future<Output = Result<(), Disconnect>> + Send + 'a {
-        let protocol = self.protocol;
-        self.write(timer, move |metrics| match items.front() {
-            Some(OutItem::Frame(_)) => match items.pop_front() {
-                Some(OutItem::Frame(frame)) => Some(message(protocol, metrics, frame)),
-                _ => None,
-            },
-            _ => None,
+    fn farewell(&self, reason: &Disconnect, part: u8) -> Option<Message> {
+        // Push-only clients read the reason from a `disconnect` push before the close frame.
+        let close_part = u8::from(UNI);
+        if part < close_part {
+            let push = super::uni::disconnect_push(reason);
+            return Some(
+                Utf8Bytes::try_from(push)
+                    .map_or(Message::Text(Utf8Bytes::default()), Message::Text),
+            );
+        }
+        (part == close_part).then(|| {
+            Message::Close(Some(CloseFrame {
+                code: reason.code,
+                reason: Utf8Bytes::from(reason.reason.to_string()),
+            }))
         })
     }
 
-    /// Sends one message (the close frame).
-    fn send<'a>(
-        &'a mut self,
-        timer: Pin<&'a mut Sleep>,
-        message: Message,
-    ) -> impl Future<Output = Result<(), Disconnect>> + Send + 'a {
-        let mut message = Some(message);
-        self.write(timer, move |_| message.take().map(Ok))
+    fn poll_recv(&mut self, cx: &mut Context<'_>, accepting: bool) -> Poll<Incoming> {
+        if !accepting {
+            return Poll::Pending;
+        }
+        let incoming = match ready!(self.socket().poll_next(cx)) {
+            None | Some(Ok(Message::Close(_))) => Incoming::Closed,
+            Some(Ok(Message::Text(_) | Message::Binary(_))) if UNI => Incoming::Ignored,
+            Some(Ok(Message::Text(text))) => Incoming::Frame(Bytes::from(text)),
+            Some(Ok(Message::Binary(bin))) => Incoming::Frame(bin),
+            Some(Ok(Message::Pong(_))) => Incoming::Pong,
+            Some(Ok(Message::Ping(_))) => Incoming::Ignored,
+            Some(Err(e)) if !UNI && is_too_big(&e) => Incoming::TooBig,
+            Some(Err(_)) => Incoming::Closed,
+        };
+        Poll::Ready(incoming)
     }
 
-    /// Sends the messages `next` yields, then flushes, within `write_timeout`. A write that
-    /// blocks (the peer stopped reading) ends early with 3008 once the outbox overflows
-    /// meanwhile, as a queued frame would: a stuck writer must not turn a slow client into a
-    /// 3009 a second later. The write deadline uses the connection's one timer, armed only
-    /// when the socket does not take the messages at once: a write that completes right away
-    /// (all of fan-out on a healthy connection) leaves the timer alone. A plain function
-    /// around `poll_fn`, so that what is being sent is stored once in the connection's task.
-    fn write<'a>(
-        &'a mut self,
-        mut timer: Pin<&'a mut Sleep>,
-        mut next: impl FnMut(&crate::metrics::Metrics) -> Option<Result<Message, Disconnect>>
-            + Send
-            + 'a,
-    ) -> impl Future<Output = Result<(), Disconnect>> + Send + 'a {
-        let mut pending: Option<Message> = None;
-        let mut done = false;
-        let mut armed = false;
-        poll_fn(move |cx| {
-            let mut socket = Pin::new(&mut self.socket);
-            while !done {
-                if pending.is_none() {
-                    match next(self.session.node_metrics()) {
-                        Some(Ok(m)) => pending = Some(m),
-                        Some(Err(d)) => return Poll::Ready(Err(d)),
-                        None => {
-                            done = true;
-                            break;
-                        }
-                    }
-                }
-                match socket.as_mut().poll_ready(cx) {
-                    Poll::Ready(Ok(())) => {
-                        if let Some(m) = pending.take() {
-                            if socket.as_mut().start_send(m).is_err() {
-                                return Poll::Ready(Err(Disconnect::WRITE_ERROR));
-                            }
-                        }
-                    }
-                    Poll::Ready(Err(_)) => return Poll::Ready(Err(Disconnect::WRITE_ERROR)),
-                    Poll::Pending => break,
-                }
-            }
-            if done {
-                match socket.poll_flush(cx) {
-                    Poll::Ready(Ok(())) => return Poll::Ready(Ok(())),
-                    Poll::Ready(Err(_)) => return Poll::Ready(Err(Disconnect::WRITE_ERROR)),
-                    Poll::Pending => {}
-                }
-            }
-            // Blocked: frames pushed meanwhile are drained by `flush` after this write.
-            if self.handle.outbox.poll_slow(cx).is_ready() {
-                return Poll::Ready(Err(Disconnect::SLOW));
-            }
-            if !armed {
-                armed = true;
-                self.timer_dirty = true;
-                timer
-                    .as_mut()
-                    .reset(Instant::now() + self.write_timeout.get());
-            }
-            match timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(Disconnect::WRITE_ERROR)),
-                Poll::Pending => Poll::Pending,
-            }
-        })
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WriteError>> {
+        self.socket().poll_ready(cx).map_err(|_| WriteError::Broken)
+    }
+
+    fn start_send(&mut self, message: Message) -> Result<(), WriteError> {
+        self.socket()
+            .start_send(message)
+            .map_err(|_| WriteError::Broken)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WriteError>> {
+        self.socket().poll_flush(cx).map_err(|_| WriteError::Broken)
     }
 }
 
-/// The message carrying one frame, counted as sent.
-fn message(
-    protocol: ProtocolKind,
-    metrics: &crate::metrics::Metrics,
-    frame: Bytes,
-) -> Result<Message, Disconnect> {
-    metrics.bytes_out.add(frame.len() as u64);
-    match protocol {
-        ProtocolKind::Json => match Utf8Bytes::try_from(frame) {
-            Ok(text) => Ok(Message::Text(text)),
-            Err(_) => Err(Disconnect::INAPPROPRIATE_PROTOCOL),
-        },
-        ProtocolKind::Protobuf => Ok(Message::Binary(frame)),
-    }
+/// A JSON frame as a text message.
+fn text(frame: Bytes) -> Result<Message, Disconnect> {
+    Utf8Bytes::try_from(frame)
+        .map(Message::Text)
+        .map_err(|_| Disconnect::INAPPROPRIATE_PROTOCOL)
+}
+
+/// Whether a read failed because the message or a frame exceeded the size limits: the
+/// WebSocket library's capacity error, found by type under axum's error.
+fn is_too_big(e: &axum::Error) -> bool {
+    let inner = std::error::Error::source(e);
+    matches!(
+        inner.and_then(|i| i.downcast_ref::<tungstenite::Error>()),
+        Some(tungstenite::Error::Capacity(_))
+    )
 }
 
 #[cfg(test)]
@@ -512,7 +260,7 @@ mod tests {
     fn the_connection_task_stays_small() {
         let run = run_future_size(&run);
         assert!(run <= 1088, "websocket::run future is {run} bytes");
-        assert!(std::mem::size_of::<Conn>() <= 640);
+        assert!(super::super::driver::conn_size::<WsWire<false>>() <= 640);
         assert!(std::mem::size_of::<Session>() <= 240);
     }
 }

@@ -480,7 +480,8 @@ impl ApiKeyScope {
 pub struct WebSocketSection {
     /// Largest incoming message in bytes.
     pub message_size_limit: u32,
-    /// How long one write may take before the connection is dropped.
+    /// How long one write may take before the connection is dropped (`websocket` and
+    /// `uni_websocket` connections).
     pub write_timeout: ConfigDuration,
     /// Read buffer per connection in bytes (0 = Rotor's small default).
     pub read_buffer_size: u32,
