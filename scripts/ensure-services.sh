@@ -16,18 +16,9 @@ readonly NATS_PORT=4222
 readonly WAIT_SECONDS=30
 readonly HBA_MARKER="# rotor: trust local TCP for tests (scripts/ensure-services.sh)"
 
-SUDO=""
-if [[ $(id -u) -ne 0 ]]; then
-    if command -v sudo >/dev/null 2>&1; then
-        SUDO="sudo"
-    fi
-fi
-
-log() { printf '%s\n' "$*"; }
-die() {
-    printf 'ensure-services: %s\n' "$*" >&2
-    exit 1
-}
+SCRIPT_NAME=ensure-services
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # True when something accepts TCP connections on 127.0.0.1:$1 (bash's /dev/tcp, no tools needed).
 port_open() {
@@ -65,19 +56,6 @@ is_local_default() {
         *) return 1 ;;
     esac
     [[ -z $port || $port == "$default_port" ]]
-}
-
-APT_UPDATED=0
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || die "cannot install $*: apt-get is not available"
-    if [[ $APT_UPDATED -eq 0 ]]; then
-        $SUDO apt-get update -qq
-        APT_UPDATED=1
-    fi
-    # Package scripts may try to start the daemon; without an init system that can fail, and we
-    # start the service ourselves afterwards anyway.
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" \
-        >/dev/null
 }
 
 # Polls "$@" until it succeeds, for at most WAIT_SECONDS.

@@ -27,11 +27,9 @@ readonly SANITIZER=${FUZZ_SANITIZER:-none}
 readonly INPUT_TIMEOUT_SECONDS=10
 readonly RSS_LIMIT_MB=2048
 
-log() { printf '%s\n' "$*"; }
-die() {
-    printf 'fuzz: %s\n' "$*" >&2
-    exit 1
-}
+SCRIPT_NAME=fuzz
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $SECONDS_PER_TARGET =~ ^[1-9][0-9]*$ ]] || die "FUZZ_SECONDS must be a positive integer"
 command -v cargo >/dev/null 2>&1 || die "cargo is not on PATH (install Rust with rustup)"

@@ -14,27 +14,9 @@ readonly PYTHON_DIR=$ROOT/tests/clients/python
 readonly VENV=$PYTHON_DIR/.venv
 readonly VENV_STAMP=$VENV/.rotor-requirements.sha256
 
-SUDO=""
-if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null 2>&1; then
-    SUDO="sudo"
-fi
-
-log() { printf '%s\n' "$*"; }
-die() {
-    printf 'install-test-deps: %s\n' "$*" >&2
-    exit 1
-}
-
-APT_UPDATED=0
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || die "cannot install $*: apt-get is not available"
-    if [[ $APT_UPDATED -eq 0 ]]; then
-        $SUDO apt-get update -qq
-        APT_UPDATED=1
-    fi
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" \
-        >/dev/null
-}
+SCRIPT_NAME=install-test-deps
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_rust_tools() {
     command -v cargo >/dev/null 2>&1 || die "cargo is not on PATH (install Rust with rustup)"

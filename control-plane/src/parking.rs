@@ -162,9 +162,9 @@ pub async fn receive(
             tracing::debug!(%tenant, "report from a tenant that is not running ignored");
             continue;
         };
-        if !crate::web::session::constant_time_eq(
-            report.token.as_bytes(),
+        if !rotor_tenant_config::secret_eq::secret_eq(
             process.admin_token.as_bytes(),
+            report.token.as_bytes(),
         ) {
             tracing::warn!(%tenant, "report with a wrong token ignored");
             continue;

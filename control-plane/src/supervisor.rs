@@ -235,7 +235,7 @@ impl LocalDriver {
     /// is too long for a Unix socket (the edge then proxies its WebSockets).
     pub fn handoff_path(&self, tenant: &ProjectId) -> Option<PathBuf> {
         let path = self.dir.join(format!("{tenant}.sock"));
-        if rotor_tenant_config::handoff::path_fits(&path) {
+        if rotor_handoff::path_fits(&path) {
             Some(path)
         } else {
             tracing::debug!(path = %path.display(), "run directory too deep for a hand-off socket; WebSockets will be proxied");

@@ -15,6 +15,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use rotor_tenant_config::secret_eq::secret_eq;
 use rotor_tenant_config::TenantConfig;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -127,7 +128,7 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.strip_prefix("Bearer "))
                     .unwrap_or_default();
-                if !constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+                if !secret_eq(token.as_bytes(), presented.as_bytes()) {
                     return StatusCode::UNAUTHORIZED.into_response();
                 }
                 next.run(req).await
@@ -135,10 +136,6 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         }))
         .route("/health", get(|| async { Json(json!({})) }))
         .with_state(node)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn error(status: StatusCode, code: &str, message: String) -> Response {

@@ -3,9 +3,9 @@
 //! WebSocket upgrade, an API call, an SSE or HTTP-stream request) there as the client's TCP
 //! socket itself (SCM_RIGHTS) plus the rewritten request head and body, and this module
 //! serves it with the same router as the TCP listener, so the edge is out of the data path. The
-//! wire format lives in [`rotor_tenant_config::handoff`], shared with the edge.
+//! wire format lives in [`rotor_handoff`], shared with the edge.
 //!
-//! A gRPC connection (HTTP/2, marked by the edge, see [`rotor_tenant_config::grpc_handoff`])
+//! A gRPC connection (HTTP/2, marked by the edge, see [`rotor_handoff::grpc`])
 //! is the gRPC API's for its whole life ([`crate::grpc_api::Handed`]).
 //!
 //! A handed-off socket otherwise carries exactly one request: the edge routed (and rewrote the head of)
@@ -30,8 +30,8 @@ use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use rotor_tenant_config::grpc_handoff;
-use rotor_tenant_config::handoff::{self as wire, ACCEPTED, REFUSED, STEP_TIMEOUT};
+use rotor_handoff::grpc;
+use rotor_handoff::{self as wire, ACCEPTED, REFUSED, STEP_TIMEOUT};
 use rotor_tenant_config::prefixed::PrefixedStream;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UnixListener, UnixStream};
@@ -171,7 +171,7 @@ async fn take(mut unix: UnixStream, served: Served) {
     // From here the connection is ours whether or not the edge hears it.
     let _ = tokio::time::timeout(STEP_TIMEOUT, unix.write_all(&[ACCEPTED])).await;
     drop(unix);
-    if let Some((rate, early)) = grpc_handoff::parse(&received.payload) {
+    if let Some((rate, early)) = grpc::parse(&received.payload) {
         // A gRPC connection (HTTP/2): the whole connection is the gRPC API's.
         let call = HandedCall {
             peer,

@@ -438,7 +438,7 @@ async fn raw_tcp_that_never_sends_a_request_or_finishes_its_body_is_closed_when_
 #[tokio::test]
 async fn a_handed_off_socket_counts_from_the_hand_off_and_goes_stale() {
     use rotor_data_plane::handoff::HandoffListener;
-    use rotor_tenant_config::handoff::{hand_off, Outcome};
+    use rotor_handoff::{hand_off, Outcome};
     use std::os::fd::AsFd;
 
     let s = TestServer::start(json!({

@@ -1,5 +1,5 @@
 //! A hosted project's gRPC API over connections the edge hands over (see
-//! `rotor_tenant_config::grpc_handoff`): a tonic client's HTTP/2 connection, read by a stand-in
+//! `rotor_handoff::grpc`): a tonic client's HTTP/2 connection, read by a stand-in
 //! edge up to the preface and handed to the process with its mark, is served by the project's
 //! gRPC API; calls on it are held to the marked rate; switching the API off refuses calls on
 //! the open connection at once; and a process without a gRPC API closes such a connection.
@@ -16,8 +16,8 @@ use rotor_data_plane::grpc_api::proto::*;
 use rotor_data_plane::grpc_api::Handed;
 use rotor_data_plane::handoff::HandoffListener;
 use rotor_data_plane::server::Mode;
-use rotor_tenant_config::grpc_handoff::{self, PREFACE};
-use rotor_tenant_config::handoff::{hand_off, Outcome};
+use rotor_handoff::grpc::{self, PREFACE};
+use rotor_handoff::{hand_off, Outcome};
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
@@ -59,7 +59,7 @@ async fn client_via_handoff(path: &std::path::Path, rate: u32) -> CentrifugoApiC
             early, PREFACE,
             "a tonic client opens with the HTTP/2 preface"
         );
-        let payload = grpc_handoff::payload(rate, &early);
+        let payload = grpc::payload(rate, &early);
         let outcome = hand_off(&path, socket.as_fd(), &payload).await;
         assert!(matches!(outcome, Outcome::Accepted), "{outcome:?}");
     });
@@ -150,7 +150,7 @@ async fn without_a_grpc_api_a_handed_off_grpc_connection_is_closed() {
         let (mut socket, _) = edge.accept().await.unwrap();
         let mut early = vec![0u8; PREFACE.len()];
         socket.read_exact(&mut early).await.unwrap();
-        hand_off(&path, socket.as_fd(), &grpc_handoff::payload(0, &early)).await
+        hand_off(&path, socket.as_fd(), &grpc::payload(0, &early)).await
     });
     let connected = tokio::time::timeout(
         WAIT,

@@ -15,7 +15,7 @@ use common::{token, TestServer, WAIT};
 use futures_util::{SinkExt, StreamExt};
 use rotor_data_plane::handoff::HandoffListener;
 use rotor_data_plane::server::Mode;
-use rotor_tenant_config::handoff::{hand_off, Outcome};
+use rotor_handoff::{hand_off, Outcome};
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream, UnixStream};

@@ -16,8 +16,8 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use rotor_tenant_config::grpc_handoff;
-use rotor_tenant_config::handoff::{self, Outcome};
+use rotor_handoff::grpc;
+use rotor_handoff::Outcome;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -91,8 +91,8 @@ pub(super) async fn serve(
         Some(at) => h2::without_ack(&buf, at),
         None => buf.to_vec(),
     };
-    let payload = grpc_handoff::payload(budget.requests_per_second, &early);
-    match handoff::hand_off(&path, stream.as_fd(), &payload).await {
+    let payload = grpc::payload(budget.requests_per_second, &early);
+    match rotor_handoff::hand_off(&path, stream.as_fd(), &payload).await {
         Outcome::Accepted => Ok(()),
         Outcome::NotTaken(e) => {
             tracing::info!(%slug, %peer, error = %e, "gRPC hand-off not taken");

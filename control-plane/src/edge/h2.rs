@@ -3,7 +3,7 @@
 //! request's headers, decodes them (HPACK) and routes on them: the `:authority` when projects
 //! are served at their own host, else a `rotor-project` metadata entry naming the project's
 //! slug. The whole connection, those bytes included, is then handed to the project's process
-//! (see [`rotor_tenant_config::grpc_handoff`]) and the edge leaves the data path, as for a
+//! (see [`rotor_handoff::grpc`]) and the edge leaves the data path, as for a
 //! WebSocket. Only gRPC requests (`content-type: application/grpc…`) are routed; another
 //! HTTP/2 client is told to use HTTP/1.1.
 //!
@@ -17,7 +17,7 @@
 use loona_hpack::{Decoder, Encoder};
 use sha2::{Digest, Sha256};
 
-pub use rotor_tenant_config::grpc_handoff::PREFACE;
+pub use rotor_handoff::grpc::PREFACE;
 
 use super::head::PresentedKey;
 

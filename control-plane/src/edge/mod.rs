@@ -3,7 +3,7 @@
 //! credentials removed, internal paths refused). A WebSocket handshake, and any other request
 //! once the edge holds all of it (head and a body of known, small length), hands the client's
 //! TCP socket itself to the tenant (SCM_RIGHTS over its hand-off socket, see
-//! [`rotor_tenant_config::handoff`]), which serves that one request (SSE and HTTP streams
+//! [`rotor_handoff`]), which serves that one request (SSE and HTTP streams
 //! included) and closes: the edge leaves the data path and a tenant's traffic costs the shared
 //! edge one read and one `sendmsg`. Requests with a streamed or large body, and those a tenant
 //! cannot take, are spliced byte for byte. A connection that begins with HTTP/2's preface is a
@@ -29,7 +29,7 @@ use axum::Router;
 use bytes::{Buf, BytesMut};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use rotor_tenant_config::handoff::{self, Outcome};
+use rotor_handoff::Outcome;
 use rotor_tenant_config::keep_alive::KeepAlive;
 use rotor_tenant_config::prefixed::PrefixedStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -291,7 +291,7 @@ async fn handle(
                         _ => head.clone(),
                     };
                     payload.extend_from_slice(&buf[head_len..]);
-                    match handoff::hand_off(&path, stream.as_fd(), &payload).await {
+                    match rotor_handoff::hand_off(&path, stream.as_fd(), &payload).await {
                         // The tenant owns the connection; dropping this copy leaves it open (and
                         // no longer counted: the tenant applies its own limits).
                         Outcome::Accepted => return Ok(()),

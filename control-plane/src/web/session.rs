@@ -14,6 +14,7 @@ use super::WebError;
 use crate::ids::AccountId;
 use crate::secrets::{random_token, sha256_hex};
 use crate::state::AppState;
+use rotor_tenant_config::secret_eq::secret_eq;
 
 /// Name of the session cookie on plain HTTP.
 pub const SESSION_COOKIE: &str = "rotor_session";
@@ -56,7 +57,7 @@ impl std::fmt::Debug for FlashKey {
 impl Session {
     /// Checks a submitted CSRF token against this session's (constant time).
     pub fn check_csrf(&self, presented: &str) -> Result<(), WebError> {
-        if constant_time_eq(presented.as_bytes(), self.csrf.as_bytes()) {
+        if secret_eq(self.csrf.as_bytes(), presented.as_bytes()) {
             Ok(())
         } else {
             tracing::info!(account = %self.account, "form refused: bad CSRF token");
@@ -106,14 +107,6 @@ impl Session {
                 .rows_affected(),
         )
     }
-}
-
-/// Whether two secrets are equal (and the presented one non-empty), in time independent of
-/// where they differ.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    !b.is_empty()
-        && a.len() == b.len()
-        && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The value of cookie `name` in a request.
@@ -292,7 +285,7 @@ pub fn check_login_csrf(
     presented: &str,
 ) -> Result<(), WebError> {
     let expected = Cookie::LoginCsrf.get(state, headers).unwrap_or_default();
-    if expected.len() >= 16 && constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+    if expected.len() >= 16 && secret_eq(expected.as_bytes(), presented.as_bytes()) {
         Ok(())
     } else {
         tracing::info!("login form refused: bad CSRF token");

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
+use rotor_tenant_config::secret_eq::secret_eq;
 use rotor_tenant_config::{ApiKeyScope, HttpApi};
 use sha2::{Digest, Sha256};
 
@@ -78,7 +79,7 @@ impl ApiKeys {
         if key.is_empty() {
             return None;
         }
-        if !self.plain.is_empty() && constant_time_eq(self.plain.as_bytes(), key.as_bytes()) {
+        if secret_eq(self.plain.as_bytes(), key.as_bytes()) {
             return Some(ApiKeyScope::All);
         }
         if self.entries.is_empty() {
@@ -88,7 +89,7 @@ impl ApiKeys {
         let entry = self
             .entries
             .iter()
-            .find(|e| constant_time_eq(e.digest.as_bytes(), digest.as_bytes()))?;
+            .find(|e| secret_eq(e.digest.as_bytes(), digest.as_bytes()))?;
         if !entry.id.is_empty() {
             let minute = this_minute();
             if entry.last_used.load(Ordering::Relaxed) < minute {
@@ -128,13 +129,6 @@ fn this_minute() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     secs - secs % 60
-}
-
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

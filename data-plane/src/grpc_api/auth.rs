@@ -8,8 +8,8 @@ use tonic::{Request, Status};
 
 use super::handed::HandedCall;
 
-use crate::auth::apikey::constant_time_eq;
 use crate::config::RuntimeConfig;
+use rotor_tenant_config::secret_eq::secret_eq;
 use rotor_tenant_config::ApiKeyScope;
 
 /// The key in `authorization: apikey <key>` (scheme case-insensitive).
@@ -51,7 +51,7 @@ fn scope(config: &RuntimeConfig, metadata: &MetadataMap) -> Result<ApiKeyScope, 
     let grpc_key = &config.tenant.grpc_api.key;
     let scope = if !grpc_key.is_empty() {
         presented(metadata)
-            .filter(|k| constant_time_eq(k.as_bytes(), grpc_key.as_bytes()))
+            .filter(|k| secret_eq(k.as_bytes(), grpc_key.as_bytes()))
             .map(|_| ApiKeyScope::All)
     } else if config.tenant.http_api.insecure {
         Some(ApiKeyScope::All)

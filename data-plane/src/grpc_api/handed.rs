@@ -1,5 +1,5 @@
 //! A hosted project's gRPC server API: HTTP/2 connections the edge hands over (see
-//! [`rotor_tenant_config::grpc_handoff`]) instead of a listener of the process's own. The
+//! [`rotor_handoff::grpc`]) instead of a listener of the process's own. The
 //! server is started on the first such connection, so a project that never uses gRPC pays
 //! nothing for it, and stops with the node like the listener would.
 //!

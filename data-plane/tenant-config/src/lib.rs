@@ -15,9 +15,7 @@ mod duration;
 pub mod egress;
 pub mod fdlimit;
 mod grpc_api;
-pub mod grpc_handoff;
 mod grpc_proxy;
-pub mod handoff;
 pub mod jwks_template;
 pub mod keep_alive;
 pub mod listen;
@@ -26,6 +24,7 @@ pub mod prefixed;
 mod proxy;
 mod redis_tls;
 mod refuse;
+pub mod secret_eq;
 mod sections;
 mod stream_proxy;
 #[cfg(test)]

@@ -13,6 +13,8 @@
 //! Every step is bounded by [`STEP_TIMEOUT`]; nothing here blocks the runtime (the syscalls run
 //! in tokio's readiness loop).
 
+pub mod grpc;
+
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
