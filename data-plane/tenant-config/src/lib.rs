@@ -24,6 +24,7 @@ pub mod listen;
 mod load;
 pub mod prefixed;
 mod proxy;
+pub mod redis_deployment;
 mod redis_tls;
 mod refuse;
 mod sections;
