@@ -248,6 +248,76 @@ mod tests {
         assert!(!err.contains("secretpw"), "{err}");
     }
 
+    fn engine(json: serde_json::Value) -> RedisEngine {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn one_complete_deployment_form_is_accepted_and_anything_else_refused() {
+        for ok in [
+            serde_json::json!({}),
+            serde_json::json!({"cluster_address": ["127.0.0.1:7000", "rediss://u:p@h:7001"]}),
+            serde_json::json!({"sentinel_address": "h:26379", "sentinel_master_name": "m",
+                "sentinel_password": "pw"}),
+            serde_json::json!({"address": ["redis://a:6379", "redis+sentinel://s1,s2/m"],
+                "sentinel_user": "u"}),
+        ] {
+            validate(&engine(ok.clone())).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for (bad, path) in [
+            (
+                serde_json::json!({"cluster_address": ["h:7000"], "address": "redis://x:6379"}),
+                "engine.redis.cluster_address",
+            ),
+            (
+                serde_json::json!({"cluster_address": ["h:7000"], "sentinel_address": ["s:1"],
+                    "sentinel_master_name": "m"}),
+                "engine.redis.cluster_address",
+            ),
+            (
+                serde_json::json!({"sentinel_address": ["s:1"], "address": "redis://x:6379",
+                    "sentinel_master_name": "m"}),
+                "engine.redis.sentinel_address",
+            ),
+            (
+                serde_json::json!({"sentinel_address": ["s:1"]}),
+                "engine.redis.sentinel_master_name",
+            ),
+            (
+                serde_json::json!({"sentinel_master_name": "m"}),
+                "engine.redis.sentinel_master_name",
+            ),
+            (
+                serde_json::json!({"sentinel_password": "pw"}),
+                "engine.redis.sentinel_password",
+            ),
+            (
+                serde_json::json!({"cluster_address": ["h:notaport"]}),
+                "engine.redis.cluster_address",
+            ),
+            (
+                serde_json::json!({"cluster_address": ["http://h:7000"]}),
+                "engine.redis.cluster_address",
+            ),
+            (
+                serde_json::json!({"cluster_address": ["h:7000"], "prefix": "a{b}:"}),
+                "engine.redis.prefix",
+            ),
+            (
+                serde_json::json!({"address": "redis+sentinel://s:1"}),
+                "engine.redis.address",
+            ),
+        ] {
+            let err = validate(&engine(bad.clone())).unwrap_err();
+            assert_eq!(err.path(), Some(path), "{bad}: {err}");
+        }
+        let err = validate(&engine(
+            serde_json::json!({"address": "redis+sentinel://u:hunter2@s:x/m"}),
+        ))
+        .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
     #[test]
     fn node_urls_take_a_scheme_when_missing() {
         assert_eq!(node_url("127.0.0.1:7000"), "redis://127.0.0.1:7000");
