@@ -1,8 +1,9 @@
 //! The Redis engine on a real Redis Cluster (`engine.redis.cluster_address`) that each test
 //! starts from redis-server processes: publications (sharded PUB/SUB), history, recovery,
 //! presence, join/leave and user status across two data planes; a primary killed under
-//! traffic while its replica takes over, counting what was published, delivered and
-//! recovered; and the same engine over TLS with a CA the test makes.
+//! traffic while its replica takes over, and a channel's slot migrated to another primary
+//! under traffic, each counting what was published, delivered and recovered; and the same
+//! engine over TLS with a CA the test makes.
 
 mod common;
 
@@ -166,6 +167,43 @@ async fn a_cluster_primary_killed_under_traffic_loses_nothing_history_holds() {
     // Asynchronous replication may lose the last writes before the kill, never more than a
     // handful at this rate.
     assert!(tally.acked_not_in_history <= 3, "{tally:?}");
+    assert_eq!(tally.live + tally.recovered, tally.in_history, "{tally:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_migrated_under_traffic_loses_nothing_history_holds() {
+    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 0, false))
+        .await
+        .unwrap();
+    let p = prefix();
+    let a = TestServer::start(on_cluster(&cluster, &p, json!({}))).await;
+    let b = TestServer::start(on_cluster(&cluster, &p, json!({}))).await;
+    let channel = "chat:moving";
+    let key = format!("{p}{{{channel}}}:s");
+    let before = cluster.primary_of(&key);
+    let cluster = std::sync::Arc::new(parking_lot::Mutex::new(cluster));
+    let took = std::sync::Arc::new(parking_lot::Mutex::new(None));
+    let tally = {
+        let (cluster, took, key) = (cluster.clone(), took.clone(), key.clone());
+        count_under_fault(&a.ws_url(), &b.addr.to_string(), channel, move || {
+            *took.lock() = Some(cluster.lock().migrate_slot_of(&key));
+        })
+        .await
+    };
+    eprintln!("slot migration: took {:?}, {tally:?}", took.lock().unwrap());
+    assert_ne!(cluster.lock().primary_of(&key), before, "the slot moved");
+    // The old owner dropped the subscription (SUNSUBSCRIBE): subscribed again, then told
+    // to recover.
+    assert!(
+        tally.recoveries >= 1,
+        "subscribers told to recover: {tally:?}"
+    );
+    assert!(tally.missing.is_empty(), "lost: {tally:?}");
+    assert_eq!(tally.duplicates, 0, "{tally:?}");
+    assert_eq!(
+        tally.acked_not_in_history, 0,
+        "a migration loses no write: {tally:?}"
+    );
     assert_eq!(tally.live + tally.recovered, tally.in_history, "{tally:?}");
 }
 

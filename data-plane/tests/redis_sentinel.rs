@@ -2,7 +2,8 @@
 //! processes (a primary, its replica, three Sentinels): the primary killed under traffic —
 //! publishes fail with a temporary error only while the Sentinels fail over, then resume on
 //! the new primary, and the subscriber recovers everything history holds, nothing twice —
-//! and a `redis+sentinel://` address carrying the engine between two data planes.
+//! and a `redis+sentinel://` address carrying the engine between two data planes, in the
+//! clear and over TLS (Sentinels and primary verified against a CA the test makes).
 
 mod common;
 
@@ -11,6 +12,9 @@ use std::sync::Arc;
 use common::ha_traffic::count_under_fault;
 use common::redis_ha::{SentinelGroup, MASTER_NAME};
 use common::{Client, TestServer};
+use rotor_data_plane::config::RuntimeConfig;
+use rotor_data_plane::node::Node;
+use rotor_tenant_config::TenantConfig;
 use serde_json::{json, Value};
 
 fn prefix() -> String {
@@ -32,7 +36,7 @@ fn with_engine(redis: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_failover_under_traffic_fails_publishes_only_for_the_window_and_loses_nothing() {
-    let group = tokio::task::spawn_blocking(SentinelGroup::start)
+    let group = tokio::task::spawn_blocking(|| SentinelGroup::start(false))
         .await
         .unwrap();
     let p = prefix();
@@ -79,18 +83,8 @@ async fn a_sentinel_failover_under_traffic_fails_publishes_only_for_the_window_a
     assert_eq!(tally.live + tally.recovered, tally.in_history, "{tally:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redis_sentinel_address_carries_publications_history_and_presence() {
-    let group = tokio::task::spawn_blocking(SentinelGroup::start)
-        .await
-        .unwrap();
-    let address = format!(
-        "redis+sentinel://{}/{MASTER_NAME}",
-        group.sentinel_addresses().join(",")
-    );
-    let config = with_engine(json!({"address": address, "prefix": prefix()}));
-    let a = TestServer::start(config.clone()).await;
-    let b = TestServer::start(config).await;
+/// Publications, history and presence between `a` and `b`.
+async fn exercise(a: &TestServer, b: &TestServer) {
     let (mut sub, _) = Client::connected(&a.ws_url(), "s").await;
     let r = sub.call(json!({"subscribe": {"channel": "chat:s"}})).await;
     assert_eq!(r["subscribe"]["recoverable"], true, "{r}");
@@ -119,4 +113,54 @@ async fn a_redis_sentinel_address_carries_publications_history_and_presence() {
         st["presence_stats"],
         json!({"num_clients": 2, "num_users": 2})
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_sentinel_address_carries_publications_history_and_presence() {
+    let group = tokio::task::spawn_blocking(|| SentinelGroup::start(false))
+        .await
+        .unwrap();
+    let address = format!(
+        "redis+sentinel://{}/{MASTER_NAME}",
+        group.sentinel_addresses().join(",")
+    );
+    let config = with_engine(json!({"address": address, "prefix": prefix()}));
+    let a = TestServer::start(config.clone()).await;
+    let b = TestServer::start(config).await;
+    exercise(&a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_sentinels_and_primary_verified_against_the_test_ca_carry_the_engine() {
+    let group = tokio::task::spawn_blocking(|| SentinelGroup::start(true))
+        .await
+        .unwrap();
+    let ca = group.tls.as_ref().unwrap().ca.pem();
+    let config = with_engine(json!({
+        "address": group_address(&group), "prefix": prefix(), "tls": {"server_ca_pem": ca}
+    }));
+    let a = TestServer::start(config.clone()).await;
+    let b = TestServer::start(config).await;
+    exercise(&a, &b).await;
+    // Without the CA the Sentinels' certificates are not trusted: the engine does not start.
+    let untrusted = with_engine(json!({"address": group_address(&group), "prefix": prefix()}));
+    let err = Node::from_config(
+        RuntimeConfig::compile(TenantConfig::from_value(untrusted).unwrap().config).unwrap(),
+        "untrusted".into(),
+    )
+    .await
+    .err()
+    .expect("an unknown CA is refused");
+    assert!(
+        err.to_string().contains("TLS connection failed"),
+        "named as TLS: {err}"
+    );
+}
+
+/// The group as one `rediss+sentinel://` address.
+fn group_address(group: &SentinelGroup) -> String {
+    format!(
+        "rediss+sentinel://{}/{MASTER_NAME}",
+        group.sentinel_addresses().join(",")
+    )
 }

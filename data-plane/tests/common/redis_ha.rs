@@ -391,45 +391,125 @@ impl RedisCluster {
     }
 }
 
+impl RedisCluster {
+    /// Moves `key`'s slot, with its keys, from its primary to another one the way
+    /// `redis-cli --cluster reshard` does (IMPORTING/MIGRATING, MIGRATE in batches, then
+    /// SETSLOT NODE everywhere); returns how long it took.
+    pub fn migrate_slot_of(&mut self, key: &str) -> Duration {
+        let started = Instant::now();
+        let source = self.primary_of(key);
+        let mut src = admin(source, false);
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut src)
+            .unwrap();
+        let target = self
+            .servers
+            .iter()
+            .map(|s| s.port)
+            .find(|p| {
+                *p != source && ask(*p, false, &["ROLE"]).is_some_and(|r| r.contains("master"))
+            })
+            .expect("another primary");
+        let mut dst = admin(target, false);
+        let id = |conn: &mut redis::Connection| -> String {
+            redis::cmd("CLUSTER").arg("MYID").query(conn).unwrap()
+        };
+        let (source_id, target_id) = (id(&mut src), id(&mut dst));
+        let setslot = |conn: &mut redis::Connection, how: &str, node: &str| {
+            redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg(how)
+                .arg(node)
+                .query::<()>(conn)
+                .unwrap();
+        };
+        setslot(&mut dst, "IMPORTING", &source_id);
+        setslot(&mut src, "MIGRATING", &target_id);
+        loop {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(100)
+                .query(&mut src)
+                .unwrap();
+            if keys.is_empty() {
+                break;
+            }
+            redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(target)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys)
+                .query::<()>(&mut src)
+                .unwrap();
+        }
+        setslot(&mut dst, "NODE", &target_id);
+        setslot(&mut src, "NODE", &target_id);
+        for s in self.servers.iter().filter(|s| s.child.is_some()) {
+            if s.port != source && s.port != target {
+                setslot(&mut admin(s.port, false), "NODE", &target_id);
+            }
+        }
+        wait_until("every node agrees on the slot's new owner", || {
+            self.owner(slot) == Some(target)
+        });
+        started.elapsed()
+    }
+}
+
 /// A primary, its replica and three Sentinels (quorum 2) watching them as `mymaster`.
 pub struct SentinelGroup {
     primary: Server,
     replica: Server,
     sentinels: Vec<Server>,
+    pub tls: Option<ServerTls>,
     _dir: TempDir,
 }
 
 pub const MASTER_NAME: &str = "mymaster";
 
 impl SentinelGroup {
-    /// Starts the group; returns once every Sentinel knows the replica and the other
-    /// Sentinels (so a failover can happen).
-    pub fn start() -> Self {
+    /// Starts the group (every process TLS only when `tls`); returns once every Sentinel
+    /// knows the replica and the other Sentinels (so a failover can happen).
+    pub fn start(tls: bool) -> Self {
         let dir = TempDir::new("redis-sentinel");
+        let server_tls = tls.then(|| ServerTls::new(&dir.0));
+        let listen = |port: u16| match &server_tls {
+            Some(t) => t.server_args(port),
+            None => vec!["--port".into(), port.to_string()],
+        };
         let port = free_port_pair();
-        let primary = Server::spawn(&dir.0, port, &["--port".into(), port.to_string()]);
+        let primary = Server::spawn(&dir.0, port, &listen(port));
         let replica_port = free_port_pair();
         let replica_dir = dir.0.join("replica");
         std::fs::create_dir_all(&replica_dir).unwrap();
-        let replica = Server::spawn(
-            &replica_dir,
-            replica_port,
-            &[
-                "--port".into(),
-                replica_port.to_string(),
-                "--replicaof".into(),
-                "127.0.0.1".into(),
-                port.to_string(),
-            ],
-        );
+        let mut replica_args = listen(replica_port);
+        replica_args.extend(["--replicaof".into(), "127.0.0.1".into(), port.to_string()]);
+        let replica = Server::spawn(&replica_dir, replica_port, &replica_args);
         let mut sentinels = Vec::new();
         for i in 0..3 {
             let sentinel_port = free_port_pair();
             let conf = dir.0.join(format!("sentinel-{i}.conf"));
+            let listening = match &server_tls {
+                Some(t) => format!(
+                    "port 0\ntls-port {sentinel_port}\ntls-cert-file {}\ntls-key-file {}\n\
+                     tls-ca-cert-file {}\ntls-auth-clients no\ntls-replication yes\n",
+                    t.cert_file.display(),
+                    t.key_file.display(),
+                    t.ca_file.display()
+                ),
+                None => format!("port {sentinel_port}\n"),
+            };
             std::fs::write(
                 &conf,
                 format!(
-                    "port {sentinel_port}\nbind 127.0.0.1\ndir {}\n\
+                    "{listening}bind 127.0.0.1\ndir {}\n\
                      sentinel monitor {MASTER_NAME} 127.0.0.1 {port} 2\n\
                      sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
                      sentinel failover-timeout {MASTER_NAME} 5000\n",
@@ -443,16 +523,17 @@ impl SentinelGroup {
             primary,
             replica,
             sentinels,
+            tls: server_tls,
             _dir: dir,
         };
         wait_until("the replica in sync", || {
-            ask(group.replica.port, false, &["INFO", "replication"])
+            ask(group.replica.port, tls, &["INFO", "replication"])
                 .is_some_and(|i| i.contains("master_link_status:up"))
         });
         for s in &group.sentinels {
             wait_until("every Sentinel knows the replica and the others", || {
                 let known = |what: &str| {
-                    let mut conn = admin(s.port, false);
+                    let mut conn = admin(s.port, tls);
                     redis::cmd("SENTINEL")
                         .arg(what)
                         .arg(MASTER_NAME)
@@ -466,6 +547,10 @@ impl SentinelGroup {
         group
     }
 
+    fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// The Sentinels as `host:port`.
     pub fn sentinel_addresses(&self) -> Vec<String> {
         self.sentinels
@@ -476,7 +561,7 @@ impl SentinelGroup {
 
     /// The primary's port as the Sentinels name it.
     fn named_primary(&self) -> Option<u16> {
-        let mut conn = admin(self.sentinels[0].port, false);
+        let mut conn = admin(self.sentinels[0].port, self.is_tls());
         let (_, port): (String, u16) = redis::cmd("SENTINEL")
             .arg("get-master-addr-by-name")
             .arg(MASTER_NAME)
@@ -493,7 +578,7 @@ impl SentinelGroup {
         let replica = self.replica.port;
         wait_until("the Sentinels promote the replica", || {
             self.named_primary() == Some(replica)
-                && ask(replica, false, &["ROLE"]).is_some_and(|r| r.contains("master"))
+                && ask(replica, self.is_tls(), &["ROLE"]).is_some_and(|r| r.contains("master"))
         });
         killed.elapsed()
     }
