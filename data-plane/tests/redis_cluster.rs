@@ -123,6 +123,29 @@ async fn two_processes_share_publications_history_recovery_presence_and_join_lea
     )
     .await;
     assert_eq!(first["result"], again["result"], "{first} {again}");
+    // Node control messages (SPUBLISH on the tenant's control topic) reach every process:
+    // each knows the other from its heartbeat, and `channels` asks both.
+    let mut info = Value::Null;
+    for _ in 0..100 {
+        info = api(&b, "info", json!({})).await;
+        if info["result"]["nodes"].as_array().map_or(0, Vec::len) == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        info["result"]["nodes"].as_array().map(Vec::len),
+        Some(2),
+        "{info}"
+    );
+    let (mut c, _) = Client::connected(&a.ws_url(), "u").await;
+    c.call(json!({"subscribe": {"channel": "news"}})).await;
+    let channels = api(&b, "channels", json!({})).await;
+    assert_eq!(
+        channels["result"]["channels"]["news"],
+        json!({"num_clients": 1}),
+        "{channels}"
+    );
     // Channels spread over the three primaries.
     let owners: std::collections::HashSet<u16> = ["a", "b", "c", "d", "e", "f", "g", "h"]
         .iter()
@@ -218,4 +241,71 @@ async fn a_tls_cluster_verified_against_the_test_ca_carries_the_engine() {
     let a = TestServer::start(on_cluster(&cluster, &p, tls.clone())).await;
     let b = TestServer::start(on_cluster(&cluster, &p, tls)).await;
     exercise(&a, &b).await;
+}
+
+/// Ignores what the engine delivers.
+struct Ignore;
+
+impl rotor_data_plane::engine::BrokerEvents for Ignore {
+    fn publication(&self, _: &str, _: std::sync::Arc<rotor_data_plane::publication::PubMsg>) {}
+    fn join(&self, _: &str, _: rotor_data_plane::protocol::ClientInfo) {}
+    fn leave(&self, _: &str, _: rotor_data_plane::protocol::ClientInfo) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_and_user_status_bookkeeping_runs_on_a_cluster() {
+    use rotor_data_plane::engine::redis::RedisEngine;
+    use std::time::Duration;
+    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 0, false))
+        .await
+        .unwrap();
+    let config: rotor_tenant_config::RedisEngine = serde_json::from_value(json!({
+        "cluster_address": cluster.seeds(), "prefix": prefix()
+    }))
+    .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let engine = RedisEngine::connect(&config, std::sync::Arc::new(Ignore), stop.clone())
+        .await
+        .unwrap();
+    let ttl = Duration::from_secs(60);
+    // Each script reads a per-process key with per-channel or per-user ones: one slot each.
+    let channels: Vec<String> = (0..20).map(|i| format!("room:{i}")).collect();
+    for channel in &channels {
+        assert!(
+            engine
+                .webhook_hold(channel, "", "n1", true, ttl)
+                .await
+                .unwrap()
+                > 0
+        );
+        engine
+            .webhook_hold(channel, "alice", "n1", true, ttl)
+            .await
+            .unwrap();
+    }
+    let mut held = engine.webhook_holdings("n1").await.unwrap();
+    held.sort();
+    assert_eq!(held.len(), 40, "{held:?}");
+    for channel in &channels {
+        assert!(
+            engine
+                .webhook_hold(channel, "", "n1", false, ttl)
+                .await
+                .unwrap()
+                > 0
+        );
+    }
+    engine.webhook_forget("n1").await.unwrap();
+    assert!(engine.webhook_holdings("n1").await.unwrap().is_empty());
+    let users: Vec<String> = (0..50).map(|i| format!("user-{i}")).collect();
+    let counts: Vec<(std::sync::Arc<str>, usize)> =
+        users.iter().map(|u| (u.as_str().into(), 2)).collect();
+    assert!(engine.user_status_beat("c1", ttl, ttl).await.unwrap());
+    engine
+        .user_status_write("c1", &counts, ttl, ttl)
+        .await
+        .unwrap();
+    let statuses = engine.user_status_read(&users, ttl, ttl).await.unwrap();
+    assert!(statuses.iter().all(|s| s.connections == 2), "{statuses:?}");
+    stop.cancel();
 }
