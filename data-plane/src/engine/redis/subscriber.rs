@@ -57,6 +57,12 @@ pub async fn run(
     let mut topics: HashSet<String> = HashSet::new();
     let mut connected_before = false;
     let mut backoff = Duration::from_millis(100);
+    // Asking the Sentinels again is cheap, and a failover is over in seconds: retry often so
+    // that subscribers recover soon after the new primary is named.
+    let max_backoff = match source {
+        Source::Sentinel(_) => Duration::from_millis(250),
+        Source::Fixed(_) => Duration::from_secs(2),
+    };
     loop {
         let pubsub = tokio::select! {
             _ = stop.cancelled() => return,
@@ -79,7 +85,7 @@ pub async fn run(
                             },
                         }
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff = (backoff * 2).min(max_backoff);
                     continue;
                 }
             },
