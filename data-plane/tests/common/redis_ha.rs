@@ -237,11 +237,14 @@ impl RedisCluster {
             let port = free_port_pair();
             let node_dir = dir.0.join(port.to_string());
             std::fs::create_dir_all(&node_dir).unwrap();
+            // Quick failure detection where a replica is to take over; elsewhere a slow
+            // moment of a loaded machine must not mark a node failed.
+            let node_timeout = if replicas > 0 { "1000" } else { "5000" };
             let mut args: Vec<String> = [
                 "--cluster-enabled",
                 "yes",
                 "--cluster-node-timeout",
-                "1000",
+                node_timeout,
                 "--cluster-replica-validity-factor",
                 "0",
                 "--cluster-allow-replica-migration",
