@@ -3,8 +3,9 @@
 # or stale: cargo-nextest, the clippy and rustfmt components, the Node.js interop clients
 # (tests/clients/node, `npm ci` from the committed package-lock.json) and the Python interop
 # clients (tests/clients/python/.venv from the fully pinned requirements.txt), Debian's
-# Chromium for the dashboard's browser tests, protoc for the Terraform provider's build and a
-# Terraform CLI for its tests. Idempotent; takes well under a second when everything is in place.
+# Chromium for the dashboard's browser tests, protoc for the Terraform provider's build, a
+# Terraform CLI for its tests, and redis-server/redis-cli 7 for the Redis Cluster and Sentinel
+# tests. Idempotent; takes well under a second when everything is in place.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,6 +18,20 @@ readonly VENV_STAMP=$VENV/.rotor-requirements.sha256
 SCRIPT_NAME=install-test-deps
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# The Redis Cluster and Sentinel tests start private redis-server processes (cluster mode, and
+# `redis-server --sentinel`, so no separate redis-sentinel package) and create the cluster with
+# redis-cli; sharded PUB/SUB needs Redis 7 (Debian bookworm ships 7.0).
+ensure_redis_binaries() {
+    if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+        log "redis: installing redis-server and redis-tools"
+        apt_install redis-server redis-tools
+    fi
+    local major
+    major=$(redis-server --version | sed -n 's/.* v=\([0-9]*\)\..*/\1/p')
+    [[ -n $major && $major -ge 7 ]] || die "redis-server ${major:-?}.x is too old: Redis Cluster tests need 7 or later"
+    log "redis: redis-server $major.x and redis-cli present"
+}
 
 ensure_rust_tools() {
     command -v cargo >/dev/null 2>&1 || die "cargo is not on PATH (install Rust with rustup)"
@@ -172,6 +187,7 @@ if [[ ${1:-} == --build-only ]]; then
     exit 0
 fi
 
+ensure_redis_binaries
 ensure_rust_tools
 ensure_node_clients
 ensure_python_clients

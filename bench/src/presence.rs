@@ -123,7 +123,7 @@ pub async fn run(a: PresenceArgs) -> anyhow::Result<PresenceResult> {
     let mut runs = vec![measure("memory", &MemoryPresence::default(), "bench:p", &a).await?];
     let stop = tokio_util::sync::CancellationToken::new();
     let prefix = format!("rotor-bench-presence:{}:", crate::payload::now_micros());
-    let redis = RedisEngine::connect(
+    let redis = RedisEngine::connect_standalone(
         std::slice::from_ref(&a.redis_url),
         &rotor_tenant_config::RedisTls::default(),
         &prefix,

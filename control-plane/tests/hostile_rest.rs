@@ -73,8 +73,9 @@ async fn sql_injection_and_path_traversal_tries_are_plain_data_or_404() {
     assert_eq!(list["projects"][0]["id"], bob_id);
 }
 
-/// A hosted project cannot choose its engine (the operator does) nor name a TLS file for its
-/// process to read, whichever way the settings try; the refusal never carries a file's contents.
+/// A hosted project cannot choose its engine (the operator does: standalone, Cluster or
+/// Sentinel addresses alike) nor name a TLS file for its process to read, whichever way the
+/// settings try; the refusal never carries a file's contents.
 #[tokio::test]
 async fn a_hosted_project_cannot_set_the_engine_or_name_tls_files() {
     let api = Api::start().await;
@@ -85,6 +86,19 @@ async fn a_hosted_project_cannot_set_the_engine_or_name_tls_files() {
     for (settings, field) in [
         (
             json!({"engine": {"type": "redis", "redis": {"address": "rediss://127.0.0.1:6380", "tls": files}}}),
+            "settings.engine",
+        ),
+        (
+            // Nor point the engine at a cluster or at Sentinels of the operator's network.
+            json!({"engine": {"type": "redis", "redis": {"cluster_address": ["10.0.0.1:7000"]}}}),
+            "settings.engine",
+        ),
+        (
+            json!({"engine": {"type": "redis", "redis": {"sentinel_address": ["127.0.0.1:26379"], "sentinel_master_name": "mymaster"}}}),
+            "settings.engine",
+        ),
+        (
+            json!({"engine": {"type": "redis", "redis": {"address": "redis+sentinel://127.0.0.1:26379/mymaster"}}}),
             "settings.engine",
         ),
         (

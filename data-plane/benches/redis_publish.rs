@@ -27,7 +27,7 @@ async fn main() {
     let prefix = format!("rotor-bench:{}:", std::process::id());
     let stop = tokio_util::sync::CancellationToken::new();
     let engine = Arc::new(
-        RedisEngine::connect(
+        RedisEngine::connect_standalone(
             std::slice::from_ref(&url),
             &rotor_tenant_config::RedisTls::default(),
             &prefix,

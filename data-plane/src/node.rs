@@ -194,12 +194,8 @@ impl Node {
         config: &RuntimeConfig,
         parts: &Parts,
     ) -> Result<crate::engine::redis::RedisEngine, EngineError> {
-        let redis = &config.tenant.engine.redis;
         crate::engine::redis::RedisEngine::connect(
-            &redis.address.0,
-            &redis.tls,
-            &redis.prefix,
-            redis.presence_ttl.get(),
+            &config.tenant.engine.redis,
             parts.events.clone(),
             parts.shutdown.clone(),
         )

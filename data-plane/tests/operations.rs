@@ -321,15 +321,12 @@ async fn centrifugo_environment_variables_configure_the_process_and_rotor_ones_w
     // A variable for an option Rotor refuses stops the process, naming both.
     let stderr = Binary::refused(
         &config,
-        &[(
-            "CENTRIFUGO_ENGINE_REDIS_SENTINEL_ADDRESS",
-            "redis://10.0.0.1:26379",
-        )],
+        &[("CENTRIFUGO_ENGINE_REDIS_SENTINEL_CLIENT_NAME", "rotor")],
     )
     .await;
     assert!(
-        stderr.contains("engine.redis.sentinel_address")
-            && stderr.contains("CENTRIFUGO_ENGINE_REDIS_SENTINEL_ADDRESS"),
+        stderr.contains("engine.redis.sentinel_client_name")
+            && stderr.contains("CENTRIFUGO_ENGINE_REDIS_SENTINEL_CLIENT_NAME"),
         "{stderr}"
     );
 }

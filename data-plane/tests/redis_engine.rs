@@ -286,7 +286,7 @@ async fn presence_of_a_connection_that_stops_refreshing_expires() {
         fn join(&self, _: &str, _: ClientInfo) {}
         fn leave(&self, _: &str, _: ClientInfo) {}
     }
-    let engine = RedisEngine::connect(
+    let engine = RedisEngine::connect_standalone(
         &[url],
         &rotor_tenant_config::RedisTls::default(),
         &prefix.0,

@@ -22,6 +22,7 @@ pub mod listen;
 mod load;
 pub mod prefixed;
 mod proxy;
+pub mod redis_deployment;
 mod redis_tls;
 mod refuse;
 pub mod secret_eq;

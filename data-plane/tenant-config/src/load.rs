@@ -403,8 +403,8 @@ mod tests {
                 "channel.namespaces[1].bogus",
             ),
             (
-                r#"{"engine": {"type": "redis", "redis": {"cluster_address": ["redis://10.0.0.1:7000"]}}}"#,
-                "engine.redis.cluster_address",
+                r#"{"engine": {"type": "redis", "redis": {"sentinel_tls": {"enabled": true}}}}"#,
+                "engine.redis.sentinel_tls",
             ),
             (
                 r#"{"client": {"subscription_token": {"enabled": true, "hmac_secret": "x"}}}"#,
@@ -428,11 +428,11 @@ mod tests {
             assert_eq!(err.path(), Some(path), "{text}: {err}");
         }
         let err = TenantConfig::parse(
-            r#"{"engine": {"redis": {"cluster_address": "redis://10.0.0.1:7000"}}}"#,
+            r#"{"engine": {"redis": {"sentinel_client_name": "rotor"}}}"#,
             Format::Json,
         )
         .unwrap_err();
-        assert!(err.to_string().contains("Redis Cluster"), "{err}");
+        assert!(err.to_string().contains("Sentinels"), "{err}");
     }
 
     #[test]
@@ -600,17 +600,31 @@ mod tests {
     fn a_centrifugo_variable_for_a_refused_option_is_refused() {
         let err = overlaid(
             serde_json::json!({}),
-            &[(
-                "CENTRIFUGO_ENGINE_REDIS_CLUSTER_ADDRESS",
-                "redis://10.0.0.1:7000",
-            )],
+            &[("CENTRIFUGO_ENGINE_REDIS_SENTINEL_CLIENT_NAME", "rotor")],
         )
         .unwrap_err();
-        assert_eq!(err.path(), Some("engine.redis.cluster_address"), "{err}");
+        assert_eq!(
+            err.path(),
+            Some("engine.redis.sentinel_client_name"),
+            "{err}"
+        );
         assert!(
             err.to_string()
-                .contains("CENTRIFUGO_ENGINE_REDIS_CLUSTER_ADDRESS"),
+                .contains("CENTRIFUGO_ENGINE_REDIS_SENTINEL_CLIENT_NAME"),
             "{err}"
+        );
+        // Cluster seeds are an implemented option now, a list of words.
+        let (c, _) = overlaid(
+            serde_json::json!({}),
+            &[(
+                "CENTRIFUGO_ENGINE_REDIS_CLUSTER_ADDRESS",
+                "10.0.0.1:7000 10.0.0.2:7000",
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            c.engine.redis.cluster_address.0,
+            vec!["10.0.0.1:7000".to_owned(), "10.0.0.2:7000".to_owned()]
         );
         let err = overlaid(
             serde_json::json!({}),

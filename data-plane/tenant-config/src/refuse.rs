@@ -58,24 +58,16 @@ pub const REFUSED_OPTIONS: &[(&str, &str)] = &[
         "presence_manager",
         "a separate presence manager is not supported: `engine` decides where presence is kept",
     ),
-    (
-        "engine.redis.cluster_address",
-        "Redis Cluster is not supported: list plain Redis servers in `engine.redis.address` (Rotor shards channels over them)",
-    ),
-    (
-        "engine.redis.sentinel_address",
-        "Redis Sentinel is not supported: list plain Redis servers in `engine.redis.address`",
-    ),
-    (
-        "engine.redis.sentinel_master_name",
-        "Redis Sentinel is not supported: list plain Redis servers in `engine.redis.address`",
-    ),
     ("engine.redis.user", REDIS_URL),
     ("engine.redis.password", REDIS_URL),
     ("engine.redis.db", REDIS_URL),
     (
         "engine.redis.sentinel_tls",
-        "Redis Sentinel is not supported: list plain Redis servers in `engine.redis.address`",
+        "TLS to the Sentinels follows `engine.redis.tls` (the same CA and client certificate as for the primary): set `enabled: true` there or use a rediss+sentinel:// address",
+    ),
+    (
+        "engine.redis.sentinel_client_name",
+        "Rotor does not name its connections to the Sentinels",
     ),
     ("engine.redis.tls.server_name", TLS_SERVER_NAME),
     ("engine.redis.tls.client_ca_pem", TLS_CLIENT_CA),
@@ -188,6 +180,14 @@ pub const NOTED_OPTIONS: &[(&str, &str)] = &[
     (
         "engine.redis.tls",
         "`enabled` (TLS on every address; a `rediss://` address is TLS anyway, verified against the webpki roots), `server_ca_pem` (the CA the server's certificate must chain to, instead of the webpki roots), `cert_pem` and `key_pem` (a client certificate for a server run with `tls-auth-clients yes`), `insecure_skip_verify` (no verification at all: encrypted but not authenticated; logged as a warning at start). The `*_pem` options take PEM text only (Centrifugo also takes base64 or a file path there); `cert_pem_file`, `key_pem_file` and `server_ca_pem_file` name files, standalone only (see below). Verification is on unless asked: a certificate from an unknown CA or for another name than the address's host stops the data plane at start. Also `consumers[].redis_stream.tls`",
+    ),
+    (
+        "engine.redis.cluster_address",
+        "seed nodes of a Redis Cluster (`host:port` or `redis://`/`rediss://` URLs, credentials in the URL, TLS from `engine.redis.tls`), instead of `address`. Every key of a channel carries the `{channel}` hash tag, so a publish stays one atomic Lua call on the channel's slot; PUB/SUB is sharded (`SSUBSCRIBE`/`SPUBLISH`, Redis 7 or later), so a publication reaches only the node that owns its slot. After a failover or slot move the subscriptions follow the slot and positioned subscribers are told to recover",
+    ),
+    (
+        "engine.redis.sentinel_address",
+        "Sentinels (`host:port` or `redis://`/`rediss://` URLs) of the group `sentinel_master_name`, with `sentinel_user`/`sentinel_password` if the Sentinels require them; instead of `address`. The engine asks the Sentinels for the primary and asks again after losing it: publishes during a failover fail with a temporary error (Centrifugo's internal error), then resume on the new primary, and positioned subscribers are told to recover. The same as one address `redis+sentinel://[user:password@]host:port[,host:port…]/<master name>[/<db>]` (`rediss+sentinel://` for TLS), whose credentials are the primary's; such addresses can also be shards among others in `address`",
     ),
     (
         "client.proxy.connect.endpoint",

@@ -532,6 +532,47 @@ pub struct RedisEngine {
     pub presence_ttl: ConfigDuration,
     /// TLS to the servers (`rediss://` addresses are TLS too).
     pub tls: RedisTls,
+    /// Seed nodes of a Redis Cluster (`host:port` or `redis://` URLs); when set, the engine
+    /// runs on that cluster instead of `address`.
+    pub cluster_address: AddressList,
+    /// Sentinels (`host:port` or `redis://` URLs) of the group `sentinel_master_name`; when
+    /// set, the engine runs on the primary they name instead of `address`.
+    pub sentinel_address: AddressList,
+    /// The group (master name) the Sentinels of `sentinel_address` monitor.
+    pub sentinel_master_name: String,
+    /// The user for the Sentinels (ACL), if they require one.
+    pub sentinel_user: String,
+    /// The password for the Sentinels, if they require one.
+    pub sentinel_password: String,
+}
+
+impl RedisEngine {
+    /// Whether `address` is the default one (not set by the config).
+    pub fn address_is_default(&self) -> bool {
+        self.address == Self::default().address
+    }
+
+    /// The addresses of the data nodes as TLS sees them: the cluster's seeds, the Sentinels'
+    /// (whose TLS follows the primary's), or `address`, a `rediss+sentinel://` one counting
+    /// as `rediss://`.
+    pub fn tls_addresses(&self) -> Vec<String> {
+        if !self.cluster_address.0.is_empty() {
+            return self.cluster_address.0.clone();
+        }
+        if !self.sentinel_address.0.is_empty() {
+            return self.sentinel_address.0.clone();
+        }
+        self.address
+            .0
+            .iter()
+            .map(
+                |a| match a.trim_start().strip_prefix("rediss+sentinel://") {
+                    Some(rest) => format!("rediss://{rest}"),
+                    None => a.clone(),
+                },
+            )
+            .collect()
+    }
 }
 
 impl Default for RedisEngine {
@@ -541,6 +582,11 @@ impl Default for RedisEngine {
             prefix: "centrifugo".into(),
             presence_ttl: ConfigDuration::from_secs(60),
             tls: RedisTls::default(),
+            cluster_address: AddressList::default(),
+            sentinel_address: AddressList::default(),
+            sentinel_master_name: String::new(),
+            sentinel_user: String::new(),
+            sentinel_password: String::new(),
         }
     }
 }

@@ -161,11 +161,12 @@ pub(crate) fn validate(config: &TenantConfig) -> Result<(), ConfigError> {
             "must not be empty",
         ));
     }
+    crate::redis_deployment::validate(&config.engine.redis)?;
     config
         .engine
         .redis
         .tls
-        .validate("engine.redis.tls", &config.engine.redis.address.0)?;
+        .validate("engine.redis.tls", &config.engine.redis.tls_addresses())?;
     validate_personal_channel(config)?;
     for (path, level) in [
         ("log.level", &config.log.level),

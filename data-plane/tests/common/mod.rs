@@ -16,8 +16,11 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod ha_traffic;
 pub mod nats;
 pub mod pb;
+pub mod redis_ha;
+pub mod tls_ca;
 
 pub const SECRET: &str = "test-secret";
 pub const ADMIN_TOKEN: &str = "admin-test-token";
@@ -286,13 +289,18 @@ impl Client {
 
     /// Reads one reply object (frames with several are split), skipping server pings.
     pub async fn read(&mut self) -> Result<Value, Closed> {
+        self.read_within(WAIT)
+            .await
+            .expect("timed out waiting for the server")
+    }
+
+    /// [`Self::read`], `None` when nothing came within `wait`.
+    pub async fn read_within(&mut self, wait: Duration) -> Option<Result<Value, Closed>> {
         if let Some(v) = self.split.pop_front() {
-            return Ok(v);
+            return Some(Ok(v));
         }
         loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("timed out waiting for the server");
+            let msg = tokio::time::timeout(wait, self.ws.next()).await.ok()?;
             match msg {
                 Some(Ok(Message::Text(t))) => {
                     let mut items: Vec<Value> = t
@@ -310,20 +318,20 @@ impl Client {
                     }
                     let first = items.remove(0);
                     self.split.extend(items);
-                    return Ok(first);
+                    return Some(Ok(first));
                 }
                 Some(Ok(Message::Close(frame))) => {
                     let (code, reason) = frame
                         .map(|f| (u16::from(f.code), f.reason.to_string()))
                         .unwrap_or((1005, String::new()));
-                    return Err(Closed { code, reason });
+                    return Some(Err(Closed { code, reason }));
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => {
-                    return Err(Closed {
+                    return Some(Err(Closed {
                         code: 1006,
                         reason: String::new(),
-                    })
+                    }))
                 }
             }
         }

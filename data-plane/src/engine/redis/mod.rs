@@ -3,7 +3,9 @@
 //! with MAXLEN, retention and PUBLISH together) — one round trip; each process keeps one PUB/SUB connection
 //! per Redis shard for all its channels. Channels are spread over the shards of
 //! `engine.redis.address` by Jump consistent hash, as Centrifugo does ([`shard`]); the node
-//! control topic lives on the first shard.
+//! control topic lives on the first shard. A shard may be the primary a group of Sentinels
+//! names; on a Redis Cluster the cluster does the sharding, PUB/SUB is sharded
+//! (SPUBLISH/SSUBSCRIBE) and [`connect`] says how the pieces are made.
 //!
 //! History here is Redis's memory, bounded by Redis and the channel's `history_size`: the
 //! tenant's history byte budgets (`rotor.max_history_bytes`, `max_channel_history_bytes`) and
@@ -11,6 +13,9 @@
 //! with local subscribers and this process's presence entries are still budgeted
 //! ([`crate::budgets`]), in the hub and the session.
 
+mod cluster_sub;
+mod conn;
+mod connect;
 mod keys;
 mod presence;
 pub mod shard;
@@ -24,7 +29,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use prost::Message as _;
-use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -33,14 +37,17 @@ use super::{
     new_epoch, Broker, BrokerEvents, EngineError, HistoryFilter, HistoryPage, PublishOptions,
 };
 use crate::protocol::{ClientInfo, Publication, StreamPosition};
+use conn::Conn;
 pub use keys::Keys;
 use subscriber::SubCmd;
 
 const OP_TIMEOUT: Duration = Duration::from_secs(3);
 const IDEMPOTENCY_TTL_SECS: u64 = 300;
 
+/// One shard: its command connection and its PUB/SUB task. On a cluster every bucket is a
+/// shard sharing the cluster's connection and its one sharded PUB/SUB task.
 struct Shard {
-    conn: ConnectionManager,
+    conn: Conn,
     sub: mpsc::UnboundedSender<SubCmd>,
 }
 
@@ -69,76 +76,20 @@ async fn within<T>(
 }
 
 impl RedisEngine {
-    /// Connects to every address (one shard each, with the TLS options of `tls`) and starts
-    /// their PUB/SUB tasks, which stop with `stop`. A TLS failure (unknown CA, another name,
-    /// a refused client certificate) fails here, naming TLS.
+    /// Connects to the deployment `engine.redis` names — standalone servers (one shard each),
+    /// a Redis Cluster, or Sentinel-managed primaries — with the TLS options of its `tls`,
+    /// and starts the PUB/SUB tasks, which stop with `stop`. A TLS failure (unknown CA,
+    /// another name, a refused client certificate) fails here, naming TLS.
     pub async fn connect(
-        addresses: &[String],
-        tls: &rotor_tenant_config::RedisTls,
-        prefix: &str,
-        presence_ttl: Duration,
+        config: &rotor_tenant_config::RedisEngine,
         events: Arc<dyn BrokerEvents>,
         stop: CancellationToken,
     ) -> Result<Self, EngineError> {
-        if addresses.is_empty() {
-            return Err(unavailable("no redis address configured"));
-        }
-        let keys = Keys::new(prefix);
-        let mut shards = Vec::with_capacity(addresses.len());
-        for (i, address) in addresses.iter().enumerate() {
-            let client = tls::client(address, tls, "engine.redis.tls").map_err(unavailable)?;
-            let over_tls = tls::uses_tls(&client);
-            let shown = tls::shown_address(&client);
-            let config = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Duration::from_secs(2))
-                .set_response_timeout(Duration::from_secs(2))
-                .set_number_of_retries(2)
-                // Without a cap the retry delays are 1 s then 60 s (redis-rs's factor 100 on
-                // backon's 1 s minimum): after an outage of more than a second, every command
-                // waited out that minute and timed out although Redis was back.
-                .set_max_delay(500);
-            // A PING proves the connection (with TLS, a server that wants a client
-            // certificate may only close it after the handshake).
-            let conn = async {
-                let mut conn =
-                    within(ConnectionManager::new_with_config(client.clone(), config)).await?;
-                let _: String = within(redis::cmd("PING").query_async(&mut conn)).await?;
-                Ok::<_, EngineError>(conn)
-            }
-            .await
-            .map_err(|e| match e {
-                EngineError::Unavailable(reason) if over_tls => EngineError::Unavailable(format!(
-                    "redis {shown}: TLS connection failed: {reason}"
-                )),
-                EngineError::Unavailable(reason) => {
-                    EngineError::Unavailable(format!("redis {shown}: {reason}"))
-                }
-                other => other,
-            })?;
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(subscriber::run(
-                client,
-                keys.clone(),
-                events.clone(),
-                rx,
-                stop.clone(),
-            ));
-            if i == 0 {
-                // Every node listens to the tenant's control topic on the first shard.
-                let (ack_tx, ack_rx) = oneshot::channel();
-                tx.send(SubCmd::Subscribe(keys.control_topic(), ack_tx))
-                    .map_err(unavailable)?;
-                match tokio::time::timeout(OP_TIMEOUT, ack_rx).await {
-                    Ok(Ok(Ok(()))) => {}
-                    _ => return Err(unavailable("cannot subscribe to the control topic")),
-                }
-            }
-            shards.push(Shard { conn, sub: tx });
-        }
+        let (shards, keys) = connect::shards(config, events, stop).await?;
         Ok(Self {
             shards,
             keys,
-            presence_ttl,
+            presence_ttl: config.presence_ttl.get(),
             publish: Script::new(include_str!("lua/publish.lua")),
             history: Script::new(include_str!("lua/history.lua")),
             presence: presence::Scripts::new(),
@@ -146,12 +97,47 @@ impl RedisEngine {
         })
     }
 
-    fn shard(&self, channel: &str) -> &Shard {
-        &self.shards[shard::shard_index(channel, self.shards.len())]
+    /// [`Self::connect`] to standalone servers `addresses` (one shard each).
+    pub async fn connect_standalone(
+        addresses: &[String],
+        tls: &rotor_tenant_config::RedisTls,
+        prefix: &str,
+        presence_ttl: Duration,
+        events: Arc<dyn BrokerEvents>,
+        stop: CancellationToken,
+    ) -> Result<Self, EngineError> {
+        let config = rotor_tenant_config::RedisEngine {
+            address: rotor_tenant_config::AddressList(addresses.to_vec()),
+            prefix: prefix.to_owned(),
+            presence_ttl: rotor_tenant_config::ConfigDuration::from_millis(
+                u64::try_from(presence_ttl.as_millis()).unwrap_or(u64::MAX),
+            ),
+            tls: tls.clone(),
+            ..Default::default()
+        };
+        Self::connect(&config, events, stop).await
     }
 
-    fn conn(&self, channel: &str) -> ConnectionManager {
+    /// The shard (on a cluster: the bucket) of `channel` or of a user id.
+    fn shard_of(&self, channel: &str) -> usize {
+        shard::shard_index(channel, self.shards.len())
+    }
+
+    fn shard(&self, channel: &str) -> &Shard {
+        &self.shards[self.shard_of(channel)]
+    }
+
+    fn conn(&self, channel: &str) -> Conn {
         self.shard(channel).conn.clone()
+    }
+
+    /// The command that publishes on a topic: sharded on a cluster.
+    fn publish_command(&self) -> &'static str {
+        if self.keys.is_clustered() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
     }
 }
 
@@ -212,7 +198,7 @@ impl Broker for RedisEngine {
             payload.extend_from_slice(b"p0::");
             payload.extend_from_slice(&body);
             let _: i64 = within(
-                redis::cmd("PUBLISH")
+                redis::cmd(self.publish_command())
                     .arg(self.keys.topic(channel))
                     .arg(payload)
                     .query_async(&mut conn),
@@ -238,6 +224,7 @@ impl Broker for RedisEngine {
                 .arg(opts.version.to_string())
                 .arg(&opts.version_epoch)
                 .arg(if opts.delta { "1" } else { "0" })
+                .arg(self.publish_command())
                 .invoke_async(&mut conn),
         )
         .await?;
@@ -336,7 +323,7 @@ impl Broker for RedisEngine {
         message.push(b'x');
         message.extend_from_slice(&payload);
         let _: i64 = within(
-            redis::cmd("PUBLISH")
+            redis::cmd(self.publish_command())
                 .arg(self.keys.control_topic())
                 .arg(message)
                 .query_async(&mut conn),
@@ -364,7 +351,7 @@ impl RedisEngine {
         info.encode(&mut payload).map_err(unavailable)?;
         let mut conn = self.conn(channel);
         let _: i64 = within(
-            redis::cmd("PUBLISH")
+            redis::cmd(self.publish_command())
                 .arg(self.keys.topic(channel))
                 .arg(payload)
                 .query_async(&mut conn),

@@ -1,7 +1,8 @@
 //! The PUB/SUB side of one Redis shard: one dedicated connection for every channel this node
-//! has subscribers in. It reconnects with backoff after a failure, subscribes again to every
-//! topic, and then tells positioned subscribers to recover, since publications may have been
-//! missed while it was away.
+//! has subscribers in. It reconnects with backoff after a failure (to the primary the
+//! Sentinels name now, for a Sentinel-managed shard), subscribes again to every topic, and
+//! then tells positioned subscribers to recover, since publications may have been missed
+//! while it was away.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,6 +18,28 @@ use crate::engine::BrokerEvents;
 use crate::protocol::{ClientInfo, Publication};
 use crate::publication::PubMsg;
 
+/// Where the PUB/SUB connection goes.
+pub enum Source {
+    /// One server.
+    Fixed(redis::Client),
+    /// The primary the Sentinels name at each (re)connection.
+    Sentinel(Arc<tokio::sync::Mutex<redis::sentinel::SentinelClient>>),
+}
+
+impl Source {
+    async fn pubsub(&self) -> redis::RedisResult<redis::aio::PubSub> {
+        match self {
+            Source::Fixed(client) => client.get_async_pubsub().await,
+            Source::Sentinel(sentinel) => {
+                super::conn::SentinelConn::primary_client(sentinel)
+                    .await?
+                    .get_async_pubsub()
+                    .await
+            }
+        }
+    }
+}
+
 /// A request to the subscriber task.
 pub enum SubCmd {
     Subscribe(String, oneshot::Sender<Result<(), String>>),
@@ -25,7 +48,7 @@ pub enum SubCmd {
 
 /// Runs until `stop` or until every sender is gone.
 pub async fn run(
-    client: redis::Client,
+    source: Source,
     keys: Keys,
     events: Arc<dyn BrokerEvents>,
     mut rx: mpsc::UnboundedReceiver<SubCmd>,
@@ -34,10 +57,16 @@ pub async fn run(
     let mut topics: HashSet<String> = HashSet::new();
     let mut connected_before = false;
     let mut backoff = Duration::from_millis(100);
+    // Asking the Sentinels again is cheap, and a failover is over in seconds: retry often so
+    // that subscribers recover soon after the new primary is named.
+    let max_backoff = match source {
+        Source::Sentinel(_) => Duration::from_millis(250),
+        Source::Fixed(_) => Duration::from_secs(2),
+    };
     loop {
         let pubsub = tokio::select! {
             _ = stop.cancelled() => return,
-            r = tokio::time::timeout(Duration::from_secs(3), client.get_async_pubsub()) => match r {
+            r = tokio::time::timeout(Duration::from_secs(3), source.pubsub()) => match r {
                 Ok(Ok(p)) => p,
                 failure => {
                     let reason = match failure { Ok(Err(e)) => e.to_string(), _ => "timeout".into() };
@@ -56,7 +85,7 @@ pub async fn run(
                             },
                         }
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff = (backoff * 2).min(max_backoff);
                     continue;
                 }
             },

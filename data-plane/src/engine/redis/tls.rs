@@ -151,15 +151,37 @@ pub fn client(
             })
         }
     };
+    warn_if_insecure(section, &host, insecure);
+    let setup = |e: redis::RedisError| RedisTlsError::Setup {
+        section: section.to_owned(),
+        address: host.clone(),
+        reason: e.to_string(),
+    };
+    match certificates(tls, section)? {
+        None => redis::Client::open(info).map_err(setup),
+        Some(certs) => redis::Client::build_with_tls(info, certs).map_err(setup),
+    }
+}
+
+/// Installs the process-wide rustls provider and warns when verification is off.
+pub fn warn_if_insecure(section: &str, address: &str, insecure: bool) {
     // One process-wide provider (ring); a second install is a no-op.
     let _ = rustls::crypto::ring::default_provider().install_default();
     if insecure {
         tracing::warn!(
             section,
-            address = %host,
+            address,
             "TLS to Redis without verifying the server's certificate (insecure_skip_verify): the connection is encrypted but anyone on the path can impersonate the server"
         );
     }
+}
+
+/// The CA and client certificate of `tls` (checked PEM), `None` when it sets neither (the
+/// webpki roots, no client certificate).
+pub fn certificates(
+    tls: &RedisTls,
+    section: &str,
+) -> Result<Option<TlsCertificates>, RedisTlsError> {
     let ca = pem(
         section,
         "server_ca_pem",
@@ -187,22 +209,13 @@ pub fn client(
         }
         _ => None,
     };
-    let setup = |e: redis::RedisError| RedisTlsError::Setup {
-        section: section.to_owned(),
-        address: host.clone(),
-        reason: e.to_string(),
-    };
     if ca.is_none() && client_tls.is_none() {
-        return redis::Client::open(info).map_err(setup);
+        return Ok(None);
     }
-    redis::Client::build_with_tls(
-        info,
-        TlsCertificates {
-            client_tls,
-            root_cert: ca,
-        },
-    )
-    .map_err(setup)
+    Ok(Some(TlsCertificates {
+        client_tls,
+        root_cert: ca,
+    }))
 }
 
 #[cfg(test)]

@@ -85,9 +85,12 @@ impl RedisEngine {
             .enumerate()
             .filter(|(_, group)| !group.is_empty())
             .map(|(shard, group)| {
-                let mut invocation = self.user_status.read.key(self.keys.user_status_nodes());
+                let mut invocation = self
+                    .user_status
+                    .read
+                    .key(self.keys.user_status_nodes(shard));
                 for &i in &group {
-                    invocation.key(self.keys.user_status(&users[i]));
+                    invocation.key(self.keys.user_status(&users[i], shard));
                 }
                 invocation.arg(now).arg(millis(node_ttl)).arg(millis(keep));
                 let mut conn = self.shards[shard].conn.clone();
@@ -128,9 +131,12 @@ impl RedisEngine {
             .enumerate()
             .filter(|(_, group)| !group.is_empty())
             .map(|(shard, group)| {
-                let mut invocation = self.user_status.write.key(self.keys.user_status_nodes());
+                let mut invocation = self
+                    .user_status
+                    .write
+                    .key(self.keys.user_status_nodes(shard));
                 for &i in &group {
-                    invocation.key(self.keys.user_status(&counts[i].0));
+                    invocation.key(self.keys.user_status(&counts[i].0, shard));
                 }
                 invocation
                     .arg(contributor)
@@ -159,8 +165,8 @@ impl RedisEngine {
         retention: Duration,
     ) -> Result<bool, EngineError> {
         let now = unix_now_ms();
-        let calls = self.shards.iter().map(|shard| {
-            let mut invocation = self.user_status.beat.key(self.keys.user_status_nodes());
+        let calls = self.shards.iter().enumerate().map(|(i, shard)| {
+            let mut invocation = self.user_status.beat.key(self.keys.user_status_nodes(i));
             invocation
                 .arg(contributor)
                 .arg(now)

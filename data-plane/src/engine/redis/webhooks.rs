@@ -54,9 +54,10 @@ impl RedisEngine {
         } else {
             (format!("{node}:{user}"), format!("u:{user}"))
         };
-        let mut invocation = HOLD.key(self.keys.webhooks(channel));
+        let bucket = self.shard_of(channel);
+        let mut invocation = HOLD.key(self.keys.webhooks(channel, bucket));
         invocation
-            .key(self.keys.webhook_index(node))
+            .key(self.keys.webhook_index(node, bucket))
             .arg(if acquire { "+" } else { "-" })
             .arg(holder)
             .arg(counter)
@@ -179,11 +180,11 @@ impl RedisEngine {
     /// channel's occupancy.
     pub async fn webhook_holdings(&self, node: &str) -> Result<Vec<(String, String)>, EngineError> {
         let mut out = Vec::new();
-        for shard in &self.shards {
+        for (i, shard) in self.shards.iter().enumerate() {
             let mut conn = shard.conn.clone();
             let entries: Vec<String> = within(
                 redis::cmd("SMEMBERS")
-                    .arg(self.keys.webhook_index(node))
+                    .arg(self.keys.webhook_index(node, i))
                     .query_async(&mut conn),
             )
             .await?;
@@ -203,22 +204,25 @@ impl RedisEngine {
         .await
     }
 
-    /// Forgets process `node`: its heartbeat, connections and (emptied) indexes.
+    /// Forgets process `node`: its heartbeat, connections and (emptied) indexes. One key a
+    /// command, as the keys may live in different cluster slots.
     pub async fn webhook_forget(&self, node: &str) -> Result<(), EngineError> {
         for (i, shard) in self.shards.iter().enumerate() {
             let mut conn = shard.conn.clone();
-            let mut pipe = redis::pipe();
-            pipe.cmd("DEL").arg(self.keys.webhook_index(node)).ignore();
+            let del = |key: String| redis::cmd("DEL").arg(key).to_owned();
+            let mut cmds = vec![del(self.keys.webhook_index(node, i))];
             if i == 0 {
-                pipe.cmd("DEL")
-                    .arg(self.keys.webhook_clients(node))
-                    .ignore()
-                    .cmd("ZREM")
-                    .arg(self.keys.webhook_nodes())
-                    .arg(node)
-                    .ignore();
+                cmds.push(del(self.keys.webhook_clients(node)));
+                cmds.push(
+                    redis::cmd("ZREM")
+                        .arg(self.keys.webhook_nodes())
+                        .arg(node)
+                        .to_owned(),
+                );
             }
-            within(pipe.query_async::<()>(&mut conn)).await?;
+            for cmd in cmds {
+                within(cmd.query_async::<()>(&mut conn)).await?;
+            }
         }
         Ok(())
     }

@@ -4,7 +4,8 @@
 -- ARGV: 1 protobuf Publication, 2 history size, 3 history TTL (s), 4 meta TTL (s),
 --       5 epoch to use if the stream is new, 6 PUB/SUB topic, 7 "1" to use idempotency,
 --       8 idempotency TTL (s), 9 publication version ("0" = unversioned), 10 version epoch,
---       11 "1" to send the previous publication along for delta subscribers
+--       11 "1" to send the previous publication along for delta subscribers, 12 the publish
+--       command: "PUBLISH", or "SPUBLISH" on a Redis Cluster (the topic is in the keys' slot)
 -- A versioned publication not newer than the last accepted one (same version epoch, or any when
 -- its own is empty) is dropped: nothing is stored or published and the current top is returned.
 -- The version lives in the meta hash (fields v, ve), so it expires with the stream's meta.
@@ -51,9 +52,9 @@ redis.call("xadd", KEYS[1], "MAXLEN", ARGV[2], top .. "-1", "d", ARGV[1])
 redis.call("expire", KEYS[1], ARGV[3])
 redis.call("expire", KEYS[2], ARGV[4])
 if ARGV[11] == "1" then
-  redis.call("publish", ARGV[6], "d" .. top .. ":" .. epoch .. ":" .. #prev .. ":" .. prev .. ARGV[1])
+  redis.call(ARGV[12], ARGV[6], "d" .. top .. ":" .. epoch .. ":" .. #prev .. ":" .. prev .. ARGV[1])
 else
-  redis.call("publish", ARGV[6], "p" .. top .. ":" .. epoch .. ":" .. ARGV[1])
+  redis.call(ARGV[12], ARGV[6], "p" .. top .. ":" .. epoch .. ":" .. ARGV[1])
 end
 if ARGV[7] == "1" then
   redis.call("set", KEYS[3], top .. ":" .. epoch, "EX", ARGV[8])
