@@ -107,19 +107,24 @@ async fn subscribe_control(
     }
 }
 
+/// An unavailable server's error naming the server (`shown`), and TLS when `over_tls`.
+fn naming(e: EngineError, shown: &str, over_tls: bool) -> EngineError {
+    match e {
+        EngineError::Unavailable(reason) if over_tls => {
+            unavailable(format!("redis {shown}: TLS connection failed: {reason}"))
+        }
+        EngineError::Unavailable(reason) => unavailable(format!("redis {shown}: {reason}")),
+        other => other,
+    }
+}
+
 /// Proves `conn` with a PING, naming `shown` (and TLS when `over_tls`) on failure.
 async fn ping(conn: &mut Conn, shown: &str, over_tls: bool) -> Result<(), EngineError> {
     // With TLS, a server that wants a client certificate may only close the connection
     // after the handshake: the PING shows it.
     let _: String = within(redis::cmd("PING").query_async(conn))
         .await
-        .map_err(|e| match e {
-            EngineError::Unavailable(reason) if over_tls => {
-                unavailable(format!("redis {shown}: TLS connection failed: {reason}"))
-            }
-            EngineError::Unavailable(reason) => unavailable(format!("redis {shown}: {reason}")),
-            other => other,
-        })?;
+        .map_err(|e| naming(e, shown, over_tls))?;
     Ok(())
 }
 
@@ -141,13 +146,7 @@ async fn direct(address: &str, tls_config: &RedisTls) -> Result<(Conn, Source), 
         config,
     ))
     .await
-    .map_err(|e| match e {
-        EngineError::Unavailable(reason) if over_tls => {
-            unavailable(format!("redis {shown}: TLS connection failed: {reason}"))
-        }
-        EngineError::Unavailable(reason) => unavailable(format!("redis {shown}: {reason}")),
-        other => other,
-    })?;
+    .map_err(|e| naming(e, &shown, over_tls))?;
     let mut conn = Conn::Single(manager);
     ping(&mut conn, &shown, over_tls).await?;
     Ok((conn, Source::Fixed(client)))
