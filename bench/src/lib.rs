@@ -5,13 +5,15 @@
 //! control plane (`rotor-noisy`: noisy neighbour, `rotor-density`: many idle projects); and
 //! `rotor-bench-delta`, what Fossil delta compression saves per delivery; and
 //! `rotor-bench-tags`, what publication tag filters cost; `rotor-bench-presence`, what
-//! `presence_stats` costs on a big channel.
+//! `presence_stats` costs on a big channel; `rotor-bench-engines`, the engine forms (standalone
+//! Redis, Redis Cluster, NATS) beside raw `redis-benchmark` and NATS numbers.
 
 pub mod client;
 pub mod coordinator;
 pub mod cp;
 pub mod delta;
 pub mod density;
+pub mod engines;
 pub mod grpc;
 pub mod histogram;
 pub mod noisy;

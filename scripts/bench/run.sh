@@ -8,7 +8,7 @@
 # BENCHMARKS.md and the PNG plots in bench/results/.
 #
 #   BENCH_ONLY=fanout,idle   run only these scenarios (fanout channels idle storm latency spread
-#                            sweep redis edge noisy density configpush delta tags presence grpc); the report uses what is in
+#                            sweep redis engines edge noisy density configpush delta tags presence grpc); the report uses what is in
 #                            bench/results/
 #   NOISY_SECS, NOISY_CONNS, NOISY_RATE, NOISY_VIA (edge|direct), NOISY_FLOOD_RATE,
 #   NOISY_STORM_CONNS        the noisy-neighbour scenario's sizes (defaults below)
@@ -31,7 +31,7 @@ RESULTS=${BENCH_RESULTS:-$ROOT/bench/results}
 REPORT=${BENCH_REPORT:-$ROOT/BENCHMARKS.md}
 BIN="$ROOT/target/release"
 QUICK=${BENCH_QUICK:-0}
-ONLY=${BENCH_ONLY:-fanout,channels,idle,storm,latency,spread,sweep,redis,edge,noisy,density,configpush,delta,tags,presence,grpc}
+ONLY=${BENCH_ONLY:-fanout,channels,idle,storm,latency,spread,sweep,redis,engines,edge,noisy,density,configpush,delta,tags,presence,grpc}
 TARGETS=${BENCH_TARGETS:-rotor,rotor-protobuf,bare,socketio,nchan}
 BUDGET_SECS=${BENCH_BUDGET_SECS:-1140} # the measurements stop starting after 19 minutes
 WORK=$(mktemp -d /tmp/rotor-bench.XXXXXX)
@@ -365,6 +365,25 @@ redis_engine() {
     "$BIN/rotor-bench-report" parse-redis <<<"$out" >"$RESULTS/redis.json"
 }
 
+engines() { # issue #23: Redis standalone vs Redis Cluster (3 primaries) vs NATS across two data
+    # planes, beside raw redis-benchmark / NATS numbers on the same servers (~2 minutes)
+    local nats
+    nats=$(command -v nats-server || echo /usr/sbin/nats-server)
+    if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null || ! [[ -x $nats ]]; then
+        log "installing redis-server, redis-tools, nats-server"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            redis-server redis-tools nats-server >/dev/null
+    fi
+    local args=()
+    [[ $QUICK == 1 ]] && args=(--rates 1000,4000 --step-secs 2 --raw-requests 20000 --raw-nats-messages 50000)
+    log "run engines"
+    timeout -k 10 300 "$BIN/rotor-bench-engines" --data-plane-bin "$BIN/rotor-data-plane" \
+        --nats-server "$nats" \
+        "${args[@]}" --out "$RESULTS/engines.json" ||
+        log "run engines failed (see above); continuing"
+}
+
 edge() { # fan-out through the control plane's public endpoint vs straight to the tenant
     scripts/ensure-services.sh >/dev/null
     local db="postgres://postgres@127.0.0.1:5432/rotor_bench" base="http://127.0.0.1:$PORT_CP"
@@ -577,6 +596,7 @@ want idle && each_target idle
 want channels && in_budget channels && channels
 want edge && in_budget edge && edge
 want redis && in_budget redis && redis_engine
+want engines && in_budget engines && engines
 want sweep && TARGETS=${TARGETS//rotor-protobuf,/} each_target sweep
 want noisy && in_budget noisy && noisy
 want density && in_budget density && density

@@ -216,6 +216,8 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     let presence: Option<crate::presence::PresenceResult> =
         load_optional(&results.join("presence.json"));
     let grpc: Option<crate::grpc::GrpcResult> = load_optional(&results.join("grpc.json"));
+    let engines: Option<crate::engines::EnginesResult> =
+        load_optional(&results.join("engines.json"));
     let common = common_rate(&runs);
     let all: BTreeMap<&str, Facts> = PEERS
         .iter()
@@ -274,6 +276,7 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     rows.push(super::filters::target(tags.as_ref()));
     rows.push(super::presence::target(presence.as_ref()));
     rows.push(super::grpc::target(grpc.as_ref()));
+    rows.push(super::engines::target(engines.as_ref()));
     for t in rows {
         let _ = writeln!(
             o,
@@ -538,6 +541,9 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
     }
     if let Some(g) = &grpc {
         super::grpc::section(&mut o, g);
+    }
+    if let Some(e) = &engines {
+        super::engines::section(&mut o, e);
     }
     let _ = writeln!(o, "## Config change → applied\n");
     match &measured_push {

@@ -2,6 +2,7 @@
 //! `cargo bench` and the config-push e2e test, and BENCHMARKS.md generated from
 //! `bench/results/`, with the multi-tenant scenarios (noisy neighbour, density).
 
+mod engines;
 mod filters;
 mod grpc;
 pub mod machine;
