@@ -20,18 +20,21 @@ pub struct RawResult {
     pub detail: String,
 }
 
-/// The rate in a `redis-benchmark -q` summary (`PUBLISH: 123.45 requests per second, …`).
+/// The rate in a `redis-benchmark -q` summary (`PUBLISH: 123.45 requests per second, …`) and
+/// the summary without the test's name.
 pub fn parse_redis_benchmark(text: &str) -> Option<(f64, String)> {
     // redis-benchmark redraws its progress with '\r'; the summary is the last piece.
+    // With a command of its own `-q` names the test by the whole command line, payload
+    // included: only what follows the last ": " is kept.
     let line = text
         .split(['\r', '\n'])
         .rfind(|l| l.contains("requests per second"))?
-        .trim()
-        .to_owned();
-    let rate = line
+        .trim();
+    let summary = line.rsplit(": ").next().unwrap_or(line).to_owned();
+    let rate = summary
         .split_whitespace()
         .find_map(|w| w.parse::<f64>().ok())?;
-    Some((rate, line))
+    Some((rate, summary))
 }
 
 /// `redis-benchmark -q` against `port` with `args` (`-n`, `-c`, the command): the rate and
@@ -114,10 +117,10 @@ mod tests {
     #[test]
     fn the_redis_benchmark_summary_is_read_past_its_progress_line() {
         let out = "PUBLISH: rps=41000.0 (overall: 40990.2) avg_msec=0.6\r\
-                   PUBLISH: 47125.35 requests per second, p50=0.503 msec\n\n";
+                   PUBLISH bench xxxx: 47125.35 requests per second, p50=0.503 msec\n\n";
         let (rate, line) = parse_redis_benchmark(out).unwrap();
         assert_eq!(rate, 47125.35);
-        assert!(line.starts_with("PUBLISH: 47125.35"));
+        assert_eq!(line, "47125.35 requests per second, p50=0.503 msec");
         assert!(parse_redis_benchmark("ERR unknown command").is_none());
     }
 }

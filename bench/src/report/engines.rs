@@ -23,6 +23,26 @@ fn saturation_cell(f: &FormResult) -> String {
         .unwrap_or_else(|| "–".into())
 }
 
+/// Where the CPU went at saturation, across the forms: the engines' servers against the data
+/// planes, per publish.
+fn ceiling_note(e: &EnginesResult) -> Option<String> {
+    let steps: Vec<_> = e.forms.iter().filter_map(FormResult::saturation).collect();
+    let range = |f: fn(&crate::engines::EngineStep) -> f64| {
+        let lo = steps.iter().map(|s| f(s)).fold(f64::INFINITY, f64::min);
+        let hi = steps.iter().map(|s| f(s)).fold(0.0, f64::max);
+        format!("{lo:.0}–{hi:.0} µs")
+    };
+    (!steps.is_empty()).then(|| {
+        format!(
+            ". At saturation the engine's servers spent {} of CPU per publish and the two data \
+             planes {}: the ceiling here is the data planes' HTTP API and WebSocket path and the \
+             load generator beside them, not the engine",
+            range(|s| s.engine_cpu_us_per_publish),
+            range(|s| s.rotor_cpu_us_per_publish)
+        )
+    })
+}
+
 /// The targets-table row.
 pub fn target(e: Option<&EnginesResult>) -> Target {
     let measured = e.map_or_else(
@@ -60,12 +80,14 @@ pub fn target(e: Option<&EnginesResult>) -> Target {
         } else {
             Verdict::NotMeasured
         },
-        why: "a publish is an HTTP API request to one data plane, one engine call and a delivery \
-              to the other data plane's subscribers over the engine's PUB/SUB; the raw rows are \
-              the engine alone with no HTTP, JSON or WebSocket around it, so the gap is Rotor's \
-              share. On this box the servers, both data planes and the load generator share two \
-              cores"
-            .into(),
+        why: format!(
+            "a publish is an HTTP API request to one data plane, one engine call and a delivery \
+             to the other data plane's subscribers over the engine's PUB/SUB; the raw rows are \
+             the engine alone with no HTTP, JSON or WebSocket around it, so the gap is Rotor's \
+             share. On this box the servers, both data planes and the load generator share two \
+             cores{}",
+            e.and_then(ceiling_note).unwrap_or_default()
+        ),
         next: "",
     }
 }
@@ -83,9 +105,11 @@ pub fn section(o: &mut String, e: &EnginesResult) {
          history (NATS keeps none). Latency and CPU are taken at a fixed moderate rate; \
          saturation is the best of the rising rates and a last unpaced step ({} s each) whose \
          deliveries all arrived. CPU is utime + stime from /proc per acknowledged publish, for \
-         both data planes together and for the engine's servers together. The raw rows run on \
+         both data planes together and for the engine's servers together; at the fixed rate it \
+         includes what the idle processes spend anyway (timers, heartbeats), at saturation it is \
+         close to the cost of a publish itself. The raw rows run on \
          the same servers right after, without Rotor.\n\n\
-         | form | fixed rate /s | p50 ms | p99 ms | Rotor CPU / publish | engine CPU / publish | publishes/s at saturation | its p99 ms | steps (asked → acknowledged /s, loss) |\n\
+         | form | fixed rate /s | p50 ms | p99 ms | CPU / publish: Rotor, engine | publishes/s at saturation | its p99 ms | its CPU / publish: Rotor, engine | steps (asked → acknowledged /s, loss) |\n\
          |---|---|---|---|---|---|---|---|---|",
         e.subscribers, e.channels, e.payload_bytes, e.concurrency, e.step_secs
     );
@@ -106,9 +130,10 @@ pub fn section(o: &mut String, e: &EnginesResult) {
                 )
             })
             .collect();
+        let sat = f.saturation();
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {:.1} µs | {:.1} µs | **{}** | {} | {} |",
+            "| {} | {} | {} | {} | {:.1} µs, {:.1} µs | **{}** | {} | {} | {} |",
             f.form.describe(),
             int(f.fixed.rate),
             ms(f.fixed.p50_us),
@@ -116,9 +141,12 @@ pub fn section(o: &mut String, e: &EnginesResult) {
             f.fixed.rotor_cpu_us_per_publish,
             f.fixed.engine_cpu_us_per_publish,
             saturation_cell(f),
-            f.saturation()
-                .map(|s| ms(s.p99_us))
-                .unwrap_or_else(|| "–".into()),
+            sat.map(|s| ms(s.p99_us)).unwrap_or_else(|| "–".into()),
+            sat.map(|s| format!(
+                "{:.1} µs, {:.1} µs",
+                s.rotor_cpu_us_per_publish, s.engine_cpu_us_per_publish
+            ))
+            .unwrap_or_else(|| "–".into()),
             steps.join(", ")
         );
     }
@@ -177,6 +205,7 @@ mod tests {
         assert!(o.contains("| **3 100** |"), "{o}");
         assert!(o.contains("unpaced → 5 200 (20.0 %)"), "{o}");
         assert!(target(Some(&e)).measured.contains("Cluster 3 100/s"));
+        assert!(target(Some(&e)).why.contains("At saturation"));
         assert_eq!(target(None).verdict, Verdict::NotMeasured);
     }
 }
