@@ -240,6 +240,7 @@ pub fn describe(row: &Row) -> String {
         },
         "operator.set_limits" => "Changed the limits of a plan".into(),
         "operator.set_redis_url" => "Gave the project its own Redis".into(),
+        "operator.move_project" => "Moved the project to another Redis deployment".into(),
         "account.password_reset" => {
             "Reset the password with a link sent by email (every session was logged out)".into()
         }

@@ -20,6 +20,8 @@ pub mod percent;
 pub mod probe;
 pub mod project_settings;
 pub mod reconciler;
+pub mod redis_deployments;
+pub mod redis_move;
 pub mod rest;
 pub mod routes;
 pub mod sandbox;

@@ -62,6 +62,40 @@ enum OperatorCommand {
         #[arg(long)]
         clear: bool,
     },
+    /// Add a Redis deployment new Redis-engine projects are placed on. Its `engine.redis`
+    /// options (address / cluster_address / sentinel_* / tls, as the data plane takes them)
+    /// are read as one JSON object from stdin, never from the command line, and stored sealed
+    /// (needs ROTOR_SECRET_KEY). With --replace, change an existing deployment's options (its
+    /// projects restart on them).
+    AddRedisDeployment {
+        name: String,
+        #[arg(long)]
+        replace: bool,
+    },
+    /// List the Redis deployments: form, nodes (no credentials), TLS, open or closed, projects.
+    ListRedisDeployments,
+    /// Stop placing new projects on a deployment (those on it stay).
+    CloseRedisDeployment { name: String },
+    /// Place new projects on a closed deployment again.
+    OpenRedisDeployment { name: String },
+    /// Remove a deployment no project uses.
+    RemoveRedisDeployment { name: String },
+    /// Move a Redis-engine project to another deployment. --history drain copies its keys
+    /// (history, presence, recovery positions) first; --history drop leaves them behind.
+    /// Either way the old keys are deleted and the tenant restarts on the new deployment.
+    MoveProject {
+        project: String,
+        deployment: String,
+        #[arg(long, value_enum)]
+        history: HistoryArg,
+    },
+}
+
+/// What `move-project` does with the project's keys (no default: never silent).
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum HistoryArg {
+    Drain,
+    Drop,
 }
 
 #[tokio::main]
@@ -84,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
     use rotor_control_plane::operator::{self, Operator};
+    use rotor_control_plane::{redis_deployments, redis_move};
     let settings = Settings::from_env();
     let pool = db::connect_existing(&settings.database_url)
         .await
@@ -113,6 +148,62 @@ async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
             }
             let url = (!clear).then_some(url.as_str());
             operator::set_redis_url(&pool, &op, &project, url).await?
+        }
+        OperatorCommand::AddRedisDeployment { name, replace } => {
+            use std::io::Read as _;
+            let mut text = String::new();
+            std::io::stdin()
+                .take(1 << 20)
+                .read_to_string(&mut text)
+                .context("reading the deployment's options from stdin")?;
+            // Not repeated in the error: the options hold passwords.
+            let options: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "the options on stdin must be one JSON object (line {}, column {})",
+                    e.line(),
+                    e.column()
+                )
+            })?;
+            redis_deployments::add(&pool, &op, &name, &options, replace).await?
+        }
+        OperatorCommand::ListRedisDeployments => {
+            for d in redis_deployments::list(&pool).await? {
+                let nodes = match d.nodes {
+                    Ok(n) => n.join(","),
+                    Err(e) => format!("(options do not open: {e})"),
+                };
+                println!(
+                    "{}	{}	{}	tls={}	{}	projects={}",
+                    d.name,
+                    d.form,
+                    nodes,
+                    d.tls,
+                    if d.accepts_new { "open" } else { "closed" },
+                    d.projects
+                );
+            }
+            return Ok(());
+        }
+        OperatorCommand::CloseRedisDeployment { name } => {
+            redis_deployments::set_accepting(&pool, &op, &name, false).await?
+        }
+        OperatorCommand::OpenRedisDeployment { name } => {
+            redis_deployments::set_accepting(&pool, &op, &name, true).await?
+        }
+        OperatorCommand::RemoveRedisDeployment { name } => {
+            redis_deployments::remove(&pool, &op, &name).await?
+        }
+        OperatorCommand::MoveProject {
+            project,
+            deployment,
+            history,
+        } => {
+            let history = match history {
+                HistoryArg::Drain => redis_move::History::Drain,
+                HistoryArg::Drop => redis_move::History::Drop,
+            };
+            let default = settings.redis_url.as_deref();
+            redis_move::move_project(&pool, &op, &project, &deployment, history, default).await?
         }
         OperatorCommand::ListPlans => {
             for plan in operator::list_plans(&pool).await? {

@@ -34,6 +34,22 @@ pub enum OperatorError {
     NoSecretKey,
     #[error("sealing: {0}")]
     Sealed(#[from] crate::sealed::SealError),
+    /// A deployment's options do not load in the data plane (the message names the option,
+    /// never a value).
+    #[error("invalid deployment option `{field}`: {message}")]
+    InvalidDeployment { field: String, message: String },
+    #[error("no Redis deployment {0:?} (see `operator list-redis-deployments`)")]
+    UnknownDeployment(String),
+    #[error("Redis deployment {0:?} exists; give --replace to change its options")]
+    DeploymentExists(String),
+    #[error("Redis deployment {name:?} still holds {projects} project(s); move them first")]
+    DeploymentInUse { name: String, projects: i64 },
+    #[error(
+        "project {0} uses the memory engine; only Redis-engine projects are placed on deployments"
+    )]
+    NotRedisEngine(String),
+    #[error("moving the project: {0}")]
+    Move(#[from] crate::redis_move::MoveError),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -55,7 +71,7 @@ impl Operator {
         Self { name }
     }
 
-    fn actor(&self) -> Actor<'_> {
+    pub(crate) fn actor(&self) -> Actor<'_> {
         Actor::Operator(&self.name)
     }
 }
@@ -72,7 +88,7 @@ pub struct Change {
 }
 
 /// A project or an account, as the operator named it.
-enum Target {
+pub(crate) enum Target {
     Project {
         id: ProjectId,
         account: AccountId,
@@ -86,7 +102,7 @@ enum Target {
 
 /// Resolves `prj_…` ids and slugs to projects, `acc_…` ids and emails to accounts; locks the
 /// row for the rest of the transaction.
-async fn resolve(conn: &mut PgConnection, name: &str) -> Result<Target, OperatorError> {
+pub(crate) async fn resolve(conn: &mut PgConnection, name: &str) -> Result<Target, OperatorError> {
     let name = name.trim();
     if name.starts_with(AccountId::PREFIX) || name.contains('@') {
         let row: Option<(AccountId, String)> = sqlx::query_as(
@@ -144,7 +160,7 @@ async fn swap(
 }
 
 /// Records what the operator changed, in the change's own transaction.
-async fn audited(
+pub(crate) async fn audited(
     conn: &mut PgConnection,
     op: &Operator,
     (account, project): (Option<&AccountId>, Option<&ProjectId>),
@@ -223,6 +239,21 @@ pub async fn suspend(pool: &PgPool, op: &Operator, project: &str) -> Result<Chan
 /// Resumes a suspended project.
 pub async fn resume(pool: &PgPool, op: &Operator, project: &str) -> Result<Change, OperatorError> {
     set_status(pool, op, project, "active").await
+}
+
+/// Refuses sealing with a key this command generated (it would not open in the server).
+pub(crate) fn require_server_key() -> Result<&'static crate::sealed::Keyring, OperatorError> {
+    let keyring = crate::sealed::Keyring::global()?;
+    if matches!(
+        keyring.source(),
+        crate::sealed::KeySource::File {
+            generated: true,
+            ..
+        }
+    ) {
+        return Err(OperatorError::NoSecretKey);
+    }
+    Ok(keyring)
 }
 
 async fn set_status(
@@ -339,16 +370,7 @@ pub async fn set_redis_url(
     let url = url.map(str::trim).filter(|u| !u.is_empty());
     if let Some(u) = url {
         check_redis_url(u)?;
-        let keyring = crate::sealed::Keyring::global()?;
-        if matches!(
-            keyring.source(),
-            crate::sealed::KeySource::File {
-                generated: true,
-                ..
-            }
-        ) {
-            return Err(OperatorError::NoSecretKey);
-        }
+        require_server_key()?;
     }
     let mut tx = pool.begin().await?;
     let Target::Project { id, account, slug } = resolve(&mut tx, project).await? else {

@@ -71,6 +71,9 @@ enum Outcome {
         /// The API keys of the config the process accepted.
         api_keys: Option<ApiKeys>,
     },
+    /// The process could not take its new config live (its engine changed: the project moved
+    /// to another Redis deployment) and was stopped, to start again on the new config.
+    Restarted(ProjectId),
 }
 
 struct Running {
@@ -562,6 +565,12 @@ impl Reconciler {
                     self.running.insert(id, *running);
                 }
                 Outcome::StartFailed(id) => self.backoff.entry(id).or_default().failed(),
+                Outcome::Restarted(id) => {
+                    self.running.remove(&id);
+                    // Asked for (not parked) and due at once; the next pass starts it.
+                    self.backoff.entry(id).or_default();
+                    self.state.reconcile.notify_one();
+                }
                 Outcome::Nothing => {}
                 Outcome::Pushed {
                     id,
@@ -685,6 +694,14 @@ impl Reconciler {
             }
             // The process already runs something newer (a concurrent push won): fine.
             Ok(resp) if resp.status().as_u16() == 409 => Some(version),
+            // The change takes a new process: stop this one; the next pass starts the new.
+            Ok(resp) if resp.status().as_u16() == 422 => {
+                let body = resp.text().await.unwrap_or_default();
+                tracing::info!(tenant = %id, version, %body, "tenant needs a restart for its new config; restarting it");
+                self.driver.stop(&record, STOP_GRACE).await;
+                self.driver.release(&id).await;
+                return Outcome::Restarted(id);
+            }
             Ok(resp) => {
                 let status = resp.status();
                 let body = resp.text().await.unwrap_or_default();

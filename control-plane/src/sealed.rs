@@ -61,6 +61,9 @@ pub enum Purpose {
     /// A consumer's credential in the project settings (a PostgreSQL DSN, a Redis address or
     /// client key, a NATS URL, password or token).
     ConsumerCredential,
+    /// `redis_deployments.options`: an operator's Redis deployment (addresses, passwords, TLS
+    /// keys), bound to the deployment's name (see [`Context::deployment`]).
+    RedisDeployment,
 }
 
 impl Purpose {
@@ -71,6 +74,7 @@ impl Purpose {
             Purpose::RedisUrl => "redis-url",
             Purpose::WebhookSecret => "webhook-secret",
             Purpose::ConsumerCredential => "consumer-credential",
+            Purpose::RedisDeployment => "redis-deployment",
         }
     }
 }
@@ -87,9 +91,23 @@ impl<'a> Context<'a> {
         Self { purpose, project }
     }
 
+    /// The context of a Redis deployment's options: `subject` is
+    /// [`deployment_subject`]`(name)`, which no project id can equal (ids are `prj_…`).
+    pub fn deployment(subject: &'a ProjectId) -> Self {
+        Self {
+            purpose: Purpose::RedisDeployment,
+            project: subject,
+        }
+    }
+
     fn aad(&self) -> Vec<u8> {
         format!("rotor/{VERSION}/{}/{}", self.purpose.as_str(), self.project).into_bytes()
     }
+}
+
+/// What a Redis deployment's sealed options are bound to besides their purpose: its name.
+pub fn deployment_subject(name: &str) -> ProjectId {
+    ProjectId(format!("deployment:{name}"))
 }
 
 /// Why a sealed value did not open.

@@ -126,6 +126,8 @@ pub struct SealReport {
     pub settings_rows: u64,
     /// Projects whose `redis_url` was sealed or re-sealed.
     pub redis_url_rows: u64,
+    /// Redis deployments whose options were re-sealed under the current key.
+    pub deployment_rows: u64,
     /// Values sealed under a key that is not configured, left as they are.
     pub unknown_key: u64,
 }
@@ -231,12 +233,35 @@ pub async fn seal_at_rest(pool: &PgPool) -> Result<SealReport, SecretError> {
             .await?;
         report.redis_url_rows += 1;
     }
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT name, options FROM redis_deployments WHERE options NOT LIKE $1 FOR UPDATE",
+    )
+    .bind(&current)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (name, sealed) in rows {
+        match crate::redis_deployments::open(keyring, &name, &sealed) {
+            Ok(options) => {
+                sqlx::query("UPDATE redis_deployments SET options = $2 WHERE name = $1")
+                    .bind(&name)
+                    .bind(crate::redis_deployments::seal(keyring, &name, &options))
+                    .execute(&mut *tx)
+                    .await?;
+                report.deployment_rows += 1;
+            }
+            Err(e) => {
+                report.unknown_key += 1;
+                tracing::error!(deployment = %name, error = %e, "a Redis deployment's options cannot be re-sealed; its projects will not compile until it is added again or the key is configured");
+            }
+        }
+    }
     tx.commit().await?;
     if report != SealReport::default() {
         tracing::info!(
             token_rows = report.token_rows,
             settings_rows = report.settings_rows,
             redis_url_rows = report.redis_url_rows,
+            deployment_rows = report.deployment_rows,
             unknown_key = report.unknown_key,
             "secrets at rest sealed"
         );

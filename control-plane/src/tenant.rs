@@ -20,6 +20,9 @@ pub struct TenantRow {
     /// The project's own Redis, sealed ([`Purpose::RedisUrl`]); opened only by [`compile`].
     pub redis_url: Option<String>,
     pub redis_prefix: Option<String>,
+    /// The operator's Redis deployment the project is placed on
+    /// ([`crate::redis_deployments`]).
+    pub redis_deployment: Option<String>,
     pub settings: Value,
     pub config_version: i64,
     pub applied_version: i64,
@@ -307,8 +310,8 @@ pub async fn compile(
         .execute(&mut *tx)
         .await?;
     let row = sqlx::query_as::<_, TenantRow>(
-        "SELECT id, slug, status, engine, redis_url, redis_prefix, settings, config_version, applied_version \
-         FROM projects WHERE id = $1",
+        "SELECT id, slug, status, engine, redis_url, redis_prefix, redis_deployment, settings, \
+         config_version, applied_version FROM projects WHERE id = $1",
     )
     .bind(project)
     .fetch_one(&mut *tx)
@@ -328,6 +331,15 @@ pub async fn compile(
     .fetch_all(&mut *tx)
     .await?;
     let limits = PlanLimits::of_project(&mut *tx, project).await?;
+    let deployment: Option<String> = match &row.redis_deployment {
+        Some(name) => {
+            sqlx::query_scalar("SELECT options FROM redis_deployments WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+        None => None,
+    };
     let namespaces: Vec<(String, Value)> =
         sqlx::query_as("SELECT name, options FROM namespaces WHERE project_id = $1 ORDER BY name")
             .bind(project)
@@ -414,20 +426,27 @@ pub async fn compile(
     }
     let mut engine = json!({"type": row.engine});
     if row.engine == "redis" {
+        let prefix = row
+            .redis_prefix
+            .clone()
+            .unwrap_or_else(|| format!("rotor:{}:", row.id));
         let own = row
             .redis_url
             .as_deref()
             .map(|sealed_url| keyring.open(Context::new(Purpose::RedisUrl, project), sealed_url))
             .transpose()
             .map_err(sealed("projects.redis_url"))?;
-        let address = own
-            .or(default_redis_url.map(str::to_owned))
-            .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
-        let prefix = row
-            .redis_prefix
-            .clone()
-            .unwrap_or_else(|| format!("rotor:{}:", row.id));
-        engine["redis"] = json!({"address": address, "prefix": prefix});
+        // The project's own URL first, then its deployment, then the installation's Redis.
+        let mut redis = match (own, &row.redis_deployment, deployment) {
+            (Some(url), _, _) => json!({"address": url}),
+            (None, Some(name), Some(options)) => Value::Object(
+                crate::redis_deployments::open(keyring, name, &options)
+                    .map_err(sealed("redis_deployments.options"))?,
+            ),
+            _ => json!({"address": default_redis_url.unwrap_or("redis://127.0.0.1:6379")}),
+        };
+        redis["prefix"] = json!(prefix);
+        engine["redis"] = redis;
     }
     channel.insert("namespaces".into(), json!(namespaces));
     let mut config = json!({

@@ -162,6 +162,11 @@ async fn put_config(State(node): State<Arc<Node>>, Json(body): Json<Value>) -> R
         Err(e @ ApplyError::Invalid(_)) => {
             error(StatusCode::BAD_REQUEST, "invalid_config", e.to_string())
         }
+        Err(e @ ApplyError::Restart(_)) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "restart_required",
+            e.to_string(),
+        ),
     }
 }
 

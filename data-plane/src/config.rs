@@ -75,6 +75,10 @@ pub enum ApplyError {
     Stale { offered: u64, running: u64 },
     #[error("{0}")]
     Invalid(String),
+    /// The change takes a new process (the engine and the broker are connected at start);
+    /// a supervisor restarts the tenant with the new config.
+    #[error("{0}")]
+    Restart(String),
 }
 
 impl RuntimeConfig {
@@ -224,8 +228,14 @@ impl ConfigHandle {
         }
         if tenant.broker != self.current.load().tenant.broker {
             // The broker's connection and subscriptions are made at start.
-            return Err(ApplyError::Invalid(
+            return Err(ApplyError::Restart(
                 "broker: the broker is chosen at start; restart the process to change it".into(),
+            ));
+        }
+        if tenant.engine != self.current.load().tenant.engine {
+            // So is the engine (e.g. a project moved to another Redis deployment).
+            return Err(ApplyError::Restart(
+                "engine: the engine is connected at start; restart the process to change it".into(),
             ));
         }
         let compiled = RuntimeConfig::compile(tenant)?;

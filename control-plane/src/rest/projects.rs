@@ -184,13 +184,20 @@ pub async fn create_project(
         slug = format!("{base}-{}", random_suffix(5));
     }
     let redis_prefix = (engine == "redis").then(|| format!("rotor:{id}:"));
-    sqlx::query("INSERT INTO projects (id, account_id, name, slug, engine, redis_prefix, plan) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+    // The operator's deployments take Redis-engine projects, the emptiest open one first.
+    let deployment = if engine == "redis" {
+        crate::redis_deployments::place(&mut tx).await?
+    } else {
+        None
+    };
+    sqlx::query("INSERT INTO projects (id, account_id, name, slug, engine, redis_prefix, redis_deployment, plan) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
         .bind(&id)
         .bind(account)
         .bind(&name)
         .bind(&slug)
         .bind(engine)
         .bind(redis_prefix)
+        .bind(&deployment)
         .bind(&plan)
         .execute(&mut *tx)
         .await?;

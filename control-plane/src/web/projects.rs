@@ -81,9 +81,16 @@ async fn projects_view(state: &AppState, session: &Session) -> WebResult<Project
         form_engine: "memory".into(),
         error: None,
         notice: None,
-        redis_available: state.settings.redis_url.is_some(),
+        redis_available: redis_available(state).await?,
         starter_namespace: STARTER_NAMESPACE,
     })
+}
+
+/// Whether Redis-engine projects can be made: the installation has a Redis or an open
+/// deployment.
+async fn redis_available(state: &AppState) -> Result<bool, sqlx::Error> {
+    Ok(state.settings.redis_url.is_some()
+        || crate::redis_deployments::any_open(&state.pool).await?)
 }
 
 pub async fn list(State(state): State<AppState>, session: Session) -> WebResult<Response> {
@@ -114,7 +121,7 @@ pub async fn create(
     } else {
         form.engine.as_str()
     };
-    let problem = if engine == "redis" && state.settings.redis_url.is_none() {
+    let problem = if engine == "redis" && !redis_available(&state).await? {
         Some("The Redis engine is not available on this installation.".to_owned())
     } else {
         let starter = quickstart::starter_options();
