@@ -1,0 +1,332 @@
+//! Redis-engine projects on the operator's Redis deployments, end to end (#23 item 6), over
+//! real processes: a control plane, its tenants and two private `redis-server`s besides the
+//! shared one. A placed project's tenant publishes into its deployment under its own prefix
+//! (nothing on the installation's Redis); `move-project --history drain` copies its keys to the
+//! other deployment, the tenant restarts there and a client recovers the history it missed
+//! from the new deployment; `--history drop` empties the old prefix; the audit says how many
+//! keys moved.
+
+mod cp;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use cp::{token, ControlPlane, Project};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt as _;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Bound on every single wait.
+const WAIT: Duration = Duration::from_secs(10);
+/// The control plane's key (the operator's commands seal with the same one).
+const KEY: &str = "7c0d6a1f2e3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5";
+const PASSWORD: &str = "placed-redis-pass-77";
+
+/// A `redis-server` of this test on a free port, with a password, killed on drop.
+struct PrivateRedis {
+    port: u16,
+    _child: tokio::process::Child,
+    conn: redis::aio::MultiplexedConnection,
+}
+
+impl PrivateRedis {
+    async fn start() -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--requirepass",
+                PASSWORD,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("redis-server on PATH (scripts/install-test-deps.sh installs it)")?;
+        let client = redis::Client::open(format!("redis://:{PASSWORD}@127.0.0.1:{port}"))?;
+        // A server that has not bound yet refuses; there is no event to await.
+        let started = Instant::now();
+        let conn = loop {
+            match client.get_multiplexed_async_connection().await {
+                Ok(c) => break c,
+                Err(e) if started.elapsed() > WAIT => bail!("redis-server on {port}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        Ok(Self {
+            port,
+            _child: child,
+            conn,
+        })
+    }
+
+    fn options(&self) -> Value {
+        json!({"address": format!("redis://:{PASSWORD}@127.0.0.1:{}", self.port)})
+    }
+
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>> {
+        keys_on(&mut self.conn.clone(), prefix).await
+    }
+}
+
+async fn keys_on(
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> Result<Vec<String>> {
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(conn)
+        .await?;
+    keys.sort();
+    Ok(keys)
+}
+
+/// `rotor-control-plane operator ARGS…` with `stdin`; its stdout + stderr on success.
+async fn operator(cp: &ControlPlane, args: &[&str], stdin: &str) -> Result<String> {
+    let mut child =
+        tokio::process::Command::new(rotor_e2e::paths::binary_path("rotor-control-plane")?)
+            .arg("operator")
+            .args(args)
+            .env("DATABASE_URL", cp.db.url())
+            .env("ROTOR_SECRET_KEY", KEY)
+            .env("USER", "e2e-operator")
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+    let mut input = child.stdin.take().context("stdin")?;
+    input.write_all(stdin.as_bytes()).await?;
+    drop(input);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await??;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        !text.contains(PASSWORD),
+        "operator {args:?} printed a secret: {text}"
+    );
+    ensure!(out.status.success(), "operator {args:?}: {text}");
+    Ok(text)
+}
+
+/// A server API call through the edge; its `result`.
+async fn api(cp: &ControlPlane, project: &Project, method: &str, body: Value) -> Result<Value> {
+    let resp = cp
+        .http
+        .post(format!("{}/{method}", cp.api_url(&project.slug)))
+        .header("X-API-Key", &project.key)
+        .body(body.to_string())
+        .timeout(WAIT)
+        .send()
+        .await?;
+    let v: Value = resp.json().await?;
+    ensure!(v["error"].is_null(), "{method}: {v}");
+    Ok(v["result"].clone())
+}
+
+/// Subscribes with recovery from (`epoch`, `offset`) and returns the subscribe reply.
+async fn recover(cp: &ControlPlane, project: &Project, epoch: &str, offset: u64) -> Result<Value> {
+    let (mut ws, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::connect_async(cp.ws_url(&project.slug)),
+    )
+    .await??;
+    let commands = [
+        json!({"id": 1, "connect": {"token": token(&project.secret, "u1")}}),
+        json!({"id": 2, "subscribe": {"channel": "chat:x", "recover": true, "epoch": epoch, "offset": offset}}),
+    ];
+    let mut reply = Value::Null;
+    for cmd in commands {
+        let id = cmd["id"].clone();
+        ws.send(Message::text(cmd.to_string())).await?;
+        reply = loop {
+            let msg = tokio::time::timeout(WAIT, ws.next())
+                .await?
+                .context("connection ended")??;
+            let Message::Text(text) = msg else { continue };
+            if let Some(v) = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|v| v["id"] == id)
+            {
+                break v;
+            }
+        };
+        ensure!(reply["error"].is_null(), "{cmd}: {reply}");
+    }
+    Ok(reply["subscribe"].clone())
+}
+
+async fn audit_after(cp: &ControlPlane, action: &str) -> Result<Vec<Value>> {
+    let pool = sqlx::PgPool::connect(cp.db.url()).await?;
+    let rows: Vec<Value> =
+        sqlx::query_scalar("SELECT after FROM audit_log WHERE action = $1 ORDER BY id")
+            .bind(action)
+            .fetch_all(&pool)
+            .await?;
+    Ok(rows)
+}
+
+#[tokio::test]
+async fn a_placed_project_publishes_into_its_deployment_and_moves_with_its_history() -> Result<()> {
+    let started = Instant::now();
+    let (one, two) = (PrivateRedis::start().await?, PrivateRedis::start().await?);
+    let cp =
+        ControlPlane::start_with_env(&[("ROTOR_SECRET_KEY", KEY), ("ROTOR_START_ON_DEMAND", "0")])
+            .await?;
+    operator(
+        &cp,
+        &["add-redis-deployment", "one"],
+        &one.options().to_string(),
+    )
+    .await?;
+    operator(
+        &cp,
+        &["add-redis-deployment", "two"],
+        &two.options().to_string(),
+    )
+    .await?;
+    // New projects go to `one` while `two` is closed.
+    operator(&cp, &["close-redis-deployment", "two"], "").await?;
+    let mgmt = cp.account("placed@example.com").await?;
+    let chat = json!({"allow_subscribe_for_client": true, "force_recovery": true,
+        "history_size": 20, "history_ttl": "300s"});
+    let project = cp
+        .project_on(&mgmt, "placed", "redis", &[("chat", chat)])
+        .await?;
+    let prefix = format!("rotor:{}:", project.id);
+    let list = operator(&cp, &["list-redis-deployments"], "").await?;
+    assert!(
+        list.contains("one\tstandalone") && list.contains("closed\tprojects=0"),
+        "{list}"
+    );
+
+    // The tenant publishes into `one`, under its own prefix, and nowhere else.
+    for i in 1..=3 {
+        let r = api(
+            &cp,
+            &project,
+            "publish",
+            json!({"channel": "chat:x", "data": {"n": i}}),
+        )
+        .await?;
+        assert_eq!(r["offset"], json!(i), "{r}");
+    }
+    let history = api(
+        &cp,
+        &project,
+        "history",
+        json!({"channel": "chat:x", "limit": 0}),
+    )
+    .await?;
+    let epoch = history["epoch"].as_str().context("epoch")?.to_owned();
+    let on_one = one.keys(&prefix).await?;
+    assert!(
+        on_one.contains(&format!("{prefix}{{chat:x}}:s")),
+        "{on_one:?}"
+    );
+    assert!(two.keys(&prefix).await?.is_empty());
+    let shared = redis::Client::open(rotor_e2e::paths::redis_url())?;
+    let mut shared = shared.get_multiplexed_async_connection().await?;
+    assert!(
+        keys_on(&mut shared, &prefix).await?.is_empty(),
+        "nothing on the installation's Redis"
+    );
+
+    // Drain to `two` (closed to new projects, open to a move): the keys go over, the old
+    // prefix is emptied, the tenant restarts there.
+    let moved_at = Instant::now();
+    let out = operator(
+        &cp,
+        &["move-project", &project.id, "two", "--history", "drain"],
+        "",
+    )
+    .await?;
+    assert!(
+        out.contains("\"keys_moved\":") && out.contains("\"history\":\"drain\""),
+        "{out}"
+    );
+    assert_eq!(two.keys(&prefix).await?, on_one);
+    assert!(one.keys(&prefix).await?.is_empty());
+    cp.wait_applied(&mgmt, &project.id).await?;
+    let restart = moved_at.elapsed();
+    // A client that saw offset 1 recovers 2 and 3 from `two`, in the same epoch.
+    let sub = recover(&cp, &project, &epoch, 1).await?;
+    let offsets: Vec<u64> = sub["publications"]
+        .as_array()
+        .with_context(|| format!("publications: {sub}"))?
+        .iter()
+        .map(|p| p["offset"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(
+        (offsets, sub["recovered"].clone()),
+        (vec![2, 3], json!(true)),
+        "{sub}"
+    );
+    assert_eq!(sub["epoch"], json!(epoch));
+    let r = api(
+        &cp,
+        &project,
+        "publish",
+        json!({"channel": "chat:x", "data": {"n": 4}}),
+    )
+    .await?;
+    assert_eq!(r["offset"], json!(4), "the stream goes on on `two`: {r}");
+    let audit = audit_after(&cp, "operator.move_project").await?;
+    assert_eq!(audit[0]["keys_moved"], json!(on_one.len()), "{audit:?}");
+    assert_eq!(audit[0]["redis_deployment"], json!("two"));
+
+    // Drop back to `one`: `two`'s prefix is emptied and the history is gone.
+    let out = operator(
+        &cp,
+        &["move-project", &project.id, "one", "--history", "drop"],
+        "",
+    )
+    .await?;
+    assert!(out.contains("\"keys_moved\":0"), "{out}");
+    assert!(two.keys(&prefix).await?.is_empty());
+    cp.wait_applied(&mgmt, &project.id).await?;
+    let history = api(
+        &cp,
+        &project,
+        "history",
+        json!({"channel": "chat:x", "limit": -1}),
+    )
+    .await?;
+    assert!(
+        history["publications"].as_array().is_none_or(Vec::is_empty),
+        "{history}"
+    );
+    let r = api(
+        &cp,
+        &project,
+        "publish",
+        json!({"channel": "chat:x", "data": {"n": 5}}),
+    )
+    .await?;
+    assert_eq!(r["offset"], json!(1), "a new stream on `one`: {r}");
+    assert!(!one.keys(&prefix).await?.is_empty());
+    let audit = audit_after(&cp, "operator.move_project").await?;
+    assert_eq!(audit[1]["history"], json!("drop"), "{audit:?}");
+    // The control plane never logged a deployment's password.
+    let log = cp.process.as_ref().map(|p| p.output()).unwrap_or_default();
+    assert!(!log.contains(PASSWORD), "the control plane logged a secret");
+    eprintln!(
+        "placement e2e: drain move → tenant restarted on the new deployment in {restart:?}; {} keys moved; whole test {:?}",
+        on_one.len(),
+        started.elapsed()
+    );
+    Ok(())
+}
