@@ -236,10 +236,10 @@ async fn new_redis_projects_spread_over_the_open_deployments_and_compile_onto_th
     // A closed deployment takes no new project, even when emptier.
     let (ok, out) = operator(&api, &["close-redis-deployment", "b"], "").await;
     assert!(ok, "{out}");
-    for i in 0..2 {
+    for (i, token) in tokens.iter().take(2).enumerate() {
         let id = redis_project(
             &api,
-            &tokens[i],
+            token,
             json!({"name": format!("late{i}"), "engine": "redis"}),
         )
         .await;
