@@ -8,6 +8,7 @@
 
 mod cp;
 
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -77,6 +78,110 @@ impl PrivateRedis {
     }
 }
 
+/// A Redis Cluster of three primaries (no replicas, no password) on free ports, killed on drop.
+struct PrivateCluster {
+    ports: Vec<u16>,
+    _children: Vec<tokio::process::Child>,
+    _dir: PathBuf,
+}
+
+impl PrivateCluster {
+    async fn start() -> Result<Self> {
+        let dir =
+            std::env::temp_dir().join(format!("rotor-placement-{}", uuid::Uuid::new_v4().simple()));
+        let (mut ports, mut children) = (Vec::new(), Vec::new());
+        while ports.len() < 3 {
+            // A node needs its port and the bus port 10000 above it.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            if port > 55000 || std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_err() {
+                continue;
+            }
+            let node_dir = dir.join(port.to_string());
+            std::fs::create_dir_all(&node_dir)?;
+            children.push(
+                tokio::process::Command::new("redis-server")
+                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                    .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
+                    .args(["--save", "", "--appendonly", "no"])
+                    .current_dir(&node_dir)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()?,
+            );
+            ports.push(port);
+        }
+        for port in &ports {
+            connect_within(&format!("redis://127.0.0.1:{port}")).await?;
+        }
+        let status = tokio::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(ports.iter().map(|p| format!("127.0.0.1:{p}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await?;
+        ensure!(status.success(), "redis-cli --cluster create failed");
+        // Each node agrees the cluster is up (no event to await: polled with a deadline).
+        let started = Instant::now();
+        for port in &ports {
+            let mut conn = connect_within(&format!("redis://127.0.0.1:{port}")).await?;
+            loop {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut conn)
+                    .await?;
+                if info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3") {
+                    break;
+                }
+                ensure!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "cluster not ready: {info}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(Self {
+            ports,
+            _children: children,
+            _dir: dir,
+        })
+    }
+
+    /// Every key under `prefix` on every node.
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut all = Vec::new();
+        for port in &self.ports {
+            let mut conn = connect_within(&format!("redis://127.0.0.1:{port}")).await?;
+            all.extend(keys_on(&mut conn, prefix).await?);
+        }
+        all.sort();
+        Ok(all)
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
+/// A connection to `url`, retried until the server listens (bounded).
+async fn connect_within(url: &str) -> Result<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(url)?;
+    let started = Instant::now();
+    loop {
+        match client.get_multiplexed_async_connection().await {
+            Ok(c) => return Ok(c),
+            Err(e) if started.elapsed() > WAIT => bail!("{url}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
 async fn keys_on(
     conn: &mut redis::aio::MultiplexedConnection,
     prefix: &str,
@@ -138,6 +243,17 @@ async fn api(cp: &ControlPlane, project: &Project, method: &str, body: Value) ->
 
 /// Subscribes with recovery from (`epoch`, `offset`) and returns the subscribe reply.
 async fn recover(cp: &ControlPlane, project: &Project, epoch: &str, offset: u64) -> Result<Value> {
+    recover_on(cp, project, "chat:x", epoch, offset).await
+}
+
+/// [`recover`] on `channel`.
+async fn recover_on(
+    cp: &ControlPlane,
+    project: &Project,
+    channel: &str,
+    epoch: &str,
+    offset: u64,
+) -> Result<Value> {
     let (mut ws, _) = tokio::time::timeout(
         WAIT,
         tokio_tungstenite::connect_async(cp.ws_url(&project.slug)),
@@ -145,7 +261,7 @@ async fn recover(cp: &ControlPlane, project: &Project, epoch: &str, offset: u64)
     .await??;
     let commands = [
         json!({"id": 1, "connect": {"token": token(&project.secret, "u1")}}),
-        json!({"id": 2, "subscribe": {"channel": "chat:x", "recover": true, "epoch": epoch, "offset": offset}}),
+        json!({"id": 2, "subscribe": {"channel": channel, "recover": true, "epoch": epoch, "offset": offset}}),
     ];
     let mut reply = Value::Null;
     for cmd in commands {
@@ -328,5 +444,101 @@ async fn a_placed_project_publishes_into_its_deployment_and_moves_with_its_histo
         on_one.len(),
         started.elapsed()
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_drain_move_onto_a_redis_cluster_keeps_the_history() -> Result<()> {
+    let (one, cluster) = (PrivateRedis::start().await?, PrivateCluster::start().await?);
+    let cp =
+        ControlPlane::start_with_env(&[("ROTOR_SECRET_KEY", KEY), ("ROTOR_START_ON_DEMAND", "0")])
+            .await?;
+    operator(
+        &cp,
+        &["add-redis-deployment", "one"],
+        &one.options().to_string(),
+    )
+    .await?;
+    let mgmt = cp.account("to-cluster@example.com").await?;
+    let chat = json!({"allow_subscribe_for_client": true, "force_recovery": true,
+        "history_size": 50, "history_ttl": "300s"});
+    let project = cp
+        .project_on(&mgmt, "clustered", "redis", &[("chat", chat)])
+        .await?;
+    let prefix = format!("rotor:{}:", project.id);
+    // Channels spread over the cluster's slots.
+    let channels: Vec<String> = (0..8).map(|i| format!("chat:room{i}")).collect();
+    for channel in &channels {
+        for n in 1..=2 {
+            api(
+                &cp,
+                &project,
+                "publish",
+                json!({"channel": channel, "data": {"n": n}}),
+            )
+            .await?;
+        }
+    }
+    let history = api(
+        &cp,
+        &project,
+        "history",
+        json!({"channel": "chat:room3", "limit": 0}),
+    )
+    .await?;
+    let epoch = history["epoch"].as_str().context("epoch")?.to_owned();
+    let on_one = one.keys(&prefix).await?;
+    ensure!(on_one.len() >= channels.len(), "{on_one:?}");
+
+    let seeds: Vec<String> = cluster
+        .ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    operator(
+        &cp,
+        &["add-redis-deployment", "cluster"],
+        &json!({"cluster_address": seeds}).to_string(),
+    )
+    .await?;
+    let out = operator(
+        &cp,
+        &["move-project", &project.id, "cluster", "--history", "drain"],
+        "",
+    )
+    .await?;
+    assert!(
+        out.contains(&format!("\"keys_moved\":{}", on_one.len())),
+        "{out}"
+    );
+    assert_eq!(cluster.keys(&prefix).await?, on_one);
+    assert!(one.keys(&prefix).await?.is_empty());
+    cp.wait_applied(&mgmt, &project.id).await?;
+    // Every channel's history is served from the cluster, and a client recovers from it.
+    for channel in &channels {
+        let h = api(
+            &cp,
+            &project,
+            "history",
+            json!({"channel": channel, "limit": -1}),
+        )
+        .await?;
+        assert_eq!(
+            h["publications"].as_array().map(Vec::len),
+            Some(2),
+            "{channel}: {h}"
+        );
+    }
+    let sub = recover_on(&cp, &project, "chat:room3", &epoch, 1).await?;
+    assert_eq!(sub["recovered"], json!(true), "{sub}");
+    assert_eq!(sub["publications"][0]["offset"], json!(2), "{sub}");
+    let r = api(
+        &cp,
+        &project,
+        "publish",
+        json!({"channel": "chat:room3", "data": {"n": 3}}),
+    )
+    .await?;
+    assert_eq!(r["offset"], json!(3), "{r}");
     Ok(())
 }
