@@ -4,7 +4,8 @@
 //! (nothing on the installation's Redis); `move-project --history drain` copies its keys to the
 //! other deployment, the tenant restarts there and a client recovers the history it missed
 //! from the new deployment; `--history drop` empties the old prefix; the audit says how many
-//! keys moved.
+//! keys moved. Drains onto a three-primary Redis Cluster and onto a Sentinel-named primary
+//! keep the history the same way.
 
 mod cp;
 
@@ -164,6 +165,69 @@ impl PrivateCluster {
 }
 
 impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
+/// A Sentinel (no replica: one Sentinel watching one primary, quorum 1) in front of `primary`,
+/// killed on drop.
+struct PrivateSentinel {
+    port: u16,
+    _child: tokio::process::Child,
+    _dir: PathBuf,
+}
+
+impl PrivateSentinel {
+    async fn start(primary: &PrivateRedis) -> Result<Self> {
+        let dir =
+            std::env::temp_dir().join(format!("rotor-sentinel-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\nsentinel monitor main 127.0.0.1 {} 1\nsentinel auth-pass main {PASSWORD}\n",
+                primary.port
+            ),
+        )?;
+        let child = tokio::process::Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        // Until the Sentinel names the primary (polled with a deadline).
+        let mut conn = connect_within(&format!("redis://127.0.0.1:{port}")).await?;
+        let started = Instant::now();
+        loop {
+            let addr: Option<Vec<String>> = redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg("main")
+                .query_async(&mut conn)
+                .await?;
+            if addr.is_some() {
+                break;
+            }
+            ensure!(
+                started.elapsed() < WAIT,
+                "the Sentinel never named its primary"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(Self {
+            port,
+            _child: child,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for PrivateSentinel {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self._dir);
     }
@@ -540,5 +604,90 @@ async fn a_drain_move_onto_a_redis_cluster_keeps_the_history() -> Result<()> {
     )
     .await?;
     assert_eq!(r["offset"], json!(3), "{r}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_drain_move_onto_a_sentinel_group_keeps_the_history() -> Result<()> {
+    let (one, primary) = (PrivateRedis::start().await?, PrivateRedis::start().await?);
+    let sentinel = PrivateSentinel::start(&primary).await?;
+    let cp =
+        ControlPlane::start_with_env(&[("ROTOR_SECRET_KEY", KEY), ("ROTOR_START_ON_DEMAND", "0")])
+            .await?;
+    operator(
+        &cp,
+        &["add-redis-deployment", "one"],
+        &one.options().to_string(),
+    )
+    .await?;
+    let mgmt = cp.account("to-sentinel@example.com").await?;
+    let chat = json!({"allow_subscribe_for_client": true, "force_recovery": true,
+        "history_size": 20, "history_ttl": "300s"});
+    let project = cp
+        .project_on(&mgmt, "watched", "redis", &[("chat", chat)])
+        .await?;
+    let prefix = format!("rotor:{}:", project.id);
+    for n in 1..=3 {
+        api(
+            &cp,
+            &project,
+            "publish",
+            json!({"channel": "chat:x", "data": {"n": n}}),
+        )
+        .await?;
+    }
+    let history = api(
+        &cp,
+        &project,
+        "history",
+        json!({"channel": "chat:x", "limit": 0}),
+    )
+    .await?;
+    let epoch = history["epoch"].as_str().context("epoch")?.to_owned();
+    let on_one = one.keys(&prefix).await?;
+
+    // The Sentinel form with the primary's password in a redis+sentinel:// address.
+    let address = format!(
+        "redis+sentinel://:{PASSWORD}@127.0.0.1:{}/main",
+        sentinel.port
+    );
+    operator(
+        &cp,
+        &["add-redis-deployment", "watched"],
+        &json!({"address": address}).to_string(),
+    )
+    .await?;
+    let list = operator(&cp, &["list-redis-deployments"], "").await?;
+    assert!(
+        list.contains(&format!(
+            "watched\tsentinel\tredis+sentinel://127.0.0.1:{}/main",
+            sentinel.port
+        )),
+        "{list}"
+    );
+    operator(
+        &cp,
+        &["move-project", &project.id, "watched", "--history", "drain"],
+        "",
+    )
+    .await?;
+    assert_eq!(primary.keys(&prefix).await?, on_one);
+    assert!(one.keys(&prefix).await?.is_empty());
+    cp.wait_applied(&mgmt, &project.id).await?;
+    let sub = recover(&cp, &project, &epoch, 1).await?;
+    assert_eq!(sub["recovered"], json!(true), "{sub}");
+    assert_eq!(
+        sub["publications"].as_array().map(Vec::len),
+        Some(2),
+        "{sub}"
+    );
+    let r = api(
+        &cp,
+        &project,
+        "publish",
+        json!({"channel": "chat:x", "data": {"n": 4}}),
+    )
+    .await?;
+    assert_eq!(r["offset"], json!(4), "{r}");
     Ok(())
 }
