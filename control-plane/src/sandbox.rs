@@ -165,9 +165,10 @@ impl Sandbox {
         if let Some(h) = &self.cgroups {
             h.group(tenant.as_str()).apply(&limits.group())?;
         }
+        // The limits that hold the tenant first; the slice only orders who runs first.
+        self.set_rlimits(pid, limits)?;
         rotor_timeslice::set_process(pid, limits.cpu_slice_us)
-            .map_err(|source| SandboxError::Slice { pid, source })?;
-        self.set_rlimits(pid, limits)
+            .map_err(|source| SandboxError::Slice { pid, source })
     }
 
     fn set_rlimits(&self, pid: u32, limits: &TenantLimits) -> Result<(), SandboxError> {
