@@ -1,13 +1,21 @@
 //! A connected client as the rest of the node sees it: identity plus a bounded outbox. The hub
 //! and the server API push into the outbox without locks held across awaits; the connection's
 //! own task drains it and coalesces everything queued into one write.
+//!
+//! A WebSocket connection also lends its socket to the fan-out while its task sleeps with
+//! nothing queued and nothing half-written ([`Outbox::lend_or_push`]): a publication then goes
+//! straight to the socket from the fan-out, without waking the task. Exactly one party
+//! writes at a time: the task runs only while the socket is not lent ([`Outbox::enter`]), and
+//! the socket is lent only while the task is parked.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use tokio::net::TcpStream;
 
 use crate::protocol::{Disconnect, ProtocolKind, TransportName};
 
@@ -47,6 +55,34 @@ pub enum OutItem {
     Control(Control),
 }
 
+/// Who may write to a connection's socket.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// The connection's task (it runs, or its wire holds unsent bytes, or the connection has
+    /// no socket to lend).
+    #[default]
+    Task,
+    /// Nobody: the task sleeps with nothing queued and its wire flushed; the fan-out may
+    /// borrow the socket.
+    Idle,
+    /// The fan-out writes one frame; the task waits until it is given back.
+    Lent,
+}
+
+/// The socket a WebSocket connection lends to the fan-out.
+#[derive(Debug)]
+struct Lendable {
+    socket: Arc<TcpStream>,
+    /// No more lending: the connection is ending.
+    retired: bool,
+    /// When it was last lent (milliseconds of [`crate::clock::millis`]), if ever.
+    last_lent: Option<u32>,
+    /// The task, when it woke while the socket was lent.
+    parked: Option<Waker>,
+    /// What a lent write left unsent of its frame: the task writes it before anything else.
+    remainder: Option<Bytes>,
+}
+
 #[derive(Debug, Default)]
 struct OutboxState {
     items: VecDeque<OutItem>,
@@ -56,6 +92,9 @@ struct OutboxState {
     /// (no `Notify`): waiting takes no room in the connection task's future, and a push wakes
     /// the task at most once per wait.
     waker: Option<Waker>,
+    writer: Writer,
+    /// Only a bidirectional WebSocket connection has one.
+    lendable: Option<Box<Lendable>>,
 }
 
 impl OutboxState {
@@ -75,6 +114,32 @@ impl OutboxState {
 pub struct Outbox {
     state: Mutex<OutboxState>,
     max_bytes: usize,
+    /// The wire holds bytes it has not written (set and cleared by the connection's task).
+    wire_dirty: AtomicBool,
+    /// A lent write left a remainder (see [`Outbox::take_remainder`]).
+    has_remainder: AtomicBool,
+}
+
+/// What became of a frame offered with [`Outbox::lend_or_push`].
+#[derive(Debug)]
+pub enum Offered {
+    /// The socket is lent for the frame: write it there, then [`Outbox::give_back`].
+    Lent(Arc<TcpStream>, Bytes),
+    /// The frame is queued for the connection's task.
+    Queued,
+    /// The connection is closing (or was just found slow).
+    Refused,
+}
+
+/// How a lent socket comes back (see [`Outbox::give_back`]).
+#[derive(Debug)]
+pub enum Returned {
+    /// The frame was written whole.
+    Written,
+    /// Part of the frame was written; these bytes must follow before anything else.
+    Rest(Bytes),
+    /// Nothing was written: the frame goes to the queue's front, for the task.
+    Unsent(Bytes),
 }
 
 impl Outbox {
@@ -83,13 +148,150 @@ impl Outbox {
         Self {
             state: Mutex::new(OutboxState::default()),
             max_bytes,
+            wire_dirty: AtomicBool::new(false),
+            has_remainder: AtomicBool::new(false),
+        }
+    }
+
+    /// Makes `socket` lendable to the fan-out (a bidirectional WebSocket connection). Called
+    /// by the connection's task before it first runs [`Outbox::enter`].
+    pub fn attach_socket(&self, socket: Arc<TcpStream>) {
+        self.state.lock().lendable = Some(Box::new(Lendable {
+            socket,
+            retired: false,
+            last_lent: None,
+            parked: None,
+            remainder: None,
+        }));
+    }
+
+    /// The connection's task starts running: false (and the task is woken later) while the
+    /// socket is lent.
+    pub fn enter(&self, cx: &Context<'_>) -> bool {
+        let mut st = self.state.lock();
+        match st.writer {
+            Writer::Lent => {
+                if let Some(l) = st.lendable.as_mut() {
+                    match &mut l.parked {
+                        Some(w) => w.clone_from(cx.waker()),
+                        None => l.parked = Some(cx.waker().clone()),
+                    }
+                }
+                false
+            }
+            Writer::Idle => {
+                st.writer = Writer::Task;
+                true
+            }
+            Writer::Task => true,
+        }
+    }
+
+    /// The connection's task goes to sleep: its socket becomes lendable if nothing waits to be
+    /// written.
+    pub fn leave(&self) {
+        if self.wire_dirty.load(Ordering::Relaxed) || self.has_remainder.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut st = self.state.lock();
+        let lendable = st.lendable.as_ref().is_some_and(|l| !l.retired);
+        if lendable && st.writer == Writer::Task && st.items.is_empty() && st.closed.is_none() {
+            st.writer = Writer::Idle;
+        }
+    }
+
+    /// The connection is ending: its socket is lent no more.
+    pub fn retire(&self) {
+        let mut st = self.state.lock();
+        if let Some(l) = st.lendable.as_mut() {
+            l.retired = true;
+        }
+        if st.writer == Writer::Idle {
+            st.writer = Writer::Task;
+        }
+    }
+
+    /// The connection's task has ended: lets go of the socket (no lend can be under way).
+    pub fn detach(&self) {
+        let mut st = self.state.lock();
+        st.lendable = None;
+        st.writer = Writer::Task;
+    }
+
+    /// Records whether the connection's wire holds bytes it has not written yet.
+    pub fn set_wire_dirty(&self, dirty: bool) {
+        self.wire_dirty.store(dirty, Ordering::Relaxed);
+    }
+
+    /// Ends a lend. Whatever was not written goes first on the task's next write, and the
+    /// task is woken when it has something to do.
+    pub fn give_back(&self, returned: Returned) {
+        let mut st = self.state.lock();
+        let mut wake_task = !st.items.is_empty() || st.closed.is_some();
+        match returned {
+            Returned::Written => {}
+            Returned::Rest(rest) => {
+                if let Some(l) = st.lendable.as_mut() {
+                    l.remainder = Some(rest);
+                    self.has_remainder.store(true, Ordering::Relaxed);
+                }
+                wake_task = true;
+            }
+            Returned::Unsent(frame) => {
+                st.bytes += frame.len();
+                st.items.push_front(OutItem::Frame(frame));
+                wake_task = true;
+            }
+        }
+        let parked = st.lendable.as_mut().and_then(|l| l.parked.take());
+        st.writer = if wake_task || parked.is_some() {
+            Writer::Task
+        } else {
+            Writer::Idle
+        };
+        let waker = if wake_task { st.waker.take() } else { None };
+        drop(st);
+        if let Some(w) = parked {
+            w.wake();
+        }
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Whether a lent write left bytes the task must write first.
+    pub fn has_remainder(&self) -> bool {
+        self.has_remainder.load(Ordering::Relaxed)
+    }
+
+    /// The bytes a lent write left unsent and the socket to write them to; hand back what
+    /// is still unsent with [`Outbox::keep_remainder`].
+    pub fn take_remainder(&self) -> Option<(Bytes, Arc<TcpStream>)> {
+        let mut st = self.state.lock();
+        let l = st.lendable.as_mut()?;
+        let rest = l.remainder.take()?;
+        Some((rest, l.socket.clone()))
+    }
+
+    /// Keeps `rest` (not empty) as the remainder still to write, or clears it (`None`).
+    pub fn keep_remainder(&self, rest: Option<Bytes>) {
+        let mut st = self.state.lock();
+        let done = rest.is_none();
+        if let Some(l) = st.lendable.as_mut() {
+            l.remainder = rest;
+        }
+        if done {
+            self.has_remainder.store(false, Ordering::Relaxed);
         }
     }
 
     /// Queues a frame. Returns false when the connection is closing (or has just been found
     /// slow).
     pub fn push_frame(&self, frame: Bytes) -> bool {
-        let mut st = self.state.lock();
+        self.push_locked(self.state.lock(), frame)
+    }
+
+    fn push_locked(&self, mut st: parking_lot::MutexGuard<'_, OutboxState>, frame: Bytes) -> bool {
         if st.closed.is_some() {
             return false;
         }
@@ -104,6 +306,30 @@ impl Outbox {
         st.items.push_back(OutItem::Frame(frame));
         wake(st);
         true
+    }
+
+    /// Lends the socket for `frame` when it can be lent (see [`Outbox::lend_or_push`]), else queues
+    /// the frame as [`Outbox::push_frame`] does; one lock either way.
+    pub fn lend_or_push(&self, frame: Bytes, now_ms: u32, min_gap_ms: u32) -> Offered {
+        let mut st = self.state.lock();
+        if st.writer == Writer::Idle && st.items.is_empty() && st.closed.is_none() {
+            if let Some(l) = st.lendable.as_mut() {
+                let due = l
+                    .last_lent
+                    .is_none_or(|last| now_ms.wrapping_sub(last) >= min_gap_ms);
+                if !l.retired && due {
+                    l.last_lent = Some(now_ms);
+                    let socket = l.socket.clone();
+                    st.writer = Writer::Lent;
+                    return Offered::Lent(socket, frame);
+                }
+            }
+        }
+        if self.push_locked(st, frame) {
+            Offered::Queued
+        } else {
+            Offered::Refused
+        }
     }
 
     /// Queues a control request behind the frames already queued.
@@ -156,7 +382,7 @@ impl Outbox {
     /// task of `cx` is woken by the next push or close.
     pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut st = self.state.lock();
-        if !st.items.is_empty() || st.closed.is_some() {
+        if !st.items.is_empty() || st.closed.is_some() || self.has_remainder() {
             return Poll::Ready(());
         }
         st.register(cx);
@@ -268,6 +494,136 @@ mod tests {
         let (items, closed) = outbox.drain();
         assert!(items.is_empty());
         assert_eq!(closed, Some(Disconnect::SHUTDOWN));
+    }
+
+    /// A connected pair of loopback sockets: the server side, shared, and the client side.
+    async fn socket_pair() -> (Arc<TcpStream>, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (Arc::new(accepted.unwrap().0), client.unwrap())
+    }
+
+    fn lent(offered: Offered) -> Bytes {
+        match offered {
+            Offered::Lent(_, frame) => frame,
+            other => panic!("expected a lend, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_socket_is_lent_only_while_the_task_sleeps_with_nothing_to_write() {
+        let (socket, _client) = socket_pair().await;
+        let outbox = Outbox::new(1000);
+        let frame = || Bytes::from_static(b"f");
+        // Without a socket, or while the task runs, frames queue.
+        assert!(matches!(
+            outbox.lend_or_push(frame(), 1000, 50),
+            Offered::Queued
+        ));
+        outbox.drain();
+        outbox.attach_socket(socket);
+        assert!(matches!(
+            outbox.lend_or_push(frame(), 1000, 50),
+            Offered::Queued
+        ));
+        // The task goes to sleep with something queued: still its own.
+        outbox.leave();
+        assert!(matches!(
+            outbox.lend_or_push(frame(), 1000, 50),
+            Offered::Queued
+        ));
+        outbox.drain();
+        // A dirty wire (bytes the task has not written) is not lent either.
+        outbox.set_wire_dirty(true);
+        outbox.leave();
+        assert!(matches!(
+            outbox.lend_or_push(frame(), 1000, 50),
+            Offered::Queued
+        ));
+        outbox.drain();
+        outbox.set_wire_dirty(false);
+        outbox.leave();
+        lent(outbox.lend_or_push(frame(), 1000, 50));
+        // While lent, frames queue behind the lent one and the task may not run.
+        assert!(matches!(
+            outbox.lend_or_push(frame(), 2000, 50),
+            Offered::Queued
+        ));
+        let waker = futures_util::task::noop_waker();
+        let cx = Context::from_waker(&waker);
+        assert!(
+            !outbox.enter(&cx),
+            "the task waits while the socket is lent"
+        );
+        outbox.give_back(Returned::Written);
+        assert!(outbox.enter(&cx), "the task runs once the socket is back");
+        let (items, _) = outbox.drain();
+        assert_eq!(items.len(), 1);
+        outbox.leave();
+        // Within the gap the task writes (it joins what queues meanwhile).
+        assert!(matches!(
+            outbox.lend_or_push(frame(), 1020, 50),
+            Offered::Queued
+        ));
+        outbox.drain();
+        outbox.leave();
+        lent(outbox.lend_or_push(frame(), 1050, 50));
+        outbox.give_back(Returned::Written);
+        // A retired connection lends no more.
+        outbox.retire();
+        outbox.leave();
+        assert!(matches!(
+            outbox.lend_or_push(frame(), 9000, 50),
+            Offered::Queued
+        ));
+    }
+
+    #[tokio::test]
+    async fn what_a_lent_write_leaves_goes_first() {
+        let (socket, _client) = socket_pair().await;
+        let outbox = Outbox::new(1000);
+        outbox.attach_socket(socket);
+        outbox.leave();
+        let frame = lent(outbox.lend_or_push(Bytes::from_static(b"first"), 1000, 50));
+        assert!(matches!(
+            outbox.lend_or_push(Bytes::from_static(b"second"), 1001, 50),
+            Offered::Queued
+        ));
+        // Nothing written: the frame goes back to the front of the queue.
+        outbox.give_back(Returned::Unsent(frame));
+        let (items, _) = outbox.drain();
+        let frames: Vec<_> = items
+            .iter()
+            .map(|i| match i {
+                OutItem::Frame(f) => f.clone(),
+                OutItem::Control(_) => panic!("no controls queued"),
+            })
+            .collect();
+        assert_eq!(frames, [&b"first"[..], &b"second"[..]]);
+        // Part written: the rest waits for the task, which is told so.
+        outbox.leave();
+        lent(outbox.lend_or_push(Bytes::from_static(b"third"), 2000, 50));
+        outbox.give_back(Returned::Rest(Bytes::from_static(b"rd")));
+        assert!(outbox.has_remainder());
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(
+            outbox.poll_ready(&mut cx).is_ready(),
+            "the task must write the rest"
+        );
+        outbox.leave();
+        assert!(
+            matches!(
+                outbox.lend_or_push(Bytes::from_static(b"x"), 3000, 50),
+                Offered::Queued
+            ),
+            "nothing is lent before the rest is written"
+        );
+        let (rest, _) = outbox.take_remainder().unwrap();
+        assert_eq!(rest, &b"rd"[..]);
+        outbox.keep_remainder(None);
+        assert!(!outbox.has_remainder());
     }
 
     #[test]

@@ -32,6 +32,12 @@ fn origin() -> Instant {
     *ORIGIN.get_or_init(Instant::now)
 }
 
+/// Milliseconds since [`init`], wrapping after ~49 days: compare two of them with
+/// `wrapping_sub`.
+pub fn millis() -> u32 {
+    (origin().elapsed().as_millis() % (1 << 32)) as u32
+}
+
 /// `at`, or the latest grid point before it that keeps at least three quarters of the wait
 /// from `now` (coarsest grid first). A deadline in the past or too near for any grid is
 /// returned as it is.

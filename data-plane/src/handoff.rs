@@ -32,7 +32,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rotor_handoff::grpc;
 use rotor_handoff::{self as wire, ACCEPTED, REFUSED, STEP_TIMEOUT};
-use rotor_tenant_config::prefixed::PrefixedStream;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
@@ -42,6 +41,7 @@ use tower::ServiceExt;
 use crate::grpc_api::{Handed, HandedCall};
 use crate::kept_alive::{self, Connection, FollowUps};
 use crate::metrics::Metrics;
+use crate::socket::SharedSocket;
 
 /// The hand-off socket, bound and not yet serving.
 pub struct HandoffListener {
@@ -200,15 +200,19 @@ async fn serve_connection(stream: TcpStream, prefix: Vec<u8>, peer: SocketAddr, 
     } = served;
     let state = Arc::new(Connection::new(peer, follow_ups, idle));
     let requests = state.clone();
+    let io = SharedSocket::new(prefix, stream);
+    let direct = io.share();
     let service = tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let app = app.clone();
         let state = requests.clone();
+        let direct = direct.clone();
         async move {
             let mut req = match state.admit(req) {
                 Ok(req) => req,
                 Err(refusal) => return Ok::<_, std::convert::Infallible>(*refusal),
             };
             req.extensions_mut().insert(ConnectInfo(peer));
+            req.extensions_mut().insert(direct);
             let response = match app.oneshot(req).await {
                 Ok(r) => r,
                 Err(never) => match never {},
@@ -216,7 +220,7 @@ async fn serve_connection(stream: TcpStream, prefix: Vec<u8>, peer: SocketAddr, 
             Ok(state.finish(response))
         }
     });
-    let io = TokioIo::new(PrefixedStream::new(prefix, stream));
+    let io = TokioIo::new(io);
     // Not `keep_alive(false)`: hyper would then add `Connection: close` to a `101 Switching
     // Protocols` too, and WebSocket clients refuse that handshake. Each response says whether
     // it is the last instead (an upgrade ends HTTP on the connection by itself).

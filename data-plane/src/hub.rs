@@ -33,6 +33,7 @@ use crate::client::{ClientHandle, Control};
 use crate::engine::BrokerEvents;
 use crate::exclusion::Exclusion;
 use crate::filter::TagsFilter;
+use crate::lent_write::Lends;
 use crate::metrics::Metrics;
 use crate::protocol::{
     encode_reply, ClientInfo, Disconnect, Join, Leave, ProtocolKind, Push, Reply, StreamPosition,
@@ -128,6 +129,9 @@ pub struct Hub {
     /// A channel with local subscribers exists for the channel budget: held by its first
     /// subscriber, released with its last, under the channel's shard lock.
     budgets: Arc<Budgets>,
+    /// Whether fan-out writes to idle WebSocket connections itself ([`crate::lent_write`]);
+    /// `ROTOR_LENT_WRITES=off` turns it off (to compare).
+    lent_writes: bool,
 }
 
 impl Hub {
@@ -143,6 +147,7 @@ impl Hub {
             hasher: Default::default(),
             metrics,
             budgets,
+            lent_writes: std::env::var_os("ROTOR_LENT_WRITES").is_none_or(|v| v != "off"),
         }
     }
 
@@ -248,13 +253,22 @@ impl Hub {
         let pending = entry.pending.take().unwrap_or_default();
         let mut delivered = 0;
         let mut fan_out = FanOut::default();
+        // Catch-up publications follow the reply through the queue, in order.
+        let mut lends = Lends::off();
         for msg in pending {
             let pass = entry
                 .filter
                 .as_ref()
                 .is_none_or(|slot| slot.filter.matches(&msg.publication.tags));
             let verdict = Verdict::of(pass, Exclusion::of(&msg.publication), &entry.client);
-            delivered += u64::from(deliver(entry, &msg, verdict, &self.metrics, &mut fan_out));
+            delivered += u64::from(deliver(
+                entry,
+                &msg,
+                verdict,
+                &self.metrics,
+                &mut fan_out,
+                &mut lends,
+            ));
         }
         self.metrics
             .namespaces
@@ -406,6 +420,7 @@ fn deliver(
     verdict: Verdict,
     metrics: &Metrics,
     fan_out: &mut FanOut,
+    lends: &mut Lends,
 ) -> bool {
     let offset = msg.offset();
     if entry.flags.positioned && offset > 0 {
@@ -464,7 +479,7 @@ fn deliver(
     match frame {
         Some(frame) => {
             let len = frame.len();
-            let queued = entry.client.outbox.push_frame(frame);
+            let queued = lends.offer(&entry.client, frame);
             if queued {
                 metrics.messages_delivered.inc();
                 fan_out.add(entry.client.transport, len);
@@ -497,6 +512,7 @@ impl BrokerEvents for Hub {
         let exclusion = Exclusion::of(&msg.publication);
         let mut delivered = 0;
         let mut fan_out = FanOut::default();
+        let mut lends = Lends::new(self.lent_writes);
         for entry in subs.subs.values_mut() {
             match &mut entry.pending {
                 Some(pending) => pending.push(msg.clone()),
@@ -506,11 +522,19 @@ impl BrokerEvents for Hub {
                         .as_ref()
                         .is_none_or(|slot| slot.matched.load(Ordering::Relaxed));
                     let verdict = Verdict::of(pass, exclusion, &entry.client);
-                    delivered +=
-                        u64::from(deliver(entry, &msg, verdict, &self.metrics, &mut fan_out));
+                    delivered += u64::from(deliver(
+                        entry,
+                        &msg,
+                        verdict,
+                        &self.metrics,
+                        &mut fan_out,
+                        &mut lends,
+                    ));
                 }
             }
         }
+        drop(shard);
+        lends.finish(&self.metrics);
         self.metrics
             .namespaces
             .delivered(crate::metrics::namespace_of(channel), delivered);

@@ -203,6 +203,10 @@ pub struct Metrics {
     pub tags_filter_dropped: Counter,
     /// Deliveries skipped because the publication excludes that subscriber (its publisher).
     pub publisher_excluded: Counter,
+    /// Frames the fan-out wrote straight to an idle WebSocket connection's socket
+    /// ([`crate::lent_write`]), and of those, the ones the socket took only in part.
+    pub lent_writes: Counter,
+    pub lent_writes_partial: Counter,
     pub namespaces: NamespaceCounters,
     /// Webhook events delivered (accepted by the backend with a 2xx).
     pub webhook_events_sent: Counter,
@@ -257,6 +261,16 @@ impl Metrics {
                 "messages_delivered_total",
                 "Pushes queued to subscribers.",
                 &self.messages_delivered,
+            ),
+            (
+                "lent_writes_total",
+                "Pushes the fan-out wrote straight to an idle WebSocket connection's socket.",
+                &self.lent_writes,
+            ),
+            (
+                "lent_writes_partial_total",
+                "Lent writes the socket took only in part (the connection sent the rest).",
+                &self.lent_writes_partial,
             ),
             (
                 "bytes_in_total",

@@ -31,6 +31,7 @@ use crate::admin::AdminListener;
 use crate::auth::apikey::presented_key;
 use crate::handoff::HandoffListener;
 use crate::node::Node;
+use crate::socket::SharedSocket;
 use crate::transport;
 
 /// How the process runs, which decides who may read the public `/metrics`.
@@ -230,16 +231,19 @@ async fn serve_tcp_connection(
     stop: CancellationToken,
     head_timeout: Duration,
 ) {
+    let io = SharedSocket::new(Vec::new(), stream);
+    let direct = io.share();
     let service = TowerToHyperService::new(app.map_request(
         move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
+            req.extensions_mut().insert(direct.clone());
             req
         },
     ));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(head_timeout)
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {

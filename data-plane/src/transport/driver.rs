@@ -288,6 +288,8 @@ pub fn drive<W: Wire + 'static>(
             }
         };
 
+        // The connection ends: from here on only its task writes to it.
+        conn.handle.outbox.retire();
         if reason != Disconnect::CONNECTION_CLOSED && reason.code != Disconnect::WRITE_ERROR.code {
             if reason != Disconnect::SLOW {
                 // What was queued before the disconnect (e.g. the error reply) still goes out.
@@ -340,6 +342,11 @@ impl<W: Wire> Conn<W> {
     /// whether any control request ran.
     async fn flush(&mut self, mut timer: Pin<&mut Sleep>) -> Result<bool, Disconnect> {
         let mut controls = false;
+        if self.handle.outbox.has_remainder() {
+            // The rest of a frame the fan-out wrote in part ([`crate::lent_write`]): the wire
+            // sends it before anything else, so a write of nothing sends just that.
+            self.write(timer.as_mut(), |_, _| None).await?;
+        }
         loop {
             // Once closed, the outbox takes nothing more: the next drain returns the reason,
             // so it need not be kept across the writes.

@@ -13,16 +13,20 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use axum::Extension;
+use bytes::{Buf, Bytes};
 use futures_util::{Sink, Stream};
+use tokio::net::TcpStream;
 
 use super::driver::{drive, Incoming, Millis, Timing, Wire, WriteError};
 use super::origin::origin_allowed;
 use super::slot::SocketSlot;
 use crate::budgets::SocketPermit;
+use crate::client::ClientHandle;
 use crate::node::Node;
 use crate::protocol::{Disconnect, ProtocolKind, TransportName};
 use crate::session::{Session, TransportInfo};
+use crate::socket::{poll_write_with, DirectSocket};
 
 const SUBPROTOCOLS: [&str; 2] = ["centrifuge-json", "centrifuge-protobuf"];
 /// Small socket buffers keep idle connections cheap; frames larger than this still work.
@@ -37,6 +41,7 @@ pub async fn handler(
     State(node): State<Arc<Node>>,
     SocketSlot(slot): SocketSlot,
     Query(query): Query<HashMap<String, String>>,
+    socket: Option<Extension<DirectSocket>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -64,6 +69,7 @@ pub async fn handler(
         n => n as usize,
     };
     let max_message = ws_cfg.message_size_limit as usize;
+    let direct = socket.map(|Extension(DirectSocket(s))| s);
     ws.protocols(SUBPROTOCOLS)
         .read_buffer_size(read_buffer)
         .write_buffer_size(write_buffer)
@@ -72,7 +78,13 @@ pub async fn handler(
         .on_upgrade(move |socket| {
             // A task of its own: axum's upgrade task keeps its upgrade state (config, protocol,
             // this closure) beside the connection's future for the connection's whole life.
-            tokio::spawn(run(node, socket, slot, protocol, native_ping, headers));
+            let conn = Upgraded {
+                socket,
+                direct,
+                protocol,
+                native_ping,
+            };
+            tokio::spawn(run(node, conn, slot, headers));
             std::future::ready(())
         })
 }
@@ -98,16 +110,44 @@ fn select_protocol(query: &HashMap<String, String>, headers: &HeaderMap) -> Prot
     }
 }
 
-/// The connection task. Everything the connection keeps is set up before the future starts
-/// and captured by it in place (see [`drive`]).
-fn run(
-    node: Arc<Node>,
+/// An upgraded connection, before its task starts.
+struct Upgraded {
     socket: WebSocket,
-    slot: SocketPermit,
+    /// The TCP socket under it, which the fan-out may borrow ([`crate::lent_write`]).
+    direct: Option<Arc<TcpStream>>,
     protocol: ProtocolKind,
     native_ping: bool,
+}
+
+/// The connection task.
+fn run(
+    node: Arc<Node>,
+    conn: Upgraded,
+    slot: SocketPermit,
     headers: HeaderMap,
 ) -> impl Future<Output = ()> + Send + 'static {
+    let (lender, connection) = connection(node, conn, slot, headers);
+    lending(lender, connection)
+}
+
+/// The connection's loop, and its handle when the fan-out may borrow its socket. Everything
+/// the connection keeps is set up before the future starts and captured by it in place (see
+/// [`drive`]).
+fn connection(
+    node: Arc<Node>,
+    conn: Upgraded,
+    slot: SocketPermit,
+    headers: HeaderMap,
+) -> (
+    Option<Arc<ClientHandle>>,
+    impl Future<Output = ()> + Send + 'static,
+) {
+    let Upgraded {
+        socket,
+        direct,
+        protocol,
+        native_ping,
+    } = conn;
     let session = Session::new(
         node.clone(),
         TransportInfo {
@@ -133,12 +173,39 @@ fn run(
             pong_within: Millis::of(client.pong_timeout.get()),
         }
     };
-    drive(
-        node,
-        session,
-        WsWire::<false>::new(socket, protocol),
-        timing,
-    )
+    let handle = session.handle().clone();
+    let lender = direct.map(|socket| {
+        handle.outbox.attach_socket(socket);
+        handle
+    });
+    let mut wire = WsWire::<false>::new(socket, protocol);
+    wire.lender = lender.clone();
+    (lender, drive(node, session, wire, timing))
+}
+
+/// Runs `connection` (boxed: the spawned task holds a pointer, the connection's state is
+/// allocated once either way). With a socket the fan-out may borrow, the connection runs only
+/// while the socket is not lent, and offers it whenever it goes to sleep with nothing to
+/// write ([`crate::client::Outbox::enter`], [`crate::client::Outbox::leave`]).
+fn lending<F: Future<Output = ()> + Send + 'static>(
+    lender: Option<Arc<ClientHandle>>,
+    connection: F,
+) -> impl Future<Output = ()> + Send + 'static {
+    let mut connection = Box::pin(connection);
+    std::future::poll_fn(move |cx| {
+        let Some(handle) = &lender else {
+            return connection.as_mut().poll(cx);
+        };
+        if !handle.outbox.enter(cx) {
+            return Poll::Pending;
+        }
+        let step = connection.as_mut().poll(cx);
+        match step {
+            Poll::Pending => handle.outbox.leave(),
+            Poll::Ready(()) => handle.outbox.detach(),
+        }
+        step
+    })
 }
 
 /// A WebSocket as a connection's wire: one frame per message, pings as ping frames, the close
@@ -147,16 +214,62 @@ fn run(
 pub(super) struct WsWire<const UNI: bool> {
     socket: WebSocket,
     protocol: ProtocolKind,
+    /// The connection whose socket the fan-out may borrow: the wire tells it when it holds
+    /// unsent bytes, and writes what a lent write left unsent before anything of its own.
+    lender: Option<Arc<ClientHandle>>,
 }
 
 impl<const UNI: bool> WsWire<UNI> {
     /// A wire over `socket` speaking `protocol`.
     pub(super) fn new(socket: WebSocket, protocol: ProtocolKind) -> Self {
-        Self { socket, protocol }
+        Self {
+            socket,
+            protocol,
+            lender: None,
+        }
     }
 
     fn socket(&mut self) -> Pin<&mut WebSocket> {
         Pin::new(&mut self.socket)
+    }
+
+    /// Writes what a lent write left unsent, if anything: the rest of a frame that is already
+    /// partly on the wire must come first.
+    fn poll_remainder(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WriteError>> {
+        let Some(handle) = &self.lender else {
+            return Poll::Ready(Ok(()));
+        };
+        if !handle.outbox.has_remainder() {
+            return Poll::Ready(Ok(()));
+        }
+        let Some((mut rest, socket)) = handle.outbox.take_remainder() else {
+            return Poll::Ready(Ok(()));
+        };
+        loop {
+            match poll_write_with(&socket, cx, |s| s.try_write(&rest)) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    rest.advance(n);
+                    if rest.is_empty() {
+                        handle.outbox.keep_remainder(None);
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Poll::Ready(_) => {
+                    handle.outbox.keep_remainder(None);
+                    return Poll::Ready(Err(WriteError::Broken));
+                }
+                Poll::Pending => {
+                    handle.outbox.keep_remainder(Some(rest));
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    fn set_dirty(&self, dirty: bool) {
+        if let Some(handle) = &self.lender {
+            handle.outbox.set_wire_dirty(dirty);
+        }
     }
 }
 
@@ -203,7 +316,14 @@ impl<const UNI: bool> Wire for WsWire<UNI> {
             Some(Ok(Message::Text(text))) => Incoming::Frame(Bytes::from(text)),
             Some(Ok(Message::Binary(bin))) => Incoming::Frame(bin),
             Some(Ok(Message::Pong(_))) => Incoming::Pong,
-            Some(Ok(Message::Ping(_))) => Incoming::Ignored,
+            Some(Ok(Message::Ping(_))) => {
+                // The library queued the pong: send it now, so the wire is clean again.
+                if self.lender.is_some() {
+                    self.set_dirty(true);
+                    let _ = self.poll_flush(cx);
+                }
+                Incoming::Ignored
+            }
             Some(Err(e)) if !UNI && is_too_big(&e) => Incoming::TooBig,
             Some(Err(_)) => Incoming::Closed,
         };
@@ -211,17 +331,24 @@ impl<const UNI: bool> Wire for WsWire<UNI> {
     }
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WriteError>> {
+        ready!(self.poll_remainder(cx))?;
         self.socket().poll_ready(cx).map_err(|_| WriteError::Broken)
     }
 
     fn start_send(&mut self, message: Message) -> Result<(), WriteError> {
+        self.set_dirty(true);
         self.socket()
             .start_send(message)
             .map_err(|_| WriteError::Broken)
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WriteError>> {
-        self.socket().poll_flush(cx).map_err(|_| WriteError::Broken)
+        ready!(self.poll_remainder(cx))?;
+        let flushed = ready!(self.socket().poll_flush(cx)).map_err(|_| WriteError::Broken);
+        if flushed.is_ok() {
+            self.set_dirty(false);
+        }
+        Poll::Ready(flushed)
     }
 }
 
@@ -246,20 +373,22 @@ fn is_too_big(e: &axum::Error) -> bool {
 mod tests {
     use super::*;
 
-    fn run_future_size<F, R>(_: &F) -> usize
+    /// The size of the connection's loop (what `connection` returns besides the handle).
+    fn run_future_size<F, H, R>(_: &F) -> usize
     where
-        F: FnOnce(Arc<Node>, WebSocket, SocketPermit, ProtocolKind, bool, HeaderMap) -> R,
+        F: FnOnce(Arc<Node>, Upgraded, SocketPermit, HeaderMap) -> (H, R),
     {
         std::mem::size_of::<R>()
     }
 
-    /// Every idle connection holds its task's future: 2.4 KB before the outbox wait, the write
+    /// Every idle connection holds its loop's future: 2.4 KB before the outbox wait, the write
     /// deadline and the arguments stopped taking room of their own; 1040 bytes after (test
-    /// profile). Growing it costs idle memory on every connection.
+    /// profile). Growing it costs idle memory on every connection. (The spawned task itself
+    /// holds the loop boxed, beside the handle of the socket it lends: two pointers.)
     #[test]
     fn the_connection_task_stays_small() {
-        let run = run_future_size(&run);
-        assert!(run <= 1088, "websocket::run future is {run} bytes");
+        let run = run_future_size(&connection);
+        assert!(run <= 1088, "the connection loop's future is {run} bytes");
         assert!(super::super::driver::conn_size::<WsWire<false>>() <= 640);
         assert!(std::mem::size_of::<Session>() <= 240);
     }

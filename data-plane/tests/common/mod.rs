@@ -221,6 +221,28 @@ impl Client {
         }
     }
 
+    /// Opens a WebSocket to `url` over `stream` (a socket the test set up itself).
+    pub async fn open_on(stream: TcpStream, url: &str) -> Self {
+        let (ws, _) = tokio::time::timeout(
+            WAIT,
+            tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)),
+        )
+        .await
+        .expect("connect timeout")
+        .expect("connect");
+        Self {
+            ws,
+            next_id: 0,
+            backlog: Default::default(),
+            split: Default::default(),
+        }
+    }
+
+    /// Sends one WebSocket message as it is (a ping frame, say).
+    pub async fn send_message(&mut self, message: Message) {
+        self.ws.send(message).await.unwrap();
+    }
+
     /// Opens and connects with a token for `user`; returns the connect result.
     pub async fn connected(url: &str, user: &str) -> (Self, Value) {
         let mut c = Self::open(url).await;
