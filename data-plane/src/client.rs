@@ -77,10 +77,12 @@ struct Lendable {
     retired: bool,
     /// When it was last lent (milliseconds of [`crate::clock::millis`]), if ever.
     last_lent: Option<u32>,
-    /// The task, when it woke while the socket was lent.
-    parked: Option<Waker>,
+    /// The task woke while the socket was lent: its waker is the outbox's, woken when the
+    /// socket comes back.
+    parked: bool,
     /// What a lent write left unsent of its frame: the task writes it before anything else.
-    remainder: Option<Bytes>,
+    /// (Boxed: it is rare, and every WebSocket connection keeps this struct.)
+    remainder: Option<Box<Bytes>>,
 }
 
 #[derive(Debug, Default)]
@@ -160,7 +162,7 @@ impl Outbox {
             socket,
             retired: false,
             last_lent: None,
-            parked: None,
+            parked: false,
             remainder: None,
         }));
     }
@@ -171,11 +173,9 @@ impl Outbox {
         let mut st = self.state.lock();
         match st.writer {
             Writer::Lent => {
+                st.register(cx);
                 if let Some(l) = st.lendable.as_mut() {
-                    match &mut l.parked {
-                        Some(w) => w.clone_from(cx.waker()),
-                        None => l.parked = Some(cx.waker().clone()),
-                    }
+                    l.parked = true;
                 }
                 false
             }
@@ -232,7 +232,7 @@ impl Outbox {
             Returned::Written => {}
             Returned::Rest(rest) => {
                 if let Some(l) = st.lendable.as_mut() {
-                    l.remainder = Some(rest);
+                    l.remainder = Some(Box::new(rest));
                     self.has_remainder.store(true, Ordering::Relaxed);
                 }
                 wake_task = true;
@@ -243,19 +243,17 @@ impl Outbox {
                 wake_task = true;
             }
         }
-        let parked = st.lendable.as_mut().and_then(|l| l.parked.take());
-        st.writer = if wake_task || parked.is_some() {
+        let parked = st
+            .lendable
+            .as_mut()
+            .is_some_and(|l| std::mem::take(&mut l.parked));
+        st.writer = if wake_task || parked {
             Writer::Task
         } else {
             Writer::Idle
         };
-        let waker = if wake_task { st.waker.take() } else { None };
-        drop(st);
-        if let Some(w) = parked {
-            w.wake();
-        }
-        if let Some(w) = waker {
-            w.wake();
+        if wake_task || parked {
+            wake(st);
         }
     }
 
@@ -270,7 +268,7 @@ impl Outbox {
         let mut st = self.state.lock();
         let l = st.lendable.as_mut()?;
         let rest = l.remainder.take()?;
-        Some((rest, l.socket.clone()))
+        Some((*rest, l.socket.clone()))
     }
 
     /// Keeps `rest` (not empty) as the remainder still to write, or clears it (`None`).
@@ -278,7 +276,7 @@ impl Outbox {
         let mut st = self.state.lock();
         let done = rest.is_none();
         if let Some(l) = st.lendable.as_mut() {
-            l.remainder = rest;
+            l.remainder = rest.map(Box::new);
         }
         if done {
             self.has_remainder.store(false, Ordering::Relaxed);
