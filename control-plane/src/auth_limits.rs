@@ -26,7 +26,6 @@ use axum::http::request::Parts;
 use parking_lot::Mutex;
 use sqlx::PgPool;
 
-use crate::rest::RestError;
 use crate::web::PeerAddr;
 
 /// Failed logins allowed per email address within [`LOGIN_WINDOW`].
@@ -70,18 +69,6 @@ pub enum LimitError {
     /// The counters could not be read or written: nothing is admitted (503).
     #[error("login and sign-up counters unavailable: {0}")]
     Db(#[from] sqlx::Error),
-}
-
-impl From<LimitError> for RestError {
-    fn from(e: LimitError) -> Self {
-        match e {
-            LimitError::Wait(retry_after) => RestError::TooManyRequests { retry_after },
-            LimitError::Db(e) => {
-                tracing::error!(error = %e, "login and sign-up counters unavailable: refusing");
-                RestError::Busy
-            }
-        }
-    }
 }
 
 /// The address a request came from, for the limits: the TCP peer the edge saw ([`PeerAddr`]),

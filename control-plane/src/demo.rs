@@ -4,7 +4,9 @@
 use serde_json::json;
 
 use crate::ids::{AccountId, ProjectId};
-use crate::rest::{accounts, namespaces, projects, RestError};
+use crate::service::keys::{CreatedKey, NewKey};
+use crate::service::projects::{Engine, NewProject, ProjectScope};
+use crate::service::{accounts, keys, namespaces, projects, ServiceError};
 use crate::state::AppState;
 
 const EMAIL: &str = "demo@rotor.local";
@@ -27,40 +29,50 @@ pub struct Demo {
 /// Creates the demo account and project if missing; always mints a fresh API key (keys are
 /// shown only once) and a one-day connection token for user `demo-user`.
 pub async fn ensure(state: &AppState) -> anyhow::Result<Demo> {
-    let account =
-        match accounts::create_account(state, EMAIL, PASSWORD).await {
-            Ok((id, _)) => id,
-            Err(RestError::Conflict(_)) => accounts::authenticate(state, EMAIL, PASSWORD, None)
-                .await
-                .map_err(|e| anyhow::anyhow!("demo account exists with another password: {e}"))?,
-            Err(e) => return Err(anyhow::anyhow!("creating demo account: {e}")),
-        };
-    let project = existing_project(state, &account).await?;
-    let project_id = match project {
-        Some(id) => id,
+    let account = match accounts::create_account(state, EMAIL, PASSWORD).await {
+        Ok((id, _)) => id,
+        Err(ServiceError::Conflict(_)) => accounts::authenticate(state, EMAIL, PASSWORD, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("demo account exists with another password: {e}"))?,
+        Err(e) => return Err(anyhow::anyhow!("creating demo account: {e}")),
+    };
+    let project = match existing_project(state, &account).await? {
+        Some(id) => projects::owned(state, &account, id.as_str())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
         None => {
-            let p = projects::create_project(state, &account, PROJECT, None, None)
+            let new = NewProject {
+                name: PROJECT.to_owned(),
+                engine: Engine::Memory,
+                starter: None,
+            };
+            let p = projects::create(state, &account, new)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let id = ProjectId(p["id"].as_str().unwrap_or_default().to_owned());
+            let scope = projects::owned(state, &account, p.id.as_str())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let options = json!({
                 "presence": true, "join_leave": true, "force_push_join_leave": true,
                 "history_size": 100, "history_ttl": "300s", "force_recovery": true,
                 "allow_subscribe_for_client": true, "allow_publish_for_subscriber": true,
                 "allow_history_for_subscriber": true, "allow_presence_for_subscriber": true
             });
-            namespaces::put_namespace(state, &account, &id, "chat", &options)
+            namespaces::put(state, &scope, "chat", &options)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            id
+            scope
         }
     };
+    let project_id = project.id().clone();
     let (slug,): (String,) = sqlx::query_as("SELECT slug FROM projects WHERE id = $1")
         .bind(&project_id)
         .fetch_one(&state.pool)
         .await?;
-    let hmac_secret = crate::secret_store::token_secret_of(&state.pool, &project_id).await?;
-    let key = fresh_api_key(state, &account, &project_id).await?;
+    let hmac_secret = keys::token_secret(state, &project)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key = fresh_api_key(state, &project).await?;
     let exp = chrono::Utc::now().timestamp() + 24 * 3600;
     let user_token = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
@@ -77,7 +89,7 @@ pub async fn ensure(state: &AppState) -> anyhow::Result<Demo> {
         api: format!("{}/api", state.settings.tenant_http_base(&slug)),
         project_id,
         slug,
-        api_key: key["key"].as_str().unwrap_or_default().to_owned(),
+        api_key: key.key,
         hmac_secret,
         user_token,
     })
@@ -85,31 +97,31 @@ pub async fn ensure(state: &AppState) -> anyhow::Result<Demo> {
 
 /// A new API key named `make run …`; when the plan's key limit is reached, the oldest key a
 /// previous `make run` minted is revoked first (each run prints a new one).
-async fn fresh_api_key(
-    state: &AppState,
-    account: &AccountId,
-    project: &ProjectId,
-) -> anyhow::Result<serde_json::Value> {
+async fn fresh_api_key(state: &AppState, project: &ProjectScope) -> anyhow::Result<CreatedKey> {
     let name = format!(
         "make run {}",
         chrono::Utc::now().format("%Y-%m-%d %H:%M:%S")
     );
-    match projects::create_api_key(state, account, project, &name, None).await {
-        Err(RestError::PlanLimit(_)) => {
+    let new = || NewKey {
+        name: name.clone(),
+        scope: None,
+    };
+    match keys::create(state, project, new()).await {
+        Err(ServiceError::PlanLimit(_)) => {
             let oldest: Option<String> = sqlx::query_scalar(
                 "SELECT id FROM api_keys WHERE project_id = $1 AND name LIKE 'make run %' \
                  ORDER BY created_at LIMIT 1",
             )
-            .bind(project)
+            .bind(project.id())
             .fetch_optional(&state.pool)
             .await?;
             let oldest = oldest.ok_or_else(|| {
                 anyhow::anyhow!("the demo project has no room for another API key")
             })?;
-            projects::revoke_api_key(state, account, project, &oldest)
+            keys::revoke(state, project, &oldest)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            projects::create_api_key(state, account, project, &name, None)
+            keys::create(state, project, new())
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))
         }

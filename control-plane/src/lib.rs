@@ -28,6 +28,7 @@ pub mod sandbox;
 pub mod sealed;
 pub mod secret_store;
 pub mod secrets;
+pub mod service;
 pub mod settings;
 pub mod state;
 pub mod supervisor;

@@ -9,32 +9,31 @@ use axum::Json;
 use rotor_tenant_config::PostgresConsumer;
 use serde_json::{json, Value};
 
-use super::util::{audit, owned_project};
-use super::{Account, RestError, RestResult};
+use super::util::audit;
+use super::{OwnedProject, RestResult};
 use crate::consumers::outbox::{self, OutboxError};
-use crate::ids::{AccountId, ProjectId};
 use crate::probe::Rule;
+use crate::service::ProjectScope;
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 pub async fn post_outbox(
     State(state): State<AppState>,
-    Account(account): Account,
-    Path((id, name)): Path<(String, String)>,
+    OwnedProject(project): OwnedProject,
+    Path((_, name)): Path<(String, String)>,
 ) -> RestResult<Json<Value>> {
-    let id = owned_project(&state.pool, &account, &id).await?;
-    Ok(Json(provision_outbox(&state, &account, &id, &name).await?))
+    Ok(Json(provision_outbox(&state, &project, &name).await?))
 }
 
 /// Creates the outbox of `project`'s PostgreSQL consumer `name` (404 when it has none by that
-/// name) and records it in the audit log; what was made. The caller has checked that `account`
-/// owns `project`.
+/// name) and records it in the audit log; what was made.
 pub async fn provision_outbox(
     state: &AppState,
-    account: &AccountId,
-    id: &ProjectId,
+    project: &ProjectScope,
     name: &str,
 ) -> RestResult<Value> {
-    let settings = super::projects::settings_of(state, id).await?;
+    let (account, id) = (project.account(), project.id());
+    let settings = crate::service::projects::settings(state, project).await?;
     let found = settings
         .get("consumers")
         .and_then(Value::as_array)
@@ -46,12 +45,12 @@ pub async fn provision_outbox(
                 && c.get("type").and_then(Value::as_str) == Some("postgresql")
         });
     let Some((index, consumer)) = found else {
-        return Err(RestError::NotFound);
+        return Err(ServiceError::NotFound);
     };
     let field = format!("settings.consumers[{index}].postgresql.dsn");
     let config: PostgresConsumer =
         serde_json::from_value(consumer.get("postgresql").cloned().unwrap_or(Value::Null))
-            .map_err(|e| RestError::field(&field, e.to_string()))?;
+            .map_err(|e| ServiceError::field(&field, e.to_string()))?;
     let rule = if state.settings.tenant_private_egress {
         Rule::Any
     } else {
@@ -66,10 +65,10 @@ pub async fn provision_outbox(
         .await
         .map_err(|e| match e {
             OutboxError::Dsn(_) | OutboxError::Refused(_) => {
-                RestError::field(&field, e.to_string())
+                ServiceError::field(&field, e.to_string())
             }
-            OutboxError::Busy => RestError::Busy,
-            other => RestError::Upstream(other.to_string()),
+            OutboxError::Busy => ServiceError::Busy,
+            other => ServiceError::Upstream(other.to_string()),
         })?;
     let answer = json!(made);
     let mut tx = state.pool.begin().await?;

@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -14,9 +14,9 @@ use futures_util::stream::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::util::owned_project;
-use super::{Account, RestError, RestResult};
+use super::{OwnedProject, RestResult};
 use crate::ids::ProjectId;
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
@@ -65,26 +65,30 @@ pub async fn series(
 
 pub async fn query(
     State(state): State<AppState>,
-    Account(account): Account,
-    Path(id): Path<String>,
+    OwnedProject(project): OwnedProject,
     Query(q): Query<UsageQuery>,
 ) -> RestResult<Json<Value>> {
-    let id = owned_project(&state.pool, &account, &id).await?;
+    let id = project.id().clone();
     let to = q.to.unwrap_or_else(Utc::now);
     let from = q.from.unwrap_or(to - TimeDelta::hours(1));
     if from >= to {
-        return Err(RestError::field("from", "must be before `to`"));
+        return Err(ServiceError::field("from", "must be before `to`"));
     }
     let span = to - from;
     let step = match q.step.as_deref() {
         Some(s @ ("minute" | "hour" | "day")) => s.to_owned(),
-        Some(_) => return Err(RestError::field("step", "step must be minute, hour or day")),
+        Some(_) => {
+            return Err(ServiceError::field(
+                "step",
+                "step must be minute, hour or day",
+            ))
+        }
         None if span <= TimeDelta::hours(6) => "minute".into(),
         None if span <= TimeDelta::days(7) => "hour".into(),
         None => "day".into(),
     };
     if step == "minute" && span > TimeDelta::days(2) {
-        return Err(RestError::field(
+        return Err(ServiceError::field(
             "step",
             "minute steps cover at most 2 days",
         ));
@@ -105,10 +109,9 @@ pub async fn query(
 
 pub async fn live(
     State(state): State<AppState>,
-    Account(account): Account,
-    Path(id): Path<String>,
+    OwnedProject(project): OwnedProject,
 ) -> RestResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let id = owned_project(&state.pool, &account, &id).await?;
+    let id = project.id().clone();
     let stream = futures_util::stream::unfold((state, id), |(state, id)| async move {
         let now = Utc::now();
         let points = series(
@@ -133,10 +136,9 @@ pub async fn live(
 /// The project's process events, newest first (at most 100).
 pub async fn events(
     State(state): State<AppState>,
-    Account(account): Account,
-    Path(id): Path<String>,
+    OwnedProject(project): OwnedProject,
 ) -> RestResult<Json<Value>> {
-    let id = owned_project(&state.pool, &account, &id).await?;
+    let id = project.id().clone();
     let events = crate::tenant_events::list(&state.pool, &id, 100).await?;
     Ok(Json(json!({ "events": events })))
 }

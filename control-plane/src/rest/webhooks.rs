@@ -8,14 +8,15 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::util::{audit, owned_project};
-use super::{Account, RestError, RestResult};
+use super::util::audit;
+use super::{OwnedProject, RestResult};
 use crate::ids::{AccountId, ProjectId};
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 /// Bound on a call to the project's process.
@@ -50,7 +51,7 @@ pub fn check_webhook_id(id: &str) -> RestResult<String> {
         || id.len() > MAX_WEBHOOK_ID_LEN
         || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     {
-        return Err(RestError::field(
+        return Err(ServiceError::field(
             "webhook_id",
             "must be the webhook id of a failed delivery (X-Rotor-Webhook-Id)",
         ));
@@ -68,8 +69,8 @@ fn process_of(state: &AppState, project: &ProjectId) -> Option<(String, String)>
         .map(|(_, r)| (r.admin_base(), r.admin_token.clone()))
 }
 
-fn not_running() -> RestError {
-    RestError::Conflict(
+fn not_running() -> ServiceError {
+    ServiceError::Conflict(
         "the project is not running: its deliveries live in its process, which starts with its first connection or API call".into(),
     )
 }
@@ -86,9 +87,9 @@ pub async fn deliveries_of(state: &AppState, project: &ProjectId) -> RestResult<
         .timeout(TENANT_WAIT)
         .send()
         .await
-        .map_err(|e| RestError::Internal(anyhow::anyhow!("tenant webhooks: {e}")))?;
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("tenant webhooks: {e}")))?;
     if !answer.status().is_success() {
-        return Err(RestError::Internal(anyhow::anyhow!(
+        return Err(ServiceError::Internal(anyhow::anyhow!(
             "tenant webhooks answered {}",
             answer.status()
         )));
@@ -96,7 +97,7 @@ pub async fn deliveries_of(state: &AppState, project: &ProjectId) -> RestResult<
     let view = answer
         .json::<Value>()
         .await
-        .map_err(|e| RestError::Internal(anyhow::anyhow!("tenant webhooks: {e}")))?;
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("tenant webhooks: {e}")))?;
     Ok(Some(view))
 }
 
@@ -116,7 +117,7 @@ pub async fn redeliver(
         .timeout(TENANT_WAIT)
         .send()
         .await
-        .map_err(|e| RestError::Internal(anyhow::anyhow!("tenant redeliver: {e}")))?;
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("tenant redeliver: {e}")))?;
     let status = answer.status().as_u16();
     let body: Value = answer.json().await.unwrap_or(Value::Null);
     let message = body["error"]["message"]
@@ -126,14 +127,14 @@ pub async fn redeliver(
     match status {
         200 => {}
         404 => {
-            return Err(RestError::field(
+            return Err(ServiceError::field(
                 "webhook_id",
                 format!("{message}: it was sent again already or is no longer kept"),
             ))
         }
-        409 => return Err(RestError::Conflict(message)),
+        409 => return Err(ServiceError::Conflict(message)),
         other => {
-            return Err(RestError::Internal(anyhow::anyhow!(
+            return Err(ServiceError::Internal(anyhow::anyhow!(
                 "tenant redeliver answered {other}: {message}"
             )))
         }
@@ -159,11 +160,10 @@ pub async fn redeliver(
 
 pub async fn get_deliveries(
     State(state): State<AppState>,
-    Account(account): Account,
-    Path(id): Path<String>,
+    OwnedProject(project): OwnedProject,
 ) -> RestResult<Json<Value>> {
-    let id = owned_project(&state.pool, &account, &id).await?;
-    let view = deliveries_of(&state, &id).await?;
+    let id = project.id();
+    let view = deliveries_of(&state, id).await?;
     Ok(Json(match view {
         Some(v) => json!({
             "running": true,
@@ -187,22 +187,21 @@ pub struct RedeliverRequest {
 
 pub async fn post_redeliver(
     State(state): State<AppState>,
-    Account(account): Account,
-    Path(id): Path<String>,
+    OwnedProject(project): OwnedProject,
     Json(body): Json<RedeliverRequest>,
 ) -> RestResult<Json<Value>> {
-    let id = owned_project(&state.pool, &account, &id).await?;
+    let (account, id) = (project.account(), project.id());
     let what = match (body.webhook_id, body.all) {
         (Some(webhook_id), false) => Redeliver::One(check_webhook_id(&webhook_id)?),
         (None, true) => Redeliver::All,
         _ => {
-            return Err(RestError::field(
+            return Err(ServiceError::field(
                 "webhook_id",
                 "give either \"webhook_id\" (one failed delivery) or \"all\": true",
             ))
         }
     };
-    Ok(Json(redeliver(&state, &account, &id, &what).await?))
+    Ok(Json(redeliver(&state, account, id, &what).await?))
 }
 
 #[cfg(test)]

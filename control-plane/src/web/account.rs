@@ -8,21 +8,20 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
-use axum::Form;
 use chrono::Utc;
 use serde::Deserialize;
 
+use super::extract::CsrfForm;
 use super::flash::{self, Flash};
 use super::session::Session;
 use super::views::{when, when_opt, AccountPage, Layout, RevokeTokenPage, TokenRow};
 use super::{page, WebError, WebResult};
 use crate::auth_limits::{retry_after_secs, ClientAddr};
-use crate::rest::accounts::{
-    authenticate, check_password, check_token_days, issue_token, revoke_all_tokens,
-    revoke_token as revoke, tokens_of, TokenInfo,
+use crate::service::accounts::{
+    change_password as change, check_token_days, issue_token, revoke_token as revoke, tokens_of,
+    PasswordChange, TokenInfo,
 };
-use crate::rest::RestError;
-use crate::secrets::hash_password_async;
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 fn token_row(t: TokenInfo) -> TokenRow {
@@ -83,8 +82,6 @@ pub async fn show(State(state): State<AppState>, session: Session) -> WebResult<
 #[derive(Deserialize)]
 pub struct PasswordForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     current: String,
     #[serde(default)]
     new: String,
@@ -97,15 +94,17 @@ pub struct PasswordForm {
 }
 
 /// A password form refused: the page again with the reason (and when to retry, if limited).
-fn password_refused(mut v: AccountPage, error: RestError) -> WebResult<Response> {
+fn password_refused(mut v: AccountPage, error: ServiceError) -> WebResult<Response> {
     let (status, message, retry_after) = match error {
-        RestError::Unauthorized(_) => (
+        ServiceError::Unauthorized(_) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             "Your current password is not right.".to_owned(),
             None,
         ),
-        RestError::BadRequest { message, .. } => (StatusCode::UNPROCESSABLE_ENTITY, message, None),
-        RestError::TooManyRequests { retry_after } => (
+        ServiceError::BadRequest { message, .. } => {
+            (StatusCode::UNPROCESSABLE_ENTITY, message, None)
+        }
+        ServiceError::TooManyRequests { retry_after } => (
             StatusCode::TOO_MANY_REQUESTS,
             format!(
                 "Too many failed attempts. Try again in {} minutes.",
@@ -113,7 +112,7 @@ fn password_refused(mut v: AccountPage, error: RestError) -> WebResult<Response>
             ),
             Some(retry_after_secs(retry_after)),
         ),
-        RestError::Busy => (
+        ServiceError::Busy => (
             StatusCode::SERVICE_UNAVAILABLE,
             "Rotor is very busy right now. Try again in a moment.".to_owned(),
             Some(1),
@@ -132,43 +131,22 @@ pub async fn change_password(
     State(state): State<AppState>,
     session: Session,
     ClientAddr(client): ClientAddr,
-    Form(form): Form<PasswordForm>,
+    CsrfForm(form): CsrfForm<PasswordForm>,
 ) -> WebResult<Response> {
-    session.check_csrf(&form.csrf)?;
-    let mut v = view(&state, &session).await?;
+    let v = view(&state, &session).await?;
+    let request = PasswordChange {
+        current: form.current,
+        new: form.new,
+        confirm: form.confirm,
+        revoke_tokens: form.revoke_tokens.is_some(),
+    };
     // The current password is checked under the same limits as a login: a stolen session
     // cannot be used to guess it.
-    if let Err(e) = authenticate(&state, &session.email, &form.current, client).await {
-        return password_refused(v, e);
-    }
-    let problem = if form.new != form.confirm {
-        Some("The new passwords do not match.".to_owned())
-    } else if let Err(RestError::BadRequest { message, .. }) = check_password(&form.new) {
-        Some(message)
-    } else if form.new == form.current {
-        Some("The new password must differ from the current one.".to_owned())
-    } else {
-        None
+    let revoked = match change(&state, &session.account, &session.email, &request, client).await {
+        Ok(revoked) => revoked,
+        Err(e) => return password_refused(v, e),
     };
-    if let Some(p) = problem {
-        v.password_error = Some(p);
-        return respond(StatusCode::UNPROCESSABLE_ENTITY, v);
-    }
-    let hash = match hash_password_async(&form.new).await {
-        Ok(hash) => hash,
-        Err(e) => return password_refused(v, e.into()),
-    };
-    sqlx::query("UPDATE accounts SET password_hash = $2 WHERE id = $1")
-        .bind(&session.account)
-        .bind(hash)
-        .execute(&state.pool)
-        .await?;
     let ended = session.end_others(&state).await?;
-    let revoked = if form.revoke_tokens.is_some() {
-        revoke_all_tokens(&state, &session.account).await?
-    } else {
-        0
-    };
     tracing::info!(
         account = %session.account,
         other_sessions_ended = ended,
@@ -188,8 +166,6 @@ pub async fn change_password(
 #[derive(Deserialize)]
 pub struct TokenForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     name: String,
     /// Days until the token expires; empty: never.
     #[serde(default)]
@@ -197,7 +173,7 @@ pub struct TokenForm {
 }
 
 /// The token form's expiry: empty is "never", else days as the REST API takes them.
-fn form_days(value: &str) -> Result<Option<i64>, RestError> {
+fn form_days(value: &str) -> Result<Option<i64>, ServiceError> {
     let value = value.trim();
     if value.is_empty() {
         return Ok(None);
@@ -208,9 +184,8 @@ fn form_days(value: &str) -> Result<Option<i64>, RestError> {
 pub async fn create_token(
     State(state): State<AppState>,
     session: Session,
-    Form(form): Form<TokenForm>,
+    CsrfForm(form): CsrfForm<TokenForm>,
 ) -> WebResult<Response> {
-    session.check_csrf(&form.csrf)?;
     let issued = match form_days(&form.expires_in_days) {
         Ok(days) => issue_token(&state, &session.account, &form.name, days).await,
         Err(e) => Err(e),
@@ -220,10 +195,7 @@ pub async fn create_token(
             name: t.name,
             token: t.token,
         },
-        Err(RestError::BadRequest { message, .. } | RestError::PlanLimit(message)) => {
-            Flash::error(super::words::humanize(&message), form.name)
-        }
-        Err(e) => return Err(e.into()),
+        Err(e) => Flash::error(super::refusal(e)?.text, form.name),
     };
     flash::redirect(&state, &session, "/account#tokens", left).await
 }
@@ -249,8 +221,6 @@ pub async fn revoke_confirm(
 #[derive(Deserialize)]
 pub struct RevokeForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     confirm: String,
 }
 
@@ -260,9 +230,8 @@ pub async fn revoke_token(
     State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    Form(form): Form<RevokeForm>,
+    CsrfForm(form): CsrfForm<RevokeForm>,
 ) -> WebResult<Response> {
-    session.check_csrf(&form.csrf)?;
     if form.confirm != "yes" {
         let exists = tokens_of(&state, &session.account)
             .await?

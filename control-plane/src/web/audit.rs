@@ -6,16 +6,15 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::projects::head;
+use super::extract::OwnedProject;
 use super::session::Session;
 use super::views::{when, AccountAuditPage, AccountAuditRow, AuditPage, AuditRow, Layout};
 use super::{page, WebResult};
 use crate::audit::{actor_words, describe};
-use crate::ids::ProjectId;
 use crate::state::AppState;
 /// Entries per page.
 const PAGE: i64 = 25;
@@ -82,15 +81,16 @@ pub async fn account(
 
 pub async fn show(
     State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
+    OwnedProject {
+        session,
+        scope,
+        head: p,
+    }: OwnedProject,
     Query(q): Query<AuditQuery>,
 ) -> WebResult<Response> {
-    let p = head(&state, &session, &id).await?;
     let before = cursor(&q);
-    let project = ProjectId(p.id.clone());
     let rows =
-        crate::audit::page(&state.pool, &session.account, Some(&project), before, PAGE).await?;
+        crate::audit::page(&state.pool, scope.account(), Some(scope.id()), before, PAGE).await?;
     let older = (rows.len() as i64 == PAGE)
         .then(|| rows.last().map(|r| r.id))
         .flatten();

@@ -1,7 +1,7 @@
 //! Sign up, log in and log out (the front page for visitors is [`super::front`], "Forgot
 //! password?" is [`super::password`]). Errors are shown inline and keep the email typed; an unknown
 //! email and a wrong password get the same answer; failed logins and sign-ups are limited by
-//! the same code as the REST API's ([`crate::rest::accounts::authenticate`], [`sign_up`]);
+//! the same code as the REST API's ([`crate::service::accounts::authenticate`], [`sign_up`]);
 //! after login only a same-site path is followed.
 
 use std::time::Duration;
@@ -14,12 +14,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 
+use super::extract::{CsrfForm, NoFields};
 use super::session::{self, check_login_csrf, login_csrf};
 use super::views::{AuthPage, Layout};
-use super::{page, WebError, WebResult};
+use super::{page, WebResult};
 use crate::auth_limits::{retry_after_secs, ClientAddr};
-use crate::rest::accounts::{authenticate, sign_up};
-use crate::rest::RestError;
+use crate::service::accounts::{authenticate, sign_up};
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
@@ -202,28 +203,28 @@ fn refused(
     state: &AppState,
     headers: &HeaderMap,
     mut view: AuthPage,
-    error: RestError,
+    error: ServiceError,
 ) -> WebResult<Response> {
     let (status, message, field, retry_after) = match error {
-        RestError::BadRequest { field, message } => (
+        ServiceError::BadRequest { field, message } => (
             StatusCode::UNPROCESSABLE_ENTITY,
             message,
             field.unwrap_or_default(),
             None,
         ),
-        RestError::Conflict(_) => (
+        ServiceError::Conflict(_) => (
             StatusCode::CONFLICT,
             "An account with this email already exists. Log in instead?".to_owned(),
             "email".to_owned(),
             None,
         ),
-        RestError::Unauthorized(_) => (
+        ServiceError::Unauthorized(_) => (
             StatusCode::UNAUTHORIZED,
             "Wrong email or password.".to_owned(),
             "password".to_owned(),
             None,
         ),
-        RestError::TooManyRequests { retry_after } => (
+        ServiceError::TooManyRequests { retry_after } => (
             StatusCode::TOO_MANY_REQUESTS,
             if view.signup {
                 format!(
@@ -239,7 +240,7 @@ fn refused(
             String::new(),
             Some(retry_after),
         ),
-        RestError::Busy => (
+        ServiceError::Busy => (
             StatusCode::SERVICE_UNAVAILABLE,
             "Rotor is very busy right now. Try again in a moment.".to_owned(),
             String::new(),
@@ -287,7 +288,7 @@ pub async fn login(
     match authenticate(&state, &form.email, &form.password, client).await {
         Ok(account) => logged_in(&state, &account, &form.next).await,
         Err(e) => {
-            if matches!(e, RestError::Unauthorized(_)) {
+            if matches!(e, ServiceError::Unauthorized(_)) {
                 tracing::info!("dashboard login failed");
             }
             let mut view = blank(false, safe_next(&form.next).unwrap_or_default());
@@ -297,24 +298,12 @@ pub async fn login(
     }
 }
 
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
+/// Ends the session (a POST with the session's CSRF token; without a session, the login page).
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    CsrfForm(_): CsrfForm<NoFields>,
 ) -> WebResult<Response> {
-    if let Some(s) = session::current(&state, &headers).await? {
-        s.check_csrf(&form.csrf)?;
-    } else {
-        return Err(WebError::LoginRequired {
-            next: String::new(),
-        });
-    }
     let cookie = session::end(&state, &headers).await?;
     let mut resp = Redirect::to("/login").into_response();
     resp.headers_mut().append(header::SET_COOKIE, cookie);

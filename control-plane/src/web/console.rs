@@ -8,15 +8,14 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::projects::head;
-use super::session::Session;
+use super::extract::OwnedProject;
 use super::views::{ConsolePage, Layout};
 use super::words::label_of;
 use super::{page as html_page, WebResult};
@@ -39,10 +38,10 @@ pub(super) fn running(state: &AppState, project: &str) -> Option<crate::supervis
 
 pub async fn page(
     State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
+    OwnedProject {
+        session, head: p, ..
+    }: OwnedProject,
 ) -> WebResult<Response> {
-    let p = head(&state, &session, &id).await?;
     // The quick start's channel, so what the console shows working is what the snippets do.
     let example = super::quickstart::example_channel(&state, &p.id).await?;
     let hints = hints(&state, &p.id).await?.to_string();
@@ -115,17 +114,12 @@ pub struct TokenRequest {
 /// Mints a connection token (and a subscription token for `channel`) for the console's user.
 pub async fn token(
     State(state): State<AppState>,
-    session: Session,
+    OwnedProject { session, scope, .. }: OwnedProject,
     headers: HeaderMap,
-    Path(id): Path<String>,
     body: Option<Json<TokenRequest>>,
 ) -> WebResult<Response> {
     session.check_csrf_header(&headers)?;
-    let p = head(&state, &session, &id).await?;
-    let secret =
-        crate::secret_store::token_secret_of(&state.pool, &crate::ids::ProjectId(p.id.clone()))
-            .await
-            .map_err(crate::rest::RestError::from)?;
+    let secret = crate::service::keys::token_secret(&state, &scope).await?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -203,13 +197,13 @@ pub struct PublishRequest {
 
 pub async fn publish(
     State(state): State<AppState>,
-    session: Session,
+    OwnedProject {
+        session, head: p, ..
+    }: OwnedProject,
     headers: HeaderMap,
-    Path(id): Path<String>,
     Json(body): Json<PublishRequest>,
 ) -> WebResult<Response> {
     session.check_csrf_header(&headers)?;
-    let p = head(&state, &session, &id).await?;
     if let Some(resp) = channel_rejection(&body.channel) {
         return Ok(resp);
     }
@@ -236,13 +230,13 @@ pub struct PresenceRequest {
 
 pub async fn presence(
     State(state): State<AppState>,
-    session: Session,
+    OwnedProject {
+        session, head: p, ..
+    }: OwnedProject,
     headers: HeaderMap,
-    Path(id): Path<String>,
     Json(body): Json<PresenceRequest>,
 ) -> WebResult<Response> {
     session.check_csrf_header(&headers)?;
-    let p = head(&state, &session, &id).await?;
     if let Some(resp) = channel_rejection(&body.channel) {
         return Ok(resp);
     }
@@ -262,13 +256,13 @@ const HISTORY_LIMIT: i32 = 20;
 /// (what the server API's `history` answers), so a namespace need not let clients read it.
 pub async fn history(
     State(state): State<AppState>,
-    session: Session,
+    OwnedProject {
+        session, head: p, ..
+    }: OwnedProject,
     headers: HeaderMap,
-    Path(id): Path<String>,
     Json(body): Json<HistoryRequest>,
 ) -> WebResult<Response> {
     session.check_csrf_header(&headers)?;
-    let p = head(&state, &session, &id).await?;
     if let Some(resp) = channel_rejection(&body.channel) {
         return Ok(resp);
     }

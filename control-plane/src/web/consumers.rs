@@ -7,18 +7,15 @@
 //! same validation, bounds and sealing as `PATCH /v1/projects/{id}`; the REST API and
 //! Terraform write the same `settings.consumers` list.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
-use axum::Form;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::extract::{CsrfForm, OwnedProject};
 use super::flash::{self, Flash};
-use super::projects::head;
-use super::session::Session;
 use super::WebResult;
-use crate::ids::ProjectId;
-use crate::rest::RestError;
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 /// One consumer, as the card shows it.
@@ -76,28 +73,22 @@ pub fn rows(settings: &Value) -> Vec<ConsumerRow> {
 #[derive(Debug, Deserialize)]
 pub struct OutboxForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     consumer: String,
 }
 
 /// `POST /projects/{id}/settings/consumers/outbox`: creates the named consumer's outbox.
 pub async fn outbox(
     State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
-    Form(form): Form<OutboxForm>,
+    OwnedProject {
+        session,
+        scope,
+        head: p,
+    }: OwnedProject,
+    CsrfForm(form): CsrfForm<OutboxForm>,
 ) -> WebResult<Response> {
-    session.check_csrf(&form.csrf)?;
-    let p = head(&state, &session, &id).await?;
     let location = format!("/projects/{}/settings#consumers", p.id);
-    let outcome = crate::rest::consumers::provision_outbox(
-        &state,
-        &session.account,
-        &ProjectId(p.id.clone()),
-        form.consumer.trim(),
-    )
-    .await;
+    let outcome =
+        crate::rest::consumers::provision_outbox(&state, &scope, form.consumer.trim()).await;
     let flash = match outcome {
         Ok(made) => {
             let table = made["table"].as_str().unwrap_or_default();
@@ -107,17 +98,19 @@ pub async fn outbox(
                 format!("Outbox {table} was there already; its index and trigger are in place.")
             })
         }
-        Err(RestError::NotFound) => Flash::error(
+        Err(ServiceError::NotFound) => Flash::error(
             format!(
                 "Consumers: no PostgreSQL consumer is named {}.",
                 form.consumer.trim()
             ),
             "",
         ),
-        Err(RestError::BadRequest { message, .. })
-        | Err(RestError::Upstream(message))
-        | Err(RestError::Conflict(message)) => Flash::error(format!("Consumers: {message}."), ""),
-        Err(RestError::Busy) => Flash::error(
+        Err(ServiceError::BadRequest { message, .. })
+        | Err(ServiceError::Upstream(message))
+        | Err(ServiceError::Conflict(message)) => {
+            Flash::error(format!("Consumers: {message}."), "")
+        }
+        Err(ServiceError::Busy) => Flash::error(
             "Consumers: too many outboxes are being created right now; try again in a few seconds."
                 .to_owned(),
             "",
@@ -133,7 +126,6 @@ pub const KINDS: &[&str] = &["postgresql", "redis_stream", "nats_jetstream"];
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct EditForm {
-    csrf: String,
     /// Add or replace: the consumer's name, kind and options (JSON object).
     name: String,
     kind: String,
@@ -208,29 +200,25 @@ fn edited(settings: &Value, form: &EditForm) -> Result<(Value, String), String> 
 /// consumer.
 pub async fn edit(
     State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
-    Form(form): Form<EditForm>,
+    OwnedProject {
+        session,
+        scope,
+        head: p,
+    }: OwnedProject,
+    CsrfForm(form): CsrfForm<EditForm>,
 ) -> WebResult<Response> {
-    session.check_csrf(&form.csrf)?;
-    let p = head(&state, &session, &id).await?;
-    let project = ProjectId(p.id.clone());
     let location = format!("/projects/{}/settings#consumers", p.id);
-    let stored = crate::rest::projects::settings_of(&state, &project).await?;
+    let stored = crate::service::projects::settings(&state, &scope).await?;
     let flash = match edited(&stored, &form) {
         Err(why) => Flash::error(format!("Consumers: {why}."), ""),
         Ok((settings, done)) => {
-            match crate::rest::projects::update_project(
-                &state,
-                &session.account,
-                &project,
-                None,
-                Some(&settings),
-            )
-            .await
-            {
-                Ok(()) => Flash::notice(done),
-                Err(RestError::BadRequest { field, message }) => {
+            let change = crate::service::projects::ProjectUpdate {
+                name: None,
+                settings: Some(settings),
+            };
+            match crate::service::projects::update(&state, &scope, change).await {
+                Ok(_) => Flash::notice(done),
+                Err(ServiceError::BadRequest { field, message }) => {
                     let field = field.map(|f| format!("{f}: ")).unwrap_or_default();
                     Flash::error(format!("Consumers: {field}{message}"), "")
                 }

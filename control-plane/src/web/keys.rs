@@ -1,26 +1,21 @@
 //! The keys page: server API keys (shown once at creation, then by their first characters;
 //! each with its scope and when it was last used, as the tenant reports it), revoked after a
-//! confirmation page, and the token secret (revealed on demand, rotated after confirmation).
-//! Every change answers with a redirect; what it has to say is a [`Flash`] for the page it
-//! lands on.
+//! confirmation page, and the token secret (revealed on demand, rotated after confirmation),
+//! over [`crate::service::keys`]. Every change answers with a redirect; what it has to say is
+//! a [`Flash`] for the page it lands on.
 
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::Form;
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::extract::{CsrfForm, NoFields, OwnedProject};
 use super::flash::{self, Flash, Shown};
-use super::projects::head;
 use super::session::Session;
 use super::views::{when, when_opt, KeyRow, KeysPage, Layout, ProjectHead, RevokeKeyPage};
-use super::{page, words, WebError, WebResult};
-use crate::ids::ProjectId;
-use crate::rest::projects::{
-    api_keys_of, create_api_key, revoke_api_key, rotate_hmac_secret, KeyInfo,
-};
-use crate::rest::RestError;
+use super::{page, refusal, WebResult};
+use crate::service::keys::{self, KeyInfo, NewKey};
+use crate::service::ProjectScope;
 use crate::state::AppState;
 
 /// What a key may do, in words.
@@ -46,15 +41,14 @@ fn key_row(k: KeyInfo) -> KeyRow {
     }
 }
 
-async fn keys_view(state: &AppState, session: &Session, p: ProjectHead) -> WebResult<KeysPage> {
-    let project = ProjectId(p.id.clone());
-    let keys = api_keys_of(state, &project).await?;
-    let rotated: Option<DateTime<Utc>> =
-        sqlx::query_scalar("SELECT rotated_at FROM token_secrets WHERE project_id = $1")
-            .bind(&p.id)
-            .fetch_optional(&state.pool)
-            .await?
-            .flatten();
+async fn keys_view(
+    state: &AppState,
+    session: &Session,
+    scope: &ProjectScope,
+    p: ProjectHead,
+) -> WebResult<KeysPage> {
+    let keys = keys::list(state, scope).await?;
+    let rotated = keys::secret_rotated_at(state, scope).await?;
     Ok(KeysPage {
         layout: Layout::of(session),
         tab: "keys",
@@ -79,22 +73,19 @@ fn keys_path(p: &ProjectHead) -> String {
 /// once, a notice, or an error and what was typed.
 pub async fn keys(
     State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
+    OwnedProject {
+        session,
+        scope,
+        head: p,
+    }: OwnedProject,
 ) -> WebResult<Response> {
-    let p = head(&state, &session, &id).await?;
     let left = flash::take(&state, &session, &keys_path(&p)).await?;
     let shown = Shown::from(left.as_ref());
-    let project = ProjectId(p.id.clone());
-    let mut v = keys_view(&state, &session, p).await?;
+    let mut v = keys_view(&state, &session, &scope, p).await?;
     match left {
         Some(Flash::NewApiKey { name, key }) => v.new_key = Some((name, key)),
         Some(Flash::TokenSecret { .. }) => {
-            v.secret = Some(
-                crate::secret_store::token_secret_of(&state.pool, &project)
-                    .await
-                    .map_err(RestError::from)?,
-            );
+            v.secret = Some(keys::token_secret(&state, &scope).await?);
         }
         _ => {}
     }
@@ -111,8 +102,6 @@ pub async fn keys(
 #[derive(Deserialize)]
 pub struct KeyForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     name: String,
     #[serde(default)]
     scope: String,
@@ -120,57 +109,43 @@ pub struct KeyForm {
 
 pub async fn create_key(
     State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
-    Form(form): Form<KeyForm>,
+    OwnedProject {
+        session,
+        scope: project,
+        head: p,
+    }: OwnedProject,
+    CsrfForm(form): CsrfForm<KeyForm>,
 ) -> WebResult<Response> {
-    session.check_csrf(&form.csrf)?;
-    let p = head(&state, &session, &id).await?;
-    let project = ProjectId(p.id.clone());
     let scope = if form.scope == "publish" {
         "publish"
     } else {
         "all"
     };
-    let left =
-        match create_api_key(&state, &session.account, &project, &form.name, Some(scope)).await {
-            Ok(created) => Flash::NewApiKey {
-                name: created["name"].as_str().unwrap_or_default().to_owned(),
-                key: created["key"].as_str().unwrap_or_default().to_owned(),
-            },
-            Err(
-                RestError::BadRequest { message, .. }
-                | RestError::PlanLimit(message)
-                | RestError::Conflict(message),
-            ) => {
-                let mut text = words::humanize(&message);
-                if let Some(first) = text.get_mut(0..1) {
-                    first.make_ascii_uppercase();
-                }
-                Flash::error(text, format!("{scope} {}", form.name))
-            }
-            Err(e) => return Err(e.into()),
-        };
+    let new = NewKey {
+        name: form.name.clone(),
+        scope: Some(scope.to_owned()),
+    };
+    let left = match keys::create(&state, &project, new).await {
+        Ok(created) => Flash::NewApiKey {
+            name: created.name,
+            key: created.key,
+        },
+        Err(e) => Flash::error(refusal(e)?.sentence(), format!("{scope} {}", form.name)),
+    };
     flash::redirect(&state, &session, &keys_path(&p), left).await
-}
-
-/// The key `key_id` of project `p`, or 404.
-async fn key_of(state: &AppState, p: &ProjectHead, key_id: &str) -> WebResult<KeyInfo> {
-    api_keys_of(state, &ProjectId(p.id.clone()))
-        .await?
-        .into_iter()
-        .find(|k| k.id.as_str() == key_id)
-        .ok_or(WebError::NotFound)
 }
 
 /// The confirmation page before a key is revoked.
 pub async fn revoke_confirm(
     State(state): State<AppState>,
-    session: Session,
-    Path((id, key_id)): Path<(String, String)>,
+    OwnedProject {
+        session,
+        scope,
+        head: p,
+    }: OwnedProject,
+    Path((_, key_id)): Path<(String, String)>,
 ) -> WebResult<Response> {
-    let p = head(&state, &session, &id).await?;
-    let key = key_row(key_of(&state, &p, &key_id).await?);
+    let key = key_row(keys::get(&state, &scope, &key_id).await?);
     let view = RevokeKeyPage {
         layout: Layout::of(&session),
         tab: "keys",
@@ -183,20 +158,20 @@ pub async fn revoke_confirm(
 #[derive(Deserialize)]
 pub struct RevokeForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     confirm: String,
 }
 
 pub async fn revoke_key(
     State(state): State<AppState>,
-    session: Session,
-    Path((id, key_id)): Path<(String, String)>,
-    Form(form): Form<RevokeForm>,
+    OwnedProject {
+        session,
+        scope,
+        head: p,
+    }: OwnedProject,
+    Path((_, key_id)): Path<(String, String)>,
+    CsrfForm(form): CsrfForm<RevokeForm>,
 ) -> WebResult<Response> {
-    session.check_csrf(&form.csrf)?;
-    let p = head(&state, &session, &id).await?;
-    let key = key_of(&state, &p, &key_id).await?;
+    let key = keys::get(&state, &scope, &key_id).await?;
     if form.confirm != "yes" {
         // Not from the confirmation page: show it.
         let location = format!("{}/{}/revoke", keys_path(&p), key.id);
@@ -204,28 +179,20 @@ pub async fn revoke_key(
             axum::response::Redirect::to(&location),
         ));
     }
-    revoke_api_key(&state, &session.account, &ProjectId(p.id.clone()), &key_id).await?;
+    let name = keys::revoke(&state, &scope, &key_id).await?;
     let notice = Flash::notice(format!(
-        "Key revoked: requests using “{}” are refused from now on.",
-        key.name
+        "Key revoked: requests using “{name}” are refused from now on."
     ));
     flash::redirect(&state, &session, &keys_path(&p), notice).await
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub async fn reveal_secret(
     State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfOnly>,
+    OwnedProject {
+        session, head: p, ..
+    }: OwnedProject,
+    CsrfForm(_): CsrfForm<NoFields>,
 ) -> WebResult<Response> {
-    session.check_csrf(&form.csrf)?;
-    let p = head(&state, &session, &id).await?;
     let location = format!("{}#token-secret", keys_path(&p));
     flash::redirect(
         &state,
@@ -239,8 +206,6 @@ pub async fn reveal_secret(
 #[derive(Deserialize)]
 pub struct RotateForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     confirm: Option<String>,
     #[serde(default)]
     grace: String,
@@ -248,12 +213,13 @@ pub struct RotateForm {
 
 pub async fn rotate_secret(
     State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
-    Form(form): Form<RotateForm>,
+    OwnedProject {
+        session,
+        scope,
+        head: p,
+    }: OwnedProject,
+    CsrfForm(form): CsrfForm<RotateForm>,
 ) -> WebResult<Response> {
-    session.check_csrf(&form.csrf)?;
-    let p = head(&state, &session, &id).await?;
     let location = format!("{}#token-secret", keys_path(&p));
     if form.confirm.is_none() {
         let error = Flash::error(
@@ -274,7 +240,7 @@ pub async fn rotate_secret(
             return flash::redirect(&state, &session, &location, error).await;
         }
     };
-    rotate_hmac_secret(&state, &session.account, &ProjectId(p.id.clone()), grace).await?;
+    keys::rotate_secret(&state, &scope, grace).await?;
     tracing::info!(account = %session.account, project = %p.id, grace, "token secret rotated from the dashboard");
     let notice = if grace > 0 {
         "Secret rotated. Tokens signed with the old secret keep working during the grace period."

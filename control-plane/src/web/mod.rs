@@ -14,6 +14,7 @@ mod audit;
 mod auth;
 mod console;
 mod consumers;
+pub mod extract;
 pub mod flash;
 mod front;
 mod keys;
@@ -36,12 +37,13 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::rest::RestError;
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 pub use session::PeerAddr;
 
-/// Why a page could not be shown.
+/// Why a page could not be shown. The service's errors become one of these in one place
+/// (`From<ServiceError>`), or a [`Refusal`] shown on the form ([`refusal`]).
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
     /// No (valid) session: go to the login page and come back to `next` afterwards.
@@ -65,16 +67,53 @@ pub enum WebError {
     Internal(#[from] anyhow::Error),
 }
 
-impl From<RestError> for WebError {
-    fn from(e: RestError) -> Self {
+impl From<ServiceError> for WebError {
+    fn from(e: ServiceError) -> Self {
         match e {
-            RestError::NotFound => Self::NotFound,
-            RestError::Internal(cause) => Self::Internal(cause),
-            RestError::BadRequest { message, .. } | RestError::PlanLimit(message) => {
+            ServiceError::NotFound => Self::NotFound,
+            ServiceError::Internal(cause) => Self::Internal(cause),
+            ServiceError::BadRequest { message, .. } | ServiceError::PlanLimit(message) => {
                 Self::BadRequest(words::humanize(&message))
             }
             other => Self::BadRequest(words::humanize(&other.to_string())),
         }
+    }
+}
+
+/// A refused change the visitor can fix (bad input, a plan limit, a name taken), in the
+/// dashboard's words: what a form shows inline or a [`flash::Flash`] carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The field the service named, if any (`history_ttl`, `settings.proxies…`).
+    pub field: Option<String>,
+    /// The service's message with option names as the forms label them.
+    pub text: String,
+}
+
+impl Refusal {
+    /// The text as a sentence: its first letter capitalised.
+    pub fn sentence(&self) -> String {
+        let mut text = self.text.clone();
+        if let Some(first) = text.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        text
+    }
+}
+
+/// How the service's errors reach a dashboard form: the visitor's mistakes become a
+/// [`Refusal`] to show; anything else is an error page ([`WebError`]).
+pub fn refusal(e: ServiceError) -> Result<Refusal, WebError> {
+    match e {
+        ServiceError::BadRequest { field, message } => Ok(Refusal {
+            field,
+            text: words::humanize(&message),
+        }),
+        ServiceError::PlanLimit(message) | ServiceError::Conflict(message) => Ok(Refusal {
+            field: None,
+            text: words::humanize(&message),
+        }),
+        other => Err(other.into()),
     }
 }
 
@@ -211,7 +250,7 @@ pub async fn error_pages(State(state): State<AppState>, req: Request, next: Next
 pub async fn not_found(uri: Uri) -> Response {
     let path = uri.path();
     if path == "/v1" || path.starts_with("/v1/") {
-        RestError::NotFound.into_response()
+        ServiceError::NotFound.into_response()
     } else {
         WebError::NotFound.into_response()
     }

@@ -3,29 +3,27 @@
 //! code spans rendered as code), the common options first and the advanced groups folded, inline
 //! validation errors in the form's words that keep what was typed, and deletion after a
 //! confirmation page of its own. Creating, saving and deleting answer with a redirect and a
-//! [`Flash`].
+//! [`Flash`]; the work is [`crate::service::namespaces`]'s (a name created twice at once is
+//! created once, and the other form is told the name is taken).
 
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Form;
-use chrono::{DateTime, Utc};
 use rotor_tenant_config::CHANNEL_OPTION_DOCS;
 use serde_json::{json, Map, Value};
 
+use super::extract::{CsrfForm, OwnedProject};
 use super::flash::{self, Flash, Shown};
-use super::projects::head;
 use super::session::Session;
 use super::views::{
     when, Choice, DeleteNamespacePage, Field, FieldGroup, Layout, NamespacePage, NamespaceRow,
     NamespacesPage, ProjectHead,
 };
-use super::words::{humanize, label_of, segments};
-use super::{page, urlencode, WebError, WebResult};
-use crate::ids::ProjectId;
-use crate::rest::namespaces::{delete_namespace, put_namespace};
-use crate::rest::RestError;
+use super::words::{label_of, segments};
+use super::{page, refusal, urlencode, WebResult};
+use crate::service::namespaces;
+use crate::service::{ProjectScope, ServiceError};
 use crate::state::AppState;
 
 /// Option groups, in the order the editor shows them: (title, intro, advanced, options). The
@@ -276,23 +274,19 @@ fn options_from_form(form: &[(String, String)]) -> Result<Map<String, Value>, (S
 async fn list_view(
     state: &AppState,
     session: &Session,
+    scope: &ProjectScope,
     p: ProjectHead,
 ) -> WebResult<NamespacesPage> {
-    let rows: Vec<(String, Value, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT name, options, updated_at FROM namespaces WHERE project_id = $1 ORDER BY name",
-    )
-    .bind(&p.id)
-    .fetch_all(&state.pool)
-    .await?;
+    let rows = namespaces::list(state, scope).await?;
     Ok(NamespacesPage {
         layout: Layout::of(session),
         tab: "namespaces",
         namespaces: rows
             .into_iter()
-            .map(|(name, options, updated)| NamespaceRow {
-                name,
-                summary: summary(&options),
-                updated: when(&updated),
+            .map(|ns| NamespaceRow {
+                summary: summary(&ns.options),
+                updated: when(&ns.updated_at),
+                name: ns.name,
             })
             .collect(),
         form_name: String::new(),
@@ -345,21 +339,21 @@ fn summary(options: &Value) -> String {
 
 pub async fn list(
     State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
+    OwnedProject {
+        session,
+        scope,
+        head: p,
+    }: OwnedProject,
 ) -> WebResult<Response> {
-    let p = head(&state, &session, &id).await?;
     let location = format!("/projects/{}/namespaces", p.id);
     let shown = Shown::from(flash::take(&state, &session, &location).await?.as_ref());
-    let mut v = list_view(&state, &session, p).await?;
+    let mut v = list_view(&state, &session, &scope, p).await?;
     v.notice = shown.notice;
     Ok(page(v.render()?))
 }
 
 #[derive(serde::Deserialize)]
 pub struct CreateForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -381,68 +375,37 @@ fn preset(name: &str) -> Value {
 
 pub async fn create(
     State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
-    Form(form): Form<CreateForm>,
+    OwnedProject {
+        session,
+        scope,
+        head: p,
+    }: OwnedProject,
+    CsrfForm(form): CsrfForm<CreateForm>,
 ) -> WebResult<Response> {
-    session.check_csrf(&form.csrf)?;
-    let p = head(&state, &session, &id).await?;
     let name = form.name.trim().to_owned();
-    let project = ProjectId(p.id.clone());
-    let exists: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM namespaces WHERE project_id = $1 AND name = $2)",
-    )
-    .bind(&p.id)
-    .bind(&name)
-    .fetch_one(&state.pool)
-    .await?;
-    let problem = if exists {
-        format!("A namespace called \"{name}\" already exists.")
-    } else {
-        match put_namespace(
-            &state,
-            &session.account,
-            &project,
-            &name,
-            &preset(&form.preset),
-        )
-        .await
-        {
-            Ok(_) => {
-                let notice = format!(
-                    "Namespace created: channels named \"{name}:…\" now use these options."
-                );
-                return flash::redirect(
-                    &state,
-                    &session,
-                    &namespace_path(&p, &name),
-                    Flash::notice(notice),
-                )
-                .await;
-            }
-            Err(RestError::BadRequest { message, .. } | RestError::PlanLimit(message)) => {
-                humanize(&message)
-            }
-            Err(e) => return Err(e.into()),
+    let problem = match namespaces::create(&state, &scope, &name, &preset(&form.preset)).await {
+        Ok(_) => {
+            let notice =
+                format!("Namespace created: channels named \"{name}:…\" now use these options.");
+            return flash::redirect(
+                &state,
+                &session,
+                &namespace_path(&p, &name),
+                Flash::notice(notice),
+            )
+            .await;
         }
+        Err(ServiceError::Conflict(_)) => {
+            format!("A namespace called \"{name}\" already exists.")
+        }
+        Err(e) => refusal(e)?.text,
     };
-    let mut v = list_view(&state, &session, p).await?;
+    let mut v = list_view(&state, &session, &scope, p).await?;
     v.form_name = form.name;
     v.error = Some(problem);
     let mut resp = page(v.render()?);
     *resp.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
     Ok(resp)
-}
-
-/// The stored options of namespace `name` of project `p` (404 when it has none).
-async fn stored_options(state: &AppState, p: &ProjectHead, name: &str) -> WebResult<Value> {
-    let options: Option<Value> =
-        sqlx::query_scalar("SELECT options FROM namespaces WHERE project_id = $1 AND name = $2")
-            .bind(&p.id)
-            .bind(name)
-            .fetch_optional(&state.pool)
-            .await?;
-    options.ok_or(WebError::NotFound)
 }
 
 /// The address of namespace `name`'s editor.
@@ -452,11 +415,14 @@ fn namespace_path(p: &ProjectHead, name: &str) -> String {
 
 pub async fn edit(
     State(state): State<AppState>,
-    session: Session,
-    Path((id, name)): Path<(String, String)>,
+    OwnedProject {
+        session,
+        scope,
+        head: p,
+    }: OwnedProject,
+    Path((_, name)): Path<(String, String)>,
 ) -> WebResult<Response> {
-    let p = head(&state, &session, &id).await?;
-    let options = stored_options(&state, &p, &name).await?;
+    let options = namespaces::get(&state, &scope, &name).await?.options;
     let shown = Shown::from(
         flash::take(&state, &session, &namespace_path(&p, &name))
             .await?
@@ -476,38 +442,21 @@ pub async fn edit(
 
 pub async fn save(
     State(state): State<AppState>,
-    session: Session,
-    Path((id, name)): Path<(String, String)>,
-    Form(form): Form<Vec<(String, String)>>,
+    OwnedProject {
+        session,
+        scope,
+        head: p,
+    }: OwnedProject,
+    Path((_, name)): Path<(String, String)>,
+    CsrfForm(form): CsrfForm<Vec<(String, String)>>,
 ) -> WebResult<Response> {
-    let csrf = form
-        .iter()
-        .find(|(k, _)| k == "csrf")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_default();
-    session.check_csrf(csrf)?;
-    let p = head(&state, &session, &id).await?;
-    let exists: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM namespaces WHERE project_id = $1 AND name = $2)",
-    )
-    .bind(&p.id)
-    .bind(&name)
-    .fetch_one(&state.pool)
-    .await?;
-    if !exists {
-        return Err(WebError::NotFound);
-    }
+    // A form for a namespace that is gone is the 404 page, whatever it holds.
+    namespaces::get(&state, &scope, &name).await?;
     let outcome = match options_from_form(&form) {
         Ok(options) => {
-            match put_namespace(
-                &state,
-                &session.account,
-                &ProjectId(p.id.clone()),
-                &name,
-                &Value::Object(options.clone()),
-            )
-            .await
-            {
+            let saved =
+                namespaces::replace(&state, &scope, &name, &Value::Object(options.clone())).await;
+            match saved {
                 Ok(_) => {
                     let notice = Flash::notice(
                         "Saved. Connected clients get the new options without reconnecting.",
@@ -515,11 +464,10 @@ pub async fn save(
                     return flash::redirect(&state, &session, &namespace_path(&p, &name), notice)
                         .await;
                 }
-                Err(RestError::BadRequest { field, message }) => {
-                    (options, field.unwrap_or_default(), humanize(&message))
+                Err(e) => {
+                    let refused = refusal(e)?;
+                    (options, refused.field.unwrap_or_default(), refused.text)
                 }
-                Err(RestError::PlanLimit(message)) => (options, String::new(), humanize(&message)),
-                Err(e) => return Err(e.into()),
             }
         }
         Err((field, message)) => {
@@ -564,11 +512,14 @@ pub async fn save(
 /// The confirmation page before a namespace is deleted: what it turns on and what stops.
 pub async fn delete_confirm(
     State(state): State<AppState>,
-    session: Session,
-    Path((id, name)): Path<(String, String)>,
+    OwnedProject {
+        session,
+        scope,
+        head: p,
+    }: OwnedProject,
+    Path((_, name)): Path<(String, String)>,
 ) -> WebResult<Response> {
-    let p = head(&state, &session, &id).await?;
-    let options = stored_options(&state, &p, &name).await?;
+    let options = namespaces::get(&state, &scope, &name).await?.options;
     let view = DeleteNamespacePage {
         layout: Layout::of(&session),
         tab: "namespaces",
@@ -582,8 +533,6 @@ pub async fn delete_confirm(
 #[derive(serde::Deserialize)]
 pub struct DeleteForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     confirm: String,
 }
 
@@ -591,19 +540,21 @@ pub struct DeleteForm {
 /// other form is sent to that page first.
 pub async fn delete(
     State(state): State<AppState>,
-    session: Session,
-    Path((id, name)): Path<(String, String)>,
-    Form(form): Form<DeleteForm>,
+    OwnedProject {
+        session,
+        scope,
+        head: p,
+    }: OwnedProject,
+    Path((_, name)): Path<(String, String)>,
+    CsrfForm(form): CsrfForm<DeleteForm>,
 ) -> WebResult<Response> {
-    session.check_csrf(&form.csrf)?;
-    let p = head(&state, &session, &id).await?;
     if form.confirm != "yes" {
         let location = format!("{}/delete", namespace_path(&p, &name));
         return Ok(axum::response::IntoResponse::into_response(
             axum::response::Redirect::to(&location),
         ));
     }
-    delete_namespace(&state, &session.account, &ProjectId(p.id.clone()), &name).await?;
+    namespaces::delete(&state, &scope, &name).await?;
     let notice = Flash::notice(format!(
         "Namespace “{name}” deleted: channels {name}:… are refused from now on."
     ));

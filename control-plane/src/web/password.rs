@@ -16,9 +16,9 @@ use super::views::{Layout, PasswordPage};
 use super::WebResult;
 use crate::auth_limits::{retry_after_secs, ClientAddr, LimitError};
 use crate::password_reset::{self, LINK_TTL};
-use crate::rest::accounts::{check_password, normalise_email};
-use crate::rest::RestError;
 use crate::secrets::{hash_password_async, password_check_admissible};
+use crate::service::accounts::{check_password, normalise_email};
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 /// Where a link request lands, whatever the address.
@@ -167,14 +167,14 @@ pub async fn reset(
     let mut view = blank("reset");
     view.email = email;
     view.token = token.clone();
-    let problem = if let Err(RestError::BadRequest { message, .. }) = check_password(&form.password)
-    {
-        Some((format!("{}.", capitalised(&message)), "password"))
-    } else if form.password != form.confirm {
-        Some(("The two passwords do not match.".to_owned(), "confirm"))
-    } else {
-        None
-    };
+    let problem =
+        if let Err(ServiceError::BadRequest { message, .. }) = check_password(&form.password) {
+            Some((format!("{}.", capitalised(&message)), "password"))
+        } else if form.password != form.confirm {
+            Some(("The two passwords do not match.".to_owned(), "confirm"))
+        } else {
+            None
+        };
     if let Some((message, field)) = problem {
         view.error = Some(message);
         view.error_field = field.into();

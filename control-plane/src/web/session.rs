@@ -246,12 +246,20 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Ses
 impl FromRequestParts<AppState> for Session {
     type Rejection = WebError;
 
+    /// Looked up once per request: the extractors that need it ([`super::extract`]) find it
+    /// in the request's extensions after the first.
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        if let Some(s) = parts.extensions.get::<Session>() {
+            return Ok(s.clone());
+        }
         match current(state, &parts.headers).await? {
-            Some(s) => Ok(s),
+            Some(s) => {
+                parts.extensions.insert(s.clone());
+                Ok(s)
+            }
             None => Err(WebError::LoginRequired {
                 next: if parts.method == axum::http::Method::GET {
                     parts.uri.path().to_owned()

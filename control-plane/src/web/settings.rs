@@ -13,20 +13,17 @@ use std::time::Duration;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::Form;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::extract::{CsrfForm, OwnedProject};
 use super::flash::{self, Flash};
-use super::projects::head;
-use super::session::Session;
 use super::views::{GrpcTarget, Layout, ProjectHead, ProxyField, SettingsPage};
 use super::webhooks::{self, WebhookForm};
 use super::{page, words, WebResult};
-use crate::ids::ProjectId;
 use crate::probe::{self, Rule};
-use crate::rest::projects::{settings_of, update_project};
-use crate::rest::RestError;
+use crate::service::projects::{self, ProjectUpdate};
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 /// One proxy the page edits.
@@ -77,8 +74,6 @@ const PROXIES: [ProxySpec; 4] = [
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SettingsForm {
-    #[serde(skip_serializing)]
-    csrf: String,
     name: String,
     origins: String,
     anonymous: Option<String>,
@@ -134,7 +129,6 @@ impl SettingsForm {
             .collect();
         let [connect, subscribe, publish, rpc] = PROXIES.map(|spec| proxy(spec.path));
         Self {
-            csrf: String::new(),
             name: name.to_owned(),
             origins: origins.join("\n"),
             anonymous: on(settings.get("allow_anonymous_connect_without_token")),
@@ -394,11 +388,13 @@ fn left_by(flash: Option<Flash>) -> Left {
 
 pub async fn show(
     State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
+    OwnedProject {
+        session,
+        scope,
+        head: p,
+    }: OwnedProject,
 ) -> WebResult<Response> {
-    let p = head(&state, &session, &id).await?;
-    let stored = settings_of(&state, &ProjectId(p.id.clone())).await?;
+    let stored = projects::settings(&state, &scope).await?;
     let saved = SettingsForm::from_settings(&p.name, &stored);
     let (typed, error, probe, notice) =
         left_by(flash::take(&state, &session, &settings_path(&p)).await?);
@@ -504,15 +500,15 @@ fn keep(form: &SettingsForm, field: &str) -> String {
 
 pub async fn save(
     State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
-    Form(form): Form<SettingsForm>,
+    OwnedProject {
+        session,
+        scope,
+        head: p,
+    }: OwnedProject,
+    CsrfForm(form): CsrfForm<SettingsForm>,
 ) -> WebResult<Response> {
-    session.check_csrf(&form.csrf)?;
-    let p = head(&state, &session, &id).await?;
-    let project = ProjectId(p.id.clone());
     let location = settings_path(&p);
-    let stored = settings_of(&state, &project).await?;
+    let stored = projects::settings(&state, &scope).await?;
     let outcome = match apply(&stored, &form) {
         Ok(settings) => {
             let name = (form.name.trim() != p.name).then_some(form.name.as_str());
@@ -526,10 +522,13 @@ pub async fn save(
                 )
                 .await;
             }
-            let settings = changed.then_some(&settings);
-            match update_project(&state, &session.account, &project, name, settings).await {
-                Ok(()) => Ok(()),
-                Err(RestError::BadRequest { field, message }) => {
+            let change = ProjectUpdate {
+                name: name.map(str::to_owned),
+                settings: changed.then_some(settings),
+            };
+            match projects::update(&state, &scope, change).await {
+                Ok(_) => Ok(()),
+                Err(ServiceError::BadRequest { field, message }) => {
                     Err(form_error(field.as_deref(), &message))
                 }
                 Err(e) => return Err(e.into()),
@@ -572,12 +571,14 @@ fn static_headers(settings: &Value, path: [&str; 2]) -> BTreeMap<String, String>
 /// back to the page with the outcome and the form as typed. Saves nothing.
 pub async fn test(
     State(state): State<AppState>,
-    session: Session,
-    Path((id, kind)): Path<(String, String)>,
-    Form(form): Form<SettingsForm>,
+    OwnedProject {
+        session,
+        scope,
+        head: p,
+    }: OwnedProject,
+    Path((_, kind)): Path<(String, String)>,
+    CsrfForm(form): CsrfForm<SettingsForm>,
 ) -> WebResult<Response> {
-    session.check_csrf(&form.csrf)?;
-    let p = head(&state, &session, &id).await?;
     let Some(&ProxySpec {
         kind, path, title, ..
     }) = PROXIES.iter().find(|spec| spec.kind == kind)
@@ -596,7 +597,7 @@ pub async fn test(
             .and_then(|t| rotor_tenant_config::parse_go_duration(&t).ok())
             .unwrap_or(Duration::from_secs(3))
             .max(Duration::from_secs(1));
-        let stored = settings_of(&state, &ProjectId(p.id.clone())).await?;
+        let stored = projects::settings(&state, &scope).await?;
         let rule = if state.settings.tenant_private_egress {
             Rule::Any
         } else {

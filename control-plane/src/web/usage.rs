@@ -9,7 +9,7 @@
 //! connection and publication-rate limits come along for the charts to draw.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -17,11 +17,9 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::projects::head;
-use super::session::Session;
+use super::extract::OwnedProject;
 use super::views::{Layout, UsagePage};
 use super::{page, WebError, WebResult};
-use crate::ids::ProjectId;
 use crate::rest::usage::series;
 use crate::state::AppState;
 use crate::tenant::PlanLimits;
@@ -110,11 +108,11 @@ fn chart_limits(limits: &PlanLimits, width: TimeDelta) -> Value {
 
 pub async fn show(
     State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
+    OwnedProject {
+        session, head: p, ..
+    }: OwnedProject,
     Query(q): Query<UsageParams>,
 ) -> WebResult<Response> {
-    let p = head(&state, &session, &id).await?;
     let range = q
         .range
         .filter(|r| range_spec(r).is_some())
@@ -170,11 +168,9 @@ fn fill(points: &[Value], from: DateTime<Utc>, to: DateTime<Utc>, width: TimeDel
 
 pub async fn data(
     State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
+    OwnedProject { scope, head: p, .. }: OwnedProject,
     Query(q): Query<UsageParams>,
 ) -> WebResult<Response> {
-    let p = head(&state, &session, &id).await?;
     let range = q.range.unwrap_or_else(|| "1h".into());
     let (span, step, width) = range_spec(&range)
         .ok_or_else(|| WebError::BadRequest("range must be 1h, 24h or 30d".into()))?;
@@ -184,7 +180,7 @@ pub async fn data(
         .unwrap_or_else(|| "*".into());
     let to = Utc::now();
     let from = to - span;
-    let raw = series(&state, &ProjectId(p.id.clone()), &namespace, from, to, step).await?;
+    let raw = series(&state, scope.id(), &namespace, from, to, step).await?;
     let mut points = fill(&raw, from, to, width);
     let per_namespace = namespace != "*";
     let mut totals = json!({});
@@ -210,7 +206,7 @@ pub async fn data(
         }
     }
     totals["connections"] = json!(connections_now(&state, &p.id, &namespace).await?);
-    let limits = PlanLimits::of_project(&state.pool, &ProjectId(p.id.clone())).await?;
+    let limits = PlanLimits::of_project(&state.pool, scope.id()).await?;
     totals["peak_connections"] = json!(points
         .iter()
         .map(|p| p["connections"].as_i64().unwrap_or(0))

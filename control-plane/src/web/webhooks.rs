@@ -8,19 +8,16 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
-use axum::Form;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::extract::{CsrfForm, OwnedProject};
 use super::flash::{self, Flash};
-use super::projects::head;
-use super::session::Session;
 use super::WebResult;
-use crate::ids::ProjectId;
 use crate::rest::webhooks::{check_webhook_id, Redeliver};
-use crate::rest::RestError;
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 /// The events, with their form field and label, in the README's order.
@@ -267,20 +264,19 @@ pub async fn deliveries(state: &AppState, project: &str) -> Option<Deliveries> {
 #[derive(Debug, Deserialize)]
 pub struct RedeliverForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     webhook_id: String,
 }
 
 /// Sends failed deliveries again and goes back to the card with what happened.
 pub async fn redeliver(
     State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
-    Form(form): Form<RedeliverForm>,
+    OwnedProject {
+        session,
+        scope,
+        head: p,
+    }: OwnedProject,
+    CsrfForm(form): CsrfForm<RedeliverForm>,
 ) -> WebResult<Response> {
-    session.check_csrf(&form.csrf)?;
-    let p = head(&state, &session, &id).await?;
     let location = format!("/projects/{}/settings#webhook-deliveries", p.id);
     let what = if form.webhook_id.trim().is_empty() {
         Ok(Redeliver::All)
@@ -289,13 +285,7 @@ pub async fn redeliver(
     };
     let outcome = match what {
         Ok(what) => {
-            crate::rest::webhooks::redeliver(
-                &state,
-                &session.account,
-                &ProjectId(p.id.clone()),
-                &what,
-            )
-            .await
+            crate::rest::webhooks::redeliver(&state, scope.account(), scope.id(), &what).await
         }
         Err(e) => Err(e),
     };
@@ -313,7 +303,7 @@ pub async fn redeliver(
                 )
             })
         }
-        Err(RestError::BadRequest { message, .. }) | Err(RestError::Conflict(message)) => {
+        Err(ServiceError::BadRequest { message, .. }) | Err(ServiceError::Conflict(message)) => {
             Flash::error(format!("Webhooks: {message}."), "")
         }
         Err(e) => return Err(e.into()),

@@ -36,6 +36,19 @@ impl App {
     /// [`App::start`] with its mail going out through the SMTP relay at `smtp_url` (a test
     /// mailbox), from `Rotor <no-reply@rotor.example>`.
     pub async fn start_with_mail(public_url: &str, smtp_url: Option<&str>) -> Self {
+        let mail = smtp_url.map(|url| {
+            rotor_control_plane::mail::SmtpConfig::parse(
+                url,
+                Some("Rotor <no-reply@rotor.example>"),
+                public_url,
+            )
+            .unwrap()
+        });
+        Self::start_with(public_url, move |settings| settings.mail = mail).await
+    }
+
+    /// [`App::start`] with `edit` applied to the settings (read from the environment) first.
+    pub async fn start_with(public_url: &str, edit: impl FnOnce(&mut Settings)) -> Self {
         // These tests log in and sign up many times a second; the box-wide rate of password
         // checks is not what they are about (its own test sets it low).
         rotor_control_plane::secrets::set_password_checks_per_second(10_000);
@@ -47,14 +60,7 @@ impl App {
         let addr = listener.local_addr().unwrap();
         let mut settings = Settings::from_env();
         settings.public_url = public_url.into();
-        settings.mail = smtp_url.map(|url| {
-            rotor_control_plane::mail::SmtpConfig::parse(
-                url,
-                Some("Rotor <no-reply@rotor.example>"),
-                public_url,
-            )
-            .unwrap()
-        });
+        edit(&mut settings);
         let app =
             rotor_control_plane::app::public_app(AppState::new(pool.clone(), Arc::new(settings)));
         tokio::spawn(async move {
