@@ -2,7 +2,7 @@
 //! whatever the surface (REST or dashboard): failed logins per email and per client address,
 //! sign-ups per client address, reset requests per email and per client address, counted in fixed windows in Postgres (`auth_counters`), so the counts survive a restart and
 //! every control-plane process behind a load balancer shares one budget. The one login and
-//! sign-up path that applies these is in [`crate::rest::accounts`]; this module only counts and
+//! sign-up path that applies these is in [`crate::service::accounts`]; this module only counts and
 //! keys by client address.
 //!
 //! Each attempt is one statement: the keys' rows are locked, and unless one is at its limit

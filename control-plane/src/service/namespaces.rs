@@ -21,6 +21,7 @@ pub struct Namespace {
     pub id: NamespaceId,
     pub name: String,
     pub options: Value,
+    pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -162,11 +163,11 @@ pub(crate) async fn write_in_tx(
         (Write::Replace, None) => return Err(ServiceError::NotFound),
         _ => {}
     }
-    let row: Option<(NamespaceId, DateTime<Utc>)> = if mode == Write::Create {
+    let row: Option<(NamespaceId, DateTime<Utc>, DateTime<Utc>)> = if mode == Write::Create {
         // The unique key decides too: a row that appeared after the check is a conflict.
         sqlx::query_as(
             "INSERT INTO namespaces (id, project_id, name, options) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (project_id, name) DO NOTHING RETURNING id, updated_at",
+             ON CONFLICT (project_id, name) DO NOTHING RETURNING id, created_at, updated_at",
         )
         .bind(NamespaceId::generate())
         .bind(project)
@@ -178,7 +179,7 @@ pub(crate) async fn write_in_tx(
         sqlx::query_as(
             "INSERT INTO namespaces (id, project_id, name, options) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (project_id, name) DO UPDATE SET options = EXCLUDED.options, updated_at = now() \
-             RETURNING id, updated_at",
+             RETURNING id, created_at, updated_at",
         )
         .bind(NamespaceId::generate())
         .bind(project)
@@ -187,7 +188,7 @@ pub(crate) async fn write_in_tx(
         .fetch_optional(&mut *tx)
         .await?
     };
-    let (id, updated_at) = row.ok_or_else(|| name_taken(name))?;
+    let (id, created_at, updated_at) = row.ok_or_else(|| name_taken(name))?;
     let written = if before.is_none() {
         Written::Created
     } else {
@@ -214,6 +215,7 @@ pub(crate) async fn write_in_tx(
             id,
             name: name.to_owned(),
             options: canonical.clone(),
+            created_at,
             updated_at,
         },
     ))
@@ -253,7 +255,7 @@ pub async fn delete(state: &AppState, scope: &ProjectScope, name: &str) -> Servi
 /// The project's namespaces, by name.
 pub async fn list(state: &AppState, scope: &ProjectScope) -> ServiceResult<Vec<Namespace>> {
     Ok(sqlx::query_as(
-        "SELECT n.id, n.name, n.options, n.updated_at FROM namespaces n \
+        "SELECT n.id, n.name, n.options, n.created_at, n.updated_at FROM namespaces n \
          JOIN projects p ON p.id = n.project_id \
          WHERE n.project_id = $1 AND p.account_id = $2 ORDER BY n.name",
     )
@@ -266,7 +268,7 @@ pub async fn list(state: &AppState, scope: &ProjectScope) -> ServiceResult<Vec<N
 /// Namespace `name` of the project, or [`ServiceError::NotFound`].
 pub async fn get(state: &AppState, scope: &ProjectScope, name: &str) -> ServiceResult<Namespace> {
     let found: Option<Namespace> = sqlx::query_as(
-        "SELECT n.id, n.name, n.options, n.updated_at FROM namespaces n \
+        "SELECT n.id, n.name, n.options, n.created_at, n.updated_at FROM namespaces n \
          JOIN projects p ON p.id = n.project_id \
          WHERE n.project_id = $1 AND n.name = $2 AND p.account_id = $3",
     )

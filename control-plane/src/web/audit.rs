@@ -47,14 +47,12 @@ pub async fn account(
 ) -> WebResult<Response> {
     let before = cursor(&q);
     let rows = crate::audit::page(&state.pool, &session.account, None, before, PAGE).await?;
-    let names: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
-        "SELECT id, name FROM projects WHERE account_id = $1",
-    )
-    .bind(&session.account)
-    .fetch_all(&state.pool)
-    .await?
-    .into_iter()
-    .collect();
+    let names: HashMap<String, String> =
+        crate::service::projects::summaries(&state, &session.account)
+            .await?
+            .into_iter()
+            .map(|p| (p.id.0, p.name))
+            .collect();
     let older = (rows.len() as i64 == PAGE)
         .then(|| rows.last().map(|r| r.id))
         .flatten();

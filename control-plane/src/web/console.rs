@@ -19,6 +19,7 @@ use super::extract::OwnedProject;
 use super::views::{ConsolePage, Layout};
 use super::words::label_of;
 use super::{page as html_page, WebResult};
+use crate::service::ProjectScope;
 use crate::state::AppState;
 
 /// How long console tokens live; the console asks for new ones when it reconnects.
@@ -39,12 +40,14 @@ pub(super) fn running(state: &AppState, project: &str) -> Option<crate::supervis
 pub async fn page(
     State(state): State<AppState>,
     OwnedProject {
-        session, head: p, ..
+        session,
+        scope,
+        head: p,
     }: OwnedProject,
 ) -> WebResult<Response> {
     // The quick start's channel, so what the console shows working is what the snippets do.
-    let example = super::quickstart::example_channel(&state, &p.id).await?;
-    let hints = hints(&state, &p.id).await?.to_string();
+    let example = super::quickstart::example_channel(&state, &scope).await?;
+    let hints = hints(&state, &scope).await?.to_string();
     let view = ConsolePage {
         layout: Layout::of(&session),
         tab: "console",
@@ -63,15 +66,12 @@ pub async fn page(
 /// What the console's refusal hints need: each namespace with its editor's address (a 102 on
 /// a namespace not listed here means it does not exist), and the labels of the options a hint
 /// names, as the namespace editor shows them.
-async fn hints(state: &AppState, project: &str) -> WebResult<Value> {
-    let names: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM namespaces WHERE project_id = $1 ORDER BY name")
-            .bind(project)
-            .fetch_all(&state.pool)
-            .await?;
-    let base = format!("/projects/{project}/namespaces");
+async fn hints(state: &AppState, project: &ProjectScope) -> WebResult<Value> {
+    let names = crate::service::namespaces::list(state, project).await?;
+    let base = format!("/projects/{}/namespaces", project.id());
     let namespaces: serde_json::Map<String, Value> = names
         .into_iter()
+        .map(|ns| ns.name)
         .map(|name| {
             let url = format!("{base}/{}", super::urlencode(&name));
             (name, json!({ "url": url }))

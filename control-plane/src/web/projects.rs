@@ -133,7 +133,7 @@ pub async fn overview(
         state.routes.get(&p.slug),
         Some(crate::routes::Route::Parked)
     );
-    let example = quickstart::example_channel(&state, &p.id).await?;
+    let example = quickstart::example_channel(&state, &scope).await?;
     let eps = quickstart::endpoints(&state, &p.slug);
     let snippets = quickstart::snippets(&eps[0].url, &eps[4].url, &example);
     let view = OverviewPage {

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::views::{Endpoint, Snippet};
 use super::WebResult;
+use crate::service::{namespaces, ProjectScope};
 use crate::state::AppState;
 
 /// The namespace a project created in the dashboard starts with.
@@ -70,17 +71,16 @@ fn clients_may_subscribe(options: &Value) -> bool {
 
 /// The example channel of `project`: in the starter namespace when it lets clients subscribe,
 /// else in the oldest namespace that does, else in the starter namespace (not ready).
-pub async fn example_channel(state: &AppState, project: &str) -> WebResult<ExampleChannel> {
-    let rows: Vec<(String, Value)> = sqlx::query_as(
-        "SELECT name, options FROM namespaces WHERE project_id = $1 ORDER BY created_at, name",
-    )
-    .bind(project)
-    .fetch_all(&state.pool)
-    .await?;
+pub async fn example_channel(
+    state: &AppState,
+    project: &ProjectScope,
+) -> WebResult<ExampleChannel> {
+    let mut rows = namespaces::list(state, project).await?;
+    rows.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
     let usable: Vec<&str> = rows
         .iter()
-        .filter(|(_, o)| clients_may_subscribe(o))
-        .map(|(n, _)| n.as_str())
+        .filter(|ns| clients_may_subscribe(&ns.options))
+        .map(|ns| ns.name.as_str())
         .collect();
     let (namespace, ready) = if usable.contains(&STARTER_NAMESPACE) {
         (STARTER_NAMESPACE, true)
@@ -93,7 +93,7 @@ pub async fn example_channel(state: &AppState, project: &str) -> WebResult<Examp
         channel: format!("{namespace}:{CHANNEL}"),
         namespace: namespace.to_owned(),
         ready,
-        exists: rows.iter().any(|(n, _)| n == namespace),
+        exists: rows.iter().any(|ns| ns.name == namespace),
     })
 }
 
