@@ -329,7 +329,8 @@ pub fn spec() -> Value {
                     "expires_in_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 365,
                         "description": "days until the token stops working; absent or null: never (the token answer and GET /v1/tokens show expires_at)"}}},
                 "ProjectCreate": {"type": "object", "required": ["name"], "properties": {
-                    "name": {"type": "string"}, "engine": {"type": "string", "enum": ["memory", "redis"]}}},
+                    "name": {"type": "string"}, "engine": {"type": "string", "enum": ["memory", "redis"],
+                        "description": "redis needs an open Redis deployment or the installation's Redis; without either, 400 with field engine"}}},
                 "ProjectPatch": {"type": "object", "properties": {
                     "name": {"type": "string"},
                     "settings": {"type": "object", "properties": {
