@@ -11,7 +11,6 @@ pub mod namespaces;
 pub mod openapi;
 pub mod projects;
 pub mod usage;
-pub mod util;
 pub mod webhooks;
 
 use axum::http::StatusCode;

@@ -7,10 +7,12 @@
 //! returns (JSON there, pages and flashes here).
 
 pub mod accounts;
+pub mod consumers;
 mod error;
 pub mod keys;
 pub mod namespaces;
 pub mod projects;
+pub mod webhooks;
 
 use serde_json::Value;
 use sqlx::PgConnection;

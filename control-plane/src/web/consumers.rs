@@ -1,7 +1,7 @@
 //! The settings page's consumers card: the project's asynchronous consumers (name, kind, on
 //! or off, and where their server is — host and port only, never credentials), with a button
 //! that creates a PostgreSQL consumer's outbox in the customer's database ([`outbox`], a
-//! CSRF-checked form of the owner, through [`crate::rest::consumers::provision_outbox`]), and
+//! CSRF-checked form of the owner, through [`crate::service::consumers::provision_outbox`]), and
 //! the owner's edits ([`edit`]): add or replace a consumer (name, kind, and the kind's options
 //! as JSON with Centrifugo's names), switch one on or off, remove one. Edits go through the
 //! same validation, bounds and sealing as `PATCH /v1/projects/{id}`; the REST API and
@@ -88,11 +88,11 @@ pub async fn outbox(
 ) -> WebResult<Response> {
     let location = format!("/projects/{}/settings#consumers", p.id);
     let outcome =
-        crate::rest::consumers::provision_outbox(&state, &scope, form.consumer.trim()).await;
+        crate::service::consumers::provision_outbox(&state, &scope, form.consumer.trim()).await;
     let flash = match outcome {
         Ok(made) => {
-            let table = made["table"].as_str().unwrap_or_default();
-            Flash::notice(if made["created"] == true {
+            let table = &made.table;
+            Flash::notice(if made.created {
                 format!("Outbox {table} created in your database.")
             } else {
                 format!("Outbox {table} was there already; its index and trigger are in place.")

@@ -3,7 +3,7 @@
 //! project has waiting and the failures it gave up on (its dead-letter ring), read from the
 //! tenant's admin surface (`GET /admin/webhooks`), each failure with a button that sends it
 //! again (and one for all of them: [`redeliver`], a CSRF-checked form of the owner, through
-//! [`crate::rest::webhooks::redeliver`]). The secret is never shown again nor kept in a
+//! [`crate::service::webhooks::redeliver`]). The secret is never shown again nor kept in a
 //! flash: a blank secret field keeps the stored one.
 
 use std::time::Duration;
@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use super::extract::{CsrfForm, OwnedProject};
 use super::flash::{self, Flash};
 use super::WebResult;
-use crate::rest::webhooks::{check_webhook_id, Redeliver};
+use crate::service::webhooks::{check_webhook_id, redeliver as send_again, Redeliver};
 use crate::service::ServiceError;
 use crate::state::AppState;
 
@@ -284,15 +284,13 @@ pub async fn redeliver(
         check_webhook_id(&form.webhook_id).map(Redeliver::One)
     };
     let outcome = match what {
-        Ok(what) => {
-            crate::rest::webhooks::redeliver(&state, scope.account(), scope.id(), &what).await
-        }
+        Ok(what) => send_again(&state, &scope, &what).await,
         Err(e) => Err(e),
     };
     let flash = match outcome {
         Ok(done) => {
-            let batches = done["batches"].as_u64().unwrap_or(0);
-            let events = done["events"].as_u64().unwrap_or(0);
+            let batches = done.batches.unwrap_or(0);
+            let events = done.events.unwrap_or(0);
             Flash::notice(if batches == 0 {
                 "Nothing to send again: no failed deliveries are kept.".to_owned()
             } else {
