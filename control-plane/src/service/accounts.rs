@@ -233,17 +233,6 @@ pub async fn issue_token(
     })
 }
 
-/// Revokes every management token of an account (after a password change); returns how many.
-pub async fn revoke_all_tokens(state: &AppState, account: &AccountId) -> ServiceResult<u64> {
-    Ok(
-        sqlx::query("DELETE FROM management_tokens WHERE account_id = $1")
-            .bind(account)
-            .execute(&state.pool)
-            .await?
-            .rows_affected(),
-    )
-}
-
 /// An account's management tokens, oldest first (expired ones too, until revoked).
 pub async fn tokens_of(state: &AppState, account: &AccountId) -> ServiceResult<Vec<TokenInfo>> {
     Ok(sqlx::query_as(
@@ -318,14 +307,22 @@ pub async fn change_password(
         ));
     }
     let hash = hash_password_async(&change.new).await?;
+    // The new password and the revocation land together or not at all.
+    let mut tx = state.pool.begin().await?;
     sqlx::query("UPDATE accounts SET password_hash = $2 WHERE id = $1")
         .bind(account)
         .bind(hash)
-        .execute(&state.pool)
+        .execute(&mut *tx)
         .await?;
-    if change.revoke_tokens {
-        revoke_all_tokens(state, account).await
+    let revoked = if change.revoke_tokens {
+        sqlx::query("DELETE FROM management_tokens WHERE account_id = $1")
+            .bind(account)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
     } else {
-        Ok(0)
-    }
+        0
+    };
+    tx.commit().await?;
+    Ok(revoked)
 }

@@ -418,3 +418,33 @@ pub fn router() -> Router<AppState> {
         .route("/static/{file}", get(assets::serve))
         .method_not_allowed_fallback(method_not_allowed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_visitors_mistakes_become_refusals_in_the_dashboards_words_and_the_rest_pages() {
+        let r = refusal(ServiceError::field("history_ttl", "must be at least 1s")).unwrap();
+        assert_eq!(r.field.as_deref(), Some("history_ttl"));
+        assert_eq!(r.text, "must be at least 1s");
+        assert_eq!(r.sentence(), "Must be at least 1s");
+        let limit = "your plan (free) allows at most 5 API keys per project (max_api_keys)";
+        let r = refusal(ServiceError::PlanLimit(limit.into())).unwrap();
+        assert_eq!(r.field, None);
+        assert!(
+            r.text.starts_with("your plan (free) allows at most 5"),
+            "{}",
+            r.text
+        );
+        assert!(refusal(ServiceError::Conflict("taken".into())).is_ok());
+        assert!(matches!(
+            refusal(ServiceError::NotFound),
+            Err(WebError::NotFound)
+        ));
+        assert!(matches!(
+            refusal(ServiceError::Internal(anyhow::anyhow!("db down"))),
+            Err(WebError::Internal(_))
+        ));
+    }
+}
