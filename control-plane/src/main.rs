@@ -80,14 +80,22 @@ enum OperatorCommand {
     OpenRedisDeployment { name: String },
     /// Remove a deployment no project uses.
     RemoveRedisDeployment { name: String },
-    /// Move a Redis-engine project to another deployment. --history drain copies its keys
-    /// (history, presence, recovery positions) first; --history drop leaves them behind.
-    /// Either way the old keys are deleted and the tenant restarts on the new deployment.
+    /// Move a Redis-engine project to another deployment. The project is held first: its
+    /// tenant stops (requests get 503 with Retry-After) and the move waits until it has let go
+    /// of the old deployment. --history drain then copies its keys (history, presence,
+    /// recovery positions); --history drop leaves them behind. The project switches, its
+    /// tenant starts on the new deployment, and the old keys are deleted. A failed move is
+    /// called off (the project stays where it was, with its keys); an interrupted one's hold
+    /// lapses within 30 s, and the command can be run again.
     MoveProject {
         project: String,
         deployment: String,
         #[arg(long, value_enum)]
         history: HistoryArg,
+        /// Seconds to wait for the tenant to let go of the old deployment before calling the
+        /// move off.
+        #[arg(long, default_value_t = rotor_control_plane::redis_move::STOP_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+        stop_timeout: u64,
     },
 }
 
@@ -197,13 +205,24 @@ async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
             project,
             deployment,
             history,
+            stop_timeout,
         } => {
             let history = match history {
                 HistoryArg::Drain => redis_move::History::Drain,
                 HistoryArg::Drop => redis_move::History::Drop,
             };
             let default = settings.redis_url.as_deref();
-            redis_move::move_project(&pool, &op, &project, &deployment, history, default).await?
+            let stop_timeout = std::time::Duration::from_secs(stop_timeout);
+            redis_move::move_project(
+                &pool,
+                &op,
+                &project,
+                &deployment,
+                history,
+                default,
+                stop_timeout,
+            )
+            .await?
         }
         OperatorCommand::ListPlans => {
             for plan in operator::list_plans(&pool).await? {

@@ -17,6 +17,9 @@
 //! unexpired memory-engine history; the tenant itself refuses otherwise), and is refused (the
 //! edge answers 503) when none can: strangers who wake projects by slug cannot make the box
 //! start more processes than it can hold (see [`crate::edge::wakes`]).
+//!
+//! A project held for a move to another Redis deployment is stopped, and neither started nor
+//! woken, until its hold ends; the pass confirms the stop to the move ([`moves`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -33,6 +36,7 @@ use crate::state::AppState;
 use crate::supervisor::{Driver, ProcessRecord};
 use crate::{tenant, tenant_events};
 
+mod moves;
 mod parks;
 mod warm;
 use parks::{ask_to_park, finish_park, Parking};
@@ -142,6 +146,12 @@ pub struct Reconciler {
     warm_queue: Vec<ProjectId>,
     warmed_tx: tokio::sync::mpsc::UnboundedSender<warm::Warmed>,
     warmed_rx: tokio::sync::mpsc::UnboundedReceiver<warm::Warmed>,
+    /// Slugs of the projects held for a Redis deployment move as of the last pass: never
+    /// woken ([`moves`]).
+    moving: HashSet<String>,
+    /// A held project still had a process here (being parked) at the end of the last pass:
+    /// the next pass is due at once, to stop it and confirm.
+    moves_waiting: bool,
 }
 
 impl Reconciler {
@@ -150,6 +160,8 @@ impl Reconciler {
         let (warmed_tx, warmed_rx) = tokio::sync::mpsc::unbounded_channel();
         Self {
             known: HashMap::new(),
+            moving: HashSet::new(),
+            moves_waiting: false,
             warm: HashMap::new(),
             warming: HashSet::new(),
             warm_queue: Vec::new(),
@@ -267,10 +279,14 @@ impl Reconciler {
 
     /// Whether a pass nobody asked for is due: a tenant process died, a restart's backoff
     /// ended, the projects changed behind the control plane's back (the operator's CLI writes
-    /// Postgres directly; one aggregate row tells), or [`FULL_PASS_INTERVAL`] went by. With
-    /// ten thousand projects, a pass lists them all; this is what keeps an idle box idle.
-    async fn due(&mut self, seen: &mut Option<(i64, i64, i64)>, last_pass: Instant) -> bool {
+    /// Postgres directly; one aggregate row tells, holds for Redis deployment moves included:
+    /// the sum of the live holds' start times changes when one is placed, ends, lapses or is
+    /// replaced), a held project's stop is still to be confirmed, or [`FULL_PASS_INTERVAL`]
+    /// went by. With ten thousand projects, a pass lists them all; this is what keeps an idle
+    /// box idle.
+    async fn due(&mut self, seen: &mut Option<(i64, i64, i64, i64)>, last_pass: Instant) -> bool {
         if last_pass.elapsed() >= FULL_PASS_INTERVAL
+            || self.moves_waiting
             || self.running.values().any(|r| self.driver.gone(&r.record))
             || self
                 .backoff
@@ -280,11 +296,14 @@ impl Reconciler {
             return true;
         }
         let pool = self.state.pool.clone();
-        let now: Result<(i64, i64, i64), _> = self
+        let now: Result<(i64, i64, i64, i64), _> = self
             .waking_meanwhile(async move {
                 sqlx::query_as(
                     "SELECT count(*), count(*) FILTER (WHERE status = 'active'), \
-                            COALESCE(sum(config_version), 0)::bigint FROM projects",
+                            COALESCE(sum(config_version), 0)::bigint, \
+                            (SELECT COALESCE(sum(extract(epoch FROM started_at) * 1e6), 0)::bigint \
+                             FROM redis_moves WHERE expires_at > now()) \
+                     FROM projects",
                 )
                 .fetch_one(&pool)
                 .await
@@ -317,6 +336,8 @@ impl Reconciler {
             .map(|t| (t.id.clone(), t))
             .collect();
 
+        // Projects held for a move: routed away now, stopped below, never started or woken.
+        let held = self.held_for_moves(&active);
         // Backoff of projects that are gone or suspended is forgotten.
         self.backoff.retain(|id, _| active.contains_key(id));
         // Parks finished in the background since the last pass.
@@ -337,7 +358,10 @@ impl Reconciler {
         let mut wakes = self.routes.take_wakes();
         wakes.extend(self.pending_wakes.drain());
         let mut woken: HashSet<ProjectId> = HashSet::new();
-        for t in active.values().filter(|t| wakes.contains(&t.slug)) {
+        for t in active
+            .values()
+            .filter(|t| wakes.contains(&t.slug) && !t.moving)
+        {
             if self.parking.contains_key(&t.id) {
                 self.pending_wakes.insert(t.slug.clone());
                 continue;
@@ -363,6 +387,9 @@ impl Reconciler {
             let Some(slug) = active.get(&id).map(|t| t.slug.clone()) else {
                 continue;
             };
+            if held.contains(&id) {
+                continue;
+            }
             let Some(running) = self.running.remove(&id) else {
                 continue;
             };
@@ -383,7 +410,7 @@ impl Reconciler {
         let to_stop: Vec<(ProjectId, ProcessRecord)> = self
             .running
             .iter()
-            .filter(|(id, _)| !active.contains_key(*id))
+            .filter(|(id, _)| !active.contains_key(*id) || held.contains(*id))
             .map(|(id, r)| (id.clone(), r.record.clone()))
             .collect();
         for (id, _) in &to_stop {
@@ -427,7 +454,7 @@ impl Reconciler {
         let mut starts: Vec<ProjectId> = Vec::new();
         let mut pushes: Vec<(ProjectId, ProcessRecord, Option<TenantLimits>)> = Vec::new();
         for (id, row) in &active {
-            if self.parking.contains_key(id) {
+            if self.parking.contains_key(id) || held.contains(id) {
                 continue;
             }
             if !self.parked.contains(id) && !self.running.contains_key(id) {
@@ -476,6 +503,8 @@ impl Reconciler {
             .map(|t| {
                 let route = if !t.is_active() {
                     Route::Suspended
+                } else if t.moving {
+                    Route::Moving
                 } else if let Some(r) = self.running.get(&t.id) {
                     Route::active(&r.record, r.limits.as_ref(), &r.api_keys)
                 } else if self.parked.contains(&t.id) || self.parking.contains_key(&t.id) {
@@ -497,9 +526,11 @@ impl Reconciler {
         self.routes.replace(routes, processes, self.running.len());
         self.known = active
             .values()
+            .filter(|t| !t.moving)
             .map(|t| (t.slug.clone(), (t.id.clone(), t.config_version)))
             .collect();
         self.warm_parked(&active);
+        self.confirm_moves_stopped(&active).await;
         self.record_applied();
     }
 

@@ -46,6 +46,9 @@ pub enum Route {
     /// Stopped while idle (or being stopped): the edge asks for a wake-up and holds the
     /// connection until the tenant serves again.
     Parked,
+    /// Stopped while the project moves to another Redis deployment: 503 with `Retry-After`,
+    /// no wake-up.
+    Moving,
 }
 
 impl Route {

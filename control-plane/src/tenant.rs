@@ -44,6 +44,10 @@ pub struct TenantState {
     pub status: String,
     pub config_version: i64,
     pub applied_version: i64,
+    /// Held for a move to another Redis deployment ([`crate::redis_move`]): not to run.
+    pub moving: bool,
+    /// The hold's stop was confirmed (by this or another control plane).
+    pub move_stopped: bool,
 }
 
 impl TenantState {
@@ -238,7 +242,11 @@ pub enum CompileError {
 /// Every project, any status.
 pub async fn list(pool: &PgPool) -> Result<Vec<TenantState>, sqlx::Error> {
     sqlx::query_as::<_, TenantState>(
-        "SELECT id, slug, status, config_version, applied_version FROM projects",
+        "SELECT p.id, p.slug, p.status, p.config_version, p.applied_version, \
+                m.project_id IS NOT NULL AS moving, \
+                COALESCE(m.stopped_at IS NOT NULL, false) AS move_stopped \
+         FROM projects p \
+         LEFT JOIN redis_moves m ON m.project_id = p.id AND m.expires_at > now()",
     )
     .fetch_all(pool)
     .await

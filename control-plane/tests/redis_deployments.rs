@@ -2,8 +2,9 @@
 //! schema checks (the bad field named, no value repeated), stored sealed, listed and audited
 //! without credentials; new Redis-engine projects spread over the open deployments (closed
 //! ones skipped, concurrent creations counted), compile onto their deployment under their own
-//! prefix; a deployment in use cannot be removed; a move must say what happens to the history;
-//! customers can neither choose a deployment nor see one.
+//! prefix; a deployment in use cannot be removed; a move must say what happens to the history,
+//! is held alone, is called off when no control plane confirms the tenant stopped, and refuses
+//! two names for one keyspace; customers can neither choose a deployment nor see one.
 
 mod common;
 mod fixtures;
@@ -326,6 +327,80 @@ async fn a_used_deployment_cannot_be_removed_and_a_move_must_say_what_happens_to
     assert!(audit_text(&api)
         .await
         .contains("operator.redis_deployment_remove spare"));
+}
+
+/// The local Redis (`REDIS_URL`) in database `db`.
+fn local_redis(db: u8) -> Value {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    json!({"address": format!("{}/{db}", url.trim_end_matches('/'))})
+}
+
+async fn holds(api: &Api) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM redis_moves")
+        .fetch_one(&api.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_move_is_held_alone_needs_a_control_plane_to_stop_the_tenant_and_refuses_one_keyspace() {
+    let api = Api::start().await;
+    let token = api.account("held@example.com").await;
+    add(&api, "near", local_redis(7)).await;
+    let id = redis_project(&api, &token, json!({"name": "held", "engine": "redis"})).await;
+    add(&api, "far", local_redis(8)).await;
+    let args = ["move-project", id.as_str(), "far", "--history", "drop"];
+
+    // A hold under way (another move's) refuses a second move.
+    sqlx::query(
+        "INSERT INTO redis_moves (project_id, deployment, history, expires_at) \
+         VALUES ($1, 'far', 'drain', now() + interval '60 seconds')",
+    )
+    .bind(&id)
+    .execute(&api.pool)
+    .await
+    .unwrap();
+    let (ok, out) = operator(&api, &args, "").await;
+    assert!(
+        !ok && out.contains("under way") && out.contains("\"far\""),
+        "{out}"
+    );
+    sqlx::query("DELETE FROM redis_moves")
+        .execute(&api.pool)
+        .await
+        .unwrap();
+
+    // No control plane runs here to stop the tenant: the move waits its stop timeout, is
+    // called off, and leaves the project where it was with no hold.
+    let mut timed = args.to_vec();
+    timed.extend(["--stop-timeout", "1"]);
+    let began = std::time::Instant::now();
+    let (ok, out) = operator(&api, &timed, "").await;
+    assert!(
+        !ok && out.contains("called off")
+            && out.contains("no control plane confirmed")
+            && out.contains("stays on the Redis deployment \"near\""),
+        "{out}"
+    );
+    assert!(began.elapsed() < Duration::from_secs(30));
+    assert_eq!(deployment_of(&api, &id).await.as_deref(), Some("near"));
+    assert_eq!(holds(&api).await, 0);
+    assert!(!audit_text(&api).await.contains("operator.move_project"));
+
+    // Two names for one server and database: refused before anything is held (the move
+    // would delete what it copied).
+    add(&api, "alias", local_redis(7)).await;
+    let (ok, out) = operator(
+        &api,
+        &["move-project", id.as_str(), "alias", "--history", "drain"],
+        "",
+    )
+    .await;
+    assert!(
+        !ok && out.contains("did not start") && out.contains("same server and database"),
+        "{out}"
+    );
+    assert_eq!(holds(&api).await, 0);
 }
 
 #[tokio::test]

@@ -175,6 +175,10 @@ fn unroutable_status(unroutable: Unroutable) -> (GrpcStatus, &'static str) {
         Unroutable::Parked => (GrpcStatus::Unavailable, "project is waking up"),
         Unroutable::Suspended => (GrpcStatus::PermissionDenied, "project is suspended"),
         Unroutable::Starting => (GrpcStatus::Unavailable, "project is starting"),
+        Unroutable::Moving => (
+            GrpcStatus::Unavailable,
+            "the project is moving to another Redis deployment; retry shortly",
+        ),
         Unroutable::Unknown => (GrpcStatus::NotFound, "unknown project"),
     }
 }

@@ -57,6 +57,9 @@ use wakes::{WakeRefusal, Wakes};
 const WAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `Retry-After` when the box has no room to start a project.
 const CAPACITY_RETRY: Duration = Duration::from_secs(5);
+/// The `Retry-After` of a request to a project moving to another Redis deployment (a move
+/// holds it for seconds).
+const MOVING_RETRY: Duration = Duration::from_secs(1);
 /// Largest request head the edge reads before routing.
 const MAX_HEAD: usize = 16 * 1024;
 /// How long a client may take to send its request head (slowloris guard); 10 s unless
@@ -344,6 +347,8 @@ enum Unroutable {
     Parked,
     Suspended,
     Starting,
+    /// The project is moving to another Redis deployment.
+    Moving,
     Unknown,
 }
 
@@ -387,6 +392,7 @@ async fn resolve(
         Some(Route::Parked) => Err(Unroutable::Parked),
         Some(Route::Suspended) => Err(Unroutable::Suspended),
         Some(Route::Starting) => Err(Unroutable::Starting),
+        Some(Route::Moving) => Err(Unroutable::Moving),
         None => Err(Unroutable::Unknown),
     }
 }
@@ -420,6 +426,16 @@ async fn respond_unroutable(stream: &mut TcpStream, unroutable: Unroutable) -> i
         Unroutable::Suspended => respond(stream, "403 Forbidden", "project is suspended").await,
         Unroutable::Starting => {
             respond(stream, "503 Service Unavailable", "project is starting").await
+        }
+        Unroutable::Moving => {
+            respond_retry(
+                stream,
+                "503 Service Unavailable",
+                "project_moving",
+                "the project is moving to another Redis deployment; retry shortly",
+                MOVING_RETRY,
+            )
+            .await
         }
         Unroutable::Unknown => respond(stream, "404 Not Found", "unknown project").await,
     }

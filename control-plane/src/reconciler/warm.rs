@@ -52,6 +52,10 @@ impl Reconciler {
         let mut launches: Vec<(ProjectId, String)> = Vec::new();
         let mut cold: Vec<(ProjectId, String)> = Vec::new();
         for slug in wakes {
+            // Held for a move: its old config must not start (the edge answers 503 meanwhile).
+            if self.moving.contains(&slug) {
+                continue;
+            }
             let parked = self.known.get(&slug).and_then(|(id, version)| {
                 let idle = self.parked.contains(id) && !self.parking.contains_key(id);
                 idle.then(|| (id.clone(), self.warm.get(id) == Some(&Some(*version))))
