@@ -167,36 +167,45 @@ fn subscriber_count(reply: &redis::Value) -> Option<u64> {
 
 /// Which server processes (by `run_id`) and databases `deployment` writes to: two deployments
 /// sharing one are the same keys under a project's prefix, and a move between them would
-/// delete what it copied.
-pub(super) async fn keyspaces(deployment: &mut Connected) -> Result<Vec<(String, i64)>, MoveError> {
+/// delete what it copied. A server that does not say (`INFO` or `CLIENT INFO` refused, as
+/// some managed services do, or Redis before 6.2) is known by its address and database 0.
+pub(super) async fn keyspaces(deployment: &mut Connected) -> Vec<(String, i64)> {
     let mut spaces = Vec::new();
     for (at, node) in &mut deployment.nodes {
-        let (server, client): (String, String) = within(
-            at,
-            redis::pipe()
-                .cmd("INFO")
-                .arg("server")
-                .cmd("CLIENT")
-                .arg("INFO")
-                .query_async(node),
-        )
-        .await?;
-        let field = |text: &str, name: &str, sep: char| {
-            text.split(sep)
-                .map(str::trim)
-                .find_map(|kv| kv.strip_prefix(name))
-                .map(str::to_owned)
+        let info = |cmd: &'static str, arg: &'static str| {
+            let mut node = node.clone();
+            let at = at.clone();
+            async move {
+                within(
+                    &at,
+                    redis::cmd(cmd).arg(arg).query_async::<String>(&mut node),
+                )
+                .await
+                .ok()
+            }
         };
-        let run_id = field(&server, "run_id:", '\n').ok_or_else(|| MoveError::Redis {
-            at: at.clone(),
-            message: "INFO server has no run_id".to_owned(),
-        })?;
-        let db = field(&client, "db=", ' ')
+        let server = info("INFO", "server").await;
+        let client = info("CLIENT", "INFO").await;
+        let run_id = server
+            .as_deref()
+            .and_then(|s| field(s, "run_id:", '\n'))
+            .map_or_else(|| format!("address {at}"), |id| format!("run_id {id}"));
+        let db = client
+            .as_deref()
+            .and_then(|c| field(c, "db=", ' '))
             .and_then(|d| d.parse().ok())
             .unwrap_or(0);
         spaces.push((run_id, db));
     }
-    Ok(spaces)
+    spaces
+}
+
+/// The value after `name` in `text`'s `sep`-separated fields.
+fn field(text: &str, name: &str, sep: char) -> Option<String> {
+    text.split(sep)
+        .map(str::trim)
+        .find_map(|kv| kv.strip_prefix(name))
+        .map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -211,6 +220,15 @@ mod tests {
         let resp3 = V::Map(vec![(V::BulkString(b"t".to_vec()), V::Int(0))]);
         assert_eq!(subscriber_count(&resp3), Some(0));
         assert_eq!(subscriber_count(&V::Nil), None);
+    }
+
+    #[test]
+    fn keyspace_fields_are_read_from_info_answers() {
+        let server = "# Server\r\nredis_version:7.0.15\r\nrun_id:abc123\r\ntcp_port:6379\r\n";
+        assert_eq!(field(server, "run_id:", '\n').as_deref(), Some("abc123"));
+        let client = "id=7 addr=127.0.0.1:5000 laddr=127.0.0.1:6379 fd=8 name= db=5 sub=0\n";
+        assert_eq!(field(client, "db=", ' ').as_deref(), Some("5"));
+        assert_eq!(field(client, "nothing=", ' '), None);
     }
 
     #[test]

@@ -230,9 +230,9 @@ async fn ends(
     if matches!(to.writer, Writer::Sharded) && history == History::Drain {
         return Err(MoveError::Unsupported(SHARDED_TARGET));
     }
-    let theirs = keyspaces(&mut to).await?;
+    let theirs = keyspaces(&mut to).await;
     if keyspaces(&mut from)
-        .await?
+        .await
         .iter()
         .any(|k| theirs.contains(k))
     {
