@@ -30,6 +30,7 @@ pub mod node;
 pub mod protocol;
 pub mod proxy;
 pub mod publication;
+pub mod registry;
 pub mod report;
 pub mod server;
 pub mod session;
@@ -37,6 +38,9 @@ pub mod socket;
 pub mod transport;
 pub mod user_status;
 pub mod webhooks;
+
+/// Server version reported to clients and in `info`.
+pub const VERSION: &str = concat!("rotor ", env!("CARGO_PKG_VERSION"));
 
 /// Listening sockets with a deep accept queue (shared with the control plane).
 pub use rotor_tenant_config::listen;

@@ -30,7 +30,6 @@ use crate::protocol::{
 };
 use crate::proxy::ClientHeaders;
 
-pub use control::{ServerRefresh, ServerSubscribe};
 
 /// How a transport carries the session.
 #[derive(Debug, Clone, Copy)]
