@@ -336,12 +336,12 @@ pub enum PublishError {
     TooLarge,
 }
 
-impl PublishError {
-    /// The client-facing error.
-    pub fn to_client_error(&self) -> crate::protocol::ClientError {
+/// The client-facing error.
+impl From<PublishError> for crate::protocol::ClientError {
+    fn from(e: PublishError) -> Self {
         use crate::protocol::ClientError;
-        match self {
-            PublishError::Engine(e) => e.to_client_error(),
+        match e {
+            PublishError::Engine(e) => e.into(),
             PublishError::RateLimited => ClientError::TOO_MANY_REQUESTS,
             PublishError::TooLarge => {
                 ClientError::BAD_REQUEST.with_message("publication is too large")

@@ -91,7 +91,7 @@ async fn publish_one(
     let pos = node
         .publish(&config, &rules, channel, publication, extras)
         .await
-        .map_err(|e| e.to_client_error())?;
+        .map_err(ClientError::from)?;
     let mut out = Map::new();
     if pos.offset > 0 {
         out.insert("offset".into(), json!(pos.offset));
