@@ -117,7 +117,7 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         .route("/admin/api/{method}", post(api_call))
         .route(
             "/metrics",
-            get(|State(node): State<Arc<Node>>| async move { crate::server::metrics(&node) }),
+            get(|State(node): State<Arc<Node>>| async move { metrics(&node) }),
         )
         .route_layer(middleware::from_fn(move |req: Request, next: Next| {
             let token = token.clone();
@@ -266,4 +266,40 @@ async fn api_call(
             Json(json!({"error": crate::api::error_json(&e)})).into_response()
         }
     }
+}
+
+/// The Prometheus exposition of `node` (public `/metrics` once allowed, and the admin one).
+pub(crate) fn metrics(node: &Node) -> Response {
+    // One walk of the hub's shards serves both families.
+    let (num_channels, num_subscriptions) = node.hub.counts();
+    let mut body = node.metrics.render();
+    body.push_str(&format!(
+        "# HELP rotor_channels Channels with local subscribers.\n# TYPE rotor_channels gauge\nrotor_channels {num_channels}\n"
+    ));
+    node.budgets.render(&mut body);
+    let (num_clients, num_users) = node.registry.counts();
+    let gauges = crate::centrifugo_metrics::NodeGauges {
+        num_clients,
+        num_users,
+        num_channels,
+        num_subscriptions,
+        num_nodes: node.cluster.live_nodes().len().max(1),
+    };
+    // Centrifugo counts the disconnects the server decides, not a client going away (3000).
+    let server_disconnects: Vec<(String, u64)> = node
+        .metrics
+        .disconnects
+        .snapshot()
+        .into_iter()
+        .filter(|(code, _)| code != "3000")
+        .collect();
+    node.metrics
+        .centrifugo
+        .render(&mut body, &gauges, &server_disconnects);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        body,
+    )
+        .into_response()
 }

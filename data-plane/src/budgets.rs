@@ -20,7 +20,7 @@
 //! change binds the very next check. Everything already held stays: a lower limit only
 //! refuses new growth. A refusal is a [`BudgetError`], counted in
 //! `rotor_budget_refusals_total{budget}` and answered as Centrifugo error 106 (sockets: 503
-//! before the upgrade) by the callers, through [`BudgetError::to_client_error`].
+//! before the upgrade) by the callers, through `From<BudgetError> for ClientError`.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -79,11 +79,13 @@ impl BudgetError {
             BudgetError::Connections => "connections",
         }
     }
+}
 
-    /// Centrifugo's 106 "limit exceeded" (not temporary: SDKs do not retry it blindly), with
-    /// the budget named in the message.
-    pub fn to_client_error(self) -> ClientError {
-        let message = match self {
+/// Centrifugo's 106 "limit exceeded" (not temporary: SDKs do not retry it blindly), with the
+/// budget named in the message.
+impl From<BudgetError> for ClientError {
+    fn from(e: BudgetError) -> Self {
+        let message = match e {
             BudgetError::HistoryBytes => "limit exceeded: history bytes",
             BudgetError::ChannelHistoryBytes => "limit exceeded: channel history bytes",
             BudgetError::Channels => "limit exceeded: channels",
@@ -597,6 +599,6 @@ mod tests {
         assert!(out.contains("rotor_budget_refusals_total{budget=\"channels\"} 1"));
         assert!(out.contains("rotor_budget_used{budget=\"channels\"} 1"));
         assert!(out.contains("rotor_budget_limit{budget=\"channels\"} 1"));
-        assert_eq!(BudgetError::Channels.to_client_error().code, 106);
+        assert_eq!(ClientError::from(BudgetError::Channels).code, 106);
     }
 }

@@ -340,10 +340,10 @@ impl FanOut {
 
 /// The server API methods (the `method` label of API durations), as the router knows them.
 fn api_methods() -> &'static [&'static str] {
-    crate::api::METHODS
+    crate::protocol::API_METHODS
 }
 
-const API_METHODS: usize = crate::api::METHODS.len();
+const API_METHODS: usize = crate::protocol::API_METHODS.len();
 
 /// Everything Centrifugo counts that Rotor's own families do not already say.
 pub struct CentrifugoMetrics {

@@ -17,6 +17,10 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 
+mod server_commands;
+
+pub use server_commands::{ServerRefresh, ServerSubscribe};
+
 use crate::protocol::{Disconnect, ProtocolKind, TransportName};
 
 /// Something the server (not the client) asks a connection to do.
@@ -33,9 +37,9 @@ pub enum Control {
     /// The subscription missed publications (2500: the SDK resubscribes and recovers).
     InsufficientState { channel: String },
     /// Subscribe the connection server-side (server API `subscribe`).
-    Subscribe(Box<crate::session::ServerSubscribe>),
+    Subscribe(Box<ServerSubscribe>),
     /// Update the connection's expiry and info (server API `refresh`).
-    Refresh(Box<crate::session::ServerRefresh>),
+    Refresh(Box<ServerRefresh>),
     /// A subscribe stream ([`crate::proxy::stream`]) ended: unsubscribe with `code` if
     /// `stream` is still the channel's stream.
     StreamEnded {

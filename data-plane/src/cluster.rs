@@ -10,13 +10,12 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::centrifugo_metrics::BrokerMessage;
-use crate::client::Control;
+use crate::client::{Control, ServerRefresh, ServerSubscribe};
 use crate::engine::BrokerEvents;
 use crate::hub::Hub;
-use crate::node::Registry;
 use crate::protocol::{unsubscribe, ClientInfo, Disconnect, StreamPosition};
 use crate::publication::PubMsg;
-use crate::session::{ServerRefresh, ServerSubscribe};
+use crate::registry::Registry;
 
 /// A targeted server API operation, as it travels between nodes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,7 +34,7 @@ pub enum ClusterControl {
         recover_since: Option<StreamPosition>,
         /// The request's `override` of the namespace's options.
         #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
-        overrides: Option<crate::proxy::types::Override>,
+        overrides: Option<crate::protocol::Override>,
     },
     Unsubscribe {
         user: String,
@@ -305,7 +304,7 @@ impl NodeEvents {
         serde_json::json!({
             "uid": self.cluster.node_id,
             "name": self.cluster.node_name,
-            "version": crate::node::VERSION,
+            "version": crate::VERSION,
             "num_clients": num_clients,
             "num_users": num_users,
             "num_subs": num_subs,

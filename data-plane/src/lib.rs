@@ -4,18 +4,18 @@
 
 pub mod admin;
 pub mod api;
-pub mod auth;
+pub(crate) mod auth;
 pub mod budgets;
-pub mod centrifugo_metrics;
+pub(crate) mod centrifugo_metrics;
 pub mod client;
 pub mod clock;
-pub mod cluster;
+pub(crate) mod cluster;
 pub mod config;
 pub mod consumers;
 pub mod egress;
 pub mod engine;
-pub mod exclusion;
-pub mod files;
+pub(crate) mod exclusion;
+pub(crate) mod files;
 pub mod filter;
 pub mod fossil;
 pub mod grpc_api;
@@ -23,20 +23,24 @@ pub mod handoff;
 pub mod hub;
 pub(crate) mod kept_alive;
 pub mod lent_write;
-pub mod limits;
+pub(crate) mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod proxy;
 pub mod publication;
+pub(crate) mod registry;
 pub mod report;
 pub mod server;
-pub mod session;
-pub mod socket;
+pub(crate) mod session;
+pub(crate) mod socket;
 pub mod transport;
-pub mod user_status;
+pub(crate) mod user_status;
 pub mod webhooks;
+
+/// Server version reported to clients and in `info`.
+pub const VERSION: &str = concat!("rotor ", env!("CARGO_PKG_VERSION"));
 
 /// Listening sockets with a deep accept queue (shared with the control plane).
 pub use rotor_tenant_config::listen;

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use crate::admin::AdminListener;
+use crate::admin::{metrics, AdminListener};
 use crate::auth::apikey::presented_key;
 use crate::handoff::HandoffListener;
 use crate::node::Node;
@@ -136,42 +136,6 @@ fn metrics_allowed(node: &Node, mode: Mode, headers: &HeaderMap, query: Option<&
         .and_then(|k| config.api_keys.check(&k))
         .is_some_and(|scope| scope == rotor_tenant_config::ApiKeyScope::All)
         || (api.insecure && mode == Mode::Standalone)
-}
-
-/// The Prometheus exposition of `node` (public `/metrics` once allowed, and the admin one).
-pub(crate) fn metrics(node: &Node) -> Response {
-    // One walk of the hub's shards serves both families.
-    let (num_channels, num_subscriptions) = node.hub.counts();
-    let mut body = node.metrics.render();
-    body.push_str(&format!(
-        "# HELP rotor_channels Channels with local subscribers.\n# TYPE rotor_channels gauge\nrotor_channels {num_channels}\n"
-    ));
-    node.budgets.render(&mut body);
-    let (num_clients, num_users) = node.registry.counts();
-    let gauges = crate::centrifugo_metrics::NodeGauges {
-        num_clients,
-        num_users,
-        num_channels,
-        num_subscriptions,
-        num_nodes: node.cluster.live_nodes().len().max(1),
-    };
-    // Centrifugo counts the disconnects the server decides, not a client going away (3000).
-    let server_disconnects: Vec<(String, u64)> = node
-        .metrics
-        .disconnects
-        .snapshot()
-        .into_iter()
-        .filter(|(code, _)| code != "3000")
-        .collect();
-    node.metrics
-        .centrifugo
-        .render(&mut body, &gauges, &server_disconnects);
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        body,
-    )
-        .into_response()
 }
 
 /// Serves `node` on `listener` (and the admin surface on `admin`, when given) until `shutdown`

@@ -15,24 +15,7 @@ use crate::node::{meta_ttl, Node, PublishExtras};
 use crate::protocol::{ClientError, Publication};
 use rotor_tenant_config::ApiKeyScope;
 
-/// Every method `/api/{method}` answers.
-pub const METHODS: &[&str] = &[
-    "publish",
-    "broadcast",
-    "subscribe",
-    "unsubscribe",
-    "disconnect",
-    "refresh",
-    "presence",
-    "presence_stats",
-    "history",
-    "history_remove",
-    "channels",
-    "info",
-    "rpc",
-    "user_status",
-    "batch",
-];
+pub use crate::protocol::API_METHODS as METHODS;
 
 fn parse<T: DeserializeOwned>(params: &str) -> Result<T, ApiError> {
     serde_json::from_str(params).map_err(|e| ApiError::BadRequest(format!("invalid request: {e}")))
@@ -108,7 +91,7 @@ async fn publish_one(
     let pos = node
         .publish(&config, &rules, channel, publication, extras)
         .await
-        .map_err(|e| e.to_client_error())?;
+        .map_err(ClientError::from)?;
     let mut out = Map::new();
     if pos.offset > 0 {
         out.insert("offset".into(), json!(pos.offset));

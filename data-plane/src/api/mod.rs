@@ -39,15 +39,10 @@ pub enum ApiError {
     BadRequest(String),
 }
 
-impl From<ClientError> for ApiError {
-    fn from(e: ClientError) -> Self {
-        Self::Client(e)
-    }
-}
-
-impl From<crate::engine::EngineError> for ApiError {
-    fn from(e: crate::engine::EngineError) -> Self {
-        Self::Client(e.to_client_error())
+/// Every error with a protocol form (engine failures through their one mapping) answers as it.
+impl<E: Into<ClientError>> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        Self::Client(e.into())
     }
 }
 

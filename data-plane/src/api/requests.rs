@@ -142,7 +142,7 @@ pub(crate) struct Subscribe {
     pub recover_since: Option<StreamPosition>,
     /// Changes to the namespace's options for this subscription.
     #[serde(rename = "override")]
-    pub overrides: Option<crate::proxy::types::Override>,
+    pub overrides: Option<crate::protocol::Override>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -5,7 +5,7 @@
 //! publishes to the local [`crate::hub::Hub`] through [`BrokerEvents`].
 
 pub mod memory;
-pub mod nats;
+pub(crate) mod nats;
 pub mod redis;
 
 use std::collections::HashMap;
@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::protocol::{ClientInfo, Publication, StreamPosition};
+use crate::protocol::{ClientError, ClientInfo, Publication, StreamPosition};
 use crate::publication::PubMsg;
 
-/// Engine failures, answered to clients and the API through [`EngineError::to_client_error`].
+/// Engine failures, answered to clients and the API as the [`ClientError`] they convert into.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The backing store is unreachable or answered with an error.
@@ -37,18 +37,17 @@ pub enum EngineError {
     BadChannel,
 }
 
-impl EngineError {
-    /// The protocol error (client protocol and server API alike): an unavailable store is an
-    /// internal error (temporary, so SDKs retry), a budget is 106.
-    pub fn to_client_error(&self) -> crate::protocol::ClientError {
-        use crate::protocol::ClientError;
-        match self {
+/// The one mapping of engine failures to the protocol error (client protocol and server API
+/// alike): an unavailable store is an internal error (temporary, so SDKs retry), a budget is 106.
+impl From<EngineError> for ClientError {
+    fn from(e: EngineError) -> Self {
+        match e {
             EngineError::UnrecoverablePosition => ClientError::UNRECOVERABLE_POSITION,
             EngineError::Unavailable(m) => {
                 tracing::warn!(error = %m, "engine unavailable");
                 ClientError::INTERNAL
             }
-            EngineError::Budget(e) => e.to_client_error(),
+            EngineError::Budget(e) => e.into(),
             EngineError::NotAvailable => ClientError::NOT_AVAILABLE,
             EngineError::BadChannel => ClientError::BAD_REQUEST,
         }

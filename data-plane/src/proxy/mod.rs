@@ -9,11 +9,11 @@
 //! through, anything else that goes wrong becomes internal error 100. Subscribe streams
 //! ([`stream`]) are gRPC only and outlive the call that opens them.
 
-pub mod credentials;
+pub(crate) mod credentials;
 pub mod grpc;
-pub mod http;
-pub mod stream;
-pub mod types;
+pub(crate) mod http;
+pub(crate) mod stream;
+pub(crate) mod types;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

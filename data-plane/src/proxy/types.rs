@@ -8,12 +8,12 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use rotor_tenant_config::ChannelOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::ProxyError;
 use crate::protocol::TransportName;
+pub use crate::protocol::{BoolValue, Override};
 
 /// Fields every request carries.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -183,41 +183,6 @@ pub fn decode_payload(json: Raw, b64: &str) -> Result<Option<Bytes>, ProxyError>
             .map_err(|_| ProxyError::Malformed("invalid base64 payload".into()));
     }
     Ok(json.map(|raw| raw.0))
-}
-
-/// `{"value": bool}`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(default)]
-pub struct BoolValue {
-    pub value: bool,
-}
-
-/// Per-subscription changes to the namespace's options (connect and subscribe proxies, the
-/// token `subs` claim, subscription tokens and the server API's `subscribe`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(default)]
-pub struct Override {
-    pub presence: Option<BoolValue>,
-    pub join_leave: Option<BoolValue>,
-    pub force_push_join_leave: Option<BoolValue>,
-    pub force_recovery: Option<BoolValue>,
-    pub force_positioning: Option<BoolValue>,
-}
-
-impl Override {
-    /// Applies the overrides to a copy of a namespace's options.
-    pub fn apply(&self, o: &mut ChannelOptions) {
-        let set = |field: &mut bool, v: Option<BoolValue>| {
-            if let Some(v) = v {
-                *field = v.value;
-            }
-        };
-        set(&mut o.presence, self.presence);
-        set(&mut o.join_leave, self.join_leave);
-        set(&mut o.force_push_join_leave, self.force_push_join_leave);
-        set(&mut o.force_recovery, self.force_recovery);
-        set(&mut o.force_positioning, self.force_positioning);
-    }
 }
 
 /// A server-side subscription the connect proxy grants (`subs` entry).

@@ -13,11 +13,11 @@ use super::{unix_now, unix_now_ms, CommandError, CommandResult, Session, State};
 use crate::auth::jwt::TokenError;
 use crate::config::RuntimeConfig;
 use crate::exclusion::{self, Owner};
-use crate::node::VERSION;
 use crate::protocol::{
     ClientError, ConnectPush, ConnectRequest, ConnectResult, Disconnect, Push, RefreshRequest,
     RefreshResult, Reply, SubscribeRequest,
 };
+use crate::VERSION;
 
 /// Who a connect authenticated as, and what it was granted.
 struct Granted {

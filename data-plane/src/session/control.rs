@@ -2,38 +2,12 @@
 //! disconnect and refresh, the hub's "you missed publications" signal, and the end of a
 //! subscribe stream.
 
-use bytes::Bytes;
-
 use super::subscribe::{SubscribeKind, SubscribeSpec};
 use super::{unix_now, CommandError, Session};
-use crate::client::Control;
+use crate::client::{Control, ServerSubscribe};
 use crate::protocol::{
-    unsubscribe, Disconnect, Push, RefreshPush, Reply, StreamPosition, SubscribePush,
-    SubscribeRequest,
+    unsubscribe, Disconnect, Push, RefreshPush, Reply, SubscribePush, SubscribeRequest,
 };
-
-/// A server API `subscribe` for one connection.
-#[derive(Debug, Clone, Default)]
-pub struct ServerSubscribe {
-    pub channel: String,
-    pub info: Bytes,
-    pub data: Bytes,
-    /// Unix seconds; 0 = never expires.
-    pub expire_at: i64,
-    /// Recover from this position.
-    pub recover_since: Option<StreamPosition>,
-    /// Changes to the namespace's options for this subscription (the request's `override`).
-    pub overrides: Option<crate::proxy::types::Override>,
-}
-
-/// A server API `refresh` for one connection.
-#[derive(Debug, Clone, Default)]
-pub struct ServerRefresh {
-    pub expired: bool,
-    /// Unix seconds; 0 = never expires.
-    pub expire_at: i64,
-    pub info: Bytes,
-}
 
 pub(super) async fn handle(session: &mut Session, control: Control) -> Result<(), Disconnect> {
     match control {

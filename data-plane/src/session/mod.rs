@@ -30,8 +30,6 @@ use crate::protocol::{
 };
 use crate::proxy::ClientHeaders;
 
-pub use control::{ServerRefresh, ServerSubscribe};
-
 /// How a transport carries the session.
 #[derive(Debug, Clone, Copy)]
 pub struct TransportInfo {
@@ -744,33 +742,17 @@ pub(crate) enum CommandError {
     Disconnect(Disconnect),
 }
 
-impl From<ClientError> for CommandError {
-    fn from(e: ClientError) -> Self {
-        Self::Client(e)
+/// Every error with a protocol form (engine, budget and publish failures through their one
+/// mapping each) answers the command as it.
+impl<E: Into<ClientError>> From<E> for CommandError {
+    fn from(e: E) -> Self {
+        Self::Client(e.into())
     }
 }
 
 impl From<Disconnect> for CommandError {
     fn from(d: Disconnect) -> Self {
         Self::Disconnect(d)
-    }
-}
-
-impl From<crate::node::PublishError> for CommandError {
-    fn from(e: crate::node::PublishError) -> Self {
-        Self::Client(e.to_client_error())
-    }
-}
-
-impl From<crate::engine::EngineError> for CommandError {
-    fn from(e: crate::engine::EngineError) -> Self {
-        Self::Client(e.to_client_error())
-    }
-}
-
-impl From<crate::budgets::BudgetError> for CommandError {
-    fn from(e: crate::budgets::BudgetError) -> Self {
-        Self::Client(e.to_client_error())
     }
 }
 

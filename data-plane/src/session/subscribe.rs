@@ -15,13 +15,14 @@ use crate::engine::HistoryFilter;
 use crate::filter::TagsFilter;
 use crate::hub::{EngineSubscription, Joined, SubFlags};
 use crate::node::meta_ttl;
+use crate::protocol::Override;
 use crate::protocol::{
     ClientError, ClientInfo, Disconnect, Push, Reply, StreamPosition, SubRefreshRequest,
     SubRefreshResult, SubscribeRequest, SubscribeResult, UnsubscribePush, UnsubscribeRequest,
     UnsubscribeResult,
 };
 use crate::proxy::stream::StreamLink;
-use crate::proxy::types::{self, decode_payload, Override};
+use crate::proxy::types::{self, decode_payload};
 use rotor_tenant_config::{ChannelOptions, DeltaType};
 
 /// Who asked for a subscription.

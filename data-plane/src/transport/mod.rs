@@ -3,8 +3,8 @@
 
 mod driver;
 pub mod emulation;
-pub mod origin;
-pub mod slot;
-pub mod streaming;
-pub mod uni;
-pub mod websocket;
+pub(crate) mod origin;
+pub(crate) mod slot;
+pub(crate) mod streaming;
+pub(crate) mod uni;
+pub(crate) mod websocket;

@@ -65,6 +65,7 @@ impl LastSeen {
     }
 
     /// How many users have a record.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.records.len()
     }
@@ -75,6 +76,7 @@ impl LastSeen {
     }
 
     /// Bytes the records count for against the bound.
+    #[cfg(test)]
     pub fn bytes(&self) -> u64 {
         self.bytes
     }

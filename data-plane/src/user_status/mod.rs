@@ -24,7 +24,8 @@ use serde::Serialize;
 use crate::engine::redis::user_status::unix_now_ms;
 use crate::engine::redis::RedisEngine;
 use crate::engine::EngineError;
-use crate::node::{Node, Registry};
+use crate::node::Node;
+use crate::registry::Registry;
 use last_seen::LastSeen;
 
 /// Most users one `user_status` call may ask about.

@@ -20,7 +20,8 @@ use tokio::time::Instant;
 use crate::engine::redis::user_status::StoredStatus;
 use crate::engine::redis::RedisEngine;
 use crate::engine::EngineError;
-use crate::node::{Node, Registry};
+use crate::node::Node;
+use crate::registry::Registry;
 
 /// Longest a connect or disconnect waits for its count to reach Redis.
 const WRITE_WAIT: Duration = Duration::from_secs(2);

@@ -9,14 +9,14 @@
 //! process), and the delivery task sends them ([`delivery`]). A removal waits `grace` for its
 //! matching addition, which cancels both, so a mass reconnect sends nothing.
 
-pub mod dead_letter;
-pub mod delivery;
-pub mod event;
-pub mod ledger;
+pub(crate) mod dead_letter;
+pub(crate) mod delivery;
+pub(crate) mod event;
+pub(crate) mod ledger;
 pub mod sign;
-pub mod state;
+pub(crate) mod state;
 mod sweep;
-pub mod tracker;
+pub(crate) mod tracker;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};

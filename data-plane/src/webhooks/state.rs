@@ -9,7 +9,7 @@
 //! the file, having sent everything itself. Changes of the last second before the kill are
 //! not in the file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -65,7 +65,8 @@ impl StateFile {
             .map(|p| Self { path: p.into() })
     }
 
-    pub fn new(path: impl AsRef<Path>) -> Self {
+    #[cfg(test)]
+    pub fn new(path: impl AsRef<std::path::Path>) -> Self {
         Self {
             path: path.as_ref().to_owned(),
         }

@@ -238,6 +238,7 @@ impl Tracker {
     }
 
     /// Whether nothing is counted or held.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.counts.is_empty() && self.held.is_empty() && self.disconnects.is_empty()
     }

@@ -21,8 +21,8 @@ mod presence;
 pub mod shard;
 mod subscriber;
 pub mod tls;
-pub mod user_status;
-pub mod webhooks;
+pub(crate) mod user_status;
+pub(crate) mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
