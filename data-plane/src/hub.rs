@@ -33,7 +33,7 @@ use crate::client::{ClientHandle, Control};
 use crate::engine::BrokerEvents;
 use crate::exclusion::Exclusion;
 use crate::filter::TagsFilter;
-use crate::lent_write::Lends;
+use crate::lent_write::{InFlight, Lends, CHANNEL_GAP_MS};
 use crate::metrics::Metrics;
 use crate::protocol::{
     encode_reply, ClientInfo, Disconnect, Join, Leave, ProtocolKind, Push, Reply, StreamPosition,
@@ -86,11 +86,14 @@ struct ChannelSubs {
     /// Whether the engine delivers this channel's publications to this node yet: the first
     /// local subscriber subscribes in the engine, later ones wait for it here.
     engine: watch::Sender<EngineSubscription>,
+    /// When the channel's last publication was fanned out here ([`crate::clock::millis`]).
+    last_publication: Option<u32>,
 }
 
 impl Default for ChannelSubs {
     fn default() -> Self {
         Self {
+            last_publication: None,
             subs: HashMap::new(),
             filters: HashMap::new(),
             engine: watch::Sender::new(EngineSubscription::Pending),
@@ -132,6 +135,7 @@ pub struct Hub {
     /// Whether fan-out writes to idle WebSocket connections itself ([`crate::lent_write`]);
     /// `ROTOR_LENT_WRITES=off` turns it off (to compare).
     lent_writes: bool,
+    lent_in_flight: Arc<InFlight>,
 }
 
 impl Hub {
@@ -148,6 +152,7 @@ impl Hub {
             metrics,
             budgets,
             lent_writes: std::env::var_os("ROTOR_LENT_WRITES").is_none_or(|v| v != "off"),
+            lent_in_flight: Arc::default(),
         }
     }
 
@@ -512,7 +517,12 @@ impl BrokerEvents for Hub {
         let exclusion = Exclusion::of(&msg.publication);
         let mut delivered = 0;
         let mut fan_out = FanOut::default();
-        let mut lends = Lends::new(self.lent_writes);
+        let now_ms = crate::clock::millis();
+        let quiet = subs
+            .last_publication
+            .is_none_or(|last| now_ms.wrapping_sub(last) >= CHANNEL_GAP_MS);
+        subs.last_publication = Some(now_ms);
+        let mut lends = Lends::new(self.lent_writes && quiet, &self.lent_in_flight, now_ms);
         for entry in subs.subs.values_mut() {
             match &mut entry.pending {
                 Some(pending) => pending.push(msg.clone()),
@@ -534,7 +544,7 @@ impl BrokerEvents for Hub {
             }
         }
         drop(shard);
-        lends.finish(&self.metrics);
+        lends.finish(&self.metrics, &self.lent_in_flight);
         self.metrics
             .namespaces
             .delivered(crate::metrics::namespace_of(channel), delivered);

@@ -15,6 +15,9 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// The most one read takes (and zeroes first) of the caller's buffer.
+const READ_CHUNK: usize = 4096;
+
 /// The socket of the connection a request came on, for writes outside the connection's task.
 #[derive(Debug, Clone)]
 pub struct DirectSocket(pub Arc<TcpStream>);
@@ -65,8 +68,11 @@ impl AsyncRead for SharedSocket {
         }
         loop {
             ready!(this.inner.poll_read_ready(cx))?;
-            // A spurious readiness clears itself: `try_read` resets it on `WouldBlock`.
-            match this.inner.try_read(out.initialize_unfilled()) {
+            // A safe read needs initialised memory, and hyper lends its whole spare buffer
+            // uninitialised: zero (and read) at most `READ_CHUNK` of it, not all of it, each
+            // time. A spurious readiness clears itself: `try_read` resets it on `WouldBlock`.
+            let n = out.remaining().min(READ_CHUNK);
+            match this.inner.try_read(out.initialize_unfilled_to(n)) {
                 Ok(n) => {
                     out.advance(n);
                     return Poll::Ready(Ok(()));

@@ -14,8 +14,9 @@ use rotor_data_plane::protocol::{Command, ConnectRequest, SubscribeRequest};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-/// More than `lent_write::MIN_GAP_MS`: each publication finds every subscriber's socket lendable.
-const SPACING: Duration = Duration::from_millis(70);
+/// More than `lent_write::CHANNEL_GAP_MS` and `MIN_GAP_MS`: each publication finds every
+/// subscriber's socket lendable.
+const SPACING: Duration = Duration::from_millis(100);
 
 #[tokio::test]
 async fn idle_subscribers_get_each_publication_written_by_the_fan_out_in_order() {
@@ -170,5 +171,35 @@ async fn client_pings_between_lent_writes_are_answered_and_the_stream_stays_whol
     let expected: Vec<u8> = (0..N).collect();
     assert_eq!(pongs, expected, "every ping answered, in order");
     assert_eq!(pubs, expected, "every publication once, in order");
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_channel_publishing_faster_than_the_gap_goes_through_the_connections_tasks() {
+    let s = TestServer::start(json!({})).await;
+    let mut clients = Vec::new();
+    for i in 0..4 {
+        let (mut c, _) = Client::connected(&s.ws_url(), &format!("u{i}")).await;
+        c.call(json!({"subscribe": {"channel": "busy"}})).await;
+        clients.push(c);
+    }
+    let before = s.node.metrics.lent_writes.get();
+    const N: u64 = 20;
+    let started = std::time::Instant::now();
+    for seq in 0..N {
+        api(&s, "publish", json!({"channel": "busy", "data": {"seq": seq}})).await;
+    }
+    // At most one publication per gap may be lent (4 subscribers each).
+    let gaps = 1 + started.elapsed().as_millis() as u64 / 80;
+    for c in &mut clients {
+        for seq in 0..N {
+            assert_eq!(c.push().await["pub"]["data"]["seq"], seq, "in order, once each");
+        }
+    }
+    let lent = s.node.metrics.lent_writes.get() - before;
+    assert!(
+        lent <= 4 * gaps && gaps < N,
+        "back-to-back publications go through the tasks: {lent} lent writes in {gaps} gaps"
+    );
     s.shutdown().await;
 }

@@ -8,6 +8,9 @@
 #   scripts/bench/profile.sh [N=10000] [RATE=10] [SECONDS=8]
 #   CHANNELS=10 POOL=1000 scripts/bench/profile.sh 10000 300   # the many-channels scenario
 #   PROFILER=callgrind scripts/bench/profile.sh 1000 2 20
+#   PROFILER=none scripts/bench/profile.sh             # the load generator's numbers only
+#   SCENARIO=storm scripts/bench/profile.sh 10000 0 4   # the connect storm (JWT connect + subscribe)
+#   ROTOR_LENT_WRITES=off scripts/bench/profile.sh       # fan-out without lent writes, to compare
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -19,7 +22,7 @@ PORT=8310
 BIN=target/release
 mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)"
-cargo build --release -p rotor-data-plane -p rotor-bench --bins
+[[ ${BENCH_NO_BUILD:-0} == 1 ]] || cargo build --release -p rotor-data-plane -p rotor-bench --bins
 
 cat >"$OUT/rotor.json" <<EOF
 {"http_server": {"address": "127.0.0.1", "port": $PORT},
@@ -41,18 +44,33 @@ for _ in $(seq 300); do
 done
 
 workers=$(((N + 8999) / 9000))
-# One long step at RATE; the profiler samples its middle.
-"$BIN/rotor-loadgen" run --name profile --scenario profile --out-dir "$OUT" \
-    --ws-url "ws://127.0.0.1:$PORT/connection/websocket" --secret profile-secret \
-    --publish-url "http://127.0.0.1:$PORT/api/publish" --api-key profile-key \
-    --conns "$N" --workers "$workers" --connect-rate 3000 --handshake-timeout-ms 120000 \
-    --channels "${CHANNELS:-1}" --pool "${POOL:-1}" --publish-concurrency 128 \
-    --rates "$RATE" --step-secs $((SECS + 6)) --stop-p99-ms 100000 --max-secs 600 \
-    --server-pid $SERVER >"$OUT/loadgen.log" 2>&1 &
-LOADGEN=$!
-# Wait until connected (the loadgen prints the warm-up later), then a little into the step.
-sleep $(((N / 3000) + 6))
-if [[ $PROFILER == perf ]]; then
+if [[ ${SCENARIO:-fanout} == storm ]]; then
+    # Connections as fast as they are accepted, each a JWT connect and one subscribe; the
+    # profiler samples the storm from its start.
+    "$BIN/rotor-loadgen" run --name profile --scenario profile --out-dir "$OUT" --mode storm \
+        --ws-url "ws://127.0.0.1:$PORT/connection/websocket" --secret profile-secret \
+        --publish-url "http://127.0.0.1:$PORT/api/publish" --api-key profile-key \
+        --conns "$N" --workers "$workers" --connect-rate 0 --concurrency 256 --settle-ms 500 \
+        --max-secs 120 --server-pid $SERVER >"$OUT/loadgen.log" 2>&1 &
+    LOADGEN=$!
+    sleep 0.3
+else
+    # One long step at RATE; the profiler samples its middle.
+    "$BIN/rotor-loadgen" run --name profile --scenario profile --out-dir "$OUT" \
+        --ws-url "ws://127.0.0.1:$PORT/connection/websocket" --secret profile-secret \
+        --publish-url "http://127.0.0.1:$PORT/api/publish" --api-key profile-key \
+        --conns "$N" --workers "$workers" --connect-rate 3000 --handshake-timeout-ms 120000 \
+        --channels "${CHANNELS:-1}" --pool "${POOL:-1}" --publish-concurrency 128 \
+        --rates "$RATE" --step-secs $((SECS + 6)) --stop-p99-ms 100000 --max-secs 600 \
+        --server-pid $SERVER >"$OUT/loadgen.log" 2>&1 &
+    LOADGEN=$!
+    # Wait until connected (the loadgen prints the warm-up later), then a little into the step.
+    sleep $(((N / 3000) + 6))
+fi
+if [[ $PROFILER == none ]]; then
+    # Only the load generator's numbers (server CPU per delivery from /proc), no sampling.
+    wait $LOADGEN || true
+elif [[ $PROFILER == perf ]]; then
     perf record -e cpu-clock -F 499 --call-graph dwarf,8192 -p $SERVER -o "$OUT/perf.data" \
         -- sleep "$SECS" 2>"$OUT/perf-record.log"
     wait $LOADGEN || true
