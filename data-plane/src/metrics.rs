@@ -401,7 +401,7 @@ impl Metrics {
                     as_i64(u.published_api),
                 );
         }
-        let per_namespace: [(&str, &str, fn(&NamespaceUsage) -> i64); 4] = [
+        let per_namespace: [(&str, &str, UsageField); 4] = [
             (
                 "rotor_namespace_delivered_total",
                 "Pushes of a namespace's publications queued to subscribers.",
@@ -431,6 +431,9 @@ impl Metrics {
         }
     }
 }
+
+/// Reads one number of a namespace's usage.
+type UsageField = fn(&NamespaceUsage) -> i64;
 
 fn as_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)

@@ -219,9 +219,7 @@ fn value(s: &str) -> Option<f64> {
 
 /// `name{labels} value [timestamp]`.
 fn sample(line: &str) -> Option<Sample> {
-    let name_end = line
-        .find(|c: char| c == '{' || c == ' ')
-        .unwrap_or(line.len());
+    let name_end = line.find(['{', ' ']).unwrap_or(line.len());
     let name = &line[..name_end];
     if !metric_name(name) {
         return None;
