@@ -272,11 +272,14 @@ async fn api_call(
 pub(crate) fn metrics(node: &Node) -> Response {
     // One walk of the hub's shards serves both families.
     let (num_channels, num_subscriptions) = node.hub.counts();
-    let mut body = node.metrics.render();
-    body.push_str(&format!(
-        "# HELP rotor_channels Channels with local subscribers.\n# TYPE rotor_channels gauge\nrotor_channels {num_channels}\n"
-    ));
-    node.budgets.render(&mut body);
+    let mut exposition = rotor_exposition::Exposition::default();
+    node.metrics.expose(&mut exposition);
+    exposition.gauge(
+        "rotor_channels",
+        "Channels with local subscribers.",
+        i64::try_from(num_channels).unwrap_or(i64::MAX),
+    );
+    node.budgets.expose(&mut exposition);
     let (num_clients, num_users) = node.registry.counts();
     let gauges = crate::centrifugo_metrics::NodeGauges {
         num_clients,
@@ -285,6 +288,10 @@ pub(crate) fn metrics(node: &Node) -> Response {
         num_subscriptions,
         num_nodes: node.cluster.live_nodes().len().max(1),
     };
+    node.metrics
+        .centrifugo
+        .expose_node(&mut exposition, &gauges);
+    let mut body = exposition.encode();
     // Centrifugo counts the disconnects the server decides, not a client going away (3000).
     let server_disconnects: Vec<(String, u64)> = node
         .metrics
@@ -295,10 +302,10 @@ pub(crate) fn metrics(node: &Node) -> Response {
         .collect();
     node.metrics
         .centrifugo
-        .render(&mut body, &gauges, &server_disconnects);
+        .render(&mut body, &server_disconnects);
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, rotor_exposition::CONTENT_TYPE)],
         body,
     )
         .into_response()

@@ -24,12 +24,12 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use rotor_exposition::{Exposition, Kind};
 use rotor_tenant_config::TenantConfig;
 
 use crate::metrics::Metrics;
@@ -356,9 +356,8 @@ impl Budgets {
         self.metrics.sockets.dec();
     }
 
-    /// Appends the budgets in Prometheus text format: what is held, the limits in force and
-    /// the refusals.
-    pub fn render(&self, out: &mut String) {
+    /// Adds the budgets' families to `e`: what is held, the limits in force and the refusals.
+    pub fn expose(&self, e: &mut Exposition) {
         let l = &self.limits;
         let sockets = u64::try_from(self.metrics.sockets.get()).unwrap_or(0);
         let rows = [
@@ -388,33 +387,35 @@ impl Budgets {
                 l.connections.load(Ordering::Relaxed),
             ),
         ];
-        let _ = writeln!(
-            out,
-            "# HELP rotor_budget_used What a budget holds now (connections: client sockets).\n# TYPE rotor_budget_used gauge"
+        let used = e.family(
+            "rotor_budget_used",
+            "What a budget holds now (connections: client sockets).",
+            Kind::Gauge,
         );
-        for (name, used, _) in rows.iter().filter(|r| r.0 != "channel_history_bytes") {
-            let _ = writeln!(out, "rotor_budget_used{{budget=\"{name}\"}} {used}");
+        for (name, held, _) in rows.iter().filter(|r| r.0 != "channel_history_bytes") {
+            used.set(&[("budget", name)], as_i64(*held));
         }
-        let _ = writeln!(
-            out,
-            "# HELP rotor_budget_limit A budget's limit (0 = unlimited).\n# TYPE rotor_budget_limit gauge"
+        let limits = e.family(
+            "rotor_budget_limit",
+            "A budget's limit (0 = unlimited).",
+            Kind::Gauge,
         );
         for (name, _, limit) in rows {
-            let _ = writeln!(out, "rotor_budget_limit{{budget=\"{name}\"}} {limit}");
+            limits.set(&[("budget", name)], as_i64(limit));
         }
-        let _ = writeln!(
-            out,
-            "# HELP rotor_budget_refusals_total Operations refused by a budget.\n# TYPE rotor_budget_refusals_total counter"
+        let refusals = e.family(
+            "rotor_budget_refusals_total",
+            "Operations refused by a budget.",
+            Kind::Counter,
         );
-        for e in BudgetError::ALL {
-            let _ = writeln!(
-                out,
-                "rotor_budget_refusals_total{{budget=\"{}\"}} {}",
-                e.label(),
-                self.refusals(e)
-            );
+        for err in BudgetError::ALL {
+            refusals.count(&[("budget", err.label())], self.refusals(err));
         }
     }
+}
+
+fn as_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// A client socket counted against `client.connection_limit`; dropping it gives the slot
@@ -594,8 +595,9 @@ mod tests {
         let b = with(serde_json::json!({"rotor": {"max_channels": 1}}));
         b.hold_channel("a", Holder::Stream).unwrap();
         let _ = b.hold_channel("b", Holder::Stream);
-        let mut out = String::new();
-        b.render(&mut out);
+        let mut e = Exposition::default();
+        b.expose(&mut e);
+        let out = e.encode();
         assert!(out.contains("rotor_budget_refusals_total{budget=\"channels\"} 1"));
         assert!(out.contains("rotor_budget_used{budget=\"channels\"} 1"));
         assert!(out.contains("rotor_budget_limit{budget=\"channels\"} 1"));

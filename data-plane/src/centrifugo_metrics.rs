@@ -9,6 +9,14 @@
 //! 0.5, 0.99 and 0.999 estimated from log-scale buckets (four per power of two of
 //! microseconds) over the last five to ten minutes, like Go's default ten-minute summary
 //! window.
+//!
+//! The node gauges go through prometheus-client ([`CentrifugoMetrics::expose_node`]); the other
+//! families are written here, because prometheus-client cannot write them under Centrifugo's
+//! names: its text encoder appends `_total` to every counter (Centrifugo's are
+//! `centrifugo_transport_messages_sent`, `centrifugo_node_messages_sent_count`, …) and it has
+//! no summary type. Their label values are fixed names and numeric codes, never escaped text,
+//! and the data plane's tests read the whole `/metrics` with a strict parser
+//! ([`rotor_exposition::check`]), these lines included.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,6 +24,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use rotor_exposition::{Exposition, Kind};
 
 use crate::protocol::TransportName;
 
@@ -447,15 +456,9 @@ impl CentrifugoMetrics {
         self.broker_received[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The Prometheus text of every family, with `gauges` read from the node and
-    /// `server_disconnects` (code → count) from Rotor's own counters.
-    pub fn render(
-        &self,
-        out: &mut String,
-        gauges: &NodeGauges,
-        server_disconnects: &[(String, u64)],
-    ) {
-        let now = self.started.elapsed().as_secs();
+    /// Adds the node's gauges (`centrifugo_node_num_clients`, …, `centrifugo_node_build`),
+    /// read from the node as `gauges`, to `e`.
+    pub fn expose_node(&self, e: &mut Exposition, gauges: &NodeGauges) {
         for (name, help, v) in [
             (
                 "num_clients",
@@ -483,16 +486,17 @@ impl CentrifugoMetrics {
                 gauges.num_nodes,
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP centrifugo_node_{name} {help}\n# TYPE centrifugo_node_{name} gauge\ncentrifugo_node_{name} {v}"
-            );
+            let v = i64::try_from(v).unwrap_or(i64::MAX);
+            e.gauge(&format!("centrifugo_node_{name}"), help, v);
         }
-        let _ = writeln!(
-            out,
-            "# HELP centrifugo_node_build Node build info.\n# TYPE centrifugo_node_build gauge\ncentrifugo_node_build{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        );
+        e.family("centrifugo_node_build", "Node build info.", Kind::Gauge)
+            .set(&[("version", env!("CARGO_PKG_VERSION"))], 1);
+    }
+
+    /// Appends the Prometheus text of the families prometheus-client cannot write (see the
+    /// module comment), with `server_disconnects` (code → count) from Rotor's own counters.
+    pub fn render(&self, out: &mut String, server_disconnects: &[(String, u64)]) {
+        let now = self.started.elapsed().as_secs();
         for (name, help, table) in [
             (
                 "messages_sent_count",

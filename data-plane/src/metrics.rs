@@ -1,11 +1,19 @@
 //! Process counters, exposed in Prometheus text format at `/metrics`. Plain atomics on the hot
 //! path; labelled counters (by code or method) sit behind a short mutex on the error path only.
+//!
+//! The exposition is prometheus-client's (through [`rotor_exposition`], which reads these
+//! counters at scrape time), but the counting is not: a prometheus-client `Counter` is the same
+//! relaxed `fetch_add` on an `AtomicU64`, so it would save nothing, while its labelled
+//! `Family` takes a lock and a hash lookup per increment where [`LabeledCounter`] is only on
+//! the error path and the per-delivery counters (`messages_delivered`, `bytes_out`,
+//! `lent_writes`) are plain fields the hot-path modules add to without knowing about any
+//! metrics library. Nothing on the hot path changed, so there is nothing to measure there.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
+use rotor_exposition::{Exposition, Kind};
 
 /// A monotonically increasing counter.
 #[derive(Debug, Default)]
@@ -222,27 +230,28 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Prometheus text exposition.
+    /// The Prometheus text of this process's own families alone (`/metrics` adds the
+    /// budgets' and Centrifugo's).
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(2048);
-        let mut gauge = |name: &str, help: &str, v: i64| {
-            let _ = writeln!(
-                out,
-                "# HELP rotor_{name} {help}\n# TYPE rotor_{name} gauge\nrotor_{name} {v}"
-            );
-        };
-        gauge(
-            "connections",
+        let mut e = Exposition::default();
+        self.expose(&mut e);
+        e.encode()
+    }
+
+    /// Adds this process's own families (`rotor_…`) to `e`, read from the counters now.
+    pub fn expose(&self, e: &mut Exposition) {
+        e.gauge(
+            "rotor_connections",
             "Current client connections.",
             self.connections.get(),
         );
-        gauge(
-            "client_sockets",
+        e.gauge(
+            "rotor_client_sockets",
             "Client sockets held, whether their connect command came yet or not.",
             self.sockets.get(),
         );
-        gauge(
-            "subscriptions",
+        e.gauge(
+            "rotor_subscriptions",
             "Current channel subscriptions.",
             self.subscriptions.get(),
         );
@@ -318,11 +327,7 @@ impl Metrics {
                 &self.webhook_processes_swept,
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP rotor_{name} {help}\n# TYPE rotor_{name} counter\nrotor_{name} {}",
-                v.get()
-            );
+            e.counter(&format!("rotor_{name}"), help, v.get());
         }
         for (name, label, help, c) in [
             (
@@ -368,33 +373,70 @@ impl Metrics {
                 &self.webhook_events_dropped,
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP rotor_{name} {help}\n# TYPE rotor_{name} counter"
-            );
+            let family = e.family(&format!("rotor_{name}"), help, Kind::Counter);
             for (k, v) in c.snapshot() {
-                let _ = writeln!(out, "rotor_{name}{{{label}=\"{k}\"}} {v}");
+                family.count(&[(label, &k)], v);
             }
         }
-        for (ns, u) in self.namespaces.snapshot() {
-            let _ = writeln!(
-                out,
-                "rotor_namespace_published_total{{namespace=\"{ns}\",source=\"client\"}} {}\n\
-                 rotor_namespace_published_total{{namespace=\"{ns}\",source=\"api\"}} {}\n\
-                 rotor_namespace_delivered_total{{namespace=\"{ns}\"}} {}\n\
-                 rotor_namespace_subscriptions{{namespace=\"{ns}\"}} {}\n\
-                 rotor_namespace_connections{{namespace=\"{ns}\"}} {}\n\
-                 rotor_namespace_users{{namespace=\"{ns}\"}} {}",
-                u.published_client,
-                u.published_api,
-                u.delivered,
-                u.subscriptions,
-                u.connections,
-                u.users
-            );
-        }
-        out
+        self.expose_namespaces(e);
     }
+
+    /// The per-namespace families. They have always been exposed without a `# TYPE` line, so
+    /// they stay untyped (a scraper reads them as it did).
+    fn expose_namespaces(&self, e: &mut Exposition) {
+        let snapshot = self.namespaces.snapshot();
+        let published = e.family(
+            "rotor_namespace_published_total",
+            "Publications accepted into a namespace, by source (client or api).",
+            Kind::Untyped,
+        );
+        for (ns, u) in &snapshot {
+            published
+                .set(
+                    &[("namespace", ns), ("source", "client")],
+                    as_i64(u.published_client),
+                )
+                .set(
+                    &[("namespace", ns), ("source", "api")],
+                    as_i64(u.published_api),
+                );
+        }
+        let per_namespace: [(&str, &str, UsageField); 4] = [
+            (
+                "rotor_namespace_delivered_total",
+                "Pushes of a namespace's publications queued to subscribers.",
+                |u| as_i64(u.delivered),
+            ),
+            (
+                "rotor_namespace_subscriptions",
+                "Current subscriptions in a namespace.",
+                |u| u.subscriptions,
+            ),
+            (
+                "rotor_namespace_connections",
+                "Connections with at least one subscription in a namespace.",
+                |u| u.connections,
+            ),
+            (
+                "rotor_namespace_users",
+                "Distinct users among a namespace's connections.",
+                |u| u.users,
+            ),
+        ];
+        for (name, help, value) in per_namespace {
+            let family = e.family(name, help, Kind::Untyped);
+            for (ns, u) in &snapshot {
+                family.set(&[("namespace", ns)], value(u));
+            }
+        }
+    }
+}
+
+/// Reads one number of a namespace's usage.
+type UsageField = fn(&NamespaceUsage) -> i64;
+
+fn as_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -431,8 +473,12 @@ mod tests {
                 users: 1,
             }
         );
-        assert!(m
-            .render()
-            .contains("rotor_namespace_delivered_total{namespace=\"chat\"} 10"));
+        let text = m.render();
+        let parsed = rotor_exposition::check::exposition(&text).unwrap();
+        assert_eq!(
+            parsed.value("rotor_namespace_delivered_total", &[("namespace", "chat")]),
+            Some(10.0),
+            "{text}"
+        );
     }
 }

@@ -26,6 +26,12 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .map(|v| v.parse().unwrap())
 }
 
+/// `text` read by a strict Prometheus text parser: a malformed line, a split family, a repeated
+/// series or a misplaced `# TYPE` fails the test.
+fn strict(text: &str) -> rotor_exposition::check::Parsed {
+    rotor_exposition::check::exposition(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
 /// The next publication pushed to `c` (its own join comes first in `chat`).
 async fn next_pub(c: &mut Client) -> serde_json::Value {
     loop {
@@ -98,6 +104,41 @@ async fn centrifugo_metric_families_are_exposed_and_move_with_traffic() {
     assert_eq!(next_pub(&mut a).await["data"]["n"], 2);
 
     let after = scrape(s.addr).await;
+    strict(&before);
+    let parsed = strict(&after);
+    for (family, kind) in [
+        ("rotor_connections", "gauge"),
+        ("rotor_messages_published_total", "counter"),
+        ("rotor_commands_total", "counter"),
+        ("rotor_budget_used", "gauge"),
+        ("rotor_budget_refusals_total", "counter"),
+        ("rotor_namespace_published_total", "untyped"),
+        ("rotor_channels", "gauge"),
+        ("centrifugo_node_num_clients", "gauge"),
+        ("centrifugo_node_build", "gauge"),
+        ("centrifugo_transport_messages_sent", "counter"),
+        ("centrifugo_transport_connect_count", "counter"),
+        ("centrifugo_client_num_reply_errors", "counter"),
+        ("centrifugo_client_command_duration_seconds", "summary"),
+        ("centrifugo_api_command_duration_seconds", "summary"),
+    ] {
+        assert_eq!(
+            parsed.types.get(family).map(String::as_str),
+            Some(kind),
+            "{family}"
+        );
+    }
+    assert_eq!(
+        parsed.value(
+            "rotor_namespace_published_total",
+            &[("namespace", "chat"), ("source", "api")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        parsed.value("rotor_commands_total", &[("method", "subscribe")]),
+        Some(2.0)
+    );
     let value = |series: &str| {
         sample(&after, series).unwrap_or_else(|| panic!("no sample {series}:\n{after}"))
     };

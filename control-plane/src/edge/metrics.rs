@@ -1,4 +1,5 @@
-//! The edge's counters for the operator, in Prometheus text format, served as `GET /metrics`
+//! The edge's counters for the operator, in Prometheus text format (prometheus-client's, through
+//! [`rotor_exposition`], reading the counters at scrape time), served as `GET /metrics`
 //! on the operator's own listener (`ROTOR_METRICS_LISTEN`, e.g. `127.0.0.1:9464`; off when
 //! unset), never on the public listener:
 //!
@@ -19,7 +20,6 @@
 //! - `rotor_tenants_running`: tenant processes running; `rotor_max_running_tenants`: the box's
 //!   cap on them; `rotor_tenant_evictions_total`: idle tenants parked early to make room.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::http::header;
@@ -28,7 +28,9 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::budgets::Kind;
+use rotor_exposition::{Exposition, Kind};
+
+use super::budgets::Kind as BudgetKind;
 use super::caps::{Connections, Refusal};
 use super::wakes::{WakeRefusal, Wakes};
 use crate::routes::RouteTable;
@@ -46,150 +48,155 @@ pub struct Sources {
 /// The exposition of the edge's connection snapshot, its wakes and the box's tenants.
 pub fn render(sources: &Sources) -> String {
     let s = &sources.connections.snapshot();
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
-    };
+    let mut e = Exposition::default();
+    // (label name, label value) of a labelled sample; `None`: the family's one sample.
+    let mut metric =
+        |name: &str, kind: Kind, help: &str, samples: &[(Option<(&str, &str)>, u64)]| {
+            let family = e.family(name, help, kind);
+            for (label, value) in samples {
+                let labels: &[(&str, &str)] = match label {
+                    Some(l) => std::slice::from_ref(l),
+                    None => &[],
+                };
+                match kind {
+                    Kind::Counter => family.count(labels, *value),
+                    Kind::Gauge | Kind::Untyped => {
+                        family.set(labels, i64::try_from(*value).unwrap_or(i64::MAX))
+                    }
+                };
+            }
+        };
     let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
     metric(
         "rotor_edge_connections",
-        "gauge",
+        Kind::Gauge,
         "Connections the edge holds.",
-        &[("", n(s.open))],
+        &[(None, n(s.open))],
     );
     metric(
         "rotor_edge_connection_addresses",
-        "gauge",
+        Kind::Gauge,
         "Client addresses (IPv6: /64 networks) holding edge connections.",
-        &[("", n(s.addresses))],
+        &[(None, n(s.addresses))],
     );
     metric(
         "rotor_edge_connections_accepted_total",
-        "counter",
+        Kind::Counter,
         "Connections admitted by the edge.",
-        &[("", s.accepted)],
+        &[(None, s.accepted)],
     );
-    let labels: Vec<String> = Refusal::ALL
+    let refused: Vec<_> = Refusal::ALL
         .iter()
-        .map(|r| format!("{{reason=\"{}\"}}", r.reason()))
+        .map(|r| Some(("reason", r.reason())))
+        .zip(s.refused)
         .collect();
-    let refused: Vec<(&str, u64)> = labels.iter().map(String::as_str).zip(s.refused).collect();
     metric(
         "rotor_edge_connections_refused_total",
-        "counter",
+        Kind::Counter,
         "Connections refused at accept, by reason.",
         &refused,
     );
     metric(
         "rotor_edge_accept_errors_total",
-        "counter",
+        Kind::Counter,
         "Failed accept calls on the public listener.",
-        &[("", s.accept_errors)],
+        &[(None, s.accept_errors)],
     );
     metric(
         "rotor_edge_max_connections",
-        "gauge",
+        Kind::Gauge,
         "Cap on the edge's connections (ROTOR_EDGE_MAX_CONNECTIONS).",
-        &[("", n(s.limits.max_connections))],
+        &[(None, n(s.limits.max_connections))],
     );
     metric(
         "rotor_edge_max_connections_per_address",
-        "gauge",
+        Kind::Gauge,
         "Cap on one address's edge connections (ROTOR_EDGE_MAX_CONNECTIONS_PER_ADDRESS).",
-        &[("", n(s.limits.max_per_address))],
+        &[(None, n(s.limits.max_per_address))],
     );
     metric(
         "rotor_edge_open_files_limit",
-        "gauge",
+        Kind::Gauge,
         "The control plane's soft open-file limit.",
-        &[("", s.file_limit)],
+        &[(None, s.file_limit)],
     );
     metric(
         "rotor_edge_open_files_reserve",
-        "gauge",
+        Kind::Gauge,
         "Descriptors kept free for everything but client connections.",
-        &[("", s.file_reserve)],
+        &[(None, s.file_reserve)],
     );
     let w = &sources.wakes;
     metric(
         "rotor_edge_wakes_total",
-        "counter",
+        Kind::Counter,
         "Parked projects woken by a request through the edge.",
-        &[("", w.allowed())],
+        &[(None, w.allowed())],
     );
-    let labels: Vec<String> = WakeRefusal::ALL
+    let refused: Vec<_> = WakeRefusal::ALL
         .iter()
-        .map(|r| format!("{{reason=\"{}\"}}", r.reason()))
-        .collect();
-    let refused: Vec<(&str, u64)> = labels
-        .iter()
-        .map(String::as_str)
+        .map(|r| Some(("reason", r.reason())))
         .zip(WakeRefusal::ALL.map(|r| w.refused_total(r)))
         .collect();
     metric(
         "rotor_edge_wakes_refused_total",
-        "counter",
+        Kind::Counter,
         "Wakes refused: the address spent its wake budget (rate) or the box had no room (capacity).",
         &refused,
     );
     metric(
         "rotor_edge_wake_burst",
-        "gauge",
+        Kind::Gauge,
         "Wakes one address may cause back to back (ROTOR_EDGE_WAKE_BURST).",
-        &[("", u64::from(w.limits().burst))],
+        &[(None, u64::from(w.limits().burst))],
     );
     metric(
         "rotor_edge_wakes_per_minute",
-        "gauge",
+        Kind::Gauge,
         "Wakes one address may cause per minute (ROTOR_EDGE_WAKES_PER_MINUTE).",
-        &[("", u64::from(w.limits().per_minute))],
+        &[(None, u64::from(w.limits().per_minute))],
     );
     let budgets = sources.routes.budgets();
-    let labels = Kind::ALL.map(|k| format!("{{kind=\"{}\"}}", k.label()));
-    let refused: Vec<(&str, u64)> = labels
-        .iter()
-        .map(String::as_str)
-        .zip(Kind::ALL.map(|k| budgets.refused(k)))
+    let labels = BudgetKind::ALL.map(|k| Some(("kind", k.label())));
+    let refused: Vec<_> = labels
+        .into_iter()
+        .zip(BudgetKind::ALL.map(|k| budgets.refused(k)))
         .collect();
     metric(
         "rotor_edge_budget_refused_total",
-        "counter",
+        Kind::Counter,
         "Requests (requests), WebSocket handshakes (connects) and keyed server API calls (api) answered 429 at the edge because their project spent its plan's budget per second.",
         &refused,
     );
-    let by_address: Vec<(&str, u64)> = labels
-        .iter()
-        .map(String::as_str)
-        .zip(Kind::ALL.map(|k| budgets.refused_by_address(k)))
+    let by_address: Vec<_> = labels
+        .into_iter()
+        .zip(BudgetKind::ALL.map(|k| budgets.refused_by_address(k)))
         .collect();
     metric(
         "rotor_edge_address_share_refused_total",
-        "counter",
+        Kind::Counter,
         "Requests and WebSocket handshakes answered 429 at the edge because their address spent its share of a contended project's budget.",
         &by_address,
     );
     metric(
         "rotor_tenants_running",
-        "gauge",
+        Kind::Gauge,
         "Tenant processes running.",
-        &[("", n(sources.routes.running()))],
+        &[(None, n(sources.routes.running()))],
     );
     metric(
         "rotor_max_running_tenants",
-        "gauge",
+        Kind::Gauge,
         "Cap on tenant processes running at once (ROTOR_MAX_RUNNING_TENANTS).",
-        &[("", n(sources.max_running))],
+        &[(None, n(sources.max_running))],
     );
     metric(
         "rotor_tenant_evictions_total",
-        "counter",
+        Kind::Counter,
         "Idle tenants parked early to make room for a wake.",
-        &[("", sources.routes.evictions())],
+        &[(None, sources.routes.evictions())],
     );
-    out
+    e.encode()
 }
 
 /// `GET /metrics` over `sources`.
@@ -200,10 +207,7 @@ pub fn router(sources: Sources) -> Router {
             let body = render(&sources);
             async move {
                 (
-                    [(
-                        header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
+                    [(header::CONTENT_TYPE, rotor_exposition::CONTENT_TYPE)],
                     body,
                 )
             }
@@ -253,7 +257,7 @@ mod tests {
         };
         for _ in 0..3 {
             let from = "192.0.2.1".parse().unwrap();
-            let _ = routes.budgets().charge("a", one, Kind::Connect, from);
+            let _ = routes.budgets().charge("a", one, BudgetKind::Connect, from);
         }
         let text = render(&Sources {
             connections: c,
@@ -261,6 +265,7 @@ mod tests {
             routes,
             max_running: 7,
         });
+        rotor_exposition::check::exposition(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
         for line in [
             "rotor_edge_connections 1",
             "rotor_edge_connections_accepted_total 1",
