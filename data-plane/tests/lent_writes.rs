@@ -187,13 +187,22 @@ async fn a_channel_publishing_faster_than_the_gap_goes_through_the_connections_t
     const N: u64 = 20;
     let started = std::time::Instant::now();
     for seq in 0..N {
-        api(&s, "publish", json!({"channel": "busy", "data": {"seq": seq}})).await;
+        api(
+            &s,
+            "publish",
+            json!({"channel": "busy", "data": {"seq": seq}}),
+        )
+        .await;
     }
     // At most one publication per gap may be lent (4 subscribers each).
     let gaps = 1 + started.elapsed().as_millis() as u64 / 80;
     for c in &mut clients {
         for seq in 0..N {
-            assert_eq!(c.push().await["pub"]["data"]["seq"], seq, "in order, once each");
+            assert_eq!(
+                c.push().await["pub"]["data"]["seq"],
+                seq,
+                "in order, once each"
+            );
         }
     }
     let lent = s.node.metrics.lent_writes.get() - before;
