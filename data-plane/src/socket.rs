@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+use rotor_tenant_config::prefixed::Prefix;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -26,8 +27,7 @@ pub struct DirectSocket(pub Arc<TcpStream>);
 /// first.
 #[derive(Debug)]
 pub struct SharedSocket {
-    prefix: Vec<u8>,
-    read: usize,
+    prefix: Prefix,
     inner: Arc<TcpStream>,
 }
 
@@ -35,8 +35,7 @@ impl SharedSocket {
     /// `stream`, with `prefix` to be read before its own bytes.
     pub fn new(prefix: Vec<u8>, stream: TcpStream) -> Self {
         Self {
-            prefix,
-            read: 0,
+            prefix: Prefix::new(prefix),
             inner: Arc::new(stream),
         }
     }
@@ -54,16 +53,7 @@ impl AsyncRead for SharedSocket {
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.read < this.prefix.len() {
-            let rest = &this.prefix[this.read..];
-            let n = rest.len().min(out.remaining());
-            out.put_slice(&rest[..n]);
-            this.read += n;
-            if this.read == this.prefix.len() {
-                // Free the head once replayed: the connection may live for hours.
-                this.prefix = Vec::new();
-                this.read = 0;
-            }
+        if this.prefix.replay(out) {
             return Poll::Ready(Ok(()));
         }
         loop {
@@ -141,30 +131,28 @@ mod tests {
     use tokio::net::TcpListener;
 
     #[tokio::test]
-    async fn the_prefix_comes_first_and_a_shared_handle_writes_to_the_same_socket() {
+    async fn a_shared_handle_writes_to_the_same_socket_in_turn() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let client = tokio::spawn(async move {
             let mut c = TcpStream::connect(addr).await.unwrap();
-            c.write_all(b" world").await.unwrap();
-            c.shutdown().await.unwrap();
+            c.write_all(b"hi").await.unwrap();
             let mut back = Vec::new();
             c.read_to_end(&mut back).await.unwrap();
             back
         });
         let (sock, _) = listener.accept().await.unwrap();
-        let mut s = SharedSocket::new(b"hello".to_vec(), sock);
+        let mut s = SharedSocket::new(b">".to_vec(), sock);
         let direct = s.share();
-        let mut got = String::new();
-        tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut got))
+        let mut got = [0u8; 3];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got))
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(got, "hello world");
+        assert_eq!(&got, b">hi");
         s.write_all(b"ok").await.unwrap();
         assert_eq!(direct.0.try_write(b"+direct").unwrap(), 7);
         s.shutdown().await.unwrap();
-        drop(s);
         let back = tokio::time::timeout(Duration::from_secs(5), client)
             .await
             .unwrap()

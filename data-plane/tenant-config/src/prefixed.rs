@@ -9,18 +9,48 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// Bytes already read off a socket, to be read again first.
+#[derive(Debug)]
+pub struct Prefix {
+    bytes: Vec<u8>,
+    read: usize,
+}
+
+impl Prefix {
+    /// `bytes`, none of them replayed yet.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self { bytes, read: 0 }
+    }
+
+    /// Copies what is left of the prefix into `out`, as much as fits; false when nothing is
+    /// left (read the socket then).
+    pub fn replay(&mut self, out: &mut ReadBuf<'_>) -> bool {
+        if self.read >= self.bytes.len() {
+            return false;
+        }
+        let rest = &self.bytes[self.read..];
+        let n = rest.len().min(out.remaining());
+        out.put_slice(&rest[..n]);
+        self.read += n;
+        if self.read == self.bytes.len() {
+            // Free the head once replayed: the connection may live for hours.
+            self.bytes = Vec::new();
+            self.read = 0;
+        }
+        true
+    }
+}
+
 /// Yields `prefix` first, then reads from the socket; writes go straight to the socket.
 pub struct PrefixedStream {
-    prefix: Vec<u8>,
-    read: usize,
+    prefix: Prefix,
     inner: TcpStream,
 }
 
 impl PrefixedStream {
     pub fn new(prefix: Vec<u8>, inner: TcpStream) -> Self {
         Self {
-            prefix,
-            read: 0,
+            prefix: Prefix::new(prefix),
             inner,
         }
     }
@@ -33,16 +63,7 @@ impl AsyncRead for PrefixedStream {
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.read < this.prefix.len() {
-            let rest = &this.prefix[this.read..];
-            let n = rest.len().min(out.remaining());
-            out.put_slice(&rest[..n]);
-            this.read += n;
-            if this.read == this.prefix.len() {
-                // Free the head once replayed: the connection may live for hours.
-                this.prefix = Vec::new();
-                this.read = 0;
-            }
+        if this.prefix.replay(out) {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.inner).poll_read(cx, out)

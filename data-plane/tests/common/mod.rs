@@ -213,12 +213,7 @@ impl Client {
             .await
             .expect("connect timeout")
             .expect("connect");
-        Self {
-            ws,
-            next_id: 0,
-            backlog: Default::default(),
-            split: Default::default(),
-        }
+        Self::over(ws)
     }
 
     /// Opens a WebSocket to `url` over `stream` (a socket the test set up itself).
@@ -230,6 +225,10 @@ impl Client {
         .await
         .expect("connect timeout")
         .expect("connect");
+        Self::over(ws)
+    }
+
+    fn over(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
         Self {
             ws,
             next_id: 0,
