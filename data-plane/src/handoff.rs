@@ -202,17 +202,16 @@ async fn serve_connection(stream: TcpStream, prefix: Vec<u8>, peer: SocketAddr, 
     let requests = state.clone();
     let io = SharedSocket::new(prefix, stream);
     let direct = io.share();
-    let service = tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+    let service = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        direct.attach(&mut req);
         let app = app.clone();
         let state = requests.clone();
-        let direct = direct.clone();
         async move {
             let mut req = match state.admit(req) {
                 Ok(req) => req,
                 Err(refusal) => return Ok::<_, std::convert::Infallible>(*refusal),
             };
             req.extensions_mut().insert(ConnectInfo(peer));
-            req.extensions_mut().insert(direct);
             let response = match app.oneshot(req).await {
                 Ok(r) => r,
                 Err(never) => match never {},

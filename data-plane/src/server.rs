@@ -200,7 +200,7 @@ async fn serve_tcp_connection(
     let service = TowerToHyperService::new(app.map_request(
         move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
-            req.extensions_mut().insert(direct.clone());
+            direct.attach(&mut req);
             req
         },
     ));

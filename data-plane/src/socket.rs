@@ -23,6 +23,16 @@ const READ_CHUNK: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct DirectSocket(pub Arc<TcpStream>);
 
+impl DirectSocket {
+    /// Attaches the socket to `req` when it asks for an upgrade (only a WebSocket lends its
+    /// socket; other requests pay nothing for it).
+    pub fn attach<B>(&self, req: &mut axum::http::Request<B>) {
+        if req.headers().contains_key(axum::http::header::UPGRADE) {
+            req.extensions_mut().insert(self.clone());
+        }
+    }
+}
+
 /// A TCP socket that others may also hold (by [`SharedSocket::share`]); reads replay `prefix`
 /// first.
 #[derive(Debug)]
