@@ -12,38 +12,33 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
-use tf_provider::schema::{
-    Attribute, AttributeConstraint, AttributeType, Block, Description, Schema,
-};
-use tf_provider::value::{Value, ValueEmpty};
-use tf_provider::{map, AttributePath, Diagnostics, Resource};
+use tf_provider::schema::{AttributeConstraint, Schema};
+use tf_provider::value::Value;
+use tf_provider::{map, AttributePath, Diagnostics};
 
-use crate::client::{ApiError, Project};
-use crate::provider::SharedClient;
+use crate::client::{ApiError, ApiResult, Client, Project};
+use crate::diags::{invalid_all, Invalid};
+use crate::resource::{changed, kept, Managed};
+use crate::schema::{boolean, schema, sensitive, string};
 
 /// Kinds of consumer a hosted project may have.
 pub const KINDS: &[&str] = &["postgresql", "redis_stream", "nats_jetstream"];
 
 /// The state (and configuration) of `rotor_project_consumer`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ConsumerState {
-    #[serde(default)]
     pub id: Value<String>,
-    #[serde(default)]
     pub project_id: Value<String>,
-    #[serde(default)]
     pub name: Value<String>,
-    #[serde(default)]
     pub r#type: Value<String>,
-    #[serde(default)]
     pub enabled: Value<bool>,
-    #[serde(default)]
     pub config: Value<String>,
 }
 
 impl ConsumerState {
-    /// What the API would refuse for sure, as (attribute, why).
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
+    /// What the API would refuse for sure, with the attribute at fault.
+    pub fn problems(&self) -> Vec<Invalid> {
         let mut out = Vec::new();
         if let Value::Value(name) = &self.name {
             let ok = !name.is_empty()
@@ -52,23 +47,26 @@ impl ConsumerState {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !ok {
-                out.push((
+                out.push(Invalid::new(
                     "name",
-                    "must be 1 to 64 letters, digits, '_' or '-'".to_owned(),
+                    "must be 1 to 64 letters, digits, '_' or '-'",
                 ));
             }
         }
         if let Value::Value(kind) = &self.r#type {
             if !KINDS.contains(&kind.as_str()) {
-                out.push(("type", format!("unknown kind {kind:?}: one of {KINDS:?}")));
+                out.push(Invalid::new(
+                    "type",
+                    format!("unknown kind {kind:?}: one of {KINDS:?}"),
+                ));
             }
         }
         if let Value::Value(config) = &self.config {
             match serde_json::from_str::<Json>(config) {
                 Ok(Json::Object(_)) => {}
-                _ => out.push((
+                _ => out.push(Invalid::new(
                     "config",
-                    "must be a JSON object of the kind's options (use jsonencode)".to_owned(),
+                    "must be a JSON object of the kind's options (use jsonencode)",
                 )),
             }
         }
@@ -121,295 +119,152 @@ impl ConsumerState {
     }
 }
 
-/// Reports an API failure: on `config` when the API names a field of a consumer, else on
-/// the whole resource.
-fn report(diags: &mut Diagnostics, summary: &str, err: &ApiError) {
-    if err
-        .field()
-        .is_some_and(|f| f.starts_with("settings.consumers"))
-    {
-        diags.error(
-            summary.to_owned(),
-            err.to_string(),
-            AttributePath::new("config"),
-        );
-    } else {
-        diags.root_error(summary.to_owned(), err.to_string());
+/// The `rotor_project_consumer` resource; its id is (project id, consumer name).
+pub struct ConsumerResource;
+
+#[async_trait]
+impl Managed for ConsumerResource {
+    type State = ConsumerState;
+    type Id = (String, String);
+
+    const NOUN: &'static str = "the consumer";
+    const CREATE_VERB: &'static str = "add";
+    const UPDATE_VERB: Option<&'static str> = Some("change");
+    const DESTROY_VERB: &'static str = "remove";
+
+    fn schema(&self) -> Schema {
+        schema(
+            "One asynchronous consumer of a project: server API commands your application writes to its own PostgreSQL outbox, Redis stream or NATS JetStream stream, run by the project (at least once). Hosted projects reach public addresses only.",
+            map! {
+                "id" => string("`<project id>/<name>`.", AttributeConstraint::Computed),
+                "project_id" => string(
+                    "Id of the project (`prj_…`). Changing it replaces the consumer.",
+                    AttributeConstraint::Required,
+                ),
+                "name" => string(
+                    "The consumer's name, unique in the project. Changing it replaces the consumer.",
+                    AttributeConstraint::Required,
+                ),
+                "type" => string(
+                    format!("The kind: one of {}.", KINDS.join(", ")),
+                    AttributeConstraint::Required,
+                ),
+                "enabled" => boolean(
+                    "Consume (default `true`); `false` keeps the consumer and reads nothing.",
+                    AttributeConstraint::OptionalComputed,
+                ),
+                "config" => sensitive(string(
+                    "The kind's options as a JSON object with Centrifugo's names, e.g. jsonencode({dsn = var.dsn, outbox_table_name = \"rotor_outbox\", num_partitions = 1}) for postgresql. Credentials in it are stored sealed.",
+                    AttributeConstraint::Required,
+                )),
+            },
+        )
     }
-}
 
-/// The `rotor_project_consumer` resource.
-pub struct ConsumerResource {
-    client: SharedClient,
-}
-
-impl ConsumerResource {
-    pub fn new(client: SharedClient) -> Self {
-        Self { client }
+    fn validate(&self, diags: &mut Diagnostics, config: &ConsumerState) {
+        invalid_all(diags, config.problems());
     }
 
-    /// Writes the planned entry; the new state, or `None` with an error reported.
-    async fn save(
+    fn id(state: &ConsumerState) -> Option<Self::Id> {
+        let project = state.project_id.as_ref_option()?;
+        let name = state.name.as_ref_option()?;
+        Some((project.clone(), name.clone()))
+    }
+
+    /// On `config` when the API names a field of a consumer, else on the whole resource.
+    fn report(diags: &mut Diagnostics, summary: &str, err: &ApiError) {
+        if err
+            .field()
+            .is_some_and(|f| f.starts_with("settings.consumers"))
+        {
+            diags.error(
+                summary.to_owned(),
+                err.to_string(),
+                AttributePath::new("config"),
+            );
+        } else {
+            diags.root_error(summary.to_owned(), err.to_string());
+        }
+    }
+
+    async fn fetch(
+        &self,
+        client: &Client,
+        (project, name): &Self::Id,
+        prior: Option<&ConsumerState>,
+    ) -> ApiResult<Option<ConsumerState>> {
+        let p = client.project(project).await?;
+        Ok(ConsumerState::from_project(&p, name, prior))
+    }
+
+    /// Consumes unless told otherwise; the id follows the project and the name.
+    fn plan(
+        &self,
+        _prior: Option<&ConsumerState>,
+        proposed: ConsumerState,
+        config: &ConsumerState,
+    ) -> ConsumerState {
+        let mut planned = proposed;
+        if config.enabled.is_null() {
+            planned.enabled = Value::Value(true);
+        }
+        planned.id = match (&planned.project_id, &planned.name) {
+            (Value::Value(p), Value::Value(n)) => Value::Value(format!("{p}/{n}")),
+            _ => Value::Unknown,
+        };
+        planned
+    }
+
+    fn replaces(prior: &ConsumerState, planned: &ConsumerState) -> Vec<AttributePath> {
+        changed(&[
+            ("project_id", &prior.project_id, &planned.project_id),
+            ("name", &prior.name, &planned.name),
+        ])
+    }
+
+    /// Writes the planned entry into the project's settings.
+    async fn write(
         &self,
         diags: &mut Diagnostics,
+        client: &Client,
+        _prior: Option<&ConsumerState>,
         planned: &ConsumerState,
         summary: &str,
     ) -> Option<ConsumerState> {
-        let client = self.client.get(diags)?;
         let (Value::Value(project), Value::Value(name), Some(entry)) =
             (&planned.project_id, &planned.name, planned.to_entry())
         else {
             diags.root_error_short("The project id, name or type is not known");
             return None;
         };
-        match client.set_consumer(project, name, Some(entry)).await {
-            Ok(p) => match ConsumerState::from_project(&p, name, Some(planned)) {
-                Some(state) => Some(state),
-                None => {
-                    diags.root_error(summary.to_owned(), "The API did not keep the consumer.");
-                    None
-                }
-            },
-            Err(e) => {
-                report(diags, summary, &e);
-                None
-            }
-        }
-    }
-}
-
-/// Fills what the configuration leaves to the provider.
-fn plan_defaults(planned: &mut ConsumerState, config: &ConsumerState) {
-    if config.enabled.is_null() {
-        planned.enabled = Value::Value(true);
-    }
-    planned.id = match (&planned.project_id, &planned.name) {
-        (Value::Value(p), Value::Value(n)) => Value::Value(format!("{p}/{n}")),
-        _ => Value::Unknown,
-    };
-}
-
-#[async_trait]
-impl Resource for ConsumerResource {
-    type State<'a> = ConsumerState;
-    type PrivateState<'a> = ValueEmpty;
-    type ProviderMetaState<'a> = ValueEmpty;
-
-    fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
-        let string = |desc: String, constraint| Attribute {
-            attr_type: AttributeType::String,
-            description: Description::plain(desc),
-            constraint,
-            ..Default::default()
-        };
-        Some(Schema {
-            version: 1,
-            block: Block {
-                version: 1,
-                description: Description::plain(
-                    "One asynchronous consumer of a project: server API commands your application writes to its own PostgreSQL outbox, Redis stream or NATS JetStream stream, run by the project (at least once). Hosted projects reach public addresses only.",
-                ),
-                attributes: map! {
-                    "id" => string("`<project id>/<name>`.".into(), AttributeConstraint::Computed),
-                    "project_id" => string(
-                        "Id of the project (`prj_…`). Changing it replaces the consumer.".into(),
-                        AttributeConstraint::Required,
-                    ),
-                    "name" => string(
-                        "The consumer's name, unique in the project. Changing it replaces the consumer.".into(),
-                        AttributeConstraint::Required,
-                    ),
-                    "type" => string(
-                        format!("The kind: one of {}.", KINDS.join(", ")),
-                        AttributeConstraint::Required,
-                    ),
-                    "enabled" => Attribute {
-                        attr_type: AttributeType::Bool,
-                        description: Description::plain("Consume (default `true`); `false` keeps the consumer and reads nothing."),
-                        constraint: AttributeConstraint::OptionalComputed,
-                        ..Default::default()
-                    },
-                    "config" => Attribute {
-                        attr_type: AttributeType::String,
-                        description: Description::plain(
-                            "The kind's options as a JSON object with Centrifugo's names, e.g. jsonencode({dsn = var.dsn, outbox_table_name = \"rotor_outbox\", num_partitions = 1}) for postgresql. Credentials in it are stored sealed.",
-                        ),
-                        constraint: AttributeConstraint::Required,
-                        sensitive: true,
-                        ..Default::default()
-                    },
-                },
-                ..Default::default()
-            },
+        let written = client.set_consumer(project, name, Some(entry)).await;
+        kept::<Self>(diags, summary, written, |p| {
+            ConsumerState::from_project(p, name, Some(planned))
         })
     }
 
-    async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::State<'a>) -> Option<()> {
-        for (attribute, why) in config.problems() {
-            diags.error(
-                format!("Invalid value for {attribute}"),
-                why,
-                AttributePath::new(attribute),
-            );
-        }
-        Some(())
+    async fn delete(&self, client: &Client, (project, name): &Self::Id) -> ApiResult<()> {
+        client.set_consumer(project, name, None).await.map(drop)
     }
 
-    async fn read<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        state: Self::State<'a>,
-        private_state: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        let (Value::Value(project), Value::Value(name)) = (&state.project_id, &state.name) else {
-            return Some((state, private_state));
-        };
-        let Some(client) = self.client.get(diags) else {
-            return Some((state, private_state));
-        };
-        match client.project(project).await {
-            // Removed elsewhere (or the project is gone): the resource is gone.
-            Ok(p) => {
-                ConsumerState::from_project(&p, name, Some(&state)).map(|s| (s, private_state))
-            }
-            Err(e) if e.is_not_found() => None,
-            Err(e) => {
-                report(diags, "Cannot read the consumer", &e);
-                Some((state, private_state))
-            }
-        }
-    }
-
-    async fn plan_create<'a>(
-        &self,
-        _diags: &mut Diagnostics,
-        proposed_state: Self::State<'a>,
-        config_state: Self::State<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        let mut planned = proposed_state;
-        plan_defaults(&mut planned, &config_state);
-        Some((planned, ValueEmpty::default()))
-    }
-
-    async fn plan_update<'a>(
-        &self,
-        _diags: &mut Diagnostics,
-        prior_state: Self::State<'a>,
-        proposed_state: Self::State<'a>,
-        config_state: Self::State<'a>,
-        prior_private_state: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
-        let mut planned = proposed_state;
-        plan_defaults(&mut planned, &config_state);
-        let mut replace = Vec::new();
-        if planned.project_id != prior_state.project_id {
-            replace.push(AttributePath::new("project_id"));
-        }
-        if planned.name != prior_state.name {
-            replace.push(AttributePath::new("name"));
-        }
-        Some((planned, prior_private_state, replace))
-    }
-
-    async fn plan_destroy<'a>(
-        &self,
-        _diags: &mut Diagnostics,
-        _prior_state: Self::State<'a>,
-        prior_private_state: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<Self::PrivateState<'a>> {
-        Some(prior_private_state)
-    }
-
-    async fn create<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        planned_state: Self::State<'a>,
-        _config_state: Self::State<'a>,
-        planned_private_state: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        let state = self
-            .save(diags, &planned_state, "Cannot add the consumer")
-            .await?;
-        Some((state, planned_private_state))
-    }
-
-    async fn update<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        prior_state: Self::State<'a>,
-        planned_state: Self::State<'a>,
-        _config_state: Self::State<'a>,
-        planned_private_state: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        // On failure the settings are as they were: keep the prior state.
-        match self
-            .save(diags, &planned_state, "Cannot change the consumer")
-            .await
-        {
-            Some(state) => Some((state, planned_private_state)),
-            None => Some((prior_state, planned_private_state)),
-        }
-    }
-
-    async fn destroy<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        prior_state: Self::State<'a>,
-        _planned_private_state: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<()> {
-        let client = self.client.get(diags)?;
-        let project = prior_state.project_id.as_ref_option()?;
-        let name = prior_state.name.as_ref_option()?;
-        match client.set_consumer(project, name, None).await {
-            Ok(_) => Some(()),
-            Err(e) if e.is_not_found() => Some(()),
-            Err(e) => {
-                report(diags, "Cannot remove the consumer", &e);
-                None
-            }
-        }
-    }
-
-    async fn import<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        id: String,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        let client = self.client.get(diags)?;
-        let summary = "Cannot import the consumer";
-        let Some((project, name)) = id.trim().split_once('/') else {
-            diags.root_error(summary, format!("{id:?} is not <project id>/<name>."));
-            return None;
-        };
-        match client.project(project).await {
-            Ok(p) => match ConsumerState::from_project(&p, name, None) {
-                Some(state) => Some((state, ValueEmpty::default())),
-                None => {
-                    diags.root_error(
-                        summary,
-                        format!("Project {project:?} has no consumer {name:?}."),
-                    );
-                    None
-                }
-            },
-            Err(e) if e.is_not_found() => {
+    fn import_id(diags: &mut Diagnostics, raw: &str) -> Option<Self::Id> {
+        match raw.trim().split_once('/') {
+            Some((project, name)) => Some((project.to_owned(), name.to_owned())),
+            None => {
                 diags.root_error(
-                    summary,
-                    format!("No project with id {project:?} in this account."),
+                    "Cannot import the consumer",
+                    format!("{raw:?} is not <project id>/<name>."),
                 );
                 None
             }
-            Err(e) => {
-                report(diags, summary, &e);
-                None
-            }
+        }
+    }
+
+    fn import_missing(_raw: &str, (project, name): &Self::Id, api_404: bool) -> String {
+        if api_404 {
+            format!("No project with id {project:?} in this account.")
+        } else {
+            format!("Project {project:?} has no consumer {name:?}.")
         }
     }
 }
@@ -443,7 +298,7 @@ mod tests {
         bad.name = Value::Value("a b".into());
         bad.r#type = Value::Value("kafka".into());
         bad.config = Value::Value("[1]".into());
-        let attributes: Vec<&str> = bad.problems().into_iter().map(|(a, _)| a).collect();
+        let attributes: Vec<String> = bad.problems().into_iter().map(|p| p.path).collect();
         assert_eq!(attributes, ["name", "type", "config"]);
     }
 

@@ -3,16 +3,15 @@
 //! a project managed elsewhere.
 
 use async_trait::async_trait;
-use tf_provider::schema::{
-    Attribute, AttributeConstraint, AttributeType, Block, Description, Schema,
-};
+use tf_provider::schema::{AttributeConstraint, Schema};
 use tf_provider::value::{Value, ValueEmpty};
 use tf_provider::{AttributePath, DataSource, Diagnostics};
 
-use crate::client::Client;
+use crate::client::{ApiResult, Client};
 use crate::diags::api_error;
 use crate::project::{computed_attributes, load, ProjectState};
 use crate::provider::SharedClient;
+use crate::schema::{schema, string};
 
 /// The `rotor_project` data source.
 pub struct ProjectDataSource {
@@ -26,10 +25,7 @@ impl ProjectDataSource {
 }
 
 /// The id of the project with `slug`, if the account has one.
-async fn id_by_slug(
-    client: &Client,
-    slug: &str,
-) -> Result<Option<String>, crate::client::ApiError> {
+async fn id_by_slug(client: &Client, slug: &str) -> ApiResult<Option<String>> {
     Ok(client
         .projects()
         .await?
@@ -45,12 +41,7 @@ impl DataSource for ProjectDataSource {
 
     fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
         let mut attributes = computed_attributes();
-        let lookup = |desc: &str| Attribute {
-            attr_type: AttributeType::String,
-            description: Description::plain(desc),
-            constraint: AttributeConstraint::OptionalComputed,
-            ..Default::default()
-        };
+        let lookup = |desc: &str| string(desc, AttributeConstraint::OptionalComputed);
         attributes.insert(
             "id".into(),
             lookup("Project id (`prj_…`) to look up; set this or `slug`."),
@@ -63,25 +54,12 @@ impl DataSource for ProjectDataSource {
             ("name", "Display name."),
             ("engine", "`memory` or `redis`."),
         ] {
-            attributes.insert(
-                name.into(),
-                Attribute {
-                    attr_type: AttributeType::String,
-                    description: Description::plain(desc),
-                    constraint: AttributeConstraint::Computed,
-                    ..Default::default()
-                },
-            );
+            attributes.insert(name.into(), string(desc, AttributeConstraint::Computed));
         }
-        Some(Schema {
-            version: 1,
-            block: Block {
-                version: 1,
-                description: Description::plain("An existing Rotor project, found by id or slug."),
-                attributes,
-                ..Default::default()
-            },
-        })
+        Some(schema(
+            "An existing Rotor project, found by id or slug.",
+            attributes,
+        ))
     }
 
     async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::State<'a>) -> Option<()> {

@@ -5,7 +5,23 @@
 use tf_provider::{AttributePath, Diagnostics};
 
 use crate::client::ApiError;
-use crate::options::Invalid;
+
+/// A configuration problem found before anything is sent: the attribute path (as the data
+/// plane prints it, e.g. `history_ttl` or `events[1]`) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub path: String,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
 
 /// An attribute path from the dotted form the data plane and the API use (`history_size`,
 /// `allowed_origins[1]`).
@@ -33,13 +49,36 @@ pub fn attribute_path(path: &str) -> AttributePath {
 /// Reports an API failure; when the API names a refused field that is one of `attributes`, the
 /// error is attached to that attribute.
 pub fn api_error(diags: &mut Diagnostics, summary: &str, err: &ApiError, attributes: &[&str]) {
-    let path = err.field().filter(|field| {
-        let head = field.split(['.', '[']).next().unwrap_or_default();
-        attributes.contains(&head)
-    });
+    api_error_under(diags, summary, err, "", attributes);
+}
+
+/// Reports an API failure about a part of the request: when the refused field is `prefix`
+/// followed by one of `attributes` (`settings.webhooks.` and `url`), the error is attached to
+/// that attribute.
+pub fn api_error_under(
+    diags: &mut Diagnostics,
+    summary: &str,
+    err: &ApiError,
+    prefix: &str,
+    attributes: &[&str],
+) {
+    let path = err
+        .field()
+        .and_then(|field| field.strip_prefix(prefix))
+        .filter(|field| {
+            let head = field.split(['.', '[']).next().unwrap_or_default();
+            attributes.contains(&head)
+        });
     match path {
         Some(field) => diags.error(summary.to_owned(), err.to_string(), attribute_path(field)),
         None => diags.root_error(summary.to_owned(), err.to_string()),
+    }
+}
+
+/// Reports every configuration problem at its attribute.
+pub fn invalid_all(diags: &mut Diagnostics, problems: impl IntoIterator<Item = Invalid>) {
+    for problem in problems {
+        invalid(diags, &problem);
     }
 }
 
@@ -88,6 +127,31 @@ mod tests {
         assert_eq!(diags.errors[0].attribute.steps.len(), 1);
         let mut diags = Diagnostics::default();
         api_error(&mut diags, "cannot save", &err, &["name"]);
+        assert!(diags.errors[0].attribute.steps.is_empty());
+    }
+
+    #[test]
+    fn errors_under_a_prefix_attach_to_the_attribute_after_it() {
+        let err = ApiError::Api {
+            status: 400,
+            code: "bad_request".into(),
+            message: "not https".into(),
+            field: Some("settings.webhooks.url".into()),
+        };
+        let mut diags = Diagnostics::default();
+        api_error_under(
+            &mut diags,
+            "cannot save",
+            &err,
+            "settings.webhooks.",
+            &["url"],
+        );
+        assert_eq!(
+            diags.errors[0].attribute.steps,
+            vec![AttributePathStep::Attribute("url".into())]
+        );
+        let mut diags = Diagnostics::default();
+        api_error(&mut diags, "cannot save", &err, &["url"]);
         assert!(diags.errors[0].attribute.steps.is_empty());
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! `provider` holds the configuration and the shared API client; `project`, `namespace`,
 //! `api_key`, `webhooks` (`rotor_project_webhooks`) and `consumer` (`rotor_project_consumer`)
-//! are the resources, `data_project` the
-//! data source; `options` maps the channel options onto attributes; `client` is the REST
+//! are the resources, each saying only what is its own to `resource`, which serves them all
+//! to Terraform the same way; `data_project` is the data source; `schema` builds their
+//! attributes; `options` maps the channel options onto attributes; `client` is the REST
 //! client and `diags` turns failures into Terraform diagnostics.
 
 pub mod api_key;
@@ -17,6 +18,8 @@ pub mod namespace;
 pub mod options;
 pub mod project;
 pub mod provider;
+pub mod resource;
+pub mod schema;
 pub mod webhooks;
 
 pub use provider::RotorProvider;

@@ -7,8 +7,11 @@ use std::collections::BTreeMap;
 use rotor_tenant_config::{parse_go_duration, ChannelOptions, TenantConfig, CHANNEL_OPTION_DOCS};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
-use tf_provider::schema::{Attribute, AttributeConstraint, AttributeType, Description};
+use tf_provider::schema::{Attribute, AttributeConstraint, AttributeType};
 use tf_provider::value::Value;
+
+pub use crate::diags::Invalid;
+use crate::schema::attribute;
 
 /// What kind of value an option holds, which decides its Terraform type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,13 +166,11 @@ impl OptionSpec {
     /// The schema attribute: optional, computed (filled with the default when left out, so a
     /// plan after apply is clean).
     pub fn attribute(&self) -> Attribute {
-        Attribute {
-            attr_type: self.attr_type(),
-            description: Description::plain(self.description()),
-            constraint: AttributeConstraint::OptionalComputed,
-            sensitive: false,
-            deprecated: false,
-        }
+        attribute(
+            self.attr_type(),
+            self.description(),
+            AttributeConstraint::OptionalComputed,
+        )
     }
 
     /// The REST API's JSON for a known Terraform value.
@@ -260,49 +261,34 @@ pub fn plan(planned: &mut Attrs, config: &Attrs) {
     }
 }
 
-/// A configuration problem found before anything is sent: the attribute path (as the data
-/// plane prints it, e.g. `history_ttl`) and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
-    pub path: String,
-    pub message: String,
-}
-
-fn invalid(path: impl Into<String>, message: impl Into<String>) -> Invalid {
-    Invalid {
-        path: path.into(),
-        message: message.into(),
-    }
-}
-
 /// Validates one known value on its own: its type and format (`history_size` must fit a
 /// `u32`, durations must parse, choices must be one of the allowed strings).
 fn check_value(spec: &OptionSpec, value: &Scalar) -> Result<(), Invalid> {
     match (spec.kind, value) {
         (Kind::Count, Scalar::Float(_)) => {
-            return Err(invalid(spec.name, "must be a whole number"));
+            return Err(Invalid::new(spec.name, "must be a whole number"));
         }
         (Kind::Count, Scalar::Int(n)) if *n < 0 => {
-            return Err(invalid(
+            return Err(Invalid::new(
                 spec.name,
                 format!("must not be negative (got {n})"),
             ));
         }
         (Kind::Count, Scalar::Int(n)) if *n > i64::from(u32::MAX) => {
-            return Err(invalid(
+            return Err(Invalid::new(
                 spec.name,
                 format!("must be at most {} (got {n})", u32::MAX),
             ));
         }
         (Kind::Choice(choices), Scalar::Text(s)) if !choices.contains(&s.as_str()) => {
-            return Err(invalid(
+            return Err(Invalid::new(
                 spec.name,
                 format!("{s:?} is not one of {choices:?}"),
             ));
         }
         (Kind::List(choices), Scalar::List(items)) => {
             if let Some(bad) = items.iter().find(|i| !choices.contains(&i.as_str())) {
-                return Err(invalid(
+                return Err(Invalid::new(
                     spec.name,
                     format!("{bad:?} is not one of {choices:?}"),
                 ));
@@ -313,7 +299,7 @@ fn check_value(spec: &OptionSpec, value: &Scalar) -> Result<(), Invalid> {
     let only = json!({ spec.name: spec.to_json(value) });
     serde_json::from_value::<ChannelOptions>(only)
         .map(drop)
-        .map_err(|e| invalid(spec.name, e.to_string()))
+        .map_err(|e| Invalid::new(spec.name, e.to_string()))
 }
 
 /// True for options whose validity depends on project-level settings (named proxies), which
@@ -330,7 +316,7 @@ pub fn validate(name: Option<&str>, config: &Attrs) -> Vec<Invalid> {
     let mut problems = Vec::new();
     if let Some(name) = name {
         if let Err(message) = rotor_tenant_config::validate_namespace_name(name) {
-            problems.push(invalid("name", message));
+            problems.push(Invalid::new("name", message));
         }
     }
     let mut all_known = true;
@@ -356,7 +342,7 @@ pub fn validate(name: Option<&str>, config: &Attrs) -> Vec<Invalid> {
             Err(e) => {
                 let path = e.path().unwrap_or_default();
                 let path = path.trim_start_matches("channel.namespaces[0].");
-                problems.push(invalid(path, e.reason()));
+                problems.push(Invalid::new(path, e.reason()));
             }
         }
     }

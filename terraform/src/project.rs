@@ -8,15 +8,14 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tf_provider::schema::{
-    Attribute, AttributeConstraint, AttributeType, Block, Description, Schema,
-};
-use tf_provider::value::{Value, ValueEmpty};
-use tf_provider::{map, AttributePath, Diagnostics, Resource};
+use tf_provider::schema::{AttributeConstraint, AttributeType, Schema};
+use tf_provider::value::Value;
+use tf_provider::{map, AttributePath, Diagnostics};
 
-use crate::client::{Client, Project};
+use crate::client::{ApiError, ApiResult, Client, Project};
 use crate::diags::api_error;
-use crate::provider::SharedClient;
+use crate::resource::{changed, Managed};
+use crate::schema::{attribute, boolean, schema, sensitive, string, Attributes};
 
 /// Engines a project can run on; the first is the default.
 pub const ENGINES: &[&str] = &["memory", "redis"];
@@ -41,26 +40,17 @@ const SWITCHES: [(&str, &str, &str); 2] = [
 
 /// The state of a project (also the shape of the `rotor_project` data source).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ProjectState {
-    #[serde(default)]
     pub id: Value<String>,
-    #[serde(default)]
     pub name: Value<String>,
-    #[serde(default)]
     pub engine: Value<String>,
-    #[serde(default)]
     pub slug: Value<String>,
-    #[serde(default)]
     pub plan: Value<String>,
-    #[serde(default)]
     pub status: Value<String>,
-    #[serde(default)]
     pub endpoints: Value<BTreeMap<String, Value<String>>>,
-    #[serde(default)]
     pub token_hmac_secret: Value<String>,
-    #[serde(default)]
     pub user_status_enabled: Value<bool>,
-    #[serde(default)]
     pub grpc_api_enabled: Value<bool>,
 }
 
@@ -111,10 +101,7 @@ impl ProjectState {
 }
 
 /// Loads a project and its secret; `Ok(None)` when it does not exist (any more).
-pub async fn load(
-    client: &Client,
-    id: &str,
-) -> Result<Option<ProjectState>, crate::client::ApiError> {
+pub async fn load(client: &Client, id: &str) -> ApiResult<Option<ProjectState>> {
     let project = match client.project(id).await {
         Ok(p) => p,
         Err(e) if e.is_not_found() => return Ok(None),
@@ -150,124 +137,170 @@ pub fn check_engine(engine: &str) -> Result<(), String> {
 }
 
 /// Schema attributes shared by the resource and the data source: everything the API computes.
-pub fn computed_attributes() -> std::collections::HashMap<String, Attribute> {
-    let computed = |desc: &str| Attribute {
-        attr_type: AttributeType::String,
-        description: Description::plain(desc),
-        constraint: AttributeConstraint::Computed,
-        ..Default::default()
-    };
+pub fn computed_attributes() -> Attributes {
+    let computed = |desc: &str| string(desc, AttributeConstraint::Computed);
     let mut attributes = map! {
         "slug" => computed("URL-safe name of the project, part of its endpoint URLs."),
         "plan" => computed("The project's plan (limits on connections, namespaces, history)."),
         "status" => computed("`active` or `suspended`."),
-        "endpoints" => Attribute {
-            attr_type: AttributeType::Map(Box::new(AttributeType::String)),
-            description: Description::plain(
-                "Public URLs of the project: `websocket`, `sse`, `http_stream` (client transports) and `api` (server API).",
-            ),
-            constraint: AttributeConstraint::Computed,
-            ..Default::default()
-        },
-        "token_hmac_secret" => Attribute {
-            attr_type: AttributeType::String,
-            description: Description::plain("HMAC secret (HS256) for signing connection and subscription tokens."),
-            constraint: AttributeConstraint::Computed,
-            sensitive: true,
-            ..Default::default()
-        },
+        "endpoints" => attribute(
+            AttributeType::Map(Box::new(AttributeType::String)),
+            "Public URLs of the project: `websocket`, `sse`, `http_stream` (client transports) and `api` (server API).",
+            AttributeConstraint::Computed,
+        ),
+        "token_hmac_secret" => sensitive(computed(
+            "HMAC secret (HS256) for signing connection and subscription tokens.",
+        )),
     };
     for (name, _, what) in SWITCHES {
         attributes.insert(
             name.into(),
-            Attribute {
-                attr_type: AttributeType::Bool,
-                description: Description::plain(format!("{what}.")),
-                constraint: AttributeConstraint::Computed,
-                ..Default::default()
-            },
+            boolean(format!("{what}."), AttributeConstraint::Computed),
         );
     }
     attributes
 }
 
-/// The `rotor_project` resource.
-pub struct ProjectResource {
-    client: SharedClient,
-}
+/// The `rotor_project` resource; its id is the project's id.
+pub struct ProjectResource;
 
 impl ProjectResource {
-    pub fn new(client: SharedClient) -> Self {
-        Self { client }
+    /// Creates the project, then turns on the switches it is planned with.
+    async fn create(
+        diags: &mut Diagnostics,
+        client: &Client,
+        planned: &ProjectState,
+        summary: &str,
+    ) -> Option<ProjectState> {
+        let name = planned.name.as_ref_option()?;
+        let engine = planned
+            .engine
+            .as_ref_option()
+            .map_or(ENGINES[0], String::as_str);
+        let mut project = match client.create_project(name, engine).await {
+            Ok(p) => p,
+            Err(e) => {
+                Self::report(diags, summary, &e);
+                return None;
+            }
+        };
+        let id = project.id.clone();
+        for ((attribute, section, _), wanted) in SWITCHES.into_iter().zip(planned.switches()) {
+            if *wanted != Value::Value(true) {
+                continue;
+            }
+            match client.set_switch(&id, section, true).await {
+                Ok(p) => project = p,
+                Err(e) => {
+                    // The project exists: keep it in state (switched off) so it is not
+                    // orphaned; the next apply switches it on.
+                    Self::report(diags, &format!("Cannot turn on {attribute}"), &e);
+                    break;
+                }
+            }
+        }
+        match client.token_hmac_secret(&id).await {
+            Ok(secret) => Some(ProjectState::from_api(project, secret)),
+            Err(e) => {
+                // The project exists: keep it in state so it is not orphaned.
+                Self::report(diags, "Cannot read the new project's secret", &e);
+                let mut state = ProjectState::from_api(project, String::new());
+                state.token_hmac_secret = Value::Null;
+                Some(state)
+            }
+        }
+    }
+
+    /// Renames the project and flips the switches that differ from the plan.
+    async fn update(
+        diags: &mut Diagnostics,
+        client: &Client,
+        prior: &ProjectState,
+        planned: &ProjectState,
+        summary: &str,
+    ) -> Option<ProjectState> {
+        let (Value::Value(id), Value::Value(name)) = (&prior.id, &planned.name) else {
+            diags.root_error_short("The project id or the new name is unknown");
+            return None;
+        };
+        let mut project = match client.rename_project(id, name).await {
+            Ok(p) => p,
+            Err(e) => {
+                Self::report(diags, summary, &e);
+                return None;
+            }
+        };
+        // The secret does not change in place.
+        let secret = prior
+            .token_hmac_secret
+            .as_ref_option()
+            .cloned()
+            .unwrap_or_default();
+        for ((attribute, section, _), wanted) in SWITCHES.into_iter().zip(planned.switches()) {
+            let Value::Value(wanted) = *wanted else {
+                continue;
+            };
+            if project.switched_on(section) == wanted {
+                continue;
+            }
+            match client.set_switch(id, section, wanted).await {
+                Ok(p) => project = p,
+                Err(e) => {
+                    Self::report(diags, &format!("Cannot change {attribute}"), &e);
+                    return Some(ProjectState::from_api(project, secret));
+                }
+            }
+        }
+        Some(ProjectState::from_api(project, secret))
     }
 }
 
 #[async_trait]
-impl Resource for ProjectResource {
-    type State<'a> = ProjectState;
-    type PrivateState<'a> = ValueEmpty;
-    type ProviderMetaState<'a> = ValueEmpty;
+impl Managed for ProjectResource {
+    type State = ProjectState;
+    type Id = String;
 
-    fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
+    const NOUN: &'static str = "the project";
+    const CREATE_VERB: &'static str = "create";
+    const UPDATE_VERB: Option<&'static str> = Some("update");
+    const DESTROY_VERB: &'static str = "delete";
+
+    fn schema(&self) -> Schema {
         let mut attributes = computed_attributes();
         attributes.insert(
             "id".into(),
-            Attribute {
-                attr_type: AttributeType::String,
-                description: Description::plain("Project id (`prj_…`)."),
-                constraint: AttributeConstraint::Computed,
-                ..Default::default()
-            },
+            string("Project id (`prj_…`).", AttributeConstraint::Computed),
         );
         attributes.insert(
             "name".into(),
-            Attribute {
-                attr_type: AttributeType::String,
-                description: Description::plain(
-                    "Display name (1 to 100 characters); the slug is derived from it at creation. Changes in place.",
-                ),
-                constraint: AttributeConstraint::Required,
-                ..Default::default()
-            },
+            string(
+                "Display name (1 to 100 characters); the slug is derived from it at creation. Changes in place.",
+                AttributeConstraint::Required,
+            ),
         );
         attributes.insert(
             "engine".into(),
-            Attribute {
-                attr_type: AttributeType::String,
-                description: Description::plain(
-                    "Broker and presence engine: `memory` (default) or `redis`. Changing it replaces the project.",
-                ),
-                constraint: AttributeConstraint::OptionalComputed,
-                ..Default::default()
-            },
+            string(
+                "Broker and presence engine: `memory` (default) or `redis`. Changing it replaces the project.",
+                AttributeConstraint::OptionalComputed,
+            ),
         );
         for (name, _, what) in SWITCHES {
             attributes.insert(
                 name.into(),
-                Attribute {
-                    attr_type: AttributeType::Bool,
-                    description: Description::plain(format!(
-                        "{what}; default `false`. Changes in place."
-                    )),
-                    constraint: AttributeConstraint::OptionalComputed,
-                    ..Default::default()
-                },
+                boolean(
+                    format!("{what}; default `false`. Changes in place."),
+                    AttributeConstraint::OptionalComputed,
+                ),
             );
         }
-        Some(Schema {
-            version: 1,
-            block: Block {
-                version: 1,
-                description: Description::plain(
-                    "A Rotor project: one Centrifugo-compatible tenant with its own endpoints, secret and keys.",
-                ),
-                attributes,
-                ..Default::default()
-            },
-        })
+        schema(
+            "A Rotor project: one Centrifugo-compatible tenant with its own endpoints, secret and keys.",
+            attributes,
+        )
     }
 
-    async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::State<'a>) -> Option<()> {
+    fn validate(&self, diags: &mut Diagnostics, config: &ProjectState) {
         if let Value::Value(name) = &config.name {
             if let Err(message) = check_name(name) {
                 diags.error("Invalid project name", message, AttributePath::new("name"));
@@ -278,251 +311,78 @@ impl Resource for ProjectResource {
                 diags.error("Invalid engine", message, AttributePath::new("engine"));
             }
         }
-        Some(())
     }
 
-    async fn read<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        state: Self::State<'a>,
-        private_state: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        let Value::Value(id) = &state.id else {
-            return Some((state, private_state));
-        };
-        let Some(client) = self.client.get(diags) else {
-            return Some((state, private_state));
-        };
-        match load(&client, id).await {
-            Ok(Some(fresh)) => Some((fresh, private_state)),
-            Ok(None) => None,
-            Err(e) => {
-                api_error(diags, "Cannot read the project", &e, ATTRIBUTES);
-                Some((state, private_state))
-            }
-        }
+    fn id(state: &ProjectState) -> Option<String> {
+        state.id.as_ref_option().cloned()
     }
 
-    async fn plan_create<'a>(
+    fn report(diags: &mut Diagnostics, summary: &str, err: &ApiError) {
+        api_error(diags, summary, err, ATTRIBUTES);
+    }
+
+    async fn fetch(
         &self,
-        _diags: &mut Diagnostics,
-        proposed_state: Self::State<'a>,
-        _config_state: Self::State<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        let mut planned = proposed_state;
-        if planned.engine.is_null() {
+        client: &Client,
+        id: &String,
+        _prior: Option<&ProjectState>,
+    ) -> ApiResult<Option<ProjectState>> {
+        load(client, id).await
+    }
+
+    /// The first engine and switches off where the configuration leaves them out. (On
+    /// creation the proposed state holds exactly what the configuration sets of these
+    /// optional attributes.)
+    fn plan(
+        &self,
+        _prior: Option<&ProjectState>,
+        proposed: ProjectState,
+        config: &ProjectState,
+    ) -> ProjectState {
+        let mut planned = proposed;
+        if config.engine.is_null() {
             planned.engine = Value::Value(ENGINES[0].to_owned());
         }
-        for switch in planned.switches_mut() {
-            if switch.is_null() {
-                *switch = Value::Value(false);
-            }
-        }
-        planned.unknown_computed();
-        Some((planned, ValueEmpty::default()))
-    }
-
-    async fn plan_update<'a>(
-        &self,
-        _diags: &mut Diagnostics,
-        prior_state: Self::State<'a>,
-        proposed_state: Self::State<'a>,
-        config_state: Self::State<'a>,
-        prior_private_state: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
-        let mut planned = proposed_state;
-        if config_state.engine.is_null() {
-            planned.engine = Value::Value(ENGINES[0].to_owned());
-        }
-        for (switch, configured) in planned
-            .switches_mut()
-            .into_iter()
-            .zip(config_state.switches())
-        {
+        for (switch, configured) in planned.switches_mut().into_iter().zip(config.switches()) {
             if configured.is_null() {
                 *switch = Value::Value(false);
             }
         }
-        let mut replace = Vec::new();
-        if planned.engine != prior_state.engine {
-            replace.push(AttributePath::new("engine"));
-            planned.unknown_computed();
-        }
-        Some((planned, prior_private_state, replace))
+        planned
     }
 
-    async fn plan_destroy<'a>(
-        &self,
-        _diags: &mut Diagnostics,
-        _prior_state: Self::State<'a>,
-        prior_private_state: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<Self::PrivateState<'a>> {
-        Some(prior_private_state)
+    fn replaces(prior: &ProjectState, planned: &ProjectState) -> Vec<AttributePath> {
+        changed(&[("engine", &prior.engine, &planned.engine)])
     }
 
-    async fn create<'a>(
+    fn unknown_computed(state: &mut ProjectState) {
+        state.unknown_computed();
+    }
+
+    async fn write(
         &self,
         diags: &mut Diagnostics,
-        planned_state: Self::State<'a>,
-        _config_state: Self::State<'a>,
-        planned_private_state: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        let client = self.client.get(diags)?;
-        let name = planned_state.name.as_ref_option()?.clone();
-        let engine = planned_state
-            .engine
-            .as_ref_option()
-            .map_or(ENGINES[0], String::as_str)
-            .to_owned();
-        let project = match client.create_project(&name, &engine).await {
-            Ok(p) => p,
-            Err(e) => {
-                api_error(diags, "Cannot create the project", &e, ATTRIBUTES);
-                return None;
-            }
-        };
-        let id = project.id.clone();
-        let mut project = project;
-        for ((attribute, section, _), wanted) in SWITCHES.into_iter().zip(planned_state.switches())
-        {
-            if *wanted != Value::Value(true) {
-                continue;
-            }
-            match client.set_switch(&id, section, true).await {
-                Ok(p) => project = p,
-                Err(e) => {
-                    // The project exists: keep it in state (switched off) so it is not
-                    // orphaned; the next apply switches it on.
-                    api_error(
-                        diags,
-                        &format!("Cannot turn on {attribute}"),
-                        &e,
-                        ATTRIBUTES,
-                    );
-                    break;
-                }
-            }
-        }
-        match client.token_hmac_secret(&id).await {
-            Ok(secret) => Some((
-                ProjectState::from_api(project, secret),
-                planned_private_state,
-            )),
-            Err(e) => {
-                // The project exists: keep it in state so it is not orphaned.
-                api_error(
-                    diags,
-                    "Cannot read the new project's secret",
-                    &e,
-                    ATTRIBUTES,
-                );
-                let mut state = ProjectState::from_api(project, String::new());
-                state.token_hmac_secret = Value::Null;
-                Some((state, planned_private_state))
-            }
+        client: &Client,
+        prior: Option<&ProjectState>,
+        planned: &ProjectState,
+        summary: &str,
+    ) -> Option<ProjectState> {
+        match prior {
+            None => Self::create(diags, client, planned, summary).await,
+            Some(prior) => Self::update(diags, client, prior, planned, summary).await,
         }
     }
 
-    async fn update<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        prior_state: Self::State<'a>,
-        planned_state: Self::State<'a>,
-        _config_state: Self::State<'a>,
-        planned_private_state: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        // On failure the project is as it was: hand back the prior state (a null state would
-        // make Terraform forget the project).
-        let Some(client) = self.client.get(diags) else {
-            return Some((prior_state, planned_private_state));
-        };
-        let (Value::Value(id), Value::Value(name)) = (&prior_state.id, &planned_state.name) else {
-            diags.root_error_short("The project id or the new name is unknown");
-            return Some((prior_state, planned_private_state));
-        };
-        let mut project = match client.rename_project(id, name).await {
-            Ok(p) => p,
-            Err(e) => {
-                api_error(diags, "Cannot update the project", &e, ATTRIBUTES);
-                return Some((prior_state, planned_private_state));
-            }
-        };
-        for ((attribute, section, _), wanted) in SWITCHES.into_iter().zip(planned_state.switches())
-        {
-            let Value::Value(wanted) = *wanted else {
-                continue;
-            };
-            if project.switched_on(section) == wanted {
-                continue;
-            }
-            match client.set_switch(id, section, wanted).await {
-                Ok(p) => project = p,
-                Err(e) => {
-                    api_error(diags, &format!("Cannot change {attribute}"), &e, ATTRIBUTES);
-                    let secret = prior_state.token_hmac_secret.as_ref_option().cloned();
-                    return Some((
-                        ProjectState::from_api(project, secret.unwrap_or_default()),
-                        planned_private_state,
-                    ));
-                }
-            }
-        }
-        let secret = prior_state
-            .token_hmac_secret
-            .as_ref_option()
-            .cloned()
-            .unwrap_or_default();
-        Some((
-            ProjectState::from_api(project, secret),
-            planned_private_state,
-        ))
+    async fn delete(&self, client: &Client, id: &String) -> ApiResult<()> {
+        client.delete_project(id).await
     }
 
-    async fn destroy<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        prior_state: Self::State<'a>,
-        _planned_private_state: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<()> {
-        let client = self.client.get(diags)?;
-        let id = prior_state.id.as_ref_option()?;
-        match client.delete_project(id).await {
-            Ok(()) => Some(()),
-            Err(e) if e.is_not_found() => Some(()),
-            Err(e) => {
-                api_error(diags, "Cannot delete the project", &e, ATTRIBUTES);
-                None
-            }
-        }
+    fn import_id(_diags: &mut Diagnostics, raw: &str) -> Option<String> {
+        Some(raw.trim().to_owned())
     }
 
-    async fn import<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        id: String,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        let client = self.client.get(diags)?;
-        match load(&client, id.trim()).await {
-            Ok(Some(state)) => Some((state, ValueEmpty::default())),
-            Ok(None) => {
-                diags.root_error(
-                    "Cannot import the project",
-                    format!("No project with id {id:?} in this account."),
-                );
-                None
-            }
-            Err(e) => {
-                api_error(diags, "Cannot import the project", &e, ATTRIBUTES);
-                None
-            }
-        }
+    fn import_missing(raw: &str, _id: &String, _api_404: bool) -> String {
+        format!("No project with id {raw:?} in this account.")
     }
 }
 

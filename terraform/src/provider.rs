@@ -7,9 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tf_provider::schema::{
-    Attribute, AttributeConstraint, AttributeType, Block, Description, Schema,
-};
+use tf_provider::schema::{AttributeConstraint, Schema};
 use tf_provider::value::{Value, ValueEmpty};
 use tf_provider::{map, AttributePath, Diagnostics, DynamicDataSource, DynamicResource, Provider};
 
@@ -19,6 +17,8 @@ use crate::consumer::ConsumerResource;
 use crate::data_project::ProjectDataSource;
 use crate::namespace::NamespaceResource;
 use crate::project::ProjectResource;
+use crate::resource::Adapter;
+use crate::schema::{schema, sensitive, string};
 use crate::webhooks::WebhooksResource;
 
 /// Environment variable read when `endpoint` is not set.
@@ -53,10 +53,9 @@ impl SharedClient {
 
 /// The provider block.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ProviderConfig {
-    #[serde(default)]
     pub endpoint: Value<String>,
-    #[serde(default)]
     pub token: Value<String>,
 }
 
@@ -104,35 +103,19 @@ impl Provider for RotorProvider {
     type MetaState<'a> = ValueEmpty;
 
     fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
-        Some(Schema {
-            version: 1,
-            block: Block {
-                version: 1,
-                description: Description::plain(
-                    "Manages Rotor projects, channel namespaces and API keys through the control plane's REST API.",
+        Some(schema(
+            "Manages Rotor projects, channel namespaces and API keys through the control plane's REST API.",
+            map! {
+                "endpoint" => string(
+                    format!("Base URL of the Rotor control plane, e.g. https://rotor.example.com. Defaults to the {ENDPOINT_ENV} environment variable."),
+                    AttributeConstraint::Optional,
                 ),
-                attributes: map! {
-                    "endpoint" => Attribute {
-                        attr_type: AttributeType::String,
-                        description: Description::plain(format!(
-                            "Base URL of the Rotor control plane, e.g. https://rotor.example.com. Defaults to the {ENDPOINT_ENV} environment variable."
-                        )),
-                        constraint: AttributeConstraint::Optional,
-                        ..Default::default()
-                    },
-                    "token" => Attribute {
-                        attr_type: AttributeType::String,
-                        description: Description::plain(format!(
-                            "Management token (sent as a Bearer token). Defaults to the {TOKEN_ENV} environment variable."
-                        )),
-                        constraint: AttributeConstraint::Optional,
-                        sensitive: true,
-                        ..Default::default()
-                    },
-                },
-                ..Default::default()
+                "token" => sensitive(string(
+                    format!("Management token (sent as a Bearer token). Defaults to the {TOKEN_ENV} environment variable."),
+                    AttributeConstraint::Optional,
+                )),
             },
-        })
+        ))
     }
 
     async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::Config<'a>) -> Option<()> {
@@ -177,12 +160,13 @@ impl Provider for RotorProvider {
         &self,
         _diags: &mut Diagnostics,
     ) -> Option<HashMap<String, Box<dyn DynamicResource>>> {
+        let client = || self.client.clone();
         Some(map! {
-            "project" => ProjectResource::new(self.client.clone()),
-            "namespace" => NamespaceResource::new(self.client.clone()),
-            "api_key" => ApiKeyResource::new(self.client.clone()),
-            "project_webhooks" => WebhooksResource::new(self.client.clone()),
-            "project_consumer" => ConsumerResource::new(self.client.clone()),
+            "project" => Adapter::new(client(), ProjectResource),
+            "namespace" => Adapter::new(client(), NamespaceResource),
+            "api_key" => Adapter::new(client(), ApiKeyResource),
+            "project_webhooks" => Adapter::new(client(), WebhooksResource),
+            "project_consumer" => Adapter::new(client(), ConsumerResource),
         })
     }
 

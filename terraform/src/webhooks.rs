@@ -14,15 +14,14 @@ use rotor_tenant_config::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
-use tf_provider::schema::{
-    Attribute, AttributeConstraint, AttributeType, Block, Description, Schema,
-};
-use tf_provider::value::{Value, ValueEmpty};
-use tf_provider::{map, AttributePath, Diagnostics, Resource};
+use tf_provider::schema::{AttributeConstraint, AttributeType, Schema};
+use tf_provider::value::Value;
+use tf_provider::{map, AttributePath, Diagnostics};
 
-use crate::client::{ApiError, Project};
-use crate::diags::attribute_path;
-use crate::provider::SharedClient;
+use crate::client::{ApiError, ApiResult, Client, Project};
+use crate::diags::{api_error_under, invalid_all, Invalid};
+use crate::resource::{changed, kept, Managed};
+use crate::schema::{attribute, boolean, schema, sensitive, string};
 
 /// Attributes an API error may name (`settings.webhooks.<attribute>`).
 const ATTRIBUTES: &[&str] = &["enabled", "url", "secret", "events", "grace", "timeout"];
@@ -35,37 +34,16 @@ const MIN_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The state (and configuration) of `rotor_project_webhooks`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WebhooksState {
-    #[serde(default)]
     pub id: Value<String>,
-    #[serde(default)]
     pub project_id: Value<String>,
-    #[serde(default)]
     pub enabled: Value<bool>,
-    #[serde(default)]
     pub url: Value<String>,
-    #[serde(default)]
     pub secret: Value<String>,
-    #[serde(default)]
     pub events: Value<Vec<Value<String>>>,
-    #[serde(default)]
     pub grace: Value<String>,
-    #[serde(default)]
     pub timeout: Value<String>,
-}
-
-/// One problem of a configuration: the attribute (dotted, `events[1]`) and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub path: String,
-    pub message: String,
-}
-
-fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
-    Problem {
-        path: path.into(),
-        message: message.into(),
-    }
 }
 
 /// A duration attribute checked against `max` (and `min`); `None` when fine.
@@ -89,16 +67,16 @@ fn check_duration(
 impl WebhooksState {
     /// Everything in the configuration the API would refuse, with the attribute at fault:
     /// the data plane's rules and the bounds of hosted projects.
-    pub fn problems(&self) -> Vec<Problem> {
+    pub fn problems(&self) -> Vec<Invalid> {
         let mut out = Vec::new();
         if let Value::Value(url) = &self.url {
             if let Err(why) = check_webhook_url(url) {
-                out.push(problem("url", why));
+                out.push(Invalid::new("url", why));
             }
         }
         if let Value::Value(secret) = &self.secret {
             if secret.len() < HOSTED_MIN_WEBHOOK_SECRET_LEN || secret.len() > MAX_SECRET_LEN {
-                out.push(problem(
+                out.push(Invalid::new(
                     "secret",
                     format!(
                         "must be {HOSTED_MIN_WEBHOOK_SECRET_LEN} to {MAX_SECRET_LEN} bytes: it signs every request (X-Rotor-Signature)"
@@ -108,7 +86,7 @@ impl WebhooksState {
         }
         if let Value::Value(events) = &self.events {
             if events.is_empty() {
-                out.push(problem(
+                out.push(Invalid::new(
                     "events",
                     format!(
                         "must list at least one event (leave it out for all: {})",
@@ -120,7 +98,7 @@ impl WebhooksState {
             for (i, event) in events.iter().enumerate() {
                 let Value::Value(event) = event else { continue };
                 if !WEBHOOK_EVENTS.contains(&event.as_str()) {
-                    out.push(problem(
+                    out.push(Invalid::new(
                         format!("events[{i}]"),
                         format!(
                             "unknown event {event:?}: one of {}",
@@ -128,7 +106,7 @@ impl WebhooksState {
                         ),
                     ));
                 } else if seen.contains(&event.as_str()) {
-                    out.push(problem(
+                    out.push(Invalid::new(
                         format!("events[{i}]"),
                         format!("{event:?} is listed twice"),
                     ));
@@ -139,13 +117,13 @@ impl WebhooksState {
         if let Value::Value(grace) = &self.grace {
             let max = std::time::Duration::from_secs(MAX_WEBHOOK_GRACE_SECS);
             if let Some(why) = check_duration(grace, std::time::Duration::ZERO, max, "grace") {
-                out.push(problem("grace", why));
+                out.push(Invalid::new("grace", why));
             }
         }
         if let Value::Value(timeout) = &self.timeout {
             let max = std::time::Duration::from_secs(HOSTED_MAX_WEBHOOK_TIMEOUT_SECS);
             if let Some(why) = check_duration(timeout, MIN_TIMEOUT, max, "timeout") {
-                out.push(problem("timeout", why));
+                out.push(Invalid::new("timeout", why));
             }
         }
         out
@@ -216,291 +194,138 @@ impl WebhooksState {
     }
 }
 
-/// Reports an API failure, on the attribute when the API names `settings.webhooks.<it>`.
-fn report(diags: &mut Diagnostics, summary: &str, err: &ApiError) {
-    let attribute = err
-        .field()
-        .and_then(|f| f.strip_prefix("settings.webhooks."))
-        .filter(|rest| {
-            let head = rest.split(['.', '[']).next().unwrap_or_default();
-            ATTRIBUTES.contains(&head)
-        });
-    match attribute {
-        Some(path) => diags.error(summary.to_owned(), err.to_string(), attribute_path(path)),
-        None => diags.root_error(summary.to_owned(), err.to_string()),
+/// The `rotor_project_webhooks` resource; its id is the project's id.
+pub struct WebhooksResource;
+
+#[async_trait]
+impl Managed for WebhooksResource {
+    type State = WebhooksState;
+    type Id = String;
+
+    const NOUN: &'static str = "the webhooks";
+    const CREATE_VERB: &'static str = "set";
+    const UPDATE_VERB: Option<&'static str> = Some("change");
+    const DESTROY_VERB: &'static str = "remove";
+
+    fn schema(&self) -> Schema {
+        schema(
+            "A project's webhooks: channel_occupied / channel_vacated, member_added / member_removed and client_disconnected POSTed to your backend, signed (X-Rotor-Signature). Destroying it turns webhooks off.",
+            map! {
+                "id" => string("The project's id.", AttributeConstraint::Computed),
+                "project_id" => string(
+                    "Id of the project (`prj_…`). Changing it replaces the resource.",
+                    AttributeConstraint::Required,
+                ),
+                "enabled" => boolean(
+                    "Send events (default `true`); `false` keeps the settings and sends nothing.",
+                    AttributeConstraint::OptionalComputed,
+                ),
+                "url" => string(
+                    "The https:// (or http://) URL every batch is POSTed to; hosted projects reach public addresses only.",
+                    AttributeConstraint::Required,
+                ),
+                "secret" => sensitive(string(
+                    format!(
+                        "Key of the X-Rotor-Signature HMAC-SHA256 over each request body ({HOSTED_MIN_WEBHOOK_SECRET_LEN} to {MAX_SECRET_LEN} bytes). Stored sealed."
+                    ),
+                    AttributeConstraint::Required,
+                )),
+                "events" => attribute(
+                    AttributeType::List(Box::new(AttributeType::String)),
+                    format!(
+                        "Which events to send, from {}; every one when left out.",
+                        WEBHOOK_EVENTS.join(", ")
+                    ),
+                    AttributeConstraint::Optional,
+                ),
+                "grace" => string(
+                    format!("How long a removal waits for the matching addition, which cancels both, so a reconnect sends nothing (e.g. \"5s\"; 0 to {MAX_WEBHOOK_GRACE_SECS}s; default 5s)."),
+                    AttributeConstraint::Optional,
+                ),
+                "timeout" => string(
+                    format!("Deadline of one delivery attempt (100ms to {HOSTED_MAX_WEBHOOK_TIMEOUT_SECS}s; default 5s)."),
+                    AttributeConstraint::Optional,
+                ),
+            },
+        )
     }
-}
 
-/// The `rotor_project_webhooks` resource.
-pub struct WebhooksResource {
-    client: SharedClient,
-}
-
-impl WebhooksResource {
-    pub fn new(client: SharedClient) -> Self {
-        Self { client }
+    fn validate(&self, diags: &mut Diagnostics, config: &WebhooksState) {
+        invalid_all(diags, config.problems());
     }
 
-    /// Writes the planned setting; the new state, or `None` with an error reported.
-    async fn save(
+    fn id(state: &WebhooksState) -> Option<String> {
+        state.project_id.as_ref_option().cloned()
+    }
+
+    /// On the attribute when the API names `settings.webhooks.<it>`.
+    fn report(diags: &mut Diagnostics, summary: &str, err: &ApiError) {
+        api_error_under(diags, summary, err, "settings.webhooks.", ATTRIBUTES);
+    }
+
+    async fn fetch(
+        &self,
+        client: &Client,
+        project: &String,
+        prior: Option<&WebhooksState>,
+    ) -> ApiResult<Option<WebhooksState>> {
+        let p = client.project(project).await?;
+        Ok(WebhooksState::from_project(&p, prior))
+    }
+
+    /// Sends events unless told otherwise; the id is the project's.
+    fn plan(
+        &self,
+        _prior: Option<&WebhooksState>,
+        proposed: WebhooksState,
+        config: &WebhooksState,
+    ) -> WebhooksState {
+        let mut planned = proposed;
+        if config.enabled.is_null() {
+            planned.enabled = Value::Value(true);
+        }
+        planned.id = planned.project_id.clone();
+        planned
+    }
+
+    fn replaces(prior: &WebhooksState, planned: &WebhooksState) -> Vec<AttributePath> {
+        changed(&[("project_id", &prior.project_id, &planned.project_id)])
+    }
+
+    /// Writes the planned setting into the project's settings.
+    async fn write(
         &self,
         diags: &mut Diagnostics,
+        client: &Client,
+        _prior: Option<&WebhooksState>,
         planned: &WebhooksState,
         summary: &str,
     ) -> Option<WebhooksState> {
-        let client = self.client.get(diags)?;
         let Value::Value(project) = &planned.project_id else {
             diags.root_error_short("The project id is not known");
             return None;
         };
-        match client
+        let written = client
             .set_webhooks(project, Some(planned.to_setting()))
-            .await
-        {
-            Ok(p) => match WebhooksState::from_project(&p, Some(planned)) {
-                Some(state) => Some(state),
-                None => {
-                    diags.root_error(summary.to_owned(), "The API did not keep the webhooks.");
-                    None
-                }
-            },
-            Err(e) => {
-                report(diags, summary, &e);
-                None
-            }
-        }
-    }
-}
-
-/// Fills what the configuration leaves to the provider.
-fn plan_defaults(planned: &mut WebhooksState, config: &WebhooksState) {
-    if config.enabled.is_null() {
-        planned.enabled = Value::Value(true);
-    }
-    planned.id = planned.project_id.clone();
-}
-
-#[async_trait]
-impl Resource for WebhooksResource {
-    type State<'a> = WebhooksState;
-    type PrivateState<'a> = ValueEmpty;
-    type ProviderMetaState<'a> = ValueEmpty;
-
-    fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
-        let string = |desc: String, constraint| Attribute {
-            attr_type: AttributeType::String,
-            description: Description::plain(desc),
-            constraint,
-            ..Default::default()
-        };
-        Some(Schema {
-            version: 1,
-            block: Block {
-                version: 1,
-                description: Description::plain(
-                    "A project's webhooks: channel_occupied / channel_vacated, member_added / member_removed and client_disconnected POSTed to your backend, signed (X-Rotor-Signature). Destroying it turns webhooks off.",
-                ),
-                attributes: map! {
-                    "id" => string("The project's id.".into(), AttributeConstraint::Computed),
-                    "project_id" => string(
-                        "Id of the project (`prj_…`). Changing it replaces the resource.".into(),
-                        AttributeConstraint::Required,
-                    ),
-                    "enabled" => Attribute {
-                        attr_type: AttributeType::Bool,
-                        description: Description::plain("Send events (default `true`); `false` keeps the settings and sends nothing."),
-                        constraint: AttributeConstraint::OptionalComputed,
-                        ..Default::default()
-                    },
-                    "url" => string(
-                        "The https:// (or http://) URL every batch is POSTed to; hosted projects reach public addresses only.".into(),
-                        AttributeConstraint::Required,
-                    ),
-                    "secret" => Attribute {
-                        attr_type: AttributeType::String,
-                        description: Description::plain(format!(
-                            "Key of the X-Rotor-Signature HMAC-SHA256 over each request body ({HOSTED_MIN_WEBHOOK_SECRET_LEN} to {MAX_SECRET_LEN} bytes). Stored sealed."
-                        )),
-                        constraint: AttributeConstraint::Required,
-                        sensitive: true,
-                        ..Default::default()
-                    },
-                    "events" => Attribute {
-                        attr_type: AttributeType::List(Box::new(AttributeType::String)),
-                        description: Description::plain(format!(
-                            "Which events to send, from {}; every one when left out.",
-                            WEBHOOK_EVENTS.join(", ")
-                        )),
-                        constraint: AttributeConstraint::Optional,
-                        ..Default::default()
-                    },
-                    "grace" => string(
-                        format!("How long a removal waits for the matching addition, which cancels both, so a reconnect sends nothing (e.g. \"5s\"; 0 to {MAX_WEBHOOK_GRACE_SECS}s; default 5s)."),
-                        AttributeConstraint::Optional,
-                    ),
-                    "timeout" => string(
-                        format!("Deadline of one delivery attempt (100ms to {HOSTED_MAX_WEBHOOK_TIMEOUT_SECS}s; default 5s)."),
-                        AttributeConstraint::Optional,
-                    ),
-                },
-                ..Default::default()
-            },
+            .await;
+        kept::<Self>(diags, summary, written, |p| {
+            WebhooksState::from_project(p, Some(planned))
         })
     }
 
-    async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::State<'a>) -> Option<()> {
-        for p in config.problems() {
-            diags.error(
-                format!("Invalid value for {}", p.path),
-                p.message,
-                attribute_path(&p.path),
-            );
-        }
-        Some(())
+    async fn delete(&self, client: &Client, project: &String) -> ApiResult<()> {
+        client.set_webhooks(project, None).await.map(drop)
     }
 
-    async fn read<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        state: Self::State<'a>,
-        private_state: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        let Value::Value(project) = &state.project_id else {
-            return Some((state, private_state));
-        };
-        let Some(client) = self.client.get(diags) else {
-            return Some((state, private_state));
-        };
-        match client.project(project).await {
-            // Removed elsewhere (or the project is gone): the resource is gone.
-            Ok(p) => WebhooksState::from_project(&p, Some(&state)).map(|s| (s, private_state)),
-            Err(e) if e.is_not_found() => None,
-            Err(e) => {
-                report(diags, "Cannot read the webhooks", &e);
-                Some((state, private_state))
-            }
-        }
+    fn import_id(_diags: &mut Diagnostics, raw: &str) -> Option<String> {
+        Some(raw.trim().to_owned())
     }
 
-    async fn plan_create<'a>(
-        &self,
-        _diags: &mut Diagnostics,
-        proposed_state: Self::State<'a>,
-        config_state: Self::State<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        let mut planned = proposed_state;
-        plan_defaults(&mut planned, &config_state);
-        Some((planned, ValueEmpty::default()))
-    }
-
-    async fn plan_update<'a>(
-        &self,
-        _diags: &mut Diagnostics,
-        prior_state: Self::State<'a>,
-        proposed_state: Self::State<'a>,
-        config_state: Self::State<'a>,
-        prior_private_state: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
-        let mut planned = proposed_state;
-        plan_defaults(&mut planned, &config_state);
-        let mut replace = Vec::new();
-        if planned.project_id != prior_state.project_id {
-            replace.push(AttributePath::new("project_id"));
-        }
-        Some((planned, prior_private_state, replace))
-    }
-
-    async fn plan_destroy<'a>(
-        &self,
-        _diags: &mut Diagnostics,
-        _prior_state: Self::State<'a>,
-        prior_private_state: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<Self::PrivateState<'a>> {
-        Some(prior_private_state)
-    }
-
-    async fn create<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        planned_state: Self::State<'a>,
-        _config_state: Self::State<'a>,
-        planned_private_state: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        let state = self
-            .save(diags, &planned_state, "Cannot set the webhooks")
-            .await?;
-        Some((state, planned_private_state))
-    }
-
-    async fn update<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        prior_state: Self::State<'a>,
-        planned_state: Self::State<'a>,
-        _config_state: Self::State<'a>,
-        planned_private_state: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        // On failure the settings are as they were: keep the prior state.
-        match self
-            .save(diags, &planned_state, "Cannot change the webhooks")
-            .await
-        {
-            Some(state) => Some((state, planned_private_state)),
-            None => Some((prior_state, planned_private_state)),
-        }
-    }
-
-    async fn destroy<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        prior_state: Self::State<'a>,
-        _planned_private_state: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<()> {
-        let client = self.client.get(diags)?;
-        let project = prior_state.project_id.as_ref_option()?;
-        match client.set_webhooks(project, None).await {
-            Ok(_) => Some(()),
-            Err(e) if e.is_not_found() => Some(()),
-            Err(e) => {
-                report(diags, "Cannot remove the webhooks", &e);
-                None
-            }
-        }
-    }
-
-    async fn import<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        id: String,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        let client = self.client.get(diags)?;
-        let summary = "Cannot import the webhooks";
-        match client.project(id.trim()).await {
-            Ok(p) => match WebhooksState::from_project(&p, None) {
-                Some(state) => Some((state, ValueEmpty::default())),
-                None => {
-                    diags.root_error(summary, format!("Project {id:?} has no webhooks set."));
-                    None
-                }
-            },
-            Err(e) if e.is_not_found() => {
-                diags.root_error(
-                    summary,
-                    format!("No project with id {id:?} in this account."),
-                );
-                None
-            }
-            Err(e) => {
-                report(diags, summary, &e);
-                None
-            }
+    fn import_missing(raw: &str, _project: &String, api_404: bool) -> String {
+        if api_404 {
+            format!("No project with id {raw:?} in this account.")
+        } else {
+            format!("Project {raw:?} has no webhooks set.")
         }
     }
 }
