@@ -20,11 +20,6 @@ SCRIPT_NAME=ensure-services
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# True when something accepts TCP connections on 127.0.0.1:$1 (bash's /dev/tcp, no tools needed).
-port_open() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
 # Prints "host port" of a URL such as postgres://user@host:5432/db or redis://[::1]:6379/0.
 url_host_port() {
     local rest=${1#*://}

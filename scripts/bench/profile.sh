@@ -15,6 +15,9 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
+SCRIPT_NAME=profile
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 N=${1:-10000} RATE=${2:-10} SECS=${3:-8}
 PROFILER=${PROFILER:-perf}
 OUT=${OUT:-/tmp/rotor-profile}
@@ -38,10 +41,7 @@ else
 fi
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 300); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    sleep 0.1
-done
+wait_port "$PORT" 30 || true
 
 workers=$(((N + 8999) / 9000))
 if [[ ${SCENARIO:-fanout} == storm ]]; then

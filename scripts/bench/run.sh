@@ -41,6 +41,10 @@ PORT_ROTOR=8300 PORT_BARE=8301 PORT_SIO=8302 PORT_NCHAN=8303 PORT_CP=8304 PORT_T
 STARTED=$SECONDS
 SERVER_PID=""
 
+SCRIPT_NAME=bench
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+# The benchmark's own log lines: timed, on stderr (over lib.sh's).
 log() { printf '[bench %4ds] %s\n' $((SECONDS - STARTED)) "$*" >&2; }
 die() {
     log "error: $*"
@@ -56,15 +60,7 @@ in_budget() {
 }
 
 stop_server() {
-    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    if [[ -n $SERVER_PID ]]; then stop_pid "$SERVER_PID" 50; fi
     SERVER_PID=""
 }
 cleanup() {
@@ -77,15 +73,6 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-wait_port() { # port, seconds
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 # ---------------------------------------------------------------- preparation
 prepare() {
@@ -112,9 +99,7 @@ prepare() {
     fi
     if has_target nchan && ! [[ -f /usr/lib/nginx/modules/ngx_nchan_module.so ]]; then
         log "installing nginx + libnginx-mod-nchan"
-        apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            nginx libnginx-mod-nchan >/dev/null
+        apt_install nginx libnginx-mod-nchan
         # Debian starts the packaged nginx on port 80; the benchmark runs its own.
         systemctl stop nginx 2>/dev/null || service nginx stop 2>/dev/null || true
     fi
@@ -371,9 +356,7 @@ engines() { # issue #23: Redis standalone vs Redis Cluster (3 primaries) vs NATS
     nats=$(command -v nats-server || echo /usr/sbin/nats-server)
     if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null || ! [[ -x $nats ]]; then
         log "installing redis-server, redis-tools, nats-server"
-        apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            redis-server redis-tools nats-server >/dev/null
+        apt_install redis-server redis-tools nats-server
     fi
     local args=()
     [[ $QUICK == 1 ]] && args=(--rates 1000,4000 --step-secs 2 --raw-requests 20000 --raw-nats-messages 50000)
@@ -477,13 +460,7 @@ stop_tenancy_cp() {
     local pids="" f group parent i
     if [[ -n ${CP_PID:-} ]] && kill -0 "$CP_PID" 2>/dev/null; then
         pids=$(cat /proc/"$CP_PID"/task/*/children 2>/dev/null || true)
-        kill -TERM "$CP_PID" 2>/dev/null || true
-        for i in $(seq 100); do
-            kill -0 "$CP_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$CP_PID" 2>/dev/null || true
-        wait "$CP_PID" 2>/dev/null || true
+        stop_pid "$CP_PID" 100
     fi
     CP_PID=""
     local groups=()
