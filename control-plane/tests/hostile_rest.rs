@@ -115,25 +115,13 @@ async fn a_hosted_project_cannot_set_the_engine_or_name_tls_files() {
             "settings.consumers[0].redis_stream.tls.cert_pem_file",
         ),
     ] {
-        let (s, b) = api
-            .call(
-                "PATCH",
-                &format!("/v1/projects/{id}"),
-                Some(&token),
-                Some(json!({ "settings": settings })),
-            )
-            .await;
+        let (s, b) = api.patch_settings(&token, id, settings.clone()).await;
         assert_eq!(s, 400, "{settings}: {b}");
         assert_eq!(b["error"]["field"], field, "{settings}: {b}");
         assert!(!b.to_string().contains("root:"), "{b}");
     }
     let (_, b) = api
-        .call(
-            "PATCH",
-            &format!("/v1/projects/{id}"),
-            Some(&token),
-            Some(json!({"settings": {"server_ca_pem_file": "/etc/shadow"}})),
-        )
+        .patch_settings(&token, id, json!({"server_ca_pem_file": "/etc/shadow"}))
         .await;
     let message = b["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("not available to hosted projects"), "{b}");

@@ -176,14 +176,7 @@ async fn the_operator_changes_plans_status_and_limits_with_an_audit_trail_and_a_
     assert!(matches!(e, OperatorError::NotAProject(_)), "{e}");
 
     // The owner sees every operator change in the project's audit trail, by the operator.
-    let (s, audit) = api
-        .call(
-            "GET",
-            &format!("/v1/projects/{id}/audit"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let (s, audit) = api.audit(&token, id.as_str()).await;
     assert_eq!(s, 200);
     let actions: Vec<(&str, &str)> = audit["entries"]
         .as_array()
@@ -359,12 +352,7 @@ async fn twenty_concurrent_namespace_creations_stop_at_the_plan_limit_and_update
     // Already near the limit: 6 of free's 10.
     for n in 0..6 {
         let (s, _) = api
-            .call(
-                "PUT",
-                &format!("/v1/projects/{id}/namespaces/pre{n}"),
-                Some(&token),
-                Some(json!({})),
-            )
+            .put_namespace(&token, id, &format!("pre{n}"), json!({}))
             .await;
         assert_eq!(s, 201);
     }
@@ -402,12 +390,7 @@ async fn twenty_concurrent_namespace_creations_stop_at_the_plan_limit_and_update
     assert_eq!(count, 10);
     // At the limit, changing an existing namespace is still allowed.
     let (s, b) = api
-        .call(
-            "PUT",
-            &format!("/v1/projects/{id}/namespaces/pre0"),
-            Some(&token),
-            Some(json!({"presence": true})),
-        )
+        .put_namespace(&token, id, "pre0", json!({"presence": true}))
         .await;
     assert_eq!(s, 200, "{b}");
 }

@@ -9,7 +9,6 @@
 mod common;
 mod fixtures;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::Api;
@@ -17,7 +16,6 @@ use fixtures::*;
 use rotor_control_plane::ids::ProjectId;
 use rotor_control_plane::tenant::compile;
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt as _;
 
 const PASSWORD: &str = "deploy-pass-5e1f";
 
@@ -26,31 +24,7 @@ const PASSWORD: &str = "deploy-pass-5e1f";
 async fn operator(api: &Api, args: &[&str], stdin: &str) -> (bool, String) {
     // The key this process seals with exists before the command looks for it.
     rotor_control_plane::sealed::Keyring::global().unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rotor-control-plane"))
-        .arg("operator")
-        .args(args)
-        .env("DATABASE_URL", api.database_url())
-        .env("USER", "placement-ops")
-        .env("RUST_LOG", "debug")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).await.unwrap();
-    drop(input);
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("the operator command finishes")
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    api.operator("placement-ops", "debug", args, stdin).await
 }
 
 async fn add(api: &Api, name: &str, options: Value) {

@@ -12,48 +12,23 @@ use common::Api;
 async fn signup_and_tokens_refuse_bad_input_and_do_not_reveal_which_part_was_wrong() {
     let api = Api::start().await;
     let (s, b) = api
-        .call(
-            "POST",
-            "/v1/signup",
-            None,
-            Some(json!({"email": "x", "password": "a long password"})),
-        )
+        .signup(json!({"email": "x", "password": "a long password"}))
         .await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("email")));
     let (s, b) = api
-        .call(
-            "POST",
-            "/v1/signup",
-            None,
-            Some(json!({"email": "a@b.co", "password": "short"})),
-        )
+        .signup(json!({"email": "a@b.co", "password": "short"}))
         .await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("password")));
     api.account("Ann@Example.com").await;
     let (s, _) = api
-        .call(
-            "POST",
-            "/v1/signup",
-            None,
-            Some(json!({"email": "ann@example.com", "password": "a long password"})),
-        )
+        .signup(json!({"email": "ann@example.com", "password": "a long password"}))
         .await;
     assert_eq!(s, 409);
     let (s1, wrong_pw) = api
-        .call(
-            "POST",
-            "/v1/tokens",
-            None,
-            Some(json!({"email": "ann@example.com", "password": "not the password", "name": "x"})),
-        )
+        .login(json!({"email": "ann@example.com", "password": "not the password", "name": "x"}))
         .await;
     let (s2, no_user) = api
-        .call(
-            "POST",
-            "/v1/tokens",
-            None,
-            Some(json!({"email": "bob@example.com", "password": "not the password", "name": "x"})),
-        )
+        .login(json!({"email": "bob@example.com", "password": "not the password", "name": "x"}))
         .await;
     assert_eq!((s1, s2), (401, 401));
     assert_eq!(wrong_pw, no_user);
@@ -62,11 +37,9 @@ async fn signup_and_tokens_refuse_bad_input_and_do_not_reveal_which_part_was_wro
         .await
         .unwrap();
     assert!(hash.starts_with("$argon2id$"));
-    let (s, _) = api
-        .call("GET", "/v1/projects", Some("rtr_nope"), None)
-        .await;
+    let (s, _) = api.projects(Some("rtr_nope")).await;
     assert_eq!(s, 401);
-    let (s, _) = api.call("GET", "/v1/projects", None, None).await;
+    let (s, _) = api.projects(None).await;
     assert_eq!(s, 401);
 }
 
@@ -82,14 +55,11 @@ async fn management_tokens_are_stored_hashed_and_can_be_revoked() {
         stored,
         vec![rotor_control_plane::secrets::sha256_hex(&token)]
     );
-    let (_, list) = api.call("GET", "/v1/tokens", Some(&token), None).await;
+    let list = api.tokens(&token).await;
     let id = list["tokens"][0]["id"].as_str().unwrap().to_owned();
     assert!(list["tokens"][0].get("token").is_none());
-    let (s, _) = api
-        .call("DELETE", &format!("/v1/tokens/{id}"), Some(&token), None)
-        .await;
-    assert_eq!(s, 204);
-    let (s, _) = api.call("GET", "/v1/projects", Some(&token), None).await;
+    assert_eq!(api.revoke_token(&token, &id).await, 204);
+    let (s, _) = api.projects(Some(&token)).await;
     assert_eq!(s, 401);
 }
 
@@ -111,31 +81,12 @@ async fn a_project_has_a_slug_endpoints_and_a_token_secret() {
     let again = api.project(&token, "My Chat App").await;
     assert_ne!(again["slug"], p["slug"]);
     let id = p["id"].as_str().unwrap();
-    let (_, s) = api
-        .call(
-            "GET",
-            &format!("/v1/projects/{id}/secrets"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let s = api.secrets(&token, id).await;
     assert_eq!(s["token_hmac_secret"].as_str().unwrap().len(), 64);
-    let (s, b) = api
-        .call(
-            "POST",
-            "/v1/projects",
-            Some(&token),
-            Some(json!({"name": ""})),
-        )
-        .await;
+    let (s, b) = api.create_project(&token, json!({"name": ""})).await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("name")));
-    let (s, _) = api
-        .call("DELETE", &format!("/v1/projects/{id}"), Some(&token), None)
-        .await;
-    assert_eq!(s, 204);
-    let (s, _) = api
-        .call("GET", &format!("/v1/projects/{id}"), Some(&token), None)
-        .await;
+    assert_eq!(api.delete_project(&token, id).await, 204);
+    let (s, _) = api.get_project(&token, id).await;
     assert_eq!(s, 404);
 }
 
@@ -180,7 +131,7 @@ async fn another_accounts_project_is_a_404_everywhere() {
         assert_eq!(s, 404, "{method} {path}: {b}");
         assert_eq!(b["error"]["code"], "not_found");
     }
-    let (_, list) = api.call("GET", "/v1/projects", Some(&bob), None).await;
+    let (_, list) = api.projects(Some(&bob)).await;
     assert_eq!(list["projects"], json!([]));
     assert_eq!(api.version(id).await, 1, "nothing changed");
 }
@@ -191,14 +142,7 @@ async fn api_keys_are_shown_once_and_stored_only_as_hashes() {
     let token = api.account("a@example.com").await;
     let p = api.project(&token, "keys").await;
     let id = p["id"].as_str().unwrap();
-    let (s, k) = api
-        .call(
-            "POST",
-            &format!("/v1/projects/{id}/api-keys"),
-            Some(&token),
-            Some(json!({"name": "backend"})),
-        )
-        .await;
+    let (s, k) = api.create_api_key(&token, id, "backend").await;
     assert_eq!(s, 201);
     let key = k["key"].as_str().unwrap();
     assert!(key.starts_with("rk_"));
@@ -207,35 +151,12 @@ async fn api_keys_are_shown_once_and_stored_only_as_hashes() {
         .await
         .unwrap();
     assert_eq!(stored, rotor_control_plane::secrets::sha256_hex(key));
-    let (_, list) = api
-        .call(
-            "GET",
-            &format!("/v1/projects/{id}/api-keys"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let list = api.api_keys(&token, id).await;
     assert_eq!(list["api_keys"][0]["name"], "backend");
     assert!(list["api_keys"][0].get("key").is_none());
     let kid = k["id"].as_str().unwrap();
-    let (s, _) = api
-        .call(
-            "DELETE",
-            &format!("/v1/projects/{id}/api-keys/{kid}"),
-            Some(&token),
-            None,
-        )
-        .await;
-    assert_eq!(s, 204);
-    let (s, _) = api
-        .call(
-            "DELETE",
-            &format!("/v1/projects/{id}/api-keys/{kid}"),
-            Some(&token),
-            None,
-        )
-        .await;
-    assert_eq!(s, 404);
+    assert_eq!(api.delete_api_key(&token, id, kid).await, 204);
+    assert_eq!(api.delete_api_key(&token, id, kid).await, 404);
 }
 
 #[tokio::test]
@@ -245,14 +166,8 @@ async fn namespaces_are_validated_field_by_field_and_each_change_bumps_the_versi
     let p = api.project(&token, "ns").await;
     let id = p["id"].as_str().unwrap();
     let v0 = api.version(id).await;
-    let path = format!("/v1/projects/{id}/namespaces/chat");
     let (s, b) = api
-        .call(
-            "PUT",
-            &path,
-            Some(&token),
-            Some(json!({"history_size": 10})),
-        )
+        .put_namespace(&token, id, "chat", json!({"history_size": 10}))
         .await;
     assert_eq!(
         (s, b["error"]["field"].as_str()),
@@ -260,71 +175,44 @@ async fn namespaces_are_validated_field_by_field_and_each_change_bumps_the_versi
         "{b}"
     );
     let (s, b) = api
-        .call("PUT", &path, Some(&token), Some(json!({"presense": true})))
+        .put_namespace(&token, id, "chat", json!({"presense": true}))
         .await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("presense")));
     let (s, b) = api
-        .call(
-            "PUT",
-            &path,
-            Some(&token),
-            Some(json!({"history_ttl": "5 days"})),
-        )
+        .put_namespace(&token, id, "chat", json!({"history_ttl": "5 days"}))
         .await;
     assert_eq!(
         (s, b["error"]["field"].as_str()),
         (400, Some("history_ttl"))
     );
-    let (s, b) = api
-        .call(
-            "PUT",
-            &format!("/v1/projects/{id}/namespaces/x"),
-            Some(&token),
-            Some(json!({})),
-        )
-        .await;
+    let (s, b) = api.put_namespace(&token, id, "x", json!({})).await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("name")));
     assert_eq!(api.version(id).await, v0, "refused changes do not bump");
 
     let (s, b) = api
-        .call(
-            "PUT",
-            &path,
-            Some(&token),
-            Some(json!({"presence": true, "history_size": 10, "history_ttl": "300s"})),
+        .put_namespace(
+            &token,
+            id,
+            "chat",
+            json!({"presence": true, "history_size": 10, "history_ttl": "300s"}),
         )
         .await;
     assert_eq!(s, 201, "{b}");
     assert_eq!(b["history_ttl"], "5m0s");
     assert_eq!(api.version(id).await, v0 + 1);
     let (s, b) = api
-        .call("PUT", &path, Some(&token), Some(json!({"presence": false})))
+        .put_namespace(&token, id, "chat", json!({"presence": false}))
         .await;
     assert_eq!(s, 200);
     assert!(b.get("presence").is_none(), "defaults are omitted");
     assert_eq!(api.version(id).await, v0 + 2);
-    let (_, list) = api
-        .call(
-            "GET",
-            &format!("/v1/projects/{id}/namespaces"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let list = api.namespaces(&token, id).await;
     assert_eq!(list["namespaces"].as_array().unwrap().len(), 1);
-    let (s, _) = api.call("DELETE", &path, Some(&token), None).await;
-    assert_eq!(s, 204);
+    assert_eq!(api.delete_namespace(&token, id, "chat").await, 204);
     assert_eq!(api.version(id).await, v0 + 3);
-    let (s, _) = api.call("GET", &path, Some(&token), None).await;
+    let (s, _) = api.get_namespace(&token, id, "chat").await;
     assert_eq!(s, 404);
-    let (_, audit) = api
-        .call(
-            "GET",
-            &format!("/v1/projects/{id}/audit"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let (_, audit) = api.audit(&token, id).await;
     let actions: Vec<&str> = audit["entries"]
         .as_array()
         .unwrap()
@@ -348,32 +236,12 @@ async fn rotating_the_secret_keeps_the_old_one_only_with_a_grace_period() {
     let token = api.account("a@example.com").await;
     let p = api.project(&token, "rot").await;
     let id = p["id"].as_str().unwrap();
-    let (_, first) = api
-        .call(
-            "GET",
-            &format!("/v1/projects/{id}/secrets"),
-            Some(&token),
-            None,
-        )
-        .await;
-    let (_, second) = api
-        .call(
-            "POST",
-            &format!("/v1/projects/{id}/secrets/rotate"),
-            Some(&token),
-            Some(json!({"grace_seconds": 300})),
-        )
+    let first = api.secrets(&token, id).await;
+    let second = api
+        .rotate_secret(&token, id, Some(json!({"grace_seconds": 300})))
         .await;
     assert_ne!(first["token_hmac_secret"], second["token_hmac_secret"]);
-    let rotor_control_plane::tenant::Compiled { config, .. } =
-        rotor_control_plane::tenant::compile(
-            &api.pool,
-            &rotor_control_plane::ids::ProjectId(id.to_owned()),
-            None,
-            None,
-        )
-        .await
-        .unwrap();
+    let config = api.compile(id, None).await.config;
     assert_eq!(
         config.client.token.hmac_secret_key,
         second["token_hmac_secret"].as_str().unwrap()
@@ -382,24 +250,9 @@ async fn rotating_the_secret_keeps_the_old_one_only_with_a_grace_period() {
         config.client.token.hmac_previous_secret_key,
         first["token_hmac_secret"].as_str().unwrap()
     );
-    let (_, third) = api
-        .call(
-            "POST",
-            &format!("/v1/projects/{id}/secrets/rotate"),
-            Some(&token),
-            None,
-        )
-        .await;
-    let rotor_control_plane::tenant::Compiled {
-        config, version, ..
-    } = rotor_control_plane::tenant::compile(
-        &api.pool,
-        &rotor_control_plane::ids::ProjectId(id.to_owned()),
-        None,
-        None,
-    )
-    .await
-    .unwrap();
+    let third = api.rotate_secret(&token, id, None).await;
+    let compiled = api.compile(id, None).await;
+    let (config, version) = (compiled.config, compiled.version);
     assert_eq!(
         config.client.token.hmac_secret_key,
         third["token_hmac_secret"].as_str().unwrap()
@@ -449,24 +302,12 @@ async fn a_hosted_project_cannot_authenticate_by_header_or_skip_token_signatures
             "settings.client_proxy.user_id_http_header",
         ),
     ] {
-        let (s, b) = api
-            .call(
-                "PATCH",
-                &format!("/v1/projects/{id}"),
-                Some(&token),
-                Some(json!({ "settings": settings })),
-            )
-            .await;
+        let (s, b) = api.patch_settings(&token, id, settings.clone()).await;
         assert_eq!(s, 400, "{settings}: {b}");
         assert_eq!(b["error"]["field"], field, "{settings}: {b}");
     }
     let (s, b) = api
-        .call(
-            "PATCH",
-            &format!("/v1/projects/{id}"),
-            Some(&token),
-            Some(json!({"settings": {"user_id_http_header": "X-User-Id"}})),
-        )
+        .patch_settings(&token, id, json!({"user_id_http_header": "X-User-Id"}))
         .await;
     assert_eq!(s, 400);
     let message = b["error"]["message"].as_str().unwrap_or_default();
@@ -474,15 +315,7 @@ async fn a_hosted_project_cannot_authenticate_by_header_or_skip_token_signatures
         message.contains("not available to hosted projects"),
         "the refusal says why: {b}"
     );
-    let rotor_control_plane::tenant::Compiled { config, .. } =
-        rotor_control_plane::tenant::compile(
-            &api.pool,
-            &rotor_control_plane::ids::ProjectId(id.to_owned()),
-            None,
-            None,
-        )
-        .await
-        .unwrap();
+    let config = api.compile(id, None).await.config;
     assert!(config.standalone_only_options_set().is_empty());
 }
 
@@ -496,12 +329,7 @@ async fn a_hosted_project_cannot_set_a_broker() {
     let id = p["id"].as_str().unwrap();
     let broker = json!({"enabled": true, "type": "nats", "nats": {"url": "nats://127.0.0.1:4222"}});
     let (s, b) = api
-        .call(
-            "PATCH",
-            &format!("/v1/projects/{id}"),
-            Some(&token),
-            Some(json!({"settings": {"broker": broker}})),
-        )
+        .patch_settings(&token, id, json!({"broker": broker}))
         .await;
     assert_eq!(s, 400, "{b}");
     assert_eq!(b["error"]["field"], "settings.broker", "{b}");
@@ -515,38 +343,16 @@ async fn settings_are_validated_and_compiled_into_the_tenant_config() {
     let token = api.account("a@example.com").await;
     let p = api.project(&token, "settings").await;
     let id = p["id"].as_str().unwrap();
-    let (s, b) = api
-        .call(
-            "PATCH",
-            &format!("/v1/projects/{id}"),
-            Some(&token),
-            Some(json!({"settings": {"colour": 1}})),
-        )
-        .await;
+    let (s, b) = api.patch_settings(&token, id, json!({"colour": 1})).await;
     assert_eq!(
         (s, b["error"]["field"].as_str()),
         (400, Some("settings.colour"))
     );
     let settings = json!({"allowed_origins": ["https://app.example.com"], "without_namespace": {"allow_subscribe_for_client": true}});
-    let (s, b) = api
-        .call(
-            "PATCH",
-            &format!("/v1/projects/{id}"),
-            Some(&token),
-            Some(json!({"settings": settings})),
-        )
-        .await;
+    let (s, b) = api.patch_settings(&token, id, settings.clone()).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["settings"], settings);
-    let rotor_control_plane::tenant::Compiled { config, .. } =
-        rotor_control_plane::tenant::compile(
-            &api.pool,
-            &rotor_control_plane::ids::ProjectId(id.to_owned()),
-            None,
-            None,
-        )
-        .await
-        .unwrap();
+    let config = api.compile(id, None).await.config;
     assert_eq!(
         config.client.allowed_origins,
         vec!["https://app.example.com"]
@@ -555,15 +361,7 @@ async fn settings_are_validated_and_compiled_into_the_tenant_config() {
     // The dashboard's own origin joins a customer's list so its debug console can connect.
     let origin = rotor_control_plane::tenant::origin_of("https://Rotor.example.net/base/");
     assert_eq!(origin.as_deref(), Some("https://rotor.example.net"));
-    let rotor_control_plane::tenant::Compiled { config, .. } =
-        rotor_control_plane::tenant::compile(
-            &api.pool,
-            &rotor_control_plane::ids::ProjectId(id.to_owned()),
-            None,
-            origin.as_deref(),
-        )
-        .await
-        .unwrap();
+    let config = api.compile(id, origin.as_deref()).await.config;
     assert_eq!(
         config.client.allowed_origins,
         vec!["https://app.example.com", "https://rotor.example.net"]
@@ -617,14 +415,7 @@ async fn usage_readings_become_exact_minute_rows_and_are_never_double_counted() 
     s.namespaces.get_mut("chat").unwrap().published_api = 9;
     s.namespaces.get_mut("chat").unwrap().delivered = 52;
     record(&api.pool, &id, &s, at).await.unwrap();
-    let (_, u) = api
-        .call(
-            "GET",
-            &format!("/v1/projects/{id}/usage"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let (_, u) = api.usage(&token, &id.0, "").await;
     assert_eq!(u["step"], "minute");
     let point = &u["points"][0];
     assert_eq!(
@@ -635,25 +426,11 @@ async fn usage_readings_become_exact_minute_rows_and_are_never_double_counted() 
         ),
         (Some(13), Some(6), Some(4))
     );
-    let (_, chat) = api
-        .call(
-            "GET",
-            &format!("/v1/projects/{id}/usage?namespace=chat"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let (_, chat) = api.usage(&token, &id.0, "?namespace=chat").await;
     assert_eq!(chat["points"][0]["delivered"], 52);
     assert_eq!(chat["points"][0]["published"], 13);
     assert_eq!(u["namespaces"], json!(["chat"]));
-    let (s, b) = api
-        .call(
-            "GET",
-            &format!("/v1/projects/{id}/usage?step=week"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let (s, b) = api.usage(&token, &id.0, "?step=week").await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("step")));
 }
 
@@ -663,38 +440,22 @@ async fn plan_limits_are_checked_by_the_control_plane_and_compiled_for_the_tenan
     let token = api.account("a@example.com").await;
     let p = api.project(&token, "limits").await;
     let id = p["id"].as_str().unwrap();
-    let pid = rotor_control_plane::ids::ProjectId(id.to_owned());
     for n in 0..5 {
-        let (s, _) = api
-            .call(
-                "POST",
-                &format!("/v1/projects/{id}/api-keys"),
-                Some(&token),
-                Some(json!({"name": format!("k{n}")})),
-            )
-            .await;
+        let (s, _) = api.create_api_key(&token, id, &format!("k{n}")).await;
         assert_eq!(s, 201);
     }
-    let (s, b) = api
-        .call(
-            "POST",
-            &format!("/v1/projects/{id}/api-keys"),
-            Some(&token),
-            Some(json!({"name": "k6"})),
-        )
-        .await;
+    let (s, b) = api.create_api_key(&token, id, "k6").await;
     assert_eq!(
         (s, b["error"]["code"].as_str()),
         (403, Some("plan_limit")),
         "free allows 5 keys"
     );
-    let ns = format!("/v1/projects/{id}/namespaces/big");
     let (s, b) = api
-        .call(
-            "PUT",
-            &ns,
-            Some(&token),
-            Some(json!({"history_size": 101, "history_ttl": "60s"})),
+        .put_namespace(
+            &token,
+            id,
+            "big",
+            json!({"history_size": 101, "history_ttl": "60s"}),
         )
         .await;
     assert_eq!(
@@ -702,18 +463,15 @@ async fn plan_limits_are_checked_by_the_control_plane_and_compiled_for_the_tenan
         (400, Some("history_size"))
     );
     let (s, _) = api
-        .call(
-            "PUT",
-            &ns,
-            Some(&token),
-            Some(json!({"history_size": 100, "history_ttl": "60s"})),
+        .put_namespace(
+            &token,
+            id,
+            "big",
+            json!({"history_size": 100, "history_ttl": "60s"}),
         )
         .await;
     assert_eq!(s, 201);
-    let rotor_control_plane::tenant::Compiled { config, .. } =
-        rotor_control_plane::tenant::compile(&api.pool, &pid, None, None)
-            .await
-            .unwrap();
+    let config = api.compile(id, None).await.config;
     assert_eq!(config.client.connection_limit, 200);
     assert_eq!(config.rotor.publish_rate_limit, 100);
     // Plans are the operator's (a customer's PATCH of "plan" is refused:
@@ -728,19 +486,11 @@ async fn plan_limits_are_checked_by_the_control_plane_and_compiled_for_the_tenan
     )
     .await
     .unwrap();
-    let rotor_control_plane::tenant::Compiled { config, .. } =
-        rotor_control_plane::tenant::compile(&api.pool, &pid, None, None)
-            .await
-            .unwrap();
+    let config = api.compile(id, None).await.config;
     assert_eq!(config.client.connection_limit, 10000);
     assert_eq!(config.rotor.publish_rate_limit, 5000);
     let (s, b) = api
-        .call(
-            "PATCH",
-            &format!("/v1/projects/{id}"),
-            Some(&token),
-            Some(json!({"plan": "platinum"})),
-        )
+        .patch_project(&token, id, json!({"plan": "platinum"}))
         .await;
     assert_eq!(
         (s, b["error"]["code"].as_str()),

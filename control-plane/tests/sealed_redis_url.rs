@@ -7,9 +7,6 @@
 mod common;
 mod fixtures;
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use common::Api;
 use fixtures::*;
 use rotor_control_plane::ids::ProjectId;
@@ -17,7 +14,6 @@ use rotor_control_plane::sealed::SealError;
 use rotor_control_plane::secret_store;
 use rotor_control_plane::tenant::{compile, CompileError, Compiled};
 use serde_json::json;
-use tokio::io::AsyncWriteExt as _;
 
 const URL: &str = "redis://:hunter2-redis-pass@redis.internal:6380/0";
 const PASSWORD: &str = "hunter2-redis-pass";
@@ -38,31 +34,8 @@ async fn redis_project(api: &Api, token: &str, name: &str) -> (ProjectId, String
 /// Runs `rotor-control-plane operator set-redis-url …` with `stdin`, in this test's
 /// environment (so it finds the same secret key as this process).
 async fn set_redis_url(api: &Api, args: &[&str], stdin: &str) -> (bool, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rotor-control-plane"))
-        .args(["operator", "set-redis-url"])
-        .args(args)
-        .env("DATABASE_URL", api.database_url())
-        .env("USER", "redis-ops")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).await.unwrap();
-    drop(input);
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("the operator command finishes")
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let args = [&["set-redis-url"], args].concat();
+    api.operator("redis-ops", "warn", &args, stdin).await
 }
 
 async fn stored(api: &Api, id: &ProjectId) -> Option<String> {
@@ -108,9 +81,7 @@ async fn the_operator_sets_a_sealed_redis_url_that_only_the_compiled_config_reve
         [URL]
     );
     // No API shows it, sealed or not.
-    let (s, got) = api
-        .call("GET", &format!("/v1/projects/{id}"), Some(&token), None)
-        .await;
+    let (s, got) = api.get_project(&token, id.as_str()).await;
     assert_eq!(s, 200);
     assert!(!got.to_string().contains(PASSWORD) && !got.to_string().contains("sealed:"));
     // The audit log says that it changed, never what it is.

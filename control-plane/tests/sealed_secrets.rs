@@ -21,24 +21,12 @@ async fn secrets_are_sealed_in_the_database_yet_open_for_the_tenant_and_the_owne
     let token = api.account("sealed@example.com").await;
     let p = api.project(&token, "sealed").await;
     let id = pid(&p);
-    let (_, s) = api
-        .call(
-            "GET",
-            &format!("/v1/projects/{id}/secrets"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let s = api.secrets(&token, id.as_str()).await;
     let secret = s["token_hmac_secret"].as_str().unwrap().to_owned();
     assert_eq!(secret.len(), 64);
 
     let (st, b) = api
-        .call(
-            "PATCH",
-            &format!("/v1/projects/{id}"),
-            Some(&token),
-            Some(json!({"settings": settings_with_header(SECRET_HEADER)})),
-        )
+        .patch_settings(&token, id.as_str(), settings_with_header(SECRET_HEADER))
         .await;
     assert_eq!(st, 200, "{b}");
     assert_eq!(
@@ -47,13 +35,8 @@ async fn secrets_are_sealed_in_the_database_yet_open_for_the_tenant_and_the_owne
         "the owner reads back what they set"
     );
     // Rotate with a grace period so the previous secret is stored too.
-    let (_, r) = api
-        .call(
-            "POST",
-            &format!("/v1/projects/{id}/secrets/rotate"),
-            Some(&token),
-            Some(json!({"grace_seconds": 3600})),
-        )
+    let r = api
+        .rotate_secret(&token, id.as_str(), Some(json!({"grace_seconds": 3600})))
         .await;
     let rotated = r["token_hmac_secret"].as_str().unwrap().to_owned();
 
@@ -85,18 +68,9 @@ async fn secrets_are_sealed_in_the_database_yet_open_for_the_tenant_and_the_owne
         SECRET_HEADER
     );
     // The owner reads the current secret; GET shows the header.
-    let (_, s) = api
-        .call(
-            "GET",
-            &format!("/v1/projects/{id}/secrets"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let s = api.secrets(&token, id.as_str()).await;
     assert_eq!(s["token_hmac_secret"], rotated.as_str());
-    let (_, got) = api
-        .call("GET", &format!("/v1/projects/{id}"), Some(&token), None)
-        .await;
+    let (_, got) = api.get_project(&token, id.as_str()).await;
     assert_eq!(got["settings"], settings_with_header(SECRET_HEADER));
 
     // The audit trail says what changed, never the values.
@@ -416,12 +390,7 @@ async fn a_webhook_secret_is_sealed_and_hosted_webhooks_keep_the_operators_bound
         "secret": HOOK_SECRET, "events": ["member_added", "member_removed"], "grace": "3s",
         "timeout": "4s"}});
     let (st, b) = api
-        .call(
-            "PATCH",
-            &format!("/v1/projects/{id}"),
-            Some(&token),
-            Some(json!({ "settings": webhooks })),
-        )
+        .patch_settings(&token, id.as_str(), webhooks.clone())
         .await;
     assert_eq!(st, 200, "{b}");
     assert_eq!(
@@ -475,12 +444,7 @@ async fn a_webhook_secret_is_sealed_and_hosted_webhooks_keep_the_operators_bound
         ),
     ] {
         let (st, b) = api
-            .call(
-                "PATCH",
-                &format!("/v1/projects/{id}"),
-                Some(&token),
-                Some(json!({"settings": {"webhooks": settings}})),
-            )
+            .patch_settings(&token, id.as_str(), json!({"webhooks": settings}))
             .await;
         assert_eq!(st, 400, "{settings} → {b}");
         let got = b["error"]["field"].as_str().unwrap_or_default().to_owned();
