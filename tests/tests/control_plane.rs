@@ -2,12 +2,10 @@
 //! the real centrifuge-js SDK and `cent`; live config changes on an open connection, tenant
 //! crashes, control-plane restarts, suspension, secret rotation and tenant isolation.
 
-mod cp;
-
 use std::time::Duration;
 
 use anyhow::Result;
-use cp::{kill9, open_chat, raw_connect, token, ControlPlane};
+use rotor_e2e::control_plane::{kill9, open_chat, raw_connect, token, ControlPlane, Engine};
 use rotor_e2e::{ClientScript, ProcessBuilder};
 use serde_json::{json, Value};
 
@@ -184,9 +182,7 @@ async fn one_projects_keys_tokens_and_channels_are_useless_on_another() -> Resul
     assert_eq!(resp["result"]["publications"], json!([]));
     assert_eq!(resp["result"]["offset"], 0);
     // And Bob's management token cannot see Alice's project.
-    let (s, _) = cp
-        .call("GET", &format!("/v1/projects/{}", a.id), Some(&bob), None)
-        .await?;
+    let (s, _) = cp.get_project(&bob, &a.id).await?;
     assert_eq!(s, 404);
     Ok(())
 }
@@ -222,11 +218,11 @@ async fn tenants_keep_serving_while_the_control_plane_restarts_and_it_reconciles
         "adopted, not restarted"
     );
     let (s, _) = cp
-        .call(
-            "PUT",
-            &format!("/v1/projects/{}/namespaces/news", project.id),
-            Some(&mgmt),
-            Some(json!({"allow_subscribe_for_client": true})),
+        .put_namespace(
+            &mgmt,
+            &project.id,
+            "news",
+            json!({"allow_subscribe_for_client": true}),
         )
         .await?;
     assert_eq!(s, 201);
@@ -243,12 +239,7 @@ async fn suspended_projects_refuse_traffic_and_unknown_slugs_are_404() -> Result
         .await?;
     // A customer cannot lift or set a suspension; the operator does.
     let (s, b) = cp
-        .call(
-            "PATCH",
-            &format!("/v1/projects/{}", project.id),
-            Some(&mgmt),
-            Some(json!({"status": "suspended"})),
-        )
+        .patch_project(&mgmt, &project.id, json!({"status": "suspended"}))
         .await?;
     assert_eq!(s, 403, "{b}");
     cp.operator(&["suspend", &project.id]).await?;
@@ -270,12 +261,7 @@ async fn suspended_projects_refuse_traffic_and_unknown_slugs_are_404() -> Result
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (s, _) = cp
-        .call(
-            "PATCH",
-            &format!("/v1/projects/{}", project.id),
-            Some(&mgmt),
-            Some(json!({"status": "active"})),
-        )
+        .patch_project(&mgmt, &project.id, json!({"status": "active"}))
         .await?;
     assert_eq!(s, 403, "a suspended customer cannot resume itself");
     cp.operator(&["resume", &project.id]).await?;
@@ -355,12 +341,7 @@ async fn config_changes_reach_the_tenant_quickly_measured_over_twenty_changes() 
     let mut took = Vec::new();
     for n in 0..20 {
         let (s, _) = cp
-            .call(
-                "PUT",
-                &format!("/v1/projects/{}/namespaces/chat", project.id),
-                Some(&mgmt),
-                Some(json!({"presence": n % 2 == 0})),
-            )
+            .put_namespace(&mgmt, &project.id, "chat", json!({"presence": n % 2 == 0}))
             .await?;
         assert_eq!(s, if n == 0 { 201 } else { 200 });
         took.push(cp.wait_applied(&mgmt, &project.id).await?);
@@ -374,14 +355,7 @@ async fn config_changes_reach_the_tenant_quickly_measured_over_twenty_changes() 
         took[took.len() - 1]
     );
     // Correctness only (timings are for BENCHMARKS.md): every change was applied, in order.
-    let (_, p) = cp
-        .call(
-            "GET",
-            &format!("/v1/projects/{}", project.id),
-            Some(&mgmt),
-            None,
-        )
-        .await?;
+    let (_, p) = cp.get_project(&mgmt, &project.id).await?;
     assert_eq!(p["applied_version"], p["config_version"]);
     Ok(())
 }
@@ -408,14 +382,7 @@ async fn a_new_project_accepts_its_first_connection_quickly_measured_over_five_p
         assert_eq!(s, 201, "{p}");
         let id = p["id"].as_str().unwrap_or_default();
         let slug = p["slug"].as_str().unwrap_or_default().to_owned();
-        let (_, secrets) = cp
-            .call(
-                "GET",
-                &format!("/v1/projects/{id}/secrets"),
-                Some(&mgmt),
-                None,
-            )
-            .await?;
+        let (_, secrets) = cp.secrets(&mgmt, id).await?;
         let jwt = token(
             secrets["token_hmac_secret"].as_str().unwrap_or_default(),
             "u",
@@ -451,40 +418,12 @@ async fn a_new_project_accepts_its_first_connection_quickly_measured_over_five_p
 async fn a_redis_engine_project_keeps_its_keys_under_its_own_prefix() -> Result<()> {
     let cp = ControlPlane::start().await?;
     let mgmt = cp.account("owner@example.com").await?;
-    let (s, p) = cp
-        .call(
-            "POST",
-            "/v1/projects",
-            Some(&mgmt),
-            Some(json!({"name": "redis app", "engine": "redis"})),
-        )
-        .await?;
-    assert_eq!(s, 201, "{p}");
-    let id = p["id"].as_str().unwrap().to_owned();
-    let (_, k) = cp
-        .call(
-            "POST",
-            &format!("/v1/projects/{id}/api-keys"),
-            Some(&mgmt),
-            Some(json!({"name": "b"})),
-        )
-        .await?;
     let history =
         json!({"allow_subscribe_for_client": true, "history_size": 10, "history_ttl": "60s"});
-    cp.call(
-        "PUT",
-        &format!("/v1/projects/{id}/namespaces/chat"),
-        Some(&mgmt),
-        Some(history),
-    )
-    .await?;
-    cp.wait_applied(&mgmt, &id).await?;
-    let project = cp::Project {
-        id: id.clone(),
-        slug: p["slug"].as_str().unwrap().to_owned(),
-        key: k["key"].as_str().unwrap().to_owned(),
-        secret: String::new(),
-    };
+    let project = cp
+        .project_on(&mgmt, "redis app", Engine::Redis, &[("chat", history)])
+        .await?;
+    let id = &project.id;
     let (s, r) = cp
         .publish(&project, "chat:x", json!({"via": "redis"}))
         .await?;
@@ -600,12 +539,7 @@ async fn a_plan_change_acts_on_the_running_tenant() -> Result<()> {
     };
     assert_eq!(errors(&send(batch(101)).await?), 1);
     let (s, _) = cp
-        .call(
-            "PATCH",
-            &format!("/v1/projects/{}", project.id),
-            Some(&mgmt),
-            Some(json!({"plan": "pro"})),
-        )
+        .patch_project(&mgmt, &project.id, json!({"plan": "pro"}))
         .await?;
     assert_eq!(s, 403, "plans are the operator's");
     cp.operator(&["set-plan", &project.id, "pro"]).await?;

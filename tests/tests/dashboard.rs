@@ -4,13 +4,11 @@
 //! session fixation, the same answer for an unknown email and a wrong password, the login rate
 //! limit, no open redirect, other accounts' projects as 404, and cacheable static assets.
 
-mod cp;
-
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cp::browser::Browser;
-use cp::ControlPlane;
+use rotor_e2e::control_plane::browser::Browser;
+use rotor_e2e::control_plane::ControlPlane;
 use rotor_e2e::ClientScript;
 use serde_json::{json, Value};
 

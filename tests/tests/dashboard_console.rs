@@ -5,12 +5,10 @@
 //! connections equal on every range, namespaces adding up to all channels, "not per namespace"
 //! for API calls and errors, whole-number axes, hover values and the plan's limits on the charts.
 
-mod cp;
-
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cp::ControlPlane;
+use rotor_e2e::control_plane::ControlPlane;
 use rotor_e2e::ClientScript;
 use serde_json::{json, Value};
 

@@ -5,12 +5,10 @@
 //! and a token revoked through their confirmation pages, and a forgotten password reset through
 //! a test mailbox the control plane reaches over real SMTP.
 
-mod cp;
-
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cp::ControlPlane;
+use rotor_e2e::control_plane::ControlPlane;
 use rotor_e2e::{ClientScript, SmtpSink};
 use serde_json::{json, Value};
 

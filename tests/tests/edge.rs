@@ -3,13 +3,11 @@
 //! process (they outlive the control plane), and a tenant without its hand-off socket is still
 //! reached by proxy.
 
-mod cp;
-
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cp::ws::Subscriber;
-use cp::{open_chat, ControlPlane};
+use rotor_e2e::control_plane::ws::Subscriber;
+use rotor_e2e::control_plane::{open_chat, ControlPlane, Project};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -49,7 +47,7 @@ async fn the_edge_refuses_huge_and_slow_request_heads_without_stalling_others() 
 }
 
 /// Publishes straight to the tenant process, bypassing the control plane.
-async fn publish_direct(cp: &ControlPlane, project: &cp::Project, data: Value) -> Result<()> {
+async fn publish_direct(cp: &ControlPlane, project: &Project, data: Value) -> Result<()> {
     let addr = cp.tenant_record(&project.id)?["addr"]
         .as_str()
         .unwrap_or_default()

@@ -10,13 +10,13 @@
 //! and while a project is contended each client address gets only its share
 //! (`over_address_share`, metric `rotor_edge_address_share_refused_total{kind}`).
 
-mod cp;
-
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use cp::{metric_sample, open_chat, raw_connect, read_answer, token, ControlPlane, Project};
+use rotor_e2e::control_plane::{
+    metric_sample, open_chat, raw_connect, read_answer, token, ControlPlane, Project,
+};
 use serde_json::{json, Value};
 
 /// One publish through the edge: status, `Retry-After`, and the body.

@@ -6,15 +6,15 @@
 //! hanging), keeps the connections it holds, and does not spin. Refusals are counted in the
 //! operator's metrics (`ROTOR_METRICS_LISTEN`).
 
-mod cp;
-
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use cp::ws::{await_reply, Ws};
-use cp::{open_chat, token, ControlPlane, Project};
 use futures_util::{SinkExt, StreamExt};
+use rotor_e2e::control_plane::ws::{await_reply, Ws};
+use rotor_e2e::control_plane::{
+    metric_sample, metrics_url_in, open_chat, percent_encode, token, ControlPlane, Project,
+};
 use rotor_e2e::{ProcessBuilder, TestDatabase};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -58,7 +58,7 @@ async fn start(env: &[(&str, &str)], nofile: Option<&str>) -> Result<Edge> {
         .listening_marker("rotor-control-plane listening on")
         .spawn()
         .await?;
-    let metrics_url = cp::metrics_url_in(&process.output())?;
+    let metrics_url = metrics_url_in(&process.output())?;
     let addr = process.addr();
     let cp = ControlPlane {
         db,
@@ -89,7 +89,7 @@ impl Edge {
 
     /// The value of one sample (`name` with its labels) of the operator's metrics.
     async fn metric(&self, sample: &str) -> Result<u64> {
-        cp::metric_sample(&self.metrics_url, sample).await
+        metric_sample(&self.metrics_url, sample).await
     }
 
     /// Polls the metrics (there is no event to await) until the edge holds at most `n`
@@ -385,7 +385,7 @@ async fn sse_from(edge: &Edge, ip: IpAddr, project: &Project, user: &str) -> Res
     let head = format!(
         "GET /t/{}/connection/uni_sse?cf_connect={} HTTP/1.1\r\nHost: edge\r\n\r\n",
         project.slug,
-        cp::percent_encode(&connect)
+        percent_encode(&connect)
     );
     stream.write_all(head.as_bytes()).await?;
     let mut seen = Vec::new();

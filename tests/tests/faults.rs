@@ -15,22 +15,17 @@
 //! are never touched. One slow consumer among 1000 is tests/tests/slow_consumer.rs; the soak
 //! test is separate (`make soak`, `bench/src/bin/soak.rs`).
 
-mod cp;
-
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use cp::publisher::{Failed, Failure, Publisher};
-use cp::ws::{raw_subscriber, read_publications};
-use cp::{kill9, token, ControlPlane, Project};
-use rotor_e2e::{ProcessBuilder, Readiness, TestDatabase, TestProcess};
+use rotor_e2e::control_plane::publisher::{Failed, Failure, Publisher};
+use rotor_e2e::control_plane::ws::{raw_subscriber, read_publications};
+use rotor_e2e::control_plane::{kill9, token, ControlPlane};
+use rotor_e2e::faults::*;
+use rotor_e2e::TestDatabase;
 use serde_json::{json, Value};
-
-include!("faults/fixtures.rs");
 
 // ---------------------------------------------------------------------------------------------
 // 1, 2: a tenant process killed under traffic.
@@ -44,20 +39,10 @@ async fn a_tenant_killed_under_traffic_restarts_and_redis_recovery_delivers_ever
     const N: u64 = 90;
     const KILL_AT: u64 = 30;
     let redis = OwnRedis::start(false).await?;
-    let redis_url = redis.url();
-    let cp = control_plane(TestDatabase::create().await?, &[("REDIS_URL", &redis_url)]).await?;
-    let mgmt = cp.account("owner@example.com").await?;
-    let project = project_on(&cp, &mgmt, "crash redis", "redis").await?;
+    let (cp, project) = chat_project(Some(&redis), "crash redis").await?;
     // Clients come back 1–2 s after the drop, so the publisher (retrying every 20 ms) gets
     // publications into the restarted tenant before they resubscribe: recovery must fill that.
-    let followers = Followers::start(
-        &cp.ws_url(&project.slug),
-        &project.secret,
-        "chat:fault",
-        FOLLOWERS,
-        (1000, 2000),
-    )
-    .await?;
+    let followers = Followers::start(&cp, &project, FOLLOWERS, (1000, 2000)).await?;
     let publisher = Publisher::new(&cp.api_url(&project.slug), &project.key);
     let before = cp.tenant_record(&project.id)?;
     let deadline = Instant::now() + Duration::from_secs(40);
@@ -70,7 +55,7 @@ async fn a_tenant_killed_under_traffic_restarts_and_redis_recovery_delivers_ever
             killed = Some(Instant::now());
         }
         let offset = publisher
-            .publish_n("chat:fault", n, &mut failed, deadline)
+            .publish_n(FOLLOWED, n, &mut failed, deadline)
             .await?;
         if n == KILL_AT {
             back = killed.map(|k| k.elapsed());
@@ -82,7 +67,7 @@ async fn a_tenant_killed_under_traffic_restarts_and_redis_recovery_delivers_ever
         );
         tokio::time::sleep(Duration::from_millis(15)).await;
     }
-    publisher.done("chat:fault", deadline).await?;
+    publisher.done(FOLLOWED, deadline).await?;
     let logs = followers.summary(Duration::from_secs(20)).await?;
     let after = cp.tenant_record(&project.id)?;
     assert_ne!(
@@ -133,17 +118,8 @@ async fn a_tenant_killed_under_traffic_on_the_memory_engine_tells_clients_recove
 ) -> Result<()> {
     const N: u64 = 60;
     const KILL_AT: u64 = 20;
-    let cp = ControlPlane::start().await?;
-    let mgmt = cp.account("owner@example.com").await?;
-    let project = project_on(&cp, &mgmt, "crash memory", "memory").await?;
-    let followers = Followers::start(
-        &cp.ws_url(&project.slug),
-        &project.secret,
-        "chat:fault",
-        FOLLOWERS,
-        (200, 500),
-    )
-    .await?;
+    let (cp, project) = chat_project(None, "crash memory").await?;
+    let followers = Followers::start(&cp, &project, FOLLOWERS, (200, 500)).await?;
     let publisher = Publisher::new(&cp.api_url(&project.slug), &project.key);
     let before = cp.tenant_record(&project.id)?;
     let deadline = Instant::now() + Duration::from_secs(40);
@@ -153,7 +129,7 @@ async fn a_tenant_killed_under_traffic_on_the_memory_engine_tells_clients_recove
             kill9(before["pid"].as_i64().context("pid")?);
         }
         publisher
-            .publish_n("chat:fault", n, &mut failed, deadline)
+            .publish_n(FOLLOWED, n, &mut failed, deadline)
             .await?;
         tokio::time::sleep(Duration::from_millis(15)).await;
     }
@@ -161,7 +137,7 @@ async fn a_tenant_killed_under_traffic_on_the_memory_engine_tells_clients_recove
     followers
         .wait_subscribed(2, Duration::from_secs(20))
         .await?;
-    publisher.done("chat:fault", deadline).await?;
+    publisher.done(FOLLOWED, deadline).await?;
     let logs = followers.summary(Duration::from_secs(20)).await?;
     assert_ne!(
         before["pid"],
@@ -240,18 +216,8 @@ async fn a_redis_restart_under_traffic_fails_publishes_fast_then_subscribers_rec
     const N: u64 = 60;
     const STOP_AT: u64 = 20;
     let mut redis = OwnRedis::start(true).await?;
-    let redis_url = redis.url();
-    let cp = control_plane(TestDatabase::create().await?, &[("REDIS_URL", &redis_url)]).await?;
-    let mgmt = cp.account("owner@example.com").await?;
-    let project = project_on(&cp, &mgmt, "redis restart", "redis").await?;
-    let followers = Followers::start(
-        &cp.ws_url(&project.slug),
-        &project.secret,
-        "chat:fault",
-        FOLLOWERS,
-        (50, 500),
-    )
-    .await?;
+    let (cp, project) = chat_project(Some(&redis), "redis restart").await?;
+    let followers = Followers::start(&cp, &project, FOLLOWERS, (50, 500)).await?;
     let publisher = Publisher::new(&cp.api_url(&project.slug), &project.key);
     let before = cp.tenant_record(&project.id)?;
     let deadline = Instant::now() + Duration::from_secs(40);
@@ -261,7 +227,7 @@ async fn a_redis_restart_under_traffic_fails_publishes_fast_then_subscribers_rec
         if n == STOP_AT {
             redis.stop().await?;
             // While Redis is down every attempt fails, promptly; after three, start it again.
-            let body = json!({"channel": "chat:fault", "data": {"n": n}, "idempotency_key": format!("pub-{n}")});
+            let body = json!({"channel": FOLLOWED, "data": {"n": n}, "idempotency_key": format!("pub-{n}")});
             while outage.len() < 3 {
                 let started = Instant::now();
                 match publisher.attempt(&body).await {
@@ -276,7 +242,7 @@ async fn a_redis_restart_under_traffic_fails_publishes_fast_then_subscribers_rec
             redis.resume().await?;
         }
         let offset = publisher
-            .publish_n("chat:fault", n, &mut failed, deadline)
+            .publish_n(FOLLOWED, n, &mut failed, deadline)
             .await?;
         assert_eq!(
             offset, n,
@@ -284,7 +250,7 @@ async fn a_redis_restart_under_traffic_fails_publishes_fast_then_subscribers_rec
         );
         tokio::time::sleep(Duration::from_millis(15)).await;
     }
-    publisher.done("chat:fault", deadline).await?;
+    publisher.done(FOLLOWED, deadline).await?;
     let logs = followers.summary(Duration::from_secs(20)).await?;
 
     for f in &outage {
@@ -349,7 +315,7 @@ async fn a_postgres_restart_leaves_tenants_serving_and_config_changes_resume_wit
 ) -> Result<()> {
     let pg = OwnPostgres::start().await?;
     let db = TestDatabase::create_on(&pg.url()).await?;
-    let cp = control_plane(db, &[("ROTOR_START_ON_DEMAND", "0")]).await?;
+    let cp = ControlPlane::start_on(db, &[("ROTOR_START_ON_DEMAND", "0")]).await?;
     let mgmt = cp.account("owner@example.com").await?;
     let project = cp
         .project(
@@ -439,12 +405,7 @@ async fn a_postgres_restart_leaves_tenants_serving_and_config_changes_resume_wit
     let back = Instant::now();
     loop {
         let (status, _) = cp
-            .call(
-                "GET",
-                &format!("/v1/projects/{}", project.id),
-                Some(&mgmt),
-                None,
-            )
+            .get_project(&mgmt, &project.id)
             .await
             .unwrap_or((0, Value::Null));
         if status == 200 {
@@ -459,11 +420,11 @@ async fn a_postgres_restart_leaves_tenants_serving_and_config_changes_resume_wit
     let reconnected = back.elapsed();
     // A config change made now reaches the tenant.
     let (s, b) = cp
-        .call(
-            "PUT",
-            &format!("/v1/projects/{}/namespaces/after", project.id),
-            Some(&mgmt),
-            Some(json!({"allow_subscribe_for_client": true})),
+        .put_namespace(
+            &mgmt,
+            &project.id,
+            "after",
+            json!({"allow_subscribe_for_client": true}),
         )
         .await?;
     assert_eq!(s, 201, "{b}");
@@ -516,14 +477,7 @@ async fn a_postgres_restart_leaves_tenants_serving_and_config_changes_resume_wit
         .await?
         .json()
         .await?;
-    let (_, p) = cp
-        .call(
-            "GET",
-            &format!("/v1/projects/{}", project.id),
-            Some(&mgmt),
-            None,
-        )
-        .await?;
+    let (_, p) = cp.get_project(&mgmt, &project.id).await?;
     assert_eq!(
         status["config_version"], p["config_version"],
         "{status} {p}"

@@ -12,16 +12,14 @@
 //! elsewhere would be, so the rule about the service's own address is not what they test
 //! (except where they do).
 
-mod cp;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use cp::browser::Browser;
-use cp::ws::Subscriber;
-use cp::{open_chat, ControlPlane, Project};
+use rotor_e2e::control_plane::browser::Browser;
+use rotor_e2e::control_plane::ws::Subscriber;
+use rotor_e2e::control_plane::{open_chat, ControlPlane, Project};
 use rotor_e2e::TestDatabase;
 use serde_json::{json, Value};
 
@@ -90,33 +88,12 @@ async fn set_consumers(
     project: &Project,
     consumers: Value,
 ) -> Result<(u16, Value)> {
-    cp.call(
-        "PATCH",
-        &format!("/v1/projects/{}", project.id),
-        Some(token),
-        Some(json!({"settings": {"consumers": consumers}})),
+    cp.patch_project(
+        token,
+        &project.id,
+        json!({"settings": {"consumers": consumers}}),
     )
     .await
-}
-
-/// A dashboard session and a management token of a new account.
-async fn owner(cp: &ControlPlane, email: &str) -> Result<(Browser, String)> {
-    let password = "a long enough password";
-    let mut browser = Browser::new(&cp.base);
-    ensure!(browser.signup(email, password).await? == 303, "signup");
-    let (status, token) = cp
-        .call(
-            "POST",
-            "/v1/tokens",
-            None,
-            Some(json!({"email": email, "password": password, "name": "ci"})),
-        )
-        .await?;
-    ensure!(status == 201, "token: {status} {token}");
-    Ok((
-        browser,
-        token["token"].as_str().context("token")?.to_owned(),
-    ))
 }
 
 async fn provision(cp: &ControlPlane, token: &str, id: &str, name: &str) -> Result<(u16, Value)> {
@@ -134,7 +111,7 @@ async fn an_outbox_row_in_the_customers_database_reaches_a_subscriber() -> Resul
     let cp = ControlPlane::start_with_env(&[("ROTOR_TENANT_PRIVATE_EGRESS", "1")]).await?;
     let customer = TestDatabase::create().await?;
     let (_forwarder, dsn) = through(&customer).await?;
-    let (mut browser, token) = owner(&cp, "consumers@example.com").await?;
+    let (mut browser, token) = cp.dashboard_owner("consumers@example.com").await?;
     let project = cp
         .project(&token, "Outbox", &[("chat", open_chat())])
         .await?;
@@ -200,14 +177,7 @@ async fn an_outbox_row_in_the_customers_database_reaches_a_subscriber() -> Resul
         !stored_dsn.is_empty() && !stored.to_string().contains(&dsn),
         "stored in clear: {stored}"
     );
-    let (_, shown) = cp
-        .call(
-            "GET",
-            &format!("/v1/projects/{}", project.id),
-            Some(&token),
-            None,
-        )
-        .await?;
+    let (_, shown) = cp.get_project(&token, &project.id).await?;
     assert_eq!(shown["settings"]["consumers"][0]["postgresql"]["dsn"], dsn);
     let (_, audit) = cp
         .call(
@@ -370,7 +340,7 @@ async fn the_production_rule_refuses_a_loopback_database_before_connecting() -> 
 #[tokio::test]
 async fn the_dashboard_edits_consumers_for_their_owner_only() -> Result<()> {
     let cp = ControlPlane::start().await?;
-    let (mut browser, token) = owner(&cp, "editor@example.com").await?;
+    let (mut browser, token) = cp.dashboard_owner("editor@example.com").await?;
     let project = cp.project(&token, "Editor", &[]).await?;
     let page = format!("/projects/{}/settings", project.id);
     let action = format!("{page}/consumers");
@@ -430,7 +400,7 @@ async fn the_dashboard_edits_consumers_for_their_owner_only() -> Result<()> {
     assert_eq!(listed(&after), listed(&shown), "nothing changed");
 
     // Another account's session, with its own valid CSRF token.
-    let (mut stranger, _) = owner(&cp, "stranger@example.com").await?;
+    let (mut stranger, _) = cp.dashboard_owner("stranger@example.com").await?;
     let (_, own_page, _) = stranger.get("/projects").await?;
     let theirs = Browser::csrf_in(&own_page);
     let (status, _, _, _) = stranger

@@ -8,12 +8,10 @@
 //! is woken by a gRPC call; and a connection routed to one project stays that project's even
 //! when later requests on it name another (a raw HTTP/2 client makes that attack).
 
-mod cp;
-
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cp::ControlPlane;
+use rotor_e2e::control_plane::ControlPlane;
 use rotor_e2e::ClientScript;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -39,11 +37,10 @@ async fn grpc(cp: &ControlPlane, calls: Value) -> Result<Value> {
 
 async fn enable(cp: &ControlPlane, token: &str, id: &str) -> Result<()> {
     let (s, b) = cp
-        .call(
-            "PATCH",
-            &format!("/v1/projects/{id}"),
-            Some(token),
-            Some(json!({"settings": {"grpc_api": {"enabled": true}}})),
+        .patch_project(
+            token,
+            id,
+            json!({"settings": {"grpc_api": {"enabled": true}}}),
         )
         .await?;
     anyhow::ensure!(s == 200, "enable gRPC: {s} {b}");
@@ -85,11 +82,10 @@ async fn a_projects_grpc_api_is_served_at_its_own_host_through_the_edge() -> Res
         ("tls", json!({"enabled": true})),
     ] {
         let (s, body) = cp
-            .call(
-                "PATCH",
-                &format!("/v1/projects/{}", a.id),
-                Some(&owner),
-                Some(json!({"settings": {"grpc_api": {"enabled": true, option: value}}})),
+            .patch_project(
+                &owner,
+                &a.id,
+                json!({"settings": {"grpc_api": {"enabled": true, option: value}}}),
             )
             .await?;
         assert_eq!(s, 400, "{body}");
@@ -101,11 +97,10 @@ async fn a_projects_grpc_api_is_served_at_its_own_host_through_the_edge() -> Res
     }
     // Nobody but the owner switches it on.
     let (s, _) = cp
-        .call(
-            "PATCH",
-            &format!("/v1/projects/{}", a.id),
-            Some(&stranger),
-            Some(json!({"settings": {"grpc_api": {"enabled": true}}})),
+        .patch_project(
+            &stranger,
+            &a.id,
+            json!({"settings": {"grpc_api": {"enabled": true}}}),
         )
         .await?;
     assert_eq!(s, 404);

@@ -4,8 +4,6 @@
 //! By default hosted tenants may call only public addresses, so a project cannot point its
 //! proxies at the machine it runs on.
 
-mod cp;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +11,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum::routing::post;
 use axum::Json;
-use cp::ControlPlane;
 use futures_util::{SinkExt, StreamExt};
+use rotor_e2e::control_plane::ControlPlane;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 

@@ -12,16 +12,13 @@
 //! the operator's `ROTOR_TENANT_PRIVATE_EGRESS=1`; the first keeps the production rule, which
 //! refuses it (`egress_refused`), and uses that to have failures to send again.
 
-mod cp;
-mod hooks_rx;
-
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use cp::browser::Browser;
-use cp::ws::Subscriber;
-use cp::{kill9, open_chat, ControlPlane, Project};
-use hooks_rx::{names, HookReceiver};
+use rotor_e2e::control_plane::browser::Browser;
+use rotor_e2e::control_plane::ws::Subscriber;
+use rotor_e2e::control_plane::{kill9, open_chat, ControlPlane, Project};
+use rotor_e2e::hooks_rx::{names, HookReceiver};
 use serde_json::{json, Value};
 
 const HOOK_SECRET: &str = "whsec-hosted-0123456789";
@@ -40,12 +37,7 @@ async fn webhooks_on(
     let settings = json!({"webhooks": {"enabled": true, "url": url, "secret": HOOK_SECRET,
         "grace": grace}});
     let (status, body) = cp
-        .call(
-            "PATCH",
-            &format!("/v1/projects/{}", project.id),
-            Some(token),
-            Some(json!({ "settings": settings })),
-        )
+        .patch_project(token, &project.id, json!({ "settings": settings }))
         .await?;
     ensure!(status == 200, "webhooks not set: {status} {body}");
     cp.wait_applied(token, &project.id).await?;
@@ -90,30 +82,10 @@ fn webhook_ids(view: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Signs up in the dashboard and gets a management token for the same account.
-async fn owner(cp: &ControlPlane, email: &str) -> Result<(Browser, String)> {
-    let password = "a long enough password";
-    let mut browser = Browser::new(&cp.base);
-    ensure!(browser.signup(email, password).await? == 303, "signup");
-    let (status, token) = cp
-        .call(
-            "POST",
-            "/v1/tokens",
-            None,
-            Some(json!({"email": email, "password": password, "name": "ci"})),
-        )
-        .await?;
-    ensure!(status == 201, "token: {status} {token}");
-    Ok((
-        browser,
-        token["token"].as_str().context("token")?.to_owned(),
-    ))
-}
-
 #[tokio::test]
 async fn failed_deliveries_are_sent_again_by_their_owner_only() -> Result<()> {
     let cp = ControlPlane::start().await?;
-    let (mut alice, token) = owner(&cp, "alice-hooks@example.com").await?;
+    let (mut alice, token) = cp.dashboard_owner("alice-hooks@example.com").await?;
     let project = cp
         .project(&token, "Hooks", &[("chat", open_chat())])
         .await?;
@@ -132,7 +104,7 @@ async fn failed_deliveries_are_sent_again_by_their_owner_only() -> Result<()> {
     let id = first[0].clone();
 
     // Another account: the same 404 as a project that does not exist, and nothing moves.
-    let (mut eve, eve_token) = owner(&cp, "eve-hooks@example.com").await?;
+    let (mut eve, eve_token) = cp.dashboard_owner("eve-hooks@example.com").await?;
     for (method, path, body) in [
         ("GET", format!("/v1/projects/{}/webhooks", project.id), None),
         (

@@ -2,10 +2,10 @@
 //! over Protobuf: each test spawns `rotor-data-plane` with its own secret and API key, runs one
 //! scenario script from `tests/clients/node`, and checks what the SDK observed.
 
-mod interop;
-
 use anyhow::Result;
-use interop::{expect, run_on, Deployment, Server};
+use rotor_e2e::interop;
+use rotor_e2e::interop::{expect, run_on, Deployment, Server};
+use rotor_e2e::scenario_tests;
 use rotor_e2e::ClientScript;
 use serde_json::{json, Value};
 
@@ -25,23 +25,13 @@ async fn core_flow(format: &str) -> Result<Value> {
 #[tokio::test]
 async fn centrifuge_js_core_flow_over_redis_with_clients_and_api_on_different_processes(
 ) -> Result<()> {
-    let (a, b, prefix) = Server::start_redis_pair().await?;
-    let out = a
-        .run_with_api(ClientScript::node("js_core.mjs"), "json", Some(&b))
-        .await;
-    if let Ok(redis) = redis::Client::open(rotor_e2e::paths::redis_url()) {
-        if let Ok(mut conn) = redis.get_multiplexed_async_connection().await {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{prefix}*"))
-                .query_async(&mut conn)
-                .await
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-            }
-        }
-    }
-    check_core_flow(&out?, "json");
+    let out = run_on(
+        Deployment::RedisPair,
+        ClientScript::node("js_core.mjs"),
+        "json",
+    )
+    .await?;
+    check_core_flow(&out, "json");
     Ok(())
 }
 
@@ -217,17 +207,7 @@ async fn errors(format: &str, deployment: Deployment) -> Result<()> {
             "state": "connected"
         }),
     );
-    expect(
-        &out,
-        "refresh",
-        json!({
-            "henry_get_token_calls": 1,
-            "henry_state": "connected",
-            "henry_events_after_connect": [],
-            "ivan_get_token_calls": 1,
-            "ivan_close": {"code": 3005, "reason": "connection expired"}
-        }),
-    );
+    expect(&out, "refresh", interop::connection_refresh());
     expect(
         &out,
         "invalid_token",
@@ -247,14 +227,9 @@ async fn errors(format: &str, deployment: Deployment) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn centrifuge_js_json_error_codes() -> Result<()> {
-    errors("json", Deployment::Memory).await
-}
-
-#[tokio::test]
-async fn centrifuge_js_protobuf_error_codes() -> Result<()> {
-    errors("protobuf", Deployment::Memory).await
+scenario_tests! {
+    centrifuge_js_json_error_codes => errors("json", Deployment::Memory);
+    centrifuge_js_protobuf_error_codes => errors("protobuf", Deployment::Memory);
 }
 
 /// Subscription tokens, server-side subscriptions (token `channels`, API subscribe/unsubscribe)
@@ -423,15 +398,11 @@ async fn centrifuge_js_json_and_protobuf_clients_share_a_channel() -> Result<()>
     Ok(())
 }
 
-#[tokio::test]
-async fn centrifuge_js_error_codes_over_redis_across_two_processes() -> Result<()> {
-    errors("json", Deployment::RedisPair).await
-}
-
-#[tokio::test]
-async fn centrifuge_js_subscriptions_over_redis_across_two_processes() -> Result<()> {
-    subscriptions("json", Deployment::RedisPair).await?;
-    Ok(())
+scenario_tests! {
+    centrifuge_js_error_codes_over_redis_across_two_processes =>
+        errors("json", Deployment::RedisPair);
+    centrifuge_js_subscriptions_over_redis_across_two_processes =>
+        subscriptions("json", Deployment::RedisPair);
 }
 
 async fn centrifuge_js_over_emulation(transport: &str) -> Result<()> {
@@ -459,14 +430,9 @@ async fn centrifuge_js_over_emulation(transport: &str) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn centrifuge_js_over_http_streaming_emulation() -> Result<()> {
-    centrifuge_js_over_emulation("http_stream").await
-}
-
-#[tokio::test]
-async fn centrifuge_js_over_sse_emulation() -> Result<()> {
-    centrifuge_js_over_emulation("sse").await
+scenario_tests! {
+    centrifuge_js_over_http_streaming_emulation => centrifuge_js_over_emulation("http_stream");
+    centrifuge_js_over_sse_emulation => centrifuge_js_over_emulation("sse");
 }
 
 /// Cache recovery mode: the latest publication as initial state (server-started with
@@ -507,14 +473,9 @@ async fn cache_recovery(format: &str) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn centrifuge_js_json_cache_recovery() -> Result<()> {
-    cache_recovery("json").await
-}
-
-#[tokio::test]
-async fn centrifuge_js_protobuf_cache_recovery() -> Result<()> {
-    cache_recovery("protobuf").await
+scenario_tests! {
+    centrifuge_js_json_cache_recovery => cache_recovery("json");
+    centrifuge_js_protobuf_cache_recovery => cache_recovery("protobuf");
 }
 
 /// Publisher exclusion with centrifuge-js publishers kicked (reconnect code) while their
@@ -544,14 +505,11 @@ async fn publisher_exclusion(format: &str, deployment: Deployment) -> Result<()>
     Ok(())
 }
 
-#[tokio::test]
-async fn centrifuge_js_json_publisher_exclusion_across_reconnects() -> Result<()> {
-    publisher_exclusion("json", Deployment::Memory).await
-}
-
-#[tokio::test]
-async fn centrifuge_js_protobuf_publisher_exclusion_across_reconnects_over_redis() -> Result<()> {
-    publisher_exclusion("protobuf", Deployment::RedisPair).await
+scenario_tests! {
+    centrifuge_js_json_publisher_exclusion_across_reconnects =>
+        publisher_exclusion("json", Deployment::Memory);
+    centrifuge_js_protobuf_publisher_exclusion_across_reconnects_over_redis =>
+        publisher_exclusion("protobuf", Deployment::RedisPair);
 }
 
 /// Publication tags filters: only matching publications reach a filtered subscriber, live and
@@ -587,14 +545,9 @@ async fn tags_filter(format: &str, deployment: Deployment) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn centrifuge_js_json_tags_filter() -> Result<()> {
-    tags_filter("json", Deployment::Memory).await
-}
-
-#[tokio::test]
-async fn centrifuge_js_protobuf_tags_filter_over_redis() -> Result<()> {
-    tags_filter("protobuf", Deployment::RedisPair).await
+scenario_tests! {
+    centrifuge_js_json_tags_filter => tags_filter("json", Deployment::Memory);
+    centrifuge_js_protobuf_tags_filter_over_redis => tags_filter("protobuf", Deployment::RedisPair);
 }
 
 /// Fossil delta compression: the SDK with `delta: 'fossil'` and a plain SDK subscriber see the
@@ -626,14 +579,9 @@ async fn delta(format: &str, deployment: Deployment) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn centrifuge_js_json_delta() -> Result<()> {
-    delta("json", Deployment::Memory).await
-}
-
-#[tokio::test]
-async fn centrifuge_js_protobuf_delta_over_redis() -> Result<()> {
-    delta("protobuf", Deployment::RedisPair).await
+scenario_tests! {
+    centrifuge_js_json_delta => delta("json", Deployment::Memory);
+    centrifuge_js_protobuf_delta_over_redis => delta("protobuf", Deployment::RedisPair);
 }
 
 /// Personal channels (`client.subscribe_to_user_personal_channel`, with `single_connection`):
@@ -686,14 +634,9 @@ async fn personal_channel(format: &str) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn centrifuge_js_json_personal_channel() -> Result<()> {
-    personal_channel("json").await
-}
-
-#[tokio::test]
-async fn centrifuge_js_protobuf_personal_channel() -> Result<()> {
-    personal_channel("protobuf").await
+scenario_tests! {
+    centrifuge_js_json_personal_channel => personal_channel("json");
+    centrifuge_js_protobuf_personal_channel => personal_channel("protobuf");
 }
 
 /// Client options with centrifuge-js: `client.user_id_http_header` authenticates a WebSocket
@@ -728,26 +671,13 @@ async fn client_options(format: &str) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn centrifuge_js_json_client_options() -> Result<()> {
-    client_options("json").await
-}
-
-#[tokio::test]
-async fn centrifuge_js_protobuf_client_options() -> Result<()> {
-    client_options("protobuf").await
+scenario_tests! {
+    centrifuge_js_json_client_options => client_options("json");
+    centrifuge_js_protobuf_client_options => client_options("protobuf");
 }
 
 async fn concurrency(format: &str, transport: Option<&str>) -> Result<()> {
-    let backend = interop::rpc_backend_holding_slow_until_fast().await?;
-    let server = Server::start_with_config(json!({
-        "client": {"concurrency": 4},
-        "rpc": {
-            "proxy": {"endpoint": format!("http://{backend}/rpc"), "timeout": "10s"},
-            "without_namespace": {"proxy_enabled": true}
-        }
-    }))
-    .await?;
+    let server = Server::start_concurrent().await?;
     let mut script = ClientScript::node("js_concurrency.mjs");
     if let Some(t) = transport {
         script = script.envs([("ROTOR_TRANSPORT", t)]);
@@ -761,22 +691,10 @@ async fn concurrency(format: &str, transport: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn centrifuge_js_json_commands_run_concurrently() -> Result<()> {
-    concurrency("json", None).await
-}
-
-#[tokio::test]
-async fn centrifuge_js_protobuf_commands_run_concurrently() -> Result<()> {
-    concurrency("protobuf", None).await
-}
-
-#[tokio::test]
-async fn centrifuge_js_commands_run_concurrently_over_http_streaming_emulation() -> Result<()> {
-    concurrency("json", Some("http_stream")).await
-}
-
-#[tokio::test]
-async fn centrifuge_js_commands_run_concurrently_over_sse_emulation() -> Result<()> {
-    concurrency("json", Some("sse")).await
+scenario_tests! {
+    centrifuge_js_json_commands_run_concurrently => concurrency("json", None);
+    centrifuge_js_protobuf_commands_run_concurrently => concurrency("protobuf", None);
+    centrifuge_js_commands_run_concurrently_over_http_streaming_emulation =>
+        concurrency("json", Some("http_stream"));
+    centrifuge_js_commands_run_concurrently_over_sse_emulation => concurrency("json", Some("sse"));
 }

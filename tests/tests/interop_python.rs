@@ -3,11 +3,11 @@
 //! secret and API key, runs one scenario from `tests/clients/python`, and checks what the SDKs
 //! observed.
 
-mod interop;
-
 use anyhow::Result;
-use interop::{expect, run_on, Deployment};
-use rotor_e2e::ClientScript;
+use rotor_e2e::interop;
+use rotor_e2e::interop::{expect, run_on, Deployment};
+use rotor_e2e::scenario_tests;
+use rotor_e2e::{free_port, ClientScript};
 use serde_json::json;
 
 /// centrifuge-python: connect, subscribe, receive from cent and from the client, join/leave,
@@ -117,17 +117,7 @@ async fn sdk_flow(format: &str, deployment: Deployment) -> Result<()> {
         "invalid_token",
         json!({"code": 3500, "reason": "invalid token", "state": "disconnected"}),
     );
-    expect(
-        &out,
-        "refresh",
-        json!({
-            "henry_get_token_calls": 1,
-            "henry_state": "connected",
-            "henry_events_after_connect": [],
-            "ivan_get_token_calls": 1,
-            "ivan_close": {"code": 3005, "reason": "connection expired"}
-        }),
-    );
+    expect(&out, "refresh", interop::connection_refresh());
     expect(
         &out,
         "after_pings",
@@ -137,30 +127,15 @@ async fn sdk_flow(format: &str, deployment: Deployment) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn centrifuge_python_json_flow_with_cent() -> Result<()> {
-    sdk_flow("json", Deployment::Memory).await
-}
+scenario_tests! {
+    centrifuge_python_json_flow_with_cent => sdk_flow("json", Deployment::Memory);
+    centrifuge_python_protobuf_flow_with_cent => sdk_flow("protobuf", Deployment::Memory);
 
-#[tokio::test]
-async fn centrifuge_python_protobuf_flow_with_cent() -> Result<()> {
-    sdk_flow("protobuf", Deployment::Memory).await
-}
-
-/// cent 5.x against the server API, with a centrifuge-python subscriber watching the effects.
-#[tokio::test]
-async fn cent_server_api_methods_and_errors() -> Result<()> {
-    cent_api(Deployment::Memory).await
-}
-
-#[tokio::test]
-async fn cent_server_api_methods_and_errors_on_the_redis_engine() -> Result<()> {
-    cent_api(Deployment::Redis).await
-}
-
-#[tokio::test]
-async fn cent_server_api_methods_and_errors_over_redis_across_two_processes() -> Result<()> {
-    cent_api(Deployment::RedisPair).await
+    /// cent 5.x against the server API, with a centrifuge-python subscriber watching the effects.
+    cent_server_api_methods_and_errors => cent_api(Deployment::Memory);
+    cent_server_api_methods_and_errors_on_the_redis_engine => cent_api(Deployment::Redis);
+    cent_server_api_methods_and_errors_over_redis_across_two_processes =>
+        cent_api(Deployment::RedisPair);
 }
 
 async fn cent_api(deployment: Deployment) -> Result<()> {
@@ -333,14 +308,10 @@ async fn cache_recovery(format: &str, deployment: Deployment) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn centrifuge_python_json_cache_recovery() -> Result<()> {
-    cache_recovery("json", Deployment::Memory).await
-}
-
-#[tokio::test]
-async fn centrifuge_python_protobuf_cache_recovery_over_redis() -> Result<()> {
-    cache_recovery("protobuf", Deployment::RedisPair).await
+scenario_tests! {
+    centrifuge_python_json_cache_recovery => cache_recovery("json", Deployment::Memory);
+    centrifuge_python_protobuf_cache_recovery_over_redis =>
+        cache_recovery("protobuf", Deployment::RedisPair);
 }
 
 /// Publication tags filters with centrifuge-python: only matching publications, live and in
@@ -368,14 +339,10 @@ async fn tags_filter(format: &str, deployment: Deployment) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn centrifuge_python_json_tags_filter() -> Result<()> {
-    tags_filter("json", Deployment::Memory).await
-}
-
-#[tokio::test]
-async fn centrifuge_python_protobuf_tags_filter_over_redis() -> Result<()> {
-    tags_filter("protobuf", Deployment::RedisPair).await
+scenario_tests! {
+    centrifuge_python_json_tags_filter => tags_filter("json", Deployment::Memory);
+    centrifuge_python_protobuf_tags_filter_over_redis =>
+        tags_filter("protobuf", Deployment::RedisPair);
 }
 
 /// Versioned publishes through cent (extra `version`/`version_epoch` fields): older versions
@@ -388,14 +355,10 @@ async fn cent_versions(deployment: Deployment) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn cent_versioned_publishes() -> Result<()> {
-    cent_versions(Deployment::Memory).await
-}
-
-#[tokio::test]
-async fn cent_versioned_publishes_over_redis_across_two_processes() -> Result<()> {
-    cent_versions(Deployment::RedisPair).await
+scenario_tests! {
+    cent_versioned_publishes => cent_versions(Deployment::Memory);
+    cent_versioned_publishes_over_redis_across_two_processes =>
+        cent_versions(Deployment::RedisPair);
 }
 
 /// cent 5.x with `session` targeting (subscribe, unsubscribe, disconnect reach one of a user's
@@ -443,15 +406,7 @@ async fn cent_targets_sessions_overrides_options_and_runs_parallel_batches() -> 
 
 /// centrifuge-python with `client.concurrency`: two RPCs of one client in flight together.
 async fn concurrency(format: &str) -> Result<()> {
-    let backend = interop::rpc_backend_holding_slow_until_fast().await?;
-    let server = interop::Server::start_with_config(json!({
-        "client": {"concurrency": 4},
-        "rpc": {
-            "proxy": {"endpoint": format!("http://{backend}/rpc"), "timeout": "10s"},
-            "without_namespace": {"proxy_enabled": true}
-        }
-    }))
-    .await?;
+    let server = interop::Server::start_concurrent().await?;
     let out = server
         .run(ClientScript::python("py_concurrency.py"), format)
         .await?;
@@ -461,14 +416,9 @@ async fn concurrency(format: &str) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn centrifuge_python_json_commands_run_concurrently() -> Result<()> {
-    concurrency("json").await
-}
-
-#[tokio::test]
-async fn centrifuge_python_protobuf_commands_run_concurrently() -> Result<()> {
-    concurrency("protobuf").await
+scenario_tests! {
+    centrifuge_python_json_commands_run_concurrently => concurrency("json");
+    centrifuge_python_protobuf_commands_run_concurrently => concurrency("protobuf");
 }
 
 /// Python grpcio with stubs generated by grpcio-tools from `data-plane/proto/api.proto` against
@@ -575,9 +525,7 @@ async fn grpcio_calls_every_grpc_api_method() -> Result<()> {
 async fn a_python_grpcio_backend_answers_grpc_connect_and_subscribe_proxies() -> Result<()> {
     // A free port for the script's backend: the data plane dials it only when a client comes,
     // after the script listens.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = free_port()?;
     let endpoint = format!("grpc://127.0.0.1:{port}");
     let server = interop::Server::start_with_config(json!({
         "client": {"proxy": {"connect": {"enabled": true, "endpoint": endpoint}}},
@@ -628,9 +576,7 @@ async fn a_python_grpcio_backend_answers_grpc_connect_and_subscribe_proxies() ->
 #[tokio::test]
 async fn a_python_grpcio_backend_streams_to_a_centrifuge_python_subscriber() -> Result<()> {
     for format in ["json", "protobuf"] {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = free_port()?;
         let endpoint = format!("grpc://127.0.0.1:{port}");
         let server = interop::Server::start_with_config(json!({"channel": {
             "proxy": {"subscribe_stream": {"endpoint": endpoint}},

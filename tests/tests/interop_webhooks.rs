@@ -6,14 +6,11 @@
 //! the same moment produces its three events. The scenario is
 //! `tests/clients/node/webhook_storm.mjs`.
 
-mod hooks_rx;
-mod interop;
-
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use hooks_rx::{names, HookReceiver};
-use interop::Server;
+use rotor_e2e::hooks_rx::{names, HookReceiver};
+use rotor_e2e::interop::Server;
 use rotor_e2e::ClientScript;
 use serde_json::{json, Value};
 

@@ -5,14 +5,12 @@
 //! where it costs nothing). Every wait is bounded; events are awaited, usage (scraped every
 //! few seconds, no event to await) is polled with a deadline.
 
-mod cp;
-
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use cp::{raw_connect, token, ControlPlane, Project};
 use futures_util::{SinkExt, StreamExt};
+use rotor_e2e::control_plane::{raw_connect, token, ControlPlane, Engine, Project};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -41,7 +39,7 @@ fn chat_namespace() -> Value {
 /// A project on the Redis engine with an API key and the `chat` namespace, once its tenant runs
 /// the config.
 async fn redis_project(cp: &ControlPlane, mgmt: &str, name: &str) -> Result<Project> {
-    cp.project_on(mgmt, name, "redis", &[("chat", chat_namespace())])
+    cp.project_on(mgmt, name, Engine::Redis, &[("chat", chat_namespace())])
         .await
 }
 

@@ -6,14 +6,12 @@
 //! killed by the kernel inside its own group and restarted by the supervisor, with an audit
 //! entry and an event its owner can read, while a neighbour keeps its process and connections.
 
-mod cp;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use cp::ws::Subscriber;
-use cp::{open_chat, ControlPlane};
+use rotor_e2e::control_plane::ws::Subscriber;
+use rotor_e2e::control_plane::{open_chat, ControlPlane};
 use serde_json::{json, Value};
 
 /// Bound on polls for a state that has no event to await.

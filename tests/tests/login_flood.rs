@@ -2,17 +2,15 @@
 //! from many client addresses (each under the per-address limit, so each one really costs an
 //! argon2 verification) must not slow a tenant's publish → deliver path through the edge.
 
-mod cp;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use cp::ws::Ws;
-use cp::ControlPlane;
 use futures_util::StreamExt;
+use rotor_e2e::control_plane::ws::Ws;
+use rotor_e2e::control_plane::{open_chat, token, ws, ControlPlane, Project};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -20,7 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 /// publish → deliver latency in microseconds, sorted.
 async fn latencies(
     cp: &ControlPlane,
-    project: &cp::Project,
+    project: &Project,
     ws: &mut Ws,
     n: u64,
     from: u64,
@@ -71,11 +69,11 @@ async fn a_flood_of_bad_logins_does_not_slow_a_tenants_deliveries() -> Result<()
     let cp = ControlPlane::start().await?;
     let owner = cp.account("owner@example.com").await?;
     let project = cp
-        .project(&owner, "steady", &[("chat", cp::open_chat())])
+        .project(&owner, "steady", &[("chat", open_chat())])
         .await?;
-    let jwt = cp::token(&project.secret, "reader");
+    let jwt = token(&project.secret, "reader");
     let mut ws =
-        cp::ws::raw_subscriber(&cp.ws_url(&project.slug), &jwt, &["chat:latency"], None).await?;
+        ws::raw_subscriber(&cp.ws_url(&project.slug), &jwt, &["chat:latency"], None).await?;
     // Windows without and with the flood alternate, so drift on a shared box (other work,
     // frequency changes) lands on both sides alike.
     const ROUNDS: u64 = 5;

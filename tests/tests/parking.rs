@@ -5,13 +5,11 @@
 //! project holding history is never parked (that would lose it), a Redis-engine one is and
 //! keeps its history; usage keeps being metered from the tenants' pushes.
 
-mod cp;
-
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use cp::ws::Subscriber;
-use cp::{open_chat, ControlPlane, Project};
+use rotor_e2e::control_plane::ws::Subscriber;
+use rotor_e2e::control_plane::{open_chat, percent_encode, ControlPlane, Engine, Project};
 use serde_json::{json, Value};
 
 /// Idle time before parking in these tests.
@@ -26,12 +24,7 @@ async fn control_plane() -> Result<ControlPlane> {
 /// Adds an open `news` namespace and waits until it counts as applied.
 async fn add_news_namespace(cp: &ControlPlane, token: &str, project: &Project) -> Result<()> {
     let (status, body) = cp
-        .call(
-            "PUT",
-            &format!("/v1/projects/{}/namespaces/news", project.id),
-            Some(token),
-            Some(open_chat()),
-        )
+        .put_namespace(token, &project.id, "news", open_chat())
         .await?;
     ensure!(status == 201, "namespace: {status} {body}");
     cp.wait_applied(token, &project.id).await?;
@@ -91,12 +84,13 @@ async fn an_idle_project_is_parked_and_any_first_request_wakes_it() -> Result<()
 
     // SSE (uni_sse with the connect request in the query): the stream opens on a woken tenant.
     cp.wait_parked(&project, PARK_WAIT).await?;
-    let connect = json!({"token": cp::token(&project.secret, "u2")}).to_string();
+    let connect =
+        json!({"token": rotor_e2e::control_plane::token(&project.secret, "u2")}).to_string();
     let url = format!(
         "{}/t/{}/connection/uni_sse?cf_connect={}",
         cp.base,
         project.slug,
-        cp::percent_encode(&connect)
+        percent_encode(&connect)
     );
     let resp = cp
         .http
@@ -196,10 +190,10 @@ async fn memory_history_keeps_a_project_awake_and_redis_history_survives_parking
     let token = cp.account("history@example.com").await?;
     let history = json!({"history_size": 10, "history_ttl": "300s"});
     let memory = cp
-        .project_on(&token, "mem", "memory", &[("hist", history.clone())])
+        .project_on(&token, "mem", Engine::Memory, &[("hist", history.clone())])
         .await?;
     let redis = cp
-        .project_on(&token, "red", "redis", &[("hist", history)])
+        .project_on(&token, "red", Engine::Redis, &[("hist", history)])
         .await?;
     publish(&cp, &memory, "hist:x", 1).await?;
     publish(&cp, &redis, "hist:x", 2).await?;

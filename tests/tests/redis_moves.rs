@@ -8,24 +8,22 @@
 //! serving from its old deployment with its history; a hold left by an interrupted move lapses
 //! and the project serves again, and the move can then be run again.
 
-mod cp;
-mod placement;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use cp::publisher::{Failure, Publisher};
-use cp::{ControlPlane, Project};
-use placement::*;
+use rotor_e2e::control_plane::publisher::{Failure, Publisher};
+use rotor_e2e::control_plane::{ControlPlane, Project};
+use rotor_e2e::free_port;
+use rotor_e2e::placement::*;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
 /// A control plane with two private deployments, `one` (where the project goes) and `two`, and
 /// a Redis-engine project on `one` with a `chat` namespace keeping a long history.
 async fn placed(one: &PrivateRedis, two: &PrivateRedis) -> Result<(ControlPlane, String, Project)> {
-    placed_with(one, two, &[("ROTOR_START_ON_DEMAND", "0")]).await
+    placed_with(one, two, EAGER).await
 }
 
 /// [`placed`] with this environment for the control plane.
@@ -34,67 +32,26 @@ async fn placed_with(
     two: &PrivateRedis,
     env: &[(&str, &str)],
 ) -> Result<(ControlPlane, String, Project)> {
-    let mut env = env.to_vec();
-    env.push(("ROTOR_SECRET_KEY", KEY));
-    let cp = ControlPlane::start_with_env(&env).await?;
-    operator(
-        &cp,
-        &["add-redis-deployment", "one"],
-        &one.options().to_string(),
-    )
-    .await?;
-    operator(
-        &cp,
-        &["add-redis-deployment", "two"],
-        &two.options().to_string(),
-    )
-    .await?;
+    let cp = control_plane(env, &[("one", one), ("two", two)]).await?;
     operator(&cp, &["close-redis-deployment", "two"], "").await?;
-    let mgmt = cp.account("mover@example.com").await?;
     // No publish-rate cap and a history long enough for the whole run.
-    cp.operator(&["set-plan", "mover@example.com", "custom"])
-        .await?;
-    let chat = json!({"allow_subscribe_for_client": true, "force_recovery": true,
-        "history_size": 5000, "history_ttl": "600s"});
-    let project = cp
-        .project_on(&mgmt, "mover", "redis", &[("chat", chat)])
-        .await?;
+    let (mgmt, project) = chat_project(
+        &cp,
+        "mover@example.com",
+        Some("custom"),
+        "mover",
+        (5000, "600s"),
+    )
+    .await?;
     Ok((cp, mgmt, project))
 }
 
-/// `rotor-control-plane operator ARGS…`: (success, stdout + stderr).
-async fn operator_outcome(cp: &ControlPlane, args: &[&str]) -> Result<(bool, String)> {
-    let out = tokio::process::Command::new(rotor_e2e::paths::binary_path("rotor-control-plane")?)
-        .arg("operator")
-        .args(args)
-        .env("DATABASE_URL", cp.db.url())
-        .env("ROTOR_SECRET_KEY", KEY)
-        .env("USER", "e2e-operator")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), out).await??;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    ensure!(
-        !text.contains(PASSWORD),
-        "{args:?} printed a secret: {text}"
-    );
-    Ok((out.status.success(), text))
-}
-
 /// The whole history of `chat:x`: epoch and offset → `n`.
-async fn history(cp: &ControlPlane, project: &Project) -> Result<(String, BTreeMap<u64, u64>)> {
-    let h = api(
-        cp,
-        project,
-        "history",
-        json!({"channel": "chat:x", "limit": -1}),
-    )
-    .await?;
+async fn chat_history(
+    cp: &ControlPlane,
+    project: &Project,
+) -> Result<(String, BTreeMap<u64, u64>)> {
+    let h = history(cp, project, "chat:x", -1).await?;
     let epoch = h["epoch"].as_str().context("epoch")?.to_owned();
     let mut by_offset = BTreeMap::new();
     for p in h["publications"].as_array().into_iter().flatten() {
@@ -299,7 +256,7 @@ async fn every_publication_acknowledged_during_a_drain_move_is_in_the_new_histor
     stop_tx.send_replace(true);
     let attempts = publishing.await?;
 
-    let (epoch, on_two) = history(&cp, &project).await?;
+    let (epoch, on_two) = chat_history(&cp, &project).await?;
     let acked: Vec<(u64, u64)> = attempts
         .iter()
         .filter_map(|a| match a {
@@ -359,13 +316,7 @@ async fn every_publication_acknowledged_during_a_drain_move_is_in_the_new_histor
     let audit = audit_after(&cp, "operator.move_project").await?;
     assert_eq!(audit[0]["redis_deployment"], json!("two"), "{audit:?}");
     assert!(out.contains("\"held_ms\":"), "{out}");
-    let r = api(
-        &cp,
-        &project,
-        "history",
-        json!({"channel": "chat:x", "limit": 1}),
-    )
-    .await?;
+    let r = history(&cp, &project, "chat:x", 1).await?;
     assert_eq!(r["epoch"], json!(epoch));
     eprintln!(
         "drain move under publishing: {} attempts, {} acknowledged (all {} in the new history, offsets 1..={}), {} refused with 503 while held or starting, {} without an answer; move command {:?}, held {} ms (stop confirmed after {} ms)",
@@ -395,20 +346,19 @@ async fn a_failed_move_leaves_the_project_serving_from_its_old_deployment() -> R
         &broken.options().to_string(),
     )
     .await?;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let closed = free_port()?;
     let gone = json!({"address": format!("redis://:{PASSWORD}@127.0.0.1:{closed}")});
     operator(&cp, &["add-redis-deployment", "gone"], &gone.to_string()).await?;
     for n in 1..=3 {
         assert_eq!(publish_when_serving(&cp, &project, n).await?, n);
     }
-    let (epoch, before) = history(&cp, &project).await?;
+    let (epoch, before) = chat_history(&cp, &project).await?;
 
     // A deployment that cannot be reached: the move does not start; nothing stops.
     let (ok, out) = operator_outcome(
         &cp,
         &["move-project", &project.id, "gone", "--history", "drain"],
+        "",
     )
     .await?;
     assert!(!ok, "{out}");
@@ -416,13 +366,7 @@ async fn a_failed_move_leaves_the_project_serving_from_its_old_deployment() -> R
         out.contains("did not start") && out.contains("stays on the Redis deployment \"one\""),
         "{out}"
     );
-    let r = api(
-        &cp,
-        &project,
-        "publish",
-        json!({"channel": "chat:x", "data": {"n": 4}}),
-    )
-    .await?;
+    let r = publish(&cp, &project, "chat:x", 4).await?;
     assert_eq!(r["offset"], json!(4), "served throughout: {r}");
 
     // A copy the target refuses: the tenant was stopped, the move is called off, the hold
@@ -430,6 +374,7 @@ async fn a_failed_move_leaves_the_project_serving_from_its_old_deployment() -> R
     let (ok, out) = operator_outcome(
         &cp,
         &["move-project", &project.id, "broken", "--history", "drain"],
+        "",
     )
     .await?;
     assert!(!ok, "{out}");
@@ -441,7 +386,7 @@ async fn a_failed_move_leaves_the_project_serving_from_its_old_deployment() -> R
     );
     assert_eq!(placement_row(&cp, &project).await?, (Some("one".into()), 0));
     assert_eq!(publish_when_serving(&cp, &project, 5).await?, 5);
-    let (epoch_after, after) = history(&cp, &project).await?;
+    let (epoch_after, after) = chat_history(&cp, &project).await?;
     assert_eq!(epoch_after, epoch);
     assert_eq!(after.len(), 5);
     assert!(before.iter().all(|(o, n)| after.get(o) == Some(n)));
@@ -462,7 +407,7 @@ async fn a_hold_left_by_an_interrupted_move_lapses_and_the_move_can_run_again() 
     for n in 1..=2 {
         assert_eq!(publish_when_serving(&cp, &project, n).await?, n);
     }
-    let (epoch, _) = history(&cp, &project).await?;
+    let (epoch, _) = chat_history(&cp, &project).await?;
 
     // What a move killed right after holding the project leaves: a hold nobody renews. The
     // control plane stops the tenant and confirms it; the edge refuses meanwhile.
@@ -474,6 +419,7 @@ async fn a_hold_left_by_an_interrupted_move_lapses_and_the_move_can_run_again() 
     let (ok, out) = operator_outcome(
         &cp,
         &["move-project", &project.id, "two", "--history", "drain"],
+        "",
     )
     .await?;
     assert!(!ok && out.contains("under way"), "{out}");
@@ -491,7 +437,7 @@ async fn a_hold_left_by_an_interrupted_move_lapses_and_the_move_can_run_again() 
         placement_row(&cp, &project).await?.0.as_deref(),
         Some("one")
     );
-    assert_eq!(history(&cp, &project).await?.0, epoch);
+    assert_eq!(chat_history(&cp, &project).await?.0, epoch);
 
     // The move runs again over the lapsed hold, and drains.
     operator(
@@ -503,7 +449,7 @@ async fn a_hold_left_by_an_interrupted_move_lapses_and_the_move_can_run_again() 
     cp.wait_applied(&mgmt, &project.id).await?;
     assert_eq!(placement_row(&cp, &project).await?, (Some("two".into()), 0));
     assert_eq!(publish_when_serving(&cp, &project, 4).await?, 4);
-    let (epoch_after, all) = history(&cp, &project).await?;
+    let (epoch_after, all) = chat_history(&cp, &project).await?;
     assert_eq!(epoch_after, epoch);
     assert_eq!(all.values().copied().collect::<Vec<_>>(), vec![1, 2, 3, 4]);
     assert!(one.keys(&prefix).await?.is_empty());
@@ -518,7 +464,7 @@ async fn a_parked_project_is_not_woken_while_held_and_wakes_on_its_new_deploymen
     for n in 1..=2 {
         assert_eq!(publish_when_serving(&cp, &project, n).await?, n);
     }
-    let (epoch, _) = history(&cp, &project).await?;
+    let (epoch, _) = chat_history(&cp, &project).await?;
     cp.wait_parked(&project, WAIT).await?;
 
     // Held: the stop is confirmed without a process to stop, and from then on a request is
@@ -541,7 +487,7 @@ async fn a_parked_project_is_not_woken_while_held_and_wakes_on_its_new_deploymen
     )
     .await?;
     assert_eq!(publish_when_serving(&cp, &project, 3).await?, 3);
-    assert_eq!(history(&cp, &project).await?.0, epoch);
+    assert_eq!(chat_history(&cp, &project).await?.0, epoch);
     assert!(one.keys(&prefix).await?.is_empty());
     let control = format!("{prefix}control");
     assert_eq!(

@@ -8,43 +8,21 @@
 //! sharded control subscription is gone) and onto a Sentinel-named primary keep the history the
 //! same way. Moves under publishing and failed or interrupted moves: `redis_moves.rs`.
 
-mod cp;
-mod placement;
-
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
-use cp::ControlPlane;
-use placement::*;
+use rotor_e2e::placement::*;
 use serde_json::json;
 
 #[tokio::test]
 async fn a_placed_project_publishes_into_its_deployment_and_moves_with_its_history() -> Result<()> {
     let started = Instant::now();
     let (one, two) = (PrivateRedis::start().await?, PrivateRedis::start().await?);
-    let cp =
-        ControlPlane::start_with_env(&[("ROTOR_SECRET_KEY", KEY), ("ROTOR_START_ON_DEMAND", "0")])
-            .await?;
-    operator(
-        &cp,
-        &["add-redis-deployment", "one"],
-        &one.options().to_string(),
-    )
-    .await?;
-    operator(
-        &cp,
-        &["add-redis-deployment", "two"],
-        &two.options().to_string(),
-    )
-    .await?;
+    let cp = control_plane(EAGER, &[("one", &one), ("two", &two)]).await?;
     // New projects go to `one` while `two` is closed.
     operator(&cp, &["close-redis-deployment", "two"], "").await?;
-    let mgmt = cp.account("placed@example.com").await?;
-    let chat = json!({"allow_subscribe_for_client": true, "force_recovery": true,
-        "history_size": 20, "history_ttl": "300s"});
-    let project = cp
-        .project_on(&mgmt, "placed", "redis", &[("chat", chat)])
-        .await?;
+    let (mgmt, project) =
+        chat_project(&cp, "placed@example.com", None, "placed", (20, "300s")).await?;
     let prefix = format!("rotor:{}:", project.id);
     let list = operator(&cp, &["list-redis-deployments"], "").await?;
     assert!(
@@ -54,23 +32,10 @@ async fn a_placed_project_publishes_into_its_deployment_and_moves_with_its_histo
 
     // The tenant publishes into `one`, under its own prefix, and nowhere else.
     for i in 1..=3 {
-        let r = api(
-            &cp,
-            &project,
-            "publish",
-            json!({"channel": "chat:x", "data": {"n": i}}),
-        )
-        .await?;
+        let r = publish(&cp, &project, "chat:x", i).await?;
         assert_eq!(r["offset"], json!(i), "{r}");
     }
-    let history = api(
-        &cp,
-        &project,
-        "history",
-        json!({"channel": "chat:x", "limit": 0}),
-    )
-    .await?;
-    let epoch = history["epoch"].as_str().context("epoch")?.to_owned();
+    let epoch = epoch(&cp, &project, "chat:x").await?;
     let on_one = one.keys(&prefix).await?;
     assert!(
         on_one.contains(&format!("{prefix}{{chat:x}}:s")),
@@ -115,13 +80,7 @@ async fn a_placed_project_publishes_into_its_deployment_and_moves_with_its_histo
         "{sub}"
     );
     assert_eq!(sub["epoch"], json!(epoch));
-    let r = api(
-        &cp,
-        &project,
-        "publish",
-        json!({"channel": "chat:x", "data": {"n": 4}}),
-    )
-    .await?;
+    let r = publish(&cp, &project, "chat:x", 4).await?;
     assert_eq!(r["offset"], json!(4), "the stream goes on on `two`: {r}");
     let audit = audit_after(&cp, "operator.move_project").await?;
     assert_eq!(audit[0]["keys_moved"], json!(on_one.len()), "{audit:?}");
@@ -137,24 +96,12 @@ async fn a_placed_project_publishes_into_its_deployment_and_moves_with_its_histo
     assert!(out.contains("\"keys_moved\":0"), "{out}");
     assert!(two.keys(&prefix).await?.is_empty());
     cp.wait_applied(&mgmt, &project.id).await?;
-    let history = api(
-        &cp,
-        &project,
-        "history",
-        json!({"channel": "chat:x", "limit": -1}),
-    )
-    .await?;
+    let history = history(&cp, &project, "chat:x", -1).await?;
     assert!(
         history["publications"].as_array().is_none_or(Vec::is_empty),
         "{history}"
     );
-    let r = api(
-        &cp,
-        &project,
-        "publish",
-        json!({"channel": "chat:x", "data": {"n": 5}}),
-    )
-    .await?;
+    let r = publish(&cp, &project, "chat:x", 5).await?;
     assert_eq!(r["offset"], json!(1), "a new stream on `one`: {r}");
     assert!(!one.keys(&prefix).await?.is_empty());
     let audit = audit_after(&cp, "operator.move_project").await?;
@@ -173,43 +120,24 @@ async fn a_placed_project_publishes_into_its_deployment_and_moves_with_its_histo
 #[tokio::test]
 async fn a_drain_move_onto_a_redis_cluster_keeps_the_history() -> Result<()> {
     let (one, cluster) = (PrivateRedis::start().await?, PrivateCluster::start().await?);
-    let cp =
-        ControlPlane::start_with_env(&[("ROTOR_SECRET_KEY", KEY), ("ROTOR_START_ON_DEMAND", "0")])
-            .await?;
-    operator(
+    let cp = control_plane(EAGER, &[("one", &one)]).await?;
+    let (mgmt, project) = chat_project(
         &cp,
-        &["add-redis-deployment", "one"],
-        &one.options().to_string(),
+        "to-cluster@example.com",
+        None,
+        "clustered",
+        (50, "300s"),
     )
     .await?;
-    let mgmt = cp.account("to-cluster@example.com").await?;
-    let chat = json!({"allow_subscribe_for_client": true, "force_recovery": true,
-        "history_size": 50, "history_ttl": "300s"});
-    let project = cp
-        .project_on(&mgmt, "clustered", "redis", &[("chat", chat)])
-        .await?;
     let prefix = format!("rotor:{}:", project.id);
     // Channels spread over the cluster's slots.
     let channels: Vec<String> = (0..8).map(|i| format!("chat:room{i}")).collect();
     for channel in &channels {
         for n in 1..=2 {
-            api(
-                &cp,
-                &project,
-                "publish",
-                json!({"channel": channel, "data": {"n": n}}),
-            )
-            .await?;
+            publish(&cp, &project, channel, n).await?;
         }
     }
-    let history = api(
-        &cp,
-        &project,
-        "history",
-        json!({"channel": "chat:room3", "limit": 0}),
-    )
-    .await?;
-    let epoch = history["epoch"].as_str().context("epoch")?.to_owned();
+    let epoch = epoch(&cp, &project, "chat:room3").await?;
     let on_one = one.keys(&prefix).await?;
     ensure!(on_one.len() >= channels.len(), "{on_one:?}");
 
@@ -239,13 +167,7 @@ async fn a_drain_move_onto_a_redis_cluster_keeps_the_history() -> Result<()> {
     cp.wait_applied(&mgmt, &project.id).await?;
     // Every channel's history is served from the cluster, and a client recovers from it.
     for channel in &channels {
-        let h = api(
-            &cp,
-            &project,
-            "history",
-            json!({"channel": channel, "limit": -1}),
-        )
-        .await?;
+        let h = history(&cp, &project, channel, -1).await?;
         assert_eq!(
             h["publications"].as_array().map(Vec::len),
             Some(2),
@@ -255,13 +177,7 @@ async fn a_drain_move_onto_a_redis_cluster_keeps_the_history() -> Result<()> {
     let sub = recover_on(&cp, &project, "chat:room3", &epoch, 1).await?;
     assert_eq!(sub["recovered"], json!(true), "{sub}");
     assert_eq!(sub["publications"][0]["offset"], json!(2), "{sub}");
-    let r = api(
-        &cp,
-        &project,
-        "publish",
-        json!({"channel": "chat:room3", "data": {"n": 3}}),
-    )
-    .await?;
+    let r = publish(&cp, &project, "chat:room3", 3).await?;
     assert_eq!(r["offset"], json!(3), "{r}");
 
     // The tenant listens on the cluster now (its control topic, sharded, in its own slot), and
@@ -281,13 +197,7 @@ async fn a_drain_move_onto_a_redis_cluster_keeps_the_history() -> Result<()> {
     .await?;
     assert!(cluster.keys(&prefix).await?.is_empty());
     cp.wait_applied(&mgmt, &project.id).await?;
-    let h = api(
-        &cp,
-        &project,
-        "history",
-        json!({"channel": "chat:room3", "limit": -1}),
-    )
-    .await?;
+    let h = history(&cp, &project, "chat:room3", -1).await?;
     assert_eq!(h["publications"].as_array().map(Vec::len), Some(3), "{h}");
     assert_eq!(h["epoch"], json!(epoch), "{h}");
     Ok(())
@@ -297,39 +207,20 @@ async fn a_drain_move_onto_a_redis_cluster_keeps_the_history() -> Result<()> {
 async fn a_drain_move_onto_a_sentinel_group_keeps_the_history() -> Result<()> {
     let (one, primary) = (PrivateRedis::start().await?, PrivateRedis::start().await?);
     let sentinel = PrivateSentinel::start(&primary).await?;
-    let cp =
-        ControlPlane::start_with_env(&[("ROTOR_SECRET_KEY", KEY), ("ROTOR_START_ON_DEMAND", "0")])
-            .await?;
-    operator(
+    let cp = control_plane(EAGER, &[("one", &one)]).await?;
+    let (mgmt, project) = chat_project(
         &cp,
-        &["add-redis-deployment", "one"],
-        &one.options().to_string(),
+        "to-sentinel@example.com",
+        None,
+        "watched",
+        (20, "300s"),
     )
     .await?;
-    let mgmt = cp.account("to-sentinel@example.com").await?;
-    let chat = json!({"allow_subscribe_for_client": true, "force_recovery": true,
-        "history_size": 20, "history_ttl": "300s"});
-    let project = cp
-        .project_on(&mgmt, "watched", "redis", &[("chat", chat)])
-        .await?;
     let prefix = format!("rotor:{}:", project.id);
     for n in 1..=3 {
-        api(
-            &cp,
-            &project,
-            "publish",
-            json!({"channel": "chat:x", "data": {"n": n}}),
-        )
-        .await?;
+        publish(&cp, &project, "chat:x", n).await?;
     }
-    let history = api(
-        &cp,
-        &project,
-        "history",
-        json!({"channel": "chat:x", "limit": 0}),
-    )
-    .await?;
-    let epoch = history["epoch"].as_str().context("epoch")?.to_owned();
+    let epoch = epoch(&cp, &project, "chat:x").await?;
     let on_one = one.keys(&prefix).await?;
 
     // The Sentinel form with the primary's password in a redis+sentinel:// address.
@@ -367,13 +258,7 @@ async fn a_drain_move_onto_a_sentinel_group_keeps_the_history() -> Result<()> {
         Some(2),
         "{sub}"
     );
-    let r = api(
-        &cp,
-        &project,
-        "publish",
-        json!({"channel": "chat:x", "data": {"n": 4}}),
-    )
-    .await?;
+    let r = publish(&cp, &project, "chat:x", 4).await?;
     assert_eq!(r["offset"], json!(4), "{r}");
     Ok(())
 }

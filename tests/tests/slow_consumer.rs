@@ -2,16 +2,14 @@
 //! its socket and outbox are full the server disconnects it as slow (3008), the process's
 //! memory stays bounded, and the others get every message with a bounded p99 latency.
 
-mod cp;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use cp::publisher::Publisher;
-use cp::token;
-use cp::ws::{raw_subscriber, read_publications, Seen};
+use rotor_e2e::control_plane::publisher::Publisher;
+use rotor_e2e::control_plane::token;
+use rotor_e2e::control_plane::ws::{raw_subscriber, read_publications, Seen};
 use rotor_e2e::ProcessBuilder;
 use serde_json::json;
 

@@ -7,15 +7,12 @@
 //! it); the provider is found next to the other workspace binaries and wired in through a CLI
 //! config with `dev_overrides`, so no registry and no `terraform init` are involved.
 
-mod cp;
-mod tf;
-
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
-use cp::{ControlPlane, Project};
+use rotor_e2e::control_plane::{ControlPlane, Project};
+use rotor_e2e::terraform::{output, Terraform, HEADER};
 use serde_json::{json, Value};
-use tf::{Terraform, HEADER};
 
 /// The configuration under test; `history_size`, `feed_open` and `user_status` (which also
 /// switches the gRPC API on) are what the second apply changes, together with the project's
@@ -126,12 +123,6 @@ async fn key_ids(cp: &ControlPlane, token: &str, project: &str) -> Result<Vec<St
         .collect())
 }
 
-fn output<'a>(outputs: &'a Value, name: &str) -> Result<&'a str> {
-    outputs[name]["value"]
-        .as_str()
-        .with_context(|| format!("output {name} in {outputs}"))
-}
-
 #[tokio::test]
 async fn terraform_creates_updates_repairs_imports_and_destroys_a_project() -> Result<()> {
     let started = Instant::now();
@@ -144,7 +135,7 @@ async fn terraform_creates_updates_repairs_imports_and_destroys_a_project() -> R
     tf.apply(&dir).await?;
     let outputs = tf.outputs(&dir).await?;
     let id = output(&outputs, "project_id")?.to_owned();
-    let (status, project) = get(&cp, &token, &format!("/v1/projects/{id}")).await?;
+    let (status, project) = cp.get_project(&token, &id).await?;
     assert_eq!(status, 200, "{project}");
     assert_eq!(project["name"], "Terraform App");
     assert_eq!(project["engine"], "memory");
@@ -152,7 +143,7 @@ async fn terraform_creates_updates_repairs_imports_and_destroys_a_project() -> R
     assert_eq!(output(&outputs, "websocket")?, cp.ws_url(&slug));
     assert_eq!(project["endpoints"]["websocket"], cp.ws_url(&slug).as_str());
     assert_eq!(output(&outputs, "looked_up_name")?, "Terraform App");
-    let (_, secrets) = get(&cp, &token, &format!("/v1/projects/{id}/secrets")).await?;
+    let (_, secrets) = cp.secrets(&token, &id).await?;
     assert_eq!(
         output(&outputs, "token_hmac_secret")?,
         secrets["token_hmac_secret"].as_str().context("secret")?
@@ -269,7 +260,7 @@ async fn terraform_creates_updates_repairs_imports_and_destroys_a_project() -> R
         plan.text()
     );
     tf.apply(&dir).await?;
-    let (_, project) = get(&cp, &token, &format!("/v1/projects/{id}")).await?;
+    let (_, project) = cp.get_project(&token, &id).await?;
     assert_eq!(project["name"], "Terraform App 2");
     assert_eq!(project["slug"], slug.as_str(), "a rename keeps the slug");
     assert_eq!(
@@ -377,12 +368,8 @@ resource "rotor_namespace" "feed" {{
     tf.assert_clean(&imported, "importing").await?;
 
     // Destroy: nothing is left.
-    tf.ok(
-        &dir,
-        &["destroy", "-auto-approve", "-input=false", "-no-color"],
-    )
-    .await?;
-    let (status, _) = get(&cp, &token, &format!("/v1/projects/{id}")).await?;
+    tf.destroy(&dir).await?;
+    let (status, _) = cp.get_project(&token, &id).await?;
     assert_eq!(status, 404, "the project is gone");
     let (_, list) = get(&cp, &token, "/v1/projects").await?;
     assert_eq!(list["projects"], json!([]), "{list}");
@@ -489,11 +476,7 @@ async fn the_basic_example_applies_cleanly_and_destroys() -> Result<()> {
         .collect();
     assert_eq!(names, ["chat", "news"]);
     tf.assert_clean(&dir, "applying the example").await?;
-    tf.ok(
-        &dir,
-        &["destroy", "-auto-approve", "-input=false", "-no-color"],
-    )
-    .await?;
+    tf.destroy(&dir).await?;
     let (_, list) = get(&cp, &token, "/v1/projects").await?;
     assert_eq!(list["projects"], json!([]), "{list}");
     Ok(())

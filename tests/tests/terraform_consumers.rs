@@ -3,13 +3,10 @@
 //! import one, remove one (the other stays), and refuse an unknown kind at plan time. Every plan
 //! after an apply is clean; the DSN is stored sealed.
 
-mod cp;
-mod tf;
-
 use anyhow::{ensure, Context, Result};
-use cp::ControlPlane;
+use rotor_e2e::control_plane::ControlPlane;
+use rotor_e2e::terraform::{output, Terraform, HEADER};
 use serde_json::{json, Value};
-use tf::{Terraform, HEADER};
 
 const DSN: &str = "postgresql://app:tf-secret-pw@db.example.com:5432/app";
 
@@ -59,11 +56,7 @@ output "project_id" {{
 }
 
 async fn consumers(cp: &ControlPlane, token: &str, id: &str) -> Result<Value> {
-    let (status, project) = cp
-        .call("GET", &format!("/v1/projects/{id}"), Some(token), None)
-        .await?;
-    ensure!(status == 200, "project {id}: {status} {project}");
-    Ok(project["settings"]["consumers"].clone())
+    Ok(cp.project_settings(token, id).await?["consumers"].clone())
 }
 
 #[tokio::test]
@@ -75,10 +68,7 @@ async fn terraform_adds_changes_imports_and_removes_a_projects_consumers() -> Re
     let dir = tf.workdir("main", &main_tf(1, true))?;
     tf.apply(&dir).await?;
     let outputs = tf.outputs(&dir).await?;
-    let id = outputs["project_id"]["value"]
-        .as_str()
-        .context("project_id")?
-        .to_owned();
+    let id = output(&outputs, "project_id")?.to_owned();
     let list = consumers(&cp, &token, &id).await?;
     let names: Vec<&str> = list
         .as_array()

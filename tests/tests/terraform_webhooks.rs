@@ -4,13 +4,10 @@
 //! refuse bad values at plan time on the attribute that is wrong. Every plan after an apply is
 //! clean (`-detailed-exitcode` 0).
 
-mod cp;
-mod tf;
-
 use anyhow::{ensure, Context, Result};
-use cp::ControlPlane;
+use rotor_e2e::control_plane::ControlPlane;
+use rotor_e2e::terraform::{output, Terraform, HEADER};
 use serde_json::{json, Value};
-use tf::{Terraform, HEADER};
 
 const SECRET: &str = "whsec-terraform-0123456789";
 
@@ -56,23 +53,6 @@ output "webhooks_id" {{
     )
 }
 
-async fn settings(cp: &ControlPlane, token: &str, id: &str) -> Result<Value> {
-    let (status, project) = cp
-        .call("GET", &format!("/v1/projects/{id}"), Some(token), None)
-        .await?;
-    ensure!(status == 200, "project {id}: {status} {project}");
-    Ok(project["settings"].clone())
-}
-
-async fn destroy(tf: &Terraform, dir: &std::path::Path) -> Result<()> {
-    tf.ok(
-        dir,
-        &["destroy", "-auto-approve", "-input=false", "-no-color"],
-    )
-    .await
-    .map(drop)
-}
-
 #[tokio::test]
 async fn terraform_sets_changes_repairs_imports_and_removes_a_projects_webhooks() -> Result<()> {
     let cp = ControlPlane::start().await?;
@@ -83,13 +63,10 @@ async fn terraform_sets_changes_repairs_imports_and_removes_a_projects_webhooks(
     let dir = tf.workdir("main", &main_tf(false))?;
     tf.apply(&dir).await?;
     let outputs = tf.outputs(&dir).await?;
-    let id = outputs["project_id"]["value"]
-        .as_str()
-        .context("project_id")?
-        .to_owned();
+    let id = output(&outputs, "project_id")?.to_owned();
     assert_eq!(outputs["webhooks_id"]["value"], id.as_str());
     assert_eq!(
-        settings(&cp, &token, &id).await?["webhooks"],
+        cp.project_settings(&token, &id).await?["webhooks"],
         json!({"enabled": true, "url": "https://hooks.example.com/rotor", "secret": SECRET,
             "events": ["member_added", "member_removed"], "grace": "3s"})
     );
@@ -112,7 +89,7 @@ async fn terraform_sets_changes_repairs_imports_and_removes_a_projects_webhooks(
         plan.text()
     );
     tf.apply(&dir).await?;
-    let now = settings(&cp, &token, &id).await?;
+    let now = cp.project_settings(&token, &id).await?;
     assert_eq!(
         now["webhooks"],
         json!({"enabled": false, "url": "https://hooks.example.com/v2/rotor",
@@ -126,12 +103,7 @@ async fn terraform_sets_changes_repairs_imports_and_removes_a_projects_webhooks(
     let mut drifted = now.clone();
     drifted["webhooks"]["secret"] = json!("whsec-changed-by-hand-000");
     let (status, body) = cp
-        .call(
-            "PATCH",
-            &format!("/v1/projects/{id}"),
-            Some(&token),
-            Some(json!({"settings": drifted})),
-        )
+        .patch_project(&token, &id, json!({"settings": drifted}))
         .await?;
     ensure!(status == 200, "{status} {body}");
     let plan = tf.plan(&dir).await?;
@@ -143,7 +115,7 @@ async fn terraform_sets_changes_repairs_imports_and_removes_a_projects_webhooks(
     );
     tf.apply(&dir).await?;
     assert_eq!(
-        settings(&cp, &token, &id).await?["webhooks"]["secret"],
+        cp.project_settings(&token, &id).await?["webhooks"]["secret"],
         "whsec-terraform-rotated-42"
     );
     tf.assert_clean(&dir, "repairing drift").await?;
@@ -200,7 +172,7 @@ resource "rotor_project_webhooks" "existing" {{
         ),
     )?;
     tf.apply(&dir).await?;
-    let now = settings(&cp, &token, &id).await?;
+    let now = cp.project_settings(&token, &id).await?;
     assert!(now.get("webhooks").is_none(), "{now}");
     assert_eq!(now["user_status"], json!({"enabled": true}), "{now}");
     tf.assert_clean(&dir, "removing the webhooks").await?;
@@ -223,7 +195,7 @@ resource "rotor_project_webhooks" "existing" {{
         "{}",
         run.text()
     );
-    destroy(&tf, &dir).await?;
+    tf.destroy(&dir).await?;
     Ok(())
 }
 

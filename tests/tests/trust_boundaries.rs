@@ -4,8 +4,6 @@
 //! surfaces are not reachable from outside, and one socket never carries a second request
 //! past the edge's rewrite.
 
-mod cp;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,8 +11,8 @@ use anyhow::{Context, Result};
 use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::Json;
-use cp::browser::Browser;
-use cp::ControlPlane;
+use rotor_e2e::control_plane::browser::Browser;
+use rotor_e2e::control_plane::{open_chat, raw_connect, read_answer, token, ws, ControlPlane};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -105,14 +103,7 @@ async fn a_project_cannot_collect_another_accounts_dashboard_session_or_manageme
         "endpoint": format!("{backend}/connect"),
         "http_headers": ["Cookie", "Authorization", "X-Forwarded-For", "X-App"],
     }}}});
-    let (s, b) = cp
-        .call(
-            "PATCH",
-            &format!("/v1/projects/{}", project.id),
-            Some(&attacker),
-            Some(settings),
-        )
-        .await?;
+    let (s, b) = cp.patch_project(&attacker, &project.id, settings).await?;
     assert_eq!(s, 200, "{b}");
     cp.wait_applied(&attacker, &project.id).await?;
 
@@ -198,14 +189,7 @@ async fn tenants_on_their_own_host_never_share_the_dashboards_origin() -> Result
     let host = format!("{}.tenants.test", project.slug);
 
     // Endpoints are built from the tenant's own host.
-    let (_, p) = cp
-        .call(
-            "GET",
-            &format!("/v1/projects/{}", project.id),
-            Some(&owner),
-            None,
-        )
-        .await?;
+    let (_, p) = cp.get_project(&owner, &project.id).await?;
     assert_eq!(
         p["endpoints"]["websocket"],
         format!("ws://{host}:{port}/connection/websocket"),
@@ -252,10 +236,10 @@ async fn tenants_on_their_own_host_never_share_the_dashboards_origin() -> Result
     .await??;
     use futures_util::SinkExt;
     ws.send(tokio_tungstenite::tungstenite::Message::text(
-        json!({"id": 1, "connect": {"token": cp::token(&project.secret, "u1")}}).to_string(),
+        json!({"id": 1, "connect": {"token": token(&project.secret, "u1")}}).to_string(),
     ))
     .await?;
-    let reply = cp::ws::await_reply(&mut ws, 1).await?;
+    let reply = ws::await_reply(&mut ws, 1).await?;
     assert!(reply["connect"]["client"].is_string(), "{reply}");
     Ok(())
 }
@@ -298,19 +282,19 @@ async fn a_kept_api_connection_serves_only_its_own_projects_api() -> Result<()> 
     for n in 0..5 {
         conn.write_all(raw_api(&host, "publish", &project.key, &publish, "").as_bytes())
             .await?;
-        let (status, close, body) = cp::read_answer(&mut conn).await?;
+        let (status, close, body) = read_answer(&mut conn).await?;
         anyhow::ensure!(status == 200 && !close, "publish {n}: {status} {body}");
     }
     conn.write_all(raw_api(&host, "history", &project.key, &history, "").as_bytes())
         .await?;
-    let (_, close, body) = cp::read_answer(&mut conn).await?;
+    let (_, close, body) = read_answer(&mut conn).await?;
     assert_eq!(count(&body), Some(5), "{body}");
     assert!(!close);
     // The other project's host, with its own key, on this connection: refused, closed, and
     // never published to either project.
     conn.write_all(raw_api(&other_host, "publish", &other.key, &publish, "").as_bytes())
         .await?;
-    let (status, close, body) = cp::read_answer(&mut conn).await?;
+    let (status, close, body) = read_answer(&mut conn).await?;
     assert_eq!((status, close), (421, true), "{body}");
     assert_eq!(body["error"]["code"], "misdirected_request");
     let mut conn = TcpStream::connect(edge).await?;
@@ -325,7 +309,7 @@ async fn a_kept_api_connection_serves_only_its_own_projects_api() -> Result<()> 
         .as_bytes(),
     )
     .await?;
-    let (_, _, body) = cp::read_answer(&mut conn).await?;
+    let (_, _, body) = read_answer(&mut conn).await?;
     assert_eq!(count(&body), Some(0), "{body}");
 
     // The tenant's admin surface, asked for on a kept connection: refused.
@@ -337,10 +321,10 @@ async fn a_kept_api_connection_serves_only_its_own_projects_api() -> Result<()> 
     let smuggled = format!(
         "GET /admin/status HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {admin_token}\r\n\r\n"
     );
-    let (status, close, _) = cp::read_answer(&mut conn).await?;
+    let (status, close, _) = read_answer(&mut conn).await?;
     assert_eq!((status, close), (200, false));
     conn.write_all(smuggled.as_bytes()).await?;
-    let (status, close, body) = cp::read_answer(&mut conn).await?;
+    let (status, close, body) = read_answer(&mut conn).await?;
     assert_eq!((status, close), (421, true), "{body}");
 
     // A stranger's guessed key with a forged grant: one answer, then closed.
@@ -348,7 +332,7 @@ async fn a_kept_api_connection_serves_only_its_own_projects_api() -> Result<()> 
     let mut conn = TcpStream::connect(edge).await?;
     conn.write_all(raw_api(&host, "publish", "guessed", &publish, &forged).as_bytes())
         .await?;
-    let (status, close, _) = cp::read_answer(&mut conn).await?;
+    let (status, close, _) = read_answer(&mut conn).await?;
     assert_eq!((status, close), (401, true));
     Ok(())
 }
@@ -453,8 +437,7 @@ async fn one_socket_never_carries_a_second_request_past_the_edge() -> Result<()>
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
 
     // A real WebSocket still connects through the edge.
-    let reply =
-        cp::raw_connect(&cp.ws_url(&project.slug), &cp::token(&project.secret, "u")).await?;
+    let reply = raw_connect(&cp.ws_url(&project.slug), &token(&project.secret, "u")).await?;
     let reply = reply.map_err(|code| anyhow::anyhow!("closed with {code}"))?;
     assert!(reply["connect"]["client"].is_string(), "{reply}");
     Ok(())
@@ -494,7 +477,7 @@ async fn a_tenant_process_inherits_nothing_of_the_control_planes_environment() -
     .await?;
     let token = cp.account("env@example.com").await?;
     let project = cp
-        .project(&token, "clean-env", &[("chat", cp::open_chat())])
+        .project(&token, "clean-env", &[("chat", open_chat())])
         .await?;
     let pid = cp.tenant_record(&project.id)?["pid"]
         .as_i64()
@@ -546,7 +529,7 @@ async fn a_tenant_process_inherits_nothing_of_the_control_planes_environment() -
             resp.status()
         );
     }
-    if let Ok(reply) = cp::raw_connect(&cp.ws_url(&project.slug), "").await? {
+    if let Ok(reply) = raw_connect(&cp.ws_url(&project.slug), "").await? {
         anyhow::ensure!(
             reply.get("connect").is_none(),
             "an anonymous connection was accepted: {reply}"

@@ -4,13 +4,11 @@
 //! for someone else's project nor see that project, and a last-seen TTL past what a hosted
 //! project may keep is refused naming the setting.
 
-mod cp;
-
 use anyhow::Result;
-use cp::{open_chat, ws::Subscriber, ControlPlane};
+use rotor_e2e::control_plane::{open_chat, ws::Subscriber, ControlPlane, Project};
 use serde_json::{json, Value};
 
-async fn user_status(cp: &ControlPlane, p: &cp::Project, users: &[&str]) -> Result<Value> {
+async fn user_status(cp: &ControlPlane, p: &Project, users: &[&str]) -> Result<Value> {
     Ok(cp
         .http
         .post(format!("{}/user_status", cp.api_url(&p.slug)))
@@ -38,18 +36,9 @@ async fn the_owner_turns_user_status_on_over_rest_and_nobody_else_can() -> Resul
 
     // Another account: the project does not exist for it, and nothing changes.
     let on = json!({"settings": {"user_status": {"enabled": true}}});
-    let (s, b) = cp
-        .call(
-            "PATCH",
-            &format!("/v1/projects/{}", p.id),
-            Some(&other),
-            Some(on.clone()),
-        )
-        .await?;
+    let (s, b) = cp.patch_project(&other, &p.id, on.clone()).await?;
     assert_eq!(s, 404, "{b}");
-    let (_, seen) = cp
-        .call("GET", &format!("/v1/projects/{}", p.id), Some(&owner), None)
-        .await?;
+    let (_, seen) = cp.get_project(&owner, &p.id).await?;
     assert!(seen["settings"].get("user_status").is_none(), "{seen}");
     assert_eq!(
         user_status(&cp, &p, &["alice"]).await?["error"]["code"],
@@ -58,11 +47,10 @@ async fn the_owner_turns_user_status_on_over_rest_and_nobody_else_can() -> Resul
 
     // A hosted project may not keep last-seen records for longer than a week.
     let (s, b) = cp
-        .call(
-            "PATCH",
-            &format!("/v1/projects/{}", p.id),
-            Some(&owner),
-            Some(json!({"settings": {"user_status": {"enabled": true, "last_seen_ttl": "9000h"}}})),
+        .patch_project(
+            &owner,
+            &p.id,
+            json!({"settings": {"user_status": {"enabled": true, "last_seen_ttl": "9000h"}}}),
         )
         .await?;
     assert_eq!(s, 400, "{b}");
@@ -71,14 +59,7 @@ async fn the_owner_turns_user_status_on_over_rest_and_nobody_else_can() -> Resul
         "{b}"
     );
 
-    let (s, b) = cp
-        .call(
-            "PATCH",
-            &format!("/v1/projects/{}", p.id),
-            Some(&owner),
-            Some(on),
-        )
-        .await?;
+    let (s, b) = cp.patch_project(&owner, &p.id, on).await?;
     assert_eq!(s, 200, "{b}");
     cp.wait_applied(&owner, &p.id).await?;
     let answer = user_status(&cp, &p, &["alice", "bob"]).await?;

@@ -10,15 +10,13 @@
 //!   `Retry-After`, while its requests to running projects, other addresses, and a stampede of
 //!   one office's clients onto their own parked project are not limited.
 
-mod cp;
-
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use cp::ws::Subscriber;
-use cp::{open_chat, ControlPlane, Project};
+use rotor_e2e::control_plane::ws::Subscriber;
+use rotor_e2e::control_plane::{open_chat, ControlPlane, Project};
 use serde_json::{json, Value};
 
 /// Idle time before a tenant parks by itself: long, so only the cap parks anything here.

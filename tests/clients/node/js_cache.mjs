@@ -4,7 +4,7 @@
 // * `latest:*` recovers when the client asks: `recoverable` with an empty `since` position;
 //   without it a subscriber gets only what is published afterwards.
 //
-// Needs the config of tests/tests/interop/mod.rs (namespaces `state` and `latest`).
+// Needs the config of tests/src/interop.rs (namespaces `state` and `latest`).
 //
 // Prints one JSON object; see tests/tests/interop_js.rs for the exact expectations.
 

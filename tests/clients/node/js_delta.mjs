@@ -4,7 +4,7 @@
 // WebSocket client (JSON protocol) rebuilds the same documents with an independent Fossil
 // decoder (npm `fossil-delta`, which checks each delta's checksum).
 //
-// Needs the config of tests/tests/interop/mod.rs (namespace `delta`).
+// Needs the config of tests/src/interop.rs (namespace `delta`).
 //
 // Prints one JSON object; see tests/tests/interop_js.rs for the exact expectations.
 

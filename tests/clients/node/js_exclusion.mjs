@@ -15,7 +15,7 @@
 // one go interleaved — its `_dataReceived` chains the second message's dispatch on the first's
 // start, not its end — whatever the server sends.)
 //
-// Needs the config of tests/tests/interop/mod.rs (namespace `room`).
+// Needs the config of tests/src/interop.rs (namespace `room`).
 //
 // Prints one JSON object; see tests/tests/interop_js.rs for the exact expectations.
 

@@ -3,7 +3,7 @@
 // one), an API payload with newlines stays one JSON frame, history agrees, and `send` — which
 // Centrifugo OSS has no handler for — closes the connection with 3508.
 //
-// Needs the same config as js_core.mjs (see tests/tests/interop/mod.rs).
+// Needs the same config as js_core.mjs (see tests/src/interop.rs).
 //
 // Prints one JSON object; see tests/tests/interop_js.rs for the exact expectations.
 

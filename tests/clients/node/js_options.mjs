@@ -3,7 +3,7 @@
 // without it is refused (3501, terminal); `override` in a subscription token and in the
 // connection token's `subs` turns on recovery in a namespace that only allows it.
 //
-// Needs the base config of tests/tests/interop/mod.rs plus `client.user_id_http_header:
+// Needs the base config of tests/src/interop.rs plus `client.user_id_http_header:
 // X-User-Id` (see tests/tests/interop_js.rs). `tags:*` has history and allows recovery
 // without forcing it.
 //

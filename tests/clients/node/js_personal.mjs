@@ -4,7 +4,7 @@
 // `single_connection`, alice's second connection closes her first with 3504 (connection
 // limit), a terminal code, and the new one gets the next publication.
 //
-// Needs the base config of tests/tests/interop/mod.rs plus namespace `personal` (presence,
+// Needs the base config of tests/src/interop.rs plus namespace `personal` (presence,
 // history, forced recovery) and personal channels with a single connection (see
 // tests/tests/interop_js.rs).
 //

@@ -7,7 +7,7 @@
 // expiring a connection (3005), and — JSON only — a binary publication reaching a JSON
 // connection (close 3506).
 //
-// Needs the same config as js_core.mjs (see tests/tests/interop/mod.rs).
+// Needs the same config as js_core.mjs (see tests/src/interop.rs).
 //
 // Prints one JSON object; see tests/tests/interop_js.rs for the exact expectations.
 

@@ -3,7 +3,7 @@
 // it recovers, while an unfiltered subscriber of the same channel gets everything; a filter in a
 // namespace that does not allow it is refused (the SDK ends the subscription with 107).
 //
-// Needs the config of tests/tests/interop/mod.rs (namespaces `tags` and `chat`).
+// Needs the config of tests/src/interop.rs (namespaces `tags` and `chat`).
 //
 // Prints one JSON object; see tests/tests/interop_js.rs for the exact expectations.
 

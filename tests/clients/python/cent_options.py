@@ -4,7 +4,7 @@ unsubscribe and disconnect reaches one unidirectional HTTP stream of a user and 
 `parallel` answers every command in order, and a centrifuge-python subscriber gets every
 publication of it once, in offset order.
 
-Needs the base config of tests/tests/interop/mod.rs with `uni_http_stream` enabled (see
+Needs the base config of tests/src/interop.rs with `uni_http_stream` enabled (see
 tests/tests/interop_python.rs): `tags:*` has history and allows recovery without forcing it,
 `chat:*` has history, channels without a namespace have neither.
 

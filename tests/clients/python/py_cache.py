@@ -4,7 +4,7 @@ server API (through `cent`), a plain subscribe gets only the latest one as its i
 then the next live publication.
 
 Needs a `state` namespace in cache recovery mode with `auto_cache_recover` and subscribe
-allowed for clients (see tests/tests/interop/mod.rs).
+allowed for clients (see tests/src/interop.rs).
 
 Prints one JSON object; see tests/tests/interop_python.rs for the exact expectations.
 """

@@ -3,7 +3,7 @@
 `cent`, with tags) reach a filtered subscriber only when their tags match, live and in recovery;
 a namespace without `allow_tags_filter` refuses the filter (the subscription ends with 107).
 
-Needs the `tags` and `chat` namespaces of tests/tests/interop/mod.rs.
+Needs the `tags` and `chat` namespaces of tests/src/interop.rs.
 
 Prints one JSON object; see tests/tests/interop_python.rs for the exact expectations.
 """

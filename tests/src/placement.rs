@@ -1,7 +1,6 @@
 //! What the Redis placement tests share: private `redis-server`s (standalone, a three-primary
 //! Cluster, a Sentinel), the operator's CLI, server API calls and recovering subscriptions
 //! through the edge, and the audit log.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -13,13 +12,17 @@ use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt as _;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::cp::{token, ControlPlane, Project};
+use crate::control_plane::{token, ControlPlane, Engine, Project};
+use crate::free_port;
 
 /// Bound on every single wait.
 pub const WAIT: Duration = Duration::from_secs(10);
 /// The control plane's key (the operator's commands seal with the same one).
 pub const KEY: &str = "7c0d6a1f2e3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5";
 pub const PASSWORD: &str = "placed-redis-pass-77";
+/// The environment of a control plane whose tenants start with their project, not on their
+/// first request (the tests look at a tenant's Redis subscriptions before any client comes).
+pub const EAGER: &[(&str, &str)] = &[("ROTOR_START_ON_DEMAND", "0")];
 
 /// A `redis-server` of this test on a free port, with a password, killed on drop.
 pub struct PrivateRedis {
@@ -35,9 +38,7 @@ impl PrivateRedis {
 
     /// [`Self::start`] with more `redis-server` arguments (config directives).
     pub async fn start_with(extra: &[&str]) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = free_port()?;
         let child = tokio::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args([
@@ -94,9 +95,7 @@ impl PrivateCluster {
         let (mut ports, mut children) = (Vec::new(), Vec::new());
         while ports.len() < 3 {
             // A node needs its port and the bus port 10000 above it.
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port();
+            let port = free_port()?;
             if port > 55000 || std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_err() {
                 continue;
             }
@@ -184,9 +183,7 @@ impl PrivateSentinel {
         let dir =
             std::env::temp_dir().join(format!("rotor-sentinel-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = free_port()?;
         let conf = dir.join("sentinel.conf");
         std::fs::write(
             &conf,
@@ -259,21 +256,74 @@ pub async fn keys_on(
     Ok(keys)
 }
 
+/// A control plane that seals secrets with [`KEY`], with `env` added to its environment and
+/// each of `deployments` added as a Redis deployment under its name.
+pub async fn control_plane(
+    env: &[(&str, &str)],
+    deployments: &[(&str, &PrivateRedis)],
+) -> Result<ControlPlane> {
+    let mut env = env.to_vec();
+    env.push(("ROTOR_SECRET_KEY", KEY));
+    let cp = ControlPlane::start_with_env(&env).await?;
+    for (name, redis) in deployments {
+        operator(
+            &cp,
+            &["add-redis-deployment", name],
+            &redis.options().to_string(),
+        )
+        .await?;
+    }
+    Ok(cp)
+}
+
+/// An account `email` (on the operator's `plan`, if any) and a Redis-engine project `name` of
+/// it with a `chat` namespace (clients subscribe on their own, recovery is forced) keeping
+/// `history` (size, ttl): the management token and the project.
+pub async fn chat_project(
+    cp: &ControlPlane,
+    email: &str,
+    plan: Option<&str>,
+    name: &str,
+    history: (u32, &str),
+) -> Result<(String, Project)> {
+    let mgmt = cp.account(email).await?;
+    if let Some(plan) = plan {
+        cp.operator(&["set-plan", email, plan]).await?;
+    }
+    let chat = json!({"allow_subscribe_for_client": true, "force_recovery": true,
+        "history_size": history.0, "history_ttl": history.1});
+    let project = cp
+        .project_on(&mgmt, name, Engine::Redis, &[("chat", chat)])
+        .await?;
+    Ok((mgmt, project))
+}
+
 /// `rotor-control-plane operator ARGS…` with `stdin`; its stdout + stderr on success.
 pub async fn operator(cp: &ControlPlane, args: &[&str], stdin: &str) -> Result<String> {
-    let mut child =
-        tokio::process::Command::new(rotor_e2e::paths::binary_path("rotor-control-plane")?)
-            .arg("operator")
-            .args(args)
-            .env("DATABASE_URL", cp.db.url())
-            .env("ROTOR_SECRET_KEY", KEY)
-            .env("USER", "e2e-operator")
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
+    let (success, text) = operator_outcome(cp, args, stdin).await?;
+    ensure!(success, "operator {args:?}: {text}");
+    Ok(text)
+}
+
+/// `rotor-control-plane operator ARGS…` with `stdin`: whether it succeeded, and its stdout +
+/// stderr (never a deployment's password).
+pub async fn operator_outcome(
+    cp: &ControlPlane,
+    args: &[&str],
+    stdin: &str,
+) -> Result<(bool, String)> {
+    let mut child = tokio::process::Command::new(crate::paths::binary_path("rotor-control-plane")?)
+        .arg("operator")
+        .args(args)
+        .env("DATABASE_URL", cp.db.url())
+        .env("ROTOR_SECRET_KEY", KEY)
+        .env("USER", "e2e-operator")
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
     let mut input = child.stdin.take().context("stdin")?;
     input.write_all(stdin.as_bytes()).await?;
     drop(input);
@@ -287,8 +337,7 @@ pub async fn operator(cp: &ControlPlane, args: &[&str], stdin: &str) -> Result<S
         !text.contains(PASSWORD),
         "operator {args:?} printed a secret: {text}"
     );
-    ensure!(out.status.success(), "operator {args:?}: {text}");
-    Ok(text)
+    Ok((out.status.success(), text))
 }
 
 /// A server API call through the edge; its `result`.
@@ -304,6 +353,40 @@ pub async fn api(cp: &ControlPlane, project: &Project, method: &str, body: Value
     let v: Value = resp.json().await?;
     ensure!(v["error"].is_null(), "{method}: {v}");
     Ok(v["result"].clone())
+}
+
+/// Publishes `{n}` on `channel`; the publish result.
+pub async fn publish(cp: &ControlPlane, project: &Project, channel: &str, n: u64) -> Result<Value> {
+    api(
+        cp,
+        project,
+        "publish",
+        json!({"channel": channel, "data": {"n": n}}),
+    )
+    .await
+}
+
+/// The history of `channel` (`limit` as the server API takes it: 0 for the position only, -1
+/// for all).
+pub async fn history(
+    cp: &ControlPlane,
+    project: &Project,
+    channel: &str,
+    limit: i64,
+) -> Result<Value> {
+    api(
+        cp,
+        project,
+        "history",
+        json!({"channel": channel, "limit": limit}),
+    )
+    .await
+}
+
+/// The epoch of `channel`'s stream.
+pub async fn epoch(cp: &ControlPlane, project: &Project, channel: &str) -> Result<String> {
+    let h = history(cp, project, channel, 0).await?;
+    Ok(h["epoch"].as_str().context("epoch")?.to_owned())
 }
 
 /// Subscribes with recovery from (`epoch`, `offset`) and returns the subscribe reply.

@@ -1,40 +1,25 @@
-// Fixtures and traffic helpers of tests/tests/faults.rs (included there with `include!`, so
-// they share its imports): private redis-server and Postgres instances, a control plane with
-// extra environment, centrifuge-js followers and polling helpers (the publisher and raw clients
-// are in tests/tests/cp/).
-// ---------------------------------------------------------------------------------------------
-// Fixtures: a control plane with extra environment, a private redis-server, a private Postgres.
-// ---------------------------------------------------------------------------------------------
+//! Fixtures of the fault tests (`tests/tests/faults.rs`): a private `redis-server` and a
+//! private Postgres the test may stop and start again, the namespace those tests recover in,
+//! centrifuge-js followers (`tests/clients/node/fault_recover.mjs`) and what they report, and
+//! polling helpers. The publisher and raw clients are in [`crate::control_plane`].
 
-/// A control plane on `db` (which may live on a private Postgres server), with `extra` added to
-/// its environment (e.g. `REDIS_URL` of a private Redis).
-async fn control_plane(db: TestDatabase, extra: &[(&str, &str)]) -> Result<ControlPlane> {
-    let mut cp = ControlPlane {
-        db,
-        run_dir: std::env::temp_dir()
-            .join(format!("rotor-cp-test-{}", uuid::Uuid::new_v4().simple())),
-        process: None,
-        base: String::new(),
-        http: reqwest::Client::new(),
-        env: extra
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    };
-    cp.spawn().await?;
-    Ok(cp)
-}
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-/// A port nobody listens on right now.
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::{json, Value};
+
+use crate::control_plane::{ControlPlane, Engine, Project};
+use crate::{free_port, ProcessBuilder, Readiness, TestDatabase, TestProcess};
+
+// ---------------------------------------------------------------------------------------------
+// A private redis-server, a private Postgres.
+// ---------------------------------------------------------------------------------------------
 
 /// A private `redis-server` on a free port that the test may stop and start again. With
 /// `persistent`, every write goes to an append-only file first, so a restart keeps the data.
-struct OwnRedis {
+pub struct OwnRedis {
     port: u16,
     dir: PathBuf,
     persistent: bool,
@@ -42,7 +27,7 @@ struct OwnRedis {
 }
 
 impl OwnRedis {
-    async fn start(persistent: bool) -> Result<Self> {
+    pub async fn start(persistent: bool) -> Result<Self> {
         let port = free_port()?;
         let dir = std::env::temp_dir().join(format!(
             "rotor-fault-redis-{}",
@@ -59,12 +44,12 @@ impl OwnRedis {
         Ok(redis)
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// Starts the server (again) on the same port and directory; ready once it says so.
-    async fn resume(&mut self) -> Result<()> {
+    pub async fn resume(&mut self) -> Result<()> {
         let (aof, fsync) = if self.persistent {
             ("yes", "always")
         } else {
@@ -85,7 +70,7 @@ impl OwnRedis {
     }
 
     /// A graceful stop (SIGTERM: Redis finishes what it was doing and flushes its file).
-    async fn stop(&mut self) -> Result<()> {
+    pub async fn stop(&mut self) -> Result<()> {
         if let Some(mut p) = self.process.take() {
             p.terminate().await?;
         }
@@ -103,7 +88,7 @@ impl Drop for OwnRedis {
 /// A private Postgres cluster (initdb + pg_ctl from Debian's /usr/lib/postgresql/*/bin, or
 /// `ROTOR_PG_BIN`) on a free port in a temporary directory, run as the `postgres` OS user when
 /// the tests run as root. Stopped and deleted on drop.
-struct OwnPostgres {
+pub struct OwnPostgres {
     bin: PathBuf,
     dir: PathBuf,
     port: u16,
@@ -111,7 +96,7 @@ struct OwnPostgres {
 }
 
 impl OwnPostgres {
-    async fn start() -> Result<Self> {
+    pub async fn start() -> Result<Self> {
         let bin = postgres_bin_dir()?;
         let dir =
             std::env::temp_dir().join(format!("rotor-fault-pg-{}", uuid::Uuid::new_v4().simple()));
@@ -158,11 +143,11 @@ impl OwnPostgres {
     }
 
     /// The server URL (database `postgres`).
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    async fn resume(&self) -> Result<()> {
+    pub async fn resume(&self) -> Result<()> {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60",
             self.port,
@@ -195,7 +180,7 @@ impl OwnPostgres {
     }
 
     /// A fast shutdown: sessions are ended, the server stops at once.
-    async fn stop(&self) -> Result<()> {
+    pub async fn stop(&self) -> Result<()> {
         self.run(
             &self.tool("pg_ctl"),
             &[
@@ -298,8 +283,11 @@ fn postgres_bin_dir() -> Result<PathBuf> {
 // Projects, publishers and followers.
 // ---------------------------------------------------------------------------------------------
 
+/// The channel [`Followers`] follow.
+pub const FOLLOWED: &str = "chat:fault";
+
 /// A namespace with history long enough for every test here and forced recovery.
-fn recoverable() -> Value {
+pub fn recoverable() -> Value {
     json!({
         "allow_subscribe_for_client": true,
         "history_size": 100,
@@ -308,75 +296,42 @@ fn recoverable() -> Value {
     })
 }
 
-/// A project on `engine` with an API key and the `chat` namespace ([`recoverable`]), running its
-/// latest config.
-async fn project_on(cp: &ControlPlane, mgmt: &str, name: &str, engine: &str) -> Result<Project> {
-    let (s, p) = cp
-        .call(
-            "POST",
-            "/v1/projects",
-            Some(mgmt),
-            Some(json!({"name": name, "engine": engine})),
-        )
+/// A control plane and a project on it with the `chat` namespace ([`recoverable`]), running
+/// its latest config: on the Redis engine on `redis` (the control plane's `REDIS_URL`), or on
+/// the memory engine without.
+pub async fn chat_project(redis: Option<&OwnRedis>, name: &str) -> Result<(ControlPlane, Project)> {
+    let (env, engine) = match redis {
+        Some(redis) => (vec![("REDIS_URL".to_owned(), redis.url())], Engine::Redis),
+        None => (Vec::new(), Engine::Memory),
+    };
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let cp = ControlPlane::start_on(TestDatabase::create().await?, &env).await?;
+    let mgmt = cp.account("owner@example.com").await?;
+    let project = cp
+        .project_on(&mgmt, name, engine, &[("chat", recoverable())])
         .await?;
-    ensure!(s == 201, "project: {s} {p}");
-    let id = p["id"].as_str().context("id")?.to_owned();
-    let (s, k) = cp
-        .call(
-            "POST",
-            &format!("/v1/projects/{id}/api-keys"),
-            Some(mgmt),
-            Some(json!({"name": "backend"})),
-        )
-        .await?;
-    ensure!(s == 201, "key: {s} {k}");
-    let (s, b) = cp
-        .call(
-            "PUT",
-            &format!("/v1/projects/{id}/namespaces/chat"),
-            Some(mgmt),
-            Some(recoverable()),
-        )
-        .await?;
-    ensure!(s == 201, "namespace: {s} {b}");
-    let (_, secret) = cp
-        .call(
-            "GET",
-            &format!("/v1/projects/{id}/secrets"),
-            Some(mgmt),
-            None,
-        )
-        .await?;
-    cp.wait_applied(mgmt, &id).await?;
-    Ok(Project {
-        id,
-        slug: p["slug"].as_str().context("slug")?.to_owned(),
-        key: k["key"].as_str().context("key")?.to_owned(),
-        secret: secret["token_hmac_secret"]
-            .as_str()
-            .context("secret")?
-            .to_owned(),
-    })
+    Ok((cp, project))
 }
 
-/// `tests/clients/node/fault_recover.mjs`: centrifuge-js clients following one channel.
-struct Followers {
+/// `tests/clients/node/fault_recover.mjs`: centrifuge-js clients following [`FOLLOWED`].
+pub struct Followers {
     process: TestProcess,
     clients: usize,
 }
 
 impl Followers {
-    async fn start(
-        ws_url: &str,
-        secret: &str,
-        channel: &str,
+    /// `clients` clients of `project` through `cp`'s edge, each reconnecting after a delay
+    /// between `reconnect_ms.0` and `.1`.
+    pub async fn start(
+        cp: &ControlPlane,
+        project: &Project,
         clients: usize,
         reconnect_ms: (u64, u64),
     ) -> Result<Self> {
         let process = ProcessBuilder::node_script("fault_recover.mjs")?
-            .env("ROTOR_WS_URL", ws_url)
-            .env("ROTOR_TOKEN_SECRET", secret)
-            .env("FAULT_CHANNEL", channel)
+            .env("ROTOR_WS_URL", cp.ws_url(&project.slug))
+            .env("ROTOR_TOKEN_SECRET", &project.secret)
+            .env("FAULT_CHANNEL", FOLLOWED)
             .env("FAULT_CLIENTS", clients.to_string())
             .env("FAULT_MIN_RECONNECT_MS", reconnect_ms.0.to_string())
             .env("FAULT_MAX_RECONNECT_MS", reconnect_ms.1.to_string())
@@ -388,7 +343,7 @@ impl Followers {
     }
 
     /// How many `subscribed` events the clients reported so far (all clients together).
-    fn subscribed(&self) -> usize {
+    pub fn subscribed(&self) -> usize {
         self.process
             .output()
             .matches("\"ev\":\"subscribed\"")
@@ -396,7 +351,7 @@ impl Followers {
     }
 
     /// Polls (output has no event to await) until every client subscribed `times` times.
-    async fn wait_subscribed(&self, times: usize, limit: Duration) -> Result<()> {
+    pub async fn wait_subscribed(&self, times: usize, limit: Duration) -> Result<()> {
         let started = Instant::now();
         while self.subscribed() < times * self.clients {
             ensure!(
@@ -410,7 +365,7 @@ impl Followers {
     }
 
     /// What each client saw, once every client got the done marker.
-    async fn summary(&self, limit: Duration) -> Result<Vec<FollowerLog>> {
+    pub async fn summary(&self, limit: Duration) -> Result<Vec<FollowerLog>> {
         self.process.wait_for_output("{\"summary\"", limit).await?;
         let output = self.process.output();
         let line = output
@@ -425,40 +380,40 @@ impl Followers {
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
-struct FollowerLog {
-    pubs: Vec<Received>,
-    events: Vec<Value>,
+pub struct FollowerLog {
+    pub pubs: Vec<Received>,
+    pub events: Vec<Value>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
-struct Received {
-    n: u64,
-    offset: Option<u64>,
+pub struct Received {
+    pub n: u64,
+    pub offset: Option<u64>,
     /// Part of a subscribe reply's recovered publications.
-    rec: bool,
+    pub rec: bool,
     /// Which subscription (1 = the first `subscribed`) it arrived in.
-    generation: usize,
+    pub generation: usize,
 }
 
 impl FollowerLog {
-    fn numbers(&self) -> Vec<u64> {
+    pub fn numbers(&self) -> Vec<u64> {
         self.pubs.iter().map(|p| p.n).collect()
     }
 
-    fn subscribed(&self) -> Vec<&Value> {
+    pub fn subscribed(&self) -> Vec<&Value> {
         self.events
             .iter()
             .filter(|e| e["ev"] == "subscribed")
             .collect()
     }
 
-    fn recovered(&self) -> usize {
+    pub fn recovered(&self) -> usize {
         self.pubs.iter().filter(|p| p.rec).count()
     }
 }
 
 /// Fails unless `got` is exactly 1..=n, saying what is missing, duplicated or out of order.
-fn ensure_exactly_once(who: &str, got: &[u64], n: u64) -> Result<()> {
+pub fn ensure_exactly_once(who: &str, got: &[u64], n: u64) -> Result<()> {
     let want: Vec<u64> = (1..=n).collect();
     if got == want.as_slice() {
         return Ok(());
@@ -489,12 +444,12 @@ fn ensure_exactly_once(who: &str, got: &[u64], n: u64) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 
 /// Whether a process with `pid` exists.
-fn pid_alive(pid: i64) -> bool {
+pub fn pid_alive(pid: i64) -> bool {
     pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Polls `cond` every 10 ms until it holds, at most `limit`.
-async fn wait_until(what: &str, limit: Duration, cond: impl Fn() -> bool) -> Result<()> {
+pub async fn wait_until(what: &str, limit: Duration, cond: impl Fn() -> bool) -> Result<()> {
     let started = Instant::now();
     while !cond() {
         ensure!(started.elapsed() < limit, "{what}: not within {limit:?}");

@@ -1,7 +1,6 @@
 //! A control plane spawned for one test, with its own database and tenant run directory, and
 //! REST helpers to build projects through it. Tenant processes it started are killed on drop
 //! (a control plane leaves them running on purpose, for the next one to adopt).
-#![allow(dead_code)]
 
 pub mod browser;
 pub mod publisher;
@@ -11,8 +10,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rotor_e2e::{ProcessBuilder, TestDatabase, TestProcess};
 use serde_json::{json, Value};
+
+use crate::{ProcessBuilder, TestDatabase, TestProcess};
+use browser::Browser;
 
 pub struct ControlPlane {
     pub db: TestDatabase,
@@ -22,6 +23,25 @@ pub struct ControlPlane {
     pub http: reqwest::Client,
     /// Extra environment for the control-plane process.
     pub env: Vec<(String, String)>,
+}
+
+/// The engine a project runs on (its `engine` in the REST API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// History and presence in the tenant's memory.
+    Memory,
+    /// History and presence in Redis (the installation's, or the project's deployment).
+    Redis,
+}
+
+impl Engine {
+    /// The name the REST API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Redis => "redis",
+        }
+    }
 }
 
 /// A project made through the REST API, with what clients need.
@@ -46,7 +66,12 @@ impl ControlPlane {
 
     /// A control plane with extra environment variables (e.g. `ROTOR_TENANT_PRIVATE_EGRESS`).
     pub async fn start_with_env(env: &[(&str, &str)]) -> Result<Self> {
-        let db = TestDatabase::create().await?;
+        Self::start_on(TestDatabase::create().await?, env).await
+    }
+
+    /// A control plane on `db` (which may live on a private Postgres server), with `env` added
+    /// to its environment (e.g. `REDIS_URL` of a private Redis).
+    pub async fn start_on(db: TestDatabase, env: &[(&str, &str)]) -> Result<Self> {
         let run_dir =
             std::env::temp_dir().join(format!("rotor-cp-test-{}", uuid::Uuid::new_v4().simple()));
         let mut cp = Self {
@@ -136,6 +161,62 @@ impl ControlPlane {
         Ok(b["token"].as_str().context("token")?.to_owned())
     }
 
+    /// Signs up in the dashboard as `email`, and gets a management token for the same account:
+    /// the browser with its session, and the token.
+    pub async fn dashboard_owner(&self, email: &str) -> Result<(Browser, String)> {
+        let password = "a long enough password";
+        let mut browser = Browser::new(&self.base);
+        anyhow::ensure!(browser.signup(email, password).await? == 303, "signup");
+        let creds = json!({"email": email, "password": password, "name": "ci"});
+        let (status, token) = self.call("POST", "/v1/tokens", None, Some(creds)).await?;
+        anyhow::ensure!(status == 201, "token: {status} {token}");
+        let token = token["token"].as_str().context("token")?.to_owned();
+        Ok((browser, token))
+    }
+
+    /// `GET /v1/projects/{id}`.
+    pub async fn get_project(&self, token: &str, id: &str) -> Result<(u16, Value)> {
+        self.call("GET", &project_path(id, ""), Some(token), None)
+            .await
+    }
+
+    /// The `settings` of project `id` (which must be found).
+    pub async fn project_settings(&self, token: &str, id: &str) -> Result<Value> {
+        let (status, project) = self.get_project(token, id).await?;
+        anyhow::ensure!(status == 200, "project {id}: {status} {project}");
+        Ok(project["settings"].clone())
+    }
+
+    /// `PATCH /v1/projects/{id}` with `body`.
+    pub async fn patch_project(&self, token: &str, id: &str, body: Value) -> Result<(u16, Value)> {
+        self.call("PATCH", &project_path(id, ""), Some(token), Some(body))
+            .await
+    }
+
+    /// `DELETE /v1/projects/{id}`.
+    pub async fn delete_project(&self, token: &str, id: &str) -> Result<(u16, Value)> {
+        self.call("DELETE", &project_path(id, ""), Some(token), None)
+            .await
+    }
+
+    /// `PUT /v1/projects/{id}/namespaces/{name}` with `options`.
+    pub async fn put_namespace(
+        &self,
+        token: &str,
+        id: &str,
+        name: &str,
+        options: Value,
+    ) -> Result<(u16, Value)> {
+        let path = project_path(id, &format!("/namespaces/{name}"));
+        self.call("PUT", &path, Some(token), Some(options)).await
+    }
+
+    /// `GET /v1/projects/{id}/secrets`.
+    pub async fn secrets(&self, token: &str, id: &str) -> Result<(u16, Value)> {
+        self.call("GET", &project_path(id, "/secrets"), Some(token), None)
+            .await
+    }
+
     /// Creates a project with an API key and the given namespaces, and waits until its tenant
     /// runs the latest config.
     pub async fn project(
@@ -144,17 +225,19 @@ impl ControlPlane {
         name: &str,
         namespaces: &[(&str, Value)],
     ) -> Result<Project> {
-        self.project_on(token, name, "memory", namespaces).await
+        self.project_on(token, name, Engine::Memory, namespaces)
+            .await
     }
 
-    /// [`ControlPlane::project`] on the given engine (`memory` or `redis`).
+    /// [`ControlPlane::project`] on the given engine.
     pub async fn project_on(
         &self,
         token: &str,
         name: &str,
-        engine: &str,
+        engine: Engine,
         namespaces: &[(&str, Value)],
     ) -> Result<Project> {
+        let engine = engine.as_str();
         let (s, p) = self
             .call(
                 "POST",
@@ -175,24 +258,10 @@ impl ControlPlane {
             .await?;
         anyhow::ensure!(s == 201, "key: {s} {k}");
         for (ns, options) in namespaces {
-            let (s, b) = self
-                .call(
-                    "PUT",
-                    &format!("/v1/projects/{id}/namespaces/{ns}"),
-                    Some(token),
-                    Some(options.clone()),
-                )
-                .await?;
+            let (s, b) = self.put_namespace(token, &id, ns, options.clone()).await?;
             anyhow::ensure!(s == 201, "namespace {ns}: {s} {b}");
         }
-        let (_, secret) = self
-            .call(
-                "GET",
-                &format!("/v1/projects/{id}/secrets"),
-                Some(token),
-                None,
-            )
-            .await?;
+        let (_, secret) = self.secrets(token, &id).await?;
         self.wait_applied(token, &id).await?;
         Ok(Project {
             id,
@@ -226,9 +295,7 @@ impl ControlPlane {
     pub async fn wait_applied(&self, token: &str, id: &str) -> Result<Duration> {
         let started = Instant::now();
         loop {
-            let (_, p) = self
-                .call("GET", &format!("/v1/projects/{id}"), Some(token), None)
-                .await?;
+            let (_, p) = self.get_project(token, id).await?;
             if p["applied_version"] == p["config_version"] {
                 return Ok(started.elapsed());
             }
@@ -247,14 +314,13 @@ impl ControlPlane {
     /// Runs `rotor-control-plane operator ARGS…` against this control plane's database (the
     /// operator's own path for plans, status and limits); its stdout on success.
     pub async fn operator(&self, args: &[&str]) -> Result<String> {
-        let out =
-            tokio::process::Command::new(rotor_e2e::paths::binary_path("rotor-control-plane")?)
-                .arg("operator")
-                .args(args)
-                .env("DATABASE_URL", self.db.url())
-                .env("USER", "e2e-operator")
-                .output()
-                .await?;
+        let out = tokio::process::Command::new(crate::paths::binary_path("rotor-control-plane")?)
+            .arg("operator")
+            .args(args)
+            .env("DATABASE_URL", self.db.url())
+            .env("USER", "e2e-operator")
+            .output()
+            .await?;
         anyhow::ensure!(
             out.status.success(),
             "operator {args:?}: {}\n{}",
@@ -289,6 +355,11 @@ impl ControlPlane {
         let text = resp.text().await?;
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
+}
+
+/// The REST path of project `id`, then `rest`.
+fn project_path(id: &str, rest: &str) -> String {
+    format!("/v1/projects/{id}{rest}")
 }
 
 /// The operator's metrics URL a control plane announced in its `output`.

@@ -3,7 +3,6 @@
 //! to the test in arrival order. "Nothing else was sent" is shown with a sentinel: an event
 //! caused after the ones awaited, which arrives after anything they would have been batched
 //! with ([`HookReceiver::events_until`]).
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::time::Duration;

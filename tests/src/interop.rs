@@ -1,13 +1,29 @@
 //! Shared setup of the interop tests: a data plane spawned from a throwaway config (unique token
 //! secret and API key per test), and the scenario scripts in `tests/clients` run against it.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::{ClientScript, TestProcess};
 use anyhow::{Context, Result};
-use rotor_e2e::{ClientScript, TestProcess};
 use serde_json::{json, Value};
+
+/// `#[tokio::test]` functions that each run one scenario: `name => scenario(args);` becomes
+/// `async fn name() -> anyhow::Result<()>` that awaits `scenario(args)` and fails with its
+/// error (what it returns on success is dropped). Doc comments above a line go to its test.
+#[macro_export]
+macro_rules! scenario_tests {
+    ($($(#[$meta:meta])* $name:ident => $scenario:expr;)*) => {
+        $(
+            $(#[$meta])*
+            #[::tokio::test]
+            async fn $name() -> ::anyhow::Result<()> {
+                $scenario.await?;
+                Ok(())
+            }
+        )*
+    };
+}
 
 /// Bound on one scenario script (each has its own, shorter, internal deadline).
 pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -147,6 +163,21 @@ impl Server {
         .await
     }
 
+    /// Spawns the data plane for the `client.concurrency` scenarios (`js_concurrency.mjs`,
+    /// `py_concurrency.py`): four commands of a client at a time, RPCs proxied to
+    /// [`rpc_backend_holding_slow_until_fast`].
+    pub async fn start_concurrent() -> Result<Self> {
+        let backend = rpc_backend_holding_slow_until_fast().await?;
+        Self::start_with_config(json!({
+            "client": {"concurrency": 4},
+            "rpc": {
+                "proxy": {"endpoint": format!("http://{backend}/rpc"), "timeout": "10s"},
+                "without_namespace": {"proxy_enabled": true}
+            }
+        }))
+        .await
+    }
+
     /// Spawns the data plane with [`base_config`] and `extra` merged over it (object by
     /// object; lists are replaced, so `channel.namespaces` there must list every namespace the
     /// scenario needs).
@@ -191,7 +222,7 @@ impl Server {
         let mut cfg = base_config(&secret, &api_key);
         merge(&mut cfg, extra);
         if let Some(prefix) = redis_prefix {
-            cfg["engine"] = json!({"type": "redis", "redis": {"address": rotor_e2e::paths::redis_url(), "prefix": prefix}});
+            cfg["engine"] = json!({"type": "redis", "redis": {"address": crate::paths::redis_url(), "prefix": prefix}});
         }
         std::fs::write(&path, serde_json::to_vec_pretty(&cfg)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -293,7 +324,7 @@ pub async fn run_on(deployment: Deployment, script: ClientScript, format: &str) 
         Deployment::RedisPair => a.run_with_api(script, format, Some(&b)).await,
         _ => a.run(script, format).await,
     };
-    if let Ok(redis) = redis::Client::open(rotor_e2e::paths::redis_url()) {
+    if let Ok(redis) = redis::Client::open(crate::paths::redis_url()) {
         if let Ok(mut conn) = redis.get_multiplexed_async_connection().await {
             let keys: Vec<String> = redis::cmd("KEYS")
                 .arg(format!("{prefix}*"))
@@ -308,6 +339,19 @@ pub async fn run_on(deployment: Deployment, script: ClientScript, format: &str) 
     out
 }
 
+/// What every SDK's connection-refresh scenario observes (`refresh`): henry, whose SDK gets a
+/// new token when asked, stays connected with nothing else happening; ivan, without a way to
+/// refresh, is closed with 3005 when his token expires.
+pub fn connection_refresh() -> Value {
+    json!({
+        "henry_get_token_calls": 1,
+        "henry_state": "connected",
+        "henry_events_after_connect": [],
+        "ivan_get_token_calls": 1,
+        "ivan_close": {"code": 3005, "reason": "connection expired"}
+    })
+}
+
 /// Asserts that `out[key]` equals `expected`, printing the whole observation on mismatch.
 #[track_caller]
 pub fn expect(out: &Value, key: &str, expected: Value) {
@@ -319,8 +363,7 @@ pub fn expect(out: &Value, key: &str, expected: Value) {
     );
 }
 
-/// An RPC backend for the `client.concurrency` scenarios (`js_concurrency.mjs`,
-/// `py_concurrency.py`): `slow` is answered only once `fast` has reached the
+/// An RPC backend for the `client.concurrency` scenarios ([`Server::start_concurrent`]): `slow` is answered only once `fast` has reached the
 /// backend (or with error 1500 after 5 s), `fast` at once; each echoes its method.
 pub async fn rpc_backend_holding_slow_until_fast() -> Result<std::net::SocketAddr> {
     use axum::routing::post;

@@ -2,7 +2,6 @@
 //! directory whose CLI config points `rotor/rotor` at the workspace's provider
 //! (`dev_overrides`, so no registry and no `terraform init`), and bounded runs of plan, apply
 //! and output. Shared by `terraform.rs` and `terraform_webhooks.rs`.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -61,7 +60,7 @@ pub struct Terraform {
 impl Terraform {
     pub fn new(endpoint: &str, token: &str) -> Result<Self> {
         let bin = terraform_binary()?;
-        let provider = rotor_e2e::paths::binary_path("terraform-provider-rotor")?;
+        let provider = crate::paths::binary_path("terraform-provider-rotor")?;
         let root = std::env::temp_dir().join(format!(
             "rotor-terraform-test-{}",
             uuid::Uuid::new_v4().simple()
@@ -179,6 +178,23 @@ impl Terraform {
         let outputs: Value = serde_json::from_str(&run.stdout)?;
         Ok(outputs)
     }
+
+    /// `terraform destroy`, which must succeed.
+    pub async fn destroy(&self, dir: &Path) -> Result<()> {
+        self.ok(
+            dir,
+            &["destroy", "-auto-approve", "-input=false", "-no-color"],
+        )
+        .await
+        .map(drop)
+    }
+}
+
+/// The string value of output `name` in [`Terraform::outputs`].
+pub fn output<'a>(outputs: &'a Value, name: &str) -> Result<&'a str> {
+    outputs[name]["value"]
+        .as_str()
+        .with_context(|| format!("output {name} in {outputs}"))
 }
 
 impl Drop for Terraform {
