@@ -11,10 +11,11 @@ use crate::audit::{self, Actor, Entry};
 use crate::ids::{AccountId, ProjectId};
 use crate::sandbox::ExitCause;
 
-/// One event, as the REST API lists it.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+/// One event of the project's process, as the REST API lists it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct TenantEvent {
     pub at: DateTime<Utc>,
+    /// `restarted_out_of_memory`, `restarted_after_exit` or `cpu_throttled`.
     pub kind: String,
     pub detail: Value,
 }

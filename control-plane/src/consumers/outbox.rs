@@ -48,7 +48,7 @@ pub enum OutboxError {
 }
 
 /// What was made.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Provisioned {
     pub table: String,
     /// Whether the table is new (it was absent before).

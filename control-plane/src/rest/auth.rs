@@ -1,12 +1,12 @@
-//! Bearer management-token authentication: the token is hashed and looked up, an expired one
-//! is refused; the handler gets the owning account id and nothing else. [`OwnedProject`] adds
+//! Bearer management-token authentication: the token is hashed and looked up
+//! ([`crate::service::accounts::account_of_token`]), an expired one is refused; the handler
+//! gets the owning account id and nothing else. [`OwnedProject`] adds
 //! the ownership check of the path's project.
 
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 
 use crate::ids::AccountId;
-use crate::secrets::sha256_hex;
 use crate::service::ProjectScope;
 use crate::service::ServiceError;
 use crate::state::AppState;
@@ -30,22 +30,9 @@ impl FromRequestParts<AppState> for Account {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(ServiceError::Unauthorized("missing bearer token"))?;
-        // One round trip: find the token, and mark it used only if it has not expired.
-        let found: Option<(AccountId, bool)> = sqlx::query_as(
-            "WITH t AS (SELECT id, account_id, expires_at IS NOT NULL AND expires_at <= now() AS expired \
-                        FROM management_tokens WHERE token_hash = $1), \
-                  used AS (UPDATE management_tokens m SET last_used_at = now() FROM t \
-                           WHERE m.id = t.id AND NOT t.expired) \
-             SELECT account_id, expired FROM t",
-        )
-        .bind(sha256_hex(token))
-        .fetch_optional(&state.pool)
-        .await?;
-        match found {
-            Some((account, false)) => Ok(Account(account)),
-            Some((_, true)) => Err(ServiceError::Unauthorized("token expired")),
-            None => Err(ServiceError::Unauthorized("invalid token")),
-        }
+        Ok(Account(
+            crate::service::accounts::account_of_token(state, token).await?,
+        ))
     }
 }
 

@@ -15,15 +15,34 @@ pub mod webhooks;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::service::ServiceError;
 use crate::state::AppState;
 
 pub(crate) use auth::project_param;
 pub use auth::{Account, OwnedProject};
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// `bad_request`, `unauthorized`, `not_found`, `conflict`, `plan_limit`,
+    /// `operator_only`, `rate_limited`, `busy`, `upstream` or `internal`.
+    pub code: String,
+    pub message: String,
+    /// The request field at fault (bad requests only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
 
 /// How the service's errors answer a REST call: status, `code`, message (internal causes are
 /// logged with a request id and not shown) and `Retry-After` where there is a time to wait.
@@ -57,11 +76,18 @@ impl IntoResponse for ServiceError {
             ServiceError::Unauthorized(m) => (*m).to_owned(),
             other => other.to_string(),
         };
-        let mut error = json!({"code": code, "message": message});
-        if let ServiceError::BadRequest { field: Some(f), .. } = &self {
-            error["field"] = json!(f);
-        }
-        let mut resp = (status, Json(json!({ "error": error }))).into_response();
+        let field = match &self {
+            ServiceError::BadRequest { field, .. } => field.clone(),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message,
+                field,
+            },
+        };
+        let mut resp = (status, Json(body)).into_response();
         if let Some(secs) = retry_after {
             resp.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
@@ -73,54 +99,45 @@ impl IntoResponse for ServiceError {
 /// Result of a REST handler.
 pub type RestResult<T> = Result<T, ServiceError>;
 
-/// The `/v1` routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/signup", post(accounts::signup))
-        .route(
-            "/v1/tokens",
-            post(accounts::create_token).get(accounts::list_tokens),
-        )
-        .route("/v1/tokens/{id}", delete(accounts::delete_token))
-        .route("/v1/projects", get(projects::list).post(projects::create))
-        .route(
-            "/v1/projects/{id}",
-            get(projects::get)
-                .patch(projects::patch)
-                .delete(projects::delete),
-        )
-        .route("/v1/projects/{id}/secrets", get(projects::get_secrets))
-        .route(
-            "/v1/projects/{id}/secrets/rotate",
-            post(projects::rotate_secret),
-        )
-        .route(
-            "/v1/projects/{id}/api-keys",
-            get(projects::list_keys).post(projects::create_key),
-        )
-        .route(
-            "/v1/projects/{id}/api-keys/{key_id}",
-            delete(projects::delete_key),
-        )
-        .route("/v1/projects/{id}/audit", get(projects::audit_entries))
-        .route("/v1/projects/{id}/namespaces", get(namespaces::list))
-        .route(
-            "/v1/projects/{id}/namespaces/{name}",
-            put(namespaces::put)
-                .get(namespaces::get)
-                .delete(namespaces::delete),
-        )
-        .route("/v1/projects/{id}/usage", get(usage::query))
-        .route("/v1/projects/{id}/usage/live", get(usage::live))
-        .route("/v1/projects/{id}/events", get(usage::events))
-        .route("/v1/projects/{id}/webhooks", get(webhooks::get_deliveries))
-        .route(
-            "/v1/projects/{id}/webhooks/redeliver",
-            post(webhooks::post_redeliver),
-        )
-        .route(
-            "/v1/projects/{id}/consumers/{name}/outbox",
-            post(consumers::post_outbox),
-        )
-        .route("/v1/openapi.json", get(openapi::document))
+/// Declares the `/v1` routes once: [`ROUTES`] (what the router serves, by method and path,
+/// which the OpenAPI document is checked against) and [`router`] are both made from it.
+macro_rules! v1_routes {
+    ($($method:ident $path:literal => $handler:path;)*) => {
+        /// Every `(method, path)` the REST router serves, in the order it is built.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        /// The `/v1` routes.
+        pub fn router() -> Router<AppState> {
+            Router::new()$(.route($path, axum::routing::$method($handler)))*
+        }
+    };
+}
+
+v1_routes! {
+    post "/v1/signup" => accounts::signup;
+    post "/v1/tokens" => accounts::create_token;
+    get "/v1/tokens" => accounts::list_tokens;
+    delete "/v1/tokens/{id}" => accounts::delete_token;
+    get "/v1/projects" => projects::list;
+    post "/v1/projects" => projects::create;
+    get "/v1/projects/{id}" => projects::get;
+    patch "/v1/projects/{id}" => projects::patch;
+    delete "/v1/projects/{id}" => projects::delete;
+    get "/v1/projects/{id}/secrets" => projects::get_secrets;
+    post "/v1/projects/{id}/secrets/rotate" => projects::rotate_secret;
+    get "/v1/projects/{id}/api-keys" => projects::list_keys;
+    post "/v1/projects/{id}/api-keys" => projects::create_key;
+    delete "/v1/projects/{id}/api-keys/{key_id}" => projects::delete_key;
+    get "/v1/projects/{id}/audit" => projects::audit_entries;
+    get "/v1/projects/{id}/namespaces" => namespaces::list;
+    put "/v1/projects/{id}/namespaces/{name}" => namespaces::put;
+    get "/v1/projects/{id}/namespaces/{name}" => namespaces::get;
+    delete "/v1/projects/{id}/namespaces/{name}" => namespaces::delete;
+    get "/v1/projects/{id}/usage" => usage::query;
+    get "/v1/projects/{id}/usage/live" => usage::live;
+    get "/v1/projects/{id}/events" => usage::events;
+    get "/v1/projects/{id}/webhooks" => webhooks::get_deliveries;
+    post "/v1/projects/{id}/webhooks/redeliver" => webhooks::post_redeliver;
+    post "/v1/projects/{id}/consumers/{name}/outbox" => consumers::post_outbox;
+    get "/v1/openapi.json" => openapi::document;
 }

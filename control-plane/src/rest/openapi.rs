@@ -1,246 +1,242 @@
-//! `GET /v1/openapi.json`: the OpenAPI 3.1 description of the REST API, built from the route
-//! table below and from the channel option schema in `rotor-tenant-config`, so it cannot drift
-//! from the namespace fields the API accepts. Every operation has a tag ([`TAGS`]); the
-//! dashboard renders this same document as its API reference page.
+//! `GET /v1/openapi.json`: the OpenAPI 3.1 description of the REST API, derived from the
+//! handlers' `#[utoipa::path]` annotations and their request and response types
+//! (`ToSchema`), so it cannot drift from what the handlers take and answer; a test checks it
+//! lists exactly the routes the router serves ([`super::ROUTES`]). Free-form parts the
+//! service validates itself (a project's `settings`, a namespace's channel options) are
+//! described here as JSON Schema, the channel options from `rotor-tenant-config`'s option list.
+//! Every operation has a tag ([`TAGS`]); the dashboard renders this same document as its API
+//! reference page.
+
+use std::borrow::Cow;
 
 use axum::Json;
 use rotor_tenant_config::{ChannelOptions, CHANNEL_OPTION_NAMES};
 use serde_json::{json, Map, Value};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::tag::TagBuilder;
+use utoipa::openapi::{ContentBuilder, Info, RefOr, ResponseBuilder};
+use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
-/// (method, path, summary, request body schema, success status).
-pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
-    (
-        "post",
-        "/v1/signup",
-        "Create an account",
-        Some("Credentials"),
-        201,
-    ),
-    (
-        "post",
-        "/v1/tokens",
-        "Exchange email and password for a management token (shown once)",
-        Some("TokenRequest"),
-        201,
-    ),
-    ("get", "/v1/tokens", "List management tokens", None, 200),
-    (
-        "delete",
-        "/v1/tokens/{id}",
-        "Revoke a management token",
-        None,
-        204,
-    ),
-    ("get", "/v1/projects", "List projects", None, 200),
-    (
-        "post",
-        "/v1/projects",
-        "Create a project",
-        Some("ProjectCreate"),
-        201,
-    ),
-    (
-        "get",
-        "/v1/projects/{id}",
-        "Get a project with its endpoints",
-        None,
-        200,
-    ),
-    (
-        "patch",
-        "/v1/projects/{id}",
-        "Rename or change settings (plan and status are the operator's: 403 operator_only)",
-        Some("ProjectPatch"),
-        200,
-    ),
-    (
-        "delete",
-        "/v1/projects/{id}",
-        "Delete a project and stop its tenant",
-        None,
-        204,
-    ),
-    (
-        "get",
-        "/v1/projects/{id}/secrets",
-        "Reveal the token HMAC secret",
-        None,
-        200,
-    ),
-    (
-        "post",
-        "/v1/projects/{id}/secrets/rotate",
-        "Rotate the token HMAC secret",
-        Some("Rotate"),
-        200,
-    ),
-    (
-        "get",
-        "/v1/projects/{id}/api-keys",
-        "List API keys",
-        None,
-        200,
-    ),
-    (
-        "post",
-        "/v1/projects/{id}/api-keys",
-        "Create an API key (shown once)",
-        Some("ApiKeyCreate"),
-        201,
-    ),
-    (
-        "delete",
-        "/v1/projects/{id}/api-keys/{key_id}",
-        "Revoke an API key",
-        None,
-        204,
-    ),
-    (
-        "get",
-        "/v1/projects/{id}/audit",
-        "Changes to the project, newest first (?before=<id> for the next page)",
-        None,
-        200,
-    ),
-    (
-        "get",
-        "/v1/projects/{id}/events",
-        "What happened to the project's process (restarts after exceeding its memory limit or a crash)",
-        None,
-        200,
-    ),
-    (
-        "get",
-        "/v1/projects/{id}/usage",
-        "Usage over time: connections, subscriptions, messages, API calls, errors and bytes per step",
-        None,
-        200,
-    ),
-    (
-        "get",
-        "/v1/projects/{id}/usage/live",
-        "The current minute's usage as Server-Sent Events",
-        None,
-        200,
-    ),
-    (
-        "get",
-        "/v1/projects/{id}/namespaces",
-        "List namespaces",
-        None,
-        200,
-    ),
-    (
-        "put",
-        "/v1/projects/{id}/namespaces/{name}",
-        "Create or replace a namespace",
-        Some("ChannelOptions"),
-        200,
-    ),
-    (
-        "get",
-        "/v1/projects/{id}/namespaces/{name}",
-        "Get a namespace",
-        None,
-        200,
-    ),
-    (
-        "delete",
-        "/v1/projects/{id}/namespaces/{name}",
-        "Delete a namespace",
-        None,
-        204,
-    ),
-    (
-        "get",
-        "/v1/projects/{id}/webhooks",
-        "Webhook deliveries of the running project: events waiting and the failed deliveries it keeps (dead letters)",
-        None,
-        200,
-    ),
-    (
-        "post",
-        "/v1/projects/{id}/consumers/{name}/outbox",
-        "Create the outbox table (with its partition index and NOTIFY trigger) of the PostgreSQL consumer `name` in your database, if absent: public addresses only, never the service's own database; 502 when your database is unreachable or refuses",
-        None,
-        200,
-    ),
-    (
-        "post",
-        "/v1/projects/{id}/webhooks/redeliver",
-        "Send failed webhook deliveries again, with their webhook ids, signed with the current secret",
-        Some("Redeliver"),
-        200,
-    ),
-];
+use super::{accounts, consumers, namespaces, projects, usage, webhooks, ErrorBody};
+
+/// Tag of sign-up and management tokens.
+pub const ACCOUNTS: &str = "Accounts and tokens";
+/// Tag of projects and what runs in them.
+pub const PROJECTS: &str = "Projects";
+/// Tag of API keys and the token secret.
+pub const KEYS: &str = "Keys and secrets";
+/// Tag of channel namespaces.
+pub const NAMESPACES: &str = "Namespaces";
+/// Tag of usage, the audit log and process events.
+pub const ACTIVITY: &str = "Activity";
 
 /// The groups operations are listed in: (name, description).
 pub const TAGS: &[(&str, &str)] = &[
     (
-        "Accounts and tokens",
-        "Open an account and exchange its email and password for management tokens.",
+        ACCOUNTS,
+        "Open an account, exchange its email and password for management tokens, and read this description of the API.",
     ),
     (
-        "Projects",
+        PROJECTS,
         "Each project is one isolated real-time server with its own endpoints.",
     ),
     (
-        "Keys and secrets",
+        KEYS,
         "Server API keys for your backend and the secret that signs connection tokens.",
     ),
     (
-        "Namespaces",
+        NAMESPACES,
         "Channel options per namespace (the part of a channel name before the colon).",
     ),
     (
-        "Activity",
+        ACTIVITY,
         "Usage, the audit log and what happened to the project's process.",
     ),
 ];
 
-/// The tag of an operation on `path`.
-pub fn tag_of(path: &str) -> &'static str {
-    if path == "/v1/signup" || path.starts_with("/v1/tokens") {
-        TAGS[0].0
-    } else if path.contains("/api-keys") || path.contains("/secrets") {
-        TAGS[2].0
-    } else if path.contains("/namespaces") {
-        TAGS[3].0
-    } else if path.ends_with("/audit") || path.ends_with("/events") || path.contains("/usage") {
-        TAGS[4].0
-    } else {
-        TAGS[1].0
+/// The document's operations (the handlers) and what every operation shares ([`Common`]).
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        accounts::signup,
+        accounts::create_token,
+        accounts::list_tokens,
+        accounts::delete_token,
+        projects::list,
+        projects::create,
+        projects::get,
+        projects::patch,
+        projects::delete,
+        projects::get_secrets,
+        projects::rotate_secret,
+        projects::list_keys,
+        projects::create_key,
+        projects::delete_key,
+        projects::audit_entries,
+        namespaces::list,
+        namespaces::put,
+        namespaces::get,
+        namespaces::delete,
+        usage::query,
+        usage::live,
+        usage::events,
+        webhooks::get_deliveries,
+        webhooks::post_redeliver,
+        consumers::post_outbox,
+        document,
+    ),
+    modifiers(&Common)
+)]
+pub struct ApiDoc;
+
+/// What every operation shares: the title and version, the tags in [`TAGS`] order, the
+/// bearer scheme, the error answers (400, 401, 404 in the `Error` shape) and the schemas
+/// `settings` refers to.
+struct Common;
+
+impl Modify for Common {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        api.info = Info::new("Rotor control plane API", env!("CARGO_PKG_VERSION"));
+        api.tags = Some(
+            TAGS.iter()
+                .map(|(name, description)| {
+                    TagBuilder::new()
+                        .name(*name)
+                        .description(Some(*description))
+                        .build()
+                })
+                .collect(),
+        );
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        let error = ResponseBuilder::new()
+            .description("error")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                        ErrorBody::name(),
+                    ))))
+                    .build(),
+            )
+            .build();
+        components.responses.insert("Error".into(), error.into());
+        let mut schemas = Vec::new();
+        ErrorBody::schemas(&mut schemas);
+        schemas.push((ErrorBody::name().into(), ErrorBody::schema()));
+        for (name, schema) in [
+            (ChannelOptionsSchema::name(), ChannelOptionsSchema::schema()),
+            (ProxySchema::name(), ProxySchema::schema()),
+            (WebhooksSchema::name(), WebhooksSchema::schema()),
+            (ConsumersSchema::name(), ConsumersSchema::schema()),
+        ] {
+            schemas.push((name.into(), schema));
+        }
+        components.schemas.extend(schemas);
+        for item in api.paths.paths.values_mut() {
+            for op in operations(item) {
+                for status in ["400", "401", "404"] {
+                    op.responses
+                        .responses
+                        .entry(status.into())
+                        .or_insert_with(|| {
+                            RefOr::Ref(utoipa::openapi::Ref::from_response_name("Error"))
+                        });
+                }
+            }
+        }
     }
 }
 
-/// Query parameters: (path, name, description).
-const QUERY: &[(&str, &str, &str)] = &[
-    (
-        "/v1/projects/{id}/usage",
-        "from",
-        "RFC 3339 instant; default: one hour before `to`",
-    ),
-    (
-        "/v1/projects/{id}/usage",
-        "to",
-        "RFC 3339 instant; default: now",
-    ),
-    (
-        "/v1/projects/{id}/usage",
-        "step",
-        "minute (at most 2 days), hour or day; default: by the span",
-    ),
-    (
-        "/v1/projects/{id}/usage",
-        "namespace",
-        "one namespace's usage; default: the whole project",
-    ),
-    (
-        "/v1/projects/{id}/audit",
-        "before",
-        "an entry id: the page of older entries",
-    ),
-];
+/// The operations of a path item.
+fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.options.as_mut(),
+        item.head.as_mut(),
+        item.patch.as_mut(),
+        item.trace.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// A schema written as JSON Schema (for the free-form parts the service checks itself).
+pub fn schema_of(json: Value) -> RefOr<Schema> {
+    serde_json::from_value(json).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a JSON Schema of the API document does not read");
+        RefOr::T(Schema::default())
+    })
+}
+
+/// The path's `{id}`: a project of the token's account.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ProjectPath {
+    /// the project's id (prj_…)
+    pub id: String,
+}
+
+/// The path's `{name}`: a namespace of the project.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct NamespacePath {
+    /// the namespace's name (the part of a channel name before the colon)
+    pub name: String,
+}
+
+/// Declares a named schema written as JSON Schema by `$build`.
+macro_rules! json_schema {
+    ($(#[$doc:meta])* $ty:ident, $name:literal, $build:expr) => {
+        $(#[$doc])*
+        pub struct $ty;
+
+        impl PartialSchema for $ty {
+            fn schema() -> RefOr<Schema> {
+                schema_of($build)
+            }
+        }
+
+        impl ToSchema for $ty {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($name)
+            }
+        }
+    };
+}
+
+json_schema!(
+    /// A namespace's channel options (every one of `rotor-tenant-config`'s option names).
+    ChannelOptionsSchema,
+    "ChannelOptions",
+    channel_options_schema()
+);
+json_schema!(
+    /// A proxy of `settings` (connect, refresh, subscribe, publish, named ones).
+    ProxySchema,
+    "Proxy",
+    proxy_schema()
+);
+json_schema!(
+    /// `settings.webhooks`.
+    WebhooksSchema,
+    "Webhooks",
+    webhooks_schema()
+);
+json_schema!(
+    /// `settings.consumers`.
+    ConsumersSchema,
+    "Consumers",
+    consumers_schema()
+);
 
 fn channel_options_schema() -> Value {
     let defaults = serde_json::to_value(ChannelOptions::default()).unwrap_or_default();
@@ -274,102 +270,34 @@ fn channel_options_schema() -> Value {
     json!({"type": "object", "additionalProperties": false, "properties": props})
 }
 
-/// The document.
-pub fn spec() -> Value {
-    let mut paths = Map::new();
-    for (method, path, summary, body, status) in ROUTES {
-        let mut op = json!({
-            "summary": summary,
-            "responses": {
-                status.to_string(): {"description": "success"},
-                "400": {"$ref": "#/components/responses/Error"},
-                "401": {"$ref": "#/components/responses/Error"},
-                "404": {"$ref": "#/components/responses/Error"},
-            },
-        });
-        let public = *path == "/v1/signup" || (*path == "/v1/tokens" && *method == "post");
-        if !public {
-            op["security"] = json!([{"bearer": []}]);
-        }
-        if let Some(schema) = body {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
-        }
-        op["tags"] = json!([tag_of(path)]);
-        let mut params: Vec<Value> = path
-            .split('/')
-            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        if *method == "get" {
-            params.extend(QUERY.iter().filter(|(p, _, _)| p == path).map(|(_, name, description)| {
-                json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
-            }));
-        }
-        if !params.is_empty() {
-            op["parameters"] = Value::Array(params);
-        }
-        let entry = paths.entry((*path).to_owned()).or_insert_with(|| json!({}));
-        entry[*method] = op;
-    }
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": "Rotor control plane API", "version": env!("CARGO_PKG_VERSION")},
-        "tags": TAGS.iter().map(|(name, description)| json!({"name": name, "description": description})).collect::<Vec<_>>(),
-        "paths": paths,
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "responses": {"Error": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
-            "schemas": {
-                "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
-                    "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}},
-                "Credentials": {"type": "object", "required": ["email", "password"], "properties": {
-                    "email": {"type": "string", "format": "email"}, "password": {"type": "string", "minLength": 10}}},
-                "TokenRequest": {"type": "object", "required": ["email", "password", "name"], "properties": {
-                    "email": {"type": "string"}, "password": {"type": "string"}, "name": {"type": "string"},
-                    "expires_in_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 365,
-                        "description": "days until the token stops working; absent or null: never (the token answer and GET /v1/tokens show expires_at)"}}},
-                "ProjectCreate": {"type": "object", "required": ["name"], "properties": {
-                    "name": {"type": "string"}, "engine": {"type": "string", "enum": ["memory", "redis"],
-                        "description": "redis needs an open Redis deployment or the installation's Redis; without either, 400 with field engine"}}},
-                "ProjectPatch": {"type": "object", "properties": {
-                    "name": {"type": "string"},
-                    "settings": {"type": "object", "properties": {
-                        "allowed_origins": {"type": "array", "items": {"type": "string"}},
-                        "allow_anonymous_connect_without_token": {"type": "boolean"},
-                        "without_namespace": {"$ref": "#/components/schemas/ChannelOptions"},
-                        "client_proxy": {"type": "object", "description": "connect and refresh proxies: {\"connect\": {\"enabled\": true, \"endpoint\": \"https://…\", \"timeout\": \"1s\", \"http_headers\": […]}, \"refresh\": {…}}", "properties": {
-                            "connect": {"$ref": "#/components/schemas/Proxy"}, "refresh": {"$ref": "#/components/schemas/Proxy"}}},
-                        "channel_proxy": {"type": "object", "description": "the proxies namespaces use by default (subscribe_proxy_enabled, …)", "properties": {
-                            "subscribe": {"$ref": "#/components/schemas/Proxy"}, "publish": {"$ref": "#/components/schemas/Proxy"}, "sub_refresh": {"$ref": "#/components/schemas/Proxy"}}},
-                        "proxies": {"type": "array", "description": "named proxies, referred to by *_proxy_name options", "items": {"$ref": "#/components/schemas/Proxy"}},
-                        "rpc": {"type": "object", "description": "rpc.proxy, rpc.without_namespace, rpc.namespaces as in Centrifugo"},
-                        "user_status": {"type": "object", "description": "the server API's user_status method (off unless enabled)", "properties": {
-                            "enabled": {"type": "boolean"},
-                            "last_seen_ttl": {"type": "string", "example": "24h", "description": "how long a user's last-seen time is kept: 1m to 168h (default 24h)"}}},
-                        "grpc_api": {"type": "object", "description": "Centrifugo's gRPC server API (api.proto) over HTTP/2 at the project's own host on the edge (or with `rotor-project: <slug>` metadata), with the project's API keys as `authorization: apikey <key>`; off unless enabled", "properties": {
-                            "enabled": {"type": "boolean"}}},
-                        "webhooks": {"$ref": "#/components/schemas/Webhooks"},
-                        "consumers": {"$ref": "#/components/schemas/Consumers"}}}}},
-                "Proxy": {"type": "object", "properties": {
-                    "name": {"type": "string"}, "enabled": {"type": "boolean"}, "endpoint": {"type": "string", "format": "uri"},
-                    "timeout": {"type": "string", "example": "1s"}, "http_headers": {"type": "array", "items": {"type": "string"}},
-                    "emulated_headers": {"type": "array", "items": {"type": "string"}},
-                    "http": {"type": "object", "properties": {"static_headers": {"type": "object", "additionalProperties": {"type": "string"}}}},
-                    "include_connection_meta": {"type": "boolean"}, "binary_encoding": {"type": "boolean"}}},
-                "Redeliver": {"type": "object", "description": "one of webhook_id or all", "properties": {
-                    "webhook_id": {"type": "string", "description": "the X-Rotor-Webhook-Id of one failed delivery"},
-                    "all": {"type": "boolean", "description": "every failed delivery the project keeps"}}},
-                "Rotate": {"type": "object", "properties": {"grace_seconds": {"type": "integer", "minimum": 0, "maximum": 604800}}},
-                "ApiKeyCreate": {"type": "object", "required": ["name"], "properties": {
-                    "name": {"type": "string", "description": "unique within the project"},
-                    "scope": {"type": "string", "enum": ["all", "publish"], "default": "all",
-                              "description": "publish: the key may call publish and broadcast only (other methods answer error 103)"}}},
-                "ChannelOptions": channel_options_schema(),
-                "Webhooks": webhooks_schema(),
-                "Consumers": consumers_schema(),
-            }
-        }
-    })
+/// A project's `settings` (what `PATCH` takes and a project shows).
+pub fn settings_schema() -> RefOr<Schema> {
+    schema_of(json!({"type": "object", "properties": {
+        "allowed_origins": {"type": "array", "items": {"type": "string"}},
+        "allow_anonymous_connect_without_token": {"type": "boolean"},
+        "without_namespace": {"$ref": "#/components/schemas/ChannelOptions"},
+        "client_proxy": {"type": "object", "description": "connect and refresh proxies: {\"connect\": {\"enabled\": true, \"endpoint\": \"https://…\", \"timeout\": \"1s\", \"http_headers\": […]}, \"refresh\": {…}}", "properties": {
+            "connect": {"$ref": "#/components/schemas/Proxy"}, "refresh": {"$ref": "#/components/schemas/Proxy"}}},
+        "channel_proxy": {"type": "object", "description": "the proxies namespaces use by default (subscribe_proxy_enabled, …)", "properties": {
+            "subscribe": {"$ref": "#/components/schemas/Proxy"}, "publish": {"$ref": "#/components/schemas/Proxy"}, "sub_refresh": {"$ref": "#/components/schemas/Proxy"}}},
+        "proxies": {"type": "array", "description": "named proxies, referred to by *_proxy_name options", "items": {"$ref": "#/components/schemas/Proxy"}},
+        "rpc": {"type": "object", "description": "rpc.proxy, rpc.without_namespace, rpc.namespaces as in Centrifugo"},
+        "user_status": {"type": "object", "description": "the server API's user_status method (off unless enabled)", "properties": {
+            "enabled": {"type": "boolean"},
+            "last_seen_ttl": {"type": "string", "example": "24h", "description": "how long a user's last-seen time is kept: 1m to 168h (default 24h)"}}},
+        "grpc_api": {"type": "object", "description": "Centrifugo's gRPC server API (api.proto) over HTTP/2 at the project's own host on the edge (or with `rotor-project: <slug>` metadata), with the project's API keys as `authorization: apikey <key>`; off unless enabled", "properties": {
+            "enabled": {"type": "boolean"}}},
+        "webhooks": {"$ref": "#/components/schemas/Webhooks"},
+        "consumers": {"$ref": "#/components/schemas/Consumers"}}}))
+}
+
+fn proxy_schema() -> Value {
+    json!({"type": "object", "properties": {
+        "name": {"type": "string"}, "enabled": {"type": "boolean"}, "endpoint": {"type": "string", "format": "uri"},
+        "timeout": {"type": "string", "example": "1s"}, "http_headers": {"type": "array", "items": {"type": "string"}},
+        "emulated_headers": {"type": "array", "items": {"type": "string"}},
+        "http": {"type": "object", "properties": {"static_headers": {"type": "object", "additionalProperties": {"type": "string"}}}},
+        "include_connection_meta": {"type": "boolean"}, "binary_encoding": {"type": "boolean"}}})
 }
 
 /// `settings.webhooks` (its own function: one `json!` of the whole document would be too deep).
@@ -417,6 +345,217 @@ fn consumers_schema() -> Value {
                 "method_header": {"type": "string"}, "publication_data_mode": {"type": "object"}}}}}})
 }
 
+/// The document, as JSON.
+pub fn spec() -> Value {
+    serde_json::to_value(ApiDoc::openapi()).unwrap_or_default()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = ACCOUNTS, operation_id = "openapi",
+    summary = "This description of the API (OpenAPI 3.1)",
+    responses((status = 200, description = "the document", body = Object, content_type = "application/json")))]
 pub async fn document() -> Json<Value> {
     Json(spec())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::rest::ROUTES;
+
+    const METHODS: [&str; 8] = [
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+
+    /// Every `$ref` in `v`.
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    out.push(r);
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_document_lists_exactly_the_routes_the_router_serves_with_their_methods() {
+        let doc = spec();
+        let documented: BTreeSet<(String, String)> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .flat_map(|(path, item)| {
+                METHODS
+                    .iter()
+                    .filter(|m| item.get(**m).is_some())
+                    .map(move |m| ((*m).to_owned(), path.clone()))
+            })
+            .collect();
+        let served: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+            .collect();
+        assert_eq!(served.len(), ROUTES.len(), "no route is declared twice");
+        let undocumented: Vec<_> = served.difference(&documented).collect();
+        let not_served: Vec<_> = documented.difference(&served).collect();
+        assert!(
+            undocumented.is_empty() && not_served.is_empty(),
+            "served but not documented: {undocumented:?}; documented but not served: {not_served:?}"
+        );
+        // The router is built from the same list (and would panic on a method declared twice
+        // for one path).
+        let _ = crate::rest::router();
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_schemas_for_every_body_and_answer() {
+        let doc = spec();
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(doc["info"]["title"], "Rotor control plane API");
+        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+        // An independent reader takes it as OpenAPI 3.1.
+        let text = serde_json::to_string(&doc).expect("serialises");
+        let parsed = oas3::from_json(&text).expect("an OpenAPI 3.1 document");
+        parsed.validate_version().expect("a supported version");
+        let tags: Vec<&str> = TAGS.iter().map(|t| t.0).collect();
+        let mut operations = 0;
+        for (path, method, op) in parsed.operations() {
+            operations += 1;
+            let at = format!("{method} {path}");
+            assert!(
+                op.summary.as_deref().is_some_and(|s| !s.is_empty()),
+                "{at}: summary"
+            );
+            assert_eq!(op.tags.len(), 1, "{at}: one tag");
+            assert!(
+                tags.contains(&op.tags[0].as_str()),
+                "{at}: tag {}",
+                op.tags[0]
+            );
+            for param in path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            {
+                let declared = op.parameters.iter().any(|p| {
+                    p.resolve(&parsed)
+                        .is_ok_and(|p| p.name == param && p.required == Some(true))
+                });
+                assert!(declared, "{at}: path parameter {param}");
+            }
+            if let Some(body) = &op.request_body {
+                let body = body.resolve(&parsed).expect("request body");
+                body.content["application/json"]
+                    .schema
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{at}: request body schema"))
+                    .resolve(&parsed)
+                    .unwrap_or_else(|e| panic!("{at}: request body schema: {e}"));
+            }
+            let responses = op.responses.as_ref().expect("responses");
+            for status in ["400", "401", "404"] {
+                assert!(responses.contains_key(status), "{at}: {status}");
+            }
+            let successes: Vec<_> = responses
+                .iter()
+                .filter(|(s, _)| s.starts_with('2'))
+                .collect();
+            assert!(!successes.is_empty(), "{at}: a success answer");
+            for (status, answer) in responses {
+                let answer = answer.resolve(&parsed).expect("answer");
+                if status == "204" {
+                    assert!(answer.content.is_empty(), "{at}: 204 has no body");
+                    continue;
+                }
+                assert_eq!(answer.content.len(), 1, "{at}: {status} has one body");
+                for media in answer.content.values() {
+                    media
+                        .schema
+                        .as_ref()
+                        .unwrap_or_else(|| panic!("{at}: {status} schema"))
+                        .resolve(&parsed)
+                        .unwrap_or_else(|e| panic!("{at}: {status} schema: {e}"));
+                }
+            }
+        }
+        assert_eq!(operations, ROUTES.len());
+        let ids: BTreeSet<String> = parsed
+            .operations()
+            .filter_map(|(_, _, op)| op.operation_id.clone())
+            .collect();
+        assert_eq!(
+            ids.len(),
+            operations,
+            "every operation has its own operationId"
+        );
+        // Every reference leads somewhere.
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        for r in all {
+            let target = r.strip_prefix('#').and_then(|pointer| doc.pointer(pointer));
+            assert!(target.is_some(), "dangling {r}");
+        }
+        // Public calls need no token; the rest a management token.
+        for (method, path) in ROUTES {
+            let op = &doc["paths"][*path][*method];
+            let public = matches!(
+                (*method, *path),
+                ("post", "/v1/signup") | ("post", "/v1/tokens") | ("get", "/v1/openapi.json")
+            );
+            assert_eq!(
+                op.get("security").is_none(),
+                public,
+                "{method} {path}: security"
+            );
+        }
+    }
+
+    #[test]
+    fn the_schemas_written_as_json_read_without_loss() {
+        for (name, json) in [
+            ("ChannelOptions", channel_options_schema()),
+            ("Proxy", proxy_schema()),
+            ("Webhooks", webhooks_schema()),
+            ("Consumers", consumers_schema()),
+        ] {
+            let read = serde_json::to_value(schema_of(json.clone())).expect("serialises");
+            assert_eq!(read, json, "{name}");
+        }
+        let settings = serde_json::to_value(settings_schema()).expect("serialises");
+        assert_eq!(
+            settings["properties"]["webhooks"]["$ref"],
+            "#/components/schemas/Webhooks"
+        );
+        assert!(
+            settings["properties"]["user_status"]["properties"]["last_seen_ttl"]["example"]
+                .is_string()
+        );
+    }
+
+    #[test]
+    fn every_channel_option_and_the_token_expiry_bounds_are_described() {
+        let doc = spec();
+        let schemas = &doc["components"]["schemas"];
+        let props = schemas["ChannelOptions"]["properties"]
+            .as_object()
+            .expect("channel options");
+        for name in CHANNEL_OPTION_NAMES {
+            assert!(props.contains_key(*name), "{name} missing");
+        }
+        let days = &schemas["TokenRequest"]["properties"]["expires_in_days"];
+        assert_eq!(
+            (&days["minimum"], &days["maximum"]),
+            (&json!(1), &json!(365))
+        );
+        let put = &doc["paths"]["/v1/projects/{id}/namespaces/{name}"]["put"];
+        assert_eq!(
+            put["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ChannelOptions"
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! Usage over time (`GET /v1/projects/{id}/usage?from&to&step&namespace`) and a live stream of
 //! the current minute (`GET /v1/projects/{id}/usage/live`, Server-Sent Events) for charts, and
 //! what happened to the project's process (`GET /v1/projects/{id}/events`: restarts after
-//! exceeding its memory limit or after a crash).
+//! exceeding its memory limit or after a crash), as JSON over [`crate::service::usage`].
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -9,136 +9,95 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use futures_util::stream::Stream;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
+use super::openapi::{self, ACTIVITY};
 use super::{OwnedProject, RestResult};
-use crate::ids::ProjectId;
-use crate::service::ServiceError;
+use crate::service::usage::{self, Usage, UsagePoint, UsageRequest};
 use crate::state::AppState;
+use crate::tenant_events::TenantEvent;
 
-#[derive(Deserialize, Default)]
+/// `?from&to&step&namespace`.
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(default)]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
+    /// RFC 3339 instant; default: one hour before `to`
     from: Option<DateTime<Utc>>,
+    /// RFC 3339 instant; default: now
     to: Option<DateTime<Utc>>,
+    /// minute (at most 2 days), hour or day; default: by the span
     step: Option<String>,
+    /// one namespace's usage; default: the whole project
     namespace: Option<String>,
 }
 
-type Row = (DateTime<Utc>, i64, i64, i64, i64, i64, i64, i64, i64);
-
-/// Usage points of one namespace (`*` = project totals) between two instants.
-pub async fn series(
-    state: &AppState,
-    project: &ProjectId,
-    namespace: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    step: &str,
-) -> RestResult<Vec<Value>> {
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT date_trunc($5, t) AS bucket, MAX(connections)::bigint, MAX(subscriptions)::bigint, SUM(published)::bigint, SUM(delivered)::bigint, \
-                SUM(api_calls)::bigint, SUM(errors)::bigint, SUM(bytes_in)::bigint, SUM(bytes_out)::bigint \
-         FROM (SELECT minute AS t, * FROM usage_minute WHERE project_id = $1 AND namespace = $2 AND minute >= $3 AND minute < $4 \
-               UNION ALL \
-               SELECT hour AS t, * FROM usage_hour WHERE project_id = $1 AND namespace = $2 AND hour >= $3 AND hour < $4) u \
-         GROUP BY bucket ORDER BY bucket",
-    )
-    .bind(project)
-    .bind(namespace)
-    .bind(from)
-    .bind(to)
-    .bind(step)
-    .fetch_all(&state.pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(t, connections, subscriptions, published, delivered, api_calls, errors, bytes_in, bytes_out)| {
-            json!({"t": t, "connections": connections, "subscriptions": subscriptions, "published": published,
-                   "delivered": delivered, "api_calls": api_calls, "errors": errors, "bytes_in": bytes_in, "bytes_out": bytes_out})
-        })
-        .collect())
-}
-
+#[utoipa::path(get, path = "/v1/projects/{id}/usage", tag = ACTIVITY, operation_id = "get_usage",
+    summary = "Usage over time: connections, subscriptions, messages, API calls, errors and bytes per step",
+    security(("bearer" = [])),
+    params(openapi::ProjectPath, UsageQuery),
+    responses((status = 200, description = "points oldest first", body = Usage)))]
 pub async fn query(
     State(state): State<AppState>,
     OwnedProject(project): OwnedProject,
     Query(q): Query<UsageQuery>,
-) -> RestResult<Json<Value>> {
-    let id = project.id().clone();
-    let to = q.to.unwrap_or_else(Utc::now);
-    let from = q.from.unwrap_or(to - TimeDelta::hours(1));
-    if from >= to {
-        return Err(ServiceError::field("from", "must be before `to`"));
-    }
-    let span = to - from;
-    let step = match q.step.as_deref() {
-        Some(s @ ("minute" | "hour" | "day")) => s.to_owned(),
-        Some(_) => {
-            return Err(ServiceError::field(
-                "step",
-                "step must be minute, hour or day",
-            ))
-        }
-        None if span <= TimeDelta::hours(6) => "minute".into(),
-        None if span <= TimeDelta::days(7) => "hour".into(),
-        None => "day".into(),
+) -> RestResult<Json<Usage>> {
+    let request = UsageRequest {
+        from: q.from,
+        to: q.to,
+        step: q.step,
+        namespace: q.namespace,
     };
-    if step == "minute" && span > TimeDelta::days(2) {
-        return Err(ServiceError::field(
-            "step",
-            "minute steps cover at most 2 days",
-        ));
-    }
-    let namespace = q.namespace.unwrap_or_else(|| "*".into());
-    let points = series(&state, &id, &namespace, from, to, &step).await?;
-    let namespaces: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT namespace FROM usage_minute WHERE project_id = $1 AND namespace <> '*' AND minute >= $2 ORDER BY 1",
-    )
-    .bind(&id)
-    .bind(from)
-    .fetch_all(&state.pool)
-    .await?;
-    Ok(Json(
-        json!({"from": from, "to": to, "step": step, "namespace": namespace, "namespaces": namespaces, "points": points}),
-    ))
+    Ok(Json(usage::over_time(&state, &project, request).await?))
 }
 
+/// The data of one `usage` event of the live stream.
+#[derive(Serialize, ToSchema)]
+pub struct LiveUsage {
+    /// The project's totals of the current minute and the two before it.
+    pub points: Vec<UsagePoint>,
+}
+
+#[utoipa::path(get, path = "/v1/projects/{id}/usage/live", tag = ACTIVITY, operation_id = "get_usage_live",
+    summary = "The current minute's usage as Server-Sent Events",
+    security(("bearer" = [])),
+    params(openapi::ProjectPath),
+    responses((status = 200, description = "`usage` events, each with this JSON as its data", body = LiveUsage, content_type = "text/event-stream")))]
 pub async fn live(
     State(state): State<AppState>,
     OwnedProject(project): OwnedProject,
 ) -> RestResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let id = project.id().clone();
-    let stream = futures_util::stream::unfold((state, id), |(state, id)| async move {
-        let now = Utc::now();
-        let points = series(
-            &state,
-            &id,
-            "*",
-            now - TimeDelta::minutes(2),
-            now + TimeDelta::minutes(1),
-            "minute",
-        )
-        .await
-        .unwrap_or_default();
-        let event = Event::default()
-            .event("usage")
-            .data(json!({"points": points}).to_string());
+    let stream = futures_util::stream::unfold((state, project), |(state, project)| async move {
+        let points = usage::latest_minutes(&state, &project)
+            .await
+            .unwrap_or_default();
+        let data = serde_json::to_string(&LiveUsage { points }).unwrap_or_default();
+        let event = Event::default().event("usage").data(data);
         tokio::time::sleep(crate::usage::SCRAPE_INTERVAL).await;
-        Some((Ok(event), (state, id)))
+        Some((Ok(event), (state, project)))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-/// The project's process events, newest first (at most 100).
+/// What happened to the project's process.
+#[derive(Serialize, ToSchema)]
+pub struct ProcessEvents {
+    /// Newest first, at most 100.
+    pub events: Vec<TenantEvent>,
+}
+
+#[utoipa::path(get, path = "/v1/projects/{id}/events", tag = ACTIVITY, operation_id = "list_events",
+    summary = "What happened to the project's process (restarts after exceeding its memory limit or a crash)",
+    security(("bearer" = [])),
+    params(openapi::ProjectPath),
+    responses((status = 200, description = "newest first (at most 100)", body = ProcessEvents)))]
 pub async fn events(
     State(state): State<AppState>,
     OwnedProject(project): OwnedProject,
-) -> RestResult<Json<Value>> {
-    let id = project.id().clone();
-    let events = crate::tenant_events::list(&state.pool, &id, 100).await?;
-    Ok(Json(json!({ "events": events })))
+) -> RestResult<Json<ProcessEvents>> {
+    let events = usage::process_events(&state, &project).await?;
+    Ok(Json(ProcessEvents { events }))
 }

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{ServiceError, ServiceResult};
 use crate::auth_limits::LimitError;
@@ -183,7 +184,9 @@ pub fn check_token_days(days: i64) -> ServiceResult<i64> {
 }
 
 /// A management token just created: the only time `token` is seen.
+#[derive(Serialize, ToSchema)]
 pub struct NewToken {
+    #[schema(value_type = String)]
     pub id: TokenId,
     pub name: String,
     pub token: String,
@@ -233,6 +236,27 @@ pub async fn issue_token(
     })
 }
 
+/// The account a management token (as presented) belongs to, marking the token used; an
+/// expired token is refused and not marked. Unknown and expired tokens are `Unauthorized`.
+pub async fn account_of_token(state: &AppState, token: &str) -> ServiceResult<AccountId> {
+    // One round trip: find the token, and mark it used only if it has not expired.
+    let found: Option<(AccountId, bool)> = sqlx::query_as(
+        "WITH t AS (SELECT id, account_id, expires_at IS NOT NULL AND expires_at <= now() AS expired \
+                    FROM management_tokens WHERE token_hash = $1), \
+              used AS (UPDATE management_tokens m SET last_used_at = now() FROM t \
+                       WHERE m.id = t.id AND NOT t.expired) \
+         SELECT account_id, expired FROM t",
+    )
+    .bind(sha256_hex(token))
+    .fetch_optional(&state.pool)
+    .await?;
+    match found {
+        Some((account, false)) => Ok(account),
+        Some((_, true)) => Err(ServiceError::Unauthorized("token expired")),
+        None => Err(ServiceError::Unauthorized("invalid token")),
+    }
+}
+
 /// An account's management tokens, oldest first (expired ones too, until revoked).
 pub async fn tokens_of(state: &AppState, account: &AccountId) -> ServiceResult<Vec<TokenInfo>> {
     Ok(sqlx::query_as(
@@ -258,8 +282,10 @@ pub async fn revoke_token(state: &AppState, account: &AccountId, id: &str) -> Se
     Ok(())
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+/// A management token as its owner sees it (never the token itself).
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct TokenInfo {
+    #[schema(value_type = String)]
     pub id: TokenId,
     pub name: String,
     pub created_at: DateTime<Utc>,

@@ -1,8 +1,9 @@
 //! The control plane's service layer: what an account can do with its projects, API keys,
-//! namespaces and credentials, as typed functions with typed results and one error
-//! ([`ServiceError`]). Every function is scoped by the acting account (project-level ones by a
-//! [`ProjectScope`], which only the ownership check makes), and every plan limit is checked
-//! inside the transaction that writes. The REST API ([`crate::rest`]) and the dashboard
+//! namespaces, credentials and usage, and its dashboard sessions' storage, as typed functions
+//! with typed results and one error ([`ServiceError`]). Every function is scoped by the acting
+//! account (project-level ones by a [`ProjectScope`], which only the ownership check makes;
+//! session ones by the session's token hash), and every plan limit is checked inside the
+//! transaction that writes. The REST API ([`crate::rest`]) and the dashboard
 //! ([`crate::web`]) are adapters over it: they parse requests, call it, and render what it
 //! returns (JSON there, pages and flashes here).
 
@@ -12,6 +13,8 @@ mod error;
 pub mod keys;
 pub mod namespaces;
 pub mod projects;
+pub mod sessions;
+pub mod usage;
 pub mod webhooks;
 
 use serde_json::Value;

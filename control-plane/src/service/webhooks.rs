@@ -95,7 +95,7 @@ pub async fn deliveries_of(state: &AppState, scope: &ProjectScope) -> ServiceRes
 }
 
 /// What the project's process took to send again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Redelivered {
     /// Failed deliveries (batches of events) queued again; `None` if the process did not say.
     pub batches: Option<u64>,

@@ -6,6 +6,8 @@
 //! (derived from the token only the browser holds), and is deleted as it is read: it shows
 //! once, and never travels in a URL.
 
+use std::time::Duration;
+
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, Payload};
@@ -15,10 +17,11 @@ use serde::{Deserialize, Serialize};
 use super::session::Session;
 use super::WebResult;
 use crate::secrets::os_random;
+use crate::service::sessions;
 use crate::state::AppState;
 
-/// How long a message waits for its page (seconds).
-const TTL_SECS: f64 = 600.0;
+/// How long a message waits for its page.
+const TTL: Duration = Duration::from_secs(600);
 const NONCE_LEN: usize = 24;
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -145,39 +148,20 @@ pub async fn redirect(
 ) -> WebResult<Response> {
     let page = page_of(location);
     let payload = seal(session, page, &flash)?;
-    sqlx::query(
-        "INSERT INTO session_flashes (token_hash, path, payload) VALUES ($1, $2, $3) \
-         ON CONFLICT (token_hash, path) DO UPDATE SET payload = EXCLUDED.payload, created_at = now()",
-    )
-    .bind(session.token_hash())
-    .bind(page)
-    .bind(payload)
-    .execute(&state.pool)
-    .await?;
+    sessions::put_flash(state, session.token_hash(), page, &payload).await?;
     Ok(Redirect::to(location).into_response())
 }
 
 /// Takes (reads and deletes) what was left for `page` in this session, if it is still fresh.
 pub async fn take(state: &AppState, session: &Session, page: &str) -> WebResult<Option<Flash>> {
-    let row: Option<(String, bool)> = sqlx::query_as(
-        "DELETE FROM session_flashes WHERE token_hash = $1 AND path = $2 \
-         RETURNING payload, created_at > now() - make_interval(secs => $3)",
-    )
-    .bind(session.token_hash())
-    .bind(page)
-    .bind(TTL_SECS)
-    .fetch_optional(&state.pool)
-    .await?;
-    Ok(match row {
-        Some((payload, true)) => {
-            let flash = open(session, page, &payload);
-            if flash.is_none() {
-                tracing::info!(account = %session.account, "a flash message did not open");
-            }
-            flash
-        }
-        _ => None,
-    })
+    let Some(payload) = sessions::take_flash(state, session.token_hash(), page, TTL).await? else {
+        return Ok(None);
+    };
+    let flash = open(session, page, &payload);
+    if flash.is_none() {
+        tracing::info!(account = %session.account, "a flash message did not open");
+    }
+    Ok(flash)
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Dashboard sessions and CSRF: a random session token in an HttpOnly, SameSite=Strict cookie
 //! (`__Host-` prefixed and Secure when the public URL is HTTPS), stored as its SHA-256 with the
 //! session's CSRF token; and a pre-login CSRF cookie, under the same policy, for the sign-up
-//! and login forms. (The login limits are in [`crate::auth_limits`].)
+//! and login forms. (The login limits are in [`crate::auth_limits`]; the rows are
+//! [`crate::service::sessions`]'s.)
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,6 +14,8 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use super::WebError;
 use crate::ids::AccountId;
 use crate::secrets::{random_token, sha256_hex};
+use crate::service::sessions;
+use crate::service::ServiceResult;
 use crate::state::AppState;
 use rotor_tenant_config::secret_eq::secret_eq;
 
@@ -97,15 +100,8 @@ impl Session {
     }
 
     /// Ends every other session of this account (after a password change).
-    pub async fn end_others(&self, state: &AppState) -> Result<u64, sqlx::Error> {
-        Ok(
-            sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND token_hash <> $2")
-                .bind(&self.account)
-                .bind(&self.token_hash)
-                .execute(&state.pool)
-                .await?
-                .rows_affected(),
-        )
+    pub async fn end_others(&self, state: &AppState) -> ServiceResult<u64> {
+        sessions::close_others(state, &self.account, &self.token_hash).await
     }
 }
 
@@ -180,20 +176,7 @@ pub fn https(state: &AppState) -> bool {
 pub async fn start(state: &AppState, account: &AccountId) -> Result<HeaderValue, WebError> {
     let token = random_token("s_");
     let csrf = random_token("c_");
-    sqlx::query(
-        "INSERT INTO sessions (token_hash, account_id, csrf_token, expires_at) \
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
-    )
-    .bind(sha256_hex(&token))
-    .bind(account)
-    .bind(&csrf)
-    .bind(SESSION_TTL.as_secs_f64())
-    .execute(&state.pool)
-    .await?;
-    // Expired sessions are swept whenever someone logs in.
-    sqlx::query("DELETE FROM sessions WHERE expires_at < now()")
-        .execute(&state.pool)
-        .await?;
+    sessions::open(state, account, &sha256_hex(&token), &csrf, SESSION_TTL).await?;
     Ok(Cookie::Session.set_for(state, &token, SESSION_TTL))
 }
 
@@ -210,10 +193,7 @@ fn flash_key_of(token: &str) -> FlashKey {
 /// Ends the session the request carries (if any); returns the cookie that clears it.
 pub async fn end(state: &AppState, headers: &HeaderMap) -> Result<HeaderValue, WebError> {
     if let Some(token) = Cookie::Session.get(state, headers) {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-            .bind(sha256_hex(&token))
-            .execute(&state.pool)
-            .await?;
+        sessions::close(state, &sha256_hex(&token)).await?;
     }
     Ok(Cookie::Session.set_for(state, "", Duration::ZERO))
 }
@@ -227,17 +207,11 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Ses
         return Ok(None);
     };
     let token_hash = sha256_hex(&token);
-    let row: Option<(AccountId, String, String)> = sqlx::query_as(
-        "SELECT s.account_id, a.email, s.csrf_token FROM sessions s JOIN accounts a ON a.id = s.account_id \
-         WHERE s.token_hash = $1 AND s.expires_at > now()",
-    )
-    .bind(&token_hash)
-    .fetch_optional(&state.pool)
-    .await?;
-    Ok(row.map(|(account, email, csrf)| Session {
-        account,
-        email,
-        csrf,
+    let found = sessions::find(state, &token_hash).await?;
+    Ok(found.map(|stored| Session {
+        account: stored.account,
+        email: stored.email,
+        csrf: stored.csrf,
         token_hash,
         flash_key: flash_key_of(&token),
     }))

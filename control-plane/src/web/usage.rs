@@ -6,7 +6,8 @@
 //! range shows the same number. Channels without a namespace have their own row, so the
 //! namespaces add up to "All channels". API calls and errors are counted for the project only:
 //! with a namespace chosen they are `null` and listed in `not_per_namespace`. The plan's
-//! connection and publication-rate limits come along for the charts to draw.
+//! connection and publication-rate limits come along for the charts to draw. The readings are
+//! [`crate::service::usage`]'s.
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -20,10 +21,11 @@ use serde_json::{json, Value};
 use super::extract::OwnedProject;
 use super::views::{Layout, UsagePage};
 use super::{page, WebError, WebResult};
-use crate::rest::usage::series;
+use crate::service::usage::{self, Step};
+use crate::service::ProjectScope;
 use crate::state::AppState;
 use crate::tenant::PlanLimits;
-use crate::usage::{Snapshot, NO_NAMESPACE};
+use crate::usage::NO_NAMESPACE;
 
 /// What the namespace menu calls the channels without a namespace.
 const NO_NAMESPACE_LABEL: &str = "(no namespace)";
@@ -40,27 +42,19 @@ pub struct UsageParams {
 }
 
 /// (span, bucket step name, bucket width) of a range.
-fn range_spec(range: &str) -> Option<(TimeDelta, &'static str, TimeDelta)> {
+fn range_spec(range: &str) -> Option<(TimeDelta, Step, TimeDelta)> {
     match range {
-        "1h" => Some((TimeDelta::hours(1), "minute", TimeDelta::minutes(1))),
-        "24h" => Some((TimeDelta::hours(24), "hour", TimeDelta::hours(1))),
-        "30d" => Some((TimeDelta::days(30), "day", TimeDelta::days(1))),
+        "1h" => Some((TimeDelta::hours(1), Step::Minute, TimeDelta::minutes(1))),
+        "24h" => Some((TimeDelta::hours(24), Step::Hour, TimeDelta::hours(1))),
+        "30d" => Some((TimeDelta::days(30), Step::Day, TimeDelta::days(1))),
         _ => None,
     }
 }
 
 /// The namespace menu: (value, label) of every namespace configured or seen in usage, the
 /// channels without a namespace last.
-async fn namespaces_of(state: &AppState, project: &str) -> WebResult<Vec<(String, String)>> {
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM namespaces WHERE project_id = $1 \
-         UNION SELECT DISTINCT namespace FROM usage_minute WHERE project_id = $1 AND namespace NOT IN ('*', '') \
-         ORDER BY 1",
-    )
-    .bind(project)
-    .fetch_all(&state.pool)
-    .await?;
-    Ok(menu(names))
+async fn namespaces_of(state: &AppState, scope: &ProjectScope) -> WebResult<Vec<(String, String)>> {
+    Ok(menu(usage::namespace_names(state, scope).await?))
 }
 
 fn menu(names: Vec<String>) -> Vec<(String, String)> {
@@ -75,16 +69,15 @@ fn menu(names: Vec<String>) -> Vec<(String, String)> {
 
 /// Connections open now, from the tenant's latest reading: the project's, or those with a
 /// subscription in `namespace`. Zero when the project has no process.
-async fn connections_now(state: &AppState, project: &str, namespace: &str) -> WebResult<i64> {
-    if super::console::running(state, project).is_none() {
+async fn connections_now(
+    state: &AppState,
+    scope: &ProjectScope,
+    namespace: &str,
+) -> WebResult<i64> {
+    if super::console::running(state, scope.id().as_str()).is_none() {
         return Ok(0);
     }
-    let snapshot: Option<Value> =
-        sqlx::query_scalar("SELECT snapshot FROM usage_cursor WHERE project_id = $1")
-            .bind(project)
-            .fetch_optional(&state.pool)
-            .await?;
-    let Some(snapshot) = snapshot.and_then(|v| serde_json::from_value::<Snapshot>(v).ok()) else {
+    let Some(snapshot) = usage::latest_snapshot(state, scope).await? else {
         return Ok(0);
     };
     Ok(match namespace {
@@ -109,7 +102,9 @@ fn chart_limits(limits: &PlanLimits, width: TimeDelta) -> Value {
 pub async fn show(
     State(state): State<AppState>,
     OwnedProject {
-        session, head: p, ..
+        session,
+        scope,
+        head: p,
     }: OwnedProject,
     Query(q): Query<UsageParams>,
 ) -> WebResult<Response> {
@@ -122,7 +117,7 @@ pub async fn show(
         tab: "usage",
         range,
         namespace: q.namespace.unwrap_or_default(),
-        namespaces: namespaces_of(&state, &p.id).await?,
+        namespaces: namespaces_of(&state, &scope).await?,
         p,
     };
     Ok(page(view.render()?))
@@ -168,7 +163,7 @@ fn fill(points: &[Value], from: DateTime<Utc>, to: DateTime<Utc>, width: TimeDel
 
 pub async fn data(
     State(state): State<AppState>,
-    OwnedProject { scope, head: p, .. }: OwnedProject,
+    OwnedProject { scope, .. }: OwnedProject,
     Query(q): Query<UsageParams>,
 ) -> WebResult<Response> {
     let range = q.range.unwrap_or_else(|| "1h".into());
@@ -180,7 +175,11 @@ pub async fn data(
         .unwrap_or_else(|| "*".into());
     let to = Utc::now();
     let from = to - span;
-    let raw = series(&state, scope.id(), &namespace, from, to, step).await?;
+    let raw: Vec<Value> = usage::series(&state, &scope, &namespace, from, to, step)
+        .await?
+        .iter()
+        .map(|p| json!(p))
+        .collect();
     let mut points = fill(&raw, from, to, width);
     let per_namespace = namespace != "*";
     let mut totals = json!({});
@@ -205,7 +204,7 @@ pub async fn data(
             }
         }
     }
-    totals["connections"] = json!(connections_now(&state, &p.id, &namespace).await?);
+    totals["connections"] = json!(connections_now(&state, &scope, &namespace).await?);
     let limits = PlanLimits::of_project(&state.pool, scope.id()).await?;
     totals["peak_connections"] = json!(points
         .iter()
@@ -216,7 +215,7 @@ pub async fn data(
         [(header::CACHE_CONTROL, "no-store")],
         Json(json!({
             "range": range,
-            "step": step,
+            "step": step.as_str(),
             "namespace": namespace,
             "points": points,
             "totals": totals,
