@@ -30,14 +30,34 @@ pub async fn refuse_near_limit(
     req: Request,
     next: Next,
 ) -> Response {
+    match room(&node) {
+        Ok(()) => next.run(req).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// Whether a new connection fits under the open-file limit; the answer that refuses it if not
+/// (the middleware's check, also made where a WebSocket opens before the router,
+/// [`crate::transport::early`]).
+pub(crate) fn room(node: &Node) -> Result<(), AtCapacity> {
     let open = u64::try_from(node.metrics.sockets.get()).unwrap_or(0);
     let limit = rotor_tenant_config::fdlimit::soft_limit();
     if fits(open, limit) {
-        return next.run(req).await;
+        return Ok(());
     }
     node.metrics.connections_refused.inc("open_files");
     tracing::warn!(open, limit, "connection refused: near the open-file limit");
-    at_capacity()
+    Err(AtCapacity)
+}
+
+/// A new connection refused for want of room ([`at_capacity`] is its answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AtCapacity;
+
+impl IntoResponse for AtCapacity {
+    fn into_response(self) -> Response {
+        at_capacity()
+    }
 }
 
 /// The answer to a new connection the server has no room for (open files here, the tenant's

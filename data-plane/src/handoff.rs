@@ -40,8 +40,9 @@ use tower::ServiceExt;
 
 use crate::grpc_api::{Handed, HandedCall};
 use crate::kept_alive::{self, Connection, FollowUps};
-use crate::metrics::Metrics;
+use crate::node::Node;
 use crate::socket::SharedSocket;
+use crate::transport::early::{self, Opened, Session};
 
 /// The hand-off socket, bound and not yet serving.
 pub struct HandoffListener {
@@ -92,9 +93,9 @@ impl HandoffListener {
     /// Accepts hand-offs until `stop`, serving each with `app` (counting in `metrics` what
     /// only this path refuses); then removes the socket file and waits for the connections it
     /// serves to end.
-    pub async fn serve(self, app: Router, stop: CancellationToken, metrics: Arc<Metrics>) {
+    pub async fn serve(self, app: Router, stop: CancellationToken, node: Arc<Node>) {
         let tracker = TaskTracker::new();
-        let follow_ups = Arc::new(FollowUps::new(metrics));
+        let follow_ups = Arc::new(FollowUps::new(node.metrics.clone()));
         loop {
             let unix = tokio::select! {
                 _ = stop.cancelled() => break,
@@ -108,13 +109,20 @@ impl HandoffListener {
                 },
             };
             let served = Served {
+                node: node.clone(),
                 app: app.clone(),
                 stop: stop.clone(),
                 follow_ups: follow_ups.clone(),
                 idle: self.idle,
                 grpc: self.grpc.clone(),
             };
-            tracker.spawn(take(unix, served));
+            // As the TCP listener's tasks: one pointer, to the opening, then to the session.
+            let opening = Box::pin(take(unix, served));
+            tracker.spawn(async move {
+                if let Some(session) = opening.await {
+                    session.await;
+                }
+            });
         }
         drop(self.listener);
         let ours = std::fs::metadata(&self.path)
@@ -133,6 +141,7 @@ impl HandoffListener {
 
 /// What serving a handed-off connection needs.
 struct Served {
+    node: Arc<Node>,
     app: Router,
     stop: CancellationToken,
     follow_ups: Arc<FollowUps>,
@@ -140,13 +149,14 @@ struct Served {
     grpc: Option<Arc<Handed>>,
 }
 
-/// Receives one connection, acknowledges it and serves it.
-async fn take(mut unix: UnixStream, served: Served) {
+/// Receives one connection, acknowledges it and serves it; or, when its request opens a
+/// WebSocket, returns the session to run.
+async fn take(mut unix: UnixStream, served: Served) -> Option<Session> {
     let received = match wire::receive(&unix).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "hand-off message dropped");
-            return;
+            return None;
         }
     };
     let peer = received.peer;
@@ -164,7 +174,7 @@ async fn take(mut unix: UnixStream, served: Served) {
             // The connection was not touched: the edge may still serve it another way.
             tracing::debug!(%peer, error = %e, "hand-off refused");
             let _ = tokio::time::timeout(STEP_TIMEOUT, unix.write_all(&[REFUSED])).await;
-            return;
+            return None;
         }
     };
     let _ = stream.set_nodelay(true);
@@ -182,28 +192,52 @@ async fn take(mut unix: UnixStream, served: Served) {
             Some(grpc) => grpc.serve(stream, early.to_vec(), call),
             None => tracing::debug!(%peer, "gRPC connection closed: no gRPC API here"),
         }
-        return;
+        return None;
     }
-    serve_connection(stream, received.payload, peer, served).await;
+    serve_connection(stream, received.payload, peer, served).await
 }
 
 /// Serves the request of a client connection whose first bytes are `prefix` (and its upgrade,
 /// if it asks for one) as the TCP listener would, and the API calls that follow it when the
-/// edge granted keep-alive; then closes it.
-async fn serve_connection(stream: TcpStream, prefix: Vec<u8>, peer: SocketAddr, served: Served) {
+/// edge granted keep-alive; then closes it. A WebSocket's session is returned, to be run.
+async fn serve_connection(
+    stream: TcpStream,
+    prefix: Vec<u8>,
+    peer: SocketAddr,
+    served: Served,
+) -> Option<Session> {
     let Served {
+        node,
         app,
         stop,
         follow_ups,
         idle,
         grpc: _,
     } = served;
+    // The edge's keep-alive grant is not for a WebSocket's session to see.
+    let grant = axum::http::HeaderName::from_static(rotor_tenant_config::keep_alive::HEADER);
+    let opened = early::handed(&node, stream, prefix, &grant).await;
+    drop(node);
+    match opened {
+        Opened::Session(session) => return Some(session),
+        Opened::Http(io) => serve_http(io, peer, app, stop, follow_ups, idle).await,
+        Opened::Done => {}
+    }
+    None
+}
+
+/// Serves HTTP on a handed-off connection (the edge's head replays first).
+async fn serve_http(
+    io: SharedSocket,
+    peer: SocketAddr,
+    app: Router,
+    stop: CancellationToken,
+    follow_ups: Arc<FollowUps>,
+    idle: Duration,
+) {
     let state = Arc::new(Connection::new(peer, follow_ups, idle));
     let requests = state.clone();
-    let io = SharedSocket::new(prefix, stream);
-    let direct = io.share();
-    let service = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        direct.attach(&mut req);
+    let service = tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let app = app.clone();
         let state = requests.clone();
         async move {

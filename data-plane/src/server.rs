@@ -151,13 +151,19 @@ pub async fn serve(
     serve_with_handoff(listener, None, node, shutdown, drain, admin).await
 }
 
-/// Accepts TCP connections until `stop` and serves each with `app` (HTTP/1.1 with upgrades),
-/// then waits for the connections being served to finish gracefully. Each request head must
-/// arrive within `client.stale_close_delay` (hyper's header read timeout, which also bounds
-/// an idle keep-alive connection), so a socket that never sends a request is closed as one
-/// that never sends `connect` is; what a request head routes to a connection endpoint is
-/// counted from then on ([`crate::transport::slot`]).
-async fn serve_tcp(listener: TcpListener, app: Router, node: Arc<Node>, stop: CancellationToken) {
+/// Accepts TCP connections until `stop` and serves each (HTTP/1.1 with upgrades; a first
+/// request that opens a WebSocket, before the router: [`transport::early`]), then waits up to
+/// `drain` for the connections being served to finish. Each request head must arrive within
+/// `client.stale_close_delay` (which also bounds an idle keep-alive connection), so a socket
+/// that never sends a request is closed as one that never sends `connect` is; what a request
+/// head routes to a connection endpoint is counted from then on ([`crate::transport::slot`]).
+async fn serve_tcp(
+    listener: TcpListener,
+    app: Router,
+    node: Arc<Node>,
+    stop: CancellationToken,
+    drain: Duration,
+) {
     let tracker = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -173,34 +179,58 @@ async fn serve_tcp(listener: TcpListener, app: Router, node: Arc<Node>, stop: Ca
             },
         };
         let _ = stream.set_nodelay(true);
-        let head_timeout = crate::session::stale_close_delay(&node.config.load().tenant.client);
-        tracker.spawn(serve_tcp_connection(
+        let opening = Box::pin(serve_tcp_connection(
             stream,
             peer,
             app.clone(),
+            node.clone(),
             stop.clone(),
-            head_timeout,
         ));
+        // The task itself holds one pointer: the opening, freed once it is done, then the
+        // session, if the connection became one.
+        tracker.spawn(async move {
+            if let Some(session) = opening.await {
+                session.await;
+            }
+        });
     }
     drop(listener);
     tracker.close();
-    tracker.wait().await;
+    // WebSocket sessions end on the node's shutdown (3001); the caller waits for the rest.
+    let _ = tokio::time::timeout(drain, tracker.wait()).await;
 }
 
-/// Serves one accepted TCP connection until it closes, or gracefully once `stop` fires.
+/// Serves one accepted TCP connection until it closes, or gracefully once `stop` fires; or,
+/// when its first request opens a WebSocket, returns the session to run.
 async fn serve_tcp_connection(
     stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    node: Arc<Node>,
+    stop: CancellationToken,
+) -> Option<transport::early::Session> {
+    let head_timeout = crate::session::stale_close_delay(&node.config.load().tenant.client);
+    let opened = transport::early::accepted(&node, stream, head_timeout).await;
+    drop(node);
+    match opened {
+        transport::early::Opened::Session(session) => return Some(session),
+        transport::early::Opened::Http(io) => serve_http(io, peer, app, stop, head_timeout).await,
+        transport::early::Opened::Done => {}
+    }
+    None
+}
+
+/// Serves HTTP on a client's connection (what was read of it already replays first).
+async fn serve_http(
+    io: SharedSocket,
     peer: SocketAddr,
     app: Router,
     stop: CancellationToken,
     head_timeout: Duration,
 ) {
-    let io = SharedSocket::new(Vec::new(), stream);
-    let direct = io.share();
     let service = TowerToHyperService::new(app.map_request(
         move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
-            direct.attach(&mut req);
             req
         },
     ));
@@ -244,7 +274,7 @@ pub async fn serve_with_handoff(
         let grpc = Arc::new(crate::grpc_api::Handed::new(node.clone(), token.clone()));
         tokio::spawn(
             h.with_grpc(grpc)
-                .serve(app.clone(), token.clone(), node.metrics.clone()),
+                .serve(app.clone(), token.clone(), node.clone()),
         )
     });
     let admin = admin.map(|a| tokio::spawn(a.serve(node.clone(), token.clone())));
@@ -259,8 +289,16 @@ pub async fn serve_with_handoff(
             token.cancel();
         }
     };
+    // On a worker of the runtime, not on the thread that waits for this function: each new
+    // connection's task then starts on the worker that accepted it, not through the shared
+    // queue and a wake-up of another thread.
+    let tcp = tokio::spawn(serve_tcp(listener, app, node.clone(), token.clone(), drain));
     tokio::join!(
-        serve_tcp(listener, app, node.clone(), token.clone()),
+        async {
+            if let Err(e) = tcp.await {
+                tracing::warn!(error = %e, "TCP listener task failed");
+            }
+        },
         stop_on_signal
     );
     let deadline = tokio::time::Instant::now() + drain;

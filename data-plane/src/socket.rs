@@ -1,8 +1,8 @@
 //! A client's TCP socket shared between its HTTP connection and the fan-out. hyper (and after an
-//! upgrade, the WebSocket library) reads and writes the socket through a [`SharedSocket`]; each
-//! request also carries the socket itself as a [`DirectSocket`] extension, so the WebSocket
-//! transport can let the fan-out write a publication straight to an idle connection's socket
-//! instead of waking its task (see [`crate::client::Outbox::lend_or_push`] for who may write when).
+//! upgrade, the WebSocket library) reads and writes the socket through a [`SharedSocket`]; a
+//! WebSocket connection also keeps the socket itself ([`SharedSocket::share`]), so the fan-out
+//! can write a publication straight to an idle connection's socket instead of waking its task
+//! (see [`crate::client::Outbox::lend_or_push`] for who may write when).
 //!
 //! A socket handed over by the edge starts with the request head the edge already read: the
 //! wrapper replays it before reading the socket, as [`rotor_tenant_config::prefixed`] does.
@@ -18,20 +18,6 @@ use tokio::net::TcpStream;
 
 /// The most one read takes (and zeroes first) of the caller's buffer.
 const READ_CHUNK: usize = 4096;
-
-/// The socket of the connection a request came on, for writes outside the connection's task.
-#[derive(Debug, Clone)]
-pub struct DirectSocket(pub Arc<TcpStream>);
-
-impl DirectSocket {
-    /// Attaches the socket to `req` when it asks for an upgrade (only a WebSocket lends its
-    /// socket; other requests pay nothing for it).
-    pub fn attach<B>(&self, req: &mut axum::http::Request<B>) {
-        if req.headers().contains_key(axum::http::header::UPGRADE) {
-            req.extensions_mut().insert(self.clone());
-        }
-    }
-}
 
 /// A TCP socket that others may also hold (by [`SharedSocket::share`]); reads replay `prefix`
 /// first.
@@ -50,9 +36,14 @@ impl SharedSocket {
         }
     }
 
-    /// The socket, for the requests of this connection.
-    pub fn share(&self) -> DirectSocket {
-        DirectSocket(self.inner.clone())
+    /// The socket itself, for writes outside the connection's task.
+    pub fn share(&self) -> Arc<TcpStream> {
+        self.inner.clone()
+    }
+
+    /// Puts `bytes` (read off this socket but not used) back, to be read again first.
+    pub fn unread(&mut self, bytes: &[u8]) {
+        self.prefix.unread(bytes);
     }
 }
 
@@ -161,7 +152,7 @@ mod tests {
             .unwrap();
         assert_eq!(&got, b">hi");
         s.write_all(b"ok").await.unwrap();
-        assert_eq!(direct.0.try_write(b"+direct").unwrap(), 7);
+        assert_eq!(direct.try_write(b"+direct").unwrap(), 7);
         s.shutdown().await.unwrap();
         let back = tokio::time::timeout(Duration::from_secs(5), client)
             .await

@@ -452,7 +452,7 @@ async fn a_handed_off_socket_counts_from_the_hand_off_and_goes_stale() {
     let listener = HandoffListener::bind(&path).expect("bind hand-off socket");
     let app =
         rotor_data_plane::server::router(s.node.clone(), rotor_data_plane::server::Mode::Hosted);
-    tokio::spawn(listener.serve(app, s.node.shutdown.clone(), s.node.metrics.clone()));
+    tokio::spawn(listener.serve(app, s.node.shutdown.clone(), s.node.clone()));
 
     // The edge's part: accept, read the head, pass socket and head over.
     let edge = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -37,11 +37,7 @@ async fn start(grpc: bool) -> (TestServer, PathBuf) {
         listener = listener.with_grpc(Arc::new(handed));
     }
     let app = rotor_data_plane::server::router(server.node.clone(), Mode::Hosted);
-    tokio::spawn(listener.serve(
-        app,
-        server.node.shutdown.clone(),
-        server.node.metrics.clone(),
-    ));
+    tokio::spawn(listener.serve(app, server.node.shutdown.clone(), server.node.clone()));
     (server, path)
 }
 

@@ -42,11 +42,7 @@ async fn start_with_idle(idle: Duration) -> (TestServer, PathBuf) {
         .expect("bind hand-off socket")
         .with_keep_alive_idle(idle);
     let app = rotor_data_plane::server::router(server.node.clone(), Mode::Hosted);
-    tokio::spawn(listener.serve(
-        app,
-        server.node.shutdown.clone(),
-        server.node.metrics.clone(),
-    ));
+    tokio::spawn(listener.serve(app, server.node.shutdown.clone(), server.node.clone()));
     (server, path)
 }
 

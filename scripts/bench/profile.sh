@@ -71,7 +71,7 @@ if [[ $PROFILER == none ]]; then
     # Only the load generator's numbers (server CPU per delivery from /proc), no sampling.
     wait $LOADGEN || true
 elif [[ $PROFILER == perf ]]; then
-    perf record -e cpu-clock -F 499 --call-graph dwarf,8192 -p $SERVER -o "$OUT/perf.data" \
+    perf record -e cpu-clock -F ${FREQ:-499} --call-graph dwarf,8192 -p $SERVER -o "$OUT/perf.data" \
         -- sleep "$SECS" 2>"$OUT/perf-record.log"
     wait $LOADGEN || true
     echo "== self cost (top 30) =="

@@ -46,6 +46,8 @@ pub struct TokenVerifier {
     user_id_claim: String,
     /// `client.insecure_skip_token_signature_verify`: claims are checked, signatures are not.
     skip_signature: bool,
+    /// The checks for each algorithm a key may use, built once (not per token).
+    validations: Vec<Validation>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -58,6 +60,39 @@ impl std::fmt::Debug for TokenVerifier {
             .field("skip_signature", &self.skip_signature)
             .finish_non_exhaustive()
     }
+}
+
+/// Every algorithm a token may name (which key may verify it is decided per token).
+const ALGORITHMS: [Algorithm; 12] = [
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// The standard claims' checks for `alg`: `exp` and `nbf` when present, no leeway, and the
+/// configured audience and issuer exactly.
+fn validation(alg: Algorithm, audience: Option<&str>, issuer: Option<&str>) -> Validation {
+    let mut validation = Validation::new(alg);
+    validation.leeway = 0;
+    validation.required_spec_claims = HashSet::new();
+    validation.validate_nbf = true;
+    match audience {
+        Some(aud) => validation.set_audience(&[aud]),
+        None => validation.validate_aud = false,
+    }
+    if let Some(iss) = issuer {
+        validation.set_issuer(&[iss]);
+    }
+    validation
 }
 
 impl TokenVerifier {
@@ -93,6 +128,12 @@ impl TokenVerifier {
                 .map(|r| Regex::new(&r).map_err(|e| format!("{name}: {e}")))
                 .transpose()
         };
+        let audience = non_empty(&cfg.audience);
+        let issuer = non_empty(&cfg.issuer);
+        let validations = ALGORITHMS
+            .iter()
+            .map(|&alg| validation(alg, audience.as_deref(), issuer.as_deref()))
+            .collect();
         Ok(Self {
             hmac: non_empty(&cfg.hmac_secret_key).map(|k| DecodingKey::from_secret(k.as_bytes())),
             hmac_previous: non_empty(&cfg.hmac_previous_secret_key).map(|k| {
@@ -104,12 +145,13 @@ impl TokenVerifier {
             rsa,
             ecdsa,
             jwks,
-            audience: non_empty(&cfg.audience),
+            audience,
             audience_regex: regex(&cfg.audience_regex, "audience_regex")?,
-            issuer: non_empty(&cfg.issuer),
+            issuer,
             issuer_regex: regex(&cfg.issuer_regex, "issuer_regex")?,
             user_id_claim: non_empty(&cfg.user_id_claim).unwrap_or_else(|| "sub".into()),
             skip_signature: false,
+            validations,
         })
     }
 
@@ -138,7 +180,8 @@ impl TokenVerifier {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         let jwk: Arc<DecodingKey>;
-        let keys: Vec<&DecodingKey> = match (&self.jwks, alg) {
+        // At most two keys: the current secret and, during a rotation, the previous one.
+        let keys: [Option<&DecodingKey>; 2] = match (&self.jwks, alg) {
             (Some(jwks), _) => {
                 let vars = if jwks.is_template() {
                     self.token_vars(token)?
@@ -146,46 +189,39 @@ impl TokenVerifier {
                     HashMap::new()
                 };
                 jwk = jwks.key(&vars, header.kid.as_deref(), alg).await?;
-                vec![&*jwk]
+                [Some(&*jwk), None]
             }
             (None, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) => {
-                let mut keys: Vec<&DecodingKey> = self.hmac.iter().collect();
-                if let Some((k, until)) = &self.hmac_previous {
-                    if *until == 0 || now < *until {
-                        keys.push(k);
-                    }
-                }
-                keys
+                let previous = self
+                    .hmac_previous
+                    .as_ref()
+                    .filter(|(_, until)| *until == 0 || now < *until)
+                    .map(|(k, _)| k);
+                [self.hmac.as_ref(), previous]
             }
             (None, Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512) => {
-                self.rsa.iter().collect()
+                [self.rsa.as_ref(), None]
             }
-            (None, Algorithm::ES256 | Algorithm::ES384) => self.ecdsa.iter().collect(),
+            (None, Algorithm::ES256 | Algorithm::ES384) => [self.ecdsa.as_ref(), None],
             (None, other) => {
                 return Err(TokenError::Invalid(format!(
                     "unsupported algorithm {other:?}"
                 )))
             }
         };
-        if keys.is_empty() {
+        if keys.iter().all(Option::is_none) {
             return Err(TokenError::Invalid(format!(
                 "no key configured for {alg:?}"
             )));
         }
-        let mut validation = Validation::new(alg);
-        validation.leeway = 0;
-        validation.required_spec_claims = HashSet::new();
-        validation.validate_nbf = true;
-        match &self.audience {
-            Some(aud) => validation.set_audience(&[aud]),
-            None => validation.validate_aud = false,
-        }
-        if let Some(iss) = &self.issuer {
-            validation.set_issuer(&[iss]);
-        }
+        let validation = self
+            .validations
+            .iter()
+            .find(|v| v.algorithms.first() == Some(&alg))
+            .ok_or_else(|| TokenError::Invalid(format!("unsupported algorithm {alg:?}")))?;
         let mut last = TokenError::Invalid("no key".into());
-        for key in keys {
-            match decode::<Map<String, Value>>(token, key, &validation) {
+        for key in keys.into_iter().flatten() {
+            match decode::<Map<String, Value>>(token, key, validation) {
                 Ok(data) => {
                     self.check_regex_claims(&data.claims)?;
                     return Ok(data.claims);

@@ -20,6 +20,7 @@ use axum::http::request::Parts;
 use axum::response::Response;
 
 use crate::budgets::SocketPermit;
+use crate::files::AtCapacity;
 use crate::node::Node;
 
 /// A counted client socket, handed to the session the request starts.
@@ -27,29 +28,32 @@ use crate::node::Node;
 pub struct SocketSlot(pub SocketPermit);
 
 impl FromRequestParts<Arc<Node>> for SocketSlot {
-    type Rejection = Response;
+    type Rejection = AtCapacity;
 
     async fn from_request_parts(
         _parts: &mut Parts,
         node: &Arc<Node>,
     ) -> Result<Self, Self::Rejection> {
-        let rate = node.config.load().tenant.client.connection_rate_limit;
-        if !node.connect_limiter.try_acquire(rate) {
-            node.metrics
-                .connections_refused
-                .inc("connection_rate_limit");
-            tracing::debug!(rate, "connection refused: connection rate limit");
-            return Err(crate::files::at_capacity());
-        }
-        match node.budgets.admit_socket() {
-            Ok(permit) => Ok(SocketSlot(permit)),
-            Err(e) => {
-                node.metrics.connections_refused.inc("connection_limit");
-                tracing::info!(error = %e, "connection refused: connection limit");
-                Err(crate::files::at_capacity())
-            }
-        }
+        take(node).map(SocketSlot)
     }
+}
+
+/// Counts a new client socket, or answers why it may not open: past
+/// `client.connection_rate_limit`, or at `client.connection_limit`.
+pub(crate) fn take(node: &Arc<Node>) -> Result<SocketPermit, AtCapacity> {
+    let rate = node.config.load().tenant.client.connection_rate_limit;
+    if !node.connect_limiter.try_acquire(rate) {
+        node.metrics
+            .connections_refused
+            .inc("connection_rate_limit");
+        tracing::debug!(rate, "connection refused: connection rate limit");
+        return Err(AtCapacity);
+    }
+    node.budgets.admit_socket().map_err(|e| {
+        node.metrics.connections_refused.inc("connection_limit");
+        tracing::info!(error = %e, "connection refused: connection limit");
+        AtCapacity
+    })
 }
 
 /// Middleware for the connection endpoints: the request must be complete (head and body, which

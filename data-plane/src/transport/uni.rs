@@ -7,15 +7,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes as AxumBytes;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tungstenite::{Message, Utf8Bytes};
 
 use super::driver::{disconnect_element, drive, Incoming, Millis, Primed, Timing};
 use super::slot::SocketSlot;
 use super::streaming::{BodyWire, Framing};
+use super::upgrade::Handshake;
 use super::websocket::WsWire;
 use crate::budgets::SocketPermit;
 use crate::node::Node;
@@ -184,7 +188,7 @@ pub async fn websocket(
     SocketSlot(slot): SocketSlot,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    handshake: Handshake,
 ) -> Response {
     if !node.config.load().tenant.uni_websocket.enabled {
         return StatusCode::NOT_FOUND.into_response();
@@ -203,52 +207,52 @@ pub async fn websocket(
     let max = config.tenant.websocket.message_size_limit as usize;
     let stale = crate::session::stale_close_delay(&config.tenant.client);
     drop(config);
-    ws.max_message_size(max)
-        .on_upgrade(move |mut socket| async move {
-            let request = match from_query {
-                Some(r) => r,
-                None => match tokio::time::timeout(stale, socket.recv()).await {
-                    Ok(Some(Ok(Message::Text(t)))) => {
-                        match serde_json::from_str::<ConnectRequest>(&t) {
-                            Ok(r) => r,
-                            Err(_) => {
-                                let _ = socket
-                                    .send(Message::Close(Some(CloseFrame {
-                                        code: 3501,
-                                        reason: "bad request".into(),
-                                    })))
-                                    .await;
-                                return;
-                            }
+    let ws_config = WebSocketConfig::default().max_message_size(Some(max));
+    handshake.accept(None, ws_config, move |mut socket| async move {
+        let request = match from_query {
+            Some(r) => r,
+            None => match tokio::time::timeout(stale, socket.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    match serde_json::from_str::<ConnectRequest>(&t) {
+                        Ok(r) => r,
+                        Err(_) => {
+                            let _ = socket
+                                .send(Message::Close(Some(CloseFrame {
+                                    code: CloseCode::from(3501),
+                                    reason: Utf8Bytes::from_static("bad request"),
+                                })))
+                                .await;
+                            return;
                         }
                     }
-                    Err(_) => {
-                        let _ = socket
-                            .send(Message::Close(Some(CloseFrame {
-                                code: Disconnect::STALE.code,
-                                reason: Utf8Bytes::from_static("stale"),
-                            })))
-                            .await;
-                        return;
-                    }
-                    _ => return,
-                },
-            };
-            // WebSocket ping frames every `client.ping_interval`, no pong required: a
-            // push-only client never writes.
-            let timing = {
-                let config = node.config.load();
-                Timing {
-                    write_timeout: Some(Millis::of(config.tenant.websocket.write_timeout.get())),
-                    ping_every: Millis::of(config.tenant.client.ping_interval.get()),
-                    pong_within: Millis::ZERO,
                 }
-            };
-            let session = session(&node, slot, TransportName::UniWebSocket, headers);
-            let wire = WsWire::<true>::new(socket, ProtocolKind::Json);
-            let wire = Primed::new(wire, connect_command(request));
-            drive(node, session, wire, timing).await;
-        })
+                Err(_) => {
+                    let _ = socket
+                        .send(Message::Close(Some(CloseFrame {
+                            code: CloseCode::from(Disconnect::STALE.code),
+                            reason: Utf8Bytes::from_static("stale"),
+                        })))
+                        .await;
+                    return;
+                }
+                _ => return,
+            },
+        };
+        // WebSocket ping frames every `client.ping_interval`, no pong required: a
+        // push-only client never writes.
+        let timing = {
+            let config = node.config.load();
+            Timing {
+                write_timeout: Some(Millis::of(config.tenant.websocket.write_timeout.get())),
+                ping_every: Millis::of(config.tenant.client.ping_interval.get()),
+                pong_within: Millis::ZERO,
+            }
+        };
+        let session = session(&node, slot, TransportName::UniWebSocket, headers);
+        let wire = WsWire::<true>::new(socket, ProtocolKind::Json);
+        let wire = Primed::new(wire, connect_command(request));
+        drive(node, session, wire, timing).await;
+    })
 }
 
 #[cfg(test)]

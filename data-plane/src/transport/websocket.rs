@@ -3,30 +3,31 @@
 //! [`WsWire`] (also the push-only `uni_websocket`'s) for the connection loop of
 //! [`super::driver`], one task per connection.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use bytes::{Buf, Bytes};
 use futures_util::{Sink, Stream};
 use tokio::net::TcpStream;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tungstenite::{Message, Utf8Bytes};
 
 use super::driver::{drive, Incoming, Millis, Timing, Wire, WriteError};
 use super::origin::origin_allowed;
 use super::slot::SocketSlot;
+use super::upgrade::{self, Handshake, Socket};
 use crate::budgets::SocketPermit;
 use crate::client::ClientHandle;
 use crate::node::Node;
 use crate::protocol::{Disconnect, ProtocolKind, TransportName};
 use crate::session::{Session, TransportInfo};
-use crate::socket::{poll_write_with, DirectSocket};
+use crate::socket::poll_write_with;
 
 const SUBPROTOCOLS: [&str; 2] = ["centrifuge-json", "centrifuge-protobuf"];
 /// Small socket buffers keep idle connections cheap; frames larger than this still work.
@@ -36,66 +37,93 @@ const DEFAULT_READ_BUFFER: usize = 1024;
 /// as far as the largest batch a connection was sent, as one joined message did before.
 const DEFAULT_WRITE_BUFFER: usize = 64 * 1024;
 
-/// Upgrades a request to a WebSocket session.
+/// Upgrades a request to a WebSocket session: a request on a kept-alive connection, or one
+/// [`super::early`] left to the router; a connection's first request usually opens there.
 pub async fn handler(
     State(node): State<Arc<Node>>,
     SocketSlot(slot): SocketSlot,
-    Query(query): Query<HashMap<String, String>>,
-    socket: Option<Extension<DirectSocket>>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    handshake: Handshake,
 ) -> Response {
     let config = node.config.load();
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     if !origin_allowed(&config.tenant.client.allowed_origins, origin) {
-        tracing::info!(
-            origin = origin.unwrap_or_default(),
-            "connection refused: origin not allowed"
-        );
-        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+        return origin_refused(origin);
     }
-    let protocol = select_protocol(&query, &headers);
-    // For clients that cannot answer protocol pings (wscat, Postman): WebSocket ping frames.
-    let native_ping = query
-        .get("cf_ws_frame_ping_pong")
-        .is_some_and(|v| v == "true");
-    let ws_cfg = &config.tenant.websocket;
-    let read_buffer = match ws_cfg.read_buffer_size {
+    let params = Params::from_query(query.as_deref().unwrap_or_default(), &headers);
+    let ws_config = socket_config(&config.tenant.websocket);
+    handshake.accept(params.subprotocol, ws_config, move |ws| {
+        run(node, ws, params, slot, headers)
+    })
+}
+
+/// The answer to a WebSocket from an origin the project does not allow.
+pub(super) fn origin_refused(origin: Option<&str>) -> Response {
+    tracing::info!(
+        origin = origin.unwrap_or_default(),
+        "connection refused: origin not allowed"
+    );
+    (StatusCode::FORBIDDEN, "origin not allowed").into_response()
+}
+
+/// The WebSocket library's limits and buffers from the project's `websocket` options.
+pub(super) fn socket_config(ws: &rotor_tenant_config::WebSocketSection) -> WebSocketConfig {
+    let read_buffer = match ws.read_buffer_size {
         0 => DEFAULT_READ_BUFFER,
         n => n as usize,
     };
-    let write_buffer = match ws_cfg.write_buffer_size {
+    let write_buffer = match ws.write_buffer_size {
         0 => DEFAULT_WRITE_BUFFER,
         n => n as usize,
     };
-    let max_message = ws_cfg.message_size_limit as usize;
-    let direct = socket.map(|Extension(DirectSocket(s))| s);
-    ws.protocols(SUBPROTOCOLS)
+    let max_message = ws.message_size_limit as usize;
+    WebSocketConfig::default()
         .read_buffer_size(read_buffer)
         .write_buffer_size(write_buffer)
-        .max_message_size(max_message)
-        .max_frame_size(max_message)
-        .on_upgrade(move |socket| {
-            // A task of its own: axum's upgrade task keeps its upgrade state (config, protocol,
-            // this closure) beside the connection's future for the connection's whole life.
-            let conn = Upgraded {
-                socket,
-                direct,
-                protocol,
-                native_ping,
-            };
-            tokio::spawn(run(node, conn, slot, headers));
-            std::future::ready(())
-        })
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
 }
 
-/// Query `cf_protocol=protobuf` (or legacy `format=protobuf`) wins; else the first of our
-/// subprotocols the client lists.
-fn select_protocol(query: &HashMap<String, String>, headers: &HeaderMap) -> ProtocolKind {
-    let q = query.get("cf_protocol").or_else(|| query.get("format"));
-    if q.is_some_and(|v| v == "protobuf") {
-        return ProtocolKind::Protobuf;
+/// What the request asks of the connection besides the upgrade.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Params {
+    pub(super) protocol: ProtocolKind,
+    /// For clients that cannot answer protocol pings (wscat, Postman): WebSocket ping frames.
+    pub(super) native_ping: bool,
+    /// The subprotocol the answer names.
+    pub(super) subprotocol: Option<&'static str>,
+}
+
+impl Params {
+    /// Query `cf_protocol=protobuf` (or legacy `format=protobuf`) wins; else the first of our
+    /// subprotocols the client lists. `cf_ws_frame_ping_pong=true` asks for ping frames.
+    pub(super) fn from_query(query: &str, headers: &HeaderMap) -> Self {
+        let (mut cf_protocol, mut format, mut native_ping) = (None, None, false);
+        // As a map of the query would hold them: the last of a repeated name counts.
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            match &*k {
+                "cf_protocol" => cf_protocol = Some(v == "protobuf"),
+                "format" => format = Some(v == "protobuf"),
+                "cf_ws_frame_ping_pong" => native_ping = v == "true",
+                _ => {}
+            }
+        }
+        let protocol = if cf_protocol.or(format) == Some(true) {
+            ProtocolKind::Protobuf
+        } else {
+            requested_protocol(headers)
+        };
+        Self {
+            protocol,
+            native_ping,
+            subprotocol: upgrade::subprotocol(headers, &SUBPROTOCOLS),
+        }
     }
+}
+
+/// The first of our subprotocols the client lists (JSON when none).
+fn requested_protocol(headers: &HeaderMap) -> ProtocolKind {
     let requested = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
@@ -112,20 +140,27 @@ fn select_protocol(query: &HashMap<String, String>, headers: &HeaderMap) -> Prot
 
 /// An upgraded connection, before its task starts.
 struct Upgraded {
-    socket: WebSocket,
+    socket: Socket,
     /// The TCP socket under it, which the fan-out may borrow ([`crate::lent_write`]).
-    direct: Option<Arc<TcpStream>>,
+    direct: Arc<TcpStream>,
     protocol: ProtocolKind,
     native_ping: bool,
 }
 
-/// The connection task.
-fn run(
+/// The connection's session on `ws`, to its end.
+pub(super) fn run(
     node: Arc<Node>,
-    conn: Upgraded,
+    ws: Socket,
+    params: Params,
     slot: SocketPermit,
     headers: HeaderMap,
 ) -> impl Future<Output = ()> + Send + 'static {
+    let conn = Upgraded {
+        direct: ws.get_ref().share(),
+        socket: ws,
+        protocol: params.protocol,
+        native_ping: params.native_ping,
+    };
     let (lender, connection) = connection(node, conn, slot, headers);
     lending(lender, connection)
 }
@@ -174,10 +209,8 @@ fn connection(
         }
     };
     let handle = session.handle().clone();
-    let lender = direct.map(|socket| {
-        handle.outbox.attach_socket(socket);
-        handle
-    });
+    handle.outbox.attach_socket(direct);
+    let lender = Some(handle);
     let mut wire = WsWire::<false>::new(socket, protocol);
     wire.lender = lender.clone();
     (lender, drive(node, session, wire, timing))
@@ -212,7 +245,7 @@ fn lending<F: Future<Output = ()> + Send + 'static>(
 /// frame last. `UNI` for `uni_websocket`: every push goes out bare as a text message, what the
 /// client sends is ignored, and the close frame follows a `disconnect` push.
 pub(super) struct WsWire<const UNI: bool> {
-    socket: WebSocket,
+    socket: Socket,
     protocol: ProtocolKind,
     /// The connection whose socket the fan-out may borrow: the wire tells it when it holds
     /// unsent bytes, and writes what a lent write left unsent before anything of its own.
@@ -221,7 +254,7 @@ pub(super) struct WsWire<const UNI: bool> {
 
 impl<const UNI: bool> WsWire<UNI> {
     /// A wire over `socket` speaking `protocol`.
-    pub(super) fn new(socket: WebSocket, protocol: ProtocolKind) -> Self {
+    pub(super) fn new(socket: Socket, protocol: ProtocolKind) -> Self {
         Self {
             socket,
             protocol,
@@ -229,7 +262,7 @@ impl<const UNI: bool> WsWire<UNI> {
         }
     }
 
-    fn socket(&mut self) -> Pin<&mut WebSocket> {
+    fn socket(&mut self) -> Pin<&mut Socket> {
         Pin::new(&mut self.socket)
     }
 
@@ -300,7 +333,7 @@ impl<const UNI: bool> Wire for WsWire<UNI> {
         }
         (part == close_part).then(|| {
             Message::Close(Some(CloseFrame {
-                code: reason.code,
+                code: CloseCode::from(reason.code),
                 reason: Utf8Bytes::from(reason.reason.to_string()),
             }))
         })
@@ -316,6 +349,8 @@ impl<const UNI: bool> Wire for WsWire<UNI> {
             Some(Ok(Message::Text(text))) => Incoming::Frame(Bytes::from(text)),
             Some(Ok(Message::Binary(bin))) => Incoming::Frame(bin),
             Some(Ok(Message::Pong(_))) => Incoming::Pong,
+            // Raw frames are what a writer sends, never what a read returns.
+            Some(Ok(Message::Frame(_))) => Incoming::Ignored,
             Some(Ok(Message::Ping(_))) => {
                 // The library queued the pong: send it now, so the wire is clean again.
                 if self.lender.is_some() {
@@ -359,14 +394,9 @@ fn text(frame: Bytes) -> Result<Message, Disconnect> {
         .map_err(|_| Disconnect::INAPPROPRIATE_PROTOCOL)
 }
 
-/// Whether a read failed because the message or a frame exceeded the size limits: the
-/// WebSocket library's capacity error, found by type under axum's error.
-fn is_too_big(e: &axum::Error) -> bool {
-    let inner = std::error::Error::source(e);
-    matches!(
-        inner.and_then(|i| i.downcast_ref::<tungstenite::Error>()),
-        Some(tungstenite::Error::Capacity(_))
-    )
+/// Whether a read failed because the message or a frame exceeded the size limits.
+fn is_too_big(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Capacity(_))
 }
 
 #[cfg(test)]

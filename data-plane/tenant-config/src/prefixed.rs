@@ -22,6 +22,19 @@ impl Prefix {
         Self { bytes, read: 0 }
     }
 
+    /// Puts `bytes` back in front of what is left, to be read again first (what a reader took
+    /// off the stream but did not use).
+    pub fn unread(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut all = Vec::with_capacity(bytes.len() + self.bytes.len() - self.read);
+        all.extend_from_slice(bytes);
+        all.extend_from_slice(&self.bytes[self.read..]);
+        self.bytes = all;
+        self.read = 0;
+    }
+
     /// Copies what is left of the prefix into `out`, as much as fits; false when nothing is
     /// left (read the socket then).
     pub fn replay(&mut self, out: &mut ReadBuf<'_>) -> bool {
@@ -101,6 +114,27 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
+
+    #[test]
+    fn unread_bytes_come_back_before_what_is_left() {
+        let mut p = Prefix::new(b"abcdef".to_vec());
+        let mut buf = [0u8; 4];
+        let mut out = ReadBuf::new(&mut buf);
+        assert!(p.replay(&mut out));
+        assert_eq!(out.filled(), b"abcd");
+        p.unread(b"cd");
+        p.unread(b"");
+        let mut buf = [0u8; 16];
+        let mut out = ReadBuf::new(&mut buf);
+        assert!(p.replay(&mut out));
+        assert_eq!(out.filled(), b"cdef");
+        assert!(!p.replay(&mut ReadBuf::new(&mut [0u8; 4])));
+        p.unread(b"xy");
+        let mut buf = [0u8; 16];
+        let mut out = ReadBuf::new(&mut buf);
+        assert!(p.replay(&mut out));
+        assert_eq!(out.filled(), b"xy");
+    }
 
     #[tokio::test]
     async fn the_prefix_is_read_before_the_socket_and_writes_pass_through() {
