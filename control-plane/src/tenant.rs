@@ -2,13 +2,20 @@
 //! its token secrets, API keys (id, hash and scope: `http_api.keys`) and namespaces become
 //! the config its data plane runs.
 //! Secrets are stored sealed ([`crate::sealed`]) and opened only here and for their owner.
+//! [`compile`] reads the rows and opens the secrets; [`assemble`] builds the typed config of the
+//! contract crate from them and loads it with the data plane's own loader, which must take it
+//! without a warning.
 
-use rotor_tenant_config::TenantConfig;
-use serde_json::{json, Map, Value};
+use rotor_tenant_config::{
+    AddressList, EngineSection, EngineType, RedisEngine, TenantConfig, TokenSection,
+};
+use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::ids::ProjectId;
 use crate::sealed::{Context, Keyring, Purpose, SealError};
+
+mod assemble;
 
 /// A project as the supervisor and reconciler see it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -191,33 +198,6 @@ impl PlanLimits {
         }
         None
     }
-
-    /// Lowers a namespace's history settings to the plan's maxima (after a downgrade).
-    fn clamp_history(&self, ns: &mut Map<String, Value>) {
-        if self.max_history_size > 0 {
-            if let Some(size) = ns.get("history_size").and_then(Value::as_u64) {
-                ns.insert(
-                    "history_size".into(),
-                    json!(size.min(u64::from(self.max_history_size))),
-                );
-            }
-        }
-        if self.max_history_ttl_seconds > 0 {
-            if let Some(ttl) = ns
-                .get("history_ttl")
-                .and_then(Value::as_str)
-                .and_then(|t| rotor_tenant_config::parse_go_duration(t).ok())
-            {
-                let max = std::time::Duration::from_secs(self.max_history_ttl_seconds);
-                if ttl > max {
-                    ns.insert(
-                        "history_ttl".into(),
-                        json!(rotor_tenant_config::format_go_duration(max)),
-                    );
-                }
-            }
-        }
-    }
 }
 
 /// Errors while building a tenant config.
@@ -229,6 +209,13 @@ pub enum CompileError {
     MissingSecret(ProjectId),
     #[error("stored config of project {project} is invalid: {message}")]
     Invalid { project: ProjectId, message: String },
+    /// The data plane's loader accepted the config with warnings: refused like an invalid
+    /// one, so nothing reaches a tenant that its loader would only warn about.
+    #[error("config of project {project} loads with warnings: {warnings}")]
+    Warnings {
+        project: ProjectId,
+        warnings: String,
+    },
     /// A sealed secret of the project does not open (wrong key, or a value copied from
     /// another row).
     #[error("{field} of project {project} cannot be opened: {source}")]
@@ -356,144 +343,79 @@ pub async fn compile(
     tx.commit().await?;
 
     let token_ctx = Context::new(Purpose::TokenSecret, project);
-    let mut token = Map::new();
-    let current = keyring
-        .open(token_ctx, &secret.hmac_secret)
-        .map_err(sealed("token_secrets.hmac_secret"))?;
-    token.insert("hmac_secret_key".into(), json!(current));
+    let mut token = TokenSection {
+        hmac_secret_key: keyring
+            .open(token_ctx, &secret.hmac_secret)
+            .map_err(sealed("token_secrets.hmac_secret"))?,
+        ..TokenSection::default()
+    };
     if let (Some(prev), Some(until)) = (secret.previous_hmac_secret, secret.previous_valid_until) {
         if until > chrono::Utc::now() {
-            let prev = keyring
+            token.hmac_previous_secret_key = keyring
                 .open(token_ctx, &prev)
                 .map_err(sealed("token_secrets.previous_hmac_secret"))?;
-            token.insert("hmac_previous_secret_key".into(), json!(prev));
-            token.insert(
-                "hmac_previous_secret_key_valid_until".into(),
-                json!(until.timestamp()),
-            );
+            token.hmac_previous_secret_key_valid_until = until.timestamp();
         }
     }
     if let Some(k) = secret.rsa_public_key.filter(|k| !k.is_empty()) {
-        token.insert("rsa_public_key".into(), json!(k));
+        token.rsa_public_key = k;
     }
     if let Some(k) = secret.ecdsa_public_key.filter(|k| !k.is_empty()) {
-        token.insert("ecdsa_public_key".into(), json!(k));
+        token.ecdsa_public_key = k;
     }
     let settings = crate::project_settings::open_secrets(keyring, project, &row.settings)
         .map_err(sealed("projects.settings (proxy static_headers)"))?;
-    // Settings were validated when set; one that no longer loads fails the compile below.
-    let mut from_settings =
-        crate::project_settings::to_config(&settings).map_err(|e| CompileError::Invalid {
-            project: project.clone(),
-            message: e.to_string(),
-        })?;
-    let mut client = match from_settings.remove("client") {
-        Some(Value::Object(c)) => c,
-        _ => Map::new(),
+    let invalid = |message: String| CompileError::Invalid {
+        project: project.clone(),
+        message,
     };
-    let mut channel = match from_settings.remove("channel") {
-        Some(Value::Object(c)) => c,
-        _ => Map::new(),
+    let kind = EngineType::parse(&row.engine)
+        .ok_or_else(|| invalid(format!("unknown engine {:?}", row.engine)))?;
+    let mut engine = EngineSection {
+        kind,
+        ..EngineSection::default()
     };
-    // Channels without a namespace are held to the plan like namespaces (after a downgrade
-    // too).
-    if let Some(Value::Object(options)) = channel.get_mut("without_namespace") {
-        limits.clamp_history(options);
-    }
-    client.insert("token".into(), Value::Object(token));
-    // The dashboard's debug console connects from the control plane's own origin, so it is
-    // always allowed besides the customer's own (with none, browsers are refused otherwise, as
-    // in Centrifugo).
-    if let Some(origin) = dashboard_origin {
-        let list = client
-            .entry("allowed_origins")
-            .or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(list) = list {
-            if !list.iter().any(|v| v.as_str() == Some(origin)) {
-                list.push(json!(origin));
-            }
-        }
-    }
-    let namespaces: Vec<Value> = namespaces
-        .into_iter()
-        .map(|(name, options)| {
-            let mut ns = options.as_object().cloned().unwrap_or_default();
-            ns.insert("name".into(), json!(name));
-            limits.clamp_history(&mut ns);
-            Value::Object(ns)
-        })
-        .collect();
-    if limits.max_connections > 0 {
-        client.insert("connection_limit".into(), json!(limits.max_connections));
-    }
-    if limits.max_channels_per_connection > 0 {
-        client.insert(
-            "channel_limit".into(),
-            json!(limits.max_channels_per_connection),
-        );
-    }
-    let mut engine = json!({"type": row.engine});
-    if row.engine == "redis" {
-        let prefix = row
-            .redis_prefix
-            .clone()
-            .unwrap_or_else(|| format!("rotor:{}:", row.id));
+    if kind == EngineType::Redis {
         let own = row
             .redis_url
             .as_deref()
             .map(|sealed_url| keyring.open(Context::new(Purpose::RedisUrl, project), sealed_url))
             .transpose()
             .map_err(sealed("projects.redis_url"))?;
-        // The project's own URL first, then its deployment, then the installation's Redis.
-        let mut redis = match (own, &row.redis_deployment, deployment) {
-            (Some(url), _, _) => json!({"address": url}),
-            (None, Some(name), Some(options)) => Value::Object(
-                crate::redis_deployments::open(keyring, name, &options)
-                    .map_err(sealed("redis_deployments.options"))?,
-            ),
-            _ => json!({"address": default_redis_url.unwrap_or("redis://127.0.0.1:6379")}),
+        let at = |address: String| RedisEngine {
+            address: AddressList(vec![address]),
+            ..RedisEngine::default()
         };
-        redis["prefix"] = json!(prefix);
-        engine["redis"] = redis;
+        // The project's own URL first, then its deployment, then the installation's Redis.
+        engine.redis = match (own, &row.redis_deployment, deployment) {
+            (Some(url), _, _) => at(url),
+            (None, Some(name), Some(options)) => {
+                let options = crate::redis_deployments::open(keyring, name, &options)
+                    .map_err(sealed("redis_deployments.options"))?;
+                rotor_tenant_config::redis_deployment::engine_from_options(&options)
+                    .map_err(|e| invalid(e.to_string()))?
+            }
+            _ => at(default_redis_url
+                .unwrap_or("redis://127.0.0.1:6379")
+                .to_owned()),
+        };
+        engine.redis.prefix = row
+            .redis_prefix
+            .clone()
+            .unwrap_or_else(|| format!("rotor:{}:", row.id));
     }
-    channel.insert("namespaces".into(), json!(namespaces));
-    let mut config = json!({
-        "rotor": {
-            "tenant_id": row.id,
-            "config_version": row.config_version,
-            "publish_rate_limit": limits.publish_rate,
-            "max_publication_size": limits.max_message_size,
-            "max_history_bytes": limits.max_history_bytes,
-            "max_channel_history_bytes": limits.max_channel_history_bytes,
-            "max_channels": limits.max_channels,
-            "max_presence_entries": limits.max_presence_entries,
-        },
-        "websocket": {"message_size_limit": limits.max_message_size.max(65536)},
-        "node": {"name": row.slug},
-        "http_server": {"address": "127.0.0.1", "port": 0},
-        "client": client,
-        "http_api": {"keys": keys
-            .iter()
-            .map(|(id, hash, scope)| json!({"id": id, "sha256": hash, "scope": scope}))
-            .collect::<Vec<_>>()},
-        "channel": Value::Object(channel),
-        "engine": engine,
-        "http_stream": {"enabled": true},
-        "sse": {"enabled": true},
-        "uni_sse": {"enabled": true},
-        "uni_http_stream": {"enabled": true},
-        "uni_websocket": {"enabled": true},
-    });
-    // Named proxies, the RPC section and user status.
-    if let Value::Object(top) = &mut config {
-        top.extend(from_settings);
-    }
-    let loaded = TenantConfig::from_value(config).map_err(|e| CompileError::Invalid {
-        project: project.clone(),
-        message: e.to_string(),
+    let config = assemble::assemble(assemble::Parts {
+        row: &row,
+        token,
+        api_keys: &keys,
+        limits: &limits,
+        settings: &settings,
+        namespaces: &namespaces,
+        engine,
+        dashboard_origin,
     })?;
     Ok(Compiled {
-        config: loaded.config,
+        config: assemble::load(project, &config)?,
         version: row.config_version,
         limits: limits.kernel(),
     })

@@ -195,7 +195,7 @@ async fn usage(State(node): State<Arc<Node>>) -> Json<Value> {
 /// The webhooks' state: whether they are on, events waiting, and the dead-letter ring (what
 /// the dashboard will show).
 async fn webhooks(State(node): State<Arc<Node>>) -> Json<Value> {
-    Json(json!(node.webhooks.snapshot(&node)))
+    Json(json!(node.webhooks.snapshot(&*node)))
 }
 
 /// `POST /admin/webhooks/redeliver`: `{"webhook_id": "…"}` sends that dead letter again,
@@ -229,7 +229,7 @@ async fn redeliver(State(node): State<Arc<Node>>, body: Bytes) -> Response {
         }
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
     };
-    match node.webhooks.redeliver(&node, asked.as_deref()) {
+    match node.webhooks.redeliver(&*node, asked.as_deref()) {
         Ok(done) => Json(json!(done)).into_response(),
         Err(e @ RedeliverError::NotFound(_)) => {
             error(StatusCode::NOT_FOUND, "not_found", e.to_string())

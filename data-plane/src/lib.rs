@@ -27,6 +27,7 @@ pub(crate) mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod node_view;
 pub mod protocol;
 pub mod proxy;
 pub mod publication;

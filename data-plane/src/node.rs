@@ -119,7 +119,11 @@ impl Node {
             presence,
             crate::user_status::UserStatus::memory(),
         );
-        crate::webhooks::Webhooks::start(&node, crate::webhooks::ledger::Ledger::Memory);
+        crate::webhooks::Webhooks::start(
+            &node.webhooks,
+            &node,
+            crate::webhooks::ledger::Ledger::Memory,
+        );
         // One process holds every connection of a memory-engine tenant: there is no other node
         // to tell it is alive (surveys such as `info` still answer, from this node).
         Self::run_cluster(&node, outgoing, false);
@@ -156,8 +160,12 @@ impl Node {
             user_status,
         );
         Self::run_cluster(&node, outgoing, true);
-        crate::user_status::UserStatus::start(&node);
-        crate::webhooks::Webhooks::start(&node, Self::webhook_ledger(&node, Some(engine)));
+        node.user_status.start(&node);
+        crate::webhooks::Webhooks::start(
+            &node.webhooks,
+            &node,
+            Self::webhook_ledger(&node, Some(engine)),
+        );
         Ok(node)
     }
 
@@ -198,8 +206,12 @@ impl Node {
         };
         let node = Self::assemble(config, name, parts, broker, presence, user_status);
         Self::run_cluster(&node, outgoing, true);
-        crate::user_status::UserStatus::start(&node);
-        crate::webhooks::Webhooks::start(&node, Self::webhook_ledger(&node, redis_engine));
+        node.user_status.start(&node);
+        crate::webhooks::Webhooks::start(
+            &node.webhooks,
+            &node,
+            Self::webhook_ledger(&node, redis_engine),
+        );
         Ok(node)
     }
 
@@ -320,6 +332,29 @@ impl Node {
             .namespaces
             .published(crate::metrics::namespace_of(channel), from_client);
         Ok(pos)
+    }
+}
+
+/// What the node's webhooks and user status read of it.
+impl crate::node_view::NodeView for Node {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn config(&self) -> Arc<RuntimeConfig> {
+        self.config.load()
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
     }
 }
 

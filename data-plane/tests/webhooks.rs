@@ -347,8 +347,8 @@ async fn hook_cost() {
         let channels: Vec<String> = (0..n).map(|i| format!("chat:{}", i % 500)).collect();
         let started = std::time::Instant::now();
         for ch in &channels {
-            node.webhooks.subscribed(&node, ch, "u1");
-            node.webhooks.unsubscribed(&node, ch, "u1");
+            node.webhooks.subscribed(&*node, ch, "u1");
+            node.webhooks.unsubscribed(&*node, ch, "u1");
         }
         let per_pair = started.elapsed() / n as u32;
         println!("webhooks {label}: subscribe + unsubscribe hooks {per_pair:?} per pair");

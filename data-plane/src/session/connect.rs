@@ -343,8 +343,8 @@ impl Session {
         self.node.metrics.connections.inc();
         self.node
             .webhooks
-            .connected(&self.node, &self.handle.id, &user);
-        self.node.user_status.connected(&self.node, &user).await;
+            .connected(&*self.node, &self.handle.id, &user);
+        self.node.user_status.connected(&*self.node, &user).await;
         self.node.metrics.connections_accepted.inc();
         (session, connected_at)
     }

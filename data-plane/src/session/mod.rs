@@ -647,7 +647,7 @@ impl Session {
         }
         self.node.registry.remove(&self.handle.id);
         self.node.webhooks.disconnected(
-            &self.node,
+            &*self.node,
             &self.handle.id,
             &self.user,
             reason.code,
@@ -656,7 +656,7 @@ impl Session {
         self.node.metrics.connections.dec();
         self.node
             .user_status
-            .disconnected(&self.node, &self.user)
+            .disconnected(&*self.node, &self.user)
             .await;
         self.state = State::Failed;
     }

@@ -540,7 +540,7 @@ impl Session {
         self.subs.insert(channel.clone(), p.state);
         self.node
             .webhooks
-            .subscribed(&self.node, &channel, &self.user);
+            .subscribed(&*self.node, &channel, &self.user);
         self.node.metrics.subscriptions.inc();
         self.node
             .metrics
@@ -601,7 +601,7 @@ impl Session {
         self.node.metrics.subscriptions.dec();
         self.node
             .webhooks
-            .unsubscribed(&self.node, channel, &self.user);
+            .unsubscribed(&*self.node, channel, &self.user);
         self.node
             .metrics
             .namespaces

@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::engine::redis::user_status::unix_now_ms;
 use crate::engine::redis::RedisEngine;
 use crate::engine::EngineError;
-use crate::node::Node;
+use crate::node_view::NodeView;
 use crate::registry::Registry;
 use last_seen::LastSeen;
 
@@ -75,8 +75,8 @@ impl UserStatus {
 
     /// Starts what runs beside the requests (the Redis writer and heartbeat), stopped with
     /// the node.
-    pub fn start(node: &Arc<Node>) {
-        if let Backend::Redis(status) = &node.user_status.backend {
+    pub fn start<N: NodeView>(&self, node: &Arc<N>) {
+        if let Backend::Redis(status) = &self.backend {
             redis_writer::spawn(status.clone(), node);
         }
     }
@@ -84,8 +84,8 @@ impl UserStatus {
     /// A connection of `user` was registered. With the Redis engine this returns once the
     /// new count is in Redis (or after a short bound when Redis is slow), so the connection
     /// reads as online on every process by the time its connect reply leaves.
-    pub async fn connected(&self, node: &Node, user: &str) {
-        if user.is_empty() || !node.config.load().tenant.user_status.enabled {
+    pub async fn connected(&self, node: &dyn NodeView, user: &str) {
+        if user.is_empty() || !node.config().tenant.user_status.enabled {
             return;
         }
         if let Backend::Redis(status) = &self.backend {
@@ -94,11 +94,11 @@ impl UserStatus {
     }
 
     /// A connection of `user` left the registry.
-    pub async fn disconnected(&self, node: &Node, user: &str) {
+    pub async fn disconnected(&self, node: &dyn NodeView, user: &str) {
         if user.is_empty() {
             return;
         }
-        let config = node.config.load();
+        let config = node.config();
         let settings = &config.tenant.user_status;
         match &self.backend {
             Backend::Memory(records) if !settings.enabled => {
@@ -108,7 +108,7 @@ impl UserStatus {
                 }
             }
             Backend::Memory(records) => {
-                if node.registry.user_connections(user) == 0 {
+                if node.registry().user_connections(user) == 0 {
                     records.lock().record(
                         user,
                         unix_now_ms(),
@@ -123,8 +123,12 @@ impl UserStatus {
     }
 
     /// The status of each of `users`, in their order (none empty: the caller checks).
-    pub async fn query(&self, node: &Node, users: &[String]) -> Result<Vec<Status>, EngineError> {
-        let config = node.config.load();
+    pub async fn query(
+        &self,
+        node: &dyn NodeView,
+        users: &[String],
+    ) -> Result<Vec<Status>, EngineError> {
+        let config = node.config();
         let ttl = config.tenant.user_status.last_seen_ttl.get();
         match &self.backend {
             Backend::Memory(records) => {
@@ -133,7 +137,7 @@ impl UserStatus {
                 Ok(users
                     .iter()
                     .map(|user| {
-                        let connections = node.registry.user_connections(user) as u64;
+                        let connections = node.registry().user_connections(user) as u64;
                         let last_seen = if connections > 0 {
                             0
                         } else {

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::engine::redis::user_status::StoredStatus;
 use crate::engine::redis::RedisEngine;
 use crate::engine::EngineError;
-use crate::node::Node;
+use crate::node_view::NodeView;
 use crate::registry::Registry;
 
 /// Longest a connect or disconnect waits for its count to reach Redis.
@@ -173,10 +173,11 @@ impl RedisStatus {
 }
 
 /// Runs the writer until the node shuts down.
-pub(super) fn spawn(status: Arc<RedisStatus>, node: &Arc<Node>) {
-    let weak: Weak<Node> = Arc::downgrade(node);
-    let stop = node.shutdown.clone();
-    let node_id = node.id.clone();
+pub(super) fn spawn<N: NodeView>(status: Arc<RedisStatus>, node: &Arc<N>) {
+    let weak: Weak<N> = Arc::downgrade(node);
+    let weak: Weak<dyn NodeView> = weak;
+    let stop = node.shutdown().clone();
+    let node_id = node.id().to_owned();
     tokio::spawn(async move {
         let beat_every = (status.node_ttl / 3).max(Duration::from_millis(100));
         let mut generation = 0u64;
@@ -199,7 +200,7 @@ pub(super) fn spawn(status: Arc<RedisStatus>, node: &Arc<Node>) {
                 _ = status.wake.notified() => {}
             }
             let Some(node) = weak.upgrade() else { break };
-            let config = node.config.load();
+            let config = node.config();
             drop(node);
             let settings = &config.tenant.user_status;
             let now = Instant::now();

@@ -22,7 +22,7 @@ use super::event::{unix_ms, Event};
 use super::sign::{sign, ID_HEADER, SIGNATURE_HEADER};
 use super::Webhooks;
 use crate::egress::Egress;
-use crate::node::Node;
+use crate::node_view::NodeView;
 
 /// Events waiting for delivery.
 #[derive(Default)]
@@ -115,7 +115,7 @@ pub fn client() -> reqwest::Client {
 
 /// The delivery task: runs until the node is gone, or it stopped and everything queued was
 /// tried.
-pub(super) async fn run(node: Weak<Node>, hooks: Arc<Webhooks>, http: reqwest::Client) {
+pub(super) async fn run(node: Weak<dyn NodeView>, hooks: Arc<Webhooks>, http: reqwest::Client) {
     loop {
         if hooks.outbox.is_empty() {
             if hooks.flushed.load(Ordering::Acquire) {
@@ -129,7 +129,7 @@ pub(super) async fn run(node: Weak<Node>, hooks: Arc<Webhooks>, http: reqwest::C
             continue;
         }
         let Some(node) = node.upgrade() else { break };
-        let settings = node.config.load().tenant.webhooks.clone();
+        let settings = node.config().tenant.webhooks.clone();
         if !settings.enabled {
             hooks.outbox.clear();
             continue;
@@ -143,7 +143,7 @@ pub(super) async fn run(node: Weak<Node>, hooks: Arc<Webhooks>, http: reqwest::C
             ),
         };
         if !events.is_empty() {
-            deliver(&node, &hooks, &http, &settings, id, events).await;
+            deliver(&*node, &hooks, &http, &settings, id, events).await;
         }
         hooks.outbox.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
@@ -151,7 +151,7 @@ pub(super) async fn run(node: Weak<Node>, hooks: Arc<Webhooks>, http: reqwest::C
 
 /// Sends one batch under webhook id `id` until it is accepted or given up.
 async fn deliver(
-    node: &Node,
+    node: &dyn NodeView,
     hooks: &Webhooks,
     http: &reqwest::Client,
     settings: &WebhooksSection,
@@ -166,7 +166,7 @@ async fn deliver(
         attempts += 1;
         let error = match attempt(http, settings, &id, &body).await {
             Ok(()) => {
-                node.metrics.webhook_events_sent.add(events.len() as u64);
+                node.metrics().webhook_events_sent.add(events.len() as u64);
                 return;
             }
             Err(e) => e,
@@ -199,7 +199,7 @@ async fn deliver(
             return;
         }
         tracing::debug!(webhook_id = %id, attempts, error = %error, "webhook batch will be retried");
-        node.metrics.webhook_retries.inc();
+        node.metrics().webhook_retries.inc();
         // Exponential backoff, each wait drawn from its upper half.
         let half = backoff / 2;
         let jitter = Duration::from_millis(fastrand::u64(0..=half.as_millis() as u64));

@@ -28,7 +28,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
-use crate::node::Node;
+use crate::node_view::NodeView;
 use dead_letter::{DeadLetter, DeadLetters, Reason};
 use delivery::Outbox;
 use event::{unix_ms, Event, EventKind, Versions};
@@ -137,13 +137,18 @@ fn wants_tracking(w: &WebhooksSection) -> (bool, bool) {
 }
 
 impl Webhooks {
-    /// Starts the worker and the delivery task of `node`, deciding with `ledger`; they stop
-    /// with the node.
-    pub fn start(node: &Arc<Node>, ledger: Ledger) {
-        let hooks = node.webhooks.clone();
+    /// Starts the worker and the delivery task of `hooks`, the webhooks of `node`, deciding
+    /// with `ledger`; they stop with the node.
+    pub fn start<N: NodeView>(hooks: &Arc<Self>, node: &Arc<N>, ledger: Ledger) {
+        let hooks = hooks.clone();
         let Some(receiver) = hooks.receiver.lock().take() else {
             return;
         };
+        let weak = || -> Weak<dyn NodeView> {
+            let weak: Weak<N> = Arc::downgrade(node);
+            weak
+        };
+        let node: &dyn NodeView = &**node;
         hooks.shared.store(ledger.is_shared(), Ordering::Release);
         if let Ledger::Redis {
             engine,
@@ -152,12 +157,12 @@ impl Webhooks {
         } = &ledger
         {
             tokio::spawn(sweep::run(
-                Arc::downgrade(node),
+                weak(),
                 hooks.clone(),
                 engine.clone(),
                 holder.clone(),
                 *presence_ttl,
-                node.shutdown.clone(),
+                node.shutdown().clone(),
             ));
         }
         let state = match ledger {
@@ -165,11 +170,11 @@ impl Webhooks {
             Ledger::Redis { .. } => None,
         };
         tokio::spawn(worker(
-            Arc::downgrade(node),
+            weak(),
             hooks.clone(),
             ledger,
             receiver,
-            node.shutdown.clone(),
+            node.shutdown().clone(),
         ));
         if let Some(file) = state {
             match file.load() {
@@ -181,17 +186,13 @@ impl Webhooks {
             }
             hooks.state_open.store(true, Ordering::Release);
             tokio::spawn(state::run(
-                Arc::downgrade(node),
+                weak(),
                 hooks.clone(),
                 file,
-                node.shutdown.clone(),
+                node.shutdown().clone(),
             ));
         }
-        tokio::spawn(delivery::run(
-            Arc::downgrade(node),
-            hooks,
-            delivery::client(),
-        ));
+        tokio::spawn(delivery::run(weak(), hooks, delivery::client()));
     }
 
     /// Nothing is tracked: forgets what was (webhooks were just turned off). One atomic
@@ -203,8 +204,8 @@ impl Webhooks {
     }
 
     /// A subscription of `user` to `channel` became active here.
-    pub fn subscribed(&self, node: &Node, channel: &str, user: &str) {
-        let config = node.config.load();
+    pub fn subscribed(&self, node: &dyn NodeView, channel: &str, user: &str) {
+        let config = node.config();
         if !config.tenant.webhooks.enabled {
             return self.idle();
         }
@@ -229,8 +230,8 @@ impl Webhooks {
     }
 
     /// A subscription of `user` to `channel` ended here.
-    pub fn unsubscribed(&self, node: &Node, channel: &str, user: &str) {
-        let config = node.config.load();
+    pub fn unsubscribed(&self, node: &dyn NodeView, channel: &str, user: &str) {
+        let config = node.config();
         let w = &config.tenant.webhooks;
         if !w.enabled {
             return self.idle();
@@ -263,8 +264,8 @@ impl Webhooks {
     }
 
     /// Connection `client` of `user` was registered here.
-    pub fn connected(&self, node: &Node, client: &str, user: &str) {
-        let config = node.config.load();
+    pub fn connected(&self, node: &dyn NodeView, client: &str, user: &str) {
+        let config = node.config();
         let w = &config.tenant.webhooks;
         if !w.wants("client_disconnected") {
             return;
@@ -285,8 +286,15 @@ impl Webhooks {
     }
 
     /// A connection ended (after its subscriptions did).
-    pub fn disconnected(&self, node: &Node, client: &str, user: &str, code: u16, reason: &str) {
-        let config = node.config.load();
+    pub fn disconnected(
+        &self,
+        node: &dyn NodeView,
+        client: &str,
+        user: &str,
+        code: u16,
+        reason: &str,
+    ) {
+        let config = node.config();
         let w = &config.tenant.webhooks;
         if !w.wants("client_disconnected") {
             return;
@@ -316,8 +324,8 @@ impl Webhooks {
 
     /// Takes over what a process killed before this one held (its state file): held
     /// releases and disconnects, sent unless taken again within grace.
-    fn inherit(&self, node: &Node, saved: state::Saved) {
-        let config = node.config.load();
+    fn inherit(&self, node: &dyn NodeView, saved: state::Saved) {
+        let config = node.config();
         let w = &config.tenant.webhooks;
         if !w.enabled {
             return;
@@ -358,8 +366,8 @@ impl Webhooks {
 
     /// Marks again everything this process holds (its heartbeat was unknown: it was swept as
     /// dead while alive, or Redis lost it).
-    fn remark(&self, node: &Node) {
-        let config = node.config.load();
+    fn remark(&self, node: &dyn NodeView) {
+        let config = node.config();
         let w = &config.tenant.webhooks;
         let now = unix_ms();
         let tracker = self.tracker.lock();
@@ -369,9 +377,9 @@ impl Webhooks {
     }
 
     /// What the admin surface shows.
-    pub fn snapshot(&self, node: &Node) -> Snapshot {
+    pub fn snapshot(&self, node: &dyn NodeView) -> Snapshot {
         Snapshot {
-            enabled: node.config.load().tenant.webhooks.enabled,
+            enabled: node.config().tenant.webhooks.enabled,
             queued: self.outbox.len(),
             dead_letters: self.dead.snapshot(),
         }
@@ -381,8 +389,12 @@ impl Webhooks {
     /// Each leaves the ring and is queued as one batch with its own id, signed with the
     /// current secret when sent; one that fails again comes back to the ring. At most
     /// `webhooks.dead_letter_size` batches wait to be sent again at once.
-    pub fn redeliver(&self, node: &Node, id: Option<&str>) -> Result<Redelivered, RedeliverError> {
-        let config = node.config.load();
+    pub fn redeliver(
+        &self,
+        node: &dyn NodeView,
+        id: Option<&str>,
+    ) -> Result<Redelivered, RedeliverError> {
+        let config = node.config();
         let w = &config.tenant.webhooks;
         if !w.enabled {
             return Err(RedeliverError::Disabled);
@@ -444,7 +456,7 @@ impl Webhooks {
 
     /// Hands `op` to the worker (called under the tracker's lock, so steps keep their order);
     /// a full queue dead-letters its event.
-    fn send(&self, node: &Node, w: &WebhooksSection, op: Op) {
+    fn send(&self, node: &dyn NodeView, w: &WebhooksSection, op: Op) {
         if let Err(mpsc::error::TrySendError::Full(op) | mpsc::error::TrySendError::Closed(op)) =
             self.steps.try_send(op)
         {
@@ -460,7 +472,7 @@ impl Webhooks {
     }
 
     /// Queues `event` for delivery (a full outbox dead-letters it).
-    fn emit(&self, node: &Node, w: &WebhooksSection, event: Event) {
+    fn emit(&self, node: &dyn NodeView, w: &WebhooksSection, event: Event) {
         if !w.wants(event.name.as_str()) {
             return;
         }
@@ -469,7 +481,13 @@ impl Webhooks {
         }
     }
 
-    fn drop_events(&self, node: &Node, w: &WebhooksSection, reason: Reason, events: Vec<Event>) {
+    fn drop_events(
+        &self,
+        node: &dyn NodeView,
+        w: &WebhooksSection,
+        reason: Reason,
+        events: Vec<Event>,
+    ) {
         self.dead_letter(
             node,
             w,
@@ -486,9 +504,9 @@ impl Webhooks {
     }
 
     /// Keeps `letter` in the ring and counts its events as dropped.
-    fn dead_letter(&self, node: &Node, w: &WebhooksSection, letter: DeadLetter) {
+    fn dead_letter(&self, node: &dyn NodeView, w: &WebhooksSection, letter: DeadLetter) {
         for _ in 0..letter.events.len() {
-            node.metrics
+            node.metrics()
                 .webhook_events_dropped
                 .inc(letter.reason.as_str());
         }
@@ -531,7 +549,7 @@ fn disconnect_event(d: Disconnected, version: u64) -> Event {
 /// The worker: takes steps from the hooks and held removals as they fall due, decides them
 /// with the ledger and queues the events. When the process stops it sends everything held.
 async fn worker(
-    node: Weak<Node>,
+    node: Weak<dyn NodeView>,
     hooks: Arc<Webhooks>,
     ledger: Ledger,
     mut receiver: mpsc::Receiver<Op>,
@@ -557,7 +575,7 @@ async fn worker(
         while let Ok(op) = receiver.try_recv() {
             ops.push(op);
         }
-        let config = node.config.load();
+        let config = node.config();
         let w = &config.tenant.webhooks;
         if !w.enabled {
             hooks.tracker.lock().clear();
@@ -573,14 +591,14 @@ async fn worker(
         };
         ops.extend(due.into_iter().map(Op::Step));
         for op in ops {
-            decide(&node, &hooks, &ledger, w, op).await;
+            decide(&*node, &hooks, &ledger, w, op).await;
         }
         if let Some(at) = stopped_at {
             // Sessions get the process's drain time to close; then nothing more comes.
-            if node.metrics.connections.get() == 0 || at.elapsed() > Duration::from_secs(10) {
+            if node.metrics().connections.get() == 0 || at.elapsed() > Duration::from_secs(10) {
                 let rest = hooks.tracker.lock().flush();
                 for step in rest {
-                    decide(&node, &hooks, &ledger, w, Op::Step(step)).await;
+                    decide(&*node, &hooks, &ledger, w, Op::Step(step)).await;
                 }
                 // Everything is released: no survivor needs to sweep this process (and the
                 // state file, if any, is removed by its writer once this is flushed).
@@ -604,7 +622,13 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Decides one op with the ledger and queues its event, if any.
-async fn decide(node: &Node, hooks: &Webhooks, ledger: &Ledger, w: &WebhooksSection, op: Op) {
+async fn decide(
+    node: &dyn NodeView,
+    hooks: &Webhooks,
+    ledger: &Ledger,
+    w: &WebhooksSection,
+    op: Op,
+) {
     let step = match op {
         Op::Connected(client, user, at) => {
             if let Err(e) = ledger.connected(&client, &user, at, w.grace.get()).await {

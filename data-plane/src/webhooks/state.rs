@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::event::unix_ms;
 use super::Webhooks;
-use crate::node::Node;
+use crate::node_view::NodeView;
 
 /// The environment variable naming the state file.
 pub const STATE_FILE_ENV: &str = "ROTOR_WEBHOOK_STATE_FILE";
@@ -119,7 +119,7 @@ impl StateFile {
 }
 
 /// What `node` holds now.
-fn snapshot(node: &Node, hooks: &Webhooks) -> Saved {
+fn snapshot(node: &dyn NodeView, hooks: &Webhooks) -> Saved {
     let holdings = hooks
         .tracker
         .lock()
@@ -128,8 +128,8 @@ fn snapshot(node: &Node, hooks: &Webhooks) -> Saved {
         .map(|k| (k.channel.to_string(), k.user.to_string()))
         .collect();
     let mut clients = Vec::new();
-    for user in node.registry.user_ids() {
-        for handle in node.registry.find(&user, "", "") {
+    for user in node.registry().user_ids() {
+        for handle in node.registry().find(&user, "", "") {
             clients.push((handle.id.to_string(), user.to_string()));
         }
     }
@@ -147,7 +147,7 @@ fn snapshot(node: &Node, hooks: &Webhooks) -> Saved {
 /// write); sleeps while nothing changes, so an idle tenant has no timer here. On a stop it
 /// waits for the worker to send what was held, then removes the file.
 pub(super) async fn run(
-    node: Weak<Node>,
+    node: Weak<dyn NodeView>,
     hooks: Arc<Webhooks>,
     file: StateFile,
     stop: tokio_util::sync::CancellationToken,
@@ -174,7 +174,7 @@ pub(super) async fn run(
             continue;
         }
         let Some(node) = node.upgrade() else { break };
-        let saved = snapshot(&node, &hooks);
+        let saved = snapshot(&*node, &hooks);
         drop(node);
         let file = file.clone();
         let written = tokio::task::spawn_blocking(move || file.save(&saved)).await;

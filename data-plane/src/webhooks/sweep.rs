@@ -20,11 +20,11 @@ use super::tracker::{Disconnected, Key};
 use super::{disconnect_event, key_event, Webhooks, PROCESS_LOST};
 use crate::engine::redis::RedisEngine;
 use crate::engine::EngineError;
-use crate::node::Node;
+use crate::node_view::NodeView;
 
 /// Beats and sweeps until the node stops.
 pub(super) async fn run(
-    node: Weak<Node>,
+    node: Weak<dyn NodeView>,
     hooks: Arc<Webhooks>,
     engine: Arc<RedisEngine>,
     me: String,
@@ -40,20 +40,20 @@ pub(super) async fn run(
             _ = tick.tick() => {}
         }
         let Some(node) = node.upgrade() else { break };
-        let config = node.config.load();
+        let config = node.config();
         let w = &config.tenant.webhooks;
         if !w.enabled {
             continue;
         }
         match engine.webhook_beat(&me, unix_ms()).await {
-            Ok(true) => hooks.remark(&node),
+            Ok(true) => hooks.remark(&*node),
             Ok(false) => {}
             Err(e) => {
                 tracing::debug!(error = %e, "webhook heartbeat not written");
                 continue;
             }
         }
-        if let Err(e) = sweep(&node, &hooks, &engine, &me, ttl, w).await {
+        if let Err(e) = sweep(&*node, &hooks, &engine, &me, ttl, w).await {
             tracing::warn!(error = %e, "webhook sweep of silent processes failed");
         }
     }
@@ -61,7 +61,7 @@ pub(super) async fn run(
 
 /// Sweeps every process silent for longer than `ttl` that no other process is sweeping.
 async fn sweep(
-    node: &Node,
+    node: &dyn NodeView,
     hooks: &Webhooks,
     engine: &RedisEngine,
     me: &str,
@@ -112,7 +112,7 @@ async fn sweep(
         }
         engine.webhook_forget(&dead).await?;
         tracing::info!(process = %dead, events = events.len(), "swept the webhook holdings of a silent process");
-        node.metrics.webhook_processes_swept.inc();
+        node.metrics().webhook_processes_swept.inc();
         // Queued together, so whatever is queued later is delivered after all of them.
         for event in events {
             hooks.emit(node, w, event);

@@ -92,6 +92,17 @@ pub struct Loaded {
     pub unknown_env: Vec<String>,
 }
 
+impl Loaded {
+    /// What the loader warns about but accepted, one sentence each (empty for a config that
+    /// loaded cleanly). Unknown and refused options are errors, not warnings.
+    pub fn warnings(&self) -> Vec<String> {
+        self.unknown_env
+            .iter()
+            .map(|name| format!("environment variable {name} names no option Rotor knows"))
+            .collect()
+    }
+}
+
 impl TenantConfig {
     /// Reads, overlays the process environment (`ROTOR_…`, `CENTRIFUGO_…`) and validates a
     /// config file.
@@ -124,10 +135,23 @@ impl TenantConfig {
 
     /// Deserialises and validates an already parsed JSON value.
     pub fn from_value(value: Value) -> Result<Loaded, ConfigError> {
+        let config = Self::from_value_unvalidated(&value)?;
+        validate::validate(&config)?;
+        Ok(Loaded {
+            config,
+            unknown_env: Vec::new(),
+        })
+    }
+
+    /// Deserialises an already parsed JSON value as [`Self::from_value`] does (an unknown or
+    /// refused option is an error naming its path) but without the validation pass: for a
+    /// caller that builds a config from stored pieces, completes it in its own fields, and then
+    /// loads the whole with [`Self::from_value`] (the control plane's compile).
+    pub fn from_value_unvalidated(value: &Value) -> Result<Self, ConfigError> {
         let mut refused = None;
         // serde_path_to_error tracks the path; serde_ignored reports keys no field took.
         let mut track = serde_path_to_error::Track::new();
-        let inner = serde_path_to_error::Deserializer::new(&value, &mut track);
+        let inner = serde_path_to_error::Deserializer::new(value, &mut track);
         let result: Result<TenantConfig, _> = serde_ignored::deserialize(inner, |ignored| {
             refused.get_or_insert_with(|| refuse::refusal(&ignored));
         });
@@ -137,12 +161,8 @@ impl TenantConfig {
         if let Some(err) = refused {
             return Err(err);
         }
-        refuse::check_flattened(&value)?;
-        validate::validate(&config)?;
-        Ok(Loaded {
-            config,
-            unknown_env: Vec::new(),
-        })
+        refuse::check_flattened(value)?;
+        Ok(config)
     }
 
     /// The config as pretty JSON (what the control plane pushes).

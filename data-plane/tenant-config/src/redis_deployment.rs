@@ -6,8 +6,10 @@
 //! `redis+sentinel://[user:password@]host:port[,host:port…]/<master name>[/<db>]`, the
 //! credentials and database being those of the primary.
 
+use serde_json::{Map, Value};
+
 use crate::load::ConfigError;
-use crate::sections::RedisEngine;
+use crate::sections::{RedisEngine, TenantConfig};
 
 /// The default port of a Sentinel.
 pub const SENTINEL_PORT: u16 = 26379;
@@ -25,6 +27,21 @@ pub struct SentinelUrl {
     pub master_name: String,
     /// The primary's database number (0 when not given).
     pub db: i64,
+}
+
+/// The Redis engine that a deployment's options (the keys of `engine.redis`) describe, read as
+/// the loader reads `engine.redis`: an unknown or refused option is an error naming its path
+/// (`engine.redis.…`). Not validated alone: the whole config it goes into is.
+pub fn engine_from_options(options: &Map<String, Value>) -> Result<RedisEngine, ConfigError> {
+    let mut engine = Map::new();
+    engine.insert("redis".to_owned(), Value::Object(options.clone()));
+    let mut config = Map::new();
+    config.insert("engine".to_owned(), Value::Object(engine));
+    Ok(
+        TenantConfig::from_value_unvalidated(&Value::Object(config))?
+            .engine
+            .redis,
+    )
 }
 
 /// Whether `address` is a Sentinel URL.
@@ -216,6 +233,25 @@ pub fn validate(redis: &RedisEngine) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deployment_options_read_as_the_engine_and_unknown_ones_are_refused_with_their_path() {
+        let options = serde_json::json!({
+            "cluster_address": ["10.0.0.1:7000", "10.0.0.2:7000"],
+            "tls": {"enabled": true},
+        });
+        let Value::Object(options) = options else {
+            unreachable!("an object literal")
+        };
+        let engine = engine_from_options(&options).unwrap();
+        assert_eq!(engine.cluster_address.0.len(), 2);
+        assert!(engine.tls.enabled);
+        assert_eq!(engine.prefix, RedisEngine::default().prefix);
+        let mut bad = options.clone();
+        bad.insert("frobnicate".into(), Value::Bool(true));
+        let err = engine_from_options(&bad).unwrap_err();
+        assert_eq!(err.path(), Some("engine.redis.frobnicate"), "{err}");
+    }
 
     #[test]
     fn sentinel_urls_are_taken_apart() {

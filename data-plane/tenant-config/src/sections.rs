@@ -511,6 +511,17 @@ pub enum EngineType {
     Redis,
 }
 
+impl EngineType {
+    /// The engine `engine.type` names (`memory` or `redis`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "memory" => Some(EngineType::Memory),
+            "redis" => Some(EngineType::Redis),
+            _ => None,
+        }
+    }
+}
+
 /// `engine.*`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
