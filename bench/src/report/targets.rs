@@ -249,7 +249,10 @@ pub fn targets(
             opt(get("bare").storm_per_sec, int),
             opt(nchan.storm_per_sec, int),
             opt(rotor.storm_cpu_us, |v| format!("{v:.1}")),
-            opt(rotor.storm_cpu_us.filter(|v| *v > 0.0).map(|v| 1e6 / v), int),
+            opt(
+                rotor.storm_cpu_us.filter(|v| *v > 0.0).map(|v| 1e6 / v),
+                int
+            ),
             opt(get("bare").storm_cpu_us, |v| format!("{v:.1}")),
             opt(nchan.storm_cpu_us, |v| format!("{v:.1}")),
         ),
@@ -258,13 +261,43 @@ pub fn targets(
         why: "each connection is a TCP handshake, an HTTP upgrade, an HS256 verification, a \
               connect and a subscribe (sent in one frame) — for the load generator as well as \
               the server, on the same 2 cores, so the load generator holds one core and the rate \
-              moves by ±10 % between runs (16.7k–20.8k/s in this session's runs). The server's \
-              part: in a perf profile of the storm about half is kernel (accept, reads, writes, \
-              epoll, thread wake-ups), the HTTP upgrade in hyper/axum ≈20 %, the connect \
-              command ≈8 % (of which JWT ≈4.5 %), closing ≈6 %, malloc/free ≈8 %; no single \
-              function stands out"
+              moves with the run (the load generator is the limit here: compare the server CPU \
+              per connection). A connection's first request that opens a WebSocket is upgraded \
+              before hyper and the router, in the task that accepted it; what is left is about \
+              half kernel (accept, the 101 and the reply written, reads, epoll, close), the \
+              connect command ≈12 % (JWT ≈2 %), the subscribe, the session's set-up and \
+              malloc/free (bench/profile.md)"
             .into(),
-        next: "measure with the load generator on its own machine (on this box it takes the other core); on the server, cut the per-connection CPU toward the bare upgrade's 22 µs: upgrade `/connection/websocket` before axum's router and middleware, keep a new connection on the worker thread that accepted it (fewer cross-thread wake-ups), and reuse the connect path's allocations",
+        next: "the load generator on its own machine; on the server, the connect and subscribe \
+               commands' allocations (claims map, session, registry entry) and the wake-ups \
+               between the two worker threads",
+    });
+    let bare = get("bare");
+    out.push(Target {
+        what: "#25 · connections: server CPU per HS256 JWT connect + subscribe, and \
+               connections/s, Rotor JSON vs the bare upgrade and Nchan (same run)"
+            .into(),
+        measured: format!(
+            "{} µs at {}/s (bare upgrade only {} µs at {}/s, Nchan {} µs at {}/s)",
+            opt(rotor.storm_cpu_us, |v| format!("{v:.1}")),
+            opt(rotor.storm_per_sec, int),
+            opt(bare.storm_cpu_us, |v| format!("{v:.1}")),
+            opt(bare.storm_per_sec, int),
+            opt(nchan.storm_cpu_us, |v| format!("{v:.1}")),
+            opt(nchan.storm_per_sec, int),
+        ),
+        goal: "≤ 25 µs per connection and connections/s ≥ Nchan's".into(),
+        verdict: Verdict::from(
+            match (rotor.storm_cpu_us, rotor.storm_per_sec, nchan.storm_per_sec) {
+                (Some(cpu), Some(r), Some(n)) => Some(cpu <= 25.0 && r >= n),
+                _ => None,
+            },
+        ),
+        why: "beyond the bare upgrade, Rotor's connection verifies a JWT, answers a connect and a \
+              subscribe (one more read and one more write) and registers the client, its \
+              subscription and their metrics; see the connect storm row for where the time goes"
+            .into(),
+        next: "see the connect storm row",
     });
 
     let spread = top(runs, "spread-rotor");
