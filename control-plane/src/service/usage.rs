@@ -58,9 +58,10 @@ impl Step {
 }
 
 /// One bucket: the most connections and subscriptions at once, the sums of the rest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema, sqlx::FromRow)]
 pub struct UsagePoint {
     /// The bucket's start.
+    #[sqlx(rename = "bucket")]
     pub t: DateTime<Utc>,
     pub connections: i64,
     pub subscriptions: i64,
@@ -72,8 +73,6 @@ pub struct UsagePoint {
     pub bytes_out: i64,
 }
 
-type Row = (DateTime<Utc>, i64, i64, i64, i64, i64, i64, i64, i64);
-
 /// Usage points of one namespace (`*` = project totals) between two instants, by `step`.
 pub async fn series(
     state: &AppState,
@@ -83,9 +82,10 @@ pub async fn series(
     to: DateTime<Utc>,
     step: Step,
 ) -> ServiceResult<Vec<UsagePoint>> {
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT date_trunc($5, t) AS bucket, MAX(connections)::bigint, MAX(subscriptions)::bigint, SUM(published)::bigint, SUM(delivered)::bigint, \
-                SUM(api_calls)::bigint, SUM(errors)::bigint, SUM(bytes_in)::bigint, SUM(bytes_out)::bigint \
+    Ok(sqlx::query_as(
+        "SELECT date_trunc($5, t) AS bucket, MAX(connections)::bigint AS connections, MAX(subscriptions)::bigint AS subscriptions, \
+                SUM(published)::bigint AS published, SUM(delivered)::bigint AS delivered, SUM(api_calls)::bigint AS api_calls, \
+                SUM(errors)::bigint AS errors, SUM(bytes_in)::bigint AS bytes_in, SUM(bytes_out)::bigint AS bytes_out \
          FROM (SELECT minute AS t, * FROM usage_minute WHERE project_id = $1 AND namespace = $2 AND minute >= $3 AND minute < $4 \
                UNION ALL \
                SELECT hour AS t, * FROM usage_hour WHERE project_id = $1 AND namespace = $2 AND hour >= $3 AND hour < $4) u \
@@ -97,33 +97,7 @@ pub async fn series(
     .bind(to)
     .bind(step.as_str())
     .fetch_all(&state.pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(
-                t,
-                connections,
-                subscriptions,
-                published,
-                delivered,
-                api_calls,
-                errors,
-                bytes_in,
-                bytes_out,
-            )| UsagePoint {
-                t,
-                connections,
-                subscriptions,
-                published,
-                delivered,
-                api_calls,
-                errors,
-                bytes_in,
-                bytes_out,
-            },
-        )
-        .collect())
+    .await?)
 }
 
 /// What usage to read: every part optional.

@@ -22,7 +22,6 @@ use tokio::net::TcpStream;
 use super::origin::origin_allowed;
 use super::upgrade::{self, Socket};
 use super::websocket::{self, Params};
-use crate::budgets::SocketPermit;
 use crate::node::Node;
 use crate::socket::SharedSocket;
 
@@ -187,17 +186,13 @@ async fn open(
     let first_frames = &head[len..];
     let ws: Socket = upgrade::open(socket, first_frames, ws_config).await;
     drop(head);
-    Opened::Session(session(node.clone(), ws, params, slot, headers))
-}
-
-fn session(
-    node: Arc<Node>,
-    ws: Socket,
-    params: Params,
-    slot: SocketPermit,
-    headers: HeaderMap,
-) -> Session {
-    Box::pin(websocket::run(node, ws, params, slot, headers))
+    Opened::Session(Box::pin(websocket::run(
+        node.clone(),
+        ws,
+        params,
+        slot,
+        headers,
+    )))
 }
 
 /// Writes the router's `refusal` and closes the connection.
@@ -253,18 +248,17 @@ async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> 
     Ok(())
 }
 
-/// The status a written answer carries (for the tests below).
-#[cfg(test)]
-fn status_line(bytes: &[u8]) -> Option<axum::http::StatusCode> {
-    use axum::http::StatusCode;
-    let text = std::str::from_utf8(bytes).ok()?;
-    let code = text.strip_prefix("HTTP/1.1 ")?.get(..3)?;
-    StatusCode::from_bytes(code.as_bytes()).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The status a written answer carries.
+    fn status_line(bytes: &[u8]) -> Option<axum::http::StatusCode> {
+        use axum::http::StatusCode;
+        let text = std::str::from_utf8(bytes).ok()?;
+        let code = text.strip_prefix("HTTP/1.1 ")?.get(..3)?;
+        StatusCode::from_bytes(code.as_bytes()).ok()
+    }
 
     const HEAD: &str = "GET /connection/websocket?cf_protocol=protobuf HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Rotor-Grant: 1\r\n\r\n";
 
