@@ -1,5 +1,6 @@
 """A hosted project's gRPC server API through Rotor's edge, with Python grpcio (stubs generated
-by grpcio-tools, see grpc_stubs.py): each call of ROTOR_GRPC_CALLS opens its own channel to the
+by grpcio-tools, see grpc_stubs.py): each call of ROTOR_GRPC_CALLS opens its own channel (and its own
+connection: no subchannel shared between channels) to the
 edge at ROTOR_GRPC_TARGET (host:port), naming its project by `authority` (grpcio's
 `grpc.default_authority`) or by `project` (the `rotor-project` metadata entry), and publishes
 `repeat` times (default 1) on `channel` with `authorization: apikey <key>`.
@@ -21,7 +22,9 @@ from grpc_stubs import generate_stubs
 async def run_call(pb: Any, pb_grpc: Any, target: str, spec: Dict[str, Any]) -> Dict[str, Any]:
     import grpc
 
-    options = []
+    # grpcio shares connections between channels to one target unless told not to; a call
+    # must not ride an earlier call's connection, which the edge has already routed.
+    options = [("grpc.use_local_subchannel_pool", 1)]
     if spec.get("authority"):
         options.append(("grpc.default_authority", spec["authority"]))
     metadata = [("authorization", f"apikey {spec['key']}")]
