@@ -87,19 +87,16 @@ fn header_is(headers: &HeaderMap, name: &header::HeaderName, value: &[u8]) -> bo
         .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(value))
 }
 
-/// The first of `ours` that the client offers in `Sec-WebSocket-Protocol`, to be named in
-/// the answer (none: the answer names none, and the client decides whether to go on).
+/// The first subprotocol the client offers in `Sec-WebSocket-Protocol` (in the client's
+/// order) that is one of `ours`, to be named in the answer and to decide the wire format
+/// (none: the answer names none, and the client decides whether to go on).
 pub(crate) fn subprotocol(headers: &HeaderMap, ours: &[&'static str]) -> Option<&'static str> {
-    let offered = || {
-        headers
-            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-    };
-    ours.iter()
-        .copied()
-        .find(|p| offered().any(|o| o == p.as_bytes()))
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .find_map(|o| ours.iter().copied().find(|p| o == p.as_bytes()))
 }
 
 /// The `101 Switching Protocols` head answering `key`, naming `protocol` when one was chosen.
@@ -253,15 +250,20 @@ mod tests {
     }
 
     #[test]
-    fn our_first_subprotocol_the_client_offers_is_chosen() {
+    fn the_clients_first_subprotocol_we_speak_is_chosen() {
         let ours = ["centrifuge-json", "centrifuge-protobuf"];
         let h = headers(&[("sec-websocket-protocol", "x, centrifuge-protobuf")]);
+        assert_eq!(subprotocol(&h, &ours), Some("centrifuge-protobuf"));
+        let h = headers(&[(
+            "sec-websocket-protocol",
+            "centrifuge-protobuf, centrifuge-json",
+        )]);
         assert_eq!(subprotocol(&h, &ours), Some("centrifuge-protobuf"));
         let h = headers(&[
             ("sec-websocket-protocol", "centrifuge-protobuf"),
             ("sec-websocket-protocol", "centrifuge-json"),
         ]);
-        assert_eq!(subprotocol(&h, &ours), Some("centrifuge-json"));
+        assert_eq!(subprotocol(&h, &ours), Some("centrifuge-protobuf"));
         assert_eq!(subprotocol(&HeaderMap::new(), &ours), None);
     }
 

@@ -109,32 +109,19 @@ impl Params {
                 _ => {}
             }
         }
-        let protocol = if cf_protocol.or(format) == Some(true) {
-            ProtocolKind::Protobuf
-        } else {
-            requested_protocol(headers)
-        };
+        // The subprotocol named in the answer decides the format, so the two never differ.
+        let subprotocol = upgrade::subprotocol(headers, &SUBPROTOCOLS);
+        let protocol =
+            if cf_protocol.or(format) == Some(true) || subprotocol == Some("centrifuge-protobuf") {
+                ProtocolKind::Protobuf
+            } else {
+                ProtocolKind::Json
+            };
         Self {
             protocol,
             native_ping,
-            subprotocol: upgrade::subprotocol(headers, &SUBPROTOCOLS),
+            subprotocol,
         }
-    }
-}
-
-/// The first of our subprotocols the client lists (JSON when none).
-fn requested_protocol(headers: &HeaderMap) -> ProtocolKind {
-    let requested = headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .find(|p| SUBPROTOCOLS.contains(p));
-    if requested == Some("centrifuge-protobuf") {
-        ProtocolKind::Protobuf
-    } else {
-        ProtocolKind::Json
     }
 }
 
@@ -421,5 +408,50 @@ mod tests {
         assert!(run <= 1088, "the connection loop's future is {run} bytes");
         assert!(super::super::driver::conn_size::<WsWire<false>>() <= 640);
         assert!(std::mem::size_of::<Session>() <= 240);
+    }
+
+    fn params(query: &str, offered: &str) -> Params {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            offered.parse().expect("header value"),
+        );
+        Params::from_query(query, &headers)
+    }
+
+    #[test]
+    fn the_format_is_the_subprotocol_the_answer_names() {
+        for (offered, named, kind) in [
+            (
+                "centrifuge-protobuf, centrifuge-json",
+                "centrifuge-protobuf",
+                ProtocolKind::Protobuf,
+            ),
+            (
+                "centrifuge-json, centrifuge-protobuf",
+                "centrifuge-json",
+                ProtocolKind::Json,
+            ),
+            (
+                "x, centrifuge-protobuf",
+                "centrifuge-protobuf",
+                ProtocolKind::Protobuf,
+            ),
+        ] {
+            let p = params("", offered);
+            assert_eq!(p.subprotocol, Some(named), "{offered}");
+            assert_eq!(p.protocol, kind, "{offered}");
+        }
+        assert_eq!(params("", "x").protocol, ProtocolKind::Json);
+        assert_eq!(params("", "x").subprotocol, None);
+    }
+
+    #[test]
+    fn the_query_asks_for_protobuf_over_any_subprotocol() {
+        let p = params("cf_protocol=protobuf", "centrifuge-json");
+        assert_eq!(p.protocol, ProtocolKind::Protobuf);
+        let p = params("format=protobuf&cf_ws_frame_ping_pong=true", "x");
+        assert_eq!(p.protocol, ProtocolKind::Protobuf);
+        assert!(p.native_ping);
     }
 }
