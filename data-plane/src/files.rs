@@ -3,6 +3,7 @@
 //! counted as `rotor_connections_refused_total{reason="open_files"}`) instead of the process
 //! failing `accept` and its own file opens (Redis, proxies, logs) at random.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -41,13 +42,35 @@ pub async fn refuse_near_limit(
 /// [`crate::transport::early`]).
 pub(crate) fn room(node: &Node) -> Result<(), AtCapacity> {
     let open = u64::try_from(node.metrics.sockets.get()).unwrap_or(0);
-    let limit = rotor_tenant_config::fdlimit::soft_limit();
+    let limit = soft_limit();
     if fits(open, limit) {
         return Ok(());
     }
     node.metrics.connections_refused.inc("open_files");
     tracing::warn!(open, limit, "connection refused: near the open-file limit");
     Err(AtCapacity)
+}
+
+/// How long a reading of the soft limit serves: the limit changes only when this process or
+/// its supervisor (`prlimit` on a plan change) sets it, and a connect storm should not pay a
+/// system call per connection to learn that it did not.
+const LIMIT_FRESH_MS: u32 = 1000;
+
+/// The soft open-file limit, read again at most every [`LIMIT_FRESH_MS`]. A limit lowered
+/// from outside is seen within that time; until then `accept` itself fails past it, which
+/// the accept loop survives.
+fn soft_limit() -> u64 {
+    static LIMIT: AtomicU64 = AtomicU64::new(0);
+    static READ_AT: AtomicU32 = AtomicU32::new(0);
+    let now = crate::clock::millis();
+    let limit = LIMIT.load(Ordering::Relaxed);
+    if limit != 0 && now.wrapping_sub(READ_AT.load(Ordering::Relaxed)) < LIMIT_FRESH_MS {
+        return limit;
+    }
+    let limit = rotor_tenant_config::fdlimit::soft_limit().max(1);
+    LIMIT.store(limit, Ordering::Relaxed);
+    READ_AT.store(now, Ordering::Relaxed);
+    limit
 }
 
 /// A new connection refused for want of room ([`at_capacity`] is its answer).
@@ -87,5 +110,12 @@ mod tests {
         assert!(!fits(192, 256));
         assert!(fits(18_999, 20_000) && !fits(19_000, 20_000));
         assert!(fits(0, u64::MAX));
+    }
+
+    #[test]
+    fn the_kept_reading_is_the_limit_in_force() {
+        let limit = rotor_tenant_config::fdlimit::soft_limit();
+        assert_eq!(soft_limit(), limit);
+        assert_eq!(soft_limit(), limit, "read again from the kept value");
     }
 }

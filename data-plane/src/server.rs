@@ -165,6 +165,7 @@ async fn serve_tcp(
     drain: Duration,
 ) {
     let tracker = TaskTracker::new();
+    let nodelay_inherited = nodelay_on_listener(&listener);
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -178,7 +179,9 @@ async fn serve_tcp(
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
+        if !nodelay_inherited {
+            let _ = stream.set_nodelay(true);
+        }
         let opening = Box::pin(serve_tcp_connection(
             stream,
             peer,
@@ -198,6 +201,15 @@ async fn serve_tcp(
     tracker.close();
     // WebSocket sessions end on the node's shutdown (3001); the caller waits for the rest.
     let _ = tokio::time::timeout(drain, tracker.wait()).await;
+}
+
+/// Sets `TCP_NODELAY` on the listening socket; true where the sockets it accepts inherit it
+/// (Linux), so a connection does not need its own system call for it.
+fn nodelay_on_listener(listener: &TcpListener) -> bool {
+    cfg!(target_os = "linux")
+        && socket2::SockRef::from(listener)
+            .set_tcp_nodelay(true)
+            .is_ok()
 }
 
 /// Serves one accepted TCP connection until it closes, or gracefully once `stop` fires; or,
@@ -321,4 +333,24 @@ pub async fn serve_with_handoff(
         .drained(deadline.max(tokio::time::Instant::now() + Duration::from_secs(2)))
         .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every accepted connection must have Nagle's algorithm off (small frames go out at
+    /// once), whether the listener passed it on or the connection set it itself.
+    #[tokio::test]
+    async fn accepted_connections_have_nodelay_from_the_listener() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let inherited = nodelay_on_listener(&listener);
+        assert_eq!(inherited, cfg!(target_os = "linux"));
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        if inherited {
+            assert!(accepted.nodelay().unwrap(), "inherited from the listener");
+        }
+    }
 }
