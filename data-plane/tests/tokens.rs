@@ -133,6 +133,15 @@ async fn audience_and_issuer_rules_apply_to_public_key_tokens() {
         json!({"sub": "x", "aud": "rotor", "iss": "https://evil.example"}),
     );
     assert_eq!(outcome(&s, &wrong_iss).await.unwrap_err(), 3500);
+    // A token minted for no audience (or no issuer) is not minted for this project.
+    for claims in [
+        json!({"sub": "x", "iss": "https://auth.example"}),
+        json!({"sub": "x", "aud": 1, "iss": "https://auth.example"}),
+        json!({"sub": "x", "aud": "rotor"}),
+    ] {
+        let token = sign(Algorithm::RS256, &rsa, claims.clone());
+        assert_eq!(outcome(&s, &token).await.unwrap_err(), 3500, "{claims}");
+    }
 }
 
 #[tokio::test]

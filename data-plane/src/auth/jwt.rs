@@ -223,7 +223,7 @@ impl TokenVerifier {
         for key in keys.into_iter().flatten() {
             match decode::<Map<String, Value>>(token, key, validation) {
                 Ok(data) => {
-                    self.check_regex_claims(&data.claims)?;
+                    self.check_audience_and_issuer(&data.claims)?;
                     return Ok(data.claims);
                 }
                 Err(e) => {
@@ -260,6 +260,15 @@ impl TokenVerifier {
         if time("exp")?.is_some_and(|exp| exp <= now) || time("nbf")?.is_some_and(|nbf| nbf > now) {
             return Err(TokenError::Expired);
         }
+        self.check_audience_and_issuer(&claims)?;
+        Ok(claims)
+    }
+
+    /// The configured `audience`, `issuer` and their regexes against the token's claims. A
+    /// token that lacks a claim a rule is configured for, or holds it as anything but a string
+    /// (or, for `aud`, an array of strings), is refused, as Centrifugo refuses it.
+    /// (`jsonwebtoken` checks `aud` and `iss` only when they are present and well formed.)
+    fn check_audience_and_issuer(&self, claims: &Map<String, Value>) -> Result<(), TokenError> {
         if let Some(aud) = &self.audience {
             let ok = match claims.get("aud") {
                 Some(Value::String(s)) => s == aud,
@@ -275,8 +284,7 @@ impl TokenVerifier {
                 return Err(TokenError::Invalid("issuer does not match".into()));
             }
         }
-        self.check_regex_claims(&claims)?;
-        Ok(claims)
+        self.check_regex_claims(claims)
     }
 
     /// The named groups of the token's `iss` and `aud` matched against `issuer_regex` and
@@ -672,6 +680,56 @@ mod tests {
             v.verify_connect(&bad_iss).await,
             Err(TokenError::Invalid(_))
         ));
+    }
+
+    /// A signed token that leaves out the claim an `audience` or `issuer` rule is configured
+    /// for, or holds it as something other than a string, is refused: it was not minted for
+    /// this project (a token another service of the customer's signs with the same secret).
+    #[tokio::test]
+    async fn a_token_without_the_configured_audience_or_issuer_is_refused() {
+        let v = TokenVerifier::new(&TokenSection {
+            hmac_secret_key: "s".into(),
+            audience: "rotor".into(),
+            issuer: "https://auth.example".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let good = json!({"sub": "1", "aud": ["x", "rotor"], "iss": "https://auth.example"});
+        assert!(v
+            .verify_connect(&sign(Algorithm::HS256, "s", good.clone()))
+            .await
+            .is_ok());
+        let mut sub = good;
+        sub["channel"] = json!("chat");
+        assert!(v
+            .verify_subscribe(&sign(Algorithm::HS256, "s", sub))
+            .await
+            .is_ok());
+        for claims in [
+            json!({"sub": "1", "iss": "https://auth.example"}),
+            json!({"sub": "1", "aud": null, "iss": "https://auth.example"}),
+            json!({"sub": "1", "aud": 7, "iss": "https://auth.example"}),
+            json!({"sub": "1", "aud": {"rotor": true}, "iss": "https://auth.example"}),
+            json!({"sub": "1", "aud": "rotor"}),
+            json!({"sub": "1", "aud": "rotor", "iss": 1}),
+            json!({"sub": "1", "aud": "rotor", "iss": ["https://auth.example"]}),
+        ] {
+            let token = sign(Algorithm::HS256, "s", claims.clone());
+            assert!(
+                matches!(v.verify_connect(&token).await, Err(TokenError::Invalid(_))),
+                "{claims}"
+            );
+            let mut sub = claims.clone();
+            sub["channel"] = json!("chat");
+            let token = sign(Algorithm::HS256, "s", sub);
+            assert!(
+                matches!(
+                    v.verify_subscribe(&token).await,
+                    Err(TokenError::Invalid(_))
+                ),
+                "{claims}"
+            );
+        }
     }
 
     #[tokio::test]
