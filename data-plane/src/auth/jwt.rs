@@ -3,20 +3,21 @@
 //! `kid`; optional `aud`/`iss` checks. The algorithm must belong to a configured key family, so
 //! `alg: none` and HMAC-with-public-key confusion are refused by construction. `exp`/`nbf`
 //! failures are "expired" (the SDK refreshes its token), a JWKS endpoint that cannot be reached
-//! is "unavailable" (the SDK retries), everything else is "invalid".
+//! is "unavailable" (the SDK retries), everything else is "invalid". A token is split, decoded
+//! and parsed once ([`super::compact`]).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashMap;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use jsonwebtoken::{decode, decode_header, errors::ErrorKind, Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use regex::Regex;
 use rotor_tenant_config::TokenSection;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::compact::{check_times, Compact, HmacSecret};
 use crate::protocol::Override;
 
 /// Why a token was refused.
@@ -33,8 +34,8 @@ pub enum TokenError {
 
 /// Verifies tokens against one key configuration.
 pub struct TokenVerifier {
-    hmac: Option<DecodingKey>,
-    hmac_previous: Option<(DecodingKey, i64)>,
+    hmac: Option<HmacSecret>,
+    hmac_previous: Option<(HmacSecret, i64)>,
     rsa: Option<DecodingKey>,
     ecdsa: Option<DecodingKey>,
     /// When set, the only key source (Centrifugo ignores static keys next to a JWKS endpoint).
@@ -46,8 +47,6 @@ pub struct TokenVerifier {
     user_id_claim: String,
     /// `client.insecure_skip_token_signature_verify`: claims are checked, signatures are not.
     skip_signature: bool,
-    /// The checks for each algorithm a key may use, built once (not per token).
-    validations: Vec<Validation>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -60,34 +59,6 @@ impl std::fmt::Debug for TokenVerifier {
             .field("skip_signature", &self.skip_signature)
             .finish_non_exhaustive()
     }
-}
-
-/// Every algorithm a token may name (which key may verify it is decided per token).
-const ALGORITHMS: [Algorithm; 12] = [
-    Algorithm::HS256,
-    Algorithm::HS384,
-    Algorithm::HS512,
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
-
-/// The standard claims' checks for `alg`: `exp` and `nbf` when present, no leeway. The
-/// audience and issuer are checked by [`TokenVerifier::check_audience_and_issuer`], which
-/// (unlike `jsonwebtoken`) also refuses a token that lacks them.
-fn validation(alg: Algorithm) -> Validation {
-    let mut validation = Validation::new(alg);
-    validation.leeway = 0;
-    validation.required_spec_claims = HashSet::new();
-    validation.validate_nbf = true;
-    validation.validate_aud = false;
-    validation
 }
 
 impl TokenVerifier {
@@ -125,12 +96,11 @@ impl TokenVerifier {
         };
         let audience = non_empty(&cfg.audience);
         let issuer = non_empty(&cfg.issuer);
-        let validations = ALGORITHMS.iter().map(|&alg| validation(alg)).collect();
         Ok(Self {
-            hmac: non_empty(&cfg.hmac_secret_key).map(|k| DecodingKey::from_secret(k.as_bytes())),
+            hmac: non_empty(&cfg.hmac_secret_key).map(|k| HmacSecret::new(k.as_bytes())),
             hmac_previous: non_empty(&cfg.hmac_previous_secret_key).map(|k| {
                 (
-                    DecodingKey::from_secret(k.as_bytes()),
+                    HmacSecret::new(k.as_bytes()),
                     cfg.hmac_previous_secret_key_valid_until,
                 )
             }),
@@ -143,7 +113,6 @@ impl TokenVerifier {
             issuer_regex: regex(&cfg.issuer_regex, "issuer_regex")?,
             user_id_claim: non_empty(&cfg.user_id_claim).unwrap_or_else(|| "sub".into()),
             skip_signature: false,
-            validations,
         })
     }
 
@@ -160,100 +129,73 @@ impl TokenVerifier {
         self.hmac.is_some() || self.rsa.is_some() || self.ecdsa.is_some() || self.jwks.is_some()
     }
 
-    /// Verifies the signature and standard claims; returns the claims object.
+    /// Verifies the signature and standard claims; returns the claims object. The token is
+    /// split once, its header and claims each decoded and parsed once.
     async fn verify_raw(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
-        if self.skip_signature {
-            return self.unsigned_claims(token);
+        let parts = Compact::split(token)?;
+        let header = parts.header()?;
+        let claims = parts.claims()?;
+        let now = now_secs();
+        if !self.skip_signature {
+            self.check_signature(&parts, &header, &claims, now).await?;
         }
-        let header = decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        check_times(&claims, now)?;
+        self.check_audience_and_issuer(&claims)?;
+        Ok(claims)
+    }
+
+    /// Whether a key configured for the header's algorithm signed the token: the HMAC secret
+    /// (and, during a rotation, the previous one), the RSA or ECDSA public key, or the JWKS key
+    /// the header's `kid` names. An algorithm no configured key belongs to is refused.
+    async fn check_signature(
+        &self,
+        parts: &Compact<'_>,
+        header: &jsonwebtoken::Header,
+        claims: &Map<String, Value>,
+        now: u64,
+    ) -> Result<(), TokenError> {
         let alg = header.alg;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let jwk: Arc<DecodingKey>;
-        // At most two keys: the current secret and, during a rotation, the previous one.
-        let keys: [Option<&DecodingKey>; 2] = match (&self.jwks, alg) {
+        let signed = match (&self.jwks, alg) {
             (Some(jwks), _) => {
                 let vars = if jwks.is_template() {
-                    self.token_vars(token)?
+                    self.token_vars(claims)?
                 } else {
                     HashMap::new()
                 };
-                jwk = jwks.key(&vars, header.kid.as_deref(), alg).await?;
-                [Some(&*jwk), None]
+                let key = jwks.key(&vars, header.kid.as_deref(), alg).await?;
+                parts.signed_by(&key, alg)?
             }
             (None, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) => {
                 let previous = self
                     .hmac_previous
                     .as_ref()
-                    .filter(|(_, until)| *until == 0 || now < *until)
+                    .filter(|(_, until)| *until == 0 || (now as i64) < *until)
                     .map(|(k, _)| k);
+                if self.hmac.is_none() && previous.is_none() {
+                    return Err(no_key(alg));
+                }
                 [self.hmac.as_ref(), previous]
+                    .into_iter()
+                    .flatten()
+                    .any(|secret| parts.signed_with(secret, alg))
             }
             (None, Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512) => {
-                [self.rsa.as_ref(), None]
+                parts.signed_by(self.rsa.as_ref().ok_or_else(|| no_key(alg))?, alg)?
             }
-            (None, Algorithm::ES256 | Algorithm::ES384) => [self.ecdsa.as_ref(), None],
+            (None, Algorithm::ES256 | Algorithm::ES384) => {
+                parts.signed_by(self.ecdsa.as_ref().ok_or_else(|| no_key(alg))?, alg)?
+            }
             (None, other) => {
                 return Err(TokenError::Invalid(format!(
                     "unsupported algorithm {other:?}"
                 )))
             }
         };
-        if keys.iter().all(Option::is_none) {
-            return Err(TokenError::Invalid(format!(
-                "no key configured for {alg:?}"
-            )));
+        if signed {
+            Ok(())
+        } else {
+            Err(TokenError::Invalid("signature does not match".into()))
         }
-        let validation = self
-            .validations
-            .iter()
-            .find(|v| v.algorithms.first() == Some(&alg))
-            .ok_or_else(|| TokenError::Invalid(format!("unsupported algorithm {alg:?}")))?;
-        let mut last = TokenError::Invalid("no key".into());
-        for key in keys.into_iter().flatten() {
-            match decode::<Map<String, Value>>(token, key, validation) {
-                Ok(data) => {
-                    self.check_audience_and_issuer(&data.claims)?;
-                    return Ok(data.claims);
-                }
-                Err(e) => {
-                    last = match e.kind() {
-                        ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => {
-                            return Err(TokenError::Expired)
-                        }
-                        _ => TokenError::Invalid(e.to_string()),
-                    }
-                }
-            }
-        }
-        Err(last)
-    }
-
-    /// The claims of a token whose signature is not checked, with the checks a signed token
-    /// gets: `exp` and `nbf` ("expired"), `aud` and `iss` exact or by regex ("invalid").
-    fn unsigned_claims(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
-        let data = jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token)
-            .map_err(|e| TokenError::Invalid(e.to_string()))?;
-        let claims = data.claims;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let time = |name: &str| match claims.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_i64()
-                .or_else(|| v.as_f64().map(|f| f as i64))
-                .map(Some)
-                .ok_or_else(|| TokenError::Invalid(format!("claim {name} must be a number"))),
-        };
-        if time("exp")?.is_some_and(|exp| exp <= now) || time("nbf")?.is_some_and(|nbf| nbf > now) {
-            return Err(TokenError::Expired);
-        }
-        self.check_audience_and_issuer(&claims)?;
-        Ok(claims)
     }
 
     /// The configured `audience`, `issuer` and their regexes against the token's claims. A
@@ -282,10 +224,10 @@ impl TokenVerifier {
     /// The named groups of the token's `iss` and `aud` matched against `issuer_regex` and
     /// `audience_regex`, read before the signature is checked (a templated JWKS endpoint needs
     /// them to find the key): only ever used to pick one of the endpoints the config lists.
-    fn token_vars(&self, token: &str) -> Result<HashMap<String, String>, TokenError> {
-        let claims = jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token)
-            .map_err(|e| TokenError::Invalid(e.to_string()))?
-            .claims;
+    fn token_vars(
+        &self,
+        claims: &Map<String, Value>,
+    ) -> Result<HashMap<String, String>, TokenError> {
         let mut vars = HashMap::new();
         let mut take = |re: &Regex, text: &str| -> bool {
             let Some(caps) = re.captures(text) else {
@@ -406,6 +348,18 @@ impl TokenVerifier {
             overrides: raw.overrides,
         })
     }
+}
+
+/// Now, in unix seconds.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn no_key(alg: Algorithm) -> TokenError {
+    TokenError::Invalid(format!("no key configured for {alg:?}"))
 }
 
 fn take_user(claims: &mut Map<String, Value>, claim: &str) -> Result<String, TokenError> {
