@@ -80,7 +80,11 @@ async fn read_head(stream: &TcpStream, head: &mut Vec<u8>) -> std::io::Result<bo
     let mut scanned: usize = 0;
     loop {
         stream.readable().await?;
-        match stream.try_read_buf(head) {
+        let start = head.len();
+        head.resize(head.capacity(), 0);
+        let read = crate::socket::read_draining(stream, &mut head[start..]);
+        head.truncate(start + *read.as_ref().unwrap_or(&0));
+        match read {
             Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
