@@ -116,10 +116,16 @@ pub fn session_tag(named: &str, token: &str, client: &str) -> Arc<str> {
         return named.into();
     }
     if !token.is_empty() {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let digest = Sha256::digest(token.as_bytes());
-        return format!("t:{}", hex::encode(&digest[..16])).into();
+        let mut tag = *b"t:00000000000000000000000000000000";
+        for (i, byte) in digest[..16].iter().enumerate() {
+            tag[2 + 2 * i] = HEX[usize::from(byte >> 4)];
+            tag[3 + 2 * i] = HEX[usize::from(byte & 0xf)];
+        }
+        return std::str::from_utf8(&tag).expect("hex is ASCII").into();
     }
-    format!("c:{client}").into()
+    ["c:", client].concat().into()
 }
 
 /// Publications replayed to one connection (recovery, history from a position): those
@@ -198,6 +204,9 @@ mod tests {
         assert_eq!(a, session_tag("", "token-a", "c2"), "same token, same tag");
         assert_ne!(a, session_tag("", "token-b", "c1"));
         assert!(a.starts_with("t:") && a.len() == 34 && !a.contains("token"));
+        // Nodes of two versions share tags through the engine: the form must not change.
+        let digest = Sha256::digest(b"token-a");
+        assert_eq!(&*a, format!("t:{}", hex::encode(&digest[..16])));
         assert_eq!(&*session_tag("", "", "c1"), "c:c1");
     }
 

@@ -153,13 +153,21 @@ impl NamespaceCounters {
     /// A connection of `user` got its first subscription in `namespace`.
     pub fn connection_entered(&self, namespace: &str, user: &str) {
         let mut maps = self.0.lock();
-        maps.usage.entry(namespace.to_owned()).or_default();
-        *maps
-            .users
-            .entry(namespace.to_owned())
-            .or_default()
-            .entry(user.to_owned())
-            .or_default() += 1;
+        // Keys are copied only when new (most calls find the namespace and many the user).
+        if !maps.usage.contains_key(namespace) {
+            maps.usage
+                .insert(namespace.to_owned(), NamespaceUsage::default());
+        }
+        let users = match maps.users.get_mut(namespace) {
+            Some(users) => users,
+            None => maps.users.entry(namespace.to_owned()).or_default(),
+        };
+        match users.get_mut(user) {
+            Some(n) => *n += 1,
+            None => {
+                users.insert(user.to_owned(), 1);
+            }
+        }
     }
 
     /// A connection of `user` lost its last subscription in `namespace`.
