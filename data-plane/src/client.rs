@@ -417,6 +417,13 @@ fn wake(mut st: parking_lot::MutexGuard<'_, OutboxState>) {
     }
 }
 
+/// A map keyed by client id. Client ids are random UUIDs the server makes, never a peer's
+/// choice, so a fast hasher (seeded per process) is safe here, where SipHash guards maps
+/// whose keys come from outside (channel and user names).
+pub type ByClientId<V> = std::collections::HashMap<Arc<str>, V, foldhash::fast::RandomState>;
+/// A set of client ids (see [`ByClientId`]).
+pub type ClientIds = std::collections::HashSet<Arc<str>, foldhash::fast::RandomState>;
+
 /// A client connection as the hub and the server API reach it.
 #[derive(Debug)]
 pub struct ClientHandle {

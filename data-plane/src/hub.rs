@@ -29,7 +29,7 @@ use tokio::sync::watch;
 
 use crate::budgets::{BudgetError, Budgets, Holder};
 use crate::centrifugo_metrics::{FanOut, Frame};
-use crate::client::{ClientHandle, Control};
+use crate::client::{ByClientId, ClientHandle, Control};
 use crate::engine::BrokerEvents;
 use crate::exclusion::Exclusion;
 use crate::filter::TagsFilter;
@@ -80,7 +80,7 @@ struct SubEntry {
 
 #[derive(Debug)]
 struct ChannelSubs {
-    subs: HashMap<Arc<str>, SubEntry>,
+    subs: ByClientId<SubEntry>,
     /// Distinct tags filters of the subscribers, by normal-form key, with their user count.
     filters: HashMap<Box<[u8]>, (Arc<FilterSlot>, usize)>,
     /// Whether the engine delivers this channel's publications to this node yet: the first
@@ -94,7 +94,7 @@ impl Default for ChannelSubs {
     fn default() -> Self {
         Self {
             last_publication: None,
-            subs: HashMap::new(),
+            subs: ByClientId::default(),
             filters: HashMap::new(),
             engine: watch::Sender::new(EngineSubscription::Pending),
         }
@@ -176,7 +176,11 @@ impl Hub {
         if first {
             self.budgets.hold_channel(channel, Holder::Subscribers)?;
         }
-        let subs = shard.entry(channel.to_owned()).or_default();
+        // The channel's name is copied only for its first subscriber.
+        let subs = match shard.get_mut(channel) {
+            Some(subs) => subs,
+            None => shard.entry(channel.to_owned()).or_default(),
+        };
         let joined = if first {
             Joined::First
         } else {

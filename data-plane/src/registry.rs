@@ -1,12 +1,12 @@
 //! The registry of connected clients: by id and by user, in the order they connected, for the
 //! server API's targeted operations, user status and the node's counts.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::client::ClientHandle;
+use crate::client::{ByClientId, ClientHandle, ClientIds};
 
 /// Connected clients by id and by user, for the server API's targeted operations.
 #[derive(Default)]
@@ -27,8 +27,8 @@ struct Entry {
 
 #[derive(Default)]
 struct RegistryInner {
-    clients: HashMap<Arc<str>, Entry>,
-    users: HashMap<Arc<str>, HashSet<Arc<str>>>,
+    clients: ByClientId<Entry>,
+    users: HashMap<Arc<str>, ClientIds>,
     /// The latest `connected_at` handed out.
     last_connected_at: i64,
 }
@@ -80,7 +80,7 @@ impl Registry {
 
     /// Connections of one user.
     pub fn user_connections(&self, user: &str) -> usize {
-        self.inner.lock().users.get(user).map_or(0, HashSet::len)
+        self.inner.lock().users.get(user).map_or(0, ClientIds::len)
     }
 
     /// Number of connections and distinct users.
