@@ -263,14 +263,14 @@ pub fn targets(
               the server, on the same 2 cores, so the load generator holds one core and the rate \
               moves with the run (the load generator is the limit here: compare the server CPU \
               per connection). A connection's first request that opens a WebSocket is upgraded \
-              before hyper and the router, in the task that accepted it; what is left is about \
-              half kernel (accept, the 101 and the reply written, reads, epoll, close), the \
-              connect command ≈12 % (JWT ≈2 %), the subscribe, the session's set-up and \
-              malloc/free (bench/profile.md)"
+              before hyper and the router, in the task that accepted it; a token is parsed \
+              once and a short read drains the socket (8.4 system calls per connection); what \
+              is left is about half kernel (accept, the 101 and the reply written, reads, \
+              epoll, close), then the WebSocket frame handling, the connect command (JWT ≈3 %), \
+              the subscribe, the registry and malloc/free, none above 4 % (bench/profile.md)"
             .into(),
-        next: "the load generator on its own machine; on the server, the connect and subscribe \
-               commands' allocations (claims map, session, registry entry) and the wake-ups \
-               between the two worker threads",
+        next: "the load generator on its own machine, where the reply's write no longer runs \
+               the load generator's TCP receive on the server's core",
     });
     let bare = get("bare");
     out.push(Target {
@@ -293,11 +293,15 @@ pub fn targets(
                 _ => None,
             },
         ),
-        why: "beyond the bare upgrade, Rotor's connection verifies a JWT, answers a connect and a \
-              subscribe (one more read and one more write) and registers the client, its \
-              subscription and their metrics; see the connect storm row for where the time goes"
+        why: "the bare upgrade and Nchan are done at the 101; a Rotor connection, as every \
+              Centrifugo SDK opens one, then reads the connect + subscribe frame and writes the \
+              reply (a second round trip: the reply's write alone is ≈4.5 µs of kernel time on \
+              loopback) and verifies a JWT, registers the client, its subscription and their \
+              metrics (≈10 µs of Rotor's own code); bare + 3 µs would need all of that to cost \
+              less than the reply's write does (bench/profile.md)"
             .into(),
-        next: "see the connect storm row",
+        next: "measure against servers doing the same round trip (the target compares a \
+               connect + subscribe with an upgrade alone); see the connect storm row",
     });
 
     let spread = top(runs, "spread-rotor");
