@@ -172,21 +172,19 @@ impl Hub {
         filter: Option<TagsFilter>,
     ) -> Result<Joined, BudgetError> {
         let mut shard = self.shard(channel).lock();
-        let first = !shard.contains_key(channel);
-        if first {
-            self.budgets.hold_channel(channel, Holder::Subscribers)?;
-        }
-        // The channel's name is copied only for its first subscriber.
-        let subs = match shard.get_mut(channel) {
-            Some(subs) => subs,
-            None => shard.entry(channel.to_owned()).or_default(),
-        };
-        let joined = if first {
-            Joined::First
-        } else {
-            match *subs.engine.borrow() {
-                EngineSubscription::Active => Joined::Active,
-                _ => Joined::Wait(subs.engine.subscribe()),
+        // One lookup; the channel's name is copied only for its first subscriber, whom the
+        // channel budget may refuse before anything is added.
+        let (subs, joined) = match shard.get_mut(channel) {
+            Some(subs) => {
+                let joined = match *subs.engine.borrow() {
+                    EngineSubscription::Active => Joined::Active,
+                    _ => Joined::Wait(subs.engine.subscribe()),
+                };
+                (subs, joined)
+            }
+            None => {
+                self.budgets.hold_channel(channel, Holder::Subscribers)?;
+                (shard.entry(channel.to_owned()).or_default(), Joined::First)
             }
         };
         let filter = filter.map(|filter| {

@@ -134,11 +134,18 @@ impl TokenVerifier {
     async fn verify_raw(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
         let parts = Compact::split(token)?;
         let header = parts.header()?;
-        let claims = parts.claims()?;
         let now = now_secs();
-        if !self.skip_signature {
-            self.check_signature(&parts, &header, &claims, now).await?;
-        }
+        // The claims are parsed after the signature is checked (a forged token costs no JSON
+        // parse), unless finding the key needed them first.
+        let read_early = if self.skip_signature {
+            None
+        } else {
+            self.check_signature(&parts, &header, now).await?
+        };
+        let claims = match read_early {
+            Some(claims) => claims,
+            None => parts.claims()?,
+        };
         check_times(&claims, now)?;
         self.check_audience_and_issuer(&claims)?;
         Ok(claims)
@@ -146,19 +153,23 @@ impl TokenVerifier {
 
     /// Whether a key configured for the header's algorithm signed the token: the HMAC secret
     /// (and, during a rotation, the previous one), the RSA or ECDSA public key, or the JWKS key
-    /// the header's `kid` names. An algorithm no configured key belongs to is refused.
+    /// the header's `kid` names. An algorithm no configured key belongs to is refused. Returns
+    /// the claims when choosing the key had to read them (a templated JWKS endpoint).
     async fn check_signature(
         &self,
         parts: &Compact<'_>,
         header: &jsonwebtoken::Header,
-        claims: &Map<String, Value>,
         now: u64,
-    ) -> Result<(), TokenError> {
+    ) -> Result<Option<Map<String, Value>>, TokenError> {
         let alg = header.alg;
+        let mut read_early = None;
         let signed = match (&self.jwks, alg) {
             (Some(jwks), _) => {
                 let vars = if jwks.is_template() {
-                    self.token_vars(claims)?
+                    let claims = parts.claims()?;
+                    let vars = self.token_vars(&claims)?;
+                    read_early = Some(claims);
+                    vars
                 } else {
                     HashMap::new()
                 };
@@ -192,7 +203,7 @@ impl TokenVerifier {
             }
         };
         if signed {
-            Ok(())
+            Ok(read_early)
         } else {
             Err(TokenError::Invalid("signature does not match".into()))
         }
