@@ -5,7 +5,8 @@
 // client records every publication's n and offset, which subscription (1 = the first
 // `subscribed`) it arrived in, and whether it arrived as part of a
 // subscribe reply's recovered publications (centrifuge-js handles those synchronously right
-// after emitting `subscribed`). Subscription and connection events are printed as JSON lines as
+// after emitting `subscribed`; the offsets the reply carried are read off the wire, since a
+// live publication in the same WebSocket message is handled in the same tick). Subscription and connection events are printed as JSON lines as
 // they happen ({"c": client, "ev": …}); `{"ev":"ready"}` once every client is subscribed; and,
 // once every client has seen `done`, one line {"summary": [per client {pubs, events}]}, then
 // the script exits 0.
@@ -40,6 +41,29 @@ const TIMEOUT_MS = Number(env('FAULT_TIMEOUT_MS', '50000'));
 const line = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
 const offsetOf = (v) => (v && typeof v.toNumber === 'function' ? v.toNumber() : v ?? null);
 
+// A `ws` WebSocket that, before centrifuge-js sees a message, notes the highest offset among the
+// publications of any subscribe reply in it (into `s.lastRecovered`). Listeners run in the
+// order they were added, and this one is added before centrifuge-js sets `onmessage`.
+function watchedWebSocket(s) {
+  return class extends WebSocket {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (event) => {
+        for (const text of String(event.data).split('\n')) {
+          if (text.trim() === '') {
+            continue;
+          }
+          const reply = JSON.parse(text);
+          const pubs = reply.subscribe && reply.subscribe.publications;
+          if (Array.isArray(pubs) && pubs.length > 0) {
+            s.lastRecovered = Math.max(...pubs.map((p) => p.offset ?? 0));
+          }
+        }
+      });
+    }
+  };
+}
+
 const state = [];
 let readyPrinted = false;
 
@@ -63,14 +87,15 @@ function checkDone() {
 
 for (let c = 0; c < CLIENTS; c++) {
   const token = jwt.sign({ sub: `follower-${c}` }, SECRET, { expiresIn: 600 });
+  const s = { pubs: [], events: [], done: false, lastRecovered: null, recoveredUpTo: null, generation: 0 };
   const client = new Centrifuge(WS_URL, {
-    websocket: WebSocket,
+    websocket: watchedWebSocket(s),
     token,
     minReconnectDelay: MIN_RECONNECT,
     maxReconnectDelay: MAX_RECONNECT,
     timeout: 5000,
   });
-  const s = { client, pubs: [], events: [], done: false, recovering: false, generation: 0 };
+  s.client = client;
   state.push(s);
   const record = (ev) => {
     s.events.push(ev);
@@ -91,10 +116,13 @@ for (let c = 0; c < CLIENTS; c++) {
       offset: ctx.streamPosition ? offsetOf(ctx.streamPosition.offset) : null,
       epoch: ctx.streamPosition ? ctx.streamPosition.epoch : null,
     });
-    // Recovered publications follow synchronously; the flag drops before the next reply.
-    s.recovering = true;
+    // Recovered publications follow synchronously. A live publication the server wrote into
+    // the same WebSocket message as the reply is handled in the same tick, so what counts as
+    // recovered is bounded by the last offset the reply itself carried (seen on the wire).
+    s.recoveredUpTo = ctx.hasRecoveredPublications ? s.lastRecovered : null;
+    s.lastRecovered = null;
     queueMicrotask(() => {
-      s.recovering = false;
+      s.recoveredUpTo = null;
     });
     checkReady();
   });
@@ -108,10 +136,11 @@ for (let c = 0; c < CLIENTS; c++) {
       checkDone();
       return;
     }
+    const offset = offsetOf(ctx.offset);
     s.pubs.push({
       n: ctx.data ? ctx.data.n : null,
-      offset: offsetOf(ctx.offset),
-      rec: s.recovering,
+      offset,
+      rec: s.recoveredUpTo !== null && offset !== null && offset <= s.recoveredUpTo,
       // A publication that arrives while the subscription is (re)subscribing belongs to the
       // subscription being established: centrifuge-js can emit it before that `subscribed`.
       generation: sub.state === 'subscribing' ? s.generation + 1 : s.generation,
