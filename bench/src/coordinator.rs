@@ -416,11 +416,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
     let work = async {
         let before = sample(&args.server_pid);
         let mut pool = Pool::spawn(&specs(&args))?;
+        let workers = pool.pids();
+        let workers_before = sample(&workers);
         let (mut phase, curve) = connect_phase(&mut pool, &args).await?;
-        if let (Some(b), Some(a)) = (before, sample(&args.server_pid)) {
-            phase.server_cpu_us_per_conn = Some(
-                a.cpu.saturating_sub(b.cpu).as_secs_f64() * 1e6 / phase.connected.max(1) as f64,
-            );
+        let per_conn = |b: procstat::Sample, a: procstat::Sample| {
+            a.cpu.saturating_sub(b.cpu).as_secs_f64() * 1e6 / phase.connected.max(1) as f64
+        };
+        let server = before.zip(sample(&args.server_pid));
+        let loadgen = workers_before.zip(sample(&workers));
+        phase.server_cpu_us_per_conn = server.map(|(b, a)| per_conn(b, a));
+        phase.loadgen_cpu_us_per_conn = loadgen.map(|(b, a)| per_conn(b, a));
+        // Over the phase's own span (first attempt to last opening): the CPU spent outside it
+        // (workers starting, waiting for their next progress tick) is next to nothing.
+        if let (Some((sb, sa)), Some((lb, la)), Some(cpus)) =
+            (server, loadgen, std::thread::available_parallelism().ok())
+        {
+            let busy = sa.cpu.saturating_sub(sb.cpu) + la.cpu.saturating_sub(lb.cpu);
+            if phase.secs > 0.0 {
+                phase.box_busy = Some(busy.as_secs_f64() / (phase.secs * cpus.get() as f64));
+            }
         }
         result.connect = phase;
         tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;

@@ -121,7 +121,7 @@ impl Publisher {
                 // A raw publisher needs the channel only in its URL; Centrifugo publishes
                 // need no subscription.
                 let opening = Opening {
-                    channels: if target.protocol == Protocol::Raw {
+                    channels: if matches!(target.protocol, Protocol::Raw | Protocol::Echo) {
                         opening.channels
                     } else {
                         &[]
@@ -238,7 +238,7 @@ impl Publisher {
                         centrifugo::publish(self.target.protocol, *next_id, &channel, &body)
                     }
                     Protocol::Socketio => socketio::publish(&body),
-                    Protocol::Raw => Message::text(body),
+                    Protocol::Raw | Protocol::Echo => Message::text(body),
                 };
                 if tx.send(msg).await.is_err() {
                     out.errors += 1;

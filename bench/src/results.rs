@@ -55,6 +55,13 @@ pub struct ConnectPhase {
     /// during the phase, µs; absent when no server was sampled.
     #[serde(default)]
     pub server_cpu_us_per_conn: Option<f64>,
+    /// The load generator's CPU time (its worker processes) per opened connection during the
+    /// phase, µs, and the share of the box's CPUs the server and the load generator used
+    /// together (1.0: every CPU busy), so a reader sees which side set the rate.
+    #[serde(default)]
+    pub loadgen_cpu_us_per_conn: Option<f64>,
+    #[serde(default)]
+    pub box_busy: Option<f64>,
 }
 
 /// Server memory around the connection phase.
@@ -151,6 +158,16 @@ impl RunResult {
         }
         if let Some(us) = c.server_cpu_us_per_conn {
             let _ = writeln!(out, "server CPU {us:.1} µs per connection opened");
+        }
+        if let Some(us) = c.loadgen_cpu_us_per_conn {
+            let _ = writeln!(out, "load generator CPU {us:.1} µs per connection opened");
+        }
+        if let Some(b) = c.box_busy {
+            let _ = writeln!(
+                out,
+                "server + load generator used {:.0} % of the box's CPUs while connecting",
+                b * 100.0
+            );
         }
         if let Some(m) = &self.memory {
             let _ = writeln!(

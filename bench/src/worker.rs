@@ -72,9 +72,24 @@ fn token(key: &EncodingKey, user: &str) -> Result<String, jsonwebtoken::errors::
     )
 }
 
+/// Each connection's token, made before the first opening so that signing them is not part of
+/// the measured connection rate (a real client has its token from its backend beforehand).
+fn tokens(spec: &WorkerSpec) -> Vec<Option<Result<String, String>>> {
+    let key = spec
+        .secret
+        .as_ref()
+        .map(|s| EncodingKey::from_secret(s.as_bytes()));
+    (0..spec.conns)
+        .map(|i| {
+            let key = key.as_ref()?;
+            Some(token(key, &format!("u{}", spec.first_conn + i)).map_err(|e| e.to_string()))
+        })
+        .collect()
+}
+
 async fn connection(
     spec: Rc<WorkerSpec>,
-    key: Option<Rc<EncodingKey>>,
+    token: Option<Result<String, String>>,
     global: usize,
     stats: Rc<RefCell<Stats>>,
     permit: tokio::sync::OwnedSemaphorePermit,
@@ -87,7 +102,7 @@ async fn connection(
         &spec.channel_prefix,
     );
     let mut rec = Rec(stats.clone());
-    let token = match key.as_deref().map(|k| token(k, &format!("u{global}"))) {
+    let token = match token {
         Some(Ok(t)) => Some(t),
         Some(Err(e)) => {
             let mut st = stats.borrow_mut();
@@ -164,19 +179,16 @@ pub fn run(spec: WorkerSpec) -> anyhow::Result<()> {
     local.block_on(&rt, async move {
         let spec = Rc::new(spec);
         let stats = Rc::new(RefCell::new(Stats::default()));
-        let key = spec
-            .secret
-            .as_ref()
-            .map(|s| Rc::new(EncodingKey::from_secret(s.as_bytes())));
+        let tokens = tokens(&spec);
 
         // Openings, paced.
         {
-            let (spec, stats, key) = (spec.clone(), stats.clone(), key.clone());
+            let (spec, stats) = (spec.clone(), stats.clone());
             tokio::task::spawn_local(async move {
                 let sem = std::sync::Arc::new(Semaphore::new(spec.concurrency.max(1)));
                 let start = Instant::now();
                 stats.borrow_mut().first_attempt_us = payload::now_micros();
-                for i in 0..spec.conns {
+                for (i, token) in tokens.into_iter().enumerate() {
                     if spec.connect_rate > 0.0 {
                         let due = start + Duration::from_secs_f64(i as f64 / spec.connect_rate);
                         tokio::time::sleep_until(due).await;
@@ -186,7 +198,7 @@ pub fn run(spec: WorkerSpec) -> anyhow::Result<()> {
                     };
                     tokio::task::spawn_local(connection(
                         spec.clone(),
-                        key.clone(),
+                        token,
                         spec.first_conn + i,
                         stats.clone(),
                         permit,

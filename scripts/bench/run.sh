@@ -140,6 +140,7 @@ start_bare() {
     wait_port $PORT_BARE 20 || die "rotor-bare-ws did not start"
     WS_URL="ws://127.0.0.1:$PORT_BARE/ws"
     PUB_URL="http://127.0.0.1:$PORT_BARE/publish"
+    ECHO_URL="ws://127.0.0.1:$PORT_BARE/echo"
 }
 start_socketio() {
     PORT=$PORT_SIO node scripts/bench/socketio/server.js >"$WORK/socketio.log" 2>&1 &
@@ -180,6 +181,14 @@ http {
             nchan_channel_id \$arg_id;
             nchan_subscriber_first_message newest;
         }
+        # A connection that publishes a frame to its own channel gets it back: the round trip
+        # of the storm_echo scenario.
+        location = /echo {
+            nchan_pubsub websocket;
+            nchan_channel_id \$arg_id;
+            nchan_message_buffer_length 1;
+            nchan_message_timeout 10s;
+        }
         location = /health { return 200 '{}'; }
     }
 }
@@ -189,6 +198,7 @@ EOF
     wait_port $PORT_NCHAN 20 || die "nginx did not start: $(cat "$WORK/nchan.log" "$WORK/nginx/error.log")"
     WS_URL="ws://127.0.0.1:$PORT_NCHAN/sub?id={channel}"
     PUB_URL="http://127.0.0.1:$PORT_NCHAN/pub?id={channel}"
+    ECHO_URL="ws://127.0.0.1:$PORT_NCHAN/echo?id={channel}"
 }
 
 # start_target NAME: starts the server for a target and sets PROTO / VIA / the loadgen flags.
@@ -217,6 +227,12 @@ loadgen() {
         --protocol "$PROTO" --ws-url "$WS_URL" --publish-via "$VIA" --publish-url "$PUB_URL" \
         --server-pid "$SERVER_PID" --out-dir "$RESULTS" "${EXTRA[@]}" "$@" ||
         log "run $name failed (see above); continuing"
+}
+
+only_targets() { # the targets of $TARGETS among the comma-separated list $1
+    local t out=()
+    for t in ${1//,/ }; do has_target "$t" && out+=("$t"); done
+    (IFS=,; echo "${out[*]}")
 }
 
 each_target() { # scenario function name
@@ -275,6 +291,14 @@ storm() { # connections (JWT + one subscribe) per second, unpaced
     ((STORM_CONNS < 4000)) && workers=1
     loadgen "storm-$1" storm "$1" --mode storm --conns $STORM_CONNS --workers $workers \
         --connect-rate 0 --concurrency 256 --settle-ms 500 --max-secs 120
+}
+storm_echo() { # the storm's round trip without a protocol: upgrade, one frame sent, its answer
+    # read (bare: echoed; Nchan: published to the connection's own channel and delivered back)
+    local workers=2
+    ((STORM_CONNS < 4000)) && workers=1
+    PROTO=echo WS_URL=$ECHO_URL loadgen "storm-echo-$1" storm-echo "$1" --mode storm \
+        --conns $STORM_CONNS --workers $workers --connect-rate 0 --concurrency 256 \
+        --pool $STORM_CONNS --channel-prefix e --settle-ms 500 --max-secs 120
 }
 latency() { # 1k msgs/s to 1k subscribers of one channel (after 10 and 100 msgs/s); never stops early
     loadgen "latency-$1" latency "$1" --conns $LAT_CONNS --workers 1 --connect-rate 2000 \
@@ -569,6 +593,7 @@ want fanout && each_target fanout
 want latency && each_target latency
 want spread && each_target spread
 want storm && each_target storm
+want storm && TARGETS=$(only_targets bare,nchan) each_target storm_echo
 want idle && each_target idle
 want channels && in_budget channels && channels
 want edge && in_budget edge && edge

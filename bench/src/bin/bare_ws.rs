@@ -3,6 +3,8 @@
 //! `POST /publish` (body = payload) or a text frame from any client goes to every connection
 //! through one `tokio::sync::broadcast` channel. Each connection writes what is queued as one
 //! flush. No protocol, no auth, no channels: the floor the others are compared with.
+//! `GET /echo` upgrades too, but answers each text frame to its sender alone: the floor of a
+//! connection that, like a Centrifugo client's connect, sends one frame and waits for the answer.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -61,7 +63,8 @@ async fn handle(
     shared: Arc<Shared>,
 ) -> Result<Response<Body>, Infallible> {
     match (req.method().clone(), req.uri().path()) {
-        (Method::GET, "/ws") => {
+        (Method::GET, path @ ("/ws" | "/echo")) => {
+            let echo = path == "/echo";
             let Some(key) = req.headers().get(SEC_WEBSOCKET_KEY) else {
                 return Ok(respond(StatusCode::BAD_REQUEST, "websocket only"));
             };
@@ -75,7 +78,11 @@ async fn handle(
                         Some(shared.ws_config),
                     )
                     .await;
-                    connection(ws, shared).await;
+                    if echo {
+                        echo_connection(ws).await;
+                    } else {
+                        connection(ws, shared).await;
+                    }
                 }
             });
             let mut r = respond(StatusCode::SWITCHING_PROTOCOLS, "");
@@ -147,6 +154,23 @@ where
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
                 Some(Ok(_)) => {}
             }
+        }
+    }
+}
+
+/// Answers every text frame to its sender, until the socket ends.
+async fn echo_connection<S>(mut ws: WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    while let Some(Ok(msg)) = ws.next().await {
+        let answer = match msg {
+            Message::Text(t) => Message::Text(t),
+            Message::Close(_) => return,
+            _ => continue,
+        };
+        if ws.send(answer).await.is_err() {
+            return;
         }
     }
 }

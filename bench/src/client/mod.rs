@@ -1,7 +1,7 @@
 //! One load-generator connection: dial the WebSocket, run the protocol's opening (Centrifugo
-//! connect + subscribes, Socket.IO connect, or nothing for a raw peer), then read until the
-//! socket closes, answering application pings and handing every received frame's stamps to a
-//! recorder.
+//! connect + subscribes, Socket.IO connect, one echoed frame, or nothing for a raw peer), then
+//! read until the socket closes, answering application pings and handing every received frame's
+//! stamps to a recorder.
 
 pub mod centrifugo;
 pub mod socketio;
@@ -33,6 +33,10 @@ pub enum Protocol {
     Socketio,
     /// A raw WebSocket peer: every text frame is a payload (bare broadcast server, Nchan).
     Raw,
+    /// A raw peer that answers a text frame (bare `/echo`, Nchan pubsub on the connection's
+    /// own channel): the opening sends one frame and waits for the answer, the round trip a
+    /// Centrifugo client's connect + subscribe makes.
+    Echo,
 }
 
 impl Protocol {
@@ -43,6 +47,7 @@ impl Protocol {
             Protocol::Protobuf => "protobuf",
             Protocol::Socketio => "socketio",
             Protocol::Raw => "raw",
+            Protocol::Echo => "echo",
         }
     }
 }
@@ -100,6 +105,15 @@ pub trait Recorder {
     fn frame(&mut self, frame: &[u8], now_us: u64);
 }
 
+/// The frame an [`Protocol::Echo`] opening sends: about the size of a Centrifugo connect (with
+/// an HS256 token) + subscribe frame.
+const ECHO_OPENING: &str = concat!(
+    r#"{"id":1,"connect":{"token":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSIsImV4cCI6MTc5OTk5OTk5OX0."#,
+    r#"c2lnbmF0dXJlLW9mLWEtdG9rZW4tYXMtbG9uZy1hcy1hbi1IUzI1Ni1vbmU","name":"js"}}"#,
+    "\n",
+    r#"{"id":2,"subscribe":{"channel":"b0"}}"#
+);
+
 /// Small client buffers: thousands of connections share one loadgen process.
 fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
@@ -109,6 +123,12 @@ fn ws_config() -> WebSocketConfig {
 }
 
 /// Dials `url` (asking for `subprotocol` when given).
+///
+/// A plain `ws://` socket is made here and set to end with a reset instead of a FIN when the
+/// load generator closes it (`SO_LINGER` 0): a generator exiting with 10 000 open connections
+/// would otherwise leave 10 000 ports in TIME_WAIT for a minute, and the next scenario's
+/// connections would be made among them (connect storms measured 20–40 % slower right after a
+/// fan-out). Every measurement ends before the load generator closes its sockets.
 pub async fn dial(url: &str, subprotocol: Option<&str>) -> Result<Ws, ConnError> {
     let mut request = url.into_client_request()?;
     if let Some(p) = subprotocol {
@@ -117,25 +137,32 @@ pub async fn dial(url: &str, subprotocol: Option<&str>) -> Result<Ws, ConnError>
             HeaderValue::from_str(p).map_err(|e| ConnError::Protocol(e.to_string()))?,
         );
     }
-    let (ws, _) = match crate::resolve::dial_addr(url) {
+    if request.uri().scheme_str() == Some("wss") {
+        let (ws, _) =
+            tokio_tungstenite::connect_async_with_config(request, Some(ws_config()), true).await?;
+        return Ok(ws);
+    }
+    let io = |e| ConnError::Ws(tokio_tungstenite::tungstenite::Error::Io(e));
+    let stream = match crate::resolve::dial_addr(url) {
         // A project at its own host under a name no resolver knows: dial the edge, send the
         // name in `Host` (the request carries it from the URL).
-        Some(addr) => {
-            let stream = TcpStream::connect(addr)
-                .await
-                .map_err(tokio_tungstenite::tungstenite::Error::Io)?;
-            let _ = stream.set_nodelay(true);
-            tokio_tungstenite::client_async_with_config(
-                request,
-                MaybeTlsStream::Plain(stream),
-                Some(ws_config()),
-            )
-            .await?
-        }
+        Some(addr) => TcpStream::connect(addr).await.map_err(io)?,
         None => {
-            tokio_tungstenite::connect_async_with_config(request, Some(ws_config()), true).await?
+            let uri = request.uri();
+            let host = uri.host().unwrap_or_default();
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let port = uri.port_u16().unwrap_or(80);
+            TcpStream::connect((host, port)).await.map_err(io)?
         }
     };
+    let _ = stream.set_nodelay(true);
+    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    let (ws, _) = tokio_tungstenite::client_async_with_config(
+        request,
+        MaybeTlsStream::Plain(stream),
+        Some(ws_config()),
+    )
+    .await?;
     Ok(ws)
 }
 
@@ -165,6 +192,10 @@ pub async fn open(
             }
             Protocol::Socketio => socketio::handshake(&mut ws, rec).await?,
             Protocol::Raw => {}
+            Protocol::Echo => {
+                ws.send(Message::text(ECHO_OPENING)).await?;
+                next_data(&mut ws).await?;
+            }
         }
         Ok(ws)
     };
@@ -178,7 +209,7 @@ pub fn reply_to(protocol: Protocol, msg: &Message) -> Option<Message> {
     match protocol {
         Protocol::Json | Protocol::Protobuf => centrifugo::pong_for(protocol, msg),
         Protocol::Socketio => socketio::pong_for(msg),
-        Protocol::Raw => None,
+        Protocol::Raw | Protocol::Echo => None,
     }
 }
 

@@ -71,6 +71,10 @@ pub(super) struct Facts {
     pub(super) storm_per_sec: Option<f64>,
     /// Server CPU per connection opened in the storm, µs.
     pub(super) storm_cpu_us: Option<f64>,
+    /// The storm's round trip without a protocol (upgrade, one frame, its answer): connections/s
+    /// and server CPU per connection, µs (bare `/echo`, Nchan pubsub).
+    pub(super) echo_per_sec: Option<f64>,
+    pub(super) echo_cpu_us: Option<f64>,
     pub(super) lat_p50: Option<u64>,
     pub(super) lat_p99: Option<u64>,
     /// Server CPU at the saturation step (100 = one core).
@@ -126,6 +130,10 @@ fn facts(runs: &BTreeMap<String, RunResult>, target: &str, common: Option<f64>) 
     if let Some(r) = get("storm").filter(|r| r.connect.connected > 0) {
         f.storm_per_sec = Some(r.connect.per_sec);
         f.storm_cpu_us = r.connect.server_cpu_us_per_conn;
+    }
+    if let Some(r) = get("storm-echo").filter(|r| r.connect.connected > 0) {
+        f.echo_per_sec = Some(r.connect.per_sec);
+        f.echo_cpu_us = r.connect.server_cpu_us_per_conn;
     }
     if let Some(s) = get("latency").and_then(|r| r.steps.last()) {
         f.lat_p50 = Some(s.latency.p50);
@@ -337,6 +345,10 @@ pub fn render(results: &Path, command: &str, profile: Option<&str>) -> Result<St
         (
             "connect storm: server CPU µs per connection",
             Box::new(|f: &Facts| opt(f.storm_cpu_us, |v| format!("{v:.1}"))),
+        ),
+        (
+            "upgrade + one frame answered (no protocol): server CPU µs per connection",
+            Box::new(|f: &Facts| opt(f.echo_cpu_us, |v| format!("{v:.1}"))),
         ),
         (
             "1k msgs/s → 1k subscribers, one channel each: p50 / p99 ms",
