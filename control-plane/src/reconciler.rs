@@ -210,12 +210,19 @@ impl Reconciler {
                 self.driver.forget(&id);
             }
         }
-        self.parked = self
-            .driver
-            .parked()
-            .into_iter()
-            .filter(|id| !self.running.contains_key(id))
-            .collect();
+        let marked = self.driver.parked();
+        if self.parks {
+            self.parked = marked
+                .into_iter()
+                .filter(|id| !self.running.contains_key(id))
+                .collect();
+        } else {
+            // Parking is off now: what an earlier control plane parked runs again from the
+            // first pass, as every project does here, instead of waiting for a request.
+            for id in &marked {
+                self.driver.mark_parked(id, false);
+            }
+        }
         // Configs kept by the previous control plane serve wakes as before (their version is
         // checked against the first pass's listing).
         for id in &self.parked {

@@ -3,7 +3,8 @@
 //! stopped, its route kept), and the first request of any kind — server API, WebSocket, SSE —
 //! wakes it and succeeds after waiting; a connected client keeps it awake; a memory-engine
 //! project holding history is never parked (that would lose it), a Redis-engine one is and
-//! keeps its history; usage keeps being metered from the tenants' pushes.
+//! keeps its history; usage keeps being metered from the tenants' pushes; with parking turned off,
+//! what an earlier control plane parked runs again without waiting for a request.
 
 use std::time::{Duration, Instant};
 
@@ -350,5 +351,48 @@ async fn a_parked_project_wakes_while_the_database_is_locked() -> Result<()> {
         Subscriber::open(&cp.ws_url(&project.slug), &project.secret, "u2", "news:x").await?;
     publish(&cp, &project, "news:x", 3).await?;
     assert_eq!(news.publication().await?, json!({"n": 3}));
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_parking_turned_off_a_project_parked_before_runs_again_without_a_request() -> Result<()>
+{
+    // Parked by a control plane that starts tenants on demand: nobody asked for this one.
+    let mut cp = ControlPlane::start_with_env(&[
+        ("ROTOR_PARK_AFTER_MS", "600000"),
+        ("ROTOR_START_ON_DEMAND", "1"),
+    ])
+    .await?;
+    let token = cp.account("unparked@example.com").await?;
+    let project = cp
+        .project(&token, "dozing", &[("chat", open_chat())])
+        .await?;
+    cp.wait_parked(&project, PARK_WAIT).await?;
+
+    // The operator turns parking off and restarts the control plane: every project runs, the
+    // one parked before included, before any request reaches it.
+    if let Some(mut p) = cp.process.take() {
+        p.terminate().await?;
+    }
+    cp.env = vec![("ROTOR_PARK_AFTER_MS".into(), "0".into())];
+    cp.spawn().await?;
+    let deadline = Instant::now() + PARK_WAIT;
+    while cp.tenant_record(&project.id).is_err() {
+        ensure!(
+            Instant::now() < deadline,
+            "the project parked before was not started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ensure!(!cp.is_parked(&project), "its parking mark is still there");
+    assert!(
+        !cp.run_dir.join(format!("{}.parked", project.id)).exists(),
+        "the parking mark was removed"
+    );
+    // And it serves: a subscriber through the edge gets what the server API publishes.
+    let mut sub =
+        Subscriber::open(&cp.ws_url(&project.slug), &project.secret, "u1", "chat:a").await?;
+    publish(&cp, &project, "chat:a", 1).await?;
+    assert_eq!(sub.publication().await?, json!({"n": 1}));
     Ok(())
 }
