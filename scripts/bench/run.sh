@@ -394,8 +394,11 @@ engines() { # issue #23: Redis standalone vs Redis Cluster (3 primaries) vs NATS
 edge() { # fan-out through the control plane's public endpoint vs straight to the tenant
     scripts/ensure-services.sh >/dev/null
     local db="postgres://postgres@127.0.0.1:5432/rotor_bench" base="http://127.0.0.1:$PORT_CP"
-    DATABASE_URL=$db ROTOR_LISTEN=127.0.0.1:$PORT_CP RUST_LOG=warn \
-        ROTOR_DATA_PLANE_BIN="$BIN/rotor-data-plane" \
+    # Not parked while it runs (the tenant's process is looked up once, below); a run directory
+    # of its own, so no tenant or parking mark of an earlier run is adopted.
+    local run="$WORK/cp-run"
+    DATABASE_URL=$db ROTOR_LISTEN=127.0.0.1:$PORT_CP RUST_LOG=warn ROTOR_PARK_AFTER_MS=0 \
+        ROTOR_RUN_DIR="$run" ROTOR_DATA_PLANE_BIN="$BIN/rotor-data-plane" \
         "$BIN/rotor-control-plane" serve --demo >"$WORK/cp.log" 2>&1 &
     CP_PID=$!
     wait_port $PORT_CP 60 || die "control plane did not start: $(tail -5 "$WORK/cp.log")"
@@ -409,7 +412,9 @@ edge() { # fan-out through the control plane's public endpoint vs straight to th
     DATABASE_URL=$db "$BIN/rotor-control-plane" operator set-plan "$id" custom >/dev/null
     curl -sf -X PUT "$base/v1/projects/$id/namespaces/bench" -H "$auth" -H "$j" \
         -d '{"allow_subscribe_for_client": true}' >/dev/null
-    key=$(curl -sf -X POST "$base/v1/projects/$id/api-keys" -H "$auth" -H "$j" -d '{"name":"bench"}' | jq -r .key)
+    # Key names are unique per project and the database outlives a run: one name per run.
+    key=$(curl -sf -X POST "$base/v1/projects/$id/api-keys" -H "$auth" -H "$j" \
+        -d "{\"name\":\"bench-$(date +%s)\"}" | jq -r .key)
     secret=$(curl -sf "$base/v1/projects/$id/secrets" -H "$auth" | jq -r .token_hmac_secret)
     # Wait until the tenant runs the new config (plan without connection cap, namespace).
     local i applied
@@ -418,12 +423,20 @@ edge() { # fan-out through the control plane's public endpoint vs straight to th
         [[ $applied == true ]] && break
         sleep 0.1
     done
-    # The tenant may have been started by an earlier control plane (tenants outlive it and
-    # are adopted), so find it by its config file rather than as a child.
-    tenant_pid=$(pgrep -f -- "rotor-data-plane --config .*${id}\.json" | head -1 || true)
-    [[ -n $tenant_pid ]] || die "tenant process of $id not found"
-    tenant_port=$(ss -ltnpH | grep "pid=$tenant_pid," | awk '{print $4}' | sed 's/.*://' | head -1)
-    [[ -n $tenant_port ]] || die "tenant port not found"
+    # A tenant may start on its first request through the edge: ask for something, then read
+    # its process and public address from the record the control plane keeps (the tenant also
+    # listens on a private admin address, which serves no clients).
+    curl -s -o /dev/null -X POST "$base/t/$slug/api/info" -H "X-API-Key: $key" -d '{}' || true
+    local record=""
+    for i in $(seq 100); do
+        record=$(find "$run" -name "$id.state" 2>/dev/null | head -1)
+        [[ -n $record ]] && break
+        sleep 0.1
+    done
+    [[ -n $record ]] || die "tenant process of $id not found"
+    tenant_pid=$(jq -r .pid "$record")
+    tenant_port=$(jq -r .addr "$record" | sed 's/.*://')
+    [[ -n $tenant_port && $tenant_port != null ]] || die "tenant port not found"
     log "edge: project $slug, tenant pid $tenant_pid port $tenant_port"
     PROTO=json VIA=api EXTRA=(--secret "$secret" --api-key "$key" --channel-prefix "bench:b")
     local rates=10,20,50,100,200,500

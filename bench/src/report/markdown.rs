@@ -71,6 +71,10 @@ pub(super) struct Facts {
     pub(super) storm_per_sec: Option<f64>,
     /// Server CPU per connection opened in the storm, µs.
     pub(super) storm_cpu_us: Option<f64>,
+    /// The load generator's CPU per storm connection, µs, and how busy the box was (1.0: all
+    /// CPUs) while the storm connected.
+    pub(super) storm_loadgen_us: Option<f64>,
+    pub(super) storm_busy: Option<f64>,
     /// The storm's round trip without a protocol (upgrade, one frame, its answer): connections/s
     /// and server CPU per connection, µs (bare `/echo`, Nchan pubsub).
     pub(super) echo_per_sec: Option<f64>,
@@ -130,6 +134,8 @@ fn facts(runs: &BTreeMap<String, RunResult>, target: &str, common: Option<f64>) 
     if let Some(r) = get("storm").filter(|r| r.connect.connected > 0) {
         f.storm_per_sec = Some(r.connect.per_sec);
         f.storm_cpu_us = r.connect.server_cpu_us_per_conn;
+        f.storm_loadgen_us = r.connect.loadgen_cpu_us_per_conn;
+        f.storm_busy = r.connect.box_busy;
     }
     if let Some(r) = get("storm-echo").filter(|r| r.connect.connected > 0) {
         f.echo_per_sec = Some(r.connect.per_sec);

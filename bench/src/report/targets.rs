@@ -261,10 +261,10 @@ pub fn targets(
         why: "each connection is a TCP handshake, an HTTP upgrade, an HS256 verification, a \
               connect and a subscribe (sent in one frame) — for the load generator as well as \
               the server, on the same 2 cores, so the load generator holds one core and the rate \
-              moves with the run (the load generator is the limit here: compare the server CPU \
-              per connection). A connection's first request that opens a WebSocket is upgraded \
-              before hyper and the router, in the task that accepted it; a token is parsed \
-              once and a short read drains the socket (8.4 system calls per connection); what \
+              moves with the run (compare the server CPU per connection; the #25 row gives the \
+              load generator's beside it). A connection's first request that opens a WebSocket \
+              is upgraded before hyper and the router, in the task that accepted it; a token is \
+              parsed once and a short read drains the socket (8.4 system calls per connection); what \
               is left is about half kernel (accept, the 101 and the reply written, reads, \
               epoll, close), then the WebSocket frame handling, the connect command (JWT ≈3 %), \
               the subscribe, the registry and malloc/free, none above 4 % (bench/profile.md)"
@@ -278,13 +278,23 @@ pub fn targets(
                connections/s, Rotor JSON vs the bare upgrade and Nchan (same run)"
             .into(),
         measured: format!(
-            "{} µs at {}/s (bare upgrade only {} µs at {}/s, Nchan {} µs at {}/s)",
+            "{} µs at {}/s (bare upgrade only {} µs at {}/s, Nchan {} µs at {}/s). Like for \
+             like — upgrade, one frame in, one answer out: bare echo {} µs at {}/s, Nchan \
+             (the frame published to the connection's own channel and delivered back) {} µs \
+             at {}/s. The load generator spent {} µs per Rotor connection; server and load \
+             generator kept {} of the box busy",
             opt(rotor.storm_cpu_us, |v| format!("{v:.1}")),
             opt(rotor.storm_per_sec, int),
             opt(bare.storm_cpu_us, |v| format!("{v:.1}")),
             opt(bare.storm_per_sec, int),
             opt(nchan.storm_cpu_us, |v| format!("{v:.1}")),
             opt(nchan.storm_per_sec, int),
+            opt(bare.echo_cpu_us, |v| format!("{v:.1}")),
+            opt(bare.echo_per_sec, int),
+            opt(nchan.echo_cpu_us, |v| format!("{v:.1}")),
+            opt(nchan.echo_per_sec, int),
+            opt(rotor.storm_loadgen_us, |v| format!("{v:.1}")),
+            opt(rotor.storm_busy, |v| format!("{:.0} %", v * 100.0)),
         ),
         goal: "≤ 25 µs per connection and connections/s ≥ Nchan's".into(),
         verdict: Verdict::from(
@@ -293,15 +303,37 @@ pub fn targets(
                 _ => None,
             },
         ),
-        why: "the bare upgrade and Nchan are done at the 101; a Rotor connection, as every \
-              Centrifugo SDK opens one, then reads the connect + subscribe frame and writes the \
-              reply (a second round trip: the reply's write alone is ≈4.5 µs of kernel time on \
-              loopback) and verifies a JWT, registers the client, its subscription and their \
-              metrics (≈10 µs of Rotor's own code); bare + 3 µs would need all of that to cost \
-              less than the reply's write does (bench/profile.md)"
-            .into(),
-        next: "measure against servers doing the same round trip (the target compares a \
-               connect + subscribe with an upgrade alone); see the connect storm row",
+        why: format!(
+            "the upgrade-only runs of the bare server and Nchan are done at the 101; a Rotor \
+             connection, as every Centrifugo SDK opens one, then reads the connect + subscribe \
+             frame and writes the reply, a second round trip (on loopback the reply's write \
+             also runs the load generator's TCP receive). The like-for-like runs make that \
+             round trip without a protocol, so what separates Rotor from the bare echo is its \
+             own work: the JWT check, the connect, the subscribe and the client's \
+             registration{}. The rate follows the load generator, which does the second round \
+             trip, the JSON and the token for Rotor only{}",
+            match (rotor.storm_cpu_us, nchan.echo_cpu_us) {
+                (Some(r), Some(n)) if r <= n => {
+                    "; Nchan's publish to a connection's own channel costs more than all of that"
+                        .to_owned()
+                }
+                (Some(r), Some(n)) => format!(
+                    "; Nchan's publish to a connection's own channel costs {:.1} µs less",
+                    r - n
+                ),
+                _ => String::new(),
+            },
+            match (rotor.storm_loadgen_us, rotor.storm_cpu_us) {
+                (Some(l), Some(s)) if l > s => {
+                    " and spends more CPU per connection than the server does"
+                }
+                _ => "",
+            },
+        ),
+        next: "what is left above the bare echo is spread thin (no Rotor function above 2 % of \
+               the samples: registry, hub, timers, malloc; bench/profile.md). The rate needs \
+               the load generator on its own machine, where the client's second round trip no \
+               longer takes CPU from the server's cores",
     });
 
     let spread = top(runs, "spread-rotor");
