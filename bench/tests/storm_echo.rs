@@ -27,17 +27,14 @@ fn free_port() -> u16 {
 
 /// Sockets in TIME_WAIT (state 06 of /proc/net/tcp) with `port` at either end.
 fn time_wait_on(port: u16) -> usize {
-    let hex = format!(":{port:04X} ");
+    let port = format!(":{port:04X}");
     std::fs::read_to_string("/proc/net/tcp")
         .unwrap_or_default()
         .lines()
         .skip(1)
-        .filter(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 3
-                && f[3] == "06"
-                && (format!("{} ", f[1]).ends_with(&hex) || format!("{} ", f[2]).ends_with(&hex))
-        })
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 3 && f[3] == "06")
+        .filter(|f| f[1].ends_with(&port) || f[2].ends_with(&port))
         .count()
 }
 

@@ -116,13 +116,9 @@ pub fn session_tag(named: &str, token: &str, client: &str) -> Arc<str> {
         return named.into();
     }
     if !token.is_empty() {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let digest = Sha256::digest(token.as_bytes());
         let mut tag = *b"t:00000000000000000000000000000000";
-        for (i, byte) in digest[..16].iter().enumerate() {
-            tag[2 + 2 * i] = HEX[usize::from(byte >> 4)];
-            tag[3 + 2 * i] = HEX[usize::from(byte & 0xf)];
-        }
+        hex::encode_to_slice(&digest[..16], &mut tag[2..]).expect("32 hex digits fit");
         return std::str::from_utf8(&tag).expect("hex is ASCII").into();
     }
     ["c:", client].concat().into()

@@ -124,11 +124,11 @@ fn ws_config() -> WebSocketConfig {
 
 /// Dials `url` (asking for `subprotocol` when given).
 ///
-/// A plain `ws://` socket is made here and set to end with a reset instead of a FIN when the
-/// load generator closes it (`SO_LINGER` 0): a generator exiting with 10 000 open connections
-/// would otherwise leave 10 000 ports in TIME_WAIT for a minute, and the next scenario's
-/// connections would be made among them (connect storms measured 20–40 % slower right after a
-/// fan-out). Every measurement ends before the load generator closes its sockets.
+/// A plain `ws://` socket is set to end with a reset instead of a FIN when the load generator
+/// closes it (`SO_LINGER` 0): a generator exiting with 10 000 open connections would otherwise
+/// leave 10 000 ports in TIME_WAIT for a minute, and the next scenario's connections would be
+/// made among them (connect storms measured 20–40 % slower right after a fan-out). Every
+/// measurement ends before the load generator closes its sockets.
 pub async fn dial(url: &str, subprotocol: Option<&str>) -> Result<Ws, ConnError> {
     let mut request = url.into_client_request()?;
     if let Some(p) = subprotocol {
@@ -137,32 +137,28 @@ pub async fn dial(url: &str, subprotocol: Option<&str>) -> Result<Ws, ConnError>
             HeaderValue::from_str(p).map_err(|e| ConnError::Protocol(e.to_string()))?,
         );
     }
-    if request.uri().scheme_str() == Some("wss") {
-        let (ws, _) =
-            tokio_tungstenite::connect_async_with_config(request, Some(ws_config()), true).await?;
-        return Ok(ws);
-    }
-    let io = |e| ConnError::Ws(tokio_tungstenite::tungstenite::Error::Io(e));
-    let stream = match crate::resolve::dial_addr(url) {
+    let (ws, _) = match crate::resolve::dial_addr(url) {
         // A project at its own host under a name no resolver knows: dial the edge, send the
         // name in `Host` (the request carries it from the URL).
-        Some(addr) => TcpStream::connect(addr).await.map_err(io)?,
+        Some(addr) => {
+            let stream = TcpStream::connect(addr)
+                .await
+                .map_err(tokio_tungstenite::tungstenite::Error::Io)?;
+            let _ = stream.set_nodelay(true);
+            tokio_tungstenite::client_async_with_config(
+                request,
+                MaybeTlsStream::Plain(stream),
+                Some(ws_config()),
+            )
+            .await?
+        }
         None => {
-            let uri = request.uri();
-            let host = uri.host().unwrap_or_default();
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let port = uri.port_u16().unwrap_or(80);
-            TcpStream::connect((host, port)).await.map_err(io)?
+            tokio_tungstenite::connect_async_with_config(request, Some(ws_config()), true).await?
         }
     };
-    let _ = stream.set_nodelay(true);
-    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-    let (ws, _) = tokio_tungstenite::client_async_with_config(
-        request,
-        MaybeTlsStream::Plain(stream),
-        Some(ws_config()),
-    )
-    .await?;
+    if let MaybeTlsStream::Plain(stream) = ws.get_ref() {
+        let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+    }
     Ok(ws)
 }
 
