@@ -7,7 +7,8 @@
 //!   keeps in history, all channels together ([`stored_size`] says what one costs), and the
 //!   per-channel cap `rotor.max_channel_history_bytes` the engine trims streams to;
 //! - **channels** (`rotor.max_channels`): channels that exist, i.e. have a local subscriber
-//!   (the hub holds them) or a live memory-engine history stream (the engine holds them);
+//!   (the hub holds them) or a live memory-engine history stream with publications (the
+//!   engine holds them; a stream only read, never published to, does not count);
 //! - **presence entries** (`rotor.max_presence_entries`): subscriptions of this process to
 //!   presence-enabled channels (with the memory engine, exactly its presence entries);
 //! - **sockets** (`client.connection_limit`): client sockets of the connection endpoints, from
@@ -105,7 +106,7 @@ impl From<BudgetError> for ClientError {
 pub enum Holder {
     /// It has local subscribers (the hub).
     Subscribers = 1,
-    /// It has a memory-engine history stream whose meta has not expired.
+    /// It has a memory-engine history stream with publications whose meta has not expired.
     Stream = 2,
 }
 
@@ -304,6 +305,19 @@ impl Budgets {
             shard.remove(channel);
             sub(&self.channels, 1);
         }
+    }
+
+    /// Whether `channel` has local subscribers (the hub holds it).
+    pub fn has_subscribers(&self, channel: &str) -> bool {
+        let shard = self.holders(channel).lock();
+        shard
+            .get(channel)
+            .is_some_and(|bits| bits & Holder::Subscribers as u8 != 0)
+    }
+
+    /// `rotor.max_channels` now (0: unlimited).
+    pub fn channel_limit(&self) -> u64 {
+        self.limits.channels.load(Ordering::Relaxed)
     }
 
     /// Whether no new channel fits now (a hint, as [`Budgets::history_full`]).

@@ -279,20 +279,81 @@ async fn channels_past_the_budget_are_refused_with_106_and_existing_ones_keep_wo
     assert_eq!(responses[0]["error"]["code"], 106, "{r}");
     assert_eq!(responses[1]["result"]["offset"], 2, "{r}");
     let r = api(&s, "history", json!({"channel": "chat:z"})).await;
-    assert_eq!(r["error"]["code"], 106, "a read would create a stream: {r}");
+    assert_eq!(r["result"]["offset"], 0, "a read needs no channel: {r}");
     // A publication that stores nothing creates nothing, and existing channels work.
     assert!(api(&s, "publish", json!({"channel": "void", "data": 1})).await["result"].is_object());
     assert!(b.call(json!({"subscribe": {"channel": "news"}})).await["subscribe"].is_object());
     a.call(json!({"publish": {"channel": "news", "data": {"n": 1}}}))
         .await;
     assert_eq!(b.push().await["pub"]["data"]["n"], 1);
-    assert_eq!(s.node.budgets.refusals(BudgetError::Channels), 4);
+    assert_eq!(s.node.budgets.refusals(BudgetError::Channels), 3);
 
     // A channel whose last subscriber leaves is gone, and makes room.
     a.call(json!({"unsubscribe": {"channel": "news"}})).await;
     b.call(json!({"unsubscribe": {"channel": "news"}})).await;
     assert_eq!(s.node.budgets.channels(), 1);
     assert!(b.call(json!({"subscribe": {"channel": "sports"}})).await["subscribe"].is_object());
+}
+
+#[tokio::test]
+async fn reads_of_new_channels_leave_the_channel_budget_to_others() {
+    let s = TestServer::start(json!({"rotor": {"max_channels": 10}})).await;
+    let (mut reader, _) = Client::connected(&s.ws_url(), "reader").await;
+    // Positioned (recovering) subscriptions read each new channel's stream, and history
+    // calls read it once more, on as many names as the budget has channels.
+    for n in 0..10 {
+        let channel = format!("chat:r{n}");
+        let r = reader
+            .call(json!({"subscribe": {"channel": channel, "recover": true}}))
+            .await;
+        assert!(r["subscribe"].is_object(), "{r}");
+        let r = reader.call(json!({"history": {"channel": channel}})).await;
+        assert!(r["history"].is_object(), "{r}");
+        let r = reader
+            .call(json!({"unsubscribe": {"channel": channel}}))
+            .await;
+        assert!(r["unsubscribe"].is_object(), "{r}");
+    }
+    drop(reader);
+    for n in 10..20 {
+        let r = api(&s, "history", json!({"channel": format!("chat:r{n}")})).await;
+        assert_eq!(r["result"]["offset"], 0, "{r}");
+    }
+    assert_eq!(s.node.budgets.channels(), 0, "reads hold no channel");
+
+    let (mut other, _) = Client::connected(&s.ws_url(), "other").await;
+    let r = other
+        .call(json!({"subscribe": {"channel": "chat:new"}}))
+        .await;
+    assert!(r["subscribe"].is_object(), "{r}");
+    let r = other
+        .call(json!({"publish": {"channel": "chat:new", "data": {"n": 1}}}))
+        .await;
+    assert!(r["publish"].is_object(), "{r}");
+    let r = api(&s, "publish", json!({"channel": "chat:api", "data": 1})).await;
+    assert!(r["result"].is_object(), "{r}");
+    assert_eq!(s.node.budgets.refusals(BudgetError::Channels), 0);
+}
+
+#[tokio::test]
+async fn a_positioned_subscriber_of_a_new_channel_keeps_its_epoch_at_the_first_publication() {
+    let s = TestServer::start(json!({"rotor": {"max_channels": 10}})).await;
+    let (mut a, _) = Client::connected(&s.ws_url(), "a").await;
+    let r = a
+        .call(json!({"subscribe": {"channel": "chat:fresh", "recover": true}}))
+        .await;
+    let epoch = r["subscribe"]["epoch"].as_str().unwrap().to_owned();
+    assert!(!epoch.is_empty(), "{r}");
+    let r = api(&s, "publish", json!({"channel": "chat:fresh", "data": 1})).await;
+    assert_eq!(r["result"]["epoch"], epoch.as_str(), "{r}");
+    assert_eq!(r["result"]["offset"], 1, "{r}");
+    let publication = loop {
+        let push = a.push().await;
+        if push.get("pub").is_some() {
+            break push;
+        }
+    };
+    assert_eq!(publication["pub"]["offset"], 1, "{publication}");
 }
 
 #[tokio::test]

@@ -4,10 +4,23 @@
 //!
 //! Streams are budgeted ([`crate::budgets`]): each keeps the stored size of its publications,
 //! trims its oldest ones to `rotor.max_channel_history_bytes` as it trims to `history_size`,
-//! and holds its channel for `rotor.max_channels` until its meta expires; the bytes of every
-//! stream count against `rotor.max_history_bytes` and come back when entries are trimmed,
-//! expire or are removed. A publish or read the budgets refuse is [`EngineError::Budget`].
+//! and, from its first publication, holds its channel for `rotor.max_channels` until its meta
+//! expires; the bytes of every stream count against `rotor.max_history_bytes` and come back
+//! when entries are trimmed, expire or are removed. A publish the budgets refuse is
+//! [`EngineError::Budget`].
+//!
+//! Reads never hold the channel budget. Reading the position of a channel that has no stream
+//! (a history call, a positioned or recovering subscribe) creates an *empty* stream so that
+//! its epoch lasts until the first publication, which keeps that epoch: a positioned
+//! subscriber of a new channel sees the first publication at offset 1 of the epoch it was
+//! given, never an epoch change. An empty stream is not a channel for the budget; it lives
+//! [`EMPTY_STREAM_TTL`] from its last read, and longer only while the channel has local
+//! subscribers (whose channel the hub holds in the budget), so the sweep drops the ones
+//! nobody watches. Empty streams of channels nobody subscribes to here are at most
+//! `rotor.max_channels` (or [`MAX_UNWATCHED_EMPTY`] when that is unlimited); past that, a
+//! read of such a channel answers offset 0 in a fresh epoch without keeping anything.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +41,12 @@ use crate::publication::PubMsg;
 
 const SHARDS: usize = 64;
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(300);
+/// How long a stream without publications outlives its last read when the channel has no
+/// local subscriber.
+pub const EMPTY_STREAM_TTL: Duration = Duration::from_secs(60);
+/// Most empty streams of channels without local subscribers when `rotor.max_channels` is
+/// unlimited.
+pub const MAX_UNWATCHED_EMPTY: u64 = 100_000;
 
 #[derive(Debug)]
 struct Stream {
@@ -42,11 +61,15 @@ struct Stream {
     /// reset with the stream when its meta expires.
     version: u64,
     version_epoch: String,
+    /// Whether the stream holds its channel in the budget ([`Holder::Stream`]): from its first
+    /// publication on. A stream that does not is empty and short-lived (see the module doc).
+    held: bool,
 }
 
 impl Stream {
     fn new(now: Instant, meta_ttl: Duration) -> Self {
         Self {
+            held: false,
             epoch: new_epoch(),
             top: 0,
             pubs: VecDeque::new(),
@@ -118,6 +141,8 @@ pub struct MemoryBroker {
     /// history does not hold space until the periodic sweep.
     last_sweep: AtomicU64,
     started: Instant,
+    /// Streams without publications, which hold no channel in the budget.
+    empty: AtomicU64,
 }
 
 /// Least time between two sweeps a full budget triggers.
@@ -135,6 +160,7 @@ impl MemoryBroker {
             budgets,
             last_sweep: AtomicU64::new(0),
             started: Instant::now(),
+            empty: AtomicU64::new(0),
         }
     }
 
@@ -150,11 +176,10 @@ impl MemoryBroker {
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
             shard.streams.retain(|channel, s| {
-                if !s.expire(now, &self.budgets) {
+                if !self.expire(channel, s, now) {
                     return true;
                 }
-                s.clear(&self.budgets);
-                self.budgets.release_channel(channel, Holder::Stream);
+                self.drop_stream(channel, s);
                 false
             });
             shard
@@ -178,22 +203,58 @@ impl MemoryBroker {
         }
     }
 
-    /// Creates the stream of `channel` if it has none, within the channel budget.
-    fn ensure_stream(
-        &self,
-        shard: &mut StreamShard,
-        channel: &str,
-        now: Instant,
-        meta_ttl: Duration,
-    ) -> Result<bool, BudgetError> {
-        if shard.streams.contains_key(channel) {
-            return Ok(false);
+    /// Whether `stream` has expired as a whole (its expired data is dropped either way). An
+    /// empty stream whose channel still has local subscribers lives on, its epoch with it.
+    fn expire(&self, channel: &str, stream: &mut Stream, now: Instant) -> bool {
+        if !stream.expire(now, &self.budgets) {
+            return false;
         }
-        self.budgets.hold_channel(channel, Holder::Stream)?;
-        shard
-            .streams
-            .insert(channel.to_owned(), Stream::new(now, meta_ttl));
-        Ok(true)
+        if !stream.held && self.budgets.has_subscribers(channel) {
+            stream.meta_expires = now + EMPTY_STREAM_TTL;
+            return false;
+        }
+        true
+    }
+
+    /// Gives back what a stream that is being removed holds.
+    fn drop_stream(&self, channel: &str, stream: &mut Stream) {
+        stream.clear(&self.budgets);
+        if stream.held {
+            self.budgets.release_channel(channel, Holder::Stream);
+        } else {
+            self.empty.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A new empty stream for `channel`, counted among the empty ones.
+    fn new_empty(&self, now: Instant, meta_ttl: Duration) -> Stream {
+        self.empty.fetch_add(1, Ordering::Relaxed);
+        Stream::new(now, meta_ttl.min(EMPTY_STREAM_TTL))
+    }
+
+    /// Whether a read may keep one more empty stream for `channel`: always when the channel
+    /// has local subscribers (the hub holds it in the channel budget), else within the cap on
+    /// unwatched empty streams.
+    fn may_keep_empty(&self, channel: &str) -> bool {
+        if self.budgets.has_subscribers(channel) {
+            return true;
+        }
+        let cap = match self.budgets.channel_limit() {
+            0 => MAX_UNWATCHED_EMPTY,
+            n => n,
+        };
+        self.empty.load(Ordering::Relaxed) < cap
+    }
+
+    /// Makes the stream of `channel` hold its channel in the budget (a publication is about
+    /// to land in it).
+    fn hold(&self, channel: &str, stream: &mut Stream) -> Result<(), BudgetError> {
+        if !stream.held {
+            self.budgets.hold_channel(channel, Holder::Stream)?;
+            stream.held = true;
+            self.empty.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Appends to the channel's stream and fans out, under the shard lock.
@@ -216,23 +277,38 @@ impl MemoryBroker {
             }
         }
         let meta_ttl = opts.history_meta_ttl.max(opts.history_ttl);
-        let created = self.ensure_stream(&mut shard, channel, now, meta_ttl)?;
-        let Some(stream) = shard.streams.get_mut(channel) else {
-            return Err(BudgetError::Channels);
+        let (stream, created) = match shard.streams.entry(channel.to_owned()) {
+            Entry::Occupied(e) => {
+                let stream = e.into_mut();
+                if self.expire(channel, stream, now) {
+                    self.drop_stream(channel, stream);
+                    *stream = self.new_empty(now, meta_ttl);
+                }
+                (stream, false)
+            }
+            Entry::Vacant(e) => (e.insert(self.new_empty(now, meta_ttl)), true),
         };
-        if stream.expire(now, &self.budgets) {
-            *stream = Stream::new(now, meta_ttl);
-        }
         if opts.is_stale(stream.version, &stream.version_epoch) {
             // An older version: dropped, and the publisher learns the current top.
             return Ok(stream.position());
         }
         let cap = self.budgets.channel_history_cap();
         let (trim, freed) = stream.trim_plan(size, opts.history_size as usize, cap);
-        if let Err(e) = self.budgets.reserve_history(size, freed) {
+        // The first publication makes the stream a channel for the budget.
+        let was_held = stream.held;
+        if let Err(e) = self.hold(channel, stream) {
             if created {
                 shard.streams.remove(channel);
+                self.empty.fetch_sub(1, Ordering::Relaxed);
+            }
+            return Err(e);
+        }
+        if let Err(e) = self.budgets.reserve_history(size, freed) {
+            if !was_held {
+                // Back to an empty stream, which the sweep drops in time.
                 self.budgets.release_channel(channel, Holder::Stream);
+                stream.held = false;
+                self.empty.fetch_add(1, Ordering::Relaxed);
             }
             return Err(e);
         }
@@ -301,22 +377,40 @@ impl Broker for MemoryBroker {
         channel: &str,
         filter: HistoryFilter,
     ) -> Result<HistoryPage, EngineError> {
-        if self.budgets.channels_full() {
-            self.sweep_if_due();
-        }
         let now = Instant::now();
         let mut shard = self.shard(channel).lock();
-        // Reading a channel that has no stream creates one (its epoch must last): a new
-        // channel for the budget.
-        self.ensure_stream(&mut shard, channel, now, filter.meta_ttl)?;
+        if let Some(stream) = shard.streams.get_mut(channel) {
+            if self.expire(channel, stream, now) {
+                self.drop_stream(channel, stream);
+                shard.streams.remove(channel);
+            }
+        }
+        // Reading a channel that has no stream keeps an empty one (its epoch must last until
+        // the first publication), which holds no channel in the budget; past the cap on
+        // empty streams nothing is kept (see the module doc).
+        if !shard.streams.contains_key(channel) {
+            if !self.may_keep_empty(channel) {
+                return Ok(HistoryPage {
+                    publications: Vec::new(),
+                    top: StreamPosition {
+                        offset: 0,
+                        epoch: new_epoch(),
+                    },
+                });
+            }
+            let stream = self.new_empty(now, filter.meta_ttl);
+            shard.streams.insert(channel.to_owned(), stream);
+        }
         let Some(stream) = shard.streams.get_mut(channel) else {
             return Err(BudgetError::Channels.into());
         };
-        if stream.expire(now, &self.budgets) {
-            *stream = Stream::new(now, filter.meta_ttl);
-        }
         if !filter.meta_ttl.is_zero() {
-            stream.meta_expires = stream.meta_expires.max(now + filter.meta_ttl);
+            let ttl = if stream.held {
+                filter.meta_ttl
+            } else {
+                filter.meta_ttl.min(EMPTY_STREAM_TTL)
+            };
+            stream.meta_expires = stream.meta_expires.max(now + ttl);
         }
         let top = stream.position();
         if let Some(since) = &filter.since {
@@ -747,17 +841,76 @@ mod tests {
             third,
             Err(EngineError::Budget(BudgetError::Channels))
         ));
-        let read = broker.history("c", HistoryFilter::default()).await;
-        assert!(matches!(
-            read,
-            Err(EngineError::Budget(BudgetError::Channels))
-        ));
+        // A read needs no channel of the budget.
+        let read = broker.history("c", HistoryFilter::default()).await.unwrap();
+        assert_eq!(read.top.offset, 0);
+        assert_eq!(b.channels(), 2);
         // Without history nothing is stored and no channel is made.
         broker
             .publish("c", publication(1), &opts(0, 0))
             .await
             .unwrap();
         assert_eq!(b.channels(), 2);
+    }
+
+    fn read_top() -> HistoryFilter {
+        HistoryFilter {
+            limit: 0,
+            meta_ttl: Duration::from_secs(3600),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_of_new_channels_hold_no_channel_and_their_streams_are_swept() {
+        let b = budgets(serde_json::json!({"rotor": {"max_channels": 3}}));
+        let broker = MemoryBroker::new(Arc::new(Collect::default()), b.clone());
+        for n in 0..10 {
+            let page = broker.history(&format!("r{n}"), read_top()).await.unwrap();
+            assert_eq!(page.top.offset, 0);
+        }
+        assert_eq!(b.channels(), 0, "reads hold no channel");
+        assert_eq!(
+            broker.empty.load(Ordering::Relaxed),
+            3,
+            "unwatched empty streams are capped at max_channels"
+        );
+        for c in ["p1", "p2", "p3"] {
+            broker
+                .publish(c, publication(1), &opts(10, 60))
+                .await
+                .unwrap();
+        }
+        assert_eq!(b.channels(), 3);
+        tokio::time::advance(EMPTY_STREAM_TTL + Duration::from_secs(1)).await;
+        broker.sweep();
+        assert_eq!(broker.empty.load(Ordering::Relaxed), 0);
+        let kept: usize = broker.shards.iter().map(|s| s.lock().streams.len()).sum();
+        assert_eq!(kept, 3, "only the streams with publications stay");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_publication_keeps_the_epoch_a_subscriber_read() {
+        let b = budgets(serde_json::json!({"rotor": {"max_channels": 3}}));
+        let broker = MemoryBroker::new(Arc::new(Collect::default()), b.clone());
+        // Straight after the read.
+        let read = broker.history("a", read_top()).await.unwrap();
+        let pos = broker
+            .publish("a", publication(1), &opts(10, 60))
+            .await
+            .unwrap();
+        assert_eq!((pos.offset, &pos.epoch), (1, &read.top.epoch));
+        // Long after it, while a local subscriber holds the channel.
+        b.hold_channel("s", Holder::Subscribers).unwrap();
+        let read = broker.history("s", read_top()).await.unwrap();
+        tokio::time::advance(EMPTY_STREAM_TTL * 3).await;
+        broker.sweep();
+        let pos = broker
+            .publish("s", publication(1), &opts(10, 60))
+            .await
+            .unwrap();
+        assert_eq!((pos.offset, &pos.epoch), (1, &read.top.epoch));
+        assert_eq!(broker.empty.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]
