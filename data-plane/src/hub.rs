@@ -9,7 +9,10 @@
 //! stream continuity is checked as without a filter.
 //!
 //! A publication that excludes its publisher ([`crate::exclusion`]) skips the subscribers it
-//! names the same way: not delivered, position advanced.
+//! names the same way: not delivered, position advanced. So does a publication (or join/leave)
+//! a JSON connection cannot carry (binary data from a Protobuf client): unlike Centrifugo,
+//! which closes such a connection with 3506, the hub never ends a connection because of
+//! someone else's payload; the skip is counted in `json_unwritable_dropped_total`.
 //!
 //! Subscribers that negotiated Fossil delta (`delta: "fossil"`) get their own frames (see
 //! [`crate::publication`]), also built once per publication and protocol, and only when one of
@@ -36,7 +39,7 @@ use crate::filter::TagsFilter;
 use crate::lent_write::{InFlight, Lends, CHANNEL_GAP_MS};
 use crate::metrics::Metrics;
 use crate::protocol::{
-    encode_reply, ClientInfo, Disconnect, Join, Leave, ProtocolKind, Push, Reply, StreamPosition,
+    encode_reply, ClientInfo, Join, Leave, ProtocolKind, Push, Reply, StreamPosition,
 };
 use crate::publication::PubMsg;
 
@@ -369,10 +372,11 @@ impl Hub {
                         delivered += 1;
                     }
                 }
-                None => entry
-                    .client
-                    .outbox
-                    .close(Disconnect::INAPPROPRIATE_PROTOCOL),
+                // Another client's info JSON cannot carry: this connection goes without it.
+                None => {
+                    self.metrics.json_unwritable_dropped.inc();
+                    tracing::debug!(client = %entry.client.id, channel, "join/leave JSON cannot carry skipped");
+                }
             }
         }
         // Counted in the channel's namespace too, so the namespaces' deliveries add up to the
@@ -493,11 +497,16 @@ fn deliver(
             }
             queued
         }
+        // Someone else's payload JSON cannot carry (binary from a Protobuf publisher): this
+        // connection goes without it, its position advanced as for a filtered publication.
         None => {
-            entry
-                .client
-                .outbox
-                .close(Disconnect::INAPPROPRIATE_PROTOCOL);
+            metrics.json_unwritable_dropped.inc();
+            tracing::debug!(
+                client = %entry.client.id,
+                channel = %msg.channel,
+                offset,
+                "publication JSON cannot carry skipped"
+            );
             false
         }
     }

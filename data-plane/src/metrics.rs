@@ -217,6 +217,9 @@ pub struct Metrics {
     pub tags_filter_evaluations: Counter,
     /// Publications a subscriber's tags filter kept from it.
     pub tags_filter_dropped: Counter,
+    /// Publications (and join/leave pushes) left out for a JSON connection because they carry
+    /// bytes JSON cannot hold (someone else's binary payload).
+    pub json_unwritable_dropped: Counter,
     /// Deliveries skipped because the publication excludes that subscriber (its publisher).
     pub publisher_excluded: Counter,
     /// Frames the fan-out wrote straight to an idle WebSocket connection's socket
@@ -313,6 +316,11 @@ impl Metrics {
                 "tags_filter_dropped_total",
                 "Publications a subscriber's tags filter kept from it.",
                 &self.tags_filter_dropped,
+            ),
+            (
+                "json_unwritable_dropped_total",
+                "Publications and join/leave pushes left out for a JSON connection because their payload is not JSON.",
+                &self.json_unwritable_dropped,
             ),
             (
                 "publisher_excluded_total",

@@ -153,6 +153,30 @@ fn encode_push_with(kind: ProtocolKind, msg: &PubMsg, data: Bytes, delta: bool) 
     encode_reply(kind, &reply).ok()
 }
 
+/// Whether `publication` can be written to a JSON connection (its data and its publisher's
+/// info are JSON).
+pub fn json_writable(publication: &Publication) -> bool {
+    serde_json::to_writer(std::io::sink(), publication).is_ok()
+}
+
+/// Leaves out of a reply's history or subscribe result the publications a JSON connection
+/// cannot carry; returns how many went.
+pub fn retain_json_writable(reply: &mut Reply) -> usize {
+    let mut dropped = 0;
+    let mut retain = |pubs: &mut Vec<Publication>| {
+        let before = pubs.len();
+        pubs.retain(json_writable);
+        dropped += before - pubs.len();
+    };
+    if let Some(history) = &mut reply.history {
+        retain(&mut history.publications);
+    }
+    if let Some(subscribe) = &mut reply.subscribe {
+        retain(&mut subscribe.publications);
+    }
+    dropped
+}
+
 /// `text` as a JSON string literal: how a JSON connection with delta receives `data`.
 pub fn json_string(text: &str) -> Option<Bytes> {
     serde_json::to_vec(text).ok().map(Bytes::from)

@@ -142,3 +142,81 @@ async fn channel_names_with_non_ascii_or_control_bytes_are_bad_requests() {
         .await;
     assert_eq!(c.closed().await.code, 3501, "a second connect");
 }
+
+/// A Protobuf client's binary publication cannot be written to a JSON connection: the JSON
+/// subscribers go without it (counted) instead of being closed with 3506, keep their stream
+/// position without a false insufficient state, and history leaves it out.
+#[tokio::test]
+async fn a_binary_publication_never_disconnects_json_subscribers() {
+    use common::pb::PbClient;
+    use rotor_data_plane::protocol::{Command, ConnectRequest, PublishRequest, SubscribeRequest};
+
+    let s = TestServer::start(json!({})).await;
+    let (mut reader, _) = Client::connected(&s.ws_url(), "json").await;
+    let r = reader
+        .call(json!({"subscribe": {"channel": "chat:1"}}))
+        .await;
+    assert!(r["subscribe"].is_object(), "{r}");
+    let mut pb = PbClient::open(&s.ws_url()).await;
+    let connect = Command {
+        id: 1,
+        connect: Some(ConnectRequest {
+            token: token(json!({"sub": "pb"})),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert!(pb.call(connect).await.connect.is_some());
+    let subscribe = Command {
+        id: 2,
+        subscribe: Some(SubscribeRequest {
+            channel: "chat:1".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert!(pb.call(subscribe).await.subscribe.is_some());
+    let publish = |id: u32, data: &[u8]| Command {
+        id,
+        publish: Some(PublishRequest {
+            channel: "chat:1".into(),
+            data: bytes::Bytes::copy_from_slice(data),
+        }),
+        ..Default::default()
+    };
+    let r = pb.call(publish(3, &[0xff])).await;
+    assert!(r.error.is_none() && r.publish.is_some(), "{r:?}");
+    let r = pb.call(publish(4, br#"{"n":2}"#)).await;
+    assert!(r.error.is_none() && r.publish.is_some(), "{r:?}");
+
+    let push = loop {
+        let push = reader.push().await;
+        if push.get("pub").is_some() {
+            break push;
+        }
+        assert!(push.get("disconnect").is_none(), "{push}");
+    };
+    assert_eq!(push["pub"]["data"], json!({"n": 2}), "{push}");
+    assert_eq!(push["pub"]["offset"], 2, "{push}");
+    assert_eq!(s.node.metrics.json_unwritable_dropped.get(), 1);
+
+    // Still connected; history and recovery leave the binary publication out.
+    let r = reader
+        .call(json!({"history": {"channel": "chat:1", "limit": -1}}))
+        .await;
+    let pubs = r["history"]["publications"].as_array().expect("history");
+    assert_eq!(pubs.len(), 1, "{r}");
+    assert_eq!(pubs[0]["offset"], 2, "{r}");
+    let (mut late, _) = Client::connected(&s.ws_url(), "late").await;
+    let epoch = r["history"]["epoch"].clone();
+    let r = late
+        .call(json!({"subscribe": {"channel": "chat:1", "recover": true, "offset": 0, "epoch": epoch}}))
+        .await;
+    assert_eq!(r["subscribe"]["recovered"], true, "{r}");
+    assert_eq!(
+        r["subscribe"]["publications"].as_array().map(Vec::len),
+        Some(1),
+        "{r}"
+    );
+    assert_eq!(s.node.metrics.json_unwritable_dropped.get(), 3);
+}

@@ -113,7 +113,10 @@ impl Disconnect {
     pub const CONNECTION_LIMIT: Self = Self::new(3504, "connection limit");
     /// 3505.
     pub const CHANNEL_LIMIT: Self = Self::new(3505, "channel limit");
-    /// 3506: a payload that the connection's format cannot carry.
+    /// 3506: a payload of the connection's own that its format cannot carry: its connect,
+    /// refresh or RPC reply data (from the token or the proxy), or a non-UTF-8 JSON frame.
+    /// Never sent because of another client's publication or join/leave: those are skipped
+    /// for the connection instead (see [`crate::hub`]).
     pub const INAPPROPRIATE_PROTOCOL: Self = Self::new(3506, "inappropriate protocol");
     /// 3507.
     pub const PERMISSION_DENIED: Self = Self::new(3507, "permission denied");

@@ -30,7 +30,7 @@ use super::{settle, types, ClientHeaders, Endpoint, ProxyClient, ProxyError, Tar
 use crate::centrifugo_metrics::Frame;
 use crate::client::{ClientHandle, Control};
 use crate::metrics::Metrics;
-use crate::protocol::{encode_reply, unsubscribe, Disconnect, Publication, Push, Reply};
+use crate::protocol::{encode_reply, unsubscribe, Publication, Push, Reply};
 
 /// Client publications waiting to go up one bidirectional stream.
 const UPLINK_BUFFER: usize = 16;
@@ -238,8 +238,8 @@ async fn deliver(
 }
 
 impl Delivery {
-    /// Queues one publication for the client; false when the connection takes no more (closing,
-    /// found slow, or the payload cannot travel in its encoding).
+    /// Queues one publication for the client; false when the connection takes no more (closing
+    /// or found slow). A payload its encoding cannot carry is skipped and counted.
     fn push(&self, publication: pb::Publication) -> bool {
         let reply = Reply {
             push: Some(Push {
@@ -255,9 +255,10 @@ impl Delivery {
         };
         let Ok(frame) = encode_reply(self.client.protocol, &reply) else {
             // As for any publication a connection's encoding cannot carry (a binary payload
-            // to a JSON client).
-            self.client.outbox.close(Disconnect::INAPPROPRIATE_PROTOCOL);
-            return false;
+            // to a JSON client): skipped, the connection and its stream go on.
+            self.metrics.json_unwritable_dropped.inc();
+            tracing::debug!(client = %self.client.id, channel = %self.channel, "stream publication JSON cannot carry skipped");
+            return true;
         };
         let len = frame.len();
         if !self.client.outbox.push_frame(frame) {

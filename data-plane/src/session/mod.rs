@@ -510,8 +510,33 @@ impl Session {
         );
     }
 
+    /// Encodes a reply in the connection's protocol. Publications in a history or subscribe
+    /// result that JSON cannot carry (another client's binary payload) are left out for a
+    /// JSON connection and counted; what still fails is the connection's own data (its
+    /// connect, RPC or proxy reply), and closes it with 3506.
     fn encode(&self, reply: &Reply) -> Result<Bytes, Disconnect> {
-        encode_reply(self.transport.protocol, reply).map_err(|e| {
+        let protocol = self.transport.protocol;
+        let first = match encode_reply(protocol, reply) {
+            Ok(frame) => return Ok(frame),
+            Err(e) => e,
+        };
+        let mut kept = reply.clone();
+        let dropped = crate::publication::retain_json_writable(&mut kept);
+        let result = if dropped > 0 {
+            self.node
+                .metrics
+                .json_unwritable_dropped
+                .add(dropped as u64);
+            tracing::debug!(
+                client = %self.handle.id,
+                dropped,
+                "publications JSON cannot carry left out of a reply"
+            );
+            encode_reply(protocol, &kept)
+        } else {
+            Err(first)
+        };
+        result.map_err(|e| {
             tracing::info!(client = %self.handle.id, error = %e, "reply cannot be encoded");
             Disconnect::INAPPROPRIATE_PROTOCOL
         })
