@@ -317,3 +317,91 @@ async fn another_user_who_knows_the_client_id_cannot_post_into_an_emulation_sess
     };
     assert_eq!(publication["pub"]["data"], json!({"own": true}));
 }
+
+/// The next EventSource event's data, parsed as a conforming parser does: a line ends at CR,
+/// LF or CRLF, `data:` lines join with LF, and a blank line ends the event.
+async fn next_sse_event(resp: &mut reqwest::Response, buf: &mut String) -> Value {
+    let mut data: Option<String> = None;
+    loop {
+        while let Some(i) = buf.find(['\r', '\n']) {
+            let end = if buf[i..].starts_with("\r\n") {
+                i + 2
+            } else if buf[i..].starts_with('\r') && i + 1 == buf.len() {
+                break; // maybe the first half of a CRLF
+            } else {
+                i + 1
+            };
+            let line: String = buf.drain(..end).collect();
+            let line = &line[..i];
+            if line.is_empty() {
+                match data.take() {
+                    Some(d) if d != "{}" => {
+                        return serde_json::from_str(&d)
+                            .unwrap_or_else(|e| panic!("event data {d:?} is cut: {e}"))
+                    }
+                    _ => continue,
+                }
+            }
+            if let Some(v) = line.strip_prefix("data:") {
+                let v = v.strip_prefix(' ').unwrap_or(v);
+                let d = data.get_or_insert_with(String::new);
+                if !d.is_empty() {
+                    d.push('\n');
+                }
+                d.push_str(v);
+            }
+        }
+        let chunk = tokio::time::timeout(WAIT, resp.chunk())
+            .await
+            .expect("stalled")
+            .unwrap()
+            .expect("stream open");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+/// A carriage return is insignificant whitespace in JSON but ends a line for EventSource: a
+/// publication carrying one still arrives as one intact event.
+#[tokio::test]
+async fn a_publication_with_a_carriage_return_reaches_an_sse_subscriber_intact() {
+    let s = TestServer::start(enabled()).await;
+    let http = reqwest::Client::new();
+    let connect =
+        json!({"id": 1, "connect": {"token": token(json!({"sub": "sse-cr"}))}}).to_string();
+    let mut resp = http
+        .get(format!("http://{}/connection/sse", s.addr))
+        .query(&[("cf_connect", connect)])
+        .send()
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    let reply = next_sse_event(&mut resp, &mut buf).await;
+    let session = reply["connect"]["session"].as_str().unwrap().to_owned();
+    let subscribe = json!({"id": 2, "subscribe": {"channel": "news"}}).to_string();
+    let r = http
+        .post(format!("http://{}/emulation", s.addr))
+        .body(json!({"session": session, "node": s.node.id, "data": subscribe}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(
+        next_sse_event(&mut resp, &mut buf).await,
+        json!({"id": 2, "subscribe": {}})
+    );
+    let r = http
+        .post(format!("http://{}/api/publish", s.addr))
+        .header("x-api-key", "api-key")
+        .body("{\"channel\":\"news\",\"data\":{\"data\":[1,\r2]}}")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert!(body["result"].is_object(), "{body}");
+    let push = next_sse_event(&mut resp, &mut buf).await;
+    assert_eq!(
+        push["push"]["pub"]["data"],
+        json!({"data": [1, 2]}),
+        "{push}"
+    );
+}

@@ -7,14 +7,15 @@ use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-/// Writes `bytes` as raw JSON. Newlines are insignificant whitespace in valid JSON but are the
-/// frame delimiter of the protocol, so they are replaced by spaces. Non-JSON bytes (a binary
-/// payload) cannot travel over a JSON connection and fail the encode.
+/// Writes `bytes` as raw JSON. Line feeds and carriage returns are insignificant whitespace in
+/// valid JSON (inside strings they must be escaped), but a line feed delimits the protocol's
+/// frames and EventSource (SSE) ends a line at either, so both are replaced by spaces. Non-JSON
+/// bytes (a binary payload) cannot travel over a JSON connection and fail the encode.
 pub fn serialize<S: Serializer>(bytes: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| S::Error::custom("binary payload cannot be sent over a JSON connection"))?;
-    if text.contains('\n') {
-        let cleaned = text.replace('\n', " ");
+    if text.contains(['\n', '\r']) {
+        let cleaned = text.replace(['\n', '\r'], " ");
         let raw: &RawValue = serde_json::from_str(&cleaned).map_err(S::Error::custom)?;
         raw.serialize(serializer)
     } else {

@@ -97,16 +97,31 @@ impl Framing {
         match self {
             Framing::Sse => {
                 out.extend_from_slice(b"data: ");
-                out.extend_from_slice(element);
+                extend_one_line(out, element);
                 out.extend_from_slice(b"\n\n");
             }
             Framing::JsonLines => {
-                out.extend_from_slice(element);
+                extend_one_line(out, element);
                 out.extend_from_slice(b"\n");
             }
             Framing::Protobuf => out.extend_from_slice(element),
         }
     }
+}
+
+/// Appends a JSON element as one line: a line feed or carriage return in it (only ever
+/// insignificant whitespace in valid JSON; the encoder already replaces those of raw payloads)
+/// becomes a space, so it can neither end an EventSource line nor split a JSON-lines frame.
+fn extend_one_line(out: &mut BytesMut, element: &[u8]) {
+    if !element.iter().any(|&b| b == b'\n' || b == b'\r') {
+        out.extend_from_slice(element);
+        return;
+    }
+    out.extend(
+        element
+            .iter()
+            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+    );
 }
 
 /// A connection carried by a streamed response body: the frames of one batch are framed into
