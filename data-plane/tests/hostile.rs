@@ -220,3 +220,26 @@ async fn a_binary_publication_never_disconnects_json_subscribers() {
     );
     assert_eq!(s.node.metrics.json_unwritable_dropped.get(), 3);
 }
+
+/// Channels a client lists in its connect are its own choice like a `subscribe`'s, so the
+/// same `channel.max_length` holds for them.
+#[tokio::test]
+async fn channels_listed_at_connect_are_held_to_the_channel_length_limit() {
+    let s = TestServer::start(json!({"channel": {"max_length": 16}})).await;
+    let long = "x".repeat(17);
+    let mut c = Client::open(&s.ws_url()).await;
+    let r = c
+        .call(
+            json!({"connect": {"token": token(json!({"sub": "1"})), "subs": {long.as_str(): {}}}}),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], 107, "{r}");
+    assert_eq!(s.node.hub.num_subscribers(&long), 0);
+    let mut c = Client::open(&s.ws_url()).await;
+    let r = c
+        .call(
+            json!({"connect": {"token": token(json!({"sub": "1"})), "subs": {"x".repeat(16): {}}}}),
+        )
+        .await;
+    assert!(r["connect"]["subs"]["x".repeat(16)].is_object(), "{r}");
+}

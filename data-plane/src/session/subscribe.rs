@@ -231,7 +231,9 @@ impl Session {
             return Err(Disconnect::BAD_REQUEST.into());
         }
         let client_cfg = &config.tenant.client;
-        if spec.kind == SubscribeKind::Client
+        // Channels a client names itself (a `subscribe`, or `connect.subs`) are checked;
+        // those from the token or the server API come from the backend.
+        if spec.kind != SubscribeKind::Server
             && channel.len() > config.tenant.channel.max_length as usize
         {
             return Err(ClientError::BAD_REQUEST
