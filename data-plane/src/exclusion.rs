@@ -6,10 +6,18 @@
 //!
 //! A connection is named three ways ([`Owner`]): its client id (this connection only), its
 //! user (all of the user's connections), and its *session tag*, which survives reconnects: the
-//! connection token's `session_tag` claim (or the connect proxy's `session_tag`), else a digest
-//! of the token itself (centrifuge SDKs reconnect with the same token until it is refreshed),
-//! else the client id. A client publication in a namespace with `exclude_publisher` excludes
-//! its publisher's session tag; the server API's `exclude` names any of the three.
+//! connection token's `session_tag` claim (or the connect proxy's `session_tag`), else, for a
+//! connection of a known user, a digest of the token itself (centrifuge SDKs reconnect with
+//! the same token until it is refreshed), else the client id. A client publication in a
+//! namespace with `exclude_publisher` excludes its publisher's session tag; the server API's
+//! `exclude` names any of the three.
+//!
+//! The token digest deliberately groups the connections of one user that hold the same token
+//! (its reconnects, and its tabs sharing a token): the user's own sessions, which a
+//! publication excluded for the user would skip as well. Anonymous connections (no user) never
+//! share a tag: many visitors may hold one byte-identical anonymous token, and one visitor's
+//! publication must not be hidden from the others, so each is its own publisher (a reconnect
+//! of an anonymous publisher may get its own in-flight publication back in recovery).
 
 use std::sync::Arc;
 
@@ -109,13 +117,14 @@ pub struct Owner {
     pub session_tag: Arc<str>,
 }
 
-/// A connection's session tag: the one its credentials named, else a digest of its connection
-/// token (stable while the SDK reconnects with the same token), else its client id.
-pub fn session_tag(named: &str, token: &str, client: &str) -> Arc<str> {
+/// A connection's session tag: the one its credentials named, else for a connection of
+/// `user` (not anonymous) a digest of its connection token (stable while the SDK reconnects
+/// with the same token), else its client id.
+pub fn session_tag(named: &str, token: &str, user: &str, client: &str) -> Arc<str> {
     if !named.is_empty() {
         return named.into();
     }
-    if !token.is_empty() {
+    if !token.is_empty() && !user.is_empty() {
         let digest = Sha256::digest(token.as_bytes());
         let mut tag = *b"t:00000000000000000000000000000000";
         hex::encode_to_slice(&digest[..16], &mut tag[2..]).expect("32 hex digits fit");
@@ -195,15 +204,27 @@ mod tests {
 
     #[test]
     fn session_tags_come_from_the_claim_then_the_token_then_the_client() {
-        assert_eq!(&*session_tag("tab1", "tok", "c1"), "tab1");
-        let a = session_tag("", "token-a", "c1");
-        assert_eq!(a, session_tag("", "token-a", "c2"), "same token, same tag");
-        assert_ne!(a, session_tag("", "token-b", "c1"));
+        assert_eq!(&*session_tag("tab1", "tok", "", "c1"), "tab1");
+        let a = session_tag("", "token-a", "ann", "c1");
+        assert_eq!(
+            a,
+            session_tag("", "token-a", "ann", "c2"),
+            "same token, same tag"
+        );
+        assert_ne!(a, session_tag("", "token-b", "ann", "c1"));
         assert!(a.starts_with("t:") && a.len() == 34 && !a.contains("token"));
         // Nodes of two versions share tags through the engine: the form must not change.
         let digest = Sha256::digest(b"token-a");
         assert_eq!(&*a, format!("t:{}", hex::encode(&digest[..16])));
-        assert_eq!(&*session_tag("", "", "c1"), "c:c1");
+        assert_eq!(&*session_tag("", "", "ann", "c1"), "c:c1");
+    }
+
+    #[test]
+    fn anonymous_connections_with_one_token_are_distinct_sessions() {
+        let a = session_tag("", "shared-token", "", "c1");
+        let b = session_tag("", "shared-token", "", "c2");
+        assert_ne!(a, b);
+        assert_eq!(&*a, "c:c1");
     }
 
     #[test]

@@ -347,3 +347,29 @@ async fn the_session_tag_never_reaches_another_client() {
     assert_eq!(r["result"]["publications"].as_array().unwrap().len(), 2);
     assert!(!r.to_string().contains(secret_tag));
 }
+
+/// Many visitors may hold one byte-identical anonymous token (a site hands every guest the
+/// same one): each visitor is its own publisher, so one guest's publication is hidden from
+/// that guest alone, never from the others holding the same token.
+#[tokio::test]
+async fn anonymous_visitors_with_one_token_still_see_each_other() {
+    let s = TestServer::start(json!({"channel": {"namespaces": [
+        {"name": "lobby", "exclude_publisher": true, "history_size": 50, "history_ttl": "60s",
+         "force_recovery": true, "allow_subscribe_for_client": true,
+         "allow_subscribe_for_anonymous": true, "allow_publish_for_subscriber": true,
+         "allow_publish_for_anonymous": true}
+    ]}}))
+    .await;
+    let url = s.ws_url();
+    let guest = token(json!({"sub": ""}));
+    let (mut one, _) = join(&url, &guest, "lobby:1", None).await;
+    let (mut two, _) = join(&url, &guest, "lobby:1", None).await;
+    let r = one
+        .call(json!({"publish": {"channel": "lobby:1", "data": {"n": 1}}}))
+        .await;
+    assert!(r["publish"].is_object(), "{r}");
+    assert_eq!(next_n(&mut two).await, 1, "another guest gets it");
+    publish(&s, "lobby:1", 2, None).await;
+    assert_eq!(next_n(&mut one).await, 2, "the publisher skipped its own");
+    assert_eq!(next_n(&mut two).await, 2);
+}

@@ -175,7 +175,12 @@ impl Session {
         self.user = user.clone();
         self.handle.set_owner(Owner {
             user: user.clone(),
-            session_tag: exclusion::session_tag(&granted.session_tag, &req.token, &self.handle.id),
+            session_tag: exclusion::session_tag(
+                &granted.session_tag,
+                &req.token,
+                &user,
+                &self.handle.id,
+            ),
         });
         self.conn_info = granted.info;
         self.expires_at = granted.expires_at;
