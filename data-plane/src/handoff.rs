@@ -183,11 +183,7 @@ async fn take(mut unix: UnixStream, served: Served) -> Option<Session> {
     drop(unix);
     if let Some((rate, early)) = grpc::parse(&received.payload) {
         // A gRPC connection (HTTP/2): the whole connection is the gRPC API's.
-        let call = HandedCall {
-            peer,
-            rate,
-            follow_ups: served.follow_ups.clone(),
-        };
+        let call = HandedCall::new(peer, rate, served.follow_ups.clone());
         match &served.grpc {
             Some(grpc) => grpc.serve(stream, early.to_vec(), call),
             None => tracing::debug!(%peer, "gRPC connection closed: no gRPC API here"),

@@ -115,13 +115,69 @@ async fn a_handed_off_connection_is_served_and_held_to_the_projects_rate() {
     }
     let status = refused.expect("a burst past the rate is refused");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-    let missing_key = {
-        let mut r = publish(99);
-        r.metadata_mut().remove("authorization");
-        tokio::time::timeout(WAIT, client.publish(r)).await.unwrap()
-    };
-    assert_eq!(missing_key.unwrap_err().code(), Code::Unauthenticated);
+    // The rate comes before the key: a call without one is refused for the rate as well.
+    let missing_key = tokio::time::timeout(WAIT, client.publish(without_key(99)))
+        .await
+        .unwrap();
+    assert_eq!(missing_key.unwrap_err().code(), Code::ResourceExhausted);
     drop(s);
+}
+
+/// A publish whose key is wrong.
+fn without_key(n: u32) -> Request<PublishRequest> {
+    let mut r = publish(n);
+    r.metadata_mut()
+        .insert("authorization", "apikey wrong-key".parse().unwrap());
+    r
+}
+
+/// Calls with a bad key cost the project's rate like any other, so a connection cannot try
+/// keys faster than the plan allows.
+#[tokio::test]
+async fn calls_with_a_bad_key_are_held_to_the_projects_rate() {
+    let (_s, path) = start(true).await;
+    let mut client = client_via_handoff(&path, 2).await;
+    let mut codes = Vec::new();
+    for n in 0..3 {
+        let r = tokio::time::timeout(WAIT, client.publish(without_key(n)))
+            .await
+            .expect("gRPC call timed out");
+        codes.push(r.unwrap_err().code());
+    }
+    assert_eq!(
+        codes,
+        [
+            Code::Unauthenticated,
+            Code::Unauthenticated,
+            Code::ResourceExhausted
+        ]
+    );
+}
+
+/// A connection whose calls keep failing authentication is ended by the server after a few,
+/// as a kept HTTP connection ends on a 401.
+#[tokio::test]
+async fn a_connection_that_keeps_failing_authentication_is_closed() {
+    let (_s, path) = start(true).await;
+    let mut client = client_via_handoff(&path, 0).await;
+    let max = rotor_data_plane::grpc_api::MAX_AUTH_FAILURES;
+    for n in 0..max - 1 {
+        let r = tokio::time::timeout(WAIT, client.publish(without_key(n)))
+            .await
+            .expect("gRPC call timed out");
+        assert_eq!(r.unwrap_err().code(), Code::Unauthenticated);
+    }
+    // The last allowed failure ends the connection (its own answer may not arrive); the stand-in
+    // edge accepts one connection only, so nothing after it reaches the server.
+    let last = tokio::time::timeout(WAIT, client.publish(without_key(max)))
+        .await
+        .expect("gRPC call timed out");
+    assert!(last.is_err());
+    let after = tokio::time::timeout(WAIT, client.publish(publish(1)))
+        .await
+        .expect("gRPC call timed out");
+    let status = after.expect_err("the connection is gone, even for a good key");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 }
 
 #[tokio::test]

@@ -25,7 +25,10 @@ fn presented(metadata: &MetadataMap) -> Option<&str> {
 /// Whether a call may run, and with which key's scope: the API must be enabled in the config
 /// in force (UNIMPLEMENTED otherwise: a project can switch it off while connections stay
 /// open), a call on a connection the edge handed over must be within the project's rate
-/// (RESOURCE_EXHAUSTED), and the key must open the API ([`scope`]).
+/// (RESOURCE_EXHAUSTED) before its key is even looked at, so calls with a bad key cost the
+/// rate too, and the key must open the API ([`scope`]). A handed-over connection's failed
+/// authentications are counted on it, and end it at
+/// [`MAX_AUTH_FAILURES`](super::handed::MAX_AUTH_FAILURES).
 pub(super) fn admit<T>(
     config: &RuntimeConfig,
     request: &Request<T>,
@@ -35,15 +38,19 @@ pub(super) fn admit<T>(
             "the gRPC API is not enabled for this project",
         ));
     }
-    let scope = scope(config, request.metadata())?;
-    if let Some(call) = request.extensions().get::<HandedCall>() {
+    let handed = request.extensions().get::<HandedCall>();
+    if let Some(call) = handed {
         if !call.follow_ups.admit_call(call.rate) {
             return Err(Status::resource_exhausted(
                 "this project receives more requests per second than its plan allows; retry later",
             ));
         }
     }
-    Ok(scope)
+    scope(config, request.metadata()).inspect_err(|_| {
+        if let Some(call) = handed {
+            call.guard.auth_failed(call.peer);
+        }
+    })
 }
 
 /// The scope of the call's key, or UNAUTHENTICATED.

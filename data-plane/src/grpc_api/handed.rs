@@ -5,15 +5,21 @@
 //!
 //! Calls on a handed-off connection are held to the plan's request rate for the whole project
 //! (the rate the edge marked the connection with, shared with kept HTTP API connections, see
-//! [`crate::kept_alive`]); `grpc_api.enabled` is read per call, so switching the API off in the
-//! project's settings refuses calls at once, on connections already open too.
+//! [`crate::kept_alive`]), whether their key is good or not; `grpc_api.enabled` is read per
+//! call, so switching the API off in the project's settings refuses calls at once, on
+//! connections already open too. A connection whose calls fail authentication
+//! [`MAX_AUTH_FAILURES`] times is ended (its socket fails under the HTTP/2 server, which drops
+//! it), as a kept HTTP connection ends on a 401 or 403: a client cannot try keys without end
+//! on one connection.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use futures_util::task::AtomicWaker;
 use rotor_tenant_config::prefixed::PrefixedStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -28,6 +34,9 @@ use crate::node::Node;
 /// Handed-off connections waiting for the server to take them.
 const QUEUE: usize = 256;
 
+/// Calls on one handed-off connection that may fail authentication before it is ended.
+pub const MAX_AUTH_FAILURES: u32 = 5;
+
 /// What each call on a handed-off connection knows of it (in the request's extensions).
 #[derive(Clone)]
 pub struct HandedCall {
@@ -35,6 +44,44 @@ pub struct HandedCall {
     /// Calls per second for the whole project (0: no limit).
     pub rate: u32,
     pub follow_ups: Arc<FollowUps>,
+    /// This connection's authentication failures, and the switch that ends it.
+    pub(crate) guard: Arc<ConnectionGuard>,
+}
+
+impl HandedCall {
+    /// A new connection from `peer`, held to `rate` with the project's `follow_ups`.
+    pub fn new(peer: SocketAddr, rate: u32, follow_ups: Arc<FollowUps>) -> Self {
+        Self {
+            peer,
+            rate,
+            follow_ups,
+            guard: Arc::default(),
+        }
+    }
+}
+
+/// Counts one connection's failed authentications and ends the connection at
+/// [`MAX_AUTH_FAILURES`]: its reads fail from then on, and the server drops it.
+#[derive(Default)]
+pub(crate) struct ConnectionGuard {
+    failures: AtomicU32,
+    ended: AtomicBool,
+    reader: AtomicWaker,
+}
+
+impl ConnectionGuard {
+    /// Records a call refused for its key; ends the connection at the limit.
+    pub(crate) fn auth_failed(&self, peer: SocketAddr) {
+        let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
+        if failures >= MAX_AUTH_FAILURES && !self.ended.swap(true, Ordering::AcqRel) {
+            tracing::debug!(%peer, failures, "gRPC connection ended: too many calls without a valid key");
+            self.reader.wake();
+        }
+    }
+
+    fn ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
 }
 
 /// A handed-off client connection, its first bytes (the preface the edge read) served first.
@@ -57,6 +104,10 @@ impl AsyncRead for HandedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        self.call.guard.reader.register(cx.waker());
+        if self.call.guard.ended() {
+            return Poll::Ready(Err(ended()));
+        }
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -67,6 +118,9 @@ impl AsyncWrite for HandedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.call.guard.ended() {
+            return Poll::Ready(Err(ended()));
+        }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -77,6 +131,14 @@ impl AsyncWrite for HandedStream {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// The error an ended connection's reads and writes fail with.
+fn ended() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "too many calls without a valid key",
+    )
 }
 
 /// The gRPC API of handed-off connections, started on the first one.

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::node::Node;
 use rotor_tenant_config::GrpcApi;
 
-pub use handed::{Handed, HandedCall};
+pub use handed::{Handed, HandedCall, MAX_AUTH_FAILURES};
 pub use service::Service;
 
 /// The messages and the service generated from `proto/api.proto` (client included, for tests
