@@ -231,6 +231,7 @@ impl FromRequestParts<AppState> for Session {
         }
         match current(state, &parts.headers).await? {
             Some(s) => {
+                crate::rest::charge_write(parts, state, &s.account)?;
                 parts.extensions.insert(s.clone());
                 Ok(s)
             }
