@@ -303,6 +303,9 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
             .context("demo project")?;
         println!("{}", demo.describe(&settings.public_url));
     }
+    if let Err(e) = rotor_control_plane::parking::learn_smallest_plan_memory(&state.pool).await {
+        tracing::warn!(error = %e, "plans unreadable: the tenant cap assumes 256 MiB per tenant");
+    }
     let mut reconciler = Reconciler::new(state.clone(), driver.clone(), routes.clone());
     reconciler.start_up().await;
     let reconcile_task = tokio::spawn(reconciler.run(stop.clone()));
