@@ -263,6 +263,7 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
     if std::env::var("ROTOR_PUBLIC_URL").map_or(true, |v| v.trim().is_empty()) {
         settings.public_url = format!("http://{addr}");
     }
+    settings.check().context("configuration")?;
     let settings = Arc::new(settings);
     let pool = db::connect_and_migrate(&settings.database_url)
         .await
