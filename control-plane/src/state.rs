@@ -28,6 +28,8 @@ pub struct AppState {
     pub resets: Arc<Resets>,
     /// Each account's budget of management writes (REST and dashboard).
     pub write_limits: Arc<WriteLimits>,
+    /// Live usage streams open per account ([`crate::rest::usage`]).
+    pub live_streams: Arc<crate::rest::usage::LiveStreams>,
 }
 
 impl AppState {
@@ -73,6 +75,7 @@ impl AppState {
             auth_limits,
             resets,
             write_limits: Arc::new(WriteLimits::default()),
+            live_streams: Arc::default(),
         }
     }
 

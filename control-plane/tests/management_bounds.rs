@@ -182,3 +182,69 @@ async fn the_audit_log_keeps_each_accounts_newest_entries_only() {
     // Bob's entries (his sign-up's and the one above) are untouched by Alice's.
     assert!(count(bob).await >= 1);
 }
+
+/// A live usage stream is authorised again before every event: revoking the token it was
+/// opened with ends it (within a couple of its ticks). And one account holds only so many
+/// streams open at once.
+#[tokio::test]
+async fn a_live_usage_stream_ends_once_its_token_is_revoked_and_streams_are_capped_per_account() {
+    use rotor_control_plane::rest::usage::MAX_LIVE_STREAMS_PER_ACCOUNT;
+    use std::time::Duration;
+
+    let api = Api::start().await;
+    let alice = api.account("alice@example.com").await;
+    let p = api.project(&alice, "live").await;
+    let id = p["id"].as_str().unwrap();
+    let (s, b) = api
+        .login(
+            json!({"email": "alice@example.com", "password": "a long password", "name": "watcher"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let watcher = b["token"].as_str().unwrap().to_owned();
+    let url = format!("{}/v1/projects/{id}/usage/live", api.base);
+
+    let mut stream = api
+        .http
+        .get(&url)
+        .bearer_auth(&watcher)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+        .await
+        .expect("the first event comes")
+        .unwrap()
+        .expect("the stream is open");
+    assert!(String::from_utf8_lossy(&first).contains("event: usage"));
+
+    let tokens = api.tokens(&alice).await;
+    let watcher_id = tokens["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "watcher")
+        .and_then(|t| t["id"].as_str())
+        .unwrap()
+        .to_owned();
+    assert_eq!(api.revoke_token(&alice, &watcher_id).await, 204);
+
+    // Whatever was on its way still arrives; then the stream ends.
+    let ended = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(_event) = stream.chunk().await.unwrap() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived its token");
+
+    // The cap: as many streams as allowed, then a 429 that says when to come back.
+    let mut open = Vec::new();
+    for _ in 0..MAX_LIVE_STREAMS_PER_ACCOUNT {
+        let resp = api.http.get(&url).bearer_auth(&alice).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        open.push(resp);
+    }
+    let resp = api.http.get(&url).bearer_auth(&alice).send().await.unwrap();
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+}

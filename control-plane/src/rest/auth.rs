@@ -23,18 +23,22 @@ impl FromRequestParts<AppState> for Account {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(ServiceError::Unauthorized("missing bearer token"))?;
+        let token = bearer(&parts.headers)?;
         let account = crate::service::accounts::account_of_token(state, token).await?;
         charge_write(parts, state, &account)?;
         Ok(Account(account))
     }
+}
+
+/// The management token a request presents (`Authorization: Bearer …`).
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ServiceError> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(ServiceError::Unauthorized("missing bearer token"))
 }
 
 /// Takes a write from the account's budget when the request may change something
