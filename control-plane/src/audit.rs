@@ -1,4 +1,6 @@
-//! The audit trail (`audit_log`): who changed what, in which account and project. Entries say
+//! The audit trail (`audit_log`): who changed what, in which account and project. Each
+//! account keeps its newest [`KEPT_PER_ACCOUNT`] entries; older ones are trimmed as new ones
+//! are written. Entries say
 //! that a secret changed, never what it is: [`record`] redacts every secret-bearing field
 //! whatever the caller passed, so a careless `before`/`after` cannot leak one. [`page`] reads
 //! an owner's entries newest first, a page at a time, and [`describe`] / [`actor_words`] say
@@ -78,6 +80,27 @@ pub async fn record(conn: &mut PgConnection, entry: Entry<'_>) -> Result<(), sql
     .bind(entry.target)
     .bind(entry.before.map(redact))
     .bind(entry.after.map(redact))
+    .execute(&mut *conn)
+    .await?;
+    if let Some(account) = entry.account {
+        trim(conn, account).await?;
+    }
+    Ok(())
+}
+
+/// How many entries each account keeps: the oldest beyond it go as new ones are written, so
+/// one account's changes cannot grow the shared database without bound.
+pub const KEPT_PER_ACCOUNT: i64 = 1_000;
+
+/// Deletes `account`'s entries older than its newest [`KEPT_PER_ACCOUNT`] (one index range on
+/// `(account_id, id)`).
+async fn trim(conn: &mut PgConnection, account: &AccountId) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM audit_log WHERE account_id = $1 AND id <= \
+         (SELECT id FROM audit_log WHERE account_id = $1 ORDER BY id DESC OFFSET $2 LIMIT 1)",
+    )
+    .bind(account)
+    .bind(KEPT_PER_ACCOUNT)
     .execute(conn)
     .await?;
     Ok(())

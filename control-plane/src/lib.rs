@@ -37,3 +37,4 @@ pub mod tenant_events;
 pub mod throttling;
 pub mod usage;
 pub mod web;
+pub mod write_limits;

@@ -263,6 +263,7 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
     if std::env::var("ROTOR_PUBLIC_URL").map_or(true, |v| v.trim().is_empty()) {
         settings.public_url = format!("http://{addr}");
     }
+    settings.check().context("configuration")?;
     let settings = Arc::new(settings);
     let pool = db::connect_and_migrate(&settings.database_url)
         .await
@@ -302,6 +303,9 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
             .await
             .context("demo project")?;
         println!("{}", demo.describe(&settings.public_url));
+    }
+    if let Err(e) = rotor_control_plane::parking::learn_smallest_plan_memory(&state.pool).await {
+        tracing::warn!(error = %e, "plans unreadable: the tenant cap assumes 256 MiB per tenant");
     }
     let mut reconciler = Reconciler::new(state.clone(), driver.clone(), routes.clone());
     reconciler.start_up().await;

@@ -46,14 +46,66 @@ pub fn start_on_demand() -> bool {
         && std::env::var("ROTOR_START_ON_DEMAND").map_or(true, |v| v.trim() != "0")
 }
 
-/// The most tenant processes the box runs at once: `ROTOR_MAX_RUNNING_TENANTS`, by default a
-/// quarter of the control plane's soft open-file limit (it holds about two descriptors per
-/// running tenant, and the edge needs the rest), between 16 and 10,000. Only where tenants are
-/// parked: a wake past it parks the longest-idle tenant that can be parked without loss, or is
-/// refused (see [`crate::reconciler`]).
+/// The most tenant processes the box runs at once: `ROTOR_MAX_RUNNING_TENANTS`, by default the
+/// smaller of a quarter of the control plane's soft open-file limit (it holds about two
+/// descriptors per running tenant, and the edge needs the rest) and how many tenants of the
+/// smallest plan fit in the memory available at start-up (`MemAvailable` over that plan's
+/// memory limit, see [`learn_smallest_plan_memory`]), between 16 and 10,000. Only where
+/// tenants are parked: a wake past it parks the longest-idle tenant that can be parked without
+/// loss, or is refused (see [`crate::reconciler`]).
 pub fn max_running_tenants() -> usize {
-    let default = (rotor_tenant_config::fdlimit::soft_limit() / 4).clamp(16, 10_000);
-    crate::settings::positive_env("ROTOR_MAX_RUNNING_TENANTS", default as usize)
+    let by_files = rotor_tenant_config::fdlimit::soft_limit() / 4;
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| mem_available_bytes(&info));
+    let default = default_max_running(by_files, memory, smallest_plan_memory_bytes());
+    crate::settings::positive_env("ROTOR_MAX_RUNNING_TENANTS", default)
+}
+
+/// The default tenant cap from the open-file quarter and, where both are known, the memory
+/// available over one tenant's memory limit; between 16 and 10,000.
+fn default_max_running(by_files: u64, available: Option<u64>, per_tenant: Option<u64>) -> usize {
+    let by_memory = match (available, per_tenant) {
+        (Some(available), Some(per_tenant)) if per_tenant > 0 => available / per_tenant,
+        _ => u64::MAX,
+    };
+    by_files.min(by_memory).clamp(16, 10_000) as usize
+}
+
+/// `MemAvailable` of a `/proc/meminfo` text, in bytes.
+fn mem_available_bytes(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let mut words = line.split_whitespace().skip(1);
+    let kib: u64 = words.next()?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
+/// The memory limit of the smallest plan that has one, in MiB, as read at start-up.
+static SMALLEST_PLAN_MEMORY_MB: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// The free plan's memory limit as shipped, for a process that did not read the plans.
+const DEFAULT_PLAN_MEMORY_MB: u64 = 256;
+
+fn smallest_plan_memory_bytes() -> Option<u64> {
+    let mb = SMALLEST_PLAN_MEMORY_MB
+        .get()
+        .copied()
+        .unwrap_or(DEFAULT_PLAN_MEMORY_MB);
+    (mb > 0).then(|| mb.saturating_mul(1024 * 1024))
+}
+
+/// Reads the smallest `tenant_memory_mb` among the plans that set one (0 means unlimited and
+/// is left out; with none, memory does not bound the cap), for [`max_running_tenants`]. Call
+/// once at start-up, before the cap is first asked for.
+pub async fn learn_smallest_plan_memory(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let smallest: Option<i64> = sqlx::query_scalar(
+        "SELECT min((limits->>'tenant_memory_mb')::bigint) FROM plans \
+         WHERE (limits->>'tenant_memory_mb')::bigint > 0",
+    )
+    .fetch_one(pool)
+    .await?;
+    let _ = SMALLEST_PLAN_MEMORY_MB.set(smallest.map_or(0, |mb| mb as u64));
+    Ok(())
 }
 
 /// The report socket of a run directory.
@@ -193,5 +245,28 @@ pub async fn receive(
             ("idle", _) => routes.request_park(tenant),
             (kind, _) => tracing::debug!(%tenant, kind, "unknown report ignored"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_tenant_cap_respects_both_open_files_and_memory() {
+        const MIB: u64 = 1024 * 1024;
+        let meminfo =
+            "MemTotal:       16000000 kB\nMemFree:  100 kB\nMemAvailable:    2097152 kB\n";
+        let available = mem_available_bytes(meminfo);
+        assert_eq!(available, Some(2048 * MIB));
+        // 2 GiB over 256 MiB tenants: 8, raised to the floor of 16.
+        assert_eq!(default_max_running(5_000, available, Some(256 * MIB)), 16);
+        // 2 GiB over 64 MiB tenants: 32, below the open-file quarter.
+        assert_eq!(default_max_running(5_000, available, Some(64 * MIB)), 32);
+        // Plenty of memory: the open files bound it.
+        assert_eq!(default_max_running(250, Some(1 << 40), Some(64 * MIB)), 250);
+        // Unknown memory or unlimited plans: open files alone, within the bounds.
+        assert_eq!(default_max_running(5_000, None, Some(64 * MIB)), 5_000);
+        assert_eq!(default_max_running(50_000, available, None), 10_000);
     }
 }

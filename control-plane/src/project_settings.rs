@@ -49,6 +49,40 @@ impl SettingsError {
     }
 }
 
+/// The most a project's settings may take as JSON. Settings are stored, written twice into
+/// the audit entry of every change and pushed to the tenant with each config, so their size
+/// is bounded far above what real settings take (a few KiB) and far below what would fill
+/// the shared database.
+pub const MAX_SETTINGS_BYTES: usize = 64 * 1024;
+
+/// The most one namespace's options may take as JSON.
+pub const MAX_NAMESPACE_OPTIONS_BYTES: usize = 16 * 1024;
+
+/// Refuses `value` when its JSON is longer than `limit` bytes, naming its largest member
+/// (`{path}.{key}`) as the field at fault, or `path` itself when it is not an object.
+pub fn check_size(value: &Value, limit: usize, path: &str) -> Result<(), SettingsError> {
+    let size = |v: &Value| serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+    let total = size(value);
+    if total <= limit {
+        return Ok(());
+    }
+    let field = match value {
+        Value::Object(members) => members
+            .iter()
+            .max_by_key(|(_, v)| size(v))
+            .map(|(k, _)| format!("{path}.{k}"))
+            .unwrap_or_else(|| path.to_owned()),
+        _ => path.to_owned(),
+    };
+    Err(SettingsError::new(
+        field,
+        format!(
+            "too large: {path} may take at most {} KiB as JSON ({total} bytes given)",
+            limit / 1024
+        ),
+    ))
+}
+
 /// The tenant-config fragment of the settings: an object with (some of) `client`, `channel`,
 /// `proxies` and `rpc`.
 pub fn to_config(settings: &Value) -> Result<Map<String, Value>, SettingsError> {
@@ -284,6 +318,7 @@ pub fn settings_path(config_path: &str) -> Option<String> {
 /// Checks settings together with the project's namespaces (name, options) by loading them as a
 /// tenant config. Errors inside a namespace name it (`namespaces.chat.subscribe_proxy_name`).
 pub fn validate(settings: &Value, namespaces: &[(String, Value)]) -> Result<(), SettingsError> {
+    check_size(settings, MAX_SETTINGS_BYTES, "settings")?;
     let config = with_namespaces(settings, namespaces)?;
     TenantConfig::from_value(config).map_err(|e| {
         let message = e.to_string();

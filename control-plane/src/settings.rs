@@ -99,6 +99,32 @@ impl Settings {
         }
     }
 
+    /// Refuses a configuration whose parts contradict each other: a public URL whose host is
+    /// itself a tenant host (`ROTOR_PUBLIC_URL=https://app.example.com` with
+    /// `ROTOR_TENANT_HOST={slug}.example.com`) would let the project with that slug answer
+    /// for the dashboard and receive its cookies.
+    pub fn check(&self) -> Result<(), SettingsError> {
+        let Some(tenant_host) = &self.tenant_host else {
+            return Ok(());
+        };
+        let authority = self
+            .public_url
+            .split_once("://")
+            .map_or(self.public_url.as_str(), |(_, rest)| rest)
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or_default();
+        // Credentials before the host, if any, are not part of it.
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        match tenant_host.slug_of(host) {
+            Some(slug) => Err(SettingsError::PublicUrlIsTenantHost {
+                public_url: self.public_url.clone(),
+                slug: slug.to_ascii_lowercase(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Base URL of a tenant's endpoints over HTTP: `https://{slug}.rt.example.com` with a
     /// tenant host, else `{public_url}/t/{slug}`.
     pub fn tenant_http_base(&self, slug: &str) -> String {
@@ -127,6 +153,13 @@ fn to_ws(url: &str) -> String {
     } else {
         url.to_owned()
     }
+}
+
+/// A configuration the control plane refuses to start with.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SettingsError {
+    #[error("ROTOR_PUBLIC_URL ({public_url}) is itself a tenant host under ROTOR_TENANT_HOST (the project with slug {slug:?} would answer for the dashboard): serve the dashboard from a host outside the tenant pattern, e.g. ROTOR_TENANT_HOST={{slug}}.rt.example.com")]
+    PublicUrlIsTenantHost { public_url: String, slug: String },
 }
 
 /// The host pattern tenants are served under: `{slug}.domain`, optionally with a port.
@@ -278,6 +311,41 @@ mod tests {
         assert_eq!(h.slug_of("acme.rt.example.com.evil"), None);
         assert_eq!(h.slug_of("acmert.example.com"), None);
         assert_eq!(h.slug_of("dashboard.example.com"), None);
+    }
+
+    #[test]
+    fn a_public_url_inside_the_tenant_host_pattern_is_refused_at_start_up() {
+        let settings = |public_url: &str, pattern: Option<&str>| Settings {
+            database_url: String::new(),
+            redis_url: None,
+            listen: String::new(),
+            public_url: public_url.into(),
+            data_plane_bin: PathBuf::new(),
+            tenant_private_egress: false,
+            tenant_host: pattern.map(|p| TenantHost::parse(p).unwrap()),
+            edge: EdgeLimits::defaults(1024),
+            metrics_listen: None,
+            mail: None,
+        };
+        for url in [
+            "https://app.example.com",
+            "https://App.Example.com:8443/",
+            "https://user@app.example.com/dashboard",
+        ] {
+            let refused = settings(url, Some("{slug}.example.com")).check();
+            assert!(
+                matches!(&refused, Err(SettingsError::PublicUrlIsTenantHost { slug, .. }) if slug == "app"),
+                "{url}: {refused:?}"
+            );
+        }
+        for (url, pattern) in [
+            ("https://app.example.com", Some("{slug}.rt.example.com")),
+            ("https://example.com", Some("{slug}.example.com")),
+            ("https://app.example.com", None),
+            ("http://127.0.0.1:8000", Some("{slug}.localhost.test")),
+        ] {
+            assert_eq!(settings(url, pattern).check(), Ok(()), "{url} {pattern:?}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::mail::{Mailer, SmtpMailer};
 use crate::password_reset::Resets;
 use crate::settings::Settings;
 use crate::supervisor::RouteTable;
+use crate::write_limits::WriteLimits;
 
 /// Shared state.
 #[derive(Clone)]
@@ -25,6 +26,10 @@ pub struct AppState {
     pub auth_limits: Arc<AuthLimits>,
     /// Password reset requests, answered by mail off the request path.
     pub resets: Arc<Resets>,
+    /// Each account's budget of management writes (REST and dashboard).
+    pub write_limits: Arc<WriteLimits>,
+    /// Live usage streams open per account ([`crate::rest::usage`]).
+    pub live_streams: Arc<crate::rest::usage::LiveStreams>,
 }
 
 impl AppState {
@@ -69,6 +74,8 @@ impl AppState {
             reconcile,
             auth_limits,
             resets,
+            write_limits: Arc::new(WriteLimits::default()),
+            live_streams: Arc::default(),
         }
     }
 

@@ -422,6 +422,8 @@ async fn a_password_change_revokes_the_management_tokens_and_ends_the_other_sess
         .await;
     assert_eq!(s, 201);
     let kept = b["token"].as_str().unwrap().to_owned();
+    // The change renewed this browser's session, and with it the CSRF token.
+    let csrf = here.session_csrf().await;
     let page = here
         .post(
             "/account/password",
@@ -438,6 +440,54 @@ async fn a_password_change_revokes_the_management_tokens_and_ends_the_other_sess
         .call("127.0.0.1", "GET", "/v1/projects", Some(&kept), None)
         .await;
     assert_eq!(s, 200);
+}
+
+/// A copy of the session cookie taken before a password change (a stolen cookie) is refused
+/// after it: the change gives the browser that made it a fresh session and ends the old one.
+#[tokio::test]
+async fn a_password_change_replaces_the_current_session_so_a_copied_cookie_is_refused() {
+    let app = App::start("https://rotor.example").await;
+    let mut here = app.browser("127.0.0.1");
+    assert_eq!(here.signup("alice@example.com", PASSWORD).await.status, 303);
+    let copied = here.cookie("__Host-rotor_session").unwrap().to_owned();
+
+    let csrf = here.session_csrf().await;
+    let new_password = "a new long password";
+    let page = here
+        .post(
+            "/account/password",
+            &[
+                ("csrf", &csrf),
+                ("current", PASSWORD),
+                ("new", new_password),
+                ("confirm", new_password),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let fresh = here.cookie("__Host-rotor_session").unwrap().to_owned();
+    assert_ne!(fresh, copied, "the change sets a new session cookie");
+    assert!(
+        page.set_cookies
+            .iter()
+            .any(|c| c.starts_with("__Host-rotor_session=")
+                && c.ends_with("; Path=/; HttpOnly; SameSite=Strict; Max-Age=604800; Secure")),
+        "{:?}",
+        page.set_cookies
+    );
+
+    // The browser that changed it carries on, and sees the notice left for its new session.
+    let page = here.get("/account").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Password changed."), "{}", page.body);
+    // The copy of the old cookie goes to the login page.
+    let mut thief = app.browser("127.0.0.2");
+    thief.set("__Host-rotor_session", &copied);
+    let page = thief.get("/projects").await;
+    assert_eq!(
+        (page.status, page.location.as_deref()),
+        (303, Some("/login?next=/projects"))
+    );
 }
 
 #[tokio::test]

@@ -126,3 +126,36 @@ async fn a_hosted_project_cannot_set_the_engine_or_name_tls_files() {
     let message = b["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("not available to hosted projects"), "{b}");
 }
+
+/// No project gets a slug the operator may use for a host of its own (the dashboard's
+/// `app.<domain>`, `www`, `api`, …), whatever it is named: it gets a suffix instead, so it can
+/// never answer for that host under the tenant-host pattern.
+#[tokio::test]
+async fn a_project_named_like_a_reserved_host_never_gets_that_slug() {
+    let api = Api::start().await;
+    let mallory = api.account("mallory@example.com").await;
+    for (name, reserved) in [
+        ("app", "app"),
+        ("App!", "app"),
+        ("  WWW ", "www"),
+        ("dashboard", "dashboard"),
+        ("api", "api"),
+    ] {
+        let p = api.project(&mallory, name).await;
+        let slug = p["slug"].as_str().unwrap();
+        assert_ne!(slug, reserved, "{name:?} got a reserved slug");
+        assert!(
+            slug.starts_with(&format!("{reserved}-")),
+            "{name:?}: {slug}"
+        );
+        // Out of the way of the plan's project count.
+        assert_eq!(
+            api.delete_project(&mallory, p["id"].as_str().unwrap())
+                .await,
+            204
+        );
+    }
+    // An ordinary name keeps its slug.
+    let p = api.project(&mallory, "apps are fine").await;
+    assert_eq!(p["slug"], "apps-are-fine");
+}

@@ -3,7 +3,8 @@
 //! they changed (and at least every [`HEARTBEAT`] while clients are connected, so per-minute
 //! connection levels stay filled), and an `idle` notice when the process has held no socket and
 //! seen no traffic for `ROTOR_PARK_AFTER_MS` and could be stopped without losing anything
-//! ([`parkable`]). An idle tenant whose counters do not move sends nothing.
+//! ([`parkable`]). Traffic refused for authentication (failed connects, API calls with a
+//! wrong key) is not activity (see [`activity`]). An idle tenant whose counters do not move sends nothing.
 //!
 //! Each datagram is one JSON object: `{"tenant", "token", "kind": "usage" | "idle", "usage"?,
 //! "keys_used"?}`; the token is the process's admin token, which only the supervisor knows.
@@ -89,19 +90,26 @@ pub fn parkable(node: &Node) -> Result<(), Busy> {
     Ok(())
 }
 
-/// A cheap summary of activity (a few atomic loads): changes whenever anything is served, so
-/// it stands in for comparing whole usage snapshots. Bytes are left out: an idle client's
-/// pings and pongs move them every few seconds, and a tenant whose clients only ping has
-/// nothing new to report (the bytes ride along with the next report or the heartbeat).
-fn activity(node: &Node) -> [u64; 6] {
+/// A cheap summary of activity (a few atomic loads and the registry's counts): changes
+/// whenever anything is served to someone who proved who they are, so it stands in for
+/// comparing whole usage snapshots and decides how long the process has been idle.
+///
+/// Bytes are left out: an idle client's pings and pongs move them every few seconds, and a
+/// tenant whose clients only ping has nothing new to report (the bytes ride along with the
+/// next report or the heartbeat). Traffic refused for authentication is left out too, so a
+/// stranger cannot keep a project from being parked: a failed connect moves only
+/// `client_errors` and, while it lasts, the raw socket count (which is why connected clients
+/// are counted here instead of sockets), and an API call with a wrong key is refused before
+/// `api_calls` counts it. A socket left open still forbids parking ([`parkable`]); errors of
+/// connected clients come with a connection that does.
+fn activity(node: &Node) -> [u64; 5] {
     let m = &node.metrics;
     [
         m.connections_accepted.get(),
         m.messages_published.get(),
         m.messages_delivered.get(),
         m.api_calls.total(),
-        m.client_errors.total(),
-        u64::try_from(m.sockets.get()).unwrap_or(0),
+        node.registry.counts().0 as u64,
     ]
 }
 
@@ -180,7 +188,7 @@ impl Reporter {
         let mut last_usage_check = Instant::now() - USAGE_EVERY;
         // The activity the last pushed usage reflected: nothing is built or sent while it
         // has not moved (but for the heartbeat while clients are connected).
-        let mut pushed: Option<[u64; 6]> = None;
+        let mut pushed: Option<[u64; 5]> = None;
         let mut last_push = Instant::now();
         // The last-use minute of each key as last sent.
         let mut keys_sent = KeysSent::default();

@@ -131,6 +131,78 @@ async fn an_idle_project_is_parked_and_any_first_request_wakes_it() -> Result<()
     Ok(())
 }
 
+/// A stranger's failed connects wake a parked project (any request does) but do not keep it
+/// awake: refused traffic is not activity, so the project is parked again after its idle
+/// period even while bad connects keep coming, one every 300 ms (a fifth of that period).
+#[tokio::test]
+async fn failed_connects_do_not_keep_a_project_awake() -> Result<()> {
+    const PARK_AFTER: Duration = Duration::from_millis(1500);
+    let cp = ControlPlane::start_with_env(&[(
+        "ROTOR_PARK_AFTER_MS",
+        &PARK_AFTER.as_millis().to_string(),
+    )])
+    .await?;
+    let token = cp.account("strangers@example.com").await?;
+    let project = cp
+        .project(&token, "pestered", &[("chat", open_chat())])
+        .await?;
+    let url = cp.ws_url(&project.slug);
+    // Two kinds of refused connect: a token signed with another key (closed with 3500) and a
+    // properly signed token that expired an hour ago (answered with error 109), as a former
+    // user of the app could still send.
+    let an_hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        - 3600;
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": "former-user", "exp": an_hour_ago}),
+        &jsonwebtoken::EncodingKey::from_secret(project.secret.as_bytes()),
+    )?;
+    let forged = rotor_e2e::control_plane::token("not the project's secret", "stranger");
+    let bad_connect = |n: u32| {
+        let jwt = if n.is_multiple_of(2) {
+            &expired
+        } else {
+            &forged
+        };
+        let url = &url;
+        async move {
+            let refused = rotor_e2e::control_plane::ws::raw_subscriber(url, jwt, &[], None)
+                .await
+                .expect_err("a bad token is refused");
+            // Refused with a reply, or by a close with 3500 (invalid token).
+            let refused = format!("{refused:#}");
+            assert!(
+                refused.contains("connect refused") || refused.contains("invalid token"),
+                "{refused}"
+            );
+        }
+    };
+
+    // A bad connect wakes the project.
+    cp.wait_parked(&project, PARK_WAIT).await?;
+    bad_connect(0).await;
+    ensure!(
+        !cp.is_parked(&project),
+        "a request did not wake the project"
+    );
+
+    // Bad connects keep coming; within four idle periods the project is parked anyway.
+    let deadline = Instant::now() + PARK_AFTER * 4 + Duration::from_secs(5);
+    let mut n = 0;
+    while !cp.is_parked(&project) {
+        ensure!(
+            Instant::now() < deadline,
+            "failed connects kept the project awake"
+        );
+        n += 1;
+        bad_connect(n).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_new_project_has_no_process_until_its_first_request() -> Result<()> {
     // Idle parking far away: only starting on demand can explain a parked project here.

@@ -244,6 +244,36 @@ async fn tenants_on_their_own_host_never_share_the_dashboards_origin() -> Result
     Ok(())
 }
 
+/// A request whose target is not a path (`GET http://x/metrics`, absolute form) is refused by
+/// the edge before routing: the tenant would route on the URI's path and serve its internal
+/// surfaces, which the edge's filter reads from the first `/`.
+#[tokio::test]
+async fn absolute_form_targets_never_reach_a_tenants_internal_surfaces() -> Result<()> {
+    let cp = ControlPlane::start_with_env(&[("ROTOR_TENANT_HOST", "{slug}.tenants.test")]).await?;
+    let owner = cp.account("owner@example.com").await?;
+    let project = cp.project(&owner, "absolute", &[]).await?;
+    let host = format!("{}.tenants.test", project.slug);
+    for target in [
+        "http://x/metrics".to_owned(),
+        format!("http://{host}/metrics"),
+        "http://x/admin/status".to_owned(),
+        "http://x/api/info".to_owned(),
+    ] {
+        let raw = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let reply = raw_exchange(authority(&cp.base), raw.as_bytes()).await?;
+        assert!(reply.starts_with("HTTP/1.1 400"), "{target}: {reply}");
+        assert!(!reply.contains("# TYPE"), "{target}: {reply}");
+    }
+    // The same paths in origin form: the internal ones are 404, the tenant still answers.
+    let raw = format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let reply = raw_exchange(authority(&cp.base), raw.as_bytes()).await?;
+    assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+    let raw = format!("GET /connection/init HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let reply = raw_exchange(authority(&cp.base), raw.as_bytes()).await?;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    Ok(())
+}
+
 /// A server API call to `host` on a raw connection, with `key`.
 fn raw_api(host: &str, method: &str, key: &str, body: &Value, extra: &str) -> String {
     let body = body.to_string();

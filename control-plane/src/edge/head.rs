@@ -4,6 +4,8 @@
 //! - takes the tenant from its own host (`ROTOR_TENANT_HOST`) or, when none is configured, from
 //!   the `/t/{slug}` path prefix (which it strips);
 //! - never routes to a tenant's internal surfaces (`/admin…`, `/metrics`): they answer 404;
+//! - routes only origin-form targets (`/path?query`); any other (`http://host/path`, `*`, an
+//!   authority) is malformed (400), so no spelling of a target slips past that check;
 //! - strips Rotor's own credentials (its cookies, `Bearer rtr_…` management tokens) and any
 //!   client-supplied forwarding headers, then sets `X-Forwarded-For` from the real peer;
 //! - marks only a real WebSocket handshake (GET, `Upgrade: websocket`, `Connection: upgrade`)
@@ -92,6 +94,13 @@ pub fn route(
         Err(_) => return Err(HeadError::Malformed),
     };
     let path = req.path.unwrap_or("/");
+    // Only origin-form targets (`/path?query`) are routed. An absolute-form target
+    // (`http://host/metrics`) would reach the tenant unfiltered: the internal-path check
+    // below reads the path from the first `/`, and the tenant routes on the URI's own path.
+    // `OPTIONS *` and the authority form of CONNECT are not served either.
+    if !path.starts_with('/') {
+        return Err(HeadError::Malformed);
+    }
     let host = req
         .headers
         .iter()
@@ -631,5 +640,30 @@ mod tests {
             route(b"GET /t//x HTTP/1.1\r\n\r\n", peer(), None),
             Err(HeadError::Malformed)
         );
+    }
+
+    #[test]
+    fn targets_that_are_not_a_path_are_malformed_whatever_the_host() {
+        let pattern = TenantHost::parse("{slug}.rt.example.com").unwrap();
+        for target in [
+            "http://x/metrics",
+            "http://acme.rt.example.com/admin/config",
+            "HTTPS://x/api",
+            "*",
+            "acme.rt.example.com:443",
+        ] {
+            let head = format!("GET {target} HTTP/1.1\r\nHost: acme.rt.example.com\r\n\r\n");
+            assert_eq!(
+                route(head.as_bytes(), peer(), Some(&pattern)),
+                Err(HeadError::Malformed),
+                "{target}"
+            );
+            let head = format!("GET {target} HTTP/1.1\r\nHost: rotor.example.com\r\n\r\n");
+            assert_eq!(
+                route(head.as_bytes(), peer(), None),
+                Err(HeadError::Malformed),
+                "{target}"
+            );
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Bearer management-token authentication: the token is hashed and looked up
 //! ([`crate::service::accounts::account_of_token`]), an expired one is refused; the handler
-//! gets the owning account id and nothing else. [`OwnedProject`] adds
+//! gets the owning account id and nothing else. A request that may change something is charged
+//! to the account's write budget here ([`charge_write`]). [`OwnedProject`] adds
 //! the ownership check of the path's project.
 
 use axum::extract::{FromRequestParts, RawPathParams};
@@ -22,18 +23,42 @@ impl FromRequestParts<AppState> for Account {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(ServiceError::Unauthorized("missing bearer token"))?;
-        Ok(Account(
-            crate::service::accounts::account_of_token(state, token).await?,
-        ))
+        let token = bearer(&parts.headers)?;
+        let account = crate::service::accounts::account_of_token(state, token).await?;
+        charge_write(parts, state, &account)?;
+        Ok(Account(account))
     }
+}
+
+/// The management token a request presents (`Authorization: Bearer …`).
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ServiceError> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(ServiceError::Unauthorized("missing bearer token"))
+}
+
+/// Takes a write from the account's budget when the request may change something
+/// ([`crate::write_limits`]); once per request, however many extractors authenticate it.
+pub(crate) fn charge_write(
+    parts: &mut Parts,
+    state: &AppState,
+    account: &AccountId,
+) -> Result<(), ServiceError> {
+    #[derive(Clone)]
+    struct Charged;
+    if !crate::write_limits::is_write(&parts.method) || parts.extensions.get::<Charged>().is_some()
+    {
+        return Ok(());
+    }
+    parts.extensions.insert(Charged);
+    state
+        .write_limits
+        .charge(account)
+        .map_err(|retry_after| ServiceError::TooManyRequests { retry_after })
 }
 
 /// A project of the authenticated account, named by the path's `{id}`: unknown ids, malformed

@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 use crate::service::ServiceError;
 use crate::state::AppState;
 
-pub(crate) use auth::project_param;
+pub(crate) use auth::{charge_write, project_param};
 pub use auth::{Account, OwnedProject};
 
 /// The body of every error answer.

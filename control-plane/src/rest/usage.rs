@@ -1,12 +1,16 @@
 //! Usage over time (`GET /v1/projects/{id}/usage?from&to&step&namespace`) and a live stream of
-//! the current minute (`GET /v1/projects/{id}/usage/live`, Server-Sent Events) for charts, and
+//! the current minute (`GET /v1/projects/{id}/usage/live`, Server-Sent Events, authorised again
+//! before every event and at most [`MAX_LIVE_STREAMS_PER_ACCOUNT`] per account) for charts, and
 //! what happened to the project's process (`GET /v1/projects/{id}/events`: restarts after
 //! exceeding its memory limit or after a crash), as JSON over [`crate::service::usage`].
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -16,7 +20,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::{self, ACTIVITY};
 use super::{OwnedProject, RestResult};
+use crate::ids::AccountId;
 use crate::service::usage::{self, Usage, UsagePoint, UsageRequest};
+use crate::service::{accounts, projects, ProjectScope, ServiceError};
 use crate::state::AppState;
 use crate::tenant_events::TenantEvent;
 
@@ -65,21 +71,113 @@ pub struct LiveUsage {
     summary = "The current minute's usage as Server-Sent Events",
     security(("bearer" = [])),
     params(openapi::ProjectPath),
-    responses((status = 200, description = "`usage` events, each with this JSON as its data", body = LiveUsage, content_type = "text/event-stream")))]
+    responses((status = 200, description = "`usage` events, each with this JSON as its data; the stream ends when the token or the project's ownership no longer holds", body = LiveUsage, content_type = "text/event-stream"),
+        (status = 429, description = "the account holds as many live streams as it may", body = super::ErrorBody)))]
 pub async fn live(
     State(state): State<AppState>,
+    headers: HeaderMap,
     OwnedProject(project): OwnedProject,
 ) -> RestResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let stream = futures_util::stream::unfold((state, project), |(state, project)| async move {
-        let points = usage::latest_minutes(&state, &project)
+    let token = super::auth::bearer(&headers)?.to_owned();
+    let slot = state
+        .live_streams
+        .open(project.account())
+        .ok_or(ServiceError::TooManyRequests {
+            retry_after: crate::usage::SCRAPE_INTERVAL,
+        })?;
+    let live = Live {
+        state,
+        project,
+        token,
+        _slot: slot,
+        first: true,
+    };
+    let stream = futures_util::stream::unfold(live, |mut live| async move {
+        if !live.first {
+            tokio::time::sleep(crate::usage::SCRAPE_INTERVAL).await;
+            // The token may have been revoked or expired, or the project deleted, since the
+            // stream was opened: each event is authorised again, and the stream ends when
+            // it is no longer.
+            if !live.still_allowed().await {
+                return None;
+            }
+        }
+        live.first = false;
+        let points = usage::latest_minutes(&live.state, &live.project)
             .await
             .unwrap_or_default();
         let data = serde_json::to_string(&LiveUsage { points }).unwrap_or_default();
         let event = Event::default().event("usage").data(data);
-        tokio::time::sleep(crate::usage::SCRAPE_INTERVAL).await;
-        Some((Ok(event), (state, project)))
+        Some((Ok(event), live))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// One open live stream: who opened it, with which token, and its place under the account's
+/// cap (given back when the stream is dropped).
+struct Live {
+    state: AppState,
+    project: ProjectScope,
+    token: String,
+    _slot: LiveSlot,
+    first: bool,
+}
+
+impl Live {
+    /// Whether the token still names the project's owner (unrevoked, unexpired) and the
+    /// project is still theirs.
+    async fn still_allowed(&self) -> bool {
+        let account = match accounts::account_of_token(&self.state, &self.token).await {
+            Ok(account) if &account == self.project.account() => account,
+            _ => return false,
+        };
+        projects::owned(&self.state, &account, self.project.id().as_str())
+            .await
+            .is_ok()
+    }
+}
+
+/// The most live usage streams one account may hold open at once (all its tokens and
+/// projects together); one more is answered 429.
+pub const MAX_LIVE_STREAMS_PER_ACCOUNT: usize = 8;
+
+/// How many live streams each account holds open.
+#[derive(Debug, Default)]
+pub struct LiveStreams(Mutex<HashMap<AccountId, usize>>);
+
+impl LiveStreams {
+    /// A place for one more stream of `account`, or `None` at its cap.
+    pub fn open(self: &Arc<Self>, account: &AccountId) -> Option<LiveSlot> {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(account.clone()).or_default();
+        if *count >= MAX_LIVE_STREAMS_PER_ACCOUNT {
+            return None;
+        }
+        *count += 1;
+        Some(LiveSlot {
+            streams: self.clone(),
+            account: account.clone(),
+        })
+    }
+}
+
+/// One stream's place under its account's cap, held as long as the stream.
+#[derive(Debug)]
+pub struct LiveSlot {
+    streams: Arc<LiveStreams>,
+    account: AccountId,
+}
+
+impl Drop for LiveSlot {
+    fn drop(&mut self) {
+        let mut open = self.streams.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.account) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.account);
+            }
+        }
+    }
 }
 
 /// What happened to the project's process.

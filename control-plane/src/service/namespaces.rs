@@ -57,6 +57,12 @@ pub fn validate_options(name: &str, options: &Value, settings: &Value) -> Servic
     let obj = options
         .as_object()
         .ok_or_else(|| ServiceError::field("options", "must be a JSON object"))?;
+    crate::project_settings::check_size(
+        options,
+        crate::project_settings::MAX_NAMESPACE_OPTIONS_BYTES,
+        "options",
+    )
+    .map_err(|e| ServiceError::field(e.field, e.message))?;
     let config = crate::project_settings::with_namespaces(
         settings,
         &[(name.to_owned(), Value::Object(obj.clone()))],

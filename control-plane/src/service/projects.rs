@@ -156,6 +156,63 @@ pub fn slugify(name: &str) -> String {
     }
 }
 
+/// Slugs no project gets: names an operator gives hosts of its own next to the tenant hosts
+/// (the dashboard, the API, mail, status pages, …), so a project can never answer for one of
+/// them under `{slug}.<tenant host>`. A project named so gets a random suffix instead.
+pub const RESERVED_SLUGS: &[&str] = &[
+    "about",
+    "account",
+    "accounts",
+    "admin",
+    "api",
+    "app",
+    "apps",
+    "assets",
+    "auth",
+    "autoconfig",
+    "autodiscover",
+    "billing",
+    "blog",
+    "cdn",
+    "console",
+    "control",
+    "dashboard",
+    "dev",
+    "docs",
+    "edge",
+    "ftp",
+    "help",
+    "imap",
+    "internal",
+    "login",
+    "mail",
+    "manage",
+    "metrics",
+    "mx",
+    "ns",
+    "ns1",
+    "ns2",
+    "operator",
+    "pop",
+    "pop3",
+    "portal",
+    "root",
+    "rotor",
+    "signup",
+    "smtp",
+    "staging",
+    "static",
+    "status",
+    "support",
+    "webmail",
+    "www",
+];
+
+/// Whether `slug` is one no project may have ([`RESERVED_SLUGS`]).
+pub fn is_reserved_slug(slug: &str) -> bool {
+    RESERVED_SLUGS.contains(&slug)
+}
+
 /// A trimmed name of 1 to 100 characters (projects and API keys).
 pub fn check_name(name: &str) -> ServiceResult<String> {
     let name = name.trim();
@@ -207,7 +264,11 @@ pub async fn create(
     let mut tx = state.pool.begin().await?;
     // Locks the account until commit: concurrent creations are counted one after another.
     let plan = limits::check_projects_in_tx(&mut tx, account).await?;
-    let mut slug = base.clone();
+    let mut slug = if is_reserved_slug(&base) {
+        format!("{base}-{}", random_suffix(5))
+    } else {
+        base.clone()
+    };
     for _ in 0..5 {
         let taken: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM projects WHERE slug = $1)")

@@ -1,5 +1,5 @@
-//! The account page: change the password (which ends every other session and, unless
-//! unticked, revokes every management token) and manage the management tokens used by
+//! The account page: change the password (which replaces the current session with a fresh
+//! one, ends every other and, unless unticked, revokes every management token) and manage the management tokens used by
 //! Terraform and CI (created with an optional expiry and shown once, listed, revoked after a
 //! confirmation page). Changes
 //! answer with a redirect to the page; a new token waits there as a [`Flash`], shown once.
@@ -146,7 +146,9 @@ pub async fn change_password(
         Ok(revoked) => revoked,
         Err(e) => return password_refused(v, e),
     };
-    let ended = session.end_others(&state).await?;
+    // The session that changed the password is replaced too: whoever else holds its cookie
+    // is logged out with the others.
+    let (session, cookie, ended) = session.renew(&state).await?;
     tracing::info!(
         account = %session.account,
         other_sessions_ended = ended,
@@ -160,7 +162,9 @@ pub async fn change_password(
     if revoked > 0 {
         notice.push_str(&format!(" {revoked} management token(s) were revoked."));
     }
-    flash::redirect(&state, &session, PAGE, Flash::notice(notice)).await
+    let mut resp = flash::redirect(&state, &session, PAGE, Flash::notice(notice)).await?;
+    resp.headers_mut().append(header::SET_COOKIE, cookie);
+    Ok(resp)
 }
 
 #[derive(Deserialize)]

@@ -63,6 +63,9 @@ pub enum WebError {
     /// The tenant process could not be reached (console calls).
     #[error("{0}")]
     Unavailable(String),
+    /// The account spent its budget of changes ([`crate::write_limits`]); seconds to wait.
+    #[error("too many changes, try again in {0} s")]
+    TooManyChanges(u64),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -72,6 +75,9 @@ impl From<ServiceError> for WebError {
         match e {
             ServiceError::NotFound => Self::NotFound,
             ServiceError::Internal(cause) => Self::Internal(cause),
+            ServiceError::TooManyRequests { retry_after } => {
+                Self::TooManyChanges(crate::auth_limits::retry_after_secs(retry_after))
+            }
             ServiceError::BadRequest { message, .. } | ServiceError::PlanLimit(message) => {
                 Self::BadRequest(words::humanize(&message))
             }
@@ -169,6 +175,11 @@ impl IntoResponse for WebError {
                 "The project is not reachable",
                 m.clone(),
             ),
+            WebError::TooManyChanges(secs) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many changes at once",
+                format!("This account made more changes in a short time than the dashboard and API take. Nothing was changed; try again in {secs} seconds."),
+            ),
             WebError::Internal(cause) => {
                 let request_id = crate::ids::random_suffix(12);
                 tracing::error!(%request_id, error = %cause, "dashboard request failed");
@@ -192,6 +203,10 @@ impl IntoResponse for WebError {
             Err(_) => message.clone().into_response(),
         };
         *resp.status_mut() = status;
+        if let WebError::TooManyChanges(secs) = &self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(*secs));
+        }
         if status == StatusCode::METHOD_NOT_ALLOWED {
             resp.headers_mut().insert(
                 header::ALLOW,
@@ -230,11 +245,12 @@ pub async fn error_pages(State(state): State<AppState>, req: Request, next: Next
     match page_view.render() {
         Ok(html) => {
             let status = resp.status();
-            let allow = resp.headers().get(header::ALLOW).cloned();
             let mut fresh = page(html);
             *fresh.status_mut() = status;
-            if let Some(allow) = allow {
-                fresh.headers_mut().insert(header::ALLOW, allow);
+            for name in [header::ALLOW, header::RETRY_AFTER] {
+                if let Some(value) = resp.headers().get(&name).cloned() {
+                    fresh.headers_mut().insert(name, value);
+                }
             }
             fresh
         }

@@ -15,7 +15,6 @@ use super::WebError;
 use crate::ids::AccountId;
 use crate::secrets::{random_token, sha256_hex};
 use crate::service::sessions;
-use crate::service::ServiceResult;
 use crate::state::AppState;
 use rotor_tenant_config::secret_eq::secret_eq;
 
@@ -99,9 +98,25 @@ impl Session {
         }
     }
 
-    /// Ends every other session of this account (after a password change).
-    pub async fn end_others(&self, state: &AppState) -> ServiceResult<u64> {
-        sessions::close_others(state, &self.account, &self.token_hash).await
+    /// Replaces this session with a fresh one of the same account (after a password change):
+    /// a new session token and CSRF token, and every other session of the account ended, this
+    /// one included, so a copy of the old cookie is worth nothing. Returns the new session,
+    /// the `Set-Cookie` value that carries it, and how many sessions besides this one ended.
+    pub async fn renew(&self, state: &AppState) -> Result<(Session, HeaderValue, u64), WebError> {
+        let token = random_token("s_");
+        let csrf = random_token("c_");
+        let token_hash = sha256_hex(&token);
+        sessions::open(state, &self.account, &token_hash, &csrf, SESSION_TTL).await?;
+        let ended = sessions::close_others(state, &self.account, &token_hash).await?;
+        let fresh = Session {
+            account: self.account.clone(),
+            email: self.email.clone(),
+            csrf,
+            token_hash,
+            flash_key: flash_key_of(&token),
+        };
+        let cookie = Cookie::Session.set_for(state, &token, SESSION_TTL);
+        Ok((fresh, cookie, ended.saturating_sub(1)))
     }
 }
 
@@ -231,6 +246,7 @@ impl FromRequestParts<AppState> for Session {
         }
         match current(state, &parts.headers).await? {
             Some(s) => {
+                crate::rest::charge_write(parts, state, &s.account)?;
                 parts.extensions.insert(s.clone());
                 Ok(s)
             }

@@ -54,5 +54,7 @@ pub use redis_tls::{RedisTls, TLS_FILE_OPTIONS};
 pub use refuse::{compatibility_markdown, NOTED_OPTIONS, REFUSED_OPTIONS, STANDALONE_ONLY_OPTIONS};
 pub use sections::*;
 pub use user_status::*;
-pub use validate::{validate_namespace_name, NAMESPACE_NAME_PATTERN};
+pub use validate::{
+    validate_namespace_name, MAX_ALLOWED_ORIGINS, MAX_ORIGIN_LEN, NAMESPACE_NAME_PATTERN,
+};
 pub use webhooks::*;

@@ -12,6 +12,14 @@ use crate::sections::TenantConfig;
 /// The most commands one connection may run at once (`client.concurrency`).
 pub const MAX_CLIENT_CONCURRENCY: u32 = 1024;
 
+/// The most entries `client.allowed_origins` may list: every connect compares its `Origin`
+/// with each, and the list is stored and pushed with every config change.
+pub const MAX_ALLOWED_ORIGINS: usize = 256;
+
+/// The longest entry of `client.allowed_origins` (a scheme, a host name of at most 253 bytes
+/// and a port fit well within it).
+pub const MAX_ORIGIN_LEN: usize = 512;
+
 /// Namespace names Centrifugo accepts.
 pub const NAMESPACE_NAME_PATTERN: &str = "^[-a-zA-Z0-9_]{2,}$";
 
@@ -107,11 +115,23 @@ pub(crate) fn validate(config: &TenantConfig) -> Result<(), ConfigError> {
     ] {
         crate::jwks_template::template_values(token).map_err(|m| ConfigError::invalid(path, m))?;
     }
+    if client.allowed_origins.len() > MAX_ALLOWED_ORIGINS {
+        return Err(ConfigError::invalid(
+            "client.allowed_origins",
+            format!("must list at most {MAX_ALLOWED_ORIGINS} origins (use a pattern such as https://*.example.com)"),
+        ));
+    }
     for (i, origin) in client.allowed_origins.iter().enumerate() {
         if origin.trim().is_empty() {
             return Err(ConfigError::invalid(
                 format!("client.allowed_origins[{i}]"),
                 "must not be empty",
+            ));
+        }
+        if origin.len() > MAX_ORIGIN_LEN {
+            return Err(ConfigError::invalid(
+                format!("client.allowed_origins[{i}]"),
+                format!("must be at most {MAX_ORIGIN_LEN} bytes long"),
             ));
         }
     }
@@ -322,6 +342,21 @@ mod tests {
             loaded.config.http_api.keys[0].scope,
             crate::ApiKeyScope::Publish
         );
+    }
+
+    #[test]
+    fn allowed_origins_are_bounded_in_count_and_length() {
+        let many: Vec<String> = (0..=super::MAX_ALLOWED_ORIGINS)
+            .map(|i| format!("https://{i}.example.com"))
+            .collect();
+        let config = serde_json::json!({"client": {"allowed_origins": many}}).to_string();
+        assert_eq!(refused(&config).0, "client.allowed_origins");
+        let long = format!("https://{}.com", "a".repeat(super::MAX_ORIGIN_LEN));
+        let config = serde_json::json!({"client": {"allowed_origins": ["https://ok.com", long]}})
+            .to_string();
+        assert_eq!(refused(&config).0, "client.allowed_origins[1]");
+        let fine = serde_json::json!({"client": {"allowed_origins": ["https://*.example.com"]}});
+        TenantConfig::parse(&fine.to_string(), Format::Json).expect("a short list loads");
     }
 
     #[test]
