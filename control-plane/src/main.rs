@@ -253,6 +253,8 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
     let mut settings = Settings::from_env();
+    let trusted_proxies = rotor_control_plane::settings::trusted_proxies_from_env()
+        .context("ROTOR_EDGE_TRUSTED_PROXIES")?;
     // Bind first: with port 0 the public URL (shown in the dashboard and API) must carry the
     // port actually bound.
     let listener = tokio::net::TcpListener::bind(&settings.listen)
@@ -378,6 +380,7 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
         settings.tenant_host.clone(),
         connections,
         wakes,
+        trusted_proxies,
         stop.clone(),
     ));
 

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::edge::caps::EdgeLimits;
+use crate::edge::proxy_protocol::{TrustedProxies, TrustedProxiesError};
 
 /// How the control plane is run.
 #[derive(Debug, Clone)]
@@ -34,6 +35,13 @@ pub struct Settings {
     /// `ROTOR_SMTP_URL` (with `ROTOR_MAIL_FROM`): the relay the control plane's mail (password
     /// reset links) goes out through; none when unset, and then no mail is sent.
     pub mail: Option<crate::mail::SmtpConfig>,
+}
+
+/// `ROTOR_EDGE_TRUSTED_PROXIES`: the operator's balancers (addresses and CIDR blocks, separated
+/// by commas or spaces) whose PROXY protocol headers name the client of each connection; none
+/// when unset. A list that does not parse is an error: the control plane does not start.
+pub fn trusted_proxies_from_env() -> Result<TrustedProxies, TrustedProxiesError> {
+    TrustedProxies::parse(&std::env::var("ROTOR_EDGE_TRUSTED_PROXIES").unwrap_or_default())
 }
 
 /// A positive integer from the environment variable `key`; `default` when it is unset or

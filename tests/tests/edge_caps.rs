@@ -606,3 +606,165 @@ async fn near_its_open_file_limit_the_edge_answers_503_keeps_its_connections_and
     assert_eq!(publication(&mut late).await?, json!({"n": 7}));
     Ok(())
 }
+
+/// A connection from `ip` that starts with `header` (a PROXY protocol header, or anything)
+/// then asks for `/health` and stays open: the stream when served, else the edge's whole
+/// answer, or `""` when the edge closed the connection without one.
+async fn hold_with(edge: &Edge, ip: IpAddr, header: &[u8]) -> Result<Result<TcpStream, String>> {
+    let mut stream = edge.connect_from(ip).await?;
+    let mut request = header.to_vec();
+    request.extend_from_slice(b"GET /health HTTP/1.1\r\nHost: edge\r\n\r\n");
+    stream.write_all(&request).await?;
+    let answer = match tokio::time::timeout(Duration::from_secs(10), read_response(&mut stream))
+        .await
+        .context("no answer within 10 s")?
+    {
+        Ok(answer) => answer,
+        Err(e) if e.to_string().starts_with("connection closed after \"\"") => String::new(),
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset) =>
+        {
+            String::new()
+        }
+        Err(e) => return Err(e),
+    };
+    if answer.starts_with("HTTP/1.1 200 ") {
+        return Ok(Ok(stream));
+    }
+    if !answer.is_empty() {
+        ensure_closed(&mut stream).await?;
+    }
+    Ok(Err(answer))
+}
+
+/// A PROXY protocol version 1 header naming the IPv4 client `ip`.
+fn proxy_v1(ip: &str) -> Vec<u8> {
+    format!("PROXY TCP4 {ip} 127.0.0.1 40000 80\r\n").into_bytes()
+}
+
+/// A PROXY protocol version 2 header naming the IPv4 client `ip`.
+fn proxy_v2(ip: Ipv4Addr) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x21, 0x11, 0, 12]);
+    h.extend_from_slice(&ip.octets());
+    h.extend_from_slice(&[127, 0, 0, 1, 0x9c, 0x40, 0, 80]);
+    h
+}
+
+#[tokio::test]
+async fn behind_a_trusted_balancer_each_client_has_its_own_cap_and_no_stranger_can_claim_an_address(
+) -> Result<()> {
+    // 127.0.0.1 is the operator's balancer (a TLS terminator, say); 127.0.0.2 is a stranger.
+    let edge = start(
+        &[
+            ("ROTOR_EDGE_MAX_CONNECTIONS_PER_ADDRESS", "2"),
+            ("ROTOR_EDGE_TRUSTED_PROXIES", "127.0.0.1/32"),
+        ],
+        None,
+    )
+    .await?;
+    edge.wait_open(0).await?;
+
+    // One client behind the balancer fills its own cap, and only its own.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let served = hold_with(&edge, LOCAL, &proxy_v1("203.0.113.7")).await?;
+        held.push(served.map_err(|a| anyhow!("refused: {a:?}"))?);
+    }
+    let third = hold_with(&edge, LOCAL, &proxy_v1("203.0.113.7")).await?;
+    assert_refused(
+        &third.err().context("a third was admitted")?,
+        "429 Too Many Requests",
+    );
+    for ip in [
+        Ipv4Addr::new(198, 51, 100, 9),
+        Ipv4Addr::new(198, 51, 100, 10),
+    ] {
+        let served = hold_with(&edge, LOCAL, &proxy_v2(ip)).await?;
+        held.push(served.map_err(|a| anyhow!("{ip} refused: {a:?}"))?);
+    }
+    assert_eq!(edge.metric("rotor_edge_connections").await?, 4);
+
+    // The balancer's connection must say whom it carries: without a header it is closed
+    // unanswered, not served as the balancer itself.
+    let bare = hold_with(&edge, LOCAL, b"").await?;
+    assert_eq!(bare.err().context("served without a PROXY header")?, "");
+
+    // A stranger's PROXY header is not believed: it is a malformed request, and the
+    // stranger's connections count against its own address.
+    let claimed = hold_with(&edge, OTHER, &proxy_v1("198.51.100.20")).await?;
+    let answer = claimed.err().context("a stranger's header was believed")?;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    edge.wait_open(4).await?;
+    for _ in 0..2 {
+        held.push(
+            edge.hold(OTHER)
+                .await?
+                .map_err(|a| anyhow!("refused: {a}"))?,
+        );
+    }
+    let answer = edge
+        .hold(OTHER)
+        .await?
+        .err()
+        .context("a third was admitted")?;
+    assert_refused(&answer, "429 Too Many Requests");
+    assert_eq!(
+        edge.metric(r#"rotor_edge_connections_refused_total{reason="per_address"}"#)
+            .await?,
+        2
+    );
+    for stream in &mut held {
+        still_served(stream).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_spliced_request_is_served_while_it_keeps_sending_and_closed_once_it_goes_quiet(
+) -> Result<()> {
+    let edge = start(&[("ROTOR_EDGE_SPLICE_IDLE_MS", "600")], None).await?;
+    let project = edge.project().await?;
+    // A chunked body is never handed over whole: the edge splices it to the tenant.
+    let head = format!(
+        "POST /t/{}/api/publish HTTP/1.1\r\nHost: edge\r\nX-API-Key: {}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        project.slug, project.key
+    );
+    let body = json!({"channel": "chat:live", "data": {"n": 1}}).to_string();
+    let mut ws = edge.subscribe_from(OTHER, &project, "u1").await?;
+
+    // Steady: a chunk every 200 ms, two seconds in all (over three idle times), then the end.
+    let mut steady = edge.connect_from(LOCAL).await?;
+    steady.write_all(head.as_bytes()).await?;
+    for chunk in body.as_bytes().chunks(body.len() / 10 + 1) {
+        steady
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await?;
+        steady.write_all(chunk).await?;
+        steady.write_all(b"\r\n").await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    steady.write_all(b"0\r\n\r\n").await?;
+    let answer = tokio::time::timeout(Duration::from_secs(10), read_response(&mut steady))
+        .await
+        .context("no answer within 10 s")??;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert_eq!(publication(&mut ws).await?, json!({"n": 1}));
+
+    // Quiet: half a body, then nothing. Both sides are let go after the idle time.
+    let mut quiet = edge.connect_from(LOCAL).await?;
+    quiet.write_all(head.as_bytes()).await?;
+    quiet.write_all(b"5\r\n{\"cha").await?;
+    let mut rest = Vec::new();
+    match tokio::time::timeout(Duration::from_secs(10), quiet.read_to_end(&mut rest)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Ok(Err(e)) => bail!("{e}"),
+        Err(_) => bail!("a quiet spliced connection was still open after 10 s"),
+    }
+    drop(steady);
+    edge.wait_open(0).await?;
+    Ok(())
+}

@@ -6,14 +6,17 @@
 //! [`rotor_handoff`]), which serves that one request (SSE and HTTP streams
 //! included) and closes: the edge leaves the data path and a tenant's traffic costs the shared
 //! edge one read and one `sendmsg`. Requests with a streamed or large body, and those a tenant
-//! cannot take, are spliced byte for byte. A connection that begins with HTTP/2's preface is a
-//! hosted project's gRPC server API: routed on its first request and handed over whole
-//! ([`grpc`], [`h2`]). Everything else is served by the control plane's own app (REST API,
-//! dashboard).
+//! cannot take, are spliced byte for byte until both sides end or the connection idles
+//! ([`splice`]). A connection that begins with HTTP/2's preface is a hosted project's gRPC
+//! server API: routed on its first request and handed over whole ([`grpc`], [`h2`]).
+//! Everything else is served by the control plane's own app (REST API, dashboard).
 //!
-//! Every connection, whatever it is for, is first admitted against the edge's caps (overall, per
-//! client address, and a reserve of open files; see [`caps`]) or refused at once with one
-//! complete answer ([`overload`]); the counts are the operator's metrics ([`metrics`]). A request
+//! Behind the operator's own balancers (`ROTOR_EDGE_TRUSTED_PROXIES`), a connection's client
+//! address is the one its PROXY header names ([`proxy_protocol`]), and every per-address rule
+//! below counts that address. Every connection, whatever it is for, is first admitted against
+//! the edge's caps (overall, per client address, and a reserve of open files; see [`caps`]) or
+//! refused at once with one complete answer ([`overload`]); the counts are the operator's
+//! metrics ([`metrics`]). A request
 //! that finds its project parked wakes it only within its address's wake budget, and only if
 //! the box has room for one more tenant ([`wakes`]). A project's traffic past its plan's
 //! requests and handshakes per second is answered 429 here, before its process sees it, and
@@ -47,10 +50,13 @@ pub mod h2;
 pub mod head;
 pub mod metrics;
 pub mod overload;
+pub mod proxy_protocol;
+mod splice;
 pub mod wakes;
 use caps::{Admitted, Connections};
 use head::{Body, HeadError, Target};
 use overload::{AcceptBackoff, Refuser};
+use proxy_protocol::{Source, TrustedProxies};
 use wakes::{WakeRefusal, Wakes};
 
 /// How long a request for a parked project waits for it to wake before a 503.
@@ -85,7 +91,10 @@ const MAX_ANSWERS_PER_CONNECTION: u32 = 1000;
 /// open-file reserve.
 const MAX_LINGERING: u64 = 1024;
 
-/// Accepts connections until `stop`, admitting (see [`caps`]) and routing each one.
+/// Accepts connections until `stop`, admitting (see [`caps`]) and routing each one. A
+/// connection from one of the `trusted` balancers is admitted and routed as coming from the
+/// client its PROXY header names ([`proxy_protocol`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: TcpListener,
     routes: Arc<RouteTable>,
@@ -93,11 +102,12 @@ pub async fn serve(
     tenant_host: Option<TenantHost>,
     connections: Arc<Connections>,
     wakes: Arc<Wakes>,
+    trusted: TrustedProxies,
     stop: CancellationToken,
 ) {
     let tenant_host = Arc::new(tenant_host);
     let lingering = (connections.snapshot().file_reserve / 2).min(MAX_LINGERING);
-    let refuser = Refuser::new(usize::try_from(lingering).unwrap_or(1));
+    let refuser = Arc::new(Refuser::new(usize::try_from(lingering).unwrap_or(1)));
     let mut backoff = AcceptBackoff::default();
     loop {
         let accepted = tokio::select! {
@@ -122,6 +132,38 @@ pub async fn serve(
             }
         };
         let fd = u64::try_from(stream.as_raw_fd()).unwrap_or(u64::MAX);
+        if trusted.contains(peer.ip()) {
+            // The client's address comes first on the connection; it is admitted under that
+            // address once read, in the connection's own task.
+            let (connections, refuser) = (connections.clone(), refuser.clone());
+            let edge = Edge {
+                routes: routes.clone(),
+                app: app.clone(),
+                wakes: wakes.clone(),
+            };
+            let tenant_host = tenant_host.clone();
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let mut buf = BytesMut::with_capacity(2048);
+                let client = match proxy_protocol::read(&mut stream, &mut buf, head_timeout()).await
+                {
+                    Ok(Source::Client(client)) => client,
+                    Ok(Source::Local) => peer,
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "trusted proxy's connection closed");
+                        return;
+                    }
+                };
+                let admitted = match connections.admit(client.ip(), fd) {
+                    Ok(admitted) => admitted,
+                    Err(refusal) => return refuser.refuse(stream, client, refusal),
+                };
+                if let Err(e) = handle(stream, client, edge, &tenant_host, admitted, buf).await {
+                    tracing::debug!(peer = %client, error = %e, "edge connection ended");
+                }
+            });
+            continue;
+        }
         let admitted = match connections.admit(peer.ip(), fd) {
             Ok(admitted) => admitted,
             Err(refusal) => {
@@ -135,7 +177,8 @@ pub async fn serve(
         let wakes = wakes.clone();
         tokio::spawn(async move {
             let edge = Edge { routes, app, wakes };
-            if let Err(e) = handle(stream, peer, edge, &tenant_host, admitted).await {
+            let buf = BytesMut::with_capacity(2048);
+            if let Err(e) = handle(stream, peer, edge, &tenant_host, admitted, buf).await {
                 tracing::debug!(%peer, error = %e, "edge connection ended");
             }
         });
@@ -156,9 +199,10 @@ async fn handle(
     tenant_host: &Option<TenantHost>,
     // Counts this connection until the edge lets go of the socket (returns).
     _admitted: Admitted,
+    // What was read from the connection before its request head began (after a PROXY header).
+    mut buf: BytesMut,
 ) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
-    let mut buf = BytesMut::with_capacity(2048);
     // The edge's own answers so far: a client over its project's budget is answered 429 on a
     // connection kept open (when it asked for that), so a client that backs off and retries
     // costs the shared edge a head to read, not a TCP connection per attempt.
@@ -321,8 +365,7 @@ async fn handle(
                 buf.advance(head_len);
                 upstream.write_all(&head).await?;
                 upstream.write_all(&buf).await?;
-                tokio::io::copy_bidirectional(&mut stream, &mut upstream).await?;
-                Ok(())
+                splice::relay(&mut stream, &mut upstream, splice::idle_timeout()).await
             }
         };
     }
