@@ -192,24 +192,15 @@ pub async fn pinned_options(
                 .await
                 .map_err(OutboxError::Refused)?
         }
-        Rule::Any => {
-            let bare = host.trim_start_matches('[').trim_end_matches(']');
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
-                .await
-                .map_err(|e| OutboxError::Unreachable(e.to_string()))?
-                .collect();
-            if addrs.iter().any(|a| service.contains(a)) {
-                return Err(OutboxError::Refused(PinError::ServiceAddress));
-            }
-            *addrs
-                .first()
-                .ok_or_else(|| OutboxError::Unreachable("the name resolves to nothing".into()))?
-        }
+        Rule::Any => consumer_egress::pin_private(&host, port, service)
+            .await
+            .map_err(|e| match e {
+                PinError::Resolve { reason, .. } => OutboxError::Unreachable(reason),
+                refused => OutboxError::Refused(refused),
+            })?,
     };
-    let url = url::Url::parse(dsn).map_err(|e| OutboxError::Dsn(e.to_string()))?;
     let mut options = options.host(&addr.ip().to_string()).port(addr.port());
-    if url.password().is_none() && !url.query_pairs().any(|(k, _)| k == "password") {
-        // Never a password from a file of the control plane's box.
+    if blank_password(dsn)? {
         options = options.password("");
     }
     Ok(options)
@@ -345,5 +336,17 @@ mod tests {
         .await
         .unwrap_err();
         assert!(matches!(e, OutboxError::Dsn(_)), "{e}");
+        // Nor in an IPv4-mapped IPv6 form.
+        let e = pinned_options(
+            "postgresql://app:pw@[::ffff:127.0.0.1]:5432/app",
+            Rule::Any,
+            &service,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(e, OutboxError::Refused(PinError::ServiceAddress)),
+            "{e}"
+        );
     }
 }
