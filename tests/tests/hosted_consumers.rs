@@ -7,7 +7,9 @@
 //! private egress allowed; and without that operator switch (the production rule) the
 //! customer's database on a loopback address is refused before anything connects. A fake
 //! server that announces a 4 GiB message fails the provisioning without growing the control
-//! plane, which talks to customers' databases only from a memory-limited child process.
+//! plane, which talks to customers' databases only from a memory-limited child process. An
+//! enabled consumer pointed at the service's own database is refused by the tenant process
+//! itself, private egress or not.
 //!
 //! The customer's database runs on the local PostgreSQL, which is also the control plane's
 //! own: the tests reach it through a TCP forwarder on another port, as a customer's server
@@ -379,6 +381,53 @@ async fn a_server_announcing_a_huge_message_fails_the_outbox_not_the_control_pla
         peak < 256 << 10,
         "the control plane's peak resident memory grew to {peak} KiB"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_private_egress_a_consumer_still_cannot_reach_the_service_database() -> Result<()> {
+    // The tenant starts with its project (no client will come to start it).
+    let cp = ControlPlane::start_with_env(&[
+        ("ROTOR_TENANT_PRIVATE_EGRESS", "1"),
+        ("ROTOR_START_ON_DEMAND", "0"),
+    ])
+    .await?;
+    let token = cp.account("consumers-own@example.com").await?;
+    let project = cp
+        .project(&token, "Outbox", &[("chat", open_chat())])
+        .await?;
+    let mut own = url::Url::parse(cp.db.url())?;
+    own.query_pairs_mut()
+        .append_pair("application_name", "rotor_own_consumer");
+    let (s, b) = set_consumers(&cp, &token, &project, consumers(own.as_str(), true)).await?;
+    ensure!(s == 200, "consumers not set: {s} {b}");
+    cp.wait_applied(&token, &project.id).await?;
+
+    // The tenant process says it refused the connection (its log, written by the supervisor).
+    let log = cp.run_dir.join(format!("{}.log", project.id));
+    let refused = async {
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("consumer connection refused") && text.contains("service's own") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), refused)
+        .await
+        .with_context(|| {
+            format!(
+                "no refusal in the tenant's log: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        })?;
+    let connected: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rotor_own_consumer'",
+    )
+    .fetch_one(cp.db.pool())
+    .await?;
+    assert_eq!(connected, 0, "the consumer reached the service's database");
     Ok(())
 }
 

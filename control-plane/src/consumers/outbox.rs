@@ -176,10 +176,9 @@ pub async fn pinned_options(
     rule: Rule,
     service: &[SocketAddr],
 ) -> Result<PgConnectOptions, OutboxError> {
+    // Private egress relaxes the address rule only: sockets, files and the rest stay refused.
     if let Some(why) = consumer_egress::hosted_dsn_refusal(dsn) {
-        if rule == Rule::PublicOnly || why == consumer_egress::SOCKET_REFUSED {
-            return Err(OutboxError::Dsn(why.into()));
-        }
+        return Err(OutboxError::Dsn(why.into()));
     }
     let options = PgConnectOptions::from_str(dsn).map_err(|e| OutboxError::Dsn(e.to_string()))?;
     if options.get_socket().is_some() {
