@@ -176,9 +176,70 @@ pub const SSLMODE_REFUSED: &str =
 /// Why a Unix socket is refused for hosted consumers.
 pub const SOCKET_REFUSED: &str = "a Unix socket is a file of the box: give a host name";
 
+/// Why a DSN with a parameter the PostgreSQL client does not know is refused.
+pub const UNKNOWN_PARAMETER_REFUSED: &str = "the DSN has a parameter Rotor's PostgreSQL client does not know (known: sslmode, host, hostaddr, port, dbname, user, password, application_name, options, options[name], statement-cache-capacity)";
+
+/// Why a DSN with a control character is refused.
+pub const CONTROL_CHARACTER_REFUSED: &str =
+    "the DSN holds a control character (after percent-decoding): not in a user, password, database or parameter";
+
+/// The query parameters the PostgreSQL client (sqlx) reads; it logs any other, raw.
+fn known_parameter(key: &str) -> bool {
+    matches!(
+        key,
+        "sslmode"
+            | "ssl-mode"
+            | "sslrootcert"
+            | "ssl-root-cert"
+            | "ssl-ca"
+            | "sslcert"
+            | "ssl-cert"
+            | "sslkey"
+            | "ssl-key"
+            | "statement-cache-capacity"
+            | "host"
+            | "hostaddr"
+            | "port"
+            | "dbname"
+            | "user"
+            | "password"
+            | "application_name"
+            | "options"
+    ) || (key.starts_with("options[") && key.ends_with(']'))
+}
+
+/// Whether `text`, percent-decoded, holds a control character (a line break would let it
+/// forge a line in a log).
+fn has_control(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            None => {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded)
+        .chars()
+        .any(char::is_control)
+}
+
 /// Why a hosted PostgreSQL consumer may not use `dsn`, if it may not: a DSN must be a
 /// `postgres(ql)://` URL with a host; the parameters naming files (`sslrootcert`, `sslcert`,
-/// `sslkey`, `passfile`), a socket host and the `sslmode`s needing TLS are refused.
+/// `sslkey`, `passfile`), a socket host and the `sslmode`s needing TLS are refused, and so are
+/// parameters the client does not know and control characters anywhere (the client logs
+/// unknown parameters as they are, so either could write lines into the service's logs).
 pub fn hosted_dsn_refusal(dsn: &str) -> Option<&'static str> {
     let Ok(url) = url::Url::parse(dsn) else {
         return Some("must be a postgresql://user:password@host:port/database URL");
@@ -188,7 +249,16 @@ pub fn hosted_dsn_refusal(dsn: &str) -> Option<&'static str> {
             "must name the database server's host (postgresql://user:password@host:port/database)",
         );
     }
+    if [url.username(), url.password().unwrap_or(""), url.path()]
+        .iter()
+        .any(|part| has_control(part))
+    {
+        return Some(CONTROL_CHARACTER_REFUSED);
+    }
     for (key, value) in url.query_pairs() {
+        if key.chars().chain(value.chars()).any(char::is_control) {
+            return Some(CONTROL_CHARACTER_REFUSED);
+        }
         match &*key {
             "sslrootcert" | "ssl-root-cert" | "ssl-ca" | "sslcert" | "ssl-cert" | "sslkey"
             | "ssl-key" | "passfile" => {
@@ -200,6 +270,7 @@ pub fn hosted_dsn_refusal(dsn: &str) -> Option<&'static str> {
             {
                 return Some(SSLMODE_REFUSED)
             }
+            key if !known_parameter(key) => return Some(UNKNOWN_PARAMETER_REFUSED),
             _ => {}
         }
     }
@@ -252,6 +323,40 @@ mod tests {
             hosted_dsn_refusal("postgresql://u:p@db.example.com:5432/app?sslmode=prefer"),
             None
         );
+        assert_eq!(
+            hosted_dsn_refusal(
+                "postgresql://u:p@db.example.com/app?application_name=shop&options[search_path]=app&statement-cache-capacity=10"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn dsns_that_could_forge_log_lines_are_refused() {
+        for dsn in [
+            "postgresql://u:p@db.example.com/app?unknown=plain",
+            "postgresql://u:p@db.example.com/app?sslmode=prefer&application-name=x",
+        ] {
+            assert_eq!(
+                hosted_dsn_refusal(dsn),
+                Some(UNKNOWN_PARAMETER_REFUSED),
+                "{dsn}"
+            );
+        }
+        for dsn in [
+            "postgresql://u:p@db.example.com/app?x=1%0A2026-12-05T00:00:00Z%20ERROR%20forged",
+            "postgresql://u:p@db.example.com/app?application_name=a%0Ab",
+            "postgresql://u:p@db.example.com/app?options=%1b%5b31m",
+            "postgresql://u%0A:p@db.example.com/app",
+            "postgresql://u:p%0D@db.example.com/app",
+            "postgresql://u:p@db.example.com/app%0Aforged",
+        ] {
+            assert_eq!(
+                hosted_dsn_refusal(dsn),
+                Some(CONTROL_CHARACTER_REFUSED),
+                "{dsn}"
+            );
+        }
         assert_eq!(
             hosted_nats_url_refusal("tls://nats.example.com:4222"),
             Some(NATS_TLS_NAME_REFUSED)
