@@ -2,6 +2,8 @@
 //! (edge + REST API + dashboard), and the reconciler that supervises tenant processes.
 //! `rotor-control-plane operator …`: the operator's commands on plans, limits and project
 //! status and Redis URLs (see [`rotor_control_plane::operator`]), against `DATABASE_URL`.
+//! `rotor-control-plane provision-outbox` (hidden) is the worker the control plane runs for
+//! one outbox provisioning (see [`rotor_control_plane::consumers::isolated`]).
 
 use std::sync::Arc;
 
@@ -30,6 +32,10 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Internal: runs one outbox provisioning read from stdin (see
+    /// `rotor_control_plane::consumers::isolated`); the control plane starts it.
+    #[command(name = "provision-outbox", hide = true)]
+    ProvisionOutbox,
     /// Operator commands: plans, limits, suspension (writes to DATABASE_URL, audited as
     /// operator:$USER).
     Operator {
@@ -106,9 +112,21 @@ enum HistoryArg {
     Drop,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> anyhow::Result<()> {
+    let command = match Cli::parse().command {
+        // Before any runtime or logging: the worker is one small thread under its own limits.
+        Command::ProvisionOutbox => {
+            return Ok(rotor_control_plane::consumers::isolated::child_main()?)
+        }
+        other => other,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(command))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -118,9 +136,12 @@ async fn main() -> anyhow::Result<()> {
         // A closed stderr (e.g. a parent that went away) must never take a request down.
         .log_internal_errors(false)
         .init();
-    match cli.command {
+    match command {
         Command::Serve { demo } => serve(demo).await,
         Command::Operator { command } => operator(command).await,
+        Command::ProvisionOutbox => {
+            anyhow::bail!("provision-outbox runs before the runtime starts")
+        }
     }
 }
 

@@ -8,6 +8,11 @@
 //! anywhere). The request is a `POST` of `{}` with the proxy's static headers and
 //! `X-Rotor-Probe: 1`, so a backend can recognise and ignore it; its body is never read. At
 //! most a few probes run at once on a control plane.
+//!
+//! Every HTTP client of the control plane comes from [`direct_builder`] or [`direct_client`]:
+//! they never use a proxy from the environment (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`), so
+//! tenants' admin tokens and configs go only to the tenant, and a probe's host name is resolved
+//! here, by the rule above, not by a proxy.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -55,6 +60,19 @@ pub enum ProbeError {
     Busy,
 }
 
+/// A client builder that connects directly, whatever proxy the environment names.
+pub fn direct_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().no_proxy()
+}
+
+/// A client from [`direct_builder`] with reqwest's defaults otherwise. Like
+/// `reqwest::Client::new`, it panics only when the TLS backend cannot start.
+pub fn direct_client() -> reqwest::Client {
+    direct_builder()
+        .build()
+        .expect("the HTTP client's TLS backend starts")
+}
+
 /// Whether probes follow the public-only rule (as the supervisor's tenants do).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
@@ -73,7 +91,7 @@ pub async fn probe(
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(ProbeError::Scheme);
     }
-    let mut builder = reqwest::Client::builder()
+    let mut builder = direct_builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(wait.min(MAX_WAIT))
         .connect_timeout(wait.min(MAX_WAIT))
@@ -213,6 +231,46 @@ mod tests {
             probe("not a url", &BTreeMap::new(), wait, Rule::Any).await,
             Err(ProbeError::BadUrl(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_probe_ignores_a_proxy_named_in_the_environment() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+        // nextest runs each test in its own process, so the variables stay in this test.
+        for name in ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY"] {
+            std::env::set_var(name, &proxy_url);
+        }
+        std::env::remove_var("NO_PROXY");
+        std::env::remove_var("no_proxy");
+        let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/connect", target.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = target.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = socket.read(&mut buf).await.unwrap();
+            socket
+                .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                .await
+                .unwrap();
+        });
+        let outcome = probe(&url, &BTreeMap::new(), Duration::from_secs(5), Rule::Any).await;
+        assert_eq!(outcome.map(|a| a.status), Ok(204), "the target answered");
+        server.await.unwrap();
+        let contacted = tokio::time::timeout(Duration::from_millis(200), proxy.accept()).await;
+        assert!(contacted.is_err(), "the proxy was contacted");
+        // The admin clients are built the same way.
+        let admin = direct_client();
+        let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = target.local_addr().unwrap();
+        let request = admin.get(format!("http://{addr}/admin/status")).send();
+        let accepted = tokio::select! {
+            _ = request => panic!("no server answered, yet the request ended"),
+            accepted = target.accept() => accepted.is_ok(),
+            _ = proxy.accept() => false,
+        };
+        assert!(accepted, "the admin client went to the proxy");
     }
 
     #[tokio::test]

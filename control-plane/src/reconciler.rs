@@ -182,10 +182,10 @@ impl Reconciler {
             parked_rx,
             applied: HashMap::new(),
             writing: None,
-            http: reqwest::Client::builder()
+            http: crate::probe::direct_builder()
                 .timeout(Duration::from_secs(3))
                 .build()
-                .unwrap_or_default(),
+                .unwrap_or_else(|_| crate::probe::direct_client()),
         }
     }
 

@@ -609,7 +609,7 @@ impl Driver for LocalDriver {
             return false;
         }
         let url = format!("{}/admin/status", record.admin_base());
-        let client = reqwest::Client::new();
+        let client = crate::probe::direct_client();
         matches!(
             client.get(url).bearer_auth(&record.admin_token).timeout(Duration::from_secs(2)).send().await,
             Ok(r) if r.status().is_success()

@@ -301,10 +301,10 @@ async fn read(http: &reqwest::Client, record: &ProcessRecord) -> Result<Snapshot
 
 /// Reads every running tenant until `stop`.
 pub async fn run(pool: PgPool, routes: Arc<RouteTable>, stop: CancellationToken) {
-    let http = reqwest::Client::builder()
+    let http = crate::probe::direct_builder()
         .timeout(Duration::from_secs(3))
         .build()
-        .unwrap_or_default();
+        .unwrap_or_else(|_| crate::probe::direct_client());
     let mut tick = tokio::time::interval(SCRAPE_INTERVAL);
     let mut last_rollup = tokio::time::Instant::now();
     loop {

@@ -5,7 +5,11 @@
 //! sealed and redacted in the audit log; another account can neither read nor change the
 //! consumers nor provision the outbox (404); the service's own database is refused even with
 //! private egress allowed; and without that operator switch (the production rule) the
-//! customer's database on a loopback address is refused before anything connects.
+//! customer's database on a loopback address is refused before anything connects. A fake
+//! server that announces a 4 GiB message fails the provisioning without growing the control
+//! plane, which talks to customers' databases only from a memory-limited child process. An
+//! enabled consumer pointed at the service's own database is refused by the tenant process
+//! itself, private egress or not.
 //!
 //! The customer's database runs on the local PostgreSQL, which is also the control plane's
 //! own: the tests reach it through a TCP forwarder on another port, as a customer's server
@@ -276,6 +280,154 @@ async fn an_outbox_row_in_the_customers_database_reaches_a_subscriber() -> Resul
         leaked, None,
         "nothing was created in the service's database"
     );
+    Ok(())
+}
+
+/// A fake PostgreSQL server: answers each startup packet with an authentication message that
+/// claims to be nearly 4 GiB long, then streams zeros (at most `ZEROS` bytes per connection,
+/// enough to show in the memory of whoever buffers it). Counts its connections.
+async fn lying_server() -> Result<(u16, Arc<AtomicUsize>, tokio::task::JoinHandle<()>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const ZEROS: usize = 512 << 20;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut startup = [0u8; 1024];
+                if conn.read(&mut startup).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let mut head = vec![b'R'];
+                head.extend_from_slice(&0xFFFF_FFF0u32.to_be_bytes());
+                if conn.write_all(&head).await.is_err() {
+                    return;
+                }
+                let zeros = vec![0u8; 64 << 10];
+                let mut sent = 0;
+                while sent < ZEROS && conn.write_all(&zeros).await.is_ok() {
+                    sent += zeros.len();
+                }
+            });
+        }
+    });
+    Ok((port, accepted, task))
+}
+
+/// The peak resident memory of process `pid` in KiB (`VmHWM`).
+fn peak_resident_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .context("no VmHWM")?;
+    line.split_whitespace()
+        .nth(1)
+        .context("no value")?
+        .parse()
+        .context("not a number")
+}
+
+#[tokio::test]
+async fn a_server_announcing_a_huge_message_fails_the_outbox_not_the_control_plane() -> Result<()> {
+    let cp = ControlPlane::start_with_env(&[("ROTOR_TENANT_PRIVATE_EGRESS", "1")]).await?;
+    let (port, accepted, _server) = lying_server().await?;
+    let token = cp.account("consumers-huge@example.com").await?;
+    let project = cp
+        .project(&token, "Outbox", &[("chat", open_chat())])
+        .await?;
+    let dsn = format!("postgresql://app:pw@127.0.0.1:{port}/app");
+    let (s, b) = set_consumers(&cp, &token, &project, consumers(&dsn, false)).await?;
+    ensure!(s == 200, "consumers not set: {s} {b}");
+
+    let resp = cp
+        .http
+        .post(format!(
+            "{}/v1/projects/{}/consumers/orders/outbox",
+            cp.base, project.id
+        ))
+        .bearer_auth(&token)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .context("the provisioning call got no answer")?;
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await?;
+    assert_eq!(status, 502, "{body}");
+    ensure!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("could not be read as PostgreSQL's"),
+        "{body}"
+    );
+    assert!(
+        accepted.load(Ordering::SeqCst) >= 1,
+        "the server was dialled"
+    );
+
+    let (s, b) = cp.call("GET", "/health", None, None).await?;
+    assert_eq!((s, &b), (200, &json!({"status": "ok"})));
+    let pid = cp
+        .process
+        .as_ref()
+        .and_then(|p| p.pid())
+        .context("the control plane runs")?;
+    let peak = peak_resident_kib(pid)?;
+    ensure!(
+        peak < 256 << 10,
+        "the control plane's peak resident memory grew to {peak} KiB"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_private_egress_a_consumer_still_cannot_reach_the_service_database() -> Result<()> {
+    // The tenant starts with its project (no client will come to start it).
+    let cp = ControlPlane::start_with_env(&[
+        ("ROTOR_TENANT_PRIVATE_EGRESS", "1"),
+        ("ROTOR_START_ON_DEMAND", "0"),
+    ])
+    .await?;
+    let token = cp.account("consumers-own@example.com").await?;
+    let project = cp
+        .project(&token, "Outbox", &[("chat", open_chat())])
+        .await?;
+    let mut own = url::Url::parse(cp.db.url())?;
+    own.query_pairs_mut()
+        .append_pair("application_name", "rotor_own_consumer");
+    let (s, b) = set_consumers(&cp, &token, &project, consumers(own.as_str(), true)).await?;
+    ensure!(s == 200, "consumers not set: {s} {b}");
+    cp.wait_applied(&token, &project.id).await?;
+
+    // The tenant process says it refused the connection (its log, written by the supervisor).
+    let log = cp.run_dir.join(format!("{}.log", project.id));
+    let refused = async {
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("consumer connection refused") && text.contains("service's own") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), refused)
+        .await
+        .with_context(|| {
+            format!(
+                "no refusal in the tenant's log: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        })?;
+    let connected: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rotor_own_consumer'",
+    )
+    .fetch_one(cp.db.pool())
+    .await?;
+    assert_eq!(connected, 0, "the consumer reached the service's database");
     Ok(())
 }
 

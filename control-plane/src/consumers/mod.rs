@@ -1,9 +1,11 @@
 //! Hosted projects' asynchronous consumers (Centrifugo's `consumers`): the `consumers` project
 //! setting with its hosted bounds and sealed credentials ([`settings`]), the outbox table
-//! provisioned in the customer's own database ([`outbox`]), and the addresses of the service's
+//! provisioned in the customer's own database ([`outbox`], its database work run in a child
+//! process, [`isolated`]), and the addresses of the service's
 //! own databases that tenants' consumers may never reach ([`service_addresses`], handed to
 //! every tenant process as `ROTOR_EGRESS_DENY`; see `rotor_tenant_config::consumer_egress`).
 
+pub mod isolated;
 pub mod outbox;
 pub mod settings;
 

@@ -10,23 +10,74 @@
 //! resolved once and pinned (unless the operator allows private egress,
 //! `ROTOR_TENANT_PRIVATE_EGRESS`), and never the service's own database or Redis — not even
 //! when public, not even with private egress allowed.
+//!
+//! The checks run here; the connection and the statements run in a child process held to a
+//! memory limit and a deadline ([`super::isolated`]), because the server on the other end is
+//! the customer's and may answer anything. An account has [`PER_ACCOUNT`] provisionings in
+//! flight at most and the box [`BOX_WIDE`], so one account's slow server cannot hold up
+//! another's.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use rotor_tenant_config::consumer_egress::{self, PinError};
 use rotor_tenant_config::PostgresConsumer;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection};
 
+use super::isolated::{self, Job};
 use crate::probe::Rule;
 
 /// Longest the connection and the statements may take.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// Provisionings in flight at once on this control plane.
-static IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+/// Provisionings in flight at once for one account.
+pub const PER_ACCOUNT: usize = 2;
+
+/// Provisionings in flight at once on this control plane, all accounts together.
+pub const BOX_WIDE: usize = 8;
+
+static BOX_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(BOX_WIDE);
+
+/// Provisionings in flight per account (an account with none has no entry).
+static ACCOUNT_SLOTS: LazyLock<Mutex<HashMap<String, usize>>> = LazyLock::new(Default::default);
+
+/// A provisioning's place among those in flight, given back when dropped.
+struct Slot {
+    account: String,
+    _box: tokio::sync::SemaphorePermit<'static>,
+}
+
+impl Slot {
+    /// A place for `account`, if it and the box have one free.
+    fn take(account: &str) -> Option<Slot> {
+        let permit = BOX_SLOTS.try_acquire().ok()?;
+        let mut slots = ACCOUNT_SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+        let held = slots.entry(account.to_owned()).or_default();
+        if *held >= PER_ACCOUNT {
+            return None;
+        }
+        *held += 1;
+        Some(Slot {
+            account: account.to_owned(),
+            _box: permit,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut slots = ACCOUNT_SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = slots.get_mut(&self.account) {
+            *held -= 1;
+            if *held == 0 {
+                slots.remove(&self.account);
+            }
+        }
+    }
+}
 
 /// Why the outbox was not created.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +96,13 @@ pub enum OutboxError {
     Timeout,
     #[error("too many outboxes are being created right now; try again in a few seconds")]
     Busy,
+    /// The process that talked to the database ended without an answer (its memory limit, or
+    /// a reply the client could not handle): the server's answers were not PostgreSQL's.
+    #[error("the database server's answer could not be read as PostgreSQL's (worker {0})")]
+    Malformed(String),
+    /// The process that talks to the database could not be run.
+    #[error("the outbox could not be created: {0}")]
+    Worker(String),
 }
 
 /// What was made.
@@ -118,10 +176,9 @@ pub async fn pinned_options(
     rule: Rule,
     service: &[SocketAddr],
 ) -> Result<PgConnectOptions, OutboxError> {
+    // Private egress relaxes the address rule only: sockets, files and the rest stay refused.
     if let Some(why) = consumer_egress::hosted_dsn_refusal(dsn) {
-        if rule == Rule::PublicOnly || why == consumer_egress::SOCKET_REFUSED {
-            return Err(OutboxError::Dsn(why.into()));
-        }
+        return Err(OutboxError::Dsn(why.into()));
     }
     let options = PgConnectOptions::from_str(dsn).map_err(|e| OutboxError::Dsn(e.to_string()))?;
     if options.get_socket().is_some() {
@@ -134,88 +191,55 @@ pub async fn pinned_options(
                 .await
                 .map_err(OutboxError::Refused)?
         }
-        Rule::Any => {
-            let bare = host.trim_start_matches('[').trim_end_matches(']');
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
-                .await
-                .map_err(|e| OutboxError::Unreachable(e.to_string()))?
-                .collect();
-            if addrs.iter().any(|a| service.contains(a)) {
-                return Err(OutboxError::Refused(PinError::ServiceAddress));
-            }
-            *addrs
-                .first()
-                .ok_or_else(|| OutboxError::Unreachable("the name resolves to nothing".into()))?
-        }
+        Rule::Any => consumer_egress::pin_private(&host, port, service)
+            .await
+            .map_err(|e| match e {
+                PinError::Resolve { reason, .. } => OutboxError::Unreachable(reason),
+                refused => OutboxError::Refused(refused),
+            })?,
     };
-    let url = url::Url::parse(dsn).map_err(|e| OutboxError::Dsn(e.to_string()))?;
     let mut options = options.host(&addr.ip().to_string()).port(addr.port());
-    if url.password().is_none() && !url.query_pairs().any(|(k, _)| k == "password") {
-        // Never a password from a file of the control plane's box.
+    if blank_password(dsn)? {
         options = options.password("");
     }
     Ok(options)
 }
 
-/// Creates `config`'s outbox in the database its DSN names.
+/// Creates `config`'s outbox in the database its DSN names, for `account` (its provisionings
+/// in flight are bounded apart from other accounts').
 pub async fn provision(
     config: &PostgresConsumer,
     rule: Rule,
     service: &[SocketAddr],
+    account: &str,
 ) -> Result<Provisioned, OutboxError> {
     let statements = statements(config)?;
-    let Ok(_slot) = IN_FLIGHT.try_acquire() else {
+    let Some(_slot) = Slot::take(account) else {
         return Err(OutboxError::Busy);
     };
     let options = pinned_options(&config.dsn, rule, service).await?;
-    let work = async {
-        let mut conn = PgConnection::connect_with(&options)
-            .await
-            .map_err(connect_error)?;
-        let sql = |e: sqlx::Error| OutboxError::Sql(database_message(&e));
-        let mut tx = conn.begin().await.map_err(sql)?;
-        let existed: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(&config.outbox_table_name)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(sql)?;
-        for statement in &statements {
-            sqlx::query(statement)
-                .execute(&mut *tx)
-                .await
-                .map_err(sql)?;
-        }
-        tx.commit().await.map_err(sql)?;
-        let _ = conn.close().await;
-        Ok(Provisioned {
-            table: config.outbox_table_name.clone(),
-            created: !existed,
-            notification_channel: Some(config.partition_notification_channel.clone())
-                .filter(|c| !c.is_empty()),
-        })
+    let job = Job {
+        dsn: config.dsn.clone(),
+        host: options.get_host().to_owned(),
+        port: options.get_port(),
+        blank_password: blank_password(&config.dsn)?,
+        table: config.outbox_table_name.clone(),
+        statements,
     };
-    tokio::time::timeout(WAIT, work)
-        .await
-        .map_err(|_| OutboxError::Timeout)?
+    let created = isolated::run(&job).await?;
+    Ok(Provisioned {
+        table: config.outbox_table_name.clone(),
+        created,
+        notification_channel: Some(config.partition_notification_channel.clone())
+            .filter(|c| !c.is_empty()),
+    })
 }
 
-/// The database's own message (never the DSN).
-fn database_message(e: &sqlx::Error) -> String {
-    match e.as_database_error() {
-        Some(db) => db.message().to_owned(),
-        None => e.to_string(),
-    }
-}
-
-fn connect_error(e: sqlx::Error) -> OutboxError {
-    if let Some(db) = e.as_database_error() {
-        // 28P01 invalid_password, 28000 invalid_authorization_specification.
-        if matches!(db.code().as_deref(), Some("28P01" | "28000")) {
-            return OutboxError::AuthFailed(db.message().to_owned());
-        }
-        return OutboxError::Sql(db.message().to_owned());
-    }
-    OutboxError::Unreachable(e.to_string())
+/// Whether `dsn` has no password (then an empty one is sent: never one from a file of the
+/// control plane's box).
+fn blank_password(dsn: &str) -> Result<bool, OutboxError> {
+    let url = url::Url::parse(dsn).map_err(|e| OutboxError::Dsn(e.to_string()))?;
+    Ok(url.password().is_none() && !url.query_pairs().any(|(k, _)| k == "password"))
 }
 
 #[cfg(test)]
@@ -250,6 +274,21 @@ mod tests {
                 "{table} {channel}"
             );
         }
+    }
+
+    #[test]
+    fn an_account_has_its_own_provisionings_in_flight() {
+        let first: Vec<Slot> = (0..PER_ACCOUNT)
+            .map(|_| Slot::take("acc_slots_a").expect("a free slot"))
+            .collect();
+        assert!(
+            Slot::take("acc_slots_a").is_none(),
+            "the account's are taken"
+        );
+        let other = Slot::take("acc_slots_b");
+        assert!(other.is_some(), "another account still has its own");
+        drop(first);
+        assert!(Slot::take("acc_slots_a").is_some(), "given back when done");
     }
 
     #[tokio::test]
@@ -296,5 +335,17 @@ mod tests {
         .await
         .unwrap_err();
         assert!(matches!(e, OutboxError::Dsn(_)), "{e}");
+        // Nor in an IPv4-mapped IPv6 form.
+        let e = pinned_options(
+            "postgresql://app:pw@[::ffff:127.0.0.1]:5432/app",
+            Rule::Any,
+            &service,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(e, OutboxError::Refused(PinError::ServiceAddress)),
+            "{e}"
+        );
     }
 }

@@ -46,13 +46,14 @@ pub async fn provision_outbox(
         state.settings.redis_url.as_deref(),
     )
     .await;
-    let made = outbox::provision(&config, rule, &service)
+    let made = outbox::provision(&config, rule, &service, account.as_str())
         .await
         .map_err(|e| match e {
             OutboxError::Dsn(_) | OutboxError::Refused(_) => {
                 ServiceError::field(&field, e.to_string())
             }
             OutboxError::Busy => ServiceError::Busy,
+            OutboxError::Worker(_) => ServiceError::Internal(e.into()),
             other => ServiceError::Upstream(other.to_string()),
         })?;
     let mut tx = state.pool.begin().await?;

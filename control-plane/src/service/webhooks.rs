@@ -74,7 +74,7 @@ pub async fn deliveries_of(state: &AppState, scope: &ProjectScope) -> ServiceRes
     let Some((base, token)) = process_of(state, scope.id()) else {
         return Ok(None);
     };
-    let answer = reqwest::Client::new()
+    let answer = crate::probe::direct_client()
         .get(format!("{base}/admin/webhooks"))
         .bearer_auth(token)
         .timeout(TENANT_WAIT)
@@ -111,7 +111,7 @@ pub async fn redeliver(
 ) -> ServiceResult<Redelivered> {
     let (account, project) = (scope.account(), scope.id());
     let (base, token) = process_of(state, project).ok_or_else(not_running)?;
-    let answer = reqwest::Client::new()
+    let answer = crate::probe::direct_client()
         .post(format!("{base}/admin/webhooks/redeliver"))
         .bearer_auth(token)
         .json(&what.body())

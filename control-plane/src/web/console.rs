@@ -160,7 +160,7 @@ async fn tenant_call(state: &AppState, project: &str, method: &str, params: Valu
             "the project is not running yet; try again in a moment",
         );
     };
-    let call = reqwest::Client::new()
+    let call = crate::probe::direct_client()
         .post(format!("{}/admin/api/{method}", record.admin_base()))
         .bearer_auth(&record.admin_token)
         .timeout(TENANT_CALL_TIMEOUT)

@@ -247,7 +247,7 @@ pub fn deliveries_of(snapshot: &Value) -> Deliveries {
 /// Asks the running project for its webhooks' state.
 pub async fn deliveries(state: &AppState, project: &str) -> Option<Deliveries> {
     let record = super::console::running(state, project)?;
-    let answer = reqwest::Client::new()
+    let answer = crate::probe::direct_client()
         .get(format!("{}/admin/webhooks", record.admin_base()))
         .bearer_auth(&record.admin_token)
         .timeout(STATUS_WAIT)

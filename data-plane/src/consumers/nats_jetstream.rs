@@ -71,8 +71,8 @@ async fn connect(name: &str, config: &NatsJetStreamConsumer) -> Result<async_nat
     } else if !config.token.is_empty() {
         options = options.token(config.token.clone());
     }
-    if pinned::hosted() {
-        // A server's INFO may advertise other servers: a hosted client stays on the checked one.
+    if pinned::checked() {
+        // A server's INFO may advertise other servers: a checked client stays on the checked one.
         options = options.ignore_discovered_servers();
     }
     Ok(options.connect(url.as_str()).await?)

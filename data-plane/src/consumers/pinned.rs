@@ -21,6 +21,11 @@
 //!   pinned and is refused (a `tls://` IP address with a certificate for it works); so is
 //!   `credentials_file` (a file of the box).
 //!
+//! A tenant the control plane runs with private egress allowed (`ROTOR_TENANT_PRIVATE_EGRESS`
+//! on the control plane: `ROTOR_EGRESS=any` with `ROTOR_TENANT_ID` set) keeps every rule above
+//! but the address and port rule: its consumers may reach private addresses on any port, yet
+//! never the service's own databases (`ROTOR_EGRESS_DENY`), a Unix socket or a file of the box.
+//!
 //! The check runs whenever a consumer connects anew: a Redis worker or the NATS consumer that
 //! lost its server resolves again; a PostgreSQL consumer's pool keeps the address it checked
 //! at start (its own reconnects dial that address), so a customer server that moves is
@@ -72,6 +77,15 @@ pub fn hosted() -> bool {
     Egress::current() == Egress::PublicOnly
 }
 
+/// Whether consumers are checked at all: a hosted tenant, or any tenant a control plane
+/// supervises (it sets `ROTOR_TENANT_ID`), private egress or not. Standalone, they are not.
+pub fn checked() -> bool {
+    static SUPERVISED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    hosted()
+        || *SUPERVISED
+            .get_or_init(|| std::env::var_os("ROTOR_TENANT_ID").is_some_and(|id| !id.is_empty()))
+}
+
 /// Logs a failed connection: a refusal at error level (the customer must change the config),
 /// anything else as the retryable warning it is.
 pub fn log_failure(consumer: &str, kind: &str, e: &DialError) {
@@ -82,14 +96,14 @@ pub fn log_failure(consumer: &str, kind: &str, e: &DialError) {
     }
 }
 
+/// The address to dial for `host`: public only on the consumer ports for a hosted tenant,
+/// any with private egress; never one of the service's own.
 async fn pin(host: &str, port: u16) -> Result<SocketAddr, DialError> {
-    Ok(consumer_egress::pin(
-        host,
-        port,
-        consumer_egress::consumer_ports(),
-        consumer_egress::denied(),
-    )
-    .await?)
+    let denied = consumer_egress::denied();
+    if !hosted() {
+        return Ok(consumer_egress::pin_private(host, port, denied).await?);
+    }
+    Ok(consumer_egress::pin(host, port, consumer_egress::consumer_ports(), denied).await?)
 }
 
 /// The sqlx options for a PostgreSQL consumer's DSN: as given standalone; pinned to the
@@ -97,7 +111,7 @@ async fn pin(host: &str, port: u16) -> Result<SocketAddr, DialError> {
 pub async fn postgres_options(dsn: &str) -> Result<PgConnectOptions, DialError> {
     let parsed =
         PgConnectOptions::from_str(dsn).map_err(|e| DialError::BadAddress(e.to_string()))?;
-    if !hosted() {
+    if !checked() {
         return Ok(parsed);
     }
     if let Some(why) = consumer_egress::hosted_dsn_refusal(dsn) {
@@ -127,7 +141,7 @@ pub async fn redis_connection(
     settings: AsyncConnectionConfig,
 ) -> Result<MultiplexedConnection, DialError> {
     let address = config.address.0[0].as_str();
-    if !hosted() {
+    if !checked() {
         let client =
             crate::engine::redis::tls::client(address, &config.tls, "consumers[].redis_stream.tls")
                 .map_err(|e| DialError::BadAddress(e.to_string()))?;
@@ -266,7 +280,7 @@ fn redis_tls_config(config: &RedisStreamConsumer) -> Result<rustls::ClientConfig
 /// The URL a NATS consumer connects to: as given standalone; for a hosted tenant, with the
 /// host replaced by the checked address (refused when that would lose TLS name verification).
 pub async fn nats_url(config: &NatsJetStreamConsumer) -> Result<String, DialError> {
-    if !hosted() {
+    if !checked() {
         return Ok(config.url.clone());
     }
     if !config.credentials_file.is_empty() {

@@ -4,7 +4,9 @@
 //! this host's own addresses); the ports are the consumers' own, `ROTOR_CONSUMER_EGRESS_PORTS`
 //! (a comma list, or `any`; by default 5432, 6379, 6380 and 4222); and the addresses of the
 //! service's own databases, which the control plane hands its tenants in `ROTOR_EGRESS_DENY`
-//! (a comma list of `ip:port`), are refused even when public.
+//! (a comma list of `ip:port`), are refused even when public. An address matches a listed one
+//! by its port and by the IPv4 address it stands for ([`crate::egress::canonical`]): the
+//! IPv4-mapped (`::ffff:a.b.c.d`) and NAT64 (`64:ff9b::a.b.c.d`) forms reach the same server.
 //!
 //! [`pin`] resolves a name once, checks every address it resolves to and returns the one
 //! address to dial, so the connection goes where the check looked: no second resolution, no
@@ -13,7 +15,7 @@
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
-use crate::egress::{check_host, is_allowed, EgressError, Ports};
+use crate::egress::{canonical, check_host, is_allowed, EgressError, Ports};
 
 /// Ports consumers may reach when the operator sets none.
 pub const DEFAULT_CONSUMER_PORTS: [u16; 4] = [5432, 6379, 6380, 4222];
@@ -89,6 +91,15 @@ pub fn denied() -> &'static [SocketAddr] {
     })
 }
 
+/// Whether `addr` is one of `denied`: the same port, and the same IP once IPv4-mapped and NAT64
+/// IPv6 addresses are read as the IPv4 address they carry (on both sides).
+pub fn is_denied(addr: SocketAddr, denied: &[SocketAddr]) -> bool {
+    let ip = canonical(addr.ip());
+    denied
+        .iter()
+        .any(|d| d.port() == addr.port() && canonical(d.ip()) == ip)
+}
+
 /// Checks the addresses `host` resolved to: every one public and none of `denied` (this
 /// host's own addresses, where a database bound to `0.0.0.0` also answers, are refused by the
 /// address rule already). Returns the one to dial: the first IPv4 address, else the first.
@@ -96,7 +107,7 @@ pub fn check_resolved(addrs: &[SocketAddr], denied: &[SocketAddr]) -> Result<Soc
     if addrs.is_empty() || !addrs.iter().all(|a| is_allowed(a.ip())) {
         return Err(PinError::Refused(EgressError::NotPublic));
     }
-    if addrs.iter().any(|a| denied.contains(a)) {
+    if addrs.iter().any(|a| is_denied(*a, denied)) {
         return Err(PinError::ServiceAddress);
     }
     Ok(addrs
@@ -130,6 +141,34 @@ pub async fn pin(
     check_resolved(&addrs, denied)
 }
 
+/// [`pin`] for a tenant the operator lets reach private addresses (`ROTOR_TENANT_PRIVATE_EGRESS`):
+/// any address on any port, but never one of `denied`. Resolves `host` once and returns the
+/// address to dial (the first IPv4 one, else the first).
+pub async fn pin_private(
+    host: &str,
+    port: u16,
+    denied: &[SocketAddr],
+) -> Result<SocketAddr, PinError> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let resolve = |reason: String| PinError::Resolve {
+        host: bare.to_owned(),
+        reason,
+    };
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
+        .await
+        .map_err(|e| resolve(e.to_string()))?
+        .collect();
+    if addrs.iter().any(|a| is_denied(*a, denied)) {
+        return Err(PinError::ServiceAddress);
+    }
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| resolve("no address".into()))
+}
+
 /// Why `sslmode` that needs TLS is refused for hosted PostgreSQL consumers.
 pub const SSLMODE_REFUSED: &str =
     "sslmode require, verify-ca and verify-full are not available to hosted projects: Rotor's PostgreSQL client for consumers has no TLS (use prefer or disable, and a network path you trust)";
@@ -137,9 +176,70 @@ pub const SSLMODE_REFUSED: &str =
 /// Why a Unix socket is refused for hosted consumers.
 pub const SOCKET_REFUSED: &str = "a Unix socket is a file of the box: give a host name";
 
+/// Why a DSN with a parameter the PostgreSQL client does not know is refused.
+pub const UNKNOWN_PARAMETER_REFUSED: &str = "the DSN has a parameter Rotor's PostgreSQL client does not know (known: sslmode, host, hostaddr, port, dbname, user, password, application_name, options, options[name], statement-cache-capacity)";
+
+/// Why a DSN with a control character is refused.
+pub const CONTROL_CHARACTER_REFUSED: &str =
+    "the DSN holds a control character (after percent-decoding): not in a user, password, database or parameter";
+
+/// The query parameters the PostgreSQL client (sqlx) reads; it logs any other, raw.
+fn known_parameter(key: &str) -> bool {
+    matches!(
+        key,
+        "sslmode"
+            | "ssl-mode"
+            | "sslrootcert"
+            | "ssl-root-cert"
+            | "ssl-ca"
+            | "sslcert"
+            | "ssl-cert"
+            | "sslkey"
+            | "ssl-key"
+            | "statement-cache-capacity"
+            | "host"
+            | "hostaddr"
+            | "port"
+            | "dbname"
+            | "user"
+            | "password"
+            | "application_name"
+            | "options"
+    ) || (key.starts_with("options[") && key.ends_with(']'))
+}
+
+/// Whether `text`, percent-decoded, holds a control character (a line break would let it
+/// forge a line in a log).
+fn has_control(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            None => {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded)
+        .chars()
+        .any(char::is_control)
+}
+
 /// Why a hosted PostgreSQL consumer may not use `dsn`, if it may not: a DSN must be a
 /// `postgres(ql)://` URL with a host; the parameters naming files (`sslrootcert`, `sslcert`,
-/// `sslkey`, `passfile`), a socket host and the `sslmode`s needing TLS are refused.
+/// `sslkey`, `passfile`), a socket host and the `sslmode`s needing TLS are refused, and so are
+/// parameters the client does not know and control characters anywhere (the client logs
+/// unknown parameters as they are, so either could write lines into the service's logs).
 pub fn hosted_dsn_refusal(dsn: &str) -> Option<&'static str> {
     let Ok(url) = url::Url::parse(dsn) else {
         return Some("must be a postgresql://user:password@host:port/database URL");
@@ -149,7 +249,16 @@ pub fn hosted_dsn_refusal(dsn: &str) -> Option<&'static str> {
             "must name the database server's host (postgresql://user:password@host:port/database)",
         );
     }
+    if [url.username(), url.password().unwrap_or(""), url.path()]
+        .iter()
+        .any(|part| has_control(part))
+    {
+        return Some(CONTROL_CHARACTER_REFUSED);
+    }
     for (key, value) in url.query_pairs() {
+        if key.chars().chain(value.chars()).any(char::is_control) {
+            return Some(CONTROL_CHARACTER_REFUSED);
+        }
         match &*key {
             "sslrootcert" | "ssl-root-cert" | "ssl-ca" | "sslcert" | "ssl-cert" | "sslkey"
             | "ssl-key" | "passfile" => {
@@ -161,6 +270,7 @@ pub fn hosted_dsn_refusal(dsn: &str) -> Option<&'static str> {
             {
                 return Some(SSLMODE_REFUSED)
             }
+            key if !known_parameter(key) => return Some(UNKNOWN_PARAMETER_REFUSED),
             _ => {}
         }
     }
@@ -214,6 +324,40 @@ mod tests {
             None
         );
         assert_eq!(
+            hosted_dsn_refusal(
+                "postgresql://u:p@db.example.com/app?application_name=shop&options[search_path]=app&statement-cache-capacity=10"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn dsns_that_could_forge_log_lines_are_refused() {
+        for dsn in [
+            "postgresql://u:p@db.example.com/app?unknown=plain",
+            "postgresql://u:p@db.example.com/app?sslmode=prefer&application-name=x",
+        ] {
+            assert_eq!(
+                hosted_dsn_refusal(dsn),
+                Some(UNKNOWN_PARAMETER_REFUSED),
+                "{dsn}"
+            );
+        }
+        for dsn in [
+            "postgresql://u:p@db.example.com/app?x=1%0A2026-12-05T00:00:00Z%20ERROR%20forged",
+            "postgresql://u:p@db.example.com/app?application_name=a%0Ab",
+            "postgresql://u:p@db.example.com/app?options=%1b%5b31m",
+            "postgresql://u%0A:p@db.example.com/app",
+            "postgresql://u:p%0D@db.example.com/app",
+            "postgresql://u:p@db.example.com/app%0Aforged",
+        ] {
+            assert_eq!(
+                hosted_dsn_refusal(dsn),
+                Some(CONTROL_CHARACTER_REFUSED),
+                "{dsn}"
+            );
+        }
+        assert_eq!(
             hosted_nats_url_refusal("tls://nats.example.com:4222"),
             Some(NATS_TLS_NAME_REFUSED)
         );
@@ -251,6 +395,59 @@ mod tests {
         );
         let other_port: SocketAddr = "93.184.215.14:5433".parse().unwrap();
         assert_eq!(check_resolved(&[other_port], &[public]), Ok(other_port));
+    }
+
+    #[test]
+    fn the_deny_list_matches_ipv4_mapped_and_nat64_forms_of_its_addresses() {
+        let denied: Vec<SocketAddr> = vec![
+            "93.184.215.14:5432".parse().unwrap(),
+            "[::ffff:203.0.113.9]:6379".parse().unwrap(),
+        ];
+        for addr in [
+            "93.184.215.14:5432",
+            "[::ffff:93.184.215.14]:5432",
+            "[64:ff9b::93.184.215.14]:5432",
+            "[64:ff9b::5db8:d70e]:5432",
+            "203.0.113.9:6379",
+            "[::ffff:203.0.113.9]:6379",
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            assert!(is_denied(addr, &denied), "{addr}");
+        }
+        for addr in [
+            "[::ffff:93.184.215.14]:5433",
+            "[::ffff:93.184.215.15]:5432",
+            "[2001:db8::5db8:d70e]:5432",
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            assert!(!is_denied(addr, &denied), "{addr}");
+        }
+        let mapped: SocketAddr = "[::ffff:93.184.215.14]:5432".parse().unwrap();
+        assert_eq!(
+            check_resolved(&[mapped], &denied[..1]),
+            Err(PinError::ServiceAddress)
+        );
+    }
+
+    #[tokio::test]
+    async fn with_private_egress_only_the_service_addresses_are_refused() {
+        let denied: Vec<SocketAddr> = vec!["127.0.0.1:5432".parse().unwrap()];
+        for host in [
+            "127.0.0.1",
+            "::ffff:127.0.0.1",
+            "[::ffff:127.0.0.1]",
+            "localhost",
+        ] {
+            assert_eq!(
+                pin_private(host, 5432, &denied).await,
+                Err(PinError::ServiceAddress),
+                "{host}"
+            );
+        }
+        assert_eq!(
+            pin_private("127.0.0.1", 5433, &denied).await,
+            Ok("127.0.0.1:5433".parse().unwrap())
+        );
     }
 
     #[test]

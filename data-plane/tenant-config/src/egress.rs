@@ -145,7 +145,7 @@ pub fn is_public(ip: IpAddr) -> bool {
 
 /// The IPv4 address an IPv6 one stands for when it is IPv4-mapped (`::ffff:a.b.c.d`) or
 /// NAT64 of the well-known prefix (`64:ff9b::a.b.c.d`); else the address itself.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
