@@ -74,7 +74,7 @@ impl AppState {
             reconcile,
             auth_limits,
             resets,
-            write_limits: Arc::new(WriteLimits::default()),
+            write_limits: Arc::new(WriteLimits::from_env()),
             live_streams: Arc::default(),
         }
     }

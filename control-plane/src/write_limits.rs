@@ -4,7 +4,8 @@
 //! before the next token. The bucket refills at [`RATE_PER_SEC`] up to [`BURST`], which a
 //! `terraform apply` of a few hundred resources stays within (the provider sends at most ten
 //! requests at once, each a round trip to Postgres) while a loop hammering settings updates
-//! is held to a rate Postgres shrugs off. Buckets live in this process's memory: a restart or
+//! is held to a rate Postgres shrugs off (the operator may set other numbers, see
+//! [`WriteLimits::from_env`]). Buckets live in this process's memory: a restart or
 //! another control-plane replica starts full, which is harmless for a rate limit.
 
 use std::collections::HashMap;
@@ -43,6 +44,15 @@ impl Default for WriteLimits {
 }
 
 impl WriteLimits {
+    /// The operator's budget: `ROTOR_ACCOUNT_WRITES_PER_SECOND` (default [`RATE_PER_SEC`]) and
+    /// `ROTOR_ACCOUNT_WRITE_BURST` (default [`BURST`]).
+    pub fn from_env() -> Self {
+        let rate =
+            crate::settings::positive_env("ROTOR_ACCOUNT_WRITES_PER_SECOND", RATE_PER_SEC as u32);
+        let burst = crate::settings::positive_env("ROTOR_ACCOUNT_WRITE_BURST", BURST as u32);
+        Self::new(f64::from(rate), f64::from(burst))
+    }
+
     /// Buckets refilling at `rate` per second up to `burst`.
     pub fn new(rate: f64, burst: f64) -> Self {
         Self {

@@ -483,6 +483,7 @@ start_tenancy_cp() { # NAME [VAR=VALUE...]: sets CP_PID, CP_RUN, CP_DB, CP_BASE
     env "$@" DATABASE_URL="$CP_DB" ROTOR_LISTEN=127.0.0.1:$PORT_TENANCY ROTOR_RUN_DIR="$CP_RUN" \
         ROTOR_DATA_PLANE_BIN="$BIN/rotor-data-plane" ROTOR_EDGE_MAX_CONNECTIONS_PER_ADDRESS=100000 \
         ROTOR_EDGE_WAKE_BURST=1000000 ROTOR_EDGE_WAKES_PER_MINUTE=1000000 \
+        ROTOR_ACCOUNT_WRITES_PER_SECOND=1000000 ROTOR_ACCOUNT_WRITE_BURST=1000000 \
         ROTOR_SECRET_KEY="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" RUST_LOG=warn \
         ${CP_CPUS:+taskset -c "$CP_CPUS"} "$BIN/rotor-control-plane" serve >"$WORK/cp-$name.log" 2>&1 &
     CP_PID=$!

@@ -1,5 +1,7 @@
 //! The HTTP client for the control plane's REST API (`/v1`, JSON, Bearer management token): one
 //! method per call the provider makes, and one typed error for everything that can go wrong.
+//! A call the control plane throttles (429, its per-account budget of writes) is sent again after
+//! the `Retry-After` it names, so a large `terraform apply` slows down instead of failing.
 //! Nothing here logs, and the token never appears in an error or a `Debug` print.
 
 use std::fmt;
@@ -12,6 +14,23 @@ use serde_json::{json, Map, Value};
 
 /// How long one REST call may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one call may wait in all for the control plane's throttling (429) to let it
+/// through before the 429 is the call's error.
+const THROTTLED_FOR_AT_MOST: Duration = Duration::from_secs(120);
+/// The longest single wait a `Retry-After` is taken for.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// The wait a throttled answer asks for: its `Retry-After` in seconds (at least one second, at
+/// most [`MAX_RETRY_AFTER`]), one second when it names none.
+fn retry_after(response: &reqwest::Response) -> Duration {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::from_secs(1), |s| Duration::from_secs(s.max(1)))
+        .min(MAX_RETRY_AFTER)
+}
 
 /// Everything a REST call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -222,18 +241,30 @@ impl Client {
     /// Sends one request; returns the status and the body for 2xx answers, the API's error
     /// otherwise.
     async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> ApiResult<Value> {
-        let mut request = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
         let transport = |source| ApiError::Transport {
             endpoint: self.base.clone(),
             source,
         };
-        let response = request.send().await.map_err(transport)?;
+        let mut waited = Duration::ZERO;
+        let response = loop {
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .bearer_auth(&self.token);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let response = request.send().await.map_err(transport)?;
+            // Throttled before anything was done: the same call is safe to send again.
+            let wait = retry_after(&response);
+            if response.status() != StatusCode::TOO_MANY_REQUESTS
+                || waited + wait > THROTTLED_FOR_AT_MOST
+            {
+                break response;
+            }
+            tokio::time::sleep(wait).await;
+            waited += wait;
+        };
         let status = response.status();
         let text = response.text().await.map_err(transport)?;
         if status.is_success() {
@@ -563,5 +594,56 @@ mod tests {
         assert_eq!(ns.id, "ns_1");
         assert_eq!(ns.name, "chat");
         assert_eq!(Value::Object(ns.options), json!({"presence": true}));
+    }
+
+    /// A one-connection-per-answer HTTP server on loopback: each accepted connection reads one
+    /// request head and gets the next of `answers`; the requests' first lines come back.
+    async fn serve(answers: Vec<&'static str>) -> (String, tokio::task::JoinHandle<Vec<String>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for answer in answers {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    socket.read_exact(&mut byte).await.unwrap();
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                seen.push(text.lines().next().unwrap_or_default().to_owned());
+                socket.write_all(answer.as_bytes()).await.unwrap();
+            }
+            seen
+        });
+        (base, task)
+    }
+
+    #[tokio::test]
+    async fn a_throttled_call_is_sent_again_after_the_wait_the_server_names() {
+        let throttled = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nConnection: close\r\n\
+                         Content-Type: application/json\r\nContent-Length: 47\r\n\r\n\
+                         {\"error\":{\"code\":\"rate_limited\",\"message\":\"x\"}}";
+        let done = "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n";
+        let (base, server) = serve(vec![throttled, done]).await;
+        let client = Client::new(&base, "t").unwrap();
+        let started = std::time::Instant::now();
+        client.delete_project("prj_1").await.unwrap();
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        let seen = server.await.unwrap();
+        assert_eq!(seen, vec!["DELETE /v1/projects/prj_1 HTTP/1.1"; 2]);
+    }
+
+    #[tokio::test]
+    async fn other_errors_are_not_sent_again() {
+        let refused = "HTTP/1.1 409 Conflict\r\nConnection: close\r\nContent-Type: application/json\r\n\
+                       Content-Length: 44\r\n\r\n{\"error\":{\"code\":\"conflict\",\"message\":\"no\"}}";
+        let (base, server) = serve(vec![refused]).await;
+        let client = Client::new(&base, "t").unwrap();
+        let err = client.delete_project("prj_1").await.unwrap_err();
+        assert!(matches!(err, ApiError::Api { status: 409, .. }), "{err}");
+        assert_eq!(server.await.unwrap().len(), 1);
     }
 }
