@@ -234,7 +234,8 @@ scenario_tests! {
 
 /// Subscription tokens, server-side subscriptions (token `channels`, API subscribe/unsubscribe)
 /// with recovery through the connect command, client unsubscribe, history 112, wrong-channel
-/// subscription token 3500 and, over JSON, binary data closing with 3506.
+/// subscription token 3500 and, over JSON, binary data left out for the JSON connection (which
+/// Centrifugo would close with 3506) while the next publication arrives.
 async fn subscriptions(format: &str, deployment: Deployment) -> Result<Value> {
     let out = run_on(deployment, ClientScript::node("js_subs.mjs"), format).await?;
 
@@ -331,7 +332,7 @@ async fn centrifuge_js_json_subscriptions() -> Result<()> {
     expect(
         &out,
         "binary_to_json",
-        json!({"code": 3506, "reason": "inappropriate protocol", "state": "disconnected"}),
+        json!({"first_delivered": {"after": "binary"}, "disconnects": 0, "state": "connected"}),
     );
     Ok(())
 }

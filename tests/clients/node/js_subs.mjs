@@ -251,15 +251,22 @@ run(async () => {
   const wrong = await W.log.wait('disconnect', (e) => e.ev === 'disconnected');
   out.sub_token_wrong_channel = { code: wrong.code, reason: wrong.reason, state: W.client.state };
 
-  // --- JSON only: a binary publication cannot be written to a JSON connection (3506) ----------
+  // --- JSON only: a binary publication a JSON connection cannot carry is left out for it ------
+  // (Centrifugo would close the connection with 3506; Rotor never ends a connection because of
+  // someone else's payload), and the next publication arrives as usual.
   if (FORMAT === 'json') {
     const J = newClient('judy', { token: token({ sub: 'judy' }) });
     clients.push(J.client);
     await connect(J.client, J.log);
     await subscribe(newSubscription(J.client, J.log, 'bytes'), J.log);
     await api('publish', { channel: 'bytes', b64data: Buffer.from([0xff, 0x00]).toString('base64') });
-    const closed = await J.log.wait('disconnect', (e) => e.ev === 'disconnected');
-    out.binary_to_json = { code: closed.code, reason: closed.reason, state: J.client.state };
+    await api('publish', { channel: 'bytes', data: { after: 'binary' } });
+    const next = await J.log.wait('publication', (e) => e.ev === 'pub' && e.channel === 'bytes');
+    out.binary_to_json = {
+      first_delivered: next.data,
+      disconnects: J.log.items.filter((e) => e.ev === 'disconnected').length,
+      state: J.client.state,
+    };
   }
 
   out.alice_unexpected = A.log.items
