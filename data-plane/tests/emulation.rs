@@ -10,6 +10,16 @@ fn enabled() -> Value {
     json!({"http_stream": {"enabled": true}, "sse": {"enabled": true}})
 }
 
+/// Appends the stream's next chunk to `buf`.
+async fn read_chunk(resp: &mut reqwest::Response, buf: &mut String) {
+    let chunk = tokio::time::timeout(WAIT, resp.chunk())
+        .await
+        .expect("stalled")
+        .unwrap()
+        .expect("stream open");
+    buf.push_str(&String::from_utf8_lossy(&chunk));
+}
+
 async fn read_message(resp: &mut reqwest::Response, buf: &mut String, sep: &str) -> Value {
     loop {
         if let Some(i) = buf.find(sep) {
@@ -20,12 +30,7 @@ async fn read_message(resp: &mut reqwest::Response, buf: &mut String, sep: &str)
             }
             return serde_json::from_str(&msg).unwrap();
         }
-        let chunk = tokio::time::timeout(WAIT, resp.chunk())
-            .await
-            .expect("stalled")
-            .unwrap()
-            .expect("stream open");
-        buf.push_str(&String::from_utf8_lossy(&chunk));
+        read_chunk(resp, buf).await;
     }
 }
 
@@ -351,12 +356,7 @@ async fn next_sse_event(resp: &mut reqwest::Response, buf: &mut String) -> Value
                 d.push_str(v);
             }
         }
-        let chunk = tokio::time::timeout(WAIT, resp.chunk())
-            .await
-            .expect("stalled")
-            .unwrap()
-            .expect("stream open");
-        buf.push_str(&String::from_utf8_lossy(&chunk));
+        read_chunk(resp, buf).await;
     }
 }
 

@@ -127,18 +127,24 @@ pub async fn pin(
 ) -> Result<SocketAddr, PinError> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     check_host(bare, Some(port), ports).map_err(PinError::Refused)?;
-    let resolve = |reason: String| PinError::Resolve {
-        host: bare.to_owned(),
+    let addrs = resolve(bare, port).await?;
+    check_resolved(&addrs, denied)
+}
+
+/// Every address `host` (without brackets) resolves to on `port`; at least one.
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, PinError> {
+    let failed = |reason: String| PinError::Resolve {
+        host: host.to_owned(),
         reason,
     };
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| resolve(e.to_string()))?
+        .map_err(|e| failed(e.to_string()))?
         .collect();
     if addrs.is_empty() {
-        return Err(resolve("no address".into()));
+        return Err(failed("no address".into()));
     }
-    check_resolved(&addrs, denied)
+    Ok(addrs)
 }
 
 /// [`pin`] for a tenant the operator lets reach private addresses (`ROTOR_TENANT_PRIVATE_EGRESS`):
@@ -150,23 +156,12 @@ pub async fn pin_private(
     denied: &[SocketAddr],
 ) -> Result<SocketAddr, PinError> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let resolve = |reason: String| PinError::Resolve {
-        host: bare.to_owned(),
-        reason,
-    };
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
-        .await
-        .map_err(|e| resolve(e.to_string()))?
-        .collect();
+    let addrs = resolve(bare, port).await?;
     if addrs.iter().any(|a| is_denied(*a, denied)) {
         return Err(PinError::ServiceAddress);
     }
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| resolve("no address".into()))
+    // `resolve` returns at least one address.
+    Ok(*addrs.iter().find(|a| a.is_ipv4()).unwrap_or(&addrs[0]))
 }
 
 /// Why `sslmode` that needs TLS is refused for hosted PostgreSQL consumers.
