@@ -497,3 +497,35 @@ async fn plan_limits_are_checked_by_the_control_plane_and_compiled_for_the_tenan
         (403, Some("operator_only"))
     );
 }
+
+#[tokio::test]
+async fn answers_carrying_secrets_are_never_cached() {
+    let api = Api::start().await;
+    let token = api.account("a@example.com").await;
+    let p = api.project(&token, "nocache").await;
+    let id = p["id"].as_str().unwrap();
+    let sent = |method: &str, path: String| {
+        api.http
+            .request(method.parse().unwrap(), format!("{}{path}", api.base))
+            .bearer_auth(&token)
+    };
+    for request in [
+        sent("GET", format!("/v1/projects/{id}/secrets")),
+        sent("POST", format!("/v1/projects/{id}/api-keys")).json(&json!({"name": "k"})),
+        sent("GET", "/v1/tokens".into()),
+        sent("GET", format!("/v1/projects/{id}")),
+        // An error answer too.
+        sent("GET", "/v1/projects/prj_missing".into()),
+    ] {
+        let resp = request.send().await.unwrap();
+        let status = resp.status();
+        assert_eq!(
+            resp.headers()
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok()),
+            Some("no-store"),
+            "{status} {}",
+            resp.url()
+        );
+    }
+}

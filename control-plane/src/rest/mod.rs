@@ -106,9 +106,15 @@ macro_rules! v1_routes {
         /// Every `(method, path)` the REST router serves, in the order it is built.
         pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
 
-        /// The `/v1` routes.
+        /// The `/v1` routes. No answer may be kept by a cache on the way or in a browser: they
+        /// carry secrets shown once (management tokens, API keys, token secrets) and an
+        /// account's own data.
         pub fn router() -> Router<AppState> {
             Router::new()$(.route($path, axum::routing::$method($handler)))*
+                .layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+                    axum::http::header::CACHE_CONTROL,
+                    axum::http::HeaderValue::from_static("no-store"),
+                ))
         }
     };
 }
