@@ -52,7 +52,7 @@ impl TrustedProxies {
             let net = match IpNet::from_str(item) {
                 Ok(net) => net.trunc(),
                 Err(_) => IpAddr::from_str(item)
-                    .map(|ip| IpNet::from(canonical(ip)))
+                    .map(|ip| IpNet::from(ip.to_canonical()))
                     .map_err(|_| TrustedProxiesError(item.to_owned()))?,
             };
             nets.push(net);
@@ -67,16 +67,9 @@ impl TrustedProxies {
 
     /// Whether `ip` is a trusted balancer (an IPv4-mapped IPv6 peer matches its IPv4 form).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
+        // A dual-stack listener reports IPv4 peers as `::ffff:a.b.c.d`.
+        let ip = ip.to_canonical();
         self.0.iter().any(|net| net.contains(&ip))
-    }
-}
-
-/// `::ffff:a.b.c.d` as `a.b.c.d`: a dual-stack listener reports IPv4 peers that way.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
     }
 }
 
@@ -251,7 +244,7 @@ fn parse_v2(buf: &[u8]) -> Result<Option<(Source, usize)>, HeaderError> {
             octets.copy_from_slice(&a[..16]);
             let ip = Ipv6Addr::from(octets);
             Source::Client(SocketAddr::new(
-                canonical(ip.into()),
+                IpAddr::from(ip).to_canonical(),
                 u16::from_be_bytes([a[32], a[33]]),
             ))
         }

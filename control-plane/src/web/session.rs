@@ -103,10 +103,7 @@ impl Session {
     /// one included, so a copy of the old cookie is worth nothing. Returns the new session,
     /// the `Set-Cookie` value that carries it, and how many sessions besides this one ended.
     pub async fn renew(&self, state: &AppState) -> Result<(Session, HeaderValue, u64), WebError> {
-        let token = random_token("s_");
-        let csrf = random_token("c_");
-        let token_hash = sha256_hex(&token);
-        sessions::open(state, &self.account, &token_hash, &csrf, SESSION_TTL).await?;
+        let (token, csrf, token_hash) = open_new(state, &self.account).await?;
         let ended = sessions::close_others(state, &self.account, &token_hash).await?;
         let fresh = Session {
             account: self.account.clone(),
@@ -189,10 +186,20 @@ pub fn https(state: &AppState) -> bool {
 /// Starts a session for `account`; returns the `Set-Cookie` header value. Any session the
 /// browser had before is replaced (no fixation: the id is always freshly generated here).
 pub async fn start(state: &AppState, account: &AccountId) -> Result<HeaderValue, WebError> {
+    let (token, _, _) = open_new(state, account).await?;
+    Ok(Cookie::Session.set_for(state, &token, SESSION_TTL))
+}
+
+/// Stores a new session of `account`: its token, CSRF token and the token's stored hash.
+async fn open_new(
+    state: &AppState,
+    account: &AccountId,
+) -> Result<(String, String, String), WebError> {
     let token = random_token("s_");
     let csrf = random_token("c_");
-    sessions::open(state, account, &sha256_hex(&token), &csrf, SESSION_TTL).await?;
-    Ok(Cookie::Session.set_for(state, &token, SESSION_TTL))
+    let token_hash = sha256_hex(&token);
+    sessions::open(state, account, &token_hash, &csrf, SESSION_TTL).await?;
+    Ok((token, csrf, token_hash))
 }
 
 /// The flash key of a session token: a hash of the token under its own label, so it differs
