@@ -35,3 +35,18 @@ export async function until(what, fn, ms = 45000) {
     await new Promise((r) => setTimeout(r, 500));
   }
 }
+
+// Writes a full-page PNG of `page` to `path`. Chromium sometimes refuses a capture
+// ("Unable to capture screenshot") while a loaded box is still compositing a frame; the capture
+// is tried again after the next animation frame, up to three times, before the error stands.
+export async function screenshot(page, path) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await page.screenshot({ path, fullPage: true });
+    } catch (e) {
+      if (attempt >= 3 || !/Unable to capture screenshot/.test(String(e && e.message))) throw e;
+      await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r()))).catch(() => {});
+      await new Promise((r) => setTimeout(r, 250 * attempt));
+    }
+  }
+}

@@ -17,7 +17,7 @@
 // Prints one JSON object of observations; the Rust test (tests/tests/dashboard.rs) asserts on it.
 
 import { execFile } from 'node:child_process';
-import { startScenario, until } from './browser_scenario.mjs';
+import { screenshot, startScenario, until } from './browser_scenario.mjs';
 
 const WAIT = 15000;
 const { BASE, SHOTS, fail, deadline, browser } = await startScenario('dashboard', {
@@ -31,7 +31,7 @@ const step = async (name, fn) => {
     return await fn();
   } catch (e) {
     try {
-      await page.screenshot({ path: `${SHOTS}/failed-${name}.png`, fullPage: true });
+      await screenshot(page, `${SHOTS}/failed-${name}.png`);
     } catch (_) { /* the page may be gone */ }
     fail(`${name}: ${e.message}\nbrowser errors: ${JSON.stringify(consoleErrors)}`);
   }
@@ -52,7 +52,7 @@ page.on('pageerror', (e) => consoleErrors.push(String(e)));
 let shot = 0;
 const snap = async (name, p = page) => {
   shot += 1;
-  await p.screenshot({ path: `${SHOTS}/${String(shot).padStart(2, '0')}-${name}.png`, fullPage: true });
+  await screenshot(p, `${SHOTS}/${String(shot).padStart(2, '0')}-${name}.png`);
 };
 
 const email = `owner-${Date.now()}@example.com`;

@@ -32,6 +32,7 @@ import { Centrifuge } from 'centrifuge';
 import jwt from 'jsonwebtoken';
 import WebSocket from 'ws';
 import { chromium } from 'playwright-core';
+import { screenshot } from './browser_scenario.mjs';
 
 const BASE = process.env.ROTOR_BASE_URL;
 const SHOTS = process.env.ROTOR_SCREENSHOTS || '/tmp/rotor-shots-fresh';
@@ -86,13 +87,13 @@ page.on('pageerror', (e) => consoleErrors.push(String(e)));
 let shot = 0;
 const snap = async (name) => {
   shot += 1;
-  await page.screenshot({ path: `${SHOTS}/${String(shot).padStart(2, '0')}-${name}.png`, fullPage: true });
+  await screenshot(page, `${SHOTS}/${String(shot).padStart(2, '0')}-${name}.png`);
 };
 const step = async (name, fn) => {
   try {
     return await fn();
   } catch (e) {
-    try { await page.screenshot({ path: `${SHOTS}/failed-${name}.png`, fullPage: true }); } catch (_) { /* gone */ }
+    try { await screenshot(page, `${SHOTS}/failed-${name}.png`); } catch (_) { /* gone */ }
     fail(`${name}: ${e.message}\nbrowser errors: ${JSON.stringify(consoleErrors)}`);
   }
 };

@@ -23,7 +23,7 @@
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startScenario, until } from './browser_scenario.mjs';
+import { screenshot, startScenario, until } from './browser_scenario.mjs';
 
 const WAIT = 15000;
 const MAILBOX = process.env.ROTOR_MAILBOX;
@@ -53,13 +53,13 @@ const page = watch(await desktop.newPage());
 let shot = 0;
 const snap = async (name, p = page) => {
   shot += 1;
-  await p.screenshot({ path: `${SHOTS}/${String(shot).padStart(2, '0')}-${name}.png`, fullPage: true });
+  await screenshot(p, `${SHOTS}/${String(shot).padStart(2, '0')}-${name}.png`);
 };
 const step = async (name, fn) => {
   try {
     return await fn();
   } catch (e) {
-    try { await page.screenshot({ path: `${SHOTS}/failed-${name}.png`, fullPage: true }); } catch (_) { /* gone */ }
+    try { await screenshot(page, `${SHOTS}/failed-${name}.png`); } catch (_) { /* gone */ }
     fail(`${name}: ${e.message}\nbrowser errors: ${JSON.stringify(consoleErrors)}`);
   }
 };
