@@ -4,11 +4,13 @@
 //! sockets), 0 meaning unlimited:
 //!
 //! - **history bytes** (`rotor.max_history_bytes`): bytes of publications the memory engine
-//!   keeps in history, all channels together ([`stored_size`] says what one costs), and the
+//!   keeps in history, or this process wrote into Redis history (the Redis engine's
+//!   [`crate::engine::redis::ledger`]), all channels together ([`stored_size`] says what one costs), and the
 //!   per-channel cap `rotor.max_channel_history_bytes` the engine trims streams to;
 //! - **channels** (`rotor.max_channels`): channels that exist, i.e. have a local subscriber
-//!   (the hub holds them) or a live memory-engine history stream with publications (the
-//!   engine holds them; a stream only read, never published to, does not count);
+//!   (the hub holds them) or a live history stream with publications (the engine holds them;
+//!   with Redis, the streams this process published into until their key expires; a stream
+//!   only read, never published to, does not count);
 //! - **presence entries** (`rotor.max_presence_entries`): subscriptions of this process to
 //!   presence-enabled channels (with the memory engine, exactly its presence entries);
 //! - **sockets** (`client.connection_limit`): client sockets of the connection endpoints, from
@@ -106,7 +108,8 @@ impl From<BudgetError> for ClientError {
 pub enum Holder {
     /// It has local subscribers (the hub).
     Subscribers = 1,
-    /// It has a memory-engine history stream with publications whose meta has not expired.
+    /// It has a history stream with publications: a memory-engine stream whose meta has not
+    /// expired, or a Redis stream this process wrote whose key has not expired.
     Stream = 2,
 }
 

@@ -55,12 +55,14 @@ impl Node {
         config: &RuntimeConfig,
         parts: &Parts,
     ) -> Result<crate::engine::redis::RedisEngine, EngineError> {
-        crate::engine::redis::RedisEngine::connect(
+        let engine = crate::engine::redis::RedisEngine::connect(
             &config.tenant.engine.redis,
             parts.events.clone(),
             parts.shutdown.clone(),
         )
-        .await
+        .await?
+        .with_history_budgets(parts.budgets.clone());
+        Ok(engine)
     }
 
     fn assemble(
@@ -151,6 +153,23 @@ impl Node {
             parts.registry.clone(),
             config.tenant.engine.redis.presence_ttl.get(),
         );
+        // Never-published streams of local subscribers keep their epoch (every 20 s), and
+        // history that expired in Redis gives its budgets back (every third round), on the
+        // process's wake grid (see `clock`).
+        let (upkeep, stop) = (engine.clone(), parts.shutdown.clone());
+        tokio::spawn(async move {
+            for round in 1u64.. {
+                let next = crate::clock::after(crate::engine::redis::REFRESH_EVERY);
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep_until(next) => {}
+                }
+                upkeep.refresh_unpublished().await;
+                if round % 3 == 0 {
+                    upkeep.sweep_history_budgets();
+                }
+            }
+        });
         let node = Self::assemble(
             config,
             name,

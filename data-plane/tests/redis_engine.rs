@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Client, Prefix, TestServer};
+use common::{api, Client, Prefix, TestServer};
 use serde_json::json;
 
 #[tokio::test]
@@ -498,4 +498,194 @@ async fn a_third_redis_shard_takes_about_a_third_of_the_channels_and_the_rest_st
         modulo_moved > 0.6,
         "hash % shards would have moved {modulo_moved:.3}"
     );
+}
+
+/// What one API publication of an `n`-byte payload costs in a history budget.
+fn api_cost(n: usize) -> u64 {
+    rotor_data_plane::budgets::stored_size(&rotor_data_plane::protocol::Publication {
+        data: bytes::Bytes::from(vec![b'x'; n]),
+        ..Default::default()
+    })
+}
+
+/// Tenants of a deployment share its Redis. The attack: one of them publishes large messages
+/// to ever new channels, within its publish rate, until the server is full and every other
+/// tenant's history and presence fail with it. What it writes into Redis history is held
+/// against its plan's budgets instead: a channel keeps at most `max_channel_history_bytes`
+/// (its oldest entries trimmed in Redis itself), the tenant at most `max_history_bytes` and
+/// `max_channels` streams, each refusal a 106 that leaves nothing in Redis, and removed history
+/// gives its budget back.
+#[tokio::test]
+async fn a_tenant_cannot_fill_a_shared_redis_past_its_history_budgets() {
+    let prefix = Prefix::new();
+    let one = api_cost(1000);
+    let s = TestServer::start_redis(
+        json!({"rotor": {"max_history_bytes": 3 * one, "max_channel_history_bytes": 2 * one,
+                         "max_channels": 4}}),
+        &prefix.0,
+    )
+    .await;
+    let big = json!("x".repeat(998));
+    for n in 1..=3 {
+        let r = api(&s, "publish", json!({"channel": "chat:a", "data": big})).await;
+        assert_eq!(r["result"]["offset"], n, "{r}");
+    }
+    // The channel's byte cap trimmed the oldest entry out of the Redis stream.
+    let h = api(&s, "history", json!({"channel": "chat:a", "limit": -1})).await;
+    let offsets: Vec<u64> = h["result"]["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets, [2, 3], "{h}");
+    assert_eq!(s.node.budgets.history_bytes(), 2 * one);
+
+    let r = api(&s, "publish", json!({"channel": "chat:b", "data": big})).await;
+    assert!(r["result"]["offset"].is_u64(), "{r}");
+    let r = api(&s, "publish", json!({"channel": "chat:c", "data": big})).await;
+    assert_eq!(r["error"]["code"], 106, "past max_history_bytes: {r}");
+    let h = api(&s, "history", json!({"channel": "chat:c", "limit": -1})).await;
+    assert_eq!(
+        (
+            h["result"]["offset"].as_u64().unwrap_or(0),
+            h["result"]["publications"].as_array().map_or(0, Vec::len)
+        ),
+        (0, 0),
+        "a refused publication leaves nothing in Redis: {h}"
+    );
+    // Reading chat:c took no channel either; removing chat:a gives its bytes back.
+    assert_eq!(s.node.budgets.channels(), 2);
+    api(&s, "history_remove", json!({"channel": "chat:a"})).await;
+    assert_eq!(s.node.budgets.history_bytes(), one);
+    let r = api(&s, "publish", json!({"channel": "chat:c", "data": big})).await;
+    assert!(r["result"]["offset"].is_u64(), "{r}");
+
+    // Channels: b and c hold two of four, two small streams more fill it, a fifth is refused.
+    for ch in ["chat:d", "chat:e"] {
+        let r = api(&s, "publish", json!({"channel": ch, "data": 1})).await;
+        assert!(r["result"]["offset"].is_u64(), "{ch}: {r}");
+    }
+    let r = api(&s, "publish", json!({"channel": "chat:f", "data": 1})).await;
+    assert_eq!(r["error"]["code"], 106, "past max_channels: {r}");
+    // A channel that exists takes more within its budgets.
+    let r = api(&s, "publish", json!({"channel": "chat:d", "data": 2})).await;
+    assert_eq!(r["result"]["offset"], 2, "{r}");
+}
+
+/// The attack: each history read, or positioned subscribe, of a new name left a stream meta
+/// key in Redis for `history_meta_ttl` (30 days by default), so one end user could fill a
+/// shared Redis by reading alone. A stream nobody published into now lives a minute past its
+/// last read; the first publication keeps its epoch and gives it the full TTL; and a process
+/// keeps alive, by reading them again, the epochs its own subscribers were given.
+#[tokio::test]
+async fn reads_of_new_names_leave_only_short_lived_keys_and_subscribers_keep_their_epoch() {
+    use rotor_data_plane::budgets::{Budgets, Holder};
+    use rotor_data_plane::engine::redis::RedisEngine;
+    use rotor_data_plane::engine::{Broker, HistoryFilter, PublishOptions};
+    use rotor_data_plane::protocol::ClientInfo;
+    use std::sync::Arc;
+    use std::time::Duration;
+    let prefix = Prefix::new();
+    struct Ignore;
+    impl rotor_data_plane::engine::BrokerEvents for Ignore {
+        fn publication(&self, _: &str, _: Arc<rotor_data_plane::publication::PubMsg>) {}
+        fn join(&self, _: &str, _: ClientInfo) {}
+        fn leave(&self, _: &str, _: ClientInfo) {}
+    }
+    let budgets = Arc::new(Budgets::default());
+    let engine = RedisEngine::connect_standalone(
+        &[common::redis_url()],
+        &rotor_tenant_config::RedisTls::default(),
+        &prefix.0,
+        Duration::from_secs(60),
+        Arc::new(Ignore),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+    .with_history_budgets(budgets.clone());
+    let redis = redis::Client::open(common::redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let month = Duration::from_secs(720 * 3600);
+    let read = HistoryFilter {
+        limit: 0,
+        meta_ttl: month,
+        ..Default::default()
+    };
+    let meta = |channel: &str| format!("{}{{{channel}}}:m", prefix.0);
+    let ttl = |key: String| {
+        let mut redis = redis.clone();
+        async move {
+            let t: i64 = redis::cmd("TTL")
+                .arg(key)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            t
+        }
+    };
+    let mut redis = redis.clone();
+
+    // A read of a name nobody subscribes to or publishes into: a minute at most.
+    let page = engine.history("chat:read", read.clone()).await.unwrap();
+    assert_eq!(page.top.offset, 0);
+    let t = ttl(meta("chat:read")).await;
+    assert!((1..=60).contains(&t), "TTL of a read-made key: {t}");
+
+    // A local subscriber's empty stream is read again, and keeps its epoch.
+    budgets
+        .hold_channel("chat:sub", Holder::Subscribers)
+        .unwrap();
+    let epoch = engine
+        .history("chat:sub", read.clone())
+        .await
+        .unwrap()
+        .top
+        .epoch;
+    for key in [meta("chat:sub"), meta("chat:read")] {
+        let _: i64 = redis::cmd("EXPIRE")
+            .arg(key)
+            .arg(5)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
+    engine.refresh_unpublished().await;
+    assert!(
+        ttl(meta("chat:sub")).await > 5,
+        "the subscriber's epoch renewed"
+    );
+    assert!(
+        ttl(meta("chat:read")).await <= 5,
+        "nobody's epoch left to lapse"
+    );
+    let opts = PublishOptions {
+        history_size: 10,
+        history_ttl: Duration::from_secs(60),
+        history_meta_ttl: month,
+        ..Default::default()
+    };
+    let pos = engine
+        .publish("chat:sub", Default::default(), &opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        (pos.offset, pos.epoch),
+        (1, epoch),
+        "the first publication keeps the epoch"
+    );
+    assert!(
+        ttl(meta("chat:sub")).await > 3600,
+        "a published stream keeps its meta TTL"
+    );
+    // Read again by the upkeep (it was noted empty before the publication), it keeps it.
+    engine.refresh_unpublished().await;
+    assert!(ttl(meta("chat:sub")).await > 3600);
+    // A read by a client now renews the full TTL, as before.
+    engine.history("chat:sub", read).await.unwrap();
+    assert!(ttl(meta("chat:sub")).await > 3600);
 }

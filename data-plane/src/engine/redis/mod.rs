@@ -7,20 +7,23 @@
 //! names; on a Redis Cluster the cluster does the sharding, PUB/SUB is sharded
 //! (SPUBLISH/SSUBSCRIBE) and [`connect`] says how the pieces are made.
 //!
-//! History here is Redis's memory, bounded by Redis and the channel's `history_size`: the
-//! tenant's history byte budgets (`rotor.max_history_bytes`, `max_channel_history_bytes`) and
-//! streams as channels for `rotor.max_channels` apply to the memory engine only. Channels
-//! with local subscribers and this process's presence entries are still budgeted
-//! ([`crate::budgets`]), in the hub and the session.
+//! History here is Redis's memory, often shared by many tenants: what this process writes is
+//! held against the tenant's history byte budgets (`rotor.max_history_bytes`,
+//! `max_channel_history_bytes`) and streams count as channels for `rotor.max_channels`, by the
+//! [`ledger`], as the memory engine holds its own. Channels with local subscribers and this
+//! process's presence entries are budgeted ([`crate::budgets`]) in the hub and the session.
 
 mod cluster_sub;
 mod conn;
 mod connect;
 mod keys;
+pub mod ledger;
 mod presence;
 pub mod shard;
 mod subscriber;
 pub mod tls;
+mod unpublished;
+pub use unpublished::REFRESH_EVERY;
 pub(crate) mod user_status;
 pub(crate) mod webhooks;
 
@@ -60,6 +63,10 @@ pub struct RedisEngine {
     history: Script,
     presence: presence::Scripts,
     user_status: user_status::Scripts,
+    /// History this process wrote, held against the tenant's budgets (none: unbudgeted).
+    ledger: Option<ledger::Ledger>,
+    /// Channels read while nobody had published into them (see [`unpublished`]).
+    unpublished: unpublished::Unpublished,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> EngineError {
@@ -94,7 +101,45 @@ impl RedisEngine {
             history: Script::new(include_str!("lua/history.lua")),
             presence: presence::Scripts::new(),
             user_status: user_status::Scripts::new(),
+            ledger: None,
+            unpublished: Default::default(),
         })
+    }
+
+    /// Holds the history this engine writes against `budgets` (see [`ledger`]).
+    pub fn with_history_budgets(mut self, budgets: Arc<crate::budgets::Budgets>) -> Self {
+        self.ledger = Some(ledger::Ledger::new(budgets));
+        self
+    }
+
+    /// Gives back the budgets of history that has expired in Redis (about once a minute).
+    pub fn sweep_history_budgets(&self) {
+        if let Some(ledger) = &self.ledger {
+            ledger.sweep();
+        }
+    }
+
+    /// Keeps the epochs of never-published streams this process's subscribers were given:
+    /// reads again every noted channel that still has local subscribers, renewing its short
+    /// TTL (see [`unpublished`]); run every [`unpublished::REFRESH_EVERY`].
+    pub async fn refresh_unpublished(&self) {
+        let Some(ledger) = &self.ledger else {
+            return;
+        };
+        for channel in self.unpublished.take() {
+            if !ledger.budgets().has_subscribers(&channel) {
+                continue;
+            }
+            // Meta TTL 0: a stream published into since keeps the TTL its publish gave it.
+            let filter = HistoryFilter {
+                limit: 0,
+                ..Default::default()
+            };
+            if let Err(e) = self.history(&channel, filter).await {
+                tracing::debug!(error = ?e, "refreshing an unpublished stream failed");
+                self.unpublished.note(&channel);
+            }
+        }
     }
 
     /// [`Self::connect`] to standalone servers `addresses` (one shard each).
@@ -191,9 +236,9 @@ impl Broker for RedisEngine {
         publication: Publication,
         opts: &PublishOptions,
     ) -> Result<StreamPosition, EngineError> {
-        let body = publication.encode_to_vec();
         let mut conn = self.conn(channel);
         if !opts.uses_history() {
+            let body = publication.encode_to_vec();
             let mut payload = Vec::with_capacity(body.len() + 3);
             payload.extend_from_slice(b"p0::");
             payload.extend_from_slice(&body);
@@ -208,14 +253,29 @@ impl Broker for RedisEngine {
         }
         let idem = opts.idempotency_key.as_deref().unwrap_or("");
         let meta_ttl = opts.history_meta_ttl.max(opts.history_ttl).as_secs().max(1);
-        let result: Vec<String> = within(
+        let history_ttl = opts.history_ttl.as_secs().max(1);
+        let size = crate::budgets::stored_size(&publication);
+        let max_len = match &self.ledger {
+            Some(l) => {
+                l.admit(
+                    channel,
+                    size,
+                    opts.history_size,
+                    Duration::from_secs(history_ttl),
+                )?
+                .max_len
+            }
+            None => opts.history_size,
+        };
+        let body = publication.encode_to_vec();
+        let result: Result<Vec<String>, EngineError> = within(
             self.publish
                 .key(self.keys.stream(channel))
                 .key(self.keys.meta(channel))
                 .key(self.keys.idempotency(channel, idem))
                 .arg(body)
-                .arg(opts.history_size)
-                .arg(opts.history_ttl.as_secs().max(1))
+                .arg(max_len)
+                .arg(history_ttl)
                 .arg(meta_ttl)
                 .arg(new_epoch())
                 .arg(self.keys.topic(channel))
@@ -227,7 +287,14 @@ impl Broker for RedisEngine {
                 .arg(self.publish_command())
                 .invoke_async(&mut conn),
         )
-        .await?;
+        .await;
+        let result = match (result, &self.ledger) {
+            (Err(e), Some(l)) => {
+                l.undo(channel, size);
+                return Err(e);
+            }
+            (r, _) => r?,
+        };
         let offset = result.first().and_then(|s| s.parse().ok()).unwrap_or(0);
         let epoch = result.get(1).cloned().unwrap_or_default();
         Ok(StreamPosition { offset, epoch })
@@ -268,6 +335,7 @@ impl Broker for RedisEngine {
                 .arg(bound)
                 .arg(count)
                 .arg(if filter.reverse { "1" } else { "0" })
+                .arg(unpublished::EMPTY_STREAM_TTL.as_secs())
                 .invoke_async(&mut conn),
         )
         .await?;
@@ -280,6 +348,9 @@ impl Broker for RedisEngine {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         let epoch = parts.get(1).and_then(as_string).unwrap_or_default();
+        if top == 0 && self.ledger.is_some() {
+            self.unpublished.note(channel);
+        }
         if let Some(since) = &filter.since {
             if !since.epoch.is_empty() && since.epoch != epoch {
                 return Err(EngineError::UnrecoverablePosition);
@@ -293,6 +364,9 @@ impl Broker for RedisEngine {
     }
 
     async fn remove_history(&self, channel: &str) -> Result<(), EngineError> {
+        if let Some(ledger) = &self.ledger {
+            ledger.remove(channel);
+        }
         let mut conn = self.conn(channel);
         let _: i64 = within(
             redis::cmd("DEL")
