@@ -262,6 +262,7 @@ impl Broker for RedisEngine {
                     size,
                     opts.history_size,
                     Duration::from_secs(history_ttl),
+                    Duration::from_secs(meta_ttl),
                 )?
                 .max_len
             }
