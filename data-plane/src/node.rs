@@ -337,11 +337,20 @@ impl Node {
         {
             return Err(PublishError::TooLarge);
         }
-        if !self.publish_limiter.try_acquire(limits.publish_rate_limit) {
+        // A client's publication carries its publisher; the server API's never does.
+        let from_client = publication.info.is_some();
+        let reserve = if from_client {
+            crate::limits::API_RESERVE
+        } else {
+            0.0
+        };
+        if !self
+            .publish_limiter
+            .try_acquire_leaving(limits.publish_rate_limit, reserve)
+        {
             return Err(PublishError::RateLimited);
         }
         let opts = publish_options(config, rules, extras);
-        let from_client = publication.info.is_some();
         self.metrics
             .centrifugo
             .broker_sent(crate::centrifugo_metrics::BrokerMessage::Publication);

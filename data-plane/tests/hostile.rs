@@ -243,3 +243,48 @@ async fn channels_listed_at_connect_are_held_to_the_channel_length_limit() {
         .await;
     assert!(r["connect"]["subs"]["x".repeat(16)].is_object(), "{r}");
 }
+
+/// The attack: clients and the server API share the tenant's publish rate, so one end user
+/// publishing as fast as it may took every token and the customer's backend got 111 for its
+/// own publications. Clients now stop short of the last quarter of the bucket, which only the
+/// server API takes.
+#[tokio::test]
+async fn an_end_user_publishing_all_it_may_cannot_starve_the_backends_publications() {
+    // Four a second: three for everyone, one only for the API (one token refills in 250 ms,
+    // far longer than the calls below take).
+    let s = TestServer::start(json!({"rotor": {"publish_rate_limit": 4}})).await;
+    let (mut user, _) = Client::connected(&s.ws_url(), "u").await;
+    user.call(json!({"subscribe": {"channel": "news"}})).await;
+    let mut codes = Vec::new();
+    for n in 0..4 {
+        let r = user
+            .call(json!({"publish": {"channel": "news", "data": {"n": n}}}))
+            .await;
+        codes.push(r["error"]["code"].as_u64());
+    }
+    assert_eq!(
+        codes,
+        [None, None, None, Some(111)],
+        "the client stops at the reserve"
+    );
+    let r = common::api(
+        &s,
+        "publish",
+        json!({"channel": "news", "data": {"from": "backend"}}),
+    )
+    .await;
+    assert!(
+        r["result"].is_object(),
+        "the backend's publication goes through: {r}"
+    );
+    let r = common::api(
+        &s,
+        "publish",
+        json!({"channel": "news", "data": {"from": "backend"}}),
+    )
+    .await;
+    assert_eq!(
+        r["error"]["code"], 111,
+        "and the plan's rate still binds it: {r}"
+    );
+}
