@@ -34,6 +34,7 @@ pub mod state;
 pub mod supervisor;
 pub mod tenant;
 pub mod tenant_events;
+pub mod tenant_logs;
 pub mod throttling;
 pub mod usage;
 pub mod web;

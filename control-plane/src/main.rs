@@ -314,6 +314,11 @@ async fn serve(demo: bool) -> anyhow::Result<()> {
     // Tenants push usage and idleness here (bound before any tenant starts).
     let reports =
         rotor_control_plane::parking::bind(&driver.report_socket()).context("report socket")?;
+    // Tenant logs share the run directory with everything else there: kept small.
+    tokio::spawn(rotor_control_plane::tenant_logs::keep_trimmed(
+        driver.dir().to_path_buf(),
+        stop.clone(),
+    ));
     let reports_task = tokio::spawn(rotor_control_plane::parking::receive(
         reports,
         state.pool.clone(),

@@ -197,6 +197,11 @@ impl LocalDriver {
         self
     }
 
+    /// The run directory: tenant configs, sockets, marks and logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Where tenants push their reports.
     pub fn report_socket(&self) -> PathBuf {
         crate::parking::socket_path(&self.dir)
@@ -361,6 +366,11 @@ impl Driver for LocalDriver {
             // Usage and idleness are pushed to the supervisor, not scraped.
             .env("ROTOR_REPORT_SOCKET", self.report_socket())
             .env("ROTOR_TENANT_ID", tenant.as_str())
+            // Its log shares the run directory with every tenant: held to a byte budget.
+            .env(
+                "ROTOR_LOG_BYTES_PER_SECOND",
+                crate::tenant_logs::LOG_BYTES_PER_SECOND.to_string(),
+            )
             .env("ROTOR_EGRESS_DENY", &self.denied)
             // Where a memory-engine tenant keeps what its webhooks hold, so the process this
             // supervisor restarts after a crash reports the connections that died with it.
@@ -536,6 +546,12 @@ impl Driver for LocalDriver {
     }
 
     fn forget_process(&self, tenant: &ProjectId) {
+        // A process that ended or parked leaves only the newest lines of its log.
+        let log = self.dir.join(format!("{tenant}.log"));
+        let kept = crate::tenant_logs::KEPT_LOG_BYTES;
+        if let Err(e) = crate::tenant_logs::trim(&log, kept, kept) {
+            tracing::warn!(%tenant, error = %e, "tenant log not cut");
+        }
         let _ = std::fs::remove_file(self.dir.join(format!("{tenant}.state")));
         let _ = std::fs::remove_file(self.dir.join(format!("{tenant}.sock")));
         let _ = std::fs::remove_file(self.webhook_state_path(tenant));

@@ -24,6 +24,7 @@ pub mod hub;
 pub(crate) mod kept_alive;
 pub mod lent_write;
 pub(crate) mod limits;
+pub mod log_budget;
 pub mod logging;
 pub mod metrics;
 pub mod node;

@@ -1,8 +1,10 @@
 //! Logging to standard error at the level the config asks for (`log.level`, or the older
 //! `log_level`: Centrifugo's `trace`, `debug`, `info`, `warn`, `error`, `none`), unless the
 //! `RUST_LOG` environment variable is set, which then decides alone. A config reloaded or
-//! pushed with another level applies it at once.
+//! pushed with another level applies it at once. Output is held to a byte budget when
+//! `ROTOR_LOG_BYTES_PER_SECOND` is set ([`crate::log_budget`]).
 
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{reload, EnvFilter, Registry};
@@ -40,7 +42,10 @@ impl Logging {
         let fmt = tracing_subscriber::fmt::layer()
             .with_target(false)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(std::io::stderr)
+            .with_writer(match crate::log_budget::from_env() {
+                Some(rate) => BoxMakeWriter::new(crate::log_budget::BudgetedStderr::new(rate)),
+                None => BoxMakeWriter::new(std::io::stderr),
+            })
             // A closed stderr (e.g. a parent that went away) must never take a request down.
             .log_internal_errors(false);
         tracing_subscriber::registry().with(filter).with(fmt).init();

@@ -371,3 +371,48 @@ async fn centrifugo_environment_variables_configure_the_process_and_rotor_ones_w
         "{stderr}"
     );
 }
+
+/// The attack: a refused subscription token is logged and the connection stays, and a frame
+/// may carry a thousand commands, so one end user could write megabytes a second into a
+/// hosted tenant's log, a file in the directory every tenant and the control plane share.
+/// With `ROTOR_LOG_BYTES_PER_SECOND` (the supervisor sets it) the log takes at most that many
+/// bytes a second after a burst of eight seconds' worth, and says how many lines it dropped.
+#[tokio::test]
+async fn end_users_cannot_write_more_than_the_log_budget() {
+    let budget = 1024usize;
+    let p = Binary::listening(
+        &standalone(json!({
+            "channel": {"without_namespace": {"allow_subscribe_for_client": true}},
+            "websocket": {"message_size_limit": 1_000_000}
+        })),
+        &[("ROTOR_LOG_BYTES_PER_SECOND", "1024")],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let (mut c, _) = Client::connected(&p.ws_url(), "flooder").await;
+    for round in 0..10 {
+        let frame: Vec<String> = (0..1000)
+            .map(|i| {
+                json!({"id": round * 1000 + i + 10,
+                       "subscribe": {"channel": format!("x{i}"), "token": "not-a-token"}})
+                .to_string()
+            })
+            .collect();
+        c.send_raw(&frame.join("\n")).await;
+    }
+    // The last command's reply says every one was handled (and refused).
+    let last = c.reply(10_009).await;
+    assert!(last["error"]["code"].is_u64(), "{last}");
+    let elapsed = started.elapsed().as_secs_f64();
+    let stderr = p.stop().await;
+    let allowed = budget as f64 * (8.0 + elapsed + 1.0);
+    assert!(
+        (stderr.len() as f64) <= allowed,
+        "{} bytes logged in {elapsed:.1} s, {allowed} allowed",
+        stderr.len()
+    );
+    assert!(
+        stderr.contains("log lines"),
+        "the dropped lines are counted: {stderr}"
+    );
+}

@@ -4,7 +4,8 @@
 //! plan's scheduler time slice; a plan change
 //! reaches the running process without a restart; and a tenant that goes over its memory is
 //! killed by the kernel inside its own group and restarted by the supervisor, with an audit
-//! entry and an event its owner can read, while a neighbour keeps its process and connections.
+//! entry and an event its owner can read, while a neighbour keeps its process and connections;
+//! its log, in the directory every tenant shares, is held to a byte budget and cut when large.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -530,4 +531,58 @@ fn throttled(stat: &str) -> Option<u64> {
     stat.lines()
         .find_map(|l| l.strip_prefix("nr_throttled "))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// The attack: much of what a tenant logs is caused by its end users (a refused token, a
+/// failed proxy call), one connection can cause a thousand such lines per frame, and the log
+/// is a file in the run directory every tenant and the control plane share (usually a tmpfs).
+/// The tenant process is started with a log byte budget, and the control plane cuts a log that
+/// grew past its bound down to its newest lines anyway.
+#[tokio::test]
+async fn a_tenants_log_is_held_to_a_byte_budget_and_cut_when_it_grows() -> Result<()> {
+    // As control-plane/src/tenant_logs.rs sets them.
+    const LOG_BYTES_PER_SECOND: u64 = 32 * 1024;
+    const MAX_LOG_BYTES: u64 = 1024 * 1024;
+    const KEPT_LOG_BYTES: u64 = 128 * 1024;
+    let cp = ControlPlane::start_eager().await?;
+    let token = cp.account("tenant-logs@example.com").await?;
+    let project = cp.project(&token, "logs", &[("chat", open_chat())]).await?;
+    let pid = cp.tenant_record(&project.id)?["pid"]
+        .as_i64()
+        .context("pid")?;
+    let environ = std::fs::read(format!("/proc/{pid}/environ"))?;
+    let budget = format!("ROTOR_LOG_BYTES_PER_SECOND={LOG_BYTES_PER_SECOND}");
+    ensure!(
+        environ
+            .split(|&b| b == 0)
+            .any(|var| var == budget.as_bytes()),
+        "the tenant runs without {budget}"
+    );
+    // Two megabytes arrive between two looks (as from a process without the budget).
+    let log = cp.run_dir.join(format!("{}.log", project.id));
+    let mut file = std::fs::OpenOptions::new().append(true).open(&log)?;
+    let line = format!("{}\n", "x".repeat(99));
+    for _ in 0..(2 * 1024 * 1024 / line.len()) {
+        std::io::Write::write_all(&mut file, line.as_bytes())?;
+    }
+    ensure!(std::fs::metadata(&log)?.len() > MAX_LOG_BYTES);
+    // Cut within one look (every 10 s) and a little.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    loop {
+        let len = std::fs::metadata(&log)?.len();
+        if len <= KEPT_LOG_BYTES + 4096 {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "the log is still {len} bytes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let text = std::fs::read_to_string(&log)?;
+    ensure!(
+        text.starts_with("[rotor: ") && text.contains("older bytes of this log were dropped"),
+        "the cut is said: {}",
+        &text[..text.len().min(200)]
+    );
+    // The tenant keeps writing after the cut: its process is the same.
+    ensure!(cp.tenant_record(&project.id)?["pid"].as_i64() == Some(pid));
+    Ok(())
 }
