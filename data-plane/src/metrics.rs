@@ -57,13 +57,29 @@ impl Gauge {
     }
 }
 
-/// Counters keyed by a label value.
+/// Distinct labels one [`LabeledCounter`] keeps; later ones count under [`OTHER_LABEL`].
+pub const MAX_LABELS: usize = 64;
+/// Where counts of labels past [`MAX_LABELS`] go.
+pub const OTHER_LABEL: &str = "other";
+
+/// Counters keyed by a label value. Some labels come from outside (error codes a customer's
+/// proxy answers with, disconnect codes of the server API), so a counter keeps at most
+/// [`MAX_LABELS`] of them and counts the rest under [`OTHER_LABEL`]: neither the metrics page
+/// nor the usage report the supervisor meters can be made to grow without end.
 #[derive(Debug, Default)]
 pub struct LabeledCounter(Mutex<BTreeMap<String, u64>>);
 
 impl LabeledCounter {
     pub fn inc(&self, label: impl Into<String>) {
-        *self.0.lock().entry(label.into()).or_default() += 1;
+        let label = label.into();
+        let mut map = self.0.lock();
+        if let Some(n) = map.get_mut(&label) {
+            *n += 1;
+        } else if map.len() < MAX_LABELS {
+            map.insert(label, 1);
+        } else {
+            *map.entry(OTHER_LABEL.to_owned()).or_default() += 1;
+        }
     }
     pub fn get(&self, label: &str) -> u64 {
         self.0.lock().get(label).copied().unwrap_or(0)
@@ -458,6 +474,21 @@ fn as_i64(v: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_counter_keeps_a_bounded_number_of_labels_and_counts_the_rest_as_other() {
+        // The attack: a customer's proxy answers each call with another error code.
+        let c = LabeledCounter::default();
+        for code in 0..100_000u32 {
+            c.inc(code.to_string());
+        }
+        c.inc("5");
+        let snapshot = c.snapshot();
+        assert_eq!(snapshot.len(), MAX_LABELS + 1);
+        assert_eq!(c.get("5"), 2, "a label it keeps still counts");
+        assert_eq!(c.get(OTHER_LABEL), 100_000 - MAX_LABELS as u64);
+        assert_eq!(c.total(), 100_001, "nothing is lost from the total");
+    }
 
     #[test]
     fn namespaces_are_taken_from_channel_names() {
