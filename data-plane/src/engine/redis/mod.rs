@@ -119,25 +119,89 @@ impl RedisEngine {
         }
     }
 
-    /// Keeps the epochs of never-published streams this process's subscribers were given:
-    /// reads again every noted channel that still has local subscribers, renewing its short
-    /// TTL (see [`unpublished`]); run every [`unpublished::REFRESH_EVERY`].
+    /// A history read; a stream nobody published into keeps its epoch `empty_ttl` past it.
+    async fn read_history(
+        &self,
+        channel: &str,
+        filter: HistoryFilter,
+        empty_ttl: Duration,
+    ) -> Result<HistoryPage, EngineError> {
+        let mut conn = self.conn(channel);
+        let bound = filter
+            .since
+            .as_ref()
+            .filter(|s| s.offset > 0 || filter.reverse)
+            .map(|s| s.offset.to_string())
+            .unwrap_or_default();
+        let count = if filter.limit < 0 {
+            "-1".to_owned()
+        } else {
+            filter.limit.to_string()
+        };
+        let reply: Value = within(
+            self.history
+                .key(self.keys.stream(channel))
+                .key(self.keys.meta(channel))
+                .arg(new_epoch())
+                .arg(filter.meta_ttl.as_secs())
+                .arg(if filter.limit == 0 { "0" } else { "1" })
+                .arg(bound)
+                .arg(count)
+                .arg(if filter.reverse { "1" } else { "0" })
+                .arg(empty_ttl.as_secs())
+                .invoke_async(&mut conn),
+        )
+        .await?;
+        let Value::Array(parts) = reply else {
+            return Err(unavailable("unexpected history reply"));
+        };
+        let top: u64 = parts
+            .first()
+            .and_then(as_string)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let epoch = parts.get(1).and_then(as_string).unwrap_or_default();
+        if top == 0 && self.ledger.is_some() {
+            self.unpublished.note(channel);
+        }
+        if let Some(since) = &filter.since {
+            if !since.epoch.is_empty() && since.epoch != epoch {
+                return Err(EngineError::UnrecoverablePosition);
+            }
+        }
+        let publications = parts.get(2).map(parse_entries).unwrap_or_default();
+        Ok(HistoryPage {
+            publications,
+            top: StreamPosition { offset: top, epoch },
+        })
+    }
+
+    /// Keeps the epochs of never-published streams this process's subscribers were given
+    /// (see [`unpublished`]); run every [`unpublished::REFRESH_EVERY`].
     pub async fn refresh_unpublished(&self) {
         let Some(ledger) = &self.ledger else {
             return;
         };
-        for channel in self.unpublished.take() {
+        let now = std::time::Instant::now();
+        for channel in self.unpublished.due(now) {
             if !ledger.budgets().has_subscribers(&channel) {
                 continue;
             }
             // Meta TTL 0: a stream published into since keeps the TTL its publish gave it.
-            let filter = HistoryFilter {
+            let top = HistoryFilter {
                 limit: 0,
                 ..Default::default()
             };
-            if let Err(e) = self.history(&channel, filter).await {
-                tracing::debug!(error = ?e, "refreshing an unpublished stream failed");
-                self.unpublished.note(&channel);
+            match self
+                .read_history(&channel, top, unpublished::KEPT_TTL)
+                .await
+            {
+                Ok(page) if page.top.offset == 0 => self.unpublished.kept(&channel, now),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = ?e, "keeping an unpublished stream failed");
+                    self.unpublished.note(&channel);
+                }
             }
         }
     }
@@ -314,54 +378,8 @@ impl Broker for RedisEngine {
         channel: &str,
         filter: HistoryFilter,
     ) -> Result<HistoryPage, EngineError> {
-        let mut conn = self.conn(channel);
-        let bound = filter
-            .since
-            .as_ref()
-            .filter(|s| s.offset > 0 || filter.reverse)
-            .map(|s| s.offset.to_string())
-            .unwrap_or_default();
-        let count = if filter.limit < 0 {
-            "-1".to_owned()
-        } else {
-            filter.limit.to_string()
-        };
-        let reply: Value = within(
-            self.history
-                .key(self.keys.stream(channel))
-                .key(self.keys.meta(channel))
-                .arg(new_epoch())
-                .arg(filter.meta_ttl.as_secs())
-                .arg(if filter.limit == 0 { "0" } else { "1" })
-                .arg(bound)
-                .arg(count)
-                .arg(if filter.reverse { "1" } else { "0" })
-                .arg(unpublished::EMPTY_STREAM_TTL.as_secs())
-                .invoke_async(&mut conn),
-        )
-        .await?;
-        let Value::Array(parts) = reply else {
-            return Err(unavailable("unexpected history reply"));
-        };
-        let top: u64 = parts
-            .first()
-            .and_then(as_string)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let epoch = parts.get(1).and_then(as_string).unwrap_or_default();
-        if top == 0 && self.ledger.is_some() {
-            self.unpublished.note(channel);
-        }
-        if let Some(since) = &filter.since {
-            if !since.epoch.is_empty() && since.epoch != epoch {
-                return Err(EngineError::UnrecoverablePosition);
-            }
-        }
-        let publications = parts.get(2).map(parse_entries).unwrap_or_default();
-        Ok(HistoryPage {
-            publications,
-            top: StreamPosition { offset: top, epoch },
-        })
+        self.read_history(channel, filter, unpublished::EMPTY_STREAM_TTL)
+            .await
     }
 
     async fn remove_history(&self, channel: &str) -> Result<(), EngineError> {
