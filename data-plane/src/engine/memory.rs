@@ -31,6 +31,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+use super::sweep_clock::SweepClock;
 use super::{
     new_epoch, Broker, BrokerEvents, EngineError, HistoryFilter, HistoryPage, Presence,
     PublishOptions,
@@ -136,11 +137,10 @@ pub struct MemoryBroker {
     hasher: std::collections::hash_map::RandomState,
     events: Arc<dyn BrokerEvents>,
     budgets: Arc<Budgets>,
-    /// When the last sweep ran (milliseconds since `started`): a publish or read that a full
-    /// budget may refuse sweeps first, at most once per [`FULL_SWEEP_EVERY`], so expired
-    /// history does not hold space until the periodic sweep.
-    last_sweep: AtomicU64,
-    started: Instant,
+    /// When the last sweep ran: a publish or read that a full budget may refuse sweeps first,
+    /// at most once per [`FULL_SWEEP_EVERY`], so expired history does not hold space until
+    /// the periodic sweep.
+    swept: SweepClock,
     /// Streams without publications, which hold no channel in the budget.
     empty: AtomicU64,
 }
@@ -158,8 +158,7 @@ impl MemoryBroker {
             hasher: Default::default(),
             events,
             budgets,
-            last_sweep: AtomicU64::new(0),
-            started: Instant::now(),
+            swept: SweepClock::default(),
             empty: AtomicU64::new(0),
         }
     }
@@ -171,8 +170,7 @@ impl MemoryBroker {
     /// Drops expired streams and idempotency records; run periodically to bound memory.
     pub fn sweep(&self) {
         let now = Instant::now();
-        let ms = now.duration_since(self.started).as_millis() as u64;
-        self.last_sweep.store(ms.max(1), Ordering::Relaxed);
+        self.swept.mark();
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
             shard.streams.retain(|channel, s| {
@@ -190,15 +188,7 @@ impl MemoryBroker {
 
     /// Sweeps unless a sweep ran within [`FULL_SWEEP_EVERY`] (or one is running).
     fn sweep_if_due(&self) {
-        let now = Instant::now().duration_since(self.started).as_millis() as u64;
-        let last = self.last_sweep.load(Ordering::Relaxed);
-        let due = last == 0 || now >= last + FULL_SWEEP_EVERY.as_millis() as u64;
-        if due
-            && self
-                .last_sweep
-                .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.swept.claim(FULL_SWEEP_EVERY) {
             self.sweep();
         }
     }

@@ -7,6 +7,7 @@
 pub mod memory;
 pub(crate) mod nats;
 pub mod redis;
+pub mod sweep_clock;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -545,6 +545,12 @@ impl Binary {
         format!("ws://{}/connection/websocket", self.addr)
     }
 
+    /// Standard error so far.
+    #[allow(dead_code)]
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().clone()
+    }
+
     /// Standard error so far, once `done` holds for it (checked as it grows, at most
     /// [`WAIT`]); panics with what was written when it never does.
     #[allow(dead_code)]

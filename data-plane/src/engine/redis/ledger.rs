@@ -28,13 +28,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use crate::budgets::{BudgetError, Budgets, Holder};
+use crate::engine::sweep_clock::SweepClock;
 
 const SHARDS: usize = 16;
 /// A full sweep runs at most this often when a budget is short.
@@ -74,9 +74,8 @@ pub struct Ledger {
     budgets: Arc<Budgets>,
     shards: [Mutex<HashMap<Box<str>, Written>>; SHARDS],
     hasher: std::collections::hash_map::RandomState,
-    started: Instant,
-    /// Milliseconds after `started` of the last full sweep (0: none yet).
-    last_sweep: AtomicU64,
+    /// When the last full sweep ran.
+    swept: SweepClock,
 }
 
 impl Ledger {
@@ -85,8 +84,7 @@ impl Ledger {
             budgets,
             shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             hasher: Default::default(),
-            started: Instant::now(),
-            last_sweep: AtomicU64::new(0),
+            swept: SweepClock::default(),
         }
     }
 
@@ -200,8 +198,7 @@ impl Ledger {
     /// Gives back the bytes of every expired stream and the channel of every expired meta.
     pub fn sweep(&self) {
         let now = Instant::now();
-        let ms = now.duration_since(self.started).as_millis() as u64;
-        self.last_sweep.store(ms.max(1), Ordering::Relaxed);
+        self.swept.mark();
         for shard in &self.shards {
             let mut shard = shard.lock();
             shard.retain(|channel, w| {
@@ -217,15 +214,7 @@ impl Ledger {
 
     /// Sweeps unless a sweep ran within [`SWEEP_EVERY`] (or one is running).
     fn sweep_if_due(&self) {
-        let now = Instant::now().duration_since(self.started).as_millis() as u64;
-        let last = self.last_sweep.load(Ordering::Relaxed);
-        let due = last == 0 || now >= last + SWEEP_EVERY.as_millis() as u64;
-        if due
-            && self
-                .last_sweep
-                .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.swept.claim(SWEEP_EVERY) {
             self.sweep();
         }
     }
