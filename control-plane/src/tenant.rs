@@ -80,7 +80,8 @@ pub struct PlanLimits {
     pub max_projects: u32,
     /// Management tokens per account (read from the account's plan).
     pub max_management_tokens: u32,
-    /// History payload bytes the memory engine keeps for the whole project, and per channel.
+    /// History payload bytes the project keeps (in its memory, or what it writes into Redis),
+    /// in all and per channel.
     pub max_history_bytes: u64,
     pub max_channel_history_bytes: u64,
     /// Channels that exist at once (with a subscriber or history).

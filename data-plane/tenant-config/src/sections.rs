@@ -131,22 +131,25 @@ pub struct RotorSection {
     /// Largest publication payload in bytes accepted from clients and the API (0 = only the
     /// transport's message limit applies).
     pub max_publication_size: u32,
-    /// Bytes of history the memory engine keeps for the whole tenant, across all channels
+    /// Bytes of history the tenant keeps, across all channels
     /// (0 = unlimited). A publication's stored size is the publication record itself plus
     /// every byte it carries (data, channel, tags, client info). A publish whose history
     /// append would go past it is refused with error 106; space comes back as entries are
     /// trimmed (`history_size`, `max_channel_history_bytes`), expire (`history_ttl`) or are
-    /// removed. The Redis engine's history lives in Redis and is not counted.
+    /// removed. With the Redis engine each process counts what it writes into Redis, until
+    /// the stream key expires.
     pub max_history_bytes: u64,
-    /// Bytes of history the memory engine keeps per channel, counted as for
+    /// Bytes of history the tenant keeps per channel, counted as for
     /// `max_history_bytes` (0 = unlimited): the oldest entries of a channel's stream are
     /// trimmed to stay under it (the newest publication is always kept); a single
-    /// publication larger than it is refused with error 106. Not applied to the Redis engine.
+    /// publication larger than it is refused with error 106. With the Redis engine the stream
+    /// is trimmed to the entries this process wrote that fit.
     pub max_channel_history_bytes: u64,
     /// Channels that may exist at once (0 = unlimited): a channel exists while it has a
-    /// subscriber on this node or a memory-engine history stream that has not expired
-    /// (streams live for `history_meta_ttl`). A subscribe, publish or history read that
-    /// would create a channel past it gets error 106; existing channels keep working.
+    /// subscriber on this node or a history stream with publications whose meta has not
+    /// expired (`history_meta_ttl`; with the Redis engine, a stream this process published
+    /// into). A subscribe or publish that would create a channel past it gets error 106 (a
+    /// history read never creates one); existing channels keep working.
     pub max_channels: u32,
     /// Presence entries the tenant holds at once (0 = unlimited): one per subscription to a
     /// presence-enabled channel, counted by this process (with the Redis engine, this
