@@ -126,6 +126,32 @@ pub fn stored_size(p: &Publication) -> u64 {
     n as u64
 }
 
+/// How many of a stream's oldest entries an append of `size` bytes pushes out, and their
+/// bytes: the stream holds entries of `sizes` (oldest first, `len` of them, `bytes` in all)
+/// and keeps at most `max_len` and (with `cap` > 0) at most `cap` bytes. Both engines plan
+/// their trims with it (the memory engine's streams, the Redis engine's ledger).
+pub fn trim_plan(
+    sizes: impl IntoIterator<Item = u64>,
+    len: usize,
+    bytes: u64,
+    size: u64,
+    max_len: usize,
+    cap: u64,
+) -> (usize, u64) {
+    let (mut len, mut bytes) = (len + 1, bytes + size);
+    let (mut n, mut freed) = (0, 0);
+    for s in sizes {
+        if len <= max_len && (cap == 0 || bytes <= cap) {
+            break;
+        }
+        n += 1;
+        freed += s;
+        len -= 1;
+        bytes -= s;
+    }
+    (n, freed)
+}
+
 /// Limits in force (0 = unlimited), replaced whenever a config is applied.
 #[derive(Debug, Default)]
 struct Limits {

@@ -102,19 +102,14 @@ impl Stream {
     /// How many of the oldest publications an append of `size` bytes pushes out, to keep at
     /// most `max_len` of them and (with `cap` > 0) at most `cap` bytes, and their bytes.
     fn trim_plan(&self, size: u64, max_len: usize, cap: u64) -> (usize, u64) {
-        let (mut len, mut bytes) = (self.pubs.len() + 1, self.bytes + size);
-        let (mut n, mut freed) = (0, 0);
-        for p in &self.pubs {
-            if len <= max_len && (cap == 0 || bytes <= cap) {
-                break;
-            }
-            let s = stored_size(p);
-            n += 1;
-            freed += s;
-            len -= 1;
-            bytes -= s;
-        }
-        (n, freed)
+        crate::budgets::trim_plan(
+            self.pubs.iter().map(stored_size),
+            self.pubs.len(),
+            self.bytes,
+            size,
+            max_len,
+            cap,
+        )
     }
 
     fn position(&self) -> StreamPosition {

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::budgets::{BudgetError, Budgets, Holder};
+use crate::budgets::{trim_plan, BudgetError, Budgets, Holder};
 use crate::engine::sweep_clock::SweepClock;
 
 const SHARDS: usize = 16;
@@ -133,20 +133,18 @@ impl Ledger {
             data_expires: now,
             meta_expires: now,
         });
-        // The oldest entries that go: past the depth, then past the byte cap.
+        // The oldest entries that go: past the depth, and past the byte cap.
         let depth = history_size.max(1) as usize;
-        let (mut trim, mut freed) = (0usize, 0u64);
-        let by_depth = (w.sizes.len() + 1).saturating_sub(depth);
-        while trim < by_depth {
-            freed += u64::from(w.sizes[trim]);
-            trim += 1;
-        }
-        let mut by_bytes = false;
-        while cap > 0 && trim < w.sizes.len() && w.bytes - freed + size > cap {
-            freed += u64::from(w.sizes[trim]);
-            trim += 1;
-            by_bytes = true;
-        }
+        let (trim, freed) = trim_plan(
+            w.sizes.iter().map(|&s| u64::from(s)),
+            w.sizes.len(),
+            w.bytes,
+            size,
+            depth,
+            cap,
+        );
+        // More than the depth alone would take: the byte cap trims, and Redis must know.
+        let by_bytes = trim > (w.sizes.len() + 1).saturating_sub(depth);
         if let Err(e) = self.budgets.reserve_history(size, freed) {
             if created {
                 shard.remove(channel);
