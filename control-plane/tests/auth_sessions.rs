@@ -377,16 +377,7 @@ async fn a_password_change_revokes_the_management_tokens_and_ends_the_other_sess
     let csrf = here.session_csrf().await;
     let new_password = "a new long password";
     let page = here
-        .post(
-            "/account/password",
-            &[
-                ("csrf", &csrf),
-                ("current", PASSWORD),
-                ("new", new_password),
-                ("confirm", new_password),
-                ("revoke_tokens", "on"),
-            ],
-        )
+        .change_password(&csrf, PASSWORD, new_password, true)
         .await;
     assert_eq!(page.status, 303, "{}", page.body);
     assert_eq!(page.location.as_deref(), Some("/account"));
@@ -425,15 +416,7 @@ async fn a_password_change_revokes_the_management_tokens_and_ends_the_other_sess
     // The change renewed this browser's session, and with it the CSRF token.
     let csrf = here.session_csrf().await;
     let page = here
-        .post(
-            "/account/password",
-            &[
-                ("csrf", &csrf),
-                ("current", new_password),
-                ("new", PASSWORD),
-                ("confirm", PASSWORD),
-            ],
-        )
+        .change_password(&csrf, new_password, PASSWORD, false)
         .await;
     assert_eq!(page.status, 303, "{}", page.body);
     let (s, _, _) = app
@@ -454,15 +437,7 @@ async fn a_password_change_replaces_the_current_session_so_a_copied_cookie_is_re
     let csrf = here.session_csrf().await;
     let new_password = "a new long password";
     let page = here
-        .post(
-            "/account/password",
-            &[
-                ("csrf", &csrf),
-                ("current", PASSWORD),
-                ("new", new_password),
-                ("confirm", new_password),
-            ],
-        )
+        .change_password(&csrf, PASSWORD, new_password, false)
         .await;
     assert_eq!(page.status, 303, "{}", page.body);
     let fresh = here.cookie("__Host-rotor_session").unwrap().to_owned();
@@ -503,15 +478,7 @@ async fn guessing_the_current_password_on_the_password_form_is_limited_like_a_lo
     for n in 0..6 {
         let guess = format!("current guess {n}");
         let page = thief
-            .post(
-                "/account/password",
-                &[
-                    ("csrf", &csrf),
-                    ("current", &guess),
-                    ("new", "the thief's password"),
-                    ("confirm", "the thief's password"),
-                ],
-            )
+            .change_password(&csrf, &guess, "the thief's password", false)
             .await;
         statuses.push((page.status, page.retry_after.is_some()));
     }

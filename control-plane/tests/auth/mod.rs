@@ -255,6 +255,27 @@ impl Browser {
         .await
     }
 
+    /// Submits the account page's password form with `csrf`, ticking "log out my
+    /// management tokens" when `revoke_tokens`.
+    pub async fn change_password(
+        &mut self,
+        csrf: &str,
+        current: &str,
+        new: &str,
+        revoke_tokens: bool,
+    ) -> Page {
+        let mut form = vec![
+            ("csrf", csrf),
+            ("current", current),
+            ("new", new),
+            ("confirm", new),
+        ];
+        if revoke_tokens {
+            form.push(("revoke_tokens", "on"));
+        }
+        self.post("/account/password", &form).await
+    }
+
     /// The session's CSRF token, from a logged-in page.
     pub async fn session_csrf(&mut self) -> String {
         let page = self.get("/account").await;

@@ -50,6 +50,15 @@ async fn an_older_version_is_dropped_until_the_version_epoch_changes() {
     assert_eq!(delivered, vec![1, 2, 3, 4]);
 }
 
+/// Every publication `channel` keeps, and its top.
+async fn read_all(broker: &MemoryBroker, channel: &str) -> HistoryPage {
+    let all = HistoryFilter {
+        limit: -1,
+        ..Default::default()
+    };
+    broker.history(channel, all).await.unwrap()
+}
+
 fn publication(n: u8) -> Publication {
     Publication {
         data: Bytes::from(format!("{{\"n\":{n}}}")),
@@ -68,16 +77,7 @@ async fn offsets_are_contiguous_and_history_is_capped_by_size() {
             .unwrap();
         assert_eq!(pos.offset, n as u64);
     }
-    let page = broker
-        .history(
-            "c",
-            HistoryFilter {
-                limit: -1,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let page = read_all(&broker, "c").await;
     assert_eq!(
         page.publications
             .iter()
@@ -168,16 +168,7 @@ async fn history_expires_after_its_ttl_but_the_position_survives() {
         .await
         .unwrap();
     tokio::time::advance(Duration::from_secs(6)).await;
-    let page = broker
-        .history(
-            "c",
-            HistoryFilter {
-                limit: -1,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let page = read_all(&broker, "c").await;
     assert!(page.publications.is_empty());
     assert_eq!(page.top.offset, 1);
     let pos = broker
@@ -252,16 +243,7 @@ async fn the_channel_cap_trims_the_oldest_and_the_tenant_budget_refuses() {
             .await
             .unwrap();
     }
-    let page = broker
-        .history(
-            "a",
-            HistoryFilter {
-                limit: -1,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let page = read_all(&broker, "a").await;
     let offsets: Vec<u64> = page.publications.iter().map(|p| p.offset).collect();
     assert_eq!(offsets, vec![3, 4]);
     broker
