@@ -14,6 +14,10 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use tracing_subscriber::fmt::MakeWriter;
 
+/// Bytes kept for the note about dropped lines (it is shorter: three numbers of at most 20
+/// digits and 66 bytes of text).
+const NOTE_ROOM: usize = 128;
+
 /// The burst, in seconds of the rate.
 pub const BURST_SECONDS: u64 = 8;
 
@@ -65,19 +69,21 @@ impl<W: Write> Budgeted<W> {
         let refill = now.duration_since(s.last).as_secs_f64() * self.rate;
         s.tokens = (s.tokens + refill).min(self.burst);
         s.last = now;
+        // A line that follows dropped ones needs room for the note too (formatted only once
+        // it fits, so a flood of dropped lines costs no allocation).
+        let room = if s.dropped_lines > 0 { NOTE_ROOM } else { 0 };
+        if s.tokens < (buf.len() + room) as f64 {
+            s.dropped_lines += 1;
+            s.dropped_bytes += buf.len() as u64;
+            return;
+        }
         let note = (s.dropped_lines > 0).then(|| {
             format!(
                 "[{} log lines ({} bytes) dropped: over the log budget of {} bytes a second]\n",
                 s.dropped_lines, s.dropped_bytes, self.rate as u64
             )
         });
-        let need = buf.len() + note.as_ref().map_or(0, String::len);
-        if s.tokens < need as f64 {
-            s.dropped_lines += 1;
-            s.dropped_bytes += buf.len() as u64;
-            return;
-        }
-        s.tokens -= need as f64;
+        s.tokens -= (buf.len() + note.as_ref().map_or(0, String::len)) as f64;
         if let Some(note) = note {
             s.dropped_lines = 0;
             s.dropped_bytes = 0;
